@@ -1,0 +1,1 @@
+//! The moto_server fixture (filled in by the AWS backend work).
