@@ -66,7 +66,9 @@ fn caps(store: &dyn CredentialStore) -> credstore_core::Capabilities {
 
 fn assert_invalid_input(err: &Error, field: &str) {
     match err {
-        Error::InvalidInput { field: f, .. } => assert!(f.contains(field), "expected field {field}, got {err}"),
+        Error::InvalidInput { field: f, .. } => {
+            assert!(f.contains(field), "expected field {field}, got {err}")
+        }
         other => panic!("expected InvalidInput on {field}, got {other:?}"),
     }
 }
@@ -371,7 +373,11 @@ pub async fn key_special_names<F: StoreFactory + ?Sized>(f: &F) {
     }
     for name in names {
         let k = key(name);
-        assert_eq!(must_get(&*store, &k).await.value.expose_secret(), format!("value of {name}"), "key {name:?}");
+        assert_eq!(
+            must_get(&*store, &k).await.value.expose_secret(),
+            format!("value of {name}"),
+            "key {name:?}"
+        );
         assert!(store.has(&k).await.expect("has"), "key {name:?}");
     }
     if caps(&*store).list {
@@ -458,9 +464,13 @@ pub async fn created_at_kept_updated_at_advanced<F: StoreFactory + ?Sized>(f: &F
     assert_eq!(second.created_at, first.created_at, "created_at must be kept on overwrite");
     assert!(second.updated_at > first.updated_at, "updated_at must advance on overwrite");
     assert!(second.updated_at >= second.created_at);
-    let near = |a: SystemTime, b: SystemTime| a.duration_since(b).or_else(|e| Ok::<_, ()>(e.duration())).unwrap();
+    let near =
+        |a: SystemTime, b: SystemTime| a.duration_since(b).or_else(|e| Ok::<_, ()>(e.duration())).unwrap();
     assert!(near(first_out.created_at, first.created_at) <= Duration::from_secs(1), "set and get disagree");
-    assert!(near(second_out.created_at, first.created_at) <= Duration::from_secs(1), "overwrite reports created_at");
+    assert!(
+        near(second_out.created_at, first.created_at) <= Duration::from_secs(1),
+        "overwrite reports created_at"
+    );
     assert!(near(second_out.updated_at, second.updated_at) <= Duration::from_secs(1));
 }
 
@@ -551,7 +561,9 @@ pub async fn list_paginated_over_250_keys<F: StoreFactory + ?Sized>(f: &F) {
     // Written 16 at a time to keep remote backends quick.
     for chunk in keys.chunks(16) {
         futures::future::join_all(
-            chunk.iter().map(|k| async move { set(&**store, k, &SecretValue::from("v"), &Metadata::new()).await }),
+            chunk
+                .iter()
+                .map(|k| async move { set(&**store, k, &SecretValue::from("v"), &Metadata::new()).await }),
         )
         .await;
     }
@@ -653,7 +665,9 @@ pub async fn concurrent_writers_same_key<F: StoreFactory + ?Sized>(f: &F) {
     let tasks: Vec<_> = (0..16)
         .map(|i| {
             let (store, k, v) = (Arc::clone(&store), k.clone(), value_of(i));
-            tokio::spawn(async move { store.set(&k, &SecretValue::new(v), &meta([("writer", &*i.to_string())])).await })
+            tokio::spawn(async move {
+                store.set(&k, &SecretValue::new(v), &meta([("writer", &*i.to_string())])).await
+            })
         })
         .collect();
     for (i, t) in tasks.into_iter().enumerate() {
@@ -674,7 +688,10 @@ pub async fn concurrent_readers_and_writer<F: StoreFactory + ?Sized>(f: &F) {
         let (store, k) = (Arc::clone(&store), k.clone());
         tokio::spawn(async move {
             for i in 1..=10 {
-                store.set(&k, &SecretValue::new(value_of(i)), &meta([("n", &*i.to_string())])).await.expect("set");
+                store
+                    .set(&k, &SecretValue::new(value_of(i)), &meta([("n", &*i.to_string())]))
+                    .await
+                    .expect("set");
             }
         })
     };
@@ -699,7 +716,8 @@ pub async fn concurrent_readers_and_writer<F: StoreFactory + ?Sized>(f: &F) {
 /// A healthy store reports available with no reason.
 pub async fn availability_when_healthy<F: StoreFactory + ?Sized>(f: &F) {
     let store = f.create().await;
-    let a = tokio::time::timeout(UNREACHABLE_DEADLINE, store.check_availability()).await.expect("probe hangs");
+    let a =
+        tokio::time::timeout(UNREACHABLE_DEADLINE, store.check_availability()).await.expect("probe hangs");
     assert!(a.available, "healthy store reported unavailable: {:?}", a.reason);
     assert_eq!(a.reason, None);
 }
@@ -709,7 +727,11 @@ async fn unreachable_store<F: StoreFactory + ?Sized>(f: &F) -> Option<Arc<dyn Cr
     if !caps(&*probe).can_be_unavailable {
         return None;
     }
-    Some(f.unreachable().await.expect("the store declares can_be_unavailable, so the factory must build an unreachable one"))
+    Some(
+        f.unreachable()
+            .await
+            .expect("the store declares can_be_unavailable, so the factory must build an unreachable one"),
+    )
 }
 
 /// An unreachable store says so, with a reason, within the deadline.
@@ -737,12 +759,18 @@ pub async fn unreachable_operations_fail_fast_and_retriable<F: StoreFactory + ?S
         assert!(err.is_retriable(), "{op} on an unreachable store must be retriable, got {err:?}");
         assert_no_secret(op, &format!("{err} {err:?}"), &v);
     };
-    check("set", tokio::time::timeout(deadline, async { store.set(&k, &v, &Metadata::new()).await.map(drop) }).await);
+    check(
+        "set",
+        tokio::time::timeout(deadline, async { store.set(&k, &v, &Metadata::new()).await.map(drop) }).await,
+    );
     check("get", tokio::time::timeout(deadline, async { store.get(&k).await.map(drop) }).await);
     check("has", tokio::time::timeout(deadline, async { store.has(&k).await.map(drop) }).await);
     check("delete", tokio::time::timeout(deadline, async { store.delete(&k).await.map(drop) }).await);
     if caps(&*store).list {
-        check("list", tokio::time::timeout(deadline, async { store.list(&ListOptions::new()).await.map(drop) }).await);
+        check(
+            "list",
+            tokio::time::timeout(deadline, async { store.list(&ListOptions::new()).await.map(drop) }).await,
+        );
     }
 }
 
@@ -781,7 +809,8 @@ pub async fn persistence_across_reopen<F: StoreFactory + ?Sized>(f: &F) {
         before.push(must_get(&*store, &key(k)).await);
     }
     let id = store.id().clone();
-    let reopened = f.reopen(store).await.expect("the store declares persistent, so the factory must reopen it");
+    let reopened =
+        f.reopen(store).await.expect("the store declares persistent, so the factory must reopen it");
     assert_eq!(reopened.id(), &id);
     for ((k, v, m), old) in keep.iter().zip(before) {
         let c = must_get(&*reopened, &key(k)).await;
@@ -827,9 +856,14 @@ pub async fn capabilities_persistence_honest<F: StoreFactory + ?Sized>(f: &F) {
     let k = key("persist-honesty");
     set(&*store, &k, &SecretValue::from("v"), &Metadata::new()).await;
     match f.reopen(store).await {
-        Some(reopened) if persistent => assert!(reopened.has(&k).await.expect("has"), "persistent store lost data"),
+        Some(reopened) if persistent => {
+            assert!(reopened.has(&k).await.expect("has"), "persistent store lost data")
+        }
         Some(reopened) => {
-            assert!(!reopened.has(&k).await.expect("has"), "the store keeps data but declares persistent: false")
+            assert!(
+                !reopened.has(&k).await.expect("has"),
+                "the store keeps data but declares persistent: false"
+            )
         }
         None => assert!(!persistent, "the store declares persistent, but the factory cannot reopen it"),
     }
@@ -841,9 +875,15 @@ pub async fn capabilities_availability_honest<F: StoreFactory + ?Sized>(f: &F) {
     let store = f.create().await;
     let unreachable = f.unreachable().await;
     if caps(&*store).can_be_unavailable {
-        assert!(unreachable.is_some(), "declares can_be_unavailable but the factory builds no unreachable store");
+        assert!(
+            unreachable.is_some(),
+            "declares can_be_unavailable but the factory builds no unreachable store"
+        );
     } else {
-        assert!(unreachable.is_none(), "declares it is never unavailable, yet the factory builds an unreachable store");
+        assert!(
+            unreachable.is_none(),
+            "declares it is never unavailable, yet the factory builds an unreachable store"
+        );
         for _ in 0..3 {
             assert!(store.check_availability().await.available);
         }

@@ -34,7 +34,9 @@ pub fn require_tool(name: &str, installed_by: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH")
         .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()));
     if found.is_none() {
-        let msg = format!("`{name}` is not on PATH; {installed_by} installs it (run the tests through scripts/test)");
+        let msg = format!(
+            "`{name}` is not on PATH; {installed_by} installs it (run the tests through scripts/test)"
+        );
         if in_ci() {
             panic!("CI=true and {msg}");
         }
@@ -53,7 +55,12 @@ pub fn free_port() -> u16 {
 ///
 /// # Errors
 /// A description of what was last seen when the deadline passes.
-pub fn wait_for_http(addr: SocketAddr, path: &str, ok_statuses: &[u16], timeout: Duration) -> Result<u16, String> {
+pub fn wait_for_http(
+    addr: SocketAddr,
+    path: &str,
+    ok_statuses: &[u16],
+    timeout: Duration,
+) -> Result<u16, String> {
     let deadline = Instant::now() + timeout;
     let mut last = String::from("no attempt");
     let mut backoff = Duration::from_millis(10);

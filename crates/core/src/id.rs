@@ -83,7 +83,8 @@ pub fn validate_namespace(ns: &str) -> Result<(), crate::Error> {
         return Err(invalid(format!("is {} bytes; the limit is {MAX_NAMESPACE_LEN}", ns.len())));
     }
     for (i, segment) in ns.split('/').enumerate() {
-        validate_id(segment).map_err(|e| invalid(format!("segment {i} {}: {e}", crate::error::shown(segment))))?;
+        validate_id(segment)
+            .map_err(|e| invalid(format!("segment {i} {}: {e}", crate::error::shown(segment))))?;
     }
     Ok(())
 }

@@ -119,7 +119,10 @@ impl ListCursor {
     /// # Errors
     /// [`Error::InvalidInput`] on field `cursor` when the text is not one.
     pub fn parse(text: &str) -> Result<Self> {
-        let bad = || Error::InvalidInput { field: "cursor".into(), reason: "is not a cursor returned by list".into() };
+        let bad = || Error::InvalidInput {
+            field: "cursor".into(),
+            reason: "is not a cursor returned by list".into(),
+        };
         let hex = text.strip_prefix(CURSOR_TAG).ok_or_else(bad)?;
         if hex.len() % 2 != 0 || hex.len() > 2 * crate::MAX_ID_LEN {
             return Err(bad());

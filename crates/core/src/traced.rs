@@ -64,7 +64,9 @@ impl CredentialStore for TracedStore {
     }
 
     async fn set(&self, key: &CredentialKey, value: &SecretValue, metadata: &Metadata) -> Result<SetOutcome> {
-        async { logged(self.inner.set(key, value, metadata).await) }.instrument(self.span("set", Some(key))).await
+        async { logged(self.inner.set(key, value, metadata).await) }
+            .instrument(self.span("set", Some(key)))
+            .await
     }
 
     async fn has(&self, key: &CredentialKey) -> Result<bool> {

@@ -73,9 +73,13 @@ impl MemoryStore {
     /// id-valid segments joined by `/`.
     pub fn with_namespace(&self, ns: &str) -> Result<Self> {
         validate_namespace(ns)?;
-        let full: Arc<str> =
-            if self.namespace.is_empty() { Arc::from(ns) } else { Arc::from(format!("{}/{ns}", self.namespace)) };
-        let space = self.spaces.lock().unwrap_or_else(|e| e.into_inner()).entry(full.clone()).or_default().clone();
+        let full: Arc<str> = if self.namespace.is_empty() {
+            Arc::from(ns)
+        } else {
+            Arc::from(format!("{}/{ns}", self.namespace))
+        };
+        let space =
+            self.spaces.lock().unwrap_or_else(|e| e.into_inner()).entry(full.clone()).or_default().clone();
         Ok(Self { namespace: full, space, env_prefix: None, ..self.clone() })
     }
 
@@ -84,7 +88,7 @@ impl MemoryStore {
         &self.namespace
     }
 
-    fn from_env(&self, key: &CredentialKey) -> Option<Credential> {
+    fn env_fallback(&self, key: &CredentialKey) -> Option<Credential> {
         let prefix = self.env_prefix.as_deref()?;
         let value = std::env::var(format!("{prefix}{key}")).ok()?;
         Some(Credential {
@@ -137,7 +141,7 @@ impl CredentialStore for MemoryStore {
             created_at: e.created_at,
             updated_at: e.updated_at,
         });
-        Ok(found.or_else(|| self.from_env(key)))
+        Ok(found.or_else(|| self.env_fallback(key)))
     }
 
     async fn set(&self, key: &CredentialKey, value: &SecretValue, metadata: &Metadata) -> Result<SetOutcome> {
@@ -153,8 +157,12 @@ impl CredentialStore for MemoryStore {
                 (false, entry.created_at)
             }
             None => {
-                let entry =
-                    Entry { value: value.clone(), metadata: metadata.clone(), created_at: now, updated_at: now };
+                let entry = Entry {
+                    value: value.clone(),
+                    metadata: metadata.clone(),
+                    created_at: now,
+                    updated_at: now,
+                };
                 space.insert(key.clone(), entry);
                 (true, now)
             }
@@ -163,7 +171,7 @@ impl CredentialStore for MemoryStore {
     }
 
     async fn has(&self, key: &CredentialKey) -> Result<bool> {
-        Ok(read(&self.space).contains_key(key) || self.from_env(key).is_some())
+        Ok(read(&self.space).contains_key(key) || self.env_fallback(key).is_some())
     }
 
     async fn delete(&self, key: &CredentialKey) -> Result<bool> {
