@@ -93,7 +93,7 @@ macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(Box<str>);
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             /// Validates `s` and wraps it.
@@ -103,7 +103,7 @@ macro_rules! id_type {
             pub fn new(s: impl Into<String>) -> Result<Self, crate::Error> {
                 let s = s.into();
                 match validate_id(&s) {
-                    Ok(()) => Ok(Self(s.into_boxed_str())),
+                    Ok(()) => Ok(Self(std::sync::Arc::from(s))),
                     Err(reason) => Err(crate::Error::InvalidKey {
                         what: $what,
                         shown: crate::error::shown(&s),
@@ -165,7 +165,7 @@ macro_rules! id_type {
 
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0.into()
+                id.0.as_ref().to_owned()
             }
         }
 
@@ -198,7 +198,7 @@ macro_rules! id_type {
 
 id_type!(
     /// The name of one credential inside a store, such as `github-token` or
-    /// `db.primary.password`.
+    /// `db.primary.password`. Cloning is cheap: the text is reference-counted.
     ///
     /// ```
     /// use credstore_core::CredentialKey;

@@ -1,6 +1,6 @@
 //! [`MemoryStore`]: the `CredentialStore` implementation.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, RwLock};
@@ -21,9 +21,16 @@ struct Entry {
     updated_at: SystemTime,
 }
 
-/// One key space. Values are `SecretValue`s, so replacing or removing an
-/// entry zeroizes the old value when it drops.
-type Space = RwLock<BTreeMap<CredentialKey, Entry>>;
+/// One key space: a hash map for lookups and a sorted set of the same
+/// (reference-counted) keys for `list`. Values are `SecretValue`s, so
+/// replacing or removing an entry zeroizes the old value when it drops.
+#[derive(Default)]
+struct Entries {
+    map: HashMap<CredentialKey, Entry>,
+    order: BTreeSet<CredentialKey>,
+}
+
+type Space = RwLock<Entries>;
 
 /// A concurrent in-memory credential store. See the crate docs.
 ///
@@ -111,11 +118,11 @@ impl fmt::Debug for MemoryStore {
     }
 }
 
-fn read(space: &Space) -> std::sync::RwLockReadGuard<'_, BTreeMap<CredentialKey, Entry>> {
+fn read(space: &Space) -> std::sync::RwLockReadGuard<'_, Entries> {
     space.read().unwrap_or_else(|e| e.into_inner())
 }
 
-fn write(space: &Space) -> std::sync::RwLockWriteGuard<'_, BTreeMap<CredentialKey, Entry>> {
+fn write(space: &Space) -> std::sync::RwLockWriteGuard<'_, Entries> {
     space.write().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -134,7 +141,7 @@ impl CredentialStore for MemoryStore {
     }
 
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
-        let found = read(&self.space).get(key).map(|e| Credential {
+        let found = read(&self.space).map.get(key).map(|e| Credential {
             key: key.clone(),
             value: e.value.clone(),
             metadata: e.metadata.clone(),
@@ -148,7 +155,7 @@ impl CredentialStore for MemoryStore {
         check_value(value)?;
         let now = SystemTime::now();
         let mut space = write(&self.space);
-        let (created, created_at) = match space.get_mut(key) {
+        let (created, created_at) = match space.map.get_mut(key) {
             Some(entry) => {
                 // Assigning drops the old value, which zeroizes it.
                 entry.value = value.clone();
@@ -163,7 +170,8 @@ impl CredentialStore for MemoryStore {
                     created_at: now,
                     updated_at: now,
                 };
-                space.insert(key.clone(), entry);
+                space.map.insert(key.clone(), entry);
+                space.order.insert(key.clone());
                 (true, now)
             }
         };
@@ -171,12 +179,14 @@ impl CredentialStore for MemoryStore {
     }
 
     async fn has(&self, key: &CredentialKey) -> Result<bool> {
-        Ok(read(&self.space).contains_key(key) || self.env_fallback(key).is_some())
+        Ok(read(&self.space).map.contains_key(key) || self.env_fallback(key).is_some())
     }
 
     async fn delete(&self, key: &CredentialKey) -> Result<bool> {
+        let mut space = write(&self.space);
+        space.order.remove(key);
         // The removed entry drops here, zeroizing its value.
-        Ok(write(&self.space).remove(key).is_some())
+        Ok(space.map.remove(key).is_some())
     }
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
@@ -185,9 +195,9 @@ impl CredentialStore for MemoryStore {
             Some(cursor) => Bound::Excluded(cursor.start_after().as_str()),
             None => Bound::Included(options.prefix()),
         };
-        let mut keys = Vec::with_capacity(options.limit().min(space.len()));
+        let mut keys = Vec::with_capacity(options.limit().min(space.order.len()));
         let mut more = false;
-        for key in space.range::<str, _>((start, Bound::Unbounded)).map(|(k, _)| k) {
+        for key in space.order.range::<str, _>((start, Bound::Unbounded)) {
             if !key.as_str().starts_with(options.prefix()) {
                 if key.as_str() > options.prefix() {
                     break;

@@ -1,0 +1,153 @@
+//! The machine-readable summary: `target/bench/summary.json`.
+
+use serde::{Deserialize, Serialize};
+
+/// One line of the summary: our figure, the baseline's, and their ratio.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Row {
+    /// What was measured, e.g. `memory get, 8 tasks, 1000 keys, 32 B`.
+    pub scenario: String,
+    /// The unit of `ours` and `baseline`, e.g. `ns/op` or `MiB peak RSS`.
+    pub metric: String,
+    /// Our figure.
+    pub ours: f64,
+    /// The baseline's figure, measured in the same run.
+    pub baseline: f64,
+    /// What the baseline is.
+    pub baseline_name: String,
+    /// `ours` over `baseline`, oriented so that higher is better (for a
+    /// time or a size, `baseline / ours`).
+    pub ratio: f64,
+    /// The ratio we aim for, if there is one.
+    pub goal: Option<f64>,
+}
+
+impl Row {
+    /// A row for a figure where lower is better (time, memory): the ratio is
+    /// `baseline / ours`.
+    pub fn lower_is_better(
+        scenario: impl Into<String>,
+        metric: impl Into<String>,
+        ours: f64,
+        baseline: f64,
+        baseline_name: impl Into<String>,
+        goal: Option<f64>,
+    ) -> Self {
+        Self {
+            scenario: scenario.into(),
+            metric: metric.into(),
+            ours,
+            baseline,
+            baseline_name: baseline_name.into(),
+            ratio: if ours > 0.0 { baseline / ours } else { 0.0 },
+            goal,
+        }
+    }
+
+    /// A row for a figure where higher is better (throughput): the ratio is
+    /// `ours / baseline`.
+    pub fn higher_is_better(
+        scenario: impl Into<String>,
+        metric: impl Into<String>,
+        ours: f64,
+        baseline: f64,
+        baseline_name: impl Into<String>,
+        goal: Option<f64>,
+    ) -> Self {
+        Self {
+            scenario: scenario.into(),
+            metric: metric.into(),
+            ours,
+            baseline,
+            baseline_name: baseline_name.into(),
+            ratio: if baseline > 0.0 { ours / baseline } else { 0.0 },
+            goal,
+        }
+    }
+
+    /// Whether the ratio reaches the goal (true when there is none).
+    pub fn meets_goal(&self) -> bool {
+        self.goal.is_none_or(|g| self.ratio >= g)
+    }
+}
+
+/// Renders rows as a markdown table.
+pub fn markdown(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| scenario | metric | ours | baseline | baseline is | ratio (higher is better) | goal |\n|---|---|---:|---:|---|---:|---:|\n",
+    );
+    for r in rows {
+        let goal = match r.goal {
+            Some(g) => format!("≥ {g} {}", if r.meets_goal() { "✓" } else { "✗" }),
+            None => "-".into(),
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {:.2} | {} |\n",
+            r.scenario,
+            r.metric,
+            fmt_num(r.ours),
+            fmt_num(r.baseline),
+            r.baseline_name,
+            r.ratio,
+            goal
+        ));
+    }
+    out
+}
+
+fn fmt_num(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_are_oriented_higher_is_better() {
+        let t = Row::lower_is_better("s", "ns/op", 50.0, 100.0, "map", Some(0.8));
+        assert_eq!(t.ratio, 2.0);
+        assert!(t.meets_goal());
+        let r = Row::higher_is_better("s", "req/s", 50.0, 100.0, "bao", Some(1.0));
+        assert_eq!(r.ratio, 0.5);
+        assert!(!r.meets_goal());
+        let md = markdown(&[t, r]);
+        assert!(md.contains("≥ 0.8 ✓") && md.contains("≥ 1 ✗"), "{md}");
+    }
+}
+
+/// How a criterion group becomes a [`Row`]: written by each bench next to
+/// its results (`target/bench/scenarios/<group>.json`) and read by the
+/// `summarize` binary, which takes the `ours` and `baseline` times of the
+/// group from criterion's estimates.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Scenario {
+    /// The criterion group id.
+    pub group: String,
+    /// The human label.
+    pub scenario: String,
+    /// Operations one criterion iteration performs (to report ns per op).
+    pub ops_per_iter: u64,
+    /// What the `baseline` function is.
+    pub baseline_name: String,
+    /// The ratio aimed for.
+    pub goal: Option<f64>,
+}
+
+impl Scenario {
+    /// Writes the manifest for `summarize`.
+    ///
+    /// # Panics
+    /// When the output folder cannot be written: a bench run without its
+    /// summary is useless.
+    pub fn register(&self) {
+        let dir = crate::out_dir().join("scenarios");
+        std::fs::create_dir_all(&dir).expect("create target/bench/scenarios");
+        let json = serde_json::to_vec_pretty(self).expect("serialize scenario");
+        std::fs::write(dir.join(format!("{}.json", self.group)), json).expect("write scenario");
+    }
+}
