@@ -41,7 +41,14 @@ where
     })
 }
 
-fn bench_case(c: &mut Criterion, rt: &tokio::runtime::Runtime, op: Op, tasks: usize, keys: usize, size: usize) {
+fn bench_case(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    op: Op,
+    tasks: usize,
+    keys: usize,
+    size: usize,
+) {
     let group = format!("memory_{op:?}_t{tasks}_k{keys}_v{size}").to_lowercase();
     Scenario {
         group: group.clone(),
@@ -59,7 +66,8 @@ fn bench_case(c: &mut Criterion, rt: &tokio::runtime::Runtime, op: Op, tasks: us
     // Ours, filled then measured, then dropped before the baseline is built.
     {
         let store = Arc::new(MemoryStore::new(StoreId::new("bench").unwrap()));
-        let typed: Arc<Vec<CredentialKey>> = Arc::new(names.iter().map(|n| CredentialKey::new(n.clone()).unwrap()).collect());
+        let typed: Arc<Vec<CredentialKey>> =
+            Arc::new(names.iter().map(|n| CredentialKey::new(n.clone()).unwrap()).collect());
         let secret = SecretValue::from(value.as_str());
         rt.block_on(async {
             for k in typed.iter() {
@@ -78,7 +86,9 @@ fn bench_case(c: &mut Criterion, rt: &tokio::runtime::Runtime, op: Op, tasks: us
                             let k = &typed[walk.next()];
                             match op {
                                 Op::Get => drop(std::hint::black_box(store.get(k).await.unwrap())),
-                                Op::Set => drop(std::hint::black_box(store.set(k, &secret, &meta).await.unwrap())),
+                                Op::Set => {
+                                    drop(std::hint::black_box(store.set(k, &secret, &meta).await.unwrap()))
+                                }
                                 Op::Has => drop(std::hint::black_box(store.has(k).await.unwrap())),
                             }
                         }

@@ -23,7 +23,9 @@ pub fn quick() -> bool {
 pub fn criterion() -> criterion::Criterion {
     let c = criterion::Criterion::default().without_plots().configure_from_args();
     if quick() {
-        c.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_millis(1200))
+        c.sample_size(10)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_millis(1200))
     } else {
         c.sample_size(30).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4))
     }
@@ -54,7 +56,8 @@ impl KeyWalk {
     /// The next index.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> usize {
-        self.state = self.state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.state =
+            self.state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         ((self.state >> 33) % self.n) as usize
     }
 }

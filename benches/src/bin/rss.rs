@@ -77,5 +77,8 @@ fn main() {
     let dir = out_dir().join("extra");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("memory_rss.json"), serde_json::to_vec_pretty(&[&row]).unwrap()).unwrap();
-    println!("peak RSS for {n} credentials: ours {ours:.1} MiB, baseline {baseline:.1} MiB, ratio {:.2}", row.ratio);
+    println!(
+        "peak RSS for {n} credentials: ours {ours:.1} MiB, baseline {baseline:.1} MiB, ratio {:.2}",
+        row.ratio
+    );
 }
