@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use credstore_benches::baseline::MapStore;
 use credstore_benches::summary::Scenario;
-use credstore_benches::{key_name, quick, KeyWalk};
+use credstore_benches::{key_name, quick, test_mode, KeyWalk};
 use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
 use credstore_memory::MemoryStore;
 use criterion::Criterion;
@@ -131,7 +131,13 @@ fn bench_case(
 fn main() {
     let mut c = credstore_benches::criterion();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let key_counts: &[usize] = if quick() { &[1_000, 100_000] } else { &[1_000, 1_000_000] };
+    let key_counts: &[usize] = if test_mode() {
+        &[100]
+    } else if quick() {
+        &[1_000, 100_000]
+    } else {
+        &[1_000, 1_000_000]
+    };
     for &keys in key_counts {
         for size in [32, 4096] {
             // 1,000,000 × 4 KiB is 4 GiB per store: measured in the full run only.

@@ -18,6 +18,13 @@ pub fn quick() -> bool {
     std::env::var_os("CREDSTORE_BENCH_QUICK").is_some_and(|v| v != "0")
 }
 
+/// Whether the bench binary runs as a test (`cargo test --all-targets`
+/// runs it without `--bench`): criterion then runs each routine once, and the
+/// benches use tiny data so the test suite stays fast.
+pub fn test_mode() -> bool {
+    !std::env::args().any(|a| a == "--bench")
+}
+
 /// A `Criterion` for these benches: short in quick mode
 /// (`scripts/bench --quick`), steadier otherwise.
 pub fn criterion() -> criterion::Criterion {
