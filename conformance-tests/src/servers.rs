@@ -40,7 +40,9 @@ pub fn require_tool(name: &str, installed_by: &str) -> Option<PathBuf> {
         if in_ci() {
             panic!("CI=true and {msg}");
         }
-        eprintln!("\n!!!! SKIPPED: {msg} !!!!\n");
+        // Straight to the stderr handle: libtest captures `eprintln!` of
+        // passing tests, and this notice must be seen.
+        let _ = writeln!(std::io::stderr(), "\n!!!! SKIPPED: {msg} !!!!\n");
     }
     found
 }

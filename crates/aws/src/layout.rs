@@ -1,0 +1,297 @@
+//! How credentials are laid out in Secrets Manager: secret names, the
+//! description envelope that carries metadata and timestamps, the empty-value
+//! placeholder and the version ids this crate writes.
+//!
+//! See the crate docs ("Layout") for the user-facing description.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use credstore_core::{validate_namespace, CredentialKey, Error, Metadata, Result, StoreId};
+use serde::{Deserialize, Serialize};
+
+/// The `SecretString` stored for an empty value, which Secrets Manager
+/// refuses. The envelope's `e` flag tells it apart from a real `" "`.
+pub(crate) const EMPTY_PLACEHOLDER: &str = " ";
+
+/// Every version id (`ClientRequestToken`) this crate writes starts with this,
+/// so a version written by another tool (console, CLI, rotation) is told
+/// apart from ours.
+pub(crate) const TOKEN_PREFIX: &str = "credstore1-";
+
+/// The longest secret name Secrets Manager accepts.
+pub(crate) const MAX_NAME_LEN: usize = 512;
+
+/// The longest name prefix: a 255-byte key and its `/` separator must fit.
+pub(crate) const MAX_PREFIX_LEN: usize = MAX_NAME_LEN - 1 - credstore_core::MAX_ID_LEN;
+
+/// The longest description Secrets Manager accepts.
+#[cfg(test)]
+pub(crate) const MAX_DESCRIPTION_LEN: usize = 2048;
+
+/// A fresh version id: [`TOKEN_PREFIX`] and 32 random hex digits (43
+/// characters; the service wants 32 to 64).
+pub(crate) fn new_version_id() -> String {
+    format!("{TOKEN_PREFIX}{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Whether a version id was written by this crate.
+pub(crate) fn is_our_version(version_id: &str) -> bool {
+    version_id.starts_with(TOKEN_PREFIX)
+}
+
+/// Checks a name prefix (or the prefix a namespace makes): empty, or id-valid
+/// segments joined by `/`, at most [`MAX_PREFIX_LEN`] bytes.
+pub(crate) fn check_prefix(prefix: &str, field: &str) -> Result<()> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    validate_namespace(prefix).map_err(|e| match e {
+        Error::InvalidInput { reason, .. } => Error::InvalidInput { field: field.into(), reason },
+        other => other,
+    })?;
+    if prefix.len() > MAX_PREFIX_LEN {
+        return Err(Error::InvalidInput {
+            field: field.into(),
+            reason: format!(
+                "is {} bytes; the limit is {MAX_PREFIX_LEN} so that every key fits a secret name",
+                prefix.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Maps keys to secret names and back: `{prefix}/{key}`, or `{key}` with no
+/// prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Names {
+    /// The prefix, without a trailing `/`; empty for none.
+    prefix: String,
+}
+
+impl Names {
+    pub(crate) fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_owned() }
+    }
+
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The names of this prefix's keys start with this.
+    pub(crate) fn name_start(&self) -> String {
+        if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        }
+    }
+
+    /// The prefix of a namespace below this one.
+    pub(crate) fn child(&self, ns: &str) -> String {
+        if self.prefix.is_empty() {
+            ns.to_owned()
+        } else {
+            format!("{}/{ns}", self.prefix)
+        }
+    }
+
+    /// The secret name of `key`.
+    pub(crate) fn name(&self, key: &CredentialKey) -> String {
+        format!("{}{}", self.name_start(), key.as_str())
+    }
+
+    /// The key a secret name stands for in this prefix, or `None` when the
+    /// name is outside it (another prefix, or a deeper namespace).
+    pub(crate) fn key_of(&self, name: &str) -> Option<CredentialKey> {
+        let rest = name.strip_prefix(&self.name_start())?;
+        // Keys hold no '/', so a name in a namespace below is never a key here.
+        CredentialKey::new(rest).ok()
+    }
+}
+
+/// What the description of a secret written by this crate holds, as compact
+/// JSON: `{"cs":1,"m":{..},"c":..,"u":..,"v":"..","e":true}`.
+///
+/// The field names are one or two letters so that the largest metadata the
+/// core allows, with every character escaped, still fits the 2,048
+/// characters of a description (see `largest_envelope_fits` below).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Envelope {
+    /// The layout version: 1.
+    pub cs: u32,
+    /// The metadata; absent when empty.
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub m: Metadata,
+    /// `created_at`, nanoseconds since the Unix epoch.
+    pub c: u64,
+    /// `updated_at`, nanoseconds since the Unix epoch.
+    pub u: u64,
+    /// The version id of the value written with this description.
+    pub v: String,
+    /// True when the value is empty and the `SecretString` holds
+    /// [`EMPTY_PLACEHOLDER`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub e: bool,
+}
+
+const ENVELOPE_START: &str = "{\"cs\":";
+
+impl Envelope {
+    pub(crate) fn new(
+        metadata: &Metadata,
+        created_at: SystemTime,
+        updated_at: SystemTime,
+        version: String,
+        empty: bool,
+    ) -> Self {
+        Self {
+            cs: 1,
+            m: metadata.clone(),
+            c: to_nanos(created_at),
+            u: to_nanos(updated_at),
+            v: version,
+            e: empty,
+        }
+    }
+
+    /// The description text.
+    pub(crate) fn encode(&self) -> String {
+        // Serializing a struct of strings and integers cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads a description: `Ok(None)` for a description that is not an
+    /// envelope (a secret made by another tool).
+    ///
+    /// # Errors
+    /// [`Error::Backend`] when it starts like an envelope but does not parse.
+    pub(crate) fn decode(store: &StoreId, name: &str, description: Option<&str>) -> Result<Option<Self>> {
+        let Some(text) = description.filter(|d| d.starts_with(ENVELOPE_START)) else { return Ok(None) };
+        match serde_json::from_str::<Envelope>(text) {
+            Ok(env) if env.cs == 1 => Ok(Some(env)),
+            Ok(env) => Err(Error::backend(
+                store,
+                format!(
+                    "secret {name:?} uses credstore layout version {}, which this version cannot read",
+                    env.cs
+                ),
+            )),
+            Err(e) => Err(Error::backend(
+                store,
+                format!("the description of secret {name:?} is not a valid credstore envelope: {e}"),
+            )),
+        }
+    }
+
+    pub(crate) fn created_at(&self) -> SystemTime {
+        from_nanos(self.c)
+    }
+
+    pub(crate) fn updated_at(&self) -> SystemTime {
+        from_nanos(self.u)
+    }
+}
+
+pub(crate) fn to_nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+pub(crate) fn from_nanos(n: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use credstore_core::{MAX_METADATA_ENTRIES, MAX_METADATA_TOTAL_BYTES};
+
+    #[test]
+    fn names_round_trip_and_stay_in_their_prefix() {
+        let root = Names::new("");
+        let app = Names::new("app");
+        let tenant = Names::new(&app.child("t1"));
+        let key = CredentialKey::new("db.password").unwrap();
+        assert_eq!(root.name(&key), "db.password");
+        assert_eq!(app.name(&key), "app/db.password");
+        assert_eq!(tenant.name(&key), "app/t1/db.password");
+        assert_eq!(app.key_of("app/db.password"), Some(key.clone()));
+        assert_eq!(app.key_of("app/t1/db.password"), None, "a deeper namespace is not a key");
+        assert_eq!(app.key_of("apple/db.password"), None);
+        assert_eq!(root.key_of("app/db.password"), None);
+        assert_eq!(tenant.key_of("app/t1/db.password"), Some(key));
+    }
+
+    #[test]
+    fn prefix_rules() {
+        assert!(check_prefix("", "prefix").is_ok());
+        assert!(check_prefix("prod/credstore", "prefix").is_ok());
+        assert!(check_prefix("a//b", "prefix").is_err());
+        assert!(check_prefix("/a", "prefix").is_err());
+        assert!(check_prefix("a b", "prefix").is_err());
+        let longest = format!("{}/{}", "a".repeat(128), "b".repeat(MAX_PREFIX_LEN - 129));
+        assert_eq!(longest.len(), MAX_PREFIX_LEN);
+        assert!(check_prefix(&longest, "prefix").is_ok());
+        let err = check_prefix(&format!("{longest}c"), "prefix").unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "prefix"), "{err}");
+    }
+
+    #[test]
+    fn version_ids_fit_the_service_limits() {
+        let v = new_version_id();
+        assert!((32..=64).contains(&v.len()), "{v}");
+        assert!(is_our_version(&v));
+        assert!(!is_our_version("0c5f5b7e-5d1c-4a2b-9d4e-2f6a8b9c0d1e"));
+        assert_ne!(v, new_version_id());
+    }
+
+    #[test]
+    fn envelope_round_trips_exactly() {
+        let id = StoreId::new("s").unwrap();
+        let meta = Metadata::try_from([("owner", "pay\"ments ✓"), ("a", "\\")]).unwrap();
+        let t0 = SystemTime::now();
+        let env = Envelope::new(&meta, t0, t0 + Duration::from_nanos(1), new_version_id(), true);
+        let text = env.encode();
+        assert!(text.starts_with(ENVELOPE_START), "{text}");
+        let back = Envelope::decode(&id, "n", Some(&text)).unwrap().unwrap();
+        assert_eq!(back, env);
+        assert_eq!(back.created_at(), t0);
+        assert_eq!(back.m, meta);
+        // Empty metadata and a non-empty value leave their fields out.
+        let plain = Envelope::new(&Metadata::new(), t0, t0, "v".into(), false).encode();
+        assert!(!plain.contains("\"m\"") && !plain.contains("\"e\""), "{plain}");
+    }
+
+    #[test]
+    fn foreign_and_broken_descriptions() {
+        let id = StoreId::new("s").unwrap();
+        assert_eq!(Envelope::decode(&id, "n", None).unwrap(), None);
+        assert_eq!(Envelope::decode(&id, "n", Some("Database password")).unwrap(), None);
+        assert_eq!(Envelope::decode(&id, "n", Some("{\"other\":1}")).unwrap(), None);
+        assert!(Envelope::decode(&id, "n", Some("{\"cs\":1,\"c\":")).is_err());
+        assert!(Envelope::decode(&id, "n", Some("{\"cs\":2,\"c\":1,\"u\":1,\"v\":\"x\"}")).is_err());
+        // Metadata that breaks the core's rules is refused, not returned.
+        let bad = "{\"cs\":1,\"m\":{\"bad key\":\"v\"},\"c\":1,\"u\":1,\"v\":\"x\"}";
+        assert!(Envelope::decode(&id, "n", Some(bad)).is_err());
+    }
+
+    #[test]
+    fn largest_envelope_fits() {
+        // The worst case: 16 one-letter keys, 900 bytes in all, every value
+        // byte a '"' that JSON escapes to two characters, far-future
+        // timestamps, the empty flag.
+        let mut meta = Metadata::new();
+        let value_bytes = MAX_METADATA_TOTAL_BYTES - MAX_METADATA_ENTRIES;
+        for i in 0..MAX_METADATA_ENTRIES {
+            let len =
+                value_bytes / MAX_METADATA_ENTRIES + usize::from(i < value_bytes % MAX_METADATA_ENTRIES);
+            let key = char::from(b'a' + u8::try_from(i).unwrap()).to_string();
+            meta.insert(key, "\"".repeat(len)).unwrap();
+        }
+        assert_eq!(meta.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>(), MAX_METADATA_TOTAL_BYTES);
+        let far = from_nanos(u64::MAX);
+        let text = Envelope::new(&meta, far, far, new_version_id(), true).encode();
+        assert!(text.chars().count() <= MAX_DESCRIPTION_LEN, "{} characters", text.chars().count());
+        assert!(text.len() <= MAX_DESCRIPTION_LEN, "{} bytes", text.len());
+    }
+}
