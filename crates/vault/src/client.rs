@@ -1,0 +1,561 @@
+//! The connection to one Vault server: the HTTP client and its TLS, the
+//! token (fixed, or from an AppRole login that is renewed and replaced), the
+//! bounded retries, and the few raw requests vaultrs has no typed call for.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde_json::Value;
+use vaultrs::api::EndpointMiddleware;
+use vaultrs::client::{VaultClient, VaultClientSettings};
+use vaultrs::error::ClientError;
+use zeroize::Zeroizing;
+
+use crate::config::{Auth, VaultConfig};
+use crate::errors::{Ctx, Failure};
+
+/// Attempts of one request when it fails with a retriable error.
+const MAX_ATTEMPTS: u32 = 3;
+/// The first pause between attempts; it triples each time.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// A renewal is attempted only while the token has at least this left.
+const RENEW_MARGIN: Duration = Duration::from_millis(250);
+
+/// One token and the vaultrs client that sends it.
+pub(crate) struct Session {
+    pub client: VaultClient,
+    token: Zeroizing<String>,
+    generation: u64,
+    /// AppRole: renew (or log in again) from this point on.
+    refresh_at: Option<Instant>,
+    expires_at: Option<Instant>,
+    renewable: bool,
+    /// The lease the login gave. A renewal that yields less than half of it
+    /// means the token nears its maximum TTL: time for a new login.
+    login_lease: Duration,
+}
+
+impl Session {
+    fn needs_refresh(&self, now: Instant) -> bool {
+        self.refresh_at.is_some_and(|t| now >= t)
+    }
+}
+
+/// How often the store logged in and renewed, for monitoring and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuthStats {
+    /// Successful AppRole logins, the first one included.
+    pub logins: u64,
+    /// Successful token renewals.
+    pub renewals: u64,
+}
+
+/// Everything the handles of one store share.
+pub(crate) struct Connection {
+    http: reqwest::Client,
+    pub address: String,
+    url: url::Url,
+    pub mount: String,
+    namespace: Option<String>,
+    pub timeout: Duration,
+    skip_verify: bool,
+    auth: Auth,
+    session: RwLock<Option<Arc<Session>>>,
+    refresh: tokio::sync::Mutex<()>,
+    generation: AtomicU64,
+    mount_checked: AtomicBool,
+    logins: AtomicU64,
+    renewals: AtomicU64,
+}
+
+/// Checks the settings and builds the connection, without any I/O.
+pub(crate) fn connect(config: &VaultConfig, mount: String) -> Result<Connection, String> {
+    let address = config.address.trim().trim_end_matches('/').to_owned();
+    let url = url::Url::parse(&address).map_err(|e| format!("address {address:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!("address {address:?} must be an http:// or https:// URL with a host"));
+    }
+    if config.timeout.is_zero() {
+        return Err("timeout must be more than zero".into());
+    }
+    if let Auth::Token(t) = &config.auth {
+        check_header("token", t.expose_secret())?;
+    }
+    if let Auth::AppRole { mount, role_id, .. } = &config.auth {
+        crate::layout::encode_path(mount)
+            .ok()
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| format!("AppRole mount {mount:?} is not a valid path"))?;
+        if role_id.is_empty() {
+            return Err("AppRole role_id is empty".into());
+        }
+    }
+    if let Some(ns) = &config.namespace {
+        check_header("namespace", ns)?;
+    }
+    let http = http_client(config, url.scheme() == "https")?;
+    let conn = Connection {
+        http,
+        address,
+        url,
+        mount,
+        namespace: config.namespace.clone().filter(|n| !n.is_empty()),
+        timeout: config.timeout,
+        skip_verify: config.skip_verify,
+        auth: config.auth.clone(),
+        session: RwLock::new(None),
+        refresh: tokio::sync::Mutex::new(()),
+        generation: AtomicU64::new(0),
+        mount_checked: AtomicBool::new(false),
+        logins: AtomicU64::new(0),
+        renewals: AtomicU64::new(0),
+    };
+    let fixed = match &conn.auth {
+        Auth::Token(t) => Some(Zeroizing::new(t.expose_secret().to_owned())),
+        Auth::None => Some(Zeroizing::new(String::new())),
+        Auth::AppRole { .. } => None,
+    };
+    if let Some(token) = fixed {
+        let session = conn.session_for(token, None, false);
+        *conn.session.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(session));
+    }
+    Ok(conn)
+}
+
+/// A token or namespace goes into an HTTP header: visible ASCII only. The
+/// message names the setting, never its value.
+fn check_header(what: &str, value: &str) -> Result<(), String> {
+    if value.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(format!("the {what} holds characters an HTTP header cannot carry"))
+    }
+}
+
+/// The HTTP client: rustls on `ring`, the configured roots, one timeout.
+fn http_client(config: &VaultConfig, https: bool) -> Result<reqwest::Client, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?;
+    // A CA file is read even for plain HTTP, so a wrong path shows at once.
+    let roots = config.ca_cert.as_deref().map(load_roots).transpose()?;
+    let tls = if !https {
+        // Plain HTTP never uses TLS; reqwest still wants a configuration.
+        builder.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth()
+    } else if config.skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+            .with_no_client_auth()
+    } else if let Some(roots) = roots {
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        let verifier = rustls_platform_verifier::Verifier::new(provider)
+            .map_err(|e| format!("cannot load the system's TLS roots: {e}"))?;
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier)).with_no_client_auth()
+    };
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(config.timeout)
+        .connect_timeout(config.timeout)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// The CA certificates of a PEM file.
+fn load_roots(path: &std::path::Path) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read CA certificate {}: {e}", path.display()))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| format!("cannot read CA certificate {}: {e}", path.display()))?;
+        roots.add(cert).map_err(|e| format!("bad CA certificate in {}: {e}", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("no certificate found in CA file {}", path.display()));
+    }
+    Ok(roots)
+}
+
+/// For `skip_verify`: any certificate, signatures still checked.
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+impl Connection {
+    fn session_for(&self, token: Zeroizing<String>, lease: Option<Duration>, renewable: bool) -> Session {
+        let settings = VaultClientSettings {
+            address: self.url.clone(),
+            ca_certs: Vec::new(),
+            identity: None,
+            timeout: Some(self.timeout),
+            token: token.to_string(),
+            verify: !self.skip_verify,
+            version: 1,
+            wrapping: false,
+            namespace: self.namespace.clone(),
+            proxy: None,
+        };
+        let middle = EndpointMiddleware {
+            token: token.to_string(),
+            version: "v1".into(),
+            wrap: None,
+            namespace: self.namespace.clone(),
+        };
+        let client = VaultClient {
+            http: rustify::clients::reqwest::Client::new(&self.address, self.http.clone()),
+            middle,
+            settings,
+        };
+        let now = Instant::now();
+        let lease = lease.filter(|l| !l.is_zero());
+        Session {
+            client,
+            token,
+            generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
+            refresh_at: lease.map(|l| now + l * 2 / 3),
+            expires_at: lease.map(|l| now + l),
+            renewable,
+            login_lease: lease.unwrap_or_default(),
+        }
+    }
+
+    fn current(&self) -> Option<Arc<Session>> {
+        self.session.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn install(&self, session: Session) -> Arc<Session> {
+        let session = Arc::new(session);
+        *self.session.write().unwrap_or_else(|e| e.into_inner()) = Some(session.clone());
+        session
+    }
+
+    /// Forgets the session `generation` so that the next call logs in
+    /// again (AppRole only; a fixed token cannot be replaced).
+    fn invalidate(&self, generation: u64) {
+        if !matches!(self.auth, Auth::AppRole { .. }) {
+            return;
+        }
+        let mut slot = self.session.write().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_some_and(|s| s.generation == generation) {
+            *slot = None;
+        }
+    }
+
+    pub(crate) fn stats(&self) -> AuthStats {
+        AuthStats {
+            logins: self.logins.load(Ordering::Relaxed),
+            renewals: self.renewals.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn is_approle(&self) -> bool {
+        matches!(self.auth, Auth::AppRole { .. })
+    }
+
+    /// A session with a usable token: logs in or renews first when due.
+    pub(crate) async fn session(&self, ctx: &Ctx<'_>) -> Result<Arc<Session>, Failure> {
+        if let Some(s) = self.current() {
+            if !s.needs_refresh(Instant::now()) {
+                return Ok(s);
+            }
+        }
+        let _one_at_a_time = self.refresh.lock().await;
+        let now = Instant::now();
+        let current = self.current();
+        if let Some(s) = &current {
+            if !s.needs_refresh(now) {
+                return Ok(s.clone());
+            }
+            if s.renewable && s.expires_at.is_some_and(|e| now + RENEW_MARGIN < e) {
+                match vaultrs::token::renew_self(&s.client, None).await {
+                    Ok(auth) if Duration::from_secs(auth.lease_duration) * 2 >= s.login_lease => {
+                        self.renewals.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(store.address = %self.address, lease_secs = auth.lease_duration, "vault token renewed");
+                        let lease = Duration::from_secs(auth.lease_duration);
+                        let mut renewed = self.session_for(s.token.clone(), Some(lease), auth.renewable);
+                        renewed.login_lease = s.login_lease;
+                        return Ok(self.install(renewed));
+                    }
+                    Ok(_) => {
+                        tracing::debug!(store.address = %self.address, "vault token near its max TTL; logging in again")
+                    }
+                    Err(e) => {
+                        let failure = ctx.classify(&e);
+                        if failure.is_retriable() {
+                            return Err(failure);
+                        }
+                        tracing::info!(store.address = %self.address, ?failure, "vault token renewal failed; logging in again");
+                    }
+                }
+            }
+        }
+        self.login(ctx).await
+    }
+
+    async fn login(&self, ctx: &Ctx<'_>) -> Result<Arc<Session>, Failure> {
+        let Auth::AppRole { mount, role_id, secret_id } = &self.auth else {
+            // A fixed token is installed at construction and never removed.
+            return self.current().ok_or_else(|| Failure::Other("no token".into()));
+        };
+        let bare = self.session_for(Zeroizing::new(String::new()), None, false);
+        match vaultrs::auth::approle::login(&bare.client, mount, role_id, secret_id.expose_secret()).await {
+            Ok(auth) => {
+                self.logins.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(store.address = %self.address, approle.mount = %mount, lease_secs = auth.lease_duration, "vault AppRole login");
+                let token = Zeroizing::new(auth.client_token);
+                let lease = Some(Duration::from_secs(auth.lease_duration));
+                Ok(self.install(self.session_for(token, lease, auth.renewable)))
+            }
+            Err(e) => Err(match ctx.classify(&e) {
+                Failure::Denied(why) | Failure::Other(why)
+                    if matches!(e, ClientError::APIError { code: 400..=403, .. }) =>
+                {
+                    Failure::Denied(format!("AppRole login at auth/{mount} rejected: {why}"))
+                }
+                Failure::NotFound | Failure::MountMissing => {
+                    Failure::Config(format!("no AppRole auth method at auth/{mount} on {}", self.address))
+                }
+                other => other,
+            }),
+        }
+    }
+
+    /// Runs `call` with a valid token: retries retriable failures a bounded
+    /// number of times with backoff, and logs in again once when an AppRole
+    /// token is refused.
+    pub(crate) async fn call<T, F, Fut>(&self, ctx: &Ctx<'_>, call: F) -> Result<T, Failure>
+    where
+        F: Fn(Arc<Session>) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let mut attempt = 1;
+        let mut logged_in_again = false;
+        loop {
+            let session = match self.session(ctx).await {
+                Ok(s) => s,
+                Err(f) if f.is_retriable() && attempt < MAX_ATTEMPTS => {
+                    backoff(attempt).await;
+                    attempt += 1;
+                    continue;
+                }
+                Err(f) => return Err(f),
+            };
+            let generation = session.generation;
+            match call(session).await {
+                Ok(v) => return Ok(v),
+                Err(e) => match ctx.classify(&e) {
+                    Failure::Denied(_) if self.is_approle() && !logged_in_again => {
+                        logged_in_again = true;
+                        self.invalidate(generation);
+                    }
+                    f if f.is_retriable() && attempt < MAX_ATTEMPTS => {
+                        tracing::debug!(store.address = %self.address, attempt, failure = ?f, "retrying vault request");
+                        backoff(attempt).await;
+                        attempt += 1;
+                    }
+                    f => return Err(f),
+                },
+            }
+        }
+    }
+
+    /// One raw request: the status and the JSON body (`Null` when the body
+    /// is not JSON). Sent with the session's token when `session` is given.
+    async fn raw_get(
+        &self,
+        ctx: &Ctx<'_>,
+        path: &str,
+        session: Option<&Session>,
+    ) -> Result<(u16, Value), Failure> {
+        let mut req = self.http.get(format!("{}/v1/{path}", self.address)).header("X-Vault-Request", "true");
+        if let Some(s) = session {
+            if !s.token.is_empty() {
+                let mut token = reqwest::header::HeaderValue::from_str(&s.token).map_err(|_| {
+                    Failure::Config("the token holds characters an HTTP header cannot carry".into())
+                })?;
+                token.set_sensitive(true);
+                req = req.header("X-Vault-Token", token);
+            }
+            if let Some(ns) = &self.namespace {
+                req = req.header("X-Vault-Namespace", ns);
+            }
+        }
+        let resp = req.send().await.map_err(|e| ctx.network_failure(&e))?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| Failure::Unavailable(ctx.network(&e)))?;
+        Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    }
+
+    /// Checks once per connection that the mount is KV version 2, through
+    /// the same preflight endpoint the Vault CLI uses. Only a definite "not
+    /// KV v2" fails the operation; inconclusive answers (the token may not
+    /// read the mount table) let it go ahead and meet its own errors, and an
+    /// unreachable server leaves the check for the next operation.
+    pub(crate) async fn ensure_kv2(&self, ctx: &Ctx<'_>) -> Result<(), Failure> {
+        if self.mount_checked.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match self.mount_kind(ctx).await {
+            Ok(MountKind::KvV2) => {
+                self.mount_checked.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(MountKind::Other(what)) => Err(Failure::Config(self.not_kv2(&what))),
+            // The token may not see the mount table; asking again would not
+            // change that, and the operations meet their own errors.
+            Ok(MountKind::Missing | MountKind::Unknown(_)) => {
+                self.mount_checked.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            // A login refused stays refused; the operation would only repeat it.
+            Err(f) if !f.is_retriable() => Err(f),
+            // Unreachable: the operation's own retries decide; ask again next time.
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn not_kv2(&self, what: &str) -> String {
+        format!("mount '{}' is not a KV v2 mount (it is {what})", self.mount)
+    }
+
+    async fn mount_kind(&self, ctx: &Ctx<'_>) -> Result<MountKind, Failure> {
+        let session = self.session(ctx).await?;
+        let (status, body) =
+            self.raw_get(ctx, &format!("sys/internal/ui/mounts/{}", self.mount), Some(&session)).await?;
+        Ok(match status {
+            200 => {
+                let data = &body["data"];
+                let kind = data["type"].as_str().unwrap_or("unknown");
+                let version = data["options"]["version"].as_str().unwrap_or("1");
+                match (kind, version) {
+                    ("kv", "2") => MountKind::KvV2,
+                    ("kv", v) => MountKind::Other(format!("KV version {v}")),
+                    (t, _) => MountKind::Other(format!("a '{t}' engine")),
+                }
+            }
+            403 | 404 => MountKind::Missing,
+            other => match ctx.status(other, errors_of(&body).as_deref()) {
+                f if f.is_retriable() => return Err(f),
+                f => MountKind::Unknown(format!("{f:?}")),
+            },
+        })
+    }
+
+    /// The availability probe: reachable, initialized, unsealed, token
+    /// accepted, mount KV v2. `Err` holds the reason it is not available.
+    pub(crate) async fn probe(&self, ctx: &Ctx<'_>) -> Result<(), String> {
+        let (status, health) = self
+            .raw_get(ctx, "sys/health?standbyok=true&perfstandbyok=true", None)
+            .await
+            .map_err(|f| reason(&f))?;
+        if health["initialized"] == Value::Bool(false) {
+            return Err("vault is not initialized".into());
+        }
+        if health["sealed"] == Value::Bool(true) {
+            return Err("vault is sealed".into());
+        }
+        if status != 200 {
+            return Err(format!("vault health check at {} answered HTTP {status}", self.address));
+        }
+        let session = self.session(ctx).await.map_err(|f| reason(&f))?;
+        let (status, body) =
+            self.raw_get(ctx, "auth/token/lookup-self", Some(&session)).await.map_err(|f| reason(&f))?;
+        match status {
+            200 => {}
+            400 | 401 | 403 => {
+                self.invalidate(session.generation);
+                return Err(if session.token.is_empty() {
+                    "no token configured; token rejected"
+                } else {
+                    "token rejected"
+                }
+                .into());
+            }
+            other => return Err(reason(&ctx.status(other, errors_of(&body).as_deref()))),
+        }
+        match self.mount_kind(ctx).await.map_err(|f| reason(&f))? {
+            MountKind::KvV2 => {
+                self.mount_checked.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            MountKind::Other(what) => Err(self.not_kv2(&what)),
+            MountKind::Missing => {
+                Err(format!("mount '{}' does not exist or the token cannot use it", self.mount))
+            }
+            MountKind::Unknown(why) => Err(format!("cannot check mount '{}': {why}", self.mount)),
+        }
+    }
+}
+
+enum MountKind {
+    KvV2,
+    Other(String),
+    Missing,
+    Unknown(String),
+}
+
+fn errors_of(body: &Value) -> Option<Vec<String>> {
+    body["errors"].as_array().map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_owned)).collect())
+}
+
+/// The plain-words reason of a failure, for an availability answer.
+pub(crate) fn reason(f: &Failure) -> String {
+    match f {
+        Failure::NotFound => "vault answered 404 not found".into(),
+        Failure::MountMissing => "the mount does not exist".into(),
+        Failure::Denied(r) | Failure::Unavailable(r) | Failure::Config(r) | Failure::Other(r) => r.clone(),
+    }
+}
+
+async fn backoff(attempt: u32) {
+    // 50 ms, 150 ms, ... with up to 50% jitter so that writers part ways.
+    let base = FIRST_BACKOFF * 3u32.pow(attempt - 1);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let jitter = base.mul_f64(f64::from(nanos % 500) / 1000.0);
+    tokio::time::sleep(base + jitter).await;
+}
