@@ -87,7 +87,7 @@ fn bench_case(
                             match op {
                                 Op::Get => drop(std::hint::black_box(store.get(k).await.unwrap())),
                                 Op::Set => {
-                                    drop(std::hint::black_box(store.set(k, &secret, &meta).await.unwrap()))
+                                    _ = std::hint::black_box(store.set(k, &secret, &meta).await.unwrap())
                                 }
                                 Op::Has => drop(std::hint::black_box(store.has(k).await.unwrap())),
                             }

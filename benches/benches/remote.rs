@@ -1,0 +1,287 @@
+//! Our Vault and AWS layers against the same calls made directly with
+//! vaultrs and the AWS SDK, on the real test servers (OpenBao dev server,
+//! moto) on loopback; and 32 requests in flight against 32 in sequence.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_secretsmanager::config::{Credentials, Region};
+use credstore_aws::{AwsConfig, AwsStore};
+use credstore_benches::summary::Scenario;
+use credstore_conformance::servers::moto::{self, Moto};
+use credstore_conformance::servers::openbao::OpenBao;
+use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
+use credstore_vault::{VaultConfig, VaultStore};
+use criterion::Criterion;
+use serde_json::json;
+use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+
+/// A fresh 32-hex-digit request token, as our layer sends with each write.
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("bench{:027x}", N.fetch_add(1, Ordering::Relaxed) ^ (std::process::id() as u64) << 40)
+}
+
+const VALUE: &str = "bench-secret-value-0123456789abcdef";
+
+/// Runs `iters` rounds of `op` and returns the wall time.
+fn timed<F, Fut>(rt: &tokio::runtime::Runtime, iters: u64, op: F) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    rt.block_on(async {
+        let start = Instant::now();
+        for _ in 0..iters {
+            op().await;
+        }
+        start.elapsed()
+    })
+}
+
+/// One scenario: `ours` and `baseline`, each a future factory.
+fn pair<O, OF, B, BF>(c: &mut Criterion, rt: &tokio::runtime::Runtime, s: Scenario, ours: O, baseline: B)
+where
+    O: Fn() -> OF,
+    OF: Future<Output = ()>,
+    B: Fn() -> BF,
+    BF: Future<Output = ()>,
+{
+    let mut g = c.benchmark_group(&s.group);
+    g.bench_function("ours", |b| b.iter_custom(|iters| timed(rt, iters, &ours)));
+    g.bench_function("baseline", |b| b.iter_custom(|iters| timed(rt, iters, &baseline)));
+    g.finish();
+    s.register();
+}
+
+fn scenario(group: &str, label: &str, ops: u64, baseline: &str, goal: Option<f64>) -> Scenario {
+    Scenario {
+        group: group.into(),
+        scenario: label.into(),
+        ops_per_iter: ops,
+        baseline_name: baseline.into(),
+        goal,
+    }
+}
+
+/// The direct-client baselines of one backend.
+struct Direct<G1, S1, G2, S2> {
+    /// What the "same calls" baselines are.
+    same_name: &'static str,
+    /// The calls our `get` makes, made directly.
+    same_get: G1,
+    /// The calls our `set` makes, made directly.
+    same_set: S1,
+    /// What the single-call baselines are.
+    min_name: &'static str,
+    /// The one call a bare client needs to read a value.
+    min_get: G2,
+    /// The one call a bare client needs to write a value.
+    min_set: S2,
+}
+
+/// Layer overhead (ours against the same calls made directly, the goal),
+/// protocol cost (ours against a single bare call, for information), and
+/// 32 requests in flight against sequential, for one store.
+fn bench_store<G1, G1F, S1, S1F, G2, G2F, S2, S2F>(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    store: Arc<dyn CredentialStore>,
+    d: Direct<G1, S1, G2, S2>,
+) where
+    G1: Fn() -> G1F,
+    G1F: Future<Output = ()>,
+    S1: Fn() -> S1F,
+    S1F: Future<Output = ()>,
+    G2: Fn() -> G2F,
+    G2F: Future<Output = ()>,
+    S2: Fn() -> S2F,
+    S2F: Future<Output = ()>,
+{
+    let key = CredentialKey::new("bench-key").unwrap();
+    let value = SecretValue::from(VALUE);
+    rt.block_on(store.set(&key, &value, &Metadata::new())).expect("seed the key");
+    let get = || async {
+        std::hint::black_box(store.get(&key).await.expect("get"));
+    };
+    let set = || async {
+        std::hint::black_box(store.set(&key, &value, &Metadata::new()).await.expect("set"));
+    };
+    let s = |suffix: &str, label: &str, base: &str, goal| {
+        scenario(&format!("{name}_{suffix}"), &format!("{name} {label}"), 1, base, goal)
+    };
+    pair(c, rt, s("get", "get", d.same_name, Some(0.9)), get, d.same_get);
+    pair(c, rt, s("set", "set", d.same_name, Some(0.9)), set, d.same_set);
+    pair(c, rt, s("get_vs_one_call", "get against one bare read", d.min_name, None), get, d.min_get);
+    pair(c, rt, s("set_vs_one_call", "set against one bare write", d.min_name, None), set, d.min_set);
+    let in_flight = || async {
+        futures::future::join_all((0..32).map(|_| get())).await;
+    };
+    let sequential = || async {
+        for _ in 0..32 {
+            get().await;
+        }
+    };
+    pair(
+        c,
+        rt,
+        scenario(
+            &format!("{name}_get_32_in_flight"),
+            &format!("{name} get, 32 in flight (per request)"),
+            32,
+            "the same 32 gets one after another",
+            None,
+        ),
+        in_flight,
+        sequential,
+    );
+}
+
+fn main() {
+    let mut c = credstore_benches::criterion();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    // vaultrs is built without a crypto provider (like credstore-vault);
+    // the direct client needs one process-wide.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let (Some(bao), Some(moto)) = (OpenBao::start(), Moto::start()) else {
+        eprintln!("!!!! remote benches skipped: bao or moto_server missing (run through scripts/bench) !!!!");
+        return;
+    };
+
+    // Vault / OpenBao KV v2.
+    let _enter = rt.enter();
+    let vault: Arc<dyn CredentialStore> = Arc::new(
+        VaultStore::new(
+            StoreId::new("bench-vault").unwrap(),
+            VaultConfig::new(bao.address()).token(SecretValue::from(bao.root_token())).prefix("bench-ours"),
+        )
+        .expect("vault store"),
+    );
+    let direct = VaultClient::new(
+        VaultClientSettingsBuilder::default().address(bao.address()).token(bao.root_token()).build().unwrap(),
+    )
+    .expect("vaultrs client");
+    let payload = json!({ "value": VALUE });
+    let path = "bench-direct/bench-key";
+    rt.block_on(vaultrs::kv2::set(&direct, "secret", path, &payload)).expect("seed direct");
+    let (direct, payload) = (&direct, &payload);
+    let read_meta = || async move {
+        std::hint::black_box(
+            vaultrs::kv2::read_metadata(direct, "secret", path).await.expect("read metadata"),
+        )
+    };
+    bench_store(
+        &mut c,
+        &rt,
+        "vault",
+        vault,
+        Direct {
+            same_name: "vaultrs: read_metadata + read_version / read_metadata + set",
+            same_get: || async move {
+                let meta = read_meta().await;
+                let v: serde_json::Value =
+                    vaultrs::kv2::read_version(direct, "secret", path, meta.current_version)
+                        .await
+                        .expect("read");
+                std::hint::black_box(v);
+            },
+            same_set: || async move {
+                read_meta().await;
+                std::hint::black_box(vaultrs::kv2::set(direct, "secret", path, payload).await.expect("set"));
+            },
+            min_name: "vaultrs: kv2::read / kv2::set alone",
+            min_get: || async move {
+                let v: serde_json::Value = vaultrs::kv2::read(direct, "secret", path).await.expect("read");
+                std::hint::black_box(v);
+            },
+            min_set: || async move {
+                std::hint::black_box(vaultrs::kv2::set(direct, "secret", path, payload).await.expect("set"));
+            },
+        },
+    );
+
+    // AWS Secrets Manager (moto).
+    let aws: Arc<dyn CredentialStore> = Arc::new(
+        AwsStore::new(
+            StoreId::new("bench-aws").unwrap(),
+            AwsConfig::new()
+                .region(moto::REGION)
+                .endpoint_url(&moto.endpoint())
+                .prefix("bench-ours")
+                .static_credentials(moto::ACCESS_KEY_ID, SecretValue::from(moto::SECRET_ACCESS_KEY)),
+        )
+        .expect("aws store"),
+    );
+    let sdk = aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::Config::builder()
+            .behavior_version_latest()
+            .region(Region::new(moto::REGION))
+            .endpoint_url(moto.endpoint())
+            .credentials_provider(Credentials::new(
+                moto::ACCESS_KEY_ID,
+                moto::SECRET_ACCESS_KEY,
+                None,
+                None,
+                "bench",
+            ))
+            .http_client(
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                    ))
+                    .build_https(),
+            )
+            .build(),
+    );
+    let name = "bench-direct/bench-key";
+    rt.block_on(sdk.create_secret().name(name).secret_string(VALUE).description("{}").send()).expect("seed");
+    let sdk = &sdk;
+    let describe = || async move { sdk.describe_secret().secret_id(name).send().await.expect("describe") };
+    bench_store(
+        &mut c,
+        &rt,
+        "aws",
+        aws,
+        Direct {
+            same_name: "aws-sdk: DescribeSecret + GetSecretValue / DescribeSecret + UpdateSecret",
+            same_get: || async move {
+                let d = describe().await;
+                let version = d
+                    .version_ids_to_stages()
+                    .and_then(|m| m.iter().find(|(_, st)| st.iter().any(|s| s == "AWSCURRENT")))
+                    .map(|(v, _)| v.clone())
+                    .expect("current version");
+                std::hint::black_box(
+                    sdk.get_secret_value().secret_id(name).version_id(version).send().await.expect("get"),
+                );
+            },
+            same_set: || async move {
+                std::hint::black_box(describe().await);
+                std::hint::black_box(
+                    sdk.update_secret()
+                        .secret_id(name)
+                        .secret_string(VALUE)
+                        .description("{}")
+                        .client_request_token(uuid_like())
+                        .send()
+                        .await
+                        .expect("update"),
+                );
+            },
+            min_name: "aws-sdk: GetSecretValue / PutSecretValue alone",
+            min_get: || async move {
+                std::hint::black_box(sdk.get_secret_value().secret_id(name).send().await.expect("get"));
+            },
+            min_set: || async move {
+                std::hint::black_box(
+                    sdk.put_secret_value().secret_id(name).secret_string(VALUE).send().await.expect("put"),
+                );
+            },
+        },
+    );
+    c.final_summary();
+}
