@@ -1,0 +1,264 @@
+//! Sealing rows with AES-256-GCM.
+//!
+//! A row's value and metadata are encoded into one plaintext (see
+//! [`encode_payload`]) and sealed with a fresh random 96-bit nonce. The
+//! associated data binds the namespace, the credential key, the key version,
+//! the format version and both timestamps, so a ciphertext moved to another
+//! row, another namespace or another key version fails to open, and so does a
+//! row whose timestamps were edited.
+
+use std::collections::BTreeMap;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use credstore_core::{Metadata, SecretValue};
+use zeroize::Zeroizing;
+
+use crate::key::KEY_LEN;
+
+/// The version of the row format: the payload encoding and the associated data.
+pub(crate) const FORMAT_VERSION: u8 = 1;
+/// Nonce length in bytes.
+pub(crate) const NONCE_LEN: usize = 12;
+
+const ROW_DOMAIN: &[u8] = b"credstore-sqlite/row\0";
+const CHECK_DOMAIN: &[u8] = b"credstore-sqlite/check\0";
+const CHECK_PLAINTEXT: &[u8] = b"credstore-sqlite master key check";
+
+/// One version of the master key, ready to seal and open rows.
+pub(crate) struct RowCipher {
+    version: u32,
+    aead: Aes256Gcm,
+}
+
+/// Where a row is and when it was written: everything its seal binds besides
+/// the key version.
+pub(crate) struct RowPlace<'a> {
+    pub ns: &'a str,
+    pub key: &'a str,
+    pub created_ns: i64,
+    pub updated_ns: i64,
+}
+
+impl RowCipher {
+    pub(crate) fn new(key: &Zeroizing<[u8; KEY_LEN]>, version: u32) -> Self {
+        let aead = Aes256Gcm::new_from_slice(&key[..]).expect("a 32-byte key fits AES-256");
+        Self { version, aead }
+    }
+
+    /// The key version this cipher seals under.
+    pub(crate) fn version(&self) -> u32 {
+        self.version
+    }
+
+    fn row_aad(&self, place: &RowPlace<'_>) -> Vec<u8> {
+        let mut aad =
+            Vec::with_capacity(ROW_DOMAIN.len() + 1 + 4 + 4 + place.ns.len() + place.key.len() + 16);
+        aad.extend_from_slice(ROW_DOMAIN);
+        aad.push(FORMAT_VERSION);
+        aad.extend_from_slice(&self.version.to_be_bytes());
+        for part in [place.ns, place.key] {
+            aad.extend_from_slice(&(part.len() as u16).to_be_bytes());
+            aad.extend_from_slice(part.as_bytes());
+        }
+        aad.extend_from_slice(&place.created_ns.to_be_bytes());
+        aad.extend_from_slice(&place.updated_ns.to_be_bytes());
+        aad
+    }
+
+    /// Seals `plaintext` for the row at `place`: a fresh nonce and the
+    /// ciphertext with its tag.
+    pub(crate) fn seal_row(
+        &self,
+        place: &RowPlace<'_>,
+        plaintext: &[u8],
+    ) -> Result<([u8; NONCE_LEN], Vec<u8>), String> {
+        let nonce = fresh_nonce()?;
+        let aad = self.row_aad(place);
+        let sealed = self
+            .aead
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
+            .map_err(|_| "AES-GCM refused to seal the row".to_owned())?;
+        Ok((nonce, sealed))
+    }
+
+    /// Opens a row sealed by [`RowCipher::seal_row`] with this key version.
+    /// `None` when it fails authentication.
+    pub(crate) fn open_row(
+        &self,
+        place: &RowPlace<'_>,
+        nonce: &[u8],
+        sealed: &[u8],
+    ) -> Option<Zeroizing<Vec<u8>>> {
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
+        let aad = self.row_aad(place);
+        self.aead
+            .decrypt(Nonce::from_slice(&nonce), Payload { msg: sealed, aad: &aad })
+            .ok()
+            .map(Zeroizing::new)
+    }
+
+    fn check_aad(&self) -> Vec<u8> {
+        let mut aad = CHECK_DOMAIN.to_vec();
+        aad.push(FORMAT_VERSION);
+        aad.extend_from_slice(&self.version.to_be_bytes());
+        aad
+    }
+
+    /// The sealed check value: nonce followed by ciphertext and tag.
+    pub(crate) fn seal_check(&self) -> Result<Vec<u8>, String> {
+        let nonce = fresh_nonce()?;
+        let aad = self.check_aad();
+        let sealed = self
+            .aead
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: CHECK_PLAINTEXT, aad: &aad })
+            .map_err(|_| "AES-GCM refused to seal the check value".to_owned())?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// Whether `blob` is a check value sealed by this key and version.
+    pub(crate) fn verify_check(&self, blob: &[u8]) -> bool {
+        if blob.len() < NONCE_LEN {
+            return false;
+        }
+        let (nonce, sealed) = blob.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
+        let aad = self.check_aad();
+        match self.aead.decrypt(Nonce::from_slice(&nonce), Payload { msg: sealed, aad: &aad }) {
+            Ok(plain) => plain == CHECK_PLAINTEXT,
+            Err(_) => false,
+        }
+    }
+}
+
+fn fresh_nonce() -> Result<[u8; NONCE_LEN], String> {
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|e| format!("the random generator failed: {e}"))?;
+    Ok(nonce)
+}
+
+/// Encodes a value and its metadata as one plaintext:
+/// `[format u8][value len u32 LE][value]([entries u16 LE]([len u16 LE][bytes]){2 per entry})`.
+/// The buffer is allocated once at its final size and zeroized on drop.
+pub(crate) fn encode_payload(value: &SecretValue, metadata: &Metadata) -> Zeroizing<Vec<u8>> {
+    let v = value.expose_secret().as_bytes();
+    let meta_len: usize = metadata.iter().map(|(k, v)| 4 + k.len() + v.len()).sum();
+    let mut out = Zeroizing::new(Vec::with_capacity(1 + 4 + v.len() + 2 + meta_len));
+    out.push(FORMAT_VERSION);
+    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    out.extend_from_slice(v);
+    out.extend_from_slice(&(metadata.len() as u16).to_le_bytes());
+    for (k, val) in metadata.iter() {
+        for part in [k, val] {
+            out.extend_from_slice(&(part.len() as u16).to_le_bytes());
+            out.extend_from_slice(part.as_bytes());
+        }
+    }
+    out
+}
+
+/// Decodes what [`encode_payload`] produced. `None` when the bytes are not
+/// such a payload or the metadata breaks the limits.
+pub(crate) fn decode_payload(bytes: &[u8]) -> Option<(SecretValue, Metadata)> {
+    let mut r = Reader(bytes);
+    if r.take(1)? != [FORMAT_VERSION] {
+        return None;
+    }
+    let len = u32::from_le_bytes(r.take(4)?.try_into().ok()?) as usize;
+    let value = SecretValue::new(std::str::from_utf8(r.take(len)?).ok()?.to_owned());
+    let entries = u16::from_le_bytes(r.take(2)?.try_into().ok()?);
+    let mut map = BTreeMap::new();
+    for _ in 0..entries {
+        let k = r.string()?;
+        let v = r.string()?;
+        map.insert(k, v);
+    }
+    if !r.0.is_empty() {
+        return None;
+    }
+    Some((value, Metadata::try_from(map).ok()?))
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+
+    fn string(&mut self) -> Option<String> {
+        let len = u16::from_le_bytes(self.take(2)?.try_into().ok()?) as usize;
+        std::str::from_utf8(self.take(len)?).ok().map(str::to_owned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cipher(byte: u8, version: u32) -> RowCipher {
+        RowCipher::new(&Zeroizing::new([byte; KEY_LEN]), version)
+    }
+
+    fn place<'a>(ns: &'a str, key: &'a str) -> RowPlace<'a> {
+        RowPlace { ns, key, created_ns: 1, updated_ns: 2 }
+    }
+
+    #[test]
+    fn payload_round_trip() {
+        let meta = Metadata::try_from([("owner", "payments ✓"), ("empty", "")]).unwrap();
+        let value = SecretValue::from("s3cr3t \u{0}\n✓");
+        let bytes = encode_payload(&value, &meta);
+        assert_eq!(bytes.len(), bytes.capacity(), "allocated once at its final size");
+        let (v, m) = decode_payload(&bytes).unwrap();
+        assert_eq!(v, value);
+        assert_eq!(m, meta);
+        assert!(decode_payload(&bytes[..bytes.len() - 1]).is_none());
+        let mut longer = bytes.to_vec();
+        longer.push(0);
+        assert!(decode_payload(&longer).is_none());
+    }
+
+    #[test]
+    fn seal_binds_place_version_and_key() {
+        let c = cipher(1, 1);
+        let p = place("ns", "k");
+        let (nonce, sealed) = c.seal_row(&p, b"plain").unwrap();
+        assert_eq!(&*c.open_row(&p, &nonce, &sealed).unwrap(), b"plain");
+        assert!(c.open_row(&place("ns", "k2"), &nonce, &sealed).is_none(), "other key");
+        assert!(c.open_row(&place("ns2", "k"), &nonce, &sealed).is_none(), "other namespace");
+        assert!(c.open_row(&place("", "nsk"), &nonce, &sealed).is_none(), "ambiguous split");
+        let moved = RowPlace { updated_ns: 3, ..place("ns", "k") };
+        assert!(c.open_row(&moved, &nonce, &sealed).is_none(), "edited timestamp");
+        assert!(cipher(1, 2).open_row(&p, &nonce, &sealed).is_none(), "other version");
+        assert!(cipher(2, 1).open_row(&p, &nonce, &sealed).is_none(), "other key material");
+        let (nonce2, _) = c.seal_row(&p, b"plain").unwrap();
+        assert_ne!(nonce, nonce2, "fresh nonce per seal");
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 0x01;
+            assert!(c.open_row(&p, &nonce, &bad).is_none(), "flipped byte {i}");
+        }
+        let mut bad_nonce = nonce;
+        bad_nonce[5] ^= 0x80;
+        assert!(c.open_row(&p, &bad_nonce, &sealed).is_none());
+        assert!(c.open_row(&p, &nonce[..11], &sealed).is_none());
+    }
+
+    #[test]
+    fn check_value() {
+        let c = cipher(1, 4);
+        let blob = c.seal_check().unwrap();
+        assert!(c.verify_check(&blob));
+        assert!(!cipher(2, 4).verify_check(&blob));
+        assert!(!cipher(1, 5).verify_check(&blob));
+        assert!(!c.verify_check(&blob[..10]));
+    }
+}

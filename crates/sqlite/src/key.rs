@@ -1,0 +1,514 @@
+//! [`MasterKey`]: where the 256-bit key that seals every row comes from, and
+//! [`KdfParams`]: how a passphrase is stretched into one.
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use credstore_core::{Error, Result, SecretValue};
+use zeroize::Zeroizing;
+
+/// The length of a master key, in bytes.
+pub const KEY_LEN: usize = 32;
+
+/// Key material in a buffer that is wiped when dropped.
+pub(crate) type KeyBytes = Zeroizing<[u8; KEY_LEN]>;
+
+/// The length of the salt generated for a passphrase, in bytes.
+pub(crate) const SALT_LEN: usize = 16;
+
+/// Argon2id parameters for [`MasterKey::from_passphrase_with_params`].
+///
+/// The parameters and a random salt are stored in the database when it is
+/// created (and again at each rotation to a passphrase), so later openings
+/// derive the same key. Parameters read back from a file are checked against
+/// the same limits as here, so a crafted database cannot make opening run for
+/// minutes or exhaust memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfParams {
+    memory_kib: u32,
+    iterations: u32,
+    parallelism: u32,
+}
+
+impl KdfParams {
+    /// The defaults: 64 MiB of memory, 3 iterations, 1 lane (about a quarter
+    /// of a second on a current CPU, in a release build).
+    pub const DEFAULT: KdfParams = KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 };
+    /// The most memory accepted, in KiB: 1 GiB.
+    pub const MAX_MEMORY_KIB: u32 = 1024 * 1024;
+    /// The most iterations accepted.
+    pub const MAX_ITERATIONS: u32 = 16;
+    /// The most lanes accepted.
+    pub const MAX_PARALLELISM: u32 = 16;
+    /// The most work accepted: memory (KiB) times iterations, 2 GiB-passes,
+    /// which bounds a derivation to a few seconds.
+    pub const MAX_WORK_KIB: u64 = 2 * 1024 * 1024;
+
+    /// Parameters with `memory_kib` KiB of memory, `iterations` passes and
+    /// `parallelism` lanes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] on field `kdf` when a parameter is zero, the
+    /// memory is under 8 KiB per lane, or a limit (`MAX_*`) is exceeded.
+    pub fn new(memory_kib: u32, iterations: u32, parallelism: u32) -> Result<Self> {
+        let params = Self { memory_kib, iterations, parallelism };
+        params.check().map_err(|reason| Error::InvalidInput { field: "kdf".into(), reason })?;
+        Ok(params)
+    }
+
+    /// Memory in KiB.
+    pub fn memory_kib(&self) -> u32 {
+        self.memory_kib
+    }
+
+    /// Number of passes.
+    pub fn iterations(&self) -> u32 {
+        self.iterations
+    }
+
+    /// Number of lanes.
+    pub fn parallelism(&self) -> u32 {
+        self.parallelism
+    }
+
+    pub(crate) fn check(&self) -> std::result::Result<(), String> {
+        let Self { memory_kib: m, iterations: t, parallelism: p } = *self;
+        if !(1..=Self::MAX_PARALLELISM).contains(&p) {
+            return Err(format!("parallelism {p} is outside 1..={}", Self::MAX_PARALLELISM));
+        }
+        if !(1..=Self::MAX_ITERATIONS).contains(&t) {
+            return Err(format!("iterations {t} is outside 1..={}", Self::MAX_ITERATIONS));
+        }
+        if m < 8 * p || m > Self::MAX_MEMORY_KIB {
+            return Err(format!("memory {m} KiB is outside {}..={} KiB", 8 * p, Self::MAX_MEMORY_KIB));
+        }
+        if u64::from(m) * u64::from(t) > Self::MAX_WORK_KIB {
+            return Err(format!(
+                "memory {m} KiB times {t} iterations exceeds the limit of {} KiB",
+                Self::MAX_WORK_KIB
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for KdfParams {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// The key that seals every credential of a database: 32 bytes for
+/// AES-256-GCM, given directly or derived from a passphrase.
+///
+/// Key material lives in zeroizing buffers, and `Debug` shows only which kind
+/// of key this is.
+///
+/// ```
+/// use credstore_sqlite::MasterKey;
+/// let key = MasterKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")?;
+/// assert_eq!(format!("{key:?}"), "MasterKey(raw, [REDACTED])");
+/// assert!(MasterKey::from_base64("dG9vIHNob3J0").is_err());
+/// # Ok::<(), credstore_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct MasterKey(Source);
+
+#[derive(Clone)]
+enum Source {
+    Raw(Zeroizing<[u8; KEY_LEN]>),
+    Passphrase { passphrase: SecretValue, params: KdfParams },
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
+    Error::InvalidInput { field: field.into(), reason: reason.into() }
+}
+
+impl MasterKey {
+    /// A key from 32 raw bytes.
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        MasterKey(Source::Raw(Zeroizing::new(bytes)))
+    }
+
+    /// A key from its standard base64 text (44 characters with padding;
+    /// surrounding whitespace is ignored).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] on field `master_key` when the text is not
+    /// base64 or does not decode to exactly 32 bytes. The message never
+    /// contains the text.
+    pub fn from_base64(text: &str) -> Result<Self> {
+        Self::decode_base64(text, "master_key")
+    }
+
+    fn decode_base64(text: &str, field: &str) -> Result<Self> {
+        let decoded = Zeroizing::new(
+            STANDARD
+                .decode(text.trim())
+                .map_err(|_| invalid(field, "is not standard base64 of a 32-byte key"))?,
+        );
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        if decoded.len() != KEY_LEN {
+            return Err(invalid(
+                field,
+                format!("decodes to {} bytes; a master key is {KEY_LEN}", decoded.len()),
+            ));
+        }
+        key.copy_from_slice(&decoded);
+        Ok(MasterKey(Source::Raw(key)))
+    }
+
+    /// A key from the environment variable `var`, holding its base64 text.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the variable when it is unset, not
+    /// Unicode, or not the base64 of 32 bytes.
+    pub fn from_env(var: &str) -> Result<Self> {
+        let field = format!("environment variable {var}");
+        let text = Zeroizing::new(std::env::var(var).map_err(|e| match e {
+            std::env::VarError::NotPresent => invalid(&field, "is not set"),
+            std::env::VarError::NotUnicode(_) => invalid(&field, "is not valid Unicode"),
+        })?);
+        Self::decode_base64(&text, &field)
+    }
+
+    /// A key from the file at `path`: either exactly 32 raw bytes, or the
+    /// key's base64 text (whitespace around it ignored).
+    ///
+    /// # Behavior
+    /// A file readable by its group or by others is accepted, with a
+    /// warning logged.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the file when it cannot be read or holds
+    /// neither form.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let field = format!("master key file {}", path.display());
+        let bytes =
+            Zeroizing::new(fs::read(path).map_err(|e| invalid(&field, format!("cannot be read: {e}")))?);
+        warn_if_loose(path);
+        if bytes.len() == KEY_LEN {
+            let mut key = Zeroizing::new([0u8; KEY_LEN]);
+            key.copy_from_slice(&bytes);
+            return Ok(MasterKey(Source::Raw(key)));
+        }
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| invalid(&field, "holds neither 32 raw bytes nor base64 text"))?;
+        Self::decode_base64(text, &field)
+    }
+
+    /// A key derived from `passphrase` with Argon2id and the default
+    /// [`KdfParams`] (64 MiB, 3 iterations, 1 lane).
+    ///
+    /// # Behavior
+    /// The derivation runs when the store opens, off the async runtime's
+    /// worker threads, with the salt and parameters stored in the database
+    /// (a new database gets a fresh random salt and these parameters).
+    pub fn from_passphrase(passphrase: &SecretValue) -> Self {
+        MasterKey(Source::Passphrase { passphrase: passphrase.clone(), params: KdfParams::DEFAULT })
+    }
+
+    /// Like [`MasterKey::from_passphrase`], with explicit Argon2id parameters
+    /// for a new database or a rotation. An existing database keeps the
+    /// parameters it was created with.
+    pub fn from_passphrase_with_params(passphrase: &SecretValue, params: KdfParams) -> Self {
+        MasterKey(Source::Passphrase { passphrase: passphrase.clone(), params })
+    }
+
+    /// A fresh random key from the operating system's generator.
+    ///
+    /// # Panics
+    /// When the operating system has no random generator to offer, which no
+    /// supported platform lacks.
+    pub fn generate() -> Self {
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        getrandom::fill(&mut key[..]).expect("the operating system's random generator failed");
+        MasterKey(Source::Raw(key))
+    }
+
+    /// Reads the key file at `path`, or, when there is none, creates it with a
+    /// fresh random key: the zero-setup default of a local installation.
+    ///
+    /// # Behavior
+    /// - A new file is written as base64 text with mode `0600` (owner only),
+    ///   complete or not at all: it is written under a temporary name, synced
+    ///   and then linked into place, so a crash never leaves a truncated key.
+    ///   Missing parent directories are created with mode `0700`.
+    /// - When two processes race to create it, both end up with the key of
+    ///   the one that linked it first.
+    /// - An existing file is read as [`MasterKey::from_file`] does.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the file when it cannot be read,
+    /// created or written, or holds no valid key.
+    pub fn load_or_create_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        if path.exists() {
+            return Self::from_file(path);
+        }
+        let field = format!("master key file {}", path.display());
+        let io = |what: &str, e: std::io::Error| invalid(&field, format!("cannot be {what}: {e}"));
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dir.exists() {
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| io("created", e))?;
+        }
+        let key = Self::generate();
+        let Source::Raw(bytes) = &key.0 else { unreachable!("generate makes a raw key") };
+        let mut text = Zeroizing::new(STANDARD.encode(&bytes[..]));
+        text.push('\n');
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let written = (|| {
+            let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(io("written", e));
+        }
+        let linked = fs::hard_link(&tmp, path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {
+                if let Ok(d) = fs::File::open(dir) {
+                    let _ = d.sync_all();
+                }
+                tracing::info!(path = %path.display(), "created a new master key file");
+                Ok(key)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::from_file(path),
+            Err(e) => Err(io("created", e)),
+        }
+    }
+
+    /// The key's base64 text, to back it up or move it to a secret manager;
+    /// `None` for a passphrase key, which has no fixed bytes before it meets
+    /// its database's salt. Handle the result as the secret it is.
+    pub fn to_base64(&self) -> Option<Zeroizing<String>> {
+        match &self.0 {
+            Source::Raw(bytes) => Some(Zeroizing::new(STANDARD.encode(&bytes[..]))),
+            Source::Passphrase { .. } => None,
+        }
+    }
+
+    /// Whether this key is derived from a passphrase.
+    pub fn is_passphrase(&self) -> bool {
+        matches!(self.0, Source::Passphrase { .. })
+    }
+
+    /// The 32-byte key, derived with the stored salt and parameters when this
+    /// is a passphrase. `stored` is the database's KDF record, if it has one;
+    /// the returned record is the one the database must hold afterwards
+    /// (`None` for a raw key). `fresh` ignores `stored` and draws a new salt,
+    /// as a new database or a rotation does.
+    pub(crate) fn resolve(
+        &self,
+        stored: Option<&[u8]>,
+        fresh: bool,
+    ) -> std::result::Result<(KeyBytes, Option<Vec<u8>>), String> {
+        match &self.0 {
+            Source::Raw(bytes) => Ok((bytes.clone(), None)),
+            Source::Passphrase { passphrase, params } => {
+                let (params, salt) = match stored {
+                    Some(record) if !fresh => decode_kdf(record)?,
+                    _ => {
+                        let mut salt = vec![0u8; SALT_LEN];
+                        getrandom::fill(&mut salt).map_err(|e| format!("random generator failed: {e}"))?;
+                        (*params, salt)
+                    }
+                };
+                let key = derive(passphrase, &params, &salt)?;
+                Ok((key, Some(encode_kdf(&params, &salt))))
+            }
+        }
+    }
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Source::Raw(_) => f.write_str("MasterKey(raw, [REDACTED])"),
+            Source::Passphrase { params, .. } => write!(
+                f,
+                "MasterKey(passphrase, argon2id m={} KiB t={} p={}, [REDACTED])",
+                params.memory_kib, params.iterations, params.parallelism
+            ),
+        }
+    }
+}
+
+fn warn_if_loose(path: &Path) {
+    if let Ok(meta) = fs::metadata(path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format_args!("{:o}", mode & 0o777),
+                "master key file is readable by others than its owner; chmod 600 it"
+            );
+        }
+    }
+}
+
+const KDF_RECORD_VERSION: u8 = 1;
+
+/// The database's KDF record: version, m, t, p (u32 little-endian), salt length, salt.
+fn encode_kdf(params: &KdfParams, salt: &[u8]) -> Vec<u8> {
+    let mut out = vec![KDF_RECORD_VERSION];
+    out.extend_from_slice(&params.memory_kib.to_le_bytes());
+    out.extend_from_slice(&params.iterations.to_le_bytes());
+    out.extend_from_slice(&params.parallelism.to_le_bytes());
+    out.push(salt.len() as u8);
+    out.extend_from_slice(salt);
+    out
+}
+
+fn decode_kdf(record: &[u8]) -> std::result::Result<(KdfParams, Vec<u8>), String> {
+    let bad = || "the database's passphrase parameters are malformed".to_owned();
+    let (&version, rest) = record.split_first().ok_or_else(bad)?;
+    if version != KDF_RECORD_VERSION || rest.len() < 13 {
+        return Err(bad());
+    }
+    let u32_at = |i: usize| u32::from_le_bytes([rest[i], rest[i + 1], rest[i + 2], rest[i + 3]]);
+    let params = KdfParams { memory_kib: u32_at(0), iterations: u32_at(4), parallelism: u32_at(8) };
+    let salt_len = usize::from(rest[12]);
+    let salt =
+        rest.get(13..).filter(|s| s.len() == salt_len && (8..=64).contains(&salt_len)).ok_or_else(bad)?;
+    params.check().map_err(|e| format!("the database's passphrase parameters are refused: {e}"))?;
+    Ok((params, salt.to_vec()))
+}
+
+fn derive(
+    passphrase: &SecretValue,
+    params: &KdfParams,
+    salt: &[u8],
+) -> std::result::Result<Zeroizing<[u8; KEY_LEN]>, String> {
+    let p = argon2::Params::new(params.memory_kib, params.iterations, params.parallelism, Some(KEY_LEN))
+        .map_err(|e| format!("invalid Argon2id parameters: {e}"))?;
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    argon
+        .hash_password_into(passphrase.expose_secret().as_bytes(), salt, &mut key[..])
+        .map_err(|e| format!("Argon2id failed: {e}"))?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(key: &MasterKey) -> [u8; KEY_LEN] {
+        *key.resolve(None, false).unwrap().0
+    }
+
+    #[test]
+    fn defaults_meet_the_floor() {
+        let d = KdfParams::default();
+        assert!(d.memory_kib() >= 64 * 1024 && d.iterations() >= 3 && d.parallelism() >= 1);
+        assert!(d.check().is_ok());
+    }
+
+    #[test]
+    fn params_limits() {
+        assert!(KdfParams::new(0, 1, 1).is_err());
+        assert!(KdfParams::new(64, 0, 1).is_err());
+        assert!(KdfParams::new(64, 1, 0).is_err());
+        assert!(KdfParams::new(KdfParams::MAX_MEMORY_KIB + 1, 1, 1).is_err());
+        assert!(KdfParams::new(KdfParams::MAX_MEMORY_KIB, 3, 1).is_err(), "work limit");
+        assert!(KdfParams::new(64, 1, 1).is_ok());
+    }
+
+    #[test]
+    fn crafted_kdf_records_are_refused_before_deriving() {
+        let huge = KdfParams { memory_kib: u32::MAX, iterations: u32::MAX, parallelism: 1 };
+        let err = decode_kdf(&encode_kdf(&huge, &[1; 16])).unwrap_err();
+        assert!(err.contains("refused"), "{err}");
+        assert!(decode_kdf(&[1, 2, 3]).is_err());
+        let ok = KdfParams::new(64, 1, 1).unwrap();
+        assert!(decode_kdf(&encode_kdf(&ok, &[1; 4])).is_err(), "salt too short");
+        assert_eq!(decode_kdf(&encode_kdf(&ok, &[9; 16])).unwrap(), (ok, vec![9; 16]));
+    }
+
+    #[test]
+    fn base64_forms() {
+        let k = MasterKey::from_bytes([3; 32]);
+        let text = k.to_base64().unwrap();
+        assert_eq!(raw(&MasterKey::from_base64(&format!(" {}\n", *text)).unwrap()), [3; 32]);
+        let err = MasterKey::from_base64("AAAA").unwrap_err().to_string();
+        assert!(err.contains("3 bytes"), "{err}");
+        let err = MasterKey::from_base64("not base64 at all!").unwrap_err().to_string();
+        assert!(!err.contains("at all"), "the text never appears: {err}");
+    }
+
+    #[test]
+    fn env_source() {
+        let var = "CREDSTORE_SQLITE_TEST_KEY_ENV";
+        assert!(MasterKey::from_env(var).unwrap_err().to_string().contains("is not set"));
+        std::env::set_var(var, MasterKey::from_bytes([5; 32]).to_base64().unwrap().as_str());
+        assert_eq!(raw(&MasterKey::from_env(var).unwrap()), [5; 32]);
+        std::env::remove_var(var);
+    }
+
+    #[test]
+    fn file_sources_and_load_or_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let rawfile = dir.path().join("raw.key");
+        fs::write(&rawfile, [8u8; 32]).unwrap();
+        assert_eq!(raw(&MasterKey::from_file(&rawfile).unwrap()), [8; 32]);
+        let bad = dir.path().join("bad.key");
+        fs::write(&bad, b"short").unwrap();
+        assert!(MasterKey::from_file(&bad).is_err());
+        assert!(MasterKey::from_file(dir.path().join("missing")).is_err());
+
+        let created = dir.path().join("sub/dir/master.key");
+        let first = MasterKey::load_or_create_file(&created).unwrap();
+        let mode = fs::metadata(&created).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dmode = fs::metadata(created.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(dmode, 0o700);
+        let again = MasterKey::load_or_create_file(&created).unwrap();
+        assert_eq!(raw(&first), raw(&again));
+        assert_ne!(raw(&first), raw(&MasterKey::generate()));
+        let leftovers: Vec<_> = fs::read_dir(created.parent().unwrap()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file left behind");
+    }
+
+    #[test]
+    fn passphrase_derivation_uses_stored_salt() {
+        let pass = SecretValue::from("correct horse battery staple");
+        let params = KdfParams::new(64, 1, 1).unwrap();
+        let key = MasterKey::from_passphrase_with_params(&pass, params);
+        let (k1, record) = key.resolve(None, true).unwrap();
+        let record = record.unwrap();
+        let (k2, record2) = key.resolve(Some(&record), false).unwrap();
+        assert_eq!(*k1, *k2);
+        assert_eq!(record2.unwrap(), record);
+        let (k3, _) = key.resolve(Some(&record), true).unwrap();
+        assert_ne!(*k1, *k3, "a fresh salt gives another key");
+        let other = MasterKey::from_passphrase_with_params(&SecretValue::from("wrong"), params);
+        assert_ne!(*other.resolve(Some(&record), false).unwrap().0, *k1);
+    }
+
+    #[test]
+    fn debug_redacts() {
+        let pass = SecretValue::from("hunter2-passphrase");
+        for key in [MasterKey::from_bytes([0x41; 32]), MasterKey::from_passphrase(&pass)] {
+            let shown = format!("{key:?}");
+            assert!(shown.contains("REDACTED"), "{shown}");
+            assert!(
+                !shown.contains("hunter2") && !shown.contains("65, 65") && !shown.contains("QUFB"),
+                "{shown}"
+            );
+        }
+    }
+}

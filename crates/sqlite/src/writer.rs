@@ -1,0 +1,405 @@
+//! The single writer: a dedicated thread that owns the write connection and
+//! group-commits the writes of every handle on one opened database.
+//!
+//! A caller's write is queued; the thread takes everything queued, applies it
+//! in one transaction (each write in its own savepoint, so one failing write
+//! does not undo the others), commits, and only then answers each caller.
+//! Writes that arrive while a commit is in flight wait in the queue and go
+//! into the next transaction. With `synchronous = FULL`, one fsync thus serves
+//! a whole batch.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use credstore_core::{CredentialKey, Error, Result, SetOutcome, StoreId};
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::oneshot;
+use zeroize::Zeroizing;
+
+use crate::crypto::{RowCipher, RowPlace};
+use crate::db::{self, FileId};
+use crate::errors;
+use crate::rotation::{self, Progress, RotationReport};
+use crate::MasterKey;
+
+/// The most writes one transaction takes.
+const MAX_BATCH: usize = 512;
+
+/// The master key versions in use: the current one, and during a rotation the
+/// next one, which rows committed by the rotation already carry.
+pub(crate) struct Keys {
+    pub current: Arc<RowCipher>,
+    pub pending: Option<Arc<RowCipher>>,
+}
+
+/// What the writer thread and the readers of one opened database share.
+pub(crate) struct Shared {
+    pub id: StoreId,
+    pub path: PathBuf,
+    pub file: FileId,
+    pub busy_timeout: Duration,
+    keys: RwLock<Keys>,
+    pub writer_alive: AtomicBool,
+    pub transactions: AtomicU64,
+    pub writes: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        id: StoreId,
+        path: PathBuf,
+        file: FileId,
+        busy_timeout: Duration,
+        cipher: RowCipher,
+    ) -> Self {
+        Self {
+            id,
+            path,
+            file,
+            busy_timeout,
+            keys: RwLock::new(Keys { current: Arc::new(cipher), pending: None }),
+            writer_alive: AtomicBool::new(true),
+            transactions: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+        }
+    }
+
+    /// The current key, and the pending one during a rotation.
+    pub(crate) fn keys(&self) -> (Arc<RowCipher>, Option<Arc<RowCipher>>) {
+        let k = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        (k.current.clone(), k.pending.clone())
+    }
+
+    /// The versions of [`Shared::keys`]: they change whenever a rotation of
+    /// this process starts, fails or lands.
+    pub(crate) fn key_versions(&self) -> (u32, Option<u32>) {
+        let (current, pending) = self.keys();
+        (current.version(), pending.map(|p| p.version()))
+    }
+
+    pub(crate) fn set_pending(&self, pending: Option<Arc<RowCipher>>) {
+        self.keys.write().unwrap_or_else(|e| e.into_inner()).pending = pending;
+    }
+
+    pub(crate) fn promote(&self, cipher: Arc<RowCipher>) {
+        let mut k = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        k.current = cipher;
+        k.pending = None;
+    }
+
+    /// Fails with the retriable [`Error::Unavailable`] when the file at the
+    /// path is no longer the one opened: deleted, moved or replaced. Writing
+    /// on would land in an unlinked file and be lost.
+    pub(crate) fn check_file(&self) -> Result<()> {
+        match FileId::of(&self.path) {
+            Ok(now) if now == self.file => Ok(()),
+            Ok(_) => Err(Error::unavailable(
+                &self.id,
+                format!(
+                    "database file {} was replaced by another file while the store was open; open the store again",
+                    self.path.display()
+                ),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::unavailable(
+                &self.id,
+                format!(
+                    "database file {} is gone: it was deleted or moved (or its directory was) while the store \
+                     was open",
+                    self.path.display()
+                ),
+            )),
+            Err(e) => Err(errors::from_io(&self.id, &self.path, "inspect database file", &e)),
+        }
+    }
+
+    pub(crate) fn sql(&self, e: &rusqlite::Error) -> Error {
+        errors::from_sqlite(&self.id, &self.path, e)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// One queued write.
+pub(crate) enum Op {
+    Set {
+        ns: Arc<str>,
+        key: CredentialKey,
+        payload: Zeroizing<Vec<u8>>,
+        reply: oneshot::Sender<Result<SetOutcome>>,
+    },
+    Delete {
+        ns: Arc<str>,
+        key: CredentialKey,
+        reply: oneshot::Sender<Result<bool>>,
+    },
+    Rotate {
+        key: MasterKey,
+        progress: Option<Progress>,
+        reply: oneshot::Sender<Result<RotationReport>>,
+    },
+    /// The store is dropped: close its read connections here, off the async
+    /// runtime, before the writer's own, so that the writer's connection is
+    /// the last and checkpoints and removes the WAL file.
+    Close(Vec<Connection>),
+}
+
+/// A write applied inside the open transaction, waiting for the commit.
+enum Done {
+    Set(oneshot::Sender<Result<SetOutcome>>, Result<SetOutcome>),
+    Delete(oneshot::Sender<Result<bool>>, Result<bool>),
+}
+
+impl Done {
+    fn is_ok(&self) -> bool {
+        match self {
+            Done::Set(_, r) => r.is_ok(),
+            Done::Delete(_, r) => r.is_ok(),
+        }
+    }
+
+    /// Replaces a success by `e`: the transaction that held it did not commit.
+    fn fail(self, id: &StoreId, e: &Error) -> Done {
+        match self {
+            Done::Set(tx, Ok(_)) => Done::Set(tx, Err(errors::duplicate(id, e))),
+            Done::Delete(tx, Ok(_)) => Done::Delete(tx, Err(errors::duplicate(id, e))),
+            other => other,
+        }
+    }
+
+    fn answer(self) {
+        // A caller that gave up waiting has dropped its receiver; its write
+        // stands (or not) all the same.
+        match self {
+            Done::Set(tx, r) => drop(tx.send(r)),
+            Done::Delete(tx, r) => drop(tx.send(r)),
+        }
+    }
+}
+
+/// Starts the writer thread on `conn`. It ends when every sender is dropped.
+pub(crate) fn spawn(conn: Connection, shared: Arc<Shared>) -> std::io::Result<mpsc::Sender<Op>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new().name("credstore-sqlite-writer".into()).spawn(move || {
+        let writer = Writer { conn, shared };
+        writer.run(rx);
+    })?;
+    Ok(tx)
+}
+
+struct Writer {
+    conn: Connection,
+    shared: Arc<Shared>,
+}
+
+/// Marks the writer as gone however the thread ends, panics included.
+struct AliveGuard(Arc<Shared>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.writer_alive.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Writer {
+    fn run(self, rx: mpsc::Receiver<Op>) {
+        let _alive = AliveGuard(self.shared.clone());
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            let mut writes = Vec::with_capacity(batch.len());
+            for op in batch {
+                match op {
+                    Op::Rotate { key, progress, reply } => {
+                        self.commit(std::mem::take(&mut writes));
+                        let report = rotation::rotate(&self.conn, &self.shared, &key, progress);
+                        let _ = reply.send(report);
+                    }
+                    Op::Close(readers) => drop(readers),
+                    other => writes.push(other),
+                }
+            }
+            self.commit(writes);
+        }
+        tracing::debug!(path = %self.shared.path.display(), "writer stopped");
+    }
+
+    /// Applies `ops` in one transaction and answers each caller after the
+    /// commit (or with the error that prevented it).
+    fn commit(&self, ops: Vec<Op>) {
+        if ops.is_empty() {
+            return;
+        }
+        let id = &self.shared.id;
+        let fail_all = |ops: Vec<Op>, e: &Error| {
+            for op in ops {
+                match op {
+                    Op::Set { reply, .. } => drop(reply.send(Err(errors::duplicate(id, e)))),
+                    Op::Delete { reply, .. } => drop(reply.send(Err(errors::duplicate(id, e)))),
+                    Op::Rotate { reply, .. } => drop(reply.send(Err(errors::duplicate(id, e)))),
+                    Op::Close(readers) => drop(readers),
+                }
+            }
+        };
+        if let Err(e) = self.begin() {
+            return fail_all(ops, &e);
+        }
+        let count = ops.len();
+        let (current, _) = self.shared.keys();
+        let mut done: Vec<Done> = Vec::with_capacity(count);
+        let mut ops = ops.into_iter();
+        while let Some(op) = ops.next() {
+            if let Err(e) = self.conn.execute_batch("SAVEPOINT op").map_err(|e| self.shared.sql(&e)) {
+                self.rollback();
+                return self.fail_batch(done, ops.collect(), &e, fail_all);
+            }
+            let result = match op {
+                Op::Set { ns, key, payload, reply } => {
+                    Done::Set(reply, self.set(&current, &ns, &key, &payload))
+                }
+                Op::Delete { ns, key, reply } => Done::Delete(reply, self.delete(&ns, &key)),
+                Op::Rotate { .. } | Op::Close(_) => unreachable!("rotations and closes are run alone"),
+            };
+            if self.conn.is_autocommit() {
+                // SQLite rolled the whole transaction back (a full disk or an
+                // I/O error can do that): every write of the batch is lost.
+                let e = match &result {
+                    Done::Set(_, Err(e)) | Done::Delete(_, Err(e)) => errors::duplicate(id, e),
+                    _ => errors::backend(id, "the transaction was rolled back by SQLite"),
+                };
+                done.push(result);
+                return self.fail_batch(done, ops.collect(), &e, fail_all);
+            }
+            let closed = if result.is_ok() {
+                self.conn.execute_batch("RELEASE op")
+            } else {
+                self.conn.execute_batch("ROLLBACK TO op; RELEASE op")
+            };
+            done.push(result);
+            if let Err(e) = closed {
+                let e = self.shared.sql(&e);
+                self.rollback();
+                return self.fail_batch(done, ops.collect(), &e, fail_all);
+            }
+        }
+        let committed = self.conn.execute_batch("COMMIT");
+        if let Err(e) = committed {
+            let e = self.shared.sql(&e);
+            self.rollback();
+            return self.fail_batch(done, Vec::new(), &e, fail_all);
+        }
+        let applied = done.iter().filter(|d| d.is_ok()).count() as u64;
+        self.shared.transactions.fetch_add(1, Ordering::Relaxed);
+        self.shared.writes.fetch_add(applied, Ordering::Relaxed);
+        for d in done {
+            d.answer();
+        }
+    }
+
+    fn fail_batch(&self, done: Vec<Done>, rest: Vec<Op>, e: &Error, fail_all: impl Fn(Vec<Op>, &Error)) {
+        for d in done {
+            d.fail(&self.shared.id, e).answer();
+        }
+        fail_all(rest, e);
+    }
+
+    /// Starts the write transaction, after checking that the file is still
+    /// the one opened and that no other process rotated the key.
+    fn begin(&self) -> Result<()> {
+        self.shared.check_file()?;
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.shared.sql(&e))?;
+        let checked = match db::read_key_version(&self.conn) {
+            Err(e) => Err(self.shared.sql(&e)),
+            Ok(Some(v)) if v == self.shared.keys().0.version() => Ok(()),
+            Ok(Some(v)) => Err(errors::rotated_elsewhere(
+                &self.shared.id,
+                &self.shared.path,
+                self.shared.keys().0.version(),
+                v,
+            )),
+            Ok(None) => Err(Error::Config {
+                store: self.shared.id.clone(),
+                reason: format!(
+                    "database {} is damaged: its key version is missing",
+                    self.shared.path.display()
+                ),
+            }),
+        };
+        if checked.is_err() {
+            self.rollback();
+        }
+        checked
+    }
+
+    fn rollback(&self) {
+        if !self.conn.is_autocommit() {
+            if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+                tracing::warn!(error = %e, "rollback failed");
+            }
+        }
+    }
+
+    fn set(&self, cipher: &RowCipher, ns: &str, key: &CredentialKey, payload: &[u8]) -> Result<SetOutcome> {
+        let sql = |e: rusqlite::Error| self.shared.sql(&e);
+        let existing: Option<(i64, i64)> = self
+            .conn
+            .prepare_cached("SELECT created_at, updated_at FROM credentials WHERE ns = ?1 AND key = ?2")
+            .and_then(|mut s| {
+                s.query_row(params![ns, key.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).optional()
+            })
+            .map_err(sql)?;
+        let now = now_nanos();
+        let (created, updated) = match existing {
+            // Strictly later than the last write, even if the clock stepped back.
+            Some((c, u)) => (c, now.max(u.saturating_add(1))),
+            None => (now, now),
+        };
+        let place = RowPlace { ns, key: key.as_str(), created_ns: created, updated_ns: updated };
+        let (nonce, sealed) =
+            cipher.seal_row(&place, payload).map_err(|e| errors::backend(&self.shared.id, e))?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO credentials (ns, key, key_version, nonce, sealed, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (ns, key) DO UPDATE SET key_version = excluded.key_version,
+                     nonce = excluded.nonce, sealed = excluded.sealed, updated_at = excluded.updated_at",
+            )
+            .and_then(|mut s| {
+                s.execute(params![ns, key.as_str(), cipher.version(), &nonce[..], sealed, created, updated])
+            })
+            .map_err(sql)?;
+        Ok(SetOutcome {
+            created: existing.is_none(),
+            created_at: from_nanos(created),
+            updated_at: from_nanos(updated),
+        })
+    }
+
+    fn delete(&self, ns: &str, key: &CredentialKey) -> Result<bool> {
+        self.conn
+            .prepare_cached("DELETE FROM credentials WHERE ns = ?1 AND key = ?2")
+            .and_then(|mut s| s.execute(params![ns, key.as_str()]))
+            .map(|n| n > 0)
+            .map_err(|e| self.shared.sql(&e))
+    }
+}
+
+/// Now, in nanoseconds since the Unix epoch.
+pub(crate) fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// A stored timestamp as a `SystemTime`; times before the epoch clamp to it.
+pub(crate) fn from_nanos(n: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(u64::try_from(n).unwrap_or(0))
+}
