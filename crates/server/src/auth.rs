@@ -1,0 +1,409 @@
+//! Bearer tokens: hashing, scopes, and the admin token's first-run bootstrap.
+//!
+//! Only SHA-256 hashes of tokens are kept, in memory and on disk. A presented
+//! token is hashed and compared in constant time ([`subtle`]) with every
+//! known hash. Each token is scoped to tenants, projects and actions:
+//! `view` (list stores, list keys, read metadata) and `edit` (create and
+//! delete credentials).
+//!
+//! Session cookies (the seed API's `cookieAuth`) are out of scope: a request
+//! that carries only a cookie gets 401 saying so.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use axum::http::{header, HeaderMap};
+use credstore_core::SecretValue;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::problem::ApiError;
+
+/// The file, inside the data directory, that keeps the generated admin
+/// token's SHA-256 (hex).
+pub const ADMIN_TOKEN_HASH_FILE: &str = "admin-token.sha256";
+
+/// The shortest token accepted from `CREDSTORE_ADMIN_TOKEN`, in bytes.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The SHA-256 of a token. `Debug` shows only the first 8 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    /// Hashes `token`.
+    pub fn of(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// Parses 64 hex digits.
+    ///
+    /// # Errors
+    /// A message when `s` is not 64 hex digits.
+    pub fn from_hex(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("a token hash is 64 hex digits (the SHA-256 of the token)".into());
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+        }
+        Ok(Self(out))
+    }
+
+    /// The hash as 64 lower-case hex digits.
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+
+    /// Constant-time equality.
+    pub fn ct_eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenHash({}…)", &self.to_hex()[..8])
+    }
+}
+
+/// What a request does: `view` reads (list stores, list keys, read
+/// metadata), `edit` writes (create, delete).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// List stores, list keys, read metadata.
+    View,
+    /// Create and delete credentials.
+    Edit,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::View => "view",
+            Action::Edit => "edit",
+        })
+    }
+}
+
+/// A set of tenant or project ids a token may use; `["*"]` in TOML is all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every id.
+    All,
+    /// Only these ids.
+    Only(BTreeSet<String>),
+}
+
+impl Scope {
+    /// Builds a scope from a TOML list: `"*"` anywhere means all.
+    pub fn from_list(items: &[String]) -> Self {
+        if items.iter().any(|s| s == "*") {
+            Scope::All
+        } else {
+            Scope::Only(items.iter().cloned().collect())
+        }
+    }
+
+    /// Whether `id` is in scope.
+    pub fn allows(&self, id: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Only(set) => set.contains(id),
+        }
+    }
+}
+
+/// One known token: a name for logs, its hash, and its scope.
+#[derive(Debug, Clone)]
+pub struct TokenEntry {
+    /// A name for logs (never the token).
+    pub name: String,
+    /// The token's SHA-256.
+    pub hash: TokenHash,
+    /// The tenants it may use.
+    pub tenants: Scope,
+    /// The projects it may use (in any of its tenants).
+    pub projects: Scope,
+    /// The actions it may take.
+    pub actions: BTreeSet<Action>,
+}
+
+impl TokenEntry {
+    /// A token allowed everything, as the admin token is.
+    pub fn admin(hash: TokenHash) -> Self {
+        Self {
+            name: "admin".into(),
+            hash,
+            tenants: Scope::All,
+            projects: Scope::All,
+            actions: [Action::View, Action::Edit].into(),
+        }
+    }
+
+    /// Whether this token may take `action` in `tenant`/`project`.
+    pub fn allows(&self, tenant: &str, project: &str, action: Action) -> bool {
+        self.check(tenant, project, action).is_ok()
+    }
+
+    /// Checks that this token may take `action` in `tenant`/`project`.
+    ///
+    /// # Errors
+    /// 403 naming what the token is not allowed.
+    pub fn check(&self, tenant: &str, project: &str, action: Action) -> Result<(), ApiError> {
+        if !self.tenants.allows(tenant) {
+            return Err(ApiError::forbidden(format!("this token may not access tenant '{tenant}'")));
+        }
+        if !self.projects.allows(project) {
+            return Err(ApiError::forbidden(format!("this token may not access project '{project}'")));
+        }
+        if !self.actions.contains(&action) {
+            return Err(ApiError::forbidden(format!("this token may not {action} credentials")));
+        }
+        tracing::debug!(token = %self.name, %action, "authorized");
+        Ok(())
+    }
+}
+
+/// Checks bearer tokens against the known hashes.
+#[derive(Debug, Clone, Default)]
+pub struct Authenticator {
+    tokens: Vec<TokenEntry>,
+}
+
+impl Authenticator {
+    /// An authenticator that knows `tokens`.
+    pub fn new(tokens: Vec<TokenEntry>) -> Self {
+        Self { tokens }
+    }
+
+    /// The known tokens.
+    pub fn tokens(&self) -> &[TokenEntry] {
+        &self.tokens
+    }
+
+    /// Finds the token of a request's `Authorization: Bearer` header.
+    ///
+    /// # Errors
+    /// 401 with a `WWW-Authenticate` challenge when the header is missing, is
+    /// not a bearer token, or the token is unknown. Only a cookie → 401
+    /// saying session cookies are not supported.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<&TokenEntry, ApiError> {
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            let detail = if headers.contains_key(header::COOKIE) {
+                "session cookies are not supported; send the header Authorization: Bearer <token>"
+            } else {
+                "missing bearer token; send the header Authorization: Bearer <token>"
+            };
+            return Err(ApiError::unauthorized(detail, false));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header is not of the form 'Bearer <token>'", false)
+            })?;
+        let presented = TokenHash::of(token);
+        // Compare with every hash so the time taken does not depend on which matched.
+        let mut found = None;
+        for entry in &self.tokens {
+            if entry.hash.ct_eq(&presented) && found.is_none() {
+                found = Some(entry);
+            }
+        }
+        found.ok_or_else(|| ApiError::unauthorized("the bearer token is not valid", true))
+    }
+
+    /// Authenticates the request and checks that its token may take
+    /// `action` in `tenant`/`project`.
+    ///
+    /// # Errors
+    /// 401 as for [`Authenticator::authenticate`]; 403 as for [`TokenEntry::check`].
+    pub fn authorize(
+        &self,
+        headers: &HeaderMap,
+        tenant: &str,
+        project: &str,
+        action: Action,
+    ) -> Result<&TokenEntry, ApiError> {
+        let token = self.authenticate(headers)?;
+        token.check(tenant, project, action)?;
+        Ok(token)
+    }
+}
+
+/// Generates a new random token: `cst_` and 64 hex digits (256 bits).
+///
+/// # Errors
+/// When the operating system's random source fails.
+pub fn generate_token() -> std::io::Result<Zeroizing<String>> {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    getrandom::fill(&mut *bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(Zeroizing::new(format!("cst_{}", hex(&*bytes))))
+}
+
+/// Where the admin token came from, as decided by [`bootstrap_admin_token`].
+#[derive(Debug)]
+pub enum AdminToken {
+    /// From `CREDSTORE_ADMIN_TOKEN`; nothing is written to disk.
+    FromEnv(TokenHash),
+    /// Its hash was found in the data directory (an earlier run generated it).
+    Stored(TokenHash, PathBuf),
+    /// Generated now: the token is to be printed once; its hash was written to the path.
+    Generated(TokenHash, Zeroizing<String>, PathBuf),
+}
+
+impl AdminToken {
+    /// The token's hash.
+    pub fn hash(&self) -> TokenHash {
+        match self {
+            AdminToken::FromEnv(h) | AdminToken::Stored(h, _) | AdminToken::Generated(h, _, _) => *h,
+        }
+    }
+}
+
+/// Decides the admin token: `from_env` when set; otherwise the hash kept in
+/// `data_dir/admin-token.sha256`; otherwise a new token whose hash is
+/// written there (owner-only), returned for printing once.
+///
+/// # Errors
+/// A token from the environment shorter than [`MIN_TOKEN_LEN`]; an
+/// unreadable or malformed hash file; a failed write.
+pub fn bootstrap_admin_token(from_env: Option<&SecretValue>, data_dir: &Path) -> Result<AdminToken, String> {
+    if let Some(token) = from_env {
+        let token = token.expose_secret().trim();
+        if token.len() < MIN_TOKEN_LEN {
+            return Err(format!("CREDSTORE_ADMIN_TOKEN must be at least {MIN_TOKEN_LEN} bytes long"));
+        }
+        return Ok(AdminToken::FromEnv(TokenHash::of(token)));
+    }
+    let path = data_dir.join(ADMIN_TOKEN_HASH_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let hash = TokenHash::from_hex(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            return Ok(AdminToken::Stored(hash, path));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    }
+    let token = generate_token().map_err(|e| format!("cannot generate a token: {e}"))?;
+    let hash = TokenHash::of(&token);
+    write_owner_only(&path, format!("{}\n", hash.to_hex()).as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(AdminToken::Generated(hash, token, path))
+}
+
+/// Creates `path` (which must not exist) readable and writable by its owner
+/// only, writes `bytes` and syncs.
+///
+/// # Errors
+/// The file exists or cannot be written.
+pub fn write_owner_only(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut file = opts.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(auth: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(a) = auth {
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(a).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn hashes_round_trip_and_hide_in_debug() {
+        let h = TokenHash::of("secret-token-123");
+        assert_eq!(TokenHash::from_hex(&h.to_hex()).unwrap(), h);
+        assert!(TokenHash::from_hex("abc").is_err());
+        assert!(TokenHash::from_hex(&"g".repeat(64)).is_err());
+        assert!(!format!("{h:?}").contains(&h.to_hex()));
+        // Known vector: sha256("abc").
+        assert_eq!(
+            TokenHash::of("abc").to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn scopes_and_actions() {
+        let viewer = TokenEntry {
+            name: "viewer".into(),
+            hash: TokenHash::of("viewer-token-0001"),
+            tenants: Scope::from_list(&["t1".into()]),
+            projects: Scope::from_list(&["*".into()]),
+            actions: [Action::View].into(),
+        };
+        let auth = Authenticator::new(vec![viewer, TokenEntry::admin(TokenHash::of("admin-token-00001"))]);
+        let h = headers(Some("Bearer viewer-token-0001"));
+        assert!(auth.authorize(&h, "t1", "any", Action::View).is_ok());
+        assert_eq!(auth.authorize(&h, "t2", "any", Action::View).unwrap_err().status, 403);
+        assert_eq!(auth.authorize(&h, "t1", "any", Action::Edit).unwrap_err().status, 403);
+        let h = headers(Some("bearer admin-token-00001"));
+        assert!(auth.authorize(&h, "x", "y", Action::Edit).is_ok());
+        for bad in [None, Some("Bearer wrong"), Some("Basic abc"), Some("Bearer "), Some("admin-token-00001")]
+        {
+            let e = auth.authorize(&headers(bad), "t1", "p", Action::View).unwrap_err();
+            assert_eq!(e.status, 401, "{bad:?}");
+            assert!(e.headers.iter().any(|(n, _)| n == header::WWW_AUTHENTICATE));
+        }
+        let mut cookie = HeaderMap::new();
+        cookie.insert(header::COOKIE, HeaderValue::from_static("better-auth.session=abc"));
+        assert!(auth.authenticate(&cookie).unwrap_err().detail.contains("cookies are not supported"));
+    }
+
+    #[test]
+    fn bootstrap_generates_once_then_reads_the_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = bootstrap_admin_token(None, dir.path()).unwrap();
+        let AdminToken::Generated(hash, token, path) = &first else { panic!("expected a generated token") };
+        assert!(token.starts_with("cst_") && token.len() == 68);
+        assert_eq!(TokenHash::of(token), *hash);
+        let on_disk = std::fs::read_to_string(path).unwrap();
+        assert!(!on_disk.contains(token.as_str()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let second = bootstrap_admin_token(None, dir.path()).unwrap();
+        assert!(matches!(second, AdminToken::Stored(h, _) if h == *hash));
+        let env = SecretValue::from("from-the-environment");
+        let third = bootstrap_admin_token(Some(&env), dir.path()).unwrap();
+        assert!(matches!(third, AdminToken::FromEnv(h) if h == TokenHash::of("from-the-environment")));
+        assert!(bootstrap_admin_token(Some(&SecretValue::from("short")), dir.path()).is_err());
+    }
+}

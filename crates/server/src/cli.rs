@@ -1,0 +1,314 @@
+//! The `credstore` command line: `serve` (the default), `stores`,
+//! `rotate-key`, `migrate`, `hash-token` and `openapi`, all reading the same
+//! settings (see [`crate::config`]).
+//!
+//! Secrets are never taken from arguments: new keys and tokens are read from
+//! stdin or a file.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use zeroize::Zeroizing;
+
+use crate::auth::{self, AdminToken, Authenticator, TokenEntry, TokenHash};
+use crate::config::{LogFormat, Settings};
+use crate::{logging, migrate, stores, Server};
+
+/// The credstore server and its administration commands.
+#[derive(Debug, Parser)]
+#[command(name = "credstore", version, about, long_about = None)]
+pub struct Cli {
+    /// A TOML config file (also `CREDSTORE_CONFIG`).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Log format (also `CREDSTORE_LOG_FORMAT`; the filter is `CREDSTORE_LOG`).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default).
+    Serve {
+        /// `host:port` to listen on (also `CREDSTORE_LISTEN`; default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Probe every configured store and print a table of their availability.
+    /// Exits 1 when any store is unavailable.
+    Stores {
+        /// Print JSON (the API's list shape) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-encrypt an encrypted SQLite store under a new master key.
+    ///
+    /// The new key (base64 of 32 bytes) is read from --new-key-file, or from
+    /// stdin with --new-key-stdin. With neither, a fresh key is generated,
+    /// which needs the store's key to live in a key file: the file is
+    /// replaced by the new key once the rotation has committed.
+    RotateKey {
+        /// The store's id.
+        #[arg(long)]
+        store: String,
+        /// A file holding the new key.
+        #[arg(long, value_name = "PATH", conflicts_with = "new_key_stdin")]
+        new_key_file: Option<PathBuf>,
+        /// Read the new key from stdin.
+        #[arg(long)]
+        new_key_stdin: bool,
+    },
+    /// Copy every credential (with its metadata) from one store to another,
+    /// verify each copy, and report counts. Safe to re-run.
+    ///
+    /// With --tenant and --project, copies that project's credentials (as
+    /// the API stores them); without, the stores' root namespaces.
+    Migrate {
+        /// The source store id.
+        #[arg(long)]
+        from: String,
+        /// The destination store id.
+        #[arg(long)]
+        to: String,
+        /// Only this tenant (needs --project).
+        #[arg(long, requires = "project")]
+        tenant: Option<String>,
+        /// Only this project (needs --tenant).
+        #[arg(long, requires = "tenant")]
+        project: Option<String>,
+    },
+    /// Read a token from stdin and print its SHA-256, for `[[tokens]]` in
+    /// the config file.
+    HashToken,
+    /// Print the OpenAPI 3.1 document.
+    Openapi,
+}
+
+/// Runs the command line; the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("credstore: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("credstore: {message}");
+    ExitCode::FAILURE
+}
+
+/// Runs one parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    let command = cli.command.unwrap_or(Command::Serve { listen: None });
+    match command {
+        Command::HashToken => return hash_token(),
+        Command::Openapi => {
+            println!("{}", crate::openapi::document().to_pretty_json().unwrap_or_default());
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    let env = |k: &str| std::env::var(k).ok();
+    let mut settings = match Settings::load(cli.config.as_deref(), &env) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if let Some(f) = cli.log_format {
+        settings.log_format = f;
+    }
+    logging::init(settings.log_format);
+    match command {
+        Command::Serve { listen } => {
+            if let Some(l) = listen {
+                match l.parse() {
+                    Ok(addr) => settings.listen = addr,
+                    Err(_) => return fail(format!("--listen {l:?} is not host:port")),
+                }
+            }
+            serve(settings).await
+        }
+        Command::Stores { json } => list_stores(&settings, json).await,
+        Command::RotateKey { store, new_key_file, new_key_stdin } => {
+            rotate_key(&settings, &store, new_key_file, new_key_stdin).await
+        }
+        Command::Migrate { from, to, tenant, project } => {
+            let ns = tenant.zip(project).map(|(t, p)| format!("{t}/{p}"));
+            run_migrate(&settings, &from, &to, ns.as_deref()).await
+        }
+        Command::HashToken | Command::Openapi => unreachable!("handled above"),
+    }
+}
+
+async fn serve(settings: Settings) -> ExitCode {
+    if let Err(e) = stores::prepare_data_dir(&settings.data_dir) {
+        return fail(format!("cannot create the data directory {}: {e}", settings.data_dir.display()));
+    }
+    let admin = match auth::bootstrap_admin_token(settings.admin_token.as_ref(), &settings.data_dir) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    match &admin {
+        AdminToken::Generated(_, token, path) => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "\ncredstore: generated an admin token. It is shown only this once; only its SHA-256 is kept,\n\
+                 in {}. Set CREDSTORE_ADMIN_TOKEN to use your own instead.\n\n    {}\n",
+                path.display(),
+                token.as_str()
+            );
+            let _ = out.flush();
+        }
+        AdminToken::Stored(_, path) => {
+            tracing::info!(hash_file = %path.display(), "admin token: the one generated on first run")
+        }
+        AdminToken::FromEnv(_) => tracing::info!("admin token: from CREDSTORE_ADMIN_TOKEN"),
+    }
+    let mut tokens = vec![TokenEntry::admin(admin.hash())];
+    tokens.extend(settings.tokens.iter().cloned());
+    let stores = match stores::open_all(&settings).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let server = match Server::bind(&settings, stores, Authenticator::new(tokens)).await {
+        Ok(s) => s,
+        Err(e) => return fail(format!("cannot listen on {}: {e}", settings.listen)),
+    };
+    tracing::info!(address = %server.local_addr(), data_dir = %settings.data_dir.display(), "credstore listening");
+    match server.run(crate::shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(format!("server error: {e}")),
+    }
+}
+
+async fn list_stores(settings: &Settings, json: bool) -> ExitCode {
+    let stores = match stores::open_all(settings).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let statuses = stores.check_all(settings.probe_timeout).await;
+    let all_up = statuses.iter().all(|s| s.availability.available);
+    if json {
+        let data: Vec<_> = statuses
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "available": s.availability.available,
+                    "id": s.id.as_str(),
+                    "reason": s.availability.reason.clone().unwrap_or_default(),
+                    "type": s.kind.as_str(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::json!({ "data": data }));
+    } else {
+        let w_id = statuses.iter().map(|s| s.id.as_str().len()).max().unwrap_or(0).max(2);
+        let w_kind = statuses.iter().map(|s| s.kind.as_str().len()).max().unwrap_or(0).max(4);
+        println!("{:<w_id$}  {:<w_kind$}  {:<9}  REASON", "ID", "TYPE", "AVAILABLE");
+        for s in &statuses {
+            println!(
+                "{:<w_id$}  {:<w_kind$}  {:<9}  {}",
+                s.id.as_str(),
+                s.kind.as_str(),
+                if s.availability.available { "yes" } else { "no" },
+                s.availability.reason.as_deref().unwrap_or("")
+            );
+        }
+    }
+    if all_up {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn rotate_key(
+    settings: &Settings,
+    id: &str,
+    new_key_file: Option<PathBuf>,
+    new_key_stdin: bool,
+) -> ExitCode {
+    let source = match (new_key_file, new_key_stdin) {
+        (Some(path), _) => stores::NewKey::File(path),
+        (None, true) => {
+            let mut text = Zeroizing::new(String::new());
+            if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+                return fail(format!("cannot read the new key from stdin: {e}"));
+            }
+            stores::NewKey::Text(text)
+        }
+        (None, false) => stores::NewKey::Generate,
+    };
+    match stores::rotate_key(settings, id, source).await {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+async fn run_migrate(settings: &Settings, from: &str, to: &str, ns: Option<&str>) -> ExitCode {
+    if from == to {
+        return fail("--from and --to name the same store");
+    }
+    if let Some(ns) = ns {
+        for (field, part) in ["--tenant", "--project"].iter().zip(ns.split('/')) {
+            if let Err(e) = crate::routes::check_scope_id(field, part) {
+                return fail(e.detail);
+            }
+        }
+    }
+    let open = |id: &str| {
+        let id = id.to_owned();
+        async move {
+            let backend = stores::open_one(settings, &id).await?;
+            stores::namespaced(&backend, ns).map_err(|e| e.to_string())
+        }
+    };
+    let (src, dst) = match tokio::join!(open(from), open(to)) {
+        (Ok(s), Ok(d)) => (s, d),
+        (Err(e), _) | (_, Err(e)) => return fail(e),
+    };
+    match migrate::migrate(src.as_ref(), dst.as_ref()).await {
+        Ok(report) => {
+            println!(
+                "migrate {from} -> {to}{}: {report}",
+                ns.map(|n| format!(" (namespace {n})")).unwrap_or_default()
+            );
+            for (key, reason) in &report.failed {
+                println!("  failed: {key}: {reason}");
+            }
+            if report.is_complete() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => fail(format!("migration stopped: {e}")),
+    }
+}
+
+fn hash_token() -> ExitCode {
+    let mut text = Zeroizing::new(String::new());
+    if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+        return fail(format!("cannot read the token from stdin: {e}"));
+    }
+    let token = text.trim();
+    if token.len() < auth::MIN_TOKEN_LEN {
+        return fail(format!("a token is at least {} bytes long", auth::MIN_TOKEN_LEN));
+    }
+    println!("{}", TokenHash::of(token).to_hex());
+    ExitCode::SUCCESS
+}

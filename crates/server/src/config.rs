@@ -1,0 +1,659 @@
+//! Settings: defaults, then the TOML config file, then `CREDSTORE_*`
+//! environment variables, then command-line flags, each overriding the one
+//! before.
+//!
+//! | setting | TOML | environment | default |
+//! | --- | --- | --- | --- |
+//! | listen address | `listen` | `CREDSTORE_LISTEN` | `127.0.0.1:8080` |
+//! | data directory | `data_dir` | `CREDSTORE_DATA_DIR` | `./credstore-data` |
+//! | master key of `sqlite-default` | — | `CREDSTORE_MASTER_KEY` (base64) | generated into `data_dir/master.key` |
+//! | admin token | — | `CREDSTORE_ADMIN_TOKEN` | generated on first run, hash in `data_dir/admin-token.sha256` |
+//! | config file | — | `CREDSTORE_CONFIG` (or `--config`) | none |
+//! | embedded stores | `default_stores` | — | `true` |
+//! | log format | `log_format` | `CREDSTORE_LOG_FORMAT` | `text` (or `json`) |
+//! | request timeout | `request_timeout_ms` | — | 30,000 |
+//! | timeout of one store call | `store_timeout_ms` | — | 10,000 |
+//! | availability probe timeout | `probe_timeout_ms` | — | 3,000 |
+//! | body limit | `body_limit_bytes` | — | 1,048,576 |
+//! | shutdown grace period | `shutdown_grace_ms` | — | 30,000 |
+//!
+//! Secrets never come from the config file or the command line: the master
+//! key and admin token come from the environment, and further stores name
+//! the file or environment variable that holds theirs. Relative paths in
+//! the config file are relative to the file's directory.
+//!
+//! ```toml
+//! listen = "0.0.0.0:8080"
+//! data_dir = "/var/lib/credstore"
+//!
+//! [[stores]]
+//! id = "team-sqlite"
+//! type = "encrypted-sqlite"
+//! path = "team.db"
+//! master_key_file = "team.key"     # created (owner-only) when missing
+//!
+//! [[stores]]
+//! id = "scratch"
+//! type = "memory"
+//!
+//! [[tokens]]
+//! name = "ci"
+//! sha256 = "<64 hex digits: `credstore hash-token < token-file`>"
+//! tenants = ["tenant_123"]        # or ["*"]
+//! projects = ["*"]
+//! actions = ["view", "edit"]
+//! ```
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use credstore_core::{SecretValue, StoreId};
+use serde::Deserialize;
+
+use crate::auth::{Action, Scope, TokenEntry, TokenHash};
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./credstore-data";
+/// The id of the embedded memory store.
+pub const MEMORY_DEFAULT_ID: &str = "memory-default";
+/// The id of the embedded encrypted SQLite store.
+pub const SQLITE_DEFAULT_ID: &str = "sqlite-default";
+/// The file name of `sqlite-default`'s database in the data directory.
+pub const SQLITE_DEFAULT_DB: &str = "sqlite-default.db";
+/// The file name of `sqlite-default`'s master key in the data directory.
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+/// A misconfiguration, with where it was found.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where the master key of an encrypted SQLite store comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum MasterKeySource {
+    /// A key file, created with a fresh key (owner-only) when missing.
+    File(PathBuf),
+    /// A base64 key taken from the environment variable named here.
+    Env {
+        /// The variable's name.
+        var: String,
+        /// Its value.
+        value: SecretValue,
+    },
+}
+
+impl std::fmt::Debug for MasterKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MasterKeySource::File(p) => f.debug_tuple("File").field(p).finish(),
+            MasterKeySource::Env { var, .. } => {
+                f.debug_struct("Env").field("var", var).finish_non_exhaustive()
+            }
+        }
+    }
+}
+
+/// One store the server serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// An in-memory store.
+    Memory {
+        /// Its id.
+        id: StoreId,
+    },
+    /// An encrypted SQLite store.
+    Sqlite {
+        /// Its id.
+        id: StoreId,
+        /// The database file.
+        path: PathBuf,
+        /// Its master key.
+        master_key: MasterKeySource,
+    },
+    /// A HashiCorp Vault / OpenBao store.
+    Vault {
+        /// Its id.
+        id: StoreId,
+        /// The backend's settings.
+        settings: VaultSettings,
+    },
+    /// An AWS Secrets Manager store.
+    Aws {
+        /// Its id.
+        id: StoreId,
+        /// The backend's settings.
+        settings: AwsSettings,
+    },
+}
+
+impl StoreSpec {
+    /// The store's id.
+    pub fn id(&self) -> &StoreId {
+        match self {
+            StoreSpec::Memory { id } | StoreSpec::Sqlite { id, .. } => id,
+            StoreSpec::Vault { id, .. } | StoreSpec::Aws { id, .. } => id,
+        }
+    }
+}
+
+/// The settings of a Vault / OpenBao store, as written in TOML. The token
+/// or AppRole secret id is read from a file or an environment variable,
+/// never from the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSettings {
+    /// The server's address, such as `https://vault.example.com:8200`.
+    pub address: String,
+    /// The KV v2 mount; default `secret`.
+    #[serde(default)]
+    pub mount: Option<String>,
+    /// A path prefix inside the mount under which every key lives.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// A Vault Enterprise / OpenBao namespace (`X-Vault-Namespace`).
+    #[serde(default)]
+    pub vault_namespace: Option<String>,
+    /// A file holding the token.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// The environment variable holding the token. When no token and no
+    /// AppRole is configured, `VAULT_TOKEN` is used if set.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// AppRole login: the role id (not secret).
+    #[serde(default)]
+    pub approle_role_id: Option<String>,
+    /// AppRole login: the file holding the secret id.
+    #[serde(default)]
+    pub approle_secret_id_file: Option<PathBuf>,
+    /// AppRole login: the environment variable holding the secret id.
+    #[serde(default)]
+    pub approle_secret_id_env: Option<String>,
+    /// AppRole login: the auth mount; default `approle`.
+    #[serde(default)]
+    pub approle_mount: Option<String>,
+    /// A PEM file of CA certificates to trust instead of the system's.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    /// Timeout of one operation, in milliseconds.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// The settings of an AWS Secrets Manager store, as written in TOML.
+/// Credentials come from the standard AWS chain (environment, profile, SSO,
+/// instance or container role); never from the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSettings {
+    /// The region, such as `eu-west-1`; default from the AWS environment.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// An endpoint URL to use instead of AWS's (a VPC endpoint, LocalStack, moto).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// A prefix of every secret name this store manages (`prod/payments`).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// A KMS key (id, ARN or alias) to encrypt values with.
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
+    /// Timeout of one request, retries included, in milliseconds.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Attempts per request, the first included.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+/// The resolved settings of a `credstore` process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// Where the embedded stores keep their files and the admin token hash.
+    pub data_dir: PathBuf,
+    /// The admin token from the environment, if set.
+    pub admin_token: Option<SecretValue>,
+    /// Further tokens with their scopes.
+    pub tokens: Vec<TokenEntry>,
+    /// The stores, in the order they are listed.
+    pub stores: Vec<StoreSpec>,
+    /// The log format.
+    pub log_format: LogFormat,
+    /// How long one request may take.
+    pub request_timeout: Duration,
+    /// How long one store call may take.
+    pub store_timeout: Duration,
+    /// How long one store's availability probe may take.
+    pub probe_timeout: Duration,
+    /// The largest request body, in bytes.
+    pub body_limit: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+impl Settings {
+    /// Settings with every default and no file or environment: the embedded
+    /// stores in `data_dir`, listening on `listen`.
+    pub fn defaults(listen: SocketAddr, data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            listen,
+            stores: default_stores(&data_dir, None),
+            data_dir,
+            admin_token: None,
+            tokens: Vec::new(),
+            log_format: LogFormat::Text,
+            request_timeout: Duration::from_millis(30_000),
+            store_timeout: Duration::from_millis(10_000),
+            probe_timeout: Duration::from_millis(3_000),
+            body_limit: 1024 * 1024,
+            shutdown_grace: Duration::from_millis(30_000),
+        }
+    }
+
+    /// Resolves the settings from the config file (the `config` argument, else
+    /// `CREDSTORE_CONFIG`), then the environment read through `env`.
+    ///
+    /// # Errors
+    /// An unreadable or invalid config file or environment variable.
+    pub fn load(config: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let config_path =
+            config.map(Path::to_path_buf).or_else(|| env("CREDSTORE_CONFIG").map(PathBuf::from));
+        let (file, base) = match &config_path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+                let file: FileConfig = toml::from_str(&text)
+                    .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+                let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                (file, base)
+            }
+            None => (FileConfig::default(), PathBuf::new()),
+        };
+        Self::from_file(file, &base, env)
+    }
+
+    /// Resolves the settings from a parsed config file whose relative paths
+    /// are relative to `base`, then the environment.
+    ///
+    /// # Errors
+    /// As for [`Settings::load`].
+    pub fn from_file(
+        file: FileConfig,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let listen_text =
+            env("CREDSTORE_LISTEN").or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = parse_listen(&listen_text)?;
+        let data_dir = match env("CREDSTORE_DATA_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => file.data_dir.map(|d| base.join(d)).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        };
+        let master_key = env("CREDSTORE_MASTER_KEY").map(SecretValue::from);
+        let admin_token = env("CREDSTORE_ADMIN_TOKEN").map(SecretValue::from);
+        let log_format = match env("CREDSTORE_LOG_FORMAT") {
+            Some(f) => match f.to_ascii_lowercase().as_str() {
+                "json" => LogFormat::Json,
+                "text" => LogFormat::Text,
+                other => {
+                    return Err(ConfigError(format!("CREDSTORE_LOG_FORMAT is {other:?}; use text or json")))
+                }
+            },
+            None => file.log_format.unwrap_or_default(),
+        };
+
+        let mut stores = if file.default_stores.unwrap_or(true) {
+            default_stores(&data_dir, master_key.clone())
+        } else {
+            Vec::new()
+        };
+        for (i, raw) in file.stores.into_iter().enumerate() {
+            stores.push(raw.resolve(base, env).map_err(|e| ConfigError(format!("stores[{i}]: {e}")))?);
+        }
+        let mut seen = BTreeSet::new();
+        for s in &stores {
+            if !seen.insert(s.id().clone()) {
+                return Err(ConfigError(format!("two stores have the id '{}'", s.id())));
+            }
+        }
+        let tokens = file
+            .tokens
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| t.resolve().map_err(|e| ConfigError(format!("tokens[{i}]: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let defaults = Self::defaults(listen, data_dir.clone());
+        let ms = |v: Option<u64>, d: Duration, name: &str| -> Result<Duration, ConfigError> {
+            match v {
+                Some(0) => Err(ConfigError(format!("{name} must be above 0"))),
+                Some(v) => Ok(Duration::from_millis(v)),
+                None => Ok(d),
+            }
+        };
+        Ok(Self {
+            listen,
+            data_dir,
+            admin_token,
+            tokens,
+            stores,
+            log_format,
+            request_timeout: ms(file.request_timeout_ms, defaults.request_timeout, "request_timeout_ms")?,
+            store_timeout: ms(file.store_timeout_ms, defaults.store_timeout, "store_timeout_ms")?,
+            probe_timeout: ms(file.probe_timeout_ms, defaults.probe_timeout, "probe_timeout_ms")?,
+            body_limit: match file.body_limit_bytes {
+                Some(n) if n < 1024 => {
+                    return Err(ConfigError("body_limit_bytes must be at least 1024".into()))
+                }
+                Some(n) => n,
+                None => defaults.body_limit,
+            },
+            shutdown_grace: ms(file.shutdown_grace_ms, defaults.shutdown_grace, "shutdown_grace_ms")?,
+        })
+    }
+
+    /// The spec of the store `id`.
+    pub fn store(&self, id: &str) -> Option<&StoreSpec> {
+        self.stores.iter().find(|s| s.id() == id)
+    }
+}
+
+fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
+    use std::net::ToSocketAddrs;
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| ConfigError(format!("listen address {text:?} is not host:port")))
+}
+
+/// The embedded stores: `memory-default` and `sqlite-default` (in
+/// `data_dir`, keyed by `master_key` when given, else by the key file).
+pub fn default_stores(data_dir: &Path, master_key: Option<SecretValue>) -> Vec<StoreSpec> {
+    let master_key = match master_key {
+        Some(value) => MasterKeySource::Env { var: "CREDSTORE_MASTER_KEY".into(), value },
+        None => MasterKeySource::File(data_dir.join(MASTER_KEY_FILE)),
+    };
+    vec![
+        StoreSpec::Memory { id: StoreId::new(MEMORY_DEFAULT_ID).expect("valid id") },
+        StoreSpec::Sqlite {
+            id: StoreId::new(SQLITE_DEFAULT_ID).expect("valid id"),
+            path: data_dir.join(SQLITE_DEFAULT_DB),
+            master_key,
+        },
+    ]
+}
+
+/// The TOML config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `host:port` to listen on.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// The data directory.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// Whether to serve `memory-default` and `sqlite-default` (default true).
+    #[serde(default)]
+    pub default_stores: Option<bool>,
+    /// `text` or `json`.
+    #[serde(default)]
+    pub log_format: Option<LogFormat>,
+    /// Request timeout in ms.
+    #[serde(default)]
+    pub request_timeout_ms: Option<u64>,
+    /// Timeout of one store call in ms.
+    #[serde(default)]
+    pub store_timeout_ms: Option<u64>,
+    /// Timeout of one availability probe in ms.
+    #[serde(default)]
+    pub probe_timeout_ms: Option<u64>,
+    /// The largest request body in bytes.
+    #[serde(default)]
+    pub body_limit_bytes: Option<usize>,
+    /// Shutdown grace period in ms.
+    #[serde(default)]
+    pub shutdown_grace_ms: Option<u64>,
+    /// Further stores.
+    #[serde(default)]
+    pub stores: Vec<RawStore>,
+    /// Scoped tokens.
+    #[serde(default)]
+    pub tokens: Vec<RawToken>,
+}
+
+/// One `[[stores]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum RawStore {
+    /// `type = "memory"`.
+    #[serde(rename = "memory")]
+    Memory {
+        /// The store id.
+        id: String,
+    },
+    /// `type = "encrypted-sqlite"`.
+    #[serde(rename = "encrypted-sqlite", alias = "sqlite")]
+    Sqlite {
+        /// The store id.
+        id: String,
+        /// The database file.
+        path: PathBuf,
+        /// The key file (created when missing).
+        #[serde(default)]
+        master_key_file: Option<PathBuf>,
+        /// The environment variable holding the base64 key.
+        #[serde(default)]
+        master_key_env: Option<String>,
+    },
+    /// `type = "vault"`.
+    #[serde(rename = "vault")]
+    Vault {
+        /// The store id.
+        id: String,
+        /// Its settings.
+        #[serde(flatten)]
+        settings: VaultSettings,
+    },
+    /// `type = "aws-secrets-manager"`.
+    #[serde(rename = "aws-secrets-manager", alias = "aws")]
+    Aws {
+        /// The store id.
+        id: String,
+        /// Its settings.
+        #[serde(flatten)]
+        settings: AwsSettings,
+    },
+}
+
+impl RawStore {
+    fn resolve(self, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<StoreSpec, String> {
+        let id = |s: String| StoreId::new(s).map_err(|e| e.to_string());
+        Ok(match self {
+            RawStore::Memory { id: i } => StoreSpec::Memory { id: id(i)? },
+            RawStore::Sqlite { id: i, path, master_key_file, master_key_env } => {
+                let master_key = match (master_key_file, master_key_env) {
+                    (Some(f), None) => MasterKeySource::File(base.join(f)),
+                    (None, Some(var)) => {
+                        let value = env(&var).ok_or_else(|| {
+                            format!("the environment variable {var} (master_key_env) is not set")
+                        })?;
+                        MasterKeySource::Env { var, value: SecretValue::from(value) }
+                    }
+                    _ => return Err("give exactly one of master_key_file and master_key_env".into()),
+                };
+                StoreSpec::Sqlite { id: id(i)?, path: base.join(path), master_key }
+            }
+            RawStore::Vault { id: i, mut settings } => {
+                let token_ways = [settings.token_file.is_some(), settings.token_env.is_some()];
+                let approle_ways =
+                    [settings.approle_secret_id_file.is_some(), settings.approle_secret_id_env.is_some()];
+                if token_ways.iter().filter(|w| **w).count() > 1 {
+                    return Err("give at most one of token_file and token_env".into());
+                }
+                if settings.approle_role_id.is_some() != approle_ways.iter().any(|w| *w)
+                    || approle_ways.iter().all(|w| *w)
+                {
+                    return Err("AppRole needs approle_role_id and one of approle_secret_id_file and approle_secret_id_env".into());
+                }
+                if settings.approle_role_id.is_some() && token_ways.iter().any(|w| *w) {
+                    return Err("give either a token or an AppRole login, not both".into());
+                }
+                settings.token_file = settings.token_file.map(|f| base.join(f));
+                settings.approle_secret_id_file = settings.approle_secret_id_file.map(|f| base.join(f));
+                settings.ca_cert = settings.ca_cert.map(|f| base.join(f));
+                StoreSpec::Vault { id: id(i)?, settings }
+            }
+            RawStore::Aws { id: i, settings } => StoreSpec::Aws { id: id(i)?, settings },
+        })
+    }
+}
+
+/// One `[[tokens]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    /// A name for logs.
+    pub name: String,
+    /// The token's SHA-256, 64 hex digits (`credstore hash-token`).
+    pub sha256: String,
+    /// Tenant ids, or `["*"]` for all.
+    pub tenants: Vec<String>,
+    /// Project ids, or `["*"]` for all.
+    pub projects: Vec<String>,
+    /// `view` and/or `edit`.
+    pub actions: Vec<Action>,
+}
+
+impl RawToken {
+    fn resolve(self) -> Result<TokenEntry, String> {
+        let hash = TokenHash::from_hex(&self.sha256)?;
+        for id in self.tenants.iter().chain(&self.projects) {
+            if id != "*" {
+                crate::routes::check_scope_id("tenant or project", id).map_err(|e| e.detail)?;
+            }
+        }
+        if self.actions.is_empty() {
+            return Err("actions is empty; give view and/or edit".into());
+        }
+        Ok(TokenEntry {
+            name: self.name,
+            hash,
+            tenants: Scope::from_list(&self.tenants),
+            projects: Scope::from_list(&self.projects),
+            actions: self.actions.into_iter().collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let s = Settings::load(None, &env_of(&[])).unwrap();
+        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        let ids: Vec<_> = s.stores.iter().map(|s| s.id().to_string()).collect();
+        assert_eq!(ids, [MEMORY_DEFAULT_ID, SQLITE_DEFAULT_ID]);
+        assert!(matches!(&s.stores[1], StoreSpec::Sqlite { master_key: MasterKeySource::File(p), .. }
+            if p.ends_with(MASTER_KEY_FILE)));
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credstore.toml");
+        std::fs::write(
+            &path,
+            r#"
+listen = "127.0.0.1:9000"
+data_dir = "data"
+request_timeout_ms = 5000
+[[stores]]
+id = "extra"
+type = "encrypted-sqlite"
+path = "extra.db"
+master_key_env = "EXTRA_KEY"
+[[stores]]
+id = "scratch"
+type = "memory"
+[[tokens]]
+name = "ci"
+sha256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+tenants = ["t1"]
+projects = ["*"]
+actions = ["view"]
+"#,
+        )
+        .unwrap();
+        let env = env_of(&[
+            ("CREDSTORE_LISTEN", "127.0.0.1:9100"),
+            ("EXTRA_KEY", "k"),
+            ("CREDSTORE_MASTER_KEY", "m"),
+        ]);
+        let s = Settings::load(Some(&path), &env).unwrap();
+        assert_eq!(s.listen.port(), 9100);
+        assert_eq!(s.data_dir, dir.path().join("data"));
+        assert_eq!(s.request_timeout, Duration::from_secs(5));
+        assert_eq!(s.stores.len(), 4);
+        assert!(
+            matches!(&s.stores[1], StoreSpec::Sqlite { master_key: MasterKeySource::Env { var, .. }, .. }
+            if var == "CREDSTORE_MASTER_KEY")
+        );
+        assert!(
+            matches!(&s.stores[2], StoreSpec::Sqlite { path, .. } if *path == dir.path().join("extra.db"))
+        );
+        assert_eq!(s.tokens.len(), 1);
+        assert!(s.tokens[0].allows("t1", "p", Action::View));
+        assert!(!s.tokens[0].allows("t1", "p", Action::Edit));
+        assert!(!format!("{s:?}").contains("\"m\""));
+    }
+
+    #[test]
+    fn rejects_mistakes() {
+        let bad = [
+            "unknown = 1",
+            "[[stores]]\nid = \"memory-default\"\ntype = \"memory\"",
+            "[[stores]]\nid = \"bad id\"\ntype = \"memory\"",
+            "[[stores]]\nid = \"x\"\ntype = \"nosuch\"",
+            "[[stores]]\nid = \"x\"\ntype = \"memory\"\npath = \"p\"",
+            "[[stores]]\nid = \"x\"\ntype = \"encrypted-sqlite\"\npath = \"p\"",
+            "[[tokens]]\nname = \"a\"\nsha256 = \"abc\"\ntenants = [\"*\"]\nprojects = [\"*\"]\nactions = [\"view\"]",
+            "request_timeout_ms = 0",
+        ];
+        for text in bad {
+            let file: Result<FileConfig, _> = toml::from_str(text);
+            let result = file.map_err(|e| e.to_string()).and_then(|f| {
+                Settings::from_file(f, Path::new("."), &env_of(&[])).map_err(|e| e.to_string())
+            });
+            assert!(result.is_err(), "accepted: {text}");
+        }
+    }
+}

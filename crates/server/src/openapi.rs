@@ -1,0 +1,85 @@
+//! The router and its OpenAPI 3.1 document, built together from the
+//! handlers' `#[utoipa::path]` annotations, so every route is documented by
+//! construction.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::problem::{Problem, ProblemError};
+use crate::routes::{self, TAG_OPS, TAG_STORES};
+use crate::state::AppState;
+
+const DESCRIPTION: &str = "\
+The credstore management API: the Credential Stores API over every credstore backend \
+(memory, encrypted SQLite, HashiCorp Vault / OpenBao, AWS Secrets Manager).
+
+**Authentication.** Every `/manage` route needs `Authorization: Bearer <token>`. Tokens are \
+compared in constant time against stored SHA-256 hashes and are scoped to tenants, projects \
+and actions (`view`: list stores, list keys, read metadata; `edit`: create and delete). \
+Session cookies (`cookieAuth`, `better-auth.*` cookies) are not supported: a request with \
+only a cookie gets 401.
+
+**Isolation.** Credentials live in a namespace per tenant and project inside each store: the \
+same key under two projects is two credentials, and no request under one tenant or project \
+can see, list, overwrite or delete another's. `tenantId` and `projectId` follow the id \
+pattern `^[a-zA-Z0-9\\-_.]+$` (1 to 255 bytes) and may not be `.` or `..`.
+
+**Errors** are always `application/problem+json` with exactly the members `code`, `detail`, \
+`instance` (the request path), `requestId` (also in the `X-Request-ID` header), `status`, \
+`title` and `error: {code, message}`. A valid incoming `X-Request-ID` (1 to 128 characters \
+of `[A-Za-z0-9._:-]`) is reused; otherwise one is generated.
+
+**Extensions** beyond the seed API: listing keys, reading metadata, deleting a credential, \
+200 on overwrite, `/healthz`, `/readyz`, `/openapi.json`, and the statuses 409, 413 and 503.";
+
+/// The static part of the document: info, tags, security schemes.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "credstore", description = DESCRIPTION, license(name = "MIT OR Apache-2.0")),
+    tags(
+        (name = TAG_STORES, description = "Operations for managing credential stores"),
+        (name = TAG_OPS, description = "Health, readiness and this document"),
+    ),
+    components(schemas(Problem, ProblemError)),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearerAuth",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "Bearer token authentication. Set the Authorization header to \"Bearer <token>\".",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every route with its documentation; `/openapi.json` serves the document
+/// this returns.
+pub fn api_router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::list_stores))
+        .routes(routes!(routes::create_credential, routes::list_credentials))
+        .routes(routes!(routes::get_credential, routes::delete_credential))
+        .routes(routes!(routes::healthz))
+        .routes(routes!(routes::readyz))
+        .routes(routes!(routes::openapi_json))
+        .split_for_parts()
+}
+
+/// The OpenAPI 3.1 document of this server.
+pub fn document() -> utoipa::openapi::OpenApi {
+    api_router().1
+}

@@ -1,0 +1,842 @@
+//! The HTTP handlers and the JSON shapes they exchange.
+//!
+//! Seed routes (the credential-stores API, shapes matched exactly):
+//! - `GET  /manage/tenants/{tenantId}/projects/{projectId}/credential-stores`
+//! - `POST /manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials`
+//!
+//! Extensions (documented in `/openapi.json` like the rest):
+//! - `GET    …/credential-stores/{id}/credentials` lists keys (never values), paginated
+//! - `GET    …/credential-stores/{id}/credentials/{key}` reads metadata and timestamps (never the value)
+//! - `DELETE …/credential-stores/{id}/credentials/{key}`
+//! - `GET /healthz`, `GET /readyz`, `GET /openapi.json` (no token needed)
+//!
+//! Every request is checked in this order: token (401), path ids (422),
+//! token scope (403), store (404), content type and body (400, 413), field
+//! rules (422), then the store call (503 when unavailable).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use credstore_core::{
+    validate_id, CredentialKey, CredentialStore, ListCursor, ListOptions, Metadata, SecretValue, StoreId,
+};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use zeroize::Zeroizing;
+
+use crate::auth::Action;
+use crate::problem::{ApiError, Problem};
+use crate::state::AppState;
+
+/// The tag of the seed's operations in the OpenAPI document.
+pub const TAG_STORES: &str = "Credential Stores";
+/// The tag of the operational endpoints.
+pub const TAG_OPS: &str = "Operations";
+
+// ---------------------------------------------------------------- shapes
+
+/// One store in the list of credential stores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StoreEntry {
+    /// Whether the store answered its availability probe in time.
+    pub available: bool,
+    /// The store's id.
+    #[schema(pattern = r"^[a-zA-Z0-9\-_.]+$", min_length = 1, max_length = 255, example = "sqlite-default")]
+    pub id: String,
+    /// Why the store is unavailable ("no answer within 3000 ms", "vault is
+    /// sealed"). Always a string: the empty string `""` when `available` is
+    /// true.
+    #[schema(example = "")]
+    pub reason: String,
+    /// The backend: `memory`, `encrypted-sqlite`, `vault` or
+    /// `aws-secrets-manager`.
+    #[serde(rename = "type")]
+    #[schema(example = "memory")]
+    pub kind: String,
+}
+
+/// The answer of *List Credential Stores*.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ListStoresResponse {
+    /// Every store the server serves, in configuration order.
+    pub data: Vec<StoreEntry>,
+}
+
+/// The body of *Create Credential in Store*.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // Documents the body; the handler parses it by hand for precise errors.
+pub struct CreateCredentialRequest {
+    /// The credential key: 1 to 255 characters of `[a-zA-Z0-9-_.]`.
+    #[schema(pattern = r"^[a-zA-Z0-9\-_.]+$", min_length = 1, max_length = 255, example = "string")]
+    key: String,
+    /// The credential value: any string of at most 65,536 bytes (UTF-8).
+    /// Never returned by any endpoint.
+    #[schema(example = "string")]
+    value: String,
+    /// The metadata for the credential: at most 16 entries; keys follow the
+    /// id pattern and are at most 64 bytes; values are at most 256 bytes of
+    /// text without control characters; keys and values together at most
+    /// 900 bytes. Omitted or `null` is empty.
+    #[schema(required = false, nullable = true)]
+    metadata: Option<BTreeMap<String, String>>,
+}
+
+/// The credential just created.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedCredential {
+    /// When the key was first set (RFC 3339, UTC). Kept when an existing
+    /// key is overwritten.
+    #[schema(example = "2025-01-01T12:00:00.000Z")]
+    pub created_at: String,
+    /// The key.
+    pub key: String,
+    /// The store's id.
+    pub store_id: String,
+}
+
+/// The answer of *Create Credential in Store*.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreateCredentialResponse {
+    /// The credential.
+    pub data: CreatedCredential,
+}
+
+/// One key in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct KeyEntry {
+    /// The credential key.
+    pub key: String,
+}
+
+/// A page of keys of one store in one project.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListCredentialsResponse {
+    /// Keys in ascending byte order; never values.
+    pub data: Vec<KeyEntry>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A credential's metadata and timestamps; never its value.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialInfo {
+    /// The key.
+    pub key: String,
+    /// The store's id.
+    pub store_id: String,
+    /// The metadata given with the last write.
+    pub metadata: BTreeMap<String, String>,
+    /// When the key was first set (RFC 3339, UTC).
+    pub created_at: String,
+    /// When the key was last set (RFC 3339, UTC).
+    pub updated_at: String,
+}
+
+/// The answer of *Get Credential Metadata*.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CredentialInfoResponse {
+    /// The credential's metadata and timestamps.
+    pub data: CredentialInfo,
+}
+
+/// The answer of `/healthz` and `/readyz`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusResponse {
+    /// `ok` (healthz) or `ready` (readyz).
+    pub status: String,
+    /// How many stores answered their probe (readyz only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stores_available: Option<usize>,
+    /// How many stores are served (readyz only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stores_total: Option<usize>,
+}
+
+/// Path parameters of project-level routes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Path)]
+pub struct ProjectPath {
+    /// Tenant identifier: 1 to 255 characters of `[a-zA-Z0-9-_.]`, not `.` or `..`.
+    #[param(pattern = r"^[a-zA-Z0-9\-_.]+$", min_length = 1, max_length = 255, example = "tenant_123")]
+    pub tenant_id: String,
+    /// Project identifier: 1 to 255 characters of `[a-zA-Z0-9-_.]`, not `.` or `..`.
+    #[param(pattern = r"^[a-zA-Z0-9\-_.]+$", min_length = 1, max_length = 255, example = "project_456")]
+    pub project_id: String,
+}
+
+/// Path parameters of store-level routes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Path)]
+pub struct StorePath {
+    /// Tenant identifier: 1 to 255 characters of `[a-zA-Z0-9-_.]`, not `.` or `..`.
+    #[param(pattern = r"^[a-zA-Z0-9\-_.]+$", min_length = 1, max_length = 255, example = "tenant_123")]
+    pub tenant_id: String,
+    /// Project identifier: 1 to 255 characters of `[a-zA-Z0-9-_.]`, not `.` or `..`.
+    #[param(pattern = r"^[a-zA-Z0-9\-_.]+$", min_length = 1, max_length = 255, example = "project_456")]
+    pub project_id: String,
+    /// Resource identifier: the credential store's id.
+    #[param(pattern = r"^[a-zA-Z0-9\-_.]+$", min_length = 1, max_length = 255, example = "sqlite-default")]
+    pub id: String,
+}
+
+/// Path parameters of credential-level routes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Path)]
+pub struct CredentialPath {
+    /// Tenant identifier: 1 to 255 characters of `[a-zA-Z0-9-_.]`, not `.` or `..`.
+    #[param(pattern = r"^[a-zA-Z0-9\-_.]+$", min_length = 1, max_length = 255, example = "tenant_123")]
+    pub tenant_id: String,
+    /// Project identifier: 1 to 255 characters of `[a-zA-Z0-9-_.]`, not `.` or `..`.
+    #[param(pattern = r"^[a-zA-Z0-9\-_.]+$", min_length = 1, max_length = 255, example = "project_456")]
+    pub project_id: String,
+    /// Resource identifier: the credential store's id.
+    #[param(pattern = r"^[a-zA-Z0-9\-_.]+$", min_length = 1, max_length = 255, example = "sqlite-default")]
+    pub id: String,
+    /// The credential key.
+    #[param(pattern = r"^[a-zA-Z0-9\-_.]+$", min_length = 1, max_length = 255, example = "github-token")]
+    pub key: String,
+}
+
+/// Query parameters of the key listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only keys starting with this prefix.
+    pub prefix: Option<String>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Keys per page, 1 to 1000; default 100.
+    pub limit: Option<usize>,
+}
+
+// ---------------------------------------------------------------- checks
+
+/// Checks a tenant or project id (and token scopes in the config): the id
+/// pattern `^[a-zA-Z0-9\-_.]+$`, 1 to 255 bytes, and not `.` or `..`
+/// (reserved, as they are path dot-segments in backends that build paths).
+///
+/// # Errors
+/// 422 naming `field` and the rule.
+pub fn check_scope_id(field: &str, id: &str) -> Result<(), ApiError> {
+    validate_id(id).map_err(|e| ApiError::invalid_field(field, e))?;
+    if id == "." || id == ".." {
+        return Err(ApiError::invalid_field(field, "must not be '.' or '..'"));
+    }
+    Ok(())
+}
+
+fn check_store_id(id: &str) -> Result<StoreId, ApiError> {
+    StoreId::new(id).map_err(|e| match e {
+        credstore_core::Error::InvalidKey { reason, .. } => ApiError::invalid_field("id", reason),
+        other => ApiError::from(other),
+    })
+}
+
+fn path_error(rejection: PathRejection) -> ApiError {
+    ApiError::bad_request(format!("bad path parameters: {}", rejection.body_text()))
+}
+
+/// RFC 3339 UTC with milliseconds.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Authenticates, validates the path ids and checks the token scope.
+fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    tenant: &str,
+    project: &str,
+    action: Action,
+) -> Result<(), ApiError> {
+    let token = state.auth.authenticate(headers)?;
+    check_scope_id("tenantId", tenant)?;
+    check_scope_id("projectId", project)?;
+    token.check(tenant, project, action)
+}
+
+/// The handle of store `id` in the namespace of `tenant/project`.
+fn project_store(
+    state: &AppState,
+    id: &str,
+    tenant: &str,
+    project: &str,
+) -> Result<Arc<dyn CredentialStore>, ApiError> {
+    let ns = format!("{tenant}/{project}");
+    match state.stores.handle(id, &ns) {
+        None => Err(ApiError::not_found(format!("no credential store with id '{id}'"))),
+        Some(Ok(store)) => Ok(store),
+        Some(Err(e)) => Err(ApiError::from(e)),
+    }
+}
+
+/// Runs one store call under the store timeout.
+async fn call<T>(
+    state: &AppState,
+    store: &dyn CredentialStore,
+    fut: impl std::future::Future<Output = credstore_core::Result<T>>,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(state.store_timeout, fut).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(_) => Err(ApiError::unavailable(format!(
+            "credential store '{}' is unavailable: no answer within {} ms",
+            store.id(),
+            state.store_timeout.as_millis()
+        ))),
+    }
+}
+
+fn json_ok<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    let mut resp = (status, Json(body)).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+// ---------------------------------------------------------------- handlers
+
+/// List Credential Stores
+///
+/// Every store the server serves, each probed concurrently under the probe
+/// timeout, so one dead backend never stalls the list. The list is the same
+/// for every project; credentials inside each store are per project.
+#[utoipa::path(
+    get,
+    path = "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores",
+    operation_id = "listCredentialStores",
+    tag = TAG_STORES,
+    params(ProjectPath),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The stores and their availability", body = ListStoresResponse),
+        (status = 400, description = "Bad Request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token may not view this tenant or project", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not Found", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "tenantId or projectId breaks the id rules", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal Server Error", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_stores(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<ProjectPath>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(p) = path.map_err(path_error)?;
+    admit(&state, &headers, &p.tenant_id, &p.project_id, Action::View)?;
+    let statuses = state.stores.check_all(state.probe_timeout).await;
+    let data = statuses
+        .into_iter()
+        .map(|s| StoreEntry {
+            available: s.availability.available,
+            id: s.id.to_string(),
+            reason: if s.availability.available {
+                String::new()
+            } else {
+                s.availability.reason.unwrap_or_default()
+            },
+            kind: s.kind.to_string(),
+        })
+        .collect();
+    Ok(json_ok(StatusCode::OK, &ListStoresResponse { data }))
+}
+
+/// Create Credential in Store
+///
+/// Stores `value` under `key` in store `id`, in the namespace of this tenant
+/// and project. Answers 201 when the key is new and 200 when it existed and
+/// was overwritten (value and metadata replaced, `createdAt` kept). The value
+/// is never returned by any endpoint.
+#[utoipa::path(
+    post,
+    path = "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials",
+    operation_id = "createCredential",
+    tag = TAG_STORES,
+    params(StorePath),
+    request_body(content = CreateCredentialRequest, content_type = "application/json"),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 201, description = "Created", body = CreateCredentialResponse,
+            headers(("Location" = String, description = "The credential's metadata URL"))),
+        (status = 200, description = "An existing credential was overwritten (extension)", body = CreateCredentialResponse),
+        (status = 400, description = "Malformed JSON, wrong content type, missing or mistyped fields", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token may not edit this tenant or project", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No store with this id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A concurrent change got in the way; retry", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the body limit", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A key, id or metadata breaks the rules, or the value is over 65,536 bytes; the detail names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal Server Error", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; the detail says why", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_credential(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<StorePath>, PathRejection>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Path(p) = path.map_err(path_error)?;
+    admit(&state, &headers, &p.tenant_id, &p.project_id, Action::Edit)?;
+    let store_id = check_store_id(&p.id)?;
+    let store = project_store(&state, &p.id, &p.tenant_id, &p.project_id)?;
+    check_json_content_type(&headers)?;
+    let bytes = read_body(body, &headers, state.body_limit).await?;
+    let input = parse_create(&bytes)?;
+    drop(bytes);
+    let outcome = call(&state, store.as_ref(), store.set(&input.key, &input.value, &input.metadata)).await?;
+    let location = format!(
+        "/manage/tenants/{}/projects/{}/credential-stores/{}/credentials/{}",
+        p.tenant_id, p.project_id, store_id, input.key
+    );
+    let body = CreateCredentialResponse {
+        data: CreatedCredential {
+            created_at: timestamp(outcome.created_at),
+            key: input.key.to_string(),
+            store_id: store_id.to_string(),
+        },
+    };
+    let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
+    let mut resp = json_ok(status, &body);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+/// List Credential Keys (extension)
+///
+/// The keys of store `id` in this tenant and project, in ascending order,
+/// one page at a time. Never values.
+#[utoipa::path(
+    get,
+    path = "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials",
+    operation_id = "listCredentials",
+    tag = TAG_STORES,
+    params(StorePath, ListQuery),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "A page of keys", body = ListCredentialsResponse),
+        (status = 400, description = "A query parameter of the wrong type", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token may not view this tenant or project", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No store with this id", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad id, prefix, cursor or limit", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal Server Error", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_credentials(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<StorePath>, PathRejection>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Path(p) = path.map_err(path_error)?;
+    admit(&state, &headers, &p.tenant_id, &p.project_id, Action::View)?;
+    check_store_id(&p.id)?;
+    let store = project_store(&state, &p.id, &p.tenant_id, &p.project_id)?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let mut opts = ListOptions::new();
+    if let Some(prefix) = q.prefix {
+        opts = opts.with_prefix(prefix)?;
+    }
+    if let Some(limit) = q.limit {
+        opts = opts.with_limit(limit)?;
+    }
+    if let Some(cursor) = q.cursor {
+        opts = opts.with_cursor(Some(ListCursor::parse(&cursor)?));
+    }
+    let page = call(&state, store.as_ref(), store.list(&opts)).await?;
+    let body = ListCredentialsResponse {
+        data: page.keys.into_iter().map(|k| KeyEntry { key: k.to_string() }).collect(),
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+    };
+    Ok(json_ok(StatusCode::OK, &body))
+}
+
+/// Get Credential Metadata (extension)
+///
+/// A credential's metadata and timestamps. Never its value.
+#[utoipa::path(
+    get,
+    path = "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}",
+    operation_id = "getCredential",
+    tag = TAG_STORES,
+    params(CredentialPath),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The credential's metadata", body = CredentialInfoResponse),
+        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token may not view this tenant or project", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such store, or no such credential in this project", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad id or key", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal Server Error", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_credential(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<CredentialPath>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(p) = path.map_err(path_error)?;
+    admit(&state, &headers, &p.tenant_id, &p.project_id, Action::View)?;
+    let store_id = check_store_id(&p.id)?;
+    let key = CredentialKey::new(p.key.as_str())?;
+    let store = project_store(&state, &p.id, &p.tenant_id, &p.project_id)?;
+    let Some(cred) = call(&state, store.as_ref(), store.get(&key)).await? else {
+        return Err(missing(&key, &store_id));
+    };
+    let body = CredentialInfoResponse {
+        data: CredentialInfo {
+            key: key.to_string(),
+            store_id: store_id.to_string(),
+            metadata: cred.metadata.as_map().clone(),
+            created_at: timestamp(cred.created_at),
+            updated_at: timestamp(cred.updated_at),
+        },
+    };
+    Ok(json_ok(StatusCode::OK, &body))
+}
+
+/// Delete Credential (extension)
+///
+/// Deletes a credential, value and metadata, from this tenant and project.
+#[utoipa::path(
+    delete,
+    path = "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}",
+    operation_id = "deleteCredential",
+    tag = TAG_STORES,
+    params(CredentialPath),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token may not edit this tenant or project", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such store, or no such credential in this project", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad id or key", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal Server Error", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_credential(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<CredentialPath>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(p) = path.map_err(path_error)?;
+    admit(&state, &headers, &p.tenant_id, &p.project_id, Action::Edit)?;
+    let store_id = check_store_id(&p.id)?;
+    let key = CredentialKey::new(p.key.as_str())?;
+    let store = project_store(&state, &p.id, &p.tenant_id, &p.project_id)?;
+    if call(&state, store.as_ref(), store.delete(&key)).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(missing(&key, &store_id))
+    }
+}
+
+fn missing(key: &CredentialKey, store: &StoreId) -> ApiError {
+    ApiError::not_found(format!("no credential '{key}' in store '{store}' for this tenant and project"))
+}
+
+/// Liveness
+///
+/// 200 while the process serves HTTP. No token needed.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = TAG_OPS,
+    responses((status = 200, description = "The process is up", body = StatusResponse))
+)]
+pub async fn healthz() -> Response {
+    json_ok(
+        StatusCode::OK,
+        &StatusResponse { status: "ok".into(), stores_available: None, stores_total: None },
+    )
+}
+
+/// Readiness
+///
+/// 200 when the server is not shutting down and at least one store answers
+/// its probe; 503 otherwise. No token needed; the body gives counts only.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = TAG_OPS,
+    responses(
+        (status = 200, description = "Ready to serve", body = StatusResponse),
+        (status = 503, description = "Shutting down, or no store is available", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
+    if state.is_shutting_down() {
+        return Err(ApiError::unavailable("the server is shutting down"));
+    }
+    let statuses = state.stores.check_all(state.probe_timeout).await;
+    let total = statuses.len();
+    let available = statuses.iter().filter(|s| s.availability.available).count();
+    if available == 0 {
+        return Err(ApiError::unavailable(format!("none of the {total} stores is available")));
+    }
+    let body = StatusResponse {
+        status: "ready".into(),
+        stores_available: Some(available),
+        stores_total: Some(total),
+    };
+    Ok(json_ok(StatusCode::OK, &body))
+}
+
+/// The OpenAPI document, as served.
+#[derive(Debug, Clone)]
+pub struct OpenApiJson(pub Arc<String>);
+
+/// OpenAPI document
+///
+/// This API's OpenAPI 3.1 document, generated from the code. No token needed.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = TAG_OPS,
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json"))
+)]
+pub async fn openapi_json(Extension(doc): Extension<OpenApiJson>) -> Response {
+    let mut resp = (*doc.0).clone().into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// The answer to a path no route matches.
+pub async fn fallback() -> ApiError {
+    ApiError::not_found("no such route; see /openapi.json")
+}
+
+// ---------------------------------------------------------------- body
+
+/// Checks that the request declares a JSON body: `application/json` or
+/// `application/<anything>+json`, parameters allowed.
+///
+/// # Errors
+/// 400 naming the content type received.
+pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Err(ApiError::bad_request("missing Content-Type; send Content-Type: application/json"));
+    };
+    let essence = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ok = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json") && !essence.contains(' '));
+    if ok {
+        Ok(())
+    } else {
+        let shown: String = essence.chars().take(64).collect();
+        Err(ApiError::bad_request(format!("Content-Type {shown:?} is not supported; send application/json")))
+    }
+}
+
+/// Reads the body into a zeroizing buffer, at most `limit` bytes.
+///
+/// # Errors
+/// 413 past the limit (at once when `Content-Length` says so); 400 when the
+/// body cannot be read.
+pub async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::too_large(limit));
+    }
+    // Reserve up front so the buffer (which holds the secret) rarely moves.
+    let mut buf = Zeroizing::new(Vec::with_capacity(declared.map_or(8 * 1024, |n| n as usize)));
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ApiError::bad_request("the request body could not be read"))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::too_large(limit));
+        }
+        if buf.capacity() < buf.len() + chunk.len() {
+            // Grow by hand so the old buffer is zeroized, not just freed.
+            let mut bigger =
+                Zeroizing::new(Vec::with_capacity((buf.len() + chunk.len()).max(buf.capacity() * 2)));
+            bigger.extend_from_slice(&buf);
+            buf = bigger;
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+/// A validated create request.
+pub struct CreateInput {
+    /// The key.
+    pub key: CredentialKey,
+    /// The value.
+    pub value: SecretValue,
+    /// The metadata.
+    pub metadata: Metadata,
+}
+
+const CREATE_FIELDS: [&str; 3] = ["key", "value", "metadata"];
+
+/// Parses and validates a create body. Error messages never echo the body.
+///
+/// # Errors
+/// 400 for malformed JSON, a non-object, unknown, missing or mistyped
+/// fields; 422 for a key, value or metadata that breaks the rules.
+pub fn parse_create(bytes: &[u8]) -> Result<CreateInput, ApiError> {
+    let parsed: Value = serde_json::from_slice(bytes).map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Eof => "ends too early",
+            _ => "is not valid JSON",
+        };
+        ApiError::bad_request(format!("the body {what} (line {}, column {})", e.line(), e.column()))
+    })?;
+    let Value::Object(mut map) = parsed else {
+        return Err(ApiError::bad_request(
+            "the body must be a JSON object with the fields key, value and metadata",
+        ));
+    };
+    if let Some(unknown) = map.keys().find(|k| !CREATE_FIELDS.contains(&k.as_str())) {
+        let shown: String = unknown.chars().take(64).collect();
+        return Err(ApiError::bad_request(format!(
+            "unknown field {shown:?}; the fields are key, value and metadata"
+        )));
+    }
+    let mut string_field = |name: &str| match map.remove(name) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(ApiError::bad_request(format!("the field {name} must be a string"))),
+        None => Err(ApiError::bad_request(format!("missing field {name}"))),
+    };
+    let key = string_field("key")?;
+    let value = SecretValue::new(string_field("value")?);
+    let metadata = match map.remove("metadata") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Object(m)) => {
+            let mut out = BTreeMap::new();
+            for (k, v) in m {
+                match v {
+                    Value::String(s) => {
+                        out.insert(k, s);
+                    }
+                    _ => {
+                        let shown: String = k.chars().take(64).collect();
+                        return Err(ApiError::bad_request(format!(
+                            "metadata value {shown:?} must be a string"
+                        )));
+                    }
+                }
+            }
+            out
+        }
+        Some(_) => return Err(ApiError::bad_request("the field metadata must be an object of strings")),
+    };
+    let key = CredentialKey::new(key).map_err(|e| match e {
+        credstore_core::Error::InvalidKey { reason, .. } => ApiError::invalid_field("key", reason),
+        other => ApiError::from(other),
+    })?;
+    credstore_core::check_value(&value)?;
+    let metadata = Metadata::try_from(metadata)?;
+    Ok(CreateInput { key, value, metadata })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(body: &str) -> u16 {
+        match parse_create(body.as_bytes()) {
+            Ok(_) => 200,
+            Err(e) => e.status.as_u16(),
+        }
+    }
+
+    #[test]
+    fn create_bodies() {
+        assert_eq!(status(r#"{"key":"a","value":"v"}"#), 200);
+        assert_eq!(status(r#"{"key":"a","value":"","metadata":null}"#), 200);
+        assert_eq!(status(r#"{"key":"a","value":"v","metadata":{"owner":"me"}}"#), 200);
+        for bad in [
+            "",
+            "{",
+            "[]",
+            "\"s\"",
+            r#"{"value":"v"}"#,
+            r#"{"key":"a"}"#,
+            r#"{"key":1,"value":"v"}"#,
+            r#"{"key":"a","value":2}"#,
+            r#"{"key":"a","value":"v","metadata":[]}"#,
+            r#"{"key":"a","value":"v","metadata":{"x":1}}"#,
+            r#"{"key":"a","value":"v","extra":1}"#,
+        ] {
+            assert_eq!(status(bad), 400, "{bad}");
+        }
+        for bad in [
+            r#"{"key":"a b","value":"v"}"#,
+            r#"{"key":"","value":"v"}"#,
+            r#"{"key":"a","value":"v","metadata":{"bad key":"x"}}"#,
+            r#"{"key":"a","value":"v","metadata":{"k":"line\nbreak"}}"#,
+        ] {
+            assert_eq!(status(bad), 422, "{bad}");
+        }
+        let big = format!(r#"{{"key":"a","value":"{}"}}"#, "x".repeat(credstore_core::MAX_VALUE_BYTES + 1));
+        let err = parse_create(big.as_bytes()).err().unwrap();
+        assert_eq!(err.status, 422);
+        assert!(err.detail.contains("value") && !err.detail.contains("xxxx"), "{}", err.detail);
+    }
+
+    #[test]
+    fn errors_never_echo_the_value() {
+        let err = parse_create(br#"{"key":"a","value":12345678}"#).err().unwrap();
+        assert!(!err.detail.contains("12345678"), "{}", err.detail);
+        let err = parse_create(br#"{"key":"a","value":"topsecret"#).err().unwrap();
+        assert!(!err.detail.contains("topsecret"), "{}", err.detail);
+    }
+
+    #[test]
+    fn scope_ids() {
+        assert!(check_scope_id("tenantId", "tenant_123").is_ok());
+        for bad in ["", ".", "..", "a/b", "a b", &"x".repeat(256)] {
+            assert_eq!(check_scope_id("tenantId", bad).unwrap_err().status, 422, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        let mut h = HeaderMap::new();
+        assert!(check_json_content_type(&h).is_err());
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/merge-patch+json",
+        ] {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ok));
+            assert!(check_json_content_type(&h).is_ok(), "{ok}");
+        }
+        for bad in ["text/plain", "application/x-www-form-urlencoded", "json", "application/jsonx"] {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(bad));
+            assert!(check_json_content_type(&h).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Graceful shutdown: on SIGTERM or SIGINT (Ctrl-C) the server stops
+//! accepting connections, finishes the requests in flight, and exits; past
+//! the grace period it exits anyway.
+
+/// Resolves when the process receives SIGTERM or SIGINT.
+pub async fn signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received; finishing requests in flight"),
+        () = term => tracing::info!("SIGTERM received; finishing requests in flight"),
+    }
+}

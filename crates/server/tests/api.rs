@@ -1,0 +1,857 @@
+//! The HTTP API over real HTTP, against servers bound to 127.0.0.1:0: every
+//! route, every error status, the seed's curl examples, isolation and
+//! concurrency.
+
+#[path = "util/harness.rs"]
+mod harness;
+#[path = "util/stores.rs"]
+mod test_stores;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use credstore_core::StoreKind;
+use credstore_server::auth::Action;
+use credstore_server::state::Backend;
+use harness::*;
+use serde_json::{json, Value};
+use test_stores::{Fault, FaultyStore, SlowStore};
+
+const T: &str = "tenant_123";
+const P: &str = "project_456";
+
+// ------------------------------------------------------------ the seed
+
+/// The seed's two curl commands, verbatim.
+const SEED_LIST: &str = r#"curl -X GET "https://api.pilot.inkeep.com/manage/tenants/tenant_123/projects/project_456/credential-stores""#;
+const SEED_CREATE: &str = r#"curl -X POST "https://api.pilot.inkeep.com/manage/tenants/tenant_123/projects/project_456/credential-stores/resource_789/credentials" \ -H "Content-Type: application/json" \ -d '{ "key": "string", "value": "string" }'"#;
+
+/// Splits a curl command line as a shell would (quotes, `\` continuations).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '\'' => {
+                in_word = true;
+                for q in chars.by_ref() {
+                    if q == c {
+                        break;
+                    }
+                    cur.push(q);
+                }
+            }
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    if !n.is_whitespace() {
+                        cur.push(n);
+                        in_word = true;
+                    }
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    words
+}
+
+/// Runs a curl command line against `server`: same method, path, headers
+/// and body, plus the bearer token.
+async fn run_curl(server: &TestServer, line: &str) -> Reply {
+    let words = shell_words(line);
+    assert_eq!(words[0], "curl");
+    let (mut method, mut url, mut headers, mut body) = ("GET".to_owned(), None, Vec::new(), None);
+    let mut it = words[1..].iter();
+    while let Some(w) = it.next() {
+        match w.as_str() {
+            "-X" => method = it.next().unwrap().clone(),
+            "-H" => {
+                let h = it.next().unwrap();
+                let (k, v) = h.split_once(':').unwrap();
+                headers.push((k.trim().to_owned(), v.trim().to_owned()));
+            }
+            "-d" => body = Some(it.next().unwrap().clone()),
+            u if u.starts_with("http") => url = Some(u.to_owned()),
+            other => panic!("unexpected curl argument {other}"),
+        }
+    }
+    let url = url.unwrap();
+    let path = &url[url.find("/manage").unwrap()..];
+    let mut req = client().request(method.parse().unwrap(), server.url(path)).bearer_auth(ADMIN);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    if let Some(b) = body {
+        req = req.body(b);
+    }
+    Reply::from(req.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn seed_curl_examples_as_written() {
+    // The seed text, where present beside the repository, holds these commands verbatim.
+    for seed in
+        ["../../../shared/seed-credential-stores-api.txt", "/work/shared/seed-credential-stores-api.txt"]
+    {
+        if let Ok(text) = std::fs::read_to_string(seed) {
+            assert!(text.contains(SEED_LIST) && text.contains(SEED_CREATE), "the seed's curl lines changed");
+            break;
+        }
+    }
+    let server = TestServer::start_with(|o| o.extra.push(memory("resource_789"))).await;
+
+    let list = run_curl(&server, SEED_LIST).await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    assert!(list.content_type().starts_with("application/json"));
+    let ids: Vec<_> = list.json()["data"].as_array().unwrap().iter().map(|e| e["id"].clone()).collect();
+    assert_eq!(ids, [json!("memory-default"), json!("sqlite-default"), json!("resource_789")]);
+
+    let created = run_curl(&server, SEED_CREATE).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let v = created.json();
+    let data = v["data"].as_object().unwrap();
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["createdAt", "key", "storeId"]);
+    assert_eq!(v["data"]["key"], "string");
+    assert_eq!(v["data"]["storeId"], "resource_789");
+    let created_at = v["data"]["createdAt"].as_str().unwrap();
+    assert!(humantime::parse_rfc3339(created_at).is_ok(), "{created_at}");
+    assert!(!created.text.contains("\"value\""));
+
+    // Without the token both are 401 problems.
+    let anon = Reply::from(client().get(server.url(&stores_path(T, P))).send().await.unwrap()).await;
+    anon.problem(401, &stores_path(T, P));
+}
+
+// ------------------------------------------------------------ list stores
+
+#[tokio::test]
+async fn list_stores_entries_have_exactly_the_seed_members() {
+    let server = TestServer::start_with(|o| {
+        o.extra.push(Backend::failed(
+            "broken".parse().unwrap(),
+            StoreKind::Vault,
+            "connection refused".into(),
+        ))
+    })
+    .await;
+    let r = get(&client(), &server, ADMIN, &stores_path(T, P)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    assert_eq!(v.as_object().unwrap().keys().collect::<Vec<_>>(), ["data"]);
+    for entry in v["data"].as_array().unwrap() {
+        let keys: Vec<_> = entry.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["available", "id", "reason", "type"]);
+        assert!(entry["reason"].is_string(), "reason is always a string");
+        if entry["available"] == true {
+            assert_eq!(entry["reason"], "");
+        }
+    }
+    let by_id = |id: &str| v["data"].as_array().unwrap().iter().find(|e| e["id"] == id).unwrap().clone();
+    assert_eq!(
+        by_id("memory-default"),
+        json!({"available": true, "id": "memory-default", "reason": "", "type": "memory"})
+    );
+    assert_eq!(by_id("sqlite-default")["type"], "encrypted-sqlite");
+    assert_eq!(by_id("sqlite-default")["available"], true, "{}", r.text);
+    assert_eq!(
+        by_id("broken"),
+        json!({"available": false, "id": "broken", "reason": "connection refused", "type": "vault"})
+    );
+}
+
+#[tokio::test]
+async fn a_dead_backend_never_stalls_the_list() {
+    let server = TestServer::start_with(|o| {
+        o.settings.probe_timeout = Duration::from_millis(300);
+        o.extra.push(SlowStore::backend("hangs-1", Duration::from_secs(60), Duration::ZERO));
+        o.extra.push(SlowStore::backend("hangs-2", Duration::from_secs(60), Duration::ZERO));
+        o.extra.push(FaultyStore::backend("panics", Fault::Panic));
+    })
+    .await;
+    let started = Instant::now();
+    let r = get(&client(), &server, ADMIN, &stores_path(T, P)).await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Probed concurrently: two hanging stores cost one timeout, not two.
+    assert!(took < Duration::from_millis(550), "took {took:?}");
+    let v = r.json();
+    for id in ["hangs-1", "hangs-2"] {
+        let e = v["data"].as_array().unwrap().iter().find(|e| e["id"] == id).unwrap();
+        assert_eq!(e["available"], false);
+        assert!(e["reason"].as_str().unwrap().contains("no answer within 300 ms"), "{e}");
+    }
+    let e = v["data"].as_array().unwrap().iter().find(|e| e["id"] == "panics").unwrap();
+    assert_eq!(e["available"], false);
+    assert_eq!(v["data"][0]["available"], true);
+}
+
+// ------------------------------------------------------------ every route
+
+#[tokio::test]
+async fn every_route_on_every_embedded_store() {
+    let server = TestServer::start().await;
+    let c = client();
+    for store in ["memory-default", "sqlite-default"] {
+        let base = creds_path(T, P, store);
+        let body =
+            json!({"key": "github-token", "value": "ghp_s3cr3t_value", "metadata": {"owner": "payments"}});
+        let r = create(&c, &server, ADMIN, &base, body).await;
+        assert_eq!(r.status, 201, "{store}: {}", r.text);
+        assert_eq!(r.headers["location"], cred_path(T, P, store, "github-token").as_str());
+        let created_at = r.json()["data"]["createdAt"].clone();
+
+        // Overwrite: 200, createdAt kept.
+        let r = create(&c, &server, ADMIN, &base, json!({"key": "github-token", "value": "v2"})).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json()["data"]["createdAt"], created_at);
+
+        // Read metadata: never the value.
+        let r = get(&c, &server, ADMIN, &cred_path(T, P, store, "github-token")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let d = r.json()["data"].clone();
+        assert_eq!(d["key"], "github-token");
+        assert_eq!(d["storeId"], store);
+        assert_eq!(d["metadata"], json!({}), "overwrite replaced the metadata");
+        assert_eq!(d["createdAt"], created_at);
+        assert!(d["updatedAt"].as_str().unwrap() >= created_at.as_str().unwrap());
+        assert!(!r.text.contains("v2") && !r.text.contains("ghp_"), "{}", r.text);
+        let r = create(
+            &c,
+            &server,
+            ADMIN,
+            &base,
+            json!({"key": "github-token", "value": "v3", "metadata": {"a": "b"}}),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        let r = get(&c, &server, ADMIN, &cred_path(T, P, store, "github-token")).await;
+        assert_eq!(r.json()["data"]["metadata"], json!({"a": "b"}));
+
+        // List, paginated.
+        for k in ["db.password", "aws.key", "zeta"] {
+            assert_eq!(create(&c, &server, ADMIN, &base, json!({"key": k, "value": "x"})).await.status, 201);
+        }
+        let mut keys = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let q = match &cursor {
+                Some(c) => format!("{base}?limit=2&cursor={c}"),
+                None => format!("{base}?limit=2"),
+            };
+            let r = get(&c, &server, ADMIN, &q).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            let v = r.json();
+            assert!(v["data"].as_array().unwrap().len() <= 2);
+            keys.extend(v["data"].as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap().to_owned()));
+            assert!(v["data"].as_array().unwrap().iter().all(|e| e.as_object().unwrap().len() == 1));
+            match v["nextCursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(keys, ["aws.key", "db.password", "github-token", "zeta"]);
+        let r = get(&c, &server, ADMIN, &format!("{base}?prefix=d")).await;
+        assert_eq!(r.json()["data"], json!([{"key": "db.password"}]));
+        assert!(r.json()["nextCursor"].is_null());
+
+        // Delete, then it is gone.
+        let r = delete(&c, &server, ADMIN, &cred_path(T, P, store, "github-token")).await;
+        assert_eq!(r.status, 204, "{}", r.text);
+        assert!(r.text.is_empty());
+        let path = cred_path(T, P, store, "github-token");
+        delete(&c, &server, ADMIN, &path).await.problem(404, &path);
+        get(&c, &server, ADMIN, &path).await.problem(404, &path);
+    }
+}
+
+#[tokio::test]
+async fn health_readiness_and_openapi() {
+    let server = TestServer::start().await;
+    let c = client();
+    let r = Reply::from(c.get(server.url("/healthz")).send().await.unwrap()).await;
+    assert_eq!((r.status, r.json()), (200, json!({"status": "ok"})));
+    let r = Reply::from(c.get(server.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), json!({"status": "ready", "storesAvailable": 2, "storesTotal": 2}));
+
+    let r = Reply::from(c.get(server.url("/openapi.json")).send().await.unwrap()).await;
+    assert_eq!(r.status, 200);
+    let doc = r.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["components"]["securitySchemes"]["bearerAuth"]["scheme"], "bearer");
+    let problem = &doc["components"]["schemas"]["Problem"];
+    let mut members: Vec<_> = problem["properties"].as_object().unwrap().keys().cloned().collect();
+    members.sort();
+    assert_eq!(members, ["code", "detail", "error", "instance", "requestId", "status", "title"]);
+
+    // Every documented operation exists on the server (no 404 route / 405 method),
+    // and every /manage operation documents 401 and its error bodies as problem+json.
+    let mut operations = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            operations.insert((method.to_uppercase(), path.clone()));
+            let concrete = path
+                .replace("{tenantId}", T)
+                .replace("{projectId}", P)
+                .replace("{id}", "memory-default")
+                .replace("{key}", "some-key");
+            let r = Reply::from(
+                c.request(method.to_uppercase().parse().unwrap(), server.url(&concrete))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert!(r.status != 405, "{method} {path}: {}", r.text);
+            if r.status == 404 {
+                assert!(!r.text.contains("no such route"), "{method} {path} is documented but not routed");
+            }
+            if path.starts_with("/manage") {
+                assert_eq!(r.status, 401, "{method} {path} needs a token");
+                assert_eq!(op["security"], json!([{"bearerAuth": []}]));
+                for (status, resp) in op["responses"].as_object().unwrap() {
+                    if status.starts_with('4') || status.starts_with('5') {
+                        assert!(
+                            resp["content"]["application/problem+json"].is_object(),
+                            "{method} {path} {status}"
+                        );
+                    }
+                }
+                assert!(op["responses"]["401"].is_object());
+            }
+        }
+    }
+    let expected: BTreeSet<(String, String)> = [
+        ("GET", "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores"),
+        ("POST", "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials"),
+        ("GET", "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials"),
+        ("GET", "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}"),
+        (
+            "DELETE",
+            "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}",
+        ),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/openapi.json"),
+    ]
+    .iter()
+    .map(|(m, p)| (m.to_string(), p.to_string()))
+    .collect();
+    assert_eq!(operations, expected);
+    // The seed's create body and response are documented with their members.
+    let create_schema = &doc["components"]["schemas"]["CreateCredentialRequest"];
+    let mut required: Vec<_> = create_schema["required"].as_array().unwrap().to_vec();
+    required.sort_by_key(|v| v.to_string());
+    assert_eq!(required, [json!("key"), json!("value")]);
+}
+
+#[tokio::test]
+async fn readyz_is_503_when_no_store_is_available() {
+    let server = TestServer::start_with(|o| {
+        o.default_stores = false;
+        o.extra.push(Backend::failed("down".parse().unwrap(), StoreKind::Vault, "sealed".into()));
+    })
+    .await;
+    let r = Reply::from(client().get(server.url("/readyz")).send().await.unwrap()).await;
+    r.problem(503, "/readyz");
+}
+
+// ------------------------------------------------------------ errors
+
+#[tokio::test]
+async fn unauthorized_is_401_with_a_challenge() {
+    let server = TestServer::start().await;
+    let c = client();
+    let path = stores_path(T, P);
+    let cases: Vec<(&str, reqwest::RequestBuilder)> = vec![
+        ("none", c.get(server.url(&path))),
+        ("wrong", c.get(server.url(&path)).bearer_auth("not-the-token")),
+        ("basic", c.get(server.url(&path)).basic_auth("admin", Some(ADMIN))),
+        ("empty bearer", c.get(server.url(&path)).header("authorization", "Bearer ")),
+        ("cookie", c.get(server.url(&path)).header("cookie", "better-auth.session_token=abc")),
+        (
+            "post none",
+            c.post(server.url(&creds_path(T, P, "memory-default"))).json(&json!({"key": "k", "value": "v"})),
+        ),
+    ];
+    for (name, req) in cases {
+        let r = Reply::from(req.send().await.unwrap()).await;
+        assert_eq!(r.status, 401, "{name}");
+        assert_problem_shape(&r, None);
+        let challenge = r.headers["www-authenticate"].to_str().unwrap();
+        assert!(challenge.starts_with("Bearer"), "{name}: {challenge}");
+        if name == "cookie" {
+            assert!(r.json()["detail"].as_str().unwrap().contains("cookies are not supported"));
+        }
+        if name == "wrong" {
+            assert!(challenge.contains("invalid_token"));
+        }
+        assert_eq!(r.json()["code"], "unauthorized");
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_scoped_to_tenants_projects_and_actions() {
+    const VIEWER: &str = "viewer-token-for-tenant-a";
+    const EDITOR: &str = "editor-token-for-a-p1-only";
+    let server = TestServer::start_with(|o| {
+        o.tokens.push(token("viewer", VIEWER, &["a"], &["*"], &[Action::View]));
+        o.tokens.push(token("editor", EDITOR, &["a"], &["p1"], &[Action::View, Action::Edit]));
+    })
+    .await;
+    let c = client();
+    let body = || json!({"key": "k", "value": "v"});
+    let creds = creds_path("a", "p1", "memory-default");
+    assert_eq!(create(&c, &server, EDITOR, &creds, body()).await.status, 201);
+    assert_eq!(get(&c, &server, VIEWER, &stores_path("a", "p1")).await.status, 200);
+    assert_eq!(get(&c, &server, VIEWER, &creds).await.status, 200);
+    assert_eq!(get(&c, &server, VIEWER, &cred_path("a", "p1", "memory-default", "k")).await.status, 200);
+
+    let forbidden = [
+        create(&c, &server, VIEWER, &creds, body()).await,
+        delete(&c, &server, VIEWER, &cred_path("a", "p1", "memory-default", "k")).await,
+        get(&c, &server, VIEWER, &stores_path("b", "p1")).await,
+        get(&c, &server, EDITOR, &stores_path("a", "p2")).await,
+        create(&c, &server, EDITOR, &creds_path("a", "p2", "memory-default"), body()).await,
+        create(&c, &server, EDITOR, &creds_path("b", "p1", "memory-default"), body()).await,
+        // 403 comes before 404: an unknown store is not revealed.
+        create(&c, &server, EDITOR, &creds_path("b", "p1", "nosuch"), body()).await,
+    ];
+    for r in forbidden {
+        assert_eq!(r.status, 403, "{}", r.text);
+        assert_problem_shape(&r, None);
+        assert_eq!(r.json()["title"], "Forbidden");
+    }
+    assert_eq!(delete(&c, &server, EDITOR, &cred_path("a", "p1", "memory-default", "k")).await.status, 204);
+}
+
+#[tokio::test]
+async fn bad_requests_are_400() {
+    let server = TestServer::start().await;
+    let c = client();
+    let path = creds_path(T, P, "memory-default");
+    let send = |ct: Option<&'static str>, body: &'static str| {
+        let mut req = c.post(server.url(&path)).bearer_auth(ADMIN).body(body);
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        req
+    };
+    let cases = [
+        (Some("application/json"), "{not json", "not valid JSON"),
+        (Some("application/json"), "", "ends too early"),
+        (Some("application/json"), "[1,2]", "JSON object"),
+        (Some("application/json"), r#"{"value":"v"}"#, "missing field key"),
+        (Some("application/json"), r#"{"key":"k"}"#, "missing field value"),
+        (Some("application/json"), r#"{"key":7,"value":"v"}"#, "key must be a string"),
+        (Some("application/json"), r#"{"key":"k","value":{"a":1}}"#, "value must be a string"),
+        (Some("application/json"), r#"{"key":"k","value":"v","metadata":"x"}"#, "metadata must be an object"),
+        (Some("application/json"), r#"{"key":"k","value":"v","metadata":{"n":1}}"#, "must be a string"),
+        (Some("application/json"), r#"{"key":"k","value":"v","metdata":{}}"#, "unknown field"),
+        // Wrong or missing content type: still a problem+json 400, even with a valid body.
+        (Some("text/plain"), r#"{"key":"k","value":"v"}"#, "Content-Type"),
+        (Some("application/x-www-form-urlencoded"), "key=k&value=v", "Content-Type"),
+        (None, r#"{"key":"k","value":"v"}"#, "Content-Type"),
+    ];
+    for (ct, body, expect) in cases {
+        let r = Reply::from(send(ct, body).send().await.unwrap()).await;
+        let detail = r.problem(400, &path);
+        assert!(detail.contains(expect), "{body}: {detail}");
+        assert_eq!(r.json()["code"], "bad_request");
+    }
+    let r = get(&c, &server, ADMIN, &format!("{path}?limit=lots")).await;
+    r.problem(400, &path);
+    // Nothing was stored by any of them.
+    let r = get(&c, &server, ADMIN, &path).await;
+    assert_eq!(r.json()["data"], json!([]));
+}
+
+#[tokio::test]
+async fn rule_breaking_input_is_422_naming_the_field() {
+    let server = TestServer::start().await;
+    let c = client();
+    let path = creds_path(T, P, "sqlite-default");
+    let long_meta: serde_json::Map<String, Value> = (0..17).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let cases = [
+        (json!({"key": "has space", "value": "v"}), "invalid key"),
+        (json!({"key": "", "value": "v"}), "invalid key"),
+        (json!({"key": "x".repeat(256), "value": "v"}), "invalid key"),
+        (json!({"key": "k", "value": "v".repeat(65_537)}), "invalid value"),
+        (json!({"key": "k", "value": "v", "metadata": {"bad key": "x"}}), "metadata key"),
+        (json!({"key": "k", "value": "v", "metadata": {"k": "x".repeat(257)}}), "metadata.k"),
+        (json!({"key": "k", "value": "v", "metadata": {"k": "line\nbreak"}}), "metadata.k"),
+        (json!({"key": "k", "value": "v", "metadata": long_meta}), "invalid metadata"),
+    ];
+    for (body, expect) in cases {
+        let r = create(&c, &server, ADMIN, &path, body.clone()).await;
+        let detail = r.problem(422, &path);
+        assert!(detail.contains(expect), "{detail}");
+        assert_eq!(r.json()["code"], "unprocessable_entity");
+        assert!(!detail.contains("vvvvvvvv"), "the value is never echoed");
+    }
+    // The largest value is accepted.
+    let r = create(&c, &server, ADMIN, &path, json!({"key": "big", "value": "v".repeat(65_536)})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    // Path ids: tenantId, projectId, store id, key.
+    let bad_paths = [
+        (creds_path("bad%20tenant", P, "memory-default"), "tenantId"),
+        (creds_path(T, "p%2Fq", "memory-default"), "projectId"),
+        (creds_path(T, P, "bad%21store"), "invalid id"),
+        (creds_path(&"t".repeat(256), P, "memory-default"), "tenantId"),
+    ];
+    for (path, expect) in bad_paths {
+        let r = create(&c, &server, ADMIN, &path, json!({"key": "k", "value": "v"})).await;
+        assert_eq!(r.status, 422, "{path}: {}", r.text);
+        assert_problem_shape(&r, None);
+        assert!(r.json()["detail"].as_str().unwrap().contains(expect), "{}", r.text);
+    }
+    // Dot-segments: HTTP clients normalize them away, so send them raw.
+    let auth = format!("Bearer {ADMIN}");
+    for (path, expect) in [
+        (creds_path(T, "..", "memory-default"), "projectId"),
+        (creds_path(".", P, "memory-default"), "tenantId"),
+        (creds_path(T, "%2E%2E", "memory-default"), "projectId"),
+        (stores_path("%2e", P), "tenantId"),
+    ] {
+        let body = br#"{"key":"k","value":"v"}"#;
+        let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+        let r = raw_request(server.addr, &raw_head("POST", &path, &headers, body.len()), body).await;
+        let r = if path.ends_with("credential-stores") {
+            raw_request(server.addr, &raw_head("GET", &path, &headers[..1], 0), b"").await
+        } else {
+            r
+        };
+        assert!(r.problem(422, &path).contains(expect), "{path}: {}", r.text);
+        assert!(r.json()["detail"].as_str().unwrap().contains("'.' or '..'"));
+    }
+    let r = get(&c, &server, ADMIN, &stores_path("bad%20tenant", P)).await;
+    assert!(r.problem(422, &stores_path("bad%20tenant", P)).contains("tenantId"));
+    let key_path = cred_path(T, P, "memory-default", "bad%20key");
+    assert!(get(&c, &server, ADMIN, &key_path).await.problem(422, &key_path).contains("key"));
+    assert!(delete(&c, &server, ADMIN, &key_path).await.problem(422, &key_path).contains("key"));
+    let list = creds_path(T, P, "memory-default");
+    for (q, expect) in
+        [("limit=0", "limit"), ("limit=1001", "limit"), ("cursor=zz", "cursor"), ("prefix=a%20b", "prefix")]
+    {
+        let r = get(&c, &server, ADMIN, &format!("{list}?{q}")).await;
+        assert!(r.problem(422, &list).contains(expect), "{q}: {}", r.text);
+    }
+}
+
+#[tokio::test]
+async fn unknown_store_route_and_method_are_404_and_405() {
+    let server = TestServer::start().await;
+    let c = client();
+    let path = creds_path(T, P, "resource_789");
+    let r = create(&c, &server, ADMIN, &path, json!({"key": "k", "value": "v"})).await;
+    assert!(r.problem(404, &path).contains("resource_789"));
+    assert_eq!(get(&c, &server, ADMIN, &path).await.status, 404);
+    let p = cred_path(T, P, "resource_789", "k");
+    get(&c, &server, ADMIN, &p).await.problem(404, &p);
+    delete(&c, &server, ADMIN, &p).await.problem(404, &p);
+    for path in ["/", "/manage", "/manage/tenants/t/projects/p/credential-stores/", "/nope?x=1"] {
+        let r = get(&c, &server, ADMIN, path).await;
+        r.problem(404, path.split('?').next().unwrap());
+    }
+    let r = Reply::from(c.put(server.url(&stores_path(T, P))).bearer_auth(ADMIN).send().await.unwrap()).await;
+    r.problem(405, &stores_path(T, P));
+    assert!(r.headers.contains_key("allow"));
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let server = TestServer::start_with(|o| o.settings.body_limit = 4096).await;
+    let c = client();
+    let path = creds_path(T, P, "memory-default");
+    let big = json!({"key": "k", "value": "x".repeat(5000)}).to_string();
+    let r = Reply::from(
+        c.post(server.url(&path))
+            .bearer_auth(ADMIN)
+            .header("content-type", "application/json")
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.json()["code"], "payload_too_large");
+    r.problem(413, &path);
+    // Without Content-Length (chunked), the limit still holds.
+    let stream = futures::stream::iter(
+        big.into_bytes().chunks(1000).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>(),
+    );
+    let r = Reply::from(
+        c.post(server.url(&path))
+            .bearer_auth(ADMIN)
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    r.problem(413, &path);
+    assert_eq!(get(&c, &server, ADMIN, &path).await.json()["data"], json!([]));
+}
+
+#[tokio::test]
+async fn unavailable_stores_are_503_with_their_reason() {
+    let server = TestServer::start_with(|o| {
+        o.settings.store_timeout = Duration::from_millis(200);
+        o.extra.push(Backend::failed(
+            "vault-prod".parse().unwrap(),
+            StoreKind::Vault,
+            "connection refused at http://127.0.0.1:1".into(),
+        ));
+        o.extra.push(SlowStore::backend("slow", Duration::ZERO, Duration::from_secs(30)));
+        o.extra.push(FaultyStore::backend("denied", Fault::Denied));
+    })
+    .await;
+    let c = client();
+    let body = || json!({"key": "k", "value": "v"});
+    let path = creds_path(T, P, "vault-prod");
+    let r = create(&c, &server, ADMIN, &path, body()).await;
+    assert!(r.problem(503, &path).contains("connection refused at http://127.0.0.1:1"));
+    assert_eq!(r.json()["code"], "service_unavailable");
+    for path in [creds_path(T, P, "vault-prod"), cred_path(T, P, "vault-prod", "k")] {
+        get(&c, &server, ADMIN, &path).await.problem(503, &path);
+    }
+    let path = creds_path(T, P, "slow");
+    let started = Instant::now();
+    let r = create(&c, &server, ADMIN, &path, body()).await;
+    assert!(r.problem(503, &path).contains("no answer within 200 ms"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let path = creds_path(T, P, "denied");
+    assert!(create(&c, &server, ADMIN, &path, body()).await.problem(503, &path).contains("policy says no"));
+}
+
+#[tokio::test]
+async fn the_request_timeout_answers_503() {
+    let server = TestServer::start_with(|o| {
+        o.settings.request_timeout = Duration::from_millis(200);
+        o.extra.push(SlowStore::backend("slow", Duration::ZERO, Duration::from_secs(30)));
+    })
+    .await;
+    let path = creds_path(T, P, "slow");
+    let r = create(&client(), &server, ADMIN, &path, json!({"key": "k", "value": "v"})).await;
+    assert!(r.problem(503, &path).contains("did not complete within 200 ms"));
+}
+
+#[tokio::test]
+async fn internal_errors_are_500_with_a_generic_detail() {
+    let server = TestServer::start_with(|o| {
+        o.extra.push(FaultyStore::backend("faulty", Fault::Backend));
+        o.extra.push(FaultyStore::backend("panicky", Fault::Panic));
+        o.extra.push(FaultyStore::backend("racy", Fault::Conflict));
+    })
+    .await;
+    let c = client();
+    let body = || json!({"key": "k", "value": "v"});
+    for store in ["faulty", "panicky"] {
+        let path = creds_path(T, P, store);
+        let r = create(&c, &server, ADMIN, &path, body()).await;
+        let detail = r.problem(500, &path);
+        assert!(!detail.contains("fire") && !detail.contains("panic"), "{detail}");
+        assert_eq!(r.json()["code"], "internal_server_error");
+    }
+    let path = creds_path(T, P, "racy");
+    let r = create(&c, &server, ADMIN, &path, body()).await;
+    r.problem(409, &path);
+    // The server still serves after a panic.
+    assert_eq!(get(&c, &server, ADMIN, &stores_path(T, P)).await.status, 200);
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_generated() {
+    let server = TestServer::start().await;
+    let c = client();
+    let path = creds_path(T, P, "nosuch");
+    let r = Reply::from(
+        c.post(server.url(&path))
+            .bearer_auth(ADMIN)
+            .header("x-request-id", "req_1234567890")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    r.problem(404, &path);
+    assert_eq!(r.request_id(), "req_1234567890");
+    assert_eq!(r.json()["requestId"], "req_1234567890");
+    // Success responses carry it too.
+    let r =
+        Reply::from(c.get(server.url("/healthz")).header("x-request-id", "abc-123").send().await.unwrap())
+            .await;
+    assert_eq!(r.request_id(), "abc-123");
+    // An unusable one is replaced, not rejected.
+    for bad in ["has space", "x".repeat(200).as_str(), "ünï"] {
+        let r = Reply::from(
+            c.get(server.url(&path)).header("x-request-id", bad.as_bytes()).send().await.unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, 401);
+        assert!(r.request_id().starts_with("req_") && r.request_id() != bad);
+        assert_eq!(r.json()["requestId"], r.request_id());
+    }
+    let a = Reply::from(c.get(server.url("/healthz")).send().await.unwrap()).await;
+    let b = Reply::from(c.get(server.url("/healthz")).send().await.unwrap()).await;
+    assert_ne!(a.request_id(), b.request_id());
+}
+
+// ------------------------------------------------------------ isolation
+
+#[tokio::test]
+async fn tenants_and_projects_are_isolated_in_every_store() {
+    const A: &str = "token-of-tenant-a-only";
+    let server = TestServer::start_with(|o| {
+        o.tokens.push(token("a", A, &["a"], &["*"], &[Action::View, Action::Edit]))
+    })
+    .await;
+    let c = client();
+    for store in ["memory-default", "sqlite-default"] {
+        let scopes = [("a", "p1"), ("a", "p2"), ("b", "p1")];
+        for (t, p) in scopes {
+            let r = create(&c, &server, ADMIN, &creds_path(t, p, store), json!({"key": "shared", "value": format!("{t}-{p}"), "metadata": {"owner": format!("{t}/{p}")}})).await;
+            assert_eq!(r.status, 201, "the same key under another project is a new credential: {}", r.text);
+        }
+        for (t, p) in scopes {
+            let r = get(&c, &server, ADMIN, &cred_path(t, p, store, "shared")).await;
+            assert_eq!(r.json()["data"]["metadata"]["owner"], format!("{t}/{p}"));
+            let r = get(&c, &server, ADMIN, &creds_path(t, p, store)).await;
+            assert_eq!(r.json()["data"], json!([{"key": "shared"}]));
+        }
+        // Only in a/p1.
+        assert_eq!(
+            create(
+                &c,
+                &server,
+                ADMIN,
+                &creds_path("a", "p1", store),
+                json!({"key": "only-a-p1", "value": "x"})
+            )
+            .await
+            .status,
+            201
+        );
+        for (t, p) in [("a", "p2"), ("b", "p1"), ("b", "p2")] {
+            let path = cred_path(t, p, store, "only-a-p1");
+            get(&c, &server, ADMIN, &path).await.problem(404, &path);
+            delete(&c, &server, ADMIN, &path).await.problem(404, &path);
+            let keys = get(&c, &server, ADMIN, &creds_path(t, p, store)).await.json()["data"].clone();
+            assert!(!keys.to_string().contains("only-a-p1"));
+        }
+        assert_eq!(get(&c, &server, ADMIN, &cred_path("a", "p1", store, "only-a-p1")).await.status, 200);
+        // Deleting in one project leaves the others.
+        assert_eq!(delete(&c, &server, ADMIN, &cred_path("a", "p2", store, "shared")).await.status, 204);
+        assert_eq!(get(&c, &server, ADMIN, &cred_path("a", "p1", store, "shared")).await.status, 200);
+        assert_eq!(get(&c, &server, ADMIN, &cred_path("b", "p1", store, "shared")).await.status, 200);
+        // A tenant-a token cannot reach tenant b at all.
+        for r in [
+            get(&c, &server, A, &creds_path("b", "p1", store)).await,
+            get(&c, &server, A, &cred_path("b", "p1", store, "shared")).await,
+            create(
+                &c,
+                &server,
+                A,
+                &creds_path("b", "p1", store),
+                json!({"key": "shared", "value": "overwrite"}),
+            )
+            .await,
+            delete(&c, &server, A, &cred_path("b", "p1", store, "shared")).await,
+        ] {
+            assert_eq!(r.status, 403, "{}", r.text);
+        }
+        let r = get(&c, &server, ADMIN, &cred_path("b", "p1", store, "shared")).await;
+        assert_eq!(r.json()["data"]["metadata"]["owner"], "b/p1", "not overwritten");
+        // Look-alike ids do not collide: "a.p1" vs "a"/"p1".
+        let r = get(&c, &server, ADMIN, &creds_path("a.p1", "x", store)).await;
+        assert_eq!(r.json()["data"], json!([]));
+    }
+}
+
+// ------------------------------------------------------------ concurrency
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_concurrent_creates_all_land() {
+    let server = TestServer::start().await;
+    let c = client();
+    for store in ["sqlite-default", "memory-default"] {
+        let path = creds_path(T, P, store);
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let (c, url) = (c.clone(), server.url(&path));
+                tokio::spawn(async move {
+                    let body = json!({"key": format!("key-{i:02}"), "value": format!("value-{i}")});
+                    c.post(url).bearer_auth(ADMIN).json(&body).send().await.unwrap().status().as_u16()
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 201);
+        }
+        let r = get(&c, &server, ADMIN, &format!("{path}?limit=1000")).await;
+        let keys: Vec<String> = r.json()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["key"].as_str().unwrap().to_owned())
+            .collect();
+        let expected: Vec<String> = (0..64).map(|i| format!("key-{i:02}")).collect();
+        assert_eq!(keys, expected, "{store}");
+    }
+}
+
+// ------------------------------------------------------------ shutdown
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_requests_in_flight() {
+    let (slow, started_sets) = SlowStore::counted("slow", Duration::ZERO, Duration::from_millis(400));
+    let mut server = TestServer::start_with(|o| o.extra.push(slow)).await;
+    let c = client();
+    let path = creds_path(T, P, "slow");
+    let in_flight: Vec<_> = (0..10)
+        .map(|i| {
+            let (c, url) = (c.clone(), server.url(&path));
+            tokio::spawn(async move {
+                let r = c
+                    .post(url)
+                    .bearer_auth(ADMIN)
+                    .json(&json!({"key": format!("k{i}"), "value": "v"}))
+                    .send()
+                    .await;
+                r.map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    // Wait until all ten are inside the store call, then ask the server to stop.
+    let probe = c.clone();
+    let readyz = server.url("/readyz");
+    while started_sets.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+        tokio::task::yield_now().await;
+    }
+    server.signal_stop();
+    let started = Instant::now();
+    for t in in_flight {
+        assert_eq!(t.await.unwrap().expect("an in-flight request was cut off"), 201);
+    }
+    server.join().await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Stopped: new connections are refused.
+    assert!(probe.get(readyz).send().await.is_err());
+}

@@ -1,0 +1,187 @@
+//! The API over the remote backends: Vault (a real OpenBao dev server) and
+//! AWS Secrets Manager (a real moto server), configured through the TOML
+//! config file of the `credstore` binary; and both backends unreachable.
+
+#[path = "util/process.rs"]
+mod proc_util;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use credstore_conformance::servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
+use credstore_conformance::servers::openbao::OpenBao;
+use credstore_conformance::unique_name;
+use proc_util::Proc;
+use serde_json::{json, Value};
+
+const ADMIN: &str = "backends-test-admin-token";
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn base(tenant: &str, project: &str) -> String {
+    format!("/manage/tenants/{tenant}/projects/{project}/credential-stores")
+}
+
+async fn call(
+    c: &reqwest::Client,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = c.request(method.parse().unwrap(), format!("http://{addr}{path}")).bearer_auth(ADMIN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    if status >= 400 {
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/problem+json"));
+    }
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[test]
+fn vault_and_aws_stores_serve_the_api_with_isolation() {
+    let (Some(bao), Some(moto)) = (OpenBao::shared(), Moto::shared()) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"
+default_stores = false
+
+[[stores]]
+id = "vault-kv"
+type = "vault"
+address = "{}"
+prefix = "{}"
+token_env = "TEST_VAULT_TOKEN"
+
+[[stores]]
+id = "aws-sm"
+type = "aws-secrets-manager"
+region = "{REGION}"
+endpoint = "{}"
+prefix = "{}"
+"#,
+        bao.address(),
+        unique_name("server"),
+        moto.endpoint(),
+        unique_name("server"),
+    );
+    std::fs::write(dir.path().join("credstore.toml"), config).unwrap();
+    let env = [
+        ("CREDSTORE_CONFIG", "credstore.toml"),
+        ("CREDSTORE_ADMIN_TOKEN", ADMIN),
+        ("TEST_VAULT_TOKEN", bao.root_token()),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+    ];
+    let (mut p, addr) = Proc::serve(dir.path(), &env, &[]);
+    rt().block_on(async {
+        let c = reqwest::Client::new();
+        let (status, list) = call(&c, addr, "GET", &base("t1", "p1"), None).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            list,
+            json!({"data": [
+                {"available": true, "id": "vault-kv", "reason": "", "type": "vault"},
+                {"available": true, "id": "aws-sm", "reason": "", "type": "aws-secrets-manager"},
+            ]})
+        );
+        for store in ["vault-kv", "aws-sm"] {
+            let creds = |t: &str, p: &str| format!("{}/{store}/credentials", base(t, p));
+            for (t, p) in [("t1", "p1"), ("t1", "p2"), ("t2", "p1")] {
+                let body = json!({"key": "api-key", "value": format!("secret-{t}-{p}"), "metadata": {"owner": format!("{t}.{p}")}});
+                let (status, created) = call(&c, addr, "POST", &creds(t, p), Some(body)).await;
+                assert_eq!(status, 201, "{store} {t}/{p}: {created}");
+                assert_eq!(created["data"]["storeId"], store);
+            }
+            for (t, p) in [("t1", "p1"), ("t1", "p2"), ("t2", "p1")] {
+                let (status, got) = call(&c, addr, "GET", &format!("{}/api-key", creds(t, p)), None).await;
+                assert_eq!(status, 200, "{store}: {got}");
+                assert_eq!(got["data"]["metadata"], json!({"owner": format!("{t}.{p}")}));
+                assert!(!got.to_string().contains("secret-"));
+                let (_, keys) = call(&c, addr, "GET", &creds(t, p), None).await;
+                assert_eq!(keys["data"], json!([{"key": "api-key"}]), "{store} {t}/{p}");
+            }
+            let (status, _) = call(&c, addr, "DELETE", &format!("{}/api-key", creds("t1", "p2")), None).await;
+            assert_eq!(status, 204);
+            assert_eq!(call(&c, addr, "GET", &format!("{}/api-key", creds("t1", "p2")), None).await.0, 404);
+            assert_eq!(call(&c, addr, "GET", &format!("{}/api-key", creds("t1", "p1")), None).await.0, 200);
+            assert_eq!(call(&c, addr, "GET", &format!("{}/api-key", creds("t2", "p1")), None).await.0, 200);
+            let (status, _) = call(&c, addr, "POST", &creds("t1", "p1"), Some(json!({"key": "k", "value": "v".repeat(65_537)}))).await;
+            assert_eq!(status, 422);
+        }
+    });
+    assert!(p.terminate().success());
+}
+
+#[test]
+fn unreachable_vault_and_aws_are_unavailable_and_never_stall_the_list() {
+    // Ports that were free a moment ago: nothing listens there.
+    let closed = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"
+probe_timeout_ms = 1500
+store_timeout_ms = 3000
+
+[[stores]]
+id = "vault-down"
+type = "vault"
+address = "http://127.0.0.1:{}"
+token_env = "TEST_VAULT_TOKEN"
+timeout_ms = 1000
+
+[[stores]]
+id = "aws-down"
+type = "aws"
+region = "us-east-1"
+endpoint = "http://127.0.0.1:{}"
+timeout_ms = 1000
+max_attempts = 1
+"#,
+        closed(),
+        closed()
+    );
+    std::fs::write(dir.path().join("credstore.toml"), config).unwrap();
+    let env = [
+        ("CREDSTORE_CONFIG", "credstore.toml"),
+        ("CREDSTORE_ADMIN_TOKEN", ADMIN),
+        ("TEST_VAULT_TOKEN", "not-a-real-token"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    let (mut p, addr) = Proc::serve(dir.path(), &env, &[]);
+    rt().block_on(async {
+        let c = reqwest::Client::new();
+        let started = Instant::now();
+        let (status, list) = call(&c, addr, "GET", &base("t", "p"), None).await;
+        assert!(started.elapsed() < Duration::from_millis(2500), "took {:?}", started.elapsed());
+        assert_eq!(status, 200);
+        let entries = list["data"].as_array().unwrap();
+        assert_eq!(entries.len(), 4);
+        assert_eq!(entries[0]["available"], true);
+        assert_eq!(entries[1]["available"], true);
+        for (entry, kind) in entries[2..].iter().zip(["vault", "aws-secrets-manager"]) {
+            assert_eq!(entry["available"], false, "{entry}");
+            assert_eq!(entry["type"], kind);
+            assert!(!entry["reason"].as_str().unwrap().is_empty(), "{entry}");
+        }
+        for store in ["vault-down", "aws-down"] {
+            let path = format!("{}/{store}/credentials", base("t", "p"));
+            let started = Instant::now();
+            let (status, problem) =
+                call(&c, addr, "POST", &path, Some(json!({"key": "k", "value": "v"}))).await;
+            assert_eq!(status, 503, "{store}: {problem}");
+            assert_eq!(problem["code"], "service_unavailable");
+            assert!(started.elapsed() < Duration::from_millis(3500));
+        }
+        // The embedded stores keep working beside the dead ones.
+        let path = format!("{}/sqlite-default/credentials", base("t", "p"));
+        assert_eq!(call(&c, addr, "POST", &path, Some(json!({"key": "k", "value": "v"}))).await.0, 201);
+    });
+    assert!(p.terminate().success());
+}

@@ -1,0 +1,348 @@
+//! The `credstore` binary as a process: the zero-setup first run, SIGTERM
+//! with writes in flight, nothing secret on disk or in the logs, and the CLI.
+
+#[path = "util/process.rs"]
+mod proc_util;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proc_util::{run, Proc};
+use serde_json::{json, Value};
+
+fn every_file(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(every_file(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Asserts that no file under `dir` holds any of `needles`.
+fn assert_not_on_disk(dir: &Path, needles: &[&str]) -> usize {
+    let files = every_file(dir);
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap_or_default();
+        for needle in needles {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{} holds a secret in plaintext",
+                file.display()
+            );
+        }
+    }
+    files.len()
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+const CREDS: &str = "/manage/tenants/tenant_123/projects/project_456/credential-stores";
+
+async fn post(
+    c: &reqwest::Client,
+    addr: SocketAddr,
+    token: &str,
+    store: &str,
+    body: Value,
+) -> reqwest::Result<u16> {
+    let url = format!("http://{addr}{CREDS}/{store}/credentials");
+    Ok(c.post(url).bearer_auth(token).json(&body).send().await?.status().as_u16())
+}
+
+async fn get_json(c: &reqwest::Client, addr: SocketAddr, token: &str, path: &str) -> (u16, Value) {
+    let r = c.get(format!("http://{addr}{path}")).bearer_auth(token).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[test]
+fn first_run_needs_nothing_prints_the_token_once_and_keeps_no_secret_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let canary = format!("PLAINTEXT-CANARY-{}-do-not-store", std::process::id());
+    let (mut p, addr) = Proc::serve(dir.path(), &[], &[]);
+    let out = p.stdout_text();
+    let tokens: Vec<&str> = out.split_whitespace().filter(|w| w.starts_with("cst_")).collect();
+    assert_eq!(tokens.len(), 1, "the token is printed once: {out}");
+    let token = tokens[0].to_owned();
+    let data = dir.path().join("credstore-data");
+
+    let rt = rt();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let (status, list) = get_json(&c, addr, &token, CREDS).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            list,
+            json!({"data": [
+                {"available": true, "id": "memory-default", "reason": "", "type": "memory"},
+                {"available": true, "id": "sqlite-default", "reason": "", "type": "encrypted-sqlite"},
+            ]})
+        );
+        for store in ["sqlite-default", "memory-default"] {
+            let body = json!({"key": "canary", "value": canary, "metadata": {"owner": "tests"}});
+            assert_eq!(post(&c, addr, &token, store, body).await.unwrap(), 201);
+        }
+    });
+    // While running (WAL and all) and after a clean stop, neither the value nor the token is on disk.
+    assert!(assert_not_on_disk(&data, &[&canary, &token]) >= 3);
+    assert!(p.terminate().success(), "{}", p.stderr_text());
+    assert_not_on_disk(&data, &[&canary, &token]);
+    let logs = p.stderr_text();
+    assert!(!logs.contains(&canary) && !logs.contains(&token), "a secret reached the logs");
+    assert!(logs.contains("SIGTERM received"));
+
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("master.key")), 0o600);
+    assert_eq!(mode(&data.join("admin-token.sha256")), 0o600);
+    assert_eq!(mode(&data.join("sqlite-default.db")), 0o600);
+    let hash = std::fs::read_to_string(data.join("admin-token.sha256")).unwrap();
+    assert_eq!(hash.trim().len(), 64);
+
+    // Second run: no new token; the first still works; sqlite kept the credential, memory did not.
+    let (mut p, addr) = Proc::serve(dir.path(), &[("CREDSTORE_LOG_FORMAT", "json")], &[]);
+    assert!(!p.stdout_text().contains("cst_"), "{}", p.stdout_text());
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let (status, got) =
+            get_json(&c, addr, &token, &format!("{CREDS}/sqlite-default/credentials/canary")).await;
+        assert_eq!(status, 200);
+        assert_eq!(got["data"]["metadata"], json!({"owner": "tests"}));
+        assert_eq!(
+            get_json(&c, addr, &token, &format!("{CREDS}/memory-default/credentials/canary")).await.0,
+            404
+        );
+        assert_eq!(get_json(&c, addr, "cst_wrong", CREDS).await.0, 401);
+    });
+    assert!(p.terminate().success());
+    // JSON logs: one object per line.
+    let logs = p.stderr_text();
+    assert!(
+        logs.lines().filter(|l| !l.is_empty()).all(|l| serde_json::from_str::<Value>(l).is_ok()),
+        "{logs}"
+    );
+    assert!(logs.contains("\"request_id\""));
+}
+
+#[test]
+fn sigterm_finishes_in_flight_requests_and_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "an-admin-token-from-the-environment";
+    let env = [("CREDSTORE_ADMIN_TOKEN", token)];
+    let (mut p, addr) = Proc::serve(dir.path(), &env, &[]);
+    assert!(!p.stdout_text().contains("cst_"), "no token is generated when one is given");
+    let rt = rt();
+    let acked: Vec<String> = rt.block_on(async {
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let c = reqwest::Client::new();
+        let workers: Vec<_> = (0..8)
+            .map(|w| {
+                let (c, acked) = (c.clone(), acked.clone());
+                tokio::spawn(async move {
+                    for n in 0..500 {
+                        let key = format!("w{w}-{n}");
+                        match post(&c, addr, token, "sqlite-default", json!({"key": key, "value": "v"})).await
+                        {
+                            Ok(201) => acked.lock().unwrap().push(key),
+                            Ok(s) => panic!("unexpected status {s}"),
+                            Err(_) => break, // the server has stopped accepting
+                        }
+                    }
+                })
+            })
+            .collect();
+        while acked.lock().unwrap().len() < 80 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) };
+        for w in workers {
+            w.await.unwrap();
+        }
+        let keys = acked.lock().unwrap().clone();
+        keys
+    });
+    assert!(p.wait().success(), "{}", p.stderr_text());
+    assert!(acked.len() >= 80 && acked.len() < 4000, "the workers were cut off by the shutdown");
+
+    let (mut p, addr) = Proc::serve(dir.path(), &env, &[]);
+    let stored: std::collections::BTreeSet<String> = rt.block_on(async {
+        let c = reqwest::Client::new();
+        let mut keys = std::collections::BTreeSet::new();
+        let mut cursor = String::new();
+        loop {
+            let path = format!("{CREDS}/sqlite-default/credentials?limit=1000{cursor}");
+            let (status, page) = get_json(&c, addr, token, &path).await;
+            assert_eq!(status, 200);
+            keys.extend(
+                page["data"].as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap().to_owned()),
+            );
+            match page["nextCursor"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => break,
+            }
+        }
+        keys
+    });
+    let lost: Vec<_> = acked.iter().filter(|k| !stored.contains(*k)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    assert!(p.terminate().success());
+}
+
+#[test]
+fn cli_stores_migrate_rotate_hash_and_openapi() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let admin = "cli-test-admin-token-0000";
+    let viewer = "cli-test-viewer-token-000";
+    let (code, hash, _) = run(d, &[], &["hash-token"], &format!("{viewer}\n"));
+    assert_eq!(code, 0);
+    let hash = hash.trim().to_owned();
+    assert_eq!(hash.len(), 64);
+    assert_eq!(run(d, &[], &["hash-token"], "short").0, 1);
+    std::fs::write(
+        d.join("credstore.toml"),
+        format!(
+            r#"
+[[stores]]
+id = "team"
+type = "encrypted-sqlite"
+path = "team/team.db"
+master_key_file = "team/team.key"
+
+[[stores]]
+id = "scratch"
+type = "memory"
+
+[[tokens]]
+name = "viewer"
+sha256 = "{hash}"
+tenants = ["tenant_123"]
+projects = ["*"]
+actions = ["view"]
+"#
+        ),
+    )
+    .unwrap();
+    let env = [("CREDSTORE_ADMIN_TOKEN", admin), ("CREDSTORE_CONFIG", "credstore.toml")];
+
+    let (code, table, err) = run(d, &env, &["stores"], "");
+    assert_eq!(code, 0, "{err}");
+    for id in ["memory-default", "sqlite-default", "team", "scratch"] {
+        assert!(table.lines().any(|l| l.starts_with(id) && l.contains(" yes ")), "{table}");
+    }
+    let (code, listing, _) = run(d, &env, &["stores", "--json"], "");
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&listing).unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        v["data"][2],
+        json!({"available": true, "id": "team", "reason": "", "type": "encrypted-sqlite"})
+    );
+
+    // Put three credentials into sqlite-default through the API.
+    let (mut p, addr) = Proc::serve(d, &env, &[]);
+    let rt = rt();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        for (i, k) in ["a", "b", "c"].iter().enumerate() {
+            let body = json!({"key": k, "value": format!("value-{i}"), "metadata": {"n": i.to_string()}});
+            assert_eq!(post(&c, addr, admin, "sqlite-default", body).await.unwrap(), 201);
+        }
+        assert_eq!(get_json(&c, addr, viewer, CREDS).await.0, 200);
+        assert_eq!(
+            post(&c, addr, viewer, "sqlite-default", json!({"key": "x", "value": "y"})).await.unwrap(),
+            403
+        );
+    });
+    assert!(p.terminate().success());
+
+    let migrate = [
+        "migrate",
+        "--from",
+        "sqlite-default",
+        "--to",
+        "team",
+        "--tenant",
+        "tenant_123",
+        "--project",
+        "project_456",
+    ];
+    let (code, out, err) = run(d, &env, &migrate, "");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("listed 3, copied 3, already identical 0, verified 3, vanished 0, failed 0"),
+        "{out}"
+    );
+    let (code, out, _) = run(d, &env, &migrate, "");
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("listed 3, copied 0, already identical 3, verified 3, vanished 0, failed 0"),
+        "{out}"
+    );
+    assert_eq!(
+        run(d, &env, &["migrate", "--from", "sqlite-default", "--to", "team", "--tenant", "t"], "").0,
+        2
+    );
+    assert_eq!(run(d, &env, &["migrate", "--from", "nosuch", "--to", "team"], "").0, 1);
+
+    // Rotation: a bad key changes nothing; a generated one replaces the key file.
+    let key_file = d.join("team/team.key");
+    let before = std::fs::read(&key_file).unwrap();
+    let (code, _, err) = run(d, &env, &["rotate-key", "--store", "team", "--new-key-stdin"], "not-a-key");
+    assert_eq!(code, 1);
+    assert!(err.contains("base64"), "{err}");
+    assert_eq!(std::fs::read(&key_file).unwrap(), before);
+    let (code, out, err) = run(d, &env, &["rotate-key", "--store", "team"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("3 credentials re-sealed"), "{out}");
+    assert_ne!(std::fs::read(&key_file).unwrap(), before);
+    assert_eq!(mode(&key_file), 0o600);
+    assert!(!d.join("team/team.key.new").exists());
+    let (code, _, err) = run(d, &env, &["rotate-key", "--store", "scratch"], "");
+    assert_eq!(code, 1);
+    assert!(err.contains("not an encrypted SQLite store"), "{err}");
+    // With the key in an environment variable, a new key must be given.
+    let (code, _, err) = run(
+        d,
+        &[("CREDSTORE_MASTER_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")],
+        &["rotate-key", "--store", "sqlite-default"],
+        "",
+    );
+    assert_eq!(code, 1, "{err}");
+
+    // The migrated, re-keyed credentials are served from the new store.
+    let (mut p, addr) = Proc::serve(d, &env, &[]);
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let (status, got) = get_json(&c, addr, viewer, &format!("{CREDS}/team/credentials/b")).await;
+        assert_eq!(status, 200, "{got}");
+        assert_eq!(got["data"]["metadata"], json!({"n": "1"}));
+        let (_, keys) = get_json(&c, addr, admin, &format!("{CREDS}/team/credentials")).await;
+        assert_eq!(keys["data"], json!([{"key": "a"}, {"key": "b"}, {"key": "c"}]));
+    });
+    assert!(p.terminate().success());
+
+    let (code, doc, _) = run(d, &[], &["openapi"], "");
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<Value>(&doc).unwrap()["openapi"], "3.1.0");
+    let (code, _, err) = run(d, &[("CREDSTORE_ADMIN_TOKEN", "short")], &["serve"], "");
+    assert_eq!(code, 1);
+    assert!(err.contains("at least 16 bytes"), "{err}");
+    let (code, _, err) = run(d, &[("CREDSTORE_CONFIG", "missing.toml")], &["stores"], "");
+    assert_eq!(code, 1);
+    assert!(err.contains("missing.toml"), "{err}");
+}
