@@ -65,13 +65,16 @@ pub fn validate_id(s: &str) -> Result<(), IdError> {
 }
 
 /// Checks a namespace: one or more id-valid segments joined by `/`, such as
-/// `tenant_123/project_456`, at most 512 bytes in all. Backends use it in
-/// their `with_namespace`.
+/// `tenant_123/project_456`, at most 512 bytes in all. The segments `.` and
+/// `..` are refused: backends that map namespaces to paths (Vault, AWS names)
+/// must never see one climb out of its parent. Backends use it in their
+/// `with_namespace`.
 ///
 /// ```
 /// use credstore_core::validate_namespace;
 /// assert!(validate_namespace("tenant_123/project_456").is_ok());
 /// assert!(validate_namespace("a//b").is_err());
+/// assert!(validate_namespace("tenant/../other").is_err());
 /// ```
 ///
 /// # Errors
@@ -85,6 +88,9 @@ pub fn validate_namespace(ns: &str) -> Result<(), crate::Error> {
     for (i, segment) in ns.split('/').enumerate() {
         validate_id(segment)
             .map_err(|e| invalid(format!("segment {i} {}: {e}", crate::error::shown(segment))))?;
+        if segment == "." || segment == ".." {
+            return Err(invalid(format!("segment {i} is {segment:?}, which is not allowed in a namespace")));
+        }
     }
     Ok(())
 }
