@@ -1,0 +1,303 @@
+//! Encrypted SQLite against plain rusqlite on the same schema without
+//! encryption (prepared statements cached, called directly):
+//! get; durable set (`synchronous=FULL`) at 1, 8 and 64 concurrent writers
+//! against one transaction per write; key rotation and open time of a
+//! database of 100,000 credentials.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use credstore_benches::summary::{Row, Scenario};
+use credstore_benches::{key_name, out_dir, quick, test_mode, KeyWalk};
+use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
+use credstore_sqlite::{MasterKey, SqliteConfig, SqliteStore};
+use criterion::Criterion;
+use rusqlite::{params, Connection};
+
+const VALUE: &str = "sqlite-bench-secret-value-0123456789abcdef";
+const PLAIN_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS credentials (
+    ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, metadata TEXT NOT NULL,
+    created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+    PRIMARY KEY (ns, key)) WITHOUT ROWID;";
+const UPSERT: &str = "INSERT INTO credentials (ns, key, value, metadata, created_at, updated_at)
+    VALUES (?1, ?2, ?3, '{}', ?4, ?4)
+    ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, metadata = excluded.metadata,
+    updated_at = excluded.updated_at";
+
+fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64
+}
+
+/// Plain rusqlite, WAL and `synchronous=FULL` like ours.
+fn plain(path: &Path) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
+        .unwrap();
+    conn.execute_batch(PLAIN_SCHEMA).unwrap();
+    conn
+}
+
+fn plain_fill(conn: &mut Connection, n: usize) {
+    let tx = conn.transaction().unwrap();
+    {
+        let mut stmt = tx.prepare_cached(UPSERT).unwrap();
+        for i in 0..n {
+            stmt.execute(params!["", key_name(i), VALUE, now_ns()]).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+}
+
+async fn ours(path: &Path, key: &MasterKey) -> SqliteStore {
+    SqliteStore::open(StoreId::new("bench-sqlite").unwrap(), SqliteConfig::new(path).master_key(key.clone()))
+        .await
+        .expect("open the encrypted store")
+}
+
+/// Writes `n` credentials through `store`, 64 at a time (group commit).
+async fn ours_fill(store: &SqliteStore, n: usize) {
+    let keys: Vec<CredentialKey> = (0..n).map(|i| CredentialKey::new(key_name(i)).unwrap()).collect();
+    let (value, meta) = (SecretValue::from(VALUE), Metadata::new());
+    for chunk in keys.chunks(64) {
+        futures::future::try_join_all(chunk.iter().map(|k| store.set(k, &value, &meta))).await.unwrap();
+    }
+}
+
+struct Dir(tempfile::TempDir);
+
+impl Dir {
+    /// On the disk of the target folder, not a tmpfs: fsync must cost what it costs.
+    fn new() -> Self {
+        let base = out_dir().join("sqlite-tmp");
+        std::fs::create_dir_all(&base).unwrap();
+        Self(tempfile::tempdir_in(base).unwrap())
+    }
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+}
+
+fn bench_get(c: &mut Criterion, rt: &tokio::runtime::Runtime, keys: usize) {
+    let dir = Dir::new();
+    let master = MasterKey::generate();
+    let store = rt.block_on(ours(&dir.file("ours.db"), &master));
+    rt.block_on(ours_fill(&store, keys));
+    let mut conn = plain(&dir.file("plain.db"));
+    plain_fill(&mut conn, keys);
+    let typed: Vec<CredentialKey> = (0..keys).map(|i| CredentialKey::new(key_name(i)).unwrap()).collect();
+    let names: Vec<String> = (0..keys).map(key_name).collect();
+
+    let s = Scenario {
+        group: format!("sqlite_get_k{keys}"),
+        scenario: format!("encrypted sqlite get, {keys} keys"),
+        ops_per_iter: 1,
+        baseline_name: "plain rusqlite, same schema unencrypted, cached statement".into(),
+        goal: Some(0.5),
+    };
+    let mut g = c.benchmark_group(&s.group);
+    let mut walk = KeyWalk::new(1, keys);
+    g.bench_function("ours", |b| {
+        b.to_async(rt).iter(|| {
+            let k = &typed[walk.next()];
+            let store = &store;
+            async move { std::hint::black_box(store.get(k).await.unwrap()) }
+        })
+    });
+    let mut walk = KeyWalk::new(1, keys);
+    g.bench_function("baseline", |b| {
+        b.iter(|| {
+            let mut stmt = conn
+                .prepare_cached("SELECT value, metadata, created_at, updated_at FROM credentials WHERE ns = ?1 AND key = ?2")
+                .unwrap();
+            let row: (String, String, i64, i64) = stmt
+                .query_row(params!["", names[walk.next()]], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .unwrap();
+            std::hint::black_box(row)
+        })
+    });
+    g.finish();
+    s.register();
+}
+
+/// Durable sets by `writers` concurrent callers: ours (group commit)
+/// against one transaction per write on a shared connection.
+fn bench_set(c: &mut Criterion, rt: &tokio::runtime::Runtime, writers: usize) {
+    let dir = Dir::new();
+    let store = rt.block_on(ours(&dir.file("ours.db"), &MasterKey::generate()));
+    let conn = Arc::new(Mutex::new(plain(&dir.file("plain.db"))));
+    let keys: Arc<Vec<CredentialKey>> =
+        Arc::new((0..writers * 4).map(|i| CredentialKey::new(key_name(i)).unwrap()).collect());
+    let s = Scenario {
+        group: format!("sqlite_durable_set_w{writers}"),
+        scenario: format!("encrypted sqlite durable set (synchronous=FULL), {writers} concurrent writer(s)"),
+        ops_per_iter: writers as u64,
+        baseline_name: "plain rusqlite, one transaction per write".into(),
+        goal: (writers == 64).then_some(5.0).or((writers == 1).then_some(0.5)),
+    };
+    let mut g = c.benchmark_group(&s.group);
+    g.bench_function("ours", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let value = SecretValue::from(VALUE);
+                let start = Instant::now();
+                for round in 0..iters {
+                    let sets = (0..writers).map(|w| {
+                        let (store, value, keys) = (&store, &value, &keys);
+                        async move {
+                            let k = &keys[(w + round as usize) % keys.len()];
+                            store.set(k, value, &Metadata::new()).await.unwrap();
+                        }
+                    });
+                    futures::future::join_all(sets).await;
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.bench_function("baseline", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for round in 0..iters {
+                std::thread::scope(|scope| {
+                    for w in 0..writers {
+                        let (conn, keys) = (&conn, &keys);
+                        scope.spawn(move || {
+                            let k = keys[(w + round as usize) % keys.len()].as_str();
+                            let conn = conn.lock().unwrap();
+                            // Autocommit: each statement is its own durable transaction.
+                            conn.prepare_cached(UPSERT)
+                                .unwrap()
+                                .execute(params!["", k, VALUE, now_ns()])
+                                .unwrap();
+                        });
+                    }
+                });
+            }
+            start.elapsed()
+        })
+    });
+    g.finish();
+    s.register();
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Rotation and open time of a large database: a few timed runs each,
+/// written as extra rows.
+fn rotation_and_open(rt: &tokio::runtime::Runtime, n: usize) -> Vec<Row> {
+    let dir = Dir::new();
+    let path = dir.file("ours.db");
+    let mut key = MasterKey::generate();
+    rt.block_on(async {
+        let store = ours(&path, &key).await;
+        ours_fill(&store, n).await;
+    });
+    let mut conn = plain(&dir.file("plain.db"));
+    plain_fill(&mut conn, n);
+    drop(conn);
+    let scale = 100_000.0 / n as f64;
+    let runs = if test_mode() { 1 } else { 3 };
+
+    let mut rotate = Vec::new();
+    let mut rewrite = Vec::new();
+    for _ in 0..runs {
+        let next = MasterKey::generate();
+        rotate.push(rt.block_on(async {
+            let store = ours(&path, &key).await;
+            store.rotate_key(next.clone()).await.expect("rotate").elapsed
+        }));
+        key = next;
+        // Baseline: read and rewrite every row of the plain database in one transaction.
+        let mut conn = plain(&dir.file("plain.db"));
+        let start = Instant::now();
+        let tx = conn.transaction().unwrap();
+        {
+            let rows: Vec<(String, String)> = tx
+                .prepare("SELECT key, value FROM credentials")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let mut up = tx.prepare("UPDATE credentials SET value = ?3 WHERE ns = ?1 AND key = ?2").unwrap();
+            for (k, v) in rows {
+                up.execute(params!["", k, v]).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        rewrite.push(start.elapsed());
+    }
+
+    let mut open_ours = Vec::new();
+    let mut open_plain = Vec::new();
+    for _ in 0..runs.max(5) {
+        let start = Instant::now();
+        rt.block_on(async {
+            let store = ours(&path, &key).await;
+            std::hint::black_box(store.has(&CredentialKey::new(key_name(0)).unwrap()).await.unwrap());
+        });
+        open_ours.push(start.elapsed());
+        let start = Instant::now();
+        let conn = plain(&dir.file("plain.db"));
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM credentials WHERE ns = '' AND key = ?1", [key_name(0)], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        std::hint::black_box(n);
+        open_plain.push(start.elapsed());
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    vec![
+        Row::lower_is_better(
+            "encrypted sqlite key rotation, per 100,000 credentials".to_string()
+                + if n == 100_000 { "" } else { " (scaled from a smaller run)" },
+            "ms",
+            ms(median(rotate)) * scale,
+            ms(median(rewrite)) * scale,
+            "plain rusqlite rewriting every row in one transaction",
+            None,
+        ),
+        Row::lower_is_better(
+            format!("encrypted sqlite open + first read, {n} credentials"),
+            "ms",
+            ms(median(open_ours)),
+            ms(median(open_plain)),
+            "plain rusqlite open + first query",
+            None,
+        ),
+    ]
+}
+
+fn main() {
+    let mut c = credstore_benches::criterion();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let keys = if test_mode() { 100 } else { 10_000 };
+    bench_get(&mut c, &rt, keys);
+    for writers in [1, 8, 64] {
+        bench_set(&mut c, &rt, writers);
+    }
+    let n = if test_mode() {
+        1_000
+    } else if quick() {
+        20_000
+    } else {
+        100_000
+    };
+    let rows = rotation_and_open(&rt, n);
+    for r in &rows {
+        println!(
+            "{}: ours {:.1} {}, baseline {:.1}, ratio {:.2}",
+            r.scenario, r.ours, r.metric, r.baseline, r.ratio
+        );
+    }
+    let dir = out_dir().join("extra");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("sqlite_rotation_open.json"), serde_json::to_vec_pretty(&rows).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(out_dir().join("sqlite-tmp"));
+    c.final_summary();
+}
