@@ -1,0 +1,223 @@
+//! Server throughput and p99 latency under a bounded `wrk` load on loopback:
+//! create-credential (memory and durable encrypted SQLite stores) and
+//! list-stores, side by side with an OpenBao dev server's KV v2 write and
+//! read driven by the same tool in the same run.
+//!
+//! `load PATH/TO/credstore [SECONDS]`; writes `target/bench/extra/server_load.json`.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use credstore_benches::out_dir;
+use credstore_benches::summary::Row;
+use credstore_conformance::servers::openbao::OpenBao;
+use credstore_conformance::servers::{free_port, require_tool, wait_for_http, ServerProcess};
+
+const CONNECTIONS: u32 = 32;
+const THREADS: u32 = 2;
+
+/// What one wrk run measured.
+#[derive(Debug)]
+struct Load {
+    requests_per_sec: f64,
+    p99_ms: f64,
+}
+
+/// A wrk script: `method`, `headers`, and a body with a fresh key per
+/// request when `body` holds `{N}`.
+fn script(method: &str, headers: &[(&str, &str)], body: Option<&str>) -> String {
+    let mut s = String::from("local n = 0\nlocal tid = 0\nlocal counter = 0\n");
+    s += "setup = function(thread) counter = counter + 1; thread:set(\"tid\", counter) end\n";
+    s += "init = function(args) tid = wrk.thread:get(\"tid\") or 0 end\n";
+    let _ = writeln!(s, "wrk.method = \"{method}\"");
+    for (k, v) in headers {
+        let _ = writeln!(s, "wrk.headers[\"{k}\"] = \"{v}\"");
+    }
+    match body {
+        Some(b) => {
+            let (head, tail) = b.split_once("{N}").unwrap_or((b, ""));
+            let _ = writeln!(
+                s,
+                "request = function() n = n + 1; return wrk.format(nil, nil, nil, [[{head}]] .. tid .. \"-\" .. n .. [[{tail}]]) end"
+            );
+        }
+        None => s += "request = function() return wrk.format() end\n",
+    }
+    // Fail the measurement on any non-2xx answer.
+    s += "response = function(status) if status >= 300 then error(\"HTTP \" .. status) end end\n";
+    s
+}
+
+fn wrk(name: &str, url: &str, script_text: &str, seconds: u64, dir: &Path) -> Load {
+    let path = dir.join(format!("{name}.lua"));
+    std::fs::write(&path, script_text).unwrap();
+    let out = Command::new("wrk")
+        .args(["-t", &THREADS.to_string(), "-c", &CONNECTIONS.to_string(), "-d", &format!("{seconds}s")])
+        .args(["--latency", "--timeout", "5s", "-s"])
+        .arg(&path)
+        .arg(url)
+        .output()
+        .expect("run wrk");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "wrk {name} failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains("Non-2xx"), "wrk {name} saw error answers:\n{text}");
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk output:\n{text}"));
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| duration_ms(v.trim()))
+        .unwrap_or_else(|| panic!("no 99% latency in wrk output:\n{text}"));
+    println!("{name}: {rps:.0} req/s, p99 {p99:.2} ms");
+    Load { requests_per_sec: rps, p99_ms: p99 }
+}
+
+/// wrk's latency text ("812.00us", "3.41ms", "1.02s") in milliseconds.
+fn duration_ms(text: &str) -> f64 {
+    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let n: f64 = num.parse().unwrap_or_else(|_| panic!("latency {text:?}"));
+    match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        "m" => n * 60_000.0,
+        other => panic!("unknown latency unit {other:?}"),
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let bin = args.next().expect("usage: load PATH/TO/credstore [SECONDS]");
+    let seconds: u64 = args.next().map_or(10, |s| s.parse().expect("seconds"));
+    require_tool("wrk", "scripts/bench").expect("wrk");
+    let bao = OpenBao::start().expect("bao on PATH (scripts/bench puts it there)");
+    let dir = tempfile::tempdir().unwrap();
+
+    // Our server: the embedded default stores, a known admin token.
+    let token = format!("bench-{}", credstore_conformance::unique_name("token"));
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut cmd = Command::new(&bin);
+    cmd.env("CREDSTORE_LISTEN", addr.to_string())
+        .env("CREDSTORE_DATA_DIR", dir.path().join("data"))
+        .env("CREDSTORE_ADMIN_TOKEN", &token)
+        .env("RUST_LOG", "warn");
+    let _server = ServerProcess::spawn(cmd).expect("start credstore");
+    wait_for_http(addr, "/readyz", &[200], Duration::from_secs(30)).expect("credstore ready");
+
+    let auth = format!("Bearer {token}");
+    let base = format!("http://{addr}/manage/tenants/bench/projects/load/credential-stores");
+    let json = ("Content-Type", "application/json");
+    let value = "v".repeat(64);
+    let create_body = format!(r#"{{"key":"k-{{N}}","value":"{value}"}}"#);
+    let ours_create = script("POST", &[json, ("Authorization", &auth)], Some(&create_body));
+    let memory = wrk(
+        "create-memory",
+        &format!("{base}/memory-default/credentials"),
+        &ours_create,
+        seconds,
+        dir.path(),
+    );
+    let sqlite = wrk(
+        "create-sqlite",
+        &format!("{base}/sqlite-default/credentials"),
+        &ours_create,
+        seconds,
+        dir.path(),
+    );
+    let list =
+        wrk("list-stores", &base, &script("GET", &[("Authorization", &auth)], None), seconds, dir.path());
+
+    let vault_token = ("X-Vault-Token", bao.root_token());
+    let bao_body = format!(r#"{{"data":{{"value":"{value}","n":"{{N}}"}}}}"#);
+    let bao_write = wrk(
+        "openbao-kv2-write",
+        &format!("{}/v1/secret/data/bench", bao.address()),
+        &script("POST", &[json, vault_token], Some(&bao_body)),
+        seconds,
+        dir.path(),
+    );
+    let bao_read = wrk(
+        "openbao-kv2-read",
+        &format!("{}/v1/secret/data/bench", bao.address()),
+        &script("GET", &[vault_token], None),
+        seconds,
+        dir.path(),
+    );
+
+    let load = format!("{THREADS} wrk threads, {CONNECTIONS} connections, {seconds} s");
+    let write = "OpenBao dev server KV v2 write (in memory)";
+    let read = "OpenBao dev server KV v2 read (in memory)";
+    let rows = vec![
+        Row::higher_is_better(
+            format!("server create, memory store ({load})"),
+            "req/s",
+            memory.requests_per_sec,
+            bao_write.requests_per_sec,
+            write,
+            Some(5.0),
+        ),
+        Row::higher_is_better(
+            format!("server create, durable encrypted sqlite ({load})"),
+            "req/s",
+            sqlite.requests_per_sec,
+            bao_write.requests_per_sec,
+            write,
+            Some(1.0),
+        ),
+        Row::higher_is_better(
+            format!("server list-stores ({load})"),
+            "req/s",
+            list.requests_per_sec,
+            bao_read.requests_per_sec,
+            read,
+            None,
+        ),
+        Row::lower_is_better(
+            "server create p99, memory store",
+            "ms",
+            memory.p99_ms,
+            bao_write.p99_ms,
+            write,
+            None,
+        ),
+        Row::lower_is_better(
+            "server create p99, durable encrypted sqlite",
+            "ms",
+            sqlite.p99_ms,
+            bao_write.p99_ms,
+            write,
+            None,
+        ),
+        Row::lower_is_better("server list-stores p99", "ms", list.p99_ms, bao_read.p99_ms, read, None),
+    ];
+    let out = out_dir().join("extra");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("server_load.json"), serde_json::to_vec_pretty(&rows).unwrap()).unwrap();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_wrk_latencies() {
+        assert_eq!(duration_ms("812.00us"), 0.812);
+        assert_eq!(duration_ms("3.41ms"), 3.41);
+        assert_eq!(duration_ms("1.50s"), 1500.0);
+    }
+
+    #[test]
+    fn scripts_number_each_request() {
+        let s = script("POST", &[("A", "b")], Some(r#"{"key":"k-{N}"}"#));
+        assert!(s.contains(r#"[[{"key":"k-]] .. tid .. "-" .. n .. [["}]]"#), "{s}");
+        assert!(s.contains("wrk.headers[\"A\"] = \"b\""));
+    }
+}
