@@ -263,7 +263,8 @@ pub fn generate_token() -> std::io::Result<Zeroizing<String>> {
 }
 
 /// Where the admin token came from, as decided by [`bootstrap_admin_token`].
-#[derive(Debug)]
+///
+/// `Debug` never shows a generated token.
 pub enum AdminToken {
     /// From `CREDSTORE_ADMIN_TOKEN`; nothing is written to disk.
     FromEnv(TokenHash),
@@ -271,6 +272,18 @@ pub enum AdminToken {
     Stored(TokenHash, PathBuf),
     /// Generated now: the token is to be printed once; its hash was written to the path.
     Generated(TokenHash, Zeroizing<String>, PathBuf),
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdminToken::FromEnv(h) => f.debug_tuple("FromEnv").field(h).finish(),
+            AdminToken::Stored(h, path) => f.debug_tuple("Stored").field(h).field(path).finish(),
+            AdminToken::Generated(h, _, path) => {
+                f.debug_tuple("Generated").field(h).field(&"[REDACTED]").field(path).finish()
+            }
+        }
+    }
 }
 
 impl AdminToken {
@@ -392,6 +405,7 @@ mod tests {
         let AdminToken::Generated(hash, token, path) = &first else { panic!("expected a generated token") };
         assert!(token.starts_with("cst_") && token.len() == 68);
         assert_eq!(TokenHash::of(token), *hash);
+        assert!(!format!("{first:?}").contains(token.as_str()), "Debug shows the generated token");
         let on_disk = std::fs::read_to_string(path).unwrap();
         assert!(!on_disk.contains(token.as_str()));
         #[cfg(unix)]

@@ -71,8 +71,8 @@ pub struct ListStoresResponse {
     pub data: Vec<StoreEntry>,
 }
 
-/// The body of *Create Credential in Store*.
-#[derive(Debug, ToSchema)]
+/// The body of *Create Credential in Store*. No `Debug`: it holds the value.
+#[derive(ToSchema)]
 #[allow(dead_code)] // Documents the body; the handler parses it by hand for precise errors.
 pub struct CreateCredentialRequest {
     /// The credential key: 1 to 255 characters of `[a-zA-Z0-9-_.]`.
