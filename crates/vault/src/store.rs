@@ -368,8 +368,10 @@ mod tests {
         let root = store(VaultConfig::new("http://h:1").prefix("/apps/x/")).unwrap();
         let k = CredentialKey::new("..").unwrap();
         assert_eq!(root.secret_path(&k), "secret/apps/x/~..");
-        let ns = root.with_namespace("t1/.").unwrap();
-        assert_eq!(ns.secret_path(&CredentialKey::new("db").unwrap()), "secret/apps/x/t1/~./db");
+        assert!(root.with_namespace("t1/.").is_err(), "a namespace never climbs or stays put");
+        assert!(root.with_namespace("t1/..").is_err());
+        let ns = root.with_namespace("t1/p.1").unwrap();
+        assert_eq!(ns.secret_path(&CredentialKey::new("db").unwrap()), "secret/apps/x/t1/p.1/db");
         assert_eq!(ns.id(), root.id());
         assert_eq!(ns.kind(), StoreKind::Vault);
         assert!(root.with_namespace("a//b").is_err());
