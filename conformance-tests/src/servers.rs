@@ -196,6 +196,60 @@ impl Drop for ServerProcess {
     }
 }
 
+/// The process of a fixture server that tests stop and start again on the
+/// same port.
+#[derive(Debug, Default)]
+pub struct ProcessSlot(Mutex<Option<ServerProcess>>);
+
+impl ProcessSlot {
+    /// An empty slot.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps `process` as the running server.
+    pub fn fill(&self, process: ServerProcess) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(process);
+    }
+
+    /// Kills the server. Idempotent. Clients then see a closed port.
+    pub fn stop(&self) {
+        if let Some(p) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            p.stop();
+        }
+    }
+
+    /// Whether the server process is running.
+    pub fn is_running(&self) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|p| !p.has_exited())
+    }
+
+    /// Stops the server and calls `launch` (which fills the slot once the
+    /// new server is ready) up to `attempts` times: the old listener may
+    /// linger for a moment after the kill, and retrying covers it without a
+    /// fixed sleep.
+    ///
+    /// # Panics
+    /// When no attempt brings the server up.
+    pub fn restart(
+        &self,
+        what: &str,
+        port: u16,
+        attempts: usize,
+        mut launch: impl FnMut() -> Result<(), String>,
+    ) {
+        self.stop();
+        let mut last = String::new();
+        for _ in 0..attempts {
+            match launch() {
+                Ok(()) => return,
+                Err(e) => last = e,
+            }
+        }
+        panic!("could not restart `{what}` on port {port}: {last}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

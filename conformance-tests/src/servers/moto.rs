@@ -31,10 +31,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::{free_port, require_tool, wait_for_http, ServerProcess};
+use super::{free_port, require_tool, wait_for_http, ProcessSlot, ServerProcess};
 
 /// The region tests use.
 pub const REGION: &str = "us-east-1";
@@ -56,7 +56,7 @@ pub struct Moto {
     bin: PathBuf,
     port: u16,
     env: Vec<(String, String)>,
-    process: Mutex<Option<ServerProcess>>,
+    process: ProcessSlot,
 }
 
 impl fmt::Debug for Moto {
@@ -110,7 +110,7 @@ impl Moto {
         let mut last = String::new();
         for _ in 0..START_ATTEMPTS {
             let moto =
-                Moto { bin: bin.clone(), port: free_port(), env: env.clone(), process: Mutex::new(None) };
+                Moto { bin: bin.clone(), port: free_port(), env: env.clone(), process: ProcessSlot::new() };
             match moto.launch() {
                 Ok(()) => return Some(moto),
                 Err(e) => last = e,
@@ -143,7 +143,7 @@ impl Moto {
         while Instant::now() < deadline {
             match wait_for_http(self.socket_addr(), READY_PATH, &[200], Duration::from_millis(500)) {
                 Ok(_) => {
-                    *self.process.lock().unwrap_or_else(|e| e.into_inner()) = Some(process);
+                    self.process.fill(process);
                     return Ok(());
                 }
                 Err(e) => last = e,
@@ -173,14 +173,12 @@ impl Moto {
 
     /// Kills the server. Idempotent. Clients then see a closed port.
     pub fn stop(&self) {
-        if let Some(p) = self.process.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            p.stop();
-        }
+        self.process.stop();
     }
 
     /// Whether the server process is running.
     pub fn is_running(&self) -> bool {
-        self.process.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|p| !p.has_exited())
+        self.process.is_running()
     }
 
     /// Stops the server if it runs and starts a fresh one on the same port,
@@ -189,17 +187,7 @@ impl Moto {
     /// # Panics
     /// When the new server does not come up.
     pub fn restart(&self) {
-        self.stop();
-        // The old listener may linger for a moment after the kill; a few
-        // attempts cover it without a fixed sleep.
-        let mut last = String::new();
-        for _ in 0..START_ATTEMPTS {
-            match self.launch() {
-                Ok(()) => return,
-                Err(e) => last = e,
-            }
-        }
-        panic!("could not restart `moto_server` on port {}: {last}", self.port);
+        self.process.restart("moto_server", self.port, START_ATTEMPTS, || self.launch());
     }
 
     /// Creates the IAM user `user` (no policies) and an access key for it;

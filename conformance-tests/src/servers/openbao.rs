@@ -29,10 +29,10 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use super::{free_port, require_tool, wait_for_http, ServerProcess};
+use super::{free_port, require_tool, wait_for_http, ProcessSlot, ServerProcess};
 
 /// How long a dev server may take to answer `/v1/sys/health`.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -46,7 +46,7 @@ pub struct OpenBao {
     port: u16,
     root_token: String,
     tls_dir: Option<PathBuf>,
-    process: Mutex<Option<ServerProcess>>,
+    process: ProcessSlot,
 }
 
 /// Credentials of an AppRole made by [`OpenBao::enable_approle`].
@@ -121,7 +121,7 @@ impl OpenBao {
                 port: free_port(),
                 root_token: root_token.clone(),
                 tls_dir: tls_dir.clone(),
-                process: Mutex::new(None),
+                process: ProcessSlot::new(),
             };
             match bao.launch() {
                 Ok(()) => return Some(bao),
@@ -164,7 +164,7 @@ impl OpenBao {
         };
         match ready {
             Ok(_) => {
-                *self.process.lock().unwrap_or_else(|e| e.into_inner()) = Some(process);
+                self.process.fill(process);
                 Ok(())
             }
             Err(e) => {
@@ -214,14 +214,12 @@ impl OpenBao {
 
     /// Kills the server. Idempotent. Clients then see a closed port.
     pub fn stop(&self) {
-        if let Some(p) = self.process.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            p.stop();
-        }
+        self.process.stop();
     }
 
     /// Whether the server process is running.
     pub fn is_running(&self) -> bool {
-        self.process.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|p| !p.has_exited())
+        self.process.is_running()
     }
 
     /// Stops the server if it runs and starts a fresh one on the same port
@@ -232,17 +230,7 @@ impl OpenBao {
     /// # Panics
     /// When the new server does not come up.
     pub fn restart(&self) {
-        self.stop();
-        // The old listener may linger for a moment after the kill; a few
-        // attempts cover it without a fixed sleep.
-        let mut last = String::new();
-        for _ in 0..START_ATTEMPTS {
-            match self.launch() {
-                Ok(()) => return,
-                Err(e) => last = e,
-            }
-        }
-        panic!("could not restart `bao server -dev` on port {}: {last}", self.port);
+        self.process.restart("bao server -dev", self.port, START_ATTEMPTS, || self.launch());
     }
 
     /// Runs `bao ARGS` against this server with the root token; returns the
