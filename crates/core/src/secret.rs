@@ -1,6 +1,7 @@
 //! [`SecretValue`]: a credential's value, redacted and zeroized.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer};
 use subtle::ConstantTimeEq;
@@ -8,7 +9,9 @@ use zeroize::{Zeroize, Zeroizing};
 
 /// The value of a credential: an API key, token or password.
 ///
-/// - Its memory is zeroized when it is dropped.
+/// - Its memory is zeroized when the last clone is dropped. Clones share
+///   one immutable buffer, so cloning never copies the secret: a store can
+///   hand out its value without leaving more copies in memory.
 /// - `Debug` prints `SecretValue([REDACTED; N bytes])`; there is no `Display`.
 /// - It deserializes from a string but does not implement `Serialize`: to
 ///   write one out, call [`SecretValue::expose_secret`] on purpose, or use
@@ -22,12 +25,12 @@ use zeroize::{Zeroize, Zeroizing};
 /// assert!(!format!("{v:?}").contains("hunter2"));
 /// ```
 #[derive(Clone, Default)]
-pub struct SecretValue(Zeroizing<String>);
+pub struct SecretValue(Arc<Zeroizing<String>>);
 
 impl SecretValue {
     /// Wraps `value`. Its buffer is zeroized when the `SecretValue` drops.
     pub fn new(value: String) -> Self {
-        Self(Zeroizing::new(value))
+        Self(Arc::new(Zeroizing::new(value)))
     }
 
     /// Builds a value from bytes that must be UTF-8; the input buffer is
@@ -115,4 +118,25 @@ impl<'de> Deserialize<'de> for SecretValue {
 /// ```
 pub fn expose<S: serde::Serializer>(value: &SecretValue, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(value.expose_secret())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clones_share_one_buffer_and_stay_redacted() {
+        let a = SecretValue::from("shared-secret");
+        let b = a.clone();
+        assert_eq!(a.expose_secret().as_ptr(), b.expose_secret().as_ptr(), "a clone copied the secret");
+        assert!(a == b);
+        assert!(a != SecretValue::from("other"));
+        assert_eq!(format!("{b:?}"), "SecretValue([REDACTED; 13 bytes])");
+    }
+
+    #[test]
+    fn non_utf8_input_is_refused_without_echoing_it() {
+        let err = SecretValue::from_utf8(vec![b's', b'3', 0xff]).unwrap_err().to_string();
+        assert!(err.contains("byte 2") && !err.contains("s3"), "{err}");
+    }
 }
