@@ -31,8 +31,8 @@ pub fn criterion() -> criterion::Criterion {
     let c = criterion::Criterion::default().without_plots().configure_from_args();
     if quick() {
         c.sample_size(10)
-            .warm_up_time(Duration::from_millis(300))
-            .measurement_time(Duration::from_millis(1200))
+            .warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_millis(800))
     } else {
         c.sample_size(30).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4))
     }
