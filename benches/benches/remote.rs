@@ -1,6 +1,8 @@
 //! Our Vault and AWS layers against the same calls made directly with
 //! vaultrs and the AWS SDK, on the real test servers (OpenBao dev server,
 //! moto) on loopback; and 32 requests in flight against 32 in sequence.
+//! Timed in interleaved rounds (see `Recorder`); rows go to
+//! `target/bench/extra/remote.json`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::config::{Credentials, Region};
 use credstore_aws::{AwsConfig, AwsStore};
-use credstore_benches::summary::Scenario;
+use credstore_benches::summary::{Row, Scenario};
+use credstore_benches::{bench_out_dir, quick, test_mode};
 use credstore_conformance::servers::moto::{self, Moto};
 use credstore_conformance::servers::openbao::OpenBao;
 use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
 use credstore_vault::{VaultConfig, VaultStore};
-use criterion::Criterion;
 use serde_json::json;
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 
@@ -41,19 +43,70 @@ where
     })
 }
 
-/// One scenario: `ours` and `baseline`, each a future factory.
-fn pair<O, OF, B, BF>(c: &mut Criterion, rt: &tokio::runtime::Runtime, s: Scenario, ours: O, baseline: B)
+/// Collects the remote rows. Remote servers drift (the same call measured a
+/// minute apart differs by a quarter), so instead of criterion's "all of
+/// ours, then all of the baseline", each pair is timed in alternating
+/// rounds and compared by the median of its rounds.
+struct Recorder {
+    rows: Vec<Row>,
+    rounds: usize,
+    batch: u64,
+}
+
+impl Recorder {
+    fn new() -> Self {
+        let (rounds, batch) = if test_mode() {
+            (1, 1)
+        } else if quick() {
+            (15, 4)
+        } else {
+            (41, 8)
+        };
+        Self { rows: Vec::new(), rounds, batch }
+    }
+
+    fn write(&self) {
+        let dir = bench_out_dir().join("extra");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("remote.json"), serde_json::to_vec_pretty(&self.rows).unwrap()).unwrap();
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// One scenario: `ours` and `baseline`, each a future factory, timed in
+/// interleaved rounds (the order flips every round) after one warm-up call each.
+fn pair<O, OF, B, BF>(c: &mut Recorder, rt: &tokio::runtime::Runtime, s: Scenario, ours: O, baseline: B)
 where
     O: Fn() -> OF,
     OF: Future<Output = ()>,
     B: Fn() -> BF,
     BF: Future<Output = ()>,
 {
-    let mut g = c.benchmark_group(&s.group);
-    g.bench_function("ours", |b| b.iter_custom(|iters| timed(rt, iters, &ours)));
-    g.bench_function("baseline", |b| b.iter_custom(|iters| timed(rt, iters, &baseline)));
-    g.finish();
-    s.register();
+    timed(rt, 1, &ours);
+    timed(rt, 1, &baseline);
+    // A call of many requests (32 in flight) gets a smaller batch.
+    let batch = (c.batch / s.ops_per_iter).max(1);
+    let per_op = |d: Duration| d.as_nanos() as f64 / (batch * s.ops_per_iter) as f64;
+    let (mut o, mut b) = (Vec::new(), Vec::new());
+    for round in 0..c.rounds {
+        if round % 2 == 0 {
+            o.push(per_op(timed(rt, batch, &ours)));
+            b.push(per_op(timed(rt, batch, &baseline)));
+        } else {
+            b.push(per_op(timed(rt, batch, &baseline)));
+            o.push(per_op(timed(rt, batch, &ours)));
+        }
+    }
+    let row = Row::lower_is_better(s.scenario, "ns/op", median(o), median(b), s.baseline_name, s.goal);
+    println!(
+        "{}: ours {:.0} ns/op, baseline {:.0} ns/op, ratio {:.2}",
+        row.scenario, row.ours, row.baseline, row.ratio
+    );
+    c.rows.push(row);
 }
 
 fn scenario(group: &str, label: &str, ops: u64, baseline: &str, goal: Option<f64>) -> Scenario {
@@ -86,7 +139,7 @@ struct Direct<G1, S1, G2, S2> {
 /// protocol cost (ours against a single bare call, for information), and
 /// 32 requests in flight against sequential, for one store.
 fn bench_store<G1, G1F, S1, S1F, G2, G2F, S2, S2F>(
-    c: &mut Criterion,
+    c: &mut Recorder,
     rt: &tokio::runtime::Runtime,
     name: &str,
     store: Arc<dyn CredentialStore>,
@@ -141,7 +194,7 @@ fn bench_store<G1, G1F, S1, S1F, G2, G2F, S2, S2F>(
 }
 
 fn main() {
-    let mut c = credstore_benches::criterion();
+    let mut c = Recorder::new();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     // vaultrs is built without a crypto provider (like credstore-vault);
     // the direct client needs one process-wide.
@@ -283,5 +336,5 @@ fn main() {
             },
         },
     );
-    c.final_summary();
+    c.write();
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use credstore_benches::summary::{Row, Scenario};
-use credstore_benches::{key_name, out_dir, quick, test_mode, KeyWalk};
+use credstore_benches::{bench_out_dir, key_name, quick, test_mode, KeyWalk};
 use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
 use credstore_sqlite::{MasterKey, SqliteConfig, SqliteStore};
 use criterion::Criterion;
@@ -79,7 +79,7 @@ struct Dir(tempfile::TempDir);
 impl Dir {
     /// On the disk of the target folder, not a tmpfs: fsync must cost what it costs.
     fn new() -> Self {
-        let base = out_dir().join("sqlite-tmp");
+        let base = bench_out_dir().join("sqlite-tmp");
         std::fs::create_dir_all(&base).unwrap();
         Self(tempfile::tempdir_in(base).unwrap())
     }
@@ -315,9 +315,9 @@ fn main() {
             r.scenario, r.ours, r.metric, r.baseline, r.ratio
         );
     }
-    let dir = out_dir().join("extra");
+    let dir = bench_out_dir().join("extra");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("sqlite_rotation_open.json"), serde_json::to_vec_pretty(&rows).unwrap()).unwrap();
-    let _ = std::fs::remove_dir_all(out_dir().join("sqlite-tmp"));
+    let _ = std::fs::remove_dir_all(bench_out_dir().join("sqlite-tmp"));
     c.final_summary();
 }

@@ -46,6 +46,18 @@ pub fn out_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench")))
 }
 
+/// Where a bench target writes its rows: [`out_dir`], or a `test-mode`
+/// folder below it when the bench runs as a test ([`test_mode`]), so the
+/// test suite never overwrites a real run's figures. Only bench targets call
+/// this: the binaries are never run without `--bench` by mistake.
+pub fn bench_out_dir() -> PathBuf {
+    if test_mode() {
+        out_dir().join("test-mode")
+    } else {
+        out_dir()
+    }
+}
+
 /// A cheap, deterministic sequence of indexes in `0..n` (an LCG), so every
 /// task reads a spread of keys without a random-number dependency.
 #[derive(Debug, Clone)]

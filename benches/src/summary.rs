@@ -145,7 +145,7 @@ impl Scenario {
     /// When the output folder cannot be written: a bench run without its
     /// summary is useless.
     pub fn register(&self) {
-        let dir = crate::out_dir().join("scenarios");
+        let dir = crate::bench_out_dir().join("scenarios");
         std::fs::create_dir_all(&dir).expect("create target/bench/scenarios");
         let json = serde_json::to_vec_pretty(self).expect("serialize scenario");
         std::fs::write(dir.join(format!("{}.json", self.group)), json).expect("write scenario");
