@@ -33,15 +33,8 @@ impl Row {
         baseline_name: impl Into<String>,
         goal: Option<f64>,
     ) -> Self {
-        Self {
-            scenario: scenario.into(),
-            metric: metric.into(),
-            ours,
-            baseline,
-            baseline_name: baseline_name.into(),
-            ratio: if ours > 0.0 { baseline / ours } else { 0.0 },
-            goal,
-        }
+        let ratio = if ours > 0.0 { baseline / ours } else { 0.0 };
+        Self::with_ratio(scenario, metric, ours, baseline, baseline_name, ratio, goal)
     }
 
     /// A row for a figure where higher is better (throughput): the ratio is
@@ -54,13 +47,26 @@ impl Row {
         baseline_name: impl Into<String>,
         goal: Option<f64>,
     ) -> Self {
+        let ratio = if baseline > 0.0 { ours / baseline } else { 0.0 };
+        Self::with_ratio(scenario, metric, ours, baseline, baseline_name, ratio, goal)
+    }
+
+    fn with_ratio(
+        scenario: impl Into<String>,
+        metric: impl Into<String>,
+        ours: f64,
+        baseline: f64,
+        baseline_name: impl Into<String>,
+        ratio: f64,
+        goal: Option<f64>,
+    ) -> Self {
         Self {
             scenario: scenario.into(),
             metric: metric.into(),
             ours,
             baseline,
             baseline_name: baseline_name.into(),
-            ratio: if baseline > 0.0 { ours / baseline } else { 0.0 },
+            ratio,
             goal,
         }
     }
