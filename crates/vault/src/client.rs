@@ -324,10 +324,11 @@ impl Connection {
                         tracing::debug!(store.address = %self.address, "vault token near its max TTL; logging in again")
                     }
                     Err(e) => {
+                        // Any failed renewal falls back to a fresh login: a
+                        // token past its max TTL answers HTTP 500 ("cannot
+                        // renew"), a revoked one 403. When the server itself is
+                        // down, the login fails fast with the same retriable error.
                         let failure = ctx.classify(&e);
-                        if failure.is_retriable() {
-                            return Err(failure);
-                        }
                         tracing::info!(store.address = %self.address, ?failure, "vault token renewal failed; logging in again");
                     }
                 }
