@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use credstore_benches::out_dir;
 use credstore_benches::summary::Row;
-use credstore_conformance::servers::openbao::OpenBao;
-use credstore_conformance::servers::{free_port, require_tool, wait_for_http, ServerProcess};
+use credstore_test_servers::openbao::OpenBao;
+use credstore_test_servers::{free_port, require_tool, wait_for_http, ServerProcess};
 
 const CONNECTIONS: u32 = 32;
 const THREADS: u32 = 2;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_secretsmanager::Client;
 use credstore_aws::{AwsConfig, AwsStore, DeletionPolicy};
-use credstore_conformance::servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
+use credstore_test_servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
 use credstore_conformance::{servers, unique_name};
 use credstore_core::{CredentialKey, CredentialStore, Error, ListOptions, Metadata, SecretValue, StoreId};
 

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use credstore_aws::{AwsConfig, AwsStore};
-use credstore_conformance::servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
+use credstore_test_servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
 use credstore_conformance::unique_name;
 use credstore_core::{CredentialKey, CredentialStore, Error, Metadata, SecretValue, StoreId};
 
@@ -49,7 +49,7 @@ fn from_env_uses_the_chain_and_config_overrides_it() {
         assert!(store.check_availability().await.available);
 
         // An explicit endpoint beats AWS_ENDPOINT_URL: a closed port, so it fails.
-        let closed = format!("http://127.0.0.1:{}", credstore_conformance::servers::free_port());
+        let closed = format!("http://127.0.0.1:{}", credstore_test_servers::free_port());
         let config = AwsConfig::new()
             .prefix(&prefix)
             .endpoint_url(&closed)

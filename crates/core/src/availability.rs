@@ -6,7 +6,7 @@ use crate::{StoreId, StoreKind};
 
 /// Whether a store can serve requests now, and if not, why.
 ///
-/// Shaped after one entry of the credential-stores API's list:
+/// Shaped after one entry of the Credential Stores API's list:
 /// `{available, id, reason, type}`; see [`StoreStatus`] for the full entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Availability {

@@ -1,17 +1,59 @@
 //! [`Capabilities`]: what a store supports, declared as flat flags.
 
+use serde::Serialize;
+
+/// How long a store keeps what it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Persistence {
+    /// Credentials live as long as the store's process (the memory store).
+    Process,
+    /// Credentials outlive the process but not a reboot of the machine (a
+    /// kernel keyring).
+    UntilReboot,
+    /// Credentials are on durable storage: a file synced to disk, a remote
+    /// service.
+    Durable,
+}
+
+impl Persistence {
+    /// Whether a new store instance over the same storage, as after a
+    /// process restart, sees what an earlier one wrote.
+    pub const fn survives_restart(self) -> bool {
+        !matches!(self, Persistence::Process)
+    }
+}
+
 /// What a store supports. The conformance suite runs the cases a store
-/// declares and checks that each declaration is honest: a store that says
-/// `list: false` must answer `list` with [`crate::Error::Unsupported`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// declares and checks that each declaration is honest in both directions: a
+/// store that says `list: false` must answer `list` with
+/// [`crate::Error::Unsupported`], and one that says `true` must list
+/// correctly.
+///
+/// ```
+/// use credstore_core::{Capabilities, Persistence};
+/// let caps = Capabilities::full().with_persistence(Persistence::Process).with_can_be_unavailable(false);
+/// assert!(caps.create_only && !caps.persistence.survives_restart());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Capabilities {
-    /// Credentials survive dropping the store and opening it again.
-    pub persistent: bool,
+    /// How long credentials are kept.
+    pub persistence: Persistence,
     /// `list` is supported.
     pub list: bool,
     /// `set` keeps metadata and `get` returns it.
     pub metadata: bool,
+    /// Values that are not UTF-8 are stored and read back exactly. A store
+    /// that declares `false` refuses them with [`crate::Error::Unsupported`].
+    pub binary: bool,
+    /// [`SetMode::Create`](crate::SetMode::Create) is supported and atomic:
+    /// of any number of racing create-only writes, exactly one succeeds.
+    pub create_only: bool,
+    /// [`SetMode::Replace`](crate::SetMode::Replace) is supported and atomic:
+    /// of any number of racing writes from one version, exactly one succeeds.
+    pub replace_if_version: bool,
     /// The store depends on something that can fail (a file, a server), so
     /// `check_availability` may answer `available: false`. A store that
     /// declares `false` is always available.
@@ -19,14 +61,23 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    /// Everything supported: the usual declaration of a durable backend.
+    /// Everything supported, durable: the usual declaration of a backend
+    /// over a file or a server.
     pub const fn full() -> Self {
-        Self { persistent: true, list: true, metadata: true, can_be_unavailable: true }
+        Self {
+            persistence: Persistence::Durable,
+            list: true,
+            metadata: true,
+            binary: true,
+            create_only: true,
+            replace_if_version: true,
+            can_be_unavailable: true,
+        }
     }
 
-    /// Returns a copy with `persistent` set to `value`.
-    pub const fn with_persistent(mut self, value: bool) -> Self {
-        self.persistent = value;
+    /// Returns a copy with `persistence` set to `value`.
+    pub const fn with_persistence(mut self, value: Persistence) -> Self {
+        self.persistence = value;
         self
     }
 
@@ -42,9 +93,36 @@ impl Capabilities {
         self
     }
 
+    /// Returns a copy with `binary` set to `value`.
+    pub const fn with_binary(mut self, value: bool) -> Self {
+        self.binary = value;
+        self
+    }
+
+    /// Returns a copy with `create_only` set to `value`.
+    pub const fn with_create_only(mut self, value: bool) -> Self {
+        self.create_only = value;
+        self
+    }
+
+    /// Returns a copy with `replace_if_version` set to `value`.
+    pub const fn with_replace_if_version(mut self, value: bool) -> Self {
+        self.replace_if_version = value;
+        self
+    }
+
     /// Returns a copy with `can_be_unavailable` set to `value`.
     pub const fn with_can_be_unavailable(mut self, value: bool) -> Self {
         self.can_be_unavailable = value;
         self
+    }
+
+    /// Whether this store supports `mode`.
+    pub fn supports(&self, mode: &crate::SetMode) -> bool {
+        match mode {
+            crate::SetMode::Upsert => true,
+            crate::SetMode::Create => self.create_only,
+            crate::SetMode::Replace(_) => self.replace_if_version,
+        }
     }
 }

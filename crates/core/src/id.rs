@@ -1,6 +1,6 @@
 //! Validated identifiers: [`CredentialKey`] and [`StoreId`].
 //!
-//! Both follow the rule of the credential-stores API: the pattern
+//! Both follow the rule of the Credential Stores API: the pattern
 //! `^[a-zA-Z0-9\-_.]+$` and a length of 1 to 255 bytes. A value of either type
 //! can only be built through validation, so a backend never sees a bad id.
 
@@ -64,39 +64,8 @@ pub fn validate_id(s: &str) -> Result<(), IdError> {
     Ok(())
 }
 
-/// Checks a namespace: one or more id-valid segments joined by `/`, such as
-/// `tenant_123/project_456`, at most 512 bytes in all. The segments `.` and
-/// `..` are refused: backends that map namespaces to paths (Vault, AWS names)
-/// must never see one climb out of its parent. Backends use it in their
-/// `with_namespace`.
-///
-/// ```
-/// use credstore_core::validate_namespace;
-/// assert!(validate_namespace("tenant_123/project_456").is_ok());
-/// assert!(validate_namespace("a//b").is_err());
-/// assert!(validate_namespace("tenant/../other").is_err());
-/// ```
-///
-/// # Errors
-/// [`crate::Error::InvalidInput`] on field `namespace`, naming the bad segment.
-pub fn validate_namespace(ns: &str) -> Result<(), crate::Error> {
-    const MAX_NAMESPACE_LEN: usize = 512;
-    let invalid = |reason: String| crate::Error::InvalidInput { field: "namespace".into(), reason };
-    if ns.len() > MAX_NAMESPACE_LEN {
-        return Err(invalid(format!("is {} bytes; the limit is {MAX_NAMESPACE_LEN}", ns.len())));
-    }
-    for (i, segment) in ns.split('/').enumerate() {
-        validate_id(segment)
-            .map_err(|e| invalid(format!("segment {i} {}: {e}", crate::error::shown(segment))))?;
-        if segment == "." || segment == ".." {
-            return Err(invalid(format!("segment {i} is {segment:?}, which is not allowed in a namespace")));
-        }
-    }
-    Ok(())
-}
-
 macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+    ($(#[$doc:meta])* $name:ident, $kind:expr) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(std::sync::Arc<str>);
@@ -111,7 +80,7 @@ macro_rules! id_type {
                 match validate_id(&s) {
                     Ok(()) => Ok(Self(std::sync::Arc::from(s))),
                     Err(reason) => Err(crate::Error::InvalidKey {
-                        what: $what,
+                        kind: $kind,
                         shown: crate::error::shown(&s),
                         reason,
                     }),
@@ -214,7 +183,7 @@ id_type!(
     /// # Ok::<(), credstore_core::Error>(())
     /// ```
     CredentialKey,
-    "credential key"
+    crate::IdKind::CredentialKey
 );
 
 id_type!(
@@ -227,7 +196,7 @@ id_type!(
     /// # Ok::<(), credstore_core::Error>(())
     /// ```
     StoreId,
-    "store id"
+    crate::IdKind::StoreId
 );
 
 #[cfg(test)]

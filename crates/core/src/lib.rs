@@ -1,29 +1,42 @@
 //! The core of credstore: one async trait for credential stores, and the
 //! validated types every backend shares.
 //!
-//! - [`CredentialStore`]: get / set with metadata / has / delete / list, and
-//!   an availability probe that answers [`Availability`] instead of failing.
+//! - [`CredentialStore`]: get / conditional, versioned writes with metadata /
+//!   has / delete / list, handles on [`Namespace`]s, and an availability
+//!   probe that answers [`Availability`] instead of failing. One write
+//!   method takes [`SetOptions`] ([`SetMode`]: upsert, create-only,
+//!   replace-if-version); `set`, `create` and `replace` keep calls short.
 //! - [`CredentialKey`], [`StoreId`]: ids that can only hold
-//!   `^[a-zA-Z0-9\-_.]+$`, 1 to 255 bytes.
-//! - [`SecretValue`]: a redacted, zeroized value; [`Metadata`]: a validated
-//!   string map with limits shared by every backend ([`MAX_VALUE_BYTES`] and
-//!   friends).
-//! - [`Error`]: one `#[non_exhaustive]` error enum; [`Error::is_retriable`].
-//! - [`StoreRegistry`]: stores by id, probed concurrently under a timeout;
-//!   [`TracedStore`]: a `tracing` span on every operation.
+//!   `^[a-zA-Z0-9\-_.]+$`, 1 to 255 bytes; [`Namespace`]: such segments
+//!   joined by `/`; [`Version`]: the opaque version of a write.
+//! - [`SecretValue`]: a redacted, zeroized value of bytes, usually text;
+//!   [`Metadata`]: a validated string map with limits shared by every backend
+//!   ([`MAX_VALUE_BYTES`] and friends).
+//! - [`Capabilities`] with a [`Persistence`] class: what a store supports,
+//!   held honest by the conformance suite.
+//! - [`Error`]: one `#[non_exhaustive]`, `Clone` error enum whose variants
+//!   name the store and keep the native cause; [`Error::is_retriable`].
+//! - [`Layer`]s that stack on any store ([`layers::TraceLayer`],
+//!   [`layers::TimeoutLayer`]) and [`StoreRegistry`]: stores by id, probed
+//!   concurrently under a timeout.
 //!
 //! Backends live in their own crates (`credstore-memory`, `credstore-sqlite`,
-//! `credstore-aws`, `credstore-vault`); `credstore-conformance` is the test
-//! suite every backend passes, yours included.
+//! `credstore-keychain`, `credstore-aws`, `credstore-vault`);
+//! `credstore-conformance` is the test suite every backend passes, yours
+//! included.
 //!
 //! ```
-//! use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue};
+//! use credstore_core::{CredentialKey, CredentialStore, Error};
 //!
+//! /// Copies a credential, refusing to overwrite one that exists.
 //! async fn copy(from: &dyn CredentialStore, to: &dyn CredentialStore, key: &str) -> credstore_core::Result<bool> {
 //!     let key = CredentialKey::new(key)?;
 //!     let Some(cred) = from.get(&key).await? else { return Ok(false) };
-//!     to.set(&key, &cred.value, &cred.metadata).await?;
-//!     Ok(true)
+//!     match to.create(&key, &cred.value, &cred.metadata).await {
+//!         Ok(_) => Ok(true),
+//!         Err(Error::PreconditionFailed { .. }) => Ok(false),
+//!         Err(e) => Err(e),
+//!     }
 //! }
 //! ```
 #![warn(missing_docs)]
@@ -32,26 +45,31 @@ mod availability;
 mod capabilities;
 pub mod error;
 mod id;
+mod layer;
+pub mod layers;
 mod metadata;
+mod namespace;
 mod registry;
 pub mod secret;
 mod store;
-mod traced;
+mod version;
 
 pub use async_trait::async_trait;
 
 pub use availability::{Availability, StoreStatus};
-pub use capabilities::Capabilities;
-pub use error::{BoxError, Error, Result};
-pub use id::{is_id_byte, validate_id, validate_namespace, CredentialKey, IdError, StoreId, MAX_ID_LEN};
+pub use capabilities::{Capabilities, Persistence};
+pub use error::{BoxError, Error, IdKind, Result, Source};
+pub use id::{is_id_byte, validate_id, CredentialKey, IdError, StoreId, MAX_ID_LEN};
+pub use layer::{Layer, StoreExt};
 pub use metadata::{
     check_value, Metadata, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_BYTES, MAX_METADATA_TOTAL_BYTES,
     MAX_METADATA_VALUE_BYTES, MAX_VALUE_BYTES,
 };
+pub use namespace::{Namespace, NamespaceError, MAX_NAMESPACE_LEN};
 pub use registry::StoreRegistry;
 pub use secret::SecretValue;
 pub use store::{
-    Credential, CredentialStore, ListCursor, ListOptions, ListPage, SetOutcome, StoreKind, DEFAULT_PAGE_SIZE,
-    MAX_PAGE_SIZE,
+    check_set, Credential, CredentialStore, ListCursor, ListOptions, ListPage, SetMode, SetOptions,
+    SetOutcome, StoreKind, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
 };
-pub use traced::TracedStore;
+pub use version::{Version, MAX_VERSION_LEN};

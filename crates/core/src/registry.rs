@@ -7,35 +7,25 @@ use std::time::Duration;
 
 use futures::FutureExt;
 
-use crate::{Availability, CredentialStore, Error, Result, StoreId, StoreStatus, TracedStore};
+use crate::layers::TraceLayer;
+use crate::{Availability, CredentialStore, Error, Layer, Result, StoreId, StoreStatus};
 
 /// The default time [`StoreRegistry::check_all`] gives each store's probe.
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A set of stores with unique ids, kept in registration order.
 ///
-/// Every registered store is wrapped in a [`TracedStore`], so each operation
+/// Every registered store is wrapped in a [`TraceLayer`](crate::layers::TraceLayer), so each operation
 /// through the registry gets a `tracing` span.
 ///
 /// ```
 /// # use credstore_core::*;
 /// # use std::sync::Arc;
-/// # #[derive(Debug)] struct Null(StoreId);
-/// # #[async_trait::async_trait] impl CredentialStore for Null {
-/// #   fn id(&self) -> &StoreId { &self.0 }
-/// #   fn kind(&self) -> StoreKind { StoreKind::Custom("null".into()) }
-/// #   fn capabilities(&self) -> Capabilities { Capabilities::full() }
-/// #   async fn get(&self, _: &CredentialKey) -> Result<Option<Credential>> { Ok(None) }
-/// #   async fn set(&self, _: &CredentialKey, _: &SecretValue, _: &Metadata) -> Result<SetOutcome> { unreachable!() }
-/// #   async fn has(&self, _: &CredentialKey) -> Result<bool> { Ok(false) }
-/// #   async fn delete(&self, _: &CredentialKey) -> Result<bool> { Ok(false) }
-/// #   async fn list(&self, _: &ListOptions) -> Result<ListPage> { Ok(ListPage { keys: vec![], next_cursor: None }) }
-/// #   async fn check_availability(&self) -> Availability { Availability::up() }
-/// # }
+/// use credstore_conformance::mock::MockStore;
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<()> {
 /// let mut registry = StoreRegistry::new();
-/// registry.register(Arc::new(Null(StoreId::new("a")?)))?;
-/// assert!(registry.register(Arc::new(Null(StoreId::new("a")?))).is_err());
+/// registry.register(Arc::new(MockStore::new(StoreId::new("a")?)))?;
+/// assert!(registry.register(Arc::new(MockStore::new(StoreId::new("a")?))).is_err());
 /// let statuses = registry.check_all(StoreRegistry::DEFAULT_TIMEOUT).await;
 /// assert!(statuses[0].availability.available);
 /// # Ok(()) }
@@ -66,7 +56,7 @@ impl StoreRegistry {
             return Err(Error::AlreadyRegistered { store: id });
         }
         self.by_id.insert(id, self.stores.len());
-        self.stores.push(Arc::new(TracedStore::new(store)));
+        self.stores.push(TraceLayer.layer(store));
         Ok(())
     }
 

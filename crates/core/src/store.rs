@@ -2,16 +2,20 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use serde::{Serialize, Serializer};
 
-use crate::{Availability, Capabilities, CredentialKey, Error, Metadata, Result, SecretValue, StoreId};
+use crate::{
+    Availability, Capabilities, CredentialKey, Error, Metadata, Namespace, Result, SecretValue, StoreId,
+    Version,
+};
 
 /// Which backend a store is. Serialized as the `type` of the
-/// credential-stores API: `memory`, `encrypted-sqlite`, `aws-secrets-manager`,
-/// `vault`, or a custom backend's own name.
+/// Credential Stores API: `memory`, `encrypted-sqlite`, `aws-secrets-manager`,
+/// `vault`, `keychain`, or a custom backend's own name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum StoreKind {
@@ -23,6 +27,8 @@ pub enum StoreKind {
     AwsSecretsManager,
     /// `credstore-vault` (HashiCorp Vault or OpenBao).
     Vault,
+    /// `credstore-keychain` (the operating system's credential store).
+    Keychain,
     /// A backend outside this workspace, by its own name.
     Custom(Cow<'static, str>),
 }
@@ -35,6 +41,7 @@ impl StoreKind {
             StoreKind::EncryptedSqlite => "encrypted-sqlite",
             StoreKind::AwsSecretsManager => "aws-secrets-manager",
             StoreKind::Vault => "vault",
+            StoreKind::Keychain => "keychain",
             StoreKind::Custom(name) => name,
         }
     }
@@ -54,15 +61,17 @@ impl Serialize for StoreKind {
 
 /// A stored credential, as returned by [`CredentialStore::get`].
 ///
-/// `Debug` shows the key, metadata and times; the value is redacted.
+/// `Debug` shows the key, metadata, version and times; the value is redacted.
 #[derive(Clone)]
 pub struct Credential {
     /// The credential's key.
     pub key: CredentialKey,
-    /// The secret value.
+    /// The secret value, text or bytes.
     pub value: SecretValue,
-    /// The metadata given with the last `set`.
+    /// The metadata given with the last write.
     pub metadata: Metadata,
+    /// The version of the last write; changes on every write.
+    pub version: Version,
     /// When the key was first set (kept when it is overwritten; reset when it
     /// is deleted and set again).
     pub created_at: SystemTime,
@@ -76,21 +85,113 @@ impl fmt::Debug for Credential {
             .field("key", &self.key)
             .field("value", &self.value)
             .field("metadata", &self.metadata)
+            .field("version", &self.version)
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
             .finish()
     }
 }
 
-/// What a successful [`CredentialStore::set`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a successful write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetOutcome {
     /// True when the key did not exist before.
     pub created: bool,
+    /// The version this write made; a later [`CredentialStore::get`] returns
+    /// it until the next write.
+    pub version: Version,
     /// When the key was first set.
     pub created_at: SystemTime,
     /// When this write happened.
     pub updated_at: SystemTime,
+}
+
+/// The condition a write is made under; see [`SetOptions`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SetMode {
+    /// Create the key, or overwrite it whatever its version. The default.
+    #[default]
+    Upsert,
+    /// Create the key only if it does not exist
+    /// ([`Capabilities::create_only`]).
+    Create,
+    /// Overwrite the key only if its current version is this one
+    /// ([`Capabilities::replace_if_version`]). A missing key fails the
+    /// condition.
+    Replace(Version),
+}
+
+/// Options of [`CredentialStore::set_opts`].
+///
+/// ```
+/// use credstore_core::{SetMode, SetOptions, Version};
+/// assert_eq!(SetOptions::new().mode, SetMode::Upsert);
+/// assert_eq!(SetOptions::create_only().mode, SetMode::Create);
+/// let v = Version::new("3")?;
+/// assert_eq!(SetOptions::replace(v.clone()).mode, SetMode::Replace(v));
+/// # Ok::<(), credstore_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SetOptions {
+    /// The write's condition.
+    pub mode: SetMode,
+}
+
+impl SetOptions {
+    /// An unconditional write (upsert).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A write that creates the key only if it is absent.
+    pub fn create_only() -> Self {
+        Self { mode: SetMode::Create }
+    }
+
+    /// A write that replaces the key only at `version`.
+    pub fn replace(version: Version) -> Self {
+        Self { mode: SetMode::Replace(version) }
+    }
+
+    /// Returns a copy with `mode`.
+    pub fn with_mode(mut self, mode: SetMode) -> Self {
+        self.mode = mode;
+        self
+    }
+}
+
+/// The checks every backend makes first in [`CredentialStore::set_opts`],
+/// before any I/O: the value's size, and that the store supports what the
+/// write asks for (a binary value, metadata, the write's mode).
+///
+/// # Errors
+/// [`Error::InvalidInput`] on field `value` when it is over
+/// [`MAX_VALUE_BYTES`](crate::MAX_VALUE_BYTES); [`Error::Unsupported`] for a
+/// binary value, non-empty metadata or a conditional mode the store's
+/// [`Capabilities`] declare off.
+pub fn check_set(
+    store: &dyn CredentialStore,
+    value: &SecretValue,
+    metadata: &Metadata,
+    options: &SetOptions,
+) -> Result<()> {
+    crate::check_value(value)?;
+    let caps = store.capabilities();
+    if !value.is_text() && !caps.binary {
+        return Err(Error::unsupported(store.id(), "binary values"));
+    }
+    if !metadata.is_empty() && !caps.metadata {
+        return Err(Error::unsupported(store.id(), "metadata"));
+    }
+    match options.mode {
+        SetMode::Create if !caps.create_only => Err(Error::unsupported(store.id(), "create-only writes")),
+        SetMode::Replace(_) if !caps.replace_if_version => {
+            Err(Error::unsupported(store.id(), "replace-if-version writes"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The default number of keys in one page of [`CredentialStore::list`].
@@ -275,9 +376,16 @@ pub struct ListPage {
 ///
 /// The trait is object safe: stores are passed around as
 /// `Arc<dyn CredentialStore>`. Every method that takes input receives it
-/// already validated ([`CredentialKey`], [`Metadata`], [`ListOptions`]); the
-/// value's size is the one check a backend makes itself, with
-/// [`check_value`](crate::check_value), before any I/O.
+/// already validated ([`CredentialKey`], [`Namespace`], [`Metadata`],
+/// [`ListOptions`], [`Version`]); a backend's own checks are [`check_set`],
+/// first in [`set_opts`](CredentialStore::set_opts), before any I/O.
+///
+/// A wrapper implements the required methods and forwards; the provided
+/// ones ([`set`](CredentialStore::set), [`create`](CredentialStore::create),
+/// [`replace`](CredentialStore::replace), [`has`](CredentialStore::has),
+/// [`version`](CredentialStore::version)) reach the wrapped store through
+/// them. Backends override `has` and `version` where they can answer without
+/// reading the value.
 ///
 /// # Errors
 /// Every fallible method may return [`Error::Unavailable`] (retriable) when the
@@ -287,66 +395,161 @@ pub struct ListPage {
 /// stored.
 ///
 /// ```
-/// use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue};
+/// use credstore_core::{CredentialKey, CredentialStore, Error, Metadata, SecretValue};
 ///
 /// async fn rotate(store: &dyn CredentialStore, new_token: String) -> credstore_core::Result<()> {
 ///     let key = CredentialKey::new("github-token")?;
-///     let mut meta = Metadata::new();
-///     meta.insert("rotated-by", "ci")?;
-///     store.set(&key, &SecretValue::from(new_token), &meta).await?;
-///     assert!(store.has(&key).await?);
-///     Ok(())
+///     let current = store.get(&key).await?.expect("provisioned");
+///     // Replace only the version we read: a concurrent rotation wins or we do, never both.
+///     match store.replace(&key, &SecretValue::from(new_token), &current.metadata, &current.version).await {
+///         Ok(_) => Ok(()),
+///         Err(Error::PreconditionFailed { .. }) => Ok(()), // someone else rotated first
+///         Err(e) => Err(e),
+///     }
 /// }
 /// ```
 #[async_trait]
 pub trait CredentialStore: Send + Sync + fmt::Debug {
-    /// The store's id, unique within a [`crate::StoreRegistry`].
+    /// The store's id, unique within a [`crate::StoreRegistry`]. Handles on
+    /// namespaces of one store share its id.
     fn id(&self) -> &StoreId;
 
     /// Which backend this is.
     fn kind(&self) -> StoreKind;
 
-    /// What this store supports.
+    /// What this store supports. The same for every namespace handle.
     fn capabilities(&self) -> Capabilities;
+
+    /// The namespace this handle reads and writes; the root for a store as
+    /// opened.
+    fn namespace(&self) -> &Namespace;
+
+    /// A handle on the namespace `namespace` inside this handle's own: the
+    /// handle on `a` asked for `b` is the handle on `a/b`. Same id, kind and
+    /// capabilities; separate keys.
+    ///
+    /// # Behavior
+    /// - Two handles on different namespaces never see each other's keys,
+    ///   in `get`, `has`, `list` or `delete`; two handles on the same
+    ///   namespace share them.
+    /// - Makes no I/O; an empty namespace (the root) returns a handle on
+    ///   this handle's own namespace.
+    ///
+    /// # Errors
+    /// [`Error::InvalidNamespace`] when the joined namespace is longer than
+    /// [`MAX_NAMESPACE_LEN`](crate::MAX_NAMESPACE_LEN) or than the backend's
+    /// own documented cap.
+    fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>>;
 
     /// Reads a credential.
     ///
     /// # Behavior
     /// - A missing key returns `Ok(None)`, not an error.
-    /// - The value, metadata and both timestamps come back exactly as the
-    ///   last `set` left them.
+    /// - The value, metadata, version and both timestamps come back exactly
+    ///   as the last write left them.
     ///
     /// # Errors
     /// [`Error::Integrity`] when the stored data fails authentication; no
     /// value is returned then.
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>>;
 
-    /// Creates or overwrites a credential with `value` and `metadata`.
+    /// Writes a credential under the condition in `options`: the one write
+    /// method a backend implements.
     ///
     /// # Behavior
+    /// - [`SetMode::Upsert`] creates the key or overwrites it;
+    ///   [`SetMode::Create`] only creates; [`SetMode::Replace`] only
+    ///   overwrites the given version. Conditional modes are atomic: of any
+    ///   number of racing conditional writes, exactly the ones whose
+    ///   condition held when they ran succeed.
     /// - Overwriting replaces the value and the whole metadata and keeps
-    ///   `created_at`; `updated_at` becomes the time of this write.
-    /// - Once this returns `Ok`, the write is durable to the degree the
-    ///   backend promises (see [`Capabilities::persistent`]).
-    /// - Concurrent writers to one key leave one of the written values,
-    ///   never a mix.
+    ///   `created_at`; `updated_at` becomes the time of this write; the
+    ///   version changes.
+    /// - Once this returns `Ok`, the write is as durable as
+    ///   [`Capabilities::persistence`] says.
+    /// - Concurrent writers to one key leave one of the written values with
+    ///   its own metadata, never a mix.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] when the value is over
-    /// [`MAX_VALUE_BYTES`](crate::MAX_VALUE_BYTES), before any I/O;
-    /// [`Error::Unsupported`] for non-empty metadata when
-    /// [`Capabilities::metadata`] is false. On any error the previous value,
-    /// if any, is unchanged.
-    async fn set(&self, key: &CredentialKey, value: &SecretValue, metadata: &Metadata) -> Result<SetOutcome>;
+    /// - Before any I/O, from [`check_set`]: [`Error::InvalidInput`] when the
+    ///   value is over [`MAX_VALUE_BYTES`](crate::MAX_VALUE_BYTES);
+    ///   [`Error::Unsupported`] for a binary value, non-empty metadata or a
+    ///   conditional mode the store declares off.
+    /// - [`Error::PreconditionFailed`] when the condition does not hold: the
+    ///   key exists (`Create`), or is missing or at another version
+    ///   (`Replace`). Not retriable.
+    /// - On any error the previous value, metadata and version are unchanged.
+    async fn set_opts(
+        &self,
+        key: &CredentialKey,
+        value: &SecretValue,
+        metadata: &Metadata,
+        options: &SetOptions,
+    ) -> Result<SetOutcome>;
+
+    /// Creates or overwrites a credential: [`set_opts`](CredentialStore::set_opts)
+    /// with [`SetMode::Upsert`].
+    ///
+    /// # Errors
+    /// As for `set_opts`, less the precondition.
+    async fn set(&self, key: &CredentialKey, value: &SecretValue, metadata: &Metadata) -> Result<SetOutcome> {
+        self.set_opts(key, value, metadata, &SetOptions::new()).await
+    }
+
+    /// Creates a credential only if the key is absent:
+    /// [`set_opts`](CredentialStore::set_opts) with [`SetMode::Create`].
+    ///
+    /// # Errors
+    /// As for `set_opts`; [`Error::PreconditionFailed`] when the key exists.
+    async fn create(
+        &self,
+        key: &CredentialKey,
+        value: &SecretValue,
+        metadata: &Metadata,
+    ) -> Result<SetOutcome> {
+        self.set_opts(key, value, metadata, &SetOptions::create_only()).await
+    }
+
+    /// Overwrites a credential only at `version`:
+    /// [`set_opts`](CredentialStore::set_opts) with [`SetMode::Replace`].
+    ///
+    /// # Errors
+    /// As for `set_opts`; [`Error::PreconditionFailed`] when the key is
+    /// missing or at another version.
+    async fn replace(
+        &self,
+        key: &CredentialKey,
+        value: &SecretValue,
+        metadata: &Metadata,
+        version: &Version,
+    ) -> Result<SetOutcome> {
+        self.set_opts(key, value, metadata, &SetOptions::replace(version.clone())).await
+    }
 
     /// Whether the key exists.
     ///
     /// # Behavior
-    /// Does not read the value where the backend can avoid it.
+    /// The provided method reads the credential; backends override it where
+    /// they can answer without reading the value.
     ///
     /// # Errors
     /// The common errors only.
-    async fn has(&self, key: &CredentialKey) -> Result<bool>;
+    async fn has(&self, key: &CredentialKey) -> Result<bool> {
+        Ok(self.get(key).await?.is_some())
+    }
+
+    /// The current version of a credential, `None` when it is missing: what
+    /// a cache asks to revalidate what it holds.
+    ///
+    /// # Behavior
+    /// The provided method reads the credential; backends override it where
+    /// they can answer without reading the value.
+    ///
+    /// # Errors
+    /// As for [`get`](CredentialStore::get).
+    async fn version(&self, key: &CredentialKey) -> Result<Option<Version>> {
+        Ok(self.get(key).await?.map(|c| c.version))
+    }
 
     /// Deletes a credential, value and metadata.
     ///
@@ -354,7 +557,8 @@ pub trait CredentialStore: Send + Sync + fmt::Debug {
     /// - Returns `true` when the key existed, `false` when it did not:
     ///   deleting a missing key is not an error.
     /// - A deleted key is gone from `get`, `has` and `list`, and can be set
-    ///   again at once, with a new `created_at`.
+    ///   again at once, with a new `created_at` (a create-only write then
+    ///   succeeds).
     ///
     /// # Errors
     /// The common errors only.
@@ -363,7 +567,8 @@ pub trait CredentialStore: Send + Sync + fmt::Debug {
     /// Lists keys (never values) in ascending order, one page at a time.
     ///
     /// # Behavior
-    /// - Only keys starting with `options.prefix()`.
+    /// - Only keys of this handle's namespace starting with
+    ///   `options.prefix()`; never keys of a nested namespace.
     /// - Following `next_cursor` until it is `None` yields every key present
     ///   throughout the listing exactly once.
     ///

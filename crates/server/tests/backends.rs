@@ -8,8 +8,8 @@ mod proc_util;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use credstore_conformance::servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
-use credstore_conformance::servers::openbao::OpenBao;
+use credstore_test_servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
+use credstore_test_servers::openbao::OpenBao;
 use credstore_conformance::unique_name;
 use proc_util::Proc;
 use serde_json::{json, Value};

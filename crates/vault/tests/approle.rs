@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use credstore_conformance::servers::free_port;
-use credstore_conformance::servers::openbao::{AppRole, OpenBao};
+use credstore_test_servers::free_port;
+use credstore_test_servers::openbao::{AppRole, OpenBao};
 use credstore_conformance::{cases, unique_name, StoreFactory};
 use credstore_core::{CredentialKey, CredentialStore, Error, Metadata, SecretValue, StoreId};
 use credstore_vault::{VaultConfig, VaultStore};

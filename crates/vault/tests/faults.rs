@@ -9,7 +9,7 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use credstore_conformance::servers::openbao::OpenBao;
+use credstore_test_servers::openbao::OpenBao;
 use credstore_conformance::unique_name;
 use credstore_core::{CredentialKey, CredentialStore, Error, Metadata, SecretValue, StoreId};
 use credstore_vault::{VaultConfig, VaultStore};

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use credstore_conformance::servers::openbao::OpenBao;
+use credstore_test_servers::openbao::OpenBao;
 use credstore_conformance::unique_name;
 use credstore_core::{CredentialKey, CredentialStore, ListOptions, Metadata, SecretValue, StoreId};
 use credstore_vault::{VaultConfig, VaultStore};

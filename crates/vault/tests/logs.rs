@@ -7,8 +7,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use credstore_conformance::servers::free_port;
-use credstore_conformance::servers::openbao::OpenBao;
+use credstore_test_servers::free_port;
+use credstore_test_servers::openbao::OpenBao;
 use credstore_conformance::unique_name;
 use credstore_core::{CredentialKey, CredentialStore, ListOptions, Metadata, SecretValue, StoreId};
 use credstore_vault::{VaultConfig, VaultStore};

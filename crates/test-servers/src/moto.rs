@@ -21,7 +21,7 @@
 //! `tokio::task::spawn_blocking`.
 //!
 //! ```no_run
-//! use credstore_conformance::servers::moto::{Moto, REGION};
+//! use credstore_test_servers::moto::{Moto, REGION};
 //! let Some(moto) = Moto::shared() else { return }; // `moto_server` not installed: skipped loudly
 //! println!("{} in {REGION}", moto.endpoint());
 //! ```

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use credstore_conformance::servers::{free_port, openbao::OpenBao};
+use credstore_test_servers::{free_port, openbao::OpenBao};
 use credstore_conformance::{conformance_suite, unique_name, StoreFactory};
 use credstore_core::{CredentialStore, SecretValue, StoreId};
 use credstore_vault::{VaultConfig, VaultStore};

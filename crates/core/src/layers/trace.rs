@@ -1,4 +1,4 @@
-//! [`TracedStore`]: a layer that opens a `tracing` span around every operation.
+//! [`TraceLayer`]: a `tracing` span around every operation.
 
 use std::sync::Arc;
 
@@ -6,27 +6,39 @@ use async_trait::async_trait;
 use tracing::Instrument;
 
 use crate::{
-    Availability, Capabilities, Credential, CredentialKey, CredentialStore, ListOptions, ListPage, Metadata,
-    Result, SecretValue, SetOutcome, StoreId, StoreKind,
+    Availability, Capabilities, Credential, CredentialKey, CredentialStore, Layer, ListOptions, ListPage,
+    Metadata, Namespace, Result, SecretValue, SetOptions, SetOutcome, StoreId, StoreKind, Version,
 };
 
-/// Wraps a store so that every call runs inside a `credstore` span with the
-/// fields `store`, `op` and `key` (where there is one). The value is never
+/// Runs every call inside a `credstore` span with the fields `store`,
+/// `namespace`, `op` and `key` (where there is one). The value is never
 /// recorded. Errors are logged at `debug` level with their message, which by
 /// contract holds no secret.
 ///
-/// [`crate::StoreRegistry`] wraps every store it holds in one.
+/// [`crate::StoreRegistry`] puts every store it holds in one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TraceLayer;
+
+impl TraceLayer {
+    /// The layer.
+    pub fn new() -> Self {
+        Self
+    }
+}
+
+impl Layer for TraceLayer {
+    fn layer(&self, inner: Arc<dyn CredentialStore>) -> Arc<dyn CredentialStore> {
+        Arc::new(TracedStore { inner })
+    }
+}
+
+/// A store wrapped by [`TraceLayer`].
 #[derive(Debug, Clone)]
 pub struct TracedStore {
     inner: Arc<dyn CredentialStore>,
 }
 
 impl TracedStore {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn CredentialStore>) -> Self {
-        Self { inner }
-    }
-
     /// The wrapped store.
     pub fn inner(&self) -> &Arc<dyn CredentialStore> {
         &self.inner
@@ -34,7 +46,8 @@ impl TracedStore {
 
     fn span(&self, op: &'static str, key: Option<&CredentialKey>) -> tracing::Span {
         let key = key.map(CredentialKey::as_str).unwrap_or("");
-        tracing::debug_span!("credstore", store = %self.inner.id(), op, key)
+        let namespace = self.inner.namespace().as_str();
+        tracing::debug_span!("credstore", store = %self.inner.id(), namespace, op, key)
     }
 }
 
@@ -59,18 +72,36 @@ impl CredentialStore for TracedStore {
         self.inner.capabilities()
     }
 
+    fn namespace(&self) -> &Namespace {
+        self.inner.namespace()
+    }
+
+    fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
+        Ok(TraceLayer.layer(self.inner.with_namespace(namespace)?))
+    }
+
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
         async { logged(self.inner.get(key).await) }.instrument(self.span("get", Some(key))).await
     }
 
-    async fn set(&self, key: &CredentialKey, value: &SecretValue, metadata: &Metadata) -> Result<SetOutcome> {
-        async { logged(self.inner.set(key, value, metadata).await) }
+    async fn set_opts(
+        &self,
+        key: &CredentialKey,
+        value: &SecretValue,
+        metadata: &Metadata,
+        options: &SetOptions,
+    ) -> Result<SetOutcome> {
+        async { logged(self.inner.set_opts(key, value, metadata, options).await) }
             .instrument(self.span("set", Some(key)))
             .await
     }
 
     async fn has(&self, key: &CredentialKey) -> Result<bool> {
         async { logged(self.inner.has(key).await) }.instrument(self.span("has", Some(key))).await
+    }
+
+    async fn version(&self, key: &CredentialKey) -> Result<Option<Version>> {
+        async { logged(self.inner.version(key).await) }.instrument(self.span("version", Some(key))).await
     }
 
     async fn delete(&self, key: &CredentialKey) -> Result<bool> {

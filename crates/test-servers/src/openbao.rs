@@ -19,7 +19,7 @@
 //! `tokio::task::spawn_blocking`.
 //!
 //! ```no_run
-//! use credstore_conformance::servers::openbao::OpenBao;
+//! use credstore_test_servers::openbao::OpenBao;
 //! let Some(bao) = OpenBao::shared() else { return }; // `bao` not installed: skipped loudly
 //! println!("{} {}", bao.address(), bao.root_token().len());
 //! ```

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use credstore_aws::{AwsConfig, AwsStore};
-use credstore_conformance::servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
+use credstore_test_servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
 use credstore_conformance::{conformance_suite, servers, unique_name, StoreFactory};
 use credstore_core::{CredentialStore, SecretValue, StoreId};
 

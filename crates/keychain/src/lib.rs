@@ -1,0 +1,1 @@
+//! The operating system credential store as a credstore backend (in progress).
