@@ -1,61 +1,138 @@
 //! The conformance suite for credstore backends.
 //!
-//! Every backend in this workspace passes it, and so should yours. Add this
-//! crate as a dev-dependency, implement [`StoreFactory`] for your backend, and
-//! expand [`conformance_suite!`] in an integration test: you get one named
-//! `#[tokio::test]` per case in [`cases`].
+//! Every backend in this workspace passes it, and so should yours. The suite
+//! is one registry of cases, [`CASES`]; each case is also a public async
+//! function in [`cases`], so you can call one on its own while debugging.
 //!
+//! # Running the suite on your backend
+//!
+//! 1. Add the suite as a dev-dependency, and a test target without the
+//!    standard harness to your `Cargo.toml`:
+//!
+//!    ```toml
+//!    [dev-dependencies]
+//!    credstore-conformance = "0.2"
+//!
+//!    [[test]]
+//!    name = "conformance"
+//!    harness = false
+//!    ```
+//!
+//! 2. Write `tests/conformance.rs`: implement [`StoreFactory`] and expand
+//!    [`conformance_main!`], which writes `fn main`. The argument is an
+//!    `Option<impl StoreFactory>`: `None` when a test server your backend
+//!    needs is missing (say so loudly first; every case then shows as
+//!    ignored, `skipped: test server missing`).
+//!
+//!    ```
+//!    use std::sync::Arc;
+//!    use credstore_conformance::{conformance_main, mock::MockStore, unique_name, StoreFactory};
+//!    use credstore_core::{CredentialStore, StoreId};
+//!
+//!    struct Factory;
+//!
+//!    #[credstore_conformance::async_trait]
+//!    impl StoreFactory for Factory {
+//!        async fn create(&self) -> Arc<dyn CredentialStore> {
+//!            // Your backend here; the suite's own mock stands in for it.
+//!            Arc::new(MockStore::new(StoreId::new(unique_name("mock")).unwrap()))
+//!        }
+//!    }
+//!
+//!    conformance_main!(Some(Factory));
+//!    # // The doctest harness supplies no test arguments; run one case by name instead.
+//!    # let _ = main;
+//!    # credstore_conformance::run_case("round_trip", &Factory);
+//!    ```
+//!
+//! 3. `cargo test --test conformance`. The usual test flags work: a name
+//!    filter, `--exact`, `--list`, `--test-threads`, `--nocapture`.
+//!
+//! # Gates and skips
+//!
+//! Each case of [`CASES`] names what it [`Needs`]; it runs only when the
+//! store's [`Capabilities`] declare it:
+//!
+//! | Shown as                            | Runs when                                                         |
+//! |-------------------------------------|-------------------------------------------------------------------|
+//! | `needs list`                        | `capabilities.list`                                               |
+//! | `needs metadata`                    | `capabilities.metadata`                                           |
+//! | `needs binary`                      | `capabilities.binary`                                             |
+//! | `needs create_only`                 | `capabilities.create_only`                                        |
+//! | `needs replace_if_version`          | `capabilities.replace_if_version`                                 |
+//! | `needs persistence beyond process`  | `capabilities.persistence.survives_restart()`; `reopen` returns `Some` |
+//! | `needs can_be_unavailable`          | `capabilities.can_be_unavailable`; `unreachable` returns `Some`   |
+//!
+//! The capabilities are read once, from the first store the factory makes.
+//! A case that does not apply is reported as ignored, with its need in
+//! brackets, never as passed:
+//!
+//! ```text
+//! test [needs create_only] create_only_raced_by_16 ... ignored
 //! ```
-//! use std::sync::Arc;
-//! use credstore_conformance::{conformance_suite, StoreFactory};
-//! use credstore_core::{CredentialStore, StoreId};
 //!
-//! struct Factory;
+//! and one line on stderr lists every skipped case with its reason. Running
+//! with `--ignored` or `--include-ignored` makes each skipped case FAIL with
+//! its reason, so a skip can never pass for a success.
 //!
-//! #[credstore_core::async_trait]
-//! impl StoreFactory for Factory {
-//!     async fn create(&self) -> Arc<dyn CredentialStore> {
-//!         let id = StoreId::new(credstore_conformance::unique_name("mem")).unwrap();
-//!         Arc::new(credstore_memory::MemoryStore::new(id))
-//!     }
-//! }
+//! The declarations are held honest both ways: the `capabilities_*` cases
+//! run for every store and check that what is declared off is refused with
+//! [`Error::Unsupported`](credstore_core::Error::Unsupported) before any I/O,
+//! with nothing stored, and what is declared on works. The persistence class
+//! decides the reopen cases: a store whose
+//! [`Persistence::survives_restart`](credstore_core::Persistence::survives_restart)
+//! must be reopened by [`StoreFactory::reopen`] with its data intact; one
+//! that lives in the process only must not keep data across a reopen.
 //!
-//! // In tests/my_backend.rs; `Some(..)` because a fixture may skip (see `servers`).
-//! conformance_suite!(Some(Factory));
-//! # fn main() {}
-//! ```
+//! A case fails by panicking, with a message that says what the store did
+//! wrong; a case that runs longer than [`CASE_TIMEOUT`] fails too. To debug
+//! one case outside the harness, call its function in [`cases`] from your
+//! own async test, or [`run_case`] by name.
 //!
-//! Optional behaviour is gated by the store's
-//! [`Capabilities`](credstore_core::Capabilities): the persistence cases need
-//! [`StoreFactory::reopen`], the unavailability cases need
-//! [`StoreFactory::unreachable`]. The `capabilities_*` cases check that the
-//! declaration is honest in both directions.
+//! # Test doubles
+//!
+//! [`mock::MockStore`] is a scriptable, in-memory store that injects faults
+//! (fail the next N calls, fail a ratio of calls, hang, panic), adds latency
+//! and counts calls: for your own tests of code that uses a store.
 
 #![warn(missing_docs)]
 
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use credstore_core::CredentialStore;
+use credstore_core::{Capabilities, CredentialStore};
+use futures::future::BoxFuture;
+use libtest_mimic::{Arguments, Failed, Trial};
 
 pub mod cases;
-pub mod servers;
+pub mod mock;
 
 pub use async_trait::async_trait;
+pub use cases::CASES;
 
 /// Makes the stores the cases run against.
+///
+/// The trait is object safe; cases take `&dyn StoreFactory`.
 #[async_trait]
 pub trait StoreFactory: Send + Sync {
-    /// A fresh, empty store in a namespace of its own. Where
-    /// the backend can hold several namespaces (one database file, one
-    /// server), stores from separate calls should share it, so the isolation
-    /// case tests something real.
+    /// A fresh, empty store: nothing stored at its root namespace. Where the
+    /// backend can hold several stores side by side (one database file, one
+    /// server), stores from separate calls should share it, so that the
+    /// isolation cases test something real.
     async fn create(&self) -> Arc<dyn CredentialStore>;
 
-    /// A new instance over the same storage and namespace as `store`, as
-    /// after a process restart: `store` is dropped first by the caller when
-    /// it holds the only reference. Must return `Some` when the store declares
-    /// `persistent`.
+    /// A new instance over the same storage as `store`, as after a process
+    /// restart: the caller passes its only reference, so the old instance
+    /// can be dropped (and its files closed) first.
+    ///
+    /// Must return `Some` when the store's persistence
+    /// [survives a restart](credstore_core::Persistence::survives_restart);
+    /// a store that lives in the process may return `None` (the default) or a
+    /// new, empty instance.
     async fn reopen(&self, store: Arc<dyn CredentialStore>) -> Option<Arc<dyn CredentialStore>> {
         drop(store);
         None
@@ -63,14 +140,16 @@ pub trait StoreFactory: Send + Sync {
 
     /// A store whose backend cannot be reached: a closed port, an unusable
     /// path. Its probe must answer within a few seconds. Must return `Some`
-    /// when the stores declare `can_be_unavailable`.
+    /// when the stores declare `can_be_unavailable`, and `None` (the default)
+    /// when they do not.
     async fn unreachable(&self) -> Option<Arc<dyn CredentialStore>> {
         None
     }
 }
 
-/// A name unique within this process and across processes: `{prefix}-{pid}-{n}-{nanos}`.
-/// Valid as a store id, key prefix or namespace.
+/// A name unique within this process and across processes:
+/// `{prefix}-{pid}-{n}-{nanos}`. Valid as a store id, key, key prefix or
+/// namespace segment when `prefix` is.
 pub fn unique_name(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos =
@@ -78,78 +157,342 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}-{}-{nanos}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Expands to one `#[tokio::test]` per conformance case.
+/// The capability a case needs to apply to a store; a case whose need is not
+/// met is reported as ignored with [`Needs::label`] as its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Needs {
+    /// Runs on every store.
+    Nothing,
+    /// [`Capabilities::list`].
+    List,
+    /// [`Capabilities::metadata`].
+    Metadata,
+    /// [`Capabilities::binary`].
+    Binary,
+    /// [`Capabilities::create_only`].
+    CreateOnly,
+    /// [`Capabilities::replace_if_version`].
+    ReplaceIfVersion,
+    /// A [`Capabilities::persistence`] that survives a restart (the reopen cases).
+    PersistenceBeyondProcess,
+    /// [`Capabilities::can_be_unavailable`] (the unreachable-store cases).
+    CanBeUnavailable,
+}
+
+impl Needs {
+    /// Whether a store with `caps` meets this need.
+    pub fn is_met(self, caps: &Capabilities) -> bool {
+        match self {
+            Needs::Nothing => true,
+            Needs::List => caps.list,
+            Needs::Metadata => caps.metadata,
+            Needs::Binary => caps.binary,
+            Needs::CreateOnly => caps.create_only,
+            Needs::ReplaceIfVersion => caps.replace_if_version,
+            Needs::PersistenceBeyondProcess => caps.persistence.survives_restart(),
+            Needs::CanBeUnavailable => caps.can_be_unavailable,
+        }
+    }
+
+    /// The capability's name, such as `create_only` or `persistence beyond
+    /// process`; empty for [`Needs::Nothing`].
+    pub fn capability(self) -> &'static str {
+        match self {
+            Needs::Nothing => "",
+            Needs::List => "list",
+            Needs::Metadata => "metadata",
+            Needs::Binary => "binary",
+            Needs::CreateOnly => "create_only",
+            Needs::ReplaceIfVersion => "replace_if_version",
+            Needs::PersistenceBeyondProcess => "persistence beyond process",
+            Needs::CanBeUnavailable => "can_be_unavailable",
+        }
+    }
+
+    /// How a skip shows in the test output: `needs create_only`.
+    pub fn label(self) -> String {
+        format!("needs {}", self.capability())
+    }
+}
+
+/// The future a case's [`Case::run`] returns.
+pub type CaseFuture<'a> = BoxFuture<'a, ()>;
+
+/// One conformance case, as listed in [`CASES`].
+#[derive(Clone, Copy)]
+pub struct Case {
+    /// The case's name, the name of its function in [`cases`].
+    pub name: &'static str,
+    /// What the store must declare for the case to apply.
+    pub needs: Needs,
+    /// Runs the case; panics with a clear message when the store misbehaves.
+    pub run: for<'a> fn(&'a dyn StoreFactory) -> CaseFuture<'a>,
+}
+
+impl std::fmt::Debug for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Case").field("name", &self.name).field("needs", &self.needs).finish()
+    }
+}
+
+/// How long one case may run before it fails: a store that hangs fails its
+/// case instead of the whole run.
+pub const CASE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The kind of every trial when the factory is `None`.
+const SERVER_MISSING: &str = "skipped: test server missing";
+
+/// Runs the suite as a test binary's `main`: parses the libtest arguments,
+/// builds one multi-thread tokio runtime, reads the capabilities of one
+/// store from `factory`, and runs one trial per case of [`CASES`]. Returns the
+/// exit code (failure when any case failed).
 ///
-/// `$factory` is an expression of type `Option<impl StoreFactory>`, evaluated
-/// inside each test's runtime; `None` means the backend's fixture skipped
-/// (it has already said so loudly, and under `CI=true` it panics instead).
+/// Cases whose [`Needs`] the store does not meet are ignored with the need
+/// as their kind; with `factory` `None` every case is ignored as
+/// `skipped: test server missing`. Forcing ignored cases to run
+/// (`--ignored`, `--include-ignored`) fails each skipped case with its reason.
+/// One line on stderr lists the skipped cases.
+///
+/// Use it through [`conformance_main!`].
+pub fn run<F: StoreFactory + 'static>(factory: Option<F>) -> ExitCode {
+    let args = Arguments::from_args();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => Arc::new(rt),
+        Err(e) => {
+            eprintln!("credstore-conformance: cannot start a tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let factory = factory.map(|f| Arc::new(f) as Arc<dyn StoreFactory>);
+    let (trials, summary) = trials(factory, runtime);
+    eprintln!("{summary}");
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// Builds one trial per case, and the summary line of skips.
+fn trials(
+    factory: Option<Arc<dyn StoreFactory>>,
+    runtime: Arc<tokio::runtime::Runtime>,
+) -> (Vec<Trial>, String) {
+    let Some(factory) = factory else {
+        let trials = CASES
+            .iter()
+            .map(|case| {
+                Trial::test(case.name, || Err(Failed::from(SERVER_MISSING)))
+                    .with_kind(SERVER_MISSING)
+                    .with_ignored_flag(true)
+            })
+            .collect();
+        let summary =
+            format!("credstore-conformance: all {} cases skipped: test server missing", CASES.len());
+        return (trials, summary);
+    };
+    let probe = runtime.block_on(factory.create());
+    let caps = probe.capabilities();
+    let title = format!("store '{}' ({})", probe.id(), probe.kind());
+    drop(probe);
+    let mut skipped: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+    let trials = CASES
+        .iter()
+        .map(|case| {
+            if case.needs.is_met(&caps) {
+                let (factory, runtime, run) = (Arc::clone(&factory), Arc::clone(&runtime), case.run);
+                let name = case.name;
+                Trial::test(name, move || {
+                    runtime.block_on(async move {
+                        match tokio::time::timeout(CASE_TIMEOUT, run(&*factory)).await {
+                            Ok(()) => Ok(()),
+                            Err(_) => Err(Failed::from(format!(
+                                "{name} did not finish within {} s",
+                                CASE_TIMEOUT.as_secs()
+                            ))),
+                        }
+                    })
+                })
+            } else {
+                let label = case.needs.label();
+                skipped.entry(label.clone()).or_default().push(case.name);
+                let reason = format!("skipped: the store does not declare {}", case.needs.capability());
+                Trial::test(case.name, move || Err(Failed::from(reason)))
+                    .with_kind(label)
+                    .with_ignored_flag(true)
+            }
+        })
+        .collect();
+    let count: usize = skipped.values().map(Vec::len).sum();
+    let summary = if count == 0 {
+        format!("credstore-conformance: {title}: all {} cases apply, none skipped", CASES.len())
+    } else {
+        let reasons: Vec<String> =
+            skipped.iter().map(|(label, names)| format!("{label}: {}", names.join(", "))).collect();
+        format!(
+            "credstore-conformance: {title}: {count} of {} cases skipped ({})",
+            CASES.len(),
+            reasons.join("; ")
+        )
+    };
+    (trials, summary)
+}
+
+/// Runs the case named `name` of [`CASES`] on `factory` in a new runtime,
+/// panicking if it fails or does not exist. For doctests and debugging; test
+/// binaries use [`run`].
+pub fn run_case(name: &str, factory: &dyn StoreFactory) {
+    let case = CASES.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no case named {name}"));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    runtime.block_on(bounded((case.run)(factory)));
+}
+
+async fn bounded(fut: impl Future<Output = ()>) {
+    if tokio::time::timeout(CASE_TIMEOUT, fut).await.is_err() {
+        panic!("the case did not finish within {} s", CASE_TIMEOUT.as_secs());
+    }
+}
+
+/// Writes the `fn main` of a conformance test binary (a `[[test]]` target
+/// with `harness = false`) that runs [`run`] on `$factory`, an expression of
+/// type `Option<impl StoreFactory + 'static>`.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use credstore_conformance::{mock::MockStore, StoreFactory};
+/// # use credstore_core::{CredentialStore, StoreId};
+/// struct Factory;
+/// #[credstore_conformance::async_trait]
+/// impl StoreFactory for Factory {
+///     async fn create(&self) -> Arc<dyn CredentialStore> {
+///         Arc::new(MockStore::new(StoreId::new(credstore_conformance::unique_name("m")).unwrap()))
+///     }
+/// }
+/// credstore_conformance::conformance_main!(Some(Factory));
+/// # let _ = main;
+/// ```
 #[macro_export]
-macro_rules! conformance_suite {
+macro_rules! conformance_main {
     ($factory:expr) => {
-        $crate::__cases!(
-            $factory;
-            round_trip,
-            overwrite_replaces_value_and_metadata,
-            missing_key_is_none,
-            delete_returns_true_then_false,
-            delete_missing_key_returns_false,
-            has_reflects_presence,
-            has_and_get_do_not_create,
-            metadata_round_trip,
-            metadata_empty,
-            metadata_unicode_values,
-            metadata_at_limits,
-            metadata_over_limits_rejected_before_io,
-            empty_value_round_trip,
-            largest_value_round_trip,
-            value_over_limit_rejected_and_nothing_stored,
-            value_over_limit_leaves_existing_value,
-            value_with_special_characters,
-            key_of_one_byte,
-            key_of_255_bytes,
-            key_with_every_allowed_character,
-            key_special_names,
-            invalid_key_empty_rejected,
-            invalid_key_too_long_rejected,
-            invalid_key_characters_rejected,
-            keys_are_case_sensitive,
-            created_at_kept_updated_at_advanced,
-            timestamps_are_current,
-            delete_then_recreate,
-            list_empty_store,
-            list_sorted,
-            list_prefix_bounded,
-            list_paginated_over_250_keys,
-            list_excludes_deleted,
-            list_invalid_prefix_and_cursor_rejected,
-            namespaces_isolated,
-            concurrent_writers_distinct_keys,
-            concurrent_writers_same_key,
-            concurrent_readers_and_writer,
-            availability_when_healthy,
-            unreachable_reports_unavailable,
-            unreachable_operations_fail_fast_and_retriable,
-            secret_absent_from_debug_and_errors,
-            persistence_across_reopen,
-            capabilities_list_honest,
-            capabilities_metadata_honest,
-            capabilities_persistence_honest,
-            capabilities_availability_honest,
-            store_reports_id_and_kind,
-        );
+        fn main() -> ::std::process::ExitCode {
+            $crate::run($factory)
+        }
     };
 }
 
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __cases {
-    ($factory:expr; $($case:ident),+ $(,)?) => {
-        $(
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $case() {
-                let Some(factory) = $factory else { return };
-                $crate::cases::$case(&factory).await;
-            }
-        )+
-    };
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mock::{Fault, MockStore};
+    use credstore_core::StoreId;
+
+    struct Limited(Capabilities);
+
+    #[async_trait]
+    impl StoreFactory for Limited {
+        async fn create(&self) -> Arc<dyn CredentialStore> {
+            Arc::new(MockStore::new(StoreId::new(unique_name("t")).unwrap()).with_capabilities(self.0))
+        }
+    }
+
+    /// A store that answers every call with a backend error.
+    struct Broken;
+
+    #[async_trait]
+    impl StoreFactory for Broken {
+        async fn create(&self) -> Arc<dyn CredentialStore> {
+            let caps = MockStore::DEFAULT_CAPABILITIES.with_can_be_unavailable(false);
+            let m = MockStore::new(StoreId::new("broken").unwrap()).with_capabilities(caps);
+            m.fail_ratio(1.0, Fault::Backend);
+            Arc::new(m)
+        }
+    }
+
+    fn runtime() -> Arc<tokio::runtime::Runtime> {
+        Arc::new(tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap())
+    }
+
+    /// Runs `trials` with `extra` arguments, the output going to a log file
+    /// (so the nested run's summary does not mix with this test's); returns
+    /// the conclusion and the log.
+    fn run_logged(trials: Vec<Trial>, extra: &[&str]) -> (libtest_mimic::Conclusion, String) {
+        let log = std::env::temp_dir().join(unique_name("credstore-conformance-log"));
+        let log_arg = log.to_str().expect("a UTF-8 temp path").to_owned();
+        let argv = ["suite", "--test-threads", "2", "--color", "never", "--logfile", &log_arg].into_iter();
+        let args = Arguments::from_iter(argv.chain(extra.iter().copied()));
+        let conclusion = libtest_mimic::run(&args, trials);
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        (conclusion, text)
+    }
+
+    fn limited_caps() -> Capabilities {
+        MockStore::DEFAULT_CAPABILITIES
+            .with_create_only(false)
+            .with_binary(false)
+            .with_can_be_unavailable(false)
+    }
+
+    #[test]
+    fn gated_cases_are_ignored_with_their_need_and_fail_when_forced() {
+        let factory: Arc<dyn StoreFactory> = Arc::new(Limited(limited_caps()));
+        let (list, summary) = trials(Some(Arc::clone(&factory)), runtime());
+        let gated = CASES.iter().filter(|c| !c.needs.is_met(&limited_caps())).count();
+        assert!(gated >= 10, "{gated}");
+        let ignored: Vec<&Trial> = list.iter().filter(|t| t.has_ignored_flag()).collect();
+        assert_eq!(ignored.len(), gated);
+        assert!(ignored.iter().all(|t| t.kind().starts_with("needs ")), "every skip names its need");
+        let raced = list.iter().find(|t| t.name() == "create_only_raced_by_16").unwrap();
+        assert_eq!((raced.kind(), raced.has_ignored_flag()), ("needs create_only", true));
+        assert!(summary.contains(&format!("{gated} of {} cases skipped", CASES.len())), "{summary}");
+        assert!(summary.contains("needs create_only: create_only_creates_when_absent"), "{summary}");
+
+        // Run normally: skipped cases are ignored, never passed; the
+        // honesty case for the capability runs and passes.
+        let (c, log) = run_logged(list, &["create_only"]);
+        assert_eq!((c.num_passed, c.num_failed, c.num_ignored), (1, 0, 4), "{c:?}");
+        let line = log.lines().find(|l| l.contains("create_only_raced_by_16")).unwrap_or_default();
+        assert!(line.starts_with("test [needs create_only] create_only_raced_by_16 "), "{log}");
+        assert!(line.ends_with("... ignored"), "{log}");
+
+        // Forced: every skipped case fails with its reason.
+        let (list, _) = trials(Some(factory), runtime());
+        let (c, log) = run_logged(list, &["--ignored"]);
+        assert_eq!((c.num_failed as usize, c.num_passed), (gated, 0), "{c:?}");
+        assert!(log.contains("skipped: the store does not declare binary"), "{log}");
+    }
+
+    #[test]
+    fn a_missing_server_skips_every_case_and_fails_when_forced() {
+        let (list, summary) = trials(None, runtime());
+        assert_eq!(list.len(), CASES.len());
+        assert!(list.iter().all(|t| t.has_ignored_flag() && t.kind() == SERVER_MISSING));
+        assert!(summary.contains("test server missing"), "{summary}");
+        let (c, log) = run_logged(list, &["--include-ignored", "--exact", "round_trip"]);
+        assert_eq!((c.num_passed, c.num_failed), (0, 1), "{c:?}");
+        assert!(log.contains(SERVER_MISSING), "{log}");
+    }
+
+    #[test]
+    fn a_misbehaving_store_fails_its_cases() {
+        let (list, _) = trials(Some(Arc::new(Broken)), runtime());
+        let (c, log) = run_logged(list, &["--exact", "round_trip"]);
+        assert_eq!((c.num_passed, c.num_failed), (0, 1), "{c:?}");
+        assert!(log.contains("scripted fault: backend failure"), "the failure names the cause: {log}");
+    }
+
+    #[test]
+    fn every_need_has_a_label() {
+        for need in [
+            Needs::List,
+            Needs::Metadata,
+            Needs::Binary,
+            Needs::CreateOnly,
+            Needs::ReplaceIfVersion,
+            Needs::PersistenceBeyondProcess,
+            Needs::CanBeUnavailable,
+        ] {
+            assert!(need.label().len() > "needs ".len(), "{need:?}");
+            assert!(need.is_met(&Capabilities::full()), "{need:?}");
+        }
+        assert!(Needs::Nothing.is_met(&limited_caps()));
+        assert!(!Needs::PersistenceBeyondProcess.is_met(&MockStore::DEFAULT_CAPABILITIES));
+    }
 }

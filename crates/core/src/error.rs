@@ -57,11 +57,10 @@ impl fmt::Display for IdKind {
 ///
 /// Input errors ([`Error::InvalidKey`], [`Error::InvalidNamespace`],
 /// [`Error::InvalidInput`]) are raised before any I/O.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
     /// A credential key or store id breaks the id rules.
-    #[error("invalid {kind} {shown}: {reason}")]
     InvalidKey {
         /// Which identifier it is.
         kind: IdKind,
@@ -73,7 +72,6 @@ pub enum Error {
 
     /// A namespace breaks the namespace rules, or is longer than the
     /// store that was asked for it can hold.
-    #[error("invalid namespace {shown}: {reason}")]
     InvalidNamespace {
         /// The rejected namespace, escaped and shortened for display.
         shown: String,
@@ -83,7 +81,6 @@ pub enum Error {
 
     /// Some other input breaks a rule: a value over the size limit, bad
     /// metadata, a malformed list cursor or version.
-    #[error("invalid {field}: {reason}")]
     InvalidInput {
         /// The field at fault, such as `value`, `metadata.owner` or `cursor`.
         field: String,
@@ -94,7 +91,6 @@ pub enum Error {
     /// A value that is not UTF-8 was read as text
     /// ([`SecretValue::expose_str`](crate::SecretValue::expose_str)). The
     /// value is intact; read it as bytes instead.
-    #[error("the value is binary, not UTF-8 text (invalid byte at offset {valid_up_to})")]
     NotText {
         /// The length of the longest valid UTF-8 prefix.
         valid_up_to: usize,
@@ -102,32 +98,27 @@ pub enum Error {
 
     /// The store cannot be reached or used right now: the server is down or
     /// sealed, the request timed out, the database is locked. Retriable.
-    #[error("credential store '{store}' is unavailable: {reason}")]
     Unavailable {
         /// The store.
         store: StoreId,
         /// What is wrong, in plain words.
         reason: String,
         /// The native cause, if any.
-        #[source]
         source: Option<Source>,
     },
 
     /// The backend refused the caller's credentials or permissions.
-    #[error("credential store '{store}' denied permission: {reason}")]
     PermissionDenied {
         /// The store.
         store: StoreId,
         /// What was refused.
         reason: String,
         /// The native cause, if any.
-        #[source]
         source: Option<Source>,
     },
 
     /// Stored data failed authentication: it was tampered with, corrupted or
     /// moved. The store never returns a value in this case.
-    #[error("integrity check failed in credential store '{store}' for key '{key}': {reason}")]
     Integrity {
         /// The store.
         store: StoreId,
@@ -136,33 +127,28 @@ pub enum Error {
         /// What failed.
         reason: String,
         /// The native cause, if any.
-        #[source]
         source: Option<Source>,
     },
 
     /// The store was opened or configured wrongly: a wrong master key, a
     /// missing mount, an unreadable file. Not retriable until fixed.
-    #[error("credential store '{store}' is misconfigured: {reason}")]
     Config {
         /// The store.
         store: StoreId,
         /// What is wrong.
         reason: String,
         /// The native cause, if any.
-        #[source]
         source: Option<Source>,
     },
 
     /// A concurrent change got in the way of an unconditional operation;
     /// retrying may succeed. Compare [`Error::PreconditionFailed`].
-    #[error("conflict in credential store '{store}': {reason}")]
     Conflict {
         /// The store.
         store: StoreId,
         /// What conflicted.
         reason: String,
         /// The native cause, if any.
-        #[source]
         source: Option<Source>,
     },
 
@@ -170,7 +156,6 @@ pub enum Error {
     /// create-only write, or its current version is not the expected one.
     /// Nothing was changed. Not retriable: the caller must read again and
     /// decide.
-    #[error("precondition failed in credential store '{store}' for key '{key}': {reason}")]
     PreconditionFailed {
         /// The store.
         store: StoreId,
@@ -182,7 +167,6 @@ pub enum Error {
 
     /// The store does not support this operation; see
     /// [`crate::Capabilities`].
-    #[error("credential store '{store}' does not support {operation}")]
     Unsupported {
         /// The store.
         store: StoreId,
@@ -191,21 +175,73 @@ pub enum Error {
     },
 
     /// A store with this id is already registered in a [`crate::StoreRegistry`].
-    #[error("a credential store with id '{store}' is already registered")]
     AlreadyRegistered {
         /// The duplicate id.
         store: StoreId,
     },
 
     /// Any other failure of the backend; `source` is its native error.
-    #[error("credential store '{store}' failed: {source}")]
     Backend {
         /// The store.
         store: StoreId,
         /// The backend's own error.
-        #[source]
         source: Source,
     },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidKey { kind, shown, reason } => write!(f, "invalid {kind} {shown}: {reason}"),
+            Error::InvalidNamespace { shown, reason } => write!(f, "invalid namespace {shown}: {reason}"),
+            Error::InvalidInput { field, reason } => write!(f, "invalid {field}: {reason}"),
+            Error::NotText { valid_up_to } => {
+                write!(f, "the value is binary, not UTF-8 text (invalid byte at offset {valid_up_to})")
+            }
+            Error::Unavailable { store, reason, .. } => {
+                write!(f, "credential store '{store}' is unavailable: {reason}")
+            }
+            Error::PermissionDenied { store, reason, .. } => {
+                write!(f, "credential store '{store}' denied permission: {reason}")
+            }
+            Error::Integrity { store, key, reason, .. } => {
+                write!(f, "integrity check failed in credential store '{store}' for key '{key}': {reason}")
+            }
+            Error::Config { store, reason, .. } => {
+                write!(f, "credential store '{store}' is misconfigured: {reason}")
+            }
+            Error::Conflict { store, reason, .. } => {
+                write!(f, "conflict in credential store '{store}': {reason}")
+            }
+            Error::PreconditionFailed { store, key, reason } => {
+                write!(f, "precondition failed in credential store '{store}' for key '{key}': {reason}")
+            }
+            Error::Unsupported { store, operation } => {
+                write!(f, "credential store '{store}' does not support {operation}")
+            }
+            Error::AlreadyRegistered { store } => {
+                write!(f, "a credential store with id '{store}' is already registered")
+            }
+            Error::Backend { store, source } => write!(f, "credential store '{store}' failed: {source}"),
+        }
+    }
+}
+
+/// `source()` is the native error itself (not the shared handle around it),
+/// so `downcast_ref` to the backend's error type works.
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let source = match self {
+            Error::Unavailable { source, .. }
+            | Error::PermissionDenied { source, .. }
+            | Error::Integrity { source, .. }
+            | Error::Config { source, .. }
+            | Error::Conflict { source, .. } => source.as_ref()?,
+            Error::Backend { source, .. } => source,
+            _ => return None,
+        };
+        Some(&**source)
+    }
 }
 
 impl Error {
@@ -344,6 +380,11 @@ mod tests {
             .with_source(std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"));
         let clone = err.clone();
         assert_eq!(clone.source().unwrap().to_string(), "no such file");
+        let io = clone
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .expect("downcasts to the native type");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
         assert_eq!(clone.to_string(), err.to_string());
         assert_eq!(clone.store(), Some(&id));
         // Variants without a source ignore one.

@@ -219,9 +219,11 @@ mod tests {
         assert!(Namespace::new("...").is_ok(), "three dots are an ordinary name");
         let long = ["a".repeat(255), "b".repeat(255), "c".repeat(255)].join("/");
         assert_eq!(reason(&long), NamespaceError::TooLong { len: 767, max: MAX_NAMESPACE_LEN });
-        let fits = ["a".repeat(255), "b".repeat(256)].join("/");
-        assert_eq!(fits.len(), 512);
+        let fits = ["a".repeat(255), "b".repeat(254), "c".into()].join("/");
+        assert_eq!(fits.len(), MAX_NAMESPACE_LEN);
         assert!(Namespace::new(fits).is_ok());
+        let over = ["a".repeat(255), "b".repeat(255), "c".into()].join("/");
+        assert_eq!(reason(&over), NamespaceError::TooLong { len: 513, max: MAX_NAMESPACE_LEN });
     }
 
     #[test]
@@ -235,8 +237,15 @@ mod tests {
         assert_eq!(a.join(&Namespace::root()).unwrap(), a);
         let big = Namespace::new("x".repeat(255)).unwrap();
         let twice = big.join(&big).unwrap();
-        assert!(twice.join(&a).is_ok());
-        assert!(twice.join(&big).is_err());
+        assert_eq!(twice.as_str().len(), 511);
+        // 511 + "/" + 2 = 514 bytes: over the cap, refused as a whole.
+        let err = twice.join(&a).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidNamespace { reason: NamespaceError::TooLong { len: 514, .. }, .. }
+        ));
+        let fits = big.join(&Namespace::new("y".repeat(254)).unwrap()).unwrap();
+        assert_eq!(fits.join(&Namespace::new("z").unwrap()).unwrap().as_str().len(), MAX_NAMESPACE_LEN);
         assert!(ab.check_len(9).is_ok());
         let err = ab.check_len(8).unwrap_err().to_string();
         assert!(err.contains("limit is 8"), "{err}");

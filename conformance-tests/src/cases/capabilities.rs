@@ -1,0 +1,149 @@
+//! Declared capabilities are honest both ways: what is declared on works,
+//! what is declared off is refused with `Unsupported` and stores nothing.
+
+use credstore_core::{ListOptions, Metadata, SecretValue};
+
+use super::{
+    absent, assert_precondition_failed, assert_unchanged, assert_unsupported, caps, key, meta, must_get, set,
+    set_text,
+};
+use crate::StoreFactory;
+
+/// `list: true` means `list` works; `false` means `Unsupported`.
+pub async fn capabilities_list_honest(f: &dyn StoreFactory) {
+    let store = f.create().await;
+    set_text(&*store, "listed", "v").await;
+    let result = store.list(&ListOptions::new()).await;
+    if caps(&*store).list {
+        let page = result.expect("the store declares list, so list must work");
+        assert_eq!(page.keys, vec![key("listed")]);
+    } else {
+        assert_unsupported(result, "list");
+    }
+}
+
+/// `metadata: true` means metadata round-trips; `false` means `Unsupported`
+/// for non-empty metadata, with nothing stored.
+pub async fn capabilities_metadata_honest(f: &dyn StoreFactory) {
+    let store = f.create().await;
+    let k = key("meta-honesty");
+    let m = meta([("x", "y")]);
+    let result = store.set(&k, &SecretValue::from("v"), &m).await;
+    if caps(&*store).metadata {
+        result.expect("the store declares metadata, so a set with metadata must work");
+        assert_eq!(must_get(&*store, &k).await.metadata, m);
+    } else {
+        assert_unsupported(result, "metadata");
+        assert!(absent(&*store, &k).await, "a refused write with metadata stored the value");
+    }
+}
+
+/// `binary: true` means a non-UTF-8 value round-trips; `false` means
+/// `Unsupported`, with nothing stored and an existing value unchanged.
+pub async fn capabilities_binary_honest(f: &dyn StoreFactory) {
+    let store = f.create().await;
+    let k = key("binary-honesty");
+    let bin = SecretValue::from(vec![0xff, 0x00, 0xfe]);
+    let result = store.set(&k, &bin, &Metadata::new()).await;
+    if caps(&*store).binary {
+        result.expect("the store declares binary, so a binary value must be stored");
+        assert!(must_get(&*store, &k).await.value == bin);
+    } else {
+        assert_unsupported(result, "a binary value");
+        assert!(absent(&*store, &k).await, "a refused binary value was stored");
+        set_text(&*store, "binary-honesty", "text").await;
+        let before = must_get(&*store, &k).await;
+        assert_unsupported(store.set(&k, &bin, &Metadata::new()).await, "a binary overwrite");
+        assert_unchanged(&before, &must_get(&*store, &k).await, "after a refused binary overwrite");
+    }
+}
+
+/// `create_only: true` means create-only writes create and then refuse;
+/// `false` means `Unsupported`, with nothing stored or changed.
+pub async fn capabilities_create_only_honest(f: &dyn StoreFactory) {
+    let store = f.create().await;
+    let k = key("create-honesty");
+    let result = store.create(&k, &SecretValue::from("v"), &Metadata::new()).await;
+    if caps(&*store).create_only {
+        result.expect("the store declares create_only, so a create of an absent key must work");
+        let again = store.create(&k, &SecretValue::from("w"), &Metadata::new()).await;
+        assert_precondition_failed(again, "a second create-only write");
+    } else {
+        assert_unsupported(result, "a create-only write");
+        assert!(absent(&*store, &k).await, "a refused create-only write stored the value");
+        set_text(&*store, "create-honesty", "v").await;
+        let before = must_get(&*store, &k).await;
+        assert_unsupported(store.create(&k, &SecretValue::from("w"), &Metadata::new()).await, "create-only");
+        assert_unchanged(&before, &must_get(&*store, &k).await, "after a refused create-only write");
+    }
+}
+
+/// `replace_if_version: true` means a replace at the current version works
+/// and a stale one fails; `false` means `Unsupported`, nothing changed.
+pub async fn capabilities_replace_if_version_honest(f: &dyn StoreFactory) {
+    let store = f.create().await;
+    let k = key("replace-honesty");
+    let first = set(&*store, &k, &SecretValue::from("v1"), &Metadata::new()).await;
+    let result = store.replace(&k, &SecretValue::from("v2"), &Metadata::new(), &first.version).await;
+    if caps(&*store).replace_if_version {
+        result.expect("the store declares replace_if_version, so a replace at the current version must work");
+        let stale = store.replace(&k, &SecretValue::from("v3"), &Metadata::new(), &first.version).await;
+        assert_precondition_failed(stale, "a stale replace");
+    } else {
+        assert_unsupported(result, "a replace-if-version write");
+        let before = must_get(&*store, &k).await;
+        assert_eq!(before.version, first.version, "a refused replace changed the version");
+        let missing = key("replace-honesty-missing");
+        let r = store.replace(&missing, &SecretValue::from("v"), &Metadata::new(), &first.version).await;
+        assert_unsupported(r, "a replace-if-version write of a missing key");
+        assert!(absent(&*store, &missing).await);
+    }
+}
+
+/// A persistence class that survives a restart needs a factory that
+/// reopens the store with its data; a store that lives in the process must
+/// not keep data across a reopen (the factory may return `None`).
+pub async fn capabilities_persistence_honest(f: &dyn StoreFactory) {
+    let store = f.create().await;
+    let persistence = caps(&*store).persistence;
+    let k = key("persist-honesty");
+    set_text(&*store, "persist-honesty", "v").await;
+    match f.reopen(store).await {
+        Some(reopened) if persistence.survives_restart() => {
+            assert!(
+                reopened.has(&k).await.expect("has"),
+                "a store declared {persistence:?} lost data on reopen"
+            )
+        }
+        Some(reopened) => assert!(
+            !reopened.has(&k).await.expect("has"),
+            "the store keeps data across a reopen but declares {persistence:?}"
+        ),
+        None => assert!(
+            !persistence.survives_restart(),
+            "the store declares {persistence:?}, but the factory cannot reopen it"
+        ),
+    }
+}
+
+/// `can_be_unavailable: false` means the probe always answers available and
+/// the factory has no unreachable variant; `true` needs one.
+pub async fn capabilities_availability_honest(f: &dyn StoreFactory) {
+    let store = f.create().await;
+    let unreachable = f.unreachable().await;
+    if caps(&*store).can_be_unavailable {
+        assert!(
+            unreachable.is_some(),
+            "declares can_be_unavailable but the factory builds no unreachable store"
+        );
+    } else {
+        assert!(
+            unreachable.is_none(),
+            "declares it is never unavailable, yet the factory builds an unreachable store"
+        );
+        for _ in 0..3 {
+            let a = store.check_availability().await;
+            assert!(a.available, "a store that is never unavailable answered {a:?}");
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! The conformance cases, by topic. Each case is a public async function
+//! that takes the factory and panics with a clear message when the store
+//! misbehaves; [`CASES`] is the one registry of them, with the capability
+//! each needs.
+//!
+//! Every case function is re-exported here, so `cases::round_trip(&factory)`
+//! runs one case directly.
+
+use std::sync::Arc;
+
+use credstore_core::{
+    Capabilities, Credential, CredentialKey, CredentialStore, Error, ListOptions, Metadata, Namespace,
+    SecretValue, SetOutcome,
+};
+
+use crate::{unique_name, Case, CaseFuture, Needs, StoreFactory};
+
+pub mod availability;
+pub mod basic;
+pub mod binary;
+pub mod capabilities;
+pub mod concurrency;
+pub mod conditional;
+pub mod keys;
+pub mod list;
+pub mod metadata;
+pub mod namespaces;
+pub mod persistence;
+pub mod secrecy;
+pub mod time;
+pub mod values;
+pub mod versions;
+
+pub use availability::*;
+pub use basic::*;
+pub use binary::*;
+pub use capabilities::*;
+pub use concurrency::*;
+pub use conditional::*;
+pub use keys::*;
+pub use list::*;
+pub use metadata::*;
+pub use namespaces::*;
+pub use persistence::*;
+pub use secrecy::*;
+pub use time::*;
+pub use values::*;
+pub use versions::*;
+
+/// Builds [`CASES`] from `module::case => Need` entries: the one list of
+/// case names. A unit test checks that every public case function of the
+/// modules above is in it.
+macro_rules! registry {
+    ($($module:ident :: $case:ident => $needs:ident),+ $(,)?) => {
+        /// Every conformance case, in the order the suite lists them, with
+        /// the capability each needs.
+        pub static CASES: &[Case] = &[$(
+            Case {
+                name: stringify!($case),
+                needs: Needs::$needs,
+                run: {
+                    fn run<'a>(factory: &'a dyn StoreFactory) -> CaseFuture<'a> {
+                        Box::pin($module::$case(factory))
+                    }
+                    run
+                },
+            }
+        ),+];
+    };
+}
+
+registry! {
+    basic::round_trip => Nothing,
+    basic::overwrite_replaces_value_and_metadata => Nothing,
+    basic::missing_key_is_none => Nothing,
+    basic::delete_returns_true_then_false => Nothing,
+    basic::delete_missing_key_returns_false => Nothing,
+    basic::has_reflects_presence => Nothing,
+    basic::has_and_get_do_not_create => Nothing,
+    basic::delete_then_recreate => Nothing,
+    basic::store_reports_id_and_kind => Nothing,
+    values::empty_value_round_trip => Nothing,
+    values::largest_value_round_trip => Nothing,
+    values::value_over_limit_rejected_and_nothing_stored => Nothing,
+    values::value_over_limit_leaves_existing_value => Nothing,
+    values::value_with_special_characters => Nothing,
+    values::text_value_reads_back_as_text => Nothing,
+    keys::key_of_one_byte => Nothing,
+    keys::key_of_255_bytes => Nothing,
+    keys::key_with_every_allowed_character => Nothing,
+    keys::key_special_names => Nothing,
+    keys::keys_are_case_sensitive => Nothing,
+    metadata::metadata_round_trip => Metadata,
+    metadata::metadata_empty => Nothing,
+    metadata::metadata_unicode_values => Metadata,
+    metadata::metadata_at_limits => Metadata,
+    time::created_at_kept_updated_at_advanced => Nothing,
+    time::timestamps_are_current => Nothing,
+    list::list_empty_store => List,
+    list::list_sorted => List,
+    list::list_prefix_bounded => List,
+    list::list_paginated_over_250_keys => List,
+    list::list_excludes_deleted => List,
+    list::list_cursor_past_the_end_is_empty => List,
+    namespaces::stores_from_the_factory_are_isolated => Nothing,
+    namespaces::namespace_handles_isolate_keys => Nothing,
+    namespaces::namespace_handles_isolate_deletes => Nothing,
+    namespaces::namespace_handles_isolate_listing => List,
+    namespaces::handles_on_one_namespace_share_keys => Nothing,
+    namespaces::nested_namespaces_join => Nothing,
+    namespaces::nested_namespace_isolated_from_parent_and_root => Nothing,
+    namespaces::listing_excludes_nested_namespaces => List,
+    namespaces::namespace_reports_joined_namespace => Nothing,
+    namespaces::empty_namespace_is_the_same_namespace => Nothing,
+    namespaces::over_long_namespace_refused_before_io => Nothing,
+    namespaces::namespace_handles_keep_id_kind_and_capabilities => Nothing,
+    conditional::create_only_creates_when_absent => CreateOnly,
+    conditional::create_only_fails_when_present_and_changes_nothing => CreateOnly,
+    conditional::create_only_raced_by_16 => CreateOnly,
+    conditional::create_after_delete_succeeds => CreateOnly,
+    conditional::replace_at_current_version_succeeds => ReplaceIfVersion,
+    conditional::replace_with_stale_version_fails_and_changes_nothing => ReplaceIfVersion,
+    conditional::replace_missing_key_fails => ReplaceIfVersion,
+    conditional::replace_raced_by_16 => ReplaceIfVersion,
+    conditional::replace_with_version_from_before_delete_fails => ReplaceIfVersion,
+    conditional::precondition_failed_is_not_retriable => ReplaceIfVersion,
+    conditional::failed_conditional_write_applies_no_metadata => ReplaceIfVersion,
+    versions::version_changes_on_every_write => Nothing,
+    versions::version_from_set_matches_get => Nothing,
+    versions::version_agrees_with_get => Nothing,
+    versions::version_probe_is_usable_for_replace => ReplaceIfVersion,
+    binary::binary_every_byte_value_round_trips => Binary,
+    binary::binary_invalid_utf8_round_trips => Binary,
+    binary::binary_value_is_not_text => Binary,
+    binary::binary_largest_value_round_trips => Binary,
+    binary::binary_value_over_limit_refused_and_nothing_stored => Binary,
+    binary::binary_and_text_overwrite_each_other => Binary,
+    concurrency::concurrent_writers_distinct_keys => Nothing,
+    concurrency::concurrent_writers_same_key => Nothing,
+    concurrency::concurrent_readers_and_writer => Nothing,
+    availability::availability_when_healthy => Nothing,
+    availability::unreachable_reports_unavailable => CanBeUnavailable,
+    availability::unreachable_operations_fail_fast_and_retriable => CanBeUnavailable,
+    availability::unreachable_store_refuses_bad_input_before_io => CanBeUnavailable,
+    capabilities::capabilities_list_honest => Nothing,
+    capabilities::capabilities_metadata_honest => Nothing,
+    capabilities::capabilities_binary_honest => Nothing,
+    capabilities::capabilities_create_only_honest => Nothing,
+    capabilities::capabilities_replace_if_version_honest => Nothing,
+    capabilities::capabilities_persistence_honest => Nothing,
+    capabilities::capabilities_availability_honest => Nothing,
+    persistence::persistence_across_reopen => PersistenceBeyondProcess,
+    persistence::namespaces_persist_across_reopen => PersistenceBeyondProcess,
+    secrecy::secret_absent_from_debug_and_errors => Nothing,
+}
+
+// ---------------------------------------------------------------------------
+// Helpers shared by the cases.
+
+/// How long an unreachable store may take to answer its probe or fail an
+/// operation.
+pub const UNREACHABLE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+
+pub(crate) fn key(s: &str) -> CredentialKey {
+    CredentialKey::new(s).unwrap_or_else(|e| panic!("test key {s:?} is invalid: {e}"))
+}
+
+pub(crate) fn ns(s: &str) -> Namespace {
+    Namespace::new(s).unwrap_or_else(|e| panic!("test namespace {s:?} is invalid: {e}"))
+}
+
+pub(crate) fn meta<const N: usize>(entries: [(&str, &str); N]) -> Metadata {
+    Metadata::try_from(entries).expect("test metadata is valid")
+}
+
+pub(crate) fn caps(store: &dyn CredentialStore) -> Capabilities {
+    store.capabilities()
+}
+
+/// `m` when the store keeps metadata, empty metadata otherwise: for cases
+/// about something else that should run on every store.
+pub(crate) fn meta_if(store: &dyn CredentialStore, m: Metadata) -> Metadata {
+    if caps(store).metadata {
+        m
+    } else {
+        Metadata::new()
+    }
+}
+
+/// A recognisable secret that appears nowhere else, to search output for.
+pub(crate) fn secret(tag: &str) -> SecretValue {
+    SecretValue::from(unique_name(&format!("SECRET-{tag}")))
+}
+
+/// The value as text, panicking with a clear message when it is not.
+pub(crate) fn text(value: &SecretValue) -> &str {
+    value.expose_str().unwrap_or_else(|e| panic!("a text value came back as binary: {e}"))
+}
+
+pub(crate) async fn set(
+    store: &dyn CredentialStore,
+    k: &CredentialKey,
+    v: &SecretValue,
+    m: &Metadata,
+) -> SetOutcome {
+    store.set(k, v, m).await.unwrap_or_else(|e| panic!("set {k} failed: {e}"))
+}
+
+pub(crate) async fn set_text(store: &dyn CredentialStore, k: &str, v: &str) -> SetOutcome {
+    set(store, &key(k), &SecretValue::from(v), &Metadata::new()).await
+}
+
+pub(crate) async fn must_get(store: &dyn CredentialStore, k: &CredentialKey) -> Credential {
+    store
+        .get(k)
+        .await
+        .unwrap_or_else(|e| panic!("get {k} failed: {e}"))
+        .unwrap_or_else(|| panic!("get {k}: expected a credential, got none"))
+}
+
+pub(crate) async fn get_text(store: &dyn CredentialStore, k: &str) -> String {
+    text(&must_get(store, &key(k)).await.value).to_owned()
+}
+
+pub(crate) async fn absent(store: &dyn CredentialStore, k: &CredentialKey) -> bool {
+    let got = store.get(k).await.unwrap_or_else(|e| panic!("get {k} failed: {e}"));
+    let has = store.has(k).await.unwrap_or_else(|e| panic!("has {k} failed: {e}"));
+    assert_eq!(got.is_none(), !has, "get and has disagree about {k}");
+    got.is_none()
+}
+
+pub(crate) async fn list_all(store: &dyn CredentialStore, prefix: &str, page: usize) -> Vec<CredentialKey> {
+    let mut opts = ListOptions::new().with_prefix(prefix).unwrap().with_limit(page).unwrap();
+    let mut out = Vec::new();
+    for _ in 0..10_000 {
+        let got = store.list(&opts).await.unwrap_or_else(|e| panic!("list failed: {e}"));
+        assert!(got.keys.len() <= page, "a page of {} keys exceeds the limit {page}", got.keys.len());
+        out.extend(got.keys);
+        match got.next_cursor {
+            Some(c) => opts = opts.with_cursor(Some(c)),
+            None => return out,
+        }
+    }
+    panic!("list never ended");
+}
+
+pub(crate) fn names(keys: Vec<CredentialKey>) -> Vec<String> {
+    keys.into_iter().map(String::from).collect()
+}
+
+pub(crate) fn assert_invalid_input(err: &Error, field: &str) {
+    match err {
+        Error::InvalidInput { field: f, .. } => {
+            assert!(f.contains(field), "expected InvalidInput on {field}, got {err}")
+        }
+        other => panic!("expected InvalidInput on {field}, got {other:?}"),
+    }
+}
+
+pub(crate) fn assert_precondition_failed(result: credstore_core::Result<SetOutcome>, what: &str) -> Error {
+    match result {
+        Err(e @ Error::PreconditionFailed { .. }) => {
+            assert!(!e.is_retriable(), "{what}: PreconditionFailed must not be retriable");
+            e
+        }
+        Err(other) => panic!("{what}: expected PreconditionFailed, got {other:?}"),
+        Ok(out) => panic!("{what}: expected PreconditionFailed, but the write succeeded: {out:?}"),
+    }
+}
+
+pub(crate) fn assert_unsupported<T: std::fmt::Debug>(result: credstore_core::Result<T>, what: &str) {
+    match result {
+        Err(Error::Unsupported { .. }) => {}
+        other => panic!("{what}: the store declares it off, so it must answer Unsupported, got {other:?}"),
+    }
+}
+
+pub(crate) fn assert_no_secret(what: &str, text: &str, secret: &SecretValue) {
+    let needle = String::from_utf8_lossy(secret.expose_secret());
+    assert!(!text.contains(needle.as_ref()), "{what} contains the secret value");
+}
+
+/// Asserts that a credential is exactly what an earlier read returned.
+pub(crate) fn assert_unchanged(before: &Credential, after: &Credential, what: &str) {
+    assert!(after.value == before.value, "{what}: the value changed");
+    assert_eq!(after.metadata, before.metadata, "{what}: the metadata changed");
+    assert_eq!(after.version, before.version, "{what}: the version changed");
+    assert_eq!(after.created_at, before.created_at, "{what}: created_at changed");
+    assert_eq!(after.updated_at, before.updated_at, "{what}: updated_at changed");
+}
+
+/// Runs `n` tasks at once, released together by a barrier, and returns
+/// their results in task order.
+pub(crate) async fn race<T, Fut>(n: usize, task: impl Fn(usize) -> Fut) -> Vec<T>
+where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let barrier = Arc::clone(&barrier);
+            let fut = task(i);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                fut.await
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for (i, h) in handles.into_iter().enumerate() {
+        out.push(h.await.unwrap_or_else(|e| panic!("task {i} panicked: {e}")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CASES;
+
+    /// Every `pub async fn` of every file in `src/cases` is in the registry,
+    /// once: a case cannot be written and then silently never run.
+    #[test]
+    fn every_case_function_is_registered_once() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cases");
+        let mut sources = Vec::new();
+        for entry in std::fs::read_dir(&dir).expect("src/cases is readable") {
+            let path = entry.expect("a directory entry").path();
+            if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("mod.rs") {
+                sources.push(std::fs::read_to_string(&path).expect("a readable case module"));
+            }
+        }
+        assert!(sources.len() >= 10, "found only {} case modules in {}", sources.len(), dir.display());
+        let mut defined: Vec<&str> = sources
+            .iter()
+            .flat_map(|s| s.lines())
+            .filter_map(|l| l.strip_prefix("pub async fn "))
+            .map(|l| l.split(['(', '<']).next().unwrap_or(l))
+            .collect();
+        defined.sort_unstable();
+        let mut registered: Vec<&str> = CASES.iter().map(|c| c.name).collect();
+        registered.sort_unstable();
+        let before = registered.len();
+        registered.dedup();
+        assert_eq!(before, registered.len(), "a case is registered twice");
+        assert_eq!(defined, registered, "case functions and the registry differ");
+        assert!(CASES.len() >= 60, "{} cases", CASES.len());
+    }
+}

@@ -1,0 +1,615 @@
+//! [`MockStore`]: a scriptable, fault-injecting in-memory store for tests.
+//!
+//! It is a complete store (namespaces, versions, atomic create-only and
+//! replace-if-version writes, binary values, listing) that passes the whole
+//! conformance suite, plus a script: fail the next calls, fail a ratio of
+//! calls, hang, panic, answer slowly, report itself down, and count every
+//! call. Use it to test code that uses a store: a cache, a retry layer, a
+//! server handler.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use credstore_conformance::mock::{Fault, MockStore, Op};
+//! use credstore_core::{CredentialKey, CredentialStore, Error, Metadata, SecretValue, StoreId};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> credstore_core::Result<()> {
+//! let mock = MockStore::new(StoreId::new("mock")?);
+//! let store: Arc<dyn CredentialStore> = Arc::new(mock.clone()); // shares state and script
+//! let key = CredentialKey::new("api-key")?;
+//!
+//! mock.fail_next_op(Op::Set, 1, Fault::Unavailable);
+//! let err = store.set(&key, &SecretValue::from("v1"), &Metadata::new()).await.unwrap_err();
+//! assert!(err.is_retriable());
+//! assert!(store.get(&key).await?.is_none(), "a failed scripted call changes nothing");
+//!
+//! store.set(&key, &SecretValue::from("v1"), &Metadata::new()).await?; // the script is used up
+//! assert_eq!(mock.calls(Op::Set), 2);
+//! assert_eq!(mock.calls(Op::Get), 1);
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use credstore_core::{
+    check_set, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, ListOptions,
+    ListPage, Metadata, Namespace, Persistence, Result, SecretValue, SetMode, SetOptions, SetOutcome,
+    StoreId, StoreKind, Version,
+};
+
+/// An operation of [`CredentialStore`], as the mock counts and scripts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    /// [`CredentialStore::get`].
+    Get,
+    /// [`CredentialStore::set_opts`] and the provided `set`, `create`, `replace`.
+    Set,
+    /// [`CredentialStore::has`].
+    Has,
+    /// [`CredentialStore::version`].
+    Version,
+    /// [`CredentialStore::delete`].
+    Delete,
+    /// [`CredentialStore::list`].
+    List,
+    /// [`CredentialStore::check_availability`].
+    CheckAvailability,
+}
+
+impl Op {
+    /// Every operation, in declaration order.
+    pub const ALL: [Op; 7] =
+        [Op::Get, Op::Set, Op::Has, Op::Version, Op::Delete, Op::List, Op::CheckAvailability];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What a scripted call does instead of its work.
+///
+/// For [`Op::CheckAvailability`] the error faults answer
+/// `available: false` with the fault in the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Fails with [`Error::Unavailable`] (retriable).
+    Unavailable,
+    /// Fails with [`Error::PermissionDenied`].
+    PermissionDenied,
+    /// Fails with [`Error::Conflict`] (retriable).
+    Conflict,
+    /// Fails with [`Error::Backend`].
+    Backend,
+    /// Never answers: the future stays pending forever (for timeout tests).
+    Hang,
+    /// Panics (for tests of code that must survive a panicking store).
+    Panic,
+}
+
+impl Fault {
+    fn describe(self) -> &'static str {
+        match self {
+            Fault::Unavailable => "scripted fault: unavailable",
+            Fault::PermissionDenied => "scripted fault: permission denied",
+            Fault::Conflict => "scripted fault: conflict",
+            Fault::Backend => "scripted fault: backend failure",
+            Fault::Hang => "scripted fault: hang",
+            Fault::Panic => "scripted fault: panic",
+        }
+    }
+
+    fn error(self, store: &StoreId) -> Error {
+        match self {
+            Fault::Unavailable => Error::unavailable(store, self.describe()),
+            Fault::PermissionDenied => Error::permission_denied(store, self.describe()),
+            Fault::Conflict => Error::conflict(store, self.describe()),
+            Fault::Backend | Fault::Hang | Fault::Panic => Error::backend(store, self.describe()),
+        }
+    }
+
+    /// Acts out the fault: hangs, panics, or returns the error to answer with.
+    async fn strike(self, store: &StoreId) -> Error {
+        match self {
+            Fault::Hang => std::future::pending().await,
+            Fault::Panic => panic!("{} in store '{store}'", self.describe()),
+            _ => self.error(store),
+        }
+    }
+}
+
+/// One stored credential.
+#[derive(Clone)]
+struct Entry {
+    value: SecretValue,
+    metadata: Metadata,
+    version: Version,
+    created_at: SystemTime,
+    updated_at: SystemTime,
+}
+
+#[derive(Default)]
+struct Data {
+    namespaces: BTreeMap<Namespace, BTreeMap<CredentialKey, Entry>>,
+    /// The last version handed out, shared by every key and namespace.
+    counter: u64,
+}
+
+struct Script {
+    any: Option<(usize, Fault)>,
+    per_op: BTreeMap<Op, (usize, Fault)>,
+    ratio: Option<(f64, Fault)>,
+    rng: u64,
+    latency: Duration,
+    availability: Availability,
+}
+
+const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl Default for Script {
+    fn default() -> Self {
+        Self {
+            any: None,
+            per_op: BTreeMap::new(),
+            ratio: None,
+            rng: SEED,
+            latency: Duration::ZERO,
+            availability: Availability::up(),
+        }
+    }
+}
+
+impl Script {
+    /// The fault for one call of `op`, using up the script.
+    fn draw(&mut self, op: Op) -> Option<Fault> {
+        if let Some((n, fault)) = self.per_op.get_mut(&op) {
+            let fault = *fault;
+            *n -= 1;
+            if *n == 0 {
+                self.per_op.remove(&op);
+            }
+            return Some(fault);
+        }
+        if let Some((n, fault)) = &mut self.any {
+            let fault = *fault;
+            *n -= 1;
+            if *n == 0 {
+                self.any = None;
+            }
+            return Some(fault);
+        }
+        let (ratio, fault) = self.ratio?;
+        // xorshift64: deterministic, so a test with a ratio is repeatable.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let unit = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
+        (unit < ratio).then_some(fault)
+    }
+}
+
+struct Shared {
+    data: Mutex<Data>,
+    script: Mutex<Script>,
+    calls: [AtomicUsize; 7],
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A scripted panic never happens while a lock is held; recover anyway.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A scriptable in-memory store; see the [module docs](self).
+///
+/// # Behavior
+/// - A complete store: namespaces ([`CredentialStore::with_namespace`]),
+///   a version from one counter shared by every key, atomic create-only and
+///   replace-if-version writes, binary values, listing in key order.
+///   Credentials live as long as the mock ([`Persistence::Process`]).
+/// - Clones and namespace handles share the data, the script and the call
+///   counters, so a test keeps one `MockStore` to script and inspect while
+///   the code under test holds an `Arc<dyn CredentialStore>`.
+/// - Every call is counted when it is made ([`MockStore::calls`]), including
+///   calls refused before I/O. A write first runs [`check_set`] (size,
+///   capabilities), like every backend; then, for every operation, the
+///   latency is waited and the script is consulted: per-operation faults
+///   ([`MockStore::fail_next_op`]) first, then faults of any operation
+///   ([`MockStore::fail_next`]), then the ratio ([`MockStore::fail_ratio`]).
+///   A call that faults changes nothing.
+/// - While [`MockStore::set_availability`] says down, the probe answers that
+///   and every other operation fails with [`Error::Unavailable`] and the same
+///   reason.
+/// - Declared capabilities are enforced: a mock declared without `list`,
+///   `binary`, `metadata`, create-only or replace-if-version refuses them
+///   with [`Error::Unsupported`].
+#[derive(Clone)]
+pub struct MockStore {
+    id: StoreId,
+    kind: StoreKind,
+    capabilities: Capabilities,
+    namespace: Namespace,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for MockStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockStore")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MockStore {
+    /// An empty mock with id `id`, kind `mock` ([`StoreKind::Custom`]), at
+    /// the root namespace, declaring [`MockStore::DEFAULT_CAPABILITIES`].
+    pub fn new(id: StoreId) -> Self {
+        Self {
+            id,
+            kind: StoreKind::Custom("mock".into()),
+            capabilities: Self::DEFAULT_CAPABILITIES,
+            namespace: Namespace::root(),
+            shared: Arc::new(Shared {
+                data: Mutex::new(Data::default()),
+                script: Mutex::new(Script::default()),
+                calls: Default::default(),
+            }),
+        }
+    }
+
+    /// What a new mock declares: everything, with [`Persistence::Process`]
+    /// (`can_be_unavailable` is on, since [`MockStore::set_availability`] can
+    /// take it down).
+    pub const DEFAULT_CAPABILITIES: Capabilities =
+        Capabilities::full().with_persistence(Persistence::Process);
+
+    /// Returns the mock declaring `capabilities`, and enforcing them: what is
+    /// declared off is refused with [`Error::Unsupported`]. Handles made
+    /// earlier keep what they had.
+    pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = capabilities;
+        self
+    }
+
+    /// Returns the mock reporting `kind`.
+    pub fn with_kind(mut self, kind: StoreKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// The next `n` calls of any operation fail with `fault`, replacing an
+    /// earlier `fail_next`. `n == 0` clears it.
+    pub fn fail_next(&self, n: usize, fault: Fault) {
+        lock(&self.shared.script).any = (n > 0).then_some((n, fault));
+    }
+
+    /// The next `n` calls of `op` fail with `fault`, replacing an earlier
+    /// script for `op`; these come before [`MockStore::fail_next`].
+    /// `n == 0` clears it.
+    pub fn fail_next_op(&self, op: Op, n: usize, fault: Fault) {
+        let mut script = lock(&self.shared.script);
+        if n == 0 {
+            script.per_op.remove(&op);
+        } else {
+            script.per_op.insert(op, (n, fault));
+        }
+    }
+
+    /// From now on, each call not otherwise scripted fails with `fault` with
+    /// probability `ratio` (clamped to 0..=1; 0 turns it off). The draws
+    /// come from a fixed seed, reset by this call, so a test is repeatable.
+    pub fn fail_ratio(&self, ratio: f64, fault: Fault) {
+        let mut script = lock(&self.shared.script);
+        let ratio = if ratio.is_nan() { 0.0 } else { ratio.clamp(0.0, 1.0) };
+        script.ratio = (ratio > 0.0).then_some((ratio, fault));
+        script.rng = SEED;
+    }
+
+    /// Removes every scripted fault (next, per operation and ratio).
+    pub fn clear_faults(&self) {
+        let mut script = lock(&self.shared.script);
+        script.any = None;
+        script.per_op.clear();
+        script.ratio = None;
+    }
+
+    /// Every call waits `latency` before it answers (`Duration::ZERO`, the
+    /// default, for none).
+    pub fn set_latency(&self, latency: Duration) {
+        lock(&self.shared.script).latency = latency;
+    }
+
+    /// What the probe answers from now on; while it is down, every other
+    /// operation fails with [`Error::Unavailable`] giving its reason.
+    pub fn set_availability(&self, availability: Availability) {
+        lock(&self.shared.script).availability = availability;
+    }
+
+    /// How many calls of `op` were made, through any handle of this mock,
+    /// since it was made or [`MockStore::reset_calls`].
+    pub fn calls(&self, op: Op) -> usize {
+        self.shared.calls[op.index()].load(Ordering::SeqCst)
+    }
+
+    /// How many calls of any operation were made.
+    pub fn total_calls(&self) -> usize {
+        Op::ALL.iter().map(|&op| self.calls(op)).sum()
+    }
+
+    /// Sets every call counter back to zero.
+    pub fn reset_calls(&self) {
+        for c in &self.shared.calls {
+            c.store(0, Ordering::SeqCst);
+        }
+    }
+
+    fn count(&self, op: Op) {
+        self.shared.calls[op.index()].fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Waits the latency and consults the script and the availability; an
+    /// error means the call must answer it and change nothing.
+    async fn io(&self, op: Op) -> Result<()> {
+        let (latency, fault, down) = {
+            let mut script = lock(&self.shared.script);
+            let fault = script.draw(op);
+            let down = (!script.availability.available).then(|| script.availability.reason.clone());
+            (script.latency, fault, down)
+        };
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        if let Some(fault) = fault {
+            return Err(fault.strike(&self.id).await);
+        }
+        if let Some(reason) = down {
+            let reason = reason.unwrap_or_else(|| "the mock is set unavailable".to_owned());
+            return Err(Error::unavailable(&self.id, reason));
+        }
+        Ok(())
+    }
+
+    fn read<T>(&self, f: impl FnOnce(Option<&BTreeMap<CredentialKey, Entry>>) -> T) -> T {
+        let data = lock(&self.shared.data);
+        f(data.namespaces.get(&self.namespace))
+    }
+}
+
+#[async_trait]
+impl CredentialStore for MockStore {
+    fn id(&self) -> &StoreId {
+        &self.id
+    }
+
+    fn kind(&self) -> StoreKind {
+        self.kind.clone()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
+        let joined = self.namespace.join(namespace)?;
+        Ok(Arc::new(Self { namespace: joined, ..self.clone() }))
+    }
+
+    async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
+        self.count(Op::Get);
+        self.io(Op::Get).await?;
+        Ok(self.read(|keys| {
+            keys.and_then(|k| k.get(key)).map(|e| Credential {
+                key: key.clone(),
+                value: e.value.clone(),
+                metadata: e.metadata.clone(),
+                version: e.version.clone(),
+                created_at: e.created_at,
+                updated_at: e.updated_at,
+            })
+        }))
+    }
+
+    async fn set_opts(
+        &self,
+        key: &CredentialKey,
+        value: &SecretValue,
+        metadata: &Metadata,
+        options: &SetOptions,
+    ) -> Result<SetOutcome> {
+        self.count(Op::Set);
+        check_set(self, value, metadata, options)?;
+        self.io(Op::Set).await?;
+        let mut data = lock(&self.shared.data);
+        let current = data.namespaces.get(&self.namespace).and_then(|k| k.get(key));
+        match (&options.mode, current) {
+            (SetMode::Create, Some(_)) => {
+                return Err(Error::precondition_failed(&self.id, key, "the key exists"));
+            }
+            (SetMode::Replace(_), None) => {
+                return Err(Error::precondition_failed(&self.id, key, "the key does not exist"));
+            }
+            (SetMode::Replace(expected), Some(e)) if &e.version != expected => {
+                let reason = format!("the current version is {}, not {expected}", e.version);
+                return Err(Error::precondition_failed(&self.id, key, reason));
+            }
+            _ => {}
+        }
+        let now = SystemTime::now();
+        let created_at = current.map_or(now, |e| e.created_at);
+        let created = current.is_none();
+        data.counter += 1;
+        let version = Version::from_counter(data.counter);
+        let entry = Entry {
+            value: value.clone(),
+            metadata: metadata.clone(),
+            version: version.clone(),
+            created_at,
+            updated_at: now,
+        };
+        data.namespaces.entry(self.namespace.clone()).or_default().insert(key.clone(), entry);
+        Ok(SetOutcome { created, version, created_at, updated_at: now })
+    }
+
+    async fn has(&self, key: &CredentialKey) -> Result<bool> {
+        self.count(Op::Has);
+        self.io(Op::Has).await?;
+        Ok(self.read(|keys| keys.is_some_and(|k| k.contains_key(key))))
+    }
+
+    async fn version(&self, key: &CredentialKey) -> Result<Option<Version>> {
+        self.count(Op::Version);
+        self.io(Op::Version).await?;
+        Ok(self.read(|keys| keys.and_then(|k| k.get(key)).map(|e| e.version.clone())))
+    }
+
+    async fn delete(&self, key: &CredentialKey) -> Result<bool> {
+        self.count(Op::Delete);
+        self.io(Op::Delete).await?;
+        let mut data = lock(&self.shared.data);
+        let Some(keys) = data.namespaces.get_mut(&self.namespace) else { return Ok(false) };
+        let existed = keys.remove(key).is_some();
+        if keys.is_empty() {
+            data.namespaces.remove(&self.namespace);
+        }
+        Ok(existed)
+    }
+
+    async fn list(&self, options: &ListOptions) -> Result<ListPage> {
+        self.count(Op::List);
+        if !self.capabilities.list {
+            return Err(Error::unsupported(&self.id, "list"));
+        }
+        self.io(Op::List).await?;
+        Ok(self.read(|keys| options.page_from_sorted(keys.into_iter().flat_map(|k| k.keys().cloned()))))
+    }
+
+    async fn check_availability(&self) -> Availability {
+        self.count(Op::CheckAvailability);
+        let (latency, fault, availability) = {
+            let mut script = lock(&self.shared.script);
+            (script.latency, script.draw(Op::CheckAvailability), script.availability.clone())
+        };
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        match fault {
+            Some(Fault::Hang) => std::future::pending().await,
+            Some(Fault::Panic) => panic!("{} in store '{}'", Fault::Panic.describe(), self.id),
+            Some(fault) => Availability::down(fault.describe()),
+            None => availability,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mock() -> MockStore {
+        MockStore::new(StoreId::new("mock").unwrap())
+    }
+
+    fn key(s: &str) -> CredentialKey {
+        CredentialKey::new(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn scripted_faults_come_in_order_and_change_nothing() {
+        let m = mock();
+        let k = key("k");
+        m.set(&k, &SecretValue::from("v1"), &Metadata::new()).await.unwrap();
+        m.fail_next(2, Fault::Conflict);
+        m.fail_next_op(Op::Set, 1, Fault::PermissionDenied);
+        let e1 = m.set(&k, &SecretValue::from("v2"), &Metadata::new()).await.unwrap_err();
+        assert!(matches!(e1, Error::PermissionDenied { .. }), "{e1:?}");
+        let e2 = m.set(&k, &SecretValue::from("v2"), &Metadata::new()).await.unwrap_err();
+        assert!(matches!(e2, Error::Conflict { .. }), "{e2:?}");
+        let e3 = m.delete(&k).await.unwrap_err();
+        assert!(matches!(e3, Error::Conflict { .. }), "{e3:?}");
+        let got = m.get(&k).await.unwrap().unwrap();
+        assert_eq!(got.value.expose_str().unwrap(), "v1", "a faulted call changed the value");
+        assert_eq!(got.version, Version::from_counter(1));
+        assert_eq!((m.calls(Op::Set), m.calls(Op::Delete), m.calls(Op::Get)), (3, 1, 1));
+        assert_eq!(m.total_calls(), 5);
+        m.reset_calls();
+        assert_eq!(m.total_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn ratio_is_deterministic_and_near_its_value() {
+        let m = mock();
+        let run = |m: &MockStore| {
+            m.fail_ratio(0.3, Fault::Unavailable);
+            let m = m.clone();
+            async move {
+                let mut pattern = Vec::new();
+                for _ in 0..1000 {
+                    pattern.push(m.has(&key("k")).await.is_err());
+                }
+                pattern
+            }
+        };
+        let first = run(&m).await;
+        let second = run(&m).await;
+        assert_eq!(first, second, "the same ratio gives the same pattern");
+        let failed = first.iter().filter(|f| **f).count();
+        assert!((200..400).contains(&failed), "{failed} of 1000 failed at ratio 0.3");
+        m.fail_ratio(0.0, Fault::Unavailable);
+        assert!(m.has(&key("k")).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn hang_latency_and_availability() {
+        let m = mock();
+        m.fail_next_op(Op::Get, 1, Fault::Hang);
+        let r = tokio::time::timeout(Duration::from_millis(50), m.get(&key("k"))).await;
+        assert!(r.is_err(), "a hanging call answered");
+        m.set_latency(Duration::from_millis(30));
+        let started = std::time::Instant::now();
+        m.get(&key("k")).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        m.set_latency(Duration::ZERO);
+        m.set_availability(Availability::down("sealed"));
+        assert_eq!(m.check_availability().await, Availability::down("sealed"));
+        let err = m.get(&key("k")).await.unwrap_err();
+        assert!(err.is_retriable() && err.to_string().contains("sealed"), "{err}");
+        m.fail_next_op(Op::CheckAvailability, 1, Fault::Backend);
+        m.set_availability(Availability::up());
+        assert!(!m.check_availability().await.available);
+        assert!(m.check_availability().await.available);
+    }
+
+    #[tokio::test]
+    async fn panic_fault_panics() {
+        let m = mock();
+        m.fail_next(1, Fault::Panic);
+        let handle = tokio::spawn({
+            let m = m.clone();
+            async move { m.has(&key("k")).await }
+        });
+        assert!(handle.await.unwrap_err().is_panic());
+        assert!(m.has(&key("k")).await.is_ok(), "the mock works after a scripted panic");
+    }
+
+    #[tokio::test]
+    async fn declared_off_is_refused() {
+        let m = mock().with_capabilities(
+            MockStore::DEFAULT_CAPABILITIES.with_list(false).with_binary(false).with_create_only(false),
+        );
+        assert!(matches!(m.list(&ListOptions::new()).await, Err(Error::Unsupported { .. })));
+        let bin = SecretValue::from(vec![0xff]);
+        assert!(matches!(m.set(&key("k"), &bin, &Metadata::new()).await, Err(Error::Unsupported { .. })));
+        let v = SecretValue::from("v");
+        assert!(matches!(m.create(&key("k"), &v, &Metadata::new()).await, Err(Error::Unsupported { .. })));
+        assert!(!m.has(&key("k")).await.unwrap());
+    }
+}
