@@ -39,11 +39,16 @@ fn retries(max_attempts: u32) -> RetryConfig {
 fn credentials(c: &StaticCredentials) -> Credentials {
     Credentials::new(
         c.access_key_id.clone(),
-        c.secret_access_key.expose_secret().to_owned(),
-        c.session_token.as_ref().map(|t| t.expose_secret().to_owned()),
+        text(&c.secret_access_key),
+        c.session_token.as_ref().map(text),
         None,
         "credstore-static",
     )
+}
+
+/// Credentials are text; [`crate::AwsConfig::validate`] refuses binary ones.
+fn text(value: &credstore_core::SecretValue) -> String {
+    value.expose_str().unwrap_or_default().to_owned()
 }
 
 fn target(store: &StoreId, config: &AwsConfig, region: &str) -> Target {
@@ -66,9 +71,11 @@ fn target(store: &StoreId, config: &AwsConfig, region: &str) -> Target {
 /// A client from explicit settings only: no environment, profile or
 /// instance metadata is read.
 pub(crate) fn explicit(store: &StoreId, config: &AwsConfig) -> Result<(Client, Target)> {
-    let missing = |what: &str| Error::Config {
-        store: store.clone(),
-        reason: format!("AwsStore::new needs {what}; use AwsStore::from_env for the standard AWS chain"),
+    let missing = |what: &str| {
+        Error::config(
+            store,
+            format!("AwsStore::new needs {what}; use AwsStore::from_env for the standard AWS chain"),
+        )
     };
     let region = config.region.as_deref().ok_or_else(|| missing("a region"))?;
     let creds = config.credentials.as_ref().ok_or_else(|| missing("static credentials"))?;
@@ -103,15 +110,11 @@ pub(crate) async fn from_env(store: &StoreId, config: &AwsConfig) -> Result<(Cli
         loader = loader.credentials_provider(credentials(creds));
     }
     let sdk = loader.load().await;
-    let region = sdk.region().map(|r| r.as_ref().to_owned()).ok_or_else(|| Error::Config {
-        store: store.clone(),
-        reason: "no AWS region: set AWS_REGION, a profile region, or AwsConfig::region".into(),
+    let region = sdk.region().map(|r| r.as_ref().to_owned()).ok_or_else(|| {
+        Error::config(store, "no AWS region: set AWS_REGION, a profile region, or AwsConfig::region")
     })?;
     if sdk.credentials_provider().is_none() {
-        return Err(Error::Config {
-            store: store.clone(),
-            reason: "the AWS credential chain is empty".into(),
-        });
+        return Err(Error::config(store, "the AWS credential chain is empty"));
     }
     // Settings given explicitly win over the environment's (AWS_ENDPOINT_URL...).
     let mut builder = aws_sdk_secretsmanager::config::Builder::from(&sdk)

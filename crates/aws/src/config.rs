@@ -91,10 +91,12 @@ impl AwsConfig {
         self
     }
 
-    /// Namespaces the store: key `k` is the secret `{prefix}/k`. The prefix is
-    /// id-valid segments joined by `/` (`prod/payments`), at most 256 bytes; a
-    /// trailing `/` is dropped. Empty (the default) means keys are secret
-    /// names as they are.
+    /// Puts every secret of the store under a name prefix: key `k` is the
+    /// secret `{prefix}/k`. The prefix follows the namespace rules (id-valid
+    /// segments joined by `/`, such as `prod/payments`) and is at most 256
+    /// bytes; a trailing `/` is dropped. Empty (the default) means keys are
+    /// secret names as they are. Every byte of prefix is a byte less for
+    /// namespaces: see [`crate::AwsStore::max_namespace_len`].
     pub fn prefix(mut self, prefix: &str) -> Self {
         self.prefix = prefix.strip_suffix('/').unwrap_or(prefix).to_owned();
         self
@@ -167,8 +169,8 @@ impl AwsConfig {
 
     /// Checks every setting that can be checked without I/O.
     pub(crate) fn validate(&self, store: &StoreId) -> Result<()> {
-        let bad = |reason: String| Error::Config { store: store.clone(), reason };
-        layout::check_prefix(&self.prefix, "prefix").map_err(|e| bad(e.to_string()))?;
+        let bad = |reason: String| Error::config(store, reason);
+        layout::check_prefix(&self.prefix).map_err(|e| bad(format!("prefix: {e}")).with_source(e))?;
         if let Some(region) = &self.region {
             if !valid_region(region) {
                 return Err(bad(format!(
@@ -216,6 +218,11 @@ impl AwsConfig {
                 return Err(bad(
                     "static credentials need a non-empty access key id and secret access key".into()
                 ));
+            }
+            let binary = !creds.secret_access_key.is_text()
+                || creds.session_token.as_ref().is_some_and(|t| !t.is_text());
+            if binary {
+                return Err(bad("the secret access key and session token must be text".into()));
             }
         }
         Ok(())
@@ -293,6 +300,7 @@ mod tests {
             AwsConfig::new().tag("aws:reserved", "x"),
             AwsConfig::new().tag("", "x"),
             AwsConfig::new().static_credentials("", SecretValue::from("x")),
+            AwsConfig::new().static_credentials("AKID", SecretValue::from(vec![0xff])),
         ] {
             let err = bad.validate(&id()).unwrap_err();
             assert!(matches!(err, Error::Config { .. }), "{err}");

@@ -14,10 +14,19 @@
 //! | `ThrottlingException`, `TooManyRequestsException`, `RequestLimitExceeded`, `InternalServiceError`, `InternalFailure`, `ServiceUnavailable`, other HTTP 429/5xx | [`Error::Unavailable`] |
 //! | timeouts, connection and DNS failures, cut-off responses | [`Error::Unavailable`] |
 //! | `DecryptionFailure`, `EncryptionFailure` (the KMS key) | [`Error::Config`] |
-//! | anything else | [`Error::Backend`] with an [`AwsError`] (code, message, HTTP status) |
+//! | anything else | [`Error::Backend`] |
 //!
-//! Messages never quote a request: for operations that carry a value,
-//! validation messages are withheld, since a service may echo the input.
+//! Every error carries an [`AwsError`] as its [`source`](std::error::Error::source):
+//! the operation, the service's error code and message (or the connection
+//! failure), and the HTTP status; `{:#}` or a walk of the chain shows it.
+//!
+//! Neither the message nor the source ever quotes a request: for operations
+//! that carry a value, validation messages are withheld, since a service may
+//! echo the input; credentials are never part of an SDK error's text.
+//!
+//! A refused conditional write is not translated here: the store reads the
+//! secret again to tell a failed condition
+//! ([`Error::PreconditionFailed`]) from a real failure.
 
 use std::fmt;
 use std::time::Duration;
@@ -48,6 +57,10 @@ pub(crate) enum Kind {
     /// `InvalidRequestException`: the secret's state forbids the call, most
     /// often because it is scheduled for deletion.
     InvalidRequest,
+    /// `InvalidParameterException`: among others, what
+    /// `UpdateSecretVersionStage` answers when the label is not on the
+    /// version to remove it from.
+    InvalidParameter,
     /// Any other failure.
     Other,
 }
@@ -71,8 +84,10 @@ impl From<Failure> for Error {
     }
 }
 
-/// A Secrets Manager error as kept in [`Error::Backend`]: the operation, the
-/// service's error code and message, and the HTTP status.
+/// A Secrets Manager error as kept in the [`source`](std::error::Error::source)
+/// of every error this crate returns: the operation, the service's error code
+/// and message (or what failed on the way), and the HTTP status. It holds no
+/// request data and no credentials.
 #[derive(Debug, Clone)]
 pub struct AwsError {
     operation: &'static str,
@@ -90,6 +105,13 @@ impl AwsError {
     /// The service's error code, such as `LimitExceededException`.
     pub fn code(&self) -> Option<&str> {
         self.code.as_deref()
+    }
+
+    /// The service's message, or what failed on the way (connection,
+    /// timeout); withheld for validation errors of requests that carry a
+    /// value.
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
     }
 
     /// The HTTP status of the response, when there was one.
@@ -119,6 +141,7 @@ impl std::error::Error for AwsError {}
 const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
 const EXISTS: &[&str] = &["ResourceExistsException"];
 const INVALID_REQUEST: &[&str] = &["InvalidRequestException"];
+const INVALID_PARAMETER: &[&str] = &["InvalidParameterException"];
 const DENIED: &[&str] =
     &["AccessDeniedException", "AccessDenied", "UnauthorizedOperation", "AuthorizationError"];
 const BAD_CREDENTIALS: &[&str] = &[
@@ -164,6 +187,12 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let store = &target.store;
+    let cause = |message: String| AwsError {
+        operation,
+        code: None,
+        message: Some(message),
+        status: err.raw_response().map(|r| r.status().as_u16()),
+    };
     match &err {
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
@@ -179,40 +208,33 @@ where
             service_failure(target, operation, carries_value, code, message, Some(status))
         }
         SdkError::TimeoutError(_) => {
-            Failure { kind: Kind::Other, error: Error::unavailable(store, timeout_reason(target)) }
+            let reason = timeout_reason(target);
+            let error = Error::unavailable(store, &reason).with_source(cause(reason));
+            Failure { kind: Kind::Other, error }
         }
         SdkError::DispatchFailure(dispatch) => {
-            let reason = if dispatch.is_timeout() {
-                timeout_reason(target)
-            } else {
-                connect_reason(target, &format!("{}", DisplayErrorContext(&err)))
-            };
-            Failure { kind: Kind::Other, error: Error::unavailable(store, reason) }
+            let detail = format!("{}", DisplayErrorContext(&err));
+            let reason =
+                if dispatch.is_timeout() { timeout_reason(target) } else { connect_reason(target, &detail) };
+            Failure { kind: Kind::Other, error: Error::unavailable(store, reason).with_source(cause(detail)) }
         }
         SdkError::ResponseError(response) => {
             let status = response.raw().status().as_u16();
+            let detail = format!("{}", DisplayErrorContext(&err));
             let reason = format!(
-                "unreadable response (HTTP {status}) from AWS Secrets Manager at {}: {}",
+                "unreadable response (HTTP {status}) from AWS Secrets Manager at {}: {detail}",
                 target.endpoint,
-                DisplayErrorContext(&err)
             );
-            Failure { kind: Kind::Other, error: Error::unavailable(store, reason) }
+            Failure { kind: Kind::Other, error: Error::unavailable(store, reason).with_source(cause(detail)) }
         }
-        SdkError::ConstructionFailure(_) => Failure {
-            kind: Kind::Other,
-            error: Error::Config {
-                store: store.clone(),
-                reason: format!("cannot build the {operation} request: {}", DisplayErrorContext(&err)),
-            },
-        },
+        SdkError::ConstructionFailure(_) => {
+            let detail = format!("{}", DisplayErrorContext(&err));
+            let reason = format!("cannot build the {operation} request: {detail}");
+            Failure { kind: Kind::Other, error: Error::config(store, reason).with_source(cause(detail)) }
+        }
         // `SdkError` is non-exhaustive.
         _ => {
-            let error = AwsError {
-                operation,
-                code: None,
-                message: Some(format!("{}", DisplayErrorContext(&err))),
-                status: err.raw_response().map(|r| r.status().as_u16()),
-            };
+            let error = cause(format!("{}", DisplayErrorContext(&err)));
             Failure { kind: Kind::Other, error: Error::backend(store, error) }
         }
     }
@@ -247,30 +269,27 @@ pub(crate) fn service_failure(
         Kind::Exists
     } else if is(INVALID_REQUEST) {
         Kind::InvalidRequest
+    } else if is(INVALID_PARAMETER) {
+        Kind::InvalidParameter
     } else {
         Kind::Other
     };
+    let source = AwsError { operation, code: code.clone(), message, status };
     let error = if is(BAD_CREDENTIALS) {
-        Error::PermissionDenied { store: store.clone(), reason: format!("invalid AWS credentials ({what})") }
+        Error::permission_denied(store, format!("invalid AWS credentials ({what})"))
     } else if is(DENIED) || (kind == Kind::Other && matches!(status, Some(401 | 403))) {
-        Error::PermissionDenied {
-            store: store.clone(),
-            reason: format!("access denied to {operation} ({what})"),
-        }
+        Error::permission_denied(store, format!("access denied to {operation} ({what})"))
     } else if is(UNAVAILABLE) || matches!(status, Some(429 | 500..=599)) {
         Error::unavailable(
             store,
             format!("AWS Secrets Manager at {} could not serve {operation} now ({what})", target.endpoint),
         )
     } else if is(KMS) {
-        Error::Config {
-            store: store.clone(),
-            reason: format!("the KMS key cannot be used for {operation} ({what})"),
-        }
+        Error::config(store, format!("the KMS key cannot be used for {operation} ({what})"))
     } else {
-        Error::backend(store, AwsError { operation, code, message, status })
+        return Failure { kind, error: Error::backend(store, source) };
     };
-    Failure { kind, error }
+    Failure { kind, error: error.with_source(source) }
 }
 
 /// The text of the first `<tag>…</tag>` in an XML error body, when short and plain.
@@ -334,6 +353,7 @@ mod tests {
         assert!(fail("ResourceNotFoundException", 400).is(Kind::NotFound));
         assert!(fail("ResourceExistsException", 400).is(Kind::Exists));
         assert!(fail("InvalidRequestException", 400).is(Kind::InvalidRequest));
+        assert!(fail("InvalidParameterException", 400).is(Kind::InvalidParameter));
         for code in ["AccessDeniedException", "AccessDenied", "SomethingNew"] {
             let e = fail(code, 403).error;
             assert!(
@@ -359,6 +379,28 @@ mod tests {
     }
 
     #[test]
+    fn runtime_errors_carry_the_native_cause() {
+        use std::error::Error as _;
+        for (code, status) in [("AccessDeniedException", 403), ("ThrottlingException", 400)] {
+            let e = fail(code, status).error;
+            let source = e.source().expect("a source");
+            assert_eq!(source.to_string(), format!("GetSecretValue failed: {code}: msg (HTTP {status})"));
+            // The shared source is the `Arc` itself; the `AwsError` is inside it.
+            let shared = match &e {
+                Error::PermissionDenied { source, .. } | Error::Unavailable { source, .. } => source.clone(),
+                other => panic!("{other:?}"),
+            };
+            let aws = shared.expect("a source");
+            let aws = aws.downcast_ref::<AwsError>().expect("an AwsError");
+            assert_eq!(
+                (aws.operation(), aws.code(), aws.status()),
+                ("GetSecretValue", Some(code), Some(status))
+            );
+            assert_eq!(aws.message(), Some("msg"));
+        }
+    }
+
+    #[test]
     fn validation_messages_of_value_requests_are_withheld() {
         let f = service_failure(
             &target(),
@@ -369,6 +411,8 @@ mod tests {
             Some(400),
         );
         assert!(!format!("{} {:?}", f.error, f.error).contains("hunter2"));
+        let chain = std::error::Error::source(&f.error).map(|s| format!("{s} {s:?}")).unwrap_or_default();
+        assert!(!chain.contains("hunter2"), "{chain}");
     }
 
     #[test]

@@ -1,12 +1,13 @@
-//! How credentials are laid out in Secrets Manager: secret names, the
-//! description envelope that carries metadata and timestamps, the empty-value
-//! placeholder and the version ids this crate writes.
+//! How credentials are laid out in Secrets Manager: secret names and their
+//! length cap, the description envelope that carries metadata and
+//! timestamps, text and binary values, the empty-value placeholder, and the
+//! version ids and staging label this crate writes.
 //!
 //! See the crate docs ("Layout") for the user-facing description.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use credstore_core::{validate_namespace, CredentialKey, Error, Metadata, Result, StoreId};
+use credstore_core::{CredentialKey, Error, Metadata, Namespace, Result, SecretValue, StoreId};
 use serde::{Deserialize, Serialize};
 
 /// The `SecretString` stored for an empty value, which Secrets Manager
@@ -18,11 +19,50 @@ pub(crate) const EMPTY_PLACEHOLDER: &str = " ";
 /// apart from ours.
 pub(crate) const TOKEN_PREFIX: &str = "credstore1-";
 
-/// The longest secret name Secrets Manager accepts.
-pub(crate) const MAX_NAME_LEN: usize = 512;
+/// The longest secret name Secrets Manager accepts, in characters (secret
+/// names here are ASCII, so bytes): the one cap every length rule of this
+/// crate derives from. A name is `{prefix}/{namespace}/{key}`, and a key may
+/// be [`MAX_ID_LEN`](credstore_core::MAX_ID_LEN) (255) bytes, so the prefix
+/// and namespace together get `512 - 1 - 255 = 256` bytes; see
+/// [`AwsStore::max_namespace_len`](crate::AwsStore::max_namespace_len).
+pub const MAX_SECRET_NAME_LEN: usize = 512;
 
-/// The longest name prefix: a 255-byte key and its `/` separator must fit.
-pub(crate) const MAX_PREFIX_LEN: usize = MAX_NAME_LEN - 1 - credstore_core::MAX_ID_LEN;
+/// The longest name prefix, namespace included: a 255-byte key and its `/`
+/// separator must fit after it.
+pub(crate) const MAX_PREFIX_LEN: usize = MAX_SECRET_NAME_LEN - 1 - credstore_core::MAX_ID_LEN;
+
+/// The longest namespace a store with the configured `prefix` accepts: what
+/// is left of [`MAX_PREFIX_LEN`] after the prefix and its `/`.
+pub(crate) fn max_namespace_len(prefix: &str) -> usize {
+    let used = if prefix.is_empty() { 0 } else { prefix.len() + 1 };
+    MAX_PREFIX_LEN.saturating_sub(used)
+}
+
+/// The staging label a version carries between being written
+/// (`PutSecretValue`) and becoming `AWSCURRENT`. One label for every writer:
+/// staging a version moves it from the version staged before.
+pub(crate) const STAGED_LABEL: &str = "credstore-staged";
+
+/// What a value is stored as: text in `SecretString` (the empty value as
+/// [`EMPTY_PLACEHOLDER`]), anything else in `SecretBinary`.
+pub(crate) enum Payload {
+    /// `SecretString`.
+    Text(String),
+    /// `SecretBinary`.
+    Binary(Vec<u8>),
+}
+
+impl Payload {
+    pub(crate) fn of(value: &SecretValue) -> Self {
+        if value.is_empty() {
+            return Payload::Text(EMPTY_PLACEHOLDER.to_owned());
+        }
+        match value.expose_str() {
+            Ok(text) => Payload::Text(text.to_owned()),
+            Err(_) => Payload::Binary(value.expose_secret().to_vec()),
+        }
+    }
+}
 
 /// The longest description Secrets Manager accepts.
 #[cfg(test)]
@@ -39,26 +79,13 @@ pub(crate) fn is_our_version(version_id: &str) -> bool {
     version_id.starts_with(TOKEN_PREFIX)
 }
 
-/// Checks a name prefix (or the prefix a namespace makes): empty, or id-valid
-/// segments joined by `/`, at most [`MAX_PREFIX_LEN`] bytes.
-pub(crate) fn check_prefix(prefix: &str, field: &str) -> Result<()> {
-    if prefix.is_empty() {
-        return Ok(());
-    }
-    validate_namespace(prefix).map_err(|e| match e {
-        Error::InvalidInput { reason, .. } => Error::InvalidInput { field: field.into(), reason },
-        other => other,
-    })?;
-    if prefix.len() > MAX_PREFIX_LEN {
-        return Err(Error::InvalidInput {
-            field: field.into(),
-            reason: format!(
-                "is {} bytes; the limit is {MAX_PREFIX_LEN} so that every key fits a secret name",
-                prefix.len()
-            ),
-        });
-    }
-    Ok(())
+/// Checks the configured name prefix: empty, or id-valid segments joined by
+/// `/` (the namespace rules), at most [`MAX_PREFIX_LEN`] bytes.
+///
+/// # Errors
+/// [`Error::InvalidNamespace`] naming the rule that failed.
+pub(crate) fn check_prefix(prefix: &str) -> Result<()> {
+    Namespace::new(prefix)?.check_len(MAX_PREFIX_LEN)
 }
 
 /// Maps keys to secret names and back: `{prefix}/{key}`, or `{key}` with no
@@ -87,12 +114,12 @@ impl Names {
         }
     }
 
-    /// The prefix of a namespace below this one.
-    pub(crate) fn child(&self, ns: &str) -> String {
-        if self.prefix.is_empty() {
-            ns.to_owned()
-        } else {
-            format!("{}/{ns}", self.prefix)
+    /// The names of namespace `ns` below this prefix.
+    pub(crate) fn child(&self, ns: &Namespace) -> Self {
+        match (self.prefix.is_empty(), ns.is_root()) {
+            (_, true) => self.clone(),
+            (true, false) => Self::new(ns.as_str()),
+            (false, false) => Self::new(&format!("{}/{ns}", self.prefix)),
         }
     }
 
@@ -210,7 +237,9 @@ mod tests {
     fn names_round_trip_and_stay_in_their_prefix() {
         let root = Names::new("");
         let app = Names::new("app");
-        let tenant = Names::new(&app.child("t1"));
+        let tenant = app.child(&Namespace::new("t1").unwrap());
+        assert_eq!(root.child(&Namespace::root()), root);
+        assert_eq!(root.child(&Namespace::new("t1").unwrap()).prefix(), "t1");
         let key = CredentialKey::new("db.password").unwrap();
         assert_eq!(root.name(&key), "db.password");
         assert_eq!(app.name(&key), "app/db.password");
@@ -224,16 +253,38 @@ mod tests {
 
     #[test]
     fn prefix_rules() {
-        assert!(check_prefix("", "prefix").is_ok());
-        assert!(check_prefix("prod/credstore", "prefix").is_ok());
-        assert!(check_prefix("a//b", "prefix").is_err());
-        assert!(check_prefix("/a", "prefix").is_err());
-        assert!(check_prefix("a b", "prefix").is_err());
+        assert!(check_prefix("").is_ok());
+        assert!(check_prefix("prod/credstore").is_ok());
+        for bad in ["a//b", "/a", "a b", "a/../b"] {
+            assert!(matches!(check_prefix(bad), Err(Error::InvalidNamespace { .. })), "{bad}");
+        }
         let longest = format!("{}/{}", "a".repeat(128), "b".repeat(MAX_PREFIX_LEN - 129));
         assert_eq!(longest.len(), MAX_PREFIX_LEN);
-        assert!(check_prefix(&longest, "prefix").is_ok());
-        let err = check_prefix(&format!("{longest}c"), "prefix").unwrap_err();
-        assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "prefix"), "{err}");
+        assert!(check_prefix(&longest).is_ok());
+        let err = check_prefix(&format!("{longest}c")).unwrap_err();
+        assert!(matches!(err, Error::InvalidNamespace { .. }), "{err}");
+    }
+
+    #[test]
+    fn namespace_cap_leaves_room_for_the_longest_key() {
+        assert_eq!(MAX_PREFIX_LEN, 256);
+        assert_eq!(max_namespace_len(""), 256);
+        assert_eq!(max_namespace_len("prod/app"), 256 - 9);
+        assert_eq!(max_namespace_len(&"p".repeat(256)), 0);
+        // The longest namespace and the longest key make the longest name.
+        let prefix = "prod/app";
+        let ns = Namespace::new("n".repeat(max_namespace_len(prefix))).unwrap();
+        let key = CredentialKey::new("k".repeat(credstore_core::MAX_ID_LEN)).unwrap();
+        let name = Names::new(prefix).child(&ns).name(&key);
+        assert_eq!(name.len(), MAX_SECRET_NAME_LEN);
+    }
+
+    #[test]
+    fn text_and_binary_payloads() {
+        assert!(matches!(Payload::of(&SecretValue::from("t")), Payload::Text(t) if t == "t"));
+        assert!(matches!(Payload::of(&SecretValue::from("")), Payload::Text(t) if t == EMPTY_PLACEHOLDER));
+        let bytes = vec![0xff, 0x00, 0x80];
+        assert!(matches!(Payload::of(&SecretValue::from(bytes.clone())), Payload::Binary(b) if b == bytes));
     }
 
     #[test]

@@ -1,17 +1,18 @@
 //! The conformance suite against `credstore-aws`, on a real Secrets Manager
-//! API: moto's server on loopback (see `servers::moto`).
+//! API: moto's server on loopback (`credstore_test_servers::moto`).
 //!
 //! Every created store has its own random name prefix on one shared server,
-//! so the isolation case checks prefixes on one account. The unreachable store
-//! points at a closed loopback port with a short timeout and few attempts.
+//! so the isolation cases check prefixes and namespaces on one account. The
+//! unreachable store points at a closed loopback port with a short timeout
+//! and few attempts.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use credstore_aws::{AwsConfig, AwsStore};
-use credstore_test_servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
-use credstore_conformance::{conformance_suite, servers, unique_name, StoreFactory};
+use credstore_conformance::{conformance_main, unique_name, StoreFactory};
 use credstore_core::{CredentialStore, SecretValue, StoreId};
+use credstore_test_servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
 
 struct AwsFactory {
     endpoint: String,
@@ -49,11 +50,11 @@ impl StoreFactory for AwsFactory {
     }
 
     async fn unreachable(&self) -> Option<Arc<dyn CredentialStore>> {
-        let closed = format!("http://127.0.0.1:{}", servers::free_port());
+        let closed = format!("http://127.0.0.1:{}", credstore_test_servers::free_port());
         let id = StoreId::new(unique_name("aws-unreachable")).expect("id");
         let config = config(&closed).timeout(Duration::from_secs(2)).max_attempts(2).prefix(id.as_str());
         Some(Arc::new(AwsStore::new(id, config).expect("store")))
     }
 }
 
-conformance_suite!(factory());
+conformance_main!(factory());

@@ -1,8 +1,10 @@
 //! Fault and service-behaviour tests of `credstore-aws` against moto's
 //! Secrets Manager API on loopback: a server stopped mid-run and restarted,
 //! wrong credentials, refused and silent endpoints, delete-then-create
-//! loops, listing past the service's page size, racing creators, and the
-//! on-AWS layout as other tools see it.
+//! loops, listing past the service's page size, racing creators, the
+//! on-AWS layout as other tools see it (text and binary values, the
+//! namespace cap), conditional writes and the service's enforcement of
+//! `UpdateSecretVersionStage`'s `RemoveFromVersionId`.
 //!
 //! Run through `scripts/test` (or with `.test-tools/venv/bin` on `PATH`);
 //! without `moto_server` the tests skip loudly, and fail under `CI=true`.
@@ -13,13 +15,21 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_secretsmanager::Client;
-use credstore_aws::{AwsConfig, AwsStore, DeletionPolicy};
+use credstore_aws::{AwsConfig, AwsStore, DeletionPolicy, MAX_SECRET_NAME_LEN};
+use credstore_conformance::unique_name;
+use credstore_core::{
+    Credential, CredentialKey, CredentialStore, Error, ListOptions, Metadata, Namespace, NamespaceError,
+    SecretValue, StoreId,
+};
+use credstore_test_servers::free_port;
 use credstore_test_servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
-use credstore_conformance::{servers, unique_name};
-use credstore_core::{CredentialKey, CredentialStore, Error, ListOptions, Metadata, SecretValue, StoreId};
 
 fn key(s: &str) -> CredentialKey {
     CredentialKey::new(s).expect("test key")
+}
+
+fn text(c: &Credential) -> &str {
+    c.value.expose_str().expect("a text value")
 }
 
 fn base_config(endpoint: &str) -> AwsConfig {
@@ -55,6 +65,9 @@ fn assert_retriable(op: &str, err: &Error) {
         matches!(err, Error::Unavailable { .. }) && err.is_retriable(),
         "{op}: expected Unavailable, got {err:?}"
     );
+    // The native cause travels along: the operation and what failed.
+    let source = std::error::Error::source(err).unwrap_or_else(|| panic!("{op}: no source in {err:?}"));
+    assert!(source.to_string().contains(" failed"), "{op}: source {source}");
 }
 
 /// Every operation of `store` fails fast with a retriable error.
@@ -136,7 +149,7 @@ async fn server_stopped_mid_run_then_recovers_on_restart_without_rebuilding_the_
     assert!(a.available, "available again after the restart: {:?}", a.reason);
     assert!(store.get(&k).await.expect("get after restart").is_none());
     store.set(&k, &SecretValue::from("after"), &Metadata::new()).await.expect("set after restart");
-    assert_eq!(store.get(&k).await.expect("get").expect("present").value.expose_secret(), "after");
+    assert_eq!(text(&store.get(&k).await.expect("get").expect("present")), "after");
 }
 
 async fn wait_until(what: &str, cond: impl Fn() -> bool) {
@@ -188,8 +201,10 @@ async fn wrong_credentials_and_access_denied_are_permission_denied() {
                 "{case}: expected PermissionDenied, got {err:?}"
             );
             assert!(!err.is_retriable(), "{case}: {err:?}");
-            let text = format!("{err} {err:?} {store:?}");
-            for secret in [user_secret.as_str(), wrong_secret.as_str(), v.expose_secret()] {
+            let source = std::error::Error::source(&err).map(|s| format!("{s} {s:?}"));
+            let source = source.unwrap_or_else(|| panic!("{case}: no source in {err:?}"));
+            let text = format!("{err} {err:?} {source} {store:?}");
+            for secret in [user_secret.as_str(), wrong_secret.as_str(), v.expose_str().expect("text")] {
                 assert!(!text.contains(secret), "{case}: a secret shows in {text}");
             }
         }
@@ -198,7 +213,7 @@ async fn wrong_credentials_and_access_denied_are_permission_denied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_endpoint_fails_fast_with_a_reason() {
-    let closed = format!("http://127.0.0.1:{}", servers::free_port());
+    let closed = format!("http://127.0.0.1:{}", free_port());
     let timeout = Duration::from_secs(2);
     let store = store(base_config(&closed).timeout(timeout).max_attempts(3));
     let started = Instant::now();
@@ -248,8 +263,9 @@ async fn delete_create_loop(policy: DeletionPolicy, rounds: usize) {
     for round in 0..rounds {
         let v = SecretValue::new(format!("life-{round}"));
         let m = Metadata::try_from([("round", round.to_string().as_str())]).expect("metadata");
-        let out =
-            store.set(&k, &v, &m).await.unwrap_or_else(|e| panic!("{policy:?} round {round}: set: {e}"));
+        // Create-only and upsert alike set a deleted key again.
+        let out = if round % 2 == 0 { store.create(&k, &v, &m).await } else { store.set(&k, &v, &m).await }
+            .unwrap_or_else(|e| panic!("{policy:?} round {round}: set: {e}"));
         assert!(out.created, "{policy:?} round {round}: a re-created key reports created");
         if let Some(previous) = last_created {
             assert!(out.created_at > previous, "{policy:?} round {round}: created_at was not reset");
@@ -259,9 +275,12 @@ async fn delete_create_loop(policy: DeletionPolicy, rounds: usize) {
         assert!(c.value == v, "{policy:?} round {round}: wrong value");
         assert_eq!(c.metadata, m);
         assert_eq!((c.created_at, c.updated_at), (out.created_at, out.updated_at));
-        // An overwrite keeps created_at.
+        assert_eq!(c.version, out.version);
+        // An overwrite keeps created_at and makes a new version.
         let again = store.set(&k, &v, &m).await.expect("overwrite");
         assert!(!again.created && again.created_at == out.created_at && again.updated_at > out.updated_at);
+        assert_ne!(again.version, out.version);
+        assert!(matches!(store.create(&k, &v, &m).await, Err(Error::PreconditionFailed { .. })));
         assert!(store.delete(&k).await.expect("delete"), "{policy:?} round {round}: delete returns true");
         assert!(!store.has(&k).await.expect("has"));
         assert!(store.get(&k).await.expect("get").is_none());
@@ -364,32 +383,64 @@ async fn layout_as_other_aws_tools_see_it() {
     let name = store.secret_name(&k);
     assert_eq!(name, format!("{}/db.password", store.prefix()));
 
-    // The SecretString is the value; the description holds the envelope.
+    // The SecretString is the value; the description holds the envelope;
+    // the version is the VersionId of AWSCURRENT.
     let meta = Metadata::try_from([("owner", "ops \"team\" ✓")]).expect("m");
-    store.set(&k, &SecretValue::from("s3cr3t"), &meta).await.expect("set");
-    let got = raw.get_secret_value().secret_id(&name).send().await.expect("raw get");
+    let out = store.set(&k, &SecretValue::from("s3cr3t"), &meta).await.expect("set");
+    let got = raw_current(&raw, &name).await;
     assert_eq!(got.secret_string(), Some("s3cr3t"));
+    assert_eq!(got.version_id(), Some(out.version.as_str()));
     let desc = raw.describe_secret().secret_id(&name).send().await.expect("describe");
-    let text = desc.description().expect("description");
-    assert!(text.starts_with("{\"cs\":1,\"m\":{\"owner\":\"ops \\\"team\\\" ✓\"}"), "{text}");
+    let text_desc = desc.description().expect("description");
+    assert!(text_desc.starts_with("{\"cs\":1,\"m\":{\"owner\":\"ops \\\"team\\\" ✓\"}"), "{text_desc}");
+    // An overwrite is a new AWSCURRENT version, written through the staging label.
+    let out = store.set(&k, &SecretValue::from("s3cr3t-2"), &meta).await.expect("overwrite");
+    let got = raw_current(&raw, &name).await;
+    assert_eq!((got.secret_string(), got.version_id()), (Some("s3cr3t-2"), Some(out.version.as_str())));
+    assert_eq!(store.get(&k).await.expect("get").expect("present").version, out.version);
 
     // The empty value: a placeholder the envelope flags, read back as "".
     store.set(&k, &SecretValue::from(""), &Metadata::new()).await.expect("set empty");
-    let got = raw.get_secret_value().secret_id(&name).send().await.expect("raw get");
-    assert_eq!(got.secret_string(), Some(" "));
-    assert_eq!(store.get(&k).await.expect("get").expect("present").value.expose_secret(), "");
+    assert_eq!(raw_current(&raw, &name).await.secret_string(), Some(" "));
+    assert_eq!(text(&store.get(&k).await.expect("get").expect("present")), "");
     // A real single space is not mistaken for the empty value.
     store.set(&k, &SecretValue::from(" "), &Metadata::new()).await.expect("set space");
-    assert_eq!(store.get(&k).await.expect("get").expect("present").value.expose_secret(), " ");
+    assert_eq!(text(&store.get(&k).await.expect("get").expect("present")), " ");
 
-    // A value written by another tool wins, keeping the last metadata.
+    // A value written by another tool wins, keeping the last metadata. (As a
+    // rotation writes it: stage AWSPENDING, then move AWSCURRENT. moto's
+    // plain PutSecretValue loses track of AWSCURRENT once the label has been
+    // moved by UpdateSecretVersionStage, which real Secrets Manager does not.)
     store.set(&k, &SecretValue::from("mine"), &meta).await.expect("set");
     let before = store.get(&k).await.expect("get").expect("present");
-    raw.put_secret_value().secret_id(&name).secret_string("rotated-elsewhere").send().await.expect("put");
+    let rotated = "0c5f5b7e-5d1c-4a2b-9d4e-2f6a8b9c0d1e";
+    raw.put_secret_value()
+        .secret_id(&name)
+        .client_request_token(rotated)
+        .secret_string("rotated-elsewhere")
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .expect("put");
+    raw.update_secret_version_stage()
+        .secret_id(&name)
+        .version_stage("AWSCURRENT")
+        .move_to_version_id(rotated)
+        .remove_from_version_id(before.version.as_str())
+        .send()
+        .await
+        .expect("rotate");
     let after = store.get(&k).await.expect("get").expect("present");
-    assert_eq!(after.value.expose_secret(), "rotated-elsewhere");
+    assert_eq!(text(&after), "rotated-elsewhere");
+    assert_eq!(after.version.as_str(), rotated);
     assert_eq!(after.metadata, meta);
     assert_eq!(after.created_at, before.created_at);
+    assert_eq!(store.version(&k).await.expect("version").as_ref(), Some(&after.version));
+    // ... and can be replaced at its own version.
+    let replaced =
+        store.replace(&k, &SecretValue::from("back"), &meta, &after.version).await.expect("replace");
+    assert_eq!(text(&store.get(&k).await.expect("get").expect("present")), "back");
+    assert_ne!(replaced.version, after.version);
 
     // A secret made by another tool, with a plain description, reads with
     // empty metadata and the service's dates, and lists like any other key.
@@ -402,7 +453,7 @@ async fn layout_as_other_aws_tools_see_it() {
         .await
         .expect("raw create");
     let c = store.get(&foreign).await.expect("get").expect("present");
-    assert_eq!(c.value.expose_secret(), "plain");
+    assert_eq!(text(&c), "plain");
     assert!(c.metadata.is_empty());
     assert!(c.updated_at >= c.created_at);
     let listed = store.list(&ListOptions::new()).await.expect("list").keys;
@@ -413,17 +464,291 @@ async fn layout_as_other_aws_tools_see_it() {
     assert_eq!(out.created_at, c.created_at);
 
     // Namespaced handles share the client and stay apart from the parent.
-    let tenant = store.with_namespace("tenant-1/project-a").expect("namespace");
-    assert_eq!(tenant.prefix(), format!("{}/tenant-1/project-a", store.prefix()));
+    let ns = Namespace::new("tenant-1/project-a").expect("namespace");
+    let tenant = store.with_namespace(&ns).expect("namespace");
+    assert_eq!(tenant.namespace(), &ns);
     tenant.set(&k, &SecretValue::from("tenant value"), &Metadata::new()).await.expect("set");
-    assert_eq!(
-        store.get(&k).await.expect("get").expect("present").value.expose_secret(),
-        "rotated-elsewhere"
-    );
+    let tenant_name = format!("{}/tenant-1/project-a/db.password", store.prefix());
+    assert_eq!(raw_current(&raw, &tenant_name).await.secret_string(), Some("tenant value"));
+    assert_eq!(text(&store.get(&k).await.expect("get").expect("present")), "back");
     assert_eq!(store.list(&ListOptions::new()).await.expect("list").keys, vec![k.clone(), foreign]);
     assert_eq!(tenant.list(&ListOptions::new()).await.expect("list").keys, vec![k]);
-    assert!(store.with_namespace("bad ns").is_err());
-    assert!(store.with_namespace("a//b").is_err());
+}
+
+/// The AWSCURRENT version as another tool reads it.
+async fn raw_current(
+    raw: &Client,
+    name: &str,
+) -> aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput {
+    raw.get_secret_value().secret_id(name).version_stage("AWSCURRENT").send().await.expect("raw get")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_values_use_secret_binary_and_text_uses_secret_string() {
+    let Some(moto) = blocking(Moto::shared).await else { return };
+    let store = store(base_config(&moto.endpoint()));
+    let raw = raw_client(&moto.endpoint());
+    let k = key("blob");
+    let name = store.secret_name(&k);
+    let every_byte: Vec<u8> = (0..=255).collect();
+    let meta = Metadata::try_from([("kind", "der")]).expect("m");
+
+    // Created binary: SecretBinary, no SecretString.
+    store.set(&k, &SecretValue::from(every_byte.clone()), &meta).await.expect("set binary");
+    let got = raw_current(&raw, &name).await;
+    assert_eq!(got.secret_binary().map(|b| b.as_ref()), Some(every_byte.as_slice()));
+    assert_eq!(got.secret_string(), None);
+    let c = store.get(&k).await.expect("get").expect("present");
+    assert_eq!(c.value.expose_secret(), every_byte.as_slice());
+    assert!(matches!(c.value.expose_str(), Err(Error::NotText { valid_up_to: 128 })));
+    assert_eq!(c.metadata, meta);
+
+    // Overwritten with text: SecretString again; and back to binary.
+    store.set(&k, &SecretValue::from("now text"), &meta).await.expect("set text");
+    let got = raw_current(&raw, &name).await;
+    assert_eq!((got.secret_string(), got.secret_binary().is_none()), (Some("now text"), true));
+    let invalid_utf8 = vec![b'o', b'k', 0xc3, 0x28];
+    store.set(&k, &SecretValue::from(invalid_utf8.clone()), &meta).await.expect("set invalid utf-8");
+    let got = raw_current(&raw, &name).await;
+    assert_eq!(got.secret_binary().map(|b| b.as_ref()), Some(invalid_utf8.as_slice()));
+    assert_eq!(store.get(&k).await.expect("get").expect("present").value.expose_secret(), invalid_utf8);
+
+    // A binary secret made by another tool reads as its bytes.
+    let foreign = key("foreign-blob");
+    raw.create_secret()
+        .name(store.secret_name(&foreign))
+        .secret_binary(aws_sdk_secretsmanager::primitives::Blob::new(vec![0u8, 0xff, 0x10]))
+        .send()
+        .await
+        .expect("raw create");
+    let c = store.get(&foreign).await.expect("get").expect("present");
+    assert_eq!(c.value.expose_secret(), &[0u8, 0xff, 0x10]);
+    assert!(c.metadata.is_empty());
+}
+
+#[test]
+fn namespaces_longer_than_secret_names_allow_are_refused_before_any_io() {
+    // A closed port: a request would fail, and none is made.
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let plain = store(base_config(&endpoint).prefix(""));
+    assert_eq!(plain.max_namespace_len(), MAX_SECRET_NAME_LEN - 1 - 255);
+    let prefixed = store(base_config(&endpoint).prefix("prod/app"));
+    assert_eq!(prefixed.max_namespace_len(), 256 - "prod/app/".len());
+    for s in [&plain, &prefixed] {
+        let max = s.max_namespace_len();
+        let fits = Namespace::new(format!("{}/{}", "a".repeat(100), "b".repeat(max - 101))).expect("ns");
+        assert_eq!(fits.as_str().len(), max);
+        assert!(s.with_namespace(&fits).is_ok());
+        let over = Namespace::new(format!("{}/{}", "c".repeat(100), "d".repeat(max - 100))).expect("ns");
+        match s.with_namespace(&over).expect_err("too long") {
+            Error::InvalidNamespace { reason, .. } => {
+                assert_eq!(reason, NamespaceError::TooLong { len: max + 1, max });
+            }
+            other => panic!("expected InvalidNamespace, got {other:?}"),
+        }
+        // Nesting counts the whole: a handle on `a` has max - 2 bytes left.
+        let a = s.with_namespace(&Namespace::new("a").expect("ns")).expect("a");
+        let child = |len: usize| Namespace::new(format!("{}/{}", "d".repeat(100), "e".repeat(len - 101)));
+        assert!(a.with_namespace(&child(max - 2).expect("ns")).is_ok());
+        let err = a.with_namespace(&child(max - 1).expect("ns")).expect_err("nested");
+        assert!(matches!(err, Error::InvalidNamespace { .. }), "{err:?}");
+        assert!(err.to_string().contains(&format!("the limit is {max}")), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_longest_namespace_and_key_make_a_512_character_secret_name() {
+    let Some(moto) = blocking(Moto::shared).await else { return };
+    let store = store(base_config(&moto.endpoint()));
+    let max = store.max_namespace_len();
+    let ns = Namespace::new("n".repeat(max)).expect("ns");
+    let handle = store.with_namespace(&ns).expect("fits");
+    let k = key(&"k".repeat(255));
+    handle.set(&k, &SecretValue::from("at the limit"), &Metadata::new()).await.expect("set");
+    assert_eq!(text(&handle.get(&k).await.expect("get").expect("present")), "at the limit");
+    let name = format!("{}/{}/{}", store.prefix(), ns, k);
+    assert_eq!(name.len(), MAX_SECRET_NAME_LEN);
+    let raw = raw_client(&moto.endpoint());
+    assert_eq!(raw_current(&raw, &name).await.secret_string(), Some("at the limit"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_writes_check_and_a_failed_condition_changes_nothing() {
+    let Some(moto) = blocking(Moto::shared).await else { return };
+    let store = store(base_config(&moto.endpoint()));
+    let raw = raw_client(&moto.endpoint());
+    let k = key("guarded");
+    let name = store.secret_name(&k);
+    let m1 = Metadata::try_from([("by", "one")]).expect("m");
+    let m2 = Metadata::try_from([("by", "two")]).expect("m");
+
+    let nowhere = credstore_core::Version::new("v1").expect("v");
+    let missing = store.replace(&k, &SecretValue::from("x"), &m1, &nowhere).await;
+    assert!(matches!(missing, Err(Error::PreconditionFailed { .. })), "replace of a missing key");
+    assert!(!store.has(&k).await.expect("has"));
+
+    let first = store.create(&k, &SecretValue::from("one"), &m1).await.expect("create");
+    assert!(first.created);
+    let err = store.create(&k, &SecretValue::from("other"), &m2).await.expect_err("second create");
+    assert!(matches!(err, Error::PreconditionFailed { .. }) && !err.is_retriable(), "{err:?}");
+
+    let second = store.replace(&k, &SecretValue::from("two"), &m2, &first.version).await.expect("replace");
+    assert!(!second.created && second.version != first.version);
+    assert_eq!(second.created_at, first.created_at);
+
+    // A stale version: refused, and value, metadata and version stay.
+    let before = store.get(&k).await.expect("get").expect("present");
+    let stale = store.replace(&k, &SecretValue::from("stale"), &m1, &first.version).await;
+    assert!(matches!(stale, Err(Error::PreconditionFailed { .. })), "{stale:?}");
+    let after = store.get(&k).await.expect("get").expect("present");
+    assert_eq!((text(&after), &after.metadata, &after.version), ("two", &m2, &second.version));
+    assert_eq!((after.created_at, after.updated_at), (before.created_at, before.updated_at));
+    let current = raw_current(&raw, &name).await;
+    assert_eq!(current.version_id(), Some(second.version.as_str()));
+    // No version but the current one is left staged.
+    let desc = raw.describe_secret().secret_id(&name).send().await.expect("describe");
+    for (version, labels) in desc.version_ids_to_stages().expect("stages") {
+        if labels.iter().any(|l| l == "credstore-staged") {
+            assert_eq!(version, second.version.as_str(), "a refused write left a staged version: {labels:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_replaces_from_one_version_have_exactly_one_winner() {
+    let Some(moto) = blocking(Moto::shared).await else { return };
+    let store = Arc::new(store(base_config(&moto.endpoint())));
+    let k = key("contended");
+    let mut version =
+        store.set(&k, &SecretValue::from("start"), &Metadata::new()).await.expect("set").version;
+    for round in 0..5 {
+        let writers = (0..16).map(|i| {
+            let (store, k, version) = (store.clone(), k.clone(), version.clone());
+            tokio::spawn(async move {
+                let value = SecretValue::new(format!("r{round}-w{i}"));
+                let meta = Metadata::try_from([("writer", i.to_string().as_str())]).expect("m");
+                (i, store.replace(&k, &value, &meta, &version).await)
+            })
+        });
+        let results = futures::future::join_all(writers).await;
+        let mut winners = Vec::new();
+        for result in results {
+            let (i, res) = result.expect("task");
+            match res {
+                Ok(out) => winners.push((i, out)),
+                Err(Error::PreconditionFailed { .. }) => {}
+                Err(e) => panic!("round {round}: writer {i} failed otherwise: {e:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: {} winners", winners.len());
+        let (i, out) = winners.remove(0);
+        let c = store.get(&k).await.expect("get").expect("present");
+        assert_eq!(text(&c), format!("r{round}-w{i}"), "round {round}");
+        assert_eq!(c.metadata.get("writer"), Some(i.to_string().as_str()), "round {round}");
+        assert_eq!(c.version, out.version);
+        version = out.version;
+    }
+}
+
+/// The experiment behind `replace_if_version`: does the service refuse
+/// `UpdateSecretVersionStage` when `AWSCURRENT` is no longer on
+/// `RemoveFromVersionId`, also when 16 moves race from one version?
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_service_refuses_all_but_one_of_racing_stage_moves() {
+    let Some(moto) = blocking(Moto::shared).await else { return };
+    let raw = Arc::new(raw_client(&moto.endpoint()));
+    let name = format!("raw-race/{}", unique_name("s"));
+    let created = raw.create_secret().name(&name).secret_string("v0").send().await.expect("create");
+    let mut from = created.version_id().expect("version").to_owned();
+    for round in 0..10 {
+        let mut staged = Vec::new();
+        for i in 0..16 {
+            let token = format!("round-{round:02}-writer-{i:02}-{}", "0".repeat(20));
+            raw.put_secret_value()
+                .secret_id(&name)
+                .client_request_token(&token)
+                .secret_string(format!("r{round}w{i}"))
+                .version_stages(format!("L{i}"))
+                .send()
+                .await
+                .expect("stage");
+            staged.push(token);
+        }
+        let moves = staged.iter().map(|to| {
+            let (raw, name, to, from) = (raw.clone(), name.clone(), to.clone(), from.clone());
+            tokio::spawn(async move {
+                let res = raw
+                    .update_secret_version_stage()
+                    .secret_id(&name)
+                    .version_stage("AWSCURRENT")
+                    .move_to_version_id(&to)
+                    .remove_from_version_id(&from)
+                    .send()
+                    .await;
+                (to, res.is_ok())
+            })
+        });
+        let won: Vec<String> = futures::future::join_all(moves)
+            .await
+            .into_iter()
+            .map(|r| r.expect("task"))
+            .filter(|(_, ok)| *ok)
+            .map(|(to, _)| to)
+            .collect();
+        assert_eq!(won.len(), 1, "round {round}: {} moves from one version succeeded", won.len());
+        let desc = raw.describe_secret().secret_id(&name).send().await.expect("describe");
+        let current: Vec<&String> = desc
+            .version_ids_to_stages()
+            .expect("stages")
+            .iter()
+            .filter(|(_, labels)| labels.iter().any(|l| l == "AWSCURRENT"))
+            .map(|(v, _)| v)
+            .collect();
+        assert_eq!(current, vec![&won[0]], "round {round}: AWSCURRENT is on the winner only");
+        from = won[0].clone();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_abandoned_between_its_steps_reads_as_before_and_is_taken_over() {
+    let Some(moto) = blocking(Moto::shared).await else { return };
+    let timeout = Duration::from_secs(1);
+    let store = store(base_config(&moto.endpoint()).timeout(timeout));
+    let raw = raw_client(&moto.endpoint());
+    let k = key("half-done");
+    let name = store.secret_name(&k);
+    let meta = Metadata::try_from([("by", "complete")]).expect("m");
+    let done = store.set(&k, &SecretValue::from("complete"), &meta).await.expect("set");
+    // What a writer that died after moving AWSCURRENT leaves: a staged
+    // version of ours is current, the description names the previous one.
+    let orphan = format!("credstore1-{}", "f".repeat(32));
+    raw.put_secret_value()
+        .secret_id(&name)
+        .client_request_token(&orphan)
+        .secret_string("orphaned value")
+        .version_stages("credstore-staged")
+        .send()
+        .await
+        .expect("stage");
+    raw.update_secret_version_stage()
+        .secret_id(&name)
+        .version_stage("AWSCURRENT")
+        .move_to_version_id(&orphan)
+        .remove_from_version_id(done.version.as_str())
+        .send()
+        .await
+        .expect("move");
+    // Readers see the last complete write, value and metadata together.
+    let c = store.get(&k).await.expect("get").expect("present");
+    assert_eq!((text(&c), &c.metadata, &c.version), ("complete", &meta, &done.version));
+    assert_eq!(store.version(&k).await.expect("version"), Some(done.version.clone()));
+    // A write waits for the half-done one, then takes over.
+    let started = Instant::now();
+    let next = store.replace(&k, &SecretValue::from("next"), &Metadata::new(), &done.version).await;
+    let next = next.expect("replace after the abandoned write");
+    assert!(started.elapsed() >= timeout * 3, "took over after {:?}", started.elapsed());
+    let c = store.get(&k).await.expect("get").expect("present");
+    assert_eq!((text(&c), c.metadata.is_empty(), &c.version), ("next", true, &next.version));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

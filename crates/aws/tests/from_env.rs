@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use credstore_aws::{AwsConfig, AwsStore};
-use credstore_test_servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
 use credstore_conformance::unique_name;
 use credstore_core::{CredentialKey, CredentialStore, Error, Metadata, SecretValue, StoreId};
+use credstore_test_servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
 
 #[test]
 fn from_env_uses_the_chain_and_config_overrides_it() {
@@ -45,7 +45,10 @@ fn from_env_uses_the_chain_and_config_overrides_it() {
         let store = AwsStore::from_env(id(), AwsConfig::new().prefix(&prefix)).await.expect("from_env");
         let k = CredentialKey::new("from-env").expect("key");
         store.set(&k, &SecretValue::from("chain"), &Metadata::new()).await.expect("set");
-        assert_eq!(store.get(&k).await.expect("get").expect("present").value.expose_secret(), "chain");
+        assert_eq!(
+            store.get(&k).await.expect("get").expect("present").value.expose_str().expect("text"),
+            "chain"
+        );
         assert!(store.check_availability().await.available);
 
         // An explicit endpoint beats AWS_ENDPOINT_URL: a closed port, so it fails.
