@@ -1,0 +1,132 @@
+//! [`ReadOnlyLayer`]: a store that refuses every write before any I/O.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use credstore_core::{
+    Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, Layer, ListOptions,
+    ListPage, Metadata, Namespace, Result, SecretValue, SetOptions, SetOutcome, StoreId, StoreKind, Version,
+};
+
+/// The `operation` named by the [`Error::Unsupported`] a read-only store
+/// answers every write and delete with.
+pub const READ_ONLY_OPERATION: &str = "writes (the store is read-only)";
+
+/// Makes a store read-only: reads pass through, writes are refused.
+///
+/// # Behavior
+/// - `set_opts` (and so `set`, `create`, `replace`) and `delete` fail with
+///   [`Error::Unsupported`] whose operation is [`READ_ONLY_OPERATION`],
+///   before any I/O: the wrapped store never sees the call. `Unsupported`
+///   was chosen over `PermissionDenied` because nothing was asked of the
+///   backend: the refusal is a property of this handle, stable and not
+///   retriable, like any other capability the store lacks.
+/// - `get`, `has`, `version`, `list` and `check_availability` pass through.
+/// - [`capabilities`](CredentialStore::capabilities) are the wrapped store's
+///   with `create_only` and `replace_if_version` off, since no write of any
+///   mode is accepted.
+/// - Namespace handles are read-only too.
+///
+/// ```
+/// use std::sync::Arc;
+/// use credstore_core::{CredentialKey, CredentialStore, Error, Metadata, StoreExt};
+/// use credstore_layers::ReadOnlyLayer;
+///
+/// # async fn demo(store: Arc<dyn CredentialStore>) -> credstore_core::Result<()> {
+/// let store = store.with_layer(ReadOnlyLayer::new());
+/// let key = CredentialKey::new("api-token")?;
+/// let err = store.set(&key, &"x".into(), &Metadata::new()).await.unwrap_err();
+/// assert!(matches!(err, Error::Unsupported { .. }));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadOnlyLayer;
+
+impl ReadOnlyLayer {
+    /// The layer.
+    pub fn new() -> Self {
+        Self
+    }
+}
+
+impl Layer for ReadOnlyLayer {
+    fn layer(&self, inner: Arc<dyn CredentialStore>) -> Arc<dyn CredentialStore> {
+        Arc::new(ReadOnlyStore { inner })
+    }
+}
+
+/// A store wrapped by [`ReadOnlyLayer`].
+#[derive(Debug, Clone)]
+pub struct ReadOnlyStore {
+    inner: Arc<dyn CredentialStore>,
+}
+
+impl ReadOnlyStore {
+    /// The wrapped store.
+    pub fn inner(&self) -> &Arc<dyn CredentialStore> {
+        &self.inner
+    }
+
+    fn refuse(&self) -> Error {
+        Error::unsupported(self.inner.id(), READ_ONLY_OPERATION)
+    }
+}
+
+#[async_trait]
+impl CredentialStore for ReadOnlyStore {
+    fn id(&self) -> &StoreId {
+        self.inner.id()
+    }
+
+    fn kind(&self) -> StoreKind {
+        self.inner.kind()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities().with_create_only(false).with_replace_if_version(false)
+    }
+
+    fn namespace(&self) -> &Namespace {
+        self.inner.namespace()
+    }
+
+    fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
+        Ok(ReadOnlyLayer.layer(self.inner.with_namespace(namespace)?))
+    }
+
+    async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
+        self.inner.get(key).await
+    }
+
+    /// Always [`Error::Unsupported`], before any I/O.
+    async fn set_opts(
+        &self,
+        _key: &CredentialKey,
+        _value: &SecretValue,
+        _metadata: &Metadata,
+        _options: &SetOptions,
+    ) -> Result<SetOutcome> {
+        Err(self.refuse())
+    }
+
+    async fn has(&self, key: &CredentialKey) -> Result<bool> {
+        self.inner.has(key).await
+    }
+
+    async fn version(&self, key: &CredentialKey) -> Result<Option<Version>> {
+        self.inner.version(key).await
+    }
+
+    /// Always [`Error::Unsupported`], before any I/O.
+    async fn delete(&self, _key: &CredentialKey) -> Result<bool> {
+        Err(self.refuse())
+    }
+
+    async fn list(&self, options: &ListOptions) -> Result<ListPage> {
+        self.inner.list(options).await
+    }
+
+    async fn check_availability(&self) -> Availability {
+        self.inner.check_availability().await
+    }
+}

@@ -1,0 +1,65 @@
+//! What the cache logs when it serves a stale value. A binary of its own:
+//! `tracing` caches per call site whether anyone listens, so a test that
+//! installs a subscriber must not share its process with other tests that
+//! reach the same call site first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use credstore_conformance::mock::{Fault, MockStore, Op};
+use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
+use credstore_layers::CacheLayer;
+
+async fn text(store: &dyn CredentialStore, name: &str) -> Option<String> {
+    let key = CredentialKey::new(name).expect("valid key");
+    store.get(&key).await.expect("get").map(|c| c.value.expose_str().expect("text").to_owned())
+}
+
+/// Collects what a `tracing` subscriber writes.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn serving_stale_is_logged_once_per_read_without_the_value() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mock = MockStore::new(StoreId::new("backend").expect("valid id"));
+    let key = CredentialKey::new("db-password").expect("valid key");
+    mock.set(&key, &SecretValue::from("hunter2-very-secret"), &Metadata::new()).await.expect("set");
+    mock.set_latency(Duration::from_millis(10));
+    let layer = CacheLayer::new().with_ttl(Duration::from_secs(10)).with_revalidate(false);
+    let cached = layer.build(Arc::new(mock.clone()));
+    text(&*cached, "db-password").await;
+    tokio::time::advance(Duration::from_secs(11)).await;
+    mock.fail_next_op(Op::Get, 1, Fault::Unavailable);
+    let reads = (0..5).map(|_| text(&*cached, "db-password"));
+    let values = futures::future::join_all(reads).await;
+    assert!(values.iter().all(|v| v.as_deref() == Some("hunter2-very-secret")));
+    assert_eq!(cached.stats().stale_served, 5, "every stale answer is counted");
+
+    let logged = String::from_utf8(logs.0.lock().expect("log buffer").clone()).expect("utf-8 logs");
+    let lines: Vec<&str> = logged.lines().filter(|l| l.contains("stale")).collect();
+    assert_eq!(lines.len(), 1, "one warning for the five callers of one read: {logged}");
+    assert!(
+        lines[0].contains("WARN") && lines[0].contains("db-password") && lines[0].contains("backend"),
+        "{logged}"
+    );
+    assert!(!logged.contains("hunter2"), "the value was logged: {logged}");
+}
