@@ -1,0 +1,45 @@
+//! The one internal interface each platform store implements: entries by
+//! service name and account, as bytes in the layout of `layout.rs`.
+
+use std::fmt;
+
+use credstore_core::{async_trait, Capabilities};
+use zeroize::Zeroizing;
+
+use crate::errors::PResult;
+use crate::layout::ValueEncoding;
+
+#[async_trait]
+pub(crate) trait Platform: Send + Sync + fmt::Debug + 'static {
+    /// How messages name the platform: `kernel keyutils`, `Secret Service`.
+    fn name(&self) -> &'static str;
+
+    /// What the store declares on this platform.
+    fn capabilities(&self) -> Capabilities;
+
+    /// How values are written in entries.
+    fn encoding(&self) -> ValueEncoding;
+
+    /// The entry of `account` in `service`, if any.
+    async fn read(&self, service: &str, account: &str) -> PResult<Option<Zeroizing<Vec<u8>>>>;
+
+    /// Whether an entry exists for `account`, without reading it where the
+    /// platform can tell.
+    async fn exists(&self, service: &str, account: &str) -> PResult<bool> {
+        Ok(self.read(service, account).await?.is_some())
+    }
+
+    /// Writes the entry in one platform call. With `create_only`, fails with
+    /// `Kind::Exists` when the account exists (only platforms that declare
+    /// `create_only` are asked).
+    async fn write(&self, service: &str, account: &str, entry: &[u8], create_only: bool) -> PResult<()>;
+
+    /// Deletes the entry; whether it existed.
+    async fn delete(&self, service: &str, account: &str) -> PResult<bool>;
+
+    /// Every account in `service` (only platforms that declare `list` are asked).
+    async fn list(&self, service: &str) -> PResult<Vec<String>>;
+
+    /// Whether the platform can serve now, with its own cause when not.
+    async fn probe(&self) -> PResult<()>;
+}

@@ -1,0 +1,238 @@
+//! [`KeychainStore`]: the `CredentialStore` implementation over a platform.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use credstore_core::{
+    async_trait, check_set, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error,
+    ListOptions, ListPage, Metadata, Namespace, Result, SecretValue, SetMode, SetOptions, SetOutcome,
+    StoreId, StoreKind,
+};
+
+use crate::errors::{Failure, Kind, PResult};
+use crate::layout::{self, Entry};
+use crate::platform::Platform as PlatformImpl;
+use crate::{KeychainConfig, Platform};
+
+/// A credential store in the operating system's credential store. See the
+/// crate docs for the layout and what each platform supports.
+///
+/// Cloning is cheap and gives another handle on the same platform store.
+#[derive(Clone)]
+pub struct KeychainStore {
+    id: StoreId,
+    namespace: Namespace,
+    service: Arc<str>,
+    platform: Arc<dyn PlatformImpl>,
+    timeout: std::time::Duration,
+}
+
+impl fmt::Debug for KeychainStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeychainStore")
+            .field("id", &self.id)
+            .field("namespace", &self.namespace)
+            .field("platform", &self.platform)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl KeychainStore {
+    /// A store with id `id` in the platform store `config` names.
+    ///
+    /// # Behavior
+    /// Makes no platform call: a Secret Service that is not running, a
+    /// locked collection or a refused keyring does not stop the store from
+    /// being built; [`CredentialStore::check_availability`] reports it.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the timeout is zero, the Secret Service
+    /// collection alias is empty, or the platform is not one of this target
+    /// (the macOS Keychain on Linux) or of this build (the Secret Service
+    /// without the `secret-service` feature).
+    pub fn new(id: StoreId, config: KeychainConfig) -> Result<Self> {
+        config.validate(&id)?;
+        let platform = platform(&id, &config.platform)?;
+        let service = Arc::from(layout::service_name(&id, &Namespace::root()));
+        Ok(Self { id, namespace: Namespace::root(), service, platform, timeout: config.timeout })
+    }
+
+    /// The service name this handle's credentials are stored under:
+    /// `credstore:{store id}` or `credstore:{store id}:{namespace}`. The
+    /// account is the key.
+    pub fn service_name(&self) -> &str {
+        &self.service
+    }
+
+    /// Which platform store this is: `kernel keyutils`, `Secret Service`,
+    /// `macOS Keychain` or `Windows Credential Manager`.
+    pub fn platform_name(&self) -> &'static str {
+        self.platform.name()
+    }
+
+    /// Runs one platform call under the timeout and translates its failure.
+    async fn run<T>(&self, key: Option<&CredentialKey>, fut: impl Future<Output = PResult<T>>) -> Result<T> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(f)) => Err(f.into_error(&self.id, key)),
+            Err(_) => Err(self.timed_out().into_error(&self.id, key)),
+        }
+    }
+
+    fn timed_out(&self) -> Failure {
+        Failure::new(
+            Kind::Unavailable,
+            format!("{} did not answer within {:?}", self.platform.name(), self.timeout),
+        )
+    }
+
+    async fn read(&self, key: &CredentialKey) -> Result<Option<Entry>> {
+        let bytes = self.run(Some(key), self.platform.read(&self.service, key.as_str())).await?;
+        bytes
+            .map(|b| {
+                layout::decode(&b).map_err(|e| {
+                    Error::integrity(&self.id, key, "the stored entry is not in credstore's layout")
+                        .with_source(e)
+                })
+            })
+            .transpose()
+    }
+}
+
+/// The platform implementation for `choice` on this target.
+fn platform(id: &StoreId, choice: &Platform) -> Result<Arc<dyn PlatformImpl>> {
+    let unsupported =
+        |what: &str| Err(Error::config(id, format!("{what} is not available on this target or build")));
+    // The fallback arms below are reached on the targets without that platform.
+    #[allow(unreachable_patterns)]
+    match choice {
+        Platform::Default => {
+            #[cfg(target_os = "macos")]
+            return platform(id, &Platform::MacosKeychain);
+            #[cfg(target_os = "windows")]
+            return platform(id, &Platform::WindowsCredentialManager);
+            #[cfg(all(target_os = "linux", feature = "secret-service"))]
+            return platform(id, &Platform::SecretService(Default::default()));
+            #[cfg(all(target_os = "linux", not(feature = "secret-service")))]
+            return platform(id, &Platform::Keyutils(Default::default()));
+            #[allow(unreachable_code)]
+            unsupported("an operating system credential store")
+        }
+        #[cfg(target_os = "linux")]
+        Platform::Keyutils(ring) => Ok(Arc::new(crate::keyutils::Keyutils::new(*ring))),
+        #[cfg(all(target_os = "linux", feature = "secret-service"))]
+        Platform::SecretService(options) => {
+            Ok(Arc::new(crate::secret_service::SecretService::new(options.clone())))
+        }
+        #[cfg(target_os = "macos")]
+        Platform::MacosKeychain => crate::native::Native::macos()
+            .map(|n| Arc::new(n) as Arc<dyn PlatformImpl>)
+            .map_err(|f| f.into_error(id, None)),
+        #[cfg(target_os = "windows")]
+        Platform::WindowsCredentialManager => crate::native::Native::windows()
+            .map(|n| Arc::new(n) as Arc<dyn PlatformImpl>)
+            .map_err(|f| f.into_error(id, None)),
+        Platform::Keyutils(_) => unsupported("kernel keyutils"),
+        Platform::SecretService(_) => unsupported("the Secret Service"),
+        Platform::MacosKeychain => unsupported("the macOS Keychain"),
+        Platform::WindowsCredentialManager => unsupported("the Windows Credential Manager"),
+    }
+}
+
+#[async_trait]
+impl CredentialStore for KeychainStore {
+    fn id(&self) -> &StoreId {
+        &self.id
+    }
+
+    fn kind(&self) -> StoreKind {
+        StoreKind::Keychain
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.platform.capabilities()
+    }
+
+    fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
+        let namespace = self.namespace.join(namespace)?;
+        let service = Arc::from(layout::service_name(&self.id, &namespace));
+        Ok(Arc::new(Self { namespace, service, ..self.clone() }))
+    }
+
+    async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
+        Ok(self.read(key).await?.map(|e| Credential {
+            key: key.clone(),
+            value: e.value,
+            metadata: e.metadata,
+            version: e.version,
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+        }))
+    }
+
+    async fn set_opts(
+        &self,
+        key: &CredentialKey,
+        value: &SecretValue,
+        metadata: &Metadata,
+        options: &SetOptions,
+    ) -> Result<SetOutcome> {
+        check_set(self, value, metadata, options)?;
+        let create_only = match &options.mode {
+            SetMode::Create => true,
+            SetMode::Upsert => false,
+            // `check_set` refused it: no platform declares it.
+            _ => return Err(Error::unsupported(&self.id, "replace-if-version writes")),
+        };
+        // The previous entry gives `created_at`; a foreign item under the
+        // same names is overwritten as if absent.
+        let previous = match if create_only { Ok(None) } else { self.read(key).await } {
+            Ok(p) => p,
+            Err(Error::Integrity { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let updated_at = layout::write_time(previous.as_ref().map(|p| p.updated_at));
+        let created_at = previous.as_ref().map_or(updated_at, |p| p.created_at);
+        let version = layout::new_version();
+        let entry =
+            layout::encode(value, metadata, &version, created_at, updated_at, self.platform.encoding());
+        self.run(Some(key), self.platform.write(&self.service, key.as_str(), &entry, create_only)).await?;
+        Ok(SetOutcome { created: previous.is_none(), version, created_at, updated_at })
+    }
+
+    /// Asks the platform whether the entry exists, without reading its
+    /// value where the platform can (kernel keyutils).
+    async fn has(&self, key: &CredentialKey) -> Result<bool> {
+        self.run(Some(key), self.platform.exists(&self.service, key.as_str())).await
+    }
+
+    async fn delete(&self, key: &CredentialKey) -> Result<bool> {
+        self.run(Some(key), self.platform.delete(&self.service, key.as_str())).await
+    }
+
+    async fn list(&self, options: &ListOptions) -> Result<ListPage> {
+        if !self.capabilities().list {
+            return Err(Error::unsupported(&self.id, "list"));
+        }
+        let accounts = self.run(None, self.platform.list(&self.service)).await?;
+        let mut keys: Vec<CredentialKey> =
+            accounts.into_iter().filter_map(|a| CredentialKey::new(a).ok()).collect();
+        keys.sort();
+        keys.dedup();
+        Ok(options.page_from_sorted(keys))
+    }
+
+    async fn check_availability(&self) -> Availability {
+        match tokio::time::timeout(self.timeout, self.platform.probe()).await {
+            Ok(Ok(())) => Availability::up(),
+            Ok(Err(f)) => Availability::down(f.reason),
+            Err(_) => Availability::down(self.timed_out().reason),
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! The conformance suite on Linux kernel keyutils, in a session keyring of
+//! this test run's own: the binary joins a new anonymous session keyring
+//! before any thread starts, every store lives in it, and at the end of the
+//! run the check below finds nothing else in it, clears it, and finds no
+//! staging keyring left in the process keyring. Nothing outside those two
+//! keyrings is written.
+
+mod common;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use common::keyctl;
+use credstore_conformance::{unique_name, StoreFactory};
+use credstore_core::{CredentialStore, StoreId};
+use credstore_keychain::{KeychainConfig, KeychainStore, KeyutilsKeyring, Platform};
+
+struct KeyutilsFactory;
+
+fn store(id: StoreId, ring: KeyutilsKeyring) -> Arc<dyn CredentialStore> {
+    let config = KeychainConfig::new().platform(Platform::Keyutils(ring));
+    Arc::new(KeychainStore::new(id, config).expect("keychain store"))
+}
+
+#[credstore_conformance::async_trait]
+impl StoreFactory for KeyutilsFactory {
+    async fn create(&self) -> Arc<dyn CredentialStore> {
+        store(StoreId::new(unique_name("keyutils")).unwrap(), KeyutilsKeyring::Session)
+    }
+
+    async fn reopen(&self, store_: Arc<dyn CredentialStore>) -> Option<Arc<dyn CredentialStore>> {
+        let id = store_.id().clone();
+        drop(store_);
+        Some(store(id, KeyutilsKeyring::Session))
+    }
+
+    async fn unreachable(&self) -> Option<Arc<dyn CredentialStore>> {
+        // A keyring that no longer exists: the kernel answers ENOKEY.
+        let ring = keyctl::add_keyring(&unique_name("gone"), keyctl::SESSION_KEYRING).expect("add a keyring");
+        keyctl::invalidate(ring).expect("invalidate it");
+        Some(store(StoreId::new(unique_name("keyutils-down")).unwrap(), KeyutilsKeyring::Serial(ring)))
+    }
+}
+
+fn main() -> ExitCode {
+    let session = match keyctl::usable().and_then(|()| keyctl::own_session().map_err(|e| e.to_string())) {
+        Ok(ring) => Some(ring),
+        Err(why) => {
+            assert!(!credstore_test_servers::in_ci(), "CI=true and {why}");
+            eprintln!("\n!!!! SKIPPED: {why} !!!!\n");
+            None
+        }
+    };
+    let code = credstore_conformance::run(session.map(|_| KeyutilsFactory));
+    if let Some(session) = session {
+        keyctl::assert_nothing_left(session);
+        eprintln!("keyutils: nothing left behind in the run's session keyring");
+    }
+    code
+}
