@@ -1,14 +1,29 @@
-//! A fast, concurrent in-memory [`CredentialStore`](credstore_core::CredentialStore).
+//! A fast, concurrent in-memory [`CredentialStore`](credstore_core::CredentialStore)
+//! for credstore.
 //!
 //! - Values live in zeroizing buffers: a value that is overwritten or deleted
-//!   is wiped, and so is everything left when the store drops.
-//! - Reads run in parallel; writes take a short exclusive lock. Nothing
-//!   awaits while a lock is held.
-//! - Never unavailable; not persistent: the data dies with the process.
-//! - Optional read-through from environment variables (see
-//!   [`MemoryConfig::env_prefix`]).
-//! - [`MemoryStore::with_namespace`] gives handles on separate key spaces of
-//!   one store, as the HTTP server uses for tenants and projects.
+//!   is wiped, and so is everything left when the store drops. Text and
+//!   binary values are kept as is, byte for byte.
+//! - Reads run in parallel; writes take a short exclusive lock per
+//!   namespace. Nothing awaits while a lock is held.
+//! - [`CredentialStore::with_namespace`](credstore_core::CredentialStore::with_namespace)
+//!   gives handles on separate key spaces of one store (nested: `a` then `b`
+//!   is `a/b`), as the HTTP server uses for tenants and projects; namespaces
+//!   follow [`credstore_core::Namespace`] with its 512-byte cap.
+//! - Every write gets a version from one counter shared by all namespaces of
+//!   the store, so a version is never handed out twice, not even to a key
+//!   that was deleted and created again. Create-only and replace-if-version
+//!   writes are checked and applied under the namespace's write lock:
+//!   atomic.
+//! - Optional read-through from environment variables on the root namespace
+//!   (see [`MemoryConfig::env_prefix`]); such credentials have the version
+//!   `env`.
+//!
+//! # Capabilities
+//! Everything ([`Capabilities::full`](credstore_core::Capabilities::full))
+//! but persistence: [`Persistence::Process`](credstore_core::Persistence::Process),
+//! the data dies with the process; and `can_be_unavailable: false`, the
+//! store is always available.
 //!
 //! ```
 //! use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
@@ -19,7 +34,7 @@
 //! let key = CredentialKey::new("stripe-api-key")?;
 //! store.set(&key, &SecretValue::from("sk_live_123"), &Metadata::new()).await?;
 //! let cred = store.get(&key).await?.expect("just set");
-//! assert_eq!(cred.value.expose_secret(), "sk_live_123");
+//! assert_eq!(cred.value.expose_str()?, "sk_live_123");
 //! assert!(store.delete(&key).await?);
 //! assert!(!store.delete(&key).await?);
 //! # Ok(()) }
@@ -31,7 +46,3 @@ mod store;
 
 pub use config::MemoryConfig;
 pub use store::MemoryStore;
-
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;

@@ -3,20 +3,25 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use credstore_core::{
-    async_trait, check_value, validate_namespace, Availability, Capabilities, Credential, CredentialKey,
-    CredentialStore, ListCursor, ListOptions, ListPage, Metadata, Result, SecretValue, SetOutcome, StoreId,
-    StoreKind,
+    async_trait, check_set, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error,
+    ListCursor, ListOptions, ListPage, Metadata, Namespace, Persistence, Result, SecretValue, SetMode,
+    SetOptions, SetOutcome, StoreId, StoreKind, Version,
 };
 
 use crate::MemoryConfig;
 
+/// The version of every credential read through from the environment.
+pub(crate) const ENV_VERSION: &str = "env";
+
 struct Entry {
     value: SecretValue,
     metadata: Metadata,
+    version: u64,
     created_at: SystemTime,
     updated_at: SystemTime,
 }
@@ -32,18 +37,27 @@ struct Entries {
 
 type Space = RwLock<Entries>;
 
+/// What every handle of one store shares: its namespaces, the version
+/// counter and the settings.
+struct Shared {
+    id: StoreId,
+    spaces: Mutex<HashMap<Namespace, Arc<Space>>>,
+    /// The last version handed out, in any namespace.
+    last_version: AtomicU64,
+    env_prefix: Option<String>,
+    created_at: SystemTime,
+}
+
 /// A concurrent in-memory credential store. See the crate docs.
 ///
-/// Cloning is cheap and gives another handle on the same data.
+/// Cloning is cheap and gives another handle on the same data and
+/// namespace; [`CredentialStore::with_namespace`] gives handles on other
+/// namespaces of the same store.
 #[derive(Clone)]
 pub struct MemoryStore {
-    id: StoreId,
-    namespace: Arc<str>,
+    shared: Arc<Shared>,
+    namespace: Namespace,
     space: Arc<Space>,
-    /// Every namespace of this store, shared by all its handles.
-    spaces: Arc<Mutex<HashMap<Arc<str>, Arc<Space>>>>,
-    env_prefix: Option<Arc<str>>,
-    created_at: SystemTime,
 }
 
 impl MemoryStore {
@@ -55,65 +69,72 @@ impl MemoryStore {
     /// An empty store with `config`.
     pub fn with_config(id: StoreId, config: MemoryConfig) -> Self {
         let space: Arc<Space> = Arc::default();
-        let root: Arc<str> = Arc::from("");
-        let spaces = HashMap::from([(root.clone(), space.clone())]);
-        Self {
+        let spaces = HashMap::from([(Namespace::root(), space.clone())]);
+        let shared = Shared {
             id,
-            namespace: root,
-            space,
-            spaces: Arc::new(Mutex::new(spaces)),
-            env_prefix: config.env_prefix.map(Arc::from),
+            spaces: Mutex::new(spaces),
+            last_version: AtomicU64::new(0),
+            env_prefix: config.env_prefix,
             created_at: SystemTime::now(),
-        }
-    }
-
-    /// A handle on the key space `ns` inside this one (`tenant/project`
-    /// style). Same id and kind; separate keys.
-    ///
-    /// # Behavior
-    /// Two handles with different namespaces never see each other's keys; the
-    /// same namespace twice shares its data. Environment read-through stays
-    /// with the root namespace.
-    ///
-    /// # Errors
-    /// [`credstore_core::Error::InvalidInput`] when `ns` is not one or more
-    /// id-valid segments joined by `/`.
-    pub fn with_namespace(&self, ns: &str) -> Result<Self> {
-        validate_namespace(ns)?;
-        let full: Arc<str> = if self.namespace.is_empty() {
-            Arc::from(ns)
-        } else {
-            Arc::from(format!("{}/{ns}", self.namespace))
         };
-        let space =
-            self.spaces.lock().unwrap_or_else(|e| e.into_inner()).entry(full.clone()).or_default().clone();
-        Ok(Self { namespace: full, space, env_prefix: None, ..self.clone() })
+        Self { shared: Arc::new(shared), namespace: Namespace::root(), space }
     }
 
-    /// The namespace of this handle; empty for the root.
-    pub fn namespace(&self) -> &str {
-        &self.namespace
+    /// A typed handle on `namespace` inside this handle's namespace; what
+    /// [`CredentialStore::with_namespace`] returns, before boxing.
+    fn handle(&self, namespace: &Namespace) -> Result<Self> {
+        let full = self.namespace.join(namespace)?;
+        if full == self.namespace {
+            return Ok(self.clone());
+        }
+        let space = self
+            .shared
+            .spaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(full.clone())
+            .or_default()
+            .clone();
+        Ok(Self { shared: self.shared.clone(), namespace: full, space })
+    }
+
+    /// The value of the environment variable for `key`, on the root
+    /// namespace of a store configured with a prefix.
+    fn env_value(&self, key: &CredentialKey) -> Option<String> {
+        if !self.namespace.is_root() {
+            return None;
+        }
+        let prefix = self.shared.env_prefix.as_deref()?;
+        std::env::var(format!("{prefix}{key}")).ok()
     }
 
     fn env_fallback(&self, key: &CredentialKey) -> Option<Credential> {
-        let prefix = self.env_prefix.as_deref()?;
-        let value = std::env::var(format!("{prefix}{key}")).ok()?;
+        let value = self.env_value(key)?;
         Some(Credential {
             key: key.clone(),
-            value: SecretValue::new(value),
+            value: SecretValue::from_text(value),
             metadata: Metadata::new(),
-            created_at: self.created_at,
-            updated_at: self.created_at,
+            version: env_version(),
+            created_at: self.shared.created_at,
+            updated_at: self.shared.created_at,
         })
     }
+
+    fn next_version(&self) -> u64 {
+        self.shared.last_version.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+fn env_version() -> Version {
+    Version::new(ENV_VERSION).expect("a valid version")
 }
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("id", &self.id)
+            .field("id", &self.shared.id)
             .field("namespace", &self.namespace)
-            .field("env_prefix", &self.env_prefix)
+            .field("env_prefix", &self.shared.env_prefix)
             .finish_non_exhaustive()
     }
 }
@@ -129,15 +150,25 @@ fn write(space: &Space) -> std::sync::RwLockWriteGuard<'_, Entries> {
 #[async_trait]
 impl CredentialStore for MemoryStore {
     fn id(&self) -> &StoreId {
-        &self.id
+        &self.shared.id
     }
 
     fn kind(&self) -> StoreKind {
         StoreKind::Memory
     }
 
+    /// Everything but persistence: credentials live as long as the process
+    /// ([`Persistence::Process`]), and the store is never unavailable.
     fn capabilities(&self) -> Capabilities {
-        Capabilities::full().with_persistent(false).with_can_be_unavailable(false)
+        Capabilities::full().with_persistence(Persistence::Process).with_can_be_unavailable(false)
+    }
+
+    fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
+        Ok(Arc::new(self.handle(namespace)?))
     }
 
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
@@ -145,41 +176,68 @@ impl CredentialStore for MemoryStore {
             key: key.clone(),
             value: e.value.clone(),
             metadata: e.metadata.clone(),
+            version: Version::from_counter(e.version),
             created_at: e.created_at,
             updated_at: e.updated_at,
         });
         Ok(found.or_else(|| self.env_fallback(key)))
     }
 
-    async fn set(&self, key: &CredentialKey, value: &SecretValue, metadata: &Metadata) -> Result<SetOutcome> {
-        check_value(value)?;
+    async fn set_opts(
+        &self,
+        key: &CredentialKey,
+        value: &SecretValue,
+        metadata: &Metadata,
+        options: &SetOptions,
+    ) -> Result<SetOutcome> {
+        check_set(self, value, metadata, options)?;
         let now = SystemTime::now();
         let mut space = write(&self.space);
-        let (created, created_at) = match space.map.get_mut(key) {
+        let failed = |reason: &str| Err(Error::precondition_failed(&self.shared.id, key, reason));
+        match (&options.mode, space.map.get(key)) {
+            (SetMode::Create, Some(_)) => return failed("the key exists"),
+            (SetMode::Replace(_), None) => return failed("the key does not exist"),
+            (SetMode::Replace(expected), Some(entry))
+                if Version::from_counter(entry.version) != *expected =>
+            {
+                return failed("the key's current version is not the expected one");
+            }
+            _ => {}
+        }
+        // Taken under the write lock, so versions of one key only grow.
+        let version = self.next_version();
+        let (created, created_at, updated_at) = match space.map.get_mut(key) {
             Some(entry) => {
                 // Assigning drops the old value, which zeroizes it.
                 entry.value = value.clone();
                 entry.metadata = metadata.clone();
+                entry.version = version;
                 entry.updated_at = now.max(entry.updated_at);
-                (false, entry.created_at)
+                (false, entry.created_at, entry.updated_at)
             }
             None => {
                 let entry = Entry {
                     value: value.clone(),
                     metadata: metadata.clone(),
+                    version,
                     created_at: now,
                     updated_at: now,
                 };
                 space.map.insert(key.clone(), entry);
                 space.order.insert(key.clone());
-                (true, now)
+                (true, now, now)
             }
         };
-        Ok(SetOutcome { created, created_at, updated_at: now.max(created_at) })
+        Ok(SetOutcome { created, version: Version::from_counter(version), created_at, updated_at })
     }
 
     async fn has(&self, key: &CredentialKey) -> Result<bool> {
-        Ok(read(&self.space).map.contains_key(key) || self.env_fallback(key).is_some())
+        Ok(read(&self.space).map.contains_key(key) || self.env_value(key).is_some())
+    }
+
+    async fn version(&self, key: &CredentialKey) -> Result<Option<Version>> {
+        let stored = read(&self.space).map.get(key).map(|e| Version::from_counter(e.version));
+        Ok(stored.or_else(|| self.env_value(key).map(|_| env_version())))
     }
 
     async fn delete(&self, key: &CredentialKey) -> Result<bool> {
@@ -227,6 +285,14 @@ mod tests {
         CredentialKey::new(s).unwrap()
     }
 
+    fn ns(s: &str) -> Namespace {
+        Namespace::new(s).unwrap()
+    }
+
+    fn v(s: &str) -> SecretValue {
+        SecretValue::from(s)
+    }
+
     #[tokio::test]
     async fn env_read_through_is_a_read_only_fallback() {
         // SAFETY: this test alone uses this variable name.
@@ -236,37 +302,85 @@ mod tests {
             MemoryConfig::new().env_prefix("CREDSTORE_MEMTEST_"),
         );
         let k = key("api-key");
-        assert_eq!(store.get(&k).await.unwrap().unwrap().value.expose_secret(), "from-env");
+        let cred = store.get(&k).await.unwrap().unwrap();
+        assert_eq!(cred.value.expose_str().unwrap(), "from-env");
+        assert_eq!(cred.version.as_str(), ENV_VERSION);
         assert!(store.has(&k).await.unwrap());
+        assert_eq!(store.version(&k).await.unwrap().unwrap().as_str(), ENV_VERSION);
         assert!(store.list(&ListOptions::new()).await.unwrap().keys.is_empty());
         assert!(!store.delete(&k).await.unwrap(), "the environment is never deleted from");
-        store.set(&k, &SecretValue::from("stored"), &Metadata::new()).await.unwrap();
-        assert_eq!(store.get(&k).await.unwrap().unwrap().value.expose_secret(), "stored");
-        let tenant = store.with_namespace("t1/p1").unwrap();
-        assert!(tenant.get(&k).await.unwrap().is_none(), "namespaces do not read the environment");
+        // A key only in the environment is absent from the store for conditional writes.
+        let err = store.replace(&k, &v("x"), &Metadata::new(), &cred.version).await.unwrap_err();
+        assert!(matches!(err, Error::PreconditionFailed { .. }), "{err:?}");
+        let created = store.create(&k, &v("stored"), &Metadata::new()).await.unwrap();
+        assert!(created.created);
+        assert_ne!(created.version.as_str(), ENV_VERSION);
+        assert_eq!(store.get(&k).await.unwrap().unwrap().value.expose_str().unwrap(), "stored");
+        assert_eq!(store.version(&k).await.unwrap(), Some(created.version));
+        let tenant = store.with_namespace(&ns("t1/p1")).unwrap();
+        assert!(tenant.get(&key("other")).await.unwrap().is_none());
+        // SAFETY: as above.
+        unsafe { std::env::set_var("CREDSTORE_MEMTEST_only-env", "e") };
+        assert!(store.has(&key("only-env")).await.unwrap());
+        assert!(!tenant.has(&key("only-env")).await.unwrap(), "namespaces do not read the environment");
+        assert!(tenant.version(&key("only-env")).await.unwrap().is_none());
+        // A root handle reached through a namespace of the root reads through again.
+        let root_again = store.with_namespace(&Namespace::root()).unwrap();
+        assert!(root_again.has(&key("only-env")).await.unwrap());
     }
 
     #[tokio::test]
-    async fn namespaces_share_data_by_name_only() {
+    async fn namespaces_share_data_by_name_only_and_nest() {
         let root = MemoryStore::new(StoreId::new("m").unwrap());
-        let a = root.with_namespace("t/a").unwrap();
-        let a_again = root.with_namespace("t/a").unwrap();
-        let b = root.with_namespace("t/b").unwrap();
+        let a = root.with_namespace(&ns("t/a")).unwrap();
+        let a_again = root.with_namespace(&ns("t")).unwrap().with_namespace(&ns("a")).unwrap();
+        let b = root.with_namespace(&ns("t/b")).unwrap();
         let k = key("k");
-        a.set(&k, &SecretValue::from("v"), &Metadata::new()).await.unwrap();
+        a.set(&k, &v("v"), &Metadata::new()).await.unwrap();
         assert!(a_again.has(&k).await.unwrap());
         assert!(!b.has(&k).await.unwrap());
         assert!(!root.has(&k).await.unwrap());
-        assert_eq!(a.with_namespace("x").unwrap().namespace(), "t/a/x");
-        assert!(root.with_namespace("bad//ns").is_err());
-        assert!(root.with_namespace("").is_err());
+        assert_eq!(a.with_namespace(&ns("x")).unwrap().namespace().as_str(), "t/a/x");
+        assert_eq!(a.with_namespace(&Namespace::root()).unwrap().namespace().as_str(), "t/a");
+        assert!(root.namespace().is_root());
+        let long = ns(&"x".repeat(255));
+        let twice = root.with_namespace(&long).unwrap().with_namespace(&long).unwrap();
+        assert!(matches!(twice.with_namespace(&long), Err(Error::InvalidNamespace { .. })));
+    }
+
+    #[tokio::test]
+    async fn versions_never_repeat_across_namespaces_or_deletes() {
+        let root = MemoryStore::new(StoreId::new("m").unwrap());
+        let a = root.with_namespace(&ns("a")).unwrap();
+        let k = key("k");
+        let v1 = root.set(&k, &v("1"), &Metadata::new()).await.unwrap().version;
+        let v2 = a.set(&k, &v("1"), &Metadata::new()).await.unwrap().version;
+        assert!(root.delete(&k).await.unwrap());
+        let v3 = root.set(&k, &v("1"), &Metadata::new()).await.unwrap().version;
+        assert!(v1 != v2 && v2 != v3 && v1 != v3, "{v1:?} {v2:?} {v3:?}");
+        // The stale version from before the delete does not match the recreated key.
+        let err = root.replace(&k, &v("2"), &Metadata::new(), &v1).await.unwrap_err();
+        assert!(matches!(err, Error::PreconditionFailed { .. }), "{err:?}");
+        assert_eq!(root.get(&k).await.unwrap().unwrap().value.expose_str().unwrap(), "1");
+        let v4 = root.replace(&k, &v("2"), &Metadata::new(), &v3).await.unwrap().version;
+        assert_eq!(root.version(&k).await.unwrap(), Some(v4));
+    }
+
+    #[tokio::test]
+    async fn binary_values_are_kept_as_is() {
+        let store = MemoryStore::new(StoreId::new("m").unwrap());
+        let bytes: Vec<u8> = (0..=255).collect();
+        store.set(&key("bin"), &SecretValue::from(bytes.clone()), &Metadata::new()).await.unwrap();
+        let got = store.get(&key("bin")).await.unwrap().unwrap().value;
+        assert_eq!(got.expose_secret(), bytes.as_slice());
+        assert!(!got.is_text());
     }
 
     #[tokio::test]
     async fn list_walks_prefix_range_across_pages() {
         let store = MemoryStore::new(StoreId::new("m").unwrap());
         for k in ["a", "b.1", "b.2", "b.3", "c"] {
-            store.set(&key(k), &SecretValue::from("v"), &Metadata::new()).await.unwrap();
+            store.set(&key(k), &v("v"), &Metadata::new()).await.unwrap();
         }
         let opts = ListOptions::new().with_prefix("b.").unwrap().with_limit(2).unwrap();
         let first = store.list(&opts).await.unwrap();

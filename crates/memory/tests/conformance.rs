@@ -1,26 +1,30 @@
 //! The conformance suite against `credstore-memory`.
+//!
+//! Every store is a namespace of one shared root store, reached through the
+//! trait's `with_namespace`, so the isolation cases check namespaces of one
+//! store rather than two separate maps, and the shared version counter is
+//! exercised across namespaces.
 
 use std::sync::Arc;
 
-use credstore_conformance::{conformance_suite, unique_name, StoreFactory};
-use credstore_core::{CredentialStore, StoreId};
+use credstore_conformance::{unique_name, StoreFactory};
+use credstore_core::{CredentialStore, Namespace, StoreId};
 use credstore_memory::MemoryStore;
 
-/// Each store is a namespace of one shared root store, so the isolation case
-/// checks namespaces rather than two separate maps.
 struct MemoryFactory {
     root: MemoryStore,
 }
 
 fn factory() -> Option<MemoryFactory> {
-    Some(MemoryFactory { root: MemoryStore::new(StoreId::new("memory-conformance").unwrap()) })
+    Some(MemoryFactory { root: MemoryStore::new(StoreId::new("memory-conformance").expect("valid id")) })
 }
 
-#[credstore_core::async_trait]
+#[credstore_conformance::async_trait]
 impl StoreFactory for MemoryFactory {
     async fn create(&self) -> Arc<dyn CredentialStore> {
-        Arc::new(self.root.with_namespace(&unique_name("ns")).expect("namespace"))
+        let ns = Namespace::new(unique_name("ns")).expect("valid namespace");
+        self.root.with_namespace(&ns).expect("namespace")
     }
 }
 
-conformance_suite!(factory());
+credstore_conformance::conformance_main!(factory());
