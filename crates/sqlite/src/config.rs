@@ -4,6 +4,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use credstore_core::Namespace;
+
 use crate::MasterKey;
 
 /// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
@@ -40,19 +42,21 @@ pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// ```
 /// use std::time::Duration;
+/// use credstore_core::Namespace;
 /// use credstore_sqlite::{MasterKey, SqliteConfig, Synchronous};
 ///
 /// let config = SqliteConfig::new("/var/lib/myapp/credentials.db")
-///     .namespace("tenant-1")
+///     .namespace(Namespace::new("tenant-1")?)
 ///     .master_key(MasterKey::from_bytes([7; 32]))
 ///     .synchronous(Synchronous::Full)
 ///     .busy_timeout(Duration::from_secs(2));
 /// assert!(!format!("{config:?}").contains("[7"));
+/// # Ok::<(), credstore_core::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct SqliteConfig {
     pub(crate) path: PathBuf,
-    pub(crate) namespace: String,
+    pub(crate) namespace: Namespace,
     pub(crate) master_key: Option<MasterKey>,
     pub(crate) synchronous: Synchronous,
     pub(crate) busy_timeout: Duration,
@@ -72,7 +76,7 @@ impl SqliteConfig {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
-            namespace: String::new(),
+            namespace: Namespace::root(),
             master_key: None,
             synchronous: Synchronous::default(),
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
@@ -80,15 +84,12 @@ impl SqliteConfig {
         }
     }
 
-    /// Keys of the opened store live in namespace `ns`: one or more segments
-    /// of `[a-zA-Z0-9-_.]` joined by `/`, such as `tenant-1/project-a`. The
-    /// empty string, the default, is the root namespace.
-    ///
-    /// # Behavior
-    /// Checked by [`crate::SqliteStore::open`], which fails with
-    /// [`credstore_core::Error::InvalidInput`] for a malformed namespace.
-    pub fn namespace(mut self, ns: &str) -> Self {
-        self.namespace = ns.to_owned();
+    /// Keys of the opened store live in namespace `ns`, such as
+    /// `tenant-1/project-a`; the default is the root namespace. The same as
+    /// opening at the root and calling
+    /// [`with_namespace`](credstore_core::CredentialStore::with_namespace).
+    pub fn namespace(mut self, ns: Namespace) -> Self {
+        self.namespace = ns;
         self
     }
 

@@ -2,10 +2,14 @@
 //!
 //! A row's value and metadata are encoded into one plaintext (see
 //! [`encode_payload`]) and sealed with a fresh random 96-bit nonce. The
-//! associated data binds the namespace, the credential key, the key version,
-//! the format version and both timestamps, so a ciphertext moved to another
-//! row, another namespace or another key version fails to open, and so does a
-//! row whose timestamps were edited.
+//! associated data binds the format version, the key version, the
+//! namespace, the credential key, both timestamps, the row's version and
+//! whether the value is text or binary, so a ciphertext moved to another
+//! row, another namespace or another key version fails to open, and so does
+//! a row whose timestamps, version or kind were edited.
+//!
+//! Format 1 (schema 1) bound neither the version nor the kind; its rows are
+//! only opened by the migration to schema 2, which re-seals them.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +21,13 @@ use zeroize::Zeroizing;
 use crate::key::KEY_LEN;
 
 /// The version of the row format: the payload encoding and the associated data.
-pub(crate) const FORMAT_VERSION: u8 = 1;
+pub(crate) const FORMAT_VERSION: u8 = 2;
+/// The row format of schema 1, read only by the migration.
+pub(crate) const FORMAT_V1: u8 = 1;
+/// The format byte bound into the check value's associated data; it has not
+/// changed since format 1, so a database keeps its check value across
+/// migrations.
+const CHECK_FORMAT: u8 = 1;
 /// Nonce length in bytes.
 pub(crate) const NONCE_LEN: usize = 12;
 
@@ -31,13 +41,57 @@ pub(crate) struct RowCipher {
     aead: Aes256Gcm,
 }
 
-/// Where a row is and when it was written: everything its seal binds besides
-/// the key version.
+/// Whether a value is UTF-8 text or binary: the `kind` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ValueKind {
+    Text,
+    Binary,
+}
+
+impl ValueKind {
+    /// The kind of `value`.
+    pub(crate) fn of(value: &SecretValue) -> Self {
+        if value.is_text() {
+            ValueKind::Text
+        } else {
+            ValueKind::Binary
+        }
+    }
+
+    /// The text of the `kind` column.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ValueKind::Text => "text",
+            ValueKind::Binary => "binary",
+        }
+    }
+
+    /// Parses the `kind` column; `None` for anything else.
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "text" => Some(ValueKind::Text),
+            "binary" => Some(ValueKind::Binary),
+            _ => None,
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            ValueKind::Text => 0,
+            ValueKind::Binary => 1,
+        }
+    }
+}
+
+/// Where a row is, when it was written, its version and kind: everything
+/// its seal binds besides the format and key versions.
 pub(crate) struct RowPlace<'a> {
     pub ns: &'a str,
     pub key: &'a str,
     pub created_ns: i64,
     pub updated_ns: i64,
+    pub version: i64,
+    pub kind: ValueKind,
 }
 
 impl RowCipher {
@@ -51,11 +105,15 @@ impl RowCipher {
         self.version
     }
 
-    fn row_aad(&self, place: &RowPlace<'_>) -> Vec<u8> {
+    /// The associated data of a row: the domain, the format version, the
+    /// key version (u32 BE), the namespace and the key (each u16 BE length
+    /// and bytes), both timestamps (i64 BE nanoseconds), then, since format
+    /// 2, the row version (i64 BE) and the kind (u8: 0 text, 1 binary).
+    fn row_aad(&self, format: u8, place: &RowPlace<'_>) -> Vec<u8> {
         let mut aad =
-            Vec::with_capacity(ROW_DOMAIN.len() + 1 + 4 + 4 + place.ns.len() + place.key.len() + 16);
+            Vec::with_capacity(ROW_DOMAIN.len() + 1 + 4 + 4 + place.ns.len() + place.key.len() + 25);
         aad.extend_from_slice(ROW_DOMAIN);
-        aad.push(FORMAT_VERSION);
+        aad.push(format);
         aad.extend_from_slice(&self.version.to_be_bytes());
         for part in [place.ns, place.key] {
             aad.extend_from_slice(&(part.len() as u16).to_be_bytes());
@@ -63,6 +121,10 @@ impl RowCipher {
         }
         aad.extend_from_slice(&place.created_ns.to_be_bytes());
         aad.extend_from_slice(&place.updated_ns.to_be_bytes());
+        if format >= 2 {
+            aad.extend_from_slice(&place.version.to_be_bytes());
+            aad.push(place.kind.code());
+        }
         aad
     }
 
@@ -74,7 +136,7 @@ impl RowCipher {
         plaintext: &[u8],
     ) -> Result<([u8; NONCE_LEN], Vec<u8>), String> {
         let nonce = fresh_nonce()?;
-        let aad = self.row_aad(place);
+        let aad = self.row_aad(FORMAT_VERSION, place);
         let sealed = self
             .aead
             .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
@@ -90,8 +152,20 @@ impl RowCipher {
         nonce: &[u8],
         sealed: &[u8],
     ) -> Option<Zeroizing<Vec<u8>>> {
+        self.open_row_format(FORMAT_VERSION, place, nonce, sealed)
+    }
+
+    /// Opens a row sealed in row format `format` (the migration reads
+    /// format 1, whose associated data has no version or kind).
+    pub(crate) fn open_row_format(
+        &self,
+        format: u8,
+        place: &RowPlace<'_>,
+        nonce: &[u8],
+        sealed: &[u8],
+    ) -> Option<Zeroizing<Vec<u8>>> {
         let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
-        let aad = self.row_aad(place);
+        let aad = self.row_aad(format, place);
         self.aead
             .decrypt(Nonce::from_slice(&nonce), Payload { msg: sealed, aad: &aad })
             .ok()
@@ -100,7 +174,7 @@ impl RowCipher {
 
     fn check_aad(&self) -> Vec<u8> {
         let mut aad = CHECK_DOMAIN.to_vec();
-        aad.push(FORMAT_VERSION);
+        aad.push(CHECK_FORMAT);
         aad.extend_from_slice(&self.version.to_be_bytes());
         aad
     }
@@ -140,10 +214,11 @@ fn fresh_nonce() -> Result<[u8; NONCE_LEN], String> {
 }
 
 /// Encodes a value and its metadata as one plaintext:
-/// `[format u8][value len u32 LE][value]([entries u16 LE]([len u16 LE][bytes]){2 per entry})`.
-/// The buffer is allocated once at its final size and zeroized on drop.
+/// `[format u8][value len u32 LE][value bytes]([entries u16 LE]([len u16 LE][bytes]){2 per entry})`.
+/// The value's bytes are its raw bytes, text or binary. The buffer is
+/// allocated once at its final size and zeroized on drop.
 pub(crate) fn encode_payload(value: &SecretValue, metadata: &Metadata) -> Zeroizing<Vec<u8>> {
-    let v = value.expose_secret().as_bytes();
+    let v = value.expose_secret();
     let meta_len: usize = metadata.iter().map(|(k, v)| 4 + k.len() + v.len()).sum();
     let mut out = Zeroizing::new(Vec::with_capacity(1 + 4 + v.len() + 2 + meta_len));
     out.push(FORMAT_VERSION);
@@ -159,15 +234,21 @@ pub(crate) fn encode_payload(value: &SecretValue, metadata: &Metadata) -> Zeroiz
     out
 }
 
-/// Decodes what [`encode_payload`] produced. `None` when the bytes are not
-/// such a payload or the metadata breaks the limits.
-pub(crate) fn decode_payload(bytes: &[u8]) -> Option<(SecretValue, Metadata)> {
+/// Decodes what [`encode_payload`] produced in row format `format` for a
+/// value of `kind`. `None` when the bytes are not such a payload, the
+/// metadata breaks the limits, or the value's bytes disagree with `kind`
+/// (a text value that is not UTF-8, a binary one that is). Format 1 payloads
+/// hold text only.
+pub(crate) fn decode_payload(bytes: &[u8], format: u8, kind: ValueKind) -> Option<(SecretValue, Metadata)> {
     let mut r = Reader(bytes);
-    if r.take(1)? != [FORMAT_VERSION] {
+    if r.take(1)? != [format] || (format == FORMAT_V1 && kind != ValueKind::Text) {
         return None;
     }
     let len = u32::from_le_bytes(r.take(4)?.try_into().ok()?) as usize;
-    let value = SecretValue::new(std::str::from_utf8(r.take(len)?).ok()?.to_owned());
+    let value = SecretValue::new(r.take(len)?.to_vec());
+    if ValueKind::of(&value) != kind {
+        return None;
+    }
     let entries = u16::from_le_bytes(r.take(2)?.try_into().ok()?);
     let mut map = BTreeMap::new();
     for _ in 0..entries {
@@ -208,7 +289,7 @@ mod tests {
     }
 
     fn place<'a>(ns: &'a str, key: &'a str) -> RowPlace<'a> {
-        RowPlace { ns, key, created_ns: 1, updated_ns: 2 }
+        RowPlace { ns, key, created_ns: 1, updated_ns: 2, version: 3, kind: ValueKind::Text }
     }
 
     #[test]
@@ -217,13 +298,31 @@ mod tests {
         let value = SecretValue::from("s3cr3t \u{0}\n✓");
         let bytes = encode_payload(&value, &meta);
         assert_eq!(bytes.len(), bytes.capacity(), "allocated once at its final size");
-        let (v, m) = decode_payload(&bytes).unwrap();
+        let (v, m) = decode_payload(&bytes, FORMAT_VERSION, ValueKind::Text).unwrap();
         assert_eq!(v, value);
+        assert!(v.is_text());
         assert_eq!(m, meta);
-        assert!(decode_payload(&bytes[..bytes.len() - 1]).is_none());
+        assert!(decode_payload(&bytes[..bytes.len() - 1], FORMAT_VERSION, ValueKind::Text).is_none());
         let mut longer = bytes.to_vec();
         longer.push(0);
-        assert!(decode_payload(&longer).is_none());
+        assert!(decode_payload(&longer, FORMAT_VERSION, ValueKind::Text).is_none());
+        assert!(decode_payload(&bytes, FORMAT_VERSION, ValueKind::Binary).is_none(), "kind disagrees");
+        assert!(decode_payload(&bytes, FORMAT_V1, ValueKind::Text).is_none(), "format disagrees");
+    }
+
+    #[test]
+    fn binary_payloads_keep_every_byte() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let value = SecretValue::from(bytes.clone());
+        let encoded = encode_payload(&value, &Metadata::new());
+        let (v, _) = decode_payload(&encoded, FORMAT_VERSION, ValueKind::Binary).unwrap();
+        assert_eq!(v.expose_secret(), bytes.as_slice());
+        assert!(!v.is_text());
+        assert!(decode_payload(&encoded, FORMAT_VERSION, ValueKind::Text).is_none());
+        // A format 1 payload: text only.
+        let mut v1 = encode_payload(&SecretValue::from("old"), &Metadata::new()).to_vec();
+        v1[0] = FORMAT_V1;
+        assert_eq!(decode_payload(&v1, FORMAT_V1, ValueKind::Text).unwrap().0.expose_str().unwrap(), "old");
     }
 
     #[test]
@@ -237,6 +336,11 @@ mod tests {
         assert!(c.open_row(&place("", "nsk"), &nonce, &sealed).is_none(), "ambiguous split");
         let moved = RowPlace { updated_ns: 3, ..place("ns", "k") };
         assert!(c.open_row(&moved, &nonce, &sealed).is_none(), "edited timestamp");
+        let other_version = RowPlace { version: 4, ..place("ns", "k") };
+        assert!(c.open_row(&other_version, &nonce, &sealed).is_none(), "edited version");
+        let other_kind = RowPlace { kind: ValueKind::Binary, ..place("ns", "k") };
+        assert!(c.open_row(&other_kind, &nonce, &sealed).is_none(), "edited kind");
+        assert!(c.open_row_format(FORMAT_V1, &p, &nonce, &sealed).is_none(), "other format");
         assert!(cipher(1, 2).open_row(&p, &nonce, &sealed).is_none(), "other version");
         assert!(cipher(2, 1).open_row(&p, &nonce, &sealed).is_none(), "other key material");
         let (nonce2, _) = c.seal_row(&p, b"plain").unwrap();

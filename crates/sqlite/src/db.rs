@@ -7,45 +7,59 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use credstore_core::{Error, Result, StoreId};
+use credstore_core::{CredentialKey, Error, Namespace, Result, StoreId};
 use rusqlite::ffi::ErrorCode;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use crate::crypto::{RowCipher, FORMAT_VERSION};
+use crate::crypto::{
+    decode_payload, encode_payload, RowCipher, RowPlace, ValueKind, FORMAT_V1, FORMAT_VERSION,
+};
 use crate::errors;
 use crate::{MasterKey, SqliteConfig};
 
 /// `PRAGMA application_id` of a credstore database: "CRDS".
 pub(crate) const APPLICATION_ID: i32 = 0x4352_4453;
 
-/// Schema migrations; entry `i` takes `user_version` from `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
-    // 1: the metadata table (key version, sealed check value, passphrase
-    // parameters) and the sealed credentials, one row per namespace and key.
-    "CREATE TABLE credstore_meta (
+/// The metadata table: key version, sealed check value, passphrase
+/// parameters, row format and the last row version handed out.
+const CREATE_META: &str = "CREATE TABLE credstore_meta (
          name  TEXT PRIMARY KEY NOT NULL,
          value BLOB NOT NULL
-     ) WITHOUT ROWID;
-     CREATE TABLE credentials (
-         ns          TEXT    NOT NULL,
-         key         TEXT    NOT NULL,
-         key_version INTEGER NOT NULL,
-         nonce       BLOB    NOT NULL,
-         sealed      BLOB    NOT NULL,
-         created_at  INTEGER NOT NULL,
-         updated_at  INTEGER NOT NULL,
-         PRIMARY KEY (ns, key)
-     ) WITHOUT ROWID;",
-];
+     ) WITHOUT ROWID;";
 
-/// The schema version this build writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+/// The sealed credentials of schema 2, one row per namespace and key, in a
+/// table named `name`.
+fn create_credentials(name: &str) -> String {
+    format!(
+        "CREATE TABLE {name} (
+             ns          TEXT    NOT NULL,
+             key         TEXT    NOT NULL,
+             key_version INTEGER NOT NULL,
+             nonce       BLOB    NOT NULL,
+             sealed      BLOB    NOT NULL,
+             created_at  INTEGER NOT NULL,
+             updated_at  INTEGER NOT NULL,
+             version     INTEGER NOT NULL,
+             kind        TEXT    NOT NULL,
+             PRIMARY KEY (ns, key)
+         ) WITHOUT ROWID;"
+    )
+}
+
+/// The schema version this build writes (`PRAGMA user_version`). Schema 1
+/// had no `version` and `kind` columns and sealed rows in format 1; opening
+/// such a file migrates it (see [`migrate_v1`]).
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// Names in `credstore_meta`.
 pub(crate) const META_KEY_VERSION: &str = "key_version";
 pub(crate) const META_CHECK: &str = "check";
 pub(crate) const META_KDF: &str = "kdf";
+pub(crate) const META_LAST_VERSION: &str = "last_version";
 const META_FORMAT: &str = "format";
+
+/// Rows migrated per read of the old table.
+const MIGRATION_CHUNK: i64 = 1000;
 
 /// Which file a store opened: its device and inode, to notice a file that was
 /// deleted or replaced while open.
@@ -80,14 +94,15 @@ pub(crate) fn open(id: &StoreId, config: &SqliteConfig, key: &MasterKey) -> Resu
         // WAL files next to the database; name the real cause.
         let code = errors::code(&e);
         if matches!(code, Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly)) && !writable(&dir) {
-            return Error::PermissionDenied {
-                store: id.clone(),
-                reason: format!(
+            return Error::permission_denied(
+                id,
+                format!(
                     "directory {} is not writable: SQLite must create the -wal and -shm files of {} there",
                     dir.display(),
                     path.display()
                 ),
-            };
+            )
+            .with_source(errors::NativeError::of(&e));
         }
         errors::from_sqlite(id, path, &e)
     };
@@ -97,13 +112,10 @@ pub(crate) fn open(id: &StoreId, config: &SqliteConfig, key: &MasterKey) -> Resu
     refuse_unknown(id, path, snapshot(&conn, read_state).map_err(sql)?)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(sql)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Error::Config {
-            store: id.clone(),
-            reason: format!(
-                "database {} cannot use write-ahead logging (journal mode {mode})",
-                path.display()
-            ),
-        });
+        return Err(Error::config(
+            id,
+            format!("database {} cannot use write-ahead logging (journal mode {mode})", path.display()),
+        ));
     }
     conn.execute_batch(&format!(
         "PRAGMA synchronous = {};
@@ -175,10 +187,7 @@ fn prepare_file(id: &StoreId, path: &Path) -> Result<PathBuf> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             let meta = fs::metadata(path).map_err(|e| errors::from_io(id, path, "inspect", &e))?;
             if !meta.is_file() {
-                return Err(Error::Config {
-                    store: id.clone(),
-                    reason: format!("{} is not a regular file", path.display()),
-                });
+                return Err(Error::config(id, format!("{} is not a regular file", path.display())));
             }
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
@@ -227,7 +236,7 @@ fn refuse_unknown(id: &StoreId, path: &Path, state: State) -> Result<()> {
         ),
         State::Empty | State::Ours(_) => return Ok(()),
     };
-    Err(Error::Config { store: id.clone(), reason })
+    Err(Error::config(id, reason))
 }
 
 /// Reads the state in one read transaction.
@@ -243,7 +252,7 @@ pub(crate) fn snapshot<T>(
 
 fn prepare_schema(id: &StoreId, path: &Path, conn: &Connection, key: &MasterKey) -> Result<RowCipher> {
     let sql = |e: rusqlite::Error| errors::from_sqlite(id, path, &e);
-    let config = |reason: String| Error::Config { store: id.clone(), reason };
+    let config = |reason: String| Error::config(id, reason);
     // Two rounds at most: a new file another process initializes between our
     // look and our write lock is then opened as an existing one.
     for _ in 0..2 {
@@ -260,9 +269,10 @@ fn prepare_schema(id: &StoreId, path: &Path, conn: &Connection, key: &MasterKey)
                         return Ok(false);
                     }
                     conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID};"))?;
-                    migrate(conn, 0)?;
+                    create_schema(conn)?;
                     let put = "INSERT INTO credstore_meta (name, value) VALUES (?1, ?2)";
                     conn.execute(put, rusqlite::params![META_FORMAT, i64::from(FORMAT_VERSION)])?;
+                    conn.execute(put, rusqlite::params![META_LAST_VERSION, 0i64])?;
                     conn.execute(put, rusqlite::params![META_KEY_VERSION, 1i64])?;
                     conn.execute(put, rusqlite::params![META_CHECK, check])?;
                     if let Some(kdf) = &kdf {
@@ -302,15 +312,17 @@ fn prepare_schema(id: &StoreId, path: &Path, conn: &Connection, key: &MasterKey)
                 }
                 if version < SCHEMA_VERSION {
                     conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
-                    let migrated = (|| {
-                        let now: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-                        migrate(conn, now)
-                    })();
-                    if let Err(e) = migrated.and_then(|()| conn.execute_batch("COMMIT")) {
-                        let _ = conn.execute_batch("ROLLBACK");
-                        return Err(sql(e));
+                    match upgrade(id, path, conn, &cipher)
+                        .and_then(|()| conn.execute_batch("COMMIT").map_err(sql))
+                    {
+                        Ok(()) => {}
+                        Err(e) => {
+                            if !conn.is_autocommit() {
+                                let _ = conn.execute_batch("ROLLBACK");
+                            }
+                            return Err(e);
+                        }
                     }
-                    tracing::info!(path = %path.display(), from = version, to = SCHEMA_VERSION, "migrated schema");
                 }
                 return Ok(cipher);
             }
@@ -319,12 +331,159 @@ fn prepare_schema(id: &StoreId, path: &Path, conn: &Connection, key: &MasterKey)
     Err(errors::backend(id, format!("database {} changed state twice while being opened", path.display())))
 }
 
-/// Applies the migrations after `from`, inside the caller's transaction.
-fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
-    for sql in MIGRATIONS.iter().skip(from.max(0) as usize) {
-        conn.execute_batch(sql)?;
-    }
+/// Creates the schema of this build in an empty database, inside the
+/// caller's transaction.
+fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(CREATE_META)?;
+    conn.execute_batch(&create_credentials("credentials"))?;
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))
+}
+
+/// Migrates an older schema to this build's, inside the caller's write
+/// transaction. The schema version is read again under the lock: another
+/// process may have migrated the file meanwhile.
+fn upgrade(id: &StoreId, path: &Path, conn: &Connection, cipher: &RowCipher) -> Result<()> {
+    let sql = |e: rusqlite::Error| errors::from_sqlite(id, path, &e);
+    let from: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql)?;
+    if from >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    // The key checked before the lock must still be the file's.
+    let (on_disk, check, _) = read_key_meta(conn).map_err(sql)?;
+    if on_disk != Some(cipher.version()) || !check.as_deref().is_some_and(|c| cipher.verify_check(c)) {
+        return Err(errors::rotated_elsewhere(id, path, cipher.version(), on_disk.unwrap_or(0)));
+    }
+    let rows = migrate_v1(id, path, conn, cipher)?;
+    conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};")).map_err(sql)?;
+    tracing::info!(path = %path.display(), from, to = SCHEMA_VERSION, rows, "migrated the schema");
+    Ok(())
+}
+
+/// Schema 1 to 2: every row is opened in format 1 (text values; the
+/// associated data binds no version or kind), given a version from 1 up in
+/// `(ns, key)` order and the kind `text`, and re-sealed in format 2 into a
+/// new table that then replaces the old one; `last_version` is the number
+/// of rows. A row that fails authentication fails the migration, which
+/// changes nothing. Returns the number of rows.
+fn migrate_v1(id: &StoreId, path: &Path, conn: &Connection, cipher: &RowCipher) -> Result<i64> {
+    let sql = |e: rusqlite::Error| errors::from_sqlite(id, path, &e);
+    conn.execute_batch(&create_credentials("credentials_v2")).map_err(sql)?;
+    let mut next = 0i64;
+    let mut unreachable = 0usize;
+    let mut after = (String::new(), String::new());
+    loop {
+        let rows = read_v1_chunk(conn, &after).map_err(sql)?;
+        let Some(last) = rows.last() else { break };
+        after = (last.ns.clone(), last.key.clone());
+        let mut insert = conn
+            .prepare_cached(
+                "INSERT INTO credentials_v2 (ns, key, key_version, nonce, sealed, created_at, updated_at, version, kind)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .map_err(sql)?;
+        for row in &rows {
+            let tampered = |reason: &str| {
+                match CredentialKey::new(row.key.as_str()) {
+                Ok(key) => errors::integrity(
+                    id,
+                    &key,
+                    format!(
+                        "{reason}, so the database cannot be migrated to schema {SCHEMA_VERSION}; nothing was \
+                         changed: restore the database from a backup, or delete this row (namespace {:?}) with \
+                         the sqlite3 tool",
+                        row.ns
+                    ),
+                ),
+                Err(_) => errors::backend(id, "a row of schema 1 holds an invalid key name; nothing was migrated"),
+            }
+            };
+            next += 1;
+            let old = RowPlace {
+                ns: &row.ns,
+                key: &row.key,
+                created_ns: row.created,
+                updated_ns: row.updated,
+                version: 0,
+                kind: ValueKind::Text,
+            };
+            if row.key_version != i64::from(cipher.version()) {
+                return Err(tampered("the row is sealed under another key version"));
+            }
+            let plain = cipher
+                .open_row_format(FORMAT_V1, &old, &row.nonce, &row.sealed)
+                .ok_or_else(|| tampered("stored data failed authentication"))?;
+            let (value, metadata) = decode_payload(&plain, FORMAT_V1, ValueKind::Text)
+                .ok_or_else(|| tampered("the authenticated payload is malformed"))?;
+            let payload = encode_payload(&value, &metadata);
+            let place = RowPlace { version: next, ..old };
+            let (nonce, sealed) = cipher.seal_row(&place, &payload).map_err(|e| errors::backend(id, e))?;
+            insert
+                .execute(rusqlite::params![
+                    row.ns,
+                    row.key,
+                    cipher.version(),
+                    &nonce[..],
+                    sealed,
+                    row.created,
+                    row.updated,
+                    next,
+                    ValueKind::Text.as_str()
+                ])
+                .map_err(sql)?;
+            if !row.ns.is_empty() && Namespace::new(row.ns.as_str()).is_err() {
+                unreachable += 1;
+            }
+        }
+    }
+    conn.execute_batch("DROP TABLE credentials; ALTER TABLE credentials_v2 RENAME TO credentials;")
+        .map_err(sql)?;
+    let put = "INSERT OR REPLACE INTO credstore_meta (name, value) VALUES (?1, ?2)";
+    conn.execute(put, rusqlite::params![META_LAST_VERSION, next]).map_err(sql)?;
+    conn.execute(put, rusqlite::params![META_FORMAT, i64::from(FORMAT_VERSION)]).map_err(sql)?;
+    if unreachable > 0 {
+        tracing::warn!(
+            path = %path.display(),
+            rows = unreachable,
+            "rows in namespaces that break the namespace rules of this version (longer than {} bytes, or with \
+             `.` or `..` segments) were migrated but no handle can reach them",
+            credstore_core::MAX_NAMESPACE_LEN
+        );
+    }
+    Ok(next)
+}
+
+/// A row of schema 1.
+struct V1Row {
+    ns: String,
+    key: String,
+    key_version: i64,
+    nonce: Vec<u8>,
+    sealed: Vec<u8>,
+    created: i64,
+    updated: i64,
+}
+
+fn read_v1_chunk(conn: &Connection, after: &(String, String)) -> rusqlite::Result<Vec<V1Row>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT ns, key, key_version, nonce, sealed, created_at, updated_at FROM credentials
+         WHERE (ns, key) > (?1, ?2) ORDER BY ns, key LIMIT ?3",
+    )?;
+    // Columns of the wrong type (a tampered row) become values that fail
+    // authentication, so the row is reported by key.
+    let blob = |v: rusqlite::types::ValueRef<'_>| v.as_blob().map(<[u8]>::to_vec).unwrap_or_default();
+    let int = |v: rusqlite::types::ValueRef<'_>| v.as_i64().unwrap_or(i64::MIN);
+    let rows = stmt.query_map(rusqlite::params![after.0, after.1, MIGRATION_CHUNK], |r| {
+        Ok(V1Row {
+            ns: r.get(0)?,
+            key: r.get(1)?,
+            key_version: int(r.get_ref(2)?),
+            nonce: blob(r.get_ref(3)?),
+            sealed: blob(r.get_ref(4)?),
+            created: int(r.get_ref(5)?),
+            updated: int(r.get_ref(6)?),
+        })
+    })?;
+    rows.collect()
 }
 
 /// The key version, check value and passphrase record, as stored.
@@ -361,23 +520,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn migrations_build_the_schema_and_set_the_version() {
+    fn the_schema_is_built_with_its_version() {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("BEGIN").unwrap();
-        migrate(&conn, 0).unwrap();
+        create_schema(&conn).unwrap();
         conn.execute_batch("COMMIT").unwrap();
         let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v, SCHEMA_VERSION);
-        let tables: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name IN ('credstore_meta', 'credentials')",
-                [],
-                |r| r.get(0),
-            )
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('credentials')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
             .unwrap();
-        assert_eq!(tables, 2);
-        // Applying from the current version is a no-op.
-        migrate(&conn, SCHEMA_VERSION).unwrap();
+        assert_eq!(
+            columns,
+            ["ns", "key", "key_version", "nonce", "sealed", "created_at", "updated_at", "version", "kind"]
+        );
     }
 
     #[test]

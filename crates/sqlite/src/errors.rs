@@ -13,20 +13,28 @@ use std::path::Path;
 use credstore_core::{CredentialKey, Error, StoreId};
 use rusqlite::ffi::ErrorCode;
 
-/// A SQLite failure kept as plain data, so that the same failure can be
-/// reported to every caller of a batch as the source of [`Error::Backend`].
+/// A native failure (SQLite's or the operating system's) kept as plain
+/// text: the sanitized source attached to the errors of this crate. Its
+/// text is SQLite's or the OS's message, which never holds a value (values
+/// reach SQLite as bound parameters only).
 #[derive(Debug, Clone)]
-pub(crate) struct SqliteError {
+pub(crate) struct NativeError {
     what: String,
 }
 
-impl fmt::Display for SqliteError {
+impl NativeError {
+    pub(crate) fn of(e: &dyn fmt::Display) -> Self {
+        Self { what: e.to_string() }
+    }
+}
+
+impl fmt::Display for NativeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.what)
     }
 }
 
-impl std::error::Error for SqliteError {}
+impl std::error::Error for NativeError {}
 
 /// The SQLite error code of `e`, if it is a failure reported by SQLite.
 pub(crate) fn code(e: &rusqlite::Error) -> Option<ErrorCode> {
@@ -36,10 +44,11 @@ pub(crate) fn code(e: &rusqlite::Error) -> Option<ErrorCode> {
     }
 }
 
-/// Translates a SQLite error on the database at `path`.
+/// Translates a SQLite error on the database at `path`; SQLite's message is
+/// the error's source.
 pub(crate) fn from_sqlite(store: &StoreId, path: &Path, e: &rusqlite::Error) -> Error {
     let shown = path.display();
-    match code(e) {
+    let err = match code(e) {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::unavailable(
             store,
             format!("database {shown} is locked by another connection or process and stayed locked past the busy timeout"),
@@ -48,14 +57,13 @@ pub(crate) fn from_sqlite(store: &StoreId, path: &Path, e: &rusqlite::Error) -> 
             store,
             format!("database {shown} is full: the disk or the configured size limit leaves no room; nothing was written"),
         ),
-        Some(ErrorCode::ReadOnly) => Error::PermissionDenied {
-            store: store.clone(),
-            reason: format!("database {shown} is read-only: the file or its directory is not writable"),
-        },
-        Some(ErrorCode::PermissionDenied | ErrorCode::AuthorizationForStatementDenied) => Error::PermissionDenied {
-            store: store.clone(),
-            reason: format!("access to database {shown} was denied: {e}"),
-        },
+        Some(ErrorCode::ReadOnly) => Error::permission_denied(
+            store,
+            format!("database {shown} is read-only: the file or its directory is not writable"),
+        ),
+        Some(ErrorCode::PermissionDenied | ErrorCode::AuthorizationForStatementDenied) => {
+            Error::permission_denied(store, format!("access to database {shown} was denied: {e}"))
+        }
         Some(ErrorCode::CannotOpen) => Error::unavailable(
             store,
             format!(
@@ -63,99 +71,72 @@ pub(crate) fn from_sqlite(store: &StoreId, path: &Path, e: &rusqlite::Error) -> 
                  writable ({e})"
             ),
         ),
-        Some(ErrorCode::NotADatabase) => Error::Config {
-            store: store.clone(),
-            reason: format!("{shown} is not a SQLite database (or its header is damaged); it was left untouched"),
-        },
-        Some(ErrorCode::DatabaseCorrupt) => Error::Config {
-            store: store.clone(),
-            reason: format!("database {shown} is corrupt ({e}); restore it from a backup"),
-        },
+        Some(ErrorCode::NotADatabase) => Error::config(
+            store,
+            format!("{shown} is not a SQLite database (or its header is damaged); it was left untouched"),
+        ),
+        Some(ErrorCode::DatabaseCorrupt) => {
+            Error::config(store, format!("database {shown} is corrupt ({e}); restore it from a backup"))
+        }
         Some(ErrorCode::SystemIoFailure | ErrorCode::FileLockingProtocolFailed) => {
             Error::unavailable(store, format!("I/O error on database {shown}: {e}"))
         }
-        _ => Error::backend(store, SqliteError { what: format!("database {shown}: {e}") }),
-    }
+        _ => return Error::backend(store, NativeError { what: format!("database {shown}: {e}") }),
+    };
+    err.with_source(NativeError::of(e))
 }
 
 /// Translates an I/O error met while doing `what` (such as "create the
-/// directory") on `path`.
+/// directory") on `path`; the OS error is the source.
 pub(crate) fn from_io(store: &StoreId, path: &Path, what: &str, e: &io::Error) -> Error {
     let reason = format!("cannot {what} {}: {e}", path.display());
-    match e.kind() {
+    let err = match e.kind() {
         io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
-            Error::PermissionDenied { store: store.clone(), reason }
+            Error::permission_denied(store, reason)
         }
         io::ErrorKind::StorageFull | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {
             Error::unavailable(store, reason)
         }
         io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory => {
-            Error::Config { store: store.clone(), reason }
+            Error::config(store, reason)
         }
-        _ => Error::backend(store, SqliteError { what: reason }),
-    }
+        _ => return Error::backend(store, NativeError { what: reason }),
+    };
+    err.with_source(NativeError::of(e))
 }
 
 /// The integrity error for `key`: its row failed authentication.
 pub(crate) fn integrity(store: &StoreId, key: &CredentialKey, reason: impl Into<String>) -> Error {
-    Error::Integrity { store: store.clone(), key: key.clone(), reason: reason.into() }
+    Error::integrity(store, key, reason)
 }
 
 /// The error of an opening with a key that does not match the database.
 pub(crate) fn wrong_key(store: &StoreId, path: &Path) -> Error {
-    Error::Config {
-        store: store.clone(),
-        reason: format!(
+    Error::config(
+        store,
+        format!(
             "wrong master key: it does not open database {} (its sealed check value fails to authenticate)",
             path.display()
         ),
-    }
+    )
 }
 
 /// The error of a store whose key was rotated by another process or handle
 /// that does not share its memory.
 pub(crate) fn rotated_elsewhere(store: &StoreId, path: &Path, ours: u32, on_disk: u32) -> Error {
-    Error::Config {
-        store: store.clone(),
-        reason: format!(
+    Error::config(
+        store,
+        format!(
             "the master key of database {} was rotated elsewhere (key version {on_disk}; this store holds \
              version {ours}); open it again with the new key",
             path.display()
         ),
-    }
-}
-
-/// A copy of `e` for the other callers of a failed batch. Variants that
-/// carry a boxed source are rebuilt from its message.
-pub(crate) fn duplicate(store: &StoreId, e: &Error) -> Error {
-    match e {
-        Error::InvalidKey { what, shown, reason } => {
-            Error::InvalidKey { what, shown: shown.clone(), reason: reason.clone() }
-        }
-        Error::InvalidInput { field, reason } => {
-            Error::InvalidInput { field: field.clone(), reason: reason.clone() }
-        }
-        Error::Unavailable { store, reason } => {
-            Error::Unavailable { store: store.clone(), reason: reason.clone() }
-        }
-        Error::PermissionDenied { store, reason } => {
-            Error::PermissionDenied { store: store.clone(), reason: reason.clone() }
-        }
-        Error::Integrity { store, key, reason } => {
-            Error::Integrity { store: store.clone(), key: key.clone(), reason: reason.clone() }
-        }
-        Error::Config { store, reason } => Error::Config { store: store.clone(), reason: reason.clone() },
-        Error::Conflict { store, reason } => Error::Conflict { store: store.clone(), reason: reason.clone() },
-        Error::Unsupported { store, operation } => Error::Unsupported { store: store.clone(), operation },
-        Error::AlreadyRegistered { store } => Error::AlreadyRegistered { store: store.clone() },
-        Error::Backend { store, source } => Error::backend(store, SqliteError { what: source.to_string() }),
-        other => backend(store, other.to_string()),
-    }
+    )
 }
 
 /// [`Error::Backend`] with a plain message.
 pub(crate) fn backend(store: &StoreId, what: impl Into<String>) -> Error {
-    Error::backend(store, SqliteError { what: what.into() })
+    Error::backend(store, NativeError { what: what.into() })
 }
 
 #[cfg(test)]
@@ -183,14 +164,15 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_keep_variant_and_message() {
+    fn native_causes_are_kept_as_sources() {
+        use std::error::Error as _;
         let id = StoreId::new("s").unwrap();
-        let e = backend(&id, "boom");
-        let d = duplicate(&id, &e);
-        assert!(matches!(d, Error::Backend { .. }));
-        assert_eq!(d.to_string(), e.to_string());
-        let u = duplicate(&id, &Error::unavailable(&id, "gone"));
-        assert!(u.is_retriable());
+        let busy = from_sqlite(&id, Path::new("/x/y.db"), &failure(rusqlite::ffi::SQLITE_BUSY));
+        assert!(busy.source().is_some_and(|s| s.to_string().contains("locked")), "{busy:?}");
+        let io = from_io(&id, Path::new("/d"), "create", &io::Error::from(io::ErrorKind::PermissionDenied));
+        assert!(io.source().is_some(), "{io:?}");
+        let cloned = busy.clone();
+        assert!(cloned.is_retriable() && cloned.to_string() == busy.to_string());
     }
 
     #[test]

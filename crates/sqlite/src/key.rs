@@ -398,7 +398,7 @@ fn derive(
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
     let mut key = Zeroizing::new([0u8; KEY_LEN]);
     argon
-        .hash_password_into(passphrase.expose_secret().as_bytes(), salt, &mut key[..])
+        .hash_password_into(passphrase.expose_secret(), salt, &mut key[..])
         .map_err(|e| format!("Argon2id failed: {e}"))?;
     Ok(key)
 }

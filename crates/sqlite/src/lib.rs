@@ -1,29 +1,76 @@
 //! The encrypted SQLite [`CredentialStore`](credstore_core::CredentialStore):
 //! the embedded default of credstore, with no server to run.
 //!
+//! # Capabilities
+//! Everything ([`Capabilities::full`](credstore_core::Capabilities::full)):
+//! [`Persistence::Durable`](credstore_core::Persistence::Durable), `list`,
+//! metadata, binary values, create-only and replace-if-version writes
+//! (checked and applied atomically in the writer's transaction), and
+//! `can_be_unavailable` (the file can be locked, deleted, full or
+//! unwritable).
+//!
 //! # Storage
 //! - One SQLite file (bundled SQLite, no system library needed) in
-//!   write-ahead-log mode, `synchronous = FULL` by default: a `set` that
+//!   write-ahead-log mode, `synchronous = FULL` by default: a write that
 //!   returned `Ok` survives a crash or a power loss ([`Synchronous::Normal`]
-//!   relaxes this). The schema is versioned through `user_version` and
-//!   migrated on open.
+//!   relaxes this).
 //! - The file is created with mode `0600`, and missing directories with
 //!   `0700`; SQLite's WAL files copy the file's mode.
-//! - One file holds many namespaces ([`SqliteStore::with_namespace`]), all
-//!   under one master key.
+//! - One file holds many namespaces
+//!   ([`with_namespace`](credstore_core::CredentialStore::with_namespace),
+//!   nested: `a` then `b` is `a/b`), all under one master key. Namespaces
+//!   are [`credstore_core::Namespace`]s with its cap of
+//!   [`MAX_NAMESPACE_LEN`](credstore_core::MAX_NAMESPACE_LEN) (512) bytes;
+//!   this store adds no cap of its own.
+//!
+//! # Layout (schema 2)
+//! `PRAGMA application_id` is `0x43524453` ("CRDS"), `PRAGMA user_version`
+//! the schema version, 2. Two tables:
+//!
+//! - `credstore_meta (name TEXT PRIMARY KEY, value BLOB)`: `key_version`
+//!   (the master key version in force), `check` (the sealed check value),
+//!   `kdf` (salt and Argon2id parameters of a passphrase key), `format` (the
+//!   row format, 2) and `last_version` (the last row version handed out).
+//! - `credentials`, primary key `(ns, key)`, one row per credential:
+//!
+//!   | column | type | holds |
+//!   | --- | --- | --- |
+//!   | `ns` | TEXT | the namespace, `""` for the root |
+//!   | `key` | TEXT | the credential key |
+//!   | `key_version` | INTEGER | the master key version that sealed the row |
+//!   | `nonce` | BLOB | the 12-byte AES-GCM nonce |
+//!   | `sealed` | BLOB | the sealed payload and its 16-byte tag |
+//!   | `created_at`, `updated_at` | INTEGER | nanoseconds since the Unix epoch |
+//!   | `version` | INTEGER | the row version: the credential's [`Version`](credstore_core::Version) in decimal |
+//!   | `kind` | TEXT | `text` or `binary` |
+//!
+//! Row versions come from one counter for the whole file (`last_version`,
+//! advanced inside the write transaction), so a version is never given twice,
+//! not even to a key deleted and created again: a replace-if-version write
+//! can never mistake a new credential for the one it read. The payload,
+//! before sealing, is `[format u8 = 2][value length u32 LE][value bytes]`
+//! then `[entries u16 LE]` and, per metadata entry, key and value each as
+//! `[length u16 LE][UTF-8 bytes]`. The value bytes are the raw value, text
+//! or binary alike; `kind` records which, so a value reads back exactly as
+//! it was written ([`SecretValue::is_text`](credstore_core::SecretValue::is_text)
+//! included).
 //!
 //! # Encryption
 //! - Every value and its metadata are sealed together with AES-256-GCM and
-//!   a fresh random 96-bit nonce per write. The associated data binds the
-//!   namespace, the key, the key version, the format version and the
-//!   timestamps: a row whose bytes are changed, or that is swapped with or
+//!   a fresh random 96-bit nonce per write. The associated data is the
+//!   domain `credstore-sqlite/row\0`, the format version (u8, 2), the key
+//!   version (u32 BE), the namespace and the key (each a u16 BE length and
+//!   its bytes), `created_at` and `updated_at` (i64 BE), the row version
+//!   (i64 BE) and the kind (u8: 0 text, 1 binary). A row whose bytes,
+//!   timestamps, version or kind are changed, or that is swapped with or
 //!   copied onto another row, fails `get` with
 //!   [`Error::Integrity`](credstore_core::Error::Integrity) naming the key;
-//!   a wrong value is never returned. Each row records the key version that
-//!   sealed it.
-//! - Keys, namespaces and timestamps are stored in the clear (listing needs
-//!   them); values and metadata never reach the disk unsealed, neither in the
-//!   database, the WAL nor a temporary file (temporary tables live in memory).
+//!   a wrong value is never returned. `has`, `version` and `list` read the
+//!   clear columns without opening the seal.
+//! - Keys, namespaces, timestamps, versions and kinds are stored in the
+//!   clear (listing and conditional writes need them); values and metadata
+//!   never reach the disk unsealed, neither in the database, the WAL nor a
+//!   temporary file (temporary tables live in memory).
 //! - The [`MasterKey`] comes from 32 raw bytes, base64 in an environment
 //!   variable, a key file ([`MasterKey::load_or_create_file`] makes one on
 //!   first use), or a passphrase stretched with Argon2id (salt and
@@ -31,36 +78,63 @@
 //!   [`KdfParams`]). Key material lives in zeroizing buffers.
 //! - A sealed check value makes an opening with the wrong key fail at once
 //!   with a `wrong master key` [`Error::Config`](credstore_core::Error::Config).
+//!   It is the nonce followed by the sealed text
+//!   `credstore-sqlite master key check`, with the associated data
+//!   `credstore-sqlite/check\0`, the byte 1 and the key version (u32 BE);
+//!   it is unchanged by the migration from schema 1.
 //! - [`SqliteStore::rotate_key`] re-seals everything under a new key in one
-//!   transaction. Measured on a 2-core machine in a release build, rotating
-//!   100,000 credentials takes 0.8 to 1.0 s (`cargo run --release -p
-//!   credstore-sqlite --example rotation_bench`).
+//!   transaction; row versions do not change. Measured on a 2-core machine
+//!   in a release build, rotating 100,000 credentials takes 0.8 to 1.0 s
+//!   (`cargo run --release -p credstore-sqlite --example rotation_bench`).
+//!
+//! # Migration from schema 1
+//! Files written by credstore-sqlite 0.1 (schema 1: no `version` or `kind`
+//! column; row format 1, whose associated data ends at the timestamps and
+//! whose values are UTF-8 text) are migrated by the first
+//! [`SqliteStore::open`] of this version, once the master key is checked, in
+//! one transaction: every row is opened, given a version (1, 2, … in
+//! `(ns, key)` order), the kind `text`, and re-sealed in format 2. If a row
+//! fails authentication the opening fails with
+//! [`Error::Integrity`](credstore_core::Error::Integrity) naming its key and
+//! the file stays at schema 1. A file of schema 2 cannot be opened by 0.1,
+//! which refuses it as newer. Schema 1 accepted namespaces up to 1,024
+//! bytes and `.`/`..` segments; such rows are migrated but no handle can
+//! reach them any more (a warning says how many).
 //!
 //! # Concurrency
 //! Reads run in parallel on Tokio's blocking pool. Writes go to one writer
 //! thread per opened database, which group-commits them: writes that arrive
-//! during a commit go into the next transaction, and each caller is answered
-//! once its own write is durable. Several processes may open the same file;
-//! a lock held past the busy timeout is a retriable
+//! during a commit go into the next transaction, each in a savepoint of its
+//! own, and each caller is answered once its own write is durable. A failed
+//! condition ([`Error::PreconditionFailed`](credstore_core::Error::PreconditionFailed))
+//! fails that write only. Several processes may open the same file; a lock
+//! held past the busy timeout is a retriable
 //! [`Error::Unavailable`](credstore_core::Error::Unavailable).
 //!
+//! # Errors
+//! SQLite's and the operating system's errors are translated in one place
+//! and kept as the error's [`source`](std::error::Error::source): their
+//! text, which never holds a value.
+//!
 //! ```
-//! use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
+//! use credstore_core::{CredentialKey, CredentialStore, Metadata, Namespace, SecretValue, StoreId};
 //! use credstore_sqlite::{MasterKey, SqliteConfig, SqliteStore};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> credstore_core::Result<()> {
 //! # let dir = tempfile::tempdir().unwrap();
 //! # let (db_path, key_path) = (dir.path().join("credentials.db"), dir.path().join("master.key"));
 //! let key = MasterKey::load_or_create_file(&key_path)?;
-//! let config = SqliteConfig::new(&db_path).master_key(key);
-//! let store = SqliteStore::open(StoreId::new("sqlite-default")?, config).await?;
-//!
+//! let store = SqliteStore::open(StoreId::new("sqlite-default")?, SqliteConfig::new(&db_path).master_key(key)).await?;
 //! let name = CredentialKey::new("stripe-api-key")?;
-//! store.set(&name, &SecretValue::from("sk_live_123"), &Metadata::new()).await?;
-//! assert_eq!(store.get(&name).await?.expect("just set").value.expose_secret(), "sk_live_123");
+//! let written = store.create(&name, &SecretValue::from("sk_live_123"), &Metadata::new()).await?;
+//! assert_eq!(store.get(&name).await?.expect("just set").value.expose_str()?, "sk_live_123");
+//!
+//! // Replace only what was read; a stale version fails and changes nothing.
+//! store.replace(&name, &SecretValue::from("sk_live_456"), &Metadata::new(), &written.version).await?;
+//! assert!(store.replace(&name, &SecretValue::from("x"), &Metadata::new(), &written.version).await.is_err());
 //!
 //! // A tenant's own key space in the same file.
-//! let tenant = store.with_namespace("tenant-1")?;
+//! let tenant = store.with_namespace(&Namespace::new("tenant-1")?)?;
 //! assert!(!tenant.has(&name).await?);
 //!
 //! let report = store.rotate_key(MasterKey::generate()).await?;
@@ -81,4 +155,4 @@ mod writer;
 pub use config::{SqliteConfig, Synchronous, DEFAULT_BUSY_TIMEOUT};
 pub use key::{KdfParams, MasterKey, KEY_LEN};
 pub use rotation::RotationReport;
-pub use store::{SqliteStore, WriterStats, MAX_NAMESPACE_LEN, PROBE_TIMEOUT};
+pub use store::{SqliteStore, WriterStats, PROBE_TIMEOUT};

@@ -8,7 +8,7 @@ use credstore_core::{CredentialKey, Error, Result};
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection};
 
-use crate::crypto::{RowCipher, RowPlace};
+use crate::crypto::{RowCipher, RowPlace, ValueKind};
 use crate::db::{self, META_CHECK, META_KDF, META_KEY_VERSION};
 use crate::errors;
 use crate::writer::Shared;
@@ -45,8 +45,7 @@ pub(crate) fn rotate(
     let (old, _) = shared.keys();
     let version = old.version().checked_add(1).ok_or_else(|| errors::backend(id, "key version overflow"))?;
     // Derive outside the transaction: Argon2id takes a while.
-    let (material, kdf) =
-        new.resolve(None, true).map_err(|reason| Error::Config { store: id.clone(), reason })?;
+    let (material, kdf) = new.resolve(None, true).map_err(|reason| Error::config(id, reason))?;
     let next = Arc::new(RowCipher::new(&material, version));
     drop(material);
     shared.check_file()?;
@@ -74,11 +73,18 @@ pub(crate) fn rotate(
                 )
                 .map_err(sql)?;
             for row in &rows {
-                let place =
-                    RowPlace { ns: &row.ns, key: &row.key, created_ns: row.created, updated_ns: row.updated };
                 let tampered = |reason: &str| match CredentialKey::new(row.key.as_str()) {
                     Ok(key) => errors::integrity(id, &key, format!("{reason}; the rotation was undone")),
                     Err(_) => errors::backend(id, "a row holds an invalid key name; the rotation was undone"),
+                };
+                let kind = row.kind.ok_or_else(|| tampered("the row's kind is neither text nor binary"))?;
+                let place = RowPlace {
+                    ns: &row.ns,
+                    key: &row.key,
+                    created_ns: row.created,
+                    updated_ns: row.updated,
+                    version: row.row_version,
+                    kind,
                 };
                 if row.version != i64::from(old.version()) {
                     return Err(tampered("the row is sealed under another key version"));
@@ -136,11 +142,13 @@ struct Row {
     sealed: Vec<u8>,
     created: i64,
     updated: i64,
+    row_version: i64,
+    kind: Option<ValueKind>,
 }
 
 fn read_chunk(conn: &Connection, after: &(String, String)) -> rusqlite::Result<Vec<Row>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT ns, key, key_version, nonce, sealed, created_at, updated_at FROM credentials
+        "SELECT ns, key, key_version, nonce, sealed, created_at, updated_at, version, kind FROM credentials
          WHERE (ns, key) > (?1, ?2) ORDER BY ns, key LIMIT ?3",
     )?;
     // Columns of the wrong type (a tampered row) become values that fail
@@ -156,6 +164,8 @@ fn read_chunk(conn: &Connection, after: &(String, String)) -> rusqlite::Result<V
             sealed: blob(r.get_ref(4)?),
             created: int(r.get_ref(5)?),
             updated: int(r.get_ref(6)?),
+            row_version: int(r.get_ref(7)?),
+            kind: r.get_ref(8)?.as_str().ok().and_then(ValueKind::parse),
         })
     })?;
     rows.collect()

@@ -8,17 +8,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use credstore_core::{
-    check_value, validate_id, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error,
-    ListCursor, ListOptions, ListPage, Metadata, Result, SecretValue, SetOutcome, StoreId, StoreKind,
+    check_set, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, ListCursor,
+    ListOptions, ListPage, Metadata, Namespace, Result, SecretValue, SetOptions, SetOutcome, StoreId,
+    StoreKind, Version,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
-use crate::crypto::{decode_payload, encode_payload, RowCipher, RowPlace};
+use crate::crypto::{decode_payload, encode_payload, RowCipher, RowPlace, ValueKind, FORMAT_VERSION};
 use crate::db;
 use crate::errors;
 use crate::rotation::RotationReport;
-use crate::writer::{self, from_nanos, Op, Shared};
+use crate::writer::{self, from_nanos, version_of, Op, Shared};
 use crate::{MasterKey, SqliteConfig};
 
 /// How long [`CredentialStore::check_availability`] waits for its probe.
@@ -27,17 +28,15 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Idle read connections kept for reuse.
 const MAX_IDLE_READERS: usize = 8;
 
-/// The longest namespace, in bytes.
-pub const MAX_NAMESPACE_LEN: usize = 1024;
-
 /// Counters of the writer shared by every handle on one opened database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct WriterStats {
     /// Transactions committed.
     pub transactions: u64,
-    /// Writes (`set` and `delete`) committed in them. `writes /
-    /// transactions` is the mean group-commit batch.
+    /// Writes (`set_opts` and `delete`) committed in them; a write whose
+    /// condition failed is not counted. `writes / transactions` is the mean
+    /// group-commit batch.
     pub writes: u64,
 }
 
@@ -45,8 +44,9 @@ pub struct WriterStats {
 ///
 /// - One database file holds any number of namespaces; every row is sealed
 ///   with AES-256-GCM under the master key (see the crate docs).
-/// - Cloning is cheap, and so is [`SqliteStore::with_namespace`]: every
-///   handle shares the same writer thread and read connections.
+/// - Cloning is cheap, and so is
+///   [`with_namespace`](CredentialStore::with_namespace): every handle shares
+///   the same writer thread and read connections.
 /// - All SQLite work runs off the async runtime's worker threads: reads on
 ///   Tokio's blocking pool, writes on the store's own writer thread, which
 ///   group-commits concurrent writes.
@@ -61,7 +61,7 @@ pub struct WriterStats {
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
-    ns: Arc<str>,
+    ns: Namespace,
 }
 
 struct Inner {
@@ -80,18 +80,6 @@ impl Drop for Inner {
     }
 }
 
-/// Checks a namespace: one or more id-valid segments joined by `/`.
-fn validate_namespace(ns: &str) -> Result<()> {
-    let bad = |reason: String| Error::InvalidInput { field: "namespace".into(), reason };
-    if ns.len() > MAX_NAMESPACE_LEN {
-        return Err(bad(format!("is {} bytes; the limit is {MAX_NAMESPACE_LEN}", ns.len())));
-    }
-    for (i, segment) in ns.split('/').enumerate() {
-        validate_id(segment).map_err(|e| bad(format!("segment {} {e}", i + 1)))?;
-    }
-    Ok(())
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) the database of `config`.
     ///
@@ -99,29 +87,25 @@ impl SqliteStore {
     /// - A missing file is created with mode `0600`, and missing directories
     ///   with `0700`; the database uses write-ahead logging.
     /// - A new database records a sealed check value of the master key (and,
-    ///   for a passphrase, its salt and Argon2id parameters); an older schema
-    ///   is migrated.
+    ///   for a passphrase, its salt and Argon2id parameters); a file of an
+    ///   older schema is migrated in one transaction (see the crate docs).
     /// - The work, Argon2id included, runs on Tokio's blocking pool.
     ///
     /// # Errors
-    /// - [`Error::InvalidInput`] for a malformed namespace.
     /// - [`Error::Config`] when no master key is configured, for a wrong
     ///   master key (`wrong master key`), and for a file that is not a
     ///   credential database (not SQLite, corrupt, another application's,
     ///   or of a newer schema); such a file is left untouched.
+    /// - [`Error::Integrity`] naming the key of a row that fails
+    ///   authentication while a file of schema 1 is migrated; the file is
+    ///   left as it was.
     /// - [`Error::PermissionDenied`] when the file or directory cannot be
     ///   created or written.
     /// - [`Error::Unavailable`] when another process holds the database
     ///   locked past the busy timeout, or the disk is full.
     pub async fn open(id: StoreId, config: SqliteConfig) -> Result<Self> {
-        if !config.namespace.is_empty() {
-            validate_namespace(&config.namespace)?;
-        }
         let Some(key) = config.master_key.clone() else {
-            return Err(Error::Config {
-                store: id,
-                reason: "no master key configured (SqliteConfig::master_key)".into(),
-            });
+            return Err(Error::config(&id, "no master key configured (SqliteConfig::master_key)"));
         };
         let task_id = id.clone();
         tokio::task::spawn_blocking(move || Self::open_blocking(id, config, key))
@@ -144,30 +128,8 @@ impl SqliteStore {
         tracing::debug!(store = %id, path = %config.path.display(), "opened");
         Ok(Self {
             inner: Arc::new(Inner { shared, writer, readers: Mutex::new(Vec::new()) }),
-            ns: Arc::from(config.namespace.as_str()),
+            ns: config.namespace.clone(),
         })
-    }
-
-    /// A handle on namespace `ns` inside this handle's namespace (`a` then
-    /// `b` gives `a/b`), over the same database, writer and connections.
-    ///
-    /// # Behavior
-    /// Cheap: no I/O. Handles on different namespaces never see each other's
-    /// keys; two handles on the same namespace see the same data.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] when `ns` is not one or more id-valid segments
-    /// joined by `/`.
-    pub fn with_namespace(&self, ns: &str) -> Result<Self> {
-        validate_namespace(ns)?;
-        let full = if self.ns.is_empty() { ns.to_owned() } else { format!("{}/{ns}", self.ns) };
-        validate_namespace(&full)?;
-        Ok(Self { inner: self.inner.clone(), ns: Arc::from(full) })
-    }
-
-    /// This handle's namespace; empty for the root.
-    pub fn namespace(&self) -> &str {
-        &self.ns
     }
 
     /// The database file.
@@ -283,7 +245,7 @@ impl SqliteStore {
 fn read_credential(
     shared: &Shared,
     conn: &Connection,
-    ns: &str,
+    ns: &Namespace,
     key: &CredentialKey,
 ) -> Result<Option<Credential>> {
     let mut attempts = 0;
@@ -302,19 +264,27 @@ fn read_credential(
     }
 }
 
-fn read_row(shared: &Shared, conn: &Connection, ns: &str, key: &CredentialKey) -> Result<Option<RawRow>> {
+fn read_row(
+    shared: &Shared,
+    conn: &Connection,
+    ns: &Namespace,
+    key: &CredentialKey,
+) -> Result<Option<RawRow>> {
     let row = conn
         .prepare_cached(
-            "SELECT key_version, nonce, sealed, created_at, updated_at FROM credentials WHERE ns = ?1 AND key = ?2",
+            "SELECT key_version, nonce, sealed, created_at, updated_at, version, kind FROM credentials
+             WHERE ns = ?1 AND key = ?2",
         )
         .and_then(|mut s| {
-            s.query_row(params![ns, key.as_str()], |r| {
+            s.query_row(params![ns.as_str(), key.as_str()], |r| {
                 Ok(RawRow {
                     version: r.get(0)?,
                     nonce: r.get(1)?,
                     sealed: r.get(2)?,
                     created: r.get(3)?,
                     updated: r.get(4)?,
+                    row_version: r.get(5)?,
+                    kind: r.get(6)?,
                 })
             })
             .optional()
@@ -350,12 +320,21 @@ fn versions((current, pending): &(Arc<RowCipher>, Option<Arc<RowCipher>>)) -> (u
 fn open_row(
     shared: &Shared,
     cipher: &RowCipher,
-    ns: &str,
+    ns: &Namespace,
     key: &CredentialKey,
     row: RawRow,
 ) -> Result<Credential> {
     let id = &shared.id;
-    let place = RowPlace { ns, key: key.as_str(), created_ns: row.created, updated_ns: row.updated };
+    let kind = ValueKind::parse(&row.kind)
+        .ok_or_else(|| errors::integrity(id, key, "the row's kind is neither text nor binary"))?;
+    let place = RowPlace {
+        ns: ns.as_str(),
+        key: key.as_str(),
+        created_ns: row.created,
+        updated_ns: row.updated,
+        version: row.row_version,
+        kind,
+    };
     let plain = cipher.open_row(&place, &row.nonce, &row.sealed).ok_or_else(|| {
         errors::integrity(
             id,
@@ -363,12 +342,13 @@ fn open_row(
             "stored data failed authentication: it was changed, corrupted or moved from another row",
         )
     })?;
-    let (value, metadata) = decode_payload(&plain)
+    let (value, metadata) = decode_payload(&plain, FORMAT_VERSION, kind)
         .ok_or_else(|| errors::integrity(id, key, "the authenticated payload is malformed"))?;
     Ok(Credential {
         key: key.clone(),
         value,
         metadata,
+        version: version_of(row.row_version),
         created_at: from_nanos(row.created),
         updated_at: from_nanos(row.updated),
     })
@@ -380,6 +360,8 @@ struct RawRow {
     sealed: Vec<u8>,
     created: i64,
     updated: i64,
+    row_version: i64,
+    kind: String,
 }
 
 #[async_trait]
@@ -392,8 +374,26 @@ impl CredentialStore for SqliteStore {
         StoreKind::EncryptedSqlite
     }
 
+    /// Everything: [`Capabilities::full`], durable.
     fn capabilities(&self) -> Capabilities {
         Capabilities::full()
+    }
+
+    fn namespace(&self) -> &Namespace {
+        &self.ns
+    }
+
+    /// A handle on `namespace` inside this handle's namespace (`a` then `b`
+    /// gives `a/b`), over the same database, writer and connections. No
+    /// I/O.
+    ///
+    /// # Errors
+    /// [`Error::InvalidNamespace`] when the joined namespace is longer than
+    /// [`MAX_NAMESPACE_LEN`](credstore_core::MAX_NAMESPACE_LEN), the only
+    /// cap of this store.
+    fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
+        let ns = self.ns.join(namespace)?;
+        Ok(Arc::new(Self { inner: self.inner.clone(), ns }))
     }
 
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
@@ -401,20 +401,57 @@ impl CredentialStore for SqliteStore {
         self.read(move |shared, conn| read_credential(shared, conn, &ns, &key)).await
     }
 
-    async fn set(&self, key: &CredentialKey, value: &SecretValue, metadata: &Metadata) -> Result<SetOutcome> {
-        check_value(value)?;
+    /// Queues the write for the writer thread, which checks the condition
+    /// and applies the write in one step of its transaction; answered once
+    /// the transaction is durable. A failed condition fails this write only,
+    /// not the others of its group commit.
+    async fn set_opts(
+        &self,
+        key: &CredentialKey,
+        value: &SecretValue,
+        metadata: &Metadata,
+        options: &SetOptions,
+    ) -> Result<SetOutcome> {
+        check_set(self, value, metadata, options)?;
         let payload = encode_payload(value, metadata);
         let (reply, rx) = oneshot::channel();
-        self.send(Op::Set { ns: self.ns.clone(), key: key.clone(), payload, reply })?;
+        self.send(Op::Set {
+            ns: self.ns.clone(),
+            key: key.clone(),
+            payload,
+            kind: ValueKind::of(value),
+            mode: options.mode.clone(),
+            reply,
+        })?;
         self.answer(rx).await
     }
 
+    /// Reads the row's clear columns only, without opening its seal.
     async fn has(&self, key: &CredentialKey) -> Result<bool> {
         let (ns, key) = (self.ns.clone(), key.clone());
         self.read(move |shared, conn| {
             conn.prepare_cached("SELECT 1 FROM credentials WHERE ns = ?1 AND key = ?2")
-                .and_then(|mut s| s.exists(params![&*ns, key.as_str()]))
+                .and_then(|mut s| s.exists(params![ns.as_str(), key.as_str()]))
                 .map_err(|e| shared.sql(&e))
+        })
+        .await
+    }
+
+    /// Reads the row's clear `version` column only, without opening its
+    /// seal (which binds it: a `get` of an edited version fails).
+    async fn version(&self, key: &CredentialKey) -> Result<Option<Version>> {
+        let (ns, key) = (self.ns.clone(), key.clone());
+        self.read(move |shared, conn| {
+            let row: Option<i64> = conn
+                .prepare_cached("SELECT version FROM credentials WHERE ns = ?1 AND key = ?2")
+                .and_then(|mut s| s.query_row(params![ns.as_str(), key.as_str()], |r| r.get(0)).optional())
+                .map_err(|e| match e {
+                    rusqlite::Error::InvalidColumnType(..) => {
+                        errors::integrity(&shared.id, &key, "the row's version is not an integer")
+                    }
+                    e => shared.sql(&e),
+                })?;
+            Ok(row.map(version_of))
         })
         .await
     }
@@ -440,7 +477,7 @@ impl CredentialStore for SqliteStore {
                      ORDER BY key LIMIT ?5",
                 )
                 .and_then(|mut s| {
-                    s.query_map(params![&*ns, prefix, upper, after, (limit + 1) as i64], |r| r.get(0))?
+                    s.query_map(params![ns.as_str(), prefix, upper, after, (limit + 1) as i64], |r| r.get(0))?
                         .collect()
                 })
                 .map_err(|e| shared.sql(&e))?;
@@ -513,21 +550,7 @@ impl fmt::Debug for SqliteStore {
         f.debug_struct("SqliteStore")
             .field("id", self.id())
             .field("path", &self.path())
-            .field("namespace", &&*self.ns)
+            .field("namespace", &self.ns)
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn namespaces_are_validated() {
-        assert!(validate_namespace("a").is_ok());
-        assert!(validate_namespace("tenant-1/project_a.v2").is_ok());
-        for bad in ["", "/", "a/", "/a", "a//b", "a b", "a/ü", &"x/".repeat(600)] {
-            assert!(validate_namespace(bad).is_err(), "{bad:?}");
-        }
     }
 }

@@ -7,18 +7,25 @@
 //! Writes that arrive while a commit is in flight wait in the queue and go
 //! into the next transaction. With `synchronous = FULL`, one fsync thus serves
 //! a whole batch.
+//!
+//! A conditional write (create-only, replace-if-version) is checked against
+//! the row as the transaction sees it and applied in the same savepoint: a
+//! failed condition rolls back that savepoint only, and is answered with
+//! [`Error::PreconditionFailed`] while its batch-mates commit. Every write
+//! takes its row version from the file's `last_version` counter inside the
+//! transaction.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use credstore_core::{CredentialKey, Error, Result, SetOutcome, StoreId};
+use credstore_core::{CredentialKey, Error, Namespace, Result, SetMode, SetOutcome, StoreId, Version};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
-use crate::crypto::{RowCipher, RowPlace};
+use crate::crypto::{RowCipher, RowPlace, ValueKind};
 use crate::db::{self, FileId};
 use crate::errors;
 use crate::rotation::{self, Progress, RotationReport};
@@ -126,13 +133,15 @@ impl Shared {
 /// One queued write.
 pub(crate) enum Op {
     Set {
-        ns: Arc<str>,
+        ns: Namespace,
         key: CredentialKey,
         payload: Zeroizing<Vec<u8>>,
+        kind: ValueKind,
+        mode: SetMode,
         reply: oneshot::Sender<Result<SetOutcome>>,
     },
     Delete {
-        ns: Arc<str>,
+        ns: Namespace,
         key: CredentialKey,
         reply: oneshot::Sender<Result<bool>>,
     },
@@ -161,11 +170,13 @@ impl Done {
         }
     }
 
-    /// Replaces a success by `e`: the transaction that held it did not commit.
-    fn fail(self, id: &StoreId, e: &Error) -> Done {
+    /// Replaces a success by `e`: the transaction that held it did not
+    /// commit. So is a failed precondition: it was judged inside that
+    /// transaction, against writes that never happened.
+    fn fail(self, e: &Error) -> Done {
         match self {
-            Done::Set(tx, Ok(_)) => Done::Set(tx, Err(errors::duplicate(id, e))),
-            Done::Delete(tx, Ok(_)) => Done::Delete(tx, Err(errors::duplicate(id, e))),
+            Done::Set(tx, Ok(_) | Err(Error::PreconditionFailed { .. })) => Done::Set(tx, Err(e.clone())),
+            Done::Delete(tx, Ok(_)) => Done::Delete(tx, Err(e.clone())),
             other => other,
         }
     }
@@ -242,9 +253,9 @@ impl Writer {
         let fail_all = |ops: Vec<Op>, e: &Error| {
             for op in ops {
                 match op {
-                    Op::Set { reply, .. } => drop(reply.send(Err(errors::duplicate(id, e)))),
-                    Op::Delete { reply, .. } => drop(reply.send(Err(errors::duplicate(id, e)))),
-                    Op::Rotate { reply, .. } => drop(reply.send(Err(errors::duplicate(id, e)))),
+                    Op::Set { reply, .. } => drop(reply.send(Err(e.clone()))),
+                    Op::Delete { reply, .. } => drop(reply.send(Err(e.clone()))),
+                    Op::Rotate { reply, .. } => drop(reply.send(Err(e.clone()))),
                     Op::Close(readers) => drop(readers),
                 }
             }
@@ -262,8 +273,8 @@ impl Writer {
                 return self.fail_batch(done, ops.collect(), &e, fail_all);
             }
             let result = match op {
-                Op::Set { ns, key, payload, reply } => {
-                    Done::Set(reply, self.set(&current, &ns, &key, &payload))
+                Op::Set { ns, key, payload, kind, mode, reply } => {
+                    Done::Set(reply, self.set(&current, &ns, &key, &payload, kind, &mode))
                 }
                 Op::Delete { ns, key, reply } => Done::Delete(reply, self.delete(&ns, &key)),
                 Op::Rotate { .. } | Op::Close(_) => unreachable!("rotations and closes are run alone"),
@@ -272,7 +283,7 @@ impl Writer {
                 // SQLite rolled the whole transaction back (a full disk or an
                 // I/O error can do that): every write of the batch is lost.
                 let e = match &result {
-                    Done::Set(_, Err(e)) | Done::Delete(_, Err(e)) => errors::duplicate(id, e),
+                    Done::Set(_, Err(e)) | Done::Delete(_, Err(e)) => e.clone(),
                     _ => errors::backend(id, "the transaction was rolled back by SQLite"),
                 };
                 done.push(result);
@@ -306,7 +317,7 @@ impl Writer {
 
     fn fail_batch(&self, done: Vec<Done>, rest: Vec<Op>, e: &Error, fail_all: impl Fn(Vec<Op>, &Error)) {
         for d in done {
-            d.fail(&self.shared.id, e).answer();
+            d.fail(e).answer();
         }
         fail_all(rest, e);
     }
@@ -325,13 +336,10 @@ impl Writer {
                 self.shared.keys().0.version(),
                 v,
             )),
-            Ok(None) => Err(Error::Config {
-                store: self.shared.id.clone(),
-                reason: format!(
-                    "database {} is damaged: its key version is missing",
-                    self.shared.path.display()
-                ),
-            }),
+            Ok(None) => Err(Error::config(
+                &self.shared.id,
+                format!("database {} is damaged: its key version is missing", self.shared.path.display()),
+            )),
         };
         if checked.is_err() {
             self.rollback();
@@ -347,46 +355,108 @@ impl Writer {
         }
     }
 
-    fn set(&self, cipher: &RowCipher, ns: &str, key: &CredentialKey, payload: &[u8]) -> Result<SetOutcome> {
+    /// Applies one write inside the open transaction, after checking its
+    /// condition against the row as this transaction sees it (earlier
+    /// writes of the batch included), so the check and the write are one
+    /// atomic step.
+    fn set(
+        &self,
+        cipher: &RowCipher,
+        ns: &Namespace,
+        key: &CredentialKey,
+        payload: &[u8],
+        kind: ValueKind,
+        mode: &SetMode,
+    ) -> Result<SetOutcome> {
         let sql = |e: rusqlite::Error| self.shared.sql(&e);
-        let existing: Option<(i64, i64)> = self
+        let ns = ns.as_str();
+        let existing: Option<(i64, i64, i64)> = self
             .conn
-            .prepare_cached("SELECT created_at, updated_at FROM credentials WHERE ns = ?1 AND key = ?2")
+            .prepare_cached(
+                "SELECT created_at, updated_at, version FROM credentials WHERE ns = ?1 AND key = ?2",
+            )
             .and_then(|mut s| {
-                s.query_row(params![ns, key.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).optional()
+                s.query_row(params![ns, key.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()
             })
             .map_err(sql)?;
+        let failed = |reason: &str| Err(Error::precondition_failed(&self.shared.id, key, reason));
+        match (mode, &existing) {
+            (SetMode::Create, Some(_)) => return failed("the key exists"),
+            (SetMode::Replace(_), None) => return failed("the key does not exist"),
+            (SetMode::Replace(expected), Some((_, _, v))) if !version_is(*v, expected) => {
+                return failed("the key's current version is not the expected one");
+            }
+            _ => {}
+        }
+        let version = self.next_version()?;
         let now = now_nanos();
         let (created, updated) = match existing {
             // Strictly later than the last write, even if the clock stepped back.
-            Some((c, u)) => (c, now.max(u.saturating_add(1))),
+            Some((c, u, _)) => (c, now.max(u.saturating_add(1))),
             None => (now, now),
         };
-        let place = RowPlace { ns, key: key.as_str(), created_ns: created, updated_ns: updated };
+        let place =
+            RowPlace { ns, key: key.as_str(), created_ns: created, updated_ns: updated, version, kind };
         let (nonce, sealed) =
             cipher.seal_row(&place, payload).map_err(|e| errors::backend(&self.shared.id, e))?;
         self.conn
             .prepare_cached(
-                "INSERT INTO credentials (ns, key, key_version, nonce, sealed, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO credentials (ns, key, key_version, nonce, sealed, created_at, updated_at, version, kind)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (ns, key) DO UPDATE SET key_version = excluded.key_version,
-                     nonce = excluded.nonce, sealed = excluded.sealed, updated_at = excluded.updated_at",
+                     nonce = excluded.nonce, sealed = excluded.sealed, updated_at = excluded.updated_at,
+                     version = excluded.version, kind = excluded.kind",
             )
             .and_then(|mut s| {
-                s.execute(params![ns, key.as_str(), cipher.version(), &nonce[..], sealed, created, updated])
+                s.execute(params![
+                    ns,
+                    key.as_str(),
+                    cipher.version(),
+                    &nonce[..],
+                    sealed,
+                    created,
+                    updated,
+                    version,
+                    kind.as_str()
+                ])
             })
             .map_err(sql)?;
         Ok(SetOutcome {
             created: existing.is_none(),
+            version: version_of(version),
             created_at: from_nanos(created),
             updated_at: from_nanos(updated),
         })
     }
 
-    fn delete(&self, ns: &str, key: &CredentialKey) -> Result<bool> {
+    /// The next row version: one more than the last one handed out in the
+    /// whole file (`last_version` in `credstore_meta`), taken inside the
+    /// write transaction, so no two writes of any process ever get the same
+    /// one, and a rolled-back write gives its number back unseen.
+    fn next_version(&self) -> Result<i64> {
+        let next: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "UPDATE credstore_meta SET value = value + 1
+                 WHERE name = ?1 AND typeof(value) = 'integer' RETURNING value",
+            )
+            .and_then(|mut s| s.query_row([db::META_LAST_VERSION], |r| r.get(0)).optional())
+            .map_err(|e| self.shared.sql(&e))?;
+        next.filter(|&n| n >= 1).ok_or_else(|| {
+            Error::config(
+                &self.shared.id,
+                format!(
+                    "database {} is damaged: its last row version is missing or invalid",
+                    self.shared.path.display()
+                ),
+            )
+        })
+    }
+
+    fn delete(&self, ns: &Namespace, key: &CredentialKey) -> Result<bool> {
         self.conn
             .prepare_cached("DELETE FROM credentials WHERE ns = ?1 AND key = ?2")
-            .and_then(|mut s| s.execute(params![ns, key.as_str()]))
+            .and_then(|mut s| s.execute(params![ns.as_str(), key.as_str()]))
             .map(|n| n > 0)
             .map_err(|e| self.shared.sql(&e))
     }
@@ -402,4 +472,14 @@ pub(crate) fn now_nanos() -> i64 {
 /// A stored timestamp as a `SystemTime`; times before the epoch clamp to it.
 pub(crate) fn from_nanos(n: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(u64::try_from(n).unwrap_or(0))
+}
+
+/// A row version as the [`Version`] callers see: its decimal text.
+pub(crate) fn version_of(n: i64) -> Version {
+    Version::from_counter(u64::try_from(n).unwrap_or(0))
+}
+
+/// Whether the row version `n` is `expected`.
+fn version_is(n: i64, expected: &Version) -> bool {
+    version_of(n) == *expected
 }

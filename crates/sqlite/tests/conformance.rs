@@ -1,25 +1,25 @@
 //! The shared conformance suite against the encrypted SQLite backend.
 //!
-//! Each test gets its own factory with one database file in a temporary
-//! directory. Every store the factory creates opens that same file (its own
-//! connection, its own writer) in a namespace of its own, so isolation is
-//! checked between namespaces of one file. `reopen` opens the file and
-//! namespace again with the same key. The unreachable store is opened in a
-//! directory that is then deleted: its probe and every operation notice at
-//! once that the database file is gone.
+//! The factory keeps one database file in a temporary directory. Every
+//! store it creates opens that same file (its own connection, its own
+//! writer) in a namespace of its own, so isolation is checked between
+//! namespaces of one file and between writers of one file. `reopen` opens
+//! the file and namespace again with the same key. The unreachable store is
+//! opened in a directory that is then deleted: its probe and every
+//! operation notice at once that the database file is gone.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use credstore_conformance::{unique_name, StoreFactory};
-use credstore_core::{CredentialStore, StoreId};
+use credstore_core::{CredentialStore, Namespace, StoreId};
 use credstore_sqlite::{MasterKey, SqliteConfig, SqliteStore};
 
 struct SqliteFactory {
     dir: tempfile::TempDir,
     key: MasterKey,
-    namespaces: Mutex<HashMap<StoreId, String>>,
+    namespaces: Mutex<HashMap<StoreId, Namespace>>,
 }
 
 impl SqliteFactory {
@@ -35,27 +35,31 @@ impl SqliteFactory {
         self.dir.path().join("conformance.db")
     }
 
-    async fn open(&self, id: StoreId, ns: &str) -> Arc<dyn CredentialStore> {
+    async fn open(&self, id: StoreId, ns: Namespace) -> Arc<dyn CredentialStore> {
         let config = SqliteConfig::new(self.path()).namespace(ns).master_key(self.key.clone());
         let store = SqliteStore::open(id, config).await.unwrap_or_else(|e| panic!("open failed: {e}"));
         Arc::new(store)
     }
 }
 
+fn factory() -> Option<SqliteFactory> {
+    Some(SqliteFactory::new())
+}
+
 #[credstore_conformance::async_trait]
 impl StoreFactory for SqliteFactory {
     async fn create(&self) -> Arc<dyn CredentialStore> {
         let id = StoreId::new(unique_name("sqlite")).expect("valid id");
-        let ns = format!("conformance/{}", unique_name("ns"));
+        let ns = Namespace::new(format!("conformance/{}", unique_name("ns"))).expect("valid namespace");
         self.namespaces.lock().unwrap().insert(id.clone(), ns.clone());
-        self.open(id, &ns).await
+        self.open(id, ns).await
     }
 
     async fn reopen(&self, store: Arc<dyn CredentialStore>) -> Option<Arc<dyn CredentialStore>> {
         let id = store.id().clone();
         let ns = self.namespaces.lock().unwrap().get(&id).cloned().expect("a store this factory created");
         drop(store);
-        Some(self.open(id, &ns).await)
+        Some(self.open(id, ns).await)
     }
 
     async fn unreachable(&self) -> Option<Arc<dyn CredentialStore>> {
@@ -68,4 +72,4 @@ impl StoreFactory for SqliteFactory {
     }
 }
 
-credstore_conformance::conformance_suite!(Some(SqliteFactory::new()));
+credstore_conformance::conformance_main!(factory());

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use credstore_core::{CredentialStore, Error, ListOptions, Metadata, SecretValue, StoreId};
+use credstore_core::{CredentialStore, Error, ListOptions, Metadata, Namespace, SecretValue, StoreId};
 use credstore_sqlite::{KdfParams, MasterKey, SqliteConfig, SqliteStore, Synchronous};
 use helpers::*;
 
@@ -39,7 +39,7 @@ async fn creates_owner_only_file_and_directories() {
     let journal: String = raw(&path).query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(journal, "wal");
     let version: i64 = raw(&path).query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
 }
 
 #[tokio::test]
@@ -50,7 +50,7 @@ async fn plaintext_never_reaches_the_files() {
     let value_canary = unique("VALUECANARY");
     let meta_canary = unique("METACANARY");
     let big = value_canary.repeat(60_000 / value_canary.len());
-    let tenant = store.with_namespace("tenant-x").unwrap();
+    let tenant = ns(&store, "tenant-x");
     store.set(&key("small-secret"), &secret(&value_canary), &meta([("note", &meta_canary)])).await.unwrap();
     tenant
         .set(&key("big-secret"), &SecretValue::new(big.clone()), &meta([("note", &meta_canary)]))
@@ -61,7 +61,7 @@ async fn plaintext_never_reaches_the_files() {
     store.set(&key("overwritten"), &secret("other"), &Metadata::new()).await.unwrap();
     store.set(&key("deleted"), &secret(&value_canary), &meta([("note", &meta_canary)])).await.unwrap();
     assert!(store.delete(&key("deleted")).await.unwrap());
-    assert_eq!(value(&tenant, "big-secret").await.as_deref(), Some(big.as_str()));
+    assert_eq!(value(&*tenant, "big-secret").await.as_deref(), Some(big.as_str()));
 
     // While open: database, WAL and shared-memory files.
     assert!(sidecar(&path, "-wal").exists());
@@ -169,32 +169,35 @@ async fn crafted_kdf_parameters_are_refused_quickly() {
 async fn expect_tamper_detected(
     store: &SqliteStore,
     path: &std::path::Path,
-    ns: &str,
+    space: &str,
     k: &str,
     what: &str,
     sql: &str,
 ) {
     let conn = raw(path);
-    let backup: (i64, Vec<u8>, Vec<u8>, i64, i64) = conn
+    type Backup = (i64, Vec<u8>, Vec<u8>, i64, i64, i64, String);
+    let backup: Backup = conn
         .query_row(
-            "SELECT key_version, nonce, sealed, created_at, updated_at FROM credentials WHERE ns = ?1 AND key = ?2",
-            [ns, k],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            "SELECT key_version, nonce, sealed, created_at, updated_at, version, kind FROM credentials
+             WHERE ns = ?1 AND key = ?2",
+            [space, k],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
         )
         .unwrap();
-    let changed = conn.execute(sql, [ns, k]).unwrap();
+    let changed = conn.execute(sql, [space, k]).unwrap();
     assert_eq!(changed, 1, "{what}: the edit hit the row");
     let types: (String, String) = conn
         .query_row(
             "SELECT typeof(nonce), typeof(sealed) FROM credentials WHERE ns = ?1 AND key = ?2",
-            [ns, k],
+            [space, k],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
     if !what.contains("text") {
         assert_eq!(types, ("blob".into(), "blob".into()), "{what}: the edit kept the column types");
     }
-    let handle = if ns.is_empty() { store.clone() } else { store.with_namespace(ns).unwrap() };
+    let handle: Arc<dyn CredentialStore> =
+        if space.is_empty() { Arc::new(store.clone()) } else { ns(store, space) };
     let err = handle.get(&key(k)).await.expect_err(what);
     match &err {
         Error::Integrity { key: named, .. } => assert_eq!(named.as_str(), k, "{what}"),
@@ -203,9 +206,10 @@ async fn expect_tamper_detected(
     assert!(err.to_string().contains(k), "{what}: {err}");
     assert!(!err.to_string().contains("TOPSECRET"), "{what}: {err}");
     conn.execute(
-        "UPDATE credentials SET key_version = ?3, nonce = ?4, sealed = ?5, created_at = ?6, updated_at = ?7
+        "UPDATE credentials SET key_version = ?3, nonce = ?4, sealed = ?5, created_at = ?6, updated_at = ?7,
+             version = ?8, kind = ?9
          WHERE ns = ?1 AND key = ?2",
-        rusqlite::params![ns, k, backup.0, backup.1, backup.2, backup.3, backup.4],
+        rusqlite::params![space, k, backup.0, backup.1, backup.2, backup.3, backup.4, backup.5, backup.6],
     )
     .unwrap();
     assert!(handle.get(&key(k)).await.unwrap().is_some(), "{what}: restored row opens again");
@@ -228,8 +232,12 @@ async fn any_change_to_a_row_fails_get_with_integrity() {
         ("other key version", "UPDATE credentials SET key_version = 2 WHERE ns = ?1 AND key = ?2"),
         ("edited updated_at", "UPDATE credentials SET updated_at = updated_at + 1 WHERE ns = ?1 AND key = ?2"),
         ("edited created_at", "UPDATE credentials SET created_at = created_at - 1000 WHERE ns = ?1 AND key = ?2"),
+        ("edited version", "UPDATE credentials SET version = version + 1000 WHERE ns = ?1 AND key = ?2"),
+        ("edited kind", "UPDATE credentials SET kind = 'binary' WHERE ns = ?1 AND key = ?2"),
+        ("unknown kind", "UPDATE credentials SET kind = 'other' WHERE ns = ?1 AND key = ?2"),
+        ("text instead of an integer version", "UPDATE credentials SET version = 'v' WHERE ns = ?1 AND key = ?2"),
         ("text instead of blob", "UPDATE credentials SET sealed = 'not a blob' WHERE ns = ?1 AND key = ?2"),
-        ("other row's seal", "UPDATE credentials SET (nonce, sealed, created_at, updated_at) = (SELECT nonce, sealed, created_at, updated_at FROM credentials WHERE ns = ?1 AND key = 'other') WHERE ns = ?1 AND key = ?2"),
+        ("other row's seal", "UPDATE credentials SET (nonce, sealed, created_at, updated_at, version) = (SELECT nonce, sealed, created_at, updated_at, version FROM credentials WHERE ns = ?1 AND key = 'other') WHERE ns = ?1 AND key = ?2"),
     ] {
         expect_tamper_detected(&store, p, "", "victim", what, sql).await;
     }
@@ -247,12 +255,12 @@ async fn any_change_to_a_row_fails_get_with_integrity() {
     }
     // A row copied into another namespace does not open there.
     conn.execute(
-        "INSERT INTO credentials (ns, key, key_version, nonce, sealed, created_at, updated_at)
-         SELECT 'intruder', key, key_version, nonce, sealed, created_at, updated_at FROM credentials WHERE ns = '' AND key = 'victim'",
+        "INSERT INTO credentials (ns, key, key_version, nonce, sealed, created_at, updated_at, version, kind)
+         SELECT 'intruder', key, key_version, nonce, sealed, created_at, updated_at, version, kind FROM credentials WHERE ns = '' AND key = 'victim'",
         [],
     )
     .unwrap();
-    let err = store.with_namespace("intruder").unwrap().get(&key("victim")).await.expect_err("copied row");
+    let err = ns(&store, "intruder").get(&key("victim")).await.expect_err("copied row");
     assert!(matches!(err, Error::Integrity { .. }), "{err:?}");
     // Listing and has() still work, and untouched rows still open.
     put(&store, "fine", "v").await;
@@ -341,7 +349,7 @@ async fn corrupt_pages_give_errors_never_wrong_values() {
         match store.get(&key(&format!("key-{i:03}"))).await {
             Ok(Some(c)) => {
                 assert_eq!(
-                    c.value.expose_secret(),
+                    c.value.expose_str().unwrap(),
                     format!("value-{i}-").repeat(20),
                     "a wrong value for key {i}"
                 );
@@ -374,7 +382,7 @@ async fn corrupt_pages_give_errors_never_wrong_values() {
     };
     for i in 0..300 {
         match store.get(&key(&format!("key-{i:03}"))).await {
-            Ok(Some(c)) => assert_eq!(c.value.expose_secret(), format!("value-{i}-").repeat(20)),
+            Ok(Some(c)) => assert_eq!(c.value.expose_str().unwrap(), format!("value-{i}-").repeat(20)),
             Ok(None) => {}
             Err(e) => {
                 assert!(e.to_string().contains("corrupt") || matches!(e, Error::Integrity { .. }), "{e}")
@@ -501,35 +509,42 @@ async fn namespaces_share_one_file_and_writer() {
     let path = dir.path().join("ns.db");
     let k = MasterKey::generate();
     let root = open(&path, &k).await;
-    let a = root.with_namespace("tenant-1").unwrap();
-    let a2 = root.with_namespace("tenant-1").unwrap();
-    let ab = a.with_namespace("project.x").unwrap();
-    assert_eq!(ab.namespace(), "tenant-1/project.x");
+    let a = ns(&root, "tenant-1");
+    let a2 = ns(&root, "tenant-1");
+    let ab = ns(&*a, "project.x");
+    assert_eq!(ab.namespace().as_str(), "tenant-1/project.x");
     assert_eq!(ab.id(), root.id());
-    put(&a, "k", "in-a").await;
-    put(&ab, "k", "in-ab").await;
-    assert_eq!(value(&a2, "k").await.as_deref(), Some("in-a"));
-    assert_eq!(value(&ab, "k").await.as_deref(), Some("in-ab"));
+    assert_eq!(ns(&*ab, "").namespace(), ab.namespace(), "the root namespace is this handle's own");
+    put(&*a, "k", "in-a").await;
+    put(&*ab, "k", "in-ab").await;
+    assert_eq!(value(&*a2, "k").await.as_deref(), Some("in-a"));
+    assert_eq!(value(&*ab, "k").await.as_deref(), Some("in-ab"));
     assert_eq!(value(&root, "k").await, None);
     assert!(root.list(&ListOptions::new()).await.unwrap().keys.is_empty());
     assert_eq!(a.list(&ListOptions::new()).await.unwrap().keys, vec![key("k")]);
     // One writer: the stats are shared.
-    assert_eq!(root.writer_stats(), ab.writer_stats());
-    for bad in ["", "a//b", "with space", "/lead"] {
-        assert!(matches!(root.with_namespace(bad), Err(Error::InvalidInput { .. })), "{bad:?}");
-    }
-    // Another opening of the same file and namespace sees the same data.
-    let again =
-        open_with(SqliteConfig::new(&path).master_key(k.clone()).namespace("tenant-1/project.x")).await;
-    assert_eq!(value(&again, "k").await.as_deref(), Some("in-ab"));
-    let err = err_of(
-        SqliteStore::open(
-            StoreId::new("s").unwrap(),
-            SqliteConfig::new(&path).master_key(k).namespace("bad ns"),
-        )
-        .await,
+    let before = root.writer_stats();
+    put(&*ab, "k2", "v").await;
+    assert_eq!(
+        root.writer_stats().writes,
+        before.writes + 1,
+        "a namespace's write goes through the one writer"
     );
-    assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+    // The namespace rules and cap are core's: 512 bytes in all, joined.
+    let long = Namespace::new("x".repeat(255)).unwrap();
+    let twice = root.with_namespace(&long).unwrap().with_namespace(&long).unwrap();
+    assert_eq!(twice.namespace().as_str().len(), 511);
+    let err = twice.with_namespace(&long).expect_err("over the cap");
+    assert!(matches!(err, Error::InvalidNamespace { .. }), "{err:?}");
+    // Another opening of the same file and namespace sees the same data.
+    let again = open_with(
+        SqliteConfig::new(&path)
+            .master_key(k.clone())
+            .namespace(Namespace::new("tenant-1/project.x").unwrap()),
+    )
+    .await;
+    assert_eq!(value(&again, "k").await.as_deref(), Some("in-ab"));
+    assert_eq!(again.namespace().as_str(), "tenant-1/project.x");
     // Debug: id, path and namespace, nothing else.
     let shown = format!("{ab:?}");
     assert!(shown.contains("ns.db") && shown.contains("tenant-1/project.x"), "{shown}");
@@ -573,4 +588,139 @@ async fn synchronous_normal_and_timestamps_survive_reopen() {
     let c = store.get(&key("t")).await.unwrap().unwrap();
     assert_eq!((c.created_at, c.updated_at), (second.created_at, second.updated_at));
     assert_eq!(c.metadata.get("m"), Some("2"));
+}
+
+#[tokio::test]
+async fn binary_values_round_trip_sealed_with_their_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bin.db");
+    let k = MasterKey::generate();
+    let store = open(&path, &k).await;
+    // Every byte value, and a canary that is not UTF-8 around it.
+    let canary = unique("BINCANARY");
+    let mut bytes: Vec<u8> = canary.as_bytes().to_vec();
+    bytes.extend(0..=255u8);
+    bytes.extend_from_slice(canary.as_bytes());
+    let binary = SecretValue::from(bytes.clone());
+    assert!(!binary.is_text());
+    store.set(&key("bin"), &binary, &meta([("m", "1")])).await.unwrap();
+    put(&store, "text", "plain").await;
+    let got = store.get(&key("bin")).await.unwrap().unwrap();
+    assert_eq!(got.value.expose_secret(), bytes.as_slice());
+    assert!(!got.value.is_text() && got.value.expose_str().is_err());
+    let kinds: Vec<(String, String)> = raw(&path)
+        .prepare("SELECT key, kind FROM credentials ORDER BY key")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(kinds, [("bin".into(), "binary".into()), ("text".into(), "text".into())]);
+    assert!(files_containing(dir.path(), canary.as_bytes()).is_empty(), "binary plaintext on disk");
+    // Overwriting binary with text (and back) changes the kind with the value.
+    put(&store, "bin", "now text").await;
+    assert!(store.get(&key("bin")).await.unwrap().unwrap().value.is_text());
+    store.set(&key("bin"), &binary, &Metadata::new()).await.unwrap();
+    drop(store);
+    let store = open(&path, &k).await;
+    let got = store.get(&key("bin")).await.unwrap().unwrap();
+    assert!(!got.value.is_text() && got.value == binary);
+    assert_eq!(value(&store, "text").await.as_deref(), Some("plain"));
+}
+
+#[tokio::test]
+async fn versions_come_from_one_counter_for_the_whole_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.db");
+    let k = MasterKey::generate();
+    let a = open(&path, &k).await;
+    let b = open(&path, &k).await;
+    let tenant = ns(&a, "t");
+    let mut seen = std::collections::BTreeSet::new();
+    for round in 0..5 {
+        for (who, store) in [("a", &a as &dyn CredentialStore), ("b", &b), ("t", &*tenant)] {
+            let out =
+                store.set(&key("k"), &secret(&format!("{who}{round}")), &Metadata::new()).await.unwrap();
+            assert!(seen.insert(out.version.to_string()), "version {} given twice", out.version);
+            assert_eq!(store.version(&key("k")).await.unwrap(), Some(out.version));
+        }
+    }
+    // Delete and create again: a new version, and the old one no longer matches.
+    let old = a.version(&key("k")).await.unwrap().unwrap();
+    assert!(b.delete(&key("k")).await.unwrap());
+    assert_eq!(a.version(&key("k")).await.unwrap(), None);
+    let again = a.create(&key("k"), &secret("new"), &Metadata::new()).await.unwrap();
+    assert!(again.created && !seen.contains(again.version.as_str()));
+    let err = b.replace(&key("k"), &secret("stale"), &Metadata::new(), &old).await.unwrap_err();
+    assert!(matches!(err, Error::PreconditionFailed { .. }), "{err:?}");
+    drop((a, b, tenant));
+    // The counter is in the file: a reopening goes on from it.
+    let store = open(&path, &k).await;
+    let next = store.set(&key("k2"), &secret("v"), &Metadata::new()).await.unwrap().version;
+    let n: u64 = next.as_str().parse().unwrap();
+    assert_eq!(n, 17, "15 writes, a create, then this one");
+    // A damaged counter fails writes with a clear error, and nothing changes.
+    raw(&path).execute("DELETE FROM credstore_meta WHERE name = 'last_version'", []).unwrap();
+    let err = store.set(&key("k2"), &secret("lost"), &Metadata::new()).await.unwrap_err();
+    assert!(matches!(err, Error::Config { .. }) && err.to_string().contains("damaged"), "{err}");
+    assert_eq!(value(&store, "k2").await.as_deref(), Some("v"));
+}
+
+#[tokio::test]
+async fn a_failed_condition_fails_only_its_own_write_in_a_group_commit() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Waker};
+    type Write<'a> =
+        Pin<Box<dyn Future<Output = credstore_core::Result<credstore_core::SetOutcome>> + Send + 'a>>;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cas.db");
+    let store = open(&path, &MasterKey::generate()).await;
+    let base = store.set(&key("cas"), &secret("base"), &Metadata::new()).await.unwrap().version;
+    // Another connection holds the write lock, so every write below queues
+    // up and the writer applies them together once it is released.
+    let blocker = raw(&path);
+    blocker.execute_batch("BEGIN EXCLUSIVE; INSERT INTO credstore_meta VALUES ('lock-test', 1);").unwrap();
+    let before = store.writer_stats();
+    let (race, cas) = (key("race"), key("cas"));
+    let plain_keys: Vec<_> = (0..64).map(|i| key(&format!("p{i}"))).collect();
+    let values: Vec<SecretValue> = (0..64).map(|i| SecretValue::new(format!("v{i}"))).collect();
+    let none = Metadata::new();
+    let mut writes: Vec<(&str, usize, Write<'_>)> = Vec::new();
+    for (i, v) in values.iter().enumerate().take(16) {
+        // 16 create-only writes of one key, 16 replaces from one version,
+        // interleaved with the plain writes.
+        writes.push(("create", i, store.create(&race, v, &none)));
+        writes.push(("replace", i, store.replace(&cas, v, &none, &base)));
+        writes.push(("plain", i, store.set(&plain_keys[i], v, &none)));
+    }
+    for i in 16..64 {
+        writes.push(("plain", i, store.set(&plain_keys[i], &values[i], &none)));
+    }
+    // One poll queues each write with the writer (they do not complete: the
+    // lock is held).
+    let mut cx = Context::from_waker(Waker::noop());
+    for (what, i, w) in &mut writes {
+        assert!(w.as_mut().poll(&mut cx).is_pending(), "{what} {i} finished under the lock");
+    }
+    blocker.execute_batch("ROLLBACK").unwrap();
+    let mut failed = 0;
+    for (what, i, w) in writes {
+        match (what, i, w.await) {
+            ("plain", _, Ok(_)) | ("create" | "replace", 0, Ok(_)) => {}
+            ("create" | "replace", _, Err(Error::PreconditionFailed { .. })) => failed += 1,
+            (what, i, other) => panic!("{what} {i}: {other:?}"),
+        }
+    }
+    assert_eq!(failed, 30, "all but the first create and the first replace failed their condition");
+    let stats = store.writer_stats();
+    let (txs, applied) = (stats.transactions - before.transactions, stats.writes - before.writes);
+    assert_eq!(applied, 66, "failed conditions are not counted as writes");
+    assert!(txs <= 2, "the queued writes took {txs} transactions, not one group commit");
+    for i in 0..64 {
+        assert_eq!(value(&store, &format!("p{i}")).await, Some(format!("v{i}")));
+    }
+    assert_eq!(value(&store, "race").await.as_deref(), Some("v0"));
+    assert_eq!(value(&store, "cas").await.as_deref(), Some("v0"));
 }

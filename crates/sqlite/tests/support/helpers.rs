@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
+use std::sync::Arc;
+
+use credstore_core::{CredentialKey, CredentialStore, Metadata, Namespace, SecretValue, StoreId};
 use credstore_sqlite::{MasterKey, SqliteConfig, SqliteStore};
 
 pub fn key(s: &str) -> CredentialKey {
@@ -25,19 +27,24 @@ pub async fn open_with(config: SqliteConfig) -> SqliteStore {
         .unwrap_or_else(|e| panic!("open: {e}"))
 }
 
-pub async fn put(store: &SqliteStore, k: &str, v: &str) {
+/// A handle on namespace `ns` of `store`.
+pub fn ns(store: &dyn CredentialStore, ns: &str) -> Arc<dyn CredentialStore> {
+    store.with_namespace(&Namespace::new(ns).unwrap()).unwrap_or_else(|e| panic!("namespace {ns}: {e}"))
+}
+
+pub async fn put(store: &dyn CredentialStore, k: &str, v: &str) {
     store
         .set(&key(k), &SecretValue::from(v), &Metadata::new())
         .await
         .unwrap_or_else(|e| panic!("set {k}: {e}"));
 }
 
-pub async fn value(store: &SqliteStore, k: &str) -> Option<String> {
+pub async fn value(store: &dyn CredentialStore, k: &str) -> Option<String> {
     store
         .get(&key(k))
         .await
         .unwrap_or_else(|e| panic!("get {k}: {e}"))
-        .map(|c| c.value.expose_secret().to_owned())
+        .map(|c| c.value.expose_str().expect("a text value").to_owned())
 }
 
 /// A raw SQLite connection to the database file, bypassing the store.
@@ -120,7 +127,7 @@ pub fn unique(prefix: &str) -> String {
     credstore_conformance::unique_name(prefix)
 }
 
-pub async fn count_all(store: &SqliteStore) -> usize {
+pub async fn count_all(store: &dyn CredentialStore) -> usize {
     let mut opts = credstore_core::ListOptions::new().with_limit(1000).unwrap();
     let mut n = 0;
     loop {
