@@ -12,14 +12,16 @@ use aws_sdk_secretsmanager::config::{Credentials, Region};
 use credstore_aws::{AwsConfig, AwsStore};
 use credstore_benches::summary::{Row, Scenario};
 use credstore_benches::{bench_out_dir, quick, test_mode};
+use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
 use credstore_test_servers::moto::{self, Moto};
 use credstore_test_servers::openbao::OpenBao;
-use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
 use credstore_vault::{VaultConfig, VaultStore};
 use serde_json::json;
+use vaultrs::api::kv2::requests::SetSecretRequestOptions;
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 
-/// A fresh 32-hex-digit request token, as our layer sends with each write.
+/// A fresh 32-character request token, as our layer sends with each write
+/// (it becomes the new version's id).
 fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
@@ -156,7 +158,7 @@ fn bench_store<G1, G1F, S1, S1F, G2, G2F, S2, S2F>(
 {
     let key = CredentialKey::new("bench-key").unwrap();
     let value = SecretValue::from(VALUE);
-    rt.block_on(store.set(&key, &value, &Metadata::new())).expect("seed the key");
+    rt.block_on(store.set(&key, &value, &Metadata::new())).expect("write the key first");
     let get = || async {
         std::hint::black_box(store.get(&key).await.expect("get"));
     };
@@ -220,7 +222,7 @@ fn main() {
     .expect("vaultrs client");
     let payload = json!({ "value": VALUE });
     let path = "bench-direct/bench-key";
-    rt.block_on(vaultrs::kv2::set(&direct, "secret", path, &payload)).expect("seed direct");
+    rt.block_on(vaultrs::kv2::set(&direct, "secret", path, &payload)).expect("write the direct key first");
     let (direct, payload) = (&direct, &payload);
     let read_meta = || async move {
         std::hint::black_box(
@@ -233,7 +235,7 @@ fn main() {
         "vault",
         vault,
         Direct {
-            same_name: "vaultrs: read_metadata + read_version / read_metadata + set",
+            same_name: "vaultrs: read_metadata + read_version / read_metadata + set with cas",
             same_get: || async move {
                 let meta = read_meta().await;
                 let v: serde_json::Value =
@@ -243,8 +245,14 @@ fn main() {
                 std::hint::black_box(v);
             },
             same_set: || async move {
-                read_meta().await;
-                std::hint::black_box(vaultrs::kv2::set(direct, "secret", path, payload).await.expect("set"));
+                // Our upsert writes with check-and-set at the version it read.
+                let cas = read_meta().await.current_version as u32;
+                let options = SetSecretRequestOptions { cas };
+                std::hint::black_box(
+                    vaultrs::kv2::set_with_options(direct, "secret", path, payload, options)
+                        .await
+                        .expect("set"),
+                );
             },
             min_name: "vaultrs: kv2::read / kv2::set alone",
             min_get: || async move {
@@ -291,38 +299,57 @@ fn main() {
             .build(),
     );
     let name = "bench-direct/bench-key";
-    rt.block_on(sdk.create_secret().name(name).secret_string(VALUE).description("{}").send()).expect("seed");
+    rt.block_on(sdk.create_secret().name(name).secret_string(VALUE).description("{}").send())
+        .expect("create the direct secret");
     let sdk = &sdk;
     let describe = || async move { sdk.describe_secret().secret_id(name).send().await.expect("describe") };
+    let current = |d: &aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput| {
+        d.version_ids_to_stages()
+            .and_then(|m| m.iter().find(|(_, st)| st.iter().any(|s| s == "AWSCURRENT")))
+            .map(|(v, _)| v.clone())
+            .expect("current version")
+    };
     bench_store(
         &mut c,
         &rt,
         "aws",
         aws,
         Direct {
-            same_name: "aws-sdk: DescribeSecret + GetSecretValue / DescribeSecret + UpdateSecret",
+            same_name: "aws-sdk: DescribeSecret + GetSecretValue / DescribeSecret + PutSecretValue (staged) \
+                        + UpdateSecretVersionStage + UpdateSecret",
             same_get: || async move {
-                let d = describe().await;
-                let version = d
-                    .version_ids_to_stages()
-                    .and_then(|m| m.iter().find(|(_, st)| st.iter().any(|s| s == "AWSCURRENT")))
-                    .map(|(v, _)| v.clone())
-                    .expect("current version");
+                let version = current(&describe().await);
                 std::hint::black_box(
                     sdk.get_secret_value().secret_id(name).version_id(version).send().await.expect("get"),
                 );
             },
             same_set: || async move {
-                std::hint::black_box(describe().await);
+                // Our overwrite: stage a new version, move AWSCURRENT to it
+                // from the version just seen, then write the description.
+                let from = current(&describe().await);
+                let version = uuid_like();
                 std::hint::black_box(
-                    sdk.update_secret()
+                    sdk.put_secret_value()
                         .secret_id(name)
                         .secret_string(VALUE)
-                        .description("{}")
-                        .client_request_token(uuid_like())
+                        .client_request_token(&version)
+                        .version_stages("bench-staged")
                         .send()
                         .await
-                        .expect("update"),
+                        .expect("put"),
+                );
+                std::hint::black_box(
+                    sdk.update_secret_version_stage()
+                        .secret_id(name)
+                        .version_stage("AWSCURRENT")
+                        .move_to_version_id(&version)
+                        .remove_from_version_id(from)
+                        .send()
+                        .await
+                        .expect("move AWSCURRENT"),
+                );
+                std::hint::black_box(
+                    sdk.update_secret().secret_id(name).description("{}").send().await.expect("describe"),
                 );
             },
             min_name: "aws-sdk: GetSecretValue / PutSecretValue alone",

@@ -16,14 +16,16 @@ use criterion::Criterion;
 use rusqlite::{params, Connection};
 
 const VALUE: &str = "sqlite-bench-secret-value-0123456789abcdef";
+/// The baseline's table: the backend's columns without the encryption, a
+/// value of bytes and a version counter bumped by every write.
 const PLAIN_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS credentials (
-    ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, metadata TEXT NOT NULL,
-    created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+    ns TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, metadata TEXT NOT NULL,
+    created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, version INTEGER NOT NULL,
     PRIMARY KEY (ns, key)) WITHOUT ROWID;";
-const UPSERT: &str = "INSERT INTO credentials (ns, key, value, metadata, created_at, updated_at)
-    VALUES (?1, ?2, ?3, '{}', ?4, ?4)
+const UPSERT: &str = "INSERT INTO credentials (ns, key, value, metadata, created_at, updated_at, version)
+    VALUES (?1, ?2, ?3, '{}', ?4, ?4, 1)
     ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, metadata = excluded.metadata,
-    updated_at = excluded.updated_at";
+    updated_at = excluded.updated_at, version = version + 1";
 
 fn now_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64
@@ -43,7 +45,7 @@ fn plain_fill(conn: &mut Connection, n: usize) {
     {
         let mut stmt = tx.prepare_cached(UPSERT).unwrap();
         for i in 0..n {
-            stmt.execute(params!["", key_name(i), VALUE, now_ns()]).unwrap();
+            stmt.execute(params!["", key_name(i), VALUE.as_bytes(), now_ns()]).unwrap();
         }
     }
     tx.commit().unwrap();
@@ -65,12 +67,12 @@ async fn ours_fill(store: &SqliteStore, n: usize) {
 }
 
 /// The baseline read: a cached statement called directly.
-fn plain_get(conn: &Connection, key: &str) -> (String, String, i64, i64) {
+fn plain_get(conn: &Connection, key: &str) -> (Vec<u8>, String, i64, i64, i64) {
     conn.prepare_cached(
-        "SELECT value, metadata, created_at, updated_at FROM credentials WHERE ns = ?1 AND key = ?2",
+        "SELECT value, metadata, created_at, updated_at, version FROM credentials WHERE ns = ?1 AND key = ?2",
     )
     .unwrap()
-    .query_row(params!["", key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+    .query_row(params!["", key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
     .unwrap()
 }
 
@@ -188,7 +190,7 @@ fn bench_set(c: &mut Criterion, rt: &tokio::runtime::Runtime, writers: usize) {
                             // Autocommit: each statement is its own durable transaction.
                             conn.prepare_cached(UPSERT)
                                 .unwrap()
-                                .execute(params!["", k, VALUE, now_ns()])
+                                .execute(params!["", k, VALUE.as_bytes(), now_ns()])
                                 .unwrap();
                         });
                     }
@@ -236,7 +238,7 @@ fn rotation_and_open(rt: &tokio::runtime::Runtime, n: usize) -> Vec<Row> {
         let start = Instant::now();
         let tx = conn.transaction().unwrap();
         {
-            let rows: Vec<(String, String)> = tx
+            let rows: Vec<(String, Vec<u8>)> = tx
                 .prepare("SELECT key, value FROM credentials")
                 .unwrap()
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))

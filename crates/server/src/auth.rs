@@ -6,7 +6,7 @@
 //! `view` (list stores, list keys, read metadata) and `edit` (create and
 //! delete credentials).
 //!
-//! Session cookies (the seed API's `cookieAuth`) are out of scope: a request
+//! Session cookies (the Credential Stores API's `cookieAuth`) are out of scope: a request
 //! that carries only a cookie gets 401 saying so.
 
 use std::collections::BTreeSet;
@@ -304,7 +304,8 @@ impl AdminToken {
 /// unreadable or malformed hash file; a failed write.
 pub fn bootstrap_admin_token(from_env: Option<&SecretValue>, data_dir: &Path) -> Result<AdminToken, String> {
     if let Some(token) = from_env {
-        let token = token.expose_secret().trim();
+        // Environment variables reach the server as text.
+        let token = token.expose_str().map_err(|_| "CREDSTORE_ADMIN_TOKEN must be text".to_owned())?.trim();
         if token.len() < MIN_TOKEN_LEN {
             return Err(format!("CREDSTORE_ADMIN_TOKEN must be at least {MIN_TOKEN_LEN} bytes long"));
         }

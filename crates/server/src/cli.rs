@@ -10,10 +10,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use credstore_core::Namespace;
 use zeroize::Zeroizing;
 
 use crate::auth::{self, AdminToken, Authenticator, TokenEntry, TokenHash};
 use crate::config::{LogFormat, Settings};
+use crate::routes::project_namespace;
 use crate::{logging, migrate, stores, Server};
 
 /// The credstore server and its administration commands.
@@ -143,8 +145,18 @@ pub async fn run(cli: Cli) -> ExitCode {
             rotate_key(&settings, &store, new_key_file, new_key_stdin).await
         }
         Command::Migrate { from, to, tenant, project } => {
-            let ns = tenant.zip(project).map(|(t, p)| format!("{t}/{p}"));
-            run_migrate(&settings, &from, &to, ns.as_deref()).await
+            let ns = match tenant.zip(project) {
+                None => Namespace::root(),
+                Some((t, p)) => match project_namespace(&t, &p) {
+                    Ok(ns) => ns,
+                    Err(e) => {
+                        let detail =
+                            e.detail.replace("tenantId", "--tenant").replace("projectId", "--project");
+                        return fail(detail);
+                    }
+                },
+            };
+            run_migrate(&settings, &from, &to, &ns).await
         }
         Command::HashToken | Command::Openapi => unreachable!("handled above"),
     }
@@ -259,22 +271,15 @@ async fn rotate_key(
     }
 }
 
-async fn run_migrate(settings: &Settings, from: &str, to: &str, ns: Option<&str>) -> ExitCode {
+async fn run_migrate(settings: &Settings, from: &str, to: &str, ns: &Namespace) -> ExitCode {
     if from == to {
         return fail("--from and --to name the same store");
-    }
-    if let Some(ns) = ns {
-        for (field, part) in ["--tenant", "--project"].iter().zip(ns.split('/')) {
-            if let Err(e) = crate::routes::check_scope_id(field, part) {
-                return fail(e.detail);
-            }
-        }
     }
     let open = |id: &str| {
         let id = id.to_owned();
         async move {
-            let backend = stores::open_one(settings, &id).await?;
-            stores::namespaced(&backend, ns).map_err(|e| e.to_string())
+            let store = stores::open_one(settings, &id).await?;
+            store.with_namespace(ns).map_err(|e| e.to_string())
         }
     };
     let (src, dst) = match tokio::join!(open(from), open(to)) {
@@ -283,10 +288,8 @@ async fn run_migrate(settings: &Settings, from: &str, to: &str, ns: Option<&str>
     };
     match migrate::migrate(src.as_ref(), dst.as_ref()).await {
         Ok(report) => {
-            println!(
-                "migrate {from} -> {to}{}: {report}",
-                ns.map(|n| format!(" (namespace {n})")).unwrap_or_default()
-            );
+            let shown = if ns.is_root() { String::new() } else { format!(" (namespace {ns})") };
+            println!("migrate {from} -> {to}{shown}: {report}");
             for (key, reason) in &report.failed {
                 println!("  failed: {key}: {reason}");
             }

@@ -1,5 +1,5 @@
-//! `credstore-server`: the HTTP management API and the `credstore` CLI over
-//! every credstore backend.
+//! `credstore-server`: the Credential Stores API over HTTP, and the
+//! `credstore` CLI, over every credstore backend.
 //!
 //! `cargo run --release -p credstore-server` serves the Credential Stores API
 //! on `127.0.0.1:8080` with two embedded stores, `memory-default` and
@@ -10,16 +10,22 @@
 //! The library exposes the pieces so tests and embedders can run the server
 //! in-process:
 //!
+//! Any [`CredentialStore`](credstore_core::CredentialStore) can be served,
+//! a custom one included: each request works on the store's handle for the
+//! namespace `{tenantId}/{projectId}`
+//! ([`with_namespace`](credstore_core::CredentialStore::with_namespace)).
+//!
 //! ```no_run
 //! use std::sync::Arc;
-//! use credstore_core::StoreId;
+//! use credstore_core::{CredentialStore, StoreId};
 //! use credstore_memory::MemoryStore;
-//! use credstore_server::{auth::{Authenticator, TokenEntry, TokenHash}, state::{Backend, Stores}, Server, Settings};
+//! use credstore_server::{auth::{Authenticator, TokenEntry, TokenHash}, state::Stores, Server, Settings};
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let settings = Settings::defaults("127.0.0.1:0".parse()?, "./data");
-//! let memory = MemoryStore::new(StoreId::new("memory-default")?);
-//! let stores = Stores::new(vec![Backend::of(memory, MemoryStore::with_namespace)])?;
+//! let memory: Arc<dyn CredentialStore> = Arc::new(MemoryStore::new(StoreId::new("memory-default")?));
+//! // Every call of every store is bounded by the store timeout.
+//! let stores = Stores::new(vec![memory], settings.store_timeout)?;
 //! let auth = Authenticator::new(vec![TokenEntry::admin(TokenHash::of("a-long-admin-token"))]);
 //! let server = Server::bind(&settings, stores, auth).await?;
 //! println!("listening on {}", server.local_addr());
@@ -51,6 +57,11 @@ use axum::{middleware, Extension, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use config::Settings;
+
+/// The README's Rust examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 use crate::auth::Authenticator;
 use crate::request::RequestSettings;
@@ -84,7 +95,8 @@ pub struct Server {
 
 impl Server {
     /// Binds `settings.listen` and prepares to serve `stores` to the tokens
-    /// `auth` knows.
+    /// `auth` knows. The store timeout is the one `stores` were built with
+    /// ([`Stores::new`]).
     ///
     /// # Errors
     /// The address cannot be bound.
@@ -93,7 +105,6 @@ impl Server {
         let state = AppState {
             stores: Arc::new(stores),
             auth: Arc::new(auth),
-            store_timeout: settings.store_timeout,
             probe_timeout: settings.probe_timeout,
             body_limit: settings.body_limit,
             shutting_down: Arc::new(AtomicBool::new(false)),

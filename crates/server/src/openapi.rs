@@ -12,8 +12,8 @@ use crate::routes::{self, TAG_OPS, TAG_STORES};
 use crate::state::AppState;
 
 const DESCRIPTION: &str = "\
-The credstore management API: the Credential Stores API over every credstore backend \
-(memory, encrypted SQLite, HashiCorp Vault / OpenBao, AWS Secrets Manager).
+The Credential Stores API over every credstore backend (memory, encrypted SQLite, \
+HashiCorp Vault / OpenBao, AWS Secrets Manager, or a custom store).
 
 **Authentication.** Every `/manage` route needs `Authorization: Bearer <token>`. Tokens are \
 compared in constant time against stored SHA-256 hashes and are scoped to tenants, projects \
@@ -21,23 +21,31 @@ and actions (`view`: list stores, list keys, read metadata; `edit`: create and d
 Session cookies (`cookieAuth`, `better-auth.*` cookies) are not supported: a request with \
 only a cookie gets 401.
 
-**Isolation.** Credentials live in a namespace per tenant and project inside each store: the \
-same key under two projects is two credentials, and no request under one tenant or project \
-can see, list, overwrite or delete another's. `tenantId` and `projectId` follow the id \
-pattern `^[a-zA-Z0-9\\-_.]+$` (1 to 255 bytes) and may not be `.` or `..`.
+**Isolation.** Credentials live in a namespace per tenant and project inside each store, \
+`{tenantId}/{projectId}`: the same key under two projects is two credentials, and no request \
+under one tenant or project can see, list, overwrite or delete another's. `tenantId` and \
+`projectId` follow the id pattern `^[a-zA-Z0-9\\-_.]+$` (1 to 255 bytes) and may not be `.` \
+or `..`. Together, with the `/` between them, they fit every store's namespace cap of 512 \
+bytes. A store with a smaller cap of its own answers 422 naming `tenantId and projectId` \
+and its cap when the namespace is longer: AWS Secrets Manager keeps 256 bytes of each \
+secret name for the configured prefix and the namespace together (so 256 bytes without a \
+prefix, 247 with the prefix `prod/app`).
 
 **Errors** are always `application/problem+json` with exactly the members `code`, `detail`, \
 `instance` (the request path), `requestId` (also in the `X-Request-ID` header), `status`, \
 `title` and `error: {code, message}`. A valid incoming `X-Request-ID` (1 to 128 characters \
-of `[A-Za-z0-9._:-]`) is reused; otherwise one is generated.
+of `[A-Za-z0-9._:-]`) is reused; otherwise one is generated. A store call that does not \
+answer within the store timeout is 503. 412 (`precondition_failed`) is the answer to a \
+conditional write whose condition does not hold; no route makes conditional writes yet.
 
-**Extensions** beyond the seed API: listing keys, reading metadata, deleting a credential, \
-200 on overwrite, `/healthz`, `/readyz`, `/openapi.json`, and the statuses 409, 413 and 503.";
+**Extensions** beyond the two operations *List Credential Stores* and *Create Credential in \
+Store*: listing keys, reading metadata, deleting a credential, 200 on overwrite, `/healthz`, \
+`/readyz`, `/openapi.json`, and the statuses 409, 412, 413 and 503.";
 
 /// The static part of the document: info, tags, security schemes.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "credstore", description = DESCRIPTION, license(name = "MIT OR Apache-2.0")),
+    info(title = "Credential Stores API", description = DESCRIPTION, license(name = "MIT OR Apache-2.0")),
     tags(
         (name = TAG_STORES, description = "Operations for managing credential stores"),
         (name = TAG_OPS, description = "Health, readiness and this document"),

@@ -1,5 +1,5 @@
 //! Errors as `application/problem+json`, in the exact shape of the
-//! credential-stores API:
+//! Credential Stores API:
 //!
 //! ```json
 //! {"code":"not_found","detail":"…","instance":"/manage/…","requestId":"req_…",
@@ -16,7 +16,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use credstore_core::Error as StoreError;
+use credstore_core::{Error as StoreError, IdKind};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -88,6 +88,12 @@ impl ApiError {
         )
     }
 
+    /// 412 Precondition Failed: a conditional write's condition did not
+    /// hold; nothing was changed.
+    pub fn precondition_failed(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::PRECONDITION_FAILED, detail)
+    }
+
     /// 503 Service Unavailable.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, detail)
@@ -104,18 +110,31 @@ impl ApiError {
     ///
     /// | error | status |
     /// | --- | --- |
-    /// | `InvalidKey`, `InvalidInput`, `Unsupported` | 422 |
-    /// | `Unavailable`, `Config`, `PermissionDenied` (of the backend, not the caller) | 503 |
+    /// | `InvalidKey` (field `id` or `key`), `InvalidNamespace`, `InvalidInput`, `Unsupported` | 422 |
+    /// | `NotText` (a binary value asked for as text; field `value`) | 422 |
+    /// | `PreconditionFailed` (a conditional write's condition did not hold) | 412 |
+    /// | `Unavailable` (a timeout included), `Config`, `PermissionDenied` (of the backend, not the caller) | 503 |
     /// | `Conflict` | 409 |
     /// | `Integrity`, `Backend`, anything else | 500, cause logged |
+    ///
+    /// Handlers map an `InvalidNamespace` of a project's namespace
+    /// themselves, to name `tenantId` and `projectId`.
     pub fn from_store(err: StoreError) -> Self {
         match &err {
-            StoreError::InvalidKey { what, reason, .. } => {
-                let field = if *what == "store id" { "id" } else { "key" };
+            StoreError::InvalidKey { kind, reason, .. } => {
+                let field = match kind {
+                    IdKind::StoreId => "id",
+                    _ => "key",
+                };
                 Self::invalid_field(field, reason)
             }
+            StoreError::InvalidNamespace { shown, reason } => {
+                Self::invalid_field("namespace", format!("{shown} {reason}"))
+            }
             StoreError::InvalidInput { field, reason } => Self::invalid_field(field, reason),
+            StoreError::NotText { .. } => Self::invalid_field("value", &err),
             StoreError::Unsupported { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()),
+            StoreError::PreconditionFailed { .. } => Self::precondition_failed(err.to_string()),
             StoreError::Unavailable { .. }
             | StoreError::Config { .. }
             | StoreError::PermissionDenied { .. } => {
@@ -156,7 +175,7 @@ impl IntoResponse for ApiError {
 }
 
 /// The body of every error response (`application/problem+json`, after RFC
-/// 9457), exactly as the credential-stores API shapes it. No other member
+/// 9457), exactly as the Credential Stores API shapes it. No other member
 /// is ever added.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -172,8 +191,8 @@ impl IntoResponse for ApiError {
 pub struct Problem {
     /// A machine-readable code derived from the status: `bad_request`,
     /// `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`,
-    /// `conflict`, `payload_too_large`, `unprocessable_entity`,
-    /// `internal_server_error`, `service_unavailable`.
+    /// `conflict`, `precondition_failed`, `payload_too_large`,
+    /// `unprocessable_entity`, `internal_server_error`, `service_unavailable`.
     pub code: String,
     /// What went wrong with this request, for a person. For 422 it names the
     /// field and the rule; for 500 it is generic.
@@ -248,13 +267,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_and_titles_follow_the_seed() {
+    fn codes_and_titles_follow_the_credential_stores_api() {
         let cases = [
             (400, "bad_request", "Bad Request"),
             (401, "unauthorized", "Unauthorized"),
             (403, "forbidden", "Forbidden"),
             (404, "not_found", "Not Found"),
             (405, "method_not_allowed", "Method Not Allowed"),
+            (409, "conflict", "Conflict"),
+            (412, "precondition_failed", "Precondition Failed"),
             (413, "payload_too_large", "Payload Too Large"),
             (422, "unprocessable_entity", "Unprocessable Entity"),
             (500, "internal_server_error", "Internal Server Error"),
@@ -268,7 +289,7 @@ mod tests {
     }
 
     #[test]
-    fn body_has_exactly_the_seed_members() {
+    fn body_has_exactly_the_members_of_the_credential_stores_api() {
         let p = Problem::new(StatusCode::BAD_REQUEST, "Bad Request", "/conversations/123", "req_1234567890");
         let v: serde_json::Value = serde_json::from_slice(&p.into_body().1).unwrap();
         let expected = serde_json::json!({
@@ -298,5 +319,28 @@ mod tests {
         let e = ApiError::from_store(credstore_core::CredentialKey::new("a b").unwrap_err());
         assert_eq!(e.status, 422);
         assert!(e.detail.starts_with("invalid key:"), "{}", e.detail);
+        let e = ApiError::from_store(credstore_core::StoreId::new("a b").unwrap_err());
+        assert_eq!(e.status, 422);
+        assert!(e.detail.starts_with("invalid id:"), "{}", e.detail);
+        let e = ApiError::from_store(credstore_core::Namespace::new("a/../b").unwrap_err());
+        assert_eq!(e.status, 422);
+        assert!(e.detail.starts_with("invalid namespace:") && e.detail.contains("\"..\""), "{}", e.detail);
+        let key = credstore_core::CredentialKey::new("k").unwrap();
+        let e = ApiError::from_store(StoreError::precondition_failed(&id, &key, "the key exists"));
+        assert_eq!(e.status, 412);
+        assert!(e.detail.contains("the key exists") && e.detail.contains("'k'"), "{}", e.detail);
+        let not_text = credstore_core::SecretValue::from(vec![0xff]).expose_str().unwrap_err();
+        let e = ApiError::from_store(not_text);
+        assert_eq!(e.status, 422);
+        assert!(e.detail.starts_with("invalid value:") && e.detail.contains("binary"), "{}", e.detail);
+        let e = ApiError::from_store(StoreError::conflict(&id, "race"));
+        assert_eq!(e.status, 409);
+        let e = ApiError::from_store(StoreError::permission_denied(&id, "policy says no"));
+        assert_eq!(e.status, 503);
+        let e = ApiError::from_store(StoreError::unsupported(&id, "create-only writes"));
+        assert_eq!(e.status, 422);
+        let e = ApiError::from_store(StoreError::integrity(&id, &key, "tag mismatch"));
+        assert_eq!(e.status, 500);
+        assert!(!e.detail.contains("tag mismatch"));
     }
 }

@@ -1,6 +1,6 @@
 //! The HTTP handlers and the JSON shapes they exchange.
 //!
-//! Seed routes (the credential-stores API, shapes matched exactly):
+//! The routes of the Credential Stores API (shapes matched exactly):
 //! - `GET  /manage/tenants/{tenantId}/projects/{projectId}/credential-stores`
 //! - `POST /manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials`
 //!
@@ -11,8 +11,11 @@
 //! - `GET /healthz`, `GET /readyz`, `GET /openapi.json` (no token needed)
 //!
 //! Every request is checked in this order: token (401), path ids (422),
-//! token scope (403), store (404), content type and body (400, 413), field
-//! rules (422), then the store call (503 when unavailable).
+//! token scope (403), store (404), the namespace `{tenantId}/{projectId}`
+//! against the store's cap (422), content type and body (400, 413), field
+//! rules (422), then the store call (503 when unavailable or over the store
+//! timeout, which the store's [`TimeoutLayer`](credstore_core::layers::TimeoutLayer)
+//! applies; see [`crate::state::Stores`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,7 +28,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use credstore_core::{
-    validate_id, CredentialKey, CredentialStore, ListCursor, ListOptions, Metadata, SecretValue, StoreId,
+    validate_id, CredentialKey, CredentialStore, Error as StoreError, ListCursor, ListOptions, Metadata,
+    Namespace, NamespaceError, SecretValue, StoreId,
 };
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -37,7 +41,7 @@ use crate::auth::Action;
 use crate::problem::{ApiError, Problem};
 use crate::state::AppState;
 
-/// The tag of the seed's operations in the OpenAPI document.
+/// The tag of the Credential Stores API's operations in the OpenAPI document.
 pub const TAG_STORES: &str = "Credential Stores";
 /// The tag of the operational endpoints.
 pub const TAG_OPS: &str = "Operations";
@@ -227,9 +231,9 @@ pub struct ListQuery {
 
 // ---------------------------------------------------------------- checks
 
-/// Checks a tenant or project id (and token scopes in the config): the id
-/// pattern `^[a-zA-Z0-9\-_.]+$`, 1 to 255 bytes, and not `.` or `..`
-/// (reserved, as they are path dot-segments in backends that build paths).
+/// Checks a tenant or project id (and token scopes in the config): one
+/// segment of a [`Namespace`], that is the id pattern
+/// `^[a-zA-Z0-9\-_.]+$`, 1 to 255 bytes, and not `.` or `..`.
 ///
 /// # Errors
 /// 422 naming `field` and the rule.
@@ -239,6 +243,43 @@ pub fn check_scope_id(field: &str, id: &str) -> Result<(), ApiError> {
         return Err(ApiError::invalid_field(field, "must not be '.' or '..'"));
     }
     Ok(())
+}
+
+/// The namespace of a tenant's project in every store: `{tenant}/{project}`,
+/// built with core's [`Namespace`] after each id passed
+/// [`check_scope_id`].
+///
+/// # Errors
+/// 422 naming `tenantId` or `projectId` and the rule.
+pub fn project_namespace(tenant: &str, project: &str) -> Result<Namespace, ApiError> {
+    check_scope_id("tenantId", tenant)?;
+    check_scope_id("projectId", project)?;
+    Namespace::new(format!("{tenant}/{project}")).map_err(|e| namespace_error(e, None))
+}
+
+/// A 422 for an [`StoreError::InvalidNamespace`] of a project namespace:
+/// a bad segment names `tenantId` or `projectId`; a namespace longer than
+/// `store` holds names both, with the store's cap.
+fn namespace_error(err: StoreError, store: Option<&StoreId>) -> ApiError {
+    let StoreError::InvalidNamespace { shown, reason } = &err else { return ApiError::from(err) };
+    let field = |index: &usize| if *index == 0 { "tenantId" } else { "projectId" };
+    match reason {
+        NamespaceError::Segment { index, reason } => ApiError::invalid_field(field(index), reason),
+        NamespaceError::DotSegment { index, .. } => {
+            ApiError::invalid_field(field(index), "must not be '.' or '..'")
+        }
+        NamespaceError::TooLong { len, max } => {
+            let store = store.map(|s| format!(" of store '{s}'")).unwrap_or_default();
+            ApiError::invalid_field(
+                "tenantId and projectId",
+                format!(
+                    "together they make the namespace {shown} of {len} bytes; the namespaces{store} hold at \
+                     most {max} bytes"
+                ),
+            )
+        }
+        _ => ApiError::from(err),
+    }
 }
 
 fn check_store_id(id: &str) -> Result<StoreId, ApiError> {
@@ -257,48 +298,33 @@ pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// Authenticates, validates the path ids and checks the token scope.
+/// Authenticates, validates the path ids and checks the token scope;
+/// returns the project's namespace.
 fn admit(
     state: &AppState,
     headers: &HeaderMap,
     tenant: &str,
     project: &str,
     action: Action,
-) -> Result<(), ApiError> {
+) -> Result<Namespace, ApiError> {
     let token = state.auth.authenticate(headers)?;
-    check_scope_id("tenantId", tenant)?;
-    check_scope_id("projectId", project)?;
-    token.check(tenant, project, action)
+    let ns = project_namespace(tenant, project)?;
+    token.check(tenant, project, action)?;
+    Ok(ns)
 }
 
-/// The handle of store `id` in the namespace of `tenant/project`.
+/// The handle of store `id` on namespace `ns` (the store's
+/// `with_namespace`, cached; it keeps the store's timeout and tracing
+/// layers).
 fn project_store(
     state: &AppState,
-    id: &str,
-    tenant: &str,
-    project: &str,
+    id: &StoreId,
+    ns: &Namespace,
 ) -> Result<Arc<dyn CredentialStore>, ApiError> {
-    let ns = format!("{tenant}/{project}");
-    match state.stores.handle(id, &ns) {
+    match state.stores.handle(id.as_str(), ns) {
         None => Err(ApiError::not_found(format!("no credential store with id '{id}'"))),
         Some(Ok(store)) => Ok(store),
-        Some(Err(e)) => Err(ApiError::from(e)),
-    }
-}
-
-/// Runs one store call under the store timeout.
-async fn call<T>(
-    state: &AppState,
-    store: &dyn CredentialStore,
-    fut: impl std::future::Future<Output = credstore_core::Result<T>>,
-) -> Result<T, ApiError> {
-    match tokio::time::timeout(state.store_timeout, fut).await {
-        Ok(result) => result.map_err(ApiError::from),
-        Err(_) => Err(ApiError::unavailable(format!(
-            "credential store '{}' is unavailable: no answer within {} ms",
-            store.id(),
-            state.store_timeout.as_millis()
-        ))),
+        Some(Err(e)) => Err(namespace_error(e, Some(id))),
     }
 }
 
@@ -380,7 +406,7 @@ pub async fn list_stores(
         (status = 404, description = "No store with this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A concurrent change got in the way; retry", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is over the body limit", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A key, id or metadata breaks the rules, or the value is over 65,536 bytes; the detail names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A key, id or metadata breaks the rules, the value is over 65,536 bytes, or tenantId/projectId is longer than the store's namespace cap; the detail names the field", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Internal Server Error", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable; the detail says why", body = Problem, content_type = "application/problem+json"),
     )
@@ -392,14 +418,14 @@ pub async fn create_credential(
     body: Body,
 ) -> Result<Response, ApiError> {
     let Path(p) = path.map_err(path_error)?;
-    admit(&state, &headers, &p.tenant_id, &p.project_id, Action::Edit)?;
+    let ns = admit(&state, &headers, &p.tenant_id, &p.project_id, Action::Edit)?;
     let store_id = check_store_id(&p.id)?;
-    let store = project_store(&state, &p.id, &p.tenant_id, &p.project_id)?;
+    let store = project_store(&state, &store_id, &ns)?;
     check_json_content_type(&headers)?;
     let bytes = read_body(body, &headers, state.body_limit).await?;
     let input = parse_create(&bytes)?;
     drop(bytes);
-    let outcome = call(&state, store.as_ref(), store.set(&input.key, &input.value, &input.metadata)).await?;
+    let outcome = store.set(&input.key, &input.value, &input.metadata).await?;
     let location = format!(
         "/manage/tenants/{}/projects/{}/credential-stores/{}/credentials/{}",
         p.tenant_id, p.project_id, store_id, input.key
@@ -436,7 +462,7 @@ pub async fn create_credential(
         (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token may not view this tenant or project", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No store with this id", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A bad id, prefix, cursor or limit", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad id, prefix, cursor or limit, or tenantId/projectId longer than the store's namespace cap", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Internal Server Error", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable", body = Problem, content_type = "application/problem+json"),
     )
@@ -448,9 +474,9 @@ pub async fn list_credentials(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Path(p) = path.map_err(path_error)?;
-    admit(&state, &headers, &p.tenant_id, &p.project_id, Action::View)?;
-    check_store_id(&p.id)?;
-    let store = project_store(&state, &p.id, &p.tenant_id, &p.project_id)?;
+    let ns = admit(&state, &headers, &p.tenant_id, &p.project_id, Action::View)?;
+    let store_id = check_store_id(&p.id)?;
+    let store = project_store(&state, &store_id, &ns)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
     let mut opts = ListOptions::new();
     if let Some(prefix) = q.prefix {
@@ -462,7 +488,7 @@ pub async fn list_credentials(
     if let Some(cursor) = q.cursor {
         opts = opts.with_cursor(Some(ListCursor::parse(&cursor)?));
     }
-    let page = call(&state, store.as_ref(), store.list(&opts)).await?;
+    let page = store.list(&opts).await?;
     let body = ListCredentialsResponse {
         data: page.keys.into_iter().map(|k| KeyEntry { key: k.to_string() }).collect(),
         next_cursor: page.next_cursor.map(|c| c.to_string()),
@@ -485,7 +511,7 @@ pub async fn list_credentials(
         (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token may not view this tenant or project", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such store, or no such credential in this project", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A bad id or key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad id or key, or tenantId/projectId longer than the store's namespace cap", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Internal Server Error", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable", body = Problem, content_type = "application/problem+json"),
     )
@@ -496,11 +522,11 @@ pub async fn get_credential(
     path: Result<Path<CredentialPath>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(p) = path.map_err(path_error)?;
-    admit(&state, &headers, &p.tenant_id, &p.project_id, Action::View)?;
+    let ns = admit(&state, &headers, &p.tenant_id, &p.project_id, Action::View)?;
     let store_id = check_store_id(&p.id)?;
     let key = CredentialKey::new(p.key.as_str())?;
-    let store = project_store(&state, &p.id, &p.tenant_id, &p.project_id)?;
-    let Some(cred) = call(&state, store.as_ref(), store.get(&key)).await? else {
+    let store = project_store(&state, &store_id, &ns)?;
+    let Some(cred) = store.get(&key).await? else {
         return Err(missing(&key, &store_id));
     };
     let body = CredentialInfoResponse {
@@ -530,7 +556,7 @@ pub async fn get_credential(
         (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token may not edit this tenant or project", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such store, or no such credential in this project", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A bad id or key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad id or key, or tenantId/projectId longer than the store's namespace cap", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Internal Server Error", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable", body = Problem, content_type = "application/problem+json"),
     )
@@ -541,11 +567,11 @@ pub async fn delete_credential(
     path: Result<Path<CredentialPath>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(p) = path.map_err(path_error)?;
-    admit(&state, &headers, &p.tenant_id, &p.project_id, Action::Edit)?;
+    let ns = admit(&state, &headers, &p.tenant_id, &p.project_id, Action::Edit)?;
     let store_id = check_store_id(&p.id)?;
     let key = CredentialKey::new(p.key.as_str())?;
-    let store = project_store(&state, &p.id, &p.tenant_id, &p.project_id)?;
-    if call(&state, store.as_ref(), store.delete(&key)).await? {
+    let store = project_store(&state, &store_id, &ns)?;
+    if store.delete(&key).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(missing(&key, &store_id))
@@ -729,7 +755,8 @@ pub fn parse_create(bytes: &[u8]) -> Result<CreateInput, ApiError> {
         None => Err(ApiError::bad_request(format!("missing field {name}"))),
     };
     let key = string_field("key")?;
-    let value = SecretValue::new(string_field("value")?);
+    // A JSON string is UTF-8 text: the value is a text `SecretValue`.
+    let value = SecretValue::from_text(string_field("value")?);
     let metadata = match map.remove("metadata") {
         None | Some(Value::Null) => BTreeMap::new(),
         Some(Value::Object(m)) => {
@@ -819,6 +846,28 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "a b", &"x".repeat(256)] {
             assert_eq!(check_scope_id("tenantId", bad).unwrap_err().status, 422, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn project_namespaces() {
+        assert_eq!(
+            project_namespace("tenant_123", "project_456").unwrap().as_str(),
+            "tenant_123/project_456"
+        );
+        let e = project_namespace("..", "p").unwrap_err();
+        assert!(e.status == 422 && e.detail.starts_with("invalid tenantId:"), "{}", e.detail);
+        let e = project_namespace("t", "a b").unwrap_err();
+        assert!(e.status == 422 && e.detail.starts_with("invalid projectId:"), "{}", e.detail);
+        let longest = project_namespace(&"t".repeat(255), &"p".repeat(255)).unwrap();
+        assert_eq!(longest.as_str().len(), 511, "every pair of valid ids fits core's cap");
+        let too_long = longest.check_len(300).unwrap_err();
+        let e = namespace_error(too_long, Some(&StoreId::new("aws").unwrap()));
+        assert!(e.detail.starts_with("invalid tenantId and projectId:"), "{}", e.detail);
+        assert!(
+            e.detail.contains("511 bytes") && e.detail.contains("store 'aws' hold at most 300"),
+            "{}",
+            e.detail
+        );
     }
 
     #[test]

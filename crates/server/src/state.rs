@@ -7,68 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use credstore_core::layers::TimeoutLayer;
 use credstore_core::{
-    async_trait, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, ListOptions,
-    ListPage, Metadata, Result, SecretValue, SetOutcome, StoreId, StoreKind, StoreRegistry, StoreStatus,
-    TracedStore,
+    async_trait, check_set, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error,
+    ListOptions, ListPage, Metadata, Namespace, Result, SecretValue, SetOptions, SetOutcome, StoreExt,
+    StoreId, StoreKind, StoreRegistry, StoreStatus,
 };
 
 use crate::auth::Authenticator;
-
-/// Makes a handle on a sub-namespace of a store.
-pub type Namespacer = Arc<dyn Fn(&str) -> Result<Arc<dyn CredentialStore>> + Send + Sync>;
-
-/// One served store: its root handle and a way to get handles on
-/// namespaces of it (the backend's `with_namespace`).
-#[derive(Clone)]
-pub struct Backend {
-    root: Arc<dyn CredentialStore>,
-    namespacer: Namespacer,
-}
-
-impl fmt::Debug for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Backend").field("root", &self.root).finish_non_exhaustive()
-    }
-}
-
-impl Backend {
-    /// A backend from its root handle and namespacer.
-    pub fn new(root: Arc<dyn CredentialStore>, namespacer: Namespacer) -> Self {
-        Self { root, namespacer }
-    }
-
-    /// A backend of a cloneable store with a `with_namespace`-like method.
-    pub fn of<S, F>(store: S, with_namespace: F) -> Self
-    where
-        S: CredentialStore + Clone + 'static,
-        F: Fn(&S, &str) -> Result<S> + Send + Sync + 'static,
-    {
-        let root: Arc<dyn CredentialStore> = Arc::new(store.clone());
-        let namespacer: Namespacer =
-            Arc::new(move |ns| with_namespace(&store, ns).map(|s| Arc::new(s) as Arc<dyn CredentialStore>));
-        Self { root, namespacer }
-    }
-
-    /// A store that could not be opened: every call answers
-    /// [`Error::Unavailable`] with `reason`, and so does its probe.
-    pub fn failed(id: StoreId, kind: StoreKind, reason: String) -> Self {
-        Self::of(FailedStore { id, kind, reason: Arc::from(reason) }, |s, _| Ok(s.clone()))
-    }
-
-    /// The root handle.
-    pub fn root(&self) -> &Arc<dyn CredentialStore> {
-        &self.root
-    }
-
-    /// A new handle on namespace `ns` (not cached).
-    ///
-    /// # Errors
-    /// The backend's `with_namespace` error (an invalid namespace).
-    pub fn namespace(&self, ns: &str) -> Result<Arc<dyn CredentialStore>> {
-        (self.namespacer)(ns)
-    }
-}
 
 /// The most namespaced handles kept; past it the cache starts over (handles
 /// are cheap to make again).
@@ -76,10 +22,15 @@ pub const MAX_CACHED_HANDLES: usize = 10_000;
 
 /// Every served store, by id, with cached handles on `tenant/project`
 /// namespaces.
+///
+/// Each store is wrapped once, when it is added: in a
+/// [`TimeoutLayer`] (every call bounded by the store timeout), then, by the
+/// [`StoreRegistry`], in a [`TraceLayer`](credstore_core::layers::TraceLayer).
+/// Handles on namespaces come from the wrapped store's
+/// [`CredentialStore::with_namespace`], so they keep both layers.
 pub struct Stores {
     registry: StoreRegistry,
-    backends: HashMap<StoreId, Backend>,
-    cache: Mutex<HashMap<(StoreId, String), Arc<dyn CredentialStore>>>,
+    cache: Mutex<HashMap<(StoreId, Namespace), Arc<dyn CredentialStore>>>,
 }
 
 impl fmt::Debug for Stores {
@@ -89,44 +40,46 @@ impl fmt::Debug for Stores {
 }
 
 impl Stores {
-    /// Serves `backends`, in this order.
+    /// Serves `stores`, in this order, each call of each store bounded by
+    /// `store_timeout` (a call over it fails with
+    /// [`Error::Unavailable`]: "no answer within N ms").
     ///
     /// # Errors
     /// [`Error::AlreadyRegistered`] when two have the same id.
-    pub fn new(backends: Vec<Backend>) -> Result<Self> {
+    pub fn new(stores: Vec<Arc<dyn CredentialStore>>, store_timeout: Duration) -> Result<Self> {
         let mut registry = StoreRegistry::new();
-        let mut by_id = HashMap::new();
-        for b in backends {
-            registry.register(b.root.clone())?;
-            by_id.insert(b.root.id().clone(), b);
+        let timeout = TimeoutLayer::new(store_timeout);
+        for store in stores {
+            registry.register(store.with_layer(timeout))?;
         }
-        Ok(Self { registry, backends: by_id, cache: Mutex::new(HashMap::new()) })
+        Ok(Self { registry, cache: Mutex::new(HashMap::new()) })
     }
 
-    /// The root handles, in order (each in a [`TracedStore`]).
+    /// The root handles, in order (each in a timeout and a tracing layer).
     pub fn registry(&self) -> &StoreRegistry {
         &self.registry
     }
 
-    /// The backend `id`, if served.
-    pub fn backend(&self, id: &str) -> Option<&Backend> {
-        self.backends.get(id)
+    /// The root handle of store `id`, if served.
+    pub fn root(&self, id: &str) -> Option<&Arc<dyn CredentialStore>> {
+        self.registry.get(id)
     }
 
     /// A handle on store `id` in namespace `ns`, made once and cached;
     /// `None` when no such store is served.
     ///
     /// # Errors
-    /// The backend's `with_namespace` error (an invalid namespace).
-    pub fn handle(&self, id: &str, ns: &str) -> Option<Result<Arc<dyn CredentialStore>>> {
-        let backend = self.backends.get(id)?;
-        let key = (backend.root.id().clone(), ns.to_owned());
+    /// The store's [`CredentialStore::with_namespace`] error:
+    /// [`Error::InvalidNamespace`] when `ns` is longer than the store holds.
+    pub fn handle(&self, id: &str, ns: &Namespace) -> Option<Result<Arc<dyn CredentialStore>>> {
+        let root = self.registry.get(id)?;
+        let key = (root.id().clone(), ns.clone());
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(h) = cache.get(&key) {
             return Some(Ok(h.clone()));
         }
-        let handle = match (backend.namespacer)(ns) {
-            Ok(h) => Arc::new(TracedStore::new(h)) as Arc<dyn CredentialStore>,
+        let handle = match root.with_namespace(ns) {
+            Ok(h) => h,
             Err(e) => return Some(Err(e)),
         };
         if cache.len() >= MAX_CACHED_HANDLES {
@@ -149,8 +102,6 @@ pub struct AppState {
     pub stores: Arc<Stores>,
     /// The tokens.
     pub auth: Arc<Authenticator>,
-    /// How long one store call may take.
-    pub store_timeout: Duration,
     /// How long one availability probe may take.
     pub probe_timeout: Duration,
     /// The largest request body.
@@ -166,21 +117,43 @@ impl AppState {
     }
 }
 
-/// A store that failed to open. Every call is [`Error::Unavailable`].
+/// A store that failed to open: every call is [`Error::Unavailable`] with the
+/// reason it failed, and so is its probe. The server serves it in the
+/// opened store's place, so the list of stores says what is wrong.
+///
+/// Input is still checked first, as by every store: a bad value or metadata
+/// is refused as such, before the unavailability.
 #[derive(Clone)]
-struct FailedStore {
+pub struct FailedStore {
     id: StoreId,
     kind: StoreKind,
+    namespace: Namespace,
     reason: Arc<str>,
 }
 
 impl fmt::Debug for FailedStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FailedStore").field("id", &self.id).field("reason", &self.reason).finish()
+        f.debug_struct("FailedStore")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("namespace", &self.namespace)
+            .field("reason", &self.reason)
+            .finish()
     }
 }
 
 impl FailedStore {
+    /// A stand-in for store `id` of `kind`, which could not be opened
+    /// because of `reason` (no secret in it).
+    pub fn new(id: StoreId, kind: StoreKind, reason: impl Into<String>) -> Self {
+        Self { id, kind, namespace: Namespace::root(), reason: Arc::from(reason.into()) }
+    }
+
+    /// [`FailedStore::new`], as a store to serve.
+    pub fn arc(id: StoreId, kind: StoreKind, reason: impl Into<String>) -> Arc<dyn CredentialStore> {
+        Arc::new(Self::new(id, kind, reason))
+    }
+
     fn err<T>(&self) -> Result<T> {
         Err(Error::unavailable(&self.id, self.reason.to_string()))
     }
@@ -197,14 +170,23 @@ impl CredentialStore for FailedStore {
     fn capabilities(&self) -> Capabilities {
         Capabilities::full()
     }
+    fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+    fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
+        Ok(Arc::new(Self { namespace: self.namespace.join(namespace)?, ..self.clone() }))
+    }
     async fn get(&self, _: &CredentialKey) -> Result<Option<Credential>> {
         self.err()
     }
-    async fn set(&self, _: &CredentialKey, value: &SecretValue, _: &Metadata) -> Result<SetOutcome> {
-        credstore_core::check_value(value)?;
-        self.err()
-    }
-    async fn has(&self, _: &CredentialKey) -> Result<bool> {
+    async fn set_opts(
+        &self,
+        _: &CredentialKey,
+        value: &SecretValue,
+        metadata: &Metadata,
+        options: &SetOptions,
+    ) -> Result<SetOutcome> {
+        check_set(self, value, metadata, options)?;
         self.err()
     }
     async fn delete(&self, _: &CredentialKey) -> Result<bool> {
@@ -215,5 +197,50 @@ impl CredentialStore for FailedStore {
     }
     async fn check_availability(&self) -> Availability {
         Availability::down(self.reason.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn failed_stores_refuse_bad_input_first_then_say_why() {
+        let store = FailedStore::arc(StoreId::new("down").unwrap(), StoreKind::Vault, "sealed");
+        let ns = Namespace::new("t/p").unwrap();
+        let handle = store.with_namespace(&ns).unwrap();
+        assert_eq!(handle.namespace(), &ns);
+        assert_eq!(
+            handle.with_namespace(&Namespace::new("x").unwrap()).unwrap().namespace().as_str(),
+            "t/p/x"
+        );
+        let key = CredentialKey::new("k").unwrap();
+        let big = SecretValue::from(vec![b'x'; credstore_core::MAX_VALUE_BYTES + 1]);
+        let err = handle.set(&key, &big, &Metadata::new()).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "value"), "{err}");
+        let err = handle.set(&key, &SecretValue::from("v"), &Metadata::new()).await.unwrap_err();
+        assert!(err.is_retriable() && err.to_string().contains("sealed"), "{err}");
+        assert!(!handle.check_availability().await.available);
+    }
+
+    #[tokio::test]
+    async fn handles_keep_the_timeout_and_are_cached() {
+        use credstore_conformance::mock::{Fault, MockStore, Op};
+        let mock = MockStore::new(StoreId::new("h").unwrap());
+        mock.fail_next_op(Op::Get, 1, Fault::Hang);
+        let stores = Stores::new(vec![Arc::new(mock.clone())], Duration::from_millis(50)).unwrap();
+        let ns = Namespace::new("t/p").unwrap();
+        let a = stores.handle("h", &ns).unwrap().unwrap();
+        let b = stores.handle("h", &ns).unwrap().unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "one handle per store and namespace");
+        assert_eq!(a.namespace(), &ns);
+        let key = CredentialKey::new("k").unwrap();
+        let err = a.get(&key).await.unwrap_err();
+        assert!(err.is_retriable() && err.to_string().contains("no answer within 50 ms"), "{err}");
+        // The handle is the mock's namespace: a write through it is not at the root.
+        a.set(&key, &SecretValue::from("v"), &Metadata::new()).await.unwrap();
+        assert!(!stores.root("h").unwrap().has(&key).await.unwrap());
+        assert_eq!(mock.calls(Op::Get), 1);
+        assert!(stores.handle("nosuch", &ns).is_none());
     }
 }

@@ -5,13 +5,15 @@
 //! unavailable, with the failure as its `reason`, and the error is logged.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use credstore_core::{CredentialStore, StoreId, StoreKind};
+use credstore_core::layers::TimeoutLayer;
+use credstore_core::{CredentialStore, StoreExt, StoreId, StoreKind};
 use credstore_memory::MemoryStore;
 use credstore_sqlite::{MasterKey, SqliteConfig, SqliteStore};
 
 use crate::config::{MasterKeySource, Settings, StoreSpec};
-use crate::state::{Backend, Stores};
+use crate::state::{FailedStore, Stores};
 
 /// The kind a spec will have once opened.
 pub fn kind_of(spec: &StoreSpec) -> StoreKind {
@@ -23,24 +25,19 @@ pub fn kind_of(spec: &StoreSpec) -> StoreKind {
     }
 }
 
-/// Opens one store.
+/// Opens one store, on its root namespace.
 ///
 /// # Errors
 /// Why the store cannot be opened, in plain words (no secret).
-pub async fn open_backend(spec: &StoreSpec) -> Result<Backend, String> {
+pub async fn open_store(spec: &StoreSpec) -> Result<Arc<dyn CredentialStore>, String> {
     match spec {
-        StoreSpec::Memory { id } => {
-            Ok(Backend::of(MemoryStore::new(id.clone()), MemoryStore::with_namespace))
-        }
-        StoreSpec::Sqlite { id, path, master_key } => {
-            let store = open_sqlite(id, path, master_key).await?;
-            Ok(Backend::of(store, SqliteStore::with_namespace))
-        }
+        StoreSpec::Memory { id } => Ok(Arc::new(MemoryStore::new(id.clone()))),
+        StoreSpec::Sqlite { id, path, master_key } => Ok(Arc::new(open_sqlite(id, path, master_key).await?)),
         #[cfg(feature = "vault")]
         StoreSpec::Vault { id, settings } => {
             let store = credstore_vault::VaultStore::new(id.clone(), vault_config(settings)?)
                 .map_err(|e| e.to_string())?;
-            Ok(Backend::of(store, credstore_vault::VaultStore::with_namespace))
+            Ok(Arc::new(store))
         }
         #[cfg(not(feature = "vault"))]
         StoreSpec::Vault { .. } => Err("this credstore was built without the `vault` feature".into()),
@@ -49,7 +46,7 @@ pub async fn open_backend(spec: &StoreSpec) -> Result<Backend, String> {
             let store = credstore_aws::AwsStore::from_env(id.clone(), aws_config(settings))
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(Backend::of(store, credstore_aws::AwsStore::with_namespace))
+            Ok(Arc::new(store))
         }
         #[cfg(not(feature = "aws"))]
         StoreSpec::Aws { .. } => Err("this credstore was built without the `aws` feature".into()),
@@ -71,7 +68,7 @@ fn read_secret(
     }
     if let Some(var) = env {
         return match std::env::var(var) {
-            Ok(v) => Ok(Some(SecretValue::new(v))),
+            Ok(v) => Ok(Some(SecretValue::from_text(v))),
             Err(_) => Err(format!("the environment variable {var} is not set")),
         };
     }
@@ -106,7 +103,7 @@ fn vault_config(s: &crate::config::VaultSettings) -> Result<credstore_vault::Vau
         Some(token) => c = c.token(token),
         None => {
             if let Ok(token) = std::env::var("VAULT_TOKEN") {
-                c = c.token(credstore_core::SecretValue::new(token));
+                c = c.token(credstore_core::SecretValue::from_text(token));
             }
         }
     }
@@ -140,8 +137,11 @@ fn aws_config(s: &crate::config::AwsSettings) -> credstore_aws::AwsConfig {
 fn load_master_key(source: &MasterKeySource) -> Result<MasterKey, String> {
     match source {
         MasterKeySource::File(path) => MasterKey::load_or_create_file(path).map_err(|e| e.to_string()),
-        MasterKeySource::Env { var, value } => MasterKey::from_base64(value.expose_secret())
-            .map_err(|_| format!("{var} is not the base64 of a 32-byte key")),
+        MasterKeySource::Env { var, value } => value
+            .expose_str()
+            .ok()
+            .and_then(|text| MasterKey::from_base64(text).ok())
+            .ok_or_else(|| format!("{var} is not the base64 of a 32-byte key")),
     }
 }
 
@@ -151,39 +151,42 @@ async fn open_sqlite(id: &StoreId, path: &Path, master_key: &MasterKeySource) ->
     SqliteStore::open(id.clone(), config).await.map_err(|e| e.to_string())
 }
 
-/// Opens one store, or stands in an unavailable one that says why.
-pub async fn open_or_failed(spec: &StoreSpec) -> Backend {
-    match open_backend(spec).await {
-        Ok(b) => {
-            tracing::info!(store = %spec.id(), kind = %b.root().kind(), "store opened");
-            b
+/// Opens one store, or stands in a [`FailedStore`] that says why.
+pub async fn open_or_failed(spec: &StoreSpec) -> Arc<dyn CredentialStore> {
+    match open_store(spec).await {
+        Ok(store) => {
+            tracing::info!(store = %spec.id(), kind = %store.kind(), "store opened");
+            store
         }
         Err(reason) => {
             tracing::error!(store = %spec.id(), %reason, "cannot open store; serving it as unavailable");
-            Backend::failed(spec.id().clone(), kind_of(spec), reason)
+            FailedStore::arc(spec.id().clone(), kind_of(spec), reason)
         }
     }
 }
 
-/// Opens every store of `settings`, concurrently.
+/// Opens every store of `settings`, concurrently, each bounded by
+/// `settings.store_timeout` (see [`Stores::new`]).
 ///
 /// # Errors
 /// Only a duplicate id, which [`Settings`] already rules out.
 pub async fn open_all(settings: &Settings) -> credstore_core::Result<Stores> {
-    let backends = futures::future::join_all(settings.stores.iter().map(open_or_failed)).await;
-    Stores::new(backends)
+    let stores = futures::future::join_all(settings.stores.iter().map(open_or_failed)).await;
+    Stores::new(stores, settings.store_timeout)
 }
 
-/// Opens the store `id` of `settings` for a CLI command.
+/// Opens the store `id` of `settings` for a CLI command, on its root
+/// namespace, every call bounded by `settings.store_timeout`.
 ///
 /// # Errors
 /// No such store, or it cannot be opened.
-pub async fn open_one(settings: &Settings, id: &str) -> Result<Backend, String> {
+pub async fn open_one(settings: &Settings, id: &str) -> Result<Arc<dyn CredentialStore>, String> {
     let spec = settings.store(id).ok_or_else(|| {
         let ids: Vec<String> = settings.stores.iter().map(|s| s.id().to_string()).collect();
         format!("no store with id '{id}'; the stores are: {}", ids.join(", "))
     })?;
-    open_backend(spec).await
+    let store = open_store(spec).await?;
+    Ok(store.with_layer(TimeoutLayer::new(settings.store_timeout)))
 }
 
 /// Creates the data directory (owner-only, `0700`) when it does not exist.
@@ -202,20 +205,6 @@ pub fn prepare_data_dir(dir: &Path) -> std::io::Result<()> {
         builder.mode(0o700);
     }
     builder.create(dir)
-}
-
-/// A handle on namespace `ns` of `backend` (the root when `ns` is empty).
-///
-/// # Errors
-/// An invalid namespace.
-pub fn namespaced(
-    backend: &Backend,
-    ns: Option<&str>,
-) -> credstore_core::Result<std::sync::Arc<dyn CredentialStore>> {
-    match ns {
-        None => Ok(backend.root().clone()),
-        Some(ns) => backend.namespace(ns),
-    }
 }
 
 /// Where `rotate-key` gets the new master key.

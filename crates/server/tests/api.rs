@@ -1,6 +1,6 @@
-//! The HTTP API over real HTTP, against servers bound to 127.0.0.1:0: every
-//! route, every error status, the seed's curl examples, isolation and
-//! concurrency.
+//! The Credential Stores API over real HTTP, against servers bound to
+//! 127.0.0.1:0: every route, every error status, the API's two curl
+//! commands, isolation and concurrency.
 
 #[path = "util/harness.rs"]
 mod harness;
@@ -10,21 +10,23 @@ mod test_stores;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use credstore_conformance::mock::{Fault, Op};
 use credstore_core::StoreKind;
 use credstore_server::auth::Action;
-use credstore_server::state::Backend;
+use credstore_server::state::FailedStore;
 use harness::*;
 use serde_json::{json, Value};
-use test_stores::{Fault, FaultyStore, SlowStore};
+use test_stores::{faulty, hanging_probe, slow};
 
 const T: &str = "tenant_123";
 const P: &str = "project_456";
 
-// ------------------------------------------------------------ the seed
+// ------------------------------------------------------------ the two curl commands
 
-/// The seed's two curl commands, verbatim.
-const SEED_LIST: &str = r#"curl -X GET "https://api.pilot.inkeep.com/manage/tenants/tenant_123/projects/project_456/credential-stores""#;
-const SEED_CREATE: &str = r#"curl -X POST "https://api.pilot.inkeep.com/manage/tenants/tenant_123/projects/project_456/credential-stores/resource_789/credentials" \ -H "Content-Type: application/json" \ -d '{ "key": "string", "value": "string" }'"#;
+/// The two curl commands of the Credential Stores API's document, verbatim:
+/// *List Credential Stores* and *Create Credential in Store*.
+const LIST_STORES_CURL: &str = r#"curl -X GET "https://api.pilot.inkeep.com/manage/tenants/tenant_123/projects/project_456/credential-stores""#;
+const CREATE_CREDENTIAL_CURL: &str = r#"curl -X POST "https://api.pilot.inkeep.com/manage/tenants/tenant_123/projects/project_456/credential-stores/resource_789/credentials" \ -H "Content-Type: application/json" \ -d '{ "key": "string", "value": "string" }'"#;
 
 /// Splits a curl command line as a shell would (quotes, `\` continuations).
 fn shell_words(line: &str) -> Vec<String> {
@@ -102,25 +104,16 @@ async fn run_curl(server: &TestServer, line: &str) -> Reply {
 }
 
 #[tokio::test]
-async fn seed_curl_examples_as_written() {
-    // The seed text, where present beside the repository, holds these commands verbatim.
-    for seed in
-        ["../../../shared/seed-credential-stores-api.txt", "/work/shared/seed-credential-stores-api.txt"]
-    {
-        if let Ok(text) = std::fs::read_to_string(seed) {
-            assert!(text.contains(SEED_LIST) && text.contains(SEED_CREATE), "the seed's curl lines changed");
-            break;
-        }
-    }
+async fn the_credential_stores_api_curl_commands_as_written() {
     let server = TestServer::start_with(|o| o.extra.push(memory("resource_789"))).await;
 
-    let list = run_curl(&server, SEED_LIST).await;
+    let list = run_curl(&server, LIST_STORES_CURL).await;
     assert_eq!(list.status, 200, "{}", list.text);
     assert!(list.content_type().starts_with("application/json"));
     let ids: Vec<_> = list.json()["data"].as_array().unwrap().iter().map(|e| e["id"].clone()).collect();
     assert_eq!(ids, [json!("memory-default"), json!("sqlite-default"), json!("resource_789")]);
 
-    let created = run_curl(&server, SEED_CREATE).await;
+    let created = run_curl(&server, CREATE_CREDENTIAL_CURL).await;
     assert_eq!(created.status, 201, "{}", created.text);
     let v = created.json();
     let data = v["data"].as_object().unwrap();
@@ -139,13 +132,9 @@ async fn seed_curl_examples_as_written() {
 // ------------------------------------------------------------ list stores
 
 #[tokio::test]
-async fn list_stores_entries_have_exactly_the_seed_members() {
+async fn list_stores_entries_have_exactly_the_members_of_the_credential_stores_api() {
     let server = TestServer::start_with(|o| {
-        o.extra.push(Backend::failed(
-            "broken".parse().unwrap(),
-            StoreKind::Vault,
-            "connection refused".into(),
-        ))
+        o.extra.push(FailedStore::arc("broken".parse().unwrap(), StoreKind::Vault, "connection refused"))
     })
     .await;
     let r = get(&client(), &server, ADMIN, &stores_path(T, P)).await;
@@ -177,9 +166,9 @@ async fn list_stores_entries_have_exactly_the_seed_members() {
 async fn a_dead_backend_never_stalls_the_list() {
     let server = TestServer::start_with(|o| {
         o.settings.probe_timeout = Duration::from_millis(300);
-        o.extra.push(SlowStore::backend("hangs-1", Duration::from_secs(60), Duration::ZERO));
-        o.extra.push(SlowStore::backend("hangs-2", Duration::from_secs(60), Duration::ZERO));
-        o.extra.push(FaultyStore::backend("panics", Fault::Panic));
+        o.extra.push(hanging_probe("hangs-1"));
+        o.extra.push(hanging_probe("hangs-2"));
+        o.extra.push(faulty("panics", Fault::Panic));
     })
     .await;
     let started = Instant::now();
@@ -292,6 +281,14 @@ async fn health_readiness_and_openapi() {
     assert_eq!(r.status, 200);
     let doc = r.json();
     assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["info"]["title"], "Credential Stores API");
+    let description = doc["info"]["description"].as_str().unwrap();
+    assert!(description.starts_with("The Credential Stores API"), "{description}");
+    assert!(description.contains("412") && description.contains("512 bytes"), "{description}");
+    let text = r.text.to_lowercase();
+    for other_name in ["seed", "management api", "credential-stores api"] {
+        assert!(!text.contains(other_name), "the document calls the API {other_name:?}");
+    }
     assert_eq!(doc["components"]["securitySchemes"]["bearerAuth"]["scheme"], "bearer");
     let problem = &doc["components"]["schemas"]["Problem"];
     let mut members: Vec<_> = problem["properties"].as_object().unwrap().keys().cloned().collect();
@@ -352,7 +349,7 @@ async fn health_readiness_and_openapi() {
     .map(|(m, p)| (m.to_string(), p.to_string()))
     .collect();
     assert_eq!(operations, expected);
-    // The seed's create body and response are documented with their members.
+    // The create body and response are documented with their members.
     let create_schema = &doc["components"]["schemas"]["CreateCredentialRequest"];
     let mut required: Vec<_> = create_schema["required"].as_array().unwrap().to_vec();
     required.sort_by_key(|v| v.to_string());
@@ -363,7 +360,7 @@ async fn health_readiness_and_openapi() {
 async fn readyz_is_503_when_no_store_is_available() {
     let server = TestServer::start_with(|o| {
         o.default_stores = false;
-        o.extra.push(Backend::failed("down".parse().unwrap(), StoreKind::Vault, "sealed".into()));
+        o.extra.push(FailedStore::arc("down".parse().unwrap(), StoreKind::Vault, "sealed"));
     })
     .await;
     let r = Reply::from(client().get(server.url("/readyz")).send().await.unwrap()).await;
@@ -613,13 +610,13 @@ async fn oversized_bodies_are_413() {
 async fn unavailable_stores_are_503_with_their_reason() {
     let server = TestServer::start_with(|o| {
         o.settings.store_timeout = Duration::from_millis(200);
-        o.extra.push(Backend::failed(
+        o.extra.push(FailedStore::arc(
             "vault-prod".parse().unwrap(),
             StoreKind::Vault,
-            "connection refused at http://127.0.0.1:1".into(),
+            "connection refused at http://127.0.0.1:1",
         ));
-        o.extra.push(SlowStore::backend("slow", Duration::ZERO, Duration::from_secs(30)));
-        o.extra.push(FaultyStore::backend("denied", Fault::Denied));
+        o.extra.push(slow("slow", Duration::from_secs(30)).1);
+        o.extra.push(faulty("denied", Fault::PermissionDenied));
     })
     .await;
     let c = client();
@@ -634,17 +631,32 @@ async fn unavailable_stores_are_503_with_their_reason() {
     let path = creds_path(T, P, "slow");
     let started = Instant::now();
     let r = create(&c, &server, ADMIN, &path, body()).await;
-    assert!(r.problem(503, &path).contains("no answer within 200 ms"));
+    assert!(r
+        .problem(503, &path)
+        .contains("credential store 'slow' is unavailable: no answer within 200 ms"));
     assert!(started.elapsed() < Duration::from_secs(5));
+    // The store's timeout layer bounds every operation, not just writes.
+    let key_path = cred_path(T, P, "slow", "k");
+    for r in [
+        get(&c, &server, ADMIN, &path).await,
+        get(&c, &server, ADMIN, &key_path).await,
+        delete(&c, &server, ADMIN, &key_path).await,
+    ] {
+        assert_eq!(r.status, 503, "{}", r.text);
+        assert!(r.json()["detail"].as_str().unwrap().contains("no answer within 200 ms"), "{}", r.text);
+    }
     let path = creds_path(T, P, "denied");
-    assert!(create(&c, &server, ADMIN, &path, body()).await.problem(503, &path).contains("policy says no"));
+    assert!(create(&c, &server, ADMIN, &path, body())
+        .await
+        .problem(503, &path)
+        .contains("credential store 'denied' denied permission: scripted fault: permission denied"));
 }
 
 #[tokio::test]
 async fn the_request_timeout_answers_503() {
     let server = TestServer::start_with(|o| {
         o.settings.request_timeout = Duration::from_millis(200);
-        o.extra.push(SlowStore::backend("slow", Duration::ZERO, Duration::from_secs(30)));
+        o.extra.push(slow("slow", Duration::from_secs(30)).1);
     })
     .await;
     let path = creds_path(T, P, "slow");
@@ -655,9 +667,9 @@ async fn the_request_timeout_answers_503() {
 #[tokio::test]
 async fn internal_errors_are_500_with_a_generic_detail() {
     let server = TestServer::start_with(|o| {
-        o.extra.push(FaultyStore::backend("faulty", Fault::Backend));
-        o.extra.push(FaultyStore::backend("panicky", Fault::Panic));
-        o.extra.push(FaultyStore::backend("racy", Fault::Conflict));
+        o.extra.push(faulty("faulty", Fault::Backend));
+        o.extra.push(faulty("panicky", Fault::Panic));
+        o.extra.push(faulty("racy", Fault::Conflict));
     })
     .await;
     let c = client();
@@ -666,7 +678,7 @@ async fn internal_errors_are_500_with_a_generic_detail() {
         let path = creds_path(T, P, store);
         let r = create(&c, &server, ADMIN, &path, body()).await;
         let detail = r.problem(500, &path);
-        assert!(!detail.contains("fire") && !detail.contains("panic"), "{detail}");
+        assert!(!detail.contains("scripted") && !detail.contains("panic"), "{detail}");
         assert_eq!(r.json()["code"], "internal_server_error");
     }
     let path = creds_path(T, P, "racy");
@@ -821,8 +833,8 @@ async fn sixty_four_concurrent_creates_all_land() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_requests_in_flight() {
-    let (slow, started_sets) = SlowStore::counted("slow", Duration::ZERO, Duration::from_millis(400));
-    let mut server = TestServer::start_with(|o| o.extra.push(slow)).await;
+    let (mock, store) = slow("slow", Duration::from_millis(400));
+    let mut server = TestServer::start_with(|o| o.extra.push(store)).await;
     let c = client();
     let path = creds_path(T, P, "slow");
     let in_flight: Vec<_> = (0..10)
@@ -842,7 +854,7 @@ async fn shutdown_finishes_requests_in_flight() {
     // Wait until all ten are inside the store call, then ask the server to stop.
     let probe = c.clone();
     let readyz = server.url("/readyz");
-    while started_sets.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+    while mock.calls(Op::Set) < 10 {
         tokio::task::yield_now().await;
     }
     server.signal_stop();

@@ -8,9 +8,9 @@ mod proc_util;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use credstore_conformance::unique_name;
 use credstore_test_servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
 use credstore_test_servers::openbao::OpenBao;
-use credstore_conformance::unique_name;
 use proc_util::Proc;
 use serde_json::{json, Value};
 
@@ -114,6 +114,18 @@ prefix = "{}"
             let (status, _) = call(&c, addr, "POST", &creds("t1", "p1"), Some(json!({"key": "k", "value": "v".repeat(65_537)}))).await;
             assert_eq!(status, 422);
         }
+        // A 301-byte namespace: Vault holds it; AWS, whose prefix and
+        // namespace share 256 bytes of a secret name, refuses it before any
+        // call, naming both ids and its cap.
+        let (t, p) = ("t".repeat(200), "p".repeat(100));
+        let body = || Some(json!({"key": "k", "value": "v"}));
+        let (status, created) = call(&c, addr, "POST", &format!("{}/vault-kv/credentials", base(&t, &p)), body()).await;
+        assert_eq!(status, 201, "{created}");
+        let (status, problem) = call(&c, addr, "POST", &format!("{}/aws-sm/credentials", base(&t, &p)), body()).await;
+        assert_eq!(status, 422, "{problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.starts_with("invalid tenantId and projectId:"), "{detail}");
+        assert!(detail.contains("301 bytes") && detail.contains("'aws-sm'"), "{detail}");
     });
     assert!(p.terminate().success());
 }

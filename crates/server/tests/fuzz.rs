@@ -1,5 +1,6 @@
 //! Property tests over real HTTP: generated paths, headers and bodies never
-//! produce a 5xx, and every error is the seed's problem+json.
+//! produce a 5xx, and every error is the problem+json of the
+//! Credential Stores API.
 
 #[path = "util/harness.rs"]
 mod harness;

@@ -2,12 +2,13 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use credstore_core::StoreId;
+use credstore_core::{CredentialStore, StoreId};
 use credstore_memory::MemoryStore;
 use credstore_server::auth::{Action, Authenticator, Scope, TokenEntry, TokenHash};
-use credstore_server::state::{Backend, Stores};
+use credstore_server::state::Stores;
 use credstore_server::{Server, Settings};
 use reqwest::header::HeaderMap;
 use serde_json::Value;
@@ -28,7 +29,7 @@ pub struct Options {
     pub settings: Settings,
     /// Open the default stores of `settings` (memory-default, sqlite-default).
     pub default_stores: bool,
-    pub extra: Vec<Backend>,
+    pub extra: Vec<Arc<dyn CredentialStore>>,
     pub tokens: Vec<TokenEntry>,
 }
 
@@ -40,8 +41,8 @@ impl Options {
     }
 }
 
-pub fn memory(id: &str) -> Backend {
-    Backend::of(MemoryStore::new(StoreId::new(id).unwrap()), MemoryStore::with_namespace)
+pub fn memory(id: &str) -> Arc<dyn CredentialStore> {
+    Arc::new(MemoryStore::new(StoreId::new(id).unwrap()))
 }
 
 pub fn token(
@@ -74,15 +75,15 @@ impl TestServer {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, opts: Options) -> Self {
-        let mut backends = Vec::new();
+        let mut served = Vec::new();
         if opts.default_stores {
             credstore_server::stores::prepare_data_dir(&opts.settings.data_dir).unwrap();
             for spec in &opts.settings.stores {
-                backends.push(credstore_server::stores::open_or_failed(spec).await);
+                served.push(credstore_server::stores::open_or_failed(spec).await);
             }
         }
-        backends.extend(opts.extra);
-        let stores = Stores::new(backends).unwrap();
+        served.extend(opts.extra);
+        let stores = Stores::new(served, opts.settings.store_timeout).unwrap();
         let mut tokens = vec![TokenEntry::admin(TokenHash::of(ADMIN))];
         tokens.extend(opts.tokens);
         let server = Server::bind(&opts.settings, stores, Authenticator::new(tokens)).await.unwrap();
@@ -167,8 +168,8 @@ impl Reply {
         self.headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("")
     }
 
-    /// Asserts the seed's problem+json shape exactly, with this status and
-    /// `instance`, and returns the detail.
+    /// Asserts the problem+json shape of the Credential Stores API exactly,
+    /// with this status and `instance`, and returns the detail.
     pub fn problem(&self, status: u16, instance: &str) -> String {
         assert_eq!(self.status, status, "{}", self.text);
         assert_problem_shape(self, Some(instance));
@@ -176,8 +177,9 @@ impl Reply {
     }
 }
 
-/// Checks an error response: problem+json with exactly the seed's members,
-/// consistent values, and the request id echoed in the header.
+/// Checks an error response: problem+json with exactly the members of the
+/// Credential Stores API, consistent values, and the request id echoed in
+/// the header.
 pub fn assert_problem_shape(reply: &Reply, instance: Option<&str>) {
     assert!(
         reply.content_type().starts_with("application/problem+json"),
