@@ -8,9 +8,15 @@
 //!   when dropped.
 //! - [`free_port`] and [`wait_for_http`] pick a loopback port and wait for
 //!   readiness by probing it, never by sleeping a fixed time.
+//! - [`proxy::CountingProxy`] sits between a client and a server and counts
+//!   (and names) the HTTP requests each operation makes.
+//! - [`jwt::JwtSigner`] signs JWTs with a key the test generates, for the
+//!   JWT auth method ([`openbao::OpenBao::enable_jwt`]).
 
+pub mod jwt;
 pub mod moto;
 pub mod openbao;
+pub mod proxy;
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};

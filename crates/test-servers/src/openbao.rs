@@ -8,7 +8,8 @@
 //!   or seal it; it is killed when dropped. [`OpenBao::start_tls`] serves
 //!   HTTPS with a CA of its own (`-dev-tls`).
 //! - [`OpenBao::cli`] runs the `bao` CLI against the server with the root
-//!   token; helpers enable a KV v1 mount, a KV v2 mount, or an AppRole.
+//!   token; helpers enable a KV v1 mount, a KV v2 mount, an AppRole, or the
+//!   JWT auth method with a role (sign its tokens with [`crate::jwt::JwtSigner`]).
 //!
 //! The server runs in dev mode: in memory, unsealed, KV v2 mounted at
 //! `secret/`. The root token is passed through the environment, never on a
@@ -70,6 +71,18 @@ impl fmt::Debug for AppRole {
             .field("role_id", &self.role_id)
             .finish_non_exhaustive()
     }
+}
+
+/// A JWT auth role made by [`OpenBao::enable_jwt`]: log in at
+/// `auth/{mount}/login` as `role` with a JWT whose `aud` is `audience`.
+#[derive(Debug, Clone)]
+pub struct JwtRole {
+    /// The auth mount path, such as `jwt-1`.
+    pub mount: String,
+    /// The role's name.
+    pub role: String,
+    /// The audience the role requires (`bound_audiences`).
+    pub audience: String,
 }
 
 impl fmt::Debug for OpenBao {
@@ -353,6 +366,52 @@ impl OpenBao {
         let secret_id = self.must(&["write", "-f", "-field=secret_id", &format!("{role_path}/secret-id")]);
         AppRole { mount: mount.to_owned(), role: role.to_owned(), role_id, secret_id }
     }
+
+    /// Enables the JWT auth method at `mount`, trusting JWTs signed by the
+    /// key of `public_key_pem` (a PEM `PUBLIC KEY`, as
+    /// [`JwtSigner::public_key_pem`](crate::jwt::JwtSigner::public_key_pem)
+    /// gives; ES256 and RS256 are accepted), and creates the role `role`
+    /// with `policies` (comma-separated) and the given token TTLs. The role
+    /// takes JWTs whose `aud` is the returned audience, names the user by
+    /// `sub`, and allows no clock leeway, so an expired JWT is refused at once.
+    ///
+    /// # Panics
+    /// When a command fails (for example, `mount` is taken).
+    pub fn enable_jwt(
+        &self,
+        mount: &str,
+        role: &str,
+        policies: &str,
+        public_key_pem: &str,
+        token_ttl: &str,
+        token_max_ttl: &str,
+    ) -> JwtRole {
+        self.must(&["auth", "enable", &format!("-path={mount}"), "jwt"]);
+        let config = serde_json::json!({
+            "jwt_validation_pubkeys": [public_key_pem],
+            "jwt_supported_algs": ["ES256", "RS256"],
+        });
+        self.cli_with_stdin(["write", &format!("auth/{mount}/config"), "-"], Some(&config.to_string()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let audience = format!("credstore-tests-{}", random_hex(4));
+        let role_config = serde_json::json!({
+            "role_type": "jwt",
+            "bound_audiences": [audience],
+            "user_claim": "sub",
+            "token_policies": policies.split(',').map(str::trim).collect::<Vec<_>>(),
+            "token_ttl": token_ttl,
+            "token_max_ttl": token_max_ttl,
+            "clock_skew_leeway": -1,
+            "expiration_leeway": -1,
+            "not_before_leeway": -1,
+        });
+        self.cli_with_stdin(
+            ["write", &format!("auth/{mount}/role/{role}"), "-"],
+            Some(&role_config.to_string()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        JwtRole { mount: mount.to_owned(), role: role.to_owned(), audience }
+    }
 }
 
 impl Drop for OpenBao {
@@ -362,7 +421,7 @@ impl Drop for OpenBao {
 }
 
 /// `n` random bytes from the OS, as hex.
-fn random_hex(n: usize) -> String {
+pub(crate) fn random_hex(n: usize) -> String {
     let mut buf = vec![0u8; n];
     std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).expect("read /dev/urandom");
     buf.iter().map(|b| format!("{b:02x}")).collect()

@@ -1,6 +1,7 @@
 //! The connection to one Vault server: the HTTP client and its TLS, the
-//! token (fixed, or from an AppRole login that is renewed and replaced), the
-//! bounded retries, and the few raw requests vaultrs has no typed call for.
+//! token (fixed, or from an AppRole or JWT login that is renewed and
+//! replaced), the bounded retries, what was last seen of each key, and the
+//! few raw requests vaultrs has no typed call for.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,8 +19,9 @@ use vaultrs::client::{VaultClient, VaultClientSettings};
 use vaultrs::error::ClientError;
 use zeroize::Zeroizing;
 
+use crate::cache::Seen;
 use crate::config::{Auth, VaultConfig};
-use crate::errors::{Ctx, Failure};
+use crate::errors::{not_applied, Ctx, Failure};
 
 /// Attempts of one request when it fails with a retriable error.
 const MAX_ATTEMPTS: u32 = 3;
@@ -28,12 +30,24 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// A renewal is attempted only while the token has at least this left.
 const RENEW_MARGIN: Duration = Duration::from_millis(250);
 
+/// Which failed requests [`Connection::call_with`] sends again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Any retriable failure: for reads and unconditional writes.
+    Always,
+    /// Only failures that prove the request was not carried out (no
+    /// connection, sealed, standby): for check-and-set writes, whose retry
+    /// would otherwise meet the first attempt's own write and report a
+    /// mismatch for a write that succeeded.
+    IfNotApplied,
+}
+
 /// One token and the vaultrs client that sends it.
 pub(crate) struct Session {
     pub client: VaultClient,
     token: Zeroizing<String>,
     generation: u64,
-    /// AppRole: renew (or log in again) from this point on.
+    /// AppRole or JWT: renew (or log in again) from this point on.
     refresh_at: Option<Instant>,
     expires_at: Option<Instant>,
     renewable: bool,
@@ -51,7 +65,7 @@ impl Session {
 /// How often the store logged in and renewed, for monitoring and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AuthStats {
-    /// Successful AppRole logins, the first one included.
+    /// Successful AppRole or JWT logins, the first one included.
     pub logins: u64,
     /// Successful token renewals.
     pub renewals: u64,
@@ -67,12 +81,15 @@ pub(crate) struct Connection {
     pub timeout: Duration,
     skip_verify: bool,
     auth: Auth,
+    jwt_mount: String,
     session: RwLock<Option<Arc<Session>>>,
     refresh: tokio::sync::Mutex<()>,
     generation: AtomicU64,
     mount_checked: AtomicBool,
     logins: AtomicU64,
     renewals: AtomicU64,
+    /// What was last seen of each key, for writes.
+    pub seen: Seen,
 }
 
 /// Checks the settings and builds the connection, without any I/O.
@@ -86,15 +103,30 @@ pub(crate) fn connect(config: &VaultConfig, mount: String) -> Result<Connection,
         return Err("timeout must be more than zero".into());
     }
     if let Auth::Token(t) = &config.auth {
-        check_header("token", t.expose_secret())?;
+        check_header("token", t.expose_str().map_err(|_| "the token is not UTF-8 text".to_owned())?)?;
     }
-    if let Auth::AppRole { mount, role_id, .. } = &config.auth {
-        crate::layout::encode_path(mount)
+    if let Auth::AppRole { mount, role_id, secret_id } = &config.auth {
+        crate::layout::validate_path(mount)
             .ok()
             .filter(|m| !m.is_empty())
             .ok_or_else(|| format!("AppRole mount {mount:?} is not a valid path"))?;
         if role_id.is_empty() {
             return Err("AppRole role_id is empty".into());
+        }
+        if !secret_id.is_text() {
+            return Err("the AppRole secret id is not UTF-8 text".into());
+        }
+    }
+    if let Auth::Jwt { role, file } = &config.auth {
+        crate::layout::validate_path(&config.jwt_mount)
+            .ok()
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| format!("JWT auth mount {:?} is not a valid path", config.jwt_mount))?;
+        if role.is_empty() {
+            return Err("the JWT role is empty".into());
+        }
+        if file.as_os_str().is_empty() {
+            return Err("the JWT file path is empty".into());
         }
     }
     if let Some(ns) = &config.namespace {
@@ -110,17 +142,20 @@ pub(crate) fn connect(config: &VaultConfig, mount: String) -> Result<Connection,
         timeout: config.timeout,
         skip_verify: config.skip_verify,
         auth: config.auth.clone(),
+        jwt_mount: crate::layout::validate_path(&config.jwt_mount).unwrap_or_default(),
         session: RwLock::new(None),
         refresh: tokio::sync::Mutex::new(()),
         generation: AtomicU64::new(0),
         mount_checked: AtomicBool::new(false),
         logins: AtomicU64::new(0),
         renewals: AtomicU64::new(0),
+        seen: Seen::default(),
     };
     let fixed = match &conn.auth {
-        Auth::Token(t) => Some(Zeroizing::new(t.expose_secret().to_owned())),
+        // Checked to be text above.
+        Auth::Token(t) => Some(Zeroizing::new(t.expose_str().unwrap_or_default().to_owned())),
         Auth::None => Some(Zeroizing::new(String::new())),
-        Auth::AppRole { .. } => None,
+        Auth::AppRole { .. } | Auth::Jwt { .. } => None,
     };
     if let Some(token) = fixed {
         let session = conn.session_for(token, None, false);
@@ -274,9 +309,9 @@ impl Connection {
     }
 
     /// Forgets the session `generation` so that the next call logs in
-    /// again (AppRole only; a fixed token cannot be replaced).
+    /// again (AppRole and JWT only; a fixed token cannot be replaced).
     fn invalidate(&self, generation: u64) {
-        if !matches!(self.auth, Auth::AppRole { .. }) {
+        if !self.logs_in() {
             return;
         }
         let mut slot = self.session.write().unwrap_or_else(|e| e.into_inner());
@@ -292,8 +327,15 @@ impl Connection {
         }
     }
 
-    pub(crate) fn is_approle(&self) -> bool {
-        matches!(self.auth, Auth::AppRole { .. })
+    /// Whether the token comes from a login (AppRole or JWT) that can be
+    /// repeated, rather than being fixed.
+    pub(crate) fn logs_in(&self) -> bool {
+        matches!(self.auth, Auth::AppRole { .. } | Auth::Jwt { .. })
+    }
+
+    /// `"none"`, `"token"`, `"approle"` or `"jwt"`.
+    pub(crate) fn auth_method(&self) -> &'static str {
+        self.auth.method()
     }
 
     /// A session with a usable token: logs in or renews first when due.
@@ -338,27 +380,42 @@ impl Connection {
     }
 
     async fn login(&self, ctx: &Ctx<'_>) -> Result<Arc<Session>, Failure> {
-        let Auth::AppRole { mount, role_id, secret_id } = &self.auth else {
-            // A fixed token is installed at construction and never removed.
-            return self.current().ok_or_else(|| Failure::Other("no token".into()));
-        };
         let bare = self.session_for(Zeroizing::new(String::new()), None, false);
-        match vaultrs::auth::approle::login(&bare.client, mount, role_id, secret_id.expose_secret()).await {
+        let (method, mount, result, expired) = match &self.auth {
+            Auth::AppRole { mount, role_id, secret_id } => {
+                // Checked to be text when the connection was built.
+                let secret_id = secret_id.expose_str().unwrap_or_default();
+                let result = vaultrs::auth::approle::login(&bare.client, mount, role_id, secret_id).await;
+                ("AppRole", mount.as_str(), result, None)
+            }
+            Auth::Jwt { role, file } => {
+                // Read at every login: a projected token rotates.
+                let jwt = read_jwt(file)?;
+                let mount = self.jwt_mount.as_str();
+                let result = vaultrs::auth::oidc::login(&bare.client, mount, &jwt, Some(role.clone())).await;
+                let expired = result.is_err().then(|| jwt_expiry_note(&jwt, file)).flatten();
+                ("JWT", mount, result, expired)
+            }
+            // A fixed token is installed at construction and never removed.
+            Auth::None | Auth::Token(_) => return self.current().ok_or_else(|| Failure::other("no token")),
+        };
+        match result {
             Ok(auth) => {
                 self.logins.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(store.address = %self.address, approle.mount = %mount, lease_secs = auth.lease_duration, "vault AppRole login");
+                tracing::debug!(store.address = %self.address, auth.method = method, auth.mount = %mount, lease_secs = auth.lease_duration, "vault {method} login");
                 let token = Zeroizing::new(auth.client_token);
                 let lease = Some(Duration::from_secs(auth.lease_duration));
                 Ok(self.install(self.session_for(token, lease, auth.renewable)))
             }
             Err(e) => Err(match ctx.classify(&e) {
-                Failure::Denied(why) | Failure::Other(why)
+                Failure::Denied(why, cause) | Failure::Other(why, cause)
                     if matches!(e, ClientError::APIError { code: 400..=403, .. }) =>
                 {
-                    Failure::Denied(format!("AppRole login at auth/{mount} rejected: {why}"))
+                    let expired = expired.unwrap_or_default();
+                    Failure::Denied(format!("{method} login at auth/{mount} rejected: {why}{expired}"), cause)
                 }
                 Failure::NotFound | Failure::MountMissing => {
-                    Failure::Config(format!("no AppRole auth method at auth/{mount} on {}", self.address))
+                    Failure::config(format!("no {method} auth method at auth/{mount} on {}", self.address))
                 }
                 other => other,
             }),
@@ -367,8 +424,22 @@ impl Connection {
 
     /// Runs `call` with a valid token: retries retriable failures a bounded
     /// number of times with backoff, and logs in again once when an AppRole
-    /// token is refused.
+    /// token is refused. For requests that may safely run twice.
     pub(crate) async fn call<T, F, Fut>(&self, ctx: &Ctx<'_>, call: F) -> Result<T, Failure>
+    where
+        F: Fn(Arc<Session>) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        self.call_with(ctx, Retry::Always, call).await
+    }
+
+    /// As [`Connection::call`], retrying as `retry` says.
+    pub(crate) async fn call_with<T, F, Fut>(
+        &self,
+        ctx: &Ctx<'_>,
+        retry: Retry,
+        call: F,
+    ) -> Result<T, Failure>
     where
         F: Fn(Arc<Session>) -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
@@ -389,11 +460,15 @@ impl Connection {
             match call(session).await {
                 Ok(v) => return Ok(v),
                 Err(e) => match ctx.classify(&e) {
-                    Failure::Denied(_) if self.is_approle() && !logged_in_again => {
+                    // A refused token: the request was not carried out.
+                    Failure::Denied(..) if self.logs_in() && !logged_in_again => {
                         logged_in_again = true;
                         self.invalidate(generation);
                     }
-                    f if f.is_retriable() && attempt < MAX_ATTEMPTS => {
+                    f if f.is_retriable()
+                        && attempt < MAX_ATTEMPTS
+                        && (retry == Retry::Always || not_applied(&e)) =>
+                    {
                         tracing::debug!(store.address = %self.address, attempt, failure = ?f, "retrying vault request");
                         backoff(attempt).await;
                         attempt += 1;
@@ -415,9 +490,8 @@ impl Connection {
         let mut req = self.http.get(format!("{}/v1/{path}", self.address)).header("X-Vault-Request", "true");
         if let Some(s) = session {
             if !s.token.is_empty() {
-                let mut token = reqwest::header::HeaderValue::from_str(&s.token).map_err(|_| {
-                    Failure::Config("the token holds characters an HTTP header cannot carry".into())
-                })?;
+                let mut token = reqwest::header::HeaderValue::from_str(&s.token)
+                    .map_err(|_| Failure::config("the token holds characters an HTTP header cannot carry"))?;
                 token.set_sensitive(true);
                 req = req.header("X-Vault-Token", token);
             }
@@ -427,7 +501,7 @@ impl Connection {
         }
         let resp = req.send().await.map_err(|e| ctx.network_failure(&e))?;
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| Failure::Unavailable(ctx.network(&e)))?;
+        let body = resp.bytes().await.map_err(|e| ctx.network_failure(&e))?;
         Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
     }
 
@@ -445,7 +519,7 @@ impl Connection {
                 self.mount_checked.store(true, Ordering::Relaxed);
                 Ok(())
             }
-            Ok(MountKind::Other(what)) => Err(Failure::Config(self.not_kv2(&what))),
+            Ok(MountKind::Other(what)) => Err(Failure::config(self.not_kv2(&what))),
             // The token may not see the mount table; asking again would not
             // change that, and the operations meet their own errors.
             Ok(MountKind::Missing | MountKind::Unknown(_)) => {
@@ -532,6 +606,41 @@ impl Connection {
     }
 }
 
+/// Reads the JWT of a login from its file, whitespace trimmed. The text is
+/// zeroized when dropped; errors name the file, never its content.
+fn read_jwt(file: &std::path::Path) -> Result<Zeroizing<String>, Failure> {
+    let raw = std::fs::read(file)
+        .map_err(|e| Failure::config(format!("cannot read the JWT file {}: {e}", file.display())))?;
+    let raw = Zeroizing::new(raw);
+    let text = std::str::from_utf8(&raw)
+        .map_err(|_| Failure::config(format!("the JWT file {} is not text", file.display())))?;
+    let jwt = Zeroizing::new(text.trim().to_owned());
+    if jwt.is_empty() {
+        return Err(Failure::config(format!("the JWT file {} is empty", file.display())));
+    }
+    Ok(jwt)
+}
+
+/// When a JWT whose login was refused has an `exp` claim in the past: a
+/// note saying so, for the error's reason (the signature is not checked;
+/// this only explains a refusal the server made).
+fn jwt_expiry_note(jwt: &str, file: &std::path::Path) -> Option<String> {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = Zeroizing::new(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?,
+    );
+    let exp = serde_json::from_slice::<Value>(&bytes).ok()?.get("exp")?.as_f64()?;
+    let expired_at = std::time::UNIX_EPOCH + Duration::from_secs_f64(exp.max(0.0));
+    let ago = std::time::SystemTime::now().duration_since(expired_at).ok()?;
+    Some(format!(
+        " (the JWT in {} expired {}s ago, at {})",
+        file.display(),
+        ago.as_secs(),
+        crate::layout::format_time(expired_at)
+    ))
+}
+
 enum MountKind {
     KvV2,
     Other(String),
@@ -548,7 +657,13 @@ pub(crate) fn reason(f: &Failure) -> String {
     match f {
         Failure::NotFound => "vault answered 404 not found".into(),
         Failure::MountMissing => "the mount does not exist".into(),
-        Failure::Denied(r) | Failure::Unavailable(r) | Failure::Config(r) | Failure::Other(r) => r.clone(),
+        Failure::CasMismatch => "a check-and-set write found another version".into(),
+        Failure::CasRequired => "the mount requires check-and-set".into(),
+        Failure::Precondition(r)
+        | Failure::Denied(r, _)
+        | Failure::Unavailable(r, _)
+        | Failure::Config(r, _)
+        | Failure::Other(r, _) => r.clone(),
     }
 }
 

@@ -11,6 +11,12 @@ use credstore_core::{Error, Result, SecretValue};
 pub const DEFAULT_MOUNT: &str = "secret";
 /// The default timeout of one operation, retries included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default mount of the JWT auth method.
+pub const DEFAULT_JWT_MOUNT: &str = "jwt";
+/// Where Kubernetes mounts a pod's service-account token: the JWT file
+/// [`VaultConfig::from_env`] uses when `VAULT_JWT_ROLE` is set and
+/// `VAULT_JWT_FILE` is not.
+pub const DEFAULT_JWT_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 /// How the store authenticates.
 #[derive(Clone)]
@@ -21,6 +27,10 @@ pub(crate) enum Auth {
     Token(SecretValue),
     /// AppRole login; the token it yields is renewed and replaced as needed.
     AppRole { mount: String, role_id: String, secret_id: SecretValue },
+    /// JWT login with the token in `file`, read at every login; the Vault
+    /// token it yields is renewed and replaced as AppRole's is. The mount
+    /// is [`VaultConfig::jwt_mount`]'s.
+    Jwt { role: String, file: PathBuf },
 }
 
 /// Settings of a [`crate::VaultStore`].
@@ -54,6 +64,7 @@ pub struct VaultConfig {
     pub(crate) timeout: Duration,
     pub(crate) ca_cert: Option<PathBuf>,
     pub(crate) skip_verify: bool,
+    pub(crate) jwt_mount: String,
 }
 
 impl VaultConfig {
@@ -70,13 +81,25 @@ impl VaultConfig {
             timeout: DEFAULT_TIMEOUT,
             ca_cert: None,
             skip_verify: false,
+            jwt_mount: DEFAULT_JWT_MOUNT.to_owned(),
         }
     }
 
     /// Reads the variables the Vault CLI reads: `VAULT_ADDR` (required),
-    /// `VAULT_TOKEN`, `VAULT_NAMESPACE` and `VAULT_CACERT`. Each falls back to
-    /// OpenBao's spelling (`BAO_ADDR`, `BAO_TOKEN`, ...); empty variables
-    /// count as unset. Everything else keeps the defaults of [`VaultConfig::new`].
+    /// `VAULT_TOKEN`, `VAULT_NAMESPACE` and `VAULT_CACERT`, and for a JWT
+    /// login (such as a Kubernetes service-account token) `VAULT_JWT_ROLE`,
+    /// `VAULT_JWT_FILE` and `VAULT_JWT_MOUNT`. Each falls back to OpenBao's
+    /// spelling (`BAO_ADDR`, `BAO_TOKEN`, `BAO_JWT_ROLE`, ...); empty
+    /// variables count as unset. Everything else keeps the defaults of
+    /// [`VaultConfig::new`].
+    ///
+    /// # Behavior
+    /// When `VAULT_JWT_ROLE` is set the store logs in with
+    /// [`VaultConfig::jwt`] (`VAULT_TOKEN` is then not used): the JWT is read
+    /// from `VAULT_JWT_FILE`, by default [`DEFAULT_JWT_FILE`] (the pod's
+    /// service-account token), at the auth mount `VAULT_JWT_MOUNT`, by
+    /// default [`DEFAULT_JWT_MOUNT`]. Otherwise `VAULT_TOKEN`, if set, is
+    /// the token.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] on field `VAULT_ADDR` when neither it nor
@@ -92,7 +115,13 @@ impl VaultConfig {
             reason: "is not set (nor BAO_ADDR)".into(),
         })?;
         let mut config = Self::new(address);
-        if let Some(token) = var("TOKEN") {
+        if let Some(role) = var("JWT_ROLE") {
+            let file = var("JWT_FILE").unwrap_or_else(|| DEFAULT_JWT_FILE.to_owned());
+            config = config.jwt(role, file);
+            if let Some(mount) = var("JWT_MOUNT") {
+                config = config.jwt_mount(&mount);
+            }
+        } else if let Some(token) = var("TOKEN") {
             config = config.token(SecretValue::new(token));
         }
         if let Some(ns) = var("NAMESPACE") {
@@ -104,7 +133,8 @@ impl VaultConfig {
         Ok(config)
     }
 
-    /// Authenticates with a fixed token, sent as `X-Vault-Token`.
+    /// Authenticates with a fixed token, sent as `X-Vault-Token`. It must be
+    /// text ([`crate::VaultStore::new`] refuses one that is not).
     ///
     /// # Behavior
     /// The token is used as given and never renewed; when it expires, calls
@@ -133,6 +163,50 @@ impl VaultConfig {
         self
     }
 
+    /// Authenticates through the JWT auth method (the one that takes
+    /// Kubernetes service-account tokens) as `role`, with the JWT in the file
+    /// `jwt_file`, at the mount [`VaultConfig::jwt_mount`] names (default
+    /// `jwt`). Works the same with the `kubernetes` auth method, which takes
+    /// the same login: set `jwt_mount("kubernetes")`.
+    ///
+    /// # Behavior
+    /// The file is read at every login, never kept, so a projected token
+    /// that the kubelet rotates is picked up by the next login; surrounding
+    /// whitespace is ignored. The store logs in on first use, renews its
+    /// Vault token once two thirds of its lease have passed, and logs in
+    /// again (reading the file again) when renewal fails, the token reaches
+    /// its maximum TTL, or the server refuses it, exactly as with
+    /// [`VaultConfig::approle`]. A login the server refuses, an expired JWT
+    /// among them, fails the call with
+    /// [`Error::PermissionDenied`](credstore_core::Error::PermissionDenied)
+    /// whose reason holds the server's words and, when the JWT's `exp` has
+    /// passed, when it expired; a file that cannot be read fails it with
+    /// [`Error::Config`]. The next call tries to log in again. Replaces any
+    /// earlier `token` or `approle` setting.
+    ///
+    /// ```
+    /// use credstore_vault::VaultConfig;
+    ///
+    /// // A projected service-account token with audience "vault".
+    /// let config = VaultConfig::new("https://vault.example.com:8200")
+    ///     .jwt("payments", "/var/run/secrets/tokens/vault")
+    ///     .jwt_mount("kubernetes-prod");
+    /// assert_eq!(config.auth_method(), "jwt");
+    /// assert_eq!(config.jwt_mount_path(), "kubernetes-prod");
+    /// ```
+    pub fn jwt(mut self, role: impl Into<String>, jwt_file: impl Into<PathBuf>) -> Self {
+        self.auth = Auth::Jwt { role: role.into(), file: jwt_file.into() };
+        self
+    }
+
+    /// The mount of the JWT auth method [`VaultConfig::jwt`] logs in at,
+    /// such as `jwt` (the default), `kubernetes` or `jwt-prod`. Used only
+    /// with [`VaultConfig::jwt`], in any order.
+    pub fn jwt_mount(mut self, mount: &str) -> Self {
+        self.jwt_mount = mount.to_owned();
+        self
+    }
+
     /// The KV version 2 mount the credentials live in. Default `secret`.
     pub fn mount(mut self, mount: &str) -> Self {
         self.mount = mount.to_owned();
@@ -148,7 +222,8 @@ impl VaultConfig {
     }
 
     /// The Vault Enterprise / OpenBao namespace, sent as `X-Vault-Namespace`.
-    /// Not to be confused with [`crate::VaultStore::with_namespace`], which
+    /// Not to be confused with
+    /// [`CredentialStore::with_namespace`](credstore_core::CredentialStore::with_namespace), which
     /// namespaces keys inside the path prefix.
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = Some(namespace.into());
@@ -207,12 +282,33 @@ impl VaultConfig {
         self.ca_cert.as_deref()
     }
 
-    /// Which authentication is configured: `"none"`, `"token"` or `"approle"`.
+    /// Which authentication is configured: `"none"`, `"token"`, `"approle"`
+    /// or `"jwt"`.
     pub fn auth_method(&self) -> &'static str {
-        match self.auth {
+        self.auth.method()
+    }
+
+    /// The JWT file of a [`VaultConfig::jwt`] login, if that is the method.
+    pub fn jwt_file(&self) -> Option<&Path> {
+        match &self.auth {
+            Auth::Jwt { file, .. } => Some(file),
+            _ => None,
+        }
+    }
+
+    /// The mount of the JWT auth method (used only with [`VaultConfig::jwt`]).
+    pub fn jwt_mount_path(&self) -> &str {
+        &self.jwt_mount
+    }
+}
+
+impl Auth {
+    pub(crate) fn method(&self) -> &'static str {
+        match self {
             Auth::None => "none",
             Auth::Token(_) => "token",
             Auth::AppRole { .. } => "approle",
+            Auth::Jwt { .. } => "jwt",
         }
     }
 }
@@ -223,6 +319,9 @@ impl fmt::Debug for VaultConfig {
         d.field("address", &self.address).field("auth", &self.auth_method());
         if let Auth::AppRole { mount, .. } = &self.auth {
             d.field("approle_mount", mount);
+        }
+        if let Auth::Jwt { role, file } = &self.auth {
+            d.field("jwt_mount", &self.jwt_mount).field("jwt_role", role).field("jwt_file", file);
         }
         d.field("mount", &self.mount)
             .field("prefix", &self.prefix)
@@ -248,6 +347,10 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("sid-SECRET-2") && !shown.contains("tok-SECRET-1"), "{shown}");
         assert!(shown.contains("approle"), "{shown}");
+        let c = c.jwt("app", "/run/token").jwt_mount("k8s");
+        let shown = format!("{c:?}");
+        assert!(shown.contains("jwt") && shown.contains("/run/token") && shown.contains("k8s"), "{shown}");
+        assert!(!shown.contains("sid-SECRET-2"), "{shown}");
     }
 
     #[test]
@@ -262,6 +365,12 @@ mod tests {
             "BAO_TOKEN",
             "BAO_NAMESPACE",
             "BAO_CACERT",
+            "VAULT_JWT_ROLE",
+            "VAULT_JWT_FILE",
+            "VAULT_JWT_MOUNT",
+            "BAO_JWT_ROLE",
+            "BAO_JWT_FILE",
+            "BAO_JWT_MOUNT",
         ] {
             std::env::remove_var(v);
         }
@@ -277,14 +386,38 @@ mod tests {
         std::env::set_var("VAULT_CACERT", "/etc/vault/ca.pem");
         let c = VaultConfig::from_env().unwrap();
         assert_eq!(c.address(), "https://vault:8200");
-        assert!(matches!(&c.auth, Auth::Token(t) if t.expose_secret() == "vault-token"));
+        assert!(matches!(&c.auth, Auth::Token(t) if t.expose_secret() == b"vault-token"));
         assert_eq!(c.vault_namespace(), Some("admin/team"));
         assert_eq!(c.ca_cert_path(), Some(Path::new("/etc/vault/ca.pem")));
         std::env::set_var("VAULT_TOKEN", "");
         assert!(
-            matches!(&VaultConfig::from_env().unwrap().auth, Auth::Token(t) if t.expose_secret() == "bao-token")
+            matches!(&VaultConfig::from_env().unwrap().auth, Auth::Token(t) if t.expose_secret() == b"bao-token")
         );
-        for v in ["VAULT_ADDR", "VAULT_TOKEN", "VAULT_NAMESPACE", "VAULT_CACERT", "BAO_ADDR", "BAO_TOKEN"] {
+        // JWT: the role decides; the file and mount have defaults.
+        std::env::set_var("VAULT_JWT_ROLE", "payments");
+        let c = VaultConfig::from_env().unwrap();
+        assert_eq!(c.auth_method(), "jwt");
+        assert_eq!(c.jwt_file(), Some(Path::new(DEFAULT_JWT_FILE)));
+        assert_eq!(c.jwt_mount_path(), "jwt");
+        assert!(matches!(&c.auth, Auth::Jwt { role, .. } if role == "payments"));
+        std::env::set_var("BAO_JWT_FILE", "/var/run/secrets/tokens/vault");
+        std::env::set_var("VAULT_JWT_MOUNT", "kubernetes");
+        let c = VaultConfig::from_env().unwrap();
+        assert_eq!(c.jwt_file(), Some(Path::new("/var/run/secrets/tokens/vault")));
+        assert_eq!(c.jwt_mount_path(), "kubernetes");
+        std::env::set_var("VAULT_JWT_ROLE", "");
+        assert_eq!(VaultConfig::from_env().unwrap().auth_method(), "token", "an empty role is unset");
+        for v in [
+            "VAULT_ADDR",
+            "VAULT_TOKEN",
+            "VAULT_NAMESPACE",
+            "VAULT_CACERT",
+            "BAO_ADDR",
+            "BAO_TOKEN",
+            "VAULT_JWT_ROLE",
+            "BAO_JWT_FILE",
+            "VAULT_JWT_MOUNT",
+        ] {
             std::env::remove_var(v);
         }
     }

@@ -1,37 +1,46 @@
-//! How credentials are laid out in KV v2: paths, the secret's data, and the
-//! timestamps and liveness read from a key's metadata. Pure functions, no I/O.
+//! How credentials are laid out in KV v2: paths, the secret's data (text or
+//! base64), versions, and the timestamps and liveness read from a key's
+//! metadata. Pure functions, no I/O.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use credstore_core::{validate_namespace, Metadata, SecretValue};
+use base64::Engine as _;
+use credstore_core::{Metadata, Namespace, SecretValue, Version};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use vaultrs::api::kv2::responses::{ReadSecretMetadataResponse, SecretMetadata};
+use vaultrs::api::kv2::responses::{ReadSecretMetadataResponse, SecretMetadata, SecretVersionMetadata};
+use zeroize::Zeroizing;
 
-/// The data field holding the value.
+/// The data field holding a text value.
 pub(crate) const VALUE_FIELD: &str = "value";
+/// The data field holding a binary value, base64 with padding (RFC 4648).
+pub(crate) const VALUE_BASE64_FIELD: &str = "value_base64";
 /// The data field holding the metadata, present only when it is not empty.
 pub(crate) const METADATA_FIELD: &str = "metadata";
+/// The data field holding the credential's creation time (RFC 3339, UTC, to
+/// the nanosecond), written by every write after the one that created the
+/// credential.
+pub(crate) const CREATED_AT_FIELD: &str = "created_at";
 
-/// The escape marking a path segment that would otherwise be `.` or `..`,
-/// which HTTP clients and Vault's router resolve as relative paths. `~` can
-/// appear in no key or namespace, so the encoding is one-to-one.
+/// The escape marking a key that would otherwise be the path segment `.` or
+/// `..`, which HTTP clients and Vault's router resolve as relative paths.
+/// `~` can appear in no key, so the encoding is one-to-one.
 const ESCAPE: char = '~';
 
-/// The path segment for a key or namespace segment.
-pub(crate) fn encode_segment(segment: &str) -> Cow<'_, str> {
-    if segment == "." || segment == ".." {
-        Cow::Owned(format!("{ESCAPE}{segment}"))
+/// The path segment for a key.
+pub(crate) fn encode_key(key: &str) -> Cow<'_, str> {
+    if key == "." || key == ".." {
+        Cow::Owned(format!("{ESCAPE}{key}"))
     } else {
-        Cow::Borrowed(segment)
+        Cow::Borrowed(key)
     }
 }
 
 /// The key a listed path segment stands for, or `None` for a segment that
-/// [`encode_segment`] cannot have produced (written by another tool).
-pub(crate) fn decode_segment(segment: &str) -> Option<&str> {
+/// [`encode_key`] cannot have produced (written by another tool).
+pub(crate) fn decode_key(segment: &str) -> Option<&str> {
     match segment.strip_prefix(ESCAPE) {
         Some(rest @ ("." | "..")) => Some(rest),
         Some(_) => None,
@@ -40,48 +49,102 @@ pub(crate) fn decode_segment(segment: &str) -> Option<&str> {
     }
 }
 
-/// Validates `path` (segments of `[a-zA-Z0-9-_.]` joined by `/`, surrounding
-/// slashes ignored) and returns it with each segment encoded. Empty stays empty.
-pub(crate) fn encode_path(path: &str) -> Result<String, String> {
+/// Validates a configured path (a mount, a prefix: segments of
+/// `[a-zA-Z0-9-_.]` joined by `/`, no `.` or `..` segment, surrounding
+/// slashes ignored) and returns it trimmed. Empty stays empty.
+pub(crate) fn validate_path(path: &str) -> Result<String, String> {
     let trimmed = path.trim_matches('/');
-    if trimmed.is_empty() {
-        return Ok(String::new());
+    match Namespace::new(trimmed) {
+        Ok(ns) => Ok(ns.as_str().to_owned()),
+        Err(credstore_core::Error::InvalidNamespace { reason, .. }) => Err(reason.to_string()),
+        Err(other) => Err(other.to_string()),
     }
-    validate_namespace(trimmed).map_err(|e| match e {
-        credstore_core::Error::InvalidInput { reason, .. } => reason,
-        other => other.to_string(),
-    })?;
-    Ok(trimmed.split('/').map(encode_segment).collect::<Vec<_>>().join("/"))
 }
 
-/// The data written for one credential: `{"value": "...", "metadata": {...}}`,
-/// `metadata` left out when empty.
+/// The data written for one credential: `{"value": "..."}` for text,
+/// `{"value_base64": "..."}` for any other bytes, with `"metadata": {...}`
+/// unless it is empty, and `"created_at": "..."` unless the write creates
+/// the credential.
 #[derive(Serialize)]
 pub(crate) struct Wire<'a> {
-    #[serde(serialize_with = "credstore_core::secret::expose")]
-    value: &'a SecretValue,
+    #[serde(rename = "value", skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(rename = "value_base64", skip_serializing_if = "Option::is_none")]
+    base64: Option<Base64Text>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<&'a BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_at: Option<String>,
 }
 
 impl<'a> Wire<'a> {
     pub(crate) fn new(value: &'a SecretValue, metadata: &'a Metadata) -> Self {
-        Self { value, metadata: (!metadata.is_empty()).then(|| metadata.as_map()) }
+        let (text, base64) = match value.expose_str() {
+            Ok(text) => (Some(text), None),
+            Err(_) => (None, Some(Base64Text(Zeroizing::new(BASE64.encode(value.expose_secret()))))),
+        };
+        Self { text, base64, metadata: (!metadata.is_empty()).then(|| metadata.as_map()), created_at: None }
+    }
+
+    /// Sets the `created_at` field: `None` for a write that creates the
+    /// credential (its own `created_time` is then the creation time).
+    pub(crate) fn set_created_at(&mut self, created_at: Option<SystemTime>) {
+        self.created_at = created_at.map(format_time);
     }
 }
 
-/// Reads a credential back from a secret's data. The value string is moved,
-/// not copied, into the returned [`SecretValue`]. Error messages never
-/// contain the data.
+/// The base64 text of a binary value, zeroized when dropped.
+struct Base64Text(Zeroizing<String>);
+
+impl Serialize for Base64Text {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// Reads a credential back from a secret's data. A text value is moved, not
+/// copied, into the returned [`SecretValue`]; base64 text is zeroized once
+/// decoded. Error messages never contain the data.
 pub(crate) fn from_wire(data: Value) -> Result<(SecretValue, Metadata), String> {
     let Value::Object(mut map) = data else {
         return Err("the secret's data is not a JSON object".into());
     };
-    let value = match map.remove(VALUE_FIELD) {
-        Some(Value::String(s)) => SecretValue::new(s),
-        Some(_) => return Err(format!("the secret's field '{VALUE_FIELD}' is not a string")),
-        None => {
-            return Err(format!("the secret has no field '{VALUE_FIELD}' (it was not written by credstore)"))
+    let text = map.remove(VALUE_FIELD);
+    let base64 = map.remove(VALUE_BASE64_FIELD);
+    let value = match (text, base64) {
+        (Some(Value::String(s)), None) => SecretValue::from_text(s),
+        (None, Some(Value::String(s))) => {
+            let s = Zeroizing::new(s);
+            let bytes = BASE64.decode(s.as_bytes()).map_err(|e| {
+                // The error's Display quotes the offending character: not passed on.
+                let at = match e {
+                    base64::DecodeError::InvalidByte(at, _)
+                    | base64::DecodeError::InvalidLastSymbol(at, _) => {
+                        format!(" at offset {at}")
+                    }
+                    _ => String::new(),
+                };
+                format!("the secret's field '{VALUE_BASE64_FIELD}' is not valid base64{at}")
+            })?;
+            SecretValue::from_bytes(bytes)
+        }
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "the secret has both '{VALUE_FIELD}' and '{VALUE_BASE64_FIELD}'; it holds one value"
+            ))
+        }
+        (Some(_), None) => return Err(format!("the secret's field '{VALUE_FIELD}' is not a string")),
+        (None, Some(_)) => return Err(format!("the secret's field '{VALUE_BASE64_FIELD}' is not a string")),
+        (None, None) => {
+            if let Some(marker) = map.keys().find(|k| k.starts_with("value_")) {
+                return Err(format!(
+                    "the secret's value is in field '{marker}', an encoding this version of credstore does \
+                     not know (it knows '{VALUE_FIELD}' and '{VALUE_BASE64_FIELD}')"
+                ));
+            }
+            return Err(format!("the secret has no field '{VALUE_FIELD}' (it was not written by credstore)"));
         }
     };
     let metadata = match map.remove(METADATA_FIELD) {
@@ -90,6 +153,28 @@ pub(crate) fn from_wire(data: Value) -> Result<(SecretValue, Metadata), String> 
         Some(_) => return Err(format!("the secret's field '{METADATA_FIELD}' is not an object")),
     };
     Ok((value, metadata))
+}
+
+/// The `created_at` a secret's data records, if it holds a readable one.
+/// Data written by credstore 0.1, by another tool, or by the write that
+/// created the credential has none; an unreadable one counts as none.
+pub(crate) fn created_at_of(data: &Value) -> Option<SystemTime> {
+    data.get(CREATED_AT_FIELD).and_then(Value::as_str).and_then(parse_time)
+}
+
+/// Overwrites every string in `data` with zeros before it is dropped: for
+/// reads that only need the version.
+pub(crate) fn scrub(data: Value) {
+    use zeroize::Zeroize as _;
+    match data {
+        Value::String(mut s) => s.zeroize(),
+        Value::Array(a) => a.into_iter().for_each(scrub),
+        Value::Object(m) => m.into_iter().for_each(|(mut k, v)| {
+            k.zeroize();
+            scrub(v);
+        }),
+        _ => {}
+    }
 }
 
 fn metadata_from_object(m: Map<String, Value>) -> Result<Metadata, String> {
@@ -105,6 +190,17 @@ fn metadata_from_object(m: Map<String, Value>) -> Result<Metadata, String> {
     Metadata::try_from(out).map_err(|e| format!("the stored metadata is invalid: {e}"))
 }
 
+/// The [`Version`] of a write: the KV v2 version number, a dash, and the
+/// version's `created_time` in nanoseconds since the Unix epoch, such as
+/// `3-1714564800123456789`. The time tells apart the versions of one number
+/// in the key's successive lives (KV v2 counts from 1 again after the key's
+/// metadata is deleted).
+pub(crate) fn version_text(number: u64, created: SystemTime) -> Version {
+    let nanos = created.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    // Digits and one dash, under 50 bytes: always a valid version.
+    Version::new(format!("{number}-{nanos}")).unwrap_or_else(|_| Version::from_counter(number))
+}
+
 /// A live key's current version and times, as its KV v2 metadata says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct KeyState {
@@ -118,8 +214,35 @@ pub(crate) struct KeyState {
     pub updated_at: SystemTime,
 }
 
+impl KeyState {
+    /// The credstore version of this state.
+    pub(crate) fn version_text(&self) -> Version {
+        version_text(self.version, self.updated_at)
+    }
+}
+
 fn version_live(v: &SecretMetadata, now: SystemTime) -> bool {
     // A deletion time in the future is a scheduled deletion (delete_version_after).
+    !v.destroyed && (v.deletion_time.is_empty() || parse_time(&v.deletion_time).is_some_and(|t| t > now))
+}
+
+fn time(s: &str, what: &str) -> Result<SystemTime, String> {
+    parse_time(s).ok_or_else(|| format!("unreadable {what} in the key's metadata"))
+}
+
+/// When the credential whose version `version` is live began, by the key's
+/// metadata: for data that records no `created_at` (see [`created_at_of`]).
+pub(crate) fn created_from_metadata(
+    meta: &ReadSecretMetadataResponse,
+    version: u64,
+    now: SystemTime,
+) -> Result<SystemTime, String> {
+    Ok(run_start(meta, version, now)?.0)
+}
+
+/// Whether a version a data read returned is live (Vault answers 404 for
+/// deleted and destroyed versions already; this is the belt to those braces).
+pub(crate) fn read_version_live(v: &SecretVersionMetadata, now: SystemTime) -> bool {
     !v.destroyed && (v.deletion_time.is_empty() || parse_time(&v.deletion_time).is_some_and(|t| t > now))
 }
 
@@ -136,23 +259,35 @@ pub(crate) fn key_state(
     if version == 0 || !version_live(current, now) {
         return Ok(None);
     }
-    let time =
-        |s: &str, what: &str| parse_time(s).ok_or_else(|| format!("unreadable {what} in the key's metadata"));
     let updated_at = time(&current.created_time, "version created_time")?;
+    let (created_at, _) = run_start(meta, version, now)?;
+    Ok(Some(KeyState { version, created_at: created_at.min(updated_at), updated_at }))
+}
+
+/// When the run of live versions that ends at `version` began, and whether
+/// it began with `version` itself (the write of `version` created the key).
+/// Versions before a dead one belong to an earlier credential.
+fn run_start(
+    meta: &ReadSecretMetadataResponse,
+    version: u64,
+    now: SystemTime,
+) -> Result<(SystemTime, bool), String> {
     let mut first = version;
-    let created_at = loop {
+    loop {
         if first <= 1 {
-            break time(&meta.created_time, "created_time")?;
+            return Ok((time(&meta.created_time, "created_time")?, first == version));
         }
         match meta.versions.get(&(first - 1).to_string()) {
             Some(prev) if version_live(prev, now) => first -= 1,
             // The run started after a dead version: it began with `first`.
-            Some(_) => break time(&meta.versions[&first.to_string()].created_time, "version created_time")?,
+            Some(_) => {
+                let created = meta.versions.get(&first.to_string()).map_or("", |v| &v.created_time);
+                return Ok((time(created, "version created_time")?, first == version));
+            }
             // Older versions were pruned (max_versions): the key's own time.
-            None => break time(&meta.created_time, "created_time")?,
+            None => return Ok((time(&meta.created_time, "created_time")?, false)),
         }
-    };
-    Ok(Some(KeyState { version, created_at: created_at.min(updated_at), updated_at }))
+    }
 }
 
 /// Parses the RFC 3339 times Vault writes (`2024-05-01T12:00:00.123456789Z`,
@@ -212,6 +347,38 @@ pub(crate) fn parse_time(s: &str) -> Option<SystemTime> {
     }
 }
 
+/// Formats a time as RFC 3339 in UTC with nine fractional digits, as
+/// `2024-05-01T12:00:00.123456789Z`; [`parse_time`] reads it back exactly.
+/// Times before 1970 are written as the epoch (no credential has one).
+pub(crate) fn format_time(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, day) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
+/// Hinnant's algorithm, the inverse of [`days_from_civil`]).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -229,29 +396,27 @@ mod tests {
     use std::collections::HashMap;
 
     #[test]
-    fn dot_segments_are_escaped_one_to_one() {
+    fn dot_keys_are_escaped_one_to_one() {
         for key in [".", "..", "...", "a..b", ".hidden", "-", "x"] {
-            let enc = encode_segment(key);
+            let enc = encode_key(key);
             assert_ne!(enc, ".");
             assert_ne!(enc, "..");
-            assert_eq!(decode_segment(&enc), Some(key), "{key}");
+            assert_eq!(decode_key(&enc), Some(key), "{key}");
         }
-        assert_eq!(encode_segment("."), "~.");
-        assert_eq!(decode_segment("~x"), None);
-        assert_eq!(decode_segment("a~b"), None);
-        assert_eq!(decode_segment("."), None);
+        assert_eq!(encode_key("."), "~.");
+        assert_eq!(decode_key("~x"), None);
+        assert_eq!(decode_key("a~b"), None);
+        assert_eq!(decode_key("."), None);
     }
 
     #[test]
-    fn paths_are_validated_and_encoded() {
-        assert_eq!(encode_path("").unwrap(), "");
-        assert_eq!(encode_path("/apps/x/").unwrap(), "apps/x");
-        // Dot segments never reach a path: core refuses them in namespaces
-        // and prefixes (keys "." and ".." are encoded instead, see above).
-        assert!(encode_path("a/../b").is_err());
-        assert!(encode_path("./a").is_err());
-        assert!(encode_path("a//b").is_err());
-        assert!(encode_path("a b").is_err());
+    fn configured_paths_follow_the_namespace_rules() {
+        assert_eq!(validate_path("").unwrap(), "");
+        assert_eq!(validate_path("/apps/x/").unwrap(), "apps/x");
+        assert!(validate_path("a/../b").unwrap_err().contains(".."));
+        assert!(validate_path("./a").is_err());
+        assert!(validate_path("a//b").is_err());
+        assert!(validate_path("a b").is_err());
     }
 
     #[test]
@@ -264,7 +429,7 @@ mod tests {
             serde_json::json!({"value": "s3cr3t \"quoted\"\n", "metadata": {"owner": "team ✓"}})
         );
         let (v2, m2) = from_wire(json).unwrap();
-        assert!(v2 == v);
+        assert!(v2 == v && v2.is_text());
         assert_eq!(m2, m);
         let plain = serde_json::to_value(Wire::new(&v, &Metadata::new())).unwrap();
         assert_eq!(
@@ -275,10 +440,44 @@ mod tests {
     }
 
     #[test]
+    fn binary_values_are_base64_under_their_own_field() {
+        let every_byte: Vec<u8> = (0..=255).collect();
+        let v = SecretValue::from_bytes(every_byte.clone());
+        let json = serde_json::to_value(Wire::new(&v, &Metadata::new())).unwrap();
+        let encoded = json["value_base64"].as_str().unwrap();
+        assert_eq!(BASE64.decode(encoded).unwrap(), every_byte);
+        assert!(json.get("value").is_none(), "a binary value never sits in 'value': {json}");
+        let (back, _) = from_wire(json).unwrap();
+        assert_eq!(back.expose_secret(), every_byte.as_slice());
+        assert!(!back.is_text());
+        // Invalid UTF-8 of one byte, and base64 of UTF-8 read back as text.
+        let json = serde_json::to_value(Wire::new(&SecretValue::from(vec![0xff]), &Metadata::new())).unwrap();
+        assert_eq!(json, serde_json::json!({"value_base64": "/w=="}));
+        let (text, _) = from_wire(serde_json::json!({"value_base64": "aGk="})).unwrap();
+        assert!(text.is_text() && text.expose_secret() == b"hi");
+        let (empty, _) = from_wire(serde_json::json!({"value_base64": ""})).unwrap();
+        assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn unknown_or_ambiguous_encodings_are_clear_errors() {
+        let err = from_wire(serde_json::json!({"value_base85": "hunter2"})).unwrap_err();
+        assert!(err.contains("'value_base85'") && err.contains("does not know"), "{err}");
+        let err = from_wire(serde_json::json!({"value": "a", "value_base64": "YQ=="})).unwrap_err();
+        assert!(err.contains("both"), "{err}");
+        let err = from_wire(serde_json::json!({"value_base64": "hunter2!"})).unwrap_err();
+        assert!(err.contains("not valid base64") && !err.contains("hunter2") && !err.contains('!'), "{err}");
+        // A text value with extra fields of another tool stays readable.
+        let (v, _) = from_wire(serde_json::json!({"value": "a", "value_hint": "b"})).unwrap();
+        assert!(v.expose_secret() == b"a");
+    }
+
+    #[test]
     fn foreign_data_is_refused_without_echoing_it() {
         for data in [
             serde_json::json!({"password": "hunter2"}),
             serde_json::json!({"value": 42, "x": "hunter2"}),
+            serde_json::json!({"value_base64": 42, "x": "hunter2"}),
             serde_json::json!({"value": "hunter2", "metadata": "hunter2"}),
             serde_json::json!({"value": "hunter2", "metadata": {"k": 1}}),
             serde_json::json!(["hunter2"]),
@@ -286,6 +485,41 @@ mod tests {
             let err = from_wire(data).unwrap_err();
             assert!(!err.contains("hunter2"), "{err}");
         }
+    }
+
+    #[test]
+    fn versions_name_the_number_and_the_write() {
+        let t = parse_time("2024-05-01T12:00:00.123456789Z").unwrap();
+        assert_eq!(version_text(3, t).as_str(), "3-1714564800123456789");
+        assert_ne!(version_text(1, t), version_text(1, t + Duration::from_nanos(1)), "lives differ");
+        assert_ne!(version_text(1, t), version_text(2, t));
+    }
+
+    #[test]
+    fn created_at_is_written_and_read_back_exactly() {
+        let t = parse_time("2024-05-01T12:00:00.123456789Z").unwrap();
+        assert_eq!(format_time(t), "2024-05-01T12:00:00.123456789Z");
+        for t in [UNIX_EPOCH, t + Duration::from_nanos(1), parse_time("2000-02-29T23:59:59Z").unwrap()] {
+            assert_eq!(parse_time(&format_time(t)), Some(t), "{}", format_time(t));
+        }
+        let now = SystemTime::now();
+        assert_eq!(parse_time(&format_time(now)), Some(now));
+        let v = SecretValue::from("v");
+        let none = Metadata::new();
+        let mut wire = Wire::new(&v, &none);
+        wire.set_created_at(Some(t));
+        let json = serde_json::to_value(&wire).unwrap();
+        assert_eq!(json, serde_json::json!({"value": "v", "created_at": "2024-05-01T12:00:00.123456789Z"}));
+        assert_eq!(created_at_of(&json), Some(t));
+        // Old data, other tools' data, and garbage: none recorded.
+        assert_eq!(created_at_of(&serde_json::json!({"value": "v"})), None);
+        assert_eq!(created_at_of(&serde_json::json!({"value": "v", "created_at": "yesterday"})), None);
+        assert_eq!(created_at_of(&serde_json::json!({"value": "v", "created_at": 5})), None);
+        // The field does not disturb reading the value.
+        let (back, meta) = from_wire(json).unwrap();
+        assert!(back == v && meta.is_empty());
+        wire.set_created_at(None);
+        assert_eq!(serde_json::to_value(&wire).unwrap(), serde_json::json!({"value": "v"}));
     }
 
     #[test]

@@ -1,41 +1,80 @@
 //! A HashiCorp Vault / OpenBao credential store for credstore, keeping
 //! credentials in a KV version 2 mount, built on [`vaultrs`].
 //!
-//! - Settings in [`VaultConfig`]: address, a token or an AppRole login, the
-//!   KV v2 mount (default `secret`), a path prefix for this store, the Vault
-//!   namespace, a timeout, TLS roots; [`VaultConfig::from_env`] reads
-//!   `VAULT_ADDR`, `VAULT_TOKEN`, `VAULT_NAMESPACE` and `VAULT_CACERT`.
-//! - AppRole tokens are renewed before they expire and replaced by a new
-//!   login when renewal fails, the maximum TTL is near, or the server refuses
-//!   the token, so no call fails because a token quietly expired.
+//! - Settings in [`VaultConfig`]: address, a token, an AppRole login or a
+//!   JWT login (Kubernetes service-account tokens), the KV v2 mount (default
+//!   `secret`), a path prefix for this store, the Vault namespace, a
+//!   timeout, TLS roots; [`VaultConfig::from_env`] reads `VAULT_ADDR`,
+//!   `VAULT_TOKEN`, `VAULT_NAMESPACE`, `VAULT_CACERT` and `VAULT_JWT_ROLE`,
+//!   `VAULT_JWT_FILE`, `VAULT_JWT_MOUNT`.
+//! - Everything in [`Capabilities::full`](credstore_core::Capabilities::full):
+//!   durable, list, metadata, binary values, and atomic conditional writes
+//!   through KV v2's check-and-set (`cas`).
+//! - One HTTP request for `get`, `has` and `version`, and for an upsert of
+//!   a key the store recently read or wrote; see [Requests per
+//!   operation](#requests-per-operation).
+//! - AppRole and JWT tokens are renewed before they expire and replaced by a
+//!   new login when renewal fails, the maximum TTL is near, or the server
+//!   refuses the token, so no call fails because a token quietly expired. A
+//!   JWT login reads its file at every login, so a rotated (projected)
+//!   service-account token is picked up; see [Authentication](#authentication).
 //! - Every operation runs under the timeout, retries included; retries are
 //!   bounded (3 attempts, 50 ms then 150 ms apart plus jitter) and only for
-//!   retriable failures.
+//!   retriable failures. A check-and-set write of a create-only or
+//!   replace-if-version call is retried only when the failure proves it was
+//!   not carried out (no connection, sealed, standby), so a retry never
+//!   meets its own first attempt.
 //! - [`VaultStore::new`] sends nothing: a server that is down is reported by
 //!   [`check_availability`](credstore_core::CredentialStore::check_availability)
 //!   ("connection refused at http://127.0.0.1:8200", "vault is sealed",
 //!   "token rejected", "mount 'x' is not a KV v2 mount (it is KV version 1)").
-//! - [`VaultStore::with_namespace`] gives handles on sub-paths that share
-//!   the client and token, as the HTTP server uses for tenants.
+//! - [`with_namespace`](credstore_core::CredentialStore::with_namespace) gives
+//!   handles on sub-paths that share the client and token, as the HTTP server
+//!   uses for tenants; it sends nothing either.
+//! - Errors carry the native cause as their `source()`, reduced to what
+//!   holds no secret: the server's status and error strings, or the network
+//!   failure (never a token, a header or a response body).
 //!
 //! # Layout in KV v2
 //!
+//! ## Paths
+//!
 //! A credential `key` of a store with mount `secret` and prefix `apps/pay`
 //! is the KV v2 secret `secret/apps/pay/key`; a namespace handle adds its
-//! segments: `secret/apps/pay/tenant-1/key`. The keys `.` and `..` (and
-//! namespace segments of that name), which no HTTP path can hold, are stored
-//! as `~.` and `~..`; `~` appears in no valid key, so nothing collides.
+//! segments: `secret/apps/pay/tenant-1/project-a/key`
+//! ([`VaultStore::secret_path`] names it). The keys `.` and `..`, which no
+//! HTTP path can hold, are stored as `~.` and `~..`; `~` appears in no valid
+//! key, so nothing collides. Namespace segments are never `.` or `..` (the
+//! core [`Namespace`](credstore_core::Namespace) type refuses them), and the
+//! whole namespace is at most
+//! [`MAX_NAMESPACE_LEN`](credstore_core::MAX_NAMESPACE_LEN) bytes.
 //!
-//! The secret's data is one JSON object:
+//! ## Data
+//!
+//! The secret's data is one JSON object. A text (UTF-8) value:
 //!
 //! ```json
 //! {"value": "the secret value", "metadata": {"owner": "payments"}}
 //! ```
 //!
-//! - `value` is the credential's value as a string, so
+//! Any other bytes, base64 (RFC 4648, standard alphabet, padded) under a
+//! field of its own:
+//!
+//! ```json
+//! {"value_base64": "3q2+7w==", "metadata": {"owner": "payments"}}
+//! ```
+//!
+//! - `value` is a text value as a string, so
 //!   `bao kv get -field=value secret/apps/pay/key` (or `vault kv get`)
 //!   prints it, and a secret written with `bao kv put secret/apps/pay/key
 //!   value=...` reads back as a credential with no metadata.
+//! - `value_base64` holds a value that is not UTF-8; `bao kv get
+//!   -field=value_base64 ... | base64 -d` gives its bytes back. It is a field
+//!   of its own, not a flag next to `value`, so that no tool (nor an older
+//!   credstore) mistakes the base64 text for the value. Reading either back
+//!   is lossless; a secret with both fields, or with its value in another
+//!   `value_*` field (an encoding this version does not know), is refused
+//!   with an error that names the field and does not show the data.
 //! - `metadata` holds the credential's metadata as a string map, and is
 //!   left out when empty. It sits in the version's data, not in KV v2's
 //!   `custom_metadata`, because `custom_metadata` belongs to the key, not
@@ -45,32 +84,181 @@
 //!   half a write. In the data, value and metadata are written together,
 //!   atomically, in one version. The store neither reads nor writes
 //!   `custom_metadata`, so it stays free for operators.
-//! - `created_at` is the key's `created_time` from its KV v2 metadata (or,
-//!   when an older version was soft-deleted by another tool, the creation
-//!   of the first version written after it); `updated_at` is the current
-//!   version's `created_time`. Both come from the server's clock, to the
-//!   nanosecond.
-//! - `set` writes a new version (KV v2 keeps the mount's `max_versions` of
-//!   history); `delete` deletes the key's metadata and so every version,
-//!   after which the key can be set again as a new credential. A key whose
-//!   latest version another tool soft-deleted (`bao kv delete`) or destroyed
-//!   counts as missing: `get`, `has` and `list` do not see it.
-//! - Other fields in the data are ignored; a secret without a string
-//!   `value` field is refused with an error that does not show its data.
+//! - `created_at` is the credential's creation time, RFC 3339 in UTC to the
+//!   nanosecond (`2024-05-01T12:00:00.123456789Z`, the server's clock: the
+//!   `created_time` of the version that created the credential). Every
+//!   write after the first carries it forward, so that one read of the
+//!   current version answers `get` whole; the write that creates a
+//!   credential leaves it out, since that version's own `created_time` is
+//!   the creation. `bao kv patch` keeps it, as it should: the credential
+//!   lives on.
+//! - Other fields in the data are ignored; a secret without a value field is
+//!   refused with an error that does not show its data.
 //!
-//! Mounts that require check-and-set (`cas_required`) are not supported.
+//! A write as the crate writes it after the first, in full:
+//!
+//! ```json
+//! {"value": "sk_live_456", "metadata": {"owner": "payments"}, "created_at": "2024-05-01T12:00:00.123456789Z"}
+//! ```
+//!
+//! This is the 0.2 layout. Data written by credstore 0.1 (`value` and
+//! `metadata`, no `created_at`), or by another tool, reads as before:
+//! without `created_at`, the creation is the version's own `created_time`
+//! for version 1, and otherwise comes from the key's KV v2 metadata (a
+//! second request, see below); an unreadable `created_at` counts as none.
+//! The first write of such a key by this version adds `created_at`; nothing
+//! is rewritten by a read.
+//!
+//! ## Versions and times
+//!
+//! - Each write is a new KV v2 version (KV v2 keeps the mount's
+//!   `max_versions` of history). The credential's
+//!   [`Version`](credstore_core::Version) is the KV v2 version number, a
+//!   dash, and that version's `created_time` in nanoseconds since the Unix
+//!   epoch: `3-1714564800123456789` is version 3 (`bao kv get -version=3`).
+//! - `created_at` is the data's `created_at` (above); for data without one,
+//!   the key's `created_time` from its KV v2 metadata (or, when an older
+//!   version was soft-deleted by another tool, the creation of the first
+//!   version written after it). `updated_at` is the current version's
+//!   `created_time`. Both come from the server's clock, to the nanosecond.
+//! - `delete` deletes the key's metadata and so every version, after which
+//!   the key can be set again as a new credential. A key whose latest version
+//!   another tool soft-deleted (`bao kv delete`) or destroyed counts as
+//!   missing: `get`, `has`, `version` and `list` do not see it.
+//!
+//! ## Conditional writes
+//!
+//! Every mode writes one version with KV v2's check-and-set parameter
+//! `cas`, which Vault applies atomically: the write succeeds only if the
+//! key's current version number is still `cas`.
+//!
+//! - Create-only sends `cas=0`, which succeeds only while the key has no
+//!   version: of racing creators exactly one wins, the others get
+//!   [`PreconditionFailed`](credstore_core::Error::PreconditionFailed). After
+//!   `delete` (metadata deleted) it succeeds at once. A key whose current
+//!   version another tool soft-deleted is missing, so create-only writes
+//!   over it, with that version's number as `cas`.
+//! - Replace-if-version reads the key's current version, fails unless it is
+//!   live and its number and time match the expected version, then sends
+//!   `cas=<number>`: of racing writers from one version exactly one wins. A
+//!   missing or soft-deleted key fails the condition. It always reads first,
+//!   never from what the store remembers (below), so that its condition is
+//!   checked against the server.
+//! - Upsert writes with `cas` set to the number of the current version as
+//!   the store last saw it, carrying that version's `created_at`, so
+//!   `created` and `created_at` are exact; it reads the key first only when
+//!   it saw nothing of it recently. When a concurrent writer got in between,
+//!   the write is refused, and it reads and tries again; after 3 attempts it
+//!   writes without `cas` (so concurrent upserts all succeed).
+//! - Vault's "check-and-set parameter did not match the current version" is
+//!   `PreconditionFailed` for create-only and replace-if-version; for an
+//!   upsert it only makes it try again.
+//!
+//! KV v2 counts versions from 1 again after a key's metadata is deleted, so
+//! a number alone could name two writes: version 1 of a deleted credential
+//! and version 1 of the new one. That is why the version text holds the
+//! write's time too, and why replace-if-version compares it before it writes:
+//! a version from an earlier life of the key never matches. `cas` itself only
+//! takes the number, so one narrow ABA window remains: if, between the
+//! replace's read and its `cas` write (one round trip), another client
+//! deletes the key and writes it again up to the same number, the write goes
+//! through against the new credential. Deleting a key is the only way for a
+//! number to repeat; a key that is never deleted has no such window.
+//!
+//! Mounts and keys that require check-and-set (`cas_required`) work: every
+//! write sends `cas`, except the last attempt of an upsert that lost three
+//! races in a row, which then fails with a retriable
+//! [`Conflict`](credstore_core::Error::Conflict).
+//!
+//! ## What the store remembers between calls
+//!
+//! Each connection (a [`VaultStore`] and the namespace handles made from it)
+//! remembers, for up to 30 seconds and at most 4096 keys, what it last saw
+//! of each key: its current version number and `created_at`, or that it
+//! was missing. It is a hint for upserts only, never an answer: `get`,
+//! `has`, `version`, `list`, create-only and replace-if-version always ask
+//! the server. An upsert from the hint still sends `cas`, so a key another
+//! client wrote since makes the write fail, and the upsert reads the key
+//! and writes again: the value, metadata and version are always one whole
+//! write, and `created_at` is kept.
+//!
+//! What a hint cannot see is a change that leaves the version number where
+//! it was: another tool soft-deleting the current version (`bao kv
+//! delete`), or another client deleting the key and writing it again up to
+//! the same number, within those 30 seconds. An upsert then overwrites the
+//! key as the credential it saw (`created` false, the earlier `created_at`)
+//! where a fresh read would have made it a new credential. The value
+//! written is the one asked for either way; only those two fields of the
+//! outcome, and the `created_at` carried, follow the earlier life. Without
+//! the hint, the same happens when the change falls within the one round
+//! trip between the read and the write.
+//!
+//! # Requests per operation
+//!
+//! Counted by a proxy in this crate's tests (`tests/requests.rs`), which
+//! fail when an operation makes more:
+//!
+//! | operation | HTTP requests |
+//! |---|---|
+//! | `get`, `has`, `version` | 1: the current version's data and version metadata |
+//! | `set` (upsert), key seen in the last 30 s (read, written, found missing, deleted) | 1: the write, with `cas` |
+//! | `set` (upsert), key not seen | 2: a read, then the write |
+//! | `create` | 1: the write with `cas=0` (2 when the key exists: the refused write, then a metadata read to tell a live key from a soft-deleted one) |
+//! | `replace` | 2: a read, then the write with `cas` |
+//! | `delete` | 2: a metadata read (did it exist?), then the metadata delete |
+//! | `list` | 1 LIST, then one metadata read per key until the page is full |
+//!
+//! Add one metadata read to `get`, and to the read of an upsert or a
+//! replace, for data without `created_at` at a version above 1 (written by
+//! credstore 0.1 or another tool), until the store's first write of it
+//! (`has` and `version` never need it); and one request, once per
+//! connection, for the check that the mount is KV v2 (the availability probe
+//! does it too). A concurrent writer costs an upsert a read and a second
+//! write. AppRole and JWT logins and renewals are a request each, about
+//! once per two thirds of the token's lease.
+//!
+//! # Authentication
+//!
+//! - A fixed token ([`VaultConfig::token`]), never renewed.
+//! - AppRole ([`VaultConfig::approle`]): role id and secret id.
+//! - JWT ([`VaultConfig::jwt`]), the method Kubernetes service-account
+//!   tokens use with Vault and OpenBao (the `jwt` auth method, or the
+//!   `kubernetes` one, which takes the same login): a role, and a file
+//!   holding the JWT, such as a projected service-account token. The file is
+//!   read at every login and never kept, so when the kubelet rotates it, the
+//!   next login uses the new token. The mount is `jwt` unless
+//!   [`VaultConfig::jwt_mount`] says otherwise. An expired JWT is refused by
+//!   the server; the call fails with
+//!   [`PermissionDenied`](credstore_core::Error::PermissionDenied) naming
+//!   the server's reason and when the JWT's `exp` passed, and the next call
+//!   tries again with whatever the file then holds. From the environment:
+//!   `VAULT_JWT_ROLE` (which selects JWT login), `VAULT_JWT_FILE` (default
+//!   [`DEFAULT_JWT_FILE`], the pod's service-account token) and
+//!   `VAULT_JWT_MOUNT` (default [`DEFAULT_JWT_MOUNT`]).
+//!
+//! AppRole and JWT logins share one machinery: the store logs in on first
+//! use, renews its token once two thirds of its lease have passed, logs in
+//! again when renewal fails or would leave less than half the first lease
+//! (the maximum TTL is near), and logs in again once when the server refuses
+//! the token mid-call. [`VaultStore::auth_stats`] counts logins and renewals.
+//!
+//! The token needs, on `{mount}/data/{prefix}/*`, `read`, `create` and
+//! `update`, and on `{mount}/metadata/{prefix}/*`, `read`, `list` and
+//! `delete`.
 //!
 //! # Secrets in memory
 //!
-//! The token and AppRole secret id are held as [`credstore_core::SecretValue`]
-//! or zeroizing strings; values read back are moved into a `SecretValue`.
-//! vaultrs and the HTTP stack copy request and response bodies and the
-//! token header into buffers this crate cannot zeroize.
+//! The token, the AppRole secret id and the JWT are held as
+//! [`credstore_core::SecretValue`] or zeroizing strings; values read back are
+//! moved into a `SecretValue`, base64 text is zeroized once encoded or
+//! decoded, and the data that `has` and `version` read is zeroized unread. vaultrs and the HTTP stack
+//! copy request and response bodies and the token header into buffers this
+//! crate cannot zeroize.
 //!
 //! # Example
 //!
 //! ```no_run
-//! use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
+//! use credstore_core::{CredentialKey, CredentialStore, Error, Metadata, Namespace, SecretValue, StoreId};
 //! use credstore_vault::{VaultConfig, VaultStore};
 //!
 //! # async fn demo() -> credstore_core::Result<()> {
@@ -81,17 +269,25 @@
 //!
 //! let key = CredentialKey::new("stripe-api-key")?;
 //! let meta = Metadata::try_from([("owner", "payments")])?;
-//! store.set(&key, &SecretValue::from("sk_live_123"), &meta).await?;
+//! let written = store.set(&key, &SecretValue::from("sk_live_123"), &meta).await?;
 //! // Now `bao kv get -field=value secret/apps/payments/stripe-api-key` prints it.
 //! let cred = store.get(&key).await?.expect("just set");
-//! assert_eq!(cred.metadata, meta);
+//! assert_eq!((cred.metadata.clone(), cred.version.clone()), (meta.clone(), written.version));
 //!
-//! let tenant = store.with_namespace("tenant-1/project-a")?; // secret/apps/payments/tenant-1/project-a/...
+//! // Rotate only the version we read (KV v2 check-and-set).
+//! match store.replace(&key, &SecretValue::from("sk_live_456"), &meta, &cred.version).await {
+//!     Ok(_) | Err(Error::PreconditionFailed { .. }) => {} // we rotated, or someone else did
+//!     Err(e) => return Err(e),
+//! }
+//!
+//! // secret/apps/payments/tenant-1/project-a/...
+//! let tenant = store.with_namespace(&Namespace::new("tenant-1/project-a")?)?;
 //! assert!(!tenant.has(&key).await?);
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
 
+mod cache;
 mod client;
 mod config;
 mod errors;
@@ -99,5 +295,9 @@ mod layout;
 mod store;
 
 pub use client::AuthStats;
-pub use config::{VaultConfig, DEFAULT_MOUNT, DEFAULT_TIMEOUT};
+pub use config::{VaultConfig, DEFAULT_JWT_FILE, DEFAULT_JWT_MOUNT, DEFAULT_MOUNT, DEFAULT_TIMEOUT};
 pub use store::VaultStore;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

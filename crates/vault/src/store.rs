@@ -6,39 +6,53 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use credstore_core::{
-    async_trait, check_value, validate_namespace, Availability, Capabilities, Credential, CredentialKey,
-    CredentialStore, Error, ListOptions, ListPage, Metadata, Result, SecretValue, SetOutcome, StoreId,
-    StoreKind,
+    async_trait, check_set, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error,
+    ListOptions, ListPage, Metadata, Namespace, Result, SecretValue, SetMode, SetOptions, SetOutcome,
+    StoreId, StoreKind, Version,
 };
 use futures::StreamExt;
 use serde_json::Value;
+use vaultrs::api::kv2::requests::{ReadSecretRequest, SetSecretRequestOptions};
+use vaultrs::api::kv2::responses::{ReadSecretResponse, SecretVersionMetadata};
 use vaultrs::kv2;
 
-use crate::client::{connect, AuthStats, Connection};
+use crate::cache::Current;
+use crate::client::{connect, AuthStats, Connection, Retry};
 use crate::errors::{Ctx, Failure};
 use crate::layout::{
-    decode_segment, encode_path, encode_segment, from_wire, key_state, parse_time, KeyState, Wire,
+    created_at_of, created_from_metadata, decode_key, encode_key, from_wire, key_state, parse_time,
+    read_version_live, scrub, validate_path, version_text, KeyState, Wire,
 };
 use crate::VaultConfig;
 
 /// How many keys `list` checks for soft deletion at once.
 const LIST_CONCURRENCY: usize = 16;
+/// How many times an upsert reads the key and writes with `cas` before it
+/// writes without (only concurrent writers make it try again).
+const UPSERT_CAS_ATTEMPTS: u32 = 3;
+/// How many times a create-only write tries `cas` against a key that is
+/// absent but has a deleted current version another tool left.
+const CREATE_ATTEMPTS: u32 = 3;
 
 /// A credential store in a Vault or OpenBao KV v2 mount. See the crate docs
 /// for the layout.
 ///
-/// Cloning is cheap and gives another handle on the same client and token.
+/// Cloning is cheap and gives another handle on the same client, token and
+/// namespace.
 #[derive(Clone)]
 pub struct VaultStore {
     id: StoreId,
     conn: Arc<Connection>,
-    /// The encoded path inside the mount, no slash at either end; empty for
-    /// the top of the mount.
-    prefix: Arc<str>,
+    /// The configured path prefix inside the mount, no slash at either end;
+    /// empty for the top of the mount.
+    base: Arc<str>,
+    /// The namespace of this handle, below `base`.
+    namespace: Namespace,
 }
 
 impl VaultStore {
-    /// A store over the server and path `config` names.
+    /// A store over the server and path `config` names, on the root
+    /// namespace.
     ///
     /// # Behavior
     /// No request is sent: a server that is down does not stop the store
@@ -47,43 +61,26 @@ impl VaultStore {
     ///
     /// # Errors
     /// [`Error::Config`] when the address is not an `http(s)` URL, the mount,
-    /// path prefix or AppRole mount is not a valid path, the token or Vault
+    /// path prefix or AppRole mount is not a valid path (segments of
+    /// `[a-zA-Z0-9-_.]` joined by `/`, none `.` or `..`), the token or Vault
     /// namespace cannot be sent in a header, the timeout is zero, or the CA
     /// file cannot be read. Messages never contain the token or secret id.
     pub fn new(id: StoreId, config: VaultConfig) -> Result<Self> {
-        let config_error = |reason: String| Error::Config { store: id.clone(), reason };
-        let mount =
-            encode_path(&config.mount).map_err(|e| config_error(format!("mount {:?}: {e}", config.mount)))?;
+        let config_error = |reason: String| Error::config(&id, reason);
+        let mount = validate_path(&config.mount)
+            .map_err(|e| config_error(format!("mount {:?}: {e}", config.mount)))?;
         if mount.is_empty() {
             return Err(config_error("the mount is empty".into()));
         }
-        let prefix = encode_path(&config.prefix)
+        let base = validate_path(&config.prefix)
             .map_err(|e| config_error(format!("path prefix {:?}: {e}", config.prefix)))?;
         let conn = connect(&config, mount).map_err(config_error)?;
-        Ok(Self { id, conn: Arc::new(conn), prefix: Arc::from(prefix) })
+        Ok(Self { id, conn: Arc::new(conn), base: Arc::from(base), namespace: Namespace::root() })
     }
 
-    /// A handle whose keys live under `ns` inside this store's path prefix
-    /// (`{prefix}/{ns}/{key}`), sharing this store's client and token. Same
-    /// id and kind.
-    ///
-    /// # Behavior
-    /// Two handles with different namespaces never see each other's keys;
-    /// the same namespace twice sees the same data. A handle's `list` does
-    /// not show the keys of namespaces inside it.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] on field `namespace` when `ns` is not one or
-    /// more `[a-zA-Z0-9-_.]` segments joined by `/`.
-    pub fn with_namespace(&self, ns: &str) -> Result<Self> {
-        validate_namespace(ns)?;
-        let ns = ns.split('/').map(encode_segment).collect::<Vec<_>>().join("/");
-        let prefix = if self.prefix.is_empty() { ns } else { format!("{}/{ns}", self.prefix) };
-        Ok(Self { prefix: Arc::from(prefix), ..self.clone() })
-    }
-
-    /// The path of `key` as the Vault CLI names it, `{mount}/{prefix}/{key}`:
-    /// `bao kv get -field=value <path>` prints the value.
+    /// The path of `key` as the Vault CLI names it,
+    /// `{mount}/{prefix}/{namespace}/{key}`: `bao kv get -field=value <path>`
+    /// prints a text value.
     pub fn secret_path(&self, key: &CredentialKey) -> String {
         format!("{}/{}", self.conn.mount, self.path(key))
     }
@@ -94,13 +91,25 @@ impl VaultStore {
         self.conn.stats()
     }
 
+    /// The handle's folder inside the mount: prefix and namespace, no slash
+    /// at either end; empty for the top of the mount.
+    fn folder(&self) -> String {
+        match (self.base.is_empty(), self.namespace.is_root()) {
+            (true, true) => String::new(),
+            (false, true) => self.base.to_string(),
+            (true, false) => self.namespace.as_str().to_owned(),
+            (false, false) => format!("{}/{}", self.base, self.namespace),
+        }
+    }
+
     /// The key's path inside the mount.
     fn path(&self, key: &CredentialKey) -> String {
-        let segment = encode_segment(key.as_str());
-        if self.prefix.is_empty() {
+        let segment = encode_key(key.as_str());
+        let folder = self.folder();
+        if folder.is_empty() {
             segment.into_owned()
         } else {
-            format!("{}/{segment}", self.prefix)
+            format!("{folder}/{segment}")
         }
     }
 
@@ -113,26 +122,274 @@ impl VaultStore {
         }
     }
 
-    /// Runs one operation under the store's timeout and translates its failure.
-    async fn run<T>(&self, op: &'static str, fut: impl Future<Output = Result<T, Failure>>) -> Result<T> {
+    /// Runs one operation under the store's timeout and translates its
+    /// failure; `key` names the credential of a failed precondition.
+    async fn run<T>(
+        &self,
+        op: &'static str,
+        key: Option<&CredentialKey>,
+        fut: impl Future<Output = Result<T, Failure>>,
+    ) -> Result<T> {
         let ctx = self.ctx();
         let result =
             tokio::time::timeout(self.conn.timeout, fut).await.unwrap_or_else(|_| Err(ctx.timed_out()));
         result.map_err(|failure| {
             tracing::debug!(store = %self.id, op, ?failure, "vault operation failed");
-            ctx.error(failure)
+            ctx.error(failure, key)
         })
     }
 
-    /// The key's KV v2 metadata: `None` when it has no live version.
-    async fn state(&self, ctx: &Ctx<'_>, path: &str) -> Result<Option<KeyState>, Failure> {
+    /// The key's KV v2 metadata: its current version number and live state
+    /// (`created_at` from the run of live versions). One request.
+    async fn current(&self, ctx: &Ctx<'_>, path: &str) -> Result<Current, Failure> {
         let mount = self.conn.mount.as_str();
         match self.conn.call(ctx, |s| async move { kv2::read_metadata(&s.client, mount, path).await }).await {
-            Ok(meta) => key_state(&meta, SystemTime::now()).map_err(Failure::Other),
-            Err(Failure::NotFound) => Ok(None),
+            Ok(meta) => {
+                let state = key_state(&meta, SystemTime::now()).map_err(Failure::other)?;
+                Ok(Current { number: meta.current_version, state })
+            }
+            Err(Failure::NotFound) => Ok(Current::ABSENT),
             Err(f) => Err(f),
         }
     }
+
+    /// The key's live state only, from its metadata.
+    async fn state(&self, ctx: &Ctx<'_>, path: &str) -> Result<Option<KeyState>, Failure> {
+        Ok(self.current(ctx, path).await?.state)
+    }
+
+    /// Reads the key's current version, data and version metadata in one
+    /// request, and records what it saw. `None` when the key is missing
+    /// (never written, deleted, or its current version soft-deleted or
+    /// destroyed). `created_at` is the data's own when it records one, the
+    /// version's `created_time` for version 1; otherwise (data written by
+    /// credstore 0.1 or another tool over an earlier version) a second
+    /// request reads the key's metadata for it.
+    async fn read_current(&self, ctx: &Ctx<'_>, path: &str) -> Result<Option<(KeyState, Value)>, Failure> {
+        let mount = self.conn.mount.as_str();
+        let read = self.conn.call(ctx, |s| async move {
+            let endpoint =
+                ReadSecretRequest { mount: mount.to_owned(), path: path.to_owned(), version: None };
+            vaultrs::api::exec_with_result(&s.client, endpoint).await
+        });
+        let ReadSecretResponse { data, metadata } = match read.await {
+            Ok(found) => found,
+            Err(Failure::NotFound) => {
+                self.conn.seen.put(path, Current::ABSENT);
+                return Ok(None);
+            }
+            Err(f) => return Err(f),
+        };
+        let now = SystemTime::now();
+        if !read_version_live(&metadata, now) {
+            scrub(data);
+            self.conn.seen.put(path, Current { number: metadata.version, state: None });
+            return Ok(None);
+        }
+        let version = metadata.version;
+        let updated_at = parse_time(&metadata.created_time)
+            .ok_or_else(|| Failure::other("unreadable created_time in vault's answer"))?;
+        let created_at = match created_at_of(&data) {
+            Some(t) => t,
+            None if version == 1 => updated_at,
+            None => {
+                let read =
+                    self.conn.call(ctx, |s| async move { kv2::read_metadata(&s.client, mount, path).await });
+                match read.await {
+                    Ok(meta) => created_from_metadata(&meta, version, now).map_err(Failure::other)?,
+                    // Deleted between the two reads.
+                    Err(Failure::NotFound) => {
+                        scrub(data);
+                        self.conn.seen.put(path, Current::ABSENT);
+                        return Ok(None);
+                    }
+                    Err(f) => {
+                        scrub(data);
+                        return Err(f);
+                    }
+                }
+            }
+        };
+        let state = KeyState { version, created_at: created_at.min(updated_at), updated_at };
+        self.conn.seen.put(path, Current::live(state));
+        Ok(Some((state, data)))
+    }
+
+    /// [`VaultStore::read_current`] without the data, which is zeroized.
+    async fn observe(&self, ctx: &Ctx<'_>, path: &str) -> Result<Current, Failure> {
+        Ok(match self.read_current(ctx, path).await? {
+            Some((state, data)) => {
+                scrub(data);
+                Current::live(state)
+            }
+            None => Current::ABSENT,
+        })
+    }
+
+    /// Writes a new version. With `cas`, only if the key's current version
+    /// is still that one (0: the key has no version). `retry` says which
+    /// failures are sent again: a conditional write's retry could meet its
+    /// own first attempt and report a mismatch for a write that succeeded.
+    async fn write(
+        &self,
+        ctx: &Ctx<'_>,
+        path: &str,
+        wire: &Wire<'_>,
+        cas: Option<u64>,
+        retry: Retry,
+    ) -> Result<(u64, SystemTime), Failure> {
+        let mount = self.conn.mount.as_str();
+        let written: SecretVersionMetadata = match cas {
+            None => {
+                self.conn.call(ctx, |s| async move { kv2::set(&s.client, mount, path, wire).await }).await?
+            }
+            Some(cas) => {
+                let cas = u32::try_from(cas).map_err(|_| {
+                    Failure::other(format!("version {cas} is beyond what check-and-set takes"))
+                })?;
+                self.conn
+                    .call_with(ctx, retry, |s| async move {
+                        let options = SetSecretRequestOptions { cas };
+                        kv2::set_with_options(&s.client, mount, path, wire, options).await
+                    })
+                    .await?
+            }
+        };
+        let created = parse_time(&written.created_time)
+            .ok_or_else(|| Failure::other("unreadable created_time in vault's answer"))?;
+        Ok((written.version, created))
+    }
+
+    /// Records the outcome of a write as the key's current state.
+    fn wrote(&self, path: &str, out: &SetOutcome, number: u64) {
+        let state = KeyState { version: number, created_at: out.created_at, updated_at: out.updated_at };
+        self.conn.seen.put(path, Current::live(state));
+    }
+
+    /// [`SetMode::Upsert`]: writes with `cas` at the version this
+    /// connection last saw (reading the key first when it saw none within
+    /// [`SEEN_TTL`](crate::cache::SEEN_TTL)), carrying the credential's
+    /// `created_at`, so that `created` and `created_at` are exact. A
+    /// concurrent writer makes it read and try again; after
+    /// [`UPSERT_CAS_ATTEMPTS`] it writes without `cas`, as an overwrite.
+    async fn upsert(&self, ctx: &Ctx<'_>, path: &str, wire: &mut Wire<'_>) -> Result<SetOutcome, Failure> {
+        let mut current = match self.conn.seen.get(path) {
+            Some(seen) => seen,
+            None => self.observe(ctx, path).await?,
+        };
+        for attempt in 1..=UPSERT_CAS_ATTEMPTS {
+            wire.set_created_at(current.state.map(|s| s.created_at));
+            // A retry that meets its own first attempt only writes once more.
+            match self.write(ctx, path, wire, Some(current.number), Retry::Always).await {
+                Ok((number, at)) => {
+                    let out = outcome(current.state, number, at);
+                    self.wrote(path, &out, number);
+                    return Ok(out);
+                }
+                Err(Failure::CasMismatch) if attempt < UPSERT_CAS_ATTEMPTS => {
+                    current = self.observe(ctx, path).await?;
+                    if current.state.is_none() {
+                        // Missing, perhaps over a soft-deleted version: its number.
+                        current = self.current(ctx, path).await?;
+                    }
+                }
+                Err(Failure::CasMismatch) => break,
+                Err(f) => {
+                    self.conn.seen.forget(path);
+                    return Err(f);
+                }
+            }
+        }
+        // Still contended: the key was written since the last read, so this
+        // write overwrites it (a mount that requires cas cannot take it).
+        self.conn.seen.forget(path);
+        let before = self.observe(ctx, path).await?.state;
+        wire.set_created_at(before.map(|s| s.created_at));
+        let (number, at) = match self.write(ctx, path, wire, None, Retry::Always).await {
+            Err(Failure::CasRequired) => return Err(Failure::CasMismatch),
+            other => other?,
+        };
+        let mut out = outcome(before, number, at);
+        out.created = number == 1;
+        if out.created {
+            out.created_at = at;
+        }
+        self.wrote(path, &out, number);
+        Ok(out)
+    }
+
+    /// [`SetMode::Create`]: writes with `cas=0`, which KV v2 accepts only
+    /// while the key has no version. A key whose current version another
+    /// tool deleted counts as missing: its number is the `cas` to use.
+    async fn create_only(&self, ctx: &Ctx<'_>, path: &str, wire: &Wire<'_>) -> Result<SetOutcome, Failure> {
+        let mut cas = 0;
+        for _ in 0..CREATE_ATTEMPTS {
+            match self.write(ctx, path, wire, Some(cas), Retry::IfNotApplied).await {
+                Ok((number, at)) => {
+                    let out = outcome(None, number, at);
+                    self.wrote(path, &out, number);
+                    return Ok(out);
+                }
+                Err(Failure::CasMismatch) => {
+                    let current = self.current(ctx, path).await?;
+                    if current.state.is_some() {
+                        return Err(Failure::Precondition("the key exists".into()));
+                    }
+                    cas = current.number;
+                }
+                Err(f) => return Err(f),
+            }
+        }
+        Err(Failure::Precondition("the key was written and deleted concurrently; it may exist now".into()))
+    }
+
+    /// [`SetMode::Replace`]: reads the key's current version, checks it is
+    /// `expected` (number and time of the write), then writes with `cas`
+    /// set to that number, carrying `created_at`.
+    async fn replace_at(
+        &self,
+        ctx: &Ctx<'_>,
+        path: &str,
+        wire: &mut Wire<'_>,
+        expected: &Version,
+    ) -> Result<SetOutcome, Failure> {
+        let Some(state) = self.observe(ctx, path).await?.state else {
+            return Err(Failure::Precondition("the key does not exist".into()));
+        };
+        if state.version_text() != *expected {
+            return Err(Failure::Precondition(format!(
+                "the current version is {}, not {expected}",
+                state.version_text()
+            )));
+        }
+        wire.set_created_at(Some(state.created_at));
+        match self.write(ctx, path, wire, Some(state.version), Retry::IfNotApplied).await {
+            Ok((number, at)) => {
+                let out = outcome(Some(state), number, at);
+                self.wrote(path, &out, number);
+                Ok(out)
+            }
+            Err(Failure::CasMismatch) => {
+                self.conn.seen.forget(path);
+                Err(Failure::Precondition(format!(
+                    "the key was written concurrently after version {expected}"
+                )))
+            }
+            Err(f) => {
+                self.conn.seen.forget(path);
+                Err(f)
+            }
+        }
+    }
+}
+
+/// The outcome of writing version `number` at `at` over `before`.
+fn outcome(before: Option<KeyState>, number: u64, at: SystemTime) -> SetOutcome {
+    let (created, created_at) = match before {
+        Some(b) => (false, b.created_at.min(at)),
+        None => (true, at),
+    };
+    SetOutcome { created, version: version_text(number, at), created_at, updated_at: at }
 }
 
 impl fmt::Debug for VaultStore {
@@ -141,8 +398,9 @@ impl fmt::Debug for VaultStore {
             .field("id", &self.id)
             .field("address", &self.conn.address)
             .field("mount", &self.conn.mount)
-            .field("prefix", &self.prefix)
-            .field("approle", &self.conn.is_approle())
+            .field("prefix", &self.base)
+            .field("namespace", &self.namespace)
+            .field("auth", &self.conn.auth_method())
             .finish_non_exhaustive()
     }
 }
@@ -157,34 +415,45 @@ impl CredentialStore for VaultStore {
         StoreKind::Vault
     }
 
+    /// Everything: durable, list, metadata, binary values, create-only
+    /// (`cas=0`) and replace-if-version (`cas=N`), can be unavailable.
     fn capabilities(&self) -> Capabilities {
         Capabilities::full()
     }
 
-    /// Reads the key's metadata, then the data of its current version.
+    fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    /// A handle on `{prefix}/{this namespace}/{namespace}`, sharing this
+    /// store's client and token; no I/O. The root namespace gives a handle
+    /// on this handle's own namespace.
+    ///
+    /// # Errors
+    /// [`Error::InvalidNamespace`] when the joined namespace is longer than
+    /// [`MAX_NAMESPACE_LEN`](credstore_core::MAX_NAMESPACE_LEN).
+    fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
+        let namespace = self.namespace.join(namespace)?;
+        Ok(Arc::new(Self { namespace, ..self.clone() }))
+    }
+
+    /// One request: the data and version metadata of the key's current
+    /// version (a second one, for the key's metadata, only for data that
+    /// records no `created_at`: see the crate docs).
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
         let path = self.path(key);
-        self.run("get", async {
+        self.run("get", None, async {
             let ctx = self.ctx();
             self.conn.ensure_kv2(&ctx).await?;
-            let Some(state) = self.state(&ctx, &path).await? else { return Ok(None) };
-            let (mount, path, version) = (self.conn.mount.as_str(), path.as_str(), state.version);
-            let read = self.conn.call(&ctx, |s| async move {
-                kv2::read_version::<Value>(&s.client, mount, path, version).await
-            });
-            let data = match read.await {
-                Ok(data) => data,
-                // Deleted between the two reads.
-                Err(Failure::NotFound) => return Ok(None),
-                Err(f) => return Err(f),
-            };
+            let Some((state, data)) = self.read_current(&ctx, &path).await? else { return Ok(None) };
             let (value, metadata) = from_wire(data).map_err(|why| {
-                Failure::Other(format!("secret '{path}' is not a credstore credential: {why}"))
+                Failure::other(format!("secret '{path}' is not a credstore credential: {why}"))
             })?;
             Ok(Some(Credential {
                 key: key.clone(),
                 value,
                 metadata,
+                version: state.version_text(),
                 created_at: state.created_at,
                 updated_at: state.updated_at,
             }))
@@ -192,48 +461,90 @@ impl CredentialStore for VaultStore {
         .await
     }
 
-    /// Writes a new version holding `{"value": ..., "metadata": {...}}` in
-    /// one request, so readers and concurrent writers never see a value with
-    /// another write's metadata.
-    async fn set(&self, key: &CredentialKey, value: &SecretValue, metadata: &Metadata) -> Result<SetOutcome> {
-        check_value(value)?;
+    /// Writes a new version holding value and metadata in one request, so
+    /// readers and concurrent writers never see a value with another write's
+    /// metadata. Every mode writes with KV v2's `cas`; see the crate docs.
+    async fn set_opts(
+        &self,
+        key: &CredentialKey,
+        value: &SecretValue,
+        metadata: &Metadata,
+        options: &SetOptions,
+    ) -> Result<SetOutcome> {
+        check_set(self, value, metadata, options)?;
         let path = self.path(key);
-        self.run("set", async {
+        let mut wire = Wire::new(value, metadata);
+        self.run("set", Some(key), async {
             let ctx = self.ctx();
             self.conn.ensure_kv2(&ctx).await?;
-            let before = self.state(&ctx, &path).await?;
-            let wire = &Wire::new(value, metadata);
-            let (mount, path) = (self.conn.mount.as_str(), path.as_str());
-            let written =
-                self.conn.call(&ctx, |s| async move { kv2::set(&s.client, mount, path, wire).await }).await?;
-            let updated_at = parse_time(&written.created_time)
-                .ok_or_else(|| Failure::Other("unreadable created_time in vault's answer".into()))?;
-            let (created, created_at) = match before {
-                Some(b) => (false, b.created_at.min(updated_at)),
-                None => (true, updated_at),
-            };
-            Ok(SetOutcome { created, created_at, updated_at })
+            match &options.mode {
+                SetMode::Upsert => self.upsert(&ctx, &path, &mut wire).await,
+                SetMode::Create => self.create_only(&ctx, &path, &wire).await,
+                SetMode::Replace(expected) => self.replace_at(&ctx, &path, &mut wire, expected).await,
+                other => Err(Failure::other(format!("write mode {other:?} is not supported"))),
+            }
         })
         .await
     }
 
-    /// Reads the key's metadata only.
+    /// One request, as [`CredentialStore::version`].
     async fn has(&self, key: &CredentialKey) -> Result<bool> {
+        Ok(self.version(key).await?.is_some())
+    }
+
+    /// One request: the key's current version (its data is zeroized
+    /// unread).
+    async fn version(&self, key: &CredentialKey) -> Result<Option<Version>> {
         let path = self.path(key);
-        self.run("has", async {
+        self.run("version", None, async {
             let ctx = self.ctx();
             self.conn.ensure_kv2(&ctx).await?;
-            Ok(self.state(&ctx, &path).await?.is_some())
+            let mount = self.conn.mount.as_str();
+            let path = path.as_str();
+            let read = self.conn.call(&ctx, |s| async move {
+                let endpoint =
+                    ReadSecretRequest { mount: mount.to_owned(), path: path.to_owned(), version: None };
+                vaultrs::api::exec_with_result(&s.client, endpoint).await
+            });
+            match read.await {
+                Ok(ReadSecretResponse { data, metadata }) => {
+                    let created_at = created_at_of(&data);
+                    scrub(data);
+                    if !read_version_live(&metadata, SystemTime::now()) {
+                        self.conn.seen.put(path, Current { number: metadata.version, state: None });
+                        return Ok(None);
+                    }
+                    let at = parse_time(&metadata.created_time)
+                        .ok_or_else(|| Failure::other("unreadable created_time in vault's answer"))?;
+                    // A hint for a later upsert, when the data says when the
+                    // credential began (no second request for it here).
+                    let created_at = created_at.or((metadata.version == 1).then_some(at));
+                    if let Some(created_at) = created_at {
+                        let state = KeyState {
+                            version: metadata.version,
+                            created_at: created_at.min(at),
+                            updated_at: at,
+                        };
+                        self.conn.seen.put(path, Current::live(state));
+                    }
+                    Ok(Some(version_text(metadata.version, at)))
+                }
+                Err(Failure::NotFound) => {
+                    self.conn.seen.put(path, Current::ABSENT);
+                    Ok(None)
+                }
+                Err(f) => Err(f),
+            }
         })
         .await
     }
 
-    /// Deletes the key's metadata and every version. A key whose latest
-    /// version was only soft-deleted (by another tool) is purged too, and
-    /// counts as missing.
+    /// Two requests: reads the key's metadata, then deletes it and every
+    /// version. A key whose latest version was only soft-deleted (by
+    /// another tool) is purged too, and counts as missing.
     async fn delete(&self, key: &CredentialKey) -> Result<bool> {
         let path = self.path(key);
-        self.run("delete", async {
+        self.run("delete", None, async {
             let ctx = self.ctx();
             self.conn.ensure_kv2(&ctx).await?;
             let (mount, path) = (self.conn.mount.as_str(), path.as_str());
@@ -242,30 +553,40 @@ impl CredentialStore for VaultStore {
                 .call(&ctx, |s| async move { kv2::read_metadata(&s.client, mount, path).await })
                 .await
             {
-                Ok(meta) => key_state(&meta, SystemTime::now()).map_err(Failure::Other)?.is_some(),
-                Err(Failure::NotFound) => return Ok(false),
+                Ok(meta) => key_state(&meta, SystemTime::now()).map_err(Failure::other)?.is_some(),
+                Err(Failure::NotFound) => {
+                    self.conn.seen.put(path, Current::ABSENT);
+                    return Ok(false);
+                }
                 Err(f) => return Err(f),
             };
-            match self
+            let deleted = self
                 .conn
                 .call(&ctx, |s| async move { kv2::delete_metadata(&s.client, mount, path).await })
-                .await
-            {
-                Ok(()) | Err(Failure::NotFound) => Ok(existed),
-                Err(f) => Err(f),
+                .await;
+            match deleted {
+                Ok(()) | Err(Failure::NotFound) => {
+                    self.conn.seen.put(path, Current::ABSENT);
+                    Ok(existed)
+                }
+                Err(f) => {
+                    self.conn.seen.forget(path);
+                    Err(f)
+                }
             }
         })
         .await
     }
 
-    /// One LIST of the prefix folder, then the metadata of the candidates in
-    /// key order until the page is full, to leave out soft-deleted keys.
+    /// One LIST of the handle's folder, then the metadata of the candidates
+    /// in key order until the page is full, to leave out soft-deleted keys.
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
-        self.run("list", async {
+        self.run("list", None, async {
             let ctx = self.ctx();
             self.conn.ensure_kv2(&ctx).await?;
             let mount = self.conn.mount.as_str();
-            let folder = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
+            let folder = self.folder();
+            let folder = if folder.is_empty() { folder } else { format!("{folder}/") };
             let folder = folder.as_str();
             let names = match self
                 .conn
@@ -279,7 +600,7 @@ impl CredentialStore for VaultStore {
             let mut candidates: Vec<CredentialKey> = names
                 .iter()
                 .filter(|n| !n.ends_with('/'))
-                .filter_map(|n| decode_segment(n))
+                .filter_map(|n| decode_key(n))
                 .filter(|n| options.admits(n))
                 .filter_map(|n| CredentialKey::new(n).ok())
                 .collect();
@@ -340,6 +661,12 @@ mod tests {
             ok().ca_cert("/nonexistent/ca.pem"),
             VaultConfig::new("http://h").token(SecretValue::from("tok-S3CRET\n")),
             VaultConfig::new("http://h").approle("a//b", "role", SecretValue::from("tok-S3CRET")),
+            VaultConfig::new("http://h").token(SecretValue::from(&b"tok-S3CRET\xff"[..])),
+            VaultConfig::new("http://h").approle("approle", "role", SecretValue::from(&b"S3CRET\xff"[..])),
+            VaultConfig::new("http://h").jwt("", "/run/token"),
+            VaultConfig::new("http://h").jwt("role", ""),
+            VaultConfig::new("http://h").jwt("role", "/run/token").jwt_mount("a//b"),
+            VaultConfig::new("http://h").jwt("role", "/run/token").jwt_mount(""),
         ] {
             let shown = format!("{bad:?}");
             let err = store(bad).expect_err(&shown);
@@ -363,20 +690,64 @@ mod tests {
         format!("credstore-vault-test-{}", std::process::id())
     }
 
+    fn debug_of(store: &dyn CredentialStore) -> String {
+        format!("{store:?}")
+    }
+
     #[test]
     fn paths_namespaces_and_escapes() {
         let root = store(VaultConfig::new("http://h:1").prefix("/apps/x/")).unwrap();
         let k = CredentialKey::new("..").unwrap();
         assert_eq!(root.secret_path(&k), "secret/apps/x/~..");
-        assert!(root.with_namespace("t1/.").is_err(), "a namespace never climbs or stays put");
-        assert!(root.with_namespace("t1/..").is_err());
-        let ns = root.with_namespace("t1/p.1").unwrap();
-        assert_eq!(ns.secret_path(&CredentialKey::new("db").unwrap()), "secret/apps/x/t1/p.1/db");
-        assert_eq!(ns.id(), root.id());
-        assert_eq!(ns.kind(), StoreKind::Vault);
-        assert!(root.with_namespace("a//b").is_err());
-        assert!(root.with_namespace("").is_err());
+        assert!(root.namespace().is_root());
+        let ns = |s: &str| Namespace::new(s).unwrap();
+        let t1 = root.with_namespace(&ns("t1/p.1")).unwrap();
+        assert_eq!(t1.namespace().as_str(), "t1/p.1");
+        assert_eq!(t1.id(), root.id());
+        assert_eq!(t1.kind(), StoreKind::Vault);
+        assert!(debug_of(&*t1).contains("t1/p.1"), "{t1:?}");
+        // Nested: a handle on t1/p.1 asked for env is t1/p.1/env.
+        let env = t1.with_namespace(&ns("env")).unwrap();
+        assert_eq!(env.namespace().as_str(), "t1/p.1/env");
+        // The root gives a handle on the same namespace.
+        assert_eq!(env.with_namespace(&Namespace::root()).unwrap().namespace(), env.namespace());
+        let direct = VaultStore { namespace: ns("t1/p.1/env"), ..root.clone() };
+        assert_eq!(direct.secret_path(&CredentialKey::new("db").unwrap()), "secret/apps/x/t1/p.1/env/db");
+        assert_eq!(direct.secret_path(&k), "secret/apps/x/t1/p.1/env/~..");
+        // The whole namespace is capped, before any I/O.
+        let big = ns(&"x".repeat(255));
+        let twice = root.with_namespace(&big).unwrap().with_namespace(&big).unwrap();
+        let err = twice.with_namespace(&big).unwrap_err();
+        assert!(matches!(err, Error::InvalidNamespace { .. }), "{err:?}");
         let top = store(VaultConfig::new("http://h:1").mount("kv/team")).unwrap();
         assert_eq!(top.secret_path(&CredentialKey::new("k").unwrap()), "kv/team/k");
+        let top_ns = VaultStore { namespace: ns("t"), ..top };
+        assert_eq!(top_ns.secret_path(&CredentialKey::new("k").unwrap()), "kv/team/t/k");
+        assert!(store(VaultConfig::new("http://h:1").prefix("a/../b")).is_err());
+    }
+
+    #[tokio::test]
+    async fn writes_are_checked_before_any_io() {
+        // Nothing listens on port 1: any request would fail as unavailable.
+        let s = store(VaultConfig::new("http://127.0.0.1:1")).unwrap();
+        let k = CredentialKey::new("k").unwrap();
+        let big = SecretValue::from(vec![b'x'; credstore_core::MAX_VALUE_BYTES + 1]);
+        let err = s.set(&k, &big, &Metadata::new()).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn outcomes_follow_the_state_before() {
+        let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(100);
+        let t1 = t0 + std::time::Duration::from_secs(5);
+        let fresh = outcome(None, 1, t1);
+        assert!(fresh.created);
+        assert_eq!((fresh.created_at, fresh.updated_at), (t1, t1));
+        assert_eq!(fresh.version, version_text(1, t1));
+        let before = KeyState { version: 4, created_at: t0, updated_at: t0 };
+        let over = outcome(Some(before), 5, t1);
+        assert!(!over.created);
+        assert_eq!((over.created_at, over.updated_at), (t0, t1));
+        assert_eq!(over.version.as_str(), "5-105000000000");
     }
 }

@@ -3,14 +3,15 @@
 //!
 //! Every store gets its own random path prefix in the `secret/` KV v2 mount
 //! of the shared server; the store id doubles as that prefix, so `reopen`
-//! rebuilds the same store from its id.
+//! rebuilds the same store from its id. Namespace handles come from the
+//! store itself (`with_namespace`), under that prefix.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use credstore_test_servers::{free_port, openbao::OpenBao};
-use credstore_conformance::{conformance_suite, unique_name, StoreFactory};
+use credstore_conformance::{conformance_main, unique_name, StoreFactory};
 use credstore_core::{CredentialStore, SecretValue, StoreId};
+use credstore_test_servers::{free_port, openbao::OpenBao};
 use credstore_vault::{VaultConfig, VaultStore};
 
 struct VaultFactory {
@@ -38,9 +39,9 @@ impl StoreFactory for VaultFactory {
     }
 
     async fn reopen(&self, store: Arc<dyn CredentialStore>) -> Option<Arc<dyn CredentialStore>> {
-        let id = store.id().clone();
+        let (id, namespace) = (store.id().clone(), store.namespace().clone());
         drop(store);
-        Some(self.store(id))
+        Some(self.store(id).with_namespace(&namespace).expect("the same namespace"))
     }
 
     async fn unreachable(&self) -> Option<Arc<dyn CredentialStore>> {
@@ -53,4 +54,4 @@ impl StoreFactory for VaultFactory {
     }
 }
 
-conformance_suite!(factory());
+conformance_main!(factory());

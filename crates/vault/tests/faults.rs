@@ -9,9 +9,9 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use credstore_test_servers::openbao::OpenBao;
 use credstore_conformance::unique_name;
-use credstore_core::{CredentialKey, CredentialStore, Error, Metadata, SecretValue, StoreId};
+use credstore_core::{CredentialKey, CredentialStore, Error, Metadata, SecretValue, StoreId, Version};
+use credstore_test_servers::openbao::OpenBao;
 use credstore_vault::{VaultConfig, VaultStore};
 
 fn key(s: &str) -> CredentialKey {
@@ -26,21 +26,31 @@ fn store(bao: &OpenBao, timeout: Duration) -> VaultStore {
     VaultStore::new(StoreId::new(unique_name("vault-faults")).unwrap(), config).unwrap()
 }
 
-/// Runs every operation and checks each fails fast with a retriable error
-/// whose text holds `reason_part`.
+/// Runs every operation, conditional writes included, and checks each fails
+/// fast with a retriable error whose text holds `reason_part`.
 async fn all_ops_fail_retriable(store: &VaultStore, within: Duration, reason_part: &str) {
     let k = key("k");
     let v = SecretValue::from("the-value-SECRET");
     let started = Instant::now();
     let errors: Vec<(&str, Error)> = vec![
         ("set", store.set(&k, &v, &Metadata::new()).await.map(drop).unwrap_err()),
+        ("create", store.create(&k, &v, &Metadata::new()).await.map(drop).unwrap_err()),
+        (
+            "replace",
+            store
+                .replace(&k, &v, &Metadata::new(), &Version::new("1-1").unwrap())
+                .await
+                .map(drop)
+                .unwrap_err(),
+        ),
         ("get", store.get(&k).await.map(drop).unwrap_err()),
         ("has", store.has(&k).await.map(drop).unwrap_err()),
+        ("version", store.version(&k).await.map(drop).unwrap_err()),
         ("delete", store.delete(&k).await.map(drop).unwrap_err()),
         ("list", store.list(&Default::default()).await.map(drop).unwrap_err()),
     ];
     let elapsed = started.elapsed();
-    assert!(elapsed < within * 5, "five failing operations took {elapsed:?}");
+    assert!(elapsed < within * 8, "eight failing operations took {elapsed:?}");
     for (op, err) in errors {
         assert!(err.is_retriable(), "{op}: expected a retriable error, got {err:?}");
         assert!(matches!(err, Error::Unavailable { .. }), "{op}: {err:?}");
@@ -71,6 +81,14 @@ async fn stopped_server_is_unavailable_then_the_same_store_recovers_on_restart()
     let reason = a.reason.unwrap();
     assert_eq!(reason, format!("connection refused at {}", bao.address()));
     all_ops_fail_retriable(&store, timeout, "connection refused").await;
+    // The native cause is kept, sanitized: the network error chain.
+    let err = store.get(&k).await.unwrap_err();
+    let chain: Vec<String> = std::iter::successors(std::error::Error::source(&err), |e| (*e).source())
+        .map(ToString::to_string)
+        .collect();
+    assert!(!chain.is_empty(), "{err:?}");
+    assert!(chain.iter().any(|c| c.to_lowercase().contains("refused")), "{chain:?}");
+    assert!(!format!("{err:#} {chain:?}").contains(bao.root_token()));
 
     tokio::task::block_in_place(|| bao.restart());
     // The same store, not rebuilt: the dev server lost its data, but works.
@@ -79,7 +97,7 @@ async fn stopped_server_is_unavailable_then_the_same_store_recovers_on_restart()
     assert!(store.get(&k).await.unwrap().is_none(), "dev mode keeps nothing across a restart");
     let out = store.set(&k, &SecretValue::from("after"), &Metadata::new()).await.unwrap();
     assert!(out.created);
-    assert_eq!(store.get(&k).await.unwrap().unwrap().value.expose_secret(), "after");
+    assert_eq!(store.get(&k).await.unwrap().unwrap().value.expose_str().unwrap(), "after");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,7 +212,7 @@ async fn tls_ca_cert_and_skip_verify() {
     let a = trusted.check_availability().await;
     assert!(a.available, "{:?}", a.reason);
     trusted.set(&k, &SecretValue::from("v"), &Metadata::new()).await.unwrap();
-    assert_eq!(trusted.get(&k).await.unwrap().unwrap().value.expose_secret(), "v");
+    assert_eq!(trusted.get(&k).await.unwrap().unwrap().value.expose_str().unwrap(), "v");
 
     let untrusted = VaultStore::new(id(), config()).unwrap();
     let a = untrusted.check_availability().await;
