@@ -73,3 +73,7 @@ pub use store::{
     SetOutcome, StoreKind, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
 };
 pub use version::{Version, MAX_VERSION_LEN};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
