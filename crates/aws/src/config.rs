@@ -111,6 +111,8 @@ impl AwsConfig {
 
     /// Adds a tag to every secret this store creates. Tags are for the AWS
     /// side (billing, IAM conditions); credential metadata is kept elsewhere.
+    /// At most 49: the store adds `credstore-created` itself (see the crate
+    /// docs, "Layout").
     pub fn tag(mut self, key: &str, value: &str) -> Self {
         self.tags.push((key.to_owned(), value.to_owned()));
         self
@@ -188,8 +190,12 @@ impl AwsConfig {
                 return Err(bad("the KMS key id must be 1 to 2048 characters".into()));
             }
         }
-        if self.tags.len() > 50 {
-            return Err(bad(format!("{} tags given; a secret takes at most 50", self.tags.len())));
+        if self.tags.len() > 49 {
+            return Err(bad(format!(
+                "{} tags given; a secret takes at most 50, and this store adds `{}`",
+                self.tags.len(),
+                layout::CREATED_TAG
+            )));
         }
         for (k, v) in &self.tags {
             if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
@@ -197,6 +203,9 @@ impl AwsConfig {
             }
             if k.to_ascii_lowercase().starts_with("aws:") {
                 return Err(bad(format!("tag {k:?}: the aws: prefix is reserved by AWS")));
+            }
+            if k == layout::CREATED_TAG {
+                return Err(bad(format!("tag {k:?}: this store writes that tag itself (creation times)")));
             }
         }
         if let DeletionPolicy::RecoveryWindow(days) = self.deletion {

@@ -64,6 +64,12 @@ impl Payload {
     }
 }
 
+/// The tag that holds a credential's `created_at`, in nanoseconds since the
+/// Unix epoch as decimal digits. Set by `CreateSecret` (with the secret) and
+/// when a deleted key is set again; no other write touches tags, so an
+/// overwrite need not read it first.
+pub(crate) const CREATED_TAG: &str = "credstore-created";
+
 /// The longest description Secrets Manager accepts.
 #[cfg(test)]
 pub(crate) const MAX_DESCRIPTION_LEN: usize = 2048;
@@ -145,13 +151,16 @@ impl Names {
 /// characters of a description (see `largest_envelope_fits` below).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Envelope {
-    /// The layout version: 1.
+    /// The layout version: 1 with `c`, 2 without (`created_at` is then in
+    /// the [`CREATED_TAG`] tag, or the secret's creation date).
     pub cs: u32,
     /// The metadata; absent when empty.
     #[serde(default, skip_serializing_if = "Metadata::is_empty")]
     pub m: Metadata,
-    /// `created_at`, nanoseconds since the Unix epoch.
-    pub c: u64,
+    /// `created_at`, nanoseconds since the Unix epoch, when the write knew
+    /// it (the [`CREATED_TAG`] tag, when present, wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c: Option<u64>,
     /// `updated_at`, nanoseconds since the Unix epoch.
     pub u: u64,
     /// The version id of the value written with this description.
@@ -167,15 +176,16 @@ const ENVELOPE_START: &str = "{\"cs\":";
 impl Envelope {
     pub(crate) fn new(
         metadata: &Metadata,
-        created_at: SystemTime,
+        created_at: Option<SystemTime>,
         updated_at: SystemTime,
         version: String,
         empty: bool,
     ) -> Self {
         Self {
-            cs: 1,
+            // Readers of layout 1 need `c`: an envelope without it says so.
+            cs: if created_at.is_some() { 1 } else { 2 },
             m: metadata.clone(),
-            c: to_nanos(created_at),
+            c: created_at.map(to_nanos),
             u: to_nanos(updated_at),
             v: version,
             e: empty,
@@ -196,7 +206,13 @@ impl Envelope {
     pub(crate) fn decode(store: &StoreId, name: &str, description: Option<&str>) -> Result<Option<Self>> {
         let Some(text) = description.filter(|d| d.starts_with(ENVELOPE_START)) else { return Ok(None) };
         match serde_json::from_str::<Envelope>(text) {
-            Ok(env) if env.cs == 1 => Ok(Some(env)),
+            Ok(env) if env.cs == 1 && env.c.is_none() => Err(Error::backend(
+                store,
+                format!(
+                    "the description of secret {name:?} is a credstore envelope without its creation time"
+                ),
+            )),
+            Ok(env) if env.cs == 1 || env.cs == 2 => Ok(Some(env)),
             Ok(env) => Err(Error::backend(
                 store,
                 format!(
@@ -211,8 +227,8 @@ impl Envelope {
         }
     }
 
-    pub(crate) fn created_at(&self) -> SystemTime {
-        from_nanos(self.c)
+    pub(crate) fn created_at(&self) -> Option<SystemTime> {
+        self.c.map(from_nanos)
     }
 
     pub(crate) fn updated_at(&self) -> SystemTime {
@@ -226,6 +242,36 @@ pub(crate) fn to_nanos(t: SystemTime) -> u64 {
 
 pub(crate) fn from_nanos(n: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(n)
+}
+
+/// The [`CREATED_TAG`] value for `t`.
+pub(crate) fn created_tag_value(t: SystemTime) -> String {
+    to_nanos(t).to_string()
+}
+
+/// Reads a [`CREATED_TAG`] value; `None` when it is not one of ours.
+pub(crate) fn parse_created_tag(value: &str) -> Option<SystemTime> {
+    if value.is_empty() || value.len() > 20 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse::<u64>().ok().map(from_nanos)
+}
+
+/// A fresh `updated_at`: now, and strictly later than every one this process
+/// handed out before (two writes in one clock tick, or a clock stepped back,
+/// still get increasing times).
+pub(crate) fn next_updated_at() -> SystemTime {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = to_nanos(SystemTime::now());
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last.saturating_add(1));
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return from_nanos(next),
+            Err(seen) => last = seen,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -288,6 +334,19 @@ mod tests {
     }
 
     #[test]
+    fn created_tags_and_updated_times() {
+        let t = from_nanos(1_732_712_345_123_456_789);
+        assert_eq!(created_tag_value(t), "1732712345123456789");
+        assert_eq!(parse_created_tag(&created_tag_value(t)), Some(t));
+        for bad in ["", "12a", "-1", "99999999999999999999999"] {
+            assert_eq!(parse_created_tag(bad), None, "{bad}");
+        }
+        let a = next_updated_at();
+        let b = next_updated_at();
+        assert!(b > a);
+    }
+
+    #[test]
     fn version_ids_fit_the_service_limits() {
         let v = new_version_id();
         assert!((32..=64).contains(&v.len()), "{v}");
@@ -301,15 +360,22 @@ mod tests {
         let id = StoreId::new("s").unwrap();
         let meta = Metadata::try_from([("owner", "pay\"ments ✓"), ("a", "\\")]).unwrap();
         let t0 = SystemTime::now();
-        let env = Envelope::new(&meta, t0, t0 + Duration::from_nanos(1), new_version_id(), true);
+        let env = Envelope::new(&meta, Some(t0), t0 + Duration::from_nanos(1), new_version_id(), true);
         let text = env.encode();
         assert!(text.starts_with(ENVELOPE_START), "{text}");
         let back = Envelope::decode(&id, "n", Some(&text)).unwrap().unwrap();
         assert_eq!(back, env);
-        assert_eq!(back.created_at(), t0);
+        assert_eq!(back.created_at(), Some(t0));
+        assert_eq!(back.cs, 1, "an envelope with c is layout 1, which 0.1 reads");
+        // Without c: layout 2, and created_at is left to the tag.
+        let blind = Envelope::new(&meta, None, t0, new_version_id(), false);
+        let text = blind.encode();
+        assert!(text.starts_with("{\"cs\":2,") && !text.contains("\"c\":"), "{text}");
+        let back = Envelope::decode(&id, "n", Some(&text)).unwrap().unwrap();
+        assert_eq!((back.created_at(), &back), (None, &blind));
         assert_eq!(back.m, meta);
         // Empty metadata and a non-empty value leave their fields out.
-        let plain = Envelope::new(&Metadata::new(), t0, t0, "v".into(), false).encode();
+        let plain = Envelope::new(&Metadata::new(), Some(t0), t0, "v".into(), false).encode();
         assert!(!plain.contains("\"m\"") && !plain.contains("\"e\""), "{plain}");
     }
 
@@ -320,7 +386,9 @@ mod tests {
         assert_eq!(Envelope::decode(&id, "n", Some("Database password")).unwrap(), None);
         assert_eq!(Envelope::decode(&id, "n", Some("{\"other\":1}")).unwrap(), None);
         assert!(Envelope::decode(&id, "n", Some("{\"cs\":1,\"c\":")).is_err());
-        assert!(Envelope::decode(&id, "n", Some("{\"cs\":2,\"c\":1,\"u\":1,\"v\":\"x\"}")).is_err());
+        assert!(Envelope::decode(&id, "n", Some("{\"cs\":3,\"c\":1,\"u\":1,\"v\":\"x\"}")).is_err());
+        // Layout 1 always has c.
+        assert!(Envelope::decode(&id, "n", Some("{\"cs\":1,\"u\":1,\"v\":\"x\"}")).is_err());
         // Metadata that breaks the core's rules is refused, not returned.
         let bad = "{\"cs\":1,\"m\":{\"bad key\":\"v\"},\"c\":1,\"u\":1,\"v\":\"x\"}";
         assert!(Envelope::decode(&id, "n", Some(bad)).is_err());
@@ -341,7 +409,7 @@ mod tests {
         }
         assert_eq!(meta.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>(), MAX_METADATA_TOTAL_BYTES);
         let far = from_nanos(u64::MAX);
-        let text = Envelope::new(&meta, far, far, new_version_id(), true).encode();
+        let text = Envelope::new(&meta, Some(far), far, new_version_id(), true).encode();
         assert!(text.chars().count() <= MAX_DESCRIPTION_LEN, "{} characters", text.chars().count());
         assert!(text.len() <= MAX_DESCRIPTION_LEN, "{} bytes", text.len());
     }

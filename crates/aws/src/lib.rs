@@ -78,58 +78,147 @@
 //!   description (below) saying that it stands for `""`. A real `" "` has no
 //!   such flag, so both round-trip.
 //! - **Description**: a compact JSON envelope,
-//!   `{"cs":1,"m":{"owner":"ci"},"c":1732712345123456789,"u":1732712399000000001,"v":"credstore1-…","e":true}`:
+//!   `{"cs":2,"m":{"owner":"ci"},"u":1732712399000000001,"v":"credstore1-…","e":true}`:
 //!   `cs` is the layout version, `m` the metadata (left out when empty),
-//!   `c`/`u` are `created_at`/`updated_at` in nanoseconds since the Unix
-//!   epoch, `v` is the version id written with it, `e` the empty-value flag
-//!   (left out when false). Metadata values may be any text without control
-//!   characters; the core's limits (16 entries, 900 bytes) keep the envelope
-//!   within the description's 2,048 characters even when every character is
-//!   escaped. Tags are left to you ([`AwsConfig::tag`]), since their
-//!   character set cannot hold arbitrary metadata.
+//!   `u` is `updated_at` in nanoseconds since the Unix epoch, `v` the version
+//!   id written with it, `e` the empty-value flag (left out when false).
+//!   Writes that read the secret first (create, replace, setting a deleted
+//!   key again) also write `c`, `created_at` in nanoseconds, and mark the
+//!   envelope `"cs":1`, the layout credstore 0.1 reads; an overwrite does
+//!   not know `c` and writes `"cs":2` (0.1 refuses to read those, with an
+//!   error naming the layout version, rather than misreport them).
+//!   Metadata values may be any text without control characters; the
+//!   core's limits (16 entries, 900 bytes) keep the envelope within the
+//!   description's 2,048 characters even when every character is escaped.
+//! - **Tags**: the tag `credstore-created` holds `created_at` (nanoseconds,
+//!   decimal). `CreateSecret` sets it with the secret, and setting a
+//!   deleted key again resets it (`TagResource`); no other write touches
+//!   tags, which is what lets an overwrite be one request. The other tags
+//!   are yours ([`AwsConfig::tag`], at most 49): their character set cannot
+//!   hold arbitrary metadata. `created_at` is this tag, else the
+//!   envelope's `c` (a secret last written by 0.1), else the secret's
+//!   `CreatedDate` (a secret made by another tool).
 //! - **Versions**: a credential's
 //!   [`Version`](credstore_core::Version) is the `VersionId` of the secret's
 //!   `AWSCURRENT` version. Every write makes a version of its own
-//!   (`ClientRequestToken`, `credstore1-` and 32 hex digits). `get` reads the
-//!   version the description names, so value and metadata always come from
-//!   the same write. When the current version was written by something else
-//!   (console, `put-secret-value`, rotation), that value wins, with its own
+//!   (`ClientRequestToken`, `credstore1-` and 32 hex digits), and the
+//!   envelope names the version it was written with, so a reader can tell
+//!   whether a value and a description belong together (see "Reads"). When
+//!   the current version was written by something else (console,
+//!   `put-secret-value`, rotation), that value wins, with its own
 //!   `VersionId`, the metadata of the last write through this crate and
 //!   `updated_at` from the version's creation date.
-//! - **Staging label**: `credstore-staged` marks the version a write of this
-//!   crate staged last (see "Writes"); it moves from version to version and
-//!   means nothing to other tools.
+//! - **Staging label**: `credstore-staged` marks the version a
+//!   replace-if-version write staged last (see "Writes"); it moves from
+//!   version to version and means nothing to other tools.
 //! - **Timestamps**: `created_at` is kept on overwrite and reset when a
-//!   deleted key is set again; `updated_at` is the time of the last write
-//!   (strictly later than the one before). Secrets without an envelope
-//!   report the secret's `CreatedDate` and the version's date.
+//!   deleted key is set again; `updated_at` is the time of the write,
+//!   strictly later than every earlier write of the same process (and than
+//!   the previous write of the key, as far as the writers' clocks agree).
+//!   Secrets without an envelope report the secret's `CreatedDate` and the
+//!   version's date.
+//!
+//! # Requests per operation
+//!
+//! Requests that run at the same time cost one round trip together.
+//!
+//! | operation | requests | round trips |
+//! |---|---|---|
+//! | `get` of a version this store wrote or read before | `GetSecretValue` | 1 |
+//! | `get` of any other version | `GetSecretValue` and `DescribeSecret`, at the same time | 1 |
+//! | `has`, `version` | `DescribeSecret` | 1 |
+//! | `set` of an existing key | `UpdateSecret` (value and description) and `DescribeSecret`, at the same time | 1 |
+//! | `set` of a new key | the two above (the update finds nothing), then `CreateSecret` | 2 |
+//! | `create` of a new key | `CreateSecret` | 1 |
+//! | `create` of a present key | `CreateSecret` (refused), `DescribeSecret` | 2 |
+//! | `replace` | `DescribeSecret`, `PutSecretValue`, `UpdateSecretVersionStage`, `UpdateSecret` | 4 |
+//! | `delete` | `DescribeSecret`, `DeleteSecret` | 2 |
+//! | `list` | `ListSecrets` per 100 secrets | 1 per page |
+//!
+//! A `get` that finds the answers disagree (below) makes one more
+//! `GetSecretValue`; setting a key deleted with a recovery window goes the
+//! long way (restore, tag, then the staged write). On a service that
+//! handles requests one at a time (moto on loopback), two requests at the
+//! same time still cost two requests' worth of server time; across a
+//! network, where the round trip dominates, they cost about one. The test
+//! `tests/requests.rs` counts the requests of each operation and checks
+//! which of them run at the same time, through a proxy in front of moto.
+//!
+//! # Reads
+//!
+//! Every version of ours has its own envelope, written with it and never
+//! changed, so a store remembers, per secret, the last version it wrote or
+//! read whole with the envelope and `created_at` that go with it (metadata
+//! and times, never the value; at most 4,096 secrets). A `get` first sends
+//! `GetSecretValue` alone when it remembers a version of the secret; if the
+//! answer is that version and carries `AWSCURRENT`, the remembered envelope
+//! completes it. (A description edited outside credstore without a new
+//! version is not seen then; every write through credstore, from any
+//! process, makes a new version.) Otherwise the read goes on as below,
+//! with the answer it already has.
+//!
+//! `get` sends `GetSecretValue` (the current version) and `DescribeSecret`
+//! together. The description says which version its metadata belongs to,
+//! and the version map which version is current; from those alone the read
+//! decides which version it returns (the current one; the one the
+//! description names while a replace is between its steps; a version
+//! written by another tool, with the last metadata). When the value that
+//! came back is that version, that is the answer. Otherwise (a write landed
+//! between the two answers, a replace is between its steps, or the service
+//! answered with another version) the read asks for that version by
+//! `VersionId`, so value, metadata, version and timestamps always come from
+//! one write, never two. A description that names a version of ours that
+//! does not exist is never paired with another value: the read looks again
+//! (a few times, briefly) and then fails with the retriable
+//! [`Error::Conflict`](credstore_core::Error::Conflict).
+//!
+//! When a service shows `AWSCURRENT` on two versions (moto does after
+//! `UpdateSecretVersionStage` then `UpdateSecret`; Secrets Manager does
+//! not), the store takes the one the description names, else the first by
+//! id, so every reader and writer agrees.
 //!
 //! # Writes
 //!
-//! - A new key is one `CreateSecret` with value and description: atomic, so
-//!   a create-only write ([`SetMode::Create`](credstore_core::SetMode::Create))
-//!   over an existing secret fails with
-//!   [`Error::PreconditionFailed`](credstore_core::Error::PreconditionFailed).
-//! - An existing key is written in three steps: `PutSecretValue` stages the
-//!   new version under `credstore-staged` (not `AWSCURRENT`);
+//! - **Upsert** ([`SetMode::Upsert`](credstore_core::SetMode::Upsert), what
+//!   `set` does): one `UpdateSecret` with the value, the description and a
+//!   fresh `ClientRequestToken`. The new version and the description naming
+//!   it arrive in one call, so no reader sees one without the other; of
+//!   concurrent upserts, the last one wins whole. The `DescribeSecret` sent
+//!   with it reports `created_at` (from the tag, which the update does not
+//!   change) and whether the key was new. A missing secret is then made
+//!   with `CreateSecret`; when another writer made it first, the upsert
+//!   overwrites it.
+//! - **Create-only** ([`SetMode::Create`](credstore_core::SetMode::Create)):
+//!   one `CreateSecret` with value, description and tag; atomic, so over an
+//!   existing secret it fails with
+//!   [`Error::PreconditionFailed`](credstore_core::Error::PreconditionFailed)
+//!   and changes nothing; of racing creates exactly one wins.
+//! - **Replace-if-version**
+//!   ([`SetMode::Replace`](credstore_core::SetMode::Replace)): after a
+//!   `DescribeSecret` that checks the current version, `PutSecretValue`
+//!   stages the new version under `credstore-staged` (not `AWSCURRENT`);
 //!   `UpdateSecretVersionStage` moves `AWSCURRENT` to it with
-//!   `RemoveFromVersionId` = the version the write started from, which the
-//!   service refuses once another write has moved the label; then
-//!   `UpdateSecret` writes the description for the new version. A
-//!   replace-if-version write
-//!   ([`SetMode::Replace`](credstore_core::SetMode::Replace)) fails with
-//!   `PreconditionFailed` when the current version is not the expected one,
-//!   or when the move is refused: of racing replaces from one version,
-//!   exactly one wins. An upsert whose move is refused starts over.
-//! - Between the move and the description, readers of this crate still see
-//!   the previous write (the description names it), and other writes of this
-//!   crate wait for the description. So a value is never paired with another
-//!   write's metadata, and a refused condition changes nothing visible: the
-//!   staged version loses its label and is never current. If the
-//!   description cannot be written, `AWSCURRENT` is moved back. A write left
-//!   half-done by a process that died is taken over by the next write after
-//!   three request timeouts.
-//! - Other tools see the new value from the move on.
+//!   `RemoveFromVersionId` = the expected version, which the service
+//!   refuses once another write has moved the label; then `UpdateSecret`
+//!   writes the description. A refused move is `PreconditionFailed`: of
+//!   racing replaces from one version, exactly one wins, and the losers'
+//!   staged versions lose their label and are never current. Between the
+//!   move and the description, readers still see the previous write (the
+//!   description names it) and other replaces wait for the description. If
+//!   the description cannot be written, `AWSCURRENT` is moved back. A
+//!   replace left half-done by a process that died is taken over by the
+//!   next replace after three request timeouts; an upsert just overwrites
+//!   it.
+//! - An upsert that lands in the one round trip between a replace's move
+//!   and its description write loses its description to the replace:
+//!   readers of this crate then see the replace's write whole (value,
+//!   metadata and version together) while `AWSCURRENT` is on the upsert's
+//!   version, until the next write. Nothing is ever read mixed.
+//! - **Permissions**: `secretsmanager:CreateSecret`, `UpdateSecret`,
+//!   `DescribeSecret`, `GetSecretValue`, `PutSecretValue`,
+//!   `UpdateSecretVersionStage`, `DeleteSecret`, `ListSecrets`, and
+//!   `TagResource` (the creation-time tag is written with `CreateSecret`);
+//!   `RestoreSecret` with [`DeletionPolicy::RecoveryWindow`].
 //!
 //! # Deleting and setting again
 //!
@@ -139,8 +228,9 @@
 //! `InvalidRequestException`. With [`DeletionPolicy::RecoveryWindow`], a
 //! deleted key is absent from `get`, `has` and `list` at once, and a write of
 //! it (a create-only one included) restores the secret (`RestoreSecret`) and
-//! overwrites value, description and timestamps as for a new key. Between
-//! those two calls a concurrent reader can briefly see the old value; if the
+//! overwrites value, description and timestamps as for a new key (the tag
+//! reset, the value written through the staging label). Between those
+//! calls a concurrent reader can briefly see the old value; if the
 //! overwrite fails, the secret is deleted again (best effort).
 //!
 //! # Errors, timeouts, retries

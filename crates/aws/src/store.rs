@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
@@ -17,11 +17,17 @@ use credstore_core::{
 };
 
 use crate::errors::{translate, Failure, Kind, Target};
-use crate::layout::{self, Envelope, Names, Payload, STAGED_LABEL};
+use crate::layout::{self, Envelope, Names, Payload, CREATED_TAG, STAGED_LABEL};
 use crate::{AwsConfig, DeletionPolicy};
 
 /// The staging label of a secret's current version.
 const CURRENT: &str = "AWSCURRENT";
+/// The staging label the service moves to the version `AWSCURRENT` left.
+const PREVIOUS: &str = "AWSPREVIOUS";
+/// Rounds of the one-round-trip upsert (update, or create when missing)
+/// before the slow path takes over from a key that keeps appearing and
+/// disappearing.
+const FAST_ROUNDS: usize = 8;
 /// ListSecrets' largest page.
 const LIST_PAGE: i32 = 100;
 /// A bound on ListSecrets pages in one listing, against a service that keeps
@@ -45,7 +51,27 @@ struct Shared {
     tags: Vec<(String, String)>,
     /// The configured prefix: the names of the root namespace.
     root: Names,
+    /// The last version of each secret this store wrote or read whole (see
+    /// [`Known`]), by secret name; at most [`MAX_KNOWN`] entries.
+    known: Mutex<HashMap<String, Known>>,
 }
+
+/// What this store knows of a version it wrote, or read with the
+/// description naming it: the envelope written with it and its
+/// `created_at`. Neither changes for a version (every write makes a new
+/// version with its own envelope, and the creation-time tag only changes
+/// with a write), so a read that gets this version back from
+/// `GetSecretValue` as `AWSCURRENT` needs no `DescribeSecret`. Holds no
+/// secret value.
+#[derive(Debug, Clone)]
+struct Known {
+    version: String,
+    envelope: Envelope,
+    created_at: SystemTime,
+}
+
+/// A bound on [`Shared::known`]: past it, the map starts over.
+const MAX_KNOWN: usize = 4096;
 
 /// A credential store on AWS Secrets Manager. See the crate docs for the
 /// layout and the behaviour of each operation.
@@ -84,13 +110,18 @@ struct View {
     /// Whether the envelope was written with `visible` (so its metadata,
     /// times and empty flag belong to the value read).
     ours: bool,
+    /// The description names a version of ours that is not there: a read
+    /// looks again rather than pair the current value with that metadata.
+    unsettled: bool,
 }
 
 impl View {
     /// `None` when the secret has no current version.
     fn of(store: &StoreId, name: &str, desc: &DescribeSecretOutput) -> Result<Option<Self>> {
-        let Some(current) = current_version(desc.version_ids_to_stages()) else { return Ok(None) };
         let envelope = Envelope::decode(store, name, desc.description())?;
+        let named = envelope.as_ref().map(|e| e.v.as_str());
+        let Some(current) = current_of(desc.version_ids_to_stages(), named) else { return Ok(None) };
+        let mut unsettled = false;
         let (visible, ours) = match &envelope {
             Some(env) if env.v == current => (current.to_owned(), true),
             // A write of ours moved AWSCURRENT and has not written its
@@ -99,10 +130,17 @@ impl View {
             Some(env) if layout::is_our_version(current) && has_version(desc, &env.v) => {
                 (env.v.clone(), true)
             }
+            // The description names a version of ours that does not exist
+            // (yet): an UpdateSecret seen half-way, if the service ever
+            // shows one. Its metadata is not the current value's.
+            Some(env) if layout::is_our_version(current) && layout::is_our_version(&env.v) => {
+                unsettled = true;
+                (current.to_owned(), false)
+            }
             // A value written by another tool (console, rotation) wins.
             _ => (current.to_owned(), false),
         };
-        Ok(Some(Self { current: current.to_owned(), visible, envelope, ours }))
+        Ok(Some(Self { current: current.to_owned(), visible, envelope, ours, unsettled }))
     }
 
     /// Whether a write of ours is between its two steps.
@@ -126,6 +164,15 @@ struct Write<'a> {
     /// Whether the value is empty (stored as the placeholder).
     empty: bool,
     mode: &'a SetMode,
+}
+
+/// How the one-round-trip upsert ended.
+enum Fast {
+    Done(SetOutcome),
+    /// No such secret: create it.
+    Missing,
+    /// Scheduled for deletion or being purged: the slow path deals with it.
+    Slow,
 }
 
 /// Why a write round ended without an answer.
@@ -180,6 +227,7 @@ impl AwsStore {
             kms_key_id: config.kms_key_id,
             tags: config.tags,
             root: root.clone(),
+            known: Mutex::new(HashMap::new()),
         };
         Self { id, shared: Arc::new(shared), namespace: Namespace::root(), names: root }
     }
@@ -233,6 +281,52 @@ impl AwsStore {
         translate(self.target(), operation, carries_value, err)
     }
 
+    fn known(&self, name: &str) -> Option<Known> {
+        self.shared.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).cloned()
+    }
+
+    fn remember(&self, name: &str, version: &str, envelope: &Envelope, created_at: SystemTime) {
+        let mut known = self.shared.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.len() >= MAX_KNOWN && !known.contains_key(name) {
+            known.clear();
+        }
+        let entry = Known { version: version.to_owned(), envelope: envelope.clone(), created_at };
+        known.insert(name.to_owned(), entry);
+    }
+
+    fn forget(&self, name: &str) {
+        self.shared.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(name);
+    }
+
+    /// The credential of a version read by `GetSecretValue` that this store
+    /// [`Known`]s.
+    fn credential_of_known(
+        &self,
+        key: &CredentialKey,
+        known: Known,
+        mut out: GetSecretValueOutput,
+    ) -> Result<Credential> {
+        let name = self.names.name(key);
+        let value = if known.envelope.e {
+            SecretValue::default()
+        } else if let Some(s) = out.secret_string.take() {
+            SecretValue::from_text(s)
+        } else if let Some(blob) = out.secret_binary.take() {
+            SecretValue::from_bytes(blob.into_inner())
+        } else {
+            return Err(Error::backend(&self.id, format!("secret {name:?} has a version without a value")));
+        };
+        let version = Version::new(known.version).map_err(|e| Error::backend(&self.id, e))?;
+        Ok(Credential {
+            key: key.clone(),
+            value,
+            updated_at: known.envelope.updated_at(),
+            metadata: known.envelope.m,
+            version,
+            created_at: known.created_at,
+        })
+    }
+
     fn precondition(&self, key: &CredentialKey, reason: impl Into<String>) -> Error {
         Error::precondition_failed(&self.id, key, reason)
     }
@@ -280,10 +374,7 @@ impl AwsStore {
         let version = Version::new(view.visible.as_str()).map_err(|e| {
             Error::backend(&self.id, format!("secret {name:?} has a version id that is not a version: {e}"))
         })?;
-        let created_at = match envelope {
-            Some(env) => env.created_at(),
-            None => desc.created_date().and_then(to_system_time).unwrap_or(SystemTime::UNIX_EPOCH),
-        };
+        let created_at = created_at_of(desc, envelope);
         let updated_at = match envelope {
             Some(env) if view.ours => env.updated_at(),
             _ => out
@@ -297,12 +388,14 @@ impl AwsStore {
         Ok(Credential { key: key.clone(), value, metadata, version, created_at, updated_at })
     }
 
-    /// `CreateSecret` with value and description in one call.
+    /// `CreateSecret` with value, description and the [`CREATED_TAG`] tag in
+    /// one call.
     async fn create_secret(
         &self,
         name: &str,
         value: &Payload,
         envelope: &Envelope,
+        created_at: SystemTime,
     ) -> std::result::Result<(), Failure> {
         let mut req = self
             .client()
@@ -320,18 +413,22 @@ impl AwsStore {
         for (k, v) in &self.shared.tags {
             req = req.tags(Tag::builder().key(k).value(v).build());
         }
+        req = req.tags(Tag::builder().key(CREATED_TAG).value(layout::created_tag_value(created_at)).build());
         req.send().await.map(drop).map_err(|e| self.fail("CreateSecret", true, e))
     }
 
-    /// `UpdateSecret` with value and description: a new version that becomes
-    /// `AWSCURRENT` unconditionally. Only for a secret without a current
-    /// version.
+    /// `UpdateSecret` with value and description in one call: a new version
+    /// (`ClientRequestToken` = the envelope's version) that becomes
+    /// `AWSCURRENT` unconditionally, with its description. Returns the
+    /// secret's ARN. `with_kms` also sets the configured KMS key (for a
+    /// secret this store takes over; an overwrite keeps the secret's key).
     async fn update_secret(
         &self,
         name: &str,
         value: &Payload,
         envelope: &Envelope,
-    ) -> std::result::Result<(), Failure> {
+        with_kms: bool,
+    ) -> std::result::Result<Option<String>, Failure> {
         let mut req = self
             .client()
             .update_secret()
@@ -342,10 +439,10 @@ impl AwsStore {
             Payload::Text(text) => req.secret_string(text),
             Payload::Binary(bytes) => req.secret_binary(Blob::new(bytes.clone())),
         };
-        if let Some(kms) = &self.shared.kms_key_id {
+        if let Some(kms) = self.shared.kms_key_id.as_ref().filter(|_| with_kms) {
             req = req.kms_key_id(kms);
         }
-        req.send().await.map(drop).map_err(|e| self.fail("UpdateSecret", true, e))
+        req.send().await.map(|out| out.arn).map_err(|e| self.fail("UpdateSecret", true, e))
     }
 
     /// `PutSecretValue` of a new version under [`STAGED_LABEL`] only:
@@ -408,6 +505,34 @@ impl AwsStore {
             .map_err(|e| self.fail("UpdateSecret", false, e))
     }
 
+    /// `GetSecretValue` of `version`, or of `AWSCURRENT` when `None`.
+    async fn read_value(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> std::result::Result<GetSecretValueOutput, Failure> {
+        let req = self.client().get_secret_value().secret_id(name);
+        let req = match version {
+            Some(v) => req.version_id(v),
+            // As a bare read: the service's current version.
+            None => req,
+        };
+        req.send().await.map_err(|e| self.fail("GetSecretValue", false, e))
+    }
+
+    /// `TagResource` of [`CREATED_TAG`]: `created_at` of a key set anew on
+    /// an existing secret (restored, or made elsewhere without a value).
+    async fn tag_created(&self, name: &str, created_at: SystemTime) -> std::result::Result<(), Failure> {
+        self.client()
+            .tag_resource()
+            .secret_id(name)
+            .tags(Tag::builder().key(CREATED_TAG).value(layout::created_tag_value(created_at)).build())
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| self.fail("TagResource", false, e))
+    }
+
     async fn delete_name(&self, name: &str) -> std::result::Result<(), Failure> {
         let req = self.client().delete_secret().secret_id(name);
         let req = match self.shared.deletion {
@@ -430,6 +555,112 @@ impl AwsStore {
         req.send().await.map(drop).map_err(|e| self.fail("ListSecrets", false, e).error)
     }
 
+    /// A new key: one `CreateSecret` with value, description and the
+    /// [`CREATED_TAG`] tag.
+    async fn create_new(
+        &self,
+        name: &str,
+        payload: &Payload,
+        metadata: &Metadata,
+        empty: bool,
+    ) -> std::result::Result<SetOutcome, Failure> {
+        let now = layout::next_updated_at();
+        let version = layout::new_version_id();
+        let env = Envelope::new(metadata, Some(now), now, version.clone(), empty);
+        self.create_secret(name, payload, &env, now).await?;
+        self.remember(name, &version, &env, now);
+        let version = Version::new(version)
+            .map_err(|e| Failure { kind: Kind::Other, error: Error::backend(&self.id, e) })?;
+        Ok(SetOutcome { created: true, version, created_at: now, updated_at: now })
+    }
+
+    /// An upsert of a key that exists, in one round trip: `UpdateSecret`
+    /// with value and description (a new `AWSCURRENT` version and the
+    /// envelope naming it, in one call, so no reader sees one without the
+    /// other), and at the same time `DescribeSecret` for what the outcome
+    /// reports (`created_at` is in the [`CREATED_TAG`] tag or the secret's
+    /// creation date, which the update does not touch).
+    async fn upsert_in_one(
+        &self,
+        name: &str,
+        payload: &Payload,
+        metadata: &Metadata,
+        empty: bool,
+    ) -> Result<Fast> {
+        let updated_at = layout::next_updated_at();
+        let version = layout::new_version_id();
+        let env = Envelope::new(metadata, None, updated_at, version.clone(), empty);
+        let (written, seen) =
+            tokio::join!(self.update_secret(name, payload, &env, false), self.describe(name));
+        let arn = match written {
+            Ok(arn) => arn,
+            Err(f) if f.is(Kind::NotFound) => return Ok(Fast::Missing),
+            // Scheduled for deletion, or being purged.
+            Err(f) if f.is(Kind::InvalidRequest) => return Ok(Fast::Slow),
+            Err(f) => return Err(f.error),
+        };
+        let same = |d: &DescribeSecretOutput| arn.is_none() || d.arn() == arn.as_deref();
+        let desc = match seen {
+            Ok(State::Live(d)) if same(&d) => Some(d),
+            // Deleted and made again around the update (or the describe
+            // failed): look once more.
+            _ => match self.describe(name).await {
+                Ok(State::Live(d)) if same(&d) => Some(d),
+                _ => None,
+            },
+        };
+        let Some(desc) = desc else {
+            tracing::warn!(store = %self.id, secret = name, "written, but the secret could not be described for the outcome");
+            let version = Version::new(version).map_err(|e| Error::backend(&self.id, e))?;
+            return Ok(Fast::Done(SetOutcome {
+                created: false,
+                version,
+                created_at: updated_at,
+                updated_at,
+            }));
+        };
+        // The key was absent (a secret without a value) when no other
+        // version is or was just current.
+        let created = !desc.version_ids_to_stages().is_some_and(|m| {
+            m.iter()
+                .any(|(id, labels)| *id != version && labels.iter().any(|l| l == CURRENT || l == PREVIOUS))
+        });
+        let created_at = match created_tag(&desc) {
+            Some(t) => t,
+            None => self.adopt_created_at(name, &desc, &version, created, updated_at).await,
+        };
+        self.remember(name, &version, &env, created_at);
+        let version = Version::new(version).map_err(|e| Error::backend(&self.id, e))?;
+        Ok(Fast::Done(SetOutcome { created, version, created_at, updated_at }))
+    }
+
+    /// `created_at` of a secret without the [`CREATED_TAG`] tag that an
+    /// upsert just wrote: one made by another tool keeps its creation date;
+    /// one last written by credstore 0.1 (the time in its envelope, when the
+    /// describe saw that envelope) and one that had no value get the tag, so
+    /// that readers agree with the outcome.
+    async fn adopt_created_at(
+        &self,
+        name: &str,
+        desc: &DescribeSecretOutput,
+        written: &str,
+        created: bool,
+        now: SystemTime,
+    ) -> SystemTime {
+        let before =
+            Envelope::decode(&self.id, name, desc.description()).ok().flatten().filter(|e| e.v != written);
+        let keep = if created { Some(now) } else { before.and_then(|e| e.created_at()) };
+        let fallback = desc.created_date().and_then(to_system_time).unwrap_or(now);
+        let Some(t) = keep else { return fallback };
+        match self.tag_created(name, t).await {
+            Ok(()) => t,
+            Err(f) => {
+                tracing::warn!(store = %self.id, secret = name, error = %f.error, "could not tag the creation time");
+                fallback
+            }
+        }
+    }
+
     /// One round of a write against a live secret with a current version:
     /// check the condition, stage the new version, move `AWSCURRENT` to it
     /// from the version seen, then write the description.
@@ -450,19 +681,21 @@ impl AwsStore {
             _ => {}
         }
         let created = restored;
-        let now = SystemTime::now();
+        let now = layout::next_updated_at();
         let old = view.envelope.as_ref();
-        let created_at = match (old, created) {
-            (_, true) => now,
-            (Some(env), false) => env.created_at(),
-            (None, false) => desc.created_date().and_then(to_system_time).unwrap_or(now).min(now),
-        };
+        let created_at = if created { now } else { created_at_of(desc, old) };
         // Strictly after the previous write, even if the clock stepped back.
         let after_previous =
             old.filter(|_| !created).map_or(created_at, |env| env.updated_at() + Duration::from_nanos(1));
         let updated_at = now.max(after_previous).max(created_at);
         let version = layout::new_version_id();
-        let env = Envelope::new(metadata, created_at, updated_at, version.clone(), empty);
+        let env = Envelope::new(metadata, Some(created_at), updated_at, version.clone(), empty);
+        if created {
+            // A restored secret is a new key: its creation time starts again.
+            if let Err(f) = self.tag_created(name, created_at).await {
+                return Err(Err(f.error));
+            }
+        }
 
         match self.stage(name, &version, payload).await {
             Ok(()) => {}
@@ -476,7 +709,14 @@ impl AwsStore {
             let (now_current, still_staged) = match self.describe(name).await {
                 Ok(State::Live(d)) => {
                     let staged = has_version(&d, &version);
-                    (current_version(d.version_ids_to_stages()).map(str::to_owned), staged)
+                    // Ours if the label is on our version, else the one the
+                    // write started from if still there (a service showing
+                    // the label twice), else whichever.
+                    let stages = d.version_ids_to_stages();
+                    let current = current_of(stages, Some(&version))
+                        .filter(|c| *c == version)
+                        .or_else(|| current_of(stages, Some(&view.current)));
+                    (current.map(str::to_owned), staged)
                 }
                 Ok(_) => (None, false),
                 Err(e) => {
@@ -518,6 +758,7 @@ impl AwsStore {
             self.unstage(name, &version).await;
             return Err(Err(f.error));
         }
+        self.remember(name, &version, &env, created_at);
         let version = Version::new(version).map_err(|e| Err(Error::backend(&self.id, e)))?;
         Ok(SetOutcome { created, version, created_at, updated_at })
     }
@@ -525,13 +766,50 @@ impl AwsStore {
 
 /// `AWSCURRENT`'s version, the first found if a broken service shows two.
 fn current_version(stages: Option<&HashMap<String, Vec<String>>>) -> Option<&str> {
+    current_of(stages, None)
+}
+
+/// `AWSCURRENT`'s version. When a service shows the label on more than one
+/// version (moto does, after `UpdateSecretVersionStage` then
+/// `UpdateSecret`), the one `named` by the description if it is among
+/// them, else the first by id: the same answer for every reader.
+fn current_of<'a>(stages: Option<&'a HashMap<String, Vec<String>>>, named: Option<&str>) -> Option<&'a str> {
     let mut found: Vec<&str> = stages?
         .iter()
         .filter(|(_, labels)| labels.iter().any(|l| l == CURRENT))
         .map(|(id, _)| id.as_str())
         .collect();
+    if let Some(n) = named.and_then(|n| found.iter().find(|id| **id == n)) {
+        return Some(n);
+    }
     found.sort_unstable();
     found.first().copied()
+}
+
+/// A credential's `created_at`: the [`CREATED_TAG`] tag, else the envelope's
+/// `c` (written by 0.1 and by writes that read first), else the secret's
+/// creation date.
+fn created_at_of(desc: &DescribeSecretOutput, envelope: Option<&Envelope>) -> SystemTime {
+    created_tag(desc)
+        .or_else(|| envelope.and_then(Envelope::created_at))
+        .or_else(|| desc.created_date().and_then(to_system_time))
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// The [`CREATED_TAG`] tag of a secret, when it holds a time.
+fn created_tag(desc: &DescribeSecretOutput) -> Option<SystemTime> {
+    desc.tags()
+        .iter()
+        .find(|t| t.key() == Some(CREATED_TAG))
+        .and_then(|t| t.value())
+        .and_then(layout::parse_created_tag)
+}
+
+/// Whether a version read carries `AWSCURRENT` (moto answers a bare
+/// `GetSecretValue` with a version that lost it to
+/// `UpdateSecretVersionStage`).
+fn is_current(out: &GetSecretValueOutput) -> bool {
+    out.version_stages().iter().any(|l| l == CURRENT)
 }
 
 fn to_system_time(t: &DateTime) -> Option<SystemTime> {
@@ -597,41 +875,89 @@ impl CredentialStore for AwsStore {
     }
 
     /// # Behavior
-    /// `DescribeSecret`, then `GetSecretValue` of the version the description
-    /// names (normally `AWSCURRENT`), so the value, metadata, version and
-    /// timestamps always come from one write. A secret scheduled for
+    /// `GetSecretValue` alone when the current version is one this store
+    /// wrote or read whole (it remembers that version's envelope); otherwise
+    /// `GetSecretValue` and `DescribeSecret` at the same time: one round
+    /// trip either way. When the value read is not the version the description goes
+    /// with (a write landed in between, a replace is between its steps),
+    /// one more `GetSecretValue` reads that version by id, so the value,
+    /// metadata, version and timestamps always come from one write (see the
+    /// crate docs, "Reads"). A secret scheduled for
     /// deletion, or without a current version, is absent. A value written by
     /// another tool wins: it is returned with the last metadata this crate
     /// wrote. A binary value (`SecretBinary`) is returned as its bytes.
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
         let name = self.names.name(key);
+        // A version this store wrote or read whole: the value alone.
+        let mut first = None;
+        if let Some(known) = self.known(&name) {
+            match self.read_value(&name, None).await {
+                Ok(out) if out.version_id() == Some(known.version.as_str()) && is_current(&out) => {
+                    return self.credential_of_known(key, known, out).map(Some);
+                }
+                other => first = Some(other),
+            }
+        }
         for round in 0..READ_ROUNDS {
-            let Some((desc, view)) = self.view(&name).await? else { return Ok(None) };
-            match self.client().get_secret_value().secret_id(&name).version_id(&view.visible).send().await {
-                Ok(out) => return self.credential(key, &desc, &view, out).map(Some),
-                Err(e) => {
-                    let f = self.fail("GetSecretValue", false, e);
-                    if !(f.is(Kind::NotFound) || f.is(Kind::InvalidRequest)) {
-                        return Err(f.error);
+            // Both at once: the description says which version goes with
+            // it, the value read is usually that version.
+            let (state, current) = match first.take() {
+                Some(Err(f)) if !(f.is(Kind::NotFound) || f.is(Kind::InvalidRequest)) => return Err(f.error),
+                Some(current) => (self.describe(&name).await, current),
+                None => tokio::join!(self.describe(&name), self.read_value(&name, None)),
+            };
+            let State::Live(desc) = state? else {
+                self.forget(&name);
+                return Ok(None);
+            };
+            let Some(view) = View::of(&self.id, &name, &desc)? else { return Ok(None) };
+            if view.unsettled {
+                tracing::debug!(store = %self.id, key = %key, round, "description ahead of the value; retrying");
+                tokio::time::sleep(Duration::from_millis(5 << round)).await;
+                continue;
+            }
+            let read = match current {
+                Ok(out) if out.version_id() == Some(view.visible.as_str()) => Ok(out),
+                // A write landed between the two answers, a write of ours is
+                // between its steps, or the service answered with another
+                // version: read the one the description goes with.
+                Ok(_) => self.read_value(&name, Some(&view.visible)).await,
+                Err(f) if f.is(Kind::NotFound) || f.is(Kind::InvalidRequest) => {
+                    self.read_value(&name, Some(&view.visible)).await
+                }
+                Err(f) => return Err(f.error),
+            };
+            match read {
+                Ok(out) => {
+                    let credential = self.credential(key, &desc, &view, out)?;
+                    if let Some(env) = view.envelope.as_ref().filter(|_| view.ours) {
+                        self.remember(&name, &view.visible, env, credential.created_at);
                     }
+                    return Ok(Some(credential));
+                }
+                Err(f) if f.is(Kind::NotFound) || f.is(Kind::InvalidRequest) => {
                     // Deleted or overwritten since DescribeSecret: look again.
                     tracing::debug!(store = %self.id, key = %key, round, "secret changed while read; retrying");
                 }
+                Err(f) => return Err(f.error),
             }
         }
         Err(Error::conflict(&self.id, format!("key '{key}' kept changing while it was read")))
     }
 
     /// # Behavior
-    /// - A missing key: `CreateSecret` (value and description in one call;
-    ///   atomic, so of racing create-only writes exactly one wins).
-    /// - An existing key: `PutSecretValue` stages the new version under the
-    ///   label `credstore-staged`, `UpdateSecretVersionStage` moves
-    ///   `AWSCURRENT` to it from the version just seen (refused by the
-    ///   service if another write moved it first), then `UpdateSecret` writes
-    ///   the description. [`SetMode::Replace`] checks the version before and
-    ///   relies on the move for atomicity; [`SetMode::Upsert`] starts over
-    ///   when the move is refused.
+    /// - [`SetMode::Upsert`]: `UpdateSecret` with value and description in
+    ///   one call, and `DescribeSecret` at the same time for the outcome's
+    ///   `created_at`: one round trip. A missing key is then created with
+    ///   `CreateSecret`.
+    /// - [`SetMode::Create`]: one `CreateSecret` (value, description and
+    ///   creation-time tag; atomic, so of racing create-only writes exactly
+    ///   one wins).
+    /// - [`SetMode::Replace`]: `DescribeSecret` checks the version;
+    ///   `PutSecretValue` stages the new version under the label
+    ///   `credstore-staged`; `UpdateSecretVersionStage` moves `AWSCURRENT` to
+    ///   it from the expected version (refused by the service if another
+    ///   write moved it first); then `UpdateSecret` writes the description.
     /// - A secret scheduled for deletion is restored (`RestoreSecret`) and
     ///   overwritten as a new key; one still being purged after an immediate
     ///   delete is waited for (up to 30 s).
@@ -652,6 +978,33 @@ impl CredentialStore for AwsStore {
         let name = self.names.name(key);
         let payload = Payload::of(value);
         let empty = value.is_empty();
+        // The fast paths: one round trip for an overwrite or a create-only
+        // write, two for an upsert of a new key. Anything unusual (a secret
+        // scheduled for deletion or being purged) goes on below.
+        match mode {
+            SetMode::Upsert => {
+                for _ in 0..FAST_ROUNDS {
+                    match self.upsert_in_one(&name, &payload, metadata, empty).await? {
+                        Fast::Done(outcome) => return Ok(outcome),
+                        Fast::Slow => break,
+                        Fast::Missing => match self.create_new(&name, &payload, metadata, empty).await {
+                            Ok(outcome) => return Ok(outcome),
+                            // Created meanwhile by another writer: overwrite it.
+                            Err(f) if f.is(Kind::Exists) => {}
+                            Err(f) if f.is(Kind::InvalidRequest) => break,
+                            Err(f) => return Err(f.error),
+                        },
+                    }
+                }
+            }
+            SetMode::Create => match self.create_new(&name, &payload, metadata, empty).await {
+                Ok(outcome) => return Ok(outcome),
+                // Exists, or scheduled for deletion: looked at below.
+                Err(f) if f.is(Kind::Exists) || f.is(Kind::InvalidRequest) => {}
+                Err(f) => return Err(f.error),
+            },
+            _ => {}
+        }
         let started = Instant::now();
         let patience = WRITE_PATIENCE.max(self.abandoned_after() * 2);
         // After a RestoreSecret of ours: the current version of the restored
@@ -671,19 +1024,8 @@ impl CredentialStore for AwsStore {
                     if let SetMode::Replace(_) = mode {
                         return Err(self.precondition(key, "the key does not exist"));
                     }
-                    let now = SystemTime::now();
-                    let version = layout::new_version_id();
-                    let env = Envelope::new(metadata, now, now, version.clone(), empty);
-                    match self.create_secret(&name, &payload, &env).await {
-                        Ok(()) => {
-                            let version = Version::new(version).map_err(|e| Error::backend(&self.id, e))?;
-                            return Ok(SetOutcome {
-                                created: true,
-                                version,
-                                created_at: now,
-                                updated_at: now,
-                            });
-                        }
+                    match self.create_new(&name, &payload, metadata, empty).await {
+                        Ok(outcome) => return Ok(outcome),
                         // Another writer created it first.
                         Err(f) if f.is(Kind::Exists) => match mode {
                             SetMode::Create => return Err(self.precondition(key, "the key exists")),
@@ -721,11 +1063,17 @@ impl CredentialStore for AwsStore {
                         if let SetMode::Replace(_) = mode {
                             return Err(self.precondition(key, "the key does not exist"));
                         }
-                        let now = SystemTime::now();
+                        let now = layout::next_updated_at();
                         let version = layout::new_version_id();
-                        let env = Envelope::new(metadata, now, now, version.clone(), empty);
-                        match self.update_secret(&name, &payload, &env).await {
-                            Ok(()) => {
+                        let env = Envelope::new(metadata, Some(now), now, version.clone(), empty);
+                        if let Err(f) = self.tag_created(&name, now).await {
+                            match f.kind {
+                                Kind::NotFound | Kind::InvalidRequest => continue,
+                                _ => return Err(f.error),
+                            }
+                        }
+                        match self.update_secret(&name, &payload, &env, true).await {
+                            Ok(_) => {
                                 let version =
                                     Version::new(version).map_err(|e| Error::backend(&self.id, e))?;
                                 return Ok(SetOutcome {
@@ -810,6 +1158,7 @@ impl CredentialStore for AwsStore {
     /// deletion, and when another deleter got there first.
     async fn delete(&self, key: &CredentialKey) -> Result<bool> {
         let name = self.names.name(key);
+        self.forget(&name);
         let State::Live(desc) = self.describe(&name).await? else { return Ok(false) };
         let existed = current_version(desc.version_ids_to_stages()).is_some();
         match self.delete_name(&name).await {
@@ -889,7 +1238,9 @@ impl AwsStore {
     /// old value does not come back.
     async fn undo_restore(&self, key: &CredentialKey, name: &str, view: &View) {
         let untouched = match self.describe(name).await {
-            Ok(State::Live(d)) => current_version(d.version_ids_to_stages()) == Some(view.current.as_str()),
+            Ok(State::Live(d)) => {
+                current_of(d.version_ids_to_stages(), Some(&view.current)) == Some(view.current.as_str())
+            }
             _ => false,
         };
         if untouched {
@@ -897,5 +1248,31 @@ impl AwsStore {
                 tracing::warn!(store = %self.id, key = %key, error = %undo.error, "could not re-delete a restored secret after a failed set");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stages(entries: &[(&str, &[&str])]) -> HashMap<String, Vec<String>> {
+        entries
+            .iter()
+            .map(|(id, labels)| ((*id).to_owned(), labels.iter().map(|l| (*l).to_owned()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn the_current_version_is_the_described_one_when_the_label_shows_twice() {
+        let one = stages(&[("b", &[CURRENT]), ("a", &[PREVIOUS])]);
+        assert_eq!(current_of(Some(&one), None), Some("b"));
+        assert_eq!(current_of(Some(&one), Some("a")), Some("b"), "a named version without the label");
+        let twice = stages(&[("b", &[CURRENT, STAGED_LABEL]), ("c", &[CURRENT]), ("a", &[PREVIOUS])]);
+        assert_eq!(current_of(Some(&twice), Some("c")), Some("c"));
+        assert_eq!(current_of(Some(&twice), Some("b")), Some("b"));
+        assert_eq!(current_of(Some(&twice), None), Some("b"), "else the first by id");
+        assert_eq!(current_of(Some(&twice), Some("a")), Some("b"));
+        assert_eq!(current_of(Some(&stages(&[("a", &[PREVIOUS])])), None), None);
+        assert_eq!(current_of(None, Some("a")), None);
     }
 }

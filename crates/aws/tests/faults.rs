@@ -4,7 +4,9 @@
 //! loops, listing past the service's page size, racing creators, the
 //! on-AWS layout as other tools see it (text and binary values, the
 //! namespace cap), conditional writes and the service's enforcement of
-//! `UpdateSecretVersionStage`'s `RemoveFromVersionId`.
+//! `UpdateSecretVersionStage`'s `RemoveFromVersionId`, `AWSCURRENT` shown on
+//! two versions (moto), a description ahead of its value, and secrets last
+//! written by credstore 0.1.
 //!
 //! Run through `scripts/test` (or with `.test-tools/venv/bin` on `PATH`);
 //! without `moto_server` the tests skip loudly, and fail under `CI=true`.
@@ -758,7 +760,7 @@ async fn created_secrets_carry_tags_and_kms_key() {
         base_config(&moto.endpoint()).tag("team", "payments").tag("env", "test").kms_key_id("alias/custom"),
     );
     let k = key("tagged");
-    store.set(&k, &SecretValue::from("v"), &Metadata::new()).await.expect("set");
+    let out = store.set(&k, &SecretValue::from("v"), &Metadata::new()).await.expect("set");
     let raw = raw_client(&moto.endpoint());
     let desc = raw.describe_secret().secret_id(store.secret_name(&k)).send().await.expect("describe");
     let mut tags: Vec<(String, String)> = desc
@@ -767,8 +769,22 @@ async fn created_secrets_carry_tags_and_kms_key() {
         .map(|t| (t.key().unwrap_or_default().to_owned(), t.value().unwrap_or_default().to_owned()))
         .collect();
     tags.sort();
-    assert_eq!(tags, [("env".to_owned(), "test".to_owned()), ("team".to_owned(), "payments".to_owned())]);
+    // Yours, and the creation time this store keeps in a tag of its own.
+    let created = out.created_at.duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_nanos();
+    assert_eq!(
+        tags,
+        [
+            ("credstore-created".to_owned(), created.to_string()),
+            ("env".to_owned(), "test".to_owned()),
+            ("team".to_owned(), "payments".to_owned())
+        ]
+    );
     assert_eq!(desc.kms_key_id(), Some("alias/custom"));
+    // An overwrite keeps the tags and the KMS key.
+    store.set(&k, &SecretValue::from("v2"), &Metadata::new()).await.expect("overwrite");
+    let again = raw.describe_secret().secret_id(store.secret_name(&k)).send().await.expect("describe");
+    assert_eq!((again.tags().len(), again.kms_key_id()), (3, Some("alias/custom")));
+    assert_eq!(store.get(&k).await.expect("get").expect("present").created_at, out.created_at);
 }
 
 #[test]
@@ -793,4 +809,117 @@ fn constructors_refuse_bad_settings_before_any_io() {
         !shown.contains("distinctive-secret-key") && !shown.contains("distinctive-session-token"),
         "{shown}"
     );
+}
+
+/// moto keeps `AWSCURRENT` on a version `UpdateSecretVersionStage` moved it
+/// to when a later `UpdateSecret` makes a new current version, so it shows
+/// the label twice; the store goes by the version the description names,
+/// and replaces from it go through at once (no write is taken for one
+/// between its steps).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_shown_on_two_versions_reads_and_replaces_as_the_described_one() {
+    let Some(moto) = blocking(Moto::shared).await else { return };
+    let store = store(base_config(&moto.endpoint()));
+    let raw = raw_client(&moto.endpoint());
+    let k = key("twice-current");
+    let name = store.secret_name(&k);
+    let mut last = store.set(&k, &SecretValue::from("v0"), &Metadata::new()).await.expect("set");
+    for round in 0..4 {
+        let started = Instant::now();
+        let value = format!("replaced-{round}");
+        let replaced =
+            store.replace(&k, &SecretValue::new(value.clone()), &Metadata::new(), &last.version).await;
+        let replaced = replaced.unwrap_or_else(|e| panic!("round {round}: replace: {e}"));
+        assert!(started.elapsed() < Duration::from_secs(3), "round {round}: the replace waited");
+        let c = store.get(&k).await.expect("get").expect("present");
+        assert_eq!((text(&c), &c.version), (value.as_str(), &replaced.version), "round {round}");
+        let value = format!("set-{round}");
+        last = store.set(&k, &SecretValue::new(value.clone()), &Metadata::new()).await.expect("set");
+        let c = store.get(&k).await.expect("get").expect("present");
+        assert_eq!((text(&c), &c.version), (value.as_str(), &last.version), "round {round}");
+        assert_eq!(store.version(&k).await.expect("version"), Some(last.version.clone()));
+    }
+    let desc = raw.describe_secret().secret_id(&name).send().await.expect("describe");
+    let current = desc
+        .version_ids_to_stages()
+        .expect("stages")
+        .values()
+        .filter(|labels| labels.iter().any(|l| l == "AWSCURRENT"))
+        .count();
+    assert!(current >= 2, "moto no longer shows AWSCURRENT twice ({current}); this test can go");
+}
+
+/// A description naming a version of ours that does not exist (what a
+/// reader would see of an `UpdateSecret` half-way) is never paired with the
+/// current value: the read looks again, then gives up with a retriable
+/// conflict; the next write settles it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_description_ahead_of_its_value_is_not_paired_with_another_value() {
+    let Some(moto) = blocking(Moto::shared).await else { return };
+    let config = base_config(&moto.endpoint());
+    let store = store(config.clone());
+    let raw = raw_client(&moto.endpoint());
+    let k = key("ahead");
+    let name = store.secret_name(&k);
+    store.set(&k, &SecretValue::from("settled"), &Metadata::new()).await.expect("set");
+    let ahead =
+        format!("{{\"cs\":2,\"m\":{{\"by\":\"ahead\"}},\"u\":1,\"v\":\"credstore1-{}\"}}", "0".repeat(32));
+    raw.update_secret().secret_id(&name).description(ahead).send().await.expect("describe ahead");
+    // The writer knows the version it wrote and the envelope written with
+    // it: still that pair.
+    let c = store.get(&k).await.expect("get").expect("present");
+    assert_eq!((text(&c), c.metadata.is_empty()), ("settled", true));
+    // A store that has not seen the version reads the description, and
+    // looks again rather than pair them.
+    let reader = self::store(config);
+    let err = reader.get(&k).await.expect_err("a value paired with another write's metadata");
+    assert!(matches!(err, Error::Conflict { .. }) && err.is_retriable(), "{err:?}");
+    let out = store.set(&k, &SecretValue::from("next"), &Metadata::new()).await.expect("set");
+    let c = reader.get(&k).await.expect("get").expect("present");
+    assert_eq!((text(&c), c.metadata.is_empty(), &c.version), ("next", true, &out.version));
+}
+
+/// A secret last written by credstore 0.1 (layout 1: `created_at` in the
+/// envelope, no tag) reads with its times; an overwrite reports the
+/// `created_at` readers then see (the envelope's, tagged, when the describe
+/// sent with the update saw it; else the secret's creation date), and later
+/// writes keep it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_written_by_0_1_keeps_agreeing_times_when_overwritten() {
+    let Some(moto) = blocking(Moto::shared).await else { return };
+    let store = store(base_config(&moto.endpoint()));
+    let raw = raw_client(&moto.endpoint());
+    let k = key("from-0-1");
+    let name = store.secret_name(&k);
+    let (c, u) = (1_600_000_000_123_456_789u64, 1_600_000_100_000_000_001u64);
+    let nanos = |n: u64| std::time::UNIX_EPOCH + Duration::from_nanos(n);
+    let v0 = format!("credstore1-{}", "1".repeat(32));
+    raw.create_secret()
+        .name(&name)
+        .secret_string("old")
+        .client_request_token(&v0)
+        .description(format!("{{\"cs\":1,\"m\":{{\"by\":\"0.1\"}},\"c\":{c},\"u\":{u},\"v\":\"{v0}\"}}"))
+        .send()
+        .await
+        .expect("raw create");
+    let got = store.get(&k).await.expect("get").expect("present");
+    assert_eq!((text(&got), got.version.as_str(), got.metadata.get("by")), ("old", v0.as_str(), Some("0.1")));
+    assert_eq!((got.created_at, got.updated_at), (nanos(c), nanos(u)));
+
+    let out = store.set(&k, &SecretValue::from("new"), &Metadata::new()).await.expect("overwrite");
+    assert!(!out.created);
+    let desc = raw.describe_secret().secret_id(&name).send().await.expect("describe");
+    let service_date = desc.created_date().map(|d| std::time::SystemTime::try_from(*d).expect("date"));
+    assert!(
+        out.created_at == nanos(c) || Some(out.created_at) == service_date,
+        "created_at {:?} is neither the envelope's nor the service's",
+        out.created_at
+    );
+    let after = store.get(&k).await.expect("get").expect("present");
+    assert_eq!((text(&after), after.created_at, after.updated_at), ("new", out.created_at, out.updated_at));
+    let replaced = store.replace(&k, &SecretValue::from("newer"), &Metadata::new(), &out.version).await;
+    let replaced = replaced.expect("replace");
+    let again = store.set(&k, &SecretValue::from("newest"), &Metadata::new()).await.expect("overwrite");
+    assert_eq!((replaced.created_at, again.created_at), (out.created_at, out.created_at));
+    assert_eq!(store.get(&k).await.expect("get").expect("present").created_at, out.created_at);
 }
