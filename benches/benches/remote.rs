@@ -1,6 +1,8 @@
 //! Our Vault and AWS layers against the same calls made directly with
 //! vaultrs and the AWS SDK, on the real test servers (OpenBao dev server,
-//! moto) on loopback; and 32 requests in flight against 32 in sequence.
+//! moto) on loopback; 32 requests in flight against 32 in sequence; and a
+//! cached get (`CacheLayer` over each store, warmed with one read) against
+//! the memory store's get and against the uncached get.
 //! Timed in interleaved rounds (see `Recorder`); rows go to
 //! `target/bench/extra/remote.json`.
 
@@ -13,6 +15,8 @@ use credstore_aws::{AwsConfig, AwsStore};
 use credstore_benches::summary::{Row, Scenario};
 use credstore_benches::{bench_out_dir, quick, test_mode};
 use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
+use credstore_layers::CacheLayer;
+use credstore_memory::MemoryStore;
 use credstore_test_servers::moto::{self, Moto};
 use credstore_test_servers::openbao::OpenBao;
 use credstore_vault::{VaultConfig, VaultStore};
@@ -79,8 +83,9 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// One scenario: `ours` and `baseline`, each a future factory, timed in
-/// interleaved rounds (the order flips every round) after one warm-up call each.
+/// One scenario: `ours` and `baseline`, each a future factory making
+/// `s.ops_per_iter` operations, timed in interleaved rounds (the order flips
+/// every round) after one warm-up call each.
 fn pair<O, OF, B, BF>(c: &mut Recorder, rt: &tokio::runtime::Runtime, s: Scenario, ours: O, baseline: B)
 where
     O: Fn() -> OF,
@@ -88,19 +93,41 @@ where
     B: Fn() -> BF,
     BF: Future<Output = ()>,
 {
+    let ops = s.ops_per_iter;
+    pair_n(c, rt, s, (ours, ops), (baseline, ops));
+}
+
+/// [`pair`] where each side's future makes its own number of operations
+/// (a cached get costs a thousandth of an uncached one: timing one of each
+/// would measure the clock), compared per operation.
+fn pair_n<O, OF, B, BF>(
+    c: &mut Recorder,
+    rt: &tokio::runtime::Runtime,
+    s: Scenario,
+    (ours, ours_ops): (O, u64),
+    (baseline, baseline_ops): (B, u64),
+) where
+    O: Fn() -> OF,
+    OF: Future<Output = ()>,
+    B: Fn() -> BF,
+    BF: Future<Output = ()>,
+{
     timed(rt, 1, &ours);
     timed(rt, 1, &baseline);
-    // A call of many requests (32 in flight) gets a smaller batch.
-    let batch = (c.batch / s.ops_per_iter).max(1);
-    let per_op = |d: Duration| d.as_nanos() as f64 / (batch * s.ops_per_iter) as f64;
+    // A call of many operations (32 in flight) gets a smaller batch.
+    let batch = |ops: u64| (c.batch / ops).max(1);
+    let (ours_batch, baseline_batch) = (batch(ours_ops), batch(baseline_ops));
+    let per_op = |d: Duration, batch: u64, ops: u64| d.as_nanos() as f64 / (batch * ops) as f64;
+    let time_ours = || per_op(timed(rt, ours_batch, &ours), ours_batch, ours_ops);
+    let time_baseline = || per_op(timed(rt, baseline_batch, &baseline), baseline_batch, baseline_ops);
     let (mut o, mut b) = (Vec::new(), Vec::new());
     for round in 0..c.rounds {
         if round % 2 == 0 {
-            o.push(per_op(timed(rt, batch, &ours)));
-            b.push(per_op(timed(rt, batch, &baseline)));
+            o.push(time_ours());
+            b.push(time_baseline());
         } else {
-            b.push(per_op(timed(rt, batch, &baseline)));
-            o.push(per_op(timed(rt, batch, &ours)));
+            b.push(time_baseline());
+            o.push(time_ours());
         }
     }
     let row = Row::lower_is_better(s.scenario, "ns/op", median(o), median(b), s.baseline_name, s.goal);
@@ -195,6 +222,75 @@ fn bench_store<G1, G1F, S1, S1F, G2, G2F, S2, S2F>(
     );
 }
 
+/// Gets one cached read makes per timed call, on each side of the
+/// cached-against-memory row.
+const CACHED_GETS: u64 = 1000;
+
+/// A cached get (`CacheLayer` with its defaults over `store`, warmed with one
+/// read) against the memory store's get of the same key and value, and
+/// against `store`'s own, uncached get.
+fn bench_cached(
+    c: &mut Recorder,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    type_name: &str,
+    store: Arc<dyn CredentialStore>,
+) {
+    let key = CredentialKey::new("bench-key").unwrap();
+    let value = SecretValue::from(VALUE);
+    rt.block_on(store.set(&key, &value, &Metadata::new())).expect("write the key first");
+    let memory: Arc<dyn CredentialStore> = Arc::new(MemoryStore::new(StoreId::new("bench-memory").unwrap()));
+    rt.block_on(memory.set(&key, &value, &Metadata::new())).expect("write the memory key");
+    let cached = CacheLayer::new().build(Arc::clone(&store));
+    // Warm the cache: one read of the store; every timed read is a hit.
+    let warm = rt.block_on(cached.get(&key)).expect("warm the cache").expect("the key");
+    assert_eq!(warm.value.expose_secret(), VALUE.as_bytes());
+    let many = |s: &Arc<dyn CredentialStore>| {
+        let (s, key) = (Arc::clone(s), key.clone());
+        move || {
+            let (s, key) = (Arc::clone(&s), key.clone());
+            async move {
+                for _ in 0..CACHED_GETS {
+                    std::hint::black_box(s.get(&key).await.expect("get"));
+                }
+            }
+        }
+    };
+    let cached_dyn: Arc<dyn CredentialStore> = cached.clone();
+    pair_n(
+        c,
+        rt,
+        scenario(
+            &format!("{name}_get_cached_vs_memory"),
+            &format!("{name} get, cached (CacheLayer over {type_name}) vs memory store get"),
+            CACHED_GETS,
+            "credstore-memory MemoryStore get",
+            Some(0.5),
+        ),
+        (many(&cached_dyn), CACHED_GETS),
+        (many(&memory), CACHED_GETS),
+    );
+    let uncached = || async {
+        std::hint::black_box(store.get(&key).await.expect("get"));
+    };
+    pair_n(
+        c,
+        rt,
+        scenario(
+            &format!("{name}_get_cached_vs_uncached"),
+            &format!("{name} get, cached vs uncached"),
+            1,
+            &format!("{type_name} get, uncached"),
+            Some(100.0),
+        ),
+        (many(&cached_dyn), CACHED_GETS),
+        (uncached, 1),
+    );
+    let stats = cached.stats();
+    println!("{name} cache: {stats:?}");
+    assert_eq!(stats.loads, 1, "every timed cached get was a hit: {stats:?}");
+}
+
 fn main() {
     let mut c = Recorder::new();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -233,7 +329,7 @@ fn main() {
         &mut c,
         &rt,
         "vault",
-        vault,
+        Arc::clone(&vault),
         Direct {
             same_name: "vaultrs: read_metadata + read_version / read_metadata + set with cas",
             same_get: || async move {
@@ -264,6 +360,7 @@ fn main() {
             },
         },
     );
+    bench_cached(&mut c, &rt, "vault", "VaultStore", vault);
 
     // AWS Secrets Manager (moto).
     let aws: Arc<dyn CredentialStore> = Arc::new(
@@ -313,7 +410,7 @@ fn main() {
         &mut c,
         &rt,
         "aws",
-        aws,
+        Arc::clone(&aws),
         Direct {
             same_name: "aws-sdk: DescribeSecret + GetSecretValue / DescribeSecret + PutSecretValue (staged) \
                         + UpdateSecretVersionStage + UpdateSecret",
@@ -363,5 +460,6 @@ fn main() {
             },
         },
     );
+    bench_cached(&mut c, &rt, "aws", "AwsStore", aws);
     c.write();
 }

@@ -36,6 +36,19 @@
 //! id = "scratch"
 //! type = "memory"
 //!
+//! [[stores]]
+//! id = "vault-prod"
+//! type = "vault"
+//! address = "https://vault.example.com:8200"
+//! token_file = "/run/secrets/vault-token"
+//! cache = { ttl_ms = 60000 }      # a read-through cache; see CacheSettings
+//!
+//! [[stores]]
+//! id = "laptop"
+//! type = "keychain"                # the `keychain` feature (on by default)
+//! platform = "keyutils"
+//! keyring = "user"
+//!
 //! [[tokens]]
 //! name = "ci"
 //! sha256 = "<64 hex digits: `credstore hash-token < token-file`>"
@@ -44,13 +57,14 @@
 //! actions = ["view", "edit"]
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use credstore_core::{SecretValue, StoreId};
-use serde::Deserialize;
+use credstore_layers::CacheLayer;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::{Action, Scope, TokenEntry, TokenHash};
 
@@ -139,6 +153,13 @@ pub enum StoreSpec {
         /// The backend's settings.
         settings: AwsSettings,
     },
+    /// The operating system's credential store.
+    Keychain {
+        /// Its id.
+        id: StoreId,
+        /// The backend's settings.
+        settings: KeychainSettings,
+    },
 }
 
 impl StoreSpec {
@@ -146,7 +167,7 @@ impl StoreSpec {
     pub fn id(&self) -> &StoreId {
         match self {
             StoreSpec::Memory { id } | StoreSpec::Sqlite { id, .. } => id,
-            StoreSpec::Vault { id, .. } | StoreSpec::Aws { id, .. } => id,
+            StoreSpec::Vault { id, .. } | StoreSpec::Aws { id, .. } | StoreSpec::Keychain { id, .. } => id,
         }
     }
 }
@@ -221,6 +242,123 @@ pub struct AwsSettings {
     pub max_attempts: Option<u32>,
 }
 
+/// The settings of a keychain store (the operating system's credential
+/// store), as written in TOML: the options of `credstore-keychain`'s
+/// `KeychainConfig`, which checks them (with the `keychain` feature, when
+/// the config is read).
+///
+/// ```toml
+/// platform = "keyutils"          # default | keyutils | secret-service | macos-keychain | windows-credential-manager
+/// keyring = "user"               # keyutils: user | session | persistent | <serial>
+/// collection = "default"         # secret-service: collection alias
+/// bus_address = "unix:path=..."  # secret-service: instead of the session bus
+/// timeout_ms = 5000
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeychainSettings {
+    /// The platform store; default the target's usual one (the Secret
+    /// Service on Linux).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// Kernel keyutils: the parent keyring, `user` (default), `session`,
+    /// `persistent` or a serial number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyring: Option<String>,
+    /// Secret Service: the collection alias; default `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection: Option<String>,
+    /// Secret Service: a D-Bus address instead of the session bus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bus_address: Option<String>,
+    /// Timeout of one platform call and of the availability probe, in
+    /// milliseconds; default 5000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+impl KeychainSettings {
+    /// The backend's config, checked by the backend's own rules.
+    ///
+    /// # Errors
+    /// An unknown platform or keyring, an option of another platform, a
+    /// zero timeout.
+    #[cfg(feature = "keychain")]
+    pub fn to_config(&self) -> Result<credstore_keychain::KeychainConfig, String> {
+        let value = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        credstore_keychain::KeychainConfig::deserialize(value).map_err(|e| e.to_string())
+    }
+}
+
+/// The largest `cache.ttl_ms` and `cache.max_stale_ms`: 24 hours.
+pub const MAX_CACHE_MS: u64 = 24 * 60 * 60 * 1000;
+/// The largest `cache.max_entries`: 1,000,000.
+pub const MAX_CACHE_ENTRIES: usize = 1_000_000;
+
+/// A store's read-through cache, as written in TOML
+/// (`cache = { ttl_ms = 60000 }`); every field is optional, so
+/// `cache = {}` is a cache with the defaults of
+/// [`CacheLayer`].
+///
+/// | field | default | allowed |
+/// | --- | --- | --- |
+/// | `ttl_ms` | 300000 | 1 to 86400000 (24 h) |
+/// | `max_entries` | 1000 | 1 to 1000000 |
+/// | `max_stale_ms` | 300000 | 0 (off) to 86400000 (24 h) |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    /// How long a value read from the store is served without asking it.
+    #[serde(default)]
+    pub ttl_ms: Option<u64>,
+    /// The most entries the store's cache holds, all projects together
+    /// (least recently used evicted first).
+    #[serde(default)]
+    pub max_entries: Option<usize>,
+    /// How long past its TTL an entry may still be served while the store
+    /// fails with retriable errors (and is revalidated by version
+    /// otherwise); 0 turns both off.
+    #[serde(default)]
+    pub max_stale_ms: Option<u64>,
+}
+
+impl CacheSettings {
+    /// The cache these settings describe.
+    ///
+    /// # Errors
+    /// A value out of its range (see the table), naming the field.
+    pub fn to_layer(&self) -> Result<CacheLayer, String> {
+        let mut layer = CacheLayer::new();
+        if let Some(ms) = self.ttl_ms {
+            if !(1..=MAX_CACHE_MS).contains(&ms) {
+                return Err(format!(
+                    "cache.ttl_ms must be between 1 and {MAX_CACHE_MS} (24 h), not {ms}{}",
+                    if ms == 0 { "; leave `cache` out for no cache" } else { "" }
+                ));
+            }
+            layer = layer.with_ttl(Duration::from_millis(ms));
+        }
+        if let Some(n) = self.max_entries {
+            if !(1..=MAX_CACHE_ENTRIES).contains(&n) {
+                return Err(format!(
+                    "cache.max_entries must be between 1 and {MAX_CACHE_ENTRIES}, not {n}{}",
+                    if n == 0 { "; leave `cache` out for no cache" } else { "" }
+                ));
+            }
+            layer = layer.with_max_entries(n);
+        }
+        if let Some(ms) = self.max_stale_ms {
+            if ms > MAX_CACHE_MS {
+                return Err(format!(
+                    "cache.max_stale_ms must be at most {MAX_CACHE_MS} (24 h), not {ms}; 0 turns serving stale values off"
+                ));
+            }
+            layer = layer.with_max_stale(Duration::from_millis(ms));
+        }
+        Ok(layer)
+    }
+}
+
 /// The resolved settings of a `credstore` process.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -234,6 +372,9 @@ pub struct Settings {
     pub tokens: Vec<TokenEntry>,
     /// The stores, in the order they are listed.
     pub stores: Vec<StoreSpec>,
+    /// The read-through cache of each store configured with one
+    /// (`cache = { .. }`), by store id.
+    pub caches: BTreeMap<StoreId, CacheLayer>,
     /// The log format.
     pub log_format: LogFormat,
     /// How long one request may take.
@@ -256,6 +397,7 @@ impl Settings {
         Self {
             listen,
             stores: default_stores(&data_dir, None),
+            caches: BTreeMap::new(),
             data_dir,
             admin_token: None,
             tokens: Vec::new(),
@@ -325,8 +467,14 @@ impl Settings {
         } else {
             Vec::new()
         };
+        let mut caches = BTreeMap::new();
         for (i, raw) in file.stores.into_iter().enumerate() {
-            stores.push(raw.resolve(base, env).map_err(|e| ConfigError(format!("stores[{i}]: {e}")))?);
+            let (spec, cache) =
+                raw.resolve(base, env).map_err(|e| ConfigError(format!("stores[{i}]: {e}")))?;
+            if let Some(cache) = cache {
+                caches.insert(spec.id().clone(), cache);
+            }
+            stores.push(spec);
         }
         let mut seen = BTreeSet::new();
         for s in &stores {
@@ -355,6 +503,7 @@ impl Settings {
             admin_token,
             tokens,
             stores,
+            caches,
             log_format,
             request_timeout: ms(file.request_timeout_ms, defaults.request_timeout, "request_timeout_ms")?,
             store_timeout: ms(file.store_timeout_ms, defaults.store_timeout, "store_timeout_ms")?,
@@ -373,6 +522,11 @@ impl Settings {
     /// The spec of the store `id`.
     pub fn store(&self, id: &str) -> Option<&StoreSpec> {
         self.stores.iter().find(|s| s.id() == id)
+    }
+
+    /// The read-through cache configured for store `id`, if any.
+    pub fn cache(&self, id: &str) -> Option<CacheLayer> {
+        self.caches.iter().find(|(k, _)| k.as_str() == id).map(|(_, c)| *c)
     }
 }
 
@@ -449,6 +603,9 @@ pub enum RawStore {
     Memory {
         /// The store id.
         id: String,
+        /// A read-through cache.
+        #[serde(default)]
+        cache: Option<CacheSettings>,
     },
     /// `type = "encrypted-sqlite"`.
     #[serde(rename = "encrypted-sqlite", alias = "sqlite")]
@@ -463,12 +620,18 @@ pub enum RawStore {
         /// The environment variable holding the base64 key.
         #[serde(default)]
         master_key_env: Option<String>,
+        /// A read-through cache.
+        #[serde(default)]
+        cache: Option<CacheSettings>,
     },
     /// `type = "vault"`.
     #[serde(rename = "vault")]
     Vault {
         /// The store id.
         id: String,
+        /// A read-through cache.
+        #[serde(default)]
+        cache: Option<CacheSettings>,
         /// Its settings.
         #[serde(flatten)]
         settings: VaultSettings,
@@ -478,18 +641,48 @@ pub enum RawStore {
     Aws {
         /// The store id.
         id: String,
+        /// A read-through cache.
+        #[serde(default)]
+        cache: Option<CacheSettings>,
         /// Its settings.
         #[serde(flatten)]
         settings: AwsSettings,
     },
+    /// `type = "keychain"`.
+    #[serde(rename = "keychain")]
+    Keychain {
+        /// The store id.
+        id: String,
+        /// A read-through cache.
+        #[serde(default)]
+        cache: Option<CacheSettings>,
+        /// Its settings.
+        #[serde(flatten)]
+        settings: KeychainSettings,
+    },
 }
 
 impl RawStore {
-    fn resolve(self, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<StoreSpec, String> {
+    fn resolve(
+        self,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(StoreSpec, Option<CacheLayer>), String> {
+        let cache = match &self {
+            RawStore::Memory { cache, .. }
+            | RawStore::Sqlite { cache, .. }
+            | RawStore::Vault { cache, .. }
+            | RawStore::Aws { cache, .. }
+            | RawStore::Keychain { cache, .. } => cache.map(|c| c.to_layer()).transpose()?,
+        };
+        Ok((self.resolve_spec(base, env)?, cache))
+    }
+
+    fn resolve_spec(self, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<StoreSpec, String> {
         let id = |s: String| StoreId::new(s).map_err(|e| e.to_string());
         Ok(match self {
-            RawStore::Memory { id: i } => StoreSpec::Memory { id: id(i)? },
-            RawStore::Sqlite { id: i, path, master_key_file, master_key_env } => {
+            RawStore::Memory { id: i, .. } => StoreSpec::Memory { id: id(i)? },
+            RawStore::Sqlite { id: i, path, master_key_file, master_key_env, .. } => {
                 let master_key = match (master_key_file, master_key_env) {
                     (Some(f), None) => MasterKeySource::File(base.join(f)),
                     (None, Some(var)) => {
@@ -502,7 +695,7 @@ impl RawStore {
                 };
                 StoreSpec::Sqlite { id: id(i)?, path: base.join(path), master_key }
             }
-            RawStore::Vault { id: i, mut settings } => {
+            RawStore::Vault { id: i, mut settings, .. } => {
                 let token_ways = [settings.token_file.is_some(), settings.token_env.is_some()];
                 let approle_ways =
                     [settings.approle_secret_id_file.is_some(), settings.approle_secret_id_env.is_some()];
@@ -522,7 +715,14 @@ impl RawStore {
                 settings.ca_cert = settings.ca_cert.map(|f| base.join(f));
                 StoreSpec::Vault { id: id(i)?, settings }
             }
-            RawStore::Aws { id: i, settings } => StoreSpec::Aws { id: id(i)?, settings },
+            RawStore::Aws { id: i, settings, .. } => StoreSpec::Aws { id: id(i)?, settings },
+            RawStore::Keychain { id: i, settings, .. } => {
+                // Checked now, by the backend's rules, so a typo stops the
+                // start instead of serving the store as unavailable.
+                #[cfg(feature = "keychain")]
+                settings.to_config()?;
+                StoreSpec::Keychain { id: id(i)?, settings }
+            }
         })
     }
 }
@@ -647,6 +847,9 @@ actions = ["view"]
             "[[stores]]\nid = \"x\"\ntype = \"encrypted-sqlite\"\npath = \"p\"",
             "[[tokens]]\nname = \"a\"\nsha256 = \"abc\"\ntenants = [\"*\"]\nprojects = [\"*\"]\nactions = [\"view\"]",
             "request_timeout_ms = 0",
+            "[[stores]]\nid = \"x\"\ntype = \"vault\"\naddress = \"http://v\"\nadress = \"http://v\"",
+            "[[stores]]\nid = \"x\"\ntype = \"keychain\"\nplatfrom = \"keyutils\"",
+            "[[stores]]\nid = \"x\"\ntype = \"memory\"\ncache = 5",
         ];
         for text in bad {
             let file: Result<FileConfig, _> = toml::from_str(text);
@@ -655,5 +858,132 @@ actions = ["view"]
             });
             assert!(result.is_err(), "accepted: {text}");
         }
+    }
+
+    fn parse(text: &str) -> Result<Settings, String> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        Settings::from_file(file, Path::new("."), &env_of(&[])).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn caches_parse_with_the_cache_layers_defaults() {
+        let s = parse(
+            r#"
+default_stores = false
+[[stores]]
+id = "plain"
+type = "memory"
+[[stores]]
+id = "defaults"
+type = "memory"
+cache = {}
+[[stores]]
+id = "tuned"
+type = "aws-secrets-manager"
+region = "eu-west-1"
+cache = { ttl_ms = 60000, max_entries = 10, max_stale_ms = 0 }
+[[stores]]
+id = "sub-table"
+type = "vault"
+address = "http://127.0.0.1:8200"
+[stores.cache]
+ttl_ms = 1500
+"#,
+        )
+        .unwrap();
+        assert_eq!(s.stores.len(), 4);
+        assert_eq!(s.cache("plain"), None);
+        let d = s.cache("defaults").unwrap();
+        assert_eq!(d, CacheLayer::new());
+        // The documented defaults are the cache layer's.
+        assert_eq!(d.ttl(), Duration::from_millis(300_000));
+        assert_eq!(d.max_entries(), 1000);
+        assert_eq!(d.max_stale(), Duration::from_millis(300_000));
+        let t = s.cache("tuned").unwrap();
+        assert_eq!((t.ttl(), t.max_entries(), t.max_stale()), (Duration::from_secs(60), 10, Duration::ZERO));
+        assert!(
+            matches!(&s.stores[2], StoreSpec::Aws { settings, .. } if settings.region.as_deref() == Some("eu-west-1"))
+        );
+        let v = s.cache("sub-table").unwrap();
+        assert_eq!((v.ttl(), v.max_entries()), (Duration::from_millis(1500), 1000));
+        assert!(
+            matches!(&s.stores[3], StoreSpec::Vault { settings, .. } if settings.address == "http://127.0.0.1:8200")
+        );
+    }
+
+    #[test]
+    fn cache_mistakes_name_the_store_and_the_field() {
+        let store = |cache: &str| format!("[[stores]]\nid = \"c\"\ntype = \"memory\"\ncache = {cache}\n");
+        for (cache, field) in [
+            ("{ ttl_ms = 0 }", "cache.ttl_ms"),
+            ("{ ttl_ms = 86400001 }", "cache.ttl_ms"),
+            ("{ max_entries = 0 }", "cache.max_entries"),
+            ("{ max_entries = 1000001 }", "cache.max_entries"),
+            ("{ max_stale_ms = 86400001 }", "cache.max_stale_ms"),
+        ] {
+            let err = parse(&store(cache)).unwrap_err();
+            assert!(err.starts_with("stores[0]: ") && err.contains(field), "{cache}: {err}");
+        }
+        let err = parse(&store("{ ttl = 5 }")).unwrap_err();
+        assert!(err.contains("unknown field `ttl`"), "{err}");
+        let err = parse(&store("{ ttl_ms = -1 }")).unwrap_err();
+        assert!(err.contains("integer `-1`"), "{err}");
+        // The largest allowed values pass.
+        parse(&store("{ ttl_ms = 86400000, max_entries = 1000000, max_stale_ms = 86400000 }")).unwrap();
+    }
+
+    #[test]
+    fn keychain_stores_take_the_backends_options() {
+        let s = parse(
+            r#"
+[[stores]]
+id = "laptop"
+type = "keychain"
+platform = "keyutils"
+keyring = "session"
+timeout_ms = 2000
+cache = { ttl_ms = 1000 }
+[[stores]]
+id = "desktop"
+type = "keychain"
+platform = "secret-service"
+collection = "login"
+bus_address = "unix:path=/run/user/1000/bus"
+[[stores]]
+id = "usual"
+type = "keychain"
+"#,
+        )
+        .unwrap();
+        let StoreSpec::Keychain { id, settings } = &s.stores[2] else { panic!("{:?}", s.stores[2]) };
+        assert_eq!(id.as_str(), "laptop");
+        assert_eq!(settings.keyring.as_deref(), Some("session"));
+        assert_eq!(s.cache("laptop").unwrap().ttl(), Duration::from_secs(1));
+        assert!(
+            matches!(&s.stores[3], StoreSpec::Keychain { settings, .. } if settings.collection.as_deref() == Some("login"))
+        );
+        assert!(
+            matches!(&s.stores[4], StoreSpec::Keychain { settings, .. } if *settings == KeychainSettings::default())
+        );
+        assert_eq!(crate::stores::kind_of(&s.stores[2]), credstore_core::StoreKind::Keychain);
+        #[cfg(feature = "keychain")]
+        {
+            use credstore_keychain::{KeyutilsKeyring, Platform};
+            let config = settings.to_config().unwrap();
+            assert_eq!(config.platform_choice(), &Platform::Keyutils(KeyutilsKeyring::Session));
+            assert_eq!(config.request_timeout(), Duration::from_secs(2));
+            // The backend's own checks run when the config is read.
+            for (text, why) in [
+                ("platform = \"floppy\"", "unknown platform"),
+                ("platform = \"keyutils\"\nkeyring = \"nope\"", "not a keyring"),
+                ("platform = \"keyutils\"\ncollection = \"x\"", "applies to"),
+                ("timeout_ms = 0", "timeout_ms"),
+            ] {
+                let err = parse(&format!("[[stores]]\nid = \"k\"\ntype = \"keychain\"\n{text}")).unwrap_err();
+                assert!(err.starts_with("stores[0]: ") && err.contains(why), "{text}: {err}");
+            }
+        }
+        let err = parse("[[stores]]\nid = \"k\"\ntype = \"keychain\"\nplatfrom = \"keyutils\"").unwrap_err();
+        assert!(err.contains("unknown field `platfrom`"), "{err}");
     }
 }

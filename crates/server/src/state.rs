@@ -1,5 +1,5 @@
-//! The server's shared state: the stores, with a cache of per-project
-//! namespaced handles, and the authenticator.
+//! The server's shared state: the stores (with their read-through caches
+//! and a cache of per-project namespaced handles), and the authenticator.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,6 +13,7 @@ use credstore_core::{
     ListOptions, ListPage, Metadata, Namespace, Result, SecretValue, SetOptions, SetOutcome, StoreExt,
     StoreId, StoreKind, StoreRegistry, StoreStatus,
 };
+use credstore_layers::{CacheLayer, CachedStore};
 
 use crate::auth::Authenticator;
 
@@ -24,13 +25,17 @@ pub const MAX_CACHED_HANDLES: usize = 10_000;
 /// namespaces.
 ///
 /// Each store is wrapped once, when it is added: in a
-/// [`TimeoutLayer`] (every call bounded by the store timeout), then, by the
-/// [`StoreRegistry`], in a [`TraceLayer`](credstore_core::layers::TraceLayer).
-/// Handles on namespaces come from the wrapped store's
-/// [`CredentialStore::with_namespace`], so they keep both layers.
+/// [`TimeoutLayer`] (every call bounded by the store timeout), then, for a
+/// store given a cache ([`Stores::with_caches`]), in a [`CacheLayer`] over
+/// the timeout (so a hit makes no call at all), then, by the
+/// [`StoreRegistry`], in a
+/// [`TraceLayer`](credstore_core::layers::TraceLayer). Handles on namespaces
+/// come from the wrapped store's [`CredentialStore::with_namespace`], so they
+/// keep every layer; all handles of a cached store share its one cache.
 pub struct Stores {
     registry: StoreRegistry,
-    cache: Mutex<HashMap<(StoreId, Namespace), Arc<dyn CredentialStore>>>,
+    caches: Vec<(StoreId, Arc<CachedStore>)>,
+    handles: Mutex<HashMap<(StoreId, Namespace), Arc<dyn CredentialStore>>>,
 }
 
 impl fmt::Debug for Stores {
@@ -47,15 +52,53 @@ impl Stores {
     /// # Errors
     /// [`Error::AlreadyRegistered`] when two have the same id.
     pub fn new(stores: Vec<Arc<dyn CredentialStore>>, store_timeout: Duration) -> Result<Self> {
-        let mut registry = StoreRegistry::new();
-        let timeout = TimeoutLayer::new(store_timeout);
-        for store in stores {
-            registry.register(store.with_layer(timeout))?;
-        }
-        Ok(Self { registry, cache: Mutex::new(HashMap::new()) })
+        Self::with_caches(stores.into_iter().map(|s| (s, None)).collect(), store_timeout)
     }
 
-    /// The root handles, in order (each in a timeout and a tracing layer).
+    /// Like [`Stores::new`], with a read-through cache over the stores that
+    /// come with a [`CacheLayer`]: the cache wraps the timeout layer, so a
+    /// hit makes no call and a miss is bounded by the store timeout. The
+    /// caches are reachable through [`Stores::cache`] (for their
+    /// [`stats`](CachedStore::stats)).
+    ///
+    /// # Errors
+    /// [`Error::AlreadyRegistered`] when two have the same id.
+    pub fn with_caches(
+        stores: Vec<(Arc<dyn CredentialStore>, Option<CacheLayer>)>,
+        store_timeout: Duration,
+    ) -> Result<Self> {
+        let mut registry = StoreRegistry::new();
+        let mut caches = Vec::new();
+        let timeout = TimeoutLayer::new(store_timeout);
+        for (store, cache) in stores {
+            let id = store.id().clone();
+            let store = store.with_layer(timeout);
+            let served: Arc<dyn CredentialStore> = match cache {
+                Some(layer) => {
+                    let cached = layer.build(store);
+                    caches.push((id, Arc::clone(&cached)));
+                    cached
+                }
+                None => store,
+            };
+            registry.register(served)?;
+        }
+        Ok(Self { registry, caches, handles: Mutex::new(HashMap::new()) })
+    }
+
+    /// The read-through cache of store `id`, when it has one: its
+    /// [`stats`](CachedStore::stats) are those of every project together.
+    pub fn cache(&self, id: &str) -> Option<&Arc<CachedStore>> {
+        self.caches.iter().find(|(i, _)| i.as_str() == id).map(|(_, c)| c)
+    }
+
+    /// Every cached store with its id, in the order served.
+    pub fn caches(&self) -> impl Iterator<Item = (&StoreId, &Arc<CachedStore>)> {
+        self.caches.iter().map(|(i, c)| (i, c))
+    }
+
+    /// The root handles, in order (each in a timeout layer, a cache when
+    /// configured, and a tracing layer).
     pub fn registry(&self) -> &StoreRegistry {
         &self.registry
     }
@@ -74,18 +117,18 @@ impl Stores {
     pub fn handle(&self, id: &str, ns: &Namespace) -> Option<Result<Arc<dyn CredentialStore>>> {
         let root = self.registry.get(id)?;
         let key = (root.id().clone(), ns.clone());
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(h) = cache.get(&key) {
+        let mut handles = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = handles.get(&key) {
             return Some(Ok(h.clone()));
         }
         let handle = match root.with_namespace(ns) {
             Ok(h) => h,
             Err(e) => return Some(Err(e)),
         };
-        if cache.len() >= MAX_CACHED_HANDLES {
-            cache.clear();
+        if handles.len() >= MAX_CACHED_HANDLES {
+            handles.clear();
         }
-        cache.insert(key, handle.clone());
+        handles.insert(key, handle.clone());
         Some(Ok(handle))
     }
 
@@ -242,5 +285,38 @@ mod tests {
         assert!(!stores.root("h").unwrap().has(&key).await.unwrap());
         assert_eq!(mock.calls(Op::Get), 1);
         assert!(stores.handle("nosuch", &ns).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_cache_wraps_the_timeout_and_is_shared_by_every_handle() {
+        use credstore_conformance::mock::{Fault, MockStore, Op};
+        let mock = MockStore::new(StoreId::new("c").unwrap());
+        let plain = MockStore::new(StoreId::new("p").unwrap());
+        let stores = Stores::with_caches(
+            vec![(Arc::new(mock.clone()), Some(CacheLayer::new())), (Arc::new(plain), None)],
+            Duration::from_millis(50),
+        )
+        .unwrap();
+        assert!(stores.cache("p").is_none());
+        let cache = Arc::clone(stores.cache("c").expect("kept"));
+        assert_eq!(stores.caches().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["c"]);
+        let ns = Namespace::new("t/p").unwrap();
+        let key = CredentialKey::new("k").unwrap();
+        let a = stores.handle("c", &ns).unwrap().unwrap();
+        a.set(&key, &SecretValue::from("v"), &Metadata::new()).await.unwrap();
+        assert!(a.get(&key).await.unwrap().is_some());
+        // From now on the store hangs: a hit still answers, through the
+        // handle of another request on the same namespace too; a miss is cut
+        // by the timeout under the cache.
+        mock.fail_next_op(Op::Get, usize::MAX, Fault::Hang);
+        stores.handles.lock().unwrap().clear();
+        let b = stores.handle("c", &ns).unwrap().unwrap();
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert_eq!(b.get(&key).await.unwrap().unwrap().value.expose_secret(), b"v");
+        let err = b.get(&CredentialKey::new("other").unwrap()).await.unwrap_err();
+        assert!(err.to_string().contains("no answer within 50 ms"), "{err}");
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.loads), (1, 2), "{stats:?}");
+        assert_eq!(mock.calls(Op::Get), 2);
     }
 }

@@ -3,6 +3,11 @@
 //! Stores open concurrently. A store that fails to open (a wrong master
 //! key, an unreadable file) does not stop the server: it is served as
 //! unavailable, with the failure as its `reason`, and the error is logged.
+//!
+//! A store configured with `cache = { .. }` is served through a
+//! [`CacheLayer`](credstore_layers::CacheLayer) over its timeout layer (see
+//! [`Stores::with_caches`]); the CLI's one-off commands
+//! ([`open_one`]) read the stores directly, without a cache.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,6 +27,7 @@ pub fn kind_of(spec: &StoreSpec) -> StoreKind {
         StoreSpec::Sqlite { .. } => StoreKind::EncryptedSqlite,
         StoreSpec::Vault { .. } => StoreKind::Vault,
         StoreSpec::Aws { .. } => StoreKind::AwsSecretsManager,
+        StoreSpec::Keychain { .. } => StoreKind::Keychain,
     }
 }
 
@@ -50,6 +56,14 @@ pub async fn open_store(spec: &StoreSpec) -> Result<Arc<dyn CredentialStore>, St
         }
         #[cfg(not(feature = "aws"))]
         StoreSpec::Aws { .. } => Err("this credstore was built without the `aws` feature".into()),
+        #[cfg(feature = "keychain")]
+        StoreSpec::Keychain { id, settings } => {
+            let store = credstore_keychain::KeychainStore::new(id.clone(), settings.to_config()?)
+                .map_err(|e| e.to_string())?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(not(feature = "keychain"))]
+        StoreSpec::Keychain { .. } => Err("this credstore was built without the `keychain` feature".into()),
     }
 }
 
@@ -166,17 +180,26 @@ pub async fn open_or_failed(spec: &StoreSpec) -> Arc<dyn CredentialStore> {
 }
 
 /// Opens every store of `settings`, concurrently, each bounded by
-/// `settings.store_timeout` (see [`Stores::new`]).
+/// `settings.store_timeout`, and cached where `settings.caches` says so (see
+/// [`Stores::with_caches`]).
 ///
 /// # Errors
 /// Only a duplicate id, which [`Settings`] already rules out.
 pub async fn open_all(settings: &Settings) -> credstore_core::Result<Stores> {
     let stores = futures::future::join_all(settings.stores.iter().map(open_or_failed)).await;
-    Stores::new(stores, settings.store_timeout)
+    let stores = stores
+        .into_iter()
+        .map(|store| {
+            let cache = settings.cache(store.id().as_str());
+            (store, cache)
+        })
+        .collect();
+    Stores::with_caches(stores, settings.store_timeout)
 }
 
 /// Opens the store `id` of `settings` for a CLI command, on its root
-/// namespace, every call bounded by `settings.store_timeout`.
+/// namespace, every call bounded by `settings.store_timeout`. A configured
+/// cache is not applied: a one-off command reads the store itself.
 ///
 /// # Errors
 /// No such store, or it cannot be opened.

@@ -267,6 +267,75 @@ async fn every_route_on_every_embedded_store() {
     }
 }
 
+/// A store served with `cache = { .. }`: a lookup after a create or an
+/// overwrite through the server reads the write back at once; a repeated
+/// lookup is answered by the cache without a call to the store; projects
+/// never share entries; another writer's change shows once the entry is
+/// gone from the cache.
+#[tokio::test]
+async fn a_cached_store_reads_its_writes_and_answers_repeat_lookups_itself() {
+    use credstore_core::{CredentialKey, CredentialStore, Metadata, Namespace, SecretValue};
+    let (mock, store) = test_stores::mock("cached");
+    let layer = credstore_layers::CacheLayer::new().with_ttl(Duration::from_secs(600));
+    let server = TestServer::start_with(|o| o.cached.push((store, layer))).await;
+    let cache = server.stores.cache("cached").expect("the server kept the cache").clone();
+    assert!(server.stores.cache("memory-default").is_none());
+    let c = client();
+    let base = creds_path(T, P, "cached");
+    let path = cred_path(T, P, "cached", "api-key");
+    let lookup = || async { get(&c, &server, ADMIN, &path).await };
+    let rev = |r: &Reply| r.json()["data"]["metadata"]["rev"].as_str().map(str::to_owned);
+
+    let list = get(&c, &server, ADMIN, &stores_path(T, P)).await;
+    let entry = list.json()["data"].as_array().unwrap().iter().find(|e| e["id"] == "cached").cloned();
+    assert_eq!(entry.unwrap()["available"], true, "{}", list.text);
+
+    let r =
+        create(&c, &server, ADMIN, &base, json!({"key": "api-key", "value": "v1", "metadata": {"rev": "1"}}))
+            .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let gets = mock.calls(Op::Get);
+    let first = lookup().await;
+    assert_eq!((first.status, rev(&first).as_deref()), (200, Some("1")), "{}", first.text);
+    assert_eq!(mock.calls(Op::Get), gets + 1, "the first lookup reads the store");
+    let second = lookup().await;
+    assert_eq!(second.json()["data"], first.json()["data"]);
+    assert_eq!(mock.calls(Op::Get), gets + 1, "the second lookup is answered by the cache");
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.loads), (1, 1), "{stats:?}");
+
+    // An overwrite through the server is read back at once, though the
+    // TTL is ten minutes; then it is cached again.
+    let r =
+        create(&c, &server, ADMIN, &base, json!({"key": "api-key", "value": "v2", "metadata": {"rev": "2"}}))
+            .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(rev(&lookup().await).as_deref(), Some("2"));
+    assert_eq!(rev(&lookup().await).as_deref(), Some("2"));
+    assert_eq!(mock.calls(Op::Get), gets + 2, "one read after the overwrite, then a hit");
+
+    // Another project's lookup of the same key never hits this project's entry.
+    let other = cred_path(T, "project_other", "cached", "api-key");
+    get(&c, &server, ADMIN, &other).await.problem(404, &other);
+    assert_eq!(mock.calls(Op::Get), gets + 3);
+
+    // A writer that bypasses this server: its change is not seen while the
+    // entry is fresh, and is seen once the entry is gone.
+    let ns = Namespace::new(format!("{T}/{P}")).unwrap();
+    let behind = mock.with_namespace(&ns).unwrap();
+    let meta = Metadata::try_from([("rev", "3")]).unwrap();
+    behind.set(&CredentialKey::new("api-key").unwrap(), &SecretValue::from("v3"), &meta).await.unwrap();
+    assert_eq!(rev(&lookup().await).as_deref(), Some("2"), "served from the cache within the TTL");
+    cache.clear_all();
+    assert_eq!(rev(&lookup().await).as_deref(), Some("3"));
+
+    // A delete through the server is seen at once too.
+    assert_eq!(delete(&c, &server, ADMIN, &path).await.status, 204);
+    lookup().await.problem(404, &path);
+    let stats = cache.stats();
+    assert!(stats.hits >= 3 && stats.misses >= 4, "{stats:?}");
+}
+
 #[tokio::test]
 async fn health_readiness_and_openapi() {
     let server = TestServer::start().await;

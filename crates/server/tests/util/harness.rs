@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use credstore_core::{CredentialStore, StoreId};
+use credstore_layers::CacheLayer;
 use credstore_memory::MemoryStore;
 use credstore_server::auth::{Action, Authenticator, Scope, TokenEntry, TokenHash};
 use credstore_server::state::Stores;
@@ -20,6 +21,8 @@ pub const ADMIN: &str = "test-admin-token-0123456789";
 pub struct TestServer {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
+    /// The stores as the server serves them (caches included).
+    pub stores: Arc<Stores>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -30,6 +33,8 @@ pub struct Options {
     /// Open the default stores of `settings` (memory-default, sqlite-default).
     pub default_stores: bool,
     pub extra: Vec<Arc<dyn CredentialStore>>,
+    /// Further stores, each served through a read-through cache.
+    pub cached: Vec<(Arc<dyn CredentialStore>, CacheLayer)>,
     pub tokens: Vec<TokenEntry>,
 }
 
@@ -37,7 +42,7 @@ impl Options {
     pub fn new(dir: &std::path::Path) -> Self {
         let mut settings = Settings::defaults("127.0.0.1:0".parse().unwrap(), dir.join("data"));
         settings.probe_timeout = Duration::from_millis(500);
-        Self { settings, default_stores: true, extra: Vec::new(), tokens: Vec::new() }
+        Self { settings, default_stores: true, extra: Vec::new(), cached: Vec::new(), tokens: Vec::new() }
     }
 }
 
@@ -79,20 +84,23 @@ impl TestServer {
         if opts.default_stores {
             credstore_server::stores::prepare_data_dir(&opts.settings.data_dir).unwrap();
             for spec in &opts.settings.stores {
-                served.push(credstore_server::stores::open_or_failed(spec).await);
+                let cache = opts.settings.cache(spec.id().as_str());
+                served.push((credstore_server::stores::open_or_failed(spec).await, cache));
             }
         }
-        served.extend(opts.extra);
-        let stores = Stores::new(served, opts.settings.store_timeout).unwrap();
+        served.extend(opts.extra.into_iter().map(|s| (s, None)));
+        served.extend(opts.cached.into_iter().map(|(s, c)| (s, Some(c))));
+        let stores = Stores::with_caches(served, opts.settings.store_timeout).unwrap();
         let mut tokens = vec![TokenEntry::admin(TokenHash::of(ADMIN))];
         tokens.extend(opts.tokens);
         let server = Server::bind(&opts.settings, stores, Authenticator::new(tokens)).await.unwrap();
         let addr = server.local_addr();
+        let stores = server.state().stores.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = rx.await;
         }));
-        Self { addr, dir, stop: Some(tx), task: Some(task) }
+        Self { addr, dir, stores, stop: Some(tx), task: Some(task) }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,196 @@
+//! A keychain store (Linux kernel keyutils) configured with
+//! `type = "keychain"` and served by the `credstore` binary over real HTTP.
+//!
+//! The test joins a new, anonymous session keyring of its own before it
+//! starts the server, which inherits it; the store lives in that keyring
+//! (`keyring = "session"`), so nothing touches the machine's other keys. At
+//! the end the keyring holds nothing but the store's layout, is cleared, and
+//! is checked empty: nothing is left behind.
+#![cfg(all(target_os = "linux", feature = "keychain"))]
+
+#[path = "util/process.rs"]
+mod proc_util;
+
+use std::io;
+use std::net::SocketAddr;
+
+use proc_util::Proc;
+use serde_json::{json, Value};
+
+const ADMIN: &str = "keychain-test-admin-token";
+
+/// The few keyutils calls the test makes itself.
+mod keyctl {
+    use super::*;
+
+    fn check(res: libc::c_long) -> io::Result<i32> {
+        if res < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(res as i32)
+        }
+    }
+
+    /// `KEYCTL_JOIN_SESSION_KEYRING` with no name: a new anonymous session
+    /// keyring for this thread and the processes it starts afterwards.
+    pub fn own_session() -> io::Result<i32> {
+        // SAFETY: a null name asks for an anonymous keyring.
+        check(unsafe { libc::syscall(libc::SYS_keyctl, 1, std::ptr::null::<libc::c_char>()) })
+    }
+
+    /// `KEYCTL_READ`: a key's payload, or a keyring's serials as bytes.
+    pub fn read(key: i32) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; 65536];
+        // SAFETY: the buffer is valid for its length.
+        let n =
+            check(unsafe { libc::syscall(libc::SYS_keyctl, 11, key, buf.as_mut_ptr(), buf.len()) })? as usize;
+        buf.truncate(n.min(buf.len()));
+        Ok(buf)
+    }
+
+    /// The serials linked in a keyring.
+    pub fn links(ring: i32) -> Vec<i32> {
+        let bytes = read(ring).unwrap_or_default();
+        bytes.chunks_exact(4).map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect()
+    }
+
+    /// A key's type and description (`KEYCTL_DESCRIBE`: `type;uid;gid;perm;description`).
+    pub fn describe(key: i32) -> Option<(String, String)> {
+        let mut buf = vec![0u8; 4096];
+        // SAFETY: the buffer is valid for its length.
+        let n = check(unsafe { libc::syscall(libc::SYS_keyctl, 6, key, buf.as_mut_ptr(), buf.len()) }).ok()?
+            as usize;
+        buf.truncate(n.min(buf.len()).saturating_sub(1));
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let mut parts = text.splitn(5, ';');
+        let ktype = parts.next()?.to_owned();
+        Some((ktype, parts.nth(3)?.to_owned()))
+    }
+
+    /// The key of `ktype` named `name` linked in `ring`.
+    pub fn find(ring: i32, ktype: &str, name: &str) -> Option<i32> {
+        links(ring).into_iter().find(|k| describe(*k).is_some_and(|(t, n)| t == ktype && n == name))
+    }
+
+    /// Every key reachable from `ring`, as `type /path`, depth first.
+    pub fn tree(ring: i32) -> Vec<String> {
+        let mut out = Vec::new();
+        walk(ring, "", &mut out);
+        out
+    }
+
+    fn walk(ring: i32, prefix: &str, out: &mut Vec<String>) {
+        for key in links(ring) {
+            let Some((ktype, name)) = describe(key) else { continue };
+            let path = format!("{prefix}/{name}");
+            out.push(format!("{ktype} {path}"));
+            if ktype == "keyring" {
+                walk(key, &path, out);
+            }
+        }
+    }
+
+    /// `KEYCTL_CLEAR`.
+    pub fn clear(ring: i32) -> io::Result<()> {
+        // SAFETY: integer arguments.
+        check(unsafe { libc::syscall(libc::SYS_keyctl, 7, ring) }).map(drop)
+    }
+}
+
+async fn call(
+    c: &reqwest::Client,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = c.request(method.parse().unwrap(), format!("http://{addr}{path}")).bearer_auth(ADMIN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[test]
+fn a_keyutils_store_serves_the_api_and_leaves_nothing_behind() {
+    let session = match keyctl::own_session() {
+        Ok(ring) => ring,
+        Err(e) => {
+            let why = format!("the kernel refuses keyctl here: {e}");
+            assert!(!credstore_test_servers::in_ci(), "CI=true and {why}");
+            eprintln!("\n!!!! SKIPPED: {why} !!!!\n");
+            return;
+        }
+    };
+    assert_eq!(keyctl::tree(session), Vec::<String>::new(), "a new session keyring is empty");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+default_stores = false
+
+[[stores]]
+id = "laptop"
+type = "keychain"
+platform = "keyutils"
+keyring = "session"
+timeout_ms = 5000
+cache = { ttl_ms = 60000 }
+"#;
+    std::fs::write(dir.path().join("credstore.toml"), config).unwrap();
+    let env = [("CREDSTORE_CONFIG", "credstore.toml"), ("CREDSTORE_ADMIN_TOKEN", ADMIN)];
+    let (mut p, addr) = Proc::serve(dir.path(), &env, &[]);
+
+    let (t, pr) = ("tenant_123", "project_456");
+    let stores = format!("/manage/tenants/{t}/projects/{pr}/credential-stores");
+    let creds = format!("{stores}/laptop/credentials");
+    let service = format!("credstore:laptop:{t}/{pr}");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let (status, list) = call(&c, addr, "GET", &stores, None).await;
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(
+            list,
+            json!({"data": [{"available": true, "id": "laptop", "reason": "", "type": "keychain"}]}),
+            "{}",
+            p.stderr_text()
+        );
+
+        let body = json!({"key": "api-key", "value": "kc-secret-value", "metadata": {"owner": "ci"}});
+        let (status, created) = call(&c, addr, "POST", &creds, Some(body)).await;
+        assert_eq!(status, 201, "{created}");
+        assert_eq!(created["data"]["storeId"], "laptop");
+
+        // The create landed in the kernel, in the documented layout: one
+        // keyring per namespace, one per credential, the entry in chunk 0.
+        let ns_ring = keyctl::find(session, "keyring", &service).expect("the project's keyring");
+        let cred_ring = keyctl::find(ns_ring, "keyring", "api-key").expect("the credential's keyring");
+        let chunk = keyctl::find(cred_ring, "user", "0").expect("the entry's first chunk");
+        let entry = keyctl::read(chunk).unwrap();
+        assert!(entry.starts_with(b"credstore/1 {"), "{:?}", String::from_utf8_lossy(&entry[..12]));
+        assert!(entry.ends_with(b"\nkc-secret-value"));
+
+        let (status, got) = call(&c, addr, "GET", &format!("{creds}/api-key"), None).await;
+        assert_eq!(status, 200, "{got}");
+        assert_eq!(got["data"]["metadata"], json!({"owner": "ci"}));
+        assert!(!got.to_string().contains("kc-secret-value"));
+        let (status, keys) = call(&c, addr, "GET", &creds, None).await;
+        assert_eq!((status, &keys["data"]), (200, &json!([{"key": "api-key"}])), "{keys}");
+
+        let (status, _) = call(&c, addr, "DELETE", &format!("{creds}/api-key"), None).await;
+        assert_eq!(status, 204);
+        assert_eq!(keyctl::find(ns_ring, "keyring", "api-key"), None, "the delete reached the kernel");
+        assert_eq!(call(&c, addr, "GET", &format!("{creds}/api-key"), None).await.0, 404);
+    });
+    assert!(p.terminate().success(), "{}", p.stderr_text());
+
+    let left = keyctl::tree(session);
+    assert!(
+        left.iter().all(|k| k.contains("/credstore:laptop")),
+        "keys outside the store's layout in the test's session keyring: {left:?}"
+    );
+    keyctl::clear(session).expect("clear the test's session keyring");
+    assert_eq!(keyctl::tree(session), Vec::<String>::new(), "nothing is left behind");
+}
