@@ -85,3 +85,10 @@ impl KeyWalk {
 pub fn key_name(i: usize) -> String {
     format!("bench-key-{i:07}")
 }
+
+/// The workspace README's Rust examples (quick start, layers, a custom
+/// backend's conformance test) compile and run as doctests here: this crate
+/// depends on every crate they use and is never published.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct WorkspaceReadmeDoctests;
