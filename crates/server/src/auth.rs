@@ -3,8 +3,9 @@
 //! Only SHA-256 hashes of tokens are kept, in memory and on disk. A presented
 //! token is hashed and compared in constant time ([`subtle`]) with every
 //! known hash. Each token is scoped to tenants, projects and actions:
-//! `view` (list stores, list keys, read metadata) and `edit` (create and
-//! delete credentials).
+//! `view` (list stores, list keys, read metadata), `edit` (create and
+//! delete credentials) and `metrics` (read `/metrics`; the admin token has
+//! all three).
 //!
 //! Session cookies (the Credential Stores API's `cookieAuth`) are out of scope: a request
 //! that carries only a cookie gets 401 saying so.
@@ -83,7 +84,8 @@ impl fmt::Debug for TokenHash {
 }
 
 /// What a request does: `view` reads (list stores, list keys, read
-/// metadata), `edit` writes (create, delete).
+/// metadata), `edit` writes (create, delete), `metrics` reads `/metrics`
+/// (no credential access at all: the action for a Prometheus scraper).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
@@ -91,6 +93,8 @@ pub enum Action {
     View,
     /// Create and delete credentials.
     Edit,
+    /// Read `/metrics` (needs no tenant or project scope).
+    Metrics,
 }
 
 impl fmt::Display for Action {
@@ -98,6 +102,7 @@ impl fmt::Display for Action {
         f.write_str(match self {
             Action::View => "view",
             Action::Edit => "edit",
+            Action::Metrics => "metrics",
         })
     }
 }
@@ -153,7 +158,20 @@ impl TokenEntry {
             hash,
             tenants: Scope::All,
             projects: Scope::All,
-            actions: [Action::View, Action::Edit].into(),
+            actions: [Action::View, Action::Edit, Action::Metrics].into(),
+        }
+    }
+
+    /// Checks that this token may read `/metrics` (the `metrics` action;
+    /// tenants and projects do not matter).
+    ///
+    /// # Errors
+    /// 403 when it may not.
+    pub fn check_metrics(&self) -> Result<(), ApiError> {
+        if self.actions.contains(&Action::Metrics) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("this token may not read metrics; it needs the action 'metrics'"))
         }
     }
 
@@ -174,6 +192,9 @@ impl TokenEntry {
             return Err(ApiError::forbidden(format!("this token may not access project '{project}'")));
         }
         if !self.actions.contains(&action) {
+            if action == Action::Metrics {
+                return Err(ApiError::forbidden("this token may not read metrics"));
+            }
             return Err(ApiError::forbidden(format!("this token may not {action} credentials")));
         }
         tracing::debug!(token = %self.name, %action, "authorized");

@@ -16,6 +16,10 @@
 //! | availability probe timeout | `probe_timeout_ms` | — | 3,000 |
 //! | body limit | `body_limit_bytes` | — | 1,048,576 |
 //! | shutdown grace period | `shutdown_grace_ms` | — | 30,000 |
+//! | time between two probes of a store (±10 %) | `probe_interval_ms` | — | 10,000 |
+//! | age past which a probe result is refreshed on demand | `probe_staleness_ms` | — | 30,000 |
+//! | audit log | `audit_log` (a path, or `-` for stderr) | `CREDSTORE_AUDIT_LOG` | `data_dir/audit.log` (mode 0600) |
+//! | separate metrics listener | `metrics_listen` | `CREDSTORE_METRICS_LISTEN` | none (`/metrics` on `listen`, behind a token) |
 //!
 //! Secrets never come from the config file or the command line: the master
 //! key and admin token come from the environment, and further stores name
@@ -66,6 +70,7 @@ use credstore_core::{SecretValue, StoreId};
 use credstore_layers::CacheLayer;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::AuditTarget;
 use crate::auth::{Action, Scope, TokenEntry, TokenHash};
 
 /// The default listen address.
@@ -387,13 +392,24 @@ pub struct Settings {
     pub body_limit: usize,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// The time between two availability probes of one store (jittered
+    /// by ±10 %).
+    pub probe_interval: Duration,
+    /// The age past which a probe result is refreshed when a request finds
+    /// it (the request still answers at once).
+    pub probe_staleness: Duration,
+    /// Where the audit trail goes.
+    pub audit_log: AuditTarget,
+    /// A separate listener serving `/metrics` without a token.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Settings {
     /// Settings with every default and no file or environment: the embedded
     /// stores in `data_dir`, listening on `listen`.
     pub fn defaults(listen: SocketAddr, data_dir: impl Into<PathBuf>) -> Self {
-        let data_dir = data_dir.into();
+        let data_dir: PathBuf = data_dir.into();
+        let audit_log = AuditTarget::default_in(&data_dir);
         Self {
             listen,
             stores: default_stores(&data_dir, None),
@@ -407,6 +423,10 @@ impl Settings {
             probe_timeout: Duration::from_millis(3_000),
             body_limit: 1024 * 1024,
             shutdown_grace: Duration::from_millis(30_000),
+            probe_interval: crate::status::DEFAULT_PROBE_INTERVAL,
+            probe_staleness: crate::status::DEFAULT_PROBE_STALENESS,
+            audit_log,
+            metrics_listen: None,
         }
     }
 
@@ -516,6 +536,25 @@ impl Settings {
                 None => defaults.body_limit,
             },
             shutdown_grace: ms(file.shutdown_grace_ms, defaults.shutdown_grace, "shutdown_grace_ms")?,
+            probe_interval: ms(file.probe_interval_ms, defaults.probe_interval, "probe_interval_ms")?,
+            probe_staleness: ms(file.probe_staleness_ms, defaults.probe_staleness, "probe_staleness_ms")?,
+            audit_log: match env("CREDSTORE_AUDIT_LOG").or(file.audit_log) {
+                Some(text) if text.is_empty() => {
+                    return Err(ConfigError("audit_log is empty; give a path, or - for stderr".into()))
+                }
+                Some(text) => match AuditTarget::parse(&text) {
+                    AuditTarget::File(path) => AuditTarget::File(base.join(path)),
+                    stderr => stderr,
+                },
+                None => defaults.audit_log,
+            },
+            metrics_listen: match env("CREDSTORE_METRICS_LISTEN").or(file.metrics_listen) {
+                Some(text) => Some(
+                    parse_listen(&text)
+                        .map_err(|_| ConfigError(format!("metrics_listen {text:?} is not host:port")))?,
+                ),
+                None => None,
+            },
         })
     }
 
@@ -586,6 +625,20 @@ pub struct FileConfig {
     /// Shutdown grace period in ms.
     #[serde(default)]
     pub shutdown_grace_ms: Option<u64>,
+    /// Time between two probes of a store, in ms.
+    #[serde(default)]
+    pub probe_interval_ms: Option<u64>,
+    /// Age past which a probe result is refreshed on demand, in ms.
+    #[serde(default)]
+    pub probe_staleness_ms: Option<u64>,
+    /// The audit log: a path (relative to the config file), or `-` for
+    /// stderr.
+    #[serde(default)]
+    pub audit_log: Option<String>,
+    /// `host:port` of a separate listener serving `/metrics` without a
+    /// token.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
     /// Further stores.
     #[serde(default)]
     pub stores: Vec<RawStore>,
@@ -739,7 +792,7 @@ pub struct RawToken {
     pub tenants: Vec<String>,
     /// Project ids, or `["*"]` for all.
     pub projects: Vec<String>,
-    /// `view` and/or `edit`.
+    /// `view`, `edit` and/or `metrics`.
     pub actions: Vec<Action>,
 }
 
@@ -752,7 +805,7 @@ impl RawToken {
             }
         }
         if self.actions.is_empty() {
-            return Err("actions is empty; give view and/or edit".into());
+            return Err("actions is empty; give view, edit and/or metrics".into());
         }
         Ok(TokenEntry {
             name: self.name,
@@ -985,5 +1038,41 @@ type = "keychain"
         }
         let err = parse("[[stores]]\nid = \"k\"\ntype = \"keychain\"\nplatfrom = \"keyutils\"").unwrap_err();
         assert!(err.contains("unknown field `platfrom`"), "{err}");
+    }
+
+    #[test]
+    fn probe_audit_and_metrics_settings() {
+        let d = parse("").unwrap();
+        assert_eq!(d.probe_interval, Duration::from_secs(10));
+        assert_eq!(d.probe_staleness, Duration::from_secs(30));
+        assert_eq!(d.audit_log, AuditTarget::File(PathBuf::from(DEFAULT_DATA_DIR).join("audit.log")));
+        assert_eq!(d.metrics_listen, None);
+        let s = parse(
+            "probe_interval_ms = 2000\nprobe_staleness_ms = 5000\naudit_log = \"-\"\nmetrics_listen = \"127.0.0.1:9464\"",
+        )
+        .unwrap();
+        assert_eq!(s.probe_interval, Duration::from_secs(2));
+        assert_eq!(s.probe_staleness, Duration::from_secs(5));
+        assert_eq!(s.audit_log, AuditTarget::Stderr);
+        assert_eq!(s.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        let file: FileConfig = toml::from_str("audit_log = \"logs/audit.log\"").unwrap();
+        let s = Settings::from_file(file, Path::new("/etc/credstore"), &env_of(&[])).unwrap();
+        assert_eq!(s.audit_log, AuditTarget::File(PathBuf::from("/etc/credstore/logs/audit.log")));
+        let file: FileConfig = toml::from_str("audit_log = \"a.log\"").unwrap();
+        let env = env_of(&[("CREDSTORE_AUDIT_LOG", "-"), ("CREDSTORE_METRICS_LISTEN", "127.0.0.1:1")]);
+        let s = Settings::from_file(file, Path::new("."), &env).unwrap();
+        assert_eq!(s.audit_log, AuditTarget::Stderr, "the environment overrides the file");
+        assert_eq!(s.metrics_listen, Some("127.0.0.1:1".parse().unwrap()));
+        for (text, why) in [
+            ("probe_interval_ms = 0", "probe_interval_ms"),
+            ("probe_staleness_ms = 0", "probe_staleness_ms"),
+            ("audit_log = \"\"", "audit_log"),
+            ("metrics_listen = \"nowhere\"", "metrics_listen"),
+        ] {
+            assert!(parse(text).unwrap_err().contains(why), "{text}");
+        }
+        let token = "[[tokens]]\nname = \"prom\"\nsha256 = \"{h}\"\ntenants = []\nprojects = []\nactions = [\"metrics\"]";
+        let s = parse(&token.replace("{h}", &TokenHash::of("scraper-token-0123").to_hex())).unwrap();
+        assert!(s.tokens[0].actions.contains(&Action::Metrics));
     }
 }

@@ -34,10 +34,12 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod logging;
+pub mod metrics;
 pub mod migrate;
 pub mod openapi;
 pub mod problem;
@@ -45,6 +47,7 @@ pub mod request;
 pub mod routes;
 pub mod shutdown;
 pub mod state;
+pub mod status;
 pub mod stores;
 
 use std::future::{Future, IntoFuture};
@@ -63,21 +66,42 @@ pub use config::Settings;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+use crate::audit::AuditLog;
 use crate::auth::Authenticator;
+use crate::metrics::Metrics;
 use crate::request::RequestSettings;
 use crate::routes::OpenApiJson;
 use crate::state::{AppState, Stores};
+use crate::status::{ProbeObserver, ProbeSettings, StatusBoard};
 
-/// The whole HTTP application: routes, fallback, panic catching, and the
-/// request middleware (ids, timeout, logs, problem+json).
+/// The whole HTTP application: routes, fallback, panic catching, the
+/// request middleware (ids, timeout, logs, problem+json) and, outermost,
+/// the request metrics (so timeouts and panics are counted with the status
+/// answered).
 pub fn app(state: AppState, request_timeout: Duration) -> Router {
     let (router, doc) = openapi::api_router();
     let json = doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned());
+    let metrics = state.metrics.clone();
     router
         .fallback(routes::fallback)
         .with_state(state)
         .layer(Extension(OpenApiJson(Arc::new(json))))
         .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn_with_state(
+            Arc::new(RequestSettings { timeout: request_timeout }),
+            request::request_context,
+        ))
+        .layer(middleware::from_fn_with_state(metrics, metrics::track))
+}
+
+/// The application of the separate metrics listener (`metrics_listen`):
+/// `GET /metrics` without a token, and problem+json 404s for anything else.
+pub fn metrics_app(metrics: Arc<Metrics>, request_timeout: Duration) -> Router {
+    let serve = |axum::extract::State(m): axum::extract::State<Arc<Metrics>>| async move { m.response() };
+    Router::new()
+        .route("/metrics", axum::routing::get(serve))
+        .fallback(routes::fallback)
+        .with_state(metrics)
         .layer(middleware::from_fn_with_state(
             Arc::new(RequestSettings { timeout: request_timeout }),
             request::request_context,
@@ -88,29 +112,58 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
 #[derive(Debug)]
 pub struct Server {
     listener: tokio::net::TcpListener,
+    metrics_listener: Option<tokio::net::TcpListener>,
     state: AppState,
     request_timeout: Duration,
     grace: Duration,
 }
 
 impl Server {
-    /// Binds `settings.listen` and prepares to serve `stores` to the tokens
-    /// `auth` knows. The store timeout is the one `stores` were built with
-    /// ([`Stores::new`]).
+    /// Binds `settings.listen` (and `settings.metrics_listen`, when set)
+    /// and prepares to serve `stores` to the tokens `auth` knows. The store
+    /// timeout is the one `stores` were built with ([`Stores::new`]).
+    ///
+    /// # Behavior
+    /// Probes every store once, concurrently, each bounded by
+    /// `settings.probe_timeout`, and starts the store probers
+    /// ([`status`]); opens the audit log of `settings.audit_log` lazily
+    /// ([`AuditLog::new`]).
     ///
     /// # Errors
-    /// The address cannot be bound.
+    /// An address cannot be bound.
     pub async fn bind(settings: &Settings, stores: Stores, auth: Authenticator) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+        let metrics_listener = match settings.metrics_listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+            None => None,
+        };
+        let metrics = stores.metrics().clone();
+        let observer: ProbeObserver = {
+            let metrics = metrics.clone();
+            Arc::new(move |id, result, took| {
+                metrics.observe_probe(id, result.availability.available, took.as_secs_f64())
+            })
+        };
+        let probes = ProbeSettings {
+            interval: settings.probe_interval,
+            staleness: settings.probe_staleness,
+            timeout: settings.probe_timeout,
+        };
+        let status =
+            StatusBoard::start(stores.registry().iter().cloned().collect(), probes, Some(observer)).await;
         let state = AppState {
             stores: Arc::new(stores),
             auth: Arc::new(auth),
+            status,
+            audit: Arc::new(AuditLog::new(&settings.audit_log)),
+            metrics,
             probe_timeout: settings.probe_timeout,
             body_limit: settings.body_limit,
             shutting_down: Arc::new(AtomicBool::new(false)),
         };
         Ok(Self {
             listener,
+            metrics_listener,
             state,
             request_timeout: settings.request_timeout,
             grace: settings.shutdown_grace,
@@ -122,7 +175,13 @@ impl Server {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// The shared state (stores and tokens).
+    /// The address of the separate metrics listener, when
+    /// `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The shared state (stores, tokens, store status, audit log, metrics).
     pub fn state(&self) -> &AppState {
         &self.state
     }
@@ -132,19 +191,35 @@ impl Server {
     ///
     /// # Behavior
     /// A request acknowledged before `run` returns was fully handled: its
-    /// store call returned before the answer was sent.
+    /// store call returned before the answer was sent. The metrics listener
+    /// stops with the main one, and the store probers when `run` returns.
     ///
     /// # Errors
     /// An I/O error of the listener.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let Self { listener, state, request_timeout, grace } = self;
+        let Self { listener, metrics_listener, state, request_timeout, grace } = self;
         let flag = state.shutting_down.clone();
+        let status = state.status.clone();
         let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let signal = async move {
             shutdown.await;
             flag.store(true, Ordering::SeqCst);
             let _ = started_tx.send(());
+            let _ = stop_tx.send(true);
         };
+        let metrics_task = metrics_listener.map(|l| {
+            let app = metrics_app(state.metrics.clone(), request_timeout);
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(l, app).with_graceful_shutdown(stopped).await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            })
+        });
         let app = app(state, request_timeout);
         let serve = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
         tokio::pin!(serve);
@@ -155,7 +230,7 @@ impl Server {
                 std::future::pending::<()>().await;
             }
         };
-        tokio::select! {
+        let result = tokio::select! {
             result = &mut serve => {
                 tracing::info!("server stopped");
                 result
@@ -164,6 +239,12 @@ impl Server {
                 tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; stopping with requests in flight");
                 Ok(())
             }
+        };
+        status.shutdown().await;
+        if let Some(task) = metrics_task {
+            task.abort();
+            let _ = task.await;
         }
+        result
     }
 }

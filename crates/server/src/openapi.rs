@@ -38,9 +38,25 @@ of `[A-Za-z0-9._:-]`) is reused; otherwise one is generated. A store call that d
 answer within the store timeout is 503. 412 (`precondition_failed`) is the answer to a \
 conditional write whose condition does not hold; no route makes conditional writes yet.
 
+**Store status.** A background prober probes every store every `probe_interval_ms` \
+(process setting, default 10000, jittered by ±10 %), each probe bounded by `probe_timeout_ms` \
+(default 3000). *List Credential Stores* and `/readyz` answer from the last results at once \
+and never wait for a probe; a result older than `probe_staleness_ms` (default 30000) is \
+probed again, once however many requests find it stale, for the answers after it. Each \
+store entry keeps exactly `available`, `id`, `reason` and `type`, and adds `checkedAt` \
+(extension): when that availability was probed.
+
+**Audit.** Every create and delete is written to the audit log before it is carried out and \
+again with its outcome; every 401 and 403 is written too. A request whose record cannot be \
+written is answered 503 before anything changes.
+
+**Metrics.** `GET /metrics` (OpenMetrics text, scraped by Prometheus) needs a token with the \
+`metrics` action (the admin token has it), or is served without a token on a separate \
+listener (`metrics_listen`).
+
 **Extensions** beyond the two operations *List Credential Stores* and *Create Credential in \
-Store*: listing keys, reading metadata, deleting a credential, 200 on overwrite, `/healthz`, \
-`/readyz`, `/openapi.json`, and the statuses 409, 412, 413 and 503.";
+Store*: listing keys, reading metadata, deleting a credential, 200 on overwrite, `checkedAt`, \
+`/healthz`, `/readyz`, `/metrics`, `/openapi.json`, and the statuses 409, 412, 413 and 503.";
 
 /// The static part of the document: info, tags, security schemes.
 #[derive(OpenApi)]
@@ -48,7 +64,7 @@ Store*: listing keys, reading metadata, deleting a credential, 200 on overwrite,
     info(title = "Credential Stores API", description = DESCRIPTION, license(name = "MIT OR Apache-2.0")),
     tags(
         (name = TAG_STORES, description = "Operations for managing credential stores"),
-        (name = TAG_OPS, description = "Health, readiness and this document"),
+        (name = TAG_OPS, description = "Health, readiness, metrics and this document"),
     ),
     components(schemas(Problem, ProblemError)),
     modifiers(&BearerAuth),
@@ -83,6 +99,7 @@ pub fn api_router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::get_credential, routes::delete_credential))
         .routes(routes!(routes::healthz))
         .routes(routes!(routes::readyz))
+        .routes(routes!(routes::metrics))
         .routes(routes!(routes::openapi_json))
         .split_for_parts()
 }

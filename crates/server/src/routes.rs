@@ -9,6 +9,13 @@
 //! - `GET    …/credential-stores/{id}/credentials/{key}` reads metadata and timestamps (never the value)
 //! - `DELETE …/credential-stores/{id}/credentials/{key}`
 //! - `GET /healthz`, `GET /readyz`, `GET /openapi.json` (no token needed)
+//! - `GET /metrics` (a token with the `metrics` action; see [`crate::metrics`])
+//!
+//! *List Credential Stores* and `/readyz` answer from the store prober's
+//! last results ([`crate::status`]), never waiting on a probe. Creates and
+//! deletes are recorded in the audit log before and after the store call,
+//! and every 401 and 403 is recorded too ([`crate::audit`]); a record that
+//! cannot be written is 503 before anything changes.
 //!
 //! Every request is checked in this order: token (401), path ids (422),
 //! token scope (403), store (404), the namespace `{tenantId}/{projectId}`
@@ -37,8 +44,10 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use zeroize::Zeroizing;
 
-use crate::auth::Action;
+use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
+use crate::auth::{Action, TokenEntry};
 use crate::problem::{ApiError, Problem};
+use crate::request::RequestId;
 use crate::state::AppState;
 
 /// The tag of the Credential Stores API's operations in the OpenAPI document.
@@ -61,11 +70,19 @@ pub struct StoreEntry {
     /// true.
     #[schema(example = "")]
     pub reason: String,
-    /// The backend: `memory`, `encrypted-sqlite`, `vault` or
-    /// `aws-secrets-manager`.
+    /// The backend: `memory`, `encrypted-sqlite`, `vault`,
+    /// `aws-secrets-manager`, `keychain`, or a custom store's kind.
     #[serde(rename = "type")]
     #[schema(example = "memory")]
     pub kind: String,
+    /// *(extension)* When the availability above was probed (RFC 3339,
+    /// UTC). A background prober probes each store every
+    /// `probe_interval_ms` (default 10000, jittered by ±10 %); a result
+    /// older than `probe_staleness_ms` (default 30000) is probed again when
+    /// a request finds it, and the answer never waits for a probe.
+    #[serde(rename = "checkedAt")]
+    #[schema(example = "2025-01-01T12:00:00.000Z")]
+    pub checked_at: String,
 }
 
 /// The answer of *List Credential Stores*.
@@ -299,18 +316,94 @@ pub fn timestamp(t: SystemTime) -> String {
 }
 
 /// Authenticates, validates the path ids and checks the token scope;
-/// returns the project's namespace.
-fn admit(
-    state: &AppState,
+/// returns the project's namespace and the token. A 401 or 403 is recorded
+/// in the audit log (`audit` names the request); when that record cannot
+/// be written the answer is 503 instead.
+fn admit<'a>(
+    state: &'a AppState,
     headers: &HeaderMap,
+    audit: &mut AuditEntry,
     tenant: &str,
     project: &str,
     action: Action,
-) -> Result<Namespace, ApiError> {
-    let token = state.auth.authenticate(headers)?;
+) -> Result<(Namespace, &'a TokenEntry), ApiError> {
+    let token = match state.auth.authenticate(headers) {
+        Ok(t) => t,
+        Err(e) => return Err(denied(state, audit, e)),
+    };
+    audit.token = Some(token.name.clone());
     let ns = project_namespace(tenant, project)?;
-    token.check(tenant, project, action)?;
-    Ok(ns)
+    token.check(tenant, project, action).map_err(|e| denied(state, audit, e))?;
+    Ok((ns, token))
+}
+
+/// Records a refusal (401, 403) in the audit log; the refusal itself, or
+/// 503 when it cannot be recorded.
+fn denied(state: &AppState, audit: &AuditEntry, err: ApiError) -> ApiError {
+    match write_audit(state, audit, AuditOutcome::Denied, Some(err.status.as_u16())) {
+        Ok(()) => err,
+        Err(unwritable) => unwritable,
+    }
+}
+
+/// Appends one record; 503 when it cannot be written.
+fn write_audit(
+    state: &AppState,
+    audit: &AuditEntry,
+    outcome: AuditOutcome,
+    status: Option<u16>,
+) -> Result<(), ApiError> {
+    state.audit.append(&audit.record(outcome, status)).map_err(|e| {
+        tracing::error!(error = %e, audit_log = state.audit.target(), "cannot write the audit log");
+        ApiError::unavailable(
+            "the audit log cannot be written, so the request was refused and nothing was changed",
+        )
+    })
+}
+
+/// Carries out a mutation between its two audit records: `started` before
+/// (503 and nothing done when it cannot be written), then `succeeded` or
+/// `failed` with the status answered (a failure to write that one is
+/// logged; the change is already made). A mutation cut off before the store
+/// answered (the request timeout, or the client gone) is recorded
+/// `abandoned`: the store may or may not have made the change.
+async fn audited<T>(
+    state: &AppState,
+    audit: &AuditEntry,
+    success: impl Fn(&T) -> StatusCode,
+    mutation: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    write_audit(state, audit, AuditOutcome::Started, None)?;
+    let mut pending = Pending { state, audit, open: true };
+    let result = mutation.await;
+    pending.open = false;
+    let (outcome, status) = match &result {
+        Ok(v) => (AuditOutcome::Succeeded, success(v)),
+        Err(e) => (AuditOutcome::Failed, e.status),
+    };
+    // Already logged by write_audit; the answer stays the mutation's.
+    let _ = write_audit(state, audit, outcome, Some(status.as_u16()));
+    result
+}
+
+/// Records `abandoned` when a mutation's future is dropped mid-way.
+struct Pending<'a> {
+    state: &'a AppState,
+    audit: &'a AuditEntry,
+    open: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = write_audit(self.state, self.audit, AuditOutcome::Abandoned, None);
+        }
+    }
+}
+
+/// The audit entry of a project route.
+fn audit_entry(rid: &RequestId, action: AuditAction, tenant: &str, project: &str) -> AuditEntry {
+    AuditEntry::new(&rid.0, action).project(tenant, project)
 }
 
 /// The handle of store `id` on namespace `ns` (the store's
@@ -338,9 +431,12 @@ fn json_ok<T: Serialize>(status: StatusCode, body: &T) -> Response {
 
 /// List Credential Stores
 ///
-/// Every store the server serves, each probed concurrently under the probe
-/// timeout, so one dead backend never stalls the list. The list is the same
-/// for every project; credentials inside each store are per project.
+/// Every store the server serves, with the availability its background
+/// prober found last and when (`checkedAt`, an extension). The answer never
+/// waits for a probe, so one dead backend never stalls the list; a result
+/// older than `probe_staleness_ms` is probed again for later answers. The
+/// list is the same for every project; credentials inside each store are
+/// per project.
 #[utoipa::path(
     get,
     path = "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores",
@@ -356,27 +452,31 @@ fn json_ok<T: Serialize>(status: StatusCode, body: &T) -> Response {
         (status = 404, description = "Not Found", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "tenantId or projectId breaks the id rules", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Internal Server Error", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A refusal (401, 403) could not be written to the audit log", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_stores(
     State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
     path: Result<Path<ProjectPath>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(p) = path.map_err(path_error)?;
-    admit(&state, &headers, &p.tenant_id, &p.project_id, Action::View)?;
-    let statuses = state.stores.check_all(state.probe_timeout).await;
-    let data = statuses
+    let mut audit = audit_entry(&rid, AuditAction::ListStores, &p.tenant_id, &p.project_id);
+    admit(&state, &headers, &mut audit, &p.tenant_id, &p.project_id, Action::View)?;
+    let data = state
+        .status
+        .snapshot()
         .into_iter()
-        .map(|s| StoreEntry {
-            available: s.availability.available,
-            id: s.id.to_string(),
-            reason: if s.availability.available {
-                String::new()
-            } else {
-                s.availability.reason.unwrap_or_default()
-            },
-            kind: s.kind.to_string(),
+        .map(|s| {
+            let a = s.last.availability;
+            StoreEntry {
+                available: a.available,
+                id: s.id.to_string(),
+                reason: if a.available { String::new() } else { a.reason.unwrap_or_default() },
+                kind: s.kind.to_string(),
+                checked_at: timestamp(s.last.checked_at),
+            }
         })
         .collect();
     Ok(json_ok(StatusCode::OK, &ListStoresResponse { data }))
@@ -408,24 +508,32 @@ pub async fn list_stores(
         (status = 413, description = "The body is over the body limit", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A key, id or metadata breaks the rules, the value is over 65,536 bytes, or tenantId/projectId is longer than the store's namespace cap; the detail names the field", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Internal Server Error", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable; the detail says why", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable (the detail says why), or the audit log cannot be written (nothing was changed)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_credential(
     State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
     path: Result<Path<StorePath>, PathRejection>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let Path(p) = path.map_err(path_error)?;
-    let ns = admit(&state, &headers, &p.tenant_id, &p.project_id, Action::Edit)?;
+    let mut audit = audit_entry(&rid, AuditAction::Create, &p.tenant_id, &p.project_id).store(&p.id);
+    let (ns, _) = admit(&state, &headers, &mut audit, &p.tenant_id, &p.project_id, Action::Edit)?;
     let store_id = check_store_id(&p.id)?;
     let store = project_store(&state, &store_id, &ns)?;
     check_json_content_type(&headers)?;
     let bytes = read_body(body, &headers, state.body_limit).await?;
     let input = parse_create(&bytes)?;
     drop(bytes);
-    let outcome = store.set(&input.key, &input.value, &input.metadata).await?;
+    let audit = audit.key(input.key.as_str());
+    let created =
+        |o: &credstore_core::SetOutcome| if o.created { StatusCode::CREATED } else { StatusCode::OK };
+    let outcome = audited(&state, &audit, created, async {
+        store.set(&input.key, &input.value, &input.metadata).await.map_err(ApiError::from)
+    })
+    .await?;
     let location = format!(
         "/manage/tenants/{}/projects/{}/credential-stores/{}/credentials/{}",
         p.tenant_id, p.project_id, store_id, input.key
@@ -464,17 +572,19 @@ pub async fn create_credential(
         (status = 404, description = "No store with this id", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A bad id, prefix, cursor or limit, or tenantId/projectId longer than the store's namespace cap", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Internal Server Error", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable, or a refusal could not be written to the audit log", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_credentials(
     State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
     path: Result<Path<StorePath>, PathRejection>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Path(p) = path.map_err(path_error)?;
-    let ns = admit(&state, &headers, &p.tenant_id, &p.project_id, Action::View)?;
+    let mut audit = audit_entry(&rid, AuditAction::ListCredentials, &p.tenant_id, &p.project_id).store(&p.id);
+    let (ns, _) = admit(&state, &headers, &mut audit, &p.tenant_id, &p.project_id, Action::View)?;
     let store_id = check_store_id(&p.id)?;
     let store = project_store(&state, &store_id, &ns)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
@@ -513,16 +623,19 @@ pub async fn list_credentials(
         (status = 404, description = "No such store, or no such credential in this project", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A bad id or key, or tenantId/projectId longer than the store's namespace cap", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Internal Server Error", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable, or a refusal could not be written to the audit log", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_credential(
     State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
     path: Result<Path<CredentialPath>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(p) = path.map_err(path_error)?;
-    let ns = admit(&state, &headers, &p.tenant_id, &p.project_id, Action::View)?;
+    let mut audit =
+        audit_entry(&rid, AuditAction::ReadMetadata, &p.tenant_id, &p.project_id).store(&p.id).key(&p.key);
+    let (ns, _) = admit(&state, &headers, &mut audit, &p.tenant_id, &p.project_id, Action::View)?;
     let store_id = check_store_id(&p.id)?;
     let key = CredentialKey::new(p.key.as_str())?;
     let store = project_store(&state, &store_id, &ns)?;
@@ -558,24 +671,31 @@ pub async fn get_credential(
         (status = 404, description = "No such store, or no such credential in this project", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A bad id or key, or tenantId/projectId longer than the store's namespace cap", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Internal Server Error", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable, or the audit log cannot be written (nothing was changed)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete_credential(
     State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
     headers: HeaderMap,
     path: Result<Path<CredentialPath>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(p) = path.map_err(path_error)?;
-    let ns = admit(&state, &headers, &p.tenant_id, &p.project_id, Action::Edit)?;
+    let mut audit =
+        audit_entry(&rid, AuditAction::Delete, &p.tenant_id, &p.project_id).store(&p.id).key(&p.key);
+    let (ns, _) = admit(&state, &headers, &mut audit, &p.tenant_id, &p.project_id, Action::Edit)?;
     let store_id = check_store_id(&p.id)?;
     let key = CredentialKey::new(p.key.as_str())?;
     let store = project_store(&state, &store_id, &ns)?;
-    if store.delete(&key).await? {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(missing(&key, &store_id))
-    }
+    audited(&state, &audit, |_| StatusCode::NO_CONTENT, async {
+        if store.delete(&key).await? {
+            Ok(())
+        } else {
+            Err(missing(&key, &store_id))
+        }
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 fn missing(key: &CredentialKey, store: &StoreId) -> ApiError {
@@ -601,8 +721,10 @@ pub async fn healthz() -> Response {
 
 /// Readiness
 ///
-/// 200 when the server is not shutting down and at least one store answers
-/// its probe; 503 otherwise. No token needed; the body gives counts only.
+/// 200 when the server is not shutting down and at least one store was
+/// available at its last probe; 503 otherwise. Answered from the store
+/// prober's last results, never waiting on a probe. No token needed; the
+/// body gives counts only.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -617,9 +739,9 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError>
     if state.is_shutting_down() {
         return Err(ApiError::unavailable("the server is shutting down"));
     }
-    let statuses = state.stores.check_all(state.probe_timeout).await;
+    let statuses = state.status.snapshot();
     let total = statuses.len();
-    let available = statuses.iter().filter(|s| s.availability.available).count();
+    let available = statuses.iter().filter(|s| s.last.availability.available).count();
     if available == 0 {
         return Err(ApiError::unavailable(format!("none of the {total} stores is available")));
     }
@@ -629,6 +751,39 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError>
         stores_total: Some(total),
     };
     Ok(json_ok(StatusCode::OK, &body))
+}
+
+/// Metrics (extension)
+///
+/// The server's metrics in the OpenMetrics text format, which Prometheus
+/// scrapes: requests by route template and status, latency histograms,
+/// store operations by store, operation and outcome, store availability
+/// and probes. Needs a token with the `metrics` action (the admin token
+/// has it); `metrics_listen` also serves it without a token on a separate
+/// listener.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = TAG_OPS,
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The exposition", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the `metrics` action", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The refusal could not be written to the audit log", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn metrics(
+    State(state): State<AppState>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let audit = AuditEntry::new(&rid.0, AuditAction::Metrics);
+    let token = state.auth.authenticate(&headers).map_err(|e| denied(&state, &audit, e))?;
+    let audit = audit.token(&token.name);
+    token.check_metrics().map_err(|e| denied(&state, &audit, e))?;
+    Ok(state.metrics.response())
 }
 
 /// The OpenAPI document, as served.

@@ -15,7 +15,10 @@ use credstore_core::{
 };
 use credstore_layers::{CacheLayer, CachedStore};
 
+use crate::audit::AuditLog;
 use crate::auth::Authenticator;
+use crate::metrics::{Metrics, MetricsLayer};
+use crate::status::StatusBoard;
 
 /// The most namespaced handles kept; past it the cache starts over (handles
 /// are cheap to make again).
@@ -34,6 +37,7 @@ pub const MAX_CACHED_HANDLES: usize = 10_000;
 /// keep every layer; all handles of a cached store share its one cache.
 pub struct Stores {
     registry: StoreRegistry,
+    metrics: Arc<Metrics>,
     caches: Vec<(StoreId, Arc<CachedStore>)>,
     handles: Mutex<HashMap<(StoreId, Namespace), Arc<dyn CredentialStore>>>,
 }
@@ -70,12 +74,15 @@ impl Stores {
         let mut registry = StoreRegistry::new();
         let mut caches = Vec::new();
         let timeout = TimeoutLayer::new(store_timeout);
+        let metrics = Arc::new(Metrics::new());
+        let metered = MetricsLayer::new(metrics.clone());
         for (store, cache) in stores {
             let id = store.id().clone();
-            let store = store.with_layer(timeout);
+            let store = store.with_layer(timeout).with_layer(metered.clone());
             let served: Arc<dyn CredentialStore> = match cache {
                 Some(layer) => {
                     let cached = layer.build(store);
+                    metrics.add_cache(&id, Arc::clone(&cached));
                     caches.push((id, Arc::clone(&cached)));
                     cached
                 }
@@ -83,7 +90,13 @@ impl Stores {
             };
             registry.register(served)?;
         }
-        Ok(Self { registry, caches, handles: Mutex::new(HashMap::new()) })
+        Ok(Self { registry, metrics, caches, handles: Mutex::new(HashMap::new()) })
+    }
+
+    /// The metrics these stores count their calls in (see
+    /// [`MetricsLayer`]); the server adds its request and probe figures.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The read-through cache of store `id`, when it has one: its
@@ -145,6 +158,12 @@ pub struct AppState {
     pub stores: Arc<Stores>,
     /// The tokens.
     pub auth: Arc<Authenticator>,
+    /// The last availability of every store, kept by the probers.
+    pub status: Arc<StatusBoard>,
+    /// The audit log.
+    pub audit: Arc<AuditLog>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
     /// How long one availability probe may take.
     pub probe_timeout: Duration,
     /// The largest request body.

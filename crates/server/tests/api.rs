@@ -143,11 +143,18 @@ async fn list_stores_entries_have_exactly_the_members_of_the_credential_stores_a
     assert_eq!(v.as_object().unwrap().keys().collect::<Vec<_>>(), ["data"]);
     for entry in v["data"].as_array().unwrap() {
         let keys: Vec<_> = entry.as_object().unwrap().keys().cloned().collect();
-        assert_eq!(keys, ["available", "id", "reason", "type"]);
+        // The four members of the Credential Stores API, and `checkedAt`
+        // (a documented extension: when the availability was probed).
+        assert_eq!(keys, ["available", "checkedAt", "id", "reason", "type"]);
         assert!(entry["reason"].is_string(), "reason is always a string");
         if entry["available"] == true {
             assert_eq!(entry["reason"], "");
         }
+    }
+    let mut v = v;
+    for e in v["data"].as_array_mut().unwrap() {
+        let at = e.as_object_mut().unwrap().remove("checkedAt");
+        assert!(at.is_some_and(|v| v.is_string()), "checkedAt (extension) on every entry");
     }
     let by_id = |id: &str| v["data"].as_array().unwrap().iter().find(|e| e["id"] == id).unwrap().clone();
     assert_eq!(
@@ -412,6 +419,7 @@ async fn health_readiness_and_openapi() {
         ),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
+        ("GET", "/metrics"),
         ("GET", "/openapi.json"),
     ]
     .iter()

@@ -81,8 +81,12 @@ prefix = "{}"
     let (mut p, addr) = Proc::serve(dir.path(), &env, &[]);
     rt().block_on(async {
         let c = reqwest::Client::new();
-        let (status, list) = call(&c, addr, "GET", &base("t1", "p1"), None).await;
+        let (status, mut list) = call(&c, addr, "GET", &base("t1", "p1"), None).await;
         assert_eq!(status, 200);
+        for e in list["data"].as_array_mut().unwrap() {
+            let at = e.as_object_mut().unwrap().remove("checkedAt");
+            assert!(at.is_some_and(|v| v.is_string()), "checkedAt (extension) on every entry");
+        }
         assert_eq!(
             list,
             json!({"data": [

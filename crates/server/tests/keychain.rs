@@ -149,8 +149,12 @@ cache = { ttl_ms = 60000 }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let c = reqwest::Client::new();
-        let (status, list) = call(&c, addr, "GET", &stores, None).await;
+        let (status, mut list) = call(&c, addr, "GET", &stores, None).await;
         assert_eq!(status, 200, "{list}");
+        for e in list["data"].as_array_mut().unwrap() {
+            let at = e.as_object_mut().unwrap().remove("checkedAt");
+            assert!(at.is_some_and(|v| v.is_string()), "checkedAt (extension) on every entry");
+        }
         assert_eq!(
             list,
             json!({"data": [{"available": true, "id": "laptop", "reason": "", "type": "keychain"}]}),

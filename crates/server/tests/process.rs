@@ -83,8 +83,12 @@ fn first_run_needs_nothing_prints_the_token_once_and_keeps_no_secret_on_disk() {
     let rt = rt();
     rt.block_on(async {
         let c = reqwest::Client::new();
-        let (status, list) = get_json(&c, addr, &token, CREDS).await;
+        let (status, mut list) = get_json(&c, addr, &token, CREDS).await;
         assert_eq!(status, 200);
+        for e in list["data"].as_array_mut().unwrap() {
+            let at = e.as_object_mut().unwrap().remove("checkedAt");
+            assert!(at.is_some_and(|v| v.is_string()), "checkedAt (extension) on every entry");
+        }
         assert_eq!(
             list,
             json!({"data": [

@@ -20,6 +20,8 @@ pub const ADMIN: &str = "test-admin-token-0123456789";
 /// A running server, its data directory and a way to stop it.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The separate metrics listener, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     /// The stores as the server serves them (caches included).
     pub stores: Arc<Stores>,
@@ -95,12 +97,13 @@ impl TestServer {
         tokens.extend(opts.tokens);
         let server = Server::bind(&opts.settings, stores, Authenticator::new(tokens)).await.unwrap();
         let addr = server.local_addr();
+        let metrics_addr = server.metrics_addr();
         let stores = server.state().stores.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = rx.await;
         }));
-        Self { addr, dir, stores, stop: Some(tx), task: Some(task) }
+        Self { addr, metrics_addr, dir, stores, stop: Some(tx), task: Some(task) }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,380 @@
+//! The audit trail: one JSON line per mutation and per refused request.
+//!
+//! Every create and delete is recorded **before** it is carried out
+//! (`"outcome":"started"`) and again after, with its result
+//! (`"outcome":"succeeded"` or `"failed"` and the status answered). A
+//! request refused with 401 or 403 is recorded as `"outcome":"denied"`; a
+//! mutation cut off before the store answered (the request timeout, the
+//! client gone) as `"outcome":"abandoned"`, since it may or may not have
+//! been made. A
+//! request whose record cannot be written is answered **503** before
+//! anything changes, so no acknowledged change goes unrecorded.
+//!
+//! ```json
+//! {"time":"2025-01-01T12:00:00.000Z","requestId":"req_…","token":"ci","tenant":"tenant_123","project":"project_456","store":"sqlite-default","key":"github-token","action":"create","outcome":"started","status":null}
+//! {"time":"2025-01-01T12:00:00.004Z","requestId":"req_…","token":"ci","tenant":"tenant_123","project":"project_456","store":"sqlite-default","key":"github-token","action":"create","outcome":"succeeded","status":201}
+//! ```
+//!
+//! | member | holds |
+//! | --- | --- |
+//! | `time` | RFC 3339 UTC with milliseconds |
+//! | `requestId` | the request id (also `X-Request-ID`) |
+//! | `token` | the name of the token (`admin` or a `[[tokens]]` name); `null` when no known token was presented |
+//! | `tenant`, `project`, `store`, `key` | from the path or body; `null` when the route has none or it was not read yet |
+//! | `action` | `create`, `delete`, `list-stores`, `list-credentials`, `read-metadata`, `metrics` |
+//! | `outcome` | `started`, `succeeded`, `failed`, `denied`, `abandoned` |
+//! | `status` | the HTTP status answered; `null` on `started` and `abandoned` |
+//!
+//! A record never holds a value, a token or a token hash; ids from the
+//! request are cut to 255 characters. Each line is written with one `write`
+//! call to a file opened for appending (created owner-only, mode 0600),
+//! or to stderr; it is not fsynced.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+/// The default file name of the audit log, in the data directory.
+pub const AUDIT_LOG_FILE: &str = "audit.log";
+
+/// The longest id copied from a request into a record.
+pub const MAX_AUDIT_ID_LEN: usize = 255;
+
+/// Where the audit trail goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTarget {
+    /// Appended to this file (created with mode 0600, its directory with
+    /// 0700 when missing).
+    File(PathBuf),
+    /// Written to stderr (`audit_log = "-"`).
+    Stderr,
+}
+
+impl AuditTarget {
+    /// `-` is stderr; anything else a file path.
+    pub fn parse(text: &str) -> Self {
+        if text == "-" {
+            AuditTarget::Stderr
+        } else {
+            AuditTarget::File(PathBuf::from(text))
+        }
+    }
+
+    /// The default: `audit.log` in `data_dir`.
+    pub fn default_in(data_dir: &Path) -> Self {
+        AuditTarget::File(data_dir.join(AUDIT_LOG_FILE))
+    }
+}
+
+/// What a request did, as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditAction {
+    /// Create Credential in Store.
+    Create,
+    /// Delete Credential.
+    Delete,
+    /// List Credential Stores (recorded only when refused).
+    ListStores,
+    /// List Credential Keys (recorded only when refused).
+    ListCredentials,
+    /// Get Credential Metadata (recorded only when refused).
+    ReadMetadata,
+    /// `/metrics` (recorded only when refused).
+    Metrics,
+}
+
+/// How far a recorded request got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditOutcome {
+    /// About to be carried out.
+    Started,
+    /// Carried out; answered with a success status.
+    Succeeded,
+    /// Answered with an error status.
+    Failed,
+    /// Refused: 401 or 403.
+    Denied,
+    /// Cut off before the store answered (the request timeout, or the
+    /// client went away): the change may or may not have been made.
+    Abandoned,
+}
+
+/// One audit line. Never holds a value, a token or a token hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    /// RFC 3339 UTC with milliseconds.
+    pub time: String,
+    /// The request id.
+    pub request_id: String,
+    /// The token's name, when a known token was presented.
+    pub token: Option<String>,
+    /// The tenant of the path.
+    pub tenant: Option<String>,
+    /// The project of the path.
+    pub project: Option<String>,
+    /// The store of the path.
+    pub store: Option<String>,
+    /// The credential key.
+    pub key: Option<String>,
+    /// What the request does.
+    pub action: AuditAction,
+    /// How far it got.
+    pub outcome: AuditOutcome,
+    /// The status answered; `None` on [`AuditOutcome::Started`] and
+    /// [`AuditOutcome::Abandoned`].
+    pub status: Option<u16>,
+}
+
+/// The request-side facts of a record, filled in as the handler learns them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// The request id.
+    pub request_id: String,
+    /// What the request does.
+    pub action: AuditAction,
+    /// The token's name.
+    pub token: Option<String>,
+    /// The tenant.
+    pub tenant: Option<String>,
+    /// The project.
+    pub project: Option<String>,
+    /// The store.
+    pub store: Option<String>,
+    /// The key.
+    pub key: Option<String>,
+}
+
+fn cut(id: &str) -> String {
+    id.chars().take(MAX_AUDIT_ID_LEN).collect()
+}
+
+impl AuditEntry {
+    /// An entry for request `request_id` doing `action`.
+    pub fn new(request_id: &str, action: AuditAction) -> Self {
+        Self {
+            request_id: cut(request_id),
+            action,
+            token: None,
+            tenant: None,
+            project: None,
+            store: None,
+            key: None,
+        }
+    }
+
+    /// With the tenant and project of the path.
+    pub fn project(mut self, tenant: &str, project: &str) -> Self {
+        self.tenant = Some(cut(tenant));
+        self.project = Some(cut(project));
+        self
+    }
+
+    /// With the store of the path.
+    pub fn store(mut self, store: &str) -> Self {
+        self.store = Some(cut(store));
+        self
+    }
+
+    /// With the credential key.
+    pub fn key(mut self, key: &str) -> Self {
+        self.key = Some(cut(key));
+        self
+    }
+
+    /// With the token's name.
+    pub fn token(mut self, name: &str) -> Self {
+        self.token = Some(cut(name));
+        self
+    }
+
+    /// The record of this entry at `outcome`, answered with `status`.
+    pub fn record(&self, outcome: AuditOutcome, status: Option<u16>) -> AuditRecord {
+        AuditRecord {
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            request_id: self.request_id.clone(),
+            token: self.token.clone(),
+            tenant: self.tenant.clone(),
+            project: self.project.clone(),
+            store: self.store.clone(),
+            key: self.key.clone(),
+            action: self.action,
+            outcome,
+            status,
+        }
+    }
+}
+
+enum Sink {
+    /// The file, opened on first use and again after a failed write.
+    File {
+        path: PathBuf,
+        file: Option<std::fs::File>,
+    },
+    Stderr,
+    Writer(Box<dyn Write + Send>),
+}
+
+/// The audit log: appends [`AuditRecord`]s as JSON lines.
+pub struct AuditLog {
+    sink: Mutex<Sink>,
+    target: String,
+}
+
+impl fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditLog").field("target", &self.target).finish_non_exhaustive()
+    }
+}
+
+/// Opens `path` for appending, owner-only, creating its directory (0700).
+fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+}
+
+impl AuditLog {
+    /// An audit log writing to `target`. A file is opened on first use (and
+    /// again after a failed write), so a log that cannot be opened refuses
+    /// the requests it should record, with 503, rather than the server not
+    /// starting.
+    pub fn new(target: &AuditTarget) -> Self {
+        match target {
+            AuditTarget::File(path) => Self {
+                target: path.display().to_string(),
+                sink: Mutex::new(Sink::File { path: path.clone(), file: None }),
+            },
+            AuditTarget::Stderr => Self { target: "stderr".into(), sink: Mutex::new(Sink::Stderr) },
+        }
+    }
+
+    /// An audit log writing to `writer` (for embedding: a pipe, a socket).
+    pub fn to_writer(writer: impl Write + Send + 'static) -> Self {
+        Self { target: "a writer".into(), sink: Mutex::new(Sink::Writer(Box::new(writer))) }
+    }
+
+    /// Where the records go, for messages.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Appends `record` as one JSON line.
+    ///
+    /// # Errors
+    /// The line could not be written (the file cannot be opened or
+    /// written).
+    pub fn append(&self, record: &AuditRecord) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *sink {
+            Sink::Stderr => {
+                let mut err = std::io::stderr().lock();
+                err.write_all(&line)?;
+                err.flush()
+            }
+            Sink::Writer(w) => {
+                w.write_all(&line)?;
+                w.flush()
+            }
+            Sink::File { path, file } => {
+                if file.is_none() {
+                    *file = Some(open_append(path)?);
+                }
+                let result = file.as_mut().map_or(Ok(()), |f| f.write_all(&line));
+                if result.is_err() {
+                    *file = None;
+                }
+                result
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_one_json_line_with_exactly_the_members() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("audit.log");
+        let log = AuditLog::new(&AuditTarget::File(path.clone()));
+        let entry = AuditEntry::new("req_1", AuditAction::Create)
+            .project("t", "p")
+            .store("s")
+            .key(&"k".repeat(300))
+            .token("ci");
+        log.append(&entry.record(AuditOutcome::Started, None)).unwrap();
+        log.append(&entry.record(AuditOutcome::Succeeded, Some(201))).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        let mut keys: Vec<&str> = lines[0].as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut expected = [
+            "time",
+            "requestId",
+            "token",
+            "tenant",
+            "project",
+            "store",
+            "key",
+            "action",
+            "outcome",
+            "status",
+        ];
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
+        assert!(text.starts_with(r#"{"time":""#), "{text}");
+        assert_eq!(lines[0]["outcome"], "started");
+        assert_eq!(lines[0]["status"], serde_json::Value::Null);
+        assert_eq!(lines[1]["outcome"], "succeeded");
+        assert_eq!(lines[1]["status"], 201);
+        assert_eq!(lines[1]["action"], "create");
+        assert_eq!(lines[1]["key"].as_str().unwrap().len(), MAX_AUDIT_ID_LEN);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777,
+                0o700
+            );
+        }
+    }
+
+    #[test]
+    fn an_unopenable_file_fails_every_append() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory cannot be opened as a file, even by root.
+        let log = AuditLog::new(&AuditTarget::File(dir.path().to_path_buf()));
+        let record = AuditEntry::new("r", AuditAction::Delete).record(AuditOutcome::Started, None);
+        assert!(log.append(&record).is_err());
+        assert!(log.append(&record).is_err());
+        assert_eq!(AuditTarget::parse("-"), AuditTarget::Stderr);
+        assert_eq!(AuditTarget::parse("a.log"), AuditTarget::File("a.log".into()));
+    }
+}

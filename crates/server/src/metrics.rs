@@ -1,0 +1,466 @@
+//! Prometheus metrics: `/metrics` in the OpenMetrics text format (which
+//! Prometheus scrapes natively), built with the `prometheus-client` crate.
+//!
+//! | series | type | labels |
+//! | --- | --- | --- |
+//! | `credstore_http_requests_total` | counter | `method`, `route` (the matched path template, such as `/manage/tenants/{tenantId}/projects/{projectId}/credential-stores`; `unmatched` for a path no route knows), `status` |
+//! | `credstore_http_request_duration_seconds` | histogram | `method`, `route` |
+//! | `credstore_store_operations_total` | counter | `store`, `operation` (`get`, `set`, `has`, `version`, `delete`, `list`, `check_availability`), `outcome` (`ok` or the error's class: `unavailable`, `invalid`, `precondition_failed`, `conflict`, `permission_denied`, `config`, `integrity`, `unsupported`, `backend`, `other`) |
+//! | `credstore_store_operation_duration_seconds` | histogram | `store`, `operation` |
+//! | `credstore_store_available` | gauge | `store`: 1 when its last probe said available, else 0 |
+//! | `credstore_store_probes_total` | counter | `store`, `outcome` (`available`, `unavailable`) |
+//! | `credstore_store_probe_duration_seconds` | histogram | `store` |
+//! | `credstore_cache_hits_total`, `_misses_total`, `_loads_total`, `_stale_served_total`, `_evictions_total`, `_expirations_total`, `_revalidations_total` | counter | `store` (stores with a read-through cache only) |
+//! | `credstore_cache_entries` | gauge | `store` |
+//!
+//! Labels never hold a raw request path, a tenant, a project, a key or a
+//! value: routes are templates and stores are the configured ids, so the
+//! number of series stays bounded.
+//!
+//! Store operations are counted by [`MetricsLayer`], which the server puts
+//! over each store's timeout layer (so a call over the store timeout counts
+//! as `unavailable`) and under its read-through cache (so a cache hit is not
+//! a store operation). Probes are counted by the store prober
+//! ([`crate::status`]).
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use credstore_core::{
+    async_trait, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, Layer,
+    ListOptions, ListPage, Metadata, Namespace, Result, SecretValue, SetOptions, SetOutcome, StoreId,
+    StoreKind, Version,
+};
+use credstore_layers::{CacheStats, CachedStore};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The `Content-Type` of the exposition.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The `route` label of a request no route matched.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// Latency buckets, in seconds: 0.5 ms to about 33 s.
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(0.0005, 2.0, 17)
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(latency_buckets())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OpLabels {
+    store: String,
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OpTimeLabels {
+    store: String,
+    operation: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StoreLabels {
+    store: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ProbeLabels {
+    store: String,
+    outcome: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// The read-through caches' figures, read from their
+/// [`stats`](CachedStore::stats) at each scrape.
+#[derive(Debug, Default)]
+struct CacheCollector {
+    caches: Mutex<Vec<(String, Arc<CachedStore>)>>,
+}
+
+type CacheCounter = (&'static str, &'static str, fn(&CacheStats) -> u64);
+
+const CACHE_COUNTERS: [CacheCounter; 7] = [
+    ("cache_hits", "Reads answered from a fresh cache entry", |s| s.hits),
+    ("cache_misses", "Reads that found no fresh cache entry", |s| s.misses),
+    ("cache_loads", "Reads the cache made of the store (one per single flight)", |s| s.loads),
+    ("cache_stale_served", "Reads answered with an expired value while the store failed", |s| s.stale_served),
+    ("cache_evictions", "Cache entries dropped to make room", |s| s.evictions),
+    ("cache_expirations", "Cache entries dropped because their time was up", |s| s.expirations),
+    ("cache_revalidations", "Expired cache entries kept because the version had not changed", |s| {
+        s.revalidations
+    }),
+];
+
+impl Collector for CacheCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::result::Result<(), fmt::Error> {
+        let stats: Vec<(StoreLabels, CacheStats)> = self
+            .caches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(store, cache)| (StoreLabels { store: store.clone() }, cache.stats()))
+            .collect();
+        if stats.is_empty() {
+            return Ok(());
+        }
+        for (name, help, value) in CACHE_COUNTERS {
+            let kind = ConstCounter::new(0u64).metric_type();
+            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+            for (labels, s) in &stats {
+                ConstCounter::new(value(s)).encode(family.encode_family(labels)?)?;
+            }
+        }
+        let kind = ConstGauge::new(0i64).metric_type();
+        let mut family =
+            encoder.encode_descriptor("cache_entries", "Entries held by the cache now", None, kind)?;
+        for (labels, s) in &stats {
+            ConstGauge::new(i64::try_from(s.entries).unwrap_or(i64::MAX))
+                .encode(family.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every metric of one server, in its own registry (nothing global, so
+/// several servers in one process keep separate figures).
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: HistogramFamily<RouteLabels>,
+    operations: Family<OpLabels, Counter>,
+    operation_seconds: HistogramFamily<OpTimeLabels>,
+    available: Family<StoreLabels, Gauge>,
+    probes: Family<ProbeLabels, Counter>,
+    probe_seconds: HistogramFamily<StoreLabels>,
+    caches: Arc<CacheCollector>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every series of the [module docs](self), empty.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("credstore");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_seconds = HistogramFamily::<RouteLabels>::new_with_constructor(latency_histogram);
+        let operations = Family::<OpLabels, Counter>::default();
+        let operation_seconds = HistogramFamily::<OpTimeLabels>::new_with_constructor(latency_histogram);
+        let available = Family::<StoreLabels, Gauge>::default();
+        let probes = Family::<ProbeLabels, Counter>::default();
+        let probe_seconds = HistogramFamily::<StoreLabels>::new_with_constructor(latency_histogram);
+        registry.register("http_requests", "HTTP requests by route template and status", requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route template",
+            request_seconds.clone(),
+        );
+        registry.register(
+            "store_operations",
+            "Calls that reached a store (cache hits excluded), by store, operation and outcome",
+            operations.clone(),
+        );
+        registry.register(
+            "store_operation_duration_seconds",
+            "Latency of store calls by store and operation",
+            operation_seconds.clone(),
+        );
+        registry.register(
+            "store_available",
+            "1 when the store's last availability probe said available, else 0",
+            available.clone(),
+        );
+        registry.register("store_probes", "Availability probes by store and outcome", probes.clone());
+        registry.register(
+            "store_probe_duration_seconds",
+            "How long availability probes took",
+            probe_seconds.clone(),
+        );
+        let caches = Arc::new(CacheCollector::default());
+        registry.register_collector(Box::new(caches.clone()));
+        Self {
+            registry,
+            requests,
+            request_seconds,
+            operations,
+            operation_seconds,
+            available,
+            probes,
+            probe_seconds,
+            caches,
+        }
+    }
+
+    /// Exposes the figures of `cache`, the read-through cache of `store`
+    /// (`credstore_cache_*`, read at each scrape).
+    pub fn add_cache(&self, store: &StoreId, cache: Arc<CachedStore>) {
+        self.caches.caches.lock().unwrap_or_else(|e| e.into_inner()).push((store.to_string(), cache));
+    }
+
+    /// Counts one answered HTTP request.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels { method: method.to_owned(), route: route.to_owned(), status })
+            .inc();
+        self.request_seconds
+            .get_or_create(&RouteLabels { method: method.to_owned(), route: route.to_owned() })
+            .observe(seconds);
+    }
+
+    /// Counts one store call.
+    pub fn observe_operation(
+        &self,
+        store: &StoreId,
+        operation: &'static str,
+        outcome: &'static str,
+        seconds: f64,
+    ) {
+        let store = store.to_string();
+        self.operations.get_or_create(&OpLabels { store: store.clone(), operation, outcome }).inc();
+        self.operation_seconds.get_or_create(&OpTimeLabels { store, operation }).observe(seconds);
+    }
+
+    /// Records one availability probe of `store` and sets its gauge.
+    pub fn observe_probe(&self, store: &StoreId, available: bool, seconds: f64) {
+        let labels = StoreLabels { store: store.to_string() };
+        self.available.get_or_create(&labels).set(i64::from(available));
+        self.probe_seconds.get_or_create(&labels).observe(seconds);
+        let outcome = if available { "available" } else { "unavailable" };
+        self.probes.get_or_create(&ProbeLabels { store: labels.store, outcome }).inc();
+    }
+
+    /// The exposition, in the OpenMetrics text format (ends with `# EOF`).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+            out.push_str("# EOF\n");
+        }
+        out
+    }
+
+    /// The `/metrics` response: the exposition with its content type.
+    pub fn response(&self) -> Response {
+        let mut resp = self.encode().into_response();
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+}
+
+/// Middleware counting every request by method, route template and final
+/// status, with its latency. The route is axum's [`MatchedPath`] (a
+/// template such as `/manage/tenants/{tenantId}/…`), never the raw path.
+pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let route = route.as_deref().unwrap_or(UNMATCHED_ROUTE);
+    metrics.observe_request(&method, route, resp.status().as_u16(), started.elapsed().as_secs_f64());
+    resp
+}
+
+/// The `outcome` label of a store error.
+pub fn outcome_of(err: &Error) -> &'static str {
+    match err {
+        Error::Unavailable { .. } => "unavailable",
+        Error::InvalidKey { .. }
+        | Error::InvalidNamespace { .. }
+        | Error::InvalidInput { .. }
+        | Error::NotText { .. } => "invalid",
+        Error::PreconditionFailed { .. } => "precondition_failed",
+        Error::Conflict { .. } => "conflict",
+        Error::PermissionDenied { .. } => "permission_denied",
+        Error::Config { .. } => "config",
+        Error::Integrity { .. } => "integrity",
+        Error::Unsupported { .. } => "unsupported",
+        Error::Backend { .. } => "backend",
+        _ => "other",
+    }
+}
+
+/// A [`Layer`] that counts every call of the wrapped store in
+/// [`Metrics`]: `credstore_store_operations_total` and
+/// `credstore_store_operation_duration_seconds`. Handles on namespaces
+/// ([`CredentialStore::with_namespace`]) are counted under the same store.
+#[derive(Debug, Clone)]
+pub struct MetricsLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl MetricsLayer {
+    /// A layer counting into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
+    }
+}
+
+impl Layer for MetricsLayer {
+    fn layer(&self, inner: Arc<dyn CredentialStore>) -> Arc<dyn CredentialStore> {
+        Arc::new(MeteredStore { inner, metrics: self.metrics.clone() })
+    }
+}
+
+/// A store wrapped by [`MetricsLayer`].
+#[derive(Debug, Clone)]
+pub struct MeteredStore {
+    inner: Arc<dyn CredentialStore>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredStore {
+    async fn counted<T>(&self, operation: &'static str, op: impl Future<Output = Result<T>>) -> Result<T> {
+        let started = Instant::now();
+        let result = op.await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => outcome_of(e),
+        };
+        self.metrics.observe_operation(self.inner.id(), operation, outcome, started.elapsed().as_secs_f64());
+        result
+    }
+}
+
+#[async_trait]
+impl CredentialStore for MeteredStore {
+    fn id(&self) -> &StoreId {
+        self.inner.id()
+    }
+
+    fn kind(&self) -> StoreKind {
+        self.inner.kind()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    fn namespace(&self) -> &Namespace {
+        self.inner.namespace()
+    }
+
+    fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
+        Ok(MetricsLayer::new(self.metrics.clone()).layer(self.inner.with_namespace(namespace)?))
+    }
+
+    async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
+        self.counted("get", self.inner.get(key)).await
+    }
+
+    async fn set_opts(
+        &self,
+        key: &CredentialKey,
+        value: &SecretValue,
+        metadata: &Metadata,
+        options: &SetOptions,
+    ) -> Result<SetOutcome> {
+        self.counted("set", self.inner.set_opts(key, value, metadata, options)).await
+    }
+
+    async fn has(&self, key: &CredentialKey) -> Result<bool> {
+        self.counted("has", self.inner.has(key)).await
+    }
+
+    async fn version(&self, key: &CredentialKey) -> Result<Option<Version>> {
+        self.counted("version", self.inner.version(key)).await
+    }
+
+    async fn delete(&self, key: &CredentialKey) -> Result<bool> {
+        self.counted("delete", self.inner.delete(key)).await
+    }
+
+    async fn list(&self, options: &ListOptions) -> Result<ListPage> {
+        self.counted("list", self.inner.list(options)).await
+    }
+
+    async fn check_availability(&self) -> Availability {
+        let started = Instant::now();
+        let availability = self.inner.check_availability().await;
+        let outcome = if availability.available { "ok" } else { "unavailable" };
+        self.metrics.observe_operation(
+            self.inner.id(),
+            "check_availability",
+            outcome,
+            started.elapsed().as_secs_f64(),
+        );
+        availability
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use credstore_core::StoreExt;
+
+    #[tokio::test]
+    async fn store_calls_are_counted_by_store_operation_and_outcome() {
+        let metrics = Arc::new(Metrics::new());
+        let mock = credstore_conformance::mock::MockStore::new(StoreId::new("m").unwrap());
+        let store: Arc<dyn CredentialStore> = Arc::new(mock.clone());
+        let store = store.with_layer(MetricsLayer::new(metrics.clone()));
+        let ns = store.with_namespace(&Namespace::new("t/p").unwrap()).unwrap();
+        let key = CredentialKey::new("k").unwrap();
+        ns.set(&key, &SecretValue::from("never-in-metrics"), &Metadata::new()).await.unwrap();
+        ns.get(&key).await.unwrap();
+        mock.fail_next_op(
+            credstore_conformance::mock::Op::Get,
+            1,
+            credstore_conformance::mock::Fault::Unavailable,
+        );
+        assert!(ns.get(&key).await.is_err());
+        metrics.observe_probe(store.id(), false, 0.01);
+        let text = metrics.encode();
+        for line in [
+            r#"credstore_store_operations_total{store="m",operation="set",outcome="ok"} 1"#,
+            r#"credstore_store_operations_total{store="m",operation="get",outcome="ok"} 1"#,
+            r#"credstore_store_operations_total{store="m",operation="get",outcome="unavailable"} 1"#,
+            r#"credstore_store_available{store="m"} 0"#,
+            r#"credstore_store_probes_total{store="m",outcome="unavailable"} 1"#,
+            r#"credstore_store_operation_duration_seconds_count{store="m",operation="get"} 2"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+        }
+        assert!(!text.contains("never-in-metrics") && !text.contains("t/p"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
