@@ -213,6 +213,17 @@ pub struct VaultSettings {
     /// AppRole login: the auth mount; default `approle`.
     #[serde(default)]
     pub approle_mount: Option<String>,
+    /// JWT login (Kubernetes service-account tokens): the role to log in as.
+    #[serde(default)]
+    pub jwt_role: Option<String>,
+    /// JWT login: the file holding the JWT, read again at every login
+    /// (projected tokens rotate); default the pod's service-account token,
+    /// `/var/run/secrets/kubernetes.io/serviceaccount/token`.
+    #[serde(default)]
+    pub jwt_file: Option<PathBuf>,
+    /// JWT login: the auth mount; default `jwt`.
+    #[serde(default)]
+    pub jwt_mount: Option<String>,
     /// A PEM file of CA certificates to trust instead of the system's.
     #[serde(default)]
     pub ca_cert: Option<PathBuf>,
@@ -763,6 +774,17 @@ impl RawStore {
                 if settings.approle_role_id.is_some() && token_ways.iter().any(|w| *w) {
                     return Err("give either a token or an AppRole login, not both".into());
                 }
+                if settings.jwt_role.is_none()
+                    && (settings.jwt_file.is_some() || settings.jwt_mount.is_some())
+                {
+                    return Err("jwt_file and jwt_mount need jwt_role".into());
+                }
+                if settings.jwt_role.is_some()
+                    && (settings.approle_role_id.is_some() || token_ways.iter().any(|w| *w))
+                {
+                    return Err("give one of a token, an AppRole login and a JWT login".into());
+                }
+                settings.jwt_file = settings.jwt_file.map(|f| base.join(f));
                 settings.token_file = settings.token_file.map(|f| base.join(f));
                 settings.approle_secret_id_file = settings.approle_secret_id_file.map(|f| base.join(f));
                 settings.ca_cert = settings.ca_cert.map(|f| base.join(f));
@@ -826,6 +848,47 @@ mod tests {
         let map: HashMap<String, String> =
             pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn vault_jwt_login_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credstore.toml");
+        let load = |stores: &str| {
+            std::fs::write(&path, stores).unwrap();
+            Settings::load(Some(&path), &env_of(&[]))
+        };
+        let s = load(
+            r#"
+[[stores]]
+id = "vault-k8s"
+type = "vault"
+address = "http://127.0.0.1:8200"
+jwt_role = "app"
+jwt_file = "token.jwt"
+jwt_mount = "kubernetes"
+"#,
+        )
+        .unwrap();
+        let vault = s.stores.iter().find_map(|spec| match spec {
+            StoreSpec::Vault { settings, .. } => Some(settings),
+            _ => None,
+        });
+        let vault = vault.expect("the vault store");
+        assert_eq!(vault.jwt_role.as_deref(), Some("app"));
+        assert_eq!(vault.jwt_file.as_deref(), Some(dir.path().join("token.jwt").as_path()));
+        assert_eq!(vault.jwt_mount.as_deref(), Some("kubernetes"));
+
+        let both = load(
+            "[[stores]]\nid = \"v\"\ntype = \"vault\"\naddress = \"http://127.0.0.1:8200\"\n\
+             jwt_role = \"app\"\ntoken_env = \"VAULT_TOKEN\"\n",
+        );
+        assert!(both.unwrap_err().to_string().contains("one of a token, an AppRole login and a JWT login"));
+        let orphan = load(
+            "[[stores]]\nid = \"v\"\ntype = \"vault\"\naddress = \"http://127.0.0.1:8200\"\n\
+             jwt_file = \"token.jwt\"\n",
+        );
+        assert!(orphan.unwrap_err().to_string().contains("need jwt_role"));
     }
 
     #[test]

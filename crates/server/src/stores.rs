@@ -107,6 +107,14 @@ fn vault_config(s: &crate::config::VaultSettings) -> Result<credstore_vault::Vau
     if let Some(ms) = s.timeout_ms {
         c = c.timeout(std::time::Duration::from_millis(ms));
     }
+    if let Some(role) = &s.jwt_role {
+        let file = s.jwt_file.clone().unwrap_or_else(|| credstore_vault::DEFAULT_JWT_FILE.into());
+        c = c.jwt(role.clone(), file);
+        if let Some(mount) = &s.jwt_mount {
+            c = c.jwt_mount(mount);
+        }
+        return Ok(c);
+    }
     if let Some(role_id) = &s.approle_role_id {
         let secret_id = read_secret(s.approle_secret_id_file.as_deref(), s.approle_secret_id_env.as_deref())?
             .ok_or("AppRole needs a secret id")?;
