@@ -148,8 +148,9 @@ pub enum StoreSpec {
     Vault {
         /// Its id.
         id: StoreId,
-        /// The backend's settings.
-        settings: VaultSettings,
+        /// The backend's settings (boxed: they are much larger than the
+        /// other variants').
+        settings: Box<VaultSettings>,
     },
     /// An AWS Secrets Manager store.
     Aws {
@@ -696,9 +697,9 @@ pub enum RawStore {
         /// A read-through cache.
         #[serde(default)]
         cache: Option<CacheSettings>,
-        /// Its settings.
+        /// Its settings (boxed: much larger than the other variants').
         #[serde(flatten)]
-        settings: VaultSettings,
+        settings: Box<VaultSettings>,
     },
     /// `type = "aws-secrets-manager"`.
     #[serde(rename = "aws-secrets-manager", alias = "aws")]
