@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,7 +33,11 @@ pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(300);
 ///   and `check_availability` always go to the store.
 /// - **Bounded size.** At most [`max_entries`](CacheLayer::with_max_entries)
 ///   entries (default 1,000) in one cached store, all its namespaces
-///   together; inserting one more evicts the least recently used.
+///   together; inserting one more evicts the least recently used. Reads
+///   through one thread keep the exact use order; hits that race on
+///   several threads are ordered among themselves in no particular way (a
+///   hit only marks its entry under a read lock, so hits on different keys
+///   never wait for each other).
 /// - **Zeroized when gone.** The cache holds one clone of each value it
 ///   caches ([`SecretValue`] clones share one buffer): when an entry is
 ///   evicted, expires, is invalidated or cleared, that clone is dropped, and
@@ -195,12 +199,7 @@ impl CacheLayer {
     /// owner can reach ([`Layer::layer`] returns the same store as a
     /// `dyn CredentialStore`).
     pub fn build(&self, inner: Arc<dyn CredentialStore>) -> Arc<CachedStore> {
-        let cache = Arc::new(Cache {
-            config: *self,
-            counters: Counters::default(),
-            state: Mutex::new(State::default()),
-        });
-        Arc::new(CachedStore { namespace: inner.namespace().clone(), inner, cache })
+        Arc::new(CachedStore::over(inner, Arc::new(Cache::new(*self))))
     }
 }
 
@@ -271,9 +270,6 @@ impl Counters {
     }
 }
 
-/// Where an entry lives: its namespace and key.
-type Slot = (Namespace, CredentialKey);
-
 /// What a flight hands every caller waiting on it: the answer, and whether
 /// one of them already logged serving a stale value for it.
 type FlightOutput = (Result<Option<Credential>>, Arc<AtomicBool>);
@@ -290,87 +286,155 @@ struct Entry {
     fresh_until: Instant,
     /// When the entry is dropped: `fresh_until` plus the staleness allowed.
     retain_until: Instant,
-    tick: u64,
+    /// The stamp of its last use (see [`Cache::touch`]); hits raise it under
+    /// a read lock.
+    used: AtomicU64,
+    /// The stamp the LRU index files it under: `used` when it was indexed,
+    /// so never more than `used`.
+    indexed: u64,
+    /// Unique per entry: ties in the indexes are impossible.
     seq: u64,
 }
 
-#[derive(Default)]
-struct State {
-    entries: HashMap<Slot, Entry>,
-    /// Use order: the smallest tick is the least recently used.
-    lru: BTreeMap<u64, Slot>,
-    /// Drop order.
-    deadlines: BTreeMap<(Instant, u64), Slot>,
-    flights: HashMap<Slot, Flight>,
-    next: u64,
+/// One namespace's entries and the reads of its keys under way, shared by
+/// every handle on the namespace. A hit takes its read lock only.
+struct Space {
+    namespace: Namespace,
+    slots: RwLock<Slots>,
 }
 
-impl State {
-    fn next(&mut self) -> u64 {
-        self.next += 1;
-        self.next
-    }
+#[derive(Default)]
+struct Slots {
+    entries: HashMap<CredentialKey, Entry>,
+    flights: HashMap<CredentialKey, Flight>,
+}
 
-    fn remove(&mut self, slot: &Slot) -> Option<Entry> {
-        let entry = self.entries.remove(slot)?;
-        self.lru.remove(&entry.tick);
-        self.deadlines.remove(&(entry.retain_until, entry.seq));
-        Some(entry)
-    }
+/// Where an entry lives, as the cache-wide indexes hold it.
+#[derive(Clone)]
+struct SlotRef {
+    space: Arc<Space>,
+    key: CredentialKey,
+}
 
-    /// Removes every entry whose time is up.
-    fn sweep(&mut self, now: Instant, dropped: &mut Vec<Entry>) {
-        while let Some((&(at, _), slot)) = self.deadlines.first_key_value() {
+/// The cache-wide order of the entries of every namespace. Entries are
+/// added and removed only with this locked (then their space's write lock),
+/// so it always files exactly the entries there are.
+#[derive(Default)]
+struct Index {
+    /// Use order, lazily: an entry is filed under the stamp it had when it
+    /// was filed; one used since is filed again under its newer stamp when
+    /// it reaches the front, so the front is the least recently used.
+    lru: BTreeMap<(u64, u64), SlotRef>,
+    /// Drop order.
+    deadlines: BTreeMap<(Instant, u64), SlotRef>,
+    len: usize,
+}
+
+/// What a change of the cache removed: released after the locks are.
+#[derive(Default)]
+struct Dropped {
+    entries: Vec<Entry>,
+    slots: Vec<SlotRef>,
+    flights: Vec<Flight>,
+}
+
+/// Removes `key`'s entry from `slots` and the index.
+fn unlink(index: &mut Index, slots: &mut Slots, key: &CredentialKey, dropped: &mut Dropped) -> bool {
+    let Some(entry) = slots.entries.remove(key) else { return false };
+    dropped.slots.extend(index.lru.remove(&(entry.indexed, entry.seq)));
+    dropped.slots.extend(index.deadlines.remove(&(entry.retain_until, entry.seq)));
+    index.len -= 1;
+    dropped.entries.push(entry);
+    true
+}
+
+/// Files `entry` under `key` (which holds none) in `slots` and the index.
+fn link(index: &mut Index, slots: &mut Slots, space: &Arc<Space>, key: &CredentialKey, entry: Entry) {
+    let slot = SlotRef { space: Arc::clone(space), key: key.clone() };
+    index.lru.insert((entry.indexed, entry.seq), slot.clone());
+    index.deadlines.insert((entry.retain_until, entry.seq), slot);
+    index.len += 1;
+    slots.entries.insert(key.clone(), entry);
+}
+
+impl Index {
+    /// Removes every entry whose time is up; returns how many.
+    fn sweep(&mut self, now: Instant, dropped: &mut Dropped) -> u64 {
+        let mut expired = 0;
+        while let Some((&(at, _), _)) = self.deadlines.first_key_value() {
             if at > now {
                 break;
             }
-            let slot = slot.clone();
-            dropped.extend(self.remove(&slot));
+            let Some((_, slot)) = self.deadlines.pop_first() else { break };
+            let mut slots = write(&slot.space.slots);
+            expired += u64::from(unlink(self, &mut slots, &slot.key, dropped));
+            drop(slots);
+            dropped.slots.push(slot);
         }
+        expired
     }
 
-    /// The fresh entry in `slot`, marked as just used.
-    fn fresh(&mut self, slot: &Slot, now: Instant) -> Option<&Entry> {
-        if self.entries.get(slot).is_none_or(|e| e.fresh_until <= now) {
-            return None;
-        }
-        let tick = self.next();
-        let entry = self.entries.get_mut(slot)?;
-        self.lru.remove(&entry.tick);
-        entry.tick = tick;
-        self.lru.insert(tick, slot.clone());
-        Some(entry)
-    }
-
-    /// Inserts `entry`, evicting the least recently used beyond
-    /// `max_entries`; returns how many were evicted.
-    fn insert(&mut self, slot: Slot, entry: Entry, max_entries: usize, dropped: &mut Vec<Entry>) -> u64 {
-        dropped.extend(self.remove(&slot));
-        self.lru.insert(entry.tick, slot.clone());
-        self.deadlines.insert((entry.retain_until, entry.seq), slot.clone());
-        self.entries.insert(slot, entry);
+    /// Evicts least recently used entries until at most `max_entries` are
+    /// left; returns how many. Takes each victim's space lock in turn, so
+    /// the caller holds none.
+    fn evict(&mut self, max_entries: usize, dropped: &mut Dropped) -> u64 {
         let mut evicted = 0;
-        while self.entries.len() > max_entries {
-            let Some((_, oldest)) = self.lru.pop_first() else { break };
-            if let Some(entry) = self.entries.remove(&oldest) {
-                self.deadlines.remove(&(entry.retain_until, entry.seq));
-                dropped.push(entry);
-                evicted += 1;
+        while self.len > max_entries {
+            let Some(((filed, seq), slot)) = self.lru.pop_first() else { break };
+            let mut slots = write(&slot.space.slots);
+            let Some(entry) = slots.entries.get_mut(&slot.key) else {
+                drop(slots);
+                dropped.slots.push(slot);
+                continue;
+            };
+            let used = *entry.used.get_mut();
+            if used > filed {
+                // Used since it was filed: file it again where it belongs.
+                entry.indexed = used;
+                drop(slots);
+                self.lru.insert((used, seq), slot);
+                continue;
             }
+            evicted += u64::from(unlink(self, &mut slots, &slot.key, dropped));
+            drop(slots);
+            dropped.slots.push(slot);
         }
         evicted
     }
 }
 
 /// The cache of one cached store, shared by all its namespace handles.
+///
+/// Locks, always taken in this order: `index`, then one space's `slots`;
+/// `spaces` alone. A hit takes one space's read lock and nothing else.
 struct Cache {
     config: CacheLayer,
     counters: Counters,
-    state: Mutex<State>,
+    /// The origin of `next_due`.
+    epoch: Instant,
+    /// The last use stamp handed out.
+    clock: AtomicU64,
+    /// Flight ids and entry sequence numbers.
+    ids: AtomicU64,
+    /// When the first entry's time is up, in nanoseconds after `epoch`
+    /// (`u64::MAX`: never), so a call checks without a lock whether to sweep.
+    next_due: AtomicU64,
+    index: Mutex<Index>,
+    /// The space of every namespace that has entries, reads under way or
+    /// handles.
+    spaces: Mutex<HashMap<Namespace, Arc<Space>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// `now + d`, saturating far in the future instead of overflowing.
@@ -392,53 +456,152 @@ enum Lookup {
 }
 
 impl Cache {
-    /// Runs `f` on the state after dropping what is due; every entry removed
-    /// is dropped (and its value released) only after the lock is released.
-    fn with_state<R>(&self, f: impl FnOnce(&mut State, Instant, &mut Vec<Entry>) -> R) -> R {
-        let now = Instant::now();
-        let mut dropped = Vec::new();
+    fn new(config: CacheLayer) -> Self {
+        Self {
+            config,
+            counters: Counters::default(),
+            epoch: Instant::now(),
+            clock: AtomicU64::new(0),
+            ids: AtomicU64::new(0),
+            next_due: AtomicU64::new(u64::MAX),
+            index: Mutex::new(Index::default()),
+            spaces: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// A new use stamp, later than every one handed out before.
+    fn stamp(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Marks `entry` as just used. An entry that already holds the latest
+    /// stamp is left as it is, so a key read over and over costs no write to
+    /// shared memory. Reads by one thread keep the exact use order;
+    /// concurrent hits are ordered among themselves arbitrarily.
+    fn touch(&self, entry: &Entry) {
+        if entry.used.load(Ordering::Relaxed) != self.clock.load(Ordering::Relaxed) {
+            entry.used.store(self.stamp(), Ordering::Relaxed);
+        }
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The space of `namespace`, shared by every handle on it.
+    fn space(&self, namespace: &Namespace) -> Arc<Space> {
+        let mut spaces = lock(&self.spaces);
+        let space = spaces.entry(namespace.clone()).or_insert_with(|| {
+            Arc::new(Space { namespace: namespace.clone(), slots: RwLock::new(Slots::default()) })
+        });
+        Arc::clone(space)
+    }
+
+    /// Forgets `space` when the caller's reference is the last one besides
+    /// the registry's: no handle, entry or read under way needs it, and
+    /// none can get it but through the registry, which is locked.
+    fn prune(&self, space: &Arc<Space>) {
+        let mut spaces = lock(&self.spaces);
+        if Arc::strong_count(space) == 2
+            && spaces.get(&space.namespace).is_some_and(|s| Arc::ptr_eq(s, space))
+        {
+            spaces.remove(&space.namespace);
+        }
+    }
+
+    /// Releases what a change removed (values, flights, slots), outside
+    /// every lock.
+    fn release(&self, dropped: Dropped) {
+        drop(dropped.entries);
+        drop(dropped.flights);
+        for slot in dropped.slots {
+            self.prune(&slot.space);
+        }
+    }
+
+    /// Runs `f` on the index after dropping what is due; what is removed is
+    /// released after the lock is.
+    fn with_index<R>(&self, now: Instant, f: impl FnOnce(&mut Index, Instant, &mut Dropped) -> R) -> R {
+        let mut dropped = Dropped::default();
         let result = {
-            let mut state = lock(&self.state);
-            state.sweep(now, &mut dropped);
-            bump(&self.counters.expirations, dropped.len() as u64);
-            f(&mut state, now, &mut dropped)
+            let mut index = lock(&self.index);
+            let expired = index.sweep(now, &mut dropped);
+            bump(&self.counters.expirations, expired);
+            let result = f(&mut index, now, &mut dropped);
+            let due = index.deadlines.first_key_value().map_or(u64::MAX, |(&(at, _), _)| self.nanos(at));
+            self.next_due.store(due, Ordering::Relaxed);
+            result
         };
-        drop(dropped);
+        self.release(dropped);
         result
+    }
+
+    /// Drops what is due, if anything is: a lock-free check otherwise.
+    fn sweep_if_due(&self, now: Instant) {
+        if self.nanos(now) >= self.next_due.load(Ordering::Relaxed) {
+            self.with_index(now, |_, _, _| ());
+        }
+    }
+
+    /// The answer of `key`'s fresh entry in `space`, through `answer`, with
+    /// the entry marked as used; under the space's read lock only.
+    fn hit<T>(
+        &self,
+        space: &Space,
+        key: &CredentialKey,
+        now: Instant,
+        answer: impl FnOnce(Option<&Credential>) -> T,
+    ) -> Option<T> {
+        let slots = read(&space.slots);
+        let entry = slots.entries.get(key).filter(|e| e.fresh_until > now)?;
+        self.touch(entry);
+        Some(answer(entry.credential.as_ref()))
     }
 
     /// A fresh entry's answer through `answer`, counted as a hit, or `None`,
     /// counted as a miss.
-    fn fresh<T>(&self, slot: &Slot, answer: impl FnOnce(Option<&Credential>) -> T) -> Option<T> {
-        let found =
-            self.with_state(|state, now, _| state.fresh(slot, now).map(|e| answer(e.credential.as_ref())));
+    fn fresh<T>(
+        &self,
+        space: &Space,
+        key: &CredentialKey,
+        answer: impl FnOnce(Option<&Credential>) -> T,
+    ) -> Option<T> {
+        let now = Instant::now();
+        self.sweep_if_due(now);
+        let found = self.hit(space, key, now, answer);
         bump(if found.is_some() { &self.counters.hits } else { &self.counters.misses }, 1);
         found
     }
 
-    /// Forgets `slot` and detaches any read of it under way, so that its
-    /// answer is not cached.
-    fn invalidate(&self, slot: &Slot) {
-        self.with_state(|state, _, dropped| {
-            dropped.extend(state.remove(slot));
-            state.flights.remove(slot);
+    /// Forgets `key` in `space` and detaches any read of it under way, so
+    /// that its answer is not cached.
+    fn invalidate(&self, space: &Arc<Space>, key: &CredentialKey) {
+        self.with_index(Instant::now(), |index, _, dropped| {
+            let mut slots = write(&space.slots);
+            unlink(index, &mut slots, key, dropped);
+            dropped.flights.extend(slots.flights.remove(key));
         });
     }
 
-    /// Forgets every entry for which `matches` holds.
-    fn clear(&self, matches: impl Fn(&Slot) -> bool) {
-        let (entries, flights) = self.with_state(|state, _, _| {
-            let slots: Vec<Slot> = state.entries.keys().filter(|s| matches(s)).cloned().collect();
-            let entries: Vec<Entry> = slots.iter().filter_map(|s| state.remove(s)).collect();
-            let flights: Vec<Slot> = state.flights.keys().filter(|s| matches(s)).cloned().collect();
-            let flights: Vec<Flight> = flights.iter().filter_map(|s| state.flights.remove(s)).collect();
-            (entries, flights)
+    /// Forgets every entry and read under way of `spaces`.
+    fn clear(&self, spaces: &[Arc<Space>]) {
+        self.with_index(Instant::now(), |index, _, dropped| {
+            for space in spaces {
+                let mut slots = write(&space.slots);
+                let keys: Vec<CredentialKey> = slots.entries.keys().cloned().collect();
+                for key in &keys {
+                    unlink(index, &mut slots, key, dropped);
+                }
+                dropped.flights.extend(slots.flights.drain().map(|(_, f)| f));
+            }
         });
-        drop(entries);
-        drop(flights);
     }
 
-    fn entry_for(&self, found: Option<Credential>, now: Instant, state: &mut State) -> Option<Entry> {
+    fn entry_for(&self, found: Option<Credential>, now: Instant) -> Option<Entry> {
         let config = &self.config;
         let (fresh_for, stale_for) = match found {
             Some(_) => (config.ttl, config.max_stale),
@@ -448,59 +611,57 @@ impl Cache {
             return None;
         }
         let fresh_until = later(now, fresh_for);
+        let stamp = self.stamp();
         Some(Entry {
             credential: found,
             fresh_until,
             retain_until: later(fresh_until, stale_for),
-            tick: state.next(),
-            seq: state.next(),
+            used: AtomicU64::new(stamp),
+            indexed: stamp,
+            seq: self.next_id(),
         })
-    }
-
-    fn store(
-        &self,
-        slot: &Slot,
-        found: Option<Credential>,
-        now: Instant,
-        state: &mut State,
-        dropped: &mut Vec<Entry>,
-    ) {
-        dropped.extend(state.remove(slot));
-        if let Some(entry) = self.entry_for(found, now, state) {
-            let evicted = state.insert(slot.clone(), entry, self.config.max_entries, dropped);
-            bump(&self.counters.evictions, evicted);
-        }
     }
 
     /// Applies what flight `id` learned, unless a write, an invalidation or
     /// a refresh detached it meanwhile.
-    fn complete(&self, slot: &Slot, id: u64, fetched: &Fetched) {
-        self.with_state(|state, now, dropped| {
-            if state.flights.get(slot).map(|f| f.id) != Some(id) {
+    fn complete(&self, space: &Arc<Space>, key: &CredentialKey, id: u64, fetched: &Fetched) {
+        self.with_index(Instant::now(), |index, now, dropped| {
+            let mut slots = write(&space.slots);
+            if slots.flights.get(key).map(|f| f.id) != Some(id) {
                 return;
             }
-            state.flights.remove(slot);
-            match fetched {
-                Fetched::Loaded(found) => self.store(slot, found.clone(), now, state, dropped),
+            dropped.flights.extend(slots.flights.remove(key));
+            let found = match fetched {
+                Fetched::Loaded(found) => found.clone(),
                 Fetched::Revalidated(credential) => {
                     bump(&self.counters.revalidations, 1);
-                    self.store(slot, Some(credential.clone()), now, state, dropped);
+                    Some(credential.clone())
                 }
                 // Kept for stale-if-error until its time is up.
-                Fetched::Failed(e) if e.is_retriable() => {}
-                Fetched::Failed(_) => dropped.extend(state.remove(slot)),
-            }
+                Fetched::Failed(e) if e.is_retriable() => return,
+                Fetched::Failed(_) => {
+                    unlink(index, &mut slots, key, dropped);
+                    return;
+                }
+            };
+            unlink(index, &mut slots, key, dropped);
+            let Some(entry) = self.entry_for(found, now) else { return };
+            link(index, &mut slots, space, key, entry);
+            drop(slots);
+            let evicted = index.evict(self.config.max_entries, dropped);
+            bump(&self.counters.evictions, evicted);
         });
     }
 
-    /// After a retriable error: the value kept in `slot`, if its time is not
+    /// After a retriable error: the value kept for `key`, if its time is not
     /// up, and how long ago it stopped being fresh (zero if it is fresh).
-    fn kept(&self, slot: &Slot) -> Option<(Credential, Duration)> {
-        self.with_state(|state, now, _| {
-            let entry = state.entries.get(slot)?;
-            let credential = entry.credential.clone()?;
-            (entry.retain_until > now).then(|| (credential, now.saturating_duration_since(entry.fresh_until)))
-        })
+    fn kept(&self, space: &Space, key: &CredentialKey) -> Option<(Credential, Duration)> {
+        let now = Instant::now();
+        self.sweep_if_due(now);
+        let slots = read(&space.slots);
+        let entry = slots.entries.get(key).filter(|e| e.retain_until > now)?;
+        let credential = entry.credential.clone()?;
+        Some((credential, now.saturating_duration_since(entry.fresh_until)))
     }
 }
 
@@ -508,41 +669,43 @@ impl Cache {
 /// up), so the next read starts a new one.
 struct FlightGuard {
     cache: Arc<Cache>,
-    slot: Slot,
+    space: Arc<Space>,
+    key: CredentialKey,
     id: u64,
 }
 
 impl Drop for FlightGuard {
     fn drop(&mut self) {
         let detached = {
-            let mut state = lock(&self.cache.state);
-            match state.flights.get(&self.slot) {
-                Some(f) if f.id == self.id => state.flights.remove(&self.slot),
+            let mut slots = write(&self.space.slots);
+            match slots.flights.get(&self.key) {
+                Some(f) if f.id == self.id => slots.flights.remove(&self.key),
                 _ => None,
             }
         };
         drop(detached);
+        self.cache.prune(&self.space);
     }
 }
 
-/// Invalidates a slot when a write through the cache ends, however it ends
+/// Invalidates a key when a write through the cache ends, however it ends
 /// (a cancelled write may have landed).
 struct InvalidateOnDrop<'a> {
-    cache: &'a Cache,
-    slot: Slot,
+    store: &'a CachedStore,
+    key: &'a CredentialKey,
 }
 
 impl Drop for InvalidateOnDrop<'_> {
     fn drop(&mut self) {
-        self.cache.invalidate(&self.slot);
+        self.store.invalidate(self.key);
     }
 }
 
 /// A store wrapped by [`CacheLayer`]; see there for its behaviour.
 pub struct CachedStore {
     inner: Arc<dyn CredentialStore>,
-    /// The inner handle's namespace: the first half of every slot.
-    namespace: Namespace,
+    /// The entries of the inner handle's namespace.
+    space: Arc<Space>,
     cache: Arc<Cache>,
 }
 
@@ -556,7 +719,18 @@ impl fmt::Debug for CachedStore {
     }
 }
 
+impl Drop for CachedStore {
+    fn drop(&mut self) {
+        self.cache.prune(&self.space);
+    }
+}
+
 impl CachedStore {
+    fn over(inner: Arc<dyn CredentialStore>, cache: Arc<Cache>) -> Self {
+        let space = cache.space(inner.namespace());
+        Self { inner, space, cache }
+    }
+
     /// The wrapped store.
     pub fn inner(&self) -> &Arc<dyn CredentialStore> {
         &self.inner
@@ -570,13 +744,13 @@ impl CachedStore {
     /// The counters of the cache, shared by every namespace handle of this
     /// cached store.
     pub fn stats(&self) -> CacheStats {
-        let entries = lock(&self.cache.state).entries.len();
+        let entries = lock(&self.cache.index).len;
         self.cache.counters.snapshot(entries)
     }
 
     /// How many entries this handle's namespace holds now.
     pub fn namespace_entries(&self) -> usize {
-        lock(&self.cache.state).entries.keys().filter(|(ns, _)| *ns == self.namespace).count()
+        read(&self.space.slots).entries.len()
     }
 
     /// Like [`CredentialStore::with_namespace`], typed, so the cache's
@@ -586,15 +760,7 @@ impl CachedStore {
     /// As for the wrapped store's `with_namespace`.
     pub fn cached_namespace(&self, namespace: &Namespace) -> Result<Arc<CachedStore>> {
         let inner = self.inner.with_namespace(namespace)?;
-        Ok(Arc::new(CachedStore {
-            namespace: inner.namespace().clone(),
-            inner,
-            cache: Arc::clone(&self.cache),
-        }))
-    }
-
-    fn slot(&self, key: &CredentialKey) -> Slot {
-        (self.namespace.clone(), key.clone())
+        Ok(Arc::new(CachedStore::over(inner, Arc::clone(&self.cache))))
     }
 
     /// Reads `key` from the store now, whatever the cache holds, and caches
@@ -605,50 +771,64 @@ impl CachedStore {
     /// a retriable error the cached entry is kept as it was; after another
     /// it is dropped.
     pub async fn refresh(&self, key: &CredentialKey) -> Result<Option<Credential>> {
-        let slot = self.slot(key);
-        let shared = self.cache.with_state(|state, _, _| self.start_flight(state, slot, None));
+        self.cache.sweep_if_due(Instant::now());
+        let (shared, detached) = {
+            let mut slots = write(&self.space.slots);
+            self.start_flight(&mut slots, key, None)
+        };
+        drop(detached);
         shared.await.0
     }
 
     /// Forgets `key` in this handle's namespace: the next read goes to the
     /// store.
     pub fn invalidate(&self, key: &CredentialKey) {
-        self.cache.invalidate(&self.slot(key));
+        self.cache.invalidate(&self.space, key);
     }
 
     /// Forgets every entry of this handle's namespace (nested namespaces are
     /// namespaces of their own); the values are released before this
     /// returns, and zeroized unless callers still hold clones.
     pub fn clear(&self) {
-        self.cache.clear(|(ns, _)| *ns == self.namespace);
+        self.cache.clear(std::slice::from_ref(&self.space));
     }
 
     /// Forgets every entry of every namespace.
     pub fn clear_all(&self) {
-        self.cache.clear(|_| true);
+        let spaces: Vec<Arc<Space>> = lock(&self.cache.spaces).values().cloned().collect();
+        self.cache.clear(&spaces);
+        for space in &spaces {
+            self.cache.prune(space);
+        }
     }
 
     /// Drops the entries whose time is up. Every call to the cache does this
     /// already; an owner that wants expired values gone from memory on time
     /// even while nobody reads calls this on a timer.
     pub fn purge_expired(&self) {
-        self.cache.with_state(|_, _, _| ());
+        self.cache.with_index(Instant::now(), |_, _, _| ());
     }
 
-    /// Starts a flight for `slot`, detaching any under way.
+    /// Starts a flight for `key`, detaching any under way (returned, to be
+    /// dropped once the lock is released).
     fn start_flight(
         &self,
-        state: &mut State,
-        slot: Slot,
+        slots: &mut Slots,
+        key: &CredentialKey,
         revalidate: Option<Credential>,
-    ) -> Shared<FlightFuture> {
-        let id = state.next();
-        let guard = FlightGuard { cache: Arc::clone(&self.cache), slot: slot.clone(), id };
+    ) -> (Shared<FlightFuture>, Option<Flight>) {
+        let id = self.cache.next_id();
+        let guard = FlightGuard {
+            cache: Arc::clone(&self.cache),
+            space: Arc::clone(&self.space),
+            key: key.clone(),
+            id,
+        };
         let inner = Arc::clone(&self.inner);
         let future: FlightFuture = Box::pin(async move {
             bump(&guard.cache.counters.loads, 1);
-            let fetched = fetch(inner.as_ref(), &guard.slot.1, revalidate).await;
-            guard.cache.complete(&guard.slot, guard.id, &fetched);
+            let fetched = fetch(inner.as_ref(), &guard.key, revalidate).await;
+            guard.cache.complete(&guard.space, &guard.key, guard.id, &fetched);
             let result = match fetched {
                 Fetched::Loaded(found) => Ok(found),
                 Fetched::Revalidated(credential) => Ok(Some(credential)),
@@ -657,29 +837,38 @@ impl CachedStore {
             (result, Arc::new(AtomicBool::new(false)))
         });
         let shared = future.shared();
-        if let Some(weak) = shared.downgrade() {
-            state.flights.insert(slot, Flight { id, shared: weak });
-        }
-        shared
+        let detached = match shared.downgrade() {
+            Some(weak) => slots.flights.insert(key.clone(), Flight { id, shared: weak }),
+            None => slots.flights.remove(key),
+        };
+        (shared, detached)
     }
 
-    /// A fresh answer, or the flight to wait for: the one under way for the
+    /// After a lock-free miss: a fresh answer (another read cached it
+    /// meanwhile), or the flight to wait for: the one under way for the
     /// key, or a new one.
-    fn lookup(&self, key: &CredentialKey) -> Lookup {
-        let slot = self.slot(key);
-        let lookup = self.cache.with_state(|state, now, _| {
-            if let Some(entry) = state.fresh(&slot, now) {
-                return Lookup::Hit(entry.credential.clone());
+    fn lookup(&self, key: &CredentialKey, now: Instant) -> Lookup {
+        let (lookup, detached) = {
+            let mut slots = write(&self.space.slots);
+            if let Some(entry) = slots.entries.get(key).filter(|e| e.fresh_until > now) {
+                self.cache.touch(entry);
+                (Lookup::Hit(entry.credential.clone()), None)
+            } else if let Some(shared) = slots.flights.get(key).and_then(|f| f.shared.upgrade()) {
+                (Lookup::Wait(shared), None)
+            } else {
+                let revalidate = match self.cache.config.revalidate {
+                    true => slots
+                        .entries
+                        .get(key)
+                        .filter(|e| e.retain_until > now)
+                        .and_then(|e| e.credential.clone()),
+                    false => None,
+                };
+                let (shared, detached) = self.start_flight(&mut slots, key, revalidate);
+                (Lookup::Wait(shared), detached)
             }
-            if let Some(shared) = state.flights.get(&slot).and_then(|f| f.shared.upgrade()) {
-                return Lookup::Wait(shared);
-            }
-            let revalidate = match self.cache.config.revalidate {
-                true => state.entries.get(&slot).and_then(|e| e.credential.clone()),
-                false => None,
-            };
-            Lookup::Wait(self.start_flight(state, slot.clone(), revalidate))
-        });
+        };
+        drop(detached);
         let counter = match lookup {
             Lookup::Hit(_) => &self.cache.counters.hits,
             Lookup::Wait(_) => &self.cache.counters.misses,
@@ -729,7 +918,14 @@ impl CredentialStore for CachedStore {
     }
 
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
-        let shared = match self.lookup(key) {
+        // The hit path: one clock read, one lookup under a read lock.
+        let now = Instant::now();
+        self.cache.sweep_if_due(now);
+        if let Some(found) = self.cache.hit(&self.space, key, now, |c| c.cloned()) {
+            bump(&self.cache.counters.hits, 1);
+            return Ok(found);
+        }
+        let shared = match self.lookup(key, now) {
             Lookup::Hit(found) => return Ok(found),
             Lookup::Wait(shared) => shared,
         };
@@ -738,7 +934,7 @@ impl CredentialStore for CachedStore {
             Err(e) if e.is_retriable() => e,
             other => return other,
         };
-        let Some((credential, stale_for)) = self.cache.kept(&self.slot(key)) else { return Err(error) };
+        let Some((credential, stale_for)) = self.cache.kept(&self.space, key) else { return Err(error) };
         if stale_for.is_zero() {
             // Another read cached a fresh value meanwhile.
             return Ok(Some(credential));
@@ -747,7 +943,7 @@ impl CredentialStore for CachedStore {
         if !logged.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 store = %self.inner.id(),
-                namespace = self.namespace.as_str(),
+                namespace = self.space.namespace.as_str(),
                 key = key.as_str(),
                 stale_ms = u64::try_from(stale_for.as_millis()).unwrap_or(u64::MAX),
                 error = %error,
@@ -765,26 +961,26 @@ impl CredentialStore for CachedStore {
         options: &SetOptions,
     ) -> Result<SetOutcome> {
         credstore_core::check_set(self, value, metadata, options)?;
-        let _invalidate = InvalidateOnDrop { cache: &self.cache, slot: self.slot(key) };
+        let _invalidate = InvalidateOnDrop { store: self, key };
         self.inner.set_opts(key, value, metadata, options).await
     }
 
     async fn has(&self, key: &CredentialKey) -> Result<bool> {
-        match self.cache.fresh(&self.slot(key), |c| c.is_some()) {
+        match self.cache.fresh(&self.space, key, |c| c.is_some()) {
             Some(found) => Ok(found),
             None => self.inner.has(key).await,
         }
     }
 
     async fn version(&self, key: &CredentialKey) -> Result<Option<Version>> {
-        match self.cache.fresh(&self.slot(key), |c| c.map(|c| c.version.clone())) {
+        match self.cache.fresh(&self.space, key, |c| c.map(|c| c.version.clone())) {
             Some(version) => Ok(version),
             None => self.inner.version(key).await,
         }
     }
 
     async fn delete(&self, key: &CredentialKey) -> Result<bool> {
-        let _invalidate = InvalidateOnDrop { cache: &self.cache, slot: self.slot(key) };
+        let _invalidate = InvalidateOnDrop { store: self, key };
         self.inner.delete(key).await
     }
 
@@ -794,5 +990,47 @@ impl CredentialStore for CachedStore {
 
     async fn check_availability(&self) -> Availability {
         self.inner.check_availability().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(name: &str) -> Namespace {
+        Namespace::new(name).expect("valid namespace")
+    }
+
+    /// A namespace's space is forgotten once no handle, entry or read
+    /// needs it, so per-request handles on many namespaces leave nothing.
+    #[test]
+    fn spaces_are_forgotten_when_nothing_needs_them() {
+        let inner = Arc::new(credstore_memory::MemoryStore::new(StoreId::new("m").expect("id")));
+        let root = CacheLayer::new().build(inner);
+        let spaces = || lock(&root.cache.spaces).len();
+        assert_eq!(spaces(), 1, "the root handle's");
+        let a = root.cached_namespace(&ns("a")).expect("ns");
+        let again = root.cached_namespace(&ns("a")).expect("ns");
+        assert!(Arc::ptr_eq(&a.space, &again.space), "handles on one namespace share its entries");
+        assert_eq!(spaces(), 2);
+        drop(a);
+        assert_eq!(spaces(), 2, "a handle is left");
+        drop(again);
+        assert_eq!(spaces(), 1, "nothing needs the namespace any more");
+
+        // One with an entry is kept until the entry goes.
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+        let b = root.cached_namespace(&ns("b")).expect("ns");
+        let key = CredentialKey::new("k").expect("key");
+        rt.block_on(b.set(&key, &SecretValue::from("v"), &Metadata::new())).expect("set");
+        rt.block_on(b.get(&key)).expect("get").expect("present");
+        drop(b);
+        assert_eq!(spaces(), 2, "its entry outlives the handle");
+        let b = root.cached_namespace(&ns("b")).expect("ns");
+        assert_eq!(b.namespace_entries(), 1, "and a new handle sees it");
+        b.clear();
+        drop(b);
+        assert_eq!(spaces(), 1);
+        assert_eq!(root.stats().entries, 0);
     }
 }

@@ -372,6 +372,44 @@ async fn least_recently_used_entries_are_evicted() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn eviction_follows_the_use_order_of_hits() {
+    let mock = mock();
+    for name in ["a", "b", "c", "d", "e", "f"] {
+        put(&mock, name, name).await;
+    }
+    let cached = cache_over(&mock, CacheLayer::new().with_max_entries(3));
+    for name in ["a", "b", "c"] {
+        text(&*cached, name).await;
+    }
+    // Used since they were read: b, then a; c is now the least recently used.
+    for _ in 0..3 {
+        text(&*cached, "b").await;
+    }
+    assert!(cached.has(&key("a")).await.expect("has"), "a hit of has is a use too");
+    mock.reset_calls();
+    text(&*cached, "d").await; // evicts c
+    text(&*cached, "e").await; // evicts b, now older than a
+    assert_eq!(cached.stats().evictions, 2);
+    text(&*cached, "a").await;
+    assert_eq!(mock.calls(Op::Get), 2, "a, used last, stayed");
+    text(&*cached, "c").await;
+    text(&*cached, "b").await;
+    assert_eq!(mock.calls(Op::Get), 4, "c and b were evicted, in that order");
+    // Entries in other namespaces take part in one order.
+    let other = cached.with_namespace(&ns("other")).expect("ns");
+    put(&*other, "f", "f").await;
+    text(&*cached, "b").await; // a hit: b is the most recent of this namespace
+    text(&*other, "f").await; // evicts a (used before c and b)
+    mock.reset_calls();
+    text(&*cached, "b").await;
+    text(&*cached, "c").await;
+    assert_eq!(mock.calls(Op::Get), 0, "b and c stayed");
+    text(&*cached, "a").await;
+    assert_eq!(mock.calls(Op::Get), 1, "a was evicted for the other namespace's entry");
+    assert_eq!(cached.stats().entries, 3);
+}
+
+#[tokio::test(start_paused = true)]
 async fn misses_are_cached_only_when_asked() {
     let mock = mock();
     let plain = cache_over(&mock, CacheLayer::new());
