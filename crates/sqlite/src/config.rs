@@ -113,6 +113,12 @@ impl SqliteConfig {
     /// How long a write (or an opening) waits for a lock held by another
     /// connection or process before failing with the retriable
     /// [`credstore_core::Error::Unavailable`]. Default: [`DEFAULT_BUSY_TIMEOUT`].
+    ///
+    /// # Behavior
+    /// Reads under write-ahead logging do not wait for writers. A read that
+    /// meets a lock anyway (see the crate docs, "Reads") never waits on the
+    /// calling task: it is made again on Tokio's blocking pool, which waits
+    /// up to this timeout.
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
         self

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use credstore_core::{Metadata, SecretValue};
 use zeroize::Zeroizing;
@@ -32,6 +32,9 @@ const CHECK_FORMAT: u8 = 1;
 pub(crate) const NONCE_LEN: usize = 12;
 
 const ROW_DOMAIN: &[u8] = b"credstore-sqlite/row\0";
+/// Associated data up to this length is built on the stack: enough for the
+/// longest namespace (512 bytes) and key (255 bytes) a handle can name.
+const AAD_STACK: usize = 1024;
 const CHECK_DOMAIN: &[u8] = b"credstore-sqlite/check\0";
 const CHECK_PLAINTEXT: &[u8] = b"credstore-sqlite master key check";
 
@@ -109,23 +112,37 @@ impl RowCipher {
     /// key version (u32 BE), the namespace and the key (each u16 BE length
     /// and bytes), both timestamps (i64 BE nanoseconds), then, since format
     /// 2, the row version (i64 BE) and the kind (u8: 0 text, 1 binary).
-    fn row_aad(&self, format: u8, place: &RowPlace<'_>) -> Vec<u8> {
-        let mut aad =
-            Vec::with_capacity(ROW_DOMAIN.len() + 1 + 4 + 4 + place.ns.len() + place.key.len() + 25);
-        aad.extend_from_slice(ROW_DOMAIN);
-        aad.push(format);
-        aad.extend_from_slice(&self.version.to_be_bytes());
+    /// Built on the stack when it fits (it does for every namespace and key
+    /// a handle can name), and handed to `f`.
+    fn with_row_aad<R>(&self, format: u8, place: &RowPlace<'_>, f: impl FnOnce(&[u8]) -> R) -> R {
+        let len = ROW_DOMAIN.len() + 1 + 4 + 4 + place.ns.len() + place.key.len() + 25;
+        let mut stack = [0u8; AAD_STACK];
+        let mut heap = Vec::new();
+        let buf: &mut [u8] = if len <= AAD_STACK {
+            &mut stack[..]
+        } else {
+            heap.resize(len, 0);
+            &mut heap[..]
+        };
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            buf[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        put(ROW_DOMAIN);
+        put(&[format]);
+        put(&self.version.to_be_bytes());
         for part in [place.ns, place.key] {
-            aad.extend_from_slice(&(part.len() as u16).to_be_bytes());
-            aad.extend_from_slice(part.as_bytes());
+            put(&(part.len() as u16).to_be_bytes());
+            put(part.as_bytes());
         }
-        aad.extend_from_slice(&place.created_ns.to_be_bytes());
-        aad.extend_from_slice(&place.updated_ns.to_be_bytes());
+        put(&place.created_ns.to_be_bytes());
+        put(&place.updated_ns.to_be_bytes());
         if format >= 2 {
-            aad.extend_from_slice(&place.version.to_be_bytes());
-            aad.push(place.kind.code());
+            put(&place.version.to_be_bytes());
+            put(&[place.kind.code()]);
         }
-        aad
+        f(&buf[..at])
     }
 
     /// Seals `plaintext` for the row at `place`: a fresh nonce and the
@@ -136,10 +153,10 @@ impl RowCipher {
         plaintext: &[u8],
     ) -> Result<([u8; NONCE_LEN], Vec<u8>), String> {
         let nonce = fresh_nonce()?;
-        let aad = self.row_aad(FORMAT_VERSION, place);
         let sealed = self
-            .aead
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
+            .with_row_aad(FORMAT_VERSION, place, |aad| {
+                self.aead.encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+            })
             .map_err(|_| "AES-GCM refused to seal the row".to_owned())?;
         Ok((nonce, sealed))
     }
@@ -165,11 +182,13 @@ impl RowCipher {
         sealed: &[u8],
     ) -> Option<Zeroizing<Vec<u8>>> {
         let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
-        let aad = self.row_aad(format, place);
-        self.aead
-            .decrypt(Nonce::from_slice(&nonce), Payload { msg: sealed, aad: &aad })
-            .ok()
-            .map(Zeroizing::new)
+        // Decrypted in place, in a zeroizing buffer from the start.
+        let mut buf = Zeroizing::new(sealed.to_vec());
+        self.with_row_aad(format, place, |aad| {
+            self.aead.decrypt_in_place(Nonce::from_slice(&nonce), aad, &mut *buf)
+        })
+        .ok()?;
+        Some(buf)
     }
 
     fn check_aad(&self) -> Vec<u8> {
@@ -240,15 +259,37 @@ pub(crate) fn encode_payload(value: &SecretValue, metadata: &Metadata) -> Zeroiz
 /// (a text value that is not UTF-8, a binary one that is). Format 1 payloads
 /// hold text only.
 pub(crate) fn decode_payload(bytes: &[u8], format: u8, kind: ValueKind) -> Option<(SecretValue, Metadata)> {
+    let (value, metadata) = parse_payload(bytes, format, kind)?;
+    let value = SecretValue::new(bytes[value].to_vec());
+    (ValueKind::of(&value) == kind).then_some((value, metadata))
+}
+
+/// [`decode_payload`] taking the plaintext buffer, which becomes the
+/// value's own (no copy): the value is moved to its front and the rest
+/// stays in its spare capacity, which the value zeroizes with it.
+pub(crate) fn decode_payload_owned(
+    mut plain: Zeroizing<Vec<u8>>,
+    format: u8,
+    kind: ValueKind,
+) -> Option<(SecretValue, Metadata)> {
+    let (value, metadata) = parse_payload(&plain, format, kind)?;
+    let len = value.len();
+    plain.copy_within(value, 0);
+    plain.truncate(len);
+    let value = SecretValue::new(std::mem::take(&mut *plain));
+    (ValueKind::of(&value) == kind).then_some((value, metadata))
+}
+
+/// Checks a payload's layout and decodes its metadata; the byte range of
+/// the value.
+fn parse_payload(bytes: &[u8], format: u8, kind: ValueKind) -> Option<(std::ops::Range<usize>, Metadata)> {
     let mut r = Reader(bytes);
     if r.take(1)? != [format] || (format == FORMAT_V1 && kind != ValueKind::Text) {
         return None;
     }
     let len = u32::from_le_bytes(r.take(4)?.try_into().ok()?) as usize;
-    let value = SecretValue::new(r.take(len)?.to_vec());
-    if ValueKind::of(&value) != kind {
-        return None;
-    }
+    r.take(len)?;
+    let value = 5..5 + len;
     let entries = u16::from_le_bytes(r.take(2)?.try_into().ok()?);
     let mut map = BTreeMap::new();
     for _ in 0..entries {
@@ -354,6 +395,31 @@ mod tests {
         bad_nonce[5] ^= 0x80;
         assert!(c.open_row(&p, &bad_nonce, &sealed).is_none());
         assert!(c.open_row(&p, &nonce[..11], &sealed).is_none());
+    }
+
+    #[test]
+    fn long_associated_data_and_owned_decoding() {
+        let c = cipher(1, 1);
+        // Past the stack buffer: a namespace of schema 1 could be 1,024 bytes.
+        let ns = "n".repeat(AAD_STACK);
+        let p = place(&ns, "k");
+        let meta = Metadata::try_from([("owner", "ops")]).unwrap();
+        let payload = encode_payload(&SecretValue::from("long-ns-value"), &meta);
+        let (nonce, sealed) = c.seal_row(&p, &payload).unwrap();
+        let plain = c.open_row(&p, &nonce, &sealed).unwrap();
+        assert!(c.open_row(&place(&ns[1..], "k"), &nonce, &sealed).is_none());
+        let (v, m) = decode_payload_owned(plain, FORMAT_VERSION, ValueKind::Text).unwrap();
+        assert_eq!(v.expose_str().unwrap(), "long-ns-value");
+        assert_eq!(m, meta);
+        let short = place("ns", "k");
+        let (nonce, sealed) = c.seal_row(&short, &payload).unwrap();
+        let bytes = c.open_row(&short, &nonce, &sealed).unwrap();
+        assert_eq!(&*bytes, &**payload);
+        assert!(decode_payload_owned(bytes.clone(), FORMAT_VERSION, ValueKind::Binary).is_none(), "kind");
+        let mut cut = bytes.clone();
+        let len = cut.len();
+        cut.truncate(len - 1);
+        assert!(decode_payload_owned(cut, FORMAT_VERSION, ValueKind::Text).is_none(), "cut short");
     }
 
     #[test]

@@ -143,9 +143,10 @@ pub(crate) fn connect(path: &Path, busy_timeout: Duration) -> rusqlite::Result<C
     Ok(conn)
 }
 
-/// A connection for reads only.
-pub(crate) fn connect_reader(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
-    let conn = connect(path, busy_timeout)?;
+/// A connection for reads only, with the busy handler off: a read made on
+/// the blocking pool sets the busy timeout for its duration.
+pub(crate) fn connect_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = connect(path, Duration::ZERO)?;
     conn.execute_batch("PRAGMA query_only = ON;")?;
     Ok(conn)
 }

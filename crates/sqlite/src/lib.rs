@@ -101,8 +101,56 @@
 //! bytes and `.`/`..` segments; such rows are migrated but no handle can
 //! reach them any more (a warning says how many).
 //!
+//! # Reads: where they run and what they may block
+//! `get`, `has` and `version` of one key run on the calling task, through a
+//! small pool of read-only connections (one opened with the store, more on
+//! the blocking pool when concurrent reads need them, at most 8 kept). Under
+//! write-ahead logging a read never waits for a writer, in this process or
+//! another: it sees the last committed state, a rotation or migration by
+//! another process either entirely or not at all. What such a read may
+//! block its thread on, and for how long:
+//! - SQLite's work for one row by primary key, and opening its seal: a few
+//!   microseconds (a value of at most 16 KiB sealed; a larger row is read on
+//!   the blocking pool instead).
+//! - File locks are only tried, never waited for: the busy handler of these
+//!   connections is off, and a read that meets a lock (another process
+//!   recovering the write-ahead log after a crash, holding the database in
+//!   exclusive locking mode, or in rollback-journal mode) is made again on
+//!   the blocking pool, which waits up to the busy timeout. SQLite's own
+//!   retries while another connection updates the write-ahead log index
+//!   last microseconds; only a process that breaks SQLite's locking protocol
+//!   can stretch them (SQLite gives up with an error after about 10 s).
+//! - Reading the pages of the row (2 to 4 B-tree pages, plus up to 4
+//!   overflow pages) from the operating system's page cache, or, when they
+//!   are not cached, from the disk: then a disk read each. When two such
+//!   reads in a row keep their thread longer than 2 ms, the reads of the file
+//!   go to the blocking pool for the next 100 ms.
+//! - A `stat` of the database path, at most every 50 ms, to notice a
+//!   deleted or replaced file (so a read within 50 ms of that may still
+//!   answer from the file opened; writes check before every transaction).
+//!   Local file systems only: SQLite's write-ahead log does not work over a
+//!   network file system anyway.
+//!
+//! SQLite takes a file lock (two `fcntl` system calls) for each read
+//! transaction unless another connection of the process holds the same lock
+//! already. So the writer thread holds a read transaction open on a
+//! connection of its own between its write transactions (the "anchor"), and
+//! reads of the same snapshot only count the lock: about a quarter of the
+//! cost of a read. The anchor is let go before each write transaction of
+//! this store and taken again after its commit, and while the writer is
+//! idle it moves to the newest snapshot every 50 ms: a checkpoint by another
+//! connection or process (the CLI's rotate-key truncates the log) waits at
+//! most that long for it. No anchor is held while the log is over 8 MiB.
+//!
+//! An inline read is charged to the task's cooperative budget (Tokio's
+//! `task::coop`; one unit per 500 ns the read kept its thread), so a task
+//! reading in a loop yields to its worker after about 64 µs of reads, like
+//! a task reading a socket that is always ready. `list` (a page may hold
+//! many keys) and the availability probe run on Tokio's blocking pool.
+//! Decrypted buffers are zeroizing on both paths.
+//!
 //! # Concurrency
-//! Reads run in parallel on Tokio's blocking pool. Writes go to one writer
+//! Writes go to one writer
 //! thread per opened database, which group-commits them: writes that arrive
 //! during a commit go into the next transaction, each in a savepoint of its
 //! own, and each caller is answered once its own write is durable. A failed
@@ -148,6 +196,7 @@ mod crypto;
 mod db;
 mod errors;
 mod key;
+mod reader;
 mod rotation;
 mod store;
 mod writer;

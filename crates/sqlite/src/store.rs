@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use credstore_core::{
@@ -12,14 +12,15 @@ use credstore_core::{
     ListOptions, ListPage, Metadata, Namespace, Result, SecretValue, SetOptions, SetOutcome, StoreId,
     StoreKind, Version,
 };
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
 
-use crate::crypto::{decode_payload, encode_payload, RowCipher, RowPlace, ValueKind, FORMAT_VERSION};
+use crate::crypto::{encode_payload, ValueKind};
 use crate::db;
 use crate::errors;
+use crate::reader::{self, versions, Mode, ReadError, INLINE_PAUSE, SLOW_INLINE_READ};
 use crate::rotation::RotationReport;
-use crate::writer::{self, from_nanos, version_of, Op, Shared};
+use crate::writer::{self, Op, Shared};
 use crate::{MasterKey, SqliteConfig};
 
 /// How long [`CredentialStore::check_availability`] waits for its probe.
@@ -47,17 +48,19 @@ pub struct WriterStats {
 /// - Cloning is cheap, and so is
 ///   [`with_namespace`](CredentialStore::with_namespace): every handle shares
 ///   the same writer thread and read connections.
-/// - All SQLite work runs off the async runtime's worker threads: reads on
-///   Tokio's blocking pool, writes on the store's own writer thread, which
-///   group-commits concurrent writes.
+/// - Reads of one key (`get`, `has`, `version`) run on the calling task
+///   when they can answer without waiting, and on Tokio's blocking pool
+///   otherwise (a lock, a large row, a cold disk: see the crate docs,
+///   "Reads"); `list` and the probe run on the blocking pool; writes on the
+///   store's own writer thread, which group-commits concurrent writes.
 ///
 /// `Debug` shows the id, path and namespace only.
 ///
 /// # Panics
 /// [`SqliteStore::open`] and the reads of the [`CredentialStore`] methods
-/// use [`tokio::task::spawn_blocking`], so they panic when called outside a
-/// Tokio runtime (any flavour will do; the store is not tied to the runtime
-/// that opened it).
+/// may use [`tokio::task::spawn_blocking`], so they panic when called
+/// outside a Tokio runtime (any flavour will do; the store is not tied to
+/// the runtime that opened it).
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -126,8 +129,11 @@ impl SqliteStore {
         let writer = writer::spawn(opened.conn, shared.clone())
             .map_err(|e| errors::backend(&id, format!("cannot start the writer thread: {e}")))?;
         tracing::debug!(store = %id, path = %config.path.display(), "opened");
+        // One read connection from the start, so the first read runs on the
+        // calling task; more are opened as concurrent reads need them.
+        let readers: Vec<Connection> = db::connect_reader(&config.path).into_iter().collect();
         Ok(Self {
-            inner: Arc::new(Inner { shared, writer, readers: Mutex::new(Vec::new()) }),
+            inner: Arc::new(Inner { shared, writer, readers: Mutex::new(readers) }),
             ns: config.namespace.clone(),
         })
     }
@@ -207,12 +213,72 @@ impl SqliteStore {
         errors::backend(self.id(), format!("the writer of database {} has stopped", self.path().display()))
     }
 
-    /// Runs `f` with a read connection on the blocking pool, after checking
-    /// that the file is still the one opened.
-    async fn read<T, F>(&self, f: F) -> Result<T>
+    /// Runs a read on the calling task if it can answer without waiting
+    /// (see the crate docs, "Reads"), else on the blocking pool.
+    ///
+    /// `inline` reads with the busy handler off; it hands over
+    /// ([`ReadError::Handover`]) at a lock or a large row. `blocking` makes
+    /// the read that runs on the blocking pool then; it is only called (and
+    /// clones what it needs) on that path.
+    async fn read<T, B>(
+        &self,
+        inline: impl FnOnce(&Shared, &Connection) -> std::result::Result<T, ReadError>,
+        blocking: impl FnOnce() -> B,
+    ) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Shared, &Connection) -> Result<T> + Send + 'static,
+        B: FnOnce(&Shared, &Connection) -> std::result::Result<T, ReadError> + Send + 'static,
+    {
+        let started = Instant::now();
+        if let Some(out) = self.read_inline(started, inline) {
+            let elapsed = started.elapsed();
+            if self.inner.shared.note_inline(started + elapsed, elapsed, SLOW_INLINE_READ, INLINE_PAUSE) {
+                tracing::debug!(
+                    store = %self.id(),
+                    elapsed = ?elapsed,
+                    "two reads on the calling task in a row were slow; reads go to the blocking pool for \
+                     {INLINE_PAUSE:?}"
+                );
+            }
+            reader::charge(elapsed).await;
+            return out;
+        }
+        self.read_blocking(blocking()).await
+    }
+
+    /// The inline half of [`SqliteStore::read`]: `None` when the read must
+    /// go to the blocking pool.
+    fn read_inline<T>(
+        &self,
+        now: Instant,
+        f: impl FnOnce(&Shared, &Connection) -> std::result::Result<T, ReadError>,
+    ) -> Option<Result<T>> {
+        let shared = &self.inner.shared;
+        if shared.inline_paused(now) {
+            return None;
+        }
+        if let Err(e) = shared.check_file_at(now) {
+            return Some(Err(e));
+        }
+        // No idle connection: the blocking pool opens one (opening takes a
+        // file lock and reads the schema) and leaves it here afterwards.
+        let conn = self.inner.readers.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+        let out = f(shared, &conn);
+        self.inner.idle(conn);
+        match out {
+            Ok(v) => Some(Ok(v)),
+            Err(ReadError::Failed(e)) => Some(Err(e)),
+            Err(ReadError::Handover) => None,
+        }
+    }
+
+    /// Runs `f` with a read connection on the blocking pool, waiting up to
+    /// the busy timeout for locks, after checking that the file is still the
+    /// one opened.
+    async fn read_blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shared, &Connection) -> std::result::Result<T, ReadError> + Send + 'static,
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
@@ -221,12 +287,23 @@ impl SqliteStore {
             let pooled = inner.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let conn = match pooled {
                 Some(c) => c,
-                None => db::connect_reader(&shared.path, shared.busy_timeout).map_err(|e| shared.sql(&e))?,
+                None => db::connect_reader(&shared.path).map_err(|e| shared.sql(&e))?,
             };
-            let out = f(shared, &conn);
-            let mut idle = inner.readers.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < MAX_IDLE_READERS {
-                idle.push(conn);
+            let out = conn.busy_timeout(shared.busy_timeout).map_err(|e| shared.sql(&e)).and_then(|()| {
+                f(shared, &conn).map_err(|e| match e {
+                    ReadError::Failed(e) => e,
+                    ReadError::Handover => {
+                        errors::backend(&shared.id, "a read on the blocking pool handed over")
+                    }
+                })
+            });
+            // Idle connections are kept with the busy handler off, ready
+            // for reads on the calling task.
+            if conn.busy_timeout(Duration::ZERO).is_ok() {
+                let mut idle = inner.readers.lock().unwrap_or_else(|e| e.into_inner());
+                if idle.len() < MAX_IDLE_READERS && conn.is_autocommit() {
+                    idle.push(conn);
+                }
             }
             out
         })
@@ -235,133 +312,18 @@ impl SqliteStore {
     }
 }
 
-/// Reads and opens the credential `key` of namespace `ns`.
-///
-/// The keys are taken before the row is read. A row under a key version
-/// those keys do not hold is tampered with, sealed by another process's
-/// rotation, or re-sealed by a rotation of this process that committed in
-/// between; in the last case the keys have changed meanwhile and the read is
-/// simply made again.
-fn read_credential(
-    shared: &Shared,
-    conn: &Connection,
-    ns: &Namespace,
-    key: &CredentialKey,
-) -> Result<Option<Credential>> {
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let keys = shared.keys();
-        let Some(row) = read_row(shared, conn, ns, key)? else { return Ok(None) };
-        let (current, pending) = &keys;
-        let cipher = match (u32::try_from(row.version).ok(), pending) {
-            (Some(v), _) if v == current.version() => current,
-            (Some(v), Some(p)) if v == p.version() => p,
-            _ if attempts < 3 && shared.key_versions() != versions(&keys) => continue,
-            _ => return Err(version_mismatch(shared, conn, key, row.version, current.version())),
-        };
-        return open_row(shared, cipher, ns, key, row).map(Some);
-    }
-}
-
-fn read_row(
-    shared: &Shared,
-    conn: &Connection,
-    ns: &Namespace,
-    key: &CredentialKey,
-) -> Result<Option<RawRow>> {
-    let row = conn
-        .prepare_cached(
-            "SELECT key_version, nonce, sealed, created_at, updated_at, version, kind FROM credentials
-             WHERE ns = ?1 AND key = ?2",
-        )
-        .and_then(|mut s| {
-            s.query_row(params![ns.as_str(), key.as_str()], |r| {
-                Ok(RawRow {
-                    version: r.get(0)?,
-                    nonce: r.get(1)?,
-                    sealed: r.get(2)?,
-                    created: r.get(3)?,
-                    updated: r.get(4)?,
-                    row_version: r.get(5)?,
-                    kind: r.get(6)?,
-                })
-            })
-            .optional()
-        });
-    match row {
-        Ok(row) => Ok(row),
-        Err(rusqlite::Error::InvalidColumnType(..) | rusqlite::Error::FromSqlConversionFailure(..)) => {
-            Err(errors::integrity(&shared.id, key, "the row's columns have the wrong types"))
+impl Inner {
+    /// Puts a connection used on the calling task back. It was taken from
+    /// the idle ones, so there is room; one left inside a transaction (which
+    /// no read does) is closed on the writer thread instead, off the
+    /// runtime.
+    fn idle(&self, conn: Connection) {
+        if conn.is_autocommit() {
+            self.readers.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+        } else if let Err(mpsc::SendError(Op::Close(conns))) = self.writer.send(Op::Close(vec![conn])) {
+            drop(conns);
         }
-        Err(e) => Err(shared.sql(&e)),
     }
-}
-
-/// The error for a row under a key version this store does not hold.
-fn version_mismatch(shared: &Shared, conn: &Connection, key: &CredentialKey, row: i64, ours: u32) -> Error {
-    match db::read_key_version(conn) {
-        Err(e) => shared.sql(&e),
-        Ok(Some(d)) if d != ours => errors::rotated_elsewhere(&shared.id, &shared.path, ours, d),
-        Ok(_) => errors::integrity(
-            &shared.id,
-            key,
-            format!("the row claims key version {row}, but the database's key is version {ours}"),
-        ),
-    }
-}
-
-/// The versions of a pair from [`Shared::keys`].
-fn versions((current, pending): &(Arc<RowCipher>, Option<Arc<RowCipher>>)) -> (u32, Option<u32>) {
-    (current.version(), pending.as_ref().map(|p| p.version()))
-}
-
-/// Opens a row with `cipher`, authenticated, or explains why not.
-fn open_row(
-    shared: &Shared,
-    cipher: &RowCipher,
-    ns: &Namespace,
-    key: &CredentialKey,
-    row: RawRow,
-) -> Result<Credential> {
-    let id = &shared.id;
-    let kind = ValueKind::parse(&row.kind)
-        .ok_or_else(|| errors::integrity(id, key, "the row's kind is neither text nor binary"))?;
-    let place = RowPlace {
-        ns: ns.as_str(),
-        key: key.as_str(),
-        created_ns: row.created,
-        updated_ns: row.updated,
-        version: row.row_version,
-        kind,
-    };
-    let plain = cipher.open_row(&place, &row.nonce, &row.sealed).ok_or_else(|| {
-        errors::integrity(
-            id,
-            key,
-            "stored data failed authentication: it was changed, corrupted or moved from another row",
-        )
-    })?;
-    let (value, metadata) = decode_payload(&plain, FORMAT_VERSION, kind)
-        .ok_or_else(|| errors::integrity(id, key, "the authenticated payload is malformed"))?;
-    Ok(Credential {
-        key: key.clone(),
-        value,
-        metadata,
-        version: version_of(row.row_version),
-        created_at: from_nanos(row.created),
-        updated_at: from_nanos(row.updated),
-    })
-}
-
-struct RawRow {
-    version: i64,
-    nonce: Vec<u8>,
-    sealed: Vec<u8>,
-    created: i64,
-    updated: i64,
-    row_version: i64,
-    kind: String,
 }
 
 #[async_trait]
@@ -396,9 +358,20 @@ impl CredentialStore for SqliteStore {
         Ok(Arc::new(Self { inner: self.inner.clone(), ns }))
     }
 
+    /// Reads on the calling task when it can answer without waiting, else
+    /// on the blocking pool (see the crate docs, "Reads").
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
-        let (ns, key) = (self.ns.clone(), key.clone());
-        self.read(move |shared, conn| read_credential(shared, conn, &ns, &key)).await
+        let ns = &self.ns;
+        self.read(
+            |shared, conn| reader::credential(shared, conn, ns, key, Mode::Inline),
+            || {
+                let (ns, key) = (ns.clone(), key.clone());
+                move |shared: &Shared, conn: &Connection| {
+                    reader::credential(shared, conn, &ns, &key, Mode::Blocking)
+                }
+            },
+        )
+        .await
     }
 
     /// Queues the write for the writer thread, which checks the condition
@@ -426,33 +399,36 @@ impl CredentialStore for SqliteStore {
         self.answer(rx).await
     }
 
-    /// Reads the row's clear columns only, without opening its seal.
+    /// Reads the row's clear columns only, without opening its seal; where
+    /// `get` does.
     async fn has(&self, key: &CredentialKey) -> Result<bool> {
-        let (ns, key) = (self.ns.clone(), key.clone());
-        self.read(move |shared, conn| {
-            conn.prepare_cached("SELECT 1 FROM credentials WHERE ns = ?1 AND key = ?2")
-                .and_then(|mut s| s.exists(params![ns.as_str(), key.as_str()]))
-                .map_err(|e| shared.sql(&e))
-        })
+        let ns = &self.ns;
+        self.read(
+            |shared, conn| reader::exists(shared, conn, ns, key, Mode::Inline),
+            || {
+                let (ns, key) = (ns.clone(), key.clone());
+                move |shared: &Shared, conn: &Connection| {
+                    reader::exists(shared, conn, &ns, &key, Mode::Blocking)
+                }
+            },
+        )
         .await
     }
 
     /// Reads the row's clear `version` column only, without opening its
-    /// seal (which binds it: a `get` of an edited version fails).
+    /// seal (which binds it: a `get` of an edited version fails); where
+    /// `get` does.
     async fn version(&self, key: &CredentialKey) -> Result<Option<Version>> {
-        let (ns, key) = (self.ns.clone(), key.clone());
-        self.read(move |shared, conn| {
-            let row: Option<i64> = conn
-                .prepare_cached("SELECT version FROM credentials WHERE ns = ?1 AND key = ?2")
-                .and_then(|mut s| s.query_row(params![ns.as_str(), key.as_str()], |r| r.get(0)).optional())
-                .map_err(|e| match e {
-                    rusqlite::Error::InvalidColumnType(..) => {
-                        errors::integrity(&shared.id, &key, "the row's version is not an integer")
-                    }
-                    e => shared.sql(&e),
-                })?;
-            Ok(row.map(version_of))
-        })
+        let ns = &self.ns;
+        self.read(
+            |shared, conn| reader::version(shared, conn, ns, key, Mode::Inline),
+            || {
+                let (ns, key) = (ns.clone(), key.clone());
+                move |shared: &Shared, conn: &Connection| {
+                    reader::version(shared, conn, &ns, &key, Mode::Blocking)
+                }
+            },
+        )
         .await
     }
 
@@ -470,7 +446,8 @@ impl CredentialStore for SqliteStore {
         let upper = format!("{prefix}\u{7f}");
         let after = options.cursor().map(|c| c.start_after().as_str().to_owned()).unwrap_or_default();
         let limit = options.limit();
-        self.read(move |shared, conn| {
+        // On the blocking pool: a page may hold many keys.
+        self.read_blocking(move |shared, conn| {
             let keys: Vec<String> = conn
                 .prepare_cached(
                     "SELECT key FROM credentials WHERE ns = ?1 AND key >= ?2 AND key < ?3 AND key > ?4
@@ -480,7 +457,7 @@ impl CredentialStore for SqliteStore {
                     s.query_map(params![ns.as_str(), prefix, upper, after, (limit + 1) as i64], |r| r.get(0))?
                         .collect()
                 })
-                .map_err(|e| shared.sql(&e))?;
+                .map_err(|e| ReadError::Failed(shared.sql(&e)))?;
             let mut page = Vec::with_capacity(keys.len().min(limit));
             for k in keys.into_iter().take(limit + 1) {
                 page.push(CredentialKey::new(k).map_err(|_| {
@@ -505,7 +482,9 @@ impl CredentialStore for SqliteStore {
                 self.path().display()
             ));
         }
-        let probe = self.read(|shared, conn| {
+        // On the blocking pool, waiting for locks: the probe says whether
+        // the database answers at all.
+        let probe = self.read_blocking(|shared, conn| {
             let mut attempts = 0;
             loop {
                 attempts += 1;
@@ -523,14 +502,16 @@ impl CredentialStore for SqliteStore {
                     }
                     _ if attempts < 3 && shared.key_versions() != versions(&keys) => continue,
                     Some(v) => {
-                        return Err(errors::rotated_elsewhere(&shared.id, &shared.path, current.version(), v))
+                        return Err(
+                            errors::rotated_elsewhere(&shared.id, &shared.path, current.version(), v).into()
+                        )
                     }
-                    None => return Err(errors::wrong_key(&shared.id, &shared.path)),
+                    None => return Err(errors::wrong_key(&shared.id, &shared.path).into()),
                 };
                 return if check.as_deref().is_some_and(|c| cipher.verify_check(c)) {
                     Ok(())
                 } else {
-                    Err(errors::wrong_key(&shared.id, &shared.path))
+                    Err(errors::wrong_key(&shared.id, &shared.path).into())
                 };
             }
         });

@@ -14,11 +14,16 @@
 //! [`Error::PreconditionFailed`] while its batch-mates commit. Every write
 //! takes its row version from the file's `last_version` counter inside the
 //! transaction.
+//!
+//! Between its transactions the thread holds a read transaction open on a
+//! connection of its own, so the reads of this process skip SQLite's file
+//! lock system calls (see [`Anchor`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{mpsc, Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use credstore_core::{CredentialKey, Error, Namespace, Result, SetMode, SetOutcome, StoreId, Version};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -34,12 +39,24 @@ use crate::MasterKey;
 /// The most writes one transaction takes.
 const MAX_BATCH: usize = 512;
 
+/// How often an idle writer moves its [`Anchor`] to the newest snapshot.
+const ANCHOR_REFRESH: Duration = Duration::from_millis(50);
+
+/// No [`Anchor`] is held while the write-ahead log is larger than this
+/// (SQLite checkpoints it at about 4 MB): a log that other readers or
+/// writers keep from being reset must not be kept so by the anchor as well.
+const ANCHOR_MAX_WAL: u64 = 8 * 1024 * 1024;
+
 /// The master key versions in use: the current one, and during a rotation the
 /// next one, which rows committed by the rotation already carry.
 pub(crate) struct Keys {
     pub current: Arc<RowCipher>,
     pub pending: Option<Arc<RowCipher>>,
 }
+
+/// How long a successful check that the path still names the file opened
+/// serves the reads made on the calling task; see [`Shared::check_file_at`].
+pub(crate) const FILE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
 /// What the writer thread and the readers of one opened database share.
 pub(crate) struct Shared {
@@ -51,6 +68,16 @@ pub(crate) struct Shared {
     pub writer_alive: AtomicBool,
     pub transactions: AtomicU64,
     pub writes: AtomicU64,
+    /// The origin of the nanosecond clock readings below.
+    epoch: Instant,
+    /// When [`Shared::check_file`] last found the file to be the one opened
+    /// (nanoseconds since `epoch`, at least 1), or 0: check at the next read.
+    file_checked: AtomicU64,
+    /// Reads on the calling task are paused until this time (nanoseconds
+    /// since `epoch`) after two of them in a row were slow.
+    inline_paused_until: AtomicU64,
+    /// Slow reads on the calling task since the last fast one.
+    slow_reads: AtomicU32,
 }
 
 impl Shared {
@@ -70,13 +97,74 @@ impl Shared {
             writer_alive: AtomicBool::new(true),
             transactions: AtomicU64::new(0),
             writes: AtomicU64::new(0),
+            epoch: Instant::now(),
+            file_checked: AtomicU64::new(0),
+            inline_paused_until: AtomicU64::new(0),
+            slow_reads: AtomicU32::new(0),
         }
+    }
+
+    /// `at` in nanoseconds since `epoch`, at least 1.
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX).max(1)
+    }
+
+    /// Whether reads on the calling task are paused at `now`.
+    pub(crate) fn inline_paused(&self, now: Instant) -> bool {
+        self.nanos(now) < self.inline_paused_until.load(Ordering::Relaxed)
+    }
+
+    /// Records how long a read on the calling task kept its thread; the
+    /// second slow one in a row (over `slow`) pauses such reads for `pause`
+    /// from `now`. Returns whether it did.
+    pub(crate) fn note_inline(
+        &self,
+        now: Instant,
+        elapsed: Duration,
+        slow: Duration,
+        pause: Duration,
+    ) -> bool {
+        if elapsed <= slow {
+            // Read-only in the usual case: no cache line bounces between cores.
+            if self.slow_reads.load(Ordering::Relaxed) != 0 {
+                self.slow_reads.store(0, Ordering::Relaxed);
+            }
+            return false;
+        }
+        if self.slow_reads.fetch_add(1, Ordering::Relaxed) == 0 {
+            return false;
+        }
+        self.slow_reads.store(0, Ordering::Relaxed);
+        let until = self.nanos(now).saturating_add(u64::try_from(pause.as_nanos()).unwrap_or(u64::MAX));
+        self.inline_paused_until.fetch_max(until, Ordering::Relaxed);
+        true
+    }
+
+    /// [`Shared::check_file`], unless it found the file to be the one opened
+    /// less than [`FILE_CHECK_INTERVAL`] before `now` (a `stat` costs a
+    /// fifth of a read). A failed check is made again at every call.
+    pub(crate) fn check_file_at(&self, now: Instant) -> Result<()> {
+        let checked = self.file_checked.load(Ordering::Acquire);
+        let interval = u64::try_from(FILE_CHECK_INTERVAL.as_nanos()).unwrap_or(u64::MAX);
+        if checked != 0 && self.nanos(now).saturating_sub(checked) < interval {
+            return Ok(());
+        }
+        self.check_file()
     }
 
     /// The current key, and the pending one during a rotation.
     pub(crate) fn keys(&self) -> (Arc<RowCipher>, Option<Arc<RowCipher>>) {
         let k = self.keys.read().unwrap_or_else(|e| e.into_inner());
         (k.current.clone(), k.pending.clone())
+    }
+
+    /// Runs `f` on the current key and the pending one, holding the keys
+    /// for reading: a rotation of this process cannot start or land
+    /// meanwhile. Only for work that never waits (reads on the calling
+    /// task): the writer thread waits for it.
+    pub(crate) fn with_keys<R>(&self, f: impl FnOnce(&RowCipher, Option<&RowCipher>) -> R) -> R {
+        let k = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        f(&k.current, k.pending.as_deref())
     }
 
     /// The versions of [`Shared::keys`]: they change whenever a rotation of
@@ -100,6 +188,13 @@ impl Shared {
     /// path is no longer the one opened: deleted, moved or replaced. Writing
     /// on would land in an unlinked file and be lost.
     pub(crate) fn check_file(&self) -> Result<()> {
+        let checked = self.check_file_now();
+        let stamp = if checked.is_ok() { self.nanos(Instant::now()) } else { 0 };
+        self.file_checked.store(stamp, Ordering::Release);
+        checked
+    }
+
+    fn check_file_now(&self) -> Result<()> {
         match FileId::of(&self.path) {
             Ok(now) if now == self.file => Ok(()),
             Ok(_) => Err(Error::unavailable(
@@ -215,10 +310,81 @@ impl Drop for AliveGuard {
     }
 }
 
+/// A read transaction the writer thread holds open on a read connection of
+/// its own, between its write transactions.
+///
+/// SQLite takes a file lock (two `fcntl` calls) for every read transaction
+/// of a connection, unless another connection of the same process already
+/// holds the same lock: then it only counts. The anchor holds it, so the
+/// reads of this process that see the same snapshot skip both system calls,
+/// a quarter of the cost of a read.
+///
+/// Holding a snapshot holds back checkpoints and the reuse of the
+/// write-ahead log, so the anchor is let go before every write transaction
+/// of this writer (and a rotation), taken again after its commit, and
+/// moved to the newest snapshot every [`ANCHOR_REFRESH`] while the writer is
+/// idle: another process's checkpoint is held back by at most that long.
+/// None is held while the log is over [`ANCHOR_MAX_WAL`].
+/// Once the log is fully checkpointed the anchor reads the database file
+/// directly and holds back nothing at all. If the anchor cannot be taken
+/// (the lock is busy), reads simply take their own locks.
+struct Anchor {
+    conn: Option<Connection>,
+    wal: PathBuf,
+    held: bool,
+}
+
+impl Anchor {
+    fn open(path: &Path) -> Self {
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
+        Self { conn: db::connect_reader(path).ok(), wal, held: false }
+    }
+
+    fn hold(&mut self) {
+        let Some(conn) = &self.conn else { return };
+        if self.held || std::fs::metadata(&self.wal).is_ok_and(|m| m.len() > ANCHOR_MAX_WAL) {
+            return;
+        }
+        if conn.execute_batch("BEGIN").is_err() {
+            return;
+        }
+        // The read transaction starts with the first read.
+        match conn.query_row("SELECT count(*) FROM credstore_meta", [], |r| r.get::<_, i64>(0)) {
+            Ok(_) => self.held = true,
+            Err(_) => {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+        }
+    }
+
+    fn release(&mut self) {
+        if let (true, Some(conn)) = (self.held, &self.conn) {
+            if conn.execute_batch("COMMIT").is_err() {
+                // Never keep a snapshot by accident: close the connection.
+                self.conn = None;
+            }
+        }
+        self.held = false;
+    }
+}
+
 impl Writer {
     fn run(self, rx: mpsc::Receiver<Op>) {
         let _alive = AliveGuard(self.shared.clone());
-        while let Ok(first) = rx.recv() {
+        let mut anchor = Anchor::open(&self.shared.path);
+        anchor.hold();
+        loop {
+            let first = match rx.recv_timeout(ANCHOR_REFRESH) {
+                Ok(op) => op,
+                Err(RecvTimeoutError::Timeout) => {
+                    anchor.release();
+                    anchor.hold();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -226,6 +392,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            anchor.release();
             let mut writes = Vec::with_capacity(batch.len());
             for op in batch {
                 match op {
@@ -239,7 +406,11 @@ impl Writer {
                 }
             }
             self.commit(writes);
+            anchor.hold();
         }
+        // Before the writer's own connection, which must be the last to
+        // close: it checkpoints and removes the write-ahead log.
+        drop(anchor);
         tracing::debug!(path = %self.shared.path.display(), "writer stopped");
     }
 

@@ -572,3 +572,316 @@ fn a_read_only_directory_gives_a_clear_error_and_keeps_the_data() {
 fn chown(path: &Path, uid: u32) {
     std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
 }
+
+// ---------------------------------------------------------------------------
+// Reads on the calling task while another process writes, rotates the key,
+// or holds a write transaction open
+
+/// Keys of the reader tests.
+const READ_KEYS: usize = 40;
+/// Rounds of writes of the writing child.
+const WRITE_ROUNDS: usize = 30;
+
+fn read_value(i: usize, round: usize) -> String {
+    format!("k{i}:{round}")
+}
+
+fn writing_child() {
+    let db = env_path(DB_ENV);
+    runtime().block_on(async move {
+        let store = open(&db, &MasterKey::from_env(KEY_ENV).unwrap()).await;
+        for round in 1..=WRITE_ROUNDS {
+            let sets: Vec<_> = (0..READ_KEYS)
+                .map(|i| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        store
+                            .set(&key(&format!("k{i}")), &secret(&read_value(i, round)), &Metadata::new())
+                            .await
+                            .unwrap()
+                    })
+                })
+                .collect();
+            for s in sets {
+                s.await.unwrap();
+            }
+        }
+        say("DONE");
+    });
+}
+
+/// Starts `tasks` reader tasks calling `read(task, iteration)` until `stop`;
+/// waits until each has read once.
+fn start_readers<F, Fut>(
+    tasks: usize,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    read: F,
+) -> Vec<tokio::task::JoinHandle<usize>>
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let started = std::sync::Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let (stop, read, started) = (stop.clone(), read.clone(), started.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while n == 0 || !stop.load(Ordering::SeqCst) {
+                    read(t, n).await;
+                    if n == 0 {
+                        started.fetch_add(1, Ordering::SeqCst);
+                    }
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    wait_until("every reader to read once", Duration::from_secs(30), || {
+        started.load(Ordering::SeqCst) == tasks
+    });
+    handles
+}
+
+#[test]
+fn reads_while_another_process_writes_see_committed_values_only() {
+    if child_role().as_deref() == Some("writing") {
+        return writing_child();
+    }
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("read-write.db");
+    let master = MasterKey::generate();
+    let rt = runtime();
+    let store = rt.block_on(async {
+        let store = open(&db, &master).await;
+        for i in 0..READ_KEYS {
+            put(&store, &format!("k{i}"), &read_value(i, 0)).await;
+        }
+        store
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    // Per reader and key, the last round seen: it never goes back.
+    let seen = Arc::new(Mutex::new(vec![vec![0usize; READ_KEYS]; 4]));
+    let _guard = rt.enter();
+    let readers = {
+        let (store, seen) = (store.clone(), seen.clone());
+        start_readers(4, &stop, move |t, n| {
+            let (store, seen) = (store.clone(), seen.clone());
+            async move {
+                let i = (t * 7 + n * 13) % READ_KEYS;
+                let got =
+                    store.get(&key(&format!("k{i}"))).await.unwrap_or_else(|e| panic!("read k{i}: {e}"));
+                let got =
+                    got.unwrap_or_else(|| panic!("k{i} vanished")).value.expose_str().unwrap().to_owned();
+                let (name, round) = got.split_once(':').unwrap_or_else(|| panic!("k{i} holds {got:?}"));
+                assert_eq!(name, format!("k{i}"), "k{i} holds another key's value");
+                let round: usize = round.parse().unwrap();
+                let mut seen = seen.lock().unwrap();
+                assert!(round >= seen[t][i], "k{i} went back from round {} to {round}", seen[t][i]);
+                seen[t][i] = round;
+            }
+        })
+    };
+    let mut proc = Proc::spawn(
+        child("reads_while_another_process_writes_see_committed_values_only", "writing", &db)
+            .env(KEY_ENV, master.to_base64().unwrap().as_str()),
+    );
+    let rx = lines_of(&mut proc.0);
+    wait_line(&rx, "DONE", Duration::from_secs(120));
+    assert!(proc.0.wait().unwrap().success());
+    stop.store(true, Ordering::SeqCst);
+    let reads: usize = rt.block_on(async {
+        let mut total = 0;
+        for r in readers {
+            total += r.await.unwrap();
+        }
+        total
+    });
+    println!("{reads} reads while another process wrote {} rounds", WRITE_ROUNDS);
+    assert!(reads >= 4);
+    rt.block_on(async {
+        for i in 0..READ_KEYS {
+            assert_eq!(value(&store, &format!("k{i}")).await, Some(read_value(i, WRITE_ROUNDS)));
+        }
+    });
+}
+
+fn rotating_child() {
+    let db = env_path(DB_ENV);
+    runtime().block_on(async move {
+        let store = open(&db, &MasterKey::from_env(KEY_ENV).unwrap()).await;
+        let report = store.rotate_key(MasterKey::from_env(NEW_KEY_ENV).unwrap()).await.unwrap();
+        say(&format!("ROTATED {}", report.rows));
+    });
+}
+
+#[test]
+fn reads_during_a_rotation_by_another_process_see_the_old_state_or_the_new_one() {
+    if child_role().as_deref() == Some("rotating") {
+        return rotating_child();
+    }
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("read-rotate.db");
+    let (old, new) = (MasterKey::generate(), MasterKey::generate());
+    let n = 2000;
+    let rt = runtime();
+    let store = rt.block_on(async {
+        let store = open(&db, &old).await;
+        let sets: Vec<_> = (0..n)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .set(&key(&format!("r{i}")), &SecretValue::new(format!("v{i}")), &Metadata::new())
+                        .await
+                })
+            })
+            .collect();
+        for s in sets {
+            s.await.unwrap().unwrap();
+        }
+        store
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let (before, after) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    // Per reader: whether it has seen the new state; it never goes back.
+    let rotated: Arc<Vec<AtomicBool>> = Arc::new((0..4).map(|_| AtomicBool::new(false)).collect());
+    let _guard = rt.enter();
+    let readers = {
+        let (store, before, after, rotated) = (store.clone(), before.clone(), after.clone(), rotated.clone());
+        start_readers(4, &stop, move |t, i| {
+            let (store, before, after, rotated) =
+                (store.clone(), before.clone(), after.clone(), rotated.clone());
+            async move {
+                let k = (t * 501 + i * 7) % n;
+                match store.get(&key(&format!("r{k}"))).await {
+                    Ok(Some(c)) => {
+                        assert_eq!(c.value.expose_str().unwrap(), format!("v{k}"));
+                        assert!(!rotated[t].load(Ordering::SeqCst), "reader {t} went back to the old key");
+                        before.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e @ Error::Config { .. }) if e.to_string().contains("rotated elsewhere") => {
+                        rotated[t].store(true, Ordering::SeqCst);
+                        after.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => panic!("read r{k} during another process's rotation: {other:?}"),
+                }
+            }
+        })
+    };
+    let mut proc = Proc::spawn(
+        child("reads_during_a_rotation_by_another_process_see_the_old_state_or_the_new_one", "rotating", &db)
+            .env(KEY_ENV, old.to_base64().unwrap().as_str())
+            .env(NEW_KEY_ENV, new.to_base64().unwrap().as_str()),
+    );
+    let rx = lines_of(&mut proc.0);
+    let (line, _) = wait_line(&rx, "ROTATED", Duration::from_secs(120));
+    assert_eq!(line, format!("ROTATED {n}"));
+    assert!(proc.0.wait().unwrap().success());
+    // Every reader reads the new state before it stops.
+    wait_until("every reader to see the rotation", Duration::from_secs(30), || {
+        rotated.iter().all(|r| r.load(Ordering::SeqCst))
+    });
+    stop.store(true, Ordering::SeqCst);
+    rt.block_on(async {
+        for r in readers {
+            r.await.unwrap();
+        }
+    });
+    println!(
+        "reads during another process's rotation: {} of the old state, {} of the new",
+        before.load(Ordering::Relaxed),
+        after.load(Ordering::Relaxed)
+    );
+    assert!(before.load(Ordering::Relaxed) >= 4 && after.load(Ordering::Relaxed) >= 4);
+    drop(store);
+    rt.block_on(async {
+        let store = open(&db, &new).await;
+        assert_eq!(store.key_version(), 2);
+        for k in (0..n).step_by(97) {
+            assert_eq!(value(&store, &format!("r{k}")).await, Some(format!("v{k}")));
+        }
+    });
+}
+
+fn holding_child() {
+    let db = env_path(DB_ENV);
+    let conn = raw(&db);
+    conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO credstore_meta (name, value) VALUES ('held', 1);")
+        .unwrap();
+    say("HOLDING");
+    // Hold the write lock until the parent closes our stdin.
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    conn.execute_batch("ROLLBACK").unwrap();
+    say("RELEASED");
+}
+
+#[test]
+fn reads_while_another_process_holds_a_write_transaction_answer_without_waiting_for_it() {
+    if child_role().as_deref() == Some("holding") {
+        return holding_child();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("held.db");
+    let master = MasterKey::generate();
+    let rt = runtime();
+    // A busy timeout far beyond the test's patience: a read that waited for
+    // the child's lock would hang the test.
+    let store = rt.block_on(async {
+        let store = open_with(
+            SqliteConfig::new(&db).master_key(master.clone()).busy_timeout(Duration::from_secs(600)),
+        )
+        .await;
+        for i in 0..READ_KEYS {
+            put(&store, &format!("k{i}"), &read_value(i, 0)).await;
+        }
+        store
+    });
+    let mut proc = Proc::spawn(
+        child(
+            "reads_while_another_process_holds_a_write_transaction_answer_without_waiting_for_it",
+            "holding",
+            &db,
+        )
+        .stdin(Stdio::piped()),
+    );
+    let rx = lines_of(&mut proc.0);
+    wait_line(&rx, "HOLDING", Duration::from_secs(60));
+    rt.block_on(async {
+        let blocked = open_with(
+            SqliteConfig::new(&db).master_key(master.clone()).busy_timeout(Duration::from_millis(100)),
+        )
+        .await;
+        let err = blocked.set(&key("w"), &secret("x"), &Metadata::new()).await.unwrap_err();
+        assert!(err.is_retriable() && err.to_string().contains("locked"), "the child holds the lock: {err}");
+        let tasks: Vec<_> = (0..4)
+            .map(|t| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for round in 0..50 {
+                        let i = (t + round * 3) % READ_KEYS;
+                        assert_eq!(value(&store, &format!("k{i}")).await, Some(read_value(i, 0)));
+                        assert!(store.has(&key(&format!("k{i}"))).await.unwrap());
+                        assert!(store.version(&key(&format!("k{i}"))).await.unwrap().is_some());
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(count_all(&store).await, READ_KEYS);
+    });
+    drop(proc.0.stdin.take());
+    wait_line(&rx, "RELEASED", Duration::from_secs(60));
+    assert!(proc.0.wait().unwrap().success());
+    rt.block_on(put(&store, "after", "written"));
+    assert_eq!(rt.block_on(value(&store, "after")).as_deref(), Some("written"));
+}

@@ -724,3 +724,143 @@ async fn a_failed_condition_fails_only_its_own_write_in_a_group_commit() {
     assert_eq!(value(&store, "race").await.as_deref(), Some("v0"));
     assert_eq!(value(&store, "cas").await.as_deref(), Some("v0"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_of_every_size_read_back_on_the_calling_task_and_on_the_blocking_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("sizes.db"), &MasterKey::generate()).await;
+    // Around the 16 KiB of sealed payload read on the calling task (the
+    // payload adds 7 bytes and the tag 16), and the largest value.
+    let sizes =
+        [0, 1, 100, 16_384 - 24, 16_384 - 23, 16_384 - 22, 16_384, 40_000, credstore_core::MAX_VALUE_BYTES];
+    let meta = meta([("size", "any")]);
+    for (i, size) in sizes.into_iter().enumerate() {
+        let text: String = (0..size).map(|j| char::from(b'a' + ((i + j) % 26) as u8)).collect();
+        let bytes: Vec<u8> = (0..size).map(|j| (i * 31 + j * 7) as u8 | 0x80).collect();
+        for (name, value) in [
+            (format!("text-{size}"), SecretValue::from(text)),
+            (format!("bin-{size}"), SecretValue::from(bytes)),
+        ] {
+            let k = key(&name);
+            let written = store.set(&k, &value, &meta).await.unwrap();
+            let got = store.get(&k).await.unwrap().unwrap();
+            assert_eq!(got.value, value, "{name}");
+            assert_eq!(got.value.is_text(), value.is_text(), "{name}");
+            assert_eq!(got.metadata, meta, "{name}");
+            assert_eq!(got.version, written.version, "{name}");
+            assert!(store.has(&k).await.unwrap());
+            assert_eq!(store.version(&k).await.unwrap(), Some(written.version));
+        }
+    }
+    // Many tasks at once: more concurrent reads than idle connections.
+    let tasks: Vec<_> = (0..16)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for size in [100, 40_000] {
+                    let got = store.get(&key(&format!("text-{size}"))).await.unwrap().unwrap();
+                    assert_eq!(got.value.len(), size, "task {t}");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// Everything logged at any level, by any thread of this test binary.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_value_reaches_the_logs() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The only test of this binary that sets it: logs of every thread (the
+    // writer, the blocking pool) are captured.
+    tracing::subscriber::set_global_default(subscriber).expect("no other subscriber in this binary");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logs.db");
+    let master = MasterKey::generate();
+    let store = open(&path, &master).await;
+    let small = "log-probe-small-9f3c1d";
+    let large = format!("log-probe-large-{}", "7".repeat(30_000));
+    put(&store, "small", small).await;
+    put(&store, "large", &large).await;
+    for _ in 0..100 {
+        assert_eq!(value(&store, "small").await.as_deref(), Some(small));
+    }
+    assert_eq!(value(&store, "large").await.as_deref(), Some(large.as_str()));
+    // A failed read, a rotation and a reopening log too.
+    raw(&path).execute("UPDATE credentials SET created_at = created_at + 1 WHERE key = 'small'", []).unwrap();
+    let err = store.get(&key("small")).await.unwrap_err();
+    assert!(matches!(err, Error::Integrity { .. }), "{err}");
+    assert!(store.delete(&key("small")).await.unwrap());
+    store.rotate_key(MasterKey::generate()).await.unwrap();
+    drop(store);
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("rotated the master key"), "the capture works: {logs}");
+    assert!(!logs.contains("log-probe"), "a value reached the logs: {logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_store_lets_other_connections_checkpoint_and_truncate_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ckpt.db");
+    let store = open(&path, &MasterKey::generate()).await;
+    let sets: Vec<_> = (0..300)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(
+                async move { store.set(&key(&format!("c{i}")), &secret("v"), &Metadata::new()).await },
+            )
+        })
+        .collect();
+    for s in sets {
+        s.await.unwrap().unwrap();
+    }
+    for i in (0..300).step_by(7) {
+        assert_eq!(value(&store, &format!("c{i}")).await.as_deref(), Some("v"));
+    }
+    let wal = sidecar(&path, "-wal");
+    // Another connection (as another process would) checkpoints everything
+    // and truncates the log while the store is open and reading; its busy
+    // handler waits for the store's own read transactions, which never last.
+    let other = raw(&path);
+    let reader = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for round in 0..2000 {
+                assert_eq!(value(&store, &format!("c{}", round % 300)).await.as_deref(), Some("v"));
+            }
+        })
+    };
+    let (busy, log, done): (i64, i64, i64) = tokio::task::spawn_blocking(move || {
+        other
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    reader.await.unwrap();
+    assert_eq!(busy, 0, "the truncating checkpoint was not held back (log {log}, checkpointed {done})");
+    assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0, "the log was truncated");
+    assert_eq!(value(&store, "c299").await.as_deref(), Some("v"));
+    put(&store, "after", "w").await;
+    assert_eq!(value(&store, "after").await.as_deref(), Some("w"));
+}
