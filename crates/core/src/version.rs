@@ -54,7 +54,19 @@ impl Version {
 
     /// A version from a counter, as the memory and SQLite stores keep one.
     pub fn from_counter(n: u64) -> Self {
-        Self(Arc::from(n.to_string()))
+        // Digits formatted on the stack: one allocation, the Arc's own.
+        let mut digits = [0u8; 20];
+        let (mut rest, mut start) = (n, digits.len());
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        let text = std::str::from_utf8(&digits[start..]).unwrap_or("0");
+        Self(Arc::from(text))
     }
 
     /// The version's text.
@@ -114,5 +126,8 @@ mod tests {
         assert!(Version::new("x".repeat(MAX_VERSION_LEN)).is_ok());
         assert!(Version::new("x".repeat(MAX_VERSION_LEN + 1)).is_err());
         assert_eq!(Version::from_counter(7).as_str(), "7");
+        for n in [0, 9, 10, 1_000_000_007, u64::MAX] {
+            assert_eq!(Version::from_counter(n).as_str(), n.to_string());
+        }
     }
 }
