@@ -36,7 +36,26 @@ prefix, 247 with the prefix `prod/app`).
 `title` and `error: {code, message}`. A valid incoming `X-Request-ID` (1 to 128 characters \
 of `[A-Za-z0-9._:-]`) is reused; otherwise one is generated. A store call that does not \
 answer within the store timeout is 503. 412 (`precondition_failed`) is the answer to a \
-conditional write whose condition does not hold; no route makes conditional writes yet.
+conditional write whose condition does not hold; nothing is changed.
+
+**Conditional writes** *(extension)*. On *Create Credential in Store*, `If-None-Match: *` \
+creates only (412 when the key exists); `If-Match: \"<version>\"` replaces only that version \
+(412 when the key is missing or at another version); `If-Match: *` replaces only an existing \
+key (412 when it is missing); a weak tag `W/\"…\"` in `If-Match` never matches (strong \
+comparison, 412). A list of tags, any other `If-None-Match`, a malformed tag, both headers at \
+once, or either header on a delete is 400. A store that does not declare create-only or \
+replace-if-version writes answers 422 naming the store and the header, and changes nothing. \
+Without these headers a create creates or overwrites, as the Credential Stores API does. The \
+create's answer and *Get Credential Metadata* carry the credential's version as a strong \
+`ETag: \"<version>\"` (the metadata read also as `version`); versions are opaque and change on \
+every write. Reads ignore conditional headers.
+
+**Binary values** *(extension)*. A create body gives exactly one of `value` (a JSON string, \
+stored as text) and `valueBase64` (standard padded base64, RFC 4648 §4, unused bits zero, at \
+most 65,536 bytes once decoded): both is 422 naming the two fields, neither is 400 (missing \
+field), bad base64 or more than 65,536 decoded bytes is 422 naming `valueBase64`. A store that \
+holds no binary values answers 422. Decoded bytes that are UTF-8 are stored as text. *Get \
+Credential Metadata* says which kind a value is: `valueKind` `text` or `binary`.
 
 **Store status.** A background prober probes every store every `probe_interval_ms` \
 (process setting, default 10000, jittered by ±10 %), each probe bounded by `probe_timeout_ms` \
@@ -56,7 +75,9 @@ listener (`metrics_listen`).
 
 **Extensions** beyond the two operations *List Credential Stores* and *Create Credential in \
 Store*: listing keys, reading metadata, deleting a credential, 200 on overwrite, `checkedAt`, \
-`/healthz`, `/readyz`, `/metrics`, `/openapi.json`, and the statuses 409, 412, 413 and 503.";
+conditional writes (`If-None-Match`, `If-Match`, `ETag`), `valueBase64`, `version` and \
+`valueKind`, `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, and the statuses 409, 412, 413 \
+and 503.";
 
 /// The static part of the document: info, tags, security schemes.
 #[derive(OpenApi)]

@@ -19,10 +19,17 @@
 //!
 //! Every request is checked in this order: token (401), path ids (422),
 //! token scope (403), store (404), the namespace `{tenantId}/{projectId}`
-//! against the store's cap (422), content type and body (400, 413), field
-//! rules (422), then the store call (503 when unavailable or over the store
-//! timeout, which the store's [`TimeoutLayer`](credstore_core::layers::TimeoutLayer)
-//! applies; see [`crate::state::Stores`]).
+//! against the store's cap (422), content type, conditional headers and body
+//! (400, 413), field rules and what the store supports (422), then the store
+//! call (412 when a condition does not hold, 503 when unavailable or over
+//! the store timeout, which the store's
+//! [`TimeoutLayer`](credstore_core::layers::TimeoutLayer) applies; see
+//! [`crate::state::Stores`]).
+//!
+//! Conditional and binary writes *(extensions)*: see [`write_condition`]
+//! for `If-None-Match` / `If-Match` on a create, [`parse_create`] for
+//! `valueBase64`. A create's answer and the metadata read carry the
+//! credential's version as a strong `ETag: "<version>"`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,7 +43,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use credstore_core::{
     validate_id, CredentialKey, CredentialStore, Error as StoreError, ListCursor, ListOptions, Metadata,
-    Namespace, NamespaceError, SecretValue, StoreId,
+    Namespace, NamespaceError, SecretValue, SetOptions, SetOutcome, StoreId, Version,
 };
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -92,21 +99,61 @@ pub struct ListStoresResponse {
     pub data: Vec<StoreEntry>,
 }
 
-/// The body of *Create Credential in Store*. No `Debug`: it holds the value.
-#[derive(ToSchema)]
+/// The body of *Create Credential in Store*: a text value in `value`, or
+/// *(extension)* a binary value in `valueBase64`; exactly one of the two.
+/// Unknown fields are refused (400).
+// No `Debug` on these shapes: they hold the value.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
 #[allow(dead_code)] // Documents the body; the handler parses it by hand for precise errors.
-pub struct CreateCredentialRequest {
+pub enum CreateCredentialRequest {
+    /// A text value, as in the Credential Stores API.
+    Text(CreateTextCredential),
+    /// A binary value, base64-encoded (extension).
+    Binary(CreateBinaryCredential),
+}
+
+/// A create body with a text `value` (the Credential Stores API's shape).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Documents the body; the handler parses it by hand for precise errors.
+pub struct CreateTextCredential {
     /// The credential key: 1 to 255 characters of `[a-zA-Z0-9-_.]`.
     #[schema(pattern = r"^[a-zA-Z0-9\-_.]+$", min_length = 1, max_length = 255, example = "string")]
     key: String,
-    /// The credential value: any string of at most 65,536 bytes (UTF-8).
-    /// Never returned by any endpoint.
+    /// The credential value: any string of at most 65,536 bytes (UTF-8),
+    /// stored as a text value. Never returned by any endpoint.
     #[schema(example = "string")]
     value: String,
     /// The metadata for the credential: at most 16 entries; keys follow the
     /// id pattern and are at most 64 bytes; values are at most 256 bytes of
     /// text without control characters; keys and values together at most
     /// 900 bytes. Omitted or `null` is empty.
+    #[schema(required = false, nullable = true)]
+    metadata: Option<BTreeMap<String, String>>,
+}
+
+/// *(extension)* A create body with a binary value in `valueBase64`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)] // Documents the body; the handler parses it by hand for precise errors.
+pub struct CreateBinaryCredential {
+    /// The credential key: 1 to 255 characters of `[a-zA-Z0-9-_.]`.
+    #[schema(pattern = r"^[a-zA-Z0-9\-_.]+$", min_length = 1, max_length = 255, example = "signing-key")]
+    key: String,
+    /// *(extension)* The value's bytes in standard, padded base64 (RFC 4648
+    /// §4: `A-Z a-z 0-9 + /`, `=` padding, no line breaks or spaces, unused
+    /// bits zero), at most 65,536 bytes once decoded (87,384 characters).
+    /// Bytes that are UTF-8 text are stored as a text value (`valueKind`
+    /// `text`), any others as a binary value (`binary`). Never returned by
+    /// any endpoint.
+    #[schema(
+        pattern = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$",
+        max_length = 87384,
+        example = "3q2+7w=="
+    )]
+    value_base64: String,
+    /// The metadata for the credential, as with a text value.
     #[schema(required = false, nullable = true)]
     metadata: Option<BTreeMap<String, String>>,
 }
@@ -163,6 +210,25 @@ pub struct CredentialInfo {
     pub created_at: String,
     /// When the key was last set (RFC 3339, UTC).
     pub updated_at: String,
+    /// *(extension)* The version of the last write, also sent as the strong
+    /// `ETag` `"<version>"`; opaque, changes on every write. Send it back in
+    /// `If-Match` to replace exactly this version.
+    #[schema(example = "3")]
+    pub version: String,
+    /// *(extension)* Whether the value is UTF-8 text (`text`: set with
+    /// `value`, or with `valueBase64` whose bytes are UTF-8) or not
+    /// (`binary`).
+    pub value_kind: ValueKind,
+}
+
+/// *(extension)* The kind of a stored value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueKind {
+    /// UTF-8 text.
+    Text,
+    /// Bytes that are not UTF-8.
+    Binary,
 }
 
 /// The answer of *Get Credential Metadata*.
@@ -313,6 +379,199 @@ fn path_error(rejection: PathRejection) -> ApiError {
 /// RFC 3339 UTC with milliseconds.
 pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+// ---------------------------------------------------------------- conditions
+
+/// The condition of a create, from its `If-Match` / `If-None-Match`
+/// headers (RFC 9110 §13.1). See [`write_condition`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// No conditional header: create or overwrite, as the Credential Stores
+    /// API does.
+    None,
+    /// `If-None-Match: *`: create only if the key is absent.
+    Absent,
+    /// `If-Match: *`: overwrite only if the key exists, whatever its version.
+    Exists,
+    /// `If-Match: "<version>"`: overwrite only this version.
+    Version(Version),
+    /// `If-Match` with an entity tag that no credential can have (a weak
+    /// tag `W/"…"`, which never matches under the strong comparison
+    /// `If-Match` uses, or a tag that is not a version this server makes):
+    /// the condition is false whatever is stored. Holds the reason.
+    Never(&'static str),
+}
+
+impl WriteCondition {
+    /// The capability the condition needs, named for an error message.
+    fn needs(&self, caps: &credstore_core::Capabilities) -> Option<(&'static str, &'static str)> {
+        match self {
+            WriteCondition::None => None,
+            WriteCondition::Absent if !caps.create_only => Some(("create-only writes", "If-None-Match")),
+            WriteCondition::Exists | WriteCondition::Version(_) | WriteCondition::Never(_)
+                if !caps.replace_if_version =>
+            {
+                Some(("replace-if-version writes", "If-Match"))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The one header value of `name`, trimmed; `None` when absent.
+fn single_header<'h>(
+    headers: &'h HeaderMap,
+    name: &header::HeaderName,
+) -> Result<Option<&'h [u8]>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(ApiError::bad_request(format!(
+            "{} is sent more than once; send one {} header with one entity tag",
+            canonical(name),
+            canonical(name)
+        )));
+    }
+    Ok(Some(first.as_bytes().trim_ascii()))
+}
+
+fn canonical(name: &header::HeaderName) -> &'static str {
+    if name == header::IF_MATCH {
+        "If-Match"
+    } else {
+        "If-None-Match"
+    }
+}
+
+/// Reads the conditional headers of a create:
+///
+/// | header | meaning |
+/// | --- | --- |
+/// | none | create or overwrite (the Credential Stores API's behaviour) |
+/// | `If-None-Match: *` | create only; 412 when the key exists |
+/// | `If-Match: "<version>"` | overwrite only that version (the strong `ETag` the server sent); 412 when the key is missing or at another version |
+/// | `If-Match: *` | overwrite only if the key exists, whatever its version; 412 when it is missing |
+/// | `If-Match: W/"…"` | a weak tag never matches (strong comparison): 412 |
+///
+/// # Errors
+/// 400 for both headers at once, a header sent twice, a list of tags, a
+/// value that is not an entity tag or `*`, and an `If-None-Match` other
+/// than `*`.
+pub fn write_condition(headers: &HeaderMap) -> Result<WriteCondition, ApiError> {
+    let if_match = single_header(headers, &header::IF_MATCH)?;
+    let if_none_match = single_header(headers, &header::IF_NONE_MATCH)?;
+    match (if_match, if_none_match) {
+        (None, None) => Ok(WriteCondition::None),
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "send If-Match or If-None-Match, not both: If-None-Match: * creates only, If-Match replaces only",
+        )),
+        (None, Some(b"*")) => Ok(WriteCondition::Absent),
+        (None, Some(_)) => Err(ApiError::bad_request(
+            "If-None-Match supports only * on a create (create only if the key is absent); entity tags and \
+             lists are not supported",
+        )),
+        (Some(b"*"), None) => Ok(WriteCondition::Exists),
+        (Some(tag), None) => if_match_tag(tag),
+    }
+}
+
+/// One `If-Match` entity tag: `"<version>"`, or a weak `W/"…"`.
+fn if_match_tag(tag: &[u8]) -> Result<WriteCondition, ApiError> {
+    let (weak, quoted) = match tag.strip_prefix(b"W/") {
+        Some(rest) => (true, rest),
+        None => (false, tag),
+    };
+    // RFC 9110 §8.8.3: DQUOTE *etagc DQUOTE, etagc = %x21 / %x23-7E / obs-text.
+    let inner = quoted
+        .strip_prefix(b"\"")
+        .and_then(|q| q.strip_suffix(b"\""))
+        .filter(|i| i.iter().all(|&b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80));
+    let Some(inner) = inner else {
+        let what = if tag.contains(&b',') {
+            "If-Match takes one entity tag; lists are not supported"
+        } else {
+            "If-Match must be * or one entity tag in double quotes, as the ETag header gives it: \
+             If-Match: \"<version>\""
+        };
+        return Err(ApiError::bad_request(what));
+    };
+    if weak {
+        return Ok(WriteCondition::Never(
+            "If-Match has a weak entity tag (W/\"…\"), which never matches: If-Match uses the strong \
+             comparison; send the ETag exactly as the server gave it (a proxy may have weakened it)",
+        ));
+    }
+    match std::str::from_utf8(inner).ok().and_then(|v| Version::new(v).ok()) {
+        Some(version) => Ok(WriteCondition::Version(version)),
+        None => Ok(WriteCondition::Never(
+            "If-Match names an entity tag that is not a version of this server, so no credential has it",
+        )),
+    }
+}
+
+/// How many times `If-Match: *` reads the current version and replaces it
+/// before it gives up on a key that keeps changing (409).
+const EXISTS_ATTEMPTS: usize = 3;
+
+/// Writes `input` under `condition`; a condition that does not hold is
+/// 412 and changes nothing.
+async fn conditional_set(
+    store: &dyn CredentialStore,
+    input: &CreateInput,
+    condition: &WriteCondition,
+) -> Result<SetOutcome, ApiError> {
+    let (key, value, meta) = (&input.key, &input.value, &input.metadata);
+    let failed = |reason: &str| ApiError::from(StoreError::precondition_failed(store.id(), key, reason));
+    let options = match condition {
+        WriteCondition::None => SetOptions::new(),
+        WriteCondition::Absent => SetOptions::create_only(),
+        WriteCondition::Version(v) => SetOptions::replace(v.clone()),
+        WriteCondition::Never(reason) => return Err(failed(reason)),
+        WriteCondition::Exists => {
+            // A replace at the version just read: atomic against a delete
+            // (412) and a concurrent write (read again).
+            for _ in 0..EXISTS_ATTEMPTS {
+                let Some(current) = store.version(key).await? else {
+                    return Err(failed("the key does not exist (If-Match: *)"));
+                };
+                match store.set_opts(key, value, meta, &SetOptions::replace(current)).await {
+                    Err(StoreError::PreconditionFailed { .. }) => continue,
+                    other => return other.map_err(ApiError::from),
+                }
+            }
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "credential '{key}' changed under {EXISTS_ATTEMPTS} attempts in a row to replace it \
+                     (If-Match: *); nothing was changed; retry"
+                ),
+            ));
+        }
+    };
+    Ok(store.set_opts(key, value, meta, &options).await?)
+}
+
+/// The strong `ETag` of `version`: `"<version>"`.
+fn etag(version: &Version) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("\"{version}\"")).ok()
+}
+
+/// Refuses conditional headers on a route that makes no conditional
+/// writes (delete), rather than ignoring a condition the client relies on.
+///
+/// # Errors
+/// 400 when `If-Match` or `If-None-Match` is present.
+fn no_condition(headers: &HeaderMap, what: &str) -> Result<(), ApiError> {
+    for name in [header::IF_MATCH, header::IF_NONE_MATCH] {
+        if headers.contains_key(&name) {
+            return Err(ApiError::bad_request(format!(
+                "{} is not supported on {what}: conditional writes are creates only",
+                canonical(&name)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Authenticates, validates the path ids and checks the token scope;
@@ -488,25 +747,46 @@ pub async fn list_stores(
 /// and project. Answers 201 when the key is new and 200 when it existed and
 /// was overwritten (value and metadata replaced, `createdAt` kept). The value
 /// is never returned by any endpoint.
+///
+/// Extensions: `valueBase64` instead of `value` stores bytes; `If-None-Match:
+/// *` creates only (412 when the key exists); `If-Match: "<version>"`
+/// replaces only that version and `If-Match: *` only an existing key (412
+/// otherwise). A failed condition changes nothing. Both answers carry the
+/// new version as a strong `ETag`.
 #[utoipa::path(
     post,
     path = "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials",
     operation_id = "createCredential",
     tag = TAG_STORES,
-    params(StorePath),
-    request_body(content = CreateCredentialRequest, content_type = "application/json"),
+    params(
+        StorePath,
+        ("If-None-Match" = Option<String>, Header, pattern = r"^\*$", example = "*",
+            description = "*(extension)* `*`: create only; 412 when the key exists. No other form is supported (400). Not with `If-Match` (400). A store without create-only writes answers 422."),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?"[!#-~]*")$"#, example = "\"3\"",
+            description = "*(extension)* `\"<version>\"` (the strong `ETag` of the credential): replace only that version; 412 when the key is missing or at another version. `*`: replace only an existing key, whatever its version; 412 when it is missing. A weak tag `W/\"…\"` never matches (strong comparison): 412. A list of tags or anything else is 400; so is sending it with `If-None-Match`. A store without replace-if-version writes answers 422."),
+    ),
+    request_body(content = CreateCredentialRequest, content_type = "application/json",
+        description = "`key` and exactly one of `value` (text) and `valueBase64` (bytes, extension); `metadata` optional. Both value fields at once is 422; neither is 400."),
     security(("bearerAuth" = [])),
     responses(
         (status = 201, description = "Created", body = CreateCredentialResponse,
-            headers(("Location" = String, description = "The credential's metadata URL"))),
-        (status = 200, description = "An existing credential was overwritten (extension)", body = CreateCredentialResponse),
-        (status = 400, description = "Malformed JSON, wrong content type, missing or mistyped fields", body = Problem, content_type = "application/problem+json"),
+            headers(
+                ("Location" = String, description = "The credential's metadata URL"),
+                ("ETag" = String, description = "*(extension)* The new version, as a strong entity tag `\"<version>\"`; send it in `If-Match` to replace exactly this version"),
+            )),
+        (status = 200, description = "An existing credential was overwritten (extension)", body = CreateCredentialResponse,
+            headers(
+                ("Location" = String, description = "The credential's metadata URL"),
+                ("ETag" = String, description = "*(extension)* The new version, as a strong entity tag `\"<version>\"`"),
+            )),
+        (status = 400, description = "Malformed JSON, wrong content type, missing or mistyped fields (neither value nor valueBase64), or a malformed or unsupported If-Match / If-None-Match", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token may not edit this tenant or project", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No store with this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A concurrent change got in the way; retry", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "*(extension)* The If-None-Match or If-Match condition did not hold: the key exists (create only), is missing, or is at another version; nothing was changed", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is over the body limit", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A key, id or metadata breaks the rules, the value is over 65,536 bytes, or tenantId/projectId is longer than the store's namespace cap; the detail names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A key, id or metadata breaks the rules; the value is over 65,536 bytes; both value and valueBase64 are given; valueBase64 is not standard padded base64 or decodes to over 65,536 bytes; the store holds no binary values, or cannot honour the conditional header; or tenantId/projectId is longer than the store's namespace cap. The detail names the field", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Internal Server Error", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable (the detail says why), or the audit log cannot be written (nothing was changed)", body = Problem, content_type = "application/problem+json"),
     )
@@ -524,16 +804,28 @@ pub async fn create_credential(
     let store_id = check_store_id(&p.id)?;
     let store = project_store(&state, &store_id, &ns)?;
     check_json_content_type(&headers)?;
+    let condition = write_condition(&headers)?;
     let bytes = read_body(body, &headers, state.body_limit).await?;
     let input = parse_create(&bytes)?;
     drop(bytes);
+    let caps = store.capabilities();
+    if !input.value.is_text() && !caps.binary {
+        // Refused here, as the store would, but before any store call.
+        return Err(StoreError::unsupported(store.id(), "binary values").into());
+    }
+    if let Some((writes, header)) = condition.needs(&caps) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "credential store '{store_id}' does not support {writes}, so the {header} condition cannot \
+                 be honoured; nothing was changed (send the create without {header})"
+            ),
+        ));
+    }
     let audit = audit.key(input.key.as_str());
-    let created =
-        |o: &credstore_core::SetOutcome| if o.created { StatusCode::CREATED } else { StatusCode::OK };
-    let outcome = audited(&state, &audit, created, async {
-        store.set(&input.key, &input.value, &input.metadata).await.map_err(ApiError::from)
-    })
-    .await?;
+    let created = |o: &SetOutcome| if o.created { StatusCode::CREATED } else { StatusCode::OK };
+    let outcome =
+        audited(&state, &audit, created, conditional_set(store.as_ref(), &input, &condition)).await?;
     let location = format!(
         "/manage/tenants/{}/projects/{}/credential-stores/{}/credentials/{}",
         p.tenant_id, p.project_id, store_id, input.key
@@ -549,6 +841,9 @@ pub async fn create_credential(
     let mut resp = json_ok(status, &body);
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);
+    }
+    if let Some(tag) = etag(&outcome.version) {
+        resp.headers_mut().insert(header::ETAG, tag);
     }
     Ok(resp)
 }
@@ -608,7 +903,8 @@ pub async fn list_credentials(
 
 /// Get Credential Metadata (extension)
 ///
-/// A credential's metadata and timestamps. Never its value.
+/// A credential's metadata, timestamps, version (also the strong `ETag`) and
+/// value kind (`text` or `binary`). Never its value.
 #[utoipa::path(
     get,
     path = "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}",
@@ -617,7 +913,8 @@ pub async fn list_credentials(
     params(CredentialPath),
     security(("bearerAuth" = [])),
     responses(
-        (status = 200, description = "The credential's metadata", body = CredentialInfoResponse),
+        (status = 200, description = "The credential's metadata, version and value kind", body = CredentialInfoResponse,
+            headers(("ETag" = String, description = "*(extension)* The credential's version, as a strong entity tag `\"<version>\"`; send it in `If-Match` on a create to replace exactly this version"))),
         (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token may not view this tenant or project", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such store, or no such credential in this project", body = Problem, content_type = "application/problem+json"),
@@ -649,9 +946,15 @@ pub async fn get_credential(
             metadata: cred.metadata.as_map().clone(),
             created_at: timestamp(cred.created_at),
             updated_at: timestamp(cred.updated_at),
+            version: cred.version.to_string(),
+            value_kind: if cred.value.is_text() { ValueKind::Text } else { ValueKind::Binary },
         },
     };
-    Ok(json_ok(StatusCode::OK, &body))
+    let mut resp = json_ok(StatusCode::OK, &body);
+    if let Some(tag) = etag(&cred.version) {
+        resp.headers_mut().insert(header::ETAG, tag);
+    }
+    Ok(resp)
 }
 
 /// Delete Credential (extension)
@@ -666,6 +969,7 @@ pub async fn get_credential(
     security(("bearerAuth" = [])),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "If-Match or If-None-Match was sent: deletes are never conditional, so the header is refused rather than ignored", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token may not edit this tenant or project", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such store, or no such credential in this project", body = Problem, content_type = "application/problem+json"),
@@ -687,6 +991,7 @@ pub async fn delete_credential(
     let store_id = check_store_id(&p.id)?;
     let key = CredentialKey::new(p.key.as_str())?;
     let store = project_store(&state, &store_id, &ns)?;
+    no_condition(&headers, "a delete")?;
     audited(&state, &audit, |_| StatusCode::NO_CONTENT, async {
         if store.delete(&key).await? {
             Ok(())
@@ -878,13 +1183,24 @@ pub struct CreateInput {
     pub metadata: Metadata,
 }
 
-const CREATE_FIELDS: [&str; 3] = ["key", "value", "metadata"];
+const CREATE_FIELDS: [&str; 4] = ["key", "value", "valueBase64", "metadata"];
+
+/// The most characters of a `valueBase64` whose bytes fit
+/// [`credstore_core::MAX_VALUE_BYTES`] (87,384 for 65,536 bytes).
+pub const MAX_VALUE_BASE64_CHARS: usize = credstore_core::MAX_VALUE_BYTES.div_ceil(3) * 4;
 
 /// Parses and validates a create body. Error messages never echo the body.
 ///
+/// The value is `value` (a JSON string, stored as text) or `valueBase64`
+/// (standard padded base64, stored as the bytes it decodes to); exactly
+/// one of the two.
+///
 /// # Errors
 /// 400 for malformed JSON, a non-object, unknown, missing or mistyped
-/// fields; 422 for a key, value or metadata that breaks the rules.
+/// fields (neither `value` nor `valueBase64` is a missing field); 422 for
+/// both value fields at once, and for a key, value, `valueBase64` (not
+/// base64, or over 65,536 bytes once decoded) or metadata that breaks the
+/// rules.
 pub fn parse_create(bytes: &[u8]) -> Result<CreateInput, ApiError> {
     let parsed: Value = serde_json::from_slice(bytes).map_err(|e| {
         let what = match e.classify() {
@@ -895,23 +1211,27 @@ pub fn parse_create(bytes: &[u8]) -> Result<CreateInput, ApiError> {
     })?;
     let Value::Object(mut map) = parsed else {
         return Err(ApiError::bad_request(
-            "the body must be a JSON object with the fields key, value and metadata",
+            "the body must be a JSON object with the fields key, value (or valueBase64) and metadata",
         ));
     };
     if let Some(unknown) = map.keys().find(|k| !CREATE_FIELDS.contains(&k.as_str())) {
         let shown: String = unknown.chars().take(64).collect();
         return Err(ApiError::bad_request(format!(
-            "unknown field {shown:?}; the fields are key, value and metadata"
+            "unknown field {shown:?}; the fields are key, value (or valueBase64) and metadata"
         )));
     }
     let mut string_field = |name: &str| match map.remove(name) {
-        Some(Value::String(s)) => Ok(s),
+        Some(Value::String(s)) => Ok(Some(s)),
         Some(_) => Err(ApiError::bad_request(format!("the field {name} must be a string"))),
-        None => Err(ApiError::bad_request(format!("missing field {name}"))),
+        None => Ok(None),
     };
-    let key = string_field("key")?;
-    // A JSON string is UTF-8 text: the value is a text `SecretValue`.
-    let value = SecretValue::from_text(string_field("value")?);
+    let key = string_field("key")?.ok_or_else(|| ApiError::bad_request("missing field key"))?;
+    // Zeroized when dropped: they hold the value.
+    let text = string_field("value")?.map(Zeroizing::new);
+    let base64 = string_field("valueBase64")?.map(Zeroizing::new);
+    if text.is_none() && base64.is_none() {
+        return Err(ApiError::bad_request("missing field value (or valueBase64 for a binary value)"));
+    }
     let metadata = match map.remove("metadata") {
         None | Some(Value::Null) => BTreeMap::new(),
         Some(Value::Object(m)) => {
@@ -937,9 +1257,68 @@ pub fn parse_create(bytes: &[u8]) -> Result<CreateInput, ApiError> {
         credstore_core::Error::InvalidKey { reason, .. } => ApiError::invalid_field("key", reason),
         other => ApiError::from(other),
     })?;
+    let value = match (text, base64) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_field(
+                "value and valueBase64",
+                "give exactly one of the two: value for text, valueBase64 for bytes",
+            ))
+        }
+        // A JSON string is UTF-8 text: the value is a text `SecretValue`.
+        (Some(mut text), None) => SecretValue::from_text(std::mem::take(&mut *text)),
+        (None, Some(encoded)) => {
+            let bytes = decode_base64(&encoded, credstore_core::MAX_VALUE_BYTES)
+                .map_err(|why| ApiError::invalid_field("valueBase64", why))?;
+            SecretValue::from_bytes(bytes)
+        }
+        (None, None) => unreachable!("checked above"),
+    };
     credstore_core::check_value(&value)?;
     let metadata = Metadata::try_from(metadata)?;
     Ok(CreateInput { key, value, metadata })
+}
+
+/// Decodes standard, padded base64 (RFC 4648 §4) of at most `limit`
+/// bytes, strictly: no whitespace, padding only at the end and only as
+/// needed, unused bits zero (so every byte string has exactly one
+/// encoding). The size is checked from the length before anything is
+/// decoded.
+///
+/// # Errors
+/// Why the text is refused; never any of its characters (they are the
+/// secret).
+pub fn decode_base64(text: &str, limit: usize) -> Result<Vec<u8>, String> {
+    let input = text.as_bytes();
+    if !input.len().is_multiple_of(4) {
+        return Err(format!(
+            "is not padded base64: its length {} is not a multiple of 4 (standard base64 with = padding)",
+            input.len()
+        ));
+    }
+    let padding = input.iter().rev().take_while(|&&b| b == b'=').count();
+    if padding > 2 {
+        return Err("is not base64: at most two = pad the end".into());
+    }
+    let decoded_len = input.len() / 4 * 3 - padding;
+    if decoded_len > limit {
+        return Err(format!("decodes to {decoded_len} bytes; the limit is {limit}"));
+    }
+    // The standard engine is strict: canonical padding, unused bits zero, no
+    // whitespace. Decoding goes into a zeroizing buffer, so a refused input
+    // leaves no partly decoded secret behind.
+    use base64::Engine as _;
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(decoded_len));
+    match base64::engine::general_purpose::STANDARD.decode_vec(input, &mut out) {
+        Ok(()) => Ok(std::mem::take(&mut *out)),
+        Err(base64::DecodeError::InvalidByte(offset, _)) => Err(format!(
+            "is not standard base64: the character at offset {offset} is outside A-Z, a-z, 0-9, + and / \
+             (or is = before the end)"
+        )),
+        Err(base64::DecodeError::InvalidLastSymbol(..)) => {
+            Err("is not canonical base64: the unused bits before the = padding must be zero".into())
+        }
+        Err(_) => Err("is not standard, padded base64".into()),
+    }
 }
 
 #[cfg(test)]
@@ -985,6 +1364,100 @@ mod tests {
         let err = parse_create(big.as_bytes()).err().unwrap();
         assert_eq!(err.status, 422);
         assert!(err.detail.contains("value") && !err.detail.contains("xxxx"), "{}", err.detail);
+    }
+
+    #[test]
+    fn binary_bodies() {
+        let input = parse_create(br#"{"key":"a","valueBase64":"3q2+7w=="}"#).unwrap();
+        assert_eq!(input.value.expose_secret(), [0xde, 0xad, 0xbe, 0xef]);
+        assert!(!input.value.is_text());
+        let input = parse_create(br#"{"key":"a","valueBase64":"aGk=","metadata":{"k":"v"}}"#).unwrap();
+        assert!(input.value.is_text(), "UTF-8 bytes are a text value");
+        assert_eq!(input.value.expose_str().unwrap(), "hi");
+        assert_eq!(status(r#"{"key":"a","valueBase64":""}"#), 200);
+        assert_eq!(status(r#"{"key":"a","valueBase64":7}"#), 400);
+        assert_eq!(status(r#"{"key":"a"}"#), 400);
+        let both = parse_create(br#"{"key":"a","value":"v","valueBase64":"dg=="}"#).err().unwrap();
+        assert_eq!(both.status, 422);
+        assert!(both.detail.starts_with("invalid value and valueBase64:"), "{}", both.detail);
+        for bad in
+            ["dg", "dg=", "d===", "dg==dg==", "dh==", "ZmC=", "Zm9v YmFy", "Zm9v\\nYmFy", "Zm9v-_8=", "=AAA"]
+        {
+            let body = format!(r#"{{"key":"a","valueBase64":"{bad}"}}"#);
+            let err = parse_create(body.as_bytes()).err().unwrap_or_else(|| panic!("{bad} accepted"));
+            assert_eq!(err.status, 422, "{bad}");
+            assert!(err.detail.starts_with("invalid valueBase64:"), "{bad}: {}", err.detail);
+        }
+        let max = credstore_core::MAX_VALUE_BYTES;
+        let ok = format!(r#"{{"key":"a","valueBase64":"{}"}}"#, "AAAA".repeat(max / 3) + "AA==");
+        assert_eq!(parse_create(ok.as_bytes()).map(|i| i.value.len()).ok(), Some(max));
+        assert_eq!(MAX_VALUE_BASE64_CHARS, 87_384);
+        let over = format!(r#"{{"key":"a","valueBase64":"{}"}}"#, "AAAA".repeat(max / 3) + "AAA=");
+        let err = parse_create(over.as_bytes()).err().unwrap();
+        assert_eq!(err.status, 422);
+        assert!(err.detail.contains("65537 bytes; the limit is 65536"), "{}", err.detail);
+    }
+
+    #[test]
+    fn base64_round_trips_every_length() {
+        // RFC 4648 §10 test vectors, and the bytes 0..=255.
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(decode_base64(encoded, 100).unwrap(), plain.as_bytes());
+        }
+        let all: Vec<u8> = (0..=255).collect();
+        let encoded = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5fYGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn+AgYKDhIWGh4iJiouMjY6PkJGSk5SVlpeYmZqbnJ2en6ChoqOkpaanqKmqq6ytrq+wsbKztLW2t7i5uru8vb6/wMHCw8TFxsfIycrLzM3Oz9DR0tPU1dbX2Nna29zd3t/g4eLj5OXm5+jp6uvs7e7v8PHy8/T19vf4+fr7/P3+/w==";
+        assert_eq!(decode_base64(encoded, 256).unwrap(), all);
+        assert!(decode_base64(encoded, 255).unwrap_err().contains("256 bytes"));
+        let err = decode_base64("c2VjcmV0!A==", 100).unwrap_err();
+        assert!(err.contains("offset 8") && !err.contains('!'), "{err}");
+    }
+
+    fn condition(pairs: &[(&str, &str)]) -> Result<WriteCondition, ApiError> {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        write_condition(&h)
+    }
+
+    #[test]
+    fn conditional_headers() {
+        let v = |s: &str| WriteCondition::Version(Version::new(s).unwrap());
+        assert_eq!(condition(&[]).unwrap(), WriteCondition::None);
+        assert_eq!(condition(&[("if-none-match", "*")]).unwrap(), WriteCondition::Absent);
+        assert_eq!(condition(&[("if-match", "*")]).unwrap(), WriteCondition::Exists);
+        assert_eq!(condition(&[("if-match", "\"3\"")]).unwrap(), v("3"));
+        assert_eq!(condition(&[("if-match", " \"a-b_c.9\" ")]).unwrap(), v("a-b_c.9"));
+        for never in ["W/\"3\"", "\"\"", "\"a,b\""] {
+            assert!(
+                matches!(condition(&[("if-match", never)]).unwrap(), WriteCondition::Never(_)),
+                "{never}"
+            );
+        }
+        let bad = |pairs: &[(&str, &str)], expect: &str| {
+            let e = condition(pairs).unwrap_err();
+            assert_eq!(e.status, 400, "{pairs:?}");
+            assert!(e.detail.contains(expect), "{pairs:?}: {}", e.detail);
+        };
+        bad(&[("if-match", "\"1\", \"2\"")], "lists are not supported");
+        bad(&[("if-match", "3")], "double quotes");
+        bad(&[("if-match", "\"a b\"")], "double quotes");
+        bad(&[("if-match", "")], "double quotes");
+        bad(&[("if-match", "\"1\""), ("if-match", "\"2\"")], "more than once");
+        bad(&[("if-none-match", "\"3\"")], "only *");
+        bad(&[("if-none-match", "W/\"3\"")], "only *");
+        bad(&[("if-none-match", "*"), ("if-match", "\"3\"")], "not both");
     }
 
     #[test]

@@ -426,11 +426,54 @@ async fn health_readiness_and_openapi() {
     .map(|(m, p)| (m.to_string(), p.to_string()))
     .collect();
     assert_eq!(operations, expected);
-    // The create body and response are documented with their members.
-    let create_schema = &doc["components"]["schemas"]["CreateCredentialRequest"];
-    let mut required: Vec<_> = create_schema["required"].as_array().unwrap().to_vec();
-    required.sort_by_key(|v| v.to_string());
-    assert_eq!(required, [json!("key"), json!("value")]);
+    // The create body: exactly one of `value` and `valueBase64`, as a oneOf
+    // of two closed objects (a body with both matches neither).
+    let schemas = &doc["components"]["schemas"];
+    let one_of: Vec<_> = schemas["CreateCredentialRequest"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["$ref"].as_str().unwrap().rsplit('/').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(one_of, ["CreateTextCredential", "CreateBinaryCredential"]);
+    for (name, value_field) in [("CreateTextCredential", "value"), ("CreateBinaryCredential", "valueBase64")]
+    {
+        let s = &schemas[name];
+        assert_eq!(s["required"], json!(["key", value_field]), "{name}");
+        assert_eq!(s["additionalProperties"], false, "{name}");
+        let mut props: Vec<_> = s["properties"].as_object().unwrap().keys().cloned().collect();
+        props.sort();
+        let mut expected = vec!["key".to_owned(), "metadata".to_owned(), value_field.to_owned()];
+        expected.sort();
+        assert_eq!(props, expected, "{name}");
+    }
+    let b64 = &schemas["CreateBinaryCredential"]["properties"]["valueBase64"];
+    assert_eq!(b64["maxLength"], 87_384);
+    assert!(b64["pattern"].as_str().unwrap().contains("[AQgw]=="), "{b64}");
+    assert_eq!(schemas["ValueKind"]["enum"], json!(["text", "binary"]));
+    let info = &schemas["CredentialInfo"];
+    for member in ["version", "valueKind"] {
+        assert!(info["properties"][member].is_object(), "{member}");
+        assert!(info["required"].as_array().unwrap().contains(&json!(member)), "{member}");
+    }
+    // The conditional headers, 412 and the ETag response header.
+    let creds = "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials";
+    let post = &doc["paths"][creds]["post"];
+    let headers: Vec<_> = post["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["in"] == "header")
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(headers, ["If-None-Match", "If-Match"]);
+    assert!(post["responses"]["412"]["content"]["application/problem+json"].is_object());
+    for status in ["200", "201"] {
+        assert!(post["responses"][status]["headers"]["ETag"].is_object(), "{status}");
+    }
+    let get_op = &doc["paths"][format!("{creds}/{{key}}")]["get"];
+    assert!(get_op["responses"]["200"]["headers"]["ETag"].is_object());
+    assert!(doc["paths"][format!("{creds}/{{key}}")]["delete"]["responses"]["400"].is_object());
 }
 
 #[tokio::test]
@@ -943,4 +986,308 @@ async fn shutdown_finishes_requests_in_flight() {
     assert!(started.elapsed() < Duration::from_secs(5));
     // Stopped: new connections are refused.
     assert!(probe.get(readyz).send().await.is_err());
+}
+
+// ------------------------------------------------------------ conditional and binary writes
+
+/// Request headers as name and value.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
+/// POSTs `body` to `path` with the admin token and `headers`.
+async fn create_with(server: &TestServer, path: &str, body: Value, headers: &[(&str, &str)]) -> Reply {
+    let mut req = client().post(server.url(path)).bearer_auth(ADMIN).json(&body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    Reply::from(req.send().await.unwrap()).await
+}
+
+/// The response's `ETag`, checked to be a strong entity tag `"<version>"`.
+fn strong_etag(r: &Reply) -> String {
+    let tag = r.headers.get("etag").unwrap_or_else(|| panic!("no ETag: {}", r.text)).to_str().unwrap();
+    assert!(tag.len() > 2 && tag.starts_with('"') && tag.ends_with('"') && !tag.starts_with("W/"), "{tag}");
+    assert!(!tag[1..tag.len() - 1].contains('"'), "{tag}");
+    tag.to_owned()
+}
+
+/// The metadata read of `key`: its data and its ETag (which must equal `version`).
+async fn read_meta(server: &TestServer, path: &str) -> (Value, String) {
+    let r = get(&client(), server, ADMIN, path).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let tag = strong_etag(&r);
+    let data = r.json()["data"].clone();
+    assert_eq!(format!("\"{}\"", data["version"].as_str().unwrap()), tag, "version and ETag agree");
+    (data, tag)
+}
+
+#[tokio::test]
+async fn if_none_match_star_creates_only() {
+    let server = TestServer::start().await;
+    for store in ["memory-default", "sqlite-default"] {
+        let base = creds_path(T, P, store);
+        let path = cred_path(T, P, store, "api-key");
+        let body = json!({"key": "api-key", "value": "first", "metadata": {"rev": "1"}});
+        let r = create_with(&server, &base, body, &[("If-None-Match", "*")]).await;
+        assert_eq!(r.status, 201, "{store}: {}", r.text);
+        let tag = strong_etag(&r);
+        assert_eq!(r.headers["location"], path.as_str());
+        let v = r.json();
+        assert_eq!(
+            v["data"].as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["createdAt", "key", "storeId"]
+        );
+        let (before, read_tag) = read_meta(&server, &path).await;
+        assert_eq!(read_tag, tag, "the metadata read carries the create's ETag");
+        assert_eq!(before["valueKind"], "text");
+
+        let again = json!({"key": "api-key", "value": "second", "metadata": {"rev": "2"}});
+        let r = create_with(&server, &base, again, &[("If-None-Match", "*")]).await;
+        let detail = r.problem(412, &base);
+        assert_eq!(r.json()["code"], "precondition_failed");
+        assert_eq!(r.json()["title"], "Precondition Failed");
+        assert!(detail.contains("'api-key'") && detail.contains("the key exists"), "{detail}");
+        assert!(!detail.contains("second") && r.headers.get("etag").is_none(), "{}", r.text);
+        let (after, after_tag) = read_meta(&server, &path).await;
+        assert_eq!((after, after_tag), (before, tag), "{store}: the failed create changed nothing");
+    }
+}
+
+#[tokio::test]
+async fn if_match_replaces_only_the_version_it_names() {
+    let server = TestServer::start().await;
+    for store in ["memory-default", "sqlite-default"] {
+        let base = creds_path(T, P, store);
+        let path = cred_path(T, P, store, "db");
+        let body = |rev: &str| json!({"key": "db", "value": format!("v{rev}"), "metadata": {"rev": rev}});
+        let r = create(&client(), &server, ADMIN, &base, body("1")).await;
+        assert_eq!(r.status, 201, "a create without headers is as before: {}", r.text);
+        let first = strong_etag(&r);
+
+        // The ETag from the create replaces: 200, a new ETag.
+        let r = create_with(&server, &base, body("2"), &[("If-Match", &first)]).await;
+        assert_eq!(r.status, 200, "{store}: {}", r.text);
+        let second = strong_etag(&r);
+        assert_ne!(second, first, "every write makes a new version");
+        let (data, tag) = read_meta(&server, &path).await;
+        assert_eq!((data["metadata"]["rev"].as_str(), tag.as_str()), (Some("2"), second.as_str()));
+
+        // A stale ETag: 412, unchanged. So is a weak tag of the current version.
+        for stale in [first.clone(), format!("W/{second}")] {
+            let r = create_with(&server, &base, body("3"), &[("If-Match", &stale)]).await;
+            let detail = r.problem(412, &base);
+            assert_eq!(r.json()["code"], "precondition_failed");
+            if stale.starts_with("W/") {
+                assert!(detail.contains("weak entity tag"), "{detail}");
+            } else {
+                assert!(detail.contains("not the expected one") || detail.contains("version"), "{detail}");
+            }
+            let (after, tag) = read_meta(&server, &path).await;
+            assert_eq!((after["metadata"].clone(), tag), (data["metadata"].clone(), second.clone()));
+        }
+
+        // If-Match: * replaces whatever the version.
+        let r = create_with(&server, &base, body("4"), &[("If-Match", "*")]).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let fourth = strong_etag(&r);
+        assert_ne!(fourth, second);
+        assert_eq!(read_meta(&server, &path).await.1, fourth);
+
+        // If-Match on a missing key: 412, and it is still missing.
+        let missing = cred_path(T, P, store, "nope");
+        for tag in [fourth.as_str(), "*", "\"1\""] {
+            let r =
+                create_with(&server, &base, json!({"key": "nope", "value": "x"}), &[("If-Match", tag)]).await;
+            assert!(r.problem(412, &base).contains("does not exist"), "{tag}: {}", r.text);
+            get(&client(), &server, ADMIN, &missing).await.problem(404, &missing);
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_or_unsupported_conditions_are_400() {
+    let server = TestServer::start().await;
+    let base = creds_path(T, P, "memory-default");
+    let path = cred_path(T, P, "memory-default", "k");
+    let r = create(&client(), &server, ADMIN, &base, json!({"key": "k", "value": "v"})).await;
+    let tag = strong_etag(&r);
+    let cases: [(&[(&str, &str)], &str); 8] = [
+        (&[("If-Match", "\"1\", \"2\"")], "lists are not supported"),
+        (&[("If-Match", "1")], "double quotes"),
+        (&[("If-Match", "\"a b\"")], "double quotes"),
+        (&[("If-Match", "\"1\""), ("If-Match", "\"2\"")], "more than once"),
+        (&[("If-None-Match", "\"1\"")], "only *"),
+        (&[("If-None-Match", "W/\"1\"")], "only *"),
+        (&[("If-None-Match", "*, \"1\"")], "only *"),
+        (&[("If-None-Match", "*"), ("If-Match", &tag)], "not both"),
+    ];
+    for (headers, expect) in cases {
+        let r = create_with(&server, &base, json!({"key": "k", "value": "changed"}), headers).await;
+        let detail = r.problem(400, &base);
+        assert!(detail.contains(expect), "{headers:?}: {detail}");
+        assert_eq!(r.json()["code"], "bad_request");
+    }
+    // Deletes are never conditional: the header is refused, not ignored.
+    for (name, value) in [("If-Match", tag.as_str()), ("If-None-Match", "*")] {
+        let r = Reply::from(
+            client().delete(server.url(&path)).bearer_auth(ADMIN).header(name, value).send().await.unwrap(),
+        )
+        .await;
+        assert!(r.problem(400, &path).contains("not supported on a delete"), "{}", r.text);
+    }
+    assert_eq!(read_meta(&server, &path).await.1, tag, "nothing changed");
+}
+
+#[tokio::test]
+async fn value_base64_stores_bytes_and_the_metadata_read_says_which_kind() {
+    use credstore_core::{CredentialKey, Namespace};
+    let server = TestServer::start().await;
+    let ns = Namespace::new(format!("{T}/{P}")).unwrap();
+    for store in ["memory-default", "sqlite-default"] {
+        let base = creds_path(T, P, store);
+        let cases = [
+            (
+                "signing-key",
+                json!({"valueBase64": "3q2+7w==", "metadata": {"alg": "raw"}}),
+                &[0xde, 0xad, 0xbe, 0xef][..],
+                "binary",
+            ),
+            ("all-bytes", json!({"valueBase64": "AP8A/w=="}), &[0, 255, 0, 255][..], "binary"),
+            ("utf8-bytes", json!({"valueBase64": "aGk="}), b"hi", "text"),
+            ("text", json!({"value": "hi"}), b"hi", "text"),
+        ];
+        for (key, mut body, bytes, kind) in cases {
+            body["key"] = json!(key);
+            let r = create(&client(), &server, ADMIN, &base, body).await;
+            assert_eq!(r.status, 201, "{store} {key}: {}", r.text);
+            let tag = strong_etag(&r);
+            let path = cred_path(T, P, store, key);
+            let (data, read_tag) = read_meta(&server, &path).await;
+            assert_eq!((data["valueKind"].as_str(), read_tag), (Some(kind), tag), "{store} {key}");
+            assert!(data.get("value").is_none() && data.get("valueBase64").is_none(), "{data}");
+            let handle = server.stores.handle(store, &ns).unwrap().unwrap();
+            let stored = handle.get(&CredentialKey::new(key).unwrap()).await.unwrap().unwrap();
+            assert_eq!(stored.value.expose_secret(), bytes, "{store} {key}: stored exactly");
+        }
+        // A binary value replaces a text one under If-Match, and the kind follows.
+        let path = cred_path(T, P, store, "text");
+        let tag = read_meta(&server, &path).await.1;
+        let r =
+            create_with(&server, &base, json!({"key": "text", "valueBase64": "/w=="}), &[("If-Match", &tag)])
+                .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(read_meta(&server, &path).await.0["valueKind"], "binary");
+    }
+}
+
+#[tokio::test]
+async fn value_field_errors_are_422_naming_the_fields() {
+    let server = TestServer::start().await;
+    let base = creds_path(T, P, "sqlite-default");
+    let max = credstore_core::MAX_VALUE_BYTES;
+    let over = "AAAA".repeat(max / 3) + "AAA="; // 65,537 bytes
+    let cases = [
+        (
+            json!({"key": "k", "value": "v", "valueBase64": "dg=="}),
+            "invalid value and valueBase64: give exactly one",
+        ),
+        (json!({"key": "k", "value": "", "valueBase64": ""}), "invalid value and valueBase64"),
+        (json!({"key": "k", "valueBase64": "not base64!!"}), "invalid valueBase64: is not standard base64"),
+        (json!({"key": "k", "valueBase64": "dg"}), "invalid valueBase64: is not padded base64"),
+        (json!({"key": "k", "valueBase64": "dh=="}), "invalid valueBase64: is not canonical base64"),
+        (json!({"key": "k", "valueBase64": "Zm9v\nYmFy"}), "invalid valueBase64"),
+        (json!({"key": "k", "valueBase64": "Zm9v-_8="}), "invalid valueBase64"),
+        (
+            json!({"key": "k", "valueBase64": over}),
+            "invalid valueBase64: decodes to 65537 bytes; the limit is 65536",
+        ),
+    ];
+    for (body, expect) in cases {
+        let r = create(&client(), &server, ADMIN, &base, body).await;
+        let detail = r.problem(422, &base);
+        assert!(detail.starts_with(expect), "{detail}");
+        assert_eq!(r.json()["code"], "unprocessable_entity");
+        assert!(!detail.contains("AAAA") && !detail.contains("Zm9v"), "never echoed: {detail}");
+    }
+    // Neither field is a missing field (400), as without valueBase64; a
+    // non-string valueBase64 is mistyped (400).
+    for (body, expect) in [
+        (json!({"key": "k"}), "missing field value (or valueBase64"),
+        (json!({"key": "k", "valueBase64": 7}), "valueBase64 must be a string"),
+    ] {
+        let r = create(&client(), &server, ADMIN, &base, body).await;
+        assert!(r.problem(400, &base).contains(expect), "{}", r.text);
+    }
+    assert_eq!(get(&client(), &server, ADMIN, &base).await.json()["data"], json!([]), "nothing stored");
+    // Exactly 65,536 decoded bytes are accepted.
+    let r = create(
+        &client(),
+        &server,
+        ADMIN,
+        &base,
+        json!({"key": "max", "valueBase64": "AAAA".repeat(max / 3) + "AA=="}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let path = cred_path(T, P, "sqlite-default", "max");
+    assert_eq!(read_meta(&server, &path).await.0["valueKind"], "text", "65,536 zero bytes are UTF-8");
+
+    // Over the body limit is 413 first, as for `value`.
+    let small = TestServer::start_with(|o| o.settings.body_limit = 4096).await;
+    let base = creds_path(T, P, "memory-default");
+    let r = create(&client(), &small, ADMIN, &base, json!({"key": "k", "valueBase64": "AAAA".repeat(1500)}))
+        .await;
+    r.problem(413, &base);
+}
+
+#[tokio::test]
+async fn a_store_without_conditional_or_binary_writes_answers_422_and_changes_nothing() {
+    use credstore_conformance::mock::MockStore;
+    use credstore_core::{CredentialStore, StoreId};
+    let mock = MockStore::new(StoreId::new("plain").unwrap()).with_capabilities(
+        MockStore::DEFAULT_CAPABILITIES
+            .with_create_only(false)
+            .with_replace_if_version(false)
+            .with_binary(false),
+    );
+    let store: std::sync::Arc<dyn CredentialStore> = std::sync::Arc::new(mock.clone());
+    let server = TestServer::start_with(|o| o.extra.push(store)).await;
+    let base = creds_path(T, P, "plain");
+    let r = create(&client(), &server, ADMIN, &base, json!({"key": "k", "value": "v1"})).await;
+    assert_eq!(r.status, 201, "an unconditional create works: {}", r.text);
+    let tag = strong_etag(&r);
+    let sets = mock.calls(Op::Set);
+    let cases: [(Headers, Value, &str); 4] = [
+        (
+            &[("If-None-Match", "*")],
+            json!({"key": "new", "value": "v"}),
+            "does not support create-only writes, so the If-None-Match condition cannot be honoured",
+        ),
+        (
+            &[("If-Match", &tag)],
+            json!({"key": "k", "value": "v2"}),
+            "does not support replace-if-version writes, so the If-Match condition",
+        ),
+        (
+            &[("If-Match", "*")],
+            json!({"key": "k", "value": "v2"}),
+            "does not support replace-if-version writes",
+        ),
+        (
+            &[],
+            json!({"key": "k", "valueBase64": "/w=="}),
+            "credential store 'plain' does not support binary values",
+        ),
+    ];
+    for (headers, body, expect) in cases {
+        let r = create_with(&server, &base, body, headers).await;
+        let detail = r.problem(422, &base);
+        assert!(detail.contains(expect), "{headers:?}: {detail}");
+        assert_eq!(r.json()["code"], "unprocessable_entity");
+    }
+    assert_eq!(mock.calls(Op::Set), sets, "the refused writes never reached the store");
+    let (_, now) = read_meta(&server, &cred_path(T, P, "plain", "k")).await;
+    assert_eq!(now, tag, "unchanged");
+    get(&client(), &server, ADMIN, &cred_path(T, P, "plain", "new"))
+        .await
+        .problem(404, &cred_path(T, P, "plain", "new"));
 }
