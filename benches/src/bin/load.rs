@@ -3,6 +3,15 @@
 //! list-stores, side by side with an OpenBao dev server's KV v2 write and
 //! read driven by the same tool in the same run.
 //!
+//! The server's create and list-stores are also measured against a bare
+//! axum handler started by the same run (`load --bare ADDR`, this binary
+//! again): it parses the same create body and answers the same 201 JSON,
+//! and answers the same list-stores JSON, with no auth, audit, logging,
+//! metrics or store behind it.
+//!
+//! The server logs at `info` (to a file in the run's temporary folder), as
+//! it would in production.
+//!
 //! `load PATH/TO/credstore [SECONDS]`; writes `target/bench/extra/server_load.json`.
 
 use std::fmt::Write as _;
@@ -92,8 +101,114 @@ fn duration_ms(text: &str) -> f64 {
     }
 }
 
+/// The create body, parsed with the same shape as the server's.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    key: String,
+    #[allow(dead_code)]
+    value: String,
+    #[allow(dead_code)]
+    metadata: Option<std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Created {
+    created_at: String,
+    key: String,
+    store_id: String,
+}
+
+#[derive(serde::Serialize)]
+struct CreatedResponse {
+    data: Created,
+}
+
+#[derive(serde::Serialize)]
+struct StoreEntry {
+    available: bool,
+    id: String,
+    reason: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(rename = "checkedAt")]
+    checked_at: String,
+}
+
+#[derive(serde::Serialize)]
+struct StoresResponse {
+    data: Vec<StoreEntry>,
+}
+
+/// `load --bare ADDR`: the bare axum baseline, on the same kind of runtime
+/// as the server (multi-threaded, one worker per core).
+fn bare(addr: &str) {
+    use axum::extract::Path as UrlPath;
+    use axum::http::{header, HeaderValue, StatusCode};
+    use axum::response::IntoResponse;
+    use axum::routing::{get, post};
+
+    async fn create(
+        UrlPath((tenant, project, store)): UrlPath<(String, String, String)>,
+        axum::Json(body): axum::Json<CreateBody>,
+    ) -> axum::response::Response {
+        let location = format!(
+            "/manage/tenants/{tenant}/projects/{project}/credential-stores/{store}/credentials/{}",
+            body.key
+        );
+        let answer = CreatedResponse {
+            data: Created {
+                created_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+                key: body.key,
+                store_id: store,
+            },
+        };
+        let mut resp = (StatusCode::CREATED, axum::Json(answer)).into_response();
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        resp
+    }
+
+    async fn list(UrlPath(_): UrlPath<(String, String)>) -> axum::response::Response {
+        let now = std::time::SystemTime::now();
+        let entry = |id: &str, kind: &str| StoreEntry {
+            available: true,
+            id: id.to_owned(),
+            reason: String::new(),
+            kind: kind.to_owned(),
+            checked_at: humantime::format_rfc3339_millis(now).to_string(),
+        };
+        let answer = StoresResponse {
+            data: vec![entry("memory-default", "memory"), entry("sqlite-default", "encrypted-sqlite")],
+        };
+        let mut resp = (StatusCode::OK, axum::Json(answer)).into_response();
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let app = axum::Router::new()
+            .route("/readyz", get(|| async { "ok" }))
+            .route("/manage/tenants/{tenant}/projects/{project}/credential-stores", get(list))
+            .route(
+                "/manage/tenants/{tenant}/projects/{project}/credential-stores/{id}/credentials",
+                post(create),
+            );
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind the bare handler");
+        axum::serve(listener, app).await.expect("serve the bare handler");
+    });
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
+    if std::env::args().nth(1).as_deref() == Some("--bare") {
+        bare(&std::env::args().nth(2).expect("load --bare ADDR"));
+        return;
+    }
     let bin = args.next().expect("usage: load PATH/TO/credstore [SECONDS]");
     let seconds: u64 = args.next().map_or(10, |s| s.parse().expect("seconds"));
     require_tool("wrk", "scripts/bench").expect("wrk");
@@ -108,7 +223,9 @@ fn main() {
     cmd.env("CREDSTORE_LISTEN", addr.to_string())
         .env("CREDSTORE_DATA_DIR", dir.path().join("data"))
         .env("CREDSTORE_ADMIN_TOKEN", &token)
-        .env("RUST_LOG", "warn");
+        .env("CREDSTORE_LOG", "info")
+        .stdout(std::fs::File::create(dir.path().join("server.out")).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap());
     let _server = ServerProcess::spawn(cmd).expect("start credstore");
     wait_for_http(addr, "/readyz", &[200], Duration::from_secs(30)).expect("credstore ready");
 
@@ -134,6 +251,34 @@ fn main() {
     );
     let list =
         wrk("list-stores", &base, &script("GET", &[("Authorization", &auth)], None), seconds, dir.path());
+
+    // Logging stayed on at info: every request has its line.
+    let logged = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+    assert!(logged.lines().filter(|l| l.contains("request")).count() > 1000, "the server logged no requests");
+
+    // The bare axum handler, the same requests.
+    let bare_port = free_port();
+    let bare_addr: SocketAddr = format!("127.0.0.1:{bare_port}").parse().unwrap();
+    let mut bare_cmd = Command::new(std::env::current_exe().expect("this binary"));
+    bare_cmd.arg("--bare").arg(bare_addr.to_string());
+    let bare_server = ServerProcess::spawn(bare_cmd).expect("start the bare handler");
+    wait_for_http(bare_addr, "/readyz", &[200], Duration::from_secs(30)).expect("bare handler ready");
+    let bare_base = format!("http://{bare_addr}/manage/tenants/bench/projects/load/credential-stores");
+    let bare_create = wrk(
+        "bare-create",
+        &format!("{bare_base}/memory-default/credentials"),
+        &ours_create,
+        seconds,
+        dir.path(),
+    );
+    let bare_list = wrk(
+        "bare-list-stores",
+        &bare_base,
+        &script("GET", &[("Authorization", &auth)], None),
+        seconds,
+        dir.path(),
+    );
+    bare_server.stop();
 
     let vault_token = ("X-Vault-Token", bao.root_token());
     let bao_body = format!(r#"{{"data":{{"value":"{value}","n":"{{N}}"}}}}"#);
@@ -179,6 +324,22 @@ fn main() {
             bao_read.requests_per_sec,
             read,
             None,
+        ),
+        Row::higher_is_better(
+            format!("server create, memory store vs bare axum handler (same body, same 201; {load})"),
+            "req/s",
+            memory.requests_per_sec,
+            bare_create.requests_per_sec,
+            "bare axum handler parsing the same body",
+            Some(0.8),
+        ),
+        Row::higher_is_better(
+            format!("server list-stores vs bare axum handler (same JSON; {load})"),
+            "req/s",
+            list.requests_per_sec,
+            bare_list.requests_per_sec,
+            "bare axum handler answering the same JSON",
+            Some(0.8),
         ),
         Row::lower_is_better(
             "server create p99, memory store",
