@@ -19,6 +19,8 @@
 //! - [`Layer`]s that stack on any store ([`layers::TraceLayer`],
 //!   [`layers::TimeoutLayer`]) and [`StoreRegistry`]: stores by id, probed
 //!   concurrently under a timeout.
+//! - [`config`]: what a backend's `serde` settings need to open a store
+//!   from a config file: relative paths and secrets named by source.
 //!
 //! Backends live in their own crates (`credstore-memory`, `credstore-sqlite`,
 //! `credstore-keychain`, `credstore-aws`, `credstore-vault`);
@@ -43,6 +45,7 @@
 
 mod availability;
 mod capabilities;
+pub mod config;
 pub mod error;
 mod id;
 mod layer;
