@@ -296,3 +296,50 @@ mod tests {
         assert!(KeychainConfig::new().timeout(Duration::ZERO).validate(&id).is_err());
     }
 }
+
+/// The settings of a keychain store in a config file (the `serde`
+/// feature): one store's table, such as a `credstore-server` `[[stores]]`
+/// table without its `id`, `type` and `cache`; the options of
+/// [`KeychainConfig`], checked when they are read.
+///
+/// ```toml
+/// platform = "keyutils"          # default | keyutils | secret-service | macos-keychain | windows-credential-manager
+/// keyring = "user"               # keyutils: user | session | persistent | <serial>
+/// collection = "default"         # secret-service: collection alias
+/// bus_address = "unix:path=..."  # secret-service: instead of the session bus
+/// timeout_ms = 5000
+/// ```
+///
+/// ```
+/// use credstore_keychain::{KeychainSettings, KeyutilsKeyring, Platform};
+///
+/// let settings: KeychainSettings = serde_json::from_str(r#"{"platform": "keyutils", "keyring": "session"}"#).unwrap();
+/// assert_eq!(settings.config().platform_choice(), &Platform::Keyutils(KeyutilsKeyring::Session));
+/// ```
+#[cfg(feature = "serde")]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(transparent)]
+pub struct KeychainSettings(KeychainConfig);
+
+#[cfg(feature = "serde")]
+impl KeychainSettings {
+    /// The store's config.
+    pub fn config(&self) -> &KeychainConfig {
+        &self.0
+    }
+
+    /// Builds the store `id` on the platform store these settings name; see
+    /// [`crate::KeychainStore::new`] (no I/O: the platform is reached on
+    /// first use).
+    ///
+    /// # Errors
+    /// Those of [`crate::KeychainStore::new`]: the platform is not
+    /// available on this target or was not built in.
+    pub async fn open(
+        self,
+        id: credstore_core::StoreId,
+        _ctx: &credstore_core::config::ConfigContext,
+    ) -> Result<crate::KeychainStore> {
+        crate::KeychainStore::new(id, self.0)
+    }
+}

@@ -173,6 +173,8 @@ mod native;
 #[cfg(all(target_os = "linux", feature = "secret-service"))]
 mod secret_service;
 
+#[cfg(feature = "serde")]
+pub use config::KeychainSettings;
 pub use config::{KeychainConfig, KeyutilsKeyring, Platform, SecretServiceOptions, DEFAULT_TIMEOUT};
 pub use store::KeychainStore;
 

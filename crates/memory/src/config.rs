@@ -47,3 +47,64 @@ impl MemoryConfig {
         self
     }
 }
+
+/// The settings of a memory store in a config file (the `serde` feature):
+/// one store's table, such as a `credstore-server` `[[stores]]` table
+/// without its `id`, `type` and `cache`.
+///
+/// ```toml
+/// env_prefix = "MYAPP_SECRET_"   # optional: read through to these variables (MemoryConfig::env_prefix)
+/// ```
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> credstore_core::Result<()> {
+/// use credstore_core::{config::ConfigContext, CredentialStore};
+/// use credstore_memory::MemorySettings;
+///
+/// let settings: MemorySettings = serde_json::from_str(r#"{"env_prefix": "MYAPP_SECRET_"}"#).unwrap();
+/// let store = settings.open("scratch".parse()?, &ConfigContext::new(".")).await?;
+/// assert_eq!(store.id().as_str(), "scratch");
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "serde")]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemorySettings {
+    /// Reads through to environment variables named `{env_prefix}{key}`;
+    /// see [`MemoryConfig::env_prefix`].
+    #[serde(default)]
+    pub env_prefix: Option<String>,
+}
+
+#[cfg(feature = "serde")]
+impl MemorySettings {
+    /// Opens an empty memory store `id` with these settings.
+    ///
+    /// # Errors
+    /// None today; the `Result` keeps the signature of every backend's
+    /// `open`.
+    pub async fn open(
+        self,
+        id: credstore_core::StoreId,
+        _ctx: &credstore_core::config::ConfigContext,
+    ) -> credstore_core::Result<crate::MemoryStore> {
+        let mut config = MemoryConfig::new();
+        if let Some(prefix) = self.env_prefix {
+            config = config.env_prefix(prefix);
+        }
+        Ok(crate::MemoryStore::with_config(id, config))
+    }
+}
+
+#[cfg(all(test, feature = "serde"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_parse_and_refuse_unknown_fields() {
+        let s: MemorySettings = serde_json::from_str("{}").unwrap();
+        assert_eq!(s, MemorySettings::default());
+        let err = serde_json::from_str::<MemorySettings>(r#"{"path": "x"}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `path`"), "{err}");
+    }
+}

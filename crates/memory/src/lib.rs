@@ -45,4 +45,6 @@ mod config;
 mod store;
 
 pub use config::MemoryConfig;
+#[cfg(feature = "serde")]
+pub use config::MemorySettings;
 pub use store::MemoryStore;

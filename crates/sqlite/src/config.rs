@@ -155,3 +155,268 @@ impl fmt::Debug for SqliteConfig {
             .finish()
     }
 }
+
+/// Where the master key of a store opened from [`SqliteSettings`] comes
+/// from: never the key itself.
+#[cfg(feature = "serde")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `master_key_file`: a key file, created with a fresh random key
+    /// (owner-only) when missing; see [`MasterKey::load_or_create_file`].
+    File(PathBuf),
+    /// `master_key_env`: the environment variable holding the key's base64.
+    Env(String),
+    /// `passphrase_file` or `passphrase_env`: a passphrase the key is
+    /// derived from with Argon2id; see [`MasterKey::from_passphrase`].
+    Passphrase(credstore_core::config::SecretSource),
+}
+
+/// The settings of an encrypted SQLite store in a config file (the `serde`
+/// feature): one store's table, such as a `credstore-server` `[[stores]]`
+/// table without its `id`, `type` and `cache`. Relative paths are relative
+/// to the [`ConfigContext`](credstore_core::config::ConfigContext)'s base
+/// directory (the config file's).
+///
+/// ```toml
+/// path = "team.db"                 # the database, created (0600) when missing
+/// master_key_file = "team.key"     # or master_key_env = "TEAM_DB_KEY" (base64),
+///                                  # or passphrase_file / passphrase_env
+/// synchronous = "full"             # optional: full (default) | normal
+/// busy_timeout_ms = 5000           # optional
+/// max_size_bytes = 104857600       # optional
+/// ```
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> credstore_core::Result<()> {
+/// use credstore_core::{config::ConfigContext, CredentialStore};
+/// use credstore_sqlite::SqliteSettings;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let settings: SqliteSettings =
+///     serde_json::from_str(r#"{"path": "team.db", "master_key_file": "team.key"}"#).unwrap();
+/// let store = settings.open("team-sqlite".parse()?, &ConfigContext::new(dir.path())).await?;
+/// assert!(dir.path().join("team.key").exists());
+/// assert_eq!(store.id().as_str(), "team-sqlite");
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "serde")]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "de::RawSqliteSettings")]
+pub struct SqliteSettings {
+    path: PathBuf,
+    master_key: KeySource,
+    synchronous: Synchronous,
+    busy_timeout: Duration,
+    max_size_bytes: Option<u64>,
+}
+
+#[cfg(feature = "serde")]
+impl SqliteSettings {
+    /// The settings of the database at `path` keyed from `master_key`, with
+    /// the defaults of [`SqliteConfig::new`].
+    pub fn new(path: impl Into<PathBuf>, master_key: KeySource) -> Self {
+        Self {
+            path: path.into(),
+            master_key,
+            synchronous: Synchronous::default(),
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            max_size_bytes: None,
+        }
+    }
+
+    /// The database file, as given (relative paths not yet resolved).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where the master key comes from.
+    pub fn master_key(&self) -> &KeySource {
+        &self.master_key
+    }
+
+    /// Loads the master key of store `id` from its source, creating the key
+    /// file when [`KeySource::File`] names none.
+    ///
+    /// # Errors
+    /// [`credstore_core::Error::Config`] naming `id` and the source: the file
+    /// cannot be read or created or holds no key, the variable is unset or
+    /// not the base64 of 32 bytes, the passphrase cannot be read.
+    pub fn load_master_key(
+        &self,
+        id: &credstore_core::StoreId,
+        ctx: &credstore_core::config::ConfigContext,
+    ) -> credstore_core::Result<MasterKey> {
+        use credstore_core::Error;
+        match &self.master_key {
+            KeySource::File(path) => {
+                MasterKey::load_or_create_file(ctx.path(path)).map_err(|e| Error::config(id, e.to_string()))
+            }
+            KeySource::Env(var) => {
+                let text = zeroize::Zeroizing::new(ctx.env(var).ok_or_else(|| {
+                    Error::config(id, format!("the environment variable {var} (master_key_env) is not set"))
+                })?);
+                MasterKey::from_base64(&text)
+                    .map_err(|_| Error::config(id, format!("{var} is not the base64 of a 32-byte key")))
+            }
+            KeySource::Passphrase(source) => Ok(MasterKey::from_passphrase(&source.read(id, ctx)?)),
+        }
+    }
+
+    /// Opens (creating when missing) the store `id` these settings
+    /// describe; see [`crate::SqliteStore::open`].
+    ///
+    /// # Errors
+    /// Those of [`SqliteSettings::load_master_key`] and of
+    /// [`crate::SqliteStore::open`] (a wrong master key, an unreadable or
+    /// foreign file).
+    pub async fn open(
+        self,
+        id: credstore_core::StoreId,
+        ctx: &credstore_core::config::ConfigContext,
+    ) -> credstore_core::Result<crate::SqliteStore> {
+        let key = self.load_master_key(&id, ctx)?;
+        let mut config = SqliteConfig::new(ctx.path(&self.path))
+            .master_key(key)
+            .synchronous(self.synchronous)
+            .busy_timeout(self.busy_timeout);
+        if let Some(bytes) = self.max_size_bytes {
+            config = config.max_size_bytes(bytes);
+        }
+        crate::SqliteStore::open(id, config).await
+    }
+}
+
+#[cfg(feature = "serde")]
+mod de {
+    use super::*;
+    use credstore_core::config::SecretSource;
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct RawSqliteSettings {
+        path: PathBuf,
+        #[serde(default)]
+        master_key_file: Option<PathBuf>,
+        #[serde(default)]
+        master_key_env: Option<String>,
+        #[serde(default)]
+        passphrase_file: Option<PathBuf>,
+        #[serde(default)]
+        passphrase_env: Option<String>,
+        #[serde(default)]
+        synchronous: Option<String>,
+        #[serde(default)]
+        busy_timeout_ms: Option<u64>,
+        #[serde(default)]
+        max_size_bytes: Option<u64>,
+    }
+
+    impl TryFrom<RawSqliteSettings> for SqliteSettings {
+        type Error = String;
+
+        fn try_from(raw: RawSqliteSettings) -> std::result::Result<Self, String> {
+            if raw.path.as_os_str().is_empty() {
+                return Err("path is empty".into());
+            }
+            let passphrase = SecretSource::one_of("passphrase", raw.passphrase_file, raw.passphrase_env)?;
+            let master_key = match (raw.master_key_file, raw.master_key_env, passphrase) {
+                (Some(file), None, None) => KeySource::File(file),
+                (None, Some(var), None) => KeySource::Env(var),
+                (None, None, Some(source)) => KeySource::Passphrase(source),
+                _ => {
+                    return Err("give exactly one of master_key_file, master_key_env, passphrase_file and \
+                                passphrase_env"
+                        .into())
+                }
+            };
+            let synchronous = match raw.synchronous.as_deref() {
+                None | Some("full") => Synchronous::Full,
+                Some("normal") => Synchronous::Normal,
+                Some(other) => return Err(format!("synchronous is \"full\" or \"normal\", not {other:?}")),
+            };
+            let busy_timeout = match raw.busy_timeout_ms {
+                None => DEFAULT_BUSY_TIMEOUT,
+                Some(0) => return Err("busy_timeout_ms must be at least 1".into()),
+                Some(ms) => Duration::from_millis(ms),
+            };
+            if raw.max_size_bytes == Some(0) {
+                return Err("max_size_bytes must be at least 1; leave it out for no cap".into());
+            }
+            Ok(SqliteSettings {
+                path: raw.path,
+                master_key,
+                synchronous,
+                busy_timeout,
+                max_size_bytes: raw.max_size_bytes,
+            })
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn parse(json: &str) -> std::result::Result<SqliteSettings, String> {
+            serde_json::from_str(json).map_err(|e| e.to_string())
+        }
+
+        #[test]
+        fn settings_parse_with_defaults() {
+            let s = parse(r#"{"path": "a.db", "master_key_env": "K"}"#).unwrap();
+            assert_eq!(s, SqliteSettings::new("a.db", KeySource::Env("K".into())));
+            let s = parse(
+                r#"{"path": "a.db", "passphrase_file": "p", "synchronous": "normal", "busy_timeout_ms": 20}"#,
+            )
+            .unwrap();
+            assert_eq!(s.master_key(), &KeySource::Passphrase(SecretSource::File("p".into())));
+            assert_eq!((s.synchronous, s.busy_timeout), (Synchronous::Normal, Duration::from_millis(20)));
+        }
+
+        #[test]
+        fn mistakes_are_named() {
+            for (json, needle) in [
+                (r#"{"path": "a.db"}"#, "exactly one of master_key_file"),
+                (r#"{"path": "a.db", "master_key_file": "k", "master_key_env": "K"}"#, "exactly one of"),
+                (
+                    r#"{"path": "a.db", "passphrase_file": "k", "passphrase_env": "K"}"#,
+                    "at most one of passphrase_file",
+                ),
+                (r#"{"path": "", "master_key_env": "K"}"#, "path is empty"),
+                (r#"{"path": "a.db", "master_key_env": "K", "synchronous": "off"}"#, "synchronous"),
+                (r#"{"path": "a.db", "master_key_env": "K", "busy_timeout_ms": 0}"#, "busy_timeout_ms"),
+                (r#"{"path": "a.db", "master_key_env": "K", "max_size_bytes": 0}"#, "max_size_bytes"),
+                (
+                    r#"{"path": "a.db", "master_key_env": "K", "master_key": "x"}"#,
+                    "unknown field `master_key`",
+                ),
+                (r#"{"master_key_env": "K"}"#, "missing field `path`"),
+            ] {
+                let err = parse(json).unwrap_err();
+                assert!(err.contains(needle), "{json}: {err}");
+            }
+        }
+
+        #[tokio::test]
+        async fn env_keys_come_from_the_context_and_errors_name_the_variable() {
+            let dir = tempfile::tempdir().unwrap();
+            let key = MasterKey::generate().to_base64().unwrap().to_string();
+            let ctx = credstore_core::config::ConfigContext::new(dir.path()).with_env(move |v| {
+                (v == "GOOD").then(|| key.clone()).or_else(|| (v == "BAD").then(|| "nope".into()))
+            });
+            let id: credstore_core::StoreId = "s".parse().unwrap();
+            let good = SqliteSettings::new("s.db", KeySource::Env("GOOD".into()));
+            good.open(id.clone(), &ctx).await.unwrap();
+            assert!(dir.path().join("s.db").exists());
+            for (var, needle) in
+                [("BAD", "BAD is not the base64"), ("UNSET", "UNSET (master_key_env) is not set")]
+            {
+                let err = SqliteSettings::new("t.db", KeySource::Env(var.into()))
+                    .open(id.clone(), &ctx)
+                    .await
+                    .unwrap_err();
+                assert!(matches!(err, credstore_core::Error::Config { .. }), "{err}");
+                assert!(err.to_string().contains(needle), "{err}");
+            }
+        }
+    }
+}

@@ -201,6 +201,8 @@ mod rotation;
 mod store;
 mod writer;
 
+#[cfg(feature = "serde")]
+pub use config::{KeySource, SqliteSettings};
 pub use config::{SqliteConfig, Synchronous, DEFAULT_BUSY_TIMEOUT};
 pub use key::{KdfParams, MasterKey, KEY_LEN};
 pub use rotation::RotationReport;

@@ -432,3 +432,332 @@ mod tests {
         assert!(!c.skip_verify);
     }
 }
+
+/// How a store opened from [`VaultSettings`] logs in: never the secret
+/// itself, only where it is.
+#[cfg(feature = "serde")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginSettings {
+    /// `token_file` or `token_env`; with neither (and no other login), the
+    /// `VAULT_TOKEN` variable when set, else no token (for a Vault Agent or
+    /// proxy that adds its own).
+    Token(Option<credstore_core::config::SecretSource>),
+    /// `approle_role_id` with `approle_secret_id_file` or
+    /// `approle_secret_id_env`, at `approle_mount` (default `approle`).
+    AppRole {
+        /// The auth mount.
+        mount: String,
+        /// The role id (not secret).
+        role_id: String,
+        /// Where the secret id is.
+        secret_id: credstore_core::config::SecretSource,
+    },
+    /// `jwt_role` with `jwt_file` (default [`DEFAULT_JWT_FILE`]) at
+    /// `jwt_mount` (default [`DEFAULT_JWT_MOUNT`]); the file is read at
+    /// every login.
+    Jwt {
+        /// The auth mount.
+        mount: String,
+        /// The role to log in as.
+        role: String,
+        /// The JWT's file.
+        file: PathBuf,
+    },
+}
+
+/// The settings of a Vault / OpenBao store in a config file (the `serde`
+/// feature): one store's table, such as a `credstore-server` `[[stores]]`
+/// table without its `id`, `type` and `cache`. Tokens and secret ids are
+/// named by file or environment variable, never written inline; relative
+/// paths are relative to the
+/// [`ConfigContext`](credstore_core::config::ConfigContext)'s base
+/// directory.
+///
+/// ```toml
+/// address = "https://vault.example.com:8200"
+/// mount = "secret"                  # optional: the KV v2 mount
+/// prefix = "apps/payments"          # optional: a path prefix inside the mount
+/// vault_namespace = "team-a"        # optional: X-Vault-Namespace
+/// ca_cert = "vault-ca.pem"          # optional: CA certificates to trust instead of the system's
+/// timeout_ms = 10000                # optional: one operation, retries included
+/// # One login (or none: VAULT_TOKEN when set):
+/// token_file = "/run/secrets/vault-token"          # or token_env = "VAULT_TOKEN_PROD"
+/// # approle_role_id = "..."; approle_secret_id_file = "..." (or _env); approle_mount = "approle"
+/// # jwt_role = "payments"; jwt_file = "/var/run/secrets/tokens/vault"; jwt_mount = "jwt"
+/// ```
+///
+/// ```
+/// use credstore_vault::{LoginSettings, VaultSettings};
+///
+/// let settings: VaultSettings = serde_json::from_str(
+///     r#"{"address": "http://127.0.0.1:8200", "jwt_role": "payments", "jwt_mount": "kubernetes"}"#,
+/// ).unwrap();
+/// assert!(matches!(settings.login(), LoginSettings::Jwt { mount, .. } if mount == "kubernetes"));
+/// let mistake = serde_json::from_str::<VaultSettings>(
+///     r#"{"address": "http://127.0.0.1:8200", "token_file": "t", "jwt_role": "payments"}"#,
+/// );
+/// assert!(mistake.unwrap_err().to_string().contains("one of a token, an AppRole login and a JWT login"));
+/// ```
+#[cfg(feature = "serde")]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "de::RawVaultSettings")]
+pub struct VaultSettings {
+    address: String,
+    mount: Option<String>,
+    prefix: Option<String>,
+    vault_namespace: Option<String>,
+    ca_cert: Option<PathBuf>,
+    timeout: Option<Duration>,
+    login: LoginSettings,
+}
+
+#[cfg(feature = "serde")]
+impl VaultSettings {
+    /// The server's address.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// How the store logs in.
+    pub fn login(&self) -> &LoginSettings {
+        &self.login
+    }
+
+    /// The [`VaultConfig`] of store `id`: the login's secret read from its
+    /// source now (a JWT file is read at every login instead), relative
+    /// paths resolved with `ctx`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `id` and the source when a token or secret
+    /// id cannot be read.
+    pub fn to_config(
+        &self,
+        id: &credstore_core::StoreId,
+        ctx: &credstore_core::config::ConfigContext,
+    ) -> Result<VaultConfig> {
+        let mut c = VaultConfig::new(self.address.clone());
+        if let Some(m) = &self.mount {
+            c = c.mount(m);
+        }
+        if let Some(p) = &self.prefix {
+            c = c.prefix(p);
+        }
+        if let Some(n) = &self.vault_namespace {
+            c = c.namespace(n.clone());
+        }
+        if let Some(ca) = &self.ca_cert {
+            c = c.ca_cert(ctx.path(ca));
+        }
+        if let Some(t) = self.timeout {
+            c = c.timeout(t);
+        }
+        Ok(match &self.login {
+            LoginSettings::Jwt { mount, role, file } => c.jwt(role.clone(), ctx.path(file)).jwt_mount(mount),
+            LoginSettings::AppRole { mount, role_id, secret_id } => {
+                c.approle(mount.clone(), role_id.clone(), secret_id.read(id, ctx)?)
+            }
+            LoginSettings::Token(Some(source)) => c.token(source.read(id, ctx)?),
+            LoginSettings::Token(None) => match ctx.env("VAULT_TOKEN") {
+                Some(token) => c.token(SecretValue::from_text(token)),
+                None => c,
+            },
+        })
+    }
+
+    /// Builds the store `id` these settings describe; no I/O beyond reading
+    /// the login's secret (the store connects on first use).
+    ///
+    /// # Errors
+    /// Those of [`VaultSettings::to_config`] and of
+    /// [`crate::VaultStore::new`] (an invalid address, mount or prefix, a
+    /// token that is not text).
+    pub async fn open(
+        self,
+        id: credstore_core::StoreId,
+        ctx: &credstore_core::config::ConfigContext,
+    ) -> Result<crate::VaultStore> {
+        let config = self.to_config(&id, ctx)?;
+        crate::VaultStore::new(id, config)
+    }
+}
+
+#[cfg(feature = "serde")]
+mod de {
+    use super::*;
+    use credstore_core::config::SecretSource;
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct RawVaultSettings {
+        address: String,
+        #[serde(default)]
+        mount: Option<String>,
+        #[serde(default)]
+        prefix: Option<String>,
+        #[serde(default)]
+        vault_namespace: Option<String>,
+        #[serde(default)]
+        token_file: Option<PathBuf>,
+        #[serde(default)]
+        token_env: Option<String>,
+        #[serde(default)]
+        approle_role_id: Option<String>,
+        #[serde(default)]
+        approle_secret_id_file: Option<PathBuf>,
+        #[serde(default)]
+        approle_secret_id_env: Option<String>,
+        #[serde(default)]
+        approle_mount: Option<String>,
+        #[serde(default)]
+        jwt_role: Option<String>,
+        #[serde(default)]
+        jwt_file: Option<PathBuf>,
+        #[serde(default)]
+        jwt_mount: Option<String>,
+        #[serde(default)]
+        ca_cert: Option<PathBuf>,
+        #[serde(default)]
+        timeout_ms: Option<u64>,
+    }
+
+    impl TryFrom<RawVaultSettings> for VaultSettings {
+        type Error = String;
+
+        fn try_from(r: RawVaultSettings) -> std::result::Result<Self, String> {
+            if r.address.is_empty() {
+                return Err("address is empty".into());
+            }
+            let token = SecretSource::one_of("token", r.token_file, r.token_env)?;
+            let secret_id =
+                SecretSource::one_of("approle_secret_id", r.approle_secret_id_file, r.approle_secret_id_env)?;
+            let approle = match (r.approle_role_id, secret_id) {
+                (Some(role_id), Some(secret_id)) => {
+                    Some((r.approle_mount.unwrap_or_else(|| "approle".to_owned()), role_id, secret_id))
+                }
+                (None, None) if r.approle_mount.is_none() => None,
+                _ => {
+                    return Err("AppRole needs approle_role_id and one of approle_secret_id_file and \
+                                approle_secret_id_env"
+                        .into())
+                }
+            };
+            if r.jwt_role.is_none() && (r.jwt_file.is_some() || r.jwt_mount.is_some()) {
+                return Err("jwt_file and jwt_mount need jwt_role".into());
+            }
+            let logins = usize::from(token.is_some())
+                + usize::from(approle.is_some())
+                + usize::from(r.jwt_role.is_some());
+            if logins > 1 {
+                return Err("give one of a token, an AppRole login and a JWT login".into());
+            }
+            let login = match (approle, r.jwt_role) {
+                (Some((mount, role_id, secret_id)), _) => {
+                    LoginSettings::AppRole { mount, role_id, secret_id }
+                }
+                (None, Some(role)) => LoginSettings::Jwt {
+                    mount: r.jwt_mount.unwrap_or_else(|| DEFAULT_JWT_MOUNT.to_owned()),
+                    role,
+                    file: r.jwt_file.unwrap_or_else(|| DEFAULT_JWT_FILE.into()),
+                },
+                (None, None) => LoginSettings::Token(token),
+            };
+            let timeout = match r.timeout_ms {
+                Some(0) => return Err("timeout_ms must be at least 1".into()),
+                ms => ms.map(Duration::from_millis),
+            };
+            Ok(VaultSettings {
+                address: r.address,
+                mount: r.mount,
+                prefix: r.prefix,
+                vault_namespace: r.vault_namespace,
+                ca_cert: r.ca_cert,
+                timeout,
+                login,
+            })
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use credstore_core::config::ConfigContext;
+
+        fn parse(json: &str) -> std::result::Result<VaultSettings, String> {
+            serde_json::from_str(json).map_err(|e| e.to_string())
+        }
+
+        #[test]
+        fn logins_parse() {
+            let s = parse(r#"{"address": "http://v:8200"}"#).unwrap();
+            assert_eq!(s.login(), &LoginSettings::Token(None));
+            let s = parse(r#"{"address": "http://v:8200", "token_env": "T"}"#).unwrap();
+            assert_eq!(s.login(), &LoginSettings::Token(Some(SecretSource::Env("T".into()))));
+            let s = parse(
+                r#"{"address": "http://v:8200", "approle_role_id": "r", "approle_secret_id_file": "s"}"#,
+            )
+            .unwrap();
+            assert_eq!(
+                s.login(),
+                &LoginSettings::AppRole {
+                    mount: "approle".into(),
+                    role_id: "r".into(),
+                    secret_id: SecretSource::File("s".into())
+                }
+            );
+            let s = parse(r#"{"address": "http://v:8200", "jwt_role": "app"}"#).unwrap();
+            assert_eq!(
+                s.login(),
+                &LoginSettings::Jwt {
+                    mount: "jwt".into(),
+                    role: "app".into(),
+                    file: DEFAULT_JWT_FILE.into()
+                }
+            );
+        }
+
+        #[test]
+        fn mistakes_are_named() {
+            for (json, needle) in [
+                (
+                    r#"{"address": "a", "token_file": "t", "token_env": "T"}"#,
+                    "at most one of token_file and token_env",
+                ),
+                (r#"{"address": "a", "approle_role_id": "r"}"#, "AppRole needs approle_role_id"),
+                (r#"{"address": "a", "approle_secret_id_env": "S"}"#, "AppRole needs approle_role_id"),
+                (r#"{"address": "a", "approle_mount": "m"}"#, "AppRole needs approle_role_id"),
+                (r#"{"address": "a", "jwt_file": "f"}"#, "jwt_file and jwt_mount need jwt_role"),
+                (
+                    r#"{"address": "a", "token_env": "T", "approle_role_id": "r", "approle_secret_id_env": "S"}"#,
+                    "one of a token",
+                ),
+                (r#"{"address": "a", "timeout_ms": 0}"#, "timeout_ms must be at least 1"),
+                (r#"{"address": ""}"#, "address is empty"),
+                (r#"{"address": "a", "token": "hvs.x"}"#, "unknown field `token`"),
+            ] {
+                let err = parse(json).unwrap_err();
+                assert!(err.contains(needle), "{json}: {err}");
+            }
+        }
+
+        #[test]
+        fn secrets_are_read_from_their_source_and_paths_resolved() {
+            let ctx = ConfigContext::new("/etc/credstore")
+                .with_env(|v| (v == "T").then(|| "hvs.from-env".to_owned()));
+            let id: credstore_core::StoreId = "v".parse().unwrap();
+            let s = parse(r#"{"address": "http://v:8200", "token_env": "T", "ca_cert": "ca.pem"}"#).unwrap();
+            let c = s.to_config(&id, &ctx).unwrap();
+            assert_eq!(c.auth_method(), "token");
+            assert_eq!(c.ca_cert_path(), Some(std::path::Path::new("/etc/credstore/ca.pem")));
+            assert!(!format!("{c:?}").contains("hvs.from-env"));
+            let s = parse(r#"{"address": "http://v:8200", "token_env": "UNSET"}"#).unwrap();
+            let err = s.to_config(&id, &ctx).unwrap_err();
+            assert!(err.to_string().contains("UNSET is not set"), "{err}");
+            let s = parse(r#"{"address": "http://v:8200", "jwt_role": "r", "jwt_file": "jwt"}"#).unwrap();
+            let c = s.to_config(&id, &ctx).unwrap();
+            assert_eq!(c.jwt_file(), Some(std::path::Path::new("/etc/credstore/jwt")));
+            // Neither a token nor a login: VAULT_TOKEN from the context, if set.
+            let s = parse(r#"{"address": "http://v:8200"}"#).unwrap();
+            assert_eq!(s.to_config(&id, &ctx).unwrap().auth_method(), "none");
+        }
+    }
+}

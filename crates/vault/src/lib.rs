@@ -295,6 +295,8 @@ mod layout;
 mod store;
 
 pub use client::AuthStats;
+#[cfg(feature = "serde")]
+pub use config::{LoginSettings, VaultSettings};
 pub use config::{VaultConfig, DEFAULT_JWT_FILE, DEFAULT_JWT_MOUNT, DEFAULT_MOUNT, DEFAULT_TIMEOUT};
 pub use store::VaultStore;
 
