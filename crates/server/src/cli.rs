@@ -14,6 +14,7 @@ use credstore_core::Namespace;
 use zeroize::Zeroizing;
 
 use crate::auth::{self, AdminToken, Authenticator, TokenEntry, TokenHash};
+use crate::backends::Backends;
 use crate::config::{LogFormat, Settings};
 use crate::routes::project_namespace;
 use crate::{logging, migrate, stores, Server};
@@ -92,8 +93,16 @@ pub enum Command {
     Openapi,
 }
 
-/// Runs the command line; the process's exit code.
+/// Runs the command line with the backends of this build
+/// ([`Backends::builtin`]); the process's exit code.
 pub fn main() -> ExitCode {
+    main_with(Backends::builtin())
+}
+
+/// Runs the command line serving the backend types of `backends` (the
+/// built-in ones and your own; see [`crate::backends`]); the process's exit
+/// code. Log lines are flushed before it returns.
+pub fn main_with(backends: Backends) -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -102,7 +111,9 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli))
+    let code = runtime.block_on(run(cli, &backends));
+    logging::flush();
+    code
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -110,8 +121,8 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Runs one parsed command line.
-pub async fn run(cli: Cli) -> ExitCode {
+/// Runs one parsed command line, with the backend types of `backends`.
+pub async fn run(cli: Cli, backends: &Backends) -> ExitCode {
     let command = cli.command.unwrap_or(Command::Serve { listen: None });
     match command {
         Command::HashToken => return hash_token(),
@@ -122,7 +133,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         _ => {}
     }
     let env = |k: &str| std::env::var(k).ok();
-    let mut settings = match Settings::load(cli.config.as_deref(), &env) {
+    let mut settings = match Settings::load(cli.config.as_deref(), env, backends) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };

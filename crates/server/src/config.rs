@@ -26,6 +26,11 @@
 //! the file or environment variable that holds theirs. Relative paths in
 //! the config file are relative to the file's directory.
 //!
+//! This module keeps the process's settings. Each `[[stores]]` table is
+//! `id`, `type`, an optional `cache` ([`CacheSettings`]) and the settings
+//! of its type, which the backend crate owns (`credstore_vault::VaultSettings`
+//! and its siblings) and [`crate::backends`] maps `type` to.
+//!
 //! ```toml
 //! listen = "0.0.0.0:8080"
 //! data_dir = "/var/lib/credstore"
@@ -66,12 +71,17 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use credstore_core::config::ConfigContext;
 use credstore_core::{SecretValue, StoreId};
 use credstore_layers::CacheLayer;
-use serde::{Deserialize, Serialize};
+use credstore_memory::MemorySettings;
+use credstore_sqlite::{KeySource, SqliteSettings};
+use serde::Deserialize;
 
 use crate::audit::AuditTarget;
 use crate::auth::{Action, Scope, TokenEntry, TokenHash};
+use crate::backends::Backends;
+pub use crate::backends::StoreSpec;
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -85,6 +95,9 @@ pub const SQLITE_DEFAULT_ID: &str = "sqlite-default";
 pub const SQLITE_DEFAULT_DB: &str = "sqlite-default.db";
 /// The file name of `sqlite-default`'s master key in the data directory.
 pub const MASTER_KEY_FILE: &str = "master.key";
+/// The environment variable that may hold `sqlite-default`'s master key
+/// (base64), instead of the key file.
+pub const MASTER_KEY_ENV: &str = "CREDSTORE_MASTER_KEY";
 
 /// A misconfiguration, with where it was found.
 #[derive(Debug, thiserror::Error)]
@@ -100,211 +113,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
-}
-
-/// Where the master key of an encrypted SQLite store comes from.
-#[derive(Clone, PartialEq, Eq)]
-pub enum MasterKeySource {
-    /// A key file, created with a fresh key (owner-only) when missing.
-    File(PathBuf),
-    /// A base64 key taken from the environment variable named here.
-    Env {
-        /// The variable's name.
-        var: String,
-        /// Its value.
-        value: SecretValue,
-    },
-}
-
-impl std::fmt::Debug for MasterKeySource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            MasterKeySource::File(p) => f.debug_tuple("File").field(p).finish(),
-            MasterKeySource::Env { var, .. } => {
-                f.debug_struct("Env").field("var", var).finish_non_exhaustive()
-            }
-        }
-    }
-}
-
-/// One store the server serves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreSpec {
-    /// An in-memory store.
-    Memory {
-        /// Its id.
-        id: StoreId,
-    },
-    /// An encrypted SQLite store.
-    Sqlite {
-        /// Its id.
-        id: StoreId,
-        /// The database file.
-        path: PathBuf,
-        /// Its master key.
-        master_key: MasterKeySource,
-    },
-    /// A HashiCorp Vault / OpenBao store.
-    Vault {
-        /// Its id.
-        id: StoreId,
-        /// The backend's settings (boxed: they are much larger than the
-        /// other variants').
-        settings: Box<VaultSettings>,
-    },
-    /// An AWS Secrets Manager store.
-    Aws {
-        /// Its id.
-        id: StoreId,
-        /// The backend's settings.
-        settings: AwsSettings,
-    },
-    /// The operating system's credential store.
-    Keychain {
-        /// Its id.
-        id: StoreId,
-        /// The backend's settings.
-        settings: KeychainSettings,
-    },
-}
-
-impl StoreSpec {
-    /// The store's id.
-    pub fn id(&self) -> &StoreId {
-        match self {
-            StoreSpec::Memory { id } | StoreSpec::Sqlite { id, .. } => id,
-            StoreSpec::Vault { id, .. } | StoreSpec::Aws { id, .. } | StoreSpec::Keychain { id, .. } => id,
-        }
-    }
-}
-
-/// The settings of a Vault / OpenBao store, as written in TOML. The token
-/// or AppRole secret id is read from a file or an environment variable,
-/// never from the config file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VaultSettings {
-    /// The server's address, such as `https://vault.example.com:8200`.
-    pub address: String,
-    /// The KV v2 mount; default `secret`.
-    #[serde(default)]
-    pub mount: Option<String>,
-    /// A path prefix inside the mount under which every key lives.
-    #[serde(default)]
-    pub prefix: Option<String>,
-    /// A Vault Enterprise / OpenBao namespace (`X-Vault-Namespace`).
-    #[serde(default)]
-    pub vault_namespace: Option<String>,
-    /// A file holding the token.
-    #[serde(default)]
-    pub token_file: Option<PathBuf>,
-    /// The environment variable holding the token. When no token and no
-    /// AppRole is configured, `VAULT_TOKEN` is used if set.
-    #[serde(default)]
-    pub token_env: Option<String>,
-    /// AppRole login: the role id (not secret).
-    #[serde(default)]
-    pub approle_role_id: Option<String>,
-    /// AppRole login: the file holding the secret id.
-    #[serde(default)]
-    pub approle_secret_id_file: Option<PathBuf>,
-    /// AppRole login: the environment variable holding the secret id.
-    #[serde(default)]
-    pub approle_secret_id_env: Option<String>,
-    /// AppRole login: the auth mount; default `approle`.
-    #[serde(default)]
-    pub approle_mount: Option<String>,
-    /// JWT login (Kubernetes service-account tokens): the role to log in as.
-    #[serde(default)]
-    pub jwt_role: Option<String>,
-    /// JWT login: the file holding the JWT, read again at every login
-    /// (projected tokens rotate); default the pod's service-account token,
-    /// `/var/run/secrets/kubernetes.io/serviceaccount/token`.
-    #[serde(default)]
-    pub jwt_file: Option<PathBuf>,
-    /// JWT login: the auth mount; default `jwt`.
-    #[serde(default)]
-    pub jwt_mount: Option<String>,
-    /// A PEM file of CA certificates to trust instead of the system's.
-    #[serde(default)]
-    pub ca_cert: Option<PathBuf>,
-    /// Timeout of one operation, in milliseconds.
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-}
-
-/// The settings of an AWS Secrets Manager store, as written in TOML.
-/// Credentials come from the standard AWS chain (environment, profile, SSO,
-/// instance or container role); never from the config file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AwsSettings {
-    /// The region, such as `eu-west-1`; default from the AWS environment.
-    #[serde(default)]
-    pub region: Option<String>,
-    /// An endpoint URL to use instead of AWS's (a VPC endpoint, LocalStack, moto).
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// A prefix of every secret name this store manages (`prod/payments`).
-    #[serde(default)]
-    pub prefix: Option<String>,
-    /// A KMS key (id, ARN or alias) to encrypt values with.
-    #[serde(default)]
-    pub kms_key_id: Option<String>,
-    /// Timeout of one request, retries included, in milliseconds.
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-    /// Attempts per request, the first included.
-    #[serde(default)]
-    pub max_attempts: Option<u32>,
-}
-
-/// The settings of a keychain store (the operating system's credential
-/// store), as written in TOML: the options of `credstore-keychain`'s
-/// `KeychainConfig`, which checks them (with the `keychain` feature, when
-/// the config is read).
-///
-/// ```toml
-/// platform = "keyutils"          # default | keyutils | secret-service | macos-keychain | windows-credential-manager
-/// keyring = "user"               # keyutils: user | session | persistent | <serial>
-/// collection = "default"         # secret-service: collection alias
-/// bus_address = "unix:path=..."  # secret-service: instead of the session bus
-/// timeout_ms = 5000
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeychainSettings {
-    /// The platform store; default the target's usual one (the Secret
-    /// Service on Linux).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<String>,
-    /// Kernel keyutils: the parent keyring, `user` (default), `session`,
-    /// `persistent` or a serial number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keyring: Option<String>,
-    /// Secret Service: the collection alias; default `default`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub collection: Option<String>,
-    /// Secret Service: a D-Bus address instead of the session bus.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bus_address: Option<String>,
-    /// Timeout of one platform call and of the availability probe, in
-    /// milliseconds; default 5000.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u64>,
-}
-
-impl KeychainSettings {
-    /// The backend's config, checked by the backend's own rules.
-    ///
-    /// # Errors
-    /// An unknown platform or keyring, an option of another platform, a
-    /// zero timeout.
-    #[cfg(feature = "keychain")]
-    pub fn to_config(&self) -> Result<credstore_keychain::KeychainConfig, String> {
-        let value = serde_json::to_value(self).map_err(|e| e.to_string())?;
-        credstore_keychain::KeychainConfig::deserialize(value).map_err(|e| e.to_string())
-    }
 }
 
 /// The largest `cache.ttl_ms` and `cache.max_stale_ms`: 24 hours.
@@ -424,7 +232,11 @@ impl Settings {
         let audit_log = AuditTarget::default_in(&data_dir);
         Self {
             listen,
-            stores: default_stores(&data_dir, None),
+            stores: default_stores(
+                &data_dir,
+                &Backends::builtin(),
+                &ConfigContext::new("").with_env(|_| None),
+            ),
             caches: BTreeMap::new(),
             data_dir,
             admin_token: None,
@@ -443,11 +255,19 @@ impl Settings {
     }
 
     /// Resolves the settings from the config file (the `config` argument, else
-    /// `CREDSTORE_CONFIG`), then the environment read through `env`.
+    /// `CREDSTORE_CONFIG`), then the environment read through `env`. Each
+    /// `[[stores]]` table is read as the settings of its `type` in
+    /// `backends`; their relative paths are relative to the config file's
+    /// directory, and the secrets they name by `*_env` are read through
+    /// `env` too.
     ///
     /// # Errors
     /// An unreadable or invalid config file or environment variable.
-    pub fn load(config: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn load(
+        config: Option<&Path>,
+        env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+        backends: &Backends,
+    ) -> Result<Self, ConfigError> {
         let config_path =
             config.map(Path::to_path_buf).or_else(|| env("CREDSTORE_CONFIG").map(PathBuf::from));
         let (file, base) = match &config_path {
@@ -461,7 +281,7 @@ impl Settings {
             }
             None => (FileConfig::default(), PathBuf::new()),
         };
-        Self::from_file(file, &base, env)
+        Self::from_file(file, &base, env, backends)
     }
 
     /// Resolves the settings from a parsed config file whose relative paths
@@ -472,8 +292,14 @@ impl Settings {
     pub fn from_file(
         file: FileConfig,
         base: &Path,
-        env: &dyn Fn(&str) -> Option<String>,
+        env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+        backends: &Backends,
     ) -> Result<Self, ConfigError> {
+        let env = std::sync::Arc::new(env);
+        let ctx = {
+            let env = env.clone();
+            ConfigContext::new(base).with_env(move |var| env(var))
+        };
         let listen_text =
             env("CREDSTORE_LISTEN").or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen = parse_listen(&listen_text)?;
@@ -481,7 +307,6 @@ impl Settings {
             Some(d) => PathBuf::from(d),
             None => file.data_dir.map(|d| base.join(d)).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
         };
-        let master_key = env("CREDSTORE_MASTER_KEY").map(SecretValue::from);
         let admin_token = env("CREDSTORE_ADMIN_TOKEN").map(SecretValue::from);
         let log_format = match env("CREDSTORE_LOG_FORMAT") {
             Some(f) => match f.to_ascii_lowercase().as_str() {
@@ -495,14 +320,14 @@ impl Settings {
         };
 
         let mut stores = if file.default_stores.unwrap_or(true) {
-            default_stores(&data_dir, master_key.clone())
+            default_stores(&data_dir, backends, &ctx)
         } else {
             Vec::new()
         };
         let mut caches = BTreeMap::new();
-        for (i, raw) in file.stores.into_iter().enumerate() {
+        for (i, table) in file.stores.into_iter().enumerate() {
             let (spec, cache) =
-                raw.resolve(base, env).map_err(|e| ConfigError(format!("stores[{i}]: {e}")))?;
+                resolve_store(table, backends, &ctx).map_err(|e| ConfigError(format!("stores[{i}]: {e}")))?;
             if let Some(cache) = cache {
                 caches.insert(spec.id().clone(), cache);
             }
@@ -590,20 +415,86 @@ fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 /// The embedded stores: `memory-default` and `sqlite-default` (in
-/// `data_dir`, keyed by `master_key` when given, else by the key file).
-pub fn default_stores(data_dir: &Path, master_key: Option<SecretValue>) -> Vec<StoreSpec> {
-    let master_key = match master_key {
-        Some(value) => MasterKeySource::Env { var: "CREDSTORE_MASTER_KEY".into(), value },
-        None => MasterKeySource::File(data_dir.join(MASTER_KEY_FILE)),
+/// `data_dir`, keyed by the base64 key in `CREDSTORE_MASTER_KEY` when `ctx`
+/// has it set, else by the key file `data_dir/master.key`).
+///
+/// # Panics
+/// When `backends` lacks `memory` or `encrypted-sqlite`, which
+/// [`Backends::builtin`] always has.
+pub fn default_stores(data_dir: &Path, backends: &Backends, ctx: &ConfigContext) -> Vec<StoreSpec> {
+    let master_key = match ctx.env(MASTER_KEY_ENV) {
+        Some(_) => KeySource::Env(MASTER_KEY_ENV.to_owned()),
+        None => KeySource::File(data_dir.join(MASTER_KEY_FILE)),
     };
-    vec![
-        StoreSpec::Memory { id: StoreId::new(MEMORY_DEFAULT_ID).expect("valid id") },
-        StoreSpec::Sqlite {
-            id: StoreId::new(SQLITE_DEFAULT_ID).expect("valid id"),
-            path: data_dir.join(SQLITE_DEFAULT_DB),
-            master_key,
-        },
-    ]
+    let id = |s: &str| StoreId::new(s).expect("valid id");
+    let memory = backends.spec_of(id(MEMORY_DEFAULT_ID), "memory", MemorySettings::default(), ctx.clone());
+    let sqlite = backends.spec_of(
+        id(SQLITE_DEFAULT_ID),
+        "encrypted-sqlite",
+        SqliteSettings::new(data_dir.join(SQLITE_DEFAULT_DB), master_key),
+        ctx.clone(),
+    );
+    vec![memory.expect("memory is built in"), sqlite.expect("encrypted-sqlite is built in")]
+}
+
+/// The settings of an AWS Secrets Manager store, as written in TOML.
+/// Credentials come from the standard AWS chain (environment, profile, SSO,
+/// instance or container role); never from the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSettings {
+    /// The region, such as `eu-west-1`; default from the AWS environment.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// An endpoint URL to use instead of AWS's (a VPC endpoint, LocalStack, moto).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// A prefix of every secret name this store manages (`prod/payments`).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// A KMS key (id, ARN or alias) to encrypt values with.
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
+    /// Timeout of one request, retries included, in milliseconds.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Attempts per request, the first included.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+#[cfg(feature = "aws")]
+impl AwsSettings {
+    /// Opens the AWS Secrets Manager store `id` with these settings.
+    ///
+    /// # Errors
+    /// Those of `credstore_aws::AwsStore::from_env`.
+    pub async fn open(
+        self,
+        id: StoreId,
+        _ctx: &ConfigContext,
+    ) -> credstore_core::Result<credstore_aws::AwsStore> {
+        let mut c = credstore_aws::AwsConfig::new();
+        if let Some(r) = &self.region {
+            c = c.region(r);
+        }
+        if let Some(e) = &self.endpoint {
+            c = c.endpoint_url(e);
+        }
+        if let Some(p) = &self.prefix {
+            c = c.prefix(p);
+        }
+        if let Some(k) = &self.kms_key_id {
+            c = c.kms_key_id(k);
+        }
+        if let Some(ms) = self.timeout_ms {
+            c = c.timeout(Duration::from_millis(ms));
+        }
+        if let Some(n) = self.max_attempts {
+            c = c.max_attempts(n);
+        }
+        credstore_aws::AwsStore::from_env(id, c).await
+    }
 }
 
 /// The TOML config file.
@@ -651,156 +542,42 @@ pub struct FileConfig {
     /// token.
     #[serde(default)]
     pub metrics_listen: Option<String>,
-    /// Further stores.
+    /// Further stores: each table's `id`, `type` and optional `cache`,
+    /// and the settings of its type.
     #[serde(default)]
-    pub stores: Vec<RawStore>,
+    pub stores: Vec<toml::Table>,
     /// Scoped tokens.
     #[serde(default)]
     pub tokens: Vec<RawToken>,
 }
 
-/// One `[[stores]]` table.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", deny_unknown_fields)]
-pub enum RawStore {
-    /// `type = "memory"`.
-    #[serde(rename = "memory")]
-    Memory {
-        /// The store id.
-        id: String,
-        /// A read-through cache.
-        #[serde(default)]
-        cache: Option<CacheSettings>,
-    },
-    /// `type = "encrypted-sqlite"`.
-    #[serde(rename = "encrypted-sqlite", alias = "sqlite")]
-    Sqlite {
-        /// The store id.
-        id: String,
-        /// The database file.
-        path: PathBuf,
-        /// The key file (created when missing).
-        #[serde(default)]
-        master_key_file: Option<PathBuf>,
-        /// The environment variable holding the base64 key.
-        #[serde(default)]
-        master_key_env: Option<String>,
-        /// A read-through cache.
-        #[serde(default)]
-        cache: Option<CacheSettings>,
-    },
-    /// `type = "vault"`.
-    #[serde(rename = "vault")]
-    Vault {
-        /// The store id.
-        id: String,
-        /// A read-through cache.
-        #[serde(default)]
-        cache: Option<CacheSettings>,
-        /// Its settings (boxed: much larger than the other variants').
-        #[serde(flatten)]
-        settings: Box<VaultSettings>,
-    },
-    /// `type = "aws-secrets-manager"`.
-    #[serde(rename = "aws-secrets-manager", alias = "aws")]
-    Aws {
-        /// The store id.
-        id: String,
-        /// A read-through cache.
-        #[serde(default)]
-        cache: Option<CacheSettings>,
-        /// Its settings.
-        #[serde(flatten)]
-        settings: AwsSettings,
-    },
-    /// `type = "keychain"`.
-    #[serde(rename = "keychain")]
-    Keychain {
-        /// The store id.
-        id: String,
-        /// A read-through cache.
-        #[serde(default)]
-        cache: Option<CacheSettings>,
-        /// Its settings.
-        #[serde(flatten)]
-        settings: KeychainSettings,
-    },
-}
-
-impl RawStore {
-    fn resolve(
-        self,
-        base: &Path,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<(StoreSpec, Option<CacheLayer>), String> {
-        let cache = match &self {
-            RawStore::Memory { cache, .. }
-            | RawStore::Sqlite { cache, .. }
-            | RawStore::Vault { cache, .. }
-            | RawStore::Aws { cache, .. }
-            | RawStore::Keychain { cache, .. } => cache.map(|c| c.to_layer()).transpose()?,
-        };
-        Ok((self.resolve_spec(base, env)?, cache))
-    }
-
-    fn resolve_spec(self, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<StoreSpec, String> {
-        let id = |s: String| StoreId::new(s).map_err(|e| e.to_string());
-        Ok(match self {
-            RawStore::Memory { id: i, .. } => StoreSpec::Memory { id: id(i)? },
-            RawStore::Sqlite { id: i, path, master_key_file, master_key_env, .. } => {
-                let master_key = match (master_key_file, master_key_env) {
-                    (Some(f), None) => MasterKeySource::File(base.join(f)),
-                    (None, Some(var)) => {
-                        let value = env(&var).ok_or_else(|| {
-                            format!("the environment variable {var} (master_key_env) is not set")
-                        })?;
-                        MasterKeySource::Env { var, value: SecretValue::from(value) }
-                    }
-                    _ => return Err("give exactly one of master_key_file and master_key_env".into()),
-                };
-                StoreSpec::Sqlite { id: id(i)?, path: base.join(path), master_key }
-            }
-            RawStore::Vault { id: i, mut settings, .. } => {
-                let token_ways = [settings.token_file.is_some(), settings.token_env.is_some()];
-                let approle_ways =
-                    [settings.approle_secret_id_file.is_some(), settings.approle_secret_id_env.is_some()];
-                if token_ways.iter().filter(|w| **w).count() > 1 {
-                    return Err("give at most one of token_file and token_env".into());
-                }
-                if settings.approle_role_id.is_some() != approle_ways.iter().any(|w| *w)
-                    || approle_ways.iter().all(|w| *w)
-                {
-                    return Err("AppRole needs approle_role_id and one of approle_secret_id_file and approle_secret_id_env".into());
-                }
-                if settings.approle_role_id.is_some() && token_ways.iter().any(|w| *w) {
-                    return Err("give either a token or an AppRole login, not both".into());
-                }
-                if settings.jwt_role.is_none()
-                    && (settings.jwt_file.is_some() || settings.jwt_mount.is_some())
-                {
-                    return Err("jwt_file and jwt_mount need jwt_role".into());
-                }
-                if settings.jwt_role.is_some()
-                    && (settings.approle_role_id.is_some() || token_ways.iter().any(|w| *w))
-                {
-                    return Err("give one of a token, an AppRole login and a JWT login".into());
-                }
-                settings.jwt_file = settings.jwt_file.map(|f| base.join(f));
-                settings.token_file = settings.token_file.map(|f| base.join(f));
-                settings.approle_secret_id_file = settings.approle_secret_id_file.map(|f| base.join(f));
-                settings.ca_cert = settings.ca_cert.map(|f| base.join(f));
-                StoreSpec::Vault { id: id(i)?, settings }
-            }
-            RawStore::Aws { id: i, settings, .. } => StoreSpec::Aws { id: id(i)?, settings },
-            RawStore::Keychain { id: i, settings, .. } => {
-                // Checked now, by the backend's rules, so a typo stops the
-                // start instead of serving the store as unavailable.
-                #[cfg(feature = "keychain")]
-                settings.to_config()?;
-                StoreSpec::Keychain { id: id(i)?, settings }
-            }
-        })
-    }
+/// One `[[stores]]` table: `id`, `type`, an optional `cache`, and the
+/// settings of its type (see [`crate::backends`]).
+fn resolve_store(
+    mut table: toml::Table,
+    backends: &Backends,
+    ctx: &ConfigContext,
+) -> Result<(StoreSpec, Option<CacheLayer>), String> {
+    let mut take_str = |name: &str| match table.remove(name) {
+        Some(toml::Value::String(s)) => Ok(s),
+        Some(other) => Err(format!("`{name}` must be a string, not {}", other.type_str())),
+        None => Err(format!("missing field `{name}`")),
+    };
+    let id = take_str("id")?;
+    let kind = take_str("type")?;
+    let id = StoreId::new(id).map_err(|e| e.to_string())?;
+    let cache = match table.remove("cache") {
+        Some(value) => {
+            let settings: CacheSettings =
+                value.try_into().map_err(|e: toml::de::Error| format!("cache: {}", e.message()))?;
+            Some(settings.to_layer()?)
+        }
+        None => None,
+    };
+    let spec = backends
+        .spec(id.clone(), &kind, table, ctx.clone())
+        .map_err(|e| format!("store '{id}' (type {kind:?}): {e}"))?;
+    Ok((spec, cache))
 }
 
 /// One `[[tokens]]` table.
@@ -845,19 +622,20 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
         let map: HashMap<String, String> =
             pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| map.get(k).cloned()
     }
 
+    #[cfg(feature = "vault")]
     #[test]
     fn vault_jwt_login_settings() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("credstore.toml");
         let load = |stores: &str| {
             std::fs::write(&path, stores).unwrap();
-            Settings::load(Some(&path), &env_of(&[]))
+            Settings::load(Some(&path), env_of(&[]), &Backends::builtin())
         };
         let s = load(
             r#"
@@ -871,14 +649,13 @@ jwt_mount = "kubernetes"
 "#,
         )
         .unwrap();
-        let vault = s.stores.iter().find_map(|spec| match spec {
-            StoreSpec::Vault { settings, .. } => Some(settings),
-            _ => None,
-        });
-        let vault = vault.expect("the vault store");
-        assert_eq!(vault.jwt_role.as_deref(), Some("app"));
-        assert_eq!(vault.jwt_file.as_deref(), Some(dir.path().join("token.jwt").as_path()));
-        assert_eq!(vault.jwt_mount.as_deref(), Some("kubernetes"));
+        let spec = s.store("vault-k8s").expect("the vault store");
+        let vault = spec.settings::<credstore_vault::VaultSettings>().expect("vault settings");
+        let config = vault.to_config(spec.id(), spec.context()).unwrap();
+        assert_eq!(config.auth_method(), "jwt");
+        // Relative to the config file's directory.
+        assert_eq!(config.jwt_file(), Some(dir.path().join("token.jwt").as_path()));
+        assert_eq!(config.jwt_mount_path(), "kubernetes");
 
         let both = load(
             "[[stores]]\nid = \"v\"\ntype = \"vault\"\naddress = \"http://127.0.0.1:8200\"\n\
@@ -894,13 +671,14 @@ jwt_mount = "kubernetes"
 
     #[test]
     fn defaults_need_nothing() {
-        let s = Settings::load(None, &env_of(&[])).unwrap();
+        let s = Settings::load(None, env_of(&[]), &Backends::builtin()).unwrap();
         assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(s.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         let ids: Vec<_> = s.stores.iter().map(|s| s.id().to_string()).collect();
         assert_eq!(ids, [MEMORY_DEFAULT_ID, SQLITE_DEFAULT_ID]);
-        assert!(matches!(&s.stores[1], StoreSpec::Sqlite { master_key: MasterKeySource::File(p), .. }
-            if p.ends_with(MASTER_KEY_FILE)));
+        let sqlite = s.stores[1].settings::<SqliteSettings>().expect("sqlite settings");
+        assert!(matches!(sqlite.master_key(), KeySource::File(p) if p.ends_with(MASTER_KEY_FILE)));
+        assert_eq!(s.stores[0].kind(), credstore_core::StoreKind::Memory);
     }
 
     #[test]
@@ -935,18 +713,20 @@ actions = ["view"]
             ("EXTRA_KEY", "k"),
             ("CREDSTORE_MASTER_KEY", "m"),
         ]);
-        let s = Settings::load(Some(&path), &env).unwrap();
+        let s = Settings::load(Some(&path), env, &Backends::builtin()).unwrap();
         assert_eq!(s.listen.port(), 9100);
         assert_eq!(s.data_dir, dir.path().join("data"));
         assert_eq!(s.request_timeout, Duration::from_secs(5));
         assert_eq!(s.stores.len(), 4);
-        assert!(
-            matches!(&s.stores[1], StoreSpec::Sqlite { master_key: MasterKeySource::Env { var, .. }, .. }
-            if var == "CREDSTORE_MASTER_KEY")
+        let default = s.stores[1].settings::<SqliteSettings>().unwrap();
+        assert_eq!(default.master_key(), &KeySource::Env("CREDSTORE_MASTER_KEY".into()));
+        let extra = &s.stores[2];
+        assert_eq!(
+            extra.context().path(extra.settings::<SqliteSettings>().unwrap().path()),
+            dir.path().join("extra.db")
         );
-        assert!(
-            matches!(&s.stores[2], StoreSpec::Sqlite { path, .. } if *path == dir.path().join("extra.db"))
-        );
+        // The key is read through the same environment, when the store opens.
+        assert_eq!(extra.context().env("EXTRA_KEY").as_deref(), Some("k"));
         assert_eq!(s.tokens.len(), 1);
         assert!(s.tokens[0].allows("t1", "p", Action::View));
         assert!(!s.tokens[0].allows("t1", "p", Action::Edit));
@@ -967,11 +747,15 @@ actions = ["view"]
             "[[stores]]\nid = \"x\"\ntype = \"vault\"\naddress = \"http://v\"\nadress = \"http://v\"",
             "[[stores]]\nid = \"x\"\ntype = \"keychain\"\nplatfrom = \"keyutils\"",
             "[[stores]]\nid = \"x\"\ntype = \"memory\"\ncache = 5",
+            "[[stores]]\ntype = \"memory\"",
+            "[[stores]]\nid = \"x\"",
+            "[[stores]]\nid = 5\ntype = \"memory\"",
         ];
         for text in bad {
             let file: Result<FileConfig, _> = toml::from_str(text);
             let result = file.map_err(|e| e.to_string()).and_then(|f| {
-                Settings::from_file(f, Path::new("."), &env_of(&[])).map_err(|e| e.to_string())
+                Settings::from_file(f, Path::new("."), env_of(&[]), &Backends::builtin())
+                    .map_err(|e| e.to_string())
             });
             assert!(result.is_err(), "accepted: {text}");
         }
@@ -979,9 +763,11 @@ actions = ["view"]
 
     fn parse(text: &str) -> Result<Settings, String> {
         let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
-        Settings::from_file(file, Path::new("."), &env_of(&[])).map_err(|e| e.to_string())
+        Settings::from_file(file, Path::new("."), env_of(&[]), &Backends::builtin())
+            .map_err(|e| e.to_string())
     }
 
+    #[cfg(all(feature = "vault", feature = "aws"))]
     #[test]
     fn caches_parse_with_the_cache_layers_defaults() {
         let s = parse(
@@ -1018,14 +804,11 @@ ttl_ms = 1500
         assert_eq!(d.max_stale(), Duration::from_millis(300_000));
         let t = s.cache("tuned").unwrap();
         assert_eq!((t.ttl(), t.max_entries(), t.max_stale()), (Duration::from_secs(60), 10, Duration::ZERO));
-        assert!(
-            matches!(&s.stores[2], StoreSpec::Aws { settings, .. } if settings.region.as_deref() == Some("eu-west-1"))
-        );
+        assert_eq!(s.stores[2].kind(), credstore_core::StoreKind::AwsSecretsManager);
         let v = s.cache("sub-table").unwrap();
         assert_eq!((v.ttl(), v.max_entries()), (Duration::from_millis(1500), 1000));
-        assert!(
-            matches!(&s.stores[3], StoreSpec::Vault { settings, .. } if settings.address == "http://127.0.0.1:8200")
-        );
+        let vault = s.stores[3].settings::<credstore_vault::VaultSettings>().unwrap();
+        assert_eq!(vault.address(), "http://127.0.0.1:8200");
     }
 
     #[test]
@@ -1049,6 +832,7 @@ ttl_ms = 1500
         parse(&store("{ ttl_ms = 86400000, max_entries = 1000000, max_stale_ms = 86400000 }")).unwrap();
     }
 
+    #[cfg(feature = "keychain")]
     #[test]
     fn keychain_stores_take_the_backends_options() {
         let s = parse(
@@ -1072,21 +856,17 @@ type = "keychain"
 "#,
         )
         .unwrap();
-        let StoreSpec::Keychain { id, settings } = &s.stores[2] else { panic!("{:?}", s.stores[2]) };
-        assert_eq!(id.as_str(), "laptop");
-        assert_eq!(settings.keyring.as_deref(), Some("session"));
+        assert_eq!(s.stores[2].id().as_str(), "laptop");
         assert_eq!(s.cache("laptop").unwrap().ttl(), Duration::from_secs(1));
-        assert!(
-            matches!(&s.stores[3], StoreSpec::Keychain { settings, .. } if settings.collection.as_deref() == Some("login"))
-        );
-        assert!(
-            matches!(&s.stores[4], StoreSpec::Keychain { settings, .. } if *settings == KeychainSettings::default())
-        );
-        assert_eq!(crate::stores::kind_of(&s.stores[2]), credstore_core::StoreKind::Keychain);
-        #[cfg(feature = "keychain")]
+        assert_eq!(s.stores[2].kind(), credstore_core::StoreKind::Keychain);
         {
-            use credstore_keychain::{KeyutilsKeyring, Platform};
-            let config = settings.to_config().unwrap();
+            use credstore_keychain::{KeychainSettings, KeyutilsKeyring, Platform};
+            let keychain = |i: usize| s.stores[i].settings::<KeychainSettings>().unwrap().config();
+            assert!(
+                matches!(keychain(3).platform_choice(), Platform::SecretService(o) if o.collection == "login")
+            );
+            assert_eq!(s.stores[4].settings::<KeychainSettings>().unwrap(), &KeychainSettings::default());
+            let config = keychain(2);
             assert_eq!(config.platform_choice(), &Platform::Keyutils(KeyutilsKeyring::Session));
             assert_eq!(config.request_timeout(), Duration::from_secs(2));
             // The backend's own checks run when the config is read.
@@ -1105,6 +885,51 @@ type = "keychain"
     }
 
     #[test]
+    fn store_tables_go_to_their_types_settings() {
+        let err = parse("[[stores]]\nid = \"x\"\ntype = \"nosuch\"").unwrap_err();
+        assert!(err.starts_with("stores[0]: store 'x' (type \"nosuch\"): unknown type"), "{err}");
+        assert!(
+            err.contains("encrypted-sqlite") && err.contains("memory"),
+            "names what this build serves: {err}"
+        );
+        let err = parse("[[stores]]\nid = \"x\"\ntype = \"memory\"\npath = \"p\"").unwrap_err();
+        assert!(err.contains("store 'x' (type \"memory\"): unknown field `path`"), "{err}");
+        let err = parse("[[stores]]\nid = \"x\"\ntype = \"sqlite\"\npath = \"p\"").unwrap_err();
+        assert!(
+            err.contains("exactly one of master_key_file"),
+            "the alias reaches sqlite's own checks: {err}"
+        );
+
+        // A type registered by the embedder.
+        #[derive(Debug, Clone, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Greeting {
+            greeting: String,
+        }
+        let mut backends = Backends::builtin();
+        backends.register(
+            credstore_core::StoreKind::Custom("greeter".into()),
+            |id, g: Greeting, _ctx| async move {
+                Ok(credstore_memory::MemoryStore::with_config(
+                    id,
+                    credstore_memory::MemoryConfig::new().env_prefix(g.greeting),
+                ))
+            },
+        );
+        let file: FileConfig = toml::from_str(
+            "default_stores = false\n[[stores]]\nid = \"hi\"\ntype = \"greeter\"\ngreeting = \"HELLO_\"",
+        )
+        .unwrap();
+        let s = Settings::from_file(file, Path::new("."), env_of(&[]), &backends).unwrap();
+        assert_eq!(s.stores[0].kind().as_str(), "greeter");
+        assert_eq!(s.stores[0].settings::<Greeting>().unwrap().greeting, "HELLO_");
+        assert!(format!("{:?}", s.stores[0]).contains("HELLO_"), "Debug shows the settings");
+        let file: FileConfig = toml::from_str("[[stores]]\nid = \"hi\"\ntype = \"greeter\"").unwrap();
+        let err = Settings::from_file(file, Path::new("."), env_of(&[]), &backends).unwrap_err();
+        assert!(err.to_string().contains("missing field `greeting`"), "{err}");
+    }
+
+    #[test]
     fn probe_audit_and_metrics_settings() {
         let d = parse("").unwrap();
         assert_eq!(d.probe_interval, Duration::from_secs(10));
@@ -1120,11 +945,12 @@ type = "keychain"
         assert_eq!(s.audit_log, AuditTarget::Stderr);
         assert_eq!(s.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
         let file: FileConfig = toml::from_str("audit_log = \"logs/audit.log\"").unwrap();
-        let s = Settings::from_file(file, Path::new("/etc/credstore"), &env_of(&[])).unwrap();
+        let s = Settings::from_file(file, Path::new("/etc/credstore"), env_of(&[]), &Backends::builtin())
+            .unwrap();
         assert_eq!(s.audit_log, AuditTarget::File(PathBuf::from("/etc/credstore/logs/audit.log")));
         let file: FileConfig = toml::from_str("audit_log = \"a.log\"").unwrap();
         let env = env_of(&[("CREDSTORE_AUDIT_LOG", "-"), ("CREDSTORE_METRICS_LISTEN", "127.0.0.1:1")]);
-        let s = Settings::from_file(file, Path::new("."), &env).unwrap();
+        let s = Settings::from_file(file, Path::new("."), env, &Backends::builtin()).unwrap();
         assert_eq!(s.audit_log, AuditTarget::Stderr, "the environment overrides the file");
         assert_eq!(s.metrics_listen, Some("127.0.0.1:1".parse().unwrap()));
         for (text, why) in [

@@ -36,6 +36,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backends;
 pub mod cli;
 pub mod config;
 pub mod logging;

@@ -13,164 +13,18 @@ use std::path::Path;
 use std::sync::Arc;
 
 use credstore_core::layers::TimeoutLayer;
-use credstore_core::{CredentialStore, StoreExt, StoreId, StoreKind};
-use credstore_memory::MemoryStore;
-use credstore_sqlite::{MasterKey, SqliteConfig, SqliteStore};
+use credstore_core::{CredentialStore, StoreExt};
+use credstore_sqlite::{KeySource, MasterKey, SqliteSettings};
 
-use crate::config::{MasterKeySource, Settings, StoreSpec};
+use crate::config::{Settings, StoreSpec};
 use crate::state::{FailedStore, Stores};
-
-/// The kind a spec will have once opened.
-pub fn kind_of(spec: &StoreSpec) -> StoreKind {
-    match spec {
-        StoreSpec::Memory { .. } => StoreKind::Memory,
-        StoreSpec::Sqlite { .. } => StoreKind::EncryptedSqlite,
-        StoreSpec::Vault { .. } => StoreKind::Vault,
-        StoreSpec::Aws { .. } => StoreKind::AwsSecretsManager,
-        StoreSpec::Keychain { .. } => StoreKind::Keychain,
-    }
-}
 
 /// Opens one store, on its root namespace.
 ///
 /// # Errors
 /// Why the store cannot be opened, in plain words (no secret).
 pub async fn open_store(spec: &StoreSpec) -> Result<Arc<dyn CredentialStore>, String> {
-    match spec {
-        StoreSpec::Memory { id } => Ok(Arc::new(MemoryStore::new(id.clone()))),
-        StoreSpec::Sqlite { id, path, master_key } => Ok(Arc::new(open_sqlite(id, path, master_key).await?)),
-        #[cfg(feature = "vault")]
-        StoreSpec::Vault { id, settings } => {
-            let store = credstore_vault::VaultStore::new(id.clone(), vault_config(settings)?)
-                .map_err(|e| e.to_string())?;
-            Ok(Arc::new(store))
-        }
-        #[cfg(not(feature = "vault"))]
-        StoreSpec::Vault { .. } => Err("this credstore was built without the `vault` feature".into()),
-        #[cfg(feature = "aws")]
-        StoreSpec::Aws { id, settings } => {
-            let store = credstore_aws::AwsStore::from_env(id.clone(), aws_config(settings))
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(Arc::new(store))
-        }
-        #[cfg(not(feature = "aws"))]
-        StoreSpec::Aws { .. } => Err("this credstore was built without the `aws` feature".into()),
-        #[cfg(feature = "keychain")]
-        StoreSpec::Keychain { id, settings } => {
-            let store = credstore_keychain::KeychainStore::new(id.clone(), settings.to_config()?)
-                .map_err(|e| e.to_string())?;
-            Ok(Arc::new(store))
-        }
-        #[cfg(not(feature = "keychain"))]
-        StoreSpec::Keychain { .. } => Err("this credstore was built without the `keychain` feature".into()),
-    }
-}
-
-/// Reads a secret from a file (trimmed) or an environment variable.
-#[cfg_attr(not(feature = "vault"), allow(dead_code))]
-fn read_secret(
-    file: Option<&Path>,
-    env: Option<&str>,
-) -> Result<Option<credstore_core::SecretValue>, String> {
-    use credstore_core::SecretValue;
-    if let Some(path) = file {
-        let text = zeroize::Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-        );
-        return Ok(Some(SecretValue::from(text.trim())));
-    }
-    if let Some(var) = env {
-        return match std::env::var(var) {
-            Ok(v) => Ok(Some(SecretValue::from_text(v))),
-            Err(_) => Err(format!("the environment variable {var} is not set")),
-        };
-    }
-    Ok(None)
-}
-
-#[cfg(feature = "vault")]
-fn vault_config(s: &crate::config::VaultSettings) -> Result<credstore_vault::VaultConfig, String> {
-    let mut c = credstore_vault::VaultConfig::new(s.address.clone());
-    if let Some(m) = &s.mount {
-        c = c.mount(m);
-    }
-    if let Some(p) = &s.prefix {
-        c = c.prefix(p);
-    }
-    if let Some(n) = &s.vault_namespace {
-        c = c.namespace(n.clone());
-    }
-    if let Some(ca) = &s.ca_cert {
-        c = c.ca_cert(ca.clone());
-    }
-    if let Some(ms) = s.timeout_ms {
-        c = c.timeout(std::time::Duration::from_millis(ms));
-    }
-    if let Some(role) = &s.jwt_role {
-        let file = s.jwt_file.clone().unwrap_or_else(|| credstore_vault::DEFAULT_JWT_FILE.into());
-        c = c.jwt(role.clone(), file);
-        if let Some(mount) = &s.jwt_mount {
-            c = c.jwt_mount(mount);
-        }
-        return Ok(c);
-    }
-    if let Some(role_id) = &s.approle_role_id {
-        let secret_id = read_secret(s.approle_secret_id_file.as_deref(), s.approle_secret_id_env.as_deref())?
-            .ok_or("AppRole needs a secret id")?;
-        let mount = s.approle_mount.clone().unwrap_or_else(|| "approle".to_owned());
-        return Ok(c.approle(mount, role_id.clone(), secret_id));
-    }
-    match read_secret(s.token_file.as_deref(), s.token_env.as_deref())? {
-        Some(token) => c = c.token(token),
-        None => {
-            if let Ok(token) = std::env::var("VAULT_TOKEN") {
-                c = c.token(credstore_core::SecretValue::from_text(token));
-            }
-        }
-    }
-    Ok(c)
-}
-
-#[cfg(feature = "aws")]
-fn aws_config(s: &crate::config::AwsSettings) -> credstore_aws::AwsConfig {
-    let mut c = credstore_aws::AwsConfig::new();
-    if let Some(r) = &s.region {
-        c = c.region(r);
-    }
-    if let Some(e) = &s.endpoint {
-        c = c.endpoint_url(e);
-    }
-    if let Some(p) = &s.prefix {
-        c = c.prefix(p);
-    }
-    if let Some(k) = &s.kms_key_id {
-        c = c.kms_key_id(k);
-    }
-    if let Some(ms) = s.timeout_ms {
-        c = c.timeout(std::time::Duration::from_millis(ms));
-    }
-    if let Some(n) = s.max_attempts {
-        c = c.max_attempts(n);
-    }
-    c
-}
-
-fn load_master_key(source: &MasterKeySource) -> Result<MasterKey, String> {
-    match source {
-        MasterKeySource::File(path) => MasterKey::load_or_create_file(path).map_err(|e| e.to_string()),
-        MasterKeySource::Env { var, value } => value
-            .expose_str()
-            .ok()
-            .and_then(|text| MasterKey::from_base64(text).ok())
-            .ok_or_else(|| format!("{var} is not the base64 of a 32-byte key")),
-    }
-}
-
-async fn open_sqlite(id: &StoreId, path: &Path, master_key: &MasterKeySource) -> Result<SqliteStore, String> {
-    let key = load_master_key(master_key)?;
-    let config = SqliteConfig::new(path).master_key(key);
-    SqliteStore::open(id.clone(), config).await.map_err(|e| e.to_string())
+    spec.open().await.map_err(|e| e.to_string())
 }
 
 /// Opens one store, or stands in a [`FailedStore`] that says why.
@@ -182,7 +36,7 @@ pub async fn open_or_failed(spec: &StoreSpec) -> Arc<dyn CredentialStore> {
         }
         Err(reason) => {
             tracing::error!(store = %spec.id(), %reason, "cannot open store; serving it as unavailable");
-            FailedStore::arc(spec.id().clone(), kind_of(spec), reason)
+            FailedStore::arc(spec.id().clone(), spec.kind(), reason)
         }
     }
 }
@@ -263,13 +117,11 @@ pub enum NewKey {
 /// # Errors
 /// No such store, not encrypted SQLite, a bad new key, or a failed rotation.
 pub async fn rotate_key(settings: &Settings, id: &str, new_key: NewKey) -> Result<String, String> {
-    let Some(StoreSpec::Sqlite { id: store_id, path, master_key }) = settings.store(id) else {
-        return Err(match settings.store(id) {
-            Some(_) => format!("store '{id}' is not an encrypted SQLite store"),
-            None => format!("no store with id '{id}'"),
-        });
+    let spec = settings.store(id).ok_or_else(|| format!("no store with id '{id}'"))?;
+    let Some(sqlite) = spec.settings::<SqliteSettings>() else {
+        return Err(format!("store '{id}' is not an encrypted SQLite store"));
     };
-    let store = open_sqlite(store_id, path, master_key).await?;
+    let store = sqlite.clone().open(spec.id().clone(), spec.context()).await.map_err(|e| e.to_string())?;
     let (key, staged) = match new_key {
         NewKey::File(p) => (MasterKey::from_file(&p).map_err(|e| e.to_string())?, None),
         NewKey::Text(text) => (
@@ -278,16 +130,17 @@ pub async fn rotate_key(settings: &Settings, id: &str, new_key: NewKey) -> Resul
             None,
         ),
         NewKey::Generate => {
-            let MasterKeySource::File(key_file) = master_key else {
+            let KeySource::File(key_file) = sqlite.master_key() else {
                 return Err(format!(
                     "the master key of '{id}' comes from an environment variable; give the new key with \
                      --new-key-file or --new-key-stdin, and update the variable afterwards"
                 ));
             };
+            let key_file = spec.context().path(key_file);
             let staged = key_file.with_extension("key.new");
             let _ = std::fs::remove_file(&staged);
             let key = MasterKey::load_or_create_file(&staged).map_err(|e| e.to_string())?;
-            (key, Some((staged, key_file.clone())))
+            (key, Some((staged, key_file)))
         }
     };
     let report = match store.rotate_key(key).await {

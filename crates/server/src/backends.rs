@@ -1,0 +1,291 @@
+//! The backend types a server can serve: a registry from a `[[stores]]`
+//! table's `type` to the settings that table deserializes into and the
+//! store those settings open.
+//!
+//! Every backend crate owns the settings of its stores (its `serde`
+//! feature): `credstore_memory::MemorySettings`,
+//! `credstore_sqlite::SqliteSettings`, `credstore_vault::VaultSettings`,
+//! `credstore_aws::AwsSettings` and `credstore_keychain::KeychainSettings`.
+//! [`Backends::builtin`] registers the ones this build has, by cargo
+//! feature: `memory` and `encrypted-sqlite` always, `vault`,
+//! `aws-secrets-manager` and `keychain` with the features of those names.
+//!
+//! A custom backend registers its own type, and is then served with
+//! everything else (auth, isolation per project, problem+json, the audit
+//! log, metrics, the store prober, `cache = { .. }`):
+//!
+//! ```no_run
+//! use std::process::ExitCode;
+//! use credstore_core::{config::ConfigContext, StoreId, StoreKind};
+//! use credstore_memory::{MemoryConfig, MemoryStore};
+//! use credstore_server::backends::Backends;
+//!
+//! /// `[[stores]] type = "team-vault" greeting_env = "..."`: here a memory
+//! /// store stands in for the team's own backend.
+//! #[derive(Clone, Debug, serde::Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! struct TeamSettings {
+//!     env_prefix: String,
+//! }
+//!
+//! fn main() -> ExitCode {
+//!     let mut backends = Backends::builtin();
+//!     backends.register(StoreKind::Custom("team-vault".into()), |id: StoreId, s: TeamSettings, _ctx: ConfigContext| async move {
+//!         Ok(MemoryStore::with_config(id, MemoryConfig::new().env_prefix(s.env_prefix)))
+//!     });
+//!     credstore_server::cli::main_with(backends)
+//! }
+//! ```
+
+use std::any::{Any, TypeId};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use credstore_core::config::ConfigContext;
+use credstore_core::{CredentialStore, StoreId, StoreKind};
+use serde::de::DeserializeOwned;
+
+/// What opening a store gives.
+pub type OpenFuture = Pin<Box<dyn Future<Output = credstore_core::Result<Arc<dyn CredentialStore>>> + Send>>;
+
+type Settings = Arc<dyn Any + Send + Sync>;
+type Parse = dyn Fn(toml::Table) -> Result<Settings, String> + Send + Sync;
+type Open = dyn Fn(StoreId, &Settings, ConfigContext) -> OpenFuture + Send + Sync;
+type DebugSettings = dyn Fn(&Settings, &mut fmt::Formatter<'_>) -> fmt::Result + Send + Sync;
+
+/// One registered backend type.
+struct BackendType {
+    kind: StoreKind,
+    settings_type: TypeId,
+    parse: Box<Parse>,
+    open: Box<Open>,
+    debug: Box<DebugSettings>,
+}
+
+/// Backend types built without their cargo feature, to name the feature
+/// when a config asks for one.
+const FEATURE_GATED: [(&str, &str); 4] =
+    [("vault", "vault"), ("aws-secrets-manager", "aws"), ("aws", "aws"), ("keychain", "keychain")];
+
+/// The registry: backend types by name (the `type` of a `[[stores]]`
+/// table), with aliases.
+#[derive(Clone, Default)]
+pub struct Backends {
+    types: BTreeMap<String, Arc<BackendType>>,
+    aliases: BTreeMap<String, String>,
+}
+
+impl Backends {
+    /// A registry with no type at all.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The backends of this build: `memory`, `encrypted-sqlite` (alias
+    /// `sqlite`), and with their features `vault`, `aws-secrets-manager`
+    /// (alias `aws`) and `keychain`.
+    pub fn builtin() -> Self {
+        let mut b = Self::new();
+        b.register(StoreKind::Memory, |id, s: credstore_memory::MemorySettings, ctx| async move {
+            s.open(id, &ctx).await
+        });
+        b.register(StoreKind::EncryptedSqlite, |id, s: credstore_sqlite::SqliteSettings, ctx| async move {
+            s.open(id, &ctx).await
+        });
+        b.alias("sqlite", StoreKind::EncryptedSqlite.as_str());
+        #[cfg(feature = "vault")]
+        b.register(StoreKind::Vault, |id, s: credstore_vault::VaultSettings, ctx| async move {
+            s.open(id, &ctx).await
+        });
+        #[cfg(feature = "aws")]
+        {
+            b.register(StoreKind::AwsSecretsManager, |id, s: crate::config::AwsSettings, ctx| async move {
+                s.open(id, &ctx).await
+            });
+            b.alias("aws", StoreKind::AwsSecretsManager.as_str());
+        }
+        #[cfg(feature = "keychain")]
+        b.register(StoreKind::Keychain, |id, s: credstore_keychain::KeychainSettings, ctx| async move {
+            s.open(id, &ctx).await
+        });
+        b
+    }
+
+    /// Registers the backend type `kind` (its name is
+    /// [`kind.as_str()`](StoreKind::as_str)), replacing any of that name.
+    ///
+    /// # Behavior
+    /// A `[[stores]]` table of this type, without its `id`, `type` and
+    /// `cache`, is deserialized into `S` when the config is read, so a
+    /// mistake stops the start with the store's index and the serde
+    /// message. `open` runs when the server starts (and for each CLI
+    /// command that needs the store); a store it fails to open is served
+    /// as unavailable with the error as its reason. Settings should name
+    /// secrets by file or environment variable
+    /// ([`credstore_core::config::SecretSource`]), never hold them inline.
+    pub fn register<S, St, F, Fut>(&mut self, kind: StoreKind, open: F) -> &mut Self
+    where
+        S: DeserializeOwned + fmt::Debug + Send + Sync + 'static,
+        F: Fn(StoreId, S, ConfigContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = credstore_core::Result<St>> + Send + 'static,
+        S: Clone,
+        St: CredentialStore + 'static,
+    {
+        let name = kind.as_str().to_owned();
+        let parse = |table: toml::Table| -> Result<Settings, String> {
+            let settings: S =
+                toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| e.message().to_owned())?;
+            Ok(Arc::new(settings))
+        };
+        let open = move |id: StoreId, settings: &Settings, ctx: ConfigContext| -> OpenFuture {
+            let settings = settings.downcast_ref::<S>().expect("settings of this type").clone();
+            let fut = open(id, settings, ctx);
+            Box::pin(async move { Ok(Arc::new(fut.await?) as Arc<dyn CredentialStore>) })
+        };
+        let debug = |settings: &Settings, f: &mut fmt::Formatter<'_>| match settings.downcast_ref::<S>() {
+            Some(s) => fmt::Debug::fmt(s, f),
+            None => f.write_str(".."),
+        };
+        self.aliases.remove(&name);
+        self.types.insert(
+            name,
+            Arc::new(BackendType {
+                kind,
+                settings_type: TypeId::of::<S>(),
+                parse: Box::new(parse),
+                open: Box::new(open),
+                debug: Box::new(debug),
+            }),
+        );
+        self
+    }
+
+    /// Lets `alias` stand for the registered type `name` in a config.
+    pub fn alias(&mut self, alias: &str, name: &str) -> &mut Self {
+        self.aliases.insert(alias.to_owned(), name.to_owned());
+        self
+    }
+
+    /// The names of the registered types, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.types.keys().map(String::as_str)
+    }
+
+    fn get(&self, name: &str) -> Result<&Arc<BackendType>, String> {
+        let canonical = self.aliases.get(name).map(String::as_str).unwrap_or(name);
+        if let Some(t) = self.types.get(canonical) {
+            return Ok(t);
+        }
+        let known: Vec<&str> = self.names().collect();
+        match FEATURE_GATED.iter().find(|(n, _)| *n == name) {
+            Some((_, feature)) => Err(format!(
+                "type {name:?} needs credstore-server's `{feature}` feature, which this build does not have"
+            )),
+            None => Err(format!("unknown type {name:?}; this build serves: {}", known.join(", "))),
+        }
+    }
+
+    /// The store `id` of type `type_name` from its config table (without
+    /// `id`, `type` and `cache`), resolved later with `ctx`.
+    ///
+    /// # Errors
+    /// An unknown type, or the table does not deserialize into the type's
+    /// settings (the serde message).
+    pub fn spec(
+        &self,
+        id: StoreId,
+        type_name: &str,
+        table: toml::Table,
+        ctx: ConfigContext,
+    ) -> Result<StoreSpec, String> {
+        let backend = self.get(type_name)?.clone();
+        let settings = (backend.parse)(table)?;
+        Ok(StoreSpec { id, backend, settings, ctx })
+    }
+
+    /// The store `id` of type `type_name` with settings built in code.
+    ///
+    /// # Errors
+    /// An unknown type, or `settings` is not the type's settings type.
+    pub fn spec_of<S: Send + Sync + 'static>(
+        &self,
+        id: StoreId,
+        type_name: &str,
+        settings: S,
+        ctx: ConfigContext,
+    ) -> Result<StoreSpec, String> {
+        let backend = self.get(type_name)?.clone();
+        if backend.settings_type != TypeId::of::<S>() {
+            return Err(format!("the settings given are not those of type {type_name:?}"));
+        }
+        Ok(StoreSpec { id, backend, settings: Arc::new(settings), ctx })
+    }
+}
+
+impl fmt::Debug for Backends {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backends")
+            .field("types", &self.types.keys().collect::<Vec<_>>())
+            .field("aliases", &self.aliases)
+            .finish()
+    }
+}
+
+/// One configured store: its id, its type and its settings, not yet opened.
+#[derive(Clone)]
+pub struct StoreSpec {
+    id: StoreId,
+    backend: Arc<BackendType>,
+    settings: Settings,
+    ctx: ConfigContext,
+}
+
+impl StoreSpec {
+    /// The store's id.
+    pub fn id(&self) -> &StoreId {
+        &self.id
+    }
+
+    /// The store's kind (its type).
+    pub fn kind(&self) -> StoreKind {
+        self.backend.kind.clone()
+    }
+
+    /// The settings, when they are an `S`.
+    pub fn settings<S: 'static>(&self) -> Option<&S> {
+        self.settings.downcast_ref::<S>()
+    }
+
+    /// Where the settings' relative paths and secrets are resolved.
+    pub fn context(&self) -> &ConfigContext {
+        &self.ctx
+    }
+
+    /// Opens the store, on its root namespace.
+    ///
+    /// # Errors
+    /// Whatever the backend's `open` answers: usually
+    /// [`credstore_core::Error::Config`] naming the store.
+    pub fn open(&self) -> OpenFuture {
+        (self.backend.open)(self.id.clone(), &self.settings, self.ctx.clone())
+    }
+}
+
+impl fmt::Debug for StoreSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct S<'a>(&'a StoreSpec);
+        impl fmt::Debug for S<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                (self.0.backend.debug)(&self.0.settings, f)
+            }
+        }
+        f.debug_struct("StoreSpec")
+            .field("id", &self.id)
+            .field("type", &self.backend.kind.as_str())
+            .field("settings", &S(self))
+            .finish()
+    }
+}
