@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use credstore_core::{Error, Metadata, SecretValue};
+use credstore_core::{CredentialKey, CredentialStore, Error, Metadata, SecretValue, SetOutcome};
 
 use super::{
     absent, assert_precondition_failed, assert_unchanged, caps, key, meta, meta_if, must_get, race, set, text,
@@ -42,13 +42,32 @@ pub async fn create_only_fails_when_present_and_changes_nothing(f: &dyn StoreFac
 pub async fn create_only_raced_by_16(f: &dyn StoreFactory) {
     let store = f.create().await;
     let k = key("contended-create");
-    let with_meta = caps(&*store).metadata;
+    let out = conditional_race(&store, &k, "create", |store, k, value, m| async move {
+        store.create(&k, &value, &m).await
+    })
+    .await;
+    assert!(out.created, "the winning create must report created");
+}
+
+/// Runs sixteen conditional writers of `k` at once (writer `i` writes
+/// `writer-{i}`, with metadata `writer = i` where the store keeps
+/// metadata) and checks that exactly one wins, that the others get
+/// `PreconditionFailed`, and that the stored value, metadata and version are
+/// the winner's. Returns the winner's outcome.
+async fn conditional_race<W, Fut>(
+    store: &Arc<dyn CredentialStore>,
+    k: &CredentialKey,
+    what: &str,
+    write: W,
+) -> SetOutcome
+where
+    W: Fn(Arc<dyn CredentialStore>, CredentialKey, SecretValue, Metadata) -> Fut,
+    Fut: std::future::Future<Output = credstore_core::Result<SetOutcome>> + Send + 'static,
+{
+    let with_meta = caps(&**store).metadata;
     let results = race(16, |i| {
-        let (store, k) = (Arc::clone(&store), k.clone());
-        async move {
-            let m = if with_meta { meta([("writer", &*i.to_string())]) } else { Metadata::new() };
-            store.create(&k, &SecretValue::from(format!("writer-{i}")), &m).await
-        }
+        let m = if with_meta { meta([("writer", &*i.to_string())]) } else { Metadata::new() };
+        write(Arc::clone(store), k.clone(), SecretValue::from(format!("writer-{i}")), m)
     })
     .await;
     let mut winners = Vec::new();
@@ -56,18 +75,18 @@ pub async fn create_only_raced_by_16(f: &dyn StoreFactory) {
         match r {
             Ok(out) => winners.push((i, out)),
             Err(Error::PreconditionFailed { .. }) => {}
-            Err(e) => panic!("racing create {i} failed with {e:?}; losers must get PreconditionFailed"),
+            Err(e) => panic!("racing {what} {i} failed with {e:?}; losers must get PreconditionFailed"),
         }
     }
-    assert_eq!(winners.len(), 1, "exactly one racing create must win, {} did", winners.len());
+    assert_eq!(winners.len(), 1, "exactly one racing {what} must win, {} did", winners.len());
     let (winner, out) = winners.pop().expect("one winner");
-    assert!(out.created);
-    let c = must_get(&*store, &k).await;
+    let c = must_get(&**store, k).await;
     assert_eq!(text(&c.value), format!("writer-{winner}"), "the stored value is not the winner's");
     if with_meta {
         assert_eq!(c.metadata.get("writer"), Some(&*winner.to_string()), "the metadata is not the winner's");
     }
     assert_eq!(c.version, out.version, "the stored version is not the winner's");
+    out
 }
 
 /// After a delete, a create-only write of the key succeeds.
@@ -137,31 +156,12 @@ pub async fn replace_raced_by_16(f: &dyn StoreFactory) {
     let store = f.create().await;
     let k = key("contended-replace");
     let start = set(&*store, &k, &SecretValue::from("start"), &Metadata::new()).await;
-    let with_meta = caps(&*store).metadata;
-    let results = race(16, |i| {
-        let (store, k, v) = (Arc::clone(&store), k.clone(), start.version.clone());
-        async move {
-            let m = if with_meta { meta([("writer", &*i.to_string())]) } else { Metadata::new() };
-            store.replace(&k, &SecretValue::from(format!("writer-{i}")), &m, &v).await
-        }
+    let out = conditional_race(&store, &k, "replace", |store, k, value, m| {
+        let v = start.version.clone();
+        async move { store.replace(&k, &value, &m, &v).await }
     })
     .await;
-    let mut winners = Vec::new();
-    for (i, r) in results.into_iter().enumerate() {
-        match r {
-            Ok(out) => winners.push((i, out)),
-            Err(Error::PreconditionFailed { .. }) => {}
-            Err(e) => panic!("racing replace {i} failed with {e:?}; losers must get PreconditionFailed"),
-        }
-    }
-    assert_eq!(winners.len(), 1, "exactly one racing replace must win, {} did", winners.len());
-    let (winner, out) = winners.pop().expect("one winner");
-    let c = must_get(&*store, &k).await;
-    assert_eq!(text(&c.value), format!("writer-{winner}"), "the stored value is not the winner's");
-    if with_meta {
-        assert_eq!(c.metadata.get("writer"), Some(&*winner.to_string()), "the metadata is not the winner's");
-    }
-    assert_eq!(c.version, out.version, "the stored version is not the winner's");
+    assert!(!out.created, "a replace must not report created");
 }
 
 /// A version read before a key was deleted and set again does not match
