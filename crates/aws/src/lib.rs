@@ -51,6 +51,16 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Settings from a config file
+//!
+//! With the `serde` feature, `AwsSettings` is what one store's table of a
+//! configuration file holds (`region`, `endpoint`, `prefix`, `kms_key_id`,
+//! `timeout_ms`, `max_attempts`, all optional; credentials always from the
+//! AWS chain), checked as it is deserialized, and `AwsSettings::open`
+//! opens the store as [`AwsStore::from_env`] does. `credstore-server`'s
+//! `[[stores]]` tables of `type = "aws-secrets-manager"` are these
+//! settings.
+//!
 //! # Layout
 //!
 //! Other AWS tools read and manage these secrets as they are:
@@ -280,6 +290,8 @@ pub mod errors;
 mod layout;
 mod store;
 
+#[cfg(feature = "serde")]
+pub use config::AwsSettings;
 pub use config::{AwsConfig, DeletionPolicy, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT};
 pub use layout::MAX_SECRET_NAME_LEN;
 pub use store::AwsStore;
