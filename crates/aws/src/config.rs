@@ -596,6 +596,42 @@ mod tests {
             assert_eq!(config.effective_max_attempts(), DEFAULT_MAX_ATTEMPTS);
         }
 
+        /// As a server reads it: the `[[stores]]` table as a TOML table,
+        /// its own keys taken out, the rest deserialized directly (through
+        /// `#[serde(flatten)]`, serde would hand the struct only the fields
+        /// it names, so unknown ones would pass unseen).
+        #[test]
+        fn a_stores_table_less_the_servers_keys_deserializes() {
+            let file: toml::Table = toml::from_str(
+                r#"
+                [[stores]]
+                id = "aws-prod"
+                type = "aws-secrets-manager"
+                cache = { ttl_ms = 1000 }
+                region = "eu-west-1"
+                max_attempts = 2
+
+                [[stores]]
+                id = "aws-typo"
+                type = "aws-secrets-manager"
+                regoin = "eu-west-1"
+                "#,
+            )
+            .unwrap();
+            let stores = file["stores"].as_array().unwrap();
+            let settings = |i: usize| {
+                let mut table = stores[i].as_table().unwrap().clone();
+                for key in ["id", "type", "cache"] {
+                    table.remove(key);
+                }
+                table.try_into::<AwsSettings>().map_err(|e| e.to_string())
+            };
+            let prod = settings(0).unwrap();
+            assert_eq!((prod.region.as_deref(), prod.max_attempts), (Some("eu-west-1"), Some(2)));
+            let err = settings(1).unwrap_err();
+            assert!(err.contains("unknown field `regoin`"), "{err}");
+        }
+
         #[test]
         fn unknown_fields_are_refused() {
             for field in ["secret_access_key = \"x\"", "id = \"aws\"", "cache = {}", "regoin = \"eu-west-1\""]
