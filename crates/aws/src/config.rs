@@ -173,22 +173,17 @@ impl AwsConfig {
     pub(crate) fn validate(&self, store: &StoreId) -> Result<()> {
         let bad = |reason: String| Error::config(store, reason);
         layout::check_prefix(&self.prefix).map_err(|e| bad(format!("prefix: {e}")).with_source(e))?;
+        let named = |field: &str, check: std::result::Result<(), String>| {
+            check.map_err(|reason| bad(format!("{field}: {reason}")))
+        };
         if let Some(region) = &self.region {
-            if !valid_region(region) {
-                return Err(bad(format!(
-                    "region {region:?} is not an AWS region name (lowercase letters, digits and '-', like us-east-1)"
-                )));
-            }
+            named("region", check_region(region))?;
         }
         if let Some(url) = &self.endpoint_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < "http://x".len() {
-                return Err(bad(format!("endpoint URL {url:?} must start with http:// or https://")));
-            }
+            named("endpoint URL", check_endpoint(url))?;
         }
         if let Some(key) = &self.kms_key_id {
-            if key.is_empty() || key.len() > 2048 {
-                return Err(bad("the KMS key id must be 1 to 2048 characters".into()));
-            }
+            named("KMS key id", check_kms_key_id(key))?;
         }
         if self.tags.len() > 49 {
             return Err(bad(format!(
@@ -213,15 +208,8 @@ impl AwsConfig {
                 return Err(bad(format!("a recovery window of {days} days; it must be 7 to 30")));
             }
         }
-        if self.effective_timeout().is_zero() {
-            return Err(bad("the timeout must be more than zero".into()));
-        }
-        if !(1..=20).contains(&self.effective_max_attempts()) {
-            return Err(bad(format!(
-                "max_attempts is {}; it must be 1 to 20",
-                self.effective_max_attempts()
-            )));
-        }
+        named("timeout", check_timeout(self.effective_timeout()))?;
+        named("max_attempts", check_max_attempts(self.effective_max_attempts()))?;
         if let Some(creds) = &self.credentials {
             if creds.access_key_id.is_empty() || creds.secret_access_key.is_empty() {
                 return Err(bad(
@@ -241,12 +229,240 @@ impl AwsConfig {
 /// `us-east-1`, `eu-central-2`, `us-gov-west-1`, `cn-north-1`: lowercase
 /// letters, digits and inner dashes. Whether the region exists is for the
 /// availability probe to find out.
-fn valid_region(region: &str) -> bool {
-    !region.is_empty()
+fn check_region(region: &str) -> std::result::Result<(), String> {
+    let valid = !region.is_empty()
         && region.len() <= 64
         && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !region.starts_with('-')
-        && !region.ends_with('-')
+        && !region.ends_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{region:?} is not an AWS region name (lowercase letters, digits and '-', like us-east-1)"
+        ))
+    }
+}
+
+fn check_endpoint(url: &str) -> std::result::Result<(), String> {
+    if (url.starts_with("http://") || url.starts_with("https://")) && url.len() >= "http://x".len() {
+        Ok(())
+    } else {
+        Err(format!("{url:?} must start with http:// or https:// and name a host"))
+    }
+}
+
+fn check_kms_key_id(key: &str) -> std::result::Result<(), String> {
+    if key.is_empty() || key.len() > 2048 {
+        Err("must be 1 to 2048 characters".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn check_timeout(timeout: Duration) -> std::result::Result<(), String> {
+    if timeout.is_zero() {
+        Err("must be more than zero".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn check_max_attempts(attempts: u32) -> std::result::Result<(), String> {
+    if (1..=20).contains(&attempts) {
+        Ok(())
+    } else {
+        Err(format!("must be 1 to 20, not {attempts}"))
+    }
+}
+
+/// The settings of one AWS Secrets Manager store as a configuration file
+/// holds them: one `[[stores]]` table of `credstore-server` without its
+/// `id`, `type` and `cache`, which the server reads itself. Every field is
+/// optional. Credentials come from the standard AWS chain (environment,
+/// profile, SSO, web identity, instance or container role); never from the
+/// config file.
+///
+/// ```toml
+/// region = "eu-west-1"          # default: from the AWS environment
+/// endpoint = "https://vpce-0123.secretsmanager.eu-west-1.vpce.amazonaws.com"
+/// prefix = "prod/payments"      # secret names are prefix/key
+/// kms_key_id = "alias/payments" # default: the account's aws/secretsmanager key
+/// timeout_ms = 5000             # per request, retries included; default 10000
+/// max_attempts = 3              # per request, the first included; 1 to 20
+/// ```
+///
+/// Deserializing checks every field as [`AwsStore::from_env`] would, and
+/// refuses a bad one with a message naming it; unknown fields are refused
+/// too:
+///
+/// ```
+/// use credstore_aws::AwsSettings;
+/// use credstore_core::config::ConfigContext;
+/// use credstore_core::StoreId;
+///
+/// let settings: AwsSettings = toml::from_str(
+///     r#"
+///     region = "eu-west-1"
+///     prefix = "prod/payments"
+///     timeout_ms = 5000
+///     "#,
+/// )
+/// .expect("valid settings");
+/// assert_eq!(settings.region.as_deref(), Some("eu-west-1"));
+/// assert_eq!((settings.timeout_ms, settings.max_attempts), (Some(5000), None));
+///
+/// let err = toml::from_str::<AwsSettings>("timeout_ms = 0").unwrap_err();
+/// assert!(err.to_string().contains("timeout_ms: must be more than zero"), "{err}");
+/// assert!(toml::from_str::<AwsSettings>("secret_access_key = \"x\"").is_err());
+///
+/// // Opening loads the AWS chain (environment, profile files); no request
+/// // is sent until the store's first operation.
+/// async fn open(settings: AwsSettings) -> credstore_core::Result<credstore_aws::AwsStore> {
+///     settings.open(StoreId::new("aws-prod")?, &ConfigContext::new("/etc/credstore")).await
+/// }
+/// ```
+///
+/// [`AwsStore::from_env`]: crate::AwsStore::from_env
+#[cfg(feature = "serde")]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSettings {
+    /// The region, such as `eu-west-1`; default from the AWS environment.
+    #[serde(default, deserialize_with = "de::region")]
+    pub region: Option<String>,
+    /// An endpoint URL to use instead of AWS's (a VPC endpoint, LocalStack,
+    /// moto): `http://` or `https://`.
+    #[serde(default, deserialize_with = "de::endpoint")]
+    pub endpoint: Option<String>,
+    /// A prefix of every secret name this store manages (`prod/payments`):
+    /// key `k` is the secret `prod/payments/k`. Segments follow the
+    /// namespace rules, at most 256 bytes; a trailing `/` is dropped.
+    /// Default: none, keys are secret names.
+    #[serde(default, deserialize_with = "de::prefix")]
+    pub prefix: Option<String>,
+    /// A KMS key (id, ARN or alias) to encrypt values with; default the
+    /// account's `aws/secretsmanager` key.
+    #[serde(default, deserialize_with = "de::kms_key_id")]
+    pub kms_key_id: Option<String>,
+    /// Timeout of one request, retries included, in milliseconds; more than
+    /// zero. Default [`DEFAULT_TIMEOUT`].
+    #[serde(default, deserialize_with = "de::timeout_ms")]
+    pub timeout_ms: Option<u64>,
+    /// Attempts per request, the first included: 1 to 20. Default
+    /// [`DEFAULT_MAX_ATTEMPTS`].
+    #[serde(default, deserialize_with = "de::max_attempts")]
+    pub max_attempts: Option<u32>,
+}
+
+#[cfg(feature = "serde")]
+impl AwsSettings {
+    /// Opens the store `id` with these settings, as
+    /// [`AwsStore::from_env`](crate::AwsStore::from_env) with an
+    /// [`AwsConfig`] holding them.
+    ///
+    /// # Behavior
+    /// Loads the standard AWS chain for what the settings leave out (region,
+    /// endpoint) and for the credentials, which the settings never hold: the
+    /// process environment (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, ...), the
+    /// shared config and credentials files, SSO, web identity, container and
+    /// instance metadata. Credentials are resolved at the first request, so
+    /// a broken chain shows up in the store's availability check, not here.
+    /// `ctx` is not used: these settings name no file and no secret, and the
+    /// chain reads the process environment itself, not `ctx`'s.
+    ///
+    /// # Errors
+    /// [`Error::Config`](credstore_core::Error::Config) naming `id`: no
+    /// region in the settings or the chain, or a setting is invalid (only
+    /// possible for settings built in code rather than deserialized, which
+    /// checks them).
+    pub async fn open(
+        self,
+        id: StoreId,
+        ctx: &credstore_core::config::ConfigContext,
+    ) -> Result<crate::AwsStore> {
+        let _ = ctx;
+        crate::AwsStore::from_env(id, self.into_config()).await
+    }
+
+    /// The [`AwsConfig`] holding these settings.
+    pub(crate) fn into_config(self) -> AwsConfig {
+        let mut config = AwsConfig::new();
+        if let Some(region) = &self.region {
+            config = config.region(region);
+        }
+        if let Some(url) = &self.endpoint {
+            config = config.endpoint_url(url);
+        }
+        if let Some(prefix) = &self.prefix {
+            config = config.prefix(prefix);
+        }
+        if let Some(key) = &self.kms_key_id {
+            config = config.kms_key_id(key);
+        }
+        if let Some(ms) = self.timeout_ms {
+            config = config.timeout(Duration::from_millis(ms));
+        }
+        if let Some(attempts) = self.max_attempts {
+            config = config.max_attempts(attempts);
+        }
+        config
+    }
+}
+
+/// The field checks of [`AwsSettings`]: each reads the field and refuses
+/// what [`AwsConfig::validate`] would, with a message that starts with the
+/// field's name.
+#[cfg(feature = "serde")]
+mod de {
+    use std::time::Duration;
+
+    use serde::de::{Deserializer, Error as _};
+    use serde::Deserialize;
+
+    fn checked<'de, D, T>(
+        d: D,
+        field: &str,
+        check: impl FnOnce(&T) -> std::result::Result<(), String>,
+    ) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        let value = T::deserialize(d)?;
+        check(&value).map_err(|reason| D::Error::custom(format!("{field}: {reason}")))?;
+        Ok(Some(value))
+    }
+
+    pub(super) fn region<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        checked(d, "region", |r: &String| super::check_region(r))
+    }
+
+    pub(super) fn endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        checked(d, "endpoint", |u: &String| super::check_endpoint(u))
+    }
+
+    pub(super) fn prefix<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        checked(d, "prefix", |p: &String| {
+            let p = p.strip_suffix('/').unwrap_or(p);
+            crate::layout::check_prefix(p).map_err(|e| match e {
+                credstore_core::Error::InvalidNamespace { shown, reason } => format!("{shown} {reason}"),
+                other => other.to_string(),
+            })
+        })
+    }
+
+    pub(super) fn kms_key_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        checked(d, "kms_key_id", |k: &String| super::check_kms_key_id(k))
+    }
+
+    pub(super) fn timeout_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        checked(d, "timeout_ms", |ms: &u64| super::check_timeout(Duration::from_millis(*ms)))
+    }
+
+    pub(super) fn max_attempts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        checked(d, "max_attempts", |n: &u32| super::check_max_attempts(*n))
+    }
 }
 
 impl fmt::Debug for AwsConfig {
@@ -316,5 +532,139 @@ mod tests {
         }
         AwsConfig::new().deletion(DeletionPolicy::RecoveryWindow(7)).validate(&id()).unwrap();
         AwsConfig::new().region("us-gov-west-1").validate(&id()).unwrap();
+        let err = AwsConfig::new().max_attempts(21).validate(&id()).unwrap_err();
+        assert!(err.to_string().contains("max_attempts: must be 1 to 20, not 21"), "{err}");
+    }
+
+    #[cfg(feature = "serde")]
+    mod settings {
+        use super::*;
+
+        fn parse(text: &str) -> std::result::Result<AwsSettings, String> {
+            toml::from_str::<AwsSettings>(text).map_err(|e| e.to_string())
+        }
+
+        #[test]
+        fn every_field_deserializes_and_reaches_the_config() {
+            let settings = parse(
+                r#"
+                region = "eu-west-1"
+                endpoint = "http://127.0.0.1:4566"
+                prefix = "prod/payments/"
+                kms_key_id = "alias/payments"
+                timeout_ms = 2500
+                max_attempts = 4
+                "#,
+            )
+            .unwrap();
+            assert_eq!(
+                settings,
+                AwsSettings {
+                    region: Some("eu-west-1".into()),
+                    endpoint: Some("http://127.0.0.1:4566".into()),
+                    prefix: Some("prod/payments/".into()),
+                    kms_key_id: Some("alias/payments".into()),
+                    timeout_ms: Some(2500),
+                    max_attempts: Some(4),
+                }
+            );
+            let config = settings.into_config();
+            assert_eq!(config.region.as_deref(), Some("eu-west-1"));
+            assert_eq!(config.endpoint_url.as_deref(), Some("http://127.0.0.1:4566"));
+            assert_eq!(config.prefix, "prod/payments", "the trailing / is dropped");
+            assert_eq!(config.kms_key_id.as_deref(), Some("alias/payments"));
+            assert_eq!(config.effective_timeout(), Duration::from_millis(2500));
+            assert_eq!(config.effective_max_attempts(), 4);
+            assert!(config.credentials.is_none(), "credentials come from the chain");
+            config.validate(&id()).unwrap();
+
+            let empty = parse("").unwrap();
+            assert_eq!(
+                empty,
+                AwsSettings {
+                    region: None,
+                    endpoint: None,
+                    prefix: None,
+                    kms_key_id: None,
+                    timeout_ms: None,
+                    max_attempts: None
+                }
+            );
+            let config = empty.into_config();
+            assert_eq!((config.region.as_deref(), config.prefix.as_str()), (None, ""));
+            assert_eq!(config.effective_timeout(), DEFAULT_TIMEOUT);
+            assert_eq!(config.effective_max_attempts(), DEFAULT_MAX_ATTEMPTS);
+        }
+
+        /// As a server reads it: the `[[stores]]` table as a TOML table,
+        /// its own keys taken out, the rest deserialized directly (through
+        /// `#[serde(flatten)]`, serde would hand the struct only the fields
+        /// it names, so unknown ones would pass unseen).
+        #[test]
+        fn a_stores_table_less_the_servers_keys_deserializes() {
+            let file: toml::Table = toml::from_str(
+                r#"
+                [[stores]]
+                id = "aws-prod"
+                type = "aws-secrets-manager"
+                cache = { ttl_ms = 1000 }
+                region = "eu-west-1"
+                max_attempts = 2
+
+                [[stores]]
+                id = "aws-typo"
+                type = "aws-secrets-manager"
+                regoin = "eu-west-1"
+                "#,
+            )
+            .unwrap();
+            let stores = file["stores"].as_array().unwrap();
+            let settings = |i: usize| {
+                let mut table = stores[i].as_table().unwrap().clone();
+                for key in ["id", "type", "cache"] {
+                    table.remove(key);
+                }
+                table.try_into::<AwsSettings>().map_err(|e| e.to_string())
+            };
+            let prod = settings(0).unwrap();
+            assert_eq!((prod.region.as_deref(), prod.max_attempts), (Some("eu-west-1"), Some(2)));
+            let err = settings(1).unwrap_err();
+            assert!(err.contains("unknown field `regoin`"), "{err}");
+        }
+
+        #[test]
+        fn unknown_fields_are_refused() {
+            for field in ["secret_access_key = \"x\"", "id = \"aws\"", "cache = {}", "regoin = \"eu-west-1\""]
+            {
+                let err = parse(field).unwrap_err();
+                assert!(err.contains("unknown field"), "{field}: {err}");
+            }
+        }
+
+        #[test]
+        fn bad_values_are_refused_naming_the_field() {
+            for (text, expected) in [
+                ("region = \"US East\"", "region: \"US East\" is not an AWS region name"),
+                ("region = \"\"", "region: \"\" is not an AWS region name"),
+                ("endpoint = \"localhost:4566\"", "endpoint: \"localhost:4566\" must start with http://"),
+                ("endpoint = \"http://\"", "endpoint: \"http://\" must start with http://"),
+                ("prefix = \"a b\"", "prefix: \"a b\" segment 0 breaks the id rules"),
+                ("prefix = \"a//b\"", "prefix: "),
+                ("kms_key_id = \"\"", "kms_key_id: must be 1 to 2048 characters"),
+                ("timeout_ms = 0", "timeout_ms: must be more than zero"),
+                ("max_attempts = 0", "max_attempts: must be 1 to 20, not 0"),
+                ("max_attempts = 21", "max_attempts: must be 1 to 20, not 21"),
+                ("timeout_ms = -1", "timeout_ms"),
+                ("max_attempts = \"3\"", "max_attempts"),
+            ] {
+                let err = parse(text).unwrap_err();
+                assert!(err.contains(expected), "{text}: {err}");
+            }
+            let long = format!("prefix = \"{}\"", "p".repeat(257));
+            assert!(parse(&long).unwrap_err().contains("prefix: "));
+            // What deserializing accepts, the store accepts.
+            let longest = format!("prefix = \"{}/{}\"", "a".repeat(128), "b".repeat(127));
+            parse(&longest).unwrap().into_config().validate(&id()).unwrap();
+        }
     }
 }

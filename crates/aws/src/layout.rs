@@ -8,7 +8,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use credstore_core::{CredentialKey, Error, Metadata, Namespace, Result, SecretValue, StoreId};
-use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// The `SecretString` stored for an empty value, which Secrets Manager
 /// refuses. The envelope's `e` flag tells it apart from a real `" "`.
@@ -148,26 +148,28 @@ impl Names {
 ///
 /// The field names are one or two letters so that the largest metadata the
 /// core allows, with every character escaped, still fits the 2,048
-/// characters of a description (see `largest_envelope_fits` below).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// characters of a description (see `largest_envelope_fits` below). The
+/// fields are written in this order, `cs` first (a description is told to
+/// be an envelope by how it starts); unknown fields are ignored on reading.
+/// Encoded and decoded with `serde_json` by hand, so that `serde` stays an
+/// optional dependency of the crate (its `serde` feature).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Envelope {
     /// The layout version: 1 with `c`, 2 without (`created_at` is then in
     /// the [`CREATED_TAG`] tag, or the secret's creation date).
     pub cs: u32,
     /// The metadata; absent when empty.
-    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
     pub m: Metadata,
     /// `created_at`, nanoseconds since the Unix epoch, when the write knew
-    /// it (the [`CREATED_TAG`] tag, when present, wins).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// it (the [`CREATED_TAG`] tag, when present, wins); absent (or null)
+    /// when not known.
     pub c: Option<u64>,
     /// `updated_at`, nanoseconds since the Unix epoch.
     pub u: u64,
     /// The version id of the value written with this description.
     pub v: String,
     /// True when the value is empty and the `SecretString` holds
-    /// [`EMPTY_PLACEHOLDER`].
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// [`EMPTY_PLACEHOLDER`]; absent when false.
     pub e: bool,
 }
 
@@ -192,10 +194,59 @@ impl Envelope {
         }
     }
 
-    /// The description text.
+    /// The description text: `{"cs":..,"m":{..},"c":..,"u":..,"v":"..","e":true}`,
+    /// leaving out `m` when empty, `c` when unknown and `e` when false.
     pub(crate) fn encode(&self) -> String {
-        // Serializing a struct of strings and integers cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        use std::fmt::Write as _;
+        // Serializing a map of strings, or a string, cannot fail; writing
+        // to a String neither.
+        let mut out = format!("{ENVELOPE_START}{}", self.cs);
+        if !self.m.is_empty() {
+            let _ = write!(out, ",\"m\":{}", serde_json::to_string(&self.m).unwrap_or_default());
+        }
+        if let Some(c) = self.c {
+            let _ = write!(out, ",\"c\":{c}");
+        }
+        let v = serde_json::to_string(&self.v).unwrap_or_default();
+        let _ = write!(out, ",\"u\":{},\"v\":{v}", self.u);
+        if self.e {
+            out.push_str(",\"e\":true");
+        }
+        out.push('}');
+        out
+    }
+
+    /// The envelope in a parsed description, or why it is not one.
+    fn from_json(text: &str) -> std::result::Result<Self, String> {
+        let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let Value::Object(mut fields) = value else { return Err("not a JSON object".into()) };
+        let number = |name: &str, fields: &Map<String, Value>| match fields.get(name) {
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| format!("`{name}` is not an unsigned integer")),
+            None => Ok(None),
+        };
+        let required = |name: &str, got: Option<u64>| got.ok_or_else(|| format!("missing field `{name}`"));
+        let cs = required("cs", number("cs", &fields)?)?;
+        let cs = u32::try_from(cs).map_err(|_| format!("`cs` is out of range: {cs}"))?;
+        let m = match fields.remove("m") {
+            Some(m) => serde_json::from_value::<Metadata>(m).map_err(|e| format!("`m`: {e}"))?,
+            None => Metadata::new(),
+        };
+        let c = match fields.get("c") {
+            Some(Value::Null) => None,
+            _ => number("c", &fields)?,
+        };
+        let u = required("u", number("u", &fields)?)?;
+        let v = match fields.remove("v") {
+            Some(Value::String(v)) => v,
+            Some(_) => return Err("`v` is not a string".into()),
+            None => return Err("missing field `v`".into()),
+        };
+        let e = match fields.get("e") {
+            Some(Value::Bool(e)) => *e,
+            Some(_) => return Err("`e` is not a boolean".into()),
+            None => false,
+        };
+        Ok(Self { cs, m, c, u, v, e })
     }
 
     /// Reads a description: `Ok(None)` for a description that is not an
@@ -205,7 +256,7 @@ impl Envelope {
     /// [`Error::Backend`] when it starts like an envelope but does not parse.
     pub(crate) fn decode(store: &StoreId, name: &str, description: Option<&str>) -> Result<Option<Self>> {
         let Some(text) = description.filter(|d| d.starts_with(ENVELOPE_START)) else { return Ok(None) };
-        match serde_json::from_str::<Envelope>(text) {
+        match Self::from_json(text) {
             Ok(env) if env.cs == 1 && env.c.is_none() => Err(Error::backend(
                 store,
                 format!(
@@ -380,8 +431,37 @@ mod tests {
     }
 
     #[test]
+    fn envelope_text_is_the_layout_written_so_far() {
+        // Byte for byte what earlier versions of this crate wrote and read.
+        let meta = Metadata::try_from([("owner", "ci \"q\" ✓")]).unwrap();
+        let env = Envelope { cs: 1, m: meta, c: Some(5), u: 7, v: "credstore1-ab".into(), e: true };
+        let text = r#"{"cs":1,"m":{"owner":"ci \"q\" ✓"},"c":5,"u":7,"v":"credstore1-ab","e":true}"#;
+        assert_eq!(env.encode(), text);
+        let id = StoreId::new("s").unwrap();
+        assert_eq!(Envelope::decode(&id, "n", Some(text)).unwrap(), Some(env));
+        let bare = Envelope { cs: 2, m: Metadata::new(), c: None, u: 7, v: "x".into(), e: false };
+        assert_eq!(bare.encode(), r#"{"cs":2,"u":7,"v":"x"}"#);
+        // Unknown fields are ignored and a null `c` is an unknown one.
+        let later = r#"{"cs":2,"c":null,"u":7,"v":"x","zz":[1]}"#;
+        assert_eq!(Envelope::decode(&id, "n", Some(later)).unwrap(), Some(bare));
+    }
+
+    #[test]
     fn foreign_and_broken_descriptions() {
         let id = StoreId::new("s").unwrap();
+        for broken in [
+            r#"{"cs":2,"v":"x"}"#,
+            r#"{"cs":2,"u":-1,"v":"x"}"#,
+            r#"{"cs":2,"u":1}"#,
+            r#"{"cs":2,"u":1,"v":3}"#,
+            r#"{"cs":2,"u":1,"v":"x","e":1}"#,
+            r#"{"cs":2,"u":1,"v":"x","m":null}"#,
+            r#"{"cs":2,"c":"1","u":1,"v":"x"}"#,
+            r#"{"cs":99999999999,"u":1,"v":"x"}"#,
+        ] {
+            let err = Envelope::decode(&id, "n", Some(broken)).unwrap_err();
+            assert!(err.to_string().contains("is not a valid credstore envelope"), "{broken}: {err}");
+        }
         assert_eq!(Envelope::decode(&id, "n", None).unwrap(), None);
         assert_eq!(Envelope::decode(&id, "n", Some("Database password")).unwrap(), None);
         assert_eq!(Envelope::decode(&id, "n", Some("{\"other\":1}")).unwrap(), None);

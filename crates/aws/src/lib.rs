@@ -51,6 +51,16 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Settings from a config file
+//!
+//! With the `serde` feature, `AwsSettings` is what one store's table of a
+//! configuration file holds (`region`, `endpoint`, `prefix`, `kms_key_id`,
+//! `timeout_ms`, `max_attempts`, all optional; credentials always from the
+//! AWS chain), checked as it is deserialized, and `AwsSettings::open`
+//! opens the store as [`AwsStore::from_env`] does. `credstore-server`'s
+//! `[[stores]]` tables of `type = "aws-secrets-manager"` are these
+//! settings.
+//!
 //! # Layout
 //!
 //! Other AWS tools read and manage these secrets as they are:
@@ -127,7 +137,8 @@
 //! | `get` of a version this store wrote or read before | `GetSecretValue` | 1 |
 //! | `get` of any other version | `GetSecretValue` and `DescribeSecret`, at the same time | 1 |
 //! | `has`, `version` | `DescribeSecret` | 1 |
-//! | `set` of an existing key | `UpdateSecret` (value and description) and `DescribeSecret`, at the same time | 1 |
+//! | `set` of a key this store made, wrote or read in the last 30 s | `UpdateSecret` (value and description) | 1 |
+//! | `set` of another existing key | `UpdateSecret` and `DescribeSecret`, at the same time | 1 |
 //! | `set` of a new key | the two above (the update finds nothing), then `CreateSecret` | 2 |
 //! | `create` of a new key | `CreateSecret` | 1 |
 //! | `create` of a present key | `CreateSecret` (refused), `DescribeSecret` | 2 |
@@ -183,11 +194,31 @@
 //!   `set` does): one `UpdateSecret` with the value, the description and a
 //!   fresh `ClientRequestToken`. The new version and the description naming
 //!   it arrive in one call, so no reader sees one without the other; of
-//!   concurrent upserts, the last one wins whole. The `DescribeSecret` sent
-//!   with it reports `created_at` (from the tag, which the update does not
-//!   change) and whether the key was new. A missing secret is then made
-//!   with `CreateSecret`; when another writer made it first, the upsert
-//!   overwrites it.
+//!   concurrent upserts, the last one wins whole. A missing secret is then
+//!   made with `CreateSecret`; when another writer made it first, the
+//!   upsert overwrites it. The outcome's `created_at` (from the tag, which
+//!   the update does not change) and whether the key was new come from one
+//!   of two places:
+//!   - When this store saw the secret whole in the last 30 s (it created
+//!     it, or a `DescribeSecret` of a write or read showed its ARN and the
+//!     `credstore-created` tag), the update goes alone. `UpdateSecret`
+//!     answers the secret's ARN, and a secret deleted and made again has a
+//!     new one (a random suffix), so when the ARN is the one seen, the key
+//!     was present and its creation time is the one seen. Another ARN, or
+//!     none, and the upsert describes the secret after the update.
+//!   - Otherwise `DescribeSecret` goes at the same time as the update.
+//!
+//!   One change keeps the ARN: a key deleted by another process with a
+//!   [`DeletionPolicy::RecoveryWindow`] and set again (restored, its tag
+//!   reset) within those 30 s. An upsert from this store then still
+//!   reports `created: false` rightly (the key was present), but the
+//!   earlier `created_at`, as this store's own reads of that version do;
+//!   other readers see the reset tag. Stores that all delete with
+//!   [`DeletionPolicy::Immediate`] (the default) never see this. The
+//!   trade: on a service that handles requests one at a time (moto), the
+//!   `DescribeSecret` alongside doubles an overwrite's time; across a
+//!   network it costs little latency but one more request (and its price)
+//!   per write.
 //! - **Create-only** ([`SetMode::Create`](credstore_core::SetMode::Create)):
 //!   one `CreateSecret` with value, description and tag; atomic, so over an
 //!   existing secret it fails with
@@ -259,6 +290,8 @@ pub mod errors;
 mod layout;
 mod store;
 
+#[cfg(feature = "serde")]
+pub use config::AwsSettings;
 pub use config::{AwsConfig, DeletionPolicy, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT};
 pub use layout::MAX_SECRET_NAME_LEN;
 pub use store::AwsStore;

@@ -41,6 +41,10 @@ const WRITE_ROUNDS: usize = 200;
 /// How long a write waits for a secret being deleted to go (the service
 /// deletes asynchronously), or for other writers, before it gives up.
 const WRITE_PATIENCE: Duration = Duration::from_secs(30);
+/// How long after this store last saw a secret's ARN and creation-time tag
+/// (see [`Proof`]) an upsert of it is one `UpdateSecret`, without a
+/// `DescribeSecret`; past it, the upsert describes the secret again.
+const PROOF_FOR: Duration = Duration::from_secs(30);
 
 /// The settings every handle of one store shares.
 struct Shared {
@@ -68,6 +72,35 @@ struct Known {
     version: String,
     envelope: Envelope,
     created_at: SystemTime,
+    /// When this store last saw the secret whole (from `CreateSecret`, or a
+    /// `DescribeSecret` showing the [`CREATED_TAG`] tag): what lets an
+    /// upsert skip the `DescribeSecret`.
+    proof: Option<Proof>,
+}
+
+/// What an upsert needs to report its outcome without a `DescribeSecret`:
+/// the secret's ARN, which `UpdateSecret` answers (a secret deleted and made
+/// again has a new one), and when it was seen with `created_at` in its
+/// [`CREATED_TAG`] tag (which an update does not touch). Trusted for
+/// [`PROOF_FOR`] from `seen`; see the crate docs ("Writes") for the one
+/// change the ARN cannot show.
+#[derive(Debug, Clone)]
+struct Proof {
+    arn: String,
+    /// When the request that showed it was sent.
+    seen: Instant,
+}
+
+impl Proof {
+    /// A proof from an answer naming `arn`, when the creation time is in
+    /// the tag.
+    fn of(arn: Option<&str>, tagged: bool, seen: Instant) -> Option<Self> {
+        arn.filter(|a| tagged && !a.is_empty()).map(|arn| Self { arn: arn.to_owned(), seen })
+    }
+
+    fn fresh(&self) -> bool {
+        self.seen.elapsed() < PROOF_FOR
+    }
 }
 
 /// A bound on [`Shared::known`]: past it, the map starts over.
@@ -285,12 +318,19 @@ impl AwsStore {
         self.shared.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).cloned()
     }
 
-    fn remember(&self, name: &str, version: &str, envelope: &Envelope, created_at: SystemTime) {
+    fn remember(
+        &self,
+        name: &str,
+        version: &str,
+        envelope: &Envelope,
+        created_at: SystemTime,
+        proof: Option<Proof>,
+    ) {
         let mut known = self.shared.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if known.len() >= MAX_KNOWN && !known.contains_key(name) {
             known.clear();
         }
-        let entry = Known { version: version.to_owned(), envelope: envelope.clone(), created_at };
+        let entry = Known { version: version.to_owned(), envelope: envelope.clone(), created_at, proof };
         known.insert(name.to_owned(), entry);
     }
 
@@ -389,14 +429,14 @@ impl AwsStore {
     }
 
     /// `CreateSecret` with value, description and the [`CREATED_TAG`] tag in
-    /// one call.
+    /// one call. Returns the secret's ARN.
     async fn create_secret(
         &self,
         name: &str,
         value: &Payload,
         envelope: &Envelope,
         created_at: SystemTime,
-    ) -> std::result::Result<(), Failure> {
+    ) -> std::result::Result<Option<String>, Failure> {
         let mut req = self
             .client()
             .create_secret()
@@ -414,7 +454,7 @@ impl AwsStore {
             req = req.tags(Tag::builder().key(k).value(v).build());
         }
         req = req.tags(Tag::builder().key(CREATED_TAG).value(layout::created_tag_value(created_at)).build());
-        req.send().await.map(drop).map_err(|e| self.fail("CreateSecret", true, e))
+        req.send().await.map(|out| out.arn).map_err(|e| self.fail("CreateSecret", true, e))
     }
 
     /// `UpdateSecret` with value and description in one call: a new version
@@ -567,8 +607,9 @@ impl AwsStore {
         let now = layout::next_updated_at();
         let version = layout::new_version_id();
         let env = Envelope::new(metadata, Some(now), now, version.clone(), empty);
-        self.create_secret(name, payload, &env, now).await?;
-        self.remember(name, &version, &env, now);
+        let sent = Instant::now();
+        let arn = self.create_secret(name, payload, &env, now).await?;
+        self.remember(name, &version, &env, now, Proof::of(arn.as_deref(), true, sent));
         let version = Version::new(version)
             .map_err(|e| Failure { kind: Kind::Other, error: Error::backend(&self.id, e) })?;
         Ok(SetOutcome { created: true, version, created_at: now, updated_at: now })
@@ -577,9 +618,10 @@ impl AwsStore {
     /// An upsert of a key that exists, in one round trip: `UpdateSecret`
     /// with value and description (a new `AWSCURRENT` version and the
     /// envelope naming it, in one call, so no reader sees one without the
-    /// other), and at the same time `DescribeSecret` for what the outcome
-    /// reports (`created_at` is in the [`CREATED_TAG`] tag or the secret's
-    /// creation date, which the update does not touch).
+    /// other). What the outcome reports (`created_at` is in the
+    /// [`CREATED_TAG`] tag or the secret's creation date, which the update
+    /// does not touch) comes from a fresh [`Proof`] when the update answers
+    /// its ARN, else from a `DescribeSecret` sent at the same time.
     async fn upsert_in_one(
         &self,
         name: &str,
@@ -587,30 +629,68 @@ impl AwsStore {
         metadata: &Metadata,
         empty: bool,
     ) -> Result<Fast> {
-        let updated_at = layout::next_updated_at();
+        let known = self.known(name);
+        let proof = known.as_ref().and_then(|k| k.proof.clone()).filter(Proof::fresh);
+        let mut updated_at = layout::next_updated_at();
+        if let Some(known) = known.as_ref().filter(|_| proof.is_some()) {
+            // Strictly after the write this store saw last, even if another
+            // writer's clock is ahead.
+            updated_at = updated_at.max(known.envelope.updated_at() + Duration::from_nanos(1));
+        }
         let version = layout::new_version_id();
         let env = Envelope::new(metadata, None, updated_at, version.clone(), empty);
-        let (written, seen) =
-            tokio::join!(self.update_secret(name, payload, &env, false), self.describe(name));
+        let sent = Instant::now();
+        let (written, seen) = match (&proof, &known) {
+            (Some(proof), Some(known)) => {
+                let written = self.update_secret(name, payload, &env, false).await;
+                if matches!(&written, Ok(Some(arn)) if *arn == proof.arn) {
+                    // The secret this store saw, with its creation-time tag:
+                    // it had a value then and a secret never loses its
+                    // current version, so the key was present.
+                    let created_at = known.created_at;
+                    self.remember(name, &version, &env, created_at, Some(proof.clone()));
+                    let version = Version::new(version).map_err(|e| Error::backend(&self.id, e))?;
+                    return Ok(Fast::Done(SetOutcome { created: false, version, created_at, updated_at }));
+                }
+                // Another secret under that name (deleted and made again),
+                // or no ARN in the answer: described below.
+                (written, None)
+            }
+            _ => {
+                let (written, seen) =
+                    tokio::join!(self.update_secret(name, payload, &env, false), self.describe(name));
+                (written, Some(seen))
+            }
+        };
         let arn = match written {
             Ok(arn) => arn,
-            Err(f) if f.is(Kind::NotFound) => return Ok(Fast::Missing),
+            Err(f) if f.is(Kind::NotFound) => {
+                self.forget(name);
+                return Ok(Fast::Missing);
+            }
             // Scheduled for deletion, or being purged.
-            Err(f) if f.is(Kind::InvalidRequest) => return Ok(Fast::Slow),
+            Err(f) if f.is(Kind::InvalidRequest) => {
+                self.forget(name);
+                return Ok(Fast::Slow);
+            }
             Err(f) => return Err(f.error),
         };
         let same = |d: &DescribeSecretOutput| arn.is_none() || d.arn() == arn.as_deref();
         let desc = match seen {
-            Ok(State::Live(d)) if same(&d) => Some(d),
+            Some(Ok(State::Live(d))) if same(&d) => Some((d, sent)),
             // Deleted and made again around the update (or the describe
-            // failed): look once more.
-            _ => match self.describe(name).await {
-                Ok(State::Live(d)) if same(&d) => Some(d),
-                _ => None,
-            },
+            // failed, or was not sent): look once more.
+            _ => {
+                let again = Instant::now();
+                match self.describe(name).await {
+                    Ok(State::Live(d)) if same(&d) => Some((d, again)),
+                    _ => None,
+                }
+            }
         };
-        let Some(desc) = desc else {
+        let Some((desc, described)) = desc else {
             tracing::warn!(store = %self.id, secret = name, "written, but the secret could not be described for the outcome");
+            self.forget(name);
             let version = Version::new(version).map_err(|e| Error::backend(&self.id, e))?;
             return Ok(Fast::Done(SetOutcome {
                 created: false,
@@ -625,11 +705,13 @@ impl AwsStore {
             m.iter()
                 .any(|(id, labels)| *id != version && labels.iter().any(|l| l == CURRENT || l == PREVIOUS))
         });
-        let created_at = match created_tag(&desc) {
+        let tagged = created_tag(&desc);
+        let created_at = match tagged {
             Some(t) => t,
             None => self.adopt_created_at(name, &desc, &version, created, updated_at).await,
         };
-        self.remember(name, &version, &env, created_at);
+        let proof = Proof::of(desc.arn().filter(|_| arn.is_some()), tagged.is_some(), described);
+        self.remember(name, &version, &env, created_at, proof);
         let version = Version::new(version).map_err(|e| Error::backend(&self.id, e))?;
         Ok(Fast::Done(SetOutcome { created, version, created_at, updated_at }))
     }
@@ -670,6 +752,7 @@ impl AwsStore {
         desc: &DescribeSecretOutput,
         view: &View,
         restored: bool,
+        described: Instant,
     ) -> std::result::Result<SetOutcome, std::result::Result<Again, Error>> {
         let Write { key, name, payload, metadata, empty, mode } = *write;
         match mode {
@@ -758,7 +841,10 @@ impl AwsStore {
             self.unstage(name, &version).await;
             return Err(Err(f.error));
         }
-        self.remember(name, &version, &env, created_at);
+        // The tag holds `created_at` when the description showed it, or
+        // after the restore above wrote it.
+        let proof = Proof::of(desc.arn(), created || created_tag(desc).is_some(), described);
+        self.remember(name, &version, &env, created_at, proof);
         let version = Version::new(version).map_err(|e| Err(Error::backend(&self.id, e)))?;
         Ok(SetOutcome { created, version, created_at, updated_at })
     }
@@ -901,6 +987,7 @@ impl CredentialStore for AwsStore {
         for round in 0..READ_ROUNDS {
             // Both at once: the description says which version goes with
             // it, the value read is usually that version.
+            let described = Instant::now();
             let (state, current) = match first.take() {
                 Some(Err(f)) if !(f.is(Kind::NotFound) || f.is(Kind::InvalidRequest)) => return Err(f.error),
                 Some(current) => (self.describe(&name).await, current),
@@ -931,7 +1018,8 @@ impl CredentialStore for AwsStore {
                 Ok(out) => {
                     let credential = self.credential(key, &desc, &view, out)?;
                     if let Some(env) = view.envelope.as_ref().filter(|_| view.ours) {
-                        self.remember(&name, &view.visible, env, credential.created_at);
+                        let proof = Proof::of(desc.arn(), created_tag(&desc).is_some(), described);
+                        self.remember(&name, &view.visible, env, credential.created_at, proof);
                     }
                     return Ok(Some(credential));
                 }
@@ -947,8 +1035,11 @@ impl CredentialStore for AwsStore {
 
     /// # Behavior
     /// - [`SetMode::Upsert`]: `UpdateSecret` with value and description in
-    ///   one call, and `DescribeSecret` at the same time for the outcome's
-    ///   `created_at`: one round trip. A missing key is then created with
+    ///   one call. Alone when this store saw the secret's ARN and
+    ///   creation-time tag in the last 30 s (it made, wrote or read the
+    ///   key) and the update answers that ARN; otherwise with
+    ///   `DescribeSecret` at the same time for the outcome's `created_at`.
+    ///   One round trip either way. A missing key is then created with
     ///   `CreateSecret`.
     /// - [`SetMode::Create`]: one `CreateSecret` (value, description and
     ///   creation-time tag; atomic, so of racing create-only writes exactly
@@ -1019,6 +1110,7 @@ impl CredentialStore for AwsStore {
             if started.elapsed() > patience {
                 break;
             }
+            let described = Instant::now();
             let again = match self.describe(&name).await? {
                 State::Missing => {
                     if let SetMode::Replace(_) = mode {
@@ -1108,7 +1200,7 @@ impl CredentialStore for AwsStore {
                             Again::Later(None)
                         } else {
                             let write = Write { key, name: &name, payload: &payload, metadata, empty, mode };
-                            let res = self.write_over(&write, &desc, &view, restored).await;
+                            let res = self.write_over(&write, &desc, &view, restored, described).await;
                             match res {
                                 Ok(outcome) => return Ok(outcome),
                                 Err(Ok(again)) => again,
@@ -1260,6 +1352,19 @@ mod tests {
             .iter()
             .map(|(id, labels)| ((*id).to_owned(), labels.iter().map(|l| (*l).to_owned()).collect()))
             .collect()
+    }
+
+    #[test]
+    fn a_proof_needs_an_arn_and_the_tag_and_expires() {
+        let now = Instant::now();
+        assert!(Proof::of(None, true, now).is_none());
+        assert!(Proof::of(Some(""), true, now).is_none());
+        assert!(Proof::of(Some("arn:aws:secretsmanager:r:1:secret:k-AbCdEf"), false, now).is_none());
+        let proof = Proof::of(Some("arn:aws:secretsmanager:r:1:secret:k-AbCdEf"), true, now).expect("proof");
+        assert!(proof.fresh());
+        if let Some(old) = now.checked_sub(PROOF_FOR) {
+            assert!(!Proof { seen: old, ..proof }.fresh(), "a proof is trusted for PROOF_FOR only");
+        }
     }
 
     #[test]

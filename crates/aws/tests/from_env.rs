@@ -69,5 +69,25 @@ fn from_env_uses_the_chain_and_config_overrides_it() {
             .static_credentials("AKIDOTHER", SecretValue::from("other-secret"));
         let explicit = AwsStore::from_env(id(), config).await.expect("from_env");
         assert!(explicit.has(&k).await.expect("has"));
+
+        // The settings of a config file: the same store, opened from a
+        // `[[stores]]` table (without id, type and cache).
+        #[cfg(feature = "serde")]
+        {
+            let ctx = credstore_core::config::ConfigContext::new(env!("CARGO_MANIFEST_DIR"));
+            let table =
+                format!("endpoint = \"{}\"\nprefix = \"{prefix}/\"\ntimeout_ms = 5000\n", moto.endpoint());
+            let settings: credstore_aws::AwsSettings = toml::from_str(&table).expect("settings");
+            let opened = settings.open(id(), &ctx).await.expect("open");
+            assert_eq!(opened.prefix(), prefix, "the trailing / is dropped");
+            let got = opened.get(&k).await.expect("get").expect("present");
+            assert_eq!(got.value.expose_str().expect("text"), "chain");
+
+            // No region in the settings or the chain: refused when opened.
+            std::env::remove_var("AWS_REGION");
+            let settings: credstore_aws::AwsSettings = toml::from_str("prefix = \"x\"").expect("settings");
+            let err = settings.open(id(), &ctx).await.expect_err("no region");
+            assert!(matches!(&err, Error::Config { reason, .. } if reason.contains("region")), "{err:?}");
+        }
     });
 }

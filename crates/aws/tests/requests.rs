@@ -270,12 +270,13 @@ async fn writes_are_one_round_trip_where_the_service_allows() {
     assert!(first.created);
     assert_eq!(r, [vec!["DescribeSecret", "UpdateSecret"], vec!["CreateSecret"]], "upsert of a new key");
 
-    // Overwrite: UpdateSecret (value and description in one call) and, at
-    // the same time, DescribeSecret for the outcome's created_at.
+    // Overwrite of a secret this store made: UpdateSecret (value and
+    // description in one call) alone; the ARN it answers is the one
+    // CreateSecret answered, so created_at is the one this store knows.
     let (second, r) = measure(&proxy, store.set(&k, &SecretValue::from("value 2"), &m)).await;
     let second = second.expect("overwrite");
     assert!(!second.created && second.created_at == first.created_at && second.updated_at > first.updated_at);
-    assert_eq!(r, [vec!["DescribeSecret", "UpdateSecret"]], "overwrite: one round of two requests");
+    assert_eq!(r, [vec!["UpdateSecret"]], "overwrite of a key this store made: one request");
     let (got, r) = measure(&proxy, store.get(&k)).await;
     assert_eq!(got.expect("get").expect("present").version, second.version);
     assert_eq!(r, [vec!["GetSecretValue"]], "get after an overwrite");
@@ -330,9 +331,12 @@ async fn writes_are_one_round_trip_where_the_service_allows() {
         [vec!["DescribeSecret", "GetSecretValue"], vec!["GetSecretValue"]],
         "first get by another store after a replace (moto)"
     );
-    // After the next overwrite, the value alone again.
-    let (fourth, _) = measure(&proxy, store.set(&k, &SecretValue::from("value 4"), &m)).await;
+    // After the next overwrite (one request: the replace saw the ARN and
+    // the tag), the value alone again.
+    let (fourth, r) = measure(&proxy, store.set(&k, &SecretValue::from("value 4"), &m)).await;
     let fourth = fourth.expect("overwrite");
+    assert!(!fourth.created && fourth.created_at == first.created_at && fourth.updated_at > third.updated_at);
+    assert_eq!(r, [vec!["UpdateSecret"]], "overwrite after a replace");
     let (got, r) = measure(&proxy, store.get(&k)).await;
     let got = got.expect("get").expect("present");
     assert_eq!((got.value.expose_str().expect("text"), &got.version), ("value 4", &fourth.version));
@@ -376,4 +380,68 @@ async fn setting_a_key_deleted_with_a_recovery_window_restores_it() {
     );
     let got = store.get(&k).await.expect("get").expect("present");
     assert_eq!((got.created_at, got.version), (again.created_at, again.version));
+}
+
+/// An upsert of a key this store has not seen describes it at the same time
+/// (one round of two requests), then is one `UpdateSecret`; a key deleted
+/// and made again by another store has another ARN, which the update
+/// answers, so the outcome is described again and reports the new
+/// `created_at`; a key another store deleted with a recovery window is
+/// refused by the update and set again the long way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upserts_of_a_key_this_store_saw_are_one_request_and_check_the_arn() {
+    let Some((_moto, proxy)) = start().await else { return };
+    let writer = store_via(&proxy.endpoint, DeletionPolicy::Immediate);
+    let k = key("seen");
+    let m = Metadata::try_from([("n", "1")]).expect("m");
+    let first = writer.set(&k, &SecretValue::from("v1"), &m).await.expect("set new");
+
+    // Another store (another process) knows nothing of the key yet.
+    let other = store_at(&proxy.endpoint, DeletionPolicy::Immediate, writer.prefix());
+    let (out, r) = measure(&proxy, other.set(&k, &SecretValue::from("v2"), &m)).await;
+    let out = out.expect("overwrite");
+    assert!(!out.created && out.created_at == first.created_at, "{out:?} after {first:?}");
+    assert_eq!(r, [vec!["DescribeSecret", "UpdateSecret"]], "first upsert by a store that never saw the key");
+    let (again, r) = measure(&proxy, other.set(&k, &SecretValue::from("v3"), &m)).await;
+    let again = again.expect("overwrite");
+    assert!(!again.created && again.created_at == first.created_at && again.updated_at > out.updated_at);
+    assert_eq!(r, [vec!["UpdateSecret"]], "second upsert: one request");
+    // A store that read the key (value and description) knows it too.
+    let reader = store_at(&proxy.endpoint, DeletionPolicy::Immediate, writer.prefix());
+    reader.get(&k).await.expect("get").expect("present");
+    let (read_then_set, r) = measure(&proxy, reader.set(&k, &SecretValue::from("v4"), &m)).await;
+    let read_then_set = read_then_set.expect("overwrite");
+    assert!(!read_then_set.created && read_then_set.created_at == first.created_at);
+    assert_eq!(r, [vec!["UpdateSecret"]], "upsert after a get");
+
+    // Deleted and made again by another store: a new secret, a new ARN.
+    assert!(writer.delete(&k).await.expect("delete"));
+    let reborn = writer.set(&k, &SecretValue::from("reborn"), &Metadata::new()).await.expect("set again");
+    assert!(reborn.created && reborn.created_at > first.created_at);
+    let (over, r) = measure(&proxy, other.set(&k, &SecretValue::from("over"), &m)).await;
+    let over = over.expect("overwrite");
+    assert!(!over.created, "the key existed: another store made it again");
+    assert_eq!(
+        over.created_at, reborn.created_at,
+        "created_at of the secret made again, not of the first one"
+    );
+    assert_eq!(r, [vec!["UpdateSecret"], vec!["DescribeSecret"]], "the update answered another ARN");
+    let got = other.get(&k).await.expect("get").expect("present");
+    assert_eq!((got.value.expose_str().expect("text"), got.created_at), ("over", reborn.created_at));
+    assert_eq!(got.version, over.version);
+    let (next, r) = measure(&proxy, other.set(&k, &SecretValue::from("next"), &m)).await;
+    assert_eq!(next.expect("overwrite").created_at, reborn.created_at);
+    assert_eq!(r, [vec!["UpdateSecret"]], "one request again once the new ARN is known");
+
+    // Deleted by another store with a recovery window: the update is
+    // refused, and the key is set again as a new one.
+    let windowed = store_at(&proxy.endpoint, DeletionPolicy::RecoveryWindow(7), writer.prefix());
+    assert!(windowed.delete(&k).await.expect("delete"));
+    let (phoenix, r) = measure(&proxy, other.set(&k, &SecretValue::from("phoenix"), &m)).await;
+    let phoenix = phoenix.expect("set again");
+    assert!(phoenix.created && phoenix.created_at > reborn.created_at, "{phoenix:?}");
+    assert_eq!(r.first(), Some(&vec!["UpdateSecret"]), "the update alone first: {r:?}");
+    assert!(r.iter().flatten().any(|op| *op == "RestoreSecret"), "restored: {r:?}");
+    let got = writer.get(&k).await.expect("get").expect("present");
+    assert_eq!((got.value.expose_str().expect("text"), got.created_at), ("phoenix", phoenix.created_at));
 }
