@@ -102,7 +102,7 @@ impl Backends {
         });
         #[cfg(feature = "aws")]
         {
-            b.register(StoreKind::AwsSecretsManager, |id, s: crate::config::AwsSettings, ctx| async move {
+            b.register(StoreKind::AwsSecretsManager, |id, s: credstore_aws::AwsSettings, ctx| async move {
                 s.open(id, &ctx).await
             });
             b.alias("aws", StoreKind::AwsSecretsManager.as_str());

@@ -437,66 +437,6 @@ pub fn default_stores(data_dir: &Path, backends: &Backends, ctx: &ConfigContext)
     vec![memory.expect("memory is built in"), sqlite.expect("encrypted-sqlite is built in")]
 }
 
-/// The settings of an AWS Secrets Manager store, as written in TOML.
-/// Credentials come from the standard AWS chain (environment, profile, SSO,
-/// instance or container role); never from the config file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AwsSettings {
-    /// The region, such as `eu-west-1`; default from the AWS environment.
-    #[serde(default)]
-    pub region: Option<String>,
-    /// An endpoint URL to use instead of AWS's (a VPC endpoint, LocalStack, moto).
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// A prefix of every secret name this store manages (`prod/payments`).
-    #[serde(default)]
-    pub prefix: Option<String>,
-    /// A KMS key (id, ARN or alias) to encrypt values with.
-    #[serde(default)]
-    pub kms_key_id: Option<String>,
-    /// Timeout of one request, retries included, in milliseconds.
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-    /// Attempts per request, the first included.
-    #[serde(default)]
-    pub max_attempts: Option<u32>,
-}
-
-#[cfg(feature = "aws")]
-impl AwsSettings {
-    /// Opens the AWS Secrets Manager store `id` with these settings.
-    ///
-    /// # Errors
-    /// Those of `credstore_aws::AwsStore::from_env`.
-    pub async fn open(
-        self,
-        id: StoreId,
-        _ctx: &ConfigContext,
-    ) -> credstore_core::Result<credstore_aws::AwsStore> {
-        let mut c = credstore_aws::AwsConfig::new();
-        if let Some(r) = &self.region {
-            c = c.region(r);
-        }
-        if let Some(e) = &self.endpoint {
-            c = c.endpoint_url(e);
-        }
-        if let Some(p) = &self.prefix {
-            c = c.prefix(p);
-        }
-        if let Some(k) = &self.kms_key_id {
-            c = c.kms_key_id(k);
-        }
-        if let Some(ms) = self.timeout_ms {
-            c = c.timeout(Duration::from_millis(ms));
-        }
-        if let Some(n) = self.max_attempts {
-            c = c.max_attempts(n);
-        }
-        credstore_aws::AwsStore::from_env(id, c).await
-    }
-}
-
 /// The TOML config file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -747,6 +687,7 @@ actions = ["view"]
             "[[stores]]\nid = \"x\"\ntype = \"vault\"\naddress = \"http://v\"\nadress = \"http://v\"",
             "[[stores]]\nid = \"x\"\ntype = \"keychain\"\nplatfrom = \"keyutils\"",
             "[[stores]]\nid = \"x\"\ntype = \"memory\"\ncache = 5",
+            "[[stores]]\nid = \"x\"\ntype = \"aws-secrets-manager\"\nregoin = \"eu-west-1\"",
             "[[stores]]\ntype = \"memory\"",
             "[[stores]]\nid = \"x\"",
             "[[stores]]\nid = 5\ntype = \"memory\"",
