@@ -5,7 +5,6 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::problem::{Problem, ProblemError};
 use crate::routes::{self, TAG_OPS, TAG_STORES};
@@ -114,15 +113,7 @@ impl Modify for BearerAuth {
 /// Every route with its documentation; `/openapi.json` serves the document
 /// this returns.
 pub fn api_router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(routes::list_stores))
-        .routes(routes!(routes::create_credential, routes::list_credentials))
-        .routes(routes!(routes::get_credential, routes::delete_credential))
-        .routes(routes!(routes::healthz))
-        .routes(routes!(routes::readyz))
-        .routes(routes!(routes::metrics))
-        .routes(routes!(routes::openapi_json))
-        .split_for_parts()
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(routes::router()).split_for_parts()
 }
 
 /// The OpenAPI 3.1 document of this server.
