@@ -72,11 +72,12 @@ pub struct CreateBinaryCredential {
     key: String,
     /// *(extension)* The value's bytes in standard, padded base64 (RFC 4648
     /// §4: `A-Z a-z 0-9 + /`, `=` padding, no line breaks or spaces, unused
-    /// bits zero), at most 65,536 bytes once decoded (87,384 characters).
-    /// Bytes that are UTF-8 text are stored as a text value (`valueKind`
-    /// `text`), any others as a binary value (`binary`).
+    /// bits zero), at most 65,536 bytes once decoded (87,384 characters;
+    /// the pattern counts the groups: 21,845 groups of four and `==` at
+    /// most). Bytes that are UTF-8 text are stored as a text value
+    /// (`valueKind` `text`), any others as a binary value (`binary`).
     #[schema(
-        pattern = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$",
+        pattern = r"^(?:(?:[A-Za-z0-9+/]{4}){0,21845}|(?:[A-Za-z0-9+/]{4}){0,21844}[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|(?:[A-Za-z0-9+/]{4}){0,21845}[A-Za-z0-9+/][AQgw]==)$",
         max_length = 87384,
         example = "3q2+7w=="
     )]
