@@ -139,6 +139,8 @@ pub(crate) mod op {
         ReadMetadata => View, ReadMetadata;
         /// Delete Credential.
         Delete => Edit, Delete;
+        /// Read Credential Value.
+        Reveal => Reveal, Reveal;
     }
 }
 

@@ -1,5 +1,5 @@
 //! The credentials of a store in one tenant's project: create, list keys,
-//! read metadata, delete.
+//! read metadata, delete, and *(opt-in)* read the value.
 
 use std::collections::BTreeMap;
 
@@ -11,12 +11,14 @@ use credstore_core::{Error as StoreError, ListCursor, ListOptions, SetOutcome};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::access::{audited, missing, op, ProjectCredential, ProjectStore};
+use super::access::{audited, missing, op, write_audit, ProjectCredential, ProjectStore};
 use super::body::{CreateBody, CreateCredentialRequest};
 use super::conditional::{conditional_set, etag, no_condition, WriteCondition};
 use super::{json_ok, timestamp, CredentialPath, ManageErrors, StoreNotFound, StorePath, TAG_STORES};
+use crate::audit::AuditOutcome;
 use crate::problem::{ApiError, Problem};
 use crate::state::AppState;
+use zeroize::Zeroizing;
 
 // ---------------------------------------------------------------- shapes
 
@@ -109,6 +111,47 @@ impl ValueKind {
 pub struct CredentialInfoResponse {
     /// The credential's metadata and timestamps.
     pub data: CredentialInfo,
+}
+
+/// *(extension)* A credential's value, as the value read answers it.
+///
+/// Exactly one of `value` (a text value) and `valueBase64` (a binary
+/// value, standard padded base64) is present. No `Debug`: it holds the
+/// value.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialValue<'a> {
+    /// The key.
+    #[schema(value_type = String)]
+    pub key: &'a str,
+    /// The store's id.
+    #[schema(value_type = String)]
+    pub store_id: &'a str,
+    /// The value, when it is text (`valueKind` `text`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub value: Option<&'a str>,
+    /// The value's bytes in standard, padded base64, when it is not UTF-8
+    /// (`valueKind` `binary`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "3q2+7w==")]
+    pub value_base64: Option<&'a str>,
+    /// Which of the two the value is.
+    pub value_kind: ValueKind,
+    /// The version of the value, also sent as the strong `ETag`.
+    #[schema(value_type = String, example = "3")]
+    pub version: &'a str,
+    /// When the key was first set (RFC 3339, UTC).
+    pub created_at: String,
+    /// When the key was last set (RFC 3339, UTC).
+    pub updated_at: String,
+}
+
+/// *(extension)* The answer of *Read Credential Value*.
+#[derive(Serialize, ToSchema)]
+pub struct CredentialValueResponse<'a> {
+    /// The credential's value and version.
+    pub data: CredentialValue<'a>,
 }
 
 /// Query parameters of the key listing.
@@ -369,4 +412,103 @@ mod tests {
             "/manage/tenants/t/projects/p/credential-stores/memory-default/credentials/k.1"
         );
     }
+}
+
+/// Read Credential Value (extension)
+///
+/// A credential's value (text as `value`, bytes as `valueBase64`) and its
+/// version (also the strong `ETag`), never cached (`Cache-Control:
+/// no-store`). Only for a token with the `reveal` action, which no token
+/// has unless the configuration grants it (the admin token included). Every
+/// read is recorded in the audit log (action `reveal`, never the value)
+/// before the value is sent; when the record cannot be written the answer
+/// is 503 and the value is not sent.
+#[utoipa::path(
+    get,
+    path = "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}/value",
+    operation_id = "readCredentialValue",
+    tag = TAG_STORES,
+    params(CredentialPath),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The credential's value and version", body = CredentialValueResponse,
+            headers(
+                ("ETag" = String, description = "The credential's version, as a strong entity tag `\"<version>\"`"),
+                ("Cache-Control" = String, description = "`no-store`: the answer holds a secret"),
+            )),
+        ManageErrors,
+        StoreNotFound,
+        (status = 403, description = "The token lacks the `reveal` action (no token has it unless the configuration grants it, the admin token included), or may not use this tenant or project", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn read_value(
+    State(state): State<AppState>,
+    target: ProjectCredential<op::Reveal>,
+) -> Result<Response, ApiError> {
+    let ProjectCredential { store: ProjectStore { project, id, store }, key } = target;
+    let read = match store.get(&key).await {
+        Ok(Some(cred)) => Ok(cred),
+        Ok(None) => Err(missing(&key, &id)),
+        Err(e) => Err(ApiError::from(e)),
+    };
+    let (outcome, status) = match &read {
+        Ok(_) => (AuditOutcome::Succeeded, StatusCode::OK),
+        Err(e) => (AuditOutcome::Failed, e.status),
+    };
+    // Recorded before anything is sent: no value leaves unrecorded.
+    write_audit(&state, &project.audit, outcome, Some(status.as_u16()))?;
+    let cred = read?;
+    let encoded = (!cred.value.is_text()).then(|| {
+        use base64::Engine as _;
+        let bytes = cred.value.expose_secret();
+        let mut out = Zeroizing::new(String::with_capacity(bytes.len().div_ceil(3) * 4));
+        base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut out);
+        out
+    });
+    let body = CredentialValueResponse {
+        data: CredentialValue {
+            key: key.as_str(),
+            store_id: id.as_str(),
+            value: cred.value.expose_str().ok(),
+            value_base64: encoded.as_deref().map(String::as_str),
+            value_kind: ValueKind::of(&cred.value),
+            version: cred.version.as_str(),
+            created_at: timestamp(cred.created_at),
+            updated_at: timestamp(cred.updated_at),
+        },
+    };
+    let json = secret_json(&body, cred.value.len())?;
+    let mut resp = Response::new(axum::body::Body::from(axum::body::Bytes::from_owner(json)));
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(tag) = etag(&cred.version) {
+        headers.insert(header::ETAG, tag);
+    }
+    Ok(resp)
+}
+
+/// Serializes an answer that holds a secret into a zeroizing buffer, grown
+/// by hand so no copy of it is left behind; the response body owns the
+/// buffer and zeroizes it when dropped.
+fn secret_json<T: Serialize>(body: &T, secret_len: usize) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    struct Writer(Zeroizing<Vec<u8>>);
+    impl std::io::Write for Writer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if self.0.capacity() < self.0.len() + bytes.len() {
+                let mut bigger = Zeroizing::new(Vec::with_capacity((self.0.len() + bytes.len()) * 2));
+                bigger.extend_from_slice(&self.0);
+                self.0 = bigger;
+            }
+            self.0.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    // Room for the base64 of the value and the other members.
+    let mut writer = Writer(Zeroizing::new(Vec::with_capacity(secret_len.div_ceil(3) * 4 + 1024)));
+    serde_json::to_writer(&mut writer, body).map_err(|e| ApiError::internal(&e))?;
+    Ok(writer.0)
 }

@@ -192,6 +192,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(stores::list_stores))
         .routes(routes!(credentials::create_credential, credentials::list_credentials))
         .routes(routes!(credentials::get_credential, credentials::delete_credential))
+        .routes(routes!(credentials::read_value))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
