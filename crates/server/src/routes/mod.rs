@@ -64,16 +64,17 @@ pub(crate) mod stores;
 pub(crate) use access::{check_scope_id, project_namespace};
 pub use body::{CreateBinaryCredential, CreateCredentialRequest, CreateTextCredential};
 pub use credentials::{
-    CreateCredentialResponse, CreatedCredential, CredentialInfo, CredentialInfoResponse, KeyEntry,
-    ListCredentialsResponse, ValueKind,
+    CreateCredentialResponse, CreatedCredential, CredentialInfo, CredentialInfoResponse, CredentialValue,
+    CredentialValueResponse, KeyEntry, ListCredentialsResponse, ValueKind,
 };
-pub use ops::{fallback, OpenApiJson, StatusResponse};
+pub use ops::StatusResponse;
+pub(crate) use ops::{fallback, OpenApiJson};
 pub use stores::{ListStoresResponse, StoreEntry};
 
 /// The tag of the Credential Stores API's operations in the OpenAPI document.
-pub const TAG_STORES: &str = "Credential Stores";
+pub(crate) const TAG_STORES: &str = "Credential Stores";
 /// The tag of the operational endpoints.
-pub const TAG_OPS: &str = "Operations";
+pub(crate) const TAG_OPS: &str = "Operations";
 
 /// The id pattern of core's ids (credential keys, metadata keys, store
 /// ids): 1 to 255 characters of `[a-zA-Z0-9-_.]`.
@@ -207,7 +208,7 @@ pub(crate) fn json_ok<T: Serialize>(status: StatusCode, body: &T) -> Response {
 }
 
 /// RFC 3339 UTC with milliseconds.
-pub fn timestamp(t: SystemTime) -> String {
+pub(crate) fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 

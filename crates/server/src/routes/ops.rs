@@ -117,7 +117,7 @@ pub(crate) async fn metrics(
 
 /// The OpenAPI document, as served.
 #[derive(Debug, Clone)]
-pub struct OpenApiJson(pub Arc<String>);
+pub(crate) struct OpenApiJson(pub(crate) Arc<String>);
 
 /// OpenAPI document
 ///
@@ -136,6 +136,6 @@ pub(crate) async fn openapi_json(Extension(doc): Extension<OpenApiJson>) -> Resp
 }
 
 /// The answer to a path no route matches.
-pub async fn fallback() -> ApiError {
+pub(crate) async fn fallback() -> ApiError {
     ApiError::not_found("no such route; see /openapi.json")
 }
