@@ -86,6 +86,8 @@ pub enum AuditAction {
     ReadMetadata,
     /// `/metrics` (recorded only when refused).
     Metrics,
+    /// Read Credential Value: every read, and every refusal.
+    Reveal,
 }
 
 /// How far a recorded request got.

@@ -4,8 +4,10 @@
 //! token is hashed and compared in constant time ([`subtle`]) with every
 //! known hash. Each token is scoped to tenants, projects and actions:
 //! `view` (list stores, list keys, read metadata), `edit` (create and
-//! delete credentials) and `metrics` (read `/metrics`; the admin token has
-//! all three).
+//! delete credentials), `metrics` (read `/metrics`; the admin token has
+//! these three) and `reveal` (read credential values), which no token has
+//! unless the configuration names it: a `[[tokens]]` entry's `actions`, or,
+//! for the admin token, [`TokenEntry::admin_with_reveal`].
 //!
 //! Session cookies (the Credential Stores API's `cookieAuth`) are out of scope: a request
 //! that carries only a cookie gets 401 saying so.
@@ -85,7 +87,8 @@ impl fmt::Debug for TokenHash {
 
 /// What a request does: `view` reads (list stores, list keys, read
 /// metadata), `edit` writes (create, delete), `metrics` reads `/metrics`
-/// (no credential access at all: the action for a Prometheus scraper).
+/// (no credential access at all: the action for a Prometheus scraper),
+/// `reveal` reads credential values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
@@ -95,6 +98,9 @@ pub enum Action {
     Edit,
     /// Read `/metrics` (needs no tenant or project scope).
     Metrics,
+    /// Read credential values (`GET …/credentials/{key}/value`). No token
+    /// has it unless the configuration grants it, the admin token included.
+    Reveal,
 }
 
 impl fmt::Display for Action {
@@ -103,6 +109,7 @@ impl fmt::Display for Action {
             Action::View => "view",
             Action::Edit => "edit",
             Action::Metrics => "metrics",
+            Action::Reveal => "reveal",
         })
     }
 }
@@ -151,15 +158,22 @@ pub struct TokenEntry {
 }
 
 impl TokenEntry {
-    /// A token allowed everything, as the admin token is.
+    /// The admin token: every tenant and project, the actions `view`,
+    /// `edit` and `metrics`, and not `reveal` (see
+    /// [`TokenEntry::admin_with_reveal`]).
     pub fn admin(hash: TokenHash) -> Self {
-        Self {
-            name: "admin".into(),
-            hash,
-            tenants: Scope::All,
-            projects: Scope::All,
-            actions: [Action::View, Action::Edit, Action::Metrics].into(),
+        Self::admin_with_reveal(hash, false)
+    }
+
+    /// The admin token, also allowed `reveal` (to read credential values)
+    /// when `reveal` is true: the configuration's explicit grant, never a
+    /// default.
+    pub fn admin_with_reveal(hash: TokenHash, reveal: bool) -> Self {
+        let mut actions: BTreeSet<Action> = [Action::View, Action::Edit, Action::Metrics].into();
+        if reveal {
+            actions.insert(Action::Reveal);
         }
+        Self { name: "admin".into(), hash, tenants: Scope::All, projects: Scope::All, actions }
     }
 
     /// Checks that this token may read `/metrics` (the `metrics` action;
@@ -192,8 +206,15 @@ impl TokenEntry {
             return Err(ApiError::forbidden(format!("this token may not access project '{project}'")));
         }
         if !self.actions.contains(&action) {
-            if action == Action::Metrics {
-                return Err(ApiError::forbidden("this token may not read metrics"));
+            match action {
+                Action::Metrics => return Err(ApiError::forbidden("this token may not read metrics")),
+                Action::Reveal => {
+                    return Err(ApiError::forbidden(
+                        "this token may not read credential values: that needs the action 'reveal', which \
+                         no token has unless the configuration grants it (the admin token included)",
+                    ))
+                }
+                _ => {}
             }
             return Err(ApiError::forbidden(format!("this token may not {action} credentials")));
         }
@@ -418,6 +439,22 @@ mod tests {
         let mut cookie = HeaderMap::new();
         cookie.insert(header::COOKIE, HeaderValue::from_static("better-auth.session=abc"));
         assert!(auth.authenticate(&cookie).unwrap_err().detail.contains("cookies are not supported"));
+    }
+
+    #[test]
+    fn reveal_is_granted_only_explicitly() {
+        let hash = TokenHash::of("admin-token-00001");
+        let h = headers(Some("Bearer admin-token-00001"));
+        let auth = Authenticator::new(vec![TokenEntry::admin(hash)]);
+        let e = auth.authorize(&h, "t", "p", Action::Reveal).unwrap_err();
+        assert_eq!(e.status, 403);
+        assert!(e.detail.contains("'reveal'"), "{}", e.detail);
+        assert_eq!(TokenEntry::admin(hash).actions, TokenEntry::admin_with_reveal(hash, false).actions);
+        let auth = Authenticator::new(vec![TokenEntry::admin_with_reveal(hash, true)]);
+        assert!(auth.authorize(&h, "t", "p", Action::Reveal).is_ok());
+        let parsed: Vec<Action> = serde_json::from_str(r#"["view","reveal"]"#).unwrap();
+        assert_eq!(parsed, [Action::View, Action::Reveal]);
+        assert_eq!(Action::Reveal.to_string(), "reveal");
     }
 
     #[test]

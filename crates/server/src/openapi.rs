@@ -5,7 +5,6 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::problem::{Problem, ProblemError};
 use crate::routes::{self, TAG_OPS, TAG_STORES};
@@ -17,7 +16,9 @@ HashiCorp Vault / OpenBao, AWS Secrets Manager, or a custom store).
 
 **Authentication.** Every `/manage` route needs `Authorization: Bearer <token>`. Tokens are \
 compared in constant time against stored SHA-256 hashes and are scoped to tenants, projects \
-and actions (`view`: list stores, list keys, read metadata; `edit`: create and delete). \
+and actions (`view`: list stores, list keys, read metadata; `edit`: create and delete; \
+`reveal`: read values, which no token has unless the configuration grants it, the admin \
+token included). \
 Session cookies (`cookieAuth`, `better-auth.*` cookies) are not supported: a request with \
 only a cookie gets 401.
 
@@ -65,16 +66,23 @@ probed again, once however many requests find it stale, for the answers after it
 store entry keeps exactly `available`, `id`, `reason` and `type`, and adds `checkedAt` \
 (extension): when that availability was probed.
 
+**Value read** *(extension)*. `GET …/credentials/{key}/value` answers the value (text as \
+`value`, bytes as `valueBase64`) with its version (also the `ETag`) and `Cache-Control: \
+no-store`, only to a token with the `reveal` action. It lets a service in any language read \
+its credentials from the server over localhost. No other route ever returns a value.
+
 **Audit.** Every create and delete is written to the audit log before it is carried out and \
-again with its outcome; every 401 and 403 is written too. A request whose record cannot be \
-written is answered 503 before anything changes.
+again with its outcome; every value read is written once, with its outcome, before the value \
+is sent; every 401 and 403 is written too. A request whose record cannot be written is \
+answered 503 before anything changes or is revealed.
 
 **Metrics.** `GET /metrics` (OpenMetrics text, scraped by Prometheus) needs a token with the \
 `metrics` action (the admin token has it), or is served without a token on a separate \
 listener (`metrics_listen`).
 
 **Extensions** beyond the two operations *List Credential Stores* and *Create Credential in \
-Store*: listing keys, reading metadata, deleting a credential, 200 on overwrite, `checkedAt`, \
+Store*: listing keys, reading metadata, reading a value (`reveal`), deleting a credential, 200 \
+on overwrite, `checkedAt`, \
 conditional writes (`If-None-Match`, `If-Match`, `ETag`), `valueBase64`, `version` and \
 `valueKind`, `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, and the statuses 409, 412, 413 \
 and 503.";
@@ -114,15 +122,7 @@ impl Modify for BearerAuth {
 /// Every route with its documentation; `/openapi.json` serves the document
 /// this returns.
 pub fn api_router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(routes::list_stores))
-        .routes(routes!(routes::create_credential, routes::list_credentials))
-        .routes(routes!(routes::get_credential, routes::delete_credential))
-        .routes(routes!(routes::healthz))
-        .routes(routes!(routes::readyz))
-        .routes(routes!(routes::metrics))
-        .routes(routes!(routes::openapi_json))
-        .split_for_parts()
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(routes::router()).split_for_parts()
 }
 
 /// The OpenAPI 3.1 document of this server.

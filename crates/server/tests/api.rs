@@ -417,6 +417,10 @@ async fn health_readiness_and_openapi() {
             "DELETE",
             "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}",
         ),
+        (
+            "GET",
+            "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}/value",
+        ),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),
@@ -1290,4 +1294,149 @@ async fn a_store_without_conditional_or_binary_writes_answers_422_and_changes_no
     get(&client(), &server, ADMIN, &cred_path(T, P, "plain", "new"))
         .await
         .problem(404, &cred_path(T, P, "plain", "new"));
+}
+
+/// Reads the audit log of a test server.
+fn audit_lines(server: &TestServer) -> Vec<Value> {
+    std::fs::read_to_string(server.dir.path().join("data").join("audit.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_value_read_needs_the_reveal_action_and_is_audited() {
+    use credstore_server::auth::{TokenEntry, TokenHash};
+    const READER: &str = "reader-token-0123456789";
+    const EDITOR: &str = "editor-token-0123456789";
+    const ADMIN_REVEAL: &str = "admin-reveal-token-0123456789";
+    const SECRET: &str = "s3cret-text-\"quoted\"-\u{e9}";
+    let server = TestServer::start_with(|o| {
+        o.tokens.push(token("reader", READER, &[T], &[P], &[Action::View, Action::Reveal]));
+        o.tokens.push(token(
+            "editor",
+            EDITOR,
+            &["*"],
+            &["*"],
+            &[Action::View, Action::Edit, Action::Metrics],
+        ));
+        o.tokens.push(TokenEntry::admin_with_reveal(TokenHash::of(ADMIN_REVEAL), true));
+    })
+    .await;
+    let c = client();
+    let base = creds_path(T, P, "memory-default");
+    let r =
+        create(&c, &server, ADMIN, &base, json!({"key": "text", "value": SECRET, "metadata": {"o": "p"}}))
+            .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = create(&c, &server, ADMIN, &base, json!({"key": "bytes", "valueBase64": "3q2+7w=="})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let value_path = |key: &str| format!("{}/value", cred_path(T, P, "memory-default", key));
+    let text = value_path("text");
+
+    // No token has `reveal` by default, the admin token included.
+    for token in [ADMIN, EDITOR] {
+        let r = get(&c, &server, token, &text).await;
+        let detail = r.problem(403, &text);
+        assert!(detail.contains("'reveal'"), "{detail}");
+        assert_eq!(r.json()["code"], "forbidden");
+        assert!(!r.text.contains("s3cret"));
+    }
+    let r = Reply::from(c.get(server.url(&text)).send().await.unwrap()).await;
+    r.problem(401, &text);
+    assert!(r.headers.contains_key("www-authenticate"));
+    // A token with `reveal` in another tenant may not.
+    let other = format!("{}/value", cred_path("elsewhere", P, "memory-default", "text"));
+    get(&c, &server, READER, &other).await.problem(403, &other);
+
+    // With `reveal`: the text value as `value`, its version as ETag, never cached.
+    let (meta, meta_tag) = read_meta(&server, &cred_path(T, P, "memory-default", "text")).await;
+    for token in [READER, ADMIN_REVEAL] {
+        let r = get(&c, &server, token, &text).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(r.content_type().starts_with("application/json"), "{}", r.content_type());
+        assert_eq!(r.headers["cache-control"], "no-store");
+        assert_eq!(strong_etag(&r), meta_tag);
+        let data = &r.json()["data"];
+        let mut members: Vec<&str> = data.as_object().unwrap().keys().map(String::as_str).collect();
+        members.sort_unstable();
+        assert_eq!(members, ["createdAt", "key", "storeId", "updatedAt", "value", "valueKind", "version"]);
+        assert_eq!(data["value"], SECRET);
+        assert_eq!(data["valueKind"], "text");
+        assert_eq!((&data["key"], &data["storeId"]), (&json!("text"), &json!("memory-default")));
+        assert_eq!(data["version"], meta["version"]);
+        assert_eq!(data["createdAt"], meta["createdAt"]);
+    }
+    // A binary value as `valueBase64`.
+    let bytes = value_path("bytes");
+    let r = get(&c, &server, READER, &bytes).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.headers["cache-control"], "no-store");
+    let data = &r.json()["data"];
+    assert_eq!(data["valueBase64"], "3q2+7w==");
+    assert_eq!(data["valueKind"], "binary");
+    assert!(data.get("value").is_none(), "{data}");
+    assert_eq!(format!("\"{}\"", data["version"].as_str().unwrap()), strong_etag(&r));
+
+    // Errors, each in the problem+json shape.
+    let missing = value_path("missing");
+    assert!(get(&c, &server, READER, &missing).await.problem(404, &missing).contains("'missing'"));
+    let unknown = format!("{}/value", cred_path(T, P, "resource_789", "text"));
+    assert!(get(&c, &server, READER, &unknown).await.problem(404, &unknown).contains("resource_789"));
+    let bad = value_path("bad%20key");
+    assert!(get(&c, &server, READER, &bad).await.problem(422, &bad).contains("invalid key"));
+    let r = Reply::from(c.post(server.url(&text)).bearer_auth(READER).send().await.unwrap()).await;
+    r.problem(405, &text);
+
+    // Every read with an outcome and every refusal is in the audit log, never the value.
+    let reveals: Vec<(Value, Value, Value, Value)> = audit_lines(&server)
+        .into_iter()
+        .filter(|l| l["action"] == "reveal")
+        .map(|l| (l["token"].clone(), l["key"].clone(), l["outcome"].clone(), l["status"].clone()))
+        .collect();
+    let line = |token: Value, key: &str, outcome: &str, status: u16| {
+        (token, json!(key), json!(outcome), json!(status))
+    };
+    assert_eq!(
+        reveals,
+        [
+            line(json!("admin"), "text", "denied", 403),
+            line(json!("editor"), "text", "denied", 403),
+            line(Value::Null, "text", "denied", 401),
+            line(json!("reader"), "text", "denied", 403),
+            line(json!("reader"), "text", "succeeded", 200),
+            line(json!("admin"), "text", "succeeded", 200),
+            line(json!("reader"), "bytes", "succeeded", 200),
+            line(json!("reader"), "missing", "failed", 404),
+        ]
+    );
+    let log = std::fs::read_to_string(server.dir.path().join("data").join("audit.log")).unwrap();
+    for secret in ["s3cret", "3q2+7w==", READER, ADMIN_REVEAL] {
+        assert!(!log.contains(secret), "the audit log holds {secret}");
+    }
+}
+
+#[tokio::test]
+async fn a_value_read_whose_record_cannot_be_written_is_503_and_reveals_nothing() {
+    use credstore_core::{CredentialKey, Metadata, Namespace, SecretValue};
+    const READER: &str = "reader-token-0123456789";
+    let store = memory("m");
+    let ns = Namespace::new(format!("{T}/{P}")).unwrap();
+    let key = CredentialKey::new("k").unwrap();
+    let handle = store.with_namespace(&ns).unwrap();
+    handle.set(&key, &SecretValue::from("s3cret"), &Metadata::new()).await.unwrap();
+    let server = TestServer::start_with(|o| {
+        o.default_stores = false;
+        // A directory cannot be opened as the log, even by root.
+        o.settings.audit_log =
+            credstore_server::audit::AuditTarget::File(o.settings.data_dir.parent().unwrap().to_path_buf());
+        o.extra.push(store);
+        o.tokens.push(token("reader", READER, &["*"], &["*"], &[Action::Reveal]));
+    })
+    .await;
+    let path = format!("{}/value", cred_path(T, P, "m", "k"));
+    let r = get(&client(), &server, READER, &path).await;
+    assert!(r.problem(503, &path).contains("audit log"), "{}", r.text);
+    assert!(!r.text.contains("s3cret"));
 }

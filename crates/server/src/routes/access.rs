@@ -1,0 +1,378 @@
+//! Who may do what, where: the extractors that admit a `/manage` request
+//! before its handler runs, and the audit records they and the handlers
+//! write.
+//!
+//! - [`Project`]: the path's tenant and project checked, the token admitted
+//!   for the route's [`Operation`], a refusal (401, 403) recorded, the
+//!   namespace `{tenantId}/{projectId}` built.
+//! - [`ProjectStore`]: a [`Project`] and the store `{id}`, as the store's
+//!   handle on the project's namespace
+//!   ([`with_namespace`](CredentialStore::with_namespace), cached).
+//! - [`ProjectCredential`]: a [`ProjectStore`] and the checked `{key}`.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use credstore_core::{
+    validate_id, CredentialKey, CredentialStore, Error as StoreError, Namespace, NamespaceError, StoreId,
+};
+use serde::Deserialize;
+
+use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
+use crate::auth::Action;
+use crate::problem::ApiError;
+use crate::request::RequestId;
+use crate::state::AppState;
+
+// ---------------------------------------------------------------- ids
+
+/// Checks a tenant or project id (and token scopes in the config): one
+/// segment of a [`Namespace`], that is the id pattern
+/// `^[a-zA-Z0-9\-_.]+$`, 1 to 255 bytes, and not `.` or `..`.
+///
+/// # Errors
+/// 422 naming `field` and the rule.
+pub(crate) fn check_scope_id(field: &str, id: &str) -> Result<(), ApiError> {
+    validate_id(id).map_err(|e| ApiError::invalid_field(field, e))?;
+    if id == "." || id == ".." {
+        return Err(ApiError::invalid_field(field, "must not be '.' or '..'"));
+    }
+    Ok(())
+}
+
+/// The namespace of a tenant's project in every store: `{tenant}/{project}`,
+/// built with core's [`Namespace`] after each id passed
+/// [`check_scope_id`].
+///
+/// # Errors
+/// 422 naming `tenantId` or `projectId` and the rule.
+pub(crate) fn project_namespace(tenant: &str, project: &str) -> Result<Namespace, ApiError> {
+    check_scope_id("tenantId", tenant)?;
+    check_scope_id("projectId", project)?;
+    let mut ns = String::with_capacity(tenant.len() + 1 + project.len());
+    ns.push_str(tenant);
+    ns.push('/');
+    ns.push_str(project);
+    Namespace::new(ns).map_err(|e| namespace_error(e, None))
+}
+
+/// A 422 for an [`StoreError::InvalidNamespace`] of a project namespace:
+/// a bad segment names `tenantId` or `projectId`; a namespace longer than
+/// `store` holds names both, with the store's cap.
+pub(crate) fn namespace_error(err: StoreError, store: Option<&StoreId>) -> ApiError {
+    let StoreError::InvalidNamespace { shown, reason } = &err else { return ApiError::from(err) };
+    let field = |index: &usize| if *index == 0 { "tenantId" } else { "projectId" };
+    match reason {
+        NamespaceError::Segment { index, reason } => ApiError::invalid_field(field(index), reason),
+        NamespaceError::DotSegment { index, .. } => {
+            ApiError::invalid_field(field(index), "must not be '.' or '..'")
+        }
+        NamespaceError::TooLong { len, max } => {
+            let store = store.map(|s| format!(" of store '{s}'")).unwrap_or_default();
+            ApiError::invalid_field(
+                "tenantId and projectId",
+                format!(
+                    "together they make the namespace {shown} of {len} bytes; the namespaces{store} hold at \
+                     most {max} bytes"
+                ),
+            )
+        }
+        _ => ApiError::from(err),
+    }
+}
+
+fn check_store_id(id: &str) -> Result<StoreId, ApiError> {
+    StoreId::new(id).map_err(|e| match e {
+        StoreError::InvalidKey { reason, .. } => ApiError::invalid_field("id", reason),
+        other => ApiError::from(other),
+    })
+}
+
+fn path_error(rejection: PathRejection) -> ApiError {
+    ApiError::bad_request(format!("bad path parameters: {}", rejection.body_text()))
+}
+
+/// The 404 of a key that is not stored.
+pub(crate) fn missing(key: &CredentialKey, store: &StoreId) -> ApiError {
+    ApiError::not_found(format!("no credential '{key}' in store '{store}' for this tenant and project"))
+}
+
+// ---------------------------------------------------------------- operations
+
+/// What a route does: the token action it needs and the audit action it is
+/// recorded as. Implemented by the marker types of [`op`].
+pub(crate) trait Operation: 'static {
+    /// The action the token's scope must name.
+    const ACTION: Action;
+    /// The action of its audit records.
+    const AUDIT: AuditAction;
+}
+
+/// The operations of the `/manage` routes, as type parameters of the
+/// extractors.
+pub(crate) mod op {
+    use super::{Action, AuditAction, Operation};
+
+    macro_rules! operations {
+        ($($(#[$doc:meta])* $name:ident => $action:ident, $audit:ident;)*) => {$(
+            $(#[$doc])*
+            pub(crate) enum $name {}
+            impl Operation for $name {
+                const ACTION: Action = Action::$action;
+                const AUDIT: AuditAction = AuditAction::$audit;
+            }
+        )*};
+    }
+
+    operations! {
+        /// List Credential Stores.
+        ListStores => View, ListStores;
+        /// Create Credential in Store.
+        Create => Edit, Create;
+        /// List Credential Keys.
+        ListCredentials => View, ListCredentials;
+        /// Get Credential Metadata.
+        ReadMetadata => View, ReadMetadata;
+        /// Delete Credential.
+        Delete => Edit, Delete;
+        /// Read Credential Value.
+        Reveal => Reveal, Reveal;
+    }
+}
+
+// ---------------------------------------------------------------- extractors
+
+/// The ids of a `/manage` path, as sent (percent-decoded).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PathIds {
+    tenant_id: String,
+    project_id: String,
+    id: Option<String>,
+    key: Option<String>,
+}
+
+impl PathIds {
+    async fn of(parts: &mut Parts) -> Result<Self, ApiError> {
+        let Path(ids) = Path::<PathIds>::from_request_parts(parts, &()).await.map_err(path_error)?;
+        Ok(ids)
+    }
+}
+
+/// An admitted project: the token may take `O`'s action in this tenant
+/// and project, whose ids passed [`check_scope_id`].
+///
+/// Rejects, in this order: 400 for path parameters that are not UTF-8; 401
+/// (recorded); 422 for `tenantId` or `projectId`; 403 (recorded); 503 when
+/// a refusal cannot be recorded.
+pub(crate) struct Project<O> {
+    /// The tenant id of the path.
+    pub(crate) tenant: String,
+    /// The project id of the path.
+    pub(crate) project: String,
+    /// `{tenant}/{project}`.
+    pub(crate) namespace: Namespace,
+    /// The audit entry of this request: its id, `O`'s action, the token's
+    /// name and the ids of the path.
+    pub(crate) audit: AuditEntry,
+    op: PhantomData<fn() -> O>,
+}
+
+impl<O: Operation> Project<O> {
+    fn admit(parts: &Parts, state: &AppState, ids: &PathIds) -> Result<Self, ApiError> {
+        let request_id = parts.extensions.get::<RequestId>().map_or("", |r| r.0.as_str());
+        let mut audit = AuditEntry::new(request_id, O::AUDIT).project(&ids.tenant_id, &ids.project_id);
+        if let Some(id) = &ids.id {
+            audit = audit.store(id);
+        }
+        if let Some(key) = &ids.key {
+            audit = audit.key(key);
+        }
+        let token = state.auth.authenticate(&parts.headers).map_err(|e| denied(state, &audit, e))?;
+        audit = audit.token(&token.name);
+        let namespace = project_namespace(&ids.tenant_id, &ids.project_id)?;
+        token.check(&ids.tenant_id, &ids.project_id, O::ACTION).map_err(|e| denied(state, &audit, e))?;
+        Ok(Self {
+            tenant: ids.tenant_id.clone(),
+            project: ids.project_id.clone(),
+            namespace,
+            audit,
+            op: PhantomData,
+        })
+    }
+}
+
+impl<O: Operation> FromRequestParts<AppState> for Project<O> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let ids = PathIds::of(parts).await?;
+        Self::admit(parts, state, &ids)
+    }
+}
+
+/// An admitted project's store `{id}`: its handle on the project's
+/// namespace.
+///
+/// Rejects as [`Project`] does, then 422 for a bad store id, 404 for a
+/// store not served, and 422 when the namespace is longer than the store's
+/// cap.
+pub(crate) struct ProjectStore<O> {
+    /// The admitted project.
+    pub(crate) project: Project<O>,
+    /// The store's id.
+    pub(crate) id: StoreId,
+    /// The store's handle on the project's namespace.
+    pub(crate) store: Arc<dyn CredentialStore>,
+}
+
+impl<O: Operation> ProjectStore<O> {
+    fn open(project: Project<O>, state: &AppState, id: StoreId) -> Result<Self, ApiError> {
+        let store = match state.stores.handle(id.as_str(), &project.namespace) {
+            None => return Err(ApiError::not_found(format!("no credential store with id '{id}'"))),
+            Some(Ok(store)) => store,
+            Some(Err(e)) => return Err(namespace_error(e, Some(&id))),
+        };
+        Ok(Self { project, id, store })
+    }
+}
+
+impl<O: Operation> FromRequestParts<AppState> for ProjectStore<O> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let ids = PathIds::of(parts).await?;
+        let project = Project::<O>::admit(parts, state, &ids)?;
+        let id = check_store_id(ids.id.as_deref().unwrap_or_default())?;
+        Self::open(project, state, id)
+    }
+}
+
+/// An admitted project's store `{id}` and a checked `{key}`.
+///
+/// Rejects as [`ProjectStore`] does, with 422 for a bad key after the
+/// store id and before the store lookup.
+pub(crate) struct ProjectCredential<O> {
+    /// The store.
+    pub(crate) store: ProjectStore<O>,
+    /// The key of the path.
+    pub(crate) key: CredentialKey,
+}
+
+impl<O: Operation> FromRequestParts<AppState> for ProjectCredential<O> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let ids = PathIds::of(parts).await?;
+        let project = Project::<O>::admit(parts, state, &ids)?;
+        let id = check_store_id(ids.id.as_deref().unwrap_or_default())?;
+        let key = CredentialKey::new(ids.key.unwrap_or_default())?;
+        let store = ProjectStore::open(project, state, id)?;
+        Ok(Self { store, key })
+    }
+}
+
+// ---------------------------------------------------------------- audit
+
+/// Records a refusal (401, 403) in the audit log; the refusal itself, or
+/// 503 when it cannot be recorded.
+pub(crate) fn denied(state: &AppState, audit: &AuditEntry, err: ApiError) -> ApiError {
+    match write_audit(state, audit, AuditOutcome::Denied, Some(err.status.as_u16())) {
+        Ok(()) => err,
+        Err(unwritable) => unwritable,
+    }
+}
+
+/// Appends one record; 503 when it cannot be written.
+pub(crate) fn write_audit(
+    state: &AppState,
+    audit: &AuditEntry,
+    outcome: AuditOutcome,
+    status: Option<u16>,
+) -> Result<(), ApiError> {
+    state.audit.append(&audit.record(outcome, status)).map_err(|e| {
+        tracing::error!(error = %e, audit_log = state.audit.target(), "cannot write the audit log");
+        ApiError::unavailable(
+            "the audit log cannot be written, so the request was refused and nothing was changed",
+        )
+    })
+}
+
+/// Carries out a mutation between its two audit records: `started` before
+/// (503 and nothing done when it cannot be written), then `succeeded` or
+/// `failed` with the status answered (a failure to write that one is
+/// logged; the change is already made). A mutation cut off before the store
+/// answered (the request timeout, or the client gone) is recorded
+/// `abandoned`: the store may or may not have made the change.
+pub(crate) async fn audited<T>(
+    state: &AppState,
+    audit: &AuditEntry,
+    success: impl Fn(&T) -> StatusCode,
+    mutation: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    write_audit(state, audit, AuditOutcome::Started, None)?;
+    let mut pending = Pending { state, audit, open: true };
+    let result = mutation.await;
+    pending.open = false;
+    let (outcome, status) = match &result {
+        Ok(v) => (AuditOutcome::Succeeded, success(v)),
+        Err(e) => (AuditOutcome::Failed, e.status),
+    };
+    // Already logged by write_audit; the answer stays the mutation's.
+    let _ = write_audit(state, audit, outcome, Some(status.as_u16()));
+    result
+}
+
+/// Records `abandoned` when a mutation's future is dropped mid-way.
+struct Pending<'a> {
+    state: &'a AppState,
+    audit: &'a AuditEntry,
+    open: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = write_audit(self.state, self.audit, AuditOutcome::Abandoned, None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_ids() {
+        assert!(check_scope_id("tenantId", "tenant_123").is_ok());
+        for bad in ["", ".", "..", "a/b", "a b", &"x".repeat(256)] {
+            assert_eq!(check_scope_id("tenantId", bad).unwrap_err().status, 422, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn project_namespaces() {
+        assert_eq!(
+            project_namespace("tenant_123", "project_456").unwrap().as_str(),
+            "tenant_123/project_456"
+        );
+        let e = project_namespace("..", "p").unwrap_err();
+        assert!(e.status == 422 && e.detail.starts_with("invalid tenantId:"), "{}", e.detail);
+        let e = project_namespace("t", "a b").unwrap_err();
+        assert!(e.status == 422 && e.detail.starts_with("invalid projectId:"), "{}", e.detail);
+        let longest = project_namespace(&"t".repeat(255), &"p".repeat(255)).unwrap();
+        assert_eq!(longest.as_str().len(), 511, "every pair of valid ids fits core's cap");
+        let too_long = longest.check_len(300).unwrap_err();
+        let e = namespace_error(too_long, Some(&StoreId::new("aws").unwrap()));
+        assert!(e.detail.starts_with("invalid tenantId and projectId:"), "{}", e.detail);
+        assert!(
+            e.detail.contains("511 bytes") && e.detail.contains("store 'aws' hold at most 300"),
+            "{}",
+            e.detail
+        );
+    }
+}

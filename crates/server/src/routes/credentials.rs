@@ -1,0 +1,514 @@
+//! The credentials of a store in one tenant's project: create, list keys,
+//! read metadata, delete, and *(opt-in)* read the value.
+
+use std::collections::BTreeMap;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use credstore_core::{Error as StoreError, ListCursor, ListOptions, SetOutcome};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::access::{audited, missing, op, write_audit, ProjectCredential, ProjectStore};
+use super::body::{CreateBody, CreateCredentialRequest};
+use super::conditional::{conditional_set, etag, no_condition, WriteCondition};
+use super::{json_ok, timestamp, CredentialPath, ManageErrors, StoreNotFound, StorePath, TAG_STORES};
+use crate::audit::AuditOutcome;
+use crate::problem::{ApiError, Problem};
+use crate::state::AppState;
+use zeroize::Zeroizing;
+
+// ---------------------------------------------------------------- shapes
+
+/// The credential just created.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedCredential {
+    /// When the key was first set (RFC 3339, UTC). Kept when an existing
+    /// key is overwritten.
+    #[schema(example = "2025-01-01T12:00:00.000Z")]
+    pub created_at: String,
+    /// The key.
+    pub key: String,
+    /// The store's id.
+    pub store_id: String,
+}
+
+/// The answer of *Create Credential in Store*.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreateCredentialResponse {
+    /// The credential.
+    pub data: CreatedCredential,
+}
+
+/// One key in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct KeyEntry {
+    /// The credential key.
+    pub key: String,
+}
+
+/// A page of keys of one store in one project.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListCredentialsResponse {
+    /// Keys in ascending byte order; never values.
+    pub data: Vec<KeyEntry>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A credential's metadata and timestamps; never its value.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialInfo {
+    /// The key.
+    pub key: String,
+    /// The store's id.
+    pub store_id: String,
+    /// The metadata given with the last write.
+    pub metadata: BTreeMap<String, String>,
+    /// When the key was first set (RFC 3339, UTC).
+    pub created_at: String,
+    /// When the key was last set (RFC 3339, UTC).
+    pub updated_at: String,
+    /// *(extension)* The version of the last write, also sent as the strong
+    /// `ETag` `"<version>"`; opaque, changes on every write. Send it back in
+    /// `If-Match` to replace exactly this version.
+    #[schema(example = "3")]
+    pub version: String,
+    /// *(extension)* Whether the value is UTF-8 text (`text`: set with
+    /// `value`, or with `valueBase64` whose bytes are UTF-8) or not
+    /// (`binary`).
+    pub value_kind: ValueKind,
+}
+
+/// *(extension)* The kind of a stored value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueKind {
+    /// UTF-8 text.
+    Text,
+    /// Bytes that are not UTF-8.
+    Binary,
+}
+
+impl ValueKind {
+    /// The kind of `value`.
+    pub fn of(value: &credstore_core::SecretValue) -> Self {
+        if value.is_text() {
+            ValueKind::Text
+        } else {
+            ValueKind::Binary
+        }
+    }
+}
+
+/// The answer of *Get Credential Metadata*.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CredentialInfoResponse {
+    /// The credential's metadata and timestamps.
+    pub data: CredentialInfo,
+}
+
+/// *(extension)* A credential's value, as the value read answers it.
+///
+/// Exactly one of `value` (a text value) and `valueBase64` (a binary
+/// value, standard padded base64) is present. No `Debug`: it holds the
+/// value.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialValue<'a> {
+    /// The key.
+    #[schema(value_type = String)]
+    pub key: &'a str,
+    /// The store's id.
+    #[schema(value_type = String)]
+    pub store_id: &'a str,
+    /// The value, when it is text (`valueKind` `text`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub value: Option<&'a str>,
+    /// The value's bytes in standard, padded base64, when it is not UTF-8
+    /// (`valueKind` `binary`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "3q2+7w==")]
+    pub value_base64: Option<&'a str>,
+    /// Which of the two the value is.
+    pub value_kind: ValueKind,
+    /// The version of the value, also sent as the strong `ETag`.
+    #[schema(value_type = String, example = "3")]
+    pub version: &'a str,
+    /// When the key was first set (RFC 3339, UTC).
+    pub created_at: String,
+    /// When the key was last set (RFC 3339, UTC).
+    pub updated_at: String,
+}
+
+/// *(extension)* The answer of *Read Credential Value*.
+#[derive(Serialize, ToSchema)]
+pub struct CredentialValueResponse<'a> {
+    /// The credential's value and version.
+    pub data: CredentialValue<'a>,
+}
+
+/// Query parameters of the key listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// Only keys starting with this prefix: empty, or 1 to 255 characters
+    /// of `[a-zA-Z0-9-_.]`.
+    #[param(pattern = r"^[a-zA-Z0-9_.-]*$", max_length = 255, example = "github-")]
+    prefix: Option<String>,
+    /// The `nextCursor` of the previous page (opaque; it names the last
+    /// key of that page).
+    #[param(
+        pattern = r"^c1(?:2[dDeE]|3[0-9]|4[1-9a-fA-F]|5[0-9aAfF]|6[1-9a-fA-F]|7[0-9aA])+$",
+        min_length = 4,
+        max_length = 512
+    )]
+    cursor: Option<String>,
+    /// Keys per page, 1 to 1000; default 100.
+    #[param(minimum = 1, maximum = 1000, example = 100)]
+    limit: Option<usize>,
+}
+
+// ---------------------------------------------------------------- handlers
+
+/// Create Credential in Store
+///
+/// Stores `value` under `key` in store `id`, in the namespace of this tenant
+/// and project. Answers 201 when the key is new and 200 when it existed and
+/// was overwritten (value and metadata replaced, `createdAt` kept). The value
+/// is returned only by the value read, to a token with the `reveal` action.
+///
+/// Extensions: `valueBase64` instead of `value` stores bytes; `If-None-Match:
+/// *` creates only (412 when the key exists); `If-Match: "<version>"`
+/// replaces only that version and `If-Match: *` only an existing key (412
+/// otherwise). A failed condition changes nothing. Both answers carry the
+/// new version as a strong `ETag`.
+#[utoipa::path(
+    post,
+    path = "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials",
+    operation_id = "createCredential",
+    tag = TAG_STORES,
+    params(
+        StorePath,
+        ("If-None-Match" = Option<String>, Header, pattern = r"^\*$", example = "*",
+            description = "*(extension)* `*`: create only; 412 when the key exists. No other form is supported (400). Not with `If-Match` (400). A store without create-only writes answers 422."),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?"[!#-~]*")$"#, example = "\"3\"",
+            description = "*(extension)* `\"<version>\"` (the strong `ETag` of the credential): replace only that version; 412 when the key is missing or at another version. `*`: replace only an existing key, whatever its version; 412 when it is missing. A weak tag `W/\"…\"` never matches (strong comparison): 412. A list of tags or anything else is 400; so is sending it with `If-None-Match`. A store without replace-if-version writes answers 422."),
+    ),
+    request_body(content = CreateCredentialRequest, content_type = "application/json",
+        description = "`key` and exactly one of `value` (text) and `valueBase64` (bytes, extension); `metadata` optional. Both value fields at once is 422; neither is 400."),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 201, description = "Created", body = CreateCredentialResponse,
+            headers(
+                ("Location" = String, description = "The credential's metadata URL"),
+                ("ETag" = String, description = "*(extension)* The new version, as a strong entity tag `\"<version>\"`; send it in `If-Match` to replace exactly this version"),
+            )),
+        (status = 200, description = "An existing credential was overwritten (extension)", body = CreateCredentialResponse,
+            headers(
+                ("Location" = String, description = "The credential's metadata URL"),
+                ("ETag" = String, description = "*(extension)* The new version, as a strong entity tag `\"<version>\"`"),
+            )),
+        ManageErrors,
+        StoreNotFound,
+        (status = 400, description = "Malformed JSON, wrong content type, unknown, missing or mistyped fields (neither value nor valueBase64), a malformed or unsupported If-Match / If-None-Match, or path parameters that are not UTF-8", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A concurrent change got in the way; retry", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "*(extension)* The If-None-Match or If-Match condition did not hold: the key exists (create only), is missing, or is at another version; nothing was changed", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the body limit", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A key, id or metadata breaks the rules; the value is over 65,536 bytes; both value and valueBase64 are given; valueBase64 is not standard padded base64 or decodes to over 65,536 bytes; the store holds no binary values, or cannot honour the conditional header; or tenantId/projectId is longer than the store's namespace cap. The detail names the field", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn create_credential(
+    State(state): State<AppState>,
+    target: ProjectStore<op::Create>,
+    condition: WriteCondition,
+    CreateBody(input): CreateBody,
+) -> Result<Response, ApiError> {
+    let ProjectStore { project, id, store } = target;
+    let caps = store.capabilities();
+    if !input.value.is_text() && !caps.binary {
+        // Refused here, as the store would, but before any store call.
+        return Err(StoreError::unsupported(store.id(), "binary values").into());
+    }
+    if let Some((writes, header)) = condition.needs(&caps) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "credential store '{id}' does not support {writes}, so the {header} condition cannot be \
+                 honoured; nothing was changed (send the create without {header})"
+            ),
+        ));
+    }
+    let audit = project.audit.key(input.key.as_str());
+    let created = |o: &SetOutcome| if o.created { StatusCode::CREATED } else { StatusCode::OK };
+    let outcome =
+        audited(&state, &audit, created, conditional_set(store.as_ref(), &input, &condition)).await?;
+    let location = location(&project.tenant, &project.project, id.as_str(), input.key.as_str());
+    let body = CreateCredentialResponse {
+        data: CreatedCredential {
+            created_at: timestamp(outcome.created_at),
+            key: input.key.to_string(),
+            store_id: id.to_string(),
+        },
+    };
+    let mut resp = json_ok(created(&outcome), &body);
+    if let Ok(v) = HeaderValue::try_from(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    if let Some(tag) = etag(&outcome.version) {
+        resp.headers_mut().insert(header::ETAG, tag);
+    }
+    Ok(resp)
+}
+
+/// The metadata URL of a credential (every id is of `[a-zA-Z0-9-_.]`, so
+/// nothing needs encoding).
+fn location(tenant: &str, project: &str, store: &str, key: &str) -> String {
+    const PARTS: [&str; 4] = ["/manage/tenants/", "/projects/", "/credential-stores/", "/credentials/"];
+    let ids = [tenant, project, store, key];
+    let len = PARTS.iter().chain(&ids).map(|s| s.len()).sum();
+    let mut out = String::with_capacity(len);
+    for (part, id) in PARTS.iter().zip(ids) {
+        out.push_str(part);
+        out.push_str(id);
+    }
+    out
+}
+
+/// List Credential Keys (extension)
+///
+/// The keys of store `id` in this tenant and project, in ascending order,
+/// one page at a time. Never values.
+#[utoipa::path(
+    get,
+    path = "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials",
+    operation_id = "listCredentials",
+    tag = TAG_STORES,
+    params(StorePath, ListQuery),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "A page of keys", body = ListCredentialsResponse),
+        ManageErrors,
+        StoreNotFound,
+        (status = 400, description = "A query parameter of the wrong type (limit not an integer), or path parameters that are not UTF-8", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad id, prefix, cursor or limit, or tenantId/projectId longer than the store's namespace cap", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn list_credentials(
+    target: ProjectStore<op::ListCredentials>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let mut opts = ListOptions::new();
+    if let Some(prefix) = q.prefix {
+        opts = opts.with_prefix(prefix)?;
+    }
+    if let Some(limit) = q.limit {
+        opts = opts.with_limit(limit)?;
+    }
+    if let Some(cursor) = q.cursor {
+        opts = opts.with_cursor(Some(ListCursor::parse(&cursor)?));
+    }
+    let page = target.store.list(&opts).await?;
+    let body = ListCredentialsResponse {
+        data: page.keys.into_iter().map(|k| KeyEntry { key: k.to_string() }).collect(),
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+    };
+    Ok(json_ok(StatusCode::OK, &body))
+}
+
+/// Get Credential Metadata (extension)
+///
+/// A credential's metadata, timestamps, version (also the strong `ETag`) and
+/// value kind (`text` or `binary`). Never its value.
+#[utoipa::path(
+    get,
+    path = "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}",
+    operation_id = "getCredential",
+    tag = TAG_STORES,
+    params(CredentialPath),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The credential's metadata, version and value kind", body = CredentialInfoResponse,
+            headers(("ETag" = String, description = "*(extension)* The credential's version, as a strong entity tag `\"<version>\"`; send it in `If-Match` on a create to replace exactly this version"))),
+        ManageErrors,
+        StoreNotFound,
+    )
+)]
+pub(crate) async fn get_credential(
+    target: ProjectCredential<op::ReadMetadata>,
+) -> Result<Response, ApiError> {
+    let ProjectCredential { store: ProjectStore { id, store, .. }, key } = target;
+    let Some(cred) = store.get(&key).await? else {
+        return Err(missing(&key, &id));
+    };
+    let body = CredentialInfoResponse {
+        data: CredentialInfo {
+            key: key.to_string(),
+            store_id: id.to_string(),
+            metadata: cred.metadata.as_map().clone(),
+            created_at: timestamp(cred.created_at),
+            updated_at: timestamp(cred.updated_at),
+            version: cred.version.to_string(),
+            value_kind: ValueKind::of(&cred.value),
+        },
+    };
+    let mut resp = json_ok(StatusCode::OK, &body);
+    if let Some(tag) = etag(&cred.version) {
+        resp.headers_mut().insert(header::ETAG, tag);
+    }
+    Ok(resp)
+}
+
+/// Delete Credential (extension)
+///
+/// Deletes a credential, value and metadata, from this tenant and project.
+#[utoipa::path(
+    delete,
+    path = "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}",
+    operation_id = "deleteCredential",
+    tag = TAG_STORES,
+    params(CredentialPath),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        ManageErrors,
+        StoreNotFound,
+        (status = 400, description = "If-Match or If-None-Match was sent: deletes are never conditional, so the header is refused rather than ignored; or path parameters that are not UTF-8", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn delete_credential(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    target: ProjectCredential<op::Delete>,
+) -> Result<Response, ApiError> {
+    let ProjectCredential { store: ProjectStore { project, id, store }, key } = target;
+    no_condition(&headers, "a delete")?;
+    audited(&state, &project.audit, |_| StatusCode::NO_CONTENT, async {
+        if store.delete(&key).await? {
+            Ok(())
+        } else {
+            Err(missing(&key, &id))
+        }
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations() {
+        assert_eq!(
+            location("t", "p", "memory-default", "k.1"),
+            "/manage/tenants/t/projects/p/credential-stores/memory-default/credentials/k.1"
+        );
+    }
+}
+
+/// Read Credential Value (extension)
+///
+/// A credential's value (text as `value`, bytes as `valueBase64`) and its
+/// version (also the strong `ETag`), never cached (`Cache-Control:
+/// no-store`). Only for a token with the `reveal` action, which no token
+/// has unless the configuration grants it (the admin token included). Every
+/// read is recorded in the audit log (action `reveal`, never the value)
+/// before the value is sent; when the record cannot be written the answer
+/// is 503 and the value is not sent.
+#[utoipa::path(
+    get,
+    path = "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}/value",
+    operation_id = "readCredentialValue",
+    tag = TAG_STORES,
+    params(CredentialPath),
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The credential's value and version", body = CredentialValueResponse,
+            headers(
+                ("ETag" = String, description = "The credential's version, as a strong entity tag `\"<version>\"`"),
+                ("Cache-Control" = String, description = "`no-store`: the answer holds a secret"),
+            )),
+        ManageErrors,
+        StoreNotFound,
+        (status = 403, description = "The token lacks the `reveal` action (no token has it unless the configuration grants it, the admin token included), or may not use this tenant or project", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn read_value(
+    State(state): State<AppState>,
+    target: ProjectCredential<op::Reveal>,
+) -> Result<Response, ApiError> {
+    let ProjectCredential { store: ProjectStore { project, id, store }, key } = target;
+    let read = match store.get(&key).await {
+        Ok(Some(cred)) => Ok(cred),
+        Ok(None) => Err(missing(&key, &id)),
+        Err(e) => Err(ApiError::from(e)),
+    };
+    let (outcome, status) = match &read {
+        Ok(_) => (AuditOutcome::Succeeded, StatusCode::OK),
+        Err(e) => (AuditOutcome::Failed, e.status),
+    };
+    // Recorded before anything is sent: no value leaves unrecorded.
+    write_audit(&state, &project.audit, outcome, Some(status.as_u16()))?;
+    let cred = read?;
+    let encoded = (!cred.value.is_text()).then(|| {
+        use base64::Engine as _;
+        let bytes = cred.value.expose_secret();
+        let mut out = Zeroizing::new(String::with_capacity(bytes.len().div_ceil(3) * 4));
+        base64::engine::general_purpose::STANDARD.encode_string(bytes, &mut out);
+        out
+    });
+    let body = CredentialValueResponse {
+        data: CredentialValue {
+            key: key.as_str(),
+            store_id: id.as_str(),
+            value: cred.value.expose_str().ok(),
+            value_base64: encoded.as_deref().map(String::as_str),
+            value_kind: ValueKind::of(&cred.value),
+            version: cred.version.as_str(),
+            created_at: timestamp(cred.created_at),
+            updated_at: timestamp(cred.updated_at),
+        },
+    };
+    let json = secret_json(&body, cred.value.len())?;
+    let mut resp = Response::new(axum::body::Body::from(axum::body::Bytes::from_owner(json)));
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(tag) = etag(&cred.version) {
+        headers.insert(header::ETAG, tag);
+    }
+    Ok(resp)
+}
+
+/// Serializes an answer that holds a secret into a zeroizing buffer, grown
+/// by hand so no copy of it is left behind; the response body owns the
+/// buffer and zeroizes it when dropped.
+fn secret_json<T: Serialize>(body: &T, secret_len: usize) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    struct Writer(Zeroizing<Vec<u8>>);
+    impl std::io::Write for Writer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if self.0.capacity() < self.0.len() + bytes.len() {
+                let mut bigger = Zeroizing::new(Vec::with_capacity((self.0.len() + bytes.len()) * 2));
+                bigger.extend_from_slice(&self.0);
+                self.0 = bigger;
+            }
+            self.0.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    // Room for the base64 of the value and the other members.
+    let mut writer = Writer(Zeroizing::new(Vec::with_capacity(secret_len.div_ceil(3) * 4 + 1024)));
+    serde_json::to_writer(&mut writer, body).map_err(|e| ApiError::internal(&e))?;
+    Ok(writer.0)
+}
