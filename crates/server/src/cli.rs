@@ -198,7 +198,7 @@ async fn serve(settings: Settings) -> ExitCode {
         }
         AdminToken::FromEnv(_) => tracing::info!("admin token: from CREDSTORE_ADMIN_TOKEN"),
     }
-    let mut tokens = vec![TokenEntry::admin(admin.hash())];
+    let mut tokens = vec![TokenEntry::admin_with_reveal(admin.hash(), settings.admin_reveal)];
     tokens.extend(settings.tokens.iter().cloned());
     let stores = match stores::open_all(&settings).await {
         Ok(s) => s,

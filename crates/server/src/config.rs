@@ -8,6 +8,7 @@
 //! | data directory | `data_dir` | `CREDSTORE_DATA_DIR` | `./credstore-data` |
 //! | master key of `sqlite-default` | — | `CREDSTORE_MASTER_KEY` (base64) | generated into `data_dir/master.key` |
 //! | admin token | — | `CREDSTORE_ADMIN_TOKEN` | generated on first run, hash in `data_dir/admin-token.sha256` |
+//! | admin token may read values (`reveal`) | `admin_reveal` | — | `false` |
 //! | config file | — | `CREDSTORE_CONFIG` (or `--config`) | none |
 //! | embedded stores | `default_stores` | — | `true` |
 //! | log format | `log_format` | `CREDSTORE_LOG_FORMAT` | `text` (or `json`) |
@@ -193,6 +194,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// The admin token from the environment, if set.
     pub admin_token: Option<SecretValue>,
+    /// Whether the admin token may read credential values (the `reveal`
+    /// action); off unless the config file says `admin_reveal = true`.
+    pub admin_reveal: bool,
     /// Further tokens with their scopes.
     pub tokens: Vec<TokenEntry>,
     /// The stores, in the order they are listed.
@@ -240,6 +244,7 @@ impl Settings {
             caches: BTreeMap::new(),
             data_dir,
             admin_token: None,
+            admin_reveal: false,
             tokens: Vec::new(),
             log_format: LogFormat::Text,
             request_timeout: Duration::from_millis(30_000),
@@ -358,6 +363,7 @@ impl Settings {
             listen,
             data_dir,
             admin_token,
+            admin_reveal: file.admin_reveal.unwrap_or(false),
             tokens,
             stores,
             caches,
@@ -450,6 +456,10 @@ pub struct FileConfig {
     /// Whether to serve `memory-default` and `sqlite-default` (default true).
     #[serde(default)]
     pub default_stores: Option<bool>,
+    /// Whether the admin token gets the `reveal` action, reading
+    /// credential values (default false).
+    #[serde(default)]
+    pub admin_reveal: Option<bool>,
     /// `text` or `json`.
     #[serde(default)]
     pub log_format: Option<LogFormat>,
@@ -532,7 +542,7 @@ pub struct RawToken {
     pub tenants: Vec<String>,
     /// Project ids, or `["*"]` for all.
     pub projects: Vec<String>,
-    /// `view`, `edit` and/or `metrics`.
+    /// `view`, `edit`, `metrics` and/or `reveal`.
     pub actions: Vec<Action>,
 }
 
@@ -545,7 +555,7 @@ impl RawToken {
             }
         }
         if self.actions.is_empty() {
-            return Err("actions is empty; give view, edit and/or metrics".into());
+            return Err("actions is empty; give view, edit, metrics and/or reveal".into());
         }
         Ok(TokenEntry {
             name: self.name,
@@ -873,6 +883,9 @@ type = "keychain"
     #[test]
     fn probe_audit_and_metrics_settings() {
         let d = parse("").unwrap();
+        assert!(!d.admin_reveal, "no token reads values by default, the admin token included");
+        assert!(parse("admin_reveal = true").unwrap().admin_reveal);
+        assert!(parse("admin_reveal = \"yes\"").is_err());
         assert_eq!(d.probe_interval, Duration::from_secs(10));
         assert_eq!(d.probe_staleness, Duration::from_secs(30));
         assert_eq!(d.audit_log, AuditTarget::File(PathBuf::from(DEFAULT_DATA_DIR).join("audit.log")));

@@ -130,6 +130,12 @@ fn first_run_needs_nothing_prints_the_token_once_and_keeps_no_secret_on_disk() {
             404
         );
         assert_eq!(get_json(&c, addr, "cst_wrong", CREDS).await.0, 401);
+        let value = format!("{CREDS}/sqlite-default/credentials/canary/value");
+        assert_eq!(
+            get_json(&c, addr, &token, &value).await.0,
+            403,
+            "the admin token cannot read values by default"
+        );
     });
     assert!(p.terminate().success());
     // JSON logs: one object per line.
@@ -139,6 +145,18 @@ fn first_run_needs_nothing_prints_the_token_once_and_keeps_no_secret_on_disk() {
         "{logs}"
     );
     assert!(logs.contains("\"request_id\""));
+
+    // Third run: `admin_reveal = true` grants the admin token value reads.
+    std::fs::write(dir.path().join("credstore.toml"), "admin_reveal = true\n").unwrap();
+    let (mut p, addr) = Proc::serve(dir.path(), &[("CREDSTORE_CONFIG", "credstore.toml")], &[]);
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let (status, got) =
+            get_json(&c, addr, &token, &format!("{CREDS}/sqlite-default/credentials/canary/value")).await;
+        assert_eq!(status, 200, "{got}");
+        assert_eq!(got["data"]["value"], json!(canary));
+    });
+    assert!(p.terminate().success());
 }
 
 #[test]
