@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
-use crate::problem::{ApiError, Problem, PROBLEM_JSON};
+use crate::problem::{ApiError, Problem};
 
 /// The request id header, read from requests and always set on responses.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -130,11 +130,6 @@ fn default_detail(status: StatusCode) -> String {
         StatusCode::INTERNAL_SERVER_ERROR => "an internal error occurred; see the server log".to_owned(),
         _ => crate::problem::title_for(status),
     }
-}
-
-/// Whether `content_type` is the problem media type (used by tests).
-pub fn is_problem_json(content_type: Option<&HeaderValue>) -> bool {
-    content_type.and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with(PROBLEM_JSON))
 }
 
 #[cfg(test)]
