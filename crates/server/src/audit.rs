@@ -154,7 +154,12 @@ pub struct AuditEntry {
 }
 
 fn cut(id: &str) -> String {
-    id.chars().take(MAX_AUDIT_ID_LEN).collect()
+    if id.len() <= MAX_AUDIT_ID_LEN {
+        // Bytes bound characters: nothing to cut.
+        id.to_owned()
+    } else {
+        id.chars().take(MAX_AUDIT_ID_LEN).collect()
+    }
 }
 
 impl AuditEntry {
@@ -223,9 +228,21 @@ enum Sink {
     Writer(Box<dyn Write + Send>),
 }
 
+/// The sink and the buffer each line is built in, reused.
+struct Locked {
+    sink: Sink,
+    line: Vec<u8>,
+}
+
+impl Locked {
+    fn new(sink: Sink) -> Mutex<Self> {
+        Mutex::new(Self { sink, line: Vec::with_capacity(512) })
+    }
+}
+
 /// The audit log: appends [`AuditRecord`]s as JSON lines.
 pub struct AuditLog {
-    sink: Mutex<Sink>,
+    sink: Mutex<Locked>,
     target: String,
 }
 
@@ -266,15 +283,15 @@ impl AuditLog {
         match target {
             AuditTarget::File(path) => Self {
                 target: path.display().to_string(),
-                sink: Mutex::new(Sink::File { path: path.clone(), file: None }),
+                sink: Locked::new(Sink::File { path: path.clone(), file: None }),
             },
-            AuditTarget::Stderr => Self { target: "stderr".into(), sink: Mutex::new(Sink::Stderr) },
+            AuditTarget::Stderr => Self { target: "stderr".into(), sink: Locked::new(Sink::Stderr) },
         }
     }
 
     /// An audit log writing to `writer` (for embedding: a pipe, a socket).
     pub fn to_writer(writer: impl Write + Send + 'static) -> Self {
-        Self { target: "a writer".into(), sink: Mutex::new(Sink::Writer(Box::new(writer))) }
+        Self { target: "a writer".into(), sink: Locked::new(Sink::Writer(Box::new(writer))) }
     }
 
     /// Where the records go, for messages.
@@ -288,31 +305,189 @@ impl AuditLog {
     /// The line could not be written (the file cannot be opened or
     /// written).
     pub fn append(&self, record: &AuditRecord) -> std::io::Result<()> {
-        let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        let fields = Fields {
+            request_id: &record.request_id,
+            token: record.token.as_deref(),
+            tenant: record.tenant.as_deref(),
+            project: record.project.as_deref(),
+            store: record.store.as_deref(),
+            key: record.key.as_deref(),
+            action: record.action,
+        };
+        self.write_line(|line| {
+            encode(line, |o| json_str(o, &record.time), &fields, record.outcome, record.status);
+        })
+    }
+
+    /// Appends the record of `entry` at `outcome`, answered with `status`,
+    /// timed now: the same line as `append(&entry.record(outcome, status))`,
+    /// without building the record.
+    ///
+    /// # Errors
+    /// As for [`AuditLog::append`].
+    pub fn append_entry(
+        &self,
+        entry: &AuditEntry,
+        outcome: AuditOutcome,
+        status: Option<u16>,
+    ) -> std::io::Result<()> {
+        let fields = Fields {
+            request_id: &entry.request_id,
+            token: entry.token.as_deref(),
+            tenant: entry.tenant.as_deref(),
+            project: entry.project.as_deref(),
+            store: entry.store.as_deref(),
+            key: entry.key.as_deref(),
+            action: entry.action,
+        };
+        let time = humantime::format_rfc3339_millis(SystemTime::now());
+        // A timestamp has nothing to escape; writing to a Vec cannot fail.
+        let time = |o: &mut Vec<u8>| {
+            let _ = write!(o, "\"{time}\"");
+        };
+        self.write_line(|line| encode(line, time, &fields, outcome, status))
+    }
+
+    /// Builds one line in the sink's reused buffer (`fill`) and writes it
+    /// with one `write` call.
+    fn write_line(&self, fill: impl FnOnce(&mut Vec<u8>)) -> std::io::Result<()> {
+        let mut guard = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        let Locked { sink, line } = &mut *guard;
+        line.clear();
+        fill(line);
         line.push(b'\n');
-        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
-        match &mut *sink {
+        let result = match sink {
             Sink::Stderr => {
                 let mut err = std::io::stderr().lock();
-                err.write_all(&line)?;
-                err.flush()
+                err.write_all(line).and_then(|()| err.flush())
             }
-            Sink::Writer(w) => {
-                w.write_all(&line)?;
-                w.flush()
-            }
+            Sink::Writer(w) => w.write_all(line).and_then(|()| w.flush()),
             Sink::File { path, file } => {
                 if file.is_none() {
                     *file = Some(open_append(path)?);
                 }
-                let result = file.as_mut().map_or(Ok(()), |f| f.write_all(&line));
+                let result = file.as_mut().map_or(Ok(()), |f| f.write_all(line));
                 if result.is_err() {
                     *file = None;
                 }
                 result
             }
+        };
+        // Keep the buffer for the next line, unless a huge one grew it.
+        if line.capacity() > 16 * 1024 {
+            *line = Vec::new();
+        }
+        result
+    }
+}
+
+/// The request-side members of one line, borrowed.
+struct Fields<'a> {
+    request_id: &'a str,
+    token: Option<&'a str>,
+    tenant: Option<&'a str>,
+    project: Option<&'a str>,
+    store: Option<&'a str>,
+    key: Option<&'a str>,
+    action: AuditAction,
+}
+
+impl AuditAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Create => "create",
+            AuditAction::Delete => "delete",
+            AuditAction::ListStores => "list-stores",
+            AuditAction::ListCredentials => "list-credentials",
+            AuditAction::ReadMetadata => "read-metadata",
+            AuditAction::Metrics => "metrics",
         }
     }
+}
+
+impl AuditOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Started => "started",
+            AuditOutcome::Succeeded => "succeeded",
+            AuditOutcome::Failed => "failed",
+            AuditOutcome::Denied => "denied",
+            AuditOutcome::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// One record as JSON, exactly as `serde_json` writes [`AuditRecord`]
+/// (same members, same order, same escapes), without a line end.
+/// `time` writes the time member's value.
+fn encode(
+    out: &mut Vec<u8>,
+    time: impl FnOnce(&mut Vec<u8>),
+    f: &Fields<'_>,
+    outcome: AuditOutcome,
+    status: Option<u16>,
+) {
+    out.extend_from_slice(b"{\"time\":");
+    time(out);
+    out.extend_from_slice(b",\"requestId\":");
+    json_str(out, f.request_id);
+    for (name, value) in [
+        (&b",\"token\":"[..], f.token),
+        (b",\"tenant\":", f.tenant),
+        (b",\"project\":", f.project),
+        (b",\"store\":", f.store),
+        (b",\"key\":", f.key),
+    ] {
+        out.extend_from_slice(name);
+        match value {
+            Some(v) => json_str(out, v),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+    out.extend_from_slice(b",\"action\":\"");
+    out.extend_from_slice(f.action.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"outcome\":\"");
+    out.extend_from_slice(outcome.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"status\":");
+    match status {
+        Some(s) => {
+            let _ = write!(out, "{s}");
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
+}
+
+/// `text` as a JSON string, escaped as `serde_json` does: `"` and `\`,
+/// the short escapes `\b \f \n \r \t`, other control characters as
+/// `\u00XX`; everything else as is.
+fn json_str(out: &mut Vec<u8>, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            0x0c => b'f',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0x00..=0x1f => b'u',
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.push(b'\\');
+        out.push(short);
+        if short == b'u' {
+            out.extend_from_slice(&[b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -368,6 +543,75 @@ mod tests {
         }
     }
 
+    /// A writer the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_are_exactly_what_serde_json_writes() {
+        let tricky = "q\"b\\s/n\nr\rt\tb\u{8}f\u{c}z\u{0}e\u{1f}d\u{7f}é🙂";
+        let out = Shared::default();
+        let log = AuditLog::to_writer(out.clone());
+        let mut expected = Vec::new();
+        let entries = [
+            AuditEntry::new("req_1", AuditAction::Create).project("t", "p").store("s").key("k").token("ci"),
+            AuditEntry::new(tricky, AuditAction::ListStores).project(tricky, tricky).token(tricky),
+            AuditEntry::new("r", AuditAction::Metrics),
+            AuditEntry::new("r", AuditAction::ReadMetadata).store(tricky).key(tricky),
+            AuditEntry::new("r", AuditAction::ListCredentials),
+            AuditEntry::new("r", AuditAction::Delete),
+        ];
+        let outcomes = [
+            (AuditOutcome::Started, None),
+            (AuditOutcome::Succeeded, Some(201)),
+            (AuditOutcome::Failed, Some(503)),
+            (AuditOutcome::Denied, Some(401)),
+            (AuditOutcome::Abandoned, None),
+            (AuditOutcome::Failed, Some(65535)),
+        ];
+        for (entry, (outcome, status)) in entries.iter().zip(outcomes) {
+            let mut record = entry.record(outcome, status);
+            record.time = tricky.to_owned();
+            log.append(&record).unwrap();
+            expected.extend(serde_json::to_vec(&record).unwrap());
+            expected.push(b'\n');
+        }
+        assert_eq!(
+            String::from_utf8(out.0.lock().unwrap().clone()).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
+    }
+
+    #[test]
+    fn append_entry_writes_the_record_of_the_entry() {
+        let out = Shared::default();
+        let log = AuditLog::to_writer(out.clone());
+        let entry =
+            AuditEntry::new("req_9", AuditAction::Delete).project("t", "p").store("s").key("k\"").token("ci");
+        let before = SystemTime::now();
+        log.append_entry(&entry, AuditOutcome::Succeeded, Some(204)).unwrap();
+        let after = SystemTime::now();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(text.ends_with('\n') && text.lines().count() == 1, "{text:?}");
+        let line: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let time = humantime::parse_rfc3339(line["time"].as_str().unwrap()).unwrap();
+        let millis = |t: SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+        assert!(millis(before) <= millis(time) && millis(time) <= millis(after));
+        let mut record = entry.record(AuditOutcome::Succeeded, Some(204));
+        record.time = line["time"].as_str().unwrap().to_owned();
+        assert_eq!(text, format!("{}\n", serde_json::to_string(&record).unwrap()));
+    }
+
     #[test]
     fn an_unopenable_file_fails_every_append() {
         let dir = tempfile::tempdir().unwrap();
@@ -376,6 +620,8 @@ mod tests {
         let record = AuditEntry::new("r", AuditAction::Delete).record(AuditOutcome::Started, None);
         assert!(log.append(&record).is_err());
         assert!(log.append(&record).is_err());
+        let entry = AuditEntry::new("r", AuditAction::Delete);
+        assert!(log.append_entry(&entry, AuditOutcome::Started, None).is_err());
         assert_eq!(AuditTarget::parse("-"), AuditTarget::Stderr);
         assert_eq!(AuditTarget::parse("a.log"), AuditTarget::File("a.log".into()));
     }

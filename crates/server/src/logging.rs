@@ -4,27 +4,179 @@
 //! Log lines carry methods, paths, statuses, latencies, request ids, store
 //! ids and keys: never a header, a body, a credential value or a token.
 //!
-//! Lines are formatted on the calling thread and handed to one background
-//! thread that writes them to stderr ([`tracing_appender::non_blocking()`]),
-//! so a request never waits on a write to stderr. No line is dropped: when
-//! the writer falls more than [`BUFFERED_LINES`] lines behind, callers wait
-//! for it. [`flush`] writes what is queued; the `credstore` binary calls it
-//! before it exits.
+//! Lines are formatted on the calling thread and appended to a shared
+//! buffer; one background thread writes that buffer to stderr in batches
+//! (at most [`LINGER`] after the first line of a batch, or at once when
+//! [`BATCH_BYTES`] are waiting), so a request never waits on a write to
+//! stderr and a busy server makes one `write` per batch, not one per line.
+//! No line is dropped: when more than [`BUFFERED_BYTES`] are waiting,
+//! callers wait for the writer. [`flush`] writes what is queued; the
+//! `credstore` binary calls it before it exits.
 
-use std::io::IsTerminal;
-use std::sync::Mutex;
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// How many formatted lines may wait for the writer thread before a caller
-/// waits for it.
-pub const BUFFERED_LINES: usize = 64 * 1024;
+/// How many bytes of formatted lines may wait for the writer thread before
+/// a caller waits for it.
+pub const BUFFERED_BYTES: usize = 8 * 1024 * 1024;
 
-/// The writer thread's guard: dropping it writes every queued line.
-static GUARD: Mutex<Option<WorkerGuard>> = Mutex::new(None);
+/// Waiting bytes past which the writer writes at once instead of lingering.
+pub const BATCH_BYTES: usize = 64 * 1024;
+
+/// How long the writer waits, after the first line of a batch, for more.
+pub const LINGER: Duration = Duration::from_millis(5);
+
+#[derive(Default)]
+struct Queue {
+    /// Lines not yet handed to the writer.
+    buf: Vec<u8>,
+    /// The writer sleeps until a first line arrives (a caller must wake it).
+    writer_idle: bool,
+    /// The writer lingers for more lines (a caller wakes it at
+    /// [`BATCH_BYTES`]).
+    writer_lingering: bool,
+    /// Callers wait for room.
+    callers_waiting: bool,
+    /// [`flush`] was called: write what is queued and stop.
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Wakes the writer.
+    work: Condvar,
+    /// Wakes callers waiting for room.
+    room: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends one formatted line (or several), waking the writer only when
+    /// it sleeps or a batch is full.
+    fn push(&self, bytes: &[u8]) {
+        let mut q = self.lock();
+        while q.buf.len() >= BUFFERED_BYTES && !q.closed {
+            q.callers_waiting = true;
+            self.work.notify_one();
+            q = self.room.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        if q.closed {
+            // After [`flush`]: the process is exiting; the line is not written.
+            return;
+        }
+        let before = q.buf.len();
+        q.buf.extend_from_slice(bytes);
+        let wake = (q.writer_idle && before == 0)
+            || (q.writer_lingering && before < BATCH_BYTES && q.buf.len() >= BATCH_BYTES);
+        if wake {
+            q.writer_idle = false;
+            q.writer_lingering = false;
+            drop(q);
+            self.work.notify_one();
+        }
+    }
+
+    /// The writer thread: takes the queued bytes in batches and writes them.
+    fn run(&self, out: &mut dyn Write) {
+        let mut spare = Vec::new();
+        let mut q = self.lock();
+        loop {
+            if q.buf.is_empty() {
+                if q.closed {
+                    return;
+                }
+                q.writer_idle = true;
+                q = self.work.wait(q).unwrap_or_else(|e| e.into_inner());
+                q.writer_idle = false;
+                continue;
+            }
+            if q.buf.len() < BATCH_BYTES && !q.closed && !q.callers_waiting {
+                q.writer_lingering = true;
+                q = self.work.wait_timeout(q, LINGER).unwrap_or_else(|e| e.into_inner()).0;
+                q.writer_lingering = false;
+            }
+            spare.clear();
+            std::mem::swap(&mut q.buf, &mut spare);
+            if std::mem::take(&mut q.callers_waiting) {
+                self.room.notify_all();
+            }
+            drop(q);
+            // Nowhere to report a failed write to stderr; the batch is lost.
+            let _ = out.write_all(&spare);
+            let _ = out.flush();
+            // Keep the buffer's capacity, but not a burst's worth forever.
+            if spare.capacity() > 4 * BATCH_BYTES {
+                spare = Vec::new();
+            }
+            q = self.lock();
+        }
+    }
+}
+
+/// The [`MakeWriter`] of the subscriber: every line goes to the queue.
+#[derive(Clone)]
+struct QueueWriter(Arc<Shared>);
+
+impl Write for QueueWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.push(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for QueueWriter {
+    type Writer = QueueWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// The writer thread and its queue.
+struct Worker {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.work.notify_one();
+        self.shared.room.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts a writer thread writing the queued lines to `out`.
+fn start(out: impl Write + Send + 'static) -> std::io::Result<(QueueWriter, Worker)> {
+    let shared =
+        Arc::new(Shared { queue: Mutex::new(Queue::default()), work: Condvar::new(), room: Condvar::new() });
+    let for_thread = shared.clone();
+    let thread = std::thread::Builder::new().name("credstore-log".into()).spawn(move || {
+        let mut out = out;
+        for_thread.run(&mut out);
+    })?;
+    Ok((QueueWriter(shared.clone()), Worker { shared, thread: Some(thread) }))
+}
+
+/// The writer thread's handle: dropping it writes every queued line.
+static GUARD: Mutex<Option<Worker>> = Mutex::new(None);
 
 /// Installs the global subscriber and starts the writer thread. Calling it
 /// again is harmless (the first subscriber stays).
@@ -38,11 +190,11 @@ pub fn init(format: LogFormat) {
     if guard.is_some() {
         return;
     }
-    let (writer, worker) = NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(BUFFERED_LINES)
-        .thread_name("credstore-log")
-        .finish(std::io::stderr());
+    let Ok((writer, worker)) = start(std::io::stderr()) else {
+        // No thread for the writer: log straight to stderr.
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        return;
+    };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let installed = match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
@@ -74,5 +226,81 @@ mod tests {
         tracing::info!("a line before the flush");
         flush();
         assert!(GUARD.lock().unwrap().is_none());
+    }
+
+    /// A writer that keeps what it is given, and counts its writes.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<(Vec<u8>, usize)>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut s = self.0.lock().unwrap();
+            s.0.extend_from_slice(buf);
+            s.1 += 1;
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_line_is_written_in_order_in_few_writes() {
+        let sink = Sink::default();
+        let (writer, worker) = start(sink.clone()).unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let mut w = writer.clone();
+                std::thread::spawn(move || {
+                    for i in 0..20_000 {
+                        w.write_all(format!("thread {t} line {i}\n").as_bytes()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        drop(worker);
+        let (bytes, writes) = std::mem::take(&mut *sink.0.lock().unwrap());
+        let text = String::from_utf8(bytes).unwrap();
+        assert_eq!(text.lines().count(), 80_000, "no line lost");
+        for t in 0..4 {
+            let prefix = format!("thread {t} line ");
+            let mine: Vec<usize> =
+                text.lines().filter_map(|l| l.strip_prefix(&prefix)).map(|n| n.parse().unwrap()).collect();
+            assert_eq!(mine, (0..20_000).collect::<Vec<_>>(), "thread {t}'s lines whole and in order");
+        }
+        assert!(writes < 80_000 / 10, "lines are batched: {writes} writes");
+        // After the worker stopped, lines are dropped, never block.
+        let mut w = writer;
+        w.write_all(b"late\n").unwrap();
+    }
+
+    #[test]
+    fn a_full_queue_makes_callers_wait_not_drop() {
+        /// A slow writer: the queue fills up.
+        struct Slow(Sink);
+        impl Write for Slow {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                std::thread::sleep(Duration::from_millis(20));
+                self.0.write(buf)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink::default();
+        let (mut writer, worker) = start(Slow(sink.clone())).unwrap();
+        let line = vec![b'x'; 1023];
+        let lines = 3 * BUFFERED_BYTES / 1024;
+        for _ in 0..lines {
+            writer.write_all(&line).unwrap();
+            writer.write_all(b"\n").unwrap();
+        }
+        drop(worker);
+        let total = sink.0.lock().unwrap().0.len();
+        assert_eq!(total, lines * 1024, "every byte written");
     }
 }

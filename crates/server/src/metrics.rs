@@ -23,9 +23,10 @@
 //! a store operation). Probes are counted by the store prober
 //! ([`crate::status`]).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -151,6 +152,49 @@ impl Collector for CacheCollector {
     }
 }
 
+/// Handles on the series of label sets already seen, keyed by the label
+/// values joined in a byte string, so a request or store call finds its
+/// counter and histogram without building a label set (no allocation once
+/// a combination has been seen).
+struct HandleCache<V> {
+    map: RwLock<HashMap<Box<[u8]>, V>>,
+}
+
+impl<V> Default for HandleCache<V> {
+    fn default() -> Self {
+        Self { map: RwLock::new(HashMap::new()) }
+    }
+}
+
+impl<V: Clone> HandleCache<V> {
+    /// The handles of `parts` (joined with a separator no label value holds
+    /// in this position), made by `make` on first sight.
+    fn get(&self, parts: &[&[u8]], make: impl FnOnce() -> V) -> V {
+        let mut stack = [0u8; 256];
+        let mut heap = Vec::new();
+        let len: usize = parts.iter().map(|p| p.len() + 1).sum();
+        let key: &mut [u8] = if len <= stack.len() {
+            &mut stack[..len]
+        } else {
+            heap.resize(len, 0);
+            &mut heap
+        };
+        let mut at = 0;
+        for part in parts {
+            key[at..at + part.len()].copy_from_slice(part);
+            // Labels are text: a 0 byte never occurs inside one.
+            key[at + part.len()] = 0;
+            at += part.len() + 1;
+        }
+        let key: &[u8] = key;
+        if let Some(v) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(key) {
+            return v.clone();
+        }
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(key.into()).or_insert_with(make).clone()
+    }
+}
+
 /// Every metric of one server, in its own registry (nothing global, so
 /// several servers in one process keep separate figures).
 pub struct Metrics {
@@ -163,6 +207,8 @@ pub struct Metrics {
     probes: Family<ProbeLabels, Counter>,
     probe_seconds: HistogramFamily<StoreLabels>,
     caches: Arc<CacheCollector>,
+    request_handles: HandleCache<(Counter, Histogram)>,
+    operation_handles: HandleCache<(Counter, Histogram)>,
 }
 
 impl fmt::Debug for Metrics {
@@ -227,6 +273,8 @@ impl Metrics {
             probes,
             probe_seconds,
             caches,
+            request_handles: HandleCache::default(),
+            operation_handles: HandleCache::default(),
         }
     }
 
@@ -238,12 +286,24 @@ impl Metrics {
 
     /// Counts one answered HTTP request.
     pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        self.requests
-            .get_or_create(&RequestLabels { method: method.to_owned(), route: route.to_owned(), status })
-            .inc();
-        self.request_seconds
-            .get_or_create(&RouteLabels { method: method.to_owned(), route: route.to_owned() })
-            .observe(seconds);
+        let (count, time) =
+            self.request_handles.get(&[method.as_bytes(), route.as_bytes(), &status.to_be_bytes()], || {
+                let count = self
+                    .requests
+                    .get_or_create(&RequestLabels {
+                        method: method.to_owned(),
+                        route: route.to_owned(),
+                        status,
+                    })
+                    .clone();
+                let time = self
+                    .request_seconds
+                    .get_or_create(&RouteLabels { method: method.to_owned(), route: route.to_owned() })
+                    .clone();
+                (count, time)
+            });
+        count.inc();
+        time.observe(seconds);
     }
 
     /// Counts one store call.
@@ -254,9 +314,16 @@ impl Metrics {
         outcome: &'static str,
         seconds: f64,
     ) {
-        let store = store.to_string();
-        self.operations.get_or_create(&OpLabels { store: store.clone(), operation, outcome }).inc();
-        self.operation_seconds.get_or_create(&OpTimeLabels { store, operation }).observe(seconds);
+        let parts = [store.as_str().as_bytes(), operation.as_bytes(), outcome.as_bytes()];
+        let (count, time) = self.operation_handles.get(&parts, || {
+            let store = store.to_string();
+            let count =
+                self.operations.get_or_create(&OpLabels { store: store.clone(), operation, outcome }).clone();
+            let time = self.operation_seconds.get_or_create(&OpTimeLabels { store, operation }).clone();
+            (count, time)
+        });
+        count.inc();
+        time.observe(seconds);
     }
 
     /// Records one availability probe of `store` and sets its gauge.
@@ -291,12 +358,13 @@ impl Metrics {
 /// status, with its latency. The route is axum's [`MatchedPath`] (a
 /// template such as `/manage/tenants/{tenantId}/…`), never the raw path.
 pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    // Cheap clones: the matched path is shared, a standard method is a tag.
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let started = Instant::now();
     let resp = next.run(req).await;
-    let route = route.as_deref().unwrap_or(UNMATCHED_ROUTE);
-    metrics.observe_request(&method, route, resp.status().as_u16(), started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+    metrics.observe_request(method.as_str(), route, resp.status().as_u16(), started.elapsed().as_secs_f64());
     resp
 }
 
@@ -431,6 +499,34 @@ impl CredentialStore for MeteredStore {
 mod tests {
     use super::*;
     use credstore_core::StoreExt;
+
+    #[test]
+    fn requests_are_counted_by_method_route_and_status() {
+        let metrics = Metrics::new();
+        let long = format!("/{}", "x".repeat(300));
+        for (method, route, status) in [
+            ("GET", "/a/{id}", 200),
+            ("GET", "/a/{id}", 200),
+            ("GET", "/a/{id}", 404),
+            ("POST", "/a/{id}", 200),
+            ("GET", "/a", 200),
+            ("GET", long.as_str(), 200),
+            ("GET", long.as_str(), 200),
+        ] {
+            metrics.observe_request(method, route, status, 0.001);
+        }
+        let text = metrics.encode();
+        for line in [
+            r#"credstore_http_requests_total{method="GET",route="/a/{id}",status="200"} 2"#.to_owned(),
+            r#"credstore_http_requests_total{method="GET",route="/a/{id}",status="404"} 1"#.to_owned(),
+            r#"credstore_http_requests_total{method="POST",route="/a/{id}",status="200"} 1"#.to_owned(),
+            r#"credstore_http_requests_total{method="GET",route="/a",status="200"} 1"#.to_owned(),
+            format!(r#"credstore_http_requests_total{{method="GET",route="{long}",status="200"}} 2"#),
+            r#"credstore_http_request_duration_seconds_count{method="GET",route="/a/{id}"} 3"#.to_owned(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+        }
+    }
 
     #[tokio::test]
     async fn store_calls_are_counted_by_store_operation_and_outcome() {

@@ -1,7 +1,8 @@
 //! The outermost middleware: request ids, the request timeout, access logs,
 //! and the guarantee that every error response is `application/problem+json`.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -39,16 +40,38 @@ pub fn is_valid_request_id(id: &str) -> bool {
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// A new request id: `req_` and 24 random hex digits.
+/// The random half of every id this process generates: 48 bits, drawn once.
+fn process_prefix() -> u64 {
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    *PREFIX.get_or_init(|| {
+        let draw = getrandom::u64().unwrap_or_else(|_| {
+            // Extremely unlikely; fall back to the clock and the pid, ids
+            // need only be unique-ish across processes.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            nanos ^ (u64::from(std::process::id()) << 32)
+        });
+        draw & 0xffff_ffff_ffff
+    })
+}
+
+/// A new request id: `req_` and 24 hex digits, 12 drawn at random once per
+/// process and 12 counting the ids it generated, so ids never repeat
+/// within a process (before 2^48 requests) and hardly ever across
+/// processes, without a system call per request.
 pub fn generate_request_id() -> String {
-    let mut bytes = [0u8; 12];
-    if getrandom::fill(&mut bytes).is_err() {
-        // Extremely unlikely; fall back to the clock, ids need only be unique-ish.
-        let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        bytes.copy_from_slice(&nanos.to_be_bytes()[4..]);
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff_ffff;
+    let bits = (u128::from(process_prefix()) << 48) | u128::from(n);
+    let mut id = [0u8; 28];
+    id[..4].copy_from_slice(b"req_");
+    for (i, digit) in id[4..].iter_mut().enumerate() {
+        *digit = HEX[((bits >> (4 * (23 - i))) & 0xf) as usize];
     }
-    format!("req_{}", crate::auth::hex(&bytes))
+    // Only ASCII was written.
+    String::from_utf8_lossy(&id).into_owned()
 }
 
 /// The middleware: assigns the request id, applies the timeout, logs the
@@ -59,13 +82,16 @@ pub async fn request_context(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let request_id = req
-        .headers()
-        .get(&X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| is_valid_request_id(v))
-        .map_or_else(generate_request_id, str::to_owned);
-    let path = req.uri().path().to_owned();
+    // The id, and the same bytes as the response header: an incoming id's
+    // header value is shared, not copied.
+    let (request_id, header_value) =
+        match req.headers().get(&X_REQUEST_ID).filter(|v| v.to_str().is_ok_and(is_valid_request_id)) {
+            Some(v) => (String::from_utf8_lossy(v.as_bytes()).into_owned(), Some(v.clone())),
+            None => (generate_request_id(), None),
+        };
+    // Cheap clones: the URI's parts share the request's bytes.
+    let uri = req.uri().clone();
+    let path = uri.path();
     let method = req.method().clone();
     req.extensions_mut().insert(RequestId(request_id.clone()));
 
@@ -84,8 +110,12 @@ pub async fn request_context(
     .instrument(span.clone())
     .await;
 
-    let mut response = render_problem(response, &path, &request_id);
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    let mut response = render_problem(response, path, &request_id);
+    let header_value = match header_value {
+        Some(v) => Some(v),
+        None => HeaderValue::from_maybe_shared(axum::body::Bytes::from(request_id)).ok(),
+    };
+    if let Some(v) = header_value {
         response.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
     let status = response.status().as_u16();
@@ -147,5 +177,9 @@ mod tests {
         let id = generate_request_id();
         assert!(is_valid_request_id(&id) && id.starts_with("req_") && id.len() == 28, "{id}");
         assert_ne!(generate_request_id(), id);
+        // One process prefix, then a count: unique, and all valid.
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| generate_request_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        assert!(ids.iter().all(|i| is_valid_request_id(i) && i.len() == 28 && i[..16] == id[..16]));
     }
 }

@@ -17,6 +17,10 @@
 //!   the reason "no answer within N ms"; a probe that panics counts as
 //!   unavailable too. Neither ever slows a request: requests only read the
 //!   last result.
+//! - The *List Credential Stores* body (`{"data":[...]}`) is serialized
+//!   once per probe result, when it lands, not once per request:
+//!   `StatusBoard::stores_body` (crate-internal) hands out the ready bytes (and asks for an
+//!   on-demand probe of stale stores, as a snapshot does).
 //! - [`StatusBoard::shutdown`] stops every prober (a probe in flight is
 //!   dropped); dropping the board stops them too.
 
@@ -25,8 +29,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
+use axum::body::Bytes;
 use credstore_core::{Availability, CredentialStore, StoreId, StoreKind};
 use futures::FutureExt;
+use serde::Serialize;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -86,10 +92,78 @@ impl Slot {
     }
 }
 
+/// One store in the *List Credential Stores* body: the members and order
+/// of the handler's `StoreEntry`.
+#[derive(Serialize)]
+struct BodyEntry {
+    available: bool,
+    id: String,
+    reason: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(rename = "checkedAt")]
+    checked_at: String,
+}
+
+impl BodyEntry {
+    fn new(id: &StoreId, kind: StoreKind, last: &ProbeResult) -> Self {
+        let a = &last.availability;
+        Self {
+            available: a.available,
+            id: id.to_string(),
+            reason: if a.available { String::new() } else { a.reason.clone().unwrap_or_default() },
+            kind: kind.to_string(),
+            checked_at: humantime::format_rfc3339_millis(last.checked_at).to_string(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    data: &'a [BodyEntry],
+}
+
+/// The serialized list body, rebuilt whenever a probe result lands.
+struct StoresBody {
+    /// One entry per store, in the order served.
+    entries: Mutex<Vec<BodyEntry>>,
+    /// `{"data":[...]}` of `entries`.
+    bytes: RwLock<Bytes>,
+}
+
+impl StoresBody {
+    fn new(entries: Vec<BodyEntry>) -> Self {
+        let bytes = RwLock::new(Self::encode(&entries));
+        Self { entries: Mutex::new(entries), bytes }
+    }
+
+    fn encode(entries: &[BodyEntry]) -> Bytes {
+        // Plain strings and booleans: serializing cannot fail.
+        serde_json::to_vec(&Body { data: entries }).map(Bytes::from).unwrap_or_default()
+    }
+
+    /// Replaces entry `index` and the body.
+    fn update(&self, index: usize, entry: BodyEntry) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = entries.get_mut(index) {
+            *slot = entry;
+        }
+        let bytes = Self::encode(&entries);
+        // Written under the entries' lock, so bodies land in order.
+        *self.bytes.write().unwrap_or_else(|e| e.into_inner()) = bytes;
+    }
+
+    #[allow(dead_code, reason = "read by stores_body, until list_stores answers with it")]
+    fn get(&self) -> Bytes {
+        self.bytes.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// The probers and the last result of every store; see the
 /// [module docs](self).
 pub struct StatusBoard {
     slots: Vec<Arc<Slot>>,
+    body: Arc<StoresBody>,
     settings: ProbeSettings,
     observer: Option<ProbeObserver>,
     stop: watch::Sender<bool>,
@@ -144,16 +218,21 @@ impl StatusBoard {
             .zip(first)
             .map(|(store, last)| Arc::new(Slot { store, last: RwLock::new(last), wake: Notify::new() }))
             .collect();
+        let body = Arc::new(StoresBody::new(
+            slots.iter().map(|s| BodyEntry::new(s.store.id(), s.store.kind(), &s.last())).collect(),
+        ));
         let (stop, _) = watch::channel(false);
         let started = Instant::now();
-        let board = Arc::new(Self { slots, settings, observer, stop, tasks: Mutex::new(Vec::new()) });
+        let board = Arc::new(Self { slots, body, settings, observer, stop, tasks: Mutex::new(Vec::new()) });
         let tasks = board
             .slots
             .iter()
-            .map(|slot| {
+            .enumerate()
+            .map(|(index, slot)| {
                 let first = started + jittered(settings.interval);
                 tokio::spawn(prober(
                     slot.clone(),
+                    (board.body.clone(), index),
                     settings,
                     first,
                     board.observer.clone(),
@@ -186,6 +265,26 @@ impl StatusBoard {
                 StoreState { id: slot.store.id().clone(), kind: slot.store.kind(), last }
             })
             .collect()
+    }
+
+    /// The *List Credential Stores* body, `{"data":[...]}` with one entry
+    /// per store in the order served: exactly what serializing the
+    /// handler's entries of a [`snapshot`](Self::snapshot) gives (`available`,
+    /// `id`, `reason` (`""` when available), `type`, `checkedAt` as RFC 3339
+    /// UTC with milliseconds), serialized when the last probe result landed,
+    /// so a request only clones a shared buffer. Like a snapshot, it asks
+    /// for an on-demand probe of every store whose result is stale, and
+    /// never waits for it.
+    #[allow(dead_code, reason = "until list_stores answers with it; then drop this allow")]
+    pub(crate) fn stores_body(&self) -> Bytes {
+        let now = Instant::now();
+        for slot in &self.slots {
+            let taken = slot.last.read().unwrap_or_else(|e| e.into_inner()).taken;
+            if now.saturating_duration_since(taken) > self.settings.staleness {
+                slot.wake.notify_one();
+            }
+        }
+        self.body.get()
     }
 
     /// How many probers are still running.
@@ -231,6 +330,7 @@ async fn run_probe(
 /// at `first`.
 async fn prober(
     slot: Arc<Slot>,
+    (body, index): (Arc<StoresBody>, usize),
     settings: ProbeSettings,
     first: Instant,
     observer: Option<ProbeObserver>,
@@ -253,6 +353,7 @@ async fn prober(
             _ = stop.changed() => return,
             r = run_probe(slot.store.as_ref(), settings.timeout, observer.as_ref()) => r,
         };
+        body.update(index, BodyEntry::new(slot.store.id(), slot.store.kind(), &result));
         *slot.last.write().unwrap_or_else(|e| e.into_inner()) = result;
         next = Instant::now() + jittered(settings.interval);
     }
@@ -356,6 +457,75 @@ mod tests {
         }
         settle().await;
         assert_eq!(m.calls(Op::CheckAvailability), 2, "fresh again: no more probes");
+        board.shutdown().await;
+    }
+
+    /// What the list handler serializes for `snapshot`.
+    fn handler_body(snapshot: Vec<StoreState>) -> Vec<u8> {
+        let data = snapshot
+            .into_iter()
+            .map(|s| {
+                let a = s.last.availability;
+                crate::routes::StoreEntry {
+                    available: a.available,
+                    id: s.id.to_string(),
+                    reason: if a.available { String::new() } else { a.reason.unwrap_or_default() },
+                    kind: s.kind.to_string(),
+                    checked_at: crate::routes::timestamp(s.last.checked_at),
+                }
+            })
+            .collect();
+        serde_json::to_vec(&crate::routes::ListStoresResponse { data }).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_stores_body_is_what_the_handler_serializes_and_follows_each_probe() {
+        let (up, up_store) = mock("up");
+        let (down, down_store) = mock("down.q");
+        down.set_availability(Availability::down("sealed \"hard\"\n"));
+        let (hang, hang_store) = mock("hang");
+        hang.fail_next_op(Op::CheckAvailability, usize::MAX, Fault::Hang);
+        let board = StatusBoard::start(vec![up_store, down_store, hang_store], SETTINGS, None).await;
+        let body = board.stores_body();
+        assert_eq!(body, handler_body(board.snapshot()), "{}", String::from_utf8_lossy(&body));
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(text.starts_with(r#"{"data":[{"available":true,"id":"up","reason":"","type":""#), "{text}");
+        assert!(text.contains("no answer within 3000 ms"), "{text}");
+
+        // A probe result lands: the body follows, still equal to the handler's.
+        up.set_availability(Availability::down("gone"));
+        down.set_availability(Availability::up());
+        tokio::time::advance(Duration::from_secs(12)).await;
+        settle().await;
+        let body = board.stores_body();
+        assert_eq!(body, handler_body(board.snapshot()));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["data"][0]["available"], false);
+        assert_eq!(v["data"][0]["reason"], "gone");
+        assert_eq!(v["data"][1]["available"], true);
+        assert_eq!(v["data"][1]["reason"], "");
+        assert_eq!(v["data"].as_array().unwrap().len(), 3);
+        board.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_stores_body_asks_for_one_probe_when_stale() {
+        let (m, store) = mock("m");
+        let settings = ProbeSettings { interval: Duration::from_secs(3600), ..SETTINGS };
+        let board = StatusBoard::start(vec![store], settings, None).await;
+        m.set_availability(Availability::down("sealed"));
+        tokio::time::advance(Duration::from_secs(31)).await;
+        settle().await;
+        let stale = board.stores_body();
+        assert!(String::from_utf8_lossy(&stale).contains(r#""available":true"#), "answered at once");
+        for _ in 0..50 {
+            board.stores_body();
+        }
+        settle().await;
+        assert_eq!(m.calls(Op::CheckAvailability), 2, "one probe for all of them");
+        let fresh = board.stores_body();
+        assert!(String::from_utf8_lossy(&fresh).contains(r#""reason":"sealed""#));
+        assert_eq!(fresh, handler_body(board.snapshot()));
         board.shutdown().await;
     }
 
