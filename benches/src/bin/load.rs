@@ -9,14 +9,20 @@
 //! and answers the same list-stores JSON, with no auth, audit, logging,
 //! metrics or store behind it.
 //!
+//! List-stores is also measured on a second server that serves, beside the
+//! same default stores, a Vault store whose server accepts connections and
+//! never answers (a loopback listener this binary opens), configured through
+//! the server's TOML config file: its p99 against list-stores p99 with
+//! healthy stores only shows that one dead store never stalls the list.
+//!
 //! The server logs at `info` (to a file in the run's temporary folder), as
 //! it would in production.
 //!
 //! `load PATH/TO/credstore [SECONDS]`; writes `target/bench/extra/server_load.json`.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::path::Path;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -203,6 +209,78 @@ fn bare(addr: &str) {
     });
 }
 
+/// One `GET path` with `Authorization: auth`: the whole answer, headers
+/// included (for a sanity check, not a measurement).
+fn http_get(addr: SocketAddr, path: &str, auth: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    answer
+}
+
+/// A loopback listener that accepts every connection and never reads from
+/// it or answers: a server that hangs. Accepted connections stay open until
+/// the process exits.
+fn black_hole() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the black hole");
+    let addr = listener.local_addr().expect("black hole address");
+    std::thread::spawn(move || {
+        let mut held: Vec<TcpStream> = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+/// Starts `bin` on a free port with the bench's environment (a data folder
+/// under `dir/name`, the admin token, logs at `info` into `dir/name.log`)
+/// and `config`, when given, as its config file; waits until it is ready.
+fn start_server(
+    bin: &str,
+    dir: &Path,
+    name: &str,
+    token: &str,
+    config: Option<&Path>,
+    env: &[(&str, &str)],
+) -> (ServerProcess, SocketAddr) {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.env("CREDSTORE_LISTEN", addr.to_string())
+        .env("CREDSTORE_DATA_DIR", dir.join(format!("{name}-data")))
+        .env("CREDSTORE_ADMIN_TOKEN", token)
+        .env("CREDSTORE_LOG", "info")
+        .stdout(std::fs::File::create(dir.join(format!("{name}.out"))).unwrap())
+        .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap());
+    if let Some(config) = config {
+        cmd.env("CREDSTORE_CONFIG", config);
+    }
+    cmd.envs(env.iter().copied());
+    let server = ServerProcess::spawn(cmd).unwrap_or_else(|e| panic!("start credstore ({name}): {e}"));
+    wait_for_http(addr, "/readyz", &[200], Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("credstore ({name}) ready: {e}"));
+    (server, addr)
+}
+
+/// The config file of the dead-store server: the default stores and a
+/// Vault store at `dead`, which never answers.
+fn dead_store_config(dir: &Path, dead: SocketAddr) -> PathBuf {
+    let path = dir.join("dead-store.toml");
+    let text = format!(
+        "[[stores]]\nid = \"vault-dead\"\ntype = \"vault\"\naddress = \"http://{dead}\"\ntoken_env = \"BENCH_DEAD_VAULT_TOKEN\"\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     if std::env::args().nth(1).as_deref() == Some("--bare") {
@@ -217,17 +295,7 @@ fn main() {
 
     // Our server: the embedded default stores, a known admin token.
     let token = format!("bench-{}", credstore_conformance::unique_name("token"));
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut cmd = Command::new(&bin);
-    cmd.env("CREDSTORE_LISTEN", addr.to_string())
-        .env("CREDSTORE_DATA_DIR", dir.path().join("data"))
-        .env("CREDSTORE_ADMIN_TOKEN", &token)
-        .env("CREDSTORE_LOG", "info")
-        .stdout(std::fs::File::create(dir.path().join("server.out")).unwrap())
-        .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap());
-    let _server = ServerProcess::spawn(cmd).expect("start credstore");
-    wait_for_http(addr, "/readyz", &[200], Duration::from_secs(30)).expect("credstore ready");
+    let (server, addr) = start_server(&bin, dir.path(), "server", &token, None, &[]);
 
     let auth = format!("Bearer {token}");
     let base = format!("http://{addr}/manage/tenants/bench/projects/load/credential-stores");
@@ -255,6 +323,31 @@ fn main() {
     // Logging stayed on at info: every request has its line.
     let logged = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
     assert!(logged.lines().filter(|l| l.contains("request")).count() > 1000, "the server logged no requests");
+    server.stop();
+
+    // The same list on a server with one more store, whose server accepts
+    // connections and never answers.
+    let dead = black_hole();
+    let config = dead_store_config(dir.path(), dead);
+    // The dead store's token: sent only to the black hole.
+    let dead_token = [("BENCH_DEAD_VAULT_TOKEN", "bench-dead-vault-token")];
+    let (dead_server, dead_addr) =
+        start_server(&bin, dir.path(), "dead-store", &token, Some(&config), &dead_token);
+    let dead_path = "/manage/tenants/bench/projects/load/credential-stores";
+    let dead_base = format!("http://{dead_addr}{dead_path}");
+    let listed = http_get(dead_addr, dead_path, &auth);
+    assert!(
+        listed.contains(r#""available":false,"id":"vault-dead""#),
+        "the dead store is not listed as unavailable:\n{listed}"
+    );
+    let list_dead = wrk(
+        "list-stores-one-dead",
+        &dead_base,
+        &script("GET", &[("Authorization", &auth)], None),
+        seconds,
+        dir.path(),
+    );
+    dead_server.stop();
 
     // The bare axum handler, the same requests.
     let bare_port = free_port();
@@ -358,6 +451,17 @@ fn main() {
             None,
         ),
         Row::lower_is_better("server list-stores p99", "ms", list.p99_ms, bao_read.p99_ms, read, None),
+        Row::lower_is_better(
+            format!(
+                "server list-stores p99 with one dead store (accepts connections, never answers) vs healthy stores only ({load})"
+            ),
+            "ms",
+            list_dead.p99_ms,
+            list.p99_ms,
+            "list-stores p99 with healthy stores only",
+            // At most 2x the healthy p99; the ratio is healthy / ours.
+            Some(0.5),
+        ),
     ];
     let out = out_dir().join("extra");
     std::fs::create_dir_all(&out).unwrap();
