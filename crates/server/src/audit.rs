@@ -1,4 +1,5 @@
-//! The audit trail: one JSON line per mutation and per refused request.
+//! The audit trail: one JSON line per mutation, per value read and per
+//! refused request.
 //!
 //! Every create and delete is recorded **before** it is carried out
 //! (`"outcome":"started"`) and again after, with its result
@@ -21,7 +22,7 @@
 //! | `requestId` | the request id (also `X-Request-ID`) |
 //! | `token` | the name of the token (`admin` or a `[[tokens]]` name); `null` when no known token was presented |
 //! | `tenant`, `project`, `store`, `key` | from the path or body; `null` when the route has none or it was not read yet |
-//! | `action` | `create`, `delete`, `list-stores`, `list-credentials`, `read-metadata`, `metrics` |
+//! | `action` | `create`, `delete`, `reveal` (a value read), `list-stores`, `list-credentials`, `read-metadata`, `metrics` |
 //! | `outcome` | `started`, `succeeded`, `failed`, `denied`, `abandoned` |
 //! | `status` | the HTTP status answered; `null` on `started` and `abandoned` |
 //!
@@ -401,6 +402,7 @@ impl AuditAction {
             AuditAction::ListCredentials => "list-credentials",
             AuditAction::ReadMetadata => "read-metadata",
             AuditAction::Metrics => "metrics",
+            AuditAction::Reveal => "reveal",
         }
     }
 }

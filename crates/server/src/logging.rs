@@ -12,6 +12,10 @@
 //! No line is dropped: when more than [`BUFFERED_BYTES`] are waiting,
 //! callers wait for the writer. [`flush`] writes what is queued; the
 //! `credstore` binary calls it before it exits.
+//!
+//! (`tracing-appender`'s non-blocking writer, used before, hands each line
+//! to its thread through a channel and wakes it for every line; under load
+//! that cost more than the formatting. This writer batches instead.)
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};

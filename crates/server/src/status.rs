@@ -153,7 +153,6 @@ impl StoresBody {
         *self.bytes.write().unwrap_or_else(|e| e.into_inner()) = bytes;
     }
 
-    #[allow(dead_code, reason = "read by stores_body, until list_stores answers with it")]
     fn get(&self) -> Bytes {
         self.bytes.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -275,7 +274,6 @@ impl StatusBoard {
     /// so a request only clones a shared buffer. Like a snapshot, it asks
     /// for an on-demand probe of every store whose result is stale, and
     /// never waits for it.
-    #[allow(dead_code, reason = "until list_stores answers with it; then drop this allow")]
     pub(crate) fn stores_body(&self) -> Bytes {
         let now = Instant::now();
         for slot in &self.slots {

@@ -294,7 +294,7 @@ pub(crate) fn write_audit(
     outcome: AuditOutcome,
     status: Option<u16>,
 ) -> Result<(), ApiError> {
-    state.audit.append(&audit.record(outcome, status)).map_err(|e| {
+    state.audit.append_entry(audit, outcome, status).map_err(|e| {
         tracing::error!(error = %e, audit_log = state.audit.target(), "cannot write the audit log");
         ApiError::unavailable(
             "the audit log cannot be written, so the request was refused and nothing was changed",

@@ -2,13 +2,13 @@
 //! probed availability.
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::access::{op, Project};
-use super::{json_ok, timestamp, ManageErrors, ProjectPath, TAG_STORES};
+use super::{ManageErrors, ProjectPath, TAG_STORES};
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -71,20 +71,9 @@ pub(crate) async fn list_stores(
     State(state): State<AppState>,
     _project: Project<op::ListStores>,
 ) -> Result<Response, ApiError> {
-    let data = state
-        .status
-        .snapshot()
-        .into_iter()
-        .map(|s| {
-            let a = s.last.availability;
-            StoreEntry {
-                available: a.available,
-                id: s.id.to_string(),
-                reason: if a.available { String::new() } else { a.reason.unwrap_or_default() },
-                kind: s.kind.to_string(),
-                checked_at: timestamp(s.last.checked_at),
-            }
-        })
-        .collect();
-    Ok(json_ok(StatusCode::OK, &ListStoresResponse { data }))
+    // Serialized once per probe result (`StatusBoard::stores_body`), not per request.
+    let json = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+    let mut resp = (StatusCode::OK, json, state.status.stores_body()).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
 }
