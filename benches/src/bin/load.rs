@@ -319,6 +319,10 @@ fn main() {
     );
     let list =
         wrk("list-stores", &base, &script("GET", &[("Authorization", &auth)], None), seconds, dir.path());
+    // The floor of every route: the middleware alone (request id, request
+    // timeout, access log, metrics, panic guard), no auth and no store.
+    let health =
+        wrk("healthz", &format!("http://{addr}/healthz"), &script("GET", &[], None), seconds, dir.path());
 
     // Logging stayed on at info: every request has its line.
     let logged = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
@@ -433,6 +437,14 @@ fn main() {
             bare_list.requests_per_sec,
             "bare axum handler answering the same JSON",
             Some(0.8),
+        ),
+        Row::higher_is_better(
+            format!("server /healthz (middleware only: no auth, no store) vs bare axum list-stores handler ({load})"),
+            "req/s",
+            health.requests_per_sec,
+            bare_list.requests_per_sec,
+            "bare axum handler answering the list-stores JSON",
+            None,
         ),
         Row::lower_is_better(
             "server create p99, memory store",
