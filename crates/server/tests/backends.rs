@@ -31,16 +31,7 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = c.request(method.parse().unwrap(), format!("http://{addr}{path}")).bearer_auth(ADMIN);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    if status >= 400 {
-        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/problem+json"));
-    }
-    (status, r.json().await.unwrap_or(Value::Null))
+    proc_util::call(c, addr, ADMIN, method, path, body).await
 }
 
 #[test]

@@ -104,13 +104,7 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = c.request(method.parse().unwrap(), format!("http://{addr}{path}")).bearer_auth(ADMIN);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    proc_util::call(c, addr, ADMIN, method, path, body).await
 }
 
 #[test]

@@ -138,3 +138,26 @@ pub fn run(dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: &str) -> (i32
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Sends `method path` (with `body` as JSON) to the server at `addr` with
+/// `token`; the status and the JSON answer (`Null` when there is none).
+/// Every error answer must be problem+json.
+pub async fn call(
+    c: &reqwest::Client,
+    addr: SocketAddr,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = c.request(method.parse().unwrap(), format!("http://{addr}{path}")).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    if status >= 400 {
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/problem+json"));
+    }
+    (status, r.json().await.unwrap_or(Value::Null))
+}
