@@ -22,8 +22,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::LogFormat;
 
@@ -182,30 +185,55 @@ fn start(out: impl Write + Send + 'static) -> std::io::Result<(QueueWriter, Work
 /// The writer thread's handle: dropping it writes every queued line.
 static GUARD: Mutex<Option<Worker>> = Mutex::new(None);
 
+/// The filter of [`init`]: the first of `CREDSTORE_LOG` and `RUST_LOG`
+/// that is a valid filter, else `info`.
+///
+/// A filter of targets and levels only (`info`, `credstore_sqlite=debug,warn`)
+/// becomes a [`Targets`] filter, which decides from the callsite alone. Only a
+/// filter that needs [`EnvFilter`] (span or field directives such as
+/// `[request{path=/healthz}]=debug`) gets one: `EnvFilter` takes a shared
+/// lock each time a span is entered or exited, which every request does
+/// with its `request` span on each poll.
+fn filter(credstore_log: Option<String>, rust_log: Option<String>) -> (Option<Targets>, Option<EnvFilter>) {
+    let spec = [credstore_log, rust_log]
+        .into_iter()
+        .flatten()
+        .find(|s| EnvFilter::try_new(s).is_ok())
+        .unwrap_or_else(|| "info".to_owned());
+    match spec.parse::<Targets>() {
+        Ok(targets) => (Some(targets), None),
+        Err(_) => (None, Some(EnvFilter::new(spec))),
+    }
+}
+
+/// The formatting layer of `format`, writing with `writer`.
+fn format_layer<W>(format: LogFormat, writer: W) -> Box<dyn Layer<Registry> + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    match format {
+        LogFormat::Json => layer.json().flatten_event(true).with_current_span(true).boxed(),
+        LogFormat::Text => layer.with_target(false).with_ansi(std::io::stderr().is_terminal()).boxed(),
+    }
+}
+
 /// Installs the global subscriber and starts the writer thread. Calling it
 /// again is harmless (the first subscriber stays).
 pub fn init(format: LogFormat) {
-    let filter = std::env::var("CREDSTORE_LOG")
-        .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
     let mut guard = GUARD.lock().unwrap_or_else(|e| e.into_inner());
     if guard.is_some() {
         return;
     }
-    let Ok((writer, worker)) = start(std::io::stderr()) else {
+    let (targets, env) = filter(std::env::var("CREDSTORE_LOG").ok(), std::env::var("RUST_LOG").ok());
+    let (layer, worker) = match start(std::io::stderr()) {
+        Ok((writer, worker)) => (format_layer(format, writer), Some(worker)),
         // No thread for the writer: log straight to stderr.
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-        return;
+        Err(_) => (format_layer(format, std::io::stderr), None),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
-    let installed = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
-        LogFormat::Text => builder.with_target(false).with_ansi(std::io::stderr().is_terminal()).try_init(),
-    };
+    let installed = tracing_subscriber::registry().with(layer).with(targets).with(env).try_init();
     if installed.is_ok() {
-        *guard = Some(worker);
+        *guard = worker;
     }
 }
 
@@ -220,6 +248,26 @@ pub fn flush() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_filters_are_targets_and_span_filters_stay_env_filters() {
+        let (t, e) = filter(None, None);
+        assert_eq!(t.unwrap().to_string(), "info");
+        assert!(e.is_none());
+        let (t, e) = filter(Some("credstore_sqlite=debug,warn".into()), Some("trace".into()));
+        assert!(e.is_none());
+        let t = t.unwrap();
+        assert!(t.would_enable("credstore_sqlite::store", &tracing::Level::DEBUG));
+        assert!(!t.would_enable("hyper", &tracing::Level::INFO));
+        // An invalid CREDSTORE_LOG falls through to RUST_LOG.
+        let (t, _) = filter(Some("=[bad".into()), Some("debug".into()));
+        assert!(t.unwrap().would_enable("anything", &tracing::Level::DEBUG));
+        let (t, e) = filter(Some("[request{path=/healthz}]=debug,info".into()), None);
+        assert!(t.is_none());
+        assert!(e.unwrap().to_string().contains("request"));
+        let (t, _) = filter(Some("off".into()), None);
+        assert!(!t.unwrap().would_enable("credstore", &tracing::Level::ERROR));
+    }
 
     #[test]
     fn init_is_idempotent_and_flush_stops_the_writer() {
