@@ -127,7 +127,7 @@ pub async fn run(cli: Cli, backends: &Backends) -> ExitCode {
     match command {
         Command::HashToken => return hash_token(),
         Command::Openapi => {
-            println!("{}", crate::openapi::document().to_pretty_json().unwrap_or_default());
+            println!("{}", crate::openapi::document_json());
             return ExitCode::SUCCESS;
         }
         _ => {}

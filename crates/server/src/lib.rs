@@ -57,7 +57,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::{middleware, Extension, Router};
+use axum::{middleware, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use config::Settings;
@@ -71,28 +71,22 @@ use crate::audit::AuditLog;
 use crate::auth::Authenticator;
 use crate::metrics::Metrics;
 use crate::request::RequestSettings;
-use crate::routes::OpenApiJson;
-use crate::state::{AppState, Stores};
+use crate::state::{AppState, SharedState, Stores};
 use crate::status::{ProbeObserver, ProbeSettings, StatusBoard};
 
-/// The whole HTTP application: routes, fallback, panic catching, the
-/// request middleware (ids, timeout, logs, problem+json) and, outermost,
-/// the request metrics (so timeouts and panics are counted with the status
-/// answered).
+/// The whole HTTP application: routes, fallback, panic catching and,
+/// outermost, the request middleware (ids, timeout, logs, problem+json, and
+/// the request metrics, counted with the status answered, so timeouts and
+/// panics are counted as such).
 pub fn app(state: AppState, request_timeout: Duration) -> Router {
-    let (router, doc) = openapi::api_router();
-    let json = doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned());
+    let (router, _) = openapi::api_router();
     let metrics = state.metrics.clone();
-    router
-        .fallback(routes::fallback)
-        .with_state(state)
-        .layer(Extension(OpenApiJson(Arc::new(json))))
-        .layer(CatchPanicLayer::new())
-        .layer(middleware::from_fn_with_state(
-            Arc::new(RequestSettings { timeout: request_timeout }),
+    router.fallback(routes::fallback).with_state(state).layer(CatchPanicLayer::new()).layer(
+        middleware::from_fn_with_state(
+            Arc::new(RequestSettings { timeout: request_timeout, metrics: Some(metrics) }),
             request::request_context,
-        ))
-        .layer(middleware::from_fn_with_state(metrics, metrics::track))
+        ),
+    )
 }
 
 /// The application of the separate metrics listener (`metrics_listen`):
@@ -104,7 +98,7 @@ pub fn metrics_app(metrics: Arc<Metrics>, request_timeout: Duration) -> Router {
         .fallback(routes::fallback)
         .with_state(metrics)
         .layer(middleware::from_fn_with_state(
-            Arc::new(RequestSettings { timeout: request_timeout }),
+            Arc::new(RequestSettings { timeout: request_timeout, metrics: None }),
             request::request_context,
         ))
 }
@@ -152,7 +146,7 @@ impl Server {
         };
         let status =
             StatusBoard::start(stores.registry().iter().cloned().collect(), probes, Some(observer)).await;
-        let state = AppState {
+        let state = AppState::new(SharedState {
             stores: Arc::new(stores),
             auth: Arc::new(auth),
             status,
@@ -161,7 +155,7 @@ impl Server {
             probe_timeout: settings.probe_timeout,
             body_limit: settings.body_limit,
             shutting_down: Arc::new(AtomicBool::new(false)),
-        };
+        });
         Ok(Self {
             listener,
             metrics_listener,

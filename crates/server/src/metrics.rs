@@ -29,9 +29,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use credstore_core::{
     async_trait, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, Layer,
@@ -352,20 +350,6 @@ impl Metrics {
         resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         resp
     }
-}
-
-/// Middleware counting every request by method, route template and final
-/// status, with its latency. The route is axum's [`MatchedPath`] (a
-/// template such as `/manage/tenants/{tenantId}/…`), never the raw path.
-pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
-    // Cheap clones: the matched path is shared, a standard method is a tag.
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = req.method().clone();
-    let started = Instant::now();
-    let resp = next.run(req).await;
-    let route = route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
-    metrics.observe_request(method.as_str(), route, resp.status().as_u16(), started.elapsed().as_secs_f64());
-    resp
 }
 
 /// The `outcome` label of a store error.

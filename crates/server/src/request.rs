@@ -1,5 +1,6 @@
-//! The outermost middleware: request ids, the request timeout, access logs,
-//! and the guarantee that every error response is `application/problem+json`.
+//! The one middleware every request goes through: request ids, the request
+//! timeout, access logs, request metrics, and the guarantee that every error
+//! response is `application/problem+json`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -12,6 +13,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
+use axum::extract::MatchedPath;
+
+use crate::metrics::{Metrics, UNMATCHED_ROUTE};
 use crate::problem::{ApiError, Problem};
 
 /// The request id header, read from requests and always set on responses.
@@ -29,6 +33,9 @@ pub struct RequestId(pub String);
 pub struct RequestSettings {
     /// How long a request may take before it is answered with 503.
     pub timeout: Duration,
+    /// Where every answered request is counted (method, matched route,
+    /// status, latency), when requests are counted.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// Whether an incoming `X-Request-ID` is reused: 1 to
@@ -76,7 +83,12 @@ pub fn generate_request_id() -> String {
 
 /// The middleware: assigns the request id, applies the timeout, logs the
 /// request (method, path, status, latency, request id; never headers or
-/// bodies), and renders every error response as a [`Problem`].
+/// bodies), renders every error response as a [`Problem`], and counts the
+/// request with the status answered (so timeouts and caught panics are
+/// counted as the 503 and 500 they became).
+///
+/// One middleware rather than a stack of them: each `from_fn` layer costs a
+/// boxed future and a service clone per request.
 pub async fn request_context(
     State(settings): State<Arc<RequestSettings>>,
     mut req: Request,
@@ -93,6 +105,9 @@ pub async fn request_context(
     let uri = req.uri().clone();
     let path = uri.path();
     let method = req.method().clone();
+    // The route as matched (`/manage/tenants/{tenantId}/…`), never the raw
+    // path, so the metrics' label values stay few.
+    let route = req.extensions().get::<MatchedPath>().cloned();
     req.extensions_mut().insert(RequestId(request_id.clone()));
 
     let span = tracing::info_span!("request", %method, path = %path, request_id = %request_id);
@@ -119,7 +134,12 @@ pub async fn request_context(
         response.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
     let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_micros() as f64 / 1000.0;
+    let elapsed = started.elapsed();
+    if let Some(metrics) = &settings.metrics {
+        let route = route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+        metrics.observe_request(method.as_str(), route, status, elapsed.as_secs_f64());
+    }
+    let latency_ms = elapsed.as_micros() as f64 / 1000.0;
     span.in_scope(|| {
         if status >= 500 {
             tracing::warn!(status, latency_ms, "request failed");

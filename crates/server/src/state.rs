@@ -151,9 +151,37 @@ impl Stores {
     }
 }
 
-/// The state every handler gets.
+/// The state every handler gets: a handle on one [`SharedState`], which it
+/// dereferences to (`state.stores`, `state.auth`, …).
+///
+/// One `Arc`, so the clones axum makes of a route's state on every request
+/// cost one reference count, not one per field.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+impl AppState {
+    /// A handle on `shared`.
+    pub fn new(shared: SharedState) -> Self {
+        Self(Arc::new(shared))
+    }
+
+    /// Whether shutdown has started.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct SharedState {
     /// The stores.
     pub stores: Arc<Stores>,
     /// The tokens.
@@ -170,13 +198,6 @@ pub struct AppState {
     pub body_limit: usize,
     /// Set when shutdown starts; `/readyz` then answers 503.
     pub shutting_down: Arc<AtomicBool>,
-}
-
-impl AppState {
-    /// Whether shutdown has started.
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::SeqCst)
-    }
 }
 
 /// A store that failed to open: every call is [`Error::Unavailable`] with the

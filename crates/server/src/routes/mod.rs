@@ -67,8 +67,8 @@ pub use credentials::{
     CreateCredentialResponse, CreatedCredential, CredentialInfo, CredentialInfoResponse, CredentialValue,
     CredentialValueResponse, KeyEntry, ListCredentialsResponse, ValueKind,
 };
+pub(crate) use ops::fallback;
 pub use ops::StatusResponse;
-pub(crate) use ops::{fallback, OpenApiJson};
 pub use stores::{ListStoresResponse, StoreEntry};
 
 /// The tag of the Credential Stores API's operations in the OpenAPI document.

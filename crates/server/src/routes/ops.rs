@@ -1,8 +1,6 @@
 //! The operational endpoints: liveness, readiness, metrics, this API's
 //! OpenAPI document, and the answer to a path no route matches.
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -115,10 +113,6 @@ pub(crate) async fn metrics(
     Ok(state.metrics.response())
 }
 
-/// The OpenAPI document, as served.
-#[derive(Debug, Clone)]
-pub(crate) struct OpenApiJson(pub(crate) Arc<String>);
-
 /// OpenAPI document
 ///
 /// This API's OpenAPI 3.1 document, generated from the code. No token needed.
@@ -129,8 +123,8 @@ pub(crate) struct OpenApiJson(pub(crate) Arc<String>);
     tag = TAG_OPS,
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json"))
 )]
-pub(crate) async fn openapi_json(Extension(doc): Extension<OpenApiJson>) -> Response {
-    let mut resp = (*doc.0).clone().into_response();
+pub(crate) async fn openapi_json() -> Response {
+    let mut resp = crate::openapi::document_json().into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
