@@ -303,13 +303,19 @@ fn main() {
     let value = "v".repeat(64);
     let create_body = format!(r#"{{"key":"k-{{N}}","value":"{value}"}}"#);
     let ours_create = script("POST", &[json, ("Authorization", &auth)], Some(&create_body));
-    let memory = wrk(
-        "create-memory",
-        &format!("{base}/memory-default/credentials"),
-        &ours_create,
-        seconds,
-        dir.path(),
-    );
+    let list_script = script("GET", &[("Authorization", &auth)], None);
+
+    // The bare axum handler, started now and loaded right after the same
+    // requests to our server, so each pair runs back to back on a shared
+    // machine rather than minutes apart.
+    let bare_port = free_port();
+    let bare_addr: SocketAddr = format!("127.0.0.1:{bare_port}").parse().unwrap();
+    let mut bare_cmd = Command::new(std::env::current_exe().expect("this binary"));
+    bare_cmd.arg("--bare").arg(bare_addr.to_string());
+    let bare_server = ServerProcess::spawn(bare_cmd).expect("start the bare handler");
+    wait_for_http(bare_addr, "/readyz", &[200], Duration::from_secs(30)).expect("bare handler ready");
+    let bare_base = format!("http://{bare_addr}/manage/tenants/bench/projects/load/credential-stores");
+
     let sqlite = wrk(
         "create-sqlite",
         &format!("{base}/sqlite-default/credentials"),
@@ -317,12 +323,27 @@ fn main() {
         seconds,
         dir.path(),
     );
-    let list =
-        wrk("list-stores", &base, &script("GET", &[("Authorization", &auth)], None), seconds, dir.path());
+    let memory = wrk(
+        "create-memory",
+        &format!("{base}/memory-default/credentials"),
+        &ours_create,
+        seconds,
+        dir.path(),
+    );
+    let bare_create = wrk(
+        "bare-create",
+        &format!("{bare_base}/memory-default/credentials"),
+        &ours_create,
+        seconds,
+        dir.path(),
+    );
+    let list = wrk("list-stores", &base, &list_script, seconds, dir.path());
+    let bare_list = wrk("bare-list-stores", &bare_base, &list_script, seconds, dir.path());
     // The floor of every route: the middleware alone (request id, request
     // timeout, access log, metrics, panic guard), no auth and no store.
     let health =
         wrk("healthz", &format!("http://{addr}/healthz"), &script("GET", &[], None), seconds, dir.path());
+    bare_server.stop();
 
     // Logging stayed on at info: every request has its line.
     let logged = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
@@ -344,38 +365,8 @@ fn main() {
         listed.contains(r#""available":false,"id":"vault-dead""#),
         "the dead store is not listed as unavailable:\n{listed}"
     );
-    let list_dead = wrk(
-        "list-stores-one-dead",
-        &dead_base,
-        &script("GET", &[("Authorization", &auth)], None),
-        seconds,
-        dir.path(),
-    );
+    let list_dead = wrk("list-stores-one-dead", &dead_base, &list_script, seconds, dir.path());
     dead_server.stop();
-
-    // The bare axum handler, the same requests.
-    let bare_port = free_port();
-    let bare_addr: SocketAddr = format!("127.0.0.1:{bare_port}").parse().unwrap();
-    let mut bare_cmd = Command::new(std::env::current_exe().expect("this binary"));
-    bare_cmd.arg("--bare").arg(bare_addr.to_string());
-    let bare_server = ServerProcess::spawn(bare_cmd).expect("start the bare handler");
-    wait_for_http(bare_addr, "/readyz", &[200], Duration::from_secs(30)).expect("bare handler ready");
-    let bare_base = format!("http://{bare_addr}/manage/tenants/bench/projects/load/credential-stores");
-    let bare_create = wrk(
-        "bare-create",
-        &format!("{bare_base}/memory-default/credentials"),
-        &ours_create,
-        seconds,
-        dir.path(),
-    );
-    let bare_list = wrk(
-        "bare-list-stores",
-        &bare_base,
-        &script("GET", &[("Authorization", &auth)], None),
-        seconds,
-        dir.path(),
-    );
-    bare_server.stop();
 
     let vault_token = ("X-Vault-Token", bao.root_token());
     let bao_body = format!(r#"{{"data":{{"value":"{value}","n":"{{N}}"}}}}"#);
