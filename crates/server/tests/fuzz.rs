@@ -5,28 +5,16 @@
 
 #[path = "util/harness.rs"]
 mod harness;
+#[path = "util/property.rs"]
+mod property;
 
 use std::collections::BTreeMap;
 
 use harness::*;
+use property::{runner, runtime};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::{json, Value};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-}
-
-/// A runner with a fixed seed, so a run (and the coverage it asserts) is
-/// reproducible; set `CREDSTORE_FUZZ_RANDOM=1` to explore with a random seed.
-fn runner(cases: u32) -> TestRunner {
-    let config = Config { cases, failure_persistence: None, ..Config::default() };
-    if std::env::var_os("CREDSTORE_FUZZ_RANDOM").is_some() {
-        TestRunner::new(config)
-    } else {
-        TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha))
-    }
-}
 
 /// The server's OpenAPI document.
 fn openapi(rt: &tokio::runtime::Runtime, server: &TestServer) -> Value {

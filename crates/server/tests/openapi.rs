@@ -10,28 +10,16 @@
 
 #[path = "util/harness.rs"]
 mod harness;
+#[path = "util/property.rs"]
+mod property;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use harness::*;
+use property::{runner, runtime};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::{json, Value};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-}
-
-/// A fixed seed, so a run is reproducible; `CREDSTORE_FUZZ_RANDOM=1`
-/// explores with a random one.
-fn runner(cases: u32) -> TestRunner {
-    let config = Config { cases, failure_persistence: None, ..Config::default() };
-    if std::env::var_os("CREDSTORE_FUZZ_RANDOM").is_some() {
-        TestRunner::new(config)
-    } else {
-        TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha))
-    }
-}
 
 /// `pattern` without its anchors and with every unbounded repetition
 /// (`*`, `+`, `{m,}`) bounded to `n`, so generated strings can reach a
