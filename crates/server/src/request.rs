@@ -7,13 +7,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
-
-use axum::extract::MatchedPath;
 
 use crate::metrics::{Metrics, UNMATCHED_ROUTE};
 use crate::problem::{ApiError, Problem};
