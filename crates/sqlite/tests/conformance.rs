@@ -67,7 +67,19 @@ impl StoreFactory for SqliteFactory {
         let config = SqliteConfig::new(doomed.join("gone.db")).master_key(self.key.clone());
         let id = StoreId::new(unique_name("sqlite-unreachable")).expect("valid id");
         let store = SqliteStore::open(id, config).await.unwrap_or_else(|e| panic!("open failed: {e}"));
-        std::fs::remove_dir_all(&doomed).expect("remove the store's directory");
+        // The store's connections may still be creating the `-wal` and
+        // `-shm` files beside the database while the directory goes: a file
+        // made after the listing fails the last `rmdir` with "not empty".
+        // Remove again (bounded) until the directory is gone; then no file
+        // can be made there.
+        let mut attempts = 0;
+        while let Err(e) = std::fs::remove_dir_all(&doomed) {
+            attempts += 1;
+            assert!(
+                e.kind() == std::io::ErrorKind::DirectoryNotEmpty && attempts < 100,
+                "remove the store's directory (attempt {attempts}): {e}"
+            );
+        }
         Some(Arc::new(store))
     }
 }
