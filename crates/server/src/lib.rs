@@ -79,7 +79,7 @@ use crate::status::{ProbeObserver, ProbeSettings, StatusBoard};
 /// the request metrics, counted with the status answered, so timeouts and
 /// panics are counted as such).
 pub fn app(state: AppState, request_timeout: Duration) -> Router {
-    let (router, _) = openapi::api_router();
+    let router = openapi::served_router();
     let metrics = state.metrics.clone();
     router.fallback(routes::fallback).with_state(state).layer(CatchPanicLayer::new()).layer(
         middleware::from_fn_with_state(

@@ -130,9 +130,22 @@ pub fn document() -> utoipa::openapi::OpenApi {
     api_router().1
 }
 
-/// The document as `/openapi.json` serves it (pretty JSON), built once per
-/// process: it depends only on the code.
+/// The document as `/openapi.json` serves it (pretty JSON), rendered once
+/// per process: it depends only on the code.
 pub fn document_json() -> &'static str {
-    static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    JSON.get_or_init(|| document().to_pretty_json().unwrap_or_else(|_| "{}".to_owned()))
+    JSON.get_or_init(|| render(&document()))
+}
+
+/// The router with its document, which is rendered for `/openapi.json` now
+/// unless it already was, so the server does not build the document twice.
+pub fn served_router() -> axum::Router<AppState> {
+    let (router, doc) = api_router();
+    JSON.get_or_init(|| render(&doc));
+    router
+}
+
+static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn render(doc: &utoipa::openapi::OpenApi) -> String {
+    doc.to_pretty_json().unwrap_or_else(|_| "{}".to_owned())
 }
