@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,15 +12,18 @@ use credstore_core::{
     ListPage, Metadata, Namespace, Result, SecretValue, SetOptions, SetOutcome, StoreId, StoreKind, Version,
 };
 use futures::future::{BoxFuture, FutureExt, Shared, WeakShared};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// The default time a value is served from the cache: 300 s.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 /// The default largest number of entries of one cache: 1,000.
 pub const DEFAULT_MAX_ENTRIES: usize = 1000;
-/// The default time past its TTL an entry is kept, to be served on a
-/// retriable backend error or revalidated: 300 s.
-pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(300);
+/// The most time past its TTL an entry is kept by default, to be served on
+/// a retriable backend error or revalidated: 60 s. The default
+/// [`max_stale`](CacheLayer::with_max_stale) is the TTL, capped at this.
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(60);
 
 /// A read-through cache of `get`, for stores that cost a network round trip
 /// per read (Vault, AWS Secrets Manager).
@@ -41,9 +44,13 @@ pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(300);
 /// - **Zeroized when gone.** The cache holds one clone of each value it
 ///   caches ([`SecretValue`] clones share one buffer): when an entry is
 ///   evicted, expires, is invalidated or cleared, that clone is dropped, and
-///   the buffer is zeroized once callers have dropped theirs too. Entries
-///   whose time is up are dropped on the next call to the cache (or by
-///   [`CachedStore::purge_expired`]); nothing runs in the background.
+///   the buffer is zeroized once callers have dropped theirs too.
+/// - **Gone on time.** An entry is dropped when its time is up (its TTL plus
+///   the staleness allowed) even when nobody calls the cache: a timer task
+///   on the tokio runtime of the first entry's read wakes at the next
+///   deadline, and sleeps without waking while the cache is empty. It exists
+///   only while a cached store does (no cache, no task), and ends with the
+///   last handle.
 /// - **Read your writes.** `set_opts` (so `set`, `create`, `replace`) and
 ///   `delete` pass through unchanged, conditions included, and invalidate
 ///   the key before they return, whatever the outcome: after a success, a
@@ -56,7 +63,8 @@ pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(300);
 ///   cancel the read for the others.
 /// - **Stale if error.** When a read fails with a retriable error
 ///   ([`Error::is_retriable`]) and the cache holds an entry whose TTL ran out
-///   less than [`max_stale`](CacheLayer::with_max_stale) ago (default 300 s),
+///   less than [`max_stale`](CacheLayer::with_max_stale) ago (default: the
+///   TTL, at most 60 s),
 ///   that value is served, counted in [`CacheStats::stale_served`] and
 ///   logged with `tracing` at `warn` (store, namespace, key, age and the
 ///   error; never the value). Never past `max_stale`: the entry is dropped
@@ -110,7 +118,8 @@ pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(300);
 pub struct CacheLayer {
     ttl: Duration,
     max_entries: usize,
-    max_stale: Duration,
+    /// `None`: the TTL, capped at [`DEFAULT_MAX_STALE`].
+    max_stale: Option<Duration>,
     negative_ttl: Duration,
     revalidate: bool,
 }
@@ -120,7 +129,7 @@ impl Default for CacheLayer {
         Self {
             ttl: DEFAULT_TTL,
             max_entries: DEFAULT_MAX_ENTRIES,
-            max_stale: DEFAULT_MAX_STALE,
+            max_stale: None,
             negative_ttl: Duration::ZERO,
             revalidate: true,
         }
@@ -128,8 +137,8 @@ impl Default for CacheLayer {
 }
 
 impl CacheLayer {
-    /// The defaults: TTL 300 s, 1,000 entries, 300 s of staleness on error,
-    /// no negative caching, revalidation on.
+    /// The defaults: TTL 300 s, 1,000 entries, 60 s of staleness on error
+    /// (the TTL when it is shorter), no negative caching, revalidation on.
     pub fn new() -> Self {
         Self::default()
     }
@@ -149,9 +158,12 @@ impl CacheLayer {
     }
 
     /// How long past its TTL an entry is kept: served when the store fails
-    /// with a retriable error, and revalidated by version otherwise.
+    /// with a retriable error, and revalidated by version otherwise. The
+    /// default is the TTL, at most [`DEFAULT_MAX_STALE`] (60 s): a rotated or
+    /// deleted value is never served longer than that past its TTL unless
+    /// you ask for it here.
     pub fn with_max_stale(mut self, max_stale: Duration) -> Self {
-        self.max_stale = max_stale;
+        self.max_stale = Some(max_stale);
         self
     }
 
@@ -179,9 +191,11 @@ impl CacheLayer {
         self.max_entries
     }
 
-    /// How long past its TTL an entry may be served on error.
+    /// How long past its TTL an entry may be served on error: the value
+    /// given to [`with_max_stale`](Self::with_max_stale), or else the TTL
+    /// capped at [`DEFAULT_MAX_STALE`].
     pub fn max_stale(&self) -> Duration {
-        self.max_stale
+        self.max_stale.unwrap_or(self.ttl.min(DEFAULT_MAX_STALE))
     }
 
     /// How long a missing key is remembered.
@@ -199,7 +213,7 @@ impl CacheLayer {
     /// owner can reach ([`Layer::layer`] returns the same store as a
     /// `dyn CredentialStore`).
     pub fn build(&self, inner: Arc<dyn CredentialStore>) -> Arc<CachedStore> {
-        Arc::new(CachedStore::over(inner, Arc::new(Cache::new(*self))))
+        Arc::new(CachedStore::over(inner, Cache::new(*self)))
     }
 }
 
@@ -423,6 +437,47 @@ struct Cache {
     /// The space of every namespace that has entries, reads under way or
     /// handles.
     spaces: Mutex<HashMap<Namespace, Arc<Space>>>,
+    /// Wakes the sweeper when a deadline earlier than the one it sleeps
+    /// until is filed. Shared with it, so that it waits without keeping the
+    /// cache alive.
+    wake: Arc<Notify>,
+    /// The task that drops entries when their time is up ([`sweep_on_time`]):
+    /// started on the runtime that files the first entry, and again on a
+    /// later one if that runtime has ended.
+    sweeper: Mutex<Option<JoinHandle<()>>>,
+    /// This cache, for the sweeper to hold weakly.
+    me: Weak<Cache>,
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        if let Some(task) = self.sweeper.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
+    }
+}
+
+/// Drops the entries of `cache` when their time is up, whether or not
+/// anyone calls it: sleeps until the next deadline (or, while the cache is
+/// empty, until woken), and ends when the cache is gone. It holds the cache
+/// only while it sweeps, never while it sleeps.
+async fn sweep_on_time(cache: Weak<Cache>, wake: Arc<Notify>) {
+    loop {
+        let due = {
+            let Some(cache) = cache.upgrade() else { return };
+            cache.sweep_if_due(Instant::now());
+            cache.due_at()
+        };
+        match due {
+            // A millisecond late, so that the deadline has surely passed
+            // when it wakes (tokio's timer has millisecond resolution).
+            Some(at) => tokio::select! {
+                () = tokio::time::sleep_until(at + Duration::from_millis(1)) => {}
+                () = wake.notified() => {}
+            },
+            None => wake.notified().await,
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -456,8 +511,8 @@ enum Lookup {
 }
 
 impl Cache {
-    fn new(config: CacheLayer) -> Self {
-        Self {
+    fn new(config: CacheLayer) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
             config,
             counters: Counters::default(),
             epoch: Instant::now(),
@@ -466,7 +521,29 @@ impl Cache {
             next_due: AtomicU64::new(u64::MAX),
             index: Mutex::new(Index::default()),
             spaces: Mutex::new(HashMap::new()),
+            wake: Arc::new(Notify::new()),
+            sweeper: Mutex::new(None),
+            me: me.clone(),
+        })
+    }
+
+    /// When the first entry's time is up, if the cache holds any.
+    fn due_at(&self) -> Option<Instant> {
+        let due = self.next_due.load(Ordering::Relaxed);
+        (due != u64::MAX).then(|| self.epoch + Duration::from_nanos(due))
+    }
+
+    /// Tells the sweeper that an earlier deadline was filed, starting it
+    /// first if it is not running (outside a tokio runtime it cannot be, and
+    /// entries are then dropped by the next call, as before).
+    fn wake_sweeper(&self) {
+        let mut task = lock(&self.sweeper);
+        if task.as_ref().is_none_or(JoinHandle::is_finished) {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+            *task = Some(runtime.spawn(sweep_on_time(self.me.clone(), Arc::clone(&self.wake))));
         }
+        drop(task);
+        self.wake.notify_one();
     }
 
     fn next_id(&self) -> u64 {
@@ -527,16 +604,18 @@ impl Cache {
     /// released after the lock is.
     fn with_index<R>(&self, now: Instant, f: impl FnOnce(&mut Index, Instant, &mut Dropped) -> R) -> R {
         let mut dropped = Dropped::default();
-        let result = {
+        let (result, earlier) = {
             let mut index = lock(&self.index);
             let expired = index.sweep(now, &mut dropped);
             bump(&self.counters.expirations, expired);
             let result = f(&mut index, now, &mut dropped);
             let due = index.deadlines.first_key_value().map_or(u64::MAX, |(&(at, _), _)| self.nanos(at));
-            self.next_due.store(due, Ordering::Relaxed);
-            result
+            (result, due < self.next_due.swap(due, Ordering::Relaxed))
         };
         self.release(dropped);
+        if earlier {
+            self.wake_sweeper();
+        }
         result
     }
 
@@ -604,7 +683,7 @@ impl Cache {
     fn entry_for(&self, found: Option<Credential>, now: Instant) -> Option<Entry> {
         let config = &self.config;
         let (fresh_for, stale_for) = match found {
-            Some(_) => (config.ttl, config.max_stale),
+            Some(_) => (config.ttl, config.max_stale()),
             None => (config.negative_ttl, Duration::ZERO),
         };
         if fresh_for.is_zero() || config.max_entries == 0 {
@@ -802,9 +881,10 @@ impl CachedStore {
         }
     }
 
-    /// Drops the entries whose time is up. Every call to the cache does this
-    /// already; an owner that wants expired values gone from memory on time
-    /// even while nobody reads calls this on a timer.
+    /// Drops the entries whose time is up now. Every call to the cache does
+    /// this already, and so does the cache's timer when a deadline passes
+    /// (see "Gone on time" on [`CacheLayer`]); this is for an owner that
+    /// wants it done at a moment of its choosing.
     pub fn purge_expired(&self) {
         self.cache.with_index(Instant::now(), |_, _, _| ());
     }

@@ -49,6 +49,78 @@ async fn defaults_are_those_of_the_issue() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn max_stale_defaults_to_the_ttl_and_at_most_a_minute() {
+    assert_eq!(CacheLayer::new().max_stale(), Duration::from_secs(60), "300 s TTL: capped at 60 s");
+    let short = CacheLayer::new().with_ttl(Duration::from_secs(10));
+    assert_eq!(short.max_stale(), Duration::from_secs(10), "never more past the TTL than the TTL");
+    let chosen = short.with_max_stale(Duration::from_secs(600));
+    assert_eq!(chosen.max_stale(), Duration::from_secs(600), "an explicit setting wins");
+    assert_eq!(chosen.with_ttl(Duration::from_secs(1)).max_stale(), Duration::from_secs(600));
+    let off = CacheLayer::new().with_max_stale(Duration::ZERO);
+    assert_eq!(off.max_stale(), Duration::ZERO);
+}
+
+/// Lets the cache's timer task run after the clock moved.
+async fn settle() {
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_values_are_dropped_on_time_while_nobody_calls_the_cache() {
+    let mock = mock();
+    put(&mock, "a", "v1").await;
+    put(&mock, "b", "v2").await;
+    let layer = CacheLayer::new().with_ttl(Duration::from_secs(10)).with_max_stale(Duration::from_secs(5));
+    let cached = cache_over(&mock, layer);
+    text(&*cached, "a").await;
+    advance(Duration::from_secs(2)).await;
+    text(&*cached, "b").await;
+    assert_eq!(cached.stats().entries, 2);
+
+    // No call to the cache from here on: only the clock moves.
+    advance(Duration::from_millis(12_990)).await; // 14.99 s: `a` is kept until 15 s, `b` until 17 s
+    settle().await;
+    assert_eq!(cached.stats().entries, 2, "nothing is dropped before its time");
+    advance(Duration::from_millis(20)).await; // 15.01 s
+    settle().await;
+    let stats = cached.stats();
+    assert_eq!((stats.entries, stats.expirations), (1, 1), "`a` is gone within a second: {stats:?}");
+    advance(Duration::from_secs(2)).await; // 17.01 s: `b` too
+    settle().await;
+    let stats = cached.stats();
+    assert_eq!((stats.entries, stats.expirations), (0, 2), "{stats:?}");
+
+    // An entry filed later than the timer's next deadline, and one earlier.
+    text(&*cached, "a").await;
+    let short = CacheLayer::new().with_ttl(Duration::from_secs(1)).with_max_stale(Duration::ZERO);
+    let other = cache_over(&mock, short);
+    text(&*other, "b").await;
+    advance(Duration::from_millis(1_010)).await;
+    settle().await;
+    assert_eq!(other.stats().entries, 0, "each cache keeps its own deadlines");
+    assert_eq!(cached.stats().entries, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_timer_task_exists_only_while_the_cache_holds_entries_and_ends_with_it() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let mock = mock();
+    put(&mock, "a", "v1").await;
+    let cached = cache_over(&mock, CacheLayer::new().with_ttl(Duration::from_secs(10)));
+    settle().await;
+    assert_eq!(metrics.num_alive_tasks(), before, "no task before anything is cached");
+    text(&*cached, "a").await;
+    settle().await;
+    assert_eq!(metrics.num_alive_tasks(), before + 1, "one timer once an entry is cached");
+    drop(cached);
+    settle().await;
+    assert_eq!(metrics.num_alive_tasks(), before, "the timer ends with the last handle");
+}
+
+#[tokio::test(start_paused = true)]
 async fn hits_never_reach_the_backend() {
     let mock = mock();
     put(&mock, "api-key", "v1").await;

@@ -130,7 +130,7 @@ pub const MAX_CACHE_ENTRIES: usize = 1_000_000;
 /// | --- | --- | --- |
 /// | `ttl_ms` | 300000 | 1 to 86400000 (24 h) |
 /// | `max_entries` | 1000 | 1 to 1000000 |
-/// | `max_stale_ms` | 300000 | 0 (off) to 86400000 (24 h) |
+/// | `max_stale_ms` | `ttl_ms`, at most 60000 | 0 (off) to 86400000 (24 h) |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheSettings {
@@ -752,7 +752,7 @@ ttl_ms = 1500
         // The documented defaults are the cache layer's.
         assert_eq!(d.ttl(), Duration::from_millis(300_000));
         assert_eq!(d.max_entries(), 1000);
-        assert_eq!(d.max_stale(), Duration::from_millis(300_000));
+        assert_eq!(d.max_stale(), Duration::from_millis(60_000));
         let t = s.cache("tuned").unwrap();
         assert_eq!((t.ttl(), t.max_entries(), t.max_stale()), (Duration::from_secs(60), 10, Duration::ZERO));
         assert_eq!(s.stores[2].kind(), credstore_core::StoreKind::AwsSecretsManager);
