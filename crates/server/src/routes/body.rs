@@ -5,8 +5,13 @@
 //! The body is read into a zeroizing buffer and parsed in one pass straight
 //! into its fields (no JSON tree): field names and a key without escapes
 //! are borrowed from the buffer, and the value is copied once, into the
-//! zeroizing storage of its [`SecretValue`]. Error messages never echo the
-//! body.
+//! zeroizing storage of its [`SecretValue`]. `value` and `valueBase64` are
+//! taken from the buffer raw and unescaped here ([`unescape`]), never in
+//! serde_json's scratch buffer, which is freed without being wiped. Error
+//! messages never echo the body.
+//!
+//! What this cannot reach: hyper's own read buffers, which hold the body
+//! as it arrived and are freed without being wiped.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -19,6 +24,7 @@ use credstore_core::{CredentialKey, Metadata, SecretValue};
 use futures::StreamExt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::ToSchema;
 use zeroize::Zeroizing;
@@ -404,8 +410,8 @@ impl<'de> Deserialize<'de> for Top<'de> {
                 while let Some(name) = map.next_key::<FieldName>()? {
                     match name {
                         FieldName::Key => fields.key = map.next_value::<StringOrOther>()?.0,
-                        FieldName::Value => fields.value = map.next_value::<StringOrOther>()?.0,
-                        FieldName::ValueBase64 => fields.value_base64 = map.next_value::<StringOrOther>()?.0,
+                        FieldName::Value => fields.value = map.next_value::<SecretText>()?.0,
+                        FieldName::ValueBase64 => fields.value_base64 = map.next_value::<SecretText>()?.0,
                         FieldName::Metadata => fields.metadata = map.next_value::<MetaField>()?,
                         FieldName::Unknown(name) => {
                             map.next_value::<IgnoredAny>()?;
@@ -521,6 +527,97 @@ impl<'de> Visitor<'de> for StringVisitor {
         IgnoredAny.visit_map(map)?;
         Ok(Slot::Other)
     }
+}
+
+/// `value` or `valueBase64`: any JSON value, kept when it is a string. The
+/// string is taken raw from the body (serde_json has checked its syntax and
+/// copied nothing) and unescaped by [`unescape`], so no copy of the secret
+/// is left in serde_json's scratch buffer.
+struct SecretText<'a>(Slot<'a>);
+
+impl<'de> Deserialize<'de> for SecretText<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <&'de RawValue>::deserialize(d)?.get();
+        let Some(inside) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
+            return Ok(SecretText(Slot::Other));
+        };
+        if !inside.contains('\\') {
+            return Ok(SecretText(Slot::Text(Text::Borrowed(inside))));
+        }
+        let text = unescape(inside).map_err(de::Error::custom)?;
+        Ok(SecretText(Slot::Text(Text::Owned(text))))
+    }
+}
+
+/// The text of a JSON string from between its quotes, escapes resolved, in
+/// a zeroizing buffer allocated once: unescaping only shortens, so the
+/// buffer never grows and leaves no copy behind. The parser has checked
+/// the syntax (no control characters, well-formed escapes) but not that
+/// `\u` escapes pair their surrogates, which is checked here as serde_json
+/// would.
+fn unescape(inside: &str) -> Result<Zeroizing<String>, &'static str> {
+    const LONE: &str = "a \\u escape is half of a surrogate pair";
+    let bytes = inside.as_bytes();
+    let mut out = Zeroizing::new(Vec::with_capacity(bytes.len()));
+    let mut rest = bytes;
+    while let Some(at) = rest.iter().position(|&b| b == b'\\') {
+        out.extend_from_slice(&rest[..at]);
+        let (escape, after) = rest[at + 1..].split_first().ok_or("a string ends inside an escape")?;
+        rest = after;
+        let ch = match escape {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let high = hex4(&mut rest)?;
+                let code = match high {
+                    0xD800..=0xDBFF => {
+                        let low = rest.strip_prefix(b"\\u").ok_or(LONE)?;
+                        rest = low;
+                        let low = hex4(&mut rest)?;
+                        if !(0xDC00..=0xDFFF).contains(&low) {
+                            return Err(LONE);
+                        }
+                        0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+                    }
+                    0xDC00..=0xDFFF => return Err(LONE),
+                    bmp => bmp,
+                };
+                char::from_u32(code).ok_or(LONE)?
+            }
+            _ => return Err("an unknown escape"),
+        };
+        let mut utf8 = [0u8; 4];
+        out.extend_from_slice(ch.encode_utf8(&mut utf8).as_bytes());
+        zeroize::Zeroize::zeroize(&mut utf8);
+    }
+    out.extend_from_slice(rest);
+    // Valid UTF-8 in, whole characters added: this cannot fail, and a
+    // failure would hand the bytes back to be wiped.
+    match String::from_utf8(std::mem::take(&mut *out)) {
+        Ok(text) => Ok(Zeroizing::new(text)),
+        Err(e) => {
+            drop(Zeroizing::new(e.into_bytes()));
+            Err("a string is not UTF-8 once unescaped")
+        }
+    }
+}
+
+/// The four hex digits of a `\u` escape at the front of `rest`, consumed.
+fn hex4(rest: &mut &[u8]) -> Result<u32, &'static str> {
+    let digits = rest.get(..4).ok_or("a \\u escape has fewer than four hex digits")?;
+    let mut code = 0;
+    for &d in digits {
+        code =
+            code * 16 + char::from(d).to_digit(16).ok_or("a \\u escape has a character that is not hex")?;
+    }
+    *rest = &rest[4..];
+    Ok(code)
 }
 
 impl<'de> Deserialize<'de> for MetaField {
@@ -713,6 +810,118 @@ mod tests {
         assert_eq!(input.key.as_str(), "k-1");
         assert_eq!(input.value.expose_str().unwrap(), "a\"b\\cé");
         assert_eq!(input.metadata.get("owner"), Some("ü"));
+    }
+
+    /// The unit tests' allocator: the system's, handing out zeroed blocks
+    /// (so every byte it reads was written) and, while a test arms it,
+    /// looking into every block freed for text that should have been wiped
+    /// first.
+    mod freed {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Mutex;
+
+        /// The texts looked for while armed; empty: not armed.
+        static WANTED: Mutex<Vec<&'static [u8]>> = Mutex::new(Vec::new());
+        static ARMED: AtomicUsize = AtomicUsize::new(0);
+        static FOUND: AtomicUsize = AtomicUsize::new(0);
+
+        pub struct Scanner;
+
+        // SAFETY: every call is forwarded to `System`; `dealloc` only reads
+        // the block it is handed, before freeing it, and blocks are
+        // allocated zeroed, so every byte read is initialized.
+        unsafe impl GlobalAlloc for Scanner {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                System.alloc_zeroed(layout)
+            }
+            unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+                System.alloc_zeroed(layout)
+            }
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                if ARMED.load(Ordering::SeqCst) > 0 {
+                    let block = std::slice::from_raw_parts(ptr, layout.size());
+                    // try_lock: the scanner's own lock is never waited for
+                    // inside the allocator.
+                    if let Ok(wanted) = WANTED.try_lock() {
+                        if wanted.iter().any(|w| block.windows(w.len()).any(|b| b == *w)) {
+                            FOUND.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+                System.dealloc(ptr, layout)
+            }
+        }
+
+        #[global_allocator]
+        static ALLOCATOR: Scanner = Scanner;
+
+        /// How many blocks holding one of `wanted` were freed while `f` ran.
+        pub fn blocks_freed_holding(wanted: &[&'static [u8]], f: impl FnOnce()) -> usize {
+            static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+            let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+            WANTED.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(wanted);
+            FOUND.store(0, Ordering::SeqCst);
+            ARMED.fetch_add(1, Ordering::SeqCst);
+            f();
+            ARMED.fetch_sub(1, Ordering::SeqCst);
+            let found = FOUND.load(Ordering::SeqCst);
+            let mut list = WANTED.lock().unwrap_or_else(|e| e.into_inner());
+            // Emptied without freeing while armed.
+            list.clear();
+            found
+        }
+    }
+
+    #[test]
+    fn escaped_values_leave_no_plaintext_in_freed_memory() {
+        // Each text looked for appears only once unescaped: the body spells
+        // its first character as a \u escape.
+        let text = b"s3cr3t-value-of-the-free-test-7d2a9c" as &[u8];
+        let base64 = b"bWFya2VyLTAtc2VjcmV0LWJ5dGVz" as &[u8];
+        let decoded = b"marker-0-secret-bytes" as &[u8];
+        for (body, wanted) in [
+            (&br#"{"key":"k","value":"\u0073\n3cr3t","value":"\u0073\u0033cr3t-value-of-the-free-test-7d2a9c\n"}"#[..], text),
+            (&br#"{"key":"k","valueBase64":"\u0062WFya2VyLTAtc2VjcmV0LWJ5dGVz"}"#[..], base64),
+        ] {
+            let body = Zeroizing::new(body.to_vec());
+            let freed = freed::blocks_freed_holding(&[wanted, decoded], || {
+                let Ok(input) = parse_create(&body) else { panic!("a valid body") };
+                let value = input.value.expose_secret();
+                assert!(value.windows(wanted.len()).any(|w| w == wanted) || value == decoded);
+                drop(input);
+            });
+            assert_eq!(freed, 0, "a freed block held the value of {:?}", String::from_utf8_lossy(&body[..24]));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn values_unescape_exactly_as_serde_json_does(value in "\\PC{0,40}", escape_all in proptest::bool::ANY) {
+            let quoted = if escape_all {
+                value.chars().map(|c| format!("\\u{:04x}", u32::from(c).min(0xFFFF))).collect::<String>()
+            } else {
+                serde_json::to_string(&value).unwrap().trim_matches('"').to_owned()
+            };
+            let body = format!(r#"{{"key":"k","value":"{quoted}"}}"#);
+            let ours = parse_create(body.as_bytes()).ok().map(|i| i.value.expose_str().unwrap().to_owned());
+            let theirs = serde_json::from_str::<serde_json::Value>(&body).ok().map(|v| v["value"].as_str().unwrap().to_owned());
+            proptest::prop_assert_eq!(ours, theirs);
+        }
+    }
+
+    #[test]
+    fn surrogate_pairs_are_joined_and_lone_halves_refused() {
+        let input = parse_create(br#"{"key":"k","value":"\ud83d\ude00!"}"#).ok().unwrap();
+        assert_eq!(input.value.expose_str().unwrap(), "\u{1F600}!");
+        for lone in [r#""\ud83d""#, r#""\ude00""#, r#""\ud83d\u0041""#, r#""\ud83dx""#] {
+            let body = format!(r#"{{"key":"k","value":{lone}}}"#);
+            assert_eq!(status(&body), 400, "{body}");
+            assert!(
+                serde_json::from_str::<serde_json::Value>(&body).is_err(),
+                "serde_json refuses {body} too"
+            );
+        }
     }
 
     #[test]
