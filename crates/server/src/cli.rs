@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 use crate::auth::{self, AdminToken, Authenticator, TokenEntry, TokenHash};
 use crate::backends::Backends;
 use crate::config::{LogFormat, Settings};
+use crate::environment::Environment;
 use crate::routes::project_namespace;
 use crate::{logging, migrate, stores, Server};
 
@@ -104,6 +105,9 @@ pub fn main() -> ExitCode {
 /// code. Log lines are flushed before it returns.
 pub fn main_with(backends: Backends) -> ExitCode {
     let cli = Cli::parse();
+    // Before the runtime starts its threads: the secret variables are
+    // copied out and wiped from the process environment.
+    let env = Environment::take_secrets(cli.config.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -111,7 +115,7 @@ pub fn main_with(backends: Backends) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(run(cli, &backends));
+    let code = runtime.block_on(run_with_env(cli, &backends, env.lookup()));
     logging::flush();
     code
 }
@@ -121,8 +125,18 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Runs one parsed command line, with the backend types of `backends`.
+/// Runs one parsed command line, with the backend types of `backends`,
+/// reading the process environment as it is ([`main_with`] first takes the
+/// secret variables out of it).
 pub async fn run(cli: Cli, backends: &Backends) -> ExitCode {
+    run_with_env(cli, backends, |k: &str| std::env::var(k).ok()).await
+}
+
+async fn run_with_env(
+    cli: Cli,
+    backends: &Backends,
+    env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+) -> ExitCode {
     let command = cli.command.unwrap_or(Command::Serve { listen: None });
     match command {
         Command::HashToken => return hash_token(),
@@ -132,7 +146,6 @@ pub async fn run(cli: Cli, backends: &Backends) -> ExitCode {
         }
         _ => {}
     }
-    let env = |k: &str| std::env::var(k).ok();
     let mut settings = match Settings::load(cli.config.as_deref(), env, backends) {
         Ok(s) => s,
         Err(e) => return fail(e),

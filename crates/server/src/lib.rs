@@ -39,6 +39,7 @@ pub mod auth;
 pub mod backends;
 pub mod cli;
 pub mod config;
+mod environment;
 mod logging;
 pub mod metrics;
 mod migrate;

@@ -160,6 +160,54 @@ fn first_run_needs_nothing_prints_the_token_once_and_keeps_no_secret_on_disk() {
 }
 
 #[test]
+fn secret_variables_are_wiped_from_the_process_environment_once_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = "cst_admin-from-the-environment-5e1f";
+    let master = "TWFzdGVyS2V5RnJvbVRoZUVudmlyb25tZW50MDAwMDA=";
+    let extra = "RXh0cmFLZXlOYW1lZEJ5bWFzdGVyX2tleV9lbnYwMDA=";
+    std::fs::write(
+        dir.path().join("credstore.toml"),
+        "[[stores]]\nid = \"extra\"\ntype = \"encrypted-sqlite\"\npath = \"extra.db\"\nmaster_key_env = \"EXTRA_KEY\"\n",
+    )
+    .unwrap();
+    let env = [
+        ("CREDSTORE_CONFIG", "credstore.toml"),
+        ("CREDSTORE_ADMIN_TOKEN", admin),
+        ("CREDSTORE_MASTER_KEY", master),
+        ("EXTRA_KEY", extra),
+    ];
+    let (mut p, addr) = Proc::serve(dir.path(), &env, &[]);
+
+    // What the process started with, as any process of the same user sees it.
+    let environ = std::fs::read(format!("/proc/{}/environ", p.child.id())).unwrap();
+    let seen = |needle: &str| environ.windows(needle.len()).any(|w| w == needle.as_bytes());
+    for secret in [admin, master, extra] {
+        assert!(!seen(secret), "a secret is still in /proc/<pid>/environ");
+    }
+    assert!(seen("CREDSTORE_CONFIG=credstore.toml"), "other variables are left as they are");
+
+    // The server read them before wiping them: the token is accepted and
+    // both keyed stores open.
+    let rt = rt();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let (status, list) = get_json(&c, addr, admin, CREDS).await;
+        assert_eq!(status, 200, "{list}");
+        let available: Vec<_> = list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["id"].clone(), s["available"].clone()))
+            .collect();
+        assert!(available.contains(&(json!("extra"), json!(true))), "{list}");
+        assert!(available.contains(&(json!("sqlite-default"), json!(true))), "{list}");
+        let body = json!({"key": "k", "value": "v"});
+        assert_eq!(post(&c, addr, admin, "extra", body).await.unwrap(), 201);
+    });
+    assert!(p.terminate().success(), "{}", p.stderr_text());
+}
+
+#[test]
 fn sigterm_finishes_in_flight_requests_and_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let token = "an-admin-token-from-the-environment";
