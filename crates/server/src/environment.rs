@@ -4,7 +4,8 @@
 //! them and `/proc/<pid>/environ` no longer shows them.
 //!
 //! Which variables hold secrets: the server's own (`CREDSTORE_ADMIN_TOKEN`,
-//! `CREDSTORE_MASTER_KEY`) and every variable the config file names with a
+//! `CREDSTORE_MASTER_KEY`), `VAULT_TOKEN` (which a `vault` store without a
+//! token setting reads), and every variable the config file names with a
 //! `*_env` key (`master_key_env`, `token_env`, `secret_id_env`, ...), the
 //! convention every backend's settings follow for secrets. Other variables
 //! (`CREDSTORE_LISTEN`, `AWS_REGION`, the AWS SDK's own credentials, which
@@ -18,8 +19,8 @@ use zeroize::Zeroizing;
 
 use crate::config::MASTER_KEY_ENV;
 
-/// The server's own variables that hold secrets.
-const SERVER_SECRETS: [&str; 2] = ["CREDSTORE_ADMIN_TOKEN", MASTER_KEY_ENV];
+/// The variables known to hold secrets whatever the config file says.
+const KNOWN_SECRETS: [&str; 3] = ["CREDSTORE_ADMIN_TOKEN", MASTER_KEY_ENV, "VAULT_TOKEN"];
 
 /// The secret variables, copied out of the process environment.
 pub(crate) struct Environment {
@@ -27,7 +28,7 @@ pub(crate) struct Environment {
 }
 
 impl Environment {
-    /// Copies out and wipes the secret variables: the server's own and those
+    /// Copies out and wipes the secret variables: the known ones and those
     /// the config file (`config`, else `CREDSTORE_CONFIG`) names by `*_env`
     /// keys. A config file that cannot be read or parsed names none here;
     /// loading the settings reports it.
@@ -35,7 +36,7 @@ impl Environment {
     /// Call it before any thread starts: changing the environment races with
     /// every other thread that reads it.
     pub(crate) fn take_secrets(config: Option<&Path>) -> Self {
-        let mut names: Vec<String> = SERVER_SECRETS.iter().map(|&n| n.to_owned()).collect();
+        let mut names: Vec<String> = KNOWN_SECRETS.iter().map(|&n| n.to_owned()).collect();
         let path =
             config.map(Path::to_path_buf).or_else(|| std::env::var_os("CREDSTORE_CONFIG").map(Into::into));
         if let Some(text) = path.and_then(|p| std::fs::read_to_string(p).ok()) {
