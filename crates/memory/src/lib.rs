@@ -9,7 +9,9 @@
 //! - [`CredentialStore::with_namespace`](credstore_core::CredentialStore::with_namespace)
 //!   gives handles on separate key spaces of one store (nested: `a` then `b`
 //!   is `a/b`), as the HTTP server uses for tenants and projects; namespaces
-//!   follow [`credstore_core::Namespace`] with its 512-byte cap.
+//!   follow [`credstore_core::Namespace`] with its 512-byte cap. A
+//!   namespace takes memory only while it holds keys or has handles: reads
+//!   on ever new namespaces (a client probing tenants) leave nothing behind.
 //! - Every write gets a version from one counter shared by all namespaces of
 //!   the store, so a version is never handed out twice, not even to a key
 //!   that was deleted and created again. Create-only and replace-if-version

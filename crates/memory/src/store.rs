@@ -41,6 +41,10 @@ type Space = RwLock<Entries>;
 /// counter and the settings.
 struct Shared {
     id: StoreId,
+    /// The root namespace, every namespace that holds keys, and those that
+    /// have handles: a namespace without either is forgotten when its last
+    /// handle drops, so that reads on ever new namespaces leave nothing
+    /// behind.
     spaces: Mutex<HashMap<Namespace, Arc<Space>>>,
     /// The last version handed out, in any namespace.
     last_version: AtomicU64,
@@ -127,6 +131,24 @@ impl MemoryStore {
 
 fn env_version() -> Version {
     Version::new(ENV_VERSION).expect("a valid version")
+}
+
+impl Drop for MemoryStore {
+    /// Forgets this handle's namespace when it holds no key and no other
+    /// handle is on it: the map's reference and this one are the last two,
+    /// and none can be taken from the map meanwhile, which is locked.
+    fn drop(&mut self) {
+        if self.namespace.is_root() || Arc::strong_count(&self.space) > 2 {
+            return;
+        }
+        let mut spaces = self.shared.spaces.lock().unwrap_or_else(|e| e.into_inner());
+        if Arc::strong_count(&self.space) == 2
+            && read(&self.space).map.is_empty()
+            && spaces.get(&self.namespace).is_some_and(|s| Arc::ptr_eq(s, &self.space))
+        {
+            spaces.remove(&self.namespace);
+        }
+    }
 }
 
 impl fmt::Debug for MemoryStore {
