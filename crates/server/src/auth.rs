@@ -2,12 +2,14 @@
 //!
 //! Only SHA-256 hashes of tokens are kept, in memory and on disk. A presented
 //! token is hashed and compared in constant time ([`subtle`]) with every
-//! known hash. Each token is scoped to tenants, projects and actions:
-//! `view` (list stores, list keys, read metadata), `edit` (create and
-//! delete credentials), `metrics` (read `/metrics`; the admin token has
-//! these three) and `reveal` (read credential values), which no token has
-//! unless the configuration names it: a `[[tokens]]` entry's `actions`, or,
-//! for the admin token, [`TokenEntry::admin_with_reveal`].
+//! known hash. A token holds [`Grant`]s, each naming tenants, projects,
+//! stores and actions: `view` (list stores, list keys, read metadata),
+//! `edit` (create and delete credentials), `metrics` (read `/metrics`; the
+//! admin token has these three) and `reveal` (read credential values),
+//! which no token has unless the configuration names it: a `[[tokens]]`
+//! entry's `actions`, or, for the admin token,
+//! [`TokenEntry::admin_with_reveal`]. A request is allowed when one grant
+//! matches its tenant, its project, its store and its action, all four.
 //!
 //! Session cookies (the Credential Stores API's `cookieAuth`) are out of scope: a request
 //! that carries only a cookie gets 401 saying so.
@@ -114,7 +116,7 @@ impl fmt::Display for Action {
     }
 }
 
-/// A set of tenant or project ids a token may use; `["*"]` in TOML is all.
+/// A set of tenant, project or store ids a grant names; `["*"]` in TOML is all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
     /// Every id.
@@ -142,19 +144,49 @@ impl Scope {
     }
 }
 
-/// One known token: a name for logs, its hash, and its scope.
+/// What one grant of a token allows: its actions, on its stores, in its
+/// projects of its tenants. The four are a cross product *within* the
+/// grant; a token that should reach `a/web` and `b/api` but not `a/api`
+/// holds two grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The tenants.
+    pub tenants: Scope,
+    /// The projects, in each of the tenants.
+    pub projects: Scope,
+    /// The stores, in each of the projects.
+    pub stores: Scope,
+    /// The actions.
+    pub actions: BTreeSet<Action>,
+}
+
+impl Grant {
+    /// A grant of `actions` on every tenant, project and store.
+    pub fn everything(actions: impl IntoIterator<Item = Action>) -> Self {
+        Self {
+            tenants: Scope::All,
+            projects: Scope::All,
+            stores: Scope::All,
+            actions: actions.into_iter().collect(),
+        }
+    }
+
+    /// Whether it allows `action` in `tenant`/`project`, on some store.
+    fn covers(&self, tenant: &str, project: &str, action: Action) -> bool {
+        self.actions.contains(&action) && self.tenants.allows(tenant) && self.projects.allows(project)
+    }
+}
+
+/// One known token: a name for logs, its hash, and its grants.
 #[derive(Debug, Clone)]
 pub struct TokenEntry {
     /// A name for logs (never the token).
     pub name: String,
     /// The token's SHA-256.
     pub hash: TokenHash,
-    /// The tenants it may use.
-    pub tenants: Scope,
-    /// The projects it may use (in any of its tenants).
-    pub projects: Scope,
-    /// The actions it may take.
-    pub actions: BTreeSet<Action>,
+    /// What it may do: a request is allowed by one grant that matches its
+    /// tenant, project, store and action.
+    pub grants: Vec<Grant>,
 }
 
 impl TokenEntry {
@@ -173,7 +205,7 @@ impl TokenEntry {
         if reveal {
             actions.insert(Action::Reveal);
         }
-        Self { name: "admin".into(), hash, tenants: Scope::All, projects: Scope::All, actions }
+        Self { name: "admin".into(), hash, grants: vec![Grant::everything(actions)] }
     }
 
     /// Checks that this token may read `/metrics` (the `metrics` action;
@@ -182,44 +214,68 @@ impl TokenEntry {
     /// # Errors
     /// 403 when it may not.
     pub fn check_metrics(&self) -> Result<(), ApiError> {
-        if self.actions.contains(&Action::Metrics) {
+        if self.grants.iter().any(|g| g.actions.contains(&Action::Metrics)) {
             Ok(())
         } else {
             Err(ApiError::forbidden("this token may not read metrics; it needs the action 'metrics'"))
         }
     }
 
-    /// Whether this token may take `action` in `tenant`/`project`.
-    pub fn allows(&self, tenant: &str, project: &str, action: Action) -> bool {
-        self.check(tenant, project, action).is_ok()
+    /// Whether this token may take `action` in `tenant`/`project`, on the
+    /// store `store` when one is named (on some store otherwise).
+    pub fn allows(&self, tenant: &str, project: &str, store: Option<&str>, action: Action) -> bool {
+        match self.check(tenant, project, action) {
+            Ok(stores) => store.is_none_or(|id| stores.allows(id)),
+            Err(_) => false,
+        }
     }
 
-    /// Checks that this token may take `action` in `tenant`/`project`.
+    /// Checks that this token may take `action` in `tenant`/`project`, and
+    /// returns the stores it may take it on there: the union of the stores
+    /// of every grant that matches (checking one store is then a set
+    /// lookup, and [`Scope::All`] needs none).
     ///
     /// # Errors
-    /// 403 naming what the token is not allowed.
-    pub fn check(&self, tenant: &str, project: &str, action: Action) -> Result<(), ApiError> {
-        if !self.tenants.allows(tenant) {
+    /// 403 naming what no grant allows: the tenant, else the project in
+    /// that tenant, else the action there.
+    pub fn check(&self, tenant: &str, project: &str, action: Action) -> Result<Scope, ApiError> {
+        let mut stores: Option<Scope> = None;
+        for grant in self.grants.iter().filter(|g| g.covers(tenant, project, action)) {
+            match (&grant.stores, &mut stores) {
+                (Scope::All, _) => {
+                    stores = Some(Scope::All);
+                    break;
+                }
+                (Scope::Only(ids), Some(Scope::Only(all))) => all.extend(ids.iter().cloned()),
+                (Scope::Only(ids), slot) => *slot = Some(Scope::Only(ids.clone())),
+            }
+        }
+        if let Some(stores) = stores {
+            tracing::debug!(token = %self.name, %action, "authorized");
+            return Ok(stores);
+        }
+        if !self.grants.iter().any(|g| g.tenants.allows(tenant)) {
             return Err(ApiError::forbidden(format!("this token may not access tenant '{tenant}'")));
         }
-        if !self.projects.allows(project) {
-            return Err(ApiError::forbidden(format!("this token may not access project '{project}'")));
+        if !self.grants.iter().any(|g| g.tenants.allows(tenant) && g.projects.allows(project)) {
+            return Err(ApiError::forbidden(format!(
+                "this token may not access project '{project}' of tenant '{tenant}'"
+            )));
         }
-        if !self.actions.contains(&action) {
-            match action {
-                Action::Metrics => return Err(ApiError::forbidden("this token may not read metrics")),
-                Action::Reveal => {
-                    return Err(ApiError::forbidden(
-                        "this token may not read credential values: that needs the action 'reveal', which \
-                         no token has unless the configuration grants it (the admin token included)",
-                    ))
-                }
-                _ => {}
-            }
-            return Err(ApiError::forbidden(format!("this token may not {action} credentials")));
-        }
-        tracing::debug!(token = %self.name, %action, "authorized");
-        Ok(())
+        Err(match action {
+            Action::Metrics => ApiError::forbidden("this token may not read metrics"),
+            Action::Reveal => ApiError::forbidden(
+                "this token may not read credential values: that needs the action 'reveal', which no token \
+                 has unless the configuration grants it (the admin token included)",
+            ),
+            _ => ApiError::forbidden(format!("this token may not {action} credentials in this project")),
+        })
+    }
+
+    /// The 403 of a store `id` that none of the token's grants for the
+    /// request's tenant, project and action names.
+    pub fn store_forbidden(id: &str, action: Action) -> ApiError {
+        ApiError::forbidden(format!("this token may not {action} in the store '{id}'"))
     }
 }
 
@@ -277,7 +333,7 @@ impl Authenticator {
     }
 
     /// Authenticates the request and checks that its token may take
-    /// `action` in `tenant`/`project`.
+    /// `action` in `tenant`/`project` (on some store).
     ///
     /// # Errors
     /// 401 as for [`Authenticator::authenticate`]; 403 as for [`TokenEntry::check`].
@@ -419,9 +475,12 @@ mod tests {
         let viewer = TokenEntry {
             name: "viewer".into(),
             hash: TokenHash::of("viewer-token-0001"),
-            tenants: Scope::from_list(&["t1".into()]),
-            projects: Scope::from_list(&["*".into()]),
-            actions: [Action::View].into(),
+            grants: vec![Grant {
+                tenants: Scope::from_list(&["t1".into()]),
+                projects: Scope::from_list(&["*".into()]),
+                stores: Scope::All,
+                actions: [Action::View].into(),
+            }],
         };
         let auth = Authenticator::new(vec![viewer, TokenEntry::admin(TokenHash::of("admin-token-00001"))]);
         let h = headers(Some("Bearer viewer-token-0001"));
@@ -441,6 +500,56 @@ mod tests {
         assert!(auth.authenticate(&cookie).unwrap_err().detail.contains("cookies are not supported"));
     }
 
+    fn only(ids: &[&str]) -> Scope {
+        Scope::Only(ids.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn a_request_needs_one_grant_that_matches_all_four() {
+        let token = TokenEntry {
+            name: "deploy".into(),
+            hash: TokenHash::of("deploy-token-0001"),
+            grants: vec![
+                Grant {
+                    tenants: only(&["a"]),
+                    projects: only(&["web"]),
+                    stores: Scope::All,
+                    actions: [Action::View, Action::Edit].into(),
+                },
+                Grant {
+                    tenants: only(&["b"]),
+                    projects: only(&["api"]),
+                    stores: only(&["vault"]),
+                    actions: [Action::View].into(),
+                },
+                Grant {
+                    tenants: only(&["b"]),
+                    projects: only(&["api"]),
+                    stores: only(&["sqlite"]),
+                    actions: [Action::View, Action::Reveal].into(),
+                },
+            ],
+        };
+        assert!(token.allows("a", "web", Some("any-store"), Action::Edit));
+        assert!(token.allows("b", "api", Some("vault"), Action::View));
+        // Not the cross product of the grants.
+        let e = token.check("a", "api", Action::View).unwrap_err();
+        assert_eq!(
+            (e.status.as_u16(), e.detail.as_str()),
+            (403, "this token may not access project 'api' of tenant 'a'")
+        );
+        assert!(!token.allows("b", "web", None, Action::View));
+        assert!(token.check("c", "web", Action::View).unwrap_err().detail.contains("tenant 'c'"));
+        // Stores: the union of the grants that allow the action.
+        assert_eq!(token.check("b", "api", Action::View).unwrap(), only(&["sqlite", "vault"]));
+        assert_eq!(token.check("b", "api", Action::Reveal).unwrap(), only(&["sqlite"]));
+        assert!(!token.allows("b", "api", Some("vault"), Action::Reveal));
+        assert!(!token.allows("b", "api", Some("memory"), Action::View));
+        assert!(token.check("b", "api", Action::Edit).unwrap_err().detail.contains("may not edit"));
+        assert_eq!(token.check("a", "web", Action::View).unwrap(), Scope::All);
+        assert!(token.check_metrics().is_err());
+    }
+
     #[test]
     fn reveal_is_granted_only_explicitly() {
         let hash = TokenHash::of("admin-token-00001");
@@ -449,7 +558,7 @@ mod tests {
         let e = auth.authorize(&h, "t", "p", Action::Reveal).unwrap_err();
         assert_eq!(e.status, 403);
         assert!(e.detail.contains("'reveal'"), "{}", e.detail);
-        assert_eq!(TokenEntry::admin(hash).actions, TokenEntry::admin_with_reveal(hash, false).actions);
+        assert_eq!(TokenEntry::admin(hash).grants, TokenEntry::admin_with_reveal(hash, false).grants);
         let auth = Authenticator::new(vec![TokenEntry::admin_with_reveal(hash, true)]);
         assert!(auth.authorize(&h, "t", "p", Action::Reveal).is_ok());
         let parsed: Vec<Action> = serde_json::from_str(r#"["view","reveal"]"#).unwrap();

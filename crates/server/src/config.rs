@@ -64,7 +64,16 @@
 //! sha256 = "<64 hex digits: `credstore hash-token < token-file`>"
 //! tenants = ["tenant_123"]        # or ["*"]
 //! projects = ["*"]
+//! stores = ["vault-prod"]         # optional; every store when left out
 //! actions = ["view", "edit"]
+//!
+//! [[tokens]]                      # grants: each allows its own cross product only
+//! name = "deploy"
+//! sha256 = "<64 hex digits>"
+//! grants = [
+//!   { tenants = ["a"], projects = ["web"], actions = ["view", "edit"] },
+//!   { tenants = ["b"], projects = ["api"], stores = ["vault-prod"], actions = ["view", "reveal"] },
+//! ]
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -80,7 +89,7 @@ use credstore_sqlite::{KeySource, SqliteSettings};
 use serde::Deserialize;
 
 use crate::audit::AuditTarget;
-use crate::auth::{Action, Scope, TokenEntry, TokenHash};
+use crate::auth::{Action, Grant, Scope, TokenEntry, TokenHash};
 use crate::backends::Backends;
 pub use crate::backends::StoreSpec;
 
@@ -530,7 +539,11 @@ fn resolve_store(
     Ok((spec, cache))
 }
 
-/// One `[[tokens]]` table.
+/// One `[[tokens]]` table: a name, the token's hash, and what it may do,
+/// either as one grant written in the table (`tenants`, `projects`,
+/// optionally `stores`, and `actions`: their cross product) or as a list of
+/// `grants`, each its own cross product. A request is allowed by one grant
+/// that matches its tenant, project, store and action.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawToken {
@@ -538,32 +551,89 @@ pub struct RawToken {
     pub name: String,
     /// The token's SHA-256, 64 hex digits (`credstore hash-token`).
     pub sha256: String,
+    /// Tenant ids, or `["*"]` for all (the grant written in the table).
+    #[serde(default)]
+    pub tenants: Option<Vec<String>>,
+    /// Project ids, or `["*"]` for all (the grant written in the table).
+    #[serde(default)]
+    pub projects: Option<Vec<String>>,
+    /// Store ids, or `["*"]` for all, the default (the grant written in the
+    /// table).
+    #[serde(default)]
+    pub stores: Option<Vec<String>>,
+    /// `view`, `edit`, `metrics` and/or `reveal` (the grant written in the
+    /// table).
+    #[serde(default)]
+    pub actions: Option<Vec<Action>>,
+    /// The grants, when the table does not write one itself.
+    #[serde(default)]
+    pub grants: Vec<RawGrant>,
+}
+
+/// One grant of `grants = [...]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrant {
     /// Tenant ids, or `["*"]` for all.
     pub tenants: Vec<String>,
     /// Project ids, or `["*"]` for all.
     pub projects: Vec<String>,
+    /// Store ids, or `["*"]` for all (the default).
+    #[serde(default)]
+    pub stores: Option<Vec<String>>,
     /// `view`, `edit`, `metrics` and/or `reveal`.
     pub actions: Vec<Action>,
 }
 
-impl RawToken {
-    fn resolve(self) -> Result<TokenEntry, String> {
-        let hash = TokenHash::from_hex(&self.sha256)?;
+impl RawGrant {
+    fn resolve(self) -> Result<Grant, String> {
         for id in self.tenants.iter().chain(&self.projects) {
             if id != "*" {
                 crate::routes::check_scope_id("tenant or project", id).map_err(|e| e.detail)?;
             }
         }
+        let stores = self.stores.unwrap_or_else(|| vec!["*".into()]);
+        for id in stores.iter().filter(|id| *id != "*") {
+            StoreId::new(id.as_str()).map_err(|e| format!("stores: {e}"))?;
+        }
         if self.actions.is_empty() {
             return Err("actions is empty; give view, edit, metrics and/or reveal".into());
         }
-        Ok(TokenEntry {
-            name: self.name,
-            hash,
+        Ok(Grant {
             tenants: Scope::from_list(&self.tenants),
             projects: Scope::from_list(&self.projects),
+            stores: Scope::from_list(&stores),
             actions: self.actions.into_iter().collect(),
         })
+    }
+}
+
+impl RawToken {
+    fn resolve(self) -> Result<TokenEntry, String> {
+        let hash = TokenHash::from_hex(&self.sha256)?;
+        let Self { name, tenants, projects, stores, actions, grants, .. } = self;
+        let inline = tenants.is_some() || projects.is_some() || stores.is_some() || actions.is_some();
+        let grants = match (inline, grants.is_empty()) {
+            (true, false) => {
+                return Err("give either tenants, projects, stores and actions, or grants, not both".into())
+            }
+            (false, false) => grants
+                .into_iter()
+                .enumerate()
+                .map(|(i, g)| g.resolve().map_err(|e| format!("grants[{i}]: {e}")))
+                .collect::<Result<Vec<_>, _>>()?,
+            (_, true) => {
+                let missing = |field: &str| format!("missing {field} (or grants)");
+                let grant = RawGrant {
+                    tenants: tenants.ok_or_else(|| missing("tenants"))?,
+                    projects: projects.ok_or_else(|| missing("projects"))?,
+                    stores,
+                    actions: actions.ok_or_else(|| missing("actions"))?,
+                };
+                vec![grant.resolve()?]
+            }
+        };
+        Ok(TokenEntry { name, hash, grants })
     }
 }
 
@@ -678,8 +748,8 @@ actions = ["view"]
         // The key is read through the same environment, when the store opens.
         assert_eq!(extra.context().env("EXTRA_KEY").as_deref(), Some("k"));
         assert_eq!(s.tokens.len(), 1);
-        assert!(s.tokens[0].allows("t1", "p", Action::View));
-        assert!(!s.tokens[0].allows("t1", "p", Action::Edit));
+        assert!(s.tokens[0].allows("t1", "p", None, Action::View));
+        assert!(!s.tokens[0].allows("t1", "p", None, Action::Edit));
         assert!(!format!("{s:?}").contains("\"m\""));
     }
 
@@ -917,6 +987,52 @@ type = "keychain"
         }
         let token = "[[tokens]]\nname = \"prom\"\nsha256 = \"{h}\"\ntenants = []\nprojects = []\nactions = [\"metrics\"]";
         let s = parse(&token.replace("{h}", &TokenHash::of("scraper-token-0123").to_hex())).unwrap();
-        assert!(s.tokens[0].actions.contains(&Action::Metrics));
+        assert!(s.tokens[0].check_metrics().is_ok());
+    }
+
+    #[test]
+    fn token_grants_are_each_their_own_cross_product() {
+        let h = TokenHash::of("deploy-token-0123").to_hex();
+        let s = parse(&format!(
+            r#"[[tokens]]
+name = "deploy"
+sha256 = "{h}"
+grants = [
+  {{ tenants = ["a"], projects = ["web"], actions = ["view", "edit"] }},
+  {{ tenants = ["b"], projects = ["api"], stores = ["vault-prod"], actions = ["view"] }},
+]
+[[tokens]]
+name = "one-store"
+sha256 = "{h}"
+tenants = ["a", "b"]
+projects = ["web", "api"]
+stores = ["sqlite-default"]
+actions = ["view"]
+"#
+        ))
+        .unwrap();
+        let deploy = &s.tokens[0];
+        assert!(deploy.allows("a", "web", Some("anything"), Action::Edit));
+        assert!(!deploy.allows("a", "api", None, Action::View), "not the cross product of the grants");
+        assert!(deploy.allows("b", "api", Some("vault-prod"), Action::View));
+        assert!(!deploy.allows("b", "api", Some("sqlite-default"), Action::View));
+        let inline = &s.tokens[1];
+        assert!(
+            inline.allows("a", "api", Some("sqlite-default"), Action::View),
+            "one table: the cross product"
+        );
+        assert!(!inline.allows("a", "api", Some("memory-default"), Action::View));
+
+        let table = |body: &str| format!("[[tokens]]\nname = \"t\"\nsha256 = \"{h}\"\n{body}");
+        for (body, why) in [
+            ("tenants = [\"a\"]\nprojects = [\"*\"]\nactions = [\"view\"]\ngrants = [{ tenants = [\"a\"], projects = [\"*\"], actions = [\"view\"] }]", "not both"),
+            ("projects = [\"*\"]\nactions = [\"view\"]", "missing tenants"),
+            ("tenants = [\"*\"]\nprojects = [\"*\"]\nstores = [\"bad id\"]\nactions = [\"view\"]", "stores"),
+            ("grants = [{ tenants = [\"*\"], projects = [\"*\"], actions = [] }]", "actions is empty"),
+            ("grants = [{ tenants = [\"*\"], projects = [\"*\"], actions = [\"view\"], extra = 1 }]", "extra"),
+        ] {
+            let err = parse(&table(body)).unwrap_err();
+            assert!(err.contains(why), "{body}: {err}");
+        }
     }
 }

@@ -119,8 +119,8 @@ impl BodyEntry {
 }
 
 #[derive(Serialize)]
-struct Body<'a> {
-    data: &'a [BodyEntry],
+struct Body<T> {
+    data: T,
 }
 
 /// The serialized list body, rebuilt whenever a probe result lands.
@@ -137,7 +137,7 @@ impl StoresBody {
         Self { entries: Mutex::new(entries), bytes }
     }
 
-    fn encode(entries: &[BodyEntry]) -> Bytes {
+    fn encode(entries: impl Serialize) -> Bytes {
         // Plain strings and booleans: serializing cannot fail.
         serde_json::to_vec(&Body { data: entries }).map(Bytes::from).unwrap_or_default()
     }
@@ -148,13 +148,19 @@ impl StoresBody {
         if let Some(slot) = entries.get_mut(index) {
             *slot = entry;
         }
-        let bytes = Self::encode(&entries);
+        let bytes = Self::encode(&*entries);
         // Written under the entries' lock, so bodies land in order.
         *self.bytes.write().unwrap_or_else(|e| e.into_inner()) = bytes;
     }
 
     fn get(&self) -> Bytes {
         self.bytes.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The body of the entries whose id `keep` accepts, serialized now.
+    fn get_only(&self, keep: impl Fn(&str) -> bool) -> Bytes {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        Self::encode(entries.iter().filter(|e| keep(&e.id)).collect::<Vec<_>>())
     }
 }
 
@@ -275,6 +281,20 @@ impl StatusBoard {
     /// for an on-demand probe of every store whose result is stale, and
     /// never waits for it.
     pub(crate) fn stores_body(&self) -> Bytes {
+        self.wake_stale();
+        self.body.get()
+    }
+
+    /// [`stores_body`](Self::stores_body) with only the stores whose id
+    /// `keep` accepts, serialized per call (for a token whose grants name
+    /// some stores only).
+    pub(crate) fn stores_body_of(&self, keep: impl Fn(&str) -> bool) -> Bytes {
+        self.wake_stale();
+        self.body.get_only(keep)
+    }
+
+    /// Asks for an on-demand probe of every store whose result is stale.
+    fn wake_stale(&self) {
         let now = Instant::now();
         for slot in &self.slots {
             let taken = slot.last.read().unwrap_or_else(|e| e.into_inner()).taken;
@@ -282,7 +302,6 @@ impl StatusBoard {
                 slot.wake.notify_one();
             }
         }
-        self.body.get()
     }
 
     /// How many probers are still running.

@@ -1297,6 +1297,72 @@ async fn a_store_without_conditional_or_binary_writes_answers_422_and_changes_no
 }
 
 /// Reads the audit log of a test server.
+#[tokio::test]
+async fn a_request_needs_one_grant_that_matches_its_tenant_project_store_and_action() {
+    use credstore_server::auth::{Grant, Scope, TokenEntry, TokenHash};
+    const DEPLOY: &str = "deploy-token-with-two-grants";
+    let ids = |v: &[&str]| Scope::Only(v.iter().map(|s| s.to_string()).collect());
+    let server = TestServer::start_with(|o| {
+        o.tokens.push(TokenEntry {
+            name: "deploy".into(),
+            hash: TokenHash::of(DEPLOY),
+            grants: vec![
+                Grant {
+                    tenants: ids(&["a"]),
+                    projects: ids(&["web"]),
+                    stores: Scope::All,
+                    actions: [Action::View, Action::Edit].into(),
+                },
+                Grant {
+                    tenants: ids(&["b"]),
+                    projects: ids(&["api"]),
+                    stores: ids(&["sqlite-default"]),
+                    actions: [Action::View, Action::Edit].into(),
+                },
+            ],
+        });
+    })
+    .await;
+    let c = client();
+    let body = || json!({"key": "k", "value": "v"});
+    assert_eq!(
+        create(&c, &server, DEPLOY, &creds_path("a", "web", "memory-default"), body()).await.status,
+        201
+    );
+    assert_eq!(
+        create(&c, &server, DEPLOY, &creds_path("b", "api", "sqlite-default"), body()).await.status,
+        201
+    );
+
+    // The cross product of the two grants is not granted: a/api, b/web.
+    for (tenant, project) in [("a", "api"), ("b", "web")] {
+        let r = create(&c, &server, DEPLOY, &creds_path(tenant, project, "memory-default"), body()).await;
+        let detail = r.problem(403, &creds_path(tenant, project, "memory-default"));
+        assert!(detail.contains(&format!("project '{project}' of tenant '{tenant}'")), "{detail}");
+    }
+    // In b/api, only the granted store; one not served is refused the same
+    // way, so a token learns nothing of stores it may not use.
+    for store in ["memory-default", "nosuch"] {
+        let path = creds_path("b", "api", store);
+        let detail = create(&c, &server, DEPLOY, &path, body()).await.problem(403, &path);
+        assert!(detail.contains(&format!("store '{store}'")), "{detail}");
+        assert_eq!(get(&c, &server, DEPLOY, &path).await.status, 403);
+    }
+    // The list shows the stores the grants name, and all of them in a/web.
+    let listed = |r: Reply| -> Vec<String> {
+        r.json()["data"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(listed(get(&c, &server, DEPLOY, &stores_path("b", "api")).await), ["sqlite-default"]);
+    assert_eq!(
+        listed(get(&c, &server, DEPLOY, &stores_path("a", "web")).await),
+        listed(get(&c, &server, ADMIN, &stores_path("a", "web")).await)
+    );
+    // Refusals are audited with the token's name.
+    let denied: Vec<Value> = audit_lines(&server).into_iter().filter(|l| l["outcome"] == "denied").collect();
+    assert_eq!(denied.len(), 6, "{denied:?}");
+    assert!(denied.iter().all(|l| l["token"] == "deploy" && l["status"] == 403), "{denied:?}");
+}
+
 fn audit_lines(server: &TestServer) -> Vec<Value> {
     std::fs::read_to_string(server.dir.path().join("data").join("audit.log"))
         .unwrap_or_default()

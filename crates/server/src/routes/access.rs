@@ -23,7 +23,7 @@ use credstore_core::{
 use serde::Deserialize;
 
 use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
-use crate::auth::Action;
+use crate::auth::{Action, Scope, TokenEntry};
 use crate::problem::ApiError;
 use crate::request::RequestId;
 use crate::state::AppState;
@@ -179,6 +179,8 @@ pub(crate) struct Project<O> {
     /// The audit entry of this request: its id, `O`'s action, the token's
     /// name and the ids of the path.
     pub(crate) audit: AuditEntry,
+    /// The stores on which the token's grants allow `O`'s action here.
+    pub(crate) stores: Scope,
     op: PhantomData<fn() -> O>,
 }
 
@@ -195,12 +197,14 @@ impl<O: Operation> Project<O> {
         let token = state.auth.authenticate(&parts.headers).map_err(|e| denied(state, &audit, e))?;
         audit = audit.token(&token.name);
         let namespace = project_namespace(&ids.tenant_id, &ids.project_id)?;
-        token.check(&ids.tenant_id, &ids.project_id, O::ACTION).map_err(|e| denied(state, &audit, e))?;
+        let stores =
+            token.check(&ids.tenant_id, &ids.project_id, O::ACTION).map_err(|e| denied(state, &audit, e))?;
         Ok(Self {
             tenant: ids.tenant_id.clone(),
             project: ids.project_id.clone(),
             namespace,
             audit,
+            stores,
             op: PhantomData,
         })
     }
@@ -218,9 +222,11 @@ impl<O: Operation> FromRequestParts<AppState> for Project<O> {
 /// An admitted project's store `{id}`: its handle on the project's
 /// namespace.
 ///
-/// Rejects as [`Project`] does, then 422 for a bad store id, 404 for a
-/// store not served, and 422 when the namespace is longer than the store's
-/// cap.
+/// Rejects as [`Project`] does, then 422 for a bad store id, 403
+/// (recorded) for a store none of the token's grants for the route's action
+/// names (served or not, so a token learns nothing of other stores), 404
+/// for a store not served, and 422 when the namespace is longer than the
+/// store's cap.
 pub(crate) struct ProjectStore<O> {
     /// The admitted project.
     pub(crate) project: Project<O>,
@@ -232,6 +238,9 @@ pub(crate) struct ProjectStore<O> {
 
 impl<O: Operation> ProjectStore<O> {
     fn open(project: Project<O>, state: &AppState, id: StoreId) -> Result<Self, ApiError> {
+        if !project.stores.allows(id.as_str()) {
+            return Err(denied(state, &project.audit, TokenEntry::store_forbidden(id.as_str(), O::ACTION)));
+        }
         let store = match state.stores.handle(id.as_str(), &project.namespace) {
             None => return Err(ApiError::not_found(format!("no credential store with id '{id}'"))),
             Some(Ok(store)) => store,

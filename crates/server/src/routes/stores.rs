@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::access::{op, Project};
 use super::{ManageErrors, ProjectPath, TAG_STORES};
+use crate::auth::Scope;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -53,8 +54,9 @@ pub struct ListStoresResponse {
 /// prober found last and when (`checkedAt`, an extension). The answer never
 /// waits for a probe, so one dead backend never stalls the list; a result
 /// older than `probe_staleness_ms` is probed again for later answers. The
-/// list is the same for every project; credentials inside each store are
-/// per project.
+/// list is the same for every project, less the stores the token's grants
+/// do not name for `view` there; credentials inside each store are per
+/// project.
 #[utoipa::path(
     get,
     path = "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores",
@@ -69,11 +71,16 @@ pub struct ListStoresResponse {
 )]
 pub(crate) async fn list_stores(
     State(state): State<AppState>,
-    _project: Project<op::ListStores>,
+    project: Project<op::ListStores>,
 ) -> Result<Response, ApiError> {
-    // Serialized once per probe result (`StatusBoard::stores_body`), not per request.
+    // Serialized once per probe result (`StatusBoard::stores_body`), not per
+    // request, unless the token's grants name only some stores.
+    let body = match &project.stores {
+        Scope::All => state.status.stores_body(),
+        Scope::Only(ids) => state.status.stores_body_of(|id| ids.contains(id)),
+    };
     let json = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
-    let mut resp = (StatusCode::OK, json, state.status.stores_body()).into_response();
+    let mut resp = (StatusCode::OK, json, body).into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use credstore_core::{CredentialStore, StoreId};
 use credstore_layers::CacheLayer;
 use credstore_memory::MemoryStore;
-use credstore_server::auth::{Action, Authenticator, Scope, TokenEntry, TokenHash};
+use credstore_server::auth::{Action, Authenticator, Grant, Scope, TokenEntry, TokenHash};
 use credstore_server::state::Stores;
 use credstore_server::{Server, Settings};
 use reqwest::header::HeaderMap;
@@ -63,9 +63,12 @@ pub fn token(
     TokenEntry {
         name: name.into(),
         hash: TokenHash::of(secret),
-        tenants: list(tenants),
-        projects: list(projects),
-        actions: actions.iter().copied().collect(),
+        grants: vec![Grant {
+            tenants: list(tenants),
+            projects: list(projects),
+            stores: Scope::All,
+            actions: actions.iter().copied().collect(),
+        }],
     }
 }
 
