@@ -27,7 +27,11 @@
 //! | `status` | the HTTP status answered; `null` on `started` and `abandoned` |
 //!
 //! A record never holds a value, a token or a token hash; ids from the
-//! request are cut to 255 characters. Each line is written with one `write`
+//! request are cut to 255 characters. The record of a request that
+//! presented no known token (a 401) holds only ids that follow the id
+//! rules, each cut to 48 characters (a cut one ends in `…`), and
+//! `(invalid)` in place of any other, so that it takes at most 512 bytes
+//! whatever the request: an anonymous client cannot make records grow. Each line is written with one `write`
 //! call to a file opened for appending (created owner-only, mode 0600),
 //! or to stderr; it is not fsynced.
 
@@ -44,6 +48,18 @@ pub const AUDIT_LOG_FILE: &str = "audit.log";
 
 /// The longest id copied from a request into a record.
 pub const MAX_AUDIT_ID_LEN: usize = 255;
+
+/// The longest id, in characters, kept in the record of a request that
+/// presented no known token ([`AuditEntry::anonymous`]).
+pub const MAX_ANONYMOUS_ID_LEN: usize = 48;
+
+/// The most bytes the record of a request that presented no known token
+/// takes, its newline included.
+pub const MAX_ANONYMOUS_RECORD_LEN: usize = 512;
+
+/// What the record of a request that presented no known token holds in
+/// place of an id that breaks the id rules.
+pub const INVALID_ID: &str = "(invalid)";
 
 /// Where the audit trail goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,6 +210,36 @@ impl AuditEntry {
     pub fn key(mut self, key: &str) -> Self {
         self.key = Some(cut(key));
         self
+    }
+
+    /// This entry as recorded for a request that presented no known token:
+    /// each id that breaks the id rules (`^[a-zA-Z0-9\-_.]+$`) replaced by
+    /// [`INVALID_ID`], the others and the request id (checked when it was
+    /// read) cut to
+    /// [`MAX_ANONYMOUS_ID_LEN`] characters, so that its record takes at
+    /// most [`MAX_ANONYMOUS_RECORD_LEN`] bytes whatever the request sent.
+    pub fn anonymous(&self) -> Self {
+        // Ids that pass are ASCII: cutting at a byte index is cutting at a
+        // character. The request id is checked already (`request.rs`).
+        let short = |id: &str| match id.get(..MAX_ANONYMOUS_ID_LEN) {
+            Some(head) if head.len() < id.len() => format!("{head}…"),
+            _ => id.to_owned(),
+        };
+        let keep = |id: &Option<String>| {
+            id.as_deref().map(|id| match credstore_core::validate_id(id) {
+                Ok(()) => short(id),
+                Err(_) => INVALID_ID.to_owned(),
+            })
+        };
+        Self {
+            request_id: short(&self.request_id),
+            action: self.action,
+            token: None,
+            tenant: keep(&self.tenant),
+            project: keep(&self.project),
+            store: keep(&self.store),
+            key: keep(&self.key),
+        }
     }
 
     /// With the token's name.

@@ -526,6 +526,37 @@ async fn unauthorized_is_401_with_a_challenge() {
 }
 
 #[tokio::test]
+async fn an_anonymous_request_cannot_make_an_audit_record_longer_than_512_bytes() {
+    let server = TestServer::start().await;
+    let c = client();
+    // 200 percent-encoded control characters per segment: 4,994 bytes a
+    // record when ids were copied as sent.
+    let junk: String = (0..200).map(|i| format!("%{:02X}", 1 + i % 31)).collect();
+    let long = "x".repeat(255);
+    let paths = [cred_path(&junk, &junk, &junk, &junk), cred_path(&long, &long, &long, &long)];
+    for _ in 0..50 {
+        for path in &paths {
+            let r =
+                Reply::from(c.get(server.url(path)).bearer_auth("not-a-token").send().await.unwrap()).await;
+            assert_eq!(r.status, 401, "{path}: {}", r.text);
+        }
+        let r = Reply::from(c.delete(server.url(&paths[0])).send().await.unwrap()).await;
+        assert_eq!(r.status, 401);
+    }
+    let text = std::fs::read_to_string(server.dir.path().join("data").join("audit.log")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 150, "one record per refused /manage request");
+    let longest = lines.iter().map(|l| l.len() + 1).max().unwrap();
+    assert!(longest <= credstore_server::audit::MAX_ANONYMOUS_RECORD_LEN, "a record of {longest} bytes");
+    let first: Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(first["tenant"], "(invalid)");
+    assert_eq!(first["key"], "(invalid)");
+    assert_eq!(first["token"], Value::Null);
+    let second: Value = serde_json::from_str(lines[1]).unwrap();
+    assert_eq!(second["store"], format!("{}…", "x".repeat(48)), "valid ids are kept, cut");
+}
+
+#[tokio::test]
 async fn tokens_are_scoped_to_tenants_projects_and_actions() {
     const VIEWER: &str = "viewer-token-for-tenant-a";
     const EDITOR: &str = "editor-token-for-a-p1-only";

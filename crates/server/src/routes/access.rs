@@ -194,7 +194,8 @@ impl<O: Operation> Project<O> {
         if let Some(key) = &ids.key {
             audit = audit.key(key);
         }
-        let token = state.auth.authenticate(&parts.headers).map_err(|e| denied(state, &audit, e))?;
+        let token =
+            state.auth.authenticate(&parts.headers).map_err(|e| denied(state, &audit.anonymous(), e))?;
         audit = audit.token(&token.name);
         let namespace = project_namespace(&ids.tenant_id, &ids.project_id)?;
         let stores =
