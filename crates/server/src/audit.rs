@@ -31,17 +31,37 @@
 //! presented no known token (a 401) holds only ids that follow the id
 //! rules, each cut to 48 characters (a cut one ends in `…`), and
 //! `(invalid)` in place of any other, so that it takes at most 512 bytes
-//! whatever the request: an anonymous client cannot make records grow. Each line is written with one `write`
-//! call to a file opened for appending (created owner-only, mode 0600),
-//! or to stderr; it is not fsynced.
+//! whatever the request: an anonymous client cannot make records grow.
+//! Each line is written with one `write` call to a file opened for
+//! appending (created owner-only, mode 0600), or to stderr.
+//!
+//! **Durability.** The `started` record of a create or delete and the
+//! record of a value read are on disk (`fdatasync`) before the store is
+//! called or the value is sent ([`AuditLog::append_durable`]): a thread of
+//! the log's own runs `fdatasync` for every request that waits, covering
+//! every line written before the call began, so concurrent requests share
+//! one call (group commit) and no async worker thread waits on the disk.
+//! When it fails, the request is answered 503. Other records are written at
+//! once and reach the disk with the next `fdatasync`. A stderr or writer
+//! target is flushed, never synced.
+//!
+//! **Rotation.** A file log is rotated when it reaches
+//! [`Rotation::max_bytes`]: `audit.log` becomes `audit.log.1` (`.1`
+//! becomes `.2`, and so on, [`Rotation::keep`] files kept), after an
+//! `fdatasync`, and a new file is started. [`AuditLog::reopen`] (the
+//! server calls it on SIGHUP) closes the file and opens the path again at
+//! the next record, for an external rotation tool.
 
 use std::fmt;
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::SystemTime;
 
 use serde::Serialize;
+use tokio::sync::watch;
 
 /// The default file name of the audit log, in the data directory.
 pub const AUDIT_LOG_FILE: &str = "audit.log";
@@ -265,11 +285,37 @@ impl AuditEntry {
     }
 }
 
+/// When a file log is rotated, and how many rotated files are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// The size at which the file is rotated; 0: never (an external tool
+    /// rotates it and sends SIGHUP).
+    pub max_bytes: u64,
+    /// How many rotated files (`audit.log.1` ...) are kept.
+    pub keep: u32,
+}
+
+impl Rotation {
+    /// The default: rotated at 100 MiB, 5 files kept, so the log takes
+    /// at most about 600 MiB.
+    pub const DEFAULT: Rotation = Rotation { max_bytes: 100 * 1024 * 1024, keep: 5 };
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
 enum Sink {
-    /// The file, opened on first use and again after a failed write.
+    /// The file, opened on first use, again after a failed write or a
+    /// [`AuditLog::reopen`], and anew after a rotation.
     File {
         path: PathBuf,
-        file: Option<std::fs::File>,
+        file: Option<Arc<File>>,
+        /// Its size, counted from its length when opened.
+        size: u64,
+        rotation: Rotation,
     },
     Stderr,
     Writer(Box<dyn Write + Send>),
@@ -291,12 +337,162 @@ impl Locked {
 pub struct AuditLog {
     sink: Mutex<Locked>,
     target: String,
+    /// The `fdatasync` thread of a file log.
+    syncer: Option<Syncer>,
+}
+
+/// What the `fdatasync` thread has made durable, in line numbers.
+#[derive(Debug, Clone, Copy, Default)]
+struct Synced {
+    /// Every line up to this one is on disk.
+    upto: u64,
+    /// A sync covering up to this line failed.
+    failed: u64,
+}
+
+/// What the `fdatasync` thread is asked to do.
+#[derive(Default)]
+struct SyncRequest {
+    /// The file written to now.
+    file: Option<Arc<File>>,
+    /// The highest line a request waits for.
+    wanted: u64,
+    stop: bool,
+}
+
+struct SyncShared {
+    request: Mutex<SyncRequest>,
+    wake: Condvar,
+    /// How many `fdatasync` calls were made.
+    syncs: AtomicU64,
+    /// The number of lines written, raised after each `write` returns.
+    written: AtomicU64,
+    done: watch::Sender<Synced>,
+}
+
+/// The `fdatasync` thread of a file log, and how to wait for it.
+struct Syncer {
+    shared: Arc<SyncShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn start() -> std::io::Result<Self> {
+        let shared = Arc::new(SyncShared {
+            request: Mutex::new(SyncRequest::default()),
+            wake: Condvar::new(),
+            syncs: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            done: watch::Sender::new(Synced::default()),
+        });
+        let worker = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("credstore-audit-sync".into())
+            .spawn(move || sync_loop(&worker))?;
+        Ok(Self { shared, thread: Some(thread) })
+    }
+
+    /// Waits until line `line` is on disk.
+    async fn wait(&self, line: u64) -> std::io::Result<()> {
+        let mut done = self.shared.done.subscribe();
+        {
+            let mut request = self.shared.request.lock().unwrap_or_else(|e| e.into_inner());
+            request.wanted = request.wanted.max(line);
+        }
+        self.shared.wake.notify_one();
+        let synced = *done
+            .wait_for(|s| s.upto >= line || s.failed >= line)
+            .await
+            .map_err(|_| std::io::Error::other("the audit log's sync thread is gone"))?;
+        if synced.upto >= line {
+            Ok(())
+        } else {
+            Err(std::io::Error::other("fdatasync of the audit log failed"))
+        }
+    }
+
+    /// Notes that lines now go to `file`.
+    fn file(&self, file: &Arc<File>) {
+        self.shared.request.lock().unwrap_or_else(|e| e.into_inner()).file = Some(Arc::clone(file));
+    }
+
+    /// Notes a line written; its number.
+    fn written(&self) -> u64 {
+        self.shared.written.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Notes that every line written is on disk (synced by the caller).
+    fn all_synced(&self) {
+        let upto = self.shared.written.load(Ordering::Acquire);
+        self.shared.done.send_modify(|s| s.upto = s.upto.max(upto));
+    }
+}
+
+/// The `fdatasync` thread: one call for everything written when a request
+/// asks, however many ask meanwhile.
+fn sync_loop(shared: &SyncShared) {
+    let mut synced = 0;
+    loop {
+        let (target, file) = {
+            let mut request = shared.request.lock().unwrap_or_else(|e| e.into_inner());
+            while request.wanted <= synced && !request.stop {
+                request = shared.wake.wait(request).unwrap_or_else(|e| e.into_inner());
+            }
+            if request.stop {
+                return;
+            }
+            // Every line counted here was written before the sync starts.
+            (shared.written.load(Ordering::Acquire), request.file.clone())
+        };
+        let result = file.map_or(Ok(()), |f| f.sync_data());
+        shared.syncs.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "cannot fdatasync the audit log");
+        }
+        shared.done.send_modify(|s| match result {
+            Ok(()) => s.upto = s.upto.max(target),
+            Err(_) => s.failed = s.failed.max(target),
+        });
+        synced = target;
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.shared.request.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuditLog").field("target", &self.target).finish_non_exhaustive()
     }
+}
+
+/// Rotates the file log at `path` (written through `file`): synced, then
+/// renamed to `path.1` after `path.1` became `path.2` and so on up to
+/// `path.{keep}`, which is replaced; the directory is synced so the
+/// renames outlive a crash.
+fn rotate(path: &Path, file: &File, keep: u32) -> std::io::Result<()> {
+    file.sync_data()?;
+    let numbered = |n: u32| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".{n}"));
+        PathBuf::from(name)
+    };
+    for n in (1..keep.max(1)).rev() {
+        match std::fs::rename(numbered(n), numbered(n + 1)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    std::fs::rename(path, numbered(1))?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    File::open(dir)?.sync_all()
 }
 
 /// Opens `path` for appending, owner-only, creating its directory (0700).
@@ -326,24 +522,89 @@ impl AuditLog {
     /// again after a failed write), so a log that cannot be opened refuses
     /// the requests it should record, with 503, rather than the server not
     /// starting.
+    ///
+    /// # Panics
+    /// When the thread that syncs a file log cannot be started.
     pub fn new(target: &AuditTarget) -> Self {
         match target {
             AuditTarget::File(path) => Self {
                 target: path.display().to_string(),
-                sink: Locked::new(Sink::File { path: path.clone(), file: None }),
+                sink: Locked::new(Sink::File {
+                    path: path.clone(),
+                    file: None,
+                    size: 0,
+                    rotation: Rotation::DEFAULT,
+                }),
+                syncer: Some(Syncer::start().expect("start the audit log's sync thread")),
             },
-            AuditTarget::Stderr => Self { target: "stderr".into(), sink: Locked::new(Sink::Stderr) },
+            AuditTarget::Stderr => {
+                Self { target: "stderr".into(), sink: Locked::new(Sink::Stderr), syncer: None }
+            }
         }
     }
 
     /// An audit log writing to `writer` (for embedding: a pipe, a socket).
     pub fn to_writer(writer: impl Write + Send + 'static) -> Self {
-        Self { target: "a writer".into(), sink: Locked::new(Sink::Writer(Box::new(writer))) }
+        Self { target: "a writer".into(), sink: Locked::new(Sink::Writer(Box::new(writer))), syncer: None }
+    }
+
+    /// With a file log rotated as `rotation` says (the default:
+    /// [`Rotation::DEFAULT`]); other targets do not rotate.
+    pub fn with_rotation(self, rotation: Rotation) -> Self {
+        {
+            let mut locked = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+            if let Sink::File { rotation: r, .. } = &mut locked.sink {
+                *r = rotation;
+            }
+        }
+        self
+    }
+
+    /// Closes a file log, after an `fdatasync`; the next record opens the
+    /// path again (for an external rotation tool: the server calls this on
+    /// SIGHUP).
+    pub fn reopen(&self) {
+        let mut locked = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        if let Sink::File { file: Some(f), .. } = &mut locked.sink {
+            if f.sync_data().is_ok() {
+                if let Some(s) = &self.syncer {
+                    s.all_synced();
+                }
+            }
+        }
+        if let Sink::File { file, .. } = &mut locked.sink {
+            *file = None;
+        }
+    }
+
+    /// Appends the record of `entry` as [`AuditLog::append_entry`] does,
+    /// and returns once it is on disk (`fdatasync`, shared with the
+    /// records of concurrent requests, on the log's own thread). A stderr
+    /// or writer target is flushed only.
+    ///
+    /// # Errors
+    /// The line could not be written, or the `fdatasync` failed.
+    pub async fn append_durable(
+        &self,
+        entry: &AuditEntry,
+        outcome: AuditOutcome,
+        status: Option<u16>,
+    ) -> std::io::Result<()> {
+        let line = self.append_numbered(entry, outcome, status)?;
+        match (&self.syncer, line) {
+            (Some(syncer), Some(line)) => syncer.wait(line).await,
+            _ => Ok(()),
+        }
     }
 
     /// Where the records go, for messages.
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// How many `fdatasync` calls the log's thread has made.
+    pub fn syncs(&self) -> u64 {
+        self.syncer.as_ref().map_or(0, |s| s.shared.syncs.load(Ordering::Relaxed))
     }
 
     /// Appends `record` as one JSON line.
@@ -364,6 +625,7 @@ impl AuditLog {
         self.write_line(|line| {
             encode(line, |o| json_str(o, &record.time), &fields, record.outcome, record.status);
         })
+        .map(|_| ())
     }
 
     /// Appends the record of `entry` at `outcome`, answered with `status`,
@@ -378,6 +640,16 @@ impl AuditLog {
         outcome: AuditOutcome,
         status: Option<u16>,
     ) -> std::io::Result<()> {
+        self.append_numbered(entry, outcome, status).map(|_| ())
+    }
+
+    /// [`AuditLog::append_entry`], and the number of the line in a file log.
+    fn append_numbered(
+        &self,
+        entry: &AuditEntry,
+        outcome: AuditOutcome,
+        status: Option<u16>,
+    ) -> std::io::Result<Option<u64>> {
         let fields = Fields {
             request_id: &entry.request_id,
             token: entry.token.as_deref(),
@@ -395,9 +667,51 @@ impl AuditLog {
         self.write_line(|line| encode(line, time, &fields, outcome, status))
     }
 
+    /// Writes `line` to the file log, opening it first when it is closed,
+    /// and rotates it once it has reached its size; the line's number.
+    fn write_file(
+        &self,
+        path: &Path,
+        file: &mut Option<Arc<File>>,
+        size: &mut u64,
+        rotation: Rotation,
+        line: &[u8],
+    ) -> std::io::Result<u64> {
+        if file.is_none() {
+            let opened = Arc::new(open_append(path)?);
+            *size = opened.metadata().map_or(0, |m| m.len());
+            if let Some(syncer) = &self.syncer {
+                syncer.file(&opened);
+            }
+            *file = Some(opened);
+        }
+        let Some(f) = file.as_deref() else { unreachable!("opened above") };
+        if let Err(e) = { f }.write_all(line) {
+            *file = None;
+            return Err(e);
+        }
+        *size += line.len() as u64;
+        let number = self.syncer.as_ref().map_or(0, Syncer::written);
+        if rotation.max_bytes > 0 && *size >= rotation.max_bytes {
+            match rotate(path, f, rotation.keep) {
+                Ok(()) => {
+                    if let Some(syncer) = &self.syncer {
+                        syncer.all_synced();
+                    }
+                    *file = None;
+                }
+                // The file keeps growing; the next line tries again.
+                Err(e) => {
+                    tracing::error!(error = %e, audit_log = %path.display(), "cannot rotate the audit log")
+                }
+            }
+        }
+        Ok(number)
+    }
+
     /// Builds one line in the sink's reused buffer (`fill`) and writes it
-    /// with one `write` call.
-    fn write_line(&self, fill: impl FnOnce(&mut Vec<u8>)) -> std::io::Result<()> {
+    /// with one `write` call; the line's number in a file log.
+    fn write_line(&self, fill: impl FnOnce(&mut Vec<u8>)) -> std::io::Result<Option<u64>> {
         let mut guard = self.sink.lock().unwrap_or_else(|e| e.into_inner());
         let Locked { sink, line } = &mut *guard;
         line.clear();
@@ -406,18 +720,11 @@ impl AuditLog {
         let result = match sink {
             Sink::Stderr => {
                 let mut err = std::io::stderr().lock();
-                err.write_all(line).and_then(|()| err.flush())
+                err.write_all(line).and_then(|()| err.flush()).map(|()| None)
             }
-            Sink::Writer(w) => w.write_all(line).and_then(|()| w.flush()),
-            Sink::File { path, file } => {
-                if file.is_none() {
-                    *file = Some(open_append(path)?);
-                }
-                let result = file.as_mut().map_or(Ok(()), |f| f.write_all(line));
-                if result.is_err() {
-                    *file = None;
-                }
-                result
+            Sink::Writer(w) => w.write_all(line).and_then(|()| w.flush()).map(|()| None),
+            Sink::File { path, file, size, rotation } => {
+                self.write_file(path, file, size, *rotation, line).map(Some)
             }
         };
         // Keep the buffer for the next line, unless a huge one grew it.
@@ -541,6 +848,93 @@ fn json_str(out: &mut Vec<u8>, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lines_of(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn durable_records_of_concurrent_requests_share_fdatasync_calls() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = std::sync::Arc::new(AuditLog::new(&AuditTarget::File(path.clone())));
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let entry = AuditEntry::new(&format!("req_{i}"), AuditAction::Create).token("ci");
+                    log.append_durable(&entry, AuditOutcome::Started, None).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(lines_of(&path).len(), 64);
+        let syncs = log.syncs();
+        assert!((1..64).contains(&syncs), "64 durable records took {syncs} fdatasync calls");
+        // A record that does not wait is not synced on its own.
+        log.append_entry(&AuditEntry::new("r", AuditAction::Delete), AuditOutcome::Succeeded, Some(204))
+            .unwrap();
+        assert_eq!(log.syncs(), syncs);
+        // Stderr and writers are flushed, not synced.
+        let to_writer = AuditLog::to_writer(Shared::default());
+        to_writer
+            .append_durable(&AuditEntry::new("r", AuditAction::Reveal), AuditOutcome::Succeeded, Some(200))
+            .await
+            .unwrap();
+        assert_eq!(to_writer.syncs(), 0);
+    }
+
+    #[test]
+    fn the_file_rotates_at_its_size_and_keeps_that_many() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::new(&AuditTarget::File(path.clone()))
+            .with_rotation(Rotation { max_bytes: 2_000, keep: 2 });
+        for i in 0..100 {
+            log.append_entry(
+                &AuditEntry::new(&format!("req_{i}"), AuditAction::Create),
+                AuditOutcome::Started,
+                None,
+            )
+            .unwrap();
+        }
+        let rotated = |n: u32| dir.path().join(format!("audit.log.{n}"));
+        let (now, one, two) = (lines_of(&path), lines_of(&rotated(1)), lines_of(&rotated(2)));
+        assert!(!rotated(3).exists(), "only two rotated files are kept");
+        for file in [&path, &rotated(1), &rotated(2)] {
+            assert!(std::fs::metadata(file).unwrap().len() < 2_000 + 200, "{}", file.display());
+        }
+        // The newest lines, in order, across the three files.
+        let ids: Vec<String> =
+            two.iter().chain(&one).chain(&now).map(|l| l["requestId"].as_str().unwrap().to_owned()).collect();
+        let first: usize = ids[0].trim_start_matches("req_").parse().unwrap();
+        let expected: Vec<String> = (first..100).map(|i| format!("req_{i}")).collect();
+        assert_eq!(ids, expected);
+        assert!(first > 0, "older lines went with the oldest file");
+    }
+
+    #[test]
+    fn reopen_starts_a_new_file_after_an_external_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::new(&AuditTarget::File(path.clone()));
+        let entry = |id: &str| AuditEntry::new(id, AuditAction::Delete);
+        log.append_entry(&entry("before"), AuditOutcome::Started, None).unwrap();
+        std::fs::rename(&path, dir.path().join("moved.log")).unwrap();
+        log.append_entry(&entry("still-old"), AuditOutcome::Started, None).unwrap();
+        log.reopen();
+        log.append_entry(&entry("after"), AuditOutcome::Started, None).unwrap();
+        let moved: Vec<_> =
+            lines_of(&dir.path().join("moved.log")).iter().map(|l| l["requestId"].clone()).collect();
+        assert_eq!(moved, ["before", "still-old"]);
+        assert_eq!(lines_of(&path)[0]["requestId"], "after");
+    }
 
     #[test]
     fn records_are_one_json_line_with_exactly_the_members() {

@@ -20,6 +20,8 @@
 //! | time between two probes of a store (±10 %) | `probe_interval_ms` | — | 10,000 |
 //! | age past which a probe result is refreshed on demand | `probe_staleness_ms` | — | 30,000 |
 //! | audit log | `audit_log` (a path, or `-` for stderr) | `CREDSTORE_AUDIT_LOG` | `data_dir/audit.log` (mode 0600) |
+//! | audit log size at which it is rotated (0: never; SIGHUP reopens it) | `audit_max_bytes` | — | 104,857,600 |
+//! | rotated audit logs kept (`audit.log.1` ...) | `audit_keep` | — | 5 (1 to 1000) |
 //! | separate metrics listener | `metrics_listen` | `CREDSTORE_METRICS_LISTEN` | none (`/metrics` on `listen`, behind a token) |
 //!
 //! Secrets never come from the config file or the command line: the master
@@ -88,7 +90,7 @@ use credstore_memory::MemorySettings;
 use credstore_sqlite::{KeySource, SqliteSettings};
 use serde::Deserialize;
 
-use crate::audit::AuditTarget;
+use crate::audit::{AuditTarget, Rotation};
 use crate::auth::{Action, Grant, Scope, TokenEntry, TokenHash};
 use crate::backends::Backends;
 pub use crate::backends::StoreSpec;
@@ -233,6 +235,8 @@ pub struct Settings {
     pub probe_staleness: Duration,
     /// Where the audit trail goes.
     pub audit_log: AuditTarget,
+    /// When a file audit log is rotated, and how many files are kept.
+    pub audit_rotation: Rotation,
     /// A separate listener serving `/metrics` without a token.
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -264,6 +268,7 @@ impl Settings {
             probe_interval: crate::status::DEFAULT_PROBE_INTERVAL,
             probe_staleness: crate::status::DEFAULT_PROBE_STALENESS,
             audit_log,
+            audit_rotation: Rotation::DEFAULT,
             metrics_listen: None,
         }
     }
@@ -400,6 +405,16 @@ impl Settings {
                 },
                 None => defaults.audit_log,
             },
+            audit_rotation: Rotation {
+                max_bytes: file.audit_max_bytes.unwrap_or(defaults.audit_rotation.max_bytes),
+                keep: match file.audit_keep {
+                    Some(n) if !(1..=1000).contains(&n) => {
+                        return Err(ConfigError(format!("audit_keep must be between 1 and 1000, not {n}")))
+                    }
+                    Some(n) => n,
+                    None => defaults.audit_rotation.keep,
+                },
+            },
             metrics_listen: match env("CREDSTORE_METRICS_LISTEN").or(file.metrics_listen) {
                 Some(text) => Some(
                     parse_listen(&text)
@@ -497,6 +512,12 @@ pub struct FileConfig {
     /// stderr.
     #[serde(default)]
     pub audit_log: Option<String>,
+    /// The audit log's size at which it is rotated; 0: never.
+    #[serde(default)]
+    pub audit_max_bytes: Option<u64>,
+    /// How many rotated audit logs are kept.
+    #[serde(default)]
+    pub audit_keep: Option<u32>,
     /// `host:port` of a separate listener serving `/metrics` without a
     /// token.
     #[serde(default)]
@@ -977,11 +998,15 @@ type = "keychain"
         let s = Settings::from_file(file, Path::new("."), env, &Backends::builtin()).unwrap();
         assert_eq!(s.audit_log, AuditTarget::Stderr, "the environment overrides the file");
         assert_eq!(s.metrics_listen, Some("127.0.0.1:1".parse().unwrap()));
+        assert_eq!(s.audit_rotation, Rotation::DEFAULT);
+        let s = parse("audit_max_bytes = 0\naudit_keep = 3").unwrap();
+        assert_eq!(s.audit_rotation, Rotation { max_bytes: 0, keep: 3 });
         for (text, why) in [
             ("probe_interval_ms = 0", "probe_interval_ms"),
             ("probe_staleness_ms = 0", "probe_staleness_ms"),
             ("audit_log = \"\"", "audit_log"),
             ("metrics_listen = \"nowhere\"", "metrics_listen"),
+            ("audit_keep = 0", "audit_keep must be between 1 and 1000"),
         ] {
             assert!(parse(text).unwrap_err().contains(why), "{text}");
         }

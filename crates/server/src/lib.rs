@@ -151,7 +151,7 @@ impl Server {
             stores: Arc::new(stores),
             auth: Arc::new(auth),
             status,
-            audit: Arc::new(AuditLog::new(&settings.audit_log)),
+            audit: Arc::new(AuditLog::new(&settings.audit_log).with_rotation(settings.audit_rotation)),
             metrics,
             probe_timeout: settings.probe_timeout,
             body_limit: settings.body_limit,
@@ -216,6 +216,7 @@ impl Server {
                 }
             })
         });
+        let reopen_audit = reopen_audit_on_sighup(state.audit.clone());
         let app = app(state, request_timeout);
         let serve = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
         tokio::pin!(serve);
@@ -237,10 +238,37 @@ impl Server {
             }
         };
         status.shutdown().await;
-        if let Some(task) = metrics_task {
+        for task in metrics_task.into_iter().chain(reopen_audit) {
             task.abort();
             let _ = task.await;
         }
         result
+    }
+}
+
+/// On every SIGHUP, closes the audit log so that the next record opens its
+/// path again (after an external tool rotated it). `None` when signals
+/// cannot be listened to (the log then never reopens; said in the log).
+fn reopen_audit_on_sighup(audit: Arc<AuditLog>) -> Option<tokio::task::JoinHandle<()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangups) => Some(tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    audit.reopen();
+                    tracing::info!(audit_log = audit.target(), "SIGHUP: the audit log is reopened");
+                }
+            })),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; the audit log is not reopened on it");
+                None
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = audit;
+        None
     }
 }

@@ -208,6 +208,42 @@ fn secret_variables_are_wiped_from_the_process_environment_once_read() {
 }
 
 #[test]
+fn sighup_reopens_the_audit_log_after_an_external_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = "cst_admin-for-the-sighup-test-77";
+    let (mut p, addr) = Proc::serve(dir.path(), &[("CREDSTORE_ADMIN_TOKEN", admin)], &[]);
+    let log = dir.path().join("credstore-data").join("audit.log");
+    let rotated = dir.path().join("credstore-data").join("audit.log.old");
+    let rt = rt();
+    let create = |key: &str| {
+        rt.block_on(async {
+            let c = reqwest::Client::new();
+            post(&c, addr, admin, "memory-default", json!({"key": key, "value": "v"})).await.unwrap()
+        })
+    };
+    assert_eq!(create("before"), 201);
+    std::fs::rename(&log, &rotated).unwrap();
+    // SAFETY: a signal to our own child process.
+    unsafe { libc::kill(p.child.id() as i32, libc::SIGHUP) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !p.stderr_text().contains("the audit log is reopened") {
+        assert!(std::time::Instant::now() < deadline, "{}", p.stderr_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(create("after"), 201);
+    let keys = |path: &Path| -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["key"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(keys(&rotated), ["before", "before"], "started and succeeded, in the rotated file");
+    assert_eq!(keys(&log), ["after", "after"], "a new file at the configured path");
+    assert!(p.terminate().success(), "{}", p.stderr_text());
+}
+
+#[test]
 fn sigterm_finishes_in_flight_requests_and_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let token = "an-admin-token-from-the-environment";

@@ -304,16 +304,29 @@ pub(crate) fn write_audit(
     outcome: AuditOutcome,
     status: Option<u16>,
 ) -> Result<(), ApiError> {
-    state.audit.append_entry(audit, outcome, status).map_err(|e| {
-        tracing::error!(error = %e, audit_log = state.audit.target(), "cannot write the audit log");
-        ApiError::unavailable(
-            "the audit log cannot be written, so the request was refused and nothing was changed",
-        )
-    })
+    state.audit.append_entry(audit, outcome, status).map_err(|e| unwritable(state, &e))
 }
 
-/// Carries out a mutation between its two audit records: `started` before
-/// (503 and nothing done when it cannot be written), then `succeeded` or
+/// Appends one record and waits until it is on disk (see the audit log's
+/// durability); 503 when it cannot be written or synced.
+pub(crate) async fn write_audit_durable(
+    state: &AppState,
+    audit: &AuditEntry,
+    outcome: AuditOutcome,
+    status: Option<u16>,
+) -> Result<(), ApiError> {
+    state.audit.append_durable(audit, outcome, status).await.map_err(|e| unwritable(state, &e))
+}
+
+fn unwritable(state: &AppState, e: &std::io::Error) -> ApiError {
+    tracing::error!(error = %e, audit_log = state.audit.target(), "cannot write the audit log");
+    ApiError::unavailable(
+        "the audit log cannot be written, so the request was refused and nothing was changed",
+    )
+}
+
+/// Carries out a mutation between its two audit records: `started` before,
+/// on disk (503 and nothing done when it cannot be written), then `succeeded` or
 /// `failed` with the status answered (a failure to write that one is
 /// logged; the change is already made). A mutation cut off before the store
 /// answered (the request timeout, or the client gone) is recorded
@@ -324,7 +337,7 @@ pub(crate) async fn audited<T>(
     success: impl Fn(&T) -> StatusCode,
     mutation: impl std::future::Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
-    write_audit(state, audit, AuditOutcome::Started, None)?;
+    write_audit_durable(state, audit, AuditOutcome::Started, None).await?;
     let mut pending = Pending { state, audit, open: true };
     let result = mutation.await;
     pending.open = false;

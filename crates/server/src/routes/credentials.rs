@@ -11,7 +11,9 @@ use credstore_core::{Error as StoreError, ListCursor, ListOptions, SetOutcome};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::access::{audited, missing, op, write_audit, ProjectCredential, ProjectStore};
+use super::access::{
+    audited, missing, op, write_audit, write_audit_durable, ProjectCredential, ProjectStore,
+};
 use super::body::{CreateBody, CreateCredentialRequest};
 use super::conditional::{conditional_set, etag, no_condition, WriteCondition};
 use super::{json_ok, timestamp, CredentialPath, ManageErrors, StoreNotFound, StorePath, TAG_STORES};
@@ -455,8 +457,13 @@ pub(crate) async fn read_value(
         Ok(_) => (AuditOutcome::Succeeded, StatusCode::OK),
         Err(e) => (AuditOutcome::Failed, e.status),
     };
-    // Recorded before anything is sent: no value leaves unrecorded.
-    write_audit(&state, &project.audit, outcome, Some(status.as_u16()))?;
+    // Recorded, on disk, before anything is sent: no value leaves unrecorded.
+    match outcome {
+        AuditOutcome::Succeeded => {
+            write_audit_durable(&state, &project.audit, outcome, Some(status.as_u16())).await?
+        }
+        _ => write_audit(&state, &project.audit, outcome, Some(status.as_u16()))?,
+    }
     let cred = read?;
     let encoded = (!cred.value.is_text()).then(|| {
         use base64::Engine as _;
