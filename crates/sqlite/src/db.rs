@@ -15,6 +15,7 @@ use crate::crypto::{
     decode_payload, encode_payload, RowCipher, RowPlace, ValueKind, FORMAT_V1, FORMAT_VERSION,
 };
 use crate::errors;
+use crate::key::weak_stored_params;
 use crate::{MasterKey, SqliteConfig};
 
 /// `PRAGMA application_id` of a credstore database: "CRDS".
@@ -310,6 +311,18 @@ fn prepare_schema(id: &StoreId, path: &Path, conn: &Connection, key: &MasterKey)
                 let cipher = RowCipher::new(&material, key_version);
                 if !cipher.verify_check(&check) {
                     return Err(errors::wrong_key(id, path));
+                }
+                if let Some(weak) =
+                    kdf.as_deref().filter(|_| key.is_passphrase()).and_then(weak_stored_params)
+                {
+                    tracing::warn!(
+                        path = %path.display(),
+                        memory_kib = weak.memory_kib(),
+                        iterations = weak.iterations(),
+                        "the passphrase of this database is stretched with Argon2id parameters below OWASP's \
+                         minimum (19 MiB, 2 passes), as 0.2 allowed; rotate the key (rotate-key) to move it to \
+                         the current defaults"
+                    );
                 }
                 if version < SCHEMA_VERSION {
                     conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;

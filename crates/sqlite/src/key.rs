@@ -25,9 +25,17 @@ pub(crate) const SALT_LEN: usize = 16;
 ///
 /// The parameters and a random salt are stored in the database when it is
 /// created (and again at each rotation to a passphrase), so later openings
-/// derive the same key. Parameters read back from a file are checked against
-/// the same limits as here, so a crafted database cannot make opening run for
-/// minutes or exhaust memory.
+/// derive the same key.
+///
+/// New parameters are at least OWASP's minimum for Argon2id: 19 MiB
+/// ([`KdfParams::MIN_MEMORY_KIB`]) and 2 passes ([`KdfParams::MIN_ITERATIONS`]);
+/// see [`KdfParams::MIN`]. Parameters read back from a database are checked
+/// against the upper limits only (so a crafted database cannot make opening
+/// run for minutes or exhaust memory): a database created by 0.2 with weaker
+/// parameters (0.2 accepted 8 KiB per lane and one pass) still opens, with a
+/// warning logged, and its next rotation to a passphrase key
+/// ([`crate::SqliteStore::rotate_key`], the CLI's `rotate-key`) stores the
+/// new key's parameters, [`KdfParams::DEFAULT`] unless others are given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KdfParams {
     memory_kib: u32,
@@ -39,6 +47,16 @@ impl KdfParams {
     /// The defaults: 64 MiB of memory, 3 iterations, 1 lane (about a quarter
     /// of a second on a current CPU, in a release build).
     pub const DEFAULT: KdfParams = KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 };
+    /// OWASP's minimum for Argon2id: 19 MiB, 2 passes, 1 lane; for hosts
+    /// short of memory, and tests.
+    pub const MIN: KdfParams =
+        KdfParams { memory_kib: Self::MIN_MEMORY_KIB, iterations: Self::MIN_ITERATIONS, parallelism: 1 };
+    /// The least memory accepted for new parameters, in KiB: 19 MiB
+    /// (19,456 KiB), OWASP's minimum for Argon2id.
+    pub const MIN_MEMORY_KIB: u32 = 19 * 1024;
+    /// The fewest passes accepted for new parameters: 2, OWASP's minimum
+    /// with [`KdfParams::MIN_MEMORY_KIB`].
+    pub const MIN_ITERATIONS: u32 = 2;
     /// The most memory accepted, in KiB: 1 GiB.
     pub const MAX_MEMORY_KIB: u32 = 1024 * 1024;
     /// The most iterations accepted.
@@ -53,12 +71,36 @@ impl KdfParams {
     /// `parallelism` lanes.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] on field `kdf` when a parameter is zero, the
-    /// memory is under 8 KiB per lane, or a limit (`MAX_*`) is exceeded.
+    /// [`Error::InvalidInput`] on field `kdf` when the memory is under
+    /// [`KdfParams::MIN_MEMORY_KIB`] or the passes under
+    /// [`KdfParams::MIN_ITERATIONS`] (OWASP's minimum), the lanes are zero,
+    /// or a limit (`MAX_*`) is exceeded.
     pub fn new(memory_kib: u32, iterations: u32, parallelism: u32) -> Result<Self> {
         let params = Self { memory_kib, iterations, parallelism };
-        params.check().map_err(|reason| Error::InvalidInput { field: "kdf".into(), reason })?;
+        params
+            .check()
+            .and_then(|()| params.check_floor())
+            .map_err(|reason| Error::InvalidInput { field: "kdf".into(), reason })?;
         Ok(params)
+    }
+
+    /// Whether these parameters are at least OWASP's minimum, as new ones
+    /// must be; parameters read back from a database created by 0.2 may not.
+    pub fn meets_minimum(&self) -> bool {
+        self.check_floor().is_ok()
+    }
+
+    fn check_floor(&self) -> std::result::Result<(), String> {
+        if self.memory_kib < Self::MIN_MEMORY_KIB || self.iterations < Self::MIN_ITERATIONS {
+            return Err(format!(
+                "memory {} KiB and {} passes are below OWASP's minimum for Argon2id ({} KiB and {} passes)",
+                self.memory_kib,
+                self.iterations,
+                Self::MIN_MEMORY_KIB,
+                Self::MIN_ITERATIONS
+            ));
+        }
+        Ok(())
     }
 
     /// Memory in KiB.
@@ -76,6 +118,9 @@ impl KdfParams {
         self.parallelism
     }
 
+    /// The limits every parameter set must keep, new or read back from a
+    /// database: nonzero, 8 KiB per lane (Argon2's own floor), and the
+    /// `MAX_*` limits.
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
         let Self { memory_kib: m, iterations: t, parallelism: p } = *self;
         if !(1..=Self::MAX_PARALLELISM).contains(&p) {
@@ -216,7 +261,8 @@ impl MasterKey {
 
     /// Like [`MasterKey::from_passphrase`], with explicit Argon2id parameters
     /// for a new database or a rotation. An existing database keeps the
-    /// parameters it was created with.
+    /// parameters it was created with (or last rotated to), even below
+    /// [`KdfParams::MIN`] for one created by 0.2, until its next rotation.
     pub fn from_passphrase_with_params(passphrase: &SecretValue, params: KdfParams) -> Self {
         MasterKey(Source::Passphrase { passphrase: passphrase.clone(), params })
     }
@@ -360,6 +406,13 @@ fn warn_if_loose(path: &Path) {
     }
 }
 
+/// The parameters of a database's KDF record when they are below OWASP's
+/// minimum (a database created by 0.2); `None` otherwise, or when the record
+/// is malformed (the opening reports that).
+pub(crate) fn weak_stored_params(record: &[u8]) -> Option<KdfParams> {
+    decode_kdf(record).ok().map(|(params, _)| params).filter(|p| !p.meets_minimum())
+}
+
 const KDF_RECORD_VERSION: u8 = 1;
 
 /// The database's KDF record: version, m, t, p (u32 little-endian), salt length, salt.
@@ -420,12 +473,81 @@ mod tests {
 
     #[test]
     fn params_limits() {
-        assert!(KdfParams::new(0, 1, 1).is_err());
-        assert!(KdfParams::new(64, 0, 1).is_err());
-        assert!(KdfParams::new(64, 1, 0).is_err());
-        assert!(KdfParams::new(KdfParams::MAX_MEMORY_KIB + 1, 1, 1).is_err());
+        let min = KdfParams::MIN_MEMORY_KIB;
+        assert!(KdfParams::new(0, 2, 1).is_err());
+        assert!(KdfParams::new(min, 0, 1).is_err());
+        assert!(KdfParams::new(min, 2, 0).is_err());
+        assert!(KdfParams::new(KdfParams::MAX_MEMORY_KIB + 1, 2, 1).is_err());
         assert!(KdfParams::new(KdfParams::MAX_MEMORY_KIB, 3, 1).is_err(), "work limit");
-        assert!(KdfParams::new(64, 1, 1).is_ok());
+        assert_eq!(KdfParams::new(min, 2, 1).unwrap(), KdfParams::MIN);
+    }
+
+    #[test]
+    fn new_kdf_params_below_the_owasp_minimum_are_refused() {
+        for (m, t) in [(8, 1), (256, 1), (KdfParams::MIN_MEMORY_KIB - 1, 2), (KdfParams::MIN_MEMORY_KIB, 1)] {
+            let err = KdfParams::new(m, t, 1).unwrap_err().to_string();
+            assert!(err.contains("OWASP") && err.contains("19456 KiB"), "m={m} t={t}: {err}");
+        }
+        assert!(KdfParams::MIN.meets_minimum() && KdfParams::DEFAULT.meets_minimum());
+        assert_eq!((KdfParams::MIN.memory_kib(), KdfParams::MIN.iterations()), (19_456, 2));
+    }
+
+    #[test]
+    fn weak_params_of_a_0_2_database_are_still_read_back() {
+        // 0.2 let a database be created with 8 KiB and one pass: reading its
+        // record back must still work, or its owner is locked out.
+        let weak = KdfParams { memory_kib: 8, iterations: 1, parallelism: 1 };
+        let record = encode_kdf(&weak, &[3; 16]);
+        assert_eq!(decode_kdf(&record).unwrap(), (weak, vec![3; 16]));
+        assert_eq!(weak_stored_params(&record), Some(weak));
+        assert_eq!(weak_stored_params(&encode_kdf(&KdfParams::MIN, &[3; 16])), None);
+    }
+
+    #[tokio::test]
+    async fn a_0_2_database_with_weak_kdf_params_opens_and_its_rotation_moves_it_to_the_defaults() {
+        use credstore_core::{CredentialKey, CredentialStore, Metadata, StoreId};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weak.db");
+        let pass = SecretValue::from("a passphrase from 0.2");
+        // What 0.2 let a caller ask for; no constructor accepts it any more.
+        let weak = KdfParams { memory_kib: 256, iterations: 1, parallelism: 1 };
+        let old = MasterKey(Source::Passphrase { passphrase: pass.clone(), params: weak });
+        let id = StoreId::new("weak").unwrap();
+        let name = CredentialKey::new("k").unwrap();
+        let store = crate::SqliteStore::open(id.clone(), crate::SqliteConfig::new(&path).master_key(old))
+            .await
+            .unwrap();
+        store.set(&name, &SecretValue::from("v"), &Metadata::new()).await.unwrap();
+        drop(store);
+        let stored = |path: &Path| -> KdfParams {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            let record: Vec<u8> = conn
+                .query_row("SELECT value FROM credstore_meta WHERE name = 'kdf'", [], |r| r.get(0))
+                .unwrap();
+            decode_kdf(&record).unwrap().0
+        };
+        assert_eq!(stored(&path), weak);
+
+        // Opening with the same passphrase (any parameters) uses the stored ones.
+        let store = crate::SqliteStore::open(
+            id.clone(),
+            crate::SqliteConfig::new(&path)
+                .master_key(MasterKey::from_passphrase_with_params(&pass, KdfParams::MIN)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(store.get(&name).await.unwrap().unwrap().value.expose_str().unwrap(), "v");
+        // The next rotation stores the new key's parameters.
+        store.rotate_key(MasterKey::from_passphrase_with_params(&pass, KdfParams::MIN)).await.unwrap();
+        drop(store);
+        assert_eq!(stored(&path), KdfParams::MIN);
+        let store = crate::SqliteStore::open(
+            id,
+            crate::SqliteConfig::new(&path).master_key(MasterKey::from_passphrase(&pass)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(store.get(&name).await.unwrap().unwrap().value.expose_str().unwrap(), "v");
     }
 
     #[test]
@@ -434,7 +556,7 @@ mod tests {
         let err = decode_kdf(&encode_kdf(&huge, &[1; 16])).unwrap_err();
         assert!(err.contains("refused"), "{err}");
         assert!(decode_kdf(&[1, 2, 3]).is_err());
-        let ok = KdfParams::new(64, 1, 1).unwrap();
+        let ok = KdfParams::MIN;
         assert!(decode_kdf(&encode_kdf(&ok, &[1; 4])).is_err(), "salt too short");
         assert_eq!(decode_kdf(&encode_kdf(&ok, &[9; 16])).unwrap(), (ok, vec![9; 16]));
     }
@@ -486,7 +608,7 @@ mod tests {
     #[test]
     fn passphrase_derivation_uses_stored_salt() {
         let pass = SecretValue::from("correct horse battery staple");
-        let params = KdfParams::new(64, 1, 1).unwrap();
+        let params = KdfParams::MIN;
         let key = MasterKey::from_passphrase_with_params(&pass, params);
         let (k1, record) = key.resolve(None, true).unwrap();
         let record = record.unwrap();

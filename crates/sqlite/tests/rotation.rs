@@ -109,7 +109,7 @@ async fn rotation_to_and_from_a_passphrase() {
     let raw_key = MasterKey::generate();
     let store = open(&path, &raw_key).await;
     put(&store, "k", "v").await;
-    let params = KdfParams::new(256, 1, 1).unwrap();
+    let params = KdfParams::MIN;
     let pass = MasterKey::from_passphrase_with_params(&secret("a long passphrase"), params);
     store.rotate_key(pass.clone()).await.unwrap();
     let kdf: Option<Vec<u8>> =
