@@ -3,9 +3,9 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -222,30 +222,13 @@ impl MasterKey {
         Self::decode_base64(&text, &field)
     }
 
-    /// A key from the file at `path`: either exactly 32 raw bytes, or the
-    /// key's base64 text (whitespace around it ignored).
-    ///
-    /// # Behavior
-    /// A file readable by its group or by others is accepted, with a
-    /// warning logged.
+    /// A key from the key file at `path`: [`KeyFile::read`] with the
+    /// defaults (the file must be owner-only).
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming the file when it cannot be read or holds
-    /// neither form.
+    /// As [`KeyFile::read`].
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let field = format!("master key file {}", path.display());
-        let bytes =
-            Zeroizing::new(fs::read(path).map_err(|e| invalid(&field, format!("cannot be read: {e}")))?);
-        warn_if_loose(path);
-        if bytes.len() == KEY_LEN {
-            let mut key = Zeroizing::new([0u8; KEY_LEN]);
-            key.copy_from_slice(&bytes);
-            return Ok(MasterKey(Source::Raw(key)));
-        }
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| invalid(&field, "holds neither 32 raw bytes nor base64 text"))?;
-        Self::decode_base64(text, &field)
+        KeyFile::new(path.as_ref()).read()
     }
 
     /// A key derived from `passphrase` with Argon2id and the default
@@ -278,63 +261,13 @@ impl MasterKey {
         MasterKey(Source::Raw(key))
     }
 
-    /// Reads the key file at `path`, or, when there is none, creates it with a
-    /// fresh random key: the zero-setup default of a local installation.
-    ///
-    /// # Behavior
-    /// - A new file is written as base64 text with mode `0600` (owner only),
-    ///   complete or not at all: it is written under a temporary name, synced
-    ///   and then linked into place, so a crash never leaves a truncated key.
-    ///   Missing parent directories are created with mode `0700`.
-    /// - When two processes race to create it, both end up with the key of
-    ///   the one that linked it first.
-    /// - An existing file is read as [`MasterKey::from_file`] does.
+    /// Reads the key file at `path`, or creates it with a fresh random key:
+    /// [`KeyFile::read_or_create`] with the defaults.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming the file when it cannot be read,
-    /// created or written, or holds no valid key.
+    /// As [`KeyFile::read_or_create`].
     pub fn load_or_create_file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        if path.exists() {
-            return Self::from_file(path);
-        }
-        let field = format!("master key file {}", path.display());
-        let io = |what: &str, e: std::io::Error| invalid(&field, format!("cannot be {what}: {e}"));
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        if !dir.exists() {
-            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| io("created", e))?;
-        }
-        let key = Self::generate();
-        let Source::Raw(bytes) = &key.0 else { unreachable!("generate makes a raw key") };
-        let mut text = Zeroizing::new(STANDARD.encode(&bytes[..]));
-        text.push('\n');
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        let written = (|| {
-            let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(io("written", e));
-        }
-        let linked = fs::hard_link(&tmp, path);
-        let _ = fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => {
-                if let Ok(d) = fs::File::open(dir) {
-                    let _ = d.sync_all();
-                }
-                tracing::info!(path = %path.display(), "created a new master key file");
-                Ok(key)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::from_file(path),
-            Err(e) => Err(io("created", e)),
-        }
+        KeyFile::new(path.as_ref()).read_or_create()
     }
 
     /// The key's base64 text, to back it up or move it to a secret manager;
@@ -393,17 +326,250 @@ impl fmt::Debug for MasterKey {
     }
 }
 
-fn warn_if_loose(path: &Path) {
-    if let Ok(meta) = fs::metadata(path) {
-        let mode = meta.permissions().mode();
-        if mode & 0o077 != 0 {
+/// A master key file: where [`MasterKey::from_file`] and
+/// [`MasterKey::load_or_create_file`] read a key, with the one setting a key
+/// file has.
+///
+/// # Format
+/// One format is written and documented: the standard base64 of the key's
+/// 32 bytes (44 characters), usually followed by a newline; whitespace
+/// around it is ignored. A passphrase is never a key file: it is named as a
+/// passphrase (`passphrase_file` or `passphrase_env` in
+/// [`SqliteSettings`](crate::SqliteSettings), [`MasterKey::from_passphrase`])
+/// and stretched with Argon2id.
+///
+/// Files of 0.2 keep opening. 0.2 wrote key files in the base64 form only
+/// (44 characters and a newline), and also accepted a file of exactly 32
+/// bytes as the raw key. Each is recognized by its length:
+/// - 32 bytes: the raw key of 0.2, **unless** the bytes read as text (valid
+///   UTF-8 with no control characters but whitespace): a 31-character
+///   passphrase and its newline is 32 bytes, and 0.2 used it as the AES key
+///   with no key derivation. Such a file is refused, naming the file (never
+///   its content) and saying how to name a passphrase. A random raw key
+///   reads as text with probability about 2.8 × 10⁻¹¹ (each byte has 100
+///   single-byte text values out of 256, and multi-byte characters add
+///   little: the exact count is checked in this crate's tests), so no real
+///   0.2 key is refused in practice; one that is gets the same clear error
+///   and is moved to the base64 form by hand. A raw key file that is
+///   accepted logs a warning: a rotation by the CLI's `rotate-key`, which
+///   writes a new key file, moves it to base64.
+/// - Any other length: base64 text as above. A 32-byte key in base64 is at
+///   least 43 characters, so it is never mistaken for a raw key.
+///
+/// # Permissions
+/// The file must be owner-only: one that grants any permission to its
+/// group or others (`mode & 0o077`, as OpenSSH requires of private keys) is
+/// refused, naming the file, its mode and the setting, unless
+/// [`KeyFile::allow_loose_permissions`] (`allow_loose_permissions = true`
+/// in the settings) says to accept it, with a warning. New key files are
+/// created with mode `0600`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFile {
+    path: PathBuf,
+    allow_loose_permissions: bool,
+}
+
+/// The most bytes read from a key file: a key in base64 is 44.
+const MAX_KEY_FILE_LEN: u64 = 4096;
+
+impl KeyFile {
+    /// The key file at `path`, which must be owner-only.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into(), allow_loose_permissions: false }
+    }
+
+    /// Accept the file even when its group or others have permissions on
+    /// it (logged as a warning). Default: `false`, such a file is refused.
+    pub fn allow_loose_permissions(mut self, allow: bool) -> Self {
+        self.allow_loose_permissions = allow;
+        self
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether a file with loose permissions is accepted.
+    pub fn allows_loose_permissions(&self) -> bool {
+        self.allow_loose_permissions
+    }
+
+    /// Reads the key: its base64 text, or a raw key of 0.2 (see the type's
+    /// docs, "Format").
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the file (never its content) when it
+    /// cannot be read, grants permissions to its group or others (unless
+    /// allowed), holds 32 bytes of text (a passphrase, most likely; the
+    /// message says how to name one), or holds no key in either form.
+    pub fn read(&self) -> Result<MasterKey> {
+        let path = &self.path;
+        let field = format!("master key file {}", path.display());
+        let cannot = |e: std::io::Error| invalid(&field, format!("cannot be read: {e}"));
+        let mut file = fs::File::open(path).map_err(cannot)?;
+        let meta = file.metadata().map_err(cannot)?;
+        check_mode(path, meta.permissions().mode(), self.allow_loose_permissions, "master key file")
+            .map_err(|reason| invalid(&field, reason))?;
+        if meta.len() > MAX_KEY_FILE_LEN {
+            return Err(invalid(
+                &field,
+                format!("is {} bytes long; a key file holds the base64 of 32 bytes", meta.len()),
+            ));
+        }
+        // Sized up front, so the buffer is never reallocated (which would
+        // leave a copy of the key behind).
+        let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_LEN as usize + 1));
+        (&mut file).take(MAX_KEY_FILE_LEN + 1).read_to_end(&mut bytes).map_err(cannot)?;
+        if bytes.len() == KEY_LEN {
+            if looks_like_text(&bytes) {
+                return Err(invalid(
+                    &field,
+                    format!(
+                        "holds 32 bytes of text, not a key: a key file holds the base64 of 32 random bytes (44 \
+                         characters, such as the output of `head -c 32 /dev/urandom | base64`). If it holds a \
+                         passphrase, name it as one: `passphrase_file = \"{}\"` instead of `master_key_file` in \
+                         the store's settings (MasterKey::from_passphrase in code), which stretches it with \
+                         Argon2id; 0.2 used such a file as the key itself",
+                        path.display()
+                    ),
+                ));
+            }
             tracing::warn!(
                 path = %path.display(),
-                mode = format_args!("{:o}", mode & 0o777),
-                "master key file is readable by others than its owner; chmod 600 it"
+                "the master key file holds the raw 32-byte key, a form only kept for files of 0.2; rotate the key \
+                 (rotate-key) to have it rewritten as base64 text"
             );
+            let mut key = Zeroizing::new([0u8; KEY_LEN]);
+            key.copy_from_slice(&bytes);
+            return Ok(MasterKey(Source::Raw(key)));
+        }
+        let text = std::str::from_utf8(&bytes).map_err(|_| {
+            invalid(&field, "holds neither the base64 text of a 32-byte key nor a raw key of 0.2 (32 bytes)")
+        })?;
+        MasterKey::decode_base64(text, &field).map_err(|e| match e {
+            Error::InvalidInput { field, reason } => Error::InvalidInput {
+                field,
+                reason: format!(
+                    "{reason}; a key file holds the base64 of 32 random bytes, and a passphrase is named as \
+                     one (passphrase_file or passphrase_env)"
+                ),
+            },
+            other => other,
+        })
+    }
+
+    /// Reads the key file, or, when there is none, creates it with a fresh
+    /// random key: the zero-setup default of a local installation.
+    ///
+    /// # Behavior
+    /// - A new file is written as base64 text and a newline, with mode
+    ///   `0600` (owner only), complete or not at all: it is written under a
+    ///   temporary name, synced and then linked into place, and the
+    ///   directory is synced, so a crash never leaves a truncated key.
+    ///   Missing parent directories are created with mode `0700`.
+    /// - When two processes race to create it, both end up with the key of
+    ///   the one that linked it first.
+    /// - An existing file is read as [`KeyFile::read`] does.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the file when it cannot be read,
+    /// created or written, or holds no valid key.
+    pub fn read_or_create(&self) -> Result<MasterKey> {
+        let path = &self.path;
+        if path.exists() {
+            return self.read();
+        }
+        let field = format!("master key file {}", path.display());
+        let io = |what: &str, e: std::io::Error| invalid(&field, format!("cannot be {what}: {e}"));
+        let dir = parent_dir(path);
+        if !dir.exists() {
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| io("created", e))?;
+        }
+        let key = MasterKey::generate();
+        match write_key_file(path, &key) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "created a new master key file");
+                Ok(key)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => self.read(),
+            Err(e) => Err(io("created", e)),
         }
     }
+}
+
+/// The directory of `path` (`.` for a bare file name).
+pub(crate) fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// Syncs the directory `dir`, so that a rename or link in it survives a
+/// power loss.
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Writes the raw key `key` to the new file `path` as base64 text and a
+/// newline, mode `0600`, complete or not at all: under a temporary name,
+/// synced, linked into place (failing with `AlreadyExists` when `path`
+/// exists), and the directory synced.
+pub(crate) fn write_key_file(path: &Path, key: &MasterKey) -> std::io::Result<()> {
+    let Some(mut text) = key.to_base64() else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a passphrase key has no key file",
+        ));
+    };
+    text.push('\n');
+    let dir = parent_dir(path);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let written = (|| {
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    linked?;
+    sync_dir(dir)
+}
+
+/// Refuses a file whose group or others have any permission (`mode &
+/// 0o077`) unless `allow`, when it only warns. `what` names the kind of file.
+pub(crate) fn check_mode(path: &Path, mode: u32, allow: bool, what: &str) -> std::result::Result<(), String> {
+    let mode = mode & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    if allow {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format_args!("{mode:03o}"),
+            "the {what} is readable or writable by others than its owner (accepted: allow_loose_permissions \
+             = true); chmod 600 it"
+        );
+        return Ok(());
+    }
+    Err(format!(
+        "has mode {mode:03o}: its group or others may read or write it, so it is refused; chmod 600 {}, or set \
+         allow_loose_permissions = true in the store's settings to accept it",
+        path.display()
+    ))
+}
+
+/// Whether `bytes` read as text: valid UTF-8 with no control characters
+/// but whitespace (see [`KeyFile`], "Format").
+fn looks_like_text(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok_and(|s| s.chars().all(|c| !c.is_control() || c.is_whitespace()))
 }
 
 /// The parameters of a database's KDF record when they are below OWASP's
@@ -581,14 +747,18 @@ mod tests {
         std::env::remove_var(var);
     }
 
+    /// Writes `bytes` to `dir/name` with mode `mode`.
+    fn key_file(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> PathBuf {
+        let path = dir.join(name);
+        fs::write(&path, bytes).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
     #[test]
     fn file_sources_and_load_or_create() {
         let dir = tempfile::tempdir().unwrap();
-        let rawfile = dir.path().join("raw.key");
-        fs::write(&rawfile, [8u8; 32]).unwrap();
-        assert_eq!(raw(&MasterKey::from_file(&rawfile).unwrap()), [8; 32]);
-        let bad = dir.path().join("bad.key");
-        fs::write(&bad, b"short").unwrap();
+        let bad = key_file(dir.path(), "bad.key", b"short", 0o600);
         assert!(MasterKey::from_file(&bad).is_err());
         assert!(MasterKey::from_file(dir.path().join("missing")).is_err());
 
@@ -598,11 +768,107 @@ mod tests {
         assert_eq!(mode, 0o600);
         let dmode = fs::metadata(created.parent().unwrap()).unwrap().permissions().mode() & 0o777;
         assert_eq!(dmode, 0o700);
+        let written = fs::read_to_string(&created).unwrap();
+        assert_eq!((written.len(), written.ends_with('\n')), (45, true), "base64 and a newline");
         let again = MasterKey::load_or_create_file(&created).unwrap();
         assert_eq!(raw(&first), raw(&again));
         assert_ne!(raw(&first), raw(&MasterKey::generate()));
         let leftovers: Vec<_> = fs::read_dir(created.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file left behind");
+    }
+
+    #[test]
+    fn every_key_file_form_of_0_2_still_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::from_bytes([0xC7; 32]);
+        let b64 = key.to_base64().unwrap();
+        // What 0.2 wrote (base64 and a newline), and base64 as people write it.
+        for (i, text) in
+            [format!("{}\n", *b64), b64.to_string(), format!("  {}\r\n\n", *b64)].iter().enumerate()
+        {
+            let path = key_file(dir.path(), &format!("b64-{i}.key"), text.as_bytes(), 0o600);
+            assert_eq!(raw(&MasterKey::from_file(&path).unwrap()), [0xC7; 32], "{text:?}");
+        }
+        // A raw key of 0.2: 32 bytes that do not read as text.
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).unwrap();
+        bytes[0] = 0xFF; // never in UTF-8: the file is not text whatever the rest
+        let path = key_file(dir.path(), "raw.key", &bytes, 0o600);
+        assert_eq!(raw(&MasterKey::from_file(&path).unwrap()), bytes);
+        let path = key_file(dir.path(), "ctl.key", &[8u8; 32], 0o600);
+        assert_eq!(raw(&MasterKey::from_file(&path).unwrap()), [8; 32], "control bytes are not text");
+    }
+
+    #[test]
+    fn a_32_byte_text_key_file_is_refused_as_an_unnamed_passphrase() {
+        let dir = tempfile::tempdir().unwrap();
+        // A 31-character passphrase and its newline: 0.2 used these bytes as
+        // the AES key, with no key derivation.
+        let pass = "correct horse battery staple 31";
+        assert_eq!(pass.len(), 31);
+        for (name, text) in [
+            ("pass.key", format!("{pass}\n")),
+            ("tabs.key", format!("{}\t", &pass[..31])),
+            ("utf8.key", format!("{}é", &pass[..30])),
+        ] {
+            assert_eq!(text.len(), 32, "{name}");
+            let path = key_file(dir.path(), name, text.as_bytes(), 0o600);
+            let err = MasterKey::from_file(&path).unwrap_err().to_string();
+            assert!(err.contains(&path.display().to_string()), "names the file: {err}");
+            assert!(err.contains("passphrase_file") && err.contains("Argon2id"), "says how: {err}");
+            assert!(!err.contains("horse"), "never the content: {err}");
+        }
+        // Other lengths that are not base64: the same hint.
+        let path = key_file(dir.path(), "short.key", b"hunter2\n", 0o600);
+        let err = MasterKey::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("passphrase_file") && !err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn a_random_raw_key_reads_as_text_with_negligible_probability() {
+        // Count the strings `looks_like_text` accepts by the length of their
+        // characters, check the counts against the classifier, and compute
+        // the share of 32-byte strings it accepts.
+        let ones = (0..=255u8).filter(|&b| looks_like_text(&[b])).count() as u64;
+        assert_eq!(ones, 100, "95 printable ASCII characters and 5 whitespace controls");
+        let pairs = (0..=0xFFFFu32).filter(|&v| looks_like_text(&(v as u16).to_be_bytes())).count() as u64;
+        let by_len = |n: usize| {
+            (0..=0x10FFFFu32)
+                .filter_map(char::from_u32)
+                .filter(|c| c.len_utf8() == n && looks_like_text(c.encode_utf8(&mut [0; 4]).as_bytes()))
+                .count() as u64
+        };
+        let (two, three, four) = (by_len(2), by_len(3), by_len(4));
+        assert_eq!(pairs, ones * ones + two, "two-byte strings: two characters or one");
+        assert_eq!((two, three, four), (1889, 61_440, 1_048_576));
+        let mut count = vec![1f64];
+        for n in 1..=KEY_LEN {
+            let at = |k: usize| if n >= k { count[n - k] } else { 0.0 };
+            let next = ones as f64 * at(1) + two as f64 * at(2) + three as f64 * at(3) + four as f64 * at(4);
+            count.push(next);
+        }
+        let share = count[KEY_LEN] / 256f64.powi(KEY_LEN as i32);
+        assert!((2.7e-11..2.9e-11).contains(&share), "the docs say about 2.8e-11: {share:e}");
+    }
+
+    #[test]
+    fn a_key_file_open_to_group_or_others_is_refused_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{}\n", *MasterKey::from_bytes([4; 32]).to_base64().unwrap());
+        for mode in [0o640, 0o604, 0o644, 0o620, 0o601] {
+            let path = key_file(dir.path(), &format!("k{mode:o}.key"), text.as_bytes(), mode);
+            let err = MasterKey::from_file(&path).unwrap_err().to_string();
+            assert!(err.contains(&path.display().to_string()), "names the file: {err}");
+            assert!(err.contains(&format!("mode {mode:03o}")), "names the mode: {err}");
+            assert!(err.contains("allow_loose_permissions = true"), "names the setting: {err}");
+            assert!(MasterKey::load_or_create_file(&path).is_err(), "an existing file is read the same way");
+            let allowed = KeyFile::new(&path).allow_loose_permissions(true).read().unwrap();
+            assert_eq!(raw(&allowed), [4; 32]);
+        }
+        for mode in [0o600, 0o400] {
+            let path = key_file(dir.path(), &format!("k{mode:o}.key"), text.as_bytes(), mode);
+            assert_eq!(raw(&MasterKey::from_file(&path).unwrap()), [4; 32]);
+        }
     }
 
     #[test]

@@ -204,6 +204,6 @@ mod writer;
 #[cfg(feature = "serde")]
 pub use config::{KeySource, SqliteSettings};
 pub use config::{SqliteConfig, Synchronous, DEFAULT_BUSY_TIMEOUT};
-pub use key::{KdfParams, MasterKey, KEY_LEN};
+pub use key::{KdfParams, KeyFile, MasterKey, KEY_LEN};
 pub use rotation::RotationReport;
 pub use store::{SqliteStore, WriterStats, PROBE_TIMEOUT};
