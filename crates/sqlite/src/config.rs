@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use credstore_core::Namespace;
 
-use crate::MasterKey;
+use crate::{KeyFile, MasterKey};
 
 /// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -58,6 +58,7 @@ pub struct SqliteConfig {
     pub(crate) path: PathBuf,
     pub(crate) namespace: Namespace,
     pub(crate) master_key: Option<MasterKey>,
+    pub(crate) key_file: Option<KeyFile>,
     pub(crate) synchronous: Synchronous,
     pub(crate) busy_timeout: Duration,
     pub(crate) max_size_bytes: Option<u64>,
@@ -78,6 +79,7 @@ impl SqliteConfig {
             path: path.into(),
             namespace: Namespace::root(),
             master_key: None,
+            key_file: None,
             synchronous: Synchronous::default(),
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             max_size_bytes: None,
@@ -101,6 +103,36 @@ impl SqliteConfig {
     /// `wrong master key` [`credstore_core::Error::Config`].
     pub fn master_key(mut self, key: MasterKey) -> Self {
         self.master_key = Some(key);
+        self.key_file = None;
+        self
+    }
+
+    /// The key that seals every row is in the key file `file` (created with
+    /// a fresh random key when missing): an alternative to
+    /// [`SqliteConfig::master_key`], which it replaces, and what
+    /// [`crate::SqliteStore::rotate_key_file`] needs.
+    ///
+    /// # Behavior
+    /// The opening reads the file as [`KeyFile::read_or_create`] does. A
+    /// rotation of the key file interrupted by a crash is recovered, so the
+    /// store opens whether the crash came before or after the database's
+    /// commit (see [`crate::SqliteStore::rotate_key_file`]):
+    /// - the key in `<file>` opens the database: leftover `<file>.new` (a key
+    ///   never used) and `<file>.old` (the key before a rotation that
+    ///   completed) are removed;
+    /// - it does not, but the key in `<file>.new` does (the crash came after
+    ///   the commit): the rotation is completed, `<file>.new` renamed to
+    ///   `<file>` and `<file>.old` removed, and a warning says so;
+    /// - neither does, but the key in `<file>.old` does (the database was
+    ///   restored from a backup, or a disk lost a synced write): that key is
+    ///   used, no file is changed, and a warning says so.
+    ///
+    /// Files are only changed while no rotation of a key file in the same
+    /// directory runs (an advisory lock on the directory), and the directory
+    /// is synced after each change.
+    pub fn master_key_file(mut self, file: KeyFile) -> Self {
+        self.key_file = Some(file);
+        self.master_key = None;
         self
     }
 
@@ -149,6 +181,7 @@ impl fmt::Debug for SqliteConfig {
             .field("path", &self.path)
             .field("namespace", &self.namespace)
             .field("master_key", &self.master_key)
+            .field("key_file", &self.key_file)
             .field("synchronous", &self.synchronous)
             .field("busy_timeout", &self.busy_timeout)
             .field("max_size_bytes", &self.max_size_bytes)
@@ -316,7 +349,9 @@ impl SqliteSettings {
     }
 
     /// Opens (creating when missing) the store `id` these settings
-    /// describe; see [`crate::SqliteStore::open`].
+    /// describe; see [`crate::SqliteStore::open`]. A key file is given with
+    /// [`SqliteConfig::master_key_file`], so an interrupted rotation of it is
+    /// recovered and [`crate::SqliteStore::rotate_key_file`] works.
     ///
     /// # Errors
     /// Those of [`SqliteSettings::load_master_key`] and of
@@ -327,11 +362,14 @@ impl SqliteSettings {
         id: credstore_core::StoreId,
         ctx: &credstore_core::config::ConfigContext,
     ) -> credstore_core::Result<crate::SqliteStore> {
-        let key = self.load_master_key(&id, ctx)?;
-        let mut config = SqliteConfig::new(ctx.path(&self.path))
-            .master_key(key)
-            .synchronous(self.synchronous)
-            .busy_timeout(self.busy_timeout);
+        let mut config = SqliteConfig::new(ctx.path(&self.path));
+        config = match &self.master_key {
+            KeySource::File(path) => config.master_key_file(
+                KeyFile::new(ctx.path(path)).allow_loose_permissions(self.allow_loose_permissions),
+            ),
+            _ => config.master_key(self.load_master_key(&id, ctx)?),
+        };
+        let mut config = config.synchronous(self.synchronous).busy_timeout(self.busy_timeout);
         if let Some(bytes) = self.max_size_bytes {
             config = config.max_size_bytes(bytes);
         }

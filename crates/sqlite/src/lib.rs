@@ -196,6 +196,7 @@ mod crypto;
 mod db;
 mod errors;
 mod key;
+mod keyfile;
 mod reader;
 mod rotation;
 mod store;
