@@ -503,6 +503,7 @@ fn key_file_rotating_child() {
         // Rotate until killed.
         loop {
             store.rotate_key_file().await.unwrap();
+            say("ROTATED");
         }
     });
 }
@@ -552,13 +553,26 @@ fn a_key_file_rotation_killed_at_random_points_never_loses_the_key_or_a_credenti
     let mut left: BTreeMap<&str, usize> = BTreeMap::new();
     let mut versions = BTreeSet::new();
     let started = Instant::now();
+    // How long one rotation takes on this machine, measured in the first
+    // round: the kills land uniformly over two rotations' time.
+    let mut span = Duration::ZERO;
     for round in 0..KEY_FILE_ROUNDS {
         let mut proc = Proc::spawn(child(TEST, "rotate-key-file", &db).env(KEY_ENV, &file));
         let rx = lines_of(&mut proc.0);
         wait_line(&rx, "READY", Duration::from_secs(60));
-        // A random point: rotations follow each other, each going through
-        // every step, so a delay up to a few rotations lands anywhere.
-        std::thread::sleep(Duration::from_micros(next_random(&mut seed) % 25_000));
+        if round == 0 {
+            let ready = Instant::now();
+            for _ in 0..4 {
+                wait_line(&rx, "ROTATED", Duration::from_secs(60));
+            }
+            span = ready.elapsed() / 2;
+            println!("one rotation takes about {:?}", span / 2);
+        } else {
+            // A random point: rotations follow each other, each going
+            // through every step, so the kill lands anywhere in one.
+            let micros = u64::try_from(span.as_micros()).unwrap().max(1);
+            std::thread::sleep(Duration::from_micros(next_random(&mut seed) % micros));
+        }
         proc.0.kill().unwrap();
         assert_eq!(proc.0.wait().unwrap().signal(), Some(libc::SIGKILL), "round {round}");
         let key_before = std::fs::read(&file).unwrap();
