@@ -106,10 +106,18 @@ pub enum NewKey {
 /// a line saying what was done.
 ///
 /// # Behavior
-/// With [`NewKey::Generate`], the store's key must live in a key file: the
-/// new key is first written beside it (`<file>.new`, owner-only), the
-/// database is re-sealed, then the new file replaces the old one. A crash
-/// between the last two steps leaves the new key in `<file>.new`.
+/// With [`NewKey::Generate`], the store's key must live in a key file, which
+/// is rotated by [`SqliteStore::rotate_key_file`](credstore_sqlite::SqliteStore::rotate_key_file):
+/// the old key is kept as `<file>.old` and the new one written to
+/// `<file>.new` (synced) before the database is re-sealed (its commit synced
+/// whatever the store's `synchronous`); then `<file>.new` replaces `<file>`
+/// and, once the new key has opened the database, `<file>.old` is removed,
+/// the directory synced after each step. A crash at any point leaves a key
+/// file that opens the store: the next opening (a server start, any CLI
+/// command) completes or undoes the rotation.
+///
+/// With a key given ([`NewKey::File`], [`NewKey::Text`]), only the database
+/// is re-sealed: the new key must then be stored where the old one was.
 ///
 /// Servers that have the database open must be restarted afterwards: they
 /// still hold the old key and answer 503 until then.
@@ -121,36 +129,30 @@ pub async fn rotate_key(settings: &Settings, id: &str, new_key: NewKey) -> Resul
     let Some(sqlite) = spec.settings::<SqliteSettings>() else {
         return Err(format!("store '{id}' is not an encrypted SQLite store"));
     };
-    let store = sqlite.clone().open(spec.id().clone(), spec.context()).await.map_err(|e| e.to_string())?;
-    let (key, staged) = match new_key {
-        NewKey::File(p) => (MasterKey::from_file(&p).map_err(|e| e.to_string())?, None),
-        NewKey::Text(text) => (
+    let given = match new_key {
+        NewKey::File(p) => Some(MasterKey::from_file(&p).map_err(|e| e.to_string())?),
+        NewKey::Text(text) => Some(
             MasterKey::from_base64(&text)
                 .map_err(|_| "stdin does not hold the base64 of a 32-byte key".to_owned())?,
-            None,
         ),
-        NewKey::Generate => {
-            let KeySource::File(key_file) = sqlite.master_key() else {
-                return Err(format!(
-                    "the master key of '{id}' comes from an environment variable; give the new key with \
-                     --new-key-file or --new-key-stdin, and update the variable afterwards"
-                ));
-            };
-            let key_file = spec.context().path(key_file);
-            let staged = key_file.with_extension("key.new");
-            let _ = std::fs::remove_file(&staged);
-            let key = MasterKey::load_or_create_file(&staged).map_err(|e| e.to_string())?;
-            (key, Some((staged, key_file)))
-        }
+        NewKey::Generate => None,
     };
-    let report = match store.rotate_key(key).await {
-        Ok(r) => r,
-        Err(e) => {
-            if let Some((staged, _)) = &staged {
-                let _ = std::fs::remove_file(staged);
-            }
-            return Err(format!("rotation failed, nothing changed: {e}"));
+    let key_file = match (&given, sqlite.master_key()) {
+        (None, KeySource::File(key_file)) => Some(spec.context().path(key_file)),
+        (None, _) => {
+            return Err(format!(
+            "the master key of '{id}' does not come from a key file; give the new key with --new-key-file \
+                 or --new-key-stdin, and update its source afterwards"
+        ))
         }
+        (Some(_), _) => None,
+    };
+    let store = sqlite.clone().open(spec.id().clone(), spec.context()).await.map_err(|e| e.to_string())?;
+    let report = match given {
+        Some(key) => {
+            store.rotate_key(key).await.map_err(|e| format!("rotation failed, nothing changed: {e}"))?
+        }
+        None => store.rotate_key_file().await.map_err(|e| format!("rotation failed: {e}"))?,
     };
     let mut line = format!(
         "rotated the master key of '{id}': {} credentials re-sealed in {} ms, key version {}",
@@ -158,17 +160,15 @@ pub async fn rotate_key(settings: &Settings, id: &str, new_key: NewKey) -> Resul
         report.elapsed.as_millis(),
         report.key_version
     );
-    if let Some((staged, key_file)) = staged {
-        std::fs::rename(&staged, &key_file).map_err(|e| {
-            format!(
-                "the database now uses the key in {}, but it could not replace {}: {e}; move it there by hand",
-                staged.display(),
-                key_file.display()
-            )
-        })?;
-        line.push_str(&format!("; the new key is in {}", key_file.display()));
-    } else {
-        line.push_str("; store the new key where the old one was");
+    match key_file {
+        Some(key_file) => line.push_str(&format!("; the new key is in {}", key_file.display())),
+        None => line.push_str("; store the new key where the old one was"),
+    }
+    if let Some(reason) = &report.checkpoint_error {
+        line.push_str(&format!(
+            "; the write-ahead log still holds pages sealed under the old key until the next checkpoint \
+             ({reason})"
+        ));
     }
     line.push_str(". Restart servers that have this store open.");
     Ok(line)

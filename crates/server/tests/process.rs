@@ -418,6 +418,7 @@ actions = ["view"]
     assert_ne!(std::fs::read(&key_file).unwrap(), before);
     assert_eq!(mode(&key_file), 0o600);
     assert!(!d.join("team/team.key.new").exists());
+    assert!(!d.join("team/team.key.old").exists(), "the old key goes once the new one opened the store");
     let (code, _, err) = run(d, &env, &["rotate-key", "--store", "scratch"], "");
     assert_eq!(code, 1);
     assert!(err.contains("not an encrypted SQLite store"), "{err}");
@@ -451,4 +452,52 @@ actions = ["view"]
     let (code, _, err) = run(d, &[("CREDSTORE_CONFIG", "missing.toml")], &["stores"], "");
     assert_eq!(code, 1);
     assert!(err.contains("missing.toml"), "{err}");
+}
+
+#[test]
+fn rotate_key_interrupted_after_its_commit_is_completed_by_the_next_opening() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("credstore.toml"),
+        "[[stores]]\nid = \"team\"\ntype = \"encrypted-sqlite\"\npath = \"team.db\"\nmaster_key_file = \"team.key\"\n",
+    )
+    .unwrap();
+    let env =
+        [("CREDSTORE_ADMIN_TOKEN", "cli-test-admin-token-0000"), ("CREDSTORE_CONFIG", "credstore.toml")];
+    let (code, table, err) = run(d, &env, &["stores"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(table.lines().any(|l| l.starts_with("team") && l.contains(" yes ")), "{table}");
+    // What a rotate-key killed between the database's commit and the key
+    // file's rename leaves: the database under the key in team.key.new,
+    // team.key still holding the old key.
+    let new_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let (code, out, err) = run(d, &env, &["rotate-key", "--store", "team", "--new-key-stdin"], new_key);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("store the new key where the old one was"), "{out}");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(d.join("team.key.new"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, format!("{new_key}\n").as_bytes()).unwrap();
+    }
+    let (code, table, err) = run(d, &env, &["stores"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(table.lines().any(|l| l.starts_with("team") && l.contains(" yes ")), "{table}\n{err}");
+    assert_eq!(std::fs::read_to_string(d.join("team.key")).unwrap().trim(), new_key);
+    assert!(!d.join("team.key.new").exists() && !d.join("team.key.old").exists());
+    assert_eq!(mode(&d.join("team.key")), 0o600);
+    // And a generated rotation from there leaves one key file that opens it.
+    let (code, out, err) = run(d, &env, &["rotate-key", "--store", "team"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("the new key is in"), "{out}");
+    assert_ne!(std::fs::read_to_string(d.join("team.key")).unwrap().trim(), new_key);
+    assert!(!d.join("team.key.new").exists() && !d.join("team.key.old").exists());
+    let (code, table, _) = run(d, &env, &["stores"], "");
+    assert_eq!(code, 0);
+    assert!(table.lines().any(|l| l.starts_with("team") && l.contains(" yes ")), "{table}");
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use credstore_core::Namespace;
 
-use crate::MasterKey;
+use crate::{KeyFile, MasterKey};
 
 /// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -58,6 +58,7 @@ pub struct SqliteConfig {
     pub(crate) path: PathBuf,
     pub(crate) namespace: Namespace,
     pub(crate) master_key: Option<MasterKey>,
+    pub(crate) key_file: Option<KeyFile>,
     pub(crate) synchronous: Synchronous,
     pub(crate) busy_timeout: Duration,
     pub(crate) max_size_bytes: Option<u64>,
@@ -78,6 +79,7 @@ impl SqliteConfig {
             path: path.into(),
             namespace: Namespace::root(),
             master_key: None,
+            key_file: None,
             synchronous: Synchronous::default(),
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             max_size_bytes: None,
@@ -101,6 +103,36 @@ impl SqliteConfig {
     /// `wrong master key` [`credstore_core::Error::Config`].
     pub fn master_key(mut self, key: MasterKey) -> Self {
         self.master_key = Some(key);
+        self.key_file = None;
+        self
+    }
+
+    /// The key that seals every row is in the key file `file` (created with
+    /// a fresh random key when missing): an alternative to
+    /// [`SqliteConfig::master_key`], which it replaces, and what
+    /// [`crate::SqliteStore::rotate_key_file`] needs.
+    ///
+    /// # Behavior
+    /// The opening reads the file as [`KeyFile::read_or_create`] does. A
+    /// rotation of the key file interrupted by a crash is recovered, so the
+    /// store opens whether the crash came before or after the database's
+    /// commit (see [`crate::SqliteStore::rotate_key_file`]):
+    /// - the key in `<file>` opens the database: leftover `<file>.new` (a key
+    ///   never used) and `<file>.old` (the key before a rotation that
+    ///   completed) are removed;
+    /// - it does not, but the key in `<file>.new` does (the crash came after
+    ///   the commit): the rotation is completed, `<file>.new` renamed to
+    ///   `<file>` and `<file>.old` removed, and a warning says so;
+    /// - neither does, but the key in `<file>.old` does (the database was
+    ///   restored from a backup, or a disk lost a synced write): that key is
+    ///   used, no file is changed, and a warning says so.
+    ///
+    /// Files are only changed while no rotation of a key file in the same
+    /// directory runs (an advisory lock on the directory), and the directory
+    /// is synced after each change.
+    pub fn master_key_file(mut self, file: KeyFile) -> Self {
+        self.key_file = Some(file);
+        self.master_key = None;
         self
     }
 
@@ -149,6 +181,7 @@ impl fmt::Debug for SqliteConfig {
             .field("path", &self.path)
             .field("namespace", &self.namespace)
             .field("master_key", &self.master_key)
+            .field("key_file", &self.key_file)
             .field("synchronous", &self.synchronous)
             .field("busy_timeout", &self.busy_timeout)
             .field("max_size_bytes", &self.max_size_bytes)
@@ -179,11 +212,26 @@ pub enum KeySource {
 ///
 /// ```toml
 /// path = "team.db"                 # the database, created (0600) when missing
-/// master_key_file = "team.key"     # or master_key_env = "TEAM_DB_KEY" (base64),
-///                                  # or passphrase_file / passphrase_env
+/// master_key_file = "team.key"     # base64 of 32 bytes, created (0600) when missing;
+///                                  # or master_key_env = "TEAM_DB_KEY" (base64),
+///                                  # or passphrase_file / passphrase_env (Argon2id)
 /// synchronous = "full"             # optional: full (default) | normal
 /// busy_timeout_ms = 5000           # optional
 /// max_size_bytes = 104857600       # optional
+/// allow_loose_permissions = false  # optional: accept a key or passphrase file
+///                                  # that its group or others may read (default: refused)
+/// ```
+///
+/// A key file holds the base64 of the key (see [`crate::KeyFile`] for the
+/// raw 32-byte files of 0.2); a passphrase is named as one, with
+/// `passphrase_file` or `passphrase_env`, and stretched with Argon2id. A key
+/// or passphrase file that grants any permission to its group or others is
+/// refused unless `allow_loose_permissions = true`:
+///
+/// ```toml
+/// path = "team.db"
+/// passphrase_file = "/run/secrets/team-passphrase"   # mode 0640, group-readable by design
+/// allow_loose_permissions = true
 /// ```
 ///
 /// ```
@@ -208,6 +256,7 @@ pub struct SqliteSettings {
     synchronous: Synchronous,
     busy_timeout: Duration,
     max_size_bytes: Option<u64>,
+    allow_loose_permissions: bool,
 }
 
 #[cfg(feature = "serde")]
@@ -221,7 +270,23 @@ impl SqliteSettings {
             synchronous: Synchronous::default(),
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             max_size_bytes: None,
+            allow_loose_permissions: false,
         }
+    }
+
+    /// `allow_loose_permissions`: accept a key file or passphrase file that
+    /// grants permissions to its group or others (with a warning logged).
+    /// Default: `false`, such a file is refused, naming the file, its mode and
+    /// this setting.
+    pub fn allow_loose_permissions(mut self, allow: bool) -> Self {
+        self.allow_loose_permissions = allow;
+        self
+    }
+
+    /// Whether a key or passphrase file open to its group or others is
+    /// accepted.
+    pub fn allows_loose_permissions(&self) -> bool {
+        self.allow_loose_permissions
     }
 
     /// The database file, as given (relative paths not yet resolved).
@@ -239,8 +304,10 @@ impl SqliteSettings {
     ///
     /// # Errors
     /// [`credstore_core::Error::Config`] naming `id` and the source: the file
-    /// cannot be read or created or holds no key, the variable is unset or
-    /// not the base64 of 32 bytes, the passphrase cannot be read.
+    /// cannot be read or created, holds no key (see [`crate::KeyFile`]) or
+    /// grants permissions to its group or others (unless
+    /// `allow_loose_permissions`), the variable is unset or not the base64 of
+    /// 32 bytes, the passphrase cannot be read or its file is open to others.
     pub fn load_master_key(
         &self,
         id: &credstore_core::StoreId,
@@ -248,9 +315,10 @@ impl SqliteSettings {
     ) -> credstore_core::Result<MasterKey> {
         use credstore_core::Error;
         match &self.master_key {
-            KeySource::File(path) => {
-                MasterKey::load_or_create_file(ctx.path(path)).map_err(|e| Error::config(id, e.to_string()))
-            }
+            KeySource::File(path) => crate::KeyFile::new(ctx.path(path))
+                .allow_loose_permissions(self.allow_loose_permissions)
+                .read_or_create()
+                .map_err(|e| Error::config(id, e.to_string())),
             KeySource::Env(var) => {
                 let text = zeroize::Zeroizing::new(ctx.env(var).ok_or_else(|| {
                     Error::config(id, format!("the environment variable {var} (master_key_env) is not set"))
@@ -258,12 +326,32 @@ impl SqliteSettings {
                 MasterKey::from_base64(&text)
                     .map_err(|_| Error::config(id, format!("{var} is not the base64 of a 32-byte key")))
             }
-            KeySource::Passphrase(source) => Ok(MasterKey::from_passphrase(&source.read(id, ctx)?)),
+            KeySource::Passphrase(source) => {
+                if let credstore_core::config::SecretSource::File(file) = source {
+                    let path = ctx.path(file);
+                    // Unreadable files are reported by `read` below.
+                    if let Ok(meta) = std::fs::metadata(&path) {
+                        use std::os::unix::fs::PermissionsExt;
+                        crate::key::check_mode(
+                            &path,
+                            meta.permissions().mode(),
+                            self.allow_loose_permissions,
+                            "passphrase file",
+                        )
+                        .map_err(|reason| {
+                            Error::config(id, format!("passphrase file {} {reason}", path.display()))
+                        })?;
+                    }
+                }
+                Ok(MasterKey::from_passphrase(&source.read(id, ctx)?))
+            }
         }
     }
 
     /// Opens (creating when missing) the store `id` these settings
-    /// describe; see [`crate::SqliteStore::open`].
+    /// describe; see [`crate::SqliteStore::open`]. A key file is given with
+    /// [`SqliteConfig::master_key_file`], so an interrupted rotation of it is
+    /// recovered and [`crate::SqliteStore::rotate_key_file`] works.
     ///
     /// # Errors
     /// Those of [`SqliteSettings::load_master_key`] and of
@@ -274,11 +362,14 @@ impl SqliteSettings {
         id: credstore_core::StoreId,
         ctx: &credstore_core::config::ConfigContext,
     ) -> credstore_core::Result<crate::SqliteStore> {
-        let key = self.load_master_key(&id, ctx)?;
-        let mut config = SqliteConfig::new(ctx.path(&self.path))
-            .master_key(key)
-            .synchronous(self.synchronous)
-            .busy_timeout(self.busy_timeout);
+        let mut config = SqliteConfig::new(ctx.path(&self.path));
+        config = match &self.master_key {
+            KeySource::File(path) => config.master_key_file(
+                KeyFile::new(ctx.path(path)).allow_loose_permissions(self.allow_loose_permissions),
+            ),
+            _ => config.master_key(self.load_master_key(&id, ctx)?),
+        };
+        let mut config = config.synchronous(self.synchronous).busy_timeout(self.busy_timeout);
         if let Some(bytes) = self.max_size_bytes {
             config = config.max_size_bytes(bytes);
         }
@@ -309,6 +400,8 @@ mod de {
         busy_timeout_ms: Option<u64>,
         #[serde(default)]
         max_size_bytes: Option<u64>,
+        #[serde(default)]
+        allow_loose_permissions: bool,
     }
 
     impl TryFrom<RawSqliteSettings> for SqliteSettings {
@@ -348,6 +441,7 @@ mod de {
                 synchronous,
                 busy_timeout,
                 max_size_bytes: raw.max_size_bytes,
+                allow_loose_permissions: raw.allow_loose_permissions,
             })
         }
     }
@@ -393,6 +487,38 @@ mod de {
             ] {
                 let err = parse(json).unwrap_err();
                 assert!(err.contains(needle), "{json}: {err}");
+            }
+        }
+
+        #[tokio::test]
+        async fn key_and_passphrase_files_open_to_others_are_refused_unless_allowed() {
+            use std::os::unix::fs::PermissionsExt;
+            let dir = tempfile::tempdir().unwrap();
+            let ctx = credstore_core::config::ConfigContext::new(dir.path());
+            let id: credstore_core::StoreId = "s".parse().unwrap();
+            let key = format!("{}\n", *MasterKey::generate().to_base64().unwrap());
+            std::fs::write(dir.path().join("k.key"), key).unwrap();
+            std::fs::write(dir.path().join("pass"), "a passphrase\n").unwrap();
+            for name in ["k.key", "pass"] {
+                let path = dir.path().join(name);
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+            }
+            for json in [
+                r#"{"path": "a.db", "master_key_file": "k.key"}"#,
+                r#"{"path": "b.db", "passphrase_file": "pass"}"#,
+            ] {
+                let settings = parse(json).unwrap();
+                let err = settings.load_master_key(&id, &ctx).unwrap_err();
+                assert!(matches!(err, credstore_core::Error::Config { .. }), "{err}");
+                let shown = err.to_string();
+                assert!(
+                    shown.contains("mode 640") && shown.contains("allow_loose_permissions = true"),
+                    "{json}: {shown}"
+                );
+                assert!(!shown.contains("a passphrase"), "{shown}");
+                let allowed = parse(&json.replace('}', r#", "allow_loose_permissions": true}"#)).unwrap();
+                assert!(allowed.allows_loose_permissions());
+                assert!(allowed.load_master_key(&id, &ctx).is_ok(), "{json}");
             }
         }
 

@@ -13,8 +13,9 @@
 
 use std::collections::BTreeMap;
 
+use aes_gcm::aead::consts::U12;
 use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::{AesGcm, Nonce};
 use credstore_core::{Metadata, SecretValue};
 use zeroize::Zeroizing;
 
@@ -37,6 +38,15 @@ const ROW_DOMAIN: &[u8] = b"credstore-sqlite/row\0";
 const AAD_STACK: usize = 1024;
 const CHECK_DOMAIN: &[u8] = b"credstore-sqlite/check\0";
 const CHECK_PLAINTEXT: &[u8] = b"credstore-sqlite master key check";
+
+/// The block cipher under every seal. With aes's `zeroize` feature (turned
+/// on in this crate's manifest) its expanded key schedule is wiped when it is
+/// dropped.
+type BlockCipher = aes::Aes256;
+
+/// AES-256-GCM with a 96-bit nonce (`aes_gcm::Aes256Gcm`, spelled out so
+/// that the block cipher's type is the one checked in the tests).
+type Aes256Gcm = AesGcm<BlockCipher, U12>;
 
 /// One version of the master key, ready to seal and open rows.
 pub(crate) struct RowCipher {
@@ -420,6 +430,18 @@ mod tests {
         let len = cut.len();
         cut.truncate(len - 1);
         assert!(decode_payload_owned(cut, FORMAT_VERSION, ValueKind::Text).is_none(), "cut short");
+    }
+
+    #[test]
+    fn the_aes_key_schedule_is_zeroized_on_drop() {
+        // A compile-time proof: aes implements `ZeroizeOnDrop` for its
+        // ciphers only with its `zeroize` feature, which wipes the round keys
+        // in `Drop`. The store's cipher owns one of these and drops it with
+        // the `RowCipher` (the old key's, at the end of a rotation).
+        fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        zeroized_on_drop::<BlockCipher>();
+        let cipher = cipher(7, 1);
+        assert!(cipher.verify_check(&cipher.seal_check().unwrap()), "the cipher in use is this one");
     }
 
     #[test]

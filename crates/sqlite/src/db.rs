@@ -15,6 +15,7 @@ use crate::crypto::{
     decode_payload, encode_payload, RowCipher, RowPlace, ValueKind, FORMAT_V1, FORMAT_VERSION,
 };
 use crate::errors;
+use crate::key::weak_stored_params;
 use crate::{MasterKey, SqliteConfig};
 
 /// `PRAGMA application_id` of a credstore database: "CRDS".
@@ -82,11 +83,15 @@ pub(crate) struct Opened {
     pub conn: Connection,
     pub cipher: RowCipher,
     pub file: FileId,
+    /// Which of the keys given to [`open`] opened the database.
+    pub key_index: usize,
 }
 
 /// Creates the directory and file if needed, opens the writer connection,
 /// creates or migrates the schema and checks the master key.
-pub(crate) fn open(id: &StoreId, config: &SqliteConfig, key: &MasterKey) -> Result<Opened> {
+/// `keys` are tried in turn on an existing database (the first is used for
+/// a new one); none opening it is a `wrong master key` error.
+pub(crate) fn open(id: &StoreId, config: &SqliteConfig, keys: &[MasterKey]) -> Result<Opened> {
     let path = &config.path;
     let dir = prepare_file(id, path)?;
     let sql = |e: rusqlite::Error| {
@@ -129,9 +134,9 @@ pub(crate) fn open(id: &StoreId, config: &SqliteConfig, key: &MasterKey) -> Resu
         let pages = (bytes / page.max(512) as u64).max(1);
         conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(())).map_err(sql)?;
     }
-    let cipher = prepare_schema(id, path, &conn, key)?;
+    let (cipher, key_index) = prepare_schema(id, path, &conn, keys)?;
     let file = FileId::of(path).map_err(|e| errors::from_io(id, path, "inspect", &e))?;
-    Ok(Opened { conn, cipher, file })
+    Ok(Opened { conn, cipher, file, key_index })
 }
 
 /// Opens a connection to an existing database file, never creating one.
@@ -251,7 +256,13 @@ pub(crate) fn snapshot<T>(
     out
 }
 
-fn prepare_schema(id: &StoreId, path: &Path, conn: &Connection, key: &MasterKey) -> Result<RowCipher> {
+fn prepare_schema(
+    id: &StoreId,
+    path: &Path,
+    conn: &Connection,
+    keys: &[MasterKey],
+) -> Result<(RowCipher, usize)> {
+    let key = keys.first().ok_or_else(|| Error::config(id, "no master key configured"))?;
     let sql = |e: rusqlite::Error| errors::from_sqlite(id, path, &e);
     let config = |reason: String| Error::config(id, reason);
     // Two rounds at most: a new file another process initializes between our
@@ -287,7 +298,7 @@ fn prepare_schema(id: &StoreId, path: &Path, conn: &Connection, key: &MasterKey)
                             let _ = conn.execute_batch("ROLLBACK");
                             return Err(sql(e));
                         }
-                        return Ok(cipher);
+                        return Ok((cipher, 0));
                     }
                     Ok(false) => conn.execute_batch("ROLLBACK").map_err(sql)?,
                     Err(e) => {
@@ -306,10 +317,28 @@ fn prepare_schema(id: &StoreId, path: &Path, conn: &Connection, key: &MasterKey)
                 };
                 let key_version = key_version.ok_or_else(|| damaged("key version"))?;
                 let check = check.ok_or_else(|| damaged("key check value"))?;
-                let (material, _) = key.resolve(kdf.as_deref(), false).map_err(config)?;
-                let cipher = RowCipher::new(&material, key_version);
-                if !cipher.verify_check(&check) {
-                    return Err(errors::wrong_key(id, path));
+                let mut opened = None;
+                for (index, key) in keys.iter().enumerate() {
+                    let (material, _) = key.resolve(kdf.as_deref(), false).map_err(config)?;
+                    let cipher = RowCipher::new(&material, key_version);
+                    if cipher.verify_check(&check) {
+                        opened = Some((cipher, index));
+                        break;
+                    }
+                }
+                let Some((cipher, index)) = opened else { return Err(errors::wrong_key(id, path)) };
+                let key = &keys[index];
+                if let Some(weak) =
+                    kdf.as_deref().filter(|_| key.is_passphrase()).and_then(weak_stored_params)
+                {
+                    tracing::warn!(
+                        path = %path.display(),
+                        memory_kib = weak.memory_kib(),
+                        iterations = weak.iterations(),
+                        "the passphrase of this database is stretched with Argon2id parameters below OWASP's \
+                         minimum (19 MiB, 2 passes), as 0.2 allowed; rotate the key (rotate-key) to move it to \
+                         the current defaults"
+                    );
                 }
                 if version < SCHEMA_VERSION {
                     conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
@@ -325,7 +354,7 @@ fn prepare_schema(id: &StoreId, path: &Path, conn: &Connection, key: &MasterKey)
                         }
                     }
                 }
-                return Ok(cipher);
+                return Ok((cipher, index));
             }
         }
     }
@@ -485,6 +514,17 @@ fn read_v1_chunk(conn: &Connection, after: &(String, String)) -> rusqlite::Resul
         })
     })?;
     rows.collect()
+}
+
+/// Whether `key` opens the existing database at `path` (its check value
+/// authenticates), read on a connection of its own.
+pub(crate) fn key_opens(id: &StoreId, path: &Path, key: &MasterKey) -> Result<bool> {
+    let sql = |e: rusqlite::Error| errors::from_sqlite(id, path, &e);
+    let conn = connect(path, crate::DEFAULT_BUSY_TIMEOUT).map_err(sql)?;
+    let (version, check, kdf) = snapshot(&conn, read_key_meta).map_err(sql)?;
+    let (Some(version), Some(check)) = (version, check) else { return Ok(false) };
+    let (material, _) = key.resolve(kdf.as_deref(), false).map_err(|reason| Error::config(id, reason))?;
+    Ok(RowCipher::new(&material, version).verify_check(&check))
 }
 
 /// The key version, check value and passphrase record, as stored.

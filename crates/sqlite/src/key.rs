@@ -3,9 +3,9 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -25,9 +25,17 @@ pub(crate) const SALT_LEN: usize = 16;
 ///
 /// The parameters and a random salt are stored in the database when it is
 /// created (and again at each rotation to a passphrase), so later openings
-/// derive the same key. Parameters read back from a file are checked against
-/// the same limits as here, so a crafted database cannot make opening run for
-/// minutes or exhaust memory.
+/// derive the same key.
+///
+/// New parameters are at least OWASP's minimum for Argon2id: 19 MiB
+/// ([`KdfParams::MIN_MEMORY_KIB`]) and 2 passes ([`KdfParams::MIN_ITERATIONS`]);
+/// see [`KdfParams::MIN`]. Parameters read back from a database are checked
+/// against the upper limits only (so a crafted database cannot make opening
+/// run for minutes or exhaust memory): a database created by 0.2 with weaker
+/// parameters (0.2 accepted 8 KiB per lane and one pass) still opens, with a
+/// warning logged, and its next rotation to a passphrase key
+/// ([`crate::SqliteStore::rotate_key`], the CLI's `rotate-key`) stores the
+/// new key's parameters, [`KdfParams::DEFAULT`] unless others are given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KdfParams {
     memory_kib: u32,
@@ -39,6 +47,16 @@ impl KdfParams {
     /// The defaults: 64 MiB of memory, 3 iterations, 1 lane (about a quarter
     /// of a second on a current CPU, in a release build).
     pub const DEFAULT: KdfParams = KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 };
+    /// OWASP's minimum for Argon2id: 19 MiB, 2 passes, 1 lane; for hosts
+    /// short of memory, and tests.
+    pub const MIN: KdfParams =
+        KdfParams { memory_kib: Self::MIN_MEMORY_KIB, iterations: Self::MIN_ITERATIONS, parallelism: 1 };
+    /// The least memory accepted for new parameters, in KiB: 19 MiB
+    /// (19,456 KiB), OWASP's minimum for Argon2id.
+    pub const MIN_MEMORY_KIB: u32 = 19 * 1024;
+    /// The fewest passes accepted for new parameters: 2, OWASP's minimum
+    /// with [`KdfParams::MIN_MEMORY_KIB`].
+    pub const MIN_ITERATIONS: u32 = 2;
     /// The most memory accepted, in KiB: 1 GiB.
     pub const MAX_MEMORY_KIB: u32 = 1024 * 1024;
     /// The most iterations accepted.
@@ -53,12 +71,36 @@ impl KdfParams {
     /// `parallelism` lanes.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] on field `kdf` when a parameter is zero, the
-    /// memory is under 8 KiB per lane, or a limit (`MAX_*`) is exceeded.
+    /// [`Error::InvalidInput`] on field `kdf` when the memory is under
+    /// [`KdfParams::MIN_MEMORY_KIB`] or the passes under
+    /// [`KdfParams::MIN_ITERATIONS`] (OWASP's minimum), the lanes are zero,
+    /// or a limit (`MAX_*`) is exceeded.
     pub fn new(memory_kib: u32, iterations: u32, parallelism: u32) -> Result<Self> {
         let params = Self { memory_kib, iterations, parallelism };
-        params.check().map_err(|reason| Error::InvalidInput { field: "kdf".into(), reason })?;
+        params
+            .check()
+            .and_then(|()| params.check_floor())
+            .map_err(|reason| Error::InvalidInput { field: "kdf".into(), reason })?;
         Ok(params)
+    }
+
+    /// Whether these parameters are at least OWASP's minimum, as new ones
+    /// must be; parameters read back from a database created by 0.2 may not.
+    pub fn meets_minimum(&self) -> bool {
+        self.check_floor().is_ok()
+    }
+
+    fn check_floor(&self) -> std::result::Result<(), String> {
+        if self.memory_kib < Self::MIN_MEMORY_KIB || self.iterations < Self::MIN_ITERATIONS {
+            return Err(format!(
+                "memory {} KiB and {} passes are below OWASP's minimum for Argon2id ({} KiB and {} passes)",
+                self.memory_kib,
+                self.iterations,
+                Self::MIN_MEMORY_KIB,
+                Self::MIN_ITERATIONS
+            ));
+        }
+        Ok(())
     }
 
     /// Memory in KiB.
@@ -76,6 +118,9 @@ impl KdfParams {
         self.parallelism
     }
 
+    /// The limits every parameter set must keep, new or read back from a
+    /// database: nonzero, 8 KiB per lane (Argon2's own floor), and the
+    /// `MAX_*` limits.
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
         let Self { memory_kib: m, iterations: t, parallelism: p } = *self;
         if !(1..=Self::MAX_PARALLELISM).contains(&p) {
@@ -177,30 +222,13 @@ impl MasterKey {
         Self::decode_base64(&text, &field)
     }
 
-    /// A key from the file at `path`: either exactly 32 raw bytes, or the
-    /// key's base64 text (whitespace around it ignored).
-    ///
-    /// # Behavior
-    /// A file readable by its group or by others is accepted, with a
-    /// warning logged.
+    /// A key from the key file at `path`: [`KeyFile::read`] with the
+    /// defaults (the file must be owner-only).
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming the file when it cannot be read or holds
-    /// neither form.
+    /// As [`KeyFile::read`].
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let field = format!("master key file {}", path.display());
-        let bytes =
-            Zeroizing::new(fs::read(path).map_err(|e| invalid(&field, format!("cannot be read: {e}")))?);
-        warn_if_loose(path);
-        if bytes.len() == KEY_LEN {
-            let mut key = Zeroizing::new([0u8; KEY_LEN]);
-            key.copy_from_slice(&bytes);
-            return Ok(MasterKey(Source::Raw(key)));
-        }
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| invalid(&field, "holds neither 32 raw bytes nor base64 text"))?;
-        Self::decode_base64(text, &field)
+        KeyFile::new(path.as_ref()).read()
     }
 
     /// A key derived from `passphrase` with Argon2id and the default
@@ -216,7 +244,8 @@ impl MasterKey {
 
     /// Like [`MasterKey::from_passphrase`], with explicit Argon2id parameters
     /// for a new database or a rotation. An existing database keeps the
-    /// parameters it was created with.
+    /// parameters it was created with (or last rotated to), even below
+    /// [`KdfParams::MIN`] for one created by 0.2, until its next rotation.
     pub fn from_passphrase_with_params(passphrase: &SecretValue, params: KdfParams) -> Self {
         MasterKey(Source::Passphrase { passphrase: passphrase.clone(), params })
     }
@@ -232,63 +261,13 @@ impl MasterKey {
         MasterKey(Source::Raw(key))
     }
 
-    /// Reads the key file at `path`, or, when there is none, creates it with a
-    /// fresh random key: the zero-setup default of a local installation.
-    ///
-    /// # Behavior
-    /// - A new file is written as base64 text with mode `0600` (owner only),
-    ///   complete or not at all: it is written under a temporary name, synced
-    ///   and then linked into place, so a crash never leaves a truncated key.
-    ///   Missing parent directories are created with mode `0700`.
-    /// - When two processes race to create it, both end up with the key of
-    ///   the one that linked it first.
-    /// - An existing file is read as [`MasterKey::from_file`] does.
+    /// Reads the key file at `path`, or creates it with a fresh random key:
+    /// [`KeyFile::read_or_create`] with the defaults.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming the file when it cannot be read,
-    /// created or written, or holds no valid key.
+    /// As [`KeyFile::read_or_create`].
     pub fn load_or_create_file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        if path.exists() {
-            return Self::from_file(path);
-        }
-        let field = format!("master key file {}", path.display());
-        let io = |what: &str, e: std::io::Error| invalid(&field, format!("cannot be {what}: {e}"));
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        if !dir.exists() {
-            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| io("created", e))?;
-        }
-        let key = Self::generate();
-        let Source::Raw(bytes) = &key.0 else { unreachable!("generate makes a raw key") };
-        let mut text = Zeroizing::new(STANDARD.encode(&bytes[..]));
-        text.push('\n');
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        let written = (|| {
-            let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(io("written", e));
-        }
-        let linked = fs::hard_link(&tmp, path);
-        let _ = fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => {
-                if let Ok(d) = fs::File::open(dir) {
-                    let _ = d.sync_all();
-                }
-                tracing::info!(path = %path.display(), "created a new master key file");
-                Ok(key)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::from_file(path),
-            Err(e) => Err(io("created", e)),
-        }
+        KeyFile::new(path.as_ref()).read_or_create()
     }
 
     /// The key's base64 text, to back it up or move it to a secret manager;
@@ -347,17 +326,257 @@ impl fmt::Debug for MasterKey {
     }
 }
 
-fn warn_if_loose(path: &Path) {
-    if let Ok(meta) = fs::metadata(path) {
-        let mode = meta.permissions().mode();
-        if mode & 0o077 != 0 {
+/// A master key file: where [`MasterKey::from_file`] and
+/// [`MasterKey::load_or_create_file`] read a key, with the one setting a key
+/// file has.
+///
+/// # Format
+/// One format is written and documented: the standard base64 of the key's
+/// 32 bytes (44 characters), usually followed by a newline; whitespace
+/// around it is ignored. A passphrase is never a key file: it is named as a
+/// passphrase (`passphrase_file` or `passphrase_env` in
+/// [`SqliteSettings`](crate::SqliteSettings), [`MasterKey::from_passphrase`])
+/// and stretched with Argon2id.
+///
+/// Files of 0.2 keep opening. 0.2 wrote key files in the base64 form only
+/// (44 characters and a newline), and also accepted a file of exactly 32
+/// bytes as the raw key. Each is recognized by its length:
+/// - 32 bytes: the raw key of 0.2, **unless** the bytes read as text (valid
+///   UTF-8 with no control characters but whitespace): a 31-character
+///   passphrase and its newline is 32 bytes, and 0.2 used it as the AES key
+///   with no key derivation. Such a file is refused, naming the file (never
+///   its content) and saying how to name a passphrase. A random raw key
+///   reads as text with probability about 2.8 × 10⁻¹¹ (each byte has 100
+///   single-byte text values out of 256, and multi-byte characters add
+///   little: the exact count is checked in this crate's tests), so no real
+///   0.2 key is refused in practice; one that is gets the same clear error
+///   and is moved to the base64 form by hand. A raw key file that is
+///   accepted logs a warning: a rotation by the CLI's `rotate-key`, which
+///   writes a new key file, moves it to base64.
+/// - Any other length: base64 text as above. A 32-byte key in base64 is at
+///   least 43 characters, so it is never mistaken for a raw key.
+///
+/// # Permissions
+/// The file must be owner-only: one that grants any permission to its
+/// group or others (`mode & 0o077`, as OpenSSH requires of private keys) is
+/// refused, naming the file, its mode and the setting, unless
+/// [`KeyFile::allow_loose_permissions`] (`allow_loose_permissions = true`
+/// in the settings) says to accept it, with a warning. New key files are
+/// created with mode `0600`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFile {
+    path: PathBuf,
+    allow_loose_permissions: bool,
+}
+
+/// The most bytes read from a key file: a key in base64 is 44.
+const MAX_KEY_FILE_LEN: u64 = 4096;
+
+impl KeyFile {
+    /// The key file at `path`, which must be owner-only.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into(), allow_loose_permissions: false }
+    }
+
+    /// Accept the file even when its group or others have permissions on
+    /// it (logged as a warning). Default: `false`, such a file is refused.
+    pub fn allow_loose_permissions(mut self, allow: bool) -> Self {
+        self.allow_loose_permissions = allow;
+        self
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether a file with loose permissions is accepted.
+    pub fn allows_loose_permissions(&self) -> bool {
+        self.allow_loose_permissions
+    }
+
+    /// Reads the key: its base64 text, or a raw key of 0.2 (see the type's
+    /// docs, "Format").
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the file (never its content) when it
+    /// cannot be read, grants permissions to its group or others (unless
+    /// allowed), holds 32 bytes of text (a passphrase, most likely; the
+    /// message says how to name one), or holds no key in either form.
+    pub fn read(&self) -> Result<MasterKey> {
+        let path = &self.path;
+        let field = format!("master key file {}", path.display());
+        let cannot = |e: std::io::Error| invalid(&field, format!("cannot be read: {e}"));
+        let mut file = fs::File::open(path).map_err(cannot)?;
+        let meta = file.metadata().map_err(cannot)?;
+        check_mode(path, meta.permissions().mode(), self.allow_loose_permissions, "master key file")
+            .map_err(|reason| invalid(&field, reason))?;
+        if meta.len() > MAX_KEY_FILE_LEN {
+            return Err(invalid(
+                &field,
+                format!("is {} bytes long; a key file holds the base64 of 32 bytes", meta.len()),
+            ));
+        }
+        // Sized up front, so the buffer is never reallocated (which would
+        // leave a copy of the key behind).
+        let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_LEN as usize + 1));
+        (&mut file).take(MAX_KEY_FILE_LEN + 1).read_to_end(&mut bytes).map_err(cannot)?;
+        if bytes.len() == KEY_LEN {
+            if looks_like_text(&bytes) {
+                return Err(invalid(
+                    &field,
+                    format!(
+                        "holds 32 bytes of text, not a key: a key file holds the base64 of 32 random bytes (44 \
+                         characters, such as the output of `head -c 32 /dev/urandom | base64`). If it holds a \
+                         passphrase, name it as one: `passphrase_file = \"{}\"` instead of `master_key_file` in \
+                         the store's settings (MasterKey::from_passphrase in code), which stretches it with \
+                         Argon2id; 0.2 used such a file as the key itself",
+                        path.display()
+                    ),
+                ));
+            }
             tracing::warn!(
                 path = %path.display(),
-                mode = format_args!("{:o}", mode & 0o777),
-                "master key file is readable by others than its owner; chmod 600 it"
+                "the master key file holds the raw 32-byte key, a form only kept for files of 0.2; rotate the key \
+                 (rotate-key) to have it rewritten as base64 text"
             );
+            let mut key = Zeroizing::new([0u8; KEY_LEN]);
+            key.copy_from_slice(&bytes);
+            return Ok(MasterKey(Source::Raw(key)));
+        }
+        let text = std::str::from_utf8(&bytes).map_err(|_| {
+            invalid(&field, "holds neither the base64 text of a 32-byte key nor a raw key of 0.2 (32 bytes)")
+        })?;
+        MasterKey::decode_base64(text, &field).map_err(|e| match e {
+            Error::InvalidInput { field, reason } => Error::InvalidInput {
+                field,
+                reason: format!(
+                    "{reason}; a key file holds the base64 of 32 random bytes, and a passphrase is named as \
+                     one (passphrase_file or passphrase_env)"
+                ),
+            },
+            other => other,
+        })
+    }
+
+    /// Reads the key file, or, when there is none, creates it with a fresh
+    /// random key: the zero-setup default of a local installation.
+    ///
+    /// # Behavior
+    /// - A new file is written as base64 text and a newline, with mode
+    ///   `0600` (owner only), complete or not at all: it is written under a
+    ///   temporary name, synced and then linked into place, and the
+    ///   directory is synced, so a crash never leaves a truncated key.
+    ///   Missing parent directories are created with mode `0700`.
+    /// - When two processes race to create it, both end up with the key of
+    ///   the one that linked it first.
+    /// - An existing file is read as [`KeyFile::read`] does.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the file when it cannot be read,
+    /// created or written, or holds no valid key.
+    pub fn read_or_create(&self) -> Result<MasterKey> {
+        let path = &self.path;
+        if path.exists() {
+            return self.read();
+        }
+        let field = format!("master key file {}", path.display());
+        let io = |what: &str, e: std::io::Error| invalid(&field, format!("cannot be {what}: {e}"));
+        let dir = parent_dir(path);
+        if !dir.exists() {
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| io("created", e))?;
+        }
+        let key = MasterKey::generate();
+        match write_key_file(path, &key) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "created a new master key file");
+                Ok(key)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => self.read(),
+            Err(e) => Err(io("created", e)),
         }
     }
+}
+
+/// The directory of `path` (`.` for a bare file name).
+pub(crate) fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// Syncs the directory `dir`, so that a rename or link in it survives a
+/// power loss.
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Writes the raw key `key` to the new file `path` as base64 text and a
+/// newline, mode `0600`, complete or not at all: under a temporary name,
+/// synced, linked into place (failing with `AlreadyExists` when `path`
+/// exists), and the directory synced.
+pub(crate) fn write_key_file(path: &Path, key: &MasterKey) -> std::io::Result<()> {
+    let Some(mut text) = key.to_base64() else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a passphrase key has no key file",
+        ));
+    };
+    text.push('\n');
+    let dir = parent_dir(path);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let written = (|| {
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    linked?;
+    sync_dir(dir)
+}
+
+/// Refuses a file whose group or others have any permission (`mode &
+/// 0o077`) unless `allow`, when it only warns. `what` names the kind of file.
+pub(crate) fn check_mode(path: &Path, mode: u32, allow: bool, what: &str) -> std::result::Result<(), String> {
+    let mode = mode & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    if allow {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format_args!("{mode:03o}"),
+            "the {what} is readable or writable by others than its owner (accepted: allow_loose_permissions \
+             = true); chmod 600 it"
+        );
+        return Ok(());
+    }
+    Err(format!(
+        "has mode {mode:03o}: its group or others may read or write it, so it is refused; chmod 600 {}, or set \
+         allow_loose_permissions = true in the store's settings to accept it",
+        path.display()
+    ))
+}
+
+/// Whether `bytes` read as text: valid UTF-8 with no control characters
+/// but whitespace (see [`KeyFile`], "Format").
+fn looks_like_text(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok_and(|s| s.chars().all(|c| !c.is_control() || c.is_whitespace()))
+}
+
+/// The parameters of a database's KDF record when they are below OWASP's
+/// minimum (a database created by 0.2); `None` otherwise, or when the record
+/// is malformed (the opening reports that).
+pub(crate) fn weak_stored_params(record: &[u8]) -> Option<KdfParams> {
+    decode_kdf(record).ok().map(|(params, _)| params).filter(|p| !p.meets_minimum())
 }
 
 const KDF_RECORD_VERSION: u8 = 1;
@@ -420,12 +639,81 @@ mod tests {
 
     #[test]
     fn params_limits() {
-        assert!(KdfParams::new(0, 1, 1).is_err());
-        assert!(KdfParams::new(64, 0, 1).is_err());
-        assert!(KdfParams::new(64, 1, 0).is_err());
-        assert!(KdfParams::new(KdfParams::MAX_MEMORY_KIB + 1, 1, 1).is_err());
+        let min = KdfParams::MIN_MEMORY_KIB;
+        assert!(KdfParams::new(0, 2, 1).is_err());
+        assert!(KdfParams::new(min, 0, 1).is_err());
+        assert!(KdfParams::new(min, 2, 0).is_err());
+        assert!(KdfParams::new(KdfParams::MAX_MEMORY_KIB + 1, 2, 1).is_err());
         assert!(KdfParams::new(KdfParams::MAX_MEMORY_KIB, 3, 1).is_err(), "work limit");
-        assert!(KdfParams::new(64, 1, 1).is_ok());
+        assert_eq!(KdfParams::new(min, 2, 1).unwrap(), KdfParams::MIN);
+    }
+
+    #[test]
+    fn new_kdf_params_below_the_owasp_minimum_are_refused() {
+        for (m, t) in [(8, 1), (256, 1), (KdfParams::MIN_MEMORY_KIB - 1, 2), (KdfParams::MIN_MEMORY_KIB, 1)] {
+            let err = KdfParams::new(m, t, 1).unwrap_err().to_string();
+            assert!(err.contains("OWASP") && err.contains("19456 KiB"), "m={m} t={t}: {err}");
+        }
+        assert!(KdfParams::MIN.meets_minimum() && KdfParams::DEFAULT.meets_minimum());
+        assert_eq!((KdfParams::MIN.memory_kib(), KdfParams::MIN.iterations()), (19_456, 2));
+    }
+
+    #[test]
+    fn weak_params_of_a_0_2_database_are_still_read_back() {
+        // 0.2 let a database be created with 8 KiB and one pass: reading its
+        // record back must still work, or its owner is locked out.
+        let weak = KdfParams { memory_kib: 8, iterations: 1, parallelism: 1 };
+        let record = encode_kdf(&weak, &[3; 16]);
+        assert_eq!(decode_kdf(&record).unwrap(), (weak, vec![3; 16]));
+        assert_eq!(weak_stored_params(&record), Some(weak));
+        assert_eq!(weak_stored_params(&encode_kdf(&KdfParams::MIN, &[3; 16])), None);
+    }
+
+    #[tokio::test]
+    async fn a_0_2_database_with_weak_kdf_params_opens_and_its_rotation_moves_it_to_the_defaults() {
+        use credstore_core::{CredentialKey, CredentialStore, Metadata, StoreId};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weak.db");
+        let pass = SecretValue::from("a passphrase from 0.2");
+        // What 0.2 let a caller ask for; no constructor accepts it any more.
+        let weak = KdfParams { memory_kib: 256, iterations: 1, parallelism: 1 };
+        let old = MasterKey(Source::Passphrase { passphrase: pass.clone(), params: weak });
+        let id = StoreId::new("weak").unwrap();
+        let name = CredentialKey::new("k").unwrap();
+        let store = crate::SqliteStore::open(id.clone(), crate::SqliteConfig::new(&path).master_key(old))
+            .await
+            .unwrap();
+        store.set(&name, &SecretValue::from("v"), &Metadata::new()).await.unwrap();
+        drop(store);
+        let stored = |path: &Path| -> KdfParams {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            let record: Vec<u8> = conn
+                .query_row("SELECT value FROM credstore_meta WHERE name = 'kdf'", [], |r| r.get(0))
+                .unwrap();
+            decode_kdf(&record).unwrap().0
+        };
+        assert_eq!(stored(&path), weak);
+
+        // Opening with the same passphrase (any parameters) uses the stored ones.
+        let store = crate::SqliteStore::open(
+            id.clone(),
+            crate::SqliteConfig::new(&path)
+                .master_key(MasterKey::from_passphrase_with_params(&pass, KdfParams::MIN)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(store.get(&name).await.unwrap().unwrap().value.expose_str().unwrap(), "v");
+        // The next rotation stores the new key's parameters.
+        store.rotate_key(MasterKey::from_passphrase_with_params(&pass, KdfParams::MIN)).await.unwrap();
+        drop(store);
+        assert_eq!(stored(&path), KdfParams::MIN);
+        let store = crate::SqliteStore::open(
+            id,
+            crate::SqliteConfig::new(&path).master_key(MasterKey::from_passphrase(&pass)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(store.get(&name).await.unwrap().unwrap().value.expose_str().unwrap(), "v");
     }
 
     #[test]
@@ -434,7 +722,7 @@ mod tests {
         let err = decode_kdf(&encode_kdf(&huge, &[1; 16])).unwrap_err();
         assert!(err.contains("refused"), "{err}");
         assert!(decode_kdf(&[1, 2, 3]).is_err());
-        let ok = KdfParams::new(64, 1, 1).unwrap();
+        let ok = KdfParams::MIN;
         assert!(decode_kdf(&encode_kdf(&ok, &[1; 4])).is_err(), "salt too short");
         assert_eq!(decode_kdf(&encode_kdf(&ok, &[9; 16])).unwrap(), (ok, vec![9; 16]));
     }
@@ -459,14 +747,18 @@ mod tests {
         std::env::remove_var(var);
     }
 
+    /// Writes `bytes` to `dir/name` with mode `mode`.
+    fn key_file(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> PathBuf {
+        let path = dir.join(name);
+        fs::write(&path, bytes).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
     #[test]
     fn file_sources_and_load_or_create() {
         let dir = tempfile::tempdir().unwrap();
-        let rawfile = dir.path().join("raw.key");
-        fs::write(&rawfile, [8u8; 32]).unwrap();
-        assert_eq!(raw(&MasterKey::from_file(&rawfile).unwrap()), [8; 32]);
-        let bad = dir.path().join("bad.key");
-        fs::write(&bad, b"short").unwrap();
+        let bad = key_file(dir.path(), "bad.key", b"short", 0o600);
         assert!(MasterKey::from_file(&bad).is_err());
         assert!(MasterKey::from_file(dir.path().join("missing")).is_err());
 
@@ -476,6 +768,8 @@ mod tests {
         assert_eq!(mode, 0o600);
         let dmode = fs::metadata(created.parent().unwrap()).unwrap().permissions().mode() & 0o777;
         assert_eq!(dmode, 0o700);
+        let written = fs::read_to_string(&created).unwrap();
+        assert_eq!((written.len(), written.ends_with('\n')), (45, true), "base64 and a newline");
         let again = MasterKey::load_or_create_file(&created).unwrap();
         assert_eq!(raw(&first), raw(&again));
         assert_ne!(raw(&first), raw(&MasterKey::generate()));
@@ -484,9 +778,103 @@ mod tests {
     }
 
     #[test]
+    fn every_key_file_form_of_0_2_still_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::from_bytes([0xC7; 32]);
+        let b64 = key.to_base64().unwrap();
+        // What 0.2 wrote (base64 and a newline), and base64 as people write it.
+        for (i, text) in
+            [format!("{}\n", *b64), b64.to_string(), format!("  {}\r\n\n", *b64)].iter().enumerate()
+        {
+            let path = key_file(dir.path(), &format!("b64-{i}.key"), text.as_bytes(), 0o600);
+            assert_eq!(raw(&MasterKey::from_file(&path).unwrap()), [0xC7; 32], "{text:?}");
+        }
+        // A raw key of 0.2: 32 bytes that do not read as text.
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).unwrap();
+        bytes[0] = 0xFF; // never in UTF-8: the file is not text whatever the rest
+        let path = key_file(dir.path(), "raw.key", &bytes, 0o600);
+        assert_eq!(raw(&MasterKey::from_file(&path).unwrap()), bytes);
+        let path = key_file(dir.path(), "ctl.key", &[8u8; 32], 0o600);
+        assert_eq!(raw(&MasterKey::from_file(&path).unwrap()), [8; 32], "control bytes are not text");
+    }
+
+    #[test]
+    fn a_32_byte_text_key_file_is_refused_as_an_unnamed_passphrase() {
+        let dir = tempfile::tempdir().unwrap();
+        // A 31-character passphrase and its newline: 0.2 used these bytes as
+        // the AES key, with no key derivation.
+        let pass = "correct horse battery staple 31";
+        assert_eq!(pass.len(), 31);
+        for (name, text) in [
+            ("pass.key", format!("{pass}\n")),
+            ("tabs.key", format!("{}\t", &pass[..31])),
+            ("utf8.key", format!("{}é", &pass[..30])),
+        ] {
+            assert_eq!(text.len(), 32, "{name}");
+            let path = key_file(dir.path(), name, text.as_bytes(), 0o600);
+            let err = MasterKey::from_file(&path).unwrap_err().to_string();
+            assert!(err.contains(&path.display().to_string()), "names the file: {err}");
+            assert!(err.contains("passphrase_file") && err.contains("Argon2id"), "says how: {err}");
+            assert!(!err.contains("horse"), "never the content: {err}");
+        }
+        // Other lengths that are not base64: the same hint.
+        let path = key_file(dir.path(), "short.key", b"hunter2\n", 0o600);
+        let err = MasterKey::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("passphrase_file") && !err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn a_random_raw_key_reads_as_text_with_negligible_probability() {
+        // Count the strings `looks_like_text` accepts by the length of their
+        // characters, check the counts against the classifier, and compute
+        // the share of 32-byte strings it accepts.
+        let ones = (0..=255u8).filter(|&b| looks_like_text(&[b])).count() as u64;
+        assert_eq!(ones, 100, "95 printable ASCII characters and 5 whitespace controls");
+        let pairs = (0..=0xFFFFu32).filter(|&v| looks_like_text(&(v as u16).to_be_bytes())).count() as u64;
+        let by_len = |n: usize| {
+            (0..=0x10FFFFu32)
+                .filter_map(char::from_u32)
+                .filter(|c| c.len_utf8() == n && looks_like_text(c.encode_utf8(&mut [0; 4]).as_bytes()))
+                .count() as u64
+        };
+        let (two, three, four) = (by_len(2), by_len(3), by_len(4));
+        assert_eq!(pairs, ones * ones + two, "two-byte strings: two characters or one");
+        assert_eq!((two, three, four), (1889, 61_440, 1_048_576));
+        let mut count = vec![1f64];
+        for n in 1..=KEY_LEN {
+            let at = |k: usize| if n >= k { count[n - k] } else { 0.0 };
+            let next = ones as f64 * at(1) + two as f64 * at(2) + three as f64 * at(3) + four as f64 * at(4);
+            count.push(next);
+        }
+        let share = count[KEY_LEN] / 256f64.powi(KEY_LEN as i32);
+        assert!((2.7e-11..2.9e-11).contains(&share), "the docs say about 2.8e-11: {share:e}");
+    }
+
+    #[test]
+    fn a_key_file_open_to_group_or_others_is_refused_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{}\n", *MasterKey::from_bytes([4; 32]).to_base64().unwrap());
+        for mode in [0o640, 0o604, 0o644, 0o620, 0o601] {
+            let path = key_file(dir.path(), &format!("k{mode:o}.key"), text.as_bytes(), mode);
+            let err = MasterKey::from_file(&path).unwrap_err().to_string();
+            assert!(err.contains(&path.display().to_string()), "names the file: {err}");
+            assert!(err.contains(&format!("mode {mode:03o}")), "names the mode: {err}");
+            assert!(err.contains("allow_loose_permissions = true"), "names the setting: {err}");
+            assert!(MasterKey::load_or_create_file(&path).is_err(), "an existing file is read the same way");
+            let allowed = KeyFile::new(&path).allow_loose_permissions(true).read().unwrap();
+            assert_eq!(raw(&allowed), [4; 32]);
+        }
+        for mode in [0o600, 0o400] {
+            let path = key_file(dir.path(), &format!("k{mode:o}.key"), text.as_bytes(), mode);
+            assert_eq!(raw(&MasterKey::from_file(&path).unwrap()), [4; 32]);
+        }
+    }
+
+    #[test]
     fn passphrase_derivation_uses_stored_salt() {
         let pass = SecretValue::from("correct horse battery staple");
-        let params = KdfParams::new(64, 1, 1).unwrap();
+        let params = KdfParams::MIN;
         let key = MasterKey::from_passphrase_with_params(&pass, params);
         let (k1, record) = key.resolve(None, true).unwrap();
         let record = record.unwrap();

@@ -1,6 +1,61 @@
 //! The encrypted SQLite [`CredentialStore`](credstore_core::CredentialStore):
 //! the embedded default of credstore, with no server to run.
 //!
+//! ```
+//! use credstore_core::{CredentialKey, CredentialStore, Metadata, Namespace, SecretValue, StoreId};
+//! use credstore_sqlite::{KeyFile, SqliteConfig, SqliteStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> credstore_core::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let (db_path, key_path) = (dir.path().join("credentials.db"), dir.path().join("master.key"));
+//! // The key file is created (random key, base64, mode 0600) on first use.
+//! let config = SqliteConfig::new(&db_path).master_key_file(KeyFile::new(&key_path));
+//! let store = SqliteStore::open(StoreId::new("sqlite-default")?, config).await?;
+//! let name = CredentialKey::new("stripe-api-key")?;
+//! let written = store.create(&name, &SecretValue::from("sk_live_123"), &Metadata::new()).await?;
+//! assert_eq!(store.get(&name).await?.expect("just set").value.expose_str()?, "sk_live_123");
+//!
+//! // Replace only what was read; a stale version fails and changes nothing.
+//! store.replace(&name, &SecretValue::from("sk_live_456"), &Metadata::new(), &written.version).await?;
+//! assert!(store.replace(&name, &SecretValue::from("x"), &Metadata::new(), &written.version).await.is_err());
+//!
+//! // A tenant's own key space in the same file.
+//! let tenant = store.with_namespace(&Namespace::new("tenant-1")?)?;
+//! assert!(!tenant.has(&name).await?);
+//!
+//! // A fresh key, in the key file; no crash along the way loses it.
+//! let report = store.rotate_key_file().await?;
+//! assert_eq!((report.rows, report.key_version), (1, 2));
+//! # Ok(()) }
+//! ```
+//!
+//! The sections below describe the key sources and key files, the
+//! capabilities, the on-disk layout, the encryption, the migration from
+//! schema 1, where reads run and the concurrency of writes.
+//!
+//! # Master keys and key files
+//! - A [`MasterKey`] comes from 32 raw bytes, base64 text (an environment
+//!   variable, `master_key_env`), a key file ([`KeyFile`],
+//!   `master_key_file`), or a passphrase ([`MasterKey::from_passphrase`],
+//!   `passphrase_file` / `passphrase_env`) stretched with Argon2id, whose
+//!   salt and parameters are stored in the database. New parameters are at
+//!   least OWASP's minimum (19 MiB, 2 passes; [`KdfParams`]); a database of
+//!   0.2 with weaker ones still opens, with a warning, until its next
+//!   rotation.
+//! - A key file holds the base64 of the key's 32 bytes (44 characters and a
+//!   newline when credstore writes it, mode `0600`). A raw 32-byte key file
+//!   of 0.2 is still read; a 32-byte file of text is refused as a passphrase
+//!   that must be named as one. See [`KeyFile`] for how each form is
+//!   recognized, and why no real raw key is mistaken for text.
+//! - A key or passphrase file that its group or others may access is refused
+//!   unless `allow_loose_permissions` ([`KeyFile::allow_loose_permissions`]).
+//! - [`SqliteStore::rotate_key_file`] rotates the key of a store opened with
+//!   [`SqliteConfig::master_key_file`] so that a crash at any point never
+//!   loses the key: the old key is kept in `<file>.old` and the new one
+//!   staged in `<file>.new` until the database has committed (synced) and
+//!   the new key file has opened it, and an opening with the key file
+//!   finishes or undoes an interrupted rotation.
+//!
 //! # Capabilities
 //! Everything ([`Capabilities::full`](credstore_core::Capabilities::full)):
 //! [`Persistence::Durable`](credstore_core::Persistence::Durable), `list`,
@@ -71,11 +126,11 @@
 //!   clear (listing and conditional writes need them); values and metadata
 //!   never reach the disk unsealed, neither in the database, the WAL nor a
 //!   temporary file (temporary tables live in memory).
-//! - The [`MasterKey`] comes from 32 raw bytes, base64 in an environment
-//!   variable, a key file ([`MasterKey::load_or_create_file`] makes one on
-//!   first use), or a passphrase stretched with Argon2id (salt and
-//!   parameters in the database; parameters read back are capped, see
-//!   [`KdfParams`]). Key material lives in zeroizing buffers.
+//! - The [`MasterKey`] comes from one of the sources above
+//!   ([`MasterKey::load_or_create_file`] makes a key file on first use);
+//!   Argon2id parameters read back from a database are capped, see
+//!   [`KdfParams`]. Key material lives in zeroizing buffers, and so does the
+//!   expanded AES key schedule (`aes` with its `zeroize` feature).
 //! - A sealed check value makes an opening with the wrong key fail at once
 //!   with a `wrong master key` [`Error::Config`](credstore_core::Error::Config).
 //!   It is the nonce followed by the sealed text
@@ -83,7 +138,10 @@
 //!   `credstore-sqlite/check\0`, the byte 1 and the key version (u32 BE);
 //!   it is unchanged by the migration from schema 1.
 //! - [`SqliteStore::rotate_key`] re-seals everything under a new key in one
-//!   transaction; row versions do not change. Measured on a 2-core machine
+//!   transaction, committed at `synchronous = FULL` whatever the store's
+//!   setting, then checkpoints and truncates the write-ahead log (a blocked
+//!   checkpoint is reported in [`RotationReport::checkpoint_error`]); row
+//!   versions do not change. Measured on a 2-core machine
 //!   in a release build, rotating 100,000 credentials takes 0.8 to 1.0 s
 //!   (`cargo run --release -p credstore-sqlite --example rotation_bench`).
 //!
@@ -163,32 +221,6 @@
 //! SQLite's and the operating system's errors are translated in one place
 //! and kept as the error's [`source`](std::error::Error::source): their
 //! text, which never holds a value.
-//!
-//! ```
-//! use credstore_core::{CredentialKey, CredentialStore, Metadata, Namespace, SecretValue, StoreId};
-//! use credstore_sqlite::{MasterKey, SqliteConfig, SqliteStore};
-//!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> credstore_core::Result<()> {
-//! # let dir = tempfile::tempdir().unwrap();
-//! # let (db_path, key_path) = (dir.path().join("credentials.db"), dir.path().join("master.key"));
-//! let key = MasterKey::load_or_create_file(&key_path)?;
-//! let store = SqliteStore::open(StoreId::new("sqlite-default")?, SqliteConfig::new(&db_path).master_key(key)).await?;
-//! let name = CredentialKey::new("stripe-api-key")?;
-//! let written = store.create(&name, &SecretValue::from("sk_live_123"), &Metadata::new()).await?;
-//! assert_eq!(store.get(&name).await?.expect("just set").value.expose_str()?, "sk_live_123");
-//!
-//! // Replace only what was read; a stale version fails and changes nothing.
-//! store.replace(&name, &SecretValue::from("sk_live_456"), &Metadata::new(), &written.version).await?;
-//! assert!(store.replace(&name, &SecretValue::from("x"), &Metadata::new(), &written.version).await.is_err());
-//!
-//! // A tenant's own key space in the same file.
-//! let tenant = store.with_namespace(&Namespace::new("tenant-1")?)?;
-//! assert!(!tenant.has(&name).await?);
-//!
-//! let report = store.rotate_key(MasterKey::generate()).await?;
-//! assert_eq!(report.rows, 1);
-//! # Ok(()) }
-//! ```
 #![warn(missing_docs)]
 
 mod config;
@@ -196,6 +228,7 @@ mod crypto;
 mod db;
 mod errors;
 mod key;
+mod keyfile;
 mod reader;
 mod rotation;
 mod store;
@@ -204,6 +237,6 @@ mod writer;
 #[cfg(feature = "serde")]
 pub use config::{KeySource, SqliteSettings};
 pub use config::{SqliteConfig, Synchronous, DEFAULT_BUSY_TIMEOUT};
-pub use key::{KdfParams, MasterKey, KEY_LEN};
+pub use key::{KdfParams, KeyFile, MasterKey, KEY_LEN};
 pub use rotation::RotationReport;
 pub use store::{SqliteStore, WriterStats, PROBE_TIMEOUT};

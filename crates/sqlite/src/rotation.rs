@@ -30,6 +30,14 @@ pub struct RotationReport {
     pub elapsed: Duration,
     /// The key version now in force (the old one plus one).
     pub key_version: u32,
+    /// `None` when the write-ahead log was checkpointed into the database
+    /// and truncated after the commit, as every rotation tries; otherwise why
+    /// not (a reader of another process held an older snapshot, or the
+    /// checkpoint failed). The rotation stands either way (its commit is
+    /// synced whatever the store's [`Synchronous`](crate::Synchronous)
+    /// setting), but pages sealed under the old key stay in the log until a
+    /// later checkpoint.
+    pub checkpoint_error: Option<String>,
 }
 
 /// Runs on the writer thread, so no other write interleaves.
@@ -49,7 +57,16 @@ pub(crate) fn rotate(
     let next = Arc::new(RowCipher::new(&material, version));
     drop(material);
     shared.check_file()?;
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
+    // The rotation's commit is synced to disk whatever the store's setting:
+    // with `synchronous = NORMAL` a power loss could undo a rotation whose
+    // new key file is already in place, and the old key would be gone.
+    let synchronous: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(sql)?;
+    conn.execute_batch("PRAGMA synchronous = FULL").map_err(sql)?;
+    let restore = |conn: &Connection| conn.execute_batch(&format!("PRAGMA synchronous = {synchronous}"));
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let _ = restore(conn);
+        return Err(sql(e));
+    }
     // Readers of this process may see the re-sealed rows as soon as the
     // commit lands, before `promote` below: they accept the pending key.
     shared.set_pending(Some(next.clone()));
@@ -109,18 +126,28 @@ pub(crate) fn rotate(
             None => conn.execute("DELETE FROM credstore_meta WHERE name = ?1", [META_KDF]),
         }
         .map_err(sql)?;
+        #[cfg(test)]
+        tests::observe(&shared.path, "commit", conn);
         conn.execute_batch("COMMIT").map_err(sql)?;
         Ok(done)
     })();
     match result {
         Ok(rows) => {
             shared.promote(next);
+            let restored = restore(conn);
+            #[cfg(test)]
+            tests::observe(&shared.path, "after", conn);
+            if let Err(e) = restored {
+                tracing::warn!(path = %shared.path.display(), error = %e, "cannot restore the synchronous setting after the rotation; commits stay at FULL");
+            }
             // Move the pages sealed under the old key out of the WAL now
             // (secure_delete has zeroed the old cells in the pages).
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
-                tracing::debug!(error = %e, "checkpoint after rotation deferred");
+            let checkpoint_error = checkpoint(conn).err();
+            if let Some(reason) = &checkpoint_error {
+                tracing::warn!(path = %shared.path.display(), %reason, "the master key was rotated, but the write-ahead log still holds pages sealed under the old key");
             }
-            let report = RotationReport { rows, elapsed: started.elapsed(), key_version: version };
+            let report =
+                RotationReport { rows, elapsed: started.elapsed(), key_version: version, checkpoint_error };
             tracing::info!(path = %shared.path.display(), rows, key_version = version, elapsed = ?report.elapsed, "rotated the master key");
             Ok(report)
         }
@@ -128,10 +155,27 @@ pub(crate) fn rotate(
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
             }
+            let _ = restore(conn);
             shared.set_pending(None);
             Err(e)
         }
     }
+}
+
+/// `PRAGMA wal_checkpoint(TRUNCATE)`, its result checked: an error, or
+/// `busy` (another connection's snapshot kept the log from being copied
+/// and truncated) after waiting the busy timeout, is an error.
+pub(crate) fn checkpoint(conn: &Connection) -> std::result::Result<(), String> {
+    let (busy, log, done): (i64, i64, i64) = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(|e| format!("the checkpoint failed: {e}"))?;
+    if busy != 0 {
+        return Err(format!(
+            "the checkpoint was blocked by another connection ({done} of {log} log frames copied); a later \
+             checkpoint completes it"
+        ));
+    }
+    Ok(())
 }
 
 struct Row {
@@ -169,4 +213,72 @@ fn read_chunk(conn: &Connection, after: &(String, String)) -> rusqlite::Result<V
         })
     })?;
     rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
+    use rusqlite::Connection;
+
+    use crate::{MasterKey, SqliteConfig, SqliteStore, Synchronous};
+
+    /// `PRAGMA synchronous` of the writer's connection at points of a
+    /// rotation: (database, point, level; 2 is FULL, 1 NORMAL).
+    static SEEN: Mutex<Vec<(PathBuf, &'static str, i64)>> = Mutex::new(Vec::new());
+
+    pub(super) fn observe(path: &Path, point: &'static str, conn: &Connection) {
+        let level: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        SEEN.lock().unwrap().push((path.to_owned(), point, level));
+    }
+
+    fn seen(path: &Path) -> Vec<(&'static str, i64)> {
+        SEEN.lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, ..)| p == path)
+            .map(|(_, point, level)| (*point, *level))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_rotation_commits_at_synchronous_full_even_on_a_normal_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.db");
+        let config =
+            SqliteConfig::new(&path).master_key(MasterKey::generate()).synchronous(Synchronous::Normal);
+        let store = SqliteStore::open(StoreId::new("n").unwrap(), config).await.unwrap();
+        let name = CredentialKey::new("k").unwrap();
+        store.set(&name, &SecretValue::from("v"), &Metadata::new()).await.unwrap();
+        store.rotate_key(MasterKey::generate()).await.unwrap();
+        assert_eq!(seen(&path), [("commit", 2), ("after", 1)], "FULL for the commit, NORMAL again after");
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_blocked_after_a_rotation_is_reported_not_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let config = SqliteConfig::new(&path)
+            .master_key(MasterKey::generate())
+            .busy_timeout(Duration::from_millis(50));
+        let store = SqliteStore::open(StoreId::new("c").unwrap(), config).await.unwrap();
+        let name = CredentialKey::new("k").unwrap();
+        store.set(&name, &SecretValue::from("v"), &Metadata::new()).await.unwrap();
+        // A reader of another connection holds the snapshot before the rotation.
+        let reader = Connection::open(&path).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader.query_row("SELECT count(*) FROM credentials", [], |r| r.get(0)).unwrap();
+        let report = store.rotate_key(MasterKey::generate()).await.unwrap();
+        let reason = report.checkpoint_error.expect("the blocked checkpoint is reported");
+        assert!(reason.contains("blocked by another connection"), "{reason}");
+        assert_eq!(report.key_version, 2, "the rotation stands");
+        reader.execute_batch("COMMIT").unwrap();
+        let report = store.rotate_key(MasterKey::generate()).await.unwrap();
+        assert_eq!(report.checkpoint_error, None);
+        let wal = std::fs::metadata(format!("{}-wal", path.display())).unwrap();
+        assert_eq!(wal.len(), 0, "the log is truncated");
+    }
 }

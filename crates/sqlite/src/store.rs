@@ -18,10 +18,11 @@ use tokio::sync::oneshot;
 use crate::crypto::{encode_payload, ValueKind};
 use crate::db;
 use crate::errors;
+use crate::keyfile;
 use crate::reader::{self, versions, Mode, ReadError, INLINE_PAUSE, SLOW_INLINE_READ};
 use crate::rotation::RotationReport;
 use crate::writer::{self, Op, Shared};
-use crate::{MasterKey, SqliteConfig};
+use crate::{KeyFile, MasterKey, SqliteConfig};
 
 /// How long [`CredentialStore::check_availability`] waits for its probe.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -71,6 +72,8 @@ struct Inner {
     shared: Arc<Shared>,
     writer: mpsc::Sender<Op>,
     readers: Mutex<Vec<Connection>>,
+    /// The key file the store was opened with, if any.
+    key_file: Option<KeyFile>,
 }
 
 impl Drop for Inner {
@@ -107,18 +110,34 @@ impl SqliteStore {
     /// - [`Error::Unavailable`] when another process holds the database
     ///   locked past the busy timeout, or the disk is full.
     pub async fn open(id: StoreId, config: SqliteConfig) -> Result<Self> {
-        let Some(key) = config.master_key.clone() else {
-            return Err(Error::config(&id, "no master key configured (SqliteConfig::master_key)"));
-        };
+        if config.master_key.is_none() && config.key_file.is_none() {
+            return Err(Error::config(
+                &id,
+                "no master key configured (SqliteConfig::master_key or SqliteConfig::master_key_file)",
+            ));
+        }
         let task_id = id.clone();
-        tokio::task::spawn_blocking(move || Self::open_blocking(id, config, key))
+        tokio::task::spawn_blocking(move || Self::open_blocking(id, config))
             .await
             .map_err(|e| errors::backend(&task_id, format!("opening the database failed: {e}")))?
     }
 
-    fn open_blocking(id: StoreId, config: SqliteConfig, key: MasterKey) -> Result<Self> {
-        let opened = db::open(&id, &config, &key)?;
-        drop(key);
+    fn open_blocking(id: StoreId, config: SqliteConfig) -> Result<Self> {
+        let candidates = match (&config.master_key, &config.key_file) {
+            (Some(key), _) => vec![(keyfile::Role::Current, key.clone())],
+            (None, Some(file)) => keyfile::candidates(file).map_err(|e| match e {
+                Error::InvalidInput { .. } => Error::config(&id, e.to_string()),
+                e => e,
+            })?,
+            (None, None) => return Err(Error::config(&id, "no master key configured")),
+        };
+        let keys: Vec<MasterKey> = candidates.iter().map(|(_, k)| k.clone()).collect();
+        let opened = db::open(&id, &config, &keys)?;
+        drop(keys);
+        if let Some(file) = &config.key_file {
+            keyfile::after_open(&id, &config.path, file, candidates[opened.key_index].0);
+        }
+        drop(candidates);
         let shared = Arc::new(Shared::new(
             id.clone(),
             config.path.clone(),
@@ -133,7 +152,12 @@ impl SqliteStore {
         // calling task; more are opened as concurrent reads need them.
         let readers: Vec<Connection> = db::connect_reader(&config.path).into_iter().collect();
         Ok(Self {
-            inner: Arc::new(Inner { shared, writer, readers: Mutex::new(readers) }),
+            inner: Arc::new(Inner {
+                shared,
+                writer,
+                readers: Mutex::new(readers),
+                key_file: config.key_file.clone(),
+            }),
             ns: config.namespace.clone(),
         })
     }
@@ -176,6 +200,53 @@ impl SqliteStore {
     /// another process rotated the key first; the errors of a write otherwise.
     pub async fn rotate_key(&self, new: MasterKey) -> Result<RotationReport> {
         self.rotate(new, None).await
+    }
+
+    /// Rotates to a fresh random key kept in the key file this store was
+    /// opened with ([`SqliteConfig::master_key_file`]), so that no crash at
+    /// any point loses the key or a credential.
+    ///
+    /// # Behavior
+    /// Holding an advisory lock on the key file's directory: the key in
+    /// `<file>` is checked against the database; it is kept as `<file>.old`
+    /// (a hard link) and a fresh key is written to `<file>.new` (synced,
+    /// directory synced); the database is re-sealed as by
+    /// [`SqliteStore::rotate_key`], its commit synced to disk whatever the
+    /// store's [`Synchronous`](crate::Synchronous) setting; `<file>.new` is
+    /// renamed to `<file>` and the directory synced; once the key now in
+    /// `<file>` has opened the database, `<file>.old` is removed. A crash
+    /// anywhere leaves a key file that opens the store:
+    /// [`SqliteConfig::master_key_file`] recovers from each step.
+    ///
+    /// Other processes that have the database open keep the old key and
+    /// fail with a `rotated` [`Error::Config`] until they open it again.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the store was not opened with a key file, or
+    /// the key in the file does not open the database (nothing is changed);
+    /// those of [`SqliteStore::rotate_key`] (the staged files are removed);
+    /// an I/O error on the key files, naming the file and how to recover.
+    pub async fn rotate_key_file(&self) -> Result<RotationReport> {
+        let Some(file) = self.inner.key_file.clone() else {
+            return Err(Error::config(
+                self.id(),
+                "this store was not opened with a key file (SqliteConfig::master_key_file); rotate it with \
+                 rotate_key and a new key",
+            ));
+        };
+        let (id, db_path) = (self.id().clone(), self.path().to_owned());
+        let task_failed =
+            |e: tokio::task::JoinError| errors::backend(self.id(), format!("a key file task failed: {e}"));
+        let staged = {
+            let (id, db_path, file) = (id.clone(), db_path.clone(), file.clone());
+            tokio::task::spawn_blocking(move || keyfile::stage(&id, &db_path, &file))
+                .await
+                .map_err(task_failed)??
+        };
+        let result = self.rotate(staged.key.clone(), None).await;
+        tokio::task::spawn_blocking(move || keyfile::finish(&id, &db_path, &file, staged, result))
+            .await
+            .map_err(task_failed)?
     }
 
     /// [`SqliteStore::rotate_key`], calling `progress(done, total)` on the

@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use credstore_core::{CredentialStore, Error, Metadata, SecretValue, StoreId};
-use credstore_sqlite::{MasterKey, SqliteConfig, SqliteStore};
+use credstore_sqlite::{KeyFile, MasterKey, SqliteConfig, SqliteStore};
 use helpers::*;
 
 const CHILD_ENV: &str = "CREDSTORE_SQLITE_CHILD";
@@ -31,6 +31,8 @@ const ROUND_ENV: &str = "CREDSTORE_SQLITE_CHILD_ROUND";
 
 /// Kills of the crash test.
 const CRASH_ROUNDS: usize = 60;
+/// Kills of the key file rotation test.
+const KEY_FILE_ROUNDS: usize = 60;
 /// Concurrent writer tasks in the crash child.
 const CRASH_TASKS: usize = 6;
 
@@ -481,6 +483,138 @@ fn a_rotation_killed_half_way_leaves_the_old_key_working() {
         drop(store);
         assert_eq!(value(&open(&db, &new).await, "k7").await.as_deref(), Some("v7"));
     });
+}
+
+// ---------------------------------------------------------------------------
+// A key file rotation killed at random points
+
+fn open_keyed(
+    db: &Path,
+    file: &Path,
+) -> impl std::future::Future<Output = credstore_core::Result<SqliteStore>> {
+    SqliteStore::open(StoreId::new("kf").unwrap(), SqliteConfig::new(db).master_key_file(KeyFile::new(file)))
+}
+
+fn key_file_rotating_child() {
+    let (db, file) = (env_path(DB_ENV), env_path(KEY_ENV));
+    runtime().block_on(async move {
+        let store = open_keyed(&db, &file).await.unwrap();
+        say("READY");
+        // Rotate until killed.
+        loop {
+            store.rotate_key_file().await.unwrap();
+            say("ROTATED");
+        }
+    });
+}
+
+/// xorshift64*: the kill delays, reproducible from the printed seed.
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+#[test]
+fn a_key_file_rotation_killed_at_random_points_never_loses_the_key_or_a_credential() {
+    const TEST: &str = "a_key_file_rotation_killed_at_random_points_never_loses_the_key_or_a_credential";
+    if child_role().as_deref() == Some("rotate-key-file") {
+        return key_file_rotating_child();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (db, file) = (dir.path().join("kf.db"), dir.path().join("kf.key"));
+    let (new, old) = (dir.path().join("kf.key.new"), dir.path().join("kf.key.old"));
+    let written: BTreeMap<String, (SecretValue, Metadata)> = (0..20)
+        .map(|i| {
+            let value = if i % 4 == 0 {
+                SecretValue::from(vec![0xFF, i as u8, 0, 0x80])
+            } else {
+                SecretValue::new(format!("value-{i}|").repeat(i + 1))
+            };
+            (format!("k{i:02}"), (value, meta([("n", &*i.to_string())])))
+        })
+        .collect();
+    let rt = runtime();
+    rt.block_on(async {
+        let store = open_keyed(&db, &file).await.unwrap();
+        for (k, (v, m)) in &written {
+            store.set(&key(k), v, m).await.unwrap();
+        }
+    });
+    wait_closed(&db);
+    let mut seed = 0u64;
+    while seed == 0 {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).unwrap();
+        seed = u64::from_le_bytes(bytes);
+    }
+    println!("kill delays from seed {seed:#x}");
+    let mut left: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut versions = BTreeSet::new();
+    let started = Instant::now();
+    // How long one rotation takes on this machine, measured in the first
+    // round: the kills land uniformly over two rotations' time.
+    let mut span = Duration::ZERO;
+    for round in 0..KEY_FILE_ROUNDS {
+        let mut proc = Proc::spawn(child(TEST, "rotate-key-file", &db).env(KEY_ENV, &file));
+        let rx = lines_of(&mut proc.0);
+        wait_line(&rx, "READY", Duration::from_secs(60));
+        if round == 0 {
+            let ready = Instant::now();
+            for _ in 0..4 {
+                wait_line(&rx, "ROTATED", Duration::from_secs(60));
+            }
+            span = ready.elapsed() / 2;
+            println!("one rotation takes about {:?}", span / 2);
+        } else {
+            // A random point: rotations follow each other, each going
+            // through every step, so the kill lands anywhere in one.
+            let micros = u64::try_from(span.as_micros()).unwrap().max(1);
+            std::thread::sleep(Duration::from_micros(next_random(&mut seed) % micros));
+        }
+        proc.0.kill().unwrap();
+        assert_eq!(proc.0.wait().unwrap().signal(), Some(libc::SIGKILL), "round {round}");
+        let key_before = std::fs::read(&file).unwrap();
+        let state = match (new.exists(), old.exists()) {
+            (false, false) => "nothing",
+            (false, true) => "<file>.old",
+            (true, false) => "<file>.new",
+            (true, true) => "<file>.new and <file>.old",
+        };
+        *left.entry(state).or_default() += 1;
+        assert!(file.exists(), "round {round}: the key file is there");
+        rt.block_on(async {
+            let store =
+                open_keyed(&db, &file).await.unwrap_or_else(|e| panic!("round {round} ({state}): {e}"));
+            versions.insert(store.key_version());
+            for (k, (v, m)) in &written {
+                let got =
+                    store.get(&key(k)).await.unwrap().unwrap_or_else(|| panic!("round {round}: {k} lost"));
+                assert_eq!(got.value.expose_secret(), v.expose_secret(), "round {round}: {k}");
+                assert_eq!(got.value.is_text(), v.is_text(), "round {round}: {k}");
+                assert_eq!(&got.metadata, m, "round {round}: {k}");
+            }
+            assert_eq!(count_all(&store).await, written.len(), "round {round}");
+        });
+        assert!(
+            !new.exists() && !old.exists(),
+            "round {round} ({state}): the opening tidied the rotation's files"
+        );
+        if std::fs::read(&file).unwrap() != key_before {
+            *left.entry("(then the opening completed the rotation)").or_default() += 1;
+        }
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        wait_closed(&db);
+    }
+    println!(
+        "{KEY_FILE_ROUNDS} kills in {:?}; files the kills left: {left:?}; key versions after: {} to {}",
+        started.elapsed(),
+        versions.first().unwrap(),
+        versions.last().unwrap()
+    );
+    assert!(versions.len() > 1, "the children rotated");
+    integrity_ok(&db);
 }
 
 // ---------------------------------------------------------------------------

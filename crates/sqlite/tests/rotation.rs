@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use credstore_core::{CredentialStore, Error, Metadata, SecretValue, StoreId};
-use credstore_sqlite::{KdfParams, MasterKey, SqliteConfig, SqliteStore};
+use credstore_sqlite::{KdfParams, KeyFile, MasterKey, SqliteConfig, SqliteStore};
 use helpers::*;
 
 async fn open_err(path: &std::path::Path, k: &MasterKey) -> Error {
@@ -109,7 +109,7 @@ async fn rotation_to_and_from_a_passphrase() {
     let raw_key = MasterKey::generate();
     let store = open(&path, &raw_key).await;
     put(&store, "k", "v").await;
-    let params = KdfParams::new(256, 1, 1).unwrap();
+    let params = KdfParams::MIN;
     let pass = MasterKey::from_passphrase_with_params(&secret("a long passphrase"), params);
     store.rotate_key(pass.clone()).await.unwrap();
     let kdf: Option<Vec<u8>> =
@@ -272,4 +272,121 @@ async fn rotating_an_empty_database() {
     let store = open(&path, &MasterKey::generate()).await;
     let report = store.rotate_key(MasterKey::generate()).await.unwrap();
     assert_eq!((report.rows, report.key_version), (0, 2));
+}
+
+// ---------------------------------------------------------------------------
+// Key files
+
+fn sibling(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("{}{suffix}", path.display()))
+}
+
+async fn open_keyed(db: &std::path::Path, file: &std::path::Path) -> SqliteStore {
+    SqliteStore::open(StoreId::new("kf").unwrap(), SqliteConfig::new(db).master_key_file(KeyFile::new(file)))
+        .await
+        .unwrap_or_else(|e| panic!("open with the key file: {e}"))
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn a_key_file_rotation_rewrites_the_key_file_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, file) = (dir.path().join("k.db"), dir.path().join("k.key"));
+    let store = open_keyed(&db, &file).await;
+    put(&store, "a", "1").await;
+    let before = std::fs::read(&file).unwrap();
+    let report = store.rotate_key_file().await.unwrap();
+    assert_eq!((report.rows, report.key_version), (1, 2));
+    let after = std::fs::read(&file).unwrap();
+    assert_ne!(after, before);
+    assert_eq!(after.len(), 45, "base64 and a newline");
+    assert_eq!(mode(&file), 0o600);
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names.iter().filter(|n| n.starts_with("k.key")).collect::<Vec<_>>(), ["k.key"], "{names:?}");
+    put(&store, "b", "2").await;
+    drop(store);
+    let store = open(&db, &MasterKey::from_file(&file).unwrap()).await;
+    assert_eq!(value(&store, "a").await.as_deref(), Some("1"));
+    assert_eq!(value(&store, "b").await.as_deref(), Some("2"));
+    // Only a store opened with a key file rotates its key file.
+    let err = store.rotate_key_file().await.unwrap_err();
+    assert!(matches!(err, Error::Config { .. }) && err.to_string().contains("master_key_file"), "{err}");
+}
+
+#[tokio::test]
+async fn an_opening_after_a_crash_past_the_rotation_commit_completes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, file) = (dir.path().join("c.db"), dir.path().join("c.key"));
+    let store = open_keyed(&db, &file).await;
+    put(&store, "a", "1").await;
+    // What a crash between the commit and the rename leaves: the database
+    // under the key in <file>.new, <file> and <file>.old holding the old one.
+    let new = MasterKey::generate();
+    store.rotate_key(new.clone()).await.unwrap();
+    drop(store);
+    std::fs::hard_link(&file, sibling(&file, ".old")).unwrap();
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(sibling(&file, ".new"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, format!("{}\n", *new.to_base64().unwrap()).as_bytes()).unwrap();
+    }
+    let old_text = std::fs::read(&file).unwrap();
+    let store = open_keyed(&db, &file).await;
+    assert_eq!(value(&store, "a").await.as_deref(), Some("1"));
+    assert_ne!(std::fs::read(&file).unwrap(), old_text, "the key file now holds the new key");
+    assert!(!sibling(&file, ".new").exists() && !sibling(&file, ".old").exists());
+    drop(store);
+    assert_eq!(value(&open(&db, &new).await, "a").await.as_deref(), Some("1"));
+}
+
+#[tokio::test]
+async fn an_opening_where_only_the_kept_old_key_works_uses_it_and_changes_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, file) = (dir.path().join("o.db"), dir.path().join("o.key"));
+    let store = open_keyed(&db, &file).await;
+    put(&store, "a", "1").await;
+    drop(store);
+    // The database is under the key of <file>.old (restored from a backup,
+    // say), and <file> holds another key.
+    std::fs::rename(&file, sibling(&file, ".old")).unwrap();
+    MasterKey::load_or_create_file(&file).unwrap();
+    let (kept, current) = (std::fs::read(sibling(&file, ".old")).unwrap(), std::fs::read(&file).unwrap());
+    let store = open_keyed(&db, &file).await;
+    assert_eq!(value(&store, "a").await.as_deref(), Some("1"));
+    assert_eq!(std::fs::read(sibling(&file, ".old")).unwrap(), kept);
+    assert_eq!(std::fs::read(&file).unwrap(), current);
+    // A rotation from there is refused: the key file does not hold the key.
+    let err = store.rotate_key_file().await.unwrap_err();
+    assert!(err.to_string().contains("does not open database"), "{err}");
+    assert!(!sibling(&file, ".new").exists());
+    assert_eq!(std::fs::read(sibling(&file, ".old")).unwrap(), kept);
+}
+
+#[tokio::test]
+async fn leftovers_of_a_rotation_that_never_committed_are_removed_at_opening() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, file) = (dir.path().join("l.db"), dir.path().join("l.key"));
+    let store = open_keyed(&db, &file).await;
+    put(&store, "a", "1").await;
+    drop(store);
+    std::fs::hard_link(&file, sibling(&file, ".old")).unwrap();
+    MasterKey::load_or_create_file(sibling(&file, ".new")).unwrap();
+    let before = std::fs::read(&file).unwrap();
+    let store = open_keyed(&db, &file).await;
+    assert_eq!(value(&store, "a").await.as_deref(), Some("1"));
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+    assert!(!sibling(&file, ".new").exists() && !sibling(&file, ".old").exists());
 }

@@ -108,7 +108,7 @@ async fn wrong_key_fails_at_open() {
 }
 
 fn small_kdf() -> KdfParams {
-    KdfParams::new(256, 1, 1).unwrap()
+    KdfParams::MIN
 }
 
 #[tokio::test]
@@ -127,7 +127,7 @@ async fn passphrase_keys_open_and_refuse_others() {
     // the stored ones win.
     let same = MasterKey::from_passphrase_with_params(
         &secret("correct horse battery staple"),
-        KdfParams::new(512, 2, 1).unwrap(),
+        KdfParams::new(KdfParams::MIN_MEMORY_KIB + 1024, 2, 1).unwrap(),
     );
     assert_eq!(value(&open(&path, &same).await, "k").await.as_deref(), Some("v"));
     for wrong in
