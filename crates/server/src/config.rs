@@ -22,6 +22,7 @@
 //! | audit log | `audit_log` (a path, or `-` for stderr) | `CREDSTORE_AUDIT_LOG` | `data_dir/audit.log` (mode 0600) |
 //! | audit log size at which it is rotated (0: never; SIGHUP reopens it) | `audit_max_bytes` | — | 104,857,600 |
 //! | rotated audit logs kept (`audit.log.1` ...) | `audit_keep` | — | 5 (1 to 1000) |
+//! | refusals for a missing or unknown token one address gets at once, then a minute (past them: 429) | `auth_failure_burst`, `auth_failures_per_minute` | — | 20, 60 |
 //! | separate metrics listener | `metrics_listen` | `CREDSTORE_METRICS_LISTEN` | none (`/metrics` on `listen`, behind a token) |
 //!
 //! Secrets never come from the config file or the command line: the master
@@ -92,6 +93,7 @@ use serde::Deserialize;
 
 use crate::audit::{AuditTarget, Rotation};
 use crate::auth::{Action, Grant, Scope, TokenEntry, TokenHash};
+use crate::auth_failures::AuthFailureLimit;
 use crate::backends::Backends;
 pub use crate::backends::StoreSpec;
 
@@ -237,6 +239,8 @@ pub struct Settings {
     pub audit_log: AuditTarget,
     /// When a file audit log is rotated, and how many files are kept.
     pub audit_rotation: Rotation,
+    /// How many refusals for a missing or unknown token one address gets.
+    pub auth_failure_limit: AuthFailureLimit,
     /// A separate listener serving `/metrics` without a token.
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -269,6 +273,7 @@ impl Settings {
             probe_staleness: crate::status::DEFAULT_PROBE_STALENESS,
             audit_log,
             audit_rotation: Rotation::DEFAULT,
+            auth_failure_limit: AuthFailureLimit::DEFAULT,
             metrics_listen: None,
         }
     }
@@ -415,6 +420,18 @@ impl Settings {
                     None => defaults.audit_rotation.keep,
                 },
             },
+            auth_failure_limit: AuthFailureLimit {
+                burst: match file.auth_failure_burst {
+                    Some(0) => return Err(ConfigError("auth_failure_burst must be at least 1".into())),
+                    Some(n) => n,
+                    None => defaults.auth_failure_limit.burst,
+                },
+                per_minute: match file.auth_failures_per_minute {
+                    Some(0) => return Err(ConfigError("auth_failures_per_minute must be at least 1".into())),
+                    Some(n) => n,
+                    None => defaults.auth_failure_limit.per_minute,
+                },
+            },
             metrics_listen: match env("CREDSTORE_METRICS_LISTEN").or(file.metrics_listen) {
                 Some(text) => Some(
                     parse_listen(&text)
@@ -518,6 +535,13 @@ pub struct FileConfig {
     /// How many rotated audit logs are kept.
     #[serde(default)]
     pub audit_keep: Option<u32>,
+    /// Refusals for a missing or unknown token one address gets at once.
+    #[serde(default)]
+    pub auth_failure_burst: Option<u32>,
+    /// Refusals for a missing or unknown token one address gets a minute,
+    /// past the burst.
+    #[serde(default)]
+    pub auth_failures_per_minute: Option<u32>,
     /// `host:port` of a separate listener serving `/metrics` without a
     /// token.
     #[serde(default)]

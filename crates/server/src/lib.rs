@@ -36,6 +36,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod auth_failures;
 pub mod backends;
 pub mod cli;
 pub mod config;
@@ -152,6 +153,7 @@ impl Server {
             auth: Arc::new(auth),
             status,
             audit: Arc::new(AuditLog::new(&settings.audit_log).with_rotation(settings.audit_rotation)),
+            auth_failures: auth_failures::AuthFailures::new(settings.auth_failure_limit),
             metrics,
             probe_timeout: settings.probe_timeout,
             body_limit: settings.body_limit,
@@ -218,6 +220,7 @@ impl Server {
         });
         let reopen_audit = reopen_audit_on_sighup(state.audit.clone());
         let app = app(state, request_timeout);
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
         tokio::pin!(serve);
         let grace_over = async {

@@ -94,6 +94,20 @@ impl ApiError {
         Self::new(StatusCode::PRECONDITION_FAILED, detail)
     }
 
+    /// 429 Too Many Requests, with `Retry-After` in whole seconds: a peer
+    /// that sent too many missing or unknown tokens.
+    pub fn too_many_requests(retry_after: std::time::Duration) -> Self {
+        let secs = retry_after.as_secs().max(1);
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many requests without a valid token from this address; retry after {secs} s"),
+        );
+        if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+            e.headers.push((header::RETRY_AFTER, value));
+        }
+        e
+    }
+
     /// 503 Service Unavailable.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, detail)

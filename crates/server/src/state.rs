@@ -17,6 +17,7 @@ use credstore_layers::{CacheLayer, CachedStore};
 
 use crate::audit::AuditLog;
 use crate::auth::Authenticator;
+use crate::auth_failures::AuthFailures;
 use crate::metrics::{Metrics, MetricsLayer};
 use crate::status::StatusBoard;
 
@@ -190,6 +191,8 @@ pub struct SharedState {
     pub status: Arc<StatusBoard>,
     /// The audit log.
     pub audit: Arc<AuditLog>,
+    /// Refusals for a missing or unknown token, per peer.
+    pub(crate) auth_failures: AuthFailures,
     /// The metrics.
     pub metrics: Arc<Metrics>,
     /// How long one availability probe may take.

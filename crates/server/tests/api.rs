@@ -527,7 +527,12 @@ async fn unauthorized_is_401_with_a_challenge() {
 
 #[tokio::test]
 async fn an_anonymous_request_cannot_make_an_audit_record_longer_than_512_bytes() {
-    let server = TestServer::start().await;
+    use credstore_server::auth_failures::AuthFailureLimit;
+    // Every refusal is a 401 here (the limit per address has its own test).
+    let server = TestServer::start_with(|o| {
+        o.settings.auth_failure_limit = AuthFailureLimit { burst: 1000, per_minute: 60 }
+    })
+    .await;
     let c = client();
     // 200 percent-encoded control characters per segment: 4,994 bytes a
     // record when ids were copied as sent.
@@ -554,6 +559,33 @@ async fn an_anonymous_request_cannot_make_an_audit_record_longer_than_512_bytes(
     assert_eq!(first["token"], Value::Null);
     let second: Value = serde_json::from_str(lines[1]).unwrap();
     assert_eq!(second["store"], format!("{}…", "x".repeat(48)), "valid ids are kept, cut");
+}
+
+#[tokio::test]
+async fn bad_tokens_past_an_address_limit_are_429_and_recorded_once_per_run() {
+    use credstore_server::auth_failures::AuthFailureLimit;
+    let server = TestServer::start_with(|o| {
+        o.settings.auth_failure_limit = AuthFailureLimit { burst: 5, per_minute: 6 }
+    })
+    .await;
+    let c = client();
+    let path = stores_path(T, P);
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let r = get(&c, &server, "not-a-token", &path).await;
+        if r.status == 429 {
+            assert_eq!(r.headers["retry-after"], "10", "one more refusal every 10 s");
+            assert_problem_shape(&r, Some(&path));
+        }
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses, [[401; 5].as_slice(), &[429; 7]].concat());
+    let metrics = Reply::from(c.get(server.url("/metrics")).send().await.unwrap()).await;
+    assert_eq!(metrics.status, 429, "every route that takes a token is limited");
+    // A known token is never limited.
+    assert_eq!(get(&c, &server, ADMIN, &path).await.status, 200);
+    let denied: Vec<u64> = audit_lines(&server).iter().map(|l| l["status"].as_u64().unwrap()).collect();
+    assert_eq!(denied, [401, 401, 401, 401, 401, 429], "the run of 429s is recorded once");
 }
 
 #[tokio::test]

@@ -11,10 +11,11 @@
 //! - [`ProjectCredential`]: a [`ProjectStore`] and the checked `{key}`.
 
 use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{FromRequestParts, Path};
+use axum::extract::{ConnectInfo, FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use credstore_core::{
@@ -24,6 +25,7 @@ use serde::Deserialize;
 
 use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
 use crate::auth::{Action, Scope, TokenEntry};
+use crate::auth_failures::Verdict;
 use crate::problem::ApiError;
 use crate::request::RequestId;
 use crate::state::AppState;
@@ -194,8 +196,9 @@ impl<O: Operation> Project<O> {
         if let Some(key) = &ids.key {
             audit = audit.key(key);
         }
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
         let token =
-            state.auth.authenticate(&parts.headers).map_err(|e| denied(state, &audit.anonymous(), e))?;
+            state.auth.authenticate(&parts.headers).map_err(|e| unauthenticated(state, peer, &audit, e))?;
         audit = audit.token(&token.name);
         let namespace = project_namespace(&ids.tenant_id, &ids.project_id)?;
         let stores =
@@ -294,6 +297,30 @@ pub(crate) fn denied(state: &AppState, audit: &AuditEntry, err: ApiError) -> Api
     match write_audit(state, audit, AuditOutcome::Denied, Some(err.status.as_u16())) {
         Ok(()) => err,
         Err(unwritable) => unwritable,
+    }
+}
+
+/// Answers a request without a known token from `peer`: its 401, recorded,
+/// while the peer is within its limit of such refusals
+/// ([`crate::auth_failures`]); past it, 429 with `Retry-After`, recorded
+/// for the first of a run only. The record holds
+/// [`AuditEntry::anonymous`] of `audit`.
+pub(crate) fn unauthenticated(
+    state: &AppState,
+    peer: Option<IpAddr>,
+    audit: &AuditEntry,
+    err: ApiError,
+) -> ApiError {
+    match state.auth_failures.note(peer) {
+        Verdict::Refuse => denied(state, &audit.anonymous(), err),
+        Verdict::Throttle { retry_after, first } => {
+            let throttled = ApiError::too_many_requests(retry_after);
+            if first {
+                denied(state, &audit.anonymous(), throttled)
+            } else {
+                throttled
+            }
+        }
     }
 }
 

@@ -240,6 +240,7 @@ impl utoipa::IntoResponses for ManageErrors {
             (400, "Bad Request: path parameters that are not UTF-8 once percent-decoded, or (per route) a bad query, header or body"),
             (401, "Missing or invalid bearer token (also recorded in the audit log)"),
             (403, "The token may not take this route's action in this tenant or project (also recorded in the audit log)"),
+            (429, "Too many requests without a valid token from this address: `Retry-After` says when to try again (the first of a run is recorded in the audit log)"),
             (422, "An id of the path breaks the id rules (the detail names tenantId, projectId, id or key), tenantId/projectId are longer than the store's namespace cap, or (per route) a query or body field breaks its rules"),
             (500, "Internal Server Error (the cause is in the server log, never in the answer)"),
             (503, "The store is unavailable or over the store timeout (the detail says why), the request took longer than the request timeout, or the audit log cannot be written (nothing was changed or revealed)"),

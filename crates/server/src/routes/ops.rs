@@ -1,14 +1,16 @@
 //! The operational endpoints: liveness, readiness, metrics, this API's
 //! OpenAPI document, and the answer to a path no route matches.
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::access::denied;
+use super::access::{denied, unauthenticated};
 use super::{json_ok, TAG_OPS};
 use crate::audit::{AuditAction, AuditEntry};
 use crate::problem::{ApiError, Problem};
@@ -98,16 +100,19 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Response, Ap
         (status = 200, description = "The exposition", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
         (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token lacks the `metrics` action", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests without a valid token from this address (see `Retry-After`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The refusal could not be written to the audit log", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn metrics(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let audit = AuditEntry::new(&rid.0, AuditAction::Metrics);
-    let token = state.auth.authenticate(&headers).map_err(|e| denied(&state, &audit, e))?;
+    let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+    let token = state.auth.authenticate(&headers).map_err(|e| unauthenticated(&state, peer, &audit, e))?;
     let audit = audit.token(&token.name);
     token.check_metrics().map_err(|e| denied(&state, &audit, e))?;
     Ok(state.metrics.response())
