@@ -276,6 +276,18 @@
 //! [`AwsConfig::timeout`], retries included, and retried at most
 //! [`AwsConfig::max_attempts`] times, only when retriable.
 //!
+//! # Redirects
+//!
+//! No redirect is followed: the SDK's HTTP client (hyper through
+//! `aws-smithy-http-client`) has no redirect support, so a `3xx` answer
+//! comes back as it is, and neither the signed request (with its session
+//! token) nor a written value goes to the place it points to. Secrets
+//! Manager never redirects; an endpoint that does (a proxy, a wrong
+//! [`AwsConfig::endpoint_url`]) fails the call with
+//! [`Error::Config`](credstore_core::Error::Config) naming the status and
+//! the target's origin (scheme, host, port; never its path or query), not
+//! retried. The tests pin this down with a loopback server answering `307`.
+//!
 //! # Secrets
 //!
 //! No value, secret access key or session token appears in `Debug`, errors or

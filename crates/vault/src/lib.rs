@@ -246,6 +246,25 @@
 //! `update`, and on `{mount}/metadata/{prefix}/*`, `read`, `list` and
 //! `delete`.
 //!
+//! # Redirects
+//!
+//! The HTTP client follows no redirect. Vault's API never needs one: a
+//! standby node that does not forward answers `307` to the active node, and
+//! a load balancer or proxy that redirects sends the client somewhere the
+//! configuration does not name. Following would send the `X-Vault-Token`
+//! header (which HTTP clients do not strip across hosts, as they do
+//! `Authorization`) and, for a `307` or `308`, the written value again, to
+//! that other host, possibly over plain `http://`. Following only
+//! same-origin redirects would be safe, but nothing in Vault's API answers
+//! one, so the store does not follow any: a simpler rule to audit. A
+//! redirect fails the operation with
+//! [`Error::Config`](credstore_core::Error::Config) naming the store, the
+//! status and the target's origin (scheme, host and port; never its path or
+//! query): "vault at https://vault-2:8200 answered HTTP 307, a redirect to
+//! https://vault-1:8200; the store follows no redirect, ...". Point the
+//! address at the active node, or at a load balancer that forwards to it.
+//! It is not retried: the same server would answer the same.
+//!
 //! # Secrets in memory
 //!
 //! The token, the AppRole secret id and the JWT are held as
