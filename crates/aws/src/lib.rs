@@ -55,8 +55,8 @@
 //!
 //! With the `serde` feature, `AwsSettings` is what one store's table of a
 //! configuration file holds (`region`, `endpoint`, `prefix`, `kms_key_id`,
-//! `timeout_ms`, `max_attempts`, all optional; credentials always from the
-//! AWS chain), checked as it is deserialized, and `AwsSettings::open`
+//! `timeout_ms`, `max_attempts`, `allow_insecure_http`, all optional;
+//! credentials always from the AWS chain), checked as it is deserialized, and `AwsSettings::open`
 //! opens the store as [`AwsStore::from_env`] does. `credstore-server`'s
 //! `[[stores]]` tables of `type = "aws-secrets-manager"` are these
 //! settings.
@@ -275,6 +275,19 @@
 //! and message, the HTTP status. Every request is bounded by
 //! [`AwsConfig::timeout`], retries included, and retried at most
 //! [`AwsConfig::max_attempts`] times, only when retriable.
+//!
+//! # Plain HTTP
+//!
+//! An `http://` endpoint, given by [`AwsConfig::endpoint_url`], the
+//! settings' `endpoint` or the AWS environment (`AWS_ENDPOINT_URL`,
+//! `AWS_ENDPOINT_URL_SECRETS_MANAGER`, a profile's `endpoint_url`), must
+//! name a loopback host (`127.0.0.0/8`, `[::1]`, `localhost`: moto or
+//! LocalStack on the same host) unless [`AwsConfig::allow_insecure_http`]
+//! (`allow_insecure_http = true`) is set: values and the session token
+//! would cross the network in the clear. [`AwsStore::new`] and
+//! [`AwsStore::from_env`] refuse it with
+//! [`Error::Config`](credstore_core::Error::Config) naming the setting,
+//! before any request; the settings refuse it when deserialized.
 //!
 //! # Redirects
 //!

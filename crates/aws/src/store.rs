@@ -225,7 +225,8 @@ impl AwsStore {
     /// # Errors
     /// [`Error::Config`] when the region or the credentials are missing, or a
     /// setting is invalid (prefix, region name, endpoint URL, tags, recovery
-    /// window, timeout, attempts).
+    /// window, timeout, attempts); a plain `http://` endpoint URL to a host
+    /// that is not loopback without [`AwsConfig::allow_insecure_http`].
     pub fn new(id: StoreId, config: AwsConfig) -> Result<Self> {
         config.validate(&id)?;
         let (client, target) = crate::client::explicit(&id, &config)?;
@@ -244,7 +245,9 @@ impl AwsStore {
     ///
     /// # Errors
     /// [`Error::Config`] when no region can be found, or a setting is
-    /// invalid.
+    /// invalid; a plain `http://` endpoint to a host that is not loopback,
+    /// from `config` or from the environment (`AWS_ENDPOINT_URL`, ...),
+    /// without [`AwsConfig::allow_insecure_http`].
     pub async fn from_env(id: StoreId, config: AwsConfig) -> Result<Self> {
         config.validate(&id)?;
         let (client, target) = crate::client::from_env(&id, &config).await?;

@@ -6,7 +6,11 @@
 //!   `secret`), a path prefix for this store, the Vault namespace, a
 //!   timeout, TLS roots; [`VaultConfig::from_env`] reads `VAULT_ADDR`,
 //!   `VAULT_TOKEN`, `VAULT_NAMESPACE`, `VAULT_CACERT` and `VAULT_JWT_ROLE`,
-//!   `VAULT_JWT_FILE`, `VAULT_JWT_MOUNT`.
+//!   `VAULT_JWT_FILE`, `VAULT_JWT_MOUNT`. A plain `http://` address must
+//!   name a loopback host (`127.0.0.0/8`, `[::1]`, `localhost`: a Vault
+//!   Agent or dev server on the same host) unless
+//!   [`VaultConfig::allow_insecure_http`] is set; [`VaultStore::new`]
+//!   refuses it otherwise, before any request.
 //! - Everything in [`Capabilities::full`](credstore_core::Capabilities::full):
 //!   durable, list, metadata, binary values, and atomic conditional writes
 //!   through KV v2's check-and-set (`cas`).
