@@ -458,9 +458,23 @@ impl Connection {
         };
         match result {
             Ok(auth) => {
+                let token = Zeroizing::new(auth.client_token);
+                // Checked as a configured token is: vaultrs puts it in a
+                // header with `HeaderValue::from_str(..).unwrap()`, so a bad
+                // one would panic at every request. Nothing is installed.
+                if token.is_empty() {
+                    return Err(Failure::other(format!(
+                        "the {method} login at auth/{mount} answered an empty token"
+                    )));
+                }
+                check_header("token", &token).map_err(|_| {
+                    Failure::other(format!(
+                        "the {method} login at auth/{mount} answered a token that an HTTP header cannot \
+                         carry (characters other than visible ASCII); it was not used"
+                    ))
+                })?;
                 self.logins.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(store.address = %self.address, auth.method = method, auth.mount = %mount, lease_secs = auth.lease_duration, "vault {method} login");
-                let token = Zeroizing::new(auth.client_token);
                 let lease = Some(Duration::from_secs(auth.lease_duration));
                 Ok(self.install(self.session_for(token, lease, auth.renewable)))
             }

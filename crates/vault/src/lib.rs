@@ -245,6 +245,11 @@
 //! again when renewal fails or would leave less than half the first lease
 //! (the maximum TTL is near), and logs in again once when the server refuses
 //! the token mid-call. [`VaultStore::auth_stats`] counts logins and renewals.
+//! The token a login answers is checked as a configured one is: one that is
+//! empty or holds anything but visible ASCII (which no HTTP header can
+//! carry) fails the call with
+//! [`Error::Backend`](credstore_core::Error::Backend) naming the store and
+//! the login, and is not installed; the next call logs in again.
 //!
 //! The token needs, on `{mount}/data/{prefix}/*`, `read`, `create` and
 //! `update`, and on `{mount}/metadata/{prefix}/*`, `read`, `list` and
