@@ -304,9 +304,35 @@
 //! # Secrets
 //!
 //! No value, secret access key or session token appears in `Debug`, errors or
-//! logs. Values read are moved into zeroizing [`SecretValue`](credstore_core::SecretValue)s;
-//! copies the SDK makes while sending (request bodies, the credentials it
-//! signs with) are not zeroized, as the SDK does not offer it.
+//! logs. What this crate holds is zeroized when dropped:
+//!
+//! - values read: moved (not copied) out of the `GetSecretValue` answer
+//!   into a zeroizing [`SecretValue`](credstore_core::SecretValue); an
+//!   answer dropped unused (a read of a version that turned out not to be
+//!   current, a retry, an error) has its `SecretString` or `SecretBinary`
+//!   overwritten first;
+//! - values written: one `Zeroizing` copy per write, kept for its requests
+//!   (`CreateSecret`, `UpdateSecret`, `PutSecretValue`, retries included);
+//! - static credentials: handed to the SDK's `Credentials`, which keeps
+//!   them in `Zeroizing` strings.
+//!
+//! ## What stays in memory
+//!
+//! The SDK owns the buffers below, and frees them without overwriting them,
+//! so the bytes may linger in freed memory until reused:
+//!
+//! - writes: each request's input takes its own `String` (or `Blob`) copy of
+//!   the value, which the SDK serializes into a JSON body (`SecretBinary` as
+//!   base64) and hyper sends;
+//! - reads: hyper's receive buffers, the response body, and the JSON
+//!   deserializer's copies (a `SecretString` with escapes is unescaped into
+//!   a new string; `SecretBinary` is decoded from base64);
+//! - signing: the SDK copies the session token into the
+//!   `X-Amz-Security-Token` header of each request;
+//! - TLS: rustls encrypts from and decrypts into buffers of its own.
+//!
+//! Where freed memory must not hold a secret, run with an allocator that
+//! clears freed memory.
 #![warn(missing_docs)]
 
 mod client;

@@ -60,7 +60,24 @@ impl Session {
     fn needs_refresh(&self, now: Instant) -> bool {
         self.refresh_at.is_some_and(|t| now >= t)
     }
+
+    /// Overwrites the plain `String` copies of the token that vaultrs keeps
+    /// (its settings and its request middleware; both fields are public).
+    fn wipe(&mut self) {
+        use zeroize::Zeroize as _;
+        self.client.settings.token.zeroize();
+        self.client.middle.token.zeroize();
+    }
 }
+
+/// The token's own copy is a `Zeroizing`; vaultrs's copies are wiped here.
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.wipe();
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for Session {}
 
 /// How often the store logged in and renewed, for monitoring and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -410,7 +427,12 @@ impl Connection {
                 return Ok(s.clone());
             }
             if s.renewable && s.expires_at.is_some_and(|e| now + RENEW_MARGIN < e) {
-                match vaultrs::token::renew_self(&s.client, None).await {
+                let renewed = vaultrs::token::renew_self(&s.client, None).await.map(|mut auth| {
+                    // The same token again, in a plain `String`: not kept.
+                    zeroize::Zeroize::zeroize(&mut auth.client_token);
+                    auth
+                });
+                match renewed {
                     Ok(auth) if Duration::from_secs(auth.lease_duration) * 2 >= s.login_lease => {
                         self.renewals.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(store.address = %self.address, lease_secs = auth.lease_duration, "vault token renewed");
@@ -572,7 +594,9 @@ impl Connection {
         }
         let resp = req.send().await.map_err(|e| ctx.network_failure(&e))?;
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| ctx.network_failure(&e))?;
+        // `auth/token/lookup-self` answers the token itself: the raw body is
+        // wiped here, the parsed one by the caller ([`crate::layout::scrub`]).
+        let body = Zeroizing::new(Vec::from(resp.bytes().await.map_err(|e| ctx.network_failure(&e))?));
         Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
     }
 
@@ -650,6 +674,9 @@ impl Connection {
         let session = self.session(ctx).await.map_err(|f| reason(&f))?;
         let (status, body) =
             self.raw_get(ctx, "auth/token/lookup-self", Some(&session)).await.map_err(|f| reason(&f))?;
+        let errors = errors_of(&body);
+        // It holds the token (`data.id`).
+        crate::layout::scrub(body);
         match status {
             200 => {}
             400 | 401 | 403 => {
@@ -661,7 +688,7 @@ impl Connection {
                 }
                 .into());
             }
-            other => return Err(reason(&ctx.status(other, errors_of(&body).as_deref()))),
+            other => return Err(reason(&ctx.status(other, errors.as_deref()))),
         }
         match self.mount_kind(ctx).await.map_err(|f| reason(&f))? {
             MountKind::KvV2 => {
@@ -745,4 +772,23 @@ async fn backoff(attempt: u32) {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let jitter = base.mul_f64(f64::from(nanos % 500) / 1000.0);
     tokio::time::sleep(base + jitter).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_wipes_the_token_copies_vaultrs_keeps() {
+        fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let config = VaultConfig::new("http://127.0.0.1:8200");
+        let conn = connect(&config, "secret".into()).unwrap();
+        let mut session = conn.session_for(Zeroizing::new("hvs.session-SECRET".into()), None, false);
+        zeroized_on_drop(&session);
+        zeroized_on_drop(&session.token);
+        assert_eq!(session.client.settings.token, "hvs.session-SECRET");
+        assert_eq!(session.client.middle.token, "hvs.session-SECRET");
+        session.wipe();
+        assert!(session.client.settings.token.is_empty() && session.client.middle.token.is_empty());
+    }
 }

@@ -276,12 +276,44 @@
 //!
 //! # Secrets in memory
 //!
-//! The token, the AppRole secret id and the JWT are held as
-//! [`credstore_core::SecretValue`] or zeroizing strings; values read back are
-//! moved into a `SecretValue`, base64 text is zeroized once encoded or
-//! decoded, and the data that `has` and `version` read is zeroized unread. vaultrs and the HTTP stack
-//! copy request and response bodies and the token header into buffers this
-//! crate cannot zeroize.
+//! What this crate holds is zeroized when dropped:
+//!
+//! - the token, the AppRole secret id and the JWT: [`SecretValue`](credstore_core::SecretValue)s or
+//!   `Zeroizing` strings; a login's `client_token` is moved into one at
+//!   once, and the copy a renewal answers is overwritten;
+//! - the two plain `String` copies of the token vaultrs keeps in its client
+//!   (`VaultClientSettings::token`, `EndpointMiddleware::token`): overwritten
+//!   when the session holding them is dropped (a new login, a refused
+//!   token, the store dropped);
+//! - values read: text moved (not copied) out of the parsed answer into the
+//!   returned [`SecretValue`](credstore_core::SecretValue); base64 text zeroized once decoded; everything
+//!   else in the secret's data (other fields, a value refused as unreadable,
+//!   the data `has` and `version` read only for its version) overwritten
+//!   before it is dropped;
+//! - values written: the base64 text of a binary value; a text value is
+//!   borrowed, never copied, until it is serialized;
+//! - the raw body of the availability probe's `lookup-self` (which answers
+//!   the token) and its parsed form.
+//!
+//! ## What stays in memory
+//!
+//! Copies made below this crate, in buffers it never owns, are freed without
+//! being overwritten, and may linger in freed memory until reused:
+//!
+//! - writes: vaultrs serializes the data into a `serde_json::Value`, rustify
+//!   into the request body (`Vec<u8>`), which reqwest and hyper send and
+//!   free; the token goes into an `X-Vault-Token` `HeaderValue` per request
+//!   (marked sensitive, so never logged, but not wiped);
+//! - reads: hyper's receive buffers and the response body rustify collects;
+//!   serde_json's scratch buffer, which holds a string while it unescapes
+//!   it (a value with `"`, `\` or control characters);
+//! - logins: the request vaultrs builds with the AppRole secret id or the
+//!   JWT, and the login's answer body;
+//! - TLS: rustls encrypts from and decrypts into buffers of its own.
+//!
+//! Taking these over would mean replacing vaultrs's request path; the
+//! HTTP stack's buffers would remain. Where freed memory must not hold a
+//! secret, run with an allocator that clears freed memory.
 //!
 //! # Example
 //!
