@@ -30,6 +30,12 @@ fn elsewhere() -> CannedServer {
     .unwrap()
 }
 
+/// Answers every request with a 307 to the same path at `target`.
+fn redirecting_to(target: &CannedServer) -> CannedServer {
+    let target = target.url();
+    CannedServer::start(move |req| Response::redirect(307, &format!("{target}{}", req.target))).unwrap()
+}
+
 fn store(address: &str) -> VaultStore {
     let config = VaultConfig::new(address).token(SecretValue::from(TOKEN)).timeout(Duration::from_secs(5));
     VaultStore::new(StoreId::new("vault-redirected").unwrap(), config).unwrap()
@@ -49,9 +55,7 @@ fn check_refused(err: &Error, elsewhere: &CannedServer) {
 #[tokio::test]
 async fn a_read_redirected_to_another_origin_fails_naming_it_and_nothing_goes_there() {
     let elsewhere = elsewhere();
-    let target = elsewhere.url();
-    let redirecting =
-        CannedServer::start(move |req| Response::redirect(307, &format!("{target}{}", req.target))).unwrap();
+    let redirecting = redirecting_to(&elsewhere);
     let store = store(&redirecting.url());
 
     let read = store.get(&CredentialKey::new("k").unwrap()).await;
@@ -98,4 +102,23 @@ async fn a_write_redirected_to_another_origin_fails_naming_it_and_nothing_goes_t
         sent.iter().map(|r| format!("{} {}", r.method, r.target)).collect::<Vec<_>>()
     );
     assert_eq!(sent.len(), 2, "the mount check and the one write, not retried");
+}
+
+#[tokio::test]
+async fn a_login_redirected_to_another_origin_fails_naming_it_and_its_secret_id_goes_nowhere() {
+    const SECRET_ID: &str = "secret-id-SECRET";
+    let elsewhere = elsewhere();
+    let redirecting = redirecting_to(&elsewhere);
+    let config = VaultConfig::new(redirecting.url())
+        .approle("approle", "role-1", SecretValue::from(SECRET_ID))
+        .timeout(Duration::from_secs(5));
+    let store = VaultStore::new(StoreId::new("vault-redirected").unwrap(), config).unwrap();
+
+    let read = store.get(&CredentialKey::new("k").unwrap()).await;
+
+    assert!(redirecting.received(SECRET_ID.as_bytes()), "the login went to the configured server");
+    assert!(!elsewhere.received(SECRET_ID.as_bytes()), "the secret id reached the redirect's target");
+    assert_eq!(elsewhere.connections(), 0, "{:?}", elsewhere.requests());
+    check_refused(&read.expect_err("a redirected login is no login"), &elsewhere);
+    assert_eq!(store.auth_stats().logins, 0);
 }
