@@ -358,6 +358,20 @@ fn connect_reason(target: &Target, detail: &str) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_redirects_origin_is_named_without_its_path_query_or_credentials() {
+        let endpoint = "https://secretsmanager.eu-west-1.amazonaws.com";
+        assert_eq!(
+            origin_of(endpoint, "http://user:pw@evil.example:8080/x?token=SECRET").as_deref(),
+            Some("http://evil.example:8080")
+        );
+        assert_eq!(
+            origin_of(endpoint, "/elsewhere?token=SECRET").as_deref(),
+            Some("https://secretsmanager.eu-west-1.amazonaws.com")
+        );
+        assert_eq!(origin_of(endpoint, "data:text/plain,SECRET").as_deref(), Some("a data: URL"));
+    }
+
     fn target() -> Target {
         Target {
             store: StoreId::new("aws").unwrap(),

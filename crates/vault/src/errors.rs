@@ -428,6 +428,8 @@ mod tests {
             Failure::CasRequired
         );
         assert_eq!(c.status(400, Some(&[CAS_MISMATCH.into()])), Failure::CasMismatch);
+        // A redirect whose target the client could not read: not followed, not retried.
+        assert!(matches!(c.status(307, None), Failure::Config(r, _) if r.contains("HTTP 307, a redirect;")));
         assert!(
             !Failure::CasMismatch.is_retriable(),
             "a mismatch is decided by the caller, not retried blindly"
