@@ -278,18 +278,19 @@
 //!
 //! What this crate holds is zeroized when dropped:
 //!
-//! - the token, the AppRole secret id and the JWT: [`SecretValue`](credstore_core::SecretValue)s or
-//!   `Zeroizing` strings; a login's `client_token` is moved into one at
-//!   once, and the copy a renewal answers is overwritten;
+//! - the token, the AppRole secret id and the JWT:
+//!   [`SecretValue`](credstore_core::SecretValue)s or `Zeroizing` strings;
+//!   a login's `client_token` is moved into one at once, and the copy a
+//!   renewal answers is overwritten;
 //! - the two plain `String` copies of the token vaultrs keeps in its client
 //!   (`VaultClientSettings::token`, `EndpointMiddleware::token`): overwritten
 //!   when the session holding them is dropped (a new login, a refused
 //!   token, the store dropped);
 //! - values read: text moved (not copied) out of the parsed answer into the
-//!   returned [`SecretValue`](credstore_core::SecretValue); base64 text zeroized once decoded; everything
-//!   else in the secret's data (other fields, a value refused as unreadable,
-//!   the data `has` and `version` read only for its version) overwritten
-//!   before it is dropped;
+//!   returned [`SecretValue`](credstore_core::SecretValue); base64 text
+//!   zeroized once decoded; everything else in the secret's data (other
+//!   fields, a value refused as unreadable, the data `has` and `version`
+//!   read only for its version) overwritten before it is dropped;
 //! - values written: the base64 text of a binary value; a text value is
 //!   borrowed, never copied, until it is serialized;
 //! - the raw body of the availability probe's `lookup-self` (which answers
