@@ -92,6 +92,20 @@ pub(crate) fn explicit(store: &StoreId, config: &AwsConfig) -> Result<(Client, T
     Ok((Client::from_conf(builder.build()), target(store, config, region)))
 }
 
+/// The endpoint the environment gives Secrets Manager, looked up as the
+/// SDK's `Builder::from(&SdkConfig)` does: the service's own
+/// (`AWS_ENDPOINT_URL_SECRETS_MANAGER`, a profile's `services` section),
+/// else the global one (`AWS_ENDPOINT_URL`, a profile's `endpoint_url`).
+fn environment_endpoint(sdk: &aws_config::SdkConfig) -> Option<String> {
+    let key = aws_types::service_config::ServiceConfigKey::builder()
+        .service_id("Secrets Manager")
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .ok()?;
+    sdk.service_config().and_then(|c| c.load_config(key)).or_else(|| sdk.endpoint_url().map(str::to_owned))
+}
+
 /// A client from the standard aws-config chain (environment, profile, SSO,
 /// web identity, container and instance metadata), with `config`'s settings
 /// taking precedence.
@@ -122,10 +136,20 @@ pub(crate) async fn from_env(store: &StoreId, config: &AwsConfig) -> Result<(Cli
         .retry_config(retries(config.effective_max_attempts()));
     let mut target = target(store, config, &region);
     match &config.endpoint_url {
+        // Checked with the rest of `config` before.
         Some(url) => builder = builder.endpoint_url(url),
         None => {
-            if let Some(url) = sdk.endpoint_url() {
-                target.endpoint = url.to_owned();
+            if let Some(url) = environment_endpoint(&sdk) {
+                crate::config::check_cleartext(&url, config.allow_insecure_http).map_err(|why| {
+                    Error::config(
+                        store,
+                        format!(
+                            "endpoint URL from the AWS environment (AWS_ENDPOINT_URL_SECRETS_MANAGER, \
+                             AWS_ENDPOINT_URL or a profile's endpoint_url): {why}"
+                        ),
+                    )
+                })?;
+                target.endpoint = url;
                 target.overridden = true;
             }
         }

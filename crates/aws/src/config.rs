@@ -66,6 +66,7 @@ pub struct AwsConfig {
     pub(crate) timeout: Option<Duration>,
     pub(crate) max_attempts: Option<u32>,
     pub(crate) credentials: Option<StaticCredentials>,
+    pub(crate) allow_insecure_http: bool,
 }
 
 impl AwsConfig {
@@ -85,9 +86,22 @@ impl AwsConfig {
     }
 
     /// Sends requests to this URL instead of the region's Secrets Manager
-    /// endpoint: a VPC endpoint, LocalStack, moto.
+    /// endpoint: a VPC endpoint, LocalStack, moto. A plain `http://` URL
+    /// must name a loopback host (`127.0.0.0/8`, `[::1]`, `localhost`)
+    /// unless [`AwsConfig::allow_insecure_http`] is set.
     pub fn endpoint_url(mut self, url: &str) -> Self {
         self.endpoint_url = Some(url.to_owned());
+        self
+    }
+
+    /// Accepts an `http://` endpoint to a host that is not loopback, given
+    /// here or by the AWS environment (`AWS_ENDPOINT_URL`, ...). Off by
+    /// default: over plain HTTP every value read or written, and the
+    /// session token, cross the network in the clear, so the store refuses
+    /// such an endpoint before sending anything. Loopback endpoints (moto,
+    /// LocalStack on the same host) need no setting.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
         self
     }
 
@@ -181,6 +195,7 @@ impl AwsConfig {
         }
         if let Some(url) = &self.endpoint_url {
             named("endpoint URL", check_endpoint(url))?;
+            named("endpoint URL", check_cleartext(url, self.allow_insecure_http))?;
         }
         if let Some(key) = &self.kms_key_id {
             named("KMS key id", check_kms_key_id(key))?;
@@ -252,6 +267,28 @@ fn check_endpoint(url: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// Refuses a plain `http://` endpoint to a host that is not loopback
+/// (`127.0.0.0/8`, `::1`, `localhost`) unless `allowed`. What does not parse
+/// as a URL is left to the other checks (and the SDK).
+pub(crate) fn check_cleartext(endpoint: &str, allowed: bool) -> std::result::Result<(), String> {
+    let Ok(url) = url::Url::parse(endpoint) else { return Ok(()) };
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    if url.scheme() != "http" || loopback || allowed {
+        Ok(())
+    } else {
+        Err(format!(
+            "{endpoint:?} is plain http:// to a host that is not loopback: values and the session token \
+             would cross the network in the clear; use https://, or set allow_insecure_http if the path \
+             is otherwise protected"
+        ))
+    }
+}
+
 fn check_kms_key_id(key: &str) -> std::result::Result<(), String> {
     if key.is_empty() || key.len() > 2048 {
         Err("must be 1 to 2048 characters".into())
@@ -290,6 +327,7 @@ fn check_max_attempts(attempts: u32) -> std::result::Result<(), String> {
 /// kms_key_id = "alias/payments" # default: the account's aws/secretsmanager key
 /// timeout_ms = 5000             # per request, retries included; default 10000
 /// max_attempts = 3              # per request, the first included; 1 to 20
+/// allow_insecure_http = false   # accept an http:// endpoint to a host that is not loopback
 /// ```
 ///
 /// Deserializing checks every field as [`AwsStore::from_env`] would, and
@@ -315,6 +353,10 @@ fn check_max_attempts(attempts: u32) -> std::result::Result<(), String> {
 /// let err = toml::from_str::<AwsSettings>("timeout_ms = 0").unwrap_err();
 /// assert!(err.to_string().contains("timeout_ms: must be more than zero"), "{err}");
 /// assert!(toml::from_str::<AwsSettings>("secret_access_key = \"x\"").is_err());
+/// // Plain HTTP only to a loopback host, unless allowed.
+/// let err = toml::from_str::<AwsSettings>("endpoint = \"http://sm.internal\"").unwrap_err();
+/// assert!(err.to_string().contains("allow_insecure_http"), "{err}");
+/// toml::from_str::<AwsSettings>("endpoint = \"http://127.0.0.1:4566\"").expect("loopback");
 ///
 /// // Opening loads the AWS chain (environment, profile files); no request
 /// // is sent until the store's first operation.
@@ -326,33 +368,31 @@ fn check_max_attempts(attempts: u32) -> std::result::Result<(), String> {
 /// [`AwsStore::from_env`]: crate::AwsStore::from_env
 #[cfg(feature = "serde")]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "de::Fields")]
 pub struct AwsSettings {
     /// The region, such as `eu-west-1`; default from the AWS environment.
-    #[serde(default, deserialize_with = "de::region")]
     pub region: Option<String>,
     /// An endpoint URL to use instead of AWS's (a VPC endpoint, LocalStack,
-    /// moto): `http://` or `https://`.
-    #[serde(default, deserialize_with = "de::endpoint")]
+    /// moto): `https://`, or `http://` to a loopback host (`127.0.0.0/8`,
+    /// `[::1]`, `localhost`) unless `allow_insecure_http` is set.
     pub endpoint: Option<String>,
     /// A prefix of every secret name this store manages (`prod/payments`):
     /// key `k` is the secret `prod/payments/k`. Segments follow the
     /// namespace rules, at most 256 bytes; a trailing `/` is dropped.
     /// Default: none, keys are secret names.
-    #[serde(default, deserialize_with = "de::prefix")]
     pub prefix: Option<String>,
     /// A KMS key (id, ARN or alias) to encrypt values with; default the
     /// account's `aws/secretsmanager` key.
-    #[serde(default, deserialize_with = "de::kms_key_id")]
     pub kms_key_id: Option<String>,
     /// Timeout of one request, retries included, in milliseconds; more than
     /// zero. Default [`DEFAULT_TIMEOUT`].
-    #[serde(default, deserialize_with = "de::timeout_ms")]
     pub timeout_ms: Option<u64>,
     /// Attempts per request, the first included: 1 to 20. Default
     /// [`DEFAULT_MAX_ATTEMPTS`].
-    #[serde(default, deserialize_with = "de::max_attempts")]
     pub max_attempts: Option<u32>,
+    /// Accept a plain `http://` endpoint to a host that is not loopback
+    /// (see [`AwsConfig::allow_insecure_http`]). Default `false`.
+    pub allow_insecure_http: bool,
 }
 
 #[cfg(feature = "serde")]
@@ -406,7 +446,7 @@ impl AwsSettings {
         if let Some(attempts) = self.max_attempts {
             config = config.max_attempts(attempts);
         }
-        config
+        config.allow_insecure_http(self.allow_insecure_http)
     }
 }
 
@@ -463,6 +503,47 @@ mod de {
     pub(super) fn max_attempts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
         checked(d, "max_attempts", |n: &u32| super::check_max_attempts(*n))
     }
+
+    /// The fields as read, each checked alone; [`super::AwsSettings`] is
+    /// made from them once the checks that take two fields pass.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct Fields {
+        #[serde(default, deserialize_with = "region")]
+        region: Option<String>,
+        #[serde(default, deserialize_with = "endpoint")]
+        endpoint: Option<String>,
+        #[serde(default, deserialize_with = "prefix")]
+        prefix: Option<String>,
+        #[serde(default, deserialize_with = "kms_key_id")]
+        kms_key_id: Option<String>,
+        #[serde(default, deserialize_with = "timeout_ms")]
+        timeout_ms: Option<u64>,
+        #[serde(default, deserialize_with = "max_attempts")]
+        max_attempts: Option<u32>,
+        #[serde(default)]
+        allow_insecure_http: bool,
+    }
+
+    impl TryFrom<Fields> for super::AwsSettings {
+        type Error = String;
+
+        fn try_from(f: Fields) -> Result<Self, String> {
+            if let Some(url) = &f.endpoint {
+                super::check_cleartext(url, f.allow_insecure_http)
+                    .map_err(|why| format!("endpoint: {why}"))?;
+            }
+            Ok(Self {
+                region: f.region,
+                endpoint: f.endpoint,
+                prefix: f.prefix,
+                kms_key_id: f.kms_key_id,
+                timeout_ms: f.timeout_ms,
+                max_attempts: f.max_attempts,
+                allow_insecure_http: f.allow_insecure_http,
+            })
+        }
+    }
 }
 
 impl fmt::Debug for AwsConfig {
@@ -477,6 +558,7 @@ impl fmt::Debug for AwsConfig {
             .field("timeout", &self.effective_timeout())
             .field("max_attempts", &self.effective_max_attempts())
             .field("credentials", &self.credentials)
+            .field("allow_insecure_http", &self.allow_insecure_http)
             .finish()
     }
 }
@@ -531,9 +613,35 @@ mod tests {
             assert!(matches!(err, Error::Config { .. }), "{err}");
         }
         AwsConfig::new().deletion(DeletionPolicy::RecoveryWindow(7)).validate(&id()).unwrap();
+        for loopback in
+            ["http://127.0.0.1:4566", "http://127.9.9.9", "http://[::1]:4566", "http://localhost:4566"]
+        {
+            AwsConfig::new().endpoint_url(loopback).validate(&id()).unwrap();
+        }
+        AwsConfig::new()
+            .endpoint_url("https://vpce-1.secretsmanager.eu-west-1.vpce.amazonaws.com")
+            .validate(&id())
+            .unwrap();
         AwsConfig::new().region("us-gov-west-1").validate(&id()).unwrap();
         let err = AwsConfig::new().max_attempts(21).validate(&id()).unwrap_err();
         assert!(err.to_string().contains("max_attempts: must be 1 to 20, not 21"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_to_a_host_that_is_not_loopback_needs_allow_insecure_http() {
+        for endpoint in [
+            "http://secretsmanager.internal:4566",
+            "http://10.0.0.5:4566",
+            "http://[2001:db8::1]:4566",
+            "http://localhost.example.com",
+        ] {
+            let config = AwsConfig::new().endpoint_url(endpoint);
+            let err = config.validate(&id()).expect_err(endpoint);
+            assert!(matches!(&err, Error::Config { store, .. } if store == &id()), "{endpoint}: {err:?}");
+            let text = err.to_string();
+            assert!(text.contains("endpoint URL") && text.contains("allow_insecure_http"), "{text}");
+            config.allow_insecure_http(true).validate(&id()).unwrap();
+        }
     }
 
     #[cfg(feature = "serde")]
@@ -566,6 +674,7 @@ mod tests {
                     kms_key_id: Some("alias/payments".into()),
                     timeout_ms: Some(2500),
                     max_attempts: Some(4),
+                    allow_insecure_http: false,
                 }
             );
             let config = settings.into_config();
@@ -587,7 +696,8 @@ mod tests {
                     prefix: None,
                     kms_key_id: None,
                     timeout_ms: None,
-                    max_attempts: None
+                    max_attempts: None,
+                    allow_insecure_http: false,
                 }
             );
             let config = empty.into_config();
@@ -648,6 +758,10 @@ mod tests {
                 ("region = \"\"", "region: \"\" is not an AWS region name"),
                 ("endpoint = \"localhost:4566\"", "endpoint: \"localhost:4566\" must start with http://"),
                 ("endpoint = \"http://\"", "endpoint: \"http://\" must start with http://"),
+                (
+                    "endpoint = \"http://sm.internal:4566\"",
+                    "endpoint: \"http://sm.internal:4566\" is plain http://",
+                ),
                 ("prefix = \"a b\"", "prefix: \"a b\" segment 0 breaks the id rules"),
                 ("prefix = \"a//b\"", "prefix: "),
                 ("kms_key_id = \"\"", "kms_key_id: must be 1 to 2048 characters"),
@@ -663,6 +777,10 @@ mod tests {
             let long = format!("prefix = \"{}\"", "p".repeat(257));
             assert!(parse(&long).unwrap_err().contains("prefix: "));
             // What deserializing accepts, the store accepts.
+            let allowed =
+                parse("endpoint = \"http://sm.internal:4566\"\nallow_insecure_http = true").unwrap();
+            assert!(allowed.allow_insecure_http);
+            allowed.into_config().validate(&id()).unwrap();
             let longest = format!("prefix = \"{}/{}\"", "a".repeat(128), "b".repeat(127));
             parse(&longest).unwrap().into_config().validate(&id()).unwrap();
         }

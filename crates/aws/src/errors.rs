@@ -13,6 +13,7 @@
 //! | `UnrecognizedClientException`, `InvalidClientTokenId`, `InvalidSignatureException`, `SignatureDoesNotMatch`, `ExpiredToken(Exception)`, `IncompleteSignature`, `MissingAuthenticationToken` | [`Error::PermissionDenied`] "invalid credentials" |
 //! | `ThrottlingException`, `TooManyRequestsException`, `RequestLimitExceeded`, `InternalServiceError`, `InternalFailure`, `ServiceUnavailable`, other HTTP 429/5xx | [`Error::Unavailable`] |
 //! | timeouts, connection and DNS failures, cut-off responses | [`Error::Unavailable`] |
+//! | HTTP 3xx (a redirect, never followed) | [`Error::Config`] naming the target's origin |
 //! | `DecryptionFailure`, `EncryptionFailure` (the KMS key) | [`Error::Config`] |
 //! | anything else | [`Error::Backend`] |
 //!
@@ -193,6 +194,26 @@ where
         message: Some(message),
         status: err.raw_response().map(|r| r.status().as_u16()),
     };
+    if let Some(raw) = err.raw_response().filter(|r| (300..400).contains(&r.status().as_u16())) {
+        // The SDK's HTTP client follows no redirect: the answer comes back
+        // as it is. Say so, naming where it pointed.
+        let status = raw.status().as_u16();
+        let origin = raw.headers().get("location").and_then(|l| origin_of(&target.endpoint, l));
+        let to = origin.map(|o| format!(" to {o}")).unwrap_or_default();
+        let reason = format!(
+            "AWS Secrets Manager at {} answered {operation} with HTTP {status}, a redirect{to}; the store \
+             follows no redirect, so neither the signed request nor its body went there: set the endpoint \
+             to the service itself",
+            target.endpoint
+        );
+        let error = Error::config(store, reason).with_source(AwsError {
+            operation,
+            code: None,
+            message: Some(format!("HTTP {status} redirect{to} not followed")),
+            status: Some(status),
+        });
+        return Failure { kind: Kind::Other, error };
+    }
     match &err {
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
@@ -292,6 +313,16 @@ pub(crate) fn service_failure(
     Failure { kind, error: error.with_source(source) }
 }
 
+/// The origin (scheme, host, port) a `Location` header points to, resolved
+/// against the endpoint; never its path or query, which may carry anything.
+fn origin_of(endpoint: &str, location: &str) -> Option<String> {
+    let target = url::Url::parse(endpoint).ok()?.join(location).ok()?;
+    match target.origin() {
+        origin @ url::Origin::Tuple(..) => Some(origin.ascii_serialization()),
+        url::Origin::Opaque(_) => Some(format!("a {}: URL", target.scheme())),
+    }
+}
+
 /// The text of the first `<tag>…</tag>` in an XML error body, when short and plain.
 fn xml_element(body: &str, tag: &str) -> Option<String> {
     let open = format!("<{tag}>");
@@ -326,6 +357,20 @@ fn connect_reason(target: &Target, detail: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redirects_origin_is_named_without_its_path_query_or_credentials() {
+        let endpoint = "https://secretsmanager.eu-west-1.amazonaws.com";
+        assert_eq!(
+            origin_of(endpoint, "http://user:pw@evil.example:8080/x?token=SECRET").as_deref(),
+            Some("http://evil.example:8080")
+        );
+        assert_eq!(
+            origin_of(endpoint, "/elsewhere?token=SECRET").as_deref(),
+            Some("https://secretsmanager.eu-west-1.amazonaws.com")
+        );
+        assert_eq!(origin_of(endpoint, "data:text/plain,SECRET").as_deref(), Some("a data: URL"));
+    }
 
     fn target() -> Target {
         Target {

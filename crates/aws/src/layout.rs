@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use credstore_core::{CredentialKey, Error, Metadata, Namespace, Result, SecretValue, StoreId};
 use serde_json::{Map, Value};
+use zeroize::Zeroizing;
 
 /// The `SecretString` stored for an empty value, which Secrets Manager
 /// refuses. The envelope's `e` flag tells it apart from a real `" "`.
@@ -44,22 +45,24 @@ pub(crate) fn max_namespace_len(prefix: &str) -> usize {
 pub(crate) const STAGED_LABEL: &str = "credstore-staged";
 
 /// What a value is stored as: text in `SecretString` (the empty value as
-/// [`EMPTY_PLACEHOLDER`]), anything else in `SecretBinary`.
+/// [`EMPTY_PLACEHOLDER`]), anything else in `SecretBinary`. The crate's copy
+/// of the value for the requests of one write (retries included), zeroized
+/// when dropped.
 pub(crate) enum Payload {
     /// `SecretString`.
-    Text(String),
+    Text(Zeroizing<String>),
     /// `SecretBinary`.
-    Binary(Vec<u8>),
+    Binary(Zeroizing<Vec<u8>>),
 }
 
 impl Payload {
     pub(crate) fn of(value: &SecretValue) -> Self {
         if value.is_empty() {
-            return Payload::Text(EMPTY_PLACEHOLDER.to_owned());
+            return Payload::Text(Zeroizing::new(EMPTY_PLACEHOLDER.to_owned()));
         }
         match value.expose_str() {
-            Ok(text) => Payload::Text(text.to_owned()),
-            Err(_) => Payload::Binary(value.expose_secret().to_vec()),
+            Ok(text) => Payload::Text(Zeroizing::new(text.to_owned())),
+            Err(_) => Payload::Binary(Zeroizing::new(value.expose_secret().to_vec())),
         }
     }
 }
@@ -378,10 +381,21 @@ mod tests {
 
     #[test]
     fn text_and_binary_payloads() {
-        assert!(matches!(Payload::of(&SecretValue::from("t")), Payload::Text(t) if t == "t"));
-        assert!(matches!(Payload::of(&SecretValue::from("")), Payload::Text(t) if t == EMPTY_PLACEHOLDER));
+        assert!(matches!(Payload::of(&SecretValue::from("t")), Payload::Text(t) if *t == "t"));
+        assert!(matches!(Payload::of(&SecretValue::from("")), Payload::Text(t) if *t == EMPTY_PLACEHOLDER));
         let bytes = vec![0xff, 0x00, 0x80];
-        assert!(matches!(Payload::of(&SecretValue::from(bytes.clone())), Payload::Binary(b) if b == bytes));
+        assert!(matches!(Payload::of(&SecretValue::from(bytes.clone())), Payload::Binary(b) if *b == bytes));
+    }
+
+    #[test]
+    fn the_payloads_copy_of_a_value_is_zeroized_on_drop() {
+        fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        for value in [SecretValue::from("text"), SecretValue::from(vec![0xff])] {
+            match Payload::of(&value) {
+                Payload::Text(t) => zeroized_on_drop(&t),
+                Payload::Binary(b) => zeroized_on_drop(&b),
+            }
+        }
     }
 
     #[test]

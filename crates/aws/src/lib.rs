@@ -55,8 +55,8 @@
 //!
 //! With the `serde` feature, `AwsSettings` is what one store's table of a
 //! configuration file holds (`region`, `endpoint`, `prefix`, `kms_key_id`,
-//! `timeout_ms`, `max_attempts`, all optional; credentials always from the
-//! AWS chain), checked as it is deserialized, and `AwsSettings::open`
+//! `timeout_ms`, `max_attempts`, `allow_insecure_http`, all optional;
+//! credentials always from the AWS chain), checked as it is deserialized, and `AwsSettings::open`
 //! opens the store as [`AwsStore::from_env`] does. `credstore-server`'s
 //! `[[stores]]` tables of `type = "aws-secrets-manager"` are these
 //! settings.
@@ -276,12 +276,63 @@
 //! [`AwsConfig::timeout`], retries included, and retried at most
 //! [`AwsConfig::max_attempts`] times, only when retriable.
 //!
+//! # Plain HTTP
+//!
+//! An `http://` endpoint, given by [`AwsConfig::endpoint_url`], the
+//! settings' `endpoint` or the AWS environment (`AWS_ENDPOINT_URL`,
+//! `AWS_ENDPOINT_URL_SECRETS_MANAGER`, a profile's `endpoint_url`), must
+//! name a loopback host (`127.0.0.0/8`, `[::1]`, `localhost`: moto or
+//! LocalStack on the same host) unless [`AwsConfig::allow_insecure_http`]
+//! (`allow_insecure_http = true`) is set: values and the session token
+//! would cross the network in the clear. [`AwsStore::new`] and
+//! [`AwsStore::from_env`] refuse it with
+//! [`Error::Config`](credstore_core::Error::Config) naming the setting,
+//! before any request; the settings refuse it when deserialized.
+//!
+//! # Redirects
+//!
+//! No redirect is followed: the SDK's HTTP client (hyper through
+//! `aws-smithy-http-client`) has no redirect support, so a `3xx` answer
+//! comes back as it is, and neither the signed request (with its session
+//! token) nor a written value goes to the place it points to. Secrets
+//! Manager never redirects; an endpoint that does (a proxy, a wrong
+//! [`AwsConfig::endpoint_url`]) fails the call with
+//! [`Error::Config`](credstore_core::Error::Config) naming the status and
+//! the target's origin (scheme, host, port; never its path or query), not
+//! retried. The tests pin this down with a loopback server answering `307`.
+//!
 //! # Secrets
 //!
 //! No value, secret access key or session token appears in `Debug`, errors or
-//! logs. Values read are moved into zeroizing [`SecretValue`](credstore_core::SecretValue)s;
-//! copies the SDK makes while sending (request bodies, the credentials it
-//! signs with) are not zeroized, as the SDK does not offer it.
+//! logs. What this crate holds is zeroized when dropped:
+//!
+//! - values read: moved (not copied) out of the `GetSecretValue` answer
+//!   into a zeroizing [`SecretValue`](credstore_core::SecretValue); an
+//!   answer dropped unused (a read of a version that turned out not to be
+//!   current, a retry, an error) has its `SecretString` or `SecretBinary`
+//!   overwritten first;
+//! - values written: one `Zeroizing` copy per write, kept for its requests
+//!   (`CreateSecret`, `UpdateSecret`, `PutSecretValue`, retries included);
+//! - static credentials: handed to the SDK's `Credentials`, which keeps
+//!   them in `Zeroizing` strings.
+//!
+//! ## What stays in memory
+//!
+//! The SDK owns the buffers below, and frees them without overwriting them,
+//! so the bytes may linger in freed memory until reused:
+//!
+//! - writes: each request's input takes its own `String` (or `Blob`) copy of
+//!   the value, which the SDK serializes into a JSON body (`SecretBinary` as
+//!   base64) and hyper sends;
+//! - reads: hyper's receive buffers, the response body, and the JSON
+//!   deserializer's copies (a `SecretString` with escapes is unescaped into
+//!   a new string; `SecretBinary` is decoded from base64);
+//! - signing: the SDK copies the session token into the
+//!   `X-Amz-Security-Token` header of each request;
+//! - TLS: rustls encrypts from and decrypts into buffers of its own.
+//!
+//! Where freed memory must not hold a secret, run with an allocator that
+//! clears freed memory.
 #![warn(missing_docs)]
 
 mod client;

@@ -225,7 +225,8 @@ impl AwsStore {
     /// # Errors
     /// [`Error::Config`] when the region or the credentials are missing, or a
     /// setting is invalid (prefix, region name, endpoint URL, tags, recovery
-    /// window, timeout, attempts).
+    /// window, timeout, attempts); a plain `http://` endpoint URL to a host
+    /// that is not loopback without [`AwsConfig::allow_insecure_http`].
     pub fn new(id: StoreId, config: AwsConfig) -> Result<Self> {
         config.validate(&id)?;
         let (client, target) = crate::client::explicit(&id, &config)?;
@@ -244,7 +245,9 @@ impl AwsStore {
     ///
     /// # Errors
     /// [`Error::Config`] when no region can be found, or a setting is
-    /// invalid.
+    /// invalid; a plain `http://` endpoint to a host that is not loopback,
+    /// from `config` or from the environment (`AWS_ENDPOINT_URL`, ...),
+    /// without [`AwsConfig::allow_insecure_http`].
     pub async fn from_env(id: StoreId, config: AwsConfig) -> Result<Self> {
         config.validate(&id)?;
         let (client, target) = crate::client::from_env(&id, &config).await?;
@@ -344,15 +347,13 @@ impl AwsStore {
         &self,
         key: &CredentialKey,
         known: Known,
-        mut out: GetSecretValueOutput,
+        mut out: ValueRead,
     ) -> Result<Credential> {
         let name = self.names.name(key);
         let value = if known.envelope.e {
             SecretValue::default()
-        } else if let Some(s) = out.secret_string.take() {
-            SecretValue::from_text(s)
-        } else if let Some(blob) = out.secret_binary.take() {
-            SecretValue::from_bytes(blob.into_inner())
+        } else if let Some(value) = out.take_value() {
+            value
         } else {
             return Err(Error::backend(&self.id, format!("secret {name:?} has a version without a value")));
         };
@@ -398,16 +399,14 @@ impl AwsStore {
         key: &CredentialKey,
         desc: &DescribeSecretOutput,
         view: &View,
-        mut out: GetSecretValueOutput,
+        mut out: ValueRead,
     ) -> Result<Credential> {
         let name = self.names.name(key);
         let envelope = view.envelope.as_ref();
         let value = if view.ours && envelope.is_some_and(|e| e.e) {
             SecretValue::default()
-        } else if let Some(s) = out.secret_string.take() {
-            SecretValue::from_text(s)
-        } else if let Some(blob) = out.secret_binary.take() {
-            SecretValue::from_bytes(blob.into_inner())
+        } else if let Some(value) = out.take_value() {
+            value
         } else {
             return Err(Error::backend(&self.id, format!("secret {name:?} has a version without a value")));
         };
@@ -444,8 +443,8 @@ impl AwsStore {
             .description(envelope.encode())
             .client_request_token(&envelope.v);
         req = match value {
-            Payload::Text(text) => req.secret_string(text),
-            Payload::Binary(bytes) => req.secret_binary(Blob::new(bytes.clone())),
+            Payload::Text(text) => req.secret_string(text.as_str()),
+            Payload::Binary(bytes) => req.secret_binary(Blob::new(bytes.to_vec())),
         };
         if let Some(kms) = &self.shared.kms_key_id {
             req = req.kms_key_id(kms);
@@ -476,8 +475,8 @@ impl AwsStore {
             .description(envelope.encode())
             .client_request_token(&envelope.v);
         req = match value {
-            Payload::Text(text) => req.secret_string(text),
-            Payload::Binary(bytes) => req.secret_binary(Blob::new(bytes.clone())),
+            Payload::Text(text) => req.secret_string(text.as_str()),
+            Payload::Binary(bytes) => req.secret_binary(Blob::new(bytes.to_vec())),
         };
         if let Some(kms) = self.shared.kms_key_id.as_ref().filter(|_| with_kms) {
             req = req.kms_key_id(kms);
@@ -495,8 +494,8 @@ impl AwsStore {
             .client_request_token(version)
             .version_stages(STAGED_LABEL);
         req = match value {
-            Payload::Text(text) => req.secret_string(text),
-            Payload::Binary(bytes) => req.secret_binary(Blob::new(bytes.clone())),
+            Payload::Text(text) => req.secret_string(text.as_str()),
+            Payload::Binary(bytes) => req.secret_binary(Blob::new(bytes.to_vec())),
         };
         req.send().await.map(drop).map_err(|e| self.fail("PutSecretValue", true, e))
     }
@@ -546,18 +545,14 @@ impl AwsStore {
     }
 
     /// `GetSecretValue` of `version`, or of `AWSCURRENT` when `None`.
-    async fn read_value(
-        &self,
-        name: &str,
-        version: Option<&str>,
-    ) -> std::result::Result<GetSecretValueOutput, Failure> {
+    async fn read_value(&self, name: &str, version: Option<&str>) -> std::result::Result<ValueRead, Failure> {
         let req = self.client().get_secret_value().secret_id(name);
         let req = match version {
             Some(v) => req.version_id(v),
             // As a bare read: the service's current version.
             None => req,
         };
-        req.send().await.map_err(|e| self.fail("GetSecretValue", false, e))
+        req.send().await.map(ValueRead).map_err(|e| self.fail("GetSecretValue", false, e))
     }
 
     /// `TagResource` of [`CREATED_TAG`]: `created_at` of a key set anew on
@@ -894,6 +889,48 @@ fn created_tag(desc: &DescribeSecretOutput) -> Option<SystemTime> {
 /// Whether a version read carries `AWSCURRENT` (moto answers a bare
 /// `GetSecretValue` with a version that lost it to
 /// `UpdateSecretVersionStage`).
+/// A `GetSecretValue` answer: its value is moved out by
+/// [`ValueRead::take_value`], or overwritten when the answer is dropped
+/// unused (a read of the wrong version, a retry, an error).
+pub(crate) struct ValueRead(GetSecretValueOutput);
+
+impl ValueRead {
+    /// The value, moved (not copied) out of the answer.
+    fn take_value(&mut self) -> Option<SecretValue> {
+        if let Some(s) = self.0.secret_string.take() {
+            Some(SecretValue::from_text(s))
+        } else {
+            self.0.secret_binary.take().map(|blob| SecretValue::from_bytes(blob.into_inner()))
+        }
+    }
+
+    fn wipe(&mut self) {
+        use zeroize::Zeroize as _;
+        if let Some(s) = self.0.secret_string.as_mut() {
+            s.zeroize();
+        }
+        if let Some(blob) = self.0.secret_binary.take() {
+            blob.into_inner().zeroize();
+        }
+    }
+}
+
+impl std::ops::Deref for ValueRead {
+    type Target = GetSecretValueOutput;
+
+    fn deref(&self) -> &GetSecretValueOutput {
+        &self.0
+    }
+}
+
+impl Drop for ValueRead {
+    fn drop(&mut self) {
+        self.wipe();
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for ValueRead {}
+
 fn is_current(out: &GetSecretValueOutput) -> bool {
     out.version_stages().iter().any(|l| l == CURRENT)
 }
@@ -1365,6 +1402,25 @@ mod tests {
         if let Some(old) = now.checked_sub(PROOF_FOR) {
             assert!(!Proof { seen: old, ..proof }.fresh(), "a proof is trusted for PROOF_FOR only");
         }
+    }
+
+    #[test]
+    fn a_value_read_is_moved_out_or_wiped() {
+        fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let answer = || GetSecretValueOutput::builder().secret_string("s3cret").version_id("v1").build();
+        let mut read = ValueRead(answer());
+        zeroized_on_drop(&read);
+        assert_eq!(read.take_value().unwrap().expose_str().unwrap(), "s3cret");
+        assert!(read.secret_string().is_none() && read.take_value().is_none(), "moved, not copied");
+        let mut unused = ValueRead(answer());
+        unused.wipe();
+        assert_eq!(unused.secret_string(), Some(""), "overwritten");
+        let binary = GetSecretValueOutput::builder().secret_binary(Blob::new(vec![1, 2, 3])).build();
+        let mut unused = ValueRead(binary);
+        unused.wipe();
+        assert!(unused.secret_binary().is_none());
+        let binary = GetSecretValueOutput::builder().secret_binary(Blob::new(vec![0xff])).build();
+        assert_eq!(ValueRead(binary).take_value().unwrap().expose_secret(), [0xff]);
     }
 
     #[test]

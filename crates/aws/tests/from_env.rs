@@ -25,7 +25,14 @@ fn from_env_uses_the_chain_and_config_overrides_it() {
     ] {
         std::env::set_var(name, value);
     }
-    for name in ["AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"] {
+    for name in [
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    ] {
         std::env::remove_var(name);
     }
     let Some(moto) = Moto::start() else { return };
@@ -50,6 +57,22 @@ fn from_env_uses_the_chain_and_config_overrides_it() {
             "chain"
         );
         assert!(store.check_availability().await.available);
+
+        // Plain HTTP to a host that is not loopback, from the environment:
+        // refused before any request, naming where it came from, unless allowed.
+        for var in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SECRETS_MANAGER"] {
+            std::env::set_var(var, "http://secretsmanager.internal:4566");
+            let err = AwsStore::from_env(id(), AwsConfig::new()).await.expect_err("cleartext endpoint");
+            let text = err.to_string();
+            assert!(matches!(&err, Error::Config { .. }), "{var}: {err:?}");
+            assert!(
+                text.contains("AWS_ENDPOINT_URL") && text.contains("allow_insecure_http"),
+                "{var}: {text}"
+            );
+            AwsStore::from_env(id(), AwsConfig::new().allow_insecure_http(true)).await.expect("allowed");
+            std::env::remove_var(var);
+        }
+        std::env::set_var("AWS_ENDPOINT_URL", moto.endpoint());
 
         // An explicit endpoint beats AWS_ENDPOINT_URL: a closed port, so it fails.
         let closed = format!("http://127.0.0.1:{}", credstore_test_servers::free_port());

@@ -10,9 +10,13 @@
 //!   readiness by probing it, never by sleeping a fixed time.
 //! - [`proxy::CountingProxy`] sits between a client and a server and counts
 //!   (and names) the HTTP requests each operation makes.
+//! - [`canned::CannedServer`] answers each request with a canned response
+//!   and records everything it receives (a redirect to another origin, a
+//!   malformed login answer).
 //! - [`jwt::JwtSigner`] signs JWTs with a key the test generates, for the
 //!   JWT auth method ([`openbao::OpenBao::enable_jwt`]).
 
+pub mod canned;
 pub mod jwt;
 pub mod moto;
 pub mod openbao;

@@ -60,7 +60,24 @@ impl Session {
     fn needs_refresh(&self, now: Instant) -> bool {
         self.refresh_at.is_some_and(|t| now >= t)
     }
+
+    /// Overwrites the plain `String` copies of the token that vaultrs keeps
+    /// (its settings and its request middleware; both fields are public).
+    fn wipe(&mut self) {
+        use zeroize::Zeroize as _;
+        self.client.settings.token.zeroize();
+        self.client.middle.token.zeroize();
+    }
 }
+
+/// The token's own copy is a `Zeroizing`; vaultrs's copies are wiped here.
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.wipe();
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for Session {}
 
 /// How often the store logged in and renewed, for monitoring and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -99,6 +116,10 @@ pub(crate) fn connect(config: &VaultConfig, mount: String) -> Result<Connection,
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(format!("address {address:?} must be an http:// or https:// URL with a host"));
     }
+    check_cleartext(&url, config.allow_insecure_http).map_err(|why| match config.address_var {
+        Some(var) => format!("address {address:?} (from {var}) {why}"),
+        None => format!("address {address:?} {why}"),
+    })?;
     if config.timeout.is_zero() {
         return Err("timeout must be more than zero".into());
     }
@@ -164,6 +185,26 @@ pub(crate) fn connect(config: &VaultConfig, mount: String) -> Result<Connection,
     Ok(conn)
 }
 
+/// Refuses plain `http://` to a host that is not loopback (`127.0.0.0/8`,
+/// `::1`, `localhost`) unless `allowed`: the token and every value would
+/// cross the network in the clear. The message follows the address.
+pub(crate) fn check_cleartext(url: &url::Url, allowed: bool) -> Result<(), String> {
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    if url.scheme() != "http" || loopback || allowed {
+        Ok(())
+    } else {
+        Err("is plain http:// to a host that is not loopback: the token and every value would cross the \
+             network in the clear; use https://, or set allow_insecure_http if the path is otherwise \
+             protected"
+            .into())
+    }
+}
+
 /// A token or namespace goes into an HTTP header: visible ASCII only. The
 /// message names the setting, never its value.
 fn check_header(what: &str, value: &str) -> Result<(), String> {
@@ -199,12 +240,45 @@ fn http_client(config: &VaultConfig, https: bool) -> Result<reqwest::Client, Str
     };
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            let refused = RedirectRefused::new(attempt.status().as_u16(), attempt.url());
+            attempt.error(refused)
+        }))
         .timeout(config.timeout)
         .connect_timeout(config.timeout)
         .pool_idle_timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
+
+/// A redirect the client refused to follow: no request goes to another
+/// origin, nor to the same one, so neither the token nor a written value
+/// can be sent anywhere but the configured address (see the crate docs,
+/// "Redirects"). Holds the target's origin only (scheme, host, port): its
+/// path and query may carry anything.
+#[derive(Debug)]
+pub(crate) struct RedirectRefused {
+    pub status: u16,
+    pub origin: String,
+}
+
+impl RedirectRefused {
+    fn new(status: u16, target: &url::Url) -> Self {
+        let origin = match target.origin() {
+            url::Origin::Tuple(..) => target.origin().ascii_serialization(),
+            url::Origin::Opaque(_) => format!("a {}: URL", target.scheme()),
+        };
+        Self { status, origin }
+    }
+}
+
+impl std::fmt::Display for RedirectRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTP {} redirect to {} not followed", self.status, self.origin)
+    }
+}
+
+impl std::error::Error for RedirectRefused {}
 
 /// The CA certificates of a PEM file.
 fn load_roots(path: &std::path::Path) -> Result<rustls::RootCertStore, String> {
@@ -353,7 +427,12 @@ impl Connection {
                 return Ok(s.clone());
             }
             if s.renewable && s.expires_at.is_some_and(|e| now + RENEW_MARGIN < e) {
-                match vaultrs::token::renew_self(&s.client, None).await {
+                let renewed = vaultrs::token::renew_self(&s.client, None).await.map(|mut auth| {
+                    // The same token again, in a plain `String`: not kept.
+                    zeroize::Zeroize::zeroize(&mut auth.client_token);
+                    auth
+                });
+                match renewed {
                     Ok(auth) if Duration::from_secs(auth.lease_duration) * 2 >= s.login_lease => {
                         self.renewals.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(store.address = %self.address, lease_secs = auth.lease_duration, "vault token renewed");
@@ -401,9 +480,23 @@ impl Connection {
         };
         match result {
             Ok(auth) => {
+                let token = Zeroizing::new(auth.client_token);
+                // Checked as a configured token is: vaultrs puts it in a
+                // header with `HeaderValue::from_str(..).unwrap()`, so a bad
+                // one would panic at every request. Nothing is installed.
+                if token.is_empty() {
+                    return Err(Failure::other(format!(
+                        "the {method} login at auth/{mount} answered an empty token"
+                    )));
+                }
+                check_header("token", &token).map_err(|_| {
+                    Failure::other(format!(
+                        "the {method} login at auth/{mount} answered a token that an HTTP header cannot \
+                         carry (characters other than visible ASCII); it was not used"
+                    ))
+                })?;
                 self.logins.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(store.address = %self.address, auth.method = method, auth.mount = %mount, lease_secs = auth.lease_duration, "vault {method} login");
-                let token = Zeroizing::new(auth.client_token);
                 let lease = Some(Duration::from_secs(auth.lease_duration));
                 Ok(self.install(self.session_for(token, lease, auth.renewable)))
             }
@@ -501,7 +594,9 @@ impl Connection {
         }
         let resp = req.send().await.map_err(|e| ctx.network_failure(&e))?;
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| ctx.network_failure(&e))?;
+        // `auth/token/lookup-self` answers the token itself: the raw body is
+        // wiped here, the parsed one by the caller ([`crate::layout::scrub`]).
+        let body = Zeroizing::new(Vec::from(resp.bytes().await.map_err(|e| ctx.network_failure(&e))?));
         Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
     }
 
@@ -579,6 +674,9 @@ impl Connection {
         let session = self.session(ctx).await.map_err(|f| reason(&f))?;
         let (status, body) =
             self.raw_get(ctx, "auth/token/lookup-self", Some(&session)).await.map_err(|f| reason(&f))?;
+        let errors = errors_of(&body);
+        // It holds the token (`data.id`).
+        crate::layout::scrub(body);
         match status {
             200 => {}
             400 | 401 | 403 => {
@@ -590,7 +688,7 @@ impl Connection {
                 }
                 .into());
             }
-            other => return Err(reason(&ctx.status(other, errors_of(&body).as_deref()))),
+            other => return Err(reason(&ctx.status(other, errors.as_deref()))),
         }
         match self.mount_kind(ctx).await.map_err(|f| reason(&f))? {
             MountKind::KvV2 => {
@@ -674,4 +772,23 @@ async fn backoff(attempt: u32) {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let jitter = base.mul_f64(f64::from(nanos % 500) / 1000.0);
     tokio::time::sleep(base + jitter).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_wipes_the_token_copies_vaultrs_keeps() {
+        fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let config = VaultConfig::new("http://127.0.0.1:8200");
+        let conn = connect(&config, "secret".into()).unwrap();
+        let mut session = conn.session_for(Zeroizing::new("hvs.session-SECRET".into()), None, false);
+        zeroized_on_drop(&session);
+        zeroized_on_drop(&session.token);
+        assert_eq!(session.client.settings.token, "hvs.session-SECRET");
+        assert_eq!(session.client.middle.token, "hvs.session-SECRET");
+        session.wipe();
+        assert!(session.client.settings.token.is_empty() && session.client.middle.token.is_empty());
+    }
 }

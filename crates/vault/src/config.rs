@@ -65,12 +65,19 @@ pub struct VaultConfig {
     pub(crate) ca_cert: Option<PathBuf>,
     pub(crate) skip_verify: bool,
     pub(crate) jwt_mount: String,
+    pub(crate) allow_insecure_http: bool,
+    /// The environment variable the address came from, for messages.
+    pub(crate) address_var: Option<&'static str>,
 }
 
 impl VaultConfig {
     /// Settings for the server at `address` (`https://vault.example.com:8200`),
     /// with no token, the mount `secret`, no path prefix, no Vault namespace,
     /// a 10 second timeout and TLS verified against the system's roots.
+    ///
+    /// An `http://` address must name a loopback host (`127.0.0.0/8`,
+    /// `[::1]`, `localhost`) unless [`VaultConfig::allow_insecure_http`] is
+    /// set: [`crate::VaultStore::new`] refuses it otherwise.
     pub fn new(address: impl Into<String>) -> Self {
         Self {
             address: address.into(),
@@ -82,6 +89,8 @@ impl VaultConfig {
             ca_cert: None,
             skip_verify: false,
             jwt_mount: DEFAULT_JWT_MOUNT.to_owned(),
+            allow_insecure_http: false,
+            address_var: None,
         }
     }
 
@@ -101,6 +110,10 @@ impl VaultConfig {
     /// default [`DEFAULT_JWT_MOUNT`]. Otherwise `VAULT_TOKEN`, if set, is
     /// the token.
     ///
+    /// An `http://` address to a host that is not loopback is refused by
+    /// [`crate::VaultStore::new`], naming the variable, unless
+    /// [`VaultConfig::allow_insecure_http`] is set on the result.
+    ///
     /// # Errors
     /// [`Error::InvalidInput`] on field `VAULT_ADDR` when neither it nor
     /// `BAO_ADDR` is set.
@@ -114,7 +127,9 @@ impl VaultConfig {
             field: "VAULT_ADDR".into(),
             reason: "is not set (nor BAO_ADDR)".into(),
         })?;
+        let from_vault = std::env::var("VAULT_ADDR").is_ok_and(|v| !v.is_empty());
         let mut config = Self::new(address);
+        config.address_var = Some(if from_vault { "VAULT_ADDR" } else { "BAO_ADDR" });
         if let Some(role) = var("JWT_ROLE") {
             let file = var("JWT_FILE").unwrap_or_else(|| DEFAULT_JWT_FILE.to_owned());
             config = config.jwt(role, file);
@@ -245,6 +260,17 @@ impl VaultConfig {
         self
     }
 
+    /// Accepts an `http://` address to a host that is not loopback. Off by
+    /// default: over plain HTTP the token, and every value read or written,
+    /// cross the network in the clear, so [`crate::VaultStore::new`] refuses
+    /// such an address unless this is set. Loopback addresses
+    /// (`127.0.0.0/8`, `[::1]`, `localhost`), such as a Vault Agent or a dev
+    /// server on the same host, need no setting.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
     /// Accepts any TLS certificate. For tests against self-signed servers
     /// only: it makes the connection open to interception.
     pub fn skip_verify(mut self, skip: bool) -> Self {
@@ -329,6 +355,7 @@ impl fmt::Debug for VaultConfig {
             .field("timeout", &self.timeout)
             .field("ca_cert", &self.ca_cert)
             .field("skip_verify", &self.skip_verify)
+            .field("allow_insecure_http", &self.allow_insecure_http)
             .finish()
     }
 }
@@ -380,6 +407,14 @@ mod tests {
         std::env::set_var("BAO_TOKEN", "bao-token");
         let c = VaultConfig::from_env().unwrap();
         assert_eq!((c.address(), c.auth_method()), ("http://bao:8200", "token"));
+        // Plain HTTP to a host that is not loopback: refused, naming the variable.
+        let id = credstore_core::StoreId::new("v").unwrap();
+        let err = crate::VaultStore::new(id.clone(), c.clone()).unwrap_err();
+        assert!(matches!(&err, Error::Config { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("(from BAO_ADDR)") && err.to_string().contains("allow_insecure_http")
+        );
+        assert!(crate::VaultStore::new(id, c.allow_insecure_http(true)).is_ok());
         std::env::set_var("VAULT_ADDR", "https://vault:8200");
         std::env::set_var("VAULT_TOKEN", "vault-token");
         std::env::set_var("VAULT_NAMESPACE", "admin/team");
@@ -480,6 +515,7 @@ pub enum LoginSettings {
 /// vault_namespace = "team-a"        # optional: X-Vault-Namespace
 /// ca_cert = "vault-ca.pem"          # optional: CA certificates to trust instead of the system's
 /// timeout_ms = 10000                # optional: one operation, retries included
+/// allow_insecure_http = false       # optional: accept an http:// address to a host that is not loopback
 /// # One login (or none: VAULT_TOKEN when set):
 /// token_file = "/run/secrets/vault-token"          # or token_env = "VAULT_TOKEN_PROD"
 /// # approle_role_id = "..."; approle_secret_id_file = "..." (or _env); approle_mount = "approle"
@@ -497,6 +533,12 @@ pub enum LoginSettings {
 ///     r#"{"address": "http://127.0.0.1:8200", "token_file": "t", "jwt_role": "payments"}"#,
 /// );
 /// assert!(mistake.unwrap_err().to_string().contains("one of a token, an AppRole login and a JWT login"));
+/// // Plain HTTP only to a loopback host, unless allowed.
+/// let cleartext = serde_json::from_str::<VaultSettings>(r#"{"address": "http://vault.internal:8200"}"#);
+/// assert!(cleartext.unwrap_err().to_string().contains("allow_insecure_http"));
+/// let allowed: VaultSettings =
+///     serde_json::from_str(r#"{"address": "http://vault.internal:8200", "allow_insecure_http": true}"#).unwrap();
+/// assert!(allowed.insecure_http_allowed());
 /// ```
 #[cfg(feature = "serde")]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -509,6 +551,7 @@ pub struct VaultSettings {
     ca_cert: Option<PathBuf>,
     timeout: Option<Duration>,
     login: LoginSettings,
+    allow_insecure_http: bool,
 }
 
 #[cfg(feature = "serde")]
@@ -523,6 +566,13 @@ impl VaultSettings {
         &self.login
     }
 
+    /// Whether `allow_insecure_http = true` was given: an `http://` address
+    /// to a host that is not loopback is accepted (see
+    /// [`VaultConfig::allow_insecure_http`]).
+    pub fn insecure_http_allowed(&self) -> bool {
+        self.allow_insecure_http
+    }
+
     /// The [`VaultConfig`] of store `id`: the login's secret read from its
     /// source now (a JWT file is read at every login instead), relative
     /// paths resolved with `ctx`.
@@ -535,7 +585,7 @@ impl VaultSettings {
         id: &credstore_core::StoreId,
         ctx: &credstore_core::config::ConfigContext,
     ) -> Result<VaultConfig> {
-        let mut c = VaultConfig::new(self.address.clone());
+        let mut c = VaultConfig::new(self.address.clone()).allow_insecure_http(self.allow_insecure_http);
         if let Some(m) = &self.mount {
             c = c.mount(m);
         }
@@ -618,6 +668,8 @@ mod de {
         ca_cert: Option<PathBuf>,
         #[serde(default)]
         timeout_ms: Option<u64>,
+        #[serde(default)]
+        allow_insecure_http: bool,
     }
 
     impl TryFrom<RawVaultSettings> for VaultSettings {
@@ -626,6 +678,11 @@ mod de {
         fn try_from(r: RawVaultSettings) -> std::result::Result<Self, String> {
             if r.address.is_empty() {
                 return Err("address is empty".into());
+            }
+            // What does not parse is left to `VaultStore::new`, which says why.
+            if let Ok(url) = url::Url::parse(r.address.trim()) {
+                crate::client::check_cleartext(&url, r.allow_insecure_http)
+                    .map_err(|why| format!("address {:?} {why}", r.address))?;
             }
             let token = SecretSource::one_of("token", r.token_file, r.token_env)?;
             let secret_id =
@@ -673,6 +730,7 @@ mod de {
                 ca_cert: r.ca_cert,
                 timeout,
                 login,
+                allow_insecure_http: r.allow_insecure_http,
             })
         }
     }
@@ -688,12 +746,12 @@ mod de {
 
         #[test]
         fn logins_parse() {
-            let s = parse(r#"{"address": "http://v:8200"}"#).unwrap();
+            let s = parse(r#"{"address": "http://127.0.0.1:8200"}"#).unwrap();
             assert_eq!(s.login(), &LoginSettings::Token(None));
-            let s = parse(r#"{"address": "http://v:8200", "token_env": "T"}"#).unwrap();
+            let s = parse(r#"{"address": "http://127.0.0.1:8200", "token_env": "T"}"#).unwrap();
             assert_eq!(s.login(), &LoginSettings::Token(Some(SecretSource::Env("T".into()))));
             let s = parse(
-                r#"{"address": "http://v:8200", "approle_role_id": "r", "approle_secret_id_file": "s"}"#,
+                r#"{"address": "http://127.0.0.1:8200", "approle_role_id": "r", "approle_secret_id_file": "s"}"#,
             )
             .unwrap();
             assert_eq!(
@@ -704,7 +762,7 @@ mod de {
                     secret_id: SecretSource::File("s".into())
                 }
             );
-            let s = parse(r#"{"address": "http://v:8200", "jwt_role": "app"}"#).unwrap();
+            let s = parse(r#"{"address": "http://127.0.0.1:8200", "jwt_role": "app"}"#).unwrap();
             assert_eq!(
                 s.login(),
                 &LoginSettings::Jwt {
@@ -713,6 +771,24 @@ mod de {
                     file: DEFAULT_JWT_FILE.into()
                 }
             );
+        }
+
+        #[test]
+        fn plain_http_to_a_host_that_is_not_loopback_needs_allow_insecure_http() {
+            let err = parse(r#"{"address": "http://vault.internal:8200"}"#).unwrap_err();
+            assert!(err.contains("address \"http://vault.internal:8200\" is plain http://"), "{err}");
+            assert!(err.contains("allow_insecure_http"), "{err}");
+            for loopback in ["http://127.0.0.1:8200", "http://[::1]:8200", "http://localhost:8200"] {
+                let s = parse(&format!(r#"{{"address": "{loopback}"}}"#)).unwrap();
+                assert!(!s.insecure_http_allowed());
+            }
+            let s =
+                parse(r#"{"address": "http://vault.internal:8200", "allow_insecure_http": true}"#).unwrap();
+            assert!(s.insecure_http_allowed());
+            let id: credstore_core::StoreId = "v".parse().unwrap();
+            let config = s.to_config(&id, &ConfigContext::new("/etc/credstore")).unwrap();
+            assert!(crate::VaultStore::new(id, config).is_ok(), "the setting reaches the store");
+            parse(r#"{"address": "https://vault.internal:8200"}"#).unwrap();
         }
 
         #[test]
@@ -744,19 +820,21 @@ mod de {
             let ctx = ConfigContext::new("/etc/credstore")
                 .with_env(|v| (v == "T").then(|| "hvs.from-env".to_owned()));
             let id: credstore_core::StoreId = "v".parse().unwrap();
-            let s = parse(r#"{"address": "http://v:8200", "token_env": "T", "ca_cert": "ca.pem"}"#).unwrap();
+            let s = parse(r#"{"address": "http://127.0.0.1:8200", "token_env": "T", "ca_cert": "ca.pem"}"#)
+                .unwrap();
             let c = s.to_config(&id, &ctx).unwrap();
             assert_eq!(c.auth_method(), "token");
             assert_eq!(c.ca_cert_path(), Some(std::path::Path::new("/etc/credstore/ca.pem")));
             assert!(!format!("{c:?}").contains("hvs.from-env"));
-            let s = parse(r#"{"address": "http://v:8200", "token_env": "UNSET"}"#).unwrap();
+            let s = parse(r#"{"address": "http://127.0.0.1:8200", "token_env": "UNSET"}"#).unwrap();
             let err = s.to_config(&id, &ctx).unwrap_err();
             assert!(err.to_string().contains("UNSET is not set"), "{err}");
-            let s = parse(r#"{"address": "http://v:8200", "jwt_role": "r", "jwt_file": "jwt"}"#).unwrap();
+            let s =
+                parse(r#"{"address": "http://127.0.0.1:8200", "jwt_role": "r", "jwt_file": "jwt"}"#).unwrap();
             let c = s.to_config(&id, &ctx).unwrap();
             assert_eq!(c.jwt_file(), Some(std::path::Path::new("/etc/credstore/jwt")));
             // Neither a token nor a login: VAULT_TOKEN from the context, if set.
-            let s = parse(r#"{"address": "http://v:8200"}"#).unwrap();
+            let s = parse(r#"{"address": "http://127.0.0.1:8200"}"#).unwrap();
             assert_eq!(s.to_config(&id, &ctx).unwrap().auth_method(), "none");
         }
     }

@@ -234,6 +234,8 @@ impl Ctx<'_> {
             500..=599 => {
                 Failure::Unavailable(format!("vault answered HTTP {code}: {}", msg("no detail")), cause)
             }
+            // A redirect the HTTP client could not even read a target from.
+            300..=399 => Failure::Config(self.redirect(code, None), cause),
             _ => Failure::Other(format!("vault answered HTTP {code}: {}", msg("no detail")), cause),
         }
     }
@@ -241,13 +243,29 @@ impl Ctx<'_> {
     /// A failure below HTTP: retriable, except a TLS certificate the
     /// configured roots do not trust, which retrying cannot fix.
     pub(crate) fn network_failure(&self, e: &(dyn StdError + 'static)) -> Failure {
-        let reason = self.network(e);
         let cause = network_cause(e);
+        if let Some(r) = redirect_refused(e) {
+            return Failure::Config(self.redirect(r.status, Some(&r.origin)), cause);
+        }
+        let reason = self.network(e);
         if tls_rejected(e) {
             Failure::Config(reason, cause)
         } else {
             Failure::Unavailable(reason, cause)
         }
+    }
+
+    /// The reason of a redirect the store did not follow, to `origin` when
+    /// it is known (never the full target: its path and query may carry
+    /// anything).
+    fn redirect(&self, code: u16, origin: Option<&str>) -> String {
+        let to = origin.map(|o| format!(" to {o}")).unwrap_or_default();
+        format!(
+            "vault at {} answered HTTP {code}, a redirect{to}; the store follows no redirect, so neither \
+             the token nor the request went there: set the address to the server that answers (the \
+             active node, or a load balancer that forwards to it)",
+            self.address
+        )
     }
 
     /// Describes a failure below HTTP: refused, timed out, TLS, DNS.
@@ -345,6 +363,18 @@ pub(crate) fn not_applied(e: &ClientError) -> bool {
     }
 }
 
+/// The redirect the HTTP client refused, if that is what failed.
+fn redirect_refused<'e>(e: &'e (dyn StdError + 'static)) -> Option<&'e crate::client::RedirectRefused> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref() {
+            return Some(r);
+        }
+        cur = err.source();
+    }
+    None
+}
+
 /// Whether the chain holds a rustls certificate error (rustls errors travel
 /// inside `io::Error`s, whose `source` skips them).
 fn tls_rejected(e: &(dyn StdError + 'static)) -> bool {
@@ -398,6 +428,8 @@ mod tests {
             Failure::CasRequired
         );
         assert_eq!(c.status(400, Some(&[CAS_MISMATCH.into()])), Failure::CasMismatch);
+        // A redirect whose target the client could not read: not followed, not retried.
+        assert!(matches!(c.status(307, None), Failure::Config(r, _) if r.contains("HTTP 307, a redirect;")));
         assert!(
             !Failure::CasMismatch.is_retriable(),
             "a mismatch is decided by the caller, not retried blindly"

@@ -106,14 +106,16 @@ const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::
 
 /// Reads a credential back from a secret's data. A text value is moved, not
 /// copied, into the returned [`SecretValue`]; base64 text is zeroized once
-/// decoded. Error messages never contain the data.
+/// decoded; whatever else the data holds (other fields, a value refused) is
+/// zeroized before it is dropped. Error messages never contain the data.
 pub(crate) fn from_wire(data: Value) -> Result<(SecretValue, Metadata), String> {
-    let Value::Object(mut map) = data else {
+    let mut data = Scrubbed(data);
+    let Value::Object(map) = &mut data.0 else {
         return Err("the secret's data is not a JSON object".into());
     };
-    let text = map.remove(VALUE_FIELD);
-    let base64 = map.remove(VALUE_BASE64_FIELD);
-    let value = match (text, base64) {
+    let text = map.remove(VALUE_FIELD).map(Scrubbed);
+    let base64 = map.remove(VALUE_BASE64_FIELD).map(Scrubbed);
+    let value = match (text.map(Scrubbed::take), base64.map(Scrubbed::take)) {
         (Some(Value::String(s)), None) => SecretValue::from_text(s),
         (None, Some(Value::String(s))) => {
             let s = Zeroizing::new(s);
@@ -130,13 +132,21 @@ pub(crate) fn from_wire(data: Value) -> Result<(SecretValue, Metadata), String> 
             })?;
             SecretValue::from_bytes(bytes)
         }
-        (Some(_), Some(_)) => {
+        (Some(a), Some(b)) => {
+            scrub(a);
+            scrub(b);
             return Err(format!(
                 "the secret has both '{VALUE_FIELD}' and '{VALUE_BASE64_FIELD}'; it holds one value"
-            ))
+            ));
         }
-        (Some(_), None) => return Err(format!("the secret's field '{VALUE_FIELD}' is not a string")),
-        (None, Some(_)) => return Err(format!("the secret's field '{VALUE_BASE64_FIELD}' is not a string")),
+        (Some(other), None) => {
+            scrub(other);
+            return Err(format!("the secret's field '{VALUE_FIELD}' is not a string"));
+        }
+        (None, Some(other)) => {
+            scrub(other);
+            return Err(format!("the secret's field '{VALUE_BASE64_FIELD}' is not a string"));
+        }
         (None, None) => {
             if let Some(marker) = map.keys().find(|k| k.starts_with("value_")) {
                 return Err(format!(
@@ -153,6 +163,21 @@ pub(crate) fn from_wire(data: Value) -> Result<(SecretValue, Metadata), String> 
         Some(_) => return Err(format!("the secret's field '{METADATA_FIELD}' is not an object")),
     };
     Ok((value, metadata))
+}
+
+/// A piece of a secret's data that is scrubbed when dropped, unless taken.
+struct Scrubbed(Value);
+
+impl Scrubbed {
+    fn take(mut self) -> Value {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for Scrubbed {
+    fn drop(&mut self) {
+        scrub(std::mem::take(&mut self.0));
+    }
 }
 
 /// The `created_at` a secret's data records, if it holds a readable one.

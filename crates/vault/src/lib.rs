@@ -6,7 +6,11 @@
 //!   `secret`), a path prefix for this store, the Vault namespace, a
 //!   timeout, TLS roots; [`VaultConfig::from_env`] reads `VAULT_ADDR`,
 //!   `VAULT_TOKEN`, `VAULT_NAMESPACE`, `VAULT_CACERT` and `VAULT_JWT_ROLE`,
-//!   `VAULT_JWT_FILE`, `VAULT_JWT_MOUNT`.
+//!   `VAULT_JWT_FILE`, `VAULT_JWT_MOUNT`. A plain `http://` address must
+//!   name a loopback host (`127.0.0.0/8`, `[::1]`, `localhost`: a Vault
+//!   Agent or dev server on the same host) unless
+//!   [`VaultConfig::allow_insecure_http`] is set; [`VaultStore::new`]
+//!   refuses it otherwise, before any request.
 //! - Everything in [`Capabilities::full`](credstore_core::Capabilities::full):
 //!   durable, list, metadata, binary values, and atomic conditional writes
 //!   through KV v2's check-and-set (`cas`).
@@ -241,19 +245,76 @@
 //! again when renewal fails or would leave less than half the first lease
 //! (the maximum TTL is near), and logs in again once when the server refuses
 //! the token mid-call. [`VaultStore::auth_stats`] counts logins and renewals.
+//! The token a login answers is checked as a configured one is: one that is
+//! empty or holds anything but visible ASCII (which no HTTP header can
+//! carry) fails the call with
+//! [`Error::Backend`](credstore_core::Error::Backend) naming the store and
+//! the login, and is not installed; the next call logs in again.
 //!
 //! The token needs, on `{mount}/data/{prefix}/*`, `read`, `create` and
 //! `update`, and on `{mount}/metadata/{prefix}/*`, `read`, `list` and
 //! `delete`.
 //!
+//! # Redirects
+//!
+//! The HTTP client follows no redirect. Vault's API never needs one: a
+//! standby node that does not forward answers `307` to the active node, and
+//! a load balancer or proxy that redirects sends the client somewhere the
+//! configuration does not name. Following would send the `X-Vault-Token`
+//! header (which HTTP clients do not strip across hosts, as they do
+//! `Authorization`) and, for a `307` or `308`, the written value again, to
+//! that other host, possibly over plain `http://`. Following only
+//! same-origin redirects would be safe, but nothing in Vault's API answers
+//! one, so the store does not follow any: a simpler rule to audit. A
+//! redirect fails the operation with
+//! [`Error::Config`](credstore_core::Error::Config) naming the store, the
+//! status and the target's origin (scheme, host and port; never its path or
+//! query): "vault at https://vault-2:8200 answered HTTP 307, a redirect to
+//! https://vault-1:8200; the store follows no redirect, ...". Point the
+//! address at the active node, or at a load balancer that forwards to it.
+//! It is not retried: the same server would answer the same.
+//!
 //! # Secrets in memory
 //!
-//! The token, the AppRole secret id and the JWT are held as
-//! [`credstore_core::SecretValue`] or zeroizing strings; values read back are
-//! moved into a `SecretValue`, base64 text is zeroized once encoded or
-//! decoded, and the data that `has` and `version` read is zeroized unread. vaultrs and the HTTP stack
-//! copy request and response bodies and the token header into buffers this
-//! crate cannot zeroize.
+//! What this crate holds is zeroized when dropped:
+//!
+//! - the token, the AppRole secret id and the JWT:
+//!   [`SecretValue`](credstore_core::SecretValue)s or `Zeroizing` strings;
+//!   a login's `client_token` is moved into one at once, and the copy a
+//!   renewal answers is overwritten;
+//! - the two plain `String` copies of the token vaultrs keeps in its client
+//!   (`VaultClientSettings::token`, `EndpointMiddleware::token`): overwritten
+//!   when the session holding them is dropped (a new login, a refused
+//!   token, the store dropped);
+//! - values read: text moved (not copied) out of the parsed answer into the
+//!   returned [`SecretValue`](credstore_core::SecretValue); base64 text
+//!   zeroized once decoded; everything else in the secret's data (other
+//!   fields, a value refused as unreadable, the data `has` and `version`
+//!   read only for its version) overwritten before it is dropped;
+//! - values written: the base64 text of a binary value; a text value is
+//!   borrowed, never copied, until it is serialized;
+//! - the raw body of the availability probe's `lookup-self` (which answers
+//!   the token) and its parsed form.
+//!
+//! ## What stays in memory
+//!
+//! Copies made below this crate, in buffers it never owns, are freed without
+//! being overwritten, and may linger in freed memory until reused:
+//!
+//! - writes: vaultrs serializes the data into a `serde_json::Value`, rustify
+//!   into the request body (`Vec<u8>`), which reqwest and hyper send and
+//!   free; the token goes into an `X-Vault-Token` `HeaderValue` per request
+//!   (marked sensitive, so never logged, but not wiped);
+//! - reads: hyper's receive buffers and the response body rustify collects;
+//!   serde_json's scratch buffer, which holds a string while it unescapes
+//!   it (a value with `"`, `\` or control characters);
+//! - logins: the request vaultrs builds with the AppRole secret id or the
+//!   JWT, and the login's answer body;
+//! - TLS: rustls encrypts from and decrypts into buffers of its own.
+//!
+//! Taking these over would mean replacing vaultrs's request path; the
+//! HTTP stack's buffers would remain. Where freed memory must not hold a
+//! secret, run with an allocator that clears freed memory.
 //!
 //! # Example
 //!

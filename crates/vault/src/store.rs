@@ -60,7 +60,10 @@ impl VaultStore {
     /// it. An AppRole store logs in on its first request.
     ///
     /// # Errors
-    /// [`Error::Config`] when the address is not an `http(s)` URL, the mount,
+    /// [`Error::Config`] when the address is not an `http(s)` URL or is
+    /// plain `http://` to a host that is not loopback without
+    /// [`VaultConfig::allow_insecure_http`] (the message names the address,
+    /// and `VAULT_ADDR` when it came from there), the mount,
     /// path prefix or AppRole mount is not a valid path (segments of
     /// `[a-zA-Z0-9-_.]` joined by `/`, none `.` or `..`), the token or Vault
     /// namespace cannot be sent in a header, the timeout is zero, or the CA
@@ -659,20 +662,57 @@ mod tests {
             ok().prefix("a b"),
             ok().timeout(std::time::Duration::ZERO),
             ok().ca_cert("/nonexistent/ca.pem"),
-            VaultConfig::new("http://h").token(SecretValue::from("tok-S3CRET\n")),
-            VaultConfig::new("http://h").approle("a//b", "role", SecretValue::from("tok-S3CRET")),
-            VaultConfig::new("http://h").token(SecretValue::from(&b"tok-S3CRET\xff"[..])),
-            VaultConfig::new("http://h").approle("approle", "role", SecretValue::from(&b"S3CRET\xff"[..])),
-            VaultConfig::new("http://h").jwt("", "/run/token"),
-            VaultConfig::new("http://h").jwt("role", ""),
-            VaultConfig::new("http://h").jwt("role", "/run/token").jwt_mount("a//b"),
-            VaultConfig::new("http://h").jwt("role", "/run/token").jwt_mount(""),
+            VaultConfig::new("http://127.0.0.1").token(SecretValue::from("tok-S3CRET\n")),
+            VaultConfig::new("http://127.0.0.1").approle("a//b", "role", SecretValue::from("tok-S3CRET")),
+            VaultConfig::new("http://127.0.0.1").token(SecretValue::from(&b"tok-S3CRET\xff"[..])),
+            VaultConfig::new("http://127.0.0.1").approle(
+                "approle",
+                "role",
+                SecretValue::from(&b"S3CRET\xff"[..]),
+            ),
+            VaultConfig::new("http://127.0.0.1").jwt("", "/run/token"),
+            VaultConfig::new("http://127.0.0.1").jwt("role", ""),
+            VaultConfig::new("http://127.0.0.1").jwt("role", "/run/token").jwt_mount("a//b"),
+            VaultConfig::new("http://127.0.0.1").jwt("role", "/run/token").jwt_mount(""),
         ] {
             let shown = format!("{bad:?}");
             let err = store(bad).expect_err(&shown);
             assert!(matches!(err, Error::Config { .. }), "{err:?}");
             assert!(!format!("{err} {err:?}").contains("S3CRET"), "{err:?}");
         }
+    }
+
+    #[test]
+    fn plain_http_is_refused_unless_the_host_is_loopback_or_it_is_allowed() {
+        let with_token = |address: &str| VaultConfig::new(address).token(SecretValue::from("tok-S3CRET"));
+        for address in [
+            "http://vault.internal:8200",
+            "http://10.0.0.5:8200",
+            "http://[2001:db8::1]:8200",
+            "http://localhost.example.com:8200",
+            "http://127.0.0.1.nip.io:8200",
+            "HTTP://vault.internal",
+        ] {
+            let err = store(with_token(address)).expect_err(address);
+            assert!(
+                matches!(&err, Error::Config { store, .. } if store.as_str() == "v"),
+                "{address}: {err:?}"
+            );
+            let text = format!("{err}");
+            assert!(text.contains("address") && text.contains("allow_insecure_http"), "{address}: {text}");
+            assert!(!text.contains("S3CRET"), "{text}");
+            assert!(store(with_token(address).allow_insecure_http(true)).is_ok(), "{address} allowed");
+        }
+        for address in [
+            "http://127.0.0.1:8200",
+            "http://127.5.6.7:1",
+            "http://[::1]:8200",
+            "http://localhost:8200",
+            "http://LocalHost",
+        ] {
+            assert!(store(with_token(address)).is_ok(), "{address} is loopback");
+        }
+        assert!(store(VaultConfig::new("https://vault.internal:8200").skip_verify(true)).is_ok());
     }
 
     #[test]
@@ -696,7 +736,7 @@ mod tests {
 
     #[test]
     fn paths_namespaces_and_escapes() {
-        let root = store(VaultConfig::new("http://h:1").prefix("/apps/x/")).unwrap();
+        let root = store(VaultConfig::new("http://127.0.0.1:1").prefix("/apps/x/")).unwrap();
         let k = CredentialKey::new("..").unwrap();
         assert_eq!(root.secret_path(&k), "secret/apps/x/~..");
         assert!(root.namespace().is_root());
@@ -719,11 +759,11 @@ mod tests {
         let twice = root.with_namespace(&big).unwrap().with_namespace(&big).unwrap();
         let err = twice.with_namespace(&big).unwrap_err();
         assert!(matches!(err, Error::InvalidNamespace { .. }), "{err:?}");
-        let top = store(VaultConfig::new("http://h:1").mount("kv/team")).unwrap();
+        let top = store(VaultConfig::new("http://127.0.0.1:1").mount("kv/team")).unwrap();
         assert_eq!(top.secret_path(&CredentialKey::new("k").unwrap()), "kv/team/k");
         let top_ns = VaultStore { namespace: ns("t"), ..top };
         assert_eq!(top_ns.secret_path(&CredentialKey::new("k").unwrap()), "kv/team/t/k");
-        assert!(store(VaultConfig::new("http://h:1").prefix("a/../b")).is_err());
+        assert!(store(VaultConfig::new("http://127.0.0.1:1").prefix("a/../b")).is_err());
     }
 
     #[tokio::test]
