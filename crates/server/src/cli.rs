@@ -56,7 +56,9 @@ pub enum Command {
     /// The new key (base64 of 32 bytes) is read from --new-key-file, or from
     /// stdin with --new-key-stdin. With neither, a fresh key is generated,
     /// which needs the store's key to live in a key file: the file is
-    /// replaced by the new key once the rotation has committed.
+    /// replaced by the new key once the rotation has committed, and the old
+    /// key is kept as `<file>.old` until the new one has opened the store
+    /// (a store opened after a crash in between finishes or undoes it).
     RotateKey {
         /// The store's id.
         #[arg(long)]

@@ -43,7 +43,9 @@
 //! id = "team-sqlite"
 //! type = "encrypted-sqlite"
 //! path = "team.db"
-//! master_key_file = "team.key"     # created (owner-only) when missing
+//! master_key_file = "team.key"     # base64 of 32 bytes, created (0600) when missing;
+//!                                  # refused when group or others may read it,
+//!                                  # unless allow_loose_permissions = true
 //!
 //! [[stores]]
 //! id = "scratch"
