@@ -272,12 +272,7 @@ fn check_endpoint(url: &str) -> std::result::Result<(), String> {
 /// as a URL is left to the other checks (and the SDK).
 pub(crate) fn check_cleartext(endpoint: &str, allowed: bool) -> std::result::Result<(), String> {
     let Ok(url) = url::Url::parse(endpoint) else { return Ok(()) };
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
+    let loopback = url.host_str().is_some_and(credstore_core::config::is_loopback_host);
     if url.scheme() != "http" || loopback || allowed {
         Ok(())
     } else {

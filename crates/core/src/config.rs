@@ -160,6 +160,25 @@ impl fmt::Display for SecretSource {
     }
 }
 
+/// Whether `host` (a URL's host: a name, an IPv4 address, or an IPv6
+/// address with or without its brackets) is this machine's loopback:
+/// `127.0.0.0/8`, `::1` or `localhost`. Backends refuse plain `http://` to
+/// any other host unless told otherwise, since secrets would cross the
+/// network in the clear.
+///
+/// ```
+/// use credstore_core::config::is_loopback_host;
+/// assert!(is_loopback_host("127.0.0.2") && is_loopback_host("[::1]") && is_loopback_host("LocalHost"));
+/// assert!(!is_loopback_host("vault.internal") && !is_loopback_host("10.0.0.1"));
+/// ```
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => bare.eq_ignore_ascii_case("localhost"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

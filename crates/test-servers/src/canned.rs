@@ -130,6 +130,18 @@ impl CannedServer {
         format!("http://{}", self.addr)
     }
 
+    /// Asserts that `error` (an error's `Display` and `Debug`) reports a
+    /// 307 redirect to this server as a backend must refuse it: naming
+    /// `store` and this server's origin only (no path), and none of
+    /// `secrets`.
+    pub fn assert_refused_redirect(&self, error: &str, store: &str, secrets: &[&str]) {
+        assert!(error.contains(store), "names the store: {error}");
+        assert!(error.contains("HTTP 307"), "{error}");
+        assert!(error.contains(&format!("redirect to {}", self.url())), "names the target's origin: {error}");
+        assert!(!error.contains(&format!("{}/", self.url())), "the origin only, not the URL: {error}");
+        assert!(secrets.iter().all(|s| !error.contains(s)), "a secret in the error: {error}");
+    }
+
     /// The requests received so far, oldest first.
     pub fn requests(&self) -> Vec<Request> {
         self.requests.lock().unwrap_or_else(|e| e.into_inner()).clone()

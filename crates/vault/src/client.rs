@@ -189,12 +189,7 @@ pub(crate) fn connect(config: &VaultConfig, mount: String) -> Result<Connection,
 /// `::1`, `localhost`) unless `allowed`: the token and every value would
 /// cross the network in the clear. The message follows the address.
 pub(crate) fn check_cleartext(url: &url::Url, allowed: bool) -> Result<(), String> {
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    };
+    let loopback = url.host_str().is_some_and(credstore_core::config::is_loopback_host);
     if url.scheme() != "http" || loopback || allowed {
         Ok(())
     } else {
