@@ -15,10 +15,17 @@
 //! the server's TOML config file: its p99 against list-stores p99 with
 //! healthy stores only shows that one dead store never stalls the list.
 //!
+//! Create (memory store) and list-stores are also measured over TLS, on a
+//! second server started with a certificate this run makes, right after
+//! the same requests over plaintext: wrk keeps its connections alive, so
+//! the pair shows what TLS costs per request once the handshakes are done.
+//!
 //! The server logs at `info` (to a file in the run's temporary folder), as
 //! it would in production.
 //!
 //! `load PATH/TO/credstore [SECONDS]`; writes `target/bench/extra/server_load.json`.
+//! With `CREDSTORE_LOAD_ONLY=tls`, only the TLS rows and the plaintext rows
+//! they are measured against run (no OpenBao, no bare handler).
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -240,9 +247,34 @@ fn black_hole() -> SocketAddr {
     addr
 }
 
+/// A certificate for `127.0.0.1` and its key (wrk does not verify the
+/// chain), written to `dir`: the TLS server's `CREDSTORE_TLS_CERT_FILE` and
+/// `CREDSTORE_TLS_KEY_FILE`.
+fn tls_files(dir: &Path) -> (PathBuf, PathBuf) {
+    let key = rcgen::KeyPair::generate().expect("a key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .and_then(|p| p.self_signed(&key))
+        .expect("a certificate");
+    let (cert_path, key_path) = (dir.join("tls-cert.pem"), dir.join("tls-key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (cert_path, key_path)
+}
+
+/// Waits until the server logging into `log` says it listens (a TLS
+/// server, which `wait_for_http` cannot ask).
+fn wait_for_listening(log: &Path, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !std::fs::read_to_string(log).unwrap_or_default().contains("credstore listening") {
+        assert!(std::time::Instant::now() < deadline, "credstore did not start: see {}", log.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Starts `bin` on a free port with the bench's environment (a data folder
 /// under `dir/name`, the admin token, logs at `info` into `dir/name.log`)
 /// and `config`, when given, as its config file; waits until it is ready.
+/// With `CREDSTORE_TLS_CERT_FILE` in `env`, the server serves TLS.
 fn start_server(
     bin: &str,
     dir: &Path,
@@ -265,8 +297,12 @@ fn start_server(
     }
     cmd.envs(env.iter().copied());
     let server = ServerProcess::spawn(cmd).unwrap_or_else(|e| panic!("start credstore ({name}): {e}"));
-    wait_for_http(addr, "/readyz", &[200], Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("credstore ({name}) ready: {e}"));
+    if env.iter().any(|(k, _)| *k == "CREDSTORE_TLS_CERT_FILE") {
+        wait_for_listening(&dir.join(format!("{name}.log")), Duration::from_secs(30));
+    } else {
+        wait_for_http(addr, "/readyz", &[200], Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("credstore ({name}) ready: {e}"));
+    }
     (server, addr)
 }
 
@@ -289,60 +325,90 @@ fn main() {
     }
     let bin = args.next().expect("usage: load PATH/TO/credstore [SECONDS]");
     let seconds: u64 = args.next().map_or(10, |s| s.parse().expect("seconds"));
+    let only_tls = std::env::var("CREDSTORE_LOAD_ONLY").is_ok_and(|v| v == "tls");
     require_tool("wrk", "scripts/bench").expect("wrk");
-    let bao = OpenBao::start().expect("bao on PATH (scripts/bench puts it there)");
     let dir = tempfile::tempdir().unwrap();
 
-    // Our server: the embedded default stores, a known admin token.
+    // Our server: the embedded default stores, a known admin token; and the
+    // same over TLS.
     let token = format!("bench-{}", credstore_conformance::unique_name("token"));
     let (server, addr) = start_server(&bin, dir.path(), "server", &token, None, &[]);
+    let (cert, key) = tls_files(dir.path());
+    let tls_env = [
+        ("CREDSTORE_TLS_CERT_FILE", cert.to_str().expect("a UTF-8 path")),
+        ("CREDSTORE_TLS_KEY_FILE", key.to_str().expect("a UTF-8 path")),
+    ];
+    let (tls_server, tls_addr) = start_server(&bin, dir.path(), "tls-server", &token, None, &tls_env);
 
     let auth = format!("Bearer {token}");
     let base = format!("http://{addr}/manage/tenants/bench/projects/load/credential-stores");
+    let tls_base = format!("https://{tls_addr}/manage/tenants/bench/projects/load/credential-stores");
     let json = ("Content-Type", "application/json");
     let value = "v".repeat(64);
     let create_body = format!(r#"{{"key":"k-{{N}}","value":"{value}"}}"#);
     let ours_create = script("POST", &[json, ("Authorization", &auth)], Some(&create_body));
     let list_script = script("GET", &[("Authorization", &auth)], None);
+    let load = format!("{THREADS} wrk threads, {CONNECTIONS} connections, {seconds} s");
 
-    // The bare axum handler, started now and loaded right after the same
+    // The bare axum handler, started now and loaded right before the same
     // requests to our server, so each pair runs back to back on a shared
-    // machine rather than minutes apart.
-    let bare_port = free_port();
-    let bare_addr: SocketAddr = format!("127.0.0.1:{bare_port}").parse().unwrap();
-    let mut bare_cmd = Command::new(std::env::current_exe().expect("this binary"));
-    bare_cmd.arg("--bare").arg(bare_addr.to_string());
-    let bare_server = ServerProcess::spawn(bare_cmd).expect("start the bare handler");
-    wait_for_http(bare_addr, "/readyz", &[200], Duration::from_secs(30)).expect("bare handler ready");
-    let bare_base = format!("http://{bare_addr}/manage/tenants/bench/projects/load/credential-stores");
+    // machine rather than minutes apart; likewise each TLS run right after
+    // the same plaintext run.
+    let bare = (!only_tls).then(|| {
+        let bare_port = free_port();
+        let bare_addr: SocketAddr = format!("127.0.0.1:{bare_port}").parse().unwrap();
+        let mut bare_cmd = Command::new(std::env::current_exe().expect("this binary"));
+        bare_cmd.arg("--bare").arg(bare_addr.to_string());
+        let bare_server = ServerProcess::spawn(bare_cmd).expect("start the bare handler");
+        wait_for_http(bare_addr, "/readyz", &[200], Duration::from_secs(30)).expect("bare handler ready");
+        let bare_base = format!("http://{bare_addr}/manage/tenants/bench/projects/load/credential-stores");
+        (bare_server, bare_base)
+    });
+    let run = |name: &str, url: &str, script_text: &str| wrk(name, url, script_text, seconds, dir.path());
 
-    let sqlite = wrk(
-        "create-sqlite",
-        &format!("{base}/sqlite-default/credentials"),
-        &ours_create,
-        seconds,
-        dir.path(),
-    );
-    let memory = wrk(
-        "create-memory",
-        &format!("{base}/memory-default/credentials"),
-        &ours_create,
-        seconds,
-        dir.path(),
-    );
-    let bare_create = wrk(
-        "bare-create",
-        &format!("{bare_base}/memory-default/credentials"),
-        &ours_create,
-        seconds,
-        dir.path(),
-    );
-    let list = wrk("list-stores", &base, &list_script, seconds, dir.path());
-    let bare_list = wrk("bare-list-stores", &bare_base, &list_script, seconds, dir.path());
+    let sqlite = bare
+        .as_ref()
+        .map(|_| run("create-sqlite", &format!("{base}/sqlite-default/credentials"), &ours_create));
+    let bare_create = bare.as_ref().map(|(_, bare_base)| {
+        run("bare-create", &format!("{bare_base}/memory-default/credentials"), &ours_create)
+    });
+    let memory = run("create-memory", &format!("{base}/memory-default/credentials"), &ours_create);
+    let memory_tls =
+        run("create-memory-tls", &format!("{tls_base}/memory-default/credentials"), &ours_create);
+    let bare_list = bare.as_ref().map(|(_, bare_base)| run("bare-list-stores", bare_base, &list_script));
+    let list = run("list-stores", &base, &list_script);
+    let list_tls = run("list-stores-tls", &tls_base, &list_script);
+    tls_server.stop();
+    let tls_rows = [
+        Row::higher_is_better(
+            format!("server create over TLS vs plaintext, memory store (keep-alive; {load})"),
+            "req/s",
+            memory_tls.requests_per_sec,
+            memory.requests_per_sec,
+            "the same create over plaintext HTTP",
+            Some(0.8),
+        ),
+        Row::higher_is_better(
+            format!("server list-stores over TLS vs plaintext (keep-alive; {load})"),
+            "req/s",
+            list_tls.requests_per_sec,
+            list.requests_per_sec,
+            "the same list over plaintext HTTP",
+            Some(0.8),
+        ),
+    ];
+    let out = out_dir().join("extra");
+    std::fs::create_dir_all(&out).unwrap();
+    let (Some((bare_server, _)), Some(sqlite), Some(bare_create), Some(bare_list)) =
+        (bare, sqlite, bare_create, bare_list)
+    else {
+        server.stop();
+        std::fs::write(out.join("server_load.json"), serde_json::to_vec_pretty(&tls_rows).unwrap()).unwrap();
+        return;
+    };
     // The floor of every route: the middleware alone (request id, request
     // timeout, access log, metrics, panic guard), no auth and no store.
-    let health =
-        wrk("healthz", &format!("http://{addr}/healthz"), &script("GET", &[], None), seconds, dir.path());
+    let health = run("healthz", &format!("http://{addr}/healthz"), &script("GET", &[], None));
     bare_server.stop();
 
     // Logging stayed on at info: every request has its line.
@@ -368,6 +434,7 @@ fn main() {
     let list_dead = wrk("list-stores-one-dead", &dead_base, &list_script, seconds, dir.path());
     dead_server.stop();
 
+    let bao = OpenBao::start().expect("bao on PATH (scripts/bench puts it there)");
     let vault_token = ("X-Vault-Token", bao.root_token());
     let bao_body = format!(r#"{{"data":{{"value":"{value}","n":"{{N}}"}}}}"#);
     let bao_write = wrk(
@@ -385,10 +452,9 @@ fn main() {
         dir.path(),
     );
 
-    let load = format!("{THREADS} wrk threads, {CONNECTIONS} connections, {seconds} s");
     let write = "OpenBao dev server KV v2 write (in memory)";
     let read = "OpenBao dev server KV v2 read (in memory)";
-    let rows = vec![
+    let mut rows = vec![
         Row::higher_is_better(
             format!("server create, memory store ({load})"),
             "req/s",
@@ -466,8 +532,7 @@ fn main() {
             Some(0.5),
         ),
     ];
-    let out = out_dir().join("extra");
-    std::fs::create_dir_all(&out).unwrap();
+    rows.extend(tls_rows);
     std::fs::write(out.join("server_load.json"), serde_json::to_vec_pretty(&rows).unwrap()).unwrap();
 }
 

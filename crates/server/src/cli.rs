@@ -219,11 +219,25 @@ async fn serve(settings: Settings) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
+    #[cfg(unix)]
+    match crate::listener::raise_open_file_limit() {
+        Ok(Some((from, to))) => tracing::info!(from, to, "raised the soft open-file limit to the hard limit"),
+        Ok(None) => tracing::info!(
+            limit = crate::listener::open_file_limit(),
+            "open-file limit already at the hard limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     let server = match Server::bind(&settings, stores, Authenticator::new(tokens)).await {
         Ok(s) => s,
-        Err(e) => return fail(format!("cannot listen on {}: {e}", settings.listen)),
+        Err(e) => return fail(e),
     };
-    tracing::info!(address = %server.local_addr(), data_dir = %settings.data_dir.display(), "credstore listening");
+    tracing::info!(
+        address = %server.local_addr(),
+        tls = server.is_tls(),
+        data_dir = %settings.data_dir.display(),
+        "credstore listening"
+    );
     match server.run(crate::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(format!("server error: {e}")),

@@ -24,6 +24,19 @@
 //! | rotated audit logs kept (`audit.log.1` ...) | `audit_keep` | — | 5 (1 to 1000) |
 //! | refusals for a missing or unknown token one address gets at once, then a minute (past them: 429) | `auth_failure_burst`, `auth_failures_per_minute` | — | 20, 60 |
 //! | separate metrics listener | `metrics_listen` | `CREDSTORE_METRICS_LISTEN` | none (`/metrics` on `listen`, behind a token) |
+//! | TLS certificate chain (PEM, leaf first) | `tls.cert_file` | `CREDSTORE_TLS_CERT_FILE` | none (plaintext) |
+//! | TLS private key (PEM) | `tls.key_file` | `CREDSTORE_TLS_KEY_FILE` | none |
+//! | CA of the client certificates every client must present | `tls.client_ca_file` | `CREDSTORE_TLS_CLIENT_CA_FILE` | none (no client certificates) |
+//! | plaintext on a non-loopback address (behind a TLS-terminating proxy) | `allow_plaintext` | `CREDSTORE_ALLOW_PLAINTEXT` | `false` |
+//! | time to a complete request head (and TLS handshake) | `header_read_timeout_ms` | — | 10,000 |
+//! | idle keep-alive connection closed after | `idle_timeout_ms` | — | 60,000 |
+//! | open connections at most | `max_connections` | — | 10,000 (kept below the open-file limit) |
+//! | concurrent HTTP/2 streams per connection | `http2_max_concurrent_streams` | — | 100 |
+//!
+//! A `listen` (or `metrics_listen`) address that is not loopback needs
+//! `tls`, or `allow_plaintext = true` when a TLS-terminating proxy is the
+//! server's only client: the server refuses to start otherwise. See
+//! [`crate::tls`] and [`crate::listener`] for TLS and the connection limits.
 //!
 //! Secrets never come from the config file or the command line: the master
 //! key and admin token come from the environment, and further stores name
@@ -36,8 +49,9 @@
 //! and its siblings) and [`crate::backends`] maps `type` to.
 //!
 //! ```toml
-//! listen = "0.0.0.0:8080"
+//! listen = "0.0.0.0:8443"
 //! data_dir = "/var/lib/credstore"
+//! tls = { cert_file = "/etc/credstore/tls/fullchain.pem", key_file = "/etc/credstore/tls/key.pem" }
 //!
 //! [[stores]]
 //! id = "team-sqlite"
@@ -200,6 +214,37 @@ impl CacheSettings {
     }
 }
 
+/// The default `header_read_timeout_ms`: 10 s.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default `idle_timeout_ms`: 60 s.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default `max_connections`: 10,000 (lowered at start to stay below
+/// the process's open-file limit; see [`crate::listener`]).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// The default `http2_max_concurrent_streams`: 100.
+pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
+
+/// TLS on the listeners, as written in TOML
+/// (`tls = { cert_file = "…", key_file = "…" }`); relative paths are
+/// relative to the config file's directory. The files are read (and
+/// checked: readable, the key matches the certificate, the certificates
+/// are valid now) when the server starts and again on SIGHUP; see
+/// [`crate::tls`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The certificate chain, PEM: the server's certificate first, then the
+    /// intermediates (a "full chain" file).
+    pub cert_file: PathBuf,
+    /// The private key of the certificate, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// When set, every client must present a certificate issued by one of
+    /// the CA certificates in this PEM file (bearer tokens are still
+    /// required). Read at start only.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+}
+
 /// The resolved settings of a `credstore` process.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -245,6 +290,24 @@ pub struct Settings {
     pub auth_failure_limit: AuthFailureLimit,
     /// A separate listener serving `/metrics` without a token.
     pub metrics_listen: Option<SocketAddr>,
+    /// TLS on both listeners; `None` serves plaintext HTTP.
+    pub tls: Option<TlsSettings>,
+    /// Whether plaintext HTTP may be served on a non-loopback address
+    /// (for a TLS-terminating proxy in front of the server).
+    pub allow_plaintext: bool,
+    /// How long a connection may take from being accepted (or from its
+    /// previous answer, on a kept-alive HTTP/1.1 connection) to a complete
+    /// request head, TLS handshake included.
+    pub header_read_timeout: Duration,
+    /// How long a connection that has answered at least one request may
+    /// stay open with no request in flight (HTTP/2; an HTTP/1.1 connection
+    /// waiting for its next request is closed after `header_read_timeout`).
+    pub idle_timeout: Duration,
+    /// The most connections open at once on the main listener; lowered to
+    /// stay below the open-file limit (see [`crate::listener`]).
+    pub max_connections: usize,
+    /// The most concurrent streams (requests) of one HTTP/2 connection.
+    pub http2_max_concurrent_streams: u32,
 }
 
 impl Settings {
@@ -277,6 +340,12 @@ impl Settings {
             audit_rotation: Rotation::DEFAULT,
             auth_failure_limit: AuthFailureLimit::DEFAULT,
             metrics_listen: None,
+            tls: None,
+            allow_plaintext: false,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
         }
     }
 
@@ -441,6 +510,35 @@ impl Settings {
                 ),
                 None => None,
             },
+            tls: resolve_tls(file.tls, base, &*env)?,
+            allow_plaintext: match env("CREDSTORE_ALLOW_PLAINTEXT") {
+                Some(v) => match v.to_ascii_lowercase().as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => {
+                        return Err(ConfigError(format!(
+                            "CREDSTORE_ALLOW_PLAINTEXT is {v:?}; use true or false"
+                        )))
+                    }
+                },
+                None => file.allow_plaintext.unwrap_or(false),
+            },
+            header_read_timeout: ms(
+                file.header_read_timeout_ms,
+                defaults.header_read_timeout,
+                "header_read_timeout_ms",
+            )?,
+            idle_timeout: ms(file.idle_timeout_ms, defaults.idle_timeout, "idle_timeout_ms")?,
+            max_connections: match file.max_connections {
+                Some(0) => return Err(ConfigError("max_connections must be above 0".into())),
+                Some(n) => n,
+                None => defaults.max_connections,
+            },
+            http2_max_concurrent_streams: match file.http2_max_concurrent_streams {
+                Some(0) => return Err(ConfigError("http2_max_concurrent_streams must be above 0".into())),
+                Some(n) => n,
+                None => defaults.http2_max_concurrent_streams,
+            },
         })
     }
 
@@ -453,6 +551,57 @@ impl Settings {
     pub fn cache(&self, id: &str) -> Option<CacheLayer> {
         self.caches.iter().find(|(k, _)| k.as_str() == id).map(|(_, c)| *c)
     }
+}
+
+/// The `tls` table with its paths resolved against `base`, each path
+/// overridden by its `CREDSTORE_TLS_*` variable.
+fn resolve_tls(
+    file: Option<TlsSettings>,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<TlsSettings>, ConfigError> {
+    let cert = env("CREDSTORE_TLS_CERT_FILE").map(PathBuf::from);
+    let key = env("CREDSTORE_TLS_KEY_FILE").map(PathBuf::from);
+    let client_ca = env("CREDSTORE_TLS_CLIENT_CA_FILE").map(PathBuf::from);
+    let given = [
+        ("tls.cert_file", file.as_ref().map(|t| &t.cert_file), &cert),
+        ("tls.key_file", file.as_ref().map(|t| &t.key_file), &key),
+    ];
+    for (name, in_file, in_env) in given {
+        if in_file.into_iter().chain(in_env.as_ref()).any(|p| p.as_os_str().is_empty()) {
+            return Err(ConfigError(format!("{name} is empty; give the path of a PEM file")));
+        }
+    }
+    let from_file = file.map(|t| TlsSettings {
+        cert_file: base.join(t.cert_file),
+        key_file: base.join(t.key_file),
+        client_ca_file: t.client_ca_file.map(|p| base.join(p)),
+    });
+    let (cert, key, client_ca) = match from_file {
+        Some(t) => (cert.unwrap_or(t.cert_file), key.unwrap_or(t.key_file), client_ca.or(t.client_ca_file)),
+        None => match (cert, key) {
+            (Some(c), Some(k)) => (c, k, client_ca),
+            (None, None) if client_ca.is_none() => return Ok(None),
+            (None, None) => {
+                return Err(ConfigError(
+                    "CREDSTORE_TLS_CLIENT_CA_FILE is set without a certificate and key \
+                     (tls.cert_file and tls.key_file, or CREDSTORE_TLS_CERT_FILE and CREDSTORE_TLS_KEY_FILE)"
+                        .into(),
+                ))
+            }
+            (Some(_), None) => {
+                return Err(ConfigError(
+                    "CREDSTORE_TLS_CERT_FILE is set without CREDSTORE_TLS_KEY_FILE".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError(
+                    "CREDSTORE_TLS_KEY_FILE is set without CREDSTORE_TLS_CERT_FILE".into(),
+                ))
+            }
+        },
+    };
+    Ok(Some(TlsSettings { cert_file: cert, key_file: key, client_ca_file: client_ca }))
 }
 
 fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
@@ -548,6 +697,25 @@ pub struct FileConfig {
     /// token.
     #[serde(default)]
     pub metrics_listen: Option<String>,
+    /// TLS: `tls = { cert_file = "…", key_file = "…" }` and optionally
+    /// `client_ca_file`.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+    /// Serve plaintext HTTP on a non-loopback address (default false).
+    #[serde(default)]
+    pub allow_plaintext: Option<bool>,
+    /// Time to a complete request head in ms.
+    #[serde(default)]
+    pub header_read_timeout_ms: Option<u64>,
+    /// Idle time after which a kept-alive connection is closed, in ms.
+    #[serde(default)]
+    pub idle_timeout_ms: Option<u64>,
+    /// The most connections open at once.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// The most concurrent streams of one HTTP/2 connection.
+    #[serde(default)]
+    pub http2_max_concurrent_streams: Option<u32>,
     /// Further stores: each table's `id`, `type` and optional `cache`,
     /// and the settings of its type.
     #[serde(default)]
@@ -995,6 +1163,78 @@ type = "keychain"
         let file: FileConfig = toml::from_str("[[stores]]\nid = \"hi\"\ntype = \"greeter\"").unwrap();
         let err = Settings::from_file(file, Path::new("."), env_of(&[]), &backends).unwrap_err();
         assert!(err.to_string().contains("missing field `greeting`"), "{err}");
+    }
+
+    #[test]
+    fn tls_settings_come_from_the_file_or_the_environment() {
+        let from = |text: &str, env: &[(&str, &str)]| {
+            let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+            Settings::from_file(file, Path::new("/etc/credstore"), env_of(env), &Backends::builtin())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(from("", &[]).unwrap().tls, None);
+        let s = from("tls = { cert_file = \"tls/chain.pem\", key_file = \"/keys/k.pem\" }", &[]).unwrap();
+        let tls = s.tls.unwrap();
+        assert_eq!(tls.cert_file, PathBuf::from("/etc/credstore/tls/chain.pem"), "relative to the file");
+        assert_eq!(tls.key_file, PathBuf::from("/keys/k.pem"));
+        assert_eq!(tls.client_ca_file, None);
+        let s = from(
+            "[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nclient_ca_file = \"ca.pem\"",
+            &[("CREDSTORE_TLS_CERT_FILE", "/run/c.pem")],
+        )
+        .unwrap();
+        let tls = s.tls.unwrap();
+        assert_eq!(tls.cert_file, PathBuf::from("/run/c.pem"), "the environment overrides the file");
+        assert_eq!(tls.client_ca_file, Some(PathBuf::from("/etc/credstore/ca.pem")));
+        let s =
+            from("", &[("CREDSTORE_TLS_CERT_FILE", "c.pem"), ("CREDSTORE_TLS_KEY_FILE", "k.pem")]).unwrap();
+        assert_eq!(s.tls.unwrap().key_file, PathBuf::from("k.pem"));
+        for (env, why) in [
+            (&[("CREDSTORE_TLS_CERT_FILE", "c.pem")][..], "without CREDSTORE_TLS_KEY_FILE"),
+            (&[("CREDSTORE_TLS_KEY_FILE", "k.pem")][..], "without CREDSTORE_TLS_CERT_FILE"),
+            (&[("CREDSTORE_TLS_CLIENT_CA_FILE", "ca.pem")][..], "without a certificate and key"),
+            (&[("CREDSTORE_ALLOW_PLAINTEXT", "yes")][..], "CREDSTORE_ALLOW_PLAINTEXT"),
+        ] {
+            let err = from("", env).unwrap_err();
+            assert!(err.contains(why), "{env:?}: {err}");
+        }
+        for (text, why) in [
+            ("tls = { cert_file = \"c.pem\" }", "missing field `key_file`"),
+            ("tls = { cert_file = \"c.pem\", key_file = \"k.pem\", ca = \"x\" }", "unknown field `ca`"),
+            ("tls = { cert_file = \"\", key_file = \"k.pem\" }", "tls.cert_file is empty"),
+        ] {
+            let err = from(text, &[]).unwrap_err();
+            assert!(err.contains(why), "{text}: {err}");
+        }
+        assert!(!from("", &[]).unwrap().allow_plaintext);
+        assert!(from("allow_plaintext = true", &[]).unwrap().allow_plaintext);
+        assert!(
+            !from("allow_plaintext = true", &[("CREDSTORE_ALLOW_PLAINTEXT", "false")])
+                .unwrap()
+                .allow_plaintext
+        );
+    }
+
+    #[test]
+    fn connection_limits_have_documented_defaults_and_refuse_zero() {
+        let d = parse("").unwrap();
+        assert_eq!(d.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(d.idle_timeout, Duration::from_secs(60));
+        assert_eq!(d.max_connections, 10_000);
+        assert_eq!(d.http2_max_concurrent_streams, 100);
+        let s = parse(
+            "header_read_timeout_ms = 2500\nidle_timeout_ms = 7000\nmax_connections = 64\nhttp2_max_concurrent_streams = 8",
+        )
+        .unwrap();
+        assert_eq!(s.header_read_timeout, Duration::from_millis(2500));
+        assert_eq!(s.idle_timeout, Duration::from_secs(7));
+        assert_eq!((s.max_connections, s.http2_max_concurrent_streams), (64, 8));
+        for name in
+            ["header_read_timeout_ms", "idle_timeout_ms", "max_connections", "http2_max_concurrent_streams"]
+        {
+            let err = parse(&format!("{name} = 0")).unwrap_err();
+            assert!(err.contains(name) && err.contains("above 0"), "{err}");
+        }
     }
 
     #[test]

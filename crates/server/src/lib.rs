@@ -41,6 +41,7 @@ pub mod backends;
 pub mod cli;
 pub mod config;
 mod environment;
+pub mod listener;
 mod logging;
 pub mod metrics;
 mod migrate;
@@ -52,8 +53,9 @@ pub mod shutdown;
 pub mod state;
 pub mod status;
 pub mod stores;
+pub mod tls;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -71,10 +73,12 @@ struct ReadmeDoctests;
 
 use crate::audit::AuditLog;
 use crate::auth::Authenticator;
+use crate::listener::{Limits, Listener};
 use crate::metrics::Metrics;
 use crate::request::RequestSettings;
 use crate::state::{AppState, SharedState, Stores};
 use crate::status::{ProbeObserver, ProbeSettings, StatusBoard};
+use crate::tls::{Tls, TlsError};
 
 /// The whole HTTP application: routes, fallback, panic catching and,
 /// outermost, the request middleware (ids, timeout, logs, problem+json, and
@@ -105,11 +109,43 @@ pub fn metrics_app(metrics: Arc<Metrics>, request_timeout: Duration) -> Router {
         ))
 }
 
+/// Why a server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// An address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Plaintext on an address other hosts can reach, without
+    /// `allow_plaintext`.
+    #[error(
+        "{setting} = \"{addr}\" is not a loopback address and no TLS is configured, so tokens and \
+         credential values would cross the network in clear: set tls = {{ cert_file = \"…\", key_file = \"…\" }} \
+         (or CREDSTORE_TLS_CERT_FILE and CREDSTORE_TLS_KEY_FILE), or allow_plaintext = true when a \
+         TLS-terminating proxy is the server's only client"
+    )]
+    Plaintext {
+        /// `listen` or `metrics_listen`.
+        setting: &'static str,
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// The TLS files cannot be served.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
 /// A bound server, ready to run.
 #[derive(Debug)]
 pub struct Server {
-    listener: tokio::net::TcpListener,
-    metrics_listener: Option<tokio::net::TcpListener>,
+    listener: Listener,
+    metrics_listener: Option<Listener>,
+    tls: Option<Tls>,
     state: AppState,
     request_timeout: Duration,
     grace: Duration,
@@ -121,17 +157,54 @@ impl Server {
     /// timeout is the one `stores` were built with ([`Stores::new`]).
     ///
     /// # Behavior
-    /// Probes every store once, concurrently, each bounded by
-    /// `settings.probe_timeout`, and starts the store probers
-    /// ([`status`]); opens the audit log of `settings.audit_log` lazily
-    /// ([`AuditLog::new`]).
+    /// Reads and checks the TLS files when `settings.tls` is set
+    /// ([`tls`]); refuses plaintext on a non-loopback address unless
+    /// `settings.allow_plaintext`. Caps the connections below the open-file
+    /// limit ([`listener::connection_cap`]). Probes every store once,
+    /// concurrently, each bounded by `settings.probe_timeout`, and starts
+    /// the store probers ([`status`]); opens the audit log of
+    /// `settings.audit_log` lazily ([`AuditLog::new`]).
     ///
     /// # Errors
-    /// An address cannot be bound.
-    pub async fn bind(settings: &Settings, stores: Stores, auth: Authenticator) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+    /// Plaintext on a non-loopback address, unusable TLS files, or an
+    /// address that cannot be bound.
+    pub async fn bind(settings: &Settings, stores: Stores, auth: Authenticator) -> Result<Self, BindError> {
+        if settings.tls.is_none() && !settings.allow_plaintext {
+            let listens = [("listen", Some(settings.listen)), ("metrics_listen", settings.metrics_listen)];
+            for (setting, addr) in listens {
+                if let Some(addr) = addr.filter(|a| !a.ip().is_loopback()) {
+                    return Err(BindError::Plaintext { setting, addr });
+                }
+            }
+        }
+        let tls = settings.tls.as_ref().map(Tls::new).transpose()?;
+        let acceptor = tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.config.clone()));
+        let file_limit = listener::open_file_limit();
+        let cap = listener::connection_cap(settings.max_connections, file_limit);
+        if cap < settings.max_connections {
+            tracing::warn!(
+                max_connections = settings.max_connections,
+                open_file_limit = file_limit,
+                cap,
+                "max_connections lowered to stay below the open-file limit"
+            );
+        }
+        let limits = Limits {
+            header_read_timeout: settings.header_read_timeout,
+            idle_timeout: settings.idle_timeout,
+            max_connections: cap,
+            http2_max_concurrent_streams: settings.http2_max_concurrent_streams,
+        };
+        let bind = |addr: SocketAddr| async move {
+            tokio::net::TcpListener::bind(addr).await.map_err(|source| BindError::Listen { addr, source })
+        };
+        let listener = Listener { tcp: bind(settings.listen).await?, tls: acceptor.clone(), limits };
         let metrics_listener = match settings.metrics_listen {
-            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+            Some(addr) => Some(Listener {
+                tcp: bind(addr).await?,
+                tls: acceptor,
+                limits: Limits { max_connections: listener::METRICS_MAX_CONNECTIONS.min(cap), ..limits },
+            }),
             None => None,
         };
         let metrics = stores.metrics().clone();
@@ -159,9 +232,19 @@ impl Server {
             body_limit: settings.body_limit,
             shutting_down: Arc::new(AtomicBool::new(false)),
         });
+        tracing::info!(
+            tls = tls.is_some(),
+            client_certificates = settings.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some()),
+            max_connections = cap,
+            open_file_limit = file_limit,
+            header_read_timeout_ms = settings.header_read_timeout.as_millis() as u64,
+            idle_timeout_ms = settings.idle_timeout.as_millis() as u64,
+            "connection limits"
+        );
         Ok(Self {
             listener,
             metrics_listener,
+            tls,
             state,
             request_timeout: settings.request_timeout,
             grace: settings.shutdown_grace,
@@ -170,18 +253,23 @@ impl Server {
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener.tcp.local_addr().expect("a bound listener has an address")
     }
 
     /// The address of the separate metrics listener, when
     /// `metrics_listen` is set.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+        self.metrics_listener.as_ref().and_then(|l| l.tcp.local_addr().ok())
     }
 
     /// The shared state (stores, tokens, store status, audit log, metrics).
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// Whether the listeners serve TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting connections
@@ -191,61 +279,56 @@ impl Server {
     /// A request acknowledged before `run` returns was fully handled: its
     /// store call returned before the answer was sent. The metrics listener
     /// stops with the main one, and the store probers when `run` returns.
+    /// With TLS, SIGHUP reloads the certificate ([`tls`]).
     ///
     /// # Errors
-    /// An I/O error of the listener.
+    /// Listening for SIGHUP cannot start.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let Self { listener, metrics_listener, state, request_timeout, grace } = self;
+        let Self { listener, metrics_listener, tls, state, request_timeout, grace } = self;
+        #[cfg(unix)]
+        let reloader = tls.as_ref().map(Tls::reload_on_sighup).transpose()?;
+        #[cfg(not(unix))]
+        let _ = tls;
         let flag = state.shutting_down.clone();
         let status = state.status.clone();
-        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let signal = async move {
-            shutdown.await;
-            flag.store(true, Ordering::SeqCst);
-            let _ = started_tx.send(());
-            let _ = stop_tx.send(true);
-        };
         let metrics_task = metrics_listener.map(|l| {
             let app = metrics_app(state.metrics.clone(), request_timeout);
-            let mut stop = stop_rx.clone();
-            tokio::spawn(async move {
-                let stopped = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
-                if let Err(e) = axum::serve(l, app).with_graceful_shutdown(stopped).await {
-                    tracing::error!(error = %e, "the metrics listener failed");
-                }
-            })
+            tokio::spawn(l.serve(app, stop_rx.clone()))
         });
         let reopen_audit = reopen_audit_on_sighup(state.audit.clone());
         let app = app(state, request_timeout);
-        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let serve = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
+        let serve = listener.serve(app, stop_rx);
         tokio::pin!(serve);
-        let grace_over = async {
-            if started_rx.await.is_ok() {
-                tokio::time::sleep(grace).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
+        let shutdown = async move {
+            shutdown.await;
+            flag.store(true, Ordering::SeqCst);
+            let _ = stop_tx.send(true);
+            stop_tx
         };
-        let result = tokio::select! {
-            result = &mut serve => {
-                tracing::info!("server stopped");
-                result
-            }
-            () = grace_over => {
-                tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; stopping with requests in flight");
-                Ok(())
-            }
+        let stopped = tokio::select! {
+            () = &mut serve => None,
+            stop_tx = shutdown => Some(stop_tx),
         };
+        if stopped.is_some() {
+            tokio::select! {
+                () = &mut serve => tracing::info!("server stopped"),
+                () = tokio::time::sleep(grace) => tracing::warn!(
+                    grace_ms = grace.as_millis() as u64,
+                    "grace period over; stopping with requests in flight"
+                ),
+            }
+        }
         status.shutdown().await;
         for task in metrics_task.into_iter().chain(reopen_audit) {
             task.abort();
             let _ = task.await;
         }
-        result
+        #[cfg(unix)]
+        if let Some(task) = reloader {
+            task.abort();
+        }
+        Ok(())
     }
 }
 
