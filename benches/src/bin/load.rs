@@ -20,12 +20,17 @@
 //! the same requests over plaintext: wrk keeps its connections alive, so
 //! the pair shows what TLS costs per request once the handshakes are done.
 //!
+//! The durable audit (a create's `started` record synced before the store
+//! call) is measured against the same server whose audit log goes to
+//! stderr, written and never synced, right after it.
+//!
 //! The server logs at `info` (to a file in the run's temporary folder), as
 //! it would in production.
 //!
 //! `load PATH/TO/credstore [SECONDS]`; writes `target/bench/extra/server_load.json`.
-//! With `CREDSTORE_LOAD_ONLY=tls`, only the TLS rows and the plaintext rows
-//! they are measured against run (no OpenBao, no bare handler).
+//! With `CREDSTORE_LOAD_ONLY=self` (or `tls`), only the rows measured
+//! against the server itself run: TLS and the durable audit, and the runs
+//! they are measured against (no OpenBao, no bare handler).
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -325,7 +330,9 @@ fn main() {
     }
     let bin = args.next().expect("usage: load PATH/TO/credstore [SECONDS]");
     let seconds: u64 = args.next().map_or(10, |s| s.parse().expect("seconds"));
-    let only_tls = std::env::var("CREDSTORE_LOAD_ONLY").is_ok_and(|v| v == "tls");
+    // `tls` (or `self`): only the rows measured against the server itself,
+    // TLS beside plaintext and the durable audit beside an unsynced one.
+    let only_tls = std::env::var("CREDSTORE_LOAD_ONLY").is_ok_and(|v| v == "tls" || v == "self");
     require_tool("wrk", "scripts/bench").expect("wrk");
     let dir = tempfile::tempdir().unwrap();
 
@@ -339,6 +346,11 @@ fn main() {
         ("CREDSTORE_TLS_KEY_FILE", key.to_str().expect("a UTF-8 path")),
     ];
     let (tls_server, tls_addr) = start_server(&bin, dir.path(), "tls-server", &token, None, &tls_env);
+    // The same server with its audit log on stderr (written, flushed, never
+    // synced: as 0.2 wrote its file), the baseline of the durable audit.
+    let unsynced_env = [("CREDSTORE_AUDIT_LOG", "-")];
+    let (unsynced_server, unsynced_addr) =
+        start_server(&bin, dir.path(), "unsynced-audit", &token, None, &unsynced_env);
 
     let auth = format!("Bearer {token}");
     let base = format!("http://{addr}/manage/tenants/bench/projects/load/credential-stores");
@@ -373,6 +385,14 @@ fn main() {
         run("bare-create", &format!("{bare_base}/memory-default/credentials"), &ours_create)
     });
     let memory = run("create-memory", &format!("{base}/memory-default/credentials"), &ours_create);
+    let unsynced_base =
+        format!("http://{unsynced_addr}/manage/tenants/bench/projects/load/credential-stores");
+    let memory_unsynced = run(
+        "create-memory-unsynced-audit",
+        &format!("{unsynced_base}/memory-default/credentials"),
+        &ours_create,
+    );
+    unsynced_server.stop();
     let memory_tls =
         run("create-memory-tls", &format!("{tls_base}/memory-default/credentials"), &ours_create);
     let bare_list = bare.as_ref().map(|(_, bare_base)| run("bare-list-stores", bare_base, &list_script));
@@ -394,6 +414,17 @@ fn main() {
             list_tls.requests_per_sec,
             list.requests_per_sec,
             "the same list over plaintext HTTP",
+            Some(0.8),
+        ),
+        Row::higher_is_better(
+            format!(
+                "server create with the durable audit (started record fdatasynced before the store call) vs \
+                 unsynced, memory store ({load})"
+            ),
+            "req/s",
+            memory.requests_per_sec,
+            memory_unsynced.requests_per_sec,
+            "the same create with the audit log written to stderr, never synced (as 0.2 wrote its file)",
             Some(0.8),
         ),
     ];
