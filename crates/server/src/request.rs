@@ -79,6 +79,24 @@ pub fn generate_request_id() -> String {
     String::from_utf8_lossy(&id).into_owned()
 }
 
+/// The longest path written to the access log, in bytes.
+pub const MAX_LOGGED_PATH: usize = 256;
+
+/// A request's path as the access log writes it: at most
+/// [`MAX_LOGGED_PATH`] bytes, a longer one cut and followed by `…` and its
+/// length, so that no client can make a log line long.
+struct LoggedPath<'a>(&'a str);
+
+impl std::fmt::Display for LoggedPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.get(..MAX_LOGGED_PATH) {
+            Some(head) if head.len() < self.0.len() => write!(f, "{head}…({} bytes)", self.0.len()),
+            // A URI path is ASCII, so the cut always falls on a boundary.
+            _ => f.write_str(self.0),
+        }
+    }
+}
+
 /// The middleware: assigns the request id, applies the timeout, logs the
 /// request (method, path, status, latency, request id; never headers or
 /// bodies), renders every error response as a [`Problem`], and counts the
@@ -108,7 +126,7 @@ pub async fn request_context(
     let route = req.extensions().get::<MatchedPath>().cloned();
     req.extensions_mut().insert(RequestId(request_id.clone()));
 
-    let span = tracing::info_span!("request", %method, path = %path, request_id = %request_id);
+    let span = tracing::info_span!("request", %method, path = %LoggedPath(path), request_id = %request_id);
     let started = Instant::now();
     let response = async {
         match tokio::time::timeout(settings.timeout, next.run(req)).await {
@@ -183,6 +201,15 @@ fn default_detail(status: StatusCode) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_paths_are_cut_at_256_bytes() {
+        let short = "/manage/tenants/t/projects/p/credential-stores";
+        assert_eq!(LoggedPath(short).to_string(), short);
+        let long = format!("/manage/tenants/{}", "%01".repeat(1000));
+        let logged = LoggedPath(&long).to_string();
+        assert_eq!(logged, format!("{}…(3016 bytes)", &long[..MAX_LOGGED_PATH]));
+    }
 
     #[test]
     fn request_ids() {
