@@ -101,6 +101,7 @@ fn wrk(name: &str, url: &str, script_text: &str, seconds: u64, dir: &Path) -> Lo
         .find_map(|l| l.trim().strip_prefix("99%"))
         .map(|v| duration_ms(v.trim()))
         .unwrap_or_else(|| panic!("no 99% latency in wrk output:\n{text}"));
+    assert!(rps > 0.0, "wrk {name} got no answer at all:\n{text}");
     println!("{name}: {rps:.0} req/s, p99 {p99:.2} ms");
     Load { requests_per_sec: rps, p99_ms: p99 }
 }

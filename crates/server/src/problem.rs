@@ -127,9 +127,15 @@ impl ApiError {
     /// | `InvalidKey` (field `id` or `key`), `InvalidNamespace`, `InvalidInput`, `Unsupported` | 422 |
     /// | `NotText` (a binary value asked for as text; field `value`) | 422 |
     /// | `PreconditionFailed` (a conditional write's condition did not hold) | 412 |
-    /// | `Unavailable` (a timeout included), `Config`, `PermissionDenied` (of the backend, not the caller) | 503 |
+    /// | `Unavailable` (a timeout included), `Config`, `PermissionDenied` (of the backend, not the caller) | 503, the store and a [`FailureCategory`] only; cause logged |
     /// | `Conflict` | 409 |
     /// | `Integrity`, `Backend`, anything else | 500, cause logged |
+    ///
+    /// A 503 of a store says which store and what kind of failure
+    /// (`store 'vault-prod' is unavailable (timeout)`), never the backend's
+    /// own words, which may hold file paths, addresses or the backend's
+    /// messages: those are logged, in the request's span, so under its
+    /// request id (the answer's `requestId`).
     ///
     /// Handlers map an `InvalidNamespace` of a project's namespace
     /// themselves, to name `tenantId` and `projectId`.
@@ -149,14 +155,87 @@ impl ApiError {
             StoreError::NotText { .. } => Self::invalid_field("value", &err),
             StoreError::Unsupported { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()),
             StoreError::PreconditionFailed { .. } => Self::precondition_failed(err.to_string()),
-            StoreError::Unavailable { .. }
-            | StoreError::Config { .. }
-            | StoreError::PermissionDenied { .. } => {
-                tracing::warn!(error = %err, "store unavailable");
-                Self::unavailable(err.to_string())
+            StoreError::Unavailable { store, .. }
+            | StoreError::Config { store, .. }
+            | StoreError::PermissionDenied { store, .. } => {
+                let category = FailureCategory::of_error(&err).unwrap_or(FailureCategory::Unreachable);
+                tracing::warn!(store = %store, category = category.as_str(), error = %err, "store unavailable");
+                Self::unavailable(format!(
+                    "store '{store}' is unavailable ({}); the cause is in the server log under this requestId",
+                    category.as_str()
+                ))
             }
             StoreError::Conflict { .. } => Self::new(StatusCode::CONFLICT, err.to_string()),
             _ => Self::internal(&err),
+        }
+    }
+}
+
+/// What kind of failure made a store unavailable, as clients are told it:
+/// the cause itself (file paths, addresses, the backend's messages) goes
+/// only to the server log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCategory {
+    /// The store cannot be reached or used right now.
+    Unreachable,
+    /// The store did not answer in time.
+    Timeout,
+    /// The backend refused the server's credentials or permissions.
+    Refused,
+    /// The store is configured wrongly (or could not be opened).
+    Misconfigured,
+}
+
+/// The words core's timeout layer and the prober put in a timeout's reason
+/// ("no answer within N ms").
+const TIMEOUT_REASON: &str = "no answer within";
+
+impl FailureCategory {
+    /// `unreachable`, `timeout`, `refused` or `misconfigured`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unreachable => "unreachable",
+            Self::Timeout => "timeout",
+            Self::Refused => "refused",
+            Self::Misconfigured => "misconfigured",
+        }
+    }
+
+    /// The category of a store error that makes the store unavailable
+    /// (`Unavailable`, `PermissionDenied`, `Config`); `None` for any other.
+    pub fn of_error(err: &StoreError) -> Option<Self> {
+        match err {
+            StoreError::Unavailable { reason, .. } if reason.starts_with(TIMEOUT_REASON) => {
+                Some(Self::Timeout)
+            }
+            StoreError::Unavailable { reason, .. } if reason.starts_with(crate::state::FAILED_TO_OPEN) => {
+                Some(Self::Misconfigured)
+            }
+            StoreError::Unavailable { .. } => Some(Self::Unreachable),
+            StoreError::PermissionDenied { .. } => Some(Self::Refused),
+            StoreError::Config { .. } => Some(Self::Misconfigured),
+            _ => None,
+        }
+    }
+
+    /// The category of a probe's reason (free text from the backend):
+    /// `timeout` for "no answer within N ms", `misconfigured` for a store
+    /// that could not be opened ([`crate::state::FailedStore`]), `refused`
+    /// when the text says permission or authorization was denied, else
+    /// `unreachable`.
+    pub fn of_reason(reason: &str) -> Self {
+        let lower = reason.to_ascii_lowercase();
+        if lower.starts_with(TIMEOUT_REASON) {
+            Self::Timeout
+        } else if lower.starts_with(crate::state::FAILED_TO_OPEN) {
+            Self::Misconfigured
+        } else if ["permission denied", "forbidden", "unauthorized", "not authorized", "access denied"]
+            .iter()
+            .any(|w| lower.contains(w))
+        {
+            Self::Refused
+        } else {
+            Self::Unreachable
         }
     }
 }
@@ -319,6 +398,37 @@ mod tests {
     }
 
     #[test]
+    fn unavailable_stores_answer_a_category_never_the_cause() {
+        let id = credstore_core::StoreId::new("vault-prod").unwrap();
+        let cases = [
+            (StoreError::unavailable(&id, "connection refused at http://10.1.2.3:8200"), "unreachable"),
+            (StoreError::unavailable(&id, "no answer within 10000 ms"), "timeout"),
+            (StoreError::permission_denied(&id, "token rejected by http://10.1.2.3:8200"), "refused"),
+            (StoreError::config(&id, "cannot read /var/lib/credstore/vault.token"), "misconfigured"),
+        ];
+        for (err, category) in cases {
+            let e = ApiError::from_store(err);
+            assert_eq!(e.status, 503);
+            assert!(
+                e.detail.starts_with(&format!("store 'vault-prod' is unavailable ({category})")),
+                "{}",
+                e.detail
+            );
+            assert!(!e.detail.contains("10.1.2.3") && !e.detail.contains("/var/lib"), "{}", e.detail);
+        }
+        for (reason, category) in [
+            ("no answer within 3000 ms", FailureCategory::Timeout),
+            ("vault returned 403 Forbidden: permission denied", FailureCategory::Refused),
+            ("connection refused at http://10.1.2.3:8200", FailureCategory::Unreachable),
+            ("sealed", FailureCategory::Unreachable),
+        ] {
+            assert_eq!(FailureCategory::of_reason(reason), category, "{reason}");
+        }
+        let failed = format!("{}wrong master key", crate::state::FAILED_TO_OPEN);
+        assert_eq!(FailureCategory::of_reason(&failed), FailureCategory::Misconfigured);
+    }
+
+    #[test]
     fn store_errors_map_to_statuses() {
         let id = credstore_core::StoreId::new("s").unwrap();
         assert_eq!(ApiError::from_store(StoreError::unavailable(&id, "down")).status, 503);
@@ -351,6 +461,10 @@ mod tests {
         assert_eq!(e.status, 409);
         let e = ApiError::from_store(StoreError::permission_denied(&id, "policy says no"));
         assert_eq!(e.status, 503);
+        assert_eq!(
+            e.detail,
+            "store 's' is unavailable (refused); the cause is in the server log under this requestId"
+        );
         let e = ApiError::from_store(StoreError::unsupported(&id, "create-only writes"));
         assert_eq!(e.status, 422);
         let e = ApiError::from_store(StoreError::integrity(&id, &key, "tag mismatch"));

@@ -203,8 +203,13 @@ pub struct SharedState {
     pub shutting_down: Arc<AtomicBool>,
 }
 
+/// What the reasons of a [`FailedStore`] start with: answers and the store
+/// list show such a store as `misconfigured`
+/// (see the crate README, Errors).
+pub const FAILED_TO_OPEN: &str = "cannot be opened: ";
+
 /// A store that failed to open: every call is [`Error::Unavailable`] with the
-/// reason it failed, and so is its probe. The server serves it in the
+/// reason it failed (after [`FAILED_TO_OPEN`]), and so is its probe. The server serves it in the
 /// opened store's place, so the list of stores says what is wrong.
 ///
 /// Input is still checked first, as by every store: a bad value or metadata
@@ -241,7 +246,7 @@ impl FailedStore {
     }
 
     fn err<T>(&self) -> Result<T> {
-        Err(Error::unavailable(&self.id, self.reason.to_string()))
+        Err(Error::unavailable(&self.id, format!("{FAILED_TO_OPEN}{}", self.reason)))
     }
 }
 
@@ -282,7 +287,7 @@ impl CredentialStore for FailedStore {
         self.err()
     }
     async fn check_availability(&self) -> Availability {
-        Availability::down(self.reason.to_string())
+        Availability::down(format!("{FAILED_TO_OPEN}{}", self.reason))
     }
 }
 

@@ -37,6 +37,8 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::problem::FailureCategory;
+
 /// The default time between two probes of a store: 10 s.
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(10);
 /// The default age past which a result is refreshed on demand: 30 s.
@@ -111,11 +113,22 @@ impl BodyEntry {
         Self {
             available: a.available,
             id: id.to_string(),
-            reason: if a.available { String::new() } else { a.reason.clone().unwrap_or_default() },
+            reason: shown_reason(a),
             kind: kind.to_string(),
             checked_at: humantime::format_rfc3339_millis(last.checked_at).to_string(),
         }
     }
+}
+
+/// The `reason` clients see: `""` when available, else only the
+/// failure category (`unreachable`, `timeout`, `refused`,
+/// `misconfigured`). The backend's own words may hold file paths,
+/// addresses or the backend's messages; the prober logs them.
+pub fn shown_reason(a: &Availability) -> String {
+    if a.available {
+        return String::new();
+    }
+    FailureCategory::of_reason(a.reason.as_deref().unwrap_or_default()).as_str().to_owned()
 }
 
 #[derive(Serialize)]
@@ -221,7 +234,10 @@ impl StatusBoard {
         let slots: Vec<Arc<Slot>> = stores
             .into_iter()
             .zip(first)
-            .map(|(store, last)| Arc::new(Slot { store, last: RwLock::new(last), wake: Notify::new() }))
+            .map(|(store, last)| {
+                log_change(store.id(), None, &last.availability);
+                Arc::new(Slot { store, last: RwLock::new(last), wake: Notify::new() })
+            })
             .collect();
         let body = Arc::new(StoresBody::new(
             slots.iter().map(|s| BodyEntry::new(s.store.id(), s.store.kind(), &s.last())).collect(),
@@ -328,6 +344,21 @@ impl Drop for StatusBoard {
     }
 }
 
+/// Logs a store's availability when it changes (or, with no `before`, when
+/// the first probe finds it down), with the full reason the store list
+/// does not show.
+fn log_change(id: &StoreId, before: Option<&Availability>, now: &Availability) {
+    if before == Some(now) || (before.is_none() && now.available) {
+        return;
+    }
+    if now.available {
+        tracing::info!(store = %id, "store available again");
+    } else {
+        let reason = now.reason.as_deref().unwrap_or_default();
+        tracing::warn!(store = %id, category = FailureCategory::of_reason(reason).as_str(), reason, "store unavailable");
+    }
+}
+
 async fn run_probe(
     store: &dyn CredentialStore,
     timeout: Duration,
@@ -370,6 +401,7 @@ async fn prober(
             _ = stop.changed() => return,
             r = run_probe(slot.store.as_ref(), settings.timeout, observer.as_ref()) => r,
         };
+        log_change(slot.store.id(), Some(&slot.last().availability), &result.availability);
         body.update(index, BodyEntry::new(slot.store.id(), slot.store.kind(), &result));
         *slot.last.write().unwrap_or_else(|e| e.into_inner()) = result;
         next = Instant::now() + jittered(settings.interval);
@@ -486,7 +518,7 @@ mod tests {
                 crate::routes::StoreEntry {
                     available: a.available,
                     id: s.id.to_string(),
-                    reason: if a.available { String::new() } else { a.reason.unwrap_or_default() },
+                    reason: shown_reason(&a),
                     kind: s.kind.to_string(),
                     checked_at: crate::routes::timestamp(s.last.checked_at),
                 }
@@ -507,7 +539,8 @@ mod tests {
         assert_eq!(body, handler_body(board.snapshot()), "{}", String::from_utf8_lossy(&body));
         let text = String::from_utf8(body.to_vec()).unwrap();
         assert!(text.starts_with(r#"{"data":[{"available":true,"id":"up","reason":"","type":""#), "{text}");
-        assert!(text.contains("no answer within 3000 ms"), "{text}");
+        assert!(text.contains(r#""id":"hang","reason":"timeout""#), "{text}");
+        assert!(!text.contains("no answer within") && !text.contains("sealed"), "{text}");
 
         // A probe result lands: the body follows, still equal to the handler's.
         up.set_availability(Availability::down("gone"));
@@ -518,7 +551,7 @@ mod tests {
         assert_eq!(body, handler_body(board.snapshot()));
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["data"][0]["available"], false);
-        assert_eq!(v["data"][0]["reason"], "gone");
+        assert_eq!(v["data"][0]["reason"], "unreachable", "the category, not the store's words");
         assert_eq!(v["data"][1]["available"], true);
         assert_eq!(v["data"][1]["reason"], "");
         assert_eq!(v["data"].as_array().unwrap().len(), 3);
@@ -541,7 +574,7 @@ mod tests {
         settle().await;
         assert_eq!(m.calls(Op::CheckAvailability), 2, "one probe for all of them");
         let fresh = board.stores_body();
-        assert!(String::from_utf8_lossy(&fresh).contains(r#""reason":"sealed""#));
+        assert!(String::from_utf8_lossy(&fresh).contains(r#""reason":"unreachable""#));
         assert_eq!(fresh, handler_body(board.snapshot()));
         board.shutdown().await;
     }

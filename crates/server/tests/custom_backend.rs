@@ -208,7 +208,7 @@ cache = { ttl_ms = 1000 }
             (json!("kv-file"), json!("test-kv"), json!(false)),
         ]
     );
-    assert_eq!(entries[1]["reason"], "the greeting is not hello");
+    assert_eq!(entries[1]["reason"], "unreachable", "its own probe's words are logged, not shown");
 
     // Created, isolated per project, conditional, refused without a token.
     let create =

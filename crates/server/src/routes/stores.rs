@@ -21,8 +21,9 @@ pub struct StoreEntry {
     /// The store's id.
     #[schema(pattern = r"^[a-zA-Z0-9_.-]+$", min_length = 1, max_length = 255, example = "sqlite-default")]
     pub id: String,
-    /// Why the store is unavailable ("no answer within 3000 ms", "vault is
-    /// sealed"). Always a string: the empty string `""` when `available` is
+    /// Why the store is unavailable, as a category: `unreachable`,
+    /// `timeout`, `refused` or `misconfigured` (the cause is in the server
+    /// log). Always a string: the empty string `""` when `available` is
     /// true.
     #[schema(example = "")]
     pub reason: String,
