@@ -232,13 +232,13 @@ async fn serve(settings: Settings) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    tracing::info!(
-        address = %server.local_addr(),
-        tls = server.is_tls(),
-        data_dir = %settings.data_dir.display(),
-        "credstore listening"
-    );
-    match server.run(crate::shutdown::signal()).await {
+    let (address, tls) = (server.local_addr(), server.is_tls());
+    // Every signal the server handles is listened for before it says it
+    // listens: a SIGTERM or SIGHUP sent from then on is never the default
+    // action, which ends the process.
+    let running = server.run(crate::shutdown::signal());
+    tracing::info!(%address, tls, data_dir = %settings.data_dir.display(), "credstore listening");
+    match running.await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(format!("server error: {e}")),
     }

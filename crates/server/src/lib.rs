@@ -279,16 +279,46 @@ impl Server {
     /// A request acknowledged before `run` returns was fully handled: its
     /// store call returned before the answer was sent. The metrics listener
     /// stops with the main one, and the store probers when `run` returns.
-    /// With TLS, SIGHUP reloads the certificate ([`tls`]).
+    /// SIGHUP reopens the audit log and, with TLS, reloads the certificate
+    /// ([`tls`]); both are listened for when `run` is called, before the
+    /// future it returns is first polled, so a SIGHUP sent once `run` has
+    /// returned never takes the default action (ending the process). Call
+    /// it inside a tokio runtime.
     ///
     /// # Errors
     /// Listening for SIGHUP cannot start.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = std::io::Result<()>> + Send {
         let Self { listener, metrics_listener, tls, state, request_timeout, grace } = self;
         #[cfg(unix)]
-        let reloader = tls.as_ref().map(Tls::reload_on_sighup).transpose()?;
+        let reloader = tls.as_ref().map(Tls::reload_on_sighup).transpose();
         #[cfg(not(unix))]
         let _ = tls;
+        let reopen_audit = reopen_audit_on_sighup(state.audit.clone());
+        async move {
+            #[cfg(unix)]
+            let reloader = reloader?;
+            Self::serve(listener, metrics_listener, state, request_timeout, grace, shutdown, reopen_audit)
+                .await;
+            #[cfg(unix)]
+            if let Some(task) = reloader {
+                task.abort();
+            }
+            Ok(())
+        }
+    }
+
+    async fn serve(
+        listener: listener::Listener,
+        metrics_listener: Option<listener::Listener>,
+        state: AppState,
+        request_timeout: Duration,
+        grace: Duration,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        reopen_audit: Option<tokio::task::JoinHandle<()>>,
+    ) {
         let flag = state.shutting_down.clone();
         let status = state.status.clone();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -296,7 +326,6 @@ impl Server {
             let app = metrics_app(state.metrics.clone(), request_timeout);
             tokio::spawn(l.serve(app, stop_rx.clone()))
         });
-        let reopen_audit = reopen_audit_on_sighup(state.audit.clone());
         let app = app(state, request_timeout);
         let serve = listener.serve(app, stop_rx);
         tokio::pin!(serve);
@@ -324,11 +353,6 @@ impl Server {
             task.abort();
             let _ = task.await;
         }
-        #[cfg(unix)]
-        if let Some(task) = reloader {
-            task.abort();
-        }
-        Ok(())
     }
 }
 

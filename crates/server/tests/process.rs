@@ -208,6 +208,29 @@ fn secret_variables_are_wiped_from_the_process_environment_once_read() {
 }
 
 #[test]
+fn signals_sent_as_soon_as_the_server_says_it_listens_are_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP"), (libc::SIGINT, "SIGINT")] {
+        let (mut p, _) = Proc::serve(dir.path(), &[], &[]);
+        // SAFETY: a signal to our own child process.
+        unsafe { libc::kill(p.child.id() as i32, signal) };
+        if signal == libc::SIGHUP {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !p.stderr_text().contains("the audit log is reopened") {
+                assert!(std::time::Instant::now() < deadline, "{}", p.stderr_text());
+                assert!(p.child.try_wait().unwrap().is_none(), "SIGHUP ended the process");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(p.terminate().success(), "{}", p.stderr_text());
+        } else {
+            let status = p.wait();
+            assert!(status.success(), "{name} right after start: {status}: {}", p.stderr_text());
+            assert!(p.stderr_text().contains(&format!("{name} received")), "{}", p.stderr_text());
+        }
+    }
+}
+
+#[test]
 fn sighup_reopens_the_audit_log_after_an_external_rotation() {
     let dir = tempfile::tempdir().unwrap();
     let admin = "cst_admin-for-the-sighup-test-77";
