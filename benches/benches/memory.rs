@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use credstore_benches::baseline::MapStore;
 use credstore_benches::summary::Scenario;
 use credstore_benches::{key_name, quick, test_mode, KeyWalk};
-use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
+use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, SecretValue, StoreId};
 use credstore_memory::MemoryStore;
 use criterion::Criterion;
 

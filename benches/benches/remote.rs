@@ -15,7 +15,7 @@ use aws_sdk_secretsmanager::config::{Credentials, Region};
 use credstore_aws::{AwsConfig, AwsStore};
 use credstore_benches::summary::{Row, Scenario};
 use credstore_benches::{bench_out_dir, quick, test_mode};
-use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
+use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, SecretValue, StoreId};
 use credstore_layers::CacheLayer;
 use credstore_memory::MemoryStore;
 use credstore_test_servers::moto::{self, Moto};

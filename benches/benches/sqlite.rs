@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use credstore_benches::summary::{Row, Scenario};
 use credstore_benches::{bench_out_dir, key_name, quick, test_mode, KeyWalk};
-use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
+use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, SecretValue, StoreId};
 use credstore_sqlite::{MasterKey, SqliteConfig, SqliteStore};
 use criterion::Criterion;
 use rusqlite::{params, Connection};

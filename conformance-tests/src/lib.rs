@@ -104,7 +104,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use credstore_core::{Capabilities, CredentialStore};
+use credstore_core::{Capabilities, CredentialStore, CredentialStoreExt};
 use futures::future::BoxFuture;
 use libtest_mimic::{Arguments, Failed, Trial};
 

@@ -10,7 +10,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use credstore_conformance::mock::{Fault, MockStore, Op};
-//! use credstore_core::{CredentialKey, CredentialStore, Error, Metadata, SecretValue, StoreId};
+//! use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Error, Metadata, SecretValue, StoreId};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> credstore_core::Result<()> {
 //! let mock = MockStore::new(StoreId::new("mock")?);
@@ -36,9 +36,9 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use credstore_core::{
-    check_set, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, ListOptions,
-    ListPage, Metadata, Namespace, Persistence, Result, SecretValue, SetMode, SetOptions, SetOutcome,
-    StoreId, StoreKind, Version,
+    Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, ListOptions, ListPage,
+    Metadata, Namespace, Persistence, Result, SecretValue, SetMode, SetOutcome, StoreId, StoreInfo,
+    StoreKind, Version, WriteRequest,
 };
 
 /// An operation of [`CredentialStore`], as the mock counts and scripts them.
@@ -46,7 +46,7 @@ use credstore_core::{
 pub enum Op {
     /// [`CredentialStore::get`].
     Get,
-    /// [`CredentialStore::set_opts`] and the provided `set`, `create`, `replace`.
+    /// [`CredentialStore::write`], so `set_opts`, `set`, `create` and `replace`.
     Set,
     /// [`CredentialStore::has`].
     Has,
@@ -213,9 +213,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// - Clones and namespace handles share the data, the script and the call
 ///   counters, so a test keeps one `MockStore` to script and inspect while
 ///   the code under test holds an `Arc<dyn CredentialStore>`.
-/// - Every call is counted when it is made ([`MockStore::calls`]), including
-///   calls refused before I/O. A write first runs [`check_set`] (size,
-///   capabilities), like every backend; then, for every operation, the
+/// - Every call that reaches the mock is counted ([`MockStore::calls`]): a
+///   write refused by its [`WriteRequest`] check (size, capabilities) never
+///   does, as with every backend. For every operation, the
 ///   latency is waited and the script is consulted: per-operation faults
 ///   ([`MockStore::fail_next_op`]) first, then faults of any operation
 ///   ([`MockStore::fail_next`]), then the ratio ([`MockStore::fail_ratio`]).
@@ -223,15 +223,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// - While [`MockStore::set_availability`] says down, the probe answers that
 ///   and every other operation fails with [`Error::Unavailable`] and the same
 ///   reason.
-/// - Declared capabilities are enforced: a mock declared without `list`,
-///   `binary`, `metadata`, create-only or replace-if-version refuses them
-///   with [`Error::Unsupported`].
+/// - Declared capabilities are enforced: a mock declared without `list`
+///   refuses it with [`Error::Unsupported`], and writes it declares off
+///   (`binary`, `metadata`, create-only, replace-if-version) are refused by
+///   the request's check before they reach it.
 #[derive(Clone)]
 pub struct MockStore {
+    /// The id, as in `info`, for the errors that name it.
     id: StoreId,
-    kind: StoreKind,
-    capabilities: Capabilities,
-    namespace: Namespace,
+    info: StoreInfo,
     shared: Arc<Shared>,
 }
 
@@ -239,21 +239,19 @@ impl fmt::Debug for MockStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MockStore")
             .field("id", &self.id)
-            .field("kind", &self.kind)
-            .field("namespace", &self.namespace)
+            .field("kind", self.info.kind())
+            .field("namespace", self.info.namespace())
             .finish_non_exhaustive()
     }
 }
 
 impl MockStore {
-    /// An empty mock with id `id`, kind `mock` ([`StoreKind::Custom`]), at
-    /// the root namespace, declaring [`MockStore::DEFAULT_CAPABILITIES`].
+    /// An empty mock with id `id`, kind [`MockStore::KIND`], at the root
+    /// namespace, declaring [`MockStore::DEFAULT_CAPABILITIES`].
     pub fn new(id: StoreId) -> Self {
         Self {
+            info: StoreInfo::new(id.clone(), Self::KIND, Self::DEFAULT_CAPABILITIES),
             id,
-            kind: StoreKind::Custom("mock".into()),
-            capabilities: Self::DEFAULT_CAPABILITIES,
-            namespace: Namespace::root(),
             shared: Arc::new(Shared {
                 data: Mutex::new(Data::default()),
                 script: Mutex::new(Script::default()),
@@ -268,17 +266,21 @@ impl MockStore {
     pub const DEFAULT_CAPABILITIES: Capabilities =
         Capabilities::full().with_persistence(Persistence::Process);
 
+    /// The kind of a new mock: `mock`.
+    pub const KIND: StoreKind = StoreKind::from_static("mock");
+
     /// Returns the mock declaring `capabilities`, and enforcing them: what is
     /// declared off is refused with [`Error::Unsupported`]. Handles made
     /// earlier keep what they had.
     pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
-        self.capabilities = capabilities;
+        self.info = self.info.with_capabilities(capabilities);
         self
     }
 
     /// Returns the mock reporting `kind`.
     pub fn with_kind(mut self, kind: StoreKind) -> Self {
-        self.kind = kind;
+        self.info = StoreInfo::new(self.id.clone(), kind, self.info.capabilities())
+            .in_namespace(self.info.namespace().clone());
         self
     }
 
@@ -376,31 +378,19 @@ impl MockStore {
 
     fn read<T>(&self, f: impl FnOnce(Option<&BTreeMap<CredentialKey, Entry>>) -> T) -> T {
         let data = lock(&self.shared.data);
-        f(data.namespaces.get(&self.namespace))
+        f(data.namespaces.get(self.info.namespace()))
     }
 }
 
 #[async_trait]
 impl CredentialStore for MockStore {
-    fn id(&self) -> &StoreId {
-        &self.id
-    }
-
-    fn kind(&self) -> StoreKind {
-        self.kind.clone()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.capabilities
-    }
-
-    fn namespace(&self) -> &Namespace {
-        &self.namespace
+    fn info(&self) -> &StoreInfo {
+        &self.info
     }
 
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
-        let joined = self.namespace.join(namespace)?;
-        Ok(Arc::new(Self { namespace: joined, ..self.clone() }))
+        let joined = self.info.namespace().join(namespace)?;
+        Ok(Arc::new(Self { info: self.info.in_namespace(joined), ..self.clone() }))
     }
 
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
@@ -418,19 +408,13 @@ impl CredentialStore for MockStore {
         }))
     }
 
-    async fn set_opts(
-        &self,
-        key: &CredentialKey,
-        value: &SecretValue,
-        metadata: &Metadata,
-        options: &SetOptions,
-    ) -> Result<SetOutcome> {
+    async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {
+        let (key, value, metadata) = (request.key(), request.value(), request.metadata());
         self.count(Op::Set);
-        check_set(self, value, metadata, options)?;
         self.io(Op::Set).await?;
         let mut data = lock(&self.shared.data);
-        let current = data.namespaces.get(&self.namespace).and_then(|k| k.get(key));
-        match (&options.mode, current) {
+        let current = data.namespaces.get(self.info.namespace()).and_then(|k| k.get(key));
+        match (request.mode(), current) {
             (SetMode::Create, Some(_)) => {
                 return Err(Error::precondition_failed(&self.id, key, "the key exists"));
             }
@@ -455,7 +439,7 @@ impl CredentialStore for MockStore {
             created_at,
             updated_at: now,
         };
-        data.namespaces.entry(self.namespace.clone()).or_default().insert(key.clone(), entry);
+        data.namespaces.entry(self.info.namespace().clone()).or_default().insert(key.clone(), entry);
         Ok(SetOutcome { created, version, created_at, updated_at: now })
     }
 
@@ -475,17 +459,17 @@ impl CredentialStore for MockStore {
         self.count(Op::Delete);
         self.io(Op::Delete).await?;
         let mut data = lock(&self.shared.data);
-        let Some(keys) = data.namespaces.get_mut(&self.namespace) else { return Ok(false) };
+        let Some(keys) = data.namespaces.get_mut(self.info.namespace()) else { return Ok(false) };
         let existed = keys.remove(key).is_some();
         if keys.is_empty() {
-            data.namespaces.remove(&self.namespace);
+            data.namespaces.remove(self.info.namespace());
         }
         Ok(existed)
     }
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
         self.count(Op::List);
-        if !self.capabilities.list {
+        if !self.info.capabilities().list {
             return Err(Error::unsupported(&self.id, "list"));
         }
         self.io(Op::List).await?;
@@ -513,6 +497,7 @@ impl CredentialStore for MockStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use credstore_core::CredentialStoreExt;
 
     fn mock() -> MockStore {
         MockStore::new(StoreId::new("mock").unwrap())

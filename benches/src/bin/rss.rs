@@ -10,7 +10,7 @@ use std::process::Command;
 use credstore_benches::baseline::MapStore;
 use credstore_benches::summary::Row;
 use credstore_benches::{key_name, out_dir};
-use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
+use credstore_core::{CredentialKey, CredentialStoreExt, Metadata, SecretValue, StoreId};
 use credstore_memory::MemoryStore;
 
 fn peak_rss_kib() -> u64 {

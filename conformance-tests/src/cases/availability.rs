@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use credstore_core::{CredentialStore, Error, ListOptions, Metadata, SecretValue, MAX_VALUE_BYTES};
+use credstore_core::{
+    CredentialStore, CredentialStoreExt, Error, ListOptions, Metadata, SecretValue, MAX_VALUE_BYTES,
+};
 
 use super::{
     assert_invalid_input, assert_no_secret, assert_unsupported, caps, key, ns, secret, UNREACHABLE_DEADLINE,

@@ -2,6 +2,8 @@
 
 use credstore_core::SecretValue;
 
+use credstore_core::CredentialStoreExt;
+
 use super::{absent, caps, key, list_all, meta, meta_if, must_get, secret, set, set_text, text};
 use crate::StoreFactory;
 

@@ -1,6 +1,6 @@
 //! Binary values: every byte value and invalid UTF-8 round-trip exactly.
 
-use credstore_core::{Error, Metadata, SecretValue, MAX_VALUE_BYTES};
+use credstore_core::{CredentialStoreExt, Error, Metadata, SecretValue, MAX_VALUE_BYTES};
 
 use super::{absent, assert_invalid_input, assert_unchanged, key, must_get, set, text};
 use crate::StoreFactory;

@@ -1,7 +1,7 @@
 //! Declared capabilities are honest both ways: what is declared on works,
 //! what is declared off is refused with `Unsupported` and stores nothing.
 
-use credstore_core::{ListOptions, Metadata, SecretValue};
+use credstore_core::{CredentialStoreExt, ListOptions, Metadata, SecretValue};
 
 use super::{
     absent, assert_precondition_failed, assert_unchanged, assert_unsupported, caps, key, meta, must_get, set,

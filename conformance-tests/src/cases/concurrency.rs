@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use credstore_core::{Metadata, SecretValue};
+use credstore_core::{CredentialStoreExt, Metadata, SecretValue};
 
 use super::{caps, key, list_all, meta, must_get, race, set, text};
 use crate::StoreFactory;

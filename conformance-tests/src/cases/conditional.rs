@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use credstore_core::{CredentialKey, CredentialStore, Error, Metadata, SecretValue, SetOutcome};
+use credstore_core::{
+    CredentialKey, CredentialStore, CredentialStoreExt, Error, Metadata, SecretValue, SetOutcome,
+};
 
 use super::{
     absent, assert_precondition_failed, assert_unchanged, caps, key, meta, meta_if, must_get, race, set, text,

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use credstore_core::{
-    Capabilities, Credential, CredentialKey, CredentialStore, Error, ListOptions, Metadata, Namespace,
-    SecretValue, SetOutcome,
+    Capabilities, Credential, CredentialKey, CredentialStore, CredentialStoreExt, Error, ListOptions,
+    Metadata, Namespace, SecretValue, SetOutcome,
 };
 
 use crate::{unique_name, Case, CaseFuture, Needs, StoreFactory};

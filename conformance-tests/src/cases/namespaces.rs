@@ -1,6 +1,6 @@
 //! Handles on namespaces from `with_namespace`: isolation, nesting, caps.
 
-use credstore_core::{Error, Namespace, NamespaceError, SecretValue, MAX_NAMESPACE_LEN};
+use credstore_core::{CredentialStoreExt, Error, Namespace, NamespaceError, SecretValue, MAX_NAMESPACE_LEN};
 
 use super::{absent, caps, get_text, key, list_all, meta, meta_if, must_get, names, ns, set, set_text};
 use crate::StoreFactory;

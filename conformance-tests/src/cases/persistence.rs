@@ -1,6 +1,6 @@
 //! Reopen cases, for stores whose persistence survives a restart.
 
-use credstore_core::{Metadata, SecretValue};
+use credstore_core::{CredentialStoreExt, Metadata, SecretValue};
 
 use super::{caps, get_text, key, meta_if, must_get, ns, set, set_text};
 use crate::StoreFactory;

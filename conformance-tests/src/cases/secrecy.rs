@@ -1,6 +1,6 @@
 //! The value never leaks into Debug output or errors.
 
-use credstore_core::{Metadata, SecretValue, MAX_VALUE_BYTES};
+use credstore_core::{CredentialStoreExt, Metadata, SecretValue, MAX_VALUE_BYTES};
 
 use super::{assert_no_secret, key, meta, meta_if, must_get, secret};
 use crate::StoreFactory;

@@ -1,6 +1,6 @@
 //! Text values: sizes, special characters, and the limit refused before I/O.
 
-use credstore_core::{Metadata, SecretValue, MAX_VALUE_BYTES};
+use credstore_core::{CredentialStoreExt, Metadata, SecretValue, MAX_VALUE_BYTES};
 
 use super::{absent, assert_invalid_input, assert_unchanged, key, meta, meta_if, must_get, set, text};
 use crate::StoreFactory;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use credstore_core::{Metadata, SecretValue};
+use credstore_core::{CredentialStoreExt, Metadata, SecretValue};
 
 use super::{key, meta, meta_if, must_get, set, text};
 use crate::StoreFactory;

@@ -3,7 +3,7 @@
 //!
 //! ```
 //! use credstore_aws::{AwsConfig, AwsStore, DeletionPolicy};
-//! use credstore_core::{CredentialStore, Namespace, SecretValue, StoreId, StoreKind};
+//! use credstore_core::{CredentialStore, CredentialStoreExt, Namespace, SecretValue, StoreId};
 //!
 //! # fn main() -> credstore_core::Result<()> {
 //! // Explicit settings: nothing is read from the environment, nothing is sent yet.
@@ -16,7 +16,7 @@
 //!         .deletion(DeletionPolicy::RecoveryWindow(7))
 //!         .static_credentials("AKIAIOSFODNN7EXAMPLE", SecretValue::from("wJalrXUtnFEMI/K7MDENG")),
 //! )?;
-//! assert_eq!(store.kind(), StoreKind::AwsSecretsManager);
+//! assert_eq!(*store.kind(), credstore_aws::KIND);
 //! assert_eq!(store.secret_name(&"stripe-key".parse()?), "prod/app/stripe-key");
 //!
 //! // One client, a key space per tenant: secrets under prod/app/tenant-42/.
@@ -40,7 +40,7 @@
 //! ```no_run
 //! # async fn demo() -> credstore_core::Result<()> {
 //! use credstore_aws::{AwsConfig, AwsStore};
-//! use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
+//! use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, SecretValue, StoreId};
 //!
 //! let store = AwsStore::from_env(StoreId::new("aws")?, AwsConfig::new().prefix("myapp")).await?;
 //! let key = CredentialKey::new("github-token")?;
@@ -346,6 +346,10 @@ pub use config::AwsSettings;
 pub use config::{AwsConfig, DeletionPolicy, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT};
 pub use layout::MAX_SECRET_NAME_LEN;
 pub use store::AwsStore;
+
+/// The AWS Secrets Manager store's [`StoreKind`](credstore_core::StoreKind):
+/// `aws-secrets-manager`.
+pub const KIND: credstore_core::StoreKind = credstore_core::StoreKind::from_static("aws-secrets-manager");
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -11,9 +11,9 @@ use aws_sdk_secretsmanager::primitives::{Blob, DateTime};
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
 use aws_sdk_secretsmanager::Client;
 use credstore_core::{
-    async_trait, check_set, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error,
-    ListOptions, ListPage, Metadata, Namespace, Persistence, Result, SecretValue, SetMode, SetOptions,
-    SetOutcome, StoreId, StoreKind, Version,
+    async_trait, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, ListOptions,
+    ListPage, Metadata, Namespace, Persistence, Result, SecretValue, SetMode, SetOutcome, StoreId, StoreInfo,
+    Version, WriteRequest,
 };
 
 use crate::errors::{translate, Failure, Kind, Target};
@@ -113,9 +113,11 @@ const MAX_KNOWN: usize = 4096;
 /// [`CredentialStore::with_namespace`].
 #[derive(Clone)]
 pub struct AwsStore {
+    /// The store's id, as in `info`, for the many errors that name it.
     id: StoreId,
+    /// Id, kind, capabilities and this handle's namespace.
+    info: StoreInfo,
     shared: Arc<Shared>,
-    namespace: Namespace,
     names: Names,
 }
 
@@ -265,7 +267,8 @@ impl AwsStore {
             root: root.clone(),
             known: Mutex::new(HashMap::new()),
         };
-        Self { id, shared: Arc::new(shared), namespace: Namespace::root(), names: root }
+        let info = StoreInfo::new(id.clone(), crate::KIND, CAPABILITIES);
+        Self { id, info, shared: Arc::new(shared), names: root }
     }
 
     /// The longest namespace, in bytes, that
@@ -955,31 +958,21 @@ impl fmt::Debug for AwsStore {
             .field("endpoint", &self.shared.target.endpoint)
             .field("region", &self.shared.target.region)
             .field("prefix", &self.names.prefix())
-            .field("namespace", &self.namespace)
+            .field("namespace", self.info.namespace())
             .field("deletion", &self.shared.deletion)
             .finish_non_exhaustive()
     }
 }
 
+/// Everything, durable: create-only through `CreateSecret`,
+/// replace-if-version through `UpdateSecretVersionStage` (see the crate
+/// docs, "Writes").
+const CAPABILITIES: Capabilities = Capabilities::full().with_persistence(Persistence::Durable);
+
 #[async_trait]
 impl CredentialStore for AwsStore {
-    fn id(&self) -> &StoreId {
-        &self.id
-    }
-
-    fn kind(&self) -> StoreKind {
-        StoreKind::AwsSecretsManager
-    }
-
-    /// Everything, durable: create-only through `CreateSecret`,
-    /// replace-if-version through `UpdateSecretVersionStage` (see the crate
-    /// docs, "Writes").
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::full().with_persistence(Persistence::Durable)
-    }
-
-    fn namespace(&self) -> &Namespace {
-        &self.namespace
+    fn info(&self) -> &StoreInfo {
+        &self.info
     }
 
     /// # Behavior
@@ -991,10 +984,11 @@ impl CredentialStore for AwsStore {
     /// configured prefix): its secret names would not fit Secrets Manager's
     /// 512 characters.
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
-        let joined = self.namespace.join(namespace)?;
+        let joined = self.info.namespace().join(namespace)?;
         joined.check_len(self.max_namespace_len())?;
         let names = self.shared.root.child(&joined);
-        Ok(Arc::new(Self { id: self.id.clone(), shared: self.shared.clone(), namespace: joined, names }))
+        let info = self.info.in_namespace(joined);
+        Ok(Arc::new(Self { id: self.id.clone(), info, shared: self.shared.clone(), names }))
     }
 
     /// # Behavior
@@ -1094,15 +1088,9 @@ impl CredentialStore for AwsStore {
     /// [`Error::PreconditionFailed`] when the key exists (`Create`), or is
     /// missing or not at the given version (`Replace`); nothing is changed
     /// then (the staged version loses its label).
-    async fn set_opts(
-        &self,
-        key: &CredentialKey,
-        value: &SecretValue,
-        metadata: &Metadata,
-        options: &SetOptions,
-    ) -> Result<SetOutcome> {
-        check_set(self, value, metadata, options)?;
-        let mode = &options.mode;
+    async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {
+        let (key, value, metadata, mode) =
+            (request.key(), request.value(), request.metadata(), request.mode());
         let name = self.names.name(key);
         let payload = Payload::of(value);
         let empty = value.is_empty();

@@ -57,7 +57,11 @@ impl fmt::Display for IdKind {
 ///
 /// Input errors ([`Error::InvalidKey`], [`Error::InvalidNamespace`],
 /// [`Error::InvalidInput`]) are raised before any I/O.
-#[derive(Debug, Clone)]
+///
+/// `Debug` is written for people: the variant's name, its message and the
+/// chain of causes, so that `fn main() -> credstore_core::Result<()>` prints
+/// `Error: InvalidKey: invalid credential key "my key!": ...`.
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum Error {
     /// A credential key or store id breaks the id rules.
@@ -224,6 +228,37 @@ impl fmt::Display for Error {
             }
             Error::Backend { store, source } => write!(f, "credential store '{store}' failed: {source}"),
         }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Error::InvalidKey { .. } => "InvalidKey",
+            Error::InvalidNamespace { .. } => "InvalidNamespace",
+            Error::InvalidInput { .. } => "InvalidInput",
+            Error::NotText { .. } => "NotText",
+            Error::Unavailable { .. } => "Unavailable",
+            Error::PermissionDenied { .. } => "PermissionDenied",
+            Error::Integrity { .. } => "Integrity",
+            Error::Config { .. } => "Config",
+            Error::Conflict { .. } => "Conflict",
+            Error::PreconditionFailed { .. } => "PreconditionFailed",
+            Error::Unsupported { .. } => "Unsupported",
+            Error::AlreadyRegistered { .. } => "AlreadyRegistered",
+            Error::Backend { .. } => "Backend",
+        };
+        write!(f, "{name}: {self}")?;
+        // `Backend`'s message already ends with its source.
+        let mut cause = match self {
+            Error::Backend { source, .. } => source.source(),
+            _ => std::error::Error::source(self),
+        };
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
     }
 }
 

@@ -28,7 +28,7 @@
 //! included.
 //!
 //! ```
-//! use credstore_core::{CredentialKey, CredentialStore, Error};
+//! use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Error};
 //!
 //! /// Copies a credential, refusing to overwrite one that exists.
 //! async fn copy(from: &dyn CredentialStore, to: &dyn CredentialStore, key: &str) -> credstore_core::Result<bool> {
@@ -47,23 +47,30 @@ mod availability;
 mod capabilities;
 pub mod config;
 pub mod error;
+mod ext;
 mod id;
+mod info;
 mod layer;
 pub mod layers;
+mod list;
 mod metadata;
 mod namespace;
 mod registry;
 pub mod secret;
 mod store;
 mod version;
+mod write;
 
 pub use async_trait::async_trait;
 
 pub use availability::{Availability, StoreStatus};
 pub use capabilities::{Capabilities, Persistence};
 pub use error::{BoxError, Error, IdKind, Result, Source};
+pub use ext::CredentialStoreExt;
 pub use id::{is_id_byte, validate_id, CredentialKey, IdError, StoreId, MAX_ID_LEN};
+pub use info::{StoreInfo, StoreKind, MAX_KIND_LEN};
 pub use layer::{Layer, StoreExt};
+pub use list::{ListCursor, ListOptions, ListPage, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use metadata::{
     check_value, Metadata, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_BYTES, MAX_METADATA_TOTAL_BYTES,
     MAX_METADATA_VALUE_BYTES, MAX_VALUE_BYTES,
@@ -71,11 +78,9 @@ pub use metadata::{
 pub use namespace::{Namespace, NamespaceError, MAX_NAMESPACE_LEN};
 pub use registry::StoreRegistry;
 pub use secret::SecretValue;
-pub use store::{
-    check_set, Credential, CredentialStore, ListCursor, ListOptions, ListPage, SetMode, SetOptions,
-    SetOutcome, StoreKind, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
-};
+pub use store::{Credential, CredentialStore};
 pub use version::{Version, MAX_VERSION_LEN};
+pub use write::{SetMode, SetOptions, SetOutcome, WriteRequest};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -51,7 +51,7 @@ impl StoreRegistry {
     /// [`Error::AlreadyRegistered`] when a store with the same id is already
     /// there; the registry is unchanged and the earlier store stays.
     pub fn register(&mut self, store: Arc<dyn CredentialStore>) -> Result<()> {
-        let id = store.id().clone();
+        let id = store.info().id().clone();
         if self.by_id.contains_key(&id) {
             return Err(Error::AlreadyRegistered { store: id });
         }
@@ -94,7 +94,7 @@ impl StoreRegistry {
                 Ok(Err(_)) => Availability::down("the availability probe panicked"),
                 Err(_) => Availability::down(format!("no answer within {} ms", timeout.as_millis())),
             };
-            StoreStatus { id: store.id().clone(), kind: store.kind(), availability }
+            StoreStatus { id: store.info().id().clone(), kind: store.info().kind().clone(), availability }
         });
         futures::future::join_all(probes).await
     }

@@ -1,63 +1,15 @@
 //! The [`CredentialStore`] trait and the types its methods take and return.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use serde::{Serialize, Serializer};
 
 use crate::{
-    Availability, Capabilities, CredentialKey, Error, Metadata, Namespace, Result, SecretValue, StoreId,
-    Version,
+    Availability, CredentialKey, ListOptions, ListPage, Metadata, Namespace, Result, SecretValue, SetOutcome,
+    StoreInfo, Version, WriteRequest,
 };
-
-/// Which backend a store is. Serialized as the `type` of the
-/// Credential Stores API: `memory`, `encrypted-sqlite`, `aws-secrets-manager`,
-/// `vault`, `keychain`, or a custom backend's own name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum StoreKind {
-    /// `credstore-memory`.
-    Memory,
-    /// `credstore-sqlite`.
-    EncryptedSqlite,
-    /// `credstore-aws`.
-    AwsSecretsManager,
-    /// `credstore-vault` (HashiCorp Vault or OpenBao).
-    Vault,
-    /// `credstore-keychain` (the operating system's credential store).
-    Keychain,
-    /// A backend outside this workspace, by its own name.
-    Custom(Cow<'static, str>),
-}
-
-impl StoreKind {
-    /// The kind's name as the API spells it.
-    pub fn as_str(&self) -> &str {
-        match self {
-            StoreKind::Memory => "memory",
-            StoreKind::EncryptedSqlite => "encrypted-sqlite",
-            StoreKind::AwsSecretsManager => "aws-secrets-manager",
-            StoreKind::Vault => "vault",
-            StoreKind::Keychain => "keychain",
-            StoreKind::Custom(name) => name,
-        }
-    }
-}
-
-impl fmt::Display for StoreKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for StoreKind {
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
 
 /// A stored credential, as returned by [`CredentialStore::get`].
 ///
@@ -92,310 +44,49 @@ impl fmt::Debug for Credential {
     }
 }
 
-/// What a successful write did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SetOutcome {
-    /// True when the key did not exist before.
-    pub created: bool,
-    /// The version this write made; a later [`CredentialStore::get`] returns
-    /// it until the next write.
-    pub version: Version,
-    /// When the key was first set.
-    pub created_at: SystemTime,
-    /// When this write happened.
-    pub updated_at: SystemTime,
-}
-
-/// The condition a write is made under; see [`SetOptions`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SetMode {
-    /// Create the key, or overwrite it whatever its version. The default.
-    #[default]
-    Upsert,
-    /// Create the key only if it does not exist
-    /// ([`Capabilities::create_only`]).
-    Create,
-    /// Overwrite the key only if its current version is this one
-    /// ([`Capabilities::replace_if_version`]). A missing key fails the
-    /// condition.
-    Replace(Version),
-}
-
-/// Options of [`CredentialStore::set_opts`].
-///
-/// ```
-/// use credstore_core::{SetMode, SetOptions, Version};
-/// assert_eq!(SetOptions::new().mode, SetMode::Upsert);
-/// assert_eq!(SetOptions::create_only().mode, SetMode::Create);
-/// let v = Version::new("3")?;
-/// assert_eq!(SetOptions::replace(v.clone()).mode, SetMode::Replace(v));
-/// # Ok::<(), credstore_core::Error>(())
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SetOptions {
-    /// The write's condition.
-    pub mode: SetMode,
-}
-
-impl SetOptions {
-    /// An unconditional write (upsert).
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// A write that creates the key only if it is absent.
-    pub fn create_only() -> Self {
-        Self { mode: SetMode::Create }
-    }
-
-    /// A write that replaces the key only at `version`.
-    pub fn replace(version: Version) -> Self {
-        Self { mode: SetMode::Replace(version) }
-    }
-
-    /// Returns a copy with `mode`.
-    pub fn with_mode(mut self, mode: SetMode) -> Self {
-        self.mode = mode;
-        self
-    }
-}
-
-/// The checks every backend makes first in [`CredentialStore::set_opts`],
-/// before any I/O: the value's size, and that the store supports what the
-/// write asks for (a binary value, metadata, the write's mode).
-///
-/// # Errors
-/// [`Error::InvalidInput`] on field `value` when it is over
-/// [`MAX_VALUE_BYTES`](crate::MAX_VALUE_BYTES); [`Error::Unsupported`] for a
-/// binary value, non-empty metadata or a conditional mode the store's
-/// [`Capabilities`] declare off.
-pub fn check_set(
-    store: &dyn CredentialStore,
-    value: &SecretValue,
-    metadata: &Metadata,
-    options: &SetOptions,
-) -> Result<()> {
-    crate::check_value(value)?;
-    let caps = store.capabilities();
-    if !value.is_text() && !caps.binary {
-        return Err(Error::unsupported(store.id(), "binary values"));
-    }
-    if !metadata.is_empty() && !caps.metadata {
-        return Err(Error::unsupported(store.id(), "metadata"));
-    }
-    match options.mode {
-        SetMode::Create if !caps.create_only => Err(Error::unsupported(store.id(), "create-only writes")),
-        SetMode::Replace(_) if !caps.replace_if_version => {
-            Err(Error::unsupported(store.id(), "replace-if-version writes"))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// The default number of keys in one page of [`CredentialStore::list`].
-pub const DEFAULT_PAGE_SIZE: usize = 100;
-/// The largest page [`CredentialStore::list`] returns.
-pub const MAX_PAGE_SIZE: usize = 1000;
-
-/// An opaque position in a listing, returned as [`ListPage::next_cursor`] and
-/// passed back through [`ListOptions::with_cursor`] to get the next page.
-///
-/// Every backend in this workspace lists in key order, so a cursor stands for
-/// "after this key"; clients should treat its text as opaque all the same.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ListCursor(CredentialKey);
-
-const CURSOR_TAG: &str = "c1";
-
-impl ListCursor {
-    /// A cursor that resumes after `key`.
-    pub fn after(key: &CredentialKey) -> Self {
-        Self(key.clone())
-    }
-
-    /// Parses a cursor from the text [`ListCursor`]'s `Display` produced.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] on field `cursor` when the text is not one.
-    pub fn parse(text: &str) -> Result<Self> {
-        let bad = || Error::InvalidInput {
-            field: "cursor".into(),
-            reason: "is not a cursor returned by list".into(),
-        };
-        let hex = text.strip_prefix(CURSOR_TAG).ok_or_else(bad)?;
-        if hex.len() % 2 != 0 || hex.len() > 2 * crate::MAX_ID_LEN {
-            return Err(bad());
-        }
-        let bytes: Option<Vec<u8>> = (0..hex.len())
-            .step_by(2)
-            .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-            .collect();
-        let s = String::from_utf8(bytes.ok_or_else(bad)?).map_err(|_| bad())?;
-        CredentialKey::new(s).map(Self).map_err(|_| bad())
-    }
-
-    /// The key this cursor resumes after.
-    pub fn start_after(&self) -> &CredentialKey {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ListCursor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ListCursor({self})")
-    }
-}
-
-/// The cursor's opaque text, to hand to a client.
-impl fmt::Display for ListCursor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(CURSOR_TAG)?;
-        self.0.as_str().bytes().try_for_each(|b| write!(f, "{b:02x}"))
-    }
-}
-
-/// What [`CredentialStore::list`] returns: validated, so a backend can use
-/// every field without checking it.
-///
-/// ```
-/// use credstore_core::ListOptions;
-/// let opts = ListOptions::new().with_prefix("db.")?.with_limit(50)?;
-/// assert_eq!(opts.prefix(), "db.");
-/// assert!(ListOptions::new().with_prefix("a/b").is_err());
-/// # Ok::<(), credstore_core::Error>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListOptions {
-    prefix: String,
-    cursor: Option<ListCursor>,
-    limit: usize,
-}
-
-impl Default for ListOptions {
-    fn default() -> Self {
-        Self { prefix: String::new(), cursor: None, limit: DEFAULT_PAGE_SIZE }
-    }
-}
-
-impl ListOptions {
-    /// The first page of every key, [`DEFAULT_PAGE_SIZE`] at a time.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Only keys that start with `prefix`. An empty prefix matches every key.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] on field `prefix` when it holds a character no
-    /// key can hold or is longer than a key.
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
-        let prefix = prefix.into();
-        if !prefix.is_empty() {
-            crate::validate_id(&prefix)
-                .map_err(|e| Error::InvalidInput { field: "prefix".into(), reason: e.to_string() })?;
-        }
-        self.prefix = prefix;
-        Ok(self)
-    }
-
-    /// Resume after the page that returned `cursor`.
-    pub fn with_cursor(mut self, cursor: Option<ListCursor>) -> Self {
-        self.cursor = cursor;
-        self
-    }
-
-    /// At most `limit` keys per page.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] on field `limit` unless `1 <= limit <= MAX_PAGE_SIZE`.
-    pub fn with_limit(mut self, limit: usize) -> Result<Self> {
-        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-            return Err(Error::InvalidInput {
-                field: "limit".into(),
-                reason: format!("is {limit}; it must be between 1 and {MAX_PAGE_SIZE}"),
-            });
-        }
-        self.limit = limit;
-        Ok(self)
-    }
-
-    /// The prefix keys must start with; empty for all keys.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// The cursor to resume after, if any.
-    pub fn cursor(&self) -> Option<&ListCursor> {
-        self.cursor.as_ref()
-    }
-
-    /// The largest number of keys to return.
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
-    /// Whether `key` belongs in a listing with these options, ignoring the
-    /// page size: it has the prefix and sorts after the cursor.
-    pub fn admits(&self, key: &str) -> bool {
-        key.starts_with(&self.prefix) && self.cursor.as_ref().is_none_or(|c| key > c.start_after().as_str())
-    }
-
-    /// Builds one page from keys sorted in ascending order, for backends that
-    /// fetch all matching keys at once (Vault's LIST, AWS's ListSecrets). Keys
-    /// outside the prefix or before the cursor are skipped.
-    pub fn page_from_sorted<I>(&self, sorted: I) -> ListPage
-    where
-        I: IntoIterator<Item = CredentialKey>,
-    {
-        let mut keys: Vec<CredentialKey> = Vec::new();
-        let mut more = false;
-        for key in sorted.into_iter().filter(|k| self.admits(k.as_str())) {
-            if keys.len() == self.limit {
-                more = true;
-                break;
-            }
-            keys.push(key);
-        }
-        let next_cursor = if more { keys.last().map(ListCursor::after) } else { None };
-        ListPage { keys, next_cursor }
-    }
-}
-
-/// One page of keys from [`CredentialStore::list`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListPage {
-    /// Keys in ascending byte order.
-    pub keys: Vec<CredentialKey>,
-    /// Where the next page starts; `None` on the last page.
-    pub next_cursor: Option<ListCursor>,
-}
-
 /// A place that keeps credentials: the one trait every backend implements.
 ///
-/// The trait is object safe: stores are passed around as
-/// `Arc<dyn CredentialStore>`. Every method that takes input receives it
-/// already validated ([`CredentialKey`], [`Namespace`], [`Metadata`],
-/// [`ListOptions`], [`Version`]); a backend's own checks are [`check_set`],
-/// first in [`set_opts`](CredentialStore::set_opts), before any I/O.
+/// The trait is small and object safe: stores are passed around as
+/// `Arc<dyn CredentialStore>`. Callers reach it through
+/// [`CredentialStoreExt`](crate::CredentialStoreExt), implemented for every
+/// store, which adds the write shorthands (`set`, `create`, `replace`,
+/// `set_opts`) and the parts of [`info`](CredentialStore::info) (`id`,
+/// `kind`, `capabilities`, `namespace`).
 ///
-/// A wrapper implements the required methods and forwards; the provided
-/// ones ([`set`](CredentialStore::set), [`create`](CredentialStore::create),
-/// [`replace`](CredentialStore::replace), [`has`](CredentialStore::has),
-/// [`version`](CredentialStore::version)) reach the wrapped store through
-/// them. Backends override `has` and `version` where they can answer without
-/// reading the value.
+/// # Implementing a backend
+/// - Write the impl under `#[async_trait]`, re-exported as
+///   [`credstore_core::async_trait`](crate::async_trait): the methods are
+///   `async fn`s, and rustdoc shows them in their boxed-future form.
+/// - Inputs arrive validated: [`CredentialKey`], [`Namespace`],
+///   [`Metadata`], [`ListOptions`] and [`Version`] can only hold valid
+///   data, and [`WriteRequest`] has already been checked against the store's
+///   [`Capabilities`](crate::Capabilities). A backend checks only its own
+///   limits (an AWS name's length) before any I/O.
+/// - Versions: every write of a key returns a version that key has never
+///   had, even after a delete and a re-create (use a counter that survives
+///   deletes, a timestamp with a tie-breaker, or the service's own version
+///   id); otherwise a replace-if-version made before the delete could succeed
+///   after it.
+/// - Separation: what keeps two stores over one storage apart is the
+///   backend's location settings (a file, a mount and prefix, a name
+///   prefix), not the store id: two stores opened at the same location share
+///   their keys. Each backend's crate docs say what its location is.
+/// - Declare in [`Capabilities`](crate::Capabilities) only what the store
+///   does; `credstore-conformance` checks every declaration both ways.
+/// - A wrapper (a layer) forwards `info` and every method it does not
+///   change, and is written under `#[deny(clippy::missing_trait_methods)]` so
+///   that a provided method is never left to its default by mistake.
 ///
 /// # Errors
-/// Every fallible method may return [`Error::Unavailable`] (retriable) when the
-/// backend cannot be reached in time, [`Error::PermissionDenied`] when it
-/// refuses the caller, and [`Error::Backend`] for anything else. Method docs
-/// list the errors specific to them. A failed call changes nothing already
-/// stored.
+/// Every fallible method may return [`Error::Unavailable`](crate::Error::Unavailable)
+/// (retriable) when the backend cannot be reached in time,
+/// [`Error::PermissionDenied`](crate::Error::PermissionDenied) when it
+/// refuses the caller, and [`Error::Backend`](crate::Error::Backend) for
+/// anything else. Method docs list the errors specific to them. A failed
+/// call changes nothing already stored.
 ///
 /// ```
-/// use credstore_core::{CredentialKey, CredentialStore, Error, Metadata, SecretValue};
+/// use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Error, SecretValue};
 ///
 /// async fn rotate(store: &dyn CredentialStore, new_token: String) -> credstore_core::Result<()> {
 ///     let key = CredentialKey::new("github-token")?;
@@ -410,19 +101,9 @@ pub struct ListPage {
 /// ```
 #[async_trait]
 pub trait CredentialStore: Send + Sync + fmt::Debug {
-    /// The store's id, unique within a [`crate::StoreRegistry`]. Handles on
-    /// namespaces of one store share its id.
-    fn id(&self) -> &StoreId;
-
-    /// Which backend this is.
-    fn kind(&self) -> StoreKind;
-
-    /// What this store supports. The same for every namespace handle.
-    fn capabilities(&self) -> Capabilities;
-
-    /// The namespace this handle reads and writes; the root for a store as
-    /// opened.
-    fn namespace(&self) -> &Namespace;
+    /// What this handle is: the store's id, kind and capabilities, and the
+    /// handle's namespace. Makes no I/O.
+    fn info(&self) -> &StoreInfo;
 
     /// A handle on the namespace `namespace` inside this handle's own: the
     /// handle on `a` asked for `b` is the handle on `a/b`. Same id, kind and
@@ -434,9 +115,12 @@ pub trait CredentialStore: Send + Sync + fmt::Debug {
     ///   namespace share them.
     /// - Makes no I/O; an empty namespace (the root) returns a handle on
     ///   this handle's own namespace.
+    /// - A layer returns itself over the inner store's handle, so that
+    ///   per-namespace state (a cache) never crosses namespaces.
     ///
     /// # Errors
-    /// [`Error::InvalidNamespace`] when the joined namespace is longer than
+    /// [`Error::InvalidNamespace`](crate::Error::InvalidNamespace) when the
+    /// joined namespace is longer than
     /// [`MAX_NAMESPACE_LEN`](crate::MAX_NAMESPACE_LEN) or than the backend's
     /// own documented cap.
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>>;
@@ -449,82 +133,43 @@ pub trait CredentialStore: Send + Sync + fmt::Debug {
     ///   as the last write left them.
     ///
     /// # Errors
-    /// [`Error::Integrity`] when the stored data fails authentication; no
-    /// value is returned then.
+    /// [`Error::Integrity`](crate::Error::Integrity) when the stored data
+    /// fails authentication; no value is returned then.
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>>;
 
-    /// Writes a credential under the condition in `options`: the one write
-    /// method a backend implements.
+    /// Writes a credential under the request's condition: the one write
+    /// method a backend implements. Callers use
+    /// [`CredentialStoreExt::set_opts`](crate::CredentialStoreExt::set_opts)
+    /// or its shorthands, which check the request first.
     ///
     /// # Behavior
-    /// - [`SetMode::Upsert`] creates the key or overwrites it;
-    ///   [`SetMode::Create`] only creates; [`SetMode::Replace`] only
+    /// - [`SetMode::Upsert`](crate::SetMode::Upsert) creates the key or
+    ///   overwrites it; [`SetMode::Create`](crate::SetMode::Create) only
+    ///   creates; [`SetMode::Replace`](crate::SetMode::Replace) only
     ///   overwrites the given version. Conditional modes are atomic: of any
     ///   number of racing conditional writes, exactly the ones whose
     ///   condition held when they ran succeed.
     /// - Overwriting replaces the value and the whole metadata and keeps
     ///   `created_at`; `updated_at` becomes the time of this write; the
-    ///   version changes.
+    ///   version changes to one the key never had.
     /// - Once this returns `Ok`, the write is as durable as
-    ///   [`Capabilities::persistence`] says.
+    ///   [`Capabilities::persistence`](crate::Capabilities::persistence) says.
     /// - Concurrent writers to one key leave one of the written values with
     ///   its own metadata, never a mix.
+    /// - `SetMode` is `#[non_exhaustive]`: a backend matches the modes it
+    ///   knows and answers any other with
+    ///   [`Error::Unsupported`](crate::Error::Unsupported). The request's
+    ///   check already refuses a mode the store does not declare, so that
+    ///   arm is never reached in practice.
     ///
     /// # Errors
-    /// - Before any I/O, from [`check_set`]: [`Error::InvalidInput`] when the
-    ///   value is over [`MAX_VALUE_BYTES`](crate::MAX_VALUE_BYTES);
-    ///   [`Error::Unsupported`] for a binary value, non-empty metadata or a
-    ///   conditional mode the store declares off.
-    /// - [`Error::PreconditionFailed`] when the condition does not hold: the
-    ///   key exists (`Create`), or is missing or at another version
-    ///   (`Replace`). Not retriable.
+    /// - [`Error::PreconditionFailed`](crate::Error::PreconditionFailed) when
+    ///   the condition does not hold: the key exists (`Create`), or is
+    ///   missing or at another version (`Replace`). Not retriable.
+    /// - The request's own errors ([`WriteRequest::new`]) come before the
+    ///   call, with no I/O.
     /// - On any error the previous value, metadata and version are unchanged.
-    async fn set_opts(
-        &self,
-        key: &CredentialKey,
-        value: &SecretValue,
-        metadata: &Metadata,
-        options: &SetOptions,
-    ) -> Result<SetOutcome>;
-
-    /// Creates or overwrites a credential: [`set_opts`](CredentialStore::set_opts)
-    /// with [`SetMode::Upsert`].
-    ///
-    /// # Errors
-    /// As for `set_opts`, less the precondition.
-    async fn set(&self, key: &CredentialKey, value: &SecretValue, metadata: &Metadata) -> Result<SetOutcome> {
-        self.set_opts(key, value, metadata, &SetOptions::new()).await
-    }
-
-    /// Creates a credential only if the key is absent:
-    /// [`set_opts`](CredentialStore::set_opts) with [`SetMode::Create`].
-    ///
-    /// # Errors
-    /// As for `set_opts`; [`Error::PreconditionFailed`] when the key exists.
-    async fn create(
-        &self,
-        key: &CredentialKey,
-        value: &SecretValue,
-        metadata: &Metadata,
-    ) -> Result<SetOutcome> {
-        self.set_opts(key, value, metadata, &SetOptions::create_only()).await
-    }
-
-    /// Overwrites a credential only at `version`:
-    /// [`set_opts`](CredentialStore::set_opts) with [`SetMode::Replace`].
-    ///
-    /// # Errors
-    /// As for `set_opts`; [`Error::PreconditionFailed`] when the key is
-    /// missing or at another version.
-    async fn replace(
-        &self,
-        key: &CredentialKey,
-        value: &SecretValue,
-        metadata: &Metadata,
-        version: &Version,
-    ) -> Result<SetOutcome> {
-        self.set_opts(key, value, metadata, &SetOptions::replace(version.clone())).await
-    }
+    async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome>;
 
     /// Whether the key exists.
     ///
@@ -558,7 +203,7 @@ pub trait CredentialStore: Send + Sync + fmt::Debug {
     ///   deleting a missing key is not an error.
     /// - A deleted key is gone from `get`, `has` and `list`, and can be set
     ///   again at once, with a new `created_at` (a create-only write then
-    ///   succeeds).
+    ///   succeeds) and a version it never had before.
     ///
     /// # Errors
     /// The common errors only.
@@ -573,7 +218,8 @@ pub trait CredentialStore: Send + Sync + fmt::Debug {
     ///   throughout the listing exactly once.
     ///
     /// # Errors
-    /// [`Error::Unsupported`] when [`Capabilities::list`] is false.
+    /// [`Error::Unsupported`](crate::Error::Unsupported) when
+    /// [`Capabilities::list`](crate::Capabilities::list) is false.
     async fn list(&self, options: &ListOptions) -> Result<ListPage>;
 
     /// Probes whether the store can serve requests.

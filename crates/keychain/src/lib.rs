@@ -147,7 +147,7 @@
 //! # Example
 //!
 //! ```no_run
-//! use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
+//! use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, SecretValue, StoreId};
 //! use credstore_keychain::{KeychainConfig, KeychainStore};
 //!
 //! # async fn demo() -> credstore_core::Result<()> {
@@ -177,6 +177,9 @@ mod secret_service;
 pub use config::KeychainSettings;
 pub use config::{KeychainConfig, KeyutilsKeyring, Platform, SecretServiceOptions, DEFAULT_TIMEOUT};
 pub use store::KeychainStore;
+
+/// The keychain store's [`StoreKind`](credstore_core::StoreKind): `keychain`.
+pub const KIND: credstore_core::StoreKind = credstore_core::StoreKind::from_static("keychain");
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

@@ -5,9 +5,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use credstore_core::{
-    async_trait, check_set, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error,
-    ListOptions, ListPage, Metadata, Namespace, Result, SecretValue, SetMode, SetOptions, SetOutcome,
-    StoreId, StoreKind,
+    async_trait, Availability, Credential, CredentialKey, CredentialStore, Error, ListOptions, ListPage,
+    Namespace, Result, SetMode, SetOutcome, StoreId, StoreInfo, WriteRequest,
 };
 
 use crate::errors::{Failure, Kind, PResult};
@@ -21,8 +20,10 @@ use crate::{KeychainConfig, Platform};
 /// Cloning is cheap and gives another handle on the same platform store.
 #[derive(Clone)]
 pub struct KeychainStore {
+    /// The store's id, as in `info`, for the many errors that name it.
     id: StoreId,
-    namespace: Namespace,
+    /// Id, kind, the platform's capabilities and this handle's namespace.
+    info: StoreInfo,
     service: Arc<str>,
     platform: Arc<dyn PlatformImpl>,
     timeout: std::time::Duration,
@@ -32,7 +33,7 @@ impl fmt::Debug for KeychainStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeychainStore")
             .field("id", &self.id)
-            .field("namespace", &self.namespace)
+            .field("namespace", self.info.namespace())
             .field("platform", &self.platform)
             .field("timeout", &self.timeout)
             .finish()
@@ -56,7 +57,8 @@ impl KeychainStore {
         config.validate(&id)?;
         let platform = platform(&id, &config.platform)?;
         let service = Arc::from(layout::service_name(&id, &Namespace::root()));
-        Ok(Self { id, namespace: Namespace::root(), service, platform, timeout: config.timeout })
+        let info = StoreInfo::new(id.clone(), crate::KIND, platform.capabilities());
+        Ok(Self { id, info, service, platform, timeout: config.timeout })
     }
 
     /// The service name this handle's credentials are stored under:
@@ -143,26 +145,15 @@ fn platform(id: &StoreId, choice: &Platform) -> Result<Arc<dyn PlatformImpl>> {
 
 #[async_trait]
 impl CredentialStore for KeychainStore {
-    fn id(&self) -> &StoreId {
-        &self.id
-    }
-
-    fn kind(&self) -> StoreKind {
-        StoreKind::Keychain
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.platform.capabilities()
-    }
-
-    fn namespace(&self) -> &Namespace {
-        &self.namespace
+    /// Capabilities are the platform's (see the crate docs).
+    fn info(&self) -> &StoreInfo {
+        &self.info
     }
 
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
-        let namespace = self.namespace.join(namespace)?;
+        let namespace = self.info.namespace().join(namespace)?;
         let service = Arc::from(layout::service_name(&self.id, &namespace));
-        Ok(Arc::new(Self { namespace, service, ..self.clone() }))
+        Ok(Arc::new(Self { info: self.info.in_namespace(namespace), service, ..self.clone() }))
     }
 
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
@@ -176,18 +167,12 @@ impl CredentialStore for KeychainStore {
         }))
     }
 
-    async fn set_opts(
-        &self,
-        key: &CredentialKey,
-        value: &SecretValue,
-        metadata: &Metadata,
-        options: &SetOptions,
-    ) -> Result<SetOutcome> {
-        check_set(self, value, metadata, options)?;
-        let create_only = match &options.mode {
+    async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {
+        let (key, value, metadata) = (request.key(), request.value(), request.metadata());
+        let create_only = match request.mode() {
             SetMode::Create => true,
             SetMode::Upsert => false,
-            // `check_set` refused it: no platform declares it.
+            // The request's check refused it: no platform declares it.
             _ => return Err(Error::unsupported(&self.id, "replace-if-version writes")),
         };
         // The previous entry gives `created_at`; a foreign item under the
@@ -217,7 +202,7 @@ impl CredentialStore for KeychainStore {
     }
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
-        if !self.capabilities().list {
+        if !self.info.capabilities().list {
             return Err(Error::unsupported(&self.id, "list"));
         }
         let accounts = self.run(None, self.platform.list(&self.service)).await?;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use credstore_core::{
-    Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, Layer, ListOptions,
-    ListPage, Metadata, Namespace, Result, SecretValue, SetOptions, SetOutcome, StoreId, StoreKind, Version,
+    Availability, Credential, CredentialKey, CredentialStore, Error, Layer, ListOptions, ListPage, Namespace,
+    Result, SetOutcome, StoreInfo, Version, WriteRequest,
 };
 use futures::future::{BoxFuture, FutureExt, Shared, WeakShared};
 use tokio::sync::Notify;
@@ -42,7 +42,7 @@ pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(60);
 ///   hit only marks its entry under a read lock, so hits on different keys
 ///   never wait for each other).
 /// - **Zeroized when gone.** The cache holds one clone of each value it
-///   caches ([`SecretValue`] clones share one buffer): when an entry is
+///   caches ([`SecretValue`](credstore_core::SecretValue) clones share one buffer): when an entry is
 ///   evicted, expires, is invalidated or cleared, that clone is dropped, and
 ///   the buffer is zeroized once callers have dropped theirs too.
 /// - **Gone on time.** An entry is dropped when its time is up (its TTL plus
@@ -51,7 +51,7 @@ pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(60);
 ///   deadline, and sleeps without waking while the cache is empty. It exists
 ///   only while a cached store does (no cache, no task), and ends with the
 ///   last handle.
-/// - **Read your writes.** `set_opts` (so `set`, `create`, `replace`) and
+/// - **Read your writes.** `write` (so `set_opts`, `set`, `create`, `replace`) and
 ///   `delete` pass through unchanged, conditions included, and invalidate
 ///   the key before they return, whatever the outcome: after a success, a
 ///   failed condition ([`Error::PreconditionFailed`]), an error, or even a
@@ -806,7 +806,7 @@ impl Drop for CachedStore {
 
 impl CachedStore {
     fn over(inner: Arc<dyn CredentialStore>, cache: Arc<Cache>) -> Self {
-        let space = cache.space(inner.namespace());
+        let space = cache.space(inner.info().namespace());
         Self { inner, space, cache }
     }
 
@@ -976,21 +976,10 @@ async fn fetch(inner: &dyn CredentialStore, key: &CredentialKey, revalidate: Opt
 }
 
 #[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl CredentialStore for CachedStore {
-    fn id(&self) -> &StoreId {
-        self.inner.id()
-    }
-
-    fn kind(&self) -> StoreKind {
-        self.inner.kind()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn namespace(&self) -> &Namespace {
-        self.inner.namespace()
+    fn info(&self) -> &StoreInfo {
+        self.inner.info()
     }
 
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
@@ -1022,7 +1011,7 @@ impl CredentialStore for CachedStore {
         bump(&self.cache.counters.stale_served, 1);
         if !logged.swap(true, Ordering::Relaxed) {
             tracing::warn!(
-                store = %self.inner.id(),
+                store = %self.inner.info().id(),
                 namespace = self.space.namespace.as_str(),
                 key = key.as_str(),
                 stale_ms = u64::try_from(stale_for.as_millis()).unwrap_or(u64::MAX),
@@ -1033,16 +1022,9 @@ impl CredentialStore for CachedStore {
         Ok(Some(credential))
     }
 
-    async fn set_opts(
-        &self,
-        key: &CredentialKey,
-        value: &SecretValue,
-        metadata: &Metadata,
-        options: &SetOptions,
-    ) -> Result<SetOutcome> {
-        credstore_core::check_set(self, value, metadata, options)?;
-        let _invalidate = InvalidateOnDrop { store: self, key };
-        self.inner.set_opts(key, value, metadata, options).await
+    async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {
+        let _invalidate = InvalidateOnDrop { store: self, key: request.key() };
+        self.inner.write(request).await
     }
 
     async fn has(&self, key: &CredentialKey) -> Result<bool> {
@@ -1076,6 +1058,7 @@ impl CredentialStore for CachedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use credstore_core::{CredentialStoreExt, Metadata, SecretValue, StoreId};
 
     fn ns(name: &str) -> Namespace {
         Namespace::new(name).expect("valid namespace")

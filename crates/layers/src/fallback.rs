@@ -1,14 +1,13 @@
 //! [`FallbackStore`] and [`FallbackLayer`]: a chain of stores read in order.
 
-use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use credstore_core::{
-    check_set, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, Layer,
-    ListCursor, ListOptions, ListPage, Metadata, Namespace, Persistence, Result, SecretValue, SetOptions,
-    SetOutcome, StoreId, StoreKind, Version,
+    Availability, Capabilities, Credential, CredentialKey, CredentialStore, CredentialStoreExt, Error, Layer,
+    ListCursor, ListOptions, ListPage, Namespace, Persistence, Result, SetOutcome, StoreId, StoreInfo,
+    StoreKind, Version, WriteRequest,
 };
 
 /// The `operation` named by the [`Error::Unsupported`] of a write to a chain
@@ -16,7 +15,7 @@ use credstore_core::{
 const NO_WRITABLE: &str = "writes (the fallback chain has no writable store)";
 
 /// The kind a standalone chain reports: `fallback`.
-pub const FALLBACK_KIND: &str = "fallback";
+pub const FALLBACK_KIND: StoreKind = StoreKind::from_static("fallback");
 
 #[derive(Debug, Clone)]
 struct Member {
@@ -35,7 +34,7 @@ struct Member {
 ///   earlier store shadows the same key in later ones. `has` is true when
 ///   any store has the key.
 /// - **Writes and deletes** go to the *writable* store: the first one added
-///   with [`with`](FallbackStore::with) rather than
+///   with [`with_writable`](FallbackStore::with_writable) rather than
 ///   [`with_read_only`](FallbackStore::with_read_only). The other stores are
 ///   never written. A chain without a writable store answers every write and
 ///   delete with [`Error::Unsupported`] before any I/O. Note what shadowing
@@ -68,13 +67,13 @@ struct Member {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use credstore_core::{CredentialKey, CredentialStore, Metadata, StoreId};
+/// use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, StoreId};
 /// use credstore_layers::FallbackStore;
 ///
 /// # async fn demo(env: Arc<dyn CredentialStore>, keychain: Arc<dyn CredentialStore>, sqlite: Arc<dyn CredentialStore>) -> credstore_core::Result<()> {
 /// let chain = FallbackStore::new(StoreId::new("laptop")?)
 ///     .with_read_only(env) // read first, never written
-///     .with(keychain) // the writable store
+///     .with_writable(keychain) // the writable store
 ///     .with_read_only(sqlite); // read last
 /// let key = CredentialKey::new("github-token")?;
 /// chain.set(&key, &"ghp_example".into(), &Metadata::new()).await?; // to the keychain
@@ -83,38 +82,38 @@ struct Member {
 /// ```
 #[derive(Debug, Clone)]
 pub struct FallbackStore {
-    id: StoreId,
-    kind: StoreKind,
-    namespace: Namespace,
+    info: StoreInfo,
     members: Vec<Member>,
     skip_unavailable: bool,
 }
 
 impl FallbackStore {
     /// An empty chain named `id`, of kind [`FALLBACK_KIND`], on the root
-    /// namespace. Add stores with [`with`](Self::with) and
+    /// namespace. Add stores with [`with_writable`](Self::with_writable) and
     /// [`with_read_only`](Self::with_read_only).
     pub fn new(id: StoreId) -> Self {
-        Self {
-            id,
-            kind: StoreKind::Custom(Cow::Borrowed(FALLBACK_KIND)),
-            namespace: Namespace::root(),
-            members: Vec::new(),
-            skip_unavailable: false,
-        }
+        Self::chain(StoreInfo::new(id, FALLBACK_KIND, Capabilities::full()), Vec::new(), false)
+    }
+
+    /// A chain of `members` under `info`'s id, kind and namespace, with the
+    /// capabilities the members give it.
+    fn chain(info: StoreInfo, members: Vec<Member>, skip_unavailable: bool) -> Self {
+        let mut chain = Self { info, members, skip_unavailable };
+        chain.info = chain.info.with_capabilities(chain.capabilities_of_members());
+        chain
     }
 
     /// Appends `store`, which may be written: the first such store takes
     /// every write and delete.
-    pub fn with(mut self, store: Arc<dyn CredentialStore>) -> Self {
+    pub fn with_writable(mut self, store: Arc<dyn CredentialStore>) -> Self {
         self.members.push(Member { store, writable: true });
-        self
+        Self::chain(self.info, self.members, self.skip_unavailable)
     }
 
     /// Appends `store`, read but never written.
     pub fn with_read_only(mut self, store: Arc<dyn CredentialStore>) -> Self {
         self.members.push(Member { store, writable: false });
-        self
+        Self::chain(self.info, self.members, self.skip_unavailable)
     }
 
     /// Whether reads skip a store that is unavailable (off by default); see
@@ -139,16 +138,16 @@ impl FallbackStore {
     }
 
     fn writer(&self) -> Result<&Arc<dyn CredentialStore>> {
-        self.writable().ok_or_else(|| Error::unsupported(&self.id, NO_WRITABLE))
+        self.writable().ok_or_else(|| Error::unsupported(self.info.id(), NO_WRITABLE))
     }
 
     /// A member's error, renamed to the chain: callers talk to the chain, so
     /// its errors name the chain's id; the member's id, when it differs, is
     /// kept in the reason.
     fn own(&self, error: Error) -> Error {
-        let Some(member) = error.store().filter(|id| **id != self.id).cloned() else { return error };
+        let Some(member) = error.store().filter(|id| *id != self.info.id()).cloned() else { return error };
         let from = |reason: String| format!("{reason} (in the chain's store '{member}')");
-        let id = self.id.clone();
+        let id = self.info.id().clone();
         match error {
             Error::Unavailable { reason, source, .. } => {
                 Error::Unavailable { store: id, reason: from(reason), source }
@@ -216,7 +215,7 @@ impl FallbackStore {
 /// use credstore_layers::FallbackLayer;
 ///
 /// fn with_defaults(store: Arc<dyn CredentialStore>, defaults: Arc<dyn CredentialStore>) -> Arc<dyn CredentialStore> {
-///     store.with_layer(FallbackLayer::new().with(defaults))
+///     store.with_layer(FallbackLayer::new().with_read_only(defaults))
 /// }
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -233,8 +232,8 @@ impl FallbackLayer {
 
     /// Appends a fallback store: read after the wrapped store and the
     /// fallbacks added before it, never written (writes go to the wrapped
-    /// store).
-    pub fn with(mut self, store: Arc<dyn CredentialStore>) -> Self {
+    /// store), as [`FallbackStore::with_read_only`].
+    pub fn with_read_only(mut self, store: Arc<dyn CredentialStore>) -> Self {
         self.members.push(Member { store, writable: false });
         self
     }
@@ -250,27 +249,12 @@ impl Layer for FallbackLayer {
     fn layer(&self, inner: Arc<dyn CredentialStore>) -> Arc<dyn CredentialStore> {
         let mut members = vec![Member { store: Arc::clone(&inner), writable: true }];
         members.extend(self.members.iter().cloned());
-        Arc::new(FallbackStore {
-            id: inner.id().clone(),
-            kind: inner.kind(),
-            namespace: inner.namespace().clone(),
-            members,
-            skip_unavailable: self.skip_unavailable,
-        })
+        Arc::new(FallbackStore::chain(inner.info().clone(), members, self.skip_unavailable))
     }
 }
 
-#[async_trait]
-impl CredentialStore for FallbackStore {
-    fn id(&self) -> &StoreId {
-        &self.id
-    }
-
-    fn kind(&self) -> StoreKind {
-        self.kind.clone()
-    }
-
-    fn capabilities(&self) -> Capabilities {
+impl FallbackStore {
+    fn capabilities_of_members(&self) -> Capabilities {
         let all = self.members.iter().map(|m| m.store.capabilities());
         let list = all.clone().all(|c| c.list);
         let can_be_unavailable = self.primary().is_none_or(|p| p.capabilities().can_be_unavailable);
@@ -286,25 +270,24 @@ impl CredentialStore for FallbackStore {
         };
         base.with_list(list).with_can_be_unavailable(can_be_unavailable)
     }
+}
 
-    fn namespace(&self) -> &Namespace {
-        &self.namespace
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl CredentialStore for FallbackStore {
+    fn info(&self) -> &StoreInfo {
+        &self.info
     }
 
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
-        let joined = self.namespace.join(namespace)?;
+        let joined = self.info.namespace().join(namespace)?;
         let members = self
             .members
             .iter()
             .map(|m| Ok(Member { store: m.store.with_namespace(namespace)?, writable: m.writable }))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Arc::new(FallbackStore {
-            id: self.id.clone(),
-            kind: self.kind.clone(),
-            namespace: joined,
-            members,
-            skip_unavailable: self.skip_unavailable,
-        }))
+        let info = self.info.in_namespace(joined);
+        Ok(Arc::new(FallbackStore { info, members, skip_unavailable: self.skip_unavailable }))
     }
 
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
@@ -319,16 +302,8 @@ impl CredentialStore for FallbackStore {
         skipped.map_or(Ok(None), Err)
     }
 
-    async fn set_opts(
-        &self,
-        key: &CredentialKey,
-        value: &SecretValue,
-        metadata: &Metadata,
-        options: &SetOptions,
-    ) -> Result<SetOutcome> {
-        let writer = self.writer()?;
-        check_set(self, value, metadata, options)?;
-        writer.set_opts(key, value, metadata, options).await.map_err(|e| self.own(e))
+    async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {
+        self.writer()?.write(request).await.map_err(|e| self.own(e))
     }
 
     async fn has(&self, key: &CredentialKey) -> Result<bool> {
@@ -360,8 +335,8 @@ impl CredentialStore for FallbackStore {
     }
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
-        if !self.capabilities().list {
-            return Err(Error::unsupported(&self.id, "list"));
+        if !self.info.capabilities().list {
+            return Err(Error::unsupported(self.info.id(), "list"));
         }
         let mut merged = BTreeSet::new();
         let mut more = false;

@@ -25,7 +25,7 @@
 //!
 //! ```
 //! use std::{sync::Arc, time::Duration};
-//! use credstore_core::{layers::TimeoutLayer, CredentialStore, Namespace, StoreExt};
+//! use credstore_core::{layers::TimeoutLayer, CredentialStore, CredentialStoreExt, Namespace, StoreExt};
 //! use credstore_layers::{CacheLayer, RetryLayer};
 //!
 //! fn deploy(vault: Arc<dyn CredentialStore>) -> credstore_core::Result<Arc<dyn CredentialStore>> {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use credstore_core::{
-    Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, Layer, ListOptions,
-    ListPage, Metadata, Namespace, Result, SecretValue, SetOptions, SetOutcome, StoreId, StoreKind, Version,
+    Availability, Credential, CredentialKey, CredentialStore, Error, Layer, ListOptions, ListPage, Namespace,
+    Result, SetOutcome, StoreInfo, Version, WriteRequest,
 };
 
 /// The `operation` named by the [`Error::Unsupported`] a read-only store
@@ -15,21 +15,21 @@ pub const READ_ONLY_OPERATION: &str = "writes (the store is read-only)";
 /// Makes a store read-only: reads pass through, writes are refused.
 ///
 /// # Behavior
-/// - `set_opts` (and so `set`, `create`, `replace`) and `delete` fail with
+/// - `write` (and so `set_opts`, `set`, `create`, `replace`) and `delete` fail with
 ///   [`Error::Unsupported`] whose operation is [`READ_ONLY_OPERATION`],
 ///   before any I/O: the wrapped store never sees the call. `Unsupported`
 ///   was chosen over `PermissionDenied` because nothing was asked of the
 ///   backend: the refusal is a property of this handle, stable and not
 ///   retriable, like any other capability the store lacks.
 /// - `get`, `has`, `version`, `list` and `check_availability` pass through.
-/// - [`capabilities`](CredentialStore::capabilities) are the wrapped store's
+/// - [`info`](CredentialStore::info) is the wrapped store's, with capabilities
 ///   with `create_only` and `replace_if_version` off, since no write of any
 ///   mode is accepted.
 /// - Namespace handles are read-only too.
 ///
 /// ```
 /// use std::sync::Arc;
-/// use credstore_core::{CredentialKey, CredentialStore, Error, Metadata, StoreExt};
+/// use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Error, Metadata, StoreExt};
 /// use credstore_layers::ReadOnlyLayer;
 ///
 /// # async fn demo(store: Arc<dyn CredentialStore>) -> credstore_core::Result<()> {
@@ -51,7 +51,8 @@ impl ReadOnlyLayer {
 
 impl Layer for ReadOnlyLayer {
     fn layer(&self, inner: Arc<dyn CredentialStore>) -> Arc<dyn CredentialStore> {
-        Arc::new(ReadOnlyStore { inner })
+        let caps = inner.info().capabilities().with_create_only(false).with_replace_if_version(false);
+        Arc::new(ReadOnlyStore { info: inner.info().with_capabilities(caps), inner })
     }
 }
 
@@ -59,6 +60,7 @@ impl Layer for ReadOnlyLayer {
 #[derive(Debug, Clone)]
 pub struct ReadOnlyStore {
     inner: Arc<dyn CredentialStore>,
+    info: StoreInfo,
 }
 
 impl ReadOnlyStore {
@@ -68,26 +70,15 @@ impl ReadOnlyStore {
     }
 
     fn refuse(&self) -> Error {
-        Error::unsupported(self.inner.id(), READ_ONLY_OPERATION)
+        Error::unsupported(self.info.id(), READ_ONLY_OPERATION)
     }
 }
 
 #[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl CredentialStore for ReadOnlyStore {
-    fn id(&self) -> &StoreId {
-        self.inner.id()
-    }
-
-    fn kind(&self) -> StoreKind {
-        self.inner.kind()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities().with_create_only(false).with_replace_if_version(false)
-    }
-
-    fn namespace(&self) -> &Namespace {
-        self.inner.namespace()
+    fn info(&self) -> &StoreInfo {
+        &self.info
     }
 
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
@@ -99,13 +90,7 @@ impl CredentialStore for ReadOnlyStore {
     }
 
     /// Always [`Error::Unsupported`], before any I/O.
-    async fn set_opts(
-        &self,
-        _key: &CredentialKey,
-        _value: &SecretValue,
-        _metadata: &Metadata,
-        _options: &SetOptions,
-    ) -> Result<SetOutcome> {
+    async fn write(&self, _request: &WriteRequest<'_>) -> Result<SetOutcome> {
         Err(self.refuse())
     }
 

@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use credstore_core::{
-    Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, Layer, ListOptions,
-    ListPage, Metadata, Namespace, Result, SecretValue, SetMode, SetOptions, SetOutcome, StoreId, StoreKind,
-    Version,
+    Availability, Credential, CredentialKey, CredentialStore, Error, Layer, ListOptions, ListPage, Namespace,
+    Result, SetMode, SetOutcome, StoreId, StoreInfo, Version, WriteRequest,
 };
 use tokio::time::Instant;
 
@@ -189,7 +188,8 @@ impl RetryStore {
         T: Send,
     {
         let attempts = if retry { self.layer.max_attempts } else { 1 };
-        let target = Target { store: self.inner.id(), namespace: self.inner.namespace(), op };
+        let info = self.inner.info();
+        let target = Target { store: info.id(), namespace: info.namespace(), op };
         self.layer.run(&target, attempts, call).await
     }
 }
@@ -298,21 +298,10 @@ fn annotate(error: Error, attempt: u32) -> Error {
 }
 
 #[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl CredentialStore for RetryStore {
-    fn id(&self) -> &StoreId {
-        self.inner.id()
-    }
-
-    fn kind(&self) -> StoreKind {
-        self.inner.kind()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn namespace(&self) -> &Namespace {
-        self.inner.namespace()
+    fn info(&self) -> &StoreInfo {
+        self.inner.info()
     }
 
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
@@ -323,16 +312,9 @@ impl CredentialStore for RetryStore {
         self.run("get", true, || self.inner.get(key)).await
     }
 
-    async fn set_opts(
-        &self,
-        key: &CredentialKey,
-        value: &SecretValue,
-        metadata: &Metadata,
-        options: &SetOptions,
-    ) -> Result<SetOutcome> {
-        credstore_core::check_set(self, value, metadata, options)?;
-        let retry = matches!(options.mode, SetMode::Upsert) || self.layer.retry_conditional_writes;
-        self.run("set", retry, || self.inner.set_opts(key, value, metadata, options)).await
+    async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {
+        let retry = matches!(request.mode(), SetMode::Upsert) || self.layer.retry_conditional_writes;
+        self.run("set", retry, || self.inner.write(request)).await
     }
 
     async fn has(&self, key: &CredentialKey) -> Result<bool> {

@@ -28,7 +28,7 @@
 //! store is always available.
 //!
 //! ```
-//! use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
+//! use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, SecretValue, StoreId};
 //! use credstore_memory::MemoryStore;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> credstore_core::Result<()> {
@@ -50,3 +50,6 @@ pub use config::MemoryConfig;
 #[cfg(feature = "serde")]
 pub use config::MemorySettings;
 pub use store::MemoryStore;
+
+/// The memory store's [`StoreKind`](credstore_core::StoreKind): `memory`.
+pub const KIND: credstore_core::StoreKind = credstore_core::StoreKind::from_static("memory");

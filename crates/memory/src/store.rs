@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use credstore_core::{
-    async_trait, check_set, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error,
-    ListCursor, ListOptions, ListPage, Metadata, Namespace, Persistence, Result, SecretValue, SetMode,
-    SetOptions, SetOutcome, StoreId, StoreKind, Version,
+    async_trait, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, ListCursor,
+    ListOptions, ListPage, Metadata, Namespace, Persistence, Result, SecretValue, SetMode, SetOutcome,
+    StoreId, StoreInfo, Version, WriteRequest,
 };
 
 use crate::MemoryConfig;
@@ -40,7 +40,6 @@ type Space = RwLock<Entries>;
 /// What every handle of one store shares: its namespaces, the version
 /// counter and the settings.
 struct Shared {
-    id: StoreId,
     /// The root namespace, every namespace that holds keys, and those that
     /// have handles: a namespace without either is forgotten when its last
     /// handle drops, so that reads on ever new namespaces leave nothing
@@ -60,7 +59,7 @@ struct Shared {
 #[derive(Clone)]
 pub struct MemoryStore {
     shared: Arc<Shared>,
-    namespace: Namespace,
+    info: StoreInfo,
     space: Arc<Space>,
 }
 
@@ -75,20 +74,20 @@ impl MemoryStore {
         let space: Arc<Space> = Arc::default();
         let spaces = HashMap::from([(Namespace::root(), space.clone())]);
         let shared = Shared {
-            id,
             spaces: Mutex::new(spaces),
             last_version: AtomicU64::new(0),
             env_prefix: config.env_prefix,
             created_at: SystemTime::now(),
         };
-        Self { shared: Arc::new(shared), namespace: Namespace::root(), space }
+        let info = StoreInfo::new(id, crate::KIND, CAPABILITIES);
+        Self { shared: Arc::new(shared), info, space }
     }
 
     /// A typed handle on `namespace` inside this handle's namespace; what
     /// [`CredentialStore::with_namespace`] returns, before boxing.
     fn handle(&self, namespace: &Namespace) -> Result<Self> {
-        let full = self.namespace.join(namespace)?;
-        if full == self.namespace {
+        let full = self.info.namespace().join(namespace)?;
+        if full == *self.info.namespace() {
             return Ok(self.clone());
         }
         let space = self
@@ -99,13 +98,13 @@ impl MemoryStore {
             .entry(full.clone())
             .or_default()
             .clone();
-        Ok(Self { shared: self.shared.clone(), namespace: full, space })
+        Ok(Self { shared: self.shared.clone(), info: self.info.in_namespace(full), space })
     }
 
     /// The value of the environment variable for `key`, on the root
     /// namespace of a store configured with a prefix.
     fn env_value(&self, key: &CredentialKey) -> Option<String> {
-        if !self.namespace.is_root() {
+        if !self.info.namespace().is_root() {
             return None;
         }
         let prefix = self.shared.env_prefix.as_deref()?;
@@ -138,15 +137,15 @@ impl Drop for MemoryStore {
     /// handle is on it: the map's reference and this one are the last two,
     /// and none can be taken from the map meanwhile, which is locked.
     fn drop(&mut self) {
-        if self.namespace.is_root() || Arc::strong_count(&self.space) > 2 {
+        if self.info.namespace().is_root() || Arc::strong_count(&self.space) > 2 {
             return;
         }
         let mut spaces = self.shared.spaces.lock().unwrap_or_else(|e| e.into_inner());
         if Arc::strong_count(&self.space) == 2
             && read(&self.space).map.is_empty()
-            && spaces.get(&self.namespace).is_some_and(|s| Arc::ptr_eq(s, &self.space))
+            && spaces.get(self.info.namespace()).is_some_and(|s| Arc::ptr_eq(s, &self.space))
         {
-            spaces.remove(&self.namespace);
+            spaces.remove(self.info.namespace());
         }
     }
 }
@@ -154,8 +153,8 @@ impl Drop for MemoryStore {
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("id", &self.shared.id)
-            .field("namespace", &self.namespace)
+            .field("id", self.info.id())
+            .field("namespace", self.info.namespace())
             .field("env_prefix", &self.shared.env_prefix)
             .finish_non_exhaustive()
     }
@@ -169,24 +168,15 @@ fn write(space: &Space) -> std::sync::RwLockWriteGuard<'_, Entries> {
     space.write().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Everything but persistence: credentials live as long as the process
+/// ([`Persistence::Process`]), and the store is never unavailable.
+const CAPABILITIES: Capabilities =
+    Capabilities::full().with_persistence(Persistence::Process).with_can_be_unavailable(false);
+
 #[async_trait]
 impl CredentialStore for MemoryStore {
-    fn id(&self) -> &StoreId {
-        &self.shared.id
-    }
-
-    fn kind(&self) -> StoreKind {
-        StoreKind::Memory
-    }
-
-    /// Everything but persistence: credentials live as long as the process
-    /// ([`Persistence::Process`]), and the store is never unavailable.
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::full().with_persistence(Persistence::Process).with_can_be_unavailable(false)
-    }
-
-    fn namespace(&self) -> &Namespace {
-        &self.namespace
+    fn info(&self) -> &StoreInfo {
+        &self.info
     }
 
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
@@ -205,18 +195,12 @@ impl CredentialStore for MemoryStore {
         Ok(found.or_else(|| self.env_fallback(key)))
     }
 
-    async fn set_opts(
-        &self,
-        key: &CredentialKey,
-        value: &SecretValue,
-        metadata: &Metadata,
-        options: &SetOptions,
-    ) -> Result<SetOutcome> {
-        check_set(self, value, metadata, options)?;
+    async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {
+        let (key, value, metadata) = (request.key(), request.value(), request.metadata());
         let now = SystemTime::now();
         let mut space = write(&self.space);
-        let failed = |reason: &str| Err(Error::precondition_failed(&self.shared.id, key, reason));
-        match (&options.mode, space.map.get(key)) {
+        let failed = |reason: &str| Err(Error::precondition_failed(self.info.id(), key, reason));
+        match (request.mode(), space.map.get(key)) {
             (SetMode::Create, Some(_)) => return failed("the key exists"),
             (SetMode::Replace(_), None) => return failed("the key does not exist"),
             (SetMode::Replace(expected), Some(entry))
@@ -302,6 +286,7 @@ impl CredentialStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use credstore_core::CredentialStoreExt;
 
     fn key(s: &str) -> CredentialKey {
         CredentialKey::new(s).unwrap()

@@ -89,26 +89,26 @@ impl Backends {
     /// (alias `aws`) and `keychain`.
     pub fn builtin() -> Self {
         let mut b = Self::new();
-        b.register(StoreKind::Memory, |id, s: credstore_memory::MemorySettings, ctx| async move {
+        b.register(credstore_memory::KIND, |id, s: credstore_memory::MemorySettings, ctx| async move {
             s.open(id, &ctx).await
         });
-        b.register(StoreKind::EncryptedSqlite, |id, s: credstore_sqlite::SqliteSettings, ctx| async move {
+        b.register(credstore_sqlite::KIND, |id, s: credstore_sqlite::SqliteSettings, ctx| async move {
             s.open(id, &ctx).await
         });
-        b.alias("sqlite", StoreKind::EncryptedSqlite.as_str());
+        b.alias("sqlite", credstore_sqlite::KIND.as_str());
         #[cfg(feature = "vault")]
-        b.register(StoreKind::Vault, |id, s: credstore_vault::VaultSettings, ctx| async move {
+        b.register(credstore_vault::KIND, |id, s: credstore_vault::VaultSettings, ctx| async move {
             s.open(id, &ctx).await
         });
         #[cfg(feature = "aws")]
         {
-            b.register(StoreKind::AwsSecretsManager, |id, s: credstore_aws::AwsSettings, ctx| async move {
+            b.register(credstore_aws::KIND, |id, s: credstore_aws::AwsSettings, ctx| async move {
                 s.open(id, &ctx).await
             });
-            b.alias("aws", StoreKind::AwsSecretsManager.as_str());
+            b.alias("aws", credstore_aws::KIND.as_str());
         }
         #[cfg(feature = "keychain")]
-        b.register(StoreKind::Keychain, |id, s: credstore_keychain::KeychainSettings, ctx| async move {
+        b.register(credstore_keychain::KIND, |id, s: credstore_keychain::KeychainSettings, ctx| async move {
             s.open(id, &ctx).await
         });
         b

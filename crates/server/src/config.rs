@@ -913,7 +913,7 @@ jwt_mount = "kubernetes"
         assert_eq!(ids, [MEMORY_DEFAULT_ID, SQLITE_DEFAULT_ID]);
         let sqlite = s.stores[1].settings::<SqliteSettings>().expect("sqlite settings");
         assert!(matches!(sqlite.master_key(), KeySource::File(p) if p.ends_with(MASTER_KEY_FILE)));
-        assert_eq!(s.stores[0].kind(), credstore_core::StoreKind::Memory);
+        assert_eq!(s.stores[0].kind(), credstore_memory::KIND);
     }
 
     #[test]
@@ -1040,7 +1040,7 @@ ttl_ms = 1500
         assert_eq!(d.max_stale(), Duration::from_millis(60_000));
         let t = s.cache("tuned").unwrap();
         assert_eq!((t.ttl(), t.max_entries(), t.max_stale()), (Duration::from_secs(60), 10, Duration::ZERO));
-        assert_eq!(s.stores[2].kind(), credstore_core::StoreKind::AwsSecretsManager);
+        assert_eq!(s.stores[2].kind(), credstore_core::StoreKind::from_static("aws-secrets-manager"));
         let v = s.cache("sub-table").unwrap();
         assert_eq!((v.ttl(), v.max_entries()), (Duration::from_millis(1500), 1000));
         let vault = s.stores[3].settings::<credstore_vault::VaultSettings>().unwrap();
@@ -1094,7 +1094,7 @@ type = "keychain"
         .unwrap();
         assert_eq!(s.stores[2].id().as_str(), "laptop");
         assert_eq!(s.cache("laptop").unwrap().ttl(), Duration::from_secs(1));
-        assert_eq!(s.stores[2].kind(), credstore_core::StoreKind::Keychain);
+        assert_eq!(s.stores[2].kind(), credstore_core::StoreKind::from_static("keychain"));
         {
             use credstore_keychain::{KeychainSettings, KeyutilsKeyring, Platform};
             let keychain = |i: usize| s.stores[i].settings::<KeychainSettings>().unwrap().config();
@@ -1144,7 +1144,7 @@ type = "keychain"
         }
         let mut backends = Backends::builtin();
         backends.register(
-            credstore_core::StoreKind::Custom("greeter".into()),
+            credstore_core::StoreKind::from_static("greeter"),
             |id, g: Greeting, _ctx| async move {
                 Ok(credstore_memory::MemoryStore::with_config(
                     id,

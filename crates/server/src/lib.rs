@@ -17,7 +17,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use credstore_core::{CredentialStore, StoreId};
+//! use credstore_core::{CredentialStore, CredentialStoreExt, StoreId};
 //! use credstore_memory::MemoryStore;
 //! use credstore_server::{auth::{Authenticator, TokenEntry, TokenHash}, state::Stores, Server, Settings};
 //!

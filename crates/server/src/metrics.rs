@@ -31,11 +31,8 @@ use std::time::Instant;
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use credstore_core::{
-    async_trait, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, Layer,
-    ListOptions, ListPage, Metadata, Namespace, Result, SecretValue, SetOptions, SetOutcome, StoreId,
-    StoreKind, Version,
-};
+use credstore_core::layers::{Around, AroundStore, Call};
+use credstore_core::{Availability, Error, Result, StoreId};
 use credstore_layers::{CacheStats, CachedStore};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -371,10 +368,13 @@ pub fn outcome_of(err: &Error) -> &'static str {
     }
 }
 
-/// A [`Layer`] that counts every call of the wrapped store in
-/// [`Metrics`]: `credstore_store_operations_total` and
+/// A [`Layer`](credstore_core::Layer) that counts every call of the wrapped
+/// store in [`Metrics`]: `credstore_store_operations_total` and
 /// `credstore_store_operation_duration_seconds`. Handles on namespaces
-/// ([`CredentialStore::with_namespace`]) are counted under the same store.
+/// ([`CredentialStore::with_namespace`](credstore_core::CredentialStore::with_namespace))
+/// are counted under the same store. A write refused by its request check
+/// (too large, a capability declared off) never reaches the store, so it is
+/// not counted.
 #[derive(Debug, Clone)]
 pub struct MetricsLayer {
     metrics: Arc<Metrics>,
@@ -387,102 +387,47 @@ impl MetricsLayer {
     }
 }
 
-impl Layer for MetricsLayer {
-    fn layer(&self, inner: Arc<dyn CredentialStore>) -> Arc<dyn CredentialStore> {
-        Arc::new(MeteredStore { inner, metrics: self.metrics.clone() })
-    }
-}
-
 /// A store wrapped by [`MetricsLayer`].
-#[derive(Debug, Clone)]
-pub struct MeteredStore {
-    inner: Arc<dyn CredentialStore>,
-    metrics: Arc<Metrics>,
-}
+pub type MeteredStore = AroundStore<MetricsLayer>;
 
-impl MeteredStore {
-    async fn counted<T>(&self, operation: &'static str, op: impl Future<Output = Result<T>>) -> Result<T> {
-        let started = Instant::now();
-        let result = op.await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => outcome_of(e),
-        };
-        self.metrics.observe_operation(self.inner.id(), operation, outcome, started.elapsed().as_secs_f64());
-        result
-    }
-}
-
-#[async_trait]
-impl CredentialStore for MeteredStore {
-    fn id(&self) -> &StoreId {
-        self.inner.id()
+impl Around for MetricsLayer {
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        call: Call<'a>,
+        op: impl Future<Output = Result<T>> + Send + 'a,
+    ) -> impl Future<Output = Result<T>> + Send + 'a {
+        async move {
+            let started = Instant::now();
+            let result = op.await;
+            let outcome = result.as_ref().map_or_else(outcome_of, |_| "ok");
+            let seconds = started.elapsed().as_secs_f64();
+            self.metrics.observe_operation(call.store.id(), call.operation.as_str(), outcome, seconds);
+            result
+        }
     }
 
-    fn kind(&self) -> StoreKind {
-        self.inner.kind()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn namespace(&self) -> &Namespace {
-        self.inner.namespace()
-    }
-
-    fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
-        Ok(MetricsLayer::new(self.metrics.clone()).layer(self.inner.with_namespace(namespace)?))
-    }
-
-    async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
-        self.counted("get", self.inner.get(key)).await
-    }
-
-    async fn set_opts(
-        &self,
-        key: &CredentialKey,
-        value: &SecretValue,
-        metadata: &Metadata,
-        options: &SetOptions,
-    ) -> Result<SetOutcome> {
-        self.counted("set", self.inner.set_opts(key, value, metadata, options)).await
-    }
-
-    async fn has(&self, key: &CredentialKey) -> Result<bool> {
-        self.counted("has", self.inner.has(key)).await
-    }
-
-    async fn version(&self, key: &CredentialKey) -> Result<Option<Version>> {
-        self.counted("version", self.inner.version(key)).await
-    }
-
-    async fn delete(&self, key: &CredentialKey) -> Result<bool> {
-        self.counted("delete", self.inner.delete(key)).await
-    }
-
-    async fn list(&self, options: &ListOptions) -> Result<ListPage> {
-        self.counted("list", self.inner.list(options)).await
-    }
-
-    async fn check_availability(&self) -> Availability {
-        let started = Instant::now();
-        let availability = self.inner.check_availability().await;
-        let outcome = if availability.available { "ok" } else { "unavailable" };
-        self.metrics.observe_operation(
-            self.inner.id(),
-            "check_availability",
-            outcome,
-            started.elapsed().as_secs_f64(),
-        );
-        availability
+    fn around_probe<'a>(
+        &'a self,
+        call: Call<'a>,
+        probe: impl Future<Output = Availability> + Send + 'a,
+    ) -> impl Future<Output = Availability> + Send + 'a {
+        async move {
+            let started = Instant::now();
+            let availability = probe.await;
+            let outcome = if availability.available { "ok" } else { "unavailable" };
+            let seconds = started.elapsed().as_secs_f64();
+            self.metrics.observe_operation(call.store.id(), call.operation.as_str(), outcome, seconds);
+            availability
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use credstore_core::StoreExt;
+    use credstore_core::{
+        CredentialKey, CredentialStore, CredentialStoreExt, Metadata, Namespace, SecretValue, StoreExt,
+    };
 
     #[test]
     fn requests_are_counted_by_method_route_and_status() {

@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use credstore_core::{CredentialKey, CredentialStore, Error, ListOptions, SetOptions, MAX_PAGE_SIZE};
+use credstore_core::{
+    CredentialKey, CredentialStore, CredentialStoreExt, Error, ListOptions, SetOptions, MAX_PAGE_SIZE,
+};
 
 /// What a migration did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -181,17 +183,8 @@ mod tests {
 
     #[credstore_core::async_trait]
     impl CredentialStore for Contended {
-        fn id(&self) -> &StoreId {
-            self.0.id()
-        }
-        fn kind(&self) -> credstore_core::StoreKind {
-            self.0.kind()
-        }
-        fn capabilities(&self) -> credstore_core::Capabilities {
-            self.0.capabilities()
-        }
-        fn namespace(&self) -> &credstore_core::Namespace {
-            self.0.namespace()
+        fn info(&self) -> &credstore_core::StoreInfo {
+            self.0.info()
         }
         fn with_namespace(
             &self,
@@ -207,14 +200,11 @@ mod tests {
             self.0.set(key, &SecretValue::from("theirs"), &Metadata::new()).await?;
             Ok(read)
         }
-        async fn set_opts(
+        async fn write(
             &self,
-            key: &CredentialKey,
-            value: &SecretValue,
-            metadata: &Metadata,
-            options: &SetOptions,
+            request: &credstore_core::WriteRequest<'_>,
         ) -> credstore_core::Result<credstore_core::SetOutcome> {
-            self.0.set_opts(key, value, metadata, options).await
+            self.0.write(request).await
         }
         async fn delete(&self, key: &CredentialKey) -> credstore_core::Result<bool> {
             self.0.delete(key).await

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use credstore_core::layers::TimeoutLayer;
 use credstore_core::{
-    async_trait, check_set, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error,
-    ListOptions, ListPage, Metadata, Namespace, Result, SecretValue, SetOptions, SetOutcome, StoreExt,
-    StoreId, StoreKind, StoreRegistry, StoreStatus,
+    async_trait, Availability, Capabilities, Credential, CredentialKey, CredentialStore, CredentialStoreExt,
+    Error, ListOptions, ListPage, Namespace, Result, SetOutcome, StoreExt, StoreId, StoreInfo, StoreKind,
+    StoreRegistry, StoreStatus, WriteRequest,
 };
 use credstore_layers::{CacheLayer, CachedStore};
 
@@ -216,18 +216,16 @@ pub const FAILED_TO_OPEN: &str = "cannot be opened: ";
 /// is refused as such, before the unavailability.
 #[derive(Clone)]
 pub struct FailedStore {
-    id: StoreId,
-    kind: StoreKind,
-    namespace: Namespace,
+    info: StoreInfo,
     reason: Arc<str>,
 }
 
 impl fmt::Debug for FailedStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FailedStore")
-            .field("id", &self.id)
-            .field("kind", &self.kind)
-            .field("namespace", &self.namespace)
+            .field("id", self.info.id())
+            .field("kind", self.info.kind())
+            .field("namespace", self.info.namespace())
             .field("reason", &self.reason)
             .finish()
     }
@@ -237,7 +235,7 @@ impl FailedStore {
     /// A stand-in for store `id` of `kind`, which could not be opened
     /// because of `reason` (no secret in it).
     pub fn new(id: StoreId, kind: StoreKind, reason: impl Into<String>) -> Self {
-        Self { id, kind, namespace: Namespace::root(), reason: Arc::from(reason.into()) }
+        Self { info: StoreInfo::new(id, kind, Capabilities::full()), reason: Arc::from(reason.into()) }
     }
 
     /// [`FailedStore::new`], as a store to serve.
@@ -246,38 +244,23 @@ impl FailedStore {
     }
 
     fn err<T>(&self) -> Result<T> {
-        Err(Error::unavailable(&self.id, format!("{FAILED_TO_OPEN}{}", self.reason)))
+        Err(Error::unavailable(self.info.id(), format!("{FAILED_TO_OPEN}{}", self.reason)))
     }
 }
 
 #[async_trait]
 impl CredentialStore for FailedStore {
-    fn id(&self) -> &StoreId {
-        &self.id
-    }
-    fn kind(&self) -> StoreKind {
-        self.kind.clone()
-    }
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::full()
-    }
-    fn namespace(&self) -> &Namespace {
-        &self.namespace
+    fn info(&self) -> &StoreInfo {
+        &self.info
     }
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
-        Ok(Arc::new(Self { namespace: self.namespace.join(namespace)?, ..self.clone() }))
+        let info = self.info.in_namespace(self.info.namespace().join(namespace)?);
+        Ok(Arc::new(Self { info, ..self.clone() }))
     }
     async fn get(&self, _: &CredentialKey) -> Result<Option<Credential>> {
         self.err()
     }
-    async fn set_opts(
-        &self,
-        _: &CredentialKey,
-        value: &SecretValue,
-        metadata: &Metadata,
-        options: &SetOptions,
-    ) -> Result<SetOutcome> {
-        check_set(self, value, metadata, options)?;
+    async fn write(&self, _: &WriteRequest<'_>) -> Result<SetOutcome> {
         self.err()
     }
     async fn delete(&self, _: &CredentialKey) -> Result<bool> {
@@ -294,10 +277,12 @@ impl CredentialStore for FailedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use credstore_core::{Metadata, SecretValue};
 
     #[tokio::test]
     async fn failed_stores_refuse_bad_input_first_then_say_why() {
-        let store = FailedStore::arc(StoreId::new("down").unwrap(), StoreKind::Vault, "sealed");
+        let store =
+            FailedStore::arc(StoreId::new("down").unwrap(), StoreKind::from_static("vault"), "sealed");
         let ns = Namespace::new("t/p").unwrap();
         let handle = store.with_namespace(&ns).unwrap();
         assert_eq!(handle.namespace(), &ns);

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
-use credstore_core::{Availability, CredentialStore, StoreId, StoreKind};
+use credstore_core::{Availability, CredentialStore, CredentialStoreExt, StoreId, StoreKind};
 use futures::FutureExt;
 use serde::Serialize;
 use tokio::sync::{watch, Notify};
@@ -240,7 +240,7 @@ impl StatusBoard {
             })
             .collect();
         let body = Arc::new(StoresBody::new(
-            slots.iter().map(|s| BodyEntry::new(s.store.id(), s.store.kind(), &s.last())).collect(),
+            slots.iter().map(|s| BodyEntry::new(s.store.id(), s.store.kind().clone(), &s.last())).collect(),
         ));
         let (stop, _) = watch::channel(false);
         let started = Instant::now();
@@ -283,7 +283,7 @@ impl StatusBoard {
                 if now.saturating_duration_since(last.taken) > self.settings.staleness {
                     slot.wake.notify_one();
                 }
-                StoreState { id: slot.store.id().clone(), kind: slot.store.kind(), last }
+                StoreState { id: slot.store.id().clone(), kind: slot.store.kind().clone(), last }
             })
             .collect()
     }
@@ -402,7 +402,7 @@ async fn prober(
             r = run_probe(slot.store.as_ref(), settings.timeout, observer.as_ref()) => r,
         };
         log_change(slot.store.id(), Some(&slot.last().availability), &result.availability);
-        body.update(index, BodyEntry::new(slot.store.id(), slot.store.kind(), &result));
+        body.update(index, BodyEntry::new(slot.store.id(), slot.store.kind().clone(), &result));
         *slot.last.write().unwrap_or_else(|e| e.into_inner()) = result;
         next = Instant::now() + jittered(settings.interval);
     }

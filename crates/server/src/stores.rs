@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use credstore_core::layers::TimeoutLayer;
-use credstore_core::{CredentialStore, StoreExt};
+use credstore_core::{CredentialStore, CredentialStoreExt, StoreExt};
 use credstore_sqlite::{KeySource, MasterKey, SqliteSettings};
 
 use crate::config::{Settings, StoreSpec};

@@ -671,7 +671,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_0_2_database_with_weak_kdf_params_opens_and_its_rotation_moves_it_to_the_defaults() {
-        use credstore_core::{CredentialKey, CredentialStore, Metadata, StoreId};
+        use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, StoreId};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("weak.db");
         let pass = SecretValue::from("a passphrase from 0.2");

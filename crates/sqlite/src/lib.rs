@@ -2,7 +2,7 @@
 //! the embedded default of credstore, with no server to run.
 //!
 //! ```
-//! use credstore_core::{CredentialKey, CredentialStore, Metadata, Namespace, SecretValue, StoreId};
+//! use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, Namespace, SecretValue, StoreId};
 //! use credstore_sqlite::{KeyFile, SqliteConfig, SqliteStore};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> credstore_core::Result<()> {
@@ -240,3 +240,7 @@ pub use config::{SqliteConfig, Synchronous, DEFAULT_BUSY_TIMEOUT};
 pub use key::{KdfParams, KeyFile, MasterKey, KEY_LEN};
 pub use rotation::RotationReport;
 pub use store::{SqliteStore, WriterStats, PROBE_TIMEOUT};
+
+/// The encrypted SQLite store's [`StoreKind`](credstore_core::StoreKind):
+/// `encrypted-sqlite`.
+pub const KIND: credstore_core::StoreKind = credstore_core::StoreKind::from_static("encrypted-sqlite");

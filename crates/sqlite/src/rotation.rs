@@ -221,7 +221,7 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
+    use credstore_core::{CredentialKey, CredentialStoreExt, Metadata, SecretValue, StoreId};
     use rusqlite::Connection;
 
     use crate::{MasterKey, SqliteConfig, SqliteStore, Synchronous};

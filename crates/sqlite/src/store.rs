@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use credstore_core::{
-    check_set, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, ListCursor,
-    ListOptions, ListPage, Metadata, Namespace, Result, SecretValue, SetOptions, SetOutcome, StoreId,
-    StoreKind, Version,
+    Availability, Capabilities, Credential, CredentialKey, CredentialStore, CredentialStoreExt, Error,
+    ListCursor, ListOptions, ListPage, Namespace, Result, SetOutcome, StoreId, StoreInfo, Version,
+    WriteRequest,
 };
 use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
@@ -65,7 +65,7 @@ pub struct WriterStats {
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
-    ns: Namespace,
+    info: StoreInfo,
 }
 
 struct Inner {
@@ -158,7 +158,8 @@ impl SqliteStore {
                 readers: Mutex::new(readers),
                 key_file: config.key_file.clone(),
             }),
-            ns: config.namespace.clone(),
+            info: StoreInfo::new(id.clone(), crate::KIND, Capabilities::full())
+                .in_namespace(config.namespace.clone()),
         })
     }
 
@@ -397,23 +398,18 @@ impl Inner {
     }
 }
 
+impl SqliteStore {
+    /// This handle's namespace.
+    fn ns(&self) -> &Namespace {
+        self.info.namespace()
+    }
+}
+
 #[async_trait]
 impl CredentialStore for SqliteStore {
-    fn id(&self) -> &StoreId {
-        &self.inner.shared.id
-    }
-
-    fn kind(&self) -> StoreKind {
-        StoreKind::EncryptedSqlite
-    }
-
-    /// Everything: [`Capabilities::full`], durable.
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::full()
-    }
-
-    fn namespace(&self) -> &Namespace {
-        &self.ns
+    /// Everything ([`Capabilities::full`]), durable, on kind [`KIND`](crate::KIND).
+    fn info(&self) -> &StoreInfo {
+        &self.info
     }
 
     /// A handle on `namespace` inside this handle's namespace (`a` then `b`
@@ -425,14 +421,14 @@ impl CredentialStore for SqliteStore {
     /// [`MAX_NAMESPACE_LEN`](credstore_core::MAX_NAMESPACE_LEN), the only
     /// cap of this store.
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
-        let ns = self.ns.join(namespace)?;
-        Ok(Arc::new(Self { inner: self.inner.clone(), ns }))
+        let ns = self.ns().join(namespace)?;
+        Ok(Arc::new(Self { inner: self.inner.clone(), info: self.info.in_namespace(ns) }))
     }
 
     /// Reads on the calling task when it can answer without waiting, else
     /// on the blocking pool (see the crate docs, "Reads").
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
-        let ns = &self.ns;
+        let ns = self.ns();
         self.read(
             |shared, conn| reader::credential(shared, conn, ns, key, Mode::Inline),
             || {
@@ -449,22 +445,16 @@ impl CredentialStore for SqliteStore {
     /// and applies the write in one step of its transaction; answered once
     /// the transaction is durable. A failed condition fails this write only,
     /// not the others of its group commit.
-    async fn set_opts(
-        &self,
-        key: &CredentialKey,
-        value: &SecretValue,
-        metadata: &Metadata,
-        options: &SetOptions,
-    ) -> Result<SetOutcome> {
-        check_set(self, value, metadata, options)?;
+    async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {
+        let (key, value, metadata) = (request.key(), request.value(), request.metadata());
         let payload = encode_payload(value, metadata);
         let (reply, rx) = oneshot::channel();
         self.send(Op::Set {
-            ns: self.ns.clone(),
+            ns: self.ns().clone(),
             key: key.clone(),
             payload,
             kind: ValueKind::of(value),
-            mode: options.mode.clone(),
+            mode: request.mode().clone(),
             reply,
         })?;
         self.answer(rx).await
@@ -473,7 +463,7 @@ impl CredentialStore for SqliteStore {
     /// Reads the row's clear columns only, without opening its seal; where
     /// `get` does.
     async fn has(&self, key: &CredentialKey) -> Result<bool> {
-        let ns = &self.ns;
+        let ns = self.ns();
         self.read(
             |shared, conn| reader::exists(shared, conn, ns, key, Mode::Inline),
             || {
@@ -490,7 +480,7 @@ impl CredentialStore for SqliteStore {
     /// seal (which binds it: a `get` of an edited version fails); where
     /// `get` does.
     async fn version(&self, key: &CredentialKey) -> Result<Option<Version>> {
-        let ns = &self.ns;
+        let ns = self.ns();
         self.read(
             |shared, conn| reader::version(shared, conn, ns, key, Mode::Inline),
             || {
@@ -505,12 +495,12 @@ impl CredentialStore for SqliteStore {
 
     async fn delete(&self, key: &CredentialKey) -> Result<bool> {
         let (reply, rx) = oneshot::channel();
-        self.send(Op::Delete { ns: self.ns.clone(), key: key.clone(), reply })?;
+        self.send(Op::Delete { ns: self.ns().clone(), key: key.clone(), reply })?;
         self.answer(rx).await
     }
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
-        let ns = self.ns.clone();
+        let ns = self.ns().clone();
         let prefix = options.prefix().to_owned();
         // Every key character sorts below 0x7f, so [prefix, prefix + 0x7f)
         // is exactly the keys starting with prefix.
@@ -602,7 +592,7 @@ impl fmt::Debug for SqliteStore {
         f.debug_struct("SqliteStore")
             .field("id", self.id())
             .field("path", &self.path())
-            .field("namespace", &self.ns)
+            .field("namespace", self.ns())
             .finish()
     }
 }

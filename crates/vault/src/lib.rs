@@ -319,7 +319,7 @@
 //! # Example
 //!
 //! ```no_run
-//! use credstore_core::{CredentialKey, CredentialStore, Error, Metadata, Namespace, SecretValue, StoreId};
+//! use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Error, Metadata, Namespace, SecretValue, StoreId};
 //! use credstore_vault::{VaultConfig, VaultStore};
 //!
 //! # async fn demo() -> credstore_core::Result<()> {
@@ -360,6 +360,9 @@ pub use client::AuthStats;
 pub use config::{LoginSettings, VaultSettings};
 pub use config::{VaultConfig, DEFAULT_JWT_FILE, DEFAULT_JWT_MOUNT, DEFAULT_MOUNT, DEFAULT_TIMEOUT};
 pub use store::VaultStore;
+
+/// The Vault / OpenBao store's [`StoreKind`](credstore_core::StoreKind): `vault`.
+pub const KIND: credstore_core::StoreKind = credstore_core::StoreKind::from_static("vault");
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use credstore_core::{
-    async_trait, check_set, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error,
-    ListOptions, ListPage, Metadata, Namespace, Result, SecretValue, SetMode, SetOptions, SetOutcome,
-    StoreId, StoreKind, Version,
+    async_trait, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, ListOptions,
+    ListPage, Namespace, Result, SetMode, SetOutcome, StoreId, StoreInfo, Version, WriteRequest,
 };
 use futures::StreamExt;
 use serde_json::Value;
@@ -41,13 +40,12 @@ const CREATE_ATTEMPTS: u32 = 3;
 /// namespace.
 #[derive(Clone)]
 pub struct VaultStore {
-    id: StoreId,
+    /// Id, kind, capabilities and the namespace of this handle, below `base`.
+    info: StoreInfo,
     conn: Arc<Connection>,
     /// The configured path prefix inside the mount, no slash at either end;
     /// empty for the top of the mount.
     base: Arc<str>,
-    /// The namespace of this handle, below `base`.
-    namespace: Namespace,
 }
 
 impl VaultStore {
@@ -78,7 +76,8 @@ impl VaultStore {
         let base = validate_path(&config.prefix)
             .map_err(|e| config_error(format!("path prefix {:?}: {e}", config.prefix)))?;
         let conn = connect(&config, mount).map_err(config_error)?;
-        Ok(Self { id, conn: Arc::new(conn), base: Arc::from(base), namespace: Namespace::root() })
+        let info = StoreInfo::new(id, crate::KIND, Capabilities::full());
+        Ok(Self { info, conn: Arc::new(conn), base: Arc::from(base) })
     }
 
     /// The path of `key` as the Vault CLI names it,
@@ -97,11 +96,11 @@ impl VaultStore {
     /// The handle's folder inside the mount: prefix and namespace, no slash
     /// at either end; empty for the top of the mount.
     fn folder(&self) -> String {
-        match (self.base.is_empty(), self.namespace.is_root()) {
+        match (self.base.is_empty(), self.info.namespace().is_root()) {
             (true, true) => String::new(),
             (false, true) => self.base.to_string(),
-            (true, false) => self.namespace.as_str().to_owned(),
-            (false, false) => format!("{}/{}", self.base, self.namespace),
+            (true, false) => self.info.namespace().as_str().to_owned(),
+            (false, false) => format!("{}/{}", self.base, self.info.namespace()),
         }
     }
 
@@ -118,7 +117,7 @@ impl VaultStore {
 
     fn ctx(&self) -> Ctx<'_> {
         Ctx {
-            store: &self.id,
+            store: self.info.id(),
             address: &self.conn.address,
             mount: &self.conn.mount,
             timeout: self.conn.timeout,
@@ -137,7 +136,7 @@ impl VaultStore {
         let result =
             tokio::time::timeout(self.conn.timeout, fut).await.unwrap_or_else(|_| Err(ctx.timed_out()));
         result.map_err(|failure| {
-            tracing::debug!(store = %self.id, op, ?failure, "vault operation failed");
+            tracing::debug!(store = %self.info.id(), op, ?failure, "vault operation failed");
             ctx.error(failure, key)
         })
     }
@@ -398,11 +397,11 @@ fn outcome(before: Option<KeyState>, number: u64, at: SystemTime) -> SetOutcome 
 impl fmt::Debug for VaultStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VaultStore")
-            .field("id", &self.id)
+            .field("id", self.info.id())
             .field("address", &self.conn.address)
             .field("mount", &self.conn.mount)
             .field("prefix", &self.base)
-            .field("namespace", &self.namespace)
+            .field("namespace", self.info.namespace())
             .field("auth", &self.conn.auth_method())
             .finish_non_exhaustive()
     }
@@ -410,22 +409,10 @@ impl fmt::Debug for VaultStore {
 
 #[async_trait]
 impl CredentialStore for VaultStore {
-    fn id(&self) -> &StoreId {
-        &self.id
-    }
-
-    fn kind(&self) -> StoreKind {
-        StoreKind::Vault
-    }
-
     /// Everything: durable, list, metadata, binary values, create-only
     /// (`cas=0`) and replace-if-version (`cas=N`), can be unavailable.
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::full()
-    }
-
-    fn namespace(&self) -> &Namespace {
-        &self.namespace
+    fn info(&self) -> &StoreInfo {
+        &self.info
     }
 
     /// A handle on `{prefix}/{this namespace}/{namespace}`, sharing this
@@ -436,8 +423,8 @@ impl CredentialStore for VaultStore {
     /// [`Error::InvalidNamespace`] when the joined namespace is longer than
     /// [`MAX_NAMESPACE_LEN`](credstore_core::MAX_NAMESPACE_LEN).
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
-        let namespace = self.namespace.join(namespace)?;
-        Ok(Arc::new(Self { namespace, ..self.clone() }))
+        let namespace = self.info.namespace().join(namespace)?;
+        Ok(Arc::new(Self { info: self.info.in_namespace(namespace), ..self.clone() }))
     }
 
     /// One request: the data and version metadata of the key's current
@@ -467,20 +454,14 @@ impl CredentialStore for VaultStore {
     /// Writes a new version holding value and metadata in one request, so
     /// readers and concurrent writers never see a value with another write's
     /// metadata. Every mode writes with KV v2's `cas`; see the crate docs.
-    async fn set_opts(
-        &self,
-        key: &CredentialKey,
-        value: &SecretValue,
-        metadata: &Metadata,
-        options: &SetOptions,
-    ) -> Result<SetOutcome> {
-        check_set(self, value, metadata, options)?;
+    async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {
+        let (key, value, metadata) = (request.key(), request.value(), request.metadata());
         let path = self.path(key);
         let mut wire = Wire::new(value, metadata);
         self.run("set", Some(key), async {
             let ctx = self.ctx();
             self.conn.ensure_kv2(&ctx).await?;
-            match &options.mode {
+            match request.mode() {
                 SetMode::Upsert => self.upsert(&ctx, &path, &mut wire).await,
                 SetMode::Create => self.create_only(&ctx, &path, &wire).await,
                 SetMode::Replace(expected) => self.replace_at(&ctx, &path, &mut wire, expected).await,
@@ -645,6 +626,7 @@ impl CredentialStore for VaultStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use credstore_core::{CredentialStoreExt, Metadata, SecretValue};
 
     fn store(config: VaultConfig) -> Result<VaultStore> {
         VaultStore::new(StoreId::new("v").unwrap(), config)
@@ -744,14 +726,14 @@ mod tests {
         let t1 = root.with_namespace(&ns("t1/p.1")).unwrap();
         assert_eq!(t1.namespace().as_str(), "t1/p.1");
         assert_eq!(t1.id(), root.id());
-        assert_eq!(t1.kind(), StoreKind::Vault);
+        assert_eq!(*t1.kind(), crate::KIND);
         assert!(debug_of(&*t1).contains("t1/p.1"), "{t1:?}");
         // Nested: a handle on t1/p.1 asked for env is t1/p.1/env.
         let env = t1.with_namespace(&ns("env")).unwrap();
         assert_eq!(env.namespace().as_str(), "t1/p.1/env");
         // The root gives a handle on the same namespace.
         assert_eq!(env.with_namespace(&Namespace::root()).unwrap().namespace(), env.namespace());
-        let direct = VaultStore { namespace: ns("t1/p.1/env"), ..root.clone() };
+        let direct = VaultStore { info: root.info.in_namespace(ns("t1/p.1/env")), ..root.clone() };
         assert_eq!(direct.secret_path(&CredentialKey::new("db").unwrap()), "secret/apps/x/t1/p.1/env/db");
         assert_eq!(direct.secret_path(&k), "secret/apps/x/t1/p.1/env/~..");
         // The whole namespace is capped, before any I/O.
@@ -761,7 +743,7 @@ mod tests {
         assert!(matches!(err, Error::InvalidNamespace { .. }), "{err:?}");
         let top = store(VaultConfig::new("http://127.0.0.1:1").mount("kv/team")).unwrap();
         assert_eq!(top.secret_path(&CredentialKey::new("k").unwrap()), "kv/team/k");
-        let top_ns = VaultStore { namespace: ns("t"), ..top };
+        let top_ns = VaultStore { info: top.info.in_namespace(ns("t")), ..top };
         assert_eq!(top_ns.secret_path(&CredentialKey::new("k").unwrap()), "kv/team/t/k");
         assert!(store(VaultConfig::new("http://127.0.0.1:1").prefix("a/../b")).is_err());
     }

@@ -1,15 +1,10 @@
 //! [`TimeoutLayer`]: a deadline on every operation.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-
-use crate::{
-    Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, Layer, ListOptions,
-    ListPage, Metadata, Namespace, Result, SecretValue, SetOptions, SetOutcome, StoreId, StoreKind, Version,
-};
+use super::{Around, AroundStore, Call};
+use crate::{Availability, Error, Result};
 
 /// Bounds every call of the wrapped store by one duration.
 ///
@@ -32,6 +27,9 @@ pub struct TimeoutLayer {
     timeout: Duration,
 }
 
+/// A store wrapped by [`TimeoutLayer`].
+pub type TimeoutStore = AroundStore<TimeoutLayer>;
+
 impl TimeoutLayer {
     /// A layer that gives every operation `timeout`.
     pub fn new(timeout: Duration) -> Self {
@@ -42,95 +40,35 @@ impl TimeoutLayer {
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
-}
-
-impl Layer for TimeoutLayer {
-    fn layer(&self, inner: Arc<dyn CredentialStore>) -> Arc<dyn CredentialStore> {
-        Arc::new(TimeoutStore { inner, layer: *self })
-    }
-}
-
-/// A store wrapped by [`TimeoutLayer`].
-#[derive(Debug, Clone)]
-pub struct TimeoutStore {
-    inner: Arc<dyn CredentialStore>,
-    layer: TimeoutLayer,
-}
-
-impl TimeoutStore {
-    /// The wrapped store.
-    pub fn inner(&self) -> &Arc<dyn CredentialStore> {
-        &self.inner
-    }
 
     fn reason(&self) -> String {
-        format!("no answer within {} ms", self.layer.timeout.as_millis())
-    }
-
-    async fn bounded<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
-        match tokio::time::timeout(self.layer.timeout, op).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::unavailable(self.inner.id(), self.reason())),
-        }
+        format!("no answer within {} ms", self.timeout.as_millis())
     }
 }
 
-#[async_trait]
-impl CredentialStore for TimeoutStore {
-    fn id(&self) -> &StoreId {
-        self.inner.id()
+impl Around for TimeoutLayer {
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        call: Call<'a>,
+        op: impl Future<Output = Result<T>> + Send + 'a,
+    ) -> impl Future<Output = Result<T>> + Send + 'a {
+        async move {
+            match tokio::time::timeout(self.timeout, op).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::unavailable(call.store.id(), self.reason())),
+            }
+        }
     }
 
-    fn kind(&self) -> StoreKind {
-        self.inner.kind()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn namespace(&self) -> &Namespace {
-        self.inner.namespace()
-    }
-
-    fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
-        Ok(self.layer.layer(self.inner.with_namespace(namespace)?))
-    }
-
-    async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
-        self.bounded(self.inner.get(key)).await
-    }
-
-    async fn set_opts(
-        &self,
-        key: &CredentialKey,
-        value: &SecretValue,
-        metadata: &Metadata,
-        options: &SetOptions,
-    ) -> Result<SetOutcome> {
-        self.bounded(self.inner.set_opts(key, value, metadata, options)).await
-    }
-
-    async fn has(&self, key: &CredentialKey) -> Result<bool> {
-        self.bounded(self.inner.has(key)).await
-    }
-
-    async fn version(&self, key: &CredentialKey) -> Result<Option<Version>> {
-        self.bounded(self.inner.version(key)).await
-    }
-
-    async fn delete(&self, key: &CredentialKey) -> Result<bool> {
-        self.bounded(self.inner.delete(key)).await
-    }
-
-    async fn list(&self, options: &ListOptions) -> Result<ListPage> {
-        self.bounded(self.inner.list(options)).await
-    }
-
-    async fn check_availability(&self) -> Availability {
-        match tokio::time::timeout(self.layer.timeout, self.inner.check_availability()).await {
-            Ok(a) => a,
-            Err(_) => Availability::down(self.reason()),
+    fn around_probe<'a>(
+        &'a self,
+        _call: Call<'a>,
+        probe: impl Future<Output = Availability> + Send + 'a,
+    ) -> impl Future<Output = Availability> + Send + 'a {
+        async move {
+            tokio::time::timeout(self.timeout, probe)
+                .await
+                .unwrap_or_else(|_| Availability::down(self.reason()))
         }
     }
 }

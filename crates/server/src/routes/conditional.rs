@@ -5,7 +5,9 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use credstore_core::{CredentialStore, Error as StoreError, SetOptions, SetOutcome, Version};
+use credstore_core::{
+    CredentialStore, CredentialStoreExt, Error as StoreError, SetOptions, SetOutcome, Version,
+};
 
 use super::body::CreateInput;
 use crate::problem::ApiError;

@@ -7,7 +7,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use credstore_core::{Error as StoreError, ListCursor, ListOptions, SetOutcome};
+use credstore_core::{CredentialStoreExt, Error as StoreError, ListCursor, ListOptions, SetOutcome};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
