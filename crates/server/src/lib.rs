@@ -32,37 +32,45 @@
 //! server.run(credstore_server::shutdown::signal()).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Layout
+//! The modules follow the server's concerns, each depending only on those
+//! listed before it (`scripts/check-module-cycles` keeps it so):
+//! - `ids`: the rules of the ids of a request's path and the namespace
+//!   `{tenantId}/{projectId}` they make;
+//! - [`audit`] and [`auth`] (tokens, grants, and the [`auth_failures`]
+//!   limit): what is recorded, and who may do what;
+//! - [`config`]: the config file and environment settings ([`Settings`]), with
+//!   the [`backends`] table that maps a store's `type` to its constructor;
+//! - `runtime`: what runs the server: the [`listener`], [`tls`],
+//!   [`shutdown`], the served [`stores`] and their shared [`state`], the
+//!   store prober ([`status`]) and the [`metrics`];
+//! - `http`: the HTTP application ([`app`]): the [`routes`] of each
+//!   resource, their extractors, errors as problem+json and the OpenAPI
+//!   document;
+//! - [`cli`]: the `credstore` binary's commands (serve, migrate, rotate-key…).
+//!
+//! [`Server`], at the crate root, binds the listeners and serves the application.
 #![warn(missing_docs)]
 
 pub mod audit;
 pub mod auth;
-pub mod auth_failures;
-pub mod backends;
 pub mod cli;
 pub mod config;
-mod environment;
-pub mod listener;
-mod logging;
-pub mod metrics;
-mod migrate;
-mod openapi;
-mod problem;
-mod request;
-pub mod routes;
-pub mod shutdown;
-pub mod state;
-pub mod status;
-pub mod stores;
-pub mod tls;
+mod http;
+mod ids;
+mod runtime;
+
+pub use auth::failures as auth_failures;
+pub use config::backends;
+pub use http::{app, metrics_app, routes};
+pub use runtime::{listener, metrics, shutdown, state, status, stores, tls};
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-use axum::{middleware, Router};
-use tower_http::catch_panic::CatchPanicLayer;
 
 pub use config::Settings;
 
@@ -72,42 +80,12 @@ pub use config::Settings;
 struct ReadmeDoctests;
 
 use crate::audit::AuditLog;
+use crate::auth::failures::AuthFailures;
 use crate::auth::Authenticator;
-use crate::listener::{Limits, Listener};
-use crate::metrics::Metrics;
-use crate::request::RequestSettings;
-use crate::state::{AppState, SharedState, Stores};
-use crate::status::{ProbeObserver, ProbeSettings, StatusBoard};
-use crate::tls::{Tls, TlsError};
-
-/// The whole HTTP application: routes, fallback, panic catching and,
-/// outermost, the request middleware (ids, timeout, logs, problem+json, and
-/// the request metrics, counted with the status answered, so timeouts and
-/// panics are counted as such).
-pub fn app(state: AppState, request_timeout: Duration) -> Router {
-    let router = openapi::served_router();
-    let metrics = state.metrics.clone();
-    router.fallback(routes::fallback).with_state(state).layer(CatchPanicLayer::new()).layer(
-        middleware::from_fn_with_state(
-            Arc::new(RequestSettings { timeout: request_timeout, metrics: Some(metrics) }),
-            request::request_context,
-        ),
-    )
-}
-
-/// The application of the separate metrics listener (`metrics_listen`):
-/// `GET /metrics` without a token, and problem+json 404s for anything else.
-pub fn metrics_app(metrics: Arc<Metrics>, request_timeout: Duration) -> Router {
-    let serve = |axum::extract::State(m): axum::extract::State<Arc<Metrics>>| async move { m.response() };
-    Router::new()
-        .route("/metrics", axum::routing::get(serve))
-        .fallback(routes::fallback)
-        .with_state(metrics)
-        .layer(middleware::from_fn_with_state(
-            Arc::new(RequestSettings { timeout: request_timeout, metrics: None }),
-            request::request_context,
-        ))
-}
+use crate::runtime::listener::{Limits, Listener};
+use crate::runtime::state::{AppState, SharedState, Stores};
+use crate::runtime::status::{ProbeObserver, ProbeSettings, StatusBoard};
+use crate::runtime::tls::{Tls, TlsError};
 
 /// Why a server cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -226,7 +204,7 @@ impl Server {
             auth: Arc::new(auth),
             status,
             audit: Arc::new(AuditLog::new(&settings.audit_log).with_rotation(settings.audit_rotation)),
-            auth_failures: auth_failures::AuthFailures::new(settings.auth_failure_limit),
+            auth_failures: AuthFailures::new(settings.auth_failure_limit),
             metrics,
             probe_timeout: settings.probe_timeout,
             body_limit: settings.body_limit,

@@ -1,6 +1,6 @@
 //! Store status, the audit trail and `/metrics`, over real HTTP against
 //! servers bound to 127.0.0.1:0. The prober's timing is tested with
-//! paused time in `src/status.rs`; these tests check what a client sees.
+//! paused time in `src/runtime/status.rs`; these tests check what a client sees.
 
 #[path = "util/harness.rs"]
 mod harness;

@@ -29,8 +29,8 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
-use crate::problem::ApiError;
-use crate::state::AppState;
+use crate::http::problem::ApiError;
+use crate::runtime::state::AppState;
 
 // ---------------------------------------------------------------- schema
 
@@ -103,7 +103,7 @@ fn metadata_schema() -> Schema {
     use credstore_core::{MAX_METADATA_ENTRIES, MAX_METADATA_KEY_BYTES, MAX_METADATA_TOTAL_BYTES};
     let names = ObjectBuilder::new()
         .schema_type(Type::String)
-        .pattern(Some(super::ID_PATTERN))
+        .pattern(Some(crate::ids::ID_PATTERN))
         .min_length(Some(1))
         .max_length(Some(MAX_METADATA_KEY_BYTES));
     let values = ObjectBuilder::new()

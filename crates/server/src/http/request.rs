@@ -13,8 +13,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
-use crate::metrics::{Metrics, UNMATCHED_ROUTE};
-use crate::problem::{ApiError, Problem};
+use crate::http::problem::{ApiError, Problem};
+use crate::runtime::metrics::{Metrics, UNMATCHED_ROUTE};
 
 /// The request id header, read from requests and always set on responses.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -194,7 +194,7 @@ fn default_detail(status: StatusCode) -> String {
             "this method is not allowed on this path; see the Allow header".to_owned()
         }
         StatusCode::INTERNAL_SERVER_ERROR => "an internal error occurred; see the server log".to_owned(),
-        _ => crate::problem::title_for(status),
+        _ => crate::http::problem::title_for(status),
     }
 }
 

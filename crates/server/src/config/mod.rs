@@ -36,7 +36,7 @@
 //! A `listen` (or `metrics_listen`) address that is not loopback needs
 //! `tls`, or `allow_plaintext = true` when a TLS-terminating proxy is the
 //! server's only client: the server refuses to start otherwise. See
-//! [`crate::tls`] and [`crate::listener`] for TLS and the connection limits.
+//! [`crate::runtime::tls`] and [`crate::runtime::listener`] for TLS and the connection limits.
 //!
 //! Secrets never come from the config file or the command line: the master
 //! key and admin token come from the environment, and further stores name
@@ -46,7 +46,7 @@
 //! This module keeps the process's settings. Each `[[stores]]` table is
 //! `id`, `type`, an optional `cache` ([`CacheSettings`]) and the settings
 //! of its type, which the backend crate owns (`credstore_vault::VaultSettings`
-//! and its siblings) and [`crate::backends`] maps `type` to.
+//! and its siblings) and [`crate::config::backends`] maps `type` to.
 //!
 //! ```toml
 //! listen = "0.0.0.0:8443"
@@ -108,10 +108,17 @@ use credstore_sqlite::{KeySource, SqliteSettings};
 use serde::Deserialize;
 
 use crate::audit::{AuditTarget, Rotation};
+use crate::auth::failures::AuthFailureLimit;
 use crate::auth::{Action, Grant, Scope, TokenEntry, TokenHash};
-use crate::auth_failures::AuthFailureLimit;
-use crate::backends::Backends;
-pub use crate::backends::StoreSpec;
+use backends::Backends;
+pub use backends::StoreSpec;
+
+pub mod backends;
+
+/// The default time between two probes of a store: 10 s.
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(10);
+/// The default age past which a result is refreshed on demand: 30 s.
+pub const DEFAULT_PROBE_STALENESS: Duration = Duration::from_secs(30);
 
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -219,7 +226,7 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default `idle_timeout_ms`: 60 s.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The default `max_connections`: 10,000 (lowered at start to stay below
-/// the process's open-file limit; see [`crate::listener`]).
+/// the process's open-file limit; see [`crate::runtime::listener`]).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// The default `http2_max_concurrent_streams`: 100.
 pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
@@ -229,7 +236,7 @@ pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// relative to the config file's directory. The files are read (and
 /// checked: readable, the key matches the certificate, the certificates
 /// are valid now) when the server starts and again on SIGHUP; see
-/// [`crate::tls`].
+/// [`crate::runtime::tls`].
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSettings {
@@ -304,7 +311,7 @@ pub struct Settings {
     /// waiting for its next request is closed after `header_read_timeout`).
     pub idle_timeout: Duration,
     /// The most connections open at once on the main listener; lowered to
-    /// stay below the open-file limit (see [`crate::listener`]).
+    /// stay below the open-file limit (see [`crate::runtime::listener`]).
     pub max_connections: usize,
     /// The most concurrent streams (requests) of one HTTP/2 connection.
     pub http2_max_concurrent_streams: u32,
@@ -334,8 +341,8 @@ impl Settings {
             probe_timeout: Duration::from_millis(3_000),
             body_limit: 1024 * 1024,
             shutdown_grace: Duration::from_millis(30_000),
-            probe_interval: crate::status::DEFAULT_PROBE_INTERVAL,
-            probe_staleness: crate::status::DEFAULT_PROBE_STALENESS,
+            probe_interval: DEFAULT_PROBE_INTERVAL,
+            probe_staleness: DEFAULT_PROBE_STALENESS,
             audit_log,
             audit_rotation: Rotation::DEFAULT,
             auth_failure_limit: AuthFailureLimit::DEFAULT,
@@ -726,7 +733,7 @@ pub struct FileConfig {
 }
 
 /// One `[[stores]]` table: `id`, `type`, an optional `cache`, and the
-/// settings of its type (see [`crate::backends`]).
+/// settings of its type (see [`crate::config::backends`]).
 fn resolve_store(
     mut table: toml::Table,
     backends: &Backends,
@@ -804,7 +811,7 @@ impl RawGrant {
     fn resolve(self) -> Result<Grant, String> {
         for id in self.tenants.iter().chain(&self.projects) {
             if id != "*" {
-                crate::routes::check_scope_id("tenant or project", id).map_err(|e| e.detail)?;
+                crate::ids::check_scope_id("tenant or project", id).map_err(|e| e.to_string())?;
             }
         }
         let stores = self.stores.unwrap_or_else(|| vec!["*".into()]);

@@ -11,15 +11,16 @@ use credstore_core::{CredentialStoreExt, Error as StoreError, ListCursor, ListOp
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::access::{
+use crate::audit::AuditOutcome;
+use crate::http::access::{
     audited, missing, op, write_audit, write_audit_durable, ProjectCredential, ProjectStore,
 };
-use super::body::{CreateBody, CreateCredentialRequest};
-use super::conditional::{conditional_set, etag, no_condition, WriteCondition};
-use super::{json_ok, timestamp, CredentialPath, ManageErrors, StoreNotFound, StorePath, TAG_STORES};
-use crate::audit::AuditOutcome;
-use crate::problem::{ApiError, Problem};
-use crate::state::AppState;
+use crate::http::body::{CreateBody, CreateCredentialRequest};
+use crate::http::conditional::{conditional_set, etag, no_condition, WriteCondition};
+use crate::http::json::{json_ok, timestamp};
+use crate::http::openapi::{CredentialPath, ManageErrors, StoreNotFound, StorePath, TAG_STORES};
+use crate::http::problem::{ApiError, Problem};
+use crate::runtime::state::AppState;
 use zeroize::Zeroizing;
 
 // ---------------------------------------------------------------- shapes

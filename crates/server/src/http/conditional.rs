@@ -9,8 +9,8 @@ use credstore_core::{
     CredentialStore, CredentialStoreExt, Error as StoreError, SetOptions, SetOutcome, Version,
 };
 
-use super::body::CreateInput;
-use crate::problem::ApiError;
+use crate::http::body::CreateInput;
+use crate::http::problem::ApiError;
 
 /// The condition of a create, from its `If-Match` / `If-None-Match`
 /// headers (RFC 9110 §13.1). See [`write_condition`]; as an extractor it

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::problem::ApiError;
+pub mod failures;
 
 /// The file, inside the data directory, that keeps the generated admin
 /// token's SHA-256 (hex).
@@ -213,11 +213,11 @@ impl TokenEntry {
     ///
     /// # Errors
     /// 403 when it may not.
-    pub fn check_metrics(&self) -> Result<(), ApiError> {
+    pub fn check_metrics(&self) -> Result<(), Refusal> {
         if self.grants.iter().any(|g| g.actions.contains(&Action::Metrics)) {
             Ok(())
         } else {
-            Err(ApiError::forbidden("this token may not read metrics; it needs the action 'metrics'"))
+            Err(Refusal::Forbidden("this token may not read metrics; it needs the action 'metrics'".into()))
         }
     }
 
@@ -238,7 +238,7 @@ impl TokenEntry {
     /// # Errors
     /// 403 naming what no grant allows: the tenant, else the project in
     /// that tenant, else the action there.
-    pub fn check(&self, tenant: &str, project: &str, action: Action) -> Result<Scope, ApiError> {
+    pub fn check(&self, tenant: &str, project: &str, action: Action) -> Result<Scope, Refusal> {
         let mut stores: Option<Scope> = None;
         for grant in self.grants.iter().filter(|g| g.covers(tenant, project, action)) {
             match (&grant.stores, &mut stores) {
@@ -255,28 +255,48 @@ impl TokenEntry {
             return Ok(stores);
         }
         if !self.grants.iter().any(|g| g.tenants.allows(tenant)) {
-            return Err(ApiError::forbidden(format!("this token may not access tenant '{tenant}'")));
+            return Err(Refusal::Forbidden(format!("this token may not access tenant '{tenant}'")));
         }
         if !self.grants.iter().any(|g| g.tenants.allows(tenant) && g.projects.allows(project)) {
-            return Err(ApiError::forbidden(format!(
+            return Err(Refusal::Forbidden(format!(
                 "this token may not access project '{project}' of tenant '{tenant}'"
             )));
         }
         Err(match action {
-            Action::Metrics => ApiError::forbidden("this token may not read metrics"),
-            Action::Reveal => ApiError::forbidden(
+            Action::Metrics => Refusal::Forbidden("this token may not read metrics".into()),
+            Action::Reveal => Refusal::Forbidden(
                 "this token may not read credential values: that needs the action 'reveal', which no token \
-                 has unless the configuration grants it (the admin token included)",
+                 has unless the configuration grants it (the admin token included)"
+                    .into(),
             ),
-            _ => ApiError::forbidden(format!("this token may not {action} credentials in this project")),
+            _ => Refusal::Forbidden(format!("this token may not {action} credentials in this project")),
         })
     }
 
     /// The 403 of a store `id` that none of the token's grants for the
     /// request's tenant, project and action names.
-    pub fn store_forbidden(id: &str, action: Action) -> ApiError {
-        ApiError::forbidden(format!("this token may not {action} in the store '{id}'"))
+    pub fn store_forbidden(id: &str, action: Action) -> Refusal {
+        Refusal::Forbidden(format!("this token may not {action} in the store '{id}'"))
     }
+}
+
+/// Why a request's token is refused; the server answers it as 401 or 403.
+/// Its text never holds the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No known bearer token (401, with a `WWW-Authenticate: Bearer`
+    /// challenge).
+    #[error("{detail}")]
+    Unauthenticated {
+        /// What was wrong with the `Authorization` header.
+        detail: &'static str,
+        /// A token was sent but is not known (the challenge then says
+        /// `error="invalid_token"`).
+        invalid_token: bool,
+    },
+    /// The token is known but may not do this here (403).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 /// Checks bearer tokens against the known hashes.
@@ -302,14 +322,14 @@ impl Authenticator {
     /// 401 with a `WWW-Authenticate` challenge when the header is missing, is
     /// not a bearer token, or the token is unknown. Only a cookie → 401
     /// saying session cookies are not supported.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<&TokenEntry, ApiError> {
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<&TokenEntry, Refusal> {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             let detail = if headers.contains_key(header::COOKIE) {
                 "session cookies are not supported; send the header Authorization: Bearer <token>"
             } else {
                 "missing bearer token; send the header Authorization: Bearer <token>"
             };
-            return Err(ApiError::unauthorized(detail, false));
+            return Err(Refusal::Unauthenticated { detail, invalid_token: false });
         };
         let token = value
             .to_str()
@@ -318,8 +338,9 @@ impl Authenticator {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header is not of the form 'Bearer <token>'", false)
+            .ok_or(Refusal::Unauthenticated {
+                detail: "the Authorization header is not of the form 'Bearer <token>'",
+                invalid_token: false,
             })?;
         let presented = TokenHash::of(token);
         // Compare with every hash so the time taken does not depend on which matched.
@@ -329,7 +350,7 @@ impl Authenticator {
                 found = Some(entry);
             }
         }
-        found.ok_or_else(|| ApiError::unauthorized("the bearer token is not valid", true))
+        found.ok_or(Refusal::Unauthenticated { detail: "the bearer token is not valid", invalid_token: true })
     }
 
     /// Authenticates the request and checks that its token may take
@@ -343,7 +364,7 @@ impl Authenticator {
         tenant: &str,
         project: &str,
         action: Action,
-    ) -> Result<&TokenEntry, ApiError> {
+    ) -> Result<&TokenEntry, Refusal> {
         let token = self.authenticate(headers)?;
         token.check(tenant, project, action)?;
         Ok(token)
@@ -485,19 +506,22 @@ mod tests {
         let auth = Authenticator::new(vec![viewer, TokenEntry::admin(TokenHash::of("admin-token-00001"))]);
         let h = headers(Some("Bearer viewer-token-0001"));
         assert!(auth.authorize(&h, "t1", "any", Action::View).is_ok());
-        assert_eq!(auth.authorize(&h, "t2", "any", Action::View).unwrap_err().status, 403);
-        assert_eq!(auth.authorize(&h, "t1", "any", Action::Edit).unwrap_err().status, 403);
+        assert!(matches!(auth.authorize(&h, "t2", "any", Action::View), Err(Refusal::Forbidden(_))));
+        assert!(matches!(auth.authorize(&h, "t1", "any", Action::Edit), Err(Refusal::Forbidden(_))));
         let h = headers(Some("bearer admin-token-00001"));
         assert!(auth.authorize(&h, "x", "y", Action::Edit).is_ok());
         for bad in [None, Some("Bearer wrong"), Some("Basic abc"), Some("Bearer "), Some("admin-token-00001")]
         {
             let e = auth.authorize(&headers(bad), "t1", "p", Action::View).unwrap_err();
-            assert_eq!(e.status, 401, "{bad:?}");
-            assert!(e.headers.iter().any(|(n, _)| n == header::WWW_AUTHENTICATE));
+            let invalid = bad == Some("Bearer wrong");
+            assert!(
+                matches!(e, Refusal::Unauthenticated { invalid_token, .. } if invalid_token == invalid),
+                "{bad:?}: {e:?}"
+            );
         }
         let mut cookie = HeaderMap::new();
         cookie.insert(header::COOKIE, HeaderValue::from_static("better-auth.session=abc"));
-        assert!(auth.authenticate(&cookie).unwrap_err().detail.contains("cookies are not supported"));
+        assert!(auth.authenticate(&cookie).unwrap_err().to_string().contains("cookies are not supported"));
     }
 
     fn only(ids: &[&str]) -> Scope {
@@ -534,18 +558,15 @@ mod tests {
         assert!(token.allows("b", "api", Some("vault"), Action::View));
         // Not the cross product of the grants.
         let e = token.check("a", "api", Action::View).unwrap_err();
-        assert_eq!(
-            (e.status.as_u16(), e.detail.as_str()),
-            (403, "this token may not access project 'api' of tenant 'a'")
-        );
+        assert_eq!(e, Refusal::Forbidden("this token may not access project 'api' of tenant 'a'".into()));
         assert!(!token.allows("b", "web", None, Action::View));
-        assert!(token.check("c", "web", Action::View).unwrap_err().detail.contains("tenant 'c'"));
+        assert!(token.check("c", "web", Action::View).unwrap_err().to_string().contains("tenant 'c'"));
         // Stores: the union of the grants that allow the action.
         assert_eq!(token.check("b", "api", Action::View).unwrap(), only(&["sqlite", "vault"]));
         assert_eq!(token.check("b", "api", Action::Reveal).unwrap(), only(&["sqlite"]));
         assert!(!token.allows("b", "api", Some("vault"), Action::Reveal));
         assert!(!token.allows("b", "api", Some("memory"), Action::View));
-        assert!(token.check("b", "api", Action::Edit).unwrap_err().detail.contains("may not edit"));
+        assert!(token.check("b", "api", Action::Edit).unwrap_err().to_string().contains("may not edit"));
         assert_eq!(token.check("a", "web", Action::View).unwrap(), Scope::All);
         assert!(token.check_metrics().is_err());
     }
@@ -556,8 +577,7 @@ mod tests {
         let h = headers(Some("Bearer admin-token-00001"));
         let auth = Authenticator::new(vec![TokenEntry::admin(hash)]);
         let e = auth.authorize(&h, "t", "p", Action::Reveal).unwrap_err();
-        assert_eq!(e.status, 403);
-        assert!(e.detail.contains("'reveal'"), "{}", e.detail);
+        assert!(matches!(&e, Refusal::Forbidden(detail) if detail.contains("'reveal'")), "{e:?}");
         assert_eq!(TokenEntry::admin(hash).grants, TokenEntry::admin_with_reveal(hash, false).grants);
         let auth = Authenticator::new(vec![TokenEntry::admin_with_reveal(hash, true)]);
         assert!(auth.authorize(&h, "t", "p", Action::Reveal).is_ok());

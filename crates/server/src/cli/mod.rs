@@ -14,11 +14,16 @@ use credstore_core::Namespace;
 use zeroize::Zeroizing;
 
 use crate::auth::{self, AdminToken, Authenticator, TokenEntry, TokenHash};
-use crate::backends::Backends;
+use crate::config::backends::Backends;
 use crate::config::{LogFormat, Settings};
-use crate::environment::Environment;
-use crate::routes::project_namespace;
-use crate::{logging, migrate, stores, Server};
+use crate::ids::project_namespace;
+use crate::runtime::stores;
+use crate::Server;
+use environment::Environment;
+
+mod environment;
+mod logging;
+mod migrate;
 
 /// The credstore server and its administration commands.
 #[derive(Debug, Parser)]
@@ -103,7 +108,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Runs the command line serving the backend types of `backends` (the
-/// built-in ones and your own; see [`crate::backends`]); the process's exit
+/// built-in ones and your own; see [`crate::config::backends`]); the process's exit
 /// code. Log lines are flushed before it returns.
 pub fn main_with(backends: Backends) -> ExitCode {
     let cli = Cli::parse();
@@ -143,7 +148,7 @@ async fn run_with_env(
     match command {
         Command::HashToken => return hash_token(),
         Command::Openapi => {
-            println!("{}", crate::openapi::document_json());
+            println!("{}", crate::http::document_json());
             return ExitCode::SUCCESS;
         }
         _ => {}
@@ -177,7 +182,7 @@ async fn run_with_env(
                     Ok(ns) => ns,
                     Err(e) => {
                         let detail =
-                            e.detail.replace("tenantId", "--tenant").replace("projectId", "--project");
+                            e.to_string().replace("tenantId", "--tenant").replace("projectId", "--project");
                         return fail(detail);
                     }
                 },
@@ -220,10 +225,10 @@ async fn serve(settings: Settings) -> ExitCode {
         Err(e) => return fail(e),
     };
     #[cfg(unix)]
-    match crate::listener::raise_open_file_limit() {
+    match crate::runtime::listener::raise_open_file_limit() {
         Ok(Some((from, to))) => tracing::info!(from, to, "raised the soft open-file limit to the hard limit"),
         Ok(None) => tracing::info!(
-            limit = crate::listener::open_file_limit(),
+            limit = crate::runtime::listener::open_file_limit(),
             "open-file limit already at the hard limit"
         ),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
@@ -236,7 +241,7 @@ async fn serve(settings: Settings) -> ExitCode {
     // Every signal the server handles is listened for before it says it
     // listens: a SIGTERM or SIGHUP sent from then on is never the default
     // action, which ends the process.
-    let running = server.run(crate::shutdown::signal());
+    let running = server.run(crate::runtime::shutdown::signal());
     tracing::info!(%address, tls, data_dir = %settings.data_dir.display(), "credstore listening");
     match running.await {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,5 @@
-//! The operational endpoints: liveness, readiness, metrics, this API's
-//! OpenAPI document, and the answer to a path no route matches.
+//! The operational endpoints: liveness, readiness, metrics and this API's
+//! OpenAPI document.
 
 use std::net::SocketAddr;
 
@@ -10,12 +10,13 @@ use axum::Extension;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::access::{denied, unauthenticated};
-use super::{json_ok, TAG_OPS};
 use crate::audit::{AuditAction, AuditEntry};
-use crate::problem::{ApiError, Problem};
-use crate::request::RequestId;
-use crate::state::AppState;
+use crate::http::access::{denied, unauthenticated};
+use crate::http::json::json_ok;
+use crate::http::openapi::{DocumentJson, TAG_OPS};
+use crate::http::problem::{ApiError, Problem};
+use crate::http::request::RequestId;
+use crate::runtime::state::AppState;
 
 /// The answer of `/healthz` and `/readyz`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -128,13 +129,8 @@ pub(crate) async fn metrics(
     tag = TAG_OPS,
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json"))
 )]
-pub(crate) async fn openapi_json() -> Response {
-    let mut resp = crate::openapi::document_json().into_response();
+pub(crate) async fn openapi_json(Extension(DocumentJson(json)): Extension<DocumentJson>) -> Response {
+    let mut resp = json.into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
-}
-
-/// The answer to a path no route matches.
-pub(crate) async fn fallback() -> ApiError {
-    ApiError::not_found("no such route; see /openapi.json")
 }

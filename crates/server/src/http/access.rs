@@ -18,74 +18,18 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use credstore_core::{
-    validate_id, CredentialKey, CredentialStore, Error as StoreError, Namespace, NamespaceError, StoreId,
-};
+use credstore_core::{CredentialKey, CredentialStore, Error as StoreError, Namespace, StoreId};
 use serde::Deserialize;
 
 use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
-use crate::auth::{Action, Scope, TokenEntry};
-use crate::auth_failures::Verdict;
-use crate::problem::ApiError;
-use crate::request::RequestId;
-use crate::state::AppState;
+use crate::auth::failures::Verdict;
+use crate::auth::{Action, Refusal, Scope, TokenEntry};
+use crate::http::problem::ApiError;
+use crate::http::request::RequestId;
+use crate::ids::{namespace_error, project_namespace};
+use crate::runtime::state::AppState;
 
 // ---------------------------------------------------------------- ids
-
-/// Checks a tenant or project id (and token scopes in the config): one
-/// segment of a [`Namespace`], that is the id pattern
-/// `^[a-zA-Z0-9\-_.]+$`, 1 to 255 bytes, and not `.` or `..`.
-///
-/// # Errors
-/// 422 naming `field` and the rule.
-pub(crate) fn check_scope_id(field: &str, id: &str) -> Result<(), ApiError> {
-    validate_id(id).map_err(|e| ApiError::invalid_field(field, e))?;
-    if id == "." || id == ".." {
-        return Err(ApiError::invalid_field(field, "must not be '.' or '..'"));
-    }
-    Ok(())
-}
-
-/// The namespace of a tenant's project in every store: `{tenant}/{project}`,
-/// built with core's [`Namespace`] after each id passed
-/// [`check_scope_id`].
-///
-/// # Errors
-/// 422 naming `tenantId` or `projectId` and the rule.
-pub(crate) fn project_namespace(tenant: &str, project: &str) -> Result<Namespace, ApiError> {
-    check_scope_id("tenantId", tenant)?;
-    check_scope_id("projectId", project)?;
-    let mut ns = String::with_capacity(tenant.len() + 1 + project.len());
-    ns.push_str(tenant);
-    ns.push('/');
-    ns.push_str(project);
-    Namespace::new(ns).map_err(|e| namespace_error(e, None))
-}
-
-/// A 422 for an [`StoreError::InvalidNamespace`] of a project namespace:
-/// a bad segment names `tenantId` or `projectId`; a namespace longer than
-/// `store` holds names both, with the store's cap.
-pub(crate) fn namespace_error(err: StoreError, store: Option<&StoreId>) -> ApiError {
-    let StoreError::InvalidNamespace { shown, reason } = &err else { return ApiError::from(err) };
-    let field = |index: &usize| if *index == 0 { "tenantId" } else { "projectId" };
-    match reason {
-        NamespaceError::Segment { index, reason } => ApiError::invalid_field(field(index), reason),
-        NamespaceError::DotSegment { index, .. } => {
-            ApiError::invalid_field(field(index), "must not be '.' or '..'")
-        }
-        NamespaceError::TooLong { len, max } => {
-            let store = store.map(|s| format!(" of store '{s}'")).unwrap_or_default();
-            ApiError::invalid_field(
-                "tenantId and projectId",
-                format!(
-                    "together they make the namespace {shown} of {len} bytes; the namespaces{store} hold at \
-                     most {max} bytes"
-                ),
-            )
-        }
-        _ => ApiError::from(err),
-    }
-}
 
 fn check_store_id(id: &str) -> Result<StoreId, ApiError> {
     StoreId::new(id).map_err(|e| match e {
@@ -248,7 +192,7 @@ impl<O: Operation> ProjectStore<O> {
         let store = match state.stores.handle(id.as_str(), &project.namespace) {
             None => return Err(ApiError::not_found(format!("no credential store with id '{id}'"))),
             Some(Ok(store)) => store,
-            Some(Err(e)) => return Err(namespace_error(e, Some(&id))),
+            Some(Err(e)) => return Err(namespace_error(e, Some(&id)).into()),
         };
         Ok(Self { project, id, store })
     }
@@ -293,7 +237,8 @@ impl<O: Operation> FromRequestParts<AppState> for ProjectCredential<O> {
 
 /// Records a refusal (401, 403) in the audit log; the refusal itself, or
 /// 503 when it cannot be recorded.
-pub(crate) fn denied(state: &AppState, audit: &AuditEntry, err: ApiError) -> ApiError {
+pub(crate) fn denied(state: &AppState, audit: &AuditEntry, err: impl Into<ApiError>) -> ApiError {
+    let err = err.into();
     match write_audit(state, audit, AuditOutcome::Denied, Some(err.status.as_u16())) {
         Ok(()) => err,
         Err(unwritable) => unwritable,
@@ -302,14 +247,14 @@ pub(crate) fn denied(state: &AppState, audit: &AuditEntry, err: ApiError) -> Api
 
 /// Answers a request without a known token from `peer`: its 401, recorded,
 /// while the peer is within its limit of such refusals
-/// ([`crate::auth_failures`]); past it, 429 with `Retry-After`, recorded
+/// ([`crate::auth::failures`]); past it, 429 with `Retry-After`, recorded
 /// for the first of a run only. The record holds
 /// [`AuditEntry::anonymous`] of `audit`.
 pub(crate) fn unauthenticated(
     state: &AppState,
     peer: Option<IpAddr>,
     audit: &AuditEntry,
-    err: ApiError,
+    err: Refusal,
 ) -> ApiError {
     match state.auth_failures.note(peer) {
         Verdict::Refuse => denied(state, &audit.anonymous(), err),
@@ -389,40 +334,5 @@ impl Drop for Pending<'_> {
         if self.open {
             let _ = write_audit(self.state, self.audit, AuditOutcome::Abandoned, None);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scope_ids() {
-        assert!(check_scope_id("tenantId", "tenant_123").is_ok());
-        for bad in ["", ".", "..", "a/b", "a b", &"x".repeat(256)] {
-            assert_eq!(check_scope_id("tenantId", bad).unwrap_err().status, 422, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn project_namespaces() {
-        assert_eq!(
-            project_namespace("tenant_123", "project_456").unwrap().as_str(),
-            "tenant_123/project_456"
-        );
-        let e = project_namespace("..", "p").unwrap_err();
-        assert!(e.status == 422 && e.detail.starts_with("invalid tenantId:"), "{}", e.detail);
-        let e = project_namespace("t", "a b").unwrap_err();
-        assert!(e.status == 422 && e.detail.starts_with("invalid projectId:"), "{}", e.detail);
-        let longest = project_namespace(&"t".repeat(255), &"p".repeat(255)).unwrap();
-        assert_eq!(longest.as_str().len(), 511, "every pair of valid ids fits core's cap");
-        let too_long = longest.check_len(300).unwrap_err();
-        let e = namespace_error(too_long, Some(&StoreId::new("aws").unwrap()));
-        assert!(e.detail.starts_with("invalid tenantId and projectId:"), "{}", e.detail);
-        assert!(
-            e.detail.contains("511 bytes") && e.detail.contains("store 'aws' hold at most 300"),
-            "{}",
-            e.detail
-        );
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! Handlers return [`ApiError`]. Its response carries the error as an
 //! extension and no body; the request middleware
-//! ([`crate::request::request_context`]) renders the body, because only it
+//! ([`crate::http::request::request_context`]) renders the body, because only it
 //! knows the request path (`instance`) and the request id. Every other error
 //! response (axum's own 404/405, a timeout, a panic) is rendered by the same
 //! middleware from its status, so no error ever leaves the server in another
@@ -19,6 +19,10 @@ use axum::response::{IntoResponse, Response};
 use credstore_core::{Error as StoreError, IdKind};
 use serde::Serialize;
 use utoipa::ToSchema;
+
+use crate::auth::Refusal;
+use crate::ids::IdError;
+use crate::runtime::failure::FailureCategory;
 
 /// The media type of every error response.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -171,78 +175,29 @@ impl ApiError {
     }
 }
 
-/// What kind of failure made a store unavailable, as clients are told it:
-/// the cause itself (file paths, addresses, the backend's messages) goes
-/// only to the server log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureCategory {
-    /// The store cannot be reached or used right now.
-    Unreachable,
-    /// The store did not answer in time.
-    Timeout,
-    /// The backend refused the server's credentials or permissions.
-    Refused,
-    /// The store is configured wrongly (or could not be opened).
-    Misconfigured,
-}
-
-/// The words core's timeout layer and the prober put in a timeout's reason
-/// ("no answer within N ms").
-const TIMEOUT_REASON: &str = "no answer within";
-
-impl FailureCategory {
-    /// `unreachable`, `timeout`, `refused` or `misconfigured`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unreachable => "unreachable",
-            Self::Timeout => "timeout",
-            Self::Refused => "refused",
-            Self::Misconfigured => "misconfigured",
-        }
-    }
-
-    /// The category of a store error that makes the store unavailable
-    /// (`Unavailable`, `PermissionDenied`, `Config`); `None` for any other.
-    pub fn of_error(err: &StoreError) -> Option<Self> {
-        match err {
-            StoreError::Unavailable { reason, .. } if reason.starts_with(TIMEOUT_REASON) => {
-                Some(Self::Timeout)
-            }
-            StoreError::Unavailable { reason, .. } if reason.starts_with(crate::state::FAILED_TO_OPEN) => {
-                Some(Self::Misconfigured)
-            }
-            StoreError::Unavailable { .. } => Some(Self::Unreachable),
-            StoreError::PermissionDenied { .. } => Some(Self::Refused),
-            StoreError::Config { .. } => Some(Self::Misconfigured),
-            _ => None,
-        }
-    }
-
-    /// The category of a probe's reason (free text from the backend):
-    /// `timeout` for "no answer within N ms", `misconfigured` for a store
-    /// that could not be opened ([`crate::state::FailedStore`]), `refused`
-    /// when the text says permission or authorization was denied, else
-    /// `unreachable`.
-    pub fn of_reason(reason: &str) -> Self {
-        let lower = reason.to_ascii_lowercase();
-        if lower.starts_with(TIMEOUT_REASON) {
-            Self::Timeout
-        } else if lower.starts_with(crate::state::FAILED_TO_OPEN) {
-            Self::Misconfigured
-        } else if ["permission denied", "forbidden", "unauthorized", "not authorized", "access denied"]
-            .iter()
-            .any(|w| lower.contains(w))
-        {
-            Self::Refused
-        } else {
-            Self::Unreachable
-        }
-    }
-}
-
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         Self::from_store(err)
+    }
+}
+
+/// 422 naming the field, or the store error's answer.
+impl From<IdError> for ApiError {
+    fn from(err: IdError) -> Self {
+        match err {
+            IdError::Invalid { field, reason } => Self::invalid_field(field, reason),
+            IdError::Store(err) => Self::from_store(err),
+        }
+    }
+}
+
+/// 401 with its `WWW-Authenticate` challenge, or 403.
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Unauthenticated { detail, invalid_token } => Self::unauthorized(detail, invalid_token),
+            Refusal::Forbidden(detail) => Self::forbidden(detail),
+        }
     }
 }
 
@@ -416,16 +371,6 @@ mod tests {
             );
             assert!(!e.detail.contains("10.1.2.3") && !e.detail.contains("/var/lib"), "{}", e.detail);
         }
-        for (reason, category) in [
-            ("no answer within 3000 ms", FailureCategory::Timeout),
-            ("vault returned 403 Forbidden: permission denied", FailureCategory::Refused),
-            ("connection refused at http://10.1.2.3:8200", FailureCategory::Unreachable),
-            ("sealed", FailureCategory::Unreachable),
-        ] {
-            assert_eq!(FailureCategory::of_reason(reason), category, "{reason}");
-        }
-        let failed = format!("{}wrong master key", crate::state::FAILED_TO_OPEN);
-        assert_eq!(FailureCategory::of_reason(&failed), FailureCategory::Misconfigured);
     }
 
     #[test]
@@ -470,5 +415,30 @@ mod tests {
         let e = ApiError::from_store(StoreError::integrity(&id, &key, "tag mismatch"));
         assert_eq!(e.status, 500);
         assert!(!e.detail.contains("tag mismatch"));
+    }
+
+    #[test]
+    fn refusals_are_401_with_a_challenge_or_403() {
+        let e =
+            ApiError::from(Refusal::Unauthenticated { detail: "missing bearer token", invalid_token: false });
+        assert_eq!((e.status.as_u16(), e.detail.as_str()), (401, "missing bearer token"));
+        assert_eq!(
+            e.headers,
+            [(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer realm="credstore""#))]
+        );
+        let e = ApiError::from(Refusal::Unauthenticated { detail: "unknown", invalid_token: true });
+        let challenge = HeaderValue::from_static(r#"Bearer realm="credstore", error="invalid_token""#);
+        assert_eq!(e.headers, [(header::WWW_AUTHENTICATE, challenge)]);
+        let e = ApiError::from(Refusal::Forbidden("not here".into()));
+        assert_eq!((e.status.as_u16(), e.detail.as_str(), e.headers.len()), (403, "not here", 0));
+    }
+
+    #[test]
+    fn bad_ids_are_422_naming_the_field() {
+        let e = ApiError::from(crate::ids::check_scope_id("tenantId", "..").unwrap_err());
+        assert_eq!(
+            (e.status.as_u16(), e.detail.as_str()),
+            (422, "invalid tenantId: must not be '.' or '..'")
+        );
     }
 }

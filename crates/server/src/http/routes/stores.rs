@@ -4,50 +4,13 @@
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
-use super::access::{op, Project};
-use super::{ManageErrors, ProjectPath, TAG_STORES};
 use crate::auth::Scope;
-use crate::problem::ApiError;
-use crate::state::AppState;
-
-/// One store in the list of credential stores.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct StoreEntry {
-    /// Whether the store answered its availability probe in time.
-    pub available: bool,
-    /// The store's id.
-    #[schema(pattern = r"^[a-zA-Z0-9_.-]+$", min_length = 1, max_length = 255, example = "sqlite-default")]
-    pub id: String,
-    /// Why the store is unavailable, as a category: `unreachable`,
-    /// `timeout`, `refused` or `misconfigured` (the cause is in the server
-    /// log). Always a string: the empty string `""` when `available` is
-    /// true.
-    #[schema(example = "")]
-    pub reason: String,
-    /// The backend: `memory`, `encrypted-sqlite`, `vault`,
-    /// `aws-secrets-manager`, `keychain`, or a custom store's kind.
-    #[serde(rename = "type")]
-    #[schema(example = "memory")]
-    pub kind: String,
-    /// *(extension)* When the availability above was probed (RFC 3339,
-    /// UTC). A background prober probes each store every
-    /// `probe_interval_ms` (default 10000, jittered by ±10 %); a result
-    /// older than `probe_staleness_ms` (default 30000) is probed again when
-    /// a request finds it, and the answer never waits for a probe.
-    #[serde(rename = "checkedAt")]
-    #[schema(example = "2025-01-01T12:00:00.000Z")]
-    pub checked_at: String,
-}
-
-/// The answer of *List Credential Stores*.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ListStoresResponse {
-    /// Every store the server serves, in configuration order.
-    pub data: Vec<StoreEntry>,
-}
+use crate::http::access::{op, Project};
+use crate::http::openapi::{ManageErrors, ProjectPath, TAG_STORES};
+use crate::http::problem::ApiError;
+use crate::runtime::state::AppState;
+pub use crate::runtime::status::{ListStoresResponse, StoreEntry};
 
 /// List Credential Stores
 ///

@@ -32,17 +32,15 @@ use std::time::{Duration, SystemTime};
 use axum::body::Bytes;
 use credstore_core::{Availability, CredentialStore, CredentialStoreExt, StoreId, StoreKind};
 use futures::FutureExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use utoipa::ToSchema;
 
-use crate::problem::FailureCategory;
+use super::failure::FailureCategory;
 
-/// The default time between two probes of a store: 10 s.
-pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(10);
-/// The default age past which a result is refreshed on demand: 30 s.
-pub const DEFAULT_PROBE_STALENESS: Duration = Duration::from_secs(30);
+pub use crate::config::{DEFAULT_PROBE_INTERVAL, DEFAULT_PROBE_STALENESS};
 
 /// How the board probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +93,7 @@ impl Slot {
 }
 
 /// One store in the *List Credential Stores* body: the members and order
-/// of the handler's `StoreEntry`.
+/// of [`StoreEntry`], which documents it.
 #[derive(Serialize)]
 struct BodyEntry {
     available: bool,
@@ -129,6 +127,42 @@ pub fn shown_reason(a: &Availability) -> String {
         return String::new();
     }
     FailureCategory::of_reason(a.reason.as_deref().unwrap_or_default()).as_str().to_owned()
+}
+
+/// One store in the list of credential stores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StoreEntry {
+    /// Whether the store answered its availability probe in time.
+    pub available: bool,
+    /// The store's id.
+    #[schema(pattern = r"^[a-zA-Z0-9_.-]+$", min_length = 1, max_length = 255, example = "sqlite-default")]
+    pub id: String,
+    /// Why the store is unavailable, as a category: `unreachable`,
+    /// `timeout`, `refused` or `misconfigured` (the cause is in the server
+    /// log). Always a string: the empty string `""` when `available` is
+    /// true.
+    #[schema(example = "")]
+    pub reason: String,
+    /// The backend: `memory`, `encrypted-sqlite`, `vault`,
+    /// `aws-secrets-manager`, `keychain`, or a custom store's kind.
+    #[serde(rename = "type")]
+    #[schema(example = "memory")]
+    pub kind: String,
+    /// *(extension)* When the availability above was probed (RFC 3339,
+    /// UTC). A background prober probes each store every
+    /// `probe_interval_ms` (default 10000, jittered by ±10 %); a result
+    /// older than `probe_staleness_ms` (default 30000) is probed again when
+    /// a request finds it, and the answer never waits for a probe.
+    #[serde(rename = "checkedAt")]
+    #[schema(example = "2025-01-01T12:00:00.000Z")]
+    pub checked_at: String,
+}
+
+/// The answer of *List Credential Stores*.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ListStoresResponse {
+    /// Every store the server serves, in configuration order.
+    pub data: Vec<StoreEntry>,
 }
 
 #[derive(Serialize)]
@@ -509,22 +543,22 @@ mod tests {
         board.shutdown().await;
     }
 
-    /// What the list handler serializes for `snapshot`.
+    /// The documented list of `snapshot`, serialized.
     fn handler_body(snapshot: Vec<StoreState>) -> Vec<u8> {
         let data = snapshot
             .into_iter()
             .map(|s| {
                 let a = s.last.availability;
-                crate::routes::StoreEntry {
+                StoreEntry {
                     available: a.available,
                     id: s.id.to_string(),
                     reason: shown_reason(&a),
                     kind: s.kind.to_string(),
-                    checked_at: crate::routes::timestamp(s.last.checked_at),
+                    checked_at: humantime::format_rfc3339_millis(s.last.checked_at).to_string(),
                 }
             })
             .collect();
-        serde_json::to_vec(&crate::routes::ListStoresResponse { data }).unwrap()
+        serde_json::to_vec(&ListStoresResponse { data }).unwrap()
     }
 
     #[tokio::test(start_paused = true)]

@@ -17,7 +17,7 @@ use credstore_core::{CredentialStore, CredentialStoreExt, StoreExt};
 use credstore_sqlite::{KeySource, MasterKey, SqliteSettings};
 
 use crate::config::{Settings, StoreSpec};
-use crate::state::{FailedStore, Stores};
+use crate::runtime::state::{FailedStore, Stores};
 
 /// Opens one store, on its root namespace.
 ///
