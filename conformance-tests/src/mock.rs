@@ -41,33 +41,12 @@ use credstore_core::{
     StoreKind, Version, WriteRequest,
 };
 
-/// An operation of [`CredentialStore`], as the mock counts and scripts them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Op {
-    /// [`CredentialStore::get`].
-    Get,
-    /// [`CredentialStore::write`], so `set_opts`, `set`, `create` and `replace`.
-    Set,
-    /// [`CredentialStore::has`].
-    Has,
-    /// [`CredentialStore::version`].
-    Version,
-    /// [`CredentialStore::delete`].
-    Delete,
-    /// [`CredentialStore::list`].
-    List,
-    /// [`CredentialStore::check_availability`].
-    CheckAvailability,
-}
+/// An operation of [`CredentialStore`], as the mock counts and scripts them:
+/// core's [`Operation`](credstore_core::layers::Operation).
+pub use credstore_core::layers::Operation as Op;
 
-impl Op {
-    /// Every operation, in declaration order.
-    pub const ALL: [Op; 7] =
-        [Op::Get, Op::Set, Op::Has, Op::Version, Op::Delete, Op::List, Op::CheckAvailability];
-
-    fn index(self) -> usize {
-        self as usize
-    }
+fn index(op: Op) -> usize {
+    Op::ALL.iter().position(|o| *o == op).expect("every operation is in Op::ALL")
 }
 
 /// What a scripted call does instead of its work.
@@ -195,7 +174,7 @@ impl Script {
 struct Shared {
     data: Mutex<Data>,
     script: Mutex<Script>,
-    calls: [AtomicUsize; 7],
+    calls: [AtomicUsize; Op::ALL.len()],
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -229,8 +208,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 ///   the request's check before they reach it.
 #[derive(Clone)]
 pub struct MockStore {
-    /// The id, as in `info`, for the errors that name it.
-    id: StoreId,
     info: StoreInfo,
     shared: Arc<Shared>,
 }
@@ -238,7 +215,7 @@ pub struct MockStore {
 impl fmt::Debug for MockStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MockStore")
-            .field("id", &self.id)
+            .field("id", self.info.id())
             .field("kind", self.info.kind())
             .field("namespace", self.info.namespace())
             .finish_non_exhaustive()
@@ -250,8 +227,7 @@ impl MockStore {
     /// namespace, declaring [`MockStore::DEFAULT_CAPABILITIES`].
     pub fn new(id: StoreId) -> Self {
         Self {
-            info: StoreInfo::new(id.clone(), Self::KIND, Self::DEFAULT_CAPABILITIES),
-            id,
+            info: StoreInfo::new(id, Self::KIND, Self::DEFAULT_CAPABILITIES),
             shared: Arc::new(Shared {
                 data: Mutex::new(Data::default()),
                 script: Mutex::new(Script::default()),
@@ -279,7 +255,7 @@ impl MockStore {
 
     /// Returns the mock reporting `kind`.
     pub fn with_kind(mut self, kind: StoreKind) -> Self {
-        self.info = StoreInfo::new(self.id.clone(), kind, self.info.capabilities())
+        self.info = StoreInfo::new(self.info.id().clone(), kind, self.info.capabilities())
             .in_namespace(self.info.namespace().clone());
         self
     }
@@ -335,7 +311,7 @@ impl MockStore {
     /// How many calls of `op` were made, through any handle of this mock,
     /// since it was made or [`MockStore::reset_calls`].
     pub fn calls(&self, op: Op) -> usize {
-        self.shared.calls[op.index()].load(Ordering::SeqCst)
+        self.shared.calls[index(op)].load(Ordering::SeqCst)
     }
 
     /// How many calls of any operation were made.
@@ -351,7 +327,7 @@ impl MockStore {
     }
 
     fn count(&self, op: Op) {
-        self.shared.calls[op.index()].fetch_add(1, Ordering::SeqCst);
+        self.shared.calls[index(op)].fetch_add(1, Ordering::SeqCst);
     }
 
     /// Waits the latency and consults the script and the availability; an
@@ -367,11 +343,11 @@ impl MockStore {
             tokio::time::sleep(latency).await;
         }
         if let Some(fault) = fault {
-            return Err(fault.strike(&self.id).await);
+            return Err(fault.strike(self.info.id()).await);
         }
         if let Some(reason) = down {
             let reason = reason.unwrap_or_else(|| "the mock is set unavailable".to_owned());
-            return Err(Error::unavailable(&self.id, reason));
+            return Err(Error::unavailable(self.info.id(), reason));
         }
         Ok(())
     }
@@ -416,14 +392,14 @@ impl CredentialStore for MockStore {
         let current = data.namespaces.get(self.info.namespace()).and_then(|k| k.get(key));
         match (request.mode(), current) {
             (SetMode::Create, Some(_)) => {
-                return Err(Error::precondition_failed(&self.id, key, "the key exists"));
+                return Err(Error::precondition_failed(self.info.id(), key, "the key exists"));
             }
             (SetMode::Replace(_), None) => {
-                return Err(Error::precondition_failed(&self.id, key, "the key does not exist"));
+                return Err(Error::precondition_failed(self.info.id(), key, "the key does not exist"));
             }
             (SetMode::Replace(expected), Some(e)) if &e.version != expected => {
                 let reason = format!("the current version is {}, not {expected}", e.version);
-                return Err(Error::precondition_failed(&self.id, key, reason));
+                return Err(Error::precondition_failed(self.info.id(), key, reason));
             }
             _ => {}
         }
@@ -470,7 +446,7 @@ impl CredentialStore for MockStore {
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
         self.count(Op::List);
         if !self.info.capabilities().list {
-            return Err(Error::unsupported(&self.id, "list"));
+            return Err(Error::unsupported(self.info.id(), "list"));
         }
         self.io(Op::List).await?;
         Ok(self.read(|keys| options.page_from_sorted(keys.into_iter().flat_map(|k| k.keys().cloned()))))
@@ -487,7 +463,7 @@ impl CredentialStore for MockStore {
         }
         match fault {
             Some(Fault::Hang) => std::future::pending().await,
-            Some(Fault::Panic) => panic!("{} in store '{}'", Fault::Panic.describe(), self.id),
+            Some(Fault::Panic) => panic!("{} in store '{}'", Fault::Panic.describe(), self.info.id()),
             Some(fault) => Availability::down(fault.describe()),
             None => availability,
         }

@@ -20,8 +20,6 @@ use crate::{KeychainConfig, Platform};
 /// Cloning is cheap and gives another handle on the same platform store.
 #[derive(Clone)]
 pub struct KeychainStore {
-    /// The store's id, as in `info`, for the many errors that name it.
-    id: StoreId,
     /// Id, kind, the platform's capabilities and this handle's namespace.
     info: StoreInfo,
     service: Arc<str>,
@@ -32,7 +30,7 @@ pub struct KeychainStore {
 impl fmt::Debug for KeychainStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeychainStore")
-            .field("id", &self.id)
+            .field("id", self.info.id())
             .field("namespace", self.info.namespace())
             .field("platform", &self.platform)
             .field("timeout", &self.timeout)
@@ -57,8 +55,8 @@ impl KeychainStore {
         config.validate(&id)?;
         let platform = platform(&id, &config.platform)?;
         let service = Arc::from(layout::service_name(&id, &Namespace::root()));
-        let info = StoreInfo::new(id.clone(), crate::KIND, platform.capabilities());
-        Ok(Self { id, info, service, platform, timeout: config.timeout })
+        let info = StoreInfo::new(id, crate::KIND, platform.capabilities());
+        Ok(Self { info, service, platform, timeout: config.timeout })
     }
 
     /// The service name this handle's credentials are stored under:
@@ -78,8 +76,8 @@ impl KeychainStore {
     async fn run<T>(&self, key: Option<&CredentialKey>, fut: impl Future<Output = PResult<T>>) -> Result<T> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(f)) => Err(f.into_error(&self.id, key)),
-            Err(_) => Err(self.timed_out().into_error(&self.id, key)),
+            Ok(Err(f)) => Err(f.into_error(self.info.id(), key)),
+            Err(_) => Err(self.timed_out().into_error(self.info.id(), key)),
         }
     }
 
@@ -95,7 +93,7 @@ impl KeychainStore {
         bytes
             .map(|b| {
                 layout::decode(&b).map_err(|e| {
-                    Error::integrity(&self.id, key, "the stored entry is not in credstore's layout")
+                    Error::integrity(self.info.id(), key, "the stored entry is not in credstore's layout")
                         .with_source(e)
                 })
             })
@@ -152,7 +150,7 @@ impl CredentialStore for KeychainStore {
 
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
         let namespace = self.info.namespace().join(namespace)?;
-        let service = Arc::from(layout::service_name(&self.id, &namespace));
+        let service = Arc::from(layout::service_name(self.info.id(), &namespace));
         Ok(Arc::new(Self { info: self.info.in_namespace(namespace), service, ..self.clone() }))
     }
 
@@ -173,7 +171,7 @@ impl CredentialStore for KeychainStore {
             SetMode::Create => true,
             SetMode::Upsert => false,
             // The request's check refused it: no platform declares it.
-            _ => return Err(Error::unsupported(&self.id, "replace-if-version writes")),
+            _ => return Err(Error::unsupported(self.info.id(), "replace-if-version writes")),
         };
         // The previous entry gives `created_at`; a foreign item under the
         // same names is overwritten as if absent.
@@ -203,7 +201,7 @@ impl CredentialStore for KeychainStore {
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
         if !self.info.capabilities().list {
-            return Err(Error::unsupported(&self.id, "list"));
+            return Err(Error::unsupported(self.info.id(), "list"));
         }
         let accounts = self.run(None, self.platform.list(&self.service)).await?;
         let mut keys: Vec<CredentialKey> =

@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// Which method of [`CredentialStore`] a [`Call`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Operation {
     /// [`CredentialStore::get`].
@@ -33,6 +33,17 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// Every operation, in declaration order.
+    pub const ALL: [Operation; 7] = [
+        Operation::Get,
+        Operation::Set,
+        Operation::Has,
+        Operation::Version,
+        Operation::Delete,
+        Operation::List,
+        Operation::CheckAvailability,
+    ];
+
     /// The operation's name in logs and metrics: `get`, `set`, `has`,
     /// `version`, `delete`, `list` or `check_availability`.
     pub fn as_str(self) -> &'static str {
