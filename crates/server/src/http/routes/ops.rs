@@ -13,8 +13,8 @@ use utoipa::ToSchema;
 use crate::audit::{AuditAction, AuditEntry};
 use crate::http::access::{denied, unauthenticated};
 use crate::http::json::json_ok;
-use crate::http::openapi::{DocumentJson, TAG_OPS};
-use crate::http::problem::{ApiError, Problem};
+use crate::http::openapi::{problem_responses, DocumentJson, TAG_OPS};
+use crate::http::problem::ApiError;
 use crate::http::request::RequestId;
 use crate::runtime::state::AppState;
 
@@ -49,6 +49,13 @@ pub(crate) async fn healthz() -> Response {
     )
 }
 
+problem_responses! {
+    /// The readiness answer when not ready.
+    ReadyzErrors = [
+        503 => "Shutting down, or no store is available",
+    ];
+}
+
 /// Readiness
 ///
 /// 200 when the server is not shutting down and at least one store was
@@ -62,7 +69,7 @@ pub(crate) async fn healthz() -> Response {
     tag = TAG_OPS,
     responses(
         (status = 200, description = "Ready to serve", body = StatusResponse),
-        (status = 503, description = "Shutting down, or no store is available", body = Problem, content_type = "application/problem+json"),
+        ReadyzErrors,
     )
 )]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -83,6 +90,16 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Response, Ap
     Ok(json_ok(StatusCode::OK, &body))
 }
 
+problem_responses! {
+    /// The error answers of `/metrics`.
+    MetricsErrors = [
+        401 => "Missing or invalid bearer token",
+        403 => "The token lacks the `metrics` action",
+        429 => "Too many requests without a valid token from this address (see `Retry-After`)",
+        503 => "The refusal could not be written to the audit log",
+    ];
+}
+
 /// Metrics (extension)
 ///
 /// The server's metrics in the OpenMetrics text format, which Prometheus
@@ -99,10 +116,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Response, Ap
     security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "The exposition", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
-        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the `metrics` action", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests without a valid token from this address (see `Retry-After`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The refusal could not be written to the audit log", body = Problem, content_type = "application/problem+json"),
+        MetricsErrors,
     )
 )]
 pub(crate) async fn metrics(
