@@ -8,8 +8,7 @@
 //! is checked empty: nothing is left behind.
 #![cfg(all(target_os = "linux", feature = "keychain"))]
 
-#[path = "util/process.rs"]
-mod proc_util;
+use crate::util::process as proc_util;
 
 use std::io;
 use std::net::SocketAddr;

@@ -1,5 +1,4 @@
 //! Running the `credstore` binary as a child process.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;

@@ -1,8 +1,7 @@
 //! The `credstore` binary as a process: the zero-setup first run, SIGTERM
 //! with writes in flight, nothing secret on disk or in the logs, and the CLI.
 
-#[path = "util/process.rs"]
-mod proc_util;
+use crate::util::process as proc_util;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

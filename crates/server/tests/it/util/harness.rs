@@ -1,5 +1,4 @@
 //! An in-process server on 127.0.0.1:0 for the integration tests.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -226,11 +225,6 @@ pub fn assert_problem_shape(reply: &Reply, instance: Option<&str>) {
     if let Some(instance) = instance {
         assert_eq!(v["instance"].as_str().unwrap(), instance);
     }
-}
-
-/// Sends `req` with the admin token.
-pub fn admin(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-    req.bearer_auth(ADMIN)
 }
 
 pub async fn create(

@@ -2,8 +2,7 @@
 //! AWS Secrets Manager (a real moto server), configured through the TOML
 //! config file of the `credstore` binary; and both backends unreachable.
 
-#[path = "util/process.rs"]
-mod proc_util;
+use crate::util::process as proc_util;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

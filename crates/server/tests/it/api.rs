@@ -2,10 +2,8 @@
 //! 127.0.0.1:0: every route, every error status, the API's two curl
 //! commands, isolation and concurrency.
 
-#[path = "util/harness.rs"]
-mod harness;
-#[path = "util/stores.rs"]
-mod test_stores;
+use crate::util::harness;
+use crate::util::stores as test_stores;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
