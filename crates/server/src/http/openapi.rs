@@ -193,7 +193,7 @@ fn problem(description: &str) -> RefOr<utoipa::openapi::Response> {
         .into()
 }
 
-/// Problem+json responses by status, for [`problem_responses!`].
+/// Problem+json responses by status, for `problem_responses!`.
 pub(crate) fn problems(list: &[(u16, &str)]) -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
     list.iter().map(|(status, description)| (status.to_string(), problem(description))).collect()
 }
@@ -215,7 +215,6 @@ macro_rules! problem_responses {
         }
     )+};
 }
-pub(crate) use problem_responses;
 
 problem_responses! {
     /// The error answers every `/manage` route can give, declared once: 400
@@ -236,5 +235,38 @@ problem_responses! {
     /// served, or a key that is not stored.
     StoreNotFound = [
         404 => "No store with this id, or (on a route with {key}) no such credential in this tenant and project",
+    ];
+    // The error answers of each route beyond `ManageErrors`.
+    /// The create's own error answers.
+    CreateErrors = [
+        400 => "Malformed JSON, wrong content type, unknown, missing or mistyped fields (neither value nor valueBase64), a malformed or unsupported If-Match / If-None-Match, or path parameters that are not UTF-8",
+        409 => "A concurrent change got in the way; retry",
+        412 => "*(extension)* The If-None-Match or If-Match condition did not hold: the key exists (create only), is missing, or is at another version; nothing was changed",
+        413 => "The body is over the body limit",
+        422 => "A key, id or metadata breaks the rules; the value is over 65,536 bytes; both value and valueBase64 are given; valueBase64 is not standard padded base64 or decodes to over 65,536 bytes; the store holds no binary values, or cannot honour the conditional header; or tenantId/projectId is longer than the store's namespace cap. The detail names the field",
+    ];
+    /// The listing's own error answers.
+    ListErrors = [
+        400 => "A query parameter of the wrong type (limit not an integer), or path parameters that are not UTF-8",
+        422 => "A bad id, prefix, cursor or limit, or tenantId/projectId longer than the store's namespace cap",
+    ];
+    /// The delete's own error answers.
+    DeleteErrors = [
+        400 => "If-Match or If-None-Match was sent: deletes are never conditional, so the header is refused rather than ignored; or path parameters that are not UTF-8",
+    ];
+    /// The value read's own error answers.
+    ReadValueErrors = [
+        403 => "The token lacks the `reveal` action (no token has it unless the configuration grants it, the admin token included), or may not use this tenant or project",
+    ];
+    /// The readiness answer when not ready.
+    ReadyzErrors = [
+        503 => "Shutting down, or no store is available",
+    ];
+    /// The error answers of `/metrics`.
+    MetricsErrors = [
+        401 => "Missing or invalid bearer token",
+        403 => "The token lacks the `metrics` action",
+        429 => "Too many requests without a valid token from this address (see `Retry-After`)",
+        503 => "The refusal could not be written to the audit log",
     ];
 }

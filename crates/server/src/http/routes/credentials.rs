@@ -19,7 +19,8 @@ use crate::http::body::{CreateBody, CreateCredentialRequest};
 use crate::http::conditional::{conditional_set, etag, no_condition, WriteCondition};
 use crate::http::json::{json_ok, timestamp};
 use crate::http::openapi::{
-    problem_responses, CredentialPath, ManageErrors, StoreNotFound, StorePath, TAG_STORES,
+    CreateErrors, CredentialPath, DeleteErrors, ListErrors, ManageErrors, ReadValueErrors, StoreNotFound,
+    StorePath, TAG_STORES,
 };
 use crate::http::problem::ApiError;
 use crate::runtime::state::AppState;
@@ -182,17 +183,6 @@ pub(crate) struct ListQuery {
 
 // ---------------------------------------------------------------- handlers
 
-problem_responses! {
-    /// The create's own error answers.
-    CreateErrors = [
-        400 => "Malformed JSON, wrong content type, unknown, missing or mistyped fields (neither value nor valueBase64), a malformed or unsupported If-Match / If-None-Match, or path parameters that are not UTF-8",
-        409 => "A concurrent change got in the way; retry",
-        412 => "*(extension)* The If-None-Match or If-Match condition did not hold: the key exists (create only), is missing, or is at another version; nothing was changed",
-        413 => "The body is over the body limit",
-        422 => "A key, id or metadata breaks the rules; the value is over 65,536 bytes; both value and valueBase64 are given; valueBase64 is not standard padded base64 or decodes to over 65,536 bytes; the store holds no binary values, or cannot honour the conditional header; or tenantId/projectId is longer than the store's namespace cap. The detail names the field",
-    ];
-}
-
 /// Create Credential in Store
 ///
 /// Stores `value` under `key` in store `id`, in the namespace of this tenant
@@ -293,14 +283,6 @@ fn location(tenant: &str, project: &str, store: &str, key: &str) -> String {
     out
 }
 
-problem_responses! {
-    /// The listing's own error answers.
-    ListErrors = [
-        400 => "A query parameter of the wrong type (limit not an integer), or path parameters that are not UTF-8",
-        422 => "A bad id, prefix, cursor or limit, or tenantId/projectId longer than the store's namespace cap",
-    ];
-}
-
 /// List Credential Keys (extension)
 ///
 /// The keys of store `id` in this tenant and project, in ascending order,
@@ -385,13 +367,6 @@ pub(crate) async fn get_credential(
     Ok(resp)
 }
 
-problem_responses! {
-    /// The delete's own error answers.
-    DeleteErrors = [
-        400 => "If-Match or If-None-Match was sent: deletes are never conditional, so the header is refused rather than ignored; or path parameters that are not UTF-8",
-    ];
-}
-
 /// Delete Credential (extension)
 ///
 /// Deletes a credential, value and metadata, from this tenant and project.
@@ -438,13 +413,6 @@ mod tests {
             "/manage/tenants/t/projects/p/credential-stores/memory-default/credentials/k.1"
         );
     }
-}
-
-problem_responses! {
-    /// The value read's own error answers.
-    ReadValueErrors = [
-        403 => "The token lacks the `reveal` action (no token has it unless the configuration grants it, the admin token included), or may not use this tenant or project",
-    ];
 }
 
 /// Read Credential Value (extension)

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use crate::audit::{AuditAction, AuditEntry};
 use crate::http::access::{denied, unauthenticated};
 use crate::http::json::json_ok;
-use crate::http::openapi::{problem_responses, DocumentJson, TAG_OPS};
+use crate::http::openapi::{DocumentJson, MetricsErrors, ReadyzErrors, TAG_OPS};
 use crate::http::problem::ApiError;
 use crate::http::request::RequestId;
 use crate::runtime::state::AppState;
@@ -49,13 +49,6 @@ pub(crate) async fn healthz() -> Response {
     )
 }
 
-problem_responses! {
-    /// The readiness answer when not ready.
-    ReadyzErrors = [
-        503 => "Shutting down, or no store is available",
-    ];
-}
-
 /// Readiness
 ///
 /// 200 when the server is not shutting down and at least one store was
@@ -88,16 +81,6 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Response, Ap
         stores_total: Some(total),
     };
     Ok(json_ok(StatusCode::OK, &body))
-}
-
-problem_responses! {
-    /// The error answers of `/metrics`.
-    MetricsErrors = [
-        401 => "Missing or invalid bearer token",
-        403 => "The token lacks the `metrics` action",
-        429 => "Too many requests without a valid token from this address (see `Retry-After`)",
-        503 => "The refusal could not be written to the audit log",
-    ];
 }
 
 /// Metrics (extension)

@@ -227,6 +227,15 @@ pub fn assert_problem_shape(reply: &Reply, instance: Option<&str>) {
     }
 }
 
+/// Removes `checkedAt` *(extension)* from every entry of a store list,
+/// checking that each has one, so the rest compares exactly.
+pub fn strip_checked_at(list: &mut Value) {
+    for e in list["data"].as_array_mut().unwrap() {
+        let at = e.as_object_mut().unwrap().remove("checkedAt");
+        assert!(at.is_some_and(|v| v.is_string()), "checkedAt (extension) on every entry");
+    }
+}
+
 pub async fn create(
     client: &reqwest::Client,
     server: &TestServer,
