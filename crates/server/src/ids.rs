@@ -16,6 +16,13 @@ use credstore_core::{validate_id, Error as StoreError, Namespace, NamespaceError
 /// 1 to 255 characters of `[a-zA-Z0-9-_.]`.
 pub(crate) const ID_PATTERN: &str = r"^[a-zA-Z0-9_.-]+$";
 
+/// The pattern of an id in a path: [`ID_PATTERN`] less `.` and `..`.
+pub(crate) const PATH_ID_PATTERN: &str = r"^(?:[a-zA-Z0-9_.-]*[a-zA-Z0-9_-][a-zA-Z0-9_.-]*|\.{3,})$";
+
+/// [`PATH_ID_PATTERN`] and the length of an id, in words.
+pub(crate) const PATH_ID_RULE: &str =
+    "1 to 255 characters of `[a-zA-Z0-9-_.]`, not `.` or `..` (dot-segments, which a client removes from a URL)";
+
 /// Why ids make no namespace.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum IdError {

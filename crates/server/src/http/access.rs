@@ -185,6 +185,15 @@ pub(crate) struct ProjectStore<O> {
 }
 
 impl<O: Operation> ProjectStore<O> {
+    /// The path's ids, the admitted project and the checked store id, in
+    /// the order of the checks; the store is not looked up yet.
+    async fn admit(parts: &mut Parts, state: &AppState) -> Result<(PathIds, Project<O>, StoreId), ApiError> {
+        let ids = PathIds::of(parts).await?;
+        let project = Project::<O>::admit(parts, state, &ids)?;
+        let id = check_store_id(ids.id.as_deref().unwrap_or_default())?;
+        Ok((ids, project, id))
+    }
+
     fn open(project: Project<O>, state: &AppState, id: StoreId) -> Result<Self, ApiError> {
         if !project.stores.allows(id.as_str()) {
             return Err(denied(state, &project.audit, TokenEntry::store_forbidden(id.as_str(), O::ACTION)));
@@ -202,9 +211,7 @@ impl<O: Operation> FromRequestParts<AppState> for ProjectStore<O> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let ids = PathIds::of(parts).await?;
-        let project = Project::<O>::admit(parts, state, &ids)?;
-        let id = check_store_id(ids.id.as_deref().unwrap_or_default())?;
+        let (_, project, id) = Self::admit(parts, state).await?;
         Self::open(project, state, id)
     }
 }
@@ -224,9 +231,7 @@ impl<O: Operation> FromRequestParts<AppState> for ProjectCredential<O> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let ids = PathIds::of(parts).await?;
-        let project = Project::<O>::admit(parts, state, &ids)?;
-        let id = check_store_id(ids.id.as_deref().unwrap_or_default())?;
+        let (ids, project, id) = ProjectStore::admit(parts, state).await?;
         let key = CredentialKey::new(ids.key.unwrap_or_default())?;
         let store = ProjectStore::open(project, state, id)?;
         Ok(Self { store, key })

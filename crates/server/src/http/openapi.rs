@@ -4,15 +4,19 @@
 //! document from these and the handlers' `#[utoipa::path]` annotations, so
 //! every route is documented by construction.
 
+use std::collections::BTreeMap;
+
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use std::collections::BTreeMap;
-
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use credstore_core::MAX_ID_LEN;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
 use utoipa::IntoParams;
 
 use super::problem::{Problem, ProblemError, PROBLEM_JSON};
+use crate::ids::{PATH_ID_PATTERN, PATH_ID_RULE};
 
 const DESCRIPTION: &str = "\
 The Credential Stores API over every credstore backend (memory, encrypted SQLite, \
@@ -43,24 +47,16 @@ of `[A-Za-z0-9._:-]`) is reused; otherwise one is generated. A store call that d
 answer within the store timeout is 503. 412 (`precondition_failed`) is the answer to a \
 conditional write whose condition does not hold; nothing is changed.
 
-**Conditional writes** *(extension)*. On *Create Credential in Store*, `If-None-Match: *` \
-creates only (412 when the key exists); `If-Match: \"<version>\"` replaces only that version \
-(412 when the key is missing or at another version); `If-Match: *` replaces only an existing \
-key (412 when it is missing); a weak tag `W/\"…\"` in `If-Match` never matches (strong \
-comparison, 412). A list of tags, any other `If-None-Match`, a malformed tag, both headers at \
-once, or either header on a delete is 400. A store that does not declare create-only or \
-replace-if-version writes answers 422 naming the store and the header, and changes nothing. \
-Without these headers a create creates or overwrites, as the Credential Stores API does. The \
-create's answer and *Get Credential Metadata* carry the credential's version as a strong \
-`ETag: \"<version>\"` (the metadata read also as `version`); versions are opaque and change on \
-every write. Reads ignore conditional headers.
+**Conditional writes** *(extension)*. *Create Credential in Store* takes `If-None-Match: *` \
+(create only) or `If-Match` (replace only a version, or only an existing key): its two header \
+parameters state the rules, its 412 and 422 answers what a failed condition or a store \
+without such writes answers; nothing is changed then. A conditional header on a delete is \
+400; reads ignore them. Versions are opaque, change on every write, and come back as a \
+strong `ETag: \"<version>\"` from the create and the metadata read.
 
-**Binary values** *(extension)*. A create body gives exactly one of `value` (a JSON string, \
-stored as text) and `valueBase64` (standard padded base64, RFC 4648 §4, unused bits zero, at \
-most 65,536 bytes once decoded): both is 422 naming the two fields, neither is 400 (missing \
-field), bad base64 or more than 65,536 decoded bytes is 422 naming `valueBase64`. A store that \
-holds no binary values answers 422. Decoded bytes that are UTF-8 are stored as text. *Get \
-Credential Metadata* says which kind a value is: `valueKind` `text` or `binary`.
+**Binary values** *(extension)*. A create body gives `valueBase64` (bytes) instead of \
+`value` (text): the request body's schema states the rules. *Get Credential Metadata* says \
+which kind a value is (`valueKind`).
 
 **Store status.** A background prober probes every store every `probe_interval_ms` \
 (process setting, default 10000, jittered by ±10 %), each probe bounded by `probe_timeout_ms` \
@@ -70,10 +66,8 @@ probed again, once however many requests find it stale, for the answers after it
 store entry keeps exactly `available`, `id`, `reason` and `type`, and adds `checkedAt` \
 (extension): when that availability was probed.
 
-**Value read** *(extension)*. `GET …/credentials/{key}/value` answers the value (text as \
-`value`, bytes as `valueBase64`) with its version (also the `ETag`) and `Cache-Control: \
-no-store`, only to a token with the `reveal` action. It lets a service in any language read \
-its credentials from the server over localhost. No other route ever returns a value.
+**Value read** *(extension)*. *Read Credential Value* answers a value, only to a token with \
+the `reveal` action; no other route ever returns a value.
 
 **Audit.** Every create and delete is written to the audit log before it is carried out and \
 again with its outcome; every value read is written once, with its outcome, before the value \
@@ -133,106 +127,59 @@ pub(crate) const TAG_STORES: &str = "Credential Stores";
 /// The tag of the operational endpoints.
 pub(crate) const TAG_OPS: &str = "Operations";
 
-/// Path parameters of project-level routes.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)] // Documents the path; the extractors of `access` read it.
-pub(crate) struct ProjectPath {
-    /// Tenant identifier: 1 to 255 characters of `[a-zA-Z0-9-_.]`, not `.` or `..`.
-    #[param(
-        rename = "tenantId",
-        pattern = r"^(?:[a-zA-Z0-9_.-]*[a-zA-Z0-9_-][a-zA-Z0-9_.-]*|\.{3,})$",
-        min_length = 1,
-        max_length = 255,
-        example = "tenant_123"
-    )]
-    tenant_id: String,
-    /// Project identifier: 1 to 255 characters of `[a-zA-Z0-9-_.]`, not `.` or `..`.
-    #[param(
-        rename = "projectId",
-        pattern = r"^(?:[a-zA-Z0-9_.-]*[a-zA-Z0-9_-][a-zA-Z0-9_.-]*|\.{3,})$",
-        min_length = 1,
-        max_length = 255,
-        example = "project_456"
-    )]
-    project_id: String,
+// ------------------------------------------------------ path parameters
+
+/// One id of a route's path: its name, what it names, an example.
+struct PathId(&'static str, &'static str, &'static str);
+
+const TENANT_ID: PathId = PathId("tenantId", "Tenant identifier", "tenant_123");
+const PROJECT_ID: PathId = PathId("projectId", "Project identifier", "project_456");
+const STORE_ID: PathId = PathId("id", "Resource identifier: the credential store's id", "sqlite-default");
+const KEY: PathId = PathId("key", "The credential key", "github-token");
+
+impl PathId {
+    /// The parameter, with the path-id rule of [`crate::ids`] (which every
+    /// id of a path is checked against) as its schema.
+    fn parameter(&self) -> Parameter {
+        let PathId(name, what, example) = *self;
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(MAX_ID_LEN))
+            .min_length(Some(1))
+            .pattern(Some(PATH_ID_PATTERN));
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Path)
+            .description(Some(format!("{what}: {PATH_ID_RULE}.")))
+            .required(Required::True)
+            .schema(Some(schema))
+            .example(Some(example.into()))
+            .build()
+    }
 }
 
-/// Path parameters of store-level routes.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)] // Documents the path; the extractors of `access` read it.
-pub(crate) struct StorePath {
-    /// Tenant identifier: 1 to 255 characters of `[a-zA-Z0-9-_.]`, not `.` or `..`.
-    #[param(
-        rename = "tenantId",
-        pattern = r"^(?:[a-zA-Z0-9_.-]*[a-zA-Z0-9_-][a-zA-Z0-9_.-]*|\.{3,})$",
-        min_length = 1,
-        max_length = 255,
-        example = "tenant_123"
-    )]
-    tenant_id: String,
-    /// Project identifier: 1 to 255 characters of `[a-zA-Z0-9-_.]`, not `.` or `..`.
-    #[param(
-        rename = "projectId",
-        pattern = r"^(?:[a-zA-Z0-9_.-]*[a-zA-Z0-9_-][a-zA-Z0-9_.-]*|\.{3,})$",
-        min_length = 1,
-        max_length = 255,
-        example = "project_456"
-    )]
-    project_id: String,
-    /// Resource identifier: the credential store's id (1 to 255 characters
-    /// of `[a-zA-Z0-9-_.]`, not `.` or `..`).
-    #[param(
-        pattern = r"^(?:[a-zA-Z0-9_.-]*[a-zA-Z0-9_-][a-zA-Z0-9_.-]*|\.{3,})$",
-        min_length = 1,
-        max_length = 255,
-        example = "sqlite-default"
-    )]
-    id: String,
+/// Declares a route's path parameters for `params(..)`: each id in the
+/// order of the path.
+macro_rules! path_params {
+    ($($(#[$doc:meta])* $name:ident = [$($id:ident),+];)+) => {$(
+        $(#[$doc])*
+        pub(crate) struct $name;
+
+        impl IntoParams for $name {
+            fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+                vec![$($id.parameter()),+]
+            }
+        }
+    )+};
 }
 
-/// Path parameters of credential-level routes.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)] // Documents the path; the extractors of `access` read it.
-pub(crate) struct CredentialPath {
-    /// Tenant identifier: 1 to 255 characters of `[a-zA-Z0-9-_.]`, not `.` or `..`.
-    #[param(
-        rename = "tenantId",
-        pattern = r"^(?:[a-zA-Z0-9_.-]*[a-zA-Z0-9_-][a-zA-Z0-9_.-]*|\.{3,})$",
-        min_length = 1,
-        max_length = 255,
-        example = "tenant_123"
-    )]
-    tenant_id: String,
-    /// Project identifier: 1 to 255 characters of `[a-zA-Z0-9-_.]`, not `.` or `..`.
-    #[param(
-        rename = "projectId",
-        pattern = r"^(?:[a-zA-Z0-9_.-]*[a-zA-Z0-9_-][a-zA-Z0-9_.-]*|\.{3,})$",
-        min_length = 1,
-        max_length = 255,
-        example = "project_456"
-    )]
-    project_id: String,
-    /// Resource identifier: the credential store's id (1 to 255 characters
-    /// of `[a-zA-Z0-9-_.]`, not `.` or `..`).
-    #[param(
-        pattern = r"^(?:[a-zA-Z0-9_.-]*[a-zA-Z0-9_-][a-zA-Z0-9_.-]*|\.{3,})$",
-        min_length = 1,
-        max_length = 255,
-        example = "sqlite-default"
-    )]
-    id: String,
-    /// The credential key: 1 to 255 characters of `[a-zA-Z0-9-_.]`, not
-    /// `.` or `..` (a client removes those from a URL).
-    #[param(
-        pattern = r"^(?:[a-zA-Z0-9_.-]*[a-zA-Z0-9_-][a-zA-Z0-9_.-]*|\.{3,})$",
-        min_length = 1,
-        max_length = 255,
-        example = "github-token"
-    )]
-    key: String,
+path_params! {
+    /// `{tenantId}/{projectId}`: project-level routes.
+    ProjectPath = [TENANT_ID, PROJECT_ID];
+    /// And the store `{id}`: store-level routes.
+    StorePath = [TENANT_ID, PROJECT_ID, STORE_ID];
+    /// And the credential `{key}`: credential-level routes.
+    CredentialPath = [TENANT_ID, PROJECT_ID, STORE_ID, KEY];
 }
 
 // ------------------------------------------------- shared error responses
@@ -246,40 +193,80 @@ fn problem(description: &str) -> RefOr<utoipa::openapi::Response> {
         .into()
 }
 
-fn problems(list: &[(u16, &str)]) -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+/// Problem+json responses by status, for `problem_responses!`.
+pub(crate) fn problems(list: &[(u16, &str)]) -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
     list.iter().map(|(status, description)| (status.to_string(), problem(description))).collect()
 }
 
-/// The error answers every `/manage` route can give, declared once: 400
-/// (path parameters that are not UTF-8), 401, 403, 422 (the ids of the
-/// path), 500 and 503 (the request timeout, or an audit record that cannot
-/// be written). Routes add their own (404, 409, 412, 413, and 400 and 422
-/// for their query and body).
-pub(crate) struct ManageErrors;
+/// Declares sets of error answers (each a problem+json [`Problem`]) for a
+/// route's `responses(..)`: `Name = [404 => "why", ..];`. A route lists
+/// [`ManageErrors`] first and then its own set, whose statuses replace the
+/// shared ones' descriptions.
+macro_rules! problem_responses {
+    ($($(#[$doc:meta])* $name:ident = [$($status:literal => $description:expr),+ $(,)?];)+) => {$(
+        $(#[$doc])*
+        pub(crate) struct $name;
 
-impl utoipa::IntoResponses for ManageErrors {
-    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
-        problems(&[
-            (400, "Bad Request: path parameters that are not UTF-8 once percent-decoded, or (per route) a bad query, header or body"),
-            (401, "Missing or invalid bearer token (also recorded in the audit log)"),
-            (403, "The token may not take this route's action in this tenant or project (also recorded in the audit log)"),
-            (429, "Too many requests without a valid token from this address: `Retry-After` says when to try again (the first of a run is recorded in the audit log)"),
-            (422, "An id of the path breaks the id rules (the detail names tenantId, projectId, id or key), tenantId/projectId are longer than the store's namespace cap, or (per route) a query or body field breaks its rules"),
-            (500, "Internal Server Error (the cause is in the server log, never in the answer)"),
-            (503, "The store is unavailable or over the store timeout (the detail says why), the request took longer than the request timeout, or the audit log cannot be written (nothing was changed or revealed)"),
-        ])
-    }
+        impl utoipa::IntoResponses for $name {
+            fn responses(
+            ) -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+                $crate::http::openapi::problems(&[$(($status, $description)),+])
+            }
+        }
+    )+};
 }
 
-/// The answer of a route on one store (`{id}`) that names a store not
-/// served, or a key that is not stored.
-pub(crate) struct StoreNotFound;
-
-impl utoipa::IntoResponses for StoreNotFound {
-    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
-        problems(&[(
-            404,
-            "No store with this id, or (on a route with {key}) no such credential in this tenant and project",
-        )])
-    }
+problem_responses! {
+    /// The error answers every `/manage` route can give, declared once: 400
+    /// (path parameters that are not UTF-8), 401, 403, 429, 422 (the ids of
+    /// the path), 500 and 503 (the request timeout, or an audit record that
+    /// cannot be written). Routes add their own (404, 409, 412, 413, and 400
+    /// and 422 for their query and body).
+    ManageErrors = [
+        400 => "Bad Request: path parameters that are not UTF-8 once percent-decoded, or (per route) a bad query, header or body",
+        401 => "Missing or invalid bearer token (also recorded in the audit log)",
+        403 => "The token may not take this route's action in this tenant or project (also recorded in the audit log)",
+        429 => "Too many requests without a valid token from this address: `Retry-After` says when to try again (the first of a run is recorded in the audit log)",
+        422 => "An id of the path breaks the id rules (the detail names tenantId, projectId, id or key), tenantId/projectId are longer than the store's namespace cap, or (per route) a query or body field breaks its rules",
+        500 => "Internal Server Error (the cause is in the server log, never in the answer)",
+        503 => "The store is unavailable or over the store timeout (the detail says why), the request took longer than the request timeout, or the audit log cannot be written (nothing was changed or revealed)",
+    ];
+    /// The answer of a route on one store (`{id}`) that names a store not
+    /// served, or a key that is not stored.
+    StoreNotFound = [
+        404 => "No store with this id, or (on a route with {key}) no such credential in this tenant and project",
+    ];
+    // The error answers of each route beyond `ManageErrors`.
+    /// The create's own error answers.
+    CreateErrors = [
+        400 => "Malformed JSON, wrong content type, unknown, missing or mistyped fields (neither value nor valueBase64), a malformed or unsupported If-Match / If-None-Match, or path parameters that are not UTF-8",
+        409 => "A concurrent change got in the way; retry",
+        412 => "*(extension)* The If-None-Match or If-Match condition did not hold: the key exists (create only), is missing, or is at another version; nothing was changed",
+        413 => "The body is over the body limit",
+        422 => "A key, id or metadata breaks the rules; the value is over 65,536 bytes; both value and valueBase64 are given; valueBase64 is not standard padded base64 or decodes to over 65,536 bytes; the store holds no binary values, or cannot honour the conditional header; or tenantId/projectId is longer than the store's namespace cap. The detail names the field",
+    ];
+    /// The listing's own error answers.
+    ListErrors = [
+        400 => "A query parameter of the wrong type (limit not an integer), or path parameters that are not UTF-8",
+        422 => "A bad id, prefix, cursor or limit, or tenantId/projectId longer than the store's namespace cap",
+    ];
+    /// The delete's own error answers.
+    DeleteErrors = [
+        400 => "If-Match or If-None-Match was sent: deletes are never conditional, so the header is refused rather than ignored; or path parameters that are not UTF-8",
+    ];
+    /// The value read's own error answers.
+    ReadValueErrors = [
+        403 => "The token lacks the `reveal` action (no token has it unless the configuration grants it, the admin token included), or may not use this tenant or project",
+    ];
+    /// The readiness answer when not ready.
+    ReadyzErrors = [
+        503 => "Shutting down, or no store is available",
+    ];
+    /// The error answers of `/metrics`.
+    MetricsErrors = [
+        401 => "Missing or invalid bearer token",
+        403 => "The token lacks the `metrics` action",
+        429 => "Too many requests without a valid token from this address (see `Retry-After`)",
+        503 => "The refusal could not be written to the audit log",
+    ];
 }

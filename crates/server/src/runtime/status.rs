@@ -519,14 +519,21 @@ mod tests {
         board.shutdown().await;
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn stale_results_refresh_on_demand_with_one_probe() {
+    /// A board probing one store hourly, whose last result (up) is 31 s
+    /// old, past the staleness, while the store went down since.
+    async fn stale_board() -> (MockStore, Arc<StatusBoard>) {
         let (m, store) = mock("m");
         let settings = ProbeSettings { interval: Duration::from_secs(3600), ..SETTINGS };
         let board = StatusBoard::start(vec![store], settings, None).await;
         m.set_availability(Availability::down("sealed"));
         tokio::time::advance(Duration::from_secs(31)).await;
         settle().await;
+        (m, board)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_results_refresh_on_demand_with_one_probe() {
+        let (m, board) = stale_board().await;
         assert_eq!(m.calls(Op::CheckAvailability), 1, "the interval is an hour");
         // Many concurrent requests find the result stale: they answer at
         // once with it, and the store gets exactly one probe.
@@ -594,12 +601,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_stores_body_asks_for_one_probe_when_stale() {
-        let (m, store) = mock("m");
-        let settings = ProbeSettings { interval: Duration::from_secs(3600), ..SETTINGS };
-        let board = StatusBoard::start(vec![store], settings, None).await;
-        m.set_availability(Availability::down("sealed"));
-        tokio::time::advance(Duration::from_secs(31)).await;
-        settle().await;
+        let (m, board) = stale_board().await;
         let stale = board.stores_body();
         assert!(String::from_utf8_lossy(&stale).contains(r#""available":true"#), "answered at once");
         for _ in 0..50 {

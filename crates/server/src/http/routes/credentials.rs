@@ -18,8 +18,11 @@ use crate::http::access::{
 use crate::http::body::{CreateBody, CreateCredentialRequest};
 use crate::http::conditional::{conditional_set, etag, no_condition, WriteCondition};
 use crate::http::json::{json_ok, timestamp};
-use crate::http::openapi::{CredentialPath, ManageErrors, StoreNotFound, StorePath, TAG_STORES};
-use crate::http::problem::{ApiError, Problem};
+use crate::http::openapi::{
+    CreateErrors, CredentialPath, DeleteErrors, ListErrors, ManageErrors, ReadValueErrors, StoreNotFound,
+    StorePath, TAG_STORES,
+};
+use crate::http::problem::ApiError;
 use crate::runtime::state::AppState;
 use zeroize::Zeroizing;
 
@@ -220,11 +223,7 @@ pub(crate) struct ListQuery {
             )),
         ManageErrors,
         StoreNotFound,
-        (status = 400, description = "Malformed JSON, wrong content type, unknown, missing or mistyped fields (neither value nor valueBase64), a malformed or unsupported If-Match / If-None-Match, or path parameters that are not UTF-8", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A concurrent change got in the way; retry", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "*(extension)* The If-None-Match or If-Match condition did not hold: the key exists (create only), is missing, or is at another version; nothing was changed", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the body limit", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A key, id or metadata breaks the rules; the value is over 65,536 bytes; both value and valueBase64 are given; valueBase64 is not standard padded base64 or decodes to over 65,536 bytes; the store holds no binary values, or cannot honour the conditional header; or tenantId/projectId is longer than the store's namespace cap. The detail names the field", body = Problem, content_type = "application/problem+json"),
+        CreateErrors,
     )
 )]
 pub(crate) async fn create_credential(
@@ -299,8 +298,7 @@ fn location(tenant: &str, project: &str, store: &str, key: &str) -> String {
         (status = 200, description = "A page of keys", body = ListCredentialsResponse),
         ManageErrors,
         StoreNotFound,
-        (status = 400, description = "A query parameter of the wrong type (limit not an integer), or path parameters that are not UTF-8", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A bad id, prefix, cursor or limit, or tenantId/projectId longer than the store's namespace cap", body = Problem, content_type = "application/problem+json"),
+        ListErrors,
     )
 )]
 pub(crate) async fn list_credentials(
@@ -383,7 +381,7 @@ pub(crate) async fn get_credential(
         (status = 204, description = "Deleted"),
         ManageErrors,
         StoreNotFound,
-        (status = 400, description = "If-Match or If-None-Match was sent: deletes are never conditional, so the header is refused rather than ignored; or path parameters that are not UTF-8", body = Problem, content_type = "application/problem+json"),
+        DeleteErrors,
     )
 )]
 pub(crate) async fn delete_credential(
@@ -441,7 +439,7 @@ mod tests {
             )),
         ManageErrors,
         StoreNotFound,
-        (status = 403, description = "The token lacks the `reveal` action (no token has it unless the configuration grants it, the admin token included), or may not use this tenant or project", body = Problem, content_type = "application/problem+json"),
+        ReadValueErrors,
     )
 )]
 pub(crate) async fn read_value(

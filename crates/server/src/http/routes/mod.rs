@@ -1,27 +1,12 @@
 //! The HTTP handlers, by resource, and the JSON shapes they exchange;
 //! `router` merges the routes of each resource.
 //!
-//! The routes of the Credential Stores API (shapes matched exactly):
-//! - `GET  /manage/tenants/{tenantId}/projects/{projectId}/credential-stores`
-//!   (`stores`)
-//! - `POST /manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials`
-//!   (`credentials`)
-//!
-//! Extensions (documented in `/openapi.json` like the rest):
-//! - `GET    …/credential-stores/{id}/credentials` lists keys (never values), paginated
-//! - `GET    …/credential-stores/{id}/credentials/{key}` reads metadata and timestamps (never the value)
-//! - `GET    …/credential-stores/{id}/credentials/{key}/value` reads the value, only with the
-//!   `reveal` action, which no token has unless the configuration grants it
-//! - `DELETE …/credential-stores/{id}/credentials/{key}`
-//! - `GET /healthz`, `GET /readyz`, `GET /openapi.json` (no token needed) (`ops`)
-//! - `GET /metrics` (a token with the `metrics` action; see [`crate::runtime::metrics`])
-//!
-//! *List Credential Stores* and `/readyz` answer from the store prober's
-//! last results ([`crate::runtime::status`]), never waiting on a probe. Creates and
-//! deletes are recorded in the audit log before and after the store call,
-//! every value read once before the value is sent, and every 401 and 403
-//! too ([`crate::audit`]); a record that cannot be written is 503 before
-//! anything changes or is revealed.
+//! What each route answers is written once, where a client looks first:
+//! the API-wide rules (tokens, isolation, errors, extensions) in the OpenAPI
+//! document's description (`DESCRIPTION` in `http::openapi`), each route's own in
+//! its handler's doc and `#[utoipa::path]` (the operation in the document),
+//! and the operator's view (config, tokens, status, audit) in the crate
+//! README. What only the code shows is here:
 //!
 //! Every `/manage` request is checked in this order, by the extractors of
 //! `http::access` and `http::body` before the handler runs: path parameters that
@@ -32,13 +17,7 @@
 //! and what the store supports (422); then the store call (412 when a
 //! condition does not hold, 503 when unavailable or over the store timeout,
 //! which the store's [`TimeoutLayer`](credstore_core::layers::TimeoutLayer)
-//! applies; see [`crate::runtime::state::Stores`]).
-//!
-//! Conditional and binary writes *(extensions)*: see
-//! `conditional::write_condition` for `If-None-Match` / `If-Match` on a
-//! create, `body::parse_create` for `valueBase64`. A create's answer, the
-//! metadata read and the value read carry the credential's version as a
-//! strong `ETag: "<version>"`.
+//! applies; see [`crate::state::Stores`]).
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

@@ -13,8 +13,8 @@ use utoipa::ToSchema;
 use crate::audit::{AuditAction, AuditEntry};
 use crate::http::access::{denied, unauthenticated};
 use crate::http::json::json_ok;
-use crate::http::openapi::{DocumentJson, TAG_OPS};
-use crate::http::problem::{ApiError, Problem};
+use crate::http::openapi::{DocumentJson, MetricsErrors, ReadyzErrors, TAG_OPS};
+use crate::http::problem::ApiError;
 use crate::http::request::RequestId;
 use crate::runtime::state::AppState;
 
@@ -62,7 +62,7 @@ pub(crate) async fn healthz() -> Response {
     tag = TAG_OPS,
     responses(
         (status = 200, description = "Ready to serve", body = StatusResponse),
-        (status = 503, description = "Shutting down, or no store is available", body = Problem, content_type = "application/problem+json"),
+        ReadyzErrors,
     )
 )]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -99,10 +99,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Response, Ap
     security(("bearerAuth" = [])),
     responses(
         (status = 200, description = "The exposition", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
-        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the `metrics` action", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many requests without a valid token from this address (see `Retry-After`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The refusal could not be written to the audit log", body = Problem, content_type = "application/problem+json"),
+        MetricsErrors,
     )
 )]
 pub(crate) async fn metrics(

@@ -1,6 +1,5 @@
 //! What the property tests over real HTTP share: a runtime for the server
 //! and the client, and a proptest runner with a fixed seed.
-#![allow(dead_code)]
 
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 

@@ -1,5 +1,4 @@
 //! An in-process server on 127.0.0.1:0 for the integration tests.
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -228,9 +227,13 @@ pub fn assert_problem_shape(reply: &Reply, instance: Option<&str>) {
     }
 }
 
-/// Sends `req` with the admin token.
-pub fn admin(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-    req.bearer_auth(ADMIN)
+/// Removes `checkedAt` *(extension)* from every entry of a store list,
+/// checking that each has one, so the rest compares exactly.
+pub fn strip_checked_at(list: &mut Value) {
+    for e in list["data"].as_array_mut().unwrap() {
+        let at = e.as_object_mut().unwrap().remove("checkedAt");
+        assert!(at.is_some_and(|v| v.is_string()), "checkedAt (extension) on every entry");
+    }
 }
 
 pub async fn create(

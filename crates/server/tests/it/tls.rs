@@ -5,12 +5,9 @@
 //! `client_ca_file`, and refuses to start on plaintext beyond loopback or
 //! on unusable TLS files.
 
-#[path = "util/certs.rs"]
-mod certs;
-#[path = "util/harness.rs"]
-mod harness;
-#[path = "util/process.rs"]
-mod proc_util;
+use crate::util::certs;
+use crate::util::harness;
+use crate::util::process as proc_util;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -4,10 +4,8 @@
 //! connections are closed after the idle timeout, and connections over the
 //! cap wait in the listen queue until one closes.
 
-#[path = "util/certs.rs"]
-mod certs;
-#[path = "util/harness.rs"]
-mod harness;
+use crate::util::certs;
+use crate::util::harness;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

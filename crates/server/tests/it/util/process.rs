@@ -1,5 +1,4 @@
 //! Running the `credstore` binary as a child process.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -42,14 +41,14 @@ pub fn command(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
     cmd
 }
 
+/// The binary started with `stdin`, its stdout and stderr piped.
+fn spawn_piped(dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: Stdio) -> std::process::Child {
+    command(dir, env, args).stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
 impl Proc {
     pub fn spawn(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Self {
-        let mut child = command(dir, env, args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_piped(dir, env, args, Stdio::null());
         let stdout = collect(child.stdout.take().unwrap());
         let stderr = collect(child.stderr.take().unwrap());
         Self { child, stdout, stderr }
@@ -124,12 +123,7 @@ impl Drop for Proc {
 
 /// Runs a CLI command to completion with `stdin`.
 pub fn run(dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = command(dir, env, args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(dir, env, args, Stdio::piped());
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     (
@@ -142,6 +136,18 @@ pub fn run(dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: &str) -> (i32
 /// Sends `method path` (with `body` as JSON) to the server at `addr` with
 /// `token`; the status and the JSON answer (`Null` when there is none).
 /// Every error answer must be problem+json.
+/// [`call`] with the admin token of the in-process tests
+/// ([`ADMIN`](crate::util::harness::ADMIN)).
+pub async fn call_admin(
+    c: &reqwest::Client,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    call(c, addr, crate::util::harness::ADMIN, method, path, body).await
+}
+
 pub async fn call(
     c: &reqwest::Client,
     addr: SocketAddr,

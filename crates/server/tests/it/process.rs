@@ -1,14 +1,14 @@
 //! The `credstore` binary as a process: the zero-setup first run, SIGTERM
 //! with writes in flight, nothing secret on disk or in the logs, and the CLI.
 
-#[path = "util/process.rs"]
-mod proc_util;
+use crate::util::process as proc_util;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::util::harness::strip_checked_at;
 use proc_util::{run, Proc};
 use serde_json::{json, Value};
 
@@ -85,10 +85,7 @@ fn first_run_needs_nothing_prints_the_token_once_and_keeps_no_secret_on_disk() {
         let c = reqwest::Client::new();
         let (status, mut list) = get_json(&c, addr, &token, CREDS).await;
         assert_eq!(status, 200);
-        for e in list["data"].as_array_mut().unwrap() {
-            let at = e.as_object_mut().unwrap().remove("checkedAt");
-            assert!(at.is_some_and(|v| v.is_string()), "checkedAt (extension) on every entry");
-        }
+        strip_checked_at(&mut list);
         assert_eq!(
             list,
             json!({"data": [

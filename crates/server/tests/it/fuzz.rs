@@ -3,10 +3,8 @@
 //! API, and every answer of a documented operation is declared for it in
 //! `/openapi.json`.
 
-#[path = "util/harness.rs"]
-mod harness;
-#[path = "util/property.rs"]
-mod property;
+use crate::util::harness;
+use crate::util::property;
 
 use std::collections::BTreeMap;
 

@@ -8,16 +8,13 @@
 //! is checked empty: nothing is left behind.
 #![cfg(all(target_os = "linux", feature = "keychain"))]
 
-#[path = "util/process.rs"]
-mod proc_util;
+use crate::util::process as proc_util;
 
 use std::io;
-use std::net::SocketAddr;
 
-use proc_util::Proc;
-use serde_json::{json, Value};
-
-const ADMIN: &str = "keychain-test-admin-token";
+use crate::util::harness::{strip_checked_at, ADMIN};
+use proc_util::{call_admin as call, Proc};
+use serde_json::json;
 
 /// The few keyutils calls the test makes itself.
 mod keyctl {
@@ -97,16 +94,6 @@ mod keyctl {
     }
 }
 
-async fn call(
-    c: &reqwest::Client,
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    proc_util::call(c, addr, ADMIN, method, path, body).await
-}
-
 #[test]
 fn a_keyutils_store_serves_the_api_and_leaves_nothing_behind() {
     let session = match keyctl::own_session() {
@@ -145,10 +132,7 @@ cache = { ttl_ms = 60000 }
         let c = reqwest::Client::new();
         let (status, mut list) = call(&c, addr, "GET", &stores, None).await;
         assert_eq!(status, 200, "{list}");
-        for e in list["data"].as_array_mut().unwrap() {
-            let at = e.as_object_mut().unwrap().remove("checkedAt");
-            assert!(at.is_some_and(|v| v.is_string()), "checkedAt (extension) on every entry");
-        }
+        strip_checked_at(&mut list);
         assert_eq!(
             list,
             json!({"data": [{"available": true, "id": "laptop", "reason": "", "type": "keychain"}]}),

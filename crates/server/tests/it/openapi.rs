@@ -8,10 +8,8 @@
 //! value, metadata values), the 900-byte budget of all metadata, and at
 //! most one of `If-Match` and `If-None-Match`.
 
-#[path = "util/harness.rs"]
-mod harness;
-#[path = "util/property.rs"]
-mod property;
+use crate::util::harness;
+use crate::util::property;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,6 +1,5 @@
 //! Test certificates made with rcgen: a root CA, an intermediate CA signed
 //! by it, and server and client certificates signed by the intermediate.
-#![allow(dead_code)]
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,

@@ -2,10 +2,8 @@
 //! servers bound to 127.0.0.1:0. The prober's timing is tested with
 //! paused time in `src/runtime/status.rs`; these tests check what a client sees.
 
-#[path = "util/harness.rs"]
-mod harness;
-#[path = "util/stores.rs"]
-mod test_stores;
+use crate::util::harness;
+use crate::util::stores as test_stores;
 
 use std::time::{Duration, Instant};
 

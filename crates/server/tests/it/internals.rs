@@ -4,8 +4,7 @@
 //! category, never a file path, an address or a backend's message; the
 //! cause is in its log under the answer's request id.
 
-#[path = "util/process.rs"]
-mod proc_util;
+use crate::util::process as proc_util;
 
 use proc_util::Proc;
 use serde_json::{json, Value};

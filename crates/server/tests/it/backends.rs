@@ -2,19 +2,16 @@
 //! AWS Secrets Manager (a real moto server), configured through the TOML
 //! config file of the `credstore` binary; and both backends unreachable.
 
-#[path = "util/process.rs"]
-mod proc_util;
+use crate::util::process as proc_util;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::util::harness::{strip_checked_at, ADMIN};
 use credstore_conformance::unique_name;
 use credstore_test_servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
 use credstore_test_servers::openbao::OpenBao;
-use proc_util::Proc;
-use serde_json::{json, Value};
-
-const ADMIN: &str = "backends-test-admin-token";
+use proc_util::{call_admin as call, Proc};
+use serde_json::json;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
@@ -22,16 +19,6 @@ fn rt() -> tokio::runtime::Runtime {
 
 fn base(tenant: &str, project: &str) -> String {
     format!("/manage/tenants/{tenant}/projects/{project}/credential-stores")
-}
-
-async fn call(
-    c: &reqwest::Client,
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    proc_util::call(c, addr, ADMIN, method, path, body).await
 }
 
 #[test]
@@ -74,10 +61,7 @@ prefix = "{}"
         let c = reqwest::Client::new();
         let (status, mut list) = call(&c, addr, "GET", &base("t1", "p1"), None).await;
         assert_eq!(status, 200);
-        for e in list["data"].as_array_mut().unwrap() {
-            let at = e.as_object_mut().unwrap().remove("checkedAt");
-            assert!(at.is_some_and(|v| v.is_string()), "checkedAt (extension) on every entry");
-        }
+        strip_checked_at(&mut list);
         assert_eq!(
             list,
             json!({"data": [

@@ -1,6 +1,5 @@
 //! Misbehaving stores for the error-path tests, scripted with
 //! [`MockStore`].
-#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::Duration;

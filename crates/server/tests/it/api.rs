@@ -2,10 +2,8 @@
 //! 127.0.0.1:0: every route, every error status, the API's two curl
 //! commands, isolation and concurrency.
 
-#[path = "util/harness.rs"]
-mod harness;
-#[path = "util/stores.rs"]
-mod test_stores;
+use crate::util::harness;
+use crate::util::stores as test_stores;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -152,10 +150,7 @@ async fn list_stores_entries_have_exactly_the_members_of_the_credential_stores_a
         }
     }
     let mut v = v;
-    for e in v["data"].as_array_mut().unwrap() {
-        let at = e.as_object_mut().unwrap().remove("checkedAt");
-        assert!(at.is_some_and(|v| v.is_string()), "checkedAt (extension) on every entry");
-    }
+    strip_checked_at(&mut v);
     let by_id = |id: &str| v["data"].as_array().unwrap().iter().find(|e| e["id"] == id).unwrap().clone();
     assert_eq!(
         by_id("memory-default"),
@@ -525,14 +520,17 @@ async fn unauthorized_is_401_with_a_challenge() {
     }
 }
 
+/// A server whose limit of refusals without a valid token per address is
+/// `burst`, refilled at `per_minute`.
+async fn with_auth_failure_limit(burst: u32, per_minute: u32) -> TestServer {
+    use credstore_server::auth_failures::AuthFailureLimit;
+    TestServer::start_with(|o| o.settings.auth_failure_limit = AuthFailureLimit { burst, per_minute }).await
+}
+
 #[tokio::test]
 async fn an_anonymous_request_cannot_make_an_audit_record_longer_than_512_bytes() {
-    use credstore_server::auth_failures::AuthFailureLimit;
     // Every refusal is a 401 here (the limit per address has its own test).
-    let server = TestServer::start_with(|o| {
-        o.settings.auth_failure_limit = AuthFailureLimit { burst: 1000, per_minute: 60 }
-    })
-    .await;
+    let server = with_auth_failure_limit(1000, 60).await;
     let c = client();
     // 200 percent-encoded control characters per segment: 4,994 bytes a
     // record when ids were copied as sent.
@@ -563,11 +561,7 @@ async fn an_anonymous_request_cannot_make_an_audit_record_longer_than_512_bytes(
 
 #[tokio::test]
 async fn bad_tokens_past_an_address_limit_are_429_and_recorded_once_per_run() {
-    use credstore_server::auth_failures::AuthFailureLimit;
-    let server = TestServer::start_with(|o| {
-        o.settings.auth_failure_limit = AuthFailureLimit { burst: 5, per_minute: 6 }
-    })
-    .await;
+    let server = with_auth_failure_limit(5, 6).await;
     let c = client();
     let path = stores_path(T, P);
     let mut statuses = Vec::new();

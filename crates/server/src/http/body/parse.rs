@@ -1,216 +1,23 @@
-//! The create body: its content type, its size, its shape
-//! ([`CreateCredentialRequest`] in the OpenAPI document) and its rules, all
-//! checked by the [`CreateBody`] extractor before the handler runs.
+//! The zeroizing parser of the create body ([`parse_create`]).
 //!
-//! The body is read into a zeroizing buffer and parsed in one pass straight
-//! into its fields (no JSON tree): field names and a key without escapes
-//! are borrowed from the buffer, and the value is copied once, into the
-//! zeroizing storage of its [`SecretValue`]. `value` and `valueBase64` are
-//! taken from the buffer raw and unescaped here ([`unescape`]), never in
-//! serde_json's scratch buffer, which is freed without being wiped. Error
-//! messages never echo the body.
-//!
-//! What this cannot reach: hyper's own read buffers, which hold the body
-//! as it arrived and are freed without being wiped.
+//! The body is parsed in one pass straight into its fields (no JSON tree):
+//! field names and a key without escapes are borrowed from the buffer, and
+//! the value is copied once, into the zeroizing storage of its
+//! [`SecretValue`]. `value` and `valueBase64` are taken from the buffer raw
+//! and unescaped here ([`unescape`]), never in serde_json's scratch buffer,
+//! which is freed without being wiped. Error messages never echo the body.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use axum::body::Body;
-use axum::extract::{FromRequest, Request};
-use axum::http::{header, HeaderMap};
 use credstore_core::{CredentialKey, Metadata, SecretValue};
-use futures::StreamExt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
-use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
 use crate::http::problem::ApiError;
-use crate::runtime::state::AppState;
-
-// ---------------------------------------------------------------- schema
-
-/// The body of *Create Credential in Store*: a text value in `value`, or
-/// *(extension)* a binary value in `valueBase64`; exactly one of the two.
-/// Unknown fields are refused (400).
-// No `Debug` on these shapes: they hold the value.
-#[derive(Deserialize, ToSchema)]
-#[serde(untagged)]
-#[allow(dead_code)] // Documents the body; `parse_create` reads it.
-pub enum CreateCredentialRequest {
-    /// A text value, as in the Credential Stores API.
-    Text(CreateTextCredential),
-    /// A binary value, base64-encoded (extension).
-    Binary(CreateBinaryCredential),
-}
-
-/// A create body with a text `value` (the Credential Stores API's shape).
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // Documents the body; `parse_create` reads it.
-pub struct CreateTextCredential {
-    /// The credential key: 1 to 255 characters of `[a-zA-Z0-9-_.]`.
-    #[schema(pattern = r"^[a-zA-Z0-9_.-]+$", min_length = 1, max_length = 255, example = "string")]
-    key: String,
-    /// The credential value: any string of at most 65,536 bytes of UTF-8
-    /// (`maxLength` counts characters; the byte limit is the one enforced,
-    /// so a value of multi-byte characters holds fewer), stored as a text
-    /// value. Never returned but by the value read, to a token with the
-    /// `reveal` action.
-    #[schema(max_length = 65536, example = "string")]
-    value: String,
-    /// The metadata for the credential. Omitted or `null` is empty.
-    #[schema(schema_with = metadata_schema, required = false)]
-    metadata: Option<BTreeMap<String, String>>,
-}
-
-/// *(extension)* A create body with a binary value in `valueBase64`.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[allow(dead_code)] // Documents the body; `parse_create` reads it.
-pub struct CreateBinaryCredential {
-    /// The credential key: 1 to 255 characters of `[a-zA-Z0-9-_.]`.
-    #[schema(pattern = r"^[a-zA-Z0-9_.-]+$", min_length = 1, max_length = 255, example = "signing-key")]
-    key: String,
-    /// *(extension)* The value's bytes in standard, padded base64 (RFC 4648
-    /// §4: `A-Z a-z 0-9 + /`, `=` padding, no line breaks or spaces, unused
-    /// bits zero), at most 65,536 bytes once decoded (87,384 characters;
-    /// the pattern counts the groups: 21,845 groups of four and `==` at
-    /// most). Bytes that are UTF-8 text are stored as a text value
-    /// (`valueKind` `text`), any others as a binary value (`binary`).
-    #[schema(
-        pattern = r"^(?:(?:[A-Za-z0-9+/]{4}){0,21845}|(?:[A-Za-z0-9+/]{4}){0,21844}[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|(?:[A-Za-z0-9+/]{4}){0,21845}[A-Za-z0-9+/][AQgw]==)$",
-        max_length = 87384,
-        example = "3q2+7w=="
-    )]
-    value_base64: String,
-    /// The metadata for the credential, as with a text value.
-    #[schema(schema_with = metadata_schema, required = false)]
-    metadata: Option<BTreeMap<String, String>>,
-}
-
-/// The pattern of a metadata value: no control character (Unicode
-/// category Cc, as Rust's `char::is_control`).
-pub(crate) const METADATA_VALUE_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
-
-/// The schema of `metadata`, with every rule of
-/// [`credstore_core::Metadata`] that JSON Schema can state.
-fn metadata_schema() -> Schema {
-    use credstore_core::{MAX_METADATA_ENTRIES, MAX_METADATA_KEY_BYTES, MAX_METADATA_TOTAL_BYTES};
-    let names = ObjectBuilder::new()
-        .schema_type(Type::String)
-        .pattern(Some(crate::ids::ID_PATTERN))
-        .min_length(Some(1))
-        .max_length(Some(MAX_METADATA_KEY_BYTES));
-    let values = ObjectBuilder::new()
-        .schema_type(Type::String)
-        .max_length(Some(credstore_core::MAX_METADATA_VALUE_BYTES))
-        .pattern(Some(METADATA_VALUE_PATTERN));
-    ObjectBuilder::new()
-        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
-        .description(Some(format!(
-            "The metadata for the credential: at most {MAX_METADATA_ENTRIES} entries; keys follow the id \
-             pattern and are 1 to {MAX_METADATA_KEY_BYTES} bytes; values are text without control \
-             characters of at most {} bytes of UTF-8 (`maxLength` counts characters; the byte limit is \
-             the one enforced); keys and values together at most {MAX_METADATA_TOTAL_BYTES} bytes (a \
-             rule JSON Schema cannot state). Omitted or `null` is empty.",
-            credstore_core::MAX_METADATA_VALUE_BYTES
-        )))
-        .property_names(Some(names))
-        .additional_properties(Some(values))
-        .max_properties(Some(MAX_METADATA_ENTRIES))
-        .examples([serde_json::json!({"owner": "payments"})])
-        .into()
-}
-
-// ---------------------------------------------------------------- extractor
-
-/// A create body, checked: `Content-Type` JSON, at most the body limit,
-/// parsed and validated by [`parse_create`].
-///
-/// Rejects with 400 (content type, malformed body), 413 (over the body
-/// limit) and 422 (field rules).
-pub(crate) struct CreateBody(pub(crate) CreateInput);
-
-impl FromRequest<AppState> for CreateBody {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let (parts, body) = req.into_parts();
-        check_json_content_type(&parts.headers)?;
-        let bytes = read_body(body, &parts.headers, state.body_limit).await?;
-        parse_create(&bytes).map(CreateBody)
-    }
-}
-
-/// Checks that the request declares a JSON body: `application/json` or
-/// `application/<anything>+json`, parameters allowed.
-///
-/// # Errors
-/// 400 naming the content type received.
-pub(crate) fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
-        return Err(ApiError::bad_request("missing Content-Type; send Content-Type: application/json"));
-    };
-    let essence = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim();
-    let starts = |prefix: &str| essence.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix));
-    let ends = |suffix: &str| {
-        essence.len() >= suffix.len()
-            && essence.get(essence.len() - suffix.len()..).is_some_and(|s| s.eq_ignore_ascii_case(suffix))
-    };
-    let ok = essence.eq_ignore_ascii_case("application/json")
-        || (starts("application/") && ends("+json") && !essence.contains(' '));
-    if ok {
-        Ok(())
-    } else {
-        let shown: String = essence.to_ascii_lowercase().chars().take(64).collect();
-        Err(ApiError::bad_request(format!("Content-Type {shown:?} is not supported; send application/json")))
-    }
-}
-
-/// Reads the body into a zeroizing buffer, at most `limit` bytes.
-///
-/// The buffer is sized by `Content-Length` when given, else by the first
-/// chunk; when it must grow, the old one is zeroized.
-///
-/// # Errors
-/// 413 past the limit (at once when `Content-Length` says so); 400 when the
-/// body cannot be read.
-pub(crate) async fn read_body(
-    body: Body,
-    headers: &HeaderMap,
-    limit: usize,
-) -> Result<Zeroizing<Vec<u8>>, ApiError> {
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(ApiError::too_large(limit));
-    }
-    // Sized up front so the buffer (which holds the secret) rarely moves.
-    let mut buf = Zeroizing::new(Vec::with_capacity(declared.map_or(0, |n| n as usize)));
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| ApiError::bad_request("the request body could not be read"))?;
-        if buf.len() + chunk.len() > limit {
-            return Err(ApiError::too_large(limit));
-        }
-        if buf.capacity() < buf.len() + chunk.len() {
-            // Grow by hand so the old buffer is zeroized, not just freed.
-            let mut bigger =
-                Zeroizing::new(Vec::with_capacity((buf.len() + chunk.len()).max(buf.capacity() * 2)));
-            bigger.extend_from_slice(&buf);
-            buf = bigger;
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf)
-}
-
-// ---------------------------------------------------------------- parsing
 
 /// A validated create request.
 pub(crate) struct CreateInput {
@@ -727,7 +534,6 @@ pub(crate) fn decode_base64(text: &str, limit: usize) -> Result<Vec<u8>, String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     fn status(body: &str) -> u16 {
         match parse_create(body.as_bytes()) {
@@ -984,24 +790,5 @@ mod tests {
         assert!(!err.detail.contains("12345678"), "{}", err.detail);
         let err = parse_create(br#"{"key":"a","value":"topsecret"#).err().unwrap();
         assert!(!err.detail.contains("topsecret"), "{}", err.detail);
-    }
-
-    #[test]
-    fn content_types() {
-        let mut h = HeaderMap::new();
-        assert!(check_json_content_type(&h).is_err());
-        for ok in [
-            "application/json",
-            "application/json; charset=utf-8",
-            "Application/JSON",
-            "application/merge-patch+json",
-        ] {
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ok));
-            assert!(check_json_content_type(&h).is_ok(), "{ok}");
-        }
-        for bad in ["text/plain", "application/x-www-form-urlencoded", "json", "application/jsonx"] {
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(bad));
-            assert!(check_json_content_type(&h).is_err(), "{bad}");
-        }
     }
 }

@@ -1,0 +1,17 @@
+//! The integration tests of `credstore-server`, one binary: each module
+//! drives the server in-process or the `credstore` binary as a process,
+//! with the helpers of `util`.
+
+mod util;
+
+mod api;
+mod backends;
+mod connections;
+mod custom_backend;
+mod fuzz;
+mod internals;
+mod keychain;
+mod observability;
+mod openapi;
+mod process;
+mod tls;
