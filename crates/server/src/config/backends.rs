@@ -30,7 +30,7 @@
 //!
 //! fn main() -> ExitCode {
 //!     let mut backends = Backends::builtin();
-//!     backends.register(StoreKind::Custom("team-vault".into()), |id: StoreId, s: TeamSettings, _ctx: ConfigContext| async move {
+//!     backends.register(StoreKind::from_static("team-vault"), |id: StoreId, s: TeamSettings, _ctx: ConfigContext| async move {
 //!         Ok(MemoryStore::with_config(id, MemoryConfig::new().env_prefix(s.env_prefix)))
 //!     });
 //!     credstore_server::cli::main_with(backends)

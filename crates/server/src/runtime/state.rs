@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use credstore_core::layers::TimeoutLayer;
 use credstore_core::{
-    async_trait, Availability, Capabilities, Credential, CredentialKey, CredentialStore, CredentialStoreExt,
-    Error, ListOptions, ListPage, Namespace, Result, SetOutcome, StoreExt, StoreId, StoreInfo, StoreKind,
-    StoreRegistry, StoreStatus, WriteRequest,
+    CredentialStore, CredentialStoreExt, Namespace, Result, StoreExt, StoreId, StoreRegistry, StoreStatus,
 };
 use credstore_layers::{CacheLayer, CachedStore};
 
+pub use super::failure::{FailedStore, FAILED_TO_OPEN};
 use crate::audit::AuditLog;
 use crate::auth::Authenticator;
 use crate::auth_failures::AuthFailures;
@@ -52,10 +51,10 @@ impl fmt::Debug for Stores {
 impl Stores {
     /// Serves `stores`, in this order, each call of each store bounded by
     /// `store_timeout` (a call over it fails with
-    /// [`Error::Unavailable`]: "no answer within N ms").
+    /// [`Error::Unavailable`](credstore_core::Error::Unavailable): "no answer within N ms").
     ///
     /// # Errors
-    /// [`Error::AlreadyRegistered`] when two have the same id.
+    /// [`Error::AlreadyRegistered`](credstore_core::Error::AlreadyRegistered) when two have the same id.
     pub fn new(stores: Vec<Arc<dyn CredentialStore>>, store_timeout: Duration) -> Result<Self> {
         Self::with_caches(stores.into_iter().map(|s| (s, None)).collect(), store_timeout)
     }
@@ -67,7 +66,7 @@ impl Stores {
     /// [`stats`](CachedStore::stats)).
     ///
     /// # Errors
-    /// [`Error::AlreadyRegistered`] when two have the same id.
+    /// [`Error::AlreadyRegistered`](credstore_core::Error::AlreadyRegistered) when two have the same id.
     pub fn with_caches(
         stores: Vec<(Arc<dyn CredentialStore>, Option<CacheLayer>)>,
         store_timeout: Duration,
@@ -127,7 +126,7 @@ impl Stores {
     ///
     /// # Errors
     /// The store's [`CredentialStore::with_namespace`] error:
-    /// [`Error::InvalidNamespace`] when `ns` is longer than the store holds.
+    /// [`Error::InvalidNamespace`](credstore_core::Error::InvalidNamespace) when `ns` is longer than the store holds.
     pub fn handle(&self, id: &str, ns: &Namespace) -> Option<Result<Arc<dyn CredentialStore>>> {
         let root = self.registry.get(id)?;
         let key = (root.id().clone(), ns.clone());
@@ -203,101 +202,10 @@ pub struct SharedState {
     pub shutting_down: Arc<AtomicBool>,
 }
 
-/// What the reasons of a [`FailedStore`] start with: answers and the store
-/// list show such a store as `misconfigured`
-/// (see the crate README, Errors).
-pub const FAILED_TO_OPEN: &str = "cannot be opened: ";
-
-/// A store that failed to open: every call is [`Error::Unavailable`] with the
-/// reason it failed (after [`FAILED_TO_OPEN`]), and so is its probe. The server serves it in the
-/// opened store's place, so the list of stores says what is wrong.
-///
-/// Input is still checked first, as by every store: a bad value or metadata
-/// is refused as such, before the unavailability.
-#[derive(Clone)]
-pub struct FailedStore {
-    info: StoreInfo,
-    reason: Arc<str>,
-}
-
-impl fmt::Debug for FailedStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FailedStore")
-            .field("id", self.info.id())
-            .field("kind", self.info.kind())
-            .field("namespace", self.info.namespace())
-            .field("reason", &self.reason)
-            .finish()
-    }
-}
-
-impl FailedStore {
-    /// A stand-in for store `id` of `kind`, which could not be opened
-    /// because of `reason` (no secret in it).
-    pub fn new(id: StoreId, kind: StoreKind, reason: impl Into<String>) -> Self {
-        Self { info: StoreInfo::new(id, kind, Capabilities::full()), reason: Arc::from(reason.into()) }
-    }
-
-    /// [`FailedStore::new`], as a store to serve.
-    pub fn arc(id: StoreId, kind: StoreKind, reason: impl Into<String>) -> Arc<dyn CredentialStore> {
-        Arc::new(Self::new(id, kind, reason))
-    }
-
-    fn err<T>(&self) -> Result<T> {
-        Err(Error::unavailable(self.info.id(), format!("{FAILED_TO_OPEN}{}", self.reason)))
-    }
-}
-
-#[async_trait]
-impl CredentialStore for FailedStore {
-    fn info(&self) -> &StoreInfo {
-        &self.info
-    }
-    fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
-        let info = self.info.in_namespace(self.info.namespace().join(namespace)?);
-        Ok(Arc::new(Self { info, ..self.clone() }))
-    }
-    async fn get(&self, _: &CredentialKey) -> Result<Option<Credential>> {
-        self.err()
-    }
-    async fn write(&self, _: &WriteRequest<'_>) -> Result<SetOutcome> {
-        self.err()
-    }
-    async fn delete(&self, _: &CredentialKey) -> Result<bool> {
-        self.err()
-    }
-    async fn list(&self, _: &ListOptions) -> Result<ListPage> {
-        self.err()
-    }
-    async fn check_availability(&self) -> Availability {
-        Availability::down(format!("{FAILED_TO_OPEN}{}", self.reason))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use credstore_core::{Metadata, SecretValue};
-
-    #[tokio::test]
-    async fn failed_stores_refuse_bad_input_first_then_say_why() {
-        let store =
-            FailedStore::arc(StoreId::new("down").unwrap(), StoreKind::from_static("vault"), "sealed");
-        let ns = Namespace::new("t/p").unwrap();
-        let handle = store.with_namespace(&ns).unwrap();
-        assert_eq!(handle.namespace(), &ns);
-        assert_eq!(
-            handle.with_namespace(&Namespace::new("x").unwrap()).unwrap().namespace().as_str(),
-            "t/p/x"
-        );
-        let key = CredentialKey::new("k").unwrap();
-        let big = SecretValue::from(vec![b'x'; credstore_core::MAX_VALUE_BYTES + 1]);
-        let err = handle.set(&key, &big, &Metadata::new()).await.unwrap_err();
-        assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "value"), "{err}");
-        let err = handle.set(&key, &SecretValue::from("v"), &Metadata::new()).await.unwrap_err();
-        assert!(err.is_retriable() && err.to_string().contains("sealed"), "{err}");
-        assert!(!handle.check_availability().await.available);
-    }
+    use credstore_core::{CredentialKey, Metadata, SecretValue};
 
     #[tokio::test]
     async fn handles_keep_the_timeout_and_are_cached() {

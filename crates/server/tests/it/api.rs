@@ -132,7 +132,11 @@ async fn the_credential_stores_api_curl_commands_as_written() {
 #[tokio::test]
 async fn list_stores_entries_have_exactly_the_members_of_the_credential_stores_api() {
     let server = TestServer::start_with(|o| {
-        o.extra.push(FailedStore::arc("broken".parse().unwrap(), StoreKind::Vault, "connection refused"))
+        o.extra.push(FailedStore::arc(
+            "broken".parse().unwrap(),
+            StoreKind::from_static("vault"),
+            "connection refused",
+        ))
     })
     .await;
     let r = get(&client(), &server, ADMIN, &stores_path(T, P)).await;
@@ -276,7 +280,9 @@ async fn every_route_on_every_embedded_store() {
 /// gone from the cache.
 #[tokio::test]
 async fn a_cached_store_reads_its_writes_and_answers_repeat_lookups_itself() {
-    use credstore_core::{CredentialKey, CredentialStore, Metadata, Namespace, SecretValue};
+    use credstore_core::{
+        CredentialKey, CredentialStore, CredentialStoreExt, Metadata, Namespace, SecretValue,
+    };
     let (mock, store) = test_stores::mock("cached");
     let layer = credstore_layers::CacheLayer::new().with_ttl(Duration::from_secs(600));
     let server = TestServer::start_with(|o| o.cached.push((store, layer))).await;
@@ -479,7 +485,7 @@ async fn health_readiness_and_openapi() {
 async fn readyz_is_503_when_no_store_is_available() {
     let server = TestServer::start_with(|o| {
         o.default_stores = false;
-        o.extra.push(FailedStore::arc("down".parse().unwrap(), StoreKind::Vault, "sealed"));
+        o.extra.push(FailedStore::arc("down".parse().unwrap(), StoreKind::from_static("vault"), "sealed"));
     })
     .await;
     let r = Reply::from(client().get(server.url("/readyz")).send().await.unwrap()).await;
@@ -793,7 +799,7 @@ async fn unavailable_stores_are_503_naming_the_store_and_a_category_never_the_ca
         o.settings.store_timeout = Duration::from_millis(200);
         o.extra.push(FailedStore::arc(
             "vault-prod".parse().unwrap(),
-            StoreKind::Vault,
+            StoreKind::from_static("vault"),
             "connection refused at http://127.0.0.1:1",
         ));
         o.extra.push(slow("slow", Duration::from_secs(30)).1);
@@ -1551,7 +1557,7 @@ async fn the_value_read_needs_the_reveal_action_and_is_audited() {
 
 #[tokio::test]
 async fn a_value_read_whose_record_cannot_be_written_is_503_and_reveals_nothing() {
-    use credstore_core::{CredentialKey, Metadata, Namespace, SecretValue};
+    use credstore_core::{CredentialKey, CredentialStoreExt, Metadata, Namespace, SecretValue};
     const READER: &str = "reader-token-0123456789";
     let store = memory("m");
     let ns = Namespace::new(format!("{T}/{P}")).unwrap();

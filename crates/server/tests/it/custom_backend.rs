@@ -11,9 +11,9 @@ use std::time::SystemTime;
 
 use credstore_core::config::{ConfigContext, SecretSource};
 use credstore_core::{
-    async_trait, check_set, Availability, Capabilities, Credential, CredentialKey, CredentialStore,
-    ListOptions, ListPage, Metadata, Namespace, Persistence, Result, SecretValue, SetMode, SetOptions,
-    SetOutcome, StoreId, StoreKind, Version,
+    async_trait, Availability, Capabilities, Credential, CredentialKey, CredentialStore, ListOptions,
+    ListPage, Namespace, Persistence, Result, SecretValue, SetMode, SetOutcome, StoreId, StoreInfo,
+    StoreKind, Version, WriteRequest,
 };
 use credstore_server::auth::{Authenticator, TokenEntry, TokenHash};
 use credstore_server::backends::Backends;
@@ -25,12 +25,14 @@ const ADMIN: &str = "custom-backend-admin-token";
 
 type Entries = BTreeMap<(String, String), Credential>;
 
+/// The test backend's kind, owned by it as a backend crate owns its own.
+const KIND: StoreKind = StoreKind::from_static("test-kv");
+
 /// The test's own store: a map shared by every namespace handle, keyed by
 /// (namespace, key); it is "unavailable" until its greeting is set.
 #[derive(Clone)]
 struct TestKv {
-    id: StoreId,
-    ns: Namespace,
+    info: StoreInfo,
     greeting: Arc<SecretValue>,
     entries: Arc<Mutex<Entries>>,
     counter: Arc<AtomicU64>,
@@ -52,8 +54,7 @@ impl TestKvSettings {
             .ok_or_else(|| credstore_core::Error::config(&id, "give greeting_file or greeting_env"))?;
         let greeting = source.read(&id, ctx)?;
         Ok(TestKv {
-            id,
-            ns: Namespace::root(),
+            info: StoreInfo::new(id, KIND, Capabilities::full().with_persistence(Persistence::Process)),
             greeting: Arc::new(greeting),
             entries: Arc::default(),
             counter: Arc::default(),
@@ -63,44 +64,31 @@ impl TestKvSettings {
 
 impl std::fmt::Debug for TestKv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestKv").field("id", &self.id).field("ns", &self.ns).finish_non_exhaustive()
+        f.debug_struct("TestKv").field("info", &self.info).finish_non_exhaustive()
     }
 }
 
 #[async_trait]
 impl CredentialStore for TestKv {
-    fn id(&self) -> &StoreId {
-        &self.id
-    }
-    fn kind(&self) -> StoreKind {
-        StoreKind::Custom("test-kv".into())
-    }
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::full().with_persistence(Persistence::Process)
-    }
-    fn namespace(&self) -> &Namespace {
-        &self.ns
+    fn info(&self) -> &StoreInfo {
+        &self.info
     }
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
-        Ok(Arc::new(TestKv { ns: self.ns.join(namespace)?, ..self.clone() }))
+        let info = self.info.in_namespace(self.info.namespace().join(namespace)?);
+        Ok(Arc::new(TestKv { info, ..self.clone() }))
     }
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
         let entries = self.entries.lock().unwrap();
-        Ok(entries.get(&(self.ns.as_str().to_owned(), key.to_string())).cloned())
+        Ok(entries.get(&(self.info.namespace().as_str().to_owned(), key.to_string())).cloned())
     }
-    async fn set_opts(
-        &self,
-        key: &CredentialKey,
-        value: &SecretValue,
-        metadata: &Metadata,
-        options: &SetOptions,
-    ) -> Result<SetOutcome> {
-        check_set(self, value, metadata, options)?;
+    async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {
+        let key = request.key();
         let mut entries = self.entries.lock().unwrap();
-        let slot = (self.ns.as_str().to_owned(), key.to_string());
+        let slot = (self.info.namespace().as_str().to_owned(), key.to_string());
         let old = entries.get(&slot);
-        let fail = |reason: &str| Err(credstore_core::Error::precondition_failed(&self.id, key, reason));
-        match (&options.mode, old) {
+        let fail =
+            |reason: &str| Err(credstore_core::Error::precondition_failed(self.info.id(), key, reason));
+        match (request.mode(), old) {
             (SetMode::Create, Some(_)) => return fail("exists"),
             (SetMode::Replace(_), None) => return fail("missing"),
             (SetMode::Replace(v), Some(old)) if &old.version != v => return fail("another version"),
@@ -114,8 +102,8 @@ impl CredentialStore for TestKv {
             slot,
             Credential {
                 key: key.clone(),
-                value: value.clone(),
-                metadata: metadata.clone(),
+                value: request.value().clone(),
+                metadata: request.metadata().clone(),
                 version: version.clone(),
                 created_at,
                 updated_at: now,
@@ -124,11 +112,16 @@ impl CredentialStore for TestKv {
         Ok(SetOutcome { created, version, created_at, updated_at: now })
     }
     async fn delete(&self, key: &CredentialKey) -> Result<bool> {
-        Ok(self.entries.lock().unwrap().remove(&(self.ns.as_str().to_owned(), key.to_string())).is_some())
+        Ok(self
+            .entries
+            .lock()
+            .unwrap()
+            .remove(&(self.info.namespace().as_str().to_owned(), key.to_string()))
+            .is_some())
     }
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
         let entries = self.entries.lock().unwrap();
-        let ns = self.ns.as_str().to_owned();
+        let ns = self.info.namespace().as_str().to_owned();
         let keys: Vec<CredentialKey> =
             entries.iter().filter(|((n, _), _)| *n == ns).map(|(_, c)| c.key.clone()).collect();
         Ok(options.page_from_sorted(keys))
@@ -143,9 +136,7 @@ impl CredentialStore for TestKv {
 
 fn backends() -> Backends {
     let mut backends = Backends::builtin();
-    backends.register(StoreKind::Custom("test-kv".into()), |id, s: TestKvSettings, ctx| async move {
-        s.open(id, &ctx).await
-    });
+    backends.register(KIND, |id, s: TestKvSettings, ctx| async move { s.open(id, &ctx).await });
     backends
 }
 

@@ -8,7 +8,7 @@ use crate::util::stores as test_stores;
 use std::time::{Duration, Instant};
 
 use credstore_conformance::mock::{Fault, Op};
-use credstore_core::{Availability, CredentialKey, Metadata, Namespace, SecretValue};
+use credstore_core::{Availability, CredentialKey, CredentialStoreExt, Metadata, Namespace, SecretValue};
 use credstore_server::audit::AuditTarget;
 use credstore_server::auth::Action;
 use harness::*;
