@@ -513,13 +513,10 @@ impl CredentialStore for MockStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::key;
 
     fn mock() -> MockStore {
         MockStore::new(StoreId::new("mock").unwrap())
-    }
-
-    fn key(s: &str) -> CredentialKey {
-        CredentialKey::new(s).unwrap()
     }
 
     #[tokio::test]

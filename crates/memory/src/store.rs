@@ -301,15 +301,9 @@ impl CredentialStore for MemoryStore {
 
 #[cfg(test)]
 mod tests {
+    use credstore_conformance::fixtures::{key, ns};
+
     use super::*;
-
-    fn key(s: &str) -> CredentialKey {
-        CredentialKey::new(s).unwrap()
-    }
-
-    fn ns(s: &str) -> Namespace {
-        Namespace::new(s).unwrap()
-    }
 
     fn v(s: &str) -> SecretValue {
         SecretValue::from(s)

@@ -1,14 +1,13 @@
 //! Master key rotation.
 
-#[path = "support/helpers.rs"]
-mod helpers;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use credstore_conformance::fixtures::{key, meta};
 use credstore_core::{CredentialStore, Error, Metadata, SecretValue, StoreId};
 use credstore_sqlite::{KdfParams, KeyFile, MasterKey, SqliteConfig, SqliteStore};
-use helpers::*;
+
+use crate::util::*;
 
 async fn open_err(path: &std::path::Path, k: &MasterKey) -> Error {
     err_of(SqliteStore::open(StoreId::new("s").unwrap(), SqliteConfig::new(path).master_key(k.clone())).await)

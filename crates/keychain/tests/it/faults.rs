@@ -11,18 +11,14 @@
 //!   no other user is touched), and with a seccomp profile that refuses
 //!   `add_key` (as some container runtimes do).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::keyctl;
-use common::secret_service::Bus;
-use credstore_core::{CredentialKey, CredentialStore, Error, Metadata, SecretValue, StoreId};
+use credstore_conformance::fixtures::key;
+use credstore_core::{CredentialStore, Error, Metadata, SecretValue, StoreId};
 use credstore_keychain::{KeychainConfig, KeychainStore, KeyutilsKeyring, Platform};
 
-fn key(k: &str) -> CredentialKey {
-    CredentialKey::new(k).unwrap()
-}
+use crate::util::keyctl;
+use crate::util::secret_service::Bus;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
@@ -87,6 +83,12 @@ fn secret_service_locked_collection() {
 /// Set in a child process: the name of the scenario it runs.
 const CHILD: &str = "CREDSTORE_KEYCHAIN_FAULT_CHILD";
 
+/// The name the test harness knows test `test` of this module by.
+fn test_path(test: &str) -> String {
+    let module = module_path!().split_once("::").map_or(module_path!(), |(_crate, module)| module);
+    format!("{module}::{test}")
+}
+
 /// Runs the test `name` again in a child process that runs `scenario`: with
 /// a session keyring of its own, and as the user `nobody` when `as_nobody`
 /// and the tests run as root.
@@ -116,7 +118,9 @@ fn in_child(name: &str, as_nobody: bool, scenario: fn()) {
         exe
     };
     let mut cmd = std::process::Command::new(program);
-    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"]).env(CHILD, name).current_dir(copy.path());
+    cmd.args(["--exact", &test_path(name), "--nocapture", "--test-threads=1"])
+        .env(CHILD, name)
+        .current_dir(copy.path());
     if as_nobody {
         use std::os::unix::process::CommandExt;
         cmd.uid(65534).gid(65534);

@@ -4,16 +4,13 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use credstore_conformance::fixtures::key;
 use credstore_conformance::mock::{Fault, MockStore, Op};
 use credstore_core::layers::{TimeoutLayer, TraceLayer};
 use credstore_core::*;
 
 fn mock(id: &str) -> MockStore {
     MockStore::new(StoreId::new(id).unwrap()).with_kind(StoreKind::Custom("probe".into()))
-}
-
-fn key(s: &str) -> CredentialKey {
-    CredentialKey::new(s).unwrap()
 }
 
 #[tokio::test]

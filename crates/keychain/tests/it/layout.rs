@@ -1,16 +1,12 @@
 //! The layout the crate docs describe, as other tools see it: `keyctl`'s
 //! view of the keyring tree, and `secret-tool`'s view of the items.
 
-mod common;
-
-use common::keyctl;
-use common::secret_service::Bus;
-use credstore_core::{CredentialKey, CredentialStore, Metadata, Namespace, SecretValue, StoreId};
+use credstore_conformance::fixtures::key;
+use credstore_core::{CredentialStore, Metadata, Namespace, SecretValue, StoreId};
 use credstore_keychain::{KeychainConfig, KeychainStore, KeyutilsKeyring, Platform};
 
-fn key(k: &str) -> CredentialKey {
-    CredentialKey::new(k).unwrap()
-}
+use crate::util::keyctl;
+use crate::util::secret_service::Bus;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()

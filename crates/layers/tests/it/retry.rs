@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use credstore_conformance::fixtures::key;
 use credstore_conformance::mock::{Fault, MockStore, Op};
 use credstore_core::{
     Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, ListOptions, ListPage,
@@ -12,10 +13,6 @@ use credstore_core::{
 };
 use credstore_layers::{RetryLayer, RETRIED_PRECONDITION_NOTE};
 use tokio::time::Instant;
-
-fn key(name: &str) -> CredentialKey {
-    CredentialKey::new(name).expect("valid key")
-}
 
 fn mock() -> MockStore {
     MockStore::new(StoreId::new("backend").expect("valid id"))

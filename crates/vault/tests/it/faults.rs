@@ -9,14 +9,11 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use credstore_conformance::fixtures::key;
 use credstore_conformance::unique_name;
-use credstore_core::{CredentialKey, CredentialStore, Error, Metadata, SecretValue, StoreId, Version};
+use credstore_core::{CredentialStore, Error, Metadata, SecretValue, StoreId, Version};
 use credstore_test_servers::openbao::OpenBao;
 use credstore_vault::{VaultConfig, VaultStore};
-
-fn key(s: &str) -> CredentialKey {
-    CredentialKey::new(s).unwrap()
-}
 
 fn store(bao: &OpenBao, timeout: Duration) -> VaultStore {
     let config = VaultConfig::new(bao.address())

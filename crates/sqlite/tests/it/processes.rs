@@ -7,9 +7,6 @@
 //! environment variable `CREDSTORE_SQLITE_CHILD` tells that test to play the
 //! child's role instead of the parent's.
 
-#[path = "support/helpers.rs"]
-mod helpers;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -19,9 +16,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use credstore_conformance::fixtures::{key, meta};
 use credstore_core::{CredentialStore, Error, Metadata, SecretValue, StoreId};
 use credstore_sqlite::{KeyFile, MasterKey, SqliteConfig, SqliteStore};
-use helpers::*;
+
+use crate::util::*;
 
 const CHILD_ENV: &str = "CREDSTORE_SQLITE_CHILD";
 const DB_ENV: &str = "CREDSTORE_SQLITE_CHILD_DB";
@@ -48,10 +47,16 @@ fn env_path(var: &str) -> PathBuf {
     PathBuf::from(std::env::var(var).unwrap_or_else(|_| panic!("{var} is set for the child")))
 }
 
+/// The name the test harness knows test `test` of this module by.
+fn test_path(test: &str) -> String {
+    let module = module_path!().split_once("::").map_or(module_path!(), |(_crate, module)| module);
+    format!("{module}::{test}")
+}
+
 /// This test binary, running only test `test` in role `role`.
 fn child(test: &str, role: &str, db: &Path) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
+    cmd.args([test_path(test).as_str(), "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, role)
         .env(DB_ENV, db)
         .stdin(Stdio::null())

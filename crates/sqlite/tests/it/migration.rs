@@ -4,16 +4,15 @@
 //! the same tables without `version` and `kind`, rows sealed in row format 1
 //! (associated data ending at the timestamps, text values only).
 
-#[path = "support/helpers.rs"]
-mod helpers;
-
 use std::path::Path;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
+use credstore_conformance::fixtures::key;
 use credstore_core::{CredentialStore, Error, Metadata, SecretValue, StoreId};
 use credstore_sqlite::{MasterKey, SqliteConfig, SqliteStore};
-use helpers::*;
+
+use crate::util::*;
 
 const KEY: [u8; 32] = [0x5a; 32];
 

@@ -7,8 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use credstore_conformance::fixtures::key;
 use credstore_conformance::unique_name;
-use credstore_core::{CredentialKey, CredentialStore, Error, Metadata, SecretValue, StoreId, Version};
+use credstore_core::{CredentialStore, Error, Metadata, SecretValue, StoreId, Version};
 use credstore_test_servers::openbao::OpenBao;
 use credstore_vault::{VaultConfig, VaultStore};
 
@@ -19,10 +20,6 @@ fn store_on(bao: &OpenBao, mount: &str) -> VaultStore {
         .prefix(&format!("conditional/{}", unique_name("p")))
         .timeout(Duration::from_secs(10));
     VaultStore::new(StoreId::new("vault-conditional").unwrap(), config).unwrap()
-}
-
-fn key(s: &str) -> CredentialKey {
-    CredentialKey::new(s).unwrap()
 }
 
 fn bao_cli(bao: &OpenBao, args: &[&str]) -> String {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_secretsmanager::Client;
 use credstore_aws::{AwsConfig, AwsStore, DeletionPolicy, MAX_SECRET_NAME_LEN};
+use credstore_conformance::fixtures::key;
 use credstore_conformance::unique_name;
 use credstore_core::{
     Credential, CredentialKey, CredentialStore, Error, ListOptions, Metadata, Namespace, NamespaceError,
@@ -25,10 +26,6 @@ use credstore_core::{
 };
 use credstore_test_servers::free_port;
 use credstore_test_servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
-
-fn key(s: &str) -> CredentialKey {
-    CredentialKey::new(s).expect("test key")
-}
 
 fn text(c: &Credential) -> &str {
     c.value.expose_str().expect("a text value")

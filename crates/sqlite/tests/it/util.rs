@@ -1,21 +1,13 @@
 //! Helpers shared by the integration tests of credstore-sqlite.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use credstore_core::{CredentialKey, CredentialStore, Metadata, Namespace, SecretValue, StoreId};
+use credstore_conformance::fixtures::key;
+use credstore_core::{CredentialStore, Metadata, Namespace, SecretValue, StoreId};
 use credstore_sqlite::{MasterKey, SqliteConfig, SqliteStore};
-
-pub fn key(s: &str) -> CredentialKey {
-    CredentialKey::new(s).unwrap()
-}
-
-pub fn meta<const N: usize>(entries: [(&str, &str); N]) -> Metadata {
-    Metadata::try_from(entries).unwrap()
-}
 
 pub async fn open(path: &Path, master: &MasterKey) -> SqliteStore {
     open_with(SqliteConfig::new(path).master_key(master.clone())).await

@@ -5,19 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use credstore_conformance::fixtures::{key, ns};
 use credstore_conformance::mock::{Fault, MockStore, Op};
-use credstore_core::{
-    CredentialKey, CredentialStore, Error, Metadata, Namespace, SecretValue, StoreId, Version,
-};
+use credstore_core::{CredentialStore, Error, Metadata, SecretValue, StoreId, Version};
 use credstore_layers::{CacheLayer, CacheStats, CachedStore};
-
-fn key(name: &str) -> CredentialKey {
-    CredentialKey::new(name).expect("valid key")
-}
-
-fn ns(name: &str) -> Namespace {
-    Namespace::new(name).expect("valid namespace")
-}
 
 fn mock() -> MockStore {
     MockStore::new(StoreId::new("backend").expect("valid id"))

@@ -2,17 +2,16 @@
 //! suite: files and permissions, encryption at rest, tampering, wrong keys,
 //! bad files, a full disk, locking and the writer.
 
-#[path = "support/helpers.rs"]
-mod helpers;
-
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use credstore_conformance::fixtures::{key, meta};
 use credstore_core::{CredentialStore, Error, ListOptions, Metadata, Namespace, SecretValue, StoreId};
 use credstore_sqlite::{KdfParams, MasterKey, SqliteConfig, SqliteStore, Synchronous};
-use helpers::*;
+
+use crate::util::*;
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777

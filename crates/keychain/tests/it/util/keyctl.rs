@@ -119,22 +119,6 @@ pub fn usable() -> Result<(), String> {
     keyring_id(SESSION_KEYRING, true).map(drop).map_err(|e| format!("the kernel refuses keyctl here: {e}"))
 }
 
-/// The end-of-run check: after the stores of the run are cleared from the
-/// run's own session keyring, nothing is left in it, and the process
-/// keyring holds no staging keyring.
-pub fn assert_nothing_left(session: i32) {
-    let left = tree(session);
-    assert!(
-        left.iter().all(|k| k.starts_with("keyring /credstore:") || k.contains("/credstore:")),
-        "keys outside credstore's layout in the run's session keyring: {left:?}"
-    );
-    clear(session).expect("clear the run's session keyring");
-    assert_eq!(tree(session), Vec::<String>::new(), "the session keyring is not empty after clearing");
-    let staging: Vec<String> =
-        tree(PROCESS_KEYRING).into_iter().filter(|k| k.contains("credstore-stage")).collect();
-    assert!(staging.is_empty(), "staging keyrings left behind: {staging:?}");
-}
-
 /// `KEYCTL_SEARCH` of `ring` (and the keyrings in it) for a key.
 pub fn search(ring: i32, ktype: &str, description: &str) -> io::Result<i32> {
     let (t, d) = (std::ffi::CString::new(ktype).unwrap(), std::ffi::CString::new(description).unwrap());

@@ -2,15 +2,12 @@
 
 use std::sync::Arc;
 
+use credstore_conformance::fixtures::key;
 use credstore_conformance::mock::{MockStore, Op};
 use credstore_core::{
-    CredentialKey, CredentialStore, Error, ListOptions, Metadata, Namespace, SecretValue, StoreExt, StoreId,
+    CredentialStore, Error, ListOptions, Metadata, Namespace, SecretValue, StoreExt, StoreId,
 };
 use credstore_layers::{ReadOnlyLayer, READ_ONLY_OPERATION};
-
-fn key(name: &str) -> CredentialKey {
-    CredentialKey::new(name).expect("valid key")
-}
 
 fn assert_refused(result: credstore_core::Result<impl std::fmt::Debug>) {
     match result {

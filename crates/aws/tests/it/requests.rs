@@ -16,8 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use credstore_aws::{AwsConfig, AwsStore, DeletionPolicy};
+use credstore_conformance::fixtures::key;
 use credstore_conformance::unique_name;
-use credstore_core::{CredentialKey, CredentialStore, Error, ListOptions, Metadata, SecretValue, StoreId};
+use credstore_core::{CredentialStore, Error, ListOptions, Metadata, SecretValue, StoreId};
 use credstore_test_servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -163,10 +164,6 @@ fn rounds(seen: &[Seen]) -> Vec<Vec<&'static str>> {
         round.sort_unstable();
     }
     out
-}
-
-fn key(s: &str) -> CredentialKey {
-    CredentialKey::new(s).expect("key")
 }
 
 fn store_via(endpoint: &str, deletion: DeletionPolicy) -> AwsStore {

@@ -3,16 +3,13 @@
 
 use std::sync::Arc;
 
+use credstore_conformance::fixtures::key;
 use credstore_conformance::mock::{Fault, MockStore, Op};
 use credstore_core::{
     Availability, CredentialKey, CredentialStore, Error, ListCursor, ListOptions, Metadata, Namespace,
     Persistence, SecretValue, StoreExt, StoreId,
 };
 use credstore_layers::{FallbackLayer, FallbackStore, FALLBACK_KIND};
-
-fn key(name: &str) -> CredentialKey {
-    CredentialKey::new(name).expect("valid key")
-}
 
 fn mock(id: &str) -> MockStore {
     MockStore::new(StoreId::new(id).expect("valid id"))

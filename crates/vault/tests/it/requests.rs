@@ -19,15 +19,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use credstore_conformance::fixtures::key;
 use credstore_conformance::unique_name;
-use credstore_core::{CredentialKey, CredentialStore, ListOptions, Metadata, SecretValue, StoreId};
+use credstore_core::{CredentialStore, ListOptions, Metadata, SecretValue, StoreId};
 use credstore_test_servers::openbao::OpenBao;
 use credstore_test_servers::proxy::CountingProxy;
 use credstore_vault::{VaultConfig, VaultStore};
-
-fn key(s: &str) -> CredentialKey {
-    CredentialKey::new(s).unwrap()
-}
 
 fn v(s: &str) -> SecretValue {
     SecretValue::from(s)

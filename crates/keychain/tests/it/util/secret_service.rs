@@ -19,24 +19,17 @@ const INSTALLED_BY: &str =
 const PASSWORD: &str = "credstore-test-password";
 
 /// A private bus, with or without gnome-keyring on it.
+///
+/// Dropping it stops the daemon, then the bus, then removes their files (the
+/// fields drop in that order).
 pub struct Bus {
-    dir: tempfile::TempDir,
-    address: String,
-    _bus: ServerProcess,
     keyring: Option<ServerProcess>,
+    _bus: ServerProcess,
+    address: String,
+    dir: tempfile::TempDir,
 }
 
 impl Bus {
-    /// Stops the daemon and the bus and removes their files, for a bus
-    /// that is never dropped (kept for the whole run).
-    pub fn close(&self) {
-        if let Some(k) = &self.keyring {
-            k.stop();
-        }
-        self._bus.stop();
-        let _ = std::fs::remove_dir_all(self.dir.path());
-    }
-
     /// A new bus; with `keyring`, gnome-keyring-daemon on it, unlocked and ready.
     pub fn start(keyring: bool) -> Option<Bus> {
         if !cfg!(feature = "secret-service") {
@@ -59,7 +52,7 @@ impl Bus {
         quiet(&mut cmd);
         let bus = ServerProcess::spawn(cmd).expect("start dbus-daemon");
         wait_for(&socket, Duration::from_secs(10));
-        let mut this = Bus { dir, address, _bus: bus, keyring: None };
+        let mut this = Bus { keyring: None, _bus: bus, address, dir };
         if let Some(gkd) = gkd {
             this.start_keyring(&gkd);
         }
