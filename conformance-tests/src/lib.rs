@@ -109,6 +109,7 @@ use futures::future::BoxFuture;
 use libtest_mimic::{Arguments, Failed, Trial};
 
 pub mod cases;
+pub mod fixtures;
 pub mod mock;
 
 pub use async_trait::async_trait;

@@ -473,14 +473,11 @@ impl CredentialStore for MockStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::key;
     use credstore_core::CredentialStoreExt;
 
     fn mock() -> MockStore {
         MockStore::new(StoreId::new("mock").unwrap())
-    }
-
-    fn key(s: &str) -> CredentialKey {
-        CredentialKey::new(s).unwrap()
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use credstore_conformance::mock::MockStore;
 use credstore_conformance::{conformance_main, unique_name, StoreFactory};
-use credstore_core::{CredentialStore, Namespace, Persistence, StoreId};
+use credstore_core::{CredentialStore, CredentialStoreExt, Namespace, Persistence, StoreId};
 
 struct Factory {
     root: MockStore,

@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use credstore_core::{
     Capabilities, Credential, CredentialKey, CredentialStore, CredentialStoreExt, Error, ListOptions,
-    Metadata, Namespace, SecretValue, SetOutcome,
+    Metadata, SecretValue, SetOutcome,
 };
 
+pub(crate) use crate::fixtures::{key, meta, ns};
 use crate::{unique_name, Case, CaseFuture, Needs, StoreFactory};
 
 pub mod availability;
@@ -160,18 +161,6 @@ registry! {
 /// How long an unreachable store may take to answer its probe or fail an
 /// operation.
 pub const UNREACHABLE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
-
-pub(crate) fn key(s: &str) -> CredentialKey {
-    CredentialKey::new(s).unwrap_or_else(|e| panic!("test key {s:?} is invalid: {e}"))
-}
-
-pub(crate) fn ns(s: &str) -> Namespace {
-    Namespace::new(s).unwrap_or_else(|e| panic!("test namespace {s:?} is invalid: {e}"))
-}
-
-pub(crate) fn meta<const N: usize>(entries: [(&str, &str); N]) -> Metadata {
-    Metadata::try_from(entries).expect("test metadata is valid")
-}
 
 pub(crate) fn caps(store: &dyn CredentialStore) -> Capabilities {
     store.capabilities()

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use credstore_aws::{AwsConfig, AwsStore};
 use credstore_conformance::{conformance_main, unique_name, StoreFactory};
-use credstore_core::{CredentialStore, SecretValue, StoreId};
+use credstore_core::{CredentialStore, CredentialStoreExt, SecretValue, StoreId};
 use credstore_test_servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
 
 struct AwsFactory {

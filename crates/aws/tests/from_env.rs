@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use credstore_aws::{AwsConfig, AwsStore};
 use credstore_conformance::unique_name;
-use credstore_core::{CredentialKey, CredentialStore, Error, Metadata, SecretValue, StoreId};
+use credstore_core::{
+    CredentialKey, CredentialStore, CredentialStoreExt, Error, Metadata, SecretValue, StoreId,
+};
 use credstore_test_servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
 
 #[test]

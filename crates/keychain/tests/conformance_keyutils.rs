@@ -5,14 +5,15 @@
 //! staging keyring left in the process keyring. Nothing outside those two
 //! keyrings is written.
 
-mod common;
+// `pub`: this runner uses a few of the fixtures the `it` binary uses all of.
+#[path = "it/util/keyctl.rs"]
+pub mod keyctl;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use common::keyctl;
 use credstore_conformance::{unique_name, StoreFactory};
-use credstore_core::{CredentialStore, StoreId};
+use credstore_core::{CredentialStore, CredentialStoreExt, StoreId};
 use credstore_keychain::{KeychainConfig, KeychainStore, KeyutilsKeyring, Platform};
 
 struct KeyutilsFactory;
@@ -42,6 +43,26 @@ impl StoreFactory for KeyutilsFactory {
     }
 }
 
+/// The end-of-run check: after the stores of the run are cleared from the
+/// run's own session keyring, nothing is left in it, and the process
+/// keyring holds no staging keyring.
+fn assert_nothing_left(session: i32) {
+    let left = keyctl::tree(session);
+    assert!(
+        left.iter().all(|k| k.starts_with("keyring /credstore:") || k.contains("/credstore:")),
+        "keys outside credstore's layout in the run's session keyring: {left:?}"
+    );
+    keyctl::clear(session).expect("clear the run's session keyring");
+    assert_eq!(
+        keyctl::tree(session),
+        Vec::<String>::new(),
+        "the session keyring is not empty after clearing"
+    );
+    let staging: Vec<String> =
+        keyctl::tree(keyctl::PROCESS_KEYRING).into_iter().filter(|k| k.contains("credstore-stage")).collect();
+    assert!(staging.is_empty(), "staging keyrings left behind: {staging:?}");
+}
+
 fn main() -> ExitCode {
     let session = match keyctl::usable().and_then(|()| keyctl::own_session().map_err(|e| e.to_string())) {
         Ok(ring) => Some(ring),
@@ -53,7 +74,7 @@ fn main() -> ExitCode {
     };
     let code = credstore_conformance::run(session.map(|_| KeyutilsFactory));
     if let Some(session) = session {
-        keyctl::assert_nothing_left(session);
+        assert_nothing_left(session);
         eprintln!("keyutils: nothing left behind in the run's session keyring");
     }
     code

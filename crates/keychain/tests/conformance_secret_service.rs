@@ -1,19 +1,21 @@
 //! The conformance suite on the Secret Service, against gnome-keyring-daemon
 //! on a private D-Bus bus started for this test binary and closed at its
-//! end (see `common::secret_service`). Skipped loudly when the daemon is not
+//! end (see `it/util/secret_service.rs`). Skipped loudly when the daemon is not
 //! installed; a failure under `CI=true`.
 
-mod common;
+// `pub`: this runner uses a few of the fixtures the `it` binary uses all of.
+#[path = "it/util/secret_service.rs"]
+pub mod secret_service;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use common::secret_service::Bus;
 use credstore_conformance::{unique_name, StoreFactory};
-use credstore_core::CredentialStore;
+use credstore_core::{CredentialStore, CredentialStoreExt};
+use secret_service::Bus;
 
 struct SecretServiceFactory {
-    bus: &'static Bus,
+    bus: Bus,
     down: Option<Bus>,
 }
 
@@ -38,12 +40,8 @@ impl StoreFactory for SecretServiceFactory {
 }
 
 fn main() -> ExitCode {
-    // One bus with gnome-keyring for the whole run, closed at its end.
-    let bus: Option<&'static Bus> = Bus::start(true).map(|b| &*Box::leak(Box::new(b)));
-    let factory = bus.map(|bus| SecretServiceFactory { bus, down: Bus::start(false) });
-    let code = credstore_conformance::run(factory);
-    if let Some(bus) = bus {
-        bus.close();
-    }
-    code
+    // One bus with gnome-keyring for the whole run, stopped with its files
+    // removed when the run ends and drops the factory.
+    let factory = Bus::start(true).map(|bus| SecretServiceFactory { bus, down: Bus::start(false) });
+    credstore_conformance::run(factory)
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
+use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, SecretValue, StoreId};
 use credstore_layers::CacheLayer;
 use credstore_memory::MemoryStore;
 

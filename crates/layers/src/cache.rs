@@ -1057,12 +1057,10 @@ impl CredentialStore for CachedStore {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use credstore_conformance::fixtures::ns;
     use credstore_core::{CredentialStoreExt, Metadata, SecretValue, StoreId};
 
-    fn ns(name: &str) -> Namespace {
-        Namespace::new(name).expect("valid namespace")
-    }
+    use super::*;
 
     /// A namespace's space is forgotten once no handle, entry or read
     /// needs it, so per-request handles on many namespaces leave nothing.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use credstore_conformance::mock::{Fault, MockStore, Op};
-use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
+use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, SecretValue, StoreId};
 use credstore_layers::CacheLayer;
 
 async fn text(store: &dyn CredentialStore, name: &str) -> Option<String> {

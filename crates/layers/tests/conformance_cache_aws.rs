@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use credstore_aws::{AwsConfig, AwsStore};
 use credstore_conformance::{conformance_main, unique_name, StoreFactory};
-use credstore_core::{CredentialStore, SecretValue, StoreExt, StoreId};
+use credstore_core::{CredentialStore, CredentialStoreExt, SecretValue, StoreExt, StoreId};
 use credstore_layers::CacheLayer;
 use credstore_test_servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use credstore_conformance::{conformance_main, unique_name, StoreFactory};
-use credstore_core::{CredentialStore, SecretValue, StoreExt, StoreId};
+use credstore_core::{CredentialStore, CredentialStoreExt, SecretValue, StoreExt, StoreId};
 use credstore_layers::CacheLayer;
 use credstore_test_servers::{free_port, openbao::OpenBao};
 use credstore_vault::{VaultConfig, VaultStore};

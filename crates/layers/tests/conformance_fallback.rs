@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use credstore_conformance::mock::MockStore;
 use credstore_conformance::{unique_name, StoreFactory};
-use credstore_core::{Availability, CredentialStore, Namespace, StoreId};
+use credstore_core::{Availability, CredentialStore, CredentialStoreExt, Namespace, StoreId};
 use credstore_layers::FallbackStore;
 use credstore_memory::MemoryStore;
 use credstore_sqlite::{MasterKey, SqliteConfig, SqliteStore};
@@ -51,7 +51,7 @@ impl FallbackFactory {
         let memory = self.memory.with_namespace(&Namespace::new(unique_name("ns")).expect("ns")).expect("ns");
         let chain = FallbackStore::new(id)
             .with_read_only(mock_member(false))
-            .with(Arc::new(sqlite))
+            .with_writable(Arc::new(sqlite))
             .with_read_only(memory);
         Arc::new(chain)
     }
@@ -76,7 +76,7 @@ impl StoreFactory for FallbackFactory {
     async fn unreachable(&self) -> Option<Arc<dyn CredentialStore>> {
         let chain = FallbackStore::new(StoreId::new(unique_name("fallback-down")).expect("valid id"))
             .with_read_only(mock_member(true))
-            .with(mock_member(true))
+            .with_writable(mock_member(true))
             .with_read_only(mock_member(true));
         Some(Arc::new(chain))
     }

@@ -285,16 +285,10 @@ impl CredentialStore for MemoryStore {
 
 #[cfg(test)]
 mod tests {
+    use credstore_conformance::fixtures::{key, ns};
+
     use super::*;
     use credstore_core::CredentialStoreExt;
-
-    fn key(s: &str) -> CredentialKey {
-        CredentialKey::new(s).unwrap()
-    }
-
-    fn ns(s: &str) -> Namespace {
-        Namespace::new(s).unwrap()
-    }
 
     fn v(s: &str) -> SecretValue {
         SecretValue::from(s)

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use credstore_core::{CredentialKey, CredentialStore, Metadata, SecretValue, StoreId};
+use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, SecretValue, StoreId};
 use credstore_sqlite::{MasterKey, SqliteConfig, SqliteStore};
 
 #[tokio::main]

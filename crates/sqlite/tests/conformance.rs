@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use credstore_conformance::{unique_name, StoreFactory};
-use credstore_core::{CredentialStore, Namespace, StoreId};
+use credstore_core::{CredentialStore, CredentialStoreExt, Namespace, StoreId};
 use credstore_sqlite::{MasterKey, SqliteConfig, SqliteStore};
 
 struct SqliteFactory {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use credstore_conformance::{conformance_main, unique_name, StoreFactory};
-use credstore_core::{CredentialStore, SecretValue, StoreId};
+use credstore_core::{CredentialStore, CredentialStoreExt, SecretValue, StoreId};
 use credstore_test_servers::{free_port, openbao::OpenBao};
 use credstore_vault::{VaultConfig, VaultStore};
 

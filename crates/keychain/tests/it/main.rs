@@ -1,0 +1,7 @@
+//! The integration tests of credstore-keychain on the real platforms; the
+//! conformance suites run apart (`tests/conformance_*.rs`, their own harness)
+//! and share the `util` fixtures.
+
+mod faults;
+mod layout;
+mod util;

@@ -1,0 +1,66 @@
+//! The read-only layer: no write reaches the backend, reads pass through.
+
+use std::sync::Arc;
+
+use credstore_conformance::fixtures::key;
+use credstore_conformance::mock::{MockStore, Op};
+use credstore_core::{
+    CredentialStore, CredentialStoreExt, Error, ListOptions, Metadata, Namespace, SecretValue, StoreExt,
+    StoreId,
+};
+use credstore_layers::{ReadOnlyLayer, READ_ONLY_OPERATION};
+
+fn assert_refused(result: credstore_core::Result<impl std::fmt::Debug>) {
+    match result {
+        Err(Error::Unsupported { store, operation }) => {
+            assert_eq!(store.as_str(), "backend");
+            assert_eq!(operation, READ_ONLY_OPERATION);
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn no_write_reaches_the_backend() {
+    let mock = MockStore::new(StoreId::new("backend").expect("id"));
+    let existing = mock.set(&key("k"), &SecretValue::from("v"), &Metadata::new()).await.expect("set").version;
+    let store = (Arc::new(mock.clone()) as Arc<dyn CredentialStore>).with_layer(ReadOnlyLayer::new());
+    let tenant = store.with_namespace(&Namespace::new("tenant").expect("ns")).expect("ns");
+    mock.reset_calls();
+
+    for handle in [&store, &tenant] {
+        let v = SecretValue::from("new");
+        assert_refused(handle.set(&key("k"), &v, &Metadata::new()).await);
+        assert_refused(handle.create(&key("k2"), &v, &Metadata::new()).await);
+        assert_refused(handle.replace(&key("k"), &v, &Metadata::new(), &existing).await);
+        assert_refused(handle.delete(&key("k")).await);
+        // Even input the backend would refuse is refused as a write first.
+        let big = SecretValue::from("x".repeat(credstore_core::MAX_VALUE_BYTES + 1));
+        assert_refused(handle.set(&key("k"), &big, &Metadata::new()).await);
+    }
+    assert_eq!(mock.calls(Op::Set), 0, "no write reached the backend");
+    assert_eq!(mock.calls(Op::Delete), 0, "no delete reached the backend");
+
+    let read = store.get(&key("k")).await.expect("get").expect("present");
+    assert_eq!(read.value.expose_str().expect("text"), "v", "the value is untouched and readable");
+    assert!(store.has(&key("k")).await.expect("has"));
+    assert_eq!(store.version(&key("k")).await.expect("version"), Some(existing));
+    assert_eq!(store.list(&ListOptions::new()).await.expect("list").keys, vec![key("k")]);
+    assert!(tenant.get(&key("k")).await.expect("get").is_none(), "the namespace handle is the backend's");
+    assert!(store.check_availability().await.available);
+}
+
+#[tokio::test]
+async fn capabilities_say_no_conditional_write_is_accepted() {
+    let mock = MockStore::new(StoreId::new("backend").expect("id"));
+    let store = (Arc::new(mock.clone()) as Arc<dyn CredentialStore>).with_layer(ReadOnlyLayer::new());
+    let caps = store.capabilities();
+    assert!(!caps.create_only && !caps.replace_if_version);
+    let inner = mock.capabilities();
+    assert_eq!(
+        (caps.list, caps.metadata, caps.binary, caps.persistence),
+        (inner.list, inner.metadata, inner.binary, inner.persistence)
+    );
+    assert_eq!(store.id(), mock.id());
+    assert_eq!(store.kind(), mock.kind());
+}

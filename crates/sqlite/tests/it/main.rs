@@ -1,0 +1,8 @@
+//! The integration tests of credstore-sqlite, one module per topic; the
+//! conformance suite runs apart (`tests/conformance.rs`, its own harness).
+
+mod migration;
+mod processes;
+mod rotation;
+mod store;
+mod util;

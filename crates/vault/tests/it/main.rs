@@ -1,0 +1,13 @@
+//! The integration tests of credstore-vault against OpenBao, one module per
+//! topic; the conformance suite runs apart (`tests/conformance.rs`, its own
+//! harness).
+
+mod approle;
+mod conditional;
+mod faults;
+mod interop;
+mod jwt;
+mod login_answers;
+mod logs;
+mod redirects;
+mod requests;
