@@ -79,7 +79,7 @@ pub struct Call<'a> {
 }
 
 /// What a layer does around each call of the store it wraps, and nothing
-/// else: the store's answers pass through unchanged unless `around` changes
+/// else (implementations write `async fn around`, as below): the store's answers pass through unchanged unless `around` changes
 /// them. [`AroundStore`] turns an `Around` into a whole [`CredentialStore`];
 /// [`TraceLayer`](crate::layers::TraceLayer) and
 /// [`TimeoutLayer`](crate::layers::TimeoutLayer) are built this way.
@@ -96,18 +96,16 @@ pub struct Call<'a> {
 /// struct CountFailures(Arc<AtomicU64>);
 ///
 /// impl Around for CountFailures {
-///     fn around<'a, T: Send + 'a>(
+///     async fn around<'a, T: Send + 'a>(
 ///         &'a self,
 ///         _call: Call<'a>,
 ///         op: impl Future<Output = Result<T>> + Send + 'a,
-///     ) -> impl Future<Output = Result<T>> + Send + 'a {
-///         async move {
-///             let result = op.await;
-///             if result.is_err() {
-///                 self.0.fetch_add(1, Ordering::Relaxed);
-///             }
-///             result
+///     ) -> Result<T> {
+///         let result = op.await;
+///         if result.is_err() {
+///             self.0.fetch_add(1, Ordering::Relaxed);
 ///         }
+///         result
 ///     }
 /// }
 ///

@@ -47,28 +47,22 @@ impl TimeoutLayer {
 }
 
 impl Around for TimeoutLayer {
-    fn around<'a, T: Send + 'a>(
+    async fn around<'a, T: Send + 'a>(
         &'a self,
         call: Call<'a>,
         op: impl Future<Output = Result<T>> + Send + 'a,
-    ) -> impl Future<Output = Result<T>> + Send + 'a {
-        async move {
-            match tokio::time::timeout(self.timeout, op).await {
-                Ok(result) => result,
-                Err(_) => Err(Error::unavailable(call.store.id(), self.reason())),
-            }
+    ) -> Result<T> {
+        match tokio::time::timeout(self.timeout, op).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::unavailable(call.store.id(), self.reason())),
         }
     }
 
-    fn around_probe<'a>(
+    async fn around_probe<'a>(
         &'a self,
         _call: Call<'a>,
         probe: impl Future<Output = Availability> + Send + 'a,
-    ) -> impl Future<Output = Availability> + Send + 'a {
-        async move {
-            tokio::time::timeout(self.timeout, probe)
-                .await
-                .unwrap_or_else(|_| Availability::down(self.reason()))
-        }
+    ) -> Availability {
+        tokio::time::timeout(self.timeout, probe).await.unwrap_or_else(|_| Availability::down(self.reason()))
     }
 }

@@ -390,35 +390,34 @@ impl MetricsLayer {
 /// A store wrapped by [`MetricsLayer`].
 pub type MeteredStore = AroundStore<MetricsLayer>;
 
+impl MetricsLayer {
+    fn observe(&self, call: &Call<'_>, started: Instant, outcome: &'static str) {
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics.observe_operation(call.store.id(), call.operation.as_str(), outcome, seconds);
+    }
+}
+
 impl Around for MetricsLayer {
-    fn around<'a, T: Send + 'a>(
+    async fn around<'a, T: Send + 'a>(
         &'a self,
         call: Call<'a>,
         op: impl Future<Output = Result<T>> + Send + 'a,
-    ) -> impl Future<Output = Result<T>> + Send + 'a {
-        async move {
-            let started = Instant::now();
-            let result = op.await;
-            let outcome = result.as_ref().map_or_else(outcome_of, |_| "ok");
-            let seconds = started.elapsed().as_secs_f64();
-            self.metrics.observe_operation(call.store.id(), call.operation.as_str(), outcome, seconds);
-            result
-        }
+    ) -> Result<T> {
+        let started = Instant::now();
+        let result = op.await;
+        self.observe(&call, started, result.as_ref().map_or_else(outcome_of, |_| "ok"));
+        result
     }
 
-    fn around_probe<'a>(
+    async fn around_probe<'a>(
         &'a self,
         call: Call<'a>,
         probe: impl Future<Output = Availability> + Send + 'a,
-    ) -> impl Future<Output = Availability> + Send + 'a {
-        async move {
-            let started = Instant::now();
-            let availability = probe.await;
-            let outcome = if availability.available { "ok" } else { "unavailable" };
-            let seconds = started.elapsed().as_secs_f64();
-            self.metrics.observe_operation(call.store.id(), call.operation.as_str(), outcome, seconds);
-            availability
-        }
+    ) -> Availability {
+        let started = Instant::now();
+        let availability = probe.await;
+        self.observe(&call, started, if availability.available { "ok" } else { "unavailable" });
+        availability
     }
 }
 
