@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::config::{Credentials, Region};
 use credstore_aws::{AwsConfig, AwsStore};
-use credstore_benches::summary::{Row, Scenario};
+use credstore_benches::summary::{Better, Row, Scenario};
 use credstore_benches::{bench_out_dir, quick, test_mode};
 use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, SecretValue, StoreId};
 use credstore_layers::CacheLayer;
@@ -130,7 +130,7 @@ fn pair_n<O, OF, B, BF>(
             o.push(time_ours());
         }
     }
-    let row = Row::lower_is_better(s.scenario, "ns/op", median(o), median(b), s.baseline_name, s.goal);
+    let row = Row::new(Better::Lower, s.scenario, "ns/op", median(o), median(b), s.baseline_name, s.goal);
     println!(
         "{}: ours {:.0} ns/op, baseline {:.0} ns/op, ratio {:.2}",
         row.scenario, row.ours, row.baseline, row.ratio

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use credstore_benches::summary::{Row, Scenario};
+use credstore_benches::summary::{Better, Row, Scenario};
 use credstore_benches::{bench_out_dir, key_name, quick, test_mode, KeyWalk};
 use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, SecretValue, StoreId};
 use credstore_sqlite::{MasterKey, SqliteConfig, SqliteStore};
@@ -277,7 +277,8 @@ fn rotation_and_open(rt: &tokio::runtime::Runtime, n: usize) -> Vec<Row> {
     }
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     vec![
-        Row::lower_is_better(
+        Row::new(
+            Better::Lower,
             "encrypted sqlite key rotation, per 100,000 credentials".to_string()
                 + if n == 100_000 { "" } else { " (scaled from a smaller run)" },
             "ms",
@@ -286,7 +287,8 @@ fn rotation_and_open(rt: &tokio::runtime::Runtime, n: usize) -> Vec<Row> {
             "plain rusqlite rewriting every row in one transaction",
             None,
         ),
-        Row::lower_is_better(
+        Row::new(
+            Better::Lower,
             format!("encrypted sqlite open + first read, {n} credentials"),
             "ms",
             ms(median(open_ours)),
@@ -362,7 +364,8 @@ fn ticker_lag(rt: &tokio::runtime::Runtime, keys: usize) -> Row {
         "1 ms ticker p99 lag: idle {idle:.0} µs, while 8 tasks read {loaded:.0} µs ({:.0} reads/s)",
         reads.load(Ordering::Relaxed) as f64 / run.as_secs_f64()
     );
-    Row::lower_is_better(
+    Row::new(
+        Better::Lower,
         "1 ms tokio ticker p99 lag while 8 tasks call encrypted sqlite get as fast as they can",
         "µs",
         loaded,

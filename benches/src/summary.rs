@@ -22,10 +22,20 @@ pub struct Row {
     pub goal: Option<f64>,
 }
 
+/// Which way a figure improves, and so how [`Row::ratio`] is oriented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Better {
+    /// Time and memory: the ratio is `baseline / ours`.
+    Lower,
+    /// Throughput: the ratio is `ours / baseline`.
+    Higher,
+}
+
 impl Row {
-    /// A row for a figure where lower is better (time, memory): the ratio is
-    /// `baseline / ours`.
-    pub fn lower_is_better(
+    /// A row for a figure that improves the way `better` says, with the
+    /// ratio oriented so that higher is better.
+    pub fn new(
+        better: Better,
         scenario: impl Into<String>,
         metric: impl Into<String>,
         ours: f64,
@@ -33,40 +43,17 @@ impl Row {
         baseline_name: impl Into<String>,
         goal: Option<f64>,
     ) -> Self {
-        let ratio = if ours > 0.0 { baseline / ours } else { 0.0 };
-        Self::with_ratio(scenario, metric, ours, baseline, baseline_name, ratio, goal)
-    }
-
-    /// A row for a figure where higher is better (throughput): the ratio is
-    /// `ours / baseline`.
-    pub fn higher_is_better(
-        scenario: impl Into<String>,
-        metric: impl Into<String>,
-        ours: f64,
-        baseline: f64,
-        baseline_name: impl Into<String>,
-        goal: Option<f64>,
-    ) -> Self {
-        let ratio = if baseline > 0.0 { ours / baseline } else { 0.0 };
-        Self::with_ratio(scenario, metric, ours, baseline, baseline_name, ratio, goal)
-    }
-
-    fn with_ratio(
-        scenario: impl Into<String>,
-        metric: impl Into<String>,
-        ours: f64,
-        baseline: f64,
-        baseline_name: impl Into<String>,
-        ratio: f64,
-        goal: Option<f64>,
-    ) -> Self {
+        let (num, den) = match better {
+            Better::Lower => (baseline, ours),
+            Better::Higher => (ours, baseline),
+        };
         Self {
             scenario: scenario.into(),
             metric: metric.into(),
             ours,
             baseline,
             baseline_name: baseline_name.into(),
-            ratio,
+            ratio: if den > 0.0 { num / den } else { 0.0 },
             goal,
         }
     }
@@ -115,10 +102,10 @@ mod tests {
 
     #[test]
     fn ratios_are_oriented_higher_is_better() {
-        let t = Row::lower_is_better("s", "ns/op", 50.0, 100.0, "map", Some(0.8));
+        let t = Row::new(Better::Lower, "s", "ns/op", 50.0, 100.0, "map", Some(0.8));
         assert_eq!(t.ratio, 2.0);
         assert!(t.meets_goal());
-        let r = Row::higher_is_better("s", "req/s", 50.0, 100.0, "bao", Some(1.0));
+        let r = Row::new(Better::Higher, "s", "req/s", 50.0, 100.0, "bao", Some(1.0));
         assert_eq!(r.ratio, 0.5);
         assert!(!r.meets_goal());
         let md = markdown(&[t, r]);

@@ -109,11 +109,13 @@ use futures::future::BoxFuture;
 use libtest_mimic::{Arguments, Failed, Trial};
 
 pub mod cases;
+mod factory;
 pub mod fixtures;
 pub mod mock;
 
 pub use async_trait::async_trait;
 pub use cases::CASES;
+pub use factory::NamespaceFactory;
 
 /// Makes the stores the cases run against.
 ///

@@ -5,32 +5,14 @@
 use std::sync::Arc;
 
 use credstore_conformance::mock::MockStore;
-use credstore_conformance::{conformance_main, unique_name, StoreFactory};
-use credstore_core::{CredentialStore, CredentialStoreExt, Namespace, Persistence, StoreId};
+use credstore_conformance::{conformance_main, NamespaceFactory};
+use credstore_core::{Persistence, StoreId};
 
-struct Factory {
-    root: MockStore,
-}
-
-#[credstore_conformance::async_trait]
-impl StoreFactory for Factory {
-    async fn create(&self) -> Arc<dyn CredentialStore> {
-        let ns = Namespace::new(unique_name("case")).expect("a valid namespace");
-        self.root.with_namespace(&ns).expect("with_namespace")
-    }
-
-    async fn reopen(&self, store: Arc<dyn CredentialStore>) -> Option<Arc<dyn CredentialStore>> {
-        let ns = store.namespace().clone();
-        drop(store);
-        Some(self.root.clone().with_namespace(&ns).expect("with_namespace"))
-    }
-}
-
-fn factory() -> Option<Factory> {
+fn factory() -> Option<NamespaceFactory> {
     let caps =
         MockStore::DEFAULT_CAPABILITIES.with_persistence(Persistence::Durable).with_can_be_unavailable(false);
     let root = MockStore::new(StoreId::new("mock-durable").expect("a valid id")).with_capabilities(caps);
-    Some(Factory { root })
+    Some(NamespaceFactory::new(Arc::new(root)).reopen_by_handle(true))
 }
 
 conformance_main!(factory());

@@ -39,7 +39,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use credstore_benches::out_dir;
-use credstore_benches::summary::Row;
+use credstore_benches::summary::{Better, Row};
 use credstore_test_servers::openbao::OpenBao;
 use credstore_test_servers::{free_port, require_tool, wait_for_http, ServerProcess};
 
@@ -401,7 +401,8 @@ fn main() {
     let list_tls = run("list-stores-tls", &tls_base, &list_script);
     tls_server.stop();
     let tls_rows = [
-        Row::higher_is_better(
+        Row::new(
+            Better::Higher,
             format!("server create over TLS vs plaintext, memory store (keep-alive; {load})"),
             "req/s",
             memory_tls.requests_per_sec,
@@ -409,7 +410,8 @@ fn main() {
             "the same create over plaintext HTTP",
             Some(0.8),
         ),
-        Row::higher_is_better(
+        Row::new(
+            Better::Higher,
             format!("server list-stores over TLS vs plaintext (keep-alive; {load})"),
             "req/s",
             list_tls.requests_per_sec,
@@ -417,7 +419,8 @@ fn main() {
             "the same list over plaintext HTTP",
             Some(0.8),
         ),
-        Row::higher_is_better(
+        Row::new(
+            Better::Higher,
             format!(
                 "server create with the durable audit (started record fdatasynced before the store call) vs \
                  unsynced, memory store ({load})"
@@ -487,7 +490,7 @@ fn main() {
     let write = "OpenBao dev server KV v2 write (in memory)";
     let read = "OpenBao dev server KV v2 read (in memory)";
     let mut rows = vec![
-        Row::higher_is_better(
+        Row::new(Better::Higher,
             format!("server create, memory store ({load})"),
             "req/s",
             memory.requests_per_sec,
@@ -495,7 +498,7 @@ fn main() {
             write,
             Some(5.0),
         ),
-        Row::higher_is_better(
+        Row::new(Better::Higher,
             format!("server create, durable encrypted sqlite ({load})"),
             "req/s",
             sqlite.requests_per_sec,
@@ -503,7 +506,7 @@ fn main() {
             write,
             Some(1.0),
         ),
-        Row::higher_is_better(
+        Row::new(Better::Higher,
             format!("server list-stores ({load})"),
             "req/s",
             list.requests_per_sec,
@@ -511,7 +514,7 @@ fn main() {
             read,
             None,
         ),
-        Row::higher_is_better(
+        Row::new(Better::Higher,
             format!("server create, memory store vs bare axum handler (same body, same 201; {load})"),
             "req/s",
             memory.requests_per_sec,
@@ -519,7 +522,7 @@ fn main() {
             "bare axum handler parsing the same body",
             Some(0.8),
         ),
-        Row::higher_is_better(
+        Row::new(Better::Higher,
             format!("server list-stores vs bare axum handler (same JSON; {load})"),
             "req/s",
             list.requests_per_sec,
@@ -527,7 +530,7 @@ fn main() {
             "bare axum handler answering the same JSON",
             Some(0.8),
         ),
-        Row::higher_is_better(
+        Row::new(Better::Higher,
             format!("server /healthz (middleware only: no auth, no store) vs bare axum list-stores handler ({load})"),
             "req/s",
             health.requests_per_sec,
@@ -535,7 +538,7 @@ fn main() {
             "bare axum handler answering the list-stores JSON",
             None,
         ),
-        Row::lower_is_better(
+        Row::new(Better::Lower,
             "server create p99, memory store",
             "ms",
             memory.p99_ms,
@@ -543,7 +546,7 @@ fn main() {
             write,
             None,
         ),
-        Row::lower_is_better(
+        Row::new(Better::Lower,
             "server create p99, durable encrypted sqlite",
             "ms",
             sqlite.p99_ms,
@@ -551,8 +554,8 @@ fn main() {
             write,
             None,
         ),
-        Row::lower_is_better("server list-stores p99", "ms", list.p99_ms, bao_read.p99_ms, read, None),
-        Row::lower_is_better(
+        Row::new(Better::Lower, "server list-stores p99", "ms", list.p99_ms, bao_read.p99_ms, read, None),
+        Row::new(Better::Lower,
             format!(
                 "server list-stores p99 with one dead store (accepts connections, never answers) vs healthy stores only ({load})"
             ),

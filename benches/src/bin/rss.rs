@@ -8,7 +8,7 @@
 use std::process::Command;
 
 use credstore_benches::baseline::MapStore;
-use credstore_benches::summary::Row;
+use credstore_benches::summary::{Better, Row};
 use credstore_benches::{key_name, out_dir};
 use credstore_core::{CredentialKey, CredentialStoreExt, Metadata, SecretValue, StoreId};
 use credstore_memory::MemoryStore;
@@ -66,7 +66,8 @@ fn main() {
     }
     let n: usize = args.first().map_or(1_000_000, |a| a.parse().expect("count"));
     let (ours, baseline) = (measure("ours", n), measure("baseline", n));
-    let row = Row::lower_is_better(
+    let row = Row::new(
+        Better::Lower,
         format!("memory peak RSS, {n} credentials of 32 B"),
         "MiB",
         ours,

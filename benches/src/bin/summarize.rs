@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use credstore_benches::out_dir;
-use credstore_benches::summary::{markdown, Row, Scenario};
+use credstore_benches::summary::{markdown, Better, Row, Scenario};
 
 fn criterion_home() -> PathBuf {
     std::env::var_os("CRITERION_HOME")
@@ -42,7 +42,8 @@ fn main() {
         match (median_ns(&s.group, "ours"), median_ns(&s.group, "baseline")) {
             (Some(ours), Some(base)) => {
                 let per = s.ops_per_iter.max(1) as f64;
-                rows.push(Row::lower_is_better(
+                rows.push(Row::new(
+                    Better::Lower,
                     s.scenario,
                     "ns/op",
                     ours / per,

@@ -8,27 +8,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use credstore_conformance::{unique_name, StoreFactory};
-use credstore_core::{CredentialStore, Layer, Namespace, StoreId};
+use credstore_conformance::NamespaceFactory;
+use credstore_core::{Layer, StoreId};
 use credstore_layers::CacheLayer;
 use credstore_memory::MemoryStore;
 
-struct CachedMemoryFactory {
-    root: Arc<dyn CredentialStore>,
-}
-
-fn factory() -> Option<CachedMemoryFactory> {
+fn factory() -> Option<NamespaceFactory> {
     let memory = Arc::new(MemoryStore::new(StoreId::new("cache-over-memory").expect("valid id")));
     let cache = CacheLayer::new().with_negative_ttl(Duration::from_secs(5));
-    Some(CachedMemoryFactory { root: cache.layer(memory) })
-}
-
-#[credstore_conformance::async_trait]
-impl StoreFactory for CachedMemoryFactory {
-    async fn create(&self) -> Arc<dyn CredentialStore> {
-        let ns = Namespace::new(unique_name("ns")).expect("valid namespace");
-        self.root.with_namespace(&ns).expect("namespace")
-    }
+    Some(NamespaceFactory::new(cache.layer(memory)))
 }
 
 credstore_conformance::conformance_main!(factory());

@@ -7,24 +7,10 @@
 
 use std::sync::Arc;
 
-use credstore_conformance::{unique_name, StoreFactory};
-use credstore_core::{CredentialStore, Namespace, StoreId};
+use credstore_conformance::NamespaceFactory;
+use credstore_core::StoreId;
 use credstore_memory::MemoryStore;
 
-struct MemoryFactory {
-    root: MemoryStore,
-}
-
-fn factory() -> Option<MemoryFactory> {
-    Some(MemoryFactory { root: MemoryStore::new(StoreId::new("memory-conformance").expect("valid id")) })
-}
-
-#[credstore_conformance::async_trait]
-impl StoreFactory for MemoryFactory {
-    async fn create(&self) -> Arc<dyn CredentialStore> {
-        let ns = Namespace::new(unique_name("ns")).expect("valid namespace");
-        self.root.with_namespace(&ns).expect("namespace")
-    }
-}
-
-credstore_conformance::conformance_main!(factory());
+credstore_conformance::conformance_main!(Some(NamespaceFactory::new(Arc::new(MemoryStore::new(
+    StoreId::new("memory-conformance").expect("valid id")
+)))));

@@ -34,9 +34,11 @@ async fn no_write_reaches_the_backend() {
         assert_refused(handle.create(&key("k2"), &v, &Metadata::new()).await);
         assert_refused(handle.replace(&key("k"), &v, &Metadata::new(), &existing).await);
         assert_refused(handle.delete(&key("k")).await);
-        // Even input the backend would refuse is refused as a write first.
+        // Input no store accepts is refused by the write's check, before the
+        // layer: it never reaches the backend either.
         let big = SecretValue::from("x".repeat(credstore_core::MAX_VALUE_BYTES + 1));
-        assert_refused(handle.set(&key("k"), &big, &Metadata::new()).await);
+        let err = handle.set(&key("k"), &big, &Metadata::new()).await.expect_err("over the limit");
+        assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "value"), "{err:?}");
     }
     assert_eq!(mock.calls(Op::Set), 0, "no write reached the backend");
     assert_eq!(mock.calls(Op::Delete), 0, "no delete reached the backend");
