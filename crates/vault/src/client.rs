@@ -19,9 +19,9 @@ use vaultrs::client::{VaultClient, VaultClientSettings};
 use vaultrs::error::ClientError;
 use zeroize::Zeroizing;
 
-use crate::cache::Seen;
 use crate::config::{Auth, VaultConfig};
 use crate::errors::{not_applied, Ctx, Failure};
+use crate::last_seen::LastSeen;
 
 /// Attempts of one request when it fails with a retriable error.
 const MAX_ATTEMPTS: u32 = 3;
@@ -106,7 +106,7 @@ pub(crate) struct Connection {
     logins: AtomicU64,
     renewals: AtomicU64,
     /// What was last seen of each key, for writes.
-    pub seen: Seen,
+    pub seen: LastSeen,
 }
 
 /// Checks the settings and builds the connection, without any I/O.
@@ -170,7 +170,7 @@ pub(crate) fn connect(config: &VaultConfig, mount: String) -> Result<Connection,
         mount_checked: AtomicBool::new(false),
         logins: AtomicU64::new(0),
         renewals: AtomicU64::new(0),
-        seen: Seen::default(),
+        seen: LastSeen::default(),
     };
     let fixed = match &conn.auth {
         // Checked to be text above.
