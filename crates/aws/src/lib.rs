@@ -338,6 +338,7 @@
 mod client;
 mod config;
 pub mod errors;
+mod last_seen;
 mod layout;
 mod store;
 

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
@@ -17,6 +17,7 @@ use credstore_core::{
 };
 
 use crate::errors::{translate, Failure, Kind, Target};
+use crate::last_seen::{Known, LastSeen, Proof};
 use crate::layout::{self, Envelope, Names, Payload, CREATED_TAG, STAGED_LABEL};
 use crate::{AwsConfig, DeletionPolicy};
 
@@ -41,10 +42,6 @@ const WRITE_ROUNDS: usize = 200;
 /// How long a write waits for a secret being deleted to go (the service
 /// deletes asynchronously), or for other writers, before it gives up.
 const WRITE_PATIENCE: Duration = Duration::from_secs(30);
-/// How long after this store last saw a secret's ARN and creation-time tag
-/// (see [`Proof`]) an upsert of it is one `UpdateSecret`, without a
-/// `DescribeSecret`; past it, the upsert describes the secret again.
-const PROOF_FOR: Duration = Duration::from_secs(30);
 
 /// The settings every handle of one store shares.
 struct Shared {
@@ -55,56 +52,9 @@ struct Shared {
     tags: Vec<(String, String)>,
     /// The configured prefix: the names of the root namespace.
     root: Names,
-    /// The last version of each secret this store wrote or read whole (see
-    /// [`Known`]), by secret name; at most [`MAX_KNOWN`] entries.
-    known: Mutex<HashMap<String, Known>>,
+    /// What this store last saw of each secret it wrote or read whole.
+    seen: LastSeen,
 }
-
-/// What this store knows of a version it wrote, or read with the
-/// description naming it: the envelope written with it and its
-/// `created_at`. Neither changes for a version (every write makes a new
-/// version with its own envelope, and the creation-time tag only changes
-/// with a write), so a read that gets this version back from
-/// `GetSecretValue` as `AWSCURRENT` needs no `DescribeSecret`. Holds no
-/// secret value.
-#[derive(Debug, Clone)]
-struct Known {
-    version: String,
-    envelope: Envelope,
-    created_at: SystemTime,
-    /// When this store last saw the secret whole (from `CreateSecret`, or a
-    /// `DescribeSecret` showing the [`CREATED_TAG`] tag): what lets an
-    /// upsert skip the `DescribeSecret`.
-    proof: Option<Proof>,
-}
-
-/// What an upsert needs to report its outcome without a `DescribeSecret`:
-/// the secret's ARN, which `UpdateSecret` answers (a secret deleted and made
-/// again has a new one), and when it was seen with `created_at` in its
-/// [`CREATED_TAG`] tag (which an update does not touch). Trusted for
-/// [`PROOF_FOR`] from `seen`; see the crate docs ("Writes") for the one
-/// change the ARN cannot show.
-#[derive(Debug, Clone)]
-struct Proof {
-    arn: String,
-    /// When the request that showed it was sent.
-    seen: Instant,
-}
-
-impl Proof {
-    /// A proof from an answer naming `arn`, when the creation time is in
-    /// the tag.
-    fn of(arn: Option<&str>, tagged: bool, seen: Instant) -> Option<Self> {
-        arn.filter(|a| tagged && !a.is_empty()).map(|arn| Self { arn: arn.to_owned(), seen })
-    }
-
-    fn fresh(&self) -> bool {
-        self.seen.elapsed() < PROOF_FOR
-    }
-}
-
-/// A bound on [`Shared::known`]: past it, the map starts over.
-const MAX_KNOWN: usize = 4096;
 
 /// A credential store on AWS Secrets Manager. See the crate docs for the
 /// layout and the behaviour of each operation.
@@ -113,8 +63,6 @@ const MAX_KNOWN: usize = 4096;
 /// [`CredentialStore::with_namespace`].
 #[derive(Clone)]
 pub struct AwsStore {
-    /// The store's id, as in `info`, for the many errors that name it.
-    id: StoreId,
     /// Id, kind, capabilities and this handle's namespace.
     info: StoreInfo,
     shared: Arc<Shared>,
@@ -210,12 +158,27 @@ enum Fast {
     Slow,
 }
 
-/// Why a write round ended without an answer.
-enum Again {
+/// How one round of a write ended, when it did not fail for good.
+enum Round {
+    /// Written.
+    Done(SetOutcome),
     /// Look again at once: the secret changed under the write.
     Now,
-    /// Wait a little first: the service or another writer is busy.
+    /// Wait a little first: the service or another writer is busy (with the
+    /// error to report if that lasts).
     Later(Option<Error>),
+}
+
+/// What the rounds of one write carry from one to the next.
+#[derive(Default)]
+struct Rounds {
+    /// A `RestoreSecret` of this write went through.
+    restored: bool,
+    /// The current version of the secret this write restored, which it
+    /// overwrites as a new key.
+    restored_version: Option<String>,
+    /// A write of ours seen between its two steps, and since when.
+    in_flight: Option<(View, Instant)>,
 }
 
 impl AwsStore {
@@ -265,10 +228,10 @@ impl AwsStore {
             kms_key_id: config.kms_key_id,
             tags: config.tags,
             root: root.clone(),
-            known: Mutex::new(HashMap::new()),
+            seen: LastSeen::default(),
         };
-        let info = StoreInfo::new(id.clone(), crate::KIND, CAPABILITIES);
-        Self { id, info, shared: Arc::new(shared), names: root }
+        let info = StoreInfo::new(id, crate::KIND, CAPABILITIES);
+        Self { info, shared: Arc::new(shared), names: root }
     }
 
     /// The longest namespace, in bytes, that
@@ -320,32 +283,8 @@ impl AwsStore {
         translate(self.target(), operation, carries_value, err)
     }
 
-    fn known(&self, name: &str) -> Option<Known> {
-        self.shared.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).cloned()
-    }
-
-    fn remember(
-        &self,
-        name: &str,
-        version: &str,
-        envelope: &Envelope,
-        created_at: SystemTime,
-        proof: Option<Proof>,
-    ) {
-        let mut known = self.shared.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if known.len() >= MAX_KNOWN && !known.contains_key(name) {
-            known.clear();
-        }
-        let entry = Known { version: version.to_owned(), envelope: envelope.clone(), created_at, proof };
-        known.insert(name.to_owned(), entry);
-    }
-
-    fn forget(&self, name: &str) {
-        self.shared.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(name);
-    }
-
     /// The credential of a version read by `GetSecretValue` that this store
-    /// [`Known`]s.
+    /// [`Known`]s (see [`LastSeen`]).
     fn credential_of_known(
         &self,
         key: &CredentialKey,
@@ -358,9 +297,12 @@ impl AwsStore {
         } else if let Some(value) = out.take_value() {
             value
         } else {
-            return Err(Error::backend(&self.id, format!("secret {name:?} has a version without a value")));
+            return Err(Error::backend(
+                self.info.id(),
+                format!("secret {name:?} has a version without a value"),
+            ));
         };
-        let version = Version::new(known.version).map_err(|e| Error::backend(&self.id, e))?;
+        let version = Version::new(known.version).map_err(|e| Error::backend(self.info.id(), e))?;
         Ok(Credential {
             key: key.clone(),
             value,
@@ -372,7 +314,7 @@ impl AwsStore {
     }
 
     fn precondition(&self, key: &CredentialKey, reason: impl Into<String>) -> Error {
-        Error::precondition_failed(&self.id, key, reason)
+        Error::precondition_failed(self.info.id(), key, reason)
     }
 
     async fn describe(&self, name: &str) -> Result<State> {
@@ -394,7 +336,7 @@ impl AwsStore {
     /// current version.
     async fn view(&self, name: &str) -> Result<Option<(Box<DescribeSecretOutput>, View)>> {
         let State::Live(desc) = self.describe(name).await? else { return Ok(None) };
-        Ok(View::of(&self.id, name, &desc)?.map(|view| (desc, view)))
+        Ok(View::of(self.info.id(), name, &desc)?.map(|view| (desc, view)))
     }
 
     fn credential(
@@ -411,10 +353,16 @@ impl AwsStore {
         } else if let Some(value) = out.take_value() {
             value
         } else {
-            return Err(Error::backend(&self.id, format!("secret {name:?} has a version without a value")));
+            return Err(Error::backend(
+                self.info.id(),
+                format!("secret {name:?} has a version without a value"),
+            ));
         };
         let version = Version::new(view.visible.as_str()).map_err(|e| {
-            Error::backend(&self.id, format!("secret {name:?} has a version id that is not a version: {e}"))
+            Error::backend(
+                self.info.id(),
+                format!("secret {name:?} has a version id that is not a version: {e}"),
+            )
         })?;
         let created_at = created_at_of(desc, envelope);
         let updated_at = match envelope {
@@ -531,7 +479,7 @@ impl AwsStore {
             .await;
         if let Err(e) = res {
             let f = self.fail("UpdateSecretVersionStage", false, e);
-            tracing::debug!(store = %self.id, secret = name, error = %f.error, "staged version left labelled");
+            tracing::debug!(store = %self.info.id(), secret = name, error = %f.error, "staged version left labelled");
         }
     }
 
@@ -607,9 +555,9 @@ impl AwsStore {
         let env = Envelope::new(metadata, Some(now), now, version.clone(), empty);
         let sent = Instant::now();
         let arn = self.create_secret(name, payload, &env, now).await?;
-        self.remember(name, &version, &env, now, Proof::of(arn.as_deref(), true, sent));
+        self.shared.seen.put(name, Known::new(&version, &env, now, Proof::of(arn.as_deref(), true, sent)));
         let version = Version::new(version)
-            .map_err(|e| Failure { kind: Kind::Other, error: Error::backend(&self.id, e) })?;
+            .map_err(|e| Failure { kind: Kind::Other, error: Error::backend(self.info.id(), e) })?;
         Ok(SetOutcome { created: true, version, created_at: now, updated_at: now })
     }
 
@@ -627,7 +575,7 @@ impl AwsStore {
         metadata: &Metadata,
         empty: bool,
     ) -> Result<Fast> {
-        let known = self.known(name);
+        let known = self.shared.seen.get(name);
         let proof = known.as_ref().and_then(|k| k.proof.clone()).filter(Proof::fresh);
         let mut updated_at = layout::next_updated_at();
         if let Some(known) = known.as_ref().filter(|_| proof.is_some()) {
@@ -646,8 +594,8 @@ impl AwsStore {
                     // it had a value then and a secret never loses its
                     // current version, so the key was present.
                     let created_at = known.created_at;
-                    self.remember(name, &version, &env, created_at, Some(proof.clone()));
-                    let version = Version::new(version).map_err(|e| Error::backend(&self.id, e))?;
+                    self.shared.seen.put(name, Known::new(&version, &env, created_at, Some(proof.clone())));
+                    let version = Version::new(version).map_err(|e| Error::backend(self.info.id(), e))?;
                     return Ok(Fast::Done(SetOutcome { created: false, version, created_at, updated_at }));
                 }
                 // Another secret under that name (deleted and made again),
@@ -663,12 +611,12 @@ impl AwsStore {
         let arn = match written {
             Ok(arn) => arn,
             Err(f) if f.is(Kind::NotFound) => {
-                self.forget(name);
+                self.shared.seen.forget(name);
                 return Ok(Fast::Missing);
             }
             // Scheduled for deletion, or being purged.
             Err(f) if f.is(Kind::InvalidRequest) => {
-                self.forget(name);
+                self.shared.seen.forget(name);
                 return Ok(Fast::Slow);
             }
             Err(f) => return Err(f.error),
@@ -687,9 +635,9 @@ impl AwsStore {
             }
         };
         let Some((desc, described)) = desc else {
-            tracing::warn!(store = %self.id, secret = name, "written, but the secret could not be described for the outcome");
-            self.forget(name);
-            let version = Version::new(version).map_err(|e| Error::backend(&self.id, e))?;
+            tracing::warn!(store = %self.info.id(), secret = name, "written, but the secret could not be described for the outcome");
+            self.shared.seen.forget(name);
+            let version = Version::new(version).map_err(|e| Error::backend(self.info.id(), e))?;
             return Ok(Fast::Done(SetOutcome {
                 created: false,
                 version,
@@ -709,8 +657,8 @@ impl AwsStore {
             None => self.adopt_created_at(name, &desc, &version, created, updated_at).await,
         };
         let proof = Proof::of(desc.arn().filter(|_| arn.is_some()), tagged.is_some(), described);
-        self.remember(name, &version, &env, created_at, proof);
-        let version = Version::new(version).map_err(|e| Error::backend(&self.id, e))?;
+        self.shared.seen.put(name, Known::new(&version, &env, created_at, proof));
+        let version = Version::new(version).map_err(|e| Error::backend(self.info.id(), e))?;
         Ok(Fast::Done(SetOutcome { created, version, created_at, updated_at }))
     }
 
@@ -727,15 +675,17 @@ impl AwsStore {
         created: bool,
         now: SystemTime,
     ) -> SystemTime {
-        let before =
-            Envelope::decode(&self.id, name, desc.description()).ok().flatten().filter(|e| e.v != written);
+        let before = Envelope::decode(self.info.id(), name, desc.description())
+            .ok()
+            .flatten()
+            .filter(|e| e.v != written);
         let keep = if created { Some(now) } else { before.and_then(|e| e.created_at()) };
         let fallback = desc.created_date().and_then(to_system_time).unwrap_or(now);
         let Some(t) = keep else { return fallback };
         match self.tag_created(name, t).await {
             Ok(()) => t,
             Err(f) => {
-                tracing::warn!(store = %self.id, secret = name, error = %f.error, "could not tag the creation time");
+                tracing::warn!(store = %self.info.id(), secret = name, error = %f.error, "could not tag the creation time");
                 fallback
             }
         }
@@ -751,13 +701,13 @@ impl AwsStore {
         view: &View,
         restored: bool,
         described: Instant,
-    ) -> std::result::Result<SetOutcome, std::result::Result<Again, Error>> {
+    ) -> Result<Round> {
         let Write { key, name, payload, metadata, empty, mode } = *write;
         match mode {
-            SetMode::Create if !restored => return Err(Err(self.precondition(key, "the key exists"))),
+            SetMode::Create if !restored => return Err(self.precondition(key, "the key exists")),
             SetMode::Replace(expected) if expected.as_str() != view.visible => {
-                return Err(Err(self
-                    .precondition(key, format!("the current version is {}, not {expected}", view.visible))));
+                return Err(self
+                    .precondition(key, format!("the current version is {}, not {expected}", view.visible)));
             }
             _ => {}
         }
@@ -773,60 +723,18 @@ impl AwsStore {
         let env = Envelope::new(metadata, Some(created_at), updated_at, version.clone(), empty);
         if created {
             // A restored secret is a new key: its creation time starts again.
-            if let Err(f) = self.tag_created(name, created_at).await {
-                return Err(Err(f.error));
-            }
+            self.tag_created(name, created_at).await.map_err(|f| f.error)?;
         }
 
         match self.stage(name, &version, payload).await {
             Ok(()) => {}
             // Deleted meanwhile: look again.
-            Err(f) if f.is(Kind::NotFound) || f.is(Kind::InvalidRequest) => return Err(Ok(Again::Now)),
-            Err(f) => return Err(Err(f.error)),
+            Err(f) if f.is(Kind::NotFound) || f.is(Kind::InvalidRequest) => return Ok(Round::Now),
+            Err(f) => return Err(f.error),
         }
         if let Err(f) = self.move_current(name, &version, &view.current).await {
-            // Refused (AWSCURRENT moved on), the secret gone, or a failure:
-            // look at what happened.
-            let (now_current, still_staged) = match self.describe(name).await {
-                Ok(State::Live(d)) => {
-                    let staged = has_version(&d, &version);
-                    // Ours if the label is on our version, else the one the
-                    // write started from if still there (a service showing
-                    // the label twice), else whichever.
-                    let stages = d.version_ids_to_stages();
-                    let current = current_of(stages, Some(&version))
-                        .filter(|c| *c == version)
-                        .or_else(|| current_of(stages, Some(&view.current)));
-                    (current.map(str::to_owned), staged)
-                }
-                Ok(_) => (None, false),
-                Err(e) => {
-                    self.unstage(name, &version).await;
-                    return Err(Err(e));
-                }
-            };
-            match now_current {
-                // A retried request that had gone through: the move is ours.
-                Some(c) if c == version => {}
-                // AWSCURRENT did not move: the move itself failed. When the
-                // staged version lost its label to a later staging (and may
-                // be gone), start over; otherwise it is a real failure.
-                Some(c) if c == view.current => {
-                    self.unstage(name, &version).await;
-                    return if still_staged { Err(Err(f.error)) } else { Err(Ok(Again::Now)) };
-                }
-                // Another write moved AWSCURRENT first, or the key is gone:
-                // the condition no longer holds.
-                _ => {
-                    self.unstage(name, &version).await;
-                    return match mode {
-                        SetMode::Replace(expected) => Err(Err(self.precondition(
-                            key,
-                            format!("the key was written or deleted concurrently; {expected} is no longer current"),
-                        ))),
-                        _ => Err(Ok(Again::Now)),
-                    };
-                }
+            if let Some(round) = self.after_failed_move(write, view, &version, f).await? {
+                return Ok(round);
             }
         }
         if let Err(f) = self.describe_as(name, &env).await {
@@ -834,17 +742,80 @@ impl AwsStore {
             // too, readers still see the previous write (the description
             // names it) until the next write.
             if let Err(undo) = self.move_current(name, &view.current, &version).await {
-                tracing::warn!(store = %self.id, key = %key, error = %undo.error, "could not move AWSCURRENT back after a failed write");
+                tracing::warn!(store = %self.info.id(), key = %key, error = %undo.error, "could not move AWSCURRENT back after a failed write");
             }
             self.unstage(name, &version).await;
-            return Err(Err(f.error));
+            return Err(f.error);
         }
         // The tag holds `created_at` when the description showed it, or
         // after the restore above wrote it.
         let proof = Proof::of(desc.arn(), created || created_tag(desc).is_some(), described);
-        self.remember(name, &version, &env, created_at, proof);
-        let version = Version::new(version).map_err(|e| Err(Error::backend(&self.id, e)))?;
-        Ok(SetOutcome { created, version, created_at, updated_at })
+        self.shared.seen.put(name, Known::new(&version, &env, created_at, proof));
+        let version = Version::new(version).map_err(|e| Error::backend(self.info.id(), e))?;
+        Ok(Round::Done(SetOutcome { created, version, created_at, updated_at }))
+    }
+
+    /// After `UpdateSecretVersionStage` from the version seen to ours
+    /// failed: `None` when `AWSCURRENT` is on our version after all (a
+    /// retried request that had gone through), else how the round ends, the
+    /// staged version unlabelled.
+    async fn after_failed_move(
+        &self,
+        write: &Write<'_>,
+        view: &View,
+        version: &str,
+        f: Failure,
+    ) -> Result<Option<Round>> {
+        let Write { key, name, mode, .. } = *write;
+        // Refused (AWSCURRENT moved on), the secret gone, or a failure:
+        // look at what happened.
+        let (now_current, still_staged) = match self.describe(name).await {
+            Ok(State::Live(d)) => {
+                let staged = has_version(&d, version);
+                // Ours if the label is on our version, else the one the
+                // write started from if still there (a service showing
+                // the label twice), else whichever.
+                let stages = d.version_ids_to_stages();
+                let current = current_of(stages, Some(version))
+                    .filter(|c| *c == version)
+                    .or_else(|| current_of(stages, Some(&view.current)));
+                (current.map(str::to_owned), staged)
+            }
+            Ok(_) => (None, false),
+            Err(e) => {
+                self.unstage(name, version).await;
+                return Err(e);
+            }
+        };
+        match now_current {
+            // A retried request that had gone through: the move is ours.
+            Some(c) if c == version => Ok(None),
+            // AWSCURRENT did not move: the move itself failed. When the
+            // staged version lost its label to a later staging (and may
+            // be gone), start over; otherwise it is a real failure.
+            Some(c) if c == view.current => {
+                self.unstage(name, version).await;
+                if still_staged {
+                    Err(f.error)
+                } else {
+                    Ok(Some(Round::Now))
+                }
+            }
+            // Another write moved AWSCURRENT first, or the key is gone:
+            // the condition no longer holds.
+            _ => {
+                self.unstage(name, version).await;
+                match mode {
+                    SetMode::Replace(expected) => Err(self.precondition(
+                        key,
+                        format!(
+                            "the key was written or deleted concurrently; {expected} is no longer current"
+                        ),
+                    )),
+                    _ => Ok(Some(Round::Now)),
+                }
+            }
+        }
     }
 }
 
@@ -954,7 +925,7 @@ fn reason_of(error: Error) -> String {
 impl fmt::Debug for AwsStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AwsStore")
-            .field("id", &self.id)
+            .field("id", self.info.id())
             .field("endpoint", &self.shared.target.endpoint)
             .field("region", &self.shared.target.region)
             .field("prefix", &self.names.prefix())
@@ -988,7 +959,7 @@ impl CredentialStore for AwsStore {
         joined.check_len(self.max_namespace_len())?;
         let names = self.shared.root.child(&joined);
         let info = self.info.in_namespace(joined);
-        Ok(Arc::new(Self { id: self.id.clone(), info, shared: self.shared.clone(), names }))
+        Ok(Arc::new(Self { info, shared: self.shared.clone(), names }))
     }
 
     /// # Behavior
@@ -1007,7 +978,7 @@ impl CredentialStore for AwsStore {
         let name = self.names.name(key);
         // A version this store wrote or read whole: the value alone.
         let mut first = None;
-        if let Some(known) = self.known(&name) {
+        if let Some(known) = self.shared.seen.get(&name) {
             match self.read_value(&name, None).await {
                 Ok(out) if out.version_id() == Some(known.version.as_str()) && is_current(&out) => {
                     return self.credential_of_known(key, known, out).map(Some);
@@ -1025,12 +996,12 @@ impl CredentialStore for AwsStore {
                 None => tokio::join!(self.describe(&name), self.read_value(&name, None)),
             };
             let State::Live(desc) = state? else {
-                self.forget(&name);
+                self.shared.seen.forget(&name);
                 return Ok(None);
             };
-            let Some(view) = View::of(&self.id, &name, &desc)? else { return Ok(None) };
+            let Some(view) = View::of(self.info.id(), &name, &desc)? else { return Ok(None) };
             if view.unsettled {
-                tracing::debug!(store = %self.id, key = %key, round, "description ahead of the value; retrying");
+                tracing::debug!(store = %self.info.id(), key = %key, round, "description ahead of the value; retrying");
                 tokio::time::sleep(Duration::from_millis(5 << round)).await;
                 continue;
             }
@@ -1050,18 +1021,20 @@ impl CredentialStore for AwsStore {
                     let credential = self.credential(key, &desc, &view, out)?;
                     if let Some(env) = view.envelope.as_ref().filter(|_| view.ours) {
                         let proof = Proof::of(desc.arn(), created_tag(&desc).is_some(), described);
-                        self.remember(&name, &view.visible, env, credential.created_at, proof);
+                        self.shared
+                            .seen
+                            .put(&name, Known::new(&view.visible, env, credential.created_at, proof));
                     }
                     return Ok(Some(credential));
                 }
                 Err(f) if f.is(Kind::NotFound) || f.is(Kind::InvalidRequest) => {
                     // Deleted or overwritten since DescribeSecret: look again.
-                    tracing::debug!(store = %self.id, key = %key, round, "secret changed while read; retrying");
+                    tracing::debug!(store = %self.info.id(), key = %key, round, "secret changed while read; retrying");
                 }
                 Err(f) => return Err(f.error),
             }
         }
-        Err(Error::conflict(&self.id, format!("key '{key}' kept changing while it was read")))
+        Err(Error::conflict(self.info.id(), format!("key '{key}' kept changing while it was read")))
     }
 
     /// # Behavior
@@ -1094,163 +1067,11 @@ impl CredentialStore for AwsStore {
         let name = self.names.name(key);
         let payload = Payload::of(value);
         let empty = value.is_empty();
-        // The fast paths: one round trip for an overwrite or a create-only
-        // write, two for an upsert of a new key. Anything unusual (a secret
-        // scheduled for deletion or being purged) goes on below.
-        match mode {
-            SetMode::Upsert => {
-                for _ in 0..FAST_ROUNDS {
-                    match self.upsert_in_one(&name, &payload, metadata, empty).await? {
-                        Fast::Done(outcome) => return Ok(outcome),
-                        Fast::Slow => break,
-                        Fast::Missing => match self.create_new(&name, &payload, metadata, empty).await {
-                            Ok(outcome) => return Ok(outcome),
-                            // Created meanwhile by another writer: overwrite it.
-                            Err(f) if f.is(Kind::Exists) => {}
-                            Err(f) if f.is(Kind::InvalidRequest) => break,
-                            Err(f) => return Err(f.error),
-                        },
-                    }
-                }
-            }
-            SetMode::Create => match self.create_new(&name, &payload, metadata, empty).await {
-                Ok(outcome) => return Ok(outcome),
-                // Exists, or scheduled for deletion: looked at below.
-                Err(f) if f.is(Kind::Exists) || f.is(Kind::InvalidRequest) => {}
-                Err(f) => return Err(f.error),
-            },
-            _ => {}
+        let write = Write { key, name: &name, payload: &payload, metadata, empty, mode };
+        if let Some(outcome) = self.write_fast(&write).await? {
+            return Ok(outcome);
         }
-        let started = Instant::now();
-        let patience = WRITE_PATIENCE.max(self.abandoned_after() * 2);
-        // After a RestoreSecret of ours: the current version of the restored
-        // secret, which this write overwrites as a new key.
-        let mut restored = false;
-        let mut restored_version: Option<String> = None;
-        let mut pause = Duration::from_millis(20);
-        let mut last: Option<Error> = None;
-        // A write of ours seen between its two steps, and since when.
-        let mut in_flight: Option<(View, Instant)> = None;
-        for _ in 0..WRITE_ROUNDS {
-            if started.elapsed() > patience {
-                break;
-            }
-            let described = Instant::now();
-            let again = match self.describe(&name).await? {
-                State::Missing => {
-                    if let SetMode::Replace(_) = mode {
-                        return Err(self.precondition(key, "the key does not exist"));
-                    }
-                    match self.create_new(&name, &payload, metadata, empty).await {
-                        Ok(outcome) => return Ok(outcome),
-                        // Another writer created it first.
-                        Err(f) if f.is(Kind::Exists) => match mode {
-                            SetMode::Create => return Err(self.precondition(key, "the key exists")),
-                            _ => Again::Now,
-                        },
-                        // Real AWS: a secret being purged after an immediate delete.
-                        Err(f) if f.is(Kind::InvalidRequest) => Again::Later(Some(f.error)),
-                        Err(f) => return Err(f.error),
-                    }
-                }
-                State::Deleted => {
-                    if let SetMode::Replace(_) = mode {
-                        return Err(self.precondition(key, "the key does not exist"));
-                    }
-                    match self.client().restore_secret().secret_id(&name).send().await {
-                        Ok(_) => {
-                            tracing::debug!(store = %self.id, key = %key, "restored a secret scheduled for deletion to set it again");
-                            restored = true;
-                            Again::Now
-                        }
-                        Err(e) => {
-                            let f = self.fail("RestoreSecret", false, e);
-                            match f.kind {
-                                Kind::NotFound => Again::Now,
-                                Kind::InvalidRequest => Again::Later(Some(f.error)),
-                                _ => return Err(f.error),
-                            }
-                        }
-                    }
-                }
-                State::Live(desc) => match View::of(&self.id, &name, &desc)? {
-                    None => {
-                        // A secret made by another tool without a value: a
-                        // key without a value is absent.
-                        if let SetMode::Replace(_) = mode {
-                            return Err(self.precondition(key, "the key does not exist"));
-                        }
-                        let now = layout::next_updated_at();
-                        let version = layout::new_version_id();
-                        let env = Envelope::new(metadata, Some(now), now, version.clone(), empty);
-                        if let Err(f) = self.tag_created(&name, now).await {
-                            match f.kind {
-                                Kind::NotFound | Kind::InvalidRequest => continue,
-                                _ => return Err(f.error),
-                            }
-                        }
-                        match self.update_secret(&name, &payload, &env, true).await {
-                            Ok(_) => {
-                                let version =
-                                    Version::new(version).map_err(|e| Error::backend(&self.id, e))?;
-                                return Ok(SetOutcome {
-                                    created: true,
-                                    version,
-                                    created_at: now,
-                                    updated_at: now,
-                                });
-                            }
-                            Err(f) if f.is(Kind::NotFound) || f.is(Kind::InvalidRequest) => Again::Now,
-                            Err(f) => return Err(f.error),
-                        }
-                    }
-                    Some(view) => {
-                        if restored && restored_version.is_none() {
-                            restored_version = Some(view.current.clone());
-                        }
-                        let restored = restored_version.as_deref() == Some(view.current.as_str());
-                        let abandoned = match &in_flight {
-                            Some((seen, since)) if *seen == view => since.elapsed() > self.abandoned_after(),
-                            _ => false,
-                        };
-                        if view.in_flight() && !restored && matches!(mode, SetMode::Create) {
-                            // Exists whichever way the other write ends.
-                            return Err(self.precondition(key, "the key exists"));
-                        }
-                        if view.in_flight() && !restored && !abandoned {
-                            // Another write is between its two steps: let it finish.
-                            if in_flight.as_ref().is_none_or(|(seen, _)| *seen != view) {
-                                in_flight = Some((view, Instant::now()));
-                            }
-                            Again::Later(None)
-                        } else {
-                            let write = Write { key, name: &name, payload: &payload, metadata, empty, mode };
-                            let res = self.write_over(&write, &desc, &view, restored, described).await;
-                            match res {
-                                Ok(outcome) => return Ok(outcome),
-                                Err(Ok(again)) => again,
-                                Err(Err(e)) => {
-                                    if restored && !matches!(e, Error::PreconditionFailed { .. }) {
-                                        self.undo_restore(key, &name, &view).await;
-                                    }
-                                    return Err(e);
-                                }
-                            }
-                        }
-                    }
-                },
-            };
-            if let Again::Later(error) = again {
-                if error.is_some() {
-                    last = error;
-                }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(500));
-            }
-        }
-        Err(last.unwrap_or_else(|| {
-            Error::conflict(&self.id, format!("key '{key}' kept changing while it was written"))
-        }))
+        self.write_in_rounds(&write).await
     }
 
     /// # Behavior
@@ -1266,7 +1087,7 @@ impl CredentialStore for AwsStore {
     async fn version(&self, key: &CredentialKey) -> Result<Option<Version>> {
         let name = self.names.name(key);
         let Some((_, view)) = self.view(&name).await? else { return Ok(None) };
-        Version::new(view.visible).map(Some).map_err(|e| Error::backend(&self.id, e))
+        Version::new(view.visible).map(Some).map_err(|e| Error::backend(self.info.id(), e))
     }
 
     /// # Behavior
@@ -1275,7 +1096,7 @@ impl CredentialStore for AwsStore {
     /// deletion, and when another deleter got there first.
     async fn delete(&self, key: &CredentialKey) -> Result<bool> {
         let name = self.names.name(key);
-        self.forget(&name);
+        self.shared.seen.forget(&name);
         let State::Live(desc) = self.describe(&name).await? else { return Ok(false) };
         let existed = current_version(desc.version_ids_to_stages()).is_some();
         match self.delete_name(&name).await {
@@ -1327,7 +1148,7 @@ impl CredentialStore for AwsStore {
                 }
             }
         }
-        Err(Error::backend(&self.id, "ListSecrets kept returning a next token"))
+        Err(Error::backend(self.info.id(), "ListSecrets kept returning a next token"))
     }
 
     /// # Behavior
@@ -1350,6 +1171,190 @@ impl CredentialStore for AwsStore {
 }
 
 impl AwsStore {
+    /// The fast paths of a write: one round trip for an overwrite or a
+    /// create-only write, two for an upsert of a new key. `None` leaves the
+    /// write to [`AwsStore::write_in_rounds`]: a secret scheduled for
+    /// deletion or being purged, a create-only write over a key that exists,
+    /// a replace.
+    async fn write_fast(&self, write: &Write<'_>) -> Result<Option<SetOutcome>> {
+        let Write { name, payload, metadata, empty, mode, .. } = *write;
+        match mode {
+            SetMode::Upsert => {
+                for _ in 0..FAST_ROUNDS {
+                    match self.upsert_in_one(name, payload, metadata, empty).await? {
+                        Fast::Done(outcome) => return Ok(Some(outcome)),
+                        Fast::Slow => break,
+                        Fast::Missing => match self.create_new(name, payload, metadata, empty).await {
+                            Ok(outcome) => return Ok(Some(outcome)),
+                            // Created meanwhile by another writer: overwrite it.
+                            Err(f) if f.is(Kind::Exists) => {}
+                            Err(f) if f.is(Kind::InvalidRequest) => break,
+                            Err(f) => return Err(f.error),
+                        },
+                    }
+                }
+                Ok(None)
+            }
+            SetMode::Create => match self.create_new(name, payload, metadata, empty).await {
+                Ok(outcome) => Ok(Some(outcome)),
+                // Exists, or scheduled for deletion: looked at in rounds.
+                Err(f) if f.is(Kind::Exists) || f.is(Kind::InvalidRequest) => Ok(None),
+                Err(f) => Err(f.error),
+            },
+            _ => Ok(None),
+        }
+    }
+
+    /// A write in rounds: each describes the secret and takes the step its
+    /// state calls for, until one writes or fails for good, or
+    /// [`WRITE_ROUNDS`] or the patience run out.
+    async fn write_in_rounds(&self, write: &Write<'_>) -> Result<SetOutcome> {
+        let started = Instant::now();
+        let patience = WRITE_PATIENCE.max(self.abandoned_after() * 2);
+        let mut rounds = Rounds::default();
+        let mut pause = Duration::from_millis(20);
+        let mut last: Option<Error> = None;
+        for _ in 0..WRITE_ROUNDS {
+            if started.elapsed() > patience {
+                break;
+            }
+            let described = Instant::now();
+            let round = match self.describe(write.name).await? {
+                State::Missing => self.create_missing(write).await?,
+                State::Deleted => self.restore_deleted(write, &mut rounds).await?,
+                State::Live(desc) => match View::of(self.info.id(), write.name, &desc)? {
+                    None => self.write_valueless(write).await?,
+                    Some(view) => self.write_live(write, &desc, view, &mut rounds, described).await?,
+                },
+            };
+            match round {
+                Round::Done(outcome) => return Ok(outcome),
+                Round::Now => {}
+                Round::Later(error) => {
+                    if error.is_some() {
+                        last = error;
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            Error::conflict(self.info.id(), format!("key '{}' kept changing while it was written", write.key))
+        }))
+    }
+
+    /// A round on a missing key: create it.
+    async fn create_missing(&self, write: &Write<'_>) -> Result<Round> {
+        let Write { key, name, payload, metadata, empty, mode } = *write;
+        if let SetMode::Replace(_) = mode {
+            return Err(self.precondition(key, "the key does not exist"));
+        }
+        match self.create_new(name, payload, metadata, empty).await {
+            Ok(outcome) => Ok(Round::Done(outcome)),
+            // Another writer created it first.
+            Err(f) if f.is(Kind::Exists) => match mode {
+                SetMode::Create => Err(self.precondition(key, "the key exists")),
+                _ => Ok(Round::Now),
+            },
+            // Real AWS: a secret being purged after an immediate delete.
+            Err(f) if f.is(Kind::InvalidRequest) => Ok(Round::Later(Some(f.error))),
+            Err(f) => Err(f.error),
+        }
+    }
+
+    /// A round on a secret scheduled for deletion: restore it, so that the
+    /// next round writes over it as a new key.
+    async fn restore_deleted(&self, write: &Write<'_>, rounds: &mut Rounds) -> Result<Round> {
+        let Write { key, name, mode, .. } = *write;
+        if let SetMode::Replace(_) = mode {
+            return Err(self.precondition(key, "the key does not exist"));
+        }
+        match self.client().restore_secret().secret_id(name).send().await {
+            Ok(_) => {
+                tracing::debug!(store = %self.info.id(), key = %key, "restored a secret scheduled for deletion to set it again");
+                rounds.restored = true;
+                Ok(Round::Now)
+            }
+            Err(e) => {
+                let f = self.fail("RestoreSecret", false, e);
+                match f.kind {
+                    Kind::NotFound => Ok(Round::Now),
+                    Kind::InvalidRequest => Ok(Round::Later(Some(f.error))),
+                    _ => Err(f.error),
+                }
+            }
+        }
+    }
+
+    /// A round on a secret made by another tool without a value (a key
+    /// without a value is absent): tag its creation time, then write the
+    /// value and the description in one `UpdateSecret`.
+    async fn write_valueless(&self, write: &Write<'_>) -> Result<Round> {
+        let Write { key, name, payload, metadata, empty, mode } = *write;
+        if let SetMode::Replace(_) = mode {
+            return Err(self.precondition(key, "the key does not exist"));
+        }
+        let now = layout::next_updated_at();
+        let version = layout::new_version_id();
+        let env = Envelope::new(metadata, Some(now), now, version.clone(), empty);
+        if let Err(f) = self.tag_created(name, now).await {
+            return match f.kind {
+                Kind::NotFound | Kind::InvalidRequest => Ok(Round::Now),
+                _ => Err(f.error),
+            };
+        }
+        match self.update_secret(name, payload, &env, true).await {
+            Ok(_) => {
+                let version = Version::new(version).map_err(|e| Error::backend(self.info.id(), e))?;
+                Ok(Round::Done(SetOutcome { created: true, version, created_at: now, updated_at: now }))
+            }
+            Err(f) if f.is(Kind::NotFound) || f.is(Kind::InvalidRequest) => Ok(Round::Now),
+            Err(f) => Err(f.error),
+        }
+    }
+
+    /// A round on a live secret with a current version: let another write
+    /// of ours between its two steps finish (unless it was abandoned), else
+    /// write over the secret ([`AwsStore::write_over`]). A failed write over
+    /// a secret this write restored deletes it again.
+    async fn write_live(
+        &self,
+        write: &Write<'_>,
+        desc: &DescribeSecretOutput,
+        view: View,
+        rounds: &mut Rounds,
+        described: Instant,
+    ) -> Result<Round> {
+        let Write { key, name, mode, .. } = *write;
+        if rounds.restored && rounds.restored_version.is_none() {
+            rounds.restored_version = Some(view.current.clone());
+        }
+        let restored = rounds.restored_version.as_deref() == Some(view.current.as_str());
+        let abandoned = match &rounds.in_flight {
+            Some((seen, since)) if *seen == view => since.elapsed() > self.abandoned_after(),
+            _ => false,
+        };
+        if view.in_flight() && !restored && matches!(mode, SetMode::Create) {
+            // Exists whichever way the other write ends.
+            return Err(self.precondition(key, "the key exists"));
+        }
+        if view.in_flight() && !restored && !abandoned {
+            // Another write is between its two steps: let it finish.
+            if rounds.in_flight.as_ref().is_none_or(|(seen, _)| *seen != view) {
+                rounds.in_flight = Some((view, Instant::now()));
+            }
+            return Ok(Round::Later(None));
+        }
+        let round = self.write_over(write, desc, &view, restored, described).await;
+        if let Err(e) = &round {
+            if restored && !matches!(e, Error::PreconditionFailed { .. }) {
+                self.undo_restore(key, name, &view).await;
+            }
+        }
+        round
+    }
+
     /// After a write over a secret this call restored failed: delete it
     /// again (best effort) if nothing else wrote it meanwhile, so that the
     /// old value does not come back.
@@ -1362,7 +1367,7 @@ impl AwsStore {
         };
         if untouched {
             if let Err(undo) = self.delete_name(name).await {
-                tracing::warn!(store = %self.id, key = %key, error = %undo.error, "could not re-delete a restored secret after a failed set");
+                tracing::warn!(store = %self.info.id(), key = %key, error = %undo.error, "could not re-delete a restored secret after a failed set");
             }
         }
     }
@@ -1377,19 +1382,6 @@ mod tests {
             .iter()
             .map(|(id, labels)| ((*id).to_owned(), labels.iter().map(|l| (*l).to_owned()).collect()))
             .collect()
-    }
-
-    #[test]
-    fn a_proof_needs_an_arn_and_the_tag_and_expires() {
-        let now = Instant::now();
-        assert!(Proof::of(None, true, now).is_none());
-        assert!(Proof::of(Some(""), true, now).is_none());
-        assert!(Proof::of(Some("arn:aws:secretsmanager:r:1:secret:k-AbCdEf"), false, now).is_none());
-        let proof = Proof::of(Some("arn:aws:secretsmanager:r:1:secret:k-AbCdEf"), true, now).expect("proof");
-        assert!(proof.fresh());
-        if let Some(old) = now.checked_sub(PROOF_FOR) {
-            assert!(!Proof { seen: old, ..proof }.fresh(), "a proof is trusted for PROOF_FOR only");
-        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use credstore_conformance::fixtures::LogCapture;
 use credstore_conformance::mock::{Fault, MockStore, Op};
 use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, SecretValue, StoreId};
 use credstore_layers::CacheLayer;
@@ -15,23 +16,9 @@ async fn text(store: &dyn CredentialStore, name: &str) -> Option<String> {
     store.get(&key).await.expect("get").map(|c| c.value.expose_str().expect("text").to_owned())
 }
 
-/// Collects what a `tracing` subscriber writes.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn serving_stale_is_logged_once_per_read_without_the_value() {
-    let logs = LogBuffer::default();
+    let logs = LogCapture::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::WARN)
@@ -54,7 +41,7 @@ async fn serving_stale_is_logged_once_per_read_without_the_value() {
     assert!(values.iter().all(|v| v.as_deref() == Some("hunter2-very-secret")));
     assert_eq!(cached.stats().stale_served, 5, "every stale answer is counted");
 
-    let logged = String::from_utf8(logs.0.lock().expect("log buffer").clone()).expect("utf-8 logs");
+    let logged = logs.text();
     let lines: Vec<&str> = logged.lines().filter(|l| l.contains("stale")).collect();
     assert_eq!(lines.len(), 1, "one warning for the five callers of one read: {logged}");
     assert!(

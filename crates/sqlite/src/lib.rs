@@ -231,6 +231,7 @@ mod key;
 mod keyfile;
 mod reader;
 mod rotation;
+mod shared;
 mod store;
 mod writer;
 

@@ -17,7 +17,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::crypto::{decode_payload_owned, RowCipher, RowPlace, ValueKind, FORMAT_VERSION};
 use crate::db;
 use crate::errors;
-use crate::writer::{from_nanos, version_of, Shared};
+use crate::shared::Shared;
+use crate::writer::{from_nanos, version_of};
 
 /// The largest sealed payload a read on the calling task opens: 16 KiB
 /// (four overflow pages and a few microseconds of AES-GCM). Larger rows are

@@ -11,7 +11,7 @@ use rusqlite::{params, Connection};
 use crate::crypto::{RowCipher, RowPlace, ValueKind};
 use crate::db::{self, META_CHECK, META_KDF, META_KEY_VERSION};
 use crate::errors;
-use crate::writer::Shared;
+use crate::shared::Shared;
 use crate::MasterKey;
 
 /// A callback told `(rows done, rows in total)` as a rotation goes on.

@@ -21,7 +21,8 @@ use crate::errors;
 use crate::keyfile;
 use crate::reader::{self, versions, Mode, ReadError, INLINE_PAUSE, SLOW_INLINE_READ};
 use crate::rotation::RotationReport;
-use crate::writer::{self, Op, Shared};
+use crate::shared::Shared;
+use crate::writer::{self, Op};
 use crate::{KeyFile, MasterKey, SqliteConfig};
 
 /// How long [`CredentialStore::check_availability`] waits for its probe.

@@ -19,9 +19,9 @@ use vaultrs::client::{VaultClient, VaultClientSettings};
 use vaultrs::error::ClientError;
 use zeroize::Zeroizing;
 
-use crate::cache::Seen;
 use crate::config::{Auth, VaultConfig};
-use crate::errors::{not_applied, Ctx, Failure};
+use crate::errors::{not_applied, Ctx, Failure, RedirectRefused};
+use crate::last_seen::LastSeen;
 
 /// Attempts of one request when it fails with a retriable error.
 const MAX_ATTEMPTS: u32 = 3;
@@ -106,7 +106,7 @@ pub(crate) struct Connection {
     logins: AtomicU64,
     renewals: AtomicU64,
     /// What was last seen of each key, for writes.
-    pub seen: Seen,
+    pub seen: LastSeen,
 }
 
 /// Checks the settings and builds the connection, without any I/O.
@@ -170,7 +170,7 @@ pub(crate) fn connect(config: &VaultConfig, mount: String) -> Result<Connection,
         mount_checked: AtomicBool::new(false),
         logins: AtomicU64::new(0),
         renewals: AtomicU64::new(0),
-        seen: Seen::default(),
+        seen: LastSeen::default(),
     };
     let fixed = match &conn.auth {
         // Checked to be text above.
@@ -245,35 +245,6 @@ fn http_client(config: &VaultConfig, https: bool) -> Result<reqwest::Client, Str
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
-
-/// A redirect the client refused to follow: no request goes to another
-/// origin, nor to the same one, so neither the token nor a written value
-/// can be sent anywhere but the configured address (see the crate docs,
-/// "Redirects"). Holds the target's origin only (scheme, host, port): its
-/// path and query may carry anything.
-#[derive(Debug)]
-pub(crate) struct RedirectRefused {
-    pub status: u16,
-    pub origin: String,
-}
-
-impl RedirectRefused {
-    fn new(status: u16, target: &url::Url) -> Self {
-        let origin = match target.origin() {
-            url::Origin::Tuple(..) => target.origin().ascii_serialization(),
-            url::Origin::Opaque(_) => format!("a {}: URL", target.scheme()),
-        };
-        Self { status, origin }
-    }
-}
-
-impl std::fmt::Display for RedirectRefused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "HTTP {} redirect to {} not followed", self.status, self.origin)
-    }
-}
-
-impl std::error::Error for RedirectRefused {}
 
 /// The CA certificates of a PEM file.
 fn load_roots(path: &std::path::Path) -> Result<rustls::RootCertStore, String> {

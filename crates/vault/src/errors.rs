@@ -364,7 +364,7 @@ pub(crate) fn not_applied(e: &ClientError) -> bool {
 }
 
 /// The redirect the HTTP client refused, if that is what failed.
-fn redirect_refused<'e>(e: &'e (dyn StdError + 'static)) -> Option<&'e crate::client::RedirectRefused> {
+fn redirect_refused<'e>(e: &'e (dyn StdError + 'static)) -> Option<&'e RedirectRefused> {
     let mut cur = Some(e);
     while let Some(err) = cur {
         if let Some(r) = err.downcast_ref() {
@@ -392,6 +392,35 @@ fn tls_rejected(e: &(dyn StdError + 'static)) -> bool {
     }
     false
 }
+
+/// A redirect the client refused to follow: no request goes to another
+/// origin, nor to the same one, so neither the token nor a written value
+/// can be sent anywhere but the configured address (see the crate docs,
+/// "Redirects"). Holds the target's origin only (scheme, host, port): its
+/// path and query may carry anything.
+#[derive(Debug)]
+pub(crate) struct RedirectRefused {
+    pub status: u16,
+    pub origin: String,
+}
+
+impl RedirectRefused {
+    pub(crate) fn new(status: u16, target: &url::Url) -> Self {
+        let origin = match target.origin() {
+            url::Origin::Tuple(..) => target.origin().ascii_serialization(),
+            url::Origin::Opaque(_) => format!("a {}: URL", target.scheme()),
+        };
+        Self { status, origin }
+    }
+}
+
+impl std::fmt::Display for RedirectRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTP {} redirect to {} not followed", self.status, self.origin)
+    }
+}
+
+impl std::error::Error for RedirectRefused {}
 
 #[cfg(test)]
 mod tests {

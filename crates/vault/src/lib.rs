@@ -348,10 +348,10 @@
 //! ```
 #![warn(missing_docs)]
 
-mod cache;
 mod client;
 mod config;
 mod errors;
+mod last_seen;
 mod layout;
 mod store;
 

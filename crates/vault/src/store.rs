@@ -15,9 +15,9 @@ use vaultrs::api::kv2::requests::{ReadSecretRequest, SetSecretRequestOptions};
 use vaultrs::api::kv2::responses::{ReadSecretResponse, SecretVersionMetadata};
 use vaultrs::kv2;
 
-use crate::cache::Current;
 use crate::client::{connect, AuthStats, Connection, Retry};
 use crate::errors::{Ctx, Failure};
+use crate::last_seen::Current;
 use crate::layout::{
     created_at_of, created_from_metadata, decode_key, encode_key, from_wire, key_state, parse_time,
     read_version_live, scrub, validate_path, version_text, KeyState, Wire,
@@ -270,7 +270,7 @@ impl VaultStore {
 
     /// [`SetMode::Upsert`]: writes with `cas` at the version this
     /// connection last saw (reading the key first when it saw none within
-    /// [`SEEN_TTL`](crate::cache::SEEN_TTL)), carrying the credential's
+    /// [`SEEN_TTL`](crate::last_seen::SEEN_TTL)), carrying the credential's
     /// `created_at`, so that `created` and `created_at` are exact. A
     /// concurrent writer makes it read and try again; after
     /// [`UPSERT_CAS_ATTEMPTS`] it writes without `cas`, as an overwrite.

@@ -1,10 +1,9 @@
 //! StoreRegistry, TraceLayer and TimeoutLayer against scripted mock stores.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use credstore_conformance::fixtures::key;
+use credstore_conformance::fixtures::{key, LogCapture};
 use credstore_conformance::mock::{Fault, MockStore, Op};
 use credstore_core::layers::{TimeoutLayer, TraceLayer};
 use credstore_core::*;
@@ -67,22 +66,9 @@ async fn check_all_is_concurrent_bounded_and_in_registration_order() {
     assert_eq!(up_now, [true, true, false, true, true]);
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn traced_operations_log_store_op_and_key_but_never_the_value() {
-    let captured = Captured::default();
+    let captured = LogCapture::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -112,7 +98,7 @@ async fn traced_operations_log_store_op_and_key_but_never_the_value() {
     // store; the other three did.
     assert_eq!(traced.calls(Op::Set), 3);
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     assert!(
         log.contains("store=traced") && log.contains("op=\"set\"") && log.contains("key=\"api-key\""),
         "{log}"

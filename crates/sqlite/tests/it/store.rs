@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use credstore_conformance::fixtures::{key, meta};
+use credstore_conformance::fixtures::{key, meta, LogCapture};
 use credstore_core::{
     CredentialStore, CredentialStoreExt, Error, ListOptions, Metadata, Namespace, SecretValue, StoreId,
 };
@@ -770,23 +770,9 @@ async fn values_of_every_size_read_back_on_the_calling_task_and_on_the_blocking_
     }
 }
 
-/// Everything logged at any level, by any thread of this test binary.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_value_reaches_the_logs() {
-    let captured = Captured::default();
+    let captured = LogCapture::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -814,7 +800,7 @@ async fn no_value_reaches_the_logs() {
     assert!(store.delete(&key("small")).await.unwrap());
     store.rotate_key(MasterKey::generate()).await.unwrap();
     drop(store);
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.contains("rotated the master key"), "the capture works: {logs}");
     assert!(!logs.contains("log-probe"), "a value reached the logs: {logs}");
 }

@@ -14,21 +14,14 @@ use credstore_test_servers::free_port;
 use credstore_test_servers::openbao::{AppRole, OpenBao};
 use credstore_vault::{VaultConfig, VaultStore};
 
+use crate::util::prefix_policy;
+
 const TOKEN_TTL: &str = "3s";
 const TOKEN_MAX_TTL: &str = "7s";
 
 /// An AppRole whose policy covers `secret/` under `prefix` only.
 fn approle(bao: &OpenBao, prefix: &str, ttl: &str, max_ttl: &str) -> AppRole {
-    let policy = unique_name("pol");
-    bao.write_policy(
-        &policy,
-        &format!(
-            r#"
-path "secret/data/{prefix}/*" {{ capabilities = ["create", "read", "update", "delete"] }}
-path "secret/metadata/{prefix}/*" {{ capabilities = ["read", "list", "delete"] }}
-"#
-        ),
-    );
+    let policy = prefix_policy(bao, prefix);
     bao.enable_approle(&unique_name("approle"), "credstore", &policy, ttl, max_ttl)
 }
 

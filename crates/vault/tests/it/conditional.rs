@@ -13,6 +13,8 @@ use credstore_core::{CredentialStore, CredentialStoreExt, Error, Metadata, Secre
 use credstore_test_servers::openbao::OpenBao;
 use credstore_vault::{VaultConfig, VaultStore};
 
+use crate::util::bao_cli;
+
 fn store_on(bao: &OpenBao, mount: &str) -> VaultStore {
     let config = VaultConfig::new(bao.address())
         .token(SecretValue::from(bao.root_token()))
@@ -20,10 +22,6 @@ fn store_on(bao: &OpenBao, mount: &str) -> VaultStore {
         .prefix(&format!("conditional/{}", unique_name("p")))
         .timeout(Duration::from_secs(10));
     VaultStore::new(StoreId::new("vault-conditional").unwrap(), config).unwrap()
-}
-
-fn bao_cli(bao: &OpenBao, args: &[&str]) -> String {
-    tokio::task::block_in_place(|| bao.cli(args)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The key's KV v2 `current_version`, as the CLI reports it.

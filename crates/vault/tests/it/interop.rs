@@ -13,6 +13,8 @@ use credstore_core::{
 use credstore_test_servers::openbao::OpenBao;
 use credstore_vault::{VaultConfig, VaultStore};
 
+use crate::util::bao_cli;
+
 fn store(bao: &OpenBao) -> VaultStore {
     let config = VaultConfig::new(bao.address())
         .token(SecretValue::from(bao.root_token()))
@@ -29,10 +31,6 @@ fn same_instant(t: &str) -> String {
         Some((secs, frac)) => format!("{secs}.{}Z", frac.trim_end_matches('0')),
         None => format!("{t}.Z"),
     }
-}
-
-fn bao_cli(bao: &OpenBao, args: &[&str]) -> String {
-    tokio::task::block_in_place(|| bao.cli(args)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

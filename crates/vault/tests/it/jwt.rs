@@ -16,19 +16,12 @@ use credstore_test_servers::jwt::JwtSigner;
 use credstore_test_servers::openbao::{JwtRole, OpenBao};
 use credstore_vault::{VaultConfig, VaultStore};
 
+use crate::util::prefix_policy;
+
 /// A JWT role whose policy covers `secret/` under `prefix` only.
 fn jwt_role(bao: &OpenBao, signer: &JwtSigner, prefix: &str, ttl: &str, max_ttl: &str) -> JwtRole {
     tokio::task::block_in_place(|| {
-        let policy = unique_name("pol");
-        bao.write_policy(
-            &policy,
-            &format!(
-                r#"
-path "secret/data/{prefix}/*" {{ capabilities = ["create", "read", "update", "delete"] }}
-path "secret/metadata/{prefix}/*" {{ capabilities = ["read", "list", "delete"] }}
-"#
-            ),
-        );
+        let policy = prefix_policy(bao, prefix);
         bao.enable_jwt(&unique_name("jwt"), "credstore", &policy, &signer.public_key_pem(), ttl, max_ttl)
     })
 }

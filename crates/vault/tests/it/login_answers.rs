@@ -13,7 +13,8 @@ use credstore_core::{CredentialKey, CredentialStore, Error, SecretValue, StoreId
 use credstore_test_servers::canned::{CannedServer, Response};
 use credstore_vault::{VaultConfig, VaultStore};
 
-const KV2_MOUNT: &str = r#"{"data":{"type":"kv","options":{"version":"2"}}}"#;
+use crate::util::KV2_MOUNT;
+
 const SECRET_ID: &str = "secret-id-SECRET";
 
 fn login_answer(token_json: &str) -> String {

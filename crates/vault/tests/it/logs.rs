@@ -4,10 +4,9 @@
 //! probe, and the capture is searched for the values, the root token, the
 //! secret id and the JWT.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use credstore_conformance::fixtures::LogCapture;
 use credstore_conformance::unique_name;
 use credstore_core::{
     CredentialKey, CredentialStore, CredentialStoreExt, ListOptions, Metadata, Namespace, SecretValue,
@@ -18,23 +17,12 @@ use credstore_test_servers::jwt::JwtSigner;
 use credstore_test_servers::openbao::OpenBao;
 use credstore_vault::{VaultConfig, VaultStore};
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use crate::util::prefix_policy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_value_token_or_secret_id_in_trace_logs() {
     let Some(bao) = OpenBao::shared() else { return };
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     let writer = capture.clone();
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -43,15 +31,8 @@ async fn no_value_token_or_secret_id_in_trace_logs() {
         .init();
 
     let prefix = unique_name("logs");
-    let policy = unique_name("pol");
+    let policy = tokio::task::block_in_place(|| prefix_policy(bao, &prefix));
     let role = tokio::task::block_in_place(|| {
-        bao.write_policy(
-            &policy,
-            &format!(
-                "path \"secret/data/{prefix}/*\" {{ capabilities = [\"create\", \"read\", \"update\", \"delete\"] }}\n\
-                 path \"secret/metadata/{prefix}/*\" {{ capabilities = [\"read\", \"list\", \"delete\"] }}\n"
-            ),
-        );
         bao.enable_approle(&unique_name("approle"), "logs", &policy, "1m", "5m")
     });
     let signer = JwtSigner::generate();
@@ -112,7 +93,7 @@ async fn no_value_token_or_secret_id_in_trace_logs() {
     assert!(down.set(&k, &value, &meta).await.is_err());
     assert!(!down.check_availability().await.available);
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(logs.contains("vault AppRole login"), "the capture works: {} bytes", logs.len());
     assert!(logs.contains("vault JWT login"), "the JWT store logged in");
     // A JWT login that is refused is logged too, without the JWT.
@@ -125,7 +106,7 @@ async fn no_value_token_or_secret_id_in_trace_logs() {
     )
     .unwrap();
     assert!(refused.get(&k).await.is_err());
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     let signature = |t: &str| t.rsplit('.').next().unwrap().to_owned();
     for (what, secret) in [
         ("value", value.expose_str().unwrap()),

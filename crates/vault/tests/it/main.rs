@@ -11,3 +11,4 @@ mod login_answers;
 mod logs;
 mod redirects;
 mod requests;
+mod util;

@@ -12,11 +12,11 @@ use credstore_core::{
 use credstore_test_servers::canned::{CannedServer, Response};
 use credstore_vault::{VaultConfig, VaultStore};
 
+use crate::util::KV2_MOUNT;
+
 const TOKEN: &str = "hvs.REDIRECT-TOKEN-SECRET";
 const VALUE: &str = "written-VALUE-SECRET";
 
-/// What a KV v2 mount answers to the mount check.
-const KV2_MOUNT: &str = r#"{"data":{"type":"kv","options":{"version":"2"}}}"#;
 /// A KV v2 read: what the other origin would serve, were it asked.
 const KV2_READ: &str = r#"{"data":{"data":{"value":"from-elsewhere"},"metadata":{"created_time":"2024-01-01T00:00:00.000000000Z","custom_metadata":null,"deletion_time":"","destroyed":false,"version":1}}}"#;
 

@@ -26,6 +26,8 @@ use credstore_test_servers::openbao::OpenBao;
 use credstore_test_servers::proxy::CountingProxy;
 use credstore_vault::{VaultConfig, VaultStore};
 
+use crate::util::bao_cli;
+
 fn v(s: &str) -> SecretValue {
     SecretValue::from(s)
 }
@@ -53,10 +55,6 @@ async fn store_via(bao: &OpenBao, proxy: &CountingProxy, prefix: &str) -> VaultS
 
 fn proxy_for(bao: &OpenBao) -> CountingProxy {
     CountingProxy::start(SocketAddr::from(([127, 0, 0, 1], bao.port()))).unwrap()
-}
-
-fn bao_cli(bao: &OpenBao, args: &[&str]) -> String {
-    tokio::task::block_in_place(|| bao.cli(args)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

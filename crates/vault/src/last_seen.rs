@@ -41,14 +41,14 @@ impl Current {
     }
 }
 
-/// The per-connection map from a key's path in the mount to what was last
-/// seen of it.
+/// The map from a key's path in the mount to what this connection last saw
+/// of it, shared by every handle of one store.
 #[derive(Debug, Default)]
-pub(crate) struct Seen {
+pub(crate) struct LastSeen {
     map: Mutex<HashMap<String, (Current, Instant)>>,
 }
 
-impl Seen {
+impl LastSeen {
     /// The fresh observation of `path`, if any.
     pub(crate) fn get(&self, path: &str) -> Option<Current> {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
@@ -80,7 +80,7 @@ mod tests {
 
     #[test]
     fn remembers_forgets_and_stays_bounded() {
-        let seen = Seen::default();
+        let seen = LastSeen::default();
         assert_eq!(seen.get("a"), None);
         let t = SystemTime::now();
         let live = Current::live(KeyState { version: 3, created_at: t, updated_at: t });

@@ -1,0 +1,27 @@
+//! Helpers shared by the integration tests of credstore-vault.
+
+use credstore_conformance::unique_name;
+use credstore_test_servers::openbao::OpenBao;
+
+/// What a KV v2 mount answers to the mount check.
+pub const KV2_MOUNT: &str = r#"{"data":{"type":"kv","options":{"version":"2"}}}"#;
+
+/// Runs the `bao` CLI against `bao`, off the async runtime; its stdout.
+pub fn bao_cli(bao: &OpenBao, args: &[&str]) -> String {
+    tokio::task::block_in_place(|| bao.cli(args)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Writes a new policy that covers `secret/` under `prefix` only; its name.
+pub fn prefix_policy(bao: &OpenBao, prefix: &str) -> String {
+    let policy = unique_name("pol");
+    bao.write_policy(
+        &policy,
+        &format!(
+            r#"
+path "secret/data/{prefix}/*" {{ capabilities = ["create", "read", "update", "delete"] }}
+path "secret/metadata/{prefix}/*" {{ capabilities = ["read", "list", "delete"] }}
+"#
+        ),
+    );
+    policy
+}
