@@ -499,3 +499,8 @@ mod tests {
         assert!(!Needs::PersistenceBeyondProcess.is_met(&MockStore::DEFAULT_CAPABILITIES));
     }
 }
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

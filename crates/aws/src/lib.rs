@@ -79,6 +79,13 @@
 //!   Credential Stores API server, where the namespace is
 //!   `{tenantId}/{projectId}`, that is a `422` naming both fields, the
 //!   namespace's length and this cap.
+//! - **What separates two stores** is this location: the account and region
+//!   (or endpoint) and the prefix. Stores with the same ones share their
+//!   keys whatever their store ids, which no name holds. Give each store a
+//!   prefix of its own, and not one inside another store's: a store with
+//!   prefix `app/pay` sees what a store with prefix `app` keeps in its
+//!   namespace `pay`. With no prefix, the store's root keys are the
+//!   account's secrets whose names hold no `/`, other tools' included.
 //! - **Value**: a text value is the `SecretString`, byte for byte, as other
 //!   tools expect. A value that is not UTF-8 is the `SecretBinary`, byte for
 //!   byte (both hold up to 65,536 bytes). Reading returns whichever the

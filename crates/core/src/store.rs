@@ -53,10 +53,20 @@ impl fmt::Debug for Credential {
 /// `set_opts`) and the parts of [`info`](CredentialStore::info) (`id`,
 /// `kind`, `capabilities`, `namespace`).
 ///
+/// # Reading the signatures
+/// Every method but `info` and `with_namespace` is an `async fn`, written
+/// with [`async_trait`](crate::async_trait) so that the trait stays object
+/// safe. Rustdoc shows what that macro expands to: a method listed as
+/// `fn get<'life0, 'life1, 'async_trait>(&'life0 self, key: &'life1 CredentialKey)
+/// -> Pin<Box<dyn Future<Output = Result<Option<Credential>>> + Send + 'async_trait>>`
+/// is, in the source and in your code, `async fn get(&self, key: &CredentialKey)
+/// -> Result<Option<Credential>>`. Call it with `.await`; implement it as that
+/// `async fn`.
+///
 /// # Implementing a backend
 /// - Write the impl under `#[async_trait]`, re-exported as
-///   [`credstore_core::async_trait`](crate::async_trait): the methods are
-///   `async fn`s, and rustdoc shows them in their boxed-future form.
+///   [`credstore_core::async_trait`](crate::async_trait), and write each
+///   method as the `async fn` above.
 /// - Inputs arrive validated: [`CredentialKey`], [`Namespace`],
 ///   [`Metadata`], [`ListOptions`] and [`Version`] can only hold valid
 ///   data, and [`WriteRequest`] has already been checked against the store's

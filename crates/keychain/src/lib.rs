@@ -29,6 +29,12 @@
 //!   two stores or namespaces share a service;
 //! - account: the credential key.
 //!
+//! So what separates two stores is the store id, held in the service name:
+//! stores with different ids never share keys, and stores opened with the
+//! same id over the same platform store (and keyring or collection) share
+//! theirs, from any process of the user (the `credstore` CLI and a server
+//! reach one store so).
+//!
 //! The entry's secret holds the value, metadata, timestamps and version
 //! together, so a write is one platform call and a value never pairs with
 //! another write's metadata: a header line, then the value.

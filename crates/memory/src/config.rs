@@ -58,7 +58,7 @@ impl MemoryConfig {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> credstore_core::Result<()> {
-/// use credstore_core::{config::ConfigContext, CredentialStore};
+/// use credstore_core::{config::ConfigContext, CredentialStoreExt};
 /// use credstore_memory::MemorySettings;
 ///
 /// let settings: MemorySettings = serde_json::from_str(r#"{"env_prefix": "MYAPP_SECRET_"}"#).unwrap();

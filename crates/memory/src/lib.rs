@@ -17,6 +17,9 @@
 //!   that was deleted and created again. Create-only and replace-if-version
 //!   writes are checked and applied under the namespace's write lock:
 //!   atomic.
+//! - Separation: each [`MemoryStore::new`] makes a storage of its own, so
+//!   two memory stores never share keys, whatever their ids; only a store's
+//!   clones and its namespace handles share them.
 //! - Optional read-through from environment variables on the root namespace
 //!   (see [`MemoryConfig::env_prefix`]); such credentials have the version
 //!   `env`.
@@ -53,3 +56,8 @@ pub use store::MemoryStore;
 
 /// The memory store's [`StoreKind`](credstore_core::StoreKind): `memory`.
 pub const KIND: credstore_core::StoreKind = credstore_core::StoreKind::from_static("memory");
+
+/// The README's example, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -236,7 +236,7 @@ pub enum KeySource {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> credstore_core::Result<()> {
-/// use credstore_core::{config::ConfigContext, CredentialStore};
+/// use credstore_core::{config::ConfigContext, CredentialStoreExt};
 /// use credstore_sqlite::SqliteSettings;
 ///
 /// let dir = tempfile::tempdir().unwrap();

@@ -1,39 +1,67 @@
 //! The encrypted SQLite [`CredentialStore`](credstore_core::CredentialStore):
 //! the embedded default of credstore, with no server to run.
 //!
+//! `Cargo.toml`: `credstore-core`, `credstore-sqlite`, and tokio with the
+//! `macros` and `rt` features; the example also uses `tempfile` for a
+//! scratch directory.
+//!
 //! ```
 //! use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, Namespace, SecretValue, StoreId};
 //! use credstore_sqlite::{KeyFile, SqliteConfig, SqliteStore};
 //!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> credstore_core::Result<()> {
-//! # let dir = tempfile::tempdir().unwrap();
-//! # let (db_path, key_path) = (dir.path().join("credentials.db"), dir.path().join("master.key"));
-//! // The key file is created (random key, base64, mode 0600) on first use.
-//! let config = SqliteConfig::new(&db_path).master_key_file(KeyFile::new(&key_path));
-//! let store = SqliteStore::open(StoreId::new("sqlite-default")?, config).await?;
-//! let name = CredentialKey::new("stripe-api-key")?;
-//! let written = store.create(&name, &SecretValue::from("sk_live_123"), &Metadata::new()).await?;
-//! assert_eq!(store.get(&name).await?.expect("just set").value.expose_str()?, "sk_live_123");
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // Your application's data directory; a temporary one here.
+//!     let dir = tempfile::tempdir()?;
+//!     let (db_path, key_path) = (dir.path().join("credentials.db"), dir.path().join("master.key"));
 //!
-//! // Replace only what was read; a stale version fails and changes nothing.
-//! store.replace(&name, &SecretValue::from("sk_live_456"), &Metadata::new(), &written.version).await?;
-//! assert!(store.replace(&name, &SecretValue::from("x"), &Metadata::new(), &written.version).await.is_err());
+//!     // The key file is created (random key, base64, mode 0600) on first use.
+//!     let config = SqliteConfig::new(&db_path).master_key_file(KeyFile::new(&key_path));
+//!     let store = SqliteStore::open(StoreId::new("sqlite-default")?, config).await?;
+//!     let name = CredentialKey::new("stripe-api-key")?;
+//!     let written = store.create(&name, &SecretValue::from("sk_live_123"), &Metadata::new()).await?;
+//!     assert_eq!(store.get(&name).await?.expect("just set").value.expose_str()?, "sk_live_123");
 //!
-//! // A tenant's own key space in the same file.
-//! let tenant = store.with_namespace(&Namespace::new("tenant-1")?)?;
-//! assert!(!tenant.has(&name).await?);
+//!     // Replace only what was read; a stale version fails and changes nothing.
+//!     store.replace(&name, &SecretValue::from("sk_live_456"), &Metadata::new(), &written.version).await?;
+//!     assert!(store.replace(&name, &SecretValue::from("x"), &Metadata::new(), &written.version).await.is_err());
 //!
-//! // A fresh key, in the key file; no crash along the way loses it.
-//! let report = store.rotate_key_file().await?;
-//! assert_eq!((report.rows, report.key_version), (1, 2));
-//! # Ok(()) }
+//!     // A tenant's own key space in the same file.
+//!     let tenant = store.with_namespace(&Namespace::new("tenant-1")?)?;
+//!     assert!(!tenant.has(&name).await?);
+//!
+//!     // A fresh key, in the key file; no crash along the way loses it.
+//!     let report = store.rotate_key_file().await?;
+//!     assert_eq!((report.rows, report.key_version), (1, 2));
+//!     Ok(())
+//! }
 //! ```
 //!
 //! The sections below describe the key sources and key files, the
-//! capabilities, the on-disk layout, the encryption, the migration from
-//! schema 1, where reads run and the concurrency of writes.
+//! capabilities, what separates stores, debug builds, the on-disk layout,
+//! the encryption, the migration from schema 1, where reads run and the
+//! concurrency of writes.
 //!
 //! # Master keys and key files
+//! A master key is 32 bytes. Make one once (`openssl rand -base64 32`, or
+//! [`MasterKey::generate`] and [`MasterKey::to_base64`]), keep it with your
+//! other secrets, and hand it to the application at start, for instance in
+//! an environment variable:
+//!
+//! ```no_run
+//! use credstore_core::StoreId;
+//! use credstore_sqlite::{MasterKey, SqliteConfig, SqliteStore};
+//!
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() -> credstore_core::Result<()> {
+//!     // The base64 of the key; the error names the variable, never its value.
+//!     let key = MasterKey::from_env("CREDSTORE_MASTER_KEY")?;
+//!     let config = SqliteConfig::new("data/credentials.db").master_key(key);
+//!     let _store = SqliteStore::open(StoreId::new("app-secrets")?, config).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
 //! - A [`MasterKey`] comes from 32 raw bytes, base64 text (an environment
 //!   variable, `master_key_env`), a key file ([`KeyFile`],
 //!   `master_key_file`), or a passphrase ([`MasterKey::from_passphrase`],
@@ -77,6 +105,35 @@
 //!   are [`credstore_core::Namespace`]s with its cap of
 //!   [`MAX_NAMESPACE_LEN`](credstore_core::MAX_NAMESPACE_LEN) (512) bytes;
 //!   this store adds no cap of its own.
+//!
+//! # What separates two stores
+//! The file. Stores opened on one path share its keys whatever their store
+//! ids (and must hold its master key); stores on two files never meet. The
+//! store id names the store in errors, logs and the Credential Stores API
+//! only. Inside one file, namespaces separate key spaces.
+//!
+//! # Debug builds
+//! Argon2id, AES-GCM and SQLite are slow unoptimised, and the
+//! `[profile.dev.package.*]` settings of this workspace do not reach yours
+//! (cargo reads profiles only from the root manifest of the workspace it
+//! builds): a debug build of an application opens a passphrase-keyed store
+//! in seconds instead of tenths of a second. Put this in your workspace's
+//! root `Cargo.toml`; your own crates still build unoptimised:
+//!
+//! ```toml
+//! [profile.dev.package.argon2]
+//! opt-level = 2
+//! [profile.dev.package.blake2]
+//! opt-level = 2
+//! [profile.dev.package.aes]
+//! opt-level = 2
+//! [profile.dev.package.aes-gcm]
+//! opt-level = 2
+//! [profile.dev.package.ghash]
+//! opt-level = 2
+//! [profile.dev.package.libsqlite3-sys]
+//! opt-level = 2
+//! ```
 //!
 //! # Layout (schema 2)
 //! `PRAGMA application_id` is `0x43524453` ("CRDS"), `PRAGMA user_version`
@@ -245,3 +302,8 @@ pub use store::{SqliteStore, WriterStats, PROBE_TIMEOUT};
 /// The encrypted SQLite store's [`StoreKind`](credstore_core::StoreKind):
 /// `encrypted-sqlite`.
 pub const KIND: credstore_core::StoreKind = credstore_core::StoreKind::from_static("encrypted-sqlite");
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

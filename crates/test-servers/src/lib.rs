@@ -15,6 +15,7 @@
 //!   malformed login answer).
 //! - [`jwt::JwtSigner`] signs JWTs with a key the test generates, for the
 //!   JWT auth method ([`openbao::OpenBao::enable_jwt`]).
+#![warn(missing_docs)]
 
 pub mod canned;
 pub mod jwt;

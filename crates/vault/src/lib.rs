@@ -53,6 +53,13 @@
 //! whole namespace is at most
 //! [`MAX_NAMESPACE_LEN`](credstore_core::MAX_NAMESPACE_LEN) bytes.
 //!
+//! What separates two stores is this location: the server (and its Vault
+//! namespace), the mount and the prefix. Stores with the same ones share
+//! their keys whatever their store ids, which are not part of any path. Give
+//! each store a prefix of its own, and not one inside another store's: a
+//! store with prefix `apps/pay` sees what a store with prefix `apps` keeps
+//! in its namespace `pay`.
+//!
 //! ## Data
 //!
 //! The secret's data is one JSON object. A text (UTF-8) value:
