@@ -365,8 +365,7 @@ impl CredentialStore for MockStore {
     }
 
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
-        let joined = self.info.namespace().join(namespace)?;
-        Ok(Arc::new(Self { info: self.info.in_namespace(joined), ..self.clone() }))
+        Ok(Arc::new(Self { info: self.info.join(namespace)?, ..self.clone() }))
     }
 
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {

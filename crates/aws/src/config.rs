@@ -392,34 +392,6 @@ pub struct AwsSettings {
 
 #[cfg(feature = "serde")]
 impl AwsSettings {
-    /// Opens the store `id` with these settings, as
-    /// [`AwsStore::from_env`](crate::AwsStore::from_env) with an
-    /// [`AwsConfig`] holding them.
-    ///
-    /// # Behavior
-    /// Loads the standard AWS chain for what the settings leave out (region,
-    /// endpoint) and for the credentials, which the settings never hold: the
-    /// process environment (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, ...), the
-    /// shared config and credentials files, SSO, web identity, container and
-    /// instance metadata. Credentials are resolved at the first request, so
-    /// a broken chain shows up in the store's availability check, not here.
-    /// `ctx` is not used: these settings name no file and no secret, and the
-    /// chain reads the process environment itself, not `ctx`'s.
-    ///
-    /// # Errors
-    /// [`Error::Config`](credstore_core::Error::Config) naming `id`: no
-    /// region in the settings or the chain, or a setting is invalid (only
-    /// possible for settings built in code rather than deserialized, which
-    /// checks them).
-    pub async fn open(
-        self,
-        id: StoreId,
-        ctx: &credstore_core::config::ConfigContext,
-    ) -> Result<crate::AwsStore> {
-        let _ = ctx;
-        crate::AwsStore::from_env(id, self.into_config()).await
-    }
-
     /// The [`AwsConfig`] holding these settings.
     pub(crate) fn into_config(self) -> AwsConfig {
         let mut config = AwsConfig::new();

@@ -955,10 +955,9 @@ impl CredentialStore for AwsStore {
     /// configured prefix): its secret names would not fit Secrets Manager's
     /// 512 characters.
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
-        let joined = self.info.namespace().join(namespace)?;
-        joined.check_len(self.max_namespace_len())?;
-        let names = self.shared.root.child(&joined);
-        let info = self.info.in_namespace(joined);
+        let info = self.info.join(namespace)?;
+        info.namespace().check_len(self.max_namespace_len())?;
+        let names = self.shared.root.child(info.namespace());
         Ok(Arc::new(Self { info, shared: self.shared.clone(), names }))
     }
 
@@ -1370,6 +1369,39 @@ impl AwsStore {
                 tracing::warn!(store = %self.info.id(), key = %key, error = %undo.error, "could not re-delete a restored secret after a failed set");
             }
         }
+    }
+}
+
+/// Opening a store from its settings lives here, beside the store: the
+/// settings (in `config`) know nothing of the store they open.
+#[cfg(feature = "serde")]
+impl crate::AwsSettings {
+    /// Opens the store `id` with these settings, as
+    /// [`AwsStore::from_env`](crate::AwsStore::from_env) with an
+    /// [`AwsConfig`] holding them.
+    ///
+    /// # Behavior
+    /// Loads the standard AWS chain for what the settings leave out (region,
+    /// endpoint) and for the credentials, which the settings never hold: the
+    /// process environment (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, ...), the
+    /// shared config and credentials files, SSO, web identity, container and
+    /// instance metadata. Credentials are resolved at the first request, so
+    /// a broken chain shows up in the store's availability check, not here.
+    /// `ctx` is not used: these settings name no file and no secret, and the
+    /// chain reads the process environment itself, not `ctx`'s.
+    ///
+    /// # Errors
+    /// [`Error::Config`](credstore_core::Error::Config) naming `id`: no
+    /// region in the settings or the chain, or a setting is invalid (only
+    /// possible for settings built in code rather than deserialized, which
+    /// checks them).
+    pub async fn open(
+        self,
+        id: StoreId,
+        ctx: &credstore_core::config::ConfigContext,
+    ) -> Result<crate::AwsStore> {
+        let _ = ctx;
+        crate::AwsStore::from_env(id, self.into_config()).await
     }
 }
 

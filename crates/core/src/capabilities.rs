@@ -116,13 +116,4 @@ impl Capabilities {
         self.can_be_unavailable = value;
         self
     }
-
-    /// Whether this store supports `mode`.
-    pub fn supports(&self, mode: &crate::SetMode) -> bool {
-        match mode {
-            crate::SetMode::Upsert => true,
-            crate::SetMode::Create => self.create_only,
-            crate::SetMode::Replace(_) => self.replace_if_version,
-        }
-    }
 }

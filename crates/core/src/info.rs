@@ -116,7 +116,7 @@ impl PartialEq<&str> for StoreKind {
 /// use credstore_core::{Capabilities, Namespace, StoreId, StoreInfo, StoreKind};
 /// let info = StoreInfo::new(StoreId::new("main")?, StoreKind::from_static("memory"), Capabilities::full());
 /// assert!(info.namespace().is_root());
-/// let tenant = info.in_namespace(Namespace::new("tenant_1")?);
+/// let tenant = info.join(&Namespace::new("tenant_1")?)?;
 /// assert_eq!((tenant.id(), tenant.namespace().as_str()), (info.id(), "tenant_1"));
 /// # Ok::<(), credstore_core::Error>(())
 /// ```
@@ -139,6 +139,17 @@ impl StoreInfo {
     /// own length cap before.
     pub fn in_namespace(&self, namespace: Namespace) -> Self {
         Self { namespace, ..self.clone() }
+    }
+
+    /// The info of the handle on `namespace` inside this handle's own (`a`
+    /// then `b` is `a/b`): what a backend's
+    /// [`with_namespace`](crate::CredentialStore::with_namespace) starts from.
+    ///
+    /// # Errors
+    /// [`Error::InvalidNamespace`] when the joined namespace is longer than
+    /// [`MAX_NAMESPACE_LEN`](crate::MAX_NAMESPACE_LEN).
+    pub fn join(&self, namespace: &Namespace) -> Result<Self> {
+        Ok(self.in_namespace(self.namespace.join(namespace)?))
     }
 
     /// The same info with other capabilities, for a layer that changes what

@@ -13,8 +13,9 @@ use crate::{
 
 /// A stored credential, as returned by [`CredentialStore::get`].
 ///
-/// `Debug` shows the key, metadata, version and times; the value is redacted.
-#[derive(Clone)]
+/// `Debug` shows the key, metadata, version and times; the value is redacted
+/// ([`SecretValue`]'s own `Debug`).
+#[derive(Clone, Debug)]
 pub struct Credential {
     /// The credential's key.
     pub key: CredentialKey,
@@ -29,19 +30,6 @@ pub struct Credential {
     pub created_at: SystemTime,
     /// When the key was last set.
     pub updated_at: SystemTime,
-}
-
-impl fmt::Debug for Credential {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credential")
-            .field("key", &self.key)
-            .field("value", &self.value)
-            .field("metadata", &self.metadata)
-            .field("version", &self.version)
-            .field("created_at", &self.created_at)
-            .field("updated_at", &self.updated_at)
-            .finish()
-    }
 }
 
 /// A place that keeps credentials: the one trait every backend implements.

@@ -319,27 +319,12 @@ mod tests {
 #[cfg(feature = "serde")]
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(transparent)]
-pub struct KeychainSettings(KeychainConfig);
+pub struct KeychainSettings(pub(crate) KeychainConfig);
 
 #[cfg(feature = "serde")]
 impl KeychainSettings {
     /// The store's config.
     pub fn config(&self) -> &KeychainConfig {
         &self.0
-    }
-
-    /// Builds the store `id` on the platform store these settings name; see
-    /// [`crate::KeychainStore::new`] (no I/O: the platform is reached on
-    /// first use).
-    ///
-    /// # Errors
-    /// Those of [`crate::KeychainStore::new`]: the platform is not
-    /// available on this target or was not built in.
-    pub async fn open(
-        self,
-        id: credstore_core::StoreId,
-        _ctx: &credstore_core::config::ConfigContext,
-    ) -> Result<crate::KeychainStore> {
-        crate::KeychainStore::new(id, self.0)
     }
 }

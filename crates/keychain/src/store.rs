@@ -149,9 +149,9 @@ impl CredentialStore for KeychainStore {
     }
 
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
-        let namespace = self.info.namespace().join(namespace)?;
-        let service = Arc::from(layout::service_name(self.info.id(), &namespace));
-        Ok(Arc::new(Self { info: self.info.in_namespace(namespace), service, ..self.clone() }))
+        let info = self.info.join(namespace)?;
+        let service = Arc::from(layout::service_name(info.id(), info.namespace()));
+        Ok(Arc::new(Self { info, service, ..self.clone() }))
     }
 
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
@@ -217,5 +217,25 @@ impl CredentialStore for KeychainStore {
             Ok(Err(f)) => Availability::down(f.reason),
             Err(_) => Availability::down(self.timed_out().reason),
         }
+    }
+}
+
+/// Opening a store from its settings lives here, beside the store: the
+/// settings (in `config`) know nothing of the store they open.
+#[cfg(feature = "serde")]
+impl crate::KeychainSettings {
+    /// Builds the store `id` on the platform store these settings name; see
+    /// [`crate::KeychainStore::new`] (no I/O: the platform is reached on
+    /// first use).
+    ///
+    /// # Errors
+    /// Those of [`crate::KeychainStore::new`]: the platform is not
+    /// available on this target or was not built in.
+    pub async fn open(
+        self,
+        id: credstore_core::StoreId,
+        _ctx: &credstore_core::config::ConfigContext,
+    ) -> Result<crate::KeychainStore> {
+        crate::KeychainStore::new(id, self.0)
     }
 }

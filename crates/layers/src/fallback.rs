@@ -280,13 +280,12 @@ impl CredentialStore for FallbackStore {
     }
 
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
-        let joined = self.info.namespace().join(namespace)?;
+        let info = self.info.join(namespace)?;
         let members = self
             .members
             .iter()
             .map(|m| Ok(Member { store: m.store.with_namespace(namespace)?, writable: m.writable }))
             .collect::<Result<Vec<_>>>()?;
-        let info = self.info.in_namespace(joined);
         Ok(Arc::new(FallbackStore { info, members, skip_unavailable: self.skip_unavailable }))
     }
 

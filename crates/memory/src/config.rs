@@ -76,26 +76,6 @@ pub struct MemorySettings {
     pub env_prefix: Option<String>,
 }
 
-#[cfg(feature = "serde")]
-impl MemorySettings {
-    /// Opens an empty memory store `id` with these settings.
-    ///
-    /// # Errors
-    /// None today; the `Result` keeps the signature of every backend's
-    /// `open`.
-    pub async fn open(
-        self,
-        id: credstore_core::StoreId,
-        _ctx: &credstore_core::config::ConfigContext,
-    ) -> credstore_core::Result<crate::MemoryStore> {
-        let mut config = MemoryConfig::new();
-        if let Some(prefix) = self.env_prefix {
-            config = config.env_prefix(prefix);
-        }
-        Ok(crate::MemoryStore::with_config(id, config))
-    }
-}
-
 #[cfg(all(test, feature = "serde"))]
 mod tests {
     use super::*;

@@ -86,8 +86,8 @@ impl MemoryStore {
     /// A typed handle on `namespace` inside this handle's namespace; what
     /// [`CredentialStore::with_namespace`] returns, before boxing.
     fn handle(&self, namespace: &Namespace) -> Result<Self> {
-        let full = self.info.namespace().join(namespace)?;
-        if full == *self.info.namespace() {
+        let info = self.info.join(namespace)?;
+        if info.namespace() == self.info.namespace() {
             return Ok(self.clone());
         }
         let space = self
@@ -95,10 +95,10 @@ impl MemoryStore {
             .spaces
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(full.clone())
+            .entry(info.namespace().clone())
             .or_default()
             .clone();
-        Ok(Self { shared: self.shared.clone(), info: self.info.in_namespace(full), space })
+        Ok(Self { shared: self.shared.clone(), info, space })
     }
 
     /// The value of the environment variable for `key`, on the root
@@ -280,6 +280,26 @@ impl CredentialStore for MemoryStore {
 
     async fn check_availability(&self) -> Availability {
         Availability::up()
+    }
+}
+
+#[cfg(feature = "serde")]
+impl crate::MemorySettings {
+    /// Opens an empty memory store `id` with these settings.
+    ///
+    /// # Errors
+    /// None today; the `Result` keeps the signature of every backend's
+    /// `open`.
+    pub async fn open(
+        self,
+        id: credstore_core::StoreId,
+        _ctx: &credstore_core::config::ConfigContext,
+    ) -> credstore_core::Result<MemoryStore> {
+        let mut config = crate::MemoryConfig::new();
+        if let Some(prefix) = self.env_prefix {
+            config = config.env_prefix(prefix);
+        }
+        Ok(MemoryStore::with_config(id, config))
     }
 }
 

@@ -1,6 +1,5 @@
 //! [`SqliteConfig`]: the settings of a [`crate::SqliteStore`].
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -53,7 +52,7 @@ pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// assert!(!format!("{config:?}").contains("[7"));
 /// # Ok::<(), credstore_core::Error>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SqliteConfig {
     pub(crate) path: PathBuf,
     pub(crate) namespace: Namespace,
@@ -175,20 +174,6 @@ impl SqliteConfig {
     }
 }
 
-impl fmt::Debug for SqliteConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteConfig")
-            .field("path", &self.path)
-            .field("namespace", &self.namespace)
-            .field("master_key", &self.master_key)
-            .field("key_file", &self.key_file)
-            .field("synchronous", &self.synchronous)
-            .field("busy_timeout", &self.busy_timeout)
-            .field("max_size_bytes", &self.max_size_bytes)
-            .finish()
-    }
-}
-
 /// Where the master key of a store opened from [`SqliteSettings`] comes
 /// from: never the key itself.
 #[cfg(feature = "serde")]
@@ -251,12 +236,12 @@ pub enum KeySource {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(try_from = "de::RawSqliteSettings")]
 pub struct SqliteSettings {
-    path: PathBuf,
-    master_key: KeySource,
-    synchronous: Synchronous,
-    busy_timeout: Duration,
-    max_size_bytes: Option<u64>,
-    allow_loose_permissions: bool,
+    pub(crate) path: PathBuf,
+    pub(crate) master_key: KeySource,
+    pub(crate) synchronous: Synchronous,
+    pub(crate) busy_timeout: Duration,
+    pub(crate) max_size_bytes: Option<u64>,
+    pub(crate) allow_loose_permissions: bool,
 }
 
 #[cfg(feature = "serde")]
@@ -346,34 +331,6 @@ impl SqliteSettings {
                 Ok(MasterKey::from_passphrase(&source.read(id, ctx)?))
             }
         }
-    }
-
-    /// Opens (creating when missing) the store `id` these settings
-    /// describe; see [`crate::SqliteStore::open`]. A key file is given with
-    /// [`SqliteConfig::master_key_file`], so an interrupted rotation of it is
-    /// recovered and [`crate::SqliteStore::rotate_key_file`] works.
-    ///
-    /// # Errors
-    /// Those of [`SqliteSettings::load_master_key`] and of
-    /// [`crate::SqliteStore::open`] (a wrong master key, an unreadable or
-    /// foreign file).
-    pub async fn open(
-        self,
-        id: credstore_core::StoreId,
-        ctx: &credstore_core::config::ConfigContext,
-    ) -> credstore_core::Result<crate::SqliteStore> {
-        let mut config = SqliteConfig::new(ctx.path(&self.path));
-        config = match &self.master_key {
-            KeySource::File(path) => config.master_key_file(
-                KeyFile::new(ctx.path(path)).allow_loose_permissions(self.allow_loose_permissions),
-            ),
-            _ => config.master_key(self.load_master_key(&id, ctx)?),
-        };
-        let mut config = config.synchronous(self.synchronous).busy_timeout(self.busy_timeout);
-        if let Some(bytes) = self.max_size_bytes {
-            config = config.max_size_bytes(bytes);
-        }
-        crate::SqliteStore::open(id, config).await
     }
 }
 

@@ -422,8 +422,7 @@ impl CredentialStore for SqliteStore {
     /// [`MAX_NAMESPACE_LEN`](credstore_core::MAX_NAMESPACE_LEN), the only
     /// cap of this store.
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
-        let ns = self.ns().join(namespace)?;
-        Ok(Arc::new(Self { inner: self.inner.clone(), info: self.info.in_namespace(ns) }))
+        Ok(Arc::new(Self { inner: self.inner.clone(), info: self.info.join(namespace)? }))
     }
 
     /// Reads on the calling task when it can answer without waiting, else
@@ -595,5 +594,38 @@ impl fmt::Debug for SqliteStore {
             .field("path", &self.path())
             .field("namespace", self.ns())
             .finish()
+    }
+}
+
+/// Opening a store from its settings lives here, beside the store: the
+/// settings (in `config`) know nothing of the store they open.
+#[cfg(feature = "serde")]
+impl crate::SqliteSettings {
+    /// Opens (creating when missing) the store `id` these settings
+    /// describe; see [`crate::SqliteStore::open`]. A key file is given with
+    /// [`SqliteConfig::master_key_file`], so an interrupted rotation of it is
+    /// recovered and [`crate::SqliteStore::rotate_key_file`] works.
+    ///
+    /// # Errors
+    /// Those of [`SqliteSettings::load_master_key`] and of
+    /// [`crate::SqliteStore::open`] (a wrong master key, an unreadable or
+    /// foreign file).
+    pub async fn open(
+        self,
+        id: credstore_core::StoreId,
+        ctx: &credstore_core::config::ConfigContext,
+    ) -> credstore_core::Result<crate::SqliteStore> {
+        let mut config = SqliteConfig::new(ctx.path(&self.path));
+        config = match &self.master_key {
+            crate::KeySource::File(path) => config.master_key_file(
+                KeyFile::new(ctx.path(path)).allow_loose_permissions(self.allow_loose_permissions),
+            ),
+            _ => config.master_key(self.load_master_key(&id, ctx)?),
+        };
+        let mut config = config.synchronous(self.synchronous).busy_timeout(self.busy_timeout);
+        if let Some(bytes) = self.max_size_bytes {
+            config = config.max_size_bytes(bytes);
+        }
+        crate::SqliteStore::open(id, config).await
     }
 }

@@ -116,9 +116,11 @@ pub(crate) fn connect(config: &VaultConfig, mount: String) -> Result<Connection,
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(format!("address {address:?} must be an http:// or https:// URL with a host"));
     }
-    check_cleartext(&url, config.allow_insecure_http).map_err(|why| match config.address_var {
-        Some(var) => format!("address {address:?} (from {var}) {why}"),
-        None => format!("address {address:?} {why}"),
+    crate::config::check_cleartext(&url, config.allow_insecure_http).map_err(|why| {
+        match config.address_var {
+            Some(var) => format!("address {address:?} (from {var}) {why}"),
+            None => format!("address {address:?} {why}"),
+        }
     })?;
     if config.timeout.is_zero() {
         return Err("timeout must be more than zero".into());
@@ -183,21 +185,6 @@ pub(crate) fn connect(config: &VaultConfig, mount: String) -> Result<Connection,
         *conn.session.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(session));
     }
     Ok(conn)
-}
-
-/// Refuses plain `http://` to a host that is not loopback (`127.0.0.0/8`,
-/// `::1`, `localhost`) unless `allowed`: the token and every value would
-/// cross the network in the clear. The message follows the address.
-pub(crate) fn check_cleartext(url: &url::Url, allowed: bool) -> Result<(), String> {
-    let loopback = url.host_str().is_some_and(credstore_core::config::is_loopback_host);
-    if url.scheme() != "http" || loopback || allowed {
-        Ok(())
-    } else {
-        Err("is plain http:// to a host that is not loopback: the token and every value would cross the \
-             network in the clear; use https://, or set allow_insecure_http if the path is otherwise \
-             protected"
-            .into())
-    }
 }
 
 /// A token or namespace goes into an HTTP header: visible ASCII only. The

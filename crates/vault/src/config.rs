@@ -360,6 +360,21 @@ impl fmt::Debug for VaultConfig {
     }
 }
 
+/// Refuses plain `http://` to a host that is not loopback (`127.0.0.0/8`,
+/// `::1`, `localhost`) unless `allowed`: the token and every value would
+/// cross the network in the clear. The message follows the address.
+pub(crate) fn check_cleartext(url: &url::Url, allowed: bool) -> Result<(), String> {
+    let loopback = url.host_str().is_some_and(credstore_core::config::is_loopback_host);
+    if url.scheme() != "http" || loopback || allowed {
+        Ok(())
+    } else {
+        Err("is plain http:// to a host that is not loopback: the token and every value would cross the \
+             network in the clear; use https://, or set allow_insecure_http if the path is otherwise \
+             protected"
+            .into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,22 +628,6 @@ impl VaultSettings {
             },
         })
     }
-
-    /// Builds the store `id` these settings describe; no I/O beyond reading
-    /// the login's secret (the store connects on first use).
-    ///
-    /// # Errors
-    /// Those of [`VaultSettings::to_config`] and of
-    /// [`crate::VaultStore::new`] (an invalid address, mount or prefix, a
-    /// token that is not text).
-    pub async fn open(
-        self,
-        id: credstore_core::StoreId,
-        ctx: &credstore_core::config::ConfigContext,
-    ) -> Result<crate::VaultStore> {
-        let config = self.to_config(&id, ctx)?;
-        crate::VaultStore::new(id, config)
-    }
 }
 
 #[cfg(feature = "serde")]
@@ -681,7 +680,7 @@ mod de {
             }
             // What does not parse is left to `VaultStore::new`, which says why.
             if let Ok(url) = url::Url::parse(r.address.trim()) {
-                crate::client::check_cleartext(&url, r.allow_insecure_http)
+                check_cleartext(&url, r.allow_insecure_http)
                     .map_err(|why| format!("address {:?} {why}", r.address))?;
             }
             let token = SecretSource::one_of("token", r.token_file, r.token_env)?;

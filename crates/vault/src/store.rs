@@ -423,8 +423,7 @@ impl CredentialStore for VaultStore {
     /// [`Error::InvalidNamespace`] when the joined namespace is longer than
     /// [`MAX_NAMESPACE_LEN`](credstore_core::MAX_NAMESPACE_LEN).
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
-        let namespace = self.info.namespace().join(namespace)?;
-        Ok(Arc::new(Self { info: self.info.in_namespace(namespace), ..self.clone() }))
+        Ok(Arc::new(Self { info: self.info.join(namespace)?, ..self.clone() }))
     }
 
     /// One request: the data and version metadata of the key's current
@@ -620,6 +619,27 @@ impl CredentialStore for VaultStore {
             Ok(Err(reason)) => Availability::down(reason),
             Err(_) => Availability::down(crate::client::reason(&ctx.timed_out())),
         }
+    }
+}
+
+/// Opening a store from its settings lives here, beside the store: the
+/// settings (in `config`) know nothing of the store they open.
+#[cfg(feature = "serde")]
+impl crate::VaultSettings {
+    /// Builds the store `id` these settings describe; no I/O beyond reading
+    /// the login's secret (the store connects on first use).
+    ///
+    /// # Errors
+    /// Those of [`VaultSettings::to_config`] and of
+    /// [`crate::VaultStore::new`] (an invalid address, mount or prefix, a
+    /// token that is not text).
+    pub async fn open(
+        self,
+        id: credstore_core::StoreId,
+        ctx: &credstore_core::config::ConfigContext,
+    ) -> Result<crate::VaultStore> {
+        let config = self.to_config(&id, ctx)?;
+        crate::VaultStore::new(id, config)
     }
 }
 

@@ -130,7 +130,7 @@ impl CredentialStore for FailedStore {
         &self.info
     }
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
-        let info = self.info.in_namespace(self.info.namespace().join(namespace)?);
+        let info = self.info.join(namespace)?;
         Ok(Arc::new(Self { info, ..self.clone() }))
     }
     async fn get(&self, _: &CredentialKey) -> Result<Option<Credential>> {

@@ -74,7 +74,7 @@ impl CredentialStore for TestKv {
         &self.info
     }
     fn with_namespace(&self, namespace: &Namespace) -> Result<Arc<dyn CredentialStore>> {
-        let info = self.info.in_namespace(self.info.namespace().join(namespace)?);
+        let info = self.info.join(namespace)?;
         Ok(Arc::new(TestKv { info, ..self.clone() }))
     }
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
