@@ -15,9 +15,12 @@ pub const READ_ONLY_OPERATION: &str = "writes (the store is read-only)";
 /// Makes a store read-only: reads pass through, writes are refused.
 ///
 /// # Behavior
-/// - `write` (and so `set_opts`, `set`, `create`, `replace`) and `delete` fail with
+/// - `write` (and so `set_opts` and `set`) and `delete` fail with
 ///   [`Error::Unsupported`] whose operation is [`READ_ONLY_OPERATION`],
-///   before any I/O: the wrapped store never sees the call. `Unsupported`
+///   before any I/O: the wrapped store never sees the call. `create` and
+///   `replace` fail with `Unsupported` too, from the write's own check,
+///   naming the mode this layer declares off (`create-only writes`,
+///   `replace-if-version writes`). `Unsupported`
 ///   was chosen over `PermissionDenied` because nothing was asked of the
 ///   backend: the refusal is a property of this handle, stable and not
 ///   retriable, like any other capability the store lacks.

@@ -65,6 +65,18 @@ impl fmt::Display for Operation {
     }
 }
 
+/// The future of one call of a store, as [`Around::around`] takes and
+/// returns it: any `Future<Output = Result<T>> + Send + 'a`.
+pub trait CallFuture<'a, T>: Future<Output = Result<T>> + Send + 'a {}
+
+impl<'a, T, F: Future<Output = Result<T>> + Send + 'a> CallFuture<'a, T> for F {}
+
+/// The future of a store's availability probe, as [`Around::around_probe`]
+/// takes and returns it: any `Future<Output = Availability> + Send + 'a`.
+pub trait ProbeFuture<'a>: Future<Output = Availability> + Send + 'a {}
+
+impl<'a, F: Future<Output = Availability> + Send + 'a> ProbeFuture<'a> for F {}
+
 /// One call through an [`AroundStore`]: which store, which operation, which
 /// key. Never the value.
 #[derive(Debug, Clone, Copy)]
@@ -85,10 +97,9 @@ pub struct Call<'a> {
 /// [`TimeoutLayer`](crate::layers::TimeoutLayer) are built this way.
 ///
 /// ```
-/// use std::future::Future;
 /// use std::sync::Arc;
 /// use std::sync::atomic::{AtomicU64, Ordering};
-/// use credstore_core::layers::{Around, Call};
+/// use credstore_core::layers::{Around, Call, CallFuture};
 /// use credstore_core::{CredentialStore, Result, StoreExt};
 ///
 /// /// Counts calls that failed.
@@ -96,11 +107,7 @@ pub struct Call<'a> {
 /// struct CountFailures(Arc<AtomicU64>);
 ///
 /// impl Around for CountFailures {
-///     async fn around<'a, T: Send + 'a>(
-///         &'a self,
-///         _call: Call<'a>,
-///         op: impl Future<Output = Result<T>> + Send + 'a,
-///     ) -> Result<T> {
+///     async fn around<'a, T: Send + 'a>(&'a self, _call: Call<'a>, op: impl CallFuture<'a, T>) -> Result<T> {
 ///         let result = op.await;
 ///         if result.is_err() {
 ///             self.0.fetch_add(1, Ordering::Relaxed);
@@ -120,16 +127,12 @@ pub trait Around: Clone + fmt::Debug + Send + Sync + 'static {
     fn around<'a, T: Send + 'a>(
         &'a self,
         call: Call<'a>,
-        op: impl Future<Output = Result<T>> + Send + 'a,
-    ) -> impl Future<Output = Result<T>> + Send + 'a;
+        op: impl CallFuture<'a, T>,
+    ) -> impl CallFuture<'a, T>;
 
     /// Runs `probe`, the wrapped store's availability probe. By default it
     /// only awaits it.
-    fn around_probe<'a>(
-        &'a self,
-        call: Call<'a>,
-        probe: impl Future<Output = Availability> + Send + 'a,
-    ) -> impl Future<Output = Availability> + Send + 'a {
+    fn around_probe<'a>(&'a self, call: Call<'a>, probe: impl ProbeFuture<'a>) -> impl ProbeFuture<'a> {
         let _ = call;
         probe
     }

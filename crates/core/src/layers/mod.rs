@@ -5,6 +5,6 @@ mod around;
 mod timeout;
 mod trace;
 
-pub use around::{Around, AroundStore, Call, Operation};
+pub use around::{Around, AroundStore, Call, CallFuture, Operation, ProbeFuture};
 pub use timeout::{TimeoutLayer, TimeoutStore};
 pub use trace::{TraceLayer, TracedStore};

@@ -1,9 +1,8 @@
 //! [`TimeoutLayer`]: a deadline on every operation.
 
-use std::future::Future;
 use std::time::Duration;
 
-use super::{Around, AroundStore, Call};
+use super::{Around, AroundStore, Call, CallFuture, ProbeFuture};
 use crate::{Availability, Error, Result};
 
 /// Bounds every call of the wrapped store by one duration.
@@ -47,22 +46,14 @@ impl TimeoutLayer {
 }
 
 impl Around for TimeoutLayer {
-    async fn around<'a, T: Send + 'a>(
-        &'a self,
-        call: Call<'a>,
-        op: impl Future<Output = Result<T>> + Send + 'a,
-    ) -> Result<T> {
+    async fn around<'a, T: Send + 'a>(&'a self, call: Call<'a>, op: impl CallFuture<'a, T>) -> Result<T> {
         match tokio::time::timeout(self.timeout, op).await {
             Ok(result) => result,
             Err(_) => Err(Error::unavailable(call.store.id(), self.reason())),
         }
     }
 
-    async fn around_probe<'a>(
-        &'a self,
-        _call: Call<'a>,
-        probe: impl Future<Output = Availability> + Send + 'a,
-    ) -> Availability {
+    async fn around_probe<'a>(&'a self, _call: Call<'a>, probe: impl ProbeFuture<'a>) -> Availability {
         tokio::time::timeout(self.timeout, probe).await.unwrap_or_else(|_| Availability::down(self.reason()))
     }
 }

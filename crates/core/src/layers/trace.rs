@@ -1,11 +1,8 @@
 //! [`TraceLayer`]: a `tracing` span around every operation.
 
-use std::future::Future;
-
 use tracing::Instrument;
 
-use super::{Around, AroundStore, Call};
-use crate::{Availability, Result};
+use super::{Around, AroundStore, Call, CallFuture, ProbeFuture};
 
 /// Runs every call inside a `credstore` span with the fields `store`,
 /// `namespace`, `op` and `key` (where there is one). The value is never
@@ -36,8 +33,8 @@ impl Around for TraceLayer {
     fn around<'a, T: Send + 'a>(
         &'a self,
         call: Call<'a>,
-        op: impl Future<Output = Result<T>> + Send + 'a,
-    ) -> impl Future<Output = Result<T>> + Send + 'a {
+        op: impl CallFuture<'a, T>,
+    ) -> impl CallFuture<'a, T> {
         let span = span(&call);
         async move {
             let result = op.await;
@@ -49,11 +46,7 @@ impl Around for TraceLayer {
         .instrument(span)
     }
 
-    fn around_probe<'a>(
-        &'a self,
-        call: Call<'a>,
-        probe: impl Future<Output = Availability> + Send + 'a,
-    ) -> impl Future<Output = Availability> + Send + 'a {
+    fn around_probe<'a>(&'a self, call: Call<'a>, probe: impl ProbeFuture<'a>) -> impl ProbeFuture<'a> {
         let span = span(&call);
         async move {
             let a = probe.await;

@@ -10,14 +10,18 @@ use credstore_core::{
 };
 use credstore_layers::{ReadOnlyLayer, READ_ONLY_OPERATION};
 
-fn assert_refused(result: credstore_core::Result<impl std::fmt::Debug>) {
+fn assert_refused_as(result: credstore_core::Result<impl std::fmt::Debug>, expected: &str) {
     match result {
         Err(Error::Unsupported { store, operation }) => {
             assert_eq!(store.as_str(), "backend");
-            assert_eq!(operation, READ_ONLY_OPERATION);
+            assert_eq!(operation, expected);
         }
         other => panic!("expected Unsupported, got {other:?}"),
     }
+}
+
+fn assert_refused(result: credstore_core::Result<impl std::fmt::Debug>) {
+    assert_refused_as(result, READ_ONLY_OPERATION)
 }
 
 #[tokio::test]
@@ -31,8 +35,11 @@ async fn no_write_reaches_the_backend() {
     for handle in [&store, &tenant] {
         let v = SecretValue::from("new");
         assert_refused(handle.set(&key("k"), &v, &Metadata::new()).await);
-        assert_refused(handle.create(&key("k2"), &v, &Metadata::new()).await);
-        assert_refused(handle.replace(&key("k"), &v, &Metadata::new(), &existing).await);
+        // Conditional modes are declared off, so the write's check refuses
+        // them first.
+        assert_refused_as(handle.create(&key("k2"), &v, &Metadata::new()).await, "create-only writes");
+        let replace = handle.replace(&key("k"), &v, &Metadata::new(), &existing).await;
+        assert_refused_as(replace, "replace-if-version writes");
         assert_refused(handle.delete(&key("k")).await);
         // Input no store accepts is refused by the write's check, before the
         // layer: it never reaches the backend either.

@@ -25,13 +25,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use credstore_core::layers::{Around, AroundStore, Call};
+use credstore_core::layers::{Around, AroundStore, Call, CallFuture, ProbeFuture};
 use credstore_core::{Availability, Error, Result, StoreId};
 use credstore_layers::{CacheStats, CachedStore};
 use prometheus_client::collector::Collector;
@@ -398,22 +397,14 @@ impl MetricsLayer {
 }
 
 impl Around for MetricsLayer {
-    async fn around<'a, T: Send + 'a>(
-        &'a self,
-        call: Call<'a>,
-        op: impl Future<Output = Result<T>> + Send + 'a,
-    ) -> Result<T> {
+    async fn around<'a, T: Send + 'a>(&'a self, call: Call<'a>, op: impl CallFuture<'a, T>) -> Result<T> {
         let started = Instant::now();
         let result = op.await;
         self.observe(&call, started, result.as_ref().map_or_else(outcome_of, |_| "ok"));
         result
     }
 
-    async fn around_probe<'a>(
-        &'a self,
-        call: Call<'a>,
-        probe: impl Future<Output = Availability> + Send + 'a,
-    ) -> Availability {
+    async fn around_probe<'a>(&'a self, call: Call<'a>, probe: impl ProbeFuture<'a>) -> Availability {
         let started = Instant::now();
         let availability = probe.await;
         self.observe(&call, started, if availability.available { "ok" } else { "unavailable" });
