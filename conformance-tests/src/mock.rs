@@ -214,11 +214,7 @@ pub struct MockStore {
 
 impl fmt::Debug for MockStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MockStore")
-            .field("id", self.info.id())
-            .field("kind", self.info.kind())
-            .field("namespace", self.info.namespace())
-            .finish_non_exhaustive()
+        f.debug_struct("MockStore").field("info", &self.info).finish_non_exhaustive()
     }
 }
 

@@ -10,8 +10,6 @@ use crate::StoreFactory;
 
 /// Metadata with punctuation, spaces and quotes round-trips exactly.
 pub async fn metadata_round_trip(f: &dyn StoreFactory) {
-    let store = f.create().await;
-    let k = key("with-metadata");
     let m = meta([
         ("owner", "payments team"),
         ("json-like", r#"{"a": [1, 2], "b": "c"}"#),
@@ -20,8 +18,15 @@ pub async fn metadata_round_trip(f: &dyn StoreFactory) {
         ("spaces", "  leading and trailing  "),
         ("empty", ""),
     ]);
+    round_trips(f, "with-metadata", m).await;
+}
+
+/// Writes `m` under `name` on a fresh store and reads it back exactly.
+async fn round_trips(f: &dyn StoreFactory, name: &str, m: Metadata) {
+    let store = f.create().await;
+    let k = key(name);
     set(&*store, &k, &SecretValue::from("v"), &m).await;
-    assert_eq!(must_get(&*store, &k).await.metadata, m);
+    assert_eq!(must_get(&*store, &k).await.metadata, m, "{name}");
 }
 
 /// Empty metadata round-trips as empty, on every store.
@@ -34,8 +39,6 @@ pub async fn metadata_empty(f: &dyn StoreFactory) {
 
 /// Unicode metadata values round-trip exactly.
 pub async fn metadata_unicode_values(f: &dyn StoreFactory) {
-    let store = f.create().await;
-    let k = key("unicode-metadata");
     let m = meta([
         ("ja", "日本語のメタデータ"),
         ("emoji", "🔑✓🚀 keys"),
@@ -43,8 +46,7 @@ pub async fn metadata_unicode_values(f: &dyn StoreFactory) {
         ("combining", "e\u{301} n\u{303}"),
         ("astral", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢"),
     ]);
-    set(&*store, &k, &SecretValue::from("v"), &m).await;
-    assert_eq!(must_get(&*store, &k).await.metadata, m);
+    round_trips(f, "unicode-metadata", m).await;
 }
 
 /// Metadata at every limit round-trips: the most entries, the longest key

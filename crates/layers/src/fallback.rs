@@ -1,6 +1,7 @@
 //! [`FallbackStore`] and [`FallbackLayer`]: a chain of stores read in order.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -171,6 +172,25 @@ impl FallbackStore {
         }
     }
 
+    /// The first store's answer that is `Some`, in read order: what `get`,
+    /// `has` and `version` ask. A miss everywhere is `None`, or the first
+    /// error skipped on the way ([`skip_unavailable`](Self::skip_unavailable)).
+    async fn first_hit<'a, T, F, Fut>(&'a self, read: F) -> Result<Option<T>>
+    where
+        F: Fn(&'a Arc<dyn CredentialStore>) -> Fut,
+        Fut: Future<Output = Result<Option<T>>>,
+    {
+        let mut skipped = None;
+        for member in &self.members {
+            match read(&member.store).await {
+                Ok(Some(found)) => return Ok(Some(found)),
+                Ok(None) => {}
+                Err(e) => self.skip(self.own(e), &mut skipped)?,
+            }
+        }
+        skipped.map_or(Ok(None), Err)
+    }
+
     /// Whether a read may go on past `error`; the first such error is kept.
     fn skip(&self, error: Error, skipped: &mut Option<Error>) -> Result<()> {
         if self.skip_unavailable && matches!(error, Error::Unavailable { .. }) {
@@ -290,15 +310,7 @@ impl CredentialStore for FallbackStore {
     }
 
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
-        let mut skipped = None;
-        for member in &self.members {
-            match member.store.get(key).await {
-                Ok(Some(found)) => return Ok(Some(found)),
-                Ok(None) => {}
-                Err(e) => self.skip(self.own(e), &mut skipped)?,
-            }
-        }
-        skipped.map_or(Ok(None), Err)
+        self.first_hit(|store| store.get(key)).await
     }
 
     async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {
@@ -306,27 +318,12 @@ impl CredentialStore for FallbackStore {
     }
 
     async fn has(&self, key: &CredentialKey) -> Result<bool> {
-        let mut skipped = None;
-        for member in &self.members {
-            match member.store.has(key).await {
-                Ok(true) => return Ok(true),
-                Ok(false) => {}
-                Err(e) => self.skip(self.own(e), &mut skipped)?,
-            }
-        }
-        skipped.map_or(Ok(false), Err)
+        let hit = self.first_hit(|store| async move { Ok(store.has(key).await?.then_some(())) }).await?;
+        Ok(hit.is_some())
     }
 
     async fn version(&self, key: &CredentialKey) -> Result<Option<Version>> {
-        let mut skipped = None;
-        for member in &self.members {
-            match member.store.version(key).await {
-                Ok(Some(version)) => return Ok(Some(version)),
-                Ok(None) => {}
-                Err(e) => self.skip(self.own(e), &mut skipped)?,
-            }
-        }
-        skipped.map_or(Ok(None), Err)
+        self.first_hit(|store| store.version(key)).await
     }
 
     async fn delete(&self, key: &CredentialKey) -> Result<bool> {

@@ -1,7 +1,6 @@
 //! What kind of failure made a store unavailable, as clients are told it
 //! (in a 503's detail and the store list's `reason`).
 
-use std::fmt;
 use std::sync::Arc;
 
 use credstore_core::{
@@ -90,21 +89,10 @@ pub const FAILED_TO_OPEN: &str = "cannot be opened: ";
 ///
 /// Input is still checked first, as by every store: a bad value or metadata
 /// is refused as such, before the unavailability.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct FailedStore {
     info: StoreInfo,
     reason: Arc<str>,
-}
-
-impl fmt::Debug for FailedStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FailedStore")
-            .field("id", self.info.id())
-            .field("kind", self.info.kind())
-            .field("namespace", self.info.namespace())
-            .field("reason", &self.reason)
-            .finish()
-    }
 }
 
 impl FailedStore {
