@@ -3,14 +3,15 @@
 //! 32 B and 4 KiB values.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use credstore_benches::baseline::MapStore;
 use credstore_benches::summary::Scenario;
 use credstore_benches::{key_name, quick, test_mode, KeyWalk};
 use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, SecretValue, StoreId};
 use credstore_memory::MemoryStore;
-use criterion::Criterion;
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion};
 
 #[derive(Clone, Copy, Debug)]
 enum Op {
@@ -19,26 +20,42 @@ enum Op {
     Has,
 }
 
-/// Runs `iters` operations split over `tasks` tasks and returns the wall time.
-fn run<F, Fut>(rt: &tokio::runtime::Runtime, iters: u64, tasks: usize, op: F) -> Duration
+/// What each sample of a case runs on.
+#[derive(Clone, Copy)]
+struct Load<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    /// Concurrent tasks.
+    tasks: usize,
+    /// Keys in the store, walked by each task.
+    keys: usize,
+}
+
+/// Benchmarks `name`: each sample splits its operations over the load's
+/// tasks, each task calling `op` with its own clone of `state`, its own
+/// walk over the keys and its share of the operations; the sample's time
+/// is the wall time.
+fn measure<S, F, Fut>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, load: Load<'_>, state: S, op: F)
 where
-    F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
+    S: Clone + Send + 'static,
+    F: Fn(S, KeyWalk, u64) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    rt.block_on(async {
-        let per_task = iters.div_ceil(tasks as u64);
-        let start = Instant::now();
-        let handles: Vec<_> = (0..tasks)
-            .map(|t| {
-                let op = op.clone();
-                tokio::spawn(async move { op(t, per_task).await })
+    let Load { rt, tasks, keys } = load;
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let per_task = iters.div_ceil(tasks as u64);
+                let start = Instant::now();
+                let handles: Vec<_> = (0..tasks)
+                    .map(|t| tokio::spawn(op(state.clone(), KeyWalk::new(t as u64 + 1, keys), per_task)))
+                    .collect();
+                for h in handles {
+                    h.await.expect("bench task");
+                }
+                start.elapsed()
             })
-            .collect();
-        for h in handles {
-            h.await.expect("bench task");
-        }
-        start.elapsed()
-    })
+        })
+    });
 }
 
 fn bench_case(
@@ -62,6 +79,7 @@ fn bench_case(
     let value = "v".repeat(size);
     let names: Arc<Vec<String>> = Arc::new((0..keys).map(key_name).collect());
     let mut g = c.benchmark_group(&group);
+    let load = Load { rt, tasks, keys };
 
     // Ours, filled then measured, then dropped before the baseline is built.
     {
@@ -74,27 +92,17 @@ fn bench_case(
                 store.set(k, &secret, &Metadata::new()).await.unwrap();
             }
         });
-        g.bench_function("ours", |b| {
-            b.iter_custom(|iters| {
-                let (store, typed, secret) = (store.clone(), typed.clone(), secret.clone());
-                run(rt, iters, tasks, move |t, n| {
-                    let (store, typed, secret) = (store.clone(), typed.clone(), secret.clone());
-                    async move {
-                        let mut walk = KeyWalk::new(t as u64 + 1, typed.len());
-                        let meta = Metadata::new();
-                        for _ in 0..n {
-                            let k = &typed[walk.next()];
-                            match op {
-                                Op::Get => drop(std::hint::black_box(store.get(k).await.unwrap())),
-                                Op::Set => {
-                                    _ = std::hint::black_box(store.set(k, &secret, &meta).await.unwrap())
-                                }
-                                Op::Has => drop(std::hint::black_box(store.has(k).await.unwrap())),
-                            }
-                        }
-                    }
-                })
-            })
+        let state = (store, typed, secret);
+        measure(&mut g, "ours", load, state, move |(store, typed, secret), mut walk, n| async move {
+            let meta = Metadata::new();
+            for _ in 0..n {
+                let k = &typed[walk.next()];
+                match op {
+                    Op::Get => drop(std::hint::black_box(store.get(k).await.unwrap())),
+                    Op::Set => _ = std::hint::black_box(store.set(k, &secret, &meta).await.unwrap()),
+                    Op::Has => drop(std::hint::black_box(store.has(k).await.unwrap())),
+                }
+            }
         });
     }
     {
@@ -105,24 +113,16 @@ fn bench_case(
             }
         });
         let value = Arc::new(value);
-        g.bench_function("baseline", |b| {
-            b.iter_custom(|iters| {
-                let (map, names, value) = (map.clone(), names.clone(), value.clone());
-                run(rt, iters, tasks, move |t, n| {
-                    let (map, names, value) = (map.clone(), names.clone(), value.clone());
-                    async move {
-                        let mut walk = KeyWalk::new(t as u64 + 1, names.len());
-                        for _ in 0..n {
-                            let k = &names[walk.next()];
-                            match op {
-                                Op::Get => drop(std::hint::black_box(map.get(k).await)),
-                                Op::Set => map.set(k, &value).await,
-                                Op::Has => drop(std::hint::black_box(map.has(k).await)),
-                            }
-                        }
-                    }
-                })
-            })
+        let state = (map, names, value);
+        measure(&mut g, "baseline", load, state, move |(map, names, value), mut walk, n| async move {
+            for _ in 0..n {
+                let k = &names[walk.next()];
+                match op {
+                    Op::Get => drop(std::hint::black_box(map.get(k).await)),
+                    Op::Set => map.set(k, &value).await,
+                    Op::Has => drop(std::hint::black_box(map.has(k).await)),
+                }
+            }
         });
     }
     g.finish();

@@ -150,6 +150,21 @@ pub enum AuditOutcome {
 pub struct AuditRecord {
     /// RFC 3339 UTC with milliseconds.
     pub time: String,
+    /// The request, its token and what it names; its members stand in the
+    /// line between `time` and `outcome`.
+    #[serde(flatten)]
+    pub entry: AuditEntry,
+    /// How far it got.
+    pub outcome: AuditOutcome,
+    /// The status answered; `None` on [`AuditOutcome::Started`] and
+    /// [`AuditOutcome::Abandoned`].
+    pub status: Option<u16>,
+}
+
+/// The request-side facts of a record, filled in as the handler learns them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
     /// The request id.
     pub request_id: String,
     /// The token's name, when a known token was presented.
@@ -164,30 +179,6 @@ pub struct AuditRecord {
     pub key: Option<String>,
     /// What the request does.
     pub action: AuditAction,
-    /// How far it got.
-    pub outcome: AuditOutcome,
-    /// The status answered; `None` on [`AuditOutcome::Started`] and
-    /// [`AuditOutcome::Abandoned`].
-    pub status: Option<u16>,
-}
-
-/// The request-side facts of a record, filled in as the handler learns them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEntry {
-    /// The request id.
-    pub request_id: String,
-    /// What the request does.
-    pub action: AuditAction,
-    /// The token's name.
-    pub token: Option<String>,
-    /// The tenant.
-    pub tenant: Option<String>,
-    /// The project.
-    pub project: Option<String>,
-    /// The store.
-    pub store: Option<String>,
-    /// The key.
-    pub key: Option<String>,
 }
 
 fn cut(id: &str) -> String {
@@ -204,12 +195,12 @@ impl AuditEntry {
     pub fn new(request_id: &str, action: AuditAction) -> Self {
         Self {
             request_id: cut(request_id),
-            action,
             token: None,
             tenant: None,
             project: None,
             store: None,
             key: None,
+            action,
         }
     }
 
@@ -253,12 +244,12 @@ impl AuditEntry {
         };
         Self {
             request_id: short(&self.request_id),
-            action: self.action,
             token: None,
             tenant: keep(&self.tenant),
             project: keep(&self.project),
             store: keep(&self.store),
             key: keep(&self.key),
+            action: self.action,
         }
     }
 
@@ -272,13 +263,7 @@ impl AuditEntry {
     pub fn record(&self, outcome: AuditOutcome, status: Option<u16>) -> AuditRecord {
         AuditRecord {
             time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            request_id: self.request_id.clone(),
-            token: self.token.clone(),
-            tenant: self.tenant.clone(),
-            project: self.project.clone(),
-            store: self.store.clone(),
-            key: self.key.clone(),
-            action: self.action,
+            entry: self.clone(),
             outcome,
             status,
         }
@@ -613,17 +598,8 @@ impl AuditLog {
     /// The line could not be written (the file cannot be opened or
     /// written).
     pub fn append(&self, record: &AuditRecord) -> std::io::Result<()> {
-        let fields = Fields {
-            request_id: &record.request_id,
-            token: record.token.as_deref(),
-            tenant: record.tenant.as_deref(),
-            project: record.project.as_deref(),
-            store: record.store.as_deref(),
-            key: record.key.as_deref(),
-            action: record.action,
-        };
         self.write_line(|line| {
-            encode(line, |o| json_str(o, &record.time), &fields, record.outcome, record.status);
+            encode(line, |o| json_str(o, &record.time), &record.entry, record.outcome, record.status);
         })
         .map(|_| ())
     }
@@ -650,21 +626,12 @@ impl AuditLog {
         outcome: AuditOutcome,
         status: Option<u16>,
     ) -> std::io::Result<Option<u64>> {
-        let fields = Fields {
-            request_id: &entry.request_id,
-            token: entry.token.as_deref(),
-            tenant: entry.tenant.as_deref(),
-            project: entry.project.as_deref(),
-            store: entry.store.as_deref(),
-            key: entry.key.as_deref(),
-            action: entry.action,
-        };
         let time = humantime::format_rfc3339_millis(SystemTime::now());
         // A timestamp has nothing to escape; writing to a Vec cannot fail.
         let time = |o: &mut Vec<u8>| {
             let _ = write!(o, "\"{time}\"");
         };
-        self.write_line(|line| encode(line, time, &fields, outcome, status))
+        self.write_line(|line| encode(line, time, entry, outcome, status))
     }
 
     /// Writes `line` to the file log, opening it first when it is closed,
@@ -736,16 +703,6 @@ impl AuditLog {
 }
 
 /// The request-side members of one line, borrowed.
-struct Fields<'a> {
-    request_id: &'a str,
-    token: Option<&'a str>,
-    tenant: Option<&'a str>,
-    project: Option<&'a str>,
-    store: Option<&'a str>,
-    key: Option<&'a str>,
-    action: AuditAction,
-}
-
 impl AuditAction {
     fn as_str(self) -> &'static str {
         match self {
@@ -778,20 +735,20 @@ impl AuditOutcome {
 fn encode(
     out: &mut Vec<u8>,
     time: impl FnOnce(&mut Vec<u8>),
-    f: &Fields<'_>,
+    f: &AuditEntry,
     outcome: AuditOutcome,
     status: Option<u16>,
 ) {
     out.extend_from_slice(b"{\"time\":");
     time(out);
     out.extend_from_slice(b",\"requestId\":");
-    json_str(out, f.request_id);
+    json_str(out, &f.request_id);
     for (name, value) in [
-        (&b",\"token\":"[..], f.token),
-        (b",\"tenant\":", f.tenant),
-        (b",\"project\":", f.project),
-        (b",\"store\":", f.store),
-        (b",\"key\":", f.key),
+        (&b",\"token\":"[..], &f.token),
+        (b",\"tenant\":", &f.tenant),
+        (b",\"project\":", &f.project),
+        (b",\"store\":", &f.store),
+        (b",\"key\":", &f.key),
     ] {
         out.extend_from_slice(name);
         match value {

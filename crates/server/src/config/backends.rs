@@ -88,29 +88,26 @@ impl Backends {
     /// `sqlite`), and with their features `vault`, `aws-secrets-manager`
     /// (alias `aws`) and `keychain`.
     pub fn builtin() -> Self {
+        // Registers a backend crate's settings type under the crate's
+        // `KIND`: its settings open the store.
+        macro_rules! register {
+            ($b:ident, $krate:ident::$settings:ident) => {
+                $b.register(
+                    $krate::KIND,
+                    |id, s: $krate::$settings, ctx| async move { s.open(id, &ctx).await },
+                )
+            };
+        }
         let mut b = Self::new();
-        b.register(credstore_memory::KIND, |id, s: credstore_memory::MemorySettings, ctx| async move {
-            s.open(id, &ctx).await
-        });
-        b.register(credstore_sqlite::KIND, |id, s: credstore_sqlite::SqliteSettings, ctx| async move {
-            s.open(id, &ctx).await
-        });
+        register!(b, credstore_memory::MemorySettings);
+        register!(b, credstore_sqlite::SqliteSettings);
         b.alias("sqlite", credstore_sqlite::KIND.as_str());
         #[cfg(feature = "vault")]
-        b.register(credstore_vault::KIND, |id, s: credstore_vault::VaultSettings, ctx| async move {
-            s.open(id, &ctx).await
-        });
+        register!(b, credstore_vault::VaultSettings);
         #[cfg(feature = "aws")]
-        {
-            b.register(credstore_aws::KIND, |id, s: credstore_aws::AwsSettings, ctx| async move {
-                s.open(id, &ctx).await
-            });
-            b.alias("aws", credstore_aws::KIND.as_str());
-        }
+        register!(b, credstore_aws::AwsSettings).alias("aws", credstore_aws::KIND.as_str());
         #[cfg(feature = "keychain")]
-        b.register(credstore_keychain::KIND, |id, s: credstore_keychain::KeychainSettings, ctx| async move {
-            s.open(id, &ctx).await
-        });
+        register!(b, credstore_keychain::KeychainSettings);
         b
     }
 

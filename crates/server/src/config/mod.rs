@@ -168,19 +168,16 @@ pub const MAX_CACHE_ENTRIES: usize = 1_000_000;
 /// | `max_entries` | 1000 | 1 to 1000000 |
 /// | `max_stale_ms` | `ttl_ms`, at most 60000 | 0 (off) to 86400000 (24 h) |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CacheSettings {
     /// How long a value read from the store is served without asking it.
-    #[serde(default)]
     pub ttl_ms: Option<u64>,
     /// The most entries the store's cache holds, all projects together
     /// (least recently used evicted first).
-    #[serde(default)]
     pub max_entries: Option<usize>,
     /// How long past its TTL an entry may still be served while the store
     /// fails with retriable errors (and is revalidated by version
     /// otherwise); 0 turns both off.
-    #[serde(default)]
     pub max_stale_ms: Option<u64>,
 }
 
@@ -1057,15 +1054,20 @@ ttl_ms = 1500
     #[test]
     fn cache_mistakes_name_the_store_and_the_field() {
         let store = |cache: &str| format!("[[stores]]\nid = \"c\"\ntype = \"memory\"\ncache = {cache}\n");
-        for (cache, field) in [
-            ("{ ttl_ms = 0 }", "cache.ttl_ms"),
-            ("{ ttl_ms = 86400001 }", "cache.ttl_ms"),
-            ("{ max_entries = 0 }", "cache.max_entries"),
-            ("{ max_entries = 1000001 }", "cache.max_entries"),
-            ("{ max_stale_ms = 86400001 }", "cache.max_stale_ms"),
-        ] {
-            let err = parse(&store(cache)).unwrap_err();
-            assert!(err.starts_with("stores[0]: ") && err.contains(field), "{cache}: {err}");
+        // Each field just out of its range.
+        let out_of_range = [
+            ("ttl_ms", 0),
+            ("ttl_ms", 86400001),
+            ("max_entries", 0),
+            ("max_entries", 1000001),
+            ("max_stale_ms", 86400001),
+        ];
+        for (field, value) in out_of_range {
+            let err = parse(&store(&format!("{{ {field} = {value} }}"))).unwrap_err();
+            assert!(
+                err.starts_with("stores[0]: ") && err.contains(&format!("cache.{field}")),
+                "{field} = {value}: {err}"
+            );
         }
         let err = parse(&store("{ ttl = 5 }")).unwrap_err();
         assert!(err.contains("unknown field `ttl`"), "{err}");

@@ -92,32 +92,6 @@ impl Slot {
     }
 }
 
-/// One store in the *List Credential Stores* body: the members and order
-/// of [`StoreEntry`], which documents it.
-#[derive(Serialize)]
-struct BodyEntry {
-    available: bool,
-    id: String,
-    reason: String,
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(rename = "checkedAt")]
-    checked_at: String,
-}
-
-impl BodyEntry {
-    fn new(id: &StoreId, kind: StoreKind, last: &ProbeResult) -> Self {
-        let a = &last.availability;
-        Self {
-            available: a.available,
-            id: id.to_string(),
-            reason: shown_reason(a),
-            kind: kind.to_string(),
-            checked_at: humantime::format_rfc3339_millis(last.checked_at).to_string(),
-        }
-    }
-}
-
 /// The `reason` clients see: `""` when available, else only the
 /// failure category (`unreachable`, `timeout`, `refused`,
 /// `misconfigured`). The backend's own words may hold file paths,
@@ -158,6 +132,20 @@ pub struct StoreEntry {
     pub checked_at: String,
 }
 
+impl StoreEntry {
+    /// The entry of a store's last probe result.
+    fn new(id: &StoreId, kind: StoreKind, last: &ProbeResult) -> Self {
+        let a = &last.availability;
+        Self {
+            available: a.available,
+            id: id.to_string(),
+            reason: shown_reason(a),
+            kind: kind.to_string(),
+            checked_at: humantime::format_rfc3339_millis(last.checked_at).to_string(),
+        }
+    }
+}
+
 /// The answer of *List Credential Stores*.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ListStoresResponse {
@@ -173,13 +161,13 @@ struct Body<T> {
 /// The serialized list body, rebuilt whenever a probe result lands.
 struct StoresBody {
     /// One entry per store, in the order served.
-    entries: Mutex<Vec<BodyEntry>>,
+    entries: Mutex<Vec<StoreEntry>>,
     /// `{"data":[...]}` of `entries`.
     bytes: RwLock<Bytes>,
 }
 
 impl StoresBody {
-    fn new(entries: Vec<BodyEntry>) -> Self {
+    fn new(entries: Vec<StoreEntry>) -> Self {
         let bytes = RwLock::new(Self::encode(&entries));
         Self { entries: Mutex::new(entries), bytes }
     }
@@ -190,7 +178,7 @@ impl StoresBody {
     }
 
     /// Replaces entry `index` and the body.
-    fn update(&self, index: usize, entry: BodyEntry) {
+    fn update(&self, index: usize, entry: StoreEntry) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = entries.get_mut(index) {
             *slot = entry;
@@ -274,7 +262,7 @@ impl StatusBoard {
             })
             .collect();
         let body = Arc::new(StoresBody::new(
-            slots.iter().map(|s| BodyEntry::new(s.store.id(), s.store.kind().clone(), &s.last())).collect(),
+            slots.iter().map(|s| StoreEntry::new(s.store.id(), s.store.kind().clone(), &s.last())).collect(),
         ));
         let (stop, _) = watch::channel(false);
         let started = Instant::now();
@@ -436,7 +424,7 @@ async fn prober(
             r = run_probe(slot.store.as_ref(), settings.timeout, observer.as_ref()) => r,
         };
         log_change(slot.store.id(), Some(&slot.last().availability), &result.availability);
-        body.update(index, BodyEntry::new(slot.store.id(), slot.store.kind().clone(), &result));
+        body.update(index, StoreEntry::new(slot.store.id(), slot.store.kind().clone(), &result));
         *slot.last.write().unwrap_or_else(|e| e.into_inner()) = result;
         next = Instant::now() + jittered(settings.interval);
     }

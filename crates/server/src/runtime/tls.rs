@@ -324,6 +324,16 @@ mod tests {
             std::fs::write(&p, text).unwrap();
             p
         }
+        /// A [`valid`] pair, written as `c.pem` and `k.pem`.
+        fn valid_pair(&self) -> (PathBuf, PathBuf) {
+            let (cert, key) = valid();
+            (self.write("c.pem", &cert), self.write("k.pem", &key))
+        }
+    }
+
+    /// A self-signed certificate valid from 2020 to 2200, and its key.
+    fn valid() -> (String, String) {
+        self_signed((2020, 1, 1), (2200, 1, 1))
     }
 
     fn self_signed(not_before: (i32, u8, u8), not_after: (i32, u8, u8)) -> (String, String) {
@@ -342,9 +352,8 @@ mod tests {
     #[test]
     fn a_valid_pair_loads_and_offers_h2_then_http1() {
         let f = Files::new();
-        let (cert, key) = self_signed((2020, 1, 1), (2200, 1, 1));
-        let s = settings(f.write("c.pem", &cert), f.write("k.pem", &key));
-        let tls = Tls::new(&s).unwrap();
+        let (c, k) = f.valid_pair();
+        let tls = Tls::new(&settings(c, k)).unwrap();
         assert_eq!(tls.config.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
         assert!(!format!("{tls:?}").contains("PRIVATE KEY"));
     }
@@ -352,8 +361,8 @@ mod tests {
     #[test]
     fn a_key_of_another_certificate_is_refused_naming_both_files() {
         let f = Files::new();
-        let (cert, _) = self_signed((2020, 1, 1), (2200, 1, 1));
-        let (_, other_key) = self_signed((2020, 1, 1), (2200, 1, 1));
+        let (cert, _) = valid();
+        let (_, other_key) = valid();
         let s = settings(f.write("c.pem", &cert), f.write("k.pem", &other_key));
         let err = Tls::new(&s).unwrap_err();
         assert!(matches!(err, TlsError::Mismatch { .. }), "{err:?}");
@@ -367,22 +376,22 @@ mod tests {
     #[test]
     fn an_expired_or_future_certificate_is_refused_with_its_dates() {
         let f = Files::new();
-        let (cert, key) = self_signed((2020, 1, 1), (2021, 6, 1));
-        let s = settings(f.write("old.pem", &cert), f.write("k.pem", &key));
-        let err = Tls::new(&s).unwrap_err().to_string();
-        assert!(err.contains("old.pem") && err.contains("expired at 2021-06-01T00:00:00Z"), "{err}");
-        let (cert, key) = self_signed((2190, 1, 1), (2200, 1, 1));
-        let s = settings(f.write("new.pem", &cert), f.write("k2.pem", &key));
-        let err = Tls::new(&s).unwrap_err().to_string();
-        assert!(err.contains("new.pem") && err.contains("not valid before 2190-01-01"), "{err}");
+        let cases = [
+            ("old.pem", (2020, 1, 1), (2021, 6, 1), "expired at 2021-06-01T00:00:00Z"),
+            ("new.pem", (2190, 1, 1), (2200, 1, 1), "not valid before 2190-01-01"),
+        ];
+        for (file, not_before, not_after, says) in cases {
+            let (cert, key) = self_signed(not_before, not_after);
+            let s = settings(f.write(file, &cert), f.write("k.pem", &key));
+            let err = Tls::new(&s).unwrap_err().to_string();
+            assert!(err.contains(file) && err.contains(says), "{file}: {err}");
+        }
     }
 
     #[test]
     fn unreadable_or_empty_files_are_named() {
         let f = Files::new();
-        let (cert, key) = self_signed((2020, 1, 1), (2200, 1, 1));
-        let c = f.write("c.pem", &cert);
-        let k = f.write("k.pem", &key);
+        let (c, k) = f.valid_pair();
         let missing = f.dir.path().join("missing.pem");
         let err = Tls::new(&settings(missing.clone(), k.clone())).unwrap_err();
         assert!(matches!(&err, TlsError::Read { what: "certificate", .. }), "{err:?}");
@@ -406,11 +415,10 @@ mod tests {
     #[test]
     fn reload_swaps_the_pair_and_a_bad_pair_keeps_the_old_one() {
         let f = Files::new();
-        let (cert, key) = self_signed((2020, 1, 1), (2200, 1, 1));
-        let s = settings(f.write("c.pem", &cert), f.write("k.pem", &key));
-        let resolver = CertificateResolver::new(&s).unwrap();
+        let (c, k) = f.valid_pair();
+        let resolver = CertificateResolver::new(&settings(c, k)).unwrap();
         let first = resolver.current.read().unwrap().clone();
-        let (cert2, key2) = self_signed((2020, 1, 1), (2200, 1, 1));
+        let (cert2, key2) = valid();
         f.write("c.pem", &cert2);
         // The new certificate with the old key: refused, the old pair kept.
         assert!(matches!(resolver.reload(), Err(TlsError::Mismatch { .. })));

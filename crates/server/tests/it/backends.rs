@@ -6,7 +6,7 @@ use crate::util::process as proc_util;
 
 use std::time::{Duration, Instant};
 
-use crate::util::harness::{strip_checked_at, ADMIN};
+use crate::util::harness::{assert_all_available, ADMIN};
 use credstore_conformance::unique_name;
 use credstore_test_servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
 use credstore_test_servers::openbao::OpenBao;
@@ -59,16 +59,9 @@ prefix = "{}"
     let (mut p, addr) = Proc::serve(dir.path(), &env, &[]);
     rt().block_on(async {
         let c = reqwest::Client::new();
-        let (status, mut list) = call(&c, addr, "GET", &base("t1", "p1"), None).await;
+        let (status, list) = call(&c, addr, "GET", &base("t1", "p1"), None).await;
         assert_eq!(status, 200);
-        strip_checked_at(&mut list);
-        assert_eq!(
-            list,
-            json!({"data": [
-                {"available": true, "id": "vault-kv", "reason": "", "type": "vault"},
-                {"available": true, "id": "aws-sm", "reason": "", "type": "aws-secrets-manager"},
-            ]})
-        );
+        assert_all_available(list, &[("vault-kv", "vault"), ("aws-sm", "aws-secrets-manager")]);
         for store in ["vault-kv", "aws-sm"] {
             let creds = |t: &str, p: &str| format!("{}/{store}/credentials", base(t, p));
             for (t, p) in [("t1", "p1"), ("t1", "p2"), ("t2", "p1")] {

@@ -198,6 +198,17 @@ fn shown(name: &str) -> String {
     name.chars().take(64).collect()
 }
 
+/// Writes a visitor's methods for the JSON scalars it does not keep, each
+/// answering `$other`: `scalars_are!(Slot<'de> = Slot::Other;
+/// visit_bool(bool), visit_unit())`.
+macro_rules! scalars_are {
+    ($value:ty = $other:expr; $($visit:ident($($scalar:ty)?)),+) => {$(
+        fn $visit<E: de::Error>(self $(, _: $scalar)?) -> Result<$value, E> {
+            Ok($other)
+        }
+    )+};
+}
+
 impl<'de> Deserialize<'de> for Top<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -232,24 +243,8 @@ impl<'de> Deserialize<'de> for Top<'de> {
                 IgnoredAny.visit_seq(seq)?;
                 Ok(Top::NotAnObject)
             }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Top<'de>, E> {
-                Ok(Top::NotAnObject)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Top<'de>, E> {
-                Ok(Top::NotAnObject)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Top<'de>, E> {
-                Ok(Top::NotAnObject)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Top<'de>, E> {
-                Ok(Top::NotAnObject)
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Top<'de>, E> {
-                Ok(Top::NotAnObject)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Top<'de>, E> {
-                Ok(Top::NotAnObject)
-            }
+            scalars_are!(Top<'de> = Top::NotAnObject;
+                visit_bool(bool), visit_i64(i64), visit_u64(u64), visit_f64(f64), visit_str(&str), visit_unit());
         }
         d.deserialize_any(V)
     }
@@ -311,21 +306,8 @@ impl<'de> Visitor<'de> for StringVisitor {
     fn visit_string<E: de::Error>(self, s: String) -> Result<Slot<'de>, E> {
         Ok(Slot::Text(Text::Owned(Zeroizing::new(s))))
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Slot<'de>, E> {
-        Ok(Slot::Other)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Slot<'de>, E> {
-        Ok(Slot::Other)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Slot<'de>, E> {
-        Ok(Slot::Other)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Slot<'de>, E> {
-        Ok(Slot::Other)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Slot<'de>, E> {
-        Ok(Slot::Other)
-    }
+    scalars_are!(Slot<'de> = Slot::Other;
+        visit_bool(bool), visit_i64(i64), visit_u64(u64), visit_f64(f64), visit_unit());
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Slot<'de>, A::Error> {
         IgnoredAny.visit_seq(seq)?;
         Ok(Slot::Other)
@@ -458,21 +440,8 @@ impl<'de> Deserialize<'de> for MetaField {
                 IgnoredAny.visit_seq(seq)?;
                 Ok(MetaField::NotAnObject)
             }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<MetaField, E> {
-                Ok(MetaField::NotAnObject)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<MetaField, E> {
-                Ok(MetaField::NotAnObject)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<MetaField, E> {
-                Ok(MetaField::NotAnObject)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<MetaField, E> {
-                Ok(MetaField::NotAnObject)
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<MetaField, E> {
-                Ok(MetaField::NotAnObject)
-            }
+            scalars_are!(MetaField = MetaField::NotAnObject;
+                visit_bool(bool), visit_i64(i64), visit_u64(u64), visit_f64(f64), visit_str(&str));
         }
         d.deserialize_any(V)
     }

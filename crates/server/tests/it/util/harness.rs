@@ -236,6 +236,17 @@ pub fn strip_checked_at(list: &mut Value) {
     }
 }
 
+/// Asserts that a store list names exactly `stores` (id and type), in that
+/// order, each available, and each with a `checkedAt`.
+pub fn assert_all_available(mut list: Value, stores: &[(&str, &str)]) {
+    strip_checked_at(&mut list);
+    let data: Vec<Value> = stores
+        .iter()
+        .map(|(id, kind)| serde_json::json!({"available": true, "id": id, "reason": "", "type": kind}))
+        .collect();
+    assert_eq!(list, serde_json::json!({ "data": data }));
+}
+
 pub async fn create(
     client: &reqwest::Client,
     server: &TestServer,
