@@ -436,11 +436,11 @@ fn migrate_v1(id: &StoreId, path: &Path, conn: &Connection, cipher: &RowCipher) 
                 version: 0,
                 kind: ValueKind::Text,
             };
-            if row.key_version != i64::from(cipher.version()) {
+            if row.seal.key_version != i64::from(cipher.version()) {
                 return Err(tampered("the row is sealed under another key version"));
             }
             let plain = cipher
-                .open_row_format(FORMAT_V1, &old, &row.nonce, &row.sealed)
+                .open_row_format(FORMAT_V1, &old, &row.seal.nonce, &row.seal.sealed)
                 .ok_or_else(|| tampered("stored data failed authentication"))?;
             let (value, metadata) = decode_payload(&plain, FORMAT_V1, ValueKind::Text)
                 .ok_or_else(|| tampered("the authenticated payload is malformed"))?;
@@ -483,22 +483,23 @@ fn migrate_v1(id: &StoreId, path: &Path, conn: &Connection, cipher: &RowCipher) 
 }
 
 /// The sealed columns of a row, the same in schemas 1 and 2, read in
-/// chunks in key order by the migration and the key rotation.
+/// chunks in key order by the migration and the key rotation: where the
+/// row is, its seal, and its times (`created_at`, `updated_at`, in
+/// nanoseconds since the Unix epoch).
 pub(crate) struct SealedRow {
-    /// `ns`, the namespace.
     pub ns: String,
-    /// `key`.
     pub key: String,
-    /// `key_version`, the master key version the row is sealed under.
-    pub key_version: i64,
-    /// `nonce`.
-    pub nonce: Vec<u8>,
-    /// `sealed`, the sealed payload.
-    pub sealed: Vec<u8>,
-    /// `created_at`, in nanoseconds since the Unix epoch.
+    pub seal: Seal,
     pub created: i64,
-    /// `updated_at`, in nanoseconds since the Unix epoch.
     pub updated: i64,
+}
+
+/// A row's seal: the master key version it is sealed under
+/// (`key_version`), its `nonce`, and the `sealed` payload.
+pub(crate) struct Seal {
+    pub key_version: i64,
+    pub nonce: Vec<u8>,
+    pub sealed: Vec<u8>,
 }
 
 impl SealedRow {
@@ -514,9 +515,11 @@ impl SealedRow {
         Ok(SealedRow {
             ns: r.get(0)?,
             key: r.get(1)?,
-            key_version: lenient_int(r.get_ref(2)?),
-            nonce: blob(r.get_ref(3)?),
-            sealed: blob(r.get_ref(4)?),
+            seal: Seal {
+                key_version: lenient_int(r.get_ref(2)?),
+                nonce: blob(r.get_ref(3)?),
+                sealed: blob(r.get_ref(4)?),
+            },
             created: lenient_int(r.get_ref(5)?),
             updated: lenient_int(r.get_ref(6)?),
         })

@@ -102,11 +102,11 @@ pub(crate) fn rotate(
                     version: *row_version,
                     kind,
                 };
-                if row.key_version != i64::from(old.version()) {
+                if row.seal.key_version != i64::from(old.version()) {
                     return Err(tampered("the row is sealed under another key version"));
                 }
                 let plain = old
-                    .open_row(&place, &row.nonce, &row.sealed)
+                    .open_row(&place, &row.seal.nonce, &row.seal.sealed)
                     .ok_or_else(|| tampered("stored data failed authentication"))?;
                 let (nonce, sealed) = next.seal_row(&place, &plain).map_err(|e| errors::backend(id, e))?;
                 update.execute(params![version, &nonce[..], sealed, row.ns, row.key]).map_err(sql)?;
