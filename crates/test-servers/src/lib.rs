@@ -17,6 +17,8 @@
 //!   JWT auth method ([`openbao::OpenBao::enable_jwt`]).
 //! - `keyctl` (Linux) makes the keyutils calls a test needs to give itself
 //!   keyrings of its own and to look into them.
+//! - `stores::ServerStoreFactory` (features `aws`, `vault`) makes the
+//!   conformance suite's stores on the shared moto or OpenBao server.
 #![warn(missing_docs)]
 
 pub mod canned;
@@ -26,6 +28,8 @@ pub mod keyctl;
 pub mod moto;
 pub mod openbao;
 pub mod proxy;
+#[cfg(any(feature = "aws", feature = "vault"))]
+pub mod stores;
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
