@@ -21,6 +21,25 @@ use crate::last_seen::{Known, LastSeen, Proof};
 use crate::layout::{self, Envelope, Names, Payload, CREATED_TAG, STAGED_LABEL};
 use crate::{AwsConfig, DeletionPolicy};
 
+/// Sets the value of `$value` (a [`Payload`]) on `$req`, a builder of one of
+/// the SDK's three writes (`CreateSecret`, `UpdateSecret`,
+/// `PutSecretValue`: three types with the same setters, so a macro rather
+/// than a function). With `described_by $envelope`, also the envelope as
+/// description and its version as `ClientRequestToken`.
+macro_rules! with_payload {
+    ($req:expr, $value:expr) => {{
+        let req = $req;
+        match $value {
+            Payload::Text(text) => req.secret_string(text.as_str()),
+            Payload::Binary(bytes) => req.secret_binary(Blob::new(bytes.to_vec())),
+        }
+    }};
+    ($req:expr, $value:expr, described_by $envelope:expr) => {{
+        let envelope: &Envelope = $envelope;
+        with_payload!($req.description(envelope.encode()).client_request_token(&envelope.v), $value)
+    }};
+}
+
 /// The staging label of a secret's current version.
 const CURRENT: &str = "AWSCURRENT";
 /// The staging label the service moves to the version `AWSCURRENT` left.
@@ -291,17 +310,7 @@ impl AwsStore {
         known: Known,
         mut out: ValueRead,
     ) -> Result<Credential> {
-        let name = self.names.name(key);
-        let value = if known.envelope.e {
-            SecretValue::default()
-        } else if let Some(value) = out.take_value() {
-            value
-        } else {
-            return Err(Error::backend(
-                self.info.id(),
-                format!("secret {name:?} has a version without a value"),
-            ));
-        };
+        let value = self.value_read(key, known.envelope.e, &mut out)?;
         let version = Version::new(known.version).map_err(|e| Error::backend(self.info.id(), e))?;
         Ok(Credential {
             key: key.clone(),
@@ -310,6 +319,19 @@ impl AwsStore {
             metadata: known.envelope.m,
             version,
             created_at: known.created_at,
+        })
+    }
+
+    /// The value of `key` that `GetSecretValue` read, or the empty value
+    /// when the credential's envelope says it is `empty` (its stored value
+    /// is a placeholder); a version without a value is a backend error.
+    fn value_read(&self, key: &CredentialKey, empty: bool, out: &mut ValueRead) -> Result<SecretValue> {
+        if empty {
+            return Ok(SecretValue::default());
+        }
+        out.take_value().ok_or_else(|| {
+            let name = self.names.name(key);
+            Error::backend(self.info.id(), format!("secret {name:?} has a version without a value"))
         })
     }
 
@@ -348,16 +370,7 @@ impl AwsStore {
     ) -> Result<Credential> {
         let name = self.names.name(key);
         let envelope = view.envelope.as_ref();
-        let value = if view.ours && envelope.is_some_and(|e| e.e) {
-            SecretValue::default()
-        } else if let Some(value) = out.take_value() {
-            value
-        } else {
-            return Err(Error::backend(
-                self.info.id(),
-                format!("secret {name:?} has a version without a value"),
-            ));
-        };
+        let value = self.value_read(key, view.ours && envelope.is_some_and(|e| e.e), &mut out)?;
         let version = Version::new(view.visible.as_str()).map_err(|e| {
             Error::backend(
                 self.info.id(),
@@ -387,16 +400,7 @@ impl AwsStore {
         envelope: &Envelope,
         created_at: SystemTime,
     ) -> std::result::Result<Option<String>, Failure> {
-        let mut req = self
-            .client()
-            .create_secret()
-            .name(name)
-            .description(envelope.encode())
-            .client_request_token(&envelope.v);
-        req = match value {
-            Payload::Text(text) => req.secret_string(text.as_str()),
-            Payload::Binary(bytes) => req.secret_binary(Blob::new(bytes.to_vec())),
-        };
+        let mut req = with_payload!(self.client().create_secret().name(name), value, described_by envelope);
         if let Some(kms) = &self.shared.kms_key_id {
             req = req.kms_key_id(kms);
         }
@@ -419,16 +423,8 @@ impl AwsStore {
         envelope: &Envelope,
         with_kms: bool,
     ) -> std::result::Result<Option<String>, Failure> {
-        let mut req = self
-            .client()
-            .update_secret()
-            .secret_id(name)
-            .description(envelope.encode())
-            .client_request_token(&envelope.v);
-        req = match value {
-            Payload::Text(text) => req.secret_string(text.as_str()),
-            Payload::Binary(bytes) => req.secret_binary(Blob::new(bytes.to_vec())),
-        };
+        let mut req =
+            with_payload!(self.client().update_secret().secret_id(name), value, described_by envelope);
         if let Some(kms) = self.shared.kms_key_id.as_ref().filter(|_| with_kms) {
             req = req.kms_key_id(kms);
         }
@@ -438,17 +434,12 @@ impl AwsStore {
     /// `PutSecretValue` of a new version under [`STAGED_LABEL`] only:
     /// `AWSCURRENT` stays where it is.
     async fn stage(&self, name: &str, version: &str, value: &Payload) -> std::result::Result<(), Failure> {
-        let mut req = self
-            .client()
-            .put_secret_value()
-            .secret_id(name)
-            .client_request_token(version)
-            .version_stages(STAGED_LABEL);
-        req = match value {
-            Payload::Text(text) => req.secret_string(text.as_str()),
-            Payload::Binary(bytes) => req.secret_binary(Blob::new(bytes.to_vec())),
-        };
-        req.send().await.map(drop).map_err(|e| self.fail("PutSecretValue", true, e))
+        let req = self.client().put_secret_value().secret_id(name).client_request_token(version);
+        with_payload!(req.version_stages(STAGED_LABEL), value)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| self.fail("PutSecretValue", true, e))
     }
 
     /// `UpdateSecretVersionStage` of `AWSCURRENT` from `from` to `to`, which

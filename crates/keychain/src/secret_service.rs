@@ -126,6 +126,20 @@ impl SecretService {
         Failure::new(kind, format!("{what}: {cause}")).with_source(Cause(text))
     }
 
+    /// The items of `collection` under `service`: those of `account` only
+    /// when it is given, else all of them.
+    async fn search<'c>(
+        &self,
+        collection: &'c secret_service::Collection<'_>,
+        service: &str,
+        account: Option<&str>,
+    ) -> PResult<Vec<secret_service::Item<'c>>> {
+        collection
+            .search_items(attributes(service, account))
+            .await
+            .map_err(|e| self.failure(e, "cannot search"))
+    }
+
     /// The configured collection, refused when locked: the store never
     /// prompts.
     async fn open<'a>(&self, ss: &'a Conn) -> PResult<secret_service::Collection<'a>> {
@@ -186,10 +200,7 @@ impl Platform for SecretService {
     async fn read(&self, service: &str, account: &str) -> PResult<Option<Zeroizing<Vec<u8>>>> {
         self.call(|ss| async move {
             let c = self.open(&ss).await?;
-            let items = c
-                .search_items(attributes(service, Some(account)))
-                .await
-                .map_err(|e| self.failure(e, "cannot search"))?;
+            let items = self.search(&c, service, Some(account)).await?;
             let Some(item) = items.first() else { return Ok(None) };
             match item.get_secret().await {
                 Ok(secret) => Ok(Some(Zeroizing::new(secret))),
@@ -215,10 +226,7 @@ impl Platform for SecretService {
     async fn delete(&self, service: &str, account: &str) -> PResult<bool> {
         self.call(|ss| async move {
             let c = self.open(&ss).await?;
-            let items = c
-                .search_items(attributes(service, Some(account)))
-                .await
-                .map_err(|e| self.failure(e, "cannot search"))?;
+            let items = self.search(&c, service, Some(account)).await?;
             let mut deleted = false;
             for item in &items {
                 match item.delete().await {
@@ -235,10 +243,7 @@ impl Platform for SecretService {
     async fn list(&self, service: &str) -> PResult<Vec<String>> {
         self.call(|ss| async move {
             let c = self.open(&ss).await?;
-            let items = c
-                .search_items(attributes(service, None))
-                .await
-                .map_err(|e| self.failure(e, "cannot search"))?;
+            let items = self.search(&c, service, None).await?;
             let mut accounts = Vec::with_capacity(items.len());
             for item in &items {
                 match item.get_attributes().await {

@@ -5,16 +5,13 @@
 //! staging keyring left in the process keyring. Nothing outside those two
 //! keyrings is written.
 
-// `pub`: this runner uses a few of the fixtures the `it` binary uses all of.
-#[path = "it/util/keyctl.rs"]
-pub mod keyctl;
-
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use credstore_conformance::{unique_name, StoreFactory};
 use credstore_core::{CredentialStore, CredentialStoreExt, StoreId};
 use credstore_keychain::{KeychainConfig, KeychainStore, KeyutilsKeyring, Platform};
+use credstore_test_servers::keyctl;
 
 struct KeyutilsFactory;
 

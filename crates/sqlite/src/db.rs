@@ -436,11 +436,11 @@ fn migrate_v1(id: &StoreId, path: &Path, conn: &Connection, cipher: &RowCipher) 
                 version: 0,
                 kind: ValueKind::Text,
             };
-            if row.key_version != i64::from(cipher.version()) {
+            if row.seal.key_version != i64::from(cipher.version()) {
                 return Err(tampered("the row is sealed under another key version"));
             }
             let plain = cipher
-                .open_row_format(FORMAT_V1, &old, &row.nonce, &row.sealed)
+                .open_row_format(FORMAT_V1, &old, &row.seal.nonce, &row.seal.sealed)
                 .ok_or_else(|| tampered("stored data failed authentication"))?;
             let (value, metadata) = decode_payload(&plain, FORMAT_V1, ValueKind::Text)
                 .ok_or_else(|| tampered("the authenticated payload is malformed"))?;
@@ -482,37 +482,62 @@ fn migrate_v1(id: &StoreId, path: &Path, conn: &Connection, cipher: &RowCipher) 
     Ok(next)
 }
 
-/// A row of schema 1.
-struct V1Row {
-    ns: String,
-    key: String,
-    key_version: i64,
-    nonce: Vec<u8>,
-    sealed: Vec<u8>,
-    created: i64,
-    updated: i64,
+/// The sealed columns of a row, the same in schemas 1 and 2, read in
+/// chunks in key order by the migration and the key rotation: where the
+/// row is, its seal, and its times (`created_at`, `updated_at`, in
+/// nanoseconds since the Unix epoch).
+pub(crate) struct SealedRow {
+    pub ns: String,
+    pub key: String,
+    pub seal: Seal,
+    pub created: i64,
+    pub updated: i64,
 }
 
-fn read_v1_chunk(conn: &Connection, after: &(String, String)) -> rusqlite::Result<Vec<V1Row>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT ns, key, key_version, nonce, sealed, created_at, updated_at FROM credentials
-         WHERE (ns, key) > (?1, ?2) ORDER BY ns, key LIMIT ?3",
-    )?;
-    // Columns of the wrong type (a tampered row) become values that fail
-    // authentication, so the row is reported by key.
-    let blob = |v: rusqlite::types::ValueRef<'_>| v.as_blob().map(<[u8]>::to_vec).unwrap_or_default();
-    let int = |v: rusqlite::types::ValueRef<'_>| v.as_i64().unwrap_or(i64::MIN);
-    let rows = stmt.query_map(rusqlite::params![after.0, after.1, MIGRATION_CHUNK], |r| {
-        Ok(V1Row {
+/// A row's seal: the master key version it is sealed under
+/// (`key_version`), its `nonce`, and the `sealed` payload.
+pub(crate) struct Seal {
+    pub key_version: i64,
+    pub nonce: Vec<u8>,
+    pub sealed: Vec<u8>,
+}
+
+impl SealedRow {
+    /// The columns [`SealedRow::read`] takes, in its order, for the start of
+    /// a `SELECT`.
+    pub(crate) const COLUMNS: &'static str = "ns, key, key_version, nonce, sealed, created_at, updated_at";
+
+    /// The first seven columns of `r`, selected as [`SealedRow::COLUMNS`].
+    /// Columns of the wrong type (a tampered row) become values that fail
+    /// authentication, so the row is reported by key.
+    pub(crate) fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        let blob = |v: rusqlite::types::ValueRef<'_>| v.as_blob().map(<[u8]>::to_vec).unwrap_or_default();
+        Ok(SealedRow {
             ns: r.get(0)?,
             key: r.get(1)?,
-            key_version: int(r.get_ref(2)?),
-            nonce: blob(r.get_ref(3)?),
-            sealed: blob(r.get_ref(4)?),
-            created: int(r.get_ref(5)?),
-            updated: int(r.get_ref(6)?),
+            seal: Seal {
+                key_version: lenient_int(r.get_ref(2)?),
+                nonce: blob(r.get_ref(3)?),
+                sealed: blob(r.get_ref(4)?),
+            },
+            created: lenient_int(r.get_ref(5)?),
+            updated: lenient_int(r.get_ref(6)?),
         })
-    })?;
+    }
+}
+
+/// An integer column, or a value no row holds (`i64::MIN`) when it is not
+/// an integer, so that the row fails authentication.
+pub(crate) fn lenient_int(v: rusqlite::types::ValueRef<'_>) -> i64 {
+    v.as_i64().unwrap_or(i64::MIN)
+}
+
+fn read_v1_chunk(conn: &Connection, after: &(String, String)) -> rusqlite::Result<Vec<SealedRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {} FROM credentials WHERE (ns, key) > (?1, ?2) ORDER BY ns, key LIMIT ?3",
+        SealedRow::COLUMNS
+    ))?;
+    let rows = stmt.query_map(rusqlite::params![after.0, after.1, MIGRATION_CHUNK], SealedRow::read)?;
     rows.collect()
 }
 

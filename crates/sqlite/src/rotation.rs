@@ -5,11 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use credstore_core::{CredentialKey, Error, Result};
-use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection};
 
 use crate::crypto::{RowCipher, RowPlace, ValueKind};
-use crate::db::{self, META_CHECK, META_KDF, META_KEY_VERSION};
+use crate::db::{self, SealedRow, META_CHECK, META_KDF, META_KEY_VERSION};
 use crate::errors;
 use crate::shared::Shared;
 use crate::MasterKey;
@@ -83,31 +82,31 @@ pub(crate) fn rotate(
         loop {
             let rows = read_chunk(conn, &after).map_err(sql)?;
             let Some(last) = rows.last() else { break };
-            after = (last.ns.clone(), last.key.clone());
+            after = (last.sealed.ns.clone(), last.sealed.key.clone());
             let mut update = conn
                 .prepare_cached(
                     "UPDATE credentials SET key_version = ?1, nonce = ?2, sealed = ?3 WHERE ns = ?4 AND key = ?5",
                 )
                 .map_err(sql)?;
-            for row in &rows {
+            for Row { sealed: row, row_version, kind } in &rows {
                 let tampered = |reason: &str| match CredentialKey::new(row.key.as_str()) {
                     Ok(key) => errors::integrity(id, &key, format!("{reason}; the rotation was undone")),
                     Err(_) => errors::backend(id, "a row holds an invalid key name; the rotation was undone"),
                 };
-                let kind = row.kind.ok_or_else(|| tampered("the row's kind is neither text nor binary"))?;
+                let kind = kind.ok_or_else(|| tampered("the row's kind is neither text nor binary"))?;
                 let place = RowPlace {
                     ns: &row.ns,
                     key: &row.key,
                     created_ns: row.created,
                     updated_ns: row.updated,
-                    version: row.row_version,
+                    version: *row_version,
                     kind,
                 };
-                if row.version != i64::from(old.version()) {
+                if row.seal.key_version != i64::from(old.version()) {
                     return Err(tampered("the row is sealed under another key version"));
                 }
                 let plain = old
-                    .open_row(&place, &row.nonce, &row.sealed)
+                    .open_row(&place, &row.seal.nonce, &row.seal.sealed)
                     .ok_or_else(|| tampered("stored data failed authentication"))?;
                 let (nonce, sealed) = next.seal_row(&place, &plain).map_err(|e| errors::backend(id, e))?;
                 update.execute(params![version, &nonce[..], sealed, row.ns, row.key]).map_err(sql)?;
@@ -178,37 +177,22 @@ pub(crate) fn checkpoint(conn: &Connection) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// A row of schema 2: its sealed columns, its row version and its kind.
 struct Row {
-    ns: String,
-    key: String,
-    version: i64,
-    nonce: Vec<u8>,
-    sealed: Vec<u8>,
-    created: i64,
-    updated: i64,
+    sealed: SealedRow,
     row_version: i64,
     kind: Option<ValueKind>,
 }
 
 fn read_chunk(conn: &Connection, after: &(String, String)) -> rusqlite::Result<Vec<Row>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT ns, key, key_version, nonce, sealed, created_at, updated_at, version, kind FROM credentials
-         WHERE (ns, key) > (?1, ?2) ORDER BY ns, key LIMIT ?3",
-    )?;
-    // Columns of the wrong type (a tampered row) become values that fail
-    // authentication, so the row is reported by key.
-    let blob = |v: ValueRef<'_>| v.as_blob().map(<[u8]>::to_vec).unwrap_or_default();
-    let int = |v: ValueRef<'_>| v.as_i64().unwrap_or(i64::MIN);
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {}, version, kind FROM credentials WHERE (ns, key) > (?1, ?2) ORDER BY ns, key LIMIT ?3",
+        SealedRow::COLUMNS
+    ))?;
     let rows = stmt.query_map(params![after.0, after.1, CHUNK as i64], |r| {
         Ok(Row {
-            ns: r.get(0)?,
-            key: r.get(1)?,
-            version: int(r.get_ref(2)?),
-            nonce: blob(r.get_ref(3)?),
-            sealed: blob(r.get_ref(4)?),
-            created: int(r.get_ref(5)?),
-            updated: int(r.get_ref(6)?),
-            row_version: int(r.get_ref(7)?),
+            sealed: SealedRow::read(r)?,
+            row_version: db::lenient_int(r.get_ref(7)?),
             kind: r.get_ref(8)?.as_str().ok().and_then(ValueKind::parse),
         })
     })?;

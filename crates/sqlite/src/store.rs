@@ -319,6 +319,31 @@ impl SqliteStore {
         self.read_blocking(blocking()).await
     }
 
+    /// [`read`](Self::read) of one key of this handle's namespace by
+    /// `reader`, a function of [`crate::reader`] that takes the key and the
+    /// [`Mode`] it runs in.
+    async fn read_key<T: Send + 'static>(
+        &self,
+        key: &CredentialKey,
+        reader: fn(
+            &Shared,
+            &Connection,
+            &Namespace,
+            &CredentialKey,
+            Mode,
+        ) -> std::result::Result<T, ReadError>,
+    ) -> Result<T> {
+        let ns = self.ns();
+        self.read(
+            |shared, conn| reader(shared, conn, ns, key, Mode::Inline),
+            || {
+                let (ns, key) = (ns.clone(), key.clone());
+                move |shared: &Shared, conn: &Connection| reader(shared, conn, &ns, &key, Mode::Blocking)
+            },
+        )
+        .await
+    }
+
     /// The inline half of [`SqliteStore::read`]: `None` when the read must
     /// go to the blocking pool.
     fn read_inline<T>(
@@ -428,17 +453,7 @@ impl CredentialStore for SqliteStore {
     /// Reads on the calling task when it can answer without waiting, else
     /// on the blocking pool (see the crate docs, "Reads").
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
-        let ns = self.ns();
-        self.read(
-            |shared, conn| reader::credential(shared, conn, ns, key, Mode::Inline),
-            || {
-                let (ns, key) = (ns.clone(), key.clone());
-                move |shared: &Shared, conn: &Connection| {
-                    reader::credential(shared, conn, &ns, &key, Mode::Blocking)
-                }
-            },
-        )
-        .await
+        self.read_key(key, reader::credential).await
     }
 
     /// Queues the write for the writer thread, which checks the condition
@@ -463,34 +478,14 @@ impl CredentialStore for SqliteStore {
     /// Reads the row's clear columns only, without opening its seal; where
     /// `get` does.
     async fn has(&self, key: &CredentialKey) -> Result<bool> {
-        let ns = self.ns();
-        self.read(
-            |shared, conn| reader::exists(shared, conn, ns, key, Mode::Inline),
-            || {
-                let (ns, key) = (ns.clone(), key.clone());
-                move |shared: &Shared, conn: &Connection| {
-                    reader::exists(shared, conn, &ns, &key, Mode::Blocking)
-                }
-            },
-        )
-        .await
+        self.read_key(key, reader::exists).await
     }
 
     /// Reads the row's clear `version` column only, without opening its
     /// seal (which binds it: a `get` of an edited version fails); where
     /// `get` does.
     async fn version(&self, key: &CredentialKey) -> Result<Option<Version>> {
-        let ns = self.ns();
-        self.read(
-            |shared, conn| reader::version(shared, conn, ns, key, Mode::Inline),
-            || {
-                let (ns, key) = (ns.clone(), key.clone());
-                move |shared: &Shared, conn: &Connection| {
-                    reader::version(shared, conn, &ns, &key, Mode::Blocking)
-                }
-            },
-        )
-        .await
+        self.read_key(key, reader::version).await
     }
 
     async fn delete(&self, key: &CredentialKey) -> Result<bool> {

@@ -64,6 +64,12 @@ impl Response {
         Self { status, headers: vec![("Location".into(), location.into())], body: Vec::new() }
     }
 
+    /// A `307` to the path of `req` at `origin` (`http://host:port`): the
+    /// answer of a server that redirects everything to another origin.
+    pub fn redirect_to_origin(origin: &str, req: &Request) -> Self {
+        Self::redirect(307, &format!("{origin}{}", req.target))
+    }
+
     /// Adds a header.
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.into(), value.into()));
@@ -128,6 +134,26 @@ impl CannedServer {
     /// `http://127.0.0.1:PORT`, its origin.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Starts a server that answers every request with a `307` to the same
+    /// path at `target` ([`Response::redirect_to_origin`]).
+    ///
+    /// # Errors
+    /// When no loopback port can be bound.
+    pub fn redirecting_to(target: &CannedServer) -> std::io::Result<Self> {
+        let origin = target.url();
+        Self::start(move |req| Response::redirect_to_origin(&origin, req))
+    }
+
+    /// Asserts that this server, the target of a refused redirect, was never
+    /// reached: none of `secrets` (each with its name for the message)
+    /// arrived, and no connection was made.
+    pub fn assert_not_reached(&self, secrets: &[(&str, &str)]) {
+        for (what, secret) in secrets {
+            assert!(!self.received(secret.as_bytes()), "{what} reached the redirect's target");
+        }
+        assert_eq!(self.connections(), 0, "{:?}", self.requests());
     }
 
     /// Asserts that `error` (an error's `Display` and `Debug`) reports a

@@ -15,13 +15,21 @@
 //!   malformed login answer).
 //! - [`jwt::JwtSigner`] signs JWTs with a key the test generates, for the
 //!   JWT auth method ([`openbao::OpenBao::enable_jwt`]).
+//! - `keyctl` (Linux) makes the keyutils calls a test needs to give itself
+//!   keyrings of its own and to look into them.
+//! - `stores::ServerStoreFactory` (features `aws`, `vault`) makes the
+//!   conformance suite's stores on the shared moto or OpenBao server.
 #![warn(missing_docs)]
 
 pub mod canned;
 pub mod jwt;
+#[cfg(target_os = "linux")]
+pub mod keyctl;
 pub mod moto;
 pub mod openbao;
 pub mod proxy;
+#[cfg(any(feature = "aws", feature = "vault"))]
+pub mod stores;
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};

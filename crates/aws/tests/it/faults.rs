@@ -55,6 +55,13 @@ fn raw_client(endpoint: &str) -> Client {
     Client::from_conf(config)
 }
 
+/// A store on the shared moto server (`None` without one), and a raw SDK
+/// client to the same server: what another AWS tool sees.
+async fn store_and_raw() -> Option<(AwsStore, Client)> {
+    let moto = blocking(Moto::shared).await?;
+    Some((store(base_config(&moto.endpoint())), raw_client(&moto.endpoint())))
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.expect("blocking task")
 }
@@ -375,9 +382,7 @@ async fn racing_creators_of_a_new_key_both_succeed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn layout_as_other_aws_tools_see_it() {
-    let Some(moto) = blocking(Moto::shared).await else { return };
-    let store = store(base_config(&moto.endpoint()));
-    let raw = raw_client(&moto.endpoint());
+    let Some((store, raw)) = store_and_raw().await else { return };
     let k = key("db.password");
     let name = store.secret_name(&k);
     assert_eq!(name, format!("{}/db.password", store.prefix()));
@@ -484,9 +489,7 @@ async fn raw_current(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_values_use_secret_binary_and_text_uses_secret_string() {
-    let Some(moto) = blocking(Moto::shared).await else { return };
-    let store = store(base_config(&moto.endpoint()));
-    let raw = raw_client(&moto.endpoint());
+    let Some((store, raw)) = store_and_raw().await else { return };
     let k = key("blob");
     let name = store.secret_name(&k);
     let every_byte: Vec<u8> = (0..=255).collect();
@@ -573,9 +576,7 @@ async fn the_longest_namespace_and_key_make_a_512_character_secret_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conditional_writes_check_and_a_failed_condition_changes_nothing() {
-    let Some(moto) = blocking(Moto::shared).await else { return };
-    let store = store(base_config(&moto.endpoint()));
-    let raw = raw_client(&moto.endpoint());
+    let Some((store, raw)) = store_and_raw().await else { return };
     let k = key("guarded");
     let name = store.secret_name(&k);
     let m1 = Metadata::try_from([("by", "one")]).expect("m");
@@ -815,9 +816,7 @@ fn constructors_refuse_bad_settings_before_any_io() {
 /// between its steps).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_label_shown_on_two_versions_reads_and_replaces_as_the_described_one() {
-    let Some(moto) = blocking(Moto::shared).await else { return };
-    let store = store(base_config(&moto.endpoint()));
-    let raw = raw_client(&moto.endpoint());
+    let Some((store, raw)) = store_and_raw().await else { return };
     let k = key("twice-current");
     let name = store.secret_name(&k);
     let mut last = store.set(&k, &SecretValue::from("v0"), &Metadata::new()).await.expect("set");
@@ -883,9 +882,7 @@ async fn a_description_ahead_of_its_value_is_not_paired_with_another_value() {
 /// writes keep it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_written_by_0_1_keeps_agreeing_times_when_overwritten() {
-    let Some(moto) = blocking(Moto::shared).await else { return };
-    let store = store(base_config(&moto.endpoint()));
-    let raw = raw_client(&moto.endpoint());
+    let Some((store, raw)) = store_and_raw().await else { return };
     let k = key("from-0-1");
     let name = store.secret_name(&k);
     let (c, u) = (1_600_000_000_123_456_789u64, 1_600_000_100_000_000_001u64);

@@ -168,10 +168,6 @@ fn rounds(seen: &[Seen]) -> Vec<Vec<&'static str>> {
     out
 }
 
-fn store_via(endpoint: &str, deletion: DeletionPolicy) -> AwsStore {
-    store_at(endpoint, deletion, &format!("requests/{}", unique_name("r")))
-}
-
 /// A store on `prefix`: a second one on the same prefix knows nothing of
 /// the versions the first one wrote.
 fn store_at(endpoint: &str, deletion: DeletionPolicy, prefix: &str) -> AwsStore {
@@ -186,10 +182,13 @@ fn store_at(endpoint: &str, deletion: DeletionPolicy, prefix: &str) -> AwsStore 
     AwsStore::new(StoreId::new(unique_name("aws-requests")).expect("id"), config).expect("store")
 }
 
-async fn start() -> Option<(&'static Moto, Proxy)> {
+/// A counting proxy to the shared moto server (`None` without one), and a
+/// store through it on a fresh prefix.
+async fn start(deletion: DeletionPolicy) -> Option<(Proxy, AwsStore)> {
     let moto = tokio::task::spawn_blocking(Moto::shared).await.expect("moto")?;
     let proxy = Proxy::start(moto.socket_addr()).await;
-    Some((moto, proxy))
+    let store = store_at(&proxy.endpoint, deletion, &format!("requests/{}", unique_name("r")));
+    Some((proxy, store))
 }
 
 /// Runs `op` and returns its requests in rounds (see [`rounds`]).
@@ -202,8 +201,7 @@ async fn measure<T>(proxy: &Proxy, op: impl std::future::Future<Output = T>) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reads_are_one_round_trip_of_two_concurrent_requests() {
-    let Some((_moto, proxy)) = start().await else { return };
-    let store = store_via(&proxy.endpoint, DeletionPolicy::Immediate);
+    let Some((proxy, store)) = start(DeletionPolicy::Immediate).await else { return };
     let k = key("read-me");
     let meta = Metadata::try_from([("by", "requests")]).expect("m");
     let written = store.set(&k, &SecretValue::from("v1"), &meta).await.expect("set");
@@ -257,8 +255,7 @@ async fn reads_are_one_round_trip_of_two_concurrent_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_are_one_round_trip_where_the_service_allows() {
-    let Some((_moto, proxy)) = start().await else { return };
-    let store = store_via(&proxy.endpoint, DeletionPolicy::Immediate);
+    let Some((proxy, store)) = start(DeletionPolicy::Immediate).await else { return };
     let k = key("write-me");
     let (v, m) = (SecretValue::from("value"), Metadata::try_from([("n", "1")]).expect("m"));
 
@@ -351,8 +348,7 @@ async fn writes_are_one_round_trip_where_the_service_allows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn setting_a_key_deleted_with_a_recovery_window_restores_it() {
-    let Some((_moto, proxy)) = start().await else { return };
-    let store = store_via(&proxy.endpoint, DeletionPolicy::RecoveryWindow(7));
+    let Some((proxy, store)) = start(DeletionPolicy::RecoveryWindow(7)).await else { return };
     let k = key("phoenix");
     let (v, m) = (SecretValue::from("value"), Metadata::new());
     let first = store.set(&k, &v, &m).await.expect("set");
@@ -389,8 +385,7 @@ async fn setting_a_key_deleted_with_a_recovery_window_restores_it() {
 /// refused by the update and set again the long way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn upserts_of_a_key_this_store_saw_are_one_request_and_check_the_arn() {
-    let Some((_moto, proxy)) = start().await else { return };
-    let writer = store_via(&proxy.endpoint, DeletionPolicy::Immediate);
+    let Some((proxy, writer)) = start(DeletionPolicy::Immediate).await else { return };
     let k = key("seen");
     let m = Metadata::try_from([("n", "1")]).expect("m");
     let first = writer.set(&k, &SecretValue::from("v1"), &m).await.expect("set new");

@@ -177,6 +177,12 @@ fn found(res: io::Result<Serial>, what: &str) -> PResult<Option<Serial>> {
     }
 }
 
+/// The keyring of credential `account` in namespace keyring `ns`, `None`
+/// when there is none.
+fn find_cred(ns: Serial, account: &str) -> PResult<Option<Serial>> {
+    found(sys::search(ns, sys::KEYRING, &cred_name(account)), "cannot search the keyring")
+}
+
 /// Names a refused keyutils call with the kernel's own cause.
 pub(crate) fn failure(e: io::Error, what: &str) -> Failure {
     let errno = e.raw_os_error().unwrap_or(0);
@@ -212,9 +218,7 @@ impl Platform for Keyutils {
     async fn read(&self, service: &str, account: &str) -> PResult<Option<Zeroizing<Vec<u8>>>> {
         let Some(ns) = self.namespace_ring(service)? else { return Ok(None) };
         for _ in 0..ATTEMPTS {
-            let Some(cred) =
-                found(sys::search(ns, sys::KEYRING, &cred_name(account)), "cannot search the keyring")?
-            else {
+            let Some(cred) = find_cred(ns, account)? else {
                 return Ok(None);
             };
             match Self::read_cred(cred) {
@@ -229,7 +233,7 @@ impl Platform for Keyutils {
 
     async fn exists(&self, service: &str, account: &str) -> PResult<bool> {
         let Some(ns) = self.namespace_ring(service)? else { return Ok(false) };
-        Ok(found(sys::search(ns, sys::KEYRING, &cred_name(account)), "cannot search the keyring")?.is_some())
+        Ok(find_cred(ns, account)?.is_some())
     }
 
     async fn write(&self, service: &str, account: &str, entry: &[u8], create_only: bool) -> PResult<()> {
@@ -256,9 +260,7 @@ impl Platform for Keyutils {
     async fn delete(&self, service: &str, account: &str) -> PResult<bool> {
         let Some(ns) = self.namespace_ring(service)? else { return Ok(false) };
         for _ in 0..ATTEMPTS {
-            let Some(cred) =
-                found(sys::search(ns, sys::KEYRING, &cred_name(account)), "cannot search the keyring")?
-            else {
+            let Some(cred) = find_cred(ns, account)? else {
                 return Ok(false);
             };
             match sys::unlink(cred, ns) {

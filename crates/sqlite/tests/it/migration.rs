@@ -129,8 +129,7 @@ const ROWS: [V1Row<'static>; 4] = [
 
 #[tokio::test]
 async fn a_schema_1_file_is_migrated_on_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("old.db");
+    let (_dir, path) = temp_db("old.db");
     write_v1(&path, &ROWS);
     assert_eq!(user_version(&path), 1);
 
@@ -196,8 +195,7 @@ fn meta_of(entries: &[(&str, &str)]) -> Metadata {
 
 #[tokio::test]
 async fn a_schema_1_file_opened_with_the_wrong_key_is_left_untouched() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("old.db");
+    let (_dir, path) = temp_db("old.db");
     write_v1(&path, &ROWS);
     let err = err_of(
         SqliteStore::open(
@@ -213,8 +211,7 @@ async fn a_schema_1_file_opened_with_the_wrong_key_is_left_untouched() {
 
 #[tokio::test]
 async fn a_tampered_schema_1_row_stops_the_migration_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("old.db");
+    let (_dir, path) = temp_db("old.db");
     write_v1(&path, &ROWS);
     raw(&path)
         .execute("UPDATE credentials SET updated_at = updated_at + 1 WHERE ns = 't1' AND key = 'api-key'", [])

@@ -43,6 +43,34 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
+/// Opens a store with `config` on `rt`, and writes the `READ_KEYS` keys
+/// `k<i>` at round 0 (see `read_value`).
+fn open_seeded(rt: &tokio::runtime::Runtime, config: SqliteConfig) -> SqliteStore {
+    rt.block_on(async {
+        let store = open_with(config).await;
+        for i in 0..READ_KEYS {
+            put(&store, &format!("k{i}"), &read_value(i, 0)).await;
+        }
+        store
+    })
+}
+
+/// Opens the store at `db` under `master` on `rt`, and sets the `n` keys
+/// `<prefix><i>` at once (`set_concurrently`).
+fn open_filled(
+    rt: &tokio::runtime::Runtime,
+    db: &Path,
+    master: &MasterKey,
+    prefix: &str,
+    n: usize,
+) -> SqliteStore {
+    rt.block_on(async {
+        let store = open(db, master).await;
+        set_concurrently(&store, prefix, n).await;
+        store
+    })
+}
+
 fn env_path(var: &str) -> PathBuf {
     PathBuf::from(std::env::var(var).unwrap_or_else(|_| panic!("{var} is set for the child")))
 }
@@ -204,9 +232,7 @@ fn crash_kill_loop_loses_no_acknowledged_write() {
         return crash_child();
     }
     let started = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("crash.db");
-    let master = MasterKey::generate();
+    let (_dir, db, master) = keyed_temp_db("crash.db");
     let (mut rng, seed) = Rng::seeded();
     println!("crash test seed {seed} (CREDSTORE_TEST_SEED reproduces it)");
     let rt = runtime();
@@ -381,9 +407,7 @@ fn two_processes_write_one_file() {
     if child_role().as_deref() == Some("peer") {
         return peer_child();
     }
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("shared.db");
-    let master = MasterKey::generate();
+    let (_dir, db, master) = keyed_temp_db("shared.db");
     runtime().block_on(async {
         let store = open(&db, &master).await;
         let mut proc = Proc::spawn(
@@ -438,27 +462,11 @@ fn a_rotation_killed_half_way_leaves_the_old_key_working() {
     if child_role().as_deref() == Some("rotate") {
         return rotate_child();
     }
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("rot.db");
+    let (_dir, db) = temp_db("rot.db");
     let (old, new) = (MasterKey::generate(), MasterKey::generate());
     let n = 2500;
     let rt = runtime();
-    rt.block_on(async {
-        let store = open(&db, &old).await;
-        let tasks: Vec<_> = (0..n)
-            .map(|i| {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    store
-                        .set(&key(&format!("k{i}")), &SecretValue::new(format!("v{i}")), &Metadata::new())
-                        .await
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap().unwrap();
-        }
-    });
+    drop(open_filled(&rt, &db, &old, "k", n));
     wait_closed(&db);
     let mut proc = Proc::spawn(
         child("a_rotation_killed_half_way_leaves_the_old_key_working", "rotate", &db)
@@ -791,17 +799,9 @@ fn reads_while_another_process_writes_see_committed_values_only() {
     }
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("read-write.db");
-    let master = MasterKey::generate();
+    let (_dir, db, master) = keyed_temp_db("read-write.db");
     let rt = runtime();
-    let store = rt.block_on(async {
-        let store = open(&db, &master).await;
-        for i in 0..READ_KEYS {
-            put(&store, &format!("k{i}"), &read_value(i, 0)).await;
-        }
-        store
-    });
+    let store = open_seeded(&rt, SqliteConfig::new(&db).master_key(master.clone()));
     let stop = Arc::new(AtomicBool::new(false));
     // Per reader and key, the last round seen: it never goes back.
     let seen = Arc::new(Mutex::new(vec![vec![0usize; READ_KEYS]; 4]));
@@ -865,28 +865,11 @@ fn reads_during_a_rotation_by_another_process_see_the_old_state_or_the_new_one()
     }
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("read-rotate.db");
+    let (_dir, db) = temp_db("read-rotate.db");
     let (old, new) = (MasterKey::generate(), MasterKey::generate());
     let n = 2000;
     let rt = runtime();
-    let store = rt.block_on(async {
-        let store = open(&db, &old).await;
-        let sets: Vec<_> = (0..n)
-            .map(|i| {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    store
-                        .set(&key(&format!("r{i}")), &SecretValue::new(format!("v{i}")), &Metadata::new())
-                        .await
-                })
-            })
-            .collect();
-        for s in sets {
-            s.await.unwrap().unwrap();
-        }
-        store
-    });
+    let store = open_filled(&rt, &db, &old, "r", n);
     let stop = Arc::new(AtomicBool::new(false));
     let (before, after) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     // Per reader: whether it has seen the new state; it never goes back.
@@ -967,22 +950,14 @@ fn reads_while_another_process_holds_a_write_transaction_answer_without_waiting_
     if child_role().as_deref() == Some("holding") {
         return holding_child();
     }
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("held.db");
-    let master = MasterKey::generate();
+    let (_dir, db, master) = keyed_temp_db("held.db");
     let rt = runtime();
     // A busy timeout far beyond the test's patience: a read that waited for
     // the child's lock would hang the test.
-    let store = rt.block_on(async {
-        let store = open_with(
-            SqliteConfig::new(&db).master_key(master.clone()).busy_timeout(Duration::from_secs(600)),
-        )
-        .await;
-        for i in 0..READ_KEYS {
-            put(&store, &format!("k{i}"), &read_value(i, 0)).await;
-        }
-        store
-    });
+    let store = open_seeded(
+        &rt,
+        SqliteConfig::new(&db).master_key(master.clone()).busy_timeout(Duration::from_secs(600)),
+    );
     let mut proc = Proc::spawn(
         child(
             "reads_while_another_process_holds_a_write_transaction_answer_without_waiting_for_it",

@@ -15,9 +15,7 @@ async fn open_err(path: &std::path::Path, k: &MasterKey) -> Error {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_reseals_every_row_and_refuses_the_old_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("r.db");
-    let old = MasterKey::generate();
+    let (_dir, path, old) = keyed_temp_db("r.db");
     let root = open(&path, &old).await;
     let spaces: [Arc<dyn CredentialStore>; 3] = [Arc::new(root.clone()), ns(&root, "t1"), ns(&root, "t1/p")];
     for (n, s) in spaces.iter().enumerate() {
@@ -103,9 +101,7 @@ async fn rotation_reseals_every_row_and_refuses_the_old_key() {
 
 #[tokio::test]
 async fn rotation_to_and_from_a_passphrase() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("p.db");
-    let raw_key = MasterKey::generate();
+    let (_dir, path, raw_key) = keyed_temp_db("p.db");
     let store = open(&path, &raw_key).await;
     put(&store, "k", "v").await;
     let params = KdfParams::MIN;
@@ -134,9 +130,7 @@ async fn rotation_to_and_from_a_passphrase() {
 
 #[tokio::test]
 async fn a_tampered_row_aborts_the_rotation_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
-    let old = MasterKey::generate();
+    let (_dir, path, old) = keyed_temp_db("t.db");
     let store = open(&path, &old).await;
     for i in 0..2500 {
         // Spread over chunks, so the rotation fails after re-sealing some.
@@ -173,21 +167,10 @@ async fn a_tampered_row_aborts_the_rotation_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reads_and_writes_during_a_rotation_all_succeed() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.db");
+    let (_dir, path) = temp_db("c.db");
     let store = open(&path, &MasterKey::generate()).await;
     let n = 3000;
-    let writers: Vec<_> = (0..n)
-        .map(|i| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store.set(&key(&format!("k{i}")), &SecretValue::new(format!("v{i}")), &Metadata::new()).await
-            })
-        })
-        .collect();
-    for w in writers {
-        w.await.unwrap().unwrap();
-    }
+    set_concurrently(&store, "k", n).await;
     let stop = Arc::new(AtomicBool::new(false));
     let reads = Arc::new(AtomicUsize::new(0));
     let readers: Vec<_> = (0..3)
@@ -244,9 +227,7 @@ async fn reads_and_writes_during_a_rotation_all_succeed() {
 
 #[tokio::test]
 async fn a_rotation_through_another_opening_is_detected() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("o.db");
-    let k = MasterKey::generate();
+    let (_dir, path, k) = keyed_temp_db("o.db");
     let a = open(&path, &k).await;
     let b = open(&path, &k).await;
     put(&a, "k", "v").await;
@@ -266,8 +247,7 @@ async fn a_rotation_through_another_opening_is_detected() {
 
 #[tokio::test]
 async fn rotating_an_empty_database() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("e.db");
+    let (_dir, path) = temp_db("e.db");
     let store = open(&path, &MasterKey::generate()).await;
     let report = store.rotate_key(MasterKey::generate()).await.unwrap();
     assert_eq!((report.rows, report.key_version), (0, 2));
@@ -286,6 +266,44 @@ async fn open_keyed(db: &std::path::Path, file: &std::path::Path) -> SqliteStore
         .unwrap_or_else(|e| panic!("open with the key file: {e}"))
 }
 
+/// A database `db` and its key file `file` in a fresh folder `dir`, made
+/// by an opening with the key file that wrote `a` = `1`.
+struct KeyedDb {
+    dir: tempfile::TempDir,
+    db: std::path::PathBuf,
+    file: std::path::PathBuf,
+}
+
+impl KeyedDb {
+    /// The database and the store that made it, still open.
+    async fn new() -> (Self, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, file) = (dir.path().join("k.db"), dir.path().join("k.key"));
+        let store = open_keyed(&db, &file).await;
+        put(&store, "a", "1").await;
+        (Self { dir, db, file }, store)
+    }
+
+    /// The database, closed again.
+    async fn closed() -> Self {
+        let (keyed, store) = Self::new().await;
+        drop(store);
+        keyed
+    }
+
+    /// Opens the database with the key file, and checks that it reads `a`.
+    async fn reopen(&self) -> SqliteStore {
+        let store = open_keyed(&self.db, &self.file).await;
+        assert_eq!(value(&store, "a").await.as_deref(), Some("1"));
+        store
+    }
+
+    /// `<file><suffix>`, where a key file rotation keeps its other keys.
+    fn sibling(&self, suffix: &str) -> std::path::PathBuf {
+        sibling(&self.file, suffix)
+    }
+}
+
 fn mode(path: &std::path::Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -293,10 +311,7 @@ fn mode(path: &std::path::Path) -> u32 {
 
 #[tokio::test]
 async fn a_key_file_rotation_rewrites_the_key_file_and_leaves_nothing_behind() {
-    let dir = tempfile::tempdir().unwrap();
-    let (db, file) = (dir.path().join("k.db"), dir.path().join("k.key"));
-    let store = open_keyed(&db, &file).await;
-    put(&store, "a", "1").await;
+    let (KeyedDb { dir, db, file }, store) = KeyedDb::new().await;
     let before = std::fs::read(&file).unwrap();
     let report = store.rotate_key_file().await.unwrap();
     assert_eq!((report.rows, report.key_version), (1, 2));
@@ -322,70 +337,58 @@ async fn a_key_file_rotation_rewrites_the_key_file_and_leaves_nothing_behind() {
 
 #[tokio::test]
 async fn an_opening_after_a_crash_past_the_rotation_commit_completes_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let (db, file) = (dir.path().join("c.db"), dir.path().join("c.key"));
-    let store = open_keyed(&db, &file).await;
-    put(&store, "a", "1").await;
+    let (keyed, store) = KeyedDb::new().await;
+    let file = &keyed.file;
     // What a crash between the commit and the rename leaves: the database
     // under the key in <file>.new, <file> and <file>.old holding the old one.
     let new = MasterKey::generate();
     store.rotate_key(new.clone()).await.unwrap();
     drop(store);
-    std::fs::hard_link(&file, sibling(&file, ".old")).unwrap();
+    std::fs::hard_link(file, keyed.sibling(".old")).unwrap();
     {
         use std::os::unix::fs::OpenOptionsExt;
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(sibling(&file, ".new"))
+            .open(sibling(file, ".new"))
             .unwrap();
         std::io::Write::write_all(&mut f, format!("{}\n", *new.to_base64().unwrap()).as_bytes()).unwrap();
     }
-    let old_text = std::fs::read(&file).unwrap();
-    let store = open_keyed(&db, &file).await;
-    assert_eq!(value(&store, "a").await.as_deref(), Some("1"));
-    assert_ne!(std::fs::read(&file).unwrap(), old_text, "the key file now holds the new key");
-    assert!(!sibling(&file, ".new").exists() && !sibling(&file, ".old").exists());
+    let old_text = std::fs::read(file).unwrap();
+    let store = keyed.reopen().await;
+    assert_ne!(std::fs::read(file).unwrap(), old_text, "the key file now holds the new key");
+    assert!(!keyed.sibling(".new").exists() && !keyed.sibling(".old").exists());
     drop(store);
-    assert_eq!(value(&open(&db, &new).await, "a").await.as_deref(), Some("1"));
+    assert_eq!(value(&open(&keyed.db, &new).await, "a").await.as_deref(), Some("1"));
 }
 
 #[tokio::test]
 async fn an_opening_where_only_the_kept_old_key_works_uses_it_and_changes_no_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let (db, file) = (dir.path().join("o.db"), dir.path().join("o.key"));
-    let store = open_keyed(&db, &file).await;
-    put(&store, "a", "1").await;
-    drop(store);
+    let keyed = KeyedDb::closed().await;
+    let (file, old) = (&keyed.file, keyed.sibling(".old"));
     // The database is under the key of <file>.old (restored from a backup,
     // say), and <file> holds another key.
-    std::fs::rename(&file, sibling(&file, ".old")).unwrap();
-    MasterKey::load_or_create_file(&file).unwrap();
-    let (kept, current) = (std::fs::read(sibling(&file, ".old")).unwrap(), std::fs::read(&file).unwrap());
-    let store = open_keyed(&db, &file).await;
-    assert_eq!(value(&store, "a").await.as_deref(), Some("1"));
-    assert_eq!(std::fs::read(sibling(&file, ".old")).unwrap(), kept);
-    assert_eq!(std::fs::read(&file).unwrap(), current);
+    std::fs::rename(file, &old).unwrap();
+    MasterKey::load_or_create_file(file).unwrap();
+    let (kept, current) = (std::fs::read(&old).unwrap(), std::fs::read(file).unwrap());
+    let store = keyed.reopen().await;
+    assert_eq!(std::fs::read(&old).unwrap(), kept);
+    assert_eq!(std::fs::read(file).unwrap(), current);
     // A rotation from there is refused: the key file does not hold the key.
     let err = store.rotate_key_file().await.unwrap_err();
     assert!(err.to_string().contains("does not open database"), "{err}");
-    assert!(!sibling(&file, ".new").exists());
-    assert_eq!(std::fs::read(sibling(&file, ".old")).unwrap(), kept);
+    assert!(!keyed.sibling(".new").exists());
+    assert_eq!(std::fs::read(&old).unwrap(), kept);
 }
 
 #[tokio::test]
 async fn leftovers_of_a_rotation_that_never_committed_are_removed_at_opening() {
-    let dir = tempfile::tempdir().unwrap();
-    let (db, file) = (dir.path().join("l.db"), dir.path().join("l.key"));
-    let store = open_keyed(&db, &file).await;
-    put(&store, "a", "1").await;
-    drop(store);
-    std::fs::hard_link(&file, sibling(&file, ".old")).unwrap();
-    MasterKey::load_or_create_file(sibling(&file, ".new")).unwrap();
-    let before = std::fs::read(&file).unwrap();
-    let store = open_keyed(&db, &file).await;
-    assert_eq!(value(&store, "a").await.as_deref(), Some("1"));
-    assert_eq!(std::fs::read(&file).unwrap(), before);
-    assert!(!sibling(&file, ".new").exists() && !sibling(&file, ".old").exists());
+    let keyed = KeyedDb::closed().await;
+    std::fs::hard_link(&keyed.file, keyed.sibling(".old")).unwrap();
+    MasterKey::load_or_create_file(keyed.sibling(".new")).unwrap();
+    let before = std::fs::read(&keyed.file).unwrap();
+    let _store = keyed.reopen().await;
+    assert_eq!(std::fs::read(&keyed.file).unwrap(), before);
+    assert!(!keyed.sibling(".new").exists() && !keyed.sibling(".old").exists());
 }

@@ -25,8 +25,7 @@ fn sidecar(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn creates_owner_only_file_and_directories() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("a/b/creds.db");
+    let (dir, path) = temp_db("a/b/creds.db");
     let store = open(&path, &MasterKey::generate()).await;
     put(&store, "k", "v").await;
     assert_eq!(mode(&path), 0o600);
@@ -45,8 +44,7 @@ async fn creates_owner_only_file_and_directories() {
 
 #[tokio::test]
 async fn plaintext_never_reaches_the_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("scan.db");
+    let (dir, path) = temp_db("scan.db");
     let store = open(&path, &MasterKey::generate()).await;
     let value_canary = unique("VALUECANARY");
     let meta_canary = unique("METACANARY");
@@ -87,9 +85,7 @@ async fn plaintext_never_reaches_the_files() {
 
 #[tokio::test]
 async fn wrong_key_fails_at_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("k.db");
-    let right = MasterKey::generate();
+    let (_dir, path, right) = keyed_temp_db("k.db");
     put(&open(&path, &right).await, "k", "v").await;
     let started = Instant::now();
     let err = err_of(
@@ -114,8 +110,7 @@ fn small_kdf() -> KdfParams {
 
 #[tokio::test]
 async fn passphrase_keys_open_and_refuse_others() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("p.db");
+    let (_dir, path) = temp_db("p.db");
     let pass = MasterKey::from_passphrase_with_params(&secret("correct horse battery staple"), small_kdf());
     put(&open(&path, &pass).await, "k", "v").await;
     wait_closed(&path);
@@ -144,8 +139,7 @@ async fn passphrase_keys_open_and_refuse_others() {
 
 #[tokio::test]
 async fn crafted_kdf_parameters_are_refused_quickly() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("p.db");
+    let (_dir, path) = temp_db("p.db");
     let pass = MasterKey::from_passphrase_with_params(&secret("pw"), small_kdf());
     drop(open(&path, &pass).await);
     wait_closed(&path);
@@ -218,8 +212,7 @@ async fn expect_tamper_detected(
 
 #[tokio::test]
 async fn any_change_to_a_row_fails_get_with_integrity() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
+    let (_dir, path) = temp_db("t.db");
     let store = open(&path, &MasterKey::generate()).await;
     put(&store, "victim", "TOPSECRET-victim").await;
     put(&store, "other", "TOPSECRET-other").await;
@@ -308,9 +301,7 @@ async fn non_sqlite_and_foreign_files_are_refused_untouched() {
 
 #[tokio::test]
 async fn newer_schema_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("new.db");
-    let k = MasterKey::generate();
+    let (_dir, path, k) = keyed_temp_db("new.db");
     put(&open(&path, &k).await, "k", "v").await;
     wait_closed(&path);
     raw(&path).execute_batch("PRAGMA user_version = 99;").unwrap();
@@ -321,9 +312,7 @@ async fn newer_schema_is_refused() {
 
 #[tokio::test]
 async fn corrupt_pages_give_errors_never_wrong_values() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.db");
-    let k = MasterKey::generate();
+    let (_dir, path, k) = keyed_temp_db("c.db");
     let store = open(&path, &k).await;
     for i in 0..300 {
         put(&store, &format!("key-{i:03}"), &format!("value-{i}-").repeat(20)).await;
@@ -395,9 +384,7 @@ async fn corrupt_pages_give_errors_never_wrong_values() {
 
 #[tokio::test]
 async fn full_disk_fails_cleanly_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("full.db");
-    let k = MasterKey::generate();
+    let (_dir, path, k) = keyed_temp_db("full.db");
     let store = open_with(SqliteConfig::new(&path).master_key(k.clone()).max_size_bytes(96 * 1024)).await;
     let v = |i: usize| format!("{i:04}").repeat(500);
     let mut stored = 0;
@@ -439,8 +426,7 @@ fn lock_contention_is_retriable_and_never_blocks_the_runtime() {
     // ticker below could not run while the write waits for the lock.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lock.db");
+        let (_dir, path) = temp_db("lock.db");
         let store = open_with(
             SqliteConfig::new(&path)
                 .master_key(MasterKey::generate())
@@ -479,21 +465,10 @@ fn lock_contention_is_retriable_and_never_blocks_the_runtime() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_sets_are_group_committed() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("g.db");
+    let (_dir, path) = temp_db("g.db");
     let store = open(&path, &MasterKey::generate()).await;
     let before = store.writer_stats();
-    let tasks: Vec<_> = (0..200)
-        .map(|i| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store.set(&key(&format!("g{i}")), &SecretValue::new(format!("v{i}")), &Metadata::new()).await
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap().unwrap();
-    }
+    set_concurrently(&store, "g", 200).await;
     let stats = store.writer_stats();
     let (txs, writes) = (stats.transactions - before.transactions, stats.writes - before.writes);
     assert_eq!(writes, 200);
@@ -506,9 +481,7 @@ async fn concurrent_sets_are_group_committed() {
 
 #[tokio::test]
 async fn namespaces_share_one_file_and_writer() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ns.db");
-    let k = MasterKey::generate();
+    let (_dir, path, k) = keyed_temp_db("ns.db");
     let root = open(&path, &k).await;
     let a = ns(&root, "tenant-1");
     let a2 = ns(&root, "tenant-1");
@@ -553,8 +526,7 @@ async fn namespaces_share_one_file_and_writer() {
 
 #[tokio::test]
 async fn deleted_database_is_reported_and_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gone.db");
+    let (_dir, path) = temp_db("gone.db");
     let store = open(&path, &MasterKey::generate()).await;
     put(&store, "k", "v").await;
     assert!(store.check_availability().await.available);
@@ -574,9 +546,7 @@ async fn deleted_database_is_reported_and_refused() {
 
 #[tokio::test]
 async fn synchronous_normal_and_timestamps_survive_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("n.db");
-    let k = MasterKey::generate();
+    let (_dir, path, k) = keyed_temp_db("n.db");
     let store =
         open_with(SqliteConfig::new(&path).master_key(k.clone()).synchronous(Synchronous::Normal)).await;
     let first = store.set(&key("t"), &secret("1"), &meta([("m", "1")])).await.unwrap();
@@ -593,9 +563,7 @@ async fn synchronous_normal_and_timestamps_survive_reopen() {
 
 #[tokio::test]
 async fn binary_values_round_trip_sealed_with_their_kind() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bin.db");
-    let k = MasterKey::generate();
+    let (dir, path, k) = keyed_temp_db("bin.db");
     let store = open(&path, &k).await;
     // Every byte value, and a canary that is not UTF-8 around it.
     let canary = unique("BINCANARY");
@@ -631,9 +599,7 @@ async fn binary_values_round_trip_sealed_with_their_kind() {
 
 #[tokio::test]
 async fn versions_come_from_one_counter_for_the_whole_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v.db");
-    let k = MasterKey::generate();
+    let (_dir, path, k) = keyed_temp_db("v.db");
     let a = open(&path, &k).await;
     let b = open(&path, &k).await;
     let tenant = ns(&a, "t");
@@ -675,8 +641,7 @@ async fn a_failed_condition_fails_only_its_own_write_in_a_group_commit() {
     type Write<'a> =
         Pin<Box<dyn Future<Output = credstore_core::Result<credstore_core::SetOutcome>> + Send + 'a>>;
 
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cas.db");
+    let (_dir, path) = temp_db("cas.db");
     let store = open(&path, &MasterKey::generate()).await;
     let base = store.set(&key("cas"), &secret("base"), &Metadata::new()).await.unwrap().version;
     // Another connection holds the write lock, so every write below queues
@@ -781,9 +746,7 @@ async fn no_value_reaches_the_logs() {
     // The only test of this binary that sets it: logs of every thread (the
     // writer, the blocking pool) are captured.
     tracing::subscriber::set_global_default(subscriber).expect("no other subscriber in this binary");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("logs.db");
-    let master = MasterKey::generate();
+    let (_dir, path, master) = keyed_temp_db("logs.db");
     let store = open(&path, &master).await;
     let small = "log-probe-small-9f3c1d";
     let large = format!("log-probe-large-{}", "7".repeat(30_000));
@@ -807,8 +770,7 @@ async fn no_value_reaches_the_logs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_store_lets_other_connections_checkpoint_and_truncate_the_log() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ckpt.db");
+    let (_dir, path) = temp_db("ckpt.db");
     let store = open(&path, &MasterKey::generate()).await;
     let sets: Vec<_> = (0..300)
         .map(|i| {

@@ -39,6 +39,36 @@ pub async fn value(store: &dyn CredentialStore, k: &str) -> Option<String> {
         .map(|c| c.value.expose_str().expect("a text value").to_owned())
 }
 
+/// A fresh folder, removed when dropped, and the path of the database
+/// `name` in it.
+pub fn temp_db(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
+}
+
+/// [`temp_db`], and a new master key for the database.
+pub fn keyed_temp_db(name: &str) -> (tempfile::TempDir, PathBuf, MasterKey) {
+    let (dir, path) = temp_db(name);
+    (dir, path, MasterKey::generate())
+}
+
+/// Sets `<prefix><i>` to `v<i>` for every `i` below `n`, each set from a
+/// task of its own, all at once; panics on the first that fails.
+pub async fn set_concurrently(store: &SqliteStore, prefix: &str, n: usize) {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (store, k) = (store.clone(), key(&format!("{prefix}{i}")));
+            tokio::spawn(
+                async move { store.set(&k, &SecretValue::new(format!("v{i}")), &Metadata::new()).await },
+            )
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+}
+
 /// A raw SQLite connection to the database file, bypassing the store.
 pub fn raw(path: &Path) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(path).unwrap();

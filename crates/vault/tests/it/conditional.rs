@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use credstore_conformance::fixtures::key;
 use credstore_conformance::unique_name;
-use credstore_core::{CredentialStore, CredentialStoreExt, Error, Metadata, SecretValue, StoreId, Version};
+use credstore_core::{
+    CredentialKey, CredentialStore, CredentialStoreExt, Metadata, SecretValue, StoreId, Version,
+};
 use credstore_test_servers::openbao::OpenBao;
 use credstore_vault::{VaultConfig, VaultStore};
 
-use crate::util::bao_cli;
+use crate::util::{bao_cli, reason_of};
 
 fn store_on(bao: &OpenBao, mount: &str) -> VaultStore {
     let config = VaultConfig::new(bao.address())
@@ -22,6 +24,16 @@ fn store_on(bao: &OpenBao, mount: &str) -> VaultStore {
         .prefix(&format!("conditional/{}", unique_name("p")))
         .timeout(Duration::from_secs(10));
     VaultStore::new(StoreId::new("vault-conditional").unwrap(), config).unwrap()
+}
+
+/// A store on the `secret` mount of the shared server, key `name` and that
+/// key's KV v2 path; `None` without a server.
+fn key_on_secret_mount(name: &str) -> Option<(&'static OpenBao, VaultStore, CredentialKey, String)> {
+    let bao = OpenBao::shared()?;
+    let store = store_on(bao, "secret");
+    let k = key(name);
+    let path = store.secret_path(&k);
+    Some((bao, store, k, path))
 }
 
 /// The key's KV v2 `current_version`, as the CLI reports it.
@@ -35,19 +47,9 @@ fn value_of(bao: &OpenBao, path: &str) -> String {
     bao_cli(bao, &["kv", "get", "-field=value", path])
 }
 
-fn precondition(err: Error) -> String {
-    match err {
-        Error::PreconditionFailed { reason, .. } => reason,
-        other => panic!("expected PreconditionFailed, got {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_only_is_cas_zero_and_refuses_an_existing_key() {
-    let Some(bao) = OpenBao::shared() else { return };
-    let store = store_on(bao, "secret");
-    let k = key("api-key");
-    let path = store.secret_path(&k);
+    let Some((bao, store, k, path)) = key_on_secret_mount("api-key") else { return };
     let out = store.create(&k, &SecretValue::from("first"), &Metadata::new()).await.unwrap();
     assert!(out.created);
     assert!(out.version.as_str().starts_with("1-"), "{:?}", out.version);
@@ -56,7 +58,7 @@ async fn create_only_is_cas_zero_and_refuses_an_existing_key() {
     // KV v2 answers "check-and-set parameter did not match the current version".
     let err = store.create(&k, &SecretValue::from("second"), &Metadata::new()).await.unwrap_err();
     assert!(!err.is_retriable());
-    assert_eq!(precondition(err), "the key exists");
+    assert_eq!(reason_of!(err, PreconditionFailed), "the key exists");
     assert_eq!(value_of(bao, &path), "first", "a failed create changes nothing");
     assert_eq!(current_version(bao, &path), 1, "and writes no version");
 
@@ -68,7 +70,7 @@ async fn create_only_is_cas_zero_and_refuses_an_existing_key() {
     assert_ne!(again.version, out.version, "the two version 1s are told apart");
     // A version of the earlier life never matches the new one.
     let err = store.replace(&k, &SecretValue::from("aba"), &Metadata::new(), &out.version).await.unwrap_err();
-    assert!(precondition(err).contains("current version is"));
+    assert!(reason_of!(err, PreconditionFailed).contains("current version is"));
     assert_eq!(value_of(bao, &path), "reborn");
 
     // Over a key another tool soft-deleted: missing, so create-only writes.
@@ -85,16 +87,13 @@ async fn create_only_is_cas_zero_and_refuses_an_existing_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replace_is_cas_on_the_current_version() {
-    let Some(bao) = OpenBao::shared() else { return };
-    let store = store_on(bao, "secret");
-    let k = key("rotating");
-    let path = store.secret_path(&k);
+    let Some((bao, store, k, path)) = key_on_secret_mount("rotating") else { return };
     let m = Metadata::try_from([("owner", "ops")]).unwrap();
 
     // Missing: the condition fails, nothing is created.
     let someday = Version::new("1-1").unwrap();
     let err = store.replace(&k, &SecretValue::from("x"), &m, &someday).await.unwrap_err();
-    assert_eq!(precondition(err), "the key does not exist");
+    assert_eq!(reason_of!(err, PreconditionFailed), "the key does not exist");
     assert!(tokio::task::block_in_place(|| bao.cli(["kv", "metadata", "get", &path])).is_err());
 
     let v1 = store.set(&k, &SecretValue::from("one"), &m).await.unwrap();
@@ -108,7 +107,7 @@ async fn replace_is_cas_on_the_current_version() {
     // Stale, or not a version of this store at all: refused, nothing written.
     for stale in [v1.version.clone(), Version::new("2").unwrap(), Version::new("garbage").unwrap()] {
         let err = store.replace(&k, &SecretValue::from("stale"), &m, &stale).await.unwrap_err();
-        precondition(err);
+        reason_of!(err, PreconditionFailed);
     }
     assert_eq!(value_of(bao, &path), "two");
     assert_eq!(current_version(bao, &path), 2);
@@ -116,7 +115,7 @@ async fn replace_is_cas_on_the_current_version() {
     // A write by another tool moves the version on.
     bao_cli(bao, &["kv", "put", &path, "value=by-cli"]);
     let err = store.replace(&k, &SecretValue::from("late"), &m, &v2.version).await.unwrap_err();
-    precondition(err);
+    reason_of!(err, PreconditionFailed);
     assert_eq!(value_of(bao, &path), "by-cli");
 
     // Soft-deleted by another tool: missing, even at its current version.
@@ -124,7 +123,7 @@ async fn replace_is_cas_on_the_current_version() {
     assert!(current.as_str().starts_with("3-"));
     bao_cli(bao, &["kv", "delete", &path]);
     let err = store.replace(&k, &SecretValue::from("zombie"), &m, &current).await.unwrap_err();
-    assert_eq!(precondition(err), "the key does not exist");
+    assert_eq!(reason_of!(err, PreconditionFailed), "the key does not exist");
     assert_eq!(current_version(bao, &path), 3, "nothing written over the deleted version");
 }
 
@@ -147,7 +146,7 @@ async fn racing_replacers_from_one_version_one_wins_the_rest_fail_the_preconditi
         match t.await.unwrap() {
             Ok(out) => winners.push((i, out)),
             Err(e) => {
-                precondition(e);
+                reason_of!(e, PreconditionFailed);
             }
         }
     }
@@ -204,7 +203,10 @@ async fn a_mount_that_requires_check_and_set_works() {
     let b = store.set(&k, &SecretValue::from("two"), &Metadata::new()).await.unwrap();
     assert!(a.created && !b.created);
     let c = store.replace(&k, &SecretValue::from("three"), &Metadata::new(), &b.version).await.unwrap();
-    precondition(store.create(&k, &SecretValue::from("x"), &Metadata::new()).await.unwrap_err());
+    reason_of!(
+        store.create(&k, &SecretValue::from("x"), &Metadata::new()).await.unwrap_err(),
+        PreconditionFailed
+    );
     assert_eq!(store.get(&k).await.unwrap().unwrap().version, c.version);
     assert_eq!(value_of(bao, &path), "three");
     assert_eq!(current_version(bao, &path), 3);

@@ -32,12 +32,6 @@ fn elsewhere() -> CannedServer {
     .unwrap()
 }
 
-/// Answers every request with a 307 to the same path at `target`.
-fn redirecting_to(target: &CannedServer) -> CannedServer {
-    let target = target.url();
-    CannedServer::start(move |req| Response::redirect(307, &format!("{target}{}", req.target))).unwrap()
-}
-
 fn store(address: &str) -> VaultStore {
     let config = VaultConfig::new(address).token(SecretValue::from(TOKEN)).timeout(Duration::from_secs(5));
     VaultStore::new(StoreId::new("vault-redirected").unwrap(), config).unwrap()
@@ -52,15 +46,14 @@ fn check_refused(err: &Error, elsewhere: &CannedServer) {
 #[tokio::test]
 async fn a_read_redirected_to_another_origin_fails_naming_it_and_nothing_goes_there() {
     let elsewhere = elsewhere();
-    let redirecting = redirecting_to(&elsewhere);
+    let redirecting = CannedServer::redirecting_to(&elsewhere).unwrap();
     let store = store(&redirecting.url());
 
     let read = store.get(&CredentialKey::new("k").unwrap()).await;
 
     // The configured server was asked, with the token; the other never.
     assert!(redirecting.received(TOKEN.as_bytes()), "the test sends the token where it should");
-    assert!(!elsewhere.received(TOKEN.as_bytes()), "the token reached the redirect's target");
-    assert_eq!(elsewhere.connections(), 0, "{:?}", elsewhere.requests());
+    elsewhere.assert_not_reached(&[("the token", TOKEN)]);
     check_refused(&read.expect_err("a redirect is not an answer"), &elsewhere);
     let status = store.check_availability().await;
     assert!(!status.available);
@@ -79,7 +72,7 @@ async fn a_write_redirected_to_another_origin_fails_naming_it_and_nothing_goes_t
         if req.target.contains("sys/internal/ui/mounts") {
             Response::json(200, KV2_MOUNT)
         } else {
-            Response::redirect(307, &format!("{target}{}", req.target))
+            Response::redirect_to_origin(&target, req)
         }
     })
     .unwrap();
@@ -88,9 +81,7 @@ async fn a_write_redirected_to_another_origin_fails_naming_it_and_nothing_goes_t
     let key = CredentialKey::new("k").unwrap();
     let written = store.create(&key, &SecretValue::from(VALUE), &Metadata::new()).await;
 
-    assert!(!elsewhere.received(VALUE.as_bytes()), "the value reached the redirect's target");
-    assert!(!elsewhere.received(TOKEN.as_bytes()), "the token reached the redirect's target");
-    assert_eq!(elsewhere.connections(), 0, "{:?}", elsewhere.requests());
+    elsewhere.assert_not_reached(&[("the value", VALUE), ("the token", TOKEN)]);
     check_refused(&written.map(drop).expect_err("not followed"), &elsewhere);
     let sent = redirecting.requests();
     assert!(
@@ -105,7 +96,7 @@ async fn a_write_redirected_to_another_origin_fails_naming_it_and_nothing_goes_t
 async fn a_login_redirected_to_another_origin_fails_naming_it_and_its_secret_id_goes_nowhere() {
     const SECRET_ID: &str = "secret-id-SECRET";
     let elsewhere = elsewhere();
-    let redirecting = redirecting_to(&elsewhere);
+    let redirecting = CannedServer::redirecting_to(&elsewhere).unwrap();
     let config = VaultConfig::new(redirecting.url())
         .approle("approle", "role-1", SecretValue::from(SECRET_ID))
         .timeout(Duration::from_secs(5));
@@ -114,8 +105,7 @@ async fn a_login_redirected_to_another_origin_fails_naming_it_and_its_secret_id_
     let read = store.get(&CredentialKey::new("k").unwrap()).await;
 
     assert!(redirecting.received(SECRET_ID.as_bytes()), "the login went to the configured server");
-    assert!(!elsewhere.received(SECRET_ID.as_bytes()), "the secret id reached the redirect's target");
-    assert_eq!(elsewhere.connections(), 0, "{:?}", elsewhere.requests());
+    elsewhere.assert_not_reached(&[("the secret id", SECRET_ID)]);
     check_refused(&read.expect_err("a redirected login is no login"), &elsewhere);
     assert_eq!(store.auth_stats().logins, 0);
 }

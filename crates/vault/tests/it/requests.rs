@@ -53,21 +53,54 @@ async fn store_via(bao: &OpenBao, proxy: &CountingProxy, prefix: &str) -> VaultS
     store
 }
 
-fn proxy_for(bao: &OpenBao) -> CountingProxy {
-    CountingProxy::start(SocketAddr::from(([127, 0, 0, 1], bao.port()))).unwrap()
+/// The shared server, a counting proxy to it, a fresh prefix and a store
+/// that reaches the server through the proxy under that prefix.
+struct Counted {
+    bao: &'static OpenBao,
+    proxy: CountingProxy,
+    prefix: String,
+    store: VaultStore,
+}
+
+impl Counted {
+    /// `None` without a server; the prefix is `requests/<name>-<random>`.
+    async fn setup(name: &str) -> Option<Self> {
+        let bao = OpenBao::shared()?;
+        let proxy = CountingProxy::start(SocketAddr::from(([127, 0, 0, 1], bao.port()))).unwrap();
+        let prefix = format!("requests/{}", unique_name(name));
+        let store = store_via(bao, &proxy, &prefix).await;
+        Some(Self { bao, proxy, prefix, store })
+    }
+
+    /// The KV v2 data path of key `k`.
+    fn data(&self, k: &str) -> String {
+        format!("/v1/secret/data/{}/{k}", self.prefix)
+    }
+
+    /// The KV v2 metadata path of key `k`.
+    fn metadata(&self, k: &str) -> String {
+        format!("/v1/secret/metadata/{}/{k}", self.prefix)
+    }
+
+    /// A read of key `k`: vaultrs sends an empty query (no `version`), for
+    /// the current version.
+    fn get(&self, k: &str) -> String {
+        format!("GET {}?", self.data(k))
+    }
+
+    /// A write of key `k`.
+    fn post(&self, k: &str) -> String {
+        format!("POST {}", self.data(k))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_operation_makes_the_stated_requests() {
-    let Some(bao) = OpenBao::shared() else { return };
-    let proxy = proxy_for(bao);
-    let prefix = format!("requests/{}", unique_name("p"));
-    let store = store_via(bao, &proxy, &prefix).await;
-    let data = |k: &str| format!("/v1/secret/data/{prefix}/{k}");
-    let metadata = |k: &str| format!("/v1/secret/metadata/{prefix}/{k}");
-    // vaultrs sends an empty query (no `version`): the current version.
-    let get = |k: &str| format!("GET {}?", data(k));
-    let post = |k: &str| format!("POST {}", data(k));
+    let Some(counted) = Counted::setup("p").await else { return };
+    let Counted { bao, proxy, prefix, store } = &counted;
+    let get = |k: &str| counted.get(k);
+    let post = |k: &str| counted.post(k);
+    let metadata = |k: &str| counted.metadata(k);
     let m = Metadata::try_from([("owner", "ops")]).unwrap();
 
     // A key this connection never saw: read, then write with cas=0.
@@ -120,7 +153,7 @@ async fn each_operation_makes_the_stated_requests() {
     assert_eq!(proxy.take(), [post("c")], "set after delete");
 
     // `has` or `version` on another connection is a hint for its upsert too.
-    let other = store_via(bao, &proxy, &prefix).await;
+    let other = store_via(bao, proxy, prefix).await;
     assert!(other.has(&key("a")).await.unwrap());
     let third = other.set(&key("a"), &v("three"), &m).await.unwrap();
     assert_eq!((third.created, third.created_at), (false, first.created_at));
@@ -140,10 +173,7 @@ async fn each_operation_makes_the_stated_requests() {
 /// and the outcome is still exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_hint_costs_a_read_and_a_second_write_never_a_wrong_outcome() {
-    let Some(bao) = OpenBao::shared() else { return };
-    let proxy = proxy_for(bao);
-    let prefix = format!("requests/{}", unique_name("stale"));
-    let ours = store_via(bao, &proxy, &prefix).await;
+    let Some(Counted { bao, proxy, prefix, store: ours }) = Counted::setup("stale").await else { return };
     let theirs = VaultStore::new(
         StoreId::new("vault-other-client").unwrap(),
         VaultConfig::new(bao.address()).token(SecretValue::from(bao.root_token())).prefix(&prefix),
@@ -177,13 +207,11 @@ async fn a_stale_hint_costs_a_read_and_a_second_write_never_a_wrong_outcome() {
 /// `created_at`, and from then on one request does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_without_created_at_is_read_through_the_metadata_until_rewritten() {
-    let Some(bao) = OpenBao::shared() else { return };
-    let proxy = proxy_for(bao);
-    let prefix = format!("requests/{}", unique_name("old"));
-    let store = store_via(bao, &proxy, &prefix).await;
+    let Some(counted) = Counted::setup("old").await else { return };
+    let Counted { bao, proxy, prefix, store } = &counted;
     let cli_path = |k: &str| format!("secret/{prefix}/{k}");
-    let get = |k: &str| format!("GET /v1/secret/data/{prefix}/{k}?");
-    let meta = |k: &str| format!("GET /v1/secret/metadata/{prefix}/{k}");
+    let get = |k: &str| counted.get(k);
+    let meta = |k: &str| format!("GET {}", counted.metadata(k));
 
     bao_cli(bao, &["kv", "put", &cli_path("v1"), "value=only"]);
     let once = store.get(&key("v1")).await.unwrap().unwrap();
@@ -198,10 +226,10 @@ async fn data_without_created_at_is_read_through_the_metadata_until_rewritten() 
     assert_eq!(proxy.take(), [get("v2"), meta("v2")], "version 2 without created_at");
 
     // A fresh connection, so that nothing was seen: read (data, metadata), write.
-    let fresh = store_via(bao, &proxy, &prefix).await;
+    let fresh = store_via(bao, proxy, prefix).await;
     let out = fresh.set(&key("v2"), &v("third"), &Metadata::new()).await.unwrap();
     assert_eq!(out.created_at, old.created_at, "the first write keeps the creation");
-    assert_eq!(proxy.take(), [get("v2"), meta("v2"), format!("POST /v1/secret/data/{prefix}/v2")]);
+    assert_eq!(proxy.take(), [get("v2"), meta("v2"), counted.post("v2")]);
     let new = fresh.get(&key("v2")).await.unwrap().unwrap();
     assert_eq!((new.created_at, new.version), (old.created_at, out.version));
     assert_eq!(proxy.take(), [get("v2")], "rewritten: one request");

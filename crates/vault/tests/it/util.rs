@@ -25,3 +25,15 @@ path "secret/metadata/{prefix}/*" {{ capabilities = ["read", "list", "delete"] }
     );
     policy
 }
+
+/// The `reason` of `$err`, which must be an `Error::$variant` (with a
+/// `reason`); any other error panics, naming it.
+macro_rules! reason_of {
+    ($err:expr, $variant:ident) => {
+        match $err {
+            credstore_core::Error::$variant { reason, .. } => reason,
+            other => panic!(concat!("expected ", stringify!($variant), ", got {:?}"), other),
+        }
+    };
+}
+pub(crate) use reason_of;

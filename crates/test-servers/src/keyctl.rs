@@ -1,8 +1,12 @@
-//! The keyutils calls the tests make themselves.
+//! The Linux kernel keyutils calls that tests make themselves, to give the
+//! test run keyrings of its own and to look at what a keychain store left
+//! in them (by `libc::syscall`, beside the store's own calls).
 
 use std::io;
 
+/// `KEY_SPEC_PROCESS_KEYRING`: the calling process's keyring.
 pub const PROCESS_KEYRING: i32 = -2;
+/// `KEY_SPEC_SESSION_KEYRING`: the calling thread's session keyring.
 pub const SESSION_KEYRING: i32 = -3;
 
 fn check(res: libc::c_long) -> io::Result<i32> {
@@ -31,12 +35,8 @@ pub fn keyring_id(id: i32, create: bool) -> io::Result<i32> {
 
 /// The serials linked in a keyring.
 pub fn links(ring: i32) -> io::Result<Vec<i32>> {
-    let mut buf = vec![0u8; 65536];
-    // SAFETY: the buffer is valid for its length.
-    let n =
-        check(unsafe { libc::syscall(libc::SYS_keyctl, 11, ring, buf.as_mut_ptr(), buf.len()) })? as usize;
-    buf.truncate(n.min(buf.len()));
-    Ok(buf.chunks_exact(4).map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect())
+    let bytes = read(ring)?;
+    Ok(bytes.chunks_exact(4).map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
 /// `type;uid;gid;perm;description`.
@@ -46,6 +46,17 @@ pub fn describe(key: i32) -> io::Result<String> {
     let n = check(unsafe { libc::syscall(libc::SYS_keyctl, 6, key, buf.as_mut_ptr(), buf.len()) })? as usize;
     buf.truncate(n.min(buf.len()).saturating_sub(1));
     Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The key of type `ktype` described `name` linked in `ring` itself (not
+/// in the keyrings below it).
+pub fn find(ring: i32, ktype: &str, name: &str) -> Option<i32> {
+    links(ring).ok()?.into_iter().find(|&key| {
+        describe(key).is_ok_and(|desc| {
+            let mut parts = desc.splitn(5, ';');
+            parts.next() == Some(ktype) && parts.nth(3) == Some(name)
+        })
+    })
 }
 
 /// Every key reachable from `ring`, as `description` paths, depth first.
@@ -126,9 +137,9 @@ pub fn search(ring: i32, ktype: &str, description: &str) -> io::Result<i32> {
     check(unsafe { libc::syscall(libc::SYS_keyctl, 10, ring, t.as_ptr(), d.as_ptr(), 0) })
 }
 
-/// `KEYCTL_READ` of a key's payload.
+/// `KEYCTL_READ`: a key's payload, or a keyring's serials as bytes.
 pub fn read(key: i32) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; 40_000];
+    let mut buf = vec![0u8; 65536];
     // SAFETY: the buffer is valid for its length.
     let n = check(unsafe { libc::syscall(libc::SYS_keyctl, 11, key, buf.as_mut_ptr(), buf.len()) })? as usize;
     buf.truncate(n.min(buf.len()));
