@@ -8,91 +8,12 @@
 //! is checked empty: nothing is left behind.
 #![cfg(all(target_os = "linux", feature = "keychain"))]
 
-use crate::util::process as proc_util;
-
-use std::io;
+use credstore_test_servers::keyctl;
 
 use crate::util::harness::{strip_checked_at, ADMIN};
+use crate::util::process as proc_util;
 use proc_util::{call_admin as call, Proc};
 use serde_json::json;
-
-/// The few keyutils calls the test makes itself.
-mod keyctl {
-    use super::*;
-
-    fn check(res: libc::c_long) -> io::Result<i32> {
-        if res < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(res as i32)
-        }
-    }
-
-    /// `KEYCTL_JOIN_SESSION_KEYRING` with no name: a new anonymous session
-    /// keyring for this thread and the processes it starts afterwards.
-    pub fn own_session() -> io::Result<i32> {
-        // SAFETY: a null name asks for an anonymous keyring.
-        check(unsafe { libc::syscall(libc::SYS_keyctl, 1, std::ptr::null::<libc::c_char>()) })
-    }
-
-    /// `KEYCTL_READ`: a key's payload, or a keyring's serials as bytes.
-    pub fn read(key: i32) -> io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; 65536];
-        // SAFETY: the buffer is valid for its length.
-        let n =
-            check(unsafe { libc::syscall(libc::SYS_keyctl, 11, key, buf.as_mut_ptr(), buf.len()) })? as usize;
-        buf.truncate(n.min(buf.len()));
-        Ok(buf)
-    }
-
-    /// The serials linked in a keyring.
-    pub fn links(ring: i32) -> Vec<i32> {
-        let bytes = read(ring).unwrap_or_default();
-        bytes.chunks_exact(4).map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect()
-    }
-
-    /// A key's type and description (`KEYCTL_DESCRIBE`: `type;uid;gid;perm;description`).
-    pub fn describe(key: i32) -> Option<(String, String)> {
-        let mut buf = vec![0u8; 4096];
-        // SAFETY: the buffer is valid for its length.
-        let n = check(unsafe { libc::syscall(libc::SYS_keyctl, 6, key, buf.as_mut_ptr(), buf.len()) }).ok()?
-            as usize;
-        buf.truncate(n.min(buf.len()).saturating_sub(1));
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let mut parts = text.splitn(5, ';');
-        let ktype = parts.next()?.to_owned();
-        Some((ktype, parts.nth(3)?.to_owned()))
-    }
-
-    /// The key of `ktype` named `name` linked in `ring`.
-    pub fn find(ring: i32, ktype: &str, name: &str) -> Option<i32> {
-        links(ring).into_iter().find(|k| describe(*k).is_some_and(|(t, n)| t == ktype && n == name))
-    }
-
-    /// Every key reachable from `ring`, as `type /path`, depth first.
-    pub fn tree(ring: i32) -> Vec<String> {
-        let mut out = Vec::new();
-        walk(ring, "", &mut out);
-        out
-    }
-
-    fn walk(ring: i32, prefix: &str, out: &mut Vec<String>) {
-        for key in links(ring) {
-            let Some((ktype, name)) = describe(key) else { continue };
-            let path = format!("{prefix}/{name}");
-            out.push(format!("{ktype} {path}"));
-            if ktype == "keyring" {
-                walk(key, &path, out);
-            }
-        }
-    }
-
-    /// `KEYCTL_CLEAR`.
-    pub fn clear(ring: i32) -> io::Result<()> {
-        // SAFETY: integer arguments.
-        check(unsafe { libc::syscall(libc::SYS_keyctl, 7, ring) }).map(drop)
-    }
-}
 
 #[test]
 fn a_keyutils_store_serves_the_api_and_leaves_nothing_behind() {
