@@ -335,7 +335,7 @@ impl fmt::Debug for MasterKey {
 /// 32 bytes (44 characters), usually followed by a newline; whitespace
 /// around it is ignored. A passphrase is never a key file: it is named as a
 /// passphrase (`passphrase_file` or `passphrase_env` in
-/// [`SqliteSettings`](crate::SqliteSettings), [`MasterKey::from_passphrase`])
+/// `SqliteSettings` (the `serde` feature), [`MasterKey::from_passphrase`])
 /// and stretched with Argon2id.
 ///
 /// Files of 0.2 keep opening. 0.2 wrote key files in the base64 form only

@@ -602,7 +602,7 @@ impl crate::SqliteSettings {
     /// recovered and [`crate::SqliteStore::rotate_key_file`] works.
     ///
     /// # Errors
-    /// Those of [`SqliteSettings::load_master_key`] and of
+    /// Those of [`SqliteSettings::load_master_key`](crate::SqliteSettings::load_master_key) and of
     /// [`crate::SqliteStore::open`] (a wrong master key, an unreadable or
     /// foreign file).
     pub async fn open(

@@ -630,7 +630,7 @@ impl crate::VaultSettings {
     /// the login's secret (the store connects on first use).
     ///
     /// # Errors
-    /// Those of [`VaultSettings::to_config`] and of
+    /// Those of [`VaultSettings::to_config`](crate::VaultSettings::to_config) and of
     /// [`crate::VaultStore::new`] (an invalid address, mount or prefix, a
     /// token that is not text).
     pub async fn open(
