@@ -888,6 +888,14 @@ mod tests {
     }
 
     #[test]
+    fn a_configs_debug_redacts_its_master_key() {
+        let config = crate::SqliteConfig::new("x.db").master_key(MasterKey::from_bytes([0x41; 32]));
+        let shown = format!("{config:?}");
+        assert!(shown.contains("REDACTED") && shown.contains("x.db"), "{shown}");
+        assert!(!shown.contains("65, 65") && !shown.contains("QUFB"), "{shown}");
+    }
+
+    #[test]
     fn debug_redacts() {
         let pass = SecretValue::from("hunter2-passphrase");
         for key in [MasterKey::from_bytes([0x41; 32]), MasterKey::from_passphrase(&pass)] {
