@@ -123,10 +123,13 @@ impl<'a> WriteRequest<'a> {
         metadata: &'a Metadata,
         options: &'a SetOptions,
     ) -> Result<Self> {
-        if let Err(Error::InvalidInput { field, reason }) = crate::check_value(value) {
-            let reason = format!("{reason}, for key '{key}' in credential store '{}'", store.id());
-            return Err(Error::InvalidInput { field, reason });
-        }
+        crate::check_value(value).map_err(|e| match e {
+            Error::InvalidInput { field, reason } => {
+                let reason = format!("{reason}, for key '{key}' in credential store '{}'", store.id());
+                Error::InvalidInput { field, reason }
+            }
+            other => other,
+        })?;
         let caps = store.capabilities();
         let id = store.id();
         if !value.is_text() && !caps.binary {
