@@ -1,15 +1,18 @@
-//! Sealing rows with AES-256-GCM.
+//! Sealing rows with AES-256-GCM: [`RowCipher`].
 //!
 //! A row's value and metadata are encoded into one plaintext (see
 //! [`encode_payload`]) and sealed with a fresh random 96-bit nonce. The
-//! associated data binds the format version, the key version, the
-//! namespace, the credential key, both timestamps, the row's version and
-//! whether the value is text or binary, so a ciphertext moved to another
-//! row, another namespace or another key version fails to open, and so does
-//! a row whose timestamps, version or kind were edited.
+//! associated data binds the row format, the data key's version, the
+//! store's uid, the namespace, the credential key, both timestamps, the
+//! row's version and whether the value is text or binary, so a ciphertext
+//! moved to another row, another namespace, another key version or another
+//! store fails to open, and so does a row whose timestamps, version or kind
+//! were edited.
 //!
-//! Format 1 (schema 1) bound neither the version nor the kind; its rows are
-//! only opened by the migration to schema 2, which re-seals them.
+//! Row format 3 is sealed under a store's data key and binds its uid.
+//! Format 2 (credstore-sqlite 0.2) was sealed directly under the master key
+//! and bound no uid; format 1 (0.1) bound neither the version nor the kind.
+//! Rows of formats 1 and 2 are only opened to be re-sealed in format 3.
 
 use std::collections::BTreeMap;
 
@@ -19,18 +22,25 @@ use aes_gcm::{AesGcm, Nonce};
 use credstore_core::{Metadata, SecretValue};
 use zeroize::Zeroizing;
 
-use crate::key::KEY_LEN;
+use crate::{DataKey, KeyBytes, StoreUid};
 
-/// The version of the row format: the payload encoding and the associated data.
-pub(crate) const FORMAT_VERSION: u8 = 2;
-/// The row format of schema 1, read only by the migration.
-pub(crate) const FORMAT_V1: u8 = 1;
+/// The row format this crate seals: the associated data of rows under a
+/// store's data key, with its uid.
+pub const FORMAT_VERSION: u8 = 3;
+/// The row format of 0.2: sealed under the master key, no uid bound.
+pub const FORMAT_V2: u8 = 2;
+/// The row format of 0.1 (schema 1 of credstore-sqlite): no version or
+/// kind bound, text values only.
+pub const FORMAT_V1: u8 = 1;
+/// The first byte of a payload of row formats 2 and 3 (its layout has not
+/// changed since format 2).
+const PAYLOAD_FORMAT: u8 = 2;
 /// The format byte bound into the check value's associated data; it has not
 /// changed since format 1, so a database keeps its check value across
 /// migrations.
 const CHECK_FORMAT: u8 = 1;
 /// Nonce length in bytes.
-pub(crate) const NONCE_LEN: usize = 12;
+pub const NONCE_LEN: usize = 12;
 
 const ROW_DOMAIN: &[u8] = b"credstore-sqlite/row\0";
 /// Associated data up to this length is built on the stack: enough for the
@@ -48,22 +58,28 @@ type BlockCipher = aes::Aes256;
 /// that the block cipher's type is the one checked in the tests).
 type Aes256Gcm = AesGcm<BlockCipher, U12>;
 
-/// One version of the master key, ready to seal and open rows.
-pub(crate) struct RowCipher {
+/// One version of a store's data key, ready to seal and open its rows.
+///
+/// The expanded AES key schedule is wiped when it is dropped.
+pub struct RowCipher {
     version: u32,
     aead: Aes256Gcm,
+    /// The store's uid; `None` for a cipher of row format 2.
+    uid: Option<StoreUid>,
 }
 
-/// Whether a value is UTF-8 text or binary: the `kind` column.
+/// Whether a value is UTF-8 text or binary; bound into a row's seal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ValueKind {
+pub enum ValueKind {
+    /// UTF-8 text.
     Text,
+    /// Any bytes.
     Binary,
 }
 
 impl ValueKind {
     /// The kind of `value`.
-    pub(crate) fn of(value: &SecretValue) -> Self {
+    pub fn of(value: &SecretValue) -> Self {
         if value.is_text() {
             ValueKind::Text
         } else {
@@ -71,16 +87,16 @@ impl ValueKind {
         }
     }
 
-    /// The text of the `kind` column.
-    pub(crate) fn as_str(self) -> &'static str {
+    /// Its name: `text` or `binary`.
+    pub fn as_str(self) -> &'static str {
         match self {
             ValueKind::Text => "text",
             ValueKind::Binary => "binary",
         }
     }
 
-    /// Parses the `kind` column; `None` for anything else.
-    pub(crate) fn parse(s: &str) -> Option<Self> {
+    /// Parses a name of [`ValueKind::as_str`]; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
             "text" => Some(ValueKind::Text),
             "binary" => Some(ValueKind::Binary),
@@ -97,35 +113,68 @@ impl ValueKind {
 }
 
 /// Where a row is, when it was written, its version and kind: everything
-/// its seal binds besides the format and key versions.
-pub(crate) struct RowPlace<'a> {
+/// its seal binds besides the format, the key version and the store's uid.
+#[derive(Debug, Clone, Copy)]
+pub struct RowPlace<'a> {
+    /// The namespace, `""` for the root.
     pub ns: &'a str,
+    /// The credential key.
     pub key: &'a str,
+    /// When it was created, in nanoseconds since the Unix epoch.
     pub created_ns: i64,
+    /// When it was last written, in nanoseconds since the Unix epoch.
     pub updated_ns: i64,
+    /// The row's version.
     pub version: i64,
+    /// Text or binary.
     pub kind: ValueKind,
 }
 
 impl RowCipher {
-    pub(crate) fn new(key: &Zeroizing<[u8; KEY_LEN]>, version: u32) -> Self {
+    /// Version `version` of the data key `key` of the store `uid`: seals
+    /// rows in format 3.
+    pub fn new(key: &DataKey, version: u32, uid: StoreUid) -> Self {
+        let aead = Aes256Gcm::new_from_slice(&key.expose_secret()[..]).expect("a 32-byte key fits AES-256");
+        Self { version, aead, uid: Some(uid) }
+    }
+
+    /// Version `version` of a master key of 0.2, which sealed rows directly
+    /// (format 2, no uid): to open a 0.2 database's rows before they are
+    /// re-sealed under a data key.
+    pub fn legacy(key: &KeyBytes, version: u32) -> Self {
         let aead = Aes256Gcm::new_from_slice(&key[..]).expect("a 32-byte key fits AES-256");
-        Self { version, aead }
+        Self { version, aead, uid: None }
     }
 
     /// The key version this cipher seals under.
-    pub(crate) fn version(&self) -> u32 {
+    pub fn version(&self) -> u32 {
         self.version
     }
 
+    /// The row format it seals and opens: [`FORMAT_VERSION`], or
+    /// [`FORMAT_V2`] for a [`RowCipher::legacy`] one.
+    pub fn format(&self) -> u8 {
+        if self.uid.is_some() {
+            FORMAT_VERSION
+        } else {
+            FORMAT_V2
+        }
+    }
+
+    /// The store's uid; `None` for a [`RowCipher::legacy`] cipher.
+    pub fn uid(&self) -> Option<StoreUid> {
+        self.uid
+    }
+
     /// The associated data of a row: the domain, the format version, the
-    /// key version (u32 BE), the namespace and the key (each u16 BE length
-    /// and bytes), both timestamps (i64 BE nanoseconds), then, since format
-    /// 2, the row version (i64 BE) and the kind (u8: 0 text, 1 binary).
+    /// key version (u32 BE), since format 3 the store's uid (16 bytes), the
+    /// namespace and the key (each u16 BE length and bytes), both timestamps
+    /// (i64 BE nanoseconds), then, since format 2, the row version (i64 BE)
+    /// and the kind (u8: 0 text, 1 binary).
     /// Built on the stack when it fits (it does for every namespace and key
     /// a handle can name), and handed to `f`.
     fn with_row_aad<R>(&self, format: u8, place: &RowPlace<'_>, f: impl FnOnce(&[u8]) -> R) -> R {
-        let len = ROW_DOMAIN.len() + 1 + 4 + 4 + place.ns.len() + place.key.len() + 25;
+        let len = ROW_DOMAIN.len() + 1 + 4 + 16 + 4 + place.ns.len() + place.key.len() + 25;
         let mut stack = [0u8; AAD_STACK];
         let mut heap = Vec::new();
         let buf: &mut [u8] = if len <= AAD_STACK {
@@ -142,6 +191,9 @@ impl RowCipher {
         put(ROW_DOMAIN);
         put(&[format]);
         put(&self.version.to_be_bytes());
+        if format >= 3 {
+            put(self.uid.as_ref().map(StoreUid::as_bytes).unwrap_or(&[0; 16]));
+        }
         for part in [place.ns, place.key] {
             put(&(part.len() as u16).to_be_bytes());
             put(part.as_bytes());
@@ -155,16 +207,19 @@ impl RowCipher {
         f(&buf[..at])
     }
 
-    /// Seals `plaintext` for the row at `place`: a fresh nonce and the
-    /// ciphertext with its tag.
-    pub(crate) fn seal_row(
+    /// Seals `plaintext` for the row at `place` in [`RowCipher::format`]: a
+    /// fresh nonce and the ciphertext with its tag.
+    ///
+    /// # Errors
+    /// A message when the random generator or AES-GCM fails.
+    pub fn seal_row(
         &self,
         place: &RowPlace<'_>,
         plaintext: &[u8],
     ) -> Result<([u8; NONCE_LEN], Vec<u8>), String> {
         let nonce = fresh_nonce()?;
         let sealed = self
-            .with_row_aad(FORMAT_VERSION, place, |aad| {
+            .with_row_aad(self.format(), place, |aad| {
                 self.aead.encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
             })
             .map_err(|_| "AES-GCM refused to seal the row".to_owned())?;
@@ -173,18 +228,14 @@ impl RowCipher {
 
     /// Opens a row sealed by [`RowCipher::seal_row`] with this key version.
     /// `None` when it fails authentication.
-    pub(crate) fn open_row(
-        &self,
-        place: &RowPlace<'_>,
-        nonce: &[u8],
-        sealed: &[u8],
-    ) -> Option<Zeroizing<Vec<u8>>> {
-        self.open_row_format(FORMAT_VERSION, place, nonce, sealed)
+    pub fn open_row(&self, place: &RowPlace<'_>, nonce: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        self.open_row_format(self.format(), place, nonce, sealed)
     }
 
-    /// Opens a row sealed in row format `format` (the migration reads
-    /// format 1, whose associated data has no version or kind).
-    pub(crate) fn open_row_format(
+    /// Opens a row sealed in row format `format` (a migration reads format
+    /// 1, whose associated data has no version or kind, with a legacy
+    /// cipher).
+    pub fn open_row_format(
         &self,
         format: u8,
         place: &RowPlace<'_>,
@@ -205,11 +256,21 @@ impl RowCipher {
         let mut aad = CHECK_DOMAIN.to_vec();
         aad.push(CHECK_FORMAT);
         aad.extend_from_slice(&self.version.to_be_bytes());
+        if let Some(uid) = &self.uid {
+            aad.extend_from_slice(uid.as_bytes());
+        }
         aad
     }
 
-    /// The sealed check value: nonce followed by ciphertext and tag.
-    pub(crate) fn seal_check(&self) -> Result<Vec<u8>, String> {
+    /// A sealed check value: the nonce followed by the sealed text
+    /// `credstore-sqlite master key check` and its tag, with the associated
+    /// data `credstore-sqlite/check\0`, the byte 1, the key version (u32 BE)
+    /// and, in format 3, the uid. A store keeps one to tell a wrong key (or
+    /// an edited uid) at once.
+    ///
+    /// # Errors
+    /// A message when the random generator or AES-GCM fails.
+    pub fn seal_check(&self) -> Result<Vec<u8>, String> {
         let nonce = fresh_nonce()?;
         let aad = self.check_aad();
         let sealed = self
@@ -221,8 +282,8 @@ impl RowCipher {
         Ok(out)
     }
 
-    /// Whether `blob` is a check value sealed by this key and version.
-    pub(crate) fn verify_check(&self, blob: &[u8]) -> bool {
+    /// Whether `blob` is a check value sealed by this key, version and uid.
+    pub fn verify_check(&self, blob: &[u8]) -> bool {
         if blob.len() < NONCE_LEN {
             return false;
         }
@@ -245,12 +306,13 @@ fn fresh_nonce() -> Result<[u8; NONCE_LEN], String> {
 /// Encodes a value and its metadata as one plaintext:
 /// `[format u8][value len u32 LE][value bytes]([entries u16 LE]([len u16 LE][bytes]){2 per entry})`.
 /// The value's bytes are its raw bytes, text or binary. The buffer is
-/// allocated once at its final size and zeroized on drop.
-pub(crate) fn encode_payload(value: &SecretValue, metadata: &Metadata) -> Zeroizing<Vec<u8>> {
+/// allocated once at its final size and zeroized on drop. The format byte
+/// is 2 for rows of formats 2 and 3.
+pub fn encode_payload(value: &SecretValue, metadata: &Metadata) -> Zeroizing<Vec<u8>> {
     let v = value.expose_secret();
     let meta_len: usize = metadata.iter().map(|(k, v)| 4 + k.len() + v.len()).sum();
     let mut out = Zeroizing::new(Vec::with_capacity(1 + 4 + v.len() + 2 + meta_len));
-    out.push(FORMAT_VERSION);
+    out.push(PAYLOAD_FORMAT);
     out.extend_from_slice(&(v.len() as u32).to_le_bytes());
     out.extend_from_slice(v);
     out.extend_from_slice(&(metadata.len() as u16).to_le_bytes());
@@ -268,7 +330,7 @@ pub(crate) fn encode_payload(value: &SecretValue, metadata: &Metadata) -> Zeroiz
 /// metadata breaks the limits, or the value's bytes disagree with `kind`
 /// (a text value that is not UTF-8, a binary one that is). Format 1 payloads
 /// hold text only.
-pub(crate) fn decode_payload(bytes: &[u8], format: u8, kind: ValueKind) -> Option<(SecretValue, Metadata)> {
+pub fn decode_payload(bytes: &[u8], format: u8, kind: ValueKind) -> Option<(SecretValue, Metadata)> {
     let (value, metadata) = parse_payload(bytes, format, kind)?;
     let value = SecretValue::new(bytes[value].to_vec());
     (ValueKind::of(&value) == kind).then_some((value, metadata))
@@ -277,7 +339,7 @@ pub(crate) fn decode_payload(bytes: &[u8], format: u8, kind: ValueKind) -> Optio
 /// [`decode_payload`] taking the plaintext buffer, which becomes the
 /// value's own (no copy): the value is moved to its front and the rest
 /// stays in its spare capacity, which the value zeroizes with it.
-pub(crate) fn decode_payload_owned(
+pub fn decode_payload_owned(
     mut plain: Zeroizing<Vec<u8>>,
     format: u8,
     kind: ValueKind,
@@ -294,7 +356,8 @@ pub(crate) fn decode_payload_owned(
 /// the value.
 fn parse_payload(bytes: &[u8], format: u8, kind: ValueKind) -> Option<(std::ops::Range<usize>, Metadata)> {
     let mut r = Reader(bytes);
-    if r.take(1)? != [format] || (format == FORMAT_V1 && kind != ValueKind::Text) {
+    let payload_format = if format == FORMAT_V1 { FORMAT_V1 } else { PAYLOAD_FORMAT };
+    if r.take(1)? != [payload_format] || (format == FORMAT_V1 && kind != ValueKind::Text) {
         return None;
     }
     let len = u32::from_le_bytes(r.take(4)?.try_into().ok()?) as usize;
@@ -335,8 +398,10 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
+    const UID: StoreUid = StoreUid::from_bytes([9; 16]);
+
     fn cipher(byte: u8, version: u32) -> RowCipher {
-        RowCipher::new(&Zeroizing::new([byte; KEY_LEN]), version)
+        RowCipher::new(&DataKey::from_bytes(&[byte; crate::KEY_LEN]), version, UID)
     }
 
     fn place<'a>(ns: &'a str, key: &'a str) -> RowPlace<'a> {
@@ -394,6 +459,14 @@ mod tests {
         assert!(c.open_row_format(FORMAT_V1, &p, &nonce, &sealed).is_none(), "other format");
         assert!(cipher(1, 2).open_row(&p, &nonce, &sealed).is_none(), "other version");
         assert!(cipher(2, 1).open_row(&p, &nonce, &sealed).is_none(), "other key material");
+        let other_store =
+            RowCipher::new(&DataKey::from_bytes(&[1; crate::KEY_LEN]), 1, StoreUid::from_bytes([8; 16]));
+        assert!(other_store.open_row(&p, &nonce, &sealed).is_none(), "another store's uid");
+        let legacy = RowCipher::legacy(&Zeroizing::new([1; crate::KEY_LEN]), 1);
+        assert_eq!((legacy.format(), c.format()), (FORMAT_V2, FORMAT_VERSION));
+        assert!(legacy.open_row(&p, &nonce, &sealed).is_none(), "format 2 without the uid");
+        let (n2, s2) = legacy.seal_row(&p, b"plain").unwrap();
+        assert_eq!(&*legacy.open_row(&p, &n2, &s2).unwrap(), b"plain", "a 0.2 row still opens");
         let (nonce2, _) = c.seal_row(&p, b"plain").unwrap();
         assert_ne!(nonce, nonce2, "fresh nonce per seal");
         for i in 0..sealed.len() {
@@ -451,6 +524,9 @@ mod tests {
         assert!(c.verify_check(&blob));
         assert!(!cipher(2, 4).verify_check(&blob));
         assert!(!cipher(1, 5).verify_check(&blob));
+        let other_store =
+            RowCipher::new(&DataKey::from_bytes(&[1; crate::KEY_LEN]), 4, StoreUid::from_bytes([8; 16]));
+        assert!(!other_store.verify_check(&blob), "an edited uid fails the check");
         assert!(!c.verify_check(&blob[..10]));
     }
 }

@@ -7,19 +7,21 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use credstore_core::{Error, Result, SecretValue};
 use zeroize::Zeroizing;
 
-/// The length of a master key, in bytes.
-pub const KEY_LEN: usize = 32;
+use crate::{DataKey, KeyLocation, KeyProvider, ProviderInfo, WrapContext, WrappedKey, KEY_LEN};
 
 /// Key material in a buffer that is wiped when dropped.
-pub(crate) type KeyBytes = Zeroizing<[u8; KEY_LEN]>;
+pub type KeyBytes = Zeroizing<[u8; KEY_LEN]>;
 
 /// The length of the salt generated for a passphrase, in bytes.
-pub(crate) const SALT_LEN: usize = 16;
+pub const SALT_LEN: usize = 16;
 
 /// Argon2id parameters for [`MasterKey::from_passphrase_with_params`].
 ///
@@ -34,7 +36,7 @@ pub(crate) const SALT_LEN: usize = 16;
 /// run for minutes or exhaust memory): a database created by 0.2 with weaker
 /// parameters (0.2 accepted 8 KiB per lane and one pass) still opens, with a
 /// warning logged, and its next rotation to a passphrase key
-/// ([`crate::SqliteStore::rotate_key`], the CLI's `rotate-key`) stores the
+/// (`SqliteStore::rotate_key` of `credstore-sqlite`, the CLI's `rotate-key`) stores the
 /// new key's parameters, [`KdfParams::DEFAULT`] unless others are given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KdfParams {
@@ -155,7 +157,7 @@ impl Default for KdfParams {
 /// of key this is.
 ///
 /// ```
-/// use credstore_sqlite::MasterKey;
+/// use credstore_seal::MasterKey;
 /// let key = MasterKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")?;
 /// assert_eq!(format!("{key:?}"), "MasterKey(raw, [REDACTED])");
 /// assert!(MasterKey::from_base64("dG9vIHNob3J0").is_err());
@@ -250,6 +252,21 @@ impl MasterKey {
         MasterKey(Source::Passphrase { passphrase: passphrase.clone(), params })
     }
 
+    /// A passphrase key with parameters as 0.2 accepted them, below
+    /// [`KdfParams::MIN`]: only for tests that build a database of 0.2.
+    #[doc(hidden)]
+    pub fn from_passphrase_with_0_2_params(
+        passphrase: &SecretValue,
+        memory_kib: u32,
+        iterations: u32,
+        parallelism: u32,
+    ) -> Self {
+        MasterKey(Source::Passphrase {
+            passphrase: passphrase.clone(),
+            params: KdfParams { memory_kib, iterations, parallelism },
+        })
+    }
+
     /// A fresh random key from the operating system's generator.
     ///
     /// # Panics
@@ -286,11 +303,12 @@ impl MasterKey {
     }
 
     /// The 32-byte key, derived with the stored salt and parameters when this
-    /// is a passphrase. `stored` is the database's KDF record, if it has one;
+    /// is a passphrase: how databases of 0.2, sealed directly under their
+    /// master key with the KDF record beside it, are opened. `stored` is the database's KDF record, if it has one;
     /// the returned record is the one the database must hold afterwards
     /// (`None` for a raw key). `fresh` ignores `stored` and draws a new salt,
     /// as a new database or a rotation does.
-    pub(crate) fn resolve(
+    pub fn resolve(
         &self,
         stored: Option<&[u8]>,
         fresh: bool,
@@ -310,6 +328,122 @@ impl MasterKey {
                 Ok((key, Some(encode_kdf(&params, &salt))))
             }
         }
+    }
+}
+
+/// The provider infos of the two kinds of master key.
+static RAW_INFO: ProviderInfo = ProviderInfo::from_static("master-key", KeyLocation::Unknown);
+static PASSPHRASE_INFO: ProviderInfo = ProviderInfo::from_static("passphrase", KeyLocation::Passphrase);
+
+/// The first byte of a data key wrapped by a raw key, and by a passphrase.
+const WRAPPED_BY_RAW: u8 = 1;
+const WRAPPED_BY_PASSPHRASE: u8 = 2;
+const NONCE_LEN: usize = 12;
+
+impl MasterKey {
+    /// [`MasterKey::resolve`] off the async runtime's worker threads for a
+    /// passphrase (Argon2id takes a while), inline for a raw key.
+    async fn resolve_async(
+        &self,
+        stored: Option<Vec<u8>>,
+        fresh: bool,
+        context: &WrapContext<'_>,
+    ) -> Result<(KeyBytes, Option<Vec<u8>>)> {
+        let config = |reason: String| Error::config(context.store(), reason);
+        match &self.0 {
+            Source::Raw(_) => self.resolve(None, fresh).map_err(config),
+            Source::Passphrase { .. } => {
+                let this = self.clone();
+                tokio::task::spawn_blocking(move || this.resolve(stored.as_deref(), fresh))
+                    .await
+                    .map_err(|e| {
+                        Error::backend(context.store(), format!("the key derivation task failed: {e}"))
+                    })?
+                    .map_err(config)
+            }
+        }
+    }
+
+    fn wrap_tag(&self) -> u8 {
+        match self.0 {
+            Source::Raw(_) => WRAPPED_BY_RAW,
+            Source::Passphrase { .. } => WRAPPED_BY_PASSPHRASE,
+        }
+    }
+}
+
+fn wrap_aad(context: &WrapContext<'_>, tag: u8) -> Vec<u8> {
+    let mut aad = context.associated_data();
+    aad.push(tag);
+    aad
+}
+
+/// A master key is the local key-encryption key: a data key is wrapped with
+/// AES-256-GCM under the key (or the key derived from the passphrase with a
+/// fresh salt), bound to the [`WrapContext`].
+///
+/// The wrapped key is `[1 raw | 2 passphrase][KDF record length u8][KDF
+/// record]([nonce 12][sealed data key 32 + tag 16])`; the KDF record (salt
+/// and Argon2id parameters, empty for a raw key) lets a passphrase derive
+/// the same key again. The associated data is
+/// [`WrapContext::associated_data`] followed by the first byte.
+#[async_trait]
+impl KeyProvider for MasterKey {
+    fn info(&self) -> &ProviderInfo {
+        match self.0 {
+            Source::Raw(_) => &RAW_INFO,
+            Source::Passphrase { .. } => &PASSPHRASE_INFO,
+        }
+    }
+
+    async fn wrap(&self, key: &DataKey, context: &WrapContext<'_>) -> Result<WrappedKey> {
+        let (kek, kdf) = self.resolve_async(None, true, context).await?;
+        let kdf = kdf.unwrap_or_default();
+        let tag = self.wrap_tag();
+        let aead = Aes256Gcm::new_from_slice(&kek[..]).expect("a 32-byte key fits AES-256");
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce)
+            .map_err(|e| Error::backend(context.store(), format!("the random generator failed: {e}")))?;
+        let aad = wrap_aad(context, tag);
+        let sealed = aead
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: key.expose_secret(), aad: &aad })
+            .map_err(|_| Error::backend(context.store(), "AES-GCM refused to wrap the data key"))?;
+        let mut out = Vec::with_capacity(2 + kdf.len() + NONCE_LEN + sealed.len());
+        out.push(tag);
+        out.push(kdf.len() as u8);
+        out.extend_from_slice(&kdf);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        WrappedKey::new(out)
+    }
+
+    async fn unwrap(&self, wrapped: &WrappedKey, context: &WrapContext<'_>) -> Result<DataKey> {
+        let bytes = wrapped.as_bytes();
+        let wrong = |detail: &str| crate::wrong_key(context, self.info(), detail);
+        let (&tag, rest) = bytes.split_first().ok_or_else(|| wrong("the wrapped key is empty"))?;
+        if tag != self.wrap_tag() {
+            return Err(wrong(if tag == WRAPPED_BY_RAW {
+                "it is wrapped by a raw master key, not a passphrase"
+            } else {
+                "it is wrapped by a passphrase, not a raw master key"
+            }));
+        }
+        let (&kdf_len, rest) = rest.split_first().ok_or_else(|| wrong("the wrapped key is cut short"))?;
+        let kdf_len = usize::from(kdf_len);
+        if rest.len() < kdf_len + NONCE_LEN {
+            return Err(wrong("the wrapped key is cut short"));
+        }
+        let (kdf, rest) = rest.split_at(kdf_len);
+        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let stored = (tag == WRAPPED_BY_PASSPHRASE).then(|| kdf.to_vec());
+        let (kek, _) = self.resolve_async(stored, false, context).await?;
+        let aead = Aes256Gcm::new_from_slice(&kek[..]).expect("a 32-byte key fits AES-256");
+        let aad = wrap_aad(context, tag);
+        let plain = Zeroizing::new(
+            aead.decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })
+                .map_err(|_| wrong("AES-GCM authentication failed"))?,
+        );
+        DataKey::from_slice(&plain).ok_or_else(|| wrong("the unwrapped key is not 32 bytes"))
     }
 }
 
@@ -499,7 +633,7 @@ impl KeyFile {
 }
 
 /// The directory of `path` (`.` for a bare file name).
-pub(crate) fn parent_dir(path: &Path) -> &Path {
+pub fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -508,7 +642,7 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
 
 /// Syncs the directory `dir`, so that a rename or link in it survives a
 /// power loss.
-pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
@@ -516,7 +650,7 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// newline, mode `0600`, complete or not at all: under a temporary name,
 /// synced, linked into place (failing with `AlreadyExists` when `path`
 /// exists), and the directory synced.
-pub(crate) fn write_key_file(path: &Path, key: &MasterKey) -> std::io::Result<()> {
+pub fn write_key_file(path: &Path, key: &MasterKey) -> std::io::Result<()> {
     let Some(mut text) = key.to_base64() else {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -545,7 +679,7 @@ pub(crate) fn write_key_file(path: &Path, key: &MasterKey) -> std::io::Result<()
 
 /// Refuses a file whose group or others have any permission (`mode &
 /// 0o077`) unless `allow`, when it only warns. `what` names the kind of file.
-pub(crate) fn check_mode(path: &Path, mode: u32, allow: bool, what: &str) -> std::result::Result<(), String> {
+pub fn check_mode(path: &Path, mode: u32, allow: bool, what: &str) -> std::result::Result<(), String> {
     let mode = mode & 0o777;
     if mode & 0o077 == 0 {
         return Ok(());
@@ -575,7 +709,7 @@ fn looks_like_text(bytes: &[u8]) -> bool {
 /// The parameters of a database's KDF record when they are below OWASP's
 /// minimum (a database created by 0.2); `None` otherwise, or when the record
 /// is malformed (the opening reports that).
-pub(crate) fn weak_stored_params(record: &[u8]) -> Option<KdfParams> {
+pub fn weak_stored_params(record: &[u8]) -> Option<KdfParams> {
     decode_kdf(record).ok().map(|(params, _)| params).filter(|p| !p.meets_minimum())
 }
 
@@ -667,53 +801,6 @@ mod tests {
         assert_eq!(decode_kdf(&record).unwrap(), (weak, vec![3; 16]));
         assert_eq!(weak_stored_params(&record), Some(weak));
         assert_eq!(weak_stored_params(&encode_kdf(&KdfParams::MIN, &[3; 16])), None);
-    }
-
-    #[tokio::test]
-    async fn a_0_2_database_with_weak_kdf_params_opens_and_its_rotation_moves_it_to_the_defaults() {
-        use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, StoreId};
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("weak.db");
-        let pass = SecretValue::from("a passphrase from 0.2");
-        // What 0.2 let a caller ask for; no constructor accepts it any more.
-        let weak = KdfParams { memory_kib: 256, iterations: 1, parallelism: 1 };
-        let old = MasterKey(Source::Passphrase { passphrase: pass.clone(), params: weak });
-        let id = StoreId::new("weak").unwrap();
-        let name = CredentialKey::new("k").unwrap();
-        let store = crate::SqliteStore::open(id.clone(), crate::SqliteConfig::new(&path).master_key(old))
-            .await
-            .unwrap();
-        store.set(&name, &SecretValue::from("v"), &Metadata::new()).await.unwrap();
-        drop(store);
-        let stored = |path: &Path| -> KdfParams {
-            let conn = rusqlite::Connection::open(path).unwrap();
-            let record: Vec<u8> = conn
-                .query_row("SELECT value FROM credstore_meta WHERE name = 'kdf'", [], |r| r.get(0))
-                .unwrap();
-            decode_kdf(&record).unwrap().0
-        };
-        assert_eq!(stored(&path), weak);
-
-        // Opening with the same passphrase (any parameters) uses the stored ones.
-        let store = crate::SqliteStore::open(
-            id.clone(),
-            crate::SqliteConfig::new(&path)
-                .master_key(MasterKey::from_passphrase_with_params(&pass, KdfParams::MIN)),
-        )
-        .await
-        .unwrap();
-        assert_eq!(store.get(&name).await.unwrap().unwrap().value.expose_str().unwrap(), "v");
-        // The next rotation stores the new key's parameters.
-        store.rotate_key(MasterKey::from_passphrase_with_params(&pass, KdfParams::MIN)).await.unwrap();
-        drop(store);
-        assert_eq!(stored(&path), KdfParams::MIN);
-        let store = crate::SqliteStore::open(
-            id,
-            crate::SqliteConfig::new(&path).master_key(MasterKey::from_passphrase(&pass)),
-        )
-        .await
-        .unwrap();
-        assert_eq!(store.get(&name).await.unwrap().unwrap().value.expose_str().unwrap(), "v");
     }
 
     #[test]
@@ -885,14 +972,6 @@ mod tests {
         assert_ne!(*k1, *k3, "a fresh salt gives another key");
         let other = MasterKey::from_passphrase_with_params(&SecretValue::from("wrong"), params);
         assert_ne!(*other.resolve(Some(&record), false).unwrap().0, *k1);
-    }
-
-    #[test]
-    fn a_configs_debug_redacts_its_master_key() {
-        let config = crate::SqliteConfig::new("x.db").master_key(MasterKey::from_bytes([0x41; 32]));
-        let shown = format!("{config:?}");
-        assert!(shown.contains("REDACTED") && shown.contains("x.db"), "{shown}");
-        assert!(!shown.contains("65, 65") && !shown.contains("QUFB"), "{shown}");
     }
 
     #[test]

@@ -1,0 +1,122 @@
+//! Envelope encryption for credstore's encrypting backends (the encrypted
+//! SQLite store today, PostgreSQL next): rows sealed with AES-256-GCM under
+//! a random **data key** (DEK) per store, the data key wrapped by a
+//! **key-encryption key** (KEK) that a [`KeyProvider`] keeps, ideally off
+//! the machine that holds the data.
+//!
+//! ```
+//! use credstore_core::StoreId;
+//! use credstore_seal::{DataKey, KeyRecord, MasterKey, RowCipher, RowPlace, StoreUid, ValueKind};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> credstore_core::Result<()> {
+//! let store = StoreId::new("team")?;
+//! let kek = MasterKey::generate(); // or a keychain, AWS KMS or Vault Transit provider
+//! // A new store: a random uid and data key, the data key wrapped once.
+//! let (uid, dek) = (StoreUid::generate(), DataKey::generate());
+//! let record = KeyRecord::wrap(&store, uid, 1, &dek, &kek).await?;
+//! // Store `record.to_bytes()` beside the rows. At the next open, one
+//! // provider call gives the data key back:
+//! let dek = record.unwrap(&store, &kek).await?;
+//! let rows = RowCipher::new(&dek, record.key_version(), record.uid());
+//! let place = RowPlace { ns: "", key: "api-key", created_ns: 1, updated_ns: 1, version: 1, kind: ValueKind::Text };
+//! let (nonce, sealed) = rows.seal_row(&place, b"payload").expect("sealed");
+//! assert_eq!(&rows.open_row(&place, &nonce, &sealed).expect("opens")[..], b"payload");
+//! # Ok(()) }
+//! ```
+//!
+//! # Keys
+//! - **Data key**: 32 random bytes drawn when the store is created
+//!   ([`DataKey::generate`]), never written unwrapped. A store unwraps it
+//!   once when it opens; a read or a write makes no provider call.
+//! - **Store uid**: 16 random bytes drawn with it ([`StoreUid`]), stored in
+//!   the clear, bound into every row's associated data, the check value and
+//!   the wrapping of the data key.
+//! - **Key-encryption key**: whatever the [`KeyProvider`] holds. In this
+//!   crate, [`MasterKey`]: a 32-byte key (a key file, an environment
+//!   variable, bytes) or a passphrase stretched with Argon2id ([`KdfParams`]).
+//!   The OS keychain, AWS KMS and Vault / OpenBao Transit providers live in
+//!   the crates of those services.
+//! - **Key record** ([`KeyRecord`]): the uid, the data key's version, the
+//!   provider's kind and key name, and the wrapped data key.
+//!
+//! # Rotation, in two kinds
+//! - **Key-encryption key rotation** rewraps the data key under a new KEK
+//!   (or another provider): one provider call, one small record written, no
+//!   row touched ([`KeyRecord::rewrap`]).
+//! - **Data key rotation** draws a new data key and re-seals every row under
+//!   it, bumping the key version; the uid stays.
+//!
+//! Rotate the KEK to move to another provider or on a schedule; rotate the
+//! data key when a KEK, or a copy of the file together with a KEK, may have
+//! leaked: with the old KEK and an old key record, the data key of every
+//! later record is the same one until it is rotated.
+//!
+//! # Threat model
+//! An attacker who can **read the file** (a backup, a stolen disk) learns
+//! the namespaces, keys, timestamps, versions, kinds and value sizes, which
+//! are stored in the clear, and nothing of any value or metadata without
+//! the KEK: the data key is only stored wrapped. With a provider that keeps
+//! the KEK off the machine (AWS KMS, Transit), reading the whole machine's
+//! disk is not enough either; with a key file beside the database it is.
+//!
+//! An attacker who can **write the file** cannot make a store return a
+//! value that was never written to that store under that key: each of these
+//! edits fails authentication, and the store answers `Integrity` naming the
+//! key (or refuses to open), never a wrong value:
+//! - flipping any byte of a sealed value, its nonce, or the key record's
+//!   wrapped data key;
+//! - editing a row's timestamps, version, kind or key version;
+//! - moving a row to another key or namespace, or swapping two rows;
+//! - copying a row from **another store**, even one whose data key is
+//!   wrapped by the same KEK: the stores' uids and data keys differ;
+//! - editing the uid in the key record (the check value binds it).
+//!
+//! What such an attacker **can** do, and no format can prevent without state
+//! kept outside the file:
+//! - **roll one row back**: put back an older sealed copy of the same row
+//!   (version 1 over version 2). It was sealed by this store under its
+//!   current data key and its own place, so it authenticates, and the store
+//!   reads it as the current value. Detecting it needs an authenticated
+//!   record of every key's current version that the attacker cannot also
+//!   roll back; kept in the same file, it is rolled back with the row. A
+//!   data key rotation ends the exposure of rows sealed before it: older
+//!   copies no longer open.
+//! - **roll the whole file back** to an earlier copy: every row and the key
+//!   record together are a valid older store.
+//! - **delete rows**, or the file.
+//!
+//! An attacker with **the KEK** and a copy of the file (or of the key
+//! record) reads every value sealed under that data key; rotate the data key
+//! after a KEK leaks. An attacker with the KEK alone (the provider's key,
+//! without the file) holds nothing.
+//!
+//! # Errors
+//! Every error is a [`credstore_core::Error`] naming the store; a wrong KEK
+//! is an [`Error::Config`](credstore_core::Error::Config) whose message
+//! starts with `wrong key-encryption key` ([`wrong_key`]), and changes
+//! nothing.
+#![warn(missing_docs)]
+
+mod data_key;
+mod master_key;
+mod provider;
+mod record;
+mod row;
+
+pub use data_key::{DataKey, StoreUid, KEY_LEN, UID_LEN};
+pub use master_key::{KdfParams, KeyBytes, KeyFile, MasterKey, SALT_LEN};
+pub use provider::{
+    wrong_key, KeyLocation, KeyProvider, ProviderInfo, WrapContext, WrappedKey, MAX_WRAPPED_LEN,
+};
+pub use record::KeyRecord;
+pub use row::{
+    decode_payload, decode_payload_owned, encode_payload, RowCipher, RowPlace, ValueKind, FORMAT_V1,
+    FORMAT_V2, FORMAT_VERSION, NONCE_LEN,
+};
+
+/// Helpers for key and passphrase files, shared with the backends that read
+/// them: owner-only checks and crash-safe writes.
+pub mod files {
+    pub use crate::master_key::{check_mode, parent_dir, sync_dir, weak_stored_params, write_key_file};
+}
