@@ -1,11 +1,12 @@
 //! [`SqliteConfig`]: the settings of a [`crate::SqliteStore`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use credstore_core::Namespace;
 
-use crate::{KeyFile, MasterKey};
+use crate::{KeyFile, KeyProvider, MasterKey};
 
 /// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -58,6 +59,7 @@ pub struct SqliteConfig {
     pub(crate) namespace: Namespace,
     pub(crate) master_key: Option<MasterKey>,
     pub(crate) key_file: Option<KeyFile>,
+    pub(crate) provider: Option<Arc<dyn KeyProvider>>,
     pub(crate) synchronous: Synchronous,
     pub(crate) busy_timeout: Duration,
     pub(crate) max_size_bytes: Option<u64>,
@@ -79,6 +81,7 @@ impl SqliteConfig {
             namespace: Namespace::root(),
             master_key: None,
             key_file: None,
+            provider: None,
             synchronous: Synchronous::default(),
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             max_size_bytes: None,
@@ -94,14 +97,40 @@ impl SqliteConfig {
         self
     }
 
-    /// The key that seals every row. Required.
+    /// The key-encryption key is `key`, a local key or a passphrase. One of
+    /// this, [`SqliteConfig::master_key_file`] and
+    /// [`SqliteConfig::key_provider`] is required; each replaces the others.
     ///
     /// # Behavior
-    /// The first opening of a new database records a sealed check value made
-    /// with this key; later openings with any other key fail with a
-    /// `wrong master key` [`credstore_core::Error::Config`].
+    /// A new database draws a random data key, which seals every row, and
+    /// records it wrapped by this key (see the crate docs, "Encryption");
+    /// later openings with any other key fail with a `wrong master key`
+    /// [`credstore_core::Error::Config`]. A database of 0.2, whose rows are
+    /// sealed directly under its master key, opens with that key unchanged
+    /// and moves to a data key at its first write or rotation.
     pub fn master_key(mut self, key: MasterKey) -> Self {
         self.master_key = Some(key);
+        self.key_file = None;
+        self.provider = None;
+        self
+    }
+
+    /// The key-encryption key is kept by `provider`: the OS keychain, AWS
+    /// KMS, Vault Transit (in the crates of those services), or a custom
+    /// [`KeyProvider`]. It replaces [`SqliteConfig::master_key`] and
+    /// [`SqliteConfig::master_key_file`].
+    ///
+    /// # Behavior
+    /// The provider is called once when the store opens (to wrap a new
+    /// database's data key, or unwrap an existing one) and at rotations;
+    /// never for a read or a write. A provider that cannot be reached makes
+    /// the opening fail with its retriable
+    /// [`credstore_core::Error::Unavailable`]. A database of 0.2 is sealed
+    /// under its master key, which a provider cannot give: open it once with
+    /// that key, then move it with [`crate::SqliteStore::rewrap_key`].
+    pub fn key_provider(mut self, provider: impl KeyProvider + 'static) -> Self {
+        self.provider = Some(Arc::new(provider));
+        self.master_key = None;
         self.key_file = None;
         self
     }
@@ -132,6 +161,7 @@ impl SqliteConfig {
     pub fn master_key_file(mut self, file: KeyFile) -> Self {
         self.key_file = Some(file);
         self.master_key = None;
+        self.provider = None;
         self
     }
 
@@ -317,7 +347,7 @@ impl SqliteSettings {
                     // Unreadable files are reported by `read` below.
                     if let Ok(meta) = std::fs::metadata(&path) {
                         use std::os::unix::fs::PermissionsExt;
-                        crate::key::check_mode(
+                        credstore_seal::files::check_mode(
                             &path,
                             meta.permissions().mode(),
                             self.allow_loose_permissions,

@@ -11,11 +11,16 @@ use credstore_core::{CredentialKey, Error, Namespace, Result, StoreId};
 use rusqlite::ffi::ErrorCode;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use crate::crypto::{
-    decode_payload, encode_payload, RowCipher, RowPlace, ValueKind, FORMAT_V1, FORMAT_VERSION,
+use std::sync::Arc;
+
+use credstore_seal::files::weak_stored_params;
+use credstore_seal::{
+    decode_payload, encode_payload, DataKey, KeyProvider, KeyRecord, RowCipher, RowPlace, StoreUid,
+    ValueKind, FORMAT_V1, FORMAT_V2, FORMAT_VERSION,
 };
+
 use crate::errors;
-use crate::key::weak_stored_params;
+use crate::shared::{Keys, Prepared};
 use crate::{MasterKey, SqliteConfig};
 
 /// `PRAGMA application_id` of a credstore database: "CRDS".
@@ -47,17 +52,25 @@ fn create_credentials(name: &str) -> String {
     )
 }
 
-/// The schema version this build writes (`PRAGMA user_version`). Schema 1
-/// had no `version` and `kind` columns and sealed rows in format 1; opening
-/// such a file migrates it (see [`migrate_v1`]).
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+/// The schema version this build writes (`PRAGMA user_version`): rows
+/// sealed under a data key (row format 3), its key record in
+/// `credstore_meta`. Schema 2 (0.2) had the same tables, its rows sealed
+/// directly under the master key (format 2); such a file opens as it is and
+/// moves to schema 3 at its first write or rotation. Schema 1 had no
+/// `version` and `kind` columns and sealed rows in format 1; opening such a
+/// file migrates it to schema 2 first (see [`migrate_v1`]).
+pub(crate) const SCHEMA_VERSION: i64 = 3;
+/// The schema of 0.2, and of 0.1's files once migrated at opening.
+const LEGACY_SCHEMA: i64 = 2;
 
 /// Names in `credstore_meta`.
 pub(crate) const META_KEY_VERSION: &str = "key_version";
 pub(crate) const META_CHECK: &str = "check";
 pub(crate) const META_KDF: &str = "kdf";
 pub(crate) const META_LAST_VERSION: &str = "last_version";
-const META_FORMAT: &str = "format";
+pub(crate) const META_FORMAT: &str = "format";
+/// The key record: the store's uid and its data key, wrapped.
+pub(crate) const META_KEY_RECORD: &str = "key_record";
 
 /// Rows migrated per read of the old table.
 const MIGRATION_CHUNK: i64 = 1000;
@@ -77,21 +90,41 @@ impl FileId {
     }
 }
 
-/// What [`open`] hands back: the writer connection, the current key and the
-/// file it opened.
+/// What [`open`] hands back: the writer connection, the keys and the file
+/// it opened.
 pub(crate) struct Opened {
     pub conn: Connection,
-    pub cipher: RowCipher,
+    pub keys: Keys,
     pub file: FileId,
-    /// Which of the keys given to [`open`] opened the database.
+    /// Which of the key-encryption keys given to [`open`] opened the database.
     pub key_index: usize,
 }
 
+/// A key-encryption key to try: a provider, and for a local master key the
+/// key itself, which also opens a database of 0.2.
+#[derive(Clone)]
+pub(crate) struct Kek {
+    pub provider: Arc<dyn KeyProvider>,
+    pub legacy: Option<MasterKey>,
+}
+
+impl Kek {
+    pub(crate) fn local(key: MasterKey) -> Self {
+        Self { provider: Arc::new(key.clone()), legacy: Some(key) }
+    }
+}
+
+/// Runs a provider call from the blocking pool (where [`open`] runs).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Handle::current().block_on(f)
+}
+
 /// Creates the directory and file if needed, opens the writer connection,
-/// creates or migrates the schema and checks the master key.
-/// `keys` are tried in turn on an existing database (the first is used for
-/// a new one); none opening it is a `wrong master key` error.
-pub(crate) fn open(id: &StoreId, config: &SqliteConfig, keys: &[MasterKey]) -> Result<Opened> {
+/// creates or migrates the schema and unwraps the data key.
+/// `keks` are tried in turn on an existing database (the first is used for
+/// a new one); none opening it is a `wrong master key` error. Runs on
+/// Tokio's blocking pool: a provider's call is waited for here.
+pub(crate) fn open(id: &StoreId, config: &SqliteConfig, keks: &[Kek]) -> Result<Opened> {
     let path = &config.path;
     let dir = prepare_file(id, path)?;
     let sql = |e: rusqlite::Error| {
@@ -134,9 +167,9 @@ pub(crate) fn open(id: &StoreId, config: &SqliteConfig, keys: &[MasterKey]) -> R
         let pages = (bytes / page.max(512) as u64).max(1);
         conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(())).map_err(sql)?;
     }
-    let (cipher, key_index) = prepare_schema(id, path, &conn, keys)?;
+    let (keys, key_index) = prepare_schema(id, path, &conn, keks)?;
     let file = FileId::of(path).map_err(|e| errors::from_io(id, path, "inspect", &e))?;
-    Ok(Opened { conn, cipher, file, key_index })
+    Ok(Opened { conn, keys, file, key_index })
 }
 
 /// Opens a connection to an existing database file, never creating one.
@@ -256,24 +289,22 @@ pub(crate) fn snapshot<T>(
     out
 }
 
-fn prepare_schema(
-    id: &StoreId,
-    path: &Path,
-    conn: &Connection,
-    keys: &[MasterKey],
-) -> Result<(RowCipher, usize)> {
-    let key = keys.first().ok_or_else(|| Error::config(id, "no master key configured"))?;
+fn prepare_schema(id: &StoreId, path: &Path, conn: &Connection, keks: &[Kek]) -> Result<(Keys, usize)> {
+    let first = keks.first().ok_or_else(|| Error::config(id, "no master key configured"))?;
     let sql = |e: rusqlite::Error| errors::from_sqlite(id, path, &e);
-    let config = |reason: String| Error::config(id, reason);
+    let damaged = |what: &str| {
+        Error::config(id, format!("database {} is damaged: its {what} is missing or invalid", path.display()))
+    };
     // Two rounds at most: a new file another process initializes between our
     // look and our write lock is then opened as an existing one.
     for _ in 0..2 {
         match snapshot(conn, read_state).map_err(sql)? {
             state @ (State::Foreign | State::TooNew(_)) => refuse_unknown(id, path, state)?,
             State::Empty => {
-                // Derive before taking the write lock: Argon2id takes a while.
-                let (material, kdf) = key.resolve(None, true).map_err(config)?;
-                let cipher = RowCipher::new(&material, 1);
+                // Wrap before taking the write lock: a provider may take a while.
+                let (uid, dek) = (StoreUid::generate(), DataKey::generate());
+                let record = block_on(KeyRecord::wrap(id, uid, 1, &dek, first.provider.as_ref()))?;
+                let cipher = RowCipher::new(&dek, 1, uid);
                 let check = cipher.seal_check().map_err(|e| errors::backend(id, e))?;
                 conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
                 let initialized = (|| {
@@ -287,9 +318,7 @@ fn prepare_schema(
                     conn.execute(put, rusqlite::params![META_LAST_VERSION, 0i64])?;
                     conn.execute(put, rusqlite::params![META_KEY_VERSION, 1i64])?;
                     conn.execute(put, rusqlite::params![META_CHECK, check])?;
-                    if let Some(kdf) = &kdf {
-                        conn.execute(put, rusqlite::params![META_KDF, kdf])?;
-                    }
+                    conn.execute(put, rusqlite::params![META_KEY_RECORD, record.to_bytes()])?;
                     Ok(true)
                 })();
                 match initialized {
@@ -298,7 +327,14 @@ fn prepare_schema(
                             let _ = conn.execute_batch("ROLLBACK");
                             return Err(sql(e));
                         }
-                        return Ok((cipher, 0));
+                        let keys = Keys {
+                            current: Arc::new(cipher),
+                            pending: None,
+                            dek: Some(dek),
+                            provider: first.provider.clone(),
+                            upgrade: None,
+                        };
+                        return Ok((keys, 0));
                     }
                     Ok(false) => conn.execute_batch("ROLLBACK").map_err(sql)?,
                     Err(e) => {
@@ -307,58 +343,143 @@ fn prepare_schema(
                     }
                 }
             }
-            State::Ours(version) => {
-                let (key_version, check, kdf) = snapshot(conn, read_key_meta).map_err(sql)?;
-                let damaged = |what: &str| {
-                    config(format!(
-                        "database {} is damaged: its {what} is missing or invalid",
-                        path.display()
-                    ))
-                };
+            State::Ours(version) if version >= SCHEMA_VERSION => {
+                let (key_version, check, record) = snapshot(conn, read_key_meta).map_err(sql)?;
                 let key_version = key_version.ok_or_else(|| damaged("key version"))?;
                 let check = check.ok_or_else(|| damaged("key check value"))?;
-                let mut opened = None;
-                for (index, key) in keys.iter().enumerate() {
-                    let (material, _) = key.resolve(kdf.as_deref(), false).map_err(config)?;
-                    let cipher = RowCipher::new(&material, key_version);
-                    if cipher.verify_check(&check) {
-                        opened = Some((cipher, index));
-                        break;
-                    }
+                let record = KeyRecord::from_bytes(id, &record.ok_or_else(|| damaged("key record"))?)?;
+                if record.key_version() != key_version {
+                    return Err(damaged("key record's version"));
                 }
-                let Some((cipher, index)) = opened else { return Err(errors::wrong_key(id, path)) };
-                let key = &keys[index];
-                if let Some(weak) =
-                    kdf.as_deref().filter(|_| key.is_passphrase()).and_then(weak_stored_params)
-                {
-                    tracing::warn!(
-                        path = %path.display(),
-                        memory_kib = weak.memory_kib(),
-                        iterations = weak.iterations(),
-                        "the passphrase of this database is stretched with Argon2id parameters below OWASP's \
-                         minimum (19 MiB, 2 passes), as 0.2 allowed; rotate the key (rotate-key) to move it to \
-                         the current defaults"
-                    );
-                }
-                if version < SCHEMA_VERSION {
-                    conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
-                    match upgrade(id, path, conn, &cipher)
-                        .and_then(|()| conn.execute_batch("COMMIT").map_err(sql))
-                    {
-                        Ok(()) => {}
-                        Err(e) => {
-                            if !conn.is_autocommit() {
-                                let _ = conn.execute_batch("ROLLBACK");
+                let mut refused = None;
+                for (index, kek) in keks.iter().enumerate() {
+                    match block_on(record.unwrap(id, kek.provider.as_ref())) {
+                        Ok(dek) => {
+                            let cipher = RowCipher::new(&dek, key_version, record.uid());
+                            if !cipher.verify_check(&check) {
+                                return Err(Error::config(
+                                    id,
+                                    format!(
+                                        "database {} is damaged: its key record does not match its check value \
+                                         (the record's uid or the check was edited)",
+                                        path.display()
+                                    ),
+                                ));
                             }
-                            return Err(e);
+                            let keys = Keys {
+                                current: Arc::new(cipher),
+                                pending: None,
+                                dek: Some(dek),
+                                provider: kek.provider.clone(),
+                                upgrade: None,
+                            };
+                            return Ok((keys, index));
                         }
+                        // The wrong key: try the next one.
+                        Err(e @ Error::Config { .. }) => refused = Some(e),
+                        Err(e) => return Err(e),
                     }
                 }
-                return Ok((cipher, index));
+                return Err(match refused {
+                    Some(Error::Config { reason, .. }) => errors::wrong_key_because(id, path, &reason),
+                    _ => errors::wrong_key(id, path),
+                });
             }
+            State::Ours(version) => return open_legacy(id, path, conn, keks, version),
         }
     }
     Err(errors::backend(id, format!("database {} changed state twice while being opened", path.display())))
+}
+
+/// Opens a database of schema 2 (0.2), or 1 (migrated to 2 first), with
+/// a master key: its rows stay sealed under that key, and the data key its
+/// first write moves it to is drawn and wrapped now.
+fn open_legacy(
+    id: &StoreId,
+    path: &Path,
+    conn: &Connection,
+    keks: &[Kek],
+    version: i64,
+) -> Result<(Keys, usize)> {
+    let sql = |e: rusqlite::Error| errors::from_sqlite(id, path, &e);
+    let config = |reason: String| Error::config(id, reason);
+    let damaged = |what: &str| {
+        Error::config(id, format!("database {} is damaged: its {what} is missing or invalid", path.display()))
+    };
+    let (key_version, check, _) = snapshot(conn, read_key_meta).map_err(sql)?;
+    let kdf = snapshot(conn, |c| read_blob(c, META_KDF)).map_err(sql)?;
+    let key_version = key_version.ok_or_else(|| damaged("key version"))?;
+    let check = check.ok_or_else(|| damaged("key check value"))?;
+    if keks.iter().all(|k| k.legacy.is_none()) {
+        return Err(config(format!(
+            "database {} is in the format of credstore 0.2, sealed directly under its master key, which {} \
+             cannot give: open it once with its master key (master_key_file, master_key_env or a passphrase); \
+             its first write moves it to a data key, which rewrap-key can then put under this provider",
+            path.display(),
+            keks[0].provider.info()
+        )));
+    }
+    let mut opened = None;
+    for (index, kek) in keks.iter().enumerate() {
+        let Some(key) = &kek.legacy else { continue };
+        let (material, _) = key.resolve(kdf.as_deref(), false).map_err(config)?;
+        let cipher = RowCipher::legacy(&material, key_version);
+        if cipher.verify_check(&check) {
+            opened = Some((cipher, index));
+            break;
+        }
+    }
+    let Some((cipher, index)) = opened else { return Err(errors::wrong_key(id, path)) };
+    let kek = &keks[index];
+    if let Some(weak) = kdf
+        .as_deref()
+        .filter(|_| kek.legacy.as_ref().is_some_and(MasterKey::is_passphrase))
+        .and_then(weak_stored_params)
+    {
+        tracing::warn!(
+            path = %path.display(),
+            memory_kib = weak.memory_kib(),
+            iterations = weak.iterations(),
+            "the passphrase of this database is stretched with Argon2id parameters below OWASP's minimum (19 \
+             MiB, 2 passes), as 0.2 allowed; its first write (or rotate-key) wraps its new data key under the \
+             current defaults"
+        );
+    }
+    if version < LEGACY_SCHEMA {
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
+        match upgrade(id, path, conn, &cipher).and_then(|()| conn.execute_batch("COMMIT").map_err(sql)) {
+            Ok(()) => {}
+            Err(e) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                return Err(e);
+            }
+        }
+    }
+    let next = key_version.checked_add(1).ok_or_else(|| errors::backend(id, "key version overflow"))?;
+    let upgrade = block_on(prepare(id, StoreUid::generate(), next, kek.provider.clone()))?;
+    let keys = Keys {
+        current: Arc::new(cipher),
+        pending: None,
+        dek: None,
+        provider: kek.provider.clone(),
+        upgrade: Some(Arc::new(upgrade)),
+    };
+    Ok((keys, index))
+}
+
+/// A fresh data key of version `version` for the store `uid`, wrapped by
+/// `provider`: one provider call.
+pub(crate) async fn prepare(
+    id: &StoreId,
+    uid: StoreUid,
+    version: u32,
+    provider: Arc<dyn KeyProvider>,
+) -> Result<Prepared> {
+    let dek = DataKey::generate();
+    let record = KeyRecord::wrap(id, uid, version, &dek, provider.as_ref()).await?;
+    Ok(Prepared { cipher: Arc::new(RowCipher::new(&dek, version, uid)), dek, record, provider })
 }
 
 /// Creates the schema of this build in an empty database, inside the
@@ -375,7 +496,7 @@ fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
 fn upgrade(id: &StoreId, path: &Path, conn: &Connection, cipher: &RowCipher) -> Result<()> {
     let sql = |e: rusqlite::Error| errors::from_sqlite(id, path, &e);
     let from: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql)?;
-    if from >= SCHEMA_VERSION {
+    if from >= LEGACY_SCHEMA {
         return Ok(());
     }
     // The key checked before the lock must still be the file's.
@@ -384,8 +505,8 @@ fn upgrade(id: &StoreId, path: &Path, conn: &Connection, cipher: &RowCipher) -> 
         return Err(errors::rotated_elsewhere(id, path, cipher.version(), on_disk.unwrap_or(0)));
     }
     let rows = migrate_v1(id, path, conn, cipher)?;
-    conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};")).map_err(sql)?;
-    tracing::info!(path = %path.display(), from, to = SCHEMA_VERSION, rows, "migrated the schema");
+    conn.execute_batch(&format!("PRAGMA user_version = {LEGACY_SCHEMA};")).map_err(sql)?;
+    tracing::info!(path = %path.display(), from, to = LEGACY_SCHEMA, rows, "migrated the schema");
     Ok(())
 }
 
@@ -418,7 +539,7 @@ fn migrate_v1(id: &StoreId, path: &Path, conn: &Connection, cipher: &RowCipher) 
                     id,
                     &key,
                     format!(
-                        "{reason}, so the database cannot be migrated to schema {SCHEMA_VERSION}; nothing was \
+                        "{reason}, so the database cannot be migrated to schema {LEGACY_SCHEMA}; nothing was \
                          changed: restore the database from a backup, or delete this row (namespace {:?}) with \
                          the sqlite3 tool",
                         row.ns
@@ -469,7 +590,7 @@ fn migrate_v1(id: &StoreId, path: &Path, conn: &Connection, cipher: &RowCipher) 
         .map_err(sql)?;
     let put = "INSERT OR REPLACE INTO credstore_meta (name, value) VALUES (?1, ?2)";
     conn.execute(put, rusqlite::params![META_LAST_VERSION, next]).map_err(sql)?;
-    conn.execute(put, rusqlite::params![META_FORMAT, i64::from(FORMAT_VERSION)]).map_err(sql)?;
+    conn.execute(put, rusqlite::params![META_FORMAT, i64::from(FORMAT_V2)]).map_err(sql)?;
     if unreachable > 0 {
         tracing::warn!(
             path = %path.display(),
@@ -541,32 +662,45 @@ fn read_v1_chunk(conn: &Connection, after: &(String, String)) -> rusqlite::Resul
     rows.collect()
 }
 
-/// Whether `key` opens the existing database at `path` (its check value
-/// authenticates), read on a connection of its own.
+/// Whether `key` opens the existing database at `path` (it unwraps the
+/// data key, or for a database of 0.2 its check value authenticates), read
+/// on a connection of its own. Runs on Tokio's blocking pool.
 pub(crate) fn key_opens(id: &StoreId, path: &Path, key: &MasterKey) -> Result<bool> {
     let sql = |e: rusqlite::Error| errors::from_sqlite(id, path, &e);
     let conn = connect(path, crate::DEFAULT_BUSY_TIMEOUT).map_err(sql)?;
-    let (version, check, kdf) = snapshot(&conn, read_key_meta).map_err(sql)?;
+    let (version, check, record) = snapshot(&conn, read_key_meta).map_err(sql)?;
     let (Some(version), Some(check)) = (version, check) else { return Ok(false) };
+    if let Some(record) = record {
+        let record = KeyRecord::from_bytes(id, &record)?;
+        return match block_on(record.unwrap(id, key)) {
+            Ok(dek) => Ok(RowCipher::new(&dek, version, record.uid()).verify_check(&check)),
+            Err(Error::Config { .. }) => Ok(false),
+            Err(e) => Err(e),
+        };
+    }
+    let kdf = snapshot(&conn, |c| read_blob(c, META_KDF)).map_err(sql)?;
     let (material, _) = key.resolve(kdf.as_deref(), false).map_err(|reason| Error::config(id, reason))?;
-    Ok(RowCipher::new(&material, version).verify_check(&check))
+    Ok(RowCipher::legacy(&material, version).verify_check(&check))
 }
 
-/// The key version, check value and passphrase record, as stored.
+/// The key version, check value and key record (none in a database of
+/// 0.2), as stored.
 pub(crate) type KeyMeta = (Option<u32>, Option<Vec<u8>>, Option<Vec<u8>>);
 
 pub(crate) fn read_key_meta(conn: &Connection) -> rusqlite::Result<KeyMeta> {
     let version = read_key_version(conn)?;
-    let blob = |name: &str| -> rusqlite::Result<Option<Vec<u8>>> {
-        conn.prepare_cached("SELECT value FROM credstore_meta WHERE name = ?1")?
-            .query_row([name], |r| r.get::<_, Vec<u8>>(0))
-            .optional()
-            .or_else(|e| match e {
-                rusqlite::Error::InvalidColumnType(..) => Ok(None),
-                e => Err(e),
-            })
-    };
-    Ok((version, blob(META_CHECK)?, blob(META_KDF)?))
+    Ok((version, read_blob(conn, META_CHECK)?, read_blob(conn, META_KEY_RECORD)?))
+}
+
+/// A blob of `credstore_meta`; `None` when missing or not a blob.
+pub(crate) fn read_blob(conn: &Connection, name: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.prepare_cached("SELECT value FROM credstore_meta WHERE name = ?1")?
+        .query_row([name], |r| r.get::<_, Vec<u8>>(0))
+        .optional()
+        .or_else(|e| match e {
+            rusqlite::Error::InvalidColumnType(..) => Ok(None),
+            e => Err(e),
+        })
 }
 
 /// The stored key version; `None` when missing or not a positive 32-bit integer.

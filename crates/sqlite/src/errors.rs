@@ -121,6 +121,17 @@ pub(crate) fn wrong_key(store: &StoreId, path: &Path) -> Error {
     )
 }
 
+/// [`wrong_key`], with the provider's reason for its refusal.
+pub(crate) fn wrong_key_because(store: &StoreId, path: &Path, reason: &str) -> Error {
+    Error::config(
+        store,
+        format!(
+            "wrong master key: the key-encryption key does not open database {}: {reason}",
+            path.display()
+        ),
+    )
+}
+
 /// The error of a store whose key was rotated by another process or handle
 /// that does not share its memory.
 pub(crate) fn rotated_elsewhere(store: &StoreId, path: &Path, ours: u32, on_disk: u32) -> Error {

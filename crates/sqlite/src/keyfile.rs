@@ -27,8 +27,8 @@ use credstore_core::{Error, Result, StoreId};
 
 use crate::db;
 use crate::errors;
-use crate::key::{parent_dir, sync_dir, write_key_file};
 use crate::{KeyFile, MasterKey, RotationReport};
+use credstore_seal::files::{parent_dir, sync_dir, write_key_file};
 
 /// Which file a candidate key of an opening came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

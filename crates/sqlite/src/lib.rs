@@ -281,10 +281,8 @@
 #![warn(missing_docs)]
 
 mod config;
-mod crypto;
 mod db;
 mod errors;
-mod key;
 mod keyfile;
 mod reader;
 mod rotation;
@@ -295,7 +293,8 @@ mod writer;
 #[cfg(feature = "serde")]
 pub use config::{KeySource, SqliteSettings};
 pub use config::{SqliteConfig, Synchronous, DEFAULT_BUSY_TIMEOUT};
-pub use key::{KdfParams, KeyFile, MasterKey, KEY_LEN};
+pub use credstore_seal::{KdfParams, KeyFile, KeyProvider, MasterKey, KEY_LEN};
+pub use rotation::RotationKind;
 pub use rotation::RotationReport;
 pub use store::{SqliteStore, WriterStats, PROBE_TIMEOUT};
 

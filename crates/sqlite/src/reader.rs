@@ -14,11 +14,11 @@ use rusqlite::ffi::ErrorCode;
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::crypto::{decode_payload_owned, RowCipher, RowPlace, ValueKind, FORMAT_VERSION};
 use crate::db;
 use crate::errors;
 use crate::shared::Shared;
 use crate::writer::{from_nanos, version_of};
+use credstore_seal::{decode_payload_owned, RowCipher, RowPlace, ValueKind, FORMAT_VERSION};
 
 /// The largest sealed payload a read on the calling task opens: 16 KiB
 /// (four overflow pages and a few microseconds of AES-GCM). Larger rows are
@@ -305,9 +305,12 @@ fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::RowCipher;
+    use std::sync::Arc;
+
+    use credstore_seal::{DataKey, MasterKey, RowCipher, StoreUid};
+
     use crate::db::FileId;
-    use zeroize::Zeroizing;
+    use crate::shared::Keys;
 
     fn shared() -> Shared {
         let dir = std::env::temp_dir();
@@ -316,7 +319,17 @@ mod tests {
             dir.join("x.db"),
             FileId::of(&dir).unwrap(),
             Duration::from_secs(1),
-            RowCipher::new(&Zeroizing::new([1; crate::KEY_LEN]), 1),
+            Keys {
+                current: Arc::new(RowCipher::new(
+                    &DataKey::from_bytes(&[1; crate::KEY_LEN]),
+                    1,
+                    StoreUid::generate(),
+                )),
+                pending: None,
+                dek: None,
+                provider: Arc::new(MasterKey::generate()),
+                upgrade: None,
+            },
         )
     }
 

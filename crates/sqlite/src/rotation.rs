@@ -1,17 +1,19 @@
-//! Master key rotation: every row and the check value re-sealed under a new
-//! key, in one transaction.
+//! The two rotations, each in one transaction: of the data key (every row
+//! and the check value re-sealed under a new one, also how a database of
+//! 0.2 moves to a data key) and of the key-encryption key (the key record
+//! rewrapped, no row touched).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use credstore_core::{CredentialKey, Error, Result};
+use credstore_core::{CredentialKey, Result};
 use rusqlite::{params, Connection};
 
-use crate::crypto::{RowCipher, RowPlace, ValueKind};
-use crate::db::{self, SealedRow, META_CHECK, META_KDF, META_KEY_VERSION};
+use credstore_seal::{KeyProvider, KeyRecord, RowPlace, ValueKind, FORMAT_VERSION};
+
+use crate::db::{self, SealedRow, META_CHECK, META_FORMAT, META_KDF, META_KEY_RECORD, META_KEY_VERSION};
 use crate::errors;
-use crate::shared::Shared;
-use crate::MasterKey;
+use crate::shared::{Prepared, Shared};
 
 /// A callback told `(rows done, rows in total)` as a rotation goes on.
 pub(crate) type Progress = Box<dyn FnMut(usize, usize) + Send>;
@@ -19,15 +21,47 @@ pub(crate) type Progress = Box<dyn FnMut(usize, usize) + Send>;
 /// Rows re-sealed per read of the table.
 const CHUNK: usize = 1000;
 
-/// What [`crate::SqliteStore::rotate_key`] did.
+/// Which key a rotation replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RotationKind {
+    /// The data key: every row re-sealed under a new one (and, for
+    /// [`crate::SqliteStore::rotate_key`], wrapped by a new key-encryption
+    /// key).
+    DataKey,
+    /// The key-encryption key only: the data key rewrapped, no row touched.
+    KeyEncryptionKey,
+}
+
+impl RotationKind {
+    /// How the CLI says it: `data key rotation (every credential re-sealed)`
+    /// or `key-encryption key rotation (data key rewrapped, no credential
+    /// touched)`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RotationKind::DataKey => "data key rotation (every credential re-sealed)",
+            RotationKind::KeyEncryptionKey => {
+                "key-encryption key rotation (data key rewrapped, no credential touched)"
+            }
+        }
+    }
+}
+
+/// What a rotation ([`crate::SqliteStore::rotate_key`],
+/// [`crate::SqliteStore::rotate_data_key`], [`crate::SqliteStore::rewrap_key`])
+/// did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RotationReport {
-    /// Rows re-sealed: every credential of every namespace in the file.
+    /// Which key was replaced.
+    pub kind: RotationKind,
+    /// Rows re-sealed: every credential of every namespace in the file for
+    /// a data key rotation, 0 for a key-encryption key rotation.
     pub rows: usize,
     /// How long the rotation took, key derivation included.
     pub elapsed: Duration,
-    /// The key version now in force (the old one plus one).
+    /// The data key version now in force (the old one plus one after a
+    /// data key rotation, unchanged after a key-encryption key rotation).
     pub key_version: u32,
     /// `None` when the write-ahead log was checkpointed into the database
     /// and truncated after the commit, as every rotation tries; otherwise why
@@ -39,22 +73,23 @@ pub struct RotationReport {
     pub checkpoint_error: Option<String>,
 }
 
-/// Runs on the writer thread, so no other write interleaves.
+/// A data key rotation to `prepared`, wrapped beforehand. Runs on the
+/// writer thread, so no other write interleaves.
 pub(crate) fn rotate(
     conn: &Connection,
     shared: &Shared,
-    new: &MasterKey,
+    prepared: &Prepared,
     mut progress: Option<Progress>,
+    started: Instant,
 ) -> Result<RotationReport> {
-    let started = Instant::now();
     let id = &shared.id;
     let sql = |e: rusqlite::Error| shared.sql(&e);
     let (old, _) = shared.keys();
-    let version = old.version().checked_add(1).ok_or_else(|| errors::backend(id, "key version overflow"))?;
-    // Derive outside the transaction: Argon2id takes a while.
-    let (material, kdf) = new.resolve(None, true).map_err(|reason| Error::config(id, reason))?;
-    let next = Arc::new(RowCipher::new(&material, version));
-    drop(material);
+    let next = prepared.cipher.clone();
+    let version = next.version();
+    if old.version().checked_add(1) != Some(version) {
+        return Err(errors::rotated_elsewhere(id, &shared.path, old.version(), version));
+    }
     shared.check_file()?;
     // The rotation's commit is synced to disk whatever the store's setting:
     // with `synchronous = NORMAL` a power loss could undo a rotation whose
@@ -120,11 +155,12 @@ pub(crate) fn rotate(
         let put = "INSERT OR REPLACE INTO credstore_meta (name, value) VALUES (?1, ?2)";
         conn.execute(put, params![META_KEY_VERSION, i64::from(version)]).map_err(sql)?;
         conn.execute(put, params![META_CHECK, check]).map_err(sql)?;
-        match &kdf {
-            Some(record) => conn.execute(put, params![META_KDF, record]),
-            None => conn.execute("DELETE FROM credstore_meta WHERE name = ?1", [META_KDF]),
-        }
-        .map_err(sql)?;
+        conn.execute(put, params![META_KEY_RECORD, prepared.record.to_bytes()]).map_err(sql)?;
+        conn.execute(put, params![META_FORMAT, i64::from(FORMAT_VERSION)]).map_err(sql)?;
+        // A database of 0.2 keeps its passphrase's salt here; a data key's
+        // wrapping carries its own.
+        conn.execute("DELETE FROM credstore_meta WHERE name = ?1", [META_KDF]).map_err(sql)?;
+        conn.execute_batch(&format!("PRAGMA user_version = {};", db::SCHEMA_VERSION)).map_err(sql)?;
         #[cfg(test)]
         tests::observe(&shared.path, "commit", conn);
         conn.execute_batch("COMMIT").map_err(sql)?;
@@ -132,7 +168,7 @@ pub(crate) fn rotate(
     })();
     match result {
         Ok(rows) => {
-            shared.promote(next);
+            shared.promote(prepared);
             let restored = restore(conn);
             #[cfg(test)]
             tests::observe(&shared.path, "after", conn);
@@ -145,8 +181,13 @@ pub(crate) fn rotate(
             if let Some(reason) = &checkpoint_error {
                 tracing::warn!(path = %shared.path.display(), %reason, "the master key was rotated, but the write-ahead log still holds pages sealed under the old key");
             }
-            let report =
-                RotationReport { rows, elapsed: started.elapsed(), key_version: version, checkpoint_error };
+            let report = RotationReport {
+                kind: RotationKind::DataKey,
+                rows,
+                elapsed: started.elapsed(),
+                key_version: version,
+                checkpoint_error,
+            };
             tracing::info!(path = %shared.path.display(), rows, key_version = version, elapsed = ?report.elapsed, "rotated the master key");
             Ok(report)
         }
@@ -159,6 +200,52 @@ pub(crate) fn rotate(
             Err(e)
         }
     }
+}
+
+/// A key-encryption key rotation: `record`, the current data key wrapped by
+/// `provider`, replaces the key record, in one transaction committed at
+/// `synchronous = FULL`; no row is touched. Runs on the writer thread.
+pub(crate) fn rewrap(
+    conn: &Connection,
+    shared: &Shared,
+    record: &KeyRecord,
+    provider: Arc<dyn KeyProvider>,
+    started: Instant,
+) -> Result<RotationReport> {
+    let id = &shared.id;
+    let sql = |e: rusqlite::Error| shared.sql(&e);
+    let (current, _) = shared.keys();
+    shared.check_file()?;
+    let synchronous: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(sql)?;
+    conn.execute_batch("PRAGMA synchronous = FULL").map_err(sql)?;
+    let result = (|| {
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
+        let (on_disk, check, _) = db::read_key_meta(conn).map_err(sql)?;
+        if on_disk != Some(current.version())
+            || record.key_version() != current.version()
+            || !check.as_deref().is_some_and(|c| current.verify_check(c))
+        {
+            return Err(errors::rotated_elsewhere(id, &shared.path, current.version(), on_disk.unwrap_or(0)));
+        }
+        let put = "INSERT OR REPLACE INTO credstore_meta (name, value) VALUES (?1, ?2)";
+        conn.execute(put, params![META_KEY_RECORD, record.to_bytes()]).map_err(sql)?;
+        conn.execute_batch("COMMIT").map_err(sql)
+    })();
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    let _ = conn.execute_batch(&format!("PRAGMA synchronous = {synchronous}"));
+    result?;
+    shared.set_provider(provider);
+    let report = RotationReport {
+        kind: RotationKind::KeyEncryptionKey,
+        rows: 0,
+        elapsed: started.elapsed(),
+        key_version: current.version(),
+        checkpoint_error: None,
+    };
+    tracing::info!(path = %shared.path.display(), key_version = report.key_version, provider = %record.provider_kind(), elapsed = ?report.elapsed, "rewrapped the data key under a new key-encryption key");
+    Ok(report)
 }
 
 /// `PRAGMA wal_checkpoint(TRUNCATE)`, its result checked: an error, or

@@ -9,15 +9,33 @@ use std::time::{Duration, Instant};
 
 use credstore_core::{Error, Result, StoreId};
 
-use crate::crypto::RowCipher;
+use credstore_seal::{DataKey, KeyProvider, KeyRecord, RowCipher};
+
 use crate::db::FileId;
 use crate::errors;
 
-/// The master key versions in use: the current one, and during a rotation the
+/// The data key versions in use: the current one, and during a rotation the
 /// next one, which rows committed by the rotation already carry.
 pub(crate) struct Keys {
     pub current: Arc<RowCipher>,
     pub pending: Option<Arc<RowCipher>>,
+    /// The current data key, for a rewrap; `None` while the database is in
+    /// the format of 0.2 (rows sealed directly under the master key).
+    pub dek: Option<DataKey>,
+    /// The key-encryption key that wraps the current data key.
+    pub provider: Arc<dyn KeyProvider>,
+    /// For a database of 0.2: the data key its first write moves it to.
+    pub upgrade: Option<Arc<Prepared>>,
+}
+
+/// A data key ready to take over: its cipher, the key and its record,
+/// wrapped before the writer thread is asked (a provider call may wait on
+/// the network; the writer never does).
+pub(crate) struct Prepared {
+    pub cipher: Arc<RowCipher>,
+    pub dek: DataKey,
+    pub record: KeyRecord,
+    pub provider: Arc<dyn KeyProvider>,
 }
 
 /// How long a successful check that the path still names the file opened
@@ -47,19 +65,13 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(
-        id: StoreId,
-        path: PathBuf,
-        file: FileId,
-        busy_timeout: Duration,
-        cipher: RowCipher,
-    ) -> Self {
+    pub(crate) fn new(id: StoreId, path: PathBuf, file: FileId, busy_timeout: Duration, keys: Keys) -> Self {
         Self {
             id,
             path,
             file,
             busy_timeout,
-            keys: RwLock::new(Keys { current: Arc::new(cipher), pending: None }),
+            keys: RwLock::new(keys),
             writer_alive: AtomicBool::new(true),
             transactions: AtomicU64::new(0),
             writes: AtomicU64::new(0),
@@ -144,10 +156,26 @@ impl Shared {
         self.keys.write().unwrap_or_else(|e| e.into_inner()).pending = pending;
     }
 
-    pub(crate) fn promote(&self, cipher: Arc<RowCipher>) {
+    /// `next` is the data key in force, its rows committed.
+    pub(crate) fn promote(&self, next: &Prepared) {
         let mut k = self.keys.write().unwrap_or_else(|e| e.into_inner());
-        k.current = cipher;
+        k.current = next.cipher.clone();
         k.pending = None;
+        k.dek = Some(next.dek.clone());
+        k.provider = next.provider.clone();
+        k.upgrade = None;
+    }
+
+    /// The key-encryption key is now `provider` (a rewrap committed).
+    pub(crate) fn set_provider(&self, provider: Arc<dyn KeyProvider>) {
+        self.keys.write().unwrap_or_else(|e| e.into_inner()).provider = provider;
+    }
+
+    /// The data key, the provider wrapping it, and the data key a database
+    /// of 0.2 moves to at its first write.
+    pub(crate) fn envelope(&self) -> (Option<DataKey>, Arc<dyn KeyProvider>, Option<Arc<Prepared>>) {
+        let k = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        (k.dek.clone(), k.provider.clone(), k.upgrade.clone())
     }
 
     /// Fails with the retriable [`Error::Unavailable`] when the file at the

@@ -15,15 +15,21 @@ use credstore_core::{
 use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
 
-use crate::crypto::{encode_payload, ValueKind};
-use crate::db;
+use credstore_seal::{encode_payload, KeyProvider, KeyRecord, ProviderInfo, ValueKind};
+
+use crate::db::{self, Kek};
 use crate::errors;
 use crate::keyfile;
 use crate::reader::{self, versions, Mode, ReadError, INLINE_PAUSE, SLOW_INLINE_READ};
 use crate::rotation::RotationReport;
-use crate::shared::Shared;
+use crate::shared::{Prepared, Shared};
 use crate::writer::{self, Op};
 use crate::{KeyFile, MasterKey, SqliteConfig};
+
+/// The data key version after `current`.
+fn next_version(store: &SqliteStore, current: u32) -> Result<u32> {
+    current.checked_add(1).ok_or_else(|| errors::backend(store.id(), "key version overflow"))
+}
 
 /// How long [`CredentialStore::check_availability`] waits for its probe.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -111,10 +117,10 @@ impl SqliteStore {
     /// - [`Error::Unavailable`] when another process holds the database
     ///   locked past the busy timeout, or the disk is full.
     pub async fn open(id: StoreId, config: SqliteConfig) -> Result<Self> {
-        if config.master_key.is_none() && config.key_file.is_none() {
+        if config.master_key.is_none() && config.key_file.is_none() && config.provider.is_none() {
             return Err(Error::config(
                 &id,
-                "no master key configured (SqliteConfig::master_key or SqliteConfig::master_key_file)",
+                "no master key configured (SqliteConfig::master_key, master_key_file or key_provider)",
             ));
         }
         let task_id = id.clone();
@@ -124,17 +130,24 @@ impl SqliteStore {
     }
 
     fn open_blocking(id: StoreId, config: SqliteConfig) -> Result<Self> {
-        let candidates = match (&config.master_key, &config.key_file) {
-            (Some(key), _) => vec![(keyfile::Role::Current, key.clone())],
-            (None, Some(file)) => keyfile::candidates(file).map_err(|e| match e {
-                Error::InvalidInput { .. } => Error::config(&id, e.to_string()),
-                e => e,
-            })?,
-            (None, None) => return Err(Error::config(&id, "no master key configured")),
+        let candidates = match (&config.master_key, &config.key_file, &config.provider) {
+            (Some(key), ..) => vec![(keyfile::Role::Current, Kek::local(key.clone()))],
+            (None, Some(file), _) => keyfile::candidates(file)
+                .map_err(|e| match e {
+                    Error::InvalidInput { .. } => Error::config(&id, e.to_string()),
+                    e => e,
+                })?
+                .into_iter()
+                .map(|(role, key)| (role, Kek::local(key)))
+                .collect(),
+            (None, None, Some(provider)) => {
+                vec![(keyfile::Role::Current, Kek { provider: provider.clone(), legacy: None })]
+            }
+            (None, None, None) => return Err(Error::config(&id, "no master key configured")),
         };
-        let keys: Vec<MasterKey> = candidates.iter().map(|(_, k)| k.clone()).collect();
-        let opened = db::open(&id, &config, &keys)?;
-        drop(keys);
+        let keks: Vec<Kek> = candidates.iter().map(|(_, k)| k.clone()).collect();
+        let opened = db::open(&id, &config, &keks)?;
+        drop(keks);
         if let Some(file) = &config.key_file {
             keyfile::after_open(&id, &config.path, file, candidates[opened.key_index].0);
         }
@@ -144,7 +157,7 @@ impl SqliteStore {
             config.path.clone(),
             opened.file,
             config.busy_timeout,
-            opened.cipher,
+            opened.keys,
         ));
         let writer = writer::spawn(opened.conn, shared.clone())
             .map_err(|e| errors::backend(&id, format!("cannot start the writer thread: {e}")))?;
@@ -169,10 +182,17 @@ impl SqliteStore {
         self.inner.shared.path()
     }
 
-    /// The version of the master key in force: 1 for a new database, one
-    /// more after each rotation.
+    /// The version of the data key in force: 1 for a new database, one
+    /// more after each data key rotation (a database of 0.2 keeps its master
+    /// key's version until its first write).
     pub fn key_version(&self) -> u32 {
         self.inner.shared.keys().0.version()
+    }
+
+    /// The key-encryption key in force: its provider's kind, key and
+    /// location.
+    pub fn key_provider(&self) -> ProviderInfo {
+        self.inner.shared.envelope().1.info().clone()
     }
 
     /// Counters of the shared writer.
@@ -183,12 +203,16 @@ impl SqliteStore {
         }
     }
 
-    /// Re-seals every credential of the file (all namespaces) and the check
-    /// value under `new`, in one transaction.
+    /// Rotates both keys: a new data key, which re-seals every credential of
+    /// the file (all namespaces) and the check value in one transaction,
+    /// wrapped by the new master key `new`.
+    ///
+    /// [`SqliteStore::rewrap_key`] changes the key-encryption key alone (no
+    /// row touched), [`SqliteStore::rotate_data_key`] the data key alone.
     ///
     /// # Behavior
-    /// - Afterwards every handle of this opened store uses the new key, and
-    ///   opening the file with the old key fails with `wrong master key`.
+    /// - Afterwards every handle of this opened store uses the new keys, and
+    ///   opening the file with the old master key fails with `wrong master key`.
     /// - Atomic: if the rotation fails or the process dies part way, the
     ///   database is exactly as before and opens with the old key.
     /// - Writes wait while the rotation runs; reads go on.
@@ -201,7 +225,77 @@ impl SqliteStore {
     /// authentication (nothing is rotated then); [`Error::Config`] when
     /// another process rotated the key first; the errors of a write otherwise.
     pub async fn rotate_key(&self, new: MasterKey) -> Result<RotationReport> {
-        self.rotate(new, None).await
+        self.rotate(Some(Arc::new(new)), None).await
+    }
+
+    /// Rotates the data key: a new one re-seals every credential and the
+    /// check value in one transaction, wrapped by the key-encryption key in
+    /// force (one provider call). Rotate it when a key-encryption key, or a
+    /// copy of the file with its key record, may have leaked: rows sealed
+    /// before no longer open with the old data key.
+    ///
+    /// # Behavior
+    /// As [`SqliteStore::rotate_key`], the key-encryption key unchanged.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::rotate_key`], and the provider's errors
+    /// ([`KeyProvider::wrap`]), which change nothing.
+    pub async fn rotate_data_key(&self) -> Result<RotationReport> {
+        self.rotate(None, None).await
+    }
+
+    /// Rotates the key-encryption key: the data key is rewrapped by
+    /// `provider` (a new local key, the OS keychain, AWS KMS, Vault Transit)
+    /// and the key record replaced, in one small transaction; no credential
+    /// is touched, so it takes the same time at any size. One provider call.
+    ///
+    /// # Behavior
+    /// - Afterwards the store opens with `provider` only; other processes
+    ///   that have it open keep working (the data key is the same).
+    /// - A database of 0.2, whose rows are sealed directly under its master
+    ///   key, is moved to a data key wrapped by `provider` instead (every row
+    ///   re-sealed: a data key rotation, as the report says).
+    ///
+    /// # Errors
+    /// The provider's errors ([`KeyProvider::wrap`]), which change nothing;
+    /// [`Error::Config`] when another process rotated the data key first;
+    /// the errors of a write otherwise.
+    pub async fn rewrap_key(&self, provider: impl KeyProvider + 'static) -> Result<RotationReport> {
+        self.rewrap(Arc::new(provider)).await
+    }
+
+    /// Rotates the key-encryption key of a store opened with a key file
+    /// ([`SqliteConfig::master_key_file`]) to a fresh random key in that
+    /// file, crash-safe as [`SqliteStore::rotate_key_file`] is: the data key
+    /// is rewrapped, no credential touched.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::rotate_key_file`].
+    pub async fn rewrap_key_file(&self) -> Result<RotationReport> {
+        self.rotate_in_key_file(false).await
+    }
+
+    async fn rewrap(&self, provider: Arc<dyn KeyProvider>) -> Result<RotationReport> {
+        let started = Instant::now();
+        let (dek, _, upgrade) = self.inner.shared.envelope();
+        let current = self.inner.shared.keys().0;
+        let Some(dek) = dek else {
+            // A database of 0.2: move it to a data key wrapped by `provider`.
+            let uid = upgrade.map(|u| u.record.uid()).unwrap_or_else(credstore_seal::StoreUid::generate);
+            return self
+                .rotate_to(
+                    db::prepare(self.id(), uid, next_version(self, current.version())?, provider).await?,
+                    None,
+                    started,
+                )
+                .await;
+        };
+        let uid =
+            current.uid().ok_or_else(|| errors::backend(self.id(), "a data key without its store uid"))?;
+        let record = KeyRecord::wrap(self.id(), uid, current.version(), &dek, provider.as_ref()).await?;
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::Rewrap { record, provider, started, reply })?;
+        self.answer(rx).await
     }
 
     /// Rotates to a fresh random key kept in the key file this store was
@@ -229,6 +323,12 @@ impl SqliteStore {
     /// those of [`SqliteStore::rotate_key`] (the staged files are removed);
     /// an I/O error on the key files, naming the file and how to recover.
     pub async fn rotate_key_file(&self) -> Result<RotationReport> {
+        self.rotate_in_key_file(true).await
+    }
+
+    /// The key file dance of [`SqliteStore::rotate_key_file`], around a
+    /// rotation of both keys (`data_key`) or of the key-encryption key only.
+    async fn rotate_in_key_file(&self, data_key: bool) -> Result<RotationReport> {
         let Some(file) = self.inner.key_file.clone() else {
             return Err(Error::config(
                 self.id(),
@@ -245,7 +345,8 @@ impl SqliteStore {
                 .await
                 .map_err(task_failed)??
         };
-        let result = self.rotate(staged.key.clone(), None).await;
+        let new = Arc::new(staged.key.clone());
+        let result = if data_key { self.rotate(Some(new), None).await } else { self.rewrap(new).await };
         tokio::task::spawn_blocking(move || keyfile::finish(&id, &db_path, &file, staged, result))
             .await
             .map_err(task_failed)?
@@ -261,16 +362,37 @@ impl SqliteStore {
         new: MasterKey,
         progress: impl FnMut(usize, usize) + Send + 'static,
     ) -> Result<RotationReport> {
-        self.rotate(new, Some(Box::new(progress))).await
+        self.rotate(Some(Arc::new(new)), Some(Box::new(progress))).await
     }
 
+    /// A data key rotation, its new key wrapped by `kek` (the one in force
+    /// when `None`).
     async fn rotate(
         &self,
-        key: MasterKey,
+        kek: Option<Arc<dyn KeyProvider>>,
         progress: Option<crate::rotation::Progress>,
     ) -> Result<RotationReport> {
+        let started = Instant::now();
+        let (_, provider, upgrade) = self.inner.shared.envelope();
+        let current = self.inner.shared.keys().0;
+        let uid = match (current.uid(), upgrade) {
+            (Some(uid), _) => uid,
+            (None, Some(upgrade)) => upgrade.record.uid(),
+            (None, None) => credstore_seal::StoreUid::generate(),
+        };
+        let version = next_version(self, current.version())?;
+        let prepared = db::prepare(self.id(), uid, version, kek.unwrap_or(provider)).await?;
+        self.rotate_to(prepared, progress, started).await
+    }
+
+    async fn rotate_to(
+        &self,
+        prepared: Prepared,
+        progress: Option<crate::rotation::Progress>,
+        started: Instant,
+    ) -> Result<RotationReport> {
         let (reply, rx) = oneshot::channel();
-        self.send(Op::Rotate { key, progress, reply })?;
+        self.send(Op::Rotate { prepared: Arc::new(prepared), progress, started, reply })?;
         self.answer(rx).await
     }
 

@@ -23,19 +23,19 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use credstore_core::{CredentialKey, Error, Namespace, Result, SetMode, SetOutcome, Version};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
-use crate::crypto::{RowCipher, RowPlace, ValueKind};
+use credstore_seal::{KeyProvider, KeyRecord, RowCipher, RowPlace, ValueKind};
+
 use crate::db;
 use crate::errors;
 use crate::rotation::{self, Progress, RotationReport};
-use crate::shared::Shared;
-use crate::MasterKey;
+use crate::shared::{Prepared, Shared};
 
 /// The most writes one transaction takes.
 const MAX_BATCH: usize = 512;
@@ -63,9 +63,18 @@ pub(crate) enum Op {
         key: CredentialKey,
         reply: oneshot::Sender<Result<bool>>,
     },
+    /// A data key rotation to a key wrapped beforehand.
     Rotate {
-        key: MasterKey,
+        prepared: Arc<Prepared>,
         progress: Option<Progress>,
+        started: Instant,
+        reply: oneshot::Sender<Result<RotationReport>>,
+    },
+    /// A key-encryption key rotation: the key record replaced.
+    Rewrap {
+        record: KeyRecord,
+        provider: Arc<dyn KeyProvider>,
+        started: Instant,
         reply: oneshot::Sender<Result<RotationReport>>,
     },
     /// The store is dropped: close its read connections here, off the async
@@ -219,10 +228,20 @@ impl Writer {
             let mut writes = Vec::with_capacity(batch.len());
             for op in batch {
                 match op {
-                    Op::Rotate { key, progress, reply } => {
+                    Op::Rotate { prepared, progress, started, reply } => {
                         self.commit(std::mem::take(&mut writes));
-                        let report = rotation::rotate(&self.conn, &self.shared, &key, progress);
+                        let report = rotation::rotate(&self.conn, &self.shared, &prepared, progress, started);
                         let _ = reply.send(report);
+                    }
+                    Op::Rewrap { record, provider, started, reply } => {
+                        self.commit(std::mem::take(&mut writes));
+                        let _ = reply.send(rotation::rewrap(
+                            &self.conn,
+                            &self.shared,
+                            &record,
+                            provider,
+                            started,
+                        ));
                     }
                     Op::Close(readers) => drop(readers),
                     other => writes.push(other),
@@ -249,11 +268,14 @@ impl Writer {
                 match op {
                     Op::Set { reply, .. } => drop(reply.send(Err(e.clone()))),
                     Op::Delete { reply, .. } => drop(reply.send(Err(e.clone()))),
-                    Op::Rotate { reply, .. } => drop(reply.send(Err(e.clone()))),
+                    Op::Rotate { reply, .. } | Op::Rewrap { reply, .. } => drop(reply.send(Err(e.clone()))),
                     Op::Close(readers) => drop(readers),
                 }
             }
         };
+        if let Err(e) = self.upgrade() {
+            return fail_all(ops, &e);
+        }
         if let Err(e) = self.begin() {
             return fail_all(ops, &e);
         }
@@ -271,7 +293,9 @@ impl Writer {
                     Done::Set(reply, self.set(&current, &ns, &key, &payload, kind, &mode))
                 }
                 Op::Delete { ns, key, reply } => Done::Delete(reply, self.delete(&ns, &key)),
-                Op::Rotate { .. } | Op::Close(_) => unreachable!("rotations and closes are run alone"),
+                Op::Rotate { .. } | Op::Rewrap { .. } | Op::Close(_) => {
+                    unreachable!("rotations and closes are run alone")
+                }
             };
             if self.conn.is_autocommit() {
                 // SQLite rolled the whole transaction back (a full disk or an
@@ -314,6 +338,22 @@ impl Writer {
             d.fail(e).answer();
         }
         fail_all(rest, e);
+    }
+
+    /// Moves a database of 0.2 to its data key, drawn and wrapped when it
+    /// opened, before its first write: every row re-sealed in one
+    /// transaction, as by a data key rotation. Nothing to do otherwise.
+    fn upgrade(&self) -> Result<()> {
+        let Some(prepared) = self.shared.envelope().2 else { return Ok(()) };
+        let report = rotation::rotate(&self.conn, &self.shared, &prepared, None, Instant::now())?;
+        tracing::info!(
+            path = %self.shared.path.display(),
+            rows = report.rows,
+            key_version = report.key_version,
+            "moved a database of 0.2 to a data key wrapped by {}, at its first write",
+            prepared.provider.info()
+        );
+        Ok(())
     }
 
     /// Starts the write transaction, after checking that the file is still

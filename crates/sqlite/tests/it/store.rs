@@ -39,7 +39,7 @@ async fn creates_owner_only_file_and_directories() {
     let journal: String = raw(&path).query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(journal, "wal");
     let version: i64 = raw(&path).query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 #[tokio::test]
@@ -114,11 +114,10 @@ async fn passphrase_keys_open_and_refuse_others() {
     let pass = MasterKey::from_passphrase_with_params(&secret("correct horse battery staple"), small_kdf());
     put(&open(&path, &pass).await, "k", "v").await;
     wait_closed(&path);
-    // The salt and parameters are in the database.
-    let kdf: Vec<u8> = raw(&path)
-        .query_row("SELECT value FROM credstore_meta WHERE name = 'kdf'", [], |r| r.get(0))
-        .unwrap();
-    assert!(kdf.len() > 16);
+    // The salt and parameters are in the database, in the wrapped data key.
+    let record = key_record(&path);
+    assert_eq!(record.provider_kind(), "passphrase");
+    assert!(record.wrapped().as_bytes().len() > 16 + 48);
     // The same passphrase opens it, whatever parameters the caller asks for:
     // the stored ones win.
     let same = MasterKey::from_passphrase_with_params(
@@ -144,13 +143,19 @@ async fn crafted_kdf_parameters_are_refused_quickly() {
     drop(open(&path, &pass).await);
     wait_closed(&path);
     // m = 4 TiB, t = 2^32 - 1: would run for ages if honoured.
-    let mut record = vec![1u8];
+    let mut crafted = vec![1u8];
     for v in [u32::MAX, u32::MAX, 1] {
-        record.extend_from_slice(&v.to_le_bytes());
+        crafted.extend_from_slice(&v.to_le_bytes());
     }
-    record.push(16);
-    record.extend_from_slice(&[7; 16]);
-    raw(&path).execute("UPDATE credstore_meta SET value = ?1 WHERE name = 'kdf'", [record]).unwrap();
+    crafted.push(16);
+    crafted.extend_from_slice(&[7; 16]);
+    // The wrapped data key ends the key record: [2][KDF record length][KDF record]...
+    let mut bytes = key_record(&path).to_bytes();
+    let wrapped = key_record(&path).wrapped().as_bytes().len();
+    let at = bytes.len() - wrapped + 2;
+    assert_eq!(usize::from(bytes[at - 1]), crafted.len(), "the same length as the stored record");
+    bytes[at..at + crafted.len()].copy_from_slice(&crafted);
+    raw(&path).execute("UPDATE credstore_meta SET value = ?1 WHERE name = 'key_record'", [bytes]).unwrap();
     let started = Instant::now();
     let err = err_of(
         SqliteStore::open(StoreId::new("s").unwrap(), SqliteConfig::new(&path).master_key(pass)).await,

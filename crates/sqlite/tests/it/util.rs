@@ -161,3 +161,11 @@ pub async fn count_all(store: &dyn CredentialStore) -> usize {
         }
     }
 }
+
+/// The key record of the database at `path`, as stored.
+pub fn key_record(path: &std::path::Path) -> credstore_seal::KeyRecord {
+    let bytes: Vec<u8> = raw(path)
+        .query_row("SELECT value FROM credstore_meta WHERE name = 'key_record'", [], |r| r.get(0))
+        .unwrap();
+    credstore_seal::KeyRecord::from_bytes(&credstore_core::StoreId::new("s").unwrap(), &bytes).unwrap()
+}
