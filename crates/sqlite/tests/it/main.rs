@@ -1,6 +1,7 @@
 //! The integration tests of credstore-sqlite, one module per topic; the
 //! conformance suite runs apart (`tests/conformance.rs`, its own harness).
 
+mod envelope;
 mod migration;
 mod processes;
 mod rotation;

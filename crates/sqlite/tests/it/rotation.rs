@@ -9,10 +9,6 @@ use credstore_sqlite::{KdfParams, KeyFile, MasterKey, SqliteConfig, SqliteStore}
 
 use crate::util::*;
 
-async fn open_err(path: &std::path::Path, k: &MasterKey) -> Error {
-    err_of(SqliteStore::open(StoreId::new("s").unwrap(), SqliteConfig::new(path).master_key(k.clone())).await)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_reseals_every_row_and_refuses_the_old_key() {
     let (_dir, path, old) = keyed_temp_db("r.db");

@@ -169,3 +169,8 @@ pub fn key_record(path: &std::path::Path) -> credstore_seal::KeyRecord {
         .unwrap();
     credstore_seal::KeyRecord::from_bytes(&credstore_core::StoreId::new("s").unwrap(), &bytes).unwrap()
 }
+
+/// The error of opening the database at `path` with `k`.
+pub async fn open_err(path: &Path, k: &MasterKey) -> credstore_core::Error {
+    err_of(SqliteStore::open(StoreId::new("s").unwrap(), SqliteConfig::new(path).master_key(k.clone())).await)
+}
