@@ -42,8 +42,26 @@
 //! the encryption, the migration from schema 1, where reads run and the
 //! concurrency of writes.
 //!
-//! # Master keys and key files
-//! A master key is 32 bytes. Make one once (`openssl rand -base64 32`, or
+//! # Keys: a data key, wrapped by a key-encryption key
+//! Every row is sealed under the store's own random **data key**, drawn
+//! when the database is created and stored only wrapped by a
+//! **key-encryption key** (KEK), in the database's key record (the
+//! envelope layout of [`credstore_seal`]). The KEK is one of:
+//! - a **master key** ([`MasterKey`]): 32 bytes from a key file, an
+//!   environment variable or your code, or a passphrase stretched with
+//!   Argon2id ([`SqliteConfig::master_key`], [`SqliteConfig::master_key_file`]);
+//! - any [`KeyProvider`] ([`SqliteConfig::key_provider`]): the OS keychain
+//!   (`credstore-keychain`), AWS KMS (`credstore-aws`), Vault / OpenBao
+//!   Transit (`credstore-vault`), or your own. Such a KEK never sits on the
+//!   machine that holds the data: a copy of the disk is not enough to read
+//!   a value.
+//!
+//! The KEK is called once when the store opens (and at a rotation); reads
+//! and writes make no call to it. A master key in a file beside the
+//! database protects nothing from a reader of that directory; the server
+//! warns about it at start.
+//!
+//! Make a master key once (`openssl rand -base64 32`, or
 //! [`MasterKey::generate`] and [`MasterKey::to_base64`]), keep it with your
 //! other secrets, and hand it to the application at start, for instance in
 //! an environment variable:
@@ -83,6 +101,19 @@
 //!   staged in `<file>.new` until the database has committed (synced) and
 //!   the new key file has opened it, and an opening with the key file
 //!   finishes or undoes an interrupted rotation.
+//!
+//! # Rotation, in two kinds
+//! - **Key-encryption key rotation** ([`SqliteStore::rewrap_key`],
+//!   [`SqliteStore::rewrap_key_file`]) rewraps the data key under a new KEK
+//!   or another provider: one provider call, one small record written, no
+//!   credential touched, the same time at any size. Use it to move to a
+//!   provider or on a schedule.
+//! - **Data key rotation** ([`SqliteStore::rotate_data_key`]) re-seals every
+//!   credential under a new data key in one transaction. Use it after a
+//!   KEK, or a copy of the file together with its KEK, may have leaked.
+//! - [`SqliteStore::rotate_key`] and [`SqliteStore::rotate_key_file`] do
+//!   both: a new data key wrapped by a new master key (what `rotate-key`
+//!   did in 0.2). Each [`RotationReport`] says which kind it was.
 //!
 //! # Capabilities
 //! Everything ([`Capabilities::full`](credstore_core::Capabilities::full)):
@@ -135,21 +166,23 @@
 //! opt-level = 2
 //! ```
 //!
-//! # Layout (schema 2)
+//! # Layout (schema 3)
 //! `PRAGMA application_id` is `0x43524453` ("CRDS"), `PRAGMA user_version`
-//! the schema version, 2. Two tables:
+//! the schema version, 3. Two tables:
 //!
 //! - `credstore_meta (name TEXT PRIMARY KEY, value BLOB)`: `key_version`
-//!   (the master key version in force), `check` (the sealed check value),
-//!   `kdf` (salt and Argon2id parameters of a passphrase key), `format` (the
-//!   row format, 2) and `last_version` (the last row version handed out).
+//!   (the data key version in force), `check` (the sealed check value),
+//!   `key_record` (the store's uid and its data key wrapped by the KEK:
+//!   [`credstore_seal::KeyRecord`], whose docs give its bytes), `format`
+//!   (the row format, 3) and `last_version` (the last row version handed
+//!   out).
 //! - `credentials`, primary key `(ns, key)`, one row per credential:
 //!
 //!   | column | type | holds |
 //!   | --- | --- | --- |
 //!   | `ns` | TEXT | the namespace, `""` for the root |
 //!   | `key` | TEXT | the credential key |
-//!   | `key_version` | INTEGER | the master key version that sealed the row |
+//!   | `key_version` | INTEGER | the data key version that sealed the row |
 //!   | `nonce` | BLOB | the 12-byte AES-GCM nonce |
 //!   | `sealed` | BLOB | the sealed payload and its 16-byte tag |
 //!   | `created_at`, `updated_at` | INTEGER | nanoseconds since the Unix epoch |
@@ -168,14 +201,16 @@
 //! included).
 //!
 //! # Encryption
-//! - Every value and its metadata are sealed together with AES-256-GCM and
-//!   a fresh random 96-bit nonce per write. The associated data is the
-//!   domain `credstore-sqlite/row\0`, the format version (u8, 2), the key
-//!   version (u32 BE), the namespace and the key (each a u16 BE length and
-//!   its bytes), `created_at` and `updated_at` (i64 BE), the row version
-//!   (i64 BE) and the kind (u8: 0 text, 1 binary). A row whose bytes,
-//!   timestamps, version or kind are changed, or that is swapped with or
-//!   copied onto another row, fails `get` with
+//! - Every value and its metadata are sealed together with AES-256-GCM under
+//!   the data key, with a fresh random 96-bit nonce per write. The
+//!   associated data is the domain `credstore-sqlite/row\0`, the row format
+//!   (u8, 3), the key version (u32 BE), the store's uid (16 bytes), the
+//!   namespace and the key (each a u16 BE length and its bytes),
+//!   `created_at` and `updated_at` (i64 BE), the row version (i64 BE) and
+//!   the kind (u8: 0 text, 1 binary). A row whose bytes, timestamps,
+//!   version or kind are changed, that is swapped with or copied onto
+//!   another row, or copied from **another database** (even one whose data
+//!   key is wrapped by the same KEK), fails `get` with
 //!   [`Error::Integrity`](credstore_core::Error::Integrity) naming the key;
 //!   a wrong value is never returned. `has`, `version` and `list` read the
 //!   clear columns without opening the seal.
@@ -183,38 +218,49 @@
 //!   clear (listing and conditional writes need them); values and metadata
 //!   never reach the disk unsealed, neither in the database, the WAL nor a
 //!   temporary file (temporary tables live in memory).
-//! - The [`MasterKey`] comes from one of the sources above
-//!   ([`MasterKey::load_or_create_file`] makes a key file on first use);
-//!   Argon2id parameters read back from a database are capped, see
-//!   [`KdfParams`]. Key material lives in zeroizing buffers, and so does the
-//!   expanded AES key schedule (`aes` with its `zeroize` feature).
-//! - A sealed check value makes an opening with the wrong key fail at once
-//!   with a `wrong master key` [`Error::Config`](credstore_core::Error::Config).
-//!   It is the nonce followed by the sealed text
-//!   `credstore-sqlite master key check`, with the associated data
-//!   `credstore-sqlite/check\0`, the byte 1 and the key version (u32 BE);
-//!   it is unchanged by the migration from schema 1.
-//! - [`SqliteStore::rotate_key`] re-seals everything under a new key in one
-//!   transaction, committed at `synchronous = FULL` whatever the store's
-//!   setting, then checkpoints and truncates the write-ahead log (a blocked
-//!   checkpoint is reported in [`RotationReport::checkpoint_error`]); row
-//!   versions do not change. Measured on a 2-core machine
-//!   in a release build, rotating 100,000 credentials takes 0.8 to 1.0 s
+//! - A sealed check value (the text `credstore-sqlite master key check`
+//!   under the data key, its associated data binding the key version and
+//!   the uid) tells an edited key record at once. A KEK that does not
+//!   unwrap the data key fails the opening with a `wrong master key`
+//!   [`Error::Config`](credstore_core::Error::Config) that changes nothing.
+//! - Data keys, master keys and passphrase-derived keys live in zeroizing
+//!   buffers, and so does the expanded AES key schedule (`aes` with its
+//!   `zeroize` feature). Argon2id parameters read back are capped, see
+//!   [`KdfParams`].
+//! - What an attacker who reads the file, writes it, or holds the KEK can
+//!   and cannot do, and the two edits no format can catch without state
+//!   outside the file (putting back an older copy of one row, or of the
+//!   whole file): [`credstore_seal`]'s threat model. A test of this crate
+//!   pins the single-row rollback as the documented limit it is.
+//! - Rotations commit at `synchronous = FULL` whatever the store's setting;
+//!   a data key rotation then checkpoints and truncates the write-ahead log
+//!   (a blocked checkpoint is reported in
+//!   [`RotationReport::checkpoint_error`]); row versions do not change.
+//!   Measured on a 2-core machine in a release build, re-sealing 100,000
+//!   credentials takes 0.8 to 1.0 s
 //!   (`cargo run --release -p credstore-sqlite --example rotation_bench`).
 //!
-//! # Migration from schema 1
-//! Files written by credstore-sqlite 0.1 (schema 1: no `version` or `kind`
-//! column; row format 1, whose associated data ends at the timestamps and
-//! whose values are UTF-8 text) are migrated by the first
-//! [`SqliteStore::open`] of this version, once the master key is checked, in
-//! one transaction: every row is opened, given a version (1, 2, … in
-//! `(ns, key)` order), the kind `text`, and re-sealed in format 2. If a row
-//! fails authentication the opening fails with
-//! [`Error::Integrity`](credstore_core::Error::Integrity) naming its key and
-//! the file stays at schema 1. A file of schema 2 cannot be opened by 0.1,
-//! which refuses it as newer. Schema 1 accepted namespaces up to 1,024
-//! bytes and `.`/`..` segments; such rows are migrated but no handle can
-//! reach them any more (a warning says how many).
+//! # Files of earlier versions
+//! - **0.2 (schema 2)**: rows sealed directly under the master key (row
+//!   format 2, no uid), the passphrase's salt in `kdf`. Such a file opens
+//!   unchanged with its master key, key file or passphrase, and is read as
+//!   it is. Its first write, or a rotation, moves it to schema 3 in one
+//!   transaction: a data key is drawn (and wrapped by the master key, or by
+//!   the provider of [`SqliteStore::rewrap_key`]), every row re-sealed
+//!   under it. A [`KeyProvider`] alone cannot open it (the master key is
+//!   needed once); the error says so.
+//! - **0.1 (schema 1)**: no `version` or `kind` column; row format 1, whose
+//!   associated data ends at the timestamps and whose values are UTF-8
+//!   text. The first [`SqliteStore::open`], once the master key is checked,
+//!   migrates it to schema 2 in one transaction: every row is opened, given
+//!   a version (1, 2, … in `(ns, key)` order), the kind `text`, and
+//!   re-sealed in format 2; then it moves on as a file of 0.2 does. If a row
+//!   fails authentication the opening fails with
+//!   [`Error::Integrity`](credstore_core::Error::Integrity) naming its key
+//!   and the file stays at schema 1. Schema 1 accepted namespaces up to
+//!   1,024 bytes and `.`/`..` segments; such rows are migrated but no
+//!   handle can reach them any more (a warning says how many).
+//! - A file of schema 3 cannot be opened by 0.2, which refuses it as newer.
 //!
 //! # Reads: where they run and what they may block
 //! `get`, `has` and `version` of one key run on the calling task, through a
