@@ -103,6 +103,7 @@ mod master_key;
 mod provider;
 mod record;
 mod row;
+mod row_set;
 
 pub use data_key::{DataKey, StoreUid, KEY_LEN, UID_LEN};
 pub use master_key::{KdfParams, KeyBytes, KeyFile, MasterKey, SALT_LEN};
@@ -114,6 +115,7 @@ pub use row::{
     decode_payload, decode_payload_owned, encode_payload, RowCipher, RowPlace, ValueKind, FORMAT_V1,
     FORMAT_V2, FORMAT_VERSION, NONCE_LEN,
 };
+pub use row_set::{Digest, RowSet, RowSetState, ROW_SET_RECORD_LEN};
 
 /// Helpers for key and passphrase files, shared with the backends that read
 /// them: owner-only checks and crash-safe writes.

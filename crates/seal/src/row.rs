@@ -22,7 +22,7 @@ use aes_gcm::{AesGcm, Nonce};
 use credstore_core::{Metadata, SecretValue};
 use zeroize::Zeroizing;
 
-use crate::{DataKey, KeyBytes, StoreUid};
+use crate::{DataKey, KeyBytes, RowSet, StoreUid};
 
 /// The row format this crate seals: the associated data of rows under a
 /// store's data key, with its uid.
@@ -66,6 +66,8 @@ pub struct RowCipher {
     aead: Aes256Gcm,
     /// The store's uid; `None` for a cipher of row format 2.
     uid: Option<StoreUid>,
+    /// The row set's function of this key version; `None` for format 2.
+    row_set: Option<RowSet>,
 }
 
 /// Whether a value is UTF-8 text or binary; bound into a row's seal.
@@ -135,7 +137,7 @@ impl RowCipher {
     /// rows in format 3.
     pub fn new(key: &DataKey, version: u32, uid: StoreUid) -> Self {
         let aead = Aes256Gcm::new_from_slice(&key.expose_secret()[..]).expect("a 32-byte key fits AES-256");
-        Self { version, aead, uid: Some(uid) }
+        Self { version, aead, uid: Some(uid), row_set: Some(RowSet::new(key, uid, version)) }
     }
 
     /// Version `version` of a master key of 0.2, which sealed rows directly
@@ -143,7 +145,7 @@ impl RowCipher {
     /// re-sealed under a data key.
     pub fn legacy(key: &KeyBytes, version: u32) -> Self {
         let aead = Aes256Gcm::new_from_slice(&key[..]).expect("a 32-byte key fits AES-256");
-        Self { version, aead, uid: None }
+        Self { version, aead, uid: None, row_set: None }
     }
 
     /// The key version this cipher seals under.
@@ -164,6 +166,12 @@ impl RowCipher {
     /// The store's uid; `None` for a [`RowCipher::legacy`] cipher.
     pub fn uid(&self) -> Option<StoreUid> {
         self.uid
+    }
+
+    /// The [`RowSet`] function of this data key version; `None` for a
+    /// [`RowCipher::legacy`] cipher.
+    pub fn row_set(&self) -> Option<&RowSet> {
+        self.row_set.as_ref()
     }
 
     /// The associated data of a row: the domain, the format version, the

@@ -5,18 +5,17 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use credstore_core::{CredentialKey, Error, Namespace, Result, StoreId};
 use rusqlite::ffi::ErrorCode;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use std::sync::Arc;
-
 use credstore_seal::files::weak_stored_params;
 use credstore_seal::{
-    decode_payload, encode_payload, DataKey, KeyProvider, KeyRecord, RowCipher, RowPlace, StoreUid,
-    ValueKind, FORMAT_V1, FORMAT_V2, FORMAT_VERSION,
+    decode_payload, encode_payload, DataKey, KeyProvider, KeyRecord, RowCipher, RowPlace, RowSetState,
+    StoreUid, ValueKind, FORMAT_V1, FORMAT_V2, FORMAT_VERSION,
 };
 
 use crate::errors;
@@ -71,6 +70,8 @@ pub(crate) const META_LAST_VERSION: &str = "last_version";
 pub(crate) const META_FORMAT: &str = "format";
 /// The key record: the store's uid and its data key, wrapped.
 pub(crate) const META_KEY_RECORD: &str = "key_record";
+/// The row set: the authenticated digest of the rows and the last version.
+pub(crate) const META_ROW_SET: &str = "row_set";
 
 /// Rows migrated per read of the old table.
 const MIGRATION_CHUNK: i64 = 1000;
@@ -167,7 +168,7 @@ pub(crate) fn open(id: &StoreId, config: &SqliteConfig, keks: &[Kek]) -> Result<
         let pages = (bytes / page.max(512) as u64).max(1);
         conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(())).map_err(sql)?;
     }
-    let (keys, key_index) = prepare_schema(id, path, &conn, keks)?;
+    let (keys, key_index) = prepare_schema(id, path, &conn, keks, config.verify_rows)?;
     let file = FileId::of(path).map_err(|e| errors::from_io(id, path, "inspect", &e))?;
     Ok(Opened { conn, keys, file, key_index })
 }
@@ -289,7 +290,13 @@ pub(crate) fn snapshot<T>(
     out
 }
 
-fn prepare_schema(id: &StoreId, path: &Path, conn: &Connection, keks: &[Kek]) -> Result<(Keys, usize)> {
+fn prepare_schema(
+    id: &StoreId,
+    path: &Path,
+    conn: &Connection,
+    keks: &[Kek],
+    verify: bool,
+) -> Result<(Keys, usize)> {
     let first = keks.first().ok_or_else(|| Error::config(id, "no master key configured"))?;
     let sql = |e: rusqlite::Error| errors::from_sqlite(id, path, &e);
     let damaged = |what: &str| {
@@ -306,6 +313,8 @@ fn prepare_schema(id: &StoreId, path: &Path, conn: &Connection, keks: &[Kek]) ->
                 let record = block_on(KeyRecord::wrap(id, uid, 1, &dek, first.provider.as_ref()))?;
                 let cipher = RowCipher::new(&dek, 1, uid);
                 let check = cipher.seal_check().map_err(|e| errors::backend(id, e))?;
+                let row_set =
+                    cipher.row_set().expect("a data key's cipher").seal_state(&RowSetState::default());
                 conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
                 let initialized = (|| {
                     if !matches!(read_state(conn)?, State::Empty) {
@@ -319,6 +328,7 @@ fn prepare_schema(id: &StoreId, path: &Path, conn: &Connection, keks: &[Kek]) ->
                     conn.execute(put, rusqlite::params![META_KEY_VERSION, 1i64])?;
                     conn.execute(put, rusqlite::params![META_CHECK, check])?;
                     conn.execute(put, rusqlite::params![META_KEY_RECORD, record.to_bytes()])?;
+                    conn.execute(put, rusqlite::params![META_ROW_SET, row_set])?;
                     Ok(true)
                 })();
                 match initialized {
@@ -366,6 +376,11 @@ fn prepare_schema(id: &StoreId, path: &Path, conn: &Connection, keks: &[Kek]) ->
                                     ),
                                 ));
                             }
+                            if verify {
+                                verify_rows(id, path, conn, &cipher)?;
+                            } else {
+                                tracing::warn!(path = %path.display(), "the rows were not checked against their authenticated state at this opening (verify_rows = false)");
+                            }
                             let keys = Keys {
                                 current: Arc::new(cipher),
                                 pending: None,
@@ -389,6 +404,56 @@ fn prepare_schema(id: &StoreId, path: &Path, conn: &Connection, keks: &[Kek]) ->
         }
     }
     Err(errors::backend(id, format!("database {} changed state twice while being opened", path.display())))
+}
+
+/// The state of the rows as they are: their digest under `cipher`'s row
+/// set, their number and highest version. Runs in the caller's transaction.
+pub(crate) fn rows_state(conn: &Connection, cipher: &RowCipher) -> rusqlite::Result<(RowSetState, i64)> {
+    let set = cipher.row_set().expect("a data key's cipher");
+    let mut state = RowSetState::default();
+    let mut max_version = 0i64;
+    let mut stmt = conn.prepare("SELECT ns, key, version, created_at, updated_at FROM credentials")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let (ns, key) = (r.get_ref(0)?.as_str().unwrap_or(""), r.get_ref(1)?.as_str().unwrap_or(""));
+        let (version, created, updated) =
+            (lenient_int(r.get_ref(2)?), lenient_int(r.get_ref(3)?), lenient_int(r.get_ref(4)?));
+        state.add(&set.element(ns, key, version, created, updated));
+        max_version = max_version.max(version);
+    }
+    Ok((state, max_version))
+}
+
+/// Checks, in one read transaction, that the rows are the ones the row set
+/// recorded at the last write: none rolled back to an older copy, removed
+/// or added outside credstore (see the crate docs, "Encryption").
+pub(crate) fn verify_rows(id: &StoreId, path: &Path, conn: &Connection, cipher: &RowCipher) -> Result<u64> {
+    let set = cipher.row_set().expect("a data key's cipher");
+    let sql = |e: rusqlite::Error| errors::from_sqlite(id, path, &e);
+    let (record, last_version, (rows, max_version)) = snapshot(conn, |c| {
+        let last: i64 =
+            c.query_row("SELECT value FROM credstore_meta WHERE name = ?1", [META_LAST_VERSION], |r| {
+                Ok(lenient_int(r.get_ref(0)?))
+            })?;
+        Ok((read_blob(c, META_ROW_SET)?, last, rows_state(c, cipher)?))
+    })
+    .map_err(sql)?;
+    let recorded = record.as_deref().and_then(|r| set.open_state(r));
+    match recorded {
+        Some(recorded) if recorded.last_version == last_version && recorded.matches(&rows, max_version) => {
+            Ok(rows.count())
+        }
+        _ => Err(Error::config(
+            id,
+            format!(
+                "database {} failed its integrity check: its rows are not the ones its last write left (a row \
+                 was put back to an older copy of itself, removed or added outside credstore, or its row set \
+                 record was edited); no value was read. Restore the file from a backup, or, to accept the rows \
+                 as they are, open it with verify_rows = false and rotate its data key",
+                path.display()
+            ),
+        )),
+    }
 }
 
 /// Opens a database of schema 2 (0.2), or 1 (migrated to 2 first), with

@@ -152,8 +152,18 @@ pub(crate) fn rotate(
             }
         }
         let check = next.seal_check().map_err(|e| errors::backend(id, e))?;
+        // The row set under the new key: the rows as they are now, every one
+        // of which just opened.
+        let (mut row_set, _) = db::rows_state(conn, &next).map_err(sql)?;
+        row_set.last_version = conn
+            .query_row("SELECT value FROM credstore_meta WHERE name = ?1", [db::META_LAST_VERSION], |r| {
+                Ok(db::lenient_int(r.get_ref(0)?))
+            })
+            .map_err(sql)?;
+        let row_set = next.row_set().expect("a data key's cipher").seal_state(&row_set);
         let put = "INSERT OR REPLACE INTO credstore_meta (name, value) VALUES (?1, ?2)";
         conn.execute(put, params![META_KEY_VERSION, i64::from(version)]).map_err(sql)?;
+        conn.execute(put, params![db::META_ROW_SET, row_set]).map_err(sql)?;
         conn.execute(put, params![META_CHECK, check]).map_err(sql)?;
         conn.execute(put, params![META_KEY_RECORD, prepared.record.to_bytes()]).map_err(sql)?;
         conn.execute(put, params![META_FORMAT, i64::from(FORMAT_VERSION)]).map_err(sql)?;

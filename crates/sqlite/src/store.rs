@@ -189,6 +189,32 @@ impl SqliteStore {
         self.inner.shared.keys().0.version()
     }
 
+    /// Checks every row against the row set, the authenticated digest of
+    /// the rows that every write keeps, as the opening does (see
+    /// [`SqliteConfig::verify_rows`]): the number of credentials when they
+    /// are the ones the last write left. Reads the clear columns only, on
+    /// Tokio's blocking pool, in one read transaction.
+    ///
+    /// # Errors
+    /// [`Error::Config`] saying the database failed its integrity check when
+    /// a row was put back to an older copy of itself, removed or added
+    /// outside credstore; [`Error::Unsupported`] for a database still in the
+    /// format of 0.2 (it keeps no row set until its first write).
+    pub async fn verify(&self) -> Result<u64> {
+        let shared = self.inner.shared.clone();
+        let cipher = shared.keys().0;
+        if cipher.row_set().is_none() {
+            return Err(Error::unsupported(self.id(), "verify of a database of 0.2 before its first write"));
+        }
+        let task_id = self.id().clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = db::connect(shared.path(), shared.busy_timeout).map_err(|e| shared.sql(&e))?;
+            db::verify_rows(&shared.id, shared.path(), &conn, &cipher)
+        })
+        .await
+        .map_err(|e| errors::backend(&task_id, format!("the verification task failed: {e}")))?
+    }
+
     /// The key-encryption key in force: its provider's kind, key and
     /// location.
     pub fn key_provider(&self) -> ProviderInfo {

@@ -30,7 +30,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
-use credstore_seal::{KeyProvider, KeyRecord, RowCipher, RowPlace, ValueKind};
+use credstore_seal::{KeyProvider, KeyRecord, RowCipher, RowPlace, RowSetState, ValueKind};
 
 use crate::db;
 use crate::errors;
@@ -281,6 +281,13 @@ impl Writer {
         }
         let count = ops.len();
         let (current, _) = self.shared.keys();
+        let mut row_set = match self.row_set_state(&current) {
+            Ok(state) => state,
+            Err(e) => {
+                self.rollback();
+                return fail_all(ops, &e);
+            }
+        };
         let mut done: Vec<Done> = Vec::with_capacity(count);
         let mut ops = ops.into_iter();
         while let Some(op) = ops.next() {
@@ -290,9 +297,11 @@ impl Writer {
             }
             let result = match op {
                 Op::Set { ns, key, payload, kind, mode, reply } => {
-                    Done::Set(reply, self.set(&current, &ns, &key, &payload, kind, &mode))
+                    Done::Set(reply, self.set(&current, &mut row_set, &ns, &key, &payload, kind, &mode))
                 }
-                Op::Delete { ns, key, reply } => Done::Delete(reply, self.delete(&ns, &key)),
+                Op::Delete { ns, key, reply } => {
+                    Done::Delete(reply, self.delete(&current, &mut row_set, &ns, &key))
+                }
                 Op::Rotate { .. } | Op::Rewrap { .. } | Op::Close(_) => {
                     unreachable!("rotations and closes are run alone")
                 }
@@ -319,9 +328,10 @@ impl Writer {
                 return self.fail_batch(done, ops.collect(), &e, fail_all);
             }
         }
-        let committed = self.conn.execute_batch("COMMIT");
+        let committed = self
+            .record_row_set(&current, row_set)
+            .and_then(|()| self.conn.execute_batch("COMMIT").map_err(|e| self.shared.sql(&e)));
         if let Err(e) = committed {
-            let e = self.shared.sql(&e);
             self.rollback();
             return self.fail_batch(done, Vec::new(), &e, fail_all);
         }
@@ -393,9 +403,11 @@ impl Writer {
     /// condition against the row as this transaction sees it (earlier
     /// writes of the batch included), so the check and the write are one
     /// atomic step.
+    #[allow(clippy::too_many_arguments)]
     fn set(
         &self,
         cipher: &RowCipher,
+        row_set: &mut Option<RowSetState>,
         ns: &Namespace,
         key: &CredentialKey,
         payload: &[u8],
@@ -455,6 +467,12 @@ impl Writer {
                 ])
             })
             .map_err(sql)?;
+        if let (Some(state), Some(set)) = (row_set.as_mut(), cipher.row_set()) {
+            if let Some((c, u, v)) = existing {
+                state.remove(&set.element(ns, key.as_str(), v, c, u));
+            }
+            state.add(&set.element(ns, key.as_str(), version, created, updated));
+        }
         Ok(SetOutcome {
             created: existing.is_none(),
             version: version_of(version),
@@ -487,12 +505,65 @@ impl Writer {
         })
     }
 
-    fn delete(&self, ns: &Namespace, key: &CredentialKey) -> Result<bool> {
+    fn delete(
+        &self,
+        cipher: &RowCipher,
+        row_set: &mut Option<RowSetState>,
+        ns: &Namespace,
+        key: &CredentialKey,
+    ) -> Result<bool> {
+        let removed: Option<(i64, i64, i64)> = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM credentials WHERE ns = ?1 AND key = ?2 RETURNING version, created_at, updated_at",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![ns.as_str(), key.as_str()], |r| {
+                    Ok((db::lenient_int(r.get_ref(0)?), db::lenient_int(r.get_ref(1)?), db::lenient_int(r.get_ref(2)?)))
+                })
+                .optional()
+            })
+            .map_err(|e| self.shared.sql(&e))?;
+        if let (Some(state), Some(set), Some((v, c, u))) = (row_set.as_mut(), cipher.row_set(), removed) {
+            state.remove(&set.element(ns.as_str(), key.as_str(), v, c, u));
+        }
+        Ok(removed.is_some())
+    }
+
+    /// The row set as recorded, read inside the write transaction (another
+    /// process may have written since); `None` while the database is in the
+    /// format of 0.2, which keeps none.
+    fn row_set_state(&self, cipher: &RowCipher) -> Result<Option<RowSetState>> {
+        let Some(set) = cipher.row_set() else { return Ok(None) };
+        let record = db::read_blob(&self.conn, db::META_ROW_SET).map_err(|e| self.shared.sql(&e))?;
+        match record.as_deref().and_then(|r| set.open_state(r)) {
+            Some(state) => Ok(Some(state)),
+            None => Err(Error::config(
+                &self.shared.id,
+                format!(
+                    "database {} is damaged: its row set record is missing or fails authentication, so no write \
+                     is accepted; restore it from a backup",
+                    self.shared.path.display()
+                ),
+            )),
+        }
+    }
+
+    /// Writes the row set `state`, with the last version handed out, before
+    /// the commit.
+    fn record_row_set(&self, cipher: &RowCipher, state: Option<RowSetState>) -> Result<()> {
+        let (Some(mut state), Some(set)) = (state, cipher.row_set()) else { return Ok(()) };
+        let sql = |e: rusqlite::Error| self.shared.sql(&e);
+        state.last_version = self
+            .conn
+            .prepare_cached("SELECT value FROM credstore_meta WHERE name = ?1")
+            .and_then(|mut s| s.query_row([db::META_LAST_VERSION], |r| Ok(db::lenient_int(r.get_ref(0)?))))
+            .map_err(sql)?;
         self.conn
-            .prepare_cached("DELETE FROM credentials WHERE ns = ?1 AND key = ?2")
-            .and_then(|mut s| s.execute(params![ns.as_str(), key.as_str()]))
-            .map(|n| n > 0)
-            .map_err(|e| self.shared.sql(&e))
+            .prepare_cached("UPDATE credstore_meta SET value = ?2 WHERE name = ?1")
+            .and_then(|mut s| s.execute(params![db::META_ROW_SET, set.seal_state(&state)]))
+            .map_err(sql)?;
+        Ok(())
     }
 }
 
