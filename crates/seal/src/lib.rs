@@ -71,20 +71,34 @@
 //! - copying a row from **another store**, even one whose data key is
 //!   wrapped by the same KEK: the stores' uids and data keys differ;
 //! - editing the uid in the key record (the check value binds it).
+//! - editing the row set record (it is authenticated under the data key).
 //!
-//! What such an attacker **can** do, and no format can prevent without state
-//! kept outside the file:
-//! - **roll one row back**: put back an older sealed copy of the same row
-//!   (version 1 over version 2). It was sealed by this store under its
-//!   current data key and its own place, so it authenticates, and the store
-//!   reads it as the current value. Detecting it needs an authenticated
-//!   record of every key's current version that the attacker cannot also
-//!   roll back; kept in the same file, it is rolled back with the row. A
-//!   data key rotation ends the exposure of rows sealed before it: older
-//!   copies no longer open.
-//! - **roll the whole file back** to an earlier copy: every row and the key
-//!   record together are a valid older store.
-//! - **delete rows**, or the file.
+//! Whether a row is **current** is a property of the whole store, not of
+//! the row, so a store also keeps a **row set** ([`RowSet`]): an
+//! authenticated digest of every row's place and version, with the number of
+//! rows and the last version handed out, updated by every write in its
+//! transaction. Checked at every opening and on demand (`verify`), it
+//! catches:
+//! - a row **put back** to an older sealed copy of itself (version 1 over
+//!   version 2): the copy authenticates as a row, but the store's digest
+//!   no longer matches;
+//! - a row **removed**, or a deleted row put back;
+//! - an older row set record put back together with its row, as soon as
+//!   any later write remains (its version is newer than the record's).
+//!
+//! What such an attacker **can** still do, and no format can prevent without
+//! state kept outside the file:
+//! - between two checks, make an **open** store read a row put back (reads
+//!   open the row only; checking the digest per read would cost a scan);
+//!   the next check or opening refuses the store;
+//! - **roll the whole file back** to an earlier copy (or every part the
+//!   digest covers, together): it is a valid older store in every part;
+//! - **delete the file**, or make it unreadable.
+//!
+//! Cost of the row set: per write, four AES-CMAC evaluations of the old and
+//! the new row (a few AES blocks each); per transaction, one small record
+//! read and written; per check, one pass over the clear columns of every
+//! row.
 //!
 //! An attacker with **the KEK** and a copy of the file (or of the key
 //! record) reads every value sealed under that data key; rotate the data key

@@ -174,8 +174,9 @@
 //!   (the data key version in force), `check` (the sealed check value),
 //!   `key_record` (the store's uid and its data key wrapped by the KEK:
 //!   [`credstore_seal::KeyRecord`], whose docs give its bytes), `format`
-//!   (the row format, 3) and `last_version` (the last row version handed
-//!   out).
+//!   (the row format, 3), `last_version` (the last row version handed
+//!   out) and `row_set` (the authenticated digest of the rows; see
+//!   "Encryption").
 //! - `credentials`, primary key `(ns, key)`, one row per credential:
 //!
 //!   | column | type | holds |
@@ -227,11 +228,18 @@
 //!   buffers, and so does the expanded AES key schedule (`aes` with its
 //!   `zeroize` feature). Argon2id parameters read back are capped, see
 //!   [`KdfParams`].
-//! - What an attacker who reads the file, writes it, or holds the KEK can
-//!   and cannot do, and the two edits no format can catch without state
-//!   outside the file (putting back an older copy of one row, or of the
-//!   whole file): [`credstore_seal`]'s threat model. A test of this crate
-//!   pins the single-row rollback as the documented limit it is.
+//! - The **row set** (`row_set` in `credstore_meta`, a
+//!   [`credstore_seal::RowSet`] record): an authenticated digest of every
+//!   row's place and version, their number and the last version handed
+//!   out, updated in every write transaction. The opening checks the rows
+//!   against it ([`SqliteConfig::verify_rows`], on by default) and so does
+//!   [`SqliteStore::verify`]: a row put back to an older copy of itself,
+//!   removed or added outside credstore fails with a `failed its integrity
+//!   check` [`Error::Config`](credstore_core::Error::Config). A store
+//!   already open reads such a row until the next check; a whole file put
+//!   back to an earlier copy is an older store in every part and is not
+//!   caught. What an attacker who reads the file, writes it, or holds the
+//!   KEK can and cannot do: [`credstore_seal`]'s threat model.
 //! - Rotations commit at `synchronous = FULL` whatever the store's setting;
 //!   a data key rotation then checkpoints and truncates the write-ahead log
 //!   (a blocked checkpoint is reported in
