@@ -202,14 +202,22 @@ impl SqliteStore {
     /// format of 0.2 (it keeps no row set until its first write).
     pub async fn verify(&self) -> Result<u64> {
         let shared = self.inner.shared.clone();
-        let cipher = shared.keys().0;
-        if cipher.row_set().is_none() {
+        if shared.keys().0.row_set().is_none() {
             return Err(Error::unsupported(self.id(), "verify of a database of 0.2 before its first write"));
         }
         let task_id = self.id().clone();
         tokio::task::spawn_blocking(move || {
             let conn = db::connect(shared.path(), shared.busy_timeout).map_err(|e| shared.sql(&e))?;
-            db::verify_rows(&shared.id, shared.path(), &conn, &cipher)
+            loop {
+                let cipher = shared.keys().0;
+                let verified = db::verify_rows(&shared.id, shared.path(), &conn, &cipher);
+                // A data key rotation of this process landed meanwhile: check
+                // again under the new key.
+                if verified.is_err() && shared.keys().0.version() != cipher.version() {
+                    continue;
+                }
+                return verified;
+            }
         })
         .await
         .map_err(|e| errors::backend(&task_id, format!("the verification task failed: {e}")))?
