@@ -19,7 +19,7 @@ use credstore_seal::{
 };
 
 use crate::errors;
-use crate::shared::{Keys, Prepared};
+use crate::keys::{Keys, Prepared};
 use crate::{MasterKey, SqliteConfig};
 
 /// `PRAGMA application_id` of a credstore database: "CRDS".

@@ -338,6 +338,7 @@ mod config;
 mod db;
 mod errors;
 mod keyfile;
+mod keys;
 mod reader;
 mod rotation;
 mod shared;

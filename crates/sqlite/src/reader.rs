@@ -310,7 +310,7 @@ mod tests {
     use credstore_seal::{DataKey, MasterKey, RowCipher, StoreUid};
 
     use crate::db::FileId;
-    use crate::shared::Keys;
+    use crate::keys::Keys;
 
     fn shared() -> Shared {
         let dir = std::env::temp_dir();

@@ -13,7 +13,8 @@ use credstore_seal::{KeyProvider, KeyRecord, RowPlace, ValueKind, FORMAT_VERSION
 
 use crate::db::{self, SealedRow, META_CHECK, META_FORMAT, META_KDF, META_KEY_RECORD, META_KEY_VERSION};
 use crate::errors;
-use crate::shared::{Prepared, Shared};
+use crate::keys::Prepared;
+use crate::shared::Shared;
 
 /// A callback told `(rows done, rows in total)` as a rotation goes on.
 pub(crate) type Progress = Box<dyn FnMut(usize, usize) + Send>;

@@ -9,34 +9,11 @@ use std::time::{Duration, Instant};
 
 use credstore_core::{Error, Result, StoreId};
 
-use credstore_seal::{DataKey, KeyProvider, KeyRecord, RowCipher};
+use credstore_seal::{DataKey, KeyProvider, RowCipher};
 
 use crate::db::FileId;
 use crate::errors;
-
-/// The data key versions in use: the current one, and during a rotation the
-/// next one, which rows committed by the rotation already carry.
-pub(crate) struct Keys {
-    pub current: Arc<RowCipher>,
-    pub pending: Option<Arc<RowCipher>>,
-    /// The current data key, for a rewrap; `None` while the database is in
-    /// the format of 0.2 (rows sealed directly under the master key).
-    pub dek: Option<DataKey>,
-    /// The key-encryption key that wraps the current data key.
-    pub provider: Arc<dyn KeyProvider>,
-    /// For a database of 0.2: the data key its first write moves it to.
-    pub upgrade: Option<Arc<Prepared>>,
-}
-
-/// A data key ready to take over: its cipher, the key and its record,
-/// wrapped before the writer thread is asked (a provider call may wait on
-/// the network; the writer never does).
-pub(crate) struct Prepared {
-    pub cipher: Arc<RowCipher>,
-    pub dek: DataKey,
-    pub record: KeyRecord,
-    pub provider: Arc<dyn KeyProvider>,
-}
+use crate::keys::{Keys, Prepared};
 
 /// How long a successful check that the path still names the file opened
 /// serves the reads made on the calling task; see [`Shared::check_file_at`].

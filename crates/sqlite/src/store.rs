@@ -20,9 +20,10 @@ use credstore_seal::{encode_payload, KeyProvider, KeyRecord, ProviderInfo, Value
 use crate::db::{self, Kek};
 use crate::errors;
 use crate::keyfile;
+use crate::keys::Prepared;
 use crate::reader::{self, versions, Mode, ReadError, INLINE_PAUSE, SLOW_INLINE_READ};
 use crate::rotation::RotationReport;
-use crate::shared::{Prepared, Shared};
+use crate::shared::Shared;
 use crate::writer::{self, Op};
 use crate::{KeyFile, MasterKey, SqliteConfig};
 

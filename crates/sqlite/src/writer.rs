@@ -34,8 +34,9 @@ use credstore_seal::{KeyProvider, KeyRecord, RowCipher, RowPlace, RowSetState, V
 
 use crate::db;
 use crate::errors;
+use crate::keys::Prepared;
 use crate::rotation::{self, Progress, RotationReport};
-use crate::shared::{Prepared, Shared};
+use crate::shared::Shared;
 
 /// The most writes one transaction takes.
 const MAX_BATCH: usize = 512;
