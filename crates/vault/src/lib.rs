@@ -361,12 +361,16 @@ mod errors;
 mod last_seen;
 mod layout;
 mod store;
+mod transit;
 
 pub use client::AuthStats;
 #[cfg(feature = "serde")]
 pub use config::{LoginSettings, VaultSettings};
 pub use config::{VaultConfig, DEFAULT_JWT_FILE, DEFAULT_JWT_MOUNT, DEFAULT_MOUNT, DEFAULT_TIMEOUT};
 pub use store::VaultStore;
+#[cfg(feature = "serde")]
+pub use transit::TransitKeySettings;
+pub use transit::{TransitKeyProvider, DEFAULT_TRANSIT_MOUNT, TRANSIT_KIND};
 
 /// The Vault / OpenBao store's [`StoreKind`](credstore_core::StoreKind): `vault`.
 pub const KIND: credstore_core::StoreKind = credstore_core::StoreKind::from_static("vault");
