@@ -627,6 +627,18 @@ mod tests {
         let p = s.provider(&id, &ctx).unwrap();
         assert_eq!(p.info().key_ref(), "transit/k");
         assert!(!format!("{p:?}").contains("hvs.from-env"));
+        // As a server's `key = { provider = "vault-transit", ... }` table
+        // reads it: an internally tagged enum hands the rest to the settings.
+        #[derive(serde::Deserialize)]
+        #[serde(tag = "provider", rename_all = "kebab-case")]
+        enum KeySettings {
+            VaultTransit(TransitKeySettings),
+        }
+        let KeySettings::VaultTransit(tagged) = serde_json::from_str(
+            r#"{"provider": "vault-transit", "address": "http://127.0.0.1:8200", "key": "k", "token_env": "T"}"#,
+        )
+        .unwrap();
+        assert_eq!(tagged, s);
         let s = parse(r#"{"address": "http://127.0.0.1:8200", "key": "k", "token_env": "UNSET"}"#).unwrap();
         let err = s.provider(&id, &ctx).unwrap_err();
         assert!(matches!(&err, Error::Config { store, .. } if store == &id), "{err:?}");
