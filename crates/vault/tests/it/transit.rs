@@ -376,3 +376,27 @@ async fn debug_and_errors_never_show_the_token() {
         .unwrap_err();
     assert!(!format!("{err} {err:?} {err:#}").contains(bao.root_token()), "{err:?}");
 }
+
+/// Over TLS, with the same settings as a store's: the CA given is trusted,
+/// and without it the server's certificate is refused, a configuration
+/// error (retrying would not change it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_settings_are_the_stores_a_trusted_ca_wraps_an_unknown_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(bao) = tokio::task::block_in_place(|| OpenBao::start_tls(dir.path())) else { return };
+    let mount = transit_mount(&bao, &["kek"]);
+    let config = VaultConfig::new(bao.address()).token(SecretValue::from(bao.root_token()));
+    let store = store_id();
+    let context = WrapContext::new(&store, StoreUid::generate(), 1);
+    let dek = DataKey::generate();
+
+    let trusted =
+        TransitKeyProvider::new(&config.clone().ca_cert(bao.ca_cert().unwrap()), &mount, "kek").unwrap();
+    let wrapped = trusted.wrap(&dek, &context).await.unwrap();
+    assert_eq!(trusted.unwrap(&wrapped, &context).await.unwrap().expose_secret(), dek.expose_secret());
+
+    let untrusted = TransitKeyProvider::new(&config, &mount, "kek").unwrap();
+    let err = untrusted.unwrap(&wrapped, &context).await.unwrap_err();
+    assert!(matches!(&err, Error::Config { .. }) && !err.is_retriable(), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains(bao.root_token()), "{err:?}");
+}
