@@ -20,7 +20,7 @@ use vaultrs::error::ClientError;
 use zeroize::Zeroizing;
 
 use crate::config::{Auth, VaultConfig};
-use crate::errors::{not_applied, Ctx, Failure, RedirectRefused};
+use crate::errors::{Ctx, Failure, RedirectRefused, RequestError};
 use crate::last_seen::LastSeen;
 
 /// Attempts of one request when it fails with a retriable error.
@@ -471,24 +471,26 @@ impl Connection {
     /// Runs `call` with a valid token: retries retriable failures a bounded
     /// number of times with backoff, and logs in again once when an AppRole
     /// token is refused. For requests that may safely run twice.
-    pub(crate) async fn call<T, F, Fut>(&self, ctx: &Ctx<'_>, call: F) -> Result<T, Failure>
+    pub(crate) async fn call<T, E, F, Fut>(&self, ctx: &Ctx<'_>, call: F) -> Result<T, Failure>
     where
+        E: RequestError,
         F: Fn(Arc<Session>) -> Fut,
-        Fut: Future<Output = Result<T, ClientError>>,
+        Fut: Future<Output = Result<T, E>>,
     {
         self.call_with(ctx, Retry::Always, call).await
     }
 
     /// As [`Connection::call`], retrying as `retry` says.
-    pub(crate) async fn call_with<T, F, Fut>(
+    pub(crate) async fn call_with<T, E, F, Fut>(
         &self,
         ctx: &Ctx<'_>,
         retry: Retry,
         call: F,
     ) -> Result<T, Failure>
     where
+        E: RequestError,
         F: Fn(Arc<Session>) -> Fut,
-        Fut: Future<Output = Result<T, ClientError>>,
+        Fut: Future<Output = Result<T, E>>,
     {
         let mut attempt = 1;
         let mut logged_in_again = false;
@@ -505,7 +507,7 @@ impl Connection {
             let generation = session.generation;
             match call(session).await {
                 Ok(v) => return Ok(v),
-                Err(e) => match ctx.classify(&e) {
+                Err(e) => match e.failure(ctx) {
                     // A refused token: the request was not carried out.
                     Failure::Denied(..) if self.logs_in() && !logged_in_again => {
                         logged_in_again = true;
@@ -513,7 +515,7 @@ impl Connection {
                     }
                     f if f.is_retriable()
                         && attempt < MAX_ATTEMPTS
-                        && (retry == Retry::Always || not_applied(&e)) =>
+                        && (retry == Retry::Always || e.not_applied()) =>
                     {
                         tracing::debug!(store.address = %self.address, attempt, failure = ?f, "retrying vault request");
                         backoff(attempt).await;
@@ -525,15 +527,46 @@ impl Connection {
         }
     }
 
-    /// One raw request: the status and the JSON body (`Null` when the body
-    /// is not JSON). Sent with the session's token when `session` is given.
+    /// One raw GET: the status and the JSON body (`Null` when the body is
+    /// not JSON). Sent with the session's token when `session` is given.
     async fn raw_get(
         &self,
         ctx: &Ctx<'_>,
         path: &str,
         session: Option<&Session>,
     ) -> Result<(u16, Value), Failure> {
-        let mut req = self.http.get(format!("{}/v1/{path}", self.address)).header("X-Vault-Request", "true");
+        self.raw(ctx, reqwest::Method::GET, path, None, session).await
+    }
+
+    /// One raw POST of the JSON `body` with the session's token: the status
+    /// and the JSON body (`Null` when it is not JSON), its raw bytes wiped.
+    /// Give a body that holds a secret as [`bytes::Bytes::from_owner`] of a
+    /// zeroizing buffer, so that it is wiped once sent.
+    pub(crate) async fn raw_post(
+        &self,
+        ctx: &Ctx<'_>,
+        path: &str,
+        body: bytes::Bytes,
+        session: &Session,
+    ) -> Result<(u16, Value), Failure> {
+        self.raw(ctx, reqwest::Method::POST, path, Some(body), Some(session)).await
+    }
+
+    async fn raw(
+        &self,
+        ctx: &Ctx<'_>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<bytes::Bytes>,
+        session: Option<&Session>,
+    ) -> Result<(u16, Value), Failure> {
+        let mut req = self
+            .http
+            .request(method, format!("{}/v1/{path}", self.address))
+            .header("X-Vault-Request", "true");
+        if let Some(body) = body {
+            req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        }
         if let Some(s) = session {
             if !s.token.is_empty() {
                 let mut token = reqwest::header::HeaderValue::from_str(&s.token)
@@ -547,8 +580,9 @@ impl Connection {
         }
         let resp = req.send().await.map_err(|e| ctx.network_failure(&e))?;
         let status = resp.status().as_u16();
-        // `auth/token/lookup-self` answers the token itself: the raw body is
-        // wiped here, the parsed one by the caller ([`crate::layout::scrub`]).
+        // `auth/token/lookup-self` answers the token itself, a Transit
+        // decrypt the data key: the raw body is wiped here, the parsed one by
+        // the caller ([`crate::layout::scrub`]).
         let body = Zeroizing::new(Vec::from(resp.bytes().await.map_err(|e| ctx.network_failure(&e))?));
         Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
     }
@@ -699,7 +733,7 @@ enum MountKind {
     Unknown(String),
 }
 
-fn errors_of(body: &Value) -> Option<Vec<String>> {
+pub(crate) fn errors_of(body: &Value) -> Option<Vec<String>> {
     body["errors"].as_array().map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_owned)).collect())
 }
 

@@ -557,35 +557,30 @@ pub enum LoginSettings {
 /// ```
 #[cfg(feature = "serde")]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(try_from = "de::RawVaultSettings")]
+#[serde(try_from = "de::RawSettings")]
 pub struct VaultSettings {
-    address: String,
+    server: ServerSettings,
     mount: Option<String>,
     prefix: Option<String>,
-    vault_namespace: Option<String>,
-    ca_cert: Option<PathBuf>,
-    timeout: Option<Duration>,
-    login: LoginSettings,
-    allow_insecure_http: bool,
 }
 
 #[cfg(feature = "serde")]
 impl VaultSettings {
     /// The server's address.
     pub fn address(&self) -> &str {
-        &self.address
+        &self.server.address
     }
 
     /// How the store logs in.
     pub fn login(&self) -> &LoginSettings {
-        &self.login
+        &self.server.login
     }
 
     /// Whether `allow_insecure_http = true` was given: an `http://` address
     /// to a host that is not loopback is accepted (see
     /// [`VaultConfig::allow_insecure_http`]).
     pub fn insecure_http_allowed(&self) -> bool {
-        self.allow_insecure_http
+        self.server.allow_insecure_http
     }
 
     /// The [`VaultConfig`] of store `id`: the login's secret read from its
@@ -600,13 +595,41 @@ impl VaultSettings {
         id: &credstore_core::StoreId,
         ctx: &credstore_core::config::ConfigContext,
     ) -> Result<VaultConfig> {
-        let mut c = VaultConfig::new(self.address.clone()).allow_insecure_http(self.allow_insecure_http);
+        let mut c = self.server.to_config(id, ctx)?;
         if let Some(m) = &self.mount {
             c = c.mount(m);
         }
         if let Some(p) = &self.prefix {
             c = c.prefix(p);
         }
+        Ok(c)
+    }
+}
+
+/// What a store's settings and a Transit key provider's settings share:
+/// where the server is, how to trust it, and how to log in. Parsed from the
+/// same fields, with the same checks, for both.
+#[cfg(feature = "serde")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServerSettings {
+    pub(crate) address: String,
+    vault_namespace: Option<String>,
+    ca_cert: Option<PathBuf>,
+    timeout: Option<Duration>,
+    pub(crate) login: LoginSettings,
+    pub(crate) allow_insecure_http: bool,
+}
+
+#[cfg(feature = "serde")]
+impl ServerSettings {
+    /// The [`VaultConfig`] of these settings for `id` (mount and prefix left
+    /// at their defaults): the login's secret read from its source now.
+    pub(crate) fn to_config(
+        &self,
+        id: &credstore_core::StoreId,
+        ctx: &credstore_core::config::ConfigContext,
+    ) -> Result<VaultConfig> {
+        let mut c = VaultConfig::new(self.address.clone()).allow_insecure_http(self.allow_insecure_http);
         if let Some(n) = &self.vault_namespace {
             c = c.namespace(n.clone());
         }
@@ -631,18 +654,23 @@ impl VaultSettings {
 }
 
 #[cfg(feature = "serde")]
-mod de {
+pub(crate) mod de {
     use super::*;
     use credstore_core::config::SecretSource;
 
+    /// The fields of a store's settings and of a Transit key provider's,
+    /// parsed once for both: the server and login parts are checked in
+    /// [`RawSettings::split`], each type checks the rest.
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
-    pub(super) struct RawVaultSettings {
+    pub(crate) struct RawSettings {
         address: String,
         #[serde(default)]
         mount: Option<String>,
         #[serde(default)]
         prefix: Option<String>,
+        #[serde(default)]
+        key: Option<String>,
         #[serde(default)]
         vault_namespace: Option<String>,
         #[serde(default)]
@@ -671,10 +699,32 @@ mod de {
         allow_insecure_http: bool,
     }
 
-    impl TryFrom<RawVaultSettings> for VaultSettings {
+    /// The settings that say where in the server: a store's mount and
+    /// prefix, a Transit provider's mount and key.
+    pub(crate) struct Place {
+        pub mount: Option<String>,
+        pub prefix: Option<String>,
+        pub key: Option<String>,
+    }
+
+    impl TryFrom<RawSettings> for VaultSettings {
         type Error = String;
 
-        fn try_from(r: RawVaultSettings) -> std::result::Result<Self, String> {
+        fn try_from(r: RawSettings) -> std::result::Result<Self, String> {
+            let (server, place) = r.split()?;
+            if place.key.is_some() {
+                return Err("`key` names a Transit key: it is a setting of a vault-transit key provider, \
+                            not of a vault store"
+                    .into());
+            }
+            Ok(VaultSettings { server, mount: place.mount, prefix: place.prefix })
+        }
+    }
+
+    impl RawSettings {
+        /// The server and login settings, checked, and the rest.
+        pub(crate) fn split(self) -> std::result::Result<(ServerSettings, Place), String> {
+            let r = self;
             if r.address.is_empty() {
                 return Err("address is empty".into());
             }
@@ -721,16 +771,15 @@ mod de {
                 Some(0) => return Err("timeout_ms must be at least 1".into()),
                 ms => ms.map(Duration::from_millis),
             };
-            Ok(VaultSettings {
+            let server = ServerSettings {
                 address: r.address,
-                mount: r.mount,
-                prefix: r.prefix,
                 vault_namespace: r.vault_namespace,
                 ca_cert: r.ca_cert,
                 timeout,
                 login,
                 allow_insecure_http: r.allow_insecure_http,
-            })
+            };
+            Ok((server, Place { mount: r.mount, prefix: r.prefix, key: r.key }))
         }
     }
 
@@ -808,6 +857,7 @@ mod de {
                 (r#"{"address": "a", "timeout_ms": 0}"#, "timeout_ms must be at least 1"),
                 (r#"{"address": ""}"#, "address is empty"),
                 (r#"{"address": "a", "token": "hvs.x"}"#, "unknown field `token`"),
+                (r#"{"address": "a", "key": "credstore"}"#, "a setting of a vault-transit key provider"),
             ] {
                 let err = parse(json).unwrap_err();
                 assert!(err.contains(needle), "{json}: {err}");

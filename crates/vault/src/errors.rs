@@ -98,7 +98,7 @@ impl Cause {
             .fold(None, |inner, message| Some(Cause { message, source: inner.map(Arc::new) }))
     }
 
-    fn with_source(mut self, source: Option<Cause>) -> Self {
+    pub(crate) fn with_source(mut self, source: Option<Cause>) -> Self {
         self.source = source.map(Arc::new);
         self
     }
@@ -330,6 +330,40 @@ fn network_cause(e: &(dyn StdError + 'static)) -> Option<Cause> {
         cur = err.source();
     }
     Cause::chain(messages)
+}
+
+/// The error of one request, as [`Connection::call_with`](crate::client::Connection::call_with)
+/// sees it: what it means, and whether it certainly was not carried out.
+pub(crate) trait RequestError {
+    /// The failure it is, with no secret in it.
+    fn failure(&self, ctx: &Ctx<'_>) -> Failure;
+
+    /// Whether the request certainly did not reach Vault's storage (see
+    /// [`not_applied`]); only then is a conditional write sent again.
+    fn not_applied(&self) -> bool;
+}
+
+impl RequestError for ClientError {
+    fn failure(&self, ctx: &Ctx<'_>) -> Failure {
+        ctx.classify(self)
+    }
+
+    fn not_applied(&self) -> bool {
+        not_applied(self)
+    }
+}
+
+/// A raw request's failure, already classified. It never counts as "not
+/// applied": raw requests are only ever sent with
+/// [`Retry::Always`](crate::client::Retry::Always).
+impl RequestError for Failure {
+    fn failure(&self, _: &Ctx<'_>) -> Failure {
+        self.clone()
+    }
+
+    fn not_applied(&self) -> bool {
+        false
+    }
 }
 
 /// Whether a failed request certainly did not reach Vault's storage: the

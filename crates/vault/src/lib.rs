@@ -38,6 +38,10 @@
 //! - Errors carry the native cause as their `source()`, reduced to what
 //!   holds no secret: the server's status and error strings, or the network
 //!   failure (never a token, a header or a response body).
+//! - [`TransitKeyProvider`]: a Transit key as the key-encryption key of an
+//!   encrypting store (such as the embedded SQLite one), on the same client;
+//!   see [Vault Transit as the key-encryption
+//!   key](#vault-transit-as-the-key-encryption-key).
 //!
 //! # Layout in KV v2
 //!
@@ -301,7 +305,10 @@
 //! - values written: the base64 text of a binary value; a text value is
 //!   borrowed, never copied, until it is serialized;
 //! - the raw body of the availability probe's `lookup-self` (which answers
-//!   the token) and its parsed form.
+//!   the token) and its parsed form;
+//! - Transit: the body of an encrypt request, which carries the data key
+//!   (wiped once sent); the raw body of a decrypt answer, its parsed form,
+//!   and the plaintext, decoded into a zeroizing buffer.
 //!
 //! ## What stays in memory
 //!
@@ -322,6 +329,83 @@
 //! Taking these over would mean replacing vaultrs's request path; the
 //! HTTP stack's buffers would remain. Where freed memory must not hold a
 //! secret, run with an allocator that clears freed memory.
+//!
+//! # Vault Transit as the key-encryption key
+//!
+//! An encrypting store (the embedded SQLite store, for one) seals its rows
+//! under a random data key and keeps that key only wrapped by a
+//! key-encryption key (see `credstore-seal`). With [`TransitKeyProvider`]
+//! that key is a Transit key, which never leaves Vault or OpenBao: a copy
+//! of the store's disk, or of the whole machine, holds nothing readable
+//! without the server's consent.
+//!
+//! - Wrapping is one `POST {mount}/encrypt/{key}` of the data key, and
+//!   unwrapping one `POST {mount}/decrypt/{key}`; a store unwraps once when
+//!   it opens, and a read or a write makes no Transit call. The wrapped key
+//!   is Transit's ciphertext (`vault:v1:...`), kept in the store's key
+//!   record.
+//! - Each call sends Transit's `associated_data`: the store's random uid and
+//!   its data key's version. A key record copied into another store, or
+//!   given another version, does not unwrap (`wrong key-encryption key`).
+//!   The key must be of an AEAD type: `aes256-gcm96` (the default),
+//!   `aes128-gcm96` or `chacha20-poly1305`; any other is refused by the
+//!   server, and the provider says so. A server that ignores
+//!   `associated_data` (it answers a warning) is refused: the binding would
+//!   silently be lost.
+//! - It shares everything with [`VaultStore`]: the address, TLS roots, the
+//!   token, AppRole or JWT login (renewed as a store's is), the Vault
+//!   namespace, the timeout over the whole call, bounded retries of
+//!   retriable failures, no redirects.
+//!
+//! Set it up once:
+//!
+//! ```text
+//! bao secrets enable transit
+//! bao write -f transit/keys/credstore          # aes256-gcm96
+//! bao write transit/config/keys disable_upsert=true
+//! ```
+//!
+//! `disable_upsert` makes an encrypt to a key that does not exist fail
+//! instead of creating it, so a mistyped `key` is an error (a token with
+//! only the policy below cannot create keys either: it is refused with
+//! HTTP 403). The token needs no more than:
+//!
+//! ```hcl
+//! path "transit/encrypt/credstore" { capabilities = ["update"] }
+//! path "transit/decrypt/credstore" { capabilities = ["update"] }
+//! ```
+//!
+//! In a config file, `TransitKeySettings` (the `serde` feature) reads the
+//! same server and login settings as `VaultSettings`, with `mount`
+//! (default `transit`) and `key`:
+//!
+//! ```toml
+//! address = "https://vault.example.com:8200"
+//! key = "credstore"                        # the Transit key
+//! mount = "transit"                        # optional
+//! token_file = "/run/secrets/vault-token"  # or token_env, approle_*, jwt_*
+//! ca_cert = "vault-ca.pem"                 # optional, as a store's
+//! timeout_ms = 10000                       # optional, as a store's
+//! ```
+//!
+//! **Rotating the Transit key** (`bao write -f transit/keys/credstore/rotate`,
+//! or `auto_rotate_period`) needs nothing from credstore: the wrapped key
+//! names the key version that wrapped it, older versions keep decrypting,
+//! and the next wrap (a key-encryption key rotation of the store) uses the
+//! newest. The one caveat is `min_decryption_version`: raising it above the
+//! version in a store's key record makes that store fail to open with
+//! [`Error::Config`](credstore_core::Error::Config) naming
+//! `min_decryption_version`. Rewrap every store's data key (a key-encryption
+//! key rotation) before raising it. Deleting the Transit key, or losing the
+//! server's storage, loses every store whose data key it wraps.
+//!
+//! Errors: connection refused, a timeout, sealed, HTTP 429 or 5xx are
+//! [`Unavailable`](credstore_core::Error::Unavailable) (retriable); HTTP 403
+//! is [`PermissionDenied`](credstore_core::Error::PermissionDenied); a
+//! missing mount or key, a key type without associated data and
+//! `min_decryption_version` are [`Config`](credstore_core::Error::Config);
+//! a wrapped key this Transit key did not wrap for this store is a `Config`
+//! starting `wrong key-encryption key`. None holds the token or the key.
 //!
 //! # Example
 //!
@@ -361,12 +445,16 @@ mod errors;
 mod last_seen;
 mod layout;
 mod store;
+mod transit;
 
 pub use client::AuthStats;
 #[cfg(feature = "serde")]
 pub use config::{LoginSettings, VaultSettings};
 pub use config::{VaultConfig, DEFAULT_JWT_FILE, DEFAULT_JWT_MOUNT, DEFAULT_MOUNT, DEFAULT_TIMEOUT};
 pub use store::VaultStore;
+#[cfg(feature = "serde")]
+pub use transit::TransitKeySettings;
+pub use transit::{TransitKeyProvider, DEFAULT_TRANSIT_MOUNT, TRANSIT_KIND};
 
 /// The Vault / OpenBao store's [`StoreKind`](credstore_core::StoreKind): `vault`.
 pub const KIND: credstore_core::StoreKind = credstore_core::StoreKind::from_static("vault");

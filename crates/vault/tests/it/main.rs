@@ -1,4 +1,5 @@
-//! The integration tests of credstore-vault against OpenBao, one module per
+//! The integration tests of credstore-vault against OpenBao (the store and
+//! the Transit key-encryption key), one module per
 //! topic; the conformance suite runs apart (`tests/conformance.rs`, its own
 //! harness).
 
@@ -11,4 +12,5 @@ mod login_answers;
 mod logs;
 mod redirects;
 mod requests;
+mod transit;
 mod util;
