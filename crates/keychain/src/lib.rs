@@ -99,6 +99,14 @@
 //! Credential Manager holds at most 2,560 bytes per credential: larger
 //! entries fail with [`Error::Backend`](credstore_core::Error::Backend).
 //!
+//! # The keychain as a key-encryption key
+//!
+//! [`KeychainKeyProvider`] (Unix targets) keeps an encrypting store's
+//! key-encryption key in the keychain, as the entry `credstore-kek` /
+//! `{entry}`: see its docs and [`KeychainKeySettings`] for where each
+//! platform keeps it and for how long. Kernel keyutils loses it at reboot
+//! (or sooner), so it is refused there unless explicitly accepted.
+//!
 //! # Secrets in memory
 //!
 //! Entries are built and read back in zeroizing buffers and handed out as
@@ -168,6 +176,8 @@
 
 mod config;
 mod errors;
+#[cfg(unix)]
+mod kek;
 mod layout;
 mod platform;
 mod store;
@@ -182,6 +192,9 @@ mod secret_service;
 #[cfg(feature = "serde")]
 pub use config::KeychainSettings;
 pub use config::{KeychainConfig, KeyutilsKeyring, Platform, SecretServiceOptions, DEFAULT_TIMEOUT};
+#[cfg(unix)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
+pub use kek::{KeychainKeyProvider, KeychainKeySettings, KEK_PROVIDER_KIND, KEK_SERVICE};
 pub use store::KeychainStore;
 
 /// The keychain store's [`StoreKind`](credstore_core::StoreKind): `keychain`.
