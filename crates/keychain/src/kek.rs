@@ -383,8 +383,9 @@ impl KeyProvider for KeychainKeyProvider {
             context,
             &self.info,
             format_args!(
-                "the {} holds another key: AES-GCM authentication failed{}",
+                "the {} holds {}: AES-GCM authentication failed{}",
                 self.place(),
+                if keys.len() > 1 { "other keys" } else { "another key" },
                 if keys.len() > 1 { format!(" with each of its {} keys", keys.len()) } else { String::new() }
             ),
         ))

@@ -328,3 +328,85 @@ fn secret_service_providers_racing_to_create_the_kek_keep_every_data_key_readabl
     });
     eprintln!("{RACERS} racers left {} key(s) in the Secret Service entry", entries.len());
 }
+
+#[test]
+fn secret_service_entry_holding_two_keys_unwraps_data_keys_wrapped_under_either() {
+    let Some(bus) = Bus::start(true) else { return };
+    #[cfg(feature = "secret-service")]
+    runtime().block_on(async {
+        let store = id("vault-two");
+        let provider = secret_service(&bus, "kek-two").provider(&store).unwrap();
+        let (dek_a, record_a) = new_record(&store, &provider).await;
+        // A second key added beside the first, as a racer that found the
+        // entry absent adds its own (`CreateItem` without `replace`).
+        let other = MasterKey::generate();
+        let conn = zbus::connection::Builder::address(bus.address()).unwrap().build().await.unwrap();
+        let ss =
+            secret_service::SecretService::connect_with_existing(secret_service::EncryptionType::Dh, conn)
+                .await
+                .unwrap();
+        let collection = ss.get_collection_by_alias("default").await.unwrap();
+        let attributes =
+            std::collections::HashMap::from([("service", "credstore-kek"), ("account", "kek-two")]);
+        let text = other.to_base64().unwrap();
+        collection
+            .create_item("a racer's key", attributes, text.as_bytes(), false, "text/plain")
+            .await
+            .unwrap();
+        assert_eq!(secret_service_entries(&bus, "kek-two").map(|e| e.len()), Some(2));
+
+        // A data key wrapped under either key unwraps, whichever the
+        // platform lists first.
+        let dek_b = DataKey::generate();
+        let context = WrapContext::new(&store, StoreUid::generate(), 1);
+        let wrapped_b = other.wrap(&dek_b, &context).await.unwrap();
+        assert_eq!(
+            provider.unwrap(&wrapped_b, &context).await.unwrap().expose_secret(),
+            dek_b.expose_secret()
+        );
+        assert_eq!(record_a.unwrap(&store, &provider).await.unwrap().expose_secret(), dek_a.expose_secret());
+        // And one wrapped under neither names both tries.
+        let wrapped_c = MasterKey::generate().wrap(&dek_b, &context).await.unwrap();
+        let err = provider.unwrap(&wrapped_c, &context).await.unwrap_err();
+        let reason = assert_config(&err, "vault-two", &["with each of its 2 keys"]);
+        assert!(reason.starts_with("wrong key-encryption key"), "{reason}");
+    });
+}
+
+#[test]
+fn secret_service_unreachable_or_locked_is_unavailable_naming_the_store() {
+    let Some(mut bus) = Bus::start(true) else { return };
+    let store = id("vault-down");
+    let rt = runtime();
+    let provider = secret_service(&bus, "kek-down").provider(&store).unwrap();
+    let (dek, record) = rt.block_on(new_record(&store, &provider));
+    let assert_unavailable = |err: Error, needle: &str| {
+        let Error::Unavailable { store: named, reason, .. } = &err else {
+            panic!("expected Unavailable, got {err:?}")
+        };
+        assert_eq!(named.as_str(), "vault-down");
+        assert!(reason.contains(needle), "{reason:?} lacks {needle:?}");
+        assert!(err.is_retriable());
+    };
+    bus.lock_collection();
+    rt.block_on(async {
+        assert_unavailable(
+            record.unwrap(&store, &provider).await.unwrap_err(),
+            "collection 'default' is locked",
+        );
+        let err = KeyRecord::wrap(&id("vault-new"), StoreUid::generate(), 1, &DataKey::generate(), &provider)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Unavailable { .. }), "no key created while locked: {err:?}");
+    });
+    bus.stop_keyring();
+    rt.block_on(async {
+        assert_unavailable(record.unwrap(&store, &provider).await.unwrap_err(), "no Secret Service provider");
+    });
+    bus.restart_keyring();
+    rt.block_on(async {
+        // Back: the same key, nothing lost or replaced meanwhile.
+        assert_eq!(record.unwrap(&store, &provider).await.unwrap().expose_secret(), dek.expose_secret());
+    });
+    assert_eq!(secret_service_entries(&bus, "kek-down").map(|e| e.len()), Some(1));
+}
