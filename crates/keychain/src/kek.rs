@@ -456,4 +456,22 @@ mod tests {
         assert!(parse(r#"{"entri":"x"}"#).unwrap_err().contains("unknown field"));
         assert!(parse(r#"{"timeout_ms":0}"#).is_err());
     }
+
+    /// How a server's `key = { provider = "keychain", ... }` reads: a table
+    /// tagged by `provider`, the rest of it these settings.
+    #[cfg(feature = "serde")]
+    #[test]
+    fn settings_read_inside_a_table_tagged_by_provider() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(tag = "provider", rename_all = "kebab-case")]
+        enum Key {
+            Keychain(KeychainKeySettings),
+        }
+        let Key::Keychain(s) =
+            serde_json::from_str(r#"{"provider":"keychain","platform":"secret-service","entry":"team"}"#)
+                .unwrap();
+        assert_eq!(s.entry_name().map(CredentialKey::as_str), Some("team"));
+        let err = serde_json::from_str::<Key>(r#"{"provider":"keychain","entyr":"team"}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `entyr`"), "{err}");
+    }
 }
