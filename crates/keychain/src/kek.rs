@@ -185,8 +185,9 @@ impl<'de> serde::Deserialize<'de> for KeychainKeySettings {
 ///   naming this provider.
 ///
 /// Each call reads the entry again (one platform call, under the
-/// platform's timeout): the key is held in memory only for the call, in
-/// zeroizing buffers. A store makes these calls when it opens and when it
+/// platform's timeout; a wrap that creates the key adds it and reads it
+/// back): the key is held in memory only for the call, in zeroizing
+/// buffers. A store makes these calls when it opens and when it
 /// rotates, never per read or write.
 ///
 /// # The entry
@@ -298,14 +299,17 @@ impl KeychainKeyProvider {
             return Ok(key);
         }
         let text = MasterKey::generate().to_base64().expect("a generated key has bytes");
-        let added = handle.add_raw(self.entry.as_str(), text.as_bytes()).await?;
-        tracing::info!(
-            store = %store,
-            entry = %format_args!("{KEK_SERVICE}/{}", self.entry),
-            platform = self.platform_name(),
-            added,
-            "created the key-encryption key in the keychain (back it up: data sealed under it is lost with it)"
-        );
+        let entry = format!("{KEK_SERVICE}/{}", self.entry);
+        if handle.add_raw(self.entry.as_str(), text.as_bytes()).await? {
+            tracing::info!(
+                store = %store,
+                entry,
+                platform = self.platform_name(),
+                "created the key-encryption key in the keychain (back it up: data sealed under it is lost with it)"
+            );
+        } else {
+            tracing::debug!(store = %store, entry, "another process created the key-encryption key first: using it");
+        }
         self.keys(&handle, store).await?.into_iter().next().ok_or_else(|| {
             Error::backend(
                 store,

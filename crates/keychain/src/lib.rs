@@ -153,6 +153,11 @@
 //!     and nothing stored lost.
 //!   - `layout`: the keyring tree as `keyctl` shows it, the items as
 //!     `secret-tool` shows them.
+//!   - `kek`: [`KeychainKeyProvider`] on keyutils and the Secret Service:
+//!     data keys wrapped and unwrapped through `credstore_seal::KeyRecord`,
+//!     the key created by the first wrap and used by a second provider,
+//!     racing creators, a deleted entry, another entry's key, an entry
+//!     holding two keys, a locked or absent Secret Service.
 //! - macOS and Windows: type-checked only (`cargo check` / `cargo clippy
 //!   --target aarch64-apple-darwin`, `--target x86_64-pc-windows-msvc`);
 //!   the layout, timeouts and error translation are the code that runs on
