@@ -292,6 +292,13 @@ fn secret_service_round_trip_second_provider_and_backup_through_secret_tool() {
             Vec::<String>::new(),
             "unwrap creates nothing"
         );
+
+        // Put back from its backup as the docs say, with secret-tool (the
+        // key on stdin, a newline after it as `echo` writes it).
+        let input = format!("{}\n", entries[0]);
+        let args = ["store", "--label=credstore-kek kek-ss", "service", "credstore-kek", "account", "kek-ss"];
+        bus.tool_with_input("secret-tool", &args, Some(input.as_bytes())).unwrap();
+        assert_eq!(record.unwrap(&store, &second).await.unwrap().expose_secret(), dek.expose_secret());
     });
 }
 
