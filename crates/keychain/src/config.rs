@@ -185,36 +185,37 @@ impl KeychainConfig {
 }
 
 #[cfg(feature = "serde")]
-mod de {
+pub(crate) mod de {
     use super::*;
     use serde::{Deserialize, Deserializer};
 
+    /// The options of a [`KeychainConfig`] as written in a config file.
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
-    struct Raw {
+    pub(crate) struct Raw {
         #[serde(default)]
-        platform: Option<String>,
+        pub(crate) platform: Option<String>,
         #[serde(default)]
-        keyring: Option<String>,
+        pub(crate) keyring: Option<String>,
         #[serde(default)]
-        collection: Option<String>,
+        pub(crate) collection: Option<String>,
         #[serde(default)]
-        bus_address: Option<String>,
+        pub(crate) bus_address: Option<String>,
         #[serde(default)]
-        timeout_ms: Option<u64>,
+        pub(crate) timeout_ms: Option<u64>,
     }
 
-    impl<'de> Deserialize<'de> for KeychainConfig {
-        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-            use serde::de::Error as _;
-            let raw = Raw::deserialize(deserializer)?;
+    impl Raw {
+        /// The config these options name, or why they name none.
+        pub(crate) fn into_config(self) -> std::result::Result<KeychainConfig, String> {
+            let raw = self;
             let platform_name = raw.platform.as_deref().unwrap_or("default");
             let keyutils_only = raw.keyring.is_some();
             let ss_only = raw.collection.is_some() || raw.bus_address.is_some();
             let platform = match platform_name {
                 "default" if !keyutils_only && !ss_only => Platform::Default,
                 "keyutils" if !ss_only => Platform::Keyutils(
-                    raw.keyring.as_deref().map(str::parse).transpose().map_err(D::Error::custom)?.unwrap_or_default(),
+                    raw.keyring.as_deref().map(str::parse).transpose()?.unwrap_or_default(),
                 ),
                 "secret-service" if !keyutils_only => {
                     let mut o = SecretServiceOptions::default();
@@ -227,22 +228,28 @@ mod de {
                 "macos-keychain" if !keyutils_only && !ss_only => Platform::MacosKeychain,
                 "windows-credential-manager" if !keyutils_only && !ss_only => Platform::WindowsCredentialManager,
                 "default" | "keyutils" | "secret-service" | "macos-keychain" | "windows-credential-manager" => {
-                    return Err(D::Error::custom(format!(
+                    return Err(format!(
                         "`keyring` applies to platform \"keyutils\" only, `collection` and `bus_address` to \"secret-service\" only, not to {platform_name:?}"
-                    )))
+                    ))
                 }
                 other => {
-                    return Err(D::Error::custom(format!(
+                    return Err(format!(
                         "unknown platform {other:?}: use default, keyutils, secret-service, macos-keychain or windows-credential-manager"
-                    )))
+                    ))
                 }
             };
             let timeout = match raw.timeout_ms {
-                Some(0) => return Err(D::Error::custom("timeout_ms must be at least 1")),
+                Some(0) => return Err("timeout_ms must be at least 1".to_owned()),
                 Some(ms) => Duration::from_millis(ms),
                 None => DEFAULT_TIMEOUT,
             };
             Ok(KeychainConfig { platform, timeout })
+        }
+    }
+
+    impl<'de> Deserialize<'de> for KeychainConfig {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+            Raw::deserialize(deserializer)?.into_config().map_err(serde::de::Error::custom)
         }
     }
 

@@ -99,6 +99,14 @@
 //! Credential Manager holds at most 2,560 bytes per credential: larger
 //! entries fail with [`Error::Backend`](credstore_core::Error::Backend).
 //!
+//! # The keychain as a key-encryption key
+//!
+//! [`KeychainKeyProvider`] (Unix targets) keeps an encrypting store's
+//! key-encryption key in the keychain, as the entry `credstore-kek` /
+//! `{entry}`: see its docs and [`KeychainKeySettings`] for where each
+//! platform keeps it and for how long. Kernel keyutils loses it at reboot
+//! (or sooner), so it is refused there unless explicitly accepted.
+//!
 //! # Secrets in memory
 //!
 //! Entries are built and read back in zeroizing buffers and handed out as
@@ -145,6 +153,11 @@
 //!     and nothing stored lost.
 //!   - `layout`: the keyring tree as `keyctl` shows it, the items as
 //!     `secret-tool` shows them.
+//!   - `kek`: [`KeychainKeyProvider`] on keyutils and the Secret Service:
+//!     data keys wrapped and unwrapped through `credstore_seal::KeyRecord`,
+//!     the key created by the first wrap and used by a second provider,
+//!     racing creators, a deleted entry, another entry's key, an entry
+//!     holding two keys, a locked or absent Secret Service.
 //! - macOS and Windows: type-checked only (`cargo check` / `cargo clippy
 //!   --target aarch64-apple-darwin`, `--target x86_64-pc-windows-msvc`);
 //!   the layout, timeouts and error translation are the code that runs on
@@ -168,6 +181,8 @@
 
 mod config;
 mod errors;
+#[cfg(unix)]
+mod kek;
 mod layout;
 mod platform;
 mod store;
@@ -182,6 +197,9 @@ mod secret_service;
 #[cfg(feature = "serde")]
 pub use config::KeychainSettings;
 pub use config::{KeychainConfig, KeyutilsKeyring, Platform, SecretServiceOptions, DEFAULT_TIMEOUT};
+#[cfg(unix)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
+pub use kek::{KeychainKeyProvider, KeychainKeySettings, KEK_PROVIDER_KIND, KEK_SERVICE};
 pub use store::KeychainStore;
 
 /// The keychain store's [`StoreKind`](credstore_core::StoreKind): `keychain`.

@@ -6,7 +6,7 @@ use std::fmt;
 use credstore_core::{async_trait, Capabilities};
 use zeroize::Zeroizing;
 
-use crate::errors::PResult;
+use crate::errors::{Kind, PResult};
 use crate::layout::ValueEncoding;
 
 #[async_trait]
@@ -33,6 +33,29 @@ pub(crate) trait Platform: Send + Sync + fmt::Debug + 'static {
     /// `Kind::Exists` when the account exists (only platforms that declare
     /// `create_only` are asked).
     async fn write(&self, service: &str, account: &str, entry: &[u8], create_only: bool) -> PResult<()>;
+
+    /// Every entry of `account`: more than one only where the platform
+    /// keeps duplicates (the Secret Service, after concurrent
+    /// [`Platform::add`]s).
+    async fn read_all(&self, service: &str, account: &str) -> PResult<Vec<Zeroizing<Vec<u8>>>> {
+        Ok(self.read(service, account).await?.into_iter().collect())
+    }
+
+    /// Adds the entry without ever replacing one; `false` when one exists.
+    /// Platforms with create-only writes (kernel keyutils) decide
+    /// atomically; the others check, then write, so an entry added by
+    /// another process in between is replaced (the Secret Service overrides
+    /// this to add a second item instead).
+    async fn add(&self, service: &str, account: &str, entry: &[u8]) -> PResult<bool> {
+        if !self.capabilities().create_only && self.exists(service, account).await? {
+            return Ok(false);
+        }
+        match self.write(service, account, entry, true).await {
+            Ok(()) => Ok(true),
+            Err(f) if f.kind == Kind::Exists => Ok(false),
+            Err(f) => Err(f),
+        }
+    }
 
     /// Deletes the entry; whether it existed.
     async fn delete(&self, service: &str, account: &str) -> PResult<bool>;

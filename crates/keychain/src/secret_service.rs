@@ -160,6 +160,22 @@ impl SecretService {
     }
 }
 
+impl SecretService {
+    /// One `CreateItem` call: with `replace`, an item of the same
+    /// attributes is replaced; without, a second one is added beside it.
+    async fn create(&self, service: &str, account: &str, entry: &[u8], replace: bool) -> PResult<()> {
+        self.call(|ss| async move {
+            let c = self.open(&ss).await?;
+            let label = format!("{account} ({service})");
+            c.create_item(&label, attributes(service, Some(account)), entry, replace, "text/plain")
+                .await
+                .map(drop)
+                .map_err(|e| self.failure(e, "cannot store the secret"))
+        })
+        .await
+    }
+}
+
 /// A connection to the Secret Service with its session.
 type Conn = secret_service::SecretService<'static>;
 
@@ -212,15 +228,33 @@ impl Platform for SecretService {
     }
 
     async fn write(&self, service: &str, account: &str, entry: &[u8], _create_only: bool) -> PResult<()> {
+        self.create(service, account, entry, true).await
+    }
+
+    /// Every item of `account`, duplicates included.
+    async fn read_all(&self, service: &str, account: &str) -> PResult<Vec<Zeroizing<Vec<u8>>>> {
         self.call(|ss| async move {
             let c = self.open(&ss).await?;
-            let label = format!("{account} ({service})");
-            c.create_item(&label, attributes(service, Some(account)), entry, true, "text/plain")
-                .await
-                .map(drop)
-                .map_err(|e| self.failure(e, "cannot store the secret"))
+            let mut out = Vec::new();
+            for item in &self.search(&c, service, Some(account)).await? {
+                match item.get_secret().await {
+                    Ok(secret) => out.push(Zeroizing::new(secret)),
+                    Err(e) if is_gone(&e) => {}
+                    Err(e) => return Err(self.failure(e, "cannot read the secret")),
+                }
+            }
+            Ok(out)
         })
         .await
+    }
+
+    /// `CreateItem` without `replace`: an item another process added
+    /// meanwhile is kept beside this one, never replaced.
+    async fn add(&self, service: &str, account: &str, entry: &[u8]) -> PResult<bool> {
+        if self.exists(service, account).await? {
+            return Ok(false);
+        }
+        self.create(service, account, entry, false).await.map(|()| true)
     }
 
     async fn delete(&self, service: &str, account: &str) -> PResult<bool> {

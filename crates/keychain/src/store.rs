@@ -72,6 +72,35 @@ impl KeychainStore {
         self.platform.name()
     }
 
+    /// A handle on the entries of `service`, a name outside the
+    /// `credstore:` ones of stores (the key-encryption keys'), with errors
+    /// naming `id`.
+    #[cfg(unix)]
+    pub(crate) fn for_service(id: StoreId, config: KeychainConfig, service: &str) -> Result<Self> {
+        Ok(Self { service: Arc::from(service), ..Self::new(id, config)? })
+    }
+
+    /// The same handle with errors naming `id`.
+    #[cfg(unix)]
+    pub(crate) fn naming(&self, id: &StoreId) -> Self {
+        let info = StoreInfo::new(id.clone(), crate::KIND, self.platform.capabilities());
+        Self { info, ..self.clone() }
+    }
+
+    /// Every entry of `account`, as stored (no layout): one, or several
+    /// where the platform keeps duplicates.
+    #[cfg(unix)]
+    pub(crate) async fn read_raw(&self, account: &str) -> Result<Vec<zeroize::Zeroizing<Vec<u8>>>> {
+        self.run(None, self.platform.read_all(&self.service, account)).await
+    }
+
+    /// Adds an entry of `account` as is (no layout), never replacing one:
+    /// `false` when one exists.
+    #[cfg(unix)]
+    pub(crate) async fn add_raw(&self, account: &str, entry: &[u8]) -> Result<bool> {
+        self.run(None, self.platform.add(&self.service, account, entry)).await
+    }
+
     /// Runs one platform call under the timeout and translates its failure.
     async fn run<T>(&self, key: Option<&CredentialKey>, fut: impl Future<Output = PResult<T>>) -> Result<T> {
         match tokio::time::timeout(self.timeout, fut).await {

@@ -3,5 +3,6 @@
 //! and share the `util` fixtures.
 
 mod faults;
+mod kek;
 mod layout;
 mod util;

@@ -115,10 +115,23 @@ impl Bus {
     /// stdout, or `None` (after a loud notice) when the tool is missing
     /// outside CI.
     pub fn tool(&self, program: &str, args: &[&str]) -> Option<Vec<u8>> {
+        self.tool_with_input(program, args, None)
+    }
+
+    /// [`Bus::tool`] with `input` on the tool's stdin (`secret-tool store`
+    /// reads the secret there).
+    pub fn tool_with_input(&self, program: &str, args: &[&str], input: Option<&[u8]>) -> Option<Vec<u8>> {
+        use std::io::Write as _;
         let path = require_tool(program, INSTALLED_BY)?;
         let mut cmd = Command::new(path);
         self.env(&mut cmd);
-        let out = cmd.args(args).stdin(Stdio::null()).output().expect("run the tool");
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
+        let mut child = cmd.spawn().expect("run the tool");
+        if let Some(input) = input {
+            child.stdin.take().expect("piped stdin").write_all(input).expect("write the tool's stdin");
+        }
+        let out = child.wait_with_output().expect("wait for the tool");
         assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         Some(out.stdout)
     }
