@@ -345,6 +345,8 @@
 mod client;
 mod config;
 pub mod errors;
+#[cfg(feature = "kms")]
+mod kms;
 mod last_seen;
 mod layout;
 mod store;
@@ -352,6 +354,10 @@ mod store;
 #[cfg(feature = "serde")]
 pub use config::AwsSettings;
 pub use config::{AwsConfig, DeletionPolicy, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT};
+#[cfg(all(feature = "kms", feature = "serde"))]
+pub use kms::KmsKeySettings;
+#[cfg(feature = "kms")]
+pub use kms::{KmsKeyProvider, KMS_PROVIDER_KIND};
 pub use layout::MAX_SECRET_NAME_LEN;
 pub use store::AwsStore;
 
