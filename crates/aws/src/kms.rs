@@ -53,7 +53,7 @@ const DENIED: &[&str] = &["AccessDeniedException", "AccessDenied"];
 ///
 /// Built from an [`AwsConfig`] for the connection (region, endpoint,
 /// credentials, timeout, attempts; its prefix, tags, deletion policy and
-/// `kms_key_id` are not used), or from [`KmsKeySettings`] (the `serde`
+/// `kms_key_id` are not used), or from `KmsKeySettings` (the `serde`
 /// feature). Every call is bounded by [`AwsConfig::timeout`], retries
 /// included, and retried at most [`AwsConfig::max_attempts`] times, only
 /// when retriable.
