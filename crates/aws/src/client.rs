@@ -59,6 +59,10 @@ pub(crate) struct Connection {
     /// (the service's own builder would otherwise prefer
     /// `AWS_ENDPOINT_URL_<SERVICE>`).
     pub endpoint_url: Option<String>,
+    /// Attempts per request; set again on the service's client, with the
+    /// timeouts, so that nothing from the chain (`AWS_MAX_ATTEMPTS`, a
+    /// profile's `max_attempts`) loosens them.
+    pub max_attempts: u32,
 }
 
 /// The HTTPS client: hyper on rustls with ring, system trust roots.
@@ -144,6 +148,7 @@ pub(crate) fn explicit(
         sdk: builder.build(),
         target: target(store, config, service, region),
         endpoint_url: config.endpoint_url.clone(),
+        max_attempts: config.effective_max_attempts(),
     })
 }
 
@@ -205,12 +210,19 @@ pub(crate) async fn from_env(store: &StoreId, config: &AwsConfig, service: Servi
             target.overridden = true;
         }
     }
-    Ok(Connection { sdk, target, endpoint_url: config.endpoint_url.clone() })
+    Ok(Connection {
+        sdk,
+        target,
+        endpoint_url: config.endpoint_url.clone(),
+        max_attempts: config.effective_max_attempts(),
+    })
 }
 
 /// The Secrets Manager client of `connection`.
 pub(crate) fn secrets_manager(connection: &Connection) -> Client {
-    let mut builder = aws_sdk_secretsmanager::config::Builder::from(&connection.sdk);
+    let mut builder = aws_sdk_secretsmanager::config::Builder::from(&connection.sdk)
+        .timeout_config(timeouts(connection.target.timeout))
+        .retry_config(retries(connection.max_attempts));
     if let Some(url) = &connection.endpoint_url {
         builder = builder.endpoint_url(url);
     }
@@ -220,7 +232,9 @@ pub(crate) fn secrets_manager(connection: &Connection) -> Client {
 /// The KMS client of `connection`.
 #[cfg(feature = "kms")]
 pub(crate) fn kms(connection: &Connection) -> aws_sdk_kms::Client {
-    let mut builder = aws_sdk_kms::config::Builder::from(&connection.sdk);
+    let mut builder = aws_sdk_kms::config::Builder::from(&connection.sdk)
+        .timeout_config(timeouts(connection.target.timeout))
+        .retry_config(retries(connection.max_attempts));
     if let Some(url) = &connection.endpoint_url {
         builder = builder.endpoint_url(url);
     }
