@@ -11,7 +11,9 @@ use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use credstore_aws::{AwsConfig, KmsKeyProvider};
 use credstore_conformance::unique_name;
 use credstore_core::{Error, SecretValue, StoreId};
-use credstore_seal::{DataKey, KeyLocation, KeyProvider, KeyRecord, StoreUid, WrapContext, WrappedKey};
+use credstore_seal::{
+    DataKey, KeyLocation, KeyProvider, KeyRecord, MasterKey, StoreUid, WrapContext, WrappedKey,
+};
 use credstore_test_servers::canned::{CannedServer, Request, Response};
 use credstore_test_servers::free_port;
 use credstore_test_servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
@@ -331,6 +333,11 @@ async fn one_kms_request_per_wrap_and_per_unwrap() {
     assert_eq!(proxy.take().len(), 1, "KeyRecord::unwrap");
     record.rewrap(&store, &dek, &kek).await.expect("rewrap");
     assert_eq!(proxy.take().len(), 1, "KeyRecord::rewrap");
+    // A record another kind of provider wrapped: refused without a call.
+    let local = KeyRecord::wrap(&store, context.uid(), 1, &dek, &MasterKey::generate()).await.expect("local");
+    let err = local.unwrap(&store, &kek).await.expect_err("wrapped by a master key");
+    assert_wrong_key(&err, &store);
+    assert!(proxy.take().is_empty(), "no request");
 }
 
 #[test]
