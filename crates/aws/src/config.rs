@@ -284,7 +284,7 @@ pub(crate) fn check_cleartext(endpoint: &str, allowed: bool) -> std::result::Res
     }
 }
 
-fn check_kms_key_id(key: &str) -> std::result::Result<(), String> {
+pub(crate) fn check_kms_key_id(key: &str) -> std::result::Result<(), String> {
     if key.is_empty() || key.len() > 2048 {
         Err("must be 1 to 2048 characters".into())
     } else {
@@ -421,7 +421,7 @@ impl AwsSettings {
 /// what [`AwsConfig::validate`] would, with a message that starts with the
 /// field's name.
 #[cfg(feature = "serde")]
-mod de {
+pub(crate) mod de {
     use std::time::Duration;
 
     use serde::de::{Deserializer, Error as _};
@@ -441,11 +441,11 @@ mod de {
         Ok(Some(value))
     }
 
-    pub(super) fn region<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    pub(crate) fn region<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         checked(d, "region", |r: &String| super::check_region(r))
     }
 
-    pub(super) fn endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    pub(crate) fn endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         checked(d, "endpoint", |u: &String| super::check_endpoint(u))
     }
 
@@ -463,11 +463,11 @@ mod de {
         checked(d, "kms_key_id", |k: &String| super::check_kms_key_id(k))
     }
 
-    pub(super) fn timeout_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    pub(crate) fn timeout_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         checked(d, "timeout_ms", |ms: &u64| super::check_timeout(Duration::from_millis(*ms)))
     }
 
-    pub(super) fn max_attempts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    pub(crate) fn max_attempts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
         checked(d, "max_attempts", |n: &u32| super::check_max_attempts(*n))
     }
 

@@ -40,6 +40,8 @@ use credstore_core::{Error, StoreId};
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
     pub store: StoreId,
+    /// The service, as messages name it: `AWS Secrets Manager`, `AWS KMS`.
+    pub service: &'static str,
     /// The endpoint as the user would recognize it.
     pub endpoint: String,
     /// Whether the endpoint was given explicitly (no region resolution).
@@ -85,7 +87,7 @@ impl From<Failure> for Error {
     }
 }
 
-/// A Secrets Manager error as kept in the [`source`](std::error::Error::source)
+/// A Secrets Manager or KMS error as kept in the [`source`](std::error::Error::source)
 /// of every error this crate returns: the operation, the service's error code
 /// and message (or what failed on the way), and the HTTP status. It holds no
 /// request data and no credentials.
@@ -98,7 +100,7 @@ pub struct AwsError {
 }
 
 impl AwsError {
-    /// The Secrets Manager operation, such as `CreateSecret`.
+    /// The operation, such as `CreateSecret` or (KMS) `Decrypt`.
     pub fn operation(&self) -> &str {
         self.operation
     }
@@ -138,6 +140,19 @@ impl fmt::Display for AwsError {
 }
 
 impl std::error::Error for AwsError {}
+
+#[cfg(feature = "kms")]
+impl AwsError {
+    /// The cause of a failed `operation` as the service answered it.
+    pub(crate) fn new(
+        operation: &'static str,
+        code: Option<String>,
+        message: Option<String>,
+        status: Option<u16>,
+    ) -> Self {
+        Self { operation, code, message, status }
+    }
+}
 
 const NOT_FOUND: &[&str] = &["ResourceNotFoundException"];
 const EXISTS: &[&str] = &["ResourceExistsException"];
@@ -201,10 +216,10 @@ where
         let origin = raw.headers().get("location").and_then(|l| origin_of(&target.endpoint, l));
         let to = origin.map(|o| format!(" to {o}")).unwrap_or_default();
         let reason = format!(
-            "AWS Secrets Manager at {} answered {operation} with HTTP {status}, a redirect{to}; the store \
-             follows no redirect, so neither the signed request nor its body went there: set the endpoint \
-             to the service itself",
-            target.endpoint
+            "{} at {} answered {operation} with HTTP {status}, a redirect{to}; the store follows no \
+             redirect, so neither the signed request nor its body went there: set the endpoint to the \
+             service itself",
+            target.service, target.endpoint
         );
         let error = Error::config(store, reason).with_source(AwsError {
             operation,
@@ -243,8 +258,8 @@ where
             let status = response.raw().status().as_u16();
             let detail = format!("{}", DisplayErrorContext(&err));
             let reason = format!(
-                "unreadable response (HTTP {status}) from AWS Secrets Manager at {}: {detail}",
-                target.endpoint,
+                "unreadable response (HTTP {status}) from {} at {}: {detail}",
+                target.service, target.endpoint,
             );
             Failure { kind: Kind::Other, error: Error::unavailable(store, reason).with_source(cause(detail)) }
         }
@@ -303,7 +318,7 @@ pub(crate) fn service_failure(
     } else if is(UNAVAILABLE) || matches!(status, Some(429 | 500..=599)) {
         Error::unavailable(
             store,
-            format!("AWS Secrets Manager at {} could not serve {operation} now ({what})", target.endpoint),
+            format!("{} at {} could not serve {operation} now ({what})", target.service, target.endpoint),
         )
     } else if is(KMS) {
         Error::config(store, format!("the KMS key cannot be used for {operation} ({what})"))
@@ -333,7 +348,7 @@ fn xml_element(body: &str, tag: &str) -> Option<String> {
 }
 
 fn timeout_reason(target: &Target) -> String {
-    format!("no answer from AWS Secrets Manager at {} within {:?}", target.endpoint, target.timeout)
+    format!("no answer from {} at {} within {:?}", target.service, target.endpoint, target.timeout)
 }
 
 fn connect_reason(target: &Target, detail: &str) -> String {
@@ -348,9 +363,9 @@ fn connect_reason(target: &Target, detail: &str) -> String {
             target.endpoint, target.region
         )
     } else if lower.contains("connection refused") {
-        format!("cannot reach AWS Secrets Manager at {}: connection refused", target.endpoint)
+        format!("cannot reach {} at {}: connection refused", target.service, target.endpoint)
     } else {
-        format!("cannot reach AWS Secrets Manager at {}: {detail}", target.endpoint)
+        format!("cannot reach {} at {}: {detail}", target.service, target.endpoint)
     }
 }
 
@@ -375,6 +390,7 @@ mod tests {
     fn target() -> Target {
         Target {
             store: StoreId::new("aws").unwrap(),
+            service: "AWS Secrets Manager",
             endpoint: "https://secretsmanager.xx-nowhere-1.amazonaws.com".into(),
             overridden: false,
             region: "xx-nowhere-1".into(),

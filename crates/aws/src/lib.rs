@@ -61,6 +61,94 @@
 //! `[[stores]]` tables of `type = "aws-secrets-manager"` are these
 //! settings.
 //!
+//! # AWS KMS as the key-encryption key
+//!
+//! With the `kms` feature, `KmsKeyProvider` is a
+//! `credstore_seal::KeyProvider`: an encrypting store (the encrypted
+//! SQLite store) keeps its data key wrapped by a KMS key, which never
+//! leaves KMS, instead of by a key file beside its data. The store makes
+//! one KMS call when it is created and at each key-encryption key
+//! rotation (`Encrypt`), and one when it opens (`Decrypt`); a read or a
+//! write makes none. The feature is off by default: `aws-sdk-kms` is the
+//! largest crate of this one's build (about five times
+//! `aws-sdk-secretsmanager`), which a Secrets Manager store has no use for.
+//!
+//! ```no_run
+//! # async fn demo() -> credstore_core::Result<()> {
+//! use credstore_aws::{AwsConfig, KmsKeyProvider};
+//! use credstore_core::StoreId;
+//! use credstore_seal::{DataKey, KeyRecord, StoreUid};
+//!
+//! let store = StoreId::new("team")?;
+//! // The standard AWS chain for region and credentials, as AwsStore::from_env.
+//! let kek = KmsKeyProvider::from_env(&store, "alias/credstore", &AwsConfig::new()).await?;
+//! let record = KeyRecord::wrap(&store, StoreUid::generate(), 1, &DataKey::generate(), &kek).await?; // Encrypt
+//! let data_key = record.unwrap(&store, &kek).await?; // Decrypt
+//! # let _ = data_key; Ok(()) }
+//! ```
+//!
+//! With the `serde` feature too, `KmsKeySettings` is what a store's `key`
+//! table of a configuration file holds besides `provider = "aws-kms"`;
+//! credentials always come from the AWS chain, never from the file:
+//!
+//! ```toml
+//! key = { provider = "aws-kms", key_id = "alias/credstore", region = "eu-west-1" }
+//! # every field: key_id (required: key id, key ARN, alias name or alias ARN),
+//! # region, endpoint (a VPC endpoint, moto), timeout_ms, max_attempts,
+//! # allow_insecure_http, as a Secrets Manager store's settings
+//! ```
+//!
+//! - **Calls**: `Encrypt` of the data key's 32 bytes with `KeyId` = the
+//!   configured key; `Decrypt` with the same `KeyId`, so KMS refuses a
+//!   ciphertext of another key (`IncorrectKeyException`). Both carry the
+//!   **encryption context** of `credstore_seal::WrapContext::pairs`:
+//!   `credstore-store-uid` (the store's random uid, 32 hex digits) and
+//!   `credstore-key-version` (the data key's version, decimal). A wrapped
+//!   data key copied into another store, or given another version,
+//!   does not decrypt; the context shows in CloudTrail and can be used in
+//!   policy conditions (`kms:EncryptionContext:credstore-store-uid`).
+//! - **IAM permissions**: `kms:Encrypt` and `kms:Decrypt` on the key (for
+//!   an alias, on the key it points to), for example in the key policy or
+//!   an IAM policy:
+//!
+//!   ```json
+//!   { "Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt"],
+//!     "Resource": "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab" }
+//!   ```
+//!
+//!   The key must be a symmetric encryption key (`SYMMETRIC_DEFAULT`,
+//!   `ENCRYPT_DECRYPT`); multi-Region keys work from any of their Regions.
+//!   KMS's automatic key rotation needs nothing from the store: the key id
+//!   stays, older ciphertexts still decrypt. To move to another key, rewrap
+//!   the data key (`credstore_seal::KeyRecord::rewrap`).
+//! - **Wrapped data key layout** (the bytes of
+//!   `credstore_seal::WrappedKey` in the store's key record): the layout
+//!   version (u8, 1), the key ARN that `Encrypt` answered (u16 BE length
+//!   and UTF-8), then KMS's ciphertext blob as it returned it. When the
+//!   provider names its key by key id or key ARN, a data key recorded as
+//!   wrapped by another key is refused before any request; named by an
+//!   alias, KMS decides.
+//! - **Errors** (`credstore_seal::KeyProvider`'s contract, naming the
+//!   store, with an [`errors::AwsError`] as source):
+//!
+//!   | KMS answer | error |
+//!   |---|---|
+//!   | `IncorrectKeyException`, `InvalidCiphertextException` (another key, another store uid or key version, a damaged ciphertext) | `credstore_seal::wrong_key`: `Config`, starting `wrong key-encryption key` |
+//!   | `NotFoundException`, `DisabledException`, `KMSInvalidStateException` (pending deletion), `InvalidKeyUsageException`, `UnsupportedOperationException`, `InvalidArnException` | `Config` naming the key |
+//!   | `AccessDeniedException`, bad credentials | `PermissionDenied` naming the key and the permission |
+//!   | `KeyUnavailableException`, `DependencyTimeoutException`, `KMSInternalException`, throttling, 5xx, timeouts, connection failures | `Unavailable` (retriable) |
+//!   | anything else | `Backend` |
+//!
+//!   Every call is bounded by [`AwsConfig::timeout`] (default 10 s),
+//!   retries included, and retried at most [`AwsConfig::max_attempts`]
+//!   times, only when retriable. `KeyUnavailableException` is retriable as
+//!   KMS documents it, not a `Config` error.
+//! - **Memory**: the data key `Decrypt` answers is moved out of the answer
+//!   into a buffer wiped on drop, and the answer dropped at once. The SDK's
+//!   own buffers are not wiped (see "What stays in memory"): the `Encrypt`
+//!   request's copy of the data key and its base64 in the JSON body, and
+//!   the `Decrypt` answer's body and base64 decoding.
+//!
 //! # Layout
 //!
 //! Other AWS tools read and manage these secrets as they are:
@@ -330,10 +418,11 @@
 //!
 //! - writes: each request's input takes its own `String` (or `Blob`) copy of
 //!   the value, which the SDK serializes into a JSON body (`SecretBinary` as
-//!   base64) and hyper sends;
+//!   base64) and hyper sends; so does a KMS `Encrypt` of a data key;
 //! - reads: hyper's receive buffers, the response body, and the JSON
 //!   deserializer's copies (a `SecretString` with escapes is unescaped into
-//!   a new string; `SecretBinary` is decoded from base64);
+//!   a new string; `SecretBinary` and a KMS `Decrypt`'s `Plaintext` are
+//!   decoded from base64);
 //! - signing: the SDK copies the session token into the
 //!   `X-Amz-Security-Token` header of each request;
 //! - TLS: rustls encrypts from and decrypts into buffers of its own.
@@ -345,6 +434,8 @@
 mod client;
 mod config;
 pub mod errors;
+#[cfg(feature = "kms")]
+mod kms;
 mod last_seen;
 mod layout;
 mod store;
@@ -352,6 +443,10 @@ mod store;
 #[cfg(feature = "serde")]
 pub use config::AwsSettings;
 pub use config::{AwsConfig, DeletionPolicy, DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT};
+#[cfg(all(feature = "kms", feature = "serde"))]
+pub use kms::KmsKeySettings;
+#[cfg(feature = "kms")]
+pub use kms::{KmsKeyProvider, KMS_PROVIDER_KIND};
 pub use layout::MAX_SECRET_NAME_LEN;
 pub use store::AwsStore;
 

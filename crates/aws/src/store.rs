@@ -213,8 +213,15 @@ impl AwsStore {
     /// that is not loopback without [`AwsConfig::allow_insecure_http`].
     pub fn new(id: StoreId, config: AwsConfig) -> Result<Self> {
         config.validate(&id)?;
-        let (client, target) = crate::client::explicit(&id, &config)?;
-        Ok(Self::assemble(id, config, client, target))
+        let connection = crate::client::explicit(
+            &id,
+            &config,
+            crate::client::SECRETS_MANAGER,
+            "AwsStore::new",
+            "AwsStore::from_env",
+        )?;
+        let client = crate::client::secrets_manager(&connection);
+        Ok(Self::assemble(id, config, client, connection.target))
     }
 
     /// A store configured by the standard AWS chain (environment variables,
@@ -234,8 +241,9 @@ impl AwsStore {
     /// without [`AwsConfig::allow_insecure_http`].
     pub async fn from_env(id: StoreId, config: AwsConfig) -> Result<Self> {
         config.validate(&id)?;
-        let (client, target) = crate::client::from_env(&id, &config).await?;
-        Ok(Self::assemble(id, config, client, target))
+        let connection = crate::client::from_env(&id, &config, crate::client::SECRETS_MANAGER).await?;
+        let client = crate::client::secrets_manager(&connection);
+        Ok(Self::assemble(id, config, client, connection.target))
     }
 
     fn assemble(id: StoreId, config: AwsConfig, client: Client, target: Target) -> Self {
@@ -1152,7 +1160,8 @@ impl CredentialStore for AwsStore {
             Ok(Ok(())) => Availability::up(),
             Ok(Err(e)) => Availability::down(reason_of(e)),
             Err(_) => Availability::down(format!(
-                "no answer from AWS Secrets Manager at {} within {:?}",
+                "no answer from {} at {} within {:?}",
+                self.target().service,
                 self.target().endpoint,
                 self.target().timeout
             )),

@@ -34,6 +34,7 @@ fn from_env_uses_the_chain_and_config_overrides_it() {
         "AWS_SESSION_TOKEN",
         "AWS_ENDPOINT_URL",
         "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+        "AWS_ENDPOINT_URL_KMS",
     ] {
         std::env::remove_var(name);
     }
@@ -108,6 +109,10 @@ fn from_env_uses_the_chain_and_config_overrides_it() {
             let got = opened.get(&k).await.expect("get").expect("present");
             assert_eq!(got.value.expose_str().expect("text"), "chain");
 
+            // A KMS key provider from a store's `key` table, on the same
+            // chain: AWS_ENDPOINT_URL reaches moto's KMS too.
+            kms_provider_from_settings(&moto.endpoint(), &ctx).await;
+
             // No region in the settings or the chain: refused when opened.
             std::env::remove_var("AWS_REGION");
             let settings: credstore_aws::AwsSettings = toml::from_str("prefix = \"x\"").expect("settings");
@@ -115,4 +120,76 @@ fn from_env_uses_the_chain_and_config_overrides_it() {
             assert!(matches!(&err, Error::Config { reason, .. } if reason.contains("region")), "{err:?}");
         }
     });
+}
+
+/// `KmsKeySettings::open` with the environment set above: a round trip
+/// through moto's KMS on a key made with the SDK; `AWS_ENDPOINT_URL_KMS`
+/// wins over `AWS_ENDPOINT_URL` for KMS only, and is refused in plain HTTP
+/// to a host that is not loopback.
+#[cfg(feature = "serde")]
+async fn kms_provider_from_settings(endpoint: &str, ctx: &credstore_core::config::ConfigContext) {
+    use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+    use credstore_aws::KmsKeySettings;
+    use credstore_seal::{DataKey, KeyProvider, StoreUid, WrapContext};
+
+    let raw = aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(endpoint)
+            .credentials_provider(Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "test"))
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build(),
+    );
+    let key = raw.create_key().send().await.expect("CreateKey").key_metadata.expect("metadata").key_id;
+    let store = StoreId::new(unique_name("kms-env")).expect("id");
+    let settings = |extra: &str| -> KmsKeySettings {
+        toml::from_str(&format!("key_id = \"{key}\"\ntimeout_ms = 2000\n{extra}")).expect("settings")
+    };
+    let context = WrapContext::new(&store, StoreUid::generate(), 1);
+    let dek = DataKey::generate();
+    let kek = settings("").open(&store, ctx).await.expect("open");
+    assert_eq!(kek.endpoint(), endpoint, "AWS_ENDPOINT_URL");
+    let wrapped = kek.wrap(&dek, &context).await.expect("wrap");
+    assert_eq!(kek.unwrap(&wrapped, &context).await.expect("unwrap").expose_secret(), dek.expose_secret());
+
+    // The Secrets Manager variable does not move KMS; the KMS one does.
+    std::env::set_var("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://127.0.0.1:9");
+    let kek = settings("").open(&store, ctx).await.expect("open");
+    kek.unwrap(&wrapped, &context).await.expect("still moto");
+    std::env::remove_var("AWS_ENDPOINT_URL_SECRETS_MANAGER");
+    let closed = format!("http://127.0.0.1:{}", credstore_test_servers::free_port());
+    std::env::set_var("AWS_ENDPOINT_URL_KMS", &closed);
+    let kek = settings("").open(&store, ctx).await.expect("open");
+    let err = kek.unwrap(&wrapped, &context).await.expect_err("closed port");
+    assert!(matches!(&err, Error::Unavailable { .. }) && err.to_string().contains(&closed), "{err:?}");
+    // The settings' endpoint wins over the environment's.
+    let kek = settings(&format!("endpoint = \"{endpoint}\"")).open(&store, ctx).await.expect("open");
+    kek.unwrap(&wrapped, &context).await.expect("the settings' endpoint");
+    std::env::set_var("AWS_ENDPOINT_URL_KMS", "http://kms.internal:4566");
+    let err = settings("").open(&store, ctx).await.expect_err("cleartext endpoint");
+    let text = err.to_string();
+    assert!(text.contains("AWS_ENDPOINT_URL_KMS") && text.contains("allow_insecure_http"), "{text}");
+    std::env::remove_var("AWS_ENDPOINT_URL_KMS");
+
+    // The settings' timeout bounds a call to a service that never answers,
+    // retries included.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let silent = format!("http://{}", listener.local_addr().expect("addr"));
+    let hole = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let kek: KmsKeySettings =
+        toml::from_str(&format!("key_id = \"{key}\"\nendpoint = \"{silent}\"\ntimeout_ms = 800"))
+            .expect("settings");
+    let kek = kek.open(&store, ctx).await.expect("open");
+    let started = std::time::Instant::now();
+    let err = kek.unwrap(&wrapped, &context).await.expect_err("silent");
+    let took = started.elapsed();
+    assert!(matches!(&err, Error::Unavailable { .. }) && err.to_string().contains("within 800ms"), "{err:?}");
+    assert!(took >= Duration::from_millis(700) && took <= Duration::from_millis(1800), "{took:?}");
+    hole.abort();
 }

@@ -4,5 +4,6 @@
 //! a process of its own.
 
 mod faults;
+mod kms;
 mod redirects;
 mod requests;
