@@ -4,6 +4,7 @@
 use std::fmt;
 use std::fs;
 use std::io::{Read, Write};
+#[cfg(unix)]
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -543,7 +544,7 @@ impl KeyFile {
         let cannot = |e: std::io::Error| invalid(&field, format!("cannot be read: {e}"));
         let mut file = fs::File::open(path).map_err(cannot)?;
         let meta = file.metadata().map_err(cannot)?;
-        check_mode(path, meta.permissions().mode(), self.allow_loose_permissions, "master key file")
+        check_mode(path, file_mode(&meta), self.allow_loose_permissions, "master key file")
             .map_err(|reason| invalid(&field, reason))?;
         if meta.len() > MAX_KEY_FILE_LEN {
             return Err(invalid(
@@ -618,7 +619,11 @@ impl KeyFile {
         let io = |what: &str, e: std::io::Error| invalid(&field, format!("cannot be {what}: {e}"));
         let dir = parent_dir(path);
         if !dir.exists() {
-            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| io("created", e))?;
+            let mut builder = fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            builder.mode(0o700);
+            builder.create(dir).map_err(|e| io("created", e))?;
         }
         let key = MasterKey::generate();
         match write_key_file(path, &key) {
@@ -663,7 +668,11 @@ pub fn write_key_file(path: &Path, key: &MasterKey) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let _ = fs::remove_file(&tmp);
     let written = (|| {
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let mut f = options.open(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()
     })();
@@ -675,6 +684,18 @@ pub fn write_key_file(path: &Path, key: &MasterKey) -> std::io::Result<()> {
     let _ = fs::remove_file(&tmp);
     linked?;
     sync_dir(dir)
+}
+
+/// A file's Unix mode; 0o600 where there is none (Windows keeps access
+/// in ACLs, which this check does not read).
+fn file_mode(meta: &fs::Metadata) -> u32 {
+    #[cfg(unix)]
+    return meta.permissions().mode();
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        0o600
+    }
 }
 
 /// Refuses a file whose group or others have any permission (`mode &
@@ -756,7 +777,7 @@ fn derive(
     Ok(key)
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
