@@ -473,6 +473,7 @@ impl Writer {
                 state.remove(&set.element(ns, key.as_str(), v, c, u));
             }
             state.add(&set.element(ns, key.as_str(), version, created, updated));
+            state.last_version = state.last_version.max(version);
         }
         Ok(SetOutcome {
             created: existing.is_none(),
@@ -550,20 +551,14 @@ impl Writer {
         }
     }
 
-    /// Writes the row set `state`, with the last version handed out, before
-    /// the commit.
+    /// Writes the row set `state` before the commit; each write has raised
+    /// its last version to the one it was handed.
     fn record_row_set(&self, cipher: &RowCipher, state: Option<RowSetState>) -> Result<()> {
-        let (Some(mut state), Some(set)) = (state, cipher.row_set()) else { return Ok(()) };
-        let sql = |e: rusqlite::Error| self.shared.sql(&e);
-        state.last_version = self
-            .conn
-            .prepare_cached("SELECT value FROM credstore_meta WHERE name = ?1")
-            .and_then(|mut s| s.query_row([db::META_LAST_VERSION], |r| Ok(db::lenient_int(r.get_ref(0)?))))
-            .map_err(sql)?;
+        let (Some(state), Some(set)) = (state, cipher.row_set()) else { return Ok(()) };
         self.conn
             .prepare_cached("UPDATE credstore_meta SET value = ?2 WHERE name = ?1")
             .and_then(|mut s| s.execute(params![db::META_ROW_SET, set.seal_state(&state)]))
-            .map_err(sql)?;
+            .map_err(|e| self.shared.sql(&e))?;
         Ok(())
     }
 }
