@@ -59,7 +59,7 @@ pub fn bench_tempdir() -> tempfile::TempDir {
 }
 
 /// Writes `n` credentials ([`key_name`] `0..n`, each `value`) through
-/// `store`, [`FILL_IN_FLIGHT`] at a time, so the store's writer commits
+/// `store`, 1,024 in flight, so the store's writer commits
 /// them in full batches: 100,000 credentials take a few hundred commits.
 ///
 /// # Panics
