@@ -165,3 +165,59 @@ where
         None,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use credstore_core::Result;
+    use credstore_seal::{DataKey, ProviderInfo, WrapContext, WrappedKey};
+    use credstore_sqlite::MasterKey;
+
+    use super::*;
+
+    /// A master key that counts its calls.
+    #[derive(Debug, Clone)]
+    struct Counting {
+        key: MasterKey,
+        wraps: Arc<AtomicUsize>,
+        unwraps: Arc<AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl KeyProvider for Counting {
+        fn info(&self) -> &ProviderInfo {
+            self.key.info()
+        }
+
+        async fn wrap(&self, key: &DataKey, context: &WrapContext<'_>) -> Result<WrappedKey> {
+            self.wraps.fetch_add(1, Ordering::SeqCst);
+            self.key.wrap(key, context).await
+        }
+
+        async fn unwrap(&self, wrapped: &WrappedKey, context: &WrapContext<'_>) -> Result<DataKey> {
+            self.unwraps.fetch_add(1, Ordering::SeqCst);
+            self.key.unwrap(wrapped, context).await
+        }
+    }
+
+    #[test]
+    fn open_and_first_read_unwraps_through_the_provider_at_every_timed_opening() {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let provider =
+            Counting { key: MasterKey::generate(), wraps: Arc::default(), unwraps: Arc::default() };
+        let row = open_and_first_read(&rt, "a counting master key", provider.clone());
+        assert_eq!(provider.wraps.load(Ordering::SeqCst), 1, "the data key is wrapped once, at creation");
+        assert_eq!(
+            provider.unwraps.load(Ordering::SeqCst),
+            1 + open_rounds(),
+            "one unwrap per opening: the warm-up and each timed round"
+        );
+        assert!(row.ours > 0.0 && row.baseline > 0.0, "{row:?}");
+        assert!(row.scenario.contains("a counting master key"), "{}", row.scenario);
+        assert!(row.scenario.contains(&format!("{} credentials", open_credentials())), "{}", row.scenario);
+        assert_eq!(row.goal, None);
+    }
+}
