@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod baseline;
+pub mod envelope;
 pub mod summary;
 
 use std::path::PathBuf;
