@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::config::{Credentials, Region};
-use credstore_aws::{AwsConfig, AwsStore};
+use credstore_aws::{AwsConfig, AwsStore, KmsKeyProvider};
+use credstore_benches::envelope;
 use credstore_benches::summary::{Better, Row, Scenario};
 use credstore_benches::{bench_out_dir, quick, test_mode};
 use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, SecretValue, StoreId};
@@ -20,7 +21,7 @@ use credstore_layers::CacheLayer;
 use credstore_memory::MemoryStore;
 use credstore_test_servers::moto::{self, Moto};
 use credstore_test_servers::openbao::OpenBao;
-use credstore_vault::{VaultConfig, VaultStore};
+use credstore_vault::{TransitKeyProvider, VaultConfig, VaultStore};
 use serde_json::json;
 use vaultrs::api::kv2::requests::SetSecretRequestOptions;
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
@@ -473,5 +474,52 @@ fn main() {
         },
     );
     bench_cached(&mut c, &rt, "aws", "AwsStore", aws);
+
+    // Open + first read of an encrypted SQLite store whose key-encryption
+    // key is remote, against the same with a key file: one unwrap per open.
+    c.rows.push(envelope::open_and_first_read(
+        &rt,
+        "Vault Transit (OpenBao on loopback)",
+        transit_provider(&bao),
+    ));
+    c.rows.push(envelope::open_and_first_read(
+        &rt,
+        "AWS KMS (moto on loopback)",
+        rt.block_on(kms_provider(&moto)),
+    ));
     c.write();
+}
+
+/// A Transit key-encryption key on `bao`: the engine enabled and a key made.
+fn transit_provider(bao: &OpenBao) -> TransitKeyProvider {
+    bao.cli(["secrets", "enable", "transit"]).expect("enable transit");
+    bao.cli(["write", "-f", "transit/keys/bench-kek"]).expect("create the transit key");
+    let config = VaultConfig::new(bao.address()).token(SecretValue::from(bao.root_token()));
+    TransitKeyProvider::new(&config, "transit", "bench-kek").expect("transit provider")
+}
+
+/// A KMS key-encryption key on `moto`: a symmetric key made with the SDK.
+async fn kms_provider(moto: &Moto) -> KmsKeyProvider {
+    let sdk = aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::Config::builder()
+            .behavior_version_latest()
+            .region(Region::new(moto::REGION))
+            .endpoint_url(moto.endpoint())
+            .credentials_provider(Credentials::new(
+                moto::ACCESS_KEY_ID,
+                moto::SECRET_ACCESS_KEY,
+                None,
+                None,
+                "bench",
+            ))
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build(),
+    );
+    let created = sdk.create_key().description("credstore bench").send().await.expect("CreateKey");
+    let key_id = created.key_metadata.expect("key metadata").key_id;
+    let config = AwsConfig::new()
+        .region(moto::REGION)
+        .endpoint_url(&moto.endpoint())
+        .static_credentials(moto::ACCESS_KEY_ID, SecretValue::from(moto::SECRET_ACCESS_KEY));
+    KmsKeyProvider::new(&StoreId::new("bench-kms").unwrap(), &key_id, &config).expect("kms provider")
 }

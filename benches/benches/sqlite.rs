@@ -407,7 +407,33 @@ fn open_by_provider(rt: &tokio::runtime::Runtime) -> Vec<Row> {
             MasterKey::from_passphrase(&SecretValue::from("bench passphrase, correct horse battery staple")),
         ),
         envelope::open_and_first_read(rt, "master key given directly (MasterKey)", MasterKey::generate()),
+        keychain_row(rt),
     ]
+}
+
+/// Open + first read with the OS keychain as the key-encryption key: kernel
+/// keyutils, in the user keyring (which a real deployment accepts only with
+/// `accept_volatile_keyring`), under an entry of this run that is removed
+/// afterwards.
+fn keychain_row(rt: &tokio::runtime::Runtime) -> Row {
+    use credstore_keychain::{KeychainConfig, KeychainKeySettings, KeyutilsKeyring, Platform, KEK_SERVICE};
+    use credstore_test_servers::keyctl;
+    let entry = format!("bench-kek-{}", std::process::id());
+    let provider =
+        KeychainKeySettings::new(KeychainConfig::new().platform(Platform::Keyutils(KeyutilsKeyring::User)))
+            .entry(CredentialKey::new(entry.as_str()).unwrap())
+            .accept_volatile_keyring(true)
+            .provider(&StoreId::new("bench-keychain").unwrap())
+            .expect("keychain provider");
+    let row = envelope::open_and_first_read(rt, "OS keychain (kernel keyutils, user keyring)", provider);
+    const USER_KEYRING: i32 = -4;
+    let service = keyctl::keyring_id(USER_KEYRING, false)
+        .ok()
+        .and_then(|user| keyctl::find(user, "keyring", KEK_SERVICE));
+    if let Some(key) = service.and_then(|service| keyctl::find(service, "keyring", &entry)) {
+        keyctl::invalidate(key).expect("remove the bench's key-encryption key");
+    }
+    row
 }
 
 /// The p99 lag of a 1 ms tokio ticker (tick delivered minus tick due) while
