@@ -114,6 +114,7 @@ use backends::Backends;
 pub use backends::StoreSpec;
 
 pub mod backends;
+pub mod keys;
 
 /// The default time between two probes of a store: 10 s.
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(10);
