@@ -3,6 +3,9 @@
 //! Stores open concurrently. A store that fails to open (a wrong master
 //! key, an unreadable file) does not stop the server: it is served as
 //! unavailable, with the failure as its `reason`, and the error is logged.
+//! One whose opening failed with a retriable error (a key provider or a
+//! service that cannot be reached) is opened again by its prober until it
+//! opens, and serves from then on ([`PendingStore`]).
 //!
 //! A store configured with `cache = { .. }` is served through a
 //! [`CacheLayer`](credstore_layers::CacheLayer) over its timeout layer (see
@@ -17,6 +20,7 @@ use credstore_core::{CredentialStore, CredentialStoreExt, StoreExt};
 use credstore_sqlite::{KeySource, MasterKey, SqliteSettings};
 
 use crate::config::{Settings, StoreSpec};
+pub use crate::runtime::pending::{PendingStore, Retry};
 use crate::runtime::state::{FailedStore, Stores};
 
 /// Opens one store, on its root namespace.
@@ -27,14 +31,31 @@ pub async fn open_store(spec: &StoreSpec) -> Result<Arc<dyn CredentialStore>, St
     spec.open().await.map_err(|e| e.to_string())
 }
 
-/// Opens one store, or stands in a [`FailedStore`] that says why.
+/// Opens one store, or stands in a store that says why it is not open:
+/// [`open_or_retried`] with the default probe interval and opening timeout.
 pub async fn open_or_failed(spec: &StoreSpec) -> Arc<dyn CredentialStore> {
-    match open_store(spec).await {
+    open_or_retried(spec, Retry::default()).await
+}
+
+/// Opens one store, or stands in a store that says why it is not open: a
+/// [`PendingStore`], opened again by its prober as `retry` says, when the
+/// opening failed with a retriable error ([`Error::Unavailable`]: a key
+/// provider or service that cannot be reached); a [`FailedStore`]
+/// otherwise (a wrong key, a bad setting).
+///
+/// [`Error::Unavailable`]: credstore_core::Error::Unavailable
+pub async fn open_or_retried(spec: &StoreSpec, retry: Retry) -> Arc<dyn CredentialStore> {
+    match spec.open().await {
         Ok(store) => {
             tracing::info!(store = %spec.id(), kind = %store.kind(), "store opened");
             store
         }
-        Err(reason) => {
+        Err(e @ credstore_core::Error::Unavailable { .. }) => {
+            tracing::warn!(store = %spec.id(), error = %e, "cannot open store yet; serving it as unavailable and trying again at each probe");
+            PendingStore::arc(spec.clone(), &e, retry)
+        }
+        Err(e) => {
+            let reason = e.to_string();
             tracing::error!(store = %spec.id(), %reason, "cannot open store; serving it as unavailable");
             FailedStore::arc(spec.id().clone(), spec.kind(), reason)
         }
@@ -48,7 +69,9 @@ pub async fn open_or_failed(spec: &StoreSpec) -> Arc<dyn CredentialStore> {
 /// # Errors
 /// Only a duplicate id, which [`Settings`] already rules out.
 pub async fn open_all(settings: &Settings) -> credstore_core::Result<Stores> {
-    let stores = futures::future::join_all(settings.stores.iter().map(open_or_failed)).await;
+    let retry = Retry::of(settings);
+    let stores =
+        futures::future::join_all(settings.stores.iter().map(|spec| open_or_retried(spec, retry))).await;
     let stores = stores
         .into_iter()
         .map(|store| {
