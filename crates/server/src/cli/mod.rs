@@ -220,6 +220,7 @@ async fn serve(settings: Settings) -> ExitCode {
     }
     let mut tokens = vec![TokenEntry::admin_with_reveal(admin.hash(), settings.admin_reveal)];
     tokens.extend(settings.tokens.iter().cloned());
+    stores::warn_keys_beside_data(&settings);
     let stores = match stores::open_all(&settings).await {
         Ok(s) => s,
         Err(e) => return fail(e),

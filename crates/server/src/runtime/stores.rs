@@ -12,7 +12,7 @@
 //! [`Stores::with_caches`]); the CLI's one-off commands
 //! ([`open_one`]) read the stores directly, without a cache.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use credstore_core::layers::TimeoutLayer;
@@ -95,6 +95,77 @@ pub async fn open_one(settings: &Settings, id: &str) -> Result<Arc<dyn Credentia
     })?;
     let store = open_store(spec).await?;
     Ok(store.with_layer(TimeoutLayer::new(settings.store_timeout)))
+}
+
+/// The providers that keep a store's key-encryption key off its data
+/// directory, as the start-up warning names them.
+pub const PROVIDERS_OFF_THE_BOX: &str = "aws-kms, vault-transit, keychain, passphrase";
+
+/// An encrypted SQLite store whose key file is in the same directory as its
+/// database: one copy of that directory (a backup, a stolen disk) holds the
+/// data and the key that opens it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyBesideData {
+    /// The store.
+    pub store: credstore_core::StoreId,
+    /// Its database file (absolute).
+    pub database: PathBuf,
+    /// Its key file, in the same directory (absolute).
+    pub key_file: PathBuf,
+}
+
+/// The encrypted SQLite stores of `settings` whose key file
+/// (`master_key_file`, or `key = { provider = "master-key", key_file = .. }`)
+/// is in the directory of their database, as `sqlite-default`'s
+/// `master.key` is beside `sqlite-default.db` unless `CREDSTORE_MASTER_KEY`
+/// is set. Paths are compared after resolving symbolic links where they
+/// exist.
+pub fn keys_beside_data(settings: &Settings) -> Vec<KeyBesideData> {
+    settings
+        .stores
+        .iter()
+        .filter_map(|spec| {
+            let sqlite = spec.settings::<SqliteSettings>()?;
+            let ctx = spec.context();
+            let key_file = match (spec.key(), sqlite.master_key()) {
+                (Some(key), _) => key.key_file(ctx)?.path().to_owned(),
+                (None, KeySource::File(path)) => ctx.path(path),
+                (None, _) => return None,
+            };
+            let database = ctx.path(sqlite.path());
+            let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+            same_dir(&database, &key_file).then(|| KeyBesideData {
+                store: spec.id().clone(),
+                database: absolute(database),
+                key_file: absolute(key_file),
+            })
+        })
+        .collect()
+}
+
+/// Whether the files `a` and `b` are in the same directory.
+fn same_dir(a: &Path, b: &Path) -> bool {
+    let dir = |p: &Path| {
+        let absolute = std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+        let parent = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
+        std::fs::canonicalize(&parent).unwrap_or(parent)
+    };
+    dir(a) == dir(b)
+}
+
+/// Logs one `warn` line for each store of [`keys_beside_data`], naming the
+/// store, both paths and the providers that keep the key elsewhere.
+pub fn warn_keys_beside_data(settings: &Settings) {
+    for found in keys_beside_data(settings) {
+        tracing::warn!(
+            store = %found.store,
+            database = %found.database.display(),
+            key_file = %found.key_file.display(),
+            "the key of this store is in the same directory as its data: one copy of that directory \
+             (a backup, a stolen disk) reads every credential; keep the key elsewhere with \
+             key = {{ provider = .. }}: {PROVIDERS_OFF_THE_BOX}"
+        );
+    }
 }
 
 /// Creates the data directory (owner-only, `0700`) when it does not exist.

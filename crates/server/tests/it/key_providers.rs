@@ -1,6 +1,7 @@
 //! Stores keyed by a `key = { provider = .. }`: served once an unreachable
 //! provider comes back (the prober opens them), a wrong key-encryption key
-//! refused without a change.
+//! refused without a change, the start-up warning for keys beside their
+//! data.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +16,7 @@ use credstore_server::Settings;
 use serde_json::json;
 
 use crate::util::harness::{client, create, creds_path, get, stores_path, Options, TestServer, ADMIN};
+use crate::util::process::Proc;
 
 /// A remote KEK stand-in: a local key behind a service that answers
 /// `Unavailable` for its first `fail_left` calls, counting every call.
@@ -206,4 +208,44 @@ fn dump(path: &Path) -> Vec<String> {
         out.extend(rows.map(|row| format!("{table}: {}", row.unwrap().join(" | "))));
     }
     out
+}
+
+#[test]
+fn the_server_warns_at_start_of_each_key_beside_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("elsewhere")).unwrap();
+    std::fs::write(
+        d.join("credstore.toml"),
+        "[[stores]]\nid = \"near\"\ntype = \"encrypted-sqlite\"\npath = \"near.db\"\n\
+         key = { provider = \"master-key\", key_file = \"near.key\" }\n\
+         [[stores]]\nid = \"apart\"\ntype = \"encrypted-sqlite\"\npath = \"apart.db\"\n\
+         master_key_file = \"elsewhere/apart.key\"\n",
+    )
+    .unwrap();
+    let env =
+        [("CREDSTORE_ADMIN_TOKEN", "warn-test-admin-token-000"), ("CREDSTORE_CONFIG", "credstore.toml")];
+    let (mut p, _) = Proc::serve(d, &env, &[]);
+    assert!(p.terminate().success());
+    let err = p.stderr_text();
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("same directory as its data")).collect();
+    assert_eq!(warnings.len(), 2, "sqlite-default and near, not apart: {err}");
+    let default_db = d.join("credstore-data/sqlite-default.db");
+    let default_key = d.join("credstore-data/master.key");
+    for (store, db, key) in [
+        ("sqlite-default", default_db.to_str().unwrap(), default_key.to_str().unwrap()),
+        ("near", &*d.join("near.db").to_string_lossy(), &*d.join("near.key").to_string_lossy()),
+    ] {
+        let line = warnings
+            .iter()
+            .find(|l| l.contains(&format!("store={store} ")))
+            .unwrap_or_else(|| panic!("{store}: {err}"));
+        assert!(line.contains("WARN") && line.contains(db) && line.contains(key), "{line}");
+        assert!(line.contains("aws-kms, vault-transit, keychain, passphrase"), "{line}");
+    }
+    // With the key in the environment, nothing to warn of.
+    let key = ("CREDSTORE_MASTER_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=");
+    let (mut p, _) = Proc::serve(d, &[env[0], key], &[]);
+    assert!(p.terminate().success());
+    assert!(!p.stderr_text().contains("same directory as its data"), "{}", p.stderr_text());
 }
