@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use credstore_core::layers::TimeoutLayer;
 use credstore_core::{CredentialStore, CredentialStoreExt, StoreExt};
-use credstore_sqlite::{KeySource, MasterKey, SqliteSettings};
+use credstore_sqlite::{KeySource, MasterKey, RotationKind, RotationReport, SqliteSettings, SqliteStore};
 
 use crate::config::{Settings, StoreSpec};
 pub use crate::runtime::pending::{PendingStore, Retry};
@@ -196,33 +196,100 @@ pub enum NewKey {
     Generate,
 }
 
+/// The spec and settings of the encrypted SQLite store `id` of `settings`.
+fn sqlite_spec<'a>(settings: &'a Settings, id: &str) -> Result<(&'a StoreSpec, &'a SqliteSettings), String> {
+    let spec = settings.store(id).ok_or_else(|| format!("no store with id '{id}'"))?;
+    match spec.settings::<SqliteSettings>() {
+        Some(sqlite) => Ok((spec, sqlite)),
+        None => Err(format!("store '{id}' is not an encrypted SQLite store")),
+    }
+}
+
+/// Opens the encrypted SQLite store of `spec` with its configured key.
+async fn open_sqlite(spec: &StoreSpec, sqlite: &SqliteSettings) -> Result<SqliteStore, String> {
+    crate::config::keys::open_sqlite(spec.id().clone(), sqlite, spec.key(), spec.context())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The key file the store of `spec` is keyed by, resolved: its
+/// `master_key_file`, or the `key_file` of a `master-key` provider.
+fn key_file_of(spec: &StoreSpec, sqlite: &SqliteSettings) -> Option<PathBuf> {
+    match (spec.key(), sqlite.master_key()) {
+        (Some(key), _) => key.key_file(spec.context()).map(|f| f.path().to_owned()),
+        (None, KeySource::File(path)) => Some(spec.context().path(path)),
+        (None, _) => None,
+    }
+}
+
+/// What a rotation of the store `id` did, in one line: which kind of
+/// rotation ([`RotationKind::describe`]), the credentials re-sealed, the
+/// time and the data key version.
+pub fn describe_rotation(id: &str, report: &RotationReport) -> String {
+    let mut line = format!("rotated '{id}': {}", report.kind.describe());
+    if report.kind == RotationKind::DataKey {
+        line.push_str(&format!(": {} credentials re-sealed", report.rows));
+    }
+    line.push_str(&format!(" in {} ms; data key version {}", report.elapsed.as_millis(), report.key_version));
+    if let Some(reason) = &report.checkpoint_error {
+        line.push_str(&format!(
+            "; the write-ahead log still holds pages sealed under the old key until the next checkpoint \
+             ({reason})"
+        ));
+    }
+    line
+}
+
+/// What servers that have the store open do after a rotation of `kind`.
+fn after_rotation(kind: RotationKind) -> &'static str {
+    match kind {
+        RotationKind::DataKey => " Restart servers that have this store open.",
+        _ => {
+            " Servers that have this store open keep serving it (its data key is the same); they need the new \
+             key when they next open it."
+        }
+    }
+}
+
 /// Rotates the master key of the encrypted SQLite store `id`, and returns
-/// a line saying what was done.
+/// a line saying what was done: which rotation
+/// ([`RotationKind::describe`]), the credentials re-sealed, where the new
+/// key is.
 ///
 /// # Behavior
-/// With [`NewKey::Generate`], the store's key must live in a key file, which
-/// is rotated by [`SqliteStore::rotate_key_file`](credstore_sqlite::SqliteStore::rotate_key_file):
-/// the old key is kept as `<file>.old` and the new one written to
-/// `<file>.new` (synced) before the database is re-sealed (its commit synced
-/// whatever the store's `synchronous`); then `<file>.new` replaces `<file>`
-/// and, once the new key has opened the database, `<file>.old` is removed,
-/// the directory synced after each step. A crash at any point leaves a key
-/// file that opens the store: the next opening (a server start, any CLI
-/// command) completes or undoes the rotation.
+/// Both keys by default: a new data key re-seals every credential, wrapped
+/// by the new master key. With `kek_only`, the key-encryption key alone:
+/// the data key is rewrapped by the new master key and no credential is
+/// touched ([`SqliteStore::rewrap_key`], [`SqliteStore::rewrap_key_file`]).
+///
+/// With [`NewKey::Generate`], the store's key must live in a key file
+/// (`master_key_file`, or the `key_file` of `key = { provider =
+/// "master-key" }`), which is rotated by
+/// [`SqliteStore::rotate_key_file`] (or
+/// [`SqliteStore::rewrap_key_file`]): the old key is kept as `<file>.old`
+/// and the new one written to `<file>.new` (synced) before the database is
+/// changed (its commit synced whatever the store's `synchronous`); then
+/// `<file>.new` replaces `<file>` and, once the new key has opened the
+/// database, `<file>.old` is removed, the directory synced after each step.
+/// A crash at any point leaves a key file that opens the store: the next
+/// opening (a server start, any CLI command) completes or undoes the
+/// rotation.
 ///
 /// With a key given ([`NewKey::File`], [`NewKey::Text`]), only the database
-/// is re-sealed: the new key must then be stored where the old one was.
+/// is changed: the new key must then be stored where the old one was.
 ///
-/// Servers that have the database open must be restarted afterwards: they
-/// still hold the old key and answer 503 until then.
+/// After a data key rotation, servers that have the database open must be
+/// restarted: they still hold the old data key and answer 503 until then.
 ///
 /// # Errors
 /// No such store, not encrypted SQLite, a bad new key, or a failed rotation.
-pub async fn rotate_key(settings: &Settings, id: &str, new_key: NewKey) -> Result<String, String> {
-    let spec = settings.store(id).ok_or_else(|| format!("no store with id '{id}'"))?;
-    let Some(sqlite) = spec.settings::<SqliteSettings>() else {
-        return Err(format!("store '{id}' is not an encrypted SQLite store"));
-    };
+pub async fn rotate_key(
+    settings: &Settings,
+    id: &str,
+    new_key: NewKey,
+    kek_only: bool,
+) -> Result<String, String> {
+    let (spec, sqlite) = sqlite_spec(settings, id)?;
     let given = match new_key {
         NewKey::File(p) => Some(MasterKey::from_file(&p).map_err(|e| e.to_string())?),
         NewKey::Text(text) => Some(
@@ -231,39 +298,88 @@ pub async fn rotate_key(settings: &Settings, id: &str, new_key: NewKey) -> Resul
         ),
         NewKey::Generate => None,
     };
-    let key_file = match (&given, sqlite.master_key()) {
-        (None, KeySource::File(key_file)) => Some(spec.context().path(key_file)),
-        (None, _) => {
+    let key_file = match (&given, key_file_of(spec, sqlite)) {
+        (None, Some(key_file)) => Some(key_file),
+        (None, None) => {
             return Err(format!(
             "the master key of '{id}' does not come from a key file; give the new key with --new-key-file \
-                 or --new-key-stdin, and update its source afterwards"
+                 or --new-key-stdin, and update its source afterwards (or rotate its data key alone with \
+                 rotate-data-key, or move it to another key provider with rewrap-key)"
         ))
         }
         (Some(_), _) => None,
     };
-    let store = sqlite.clone().open(spec.id().clone(), spec.context()).await.map_err(|e| e.to_string())?;
-    let report = match given {
-        Some(key) => {
-            store.rotate_key(key).await.map_err(|e| format!("rotation failed, nothing changed: {e}"))?
-        }
-        None => store.rotate_key_file().await.map_err(|e| format!("rotation failed: {e}"))?,
-    };
-    let mut line = format!(
-        "rotated the master key of '{id}': {} credentials re-sealed in {} ms, key version {}",
-        report.rows,
-        report.elapsed.as_millis(),
-        report.key_version
-    );
+    let store = open_sqlite(spec, sqlite).await?;
+    let report = match (given, kek_only) {
+        (Some(key), false) => store.rotate_key(key).await,
+        (Some(key), true) => store.rewrap_key(key).await,
+        (None, false) => store.rotate_key_file().await,
+        (None, true) => store.rewrap_key_file().await,
+    }
+    .map_err(|e| format!("rotation failed: {e}"))?;
+    let mut line = describe_rotation(id, &report);
     match key_file {
         Some(key_file) => line.push_str(&format!("; the new key is in {}", key_file.display())),
         None => line.push_str("; store the new key where the old one was"),
     }
-    if let Some(reason) = &report.checkpoint_error {
-        line.push_str(&format!(
-            "; the write-ahead log still holds pages sealed under the old key until the next checkpoint \
-             ({reason})"
-        ));
-    }
-    line.push_str(". Restart servers that have this store open.");
+    line.push('.');
+    line.push_str(after_rotation(report.kind));
     Ok(line)
+}
+
+/// Rotates the data key of the encrypted SQLite store `id` alone: a new
+/// data key re-seals every credential, wrapped by the key-encryption key in
+/// force (whatever its provider; one provider call). Returns a line saying
+/// what was done.
+///
+/// # Errors
+/// No such store, not encrypted SQLite, it cannot be opened, or a failed
+/// rotation (which changes nothing).
+pub async fn rotate_data_key(settings: &Settings, id: &str) -> Result<String, String> {
+    let (spec, sqlite) = sqlite_spec(settings, id)?;
+    let store = open_sqlite(spec, sqlite).await?;
+    let report =
+        store.rotate_data_key().await.map_err(|e| format!("rotation failed, nothing changed: {e}"))?;
+    Ok(format!(
+        "{}; the key-encryption key is unchanged.{}",
+        describe_rotation(id, &report),
+        after_rotation(report.kind)
+    ))
+}
+
+/// Moves the data key of the encrypted SQLite store `id` under another key
+/// provider: opens the store with its configured key, builds the provider
+/// `to` describes (an inline TOML table, as the `key = { .. }` setting:
+/// `{ provider = "passphrase", passphrase_env = "TEAM_PASSPHRASE" }`, its
+/// relative paths relative to the config file's directory) with
+/// `providers`, and rewraps the data key with it (a key-encryption key
+/// rotation: no credential touched). Returns what was done and the `key =
+/// { .. }` line to put in the store's table in place of its key setting.
+///
+/// # Errors
+/// No such store, not encrypted SQLite, `to` is not a valid key setting
+/// (the message lists the known providers), the store or the new provider
+/// cannot be opened, or a failed rewrap (which changes nothing).
+pub async fn rewrap_key(
+    settings: &Settings,
+    providers: &crate::config::keys::KeyProviders,
+    id: &str,
+    to: &str,
+) -> Result<String, String> {
+    let (spec, sqlite) = sqlite_spec(settings, id)?;
+    let to = to.trim();
+    let parsed: toml::Table = toml::from_str(&format!("key = {to}"))
+        .map_err(|e| format!("--to is not an inline TOML table such as {{ provider = \"passphrase\", passphrase_env = \"TEAM_PASSPHRASE\" }}: {}", e.message()))?;
+    let value = parsed.get("key").cloned().ok_or("--to is empty")?;
+    let target = providers.spec(value).map_err(|e| format!("--to: {e}"))?;
+    let store = open_sqlite(spec, sqlite).await?;
+    let provider = target.provider(spec.id(), spec.context()).await.map_err(|e| format!("--to: {e}"))?;
+    let report =
+        store.rewrap_key(provider).await.map_err(|e| format!("rewrap failed, nothing changed: {e}"))?;
+    Ok(format!(
+        "{}.{}\nIn the table of store '{id}' in the config file, replace its key setting (master_key_file, \
+         master_key_env, passphrase_file, passphrase_env or key) with:\n\n    key = {to}\n",
+        describe_rotation(id, &report),
+        after_rotation(report.kind)
+    ))
 }

@@ -1,7 +1,7 @@
 //! Stores keyed by a `key = { provider = .. }`: served once an unreachable
 //! provider comes back (the prober opens them), a wrong key-encryption key
 //! refused without a change, the start-up warning for keys beside their
-//! data.
+//! data, and the CLI's two kinds of rotation.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,10 +13,11 @@ use credstore_seal::{DataKey, KeyLocation, KeyProvider, MasterKey, ProviderInfo,
 use credstore_server::backends::Backends;
 use credstore_server::config::FileConfig;
 use credstore_server::Settings;
+use credstore_sqlite::RotationKind;
 use serde_json::json;
 
 use crate::util::harness::{client, create, creds_path, get, stores_path, Options, TestServer, ADMIN};
-use crate::util::process::Proc;
+use crate::util::process::{run, Proc};
 
 /// A remote KEK stand-in: a local key behind a service that answers
 /// `Unavailable` for its first `fail_left` calls, counting every call.
@@ -194,6 +195,14 @@ async fn a_wrong_key_encryption_key_is_a_clear_reason_and_changes_nothing() {
     assert!(dump(&dir.path().join("team.db")) == before, "the database is as it was");
 }
 
+/// Every row of the database's tables, as stored: `(nonce, sealed)` of
+/// every credential first.
+fn sealed_rows(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = conn.prepare("SELECT nonce, sealed FROM credentials ORDER BY ns, key").unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(|r| r.unwrap()).collect()
+}
+
 fn dump(path: &Path) -> Vec<String> {
     let conn = rusqlite::Connection::open(path).unwrap();
     let mut out = Vec::new();
@@ -248,4 +257,160 @@ fn the_server_warns_at_start_of_each_key_beside_its_data() {
     let (mut p, _) = Proc::serve(d, &[env[0], key], &[]);
     assert!(p.terminate().success());
     assert!(!p.stderr_text().contains("same directory as its data"), "{}", p.stderr_text());
+}
+
+/// A config with the store `team` keyed by `key_line`, and three
+/// credentials written in it.
+async fn team_with_three(d: &Path, key_line: &str) {
+    std::fs::write(
+        d.join("credstore.toml"),
+        format!("[[stores]]\nid = \"team\"\ntype = \"encrypted-sqlite\"\npath = \"team.db\"\n{key_line}\n"),
+    )
+    .unwrap();
+    let settings =
+        settings_in(d, &std::fs::read_to_string(d.join("credstore.toml")).unwrap(), &Backends::builtin());
+    let store = settings.store("team").unwrap().open().await.unwrap();
+    for k in ["a", "b", "c"] {
+        store
+            .set(&CredentialKey::new(k).unwrap(), &SecretValue::from(format!("value-{k}")), &Metadata::new())
+            .await
+            .unwrap();
+    }
+}
+
+/// The values of `a`, `b` and `c` as the CLI's `stores` sees the store
+/// (available), read in process with `env`.
+async fn values(d: &Path, env: &[(&str, &str)]) -> Vec<String> {
+    let vars: std::collections::HashMap<String, String> =
+        env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let file: FileConfig =
+        toml::from_str(&std::fs::read_to_string(d.join("credstore.toml")).unwrap()).unwrap();
+    let settings = Settings::from_file(file, d, move |k| vars.get(k).cloned(), &Backends::builtin()).unwrap();
+    let store = settings.store("team").unwrap().open().await.unwrap();
+    let mut out = Vec::new();
+    for k in ["a", "b", "c"] {
+        let c = store.get(&CredentialKey::new(k).unwrap()).await.unwrap().unwrap();
+        out.push(String::from_utf8(c.value.expose_secret().to_vec()).unwrap());
+    }
+    out
+}
+
+const THREE: [&str; 3] = ["value-a", "value-b", "value-c"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kek_only_rotation_leaves_every_sealed_row_as_it_was_and_data_key_rotation_reseals_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    team_with_three(d, "master_key_file = \"team.key\"").await;
+    let env = [("CREDSTORE_CONFIG", "credstore.toml")];
+    let db = d.join("team.db");
+    let rows = sealed_rows(&db);
+    assert_eq!(rows.len(), 3);
+    let key_before = std::fs::read(d.join("team.key")).unwrap();
+
+    let (code, out, err) = run(d, &env, &["rotate-key", "--store", "team", "--kek-only"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(RotationKind::KeyEncryptionKey.describe()) && out.contains("the new key is in"),
+        "{out}"
+    );
+    assert!(sealed_rows(&db) == rows, "no sealed row touched");
+    assert_ne!(std::fs::read(d.join("team.key")).unwrap(), key_before, "a new key-encryption key");
+    assert_eq!(values(d, &[]).await, THREE);
+
+    // With a key given on stdin, KEK only as well.
+    let new_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let (code, out, err) =
+        run(d, &env, &["rotate-key", "--store", "team", "--kek-only", "--new-key-stdin"], new_key);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(RotationKind::KeyEncryptionKey.describe()) && out.contains("store the new key where"),
+        "{out}"
+    );
+    assert!(sealed_rows(&db) == rows, "no sealed row touched");
+    std::fs::write(d.join("team.key"), format!("{new_key}\n")).unwrap();
+
+    // The data key alone: every row re-sealed, the key file kept.
+    let key_before = std::fs::read(d.join("team.key")).unwrap();
+    let (code, out, err) = run(d, &env, &["rotate-data-key", "--store", "team"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(RotationKind::DataKey.describe()) && out.contains("3 credentials re-sealed"),
+        "{out}"
+    );
+    assert!(out.contains("data key version 2"), "{out}");
+    let resealed = sealed_rows(&db);
+    assert!(resealed.iter().zip(&rows).all(|(a, b)| a.1 != b.1), "every row re-sealed");
+    assert_eq!(std::fs::read(d.join("team.key")).unwrap(), key_before);
+    assert_eq!(values(d, &[]).await, THREE);
+
+    // rotate-key without --kek-only: both keys, as before, and it says so.
+    let (code, out, err) = run(d, &env, &["rotate-key", "--store", "team"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(RotationKind::DataKey.describe()) && out.contains("3 credentials re-sealed"),
+        "{out}"
+    );
+    assert!(sealed_rows(&db).iter().zip(&resealed).all(|(a, b)| a.1 != b.1));
+    assert_ne!(std::fs::read(d.join("team.key")).unwrap(), key_before);
+    assert_eq!(values(d, &[]).await, THREE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrap_key_moves_the_data_key_under_another_provider_and_prints_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    team_with_three(d, "master_key_file = \"team.key\"").await;
+    let db = d.join("team.db");
+    let rows = sealed_rows(&db);
+    let env = [("CREDSTORE_CONFIG", "credstore.toml"), ("TEAM_PASSPHRASE", "a long team passphrase")];
+
+    // Mistakes in --to change nothing and say what is known.
+    let before = dump(&db);
+    for (to, why) in [
+        (
+            "{ provider = \"aws-kmz\", key_id = \"k\" }",
+            "unknown provider \"aws-kmz\"; this build has: master-key, passphrase",
+        ),
+        ("{ provider = \"passphrase\", passphrase_fil = \"p\" }", "unknown field `passphrase_fil`"),
+        ("{ provider = \"passphrase\", passphrase_env = \"UNSET\" }", "UNSET is not set"),
+        ("provider = passphrase", "--to is not an inline TOML table"),
+    ] {
+        let (code, _, err) = run(d, &env, &["rewrap-key", "--store", "team", "--to", to], "");
+        assert_eq!(code, 1, "{to}");
+        assert!(err.contains(why), "{to}: {err}");
+    }
+    assert!(dump(&db) == before, "nothing changed");
+
+    let to = "{ provider = \"passphrase\", passphrase_env = \"TEAM_PASSPHRASE\" }";
+    let (code, out, err) = run(d, &env, &["rewrap-key", "--store", "team", "--to", to], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(RotationKind::KeyEncryptionKey.describe()), "{out}");
+    assert!(out.lines().any(|l| l.trim() == format!("key = {to}")), "{out}");
+    assert!(sealed_rows(&db) == rows, "no sealed row touched");
+    assert!(!out.contains("a long team passphrase") && !err.contains("a long team passphrase"));
+
+    // The old setting no longer opens it; the printed one does.
+    let (code, table, _) = run(d, &env, &["stores"], "");
+    assert_eq!(code, 1);
+    assert!(
+        table.lines().any(|l| l.starts_with("team") && l.contains("wrong key-encryption key")),
+        "{table}"
+    );
+    std::fs::write(
+        d.join("credstore.toml"),
+        format!("[[stores]]\nid = \"team\"\ntype = \"encrypted-sqlite\"\npath = \"team.db\"\nkey = {to}\n"),
+    )
+    .unwrap();
+    let (code, table, err) = run(d, &env, &["stores"], "");
+    assert_eq!(code, 0, "{table}{err}");
+    assert_eq!(values(d, &env).await, THREE);
+    // A store keyed by a provider rotates its data key with rotate-data-key.
+    let (code, out, err) = run(d, &env, &["rotate-data-key", "--store", "team"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(RotationKind::DataKey.describe()), "{out}");
+    assert_eq!(values(d, &env).await, THREE);
+    let (code, _, err) = run(d, &env, &["rotate-key", "--store", "team"], "");
+    assert_eq!(code, 1);
+    assert!(err.contains("rotate-data-key") && err.contains("rewrap-key"), "{err}");
 }
