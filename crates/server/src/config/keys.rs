@@ -25,7 +25,7 @@
 //! store, when the store opens. The providers of the service crates
 //! register in [`KeyProviders::builtin`] like this:
 //!
-//! ```ignore
+//! ```text
 //! p.register("aws-kms", |id, s: credstore_aws::KmsKeySettings, ctx| async move { s.open(&id, &ctx).await });
 //! ```
 //!

@@ -3,22 +3,7 @@
 //! unavailable with that reason, and opened again by its availability
 //! prober until it opens; from then on it serves, without a restart.
 //!
-//! # Behavior
-//! - Every call fails with [`Error::Unavailable`] carrying the last
-//!   opening's reason (input is still checked first, as by every store);
-//!   its probe answers unavailable with that reason, which the store list
-//!   shows as `unreachable` (the prober logs the words).
-//! - A probe starts one opening in a task of its own and waits for it as
-//!   long as the probe may take; the opening goes on past the probe's
-//!   timeout, bounded by its own (the store timeout). At most one opening
-//!   runs at a time, and a probe starts none sooner than 90 % of the probe
-//!   interval after the previous one started (the prober's jitter floor),
-//!   so on-demand probes cannot hammer the provider.
-//! - An opening that succeeds makes every handle, those made before
-//!   included, serve through the opened store.
-//! - An opening that fails with any other error (a wrong key, a bad
-//!   setting) leaves the store failed as a store that never opened is:
-//!   [`FAILED_TO_OPEN`] and the reason, and no more openings.
+//! See [`PendingStore`].
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -144,7 +129,24 @@ fn retriable_reason(err: &Error) -> String {
 }
 
 /// A store whose opening failed with a retriable error, opened again by
-/// its prober; see the [module docs](self).
+/// its prober.
+///
+/// # Behavior
+/// - Every call fails with [`Error::Unavailable`] carrying the last
+///   opening's reason (input is still checked first, as by every store);
+///   its probe answers unavailable with that reason, which the store list
+///   shows as `unreachable` (the prober logs the words).
+/// - A probe starts one opening in a task of its own and waits for it as
+///   long as the probe may take; the opening goes on past the probe's
+///   timeout, bounded by its own (the store timeout). At most one opening
+///   runs at a time, and a probe starts none sooner than 90 % of the probe
+///   interval after the previous one started (the prober's jitter floor),
+///   so on-demand probes cannot hammer the provider.
+/// - An opening that succeeds makes every handle, those made before
+///   included, serve through the opened store.
+/// - An opening that fails with any other error (a wrong key, a bad
+///   setting) leaves the store failed as a store that never opened is:
+///   [`FAILED_TO_OPEN`] and the reason, and no more openings.
 pub struct PendingStore {
     shared: Arc<Shared>,
     info: StoreInfo,
