@@ -40,12 +40,20 @@ pub async fn open_or_failed(spec: &StoreSpec) -> Arc<dyn CredentialStore> {
 /// Opens one store, or stands in a store that says why it is not open: a
 /// [`PendingStore`], opened again by its prober as `retry` says, when the
 /// opening failed with a retriable error ([`Error::Unavailable`]: a key
-/// provider or service that cannot be reached); a [`FailedStore`]
-/// otherwise (a wrong key, a bad setting).
+/// provider or service that cannot be reached) or took longer than
+/// `retry.open_timeout`; a [`FailedStore`] otherwise (a wrong key, a bad
+/// setting).
 ///
 /// [`Error::Unavailable`]: credstore_core::Error::Unavailable
 pub async fn open_or_retried(spec: &StoreSpec, retry: Retry) -> Arc<dyn CredentialStore> {
-    match spec.open().await {
+    let opened = match tokio::time::timeout(retry.open_timeout, spec.open()).await {
+        Ok(opened) => opened,
+        Err(_) => Err(credstore_core::Error::unavailable(
+            spec.id(),
+            format!("opening took longer than {} ms", retry.open_timeout.as_millis()),
+        )),
+    };
+    match opened {
         Ok(store) => {
             tracing::info!(store = %spec.id(), kind = %store.kind(), "store opened");
             store
@@ -382,4 +390,47 @@ pub async fn rewrap_key(
         describe_rotation(id, &report),
         after_rotation(report.kind)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use credstore_core::config::ConfigContext;
+    use credstore_core::{Availability, StoreId, StoreKind};
+
+    use super::*;
+    use crate::config::backends::Backends;
+
+    #[derive(Debug, Clone, serde::Deserialize)]
+    struct NoSettings {}
+
+    #[tokio::test(start_paused = true)]
+    async fn an_opening_that_hangs_is_cut_and_tried_again_by_the_prober() {
+        let opens = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&opens);
+        let mut backends = Backends::new();
+        backends.register(StoreKind::from_static("hangs"), move |id: StoreId, _: NoSettings, _ctx| {
+            let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                if first {
+                    std::future::pending::<()>().await;
+                }
+                Ok(credstore_memory::MemoryStore::new(id))
+            }
+        });
+        let spec = backends
+            .spec(StoreId::new("slow").unwrap(), "hangs", toml::Table::new(), ConfigContext::new("."))
+            .unwrap();
+        let retry = Retry { interval: Duration::from_secs(10), open_timeout: Duration::from_secs(2) };
+        let store = open_or_retried(&spec, retry).await;
+        let a = store.check_availability().await;
+        let reason = a.reason.unwrap_or_default();
+        assert!(reason.contains("opening took longer than 2000 ms"), "{reason}");
+        assert_eq!(crate::runtime::status::shown_reason(&Availability::down(reason)), "unreachable");
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(store.check_availability().await.available);
+        assert_eq!(opens.load(Ordering::SeqCst), 2);
+    }
 }
