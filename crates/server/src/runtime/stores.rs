@@ -375,6 +375,18 @@ pub async fn rewrap_key(
     to: &str,
 ) -> Result<String, String> {
     let (spec, sqlite) = sqlite_spec(settings, id)?;
+    let embedded = spec.id().as_str() == crate::config::SQLITE_DEFAULT_ID
+        && spec.context().path(sqlite.path()) == settings.data_dir.join(crate::config::SQLITE_DEFAULT_DB);
+    if embedded {
+        return Err(format!(
+            "'{id}' is the embedded store, keyed by {} (or CREDSTORE_MASTER_KEY) only: nothing was changed. To key \
+             it by a provider, set default_stores = false, declare it as a [[stores]] table (type = \
+             \"encrypted-sqlite\", path = \"{}\", master_key_file = \"{}\"), and run rewrap-key again",
+            settings.data_dir.join(crate::config::MASTER_KEY_FILE).display(),
+            settings.data_dir.join(crate::config::SQLITE_DEFAULT_DB).display(),
+            settings.data_dir.join(crate::config::MASTER_KEY_FILE).display(),
+        ));
+    }
     let to = to.trim();
     let parsed: toml::Table = toml::from_str(&format!("key = {to}"))
         .map_err(|e| format!("--to is not an inline TOML table such as {{ provider = \"passphrase\", passphrase_env = \"TEAM_PASSPHRASE\" }}: {}", e.message()))?;

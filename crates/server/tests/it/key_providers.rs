@@ -381,6 +381,16 @@ async fn rewrap_key_moves_the_data_key_under_another_provider_and_prints_the_set
         assert!(err.contains(why), "{to}: {err}");
     }
     assert!(dump(&db) == before, "nothing changed");
+    // The embedded store has no table to put a key setting in: refused.
+    let (code, _, err) = run(d, &env, &["stores"], "");
+    assert_eq!(code, 0, "{err}");
+    let default_db = d.join("credstore-data/sqlite-default.db");
+    let default_before = dump(&default_db);
+    let to = "{ provider = \"passphrase\", passphrase_env = \"TEAM_PASSPHRASE\" }";
+    let (code, _, err) = run(d, &env, &["rewrap-key", "--store", "sqlite-default", "--to", to], "");
+    assert_eq!(code, 1);
+    assert!(err.contains("embedded store") && err.contains("default_stores = false"), "{err}");
+    assert!(dump(&default_db) == default_before, "nothing changed");
 
     let to = "{ provider = \"passphrase\", passphrase_env = \"TEAM_PASSPHRASE\" }";
     let (code, out, err) = run(d, &env, &["rewrap-key", "--store", "team", "--to", to], "");
