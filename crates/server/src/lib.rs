@@ -63,6 +63,7 @@ mod runtime;
 
 pub use auth::failures as auth_failures;
 pub use config::backends;
+pub use config::keys;
 pub use http::{app, metrics_app, routes};
 pub use runtime::{listener, metrics, shutdown, state, status, stores, tls};
 

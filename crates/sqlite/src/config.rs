@@ -236,6 +236,14 @@ pub enum KeySource {
     /// `passphrase_file` or `passphrase_env`: a passphrase the key is
     /// derived from with Argon2id; see [`MasterKey::from_passphrase`].
     Passphrase(credstore_core::config::SecretSource),
+    /// `key = { provider = "…", … }`: the key-encryption key is kept by a
+    /// [`KeyProvider`] that the caller builds from that table (a server's
+    /// registry of key providers: the OS keychain, AWS KMS, Vault Transit);
+    /// these settings do not read the table. Open such a store with
+    /// [`SqliteSettings::base_config`] and [`SqliteConfig::key_provider`];
+    /// [`SqliteSettings::load_master_key`] and `SqliteSettings::open` refuse
+    /// it.
+    Provider,
 }
 
 /// The settings of an encrypted SQLite store in a config file (the `serde`
@@ -248,7 +256,9 @@ pub enum KeySource {
 /// path = "team.db"                 # the database, created (0600) when missing
 /// master_key_file = "team.key"     # base64 of 32 bytes, created (0600) when missing;
 ///                                  # or master_key_env = "TEAM_DB_KEY" (base64),
-///                                  # or passphrase_file / passphrase_env (Argon2id)
+///                                  # or passphrase_file / passphrase_env (Argon2id),
+///                                  # or key = { provider = .. } (built by the caller:
+///                                  # see KeySource::Provider)
 /// synchronous = "full"             # optional: full (default) | normal
 /// busy_timeout_ms = 5000           # optional
 /// max_size_bytes = 104857600       # optional
@@ -333,6 +343,21 @@ impl SqliteSettings {
         &self.master_key
     }
 
+    /// The [`SqliteConfig`] of these settings without its key: the database
+    /// file (resolved with `ctx`), the durability, locking and size options.
+    /// The caller gives the key ([`SqliteConfig::master_key`],
+    /// [`SqliteConfig::master_key_file`] or [`SqliteConfig::key_provider`]),
+    /// as a store whose key is [`KeySource::Provider`] needs.
+    pub fn base_config(&self, ctx: &credstore_core::config::ConfigContext) -> SqliteConfig {
+        let config = SqliteConfig::new(ctx.path(&self.path))
+            .synchronous(self.synchronous)
+            .busy_timeout(self.busy_timeout);
+        match self.max_size_bytes {
+            Some(bytes) => config.max_size_bytes(bytes),
+            None => config,
+        }
+    }
+
     /// Loads the master key of store `id` from its source, creating the key
     /// file when [`KeySource::File`] names none.
     ///
@@ -341,7 +366,8 @@ impl SqliteSettings {
     /// cannot be read or created, holds no key (see [`crate::KeyFile`]) or
     /// grants permissions to its group or others (unless
     /// `allow_loose_permissions`), the variable is unset or not the base64 of
-    /// 32 bytes, the passphrase cannot be read or its file is open to others.
+    /// 32 bytes, the passphrase cannot be read or its file is open to others;
+    /// the key is [`KeySource::Provider`], which these settings cannot load.
     pub fn load_master_key(
         &self,
         id: &credstore_core::StoreId,
@@ -379,6 +405,12 @@ impl SqliteSettings {
                 }
                 Ok(MasterKey::from_passphrase(&source.read(id, ctx)?))
             }
+            KeySource::Provider => Err(Error::config(
+                id,
+                "the key-encryption key of this store comes from its `key = { provider = .. }` setting, \
+                 which a key provider registry (credstore-server's) builds; open it with \
+                 SqliteSettings::base_config and SqliteConfig::key_provider",
+            )),
         }
     }
 }
@@ -408,6 +440,9 @@ mod de {
         max_size_bytes: Option<u64>,
         #[serde(default)]
         allow_loose_permissions: bool,
+        /// `key = { provider = .. }`: read by the caller, only noted here.
+        #[serde(default)]
+        key: Option<serde::de::IgnoredAny>,
     }
 
     impl TryFrom<RawSqliteSettings> for SqliteSettings {
@@ -419,12 +454,18 @@ mod de {
             }
             let passphrase = SecretSource::one_of("passphrase", raw.passphrase_file, raw.passphrase_env)?;
             let master_key = match (raw.master_key_file, raw.master_key_env, passphrase) {
+                (None, None, None) if raw.key.is_some() => KeySource::Provider,
+                _ if raw.key.is_some() => {
+                    return Err("`key = { provider = .. }` and master_key_file, master_key_env, \
+                                passphrase_file or passphrase_env are two keys for one store; give only one"
+                        .into())
+                }
                 (Some(file), None, None) => KeySource::File(file),
                 (None, Some(var), None) => KeySource::Env(var),
                 (None, None, Some(source)) => KeySource::Passphrase(source),
                 _ => {
-                    return Err("give exactly one of master_key_file, master_key_env, passphrase_file and \
-                                passphrase_env"
+                    return Err("give exactly one of master_key_file, master_key_env, passphrase_file, \
+                                passphrase_env and `key = { provider = .. }`"
                         .into())
                 }
             };
@@ -490,10 +531,35 @@ mod de {
                     "unknown field `master_key`",
                 ),
                 (r#"{"master_key_env": "K"}"#, "missing field `path`"),
+                (
+                    r#"{"path": "a.db", "master_key_file": "k", "key": {"provider": "x"}}"#,
+                    "two keys for one store",
+                ),
+                (r#"{"path": "a.db", "passphrase_env": "P", "key": {}}"#, "two keys for one store"),
             ] {
                 let err = parse(json).unwrap_err();
                 assert!(err.contains(needle), "{json}: {err}");
             }
+        }
+
+        #[tokio::test]
+        async fn a_key_table_is_left_to_the_caller_and_the_rest_still_applies() {
+            let s = parse(
+                r#"{"path": "a.db", "key": {"provider": "vault-transit", "key": "k"}, "busy_timeout_ms": 20,
+                    "max_size_bytes": 4096}"#,
+            )
+            .unwrap();
+            assert_eq!(s.master_key(), &KeySource::Provider);
+            let dir = tempfile::tempdir().unwrap();
+            let ctx = credstore_core::config::ConfigContext::new(dir.path());
+            let config = s.base_config(&ctx);
+            assert_eq!(config.path(), dir.path().join("a.db"));
+            assert!(format!("{config:?}").contains("busy_timeout: 20ms"), "{config:?}");
+            let id: credstore_core::StoreId = "s".parse().unwrap();
+            let err = s.clone().open(id.clone(), &ctx).await.unwrap_err();
+            assert!(matches!(err, credstore_core::Error::Config { .. }), "{err}");
+            assert!(err.to_string().contains("key_provider"), "{err}");
+            assert!(!dir.path().join("a.db").exists(), "refused before any file is made");
         }
 
         #[tokio::test]

@@ -30,20 +30,17 @@ pub(crate) struct Environment {
 impl Environment {
     /// Copies out and wipes the secret variables: the known ones and those
     /// the config file (`config`, else `CREDSTORE_CONFIG`) names by `*_env`
-    /// keys. A config file that cannot be read or parsed names none here;
-    /// loading the settings reports it.
+    /// keys, and those `extra` (more TOML: `rewrap-key`'s `--to` as
+    /// `key = { .. }`) names. A text that cannot be read or parsed names none
+    /// here; loading the settings (or the command) reports it.
     ///
     /// Call it before any thread starts: changing the environment races with
     /// every other thread that reads it.
-    pub(crate) fn take_secrets(config: Option<&Path>) -> Self {
-        let mut names: Vec<String> = KNOWN_SECRETS.iter().map(|&n| n.to_owned()).collect();
+    pub(crate) fn take_secrets(config: Option<&Path>, extra: Option<&str>) -> Self {
         let path =
             config.map(Path::to_path_buf).or_else(|| std::env::var_os("CREDSTORE_CONFIG").map(Into::into));
-        if let Some(text) = path.and_then(|p| std::fs::read_to_string(p).ok()) {
-            if let Ok(doc) = text.parse::<toml::Table>() {
-                env_names(&doc, &mut names);
-            }
-        }
+        let config = path.and_then(|p| std::fs::read_to_string(p).ok());
+        let names = secret_names([config.as_deref(), extra]);
         let mut secrets = HashMap::new();
         for name in names {
             if let Ok(value) = std::env::var(&name) {
@@ -63,6 +60,18 @@ impl Environment {
             None => std::env::var(name).ok(),
         }
     }
+}
+
+/// The known secret variables and those the TOML `texts` name by `*_env`
+/// keys (a text that does not parse names none).
+fn secret_names<'a>(texts: impl IntoIterator<Item = Option<&'a str>>) -> Vec<String> {
+    let mut names: Vec<String> = KNOWN_SECRETS.iter().map(|&n| n.to_owned()).collect();
+    for text in texts.into_iter().flatten() {
+        if let Ok(doc) = text.parse::<toml::Table>() {
+            env_names(&doc, &mut names);
+        }
+    }
+    names
 }
 
 /// Every string value under a key ending in `_env`, at any depth.
@@ -135,5 +144,15 @@ mod tests {
         env_names(&doc, &mut names);
         names.sort();
         assert_eq!(names, ["A_KEY", "V_SECRET", "V_TOKEN"]);
+    }
+
+    #[test]
+    fn the_key_table_of_rewrap_key_names_secrets_too() {
+        let config = "[[stores]]\nid = \"a\"\ntype = \"sqlite\"\npath = \"a.db\"\nmaster_key_env = \"A_KEY\"";
+        let to = "key = { provider = \"passphrase\", passphrase_env = \"TEAM_PASSPHRASE\" }";
+        let names = secret_names([Some(config), Some(to), Some("not toml = = ="), None]);
+        for name in ["CREDSTORE_ADMIN_TOKEN", "A_KEY", "TEAM_PASSPHRASE"] {
+            assert!(names.iter().any(|n| n == name), "{name}: {names:?}");
+        }
     }
 }

@@ -1,6 +1,15 @@
 //! The `credstore` command line: `serve` (the default), `stores`,
-//! `rotate-key`, `migrate`, `hash-token` and `openapi`, all reading the same
-//! settings (see [`crate::config`]).
+//! `rotate-key`, `rotate-data-key`, `rewrap-key`, `migrate`, `hash-token`
+//! and `openapi`, all reading the same settings (see [`crate::config`]).
+//!
+//! Rotations come in two kinds, and each command says which it did:
+//! - a **data key rotation** re-seals every credential under a new data key
+//!   (`rotate-key`, which also changes the master key, and
+//!   `rotate-data-key`, which keeps it): after a key may have leaked;
+//! - a **key-encryption key rotation** rewraps the data key only, no
+//!   credential touched (`rotate-key --kek-only`, and `rewrap-key`, which
+//!   moves the store to another key provider): on a schedule, or to move
+//!   the key off the machine.
 //!
 //! Secrets are never taken from arguments: new keys and tokens are read from
 //! stdin or a file.
@@ -56,7 +65,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Re-encrypt an encrypted SQLite store under a new master key.
+    /// Rotate an encrypted SQLite store's master key: by default both keys
+    /// (a new data key re-seals every credential, wrapped by the new master
+    /// key); with --kek-only the master key alone (the data key is
+    /// rewrapped, no credential touched).
     ///
     /// The new key (base64 of 32 bytes) is read from --new-key-file, or from
     /// stdin with --new-key-stdin. With neither, a fresh key is generated,
@@ -74,6 +86,38 @@ pub enum Command {
         /// Read the new key from stdin.
         #[arg(long)]
         new_key_stdin: bool,
+        /// Rotate the key-encryption key only: rewrap the data key under the
+        /// new master key, touching no credential (the same time at any
+        /// size). Without it, every credential is re-sealed under a new data
+        /// key too.
+        #[arg(long)]
+        kek_only: bool,
+    },
+    /// Rotate an encrypted SQLite store's data key alone: every credential
+    /// is re-sealed under a new data key, wrapped by the key-encryption key
+    /// in force (whatever its provider). After a key, or a copy of the
+    /// database with its key, may have leaked.
+    RotateDataKey {
+        /// The store's id.
+        #[arg(long)]
+        store: String,
+    },
+    /// Move an encrypted SQLite store's data key under another key provider
+    /// (a key-encryption key rotation: no credential touched), then print
+    /// the `key = { .. }` line to put in the store's table of the config
+    /// file.
+    ///
+    /// The store is opened with its configured key. --to is an inline TOML
+    /// table, as the `key` setting: '{ provider = "passphrase",
+    /// passphrase_env = "TEAM_PASSPHRASE" }'; relative paths in it are
+    /// relative to the config file's directory.
+    RewrapKey {
+        /// The store's id.
+        #[arg(long)]
+        store: String,
+        /// The new key provider, as an inline TOML table.
+        #[arg(long, value_name = "TABLE")]
+        to: String,
     },
     /// Copy every credential (with its metadata) from one store to another,
     /// verify each copy, and report counts. Safe to re-run.
@@ -114,7 +158,12 @@ pub fn main_with(backends: Backends) -> ExitCode {
     let cli = Cli::parse();
     // Before the runtime starts its threads: the secret variables are
     // copied out and wiped from the process environment.
-    let env = Environment::take_secrets(cli.config.as_deref());
+    // `rewrap-key --to` may name a secret variable too (`passphrase_env`).
+    let to = match &cli.command {
+        Some(Command::RewrapKey { to, .. }) => Some(format!("key = {to}")),
+        _ => None,
+    };
+    let env = Environment::take_secrets(cli.config.as_deref(), to.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -172,8 +221,12 @@ async fn run_with_env(
             serve(settings).await
         }
         Command::Stores { json } => list_stores(&settings, json).await,
-        Command::RotateKey { store, new_key_file, new_key_stdin } => {
-            rotate_key(&settings, &store, new_key_file, new_key_stdin).await
+        Command::RotateKey { store, new_key_file, new_key_stdin, kek_only } => {
+            rotate_key(&settings, &store, new_key_file, new_key_stdin, kek_only).await
+        }
+        Command::RotateDataKey { store } => print_or_fail(stores::rotate_data_key(&settings, &store).await),
+        Command::RewrapKey { store, to } => {
+            print_or_fail(stores::rewrap_key(&settings, backends.key_providers(), &store, &to).await)
         }
         Command::Migrate { from, to, tenant, project } => {
             let ns = match tenant.zip(project) {
@@ -220,6 +273,7 @@ async fn serve(settings: Settings) -> ExitCode {
     }
     let mut tokens = vec![TokenEntry::admin_with_reveal(admin.hash(), settings.admin_reveal)];
     tokens.extend(settings.tokens.iter().cloned());
+    stores::warn_keys_beside_data(&settings);
     let stores = match stores::open_all(&settings).await {
         Ok(s) => s,
         Err(e) => return fail(e),
@@ -295,6 +349,7 @@ async fn rotate_key(
     id: &str,
     new_key_file: Option<PathBuf>,
     new_key_stdin: bool,
+    kek_only: bool,
 ) -> ExitCode {
     let source = match (new_key_file, new_key_stdin) {
         (Some(path), _) => stores::NewKey::File(path),
@@ -307,7 +362,12 @@ async fn rotate_key(
         }
         (None, false) => stores::NewKey::Generate,
     };
-    match stores::rotate_key(settings, id, source).await {
+    print_or_fail(stores::rotate_key(settings, id, source, kek_only).await)
+}
+
+/// Prints `result`'s message and succeeds, or fails with its error.
+fn print_or_fail(result: Result<String, String>) -> ExitCode {
+    match result {
         Ok(message) => {
             println!("{message}");
             ExitCode::SUCCESS

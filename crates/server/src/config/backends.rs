@@ -48,18 +48,22 @@ use credstore_core::config::ConfigContext;
 use credstore_core::{CredentialStore, StoreId, StoreKind};
 use serde::de::DeserializeOwned;
 
+use super::keys::{KeyProviders, KeySpec};
+
 /// What opening a store gives.
 pub type OpenFuture = Pin<Box<dyn Future<Output = credstore_core::Result<Arc<dyn CredentialStore>>> + Send>>;
 
 type Settings = Arc<dyn Any + Send + Sync>;
 type Parse = dyn Fn(toml::Table) -> Result<Settings, String> + Send + Sync;
-type Open = dyn Fn(StoreId, &Settings, ConfigContext) -> OpenFuture + Send + Sync;
+type Open = dyn Fn(StoreId, &Settings, Option<KeySpec>, ConfigContext) -> OpenFuture + Send + Sync;
 type DebugSettings = dyn Fn(&Settings, &mut fmt::Formatter<'_>) -> fmt::Result + Send + Sync;
 
 /// One registered backend type.
 struct BackendType {
     kind: StoreKind,
     settings_type: TypeId,
+    /// Whether a `key = { provider = .. }` table is read for it.
+    keyed: bool,
     parse: Box<Parse>,
     open: Box<Open>,
     debug: Box<DebugSettings>,
@@ -76,17 +80,19 @@ const FEATURE_GATED: [(&str, &str); 4] =
 pub struct Backends {
     types: BTreeMap<String, Arc<BackendType>>,
     aliases: BTreeMap<String, String>,
+    key_providers: KeyProviders,
 }
 
 impl Backends {
-    /// A registry with no type at all.
+    /// A registry with no type and no key provider at all.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The backends of this build: `memory`, `encrypted-sqlite` (alias
-    /// `sqlite`), and with their features `vault`, `aws-secrets-manager`
-    /// (alias `aws`) and `keychain`.
+    /// `sqlite`, which takes a `key = { provider = .. }` setting), and with
+    /// their features `vault`, `aws-secrets-manager` (alias `aws`) and
+    /// `keychain`; with the key providers of [`KeyProviders::builtin`].
     pub fn builtin() -> Self {
         // Registers a backend crate's settings type under the crate's
         // `KIND`: its settings open the store.
@@ -99,8 +105,14 @@ impl Backends {
             };
         }
         let mut b = Self::new();
+        b.key_providers = KeyProviders::builtin();
         register!(b, credstore_memory::MemorySettings);
-        register!(b, credstore_sqlite::SqliteSettings);
+        b.register_keyed(
+            credstore_sqlite::KIND,
+            |id, s: credstore_sqlite::SqliteSettings, key, ctx| async move {
+                super::keys::open_sqlite(id, &s, key.as_ref(), &ctx).await
+            },
+        );
         b.alias("sqlite", credstore_sqlite::KIND.as_str());
         #[cfg(feature = "vault")]
         register!(b, credstore_vault::VaultSettings);
@@ -131,17 +143,48 @@ impl Backends {
         S: Clone,
         St: CredentialStore + 'static,
     {
+        self.insert(kind, false, move |id, s: S, _key, ctx| open(id, s, ctx))
+    }
+
+    /// Registers the backend type `kind` as [`Backends::register`] does,
+    /// for a backend that seals with a key-encryption key: a `key = {
+    /// provider = "…", … }` table in its `[[stores]]` table is read with
+    /// [`Backends::key_providers`] when the config is read, and given to
+    /// `open` (`None` without one).
+    ///
+    /// # Behavior
+    /// The table `S` deserializes from keeps `key`, so that `S` can tell a
+    /// store keyed by a provider from one keyed by its own settings (see
+    /// `credstore_sqlite::KeySource::Provider`): `S` must accept the field.
+    pub fn register_keyed<S, St, F, Fut>(&mut self, kind: StoreKind, open: F) -> &mut Self
+    where
+        S: DeserializeOwned + fmt::Debug + Clone + Send + Sync + 'static,
+        F: Fn(StoreId, S, Option<KeySpec>, ConfigContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = credstore_core::Result<St>> + Send + 'static,
+        St: CredentialStore + 'static,
+    {
+        self.insert(kind, true, open)
+    }
+
+    fn insert<S, St, F, Fut>(&mut self, kind: StoreKind, keyed: bool, open: F) -> &mut Self
+    where
+        S: DeserializeOwned + fmt::Debug + Clone + Send + Sync + 'static,
+        F: Fn(StoreId, S, Option<KeySpec>, ConfigContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = credstore_core::Result<St>> + Send + 'static,
+        St: CredentialStore + 'static,
+    {
         let name = kind.as_str().to_owned();
         let parse = |table: toml::Table| -> Result<Settings, String> {
             let settings: S =
                 toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| e.message().to_owned())?;
             Ok(Arc::new(settings))
         };
-        let open = move |id: StoreId, settings: &Settings, ctx: ConfigContext| -> OpenFuture {
-            let settings = settings.downcast_ref::<S>().expect("settings of this type").clone();
-            let fut = open(id, settings, ctx);
-            Box::pin(async move { Ok(Arc::new(fut.await?) as Arc<dyn CredentialStore>) })
-        };
+        let open =
+            move |id: StoreId, settings: &Settings, key: Option<KeySpec>, ctx: ConfigContext| -> OpenFuture {
+                let settings = settings.downcast_ref::<S>().expect("settings of this type").clone();
+                let fut = open(id, settings, key, ctx);
+                Box::pin(async move { Ok(Arc::new(fut.await?) as Arc<dyn CredentialStore>) })
+            };
         let debug = |settings: &Settings, f: &mut fmt::Formatter<'_>| match settings.downcast_ref::<S>() {
             Some(s) => fmt::Debug::fmt(s, f),
             None => f.write_str(".."),
@@ -152,6 +195,7 @@ impl Backends {
             Arc::new(BackendType {
                 kind,
                 settings_type: TypeId::of::<S>(),
+                keyed,
                 parse: Box::new(parse),
                 open: Box::new(open),
                 debug: Box::new(debug),
@@ -164,6 +208,16 @@ impl Backends {
     pub fn alias(&mut self, alias: &str, name: &str) -> &mut Self {
         self.aliases.insert(alias.to_owned(), name.to_owned());
         self
+    }
+
+    /// The key providers a keyed backend's `key` table may name.
+    pub fn key_providers(&self) -> &KeyProviders {
+        &self.key_providers
+    }
+
+    /// The key providers, to register more (see [`crate::config::keys`]).
+    pub fn key_providers_mut(&mut self) -> &mut KeyProviders {
+        &mut self.key_providers
     }
 
     /// The names of the registered types, in order.
@@ -189,8 +243,9 @@ impl Backends {
     /// `id`, `type` and `cache`), resolved later with `ctx`.
     ///
     /// # Errors
-    /// An unknown type, or the table does not deserialize into the type's
-    /// settings (the serde message).
+    /// An unknown type, the table does not deserialize into the type's
+    /// settings (the serde message), or its `key` names no registered
+    /// provider or does not deserialize into the provider's settings.
     pub fn spec(
         &self,
         id: StoreId,
@@ -199,8 +254,12 @@ impl Backends {
         ctx: ConfigContext,
     ) -> Result<StoreSpec, String> {
         let backend = self.get(type_name)?.clone();
+        let key = match table.get("key") {
+            Some(key) if backend.keyed => Some(self.key_providers.spec(key.clone())?),
+            _ => None,
+        };
         let settings = (backend.parse)(table)?;
-        Ok(StoreSpec { id, backend, settings, ctx })
+        Ok(StoreSpec { id, backend, settings, key, ctx })
     }
 
     /// The store `id` of type `type_name` with settings built in code.
@@ -218,7 +277,7 @@ impl Backends {
         if backend.settings_type != TypeId::of::<S>() {
             return Err(format!("the settings given are not those of type {type_name:?}"));
         }
-        Ok(StoreSpec { id, backend, settings: Arc::new(settings), ctx })
+        Ok(StoreSpec { id, backend, settings: Arc::new(settings), key: None, ctx })
     }
 }
 
@@ -237,6 +296,7 @@ pub struct StoreSpec {
     id: StoreId,
     backend: Arc<BackendType>,
     settings: Settings,
+    key: Option<KeySpec>,
     ctx: ConfigContext,
 }
 
@@ -256,6 +316,12 @@ impl StoreSpec {
         self.settings.downcast_ref::<S>()
     }
 
+    /// The store's `key = { provider = .. }` setting, when its type reads
+    /// one and the table has it.
+    pub fn key(&self) -> Option<&KeySpec> {
+        self.key.as_ref()
+    }
+
     /// Where the settings' relative paths and secrets are resolved.
     pub fn context(&self) -> &ConfigContext {
         &self.ctx
@@ -267,7 +333,7 @@ impl StoreSpec {
     /// Whatever the backend's `open` answers: usually
     /// [`credstore_core::Error::Config`] naming the store.
     pub fn open(&self) -> OpenFuture {
-        (self.backend.open)(self.id.clone(), &self.settings, self.ctx.clone())
+        (self.backend.open)(self.id.clone(), &self.settings, self.key.clone(), self.ctx.clone())
     }
 }
 
@@ -283,6 +349,7 @@ impl fmt::Debug for StoreSpec {
             .field("id", &self.id)
             .field("type", &self.backend.kind.as_str())
             .field("settings", &S(self))
+            .field("key", &self.key)
             .finish()
     }
 }

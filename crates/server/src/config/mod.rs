@@ -59,7 +59,9 @@
 //! path = "team.db"
 //! master_key_file = "team.key"     # base64 of 32 bytes, created (0600) when missing;
 //!                                  # refused when group or others may read it,
-//!                                  # unless allow_loose_permissions = true
+//!                                  # unless allow_loose_permissions = true;
+//!                                  # or key = { provider = "passphrase", passphrase_env = "TEAM_PASS" }
+//!                                  # (a key provider: see crate::config::keys)
 //!
 //! [[stores]]
 //! id = "scratch"
@@ -114,6 +116,7 @@ use backends::Backends;
 pub use backends::StoreSpec;
 
 pub mod backends;
+pub mod keys;
 
 /// The default time between two probes of a store: 10 s.
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(10);

@@ -6,6 +6,7 @@
 pub(crate) mod failure;
 pub mod listener;
 pub mod metrics;
+pub(crate) mod pending;
 pub mod shutdown;
 pub mod state;
 pub mod status;

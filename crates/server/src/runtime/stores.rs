@@ -3,20 +3,24 @@
 //! Stores open concurrently. A store that fails to open (a wrong master
 //! key, an unreadable file) does not stop the server: it is served as
 //! unavailable, with the failure as its `reason`, and the error is logged.
+//! One whose opening failed with a retriable error (a key provider or a
+//! service that cannot be reached) is opened again by its prober until it
+//! opens, and serves from then on ([`PendingStore`]).
 //!
 //! A store configured with `cache = { .. }` is served through a
 //! [`CacheLayer`](credstore_layers::CacheLayer) over its timeout layer (see
 //! [`Stores::with_caches`]); the CLI's one-off commands
 //! ([`open_one`]) read the stores directly, without a cache.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use credstore_core::layers::TimeoutLayer;
 use credstore_core::{CredentialStore, CredentialStoreExt, StoreExt};
-use credstore_sqlite::{KeySource, MasterKey, SqliteSettings};
+use credstore_sqlite::{KeySource, MasterKey, RotationKind, RotationReport, SqliteSettings, SqliteStore};
 
 use crate::config::{Settings, StoreSpec};
+pub use crate::runtime::pending::{PendingStore, Retry};
 use crate::runtime::state::{FailedStore, Stores};
 
 /// Opens one store, on its root namespace.
@@ -27,14 +31,39 @@ pub async fn open_store(spec: &StoreSpec) -> Result<Arc<dyn CredentialStore>, St
     spec.open().await.map_err(|e| e.to_string())
 }
 
-/// Opens one store, or stands in a [`FailedStore`] that says why.
+/// Opens one store, or stands in a store that says why it is not open:
+/// [`open_or_retried`] with the default probe interval and opening timeout.
 pub async fn open_or_failed(spec: &StoreSpec) -> Arc<dyn CredentialStore> {
-    match open_store(spec).await {
+    open_or_retried(spec, Retry::default()).await
+}
+
+/// Opens one store, or stands in a store that says why it is not open: a
+/// [`PendingStore`], opened again by its prober as `retry` says, when the
+/// opening failed with a retriable error ([`Error::Unavailable`]: a key
+/// provider or service that cannot be reached) or took longer than
+/// `retry.open_timeout`; a [`FailedStore`] otherwise (a wrong key, a bad
+/// setting).
+///
+/// [`Error::Unavailable`]: credstore_core::Error::Unavailable
+pub async fn open_or_retried(spec: &StoreSpec, retry: Retry) -> Arc<dyn CredentialStore> {
+    let opened = match tokio::time::timeout(retry.open_timeout, spec.open()).await {
+        Ok(opened) => opened,
+        Err(_) => Err(credstore_core::Error::unavailable(
+            spec.id(),
+            format!("opening took longer than {} ms", retry.open_timeout.as_millis()),
+        )),
+    };
+    match opened {
         Ok(store) => {
             tracing::info!(store = %spec.id(), kind = %store.kind(), "store opened");
             store
         }
-        Err(reason) => {
+        Err(e @ credstore_core::Error::Unavailable { .. }) => {
+            tracing::warn!(store = %spec.id(), error = %e, "cannot open store yet; serving it as unavailable and trying again at each probe");
+            PendingStore::arc(spec.clone(), &e, retry)
+        }
+        Err(e) => {
+            let reason = e.to_string();
             tracing::error!(store = %spec.id(), %reason, "cannot open store; serving it as unavailable");
             FailedStore::arc(spec.id().clone(), spec.kind(), reason)
         }
@@ -48,7 +77,9 @@ pub async fn open_or_failed(spec: &StoreSpec) -> Arc<dyn CredentialStore> {
 /// # Errors
 /// Only a duplicate id, which [`Settings`] already rules out.
 pub async fn open_all(settings: &Settings) -> credstore_core::Result<Stores> {
-    let stores = futures::future::join_all(settings.stores.iter().map(open_or_failed)).await;
+    let retry = Retry::of(settings);
+    let stores =
+        futures::future::join_all(settings.stores.iter().map(|spec| open_or_retried(spec, retry))).await;
     let stores = stores
         .into_iter()
         .map(|store| {
@@ -72,6 +103,77 @@ pub async fn open_one(settings: &Settings, id: &str) -> Result<Arc<dyn Credentia
     })?;
     let store = open_store(spec).await?;
     Ok(store.with_layer(TimeoutLayer::new(settings.store_timeout)))
+}
+
+/// The providers that keep a store's key-encryption key off its data
+/// directory, as the start-up warning names them.
+pub const PROVIDERS_OFF_THE_BOX: &str = "aws-kms, vault-transit, keychain, passphrase";
+
+/// An encrypted SQLite store whose key file is in the same directory as its
+/// database: one copy of that directory (a backup, a stolen disk) holds the
+/// data and the key that opens it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyBesideData {
+    /// The store.
+    pub store: credstore_core::StoreId,
+    /// Its database file (absolute).
+    pub database: PathBuf,
+    /// Its key file, in the same directory (absolute).
+    pub key_file: PathBuf,
+}
+
+/// The encrypted SQLite stores of `settings` whose key file
+/// (`master_key_file`, or `key = { provider = "master-key", key_file = .. }`)
+/// is in the directory of their database, as `sqlite-default`'s
+/// `master.key` is beside `sqlite-default.db` unless `CREDSTORE_MASTER_KEY`
+/// is set. Paths are compared after resolving symbolic links where they
+/// exist.
+pub fn keys_beside_data(settings: &Settings) -> Vec<KeyBesideData> {
+    settings
+        .stores
+        .iter()
+        .filter_map(|spec| {
+            let sqlite = spec.settings::<SqliteSettings>()?;
+            let ctx = spec.context();
+            let key_file = match (spec.key(), sqlite.master_key()) {
+                (Some(key), _) => key.key_file(ctx)?.path().to_owned(),
+                (None, KeySource::File(path)) => ctx.path(path),
+                (None, _) => return None,
+            };
+            let database = ctx.path(sqlite.path());
+            let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+            same_dir(&database, &key_file).then(|| KeyBesideData {
+                store: spec.id().clone(),
+                database: absolute(database),
+                key_file: absolute(key_file),
+            })
+        })
+        .collect()
+}
+
+/// Whether the files `a` and `b` are in the same directory.
+fn same_dir(a: &Path, b: &Path) -> bool {
+    let dir = |p: &Path| {
+        let absolute = std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+        let parent = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
+        std::fs::canonicalize(&parent).unwrap_or(parent)
+    };
+    dir(a) == dir(b)
+}
+
+/// Logs one `warn` line for each store of [`keys_beside_data`], naming the
+/// store, both paths and the providers that keep the key elsewhere.
+pub fn warn_keys_beside_data(settings: &Settings) {
+    for found in keys_beside_data(settings) {
+        tracing::warn!(
+            store = %found.store,
+            database = %found.database.display(),
+            key_file = %found.key_file.display(),
+            "the key of this store is in the same directory as its data: one copy of that directory \
+             (a backup, a stolen disk) reads every credential; keep the key elsewhere with \
+             key = {{ provider = .. }}: {PROVIDERS_OFF_THE_BOX}"
+        );
+    }
 }
 
 /// Creates the data directory (owner-only, `0700`) when it does not exist.
@@ -102,33 +204,100 @@ pub enum NewKey {
     Generate,
 }
 
+/// The spec and settings of the encrypted SQLite store `id` of `settings`.
+fn sqlite_spec<'a>(settings: &'a Settings, id: &str) -> Result<(&'a StoreSpec, &'a SqliteSettings), String> {
+    let spec = settings.store(id).ok_or_else(|| format!("no store with id '{id}'"))?;
+    match spec.settings::<SqliteSettings>() {
+        Some(sqlite) => Ok((spec, sqlite)),
+        None => Err(format!("store '{id}' is not an encrypted SQLite store")),
+    }
+}
+
+/// Opens the encrypted SQLite store of `spec` with its configured key.
+async fn open_sqlite(spec: &StoreSpec, sqlite: &SqliteSettings) -> Result<SqliteStore, String> {
+    crate::config::keys::open_sqlite(spec.id().clone(), sqlite, spec.key(), spec.context())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The key file the store of `spec` is keyed by, resolved: its
+/// `master_key_file`, or the `key_file` of a `master-key` provider.
+fn key_file_of(spec: &StoreSpec, sqlite: &SqliteSettings) -> Option<PathBuf> {
+    match (spec.key(), sqlite.master_key()) {
+        (Some(key), _) => key.key_file(spec.context()).map(|f| f.path().to_owned()),
+        (None, KeySource::File(path)) => Some(spec.context().path(path)),
+        (None, _) => None,
+    }
+}
+
+/// What a rotation of the store `id` did, in one line: which kind of
+/// rotation ([`RotationKind::describe`]), the credentials re-sealed, the
+/// time and the data key version.
+pub fn describe_rotation(id: &str, report: &RotationReport) -> String {
+    let mut line = format!("rotated '{id}': {}", report.kind.describe());
+    if report.kind == RotationKind::DataKey {
+        line.push_str(&format!(": {} credentials re-sealed", report.rows));
+    }
+    line.push_str(&format!(" in {} ms; data key version {}", report.elapsed.as_millis(), report.key_version));
+    if let Some(reason) = &report.checkpoint_error {
+        line.push_str(&format!(
+            "; the write-ahead log still holds pages sealed under the old key until the next checkpoint \
+             ({reason})"
+        ));
+    }
+    line
+}
+
+/// What servers that have the store open do after a rotation of `kind`.
+fn after_rotation(kind: RotationKind) -> &'static str {
+    match kind {
+        RotationKind::DataKey => " Restart servers that have this store open.",
+        _ => {
+            " Servers that have this store open keep serving it (its data key is the same); they need the new \
+             key when they next open it."
+        }
+    }
+}
+
 /// Rotates the master key of the encrypted SQLite store `id`, and returns
-/// a line saying what was done.
+/// a line saying what was done: which rotation
+/// ([`RotationKind::describe`]), the credentials re-sealed, where the new
+/// key is.
 ///
 /// # Behavior
-/// With [`NewKey::Generate`], the store's key must live in a key file, which
-/// is rotated by [`SqliteStore::rotate_key_file`](credstore_sqlite::SqliteStore::rotate_key_file):
-/// the old key is kept as `<file>.old` and the new one written to
-/// `<file>.new` (synced) before the database is re-sealed (its commit synced
-/// whatever the store's `synchronous`); then `<file>.new` replaces `<file>`
-/// and, once the new key has opened the database, `<file>.old` is removed,
-/// the directory synced after each step. A crash at any point leaves a key
-/// file that opens the store: the next opening (a server start, any CLI
-/// command) completes or undoes the rotation.
+/// Both keys by default: a new data key re-seals every credential, wrapped
+/// by the new master key. With `kek_only`, the key-encryption key alone:
+/// the data key is rewrapped by the new master key and no credential is
+/// touched ([`SqliteStore::rewrap_key`], [`SqliteStore::rewrap_key_file`]).
+///
+/// With [`NewKey::Generate`], the store's key must live in a key file
+/// (`master_key_file`, or the `key_file` of `key = { provider =
+/// "master-key" }`), which is rotated by
+/// [`SqliteStore::rotate_key_file`] (or
+/// [`SqliteStore::rewrap_key_file`]): the old key is kept as `<file>.old`
+/// and the new one written to `<file>.new` (synced) before the database is
+/// changed (its commit synced whatever the store's `synchronous`); then
+/// `<file>.new` replaces `<file>` and, once the new key has opened the
+/// database, `<file>.old` is removed, the directory synced after each step.
+/// A crash at any point leaves a key file that opens the store: the next
+/// opening (a server start, any CLI command) completes or undoes the
+/// rotation.
 ///
 /// With a key given ([`NewKey::File`], [`NewKey::Text`]), only the database
-/// is re-sealed: the new key must then be stored where the old one was.
+/// is changed: the new key must then be stored where the old one was.
 ///
-/// Servers that have the database open must be restarted afterwards: they
-/// still hold the old key and answer 503 until then.
+/// After a data key rotation, servers that have the database open must be
+/// restarted: they still hold the old data key and answer 503 until then.
 ///
 /// # Errors
 /// No such store, not encrypted SQLite, a bad new key, or a failed rotation.
-pub async fn rotate_key(settings: &Settings, id: &str, new_key: NewKey) -> Result<String, String> {
-    let spec = settings.store(id).ok_or_else(|| format!("no store with id '{id}'"))?;
-    let Some(sqlite) = spec.settings::<SqliteSettings>() else {
-        return Err(format!("store '{id}' is not an encrypted SQLite store"));
-    };
+pub async fn rotate_key(
+    settings: &Settings,
+    id: &str,
+    new_key: NewKey,
+    kek_only: bool,
+) -> Result<String, String> {
+    let (spec, sqlite) = sqlite_spec(settings, id)?;
     let given = match new_key {
         NewKey::File(p) => Some(MasterKey::from_file(&p).map_err(|e| e.to_string())?),
         NewKey::Text(text) => Some(
@@ -137,39 +306,143 @@ pub async fn rotate_key(settings: &Settings, id: &str, new_key: NewKey) -> Resul
         ),
         NewKey::Generate => None,
     };
-    let key_file = match (&given, sqlite.master_key()) {
-        (None, KeySource::File(key_file)) => Some(spec.context().path(key_file)),
-        (None, _) => {
+    let key_file = match (&given, key_file_of(spec, sqlite)) {
+        (None, Some(key_file)) => Some(key_file),
+        (None, None) => {
             return Err(format!(
             "the master key of '{id}' does not come from a key file; give the new key with --new-key-file \
-                 or --new-key-stdin, and update its source afterwards"
+                 or --new-key-stdin, and update its source afterwards (or rotate its data key alone with \
+                 rotate-data-key, or move it to another key provider with rewrap-key)"
         ))
         }
         (Some(_), _) => None,
     };
-    let store = sqlite.clone().open(spec.id().clone(), spec.context()).await.map_err(|e| e.to_string())?;
-    let report = match given {
-        Some(key) => {
-            store.rotate_key(key).await.map_err(|e| format!("rotation failed, nothing changed: {e}"))?
-        }
-        None => store.rotate_key_file().await.map_err(|e| format!("rotation failed: {e}"))?,
-    };
-    let mut line = format!(
-        "rotated the master key of '{id}': {} credentials re-sealed in {} ms, key version {}",
-        report.rows,
-        report.elapsed.as_millis(),
-        report.key_version
-    );
+    let store = open_sqlite(spec, sqlite).await?;
+    let report = match (given, kek_only) {
+        (Some(key), false) => store.rotate_key(key).await,
+        (Some(key), true) => store.rewrap_key(key).await,
+        (None, false) => store.rotate_key_file().await,
+        (None, true) => store.rewrap_key_file().await,
+    }
+    .map_err(|e| format!("rotation failed: {e}"))?;
+    let mut line = describe_rotation(id, &report);
     match key_file {
         Some(key_file) => line.push_str(&format!("; the new key is in {}", key_file.display())),
         None => line.push_str("; store the new key where the old one was"),
     }
-    if let Some(reason) = &report.checkpoint_error {
-        line.push_str(&format!(
-            "; the write-ahead log still holds pages sealed under the old key until the next checkpoint \
-             ({reason})"
+    line.push('.');
+    line.push_str(after_rotation(report.kind));
+    Ok(line)
+}
+
+/// Rotates the data key of the encrypted SQLite store `id` alone: a new
+/// data key re-seals every credential, wrapped by the key-encryption key in
+/// force (whatever its provider; one provider call). Returns a line saying
+/// what was done.
+///
+/// # Errors
+/// No such store, not encrypted SQLite, it cannot be opened, or a failed
+/// rotation (which changes nothing).
+pub async fn rotate_data_key(settings: &Settings, id: &str) -> Result<String, String> {
+    let (spec, sqlite) = sqlite_spec(settings, id)?;
+    let store = open_sqlite(spec, sqlite).await?;
+    let report =
+        store.rotate_data_key().await.map_err(|e| format!("rotation failed, nothing changed: {e}"))?;
+    Ok(format!(
+        "{}; the key-encryption key is unchanged.{}",
+        describe_rotation(id, &report),
+        after_rotation(report.kind)
+    ))
+}
+
+/// Moves the data key of the encrypted SQLite store `id` under another key
+/// provider: opens the store with its configured key, builds the provider
+/// `to` describes (an inline TOML table, as the `key = { .. }` setting:
+/// `{ provider = "passphrase", passphrase_env = "TEAM_PASSPHRASE" }`, its
+/// relative paths relative to the config file's directory) with
+/// `providers`, and rewraps the data key with it (a key-encryption key
+/// rotation: no credential touched). Returns what was done and the `key =
+/// { .. }` line to put in the store's table in place of its key setting.
+///
+/// # Errors
+/// No such store, not encrypted SQLite, `to` is not a valid key setting
+/// (the message lists the known providers), the store or the new provider
+/// cannot be opened, or a failed rewrap (which changes nothing).
+pub async fn rewrap_key(
+    settings: &Settings,
+    providers: &crate::config::keys::KeyProviders,
+    id: &str,
+    to: &str,
+) -> Result<String, String> {
+    let (spec, sqlite) = sqlite_spec(settings, id)?;
+    let embedded = spec.id().as_str() == crate::config::SQLITE_DEFAULT_ID
+        && spec.context().path(sqlite.path()) == settings.data_dir.join(crate::config::SQLITE_DEFAULT_DB);
+    if embedded {
+        return Err(format!(
+            "'{id}' is the embedded store, keyed by {} (or CREDSTORE_MASTER_KEY) only: nothing was changed. To key \
+             it by a provider, set default_stores = false, declare it as a [[stores]] table (type = \
+             \"encrypted-sqlite\", path = \"{}\", master_key_file = \"{}\"), and run rewrap-key again",
+            settings.data_dir.join(crate::config::MASTER_KEY_FILE).display(),
+            settings.data_dir.join(crate::config::SQLITE_DEFAULT_DB).display(),
+            settings.data_dir.join(crate::config::MASTER_KEY_FILE).display(),
         ));
     }
-    line.push_str(". Restart servers that have this store open.");
-    Ok(line)
+    let to = to.trim();
+    let parsed: toml::Table = toml::from_str(&format!("key = {to}"))
+        .map_err(|e| format!("--to is not an inline TOML table such as {{ provider = \"passphrase\", passphrase_env = \"TEAM_PASSPHRASE\" }}: {}", e.message()))?;
+    let value = parsed.get("key").cloned().ok_or("--to is empty")?;
+    let target = providers.spec(value).map_err(|e| format!("--to: {e}"))?;
+    let store = open_sqlite(spec, sqlite).await?;
+    let provider = target.provider(spec.id(), spec.context()).await.map_err(|e| format!("--to: {e}"))?;
+    let report =
+        store.rewrap_key(provider).await.map_err(|e| format!("rewrap failed, nothing changed: {e}"))?;
+    Ok(format!(
+        "{}.{}\nIn the table of store '{id}' in the config file, replace its key setting (master_key_file, \
+         master_key_env, passphrase_file, passphrase_env or key) with:\n\n    key = {to}\n",
+        describe_rotation(id, &report),
+        after_rotation(report.kind)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use credstore_core::config::ConfigContext;
+    use credstore_core::{Availability, StoreId, StoreKind};
+
+    use super::*;
+    use crate::config::backends::Backends;
+
+    #[derive(Debug, Clone, serde::Deserialize)]
+    struct NoSettings {}
+
+    #[tokio::test(start_paused = true)]
+    async fn an_opening_that_hangs_is_cut_and_tried_again_by_the_prober() {
+        let opens = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&opens);
+        let mut backends = Backends::new();
+        backends.register(StoreKind::from_static("hangs"), move |id: StoreId, _: NoSettings, _ctx| {
+            let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                if first {
+                    std::future::pending::<()>().await;
+                }
+                Ok(credstore_memory::MemoryStore::new(id))
+            }
+        });
+        let spec = backends
+            .spec(StoreId::new("slow").unwrap(), "hangs", toml::Table::new(), ConfigContext::new("."))
+            .unwrap();
+        let retry = Retry { interval: Duration::from_secs(10), open_timeout: Duration::from_secs(2) };
+        let store = open_or_retried(&spec, retry).await;
+        let a = store.check_availability().await;
+        let reason = a.reason.unwrap_or_default();
+        assert!(reason.contains("opening took longer than 2000 ms"), "{reason}");
+        assert_eq!(crate::runtime::status::shown_reason(&Availability::down(reason)), "unreachable");
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(store.check_availability().await.available);
+        assert_eq!(opens.load(Ordering::SeqCst), 2);
+    }
 }

@@ -10,6 +10,7 @@ mod connections;
 mod custom_backend;
 mod fuzz;
 mod internals;
+mod key_providers;
 mod keychain;
 mod observability;
 mod openapi;

@@ -89,7 +89,8 @@ impl TestServer {
             credstore_server::stores::prepare_data_dir(&opts.settings.data_dir).unwrap();
             for spec in &opts.settings.stores {
                 let cache = opts.settings.cache(spec.id().as_str());
-                served.push((credstore_server::stores::open_or_failed(spec).await, cache));
+                let retry = credstore_server::stores::Retry::of(&opts.settings);
+                served.push((credstore_server::stores::open_or_retried(spec, retry).await, cache));
             }
         }
         served.extend(opts.extra.into_iter().map(|s| (s, None)));

@@ -1,0 +1,569 @@
+//! The key providers a server can take the key-encryption key (KEK) of an
+//! encrypted SQLite store from: a registry from the `provider` of a store's
+//! `key = { provider = "…", … }` table to the settings the rest of that
+//! table deserializes into, and the [`KeyProvider`] those settings give.
+//!
+//! ```toml
+//! [[stores]]
+//! id = "team"
+//! type = "encrypted-sqlite"
+//! path = "team.db"
+//! key = { provider = "passphrase", passphrase_file = "/run/secrets/team-passphrase" }
+//! ```
+//!
+//! [`KeyProviders::builtin`] registers `master-key` ([`MasterKeySettings`]:
+//! `key_file` or `key_env`) and `passphrase` ([`PassphraseSettings`]:
+//! `passphrase_file` or `passphrase_env`). A store without `key` keeps its
+//! `master_key_file` / `master_key_env` / `passphrase_*` settings, and the
+//! embedded `sqlite-default` needs neither.
+//!
+//! # Registering a provider
+//! One [`KeyProviders::register`] call per provider: its name, and how its
+//! settings (any type that implements [`serde::Deserialize`], [`Clone`] and
+//! [`Debug`](std::fmt::Debug): the `key` table without `provider` is
+//! deserialized into it when the config is read) give the provider for a
+//! store, when the store opens. The providers of the service crates
+//! register in [`KeyProviders::builtin`] like this:
+//!
+//! ```text
+//! p.register("aws-kms", |id, s: credstore_aws::KmsKeySettings, ctx| async move { s.open(&id, &ctx).await });
+//! ```
+//!
+//! A provider of your own registers the same way on the registry of the
+//! [`Backends`](super::backends::Backends) you serve:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use credstore_server::backends::Backends;
+//! use credstore_sqlite::MasterKey;
+//!
+//! /// `key = { provider = "team-hsm", slot = 3 }`: here a fixed local key
+//! /// stands in for the team's hardware.
+//! #[derive(Clone, Debug, serde::Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! struct HsmSettings {
+//!     slot: u8,
+//! }
+//!
+//! let mut backends = Backends::builtin();
+//! backends.key_providers_mut().register("team-hsm", |_id, s: HsmSettings, _ctx| async move {
+//!     Ok(MasterKey::from_bytes([s.slot; 32]))
+//! });
+//! assert!(backends.key_providers().names().any(|n| n == "team-hsm"));
+//! ```
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use credstore_core::config::{ConfigContext, SecretSource};
+use credstore_core::{Error, Result, StoreId};
+use credstore_sqlite::{KeyFile, KeyProvider, MasterKey, SqliteSettings, SqliteStore};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// What building a store's key provider gives.
+pub type ProviderFuture = Pin<Box<dyn Future<Output = Result<Arc<dyn KeyProvider>>> + Send>>;
+
+type Settings = Arc<dyn Any + Send + Sync>;
+type Parse = dyn Fn(toml::Table) -> std::result::Result<Settings, String> + Send + Sync;
+type Build = dyn Fn(StoreId, &Settings, ConfigContext) -> ProviderFuture + Send + Sync;
+type DebugSettings = dyn Fn(&Settings, &mut fmt::Formatter<'_>) -> fmt::Result + Send + Sync;
+
+/// One registered provider.
+struct ProviderKind {
+    name: String,
+    parse: Box<Parse>,
+    build: Box<Build>,
+    debug: Box<DebugSettings>,
+}
+
+/// The registry: key providers by name (the `provider` of a `key` table).
+#[derive(Clone, Default)]
+pub struct KeyProviders {
+    kinds: BTreeMap<String, Arc<ProviderKind>>,
+}
+
+impl KeyProviders {
+    /// A registry with no provider at all.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The providers of this build: `master-key` and `passphrase`.
+    pub fn builtin() -> Self {
+        let mut p = Self::new();
+        p.register("master-key", |id, s: MasterKeySettings, ctx| async move { s.provider(&id, &ctx) });
+        p.register("passphrase", |id, s: PassphraseSettings, ctx| async move { s.provider(&id, &ctx) });
+        // The providers of the service crates (`aws-kms`, `vault-transit`,
+        // `keychain`) are registered here, one `p.register(..)` each, behind
+        // the cargo feature of their crate (see the module docs).
+        p
+    }
+
+    /// Registers the provider `name`, replacing any of that name.
+    ///
+    /// # Behavior
+    /// A store's `key` table naming `provider = "<name>"` is deserialized,
+    /// without `provider`, into `S` when the config is read, so a mistake
+    /// stops the start naming the store, the provider and the field.
+    /// `build` runs when the store opens (a server start, the prober's
+    /// next attempt, a CLI command); its error is the store's: an
+    /// [`Error::Unavailable`] (a provider that cannot be reached) leaves the
+    /// store unavailable and tried again by the prober, any other leaves it
+    /// failed. Settings name secrets by file or environment variable
+    /// (resolved through the [`ConfigContext`] given to `build`), never hold
+    /// them inline.
+    pub fn register<S, P, F, Fut>(&mut self, name: &str, build: F) -> &mut Self
+    where
+        S: DeserializeOwned + Clone + fmt::Debug + Send + Sync + 'static,
+        P: KeyProvider + 'static,
+        F: Fn(StoreId, S, ConfigContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<P>> + Send + 'static,
+    {
+        let parse = |table: toml::Table| -> std::result::Result<Settings, String> {
+            let settings: S =
+                toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| e.message().to_owned())?;
+            Ok(Arc::new(settings))
+        };
+        let build = move |id: StoreId, settings: &Settings, ctx: ConfigContext| -> ProviderFuture {
+            let settings = settings.downcast_ref::<S>().expect("settings of this provider").clone();
+            let fut = build(id, settings, ctx);
+            Box::pin(async move { Ok(Arc::new(fut.await?) as Arc<dyn KeyProvider>) })
+        };
+        let debug = |settings: &Settings, f: &mut fmt::Formatter<'_>| match settings.downcast_ref::<S>() {
+            Some(s) => fmt::Debug::fmt(s, f),
+            None => f.write_str(".."),
+        };
+        self.kinds.insert(
+            name.to_owned(),
+            Arc::new(ProviderKind {
+                name: name.to_owned(),
+                parse: Box::new(parse),
+                build: Box::new(build),
+                debug: Box::new(debug),
+            }),
+        );
+        self
+    }
+
+    /// The names of the registered providers, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.kinds.keys().map(String::as_str)
+    }
+
+    fn known(&self) -> String {
+        self.names().collect::<Vec<_>>().join(", ")
+    }
+
+    /// The provider a `key` value describes: a table with `provider` and
+    /// that provider's settings.
+    ///
+    /// # Errors
+    /// Not a table, no `provider`, an unknown provider (the message lists
+    /// the known ones), or the rest does not deserialize into the
+    /// provider's settings (the serde message, naming the provider).
+    pub fn spec(&self, key: toml::Value) -> std::result::Result<KeySpec, String> {
+        let example = "such as key = { provider = \"master-key\", key_file = \"team.key\" }";
+        let toml::Value::Table(mut table) = key else {
+            return Err(format!("`key` must be a table, {example}"));
+        };
+        let name = match table.remove("provider") {
+            Some(toml::Value::String(name)) => name,
+            Some(other) => return Err(format!("key: `provider` must be a string, not {}", other.type_str())),
+            None => {
+                return Err(format!(
+                    "key: missing field `provider`; this build has the providers: {}",
+                    self.known()
+                ))
+            }
+        };
+        let Some(kind) = self.kinds.get(&name) else {
+            return Err(format!("key: unknown provider {name:?}; this build has: {}", self.known()));
+        };
+        let settings = (kind.parse)(table).map_err(|e| format!("key (provider {name:?}): {e}"))?;
+        Ok(KeySpec { kind: kind.clone(), settings })
+    }
+}
+
+impl fmt::Debug for KeyProviders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyProviders").field("kinds", &self.kinds.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+/// A store's `key` setting: its provider and that provider's settings,
+/// not yet built.
+#[derive(Clone)]
+pub struct KeySpec {
+    kind: Arc<ProviderKind>,
+    settings: Settings,
+}
+
+impl KeySpec {
+    /// The provider's name (`master-key`, `passphrase`, `aws-kms`, …).
+    pub fn provider_name(&self) -> &str {
+        &self.kind.name
+    }
+
+    /// The settings, when they are an `S`.
+    pub fn settings<S: 'static>(&self) -> Option<&S> {
+        self.settings.downcast_ref::<S>()
+    }
+
+    /// Builds the provider for the store `id`, resolving relative paths
+    /// and secrets with `ctx`.
+    ///
+    /// # Errors
+    /// The provider's: usually [`Error::Config`] naming the store, or
+    /// [`Error::Unavailable`] when its service cannot be reached.
+    pub fn provider(&self, id: &StoreId, ctx: &ConfigContext) -> ProviderFuture {
+        (self.kind.build)(id.clone(), &self.settings, ctx.clone())
+    }
+
+    /// The key file of a `master-key` provider given `key_file`, resolved
+    /// with `ctx`: a store opened with it keeps the key file's crash-safe
+    /// rotation (`rotate-key`).
+    pub fn key_file(&self, ctx: &ConfigContext) -> Option<KeyFile> {
+        let s = self.settings::<MasterKeySettings>()?;
+        let path = s.key_file()?;
+        Some(KeyFile::new(ctx.path(path)).allow_loose_permissions(s.allow_loose_permissions))
+    }
+}
+
+impl fmt::Debug for KeySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct S<'a>(&'a KeySpec);
+        impl fmt::Debug for S<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                (self.0.kind.debug)(&self.0.settings, f)
+            }
+        }
+        f.debug_struct("KeySpec").field("provider", &self.kind.name).field("settings", &S(self)).finish()
+    }
+}
+
+/// Opens the encrypted SQLite store `id` of `settings`, with its `key`
+/// provider when it has one: a `master-key` key file as
+/// [`SqliteConfig::master_key_file`](credstore_sqlite::SqliteConfig::master_key_file)
+/// (crash-safe rotation of the file), any other provider as
+/// [`SqliteConfig::key_provider`](credstore_sqlite::SqliteConfig::key_provider).
+///
+/// # Errors
+/// The provider's (see [`KeySpec::provider`]) and those of
+/// [`SqliteStore::open`].
+pub async fn open_sqlite(
+    id: StoreId,
+    settings: &SqliteSettings,
+    key: Option<&KeySpec>,
+    ctx: &ConfigContext,
+) -> Result<SqliteStore> {
+    let Some(key) = key else {
+        return settings.clone().open(id, ctx).await;
+    };
+    let config = settings.base_config(ctx);
+    let config = match key.key_file(ctx) {
+        Some(file) => config.master_key_file(file),
+        None => config.key_provider(key.provider(&id, ctx).await?),
+    };
+    SqliteStore::open(id, config).await
+}
+
+/// The settings of the `master-key` provider: a local 32-byte key, from a
+/// key file (`key_file`, base64 of the key, created owner-only with a
+/// fresh random key when missing) or an environment variable (`key_env`,
+/// its base64). A key file its group or others may read is refused unless
+/// `allow_loose_permissions = true`.
+///
+/// ```toml
+/// key = { provider = "master-key", key_file = "/etc/credstore/keys/team.key" }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawMasterKey")]
+pub struct MasterKeySettings {
+    source: SecretSource,
+    allow_loose_permissions: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMasterKey {
+    #[serde(default)]
+    key_file: Option<PathBuf>,
+    #[serde(default)]
+    key_env: Option<String>,
+    #[serde(default)]
+    allow_loose_permissions: bool,
+}
+
+impl TryFrom<RawMasterKey> for MasterKeySettings {
+    type Error = String;
+
+    fn try_from(raw: RawMasterKey) -> std::result::Result<Self, String> {
+        let source = SecretSource::one_of("key", raw.key_file, raw.key_env)?
+            .ok_or("give one of key_file and key_env")?;
+        if matches!(&source, SecretSource::File(p) if p.as_os_str().is_empty()) {
+            return Err("key_file is empty".into());
+        }
+        Ok(Self { source, allow_loose_permissions: raw.allow_loose_permissions })
+    }
+}
+
+impl MasterKeySettings {
+    /// The key file, as given (relative paths not yet resolved).
+    pub fn key_file(&self) -> Option<&Path> {
+        match &self.source {
+            SecretSource::File(path) => Some(path),
+            SecretSource::Env(_) => None,
+        }
+    }
+
+    /// The key of the store `id`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `id` and the file or variable (never the
+    /// key): the file cannot be read or created, holds no key, or is open
+    /// to its group or others; the variable is unset or not the base64 of
+    /// 32 bytes.
+    pub fn provider(&self, id: &StoreId, ctx: &ConfigContext) -> Result<MasterKey> {
+        match &self.source {
+            SecretSource::File(path) => KeyFile::new(ctx.path(path))
+                .allow_loose_permissions(self.allow_loose_permissions)
+                .read_or_create()
+                .map_err(|e| Error::config(id, e.to_string())),
+            SecretSource::Env(var) => {
+                let text = zeroize::Zeroizing::new(ctx.env(var).ok_or_else(|| {
+                    Error::config(id, format!("the environment variable {var} (key_env) is not set"))
+                })?);
+                MasterKey::from_base64(&text).map_err(|_| {
+                    Error::config(id, format!("{var} (key_env) is not the base64 of a 32-byte key"))
+                })
+            }
+        }
+    }
+}
+
+/// The settings of the `passphrase` provider: a key derived with Argon2id
+/// from a passphrase in a file (`passphrase_file`) or an environment
+/// variable (`passphrase_env`); the salt and parameters are kept in the
+/// database. A passphrase file its group or others may read is refused
+/// unless `allow_loose_permissions = true`.
+///
+/// ```toml
+/// key = { provider = "passphrase", passphrase_env = "TEAM_PASSPHRASE" }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawPassphrase")]
+pub struct PassphraseSettings {
+    source: SecretSource,
+    allow_loose_permissions: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPassphrase {
+    #[serde(default)]
+    passphrase_file: Option<PathBuf>,
+    #[serde(default)]
+    passphrase_env: Option<String>,
+    #[serde(default)]
+    allow_loose_permissions: bool,
+}
+
+impl TryFrom<RawPassphrase> for PassphraseSettings {
+    type Error = String;
+
+    fn try_from(raw: RawPassphrase) -> std::result::Result<Self, String> {
+        let source = SecretSource::one_of("passphrase", raw.passphrase_file, raw.passphrase_env)?
+            .ok_or("give one of passphrase_file and passphrase_env")?;
+        Ok(Self { source, allow_loose_permissions: raw.allow_loose_permissions })
+    }
+}
+
+impl PassphraseSettings {
+    /// The passphrase key of the store `id` (derived when the store opens).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `id` and the file or variable (never the
+    /// passphrase): unreadable, unset, empty, or a file open to its group or
+    /// others.
+    pub fn provider(&self, id: &StoreId, ctx: &ConfigContext) -> Result<MasterKey> {
+        if let SecretSource::File(file) = &self.source {
+            let path = ctx.path(file);
+            // An unreadable file is reported by `read` below.
+            if let Ok(meta) = std::fs::metadata(&path) {
+                use std::os::unix::fs::PermissionsExt;
+                credstore_seal::files::check_mode(
+                    &path,
+                    meta.permissions().mode(),
+                    self.allow_loose_permissions,
+                    "passphrase file",
+                )
+                .map_err(|reason| {
+                    Error::config(id, format!("passphrase file {} {reason}", path.display()))
+                })?;
+            }
+        }
+        Ok(MasterKey::from_passphrase(&self.source.read(id, ctx)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use credstore_core::{CredentialKey, CredentialStoreExt, Metadata, SecretValue};
+
+    use super::*;
+    use crate::config::backends::Backends;
+    use crate::config::{FileConfig, Settings as ServerSettings};
+
+    fn load(dir: &Path, stores: &str, env: &[(&str, &str)]) -> std::result::Result<ServerSettings, String> {
+        let map: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let file: FileConfig =
+            toml::from_str(&format!("default_stores = false\n{stores}")).map_err(|e| e.to_string())?;
+        ServerSettings::from_file(file, dir, move |k| map.get(k).cloned(), &Backends::builtin())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Every row of the database's tables, as stored.
+    pub(crate) fn dump(path: &Path) -> Vec<String> {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let mut out = Vec::new();
+        for (table, columns) in [("credentials", "*"), ("credstore_meta", "*")] {
+            let mut stmt = conn.prepare(&format!("SELECT {columns} FROM {table} ORDER BY 1, 2")).unwrap();
+            let n = stmt.column_count();
+            let rows = stmt
+                .query_map([], |r| {
+                    (0..n)
+                        .map(|i| r.get_ref(i).map(|v| format!("{v:?}")))
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .unwrap();
+            for row in rows {
+                out.push(format!("{table}: {}", row.unwrap().join(" | ")));
+            }
+        }
+        out
+    }
+
+    fn store(key: &str) -> String {
+        format!("[[stores]]\nid = \"team\"\ntype = \"encrypted-sqlite\"\npath = \"team.db\"\nkey = {key}\n")
+    }
+
+    #[test]
+    fn key_tables_name_a_registered_provider_and_its_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = load(dir.path(), &store(r#"{ provider = "master-key", key_file = "keys/team.key" }"#), &[])
+            .unwrap();
+        let key = s.stores[0].key().expect("the key setting");
+        assert_eq!(key.provider_name(), "master-key");
+        let file = key.key_file(s.stores[0].context()).expect("a key file");
+        assert_eq!(file.path(), dir.path().join("keys/team.key"), "relative to the config file");
+        let sqlite = s.stores[0].settings::<SqliteSettings>().unwrap();
+        assert_eq!(sqlite.master_key(), &credstore_sqlite::KeySource::Provider);
+        let s =
+            load(dir.path(), &store(r#"{ provider = "passphrase", passphrase_env = "P" }"#), &[]).unwrap();
+        assert_eq!(s.stores[0].key().unwrap().provider_name(), "passphrase");
+        assert!(s.stores[0].key().unwrap().key_file(s.stores[0].context()).is_none());
+        assert!(format!("{:?}", s.stores[0]).contains("passphrase"), "Debug shows the provider");
+
+        let prefix = "stores[0]: store 'team' (type \"encrypted-sqlite\"): ";
+        for (key, why) in [
+            (
+                r#"{ provider = "aws-kmz", key_id = "k" }"#,
+                "key: unknown provider \"aws-kmz\"; this build has: master-key, passphrase",
+            ),
+            (
+                r#"{ provider = "master-key", kye_file = "k" }"#,
+                "key (provider \"master-key\"): unknown field `kye_file`",
+            ),
+            (
+                r#"{ provider = "master-key" }"#,
+                "key (provider \"master-key\"): give one of key_file and key_env",
+            ),
+            (
+                r#"{ provider = "master-key", key_file = "k", key_env = "K" }"#,
+                "at most one of key_file and key_env",
+            ),
+            (
+                r#"{ provider = "passphrase", key_file = "k" }"#,
+                "key (provider \"passphrase\"): unknown field `key_file`",
+            ),
+            (
+                r#"{ key_file = "k" }"#,
+                "key: missing field `provider`; this build has the providers: master-key",
+            ),
+            (r#"{ provider = 5 }"#, "`provider` must be a string"),
+            (r#""team.key""#, "`key` must be a table"),
+        ] {
+            let err = load(dir.path(), &store(key), &[]).unwrap_err();
+            assert!(err.starts_with(prefix) && err.contains(why), "{key}: {err}");
+        }
+        // One key per store.
+        for other in ["master_key_file = \"k\"", "master_key_env = \"K\"", "passphrase_env = \"P\""] {
+            let text = format!("{}{other}\n", store(r#"{ provider = "master-key", key_env = "K" }"#));
+            let err = load(dir.path(), &text, &[]).unwrap_err();
+            assert!(err.starts_with(prefix) && err.contains("two keys for one store"), "{other}: {err}");
+        }
+        // Only the keyed backends read `key`.
+        let err = load(
+            dir.path(),
+            "[[stores]]\nid = \"m\"\ntype = \"memory\"\nkey = { provider = \"master-key\" }",
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.contains("unknown field `key`"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn stores_open_with_their_key_provider_and_refuse_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = [("TEAM_PASSPHRASE", "correct horse battery staple"), ("OTHER", "another passphrase")];
+        let s = load(
+            dir.path(),
+            &store(r#"{ provider = "passphrase", passphrase_env = "TEAM_PASSPHRASE" }"#),
+            &env,
+        )
+        .unwrap();
+        let opened = s.stores[0].open().await.unwrap();
+        let k = CredentialKey::new("api").unwrap();
+        opened.set(&k, &SecretValue::from("v1"), &Metadata::new()).await.unwrap();
+        drop(opened);
+        let before = dump(&dir.path().join("team.db"));
+        for wrong in [
+            r#"{ provider = "passphrase", passphrase_env = "OTHER" }"#,
+            r#"{ provider = "master-key", key_file = "other.key" }"#,
+        ] {
+            let s = load(dir.path(), &store(wrong), &env).unwrap();
+            let err = s.stores[0].open().await.unwrap_err();
+            assert!(matches!(err, Error::Config { .. }), "{wrong}: {err}");
+            assert!(err.to_string().contains("wrong key-encryption key"), "{wrong}: {err}");
+            assert!(!err.to_string().contains("another passphrase"), "{err}");
+        }
+        assert!(dump(&dir.path().join("team.db")) == before, "a wrong key changes nothing");
+        let s = load(
+            dir.path(),
+            &store(r#"{ provider = "passphrase", passphrase_env = "TEAM_PASSPHRASE" }"#),
+            &env,
+        )
+        .unwrap();
+        let opened = s.stores[0].open().await.unwrap();
+        assert_eq!(opened.get(&k).await.unwrap().unwrap().value.expose_secret(), b"v1");
+
+        // A master-key key file is created when missing, owner-only, and
+        // opens the store again; an unset key_env is named.
+        let s = load(dir.path(), "[[stores]]\nid = \"b\"\ntype = \"sqlite\"\npath = \"b.db\"\nkey = { provider = \"master-key\", key_file = \"b.key\" }", &[]).unwrap();
+        s.stores[0].open().await.unwrap();
+        assert!(dir.path().join("b.key").exists());
+        s.stores[0].open().await.unwrap();
+        let s = load(dir.path(), "[[stores]]\nid = \"c\"\ntype = \"sqlite\"\npath = \"c.db\"\nkey = { provider = \"master-key\", key_env = \"UNSET\" }", &[]).unwrap();
+        let err = s.stores[0].open().await.unwrap_err();
+        assert!(err.to_string().contains("UNSET (key_env) is not set"), "{err}");
+        assert!(!dir.path().join("c.db").exists(), "nothing made without a key");
+    }
+}
