@@ -99,9 +99,21 @@ impl KeyProviders {
         let mut p = Self::new();
         p.register("master-key", |id, s: MasterKeySettings, ctx| async move { s.provider(&id, &ctx) });
         p.register("passphrase", |id, s: PassphraseSettings, ctx| async move { s.provider(&id, &ctx) });
-        // The providers of the service crates (`aws-kms`, `vault-transit`,
-        // `keychain`) are registered here, one `p.register(..)` each, behind
-        // the cargo feature of their crate (see the module docs).
+        // The providers of the service crates, behind the cargo feature of
+        // their crate.
+        #[cfg(feature = "aws")]
+        p.register(
+            "aws-kms",
+            |id, s: credstore_aws::KmsKeySettings, ctx| async move { s.open(&id, &ctx).await },
+        );
+        #[cfg(feature = "vault")]
+        p.register("vault-transit", |id, s: credstore_vault::TransitKeySettings, ctx| async move {
+            s.provider(&id, &ctx)
+        });
+        #[cfg(all(feature = "keychain", unix))]
+        p.register("keychain", |id, s: credstore_keychain::KeychainKeySettings, _ctx| async move {
+            s.provider(&id)
+        });
         p
     }
 

@@ -10,6 +10,7 @@ use crate::util::harness::{assert_all_available, ADMIN};
 use credstore_conformance::unique_name;
 use credstore_test_servers::moto::{Moto, ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY};
 use credstore_test_servers::openbao::OpenBao;
+use credstore_test_servers::proxy::CountingProxy;
 use proc_util::{call_admin as call, Proc};
 use serde_json::json;
 
@@ -168,4 +169,100 @@ max_attempts = 1
         assert_eq!(call(&c, addr, "POST", &path, Some(json!({"key": "k", "value": "v"}))).await.0, 201);
     });
     assert!(p.terminate().success());
+}
+
+/// A symmetric KMS key made on `moto` through its JSON API: its id.
+async fn kms_key(moto: &Moto) -> String {
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(moto.endpoint())
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header("X-Amz-Target", "TrentService.CreateKey")
+        .header("X-Amz-Date", "20261207T000000Z")
+        .header(
+            "Authorization",
+            format!(
+                "AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/20261207/{REGION}/kms/aws4_request, \
+                 SignedHeaders=host;x-amz-date, Signature=00"
+            ),
+        )
+        .body(r#"{"Description": "credstore server test"}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["KeyMetadata"]["KeyId"].as_str().expect("a key id").to_owned()
+}
+
+#[test]
+fn stores_keyed_by_aws_kms_and_vault_transit_call_their_provider_once_per_opening_and_never_per_request() {
+    let (Some(bao), Some(moto)) = (OpenBao::shared(), Moto::shared()) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mount = unique_name("transit");
+    bao.cli(["secrets", "enable", &format!("-path={mount}"), "transit"]).unwrap();
+    bao.cli(["write", "-f", &format!("{mount}/keys/team")]).unwrap();
+    let key_id = rt().block_on(kms_key(moto));
+    let bao_addr: std::net::SocketAddr = ([127, 0, 0, 1], bao.port()).into();
+    let (kms, transit) =
+        (CountingProxy::start(moto.socket_addr()).unwrap(), CountingProxy::start(bao_addr).unwrap());
+    let config = format!(
+        r#"
+default_stores = false
+
+[[stores]]
+id = "kms-team"
+type = "encrypted-sqlite"
+path = "kms-team.db"
+key = {{ provider = "aws-kms", key_id = "{key_id}", region = "{REGION}", endpoint = "{}" }}
+
+[[stores]]
+id = "transit-team"
+type = "encrypted-sqlite"
+path = "transit-team.db"
+key = {{ provider = "vault-transit", address = "{}", token_env = "TEST_VAULT_TOKEN", mount = "{mount}", key = "team" }}
+"#,
+        kms.url(),
+        transit.url(),
+    );
+    std::fs::write(dir.path().join("credstore.toml"), config).unwrap();
+    let env = [
+        ("CREDSTORE_CONFIG", "credstore.toml"),
+        ("CREDSTORE_ADMIN_TOKEN", ADMIN),
+        ("TEST_VAULT_TOKEN", bao.root_token()),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+    ];
+    let encrypts = |p: &CountingProxy, what: &str| p.requests().iter().filter(|r| r.contains(what)).count();
+    for round in 0..2 {
+        let (mut p, addr) = Proc::serve(dir.path(), &env, &[]);
+        rt().block_on(async {
+            let c = reqwest::Client::new();
+            let (status, list) = call(&c, addr, "GET", &base("t1", "p1"), None).await;
+            assert_eq!(status, 200);
+            assert_all_available(
+                list,
+                &[("kms-team", "encrypted-sqlite"), ("transit-team", "encrypted-sqlite")],
+            );
+            let (kms_calls, transit_calls) = (kms.count(), encrypts(&transit, "/transit"));
+            for store in ["kms-team", "transit-team"] {
+                let creds = format!("{}/{store}/credentials", base("t1", "p1"));
+                for i in 0..5 {
+                    let body = json!({"key": format!("k{round}-{i}"), "value": "secret"});
+                    let (status, created) = call(&c, addr, "POST", &creds, Some(body)).await;
+                    assert_eq!(status, 201, "{store}: {created}");
+                    let (status, got) = call(&c, addr, "GET", &format!("{creds}/k{round}-{i}"), None).await;
+                    assert_eq!(status, 200, "{store}: {got}");
+                }
+            }
+            assert_eq!(kms.count(), kms_calls, "no KMS request per read or write: {:?}", kms.requests());
+            assert_eq!(encrypts(&transit, "/transit"), transit_calls, "no Transit request per read or write");
+        });
+        p.terminate();
+        // One wrap when the store was made (the first opening), then one
+        // unwrap per later opening.
+        assert_eq!(kms.count(), round + 1, "KMS requests after opening {}: {:?}", round + 1, kms.requests());
+        let (wraps, unwraps) = (encrypts(&transit, "/encrypt/team"), encrypts(&transit, "/decrypt/team"));
+        assert_eq!((wraps, unwraps), (1, round), "{:?}", transit.requests());
+    }
 }
