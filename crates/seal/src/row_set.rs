@@ -114,10 +114,12 @@ impl RowSetState {
 }
 
 /// The keyed function of one data key version: elements, and the sealing
-/// of a [`RowSetState`]. Made by [`crate::RowCipher::new`]; its subkey lives
-/// in a zeroizing buffer.
+/// of a [`RowSetState`]. Made by [`crate::RowCipher::new`]; its subkey's
+/// key schedule is wiped on drop.
 pub struct RowSet {
-    key: Zeroizing<[u8; 32]>,
+    /// AES-256-CMAC keyed by the subkey, its key schedule expanded once
+    /// (wiped on drop); each evaluation starts from a copy.
+    keyed: Cmac<Aes256>,
     uid: StoreUid,
     key_version: u32,
 }
@@ -131,13 +133,13 @@ impl RowSet {
             mac.update(&[i as u8]);
             half.copy_from_slice(&mac.finalize().into_bytes());
         }
-        Self { key, uid, key_version }
+        Self { keyed: cmac(&key), uid, key_version }
     }
 
     /// The element of the row at `ns`/`key` of version `version`, created
     /// and last written at these times (nanoseconds since the Unix epoch).
     pub fn element(&self, ns: &str, key: &str, version: i64, created_ns: i64, updated_ns: i64) -> Digest {
-        let mut base = cmac(&self.key);
+        let mut base = self.keyed.clone();
         base.update(ELEMENT_DOMAIN);
         base.update(self.uid.as_bytes());
         for part in [ns, key] {
@@ -157,7 +159,7 @@ impl RowSet {
     }
 
     fn tag(&self, body: &[u8]) -> [u8; 16] {
-        let mut mac = cmac(&self.key);
+        let mut mac = self.keyed.clone();
         mac.update(STATE_DOMAIN);
         mac.update(self.uid.as_bytes());
         mac.update(&self.key_version.to_be_bytes());
