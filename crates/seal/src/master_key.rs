@@ -13,7 +13,8 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use credstore_core::{Error, Result, SecretValue};
+use credstore_core::config::{ConfigContext, SecretSource};
+use credstore_core::{Error, Result, SecretValue, StoreId};
 use zeroize::Zeroizing;
 
 use crate::{DataKey, KeyLocation, KeyProvider, ProviderInfo, WrapContext, WrappedKey, KEY_LEN};
@@ -329,6 +330,69 @@ impl MasterKey {
                 Ok((key, Some(encode_kdf(&params, &salt))))
             }
         }
+    }
+}
+
+/// Loading a master key from the settings of a config file.
+impl MasterKey {
+    /// The key of the store `id` from `source` as a config file names it: a
+    /// key file ([`KeyFile::read_or_create`]: created with a fresh random
+    /// key when missing), or an environment variable holding its base64.
+    /// `setting` names the setting in messages (`master_key_env`,
+    /// `key_env`).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `id` and the file or variable (never the
+    /// key): the file cannot be read or created, holds no key, or is open to
+    /// its group or others (unless `allow_loose_permissions`); the variable
+    /// is unset or not the base64 of 32 bytes.
+    pub fn load(
+        source: &SecretSource,
+        setting: &str,
+        allow_loose_permissions: bool,
+        id: &StoreId,
+        ctx: &ConfigContext,
+    ) -> Result<Self> {
+        match source {
+            SecretSource::File(path) => KeyFile::new(ctx.path(path))
+                .allow_loose_permissions(allow_loose_permissions)
+                .read_or_create()
+                .map_err(|e| Error::config(id, e.to_string())),
+            SecretSource::Env(var) => {
+                let text = Zeroizing::new(ctx.env(var).ok_or_else(|| {
+                    Error::config(id, format!("the environment variable {var} ({setting}) is not set"))
+                })?);
+                MasterKey::from_base64(&text).map_err(|_| {
+                    Error::config(id, format!("{var} ({setting}) is not the base64 of a 32-byte key"))
+                })
+            }
+        }
+    }
+
+    /// A passphrase key of the store `id` ([`MasterKey::from_passphrase`])
+    /// from `source`: a passphrase file, which must be owner-only unless
+    /// `allow_loose_permissions`, or an environment variable.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `id` and the file or variable (never the
+    /// passphrase): unreadable, unset, empty, or a file open to its group or
+    /// others.
+    pub fn load_passphrase(
+        source: &SecretSource,
+        allow_loose_permissions: bool,
+        id: &StoreId,
+        ctx: &ConfigContext,
+    ) -> Result<Self> {
+        if let SecretSource::File(file) = source {
+            let path = ctx.path(file);
+            // An unreadable file is reported by `read` below.
+            if let Ok(meta) = fs::metadata(&path) {
+                check_mode(&path, file_mode(&meta), allow_loose_permissions, "passphrase file").map_err(
+                    |reason| Error::config(id, format!("passphrase file {} {reason}", path.display())),
+                )?;
+            }
+        }
+        Ok(MasterKey::from_passphrase(&source.read(id, ctx)?))
     }
 }
 

@@ -373,38 +373,17 @@ impl SqliteSettings {
         id: &credstore_core::StoreId,
         ctx: &credstore_core::config::ConfigContext,
     ) -> credstore_core::Result<MasterKey> {
+        use credstore_core::config::SecretSource;
         use credstore_core::Error;
+        let loose = self.allow_loose_permissions;
         match &self.master_key {
-            KeySource::File(path) => crate::KeyFile::new(ctx.path(path))
-                .allow_loose_permissions(self.allow_loose_permissions)
-                .read_or_create()
-                .map_err(|e| Error::config(id, e.to_string())),
+            KeySource::File(path) => {
+                MasterKey::load(&SecretSource::File(path.clone()), "master_key_file", loose, id, ctx)
+            }
             KeySource::Env(var) => {
-                let text = zeroize::Zeroizing::new(ctx.env(var).ok_or_else(|| {
-                    Error::config(id, format!("the environment variable {var} (master_key_env) is not set"))
-                })?);
-                MasterKey::from_base64(&text)
-                    .map_err(|_| Error::config(id, format!("{var} is not the base64 of a 32-byte key")))
+                MasterKey::load(&SecretSource::Env(var.clone()), "master_key_env", loose, id, ctx)
             }
-            KeySource::Passphrase(source) => {
-                if let credstore_core::config::SecretSource::File(file) = source {
-                    let path = ctx.path(file);
-                    // Unreadable files are reported by `read` below.
-                    if let Ok(meta) = std::fs::metadata(&path) {
-                        use std::os::unix::fs::PermissionsExt;
-                        credstore_seal::files::check_mode(
-                            &path,
-                            meta.permissions().mode(),
-                            self.allow_loose_permissions,
-                            "passphrase file",
-                        )
-                        .map_err(|reason| {
-                            Error::config(id, format!("passphrase file {} {reason}", path.display()))
-                        })?;
-                    }
-                }
-                Ok(MasterKey::from_passphrase(&source.read(id, ctx)?))
-            }
+            KeySource::Passphrase(source) => MasterKey::load_passphrase(source, loose, id, ctx),
             KeySource::Provider => Err(Error::config(
                 id,
                 "the key-encryption key of this store comes from its `key = { provider = .. }` setting, \
@@ -605,9 +584,10 @@ mod de {
             let good = SqliteSettings::new("s.db", KeySource::Env("GOOD".into()));
             good.open(id.clone(), &ctx).await.unwrap();
             assert!(dir.path().join("s.db").exists());
-            for (var, needle) in
-                [("BAD", "BAD is not the base64"), ("UNSET", "UNSET (master_key_env) is not set")]
-            {
+            for (var, needle) in [
+                ("BAD", "BAD (master_key_env) is not the base64"),
+                ("UNSET", "UNSET (master_key_env) is not set"),
+            ] {
                 let err = SqliteSettings::new("t.db", KeySource::Env(var.into()))
                     .open(id.clone(), &ctx)
                     .await

@@ -116,6 +116,8 @@ use backends::Backends;
 pub use backends::StoreSpec;
 
 pub mod backends;
+#[cfg(test)]
+mod key_tests;
 pub mod keys;
 
 /// The default time between two probes of a store: 10 s.

@@ -18,6 +18,22 @@ fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
+/// The environment of a `credstore` serving `credstore.toml` with the admin
+/// token, a Vault token and AWS credentials.
+fn server_env<'a>(
+    vault_token: &'a str,
+    access_key: &'a str,
+    secret_key: &'a str,
+) -> [(&'static str, &'a str); 5] {
+    [
+        ("CREDSTORE_CONFIG", "credstore.toml"),
+        ("CREDSTORE_ADMIN_TOKEN", ADMIN),
+        ("TEST_VAULT_TOKEN", vault_token),
+        ("AWS_ACCESS_KEY_ID", access_key),
+        ("AWS_SECRET_ACCESS_KEY", secret_key),
+    ]
+}
+
 fn base(tenant: &str, project: &str) -> String {
     format!("/manage/tenants/{tenant}/projects/{project}/credential-stores")
 }
@@ -50,13 +66,7 @@ prefix = "{}"
         unique_name("server"),
     );
     std::fs::write(dir.path().join("credstore.toml"), config).unwrap();
-    let env = [
-        ("CREDSTORE_CONFIG", "credstore.toml"),
-        ("CREDSTORE_ADMIN_TOKEN", ADMIN),
-        ("TEST_VAULT_TOKEN", bao.root_token()),
-        ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
-        ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
-    ];
+    let env = server_env(bao.root_token(), ACCESS_KEY_ID, SECRET_ACCESS_KEY);
     let (mut p, addr) = Proc::serve(dir.path(), &env, &[]);
     rt().block_on(async {
         let c = reqwest::Client::new();
@@ -132,13 +142,7 @@ max_attempts = 1
         closed()
     );
     std::fs::write(dir.path().join("credstore.toml"), config).unwrap();
-    let env = [
-        ("CREDSTORE_CONFIG", "credstore.toml"),
-        ("CREDSTORE_ADMIN_TOKEN", ADMIN),
-        ("TEST_VAULT_TOKEN", "not-a-real-token"),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-    ];
+    let env = server_env("not-a-real-token", "testing", "testing");
     let (mut p, addr) = Proc::serve(dir.path(), &env, &[]);
     rt().block_on(async {
         let c = reqwest::Client::new();
@@ -226,13 +230,7 @@ key = {{ provider = "vault-transit", address = "{}", token_env = "TEST_VAULT_TOK
         transit.url(),
     );
     std::fs::write(dir.path().join("credstore.toml"), config).unwrap();
-    let env = [
-        ("CREDSTORE_CONFIG", "credstore.toml"),
-        ("CREDSTORE_ADMIN_TOKEN", ADMIN),
-        ("TEST_VAULT_TOKEN", bao.root_token()),
-        ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
-        ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
-    ];
+    let env = server_env(bao.root_token(), ACCESS_KEY_ID, SECRET_ACCESS_KEY);
     let encrypts = |p: &CountingProxy, what: &str| p.requests().iter().filter(|r| r.contains(what)).count();
     for round in 0..2 {
         let (mut p, addr) = Proc::serve(dir.path(), &env, &[]);

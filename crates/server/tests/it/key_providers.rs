@@ -367,11 +367,10 @@ async fn rewrap_key_moves_the_data_key_under_another_provider_and_prints_the_set
 
     // Mistakes in --to change nothing and say what is known.
     let before = dump(&db);
+    let names = Backends::builtin().key_providers().names().collect::<Vec<_>>().join(", ");
+    let unknown = format!("unknown provider \"aws-kmz\"; this build has: {names}");
     for (to, why) in [
-        (
-            "{ provider = \"aws-kmz\", key_id = \"k\" }",
-            "unknown provider \"aws-kmz\"; this build has: master-key, passphrase",
-        ),
+        ("{ provider = \"aws-kmz\", key_id = \"k\" }", unknown.as_str()),
         ("{ provider = \"passphrase\", passphrase_fil = \"p\" }", "unknown field `passphrase_fil`"),
         ("{ provider = \"passphrase\", passphrase_env = \"UNSET\" }", "UNSET is not set"),
         ("provider = passphrase", "--to is not an inline TOML table"),
