@@ -26,6 +26,34 @@ use serde_json::json;
 use vaultrs::api::kv2::requests::SetSecretRequestOptions;
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 
+/// A client of the AWS SDK crate `$sdk` for `$moto`, with moto's credentials
+/// and the SDK's rustls (ring) client.
+macro_rules! moto_client {
+    ($sdk:ident, $moto:expr) => {
+        $sdk::Client::from_conf(
+            $sdk::Config::builder()
+                .behavior_version_latest()
+                .region(Region::new(moto::REGION))
+                .endpoint_url($moto.endpoint())
+                .credentials_provider(Credentials::new(
+                    moto::ACCESS_KEY_ID,
+                    moto::SECRET_ACCESS_KEY,
+                    None,
+                    None,
+                    "bench",
+                ))
+                .http_client(
+                    aws_smithy_http_client::Builder::new()
+                        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                        ))
+                        .build_https(),
+                )
+                .build(),
+        )
+    };
+}
+
 /// A fresh 32-character request token, as our layer sends with each write
 /// (it becomes the new version's id).
 fn uuid_like() -> String {
@@ -410,27 +438,7 @@ fn main() {
         )
         .expect("aws store"),
     );
-    let sdk = aws_sdk_secretsmanager::Client::from_conf(
-        aws_sdk_secretsmanager::Config::builder()
-            .behavior_version_latest()
-            .region(Region::new(moto::REGION))
-            .endpoint_url(moto.endpoint())
-            .credentials_provider(Credentials::new(
-                moto::ACCESS_KEY_ID,
-                moto::SECRET_ACCESS_KEY,
-                None,
-                None,
-                "bench",
-            ))
-            .http_client(
-                aws_smithy_http_client::Builder::new()
-                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-                    ))
-                    .build_https(),
-            )
-            .build(),
-    );
+    let sdk = moto_client!(aws_sdk_secretsmanager, moto);
     let name = "bench-direct/bench-key";
     rt.block_on(sdk.create_secret().name(name).secret_string(VALUE).description("{}").send())
         .expect("create the direct secret");
@@ -500,21 +508,7 @@ fn transit_provider(bao: &OpenBao) -> TransitKeyProvider {
 
 /// A KMS key-encryption key on `moto`: a symmetric key made with the SDK.
 async fn kms_provider(moto: &Moto) -> KmsKeyProvider {
-    let sdk = aws_sdk_kms::Client::from_conf(
-        aws_sdk_kms::Config::builder()
-            .behavior_version_latest()
-            .region(Region::new(moto::REGION))
-            .endpoint_url(moto.endpoint())
-            .credentials_provider(Credentials::new(
-                moto::ACCESS_KEY_ID,
-                moto::SECRET_ACCESS_KEY,
-                None,
-                None,
-                "bench",
-            ))
-            .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .build(),
-    );
+    let sdk = moto_client!(aws_sdk_kms, moto);
     let created = sdk.create_key().description("credstore bench").send().await.expect("CreateKey");
     let key_id = created.key_metadata.expect("key metadata").key_id;
     let config = AwsConfig::new()

@@ -394,27 +394,48 @@ pub struct AwsSettings {
 impl AwsSettings {
     /// The [`AwsConfig`] holding these settings.
     pub(crate) fn into_config(self) -> AwsConfig {
-        let mut config = AwsConfig::new();
-        if let Some(region) = &self.region {
-            config = config.region(region);
-        }
-        if let Some(url) = &self.endpoint {
-            config = config.endpoint_url(url);
-        }
+        let mut config = connection_config(
+            self.region.as_deref(),
+            self.endpoint.as_deref(),
+            self.timeout_ms,
+            self.max_attempts,
+            self.allow_insecure_http,
+        );
         if let Some(prefix) = &self.prefix {
             config = config.prefix(prefix);
         }
         if let Some(key) = &self.kms_key_id {
             config = config.kms_key_id(key);
         }
-        if let Some(ms) = self.timeout_ms {
-            config = config.timeout(Duration::from_millis(ms));
-        }
-        if let Some(attempts) = self.max_attempts {
-            config = config.max_attempts(attempts);
-        }
-        config.allow_insecure_http(self.allow_insecure_http)
+        config
     }
+}
+
+/// An [`AwsConfig`] of the connection settings every AWS settings type
+/// shares (the store's and the KMS provider's): region, endpoint, timeout,
+/// attempts and plain HTTP.
+#[cfg(feature = "serde")]
+pub(crate) fn connection_config(
+    region: Option<&str>,
+    endpoint: Option<&str>,
+    timeout_ms: Option<u64>,
+    max_attempts: Option<u32>,
+    allow_insecure_http: bool,
+) -> AwsConfig {
+    let mut config = AwsConfig::new();
+    if let Some(region) = region {
+        config = config.region(region);
+    }
+    if let Some(url) = endpoint {
+        config = config.endpoint_url(url);
+    }
+    if let Some(ms) = timeout_ms {
+        config = config.timeout(Duration::from_millis(ms));
+    }
+    if let Some(attempts) = max_attempts {
+        config = config.max_attempts(attempts);
+    }
+    config.allow_insecure_http(allow_insecure_http)
 }
 
 /// The field checks of [`AwsSettings`]: each reads the field and refuses

@@ -416,20 +416,14 @@ pub struct KmsKeySettings {
 impl KmsKeySettings {
     /// The [`AwsConfig`] holding the connection settings.
     fn into_config(self) -> (String, AwsConfig) {
-        let mut config = AwsConfig::new();
-        if let Some(region) = &self.region {
-            config = config.region(region);
-        }
-        if let Some(url) = &self.endpoint {
-            config = config.endpoint_url(url);
-        }
-        if let Some(ms) = self.timeout_ms {
-            config = config.timeout(std::time::Duration::from_millis(ms));
-        }
-        if let Some(attempts) = self.max_attempts {
-            config = config.max_attempts(attempts);
-        }
-        (self.key_id, config.allow_insecure_http(self.allow_insecure_http))
+        let config = crate::config::connection_config(
+            self.region.as_deref(),
+            self.endpoint.as_deref(),
+            self.timeout_ms,
+            self.max_attempts,
+            self.allow_insecure_http,
+        );
+        (self.key_id, config)
     }
 
     /// The provider of these settings for the store `store`, as

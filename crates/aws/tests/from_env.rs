@@ -174,14 +174,7 @@ async fn kms_provider_from_settings(endpoint: &str, ctx: &credstore_core::config
 
     // The settings' timeout bounds a call to a service that never answers,
     // retries included.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let silent = format!("http://{}", listener.local_addr().expect("addr"));
-    let hole = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
+    let silent = format!("http://{}", credstore_test_servers::silent_server());
     let kek: KmsKeySettings =
         toml::from_str(&format!("key_id = \"{key}\"\nendpoint = \"{silent}\"\ntimeout_ms = 800"))
             .expect("settings");
@@ -191,5 +184,4 @@ async fn kms_provider_from_settings(endpoint: &str, ctx: &credstore_core::config
     let took = started.elapsed();
     assert!(matches!(&err, Error::Unavailable { .. }) && err.to_string().contains("within 800ms"), "{err:?}");
     assert!(took >= Duration::from_millis(700) && took <= Duration::from_millis(1800), "{took:?}");
-    hole.abort();
 }

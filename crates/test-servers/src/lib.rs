@@ -97,6 +97,24 @@ pub fn wait_for_http(
     Err(format!("{addr}{path} not ready after {timeout:?}: {last}"))
 }
 
+/// A loopback listener that accepts connections and never answers (nor
+/// closes them): a service that hangs, for the tests of timeouts. Its
+/// thread holds the connections for the rest of the test process.
+pub fn silent_server() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = listener.local_addr().expect("the listener's address");
+    std::thread::Builder::new()
+        .name("silent-server".into())
+        .spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                held.push(stream);
+            }
+        })
+        .expect("spawn the silent server");
+    addr
+}
+
 /// One `GET` with `Connection: close`; returns the status code.
 pub fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;

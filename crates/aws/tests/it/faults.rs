@@ -234,14 +234,7 @@ async fn refused_endpoint_fails_fast_with_a_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_endpoint_is_bounded_by_the_timeout() {
     // Accepts connections and never answers.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
-    let hole = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
+    let endpoint = format!("http://{}", credstore_test_servers::silent_server());
     let timeout = Duration::from_millis(1500);
     let store = store(base_config(&endpoint).timeout(timeout).max_attempts(2));
     let started = Instant::now();
@@ -258,7 +251,6 @@ async fn silent_endpoint_is_bounded_by_the_timeout() {
     let err = store.get(&key("x")).await.expect_err("get against a silent server");
     assert_retriable("get", &err);
     assert!(started.elapsed() <= timeout + Duration::from_secs(1), "get took {:?}", started.elapsed());
-    hole.abort();
 }
 
 async fn delete_create_loop(policy: DeletionPolicy, rounds: usize) {

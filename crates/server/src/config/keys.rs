@@ -125,7 +125,7 @@ impl KeyProviders {
     /// stops the start naming the store, the provider and the field.
     /// `build` runs when the store opens (a server start, the prober's
     /// next attempt, a CLI command); its error is the store's: an
-    /// [`Error::Unavailable`] (a provider that cannot be reached) leaves the
+    /// [`Error::Unavailable`](credstore_core::Error::Unavailable) (a provider that cannot be reached) leaves the
     /// store unavailable and tried again by the prober, any other leaves it
     /// failed. Settings name secrets by file or environment variable
     /// (resolved through the [`ConfigContext`] given to `build`), never hold
@@ -231,8 +231,8 @@ impl KeySpec {
     /// and secrets with `ctx`.
     ///
     /// # Errors
-    /// The provider's: usually [`Error::Config`] naming the store, or
-    /// [`Error::Unavailable`] when its service cannot be reached.
+    /// The provider's: usually [`Error::Config`](credstore_core::Error::Config) naming the store, or
+    /// [`Error::Unavailable`](credstore_core::Error::Unavailable) when its service cannot be reached.
     pub fn provider(&self, id: &StoreId, ctx: &ConfigContext) -> ProviderFuture {
         (self.kind.build)(id.clone(), &self.settings, ctx.clone())
     }
@@ -337,7 +337,7 @@ impl MasterKeySettings {
     /// The key of the store `id`.
     ///
     /// # Errors
-    /// [`Error::Config`] naming `id` and the file or variable (never the
+    /// [`Error::Config`](credstore_core::Error::Config) naming `id` and the file or variable (never the
     /// key): the file cannot be read or created, holds no key, or is open
     /// to its group or others; the variable is unset or not the base64 of
     /// 32 bytes.
@@ -387,7 +387,7 @@ impl PassphraseSettings {
     /// The passphrase key of the store `id` (derived when the store opens).
     ///
     /// # Errors
-    /// [`Error::Config`] naming `id` and the file or variable (never the
+    /// [`Error::Config`](credstore_core::Error::Config) naming `id` and the file or variable (never the
     /// passphrase): unreadable, unset, empty, or a file open to its group or
     /// others.
     pub fn provider(&self, id: &StoreId, ctx: &ConfigContext) -> Result<MasterKey> {

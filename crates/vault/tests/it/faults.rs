@@ -6,7 +6,6 @@
 //! Tests that stop or seal a server start one of their own; the others share
 //! this binary's server.
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use credstore_conformance::fixtures::key;
@@ -169,15 +168,7 @@ async fn kv_v1_and_missing_mounts_are_refused_with_a_reason() {
 /// operations give up at the timeout, retriably.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_server_times_out_within_the_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    // Accept and hold connections without a word.
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in listener.incoming().flatten() {
-            held.push(s);
-        }
-    });
+    let addr = credstore_test_servers::silent_server();
     let timeout = Duration::from_millis(800);
     let config = VaultConfig::new(format!("http://{addr}")).token(SecretValue::from("t")).timeout(timeout);
     let store = VaultStore::new(StoreId::new("vault-silent").unwrap(), config).unwrap();

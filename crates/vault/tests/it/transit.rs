@@ -6,7 +6,7 @@
 //! requests each call makes, counted by a proxy; and a canned server for
 //! what OpenBao does not do (ignore `associated_data`, answer 500).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use credstore_conformance::unique_name;
@@ -298,14 +298,7 @@ async fn a_sealed_server_is_unavailable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_answers_is_unavailable_at_the_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in listener.incoming().flatten() {
-            held.push(s);
-        }
-    });
+    let addr = credstore_test_servers::silent_server();
     let timeout = Duration::from_millis(600);
     let config = VaultConfig::new(format!("http://{addr}")).token(SecretValue::from("t")).timeout(timeout);
     let kek = TransitKeyProvider::new(&config, "transit", "kek").unwrap();
