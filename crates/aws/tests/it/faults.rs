@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_secretsmanager::Client;
 use credstore_aws::{AwsConfig, AwsStore, DeletionPolicy, MAX_SECRET_NAME_LEN};
 use credstore_conformance::fixtures::key;
@@ -45,14 +44,7 @@ fn store(config: AwsConfig) -> AwsStore {
 
 /// A raw SDK client on the same server, to look at secrets as other AWS tools do.
 fn raw_client(endpoint: &str) -> Client {
-    let config = aws_sdk_secretsmanager::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "test"))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    Client::from_conf(config)
+    raw_sdk_client!(aws_sdk_secretsmanager, endpoint)
 }
 
 /// A store on the shared moto server (`None` without one), and a raw SDK

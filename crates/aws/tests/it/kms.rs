@@ -7,7 +7,6 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use credstore_aws::{AwsConfig, KmsKeyProvider};
 use credstore_conformance::unique_name;
 use credstore_core::{Error, SecretValue, StoreId};
@@ -38,14 +37,7 @@ fn provider(store: &StoreId, key_id: &str, endpoint: &str) -> KmsKeyProvider {
 
 /// A raw SDK client on moto, to create and look at keys as other AWS tools do.
 fn raw_client(endpoint: &str) -> aws_sdk_kms::Client {
-    let config = aws_sdk_kms::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "test"))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    aws_sdk_kms::Client::from_conf(config)
+    raw_sdk_client!(aws_sdk_kms, endpoint)
 }
 
 /// A new symmetric encryption key on moto: its id and ARN.
