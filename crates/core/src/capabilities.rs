@@ -58,11 +58,17 @@ pub struct Capabilities {
     /// `check_availability` may answer `available: false`. A store that
     /// declares `false` is always available.
     pub can_be_unavailable: bool,
+    /// [`CredentialStore::subscribe`](crate::CredentialStore::subscribe)
+    /// reports the store's changes ([`crate::ChangeFeed`]). Optional: a
+    /// store that declares `false` answers it with
+    /// [`crate::Error::Unsupported`].
+    pub change_feed: bool,
 }
 
 impl Capabilities {
-    /// Everything supported, durable: the usual declaration of a backend
-    /// over a file or a server.
+    /// Everything required supported, durable: the usual declaration of a
+    /// backend over a file or a server. The optional change feed is off;
+    /// a store that has one adds [`with_change_feed`](Self::with_change_feed).
     pub const fn full() -> Self {
         Self {
             persistence: Persistence::Durable,
@@ -72,6 +78,7 @@ impl Capabilities {
             create_only: true,
             replace_if_version: true,
             can_be_unavailable: true,
+            change_feed: false,
         }
     }
 
@@ -114,6 +121,12 @@ impl Capabilities {
     /// Returns a copy with `can_be_unavailable` set to `value`.
     pub const fn with_can_be_unavailable(mut self, value: bool) -> Self {
         self.can_be_unavailable = value;
+        self
+    }
+
+    /// Returns a copy with `change_feed` set to `value`.
+    pub const fn with_change_feed(mut self, value: bool) -> Self {
+        self.change_feed = value;
         self
     }
 }

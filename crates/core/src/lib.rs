@@ -3,7 +3,8 @@
 //!
 //! - [`CredentialStore`]: get / conditional, versioned writes with metadata /
 //!   has / delete / list, handles on [`Namespace`]s, and an availability
-//!   probe that answers [`Availability`] instead of failing. One write
+//!   probe that answers [`Availability`] instead of failing, and an
+//!   optional [`ChangeFeed`] of what changed. One write
 //!   method takes [`SetOptions`] ([`SetMode`]: upsert, create-only,
 //!   replace-if-version); `set`, `create` and `replace` keep calls short.
 //! - [`CredentialKey`], [`StoreId`]: ids that can only hold
@@ -45,6 +46,7 @@
 
 mod availability;
 mod capabilities;
+mod changes;
 pub mod config;
 pub mod error;
 mod ext;
@@ -65,6 +67,7 @@ pub use async_trait::async_trait;
 
 pub use availability::{Availability, StoreStatus};
 pub use capabilities::{Capabilities, Persistence};
+pub use changes::{Change, ChangeFeed, ChangeHub, FeedEvent};
 pub use error::{BoxError, Error, IdKind, Result, Source};
 pub use ext::CredentialStoreExt;
 pub use id::{is_id_byte, validate_id, CredentialKey, IdError, StoreId, MAX_ID_LEN};

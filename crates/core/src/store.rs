@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use crate::{
-    Availability, CredentialKey, ListOptions, ListPage, Metadata, Namespace, Result, SecretValue, SetOutcome,
-    StoreInfo, Version, WriteRequest,
+    Availability, ChangeFeed, CredentialKey, ListOptions, ListPage, Metadata, Namespace, Result, SecretValue,
+    SetOutcome, StoreInfo, Version, WriteRequest,
 };
 
 /// A stored credential, as returned by [`CredentialStore::get`].
@@ -219,6 +219,30 @@ pub trait CredentialStore: Send + Sync + fmt::Debug {
     /// [`Error::Unsupported`](crate::Error::Unsupported) when
     /// [`Capabilities::list`](crate::Capabilities::list) is false.
     async fn list(&self, options: &ListOptions) -> Result<ListPage>;
+
+    /// Subscribes to the store's change feed: the keys written and deleted
+    /// from now on, with their versions, never their values.
+    ///
+    /// # Behavior
+    /// - Every change committed after this returns under this handle's
+    ///   namespace, nested namespaces included, is reported once as
+    ///   [`FeedEvent::Changed`](crate::FeedEvent::Changed), whoever made it:
+    ///   this handle, another handle, or (for a shared backend) another
+    ///   process. Each backend's docs say what it sees.
+    /// - When changes may have been missed (a lost connection, a subscriber
+    ///   that fell behind) the feed says so with
+    ///   [`FeedEvent::Lost`](crate::FeedEvent::Lost) and goes on; it ends
+    ///   (`None`) only when the store is gone.
+    /// - The provided method has no feed: stores that have one override it
+    ///   and declare [`Capabilities::change_feed`](crate::Capabilities::change_feed).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`](crate::Error::Unsupported) when
+    /// `change_feed` is false, before any I/O; the common errors when the
+    /// feed cannot be set up.
+    async fn subscribe(&self) -> Result<ChangeFeed> {
+        Err(crate::Error::Unsupported { store: self.info().id().clone(), operation: "change feeds" })
+    }
 
     /// Probes whether the store can serve requests.
     ///

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use credstore_core::{
-    Availability, Credential, CredentialKey, CredentialStore, Error, Layer, ListOptions, ListPage, Namespace,
-    Result, SetOutcome, StoreInfo, Version, WriteRequest,
+    Availability, ChangeFeed, Credential, CredentialKey, CredentialStore, Error, Layer, ListOptions,
+    ListPage, Namespace, Result, SetOutcome, StoreInfo, Version, WriteRequest,
 };
 use futures::future::{BoxFuture, FutureExt, Shared, WeakShared};
 use tokio::sync::Notify;
@@ -1048,6 +1048,10 @@ impl CredentialStore for CachedStore {
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
         self.inner.list(options).await
+    }
+
+    async fn subscribe(&self) -> Result<ChangeFeed> {
+        self.inner.subscribe().await
     }
 
     async fn check_availability(&self) -> Availability {

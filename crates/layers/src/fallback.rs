@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use credstore_core::{
-    Availability, Capabilities, Credential, CredentialKey, CredentialStore, CredentialStoreExt, Error, Layer,
-    ListCursor, ListOptions, ListPage, Namespace, Persistence, Result, SetOutcome, StoreId, StoreInfo,
-    StoreKind, Version, WriteRequest,
+    Availability, Capabilities, ChangeFeed, Credential, CredentialKey, CredentialStore, CredentialStoreExt,
+    Error, Layer, ListCursor, ListOptions, ListPage, Namespace, Persistence, Result, SetOutcome, StoreId,
+    StoreInfo, StoreKind, Version, WriteRequest,
 };
 
 /// The `operation` named by the [`Error::Unsupported`] of a write to a chain
@@ -288,7 +288,9 @@ impl FallbackStore {
                     .with_replace_if_version(false)
             }
         };
-        base.with_list(list).with_can_be_unavailable(can_be_unavailable)
+        // A chain reports no feed: a change of one member says nothing of
+        // what the chain answers.
+        base.with_list(list).with_can_be_unavailable(can_be_unavailable).with_change_feed(false)
     }
 }
 
@@ -347,6 +349,10 @@ impl CredentialStore for FallbackStore {
         let keys: Vec<CredentialKey> = merged.into_iter().take(limit).collect();
         let next_cursor = if more { keys.last().map(ListCursor::after) } else { None };
         Ok(ListPage { keys, next_cursor })
+    }
+
+    async fn subscribe(&self) -> Result<ChangeFeed> {
+        Err(Error::Unsupported { store: self.info.id().clone(), operation: "change feeds" })
     }
 
     async fn check_availability(&self) -> Availability {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use credstore_core::{
-    Availability, Credential, CredentialKey, CredentialStore, Error, Layer, ListOptions, ListPage, Namespace,
-    Result, SetOutcome, StoreInfo, Version, WriteRequest,
+    Availability, ChangeFeed, Credential, CredentialKey, CredentialStore, Error, Layer, ListOptions,
+    ListPage, Namespace, Result, SetOutcome, StoreInfo, Version, WriteRequest,
 };
 
 /// The `operation` named by the [`Error::Unsupported`] a read-only store
@@ -112,6 +112,10 @@ impl CredentialStore for ReadOnlyStore {
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
         self.inner.list(options).await
+    }
+
+    async fn subscribe(&self) -> Result<ChangeFeed> {
+        self.inner.subscribe().await
     }
 
     async fn check_availability(&self) -> Availability {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use credstore_core::{
-    Availability, Credential, CredentialKey, CredentialStore, Error, Layer, ListOptions, ListPage, Namespace,
-    Result, SetMode, SetOutcome, StoreId, StoreInfo, Version, WriteRequest,
+    Availability, ChangeFeed, Credential, CredentialKey, CredentialStore, Error, Layer, ListOptions,
+    ListPage, Namespace, Result, SetMode, SetOutcome, StoreId, StoreInfo, Version, WriteRequest,
 };
 use tokio::time::Instant;
 
@@ -331,6 +331,10 @@ impl CredentialStore for RetryStore {
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
         self.run("list", true, || self.inner.list(options)).await
+    }
+
+    async fn subscribe(&self) -> Result<ChangeFeed> {
+        self.inner.subscribe().await
     }
 
     async fn check_availability(&self) -> Availability {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::{
-    Availability, Credential, CredentialKey, CredentialStore, Layer, ListOptions, ListPage, Namespace,
-    Result, SetOutcome, StoreInfo, Version, WriteRequest,
+    Availability, ChangeFeed, Credential, CredentialKey, CredentialStore, Layer, ListOptions, ListPage,
+    Namespace, Result, SetOutcome, StoreInfo, Version, WriteRequest,
 };
 
 /// Which method of [`CredentialStore`] a [`Call`] is.
@@ -30,11 +30,14 @@ pub enum Operation {
     List,
     /// [`CredentialStore::check_availability`].
     CheckAvailability,
+    /// [`CredentialStore::subscribe`]: setting up the feed, not the events
+    /// read from it.
+    Subscribe,
 }
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 7] = [
+    pub const ALL: [Operation; 8] = [
         Operation::Get,
         Operation::Set,
         Operation::Has,
@@ -42,10 +45,11 @@ impl Operation {
         Operation::Delete,
         Operation::List,
         Operation::CheckAvailability,
+        Operation::Subscribe,
     ];
 
     /// The operation's name in logs and metrics: `get`, `set`, `has`,
-    /// `version`, `delete`, `list` or `check_availability`.
+    /// `version`, `delete`, `list`, `check_availability` or `subscribe`.
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::Get => "get",
@@ -55,6 +59,7 @@ impl Operation {
             Operation::Delete => "delete",
             Operation::List => "list",
             Operation::CheckAvailability => "check_availability",
+            Operation::Subscribe => "subscribe",
         }
     }
 }
@@ -201,6 +206,10 @@ impl<A: Around> CredentialStore for AroundStore<A> {
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
         self.around.around(self.call(Operation::List, None), self.inner.list(options)).await
+    }
+
+    async fn subscribe(&self) -> Result<ChangeFeed> {
+        self.around.around(self.call(Operation::Subscribe, None), self.inner.subscribe()).await
     }
 
     async fn check_availability(&self) -> Availability {
