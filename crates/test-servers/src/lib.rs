@@ -1,5 +1,5 @@
-//! Helpers for fixtures that run a real server (OpenBao, moto) on loopback
-//! for the length of a test binary.
+//! Helpers for fixtures that run a real server (OpenBao, moto, PostgreSQL)
+//! on loopback for the length of a test binary.
 //!
 //! - [`require_tool`] finds a program, and when it is missing either fails
 //!   (under `CI=true`) or says loudly that the tests are skipped.
@@ -17,6 +17,8 @@
 //!   JWT auth method ([`openbao::OpenBao::enable_jwt`]).
 //! - `keyctl` (Linux) makes the keyutils calls a test needs to give itself
 //!   keyrings of its own and to look into them.
+//! - [`postgres::Postgres`] runs a throwaway PostgreSQL cluster (optionally
+//!   with TLS) on a loopback port.
 //! - `stores::ServerStoreFactory` (features `aws`, `vault`) makes the
 //!   conformance suite's stores on the shared moto or OpenBao server.
 #![warn(missing_docs)]
@@ -27,6 +29,7 @@ pub mod jwt;
 pub mod keyctl;
 pub mod moto;
 pub mod openbao;
+pub mod postgres;
 pub mod proxy;
 #[cfg(any(feature = "aws", feature = "vault"))]
 pub mod stores;
