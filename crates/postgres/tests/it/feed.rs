@@ -47,6 +47,9 @@ async fn a_write_through_one_instance_reaches_the_subscribers_of_another() {
     let written = nested.set(&key("api"), &SecretValue::from("secret"), &Metadata::new()).await.unwrap();
     let change = next_change(&mut feed).await;
     assert_eq!(change.namespace.as_str(), "team", "relative to the subscribed handle");
+    // Reported once committed: a read made after the event sees it.
+    let b_nested = b_tenant.with_namespace(&Namespace::new("team").unwrap()).unwrap();
+    assert_eq!(b_nested.version(&key("api")).await.unwrap(), Some(written.version.clone()));
     assert_eq!((&change.key, &change.version), (&key("api"), &Some(written.version.clone())));
     assert!(nested.delete(&key("api")).await.unwrap());
     let gone = next_change(&mut feed).await;

@@ -142,3 +142,87 @@ async fn values_are_sealed_in_the_database_and_never_in_debug_or_errors() {
     }
     assert!(!format!("{:?}", crate::util::config(pg, &schema, &kek)).contains(pg.password()));
 }
+
+/// Waits until `n` sessions wait for a lock on an `UPDATE` of `schema`.
+async fn wait_for_blocked_updates(pg: &Postgres, schema: &str, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting = psql(
+            pg,
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND query LIKE 'UPDATE \"{schema}\".%'"
+            ),
+        );
+        if waiting.parse::<usize>().unwrap() >= n {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {waiting} of {n} updates are waiting");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replaces_that_all_read_the_same_version_before_writing_have_one_winner() {
+    let Some(pg) = pg() else { return };
+    let schema = Postgres::fresh_schema("store_replace_race");
+    let kek = MasterKey::generate();
+    let a: Arc<dyn CredentialStore> = Arc::new(open(pg, &schema, &kek).await);
+    let b: Arc<dyn CredentialStore> = Arc::new(open(pg, &schema, &kek).await);
+    let k = key("rotated");
+    let first = a.set(&k, &SecretValue::from("v0"), &Metadata::new()).await.unwrap();
+    // Writes (not reads) wait on this lock: every racer reads the row at
+    // `first.version` before any of them can write.
+    let (locker, connection) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user={} password={} dbname=postgres",
+            pg.port(),
+            pg.user(),
+            pg.password()
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    locker.batch_execute(&format!("BEGIN; LOCK TABLE \"{schema}\".credentials IN SHARE MODE")).await.unwrap();
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, k, version) =
+                (if i % 2 == 0 { a.clone() } else { b.clone() }, k.clone(), first.version.clone());
+            tokio::spawn(async move {
+                store.replace(&k, &SecretValue::from(format!("v{}", i + 1)), &Metadata::new(), &version).await
+            })
+        })
+        .collect();
+    wait_for_blocked_updates(pg, &schema, 8).await;
+    locker.batch_execute("COMMIT").await.unwrap();
+    let mut winners = 0;
+    for r in racers {
+        match r.await.unwrap() {
+            Ok(_) => winners += 1,
+            Err(Error::PreconditionFailed { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(winners, 1, "exactly one replace from version {} wins", first.version);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_unix_socket_host_connects_without_tls_by_default() {
+    let Some(pg) = pg() else { return };
+    let schema = Postgres::fresh_schema("store_socket");
+    let socket = pg.socket_dir().to_str().unwrap().to_owned();
+    let config = crate::util::config(pg, &schema, &MasterKey::generate());
+    let config = credstore_postgres::PostgresConfig::new(socket)
+        .port(pg.port())
+        .user(pg.user())
+        .password(pg.password().into())
+        .database("postgres")
+        .schema(config.schema_name())
+        .master_key(MasterKey::generate());
+    assert_eq!(config.tls_mode(), credstore_postgres::TlsMode::Disable);
+    let store = credstore_postgres::PostgresStore::open(crate::util::id(&schema), config).await.unwrap();
+    store.set(&key("k"), &SecretValue::from("v"), &Metadata::new()).await.unwrap();
+    assert!(store.has(&key("k")).await.unwrap());
+}
