@@ -8,6 +8,7 @@
 mod config;
 mod feed;
 mod keys;
+mod logs;
 mod migrate;
 mod store;
 mod timeouts;
