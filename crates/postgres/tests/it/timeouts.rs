@@ -103,3 +103,63 @@ async fn the_probe_answers_down_quickly_for_a_stopped_server() {
     assert!(!availability.available);
     assert!(started.elapsed() < credstore_postgres::PROBE_TIMEOUT + Duration::from_millis(500));
 }
+
+/// A TCP proxy to `upstream` that, once `frozen` is set, forwards nothing
+/// more and keeps every connection open: a server that hangs mid-session.
+fn freezing_proxy(upstream: std::net::SocketAddr) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let frozen = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = frozen.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let server = std::net::TcpStream::connect(upstream).unwrap();
+            for (mut from, mut to) in
+                [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+            {
+                let flag = flag.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        while flag.load(Ordering::SeqCst) {
+                            std::thread::park(); // hung: never forwards again
+                        }
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        }
+    });
+    (port, frozen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_hangs_mid_session_ends_the_call_within_the_statement_timeout() {
+    let Some(pg) = pg() else { return };
+    let (port, frozen) = freezing_proxy(std::net::SocketAddr::from(([127, 0, 0, 1], pg.port())));
+    let schema = Postgres::fresh_schema("timeouts_hang");
+    // No change feed: its notification would hold the pool's other connection.
+    let config = config(pg, &schema, &MasterKey::generate())
+        .port(port)
+        .change_feed(false)
+        .connect_timeout(Duration::from_secs(1))
+        .statement_timeout(Duration::from_millis(300));
+    let store = PostgresStore::open(id(&schema), config).await.unwrap();
+    store.set(&key("k"), &SecretValue::from("v"), &Metadata::new()).await.unwrap();
+    frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = Instant::now();
+    let err = store.get(&key("k")).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, Error::Unavailable { .. }) && err.to_string().contains("did not answer"), "{err}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    let started = Instant::now();
+    assert!(!store.check_availability().await.available);
+    assert!(started.elapsed() < credstore_postgres::PROBE_TIMEOUT + Duration::from_secs(1));
+}
