@@ -157,7 +157,11 @@ async fn send(
 ) -> std::result::Result<(), String> {
     let conn = pool.get().await.map_err(|e| e.to_string())?;
     let sent = async {
-        let st = conn.prepare_cached("SELECT pg_notify($1, $2)").await?;
+        // A notification needs no durability: its transaction does not wait
+        // for the WAL to reach the disk.
+        let st = conn
+            .prepare_cached("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)")
+            .await?;
         conn.execute(&st, &[&channel, &payload]).await
     };
     match tokio::time::timeout(call_timeout, sent).await {

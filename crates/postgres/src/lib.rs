@@ -159,7 +159,9 @@
 //! to the handle, version, `None` for a delete; never a value):
 //! - Each write, once its statement has committed, queues a notification;
 //!   one notifier task per opened store sends what is queued with one
-//!   `SELECT pg_notify('credstore_<schema>', payload)` per batch, the
+//!   `SELECT pg_notify('credstore_<schema>', payload)` per batch (its
+//!   transaction with `synchronous_commit` off: a notification needs no
+//!   flush of the WAL), the
 //!   payload a JSON array of `{"n": namespace, "k": key, "v": version or
 //!   null}` split to stay under PostgreSQL's 8000 bytes. A process's own
 //!   writes reach its own subscribers through the same NOTIFY path: one
