@@ -171,6 +171,13 @@
 //!   `subscribe` returns once the server acknowledged it, so every change
 //!   committed after it returns is reported. All handles of the store share
 //!   it. Malformed payloads are skipped (debug log).
+//! - A notification is sent after its write returned, so one could reach a
+//!   feed taken just after: `subscribe` queues a marker (`{"m": token}`)
+//!   behind this store's pending notifications and starts the new feed once
+//!   the listener has heard it back, so the store's own earlier writes are
+//!   never reported to it. Another process's write whose notification is
+//!   still on its way may be (a cache then drops an entry it could have
+//!   kept).
 //! - When that connection is lost, every subscriber gets
 //!   [`FeedEvent::Lost`](credstore_core::FeedEvent::Lost); the listener
 //!   reconnects with a backoff (20 ms doubling up to 1 s), listens again

@@ -117,3 +117,24 @@ async fn with_the_feed_off_subscribe_is_unsupported_and_declared_so() {
     assert!(!store.info().capabilities().change_feed);
     assert!(matches!(store.subscribe().await.unwrap_err(), Error::Unsupported { .. }));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_feed_taken_after_writes_returned_does_not_report_them() {
+    let Some(pg) = pg() else { return };
+    let schema = Postgres::fresh_schema("feed_before");
+    let store = open(pg, &schema, &MasterKey::generate()).await;
+    // The listener runs already (another subscriber), so notifications of
+    // the writes below would reach it if nothing held them apart.
+    let _first = store.subscribe().await.unwrap();
+    for i in 0..50 {
+        store.set(&key(&format!("before-{i}")), &SecretValue::from("v"), &Metadata::new()).await.unwrap();
+    }
+    let mut feed = store.subscribe().await.unwrap();
+    let marker = store.set(&key("after"), &SecretValue::from("v"), &Metadata::new()).await.unwrap();
+    let change = next_change(&mut feed).await;
+    assert_eq!(
+        (change.key, change.version),
+        (key("after"), Some(marker.version)),
+        "a write from before was reported"
+    );
+}
