@@ -227,7 +227,8 @@ impl PostgresConfig {
     }
 
     /// The most connections the store's pool opens. Default:
-    /// [`DEFAULT_MAX_CONNECTIONS`]. The change feed takes one more, of its own.
+    /// [`DEFAULT_MAX_CONNECTIONS`]. The change feed's listener and the
+    /// availability probe take one more each, of their own.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
         self
