@@ -372,6 +372,9 @@ impl Shared {
     }
 }
 
+/// A sealed row: its nonce, its ciphertext and its kind's code.
+type Sealed = (Vec<u8>, Vec<u8>, i16);
+
 /// What a write's read of the row found.
 struct Current {
     next: i64,
@@ -391,7 +394,7 @@ impl PostgresStore {
         version: i64,
         created_ns: i64,
         updated_ns: i64,
-    ) -> Result<(Vec<u8>, Vec<u8>, i16)> {
+    ) -> Result<Sealed> {
         let kind = ValueKind::of(req.value());
         let place = RowPlace { ns: self.ns(), key: key.as_str(), created_ns, updated_ns, version, kind };
         let payload = encode_payload(req.value(), req.metadata());
@@ -410,14 +413,13 @@ impl PostgresStore {
         Ok(Current { next: row.get(0), created_ns: row.get(1), version: row.get(2) })
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn insert(
         &self,
         conn: &Object,
         key: &CredentialKey,
         version: i64,
         now: i64,
-        sealed: &(Vec<u8>, Vec<u8>, i16),
+        sealed: &Sealed,
     ) -> std::result::Result<u64, tokio_postgres::Error> {
         let st = conn.prepare_cached(&self.shared.sql.insert).await?;
         let (nonce, ct, kind) = sealed;
@@ -434,7 +436,7 @@ impl PostgresStore {
         key: &CredentialKey,
         version: i64,
         now: i64,
-        sealed: &(Vec<u8>, Vec<u8>, i16),
+        sealed: &Sealed,
         expected: i64,
     ) -> std::result::Result<u64, tokio_postgres::Error> {
         let st = conn.prepare_cached(&self.shared.sql.update).await?;
