@@ -130,7 +130,8 @@ impl PostgresConfig {
     /// URL (or a libpq `key=value` string), with the defaults of
     /// [`PostgresConfig::new`]. The URL may hold a password: keep it out of
     /// logs; in a config file, name it by `url_env`. Parsed when the store
-    /// opens.
+    /// opens; a URL that sets TLS itself (`sslmode`, `sslrootcert`,
+    /// `sslcert`, `sslkey`) is refused: TLS is [`PostgresConfig::tls`]'s.
     pub fn from_url(url: impl Into<String>) -> Self {
         Self::with_target(Target::Url(zeroize::Zeroizing::new(url.into())))
     }
@@ -227,7 +228,8 @@ impl PostgresConfig {
     }
 
     /// The most connections the store's pool opens. Default:
-    /// [`DEFAULT_MAX_CONNECTIONS`]. The change feed takes one more, of its own.
+    /// [`DEFAULT_MAX_CONNECTIONS`]. The change feed's listener and the
+    /// availability probe take one more each, of their own.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
         self
@@ -439,6 +441,15 @@ impl PostgresConfig {
                  key = { provider = .. })"
                     .into(),
             ));
+        }
+        if let Target::Url(url) = &self.target {
+            if ["sslmode", "sslrootcert", "sslcert", "sslkey"].iter().any(|p| url.contains(p)) {
+                return Err(config_err(
+                    "the PostgreSQL URL sets TLS itself (sslmode, sslrootcert...): set it with `tls` \
+                     (\"verify-full\" or \"disable\") and `ca_file` instead, so that it is always verified"
+                        .into(),
+                ));
+            }
         }
         let mut pg = match &self.target {
             // The driver's parse error never repeats the password.
@@ -1014,6 +1025,20 @@ mod tests {
         assert_eq!(PostgresConfig::from_url("postgres://u@db/x").tls_mode(), TlsMode::VerifyFull);
         assert_eq!(PostgresConfig::from_url("postgres://u@localhost/x").tls_mode(), TlsMode::Disable);
         assert_eq!(PostgresConfig::new("db").tls(TlsMode::Disable).tls_mode(), TlsMode::Disable);
+    }
+
+    #[test]
+    fn a_url_that_sets_tls_itself_is_refused_before_any_io() {
+        let id = StoreId::new("pg").unwrap();
+        for url in ["postgres://u@db/x?sslmode=disable", "host=db user=u sslrootcert=/ca.pem"] {
+            let err =
+                PostgresConfig::from_url(url).master_key(MasterKey::generate()).resolve(&id).err().unwrap();
+            assert!(matches!(err, Error::Config { .. }) && err.to_string().contains("`tls`"), "{url}: {err}");
+        }
+        assert!(PostgresConfig::from_url("postgres://u@db/x")
+            .master_key(MasterKey::generate())
+            .resolve(&id)
+            .is_ok());
     }
 
     #[test]

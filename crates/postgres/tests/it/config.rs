@@ -120,3 +120,19 @@ mod settings {
         assert!(dir.path().join("kek.key").exists(), "the key file is made on first use");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_password_is_permission_denied_and_never_shown() {
+    let Some(pg) = crate::util::pg() else { return };
+    let schema = credstore_test_servers::postgres::Postgres::fresh_schema("wrong_password");
+    let config =
+        crate::util::config(pg, &schema, &MasterKey::generate()).password(SecretValue::from("sekrit-wrong"));
+    let err = PostgresStore::open(crate::util::id(&schema), config).await.unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err}");
+    assert!(!err.is_retriable());
+    let shown = format!("{err} {err:?}");
+    assert!(
+        shown.contains("28P01") && !shown.contains("sekrit-wrong") && !shown.contains(pg.password()),
+        "{shown}"
+    );
+}

@@ -86,3 +86,63 @@ async fn rewrap_moves_the_store_to_a_new_key_and_the_old_one_is_refused() {
     assert!(matches!(err, Error::Conflict { .. }), "{err}");
     assert!(open(pg, &schema, &new).await.get(&key("k")).await.unwrap().is_some());
 }
+
+/// A key-encryption key that counts its calls.
+#[derive(Debug)]
+struct Counting {
+    inner: MasterKey,
+    wraps: std::sync::atomic::AtomicUsize,
+    unwraps: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl credstore_postgres::KeyProvider for Counting {
+    fn info(&self) -> &credstore_seal::ProviderInfo {
+        self.inner.info()
+    }
+
+    async fn wrap(
+        &self,
+        key: &credstore_seal::DataKey,
+        context: &credstore_seal::WrapContext<'_>,
+    ) -> credstore_core::Result<credstore_seal::WrappedKey> {
+        self.wraps.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.wrap(key, context).await
+    }
+
+    async fn unwrap(
+        &self,
+        wrapped: &credstore_seal::WrappedKey,
+        context: &credstore_seal::WrapContext<'_>,
+    ) -> credstore_core::Result<credstore_seal::DataKey> {
+        self.unwraps.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.unwrap(wrapped, context).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_key_encryption_key_is_called_once_per_opening_and_never_per_read_or_write() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let Some(pg) = pg() else { return };
+    let schema = Postgres::fresh_schema("keys_calls");
+    let kek = std::sync::Arc::new(Counting {
+        inner: MasterKey::generate(),
+        wraps: Default::default(),
+        unwraps: Default::default(),
+    });
+    let config = || config(pg, &schema, &MasterKey::generate()).key_provider(kek.clone());
+    let first = PostgresStore::open(id(&schema), config()).await.unwrap();
+    assert_eq!((kek.wraps.load(SeqCst), kek.unwraps.load(SeqCst)), (1, 0), "a new schema: one wrap");
+    let second = PostgresStore::open(id(&schema), config()).await.unwrap();
+    assert_eq!((kek.wraps.load(SeqCst), kek.unwraps.load(SeqCst)), (1, 1), "an existing schema: one unwrap");
+    for i in 0..10 {
+        let k = key(&format!("k{i}"));
+        first.set(&k, &SecretValue::from("v"), &Metadata::new()).await.unwrap();
+        assert!(second.get(&k).await.unwrap().is_some());
+    }
+    assert_eq!(
+        (kek.wraps.load(SeqCst), kek.unwraps.load(SeqCst)),
+        (1, 1),
+        "reads and writes call no provider"
+    );
+}
