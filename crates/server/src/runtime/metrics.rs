@@ -5,13 +5,15 @@
 //! | --- | --- | --- |
 //! | `credstore_http_requests_total` | counter | `method`, `route` (the matched path template, such as `/manage/tenants/{tenantId}/projects/{projectId}/credential-stores`; `unmatched` for a path no route knows), `status` |
 //! | `credstore_http_request_duration_seconds` | histogram | `method`, `route` |
-//! | `credstore_store_operations_total` | counter | `store`, `operation` (`get`, `set`, `has`, `version`, `delete`, `list`, `check_availability`), `outcome` (`ok` or the error's class: `unavailable`, `invalid`, `precondition_failed`, `conflict`, `permission_denied`, `config`, `integrity`, `unsupported`, `backend`, `other`) |
+//! | `credstore_store_operations_total` | counter | `store`, `operation` (`get`, `set`, `has`, `version`, `delete`, `list`, `check_availability`, `subscribe`), `outcome` (`ok` or the error's class: `unavailable`, `invalid`, `precondition_failed`, `conflict`, `permission_denied`, `config`, `integrity`, `unsupported`, `backend`, `other`) |
 //! | `credstore_store_operation_duration_seconds` | histogram | `store`, `operation` |
 //! | `credstore_store_available` | gauge | `store`: 1 when its last probe said available, else 0 |
 //! | `credstore_store_probes_total` | counter | `store`, `outcome` (`available`, `unavailable`) |
 //! | `credstore_store_probe_duration_seconds` | histogram | `store` |
 //! | `credstore_cache_hits_total`, `_misses_total`, `_loads_total`, `_stale_served_total`, `_evictions_total`, `_expirations_total`, `_revalidations_total` | counter | `store` (stores with a read-through cache only) |
 //! | `credstore_cache_entries` | gauge | `store` |
+//! | `credstore_cache_feed_invalidations_total`, `credstore_cache_feed_lost_total` | counter | `store`: entries dropped because the store's change feed reported their key changed; times the feed was lost (the cache then sees other writers' changes at its TTL) |
+//! | `credstore_cache_feed_live` | gauge | `store`: 1 while the cache follows the store's change feed, 0 without a feed, before the first read and while the feed is lost |
 //!
 //! Labels never hold a raw request path, a tenant, a project, a key or a
 //! value: routes are templates and stores are the configured ids, so the
@@ -104,7 +106,7 @@ struct CacheCollector {
 
 type CacheCounter = (&'static str, &'static str, fn(&CacheStats) -> u64);
 
-const CACHE_COUNTERS: [CacheCounter; 7] = [
+const CACHE_COUNTERS: [CacheCounter; 9] = [
     ("cache_hits", "Reads answered from a fresh cache entry", |s| s.hits),
     ("cache_misses", "Reads that found no fresh cache entry", |s| s.misses),
     ("cache_loads", "Reads the cache made of the store (one per single flight)", |s| s.loads),
@@ -113,6 +115,14 @@ const CACHE_COUNTERS: [CacheCounter; 7] = [
     ("cache_expirations", "Cache entries dropped because their time was up", |s| s.expirations),
     ("cache_revalidations", "Expired cache entries kept because the version had not changed", |s| {
         s.revalidations
+    }),
+    (
+        "cache_feed_invalidations",
+        "Cache entries dropped because the store's change feed reported their key changed",
+        |s| s.feed_invalidations,
+    ),
+    ("cache_feed_lost", "Times the cache lost the store's change feed and fell back to its TTL", |s| {
+        s.feed_lost
     }),
 ];
 
@@ -141,6 +151,15 @@ impl Collector for CacheCollector {
         for (labels, s) in &stats {
             ConstGauge::new(i64::try_from(s.entries).unwrap_or(i64::MAX))
                 .encode(family.encode_family(labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "cache_feed_live",
+            "Whether the cache follows the store's change feed now (1), or sees other writers' changes at its TTL (0: no feed, none yet, or lost)",
+            None,
+            kind,
+        )?;
+        for (labels, s) in &stats {
+            ConstGauge::new(i64::from(s.feed_live)).encode(family.encode_family(labels)?)?;
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 use crate::util::harness;
 use crate::util::stores as test_stores;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use credstore_conformance::mock::{Fault, Op};
@@ -450,6 +451,92 @@ async fn metrics_expose_requests_store_operations_and_probes() {
     for leak in [T, P, "k0", "missing", SECRET_VALUE, "/no/such/route"] {
         assert!(!text.contains(leak), "the exposition holds {leak}");
     }
+}
+
+/// The value of the series `series` (name and labels) in the exposition.
+fn series_value(text: &str, series: &str) -> Option<String> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ').map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_expose_each_caches_change_feed_invalidations_losses_and_whether_it_is_live() {
+    use credstore_conformance::mock::MockStore;
+    let fed = MockStore::new("fed".parse().unwrap())
+        .with_capabilities(MockStore::DEFAULT_CAPABILITIES.with_change_feed(true));
+    let (_, unfed) = mock("unfed");
+    let served: Arc<dyn credstore_core::CredentialStore> = Arc::new(fed.clone());
+    let server = TestServer::start_with(|o| {
+        o.cached.push((served, credstore_layers::CacheLayer::new()));
+        o.cached.push((unfed, credstore_layers::CacheLayer::new()));
+    })
+    .await;
+    let c = client();
+    let scrape = || async {
+        let r = Reply::from(c.get(server.url("/metrics")).bearer_auth(ADMIN).send().await.unwrap()).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.text
+    };
+    let figures = |text: &str, store: &str| {
+        [
+            "credstore_cache_feed_invalidations_total",
+            "credstore_cache_feed_lost_total",
+            "credstore_cache_feed_live",
+        ]
+        .map(|name| series_value(text, &format!("{name}{{store=\"{store}\"}}")).unwrap_or_else(|| "-".into()))
+    };
+    // Polls the exposition until `store`'s three figures are `want`.
+    let until = |store: &'static str, want: [&'static str; 3]| {
+        let scrape = &scrape;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let text = scrape().await;
+                if figures(&text, store) == want {
+                    return text;
+                }
+                assert!(Instant::now() < deadline, "{store}: {:?}, not {want:?}", figures(&text, store));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    // Before the first read no cache follows a feed; a store without a
+    // cache has no such series.
+    let text = until("fed", ["0", "0", "0"]).await;
+    assert_eq!(figures(&text, "unfed"), ["0", "0", "0"]);
+    assert!(!text.contains(r#"credstore_cache_feed_live{store="memory-default"}"#), "no cache, no figures");
+
+    let path = cred_path(T, P, "fed", "k");
+    assert_eq!(
+        create(&c, &server, ADMIN, &creds_path(T, P, "fed"), json!({"key": "k", "value": "v1"})).await.status,
+        201
+    );
+    assert_eq!(get(&c, &server, ADMIN, &path).await.status, 200);
+    assert_eq!(get(&c, &server, ADMIN, &cred_path(T, P, "unfed", "k")).await.status, 404);
+    // The first read subscribed the cache of the store with a feed.
+    until("fed", ["0", "0", "1"]).await;
+    let version = |r: Reply| r.json()["data"]["version"].as_str().unwrap().to_owned();
+    let v1 = version(get(&c, &server, ADMIN, &path).await);
+
+    // Another writer (the store itself, not through the server's cache):
+    // the feed reports it and the cache drops the entry.
+    let other =
+        credstore_core::CredentialStore::with_namespace(&fed, &Namespace::new(format!("{T}/{P}")).unwrap())
+            .unwrap();
+    other.set(&CredentialKey::new("k").unwrap(), &SecretValue::from("v2"), &Metadata::new()).await.unwrap();
+    until("fed", ["1", "0", "1"]).await;
+    assert_ne!(version(get(&c, &server, ADMIN, &path).await), v1, "read fresh, TTL or not");
+
+    // The feed lost: counted, not live; back: live again.
+    fed.change_hub().lost("scripted loss");
+    until("fed", ["1", "1", "0"]).await;
+    fed.change_hub().restored();
+    let text = until("fed", ["1", "1", "1"]).await;
+    let stats = server.stores.cache("fed").unwrap().stats();
+    assert_eq!((stats.feed_invalidations, stats.feed_lost, stats.feed_live), (1, 1, true), "{stats:?}");
+    // A store without a feed is never live, and never lost.
+    assert_eq!(figures(&text, "unfed"), ["0", "0", "0"]);
+    has_line(&text, "# TYPE credstore_cache_feed_live gauge");
+    has_line(&text, "# TYPE credstore_cache_feed_lost counter");
 }
 
 #[tokio::test]
