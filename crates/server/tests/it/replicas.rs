@@ -2,7 +2,8 @@
 //! store: the same database, schema and key-encryption key in both config
 //! files, each replica with its own listener, data directory and audit log.
 //! Create-only races split across the replicas, a replica killed with
-//! SIGKILL under load, and PostgreSQL restarted under load.
+//! SIGKILL under load, PostgreSQL restarted under load, and one replica's
+//! cache kept fresh by the store's change feed when the other writes.
 //!
 //! PostgreSQL comes from `credstore_test_servers::postgres`: the shared
 //! server for the tests that only need one, a server of the test's own for
@@ -457,6 +458,91 @@ fn postgres_restarted_under_load_is_unavailable_within_the_probe_interval_then_s
     });
     a.assert_no_panic();
     b.assert_no_panic();
+    assert!(a.proc.terminate().success());
+    assert!(b.proc.terminate().success());
+}
+
+/// `credstore_cache_feed_live` of the store on the replica at `addr`
+/// (`None` when the exposition has no such line).
+async fn feed_live(c: &reqwest::Client, addr: SocketAddr) -> Option<String> {
+    let r = c.get(format!("http://{addr}/metrics")).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let prefix = format!("credstore_cache_feed_live{{store=\"{STORE}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+}
+
+/// Both replicas with a cache whose TTL (10 minutes) cannot explain a fresh
+/// read, and the store's settings `store_extra`: `key` is created through
+/// A and read (cached) through B, which then follows its change feed when
+/// `feed` says it should have one.
+fn cached_replicas(store_extra: &str, feed: bool) -> Option<(Replica, Replica, String)> {
+    let pg = Postgres::shared()?;
+    let shared = SharedStore::on(pg, "cache");
+    let store_extra = format!("cache = {{ ttl_ms = 600000 }}\n{store_extra}");
+    let (a, b) = (shared.start("", &store_extra), shared.start("", &store_extra));
+    let version = rt().block_on(async {
+        let c = client();
+        let (status, v1) = write(&c, a.addr, "fresh", "one", false).await.unwrap();
+        assert_eq!(status, 201);
+        let v1 = v1.unwrap();
+        // The first read through B fills its cache and subscribes it to the feed.
+        assert_eq!(read(&c, b.addr, "fresh").await, Some(("one".into(), v1.clone())));
+        let (c, b_addr) = (&c, b.addr);
+        if feed {
+            let live = poll_until(Duration::from_secs(10), || async move {
+                feed_live(c, b_addr).await.as_deref() == Some("1")
+            })
+            .await;
+            assert!(live.is_some(), "B's cache does not follow the feed: {:?}", feed_live(c, b_addr).await);
+        } else {
+            assert_eq!(feed_live(c, b_addr).await.as_deref(), Some("0"), "a store without a feed");
+        }
+        // Cached now: read again through B.
+        assert_eq!(read(c, b_addr, "fresh").await, Some(("one".into(), v1.clone())));
+        v1
+    });
+    Some((a, b, version))
+}
+
+#[test]
+fn a_write_through_one_replica_is_read_fresh_through_the_others_cache_by_the_change_feed() {
+    let Some((mut a, mut b, v1)) = cached_replicas("", true) else { return };
+    rt().block_on(async {
+        let c = client();
+        let (status, v2) = write(&c, a.addr, "fresh", "two", false).await.unwrap();
+        assert!(status == 200 || status == 201, "{status}");
+        let v2 = &v2.unwrap();
+        assert_ne!(&v1, v2);
+        let (c, b_addr) = (&c, b.addr);
+        let fresh = poll_until(Duration::from_secs(5), || async move {
+            read(c, b_addr, "fresh").await == Some(("two".into(), v2.clone()))
+        })
+        .await;
+        let took = fresh.expect("B still serves the old version 5 s after the write through A (TTL 10 min)");
+        eprintln!("B read the new version {took:?} after the write through A answered");
+    });
+    a.assert_no_panic();
+    b.assert_no_panic();
+    assert!(a.proc.terminate().success());
+    assert!(b.proc.terminate().success());
+}
+
+#[test]
+fn without_the_change_feed_the_other_replicas_cache_serves_the_old_version_until_its_ttl() {
+    let Some((mut a, mut b, v1)) = cached_replicas("change_feed = false", false) else { return };
+    rt().block_on(async {
+        let c = client();
+        let (status, _) = write(&c, a.addr, "fresh", "two", false).await.unwrap();
+        assert!(status == 200 || status == 201, "{status}");
+        // A short wait: only to show that the feed is what makes B fresh.
+        let (c, b_addr, v1) = (&c, b.addr, &v1);
+        let changed = poll_until(Duration::from_secs(1), || async move {
+            read(c, b_addr, "fresh").await != Some(("one".into(), v1.clone()))
+        })
+        .await;
+        assert_eq!(changed, None, "B's cache served a new version without a feed");
+    });
     assert!(a.proc.terminate().success());
     assert!(b.proc.terminate().success());
 }
