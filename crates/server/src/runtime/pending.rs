@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use credstore_core::{
-    async_trait, Availability, Capabilities, Credential, CredentialKey, CredentialStore, CredentialStoreExt,
-    Error, ListOptions, ListPage, Namespace, Result, SetOutcome, StoreInfo, Version, WriteRequest,
+    async_trait, Availability, Capabilities, ChangeFeed, ChangeHub, Credential, CredentialKey,
+    CredentialStore, CredentialStoreExt, Error, ListOptions, ListPage, Namespace, Result, SetOutcome,
+    StoreInfo, Version, WriteRequest,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -61,6 +62,10 @@ struct Shared {
     state: Mutex<State>,
     /// Bumped when an opening ends.
     done: watch::Sender<u64>,
+    /// The feeds handed out once the store opened without a change feed of
+    /// its own: each is told so once ([`ChangeHub::lost`]) and then stays
+    /// quiet while this lives.
+    no_feed: ChangeHub,
 }
 
 impl Shared {
@@ -147,6 +152,14 @@ fn retriable_reason(err: &Error) -> String {
 /// - An opening that fails with any other error (a wrong key, a bad
 ///   setting) leaves the store failed as a store that never opened is:
 ///   [`FAILED_TO_OPEN`] and the reason, and no more openings.
+/// - Until it opens it declares a change feed
+///   ([`Capabilities::change_feed`]), since a cache in front of it decides
+///   when it is set up whether to follow one: `subscribe` fails with
+///   [`Error::Unavailable`] until the store opens (a cache tries again with
+///   its backoff), then is the opened store's own feed; for a store opened
+///   without one, a feed that reports itself lost once, with that reason,
+///   and then stays quiet, so a cache stays on its TTL without subscribing
+///   again.
 pub struct PendingStore {
     shared: Arc<Shared>,
     info: StoreInfo,
@@ -169,7 +182,10 @@ impl PendingStore {
     /// `err`, tried again as `retry` says. The first retry waits for 90 %
     /// of the interval.
     pub fn arc(spec: StoreSpec, err: &Error, retry: Retry) -> Arc<dyn CredentialStore> {
-        let info = StoreInfo::new(spec.id().clone(), spec.kind(), Capabilities::full());
+        // A change feed is declared: a cache set up now follows the opened
+        // store's feed once it has one (see `subscribe`).
+        let info =
+            StoreInfo::new(spec.id().clone(), spec.kind(), Capabilities::full().with_change_feed(true));
         let state = State {
             reason: retriable_reason(err),
             failed: false,
@@ -177,8 +193,14 @@ impl PendingStore {
             last_start: Instant::now(),
         };
         let (done, _) = watch::channel(0);
-        let shared =
-            Arc::new(Shared { spec, retry, opened: OnceLock::new(), state: Mutex::new(state), done });
+        let shared = Arc::new(Shared {
+            spec,
+            retry,
+            opened: OnceLock::new(),
+            state: Mutex::new(state),
+            done,
+            no_feed: ChangeHub::new(1),
+        });
         Arc::new(Self { shared, info, target: OnceLock::new() })
     }
 
@@ -245,6 +267,16 @@ impl CredentialStore for PendingStore {
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
         self.open()?.list(options).await
+    }
+
+    async fn subscribe(&self) -> Result<ChangeFeed> {
+        let target = self.open()?;
+        if target.info().capabilities().change_feed {
+            return target.subscribe().await;
+        }
+        let feed = self.shared.no_feed.subscribe(self.info.namespace());
+        self.shared.no_feed.lost(format!("store '{}' has no change feed", self.info.id()));
+        Ok(feed)
     }
 
     async fn check_availability(&self) -> Availability {
@@ -358,6 +390,88 @@ mod tests {
         tokio::time::advance(Duration::from_secs(60)).await;
         store.check_availability().await;
         assert_eq!(script.opens.load(Ordering::SeqCst), 2, "no opening once open");
+    }
+
+    /// Waits (in paused time) until `cache`'s feed is live or not, as `live` says.
+    async fn until_feed(cache: &credstore_layers::CachedStore, live: bool) {
+        for _ in 0..100 {
+            if cache.stats().feed_live == live {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the cache's feed is not live = {live}: {:?}", cache.stats());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cache_set_up_while_the_store_is_pending_follows_its_change_feed_once_it_opens() {
+        let script = Arc::new(Script::default());
+        let store = pending(&script);
+        assert!(store.info().capabilities().change_feed, "declared before the opening");
+        let err = store.subscribe().await.unwrap_err();
+        assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+        let cache =
+            credstore_layers::CacheLayer::new().with_ttl(Duration::from_secs(600)).build(store.clone());
+        let key = CredentialKey::new("k").unwrap();
+        assert!(matches!(cache.get(&key).await, Err(Error::Unavailable { .. })));
+        assert_eq!(cache.stats().feed_lost, 1, "no feed while pending");
+
+        // It opens: the cache's next subscription is the memory store's feed.
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(store.check_availability().await.available);
+        store.set(&key, &SecretValue::from("one"), &Metadata::new()).await.unwrap();
+        until_feed(&cache, true).await;
+        assert_eq!(cache.get(&key).await.unwrap().unwrap().value.expose_secret(), b"one");
+        // Another writer (a handle past the cache): dropped from the cache
+        // at once, the 10 minutes of TTL notwithstanding.
+        store.set(&key, &SecretValue::from("two"), &Metadata::new()).await.unwrap();
+        for _ in 0..100 {
+            if cache.stats().feed_invalidations == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(cache.get(&key).await.unwrap().unwrap().value.expose_secret(), b"two");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_store_opened_without_a_change_feed_says_so_once_and_its_cache_stays_on_its_ttl() {
+        let mut backends = Backends::new();
+        backends
+            .register(StoreKind::from_static("feedless"), |id: StoreId, _: NoSettings, _ctx| async move {
+                Ok(credstore_conformance::mock::MockStore::new(id))
+            });
+        let spec = backends
+            .spec(StoreId::new("team").unwrap(), "feedless", toml::Table::new(), ConfigContext::new("."))
+            .unwrap();
+        let first = Error::unavailable(&StoreId::new("team").unwrap(), "connection refused");
+        let store = PendingStore::arc(spec, &first, RETRY);
+        let cache = credstore_layers::CacheLayer::new().build(store.clone());
+        let key = CredentialKey::new("k").unwrap();
+        assert!(cache.get(&key).await.is_err());
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(store.check_availability().await.available);
+        assert!(!store.info().capabilities().change_feed, "the opened store's own capabilities");
+        let mut feed = store.subscribe().await.unwrap();
+        let event = feed.next().await.unwrap();
+        assert_eq!(
+            event,
+            credstore_core::FeedEvent::Lost { reason: "store 'team' has no change feed".into() }
+        );
+        // The cache subscribed again (at most 5 s later), was told the same
+        // (a second loss: while pending, then for good), and stays down
+        // without subscribing again.
+        assert!(cache.get(&key).await.unwrap().is_none());
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let settled = cache.stats();
+        assert!(!settled.feed_live, "{settled:?}");
+        assert_eq!(settled.feed_lost, 2, "{settled:?}");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(cache.stats().feed_lost, 2, "no more subscriptions: {:?}", cache.stats());
+        // Every feed of the hub hears each new subscriber's loss (the
+        // cache's, here), and nothing else.
+        assert_eq!(feed.next().await, Some(event));
+        assert!(tokio::time::timeout(Duration::from_secs(60), feed.next()).await.is_err(), "then quiet");
     }
 
     #[tokio::test(start_paused = true)]
