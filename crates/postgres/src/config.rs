@@ -512,26 +512,9 @@ impl PostgresConfig {
 }
 
 /// Where the key-encryption key of a store opened from [`PostgresSettings`]
-/// comes from: never the key itself. The same settings as the SQLite store's.
+/// comes from: the sealing crate's, the same settings as the SQLite store's.
 #[cfg(feature = "serde")]
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum KeySource {
-    /// `master_key_file`: a key file, created with a fresh random key
-    /// (owner-only) when missing.
-    File(PathBuf),
-    /// `master_key_env`: the environment variable holding the key's base64.
-    Env(String),
-    /// `passphrase_file` or `passphrase_env`: a passphrase the key is
-    /// derived from with Argon2id.
-    Passphrase(credstore_core::config::SecretSource),
-    /// `key = { provider = "…", … }`: the key-encryption key is kept by a
-    /// [`KeyProvider`] that the caller builds from that table (a server's
-    /// registry of key providers); these settings do not read the table.
-    /// Open such a store with [`PostgresSettings::base_config`] and
-    /// [`PostgresConfig::key_provider`]; `PostgresSettings::open` refuses it.
-    Provider,
-}
+pub use credstore_seal::KeySource;
 
 /// Where the connection's settings come from in [`PostgresSettings`].
 #[cfg(feature = "serde")]
@@ -710,21 +693,12 @@ impl PostgresSettings {
         id: &StoreId,
         ctx: &credstore_core::config::ConfigContext,
     ) -> Result<MasterKey> {
-        use credstore_core::config::SecretSource;
-        let loose = self.allow_loose_permissions;
-        match &self.master_key {
-            KeySource::File(path) => {
-                MasterKey::load(&SecretSource::File(path.clone()), "master_key_file", loose, id, ctx)
-            }
-            KeySource::Env(var) => MasterKey::load(&SecretSource::Env(var.clone()), "master_key_env", loose, id, ctx),
-            KeySource::Passphrase(source) => MasterKey::load_passphrase(source, loose, id, ctx),
-            KeySource::Provider => Err(Error::config(
-                id,
-                "the key-encryption key of this store comes from its `key = { provider = .. }` setting, which a \
-                 key provider registry (credstore-server's) builds; open it with PostgresSettings::base_config \
-                 and PostgresConfig::key_provider",
-            )),
-        }
+        self.master_key.load(
+            self.allow_loose_permissions,
+            id,
+            ctx,
+            "PostgresSettings::base_config and PostgresConfig::key_provider",
+        )
     }
 
     /// Opens the store `id` of these settings with the key of its own
@@ -857,23 +831,13 @@ mod de {
             if raw.max_connections == Some(0) {
                 return Err("max_connections must be at least 1".into());
             }
-            let passphrase = SecretSource::one_of("passphrase", raw.passphrase_file, raw.passphrase_env)?;
-            let master_key = match (raw.master_key_file, raw.master_key_env, passphrase) {
-                (None, None, None) if raw.key.is_some() => KeySource::Provider,
-                _ if raw.key.is_some() => {
-                    return Err("`key = { provider = .. }` and master_key_file, master_key_env, \
-                                passphrase_file or passphrase_env are two keys for one store; give only one"
-                        .into())
-                }
-                (Some(file), None, None) => KeySource::File(file),
-                (None, Some(var), None) => KeySource::Env(var),
-                (None, None, Some(source)) => KeySource::Passphrase(source),
-                _ => {
-                    return Err("give exactly one of master_key_file, master_key_env, passphrase_file, \
-                                passphrase_env and `key = { provider = .. }`"
-                        .into())
-                }
-            };
+            let master_key = KeySource::from_fields(credstore_seal::KeyFields {
+                master_key_file: raw.master_key_file,
+                master_key_env: raw.master_key_env,
+                passphrase_file: raw.passphrase_file,
+                passphrase_env: raw.passphrase_env,
+                provider_table: raw.key.is_some(),
+            })?;
             Ok(PostgresSettings {
                 connect,
                 password,
