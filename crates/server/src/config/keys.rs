@@ -1,7 +1,8 @@
 //! The key providers a server can take the key-encryption key (KEK) of an
-//! encrypted SQLite or PostgreSQL store from: a registry from the `provider` of a store's
-//! `key = { provider = "…", … }` table to the settings the rest of that
-//! table deserializes into, and the [`KeyProvider`] those settings give.
+//! encrypted SQLite or PostgreSQL store from: a registry from the
+//! `provider` of a store's `key = { provider = "…", … }` table to the
+//! settings the rest of that table deserializes into, and the
+//! [`KeyProvider`] those settings give.
 //!
 //! ```toml
 //! [[stores]]
@@ -288,8 +289,9 @@ impl KeyedConfig for credstore_postgres::PostgresConfig {
 }
 
 /// `config` keyed by the store's `key` setting: a `master-key` key file as
-/// the backend's key file (which keeps its crash-safe rotation), any other
-/// provider built for the store `id` and given as its key provider.
+/// the backend's key file (created when missing; for SQLite, rotated
+/// crash-safely by `rotate-key`), any other provider built for the store
+/// `id` and given as its key provider.
 async fn with_key<C: KeyedConfig>(config: C, key: &KeySpec, id: &StoreId, ctx: &ConfigContext) -> Result<C> {
     Ok(match key.key_file(ctx) {
         Some(file) => config.with_key_file(file),
