@@ -102,8 +102,9 @@ pub enum Command {
         #[arg(long)]
         store: String,
     },
-    /// Move an encrypted SQLite store's data key under another key provider
-    /// (a key-encryption key rotation: no credential touched), then print
+    /// Move an encrypted SQLite or PostgreSQL store's data key under another
+    /// key provider (a key-encryption key rotation: no credential touched;
+    /// replicas that have a PostgreSQL store open keep serving), then print
     /// the `key = { .. }` line to put in the store's table of the config
     /// file.
     ///

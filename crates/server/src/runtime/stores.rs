@@ -355,7 +355,7 @@ pub async fn rotate_data_key(settings: &Settings, id: &str) -> Result<String, St
     ))
 }
 
-/// Moves the data key of the encrypted SQLite store `id` under another key
+/// Moves the data key of the encrypted SQLite (or PostgreSQL) store `id` under another key
 /// provider: opens the store with its configured key, builds the provider
 /// `to` describes (an inline TOML table, as the `key = { .. }` setting:
 /// `{ provider = "passphrase", passphrase_env = "TEAM_PASSPHRASE" }`, its
@@ -364,8 +364,12 @@ pub async fn rotate_data_key(settings: &Settings, id: &str) -> Result<String, St
 /// rotation: no credential touched). Returns what was done and the `key =
 /// { .. }` line to put in the store's table in place of its key setting.
 ///
+/// A PostgreSQL store is rewrapped the same way
+/// ([`credstore_postgres::PostgresStore::rewrap_key`]): replicas that have it
+/// open keep serving, and need the new setting when they next open it.
+///
 /// # Errors
-/// No such store, not encrypted SQLite, `to` is not a valid key setting
+/// No such store, not encrypted SQLite nor PostgreSQL, `to` is not a valid key setting
 /// (the message lists the known providers), the store or the new provider
 /// cannot be opened, or a failed rewrap (which changes nothing).
 pub async fn rewrap_key(
@@ -374,6 +378,12 @@ pub async fn rewrap_key(
     id: &str,
     to: &str,
 ) -> Result<String, String> {
+    #[cfg(feature = "postgres")]
+    if let Some(spec) = settings.store(id) {
+        if let Some(postgres) = spec.settings::<credstore_postgres::PostgresSettings>() {
+            return rewrap_postgres_key(spec, postgres, providers, id, to).await;
+        }
+    }
     let (spec, sqlite) = sqlite_spec(settings, id)?;
     let embedded = spec.id().as_str() == crate::config::SQLITE_DEFAULT_ID
         && spec.context().path(sqlite.path()) == settings.data_dir.join(crate::config::SQLITE_DEFAULT_DB);
@@ -387,20 +397,62 @@ pub async fn rewrap_key(
             settings.data_dir.join(crate::config::MASTER_KEY_FILE).display(),
         ));
     }
-    let to = to.trim();
-    let parsed: toml::Table = toml::from_str(&format!("key = {to}"))
-        .map_err(|e| format!("--to is not an inline TOML table such as {{ provider = \"passphrase\", passphrase_env = \"TEAM_PASSPHRASE\" }}: {}", e.message()))?;
-    let value = parsed.get("key").cloned().ok_or("--to is empty")?;
-    let target = providers.spec(value).map_err(|e| format!("--to: {e}"))?;
+    let (to, target) = parse_key_setting(providers, to)?;
     let store = open_sqlite(spec, sqlite).await?;
     let provider = target.provider(spec.id(), spec.context()).await.map_err(|e| format!("--to: {e}"))?;
     let report =
         store.rewrap_key(provider).await.map_err(|e| format!("rewrap failed, nothing changed: {e}"))?;
     Ok(format!(
-        "{}.{}\nIn the table of store '{id}' in the config file, replace its key setting (master_key_file, \
-         master_key_env, passphrase_file, passphrase_env or key) with:\n\n    key = {to}\n",
+        "{}.{}{}",
         describe_rotation(id, &report),
-        after_rotation(report.kind)
+        after_rotation(report.kind),
+        replace_key_setting(id, to)
+    ))
+}
+
+/// `rewrap-key --to`: the inline TOML table, trimmed, and the key provider
+/// it describes.
+fn parse_key_setting<'a>(
+    providers: &crate::config::keys::KeyProviders,
+    to: &'a str,
+) -> Result<(&'a str, crate::config::keys::KeySpec), String> {
+    let to = to.trim();
+    let parsed: toml::Table = toml::from_str(&format!("key = {to}"))
+        .map_err(|e| format!("--to is not an inline TOML table such as {{ provider = \"passphrase\", passphrase_env = \"TEAM_PASSPHRASE\" }}: {}", e.message()))?;
+    let value = parsed.get("key").cloned().ok_or("--to is empty")?;
+    Ok((to, providers.spec(value).map_err(|e| format!("--to: {e}"))?))
+}
+
+/// The closing lines of `rewrap-key`: the setting to put in the store's table.
+fn replace_key_setting(id: &str, to: &str) -> String {
+    format!(
+        "\nIn the table of store '{id}' in the config file, replace its key setting (master_key_file, \
+         master_key_env, passphrase_file, passphrase_env or key) with:\n\n    key = {to}\n"
+    )
+}
+
+/// [`rewrap_key`] for a PostgreSQL store: one provider call and one key
+/// record replaced ([`credstore_postgres::PostgresStore::rewrap_key`]); the
+/// data key is the same, so replicas that have the store open keep serving.
+#[cfg(feature = "postgres")]
+async fn rewrap_postgres_key(
+    spec: &StoreSpec,
+    postgres: &credstore_postgres::PostgresSettings,
+    providers: &crate::config::keys::KeyProviders,
+    id: &str,
+    to: &str,
+) -> Result<String, String> {
+    let (to, target) = parse_key_setting(providers, to)?;
+    let store = crate::config::keys::open_postgres(spec.id().clone(), postgres, spec.key(), spec.context())
+        .await
+        .map_err(|e| e.to_string())?;
+    let provider = target.provider(spec.id(), spec.context()).await.map_err(|e| format!("--to: {e}"))?;
+    store.rewrap_key(provider).await.map_err(|e| format!("rewrap failed, nothing changed: {e}"))?;
+    Ok(format!(
+        "rotated '{id}': {}.{}{}",
+        RotationKind::KeyEncryptionKey.describe(),
+        after_rotation(RotationKind::KeyEncryptionKey),
+        replace_key_setting(id, to)
     ))
 }
 

@@ -546,3 +546,51 @@ fn without_the_change_feed_the_other_replicas_cache_serves_the_old_version_until
     assert!(a.proc.terminate().success());
     assert!(b.proc.terminate().success());
 }
+
+#[test]
+fn rewrap_key_moves_a_postgres_store_under_another_provider_while_a_replica_keeps_serving() {
+    let Some(pg) = Postgres::shared() else { return };
+    let shared = SharedStore::on(pg, "rewrap");
+    let mut a = shared.start("", "");
+    let passphrase = "a long replica passphrase";
+    let to = "{ provider = \"passphrase\", passphrase_env = \"TEST_PASSPHRASE\" }";
+    let old_key = "key = { provider = \"master-key\", key_env = \"TEST_PG_KEK\" }";
+    let cli = tempfile::tempdir().unwrap();
+    let write_config = |key: &str| {
+        let config = shared.config("", "").replace(old_key, key);
+        std::fs::write(cli.path().join("credstore.toml"), config).unwrap();
+    };
+    let env = [
+        ("CREDSTORE_CONFIG", "credstore.toml"),
+        ("TEST_PG_PASSWORD", shared.password.as_str()),
+        ("TEST_PG_KEK", shared.kek.as_str()),
+        ("TEST_PASSPHRASE", passphrase),
+    ];
+    let c = client();
+    let (status, v1) = rt().block_on(write(&c, a.addr, "before", "one", true)).unwrap();
+    assert_eq!(status, 201);
+
+    write_config(old_key);
+    let (code, out, err) =
+        crate::util::process::run(cli.path(), &env, &["rewrap-key", "--store", STORE, "--to", to], "");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("key-encryption key rotation"), "{out}");
+    assert!(out.lines().any(|l| l.trim() == format!("key = {to}")), "{out}");
+    assert!(!out.contains(passphrase) && !err.contains(passphrase));
+
+    // The replica that had the store open keeps serving: the data key is the same.
+    rt().block_on(async {
+        assert_eq!(read(&c, a.addr, "before").await, Some(("one".into(), v1.clone().unwrap())));
+        let (status, _) = write(&c, a.addr, "after", "two", true).await.unwrap();
+        assert_eq!(status, 201);
+    });
+    // The old setting no longer opens it; the printed one does.
+    let (code, table, _) = crate::util::process::run(cli.path(), &env, &["stores"], "");
+    assert_eq!(code, 1, "{table}");
+    assert!(table.lines().any(|l| l.starts_with(STORE) && l.contains("wrong key-encryption key")), "{table}");
+    write_config(&format!("key = {to}"));
+    let (code, table, err) = crate::util::process::run(cli.path(), &env, &["stores"], "");
+    assert_eq!(code, 0, "{table}{err}");
+    a.assert_no_panic();
+    assert!(a.proc.terminate().success());
+}
