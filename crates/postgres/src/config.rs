@@ -1,5 +1,5 @@
 //! [`PostgresConfig`]: the settings of a [`crate::PostgresStore`]; with the
-//! `serde` feature, [`PostgresSettings`]: the same read from a config file.
+//! `serde` feature, `PostgresSettings`: the same read from a config file.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -12,7 +12,7 @@
 //! | no free connection within the acquire timeout, a connection refused, reset or timed out, I/O, a statement past the client's timeout | [`Error::Unavailable`] (retriable) |
 //! | SQLSTATE `40001` serialization failure, `40P01` deadlock, `57014` statement timeout, `57P01`–`57P03` shutdown, `53xxx` insufficient resources, `08xxx` connection exceptions | [`Error::Unavailable`] (retriable) |
 //! | `28P01` wrong password, `28000` no such login, `42501` insufficient privilege | [`Error::PermissionDenied`] |
-//! | `3D000` no such database | [`Error::Config`] |
+//! | `3D000` no such database; a TLS handshake that fails (a certificate not trusted or not for the host, a server without TLS) | [`Error::Config`] |
 //! | anything else | [`Error::Backend`], the driver's error as its source |
 
 use std::fmt;
@@ -49,6 +49,29 @@ fn describe(e: &tokio_postgres::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// The TLS failure in `e`'s causes, if any: a certificate rustls refused,
+/// or a server that offers no TLS.
+fn tls_failure(e: &tokio_postgres::Error) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        if let Some(tls) = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls.to_string());
+        }
+        if s.to_string().contains("server does not support TLS") {
+            return Some("the server does not offer TLS".to_owned());
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// Whether an SQLSTATE is a passing condition worth retrying.
@@ -88,7 +111,15 @@ pub(crate) fn from_pg(store: &StoreId, what: &str, e: &tokio_postgres::Error) ->
                 NativeError { what: format!("PostgreSQL could not {what}: {detail}") },
             )
         }
-        // No SQLSTATE: the connection (refused, reset, closed, TLS, timeout).
+        None if tls_failure(e).is_some() => Error::config(
+            store,
+            format!(
+                "TLS to PostgreSQL failed ({}): with tls = \"verify-full\" the server must offer TLS with a \
+                 certificate for its host name signed by ca_file (or a root the platform trusts)",
+                tls_failure(e).unwrap_or_default()
+            ),
+        ),
+        // No SQLSTATE: the connection (refused, reset, closed, timeout).
         None if e.as_db_error().is_none() => {
             Error::unavailable(store, format!("cannot reach PostgreSQL to {what}: {detail}"))
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use credstore_core::{
     ChangeFeed, ChangeHub, CredentialKey, Error, FeedEvent, Namespace, Result, StoreId, Version,
 };
+use credstore_seal::StoreUid;
 use deadpool_postgres::Pool;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -33,12 +34,25 @@ struct Note {
     version: Option<i64>,
 }
 
+/// What the notifier sends: the notes of writes, in order, and markers.
+#[derive(Debug)]
+enum Queued {
+    Note(Note),
+    /// A `{"m": token}` notification, sent once every note queued before it
+    /// has been: when the listener hears it back, it has heard them all.
+    Marker(String),
+}
+
+/// Subscriptions waiting for their marker to come back, by token.
+type Markers = Arc<std::sync::Mutex<std::collections::HashMap<String, oneshot::Sender<()>>>>;
+
 /// A store's change feed: the hub its subscribers read, the notifier its
 /// writes go through, and the listener (started by the first `subscribe`).
 pub(crate) struct Feed {
     id: StoreId,
     hub: ChangeHub,
-    notes: mpsc::UnboundedSender<Note>,
+    notes: mpsc::UnboundedSender<Queued>,
+    markers: Markers,
     listener: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Whether the listener is connected and listening now.
     connected: Arc<AtomicBool>,
@@ -69,6 +83,7 @@ impl Feed {
             id,
             hub,
             notes,
+            markers: Markers::default(),
             listener: tokio::sync::Mutex::new(None),
             connected: Arc::new(AtomicBool::new(false)),
             shutdown,
@@ -82,13 +97,19 @@ impl Feed {
 
     /// Queues the notification of a committed write (`None`: a delete).
     pub(crate) fn notify(&self, ns: &str, key: &str, version: Option<i64>) {
-        let _ = self.notes.send(Note { ns: ns.to_owned(), key: key.to_owned(), version });
+        let _ = self.notes.send(Queued::Note(Note { ns: ns.to_owned(), key: key.to_owned(), version }));
     }
 
     /// A feed of the changes under `base`; starts the listener the first time
     /// and returns once it is listening.
+    ///
+    /// The notifications of this store's own writes that returned before
+    /// this call are not reported to the new feed: a marker is sent after
+    /// them and the feed starts once the listener has heard it back (one
+    /// round trip through the server). Writes of other processes whose
+    /// notification is still in flight may be reported (a cache drops an
+    /// entry it did not need to).
     pub(crate) async fn subscribe(&self, base: &Namespace) -> Result<ChangeFeed> {
-        let feed = self.hub.subscribe(base);
         let mut listener = self.listener.lock().await;
         let running = listener.as_ref().is_some_and(|task| !task.is_finished());
         if !running {
@@ -97,6 +118,7 @@ impl Feed {
                 id: self.id.clone(),
                 hub: self.hub.clone(),
                 connected: self.connected.clone(),
+                markers: self.markers.clone(),
                 shutdown: self.shutdown.subscribe(),
                 listen: format!("LISTEN \"{}\"", self.channel),
                 pg: self.pg.clone(),
@@ -112,17 +134,36 @@ impl Feed {
                     return Err(errors::backend(&self.id, "the change feed's listener ended at its start"))
                 }
             }
-            return Ok(feed);
         }
-        if self.connected.load(Ordering::SeqCst) {
-            Ok(feed)
-        } else {
+        drop(listener);
+        if !self.connected.load(Ordering::SeqCst) {
             // The listener is reconnecting: changes may be missed until it
             // says Restored, which this feed will get.
             let lost =
                 FeedEvent::Lost { reason: "the change feed's connection is being re-established".into() };
-            Ok(ChangeFeed::new(futures::stream::once(async move { lost }).chain(feed)))
+            return Ok(ChangeFeed::new(
+                futures::stream::once(async move { lost }).chain(self.hub.subscribe(base)),
+            ));
         }
+        self.flush_own().await;
+        Ok(self.hub.subscribe(base))
+    }
+
+    /// Waits (at most the call timeout) until the listener has heard the
+    /// notifications of every write of this store queued so far.
+    async fn flush_own(&self) {
+        // 16 random bytes: a token no other subscription, here or in another
+        // process listening on the channel, uses.
+        let token = StoreUid::generate().to_hex();
+        let (heard, back) = oneshot::channel();
+        self.markers.lock().unwrap_or_else(|e| e.into_inner()).insert(token.clone(), heard);
+        if self.notes.send(Queued::Marker(token.clone())).is_ok()
+            && tokio::time::timeout(self.call_timeout, back).await.is_ok_and(|r| r.is_ok())
+        {
+            return;
+        }
+        self.markers.lock().unwrap_or_else(|e| e.into_inner()).remove(&token);
+        tracing::debug!(store = %self.id, "the change feed's marker did not come back in time; subscribing anyway");
     }
 }
 
@@ -131,22 +172,47 @@ async fn notifier(
     id: StoreId,
     pool: Pool,
     channel: String,
-    mut rx: mpsc::UnboundedReceiver<Note>,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
     hub: ChangeHub,
     call_timeout: Duration,
 ) {
     let mut batch = Vec::new();
+    let mut notes = Vec::new();
     while rx.recv_many(&mut batch, 1024).await > 0 {
-        for payload in payloads(&batch) {
-            if let Err(e) = send(&pool, &channel, &payload, call_timeout).await {
-                let reason = format!("a change notification could not be sent: {e}");
-                tracing::warn!(store = %id, "{reason}; subscribers may miss changes (caches fall back to their TTL)");
-                hub.lost(reason);
-                hub.restored();
+        for queued in batch.drain(..) {
+            match queued {
+                Queued::Note(note) => notes.push(note),
+                Queued::Marker(token) => {
+                    flush(&id, &pool, &channel, &mut notes, &hub, call_timeout).await;
+                    let marker = serde_json::json!({ "m": token }).to_string();
+                    if let Err(e) = send(&pool, &channel, &marker, call_timeout).await {
+                        tracing::debug!(store = %id, "a change feed marker could not be sent: {e}");
+                    }
+                }
             }
         }
-        batch.clear();
+        flush(&id, &pool, &channel, &mut notes, &hub, call_timeout).await;
     }
+}
+
+/// Sends `notes` (and empties it).
+async fn flush(
+    id: &StoreId,
+    pool: &Pool,
+    channel: &str,
+    notes: &mut Vec<Note>,
+    hub: &ChangeHub,
+    call_timeout: Duration,
+) {
+    for payload in payloads(notes) {
+        if let Err(e) = send(pool, channel, &payload, call_timeout).await {
+            let reason = format!("a change notification could not be sent: {e}");
+            tracing::warn!(store = %id, "{reason}; subscribers may miss changes (caches fall back to their TTL)");
+            hub.lost(reason);
+            hub.restored();
+        }
+    }
+    notes.clear();
 }
 
 async fn send(
@@ -157,7 +223,11 @@ async fn send(
 ) -> std::result::Result<(), String> {
     let conn = pool.get().await.map_err(|e| e.to_string())?;
     let sent = async {
-        let st = conn.prepare_cached("SELECT pg_notify($1, $2)").await?;
+        // A notification needs no durability: its transaction does not wait
+        // for the WAL to reach the disk.
+        let st = conn
+            .prepare_cached("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)")
+            .await?;
         conn.execute(&st, &[&channel, &payload]).await
     };
     match tokio::time::timeout(call_timeout, sent).await {
@@ -193,6 +263,15 @@ fn payloads(notes: &[Note]) -> Vec<String> {
     out
 }
 
+/// The token of a marker payload (`{"m": token}`; any process's).
+fn marker(payload: &str) -> Option<String> {
+    if !payload.starts_with('{') {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_str(payload).ok()?;
+    Some(value.get("m")?.as_str()?.to_owned())
+}
+
 /// The changes of a payload; malformed entries are skipped with a debug log.
 fn parse_payload(payload: &str) -> Vec<(Namespace, CredentialKey, Option<Version>)> {
     let Ok(serde_json::Value::Array(entries)) = serde_json::from_str::<serde_json::Value>(payload) else {
@@ -223,6 +302,7 @@ struct Listener {
     id: StoreId,
     hub: ChangeHub,
     connected: Arc<AtomicBool>,
+    markers: Markers,
     shutdown: watch::Receiver<()>,
     listen: String,
     pg: tokio_postgres::Config,
@@ -292,6 +372,14 @@ impl Listener {
         loop {
             match messages.next().await {
                 Some(Ok(AsyncMessage::Notification(n))) => {
+                    if let Some(token) = marker(n.payload()) {
+                        if let Some(heard) =
+                            self.markers.lock().unwrap_or_else(|e| e.into_inner()).remove(&token)
+                        {
+                            let _ = heard.send(());
+                        }
+                        continue;
+                    }
                     for (ns, key, version) in parse_payload(n.payload()) {
                         self.hub.publish(&ns, &key, version.as_ref());
                     }
@@ -367,6 +455,9 @@ mod tests {
     fn malformed_entries_are_skipped_not_fatal() {
         assert!(parse_payload("not json").is_empty());
         assert!(parse_payload("{}").is_empty());
+        assert!(parse_payload(r#"{"m": "abc"}"#).is_empty(), "a marker is no change");
+        assert_eq!(marker(r#"{"m": "abc"}"#).as_deref(), Some("abc"));
+        assert_eq!(marker(r#"[{"n": "", "k": "m", "v": 1}]"#), None);
         let some = parse_payload(
             r#"[{"n": "", "k": "ok", "v": 1}, {"n": "", "k": "bad key!", "v": 2}, {"n": "/", "k": "x", "v": 3},
                 {"k": "no-ns", "v": 4}, {"n": "", "k": "neg", "v": -1}, 7, {"n": "", "k": "gone", "v": null}]"#,

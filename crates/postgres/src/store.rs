@@ -45,7 +45,9 @@ const UPSERT_ATTEMPTS: usize = 16;
 ///
 /// # Panics
 /// [`PostgresStore::open`] spawns the change feed's notifier on the current
-/// Tokio runtime, so it panics outside one.
+/// Tokio runtime, so it panics outside one. The pool's connections, the
+/// notifier and the feed's listener run on the runtime that made them: use
+/// the store while that runtime runs.
 #[derive(Clone)]
 pub struct PostgresStore {
     shared: Arc<Shared>,

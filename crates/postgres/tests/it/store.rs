@@ -1,0 +1,228 @@
+//! The store across instances and processes' worth of concurrency: what a
+//! second instance on the same schema sees, versions, races, secrecy.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Error, Metadata, SecretValue};
+use credstore_postgres::MasterKey;
+use credstore_test_servers::postgres::Postgres;
+
+use crate::util::{open, pg, psql};
+
+fn key(s: &str) -> CredentialKey {
+    CredentialKey::new(s).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn created_at_is_kept_on_overwrite_and_versions_never_repeat_across_delete_and_instances() {
+    let Some(pg) = pg() else { return };
+    let schema = Postgres::fresh_schema("store_versions");
+    let kek = MasterKey::generate();
+    let (a, b) = (open(pg, &schema, &kek).await, open(pg, &schema, &kek).await);
+    let k = key("db-password");
+    let first = a.set(&k, &SecretValue::from("one"), &Metadata::new()).await.unwrap();
+    let second = b.set(&k, &SecretValue::from("two"), &Metadata::new()).await.unwrap();
+    assert!(first.created && !second.created);
+    assert_eq!(second.created_at, first.created_at, "created_at is kept on overwrite");
+    let read = a.get(&k).await.unwrap().unwrap();
+    assert_eq!((read.created_at, read.version.clone()), (first.created_at, second.version.clone()));
+    let mut seen: HashSet<String> =
+        [first.version.as_str().to_owned(), second.version.as_str().to_owned()].into();
+    for round in 0..5 {
+        let (deleter, writer) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        assert!(deleter.delete(&k).await.unwrap());
+        let again = writer.create(&k, &SecretValue::from("again"), &Metadata::new()).await.unwrap();
+        assert!(seen.insert(again.version.as_str().to_owned()), "version {} repeated", again.version);
+        assert!(again.created_at > first.created_at, "a re-created key has a new created_at");
+    }
+    // A replace made with a version from before a delete never succeeds after it.
+    let err = a.replace(&k, &SecretValue::from("stale"), &Metadata::new(), &first.version).await.unwrap_err();
+    assert!(matches!(err, Error::PreconditionFailed { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_creates_from_two_instances_have_exactly_one_winner_per_key() {
+    let Some(pg) = pg() else { return };
+    let schema = Postgres::fresh_schema("store_race");
+    let kek = MasterKey::generate();
+    let a: Arc<dyn CredentialStore> = Arc::new(open(pg, &schema, &kek).await);
+    let b: Arc<dyn CredentialStore> = Arc::new(open(pg, &schema, &kek).await);
+    let mut tasks = Vec::new();
+    for n in 0..20 {
+        for racer in 0..8 {
+            let store = if racer % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                let k = key(&format!("race-{n}"));
+                let value = SecretValue::from(format!("racer-{racer}"));
+                match store.create(&k, &value, &Metadata::new()).await {
+                    Ok(_) => Some((n, racer)),
+                    Err(Error::PreconditionFailed { .. }) => None,
+                    Err(e) => panic!("{e}"),
+                }
+            }));
+        }
+    }
+    let mut winners = vec![Vec::new(); 20];
+    for t in tasks {
+        if let Some((n, racer)) = t.await.unwrap() {
+            winners[n].push(racer);
+        }
+    }
+    for (n, w) in winners.iter().enumerate() {
+        assert_eq!(w.len(), 1, "key race-{n} had winners {w:?}");
+        let stored = a.get(&key(&format!("race-{n}"))).await.unwrap().unwrap();
+        assert_eq!(
+            stored.value.expose_str().unwrap(),
+            format!("racer-{}", w[0]),
+            "the winner's value is stored"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_upserts_of_one_key_all_succeed_with_distinct_versions() {
+    let Some(pg) = pg() else { return };
+    let schema = Postgres::fresh_schema("store_upsert");
+    let kek = MasterKey::generate();
+    let a: Arc<dyn CredentialStore> = Arc::new(open(pg, &schema, &kek).await);
+    let b: Arc<dyn CredentialStore> = Arc::new(open(pg, &schema, &kek).await);
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                store.set(&key("hot"), &SecretValue::from(format!("v{i}")), &Metadata::new()).await
+            })
+        })
+        .collect();
+    let mut versions = HashSet::new();
+    for t in tasks {
+        let outcome = t.await.unwrap().unwrap();
+        assert!(versions.insert(outcome.version.as_str().to_owned()));
+    }
+    let last = a.get(&key("hot")).await.unwrap().unwrap();
+    assert!(versions.contains(last.version.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn values_are_sealed_in_the_database_and_never_in_debug_or_errors() {
+    let Some(pg) = pg() else { return };
+    let schema = Postgres::fresh_schema("store_secret");
+    let kek = MasterKey::generate();
+    let store = open(pg, &schema, &kek).await;
+    let secret = "sk_live_SEALED_VALUE_42";
+    let mut meta = std::collections::BTreeMap::new();
+    meta.insert("owner".to_owned(), "META_SECRET_OWNER".to_owned());
+    let meta = Metadata::try_from(meta).unwrap();
+    let written = store.set(&key("api"), &SecretValue::from(secret), &meta).await.unwrap();
+    let dump = psql(
+        pg,
+        &format!("SELECT encode(nonce, 'escape') || encode(sealed, 'escape') FROM \"{schema}\".credentials"),
+    );
+    assert!(!dump.is_empty());
+    assert!(
+        !dump.contains(secret) && !dump.contains("META_SECRET_OWNER"),
+        "the row holds the value in the clear"
+    );
+    let err = store.create(&key("api"), &SecretValue::from(secret), &meta).await.unwrap_err();
+    let err2 = store
+        .replace(
+            &key("api"),
+            &SecretValue::from(secret),
+            &meta,
+            &credstore_core::Version::from_counter(999_999_999),
+        )
+        .await
+        .unwrap_err();
+    let read = store.get(&key("api")).await.unwrap().unwrap();
+    for shown in
+        [format!("{err} {err:?}"), format!("{err2:?}"), format!("{store:?}"), format!("{read:?} {written:?}")]
+    {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    assert!(!format!("{:?}", crate::util::config(pg, &schema, &kek)).contains(pg.password()));
+}
+
+/// Waits until `n` sessions wait for a lock on an `UPDATE` of `schema`.
+async fn wait_for_blocked_updates(pg: &Postgres, schema: &str, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting = psql(
+            pg,
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND query LIKE 'UPDATE \"{schema}\".%'"
+            ),
+        );
+        if waiting.parse::<usize>().unwrap() >= n {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {waiting} of {n} updates are waiting");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replaces_that_all_read_the_same_version_before_writing_have_one_winner() {
+    let Some(pg) = pg() else { return };
+    let schema = Postgres::fresh_schema("store_replace_race");
+    let kek = MasterKey::generate();
+    let a: Arc<dyn CredentialStore> = Arc::new(open(pg, &schema, &kek).await);
+    let b: Arc<dyn CredentialStore> = Arc::new(open(pg, &schema, &kek).await);
+    let k = key("rotated");
+    let first = a.set(&k, &SecretValue::from("v0"), &Metadata::new()).await.unwrap();
+    // Writes (not reads) wait on this lock: every racer reads the row at
+    // `first.version` before any of them can write.
+    let (locker, connection) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user={} password={} dbname=postgres",
+            pg.port(),
+            pg.user(),
+            pg.password()
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    locker.batch_execute(&format!("BEGIN; LOCK TABLE \"{schema}\".credentials IN SHARE MODE")).await.unwrap();
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, k, version) =
+                (if i % 2 == 0 { a.clone() } else { b.clone() }, k.clone(), first.version.clone());
+            tokio::spawn(async move {
+                store.replace(&k, &SecretValue::from(format!("v{}", i + 1)), &Metadata::new(), &version).await
+            })
+        })
+        .collect();
+    wait_for_blocked_updates(pg, &schema, 8).await;
+    locker.batch_execute("COMMIT").await.unwrap();
+    let mut winners = 0;
+    for r in racers {
+        match r.await.unwrap() {
+            Ok(_) => winners += 1,
+            Err(Error::PreconditionFailed { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(winners, 1, "exactly one replace from version {} wins", first.version);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_unix_socket_host_connects_without_tls_by_default() {
+    let Some(pg) = pg() else { return };
+    let schema = Postgres::fresh_schema("store_socket");
+    let socket = pg.socket_dir().to_str().unwrap().to_owned();
+    let config = crate::util::config(pg, &schema, &MasterKey::generate());
+    let config = credstore_postgres::PostgresConfig::new(socket)
+        .port(pg.port())
+        .user(pg.user())
+        .password(pg.password().into())
+        .database("postgres")
+        .schema(config.schema_name())
+        .master_key(MasterKey::generate());
+    assert_eq!(config.tls_mode(), credstore_postgres::TlsMode::Disable);
+    let store = credstore_postgres::PostgresStore::open(crate::util::id(&schema), config).await.unwrap();
+    store.set(&key("k"), &SecretValue::from("v"), &Metadata::new()).await.unwrap();
+    assert!(store.has(&key("k")).await.unwrap());
+}
