@@ -5,10 +5,12 @@
 //! Every backend crate owns the settings of its stores (its `serde`
 //! feature): `credstore_memory::MemorySettings`,
 //! `credstore_sqlite::SqliteSettings`, `credstore_vault::VaultSettings`,
-//! `credstore_aws::AwsSettings` and `credstore_keychain::KeychainSettings`.
-//! [`Backends::builtin`] registers the ones this build has, by cargo
-//! feature: `memory` and `encrypted-sqlite` always, `vault`,
-//! `aws-secrets-manager` and `keychain` with the features of those names.
+//! `credstore_aws::AwsSettings`, `credstore_postgres::PostgresSettings` and
+//! `credstore_keychain::KeychainSettings`. [`Backends::builtin`] registers
+//! the ones this build has, by cargo feature: `memory` and
+//! `encrypted-sqlite` always, `vault`, `aws-secrets-manager`, `postgres`
+//! and `keychain` with the features of those names (`aws` for
+//! `aws-secrets-manager`).
 //!
 //! A custom backend registers its own type, and is then served with
 //! everything else (auth, isolation per project, problem+json, the audit
@@ -71,8 +73,13 @@ struct BackendType {
 
 /// Backend types built without their cargo feature, to name the feature
 /// when a config asks for one.
-const FEATURE_GATED: [(&str, &str); 4] =
-    [("vault", "vault"), ("aws-secrets-manager", "aws"), ("aws", "aws"), ("keychain", "keychain")];
+const FEATURE_GATED: [(&str, &str); 5] = [
+    ("vault", "vault"),
+    ("aws-secrets-manager", "aws"),
+    ("aws", "aws"),
+    ("keychain", "keychain"),
+    ("postgres", "postgres"),
+];
 
 /// The registry: backend types by name (the `type` of a `[[stores]]`
 /// table), with aliases.
@@ -91,8 +98,9 @@ impl Backends {
 
     /// The backends of this build: `memory`, `encrypted-sqlite` (alias
     /// `sqlite`, which takes a `key = { provider = .. }` setting), and with
-    /// their features `vault`, `aws-secrets-manager` (alias `aws`) and
-    /// `keychain`; with the key providers of [`KeyProviders::builtin`].
+    /// their features `vault`, `aws-secrets-manager` (alias `aws`),
+    /// `postgres` (which takes a `key` setting too) and `keychain`; with the
+    /// key providers of [`KeyProviders::builtin`].
     pub fn builtin() -> Self {
         // Registers a backend crate's settings type under the crate's
         // `KIND`: its settings open the store.
@@ -114,6 +122,13 @@ impl Backends {
             },
         );
         b.alias("sqlite", credstore_sqlite::KIND.as_str());
+        #[cfg(feature = "postgres")]
+        b.register_keyed(
+            credstore_postgres::KIND,
+            |id, s: credstore_postgres::PostgresSettings, key, ctx| async move {
+                super::keys::open_postgres(id, &s, key.as_ref(), &ctx).await
+            },
+        );
         #[cfg(feature = "vault")]
         register!(b, credstore_vault::VaultSettings);
         #[cfg(feature = "aws")]

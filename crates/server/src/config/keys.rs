@@ -1,5 +1,5 @@
 //! The key providers a server can take the key-encryption key (KEK) of an
-//! encrypted SQLite store from: a registry from the `provider` of a store's
+//! encrypted SQLite or PostgreSQL store from: a registry from the `provider` of a store's
 //! `key = { provider = "…", … }` table to the settings the rest of that
 //! table deserializes into, and the [`KeyProvider`] those settings give.
 //!
@@ -259,6 +259,44 @@ impl fmt::Debug for KeySpec {
     }
 }
 
+/// A backend's settings in code that take a key-encryption key from a
+/// store's `key = { .. }` setting: as a key file or as a provider.
+trait KeyedConfig: Sized {
+    fn with_key_file(self, file: KeyFile) -> Self;
+    fn with_provider(self, provider: Arc<dyn KeyProvider>) -> Self;
+}
+
+impl KeyedConfig for credstore_sqlite::SqliteConfig {
+    fn with_key_file(self, file: KeyFile) -> Self {
+        self.master_key_file(file)
+    }
+
+    fn with_provider(self, provider: Arc<dyn KeyProvider>) -> Self {
+        self.key_provider(provider)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl KeyedConfig for credstore_postgres::PostgresConfig {
+    fn with_key_file(self, file: KeyFile) -> Self {
+        self.master_key_file(file)
+    }
+
+    fn with_provider(self, provider: Arc<dyn KeyProvider>) -> Self {
+        self.key_provider(provider)
+    }
+}
+
+/// `config` keyed by the store's `key` setting: a `master-key` key file as
+/// the backend's key file (which keeps its crash-safe rotation), any other
+/// provider built for the store `id` and given as its key provider.
+async fn with_key<C: KeyedConfig>(config: C, key: &KeySpec, id: &StoreId, ctx: &ConfigContext) -> Result<C> {
+    Ok(match key.key_file(ctx) {
+        Some(file) => config.with_key_file(file),
+        None => config.with_provider(key.provider(id, ctx).await?),
+    })
+}
+
 /// Opens the encrypted SQLite store `id` of `settings`, with its `key`
 /// provider when it has one: a `master-key` key file as
 /// [`SqliteConfig::master_key_file`](credstore_sqlite::SqliteConfig::master_key_file)
@@ -277,12 +315,35 @@ pub async fn open_sqlite(
     let Some(key) = key else {
         return settings.clone().open(id, ctx).await;
     };
-    let config = settings.base_config(ctx);
-    let config = match key.key_file(ctx) {
-        Some(file) => config.master_key_file(file),
-        None => config.key_provider(key.provider(&id, ctx).await?),
-    };
+    let config = with_key(settings.base_config(ctx), key, &id, ctx).await?;
     SqliteStore::open(id, config).await
+}
+
+/// Opens the PostgreSQL store `id` of `settings` (the `postgres` feature),
+/// with its `key` provider when it has one, as [`open_sqlite`] does: a
+/// `master-key` key file as
+/// [`PostgresConfig::master_key_file`](credstore_postgres::PostgresConfig::master_key_file),
+/// any other provider as
+/// [`PostgresConfig::key_provider`](credstore_postgres::PostgresConfig::key_provider).
+///
+/// # Errors
+/// Those of [`PostgresSettings::base_config`](credstore_postgres::PostgresSettings::base_config)
+/// (before any I/O), the provider's (see [`KeySpec::provider`]) and those of
+/// [`PostgresStore::open`](credstore_postgres::PostgresStore::open):
+/// [`Error::Unavailable`](credstore_core::Error::Unavailable) when the
+/// database cannot be reached, which leaves the store to its prober.
+#[cfg(feature = "postgres")]
+pub async fn open_postgres(
+    id: StoreId,
+    settings: &credstore_postgres::PostgresSettings,
+    key: Option<&KeySpec>,
+    ctx: &ConfigContext,
+) -> Result<credstore_postgres::PostgresStore> {
+    let Some(key) = key else {
+        return settings.clone().open(id, ctx).await;
+    };
+    let config = with_key(settings.base_config(&id, ctx)?, key, &id, ctx).await?;
+    credstore_postgres::PostgresStore::open(id, config).await
 }
 
 /// The settings of the `master-key` provider: a local 32-byte key, from a

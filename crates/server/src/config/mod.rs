@@ -43,6 +43,24 @@
 //! the file or environment variable that holds theirs. Relative paths in
 //! the config file are relative to the file's directory.
 //!
+//! A `type = "postgres"` store's table (`credstore_postgres::PostgresSettings`;
+//! the server README's PostgreSQL stores has the details):
+//!
+//! | setting | TOML | default |
+//! | --- | --- | --- |
+//! | the server: a host name, an address or a Unix socket's folder | `host` (with `port`, `user`, `database`) | one of `host`, `url_env`, `url` |
+//! | port, user, database | `port`, `user`, `database` | 5432, required, the user's name |
+//! | a whole `postgres://` URL, password allowed, in an environment variable | `url_env` | — |
+//! | a URL without a password (one with a password is refused) | `url` | — |
+//! | the password | `password_file` or `password_env` | none |
+//! | the schema of the store's tables | `schema` | `credstore` |
+//! | TLS: `verify-full` or `disable` | `tls` | `disable` on loopback and Unix sockets, else `verify-full` |
+//! | the CA (PEM) of the database's certificate | `ca_file` | the platform's roots |
+//! | pool size | `max_connections` | 16 |
+//! | connect, pool acquire and statement timeouts | `connect_timeout_ms`, `acquire_timeout_ms`, `statement_timeout_ms` | 5,000 each |
+//! | the change feed (LISTEN/NOTIFY) that keeps other replicas' caches fresh | `change_feed` | `true` |
+//! | the key-encryption key | `key = { provider = "aws-kms" \| "vault-transit" \| "keychain" \| "master-key" \| "passphrase", … }` ([`keys`]), or `master_key_file` / `master_key_env` / `passphrase_file` / `passphrase_env` | required |
+//!
 //! This module keeps the process's settings. Each `[[stores]]` table is
 //! `id`, `type`, an optional `cache` ([`CacheSettings`]) and the settings
 //! of its type, which the backend crate owns (`credstore_vault::VaultSettings`
@@ -73,6 +91,17 @@
 //! address = "https://vault.example.com:8200"
 //! token_file = "/run/secrets/vault-token"
 //! cache = { ttl_ms = 60000 }      # a read-through cache; see CacheSettings
+//!
+//! [[stores]]
+//! id = "team-pg"
+//! type = "postgres"                # the `postgres` feature (on by default)
+//! host = "db.internal"
+//! user = "credstore"
+//! database = "secrets"
+//! password_file = "/run/secrets/pg-password"
+//! schema = "team_a"
+//! key = { provider = "aws-kms", key_id = "alias/credstore" }
+//! cache = { ttl_ms = 60000 }      # kept fresh across replicas by the change feed
 //!
 //! [[stores]]
 //! id = "laptop"
@@ -119,6 +148,8 @@ pub mod backends;
 #[cfg(test)]
 mod key_tests;
 pub mod keys;
+#[cfg(all(test, feature = "postgres"))]
+mod postgres_tests;
 
 /// The default time between two probes of a store: 10 s.
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(10);

@@ -1,6 +1,7 @@
 //! The API over the remote backends: Vault (a real OpenBao dev server) and
 //! AWS Secrets Manager (a real moto server), configured through the TOML
-//! config file of the `credstore` binary; and both backends unreachable.
+//! config file of the `credstore` binary; and both backends unreachable, and
+//! an unreachable PostgreSQL.
 
 use crate::util::process as proc_util;
 
@@ -263,4 +264,54 @@ key = {{ provider = "vault-transit", address = "{}", token_env = "TEST_VAULT_TOK
         let (wraps, unwraps) = (encrypts(&transit, "/encrypt/team"), encrypts(&transit, "/decrypt/team"));
         assert_eq!((wraps, unwraps), (1, round), "{:?}", transit.requests());
     }
+}
+
+#[test]
+fn a_postgres_store_that_cannot_be_reached_is_served_unavailable_and_the_server_starts() {
+    // A port that was free a moment ago: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"
+probe_timeout_ms = 1500
+store_timeout_ms = 3000
+
+[[stores]]
+id = "pg-down"
+type = "postgres"
+host = "127.0.0.1"
+port = {closed}
+user = "credstore"
+password_env = "TEST_PG_PASSWORD"
+connect_timeout_ms = 1000
+key = {{ provider = "master-key", key_env = "TEST_PG_KEK" }}
+"#
+    );
+    std::fs::write(dir.path().join("credstore.toml"), config).unwrap();
+    let env = [
+        ("CREDSTORE_CONFIG", "credstore.toml"),
+        ("CREDSTORE_ADMIN_TOKEN", ADMIN),
+        ("TEST_PG_PASSWORD", "pw-never-shown"),
+        ("TEST_PG_KEK", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+    ];
+    let (mut p, addr) = Proc::serve(dir.path(), &env, &[]);
+    rt().block_on(async {
+        let c = reqwest::Client::new();
+        let (status, list) = call(&c, addr, "GET", &base("t", "p"), None).await;
+        assert_eq!(status, 200);
+        let entry = list["data"].as_array().unwrap().iter().find(|e| e["id"] == "pg-down").cloned().unwrap();
+        assert_eq!(entry["available"], false, "{entry}");
+        assert_eq!(entry["type"], "postgres");
+        assert_eq!(entry["reason"], "unreachable", "{entry}");
+        let path = format!("{}/pg-down/credentials", base("t", "p"));
+        let (status, problem) = call(&c, addr, "POST", &path, Some(json!({"key": "k", "value": "v"}))).await;
+        assert_eq!(status, 503, "{problem}");
+        assert_eq!(problem["code"], "service_unavailable");
+        // The embedded stores serve beside it.
+        let path = format!("{}/sqlite-default/credentials", base("t", "p"));
+        assert_eq!(call(&c, addr, "POST", &path, Some(json!({"key": "k", "value": "v"}))).await.0, 201);
+    });
+    assert!(p.terminate().success());
+    let log = p.stderr_text();
+    assert!(log.contains("pg-down") && !log.contains("pw-never-shown"), "{log}");
 }

@@ -15,4 +15,5 @@ mod keychain;
 mod observability;
 mod openapi;
 mod process;
+mod replicas;
 mod tls;
