@@ -1,5 +1,7 @@
 //! Server throughput and p99 latency under a bounded `wrk` load on loopback:
-//! create-credential (memory and durable encrypted SQLite stores) and
+//! create-credential (memory, durable encrypted SQLite and encrypted
+//! PostgreSQL stores; the PostgreSQL one on a cluster of the bench's own,
+//! started by the test fixture, fsync on) and
 //! list-stores, side by side with an OpenBao dev server's KV v2 write and
 //! read driven by the same tool in the same run.
 //!
@@ -41,6 +43,7 @@ use std::time::Duration;
 use credstore_benches::out_dir;
 use credstore_benches::summary::{Better, Row};
 use credstore_test_servers::openbao::OpenBao;
+use credstore_test_servers::postgres::Postgres;
 use credstore_test_servers::{free_port, require_tool, wait_for_http, ServerProcess};
 
 const CONNECTIONS: u32 = 32;
@@ -323,6 +326,27 @@ fn dead_store_config(dir: &Path, dead: SocketAddr) -> PathBuf {
     path
 }
 
+/// The key-encryption key of the PostgreSQL store's throwaway database (a
+/// bench's own cluster in a temporary folder): no secret.
+const PG_BENCH_KEK: &str = "YmVuY2gta2V5LWVuY3J5cHRpb24ta2V5LTMyLWJ5dGU=";
+
+/// The config file of the PostgreSQL server: the default stores and a
+/// PostgreSQL store on `pg`'s database `database`, its password and master
+/// key given by environment variables (`BENCH_PG_PASSWORD`, `BENCH_PG_KEK`).
+fn postgres_config(dir: &Path, pg: &Postgres, database: &str) -> PathBuf {
+    let path = dir.join("postgres.toml");
+    let text = format!(
+        "[[stores]]\nid = \"postgres-bench\"\ntype = \"postgres\"\nhost = \"{}\"\nport = {}\nuser = \"{}\"\n\
+         database = \"{database}\"\npassword_env = \"BENCH_PG_PASSWORD\"\nschema = \"bench_server\"\n\
+         key = {{ provider = \"master-key\", key_env = \"BENCH_PG_KEK\" }}\n",
+        pg.host(),
+        pg.port(),
+        pg.user()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     if std::env::args().nth(1).as_deref() == Some("--bare") {
@@ -469,6 +493,29 @@ fn main() {
     let list_dead = wrk("list-stores-one-dead", &dead_base, &list_script, seconds, dir.path());
     dead_server.stop();
 
+    // Our server over PostgreSQL (a cluster of the bench's own, fsync on),
+    // loaded right before OpenBao.
+    let pg = Postgres::start().expect("PostgreSQL installed (scripts/bench runs scripts/test-tools)");
+    let database = pg.create_database("bench");
+    let pg_config = postgres_config(dir.path(), &pg, &database);
+    let pg_env = [("BENCH_PG_PASSWORD", pg.password()), ("BENCH_PG_KEK", PG_BENCH_KEK)];
+    let (pg_server, pg_addr) = start_server(&bin, dir.path(), "postgres", &token, Some(&pg_config), &pg_env);
+    let pg_base = format!("http://{pg_addr}/manage/tenants/bench/projects/load/credential-stores");
+    let listed = http_get(pg_addr, "/manage/tenants/bench/projects/load/credential-stores", &auth);
+    assert!(
+        listed.contains(r#""available":true,"id":"postgres-bench""#),
+        "the PostgreSQL store is not listed as available:\n{listed}"
+    );
+    let postgres = run("create-postgres", &format!("{pg_base}/postgres-bench/credentials"), &ours_create);
+    pg_server.stop();
+    let written =
+        pg.psql(&database, "SELECT count(*) FROM bench_server.credentials").expect("count the rows");
+    assert!(
+        written.parse::<u64>().unwrap_or(0) > 1000,
+        "the creates did not reach PostgreSQL: {written} rows"
+    );
+    drop(pg);
+
     let bao = OpenBao::start().expect("bao on PATH (scripts/bench puts it there)");
     let vault_token = ("X-Vault-Token", bao.root_token());
     let bao_body = format!(r#"{{"data":{{"value":"{value}","n":"{{N}}"}}}}"#);
@@ -505,6 +552,22 @@ fn main() {
             bao_write.requests_per_sec,
             write,
             Some(1.0),
+        ),
+        Row::new(Better::Higher,
+            format!("postgres server create, encrypted PostgreSQL store (fsync on; {load})"),
+            "req/s",
+            postgres.requests_per_sec,
+            bao_write.requests_per_sec,
+            write,
+            Some(3.0),
+        ),
+        Row::new(Better::Lower,
+            "postgres server create p99, encrypted PostgreSQL store",
+            "ms",
+            postgres.p99_ms,
+            bao_write.p99_ms,
+            write,
+            None,
         ),
         Row::new(Better::Higher,
             format!("server list-stores ({load})"),
