@@ -62,6 +62,7 @@
 //! | `needs replace_if_version`          | `capabilities.replace_if_version`                                 |
 //! | `needs persistence beyond process`  | `capabilities.persistence.survives_restart()`; `reopen` returns `Some` |
 //! | `needs can_be_unavailable`          | `capabilities.can_be_unavailable`; `unreachable` returns `Some`   |
+//! | `needs change_feed`                 | `capabilities.change_feed` (the feed cases, each wait bounded)    |
 //!
 //! The capabilities are read once, from the first store the factory makes.
 //! A case that does not apply is reported as ignored, with its need in
@@ -136,6 +137,11 @@ pub trait StoreFactory: Send + Sync {
     /// [survives a restart](credstore_core::Persistence::survives_restart);
     /// a store that lives in the process may return `None` (the default) or a
     /// new, empty instance.
+    ///
+    /// For a durable store that declares a change feed, the suite also calls
+    /// it while it keeps `store`, and checks that a change made through the
+    /// new instance is reported to a feed of the old one (as two replicas
+    /// over one database): the two must be able to live side by side.
     async fn reopen(&self, store: Arc<dyn CredentialStore>) -> Option<Arc<dyn CredentialStore>> {
         drop(store);
         None
@@ -181,6 +187,8 @@ pub enum Needs {
     PersistenceBeyondProcess,
     /// [`Capabilities::can_be_unavailable`] (the unreachable-store cases).
     CanBeUnavailable,
+    /// [`Capabilities::change_feed`] (the change feed cases).
+    ChangeFeed,
 }
 
 impl Needs {
@@ -195,6 +203,7 @@ impl Needs {
             Needs::ReplaceIfVersion => caps.replace_if_version,
             Needs::PersistenceBeyondProcess => caps.persistence.survives_restart(),
             Needs::CanBeUnavailable => caps.can_be_unavailable,
+            Needs::ChangeFeed => caps.change_feed,
         }
     }
 
@@ -210,6 +219,7 @@ impl Needs {
             Needs::ReplaceIfVersion => "replace_if_version",
             Needs::PersistenceBeyondProcess => "persistence beyond process",
             Needs::CanBeUnavailable => "can_be_unavailable",
+            Needs::ChangeFeed => "change_feed",
         }
     }
 
@@ -491,10 +501,13 @@ mod tests {
             Needs::ReplaceIfVersion,
             Needs::PersistenceBeyondProcess,
             Needs::CanBeUnavailable,
+            Needs::ChangeFeed,
         ] {
             assert!(need.label().len() > "needs ".len(), "{need:?}");
-            assert!(need.is_met(&Capabilities::full()), "{need:?}");
+            assert!(need.is_met(&Capabilities::full().with_change_feed(true)), "{need:?}");
         }
+        assert_eq!(Needs::ChangeFeed.label(), "needs change_feed");
+        assert!(!Needs::ChangeFeed.is_met(&Capabilities::full()), "the feed is optional");
         assert!(Needs::Nothing.is_met(&limited_caps()));
         assert!(!Needs::PersistenceBeyondProcess.is_met(&MockStore::DEFAULT_CAPABILITIES));
     }

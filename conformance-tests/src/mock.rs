@@ -36,9 +36,9 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use credstore_core::{
-    Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, ListOptions, ListPage,
-    Metadata, Namespace, Persistence, Result, SecretValue, SetMode, SetOutcome, StoreId, StoreInfo,
-    StoreKind, Version, WriteRequest,
+    Availability, Capabilities, ChangeFeed, ChangeHub, Credential, CredentialKey, CredentialStore, Error,
+    ListOptions, ListPage, Metadata, Namespace, Persistence, Result, SecretValue, SetMode, SetOutcome,
+    StoreId, StoreInfo, StoreKind, Version, WriteRequest,
 };
 
 /// An operation of [`CredentialStore`], as the mock counts and scripts them:
@@ -175,7 +175,11 @@ struct Shared {
     data: Mutex<Data>,
     script: Mutex<Script>,
     calls: [AtomicUsize; Op::ALL.len()],
+    changes: ChangeHub,
 }
+
+/// How many unread events each subscriber of a mock's feed keeps.
+const FEED_CAPACITY: usize = 1024;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A scripted panic never happens while a lock is held; recover anyway.
@@ -189,6 +193,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 ///   a version from one counter shared by every key, atomic create-only and
 ///   replace-if-version writes, binary values, listing in key order.
 ///   Credentials live as long as the mock ([`Persistence::Process`]).
+/// - A change feed ([`CredentialStore::subscribe`]) of every successful
+///   write and delete through any handle, in process, when declared
+///   (`change_feed`, off in [`MockStore::DEFAULT_CAPABILITIES`]); a test
+///   reports the feed lost or restored, or any change, through
+///   [`MockStore::change_hub`]. `subscribe` is counted and scripted like
+///   every operation ([`Op::Subscribe`]).
 /// - Clones and namespace handles share the data, the script and the call
 ///   counters, so a test keeps one `MockStore` to script and inspect while
 ///   the code under test holds an `Arc<dyn CredentialStore>`.
@@ -228,13 +238,16 @@ impl MockStore {
                 data: Mutex::new(Data::default()),
                 script: Mutex::new(Script::default()),
                 calls: Default::default(),
+                changes: ChangeHub::new(FEED_CAPACITY),
             }),
         }
     }
 
-    /// What a new mock declares: everything, with [`Persistence::Process`]
-    /// (`can_be_unavailable` is on, since [`MockStore::set_availability`] can
-    /// take it down).
+    /// What a new mock declares: everything [`Capabilities::full`] does,
+    /// with [`Persistence::Process`] (`can_be_unavailable` is on, since
+    /// [`MockStore::set_availability`] can take it down). The optional
+    /// change feed is off, as there: turn it on with
+    /// `with_capabilities(MockStore::DEFAULT_CAPABILITIES.with_change_feed(true))`.
     pub const DEFAULT_CAPABILITIES: Capabilities =
         Capabilities::full().with_persistence(Persistence::Process);
 
@@ -302,6 +315,15 @@ impl MockStore {
     /// operation fails with [`Error::Unavailable`] giving its reason.
     pub fn set_availability(&self, availability: Availability) {
         lock(&self.shared.script).availability = availability;
+    }
+
+    /// The hub the mock's change feed is built on, shared by every handle:
+    /// its [`lost`](ChangeHub::lost) and [`restored`](ChangeHub::restored)
+    /// reach every subscriber, as a backend's broken and restored
+    /// connection would, and [`publish`](ChangeHub::publish) reports a
+    /// change made elsewhere.
+    pub fn change_hub(&self) -> &ChangeHub {
+        &self.shared.changes
     }
 
     /// How many calls of `op` were made, through any handle of this mock,
@@ -411,6 +433,9 @@ impl CredentialStore for MockStore {
             updated_at: now,
         };
         data.namespaces.entry(self.info.namespace().clone()).or_default().insert(key.clone(), entry);
+        // Under the lock: the changes of a key are reported in version order.
+        self.shared.changes.publish(self.info.namespace(), key, Some(&version));
+        drop(data);
         Ok(SetOutcome { created, version, created_at, updated_at: now })
     }
 
@@ -435,6 +460,9 @@ impl CredentialStore for MockStore {
         if keys.is_empty() {
             data.namespaces.remove(self.info.namespace());
         }
+        if existed {
+            self.shared.changes.publish(self.info.namespace(), key, None);
+        }
         Ok(existed)
     }
 
@@ -445,6 +473,15 @@ impl CredentialStore for MockStore {
         }
         self.io(Op::List).await?;
         Ok(self.read(|keys| options.page_from_sorted(keys.into_iter().flat_map(|k| k.keys().cloned()))))
+    }
+
+    async fn subscribe(&self) -> Result<ChangeFeed> {
+        self.count(Op::Subscribe);
+        if !self.info.capabilities().change_feed {
+            return Err(Error::unsupported(self.info.id(), "change feeds"));
+        }
+        self.io(Op::Subscribe).await?;
+        Ok(self.shared.changes.subscribe(self.info.namespace()))
     }
 
     async fn check_availability(&self) -> Availability {
@@ -564,5 +601,32 @@ mod tests {
         let v = SecretValue::from("v");
         assert!(matches!(m.create(&key("k"), &v, &Metadata::new()).await, Err(Error::Unsupported { .. })));
         assert!(!m.has(&key("k")).await.unwrap());
+        let quiet = mock();
+        quiet.fail_next_op(Op::Subscribe, 1, Fault::Hang);
+        assert!(matches!(quiet.subscribe().await, Err(Error::Unsupported { .. })), "refused before any I/O");
+    }
+
+    #[tokio::test]
+    async fn the_feed_reports_writes_and_deletes_and_a_scripted_loss() {
+        let m = mock().with_capabilities(MockStore::DEFAULT_CAPABILITIES.with_change_feed(true));
+        let tenant = m.with_namespace(&crate::fixtures::ns("t")).unwrap();
+        let mut feed = m.subscribe().await.unwrap();
+        let out = tenant.set(&key("k"), &SecretValue::from("v"), &Metadata::new()).await.unwrap();
+        assert!(!tenant.delete(&key("missing")).await.unwrap());
+        assert!(tenant.delete(&key("k")).await.unwrap());
+        m.change_hub().lost("scripted");
+        let change = |version| {
+            credstore_core::FeedEvent::Changed(credstore_core::Change::new(
+                crate::fixtures::ns("t"),
+                key("k"),
+                version,
+            ))
+        };
+        assert_eq!(feed.next().await, Some(change(Some(out.version))));
+        assert_eq!(feed.next().await, Some(change(None)));
+        assert_eq!(feed.next().await, Some(credstore_core::FeedEvent::Lost { reason: "scripted".into() }));
+        m.fail_next_op(Op::Subscribe, 1, Fault::Unavailable);
+        assert!(m.subscribe().await.unwrap_err().is_retriable(), "subscribe is scripted like the rest");
+        assert_eq!(m.calls(Op::Subscribe), 2);
     }
 }

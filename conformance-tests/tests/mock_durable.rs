@@ -9,8 +9,10 @@ use credstore_conformance::{conformance_main, NamespaceFactory};
 use credstore_core::{Persistence, StoreId};
 
 fn factory() -> Option<NamespaceFactory> {
-    let caps =
-        MockStore::DEFAULT_CAPABILITIES.with_persistence(Persistence::Durable).with_can_be_unavailable(false);
+    let caps = MockStore::DEFAULT_CAPABILITIES
+        .with_persistence(Persistence::Durable)
+        .with_can_be_unavailable(false)
+        .with_change_feed(true);
     let root = MockStore::new(StoreId::new("mock-durable").expect("a valid id")).with_capabilities(caps);
     Some(NamespaceFactory::new(Arc::new(root)).reopen_by_handle(true))
 }

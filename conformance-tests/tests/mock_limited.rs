@@ -1,7 +1,8 @@
 //! The suite on a `MockStore` that declares, and really refuses, no list,
 //! no metadata, no binary values, no create-only and no replace-if-version
-//! writes, and is never unavailable: the gated cases show as ignored with
-//! their capability, and the `capabilities_*` cases check the refusals.
+//! writes and no change feed, and is never unavailable: the gated cases show
+//! as ignored with their capability, and the `capabilities_*` cases check
+//! the refusals.
 //! Its reopen gives a new, empty mock, as a process-only store may.
 
 use std::sync::Arc;
@@ -17,7 +18,8 @@ fn limited() -> MockStore {
         .with_binary(false)
         .with_create_only(false)
         .with_replace_if_version(false)
-        .with_can_be_unavailable(false);
+        .with_can_be_unavailable(false)
+        .with_change_feed(false);
     MockStore::new(StoreId::new(unique_name("limited")).expect("a valid id")).with_capabilities(caps)
 }
 

@@ -1,11 +1,11 @@
 //! Declared capabilities are honest both ways: what is declared on works,
 //! what is declared off is refused with `Unsupported` and stores nothing.
 
-use credstore_core::{CredentialStoreExt, ListOptions, Metadata, SecretValue};
+use credstore_core::{CredentialStoreExt, FeedEvent, ListOptions, Metadata, SecretValue};
 
 use super::{
-    absent, assert_precondition_failed, assert_unchanged, assert_unsupported, caps, key, meta, must_get, set,
-    set_text,
+    absent, assert_precondition_failed, assert_unchanged, assert_unsupported, caps, key, meta, must_get, ns,
+    set, set_text, FEED_WAIT,
 };
 use crate::StoreFactory;
 
@@ -144,6 +144,38 @@ pub async fn capabilities_availability_honest(f: &dyn StoreFactory) {
         for _ in 0..3 {
             let a = store.check_availability().await;
             assert!(a.available, "a store that is never unavailable answered {a:?}");
+        }
+    }
+}
+
+/// `change_feed: true` means `subscribe` gives a feed that reports a write;
+/// `false` means `Unsupported`, from every handle and before any I/O (the
+/// factory's unreachable store, if any, answers it too).
+pub async fn capabilities_change_feed_honest(f: &dyn StoreFactory) {
+    let store = f.create().await;
+    if caps(&*store).change_feed {
+        let mut feed =
+            store.subscribe().await.expect("the store declares change_feed, so subscribe must work");
+        let written = set_text(&*store, "feed-honesty", "v").await;
+        let event = tokio::time::timeout(FEED_WAIT, feed.next()).await;
+        match event.unwrap_or_else(|_| panic!("the feed reported no change within {} s", FEED_WAIT.as_secs()))
+        {
+            Some(FeedEvent::Changed(change)) => {
+                assert_eq!((change.key, change.version), (key("feed-honesty"), Some(written.version)))
+            }
+            other => panic!("expected the write to be reported, got {other:?}"),
+        }
+    } else {
+        assert_unsupported(store.subscribe().await, "subscribe");
+        let nested = store.with_namespace(&ns("feed-honesty")).expect("a namespace handle");
+        assert_unsupported(nested.subscribe().await, "subscribe on a namespace handle");
+        if let Some(unreachable) = f.unreachable().await {
+            if !caps(&*unreachable).change_feed {
+                assert_unsupported(
+                    unreachable.subscribe().await,
+                    "subscribe on an unreachable store (before I/O)",
+                );
+            }
         }
     }
 }

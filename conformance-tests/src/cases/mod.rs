@@ -20,6 +20,7 @@ pub mod availability;
 pub mod basic;
 pub mod binary;
 pub mod capabilities;
+pub mod changes;
 pub mod concurrency;
 pub mod conditional;
 pub mod keys;
@@ -36,6 +37,7 @@ pub use availability::*;
 pub use basic::*;
 pub use binary::*;
 pub use capabilities::*;
+pub use changes::*;
 pub use concurrency::*;
 pub use conditional::*;
 pub use keys::*;
@@ -150,6 +152,17 @@ registry! {
     capabilities::capabilities_replace_if_version_honest => Nothing,
     capabilities::capabilities_persistence_honest => Nothing,
     capabilities::capabilities_availability_honest => Nothing,
+    capabilities::capabilities_change_feed_honest => Nothing,
+    changes::feed_reports_a_write_with_its_key_and_the_set_version => ChangeFeed,
+    changes::feed_reports_a_delete_with_no_version => ChangeFeed,
+    changes::feed_reports_nothing_for_a_delete_of_a_missing_key => ChangeFeed,
+    changes::feed_reports_nothing_for_a_refused_create => ChangeFeed,
+    changes::feed_reports_nothing_for_a_refused_replace => ChangeFeed,
+    changes::feed_of_a_namespace_reports_it_and_its_nested_namespaces_only => ChangeFeed,
+    changes::feed_reports_every_one_of_20_writes_of_a_key_in_order => ChangeFeed,
+    changes::feed_reports_every_change_to_every_subscriber => ChangeFeed,
+    changes::feed_reports_a_change_made_through_a_second_store => ChangeFeed,
+    changes::feed_events_never_show_the_value => ChangeFeed,
     persistence::persistence_across_reopen => PersistenceBeyondProcess,
     persistence::namespaces_persist_across_reopen => PersistenceBeyondProcess,
     secrecy::secret_absent_from_debug_and_errors => Nothing,

@@ -142,7 +142,8 @@ enum HubEvent {
 /// included), relative to it.
 ///
 /// Bounded: each subscriber keeps at most `capacity` unread events; one that
-/// falls further behind gets [`FeedEvent::Lost`] and then the newest events.
+/// falls further behind gets [`FeedEvent::Lost`], then [`FeedEvent::Restored`]
+/// (nothing is missed from there on) and the newest events.
 /// Cheap to clone (clones publish to the same subscribers).
 #[derive(Clone)]
 pub struct ChangeHub {
@@ -193,10 +194,16 @@ impl ChangeHub {
     pub fn subscribe(&self, base: &Namespace) -> ChangeFeed {
         let receiver = self.sender.subscribe();
         let base = base.clone();
-        let events = futures::stream::unfold(receiver, move |mut receiver| {
+        // `true` once the subscriber was told it fell behind: it is whole
+        // again from the next event on, and is told so first.
+        let events = futures::stream::unfold((receiver, false), move |(mut receiver, lagged)| {
             let base = base.clone();
             async move {
+                if lagged {
+                    return Some((FeedEvent::Restored, (receiver, false)));
+                }
                 loop {
+                    let mut lagged = false;
                     let event = match receiver.recv().await {
                         Ok(HubEvent::Changed { namespace, key, version }) => {
                             match relative(&base, &namespace) {
@@ -207,11 +214,12 @@ impl ChangeHub {
                         Ok(HubEvent::Lost(reason)) => FeedEvent::Lost { reason },
                         Ok(HubEvent::Restored) => FeedEvent::Restored,
                         Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            lagged = true;
                             FeedEvent::Lost { reason: format!("the subscriber fell {missed} events behind") }
                         }
                         Err(broadcast::error::RecvError::Closed) => return None,
                     };
-                    return Some((event, receiver));
+                    return Some((event, (receiver, lagged)));
                 }
             }
         });
@@ -257,7 +265,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_subscriber_that_falls_behind_is_told_it_lost_changes_then_gets_the_newest() {
+    async fn a_subscriber_that_falls_behind_is_told_it_lost_changes_and_is_restored_then_gets_the_newest() {
         let hub = ChangeHub::new(2);
         let mut feed = hub.subscribe(&Namespace::root());
         let key = CredentialKey::new("k").unwrap();
@@ -265,6 +273,7 @@ mod tests {
             hub.publish(&Namespace::root(), &key, Some(&Version::from_counter(n)));
         }
         assert!(matches!(feed.next().await, Some(FeedEvent::Lost { .. })));
+        assert_eq!(feed.next().await, Some(FeedEvent::Restored), "whole again from here on");
         let Some(FeedEvent::Changed(change)) = feed.next().await else { panic!("a change") };
         assert_eq!(change.version, Some(Version::from_counter(4)));
     }

@@ -2,14 +2,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use credstore_core::{
-    Availability, ChangeFeed, Credential, CredentialKey, CredentialStore, Error, Layer, ListOptions,
-    ListPage, Namespace, Result, SetOutcome, StoreInfo, Version, WriteRequest,
+    Availability, Change, ChangeFeed, Credential, CredentialKey, CredentialStore, Error, FeedEvent, Layer,
+    ListOptions, ListPage, Namespace, Result, SetOutcome, StoreInfo, Version, WriteRequest,
 };
 use futures::future::{BoxFuture, FutureExt, Shared, WeakShared};
 use tokio::sync::Notify;
@@ -24,6 +24,13 @@ pub const DEFAULT_MAX_ENTRIES: usize = 1000;
 /// a retriable backend error or revalidated: 60 s. The default
 /// [`max_stale`](CacheLayer::with_max_stale) is the TTL, capped at this.
 pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(60);
+
+/// The first wait before subscribing again to a store's change feed that
+/// failed or ended; it doubles on each failure in a row, up to
+/// [`FEED_RETRY_MAX`].
+const FEED_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The longest wait between two attempts to subscribe again.
+const FEED_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// A read-through cache of `get`, for stores that cost a network round trip
 /// per read (Vault, AWS Secrets Manager).
@@ -90,10 +97,32 @@ pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(60);
 ///   entries outlive its handles (a server that makes a handle per request
 ///   still hits). Two stores built by [`CacheLayer::build`] share nothing.
 /// - **Other writers.** A change made to the store by anyone else (another
-///   process, another cached store over the same backend) is seen once the
-///   cached entry's TTL runs out, or at once after
-///   [`refresh`](CachedStore::refresh), [`invalidate`](CachedStore::invalidate)
-///   or [`clear`](CachedStore::clear).
+///   process, another cached store over the same backend) is seen:
+///   - when the store has a change feed
+///     ([`Capabilities::change_feed`](credstore_core::Capabilities::change_feed)),
+///     as soon as the feed reports it: the cache follows the feed and drops
+///     the changed key's entry (a remembered miss too), unless the entry
+///     already holds exactly the reported version; a read under way is not
+///     cached. See **Change feed** below;
+///   - without a feed, or while it is lost, once the cached entry's TTL
+///     runs out;
+///   - in any case at once after [`refresh`](CachedStore::refresh),
+///     [`invalidate`](CachedStore::invalidate) or [`clear`](CachedStore::clear).
+/// - **Change feed.** When the wrapped store declares a feed, the cached
+///   store subscribes to it once, for all its namespace handles, on the
+///   tokio runtime of its first read that goes to the store (a store without
+///   a feed gets no task). The task ends with the last handle. When the
+///   feed reports changes may have been missed
+///   ([`FeedEvent::Lost`]), the cache drops every entry, counts it in
+///   [`CacheStats::feed_lost`], clears [`CacheStats::feed_live`] and logs
+///   one `warn` line: until the feed is restored, other writers' changes
+///   are seen at TTL. When it is whole again ([`FeedEvent::Restored`]) the
+///   cache drops every entry once more (those read meanwhile may have
+///   missed a change), sets `feed_live` and logs at `info`. A failed
+///   subscription or a feed that ends counts as lost, and the cache
+///   subscribes again with a backoff from 100 ms to 5 s; a new
+///   subscription is a restoration. A change made while the very first
+///   subscription is being set up may be seen at TTL only.
 ///
 /// ```
 /// use std::{sync::Arc, time::Duration};
@@ -213,7 +242,8 @@ impl CacheLayer {
     /// owner can reach ([`Layer::layer`] returns the same store as a
     /// `dyn CredentialStore`).
     pub fn build(&self, inner: Arc<dyn CredentialStore>) -> Arc<CachedStore> {
-        Arc::new(CachedStore::over(inner, Cache::new(*self)))
+        let cache = Cache::new(*self, &inner);
+        Arc::new(CachedStore::over(inner, cache))
     }
 }
 
@@ -249,6 +279,15 @@ pub struct CacheStats {
     pub revalidations: u64,
     /// Entries held now, values and remembered misses.
     pub entries: usize,
+    /// Entries (and reads under way) dropped because the store's change
+    /// feed reported their key changed.
+    pub feed_invalidations: u64,
+    /// Times the cache lost the store's change feed (it reported changes
+    /// missed, ended, or could not be set up) and fell back to its TTL.
+    pub feed_lost: u64,
+    /// Whether the cache follows a change feed now: false for a store
+    /// without one, before the first read, and while it is lost.
+    pub feed_live: bool,
 }
 
 #[derive(Default)]
@@ -260,6 +299,8 @@ struct Counters {
     evictions: AtomicU64,
     expirations: AtomicU64,
     revalidations: AtomicU64,
+    feed_invalidations: AtomicU64,
+    feed_lost: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, n: u64) {
@@ -269,7 +310,7 @@ fn bump(counter: &AtomicU64, n: u64) {
 }
 
 impl Counters {
-    fn snapshot(&self, entries: usize) -> CacheStats {
+    fn snapshot(&self, entries: usize, feed_live: bool) -> CacheStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         CacheStats {
             hits: get(&self.hits),
@@ -280,6 +321,9 @@ impl Counters {
             expirations: get(&self.expirations),
             revalidations: get(&self.revalidations),
             entries,
+            feed_invalidations: get(&self.feed_invalidations),
+            feed_lost: get(&self.feed_lost),
+            feed_live,
         }
     }
 }
@@ -445,15 +489,119 @@ struct Cache {
     /// started on the runtime that files the first entry, and again on a
     /// later one if that runtime has ended.
     sweeper: Mutex<Option<JoinHandle<()>>>,
-    /// This cache, for the sweeper to hold weakly.
+    /// This cache, for the sweeper and the feed's task to hold weakly.
     me: Weak<Cache>,
+    /// The store's change feed, when it has one.
+    feed: Option<Feed>,
 }
+
+/// What a cache knows of the change feed it follows.
+struct Feed {
+    /// The store the cached store was built over: its feed reports the
+    /// changes of every namespace of the cache, relative to its namespace.
+    source: Arc<dyn CredentialStore>,
+    /// The task that follows the feed ([`follow_changes`]): started by the
+    /// first read that goes to the store, and again on a later one if its
+    /// runtime has ended.
+    task: Mutex<Option<JoinHandle<()>>>,
+    /// [`FEED_IDLE`], [`FEED_LIVE`] or [`FEED_DOWN`].
+    state: AtomicU8,
+}
+
+/// Not subscribed yet.
+const FEED_IDLE: u8 = 0;
+/// Following the feed: another writer's change is dropped when reported.
+const FEED_LIVE: u8 = 1;
+/// Lost: the cache falls back to its TTL until the feed is restored.
+const FEED_DOWN: u8 = 2;
 
 impl Drop for Cache {
     fn drop(&mut self) {
         if let Some(task) = self.sweeper.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
             task.abort();
         }
+        if let Some(feed) = &mut self.feed {
+            if let Some(task) = feed.task.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+                task.abort();
+            }
+        }
+    }
+}
+
+type Subscribing = BoxFuture<'static, Result<ChangeFeed>>;
+
+/// How [`follow_changes`] starts, or goes on after a failure.
+enum Follow {
+    /// With a feed that is live (and marked so).
+    Feed(ChangeFeed),
+    /// With a subscription under way.
+    Subscribing(Subscribing),
+    /// By waiting, then subscribing again.
+    Retry,
+}
+
+fn subscribing(source: &Arc<dyn CredentialStore>) -> Subscribing {
+    let source = Arc::clone(source);
+    Box::pin(async move { source.subscribe().await })
+}
+
+/// Marks the feed down if the task following it is dropped while the cache
+/// lives (its runtime ended): nobody follows the feed any more.
+struct FeedTaskGuard(Weak<Cache>);
+
+impl Drop for FeedTaskGuard {
+    fn drop(&mut self) {
+        if let Some(feed) = self.0.upgrade().as_ref().and_then(|c| c.feed.as_ref()) {
+            feed.state.store(FEED_DOWN, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Follows the change feed of `source` for `cache`: applies each event,
+/// and subscribes again with a bounded backoff when the subscription fails
+/// or the feed ends. Holds the cache only while it applies an event, and
+/// ends when the cache is gone.
+async fn follow_changes(cache: Weak<Cache>, source: Arc<dyn CredentialStore>, mut next: Follow) {
+    let _guard = FeedTaskGuard(cache.clone());
+    let mut backoff = FEED_RETRY_FIRST;
+    loop {
+        let mut feed = match next {
+            Follow::Feed(feed) => feed,
+            Follow::Subscribing(subscribing) => {
+                let subscribed = subscribing.await;
+                let Some(cache) = cache.upgrade() else { return };
+                match subscribed {
+                    Ok(feed) => {
+                        cache.feed_up();
+                        feed
+                    }
+                    Err(e) => {
+                        cache.feed_down(&format!("subscribing failed: {e}"), Some(backoff));
+                        next = Follow::Retry;
+                        continue;
+                    }
+                }
+            }
+            Follow::Retry => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(FEED_RETRY_MAX);
+                if cache.strong_count() == 0 {
+                    return;
+                }
+                next = Follow::Subscribing(subscribing(&source));
+                continue;
+            }
+        };
+        while let Some(event) = feed.next().await {
+            let Some(cache) = cache.upgrade() else { return };
+            if matches!(event, FeedEvent::Changed(_)) {
+                backoff = FEED_RETRY_FIRST;
+            }
+            cache.feed_event(event);
+        }
+        let Some(cache) = cache.upgrade() else { return };
+        cache.feed_down("the change feed ended", Some(backoff));
+        next = Follow::Retry;
     }
 }
 
@@ -511,7 +659,12 @@ enum Lookup {
 }
 
 impl Cache {
-    fn new(config: CacheLayer) -> Arc<Self> {
+    fn new(config: CacheLayer, inner: &Arc<dyn CredentialStore>) -> Arc<Self> {
+        let feed = inner.info().capabilities().change_feed.then(|| Feed {
+            source: Arc::clone(inner),
+            task: Mutex::new(None),
+            state: AtomicU8::new(FEED_IDLE),
+        });
         Arc::new_cyclic(|me| Self {
             config,
             counters: Counters::default(),
@@ -524,7 +677,132 @@ impl Cache {
             wake: Arc::new(Notify::new()),
             sweeper: Mutex::new(None),
             me: me.clone(),
+            feed,
         })
+    }
+
+    /// Whether the cache follows a live change feed.
+    fn feed_live(&self) -> bool {
+        self.feed.as_ref().is_some_and(|f| f.state.load(Ordering::Relaxed) == FEED_LIVE)
+    }
+
+    /// Starts following the store's change feed, if it has one and nobody
+    /// follows it yet: before a read goes to the store, so that the read's
+    /// answer is dropped when the feed reports a later change. A
+    /// subscription that completes at once (a store in this process) is
+    /// live before this returns; one that needs I/O completes in the task.
+    fn follow_feed(&self) {
+        let Some(feed) = &self.feed else { return };
+        let mut task = lock(&feed.task);
+        if task.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let mut pending = subscribing(&feed.source);
+        let start = match (&mut pending).now_or_never() {
+            None => Follow::Subscribing(pending),
+            Some(Ok(subscribed)) => {
+                self.feed_up();
+                Follow::Feed(subscribed)
+            }
+            Some(Err(e)) => {
+                self.feed_down(&format!("subscribing failed: {e}"), Some(FEED_RETRY_FIRST));
+                Follow::Retry
+            }
+        };
+        *task = Some(runtime.spawn(follow_changes(self.me.clone(), Arc::clone(&feed.source), start)));
+    }
+
+    /// The feed is live: when it was lost before, every entry is dropped,
+    /// since those read meanwhile may have missed a change it did not
+    /// report.
+    fn feed_up(&self) {
+        let Some(feed) = &self.feed else { return };
+        match feed.state.swap(FEED_LIVE, Ordering::Relaxed) {
+            FEED_DOWN => {
+                self.clear_everything();
+                tracing::info!(
+                    store = %feed.source.info().id(),
+                    "the change feed is restored: the cache dropped its entries and again drops what \
+                     another writer changes as soon as the feed reports it"
+                );
+            }
+            FEED_IDLE => {
+                tracing::debug!(store = %feed.source.info().id(), "the cache follows the change feed")
+            }
+            _ => {}
+        }
+    }
+
+    /// The feed is lost (changes may have been missed, it ended, or it
+    /// could not be set up): every entry is dropped, and the cache falls
+    /// back to its TTL until the feed is restored. Counted and logged once
+    /// per loss.
+    /// `retry_in`: when the cache subscribes again, if it must (a feed that
+    /// reported a loss goes on by itself).
+    fn feed_down(&self, reason: &str, retry_in: Option<Duration>) {
+        let Some(feed) = &self.feed else { return };
+        self.clear_everything();
+        let store = feed.source.info().id();
+        let retry_ms = retry_in.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        if feed.state.swap(FEED_DOWN, Ordering::Relaxed) == FEED_DOWN {
+            tracing::debug!(store = %store, reason, retry_ms, "the change feed is still lost");
+            return;
+        }
+        bump(&self.counters.feed_lost, 1);
+        tracing::warn!(
+            store = %store,
+            reason,
+            retry_ms,
+            "the change feed is lost: the cache dropped its entries and falls back to its TTL until the \
+             feed is restored"
+        );
+    }
+
+    /// Applies one event of the feed.
+    fn feed_event(&self, event: FeedEvent) {
+        match event {
+            FeedEvent::Changed(change) => self.feed_changed(&change),
+            // The feed goes on by itself: no need to subscribe again.
+            FeedEvent::Lost { reason } => self.feed_down(&reason, None),
+            FeedEvent::Restored => self.feed_up(),
+            _ => {}
+        }
+    }
+
+    /// Drops the entry of the changed key, unless it holds exactly the
+    /// reported version, and detaches a read of it under way, so that an
+    /// older answer is not cached.
+    fn feed_changed(&self, change: &Change) {
+        let Some(feed) = &self.feed else { return };
+        // A namespace too long to join holds no entry of this cache.
+        let Ok(namespace) = feed.source.info().namespace().join(&change.namespace) else { return };
+        let Some(space) = lock(&self.spaces).get(&namespace).cloned() else { return };
+        let dropped = self.with_index(Instant::now(), |index, _, dropped| {
+            let mut slots = write(&space.slots);
+            let held = slots.entries.get(&change.key).map(|e| e.credential.as_ref().map(|c| &c.version));
+            if held == Some(change.version.as_ref()) {
+                return false;
+            }
+            let unlinked = unlink(index, &mut slots, &change.key, dropped);
+            let detached = slots.flights.remove(&change.key);
+            let any = unlinked || detached.is_some();
+            dropped.flights.extend(detached);
+            any
+        });
+        if dropped {
+            bump(&self.counters.feed_invalidations, 1);
+        }
+        self.prune(&space);
+    }
+
+    /// Forgets every entry and read under way of every namespace.
+    fn clear_everything(&self) {
+        let spaces: Vec<Arc<Space>> = lock(&self.spaces).values().cloned().collect();
+        self.clear(&spaces);
+        for space in &spaces {
+            self.prune(space);
+        }
     }
 
     /// When the first entry's time is up, if the cache holds any.
@@ -824,7 +1102,7 @@ impl CachedStore {
     /// cached store.
     pub fn stats(&self) -> CacheStats {
         let entries = lock(&self.cache.index).len;
-        self.cache.counters.snapshot(entries)
+        self.cache.counters.snapshot(entries, self.cache.feed_live())
     }
 
     /// How many entries this handle's namespace holds now.
@@ -851,6 +1129,7 @@ impl CachedStore {
     /// it is dropped.
     pub async fn refresh(&self, key: &CredentialKey) -> Result<Option<Credential>> {
         self.cache.sweep_if_due(Instant::now());
+        self.cache.follow_feed();
         let (shared, detached) = {
             let mut slots = write(&self.space.slots);
             self.start_flight(&mut slots, key, None)
@@ -874,11 +1153,7 @@ impl CachedStore {
 
     /// Forgets every entry of every namespace.
     pub fn clear_all(&self) {
-        let spaces: Vec<Arc<Space>> = lock(&self.cache.spaces).values().cloned().collect();
-        self.cache.clear(&spaces);
-        for space in &spaces {
-            self.cache.prune(space);
-        }
+        self.cache.clear_everything();
     }
 
     /// Drops the entries whose time is up now. Every call to the cache does
@@ -928,6 +1203,7 @@ impl CachedStore {
     /// meanwhile), or the flight to wait for: the one under way for the
     /// key, or a new one.
     fn lookup(&self, key: &CredentialKey, now: Instant) -> Lookup {
+        self.cache.follow_feed();
         let (lookup, detached) = {
             let mut slots = write(&self.space.slots);
             if let Some(entry) = slots.entries.get(key).filter(|e| e.fresh_until > now) {

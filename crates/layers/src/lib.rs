@@ -7,8 +7,9 @@
 //! returns.
 //!
 //! - [`CacheLayer`]: a read-through cache with TTL, LRU eviction, single
-//!   flight, stale-if-error, negative caching, revalidation by version and
-//!   counters ([`CacheStats`]).
+//!   flight, stale-if-error, negative caching, revalidation by version,
+//!   invalidation by the store's change feed when it has one, and counters
+//!   ([`CacheStats`]).
 //! - [`FallbackStore`] and [`FallbackLayer`]: a chain of stores; reads take
 //!   the first hit, writes go to the first writable store.
 //! - [`ReadOnlyLayer`]: refuses every write before any I/O.

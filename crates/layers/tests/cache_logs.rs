@@ -50,3 +50,41 @@ async fn serving_stale_is_logged_once_per_read_without_the_value() {
     );
     assert!(!logged.contains("hunter2"), "the value was logged: {logged}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_feed_is_logged_once_as_a_fall_back_to_the_ttl_and_its_restoration_at_info() {
+    let logs = LogCapture::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mock = MockStore::new(StoreId::new("shared-backend").expect("valid id"))
+        .with_capabilities(MockStore::DEFAULT_CAPABILITIES.with_change_feed(true));
+    let cached = CacheLayer::new().build(Arc::new(mock.clone()));
+    text(&*cached, "k").await;
+    assert!(cached.stats().feed_live);
+    mock.change_hub().lost("connection reset by peer");
+    mock.change_hub().lost("connection reset by peer");
+    mock.change_hub().restored();
+    for _ in 0..100 {
+        if cached.stats().feed_live && cached.stats().feed_lost == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let stats = cached.stats();
+    assert_eq!((stats.feed_lost, stats.feed_live), (1, true), "{stats:?}");
+
+    let logged = logs.text();
+    let lost: Vec<&str> = logged.lines().filter(|l| l.contains("change feed is lost")).collect();
+    assert_eq!(lost.len(), 1, "one warning per loss: {logged}");
+    assert!(lost[0].contains("WARN") && lost[0].contains("falls back to its TTL"), "{logged}");
+    assert!(lost[0].contains("shared-backend") && lost[0].contains("connection reset by peer"), "{logged}");
+    let restored: Vec<&str> = logged.lines().filter(|l| l.contains("change feed is restored")).collect();
+    assert_eq!(restored.len(), 1, "{logged}");
+    assert!(restored[0].contains("INFO"), "{logged}");
+}

@@ -23,12 +23,26 @@
 //! - Optional read-through from environment variables on the root namespace
 //!   (see [`MemoryConfig::env_prefix`]); such credentials have the version
 //!   `env`.
+//! - A change feed, in process:
+//!   [`subscribe`](credstore_core::CredentialStore::subscribe) on a handle
+//!   reports every successful write and delete made through any handle of
+//!   the same store (its clones and namespace handles) in that handle's
+//!   namespace and the namespaces nested in it: the key, its namespace
+//!   relative to the handle, and the version the write returned (`None` for
+//!   a delete). Never a value. Writes refused by their condition, deletes
+//!   of a missing key and the environment read-through report nothing. The
+//!   changes of one key come in the order of their versions. Another
+//!   process, or another `MemoryStore`, sees none of them. A subscriber
+//!   that falls more than 1,024 changes behind is told with
+//!   [`FeedEvent::Lost`](credstore_core::FeedEvent::Lost) and goes on with
+//!   the newest; the feed ends when the last handle of the store is dropped.
 //!
 //! # Capabilities
 //! Everything ([`Capabilities::full`](credstore_core::Capabilities::full))
 //! but persistence: [`Persistence::Process`](credstore_core::Persistence::Process),
 //! the data dies with the process; and `can_be_unavailable: false`, the
-//! store is always available.
+//! store is always available. Also the optional
+//! [`change_feed`](credstore_core::Capabilities::change_feed), in process.
 //!
 //! ```
 //! use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, SecretValue, StoreId};

@@ -8,15 +8,19 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use credstore_core::{
-    async_trait, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, ListCursor,
-    ListOptions, ListPage, Metadata, Namespace, Persistence, Result, SecretValue, SetMode, SetOutcome,
-    StoreId, StoreInfo, Version, WriteRequest,
+    async_trait, Availability, Capabilities, ChangeFeed, ChangeHub, Credential, CredentialKey,
+    CredentialStore, Error, ListCursor, ListOptions, ListPage, Metadata, Namespace, Persistence, Result,
+    SecretValue, SetMode, SetOutcome, StoreId, StoreInfo, Version, WriteRequest,
 };
 
 use crate::MemoryConfig;
 
 /// The version of every credential read through from the environment.
 pub(crate) const ENV_VERSION: &str = "env";
+
+/// How many unread changes each subscriber of the change feed keeps before
+/// it is told it lost some.
+const FEED_CAPACITY: usize = 1024;
 
 struct Entry {
     value: SecretValue,
@@ -49,6 +53,9 @@ struct Shared {
     last_version: AtomicU64,
     env_prefix: Option<String>,
     created_at: SystemTime,
+    /// The change feed of every namespace: each write and delete is
+    /// published once, with its full namespace, while its lock is held.
+    changes: ChangeHub,
 }
 
 /// A concurrent in-memory credential store. See the crate docs.
@@ -78,6 +85,7 @@ impl MemoryStore {
             last_version: AtomicU64::new(0),
             env_prefix: config.env_prefix,
             created_at: SystemTime::now(),
+            changes: ChangeHub::new(FEED_CAPACITY),
         };
         let info = StoreInfo::new(id, crate::KIND, CAPABILITIES);
         Self { shared: Arc::new(shared), info, space }
@@ -169,9 +177,12 @@ fn write(space: &Space) -> std::sync::RwLockWriteGuard<'_, Entries> {
 }
 
 /// Everything but persistence: credentials live as long as the process
-/// ([`Persistence::Process`]), and the store is never unavailable.
-const CAPABILITIES: Capabilities =
-    Capabilities::full().with_persistence(Persistence::Process).with_can_be_unavailable(false);
+/// ([`Persistence::Process`]), and the store is never unavailable; with a
+/// change feed, in process.
+const CAPABILITIES: Capabilities = Capabilities::full()
+    .with_persistence(Persistence::Process)
+    .with_can_be_unavailable(false)
+    .with_change_feed(true);
 
 #[async_trait]
 impl CredentialStore for MemoryStore {
@@ -234,7 +245,12 @@ impl CredentialStore for MemoryStore {
                 (true, now, now)
             }
         };
-        Ok(SetOutcome { created, version: Version::from_counter(version), created_at, updated_at })
+        let version = Version::from_counter(version);
+        // Under the lock, so that the changes of one key are reported in
+        // the order of their versions.
+        self.shared.changes.publish(self.info.namespace(), key, Some(&version));
+        drop(space);
+        Ok(SetOutcome { created, version, created_at, updated_at })
     }
 
     async fn has(&self, key: &CredentialKey) -> Result<bool> {
@@ -250,7 +266,11 @@ impl CredentialStore for MemoryStore {
         let mut space = write(&self.space);
         space.order.remove(key);
         // The removed entry drops here, zeroizing its value.
-        Ok(space.map.remove(key).is_some())
+        let existed = space.map.remove(key).is_some();
+        if existed {
+            self.shared.changes.publish(self.info.namespace(), key, None);
+        }
+        Ok(existed)
     }
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
@@ -276,6 +296,10 @@ impl CredentialStore for MemoryStore {
         }
         let next_cursor = if more { keys.last().map(ListCursor::after) } else { None };
         Ok(ListPage { keys, next_cursor })
+    }
+
+    async fn subscribe(&self) -> Result<ChangeFeed> {
+        Ok(self.shared.changes.subscribe(self.info.namespace()))
     }
 
     async fn check_availability(&self) -> Availability {
@@ -385,6 +409,39 @@ mod tests {
         assert_eq!(root.get(&k).await.unwrap().unwrap().value.expose_str().unwrap(), "1");
         let v4 = root.replace(&k, &v("2"), &Metadata::new(), &v3).await.unwrap().version;
         assert_eq!(root.version(&k).await.unwrap(), Some(v4));
+    }
+
+    /// The next event of `feed`, which must be a change, within a bound.
+    async fn next_change(feed: &mut ChangeFeed) -> credstore_core::Change {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), feed.next()).await;
+        match next.expect("an event within 10 s") {
+            Some(credstore_core::FeedEvent::Changed(change)) => change,
+            other => panic!("expected a change, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_feed_reports_writes_and_deletes_of_every_handle_but_not_failed_ones() {
+        let root = MemoryStore::new(StoreId::new("m").unwrap());
+        assert!(root.capabilities().change_feed);
+        let mut feed = root.subscribe().await.unwrap();
+        let tenant = root.with_namespace(&ns("t/p")).unwrap();
+        let k = key("k");
+        let first = tenant.set(&k, &v("1"), &Metadata::new()).await.unwrap();
+        let err = tenant.create(&k, &v("2"), &Metadata::new()).await.unwrap_err();
+        assert!(matches!(err, Error::PreconditionFailed { .. }), "{err:?}");
+        assert!(!root.delete(&key("missing")).await.unwrap());
+        assert!(tenant.delete(&k).await.unwrap());
+        let written = next_change(&mut feed).await;
+        assert_eq!(
+            (written.namespace, written.key, written.version),
+            (ns("t/p"), k.clone(), Some(first.version))
+        );
+        let deleted = next_change(&mut feed).await;
+        assert_eq!((deleted.namespace, deleted.key, deleted.version), (ns("t/p"), k, None));
+        // The feed ends with the last handle of the store.
+        drop((root, tenant));
+        assert!(feed.next().await.is_none());
     }
 
     #[tokio::test]

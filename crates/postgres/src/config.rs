@@ -130,7 +130,8 @@ impl PostgresConfig {
     /// URL (or a libpq `key=value` string), with the defaults of
     /// [`PostgresConfig::new`]. The URL may hold a password: keep it out of
     /// logs; in a config file, name it by `url_env`. Parsed when the store
-    /// opens.
+    /// opens; a URL that sets TLS itself (`sslmode`, `sslrootcert`,
+    /// `sslcert`, `sslkey`) is refused: TLS is [`PostgresConfig::tls`]'s.
     pub fn from_url(url: impl Into<String>) -> Self {
         Self::with_target(Target::Url(zeroize::Zeroizing::new(url.into())))
     }
@@ -227,7 +228,8 @@ impl PostgresConfig {
     }
 
     /// The most connections the store's pool opens. Default:
-    /// [`DEFAULT_MAX_CONNECTIONS`]. The change feed takes one more, of its own.
+    /// [`DEFAULT_MAX_CONNECTIONS`]. The change feed's listener and the
+    /// availability probe take one more each, of their own.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
         self
@@ -440,6 +442,15 @@ impl PostgresConfig {
                     .into(),
             ));
         }
+        if let Target::Url(url) = &self.target {
+            if ["sslmode", "sslrootcert", "sslcert", "sslkey"].iter().any(|p| url.contains(p)) {
+                return Err(config_err(
+                    "the PostgreSQL URL sets TLS itself (sslmode, sslrootcert...): set it with `tls` \
+                     (\"verify-full\" or \"disable\") and `ca_file` instead, so that it is always verified"
+                        .into(),
+                ));
+            }
+        }
         let mut pg = match &self.target {
             // The driver's parse error never repeats the password.
             Target::Url(url) => url.parse::<tokio_postgres::Config>().map_err(|e| {
@@ -501,26 +512,9 @@ impl PostgresConfig {
 }
 
 /// Where the key-encryption key of a store opened from [`PostgresSettings`]
-/// comes from: never the key itself. The same settings as the SQLite store's.
+/// comes from: the sealing crate's, the same settings as the SQLite store's.
 #[cfg(feature = "serde")]
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum KeySource {
-    /// `master_key_file`: a key file, created with a fresh random key
-    /// (owner-only) when missing.
-    File(PathBuf),
-    /// `master_key_env`: the environment variable holding the key's base64.
-    Env(String),
-    /// `passphrase_file` or `passphrase_env`: a passphrase the key is
-    /// derived from with Argon2id.
-    Passphrase(credstore_core::config::SecretSource),
-    /// `key = { provider = "…", … }`: the key-encryption key is kept by a
-    /// [`KeyProvider`] that the caller builds from that table (a server's
-    /// registry of key providers); these settings do not read the table.
-    /// Open such a store with [`PostgresSettings::base_config`] and
-    /// [`PostgresConfig::key_provider`]; `PostgresSettings::open` refuses it.
-    Provider,
-}
+pub use credstore_seal::KeySource;
 
 /// Where the connection's settings come from in [`PostgresSettings`].
 #[cfg(feature = "serde")]
@@ -699,21 +693,12 @@ impl PostgresSettings {
         id: &StoreId,
         ctx: &credstore_core::config::ConfigContext,
     ) -> Result<MasterKey> {
-        use credstore_core::config::SecretSource;
-        let loose = self.allow_loose_permissions;
-        match &self.master_key {
-            KeySource::File(path) => {
-                MasterKey::load(&SecretSource::File(path.clone()), "master_key_file", loose, id, ctx)
-            }
-            KeySource::Env(var) => MasterKey::load(&SecretSource::Env(var.clone()), "master_key_env", loose, id, ctx),
-            KeySource::Passphrase(source) => MasterKey::load_passphrase(source, loose, id, ctx),
-            KeySource::Provider => Err(Error::config(
-                id,
-                "the key-encryption key of this store comes from its `key = { provider = .. }` setting, which a \
-                 key provider registry (credstore-server's) builds; open it with PostgresSettings::base_config \
-                 and PostgresConfig::key_provider",
-            )),
-        }
+        self.master_key.load(
+            self.allow_loose_permissions,
+            id,
+            ctx,
+            "PostgresSettings::base_config and PostgresConfig::key_provider",
+        )
     }
 
     /// Opens the store `id` of these settings with the key of its own
@@ -846,23 +831,13 @@ mod de {
             if raw.max_connections == Some(0) {
                 return Err("max_connections must be at least 1".into());
             }
-            let passphrase = SecretSource::one_of("passphrase", raw.passphrase_file, raw.passphrase_env)?;
-            let master_key = match (raw.master_key_file, raw.master_key_env, passphrase) {
-                (None, None, None) if raw.key.is_some() => KeySource::Provider,
-                _ if raw.key.is_some() => {
-                    return Err("`key = { provider = .. }` and master_key_file, master_key_env, \
-                                passphrase_file or passphrase_env are two keys for one store; give only one"
-                        .into())
-                }
-                (Some(file), None, None) => KeySource::File(file),
-                (None, Some(var), None) => KeySource::Env(var),
-                (None, None, Some(source)) => KeySource::Passphrase(source),
-                _ => {
-                    return Err("give exactly one of master_key_file, master_key_env, passphrase_file, \
-                                passphrase_env and `key = { provider = .. }`"
-                        .into())
-                }
-            };
+            let master_key = KeySource::from_fields(credstore_seal::KeyFields {
+                master_key_file: raw.master_key_file,
+                master_key_env: raw.master_key_env,
+                passphrase_file: raw.passphrase_file,
+                passphrase_env: raw.passphrase_env,
+                provider_table: raw.key.is_some(),
+            })?;
             Ok(PostgresSettings {
                 connect,
                 password,
@@ -1014,6 +989,20 @@ mod tests {
         assert_eq!(PostgresConfig::from_url("postgres://u@db/x").tls_mode(), TlsMode::VerifyFull);
         assert_eq!(PostgresConfig::from_url("postgres://u@localhost/x").tls_mode(), TlsMode::Disable);
         assert_eq!(PostgresConfig::new("db").tls(TlsMode::Disable).tls_mode(), TlsMode::Disable);
+    }
+
+    #[test]
+    fn a_url_that_sets_tls_itself_is_refused_before_any_io() {
+        let id = StoreId::new("pg").unwrap();
+        for url in ["postgres://u@db/x?sslmode=disable", "host=db user=u sslrootcert=/ca.pem"] {
+            let err =
+                PostgresConfig::from_url(url).master_key(MasterKey::generate()).resolve(&id).err().unwrap();
+            assert!(matches!(err, Error::Config { .. }) && err.to_string().contains("`tls`"), "{url}: {err}");
+        }
+        assert!(PostgresConfig::from_url("postgres://u@db/x")
+            .master_key(MasterKey::generate())
+            .resolve(&id)
+            .is_ok());
     }
 
     #[test]

@@ -203,7 +203,9 @@
 //!   a server that hangs ends the call too. Each is a retriable
 //!   [`Error::Unavailable`](credstore_core::Error::Unavailable).
 //! - [`check_availability`](credstore_core::CredentialStore::check_availability)
-//!   runs `SELECT 1` within [`PROBE_TIMEOUT`].
+//!   runs `SELECT 1` within [`PROBE_TIMEOUT`] on a connection of its own
+//!   (made at the first probe, again after a failure), so a pool busy with
+//!   writes does not read as a server that is down.
 //! - TLS ([`TlsMode`]): `verify-full` checks the server's certificate
 //!   against [`PostgresConfig::ca_file`] or, without one, the platform's
 //!   roots, and its host name; `disable` sends no TLS. There is no mode

@@ -66,6 +66,13 @@ pub(crate) struct Shared {
     /// The client's limit for one call's statements.
     call_timeout: Duration,
     pub(crate) feed: Option<Feed>,
+    /// The availability probe's own connection (made at the first probe,
+    /// again after a failure), so that a busy pool never reads as a server
+    /// that is down.
+    probe: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
+    pg: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    connect_timeout: Duration,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -177,7 +184,7 @@ impl PostgresStore {
                 pool.clone(),
                 sql.channel.clone(),
                 resolved.pg.clone(),
-                connector,
+                connector.clone(),
                 config.connect_timeout,
                 call_timeout,
             )
@@ -194,6 +201,10 @@ impl PostgresStore {
             record: tokio::sync::Mutex::new(record),
             call_timeout,
             feed,
+            probe: tokio::sync::Mutex::new(None),
+            pg: resolved.pg,
+            tls: connector,
+            connect_timeout: config.connect_timeout,
         };
         Ok(Self { shared: Arc::new(shared), info })
     }
@@ -361,6 +372,9 @@ impl Shared {
     }
 }
 
+/// A sealed row: its nonce, its ciphertext and its kind's code.
+type Sealed = (Vec<u8>, Vec<u8>, i16);
+
 /// What a write's read of the row found.
 struct Current {
     next: i64,
@@ -380,7 +394,7 @@ impl PostgresStore {
         version: i64,
         created_ns: i64,
         updated_ns: i64,
-    ) -> Result<(Vec<u8>, Vec<u8>, i16)> {
+    ) -> Result<Sealed> {
         let kind = ValueKind::of(req.value());
         let place = RowPlace { ns: self.ns(), key: key.as_str(), created_ns, updated_ns, version, kind };
         let payload = encode_payload(req.value(), req.metadata());
@@ -399,14 +413,13 @@ impl PostgresStore {
         Ok(Current { next: row.get(0), created_ns: row.get(1), version: row.get(2) })
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn insert(
         &self,
         conn: &Object,
         key: &CredentialKey,
         version: i64,
         now: i64,
-        sealed: &(Vec<u8>, Vec<u8>, i16),
+        sealed: &Sealed,
     ) -> std::result::Result<u64, tokio_postgres::Error> {
         let st = conn.prepare_cached(&self.shared.sql.insert).await?;
         let (nonce, ct, kind) = sealed;
@@ -423,7 +436,7 @@ impl PostgresStore {
         key: &CredentialKey,
         version: i64,
         now: i64,
-        sealed: &(Vec<u8>, Vec<u8>, i16),
+        sealed: &Sealed,
         expected: i64,
     ) -> std::result::Result<u64, tokio_postgres::Error> {
         let st = conn.prepare_cached(&self.shared.sql.update).await?;
@@ -666,19 +679,41 @@ impl CredentialStore for PostgresStore {
     }
 
     async fn check_availability(&self) -> Availability {
-        let shared = &*self.shared;
-        let probe = async {
-            let conn = shared.conn("probe the server").await?;
-            conn.simple_query("SELECT 1")
-                .await
-                .map_err(|e| errors::from_pg(&shared.id, "probe the server", &e))?;
-            Ok::<_, Error>(())
-        };
-        match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+        match tokio::time::timeout(PROBE_TIMEOUT, self.shared.probe()).await {
             Ok(Ok(())) => Availability::up(),
             Ok(Err(e)) => Availability::down(e.to_string()),
-            Err(_) => Availability::down(format!("PostgreSQL did not answer within {PROBE_TIMEOUT:?}")),
+            Err(_) => {
+                // A connection that did not answer is not kept.
+                if let Ok(mut held) = self.shared.probe.try_lock() {
+                    *held = None;
+                }
+                Availability::down(format!("PostgreSQL did not answer within {PROBE_TIMEOUT:?}"))
+            }
         }
+    }
+}
+
+impl Shared {
+    /// `SELECT 1` on the probe's own connection, made first if needed;
+    /// a connection that failed is dropped.
+    async fn probe(&self) -> Result<()> {
+        let what = "probe the server";
+        let mut held = self.probe.lock().await;
+        if held.as_ref().is_none_or(|c| c.is_closed()) {
+            let (client, connection) =
+                tokio::time::timeout(self.connect_timeout, self.pg.connect(self.tls.clone()))
+                    .await
+                    .map_err(|_| errors::timed_out(&self.id, what, self.connect_timeout))?
+                    .map_err(|e| errors::from_pg(&self.id, what, &e))?;
+            tokio::spawn(connection);
+            *held = Some(client);
+        }
+        let client = held.as_ref().expect("connected above");
+        if let Err(e) = client.simple_query("SELECT 1").await {
+            *held = None;
+            return Err(errors::from_pg(&self.id, what, &e));
+        }
+        Ok(())
     }
 }
 

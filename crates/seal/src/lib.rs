@@ -113,6 +113,7 @@
 #![warn(missing_docs)]
 
 mod data_key;
+mod key_source;
 mod master_key;
 mod provider;
 mod record;
@@ -120,6 +121,7 @@ mod row;
 mod row_set;
 
 pub use data_key::{DataKey, StoreUid, KEY_LEN, UID_LEN};
+pub use key_source::{KeyFields, KeySource};
 pub use master_key::{KdfParams, KeyBytes, KeyFile, MasterKey, SALT_LEN};
 pub use provider::{
     wrong_key, KeyLocation, KeyProvider, ProviderInfo, WrapContext, WrappedKey, MAX_WRAPPED_LEN,

@@ -223,28 +223,11 @@ impl SqliteConfig {
     }
 }
 
-/// Where the master key of a store opened from [`SqliteSettings`] comes
-/// from: never the key itself.
+/// Where the key-encryption key of a store opened from [`SqliteSettings`]
+/// comes from: the sealing crate's, shared with the PostgreSQL store's
+/// settings.
 #[cfg(feature = "serde")]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
-    /// `master_key_file`: a key file, created with a fresh random key
-    /// (owner-only) when missing; see [`MasterKey::load_or_create_file`].
-    File(PathBuf),
-    /// `master_key_env`: the environment variable holding the key's base64.
-    Env(String),
-    /// `passphrase_file` or `passphrase_env`: a passphrase the key is
-    /// derived from with Argon2id; see [`MasterKey::from_passphrase`].
-    Passphrase(credstore_core::config::SecretSource),
-    /// `key = { provider = "…", … }`: the key-encryption key is kept by a
-    /// [`KeyProvider`] that the caller builds from that table (a server's
-    /// registry of key providers: the OS keychain, AWS KMS, Vault Transit);
-    /// these settings do not read the table. Open such a store with
-    /// [`SqliteSettings::base_config`] and [`SqliteConfig::key_provider`];
-    /// [`SqliteSettings::load_master_key`] and `SqliteSettings::open` refuse
-    /// it.
-    Provider,
-}
+pub use credstore_seal::KeySource;
 
 /// The settings of an encrypted SQLite store in a config file (the `serde`
 /// feature): one store's table, such as a `credstore-server` `[[stores]]`
@@ -373,31 +356,18 @@ impl SqliteSettings {
         id: &credstore_core::StoreId,
         ctx: &credstore_core::config::ConfigContext,
     ) -> credstore_core::Result<MasterKey> {
-        use credstore_core::config::SecretSource;
-        use credstore_core::Error;
-        let loose = self.allow_loose_permissions;
-        match &self.master_key {
-            KeySource::File(path) => {
-                MasterKey::load(&SecretSource::File(path.clone()), "master_key_file", loose, id, ctx)
-            }
-            KeySource::Env(var) => {
-                MasterKey::load(&SecretSource::Env(var.clone()), "master_key_env", loose, id, ctx)
-            }
-            KeySource::Passphrase(source) => MasterKey::load_passphrase(source, loose, id, ctx),
-            KeySource::Provider => Err(Error::config(
-                id,
-                "the key-encryption key of this store comes from its `key = { provider = .. }` setting, \
-                 which a key provider registry (credstore-server's) builds; open it with \
-                 SqliteSettings::base_config and SqliteConfig::key_provider",
-            )),
-        }
+        self.master_key.load(
+            self.allow_loose_permissions,
+            id,
+            ctx,
+            "SqliteSettings::base_config and SqliteConfig::key_provider",
+        )
     }
 }
 
 #[cfg(feature = "serde")]
 mod de {
     use super::*;
-    use credstore_core::config::SecretSource;
 
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -431,23 +401,13 @@ mod de {
             if raw.path.as_os_str().is_empty() {
                 return Err("path is empty".into());
             }
-            let passphrase = SecretSource::one_of("passphrase", raw.passphrase_file, raw.passphrase_env)?;
-            let master_key = match (raw.master_key_file, raw.master_key_env, passphrase) {
-                (None, None, None) if raw.key.is_some() => KeySource::Provider,
-                _ if raw.key.is_some() => {
-                    return Err("`key = { provider = .. }` and master_key_file, master_key_env, \
-                                passphrase_file or passphrase_env are two keys for one store; give only one"
-                        .into())
-                }
-                (Some(file), None, None) => KeySource::File(file),
-                (None, Some(var), None) => KeySource::Env(var),
-                (None, None, Some(source)) => KeySource::Passphrase(source),
-                _ => {
-                    return Err("give exactly one of master_key_file, master_key_env, passphrase_file, \
-                                passphrase_env and `key = { provider = .. }`"
-                        .into())
-                }
-            };
+            let master_key = KeySource::from_fields(credstore_seal::KeyFields {
+                master_key_file: raw.master_key_file,
+                master_key_env: raw.master_key_env,
+                passphrase_file: raw.passphrase_file,
+                passphrase_env: raw.passphrase_env,
+                provider_table: raw.key.is_some(),
+            })?;
             let synchronous = match raw.synchronous.as_deref() {
                 None | Some("full") => Synchronous::Full,
                 Some("normal") => Synchronous::Normal,
@@ -475,6 +435,7 @@ mod de {
     #[cfg(test)]
     mod tests {
         use super::*;
+        use credstore_core::config::SecretSource;
 
         fn parse(json: &str) -> std::result::Result<SqliteSettings, String> {
             serde_json::from_str(json).map_err(|e| e.to_string())

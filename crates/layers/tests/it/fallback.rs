@@ -217,3 +217,25 @@ async fn list_needs_every_store_to_list() {
     assert!(matches!(&err, Error::Unsupported { store, .. } if store.as_str() == "chain"), "{err:?}");
     assert_eq!(no_list.total_calls(), 0, "refused before any I/O");
 }
+
+#[tokio::test]
+async fn a_chain_has_no_change_feed_even_over_stores_that_have_one() {
+    let with_feed =
+        |id: &str| mock(id).with_capabilities(MockStore::DEFAULT_CAPABILITIES.with_change_feed(true));
+    let (env, keychain, file) = (with_feed("env"), with_feed("keychain"), with_feed("file"));
+    let chain = FallbackStore::new(StoreId::new("laptop").expect("id"))
+        .with_read_only(arc(&env))
+        .with_writable(arc(&keychain))
+        .with_read_only(arc(&file));
+    assert!(keychain.capabilities().change_feed, "the members have feeds");
+    assert!(!chain.capabilities().change_feed, "a change of one member says nothing of the chain's answers");
+    let tenant = chain.with_namespace(&Namespace::new("tenant").expect("ns")).expect("ns");
+    for handle in [&chain as &dyn CredentialStore, &*tenant] {
+        match handle.subscribe().await {
+            Err(Error::Unsupported { store, .. }) => assert_eq!(store.as_str(), "laptop"),
+            other => panic!("expected Unsupported, got {other:?}"),
+        }
+    }
+    let asked: usize = [&env, &keychain, &file].iter().map(|m| m.calls(Op::Subscribe)).sum();
+    assert_eq!(asked, 0, "refused before any member is asked");
+}

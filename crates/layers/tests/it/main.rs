@@ -4,6 +4,7 @@
 //! a process of its own.
 
 mod cache;
+mod cache_feed;
 mod fallback;
 mod read_only;
 mod retry;

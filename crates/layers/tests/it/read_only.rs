@@ -73,3 +73,26 @@ async fn capabilities_say_no_conditional_write_is_accepted() {
     assert_eq!(store.id(), mock.id());
     assert_eq!(store.kind(), mock.kind());
 }
+
+#[tokio::test]
+async fn a_read_only_store_reports_the_changes_made_through_the_wrapped_store() {
+    let mock = MockStore::new(StoreId::new("backend").expect("id"))
+        .with_capabilities(MockStore::DEFAULT_CAPABILITIES.with_change_feed(true));
+    let store = (Arc::new(mock.clone()) as Arc<dyn CredentialStore>).with_layer(ReadOnlyLayer::new());
+    assert!(store.capabilities().change_feed, "the wrapped store's feed is declared");
+    let tenant = store.with_namespace(&Namespace::new("tenant").expect("ns")).expect("ns");
+    let mut feed = tenant.subscribe().await.expect("subscribe through the read-only handle");
+    let writer = mock.with_namespace(&Namespace::new("tenant").expect("ns")).expect("ns");
+    let written = writer.set(&key("k"), &SecretValue::from("v"), &Metadata::new()).await.expect("set");
+    let event = tokio::time::timeout(std::time::Duration::from_secs(10), feed.next()).await.expect("in time");
+    match event {
+        Some(credstore_core::FeedEvent::Changed(change)) => {
+            assert_eq!(
+                (change.namespace, change.key, change.version),
+                (Namespace::root(), key("k"), Some(written.version))
+            )
+        }
+        other => panic!("expected the write, got {other:?}"),
+    }
+    assert_eq!(mock.calls(Op::Subscribe), 1);
+}

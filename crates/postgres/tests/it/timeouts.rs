@@ -83,6 +83,10 @@ async fn a_busy_pool_and_a_blocked_statement_are_unavailable_in_time() {
         "{err}"
     );
     assert!(took < Duration::from_secs(1), "the acquire timeout took {took:?}");
+    // A busy pool is not a server that is down: the probe has its own connection.
+    let probe = store.check_availability().await;
+    assert!(probe.available, "{probe:?}");
+    assert!(!blocked.is_finished(), "the pool was still busy during the probe");
     // The server's statement timeout ends the blocked write: retriable, nothing written.
     let (result, took) = blocked.await.unwrap();
     let err = result.unwrap_err();

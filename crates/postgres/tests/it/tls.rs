@@ -58,10 +58,11 @@ async fn verify_full_works_with_the_servers_ca_and_refuses_another_ca() {
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_full_to_a_server_without_tls_is_refused() {
     let Some(plain) = pg() else { return };
+    let Some(openssl) = credstore_test_servers::require_tool("openssl", "scripts/test-tools") else { return };
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     // Any valid CA file: the server offers no TLS at all.
-    let out = Command::new("openssl")
+    let out = Command::new(openssl)
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
         .arg("-keyout")
         .arg(dir.path().join("ca.key"))
