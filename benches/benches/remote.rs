@@ -3,17 +3,17 @@
 //! moto) on loopback; 32 requests in flight against 32 in sequence; and a
 //! cached get (`CacheLayer` over each store, warmed with one read) against
 //! the memory store's get and against the uncached get.
-//! Timed in interleaved rounds (see `Recorder`); rows go to
+//! Timed in interleaved rounds (`credstore_benches::rounds`); rows go to
 //! `target/bench/extra/remote.json`.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::config::{Credentials, Region};
 use credstore_aws::{AwsConfig, AwsStore, KmsKeyProvider};
 use credstore_benches::envelope;
+use credstore_benches::rounds::Rounds;
 use credstore_benches::summary::{Better, Row, Scenario};
 use credstore_benches::{bench_out_dir, quick, test_mode};
 use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, SecretValue, StoreId};
@@ -63,41 +63,23 @@ fn uuid_like() -> String {
 
 const VALUE: &str = "bench-secret-value-0123456789abcdef";
 
-/// Runs `iters` rounds of `op` and returns the wall time.
-fn timed<F, Fut>(rt: &tokio::runtime::Runtime, iters: u64, op: F) -> Duration
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    rt.block_on(async {
-        let start = Instant::now();
-        for _ in 0..iters {
-            op().await;
-        }
-        start.elapsed()
-    })
-}
-
-/// Collects the remote rows. Remote servers drift (the same call measured a
-/// minute apart differs by a quarter), so instead of criterion's "all of
-/// ours, then all of the baseline", each pair is timed in alternating
-/// rounds and compared by the median of its rounds.
+/// Collects the remote rows, each pair timed in interleaved rounds
+/// ([`Rounds`]: remote servers drift).
 struct Recorder {
     rows: Vec<Row>,
-    rounds: usize,
-    batch: u64,
+    rounds: Rounds,
 }
 
 impl Recorder {
     fn new() -> Self {
-        let (rounds, batch) = if test_mode() {
+        let (rounds, ops_per_round) = if test_mode() {
             (1, 1)
         } else if quick() {
             (15, 4)
         } else {
             (41, 8)
         };
-        Self { rows: Vec::new(), rounds, batch }
+        Self { rows: Vec::new(), rounds: Rounds { rounds, ops_per_round } }
     }
 
     fn write(&self) {
@@ -107,14 +89,8 @@ impl Recorder {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// One scenario: `ours` and `baseline`, each a future factory making
-/// `s.ops_per_iter` operations, timed in interleaved rounds (the order flips
-/// every round) after one warm-up call each.
+/// `s.ops_per_iter` operations, timed in interleaved rounds.
 fn pair<O, OF, B, BF>(c: &mut Recorder, rt: &tokio::runtime::Runtime, s: Scenario, ours: O, baseline: B)
 where
     O: Fn() -> OF,
@@ -126,40 +102,22 @@ where
     pair_n(c, rt, s, (ours, ops), (baseline, ops));
 }
 
-/// [`pair`] where each side's future makes its own number of operations
-/// (a cached get costs a thousandth of an uncached one: timing one of each
-/// would measure the clock), compared per operation.
+/// [`pair`] where each side's future makes its own number of operations,
+/// compared per operation ([`Rounds::compare`]).
 fn pair_n<O, OF, B, BF>(
     c: &mut Recorder,
     rt: &tokio::runtime::Runtime,
     s: Scenario,
-    (ours, ours_ops): (O, u64),
-    (baseline, baseline_ops): (B, u64),
+    ours: (O, u64),
+    baseline: (B, u64),
 ) where
     O: Fn() -> OF,
     OF: Future<Output = ()>,
     B: Fn() -> BF,
     BF: Future<Output = ()>,
 {
-    timed(rt, 1, &ours);
-    timed(rt, 1, &baseline);
-    // A call of many operations (32 in flight) gets a smaller batch.
-    let batch = |ops: u64| (c.batch / ops).max(1);
-    let (ours_batch, baseline_batch) = (batch(ours_ops), batch(baseline_ops));
-    let per_op = |d: Duration, batch: u64, ops: u64| d.as_nanos() as f64 / (batch * ops) as f64;
-    let time_ours = || per_op(timed(rt, ours_batch, &ours), ours_batch, ours_ops);
-    let time_baseline = || per_op(timed(rt, baseline_batch, &baseline), baseline_batch, baseline_ops);
-    let (mut o, mut b) = (Vec::new(), Vec::new());
-    for round in 0..c.rounds {
-        if round % 2 == 0 {
-            o.push(time_ours());
-            b.push(time_baseline());
-        } else {
-            b.push(time_baseline());
-            o.push(time_ours());
-        }
-    }
-    let row = Row::new(Better::Lower, s.scenario, "ns/op", median(o), median(b), s.baseline_name, s.goal);
+    let (o, b) = c.rounds.compare(rt, ours, baseline);
+    let row = Row::new(Better::Lower, s.scenario, "ns/op", o, b, s.baseline_name, s.goal);
     println!(
         "{}: ours {:.0} ns/op, baseline {:.0} ns/op, ratio {:.2}",
         row.scenario, row.ours, row.baseline, row.ratio

@@ -59,19 +59,29 @@ pub fn bench_tempdir() -> tempfile::TempDir {
 }
 
 /// Writes `n` credentials ([`key_name`] `0..n`, each `value`) through
-/// `store`, 1,024 in flight, so the store's writer commits
-/// them in full batches: 100,000 credentials take a few hundred commits.
+/// `store`, 1,024 in flight, so the SQLite store's writer commits them in
+/// full batches: 100,000 credentials take a few hundred commits.
 ///
 /// # Panics
 /// When a write fails.
-pub async fn fill(store: &SqliteStore, n: usize, value: &str) {
+pub async fn fill<S: CredentialStore + ?Sized>(store: &S, n: usize, value: &str) {
+    fill_with(store, n, value, FILL_IN_FLIGHT).await;
+}
+
+/// [`fill`] with `in_flight` writes at a time: a store with a connection
+/// pool keeps every connection busy with twice its size, without callers
+/// queueing for a connection past the pool's acquire timeout.
+///
+/// # Panics
+/// When a write fails.
+pub async fn fill_with<S: CredentialStore + ?Sized>(store: &S, n: usize, value: &str, in_flight: usize) {
     let (value, meta) = (SecretValue::from(value), Metadata::new());
     futures::stream::iter(0..n)
         .map(|i| {
             let (value, meta) = (&value, &meta);
             async move { store.set(&CredentialKey::new(key_name(i)).unwrap(), value, meta).await }
         })
-        .buffer_unordered(FILL_IN_FLIGHT)
+        .buffer_unordered(in_flight.max(1))
         .try_for_each(|_| async { Ok(()) })
         .await
         .expect("fill the bench database");

@@ -9,6 +9,7 @@
 
 pub mod baseline;
 pub mod envelope;
+pub mod rounds;
 pub mod summary;
 
 use std::path::PathBuf;

@@ -20,6 +20,11 @@ pub struct Row {
     pub ratio: f64,
     /// The ratio we aim for, if there is one.
     pub goal: Option<f64>,
+    /// An absolute bound on `ours`, in `metric`, for the few figures whose
+    /// goal is a number rather than a ratio (a p99 lag of at most 100 ms):
+    /// the baseline is then context, measured in the same run all the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<f64>,
 }
 
 /// Which way a figure improves, and so how [`Row::ratio`] is oriented.
@@ -55,12 +60,21 @@ impl Row {
             baseline_name: baseline_name.into(),
             ratio: if den > 0.0 { num / den } else { 0.0 },
             goal,
+            limit: None,
         }
     }
 
-    /// Whether the ratio reaches the goal (true when there is none).
+    /// The row with an absolute bound on `ours` ([`Row::limit`]): a figure
+    /// where lower is better must stay at or below it.
+    pub fn with_limit(mut self, limit: f64) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Whether the ratio reaches the goal and `ours` stays within the limit
+    /// (true when there is neither).
     pub fn meets_goal(&self) -> bool {
-        self.goal.is_none_or(|g| self.ratio >= g)
+        self.goal.is_none_or(|g| self.ratio >= g) && self.limit.is_none_or(|l| self.ours <= l)
     }
 }
 
@@ -70,9 +84,12 @@ pub fn markdown(rows: &[Row]) -> String {
         "| scenario | metric | ours | baseline | baseline is | ratio (higher is better) | goal |\n|---|---|---:|---:|---|---:|---:|\n",
     );
     for r in rows {
-        let goal = match r.goal {
-            Some(g) => format!("≥ {g} {}", if r.meets_goal() { "✓" } else { "✗" }),
-            None => "-".into(),
+        let mark = if r.meets_goal() { "✓" } else { "✗" };
+        let goal = match (r.goal, r.limit) {
+            (Some(g), None) => format!("≥ {g} {mark}"),
+            (None, Some(l)) => format!("ours ≤ {l} {} {mark}", r.metric),
+            (Some(g), Some(l)) => format!("≥ {g}, ours ≤ {l} {} {mark}", r.metric),
+            (None, None) => "-".into(),
         };
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {:.2} | {} |\n",
@@ -110,6 +127,22 @@ mod tests {
         assert!(!r.meets_goal());
         let md = markdown(&[t, r]);
         assert!(md.contains("≥ 0.8 ✓") && md.contains("≥ 1 ✗"), "{md}");
+    }
+
+    #[test]
+    fn an_absolute_limit_bounds_ours_whatever_the_ratio() {
+        let within = Row::new(Better::Lower, "lag p99", "ms", 40.0, 2.0, "a read", None).with_limit(100.0);
+        assert!(within.meets_goal());
+        let over = Row::new(Better::Lower, "lag p99", "ms", 140.0, 2.0, "a read", None).with_limit(100.0);
+        assert!(!over.meets_goal());
+        let md = markdown(&[within, over]);
+        assert!(md.contains("ours ≤ 100 ms ✓") && md.contains("ours ≤ 100 ms ✗"), "{md}");
+        // Rows written before the limit existed still read.
+        let old: Row = serde_json::from_str(
+            r#"{"scenario":"s","metric":"ms","ours":1.0,"baseline":2.0,"baseline_name":"b","ratio":2.0,"goal":null}"#,
+        )
+        .unwrap();
+        assert_eq!(old.limit, None);
     }
 }
 

@@ -1,5 +1,7 @@
 //! Server throughput and p99 latency under a bounded `wrk` load on loopback:
-//! create-credential (memory and durable encrypted SQLite stores) and
+//! create-credential (memory, durable encrypted SQLite and encrypted
+//! PostgreSQL stores; the PostgreSQL one on a cluster of the bench's own,
+//! started by the test fixture, fsync on) and
 //! list-stores, side by side with an OpenBao dev server's KV v2 write and
 //! read driven by the same tool in the same run.
 //!
@@ -27,6 +29,10 @@
 //! The server logs at `info` (to a file in the run's temporary folder), as
 //! it would in production.
 //!
+//! Replica cache freshness: two servers over one PostgreSQL store, each
+//! with a cache (10 min TTL), and the time from a write's answer on one to
+//! the other's cached read returning the new version (the change feed).
+//!
 //! `load PATH/TO/credstore [SECONDS]`; writes `target/bench/extra/server_load.json`.
 //! With `CREDSTORE_LOAD_ONLY=self` (or `tls`), only the rows measured
 //! against the server itself run: TLS and the durable audit, and the runs
@@ -41,6 +47,7 @@ use std::time::Duration;
 use credstore_benches::out_dir;
 use credstore_benches::summary::{Better, Row};
 use credstore_test_servers::openbao::OpenBao;
+use credstore_test_servers::postgres::Postgres;
 use credstore_test_servers::{free_port, require_tool, wait_for_http, ServerProcess};
 
 const CONNECTIONS: u32 = 32;
@@ -225,17 +232,42 @@ fn bare(addr: &str) {
 /// One `GET path` with `Authorization: auth`: the whole answer, headers
 /// included (for a sanity check, not a measurement).
 fn http_get(addr: SocketAddr, path: &str, auth: &str) -> String {
+    http(addr, "GET", path, auth, None)
+}
+
+/// One request, `method path` with `Authorization: auth` and, when given, a
+/// JSON body, on a connection of its own: the whole answer, headers included.
+fn http(addr: SocketAddr, method: &str, path: &str, auth: &str, body: Option<&str>) -> String {
     use std::io::{Read, Write};
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    stream.set_nodelay(true).expect("nodelay");
+    let body = body.unwrap_or("");
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .expect("send");
     let mut answer = String::new();
     stream.read_to_string(&mut answer).expect("read the answer");
     answer
+}
+
+/// The status code of an HTTP answer.
+fn status_of(answer: &str) -> u16 {
+    answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// The strong `ETag` of an HTTP answer, without its quotes.
+fn etag_of(answer: &str) -> Option<&str> {
+    answer
+        .split("\r\n\r\n")
+        .next()?
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("etag")))
+        .map(|(_, v)| v.trim().trim_matches('"'))
 }
 
 /// A loopback listener that accepts every connection and never reads from
@@ -321,6 +353,185 @@ fn dead_store_config(dir: &Path, dead: SocketAddr) -> PathBuf {
     );
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// The key-encryption key of the PostgreSQL store's throwaway database (a
+/// bench's own cluster in a temporary folder): no secret.
+const PG_BENCH_KEK: &str = "YmVuY2gta2V5LWVuY3J5cHRpb24ta2V5LTMyLWJ5dGU=";
+
+/// The config file of a PostgreSQL server: the default stores and a
+/// PostgreSQL store `postgres-bench` on `pg`'s database `database` and
+/// `schema`, with the `extra` settings lines (a cache), its password and
+/// master key given by environment variables (`BENCH_PG_PASSWORD`,
+/// `BENCH_PG_KEK`).
+fn postgres_config(dir: &Path, pg: &Postgres, database: &str, schema: &str, extra: &str) -> PathBuf {
+    let path = dir.join(format!("postgres-{schema}.toml"));
+    let text = format!(
+        "[[stores]]\nid = \"postgres-bench\"\ntype = \"postgres\"\nhost = \"{}\"\nport = {}\nuser = \"{}\"\n\
+         database = \"{database}\"\npassword_env = \"BENCH_PG_PASSWORD\"\nschema = \"{schema}\"\n{extra}\
+         key = {{ provider = \"master-key\", key_env = \"BENCH_PG_KEK\" }}\n",
+        pg.host(),
+        pg.port(),
+        pg.user()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Samples of the replica freshness rows: 200, 100 in a quick run.
+fn freshness_samples() -> usize {
+    if credstore_benches::quick() {
+        100
+    } else {
+        200
+    }
+}
+
+/// The `q` quantile (0 to 1) of `v`, nearest rank below.
+fn quantile(v: &[f64], q: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q) as usize]
+}
+
+/// `postgres replica cache freshness` between two `credstore` servers
+/// (replicas A and B) over one PostgreSQL store, each with a cache whose TTL
+/// (10 min) outlasts the run, so only the change feed can make B fresh. Per
+/// sample: B reads the key (its cache answers), A overwrites it (its answer
+/// carries the new version as its `ETag`), and from that answer B's read is
+/// repeated at once until it returns the new version. Rows: p99 (at most
+/// 100 ms) and p50 of that lag, beside B's read once fresh (one HTTP round
+/// trip answered from B's cache).
+fn replica_freshness(bin: &str, dir: &Path, token: &str, pg: &Postgres, database: &str) -> Vec<Row> {
+    const FRESH_WITHIN: Duration = Duration::from_secs(5);
+    let config = postgres_config(dir, pg, database, "bench_replicas", "cache = { ttl_ms = 600000 }\n");
+    let env = [("BENCH_PG_PASSWORD", pg.password()), ("BENCH_PG_KEK", PG_BENCH_KEK)];
+    let (a_server, a) = start_server(bin, dir, "replica-a", token, Some(&config), &env);
+    let (b_server, b) = start_server(bin, dir, "replica-b", token, Some(&config), &env);
+    let auth = format!("Bearer {token}");
+    let path = "/manage/tenants/bench/projects/load/credential-stores/postgres-bench/credentials";
+    let keys: Vec<String> = (0..16).map(|i| format!("fresh-{i}")).collect();
+    let body = |k: &str| format!(r#"{{"key":"{k}","value":"{}"}}"#, "v".repeat(64));
+    // A write through A: the new version.
+    let write = |k: &str| {
+        let answer = http(a, "POST", path, &auth, Some(&body(k)));
+        assert!(matches!(status_of(&answer), 200 | 201), "write through A:\n{answer}");
+        etag_of(&answer).expect("the write's ETag").to_owned()
+    };
+    // A read through B: its version.
+    let read = |k: &str| {
+        let answer = http(b, "GET", &format!("{path}/{k}"), &auth, None);
+        assert_eq!(status_of(&answer), 200, "read through B:\n{answer}");
+        etag_of(&answer).expect("the read's ETag").to_owned()
+    };
+    // Until B reads `version` of `k`: whether it did within FRESH_WITHIN.
+    let until_fresh = |k: &str, version: &str| {
+        let answered = std::time::Instant::now();
+        while read(k) != version {
+            if answered.elapsed() > FRESH_WITHIN {
+                return (answered.elapsed(), false);
+            }
+        }
+        (answered.elapsed(), true)
+    };
+    for k in &keys {
+        write(k);
+    }
+    // B's first read subscribes its cache to the feed; a change made while
+    // that is set up may be seen at TTL only: warm up until one is fresh.
+    let mut warm = false;
+    for k in keys.iter().take(8) {
+        read(k);
+        let version = write(k);
+        if until_fresh(k, &version).1 {
+            warm = true;
+            break;
+        }
+    }
+    assert!(warm, "replica B's cache never read a write of replica A within {FRESH_WITHIN:?}");
+    let cache_counter = |name: &str| -> u64 {
+        let metrics = http_get(b, "/metrics", &auth);
+        let prefix = format!("credstore_cache_{name}_total{{store=\"postgres-bench\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in replica B's metrics:\n{metrics}")) as u64
+    };
+    let (hits_before, loads_before) = (cache_counter("hits"), cache_counter("loads"));
+    let (mut lags, mut hits, mut not_fresh) = (Vec::new(), Vec::new(), 0usize);
+    for i in 0..freshness_samples() {
+        let k = &keys[i % keys.len()];
+        let before = read(k);
+        assert_eq!(read(k), before);
+        let version = write(k);
+        assert_ne!(version, before, "a write makes a new version");
+        let (lag, fresh) = until_fresh(k, &version);
+        lags.push(lag.as_secs_f64() * 1e3);
+        if !fresh {
+            not_fresh += 1;
+            if not_fresh == 3 {
+                break;
+            }
+            continue;
+        }
+        let start = std::time::Instant::now();
+        assert_eq!(read(k), version);
+        hits.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    // B answered its reads before each write from its cache, and read the
+    // store again about once per write: after the feed dropped the entry.
+    let (hit, loaded) = (cache_counter("hits") - hits_before, cache_counter("loads") - loads_before);
+    println!("replica B's cache over {} samples: {hit} hits, {loaded} loads", lags.len());
+    assert!(hit >= 2 * lags.len() as u64, "replica B's reads were not answered from its cache: {hit} hits");
+    assert!(loaded >= lags.len() as u64, "replica B read the store {loaded} times in {} samples", lags.len());
+    a_server.stop();
+    b_server.stop();
+    let stopped = if not_fresh > 0 {
+        format!("; {not_fresh} samples not fresh within {FRESH_WITHIN:?}, stopped after {}", lags.len())
+    } else {
+        String::new()
+    };
+    let label = |p: &str| {
+        format!(
+            "postgres replica cache freshness {p}, two credstore servers over HTTP (write answered by replica A \
+             to replica B's cached read returning the new version; one PostgreSQL store, caches with a 10 min TTL; \
+             {} samples{stopped})",
+            lags.len()
+        )
+    };
+    let baseline = |p: &str| format!("replica B's read once fresh (answered from its cache), {p}");
+    let rows = vec![
+        Row::new(
+            Better::Lower,
+            label("p99"),
+            "ms",
+            quantile(&lags, 0.99),
+            quantile(&hits, 0.99),
+            baseline("p99"),
+            None,
+        )
+        .with_limit(100.0),
+        Row::new(
+            Better::Lower,
+            label("p50"),
+            "ms",
+            quantile(&lags, 0.5),
+            quantile(&hits, 0.5),
+            baseline("p50"),
+            None,
+        ),
+    ];
+    for r in &rows {
+        println!(
+            "{}: ours {:.2} ms, baseline {:.2} ms, within the limit: {}",
+            r.scenario,
+            r.ours,
+            r.baseline,
+            r.meets_goal()
+        );
+    }
+    rows
 }
 
 fn main() {
@@ -469,6 +680,30 @@ fn main() {
     let list_dead = wrk("list-stores-one-dead", &dead_base, &list_script, seconds, dir.path());
     dead_server.stop();
 
+    // Our server over PostgreSQL (a cluster of the bench's own, fsync on),
+    // loaded right before OpenBao.
+    let pg = Postgres::start().expect("PostgreSQL installed (scripts/bench runs scripts/test-tools)");
+    let database = pg.create_database("bench");
+    let pg_config = postgres_config(dir.path(), &pg, &database, "bench_server", "");
+    let pg_env = [("BENCH_PG_PASSWORD", pg.password()), ("BENCH_PG_KEK", PG_BENCH_KEK)];
+    let (pg_server, pg_addr) = start_server(&bin, dir.path(), "postgres", &token, Some(&pg_config), &pg_env);
+    let pg_base = format!("http://{pg_addr}/manage/tenants/bench/projects/load/credential-stores");
+    let listed = http_get(pg_addr, "/manage/tenants/bench/projects/load/credential-stores", &auth);
+    assert!(
+        listed.contains(r#""available":true,"id":"postgres-bench""#),
+        "the PostgreSQL store is not listed as available:\n{listed}"
+    );
+    let postgres = run("create-postgres", &format!("{pg_base}/postgres-bench/credentials"), &ours_create);
+    pg_server.stop();
+    let written =
+        pg.psql(&database, "SELECT count(*) FROM bench_server.credentials").expect("count the rows");
+    assert!(
+        written.parse::<u64>().unwrap_or(0) > 1000,
+        "the creates did not reach PostgreSQL: {written} rows"
+    );
+    let freshness = replica_freshness(&bin, dir.path(), &token, &pg, &database);
+    drop(pg);
+
     let bao = OpenBao::start().expect("bao on PATH (scripts/bench puts it there)");
     let vault_token = ("X-Vault-Token", bao.root_token());
     let bao_body = format!(r#"{{"data":{{"value":"{value}","n":"{{N}}"}}}}"#);
@@ -505,6 +740,22 @@ fn main() {
             bao_write.requests_per_sec,
             write,
             Some(1.0),
+        ),
+        Row::new(Better::Higher,
+            format!("postgres server create, encrypted PostgreSQL store (fsync on; {load})"),
+            "req/s",
+            postgres.requests_per_sec,
+            bao_write.requests_per_sec,
+            write,
+            Some(3.0),
+        ),
+        Row::new(Better::Lower,
+            "postgres server create p99, encrypted PostgreSQL store",
+            "ms",
+            postgres.p99_ms,
+            bao_write.p99_ms,
+            write,
+            None,
         ),
         Row::new(Better::Higher,
             format!("server list-stores ({load})"),
@@ -568,6 +819,7 @@ fn main() {
         ),
     ];
     rows.extend(tls_rows);
+    rows.extend(freshness);
     std::fs::write(out.join("server_load.json"), serde_json::to_vec_pretty(&rows).unwrap()).unwrap();
 }
 
