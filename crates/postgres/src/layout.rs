@@ -23,7 +23,8 @@ pub(crate) struct Sql {
     pub(crate) swap_key_record: String,
     pub(crate) get: String,
     pub(crate) version: String,
-    pub(crate) next_version: String,
+    /// A block of [`crate::versions::BLOCK`] versions.
+    pub(crate) next_versions: String,
     pub(crate) read_for_write: String,
     pub(crate) insert: String,
     pub(crate) update: String,
@@ -76,11 +77,11 @@ impl Sql {
                  WHERE ns = $1 AND key = $2"
             ),
             version: format!("SELECT version FROM {c} WHERE ns = $1 AND key = $2"),
-            next_version: format!("SELECT nextval('{s}.versions')"),
-            read_for_write: format!(
-                "SELECT nextval('{s}.versions'), c.created_ns, c.version FROM (SELECT 1) AS one \
-                 LEFT JOIN {c} AS c ON c.ns = $1 AND c.key = $2"
+            next_versions: format!(
+                "SELECT nextval('{s}.versions') FROM generate_series(1, {})",
+                crate::versions::BLOCK
             ),
+            read_for_write: format!("SELECT created_ns, version FROM {c} WHERE ns = $1 AND key = $2"),
             insert: format!(
                 "INSERT INTO {c} (ns, key, version, created_ns, updated_ns, kind, key_version, format, nonce, sealed) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (ns, key) DO NOTHING"

@@ -84,7 +84,9 @@
 //!
 //! - the sequence `versions`: every write takes its row version from it,
 //!   so a version is never given twice in the schema, not even to a key
-//!   deleted and created again, nor by two replicas.
+//!   deleted and created again, nor by two replicas. A store draws 32 at a
+//!   time and hands them out from memory: versions are unique, not ordered
+//!   (two replicas' versions interleave).
 //!
 //! # Migrations
 //! The first opening of a schema creates it, its tables and its sequence
@@ -133,19 +135,24 @@
 //! have leaked.
 //!
 //! # Writes
-//! Atomic in SQL, one statement per step, no explicit transaction, each
-//! statement prepared once per connection:
-//! - **create**: a version from the sequence, then `INSERT … ON CONFLICT
-//!   (ns, key) DO NOTHING`; no row inserted is
+//! Atomic in SQL, no explicit transaction, each statement prepared once per
+//! connection; most writes are one statement:
+//! - **create**: a version from the block in hand, then `INSERT … ON
+//!   CONFLICT (ns, key) DO NOTHING`; no row inserted is
 //!   [`Error::PreconditionFailed`](credstore_core::Error::PreconditionFailed).
-//! - **replace** from version *v*: one statement reads the row's
-//!   `created_ns` and `version` with the next version; then `UPDATE … WHERE
-//!   ns = … AND key = … AND version = v`; no row updated is
-//!   `PreconditionFailed`. Of any number of racing replaces from *v*, in
-//!   any number of processes, exactly one succeeds.
-//! - **upsert**: the same read, then an insert (missing) or an update of
-//!   the version read (present); a write that lost a race to another
-//!   replica retries, up to 16 times, then fails with a retriable
+//! - **replace** from version *v*: `UPDATE … WHERE ns = … AND key = … AND
+//!   version = v`, the row sealed with *v*'s `created_ns`; no row updated is
+//!   `PreconditionFailed`. Of any number of racing replaces from *v*, in any
+//!   number of processes, exactly one succeeds. The store knows *v*'s
+//!   `created_ns` when it last read or wrote that version of the key (a
+//!   version is written once, with one `created_ns`, so what it remembers
+//!   never turns wrong; it remembers 4,096 keys); otherwise one statement
+//!   reads the row's `created_ns` and `version` first.
+//! - **upsert**: the same `UPDATE` of the version this store last saw;
+//!   when the row moved on (another replica wrote it), or was never seen,
+//!   one read, then an insert (missing) or an update of the version read
+//!   (present); a write that lost a race to another replica retries, up to
+//!   16 times, then fails with a retriable
 //!   [`Error::Unavailable`](credstore_core::Error::Unavailable) naming the
 //!   contention. `created_at` is kept on overwrite.
 //! - **delete**: `DELETE … RETURNING version`.
@@ -255,6 +262,7 @@ mod feed;
 mod layout;
 mod store;
 mod tls;
+mod versions;
 
 #[cfg(feature = "serde")]
 pub use config::{KeySource, PostgresSettings};

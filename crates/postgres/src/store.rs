@@ -13,13 +13,14 @@ use credstore_seal::{
     decode_payload_owned, encode_payload, DataKey, KeyProvider, KeyRecord, RowCipher, RowPlace, StoreUid,
     ValueKind, FORMAT_VERSION,
 };
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, QueueMode, RecyclingMethod, Runtime};
 use tokio_postgres::types::ToSql;
 
 use crate::config::{PostgresConfig, TlsMode};
 use crate::errors;
 use crate::feed::Feed;
 use crate::layout::{self, Sql};
+use crate::versions::{KnownRows, VersionBlock};
 
 /// How long [`CredentialStore::check_availability`] waits for its probe.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -66,6 +67,10 @@ pub(crate) struct Shared {
     /// The client's limit for one call's statements.
     call_timeout: Duration,
     pub(crate) feed: Option<Feed>,
+    /// Versions drawn from the sequence and not yet handed out.
+    versions: VersionBlock,
+    /// The version and creation time this store last saw of each key.
+    known: KnownRows,
     /// The availability probe's own connection (made at the first probe,
     /// again after a failure), so that a busy pool never reads as a server
     /// that is down.
@@ -167,6 +172,10 @@ impl PostgresStore {
         );
         let pool = Pool::builder(manager)
             .max_size(config.max_connections)
+            // The connection used last goes out first: one caller at a
+            // time keeps reusing one warm backend instead of waking each
+            // idle one in turn.
+            .queue_mode(QueueMode::Lifo)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(config.acquire_timeout))
             .create_timeout(Some(config.connect_timeout))
@@ -201,6 +210,8 @@ impl PostgresStore {
             record: tokio::sync::Mutex::new(record),
             call_timeout,
             feed,
+            versions: VersionBlock::default(),
+            known: KnownRows::default(),
             probe: tokio::sync::Mutex::new(None),
             pg: resolved.pg,
             tls: connector,
@@ -375,12 +386,9 @@ impl Shared {
 /// A sealed row: its nonce, its ciphertext and its kind's code.
 type Sealed = (Vec<u8>, Vec<u8>, i16);
 
-/// What a write's read of the row found.
-struct Current {
-    next: i64,
-    created_ns: Option<i64>,
-    version: Option<i64>,
-}
+/// What a write's read of the row found: its version and `created_ns`,
+/// `None` when the key is missing.
+type Current = Option<(i64, i64)>;
 
 impl PostgresStore {
     fn ns(&self) -> &str {
@@ -409,8 +417,21 @@ impl PostgresStore {
         key: &CredentialKey,
     ) -> std::result::Result<Current, tokio_postgres::Error> {
         let st = conn.prepare_cached(&self.shared.sql.read_for_write).await?;
-        let row = conn.query_one(&st, &[&self.ns(), &key.as_str()]).await?;
-        Ok(Current { next: row.get(0), created_ns: row.get(1), version: row.get(2) })
+        let row = conn.query_opt(&st, &[&self.ns(), &key.as_str()]).await?;
+        Ok(row.map(|r| (r.get(1), r.get(0))))
+    }
+
+    /// The version of the next write: from the block in hand, or from a
+    /// new block drawn from the sequence.
+    async fn next_version(&self, conn: &Object) -> std::result::Result<i64, tokio_postgres::Error> {
+        if let Some(v) = self.shared.versions.take() {
+            return Ok(v);
+        }
+        let st = conn.prepare_cached(&self.shared.sql.next_versions).await?;
+        let mut drawn: Vec<i64> = conn.query(&st, &[]).await?.iter().map(|r| r.get(0)).collect();
+        let first = drawn.pop().expect("generate_series yields the whole block");
+        self.shared.versions.refill(drawn);
+        Ok(first)
     }
 
     async fn insert(
@@ -467,43 +488,75 @@ impl PostgresStore {
         expected: Option<i64>,
     ) -> std::result::Result<Attempt, tokio_postgres::Error> {
         let key = request.key();
+        let (ns, known) = (self.ns(), &self.shared.known);
         let now = now_ns();
         if let SetMode::Create = request.mode() {
-            let st = conn.prepare_cached(&self.shared.sql.next_version).await?;
-            let v: i64 = conn.query_one(&st, &[]).await?.get(0);
+            let v = self.next_version(conn).await?;
             let sealed = match self.seal(key, request, v, now, now) {
                 Ok(s) => s,
                 Err(e) => return Ok(Attempt::Failed(e)),
             };
             return Ok(match self.insert(conn, key, v, now, &sealed).await? {
                 0 => Attempt::Precondition("the key exists already"),
-                _ => Attempt::Done(outcome(true, v, now, now), v),
+                _ => {
+                    known.saw(ns, key.as_str(), v, now);
+                    Attempt::Done(outcome(true, v, now, now), v)
+                }
             });
         }
+        // An overwrite of the row this store last saw: one statement (see
+        // `versions`), and a read only when the row moved on.
+        let sure = match (expected, known.get(ns, key.as_str())) {
+            (Some(e), Some((v, created))) if v == e => Some((v, created)),
+            (None, seen) => seen,
+            _ => None,
+        };
+        if let Some((read, created)) = sure {
+            let v = self.next_version(conn).await?;
+            let sealed = match self.seal(key, request, v, created, now) {
+                Ok(s) => s,
+                Err(e) => return Ok(Attempt::Failed(e)),
+            };
+            if self.update(conn, key, v, now, &sealed, read).await? == 1 {
+                known.saw(ns, key.as_str(), v, created);
+                return Ok(Attempt::Done(outcome(false, v, created, now), v));
+            }
+            known.forget(ns, key.as_str());
+            if expected.is_some() {
+                // The row at `expected` was created at `created`: it is no
+                // longer there.
+                return Ok(Attempt::Precondition("the key is at another version"));
+            }
+        }
         let cur = self.read_current(conn, key).await?;
-        match (expected, cur.version) {
+        match (expected, cur) {
             (Some(_), None) => return Ok(Attempt::Precondition("the key does not exist")),
-            (Some(e), Some(v)) if e != v => {
+            (Some(e), Some((v, _))) if e != v => {
                 return Ok(Attempt::Precondition("the key is at another version"))
             }
             _ => {}
         }
-        let v = cur.next;
-        let created = cur.created_ns.unwrap_or(now);
+        let v = self.next_version(conn).await?;
+        let created = cur.map_or(now, |(_, created)| created);
         let sealed = match self.seal(key, request, v, created, now) {
             Ok(s) => s,
             Err(e) => return Ok(Attempt::Failed(e)),
         };
-        Ok(match cur.version {
-            None => match self.insert(conn, key, v, now, &sealed).await? {
-                0 => Attempt::Retry,
-                _ => Attempt::Done(outcome(true, v, now, now), v),
-            },
-            Some(read) => match self.update(conn, key, v, now, &sealed, read).await? {
-                0 if expected.is_some() => Attempt::Precondition("the key is at another version"),
-                0 => Attempt::Retry,
-                _ => Attempt::Done(outcome(false, v, created, now), v),
-            },
+        let written = match cur {
+            None => self.insert(conn, key, v, now, &sealed).await?,
+            Some((read, _)) => self.update(conn, key, v, now, &sealed, read).await?,
+        };
+        Ok(match (written, cur) {
+            (0, Some(_)) if expected.is_some() => Attempt::Precondition("the key is at another version"),
+            (0, _) => Attempt::Retry,
+            (_, None) => {
+                known.saw(ns, key.as_str(), v, now);
+                Attempt::Done(outcome(true, v, now, now), v)
+            }
+            (_, Some(_)) => {
+                known.saw(ns, key.as_str(), v, created);
+                Attempt::Done(outcome(false, v, created, now), v)
+            }
         })
     }
 }
@@ -561,6 +614,7 @@ impl CredentialStore for PostgresStore {
         })?;
         let (value, metadata) = decode_payload_owned(plain, FORMAT_VERSION, kind)
             .ok_or_else(|| errors::integrity(&shared.id, key, "the row's payload cannot be decoded"))?;
+        shared.known.saw(self.ns(), key.as_str(), version, created_ns);
         Ok(Some(Credential {
             key: key.clone(),
             value,
@@ -640,6 +694,7 @@ impl CredentialStore for PostgresStore {
             let st = conn.prepare_cached(&shared.sql.delete).await?;
             conn.query_opt(&st, &[&self.ns(), &key.as_str()]).await
         })?;
+        shared.known.forget(self.ns(), key.as_str());
         if row.is_some() {
             shared.notify(self.info.namespace(), key, None);
         }

@@ -1,6 +1,7 @@
 //! The integration tests of credstore-postgres against a real PostgreSQL
 //! (the fixture of `credstore-test-servers`), one module per topic; the
-//! conformance suite runs apart (`tests/conformance.rs`, its own harness).
+//! conformance suite runs apart (`tests/conformance.rs`, its own harness),
+//! and so do the tests of what it logs (`tests/logs.rs`).
 //!
 //! Without PostgreSQL installed every test returns early after a loud
 //! notice; under `CI=true` they fail instead.
@@ -8,7 +9,6 @@
 mod config;
 mod feed;
 mod keys;
-mod logs;
 mod migrate;
 mod store;
 mod timeouts;

@@ -41,6 +41,40 @@ async fn created_at_is_kept_on_overwrite_and_versions_never_repeat_across_delete
     assert!(matches!(err, Error::PreconditionFailed { .. }), "{err}");
 }
 
+/// A store remembers the version it last read or wrote of a key, to
+/// overwrite it in one statement; another instance's writes in between
+/// must never be lost to that, nor let a stale replace through.
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_from_a_store_whose_last_seen_version_is_stale_keep_every_guarantee() {
+    let Some(pg) = pg() else { return };
+    let schema = Postgres::fresh_schema("store_stale_seen");
+    let kek = MasterKey::generate();
+    let (a, b) = (open(pg, &schema, &kek).await, open(pg, &schema, &kek).await);
+    let (k, meta) = (key("api-token"), Metadata::new());
+    let first = a.set(&k, &SecretValue::from("a1"), &meta).await.unwrap();
+    let by_b = b.set(&k, &SecretValue::from("b1"), &meta).await.unwrap();
+    // A last saw `first`: a replace from it is refused, whatever A remembers.
+    let err = a.replace(&k, &SecretValue::from("stale"), &meta, &first.version).await.unwrap_err();
+    assert!(matches!(err, Error::PreconditionFailed { .. }), "{err}");
+    // A replace from B's version, which A never saw, succeeds and keeps created_at.
+    let replaced = a.replace(&k, &SecretValue::from("a2"), &meta, &by_b.version).await.unwrap();
+    assert_eq!(replaced.created_at, first.created_at);
+    // B last saw its own version: its upsert overwrites A's anyway, keeping created_at.
+    let upserted = b.set(&k, &SecretValue::from("b2"), &meta).await.unwrap();
+    assert_eq!((upserted.created, upserted.created_at), (false, first.created_at));
+    let read = a.get(&k).await.unwrap().unwrap();
+    assert_eq!((read.value.expose_str().unwrap(), read.version), ("b2", upserted.version.clone()));
+    // Deleted and created again by B: A's upsert keeps B's new created_at.
+    assert!(b.delete(&k).await.unwrap());
+    let again = b.create(&k, &SecretValue::from("b3"), &meta).await.unwrap();
+    let over = a.set(&k, &SecretValue::from("a3"), &meta).await.unwrap();
+    assert_eq!((over.created, over.created_at), (false, again.created_at));
+    assert_eq!(b.get(&k).await.unwrap().unwrap().value.expose_str().unwrap(), "a3");
+    // Deleted by B while A remembers it: A's upsert creates it.
+    assert!(b.delete(&k).await.unwrap());
+    assert!(a.set(&k, &SecretValue::from("a4"), &meta).await.unwrap().created);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_creates_from_two_instances_have_exactly_one_winner_per_key() {
     let Some(pg) = pg() else { return };

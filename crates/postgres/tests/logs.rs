@@ -1,5 +1,13 @@
 //! What the store logs: a warning for plaintext to a remote host, and never
 //! a value or a password, at TRACE level, while it works, fails and probes.
+//! A binary of its own: `tracing` caches per call site whether anyone
+//! listens, so a test that installs a subscriber must not share its process
+//! with tests that reach the same call sites first (in the `it` binary, the
+//! store's `opened` line was now and then missed).
+
+#[path = "it/util.rs"]
+#[allow(dead_code)]
+mod util;
 
 use std::time::Duration;
 
@@ -43,10 +51,10 @@ async fn plaintext_to_a_host_that_is_not_loopback_is_allowed_when_said_and_warne
 
 #[tokio::test(flavor = "current_thread")]
 async fn no_value_or_password_reaches_the_logs() {
-    let Some(pg) = crate::util::pg() else { return };
+    let Some(pg) = util::pg() else { return };
     let (logs, _guard) = capture();
     let schema = Postgres::fresh_schema("logs");
-    let store = crate::util::open(pg, &schema, &MasterKey::generate()).await;
+    let store = util::open(pg, &schema, &MasterKey::generate()).await;
     let mut feed = store.subscribe().await.unwrap();
     let value = SecretValue::from("VALUE-SECRET-4711");
     let k = CredentialKey::new("k").unwrap();
