@@ -167,7 +167,14 @@ impl Feed {
     }
 }
 
-/// Sends the queued notifications, in order, one `pg_notify` per batch.
+/// How long the notifier waits for more writes before it sends what it has:
+/// a bound on what the coalescing adds to a change's way to other replicas.
+const COALESCE: Duration = Duration::from_millis(2);
+/// The most queued notifications (and markers) taken at once.
+const BATCH: usize = 1024;
+
+/// Sends the queued notifications, in order, one `pg_notify` per batch
+/// (the writes of up to [`COALESCE`] together).
 async fn notifier(
     id: StoreId,
     pool: Pool,
@@ -178,7 +185,18 @@ async fn notifier(
 ) {
     let mut batch = Vec::new();
     let mut notes = Vec::new();
-    while rx.recv_many(&mut batch, 1024).await > 0 {
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        // Writes that follow closely share one notification: a caller
+        // writing one key after another would otherwise pay a notifying
+        // transaction per write. A marker (a subscriber waiting) goes at once.
+        let window = tokio::time::Instant::now() + COALESCE;
+        while batch.len() < BATCH && !batch.iter().any(|q| matches!(q, Queued::Marker(_))) {
+            let room = BATCH - batch.len();
+            match tokio::time::timeout_at(window, rx.recv_many(&mut batch, room)).await {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
         for queued in batch.drain(..) {
             match queued {
                 Queued::Note(note) => notes.push(note),

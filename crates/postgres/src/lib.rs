@@ -165,7 +165,8 @@
 //! change committed to the schema by any process (key, namespace relative
 //! to the handle, version, `None` for a delete; never a value):
 //! - Each write, once its statement has committed, queues a notification;
-//!   one notifier task per opened store sends what is queued with one
+//!   one notifier task per opened store sends what is queued, the writes of
+//!   up to 2 ms together, with one
 //!   `SELECT pg_notify('credstore_<schema>', payload)` per batch (its
 //!   transaction with `synchronous_commit` off: a notification needs no
 //!   flush of the WAL), the

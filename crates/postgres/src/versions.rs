@@ -17,6 +17,7 @@
 //!   would have without.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 
 /// How many versions one draw from the sequence takes.
@@ -44,28 +45,43 @@ impl VersionBlock {
 
 /// The version and `created_ns` this store last read or wrote of each key,
 /// for [`KNOWN_ROWS`] keys at most.
+///
+/// Keys are remembered by a keyed hash of their namespace and name (no
+/// allocation on the read path). Two keys whose hashes collide share a slot,
+/// which costs a write its single statement and nothing else: versions are
+/// unique in the whole schema, so an `UPDATE … WHERE version = $known` with
+/// another key's version changes no row, and the write reads its own.
 #[derive(Debug, Default)]
-pub(crate) struct KnownRows(Mutex<HashMap<(String, String), (i64, i64)>>);
+pub(crate) struct KnownRows {
+    rows: Mutex<HashMap<u64, (i64, i64)>>,
+    hasher: RandomState,
+}
 
 impl KnownRows {
+    fn slot(&self, ns: &str, key: &str) -> u64 {
+        self.hasher.hash_one((ns, key))
+    }
+
     /// The last seen `(version, created_ns)` of `key` in namespace `ns`.
     pub(crate) fn get(&self, ns: &str, key: &str) -> Option<(i64, i64)> {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&(ns.to_owned(), key.to_owned())).copied()
+        let slot = self.slot(ns, key);
+        self.rows.lock().unwrap_or_else(|e| e.into_inner()).get(&slot).copied()
     }
 
     /// Remembers that `key` is at `version`, created at `created_ns`.
     pub(crate) fn saw(&self, ns: &str, key: &str, version: i64, created_ns: i64) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= KNOWN_ROWS {
-            map.clear();
+        let slot = self.slot(ns, key);
+        let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        if rows.len() >= KNOWN_ROWS && !rows.contains_key(&slot) {
+            rows.clear();
         }
-        map.insert((ns.to_owned(), key.to_owned()), (version, created_ns));
+        rows.insert(slot, (version, created_ns));
     }
 
     /// Forgets `key` (deleted, or its row moved on).
     pub(crate) fn forget(&self, ns: &str, key: &str) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&(ns.to_owned(), key.to_owned()));
+        let slot = self.slot(ns, key);
+        self.rows.lock().unwrap_or_else(|e| e.into_inner()).remove(&slot);
     }
 }
 
@@ -95,6 +111,6 @@ mod tests {
         for n in 0..=KNOWN_ROWS {
             known.saw("", &n.to_string(), 1, 1);
         }
-        assert!(known.0.lock().unwrap().len() <= KNOWN_ROWS);
+        assert!(known.rows.lock().unwrap().len() <= KNOWN_ROWS);
     }
 }
