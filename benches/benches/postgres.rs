@@ -498,13 +498,6 @@ fn freshness_samples() -> usize {
 /// version before it counts as not fresh; the row stops after three such.
 const FRESH_WITHIN: Duration = Duration::from_secs(5);
 
-/// The `q` quantile (0 to 1) of `v`, nearest rank below.
-fn quantile(v: &[f64], q: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * q) as usize]
-}
-
 /// `postgres replica cache freshness`: two replicas, two stores opened
 /// separately on one schema (each its own pool and LISTEN connection), B
 /// behind a `CacheLayer` whose TTL (10 min) outlasts the run, so only the
@@ -589,27 +582,7 @@ fn freshness_rows(rt: &tokio::runtime::Runtime, server: &Server) -> Vec<Row> {
     };
     let baseline =
         |p: &str| format!("replica B's uncached get of the new version (a read of PostgreSQL), {p}");
-    vec![
-        Row::new(
-            Better::Lower,
-            label("p99"),
-            "ms",
-            quantile(&lags, 0.99),
-            quantile(&direct, 0.99),
-            baseline("p99"),
-            None,
-        )
-        .with_limit(100.0),
-        Row::new(
-            Better::Lower,
-            label("p50"),
-            "ms",
-            quantile(&lags, 0.5),
-            quantile(&direct, 0.5),
-            baseline("p50"),
-            None,
-        ),
-    ]
+    Row::p99_and_p50(label, &lags, &direct, baseline, 100.0)
 }
 
 fn main() {

@@ -71,6 +71,30 @@ impl Row {
         self
     }
 
+    /// The p99 and p50 rows of a latency measured in samples (ms): `ours`
+    /// against `baseline`, each labelled by `label` and `baseline_name`
+    /// given `"p99"` or `"p50"`; the p99 held to `p99_limit` ms.
+    pub fn p99_and_p50(
+        label: impl Fn(&str) -> String,
+        ours: &[f64],
+        baseline: &[f64],
+        baseline_name: impl Fn(&str) -> String,
+        p99_limit: f64,
+    ) -> Vec<Row> {
+        let row = |p: &str, q: f64| {
+            Row::new(
+                Better::Lower,
+                label(p),
+                "ms",
+                quantile(ours, q),
+                quantile(baseline, q),
+                baseline_name(p),
+                None,
+            )
+        };
+        vec![row("p99", 0.99).with_limit(p99_limit), row("p50", 0.5)]
+    }
+
     /// Whether the ratio reaches the goal and `ours` stays within the limit
     /// (true when there is neither).
     pub fn meets_goal(&self) -> bool {
@@ -176,4 +200,11 @@ impl Scenario {
         let json = serde_json::to_vec_pretty(self).expect("serialize scenario");
         std::fs::write(dir.join(format!("{}.json", self.group)), json).expect("write scenario");
     }
+}
+
+/// The `q` quantile (0 to 1) of `v`, nearest rank below.
+pub fn quantile(v: &[f64], q: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q) as usize]
 }

@@ -387,13 +387,6 @@ fn freshness_samples() -> usize {
     }
 }
 
-/// The `q` quantile (0 to 1) of `v`, nearest rank below.
-fn quantile(v: &[f64], q: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * q) as usize]
-}
-
 /// `postgres replica cache freshness` between two `credstore` servers
 /// (replicas A and B) over one PostgreSQL store, each with a cache whose TTL
 /// (10 min) outlasts the run, so only the change feed can make B fresh. Per
@@ -501,27 +494,7 @@ fn replica_freshness(bin: &str, dir: &Path, token: &str, pg: &Postgres, database
         )
     };
     let baseline = |p: &str| format!("replica B's read once fresh (answered from its cache), {p}");
-    let rows = vec![
-        Row::new(
-            Better::Lower,
-            label("p99"),
-            "ms",
-            quantile(&lags, 0.99),
-            quantile(&hits, 0.99),
-            baseline("p99"),
-            None,
-        )
-        .with_limit(100.0),
-        Row::new(
-            Better::Lower,
-            label("p50"),
-            "ms",
-            quantile(&lags, 0.5),
-            quantile(&hits, 0.5),
-            baseline("p50"),
-            None,
-        ),
-    ];
+    let rows = Row::p99_and_p50(label, &lags, &hits, baseline, 100.0);
     for r in &rows {
         println!(
             "{}: ours {:.2} ms, baseline {:.2} ms, within the limit: {}",
