@@ -421,6 +421,23 @@ impl PostgresStore {
         Ok(row.map(|r| (r.get(1), r.get(0))))
     }
 
+    /// Runs `sql` (one of the schema's statements, taking the namespace and
+    /// the key) on a pooled connection under the call timeout: at most one
+    /// row. `what` names the operation in errors.
+    async fn query_key(
+        &self,
+        what: &str,
+        sql: &str,
+        key: &CredentialKey,
+    ) -> Result<Option<tokio_postgres::Row>> {
+        let shared = &*self.shared;
+        let conn = shared.conn(what).await?;
+        timed!(shared, conn, what, async {
+            let st = conn.prepare_cached(sql).await?;
+            conn.query_opt(&st, &[&self.ns(), &key.as_str()]).await
+        })
+    }
+
     /// The version of the next write: from the block in hand, or from a
     /// new block drawn from the sequence.
     async fn next_version(&self, conn: &Object) -> std::result::Result<i64, tokio_postgres::Error> {
@@ -573,12 +590,7 @@ impl CredentialStore for PostgresStore {
 
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
         let shared = &*self.shared;
-        let what = "read a credential";
-        let conn = shared.conn(what).await?;
-        let row = timed!(shared, conn, what, async {
-            let st = conn.prepare_cached(&shared.sql.get).await?;
-            conn.query_opt(&st, &[&self.ns(), &key.as_str()]).await
-        })?;
+        let row = self.query_key("read a credential", &shared.sql.get, key).await?;
         let Some(row) = row else { return Ok(None) };
         let version: i64 = row.get(0);
         let created_ns: i64 = row.get(1);
@@ -676,24 +688,13 @@ impl CredentialStore for PostgresStore {
     }
 
     async fn version(&self, key: &CredentialKey) -> Result<Option<Version>> {
-        let shared = &*self.shared;
-        let what = "read a credential's version";
-        let conn = shared.conn(what).await?;
-        let row = timed!(shared, conn, what, async {
-            let st = conn.prepare_cached(&shared.sql.version).await?;
-            conn.query_opt(&st, &[&self.ns(), &key.as_str()]).await
-        })?;
+        let row = self.query_key("read a credential's version", &self.shared.sql.version, key).await?;
         Ok(row.map(|r| Version::from_counter(r.get::<_, i64>(0) as u64)))
     }
 
     async fn delete(&self, key: &CredentialKey) -> Result<bool> {
         let shared = &*self.shared;
-        let what = "delete a credential";
-        let conn = shared.conn(what).await?;
-        let row = timed!(shared, conn, what, async {
-            let st = conn.prepare_cached(&shared.sql.delete).await?;
-            conn.query_opt(&st, &[&self.ns(), &key.as_str()]).await
-        })?;
+        let row = self.query_key("delete a credential", &shared.sql.delete, key).await?;
         shared.known.forget(self.ns(), key.as_str());
         if row.is_some() {
             shared.notify(self.info.namespace(), key, None);
