@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use credstore_conformance::{unique_name, StoreFactory, CASES};
+use credstore_conformance::{unique_name, Needs, StoreFactory, CASES};
 use credstore_core::{
     CredentialKey, CredentialStore, CredentialStoreExt, Error, Metadata, Namespace, SecretValue, StoreId,
 };
@@ -75,7 +75,8 @@ async fn every_case_passes_with_an_approle_token_that_is_renewed_and_replaced() 
         (case.run)(&f).await;
         ran += 1;
     }
-    assert_eq!(ran, CASES.len(), "every case applies to a Vault store");
+    let applicable = CASES.iter().filter(|c| !matches!(c.needs, Needs::ChangeFeed)).count();
+    assert_eq!(ran, applicable, "every case but the change feed's applies to a Vault store (it has no feed)");
 
     // Keep working past the token's maximum TTL: every call must succeed.
     let store = root.with_namespace(&Namespace::new("long-run").unwrap()).unwrap();
