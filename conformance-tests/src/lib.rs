@@ -105,7 +105,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use credstore_core::{Capabilities, CredentialStore, CredentialStoreExt};
+use credstore_core::{Capabilities, Clock, CredentialStore, CredentialStoreExt};
 use futures::future::BoxFuture;
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -152,6 +152,22 @@ pub trait StoreFactory: Send + Sync {
     /// when the stores declare `can_be_unavailable`, and `None` (the default)
     /// when they do not.
     async fn unreachable(&self) -> Option<Arc<dyn CredentialStore>> {
+        None
+    }
+
+    /// A fresh, empty store like [`create`](Self::create)'s that decides
+    /// expiry and age-based retention by `clock` (its
+    /// [`StoreInfo::clock`](credstore_core::StoreInfo::clock)), so that the
+    /// cases about time can step a [`ManualClock`](credstore_core::ManualClock)
+    /// across a boundary instead of sleeping. Each call gets a clock of its
+    /// own.
+    ///
+    /// Should return `Some` when the stores declare
+    /// [`expiry`](credstore_core::Capabilities::expiry) or an age limit in
+    /// their [`retention`](credstore_core::Capabilities::retention); the
+    /// cases that need it are skipped, saying so, on `None` (the default).
+    async fn create_on_clock(&self, clock: Arc<dyn Clock>) -> Option<Arc<dyn CredentialStore>> {
+        drop(clock);
         None
     }
 }

@@ -397,6 +397,7 @@ impl CredentialStore for MockStore {
                 version: e.version.clone(),
                 created_at: e.created_at,
                 updated_at: e.updated_at,
+                expires_at: None,
             })
         }))
     }

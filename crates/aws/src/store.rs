@@ -324,6 +324,7 @@ impl AwsStore {
             key: key.clone(),
             value,
             updated_at: known.envelope.updated_at(),
+            expires_at: None,
             metadata: known.envelope.m,
             version,
             created_at: known.created_at,
@@ -396,7 +397,15 @@ impl AwsStore {
                 .max(created_at),
         };
         let metadata = envelope.map(|e| e.m.clone()).unwrap_or_default();
-        Ok(Credential { key: key.clone(), value, metadata, version, created_at, updated_at })
+        Ok(Credential {
+            key: key.clone(),
+            value,
+            metadata,
+            version,
+            created_at,
+            updated_at,
+            expires_at: None,
+        })
     }
 
     /// `CreateSecret` with value, description and the [`CREATED_TAG`] tag in

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::Retention;
+
 /// How long a store keeps what it was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -63,12 +65,35 @@ pub struct Capabilities {
     /// store that declares `false` answers it with
     /// [`crate::Error::Unsupported`].
     pub change_feed: bool,
+    /// The store keeps a history of each key:
+    /// [`get_version`](crate::CredentialStore::get_version),
+    /// [`list_versions`](crate::CredentialStore::list_versions),
+    /// [`restore`](crate::CredentialStoreExt::restore) and purging one
+    /// version ([`PurgeTarget::Version`](crate::PurgeTarget::Version)) work,
+    /// within [`retention`](Self::retention). Optional: a store that
+    /// declares `false` answers them with [`crate::Error::Unsupported`].
+    pub versions: bool,
+    /// [`delete`](crate::CredentialStore::delete) keeps the key's versions
+    /// (the last one [`Deleted`](crate::VersionState::Deleted)) within the
+    /// retention, so that a deleted key can be recovered by restoring it.
+    /// Needs [`versions`](Self::versions). A store that declares `false`
+    /// destroys a key's history with the key.
+    pub recover_deleted: bool,
+    /// A write may carry [`SetOptions::expires_at`](crate::SetOptions::expires_at),
+    /// after which the credential reads as absent. A store that declares
+    /// `false` refuses such a write with [`crate::Error::Unsupported`].
+    pub expiry: bool,
+    /// How much history the store keeps: [`Retention::NONE`] unless
+    /// [`versions`](Self::versions) is declared.
+    pub retention: Retention,
 }
 
 impl Capabilities {
     /// Everything required supported, durable: the usual declaration of a
-    /// backend over a file or a server. The optional change feed is off;
-    /// a store that has one adds [`with_change_feed`](Self::with_change_feed).
+    /// backend over a file or a server. The optional parts are off: the
+    /// change feed, versions, recovery after a delete and expiry; a store
+    /// that has them adds [`with_change_feed`](Self::with_change_feed),
+    /// [`with_versions`](Self::with_versions) and so on.
     pub const fn full() -> Self {
         Self {
             persistence: Persistence::Durable,
@@ -79,6 +104,10 @@ impl Capabilities {
             replace_if_version: true,
             can_be_unavailable: true,
             change_feed: false,
+            versions: false,
+            recover_deleted: false,
+            expiry: false,
+            retention: Retention::NONE,
         }
     }
 
@@ -127,6 +156,30 @@ impl Capabilities {
     /// Returns a copy with `change_feed` set to `value`.
     pub const fn with_change_feed(mut self, value: bool) -> Self {
         self.change_feed = value;
+        self
+    }
+
+    /// Returns a copy with `versions` set to `value`.
+    pub const fn with_versions(mut self, value: bool) -> Self {
+        self.versions = value;
+        self
+    }
+
+    /// Returns a copy with `recover_deleted` set to `value`.
+    pub const fn with_recover_deleted(mut self, value: bool) -> Self {
+        self.recover_deleted = value;
+        self
+    }
+
+    /// Returns a copy with `expiry` set to `value`.
+    pub const fn with_expiry(mut self, value: bool) -> Self {
+        self.expiry = value;
+        self
+    }
+
+    /// Returns a copy with `retention` set to `value`.
+    pub const fn with_retention(mut self, value: Retention) -> Self {
+        self.retention = value;
         self
     }
 }

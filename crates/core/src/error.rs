@@ -7,7 +7,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::{CredentialKey, IdError, NamespaceError, StoreId};
+use crate::{CredentialKey, IdError, NamespaceError, StoreId, Version};
 
 /// A backend's native error, shared so that [`Error`] can be cloned.
 ///
@@ -169,6 +169,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// A version the operation needs is not kept: the key never had it, or
+    /// it is past the retention or purged. Nothing was changed. Not
+    /// retriable.
+    VersionNotFound {
+        /// The store.
+        store: StoreId,
+        /// The key.
+        key: CredentialKey,
+        /// The version asked for.
+        version: Version,
+    },
+
     /// The store does not support this operation; see
     /// [`crate::Capabilities`].
     Unsupported {
@@ -220,6 +232,9 @@ impl fmt::Display for Error {
             Error::PreconditionFailed { store, key, reason } => {
                 write!(f, "precondition failed in credential store '{store}' for key '{key}': {reason}")
             }
+            Error::VersionNotFound { store, key, version } => {
+                write!(f, "credential store '{store}' keeps no version '{version}' of key '{key}'")
+            }
             Error::Unsupported { store, operation } => {
                 write!(f, "credential store '{store}' does not support {operation}")
             }
@@ -244,6 +259,7 @@ impl fmt::Debug for Error {
             Error::Config { .. } => "Config",
             Error::Conflict { .. } => "Conflict",
             Error::PreconditionFailed { .. } => "PreconditionFailed",
+            Error::VersionNotFound { .. } => "VersionNotFound",
             Error::Unsupported { .. } => "Unsupported",
             Error::AlreadyRegistered { .. } => "AlreadyRegistered",
             Error::Backend { .. } => "Backend",
@@ -295,6 +311,7 @@ impl Error {
             | Error::Config { store, .. }
             | Error::Conflict { store, .. }
             | Error::PreconditionFailed { store, .. }
+            | Error::VersionNotFound { store, .. }
             | Error::Unsupported { store, .. }
             | Error::AlreadyRegistered { store }
             | Error::Backend { store, .. } => Some(store),

@@ -4,8 +4,8 @@
 use std::future::Future;
 
 use crate::{
-    Capabilities, CredentialKey, CredentialStore, Metadata, Namespace, Result, SecretValue, SetOptions,
-    SetOutcome, StoreId, StoreKind, Version, WriteRequest,
+    Capabilities, CredentialKey, CredentialStore, Error, Metadata, Namespace, Result, SecretValue,
+    SetOptions, SetOutcome, StoreId, StoreKind, Version, WriteRequest,
 };
 
 /// Conveniences for every [`CredentialStore`], `dyn` or not: the parts of
@@ -115,6 +115,53 @@ pub trait CredentialStoreExt: CredentialStore {
         version: &'a Version,
     ) -> impl Future<Output = Result<SetOutcome>> + Send + 'a {
         async move { self.set_opts(key, value, metadata, &SetOptions::replace(version.clone())).await }
+    }
+
+    /// Writes an earlier version back as a new write: its value and
+    /// metadata, under the condition in `options`
+    /// ([`SetOptions::replace`] with the version current now to undo a
+    /// rotation; [`SetOptions::create_only`] to recover a deleted key).
+    /// The key gets a new version; the one restored stays in the history.
+    ///
+    /// The expiry of the restored write is `options.expires_at`, not the old
+    /// version's: an expired value comes back only if the caller gives it a
+    /// new time, or none.
+    ///
+    /// ```
+    /// use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, SetOptions, Version};
+    ///
+    /// /// Puts back the version before the current one, unless someone wrote in between.
+    /// async fn undo(store: &dyn CredentialStore, key: &CredentialKey, bad: &Version, good: &Version) -> credstore_core::Result<Version> {
+    ///     Ok(store.restore(key, good, &SetOptions::replace(bad.clone())).await?.version)
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// - [`Error::Unsupported`] when the store declares no
+    ///   [`versions`](Capabilities::versions), before any I/O.
+    /// - [`Error::VersionNotFound`] when the version is not kept.
+    /// - [`Error::PreconditionFailed`] when the condition does not hold (a
+    ///   racing write got in first); nothing is changed.
+    /// - Then as for [`set_opts`](Self::set_opts).
+    fn restore<'a>(
+        &'a self,
+        key: &'a CredentialKey,
+        version: &'a Version,
+        options: &'a SetOptions,
+    ) -> impl Future<Output = Result<SetOutcome>> + Send + 'a {
+        async move {
+            if !self.capabilities().versions {
+                return Err(Error::unsupported(self.id(), "version history"));
+            }
+            let Some(old) = self.get_version(key, version).await? else {
+                return Err(Error::VersionNotFound {
+                    store: self.id().clone(),
+                    key: key.clone(),
+                    version: version.clone(),
+                });
+            };
+            self.set_opts(key, &old.value, &old.metadata, options).await
+        }
     }
 }
 

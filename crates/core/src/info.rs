@@ -3,10 +3,12 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde::{Serialize, Serializer};
 
-use crate::{Capabilities, Error, Namespace, Result, StoreId};
+use crate::{Capabilities, Clock, Error, Namespace, Result, StoreId, SystemClock};
 
 /// Which backend a store is: the `type` of the Credential Stores API.
 ///
@@ -120,18 +122,37 @@ impl PartialEq<&str> for StoreKind {
 /// assert_eq!((tenant.id(), tenant.namespace().as_str()), (info.id(), "tenant_1"));
 /// # Ok::<(), credstore_core::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct StoreInfo {
     id: StoreId,
     kind: StoreKind,
     capabilities: Capabilities,
     namespace: Namespace,
+    clock: Arc<dyn Clock>,
 }
+
+/// Equal when the id, kind, capabilities and namespace are; the clock is
+/// not compared.
+impl PartialEq for StoreInfo {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.id, &self.kind, &self.capabilities, &self.namespace)
+            == (&other.id, &other.kind, &other.capabilities, &other.namespace)
+    }
+}
+
+impl Eq for StoreInfo {}
 
 impl StoreInfo {
     /// A store's info, on its root namespace.
     pub fn new(id: StoreId, kind: StoreKind, capabilities: Capabilities) -> Self {
-        Self { id, kind, capabilities, namespace: Namespace::root() }
+        Self { id, kind, capabilities, namespace: Namespace::root(), clock: Arc::new(SystemClock) }
+    }
+
+    /// The same info on another clock: what a backend's builder does when a
+    /// test gives it a [`ManualClock`](crate::ManualClock). Namespace handles
+    /// and layers share it.
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        Self { clock, ..self }
     }
 
     /// The same store's info on `namespace`, a full namespace path (the
@@ -178,5 +199,16 @@ impl StoreInfo {
     /// opened.
     pub fn namespace(&self) -> &Namespace {
         &self.namespace
+    }
+
+    /// The clock the store decides expiry and age-based retention by
+    /// ([`SystemClock`] unless its builder was given another).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The time on the store's [`clock`](Self::clock).
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
     }
 }

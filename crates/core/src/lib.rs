@@ -4,7 +4,9 @@
 //! - [`CredentialStore`]: get / conditional, versioned writes with metadata /
 //!   has / delete / list, handles on [`Namespace`]s, and an availability
 //!   probe that answers [`Availability`] instead of failing, and an
-//!   optional [`ChangeFeed`] of what changed. One write
+//!   optional [`ChangeFeed`] of what changed; where a store keeps them, a
+//!   key's earlier versions ([`VersionInfo`], restore, [`PurgeTarget`]) and
+//!   credentials that expire, decided by a [`Clock`]. One write
 //!   method takes [`SetOptions`] ([`SetMode`]: upsert, create-only,
 //!   replace-if-version); `set`, `create` and `replace` keep calls short.
 //! - [`CredentialKey`], [`StoreId`]: ids that can only hold
@@ -47,9 +49,11 @@
 mod availability;
 mod capabilities;
 mod changes;
+mod clock;
 pub mod config;
 pub mod error;
 mod ext;
+mod history;
 mod id;
 mod info;
 mod layer;
@@ -68,8 +72,10 @@ pub use async_trait::async_trait;
 pub use availability::{Availability, StoreStatus};
 pub use capabilities::{Capabilities, Persistence};
 pub use changes::{Change, ChangeFeed, ChangeHub, FeedEvent};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BoxError, Error, IdKind, Result, Source};
 pub use ext::CredentialStoreExt;
+pub use history::{PurgeTarget, Retention, VersionInfo, VersionListOptions, VersionPage, VersionState};
 pub use id::{is_id_byte, validate_id, CredentialKey, IdError, StoreId, MAX_ID_LEN};
 pub use info::{StoreInfo, StoreKind, MAX_KIND_LEN};
 pub use layer::{Layer, StoreExt};

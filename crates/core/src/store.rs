@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use crate::{
-    Availability, ChangeFeed, CredentialKey, ListOptions, ListPage, Metadata, Namespace, Result, SecretValue,
-    SetOutcome, StoreInfo, Version, WriteRequest,
+    Availability, ChangeFeed, CredentialKey, ListOptions, ListPage, Metadata, Namespace, PurgeTarget, Result,
+    SecretValue, SetOutcome, StoreInfo, Version, VersionListOptions, VersionPage, WriteRequest,
 };
 
 /// A stored credential, as returned by [`CredentialStore::get`].
@@ -28,8 +28,12 @@ pub struct Credential {
     /// When the key was first set (kept when it is overwritten; reset when it
     /// is deleted and set again).
     pub created_at: SystemTime,
-    /// When the key was last set.
+    /// When the key was last set: when this version was written.
     pub updated_at: SystemTime,
+    /// When this version expires, if its write set a time
+    /// ([`SetOptions::expires_at`](crate::SetOptions::expires_at)). `get`
+    /// never returns a credential past it.
+    pub expires_at: Option<SystemTime>,
 }
 
 /// A place that keeps credentials: the one trait every backend implements.
@@ -74,6 +78,36 @@ pub struct Credential {
 /// - A wrapper (a layer) forwards `info` and every method it does not
 ///   change, and is written under `#[deny(clippy::missing_trait_methods)]` so
 ///   that a provided method is never left to its default by mistake.
+///
+/// # History
+/// A store that declares [`Capabilities::versions`](crate::Capabilities::versions)
+/// keeps each key's earlier versions within its
+/// [`Retention`](crate::Retention). What people need from that, and how:
+/// - **Undo a bad rotation:** [`list_versions`](CredentialStore::list_versions)
+///   shows the versions newest first; [`CredentialStoreExt::restore`](crate::CredentialStoreExt::restore)
+///   writes an earlier one back as a new write, conditional on the version
+///   current now, so a rotation racing the rollback makes it fail with
+///   `PreconditionFailed` instead of being lost.
+/// - **See which version was read:** every [`Credential`] carries its
+///   [`version`](Credential::version); [`get_version`](CredentialStore::get_version)
+///   reads any kept version by it.
+/// - **Recover a deleted key:** where
+///   [`Capabilities::recover_deleted`](crate::Capabilities::recover_deleted)
+///   is declared, `delete` keeps the history and marks the last version
+///   [`Deleted`](crate::VersionState::Deleted); restoring it with a
+///   create-only condition brings the key back, within the retention.
+/// - **Destroy a leaked value for real:** [`purge`](CredentialStore::purge)
+///   destroys one version (rotate first, then purge the leaked one) or the
+///   key with its whole history, leaving no readable copy in the store.
+///   `delete` alone is not enough where deleted keys are recoverable.
+///
+/// # Expiry
+/// Where [`Capabilities::expiry`](crate::Capabilities::expiry) is declared, a
+/// write may set [`SetOptions::expires_at`](crate::SetOptions::expires_at).
+/// From that instant on, by the store's [`clock`](crate::StoreInfo::clock),
+/// the key reads as absent: `get` and `version` answer `None`, `has`
+/// `false`, `list` skips it, and a create-only write succeeds over it. Its
+/// version stays in the history as [`Expired`](crate::VersionState::Expired).
 ///
 /// # Errors
 /// Every fallible method may return [`Error::Unavailable`](crate::Error::Unavailable)
@@ -126,9 +160,10 @@ pub trait CredentialStore: Send + Sync + fmt::Debug {
     /// Reads a credential.
     ///
     /// # Behavior
-    /// - A missing key returns `Ok(None)`, not an error.
-    /// - The value, metadata, version and both timestamps come back exactly
-    ///   as the last write left them.
+    /// - A missing key returns `Ok(None)`, not an error; so does an expired
+    ///   one.
+    /// - The value, metadata, version, both timestamps and the expiry time
+    ///   come back exactly as the last write left them.
     ///
     /// # Errors
     /// [`Error::Integrity`](crate::Error::Integrity) when the stored data
@@ -147,9 +182,13 @@ pub trait CredentialStore: Send + Sync + fmt::Debug {
     ///   overwrites the given version. Conditional modes are atomic: of any
     ///   number of racing conditional writes, exactly the ones whose
     ///   condition held when they ran succeed.
-    /// - Overwriting replaces the value and the whole metadata and keeps
-    ///   `created_at`; `updated_at` becomes the time of this write; the
-    ///   version changes to one the key never had.
+    /// - Overwriting replaces the value, the whole metadata and the expiry
+    ///   time and keeps `created_at`; `updated_at` becomes the time of this
+    ///   write; the version changes to one the key never had. Where the
+    ///   store keeps [`versions`](crate::Capabilities::versions), the version
+    ///   overwritten becomes [`Previous`](crate::VersionState::Previous)
+    ///   and versions past the retention go.
+    /// - A key past its `expires_at` counts as missing for the condition.
     /// - Once this returns `Ok`, the write is as durable as
     ///   [`Capabilities::persistence`](crate::Capabilities::persistence) says.
     /// - Concurrent writers to one key leave one of the written values with
@@ -181,7 +220,8 @@ pub trait CredentialStore: Send + Sync + fmt::Debug {
         Ok(self.get(key).await?.is_some())
     }
 
-    /// The current version of a credential, `None` when it is missing: what
+    /// The current version of a credential, `None` when it is missing (or
+    /// expired): what
     /// a cache asks to revalidate what it holds.
     ///
     /// # Behavior
@@ -198,14 +238,101 @@ pub trait CredentialStore: Send + Sync + fmt::Debug {
     ///
     /// # Behavior
     /// - Returns `true` when the key existed, `false` when it did not:
-    ///   deleting a missing key is not an error.
+    ///   deleting a missing (or expired) key is not an error.
     /// - A deleted key is gone from `get`, `has` and `list`, and can be set
     ///   again at once, with a new `created_at` (a create-only write then
     ///   succeeds) and a version it never had before.
+    /// - Where the store declares
+    ///   [`recover_deleted`](crate::Capabilities::recover_deleted), the
+    ///   history stays, the last version marked
+    ///   [`Deleted`](crate::VersionState::Deleted), so that the key can be
+    ///   recovered within the retention: a delete is undoable, not a
+    ///   destruction. [`purge`](CredentialStore::purge) destroys. Elsewhere
+    ///   the history goes with the key.
     ///
     /// # Errors
     /// The common errors only.
     async fn delete(&self, key: &CredentialKey) -> Result<bool>;
+
+    /// Reads a key as it was at `version`: any version the store still
+    /// keeps, current, previous, deleted or expired.
+    ///
+    /// # Behavior
+    /// - Returns the value and metadata written at that version, its
+    ///   `updated_at` (when it was written) and `expires_at`; `created_at`
+    ///   is when the key was first set as of that version.
+    /// - `Ok(None)` for a version the key never had, one past the retention
+    ///   and one purged.
+    /// - The provided method has no history: stores that keep one override
+    ///   it and declare [`Capabilities::versions`](crate::Capabilities::versions).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`](crate::Error::Unsupported) when `versions` is
+    /// false, before any I/O; [`Error::Integrity`](crate::Error::Integrity)
+    /// when the kept data fails authentication, or is a different
+    /// version's than the one asked for.
+    async fn get_version(&self, key: &CredentialKey, version: &Version) -> Result<Option<Credential>> {
+        let _ = (key, version);
+        Err(crate::Error::Unsupported { store: self.info().id().clone(), operation: "version history" })
+    }
+
+    /// Lists a key's kept versions, newest first, one page at a time: each
+    /// with its state, times and metadata, never its value.
+    ///
+    /// # Behavior
+    /// - Newest first: the order the versions were written in.
+    /// - Exactly one version is [`Current`](crate::VersionState::Current)
+    ///   while the key reads as present; none while it is deleted or
+    ///   expired.
+    /// - Only versions within the store's retention; a key with none (never
+    ///   written, purged) gives an empty page, not an error.
+    /// - Following `next_cursor` until it is `None` yields each version
+    ///   kept throughout the listing exactly once.
+    /// - The provided method has no history, as for
+    ///   [`get_version`](CredentialStore::get_version).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`](crate::Error::Unsupported) when `versions` is
+    /// false, before any I/O.
+    async fn list_versions(&self, key: &CredentialKey, options: &VersionListOptions) -> Result<VersionPage> {
+        let _ = (key, options);
+        Err(crate::Error::Unsupported { store: self.info().id().clone(), operation: "version history" })
+    }
+
+    /// Destroys a key with its whole history, or one version of it, so that
+    /// no readable copy stays in the store: the way to be rid of a leaked
+    /// value.
+    ///
+    /// # Behavior
+    /// - [`PurgeTarget::Key`]: the key and every version are gone from
+    ///   every read, history included, and the key can be set again as new.
+    ///   Returns whether anything of the key (a live value or history) was
+    ///   there.
+    /// - [`PurgeTarget::Version`]: that version is gone from
+    ///   [`get_version`](CredentialStore::get_version) and
+    ///   [`list_versions`](CredentialStore::list_versions); the others stay.
+    ///   Returns whether it was kept. Purging the current version is refused
+    ///   (rotate first, then purge).
+    /// - Where a store's storage keeps freed space, the backend overwrites
+    ///   or discards it as far as it can (each backend's docs say how).
+    /// - The provided method fits a store without history: `Key` is
+    ///   [`delete`](CredentialStore::delete), `Version` is unsupported.
+    ///   Stores that declare `versions` override it.
+    ///
+    /// # Errors
+    /// - [`Error::Unsupported`](crate::Error::Unsupported) for `Version`
+    ///   when `versions` is false, before any I/O.
+    /// - [`Error::PreconditionFailed`](crate::Error::PreconditionFailed) for
+    ///   the current version; nothing is changed.
+    async fn purge(&self, key: &CredentialKey, target: &PurgeTarget) -> Result<bool> {
+        match target {
+            PurgeTarget::Key => self.delete(key).await,
+            _ => Err(crate::Error::Unsupported {
+                store: self.info().id().clone(),
+                operation: "version history",
+            }),
+        }
+    }
 
     /// Lists keys (never values) in ascending order, one page at a time.
     ///

@@ -51,6 +51,12 @@ pub enum SetMode {
 pub struct SetOptions {
     /// The write's condition.
     pub mode: SetMode,
+    /// When the credential written expires: from then on it reads as absent
+    /// (`get`, `has`, `list`) and its version shows as
+    /// [`Expired`](crate::VersionState::Expired). `None`, the default, never
+    /// expires. Needs [`Capabilities::expiry`](crate::Capabilities::expiry);
+    /// must be later than the store's [`clock`](crate::StoreInfo::clock).
+    pub expires_at: Option<SystemTime>,
 }
 
 impl SetOptions {
@@ -61,17 +67,23 @@ impl SetOptions {
 
     /// A write that creates the key only if it is absent.
     pub fn create_only() -> Self {
-        Self { mode: SetMode::Create }
+        Self { mode: SetMode::Create, expires_at: None }
     }
 
     /// A write that replaces the key only at `version`.
     pub fn replace(version: Version) -> Self {
-        Self { mode: SetMode::Replace(version) }
+        Self { mode: SetMode::Replace(version), expires_at: None }
     }
 
     /// Returns a copy with `mode`.
     pub fn with_mode(mut self, mode: SetMode) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// Returns a copy that expires at `expires_at` (`None`: never).
+    pub fn with_expires_at(mut self, expires_at: Option<SystemTime>) -> Self {
+        self.expires_at = expires_at;
         self
     }
 }
@@ -104,6 +116,7 @@ pub struct WriteRequest<'a> {
     value: &'a SecretValue,
     metadata: &'a Metadata,
     mode: &'a SetMode,
+    expires_at: Option<SystemTime>,
 }
 
 impl<'a> WriteRequest<'a> {
@@ -112,8 +125,12 @@ impl<'a> WriteRequest<'a> {
     /// # Errors
     /// - [`Error::InvalidInput`] on field `value`, naming the key and the
     ///   store, when the value is over [`MAX_VALUE_BYTES`](crate::MAX_VALUE_BYTES);
-    /// - [`Error::Unsupported`] for a binary value, non-empty metadata or a
-    ///   conditional mode the store's capabilities declare off. A mode added
+    /// - [`Error::Unsupported`] for a binary value, non-empty metadata, an
+    ///   expiry time or a conditional mode the store's capabilities declare
+    ///   off;
+    /// - [`Error::InvalidInput`] on field `expires_at` when it is not later
+    ///   than the store's [`clock`](crate::StoreInfo::clock): a credential
+    ///   that would be written already expired. A mode added
     ///   in a later version comes with a capability of its own, off unless
     ///   declared, so a backend never receives a mode it does not know.
     pub fn new(
@@ -145,7 +162,20 @@ impl<'a> WriteRequest<'a> {
             }
             _ => {}
         }
-        Ok(Self { key, value, metadata, mode: &options.mode })
+        if let Some(expires_at) = options.expires_at {
+            if !caps.expiry {
+                return Err(Error::unsupported(id, "expiring credentials"));
+            }
+            if expires_at <= store.now() {
+                return Err(Error::InvalidInput {
+                    field: "expires_at".into(),
+                    reason: format!(
+                        "is not in the future of credential store '{id}': the credential '{key}' would be written expired"
+                    ),
+                });
+            }
+        }
+        Ok(Self { key, value, metadata, mode: &options.mode, expires_at: options.expires_at })
     }
 
     /// The key written.
@@ -168,5 +198,12 @@ impl<'a> WriteRequest<'a> {
     /// The write's condition; one the store declares.
     pub fn mode(&self) -> &'a SetMode {
         self.mode
+    }
+
+    /// When the credential expires; `None` unless the store declares
+    /// [`expiry`](crate::Capabilities::expiry), and then later than the
+    /// store's clock when the request was checked.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.expires_at
     }
 }

@@ -191,6 +191,7 @@ impl CredentialStore for KeychainStore {
             version: e.version,
             created_at: e.created_at,
             updated_at: e.updated_at,
+            expires_at: None,
         }))
     }
 

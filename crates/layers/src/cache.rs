@@ -9,7 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use credstore_core::{
     Availability, Change, ChangeFeed, Credential, CredentialKey, CredentialStore, Error, FeedEvent, Layer,
-    ListOptions, ListPage, Namespace, Result, SetOutcome, StoreInfo, Version, WriteRequest,
+    ListOptions, ListPage, Namespace, PurgeTarget, Result, SetOutcome, StoreInfo, Version,
+    VersionListOptions, VersionPage, WriteRequest,
 };
 use futures::future::{BoxFuture, FutureExt, Shared, WeakShared};
 use tokio::sync::Notify;
@@ -1328,6 +1329,19 @@ impl CredentialStore for CachedStore {
 
     async fn subscribe(&self) -> Result<ChangeFeed> {
         self.inner.subscribe().await
+    }
+
+    async fn get_version(&self, key: &CredentialKey, version: &Version) -> Result<Option<Credential>> {
+        self.inner.get_version(key, version).await
+    }
+
+    async fn list_versions(&self, key: &CredentialKey, options: &VersionListOptions) -> Result<VersionPage> {
+        self.inner.list_versions(key, options).await
+    }
+
+    async fn purge(&self, key: &CredentialKey, target: &PurgeTarget) -> Result<bool> {
+        let _invalidate = InvalidateOnDrop { store: self, key };
+        self.inner.purge(key, target).await
     }
 
     async fn check_availability(&self) -> Availability {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use credstore_core::{
     Availability, Capabilities, ChangeFeed, Credential, CredentialKey, CredentialStore, CredentialStoreExt,
-    Error, Layer, ListCursor, ListOptions, ListPage, Namespace, Persistence, Result, SetOutcome, StoreId,
-    StoreInfo, StoreKind, Version, WriteRequest,
+    Error, Layer, ListCursor, ListOptions, ListPage, Namespace, Persistence, PurgeTarget, Result, Retention,
+    SetOutcome, StoreId, StoreInfo, StoreKind, Version, VersionListOptions, VersionPage, WriteRequest,
 };
 
 /// The `operation` named by the [`Error::Unsupported`] of a write to a chain
@@ -290,7 +290,12 @@ impl FallbackStore {
         };
         // A chain reports no feed: a change of one member says nothing of
         // what the chain answers.
-        base.with_list(list).with_can_be_unavailable(can_be_unavailable).with_change_feed(false)
+        base.with_list(list)
+            .with_can_be_unavailable(can_be_unavailable)
+            .with_change_feed(false)
+            .with_versions(false)
+            .with_recover_deleted(false)
+            .with_retention(Retention::NONE)
     }
 }
 
@@ -353,6 +358,29 @@ impl CredentialStore for FallbackStore {
 
     async fn subscribe(&self) -> Result<ChangeFeed> {
         Err(Error::Unsupported { store: self.info.id().clone(), operation: "change feeds" })
+    }
+
+    /// Always [`Error::Unsupported`]: a chain keeps no history of its own.
+    async fn get_version(&self, _key: &CredentialKey, _version: &Version) -> Result<Option<Credential>> {
+        Err(Error::unsupported(self.info.id(), "version history"))
+    }
+
+    /// Always [`Error::Unsupported`]: a chain keeps no history of its own.
+    async fn list_versions(
+        &self,
+        _key: &CredentialKey,
+        _options: &VersionListOptions,
+    ) -> Result<VersionPage> {
+        Err(Error::unsupported(self.info.id(), "version history"))
+    }
+
+    /// Purges the key from the writable store; one version is
+    /// [`Error::Unsupported`], as the chain keeps no history.
+    async fn purge(&self, key: &CredentialKey, target: &PurgeTarget) -> Result<bool> {
+        match target {
+            PurgeTarget::Key => self.writer()?.purge(key, target).await.map_err(|e| self.own(e)),
+            _ => Err(Error::unsupported(self.info.id(), "version history")),
+        }
     }
 
     async fn check_availability(&self) -> Availability {

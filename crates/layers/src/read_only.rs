@@ -5,7 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use credstore_core::{
     Availability, ChangeFeed, Credential, CredentialKey, CredentialStore, Error, Layer, ListOptions,
-    ListPage, Namespace, Result, SetOutcome, StoreInfo, Version, WriteRequest,
+    ListPage, Namespace, PurgeTarget, Result, SetOutcome, StoreInfo, Version, VersionListOptions,
+    VersionPage, WriteRequest,
 };
 
 /// The `operation` named by the [`Error::Unsupported`] a read-only store
@@ -54,7 +55,12 @@ impl ReadOnlyLayer {
 
 impl Layer for ReadOnlyLayer {
     fn layer(&self, inner: Arc<dyn CredentialStore>) -> Arc<dyn CredentialStore> {
-        let caps = inner.info().capabilities().with_create_only(false).with_replace_if_version(false);
+        let caps = inner
+            .info()
+            .capabilities()
+            .with_create_only(false)
+            .with_replace_if_version(false)
+            .with_expiry(false);
         Arc::new(ReadOnlyStore { info: inner.info().with_capabilities(caps), inner })
     }
 }
@@ -116,6 +122,19 @@ impl CredentialStore for ReadOnlyStore {
 
     async fn subscribe(&self) -> Result<ChangeFeed> {
         self.inner.subscribe().await
+    }
+
+    async fn get_version(&self, key: &CredentialKey, version: &Version) -> Result<Option<Credential>> {
+        self.inner.get_version(key, version).await
+    }
+
+    async fn list_versions(&self, key: &CredentialKey, options: &VersionListOptions) -> Result<VersionPage> {
+        self.inner.list_versions(key, options).await
+    }
+
+    /// Always [`Error::Unsupported`], before any I/O.
+    async fn purge(&self, _key: &CredentialKey, _target: &PurgeTarget) -> Result<bool> {
+        Err(self.refuse())
     }
 
     async fn check_availability(&self) -> Availability {

@@ -10,7 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use credstore_core::{
     Availability, ChangeFeed, Credential, CredentialKey, CredentialStore, Error, Layer, ListOptions,
-    ListPage, Namespace, Result, SetMode, SetOutcome, StoreId, StoreInfo, Version, WriteRequest,
+    ListPage, Namespace, PurgeTarget, Result, SetMode, SetOutcome, StoreId, StoreInfo, Version,
+    VersionListOptions, VersionPage, WriteRequest,
 };
 use tokio::time::Instant;
 
@@ -335,6 +336,18 @@ impl CredentialStore for RetryStore {
 
     async fn subscribe(&self) -> Result<ChangeFeed> {
         self.inner.subscribe().await
+    }
+
+    async fn get_version(&self, key: &CredentialKey, version: &Version) -> Result<Option<Credential>> {
+        self.run("get_version", true, || self.inner.get_version(key, version)).await
+    }
+
+    async fn list_versions(&self, key: &CredentialKey, options: &VersionListOptions) -> Result<VersionPage> {
+        self.run("list_versions", true, || self.inner.list_versions(key, options)).await
+    }
+
+    async fn purge(&self, key: &CredentialKey, target: &PurgeTarget) -> Result<bool> {
+        self.run("purge", true, || self.inner.purge(key, target)).await
     }
 
     async fn check_availability(&self) -> Availability {

@@ -128,6 +128,7 @@ impl MemoryStore {
             version: env_version(),
             created_at: self.shared.created_at,
             updated_at: self.shared.created_at,
+            expires_at: None,
         })
     }
 
@@ -202,6 +203,7 @@ impl CredentialStore for MemoryStore {
             version: Version::from_counter(e.version),
             created_at: e.created_at,
             updated_at: e.updated_at,
+            expires_at: None,
         });
         Ok(found.or_else(|| self.env_fallback(key)))
     }

@@ -634,6 +634,7 @@ impl CredentialStore for PostgresStore {
             version: Version::from_counter(version as u64),
             created_at: time_of(created_ns),
             updated_at: time_of(updated_ns),
+            expires_at: None,
         }))
     }
 

@@ -299,6 +299,7 @@ fn open(
         version: version_of(place.version),
         created_at: from_nanos(place.created_ns),
         updated_at: from_nanos(place.updated_ns),
+        expires_at: None,
     })
 }
 

@@ -445,6 +445,7 @@ impl CredentialStore for VaultStore {
                 version: state.version_text(),
                 created_at: state.created_at,
                 updated_at: state.updated_at,
+                expires_at: None,
             }))
         })
         .await

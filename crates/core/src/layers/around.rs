@@ -9,7 +9,8 @@ use async_trait::async_trait;
 
 use crate::{
     Availability, ChangeFeed, Credential, CredentialKey, CredentialStore, Layer, ListOptions, ListPage,
-    Namespace, Result, SetOutcome, StoreInfo, Version, WriteRequest,
+    Namespace, PurgeTarget, Result, SetOutcome, StoreInfo, Version, VersionListOptions, VersionPage,
+    WriteRequest,
 };
 
 /// Which method of [`CredentialStore`] a [`Call`] is.
@@ -33,11 +34,17 @@ pub enum Operation {
     /// [`CredentialStore::subscribe`]: setting up the feed, not the events
     /// read from it.
     Subscribe,
+    /// [`CredentialStore::get_version`].
+    GetVersion,
+    /// [`CredentialStore::list_versions`].
+    ListVersions,
+    /// [`CredentialStore::purge`], of a key or of one version.
+    Purge,
 }
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 8] = [
+    pub const ALL: [Operation; 11] = [
         Operation::Get,
         Operation::Set,
         Operation::Has,
@@ -46,10 +53,14 @@ impl Operation {
         Operation::List,
         Operation::CheckAvailability,
         Operation::Subscribe,
+        Operation::GetVersion,
+        Operation::ListVersions,
+        Operation::Purge,
     ];
 
     /// The operation's name in logs and metrics: `get`, `set`, `has`,
-    /// `version`, `delete`, `list`, `check_availability` or `subscribe`.
+    /// `version`, `delete`, `list`, `check_availability`, `subscribe`,
+    /// `get_version`, `list_versions` or `purge`.
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::Get => "get",
@@ -60,6 +71,9 @@ impl Operation {
             Operation::List => "list",
             Operation::CheckAvailability => "check_availability",
             Operation::Subscribe => "subscribe",
+            Operation::GetVersion => "get_version",
+            Operation::ListVersions => "list_versions",
+            Operation::Purge => "purge",
         }
     }
 }
@@ -210,6 +224,22 @@ impl<A: Around> CredentialStore for AroundStore<A> {
 
     async fn subscribe(&self) -> Result<ChangeFeed> {
         self.around.around(self.call(Operation::Subscribe, None), self.inner.subscribe()).await
+    }
+
+    async fn get_version(&self, key: &CredentialKey, version: &Version) -> Result<Option<Credential>> {
+        self.around
+            .around(self.call(Operation::GetVersion, Some(key)), self.inner.get_version(key, version))
+            .await
+    }
+
+    async fn list_versions(&self, key: &CredentialKey, options: &VersionListOptions) -> Result<VersionPage> {
+        self.around
+            .around(self.call(Operation::ListVersions, Some(key)), self.inner.list_versions(key, options))
+            .await
+    }
+
+    async fn purge(&self, key: &CredentialKey, target: &PurgeTarget) -> Result<bool> {
+        self.around.around(self.call(Operation::Purge, Some(key)), self.inner.purge(key, target)).await
     }
 
     async fn check_availability(&self) -> Availability {

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use credstore_core::{
     async_trait, Availability, Capabilities, ChangeFeed, ChangeHub, Credential, CredentialKey,
-    CredentialStore, CredentialStoreExt, Error, ListOptions, ListPage, Namespace, Result, SetOutcome,
-    StoreInfo, Version, WriteRequest,
+    CredentialStore, CredentialStoreExt, Error, ListOptions, ListPage, Namespace, PurgeTarget, Result,
+    SetOutcome, StoreInfo, Version, VersionListOptions, VersionPage, WriteRequest,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -267,6 +267,18 @@ impl CredentialStore for PendingStore {
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
         self.open()?.list(options).await
+    }
+
+    async fn get_version(&self, key: &CredentialKey, version: &Version) -> Result<Option<Credential>> {
+        self.open()?.get_version(key, version).await
+    }
+
+    async fn list_versions(&self, key: &CredentialKey, options: &VersionListOptions) -> Result<VersionPage> {
+        self.open()?.list_versions(key, options).await
+    }
+
+    async fn purge(&self, key: &CredentialKey, target: &PurgeTarget) -> Result<bool> {
+        self.open()?.purge(key, target).await
     }
 
     async fn subscribe(&self) -> Result<ChangeFeed> {

@@ -107,6 +107,7 @@ impl CredentialStore for TestKv {
                 version: version.clone(),
                 created_at,
                 updated_at: now,
+                expires_at: None,
             },
         );
         Ok(SetOutcome { created, version, created_at, updated_at: now })
