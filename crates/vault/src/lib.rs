@@ -450,7 +450,9 @@ mod transit;
 pub use client::AuthStats;
 #[cfg(feature = "serde")]
 pub use config::{LoginSettings, VaultSettings};
-pub use config::{VaultConfig, DEFAULT_JWT_FILE, DEFAULT_JWT_MOUNT, DEFAULT_MOUNT, DEFAULT_TIMEOUT};
+pub use config::{
+    VaultConfig, DEFAULT_JWT_FILE, DEFAULT_JWT_MOUNT, DEFAULT_MAX_VERSIONS, DEFAULT_MOUNT, DEFAULT_TIMEOUT,
+};
 pub use store::VaultStore;
 #[cfg(feature = "serde")]
 pub use transit::TransitKeySettings;
