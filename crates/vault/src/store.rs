@@ -682,7 +682,9 @@ impl fmt::Debug for VaultStore {
 #[async_trait]
 impl CredentialStore for VaultStore {
     /// Everything: durable, list, metadata, binary values, create-only
-    /// (`cas=0`) and replace-if-version (`cas=N`), can be unavailable.
+    /// (`cas=0`) and replace-if-version (`cas=N`), can be unavailable; and
+    /// versions, recovery after a delete and expiry, with a retention of
+    /// [`VaultConfig::max_versions`] versions and no age limit.
     fn info(&self) -> &StoreInfo {
         &self.info
     }
