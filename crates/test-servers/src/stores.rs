@@ -122,7 +122,11 @@ impl ServerStoreFactory {
                 .static_credentials(ACCESS_KEY_ID, SecretValue::from(SECRET_ACCESS_KEY))
                 .timeout(Duration::from_secs(20))
         };
-        Some(Self::new(name, move |reach, id| {
+        let on_server = {
+            let endpoint = endpoint.clone();
+            move |id: &StoreId| config(&endpoint).prefix(&prefix(id))
+        };
+        let factory = Self::new(name, move |reach, id| {
             let config = match reach {
                 Reach::Server => config(&endpoint).prefix(&prefix(&id)),
                 Reach::ClosedPort => config(&closed_address())
@@ -131,6 +135,9 @@ impl ServerStoreFactory {
                     .prefix(id.as_str()),
             };
             Arc::new(AwsStore::new(id, config).expect("aws store"))
+        });
+        Some(factory.on_clock(move |id, clock| {
+            Arc::new(AwsStore::new(id.clone(), on_server(&id).clock(clock)).expect("aws store"))
         }))
     }
 }
