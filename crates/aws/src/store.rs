@@ -594,13 +594,15 @@ impl AwsStore {
         Ok(SetOutcome { created: true, version, created_at: now, updated_at: now })
     }
 
-    /// An upsert of a key that exists, in one round trip: `UpdateSecret`
-    /// with value and description (a new `AWSCURRENT` version and the
-    /// envelope naming it, in one call, so no reader sees one without the
-    /// other). What the outcome reports (`created_at` is in the
+    /// An upsert of a key that exists: `UpdateSecret` with value and
+    /// description (a new `AWSCURRENT` version and the envelope naming it,
+    /// in one call, so no reader sees one without the other), the envelope
+    /// keeping the version it overwrites. One round trip when a fresh
+    /// [`Proof`] and the remembered envelope say what the update overwrites
+    /// (and the update answers that ARN); otherwise a `DescribeSecret`
+    /// first, which also gives the outcome (`created_at` is in the
     /// [`CREATED_TAG`] tag or the secret's creation date, which the update
-    /// does not touch) comes from a fresh [`Proof`] when the update answers
-    /// its ARN, else from a `DescribeSecret` sent at the same time.
+    /// does not touch). An expired key goes to the slow path.
     async fn upsert_in_one(
         &self,
         name: &str,
@@ -1123,10 +1125,11 @@ impl CredentialStore for AwsStore {
     /// - [`SetMode::Upsert`]: `UpdateSecret` with value and description in
     ///   one call. Alone when this store saw the secret's ARN and
     ///   creation-time tag in the last 30 s (it made, wrote or read the
-    ///   key) and the update answers that ARN; otherwise with
-    ///   `DescribeSecret` at the same time for the outcome's `created_at`.
-    ///   One round trip either way. A missing key is then created with
-    ///   `CreateSecret`.
+    ///   key) and the update answers that ARN; otherwise after a
+    ///   `DescribeSecret` (the description written keeps the version
+    ///   overwritten, and the outcome's `created_at` comes from it). A
+    ///   missing key is then created with `CreateSecret`; an expired one is
+    ///   written over as new, through the staging label.
     /// - [`SetMode::Create`]: one `CreateSecret` (value, description and
     ///   creation-time tag; atomic, so of racing create-only writes exactly
     ///   one wins).
