@@ -58,9 +58,8 @@ impl ServerStoreFactory {
     }
 
     /// Opens the stores of [`StoreFactory::create_on_clock`] with `open`: a
-    /// store on the shared server that decides expiry by the clock given.
-    /// Not used once the stores are [`wrapped`](Self::wrapped): a layer
-    /// over them answers for its own time cases.
+    /// store on the shared server that decides expiry by the clock given
+    /// (then [`wrapped`](Self::wrapped) as every other store).
     pub fn on_clock(
         mut self,
         open: impl Fn(StoreId, Arc<dyn Clock>) -> Arc<dyn CredentialStore> + Send + Sync + 'static,
@@ -76,7 +75,6 @@ impl ServerStoreFactory {
         wrap: impl Fn(Arc<dyn CredentialStore>) -> Arc<dyn CredentialStore> + Send + Sync + 'static,
     ) -> Self {
         self.wrap = Some(Box::new(wrap));
-        self.on_clock = None;
         self
     }
 
@@ -197,6 +195,10 @@ impl StoreFactory for ServerStoreFactory {
 
     async fn create_on_clock(&self, clock: Arc<dyn Clock>) -> Option<Arc<dyn CredentialStore>> {
         let open = self.on_clock.as_ref()?;
-        Some(open(self.fresh_id("-clock"), clock))
+        let store = open(self.fresh_id("-clock"), clock);
+        Some(match &self.wrap {
+            Some(wrap) => wrap(store),
+            None => store,
+        })
     }
 }
