@@ -739,6 +739,9 @@ pub(crate) mod de {
         timeout_ms: Option<u64>,
         #[serde(default)]
         max_versions: Option<u32>,
+        /// Refused with a reason: KV v2 has no age limit this store can honour.
+        #[serde(default)]
+        max_version_age: Option<serde::de::IgnoredAny>,
         #[serde(default)]
         allow_insecure_http: bool,
     }
@@ -778,6 +781,14 @@ pub(crate) mod de {
         /// The server and login settings, checked, and the rest.
         pub(crate) fn split(self) -> std::result::Result<(ServerSettings, Place), String> {
             let r = self;
+            if r.max_version_age.is_some() {
+                return Err(
+                    "max_version_age is not supported by vault stores: KV v2's delete_version_after \
+                            counts from a version's creation, the current version's too, not from when it \
+                            stopped being current; bound the history with max_versions"
+                        .into(),
+                );
+            }
             if r.address.is_empty() {
                 return Err("address is empty".into());
             }
@@ -843,6 +854,23 @@ pub(crate) mod de {
 
         fn parse(json: &str) -> std::result::Result<VaultSettings, String> {
             serde_json::from_str(json).map_err(|e| e.to_string())
+        }
+
+        #[test]
+        fn max_versions_reaches_the_store_and_its_declared_retention() {
+            let id: credstore_core::StoreId = "v".parse().unwrap();
+            let ctx = ConfigContext::new("/etc/credstore");
+            let s = parse(r#"{"address": "http://127.0.0.1:8200", "max_versions": 3}"#).unwrap();
+            let store = crate::VaultStore::new(id.clone(), s.to_config(&id, &ctx).unwrap()).unwrap();
+            use credstore_core::CredentialStoreExt as _;
+            assert_eq!(store.capabilities().retention, credstore_core::Retention::versions(3));
+            let s = parse(r#"{"address": "http://127.0.0.1:8200"}"#).unwrap();
+            assert_eq!(s.to_config(&id, &ctx).unwrap().versions_kept(), crate::DEFAULT_MAX_VERSIONS);
+            let err = serde_json::from_str::<crate::TransitKeySettings>(
+                r#"{"address": "http://127.0.0.1:8200", "key": "k", "max_versions": 3}"#,
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("`max_versions` is a setting of a vault store"), "{err}");
         }
 
         #[test]
@@ -912,6 +940,7 @@ pub(crate) mod de {
                 (r#"{"address": "a", "token": "hvs.x"}"#, "unknown field `token`"),
                 (r#"{"address": "a", "key": "credstore"}"#, "a setting of a vault-transit key provider"),
                 (r#"{"address": "a", "max_versions": 0}"#, "max_versions must be at least 1"),
+                (r#"{"address": "a", "max_version_age": "30d"}"#, "max_version_age is not supported"),
                 (r#"{"address": "a", "max_versions": -1}"#, "invalid value"),
             ] {
                 let err = parse(json).unwrap_err();

@@ -1042,6 +1042,7 @@ mod tests {
             ok().mount("a//b"),
             ok().prefix("a b"),
             ok().timeout(std::time::Duration::ZERO),
+            ok().max_versions(0),
             ok().ca_cert("/nonexistent/ca.pem"),
             VaultConfig::new("http://127.0.0.1").token(SecretValue::from("tok-S3CRET\n")),
             VaultConfig::new("http://127.0.0.1").approle("a//b", "role", SecretValue::from("tok-S3CRET")),
