@@ -410,7 +410,9 @@
 //!   version: the value stays in the service, deprecated and readable by
 //!   its `VersionId` with `GetSecretValue`, until the service removes it.
 //!   To destroy a leaked value for certain, purge the key (and set it
-//!   again). The current version is refused with `PreconditionFailed`.
+//!   again). The current version is refused with `PreconditionFailed`, an
+//!   expired one too (it still carries `AWSCURRENT`, which cannot be taken
+//!   off a version alone): purge the key.
 //!
 //! Restoring an earlier version
 //! ([`restore`](credstore_core::CredentialStoreExt::restore)) with

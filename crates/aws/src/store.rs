@@ -1262,7 +1262,9 @@ impl CredentialStore for AwsStore {
     ///   the unlabelled version stays in the service, readable by its id
     ///   with `secretsmanager:GetSecretValue`, until the service removes it
     ///   (see the crate docs, "History"); purge the key to destroy a value
-    ///   for certain. The version `get` reads is refused.
+    ///   for certain. The version `get` reads is refused, and so is the
+    ///   version `AWSCURRENT` is on once it has expired (the label cannot
+    ///   be taken off it alone: purge the key).
     async fn purge(&self, key: &CredentialKey, target: &PurgeTarget) -> Result<bool> {
         let name = self.names.name(key);
         self.shared.seen.forget(&name);
@@ -1288,6 +1290,14 @@ impl CredentialStore for AwsStore {
                 let Some((desc, kept)) = self.kept_of(&name).await? else { return Ok(false) };
                 let current = kept.iter().find(|k| k.current).map(|k| k.id.clone());
                 match kept.iter().find(|k| k.id == version.as_str()) {
+                    Some(k) if k.current && k.expires_at.is_some_and(|t| t <= self.info.now()) => Err(self
+                        .precondition(
+                            key,
+                            format!(
+                                "version {version} has expired, but it is the one AWSCURRENT is on, which \
+                                 Secrets Manager cannot take off a version alone; purge the key instead"
+                            ),
+                        )),
                     Some(k) if k.current => Err(self.precondition(
                         key,
                         format!(

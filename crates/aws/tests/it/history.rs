@@ -155,6 +155,12 @@ async fn an_expired_credential_reads_as_absent_by_the_stores_clock() {
     assert_eq!(listed(&store, &k).await, [(written.version.as_str().to_owned(), VersionState::Expired)]);
     let err = store.replace(&k, &v("late"), &Metadata::new(), &written.version).await.unwrap_err();
     assert!(matches!(err, Error::PreconditionFailed { .. }), "{err:?}");
+    // Still on AWSCURRENT, which cannot be taken off alone: purge the key.
+    let err = store.purge(&k, &PurgeTarget::Version(written.version.clone())).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::PreconditionFailed { reason, .. } if reason.contains("purge the key")),
+        "{err:?}"
+    );
 
     // Create-only over it: a new credential, which never expires.
     let again = store.create(&k, &v("fresh"), &Metadata::new()).await.unwrap();
