@@ -393,6 +393,17 @@ impl AwsStore {
         }
     }
 
+    /// `env` keeping `previous` in the description, if it fits; says so in
+    /// the log when it does not (that version is then not kept).
+    fn keeping(&self, name: &str, env: Envelope, previous: Option<Previous>) -> Envelope {
+        let wanted = previous.as_ref().map(|p| p.v.clone());
+        let env = env.with_previous(previous);
+        if let (Some(version), None) = (wanted, &env.p) {
+            tracing::info!(store = %self.info.id(), secret = name, version, "the previous version's metadata does not fit the description with this write's: it is not kept");
+        }
+        env
+    }
+
     /// The view of a live secret, `None` when missing, deleted, without a
     /// current version, or expired.
     async fn view(&self, name: &str) -> Result<Option<(Box<DescribeSecretOutput>, View)>> {
@@ -632,7 +643,7 @@ impl AwsStore {
                 // AWSPREVIOUS (if another writer got in between, the
                 // description names a version without that label, which is
                 // then not kept).
-                let env = env.with_previous(Some(known.envelope.as_previous()));
+                let env = self.keeping(name, env, Some(known.envelope.as_previous()));
                 let written = self.update_secret(name, payload, &env, false).await;
                 if matches!(&written, Ok(Some(arn)) if *arn == proof.arn) {
                     // The secret this store saw, with its creation-time tag:
@@ -665,7 +676,7 @@ impl AwsStore {
                         Ok(_) => Ok(Fast::Slow),
                     };
                 };
-                let env = env.with_previous(view.as_previous());
+                let env = self.keeping(name, env, view.as_previous());
                 let written = self.update_secret(name, payload, &env, false).await;
                 (written, Some(seen), env)
             }
@@ -786,10 +797,10 @@ impl AwsStore {
         let updated_at = now.max(after_previous).max(created_at);
         let version = layout::new_version_id();
         let env = Envelope::new(metadata, Some(created_at), updated_at, version.clone(), empty)
-            .with_expires_at(expires_at)
-            // A new key has no previous version; AWSPREVIOUS then holds a
-            // version of its earlier life, which is not kept.
-            .with_previous(if created { None } else { view.as_previous() });
+            .with_expires_at(expires_at);
+        // A new key has no previous version; AWSPREVIOUS then holds a
+        // version of its earlier life, which is not kept.
+        let env = self.keeping(name, env, if created { None } else { view.as_previous() });
         if created {
             // A restored or expired secret is a new key: its creation time starts again.
             self.tag_created(name, created_at).await.map_err(|f| f.error)?;

@@ -92,6 +92,33 @@ async fn the_previous_version_reads_back_with_its_metadata_and_a_rotation_is_und
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_previous_version_whose_metadata_does_not_fit_the_description_is_not_kept() {
+    let Some(moto) = moto().await else { return };
+    let store = store(config(moto));
+    let k = CredentialKey::new("big-metadata").unwrap();
+    let mut big = Metadata::new();
+    for i in 0..8 {
+        big.insert(format!("k{i}"), "\"".repeat(100)).unwrap();
+    }
+    store.set(&k, &v("one"), &big).await.unwrap();
+    let second = store.set(&k, &v("two"), &big).await.unwrap();
+    // Two versions' metadata do not fit 2,048 characters: only the current
+    // one is listed, never the previous with metadata it did not have.
+    assert_eq!(listed(&store, &k).await, [(second.version.as_str().to_owned(), VersionState::Current)]);
+    let got = store.get(&k).await.unwrap().unwrap();
+    assert_eq!((got.value.expose_str().unwrap(), got.metadata), ("two", big));
+    // A small write after it keeps the big one as its previous version.
+    let third = store.set(&k, &v("three"), &Metadata::new()).await.unwrap();
+    assert_eq!(
+        listed(&store, &k).await,
+        [
+            (third.version.as_str().to_owned(), VersionState::Current),
+            (second.version.as_str().to_owned(), VersionState::Previous)
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purging_the_previous_version_takes_its_label_and_the_current_one_is_refused() {
     let Some(moto) = moto().await else { return };
     let store = store(config(moto));
