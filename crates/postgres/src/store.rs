@@ -11,7 +11,7 @@ use credstore_core::{
 };
 use credstore_seal::{
     decode_payload_owned, encode_payload, DataKey, KeyProvider, KeyRecord, RowCipher, RowPlace, StoreUid,
-    ValueKind, FORMAT_VERSION,
+    ValueKind, FORMAT_V3, FORMAT_VERSION,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, QueueMode, RecyclingMethod, Runtime};
 use tokio_postgres::types::ToSql;
@@ -404,7 +404,7 @@ impl PostgresStore {
         updated_ns: i64,
     ) -> Result<Sealed> {
         let kind = ValueKind::of(req.value());
-        let place = RowPlace { ns: self.ns(), key: key.as_str(), created_ns, updated_ns, version, kind };
+        let place = RowPlace::new(self.ns(), key.as_str(), created_ns, updated_ns, version, kind);
         let payload = encode_payload(req.value(), req.metadata());
         let (nonce, sealed) =
             self.shared.cipher.seal_row(&place, &payload).map_err(|e| errors::backend(&self.shared.id, e))?;
@@ -604,8 +604,10 @@ impl CredentialStore for PostgresStore {
         };
         let key_version: i32 = row.get(4);
         let format: i16 = row.get(5);
-        if i64::from(key_version) != i64::from(shared.cipher.version()) || format != i16::from(FORMAT_VERSION)
-        {
+        // Rows written before row format 4 are format 3: they open as current
+        // rows without expiry.
+        let known = format == i16::from(FORMAT_VERSION) || format == i16::from(FORMAT_V3);
+        if i64::from(key_version) != i64::from(shared.cipher.version()) || !known {
             return Err(errors::integrity(
                 &shared.id,
                 key,
@@ -614,10 +616,10 @@ impl CredentialStore for PostgresStore {
                 ),
             ));
         }
-        let place = RowPlace { ns: self.ns(), key: key.as_str(), created_ns, updated_ns, version, kind };
+        let place = RowPlace::new(self.ns(), key.as_str(), created_ns, updated_ns, version, kind);
         let nonce: &[u8] = row.get(6);
         let sealed: &[u8] = row.get(7);
-        let plain = shared.cipher.open_row(&place, nonce, sealed).ok_or_else(|| {
+        let plain = shared.cipher.open_row_format(format as u8, &place, nonce, sealed).ok_or_else(|| {
             errors::integrity(
                 &shared.id,
                 key,
