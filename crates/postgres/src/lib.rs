@@ -269,7 +269,7 @@ mod versions;
 pub use config::{KeySource, PostgresSettings};
 pub use config::{
     PostgresConfig, TlsMode, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_PORT, DEFAULT_SCHEMA, DEFAULT_STATEMENT_TIMEOUT, MAX_SCHEMA_LEN,
+    DEFAULT_PORT, DEFAULT_RETENTION, DEFAULT_SCHEMA, DEFAULT_STATEMENT_TIMEOUT, MAX_SCHEMA_LEN,
 };
 pub use credstore_seal::{KeyFile, KeyProvider, MasterKey};
 pub use store::{PostgresStore, PROBE_TIMEOUT};
