@@ -7,12 +7,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use credstore_core::{
     Availability, Capabilities, ChangeFeed, Credential, CredentialKey, CredentialStore, Error, ListCursor,
-    ListOptions, ListPage, Metadata, Namespace, PurgeTarget, Result, Retention, SecretValue, SetMode, SetOutcome,
-    StoreId, StoreInfo, Version, VersionInfo, VersionListOptions, VersionPage, VersionState, WriteRequest,
+    ListOptions, ListPage, Metadata, Namespace, PurgeTarget, Result, Retention, SecretValue, SetMode,
+    SetOutcome, StoreId, StoreInfo, Version, VersionInfo, VersionListOptions, VersionPage, VersionState,
+    WriteRequest,
 };
 use credstore_seal::{
-    decode_payload_owned, encode_payload, DataKey, KeyProvider, KeyRecord, RowCipher, RowPlace, RowRole, StoreUid,
-    ValueKind, FORMAT_V3, FORMAT_VERSION,
+    decode_payload_owned, encode_payload, DataKey, KeyProvider, KeyRecord, RowCipher, RowPlace, RowRole,
+    StoreUid, ValueKind, FORMAT_V3, FORMAT_VERSION,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, QueueMode, RecyclingMethod, Runtime};
 use tokio_postgres::types::ToSql;
@@ -471,9 +472,9 @@ impl PostgresStore {
     /// on top of the existing ones (the new current row included).
     fn retention_params(&self, now: i64, rows_after: i64) -> (i64, i64) {
         let retention = &self.shared.retention;
-        let cut = retention.max_age.map_or(i64::MIN, |age| {
-            now.saturating_sub(i64::try_from(age.as_nanos()).unwrap_or(i64::MAX))
-        });
+        let cut = retention
+            .max_age
+            .map_or(i64::MIN, |age| now.saturating_sub(i64::try_from(age.as_nanos()).unwrap_or(i64::MAX)));
         let off = retention.max_versions.map_or(i64::MAX, |m| (i64::from(m) - rows_after).max(0));
         (cut, off)
     }
@@ -534,8 +535,10 @@ impl PostgresStore {
         let place = RowPlace::new(self.ns(), key.as_str(), row.created_ns, row.updated_ns, row.version, kind)
             .with_role(row.role)
             .with_expiry(row.expires_ns);
-        let plain =
-            shared.cipher.open_row_format(row.format as u8, &place, row.nonce, row.sealed).ok_or_else(|| {
+        let plain = shared
+            .cipher
+            .open_row_format(row.format as u8, &place, row.nonce, row.sealed)
+            .ok_or_else(|| {
                 errors::integrity(
                     &shared.id,
                     key,
@@ -777,7 +780,9 @@ impl PostgresStore {
         let sealed = sealed_or_fail!(self.seal(key, request, v, created, now, expires));
         let written = match cur {
             None => self.insert(conn, key, v, now, expires, &sealed).await?,
-            Some(c) => self.update(conn, key, v, created, now, expires, &sealed, c.version, !cur_live).await?,
+            Some(c) => {
+                self.update(conn, key, v, created, now, expires, &sealed, c.version, !cur_live).await?
+            }
         };
         Ok(match written {
             0 if expected.is_some() => Attempt::Precondition("the key is at another version"),
@@ -909,7 +914,8 @@ impl CredentialStore for PostgresStore {
         let shared = &*self.shared;
         let clock = self.clock_ns();
         let (cut, off) = self.retention_params(clock, 1);
-        let row = self.query_key("delete a credential", &shared.sql.delete, key, &[&clock, &cut, &off]).await?;
+        let row =
+            self.query_key("delete a credential", &shared.sql.delete, key, &[&clock, &cut, &off]).await?;
         shared.known.forget(self.ns(), key.as_str());
         let Some(row) = row else { return Ok(false) };
         shared.notify(self.info.namespace(), key, None);
@@ -961,9 +967,13 @@ impl CredentialStore for PostgresStore {
                 VersionState::Previous
             };
             versions.push(
-                VersionInfo::new(Version::from_counter(columns.version as u64), state, time_of(columns.updated_ns))
-                    .with_expires_at(columns.expires_ns.map(time_of))
-                    .with_metadata(metadata),
+                VersionInfo::new(
+                    Version::from_counter(columns.version as u64),
+                    state,
+                    time_of(columns.updated_ns),
+                )
+                .with_expires_at(columns.expires_ns.map(time_of))
+                .with_metadata(metadata),
             );
         }
         let next_cursor =
@@ -1088,7 +1098,12 @@ impl Shared {
 }
 
 /// The credential of an opened row.
-fn credential(key: &CredentialKey, value: SecretValue, metadata: Metadata, row: &RowColumns<'_>) -> Credential {
+fn credential(
+    key: &CredentialKey,
+    value: SecretValue,
+    metadata: Metadata,
+    row: &RowColumns<'_>,
+) -> Credential {
     Credential {
         key: key.clone(),
         value,

@@ -6,11 +6,13 @@
 //! names the schema, so `reopen` opens a second store on the same schema
 //! (nothing shared with the first). `unreachable` is a store opened on a
 //! server of its own that is then stopped: its port is closed.
+//! `create_on_clock` opens a fresh schema on the given clock, with the
+//! default retention.
 
 use std::sync::Arc;
 
 use credstore_conformance::{conformance_main, unique_name, StoreFactory};
-use credstore_core::{CredentialStore, StoreId};
+use credstore_core::{Clock, CredentialStore, StoreId};
 use credstore_postgres::{MasterKey, PostgresConfig, PostgresStore};
 use credstore_test_servers::postgres::Postgres;
 
@@ -31,8 +33,12 @@ impl Factory {
     }
 
     async fn open(&self, schema: &str) -> Arc<dyn CredentialStore> {
+        self.open_with(schema, self.config(schema)).await
+    }
+
+    async fn open_with(&self, schema: &str, config: PostgresConfig) -> Arc<dyn CredentialStore> {
         let id = StoreId::new(schema.replace('_', "-")).unwrap();
-        Arc::new(PostgresStore::open(id, self.config(schema)).await.expect("open the store"))
+        Arc::new(PostgresStore::open(id, config).await.expect("open the store"))
     }
 }
 
@@ -46,6 +52,11 @@ impl StoreFactory for Factory {
         let schema = store.info().id().as_str().replace('-', "_");
         drop(store);
         Some(self.open(&schema).await)
+    }
+
+    async fn create_on_clock(&self, clock: Arc<dyn Clock>) -> Option<Arc<dyn CredentialStore>> {
+        let schema = Postgres::fresh_schema("conformance");
+        Some(self.open_with(&schema, self.config(&schema).clock(clock)).await)
     }
 
     async fn unreachable(&self) -> Option<Arc<dyn CredentialStore>> {
