@@ -262,10 +262,18 @@ impl MockStore {
         self
     }
 
+    /// Returns the mock deciding expiry and age-based retention by `clock`
+    /// (its [`StoreInfo::clock`]); handles made earlier keep theirs.
+    pub fn with_clock(mut self, clock: Arc<dyn credstore_core::Clock>) -> Self {
+        self.info = self.info.with_clock(clock);
+        self
+    }
+
     /// Returns the mock reporting `kind`.
     pub fn with_kind(mut self, kind: StoreKind) -> Self {
         self.info = StoreInfo::new(self.info.id().clone(), kind, self.info.capabilities())
-            .in_namespace(self.info.namespace().clone());
+            .in_namespace(self.info.namespace().clone())
+            .with_clock(self.info.clock().clone());
         self
     }
 
