@@ -65,8 +65,11 @@ pub(crate) struct Sql {
     /// `$1` ns, `$2` key, `$3` max_versions, `$4` cut, `$5` cursor (or
     /// NULL), `$6` limit.
     pub(crate) list_versions: String,
-    /// `$1` ns, `$2` key.
-    pub(crate) purge_key: String,
+    /// `$1` ns, `$2` key: the first statement of a purge of the key.
+    pub(crate) purge_key_current: String,
+    /// `$1` ns, `$2` key: the second, in the same transaction, so that it
+    /// sees a history row a write racing the first one moved there.
+    pub(crate) purge_key_history: String,
     /// `$1` ns, `$2` key, `$3` version, `$4` now.
     pub(crate) purge_version: String,
 }
@@ -240,11 +243,8 @@ impl Sql {
                                ELSE (SELECT rank FROM kept WHERE version = $5::bigint) END)
                  ORDER BY rank LIMIT $6::bigint"
             ),
-            purge_key: format!(
-                "WITH a AS (DELETE FROM {c} WHERE ns = $1 AND key = $2 RETURNING 1),
-                      b AS (DELETE FROM {h} WHERE ns = $1 AND key = $2 RETURNING 1)
-                 SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b)"
-            ),
+            purge_key_current: format!("DELETE FROM {c} WHERE ns = $1 AND key = $2"),
+            purge_key_history: format!("DELETE FROM {h} WHERE ns = $1 AND key = $2"),
             purge_version: format!(
                 "WITH cur AS (SELECT version, expires_ns FROM {c} WHERE ns = $1 AND key = $2),
                       dh AS (DELETE FROM {h} WHERE ns = $1 AND key = $2 AND version = $3

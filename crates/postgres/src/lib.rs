@@ -236,8 +236,10 @@
 //!   [`restore`](credstore_core::CredentialStoreExt::restore) with
 //!   [`SetOptions::create_only`](credstore_core::SetOptions::create_only)
 //!   brings it back. A key deleted and set again continues its history.
-//! - `purge(Key)` deletes the key's row and every history row in one
-//!   statement; `purge(Version(v))` deletes that history row (or an expired
+//! - `purge(Key)` deletes the key's row, then every history row, in one
+//!   transaction: the second statement's snapshot is taken once the first
+//!   holds the row, so the value a racing write just moved to the history
+//!   is destroyed too. `purge(Version(v))` deletes that history row (or an expired
 //!   current row); purging the live current version is
 //!   `PreconditionFailed`. The change feed reports a purge with the key's
 //!   version after it (`None` when nothing of the key reads as present).

@@ -986,9 +986,23 @@ impl CredentialStore for PostgresStore {
         let what = "purge a credential";
         match target {
             PurgeTarget::Key => {
-                let row = self.query_key(what, &shared.sql.purge_key, key, &[]).await?;
+                // Two statements in one transaction: the second one's
+                // snapshot is taken once the first has the key's row, so
+                // a write that held it (and moved the value it overwrote to
+                // the history) has committed, and its history row is seen.
+                let mut conn = shared.conn(what).await?;
+                let (ns, k) = (self.ns(), key.as_str());
+                let removed = timed!(shared, conn, what, async {
+                    let tx = conn.transaction().await?;
+                    let current = tx.prepare_cached(&shared.sql.purge_key_current).await?;
+                    let history = tx.prepare_cached(&shared.sql.purge_key_history).await?;
+                    let n =
+                        tx.execute(&current, &[&ns, &k]).await? + tx.execute(&history, &[&ns, &k]).await?;
+                    tx.commit().await?;
+                    Ok(n)
+                })?;
                 shared.known.forget(self.ns(), key.as_str());
-                let gone = row.is_some_and(|r| r.get::<_, i64>(0) > 0);
+                let gone = removed > 0;
                 if gone {
                     shared.notify(self.info.namespace(), key, None);
                 }

@@ -309,3 +309,64 @@ async fn a_schema_of_layout_1_is_upgraded_in_place_only_with_the_right_key() {
         ]
     );
 }
+
+/// A purge of the key racing a write that holds the key's row (and has
+/// moved the value it overwrote to the history): the purge waits for the
+/// row, and must then see that history row too, not only what was there
+/// when it started.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_purge_waiting_on_a_racing_write_destroys_the_history_row_that_write_added() {
+    let Some(pg) = pg() else { return };
+    let schema = Postgres::fresh_schema("hist_purge_race");
+    let store = open(pg, &schema, &MasterKey::generate()).await;
+    let k = key("leaked");
+    store.set(&k, &value("v1"), &Metadata::new()).await.unwrap();
+    // The racing write, by hand: it holds the row and has moved a copy to
+    // the history, uncommitted.
+    let (writer, connection) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user={} password={} dbname=postgres",
+            pg.port(),
+            pg.user(),
+            pg.password()
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    writer
+        .batch_execute(&format!(
+            "BEGIN;
+             INSERT INTO \"{schema}\".history (ns, key, version, seq, created_ns, updated_ns, expires_ns,
+                 superseded_ns, deleted, kind, key_version, format, nonce, sealed)
+             SELECT ns, key, hist_version, seq, created_ns, updated_ns, expires_ns, 0, false, kind, key_version,
+                 format, hist_nonce, hist_sealed FROM \"{schema}\".credentials WHERE key = 'leaked';
+             UPDATE \"{schema}\".credentials SET seq = seq + 1 WHERE key = 'leaked';"
+        ))
+        .await
+        .unwrap();
+    let purge = {
+        let (store, k) = (store.clone(), k.clone());
+        tokio::spawn(async move { store.purge(&k, &PurgeTarget::Key).await })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting = psql(
+            pg,
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND query LIKE '%DELETE FROM \"{schema}\".credentials%'"
+            ),
+        );
+        if waiting == "1" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the purge never waited for the row");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    writer.batch_execute("COMMIT").await.unwrap();
+    assert!(purge.await.unwrap().unwrap());
+    assert_eq!(count(pg, &schema, "history", "leaked"), 0, "the history row of the racing write survived");
+    assert_eq!(count(pg, &schema, "credentials", "leaked"), 0);
+}
