@@ -294,7 +294,19 @@ async fn a_schema_of_layout_1_is_upgraded_in_place_only_with_the_right_key() {
         PostgresStore::open(id(&schema), config(pg, &schema, &MasterKey::generate())).await.unwrap_err();
     assert!(matches!(err, Error::Config { .. }), "{err}");
     assert_eq!(layout(), "1", "a wrong key upgrades nothing");
-    let store = open(pg, &schema, &kek).await;
+    // Replicas starting at once: one upgrades under the lock, the others
+    // find it done.
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let (id, config) = (id(&schema), config(pg, &schema, &kek));
+            tokio::spawn(async move { PostgresStore::open(id, config).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for o in opens {
+        stores.push(o.await.unwrap().expect("every replica opens"));
+    }
+    let store = stores.pop().unwrap();
     assert_eq!(layout(), "2");
     let read = store.get(&k).await.unwrap().unwrap();
     assert_eq!((read.value.expose_str().unwrap(), read.version.clone()), ("from 0.2", v0.version.clone()));
