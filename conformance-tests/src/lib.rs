@@ -595,6 +595,131 @@ mod tests {
         assert!(log.contains("create_on_clock returns None"), "{log}");
     }
 
+    /// A store that declares `declared` over a mock that really does
+    /// `real`: a store lying about its capabilities.
+    #[derive(Debug)]
+    struct Lying {
+        info: credstore_core::StoreInfo,
+        inner: Arc<dyn CredentialStore>,
+    }
+
+    #[async_trait]
+    impl CredentialStore for Lying {
+        fn info(&self) -> &credstore_core::StoreInfo {
+            &self.info
+        }
+        fn with_namespace(
+            &self,
+            ns: &credstore_core::Namespace,
+        ) -> credstore_core::Result<Arc<dyn CredentialStore>> {
+            Ok(Arc::new(Lying { info: self.info.join(ns)?, inner: self.inner.with_namespace(ns)? }))
+        }
+        async fn get(
+            &self,
+            key: &credstore_core::CredentialKey,
+        ) -> credstore_core::Result<Option<credstore_core::Credential>> {
+            self.inner.get(key).await
+        }
+        async fn write(
+            &self,
+            request: &credstore_core::WriteRequest<'_>,
+        ) -> credstore_core::Result<credstore_core::SetOutcome> {
+            self.inner.write(request).await
+        }
+        async fn delete(&self, key: &credstore_core::CredentialKey) -> credstore_core::Result<bool> {
+            self.inner.delete(key).await
+        }
+        async fn get_version(
+            &self,
+            key: &credstore_core::CredentialKey,
+            version: &credstore_core::Version,
+        ) -> credstore_core::Result<Option<credstore_core::Credential>> {
+            self.inner.get_version(key, version).await
+        }
+        async fn list_versions(
+            &self,
+            key: &credstore_core::CredentialKey,
+            options: &credstore_core::VersionListOptions,
+        ) -> credstore_core::Result<credstore_core::VersionPage> {
+            self.inner.list_versions(key, options).await
+        }
+        async fn purge(
+            &self,
+            key: &credstore_core::CredentialKey,
+            target: &credstore_core::PurgeTarget,
+        ) -> credstore_core::Result<bool> {
+            self.inner.purge(key, target).await
+        }
+        async fn list(
+            &self,
+            options: &credstore_core::ListOptions,
+        ) -> credstore_core::Result<credstore_core::ListPage> {
+            self.inner.list(options).await
+        }
+        async fn check_availability(&self) -> credstore_core::Availability {
+            self.inner.check_availability().await
+        }
+    }
+
+    struct Liar {
+        declared: Capabilities,
+        real: Capabilities,
+    }
+
+    #[async_trait]
+    impl StoreFactory for Liar {
+        async fn create(&self) -> Arc<dyn CredentialStore> {
+            let inner =
+                MockStore::new(StoreId::new(unique_name("liar")).unwrap()).with_capabilities(self.real);
+            let info = inner.info().with_capabilities(self.declared);
+            Arc::new(Lying { info, inner: Arc::new(inner) })
+        }
+    }
+
+    /// Runs the case `name` on a store declaring `declared` over a mock
+    /// doing `real`; returns (passed, failed) and the log.
+    fn run_liar(name: &str, declared: Capabilities, real: Capabilities) -> (u64, u64, String) {
+        let (list, _) = trials(Some(Arc::new(Liar { declared, real })), runtime());
+        let (c, log) = run_logged(list, &["--exact", name]);
+        (c.num_passed, c.num_failed, log)
+    }
+
+    #[test]
+    fn a_store_lying_about_its_history_fails_the_honesty_cases_both_ways() {
+        let base = MockStore::DEFAULT_CAPABILITIES.with_can_be_unavailable(false);
+        let history = base.with_versions(true).with_retention(credstore_core::Retention::versions(10));
+        let recovering = history.with_recover_deleted(true);
+        let expiring = base.with_expiry(true);
+        for (name, declared, real, why) in [
+            ("capabilities_versions_honest", history, base, "version history"),
+            ("capabilities_versions_honest", base, history, "declares it off"),
+            ("capabilities_recover_deleted_honest", recovering, history, "the history after a delete"),
+            (
+                "capabilities_recover_deleted_honest",
+                history,
+                recovering,
+                "kept versions without recover_deleted",
+            ),
+            ("capabilities_expiry_honest", expiring, base, "get returns the expiry written"),
+        ] {
+            let (passed, failed, log) = run_liar(name, declared, real);
+            assert_eq!((passed, failed), (0, 1), "{name} passed a store lying about it ({why}): {log}");
+            assert!(log.contains(why), "{name}: the failure says why ({why}): {log}");
+        }
+        // The same cases pass when the declaration is true.
+        for (name, caps) in [
+            ("capabilities_versions_honest", history),
+            ("capabilities_versions_honest", base),
+            ("capabilities_recover_deleted_honest", recovering),
+            ("capabilities_recover_deleted_honest", history),
+            ("capabilities_expiry_honest", expiring),
+            ("capabilities_expiry_honest", base),
+        ] {
+            let (passed, failed, log) = run_liar(name, caps, caps);
+            assert_eq!((passed, failed), (1, 0), "{name} failed an honest store: {log}");
+        }
+    }
+
     #[test]
     fn a_missing_server_skips_every_case_and_fails_when_forced() {
         let (list, summary) = trials(None, runtime());
