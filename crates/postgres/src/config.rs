@@ -295,6 +295,10 @@ impl PostgresConfig {
     ///   write of the key, in that write's statement.
     /// - Stores opened on one schema with different retentions each read
     ///   with their own, and each write prunes with its writer's.
+    /// - [`Retention::NONE`] (`max_versions` 1) keeps no history: the store
+    ///   declares neither `versions` nor `recover_deleted`, its overwrites
+    ///   keep no earlier version and its deletes destroy the key's whole
+    ///   history (what another store on the schema kept included).
     /// - A `max_age` of zero is refused with [`Error::Config`] naming
     ///   `max_version_age`, before any I/O.
     pub fn retention(mut self, retention: Retention) -> Self {
@@ -595,7 +599,7 @@ enum Connect {
 /// statement_timeout_ms = 5000     # optional
 /// change_feed = true              # optional
 /// max_versions = 10               # optional: versions kept per key, the
-///                                 # current one included (at least 1)
+///                                 # current one included (1: no history)
 /// max_version_age_secs = 2592000  # optional: how long a superseded or
 ///                                 # deleted version is kept (default: no limit)
 /// master_key_file = "team.key"    # the key-encryption key: as the SQLite store's
@@ -888,7 +892,7 @@ mod de {
             };
             let retention = match raw.max_versions {
                 None => DEFAULT_RETENTION,
-                Some(0) => return Err("max_versions must be at least 1 (the current version)".into()),
+                Some(0) => return Err("max_versions must be at least 1 (1 keeps no history)".into()),
                 Some(n) => Retention::versions(n),
             };
             let retention = match raw.max_version_age_secs {

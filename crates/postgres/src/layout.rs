@@ -56,7 +56,8 @@ pub(crate) struct Sql {
     /// expired row), `$16` superseded_ns, `$17` whether the row overwritten
     /// is kept in the history, `$18` cut, `$19` off.
     pub(crate) update: String,
-    /// `$1` ns, `$2` key, `$3` superseded_ns, `$4` cut, `$5` off.
+    /// `$1` ns, `$2` key, `$3` superseded_ns, `$4` cut, `$5` off, `$6`
+    /// whether the deleted row is kept in the history.
     pub(crate) delete: String,
     /// `$1` ns, `$2` after, `$3` prefix, `$4` end, `$5` limit, `$6` now.
     pub(crate) list: String,
@@ -226,7 +227,7 @@ impl Sql {
                      INSERT INTO {h} ({HISTORY_COLUMNS})
                      SELECT $1, $2, version, seq, created_ns, updated_ns, expires_ns, $3, true, kind,
                             key_version, format, hist_nonce, hist_sealed
-                     FROM d WHERE hist_version = version
+                     FROM d WHERE $6::boolean AND hist_version = version
                      ON CONFLICT (ns, key, version) DO NOTHING),
                  p AS (DELETE FROM {h} WHERE ns = $1 AND key = $2 AND EXISTS (SELECT 1 FROM d) AND {})
                  SELECT version, expires_ns FROM d",

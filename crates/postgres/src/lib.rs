@@ -50,7 +50,9 @@
 //! the change feed ([`PostgresConfig::change_feed`], on by default); and
 //! `versions`, `recover_deleted` and `expiry`, with the retention of
 //! [`PostgresConfig::retention`] (default [`DEFAULT_RETENTION`]: 10
-//! versions, no age limit). See "History" and "Expiry".
+//! versions, no age limit; [`Retention::NONE`](credstore_core::Retention::NONE)
+//! keeps no history and declares neither `versions` nor `recover_deleted`).
+//! See "History" and "Expiry".
 //!
 //! # What separates two stores
 //! The database and the schema ([`PostgresConfig::schema`], default

@@ -207,12 +207,15 @@ impl PostgresStore {
             )
         });
         tracing::debug!(store = %id, schema = %sql.schema, "opened");
+        // One version per key is no history at all: nothing to read back,
+        // and a delete destroys.
+        let history = config.retention.max_versions != Some(1);
         let caps = Capabilities::full()
             .with_change_feed(feed.is_some())
-            .with_versions(true)
-            .with_recover_deleted(true)
+            .with_versions(history)
+            .with_recover_deleted(history)
             .with_expiry(true)
-            .with_retention(config.retention);
+            .with_retention(if history { config.retention } else { Retention::NONE });
         let mut info = StoreInfo::new(id.clone(), crate::KIND, caps).in_namespace(config.namespace.clone());
         if let Some(clock) = &config.clock {
             info = info.with_clock(clock.clone());
@@ -649,7 +652,7 @@ impl PostgresStore {
         let format = i16::from(FORMAT_VERSION);
         let clock = self.clock_ns();
         let live_after = if over_expired { i64::MIN } else { clock };
-        let keep = self.shared.retention.max_versions != Some(1);
+        let keep = self.keeps_history();
         let (cut, off) = self.retention_params(clock, 2);
         let params: [&(dyn ToSql + Sync); 19] = [
             &self.ns(),
@@ -811,6 +814,19 @@ impl PostgresStore {
         }
     }
 
+    /// Whether the store keeps any history (see [`Capabilities::versions`]).
+    fn keeps_history(&self) -> bool {
+        self.info.capabilities().versions
+    }
+
+    /// [`Error::Unsupported`] unless the store keeps a history.
+    fn need_history(&self) -> Result<()> {
+        match self.keeps_history() {
+            true => Ok(()),
+            false => Err(Error::unsupported(&self.shared.id, "version history")),
+        }
+    }
+
     /// The retention's bounds for reads: the most versions (`i64::MAX`
     /// unbounded) and `cut`.
     fn read_bounds(&self, now: i64) -> (i64, i64) {
@@ -914,8 +930,9 @@ impl CredentialStore for PostgresStore {
         let shared = &*self.shared;
         let clock = self.clock_ns();
         let (cut, off) = self.retention_params(clock, 1);
-        let row =
-            self.query_key("delete a credential", &shared.sql.delete, key, &[&clock, &cut, &off]).await?;
+        let keep = self.keeps_history();
+        let params: [&(dyn ToSql + Sync); 4] = [&clock, &cut, &off, &keep];
+        let row = self.query_key("delete a credential", &shared.sql.delete, key, &params).await?;
         shared.known.forget(self.ns(), key.as_str());
         let Some(row) = row else { return Ok(false) };
         shared.notify(self.info.namespace(), key, None);
@@ -924,6 +941,7 @@ impl CredentialStore for PostgresStore {
     }
 
     async fn get_version(&self, key: &CredentialKey, version: &Version) -> Result<Option<Credential>> {
+        self.need_history()?;
         let Ok(version) = version.as_str().parse::<i64>() else { return Ok(None) };
         let (max, cut) = self.read_bounds(self.clock_ns());
         let sql = &self.shared.sql.get_version;
@@ -937,6 +955,7 @@ impl CredentialStore for PostgresStore {
     async fn list_versions(&self, key: &CredentialKey, options: &VersionListOptions) -> Result<VersionPage> {
         let shared = &*self.shared;
         let what = "list a credential's versions";
+        self.need_history()?;
         let after = match options.start_after() {
             None => None,
             Some(v) => match v.as_str().parse::<i64>() {
@@ -1009,6 +1028,7 @@ impl CredentialStore for PostgresStore {
                 Ok(gone)
             }
             PurgeTarget::Version(version) => {
+                self.need_history()?;
                 let Ok(version) = version.as_str().parse::<i64>() else { return Ok(false) };
                 let now = self.clock_ns();
                 let row = self.query_key(what, &shared.sql.purge_version, key, &[&version, &now]).await?;

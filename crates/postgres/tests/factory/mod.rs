@@ -1,5 +1,6 @@
 //! The conformance suite's [`StoreFactory`] for `credstore-postgres`, shared
-//! by the suite's two runs (`conformance.rs`, `conformance_retention.rs`).
+//! by the suite's three runs (`conformance.rs`, `conformance_retention.rs`,
+//! `conformance_no_history.rs`).
 //!
 //! Every store gets a schema of its own on the shared server; the store id
 //! names the schema, so `reopen` opens a second store on the same schema

@@ -382,3 +382,32 @@ async fn a_purge_waiting_on_a_racing_write_destroys_the_history_row_that_write_a
     assert_eq!(count(pg, &schema, "history", "leaked"), 0, "the history row of the racing write survived");
     assert_eq!(count(pg, &schema, "credentials", "leaked"), 0);
 }
+
+/// `max_versions = 1` is no history: nothing declared, nothing kept, and a
+/// delete destroys what a store with a history left on the same schema.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_keeping_one_version_declares_no_history_and_its_delete_destroys_any() {
+    let Some(pg) = pg() else { return };
+    let schema = Postgres::fresh_schema("hist_none");
+    let kek = MasterKey::generate();
+    let with = open(pg, &schema, &kek).await;
+    let without =
+        PostgresStore::open(id(&schema), config(pg, &schema, &kek).retention(Retention::versions(1)))
+            .await
+            .unwrap();
+    let caps = without.info().capabilities();
+    assert!(!caps.versions && !caps.recover_deleted && caps.expiry);
+    assert_eq!(caps.retention, Retention::NONE);
+    let k = key("k");
+    let v1 = with.set(&k, &value("one"), &Metadata::new()).await.unwrap().version;
+    with.set(&k, &value("two"), &Metadata::new()).await.unwrap();
+    assert_eq!(count(pg, &schema, "history", "k"), 1);
+    let err = without.get_version(&k, &v1).await.unwrap_err();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+    without.set(&k, &value("three"), &Metadata::new()).await.unwrap();
+    assert_eq!(count(pg, &schema, "history", "k"), 0, "an overwrite keeping one version keeps none");
+    with.set(&k, &value("four"), &Metadata::new()).await.unwrap();
+    assert_eq!(count(pg, &schema, "history", "k"), 1);
+    assert!(without.delete(&k).await.unwrap());
+    assert_eq!(count(pg, &schema, "history", "k"), 0, "the delete destroyed the history");
+}
