@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use credstore_core::config::is_loopback_host;
-use credstore_core::{Error, Namespace, Result, SecretValue, StoreId};
+use credstore_core::{Clock, Error, Namespace, Result, Retention, SecretValue, StoreId};
 
 use crate::{KeyFile, KeyProvider, MasterKey};
 
@@ -23,6 +23,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default time one statement may run.
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default retention of a key's history: the current version and 9
+/// earlier ones (deleted ones included), with no age limit.
+pub const DEFAULT_RETENTION: Retention = Retention::versions(10);
 /// The longest schema name: the change feed's channel is `credstore_` and
 /// the schema, and PostgreSQL names are at most 63 bytes.
 pub const MAX_SCHEMA_LEN: usize = 53;
@@ -108,6 +111,8 @@ pub struct PostgresConfig {
     pub(crate) acquire_timeout: Duration,
     pub(crate) statement_timeout: Duration,
     pub(crate) change_feed: bool,
+    pub(crate) retention: Retention,
+    pub(crate) clock: Option<Arc<dyn Clock>>,
     pub(crate) master_key: Option<MasterKey>,
     pub(crate) key_file: Option<KeyFile>,
     pub(crate) provider: Option<Arc<dyn KeyProvider>>,
@@ -149,6 +154,8 @@ impl PostgresConfig {
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
             change_feed: true,
+            retention: DEFAULT_RETENTION,
+            clock: None,
             master_key: None,
             key_file: None,
             provider: None,
@@ -275,6 +282,40 @@ impl PostgresConfig {
         self
     }
 
+    /// How much of each key's history the store keeps (see the crate docs,
+    /// "History"). Default: [`DEFAULT_RETENTION`], 10 versions (the
+    /// current one included) and no age limit; [`Retention::UNBOUNDED`]
+    /// keeps every version until it is purged.
+    ///
+    /// # Behavior
+    /// - Versions past [`Retention::max_versions`] and superseded ones
+    ///   older than [`Retention::max_age`] (by the store's clock, from when
+    ///   they stopped being current) are gone for good from `get_version`
+    ///   and `list_versions` at once; their rows are deleted by the next
+    ///   write of the key, in that write's statement.
+    /// - Stores opened on one schema with different retentions each read
+    ///   with their own, and each write prunes with its writer's.
+    /// - [`Retention::NONE`] (`max_versions` 1) keeps no history: the store
+    ///   declares neither `versions` nor `recover_deleted`, its overwrites
+    ///   keep no earlier version and its deletes destroy the key's whole
+    ///   history (what another store on the schema kept included).
+    /// - A `max_age` of zero is refused with [`Error::Config`] naming
+    ///   `max_version_age`, before any I/O.
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The clock the store decides expiry and age retention by (its
+    /// [`StoreInfo::clock`](credstore_core::StoreInfo::clock)); default: the
+    /// system's. Timestamps (`created_at`, `updated_at`) stay the system's
+    /// time. Tests hand a [`ManualClock`](credstore_core::ManualClock) to
+    /// cross an expiry without sleeping.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
     /// The key-encryption key is `key`, a local key or a passphrase. One of
     /// this, [`PostgresConfig::master_key_file`] and
     /// [`PostgresConfig::key_provider`] is required; each replaces the others.
@@ -378,6 +419,8 @@ impl fmt::Debug for PostgresConfig {
             .field("acquire_timeout", &self.acquire_timeout)
             .field("statement_timeout", &self.statement_timeout)
             .field("change_feed", &self.change_feed)
+            .field("retention", &self.retention)
+            .field("clock", &self.clock)
             .field(
                 "key",
                 &match (&self.master_key, &self.key_file, &self.provider) {
@@ -433,6 +476,9 @@ impl PostgresConfig {
             if t.is_zero() {
                 return Err(config_err(format!("{name} must be more than zero")));
             }
+        }
+        if self.retention.max_age.is_some_and(|age| age.is_zero()) {
+            return Err(config_err("max_version_age must be more than zero".into()));
         }
         if self.master_key.is_none() && self.key_file.is_none() && self.provider.is_none() {
             return Err(config_err(
@@ -552,6 +598,10 @@ enum Connect {
 /// acquire_timeout_ms = 5000       # optional
 /// statement_timeout_ms = 5000     # optional
 /// change_feed = true              # optional
+/// max_versions = 10               # optional: versions kept per key, the
+///                                 # current one included (1: no history)
+/// max_version_age_secs = 2592000  # optional: how long a superseded or
+///                                 # deleted version is kept (default: no limit)
 /// master_key_file = "team.key"    # the key-encryption key: as the SQLite store's
 ///                                 # settings (master_key_env, passphrase_file,
 ///                                 # passphrase_env, allow_loose_permissions),
@@ -592,6 +642,7 @@ pub struct PostgresSettings {
     acquire_timeout: Duration,
     statement_timeout: Duration,
     change_feed: bool,
+    retention: Retention,
     master_key: KeySource,
     allow_loose_permissions: bool,
 }
@@ -606,6 +657,12 @@ impl PostgresSettings {
     /// The schema of the store's tables.
     pub fn schema(&self) -> &str {
         &self.schema
+    }
+
+    /// The retention of each key's history (`max_versions`,
+    /// `max_version_age_secs`; default [`DEFAULT_RETENTION`]).
+    pub fn retention(&self) -> Retention {
+        self.retention
     }
 
     /// Whether a key or passphrase file open to its group or others is
@@ -671,7 +728,8 @@ impl PostgresSettings {
             .connect_timeout(self.connect_timeout)
             .acquire_timeout(self.acquire_timeout)
             .statement_timeout(self.statement_timeout)
-            .change_feed(self.change_feed);
+            .change_feed(self.change_feed)
+            .retention(self.retention);
         if let Some(tls) = self.tls {
             config = config.tls(tls);
         }
@@ -760,6 +818,10 @@ mod de {
         #[serde(default)]
         change_feed: Option<bool>,
         #[serde(default)]
+        max_versions: Option<u32>,
+        #[serde(default)]
+        max_version_age_secs: Option<u64>,
+        #[serde(default)]
         master_key_file: Option<PathBuf>,
         #[serde(default)]
         master_key_env: Option<String>,
@@ -828,6 +890,16 @@ mod de {
                     format!("tls is \"verify-full\" or \"disable\", not {s:?} (there is no unverified TLS)")
                 })?),
             };
+            let retention = match raw.max_versions {
+                None => DEFAULT_RETENTION,
+                Some(0) => return Err("max_versions must be at least 1 (1 keeps no history)".into()),
+                Some(n) => Retention::versions(n),
+            };
+            let retention = match raw.max_version_age_secs {
+                None => retention,
+                Some(0) => return Err("max_version_age_secs must be at least 1".into()),
+                Some(secs) => retention.with_max_age(Some(Duration::from_secs(secs))),
+            };
             if raw.max_connections == Some(0) {
                 return Err("max_connections must be at least 1".into());
             }
@@ -861,6 +933,7 @@ mod de {
                     DEFAULT_STATEMENT_TIMEOUT,
                 )?,
                 change_feed: raw.change_feed.unwrap_or(true),
+                retention,
                 master_key,
                 allow_loose_permissions: raw.allow_loose_permissions,
             })
@@ -883,6 +956,13 @@ mod de {
             assert_eq!(s.master_key(), &KeySource::Env("K".into()));
             assert_eq!((s.max_connections, s.statement_timeout), (16, Duration::from_secs(5)));
             assert!(s.change_feed);
+            assert_eq!(s.retention, DEFAULT_RETENTION);
+            let s = parse(
+                r#"{"host": "db", "user": "u", "master_key_env": "K", "max_versions": 3,
+                    "max_version_age_secs": 86400}"#,
+            )
+            .unwrap();
+            assert_eq!(s.retention, Retention::versions(3).with_max_age(Some(Duration::from_secs(86_400))));
             let s = parse(r#"{"url_env": "U", "key": {"provider": "aws-kms"}, "tls": "disable"}"#).unwrap();
             assert_eq!(s.master_key(), &KeySource::Provider);
             assert_eq!(s.tls, Some(TlsMode::Disable));
@@ -917,6 +997,11 @@ mod de {
                     "at most one of password_file",
                 ),
                 (r#"{"host": "db", "user": "u"}"#, "exactly one of master_key_file"),
+                (r#"{"host": "db", "user": "u", "master_key_env": "K", "max_versions": 0}"#, "max_versions"),
+                (
+                    r#"{"host": "db", "user": "u", "master_key_env": "K", "max_version_age_secs": 0}"#,
+                    "max_version_age_secs",
+                ),
                 (
                     r#"{"host": "db", "user": "u", "master_key_env": "K", "key": {"provider": "x"}}"#,
                     "two keys for one store",
@@ -1003,6 +1088,17 @@ mod tests {
             .master_key(MasterKey::generate())
             .resolve(&id)
             .is_ok());
+    }
+
+    #[test]
+    fn a_zero_max_version_age_is_refused_before_any_io() {
+        let id = StoreId::new("pg").unwrap();
+        let config = PostgresConfig::new("db")
+            .master_key(MasterKey::generate())
+            .retention(Retention::versions(3).with_max_age(Some(Duration::ZERO)));
+        let err = config.resolve(&id).err().unwrap();
+        assert!(matches!(err, Error::Config { .. }) && err.to_string().contains("max_version_age"), "{err}");
+        assert!(format!("{:?}", config.retention(DEFAULT_RETENTION)).contains("max_versions: Some(10)"));
     }
 
     #[test]

@@ -7,11 +7,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use credstore_core::{
     Availability, Capabilities, ChangeFeed, Credential, CredentialKey, CredentialStore, Error, ListCursor,
-    ListOptions, ListPage, Namespace, Result, SetMode, SetOutcome, StoreId, StoreInfo, Version, WriteRequest,
+    ListOptions, ListPage, Metadata, Namespace, PurgeTarget, Result, Retention, SecretValue, SetMode,
+    SetOutcome, StoreId, StoreInfo, Version, VersionInfo, VersionListOptions, VersionPage, VersionState,
+    WriteRequest,
 };
 use credstore_seal::{
-    decode_payload_owned, encode_payload, DataKey, KeyProvider, KeyRecord, RowCipher, RowPlace, StoreUid,
-    ValueKind, FORMAT_VERSION,
+    decode_payload_owned, encode_payload, DataKey, KeyProvider, KeyRecord, RowCipher, RowPlace, RowRole,
+    StoreUid, ValueKind, FORMAT_V3, FORMAT_VERSION,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, QueueMode, RecyclingMethod, Runtime};
 use tokio_postgres::types::ToSql;
@@ -71,6 +73,8 @@ pub(crate) struct Shared {
     versions: VersionBlock,
     /// The version and creation time this store last saw of each key.
     known: KnownRows,
+    /// How much of each key's history is kept.
+    retention: Retention,
     /// The availability probe's own connection (made at the first probe,
     /// again after a failure), so that a busy pool never reads as a server
     /// that is down.
@@ -90,11 +94,15 @@ impl fmt::Debug for PostgresStore {
     }
 }
 
-/// Nanoseconds since the Unix epoch.
+/// Nanoseconds since the Unix epoch, by the system's clock (timestamps).
 fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    ns_of(SystemTime::now())
+}
+
+/// `t` in nanoseconds since the Unix epoch (0 before it, `i64::MAX` past
+/// 2262).
+fn ns_of(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 fn time_of(ns: i64) -> SystemTime {
@@ -199,8 +207,19 @@ impl PostgresStore {
             )
         });
         tracing::debug!(store = %id, schema = %sql.schema, "opened");
-        let caps = Capabilities::full().with_change_feed(feed.is_some());
-        let info = StoreInfo::new(id.clone(), crate::KIND, caps).in_namespace(config.namespace.clone());
+        // One version per key is no history at all: nothing to read back,
+        // and a delete destroys.
+        let history = config.retention.max_versions != Some(1);
+        let caps = Capabilities::full()
+            .with_change_feed(feed.is_some())
+            .with_versions(history)
+            .with_recover_deleted(history)
+            .with_expiry(true)
+            .with_retention(if history { config.retention } else { Retention::NONE });
+        let mut info = StoreInfo::new(id.clone(), crate::KIND, caps).in_namespace(config.namespace.clone());
+        if let Some(clock) = &config.clock {
+            info = info.with_clock(clock.clone());
+        }
         let shared = Shared {
             id,
             pool,
@@ -212,6 +231,7 @@ impl PostgresStore {
             feed,
             versions: VersionBlock::default(),
             known: KnownRows::default(),
+            retention: config.retention,
             probe: tokio::sync::Mutex::new(None),
             pg: resolved.pg,
             tls: connector,
@@ -290,7 +310,7 @@ async fn migrate_and_unlock(
         Ok(Err(e)) => return Err(to(e)),
     };
     if let Some(rows) = &meta {
-        if let Some(record) = parse_meta(id, sql, rows)? {
+        if let (Some(layout::SCHEMA_VERSION), Some(record)) = parse_meta(id, sql, rows)? {
             let dek = record.unwrap(id, kek).await?;
             return Ok((record, dek));
         }
@@ -303,7 +323,16 @@ async fn migrate_and_unlock(
     let locked = async {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&sql.lock_id]).await?;
         tx.batch_execute(&sql.migrate).await?;
-        tx.query(&sql.read_meta, &[]).await
+        let rows = tx.query(&sql.read_meta, &[]).await?;
+        if let Ok((Some(1), _)) = parse_meta(id, sql, &rows) {
+            // A schema of 0.2: the columns of expiry and history (the
+            // history table was made above). Committed below, once the
+            // key-encryption key proved right.
+            tx.batch_execute(&sql.upgrade_1_to_2).await?;
+            tracing::info!(store = %id, schema = %sql.schema, "upgraded the schema's layout from 1 to 2 (history)");
+            return tx.query(&sql.read_meta, &[]).await;
+        }
+        Ok(rows)
     };
     let rows = tokio::time::timeout(call_timeout * 2, locked)
         .await
@@ -315,10 +344,15 @@ async fn migrate_and_unlock(
             ),
             _ => to(e),
         })?;
-    if let Some(record) = parse_meta(id, sql, &rows)? {
-        // Another replica made it while this one waited for the lock.
-        drop(tx);
+    if let (_, Some(record)) = parse_meta(id, sql, &rows)? {
+        // Another replica made it while this one waited for the lock, or
+        // a schema made by 0.2 was just upgraded: kept only with the right
+        // key-encryption key (a wrong one changes nothing).
         let dek = record.unwrap(id, kek).await?;
+        tokio::time::timeout(call_timeout, tx.commit())
+            .await
+            .map_err(|_| errors::timed_out(id, what, call_timeout))?
+            .map_err(to)?;
         return Ok((record, dek));
     }
     let (uid, dek) = (StoreUid::generate(), DataKey::generate());
@@ -335,9 +369,14 @@ async fn migrate_and_unlock(
     Ok((record, dek))
 }
 
-/// The key record of `meta`'s rows, `None` when there is none yet.
-fn parse_meta(id: &StoreId, sql: &Sql, rows: &[tokio_postgres::Row]) -> Result<Option<KeyRecord>> {
-    let mut record = None;
+/// The layout version and the key record of `meta`'s rows, each `None`
+/// when there is none yet.
+fn parse_meta(
+    id: &StoreId,
+    sql: &Sql,
+    rows: &[tokio_postgres::Row],
+) -> Result<(Option<u32>, Option<KeyRecord>)> {
+    let (mut layout_version, mut record) = (None, None);
     for row in rows {
         let name: &str = row.get(0);
         let value: &[u8] = row.get(1);
@@ -345,7 +384,7 @@ fn parse_meta(id: &StoreId, sql: &Sql, rows: &[tokio_postgres::Row]) -> Result<O
             layout::META_SCHEMA_VERSION => {
                 let version = std::str::from_utf8(value).ok().and_then(|v| v.parse::<u32>().ok());
                 match version {
-                    Some(v) if v == layout::SCHEMA_VERSION => {}
+                    Some(v) if (1..=layout::SCHEMA_VERSION).contains(&v) => layout_version = Some(v),
                     Some(v) if v > layout::SCHEMA_VERSION => {
                         return Err(Error::config(
                             id,
@@ -368,7 +407,7 @@ fn parse_meta(id: &StoreId, sql: &Sql, rows: &[tokio_postgres::Row]) -> Result<O
             _ => {}
         }
     }
-    Ok(record)
+    Ok((layout_version, record))
 }
 
 impl Shared {
@@ -383,18 +422,68 @@ impl Shared {
     }
 }
 
-/// A sealed row: its nonce, its ciphertext and its kind's code.
-type Sealed = (Vec<u8>, Vec<u8>, i16);
+/// A sealed row, twice: as the current row and as its history row (what an
+/// overwrite or a delete moves to the history without opening it), with
+/// its kind's code.
+struct Sealed {
+    nonce: Vec<u8>,
+    sealed: Vec<u8>,
+    hist_nonce: Vec<u8>,
+    hist_sealed: Vec<u8>,
+    kind: i16,
+}
 
-/// What a write's read of the row found: its version and `created_ns`,
-/// `None` when the key is missing.
-type Current = Option<(i64, i64)>;
+/// What a write's read of the row found.
+#[derive(Debug, Clone, Copy)]
+struct Current {
+    version: i64,
+    created_ns: i64,
+    expires_ns: Option<i64>,
+}
+
+/// Whether a row expiring at `expires_ns` still reads as present at `now`.
+fn live(expires_ns: Option<i64>, now: i64) -> bool {
+    expires_ns.is_none_or(|e| e > now)
+}
+
+/// The columns a read of a sealed row needs to open it.
+struct RowColumns<'r> {
+    role: RowRole,
+    version: i64,
+    created_ns: i64,
+    updated_ns: i64,
+    expires_ns: Option<i64>,
+    kind: i16,
+    key_version: i32,
+    format: i16,
+    nonce: &'r [u8],
+    sealed: &'r [u8],
+}
 
 impl PostgresStore {
     fn ns(&self) -> &str {
         self.info.namespace().as_str()
     }
 
+    /// The store clock's time (expiry, age retention), in nanoseconds.
+    fn clock_ns(&self) -> i64 {
+        ns_of(self.info.now())
+    }
+
+    /// The retention's parameters at `now` (see [`Sql`]): `cut`, and `off`
+    /// for a write after which `rows_after` history rows of the key come
+    /// on top of the existing ones (the new current row included).
+    fn retention_params(&self, now: i64, rows_after: i64) -> (i64, i64) {
+        let retention = &self.shared.retention;
+        let cut = retention
+            .max_age
+            .map_or(i64::MIN, |age| now.saturating_sub(i64::try_from(age.as_nanos()).unwrap_or(i64::MAX)));
+        let off = retention.max_versions.map_or(i64::MAX, |m| (i64::from(m) - rows_after).max(0));
+        (cut, off)
+    }
+
+    /// Seals the request's value and metadata for the row at `version`,
+    /// as the current row and as its history row.
     fn seal(
         &self,
         key: &CredentialKey,
@@ -402,39 +491,96 @@ impl PostgresStore {
         version: i64,
         created_ns: i64,
         updated_ns: i64,
+        expires_ns: Option<i64>,
     ) -> Result<Sealed> {
         let kind = ValueKind::of(req.value());
-        let place = RowPlace { ns: self.ns(), key: key.as_str(), created_ns, updated_ns, version, kind };
+        let place = RowPlace::new(self.ns(), key.as_str(), created_ns, updated_ns, version, kind)
+            .with_expiry(expires_ns);
         let payload = encode_payload(req.value(), req.metadata());
-        let (nonce, sealed) =
-            self.shared.cipher.seal_row(&place, &payload).map_err(|e| errors::backend(&self.shared.id, e))?;
-        Ok((nonce.to_vec(), sealed, kind_code(kind)))
+        let cipher = &self.shared.cipher;
+        let err = |e| errors::backend(&self.shared.id, e);
+        let (nonce, sealed) = cipher.seal_row(&place, &payload).map_err(err)?;
+        let (hist_nonce, hist_sealed) =
+            cipher.seal_row(&place.with_role(RowRole::History), &payload).map_err(err)?;
+        Ok(Sealed {
+            nonce: nonce.to_vec(),
+            sealed,
+            hist_nonce: hist_nonce.to_vec(),
+            hist_sealed,
+            kind: kind_code(kind),
+        })
+    }
+
+    /// Opens a row read from either table: its value and metadata, or
+    /// [`Error::Integrity`] naming the key.
+    fn open_row(&self, key: &CredentialKey, row: &RowColumns<'_>) -> Result<(SecretValue, Metadata)> {
+        let shared = &*self.shared;
+        let kind = match row.kind {
+            0 => ValueKind::Text,
+            1 => ValueKind::Binary,
+            other => {
+                return Err(errors::integrity(&shared.id, key, format!("the row's kind {other} is unknown")))
+            }
+        };
+        // Rows written before row format 4 (credstore-postgres 0.2) are of
+        // format 3: they open as current rows without expiry only.
+        let known = row.format == i16::from(FORMAT_VERSION) || row.format == i16::from(FORMAT_V3);
+        if i64::from(row.key_version) != i64::from(shared.cipher.version()) || !known {
+            return Err(errors::integrity(
+                &shared.id,
+                key,
+                format!(
+                    "the row is sealed under key version {} in format {}, not this store's",
+                    row.key_version, row.format
+                ),
+            ));
+        }
+        let place = RowPlace::new(self.ns(), key.as_str(), row.created_ns, row.updated_ns, row.version, kind)
+            .with_role(row.role)
+            .with_expiry(row.expires_ns);
+        let plain = shared
+            .cipher
+            .open_row_format(row.format as u8, &place, row.nonce, row.sealed)
+            .ok_or_else(|| {
+                errors::integrity(
+                    &shared.id,
+                    key,
+                    "the row fails authentication: it was edited, moved or copied from another store, or is \
+                     another version's",
+                )
+            })?;
+        decode_payload_owned(plain, FORMAT_VERSION, kind)
+            .ok_or_else(|| errors::integrity(&shared.id, key, "the row's payload cannot be decoded"))
     }
 
     async fn read_current(
         &self,
         conn: &Object,
         key: &CredentialKey,
-    ) -> std::result::Result<Current, tokio_postgres::Error> {
+    ) -> std::result::Result<Option<Current>, tokio_postgres::Error> {
         let st = conn.prepare_cached(&self.shared.sql.read_for_write).await?;
         let row = conn.query_opt(&st, &[&self.ns(), &key.as_str()]).await?;
-        Ok(row.map(|r| (r.get(1), r.get(0))))
+        Ok(row.map(|r| Current { created_ns: r.get(0), version: r.get(1), expires_ns: r.get(2) }))
     }
 
     /// Runs `sql` (one of the schema's statements, taking the namespace and
-    /// the key) on a pooled connection under the call timeout: at most one
-    /// row. `what` names the operation in errors.
+    /// the key, then `more`) on a pooled connection under the call timeout:
+    /// at most one row. `what` names the operation in errors.
     async fn query_key(
         &self,
         what: &str,
         sql: &str,
         key: &CredentialKey,
+        more: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<tokio_postgres::Row>> {
         let shared = &*self.shared;
         let conn = shared.conn(what).await?;
+        let (ns, k) = (self.ns(), key.as_str());
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&ns, &k];
+        params.extend_from_slice(more);
         timed!(shared, conn, what, async {
             let st = conn.prepare_cached(sql).await?;
-            conn.query_opt(&st, &[&self.ns(), &key.as_str()]).await
+            conn.query_opt(&st, &params).await
         })
     }
 
@@ -451,39 +597,86 @@ impl PostgresStore {
         Ok(first)
     }
 
+    /// Inserts the key's row (a create), pruning the history a delete left.
     async fn insert(
         &self,
         conn: &Object,
         key: &CredentialKey,
         version: i64,
         now: i64,
+        expires_ns: Option<i64>,
         sealed: &Sealed,
     ) -> std::result::Result<u64, tokio_postgres::Error> {
         let st = conn.prepare_cached(&self.shared.sql.insert).await?;
-        let (nonce, ct, kind) = sealed;
         let key_version = self.shared.cipher.version() as i32;
         let format = i16::from(FORMAT_VERSION);
-        let params: [&(dyn ToSql + Sync); 10] =
-            [&self.ns(), &key.as_str(), &version, &now, &now, kind, &key_version, &format, nonce, ct];
-        conn.execute(&st, &params).await
+        let (cut, off) = self.retention_params(self.clock_ns(), 1);
+        let params: [&(dyn ToSql + Sync); 14] = [
+            &self.ns(),
+            &key.as_str(),
+            &version,
+            &now,
+            &expires_ns,
+            &sealed.kind,
+            &key_version,
+            &format,
+            &sealed.nonce,
+            &sealed.sealed,
+            &sealed.hist_nonce,
+            &sealed.hist_sealed,
+            &cut,
+            &off,
+        ];
+        let row = conn.query_one(&st, &params).await?;
+        Ok(row.get::<_, i64>(0) as u64)
     }
 
+    /// Overwrites the row at version `expected` (not expired unless
+    /// `over_expired`), moving it to the history and pruning the history in
+    /// the same statement.
+    #[allow(clippy::too_many_arguments)]
     async fn update(
         &self,
         conn: &Object,
         key: &CredentialKey,
         version: i64,
+        created_ns: i64,
         now: i64,
+        expires_ns: Option<i64>,
         sealed: &Sealed,
         expected: i64,
+        over_expired: bool,
     ) -> std::result::Result<u64, tokio_postgres::Error> {
         let st = conn.prepare_cached(&self.shared.sql.update).await?;
-        let (nonce, ct, kind) = sealed;
         let key_version = self.shared.cipher.version() as i32;
         let format = i16::from(FORMAT_VERSION);
-        let params: [&(dyn ToSql + Sync); 10] =
-            [&self.ns(), &key.as_str(), &version, &now, kind, &key_version, &format, nonce, ct, &expected];
-        conn.execute(&st, &params).await
+        let clock = self.clock_ns();
+        let live_after = if over_expired { i64::MIN } else { clock };
+        let keep = self.keeps_history();
+        let (cut, off) = self.retention_params(clock, 2);
+        let params: [&(dyn ToSql + Sync); 19] = [
+            &self.ns(),
+            &key.as_str(),
+            &version,
+            &now,
+            &sealed.kind,
+            &key_version,
+            &format,
+            &sealed.nonce,
+            &sealed.sealed,
+            &expected,
+            &created_ns,
+            &expires_ns,
+            &sealed.hist_nonce,
+            &sealed.hist_sealed,
+            &live_after,
+            &clock,
+            &keep,
+            &cut,
+            &off,
+        ];
+        let row = conn.query_one(&st, &params).await?;
+        Ok(row.get::<_, i64>(0) as u64)
     }
 }
 
@@ -493,6 +686,16 @@ enum Attempt {
     Precondition(&'static str),
     Failed(Error),
     Retry,
+}
+
+/// Seals, or returns [`Attempt::Failed`] from the attempt.
+macro_rules! sealed_or_fail {
+    ($e:expr) => {
+        match $e {
+            Ok(s) => s,
+            Err(e) => return Ok(Attempt::Failed(e)),
+        }
+    };
 }
 
 impl PostgresStore {
@@ -507,74 +710,128 @@ impl PostgresStore {
         let key = request.key();
         let (ns, known) = (self.ns(), &self.shared.known);
         let now = now_ns();
+        let expires = request.expires_at().map(ns_of);
         if let SetMode::Create = request.mode() {
             let v = self.next_version(conn).await?;
-            let sealed = match self.seal(key, request, v, now, now) {
-                Ok(s) => s,
-                Err(e) => return Ok(Attempt::Failed(e)),
-            };
-            return Ok(match self.insert(conn, key, v, now, &sealed).await? {
-                0 => Attempt::Precondition("the key exists already"),
-                _ => {
-                    known.saw(ns, key.as_str(), v, now);
-                    Attempt::Done(outcome(true, v, now, now), v)
+            let sealed = sealed_or_fail!(self.seal(key, request, v, now, now, expires));
+            if self.insert(conn, key, v, now, expires, &sealed).await? == 1 {
+                known.saw(ns, key.as_str(), v, now);
+                return Ok(Attempt::Done(outcome(true, v, now, now), v));
+            }
+            // The key has a row: a create succeeds over an expired one,
+            // which goes to the history as any row overwritten.
+            return Ok(match self.read_current(conn, key).await? {
+                None => Attempt::Retry,
+                Some(cur) if live(cur.expires_ns, self.clock_ns()) => {
+                    Attempt::Precondition("the key exists already")
+                }
+                Some(cur) => {
+                    match self.update(conn, key, v, now, now, expires, &sealed, cur.version, true).await? {
+                        0 => Attempt::Retry,
+                        _ => {
+                            known.saw(ns, key.as_str(), v, now);
+                            Attempt::Done(outcome(true, v, now, now), v)
+                        }
+                    }
                 }
             });
         }
         // An overwrite of the row this store last saw: one statement (see
-        // `versions`), and a read only when the row moved on.
+        // `versions`), and a read only when the row moved on or expired.
         let sure = match (expected, known.get(ns, key.as_str())) {
             (Some(e), Some((v, created))) if v == e => Some((v, created)),
             (None, seen) => seen,
             _ => None,
         };
+        let mut spare = None;
         if let Some((read, created)) = sure {
             let v = self.next_version(conn).await?;
-            let sealed = match self.seal(key, request, v, created, now) {
-                Ok(s) => s,
-                Err(e) => return Ok(Attempt::Failed(e)),
-            };
-            if self.update(conn, key, v, now, &sealed, read).await? == 1 {
+            let sealed = sealed_or_fail!(self.seal(key, request, v, created, now, expires));
+            if self.update(conn, key, v, created, now, expires, &sealed, read, false).await? == 1 {
                 known.saw(ns, key.as_str(), v, created);
                 return Ok(Attempt::Done(outcome(false, v, created, now), v));
             }
             known.forget(ns, key.as_str());
             if expected.is_some() {
                 // The row at `expected` was created at `created`: it is no
-                // longer there.
-                return Ok(Attempt::Precondition("the key is at another version"));
+                // longer there, or it expired.
+                return Ok(Attempt::Precondition("the key is at another version, or expired"));
             }
+            // Never written: still this process's to hand out.
+            spare = Some(v);
         }
+        let clock = self.clock_ns();
         let cur = self.read_current(conn, key).await?;
+        let cur_live = cur.is_some_and(|c| live(c.expires_ns, clock));
         match (expected, cur) {
             (Some(_), None) => return Ok(Attempt::Precondition("the key does not exist")),
-            (Some(e), Some((v, _))) if e != v => {
+            (Some(_), Some(_)) if !cur_live => return Ok(Attempt::Precondition("the key has expired")),
+            (Some(e), Some(c)) if e != c.version => {
                 return Ok(Attempt::Precondition("the key is at another version"))
             }
             _ => {}
         }
-        let v = self.next_version(conn).await?;
-        let created = cur.map_or(now, |(_, created)| created);
-        let sealed = match self.seal(key, request, v, created, now) {
-            Ok(s) => s,
-            Err(e) => return Ok(Attempt::Failed(e)),
+        let v = match spare {
+            Some(v) => v,
+            None => self.next_version(conn).await?,
         };
+        // Over an expired row the key starts anew, as after a delete.
+        let created = match cur {
+            Some(c) if cur_live => c.created_ns,
+            _ => now,
+        };
+        let sealed = sealed_or_fail!(self.seal(key, request, v, created, now, expires));
         let written = match cur {
-            None => self.insert(conn, key, v, now, &sealed).await?,
-            Some((read, _)) => self.update(conn, key, v, now, &sealed, read).await?,
-        };
-        Ok(match (written, cur) {
-            (0, Some(_)) if expected.is_some() => Attempt::Precondition("the key is at another version"),
-            (0, _) => Attempt::Retry,
-            (_, None) => {
-                known.saw(ns, key.as_str(), v, now);
-                Attempt::Done(outcome(true, v, now, now), v)
+            None => self.insert(conn, key, v, now, expires, &sealed).await?,
+            Some(c) => {
+                self.update(conn, key, v, created, now, expires, &sealed, c.version, !cur_live).await?
             }
-            (_, Some(_)) => {
+        };
+        Ok(match written {
+            0 if expected.is_some() => Attempt::Precondition("the key is at another version"),
+            0 => Attempt::Retry,
+            _ => {
                 known.saw(ns, key.as_str(), v, created);
-                Attempt::Done(outcome(false, v, created, now), v)
+                Attempt::Done(outcome(!cur_live, v, created, now), v)
             }
         })
+    }
+
+    /// A row of [`Sql::get_version`] or [`Sql::list_versions`]: its
+    /// columns, in their order there.
+    fn kept_columns<'r>(row: &'r tokio_postgres::Row) -> RowColumns<'r> {
+        RowColumns {
+            role: if row.get::<_, bool>(0) { RowRole::Current } else { RowRole::History },
+            version: row.get(1),
+            created_ns: row.get(2),
+            updated_ns: row.get(3),
+            expires_ns: row.get(4),
+            kind: row.get(6),
+            key_version: row.get(7),
+            format: row.get(8),
+            nonce: row.get(9),
+            sealed: row.get(10),
+        }
+    }
+
+    /// Whether the store keeps any history (see [`Capabilities::versions`]).
+    fn keeps_history(&self) -> bool {
+        self.info.capabilities().versions
+    }
+
+    /// [`Error::Unsupported`] unless the store keeps a history.
+    fn need_history(&self) -> Result<()> {
+        match self.keeps_history() {
+            true => Ok(()),
+            false => Err(Error::unsupported(&self.shared.id, "version history")),
+        }
+    }
+
+    /// The retention's bounds for reads: the most versions (`i64::MAX`
+    /// unbounded) and `cut`.
+    fn read_bounds(&self, now: i64) -> (i64, i64) {
+        let max = self.shared.retention.max_versions.map_or(i64::MAX, i64::from);
+        (max, self.retention_params(now, 0).0)
     }
 }
 
@@ -590,59 +847,32 @@ impl CredentialStore for PostgresStore {
 
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
         let shared = &*self.shared;
-        let row = self.query_key("read a credential", &shared.sql.get, key).await?;
+        let row = self.query_key("read a credential", &shared.sql.get, key, &[]).await?;
         let Some(row) = row else { return Ok(None) };
-        let version: i64 = row.get(0);
-        let created_ns: i64 = row.get(1);
-        let updated_ns: i64 = row.get(2);
-        let kind = match row.get::<_, i16>(3) {
-            0 => ValueKind::Text,
-            1 => ValueKind::Binary,
-            other => {
-                return Err(errors::integrity(&shared.id, key, format!("the row's kind {other} is unknown")))
-            }
+        let columns = RowColumns {
+            role: RowRole::Current,
+            version: row.get(0),
+            created_ns: row.get(1),
+            updated_ns: row.get(2),
+            kind: row.get(3),
+            key_version: row.get(4),
+            format: row.get(5),
+            nonce: row.get(6),
+            sealed: row.get(7),
+            expires_ns: row.get(8),
         };
-        let key_version: i32 = row.get(4);
-        let format: i16 = row.get(5);
-        if i64::from(key_version) != i64::from(shared.cipher.version()) || format != i16::from(FORMAT_VERSION)
-        {
-            return Err(errors::integrity(
-                &shared.id,
-                key,
-                format!(
-                    "the row is sealed under key version {key_version} in format {format}, not this store's"
-                ),
-            ));
+        if !live(columns.expires_ns, self.clock_ns()) {
+            return Ok(None);
         }
-        let place = RowPlace { ns: self.ns(), key: key.as_str(), created_ns, updated_ns, version, kind };
-        let nonce: &[u8] = row.get(6);
-        let sealed: &[u8] = row.get(7);
-        let plain = shared.cipher.open_row(&place, nonce, sealed).ok_or_else(|| {
-            errors::integrity(
-                &shared.id,
-                key,
-                "the row fails authentication: it was edited, moved or copied from another store",
-            )
-        })?;
-        let (value, metadata) = decode_payload_owned(plain, FORMAT_VERSION, kind)
-            .ok_or_else(|| errors::integrity(&shared.id, key, "the row's payload cannot be decoded"))?;
-        shared.known.saw(self.ns(), key.as_str(), version, created_ns);
-        Ok(Some(Credential {
-            key: key.clone(),
-            value,
-            metadata,
-            version: Version::from_counter(version as u64),
-            created_at: time_of(created_ns),
-            updated_at: time_of(updated_ns),
-            expires_at: None,
-        }))
+        let (value, metadata) = self.open_row(key, &columns)?;
+        shared.known.saw(self.ns(), key.as_str(), columns.version, columns.created_ns);
+        Ok(Some(credential(key, value, metadata, &columns)))
     }
 
     async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {
         let shared = &*self.shared;
         let key = request.key();
         let what = "write a credential";
-        let conn = shared.conn(what).await?;
         let expected = match request.mode() {
             SetMode::Replace(v) => match v.as_str().parse::<i64>() {
                 Ok(v) => Some(v),
@@ -657,6 +887,7 @@ impl CredentialStore for PostgresStore {
             SetMode::Create | SetMode::Upsert => None,
             _ => return Err(Error::unsupported(&shared.id, "this write mode")),
         };
+        let conn = shared.conn(what).await?;
         let attempt: std::result::Result<Attempt, Error> = timed!(shared, conn, what, async {
             for _ in 0..UPSERT_ATTEMPTS {
                 match self.attempt(&conn, request, expected).await? {
@@ -689,18 +920,143 @@ impl CredentialStore for PostgresStore {
     }
 
     async fn version(&self, key: &CredentialKey) -> Result<Option<Version>> {
-        let row = self.query_key("read a credential's version", &self.shared.sql.version, key).await?;
-        Ok(row.map(|r| Version::from_counter(r.get::<_, i64>(0) as u64)))
+        let row = self.query_key("read a credential's version", &self.shared.sql.version, key, &[]).await?;
+        Ok(row
+            .filter(|r| live(r.get(1), self.clock_ns()))
+            .map(|r| Version::from_counter(r.get::<_, i64>(0) as u64)))
     }
 
     async fn delete(&self, key: &CredentialKey) -> Result<bool> {
         let shared = &*self.shared;
-        let row = self.query_key("delete a credential", &shared.sql.delete, key).await?;
+        let clock = self.clock_ns();
+        let (cut, off) = self.retention_params(clock, 1);
+        let keep = self.keeps_history();
+        let params: [&(dyn ToSql + Sync); 4] = [&clock, &cut, &off, &keep];
+        let row = self.query_key("delete a credential", &shared.sql.delete, key, &params).await?;
         shared.known.forget(self.ns(), key.as_str());
-        if row.is_some() {
-            shared.notify(self.info.namespace(), key, None);
+        let Some(row) = row else { return Ok(false) };
+        shared.notify(self.info.namespace(), key, None);
+        // An expired key read as absent already: its delete finds nothing.
+        Ok(live(row.get(1), clock))
+    }
+
+    async fn get_version(&self, key: &CredentialKey, version: &Version) -> Result<Option<Credential>> {
+        self.need_history()?;
+        let Ok(version) = version.as_str().parse::<i64>() else { return Ok(None) };
+        let (max, cut) = self.read_bounds(self.clock_ns());
+        let sql = &self.shared.sql.get_version;
+        let row = self.query_key("read a credential's version", sql, key, &[&max, &cut, &version]).await?;
+        let Some(row) = row else { return Ok(None) };
+        let columns = Self::kept_columns(&row);
+        let (value, metadata) = self.open_row(key, &columns)?;
+        Ok(Some(credential(key, value, metadata, &columns)))
+    }
+
+    async fn list_versions(&self, key: &CredentialKey, options: &VersionListOptions) -> Result<VersionPage> {
+        let shared = &*self.shared;
+        let what = "list a credential's versions";
+        self.need_history()?;
+        let after = match options.start_after() {
+            None => None,
+            Some(v) => match v.as_str().parse::<i64>() {
+                Ok(v) => Some(v),
+                // A version this store never gave: not kept.
+                Err(_) => return Ok(VersionPage::default()),
+            },
+        };
+        let now = self.clock_ns();
+        let (max, cut) = self.read_bounds(now);
+        let limit = options.limit() as i64 + 1;
+        let conn = shared.conn(what).await?;
+        let rows = timed!(shared, conn, what, async {
+            let st = conn.prepare_cached(&shared.sql.list_versions).await?;
+            conn.query(&st, &[&self.ns(), &key.as_str(), &max, &cut, &after, &limit]).await
+        })?;
+        let mut versions = Vec::with_capacity(rows.len().min(options.limit()));
+        for row in rows.iter().take(options.limit()) {
+            let columns = Self::kept_columns(row);
+            let (_, metadata) = self.open_row(key, &columns)?;
+            let state = if !live(columns.expires_ns, now) {
+                VersionState::Expired
+            } else if columns.role == RowRole::Current {
+                VersionState::Current
+            } else if row.get::<_, bool>(5) {
+                VersionState::Deleted
+            } else {
+                VersionState::Previous
+            };
+            versions.push(
+                VersionInfo::new(
+                    Version::from_counter(columns.version as u64),
+                    state,
+                    time_of(columns.updated_ns),
+                )
+                .with_expires_at(columns.expires_ns.map(time_of))
+                .with_metadata(metadata),
+            );
         }
-        Ok(row.is_some())
+        let next_cursor =
+            if rows.len() > options.limit() { versions.last().map(|v| v.version.clone()) } else { None };
+        Ok(VersionPage { versions, next_cursor })
+    }
+
+    async fn purge(&self, key: &CredentialKey, target: &PurgeTarget) -> Result<bool> {
+        let shared = &*self.shared;
+        let what = "purge a credential";
+        match target {
+            PurgeTarget::Key => {
+                // Two statements in one transaction: the second one's
+                // snapshot is taken once the first has the key's row, so
+                // a write that held it (and moved the value it overwrote to
+                // the history) has committed, and its history row is seen.
+                let mut conn = shared.conn(what).await?;
+                let (ns, k) = (self.ns(), key.as_str());
+                let removed = timed!(shared, conn, what, async {
+                    let tx = conn.transaction().await?;
+                    let current = tx.prepare_cached(&shared.sql.purge_key_current).await?;
+                    let history = tx.prepare_cached(&shared.sql.purge_key_history).await?;
+                    let n =
+                        tx.execute(&current, &[&ns, &k]).await? + tx.execute(&history, &[&ns, &k]).await?;
+                    tx.commit().await?;
+                    Ok(n)
+                })?;
+                shared.known.forget(self.ns(), key.as_str());
+                let gone = removed > 0;
+                if gone {
+                    shared.notify(self.info.namespace(), key, None);
+                }
+                Ok(gone)
+            }
+            PurgeTarget::Version(version) => {
+                self.need_history()?;
+                let Ok(version) = version.as_str().parse::<i64>() else { return Ok(false) };
+                let now = self.clock_ns();
+                let row = self.query_key(what, &shared.sql.purge_version, key, &[&version, &now]).await?;
+                let Some(row) = row else { return Ok(false) };
+                let (current, expires): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
+                let current_live = current.is_some() && live(expires, now);
+                if current == Some(version) && current_live {
+                    return Err(Error::precondition_failed(
+                        &shared.id,
+                        key,
+                        "that version is the current one: write another first, then purge it",
+                    ));
+                }
+                let (history, current_gone) = (row.get::<_, Option<i64>>(2), row.get::<_, i64>(3) > 0);
+                if current_gone {
+                    shared.known.forget(self.ns(), key.as_str());
+                }
+                if history.is_none() && !current_gone {
+                    return Ok(false);
+                }
+                let now_current = current.filter(|_| current_live && !current_gone);
+                shared.notify(self.info.namespace(), key, now_current);
+                // A version past the age retention was no longer kept.
+                let cut = self.retention_params(now, 0).0;
+                Ok(current_gone || history.is_some_and(|superseded| superseded > cut))
+            }
+            _ => Err(Error::unsupported(&shared.id, "this purge target")),
+        }
     }
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
@@ -710,10 +1066,11 @@ impl CredentialStore for PostgresStore {
         let prefix = options.prefix();
         let end = layout::prefix_end(prefix);
         let limit = options.limit() as i64 + 1;
+        let now = self.clock_ns();
         let conn = shared.conn(what).await?;
         let rows = timed!(shared, conn, what, async {
             let st = conn.prepare_cached(&shared.sql.list).await?;
-            conn.query(&st, &[&self.ns(), &after, &prefix, &end.as_str(), &limit]).await
+            conn.query(&st, &[&self.ns(), &after, &prefix, &end.as_str(), &limit, &now]).await
         })?;
         let mut keys = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -771,6 +1128,24 @@ impl Shared {
             return Err(errors::from_pg(&self.id, what, &e));
         }
         Ok(())
+    }
+}
+
+/// The credential of an opened row.
+fn credential(
+    key: &CredentialKey,
+    value: SecretValue,
+    metadata: Metadata,
+    row: &RowColumns<'_>,
+) -> Credential {
+    Credential {
+        key: key.clone(),
+        value,
+        metadata,
+        version: Version::from_counter(row.version as u64),
+        created_at: time_of(row.created_ns),
+        updated_at: time_of(row.updated_ns),
+        expires_at: row.expires_ns.map(time_of),
     }
 }
 

@@ -12,9 +12,11 @@
 //!   once, with one `created_ns`, so what this store last read or wrote of
 //!   a key (its version and that version's `created_ns`) never turns wrong:
 //!   it only stops being the current row. An overwrite sure of the row it
-//!   replaces is one `UPDATE … WHERE version = $known`; when the row moved
-//!   on, that `UPDATE` changes nothing and the write reads the row, as it
-//!   would have without.
+//!   replaces is one statement, `UPDATE … WHERE version = $known` with the
+//!   move of that row's history copy to `history` and the prune of the
+//!   key's history in CTEs of the same statement (they act only when the
+//!   `UPDATE` did); when the row moved on or expired, that statement changes
+//!   nothing and the write reads the row, as it would have without.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};

@@ -1,75 +1,8 @@
 //! The conformance suite against `credstore-postgres`, on a real PostgreSQL
 //! server (the fixture of `credstore-test-servers`, started once for this
-//! test binary).
-//!
-//! Every store gets a schema of its own on the shared server; the store id
-//! names the schema, so `reopen` opens a second store on the same schema
-//! (nothing shared with the first). `unreachable` is a store opened on a
-//! server of its own that is then stopped: its port is closed.
+//! test binary), with the default retention (10 versions, no age limit).
+//! The stores are made by `factory/mod.rs`.
 
-use std::sync::Arc;
+mod factory;
 
-use credstore_conformance::{conformance_main, unique_name, StoreFactory};
-use credstore_core::{CredentialStore, StoreId};
-use credstore_postgres::{MasterKey, PostgresConfig, PostgresStore};
-use credstore_test_servers::postgres::Postgres;
-
-struct Factory {
-    pg: &'static Postgres,
-    kek: MasterKey,
-}
-
-impl Factory {
-    fn config(&self, schema: &str) -> PostgresConfig {
-        PostgresConfig::new(self.pg.host())
-            .port(self.pg.port())
-            .user(self.pg.user())
-            .password(self.pg.password().into())
-            .database("postgres")
-            .schema(schema)
-            .master_key(self.kek.clone())
-    }
-
-    async fn open(&self, schema: &str) -> Arc<dyn CredentialStore> {
-        let id = StoreId::new(schema.replace('_', "-")).unwrap();
-        Arc::new(PostgresStore::open(id, self.config(schema)).await.expect("open the store"))
-    }
-}
-
-#[credstore_conformance::async_trait]
-impl StoreFactory for Factory {
-    async fn create(&self) -> Arc<dyn CredentialStore> {
-        self.open(&Postgres::fresh_schema("conformance")).await
-    }
-
-    async fn reopen(&self, store: Arc<dyn CredentialStore>) -> Option<Arc<dyn CredentialStore>> {
-        let schema = store.info().id().as_str().replace('-', "_");
-        drop(store);
-        Some(self.open(&schema).await)
-    }
-
-    async fn unreachable(&self) -> Option<Arc<dyn CredentialStore>> {
-        // Opening needs the server (the key record lives there): open on a
-        // server of its own, then stop and remove that server, leaving the
-        // store with a closed port.
-        let own = tokio::task::spawn_blocking(Postgres::start).await.unwrap()?;
-        let config = PostgresConfig::new(own.host())
-            .port(own.port())
-            .user(own.user())
-            .password(own.password().into())
-            .database("postgres")
-            .master_key(self.kek.clone())
-            .connect_timeout(std::time::Duration::from_secs(1))
-            .acquire_timeout(std::time::Duration::from_secs(1));
-        let store =
-            PostgresStore::open(StoreId::new(unique_name("unreachable")).unwrap(), config).await.unwrap();
-        tokio::task::spawn_blocking(move || drop(own)).await.unwrap();
-        Some(Arc::new(store))
-    }
-}
-
-fn factory() -> Option<Factory> {
-    Postgres::shared().map(|pg| Factory { pg, kek: MasterKey::generate() })
-}
-
-conformance_main!(factory());
+credstore_conformance::conformance_main!(factory::Factory::new(credstore_postgres::DEFAULT_RETENTION));

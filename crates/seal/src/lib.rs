@@ -19,7 +19,7 @@
 //! // provider call gives the data key back:
 //! let dek = record.unwrap(&store, &kek).await?;
 //! let rows = RowCipher::new(&dek, record.key_version(), record.uid());
-//! let place = RowPlace { ns: "", key: "api-key", created_ns: 1, updated_ns: 1, version: 1, kind: ValueKind::Text };
+//! let place = RowPlace::new("", "api-key", 1, 1, 1, ValueKind::Text);
 //! let (nonce, sealed) = rows.seal_row(&place, b"payload").expect("sealed");
 //! assert_eq!(&rows.open_row(&place, &nonce, &sealed).expect("opens")[..], b"payload");
 //! # Ok(()) }
@@ -66,7 +66,10 @@
 //! key (or refuses to open), never a wrong value:
 //! - flipping any byte of a sealed value, its nonce, or the key record's
 //!   wrapped data key;
-//! - editing a row's timestamps, version, kind or key version;
+//! - editing a row's timestamps, version, kind, key version or expiry
+//!   (stripping it, adding one, moving it);
+//! - moving a row of a key's **history** over its current row, or the
+//!   current row into the history (each row binds its [`RowRole`]);
 //! - moving a row to another key or namespace, or swapping two rows;
 //! - copying a row from **another store**, even one whose data key is
 //!   wrapped by the same KEK: the stores' uids and data keys differ;
@@ -128,8 +131,8 @@ pub use provider::{
 };
 pub use record::KeyRecord;
 pub use row::{
-    decode_payload, decode_payload_owned, encode_payload, RowCipher, RowPlace, ValueKind, FORMAT_V1,
-    FORMAT_V2, FORMAT_VERSION, NONCE_LEN,
+    decode_payload, decode_payload_owned, encode_payload, RowCipher, RowPlace, RowRole, ValueKind, FORMAT_V1,
+    FORMAT_V2, FORMAT_V3, FORMAT_VERSION, NONCE_LEN,
 };
 pub use row_set::{Digest, RowSet, RowSetState, ROW_SET_RECORD_LEN};
 

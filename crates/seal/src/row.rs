@@ -9,10 +9,16 @@
 //! store fails to open, and so does a row whose timestamps, version or kind
 //! were edited.
 //!
-//! Row format 3 is sealed under a store's data key and binds its uid.
-//! Format 2 (credstore-sqlite 0.2) was sealed directly under the master key
-//! and bound no uid; format 1 (0.1) bound neither the version nor the kind.
-//! Rows of formats 1 and 2 are only opened to be re-sealed in format 3.
+//! Row format 4 is sealed under a store's data key, binds its uid, and also
+//! the row's [`RowRole`] (the current row of a key, or a row of its history)
+//! and its expiry (none, or an instant): a history row's ciphertext cannot be
+//! passed off as the current row, and an expiry cannot be stripped or moved.
+//! Format 3 (before histories and expiry) was the same without the role and
+//! the expiry: such a row opens as a current row without expiry, and as
+//! nothing else. Format 2 (credstore-sqlite 0.2) was sealed directly under
+//! the master key and bound no uid; format 1 (0.1) bound neither the version
+//! nor the kind. Rows of formats 1 to 3 are only opened, to be read or to be
+//! re-sealed in format 4.
 
 use std::collections::BTreeMap;
 
@@ -25,14 +31,18 @@ use zeroize::Zeroizing;
 use crate::{DataKey, KeyBytes, RowSet, StoreUid};
 
 /// The row format this crate seals: the associated data of rows under a
-/// store's data key, with its uid.
-pub const FORMAT_VERSION: u8 = 3;
+/// store's data key, with its uid, the row's role and its expiry.
+pub const FORMAT_VERSION: u8 = 4;
+/// The row format before histories and expiry: under a store's data key,
+/// with its uid, no role and no expiry. Such a row opens as a current row
+/// without expiry ([`RowCipher::open_row`]).
+pub const FORMAT_V3: u8 = 3;
 /// The row format of 0.2: sealed under the master key, no uid bound.
 pub const FORMAT_V2: u8 = 2;
 /// The row format of 0.1 (schema 1 of credstore-sqlite): no version or
 /// kind bound, text values only.
 pub const FORMAT_V1: u8 = 1;
-/// The first byte of a payload of row formats 2 and 3 (its layout has not
+/// The first byte of a payload of row formats 2 to 4 (its layout has not
 /// changed since format 2).
 const PAYLOAD_FORMAT: u8 = 2;
 /// The format byte bound into the check value's associated data; it has not
@@ -114,8 +124,33 @@ impl ValueKind {
     }
 }
 
-/// Where a row is, when it was written, its version and kind: everything
-/// its seal binds besides the format, the key version and the store's uid.
+/// Which row of a key a sealed row is, bound into its seal since row
+/// format 4: a history row moved over the current row (or the other way)
+/// fails authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowRole {
+    /// The row a read of the key returns.
+    Current,
+    /// A kept version in the key's history (the current version's own copy
+    /// included, where a store keeps one).
+    History,
+}
+
+impl RowRole {
+    fn code(self) -> u8 {
+        match self {
+            RowRole::Current => 0,
+            RowRole::History => 1,
+        }
+    }
+}
+
+/// Where a row is, when it was written, its version and kind, its role and
+/// its expiry: everything its seal binds besides the format, the key version
+/// and the store's uid.
+///
+/// [`RowPlace::new`] makes the place of a current row without expiry; the
+/// fields are public, so a struct literal names every one.
 #[derive(Debug, Clone, Copy)]
 pub struct RowPlace<'a> {
     /// The namespace, `""` for the root.
@@ -130,11 +165,49 @@ pub struct RowPlace<'a> {
     pub version: i64,
     /// Text or binary.
     pub kind: ValueKind,
+    /// The current row, or a row of the key's history (format 4 on).
+    pub role: RowRole,
+    /// When the row's value expires, in nanoseconds since the Unix epoch;
+    /// `None` when it does not (format 4 on).
+    pub expires_ns: Option<i64>,
+}
+
+impl<'a> RowPlace<'a> {
+    /// The place of the current row at `ns`/`key`, without expiry.
+    pub fn new(
+        ns: &'a str,
+        key: &'a str,
+        created_ns: i64,
+        updated_ns: i64,
+        version: i64,
+        kind: ValueKind,
+    ) -> Self {
+        Self { ns, key, created_ns, updated_ns, version, kind, role: RowRole::Current, expires_ns: None }
+    }
+
+    /// Returns a copy with the role `role`.
+    pub fn with_role(mut self, role: RowRole) -> Self {
+        self.role = role;
+        self
+    }
+
+    /// Returns a copy expiring at `expires_ns` (nanoseconds since the Unix
+    /// epoch), or never for `None`.
+    pub fn with_expiry(mut self, expires_ns: Option<i64>) -> Self {
+        self.expires_ns = expires_ns;
+        self
+    }
+
+    /// Whether a row of format 3, which binds no role and no expiry, may
+    /// stand at this place: a current row that does not expire.
+    fn fits_format_3(&self) -> bool {
+        self.role == RowRole::Current && self.expires_ns.is_none()
+    }
 }
 
 impl RowCipher {
     /// Version `version` of the data key `key` of the store `uid`: seals
-    /// rows in format 3.
+    /// rows in format 4, opens rows of formats 3 and 4.
     pub fn new(key: &DataKey, version: u32, uid: StoreUid) -> Self {
         let aead = Aes256Gcm::new_from_slice(&key.expose_secret()[..]).expect("a 32-byte key fits AES-256");
         Self { version, aead, uid: Some(uid), row_set: Some(RowSet::new(key, uid, version)) }
@@ -153,8 +226,8 @@ impl RowCipher {
         self.version
     }
 
-    /// The row format it seals and opens: [`FORMAT_VERSION`], or
-    /// [`FORMAT_V2`] for a [`RowCipher::legacy`] one.
+    /// The row format it seals: [`FORMAT_VERSION`], or [`FORMAT_V2`] for a
+    /// [`RowCipher::legacy`] one.
     pub fn format(&self) -> u8 {
         if self.uid.is_some() {
             FORMAT_VERSION
@@ -178,11 +251,13 @@ impl RowCipher {
     /// key version (u32 BE), since format 3 the store's uid (16 bytes), the
     /// namespace and the key (each u16 BE length and bytes), both timestamps
     /// (i64 BE nanoseconds), then, since format 2, the row version (i64 BE)
-    /// and the kind (u8: 0 text, 1 binary).
+    /// and the kind (u8: 0 text, 1 binary), then, since format 4, the role
+    /// (u8: 0 current, 1 history) and the expiry (u8 0 and i64 0 for none,
+    /// u8 1 and the instant as i64 BE nanoseconds).
     /// Built on the stack when it fits (it does for every namespace and key
     /// a handle can name), and handed to `f`.
     fn with_row_aad<R>(&self, format: u8, place: &RowPlace<'_>, f: impl FnOnce(&[u8]) -> R) -> R {
-        let len = ROW_DOMAIN.len() + 1 + 4 + 16 + 4 + place.ns.len() + place.key.len() + 25;
+        let len = ROW_DOMAIN.len() + 1 + 4 + 16 + 4 + place.ns.len() + place.key.len() + 25 + 10;
         let mut stack = [0u8; AAD_STACK];
         let mut heap = Vec::new();
         let buf: &mut [u8] = if len <= AAD_STACK {
@@ -212,6 +287,10 @@ impl RowCipher {
             put(&place.version.to_be_bytes());
             put(&[place.kind.code()]);
         }
+        if format >= 4 {
+            put(&[place.role.code(), u8::from(place.expires_ns.is_some())]);
+            put(&place.expires_ns.unwrap_or(0).to_be_bytes());
+        }
         f(&buf[..at])
     }
 
@@ -219,12 +298,20 @@ impl RowCipher {
     /// fresh nonce and the ciphertext with its tag.
     ///
     /// # Errors
-    /// A message when the random generator or AES-GCM fails.
+    /// A message when the random generator or AES-GCM fails, or when a
+    /// [`RowCipher::legacy`] cipher (format 2, which binds no role or
+    /// expiry) is asked to seal a history row or a row with an expiry.
     pub fn seal_row(
         &self,
         place: &RowPlace<'_>,
         plaintext: &[u8],
     ) -> Result<([u8; NONCE_LEN], Vec<u8>), String> {
+        if self.format() < 4 && !place.fits_format_3() {
+            return Err(format!(
+                "row format {} binds no role or expiry: it cannot seal a history row or an expiring one",
+                self.format()
+            ));
+        }
         let nonce = fresh_nonce()?;
         let sealed = self
             .with_row_aad(self.format(), place, |aad| {
@@ -234,15 +321,27 @@ impl RowCipher {
         Ok((nonce, sealed))
     }
 
-    /// Opens a row sealed by [`RowCipher::seal_row`] with this key version.
-    /// `None` when it fails authentication.
+    /// Opens a row sealed by [`RowCipher::seal_row`] with this key version,
+    /// or, for a data key's cipher and a `place` of a current row without
+    /// expiry, a row of format 3 written before format 4 (for stores that
+    /// keep no format per row). `None` when it fails authentication.
+    ///
+    /// A format 4 row never opens as format 3 (the format byte is bound),
+    /// so a history row or an expiring row cannot be passed off as an older
+    /// current row.
     pub fn open_row(&self, place: &RowPlace<'_>, nonce: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-        self.open_row_format(self.format(), place, nonce, sealed)
+        self.open_row_format(self.format(), place, nonce, sealed).or_else(|| {
+            (self.format() == FORMAT_VERSION && place.fits_format_3())
+                .then(|| self.open_row_format(FORMAT_V3, place, nonce, sealed))
+                .flatten()
+        })
     }
 
     /// Opens a row sealed in row format `format` (a migration reads format
     /// 1, whose associated data has no version or kind, with a legacy
-    /// cipher).
+    /// cipher; a store that records each row's format opens format 3 rows
+    /// this way). Rows of formats 1 to 3 bind no role or expiry: for a
+    /// `place` of a history row or with an expiry they never open.
     pub fn open_row_format(
         &self,
         format: u8,
@@ -250,6 +349,9 @@ impl RowCipher {
         nonce: &[u8],
         sealed: &[u8],
     ) -> Option<Zeroizing<Vec<u8>>> {
+        if format < 4 && !place.fits_format_3() {
+            return None;
+        }
         let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
         // Decrypted in place, in a zeroizing buffer from the start.
         let mut buf = Zeroizing::new(sealed.to_vec());
@@ -315,7 +417,7 @@ fn fresh_nonce() -> Result<[u8; NONCE_LEN], String> {
 /// `[format u8][value len u32 LE][value bytes]([entries u16 LE]([len u16 LE][bytes]){2 per entry})`.
 /// The value's bytes are its raw bytes, text or binary. The buffer is
 /// allocated once at its final size and zeroized on drop. The format byte
-/// is 2 for rows of formats 2 and 3.
+/// is 2 for rows of formats 2 to 4.
 pub fn encode_payload(value: &SecretValue, metadata: &Metadata) -> Zeroizing<Vec<u8>> {
     let v = value.expose_secret();
     let meta_len: usize = metadata.iter().map(|(k, v)| 4 + k.len() + v.len()).sum();
@@ -413,7 +515,7 @@ mod tests {
     }
 
     fn place<'a>(ns: &'a str, key: &'a str) -> RowPlace<'a> {
-        RowPlace { ns, key, created_ns: 1, updated_ns: 2, version: 3, kind: ValueKind::Text }
+        RowPlace::new(ns, key, 1, 2, 3, ValueKind::Text)
     }
 
     #[test]
@@ -486,6 +588,69 @@ mod tests {
         bad_nonce[5] ^= 0x80;
         assert!(c.open_row(&p, &bad_nonce, &sealed).is_none());
         assert!(c.open_row(&p, &nonce[..11], &sealed).is_none());
+    }
+
+    /// Seals `place` in row format 3, as a build before format 4 did: the
+    /// associated data without the role and the expiry.
+    fn seal_format_3(c: &RowCipher, place: &RowPlace<'_>, plaintext: &[u8]) -> ([u8; NONCE_LEN], Vec<u8>) {
+        let nonce = fresh_nonce().unwrap();
+        let sealed = c
+            .with_row_aad(FORMAT_V3, place, |aad| {
+                c.aead.encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+            })
+            .unwrap();
+        (nonce, sealed)
+    }
+
+    #[test]
+    fn a_history_row_does_not_open_as_the_current_row_nor_the_other_way() {
+        let c = cipher(1, 1);
+        let current = place("ns", "k");
+        let history = current.with_role(RowRole::History);
+        let (n, s) = c.seal_row(&history, b"old value").unwrap();
+        assert_eq!(&*c.open_row(&history, &n, &s).unwrap(), b"old value");
+        assert!(c.open_row(&current, &n, &s).is_none(), "history passed off as current");
+        assert!(c.open_row_format(FORMAT_V3, &current, &n, &s).is_none(), "history as a format 3 row");
+        let (n, s) = c.seal_row(&current, b"value").unwrap();
+        assert!(c.open_row(&history, &n, &s).is_none(), "current passed off as history");
+    }
+
+    #[test]
+    fn an_expiry_cannot_be_stripped_added_or_moved() {
+        let c = cipher(1, 1);
+        let expiring = place("ns", "k").with_expiry(Some(1_000));
+        let (n, s) = c.seal_row(&expiring, b"token").unwrap();
+        assert_eq!(&*c.open_row(&expiring, &n, &s).unwrap(), b"token");
+        assert!(c.open_row(&place("ns", "k"), &n, &s).is_none(), "expiry stripped");
+        assert!(c.open_row(&expiring.with_expiry(Some(2_000)), &n, &s).is_none(), "expiry moved later");
+        assert!(c.open_row(&expiring.with_expiry(Some(0)), &n, &s).is_none(), "expiry 0 is not none");
+        let (n, s) = c.seal_row(&place("ns", "k"), b"token").unwrap();
+        assert!(c.open_row(&place("ns", "k").with_expiry(Some(0)), &n, &s).is_none(), "expiry added");
+    }
+
+    #[test]
+    fn a_format_3_row_opens_as_a_current_row_without_expiry_only() {
+        let c = cipher(1, 1);
+        let p = place("ns", "k");
+        let (n, s) = seal_format_3(&c, &p, b"from before");
+        assert_eq!(&*c.open_row(&p, &n, &s).unwrap(), b"from before");
+        assert_eq!(&*c.open_row_format(FORMAT_V3, &p, &n, &s).unwrap(), b"from before");
+        assert!(c.open_row_format(FORMAT_VERSION, &p, &n, &s).is_none(), "format 3 is not format 4");
+        assert!(c.open_row(&p.with_role(RowRole::History), &n, &s).is_none(), "as history");
+        assert!(c.open_row(&p.with_expiry(Some(5)), &n, &s).is_none(), "with an expiry");
+        assert!(c.open_row(&place("ns", "k2"), &n, &s).is_none(), "moved");
+        // A format 4 row sealed now never opens as format 3.
+        let (n, s) = c.seal_row(&p, b"now").unwrap();
+        assert!(c.open_row_format(FORMAT_V3, &p, &n, &s).is_none());
+        assert_eq!(c.format(), FORMAT_VERSION);
+    }
+
+    #[test]
+    fn a_format_2_cipher_seals_no_history_or_expiring_row() {
+        let legacy = RowCipher::legacy(&Zeroizing::new([1; crate::KEY_LEN]), 1);
+        assert!(legacy.seal_row(&place("", "k").with_role(RowRole::History), b"x").is_err());
+        assert!(legacy.seal_row(&place("", "k").with_expiry(Some(1)), b"x").is_err());
+        assert!(legacy.seal_row(&place("", "k"), b"x").is_ok());
     }
 
     #[test]

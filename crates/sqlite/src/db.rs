@@ -614,14 +614,7 @@ fn migrate_v1(id: &StoreId, path: &Path, conn: &Connection, cipher: &RowCipher) 
             }
             };
             next += 1;
-            let old = RowPlace {
-                ns: &row.ns,
-                key: &row.key,
-                created_ns: row.created,
-                updated_ns: row.updated,
-                version: 0,
-                kind: ValueKind::Text,
-            };
+            let old = RowPlace::new(&row.ns, &row.key, row.created, row.updated, 0, ValueKind::Text);
             if row.seal.key_version != i64::from(cipher.version()) {
                 return Err(tampered("the row is sealed under another key version"));
             }

@@ -201,14 +201,14 @@ fn read_row(
         _ => None,
     }
     .ok_or_else(|| errors::integrity(&shared.id, key, "the row's kind is neither text nor binary"))?;
-    let place = RowPlace {
-        ns: ns.as_str(),
-        key: key.as_str(),
-        created_ns: row.get(3).map_err(column)?,
-        updated_ns: row.get(4).map_err(column)?,
-        version: row.get(5).map_err(column)?,
+    let place = RowPlace::new(
+        ns.as_str(),
+        key.as_str(),
+        row.get(3).map_err(column)?,
+        row.get(4).map_err(column)?,
+        row.get(5).map_err(column)?,
         kind,
-    };
+    );
     Ok(Found::Opened(open(shared, cipher, key, &place, nonce, sealed)?))
 }
 

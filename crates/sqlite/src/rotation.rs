@@ -130,14 +130,7 @@ pub(crate) fn rotate(
                     Err(_) => errors::backend(id, "a row holds an invalid key name; the rotation was undone"),
                 };
                 let kind = kind.ok_or_else(|| tampered("the row's kind is neither text nor binary"))?;
-                let place = RowPlace {
-                    ns: &row.ns,
-                    key: &row.key,
-                    created_ns: row.created,
-                    updated_ns: row.updated,
-                    version: *row_version,
-                    kind,
-                };
+                let place = RowPlace::new(&row.ns, &row.key, row.created, row.updated, *row_version, kind);
                 if row.seal.key_version != i64::from(old.version()) {
                     return Err(tampered("the row is sealed under another key version"));
                 }

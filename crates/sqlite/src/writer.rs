@@ -442,8 +442,7 @@ impl Writer {
             Some((c, u, _)) => (c, now.max(u.saturating_add(1))),
             None => (now, now),
         };
-        let place =
-            RowPlace { ns, key: key.as_str(), created_ns: created, updated_ns: updated, version, kind };
+        let place = RowPlace::new(ns, key.as_str(), created, updated, version, kind);
         let (nonce, sealed) =
             cipher.seal_row(&place, payload).map_err(|e| errors::backend(&self.shared.id, e))?;
         self.conn

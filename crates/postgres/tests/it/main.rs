@@ -8,6 +8,7 @@
 
 mod config;
 mod feed;
+mod history;
 mod keys;
 mod migrate;
 mod store;

@@ -31,7 +31,7 @@ async fn replicas_opening_a_new_schema_at_once_migrate_it_once_and_share_one_dat
             pg,
             &format!("SELECT encode(value, 'escape') FROM \"{schema}\".meta WHERE name = 'schema_version'")
         ),
-        "1"
+        "2"
     );
     for (i, s) in stores.iter().enumerate() {
         s.set(
@@ -57,7 +57,7 @@ async fn a_schema_of_a_newer_version_is_refused_untouched() {
     let schema = Postgres::fresh_schema("migrate_newer");
     let kek = MasterKey::generate();
     drop(open(pg, &schema, &kek).await);
-    psql(pg, &format!("UPDATE \"{schema}\".meta SET value = '2'::bytea WHERE name = 'schema_version'"));
+    psql(pg, &format!("UPDATE \"{schema}\".meta SET value = '3'::bytea WHERE name = 'schema_version'"));
     let err = PostgresStore::open(id(&schema), config(pg, &schema, &kek)).await.unwrap_err();
     assert!(matches!(err, Error::Config { .. }) && err.to_string().contains("newer"), "{err}");
     assert_eq!(
@@ -65,6 +65,6 @@ async fn a_schema_of_a_newer_version_is_refused_untouched() {
             pg,
             &format!("SELECT encode(value, 'escape') FROM \"{schema}\".meta WHERE name = 'schema_version'")
         ),
-        "2"
+        "3"
     );
 }

@@ -185,7 +185,7 @@ async fn wait_for_blocked_updates(pg: &Postgres, schema: &str, n: usize) {
             pg,
             &format!(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-                 AND query LIKE 'UPDATE \"{schema}\".%'"
+                 AND query LIKE '%UPDATE \"{schema}\".credentials%'"
             ),
         );
         if waiting.parse::<usize>().unwrap() >= n {

@@ -401,8 +401,7 @@ fn write_0_2_database(path: &Path, master: &MasterKey, rows: usize) {
     }
     for i in 0..rows {
         let (k, version, at) = (format!("k{i}"), i as i64 + 1, 1_700_000_000_000_000_000i64 + i as i64);
-        let place =
-            RowPlace { ns: "", key: &k, created_ns: at, updated_ns: at, version, kind: ValueKind::Text };
+        let place = RowPlace::new("", &k, at, at, version, ValueKind::Text);
         let payload = encode_payload(&secret(&format!("v{i}")), &Metadata::new());
         let (nonce, sealed) = cipher.seal_row(&place, &payload).unwrap();
         conn.execute(
