@@ -259,7 +259,9 @@ pub fn retention_from(
         None => {}
     }
     match max_version_age_secs {
-        Some(0) => return Err("max_version_age_secs must be at least 1; leave it out for no age limit".into()),
+        Some(0) => {
+            return Err("max_version_age_secs must be at least 1; leave it out for no age limit".into())
+        }
         Some(secs) => retention.max_age = Some(std::time::Duration::from_secs(secs)),
         None => {}
     }

@@ -152,16 +152,11 @@ impl MemorySettings {
     /// versions unless `max_versions` is set, an age limit only with
     /// `max_version_age_secs`.
     pub(crate) fn retention(&self) -> Result<Retention, String> {
-        let versions = match self.max_versions {
-            Some(0) => return Err("max_versions must be at least 1".into()),
-            Some(n) => Retention::versions(n),
-            None => DEFAULT_RETENTION,
-        };
-        let age = match self.max_version_age_secs {
-            Some(0) => return Err("max_version_age_secs must be at least 1".into()),
-            age => age.map(std::time::Duration::from_secs),
-        };
-        Ok(versions.with_max_age(age.or(DEFAULT_RETENTION.max_age)))
+        credstore_core::config::retention_from(
+            self.max_versions,
+            self.max_version_age_secs,
+            DEFAULT_RETENTION,
+        )
     }
 }
 

@@ -890,16 +890,11 @@ mod de {
                     format!("tls is \"verify-full\" or \"disable\", not {s:?} (there is no unverified TLS)")
                 })?),
             };
-            let retention = match raw.max_versions {
-                None => DEFAULT_RETENTION,
-                Some(0) => return Err("max_versions must be at least 1 (1 keeps no history)".into()),
-                Some(n) => Retention::versions(n),
-            };
-            let retention = match raw.max_version_age_secs {
-                None => retention,
-                Some(0) => return Err("max_version_age_secs must be at least 1".into()),
-                Some(secs) => retention.with_max_age(Some(Duration::from_secs(secs))),
-            };
+            let retention = credstore_core::config::retention_from(
+                raw.max_versions,
+                raw.max_version_age_secs,
+                DEFAULT_RETENTION,
+            )?;
             if raw.max_connections == Some(0) {
                 return Err("max_connections must be at least 1".into());
             }
