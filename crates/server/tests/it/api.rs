@@ -422,6 +422,12 @@ async fn health_readiness_and_openapi() {
             "GET",
             "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}/value",
         ),
+        ("GET", "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}/versions"),
+        ("DELETE", "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}/versions"),
+        ("GET", "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}/versions/{version}"),
+        ("DELETE", "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}/versions/{version}"),
+        ("GET", "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}/versions/{version}/value"),
+        ("POST", "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}/versions/{version}/restore"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),
@@ -448,7 +454,8 @@ async fn health_readiness_and_openapi() {
         assert_eq!(s["additionalProperties"], false, "{name}");
         let mut props: Vec<_> = s["properties"].as_object().unwrap().keys().cloned().collect();
         props.sort();
-        let mut expected = vec!["key".to_owned(), "metadata".to_owned(), value_field.to_owned()];
+        let mut expected =
+            vec!["expiresAt".to_owned(), "key".to_owned(), "metadata".to_owned(), value_field.to_owned()];
         expected.sort();
         assert_eq!(props, expected, "{name}");
     }

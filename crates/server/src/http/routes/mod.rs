@@ -27,6 +27,7 @@ use crate::runtime::state::AppState;
 pub(crate) mod credentials;
 pub(crate) mod ops;
 pub(crate) mod stores;
+pub(crate) mod versions;
 
 pub use super::body::{CreateBinaryCredential, CreateCredentialRequest, CreateTextCredential};
 pub use credentials::{
@@ -35,6 +36,7 @@ pub use credentials::{
 };
 pub use ops::StatusResponse;
 pub use stores::{ListStoresResponse, StoreEntry};
+pub use versions::{ListVersionsResponse, VersionDetail, VersionDetailResponse, VersionEntry};
 
 /// Every route, documented by its handler's `#[utoipa::path]`.
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -43,6 +45,10 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(credentials::create_credential, credentials::list_credentials))
         .routes(routes!(credentials::get_credential, credentials::delete_credential))
         .routes(routes!(credentials::read_value))
+        .routes(routes!(versions::list_versions, versions::purge_key))
+        .routes(routes!(versions::get_version, versions::purge_version))
+        .routes(routes!(versions::read_version_value))
+        .routes(routes!(versions::restore_version))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
