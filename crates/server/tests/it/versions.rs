@@ -525,6 +525,31 @@ async fn expires_at_round_trips_and_the_credential_reads_as_absent_from_that_ins
     assert!(audited(&server, "create", "late").is_empty(), "refused before the audit record");
 }
 
+#[tokio::test]
+async fn a_cached_store_answers_an_expired_credential_as_absent_from_the_instant() {
+    let clock = ManualClock::new(std::time::UNIX_EPOCH + Duration::from_secs(2_000_000_000));
+    let config = MemoryConfig::new().clock(Arc::new(clock.clone()));
+    let store: Arc<dyn CredentialStore> =
+        Arc::new(MemoryStore::with_config(StoreId::new("cached").unwrap(), config));
+    let layer = credstore_layers::CacheLayer::new().with_ttl(Duration::from_secs(3600));
+    let server = TestServer::start_with(|o| {
+        o.cached.push((store, layer));
+        o.tokens.push(token("reader", READER, &["*"], &["*"], &[Action::View, Action::Reveal]));
+    })
+    .await;
+    let body = json!({"key": "oauth", "value": "access", "expiresAt": "2033-05-18T03:34:20Z"});
+    let r = create(&client(), &server, ADMIN, &creds_path(T, P, "cached"), body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // Read once: the cache holds it now, for an hour.
+    assert_eq!(value(&server, "cached", "oauth").await.as_deref(), Some("access"));
+    let meta = get(&client(), &server, ADMIN, &key_path("cached", "oauth")).await;
+    assert_eq!(meta.status, 200);
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(value(&server, "cached", "oauth").await, None, "the value read answers it absent");
+    let r = get(&client(), &server, ADMIN, &key_path("cached", "oauth")).await;
+    r.problem(404, &key_path("cached", "oauth"));
+}
+
 trait NowPlus {
     fn now_plus(&self, secs: u64) -> std::time::SystemTime;
 }

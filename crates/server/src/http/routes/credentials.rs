@@ -286,6 +286,17 @@ pub(crate) async fn create_credential(
     Ok(resp)
 }
 
+/// `cred` unless it is past its `expires_at` by the store's clock: a store
+/// never returns such a credential, but a read-through cache in front of it
+/// may still hold one (`cache = { .. }`), and the API answers it as absent
+/// from the instant it expires.
+fn live(
+    store: &dyn credstore_core::CredentialStore,
+    cred: Option<credstore_core::Credential>,
+) -> Option<credstore_core::Credential> {
+    cred.filter(|c| c.expires_at.is_none_or(|at| at > store.info().now()))
+}
+
 /// The metadata URL of a credential (every id is of `[a-zA-Z0-9-_.]`, so
 /// nothing needs encoding).
 fn location(tenant: &str, project: &str, store: &str, key: &str) -> String {
@@ -363,7 +374,7 @@ pub(crate) async fn get_credential(
     target: ProjectCredential<op::ReadMetadata>,
 ) -> Result<Response, ApiError> {
     let ProjectCredential { store: ProjectStore { id, store, .. }, key } = target;
-    let Some(cred) = store.get(&key).await? else {
+    let Some(cred) = live(store.as_ref(), store.get(&key).await?) else {
         return Err(missing(&key, &id));
     };
     let body = CredentialInfoResponse {
@@ -465,7 +476,7 @@ pub(crate) async fn read_value(
     target: ProjectCredential<op::Reveal>,
 ) -> Result<Response, ApiError> {
     let ProjectCredential { store: ProjectStore { project, id, store }, key } = target;
-    let read = match store.get(&key).await {
+    let read = match store.get(&key).await.map(|c| live(store.as_ref(), c)) {
         Ok(Some(cred)) => Ok(cred),
         Ok(None) => Err(missing(&key, &id)),
         Err(e) => Err(ApiError::from(e)),
