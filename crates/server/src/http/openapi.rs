@@ -51,9 +51,10 @@ conditional write whose condition does not hold; nothing is changed.
 **Conditional writes** *(extension)*. *Create Credential in Store* takes `If-None-Match: *` \
 (create only) or `If-Match` (replace only a version, or only an existing key): its two header \
 parameters state the rules, its 412 and 422 answers what a failed condition or a store \
-without such writes answers; nothing is changed then. A conditional header on a delete is \
-400; reads ignore them. Versions are opaque, change on every write, and come back as a \
-strong `ETag: \"<version>\"` from the create and the metadata read.
+without such writes answers; nothing is changed then. *Restore Credential Version* takes \
+the same headers and needs one of them (428 otherwise). A conditional header on a delete or \
+a purge is 400; reads ignore them. Versions are opaque, change on every write, and come \
+back as a strong `ETag: \"<version>\"` from the create, the restore and the metadata read.
 
 **Binary values** *(extension)*. A create body gives `valueBase64` (bytes) instead of \
 `value` (text): the request body's schema states the rules. *Get Credential Metadata* says \
