@@ -600,9 +600,26 @@ mod tests {
         assert_eq!(TokenEntry::admin(hash).grants, TokenEntry::admin_with_reveal(hash, false).grants);
         let auth = Authenticator::new(vec![TokenEntry::admin_with_reveal(hash, true)]);
         assert!(auth.authorize(&h, "t", "p", Action::Reveal).is_ok());
-        let parsed: Vec<Action> = serde_json::from_str(r#"["view","reveal"]"#).unwrap();
-        assert_eq!(parsed, [Action::View, Action::Reveal]);
+        let parsed: Vec<Action> = serde_json::from_str(r#"["view","reveal","purge"]"#).unwrap();
+        assert_eq!(parsed, [Action::View, Action::Reveal, Action::Purge]);
         assert_eq!(Action::Reveal.to_string(), "reveal");
+    }
+
+    #[test]
+    fn purge_is_its_own_action_which_edit_does_not_include_and_the_admin_token_has() {
+        let hash = TokenHash::of("admin-token-00001");
+        assert!(TokenEntry::admin(hash).allows("t", "p", Some("s"), Action::Purge));
+        let editor = TokenEntry {
+            name: "editor".into(),
+            hash: TokenHash::of("editor-token-0001"),
+            grants: vec![Grant::everything([Action::View, Action::Edit])],
+        };
+        let e = editor.check("t", "p", Action::Purge).unwrap_err();
+        assert!(
+            matches!(&e, Refusal::Forbidden(d) if d.contains("'purge'") && d.contains("'edit' is not enough")),
+            "{e:?}"
+        );
+        assert_eq!(Action::Purge.to_string(), "purge");
     }
 
     #[test]
