@@ -46,7 +46,7 @@ pub struct VersionEntry {
     /// version that was current when the key was deleted: restore it with
     /// `If-None-Match: *` to recover the key) or `expired` (its `expiresAt`
     /// has passed).
-    #[schema(example = "current")]
+    #[schema(schema_with = state_schema)]
     pub state: String,
     /// When this version was written (RFC 3339, UTC).
     #[schema(example = "2025-01-01T12:00:00.000Z")]
@@ -55,6 +55,21 @@ pub struct VersionEntry {
     pub expires_at: Option<String>,
     /// The metadata written with it.
     pub metadata: BTreeMap<String, String>,
+}
+
+/// The schema of `state`: one of the four names.
+fn state_schema() -> utoipa::openapi::schema::Schema {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["current", "previous", "deleted", "expired"]))
+        .description(Some(
+            "Where the version stands: `current` (what the metadata and value reads answer), `previous` \
+             (overwritten by a later write), `deleted` (the version that was current when the key was \
+             deleted: restore it with `If-None-Match: *` to recover the key) or `expired` (its `expiresAt` \
+             has passed).",
+        ))
+        .examples([serde_json::json!("current")])
+        .into()
 }
 
 impl VersionEntry {
@@ -497,6 +512,16 @@ pub(crate) async fn purge_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn states_are_the_four_the_document_names() {
+        use credstore_core::VersionState;
+        let doc: serde_json::Value = serde_json::from_str(crate::http::document_json()).unwrap();
+        let names = &doc["components"]["schemas"]["VersionEntry"]["properties"]["state"]["enum"];
+        let states =
+            [VersionState::Current, VersionState::Previous, VersionState::Deleted, VersionState::Expired];
+        assert_eq!(*names, serde_json::json!(states.map(VersionState::as_str)));
+    }
 
     #[test]
     fn cursors_round_trip_and_match_their_pattern() {
