@@ -210,15 +210,17 @@ pub(crate) async fn conditional_set(
 /// Writes the kept `version` of `key` back as a new write
 /// ([`CredentialStoreExt::restore`]) under `condition`, which is not
 /// [`WriteCondition::None`] (the handler answers that 428); the restored
-/// write never expires. A condition that does not hold is 412 and changes
+/// write expires at `expires_at` (never, when `None`), not when the
+/// version restored did. A condition that does not hold is 412 and changes
 /// nothing; a version not kept is 404.
 pub(crate) async fn conditional_restore(
     store: &dyn CredentialStore,
     key: &CredentialKey,
     version: &Version,
     condition: &WriteCondition,
+    expires_at: Option<SystemTime>,
 ) -> Result<SetOutcome, ApiError> {
-    conditional_write(store, key, &Write::Restore(version), condition, None).await
+    conditional_write(store, key, &Write::Restore(version), condition, expires_at).await
 }
 
 async fn conditional_write(

@@ -294,10 +294,11 @@ problem_responses! {
     ];
     /// The restore's own error answers.
     RestoreErrors = [
-        400 => "A malformed or unsupported If-Match / If-None-Match, both at once, or path parameters that are not UTF-8",
+        400 => "A malformed or unsupported If-Match / If-None-Match, both at once; a body that is not JSON, has an unknown field or an expiresAt that is not a string; or path parameters that are not UTF-8",
         409 => "A concurrent change got in the way of `If-Match: *`; retry",
         412 => "The condition did not hold: the key is at another version or missing (If-Match), or exists (If-None-Match: *); nothing was changed",
-        422 => "A bad id, key or version; the store keeps no version history, or cannot honour the conditional header; or tenantId/projectId longer than the store's namespace cap",
+        413 => "The body is over the body limit",
+        422 => "A bad id, key or version; an expiresAt that is not an RFC 3339 time or not in the store's future, or a store without expiry; the store keeps no version history, or cannot honour the conditional header; or tenantId/projectId longer than the store's namespace cap",
         428 => "Neither If-Match nor If-None-Match was sent: a restore is always conditional; nothing was changed",
     ];
     /// The purge of a key's own error answers.

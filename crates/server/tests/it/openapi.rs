@@ -156,7 +156,7 @@ fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
 fn object_of(doc: &Value, schema: &Value, keys: &'static [&'static str]) -> BoxedStrategy<Value> {
     assert_eq!(schema["additionalProperties"], false, "{schema}");
     let required: BTreeSet<&str> =
-        schema["required"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+        schema["required"].as_array().into_iter().flatten().map(|r| r.as_str().unwrap()).collect();
     let mut fields: Vec<BoxedStrategy<Option<(String, Value)>>> = Vec::new();
     for (name, prop) in schema["properties"].as_object().unwrap() {
         let prop = resolve(doc, prop);
@@ -255,16 +255,25 @@ fn requests_for(
         match op["requestBody"]["content"]["application/json"]["schema"].as_object() {
             Some(_) => {
                 let schema = resolve(doc, &op["requestBody"]["content"]["application/json"]["schema"]);
-                let variants: Vec<BoxedStrategy<Value>> = schema["oneOf"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|s| object_of(doc, resolve(doc, s), keys))
-                    .collect();
-                proptest::sample::select((0..variants.len()).collect::<Vec<_>>())
+                // One closed object, or a oneOf of them.
+                let variants: Vec<BoxedStrategy<Value>> = match schema["oneOf"].as_array() {
+                    Some(one_of) => one_of
+                        .iter()
+                        .map(|s| match resolve(doc, s) {
+                            null if null["type"] == "null" => Just(Value::Null).boxed(),
+                            object => object_of(doc, object, keys),
+                        })
+                        .collect(),
+                    None => vec![object_of(doc, schema, keys)],
+                };
+                let some = proptest::sample::select((0..variants.len()).collect::<Vec<_>>())
                     .prop_flat_map(move |i| variants[i].clone())
-                    .prop_map(Some)
-                    .boxed()
+                    .prop_map(Some);
+                if op["requestBody"]["required"] == true {
+                    some.boxed()
+                } else {
+                    prop_oneof![Just(None), some].boxed()
+                }
             }
             None => Just(None).boxed(),
         };

@@ -526,6 +526,56 @@ async fn expires_at_round_trips_and_the_credential_reads_as_absent_from_that_ins
 }
 
 #[tokio::test]
+async fn a_restore_takes_a_new_expires_at_and_never_the_old_one() {
+    let clock = ManualClock::new(std::time::UNIX_EPOCH + Duration::from_secs(2_000_000_000));
+    let server = server_on(&clock).await;
+    let creds = creds_path(T, P, STORE);
+    let body = json!({"key": "oauth", "value": "first", "expiresAt": "2033-05-18T03:34:20Z"});
+    let r = create(&client(), &server, ADMIN, &creds, body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let expired = unquote(&r);
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(value(&server, STORE, "oauth").await, None);
+    let restore = format!("{}/restore", version_path(STORE, "oauth", &expired));
+    let star = [("If-None-Match", "*")];
+    // Refused before anything is written: a time not in the future, a bad one, a bad body.
+    let cases = [
+        (json!({"expiresAt": "2033-05-18T03:34:20Z"}), 422, "not in the future"),
+        (json!({"expiresAt": "soon"}), 422, "invalid expiresAt"),
+        (json!({"expiresAt": 5}), 400, "expiresAt"),
+        (json!({"expires": "2040-01-01T00:00:00Z"}), 400, "unknown field"),
+    ];
+    for (body, status, words) in cases {
+        let r = send(&server, "POST", &restore, EDITOR, &star, Some(body.clone())).await;
+        assert!(r.problem(status, &restore).contains(words), "{body}: {}", r.text);
+    }
+    assert_eq!(value(&server, STORE, "oauth").await, None, "nothing was restored");
+    // A new time: restored, expiring then.
+    let body = json!({"expiresAt": "2033-05-18T04:00:00+00:00"});
+    let r = send(&server, "POST", &restore, EDITOR, &star, Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let meta = get(&client(), &server, ADMIN, &key_path(STORE, "oauth")).await;
+    assert_eq!(meta.json()["data"]["expiresAt"], "2033-05-18T04:00:00.000Z");
+    assert_eq!(value(&server, STORE, "oauth").await.as_deref(), Some("first"));
+    // No body (or null): never expires, whenever the version restored did.
+    let current = unquote(&meta);
+    let r = send(
+        &server,
+        "POST",
+        &restore,
+        EDITOR,
+        &[("If-Match", &format!("\"{current}\""))],
+        Some(Value::Null),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let meta = get(&client(), &server, ADMIN, &key_path(STORE, "oauth")).await;
+    assert_eq!(meta.json()["data"]["expiresAt"], Value::Null);
+    clock.advance(Duration::from_secs(86_400));
+    assert_eq!(value(&server, STORE, "oauth").await.as_deref(), Some("first"));
+}
+
+#[tokio::test]
 async fn a_cached_store_answers_an_expired_credential_as_absent_from_the_instant() {
     let clock = ManualClock::new(std::time::UNIX_EPOCH + Duration::from_secs(2_000_000_000));
     let config = MemoryConfig::new().clock(Arc::new(clock.clone()));

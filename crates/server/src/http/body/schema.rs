@@ -108,6 +108,17 @@ fn metadata_schema() -> Schema {
         .into()
 }
 
+/// *(extension)* The optional body of *Restore Credential Version*.
+/// Unknown fields are refused (400).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RestoreCredentialRequest {
+    /// When the restored write expires, as on a create; omitted or `null`:
+    /// never, whenever the version restored expired.
+    #[schema(schema_with = expires_at_schema, required = false)]
+    pub expires_at: Option<String>,
+}
+
 /// The schema of `expiresAt` *(extension)*.
 fn expires_at_schema() -> Schema {
     ObjectBuilder::new()

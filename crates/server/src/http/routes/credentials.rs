@@ -242,19 +242,7 @@ pub(crate) async fn create_credential(
         // Refused here, as the store would, but before any store call.
         return Err(StoreError::unsupported(store.id(), "binary values").into());
     }
-    if let Some(expires_at) = input.expires_at {
-        // As the store's own check would (`WriteRequest::new`), by its clock,
-        // but before the audit record and any store call.
-        if !caps.expiry {
-            return Err(StoreError::unsupported(store.id(), "expiring credentials").into());
-        }
-        if expires_at <= store.info().now() {
-            return Err(ApiError::invalid_field(
-                "expiresAt",
-                format!("is not in the future of credential store '{id}': the credential would be written expired"),
-            ));
-        }
-    }
+    check_expiry(store.as_ref(), input.expires_at)?;
     if let Some((writes, header)) = condition.needs(&caps) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -284,6 +272,30 @@ pub(crate) async fn create_credential(
         resp.headers_mut().insert(header::ETAG, tag);
     }
     Ok(resp)
+}
+
+/// Refuses an `expiresAt` as the store's own check would
+/// (`WriteRequest::new`), by its clock, but before the audit record and
+/// any store call: 422 when the store declares no expiry, or when the time
+/// is not in its future.
+pub(crate) fn check_expiry(
+    store: &dyn credstore_core::CredentialStore,
+    expires_at: Option<std::time::SystemTime>,
+) -> Result<(), ApiError> {
+    let Some(expires_at) = expires_at else { return Ok(()) };
+    if !store.capabilities().expiry {
+        return Err(StoreError::unsupported(store.id(), "expiring credentials").into());
+    }
+    if expires_at <= store.info().now() {
+        return Err(ApiError::invalid_field(
+            "expiresAt",
+            format!(
+                "is not in the future of credential store '{}': the credential would be written expired",
+                store.id()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `cred` unless it is past its `expires_at` by the store's clock: a store

@@ -29,7 +29,9 @@ pub(crate) mod ops;
 pub(crate) mod stores;
 pub(crate) mod versions;
 
-pub use super::body::{CreateBinaryCredential, CreateCredentialRequest, CreateTextCredential};
+pub use super::body::{
+    CreateBinaryCredential, CreateCredentialRequest, CreateTextCredential, RestoreCredentialRequest,
+};
 pub use credentials::{
     CreateCredentialResponse, CreatedCredential, CredentialInfo, CredentialInfoResponse, CredentialValue,
     CredentialValueResponse, KeyEntry, ListCredentialsResponse, ValueKind,

@@ -19,8 +19,11 @@ use credstore_core::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::credentials::{reveal, CreateCredentialResponse, CreatedCredential, CredentialValueResponse};
+use super::credentials::{
+    check_expiry, reveal, CreateCredentialResponse, CreatedCredential, CredentialValueResponse,
+};
 use crate::http::access::{audited, missing, op, ProjectCredential, ProjectStore, ProjectVersion};
+use crate::http::body::{restore_expiry, RestoreCredentialRequest};
 use crate::http::conditional::{conditional_restore, etag, no_condition, WriteCondition};
 use crate::http::json::{json_ok, timestamp};
 use crate::http::openapi::{
@@ -323,8 +326,9 @@ pub(crate) async fn read_version_value(
 ///
 /// Writes the value and metadata of a kept version of `key` back as a new
 /// write, with a new version (the `ETag`); the version restored stays in
-/// the history. The write never expires. Needs a condition, so that a
-/// rotation racing the restore is never lost:
+/// the history. The write expires at the body's `expiresAt`, or never
+/// (without a body, or with `null`), whenever the version restored did.
+/// Needs a condition, so that a rotation racing the restore is never lost:
 /// - `If-Match: "<version>"`, the current version (the `ETag` of the
 ///   metadata read): undo a bad rotation; 412 when the key is at another
 ///   version or missing, and nothing changes;
@@ -347,6 +351,8 @@ pub(crate) async fn read_version_value(
         ("If-None-Match" = Option<String>, Header, pattern = r"^\*$", example = "*",
             description = "`*`: restore only while the key is absent (recover a deleted or expired key); 412 when it exists. No other form is supported (400)."),
     ),
+    request_body(content = Option<RestoreCredentialRequest>, content_type = "application/json",
+        description = "Optional: `expiresAt`, when the restored write expires (as on a create). No body: never."),
     security(("bearerAuth" = [])),
     responses(
         (status = 201, description = "The key was absent and is recovered at a new version", body = CreateCredentialResponse,
@@ -368,6 +374,8 @@ pub(crate) async fn restore_version(
     State(state): State<AppState>,
     target: ProjectVersion<op::Restore>,
     condition: WriteCondition,
+    headers: HeaderMap,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let ProjectVersion {
         credential: ProjectCredential { store: ProjectStore { project, id, store }, key },
@@ -381,18 +389,20 @@ pub(crate) async fn restore_version(
              deleted key), so that a concurrent write is never overwritten unseen; nothing was changed",
         ));
     }
+    let expires_at = restore_expiry(body, &headers, state.body_limit).await?;
     if let Some((writes, header)) = condition.needs(&store.capabilities()) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("credential store '{id}' does not support {writes}, so the {header} condition cannot be honoured; nothing was changed"),
         ));
     }
+    check_expiry(store.as_ref(), expires_at)?;
     let created = |o: &SetOutcome| if o.created { StatusCode::CREATED } else { StatusCode::OK };
     let outcome = audited(
         &state,
         &project.audit,
         created,
-        conditional_restore(store.as_ref(), &key, &version, &condition),
+        conditional_restore(store.as_ref(), &key, &version, &condition, expires_at),
     )
     .await?;
     let body = CreateCredentialResponse {
