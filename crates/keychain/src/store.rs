@@ -148,7 +148,12 @@ impl KeychainStore {
     /// Clears the entry of `key` away if it is one past its `expires_at`
     /// (never a newer write that replaced it meanwhile); whether it was.
     async fn clear_expired(&self, key: &CredentialKey) -> Result<bool> {
-        let Some((entry, raw)) = self.read_entry(key).await? else { return Ok(false) };
+        let (entry, raw) = match self.read_entry(key).await {
+            Ok(Some(found)) => found,
+            // Gone since, or another tool's item: nothing expired to clear.
+            Ok(None) | Err(Error::Integrity { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
         if !entry.is_expired(self.info.now()) {
             return Ok(false);
         }

@@ -121,6 +121,15 @@ fn keyutils_sets_the_kernel_timeout_and_the_store_decides_by_its_clock() {
         .clock(Arc::new(clock.clone()));
     let store = KeychainStore::new(StoreId::new("expiry-reads").unwrap(), config).unwrap();
     runtime().block_on(reads_as_absent_from_the_instant(&store, &clock));
+    // Another tool's item under a key's name is present, not expired: a
+    // create-only write over it fails its condition, as it did.
+    let ns = keyctl::search(session, "keyring", "credstore:expiry-reads").unwrap();
+    let foreign = keyctl::add_keyring("foreign", ns).unwrap();
+    keyctl::add_user_key("0", b"hunter2", foreign).unwrap();
+    let err = runtime()
+        .block_on(store.create(&key("foreign"), &SecretValue::from("v"), &Metadata::new()))
+        .unwrap_err();
+    assert!(matches!(err, credstore_core::Error::PreconditionFailed { .. }), "{err:?}");
     keyctl::clear(session).unwrap();
 }
 
