@@ -130,6 +130,9 @@ fn keyutils_sets_the_kernel_timeout_and_the_store_decides_by_its_clock() {
         .block_on(store.create(&key("foreign"), &SecretValue::from("v"), &Metadata::new()))
         .unwrap_err();
     assert!(matches!(err, credstore_core::Error::PreconditionFailed { .. }), "{err:?}");
+    assert!(runtime().block_on(store.has(&key("foreign"))).unwrap(), "it exists, as it did");
+    let listed = runtime().block_on(store.list(&ListOptions::new())).unwrap();
+    assert!(listed.keys.iter().any(|k| k.as_str() == "foreign"), "and is listed, as it was");
     keyctl::clear(session).unwrap();
 }
 
