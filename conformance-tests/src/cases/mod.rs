@@ -451,6 +451,20 @@ pub(crate) fn assert_version_not_found<T: std::fmt::Debug>(result: credstore_cor
     }
 }
 
+/// A version no key of `known` has had: the newest of three writes of the
+/// key `other` (so that a store counting versions per key gives one past
+/// `known`'s, and one counting for the whole store another number); `known`
+/// has been written once.
+pub(crate) async fn foreign_version(store: &dyn CredentialStore, known: &SetOutcome, other: &str) -> Version {
+    let mut last = None;
+    for i in 0..3 {
+        last = Some(set_text(store, other, &format!("w{i}")).await.version);
+    }
+    let version = last.expect("three writes");
+    assert_ne!(version, known.version, "two keys' writes returned one version");
+    version
+}
+
 /// How far apart two times are, either way.
 pub(crate) fn distance(a: SystemTime, b: SystemTime) -> Duration {
     a.duration_since(b).unwrap_or_else(|e| e.duration())

@@ -5,7 +5,7 @@
 use credstore_core::{CredentialStoreExt, ListOptions, Metadata, PurgeTarget, SecretValue, SetOptions};
 
 use super::{
-    absent, assert_unchanged, assert_version_not_found, caps, kept, key, list_all, must_get,
+    absent, assert_unchanged, assert_version_not_found, caps, foreign_version, kept, key, list_all, must_get,
     must_get_version, names, set_text, text, version_states,
 };
 use crate::StoreFactory;
@@ -138,16 +138,13 @@ pub async fn purge_of_a_missing_key_returns_false(f: &dyn StoreFactory) {
 pub async fn purge_of_an_unknown_version_returns_false(f: &dyn StoreFactory) {
     let store = f.create().await;
     let k = key("purge-unknown");
-    set_text(&*store, "purge-unknown", "v").await;
-    let elsewhere = set_text(&*store, "purge-elsewhere", "w").await;
+    let mine = set_text(&*store, "purge-unknown", "v").await;
+    let elsewhere = foreign_version(&*store, &mine, "purge-elsewhere").await;
     let before = must_get(&*store, &k).await;
-    let purged = store.purge(&k, &PurgeTarget::Version(elsewhere.version.clone())).await.expect("purge");
+    let purged = store.purge(&k, &PurgeTarget::Version(elsewhere.clone())).await.expect("purge");
     assert!(!purged, "another key's version was purged from this one");
     assert_unchanged(&before, &must_get(&*store, &k).await, "after a purge of an unknown version");
-    assert_eq!(
-        text(&must_get_version(&*store, &key("purge-elsewhere"), &elsewhere.version).await.value),
-        "w"
-    );
-    let missing = store.purge(&key("purge-never"), &PurgeTarget::Version(elsewhere.version)).await;
+    assert_eq!(text(&must_get_version(&*store, &key("purge-elsewhere"), &elsewhere).await.value), "w2");
+    let missing = store.purge(&key("purge-never"), &PurgeTarget::Version(elsewhere)).await;
     assert!(!missing.expect("purge"), "a version of a key never written was purged");
 }

@@ -1,9 +1,10 @@
 //! [`AwsConfig`]: the settings of an [`crate::AwsStore`].
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
-use credstore_core::{Error, Result, SecretValue, StoreId};
+use credstore_core::{Clock, Error, Result, SecretValue, StoreId};
 
 use crate::layout;
 
@@ -67,6 +68,8 @@ pub struct AwsConfig {
     pub(crate) max_attempts: Option<u32>,
     pub(crate) credentials: Option<StaticCredentials>,
     pub(crate) allow_insecure_http: bool,
+    /// The clock expiry is decided by; the system's when `None`.
+    pub(crate) clock: Option<Arc<dyn Clock>>,
 }
 
 impl AwsConfig {
@@ -129,6 +132,15 @@ impl AwsConfig {
     /// docs, "Layout").
     pub fn tag(mut self, key: &str, value: &str) -> Self {
         self.tags.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The clock the store decides expiry by (a credential written with
+    /// `expires_at` reads as absent from then on): the system's unless
+    /// given, a [`ManualClock`](credstore_core::ManualClock) in tests.
+    /// Timestamps (`created_at`, `updated_at`) are not taken from it.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
         self
     }
 

@@ -73,8 +73,7 @@ impl Payload {
 /// overwrite need not read it first.
 pub(crate) const CREATED_TAG: &str = "credstore-created";
 
-/// The longest description Secrets Manager accepts.
-#[cfg(test)]
+/// The longest description Secrets Manager accepts, in characters.
 pub(crate) const MAX_DESCRIPTION_LEN: usize = 2048;
 
 /// A fresh version id: [`TOKEN_PREFIX`] and 32 random hex digits (43
@@ -146,8 +145,76 @@ impl Names {
     }
 }
 
+/// What the description keeps of the version before the current one (the
+/// one `AWSPREVIOUS` is on), so that it can be read back with its metadata,
+/// times and expiry: `{"v":"..","m":{..},"u":..,"e":true,"x":..}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Previous {
+    /// Its version id.
+    pub v: String,
+    /// Its metadata; absent when empty.
+    pub m: Metadata,
+    /// Its `updated_at`, nanoseconds since the Unix epoch.
+    pub u: u64,
+    /// Its value is empty (the placeholder).
+    pub e: bool,
+    /// Its `expires_at`, nanoseconds since the Unix epoch; absent for none.
+    pub x: Option<u64>,
+}
+
+impl Previous {
+    pub(crate) fn updated_at(&self) -> SystemTime {
+        from_nanos(self.u)
+    }
+
+    pub(crate) fn expires_at(&self) -> Option<SystemTime> {
+        self.x.map(from_nanos)
+    }
+
+    fn encode(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let v = serde_json::to_string(&self.v).unwrap_or_default();
+        let _ = write!(out, "{{\"v\":{v}");
+        if !self.m.is_empty() {
+            let _ = write!(out, ",\"m\":{}", serde_json::to_string(&self.m).unwrap_or_default());
+        }
+        let _ = write!(out, ",\"u\":{}", self.u);
+        if self.e {
+            out.push_str(",\"e\":true");
+        }
+        if let Some(x) = self.x {
+            let _ = write!(out, ",\"x\":{x}");
+        }
+        out.push('}');
+    }
+
+    fn from_json(value: Value) -> std::result::Result<Self, String> {
+        let Value::Object(mut fields) = value else { return Err("`p` is not a JSON object".into()) };
+        let v = match fields.remove("v") {
+            Some(Value::String(v)) => v,
+            _ => return Err("`p.v` is missing or not a string".into()),
+        };
+        let m = match fields.remove("m") {
+            Some(m) => serde_json::from_value::<Metadata>(m).map_err(|e| format!("`p.m`: {e}"))?,
+            None => Metadata::new(),
+        };
+        let u =
+            fields.get("u").and_then(Value::as_u64).ok_or("`p.u` is missing or not an unsigned integer")?;
+        let e = match fields.get("e") {
+            Some(Value::Bool(e)) => *e,
+            Some(_) => return Err("`p.e` is not a boolean".into()),
+            None => false,
+        };
+        let x = match fields.get("x") {
+            None | Some(Value::Null) => None,
+            Some(x) => Some(x.as_u64().ok_or("`p.x` is not an unsigned integer")?),
+        };
+        Ok(Self { v, m, u, e, x })
+    }
+}
+
 /// What the description of a secret written by this crate holds, as compact
-/// JSON: `{"cs":1,"m":{..},"c":..,"u":..,"v":"..","e":true}`.
+/// JSON: `{"cs":1,"m":{..},"c":..,"u":..,"v":"..","e":true,"x":..,"p":{..}}`.
 ///
 /// The field names are one or two letters so that the largest metadata the
 /// core allows, with every character escaped, still fits the 2,048
@@ -174,6 +241,13 @@ pub(crate) struct Envelope {
     /// True when the value is empty and the `SecretString` holds
     /// [`EMPTY_PLACEHOLDER`]; absent when false.
     pub e: bool,
+    /// `expires_at` of the version written with this description,
+    /// nanoseconds since the Unix epoch; absent when it never expires.
+    pub x: Option<u64>,
+    /// The version before it, when it is kept (see [`Previous`]); absent
+    /// when the write created the key, when the version before was not one
+    /// this store described, or when it did not fit the description.
+    pub p: Option<Previous>,
 }
 
 const ENVELOPE_START: &str = "{\"cs\":";
@@ -194,7 +268,40 @@ impl Envelope {
             u: to_nanos(updated_at),
             v: version,
             e: empty,
+            x: None,
+            p: None,
         }
+    }
+
+    /// Returns a copy that expires at `expires_at`.
+    pub(crate) fn with_expires_at(mut self, expires_at: Option<SystemTime>) -> Self {
+        self.x = expires_at.map(to_nanos);
+        self
+    }
+
+    /// Returns a copy that keeps `previous`, if the description still fits
+    /// [`MAX_DESCRIPTION_LEN`] characters with it; without it otherwise
+    /// (that version is then not kept: see the crate docs).
+    pub(crate) fn with_previous(mut self, previous: Option<Previous>) -> Self {
+        self.p = previous;
+        if self.p.is_some() && self.encode().chars().count() > MAX_DESCRIPTION_LEN {
+            self.p = None;
+        }
+        self
+    }
+
+    /// What the description of the next write keeps of this one.
+    pub(crate) fn as_previous(&self) -> Previous {
+        Previous { v: self.v.clone(), m: self.m.clone(), u: self.u, e: self.e, x: self.x }
+    }
+
+    pub(crate) fn expires_at(&self) -> Option<SystemTime> {
+        self.x.map(from_nanos)
+    }
+
+    /// Whether the version written with this description has expired at `now`.
+    pub(crate) fn expired(&self, now: SystemTime) -> bool {
+        self.expires_at().is_some_and(|t| t <= now)
     }
 
     /// The description text: `{"cs":..,"m":{..},"c":..,"u":..,"v":"..","e":true}`,
@@ -214,6 +321,13 @@ impl Envelope {
         let _ = write!(out, ",\"u\":{},\"v\":{v}", self.u);
         if self.e {
             out.push_str(",\"e\":true");
+        }
+        if let Some(x) = self.x {
+            let _ = write!(out, ",\"x\":{x}");
+        }
+        if let Some(p) = &self.p {
+            out.push_str(",\"p\":");
+            p.encode(&mut out);
         }
         out.push('}');
         out
@@ -249,7 +363,15 @@ impl Envelope {
             Some(_) => return Err("`e` is not a boolean".into()),
             None => false,
         };
-        Ok(Self { cs, m, c, u, v, e })
+        let x = match fields.get("x") {
+            Some(Value::Null) => None,
+            _ => number("x", &fields)?,
+        };
+        let p = match fields.remove("p") {
+            None | Some(Value::Null) => None,
+            Some(p) => Some(Previous::from_json(p)?),
+        };
+        Ok(Self { cs, m, c, u, v, e, x, p })
     }
 
     /// Reads a description: `Ok(None)` for a description that is not an
@@ -448,12 +570,22 @@ mod tests {
     fn envelope_text_is_the_layout_written_so_far() {
         // Byte for byte what earlier versions of this crate wrote and read.
         let meta = Metadata::try_from([("owner", "ci \"q\" ✓")]).unwrap();
-        let env = Envelope { cs: 1, m: meta, c: Some(5), u: 7, v: "credstore1-ab".into(), e: true };
+        let env = Envelope {
+            cs: 1,
+            m: meta,
+            c: Some(5),
+            u: 7,
+            v: "credstore1-ab".into(),
+            e: true,
+            x: None,
+            p: None,
+        };
         let text = r#"{"cs":1,"m":{"owner":"ci \"q\" ✓"},"c":5,"u":7,"v":"credstore1-ab","e":true}"#;
         assert_eq!(env.encode(), text);
         let id = StoreId::new("s").unwrap();
         assert_eq!(Envelope::decode(&id, "n", Some(text)).unwrap(), Some(env));
-        let bare = Envelope { cs: 2, m: Metadata::new(), c: None, u: 7, v: "x".into(), e: false };
+        let bare =
+            Envelope { cs: 2, m: Metadata::new(), c: None, u: 7, v: "x".into(), e: false, x: None, p: None };
         assert_eq!(bare.encode(), r#"{"cs":2,"u":7,"v":"x"}"#);
         // Unknown fields are ignored and a null `c` is an unknown one.
         let later = r#"{"cs":2,"c":null,"u":7,"v":"x","zz":[1]}"#;
@@ -489,6 +621,38 @@ mod tests {
     }
 
     #[test]
+    fn expiry_and_the_previous_version_round_trip_and_are_dropped_when_they_do_not_fit() {
+        let id = StoreId::new("s").unwrap();
+        let t = from_nanos(1_700_000_000_000_000_001);
+        let meta = Metadata::try_from([("owner", "ci")]).unwrap();
+        let before = Envelope::new(&meta, Some(t), t, "credstore1-a".into(), true).with_expires_at(Some(t));
+        let env = Envelope::new(&Metadata::new(), Some(t), t, "credstore1-b".into(), false)
+            .with_expires_at(Some(t + Duration::from_secs(1)))
+            .with_previous(Some(before.as_previous()));
+        let text = env.encode();
+        assert_eq!(
+            text,
+            r#"{"cs":1,"c":1700000000000000001,"u":1700000000000000001,"v":"credstore1-b","x":1700000001000000001,"p":{"v":"credstore1-a","m":{"owner":"ci"},"u":1700000000000000001,"e":true,"x":1700000000000000001}}"#
+        );
+        let back = Envelope::decode(&id, "n", Some(&text)).unwrap().unwrap();
+        assert_eq!(back, env);
+        assert_eq!(back.p.as_ref().map(Previous::expires_at), Some(Some(t)));
+        assert!(back.expired(t + Duration::from_secs(1)) && !back.expired(t));
+        // A 0.2 reader ignores both fields; an envelope without them never expires.
+        let plain = Envelope::new(&meta, Some(t), t, "v".into(), false);
+        assert!(!plain.expired(from_nanos(u64::MAX)));
+        // Two versions' worth of the largest metadata do not fit: the previous one is dropped.
+        let mut big = Metadata::new();
+        for i in 0..8 {
+            big.insert(format!("k{i}"), "\"".repeat(100)).unwrap();
+        }
+        let previous = Envelope::new(&big, Some(t), t, new_version_id(), false).as_previous();
+        let env = Envelope::new(&big, Some(t), t, new_version_id(), false).with_previous(Some(previous));
+        assert_eq!(env.p, None);
+        assert!(env.encode().chars().count() <= MAX_DESCRIPTION_LEN);
+    }
+
+    #[test]
     fn largest_envelope_fits() {
         // The worst case: 16 one-letter keys, 900 bytes in all, every value
         // byte a '"' that JSON escapes to two characters, far-future
@@ -503,7 +667,8 @@ mod tests {
         }
         assert_eq!(meta.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>(), MAX_METADATA_TOTAL_BYTES);
         let far = from_nanos(u64::MAX);
-        let text = Envelope::new(&meta, Some(far), far, new_version_id(), true).encode();
+        let text =
+            Envelope::new(&meta, Some(far), far, new_version_id(), true).with_expires_at(Some(far)).encode();
         assert!(text.chars().count() <= MAX_DESCRIPTION_LEN, "{} characters", text.chars().count());
         assert!(text.len() <= MAX_DESCRIPTION_LEN, "{} bytes", text.len());
     }

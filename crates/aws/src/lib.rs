@@ -195,6 +195,14 @@
 //!   Metadata values may be any text without control characters; the
 //!   core's limits (16 entries, 900 bytes) keep the envelope within the
 //!   description's 2,048 characters even when every character is escaped.
+//!   Since 0.3 two more fields, which 0.2 ignores: `x`, the version's
+//!   `expires_at` in nanoseconds (left out when it never expires), and `p`,
+//!   what the previous version was written with,
+//!   `{"v":"credstore1-…","m":{..},"u":..,"e":true,"x":..}` (its version
+//!   id, metadata, `updated_at`, empty flag and expiry), left out when the
+//!   write created the key, when the version it overwrote was not one this
+//!   crate described, or when the description would not fit 2,048
+//!   characters with it (see "History").
 //! - **Tags**: the tag `credstore-created` holds `created_at` (nanoseconds,
 //!   decimal). `CreateSecret` sets it with the secret, and setting a
 //!   deleted key again resets it (`TagResource`); no other write touches
@@ -217,7 +225,7 @@
 //!   replace-if-version write staged last (see "Writes"); it moves from
 //!   version to version and means nothing to other tools.
 //! - **Timestamps**: `created_at` is kept on overwrite and reset when a
-//!   deleted key is set again; `updated_at` is the time of the write,
+//!   deleted or expired key is set again; `updated_at` is the time of the write,
 //!   strictly later than every earlier write of the same process (and than
 //!   the previous write of the key, as far as the writers' clocks agree).
 //!   Secrets without an envelope report the secret's `CreatedDate` and the
@@ -233,8 +241,12 @@
 //! | `get` of any other version | `GetSecretValue` and `DescribeSecret`, at the same time | 1 |
 //! | `has`, `version` | `DescribeSecret` | 1 |
 //! | `set` of a key this store made, wrote or read in the last 30 s | `UpdateSecret` (value and description) | 1 |
-//! | `set` of another existing key | `UpdateSecret` and `DescribeSecret`, at the same time | 1 |
-//! | `set` of a new key | the two above (the update finds nothing), then `CreateSecret` | 2 |
+//! | `set` of another existing key | `DescribeSecret`, then `UpdateSecret` (the description written keeps the version overwritten) | 2 |
+//! | `set` of a new key | `DescribeSecret` (finds nothing), then `CreateSecret` | 2 |
+//! | `get_version` | `DescribeSecret`, then `GetSecretValue` of that `VersionId` | 2 |
+//! | `list_versions` | `DescribeSecret` (labels and description; no value read) | 1 |
+//! | `purge` of the key | `DescribeSecret`, `DeleteSecret` (forced) | 2 |
+//! | `purge` of a version | `DescribeSecret`, `UpdateSecretVersionStage` | 2 |
 //! | `create` of a new key | `CreateSecret` | 1 |
 //! | `create` of a present key | `CreateSecret` (refused), `DescribeSecret` | 2 |
 //! | `replace` | `DescribeSecret`, `PutSecretValue`, `UpdateSecretVersionStage`, `UpdateSecret` | 4 |
@@ -301,7 +313,12 @@
 //!     new one (a random suffix), so when the ARN is the one seen, the key
 //!     was present and its creation time is the one seen. Another ARN, or
 //!     none, and the upsert describes the secret after the update.
-//!   - Otherwise `DescribeSecret` goes at the same time as the update.
+//!   - Otherwise `DescribeSecret` goes first, and the update writes a
+//!     description that keeps the version it overwrites (see "History"):
+//!     one more round trip than sending both at once, the price of a
+//!     history that does not depend on what this process saw. A secret
+//!     found expired, without a value, scheduled for deletion or between
+//!     the steps of a replace goes the long way (below).
 //!
 //!   One change keeps the ARN: a key deleted by another process with a
 //!   [`DeletionPolicy::RecoveryWindow`] and set again (restored, its tag
@@ -340,11 +357,70 @@
 //!   readers of this crate then see the replace's write whole (value,
 //!   metadata and version together) while `AWSCURRENT` is on the upsert's
 //!   version, until the next write. Nothing is ever read mixed.
+//! - **Expired keys** count as missing: a create-only write or an upsert
+//!   over one writes through the staging label as over a restored key (a
+//!   new `created_at`, no previous version kept), and a replace fails.
 //! - **Permissions**: `secretsmanager:CreateSecret`, `UpdateSecret`,
 //!   `DescribeSecret`, `GetSecretValue`, `PutSecretValue`,
 //!   `UpdateSecretVersionStage`, `DeleteSecret`, `ListSecrets`, and
 //!   `TagResource` (the creation-time tag is written with `CreateSecret`);
 //!   `RestoreSecret` with [`DeletionPolicy::RecoveryWindow`].
+//!
+//! # History
+//!
+//! Secrets Manager keeps for sure only the versions that carry a staging
+//! label: `AWSCURRENT` and `AWSPREVIOUS`, which every write moves from the
+//! version it replaces. A version without a label is deprecated, and the
+//! service removes deprecated versions when it pleases (past 100 versions,
+//! once a day old); `ListSecretVersionIds` with `IncludeDeprecated` shows
+//! them while they last (moto keeps them all and ignores the flag). So the
+//! store declares [`Retention::versions(2)`](credstore_core::Retention::versions)
+//! with no age limit, and reads only those two:
+//!
+//! - [`list_versions`](credstore_core::CredentialStore::list_versions) is
+//!   one `DescribeSecret`: its `VersionIdsToStages` lists the labelled
+//!   versions and its description says what each was written with. The
+//!   current version is listed with the envelope's metadata, times and
+//!   expiry; the `AWSPREVIOUS` one with what the envelope's `p` kept of it,
+//!   when `p` names it. A previous version `p` does not name (written by
+//!   another tool, or overwritten by another tool's write, or `p` dropped
+//!   because it did not fit) is not kept: the store never reports a version
+//!   with metadata, times or expiry it does not know. A value another tool
+//!   wrote over one of ours is listed as current, and ours as previous.
+//! - [`get_version`](credstore_core::CredentialStore::get_version) reads a
+//!   kept version by `VersionId` (`GetSecretValue`), with that metadata;
+//!   any other version id is `None`, even if the service still holds it.
+//! - **Expiry** is store-enforced: `x` in the envelope, compared with the
+//!   store's clock ([`AwsConfig::clock`]). `get`, `has`, `version` and
+//!   `list` (from the descriptions `ListSecrets` returns: no extra request)
+//!   treat an expired key as missing; its version is listed as `expired`.
+//! - **No recovery after a delete**
+//!   ([`recover_deleted`](credstore_core::Capabilities::recover_deleted) is
+//!   false): with [`DeletionPolicy::Immediate`] the secret is gone; with a
+//!   recovery window the service refuses to read a secret scheduled for
+//!   deletion, so nothing of it can be read through the store until a
+//!   write restores it, and that write starts a new key (its description
+//!   keeps no previous version). The console or `aws secretsmanager
+//!   restore-secret` can still recover it within the window.
+//! - **Purge**: `PurgeTarget::Key` is `DeleteSecret` with
+//!   `ForceDeleteWithoutRecovery`, whatever the deletion policy: the secret
+//!   and all its versions. `PurgeTarget::Version` takes `AWSPREVIOUS` off
+//!   the version (`UpdateSecretVersionStage`), so that no read of this
+//!   store returns it. Secrets Manager has no call that destroys a single
+//!   version: the value stays in the service, deprecated and readable by
+//!   its `VersionId` with `GetSecretValue`, until the service removes it.
+//!   To destroy a leaked value for certain, purge the key (and set it
+//!   again). The current version is refused with `PreconditionFailed`, an
+//!   expired one too (it still carries `AWSCURRENT`, which cannot be taken
+//!   off a version alone): purge the key.
+//!
+//! Restoring an earlier version
+//! ([`restore`](credstore_core::CredentialStoreExt::restore)) with
+//! [`SetOptions::replace`](credstore_core::SetOptions::replace) is a
+//! replace-if-version write of its value and metadata, atomic as every
+//! replace is. Existing 0.2 secrets open unchanged: their envelope has no
+//! `x` (they never expire) and no `p` (their previous version, written
+//! before 0.3, is not kept until the next write).
 //!
 //! # Deleting and setting again
 //!

@@ -12,13 +12,14 @@ use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
 use aws_sdk_secretsmanager::Client;
 use credstore_core::{
     async_trait, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, ListOptions,
-    ListPage, Metadata, Namespace, Persistence, Result, SecretValue, SetMode, SetOutcome, StoreId, StoreInfo,
-    Version, WriteRequest,
+    ListPage, Metadata, Namespace, Persistence, PurgeTarget, Result, Retention, SecretValue, SetMode,
+    SetOutcome, StoreId, StoreInfo, Version, VersionInfo, VersionListOptions, VersionPage, VersionState,
+    WriteRequest,
 };
 
 use crate::errors::{translate, Failure, Kind, Target};
 use crate::last_seen::{Known, LastSeen, Proof};
-use crate::layout::{self, Envelope, Names, Payload, CREATED_TAG, STAGED_LABEL};
+use crate::layout::{self, Envelope, Names, Payload, Previous, CREATED_TAG, STAGED_LABEL};
 use crate::{AwsConfig, DeletionPolicy};
 
 /// Sets the value of `$value` (a [`Payload`]) on `$req`, a builder of one of
@@ -149,10 +150,35 @@ impl View {
     fn in_flight(&self) -> bool {
         self.visible != self.current
     }
+
+    /// Whether the version read has expired at `now` (by its envelope; a
+    /// value another tool wrote never expires).
+    fn expired(&self, now: SystemTime) -> bool {
+        self.ours && self.envelope.as_ref().is_some_and(|e| e.expired(now))
+    }
+
+    /// What the next write's description keeps of the version read: `None`
+    /// unless this crate described it.
+    fn as_previous(&self) -> Option<Previous> {
+        self.envelope.as_ref().filter(|_| self.ours && !self.in_flight()).map(Envelope::as_previous)
+    }
 }
 
 fn has_version(desc: &DescribeSecretOutput, version: &str) -> bool {
     desc.version_ids_to_stages().is_some_and(|m| m.contains_key(version))
+}
+
+/// A version the store keeps, as the secret's labels and description say.
+#[derive(Debug, Clone)]
+struct Kept {
+    id: String,
+    metadata: Metadata,
+    updated_at: SystemTime,
+    expires_at: Option<SystemTime>,
+    /// Its value is empty (the placeholder).
+    empty: bool,
+    /// It is the version reads return (unless it expired).
+    current: bool,
 }
 
 /// What one write is asked to do.
@@ -166,6 +192,7 @@ struct Write<'a> {
     /// Whether the value is empty (stored as the placeholder).
     empty: bool,
     mode: &'a SetMode,
+    expires_at: Option<SystemTime>,
 }
 
 /// How the one-round-trip upsert ended.
@@ -257,7 +284,10 @@ impl AwsStore {
             root: root.clone(),
             seen: LastSeen::default(),
         };
-        let info = StoreInfo::new(id, crate::KIND, CAPABILITIES);
+        let mut info = StoreInfo::new(id, crate::KIND, CAPABILITIES);
+        if let Some(clock) = config.clock {
+            info = info.with_clock(clock);
+        }
         Self { info, shared: Arc::new(shared), names: root }
     }
 
@@ -324,7 +354,7 @@ impl AwsStore {
             key: key.clone(),
             value,
             updated_at: known.envelope.updated_at(),
-            expires_at: None,
+            expires_at: known.envelope.expires_at(),
             metadata: known.envelope.m,
             version,
             created_at: known.created_at,
@@ -363,11 +393,23 @@ impl AwsStore {
         }
     }
 
-    /// The view of a live secret, `None` when missing, deleted or without a
-    /// current version.
+    /// `env` keeping `previous` in the description, if it fits; says so in
+    /// the log when it does not (that version is then not kept).
+    fn keeping(&self, name: &str, env: Envelope, previous: Option<Previous>) -> Envelope {
+        let wanted = previous.as_ref().map(|p| p.v.clone());
+        let env = env.with_previous(previous);
+        if let (Some(version), None) = (wanted, &env.p) {
+            tracing::info!(store = %self.info.id(), secret = name, version, "the previous version's metadata does not fit the description with this write's: it is not kept");
+        }
+        env
+    }
+
+    /// The view of a live secret, `None` when missing, deleted, without a
+    /// current version, or expired.
     async fn view(&self, name: &str) -> Result<Option<(Box<DescribeSecretOutput>, View)>> {
         let State::Live(desc) = self.describe(name).await? else { return Ok(None) };
-        Ok(View::of(self.info.id(), name, &desc)?.map(|view| (desc, view)))
+        let now = self.info.now();
+        Ok(View::of(self.info.id(), name, &desc)?.filter(|v| !v.expired(now)).map(|view| (desc, view)))
     }
 
     fn credential(
@@ -397,15 +439,8 @@ impl AwsStore {
                 .max(created_at),
         };
         let metadata = envelope.map(|e| e.m.clone()).unwrap_or_default();
-        Ok(Credential {
-            key: key.clone(),
-            value,
-            metadata,
-            version,
-            created_at,
-            updated_at,
-            expires_at: None,
-        })
+        let expires_at = envelope.filter(|_| view.ours).and_then(Envelope::expires_at);
+        Ok(Credential { key: key.clone(), value, metadata, version, created_at, updated_at, expires_at })
     }
 
     /// `CreateSecret` with value, description and the [`CREATED_TAG`] tag in
@@ -557,10 +592,11 @@ impl AwsStore {
         payload: &Payload,
         metadata: &Metadata,
         empty: bool,
+        expires_at: Option<SystemTime>,
     ) -> std::result::Result<SetOutcome, Failure> {
         let now = layout::next_updated_at();
         let version = layout::new_version_id();
-        let env = Envelope::new(metadata, Some(now), now, version.clone(), empty);
+        let env = Envelope::new(metadata, Some(now), now, version.clone(), empty).with_expires_at(expires_at);
         let sent = Instant::now();
         let arn = self.create_secret(name, payload, &env, now).await?;
         self.shared.seen.put(name, Known::new(&version, &env, now, Proof::of(arn.as_deref(), true, sent)));
@@ -569,21 +605,27 @@ impl AwsStore {
         Ok(SetOutcome { created: true, version, created_at: now, updated_at: now })
     }
 
-    /// An upsert of a key that exists, in one round trip: `UpdateSecret`
-    /// with value and description (a new `AWSCURRENT` version and the
-    /// envelope naming it, in one call, so no reader sees one without the
-    /// other). What the outcome reports (`created_at` is in the
+    /// An upsert of a key that exists: `UpdateSecret` with value and
+    /// description (a new `AWSCURRENT` version and the envelope naming it,
+    /// in one call, so no reader sees one without the other), the envelope
+    /// keeping the version it overwrites. One round trip when a fresh
+    /// [`Proof`] and the remembered envelope say what the update overwrites
+    /// (and the update answers that ARN); otherwise a `DescribeSecret`
+    /// first, which also gives the outcome (`created_at` is in the
     /// [`CREATED_TAG`] tag or the secret's creation date, which the update
-    /// does not touch) comes from a fresh [`Proof`] when the update answers
-    /// its ARN, else from a `DescribeSecret` sent at the same time.
+    /// does not touch). An expired key goes to the slow path.
     async fn upsert_in_one(
         &self,
         name: &str,
         payload: &Payload,
         metadata: &Metadata,
         empty: bool,
+        expires_at: Option<SystemTime>,
     ) -> Result<Fast> {
-        let known = self.shared.seen.get(name);
+        let now = self.info.now();
+        // A remembered version that has expired since: the key is missing,
+        // which the slow path (a new creation time) deals with.
+        let known = self.shared.seen.get(name).filter(|k| !k.envelope.expired(now));
         let proof = known.as_ref().and_then(|k| k.proof.clone()).filter(Proof::fresh);
         let mut updated_at = layout::next_updated_at();
         if let Some(known) = known.as_ref().filter(|_| proof.is_some()) {
@@ -592,10 +634,16 @@ impl AwsStore {
             updated_at = updated_at.max(known.envelope.updated_at() + Duration::from_nanos(1));
         }
         let version = layout::new_version_id();
-        let env = Envelope::new(metadata, None, updated_at, version.clone(), empty);
+        let env =
+            Envelope::new(metadata, None, updated_at, version.clone(), empty).with_expires_at(expires_at);
         let sent = Instant::now();
-        let (written, seen) = match (&proof, &known) {
+        let (written, seen, env) = match (&proof, &known) {
             (Some(proof), Some(known)) => {
+                // The version this store saw is the one the update moves to
+                // AWSPREVIOUS (if another writer got in between, the
+                // description names a version without that label, which is
+                // then not kept).
+                let env = self.keeping(name, env, Some(known.envelope.as_previous()));
                 let written = self.update_secret(name, payload, &env, false).await;
                 if matches!(&written, Ok(Some(arn)) if *arn == proof.arn) {
                     // The secret this store saw, with its creation-time tag:
@@ -608,12 +656,29 @@ impl AwsStore {
                 }
                 // Another secret under that name (deleted and made again),
                 // or no ARN in the answer: described below.
-                (written, None)
+                (written, None, env)
             }
             _ => {
-                let (written, seen) =
-                    tokio::join!(self.update_secret(name, payload, &env, false), self.describe(name));
-                (written, Some(seen))
+                // Described first, so that the description written keeps
+                // the version it overwrites.
+                let seen = self.describe(name).await;
+                let view = match &seen {
+                    Ok(State::Missing) => return Ok(Fast::Missing),
+                    Ok(State::Live(desc)) => View::of(self.info.id(), name, desc)?,
+                    Ok(State::Deleted) => return Ok(Fast::Slow),
+                    Err(_) => None,
+                };
+                let Some(view) = view.filter(|v| !v.unsettled && !v.expired(now)) else {
+                    // Expired, without a value, or between two steps of
+                    // another write: the slow path.
+                    return match seen {
+                        Err(e) => Err(e),
+                        Ok(_) => Ok(Fast::Slow),
+                    };
+                };
+                let env = self.keeping(name, env, view.as_previous());
+                let written = self.update_secret(name, payload, &env, false).await;
+                (written, Some(seen), env)
             }
         };
         let arn = match written {
@@ -710,16 +775,19 @@ impl AwsStore {
         restored: bool,
         described: Instant,
     ) -> Result<Round> {
-        let Write { key, name, payload, metadata, empty, mode } = *write;
+        let Write { key, name, payload, metadata, empty, mode, expires_at } = *write;
+        // A key whose version expired is missing: written over as a new one.
+        let expired = view.expired(self.info.now());
         match mode {
-            SetMode::Create if !restored => return Err(self.precondition(key, "the key exists")),
+            SetMode::Create if !restored && !expired => return Err(self.precondition(key, "the key exists")),
+            SetMode::Replace(_) if expired => return Err(self.precondition(key, "the key does not exist")),
             SetMode::Replace(expected) if expected.as_str() != view.visible => {
                 return Err(self
                     .precondition(key, format!("the current version is {}, not {expected}", view.visible)));
             }
             _ => {}
         }
-        let created = restored;
+        let created = restored || expired;
         let now = layout::next_updated_at();
         let old = view.envelope.as_ref();
         let created_at = if created { now } else { created_at_of(desc, old) };
@@ -728,9 +796,13 @@ impl AwsStore {
             old.filter(|_| !created).map_or(created_at, |env| env.updated_at() + Duration::from_nanos(1));
         let updated_at = now.max(after_previous).max(created_at);
         let version = layout::new_version_id();
-        let env = Envelope::new(metadata, Some(created_at), updated_at, version.clone(), empty);
+        let env = Envelope::new(metadata, Some(created_at), updated_at, version.clone(), empty)
+            .with_expires_at(expires_at);
+        // A new key has no previous version; AWSPREVIOUS then holds a
+        // version of its earlier life, which is not kept.
+        let env = self.keeping(name, env, if created { None } else { view.as_previous() });
         if created {
-            // A restored secret is a new key: its creation time starts again.
+            // A restored or expired secret is a new key: its creation time starts again.
             self.tag_created(name, created_at).await.map_err(|f| f.error)?;
         }
 
@@ -945,8 +1017,18 @@ impl fmt::Debug for AwsStore {
 
 /// Everything, durable: create-only through `CreateSecret`,
 /// replace-if-version through `UpdateSecretVersionStage` (see the crate
-/// docs, "Writes").
-const CAPABILITIES: Capabilities = Capabilities::full().with_persistence(Persistence::Durable);
+/// docs, "Writes"); versions as deep as the staging labels go (the current
+/// version and `AWSPREVIOUS`: two), expiry kept in the description. No
+/// recovery after a delete (see the crate docs, "History").
+const CAPABILITIES: Capabilities = Capabilities::full()
+    .with_persistence(Persistence::Durable)
+    .with_versions(true)
+    .with_expiry(true)
+    .with_retention(Retention::versions(KEPT_VERSIONS));
+
+/// The versions of a key this store keeps: the ones the service keeps
+/// labelled, `AWSCURRENT` and `AWSPREVIOUS`.
+const KEPT_VERSIONS: u32 = 2;
 
 #[async_trait]
 impl CredentialStore for AwsStore {
@@ -988,6 +1070,9 @@ impl CredentialStore for AwsStore {
         if let Some(known) = self.shared.seen.get(&name) {
             match self.read_value(&name, None).await {
                 Ok(out) if out.version_id() == Some(known.version.as_str()) && is_current(&out) => {
+                    if known.envelope.expired(self.info.now()) {
+                        return Ok(None);
+                    }
                     return self.credential_of_known(key, known, out).map(Some);
                 }
                 other => first = Some(other),
@@ -1007,6 +1092,9 @@ impl CredentialStore for AwsStore {
                 return Ok(None);
             };
             let Some(view) = View::of(self.info.id(), &name, &desc)? else { return Ok(None) };
+            if view.expired(self.info.now()) {
+                return Ok(None);
+            }
             if view.unsettled {
                 tracing::debug!(store = %self.info.id(), key = %key, round, "description ahead of the value; retrying");
                 tokio::time::sleep(Duration::from_millis(5 << round)).await;
@@ -1048,10 +1136,11 @@ impl CredentialStore for AwsStore {
     /// - [`SetMode::Upsert`]: `UpdateSecret` with value and description in
     ///   one call. Alone when this store saw the secret's ARN and
     ///   creation-time tag in the last 30 s (it made, wrote or read the
-    ///   key) and the update answers that ARN; otherwise with
-    ///   `DescribeSecret` at the same time for the outcome's `created_at`.
-    ///   One round trip either way. A missing key is then created with
-    ///   `CreateSecret`.
+    ///   key) and the update answers that ARN; otherwise after a
+    ///   `DescribeSecret` (the description written keeps the version
+    ///   overwritten, and the outcome's `created_at` comes from it). A
+    ///   missing key is then created with `CreateSecret`; an expired one is
+    ///   written over as new, through the staging label.
     /// - [`SetMode::Create`]: one `CreateSecret` (value, description and
     ///   creation-time tag; atomic, so of racing create-only writes exactly
     ///   one wins).
@@ -1074,7 +1163,15 @@ impl CredentialStore for AwsStore {
         let name = self.names.name(key);
         let payload = Payload::of(value);
         let empty = value.is_empty();
-        let write = Write { key, name: &name, payload: &payload, metadata, empty, mode };
+        let write = Write {
+            key,
+            name: &name,
+            payload: &payload,
+            metadata,
+            empty,
+            mode,
+            expires_at: request.expires_at(),
+        };
         if let Some(outcome) = self.write_fast(&write).await? {
             return Ok(outcome);
         }
@@ -1105,11 +1202,158 @@ impl CredentialStore for AwsStore {
         let name = self.names.name(key);
         self.shared.seen.forget(&name);
         let State::Live(desc) = self.describe(&name).await? else { return Ok(false) };
-        let existed = current_version(desc.version_ids_to_stages()).is_some();
+        let now = self.info.now();
+        let existed = View::of(self.info.id(), &name, &desc)?.is_some_and(|v| !v.expired(now));
         match self.delete_name(&name).await {
             Ok(()) => Ok(existed),
             Err(f) if f.is(Kind::NotFound) || f.is(Kind::InvalidRequest) => Ok(false),
             Err(f) => Err(f.error),
+        }
+    }
+
+    /// # Behavior
+    /// `DescribeSecret` (the labels and the description say which versions
+    /// are kept), then `GetSecretValue` of that version id. Only the version
+    /// `get` reads and the one `AWSPREVIOUS` is on, when the description
+    /// kept what it was written with, are kept; any other is `None`.
+    async fn get_version(&self, key: &CredentialKey, version: &Version) -> Result<Option<Credential>> {
+        let name = self.names.name(key);
+        let Some((desc, kept)) = self.kept_of(&name).await? else { return Ok(None) };
+        let Some(k) = kept.into_iter().find(|k| k.id == version.as_str()) else { return Ok(None) };
+        let mut out = match self.read_value(&name, Some(&k.id)).await {
+            Ok(out) => out,
+            Err(f) if f.is(Kind::NotFound) || f.is(Kind::InvalidRequest) => return Ok(None),
+            Err(f) => return Err(f.error),
+        };
+        let value = self.value_read(key, k.empty, &mut out)?;
+        let envelope = Envelope::decode(self.info.id(), &name, desc.description())?;
+        let created_at = created_at_of(&desc, envelope.as_ref()).min(k.updated_at);
+        Ok(Some(Credential {
+            key: key.clone(),
+            value,
+            metadata: k.metadata,
+            version: version.clone(),
+            created_at,
+            updated_at: k.updated_at,
+            expires_at: k.expires_at,
+        }))
+    }
+
+    /// # Behavior
+    /// One `DescribeSecret`: the kept versions (at most two, see
+    /// [`get_version`](CredentialStore::get_version)) with what the
+    /// description says of them; no value is read.
+    async fn list_versions(&self, key: &CredentialKey, options: &VersionListOptions) -> Result<VersionPage> {
+        let name = self.names.name(key);
+        let Some((_, kept)) = self.kept_of(&name).await? else { return Ok(VersionPage::default()) };
+        let now = self.info.now();
+        let mut infos = Vec::with_capacity(kept.len());
+        for k in kept {
+            let state = match (k.expires_at.is_some_and(|t| t <= now), k.current) {
+                (true, _) => VersionState::Expired,
+                (false, true) => VersionState::Current,
+                (false, false) => VersionState::Previous,
+            };
+            let version = Version::new(k.id).map_err(|e| Error::backend(self.info.id(), e))?;
+            infos.push(
+                VersionInfo::new(version, state, k.updated_at)
+                    .with_expires_at(k.expires_at)
+                    .with_metadata(k.metadata),
+            );
+        }
+        Ok(options.page_from_newest(infos))
+    }
+
+    /// # Behavior
+    /// - `Key`: `DeleteSecret` with `ForceDeleteWithoutRecovery`, whatever
+    ///   the [`DeletionPolicy`]: the secret and every version go at once.
+    /// - `Version`: takes `AWSPREVIOUS` off that version
+    ///   (`UpdateSecretVersionStage`), after which no read of this store
+    ///   returns it. Secrets Manager has no call that destroys one version:
+    ///   the unlabelled version stays in the service, readable by its id
+    ///   with `secretsmanager:GetSecretValue`, until the service removes it
+    ///   (see the crate docs, "History"); purge the key to destroy a value
+    ///   for certain. The version `get` reads is refused, and so is the
+    ///   version `AWSCURRENT` is on once it has expired (the label cannot
+    ///   be taken off it alone: purge the key).
+    async fn purge(&self, key: &CredentialKey, target: &PurgeTarget) -> Result<bool> {
+        let name = self.names.name(key);
+        self.shared.seen.forget(&name);
+        match target {
+            PurgeTarget::Key => {
+                if let State::Missing = self.describe(&name).await? {
+                    return Ok(false);
+                }
+                let req = self.client().delete_secret().secret_id(&name).force_delete_without_recovery(true);
+                match req.send().await {
+                    Ok(_) => Ok(true),
+                    Err(e) => {
+                        let f = self.fail("DeleteSecret", false, e);
+                        if f.is(Kind::NotFound) {
+                            Ok(false)
+                        } else {
+                            Err(f.error)
+                        }
+                    }
+                }
+            }
+            PurgeTarget::Version(version) => {
+                let Some((desc, kept)) = self.kept_of(&name).await? else { return Ok(false) };
+                let current = kept.iter().find(|k| k.current).map(|k| k.id.clone());
+                match kept.iter().find(|k| k.id == version.as_str()) {
+                    Some(k) if k.current && k.expires_at.is_some_and(|t| t <= self.info.now()) => Err(self
+                        .precondition(
+                            key,
+                            format!(
+                                "version {version} has expired, but it is the one AWSCURRENT is on, which \
+                                 Secrets Manager cannot take off a version alone; purge the key instead"
+                            ),
+                        )),
+                    Some(k) if k.current => Err(self.precondition(
+                        key,
+                        format!(
+                            "version {version} is the current version; write a new one first, then purge it"
+                        ),
+                    )),
+                    Some(k) => {
+                        let labels = desc.version_ids_to_stages().and_then(|m| m.get(&k.id));
+                        let stray_current = labels.is_some_and(|l| l.iter().any(|l| l == CURRENT));
+                        if let (true, Some(current)) = (stray_current, current) {
+                            // moto leaves AWSCURRENT on it after a staged
+                            // write: moved to the current version (which
+                            // moves AWSPREVIOUS onto it, taken off below).
+                            self.client()
+                                .update_secret_version_stage()
+                                .secret_id(&name)
+                                .version_stage(CURRENT)
+                                .move_to_version_id(current)
+                                .remove_from_version_id(&k.id)
+                                .send()
+                                .await
+                                .map_err(|e| self.fail("UpdateSecretVersionStage", false, e).error)?;
+                        }
+                        let req = self
+                            .client()
+                            .update_secret_version_stage()
+                            .secret_id(&name)
+                            .version_stage(PREVIOUS)
+                            .remove_from_version_id(&k.id);
+                        match req.send().await {
+                            Ok(_) => Ok(true),
+                            Err(e) => {
+                                let f = self.fail("UpdateSecretVersionStage", false, e);
+                                if f.is(Kind::NotFound) || f.is(Kind::InvalidRequest) {
+                                    Ok(false)
+                                } else {
+                                    Err(f.error)
+                                }
+                            }
+                        }
+                    }
+                    None => Ok(false),
+                }
+            }
+            other => Err(Error::backend(self.info.id(), format!("purge of {other:?} is not supported"))),
         }
     }
 
@@ -1138,6 +1382,9 @@ impl CredentialStore for AwsStore {
                 if entry.secret_versions_to_stages().is_some()
                     && current_version(entry.secret_versions_to_stages()).is_none()
                 {
+                    continue;
+                }
+                if self.expired_entry(entry) {
                     continue;
                 }
                 if let Some(key) = entry.name().and_then(|n| self.names.key_of(n)) {
@@ -1179,6 +1426,83 @@ impl CredentialStore for AwsStore {
 }
 
 impl AwsStore {
+    /// Whether a `ListSecrets` entry's current version has expired, by its
+    /// description's envelope (a value another tool wrote never expires).
+    fn expired_entry(&self, entry: &aws_sdk_secretsmanager::types::SecretListEntry) -> bool {
+        let name = entry.name().unwrap_or_default();
+        let Ok(Some(env)) = Envelope::decode(self.info.id(), name, entry.description()) else { return false };
+        let current = current_of(entry.secret_versions_to_stages(), Some(&env.v));
+        current == Some(env.v.as_str()) && env.expired(self.info.now())
+    }
+
+    /// The versions of a live secret this store keeps, newest first: the
+    /// one it reads, then the one `AWSPREVIOUS` is on when the description
+    /// kept what that version was written with.
+    fn kept(&self, desc: &DescribeSecretOutput, view: &View) -> Vec<Kept> {
+        let env = view.envelope.as_ref();
+        let created_at = created_at_of(desc, env);
+        let visible = match env.filter(|_| view.ours) {
+            Some(env) => Kept {
+                id: view.visible.clone(),
+                metadata: env.m.clone(),
+                updated_at: env.updated_at(),
+                expires_at: env.expires_at(),
+                empty: env.e,
+                current: true,
+            },
+            None => Kept {
+                id: view.visible.clone(),
+                metadata: env.map(|e| e.m.clone()).unwrap_or_default(),
+                updated_at: desc
+                    .last_changed_date()
+                    .and_then(to_system_time)
+                    .unwrap_or(created_at)
+                    .max(created_at),
+                expires_at: None,
+                empty: false,
+                current: true,
+            },
+        };
+        let mut kept = vec![visible];
+        if view.in_flight() {
+            return kept;
+        }
+        // The version a write moved AWSCURRENT from carries AWSPREVIOUS
+        // (moto leaves it AWSCURRENT after a staged write: see `current_of`).
+        let labelled = |id: &str| {
+            id != view.current
+                && desc
+                    .version_ids_to_stages()
+                    .and_then(|m| m.get(id))
+                    .is_some_and(|labels| labels.iter().any(|l| l == PREVIOUS || l == CURRENT))
+        };
+        let previous = match env {
+            Some(env) if view.ours => env.p.as_ref().filter(|p| labelled(&p.v)).cloned(),
+            // A value another tool wrote over one of ours: ours is AWSPREVIOUS.
+            Some(env) if labelled(&env.v) => Some(env.as_previous()),
+            _ => None,
+        };
+        if let Some(p) = previous {
+            kept.push(Kept {
+                metadata: p.m.clone(),
+                updated_at: p.updated_at(),
+                expires_at: p.expires_at(),
+                empty: p.e,
+                current: false,
+                id: p.v,
+            });
+        }
+        kept
+    }
+
+    /// The kept versions of `name`, with its description, when it is live.
+    async fn kept_of(&self, name: &str) -> Result<Option<(Box<DescribeSecretOutput>, Vec<Kept>)>> {
+        let State::Live(desc) = self.describe(name).await? else { return Ok(None) };
+        let Some(view) = View::of(self.info.id(), name, &desc)? else { return Ok(None) };
+        let kept = self.kept(&desc, &view);
+        Ok(Some((desc, kept)))
+    }
+
     /// The fast paths of a write: one round trip for an overwrite or a
     /// create-only write, two for an upsert of a new key. `None` leaves the
     /// write to [`AwsStore::write_in_rounds`]: a secret scheduled for
@@ -1189,26 +1513,30 @@ impl AwsStore {
         match mode {
             SetMode::Upsert => {
                 for _ in 0..FAST_ROUNDS {
-                    match self.upsert_in_one(name, payload, metadata, empty).await? {
+                    match self.upsert_in_one(name, payload, metadata, empty, write.expires_at).await? {
                         Fast::Done(outcome) => return Ok(Some(outcome)),
                         Fast::Slow => break,
-                        Fast::Missing => match self.create_new(name, payload, metadata, empty).await {
-                            Ok(outcome) => return Ok(Some(outcome)),
-                            // Created meanwhile by another writer: overwrite it.
-                            Err(f) if f.is(Kind::Exists) => {}
-                            Err(f) if f.is(Kind::InvalidRequest) => break,
-                            Err(f) => return Err(f.error),
-                        },
+                        Fast::Missing => {
+                            match self.create_new(name, payload, metadata, empty, write.expires_at).await {
+                                Ok(outcome) => return Ok(Some(outcome)),
+                                // Created meanwhile by another writer: overwrite it.
+                                Err(f) if f.is(Kind::Exists) => {}
+                                Err(f) if f.is(Kind::InvalidRequest) => break,
+                                Err(f) => return Err(f.error),
+                            }
+                        }
                     }
                 }
                 Ok(None)
             }
-            SetMode::Create => match self.create_new(name, payload, metadata, empty).await {
-                Ok(outcome) => Ok(Some(outcome)),
-                // Exists, or scheduled for deletion: looked at in rounds.
-                Err(f) if f.is(Kind::Exists) || f.is(Kind::InvalidRequest) => Ok(None),
-                Err(f) => Err(f.error),
-            },
+            SetMode::Create => {
+                match self.create_new(name, payload, metadata, empty, write.expires_at).await {
+                    Ok(outcome) => Ok(Some(outcome)),
+                    // Exists, or scheduled for deletion: looked at in rounds.
+                    Err(f) if f.is(Kind::Exists) || f.is(Kind::InvalidRequest) => Ok(None),
+                    Err(f) => Err(f.error),
+                }
+            }
             _ => Ok(None),
         }
     }
@@ -1254,11 +1582,11 @@ impl AwsStore {
 
     /// A round on a missing key: create it.
     async fn create_missing(&self, write: &Write<'_>) -> Result<Round> {
-        let Write { key, name, payload, metadata, empty, mode } = *write;
+        let Write { key, name, payload, metadata, empty, mode, .. } = *write;
         if let SetMode::Replace(_) = mode {
             return Err(self.precondition(key, "the key does not exist"));
         }
-        match self.create_new(name, payload, metadata, empty).await {
+        match self.create_new(name, payload, metadata, empty, write.expires_at).await {
             Ok(outcome) => Ok(Round::Done(outcome)),
             // Another writer created it first.
             Err(f) if f.is(Kind::Exists) => match mode {
@@ -1299,13 +1627,13 @@ impl AwsStore {
     /// without a value is absent): tag its creation time, then write the
     /// value and the description in one `UpdateSecret`.
     async fn write_valueless(&self, write: &Write<'_>) -> Result<Round> {
-        let Write { key, name, payload, metadata, empty, mode } = *write;
+        let Write { key, name, payload, metadata, empty, mode, expires_at } = *write;
         if let SetMode::Replace(_) = mode {
             return Err(self.precondition(key, "the key does not exist"));
         }
         let now = layout::next_updated_at();
         let version = layout::new_version_id();
-        let env = Envelope::new(metadata, Some(now), now, version.clone(), empty);
+        let env = Envelope::new(metadata, Some(now), now, version.clone(), empty).with_expires_at(expires_at);
         if let Err(f) = self.tag_created(name, now).await {
             return match f.kind {
                 Kind::NotFound | Kind::InvalidRequest => Ok(Round::Now),

@@ -55,7 +55,9 @@
 //!   restore recovers the key;
 //!   [`purge`](credstore_core::CredentialStore::purge) destroys the key with
 //!   its history (reported by the feed as a delete, with no version) or one
-//!   earlier version (not reported: the current value is unchanged).
+//!   earlier version (not reported: the current value is unchanged); an
+//!   expired newest version is not current and can be purged too, the key
+//!   staying absent.
 //! - Expiry: a write may carry an `expires_at`; from then on, by the
 //!   store's clock ([`MemoryConfig::clock`], the system clock by default),
 //!   the key reads as absent and its version lists as

@@ -410,7 +410,8 @@ impl CredentialStore for MemoryStore {
     }
 
     async fn purge(&self, key: &CredentialKey, target: &PurgeTarget) -> Result<bool> {
-        let mut space = write(&self.space);
+        let mut guard = write(&self.space);
+        let space = &mut *guard;
         match target {
             PurgeTarget::Version(version) => {
                 let Some(wanted) = counter(version) else { return Ok(false) };
@@ -418,9 +419,16 @@ impl CredentialStore for MemoryStore {
                 let Some(index) = history.versions.iter().position(|k| k.version == wanted) else {
                     return Ok(false);
                 };
-                if history.live && index + 1 == history.versions.len() {
+                let newest = index + 1 == history.versions.len();
+                if newest && history.current(self.info.now()).is_some() {
                     let reason = "it is the current version: write a new one first, then purge this one";
                     return Err(Error::precondition_failed(self.info.id(), key, reason));
+                }
+                if newest {
+                    // An expired newest version: the key stays absent, rather
+                    // than the version before it coming back.
+                    history.live = false;
+                    space.order.remove(key);
                 }
                 // Dropping the version zeroizes its value.
                 history.versions.remove(index);
@@ -639,6 +647,27 @@ mod tests {
         assert_eq!(store.get(&k).await.unwrap().unwrap().value.expose_str().unwrap(), "two");
         assert!(store.purge(&k, &PurgeTarget::Key).await.unwrap());
         assert!(store.list_versions(&k, &VersionListOptions::new()).await.unwrap().versions.is_empty());
+    }
+
+    #[tokio::test]
+    async fn purging_an_expired_newest_version_leaves_the_key_absent_not_the_one_before() {
+        let clock = credstore_core::ManualClock::starting_now();
+        let config = MemoryConfig::new().clock(Arc::new(clock.clone()));
+        let store = MemoryStore::with_config(StoreId::new("m").unwrap(), config);
+        let k = key("k");
+        store.set(&k, &v("old"), &Metadata::new()).await.unwrap();
+        let at = clock.now() + std::time::Duration::from_secs(10);
+        let opts = credstore_core::SetOptions::new().with_expires_at(Some(at));
+        let leaked = store.set_opts(&k, &v("leaked"), &Metadata::new(), &opts).await.unwrap().version;
+        let refused = store.purge(&k, &PurgeTarget::Version(leaked.clone())).await;
+        assert!(matches!(refused, Err(Error::PreconditionFailed { .. })), "{refused:?}");
+        clock.set(at);
+        assert!(store.purge(&k, &PurgeTarget::Version(leaked.clone())).await.unwrap());
+        assert!(store.get_version(&k, &leaked).await.unwrap().is_none());
+        assert!(store.get(&k).await.unwrap().is_none(), "the version before the purged one came back");
+        assert!(store.list(&ListOptions::new()).await.unwrap().keys.is_empty());
+        let created = store.create(&k, &v("new"), &Metadata::new()).await.unwrap();
+        assert!(created.created);
     }
 
     #[tokio::test]

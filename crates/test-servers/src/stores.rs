@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use credstore_conformance::{unique_name, StoreFactory};
-use credstore_core::{CredentialStore, StoreId};
+use credstore_core::{Clock, CredentialStore, StoreId};
 
 /// Where a store of a [`ServerStoreFactory`] points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +20,7 @@ pub enum Reach {
 
 type Open = dyn Fn(Reach, StoreId) -> Arc<dyn CredentialStore> + Send + Sync;
 type Wrap = dyn Fn(Arc<dyn CredentialStore>) -> Arc<dyn CredentialStore> + Send + Sync;
+type OpenOnClock = dyn Fn(StoreId, Arc<dyn Clock>) -> Arc<dyn CredentialStore> + Send + Sync;
 
 /// A [`StoreFactory`] of stores on one shared server. Every store has its
 /// own random id, which doubles as its key prefix on the server
@@ -38,6 +39,7 @@ pub struct ServerStoreFactory {
     name: String,
     open: Box<Open>,
     wrap: Option<Box<Wrap>>,
+    on_clock: Option<Box<OpenOnClock>>,
 }
 
 impl std::fmt::Debug for ServerStoreFactory {
@@ -52,7 +54,18 @@ impl ServerStoreFactory {
         name: impl Into<String>,
         open: impl Fn(Reach, StoreId) -> Arc<dyn CredentialStore> + Send + Sync + 'static,
     ) -> Self {
-        Self { name: name.into(), open: Box::new(open), wrap: None }
+        Self { name: name.into(), open: Box::new(open), wrap: None, on_clock: None }
+    }
+
+    /// Opens the stores of [`StoreFactory::create_on_clock`] with `open`: a
+    /// store on the shared server that decides expiry by the clock given
+    /// (then [`wrapped`](Self::wrapped) as every other store).
+    pub fn on_clock(
+        mut self,
+        open: impl Fn(StoreId, Arc<dyn Clock>) -> Arc<dyn CredentialStore> + Send + Sync + 'static,
+    ) -> Self {
+        self.on_clock = Some(Box::new(open));
+        self
     }
 
     /// Hands out every store (reopened and unreachable ones too) as `wrap`
@@ -107,7 +120,11 @@ impl ServerStoreFactory {
                 .static_credentials(ACCESS_KEY_ID, SecretValue::from(SECRET_ACCESS_KEY))
                 .timeout(Duration::from_secs(20))
         };
-        Some(Self::new(name, move |reach, id| {
+        let on_server = {
+            let endpoint = endpoint.clone();
+            move |id: &StoreId| config(&endpoint).prefix(&prefix(id))
+        };
+        let factory = Self::new(name, move |reach, id| {
             let config = match reach {
                 Reach::Server => config(&endpoint).prefix(&prefix(&id)),
                 Reach::ClosedPort => config(&closed_address())
@@ -116,6 +133,9 @@ impl ServerStoreFactory {
                     .prefix(id.as_str()),
             };
             Arc::new(AwsStore::new(id, config).expect("aws store"))
+        });
+        Some(factory.on_clock(move |id, clock| {
+            Arc::new(AwsStore::new(id.clone(), on_server(&id).clock(clock)).expect("aws store"))
         }))
     }
 }
@@ -132,15 +152,23 @@ impl ServerStoreFactory {
         use crate::openbao::OpenBao;
 
         let bao = OpenBao::shared()?;
-        Some(Self::new(name, move |reach, id| {
+        let on_server = move |id: &StoreId| {
+            VaultConfig::new(bao.address())
+                .prefix(&prefix(id))
+                .timeout(Duration::from_secs(10))
+                .token(SecretValue::from(bao.root_token()))
+        };
+        let factory = Self::new(name, move |reach, id| {
             let config = match reach {
-                Reach::Server => {
-                    VaultConfig::new(bao.address()).prefix(&prefix(&id)).timeout(Duration::from_secs(10))
-                }
-                Reach::ClosedPort => VaultConfig::new(closed_address()).timeout(Duration::from_secs(2)),
+                Reach::Server => on_server(&id),
+                Reach::ClosedPort => VaultConfig::new(closed_address())
+                    .timeout(Duration::from_secs(2))
+                    .token(SecretValue::from(bao.root_token())),
             };
-            let config = config.token(SecretValue::from(bao.root_token()));
             Arc::new(VaultStore::new(id, config).expect("vault store"))
+        });
+        Some(factory.on_clock(move |id, clock| {
+            Arc::new(VaultStore::new(id.clone(), on_server(&id).clock(clock)).expect("vault store"))
         }))
     }
 }
@@ -163,5 +191,14 @@ impl StoreFactory for ServerStoreFactory {
 
     async fn unreachable(&self) -> Option<Arc<dyn CredentialStore>> {
         Some(self.open(Reach::ClosedPort, self.fresh_id("-down")))
+    }
+
+    async fn create_on_clock(&self, clock: Arc<dyn Clock>) -> Option<Arc<dyn CredentialStore>> {
+        let open = self.on_clock.as_ref()?;
+        let store = open(self.fresh_id("-clock"), clock);
+        Some(match &self.wrap {
+            Some(wrap) => wrap(store),
+            None => store,
+        })
     }
 }

@@ -3,14 +3,18 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use credstore_core::{Error, Result, SecretValue};
+use credstore_core::{Clock, Error, Result, SecretValue, SystemClock};
 
 /// The default KV v2 mount.
 pub const DEFAULT_MOUNT: &str = "secret";
 /// The default timeout of one operation, retries included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default number of versions kept per key, the current one included:
+/// KV v2's own default.
+pub const DEFAULT_MAX_VERSIONS: u32 = 10;
 /// The default mount of the JWT auth method.
 pub const DEFAULT_JWT_MOUNT: &str = "jwt";
 /// Where Kubernetes mounts a pod's service-account token: the JWT file
@@ -68,6 +72,8 @@ pub struct VaultConfig {
     pub(crate) allow_insecure_http: bool,
     /// The environment variable the address came from, for messages.
     pub(crate) address_var: Option<&'static str>,
+    pub(crate) max_versions: u32,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl VaultConfig {
@@ -91,6 +97,8 @@ impl VaultConfig {
             jwt_mount: DEFAULT_JWT_MOUNT.to_owned(),
             allow_insecure_http: false,
             address_var: None,
+            max_versions: DEFAULT_MAX_VERSIONS,
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -253,6 +261,29 @@ impl VaultConfig {
         self
     }
 
+    /// How many versions of each key the store keeps, the current one (and
+    /// the delete marker a `delete` writes) included. Default
+    /// [`DEFAULT_MAX_VERSIONS`] (10). The store sets it as the KV v2
+    /// `max_versions` of each key it creates, so that KV v2 destroys older
+    /// versions as new ones are written, and never reads a version older
+    /// than that, whatever the key's or the mount's setting. A mount whose
+    /// own `max_versions` is lower wins (KV v2 keeps the smaller): set the
+    /// store's no higher than the mount's. Zero is refused by
+    /// [`crate::VaultStore::new`].
+    pub fn max_versions(mut self, max_versions: u32) -> Self {
+        self.max_versions = max_versions;
+        self
+    }
+
+    /// The clock the store decides expiry by (a credential written with
+    /// `expires_at` reads as absent from then on): the system's unless
+    /// given, a [`ManualClock`](credstore_core::ManualClock) in tests.
+    /// Timestamps (`created_at`, `updated_at`) stay the server's.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Trusts only the CA certificates in this PEM file for `https`
     /// addresses, instead of the system's roots.
     pub fn ca_cert(mut self, path: impl Into<PathBuf>) -> Self {
@@ -301,6 +332,11 @@ impl VaultConfig {
     /// The operation timeout.
     pub fn request_timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The versions kept per key ([`VaultConfig::max_versions`]).
+    pub fn versions_kept(&self) -> u32 {
+        self.max_versions
     }
 
     /// The CA certificate file, if any.
@@ -353,6 +389,7 @@ impl fmt::Debug for VaultConfig {
             .field("prefix", &self.prefix)
             .field("namespace", &self.namespace)
             .field("timeout", &self.timeout)
+            .field("max_versions", &self.max_versions)
             .field("ca_cert", &self.ca_cert)
             .field("skip_verify", &self.skip_verify)
             .field("allow_insecure_http", &self.allow_insecure_http)
@@ -530,6 +567,7 @@ pub enum LoginSettings {
 /// vault_namespace = "team-a"        # optional: X-Vault-Namespace
 /// ca_cert = "vault-ca.pem"          # optional: CA certificates to trust instead of the system's
 /// timeout_ms = 10000                # optional: one operation, retries included
+/// max_versions = 10                 # optional: versions kept per key, the current one included (>= 1)
 /// allow_insecure_http = false       # optional: accept an http:// address to a host that is not loopback
 /// # One login (or none: VAULT_TOKEN when set):
 /// token_file = "/run/secrets/vault-token"          # or token_env = "VAULT_TOKEN_PROD"
@@ -562,6 +600,7 @@ pub struct VaultSettings {
     server: ServerSettings,
     mount: Option<String>,
     prefix: Option<String>,
+    max_versions: Option<u32>,
 }
 
 #[cfg(feature = "serde")]
@@ -601,6 +640,9 @@ impl VaultSettings {
         }
         if let Some(p) = &self.prefix {
             c = c.prefix(p);
+        }
+        if let Some(n) = self.max_versions {
+            c = c.max_versions(n);
         }
         Ok(c)
     }
@@ -696,6 +738,11 @@ pub(crate) mod de {
         #[serde(default)]
         timeout_ms: Option<u64>,
         #[serde(default)]
+        max_versions: Option<u32>,
+        /// Refused with a reason: KV v2 has no age limit this store can honour.
+        #[serde(default)]
+        max_version_age: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
         allow_insecure_http: bool,
     }
 
@@ -705,6 +752,7 @@ pub(crate) mod de {
         pub mount: Option<String>,
         pub prefix: Option<String>,
         pub key: Option<String>,
+        pub max_versions: Option<u32>,
     }
 
     impl TryFrom<RawSettings> for VaultSettings {
@@ -717,7 +765,15 @@ pub(crate) mod de {
                             not of a vault store"
                     .into());
             }
-            Ok(VaultSettings { server, mount: place.mount, prefix: place.prefix })
+            if place.max_versions == Some(0) {
+                return Err("max_versions must be at least 1 (the current version)".into());
+            }
+            Ok(VaultSettings {
+                server,
+                mount: place.mount,
+                prefix: place.prefix,
+                max_versions: place.max_versions,
+            })
         }
     }
 
@@ -725,6 +781,14 @@ pub(crate) mod de {
         /// The server and login settings, checked, and the rest.
         pub(crate) fn split(self) -> std::result::Result<(ServerSettings, Place), String> {
             let r = self;
+            if r.max_version_age.is_some() {
+                return Err(
+                    "max_version_age is not supported by vault stores: KV v2's delete_version_after \
+                            counts from a version's creation, the current version's too, not from when it \
+                            stopped being current; bound the history with max_versions"
+                        .into(),
+                );
+            }
             if r.address.is_empty() {
                 return Err("address is empty".into());
             }
@@ -779,7 +843,7 @@ pub(crate) mod de {
                 login,
                 allow_insecure_http: r.allow_insecure_http,
             };
-            Ok((server, Place { mount: r.mount, prefix: r.prefix, key: r.key }))
+            Ok((server, Place { mount: r.mount, prefix: r.prefix, key: r.key, max_versions: r.max_versions }))
         }
     }
 
@@ -790,6 +854,23 @@ pub(crate) mod de {
 
         fn parse(json: &str) -> std::result::Result<VaultSettings, String> {
             serde_json::from_str(json).map_err(|e| e.to_string())
+        }
+
+        #[test]
+        fn max_versions_reaches_the_store_and_its_declared_retention() {
+            let id: credstore_core::StoreId = "v".parse().unwrap();
+            let ctx = ConfigContext::new("/etc/credstore");
+            let s = parse(r#"{"address": "http://127.0.0.1:8200", "max_versions": 3}"#).unwrap();
+            let store = crate::VaultStore::new(id.clone(), s.to_config(&id, &ctx).unwrap()).unwrap();
+            use credstore_core::CredentialStoreExt as _;
+            assert_eq!(store.capabilities().retention, credstore_core::Retention::versions(3));
+            let s = parse(r#"{"address": "http://127.0.0.1:8200"}"#).unwrap();
+            assert_eq!(s.to_config(&id, &ctx).unwrap().versions_kept(), crate::DEFAULT_MAX_VERSIONS);
+            let err = serde_json::from_str::<crate::TransitKeySettings>(
+                r#"{"address": "http://127.0.0.1:8200", "key": "k", "max_versions": 3}"#,
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("`max_versions` is a setting of a vault store"), "{err}");
         }
 
         #[test]
@@ -858,6 +939,9 @@ pub(crate) mod de {
                 (r#"{"address": ""}"#, "address is empty"),
                 (r#"{"address": "a", "token": "hvs.x"}"#, "unknown field `token`"),
                 (r#"{"address": "a", "key": "credstore"}"#, "a setting of a vault-transit key provider"),
+                (r#"{"address": "a", "max_versions": 0}"#, "max_versions must be at least 1"),
+                (r#"{"address": "a", "max_version_age": "30d"}"#, "max_version_age is not supported"),
+                (r#"{"address": "a", "max_versions": -1}"#, "invalid value"),
             ] {
                 let err = parse(json).unwrap_err();
                 assert!(err.contains(needle), "{json}: {err}");

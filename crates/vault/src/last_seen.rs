@@ -39,6 +39,15 @@ impl Current {
     pub(crate) fn live(state: KeyState) -> Self {
         Current { number: state.version, state: Some(state) }
     }
+
+    /// This observation at `now`: a live state past its `expires_at` is
+    /// missing (with its number, the `cas` that writes after it).
+    pub(crate) fn as_of(self, now: std::time::SystemTime) -> Self {
+        match self.state {
+            Some(state) if state.expired(now) => Current { number: self.number, state: None },
+            _ => self,
+        }
+    }
 }
 
 /// The map from a key's path in the mount to what this connection last saw
@@ -83,7 +92,7 @@ mod tests {
         let seen = LastSeen::default();
         assert_eq!(seen.get("a"), None);
         let t = SystemTime::now();
-        let live = Current::live(KeyState { version: 3, created_at: t, updated_at: t });
+        let live = Current::live(KeyState { version: 3, created_at: t, updated_at: t, expires_at: None });
         seen.put("a", live);
         assert_eq!(seen.get("a"), Some(live));
         seen.put("a", Current::ABSENT);

@@ -23,6 +23,18 @@ pub(crate) const METADATA_FIELD: &str = "metadata";
 /// the nanosecond), written by every write after the one that created the
 /// credential.
 pub(crate) const CREATED_AT_FIELD: &str = "created_at";
+/// The data field marking the write that created the credential (`true`):
+/// its own `created_time` is the credential's creation, with no need to
+/// look at earlier versions (which may belong to a deleted or expired
+/// earlier life of the key).
+pub(crate) const NEW_FIELD: &str = "new_credential";
+/// The data field holding the version's expiry time (RFC 3339, UTC, to the
+/// nanosecond), present only when the write set one.
+pub(crate) const EXPIRES_AT_FIELD: &str = "expires_at";
+/// The data field of a delete marker: the version `delete` writes (and then
+/// soft-deletes) over the credential's last version, holding the time of
+/// the delete and nothing else.
+pub(crate) const DELETED_AT_FIELD: &str = "credstore_deleted_at";
 
 /// The escape marking a key that would otherwise be the path segment `.` or
 /// `..`, which HTTP clients and Vault's router resolve as relative paths.
@@ -75,6 +87,10 @@ pub(crate) struct Wire<'a> {
     metadata: Option<&'a BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     created_at: Option<String>,
+    #[serde(rename = "new_credential", skip_serializing_if = "std::ops::Not::not")]
+    new: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
 }
 
 impl<'a> Wire<'a> {
@@ -83,13 +99,74 @@ impl<'a> Wire<'a> {
             Ok(text) => (Some(text), None),
             Err(_) => (None, Some(Base64Text(Zeroizing::new(BASE64.encode(value.expose_secret()))))),
         };
-        Self { text, base64, metadata: (!metadata.is_empty()).then(|| metadata.as_map()), created_at: None }
+        Self {
+            text,
+            base64,
+            metadata: (!metadata.is_empty()).then(|| metadata.as_map()),
+            created_at: None,
+            new: false,
+            expires_at: None,
+        }
     }
 
     /// Sets the `created_at` field: `None` for a write that creates the
-    /// credential (its own `created_time` is then the creation time).
+    /// credential (its own `created_time` is then the creation time, and
+    /// the `new_credential` marker says so).
     pub(crate) fn set_created_at(&mut self, created_at: Option<SystemTime>) {
+        self.new = created_at.is_none();
         self.created_at = created_at.map(format_time);
+    }
+
+    /// Sets the `expires_at` field: `None` for a credential that never
+    /// expires.
+    pub(crate) fn set_expires_at(&mut self, expires_at: Option<SystemTime>) {
+        self.expires_at = expires_at.map(format_time);
+    }
+}
+
+/// The data of a delete marker: `{"credstore_deleted_at": "..."}`.
+#[derive(Serialize)]
+pub(crate) struct DeleteMarker {
+    #[serde(rename = "credstore_deleted_at")]
+    deleted_at: String,
+}
+
+impl DeleteMarker {
+    pub(crate) fn at(t: SystemTime) -> Self {
+        Self { deleted_at: format_time(t) }
+    }
+}
+
+/// Whether a version's data is a delete marker ([`DELETED_AT_FIELD`]).
+pub(crate) fn is_delete_marker(data: &Value) -> bool {
+    data.get(DELETED_AT_FIELD).is_some()
+}
+
+/// Whether the data says its write created the credential ([`NEW_FIELD`]).
+pub(crate) fn is_new_credential(data: &Value) -> bool {
+    data.get(NEW_FIELD).and_then(Value::as_bool) == Some(true)
+}
+
+/// The `expires_at` a version's data records. Data without the field (0.2
+/// and older, other tools) never expires; an unreadable time is an error,
+/// so that a credential meant to expire is never served as if it did not.
+pub(crate) fn expires_at_of(data: &Value) -> Result<Option<SystemTime>, String> {
+    match data.get(EXPIRES_AT_FIELD) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => parse_time(s)
+            .map(Some)
+            .ok_or_else(|| format!("the secret's field '{EXPIRES_AT_FIELD}' is not an RFC 3339 time")),
+        Some(_) => Err(format!("the secret's field '{EXPIRES_AT_FIELD}' is not a string")),
+    }
+}
+
+/// The credential metadata a version's data records, without touching its
+/// value: for listing versions.
+pub(crate) fn metadata_of(data: &Value) -> Result<Metadata, String> {
+    match data.get(METADATA_FIELD) {
+        None | Some(Value::Null) => Ok(Metadata::new()),
+        Some(Value::Object(m)) => metadata_from_object(m.clone()),
+        Some(_) => Err(format!("the secret's field '{METADATA_FIELD}' is not an object")),
     }
 }
 
@@ -226,6 +303,112 @@ pub(crate) fn version_text(number: u64, created: SystemTime) -> Version {
     Version::new(format!("{number}-{nanos}")).unwrap_or_else(|_| Version::from_counter(number))
 }
 
+/// The KV v2 version number and `created_time` (nanoseconds since the Unix
+/// epoch) a [`Version`] of [`version_text`]'s form names; `None` for any
+/// other text (no version of this store).
+pub(crate) fn parse_version(version: &Version) -> Option<(u64, u128)> {
+    let (number, nanos) = version.as_str().split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    if !digits(number) || !digits(nanos) {
+        return None;
+    }
+    Some((number.parse().ok()?, nanos.parse().ok()?))
+}
+
+/// Whether the version `number` written at `created` is the one `nanos`
+/// (from [`parse_version`]) names.
+pub(crate) fn same_write(created: SystemTime, nanos: u128) -> bool {
+    created.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()) == nanos
+}
+
+/// Where a version the key's metadata lists stands, before its data is
+/// read (its data tells whether it has expired).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Standing {
+    /// The key's current version, live: what `get` reads unless it expired.
+    Newest,
+    /// The version right after it is soft-deleted (a delete marker): this
+    /// one was current when the key was deleted.
+    BeforeDelete,
+    /// An earlier version.
+    Earlier,
+}
+
+/// One version the key's metadata lists within the retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Kept {
+    pub number: u64,
+    /// Its `created_time`.
+    pub written_at: SystemTime,
+    pub standing: Standing,
+}
+
+impl Kept {
+    pub(crate) fn version(&self) -> Version {
+        version_text(self.number, self.written_at)
+    }
+}
+
+/// The key's versions that can be read, newest first: within the newest
+/// `max_versions` numbers (delete markers count, as KV v2 counts them when
+/// it prunes), neither soft-deleted nor destroyed.
+pub(crate) fn kept_versions(
+    meta: &ReadSecretMetadataResponse,
+    max_versions: u32,
+    now: SystemTime,
+) -> Result<Vec<Kept>, String> {
+    let current = meta.current_version;
+    let oldest = current.saturating_sub(u64::from(max_versions.max(1))) + 1;
+    let mut kept = Vec::new();
+    for number in (oldest.max(1)..=current).rev() {
+        let Some(v) = meta.versions.get(&number.to_string()) else { continue };
+        if !version_live(v, now) {
+            continue;
+        }
+        let written_at = time(&v.created_time, "version created_time")?;
+        let next_soft_deleted = meta
+            .versions
+            .get(&(number + 1).to_string())
+            .is_some_and(|next| !next.destroyed && !version_live(next, now));
+        let standing = if number == current {
+            Standing::Newest
+        } else if next_soft_deleted {
+            Standing::BeforeDelete
+        } else {
+            Standing::Earlier
+        };
+        kept.push(Kept { number, written_at, standing });
+    }
+    Ok(kept)
+}
+
+/// Whether version `number` of the key is within the newest `max_versions`
+/// numbers.
+pub(crate) fn within_retention(meta: &ReadSecretMetadataResponse, number: u64, max_versions: u32) -> bool {
+    number >= 1
+        && number <= meta.current_version
+        && meta.current_version - number < u64::from(max_versions.max(1))
+}
+
+/// The version `number` as the key's metadata lists it, if it is live
+/// (neither soft-deleted nor destroyed).
+pub(crate) fn live_version(
+    meta: &ReadSecretMetadataResponse,
+    number: u64,
+    now: SystemTime,
+) -> Option<SystemTime> {
+    let v = meta.versions.get(&number.to_string())?;
+    version_live(v, now).then(|| parse_time(&v.created_time)).flatten()
+}
+
+/// The version `number`'s entry in the key's metadata, unless destroyed:
+/// `Some(created_time)` for a version whose value is still held (live or
+/// soft-deleted).
+pub(crate) fn undestroyed_version(meta: &ReadSecretMetadataResponse, number: u64) -> Option<SystemTime> {
+    let v = meta.versions.get(&number.to_string())?;
+    (!v.destroyed).then(|| parse_time(&v.created_time)).flatten()
+}
+
 /// A live key's current version and times, as its KV v2 metadata says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct KeyState {
@@ -237,12 +420,20 @@ pub(crate) struct KeyState {
     pub created_at: SystemTime,
     /// The current version's `created_time`.
     pub updated_at: SystemTime,
+    /// The current version's `expires_at`, when known (read from its data);
+    /// `None` also when only the key's metadata was read.
+    pub expires_at: Option<SystemTime>,
 }
 
 impl KeyState {
     /// The credstore version of this state.
     pub(crate) fn version_text(&self) -> Version {
         version_text(self.version, self.updated_at)
+    }
+
+    /// Whether this state's version has expired at `now`.
+    pub(crate) fn expired(&self, now: SystemTime) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
     }
 }
 
@@ -286,13 +477,13 @@ pub(crate) fn key_state(
     }
     let updated_at = time(&current.created_time, "version created_time")?;
     let (created_at, _) = run_start(meta, version, now)?;
-    Ok(Some(KeyState { version, created_at: created_at.min(updated_at), updated_at }))
+    Ok(Some(KeyState { version, created_at: created_at.min(updated_at), updated_at, expires_at: None }))
 }
 
 /// When the run of live versions that ends at `version` began, and whether
 /// it began with `version` itself (the write of `version` created the key).
 /// Versions before a dead one belong to an earlier credential.
-fn run_start(
+pub(crate) fn run_start(
     meta: &ReadSecretMetadataResponse,
     version: u64,
     now: SystemTime,
@@ -544,7 +735,11 @@ mod tests {
         let (back, meta) = from_wire(json).unwrap();
         assert!(back == v && meta.is_empty());
         wire.set_created_at(None);
-        assert_eq!(serde_json::to_value(&wire).unwrap(), serde_json::json!({"value": "v"}));
+        assert_eq!(
+            serde_json::to_value(&wire).unwrap(),
+            serde_json::json!({"value": "v", "new_credential": true}),
+            "the write that creates the credential says so"
+        );
     }
 
     #[test]

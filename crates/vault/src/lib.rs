@@ -13,7 +13,12 @@
 //!   refuses it otherwise, before any request.
 //! - Everything in [`Capabilities::full`](credstore_core::Capabilities::full):
 //!   durable, list, metadata, binary values, and atomic conditional writes
-//!   through KV v2's check-and-set (`cas`).
+//!   through KV v2's check-and-set (`cas`); and history, natively:
+//!   `versions` (KV v2's versions, read by number), `recover_deleted` (a
+//!   delete leaves the last version readable), `expiry` (enforced by the
+//!   store's clock), and a retention of [`VaultConfig::max_versions`]
+//!   versions per key (default 10) with no age limit; see [History, delete
+//!   and purge](#history-delete-and-purge).
 //! - One HTTP request for `get`, `has` and `version`, and for an upsert of
 //!   a key the store recently read or wrote; see [Requests per
 //!   operation](#requests-per-operation).
@@ -107,6 +112,22 @@
 //!   credential leaves it out, since that version's own `created_time` is
 //!   the creation. `bao kv patch` keeps it, as it should: the credential
 //!   lives on.
+//! - `new_credential` is `true` in the version whose write created the
+//!   credential (a first write, a write after a delete or over an expired
+//!   version), and absent otherwise: that version's own `created_time` is
+//!   then the creation, without looking at earlier versions, which belong
+//!   to the key's earlier life.
+//! - `expires_at` is the version's expiry time (RFC 3339, UTC, to the
+//!   nanosecond), present only when the write set one
+//!   ([`SetOptions::expires_at`](credstore_core::SetOptions::expires_at)).
+//!   The store compares it with its clock ([`VaultConfig::clock`]); KV v2
+//!   itself knows nothing of it (its `delete_version_after` counts from a
+//!   version's creation for every version of a key, and soft-deletes, so it
+//!   cannot say "this value until then"). An unreadable `expires_at` is an
+//!   error, never a credential that does not expire.
+//! - A version whose data is `{"credstore_deleted_at": "<RFC 3339>"}` is a
+//!   delete marker (see [History, delete and
+//!   purge](#history-delete-and-purge)), never a credential.
 //! - Other fields in the data are ignored; a secret without a value field is
 //!   refused with an error that does not show its data.
 //!
@@ -116,7 +137,10 @@
 //! {"value": "sk_live_456", "metadata": {"owner": "payments"}, "created_at": "2024-05-01T12:00:00.123456789Z"}
 //! ```
 //!
-//! This is the 0.2 layout. Data written by credstore 0.1 (`value` and
+//! This is the 0.3 layout; the 0.2 layout is the same without
+//! `new_credential`, `expires_at` and delete markers, and reads unchanged:
+//! such data never expires, and its history is KV v2's versions as they
+//! are. Data written by credstore 0.1 (`value` and
 //! `metadata`, no `created_at`), or by another tool, reads as before:
 //! without `created_at`, the creation is the version's own `created_time`
 //! for version 1, and otherwise comes from the key's KV v2 metadata (a
@@ -126,8 +150,7 @@
 //!
 //! ## Versions and times
 //!
-//! - Each write is a new KV v2 version (KV v2 keeps the mount's
-//!   `max_versions` of history). The credential's
+//! - Each write is a new KV v2 version. The credential's
 //!   [`Version`](credstore_core::Version) is the KV v2 version number, a
 //!   dash, and that version's `created_time` in nanoseconds since the Unix
 //!   epoch: `3-1714564800123456789` is version 3 (`bao kv get -version=3`).
@@ -136,10 +159,65 @@
 //!   version was soft-deleted by another tool, the creation of the first
 //!   version written after it). `updated_at` is the current version's
 //!   `created_time`. Both come from the server's clock, to the nanosecond.
-//! - `delete` deletes the key's metadata and so every version, after which
-//!   the key can be set again as a new credential. A key whose latest version
-//!   another tool soft-deleted (`bao kv delete`) or destroyed counts as
-//!   missing: `get`, `has`, `version` and `list` do not see it.
+//! - `delete` writes a delete marker and soft-deletes it (see below), after
+//!   which the key can be set again as a new credential. A key whose latest
+//!   version is a delete marker, was soft-deleted (`bao kv delete`) or
+//!   destroyed by another tool, or has expired by the store's clock counts
+//!   as missing: `get`, `has`, `version` and `list` do not see it.
+//!
+//! ## History, delete and purge
+//!
+//! - **Versions kept**: the newest [`VaultConfig::max_versions`] version
+//!   numbers of a key (default [`DEFAULT_MAX_VERSIONS`], 10, KV v2's own
+//!   default), delete markers included, as KV v2 counts them. A store whose
+//!   `max_versions` is not the default sets it as the key's KV v2
+//!   `max_versions` when it writes the key's first version (one more
+//!   request, once per key), so KV v2 destroys older versions as it writes;
+//!   with the default, the mount's setting prunes (0, KV v2's default, is
+//!   10). Whatever KV v2 keeps, the store reads no version older than its
+//!   own limit. A mount with a lower `max_versions` wins (KV v2 keeps the
+//!   smaller): set the store's no higher. There is no age limit
+//!   (`max_age` is `None`): KV v2's `delete_version_after` counts from each
+//!   version's creation, the current version's too, where the contract
+//!   counts from when a version stopped being current, so the store does
+//!   not offer one it cannot honour.
+//! - [`get_version`](credstore_core::CredentialStore::get_version) reads
+//!   `?version=N` and the key's metadata at once; the version's time must
+//!   match (a version of an earlier life of the key, after a purge, is
+//!   `None`), as must the retention. A soft-deleted or destroyed version,
+//!   and a delete marker, are `None`.
+//! - [`list_versions`](credstore_core::CredentialStore::list_versions)
+//!   reads the key's metadata, pages its versions newest first (live ones
+//!   only: soft-deleted, destroyed and delete markers are left out), and
+//!   reads each listed version's data for its metadata and `expires_at`
+//!   (values are zeroized unread). States: `expired` when its `expires_at`
+//!   has passed by the store's clock; `current` for the key's current
+//!   version; `deleted` for a version right before a soft-deleted one (the
+//!   one current when the key was deleted; also the one before a version
+//!   another tool soft-deleted); `previous` otherwise.
+//! - **`delete`** cannot be KV v2's soft delete of the current version
+//!   alone: KV v2 serves no data of a soft-deleted version, so the deleted
+//!   value could not be read back to restore it. Instead `delete` reads the
+//!   key, writes a delete marker as a new version with `cas` at the version
+//!   it read (a concurrent write makes it read and try again, so no write is
+//!   deleted unseen), then soft-deletes the marker (`POST
+//!   {mount}/delete/{path}` with its number), so that `bao kv get` shows the
+//!   key deleted. The version before the marker keeps its data: listed as
+//!   `deleted`, readable by `get_version`, and
+//!   [`restore`](credstore_core::CredentialStoreExt::restore)d with
+//!   [`SetOptions::create_only`](credstore_core::SetOptions::create_only)
+//!   it is the key again (a new version, a new `created_at`). Should the
+//!   soft delete fail (a policy without it), the marker alone still makes
+//!   the key missing; a warning is logged.
+//! - **`purge`** destroys for real. `PurgeTarget::Key` deletes the key's
+//!   metadata and every version (`DELETE {mount}/metadata/{path}`): KV v2
+//!   removes their data from storage. `PurgeTarget::Version` destroys that
+//!   version (`POST {mount}/destroy/{path}`), refused with
+//!   `PreconditionFailed` while it is the live current version. A version
+//!   past the retention or already destroyed purges nothing (`false`).
+//! - Expired versions stay in the history, as `expired`, until the
+//!   retention drops them; a create-only write over an expired key succeeds
+//!   (with the expired version's number as `cas`).
 //!
 //! ## Conditional writes
 //!
@@ -150,9 +228,11 @@
 //! - Create-only sends `cas=0`, which succeeds only while the key has no
 //!   version: of racing creators exactly one wins, the others get
 //!   [`PreconditionFailed`](credstore_core::Error::PreconditionFailed). After
-//!   `delete` (metadata deleted) it succeeds at once. A key whose current
-//!   version another tool soft-deleted is missing, so create-only writes
-//!   over it, with that version's number as `cas`.
+//!   a purge (metadata deleted) it succeeds at once. A key whose current
+//!   version is a delete marker, was soft-deleted by another tool, or has
+//!   expired is missing, so create-only writes over it with that version's
+//!   number as `cas` (at once when this connection saw it so, after one
+//!   read otherwise): still atomic, as the version number only grows.
 //! - Replace-if-version reads the key's current version, fails unless it is
 //!   live and its number and time match the expected version, then sends
 //!   `cas=<number>`: of racing writers from one version exactly one wins. A
@@ -218,10 +298,13 @@
 //! | `get`, `has`, `version` | 1: the current version's data and version metadata |
 //! | `set` (upsert), key seen in the last 30 s (read, written, found missing, deleted) | 1: the write, with `cas` |
 //! | `set` (upsert), key not seen | 2: a read, then the write |
-//! | `create` | 1: the write with `cas=0` (2 when the key exists: the refused write, then a metadata read to tell a live key from a soft-deleted one) |
+//! | `create` | 1: the write with `cas=0` (2 when the key exists: the refused write, then a read to tell a live key from a deleted or expired one; 3 when that read finds a soft-deleted version, whose number the key's metadata tells) |
 //! | `replace` | 2: a read, then the write with `cas` |
-//! | `delete` | 2: a metadata read (did it exist?), then the metadata delete |
-//! | `list` | 1 LIST, then one metadata read per key until the page is full |
+//! | `delete` | 3: a read (did it exist?), the delete marker with `cas`, its soft delete |
+//! | `list` | 1 LIST, then one read of each key's current version until the page is full (the data tells a delete marker and an expired credential; the value is zeroized unread) |
+//! | `get_version` | 2, at once: the version's data and the key's metadata |
+//! | `list_versions` | 1 metadata read, then one read per version on the page (8 at a time) |
+//! | `purge` | 2: a metadata read, then the metadata delete (`Key`) or the destroy (`Version`; a third, a read, when it names the current version) |
 //!
 //! Add one metadata read to `get`, and to the read of an upsert or a
 //! replace, for data without `created_at` at a version above 1 (written by
@@ -263,8 +346,11 @@
 //! the login, and is not installed; the next call logs in again.
 //!
 //! The token needs, on `{mount}/data/{prefix}/*`, `read`, `create` and
-//! `update`, and on `{mount}/metadata/{prefix}/*`, `read`, `list` and
-//! `delete`.
+//! `update`; on `{mount}/metadata/{prefix}/*`, `read`, `list` and `delete`
+//! (and `update` when [`VaultConfig::max_versions`] is not the default);
+//! on `{mount}/delete/{prefix}/*`, `update` (the soft delete of a delete
+//! marker); and on `{mount}/destroy/{prefix}/*`, `update` (purging one
+//! version).
 //!
 //! # Redirects
 //!
@@ -450,7 +536,9 @@ mod transit;
 pub use client::AuthStats;
 #[cfg(feature = "serde")]
 pub use config::{LoginSettings, VaultSettings};
-pub use config::{VaultConfig, DEFAULT_JWT_FILE, DEFAULT_JWT_MOUNT, DEFAULT_MOUNT, DEFAULT_TIMEOUT};
+pub use config::{
+    VaultConfig, DEFAULT_JWT_FILE, DEFAULT_JWT_MOUNT, DEFAULT_MAX_VERSIONS, DEFAULT_MOUNT, DEFAULT_TIMEOUT,
+};
 pub use store::VaultStore;
 #[cfg(feature = "serde")]
 pub use transit::TransitKeySettings;

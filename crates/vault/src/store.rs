@@ -7,22 +7,26 @@ use std::time::SystemTime;
 
 use credstore_core::{
     async_trait, Availability, Capabilities, Credential, CredentialKey, CredentialStore, Error, ListOptions,
-    ListPage, Namespace, Result, SetMode, SetOutcome, StoreId, StoreInfo, Version, WriteRequest,
+    ListPage, Namespace, PurgeTarget, Result, Retention, SetMode, SetOutcome, StoreId, StoreInfo, Version,
+    VersionInfo, VersionListOptions, VersionPage, VersionState, WriteRequest,
 };
 use futures::StreamExt;
+use serde::Serialize;
 use serde_json::Value;
-use vaultrs::api::kv2::requests::{ReadSecretRequest, SetSecretRequestOptions};
-use vaultrs::api::kv2::responses::{ReadSecretResponse, SecretVersionMetadata};
+use vaultrs::api::kv2::requests::{ReadSecretRequest, SetSecretMetadataRequest, SetSecretRequestOptions};
+use vaultrs::api::kv2::responses::{ReadSecretMetadataResponse, ReadSecretResponse, SecretVersionMetadata};
 use vaultrs::kv2;
 
 use crate::client::{connect, AuthStats, Connection, Retry};
 use crate::errors::{Ctx, Failure};
 use crate::last_seen::Current;
 use crate::layout::{
-    created_at_of, created_from_metadata, decode_key, encode_key, from_wire, key_state, parse_time,
-    read_version_live, scrub, validate_path, version_text, KeyState, Wire,
+    created_at_of, created_from_metadata, decode_key, encode_key, expires_at_of, from_wire, is_delete_marker,
+    is_new_credential, kept_versions, key_state, live_version, metadata_of, parse_time, parse_version,
+    read_version_live, run_start, same_write, scrub, undestroyed_version, validate_path, version_text,
+    within_retention, DeleteMarker, Kept, KeyState, Standing, Wire,
 };
-use crate::VaultConfig;
+use crate::{VaultConfig, DEFAULT_MAX_VERSIONS};
 
 /// How many keys `list` checks for soft deletion at once.
 const LIST_CONCURRENCY: usize = 16;
@@ -32,6 +36,11 @@ const UPSERT_CAS_ATTEMPTS: u32 = 3;
 /// How many times a create-only write tries `cas` against a key that is
 /// absent but has a deleted current version another tool left.
 const CREATE_ATTEMPTS: u32 = 3;
+/// How many times `delete` writes its marker with `cas` against a key that
+/// concurrent writers keep changing.
+const DELETE_ATTEMPTS: u32 = 3;
+/// How many versions' data `list_versions` reads at once.
+const VERSION_READ_CONCURRENCY: usize = 8;
 
 /// A credential store in a Vault or OpenBao KV v2 mount. See the crate docs
 /// for the layout.
@@ -46,6 +55,8 @@ pub struct VaultStore {
     /// The configured path prefix inside the mount, no slash at either end;
     /// empty for the top of the mount.
     base: Arc<str>,
+    /// Versions kept per key ([`VaultConfig::max_versions`]).
+    max_versions: u32,
 }
 
 impl VaultStore {
@@ -75,9 +86,19 @@ impl VaultStore {
         }
         let base = validate_path(&config.prefix)
             .map_err(|e| config_error(format!("path prefix {:?}: {e}", config.prefix)))?;
+        if config.max_versions == 0 {
+            return Err(config_error(
+                "max_versions is 0; it must be at least 1 (the current version)".into(),
+            ));
+        }
         let conn = connect(&config, mount).map_err(config_error)?;
-        let info = StoreInfo::new(id, crate::KIND, Capabilities::full());
-        Ok(Self { info, conn: Arc::new(conn), base: Arc::from(base) })
+        let capabilities = Capabilities::full()
+            .with_versions(true)
+            .with_recover_deleted(true)
+            .with_expiry(true)
+            .with_retention(Retention::versions(config.max_versions));
+        let info = StoreInfo::new(id, crate::KIND, capabilities).with_clock(config.clock.clone());
+        Ok(Self { info, conn: Arc::new(conn), base: Arc::from(base), max_versions: config.max_versions })
     }
 
     /// The path of `key` as the Vault CLI names it,
@@ -155,9 +176,123 @@ impl VaultStore {
         }
     }
 
-    /// The key's live state only, from its metadata.
-    async fn state(&self, ctx: &Ctx<'_>, path: &str) -> Result<Option<KeyState>, Failure> {
-        Ok(self.current(ctx, path).await?.state)
+    /// The key's KV v2 metadata, `None` when it has none. One request.
+    async fn metadata(
+        &self,
+        ctx: &Ctx<'_>,
+        path: &str,
+    ) -> Result<Option<ReadSecretMetadataResponse>, Failure> {
+        let mount = self.conn.mount.as_str();
+        match self.conn.call(ctx, |s| async move { kv2::read_metadata(&s.client, mount, path).await }).await {
+            Ok(meta) => Ok(Some(meta)),
+            Err(Failure::NotFound) => Ok(None),
+            Err(f) => Err(f),
+        }
+    }
+
+    /// The data and version metadata of version `number` (`?version=N`),
+    /// `None` when KV v2 answers 404 (never written, pruned, soft-deleted
+    /// or destroyed). One request.
+    async fn read_at(
+        &self,
+        ctx: &Ctx<'_>,
+        path: &str,
+        number: u64,
+    ) -> Result<Option<ReadSecretResponse>, Failure> {
+        let mount = self.conn.mount.as_str();
+        let read = self.conn.call(ctx, |s| async move {
+            let endpoint =
+                ReadSecretRequest { mount: mount.to_owned(), path: path.to_owned(), version: Some(number) };
+            vaultrs::api::exec_with_result(&s.client, endpoint).await
+        });
+        match read.await {
+            Ok(found) => Ok(Some(found)),
+            Err(Failure::NotFound) => Ok(None),
+            Err(f) => Err(f),
+        }
+    }
+
+    /// A listed version's entry: its data read for metadata and expiry
+    /// (the value zeroized unread), its state from where it stands. `None`
+    /// when it went (pruned, deleted) since the metadata was read, or is a
+    /// delete marker.
+    async fn version_info(
+        &self,
+        ctx: &Ctx<'_>,
+        path: &str,
+        kept: Kept,
+    ) -> Result<Option<VersionInfo>, Failure> {
+        let Some(ReadSecretResponse { data, metadata }) = self.read_at(ctx, path, kept.number).await? else {
+            return Ok(None);
+        };
+        let same = parse_time(&metadata.created_time) == Some(kept.written_at);
+        if !same || is_delete_marker(&data) {
+            scrub(data);
+            return Ok(None);
+        }
+        let read = expires_at_of(&data).and_then(|e| metadata_of(&data).map(|m| (e, m)));
+        scrub(data);
+        let (expires_at, meta) = read.map_err(|why| {
+            Failure::other(format!(
+                "version {} of secret '{path}' is not a credstore credential: {why}",
+                kept.number
+            ))
+        })?;
+        let state = if expires_at.is_some_and(|t| t <= self.info.now()) {
+            VersionState::Expired
+        } else {
+            match kept.standing {
+                Standing::Newest => VersionState::Current,
+                Standing::BeforeDelete => VersionState::Deleted,
+                Standing::Earlier => VersionState::Previous,
+            }
+        };
+        Ok(Some(
+            VersionInfo::new(kept.version(), state, kept.written_at)
+                .with_expires_at(expires_at)
+                .with_metadata(meta),
+        ))
+    }
+
+    /// Soft-deletes version `number` (a delete marker), best effort: the
+    /// marker alone already makes the key read as missing here.
+    async fn soft_delete(&self, ctx: &Ctx<'_>, path: &str, number: u64) {
+        let mount = self.conn.mount.as_str();
+        let deleted = self
+            .conn
+            .call(ctx, |s| async move { kv2::delete_versions(&s.client, mount, path, vec![number]).await });
+        if let Err(failure) = deleted.await {
+            tracing::warn!(store = %self.info.id(), path, ?failure, "the delete marker stays live");
+        }
+    }
+
+    /// Destroys one version, unless it is the live current one
+    /// (`PreconditionFailed`): whether it was a kept version.
+    async fn destroy(
+        &self,
+        ctx: &Ctx<'_>,
+        path: &str,
+        meta: &ReadSecretMetadataResponse,
+        version: &Version,
+    ) -> Result<bool, Failure> {
+        let Some((number, nanos)) = parse_version(version) else { return Ok(false) };
+        // Held (live or soft-deleted) and of this life of the key.
+        if !undestroyed_version(meta, number).is_some_and(|t| same_write(t, nanos)) {
+            return Ok(false);
+        }
+        let now = SystemTime::now();
+        let kept =
+            within_retention(meta, number, self.max_versions) && live_version(meta, number, now).is_some();
+        if kept && number == meta.current_version && self.head(ctx, path).await?.as_ref() == Some(version) {
+            return Err(Failure::Precondition(format!(
+                "version {version} is the current version; write a new one first, then purge it"
+            )));
+        }
+        let mount = self.conn.mount.as_str();
+        self.conn
+            .call(ctx, |s| async move { kv2::destroy_versions(&s.client, mount, path, vec![number]).await })
+            .await?;
+        Ok(kept)
     }
 
     /// Reads the key's current version, data and version metadata in one
@@ -183,15 +318,28 @@ impl VaultStore {
             Err(f) => return Err(f),
         };
         let now = SystemTime::now();
-        if !read_version_live(&metadata, now) {
-            scrub(data);
-            self.conn.seen.put(path, Current { number: metadata.version, state: None });
-            return Ok(None);
-        }
+        let expires_at = match self.live_data(&data, &metadata, now) {
+            Ok(Some(expires_at)) => expires_at,
+            Ok(None) => {
+                scrub(data);
+                self.conn.seen.put(path, Current { number: metadata.version, state: None });
+                return Ok(None);
+            }
+            Err(f) => {
+                scrub(data);
+                return Err(f);
+            }
+        };
         let version = metadata.version;
-        let updated_at = parse_time(&metadata.created_time)
-            .ok_or_else(|| Failure::other("unreadable created_time in vault's answer"))?;
+        let updated_at = match parse_time(&metadata.created_time) {
+            Some(t) => t,
+            None => {
+                scrub(data);
+                return Err(Failure::other("unreadable created_time in vault's answer"));
+            }
+        };
         let created_at = match created_at_of(&data) {
+            _ if is_new_credential(&data) => updated_at,
             Some(t) => t,
             None if version == 1 => updated_at,
             None => {
@@ -212,9 +360,87 @@ impl VaultStore {
                 }
             }
         };
-        let state = KeyState { version, created_at: created_at.min(updated_at), updated_at };
+        let state = KeyState { version, created_at: created_at.min(updated_at), updated_at, expires_at };
         self.conn.seen.put(path, Current::live(state));
         Ok(Some((state, data)))
+    }
+
+    /// Whether a version's data, as a data read answered it, is a live
+    /// credential: `Ok(Some(expires_at))` when it is, `Ok(None)` when it is
+    /// soft-deleted or destroyed, a delete marker, or expired by the
+    /// store's clock. The caller scrubs the data.
+    fn live_data(
+        &self,
+        data: &Value,
+        metadata: &SecretVersionMetadata,
+        now: SystemTime,
+    ) -> Result<Option<Option<SystemTime>>, Failure> {
+        if !read_version_live(metadata, now) || is_delete_marker(data) {
+            return Ok(None);
+        }
+        let expires_at = expires_at_of(data).map_err(Failure::other)?;
+        if expires_at.is_some_and(|t| t <= self.info.now()) {
+            return Ok(None);
+        }
+        Ok(Some(expires_at))
+    }
+
+    /// One data read of the key's current version: its version when it is
+    /// live (not deleted, not a delete marker, not expired), the data
+    /// zeroized unread. Records what it saw as a hint for upserts.
+    async fn head(&self, ctx: &Ctx<'_>, path: &str) -> Result<Option<Version>, Failure> {
+        let mount = self.conn.mount.as_str();
+        let read = self.conn.call(ctx, |s| async move {
+            let endpoint =
+                ReadSecretRequest { mount: mount.to_owned(), path: path.to_owned(), version: None };
+            vaultrs::api::exec_with_result(&s.client, endpoint).await
+        });
+        match read.await {
+            Ok(ReadSecretResponse { data, metadata }) => {
+                let live = self.live_data(&data, &metadata, SystemTime::now());
+                let created_at = if is_new_credential(&data) { None } else { created_at_of(&data) };
+                let new = is_new_credential(&data);
+                scrub(data);
+                let Some(expires_at) = live? else {
+                    self.conn.seen.put(path, Current { number: metadata.version, state: None });
+                    return Ok(None);
+                };
+                let at = parse_time(&metadata.created_time)
+                    .ok_or_else(|| Failure::other("unreadable created_time in vault's answer"))?;
+                // A hint for a later upsert, when the data says when the
+                // credential began (no second request for it here).
+                let created_at = created_at.or((metadata.version == 1 || new).then_some(at));
+                if let Some(created_at) = created_at {
+                    let state = KeyState {
+                        version: metadata.version,
+                        created_at: created_at.min(at),
+                        updated_at: at,
+                        expires_at,
+                    };
+                    self.conn.seen.put(path, Current::live(state));
+                }
+                Ok(Some(version_text(metadata.version, at)))
+            }
+            Err(Failure::NotFound) => {
+                self.conn.seen.put(path, Current::ABSENT);
+                Ok(None)
+            }
+            Err(f) => Err(f),
+        }
+    }
+
+    /// The key's current version number and live state, for a write's
+    /// `cas`: one data read (a live version, a delete marker or an expired
+    /// one answer with their number), and the key's metadata when that
+    /// read finds nothing (its current version soft-deleted: a number the
+    /// data read does not tell).
+    async fn current_for_write(&self, ctx: &Ctx<'_>, path: &str) -> Result<Current, Failure> {
+        let seen = self.observe(ctx, path).await?;
+        if seen.state.is_some() || seen.number != 0 {
+            return Ok(seen);
+        }
+        let meta = self.current(ctx, path).await?;
+        Ok(Current { number: meta.number, state: None })
     }
 
     /// [`VaultStore::read_current`] without the data, which is zeroized.
@@ -236,7 +462,7 @@ impl VaultStore {
         &self,
         ctx: &Ctx<'_>,
         path: &str,
-        wire: &Wire<'_>,
+        wire: &(impl Serialize + Sync),
         cas: Option<u64>,
         retry: Retry,
     ) -> Result<(u64, SystemTime), Failure> {
@@ -259,12 +485,42 @@ impl VaultStore {
         };
         let created = parse_time(&written.created_time)
             .ok_or_else(|| Failure::other("unreadable created_time in vault's answer"))?;
+        if written.version == 1 && self.max_versions != DEFAULT_MAX_VERSIONS {
+            self.keep_versions(ctx, path).await;
+        }
         Ok((written.version, created))
     }
 
+    /// Sets the key's KV v2 `max_versions` to the store's, after the write
+    /// that made its first version, when the store's is not KV v2's default
+    /// (10): one request per key, when it is new.
+    /// A failure is logged, not returned (the write is done): KV v2 then
+    /// prunes by the mount's setting, and reads still show no version
+    /// beyond the store's.
+    async fn keep_versions(&self, ctx: &Ctx<'_>, path: &str) {
+        let mount = self.conn.mount.as_str();
+        let max_versions = u64::from(self.max_versions);
+        let set = self
+            .conn
+            .call(ctx, |s| async move {
+                let endpoint = SetSecretMetadataRequest {
+                    mount: mount.to_owned(),
+                    path: path.to_owned(),
+                    max_versions: Some(max_versions),
+                    ..Default::default()
+                };
+                vaultrs::api::exec_with_empty(&s.client, endpoint).await
+            })
+            .await;
+        if let Err(failure) = set {
+            tracing::warn!(store = %self.info.id(), path, ?failure, "could not set the key's max_versions");
+        }
+    }
+
     /// Records the outcome of a write as the key's current state.
-    fn wrote(&self, path: &str, out: &SetOutcome, number: u64) {
-        let state = KeyState { version: number, created_at: out.created_at, updated_at: out.updated_at };
+    fn wrote(&self, path: &str, out: &SetOutcome, number: u64, expires_at: Option<SystemTime>) {
+        let state =
+            KeyState { version: number, created_at: out.created_at, updated_at: out.updated_at, expires_at };
         self.conn.seen.put(path, Current::live(state));
     }
 
@@ -274,9 +530,15 @@ impl VaultStore {
     /// `created_at`, so that `created` and `created_at` are exact. A
     /// concurrent writer makes it read and try again; after
     /// [`UPSERT_CAS_ATTEMPTS`] it writes without `cas`, as an overwrite.
-    async fn upsert(&self, ctx: &Ctx<'_>, path: &str, wire: &mut Wire<'_>) -> Result<SetOutcome, Failure> {
+    async fn upsert(
+        &self,
+        ctx: &Ctx<'_>,
+        path: &str,
+        wire: &mut Wire<'_>,
+        expires_at: Option<SystemTime>,
+    ) -> Result<SetOutcome, Failure> {
         let mut current = match self.conn.seen.get(path) {
-            Some(seen) => seen,
+            Some(seen) => seen.as_of(self.info.now()),
             None => self.observe(ctx, path).await?,
         };
         for attempt in 1..=UPSERT_CAS_ATTEMPTS {
@@ -285,15 +547,12 @@ impl VaultStore {
             match self.write(ctx, path, wire, Some(current.number), Retry::Always).await {
                 Ok((number, at)) => {
                     let out = outcome(current.state, number, at);
-                    self.wrote(path, &out, number);
+                    self.wrote(path, &out, number, expires_at);
                     return Ok(out);
                 }
                 Err(Failure::CasMismatch) if attempt < UPSERT_CAS_ATTEMPTS => {
-                    current = self.observe(ctx, path).await?;
-                    if current.state.is_none() {
-                        // Missing, perhaps over a soft-deleted version: its number.
-                        current = self.current(ctx, path).await?;
-                    }
+                    // Missing, perhaps over a soft-deleted version: its number.
+                    current = self.current_for_write(ctx, path).await?;
                 }
                 Err(Failure::CasMismatch) => break,
                 Err(f) => {
@@ -316,24 +575,36 @@ impl VaultStore {
         if out.created {
             out.created_at = at;
         }
-        self.wrote(path, &out, number);
+        self.wrote(path, &out, number, expires_at);
         Ok(out)
     }
 
     /// [`SetMode::Create`]: writes with `cas=0`, which KV v2 accepts only
     /// while the key has no version. A key whose current version another
     /// tool deleted counts as missing: its number is the `cas` to use.
-    async fn create_only(&self, ctx: &Ctx<'_>, path: &str, wire: &Wire<'_>) -> Result<SetOutcome, Failure> {
-        let mut cas = 0;
+    async fn create_only(
+        &self,
+        ctx: &Ctx<'_>,
+        path: &str,
+        wire: &mut Wire<'_>,
+        expires_at: Option<SystemTime>,
+    ) -> Result<SetOutcome, Failure> {
+        wire.set_created_at(None);
+        // A key this connection saw deleted or expired: its number.
+        let now = self.info.now();
+        let mut cas = match self.conn.seen.get(path).map(|seen| seen.as_of(now)) {
+            Some(Current { number, state: None }) => number,
+            _ => 0,
+        };
         for _ in 0..CREATE_ATTEMPTS {
             match self.write(ctx, path, wire, Some(cas), Retry::IfNotApplied).await {
                 Ok((number, at)) => {
                     let out = outcome(None, number, at);
-                    self.wrote(path, &out, number);
+                    self.wrote(path, &out, number, expires_at);
                     return Ok(out);
                 }
                 Err(Failure::CasMismatch) => {
-                    let current = self.current(ctx, path).await?;
+                    let current = self.current_for_write(ctx, path).await?;
                     if current.state.is_some() {
                         return Err(Failure::Precondition("the key exists".into()));
                     }
@@ -354,6 +625,7 @@ impl VaultStore {
         path: &str,
         wire: &mut Wire<'_>,
         expected: &Version,
+        expires_at: Option<SystemTime>,
     ) -> Result<SetOutcome, Failure> {
         let Some(state) = self.observe(ctx, path).await?.state else {
             return Err(Failure::Precondition("the key does not exist".into()));
@@ -368,7 +640,7 @@ impl VaultStore {
         match self.write(ctx, path, wire, Some(state.version), Retry::IfNotApplied).await {
             Ok((number, at)) => {
                 let out = outcome(Some(state), number, at);
-                self.wrote(path, &out, number);
+                self.wrote(path, &out, number, expires_at);
                 Ok(out)
             }
             Err(Failure::CasMismatch) => {
@@ -410,7 +682,9 @@ impl fmt::Debug for VaultStore {
 #[async_trait]
 impl CredentialStore for VaultStore {
     /// Everything: durable, list, metadata, binary values, create-only
-    /// (`cas=0`) and replace-if-version (`cas=N`), can be unavailable.
+    /// (`cas=0`) and replace-if-version (`cas=N`), can be unavailable; and
+    /// versions, recovery after a delete and expiry, with a retention of
+    /// [`VaultConfig::max_versions`] versions and no age limit.
     fn info(&self) -> &StoreInfo {
         &self.info
     }
@@ -445,7 +719,7 @@ impl CredentialStore for VaultStore {
                 version: state.version_text(),
                 created_at: state.created_at,
                 updated_at: state.updated_at,
-                expires_at: None,
+                expires_at: state.expires_at,
             }))
         })
         .await
@@ -458,13 +732,17 @@ impl CredentialStore for VaultStore {
         let (key, value, metadata) = (request.key(), request.value(), request.metadata());
         let path = self.path(key);
         let mut wire = Wire::new(value, metadata);
+        let expires_at = request.expires_at();
+        wire.set_expires_at(expires_at);
         self.run("set", Some(key), async {
             let ctx = self.ctx();
             self.conn.ensure_kv2(&ctx).await?;
             match request.mode() {
-                SetMode::Upsert => self.upsert(&ctx, &path, &mut wire).await,
-                SetMode::Create => self.create_only(&ctx, &path, &wire).await,
-                SetMode::Replace(expected) => self.replace_at(&ctx, &path, &mut wire, expected).await,
+                SetMode::Upsert => self.upsert(&ctx, &path, &mut wire, expires_at).await,
+                SetMode::Create => self.create_only(&ctx, &path, &mut wire, expires_at).await,
+                SetMode::Replace(expected) => {
+                    self.replace_at(&ctx, &path, &mut wire, expected, expires_at).await
+                }
                 other => Err(Failure::other(format!("write mode {other:?} is not supported"))),
             }
         })
@@ -483,80 +761,180 @@ impl CredentialStore for VaultStore {
         self.run("version", None, async {
             let ctx = self.ctx();
             self.conn.ensure_kv2(&ctx).await?;
-            let mount = self.conn.mount.as_str();
-            let path = path.as_str();
-            let read = self.conn.call(&ctx, |s| async move {
-                let endpoint =
-                    ReadSecretRequest { mount: mount.to_owned(), path: path.to_owned(), version: None };
-                vaultrs::api::exec_with_result(&s.client, endpoint).await
-            });
-            match read.await {
-                Ok(ReadSecretResponse { data, metadata }) => {
-                    let created_at = created_at_of(&data);
-                    scrub(data);
-                    if !read_version_live(&metadata, SystemTime::now()) {
-                        self.conn.seen.put(path, Current { number: metadata.version, state: None });
-                        return Ok(None);
-                    }
-                    let at = parse_time(&metadata.created_time)
-                        .ok_or_else(|| Failure::other("unreadable created_time in vault's answer"))?;
-                    // A hint for a later upsert, when the data says when the
-                    // credential began (no second request for it here).
-                    let created_at = created_at.or((metadata.version == 1).then_some(at));
-                    if let Some(created_at) = created_at {
-                        let state = KeyState {
-                            version: metadata.version,
-                            created_at: created_at.min(at),
-                            updated_at: at,
-                        };
-                        self.conn.seen.put(path, Current::live(state));
-                    }
-                    Ok(Some(version_text(metadata.version, at)))
-                }
-                Err(Failure::NotFound) => {
-                    self.conn.seen.put(path, Current::ABSENT);
-                    Ok(None)
-                }
-                Err(f) => Err(f),
-            }
+            self.head(&ctx, &path).await
         })
         .await
     }
 
-    /// Two requests: reads the key's metadata, then deletes it and every
-    /// version. A key whose latest version was only soft-deleted (by
-    /// another tool) is purged too, and counts as missing.
+    /// A recoverable delete: writes a delete marker over the current
+    /// version with `cas` (so a concurrent write is never deleted unseen),
+    /// then soft-deletes the marker, so that the key reads as missing here
+    /// and in `bao kv get`, and its last version stays readable as
+    /// [`VersionState::Deleted`]. Three requests: a read (did it exist?),
+    /// the marker, its soft delete. See the crate docs.
     async fn delete(&self, key: &CredentialKey) -> Result<bool> {
         let path = self.path(key);
         self.run("delete", None, async {
             let ctx = self.ctx();
             self.conn.ensure_kv2(&ctx).await?;
-            let (mount, path) = (self.conn.mount.as_str(), path.as_str());
-            let existed = match self
-                .conn
-                .call(&ctx, |s| async move { kv2::read_metadata(&s.client, mount, path).await })
-                .await
-            {
-                Ok(meta) => key_state(&meta, SystemTime::now()).map_err(Failure::other)?.is_some(),
-                Err(Failure::NotFound) => {
-                    self.conn.seen.put(path, Current::ABSENT);
-                    return Ok(false);
+            let path = path.as_str();
+            for _ in 0..DELETE_ATTEMPTS {
+                let Some(state) = self.observe(&ctx, path).await?.state else { return Ok(false) };
+                let marker = DeleteMarker::at(SystemTime::now());
+                match self.write(&ctx, path, &marker, Some(state.version), Retry::IfNotApplied).await {
+                    Ok((number, _)) => {
+                        self.conn.seen.put(path, Current { number, state: None });
+                        self.soft_delete(&ctx, path, number).await;
+                        return Ok(true);
+                    }
+                    Err(Failure::CasMismatch) => continue,
+                    Err(f) => {
+                        self.conn.seen.forget(path);
+                        return Err(f);
+                    }
                 }
-                Err(f) => return Err(f),
+            }
+            Err(Failure::Unavailable("the key kept changing under the delete; try again".into(), None))
+        })
+        .await
+    }
+
+    /// Reads the version's data (`?version=N`) and the key's metadata, at
+    /// once: two requests. A version of an earlier life of the key (same
+    /// number, another time), one past the store's `max_versions`, one
+    /// soft-deleted or destroyed, and a delete marker are `None`.
+    async fn get_version(&self, key: &CredentialKey, version: &Version) -> Result<Option<Credential>> {
+        let path = self.path(key);
+        let Some((number, nanos)) = parse_version(version) else { return Ok(None) };
+        self.run("get_version", None, async {
+            let ctx = self.ctx();
+            self.conn.ensure_kv2(&ctx).await?;
+            let (meta, read) = tokio::join!(self.metadata(&ctx, &path), self.read_at(&ctx, &path, number));
+            let (meta, read) = match (meta, read) {
+                (Ok(Some(meta)), Ok(Some(read))) => (meta, read),
+                (meta, read) => {
+                    let failed = meta.err().or(read.as_ref().err().cloned());
+                    if let Ok(Some(read)) = read {
+                        scrub(read.data);
+                    }
+                    return failed.map_or(Ok(None), Err);
+                }
             };
-            let deleted = self
-                .conn
-                .call(&ctx, |s| async move { kv2::delete_metadata(&s.client, mount, path).await })
-                .await;
-            match deleted {
-                Ok(()) | Err(Failure::NotFound) => {
-                    self.conn.seen.put(path, Current::ABSENT);
-                    Ok(existed)
+            let ReadSecretResponse { data, metadata } = read;
+            let now = SystemTime::now();
+            let written_at = parse_time(&metadata.created_time);
+            let kept = within_retention(&meta, number, self.max_versions)
+                && read_version_live(&metadata, now)
+                && !is_delete_marker(&data)
+                && written_at.is_some_and(|t| same_write(t, nanos));
+            let Some(written_at) = written_at.filter(|_| kept) else {
+                scrub(data);
+                return Ok(None);
+            };
+            let expires_at = match expires_at_of(&data) {
+                Ok(t) => t,
+                Err(why) => {
+                    scrub(data);
+                    return Err(Failure::other(why));
                 }
-                Err(f) => {
+            };
+            let created_at = if is_new_credential(&data) { Some(written_at) } else { created_at_of(&data) };
+            let created_at = match created_at {
+                Some(t) => t,
+                None => match run_start(&meta, number, now) {
+                    Ok((t, _)) => t,
+                    Err(why) => {
+                        scrub(data);
+                        return Err(Failure::other(why));
+                    }
+                },
+            };
+            let (value, metadata) = from_wire(data).map_err(|why| {
+                Failure::other(format!("secret '{path}' is not a credstore credential: {why}"))
+            })?;
+            Ok(Some(Credential {
+                key: key.clone(),
+                value,
+                metadata,
+                version: version_text(number, written_at),
+                created_at: created_at.min(written_at),
+                updated_at: written_at,
+                expires_at,
+            }))
+        })
+        .await
+    }
+
+    /// The key's metadata (one request), then the data of each version on
+    /// the page (one request each, 8 at a time) for its metadata and
+    /// expiry; values are zeroized unread.
+    async fn list_versions(&self, key: &CredentialKey, options: &VersionListOptions) -> Result<VersionPage> {
+        let path = self.path(key);
+        self.run("list_versions", None, async {
+            let ctx = self.ctx();
+            self.conn.ensure_kv2(&ctx).await?;
+            let Some(meta) = self.metadata(&ctx, &path).await? else { return Ok(VersionPage::default()) };
+            let kept = kept_versions(&meta, self.max_versions, SystemTime::now()).map_err(Failure::other)?;
+            // The page's versions by the metadata alone, then their data.
+            let listed: Vec<VersionInfo> = kept
+                .iter()
+                .map(|k| VersionInfo::new(k.version(), VersionState::Previous, k.written_at))
+                .collect();
+            let page = options.page_from_newest(listed);
+            let by_version = |v: &Version| kept.iter().find(|k| k.version() == *v).copied();
+            let page_kept: Vec<Kept> = page.versions.iter().filter_map(|v| by_version(&v.version)).collect();
+            let ctx = &ctx;
+            let path = path.as_str();
+            let mut reads = futures::stream::iter(page_kept)
+                .map(|k| async move { self.version_info(ctx, path, k).await })
+                .buffered(VERSION_READ_CONCURRENCY);
+            let mut versions = Vec::with_capacity(page.versions.len());
+            while let Some(info) = reads.next().await {
+                versions.extend(info?);
+            }
+            Ok(VersionPage { versions, next_cursor: page.next_cursor })
+        })
+        .await
+    }
+
+    /// `Key`: deletes the key's metadata, and so every version (two
+    /// requests: a metadata read, did it exist?, then the delete).
+    /// `Version`: destroys that version (KV v2 `destroy`, which removes its
+    /// data from storage) after a metadata read; the current version is
+    /// refused unless it has expired.
+    async fn purge(&self, key: &CredentialKey, target: &PurgeTarget) -> Result<bool> {
+        let path = self.path(key);
+        let precondition = match target {
+            PurgeTarget::Key => None,
+            PurgeTarget::Version(v) => Some(v),
+            other => {
+                return Err(Error::backend(self.info.id(), format!("purge of {other:?} is not supported")))
+            }
+        };
+        self.run("purge", Some(key), async {
+            let ctx = self.ctx();
+            self.conn.ensure_kv2(&ctx).await?;
+            let (mount, path) = (self.conn.mount.as_str(), path.as_str());
+            let Some(meta) = self.metadata(&ctx, path).await? else {
+                self.conn.seen.put(path, Current::ABSENT);
+                return Ok(false);
+            };
+            match precondition {
+                None => {
+                    let deleted = self
+                        .conn
+                        .call(&ctx, |s| async move { kv2::delete_metadata(&s.client, mount, path).await })
+                        .await;
                     self.conn.seen.forget(path);
-                    Err(f)
+                    match deleted {
+                        Ok(()) | Err(Failure::NotFound) => {
+                            self.conn.seen.put(path, Current::ABSENT);
+                            Ok(!meta.versions.is_empty())
+                        }
+                        Err(f) => Err(f),
+                    }
                 }
+                Some(version) => self.destroy(&ctx, path, &meta, version).await,
             }
         })
         .await
@@ -594,7 +972,7 @@ impl CredentialStore for VaultStore {
             let mut checked = futures::stream::iter(candidates)
                 .map(|key| async move {
                     let path = self.path(&key);
-                    self.state(ctx, &path).await.map(|s| s.is_some().then_some(key))
+                    self.head(ctx, &path).await.map(|v| v.is_some().then_some(key))
                 })
                 .buffered(LIST_CONCURRENCY);
             let mut live = Vec::with_capacity(options.limit() + 1);
@@ -664,6 +1042,7 @@ mod tests {
             ok().mount("a//b"),
             ok().prefix("a b"),
             ok().timeout(std::time::Duration::ZERO),
+            ok().max_versions(0),
             ok().ca_cert("/nonexistent/ca.pem"),
             VaultConfig::new("http://127.0.0.1").token(SecretValue::from("tok-S3CRET\n")),
             VaultConfig::new("http://127.0.0.1").approle("a//b", "role", SecretValue::from("tok-S3CRET")),
@@ -787,7 +1166,7 @@ mod tests {
         assert!(fresh.created);
         assert_eq!((fresh.created_at, fresh.updated_at), (t1, t1));
         assert_eq!(fresh.version, version_text(1, t1));
-        let before = KeyState { version: 4, created_at: t0, updated_at: t0 };
+        let before = KeyState { version: 4, created_at: t0, updated_at: t0, expires_at: None };
         let over = outcome(Some(before), 5, t1);
         assert!(!over.created);
         assert_eq!((over.created_at, over.updated_at), (t0, t1));

@@ -486,6 +486,11 @@ impl TryFrom<crate::config::de::RawSettings> for TransitKeySettings {
         if place.prefix.is_some() {
             return Err("`prefix` is a setting of a vault store, not of a vault-transit key provider".into());
         }
+        if place.max_versions.is_some() {
+            return Err(
+                "`max_versions` is a setting of a vault store, not of a vault-transit key provider".into()
+            );
+        }
         let key = place.key.ok_or("`key` is required: the name of the Transit key")?;
         check_key_name(&key).map_err(|e| format!("key {e}"))?;
         let mount = place.mount.unwrap_or_else(|| DEFAULT_TRANSIT_MOUNT.to_owned());

@@ -26,6 +26,7 @@ macro_rules! raw_sdk_client {
 }
 
 mod faults;
+mod history;
 mod kms;
 mod redirects;
 mod requests;

@@ -259,12 +259,12 @@ async fn writes_are_one_round_trip_where_the_service_allows() {
     let k = key("write-me");
     let (v, m) = (SecretValue::from("value"), Metadata::try_from([("n", "1")]).expect("m"));
 
-    // Upsert of a new key: the one-round-trip overwrite finds nothing, then
-    // CreateSecret.
+    // Upsert of a new key: the describe (which an overwrite needs, to keep
+    // the version it overwrites) finds nothing, then CreateSecret.
     let (first, r) = measure(&proxy, store.set(&k, &v, &m)).await;
     let first = first.expect("set new");
     assert!(first.created);
-    assert_eq!(r, [vec!["DescribeSecret", "UpdateSecret"], vec!["CreateSecret"]], "upsert of a new key");
+    assert_eq!(r, [vec!["DescribeSecret"], vec!["CreateSecret"]], "upsert of a new key");
 
     // Overwrite of a secret this store made: UpdateSecret (value and
     // description in one call) alone; the ARN it answers is the one
@@ -362,7 +362,7 @@ async fn setting_a_key_deleted_with_a_recovery_window_restores_it() {
     assert_eq!(
         r,
         [
-            vec!["DescribeSecret", "UpdateSecret"],
+            vec!["DescribeSecret"],
             vec!["DescribeSecret"],
             vec!["RestoreSecret"],
             vec!["DescribeSecret"],
@@ -377,8 +377,9 @@ async fn setting_a_key_deleted_with_a_recovery_window_restores_it() {
     assert_eq!((got.created_at, got.version), (again.created_at, again.version));
 }
 
-/// An upsert of a key this store has not seen describes it at the same time
-/// (one round of two requests), then is one `UpdateSecret`; a key deleted
+/// An upsert of a key this store has not seen describes it first (the
+/// description written keeps the version it overwrites), then is one
+/// `UpdateSecret`; a key deleted
 /// and made again by another store has another ARN, which the update
 /// answers, so the outcome is described again and reports the new
 /// `created_at`; a key another store deleted with a recovery window is
@@ -395,7 +396,11 @@ async fn upserts_of_a_key_this_store_saw_are_one_request_and_check_the_arn() {
     let (out, r) = measure(&proxy, other.set(&k, &SecretValue::from("v2"), &m)).await;
     let out = out.expect("overwrite");
     assert!(!out.created && out.created_at == first.created_at, "{out:?} after {first:?}");
-    assert_eq!(r, [vec!["DescribeSecret", "UpdateSecret"]], "first upsert by a store that never saw the key");
+    assert_eq!(
+        r,
+        [vec!["DescribeSecret"], vec!["UpdateSecret"]],
+        "first upsert by a store that never saw the key"
+    );
     let (again, r) = measure(&proxy, other.set(&k, &SecretValue::from("v3"), &m)).await;
     let again = again.expect("overwrite");
     assert!(!again.created && again.created_at == first.created_at && again.updated_at > out.updated_at);

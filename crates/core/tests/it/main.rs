@@ -1,4 +1,5 @@
 //! The integration tests of credstore-core, one module per topic.
 
+mod history;
 mod registry;
 mod validation;

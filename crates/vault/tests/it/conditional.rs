@@ -10,7 +10,7 @@ use std::time::Duration;
 use credstore_conformance::fixtures::key;
 use credstore_conformance::unique_name;
 use credstore_core::{
-    CredentialKey, CredentialStore, CredentialStoreExt, Metadata, SecretValue, StoreId, Version,
+    CredentialKey, CredentialStore, CredentialStoreExt, Metadata, PurgeTarget, SecretValue, StoreId, Version,
 };
 use credstore_test_servers::openbao::OpenBao;
 use credstore_vault::{VaultConfig, VaultStore};
@@ -62,8 +62,15 @@ async fn create_only_is_cas_zero_and_refuses_an_existing_key() {
     assert_eq!(value_of(bao, &path), "first", "a failed create changes nothing");
     assert_eq!(current_version(bao, &path), 1, "and writes no version");
 
-    // After delete (metadata deleted) it succeeds at once.
+    // After delete (a delete marker, version 2, soft-deleted) it succeeds
+    // at once, with the marker's number as cas.
     assert!(store.delete(&k).await.unwrap());
+    assert_eq!(current_version(bao, &path), 2, "the delete marker");
+    let after_delete = store.create(&k, &SecretValue::from("back"), &Metadata::new()).await.unwrap();
+    assert!(after_delete.created);
+    assert_eq!(current_version(bao, &path), 3);
+    // After purge (metadata deleted) too.
+    assert!(store.purge(&k, &PurgeTarget::Key).await.unwrap());
     let again = store.create(&k, &SecretValue::from("reborn"), &Metadata::new()).await.unwrap();
     assert!(again.created);
     assert_eq!(current_version(bao, &path), 1, "KV v2 counts from 1 again after a metadata delete");

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use credstore_conformance::unique_name;
 use credstore_core::{
-    CredentialKey, CredentialStore, CredentialStoreExt, ListOptions, Metadata, SecretValue, StoreId,
+    CredentialKey, CredentialStore, CredentialStoreExt, ListOptions, Metadata, PurgeTarget, SecretValue,
+    StoreId,
 };
 use credstore_test_servers::openbao::OpenBao;
 use credstore_vault::{VaultConfig, VaultStore};
@@ -47,7 +48,11 @@ async fn store_writes_read_with_bao_kv_get() {
         serde_json::from_str(&bao_cli(bao, &["kv", "get", "-format=json", &path])).unwrap();
     assert_eq!(
         json["data"]["data"],
-        serde_json::json!({"value": "sk_live_123 ✓", "metadata": {"owner": "payments", "env": "prod"}})
+        serde_json::json!({
+            "value": "sk_live_123 ✓",
+            "metadata": {"owner": "payments", "env": "prod"},
+            "new_credential": true
+        })
     );
     assert_eq!(json["data"]["metadata"]["version"], 1);
     assert!(json["data"]["metadata"]["custom_metadata"].is_null(), "custom_metadata is left to operators");
@@ -83,8 +88,12 @@ async fn store_writes_read_with_bao_kv_get() {
     assert!(store.secret_path(&dot).ends_with("/~.."));
     assert_eq!(bao_cli(bao, &["kv", "get", "-field=value", &store.secret_path(&dot)]), "dots");
 
-    // Deleting removes every version.
+    // Deleting soft-deletes: `bao kv get` finds nothing, the versions stay.
     assert!(store.delete(&k).await.unwrap());
+    assert!(tokio::task::block_in_place(|| bao.cli(["kv", "get", "-field=value", &path])).is_err());
+    assert!(tokio::task::block_in_place(|| bao.cli(["kv", "metadata", "get", &path])).is_ok());
+    // Purging the key removes every version.
+    assert!(store.purge(&k, &PurgeTarget::Key).await.unwrap());
     assert!(tokio::task::block_in_place(|| bao.cli(["kv", "metadata", "get", &path])).is_err());
 }
 
@@ -118,9 +127,10 @@ async fn cli_writes_and_soft_deletes_are_seen_by_the_store() {
     let back = store.get(&k).await.unwrap().unwrap();
     assert_eq!(back.created_at, out.created_at);
     assert!(back.created_at > cred.created_at);
-    // Deleting a soft-deleted key purges it and reports it missing.
+    // Deleting a soft-deleted key reports it missing; purging it removes it.
     bao_cli(bao, &["kv", "delete", &path]);
     assert!(!store.delete(&k).await.unwrap());
+    assert!(store.purge(&k, &PurgeTarget::Key).await.unwrap());
     assert!(tokio::task::block_in_place(|| bao.cli(["kv", "metadata", "get", &path])).is_err());
 }
 
@@ -143,7 +153,7 @@ async fn binary_values_are_base64_under_their_own_field() {
         serde_json::from_str(&bao_cli(bao, &["kv", "get", "-format=json", &path])).unwrap();
     assert_eq!(
         json["data"]["data"],
-        serde_json::json!({"value_base64": b64(&bytes), "metadata": {"kind": "ed25519"}})
+        serde_json::json!({"value_base64": b64(&bytes), "metadata": {"kind": "ed25519"}, "new_credential": true})
     );
     assert_eq!(bao_cli(bao, &["kv", "get", "-field=value_base64", &path]), b64(&bytes));
     let no_text = tokio::task::block_in_place(|| bao.cli(["kv", "get", "-field=value", &path]));

@@ -6,6 +6,7 @@
 mod approle;
 mod conditional;
 mod faults;
+mod history;
 mod interop;
 mod jwt;
 mod login_answers;

@@ -8,10 +8,14 @@
 //! | `get`, `has`, `version` | 1 |
 //! | `set` of a key this connection saw in the last 30 s (read, written, found missing or deleted) | 1 |
 //! | `set` of a key it did not see | 2 (read, write) |
-//! | `create` | 1 (2 when the key exists: the refused write, then the metadata read) |
+//! | `create` | 1 (2 when the key exists: the refused write, then a read) |
 //! | `replace` | 2 (read, write) |
-//! | `delete` | 2 (metadata read, metadata delete) |
-//! | `list` | 1, plus one metadata read per listed key |
+//! | `delete` | 3 (read, delete marker, its soft delete) |
+//! | `list` | 1, plus one read per listed key |
+//! | `get_version` | 2 at once (the version's data, the key's metadata) |
+//! | `list_versions` | 1 metadata read, plus one read per version listed |
+//! | `purge` of the key | 2 (metadata read, metadata delete) |
+//! | `purge` of a version | 2 (metadata read, destroy) |
 //!
 //! plus a metadata read on `get` and before the first write of a key last
 //! written by credstore 0.1 or another tool at a version above 1.
@@ -21,7 +25,10 @@ use std::time::Duration;
 
 use credstore_conformance::fixtures::key;
 use credstore_conformance::unique_name;
-use credstore_core::{CredentialStore, CredentialStoreExt, ListOptions, Metadata, SecretValue, StoreId};
+use credstore_core::{
+    CredentialStore, CredentialStoreExt, ListOptions, Metadata, PurgeTarget, SecretValue, StoreId,
+    VersionListOptions,
+};
 use credstore_test_servers::openbao::OpenBao;
 use credstore_test_servers::proxy::CountingProxy;
 use credstore_vault::{VaultConfig, VaultStore};
@@ -133,7 +140,7 @@ async fn each_operation_makes_the_stated_requests() {
     assert!(store.create(&key("c"), &v("c"), &m).await.unwrap().created);
     assert_eq!(proxy.take(), [post("c")], "create");
     assert!(store.create(&key("c"), &v("again"), &m).await.is_err());
-    assert_eq!(proxy.take(), [post("c"), format!("GET {}", metadata("c"))], "create of an existing key");
+    assert_eq!(proxy.take(), [post("c"), get("c")], "create of an existing key");
 
     // Replace: read (to check the version), then write with cas.
     let current = store.version(&key("c")).await.unwrap().unwrap();
@@ -142,15 +149,33 @@ async fn each_operation_makes_the_stated_requests() {
     assert_eq!(proxy.take(), [get("c"), post("c")], "replace");
     assert!(!replaced.created);
 
-    // Delete: metadata read (did it exist?), metadata delete; then set is one write.
+    // Delete: a read (did it exist?), the delete marker with cas, its soft
+    // delete; then set is one write, with the marker's number as cas.
     assert!(store.delete(&key("c")).await.unwrap());
-    assert_eq!(
-        proxy.take(),
-        [format!("GET {}", metadata("c")), format!("DELETE {}", metadata("c"))],
-        "delete"
-    );
+    assert_eq!(proxy.take(), [get("c"), post("c"), format!("POST /v1/secret/delete/{prefix}/c")], "delete");
     assert!(store.set(&key("c"), &v("reborn"), &m).await.unwrap().created);
     assert_eq!(proxy.take(), [post("c")], "set after delete");
+
+    // History: a version read is its data and the key's metadata, at once;
+    // a listing is the metadata and each listed version's data.
+    let versions = store.list_versions(&key("c"), &VersionListOptions::new()).await.unwrap();
+    assert_eq!(versions.versions.len(), 3, "reborn, replaced, created: {versions:?}");
+    let mut requests = proxy.take();
+    assert_eq!(requests.remove(0), format!("GET {}", metadata("c")));
+    requests.sort();
+    let at = |n: u64| format!("GET {}?version={n}", counted.data("c"));
+    assert_eq!(requests, [at(1), at(2), at(4)], "list_versions");
+    let old = &versions.versions[2].version;
+    store.get_version(&key("c"), old).await.unwrap().expect("kept");
+    let mut requests = proxy.take();
+    requests.sort();
+    assert_eq!(requests, [at(1), format!("GET {}", metadata("c"))], "get_version");
+    assert!(store.purge(&key("c"), &PurgeTarget::Version(old.clone())).await.unwrap());
+    assert_eq!(
+        proxy.take(),
+        [format!("GET {}", metadata("c")), format!("POST /v1/secret/destroy/{prefix}/c")],
+        "purge of a version"
+    );
 
     // `has` or `version` on another connection is a hint for its upsert too.
     let other = store_via(bao, proxy, prefix).await;
@@ -159,13 +184,22 @@ async fn each_operation_makes_the_stated_requests() {
     assert_eq!((third.created, third.created_at), (false, first.created_at));
     assert_eq!(proxy.take(), [get("a"), post("a")], "has, then set");
 
-    // List: one LIST, one metadata read per key.
+    // List: one LIST, one read per key (its current version's data tells
+    // a delete marker and an expired credential apart from a live one).
     let listed = store.list(&ListOptions::new()).await.unwrap();
     assert_eq!(listed.keys, [key("a"), key("b"), key("c")]);
     let mut requests = proxy.take();
     assert_eq!(requests.remove(0), format!("LIST /v1/secret/metadata/{prefix}/"));
     requests.sort();
-    assert_eq!(requests, ["a", "b", "c"].map(|k| format!("GET {}", metadata(k))), "list");
+    assert_eq!(requests, ["a", "b", "c"].map(get), "list");
+
+    // Purge of the key: metadata read (was anything there?), metadata delete.
+    assert!(store.purge(&key("c"), &PurgeTarget::Key).await.unwrap());
+    assert_eq!(
+        proxy.take(),
+        [format!("GET {}", metadata("c")), format!("DELETE {}", metadata("c"))],
+        "purge of the key"
+    );
 }
 
 /// Another client's write makes the hint stale: the write that used it is

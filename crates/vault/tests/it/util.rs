@@ -20,6 +20,8 @@ pub fn prefix_policy(bao: &OpenBao, prefix: &str) -> String {
             r#"
 path "secret/data/{prefix}/*" {{ capabilities = ["create", "read", "update", "delete"] }}
 path "secret/metadata/{prefix}/*" {{ capabilities = ["read", "list", "delete"] }}
+path "secret/delete/{prefix}/*" {{ capabilities = ["update"] }}
+path "secret/destroy/{prefix}/*" {{ capabilities = ["update"] }}
 "#
         ),
     );
