@@ -2,9 +2,10 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use credstore_core::{Error, Result};
+use credstore_core::{Clock, Error, Result};
 
 /// The default timeout of one operation and of the availability probe.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -128,11 +129,28 @@ impl SecretServiceOptions {
 /// bus_address = "unix:path=..."  # secret-service: instead of the session bus
 /// timeout_ms = 5000
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct KeychainConfig {
     pub(crate) platform: Platform,
     pub(crate) timeout: Duration,
+    /// The clock expiry is decided by; `None`: the system clock.
+    pub(crate) clock: Option<Arc<dyn Clock>>,
 }
+
+/// Equal when the platform and timeout are, and both use the system clock
+/// or the very same clock.
+impl PartialEq for KeychainConfig {
+    fn eq(&self, other: &Self) -> bool {
+        let same_clock = match (&self.clock, &other.clock) {
+            (None, None) => true,
+            (Some(a), Some(b)) => std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b)),
+            _ => false,
+        };
+        self.platform == other.platform && self.timeout == other.timeout && same_clock
+    }
+}
+
+impl Eq for KeychainConfig {}
 
 impl Default for KeychainConfig {
     fn default() -> Self {
@@ -143,7 +161,20 @@ impl Default for KeychainConfig {
 impl KeychainConfig {
     /// The target's default platform store, with a 5 second timeout.
     pub fn new() -> Self {
-        Self { platform: Platform::Default, timeout: DEFAULT_TIMEOUT }
+        Self { platform: Platform::Default, timeout: DEFAULT_TIMEOUT, clock: None }
+    }
+
+    /// The clock the store decides expiry by (its
+    /// [`StoreInfo::clock`](credstore_core::StoreInfo::clock)): a credential
+    /// written with an `expires_at` reads as absent from that instant of
+    /// this clock on. The system clock by default; tests give a
+    /// [`ManualClock`](credstore_core::ManualClock) to cross the instant
+    /// without sleeping. Timestamps (`created_at`, `updated_at`) stay the
+    /// system's, and kernel keyutils' own key timeouts run on the kernel's
+    /// time (see the crate docs).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
     }
 
     /// The platform store to use.
@@ -243,7 +274,7 @@ pub(crate) mod de {
                 Some(ms) => Duration::from_millis(ms),
                 None => DEFAULT_TIMEOUT,
             };
-            Ok(KeychainConfig { platform, timeout })
+            Ok(KeychainConfig { platform, timeout, clock: None })
         }
     }
 

@@ -11,6 +11,9 @@
 //! `e: "base64"` in the header says the value after it is base64 (on
 //! platforms that refuse bytes that are not text); otherwise the value is
 //! stored as is, so a text value is readable with the platform's own tools.
+//! `x`, when present, is when the credential expires (nanoseconds since the
+//! Unix epoch); entries written without one (every entry of 0.2) never
+//! expire, and a reader that does not know `x` ignores it.
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
@@ -59,6 +62,10 @@ struct Header {
     /// `base64` when the value is encoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     e: Option<String>,
+    /// `expires_at`, nanoseconds since the Unix epoch; left out when the
+    /// credential never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    x: Option<u64>,
 }
 
 /// A decoded entry.
@@ -68,6 +75,14 @@ pub(crate) struct Entry {
     pub version: Version,
     pub created_at: SystemTime,
     pub updated_at: SystemTime,
+    pub expires_at: Option<SystemTime>,
+}
+
+impl Entry {
+    /// Whether the entry is past its `expires_at` at `now`.
+    pub fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
 }
 
 /// Why an entry could not be decoded; never holds any of its bytes.
@@ -90,22 +105,31 @@ fn time(nanos: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(nanos)
 }
 
+/// The times of an entry: `created_at`, `updated_at` and `expires_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Times {
+    pub created_at: SystemTime,
+    pub updated_at: SystemTime,
+    pub expires_at: Option<SystemTime>,
+}
+
 /// Encodes one entry.
 pub(crate) fn encode(
     value: &SecretValue,
     metadata: &Metadata,
     version: &Version,
-    created_at: SystemTime,
-    updated_at: SystemTime,
+    times: Times,
     encoding: ValueEncoding,
 ) -> Zeroizing<Vec<u8>> {
     let base64 = encoding == ValueEncoding::TextOrBase64 && !value.is_text();
     let header = Header {
         v: version.as_str().to_owned(),
-        c: nanos(created_at),
-        u: nanos(updated_at),
+        c: nanos(times.created_at),
+        u: nanos(times.updated_at),
         m: metadata.as_map().clone(),
         e: base64.then(|| "base64".to_owned()),
+        // Never 0 (the epoch): a write's expiry is later than its store's clock.
+        x: times.expires_at.map(nanos),
     };
     let json = serde_json::to_vec(&header).expect("a header of strings and numbers serializes");
     let mut out = Zeroizing::new(Vec::with_capacity(MAGIC.len() + json.len() + 1 + value.len() * 4 / 3 + 4));
@@ -143,7 +167,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Entry, BadEntry> {
     };
     let metadata = Metadata::try_from(header.m).map_err(|_| BadEntry("the metadata breaks the limits"))?;
     let version = Version::new(header.v).map_err(|_| BadEntry("bad version"))?;
-    Ok(Entry { value, metadata, version, created_at: time(header.c), updated_at: time(header.u) })
+    Ok(Entry {
+        value,
+        metadata,
+        version,
+        created_at: time(header.c),
+        updated_at: time(header.u),
+        expires_at: header.x.map(time),
+    })
 }
 
 /// A fresh version: 16 hex digits, different on every write.
@@ -176,12 +207,32 @@ mod tests {
         let meta = Metadata::try_from([("owner", "ci"), ("note", "ünïcode")]).unwrap();
         let v = new_version();
         let t = SystemTime::now();
-        let bytes = encode(&value, &meta, &v, t, t, encoding);
+        let bytes =
+            encode(&value, &meta, &v, Times { created_at: t, updated_at: t, expires_at: None }, encoding);
         let e = decode(&bytes).unwrap();
         assert_eq!(e.metadata, meta);
         assert_eq!(e.version, v);
-        assert_eq!((e.created_at, e.updated_at), (t, t));
+        assert_eq!((e.created_at, e.updated_at, e.expires_at), (t, t, None));
         e
+    }
+
+    #[test]
+    fn expiry_rides_in_the_header_and_entries_without_it_never_expire() {
+        let t = UNIX_EPOCH + Duration::from_nanos(1_764_580_000_123_456_789);
+        let x = t + Duration::from_secs(60);
+        let times = Times { created_at: t, updated_at: t, expires_at: Some(x) };
+        let bytes =
+            encode(&SecretValue::from("v"), &Metadata::new(), &new_version(), times, ValueEncoding::Raw);
+        let header = std::str::from_utf8(&bytes).unwrap().lines().next().unwrap().to_owned();
+        assert!(header.ends_with(",\"x\":1764580060123456789}"), "{header}");
+        let e = decode(&bytes).unwrap();
+        assert_eq!(e.expires_at, Some(x));
+        assert!(!e.is_expired(x - Duration::from_nanos(1)) && e.is_expired(x));
+        // An entry as 0.2 wrote it: no `x`, so it never expires.
+        let old = b"credstore/1 {\"v\":\"9f3c0a1b2c3d4e5f\",\"c\":1764580000123456789,\"u\":1764580000123456789,\"m\":{\"owner\":\"ci\"}}\nold";
+        let e = decode(old).unwrap();
+        assert_eq!((e.expires_at, e.value.expose_str().unwrap()), (None, "old"));
+        assert!(!e.is_expired(UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX) * 4)));
     }
 
     #[test]
@@ -199,13 +250,30 @@ mod tests {
     fn text_stays_readable_and_binary_is_encoded_only_where_asked() {
         let v = new_version();
         let t = SystemTime::now();
-        let text =
-            encode(&SecretValue::from("hunter2"), &Metadata::new(), &v, t, t, ValueEncoding::TextOrBase64);
+        let text = encode(
+            &SecretValue::from("hunter2"),
+            &Metadata::new(),
+            &v,
+            Times { created_at: t, updated_at: t, expires_at: None },
+            ValueEncoding::TextOrBase64,
+        );
         assert!(text.ends_with(b"}\nhunter2"), "{:?}", String::from_utf8_lossy(&text));
         let bin = SecretValue::from_bytes(vec![0xff, 0x00]);
-        let raw = encode(&bin, &Metadata::new(), &v, t, t, ValueEncoding::Raw);
+        let raw = encode(
+            &bin,
+            &Metadata::new(),
+            &v,
+            Times { created_at: t, updated_at: t, expires_at: None },
+            ValueEncoding::Raw,
+        );
         assert!(raw.ends_with(&[b'\n', 0xff, 0x00]));
-        let b64 = encode(&bin, &Metadata::new(), &v, t, t, ValueEncoding::TextOrBase64);
+        let b64 = encode(
+            &bin,
+            &Metadata::new(),
+            &v,
+            Times { created_at: t, updated_at: t, expires_at: None },
+            ValueEncoding::TextOrBase64,
+        );
         assert!(b64.ends_with(b"\n/wA=") && b64.windows(12).any(|w| w == b"\"e\":\"base64\""));
     }
 

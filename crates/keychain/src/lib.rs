@@ -46,7 +46,9 @@
 //!
 //! - `v` is the version (16 hex digits, new on every write), `c` and `u`
 //!   are `created_at` and `updated_at` in nanoseconds since the Unix epoch,
-//!   `m` the metadata (left out when empty).
+//!   `m` the metadata (left out when empty), `x` when the credential
+//!   expires, in nanoseconds (left out when it never does: every entry
+//!   written before expiry existed reads as never expiring).
 //! - The value follows the newline byte for byte, so text stays readable:
 //!   `secret-tool lookup service credstore:laptop account github-token | tail -n +2`.
 //!   Empty values are fine (the entry is never empty, which keyutils and
@@ -119,12 +121,33 @@
 //!
 //! # What each platform supports
 //!
-//! | | persistence | list | create-only | replace-if-version |
-//! |---|---|---|---|---|
-//! | kernel keyutils | until reboot | reads the keyring | `KEYCTL_MOVE_EXCL` | no |
-//! | Secret Service | durable | attribute search | no | no |
-//! | macOS Keychain | durable | search by service | no | no |
-//! | Windows Credential Manager | durable | no | no | no |
+//! | | persistence | list | create-only | replace-if-version | expiry |
+//! |---|---|---|---|---|---|
+//! | kernel keyutils | until reboot | reads the keyring | `KEYCTL_MOVE_EXCL` | no | kernel key timeout, and the store's clock |
+//! | Secret Service | durable | attribute search | no | no | the store's clock |
+//! | macOS Keychain | durable | search by service | no | no | the store's clock |
+//! | Windows Credential Manager | durable | no | no | no | the store's clock |
+//!
+//! **Expiry.** Every platform keeps a credential's `expires_at` in its
+//! entry's header (`x`), and the store decides by its
+//! [`clock`](KeychainConfig::clock) that a key past it reads as absent:
+//! `get`, `has` and `version` answer as for a missing key, `list` leaves it
+//! out (reading each listed entry's header: one platform read per key), a
+//! write over it creates the key anew (on keyutils a create-only write
+//! clears the expired keyring, only if it is still that one, and moves its
+//! own in with `KEYCTL_MOVE_EXCL` again), and `delete` clears it away and
+//! answers `false`. On kernel keyutils the credential's keyring and its
+//! chunks also get a kernel key timeout, the time left by the store's clock
+//! rounded up to whole seconds, set before the keyring is moved into place:
+//! the kernel frees the keys by itself (`keyctl show` shows them until
+//! then; `/proc/keys` shows the time left).
+//!
+//! **No history.** No platform keeps an entry's earlier versions, so
+//! [`versions`](credstore_core::Capabilities::versions) is declared off
+//! everywhere: [`get_version`](credstore_core::CredentialStore::get_version)
+//! and [`list_versions`](credstore_core::CredentialStore::list_versions)
+//! answer [`Error::Unsupported`](credstore_core::Error::Unsupported), and a
+//! purge of a key is its delete.
 //!
 //! No platform can compare and swap an entry, so replace-if-version writes
 //! are declared off everywhere (refused with
@@ -153,6 +176,10 @@
 //!     and nothing stored lost.
 //!   - `layout`: the keyring tree as `keyctl` shows it, the items as
 //!     `secret-tool` shows them.
+//!   - `expiry`: on keyutils, the kernel timeout in `/proc/keys`; on both,
+//!     a credential present one nanosecond before its `expires_at` and
+//!     absent from it on, by a `ManualClock`. The conformance suites' time
+//!     cases run on a `ManualClock` too (`create_on_clock`).
 //!   - `kek`: [`KeychainKeyProvider`] on keyutils and the Secret Service:
 //!     data keys wrapped and unwrapped through `credstore_seal::KeyRecord`,
 //!     the key created by the first wrap and used by a second provider,

@@ -89,6 +89,8 @@ impl Platform for Native {
             .with_list(self.list)
             .with_create_only(false)
             .with_replace_if_version(false)
+            // Enforced by the store: `x` in the entry's header.
+            .with_expiry(true)
     }
 
     fn encoding(&self) -> ValueEncoding {

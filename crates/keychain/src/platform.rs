@@ -2,6 +2,7 @@
 //! service name and account, as bytes in the layout of `layout.rs`.
 
 use std::fmt;
+use std::time::Duration;
 
 use credstore_core::{async_trait, Capabilities};
 use zeroize::Zeroizing;
@@ -33,6 +34,35 @@ pub(crate) trait Platform: Send + Sync + fmt::Debug + 'static {
     /// `Kind::Exists` when the account exists (only platforms that declare
     /// `create_only` are asked).
     async fn write(&self, service: &str, account: &str, entry: &[u8], create_only: bool) -> PResult<()>;
+
+    /// [`Platform::write`] of an entry that expires in `ttl` (by the
+    /// store's clock; the store enforces it whatever the platform does).
+    /// Platforms that can drop an entry themselves when it expires
+    /// (kernel keyutils' key timeouts) override it; the others write the
+    /// entry as is.
+    async fn write_expiring(
+        &self,
+        service: &str,
+        account: &str,
+        entry: &[u8],
+        create_only: bool,
+        ttl: Option<Duration>,
+    ) -> PResult<()> {
+        let _ = ttl;
+        self.write(service, account, entry, create_only).await
+    }
+
+    /// Deletes the entry of `account` only while it is still `entry` (an
+    /// expired entry being cleared away, never a newer write); whether it
+    /// was. Platforms that can tell one entry from its replacement (kernel
+    /// keyutils, by the serial of the credential's keyring) decide
+    /// atomically; the others read, compare, then delete.
+    async fn delete_entry(&self, service: &str, account: &str, entry: &[u8]) -> PResult<bool> {
+        match self.read(service, account).await? {
+            Some(now) if now.as_slice() == entry => self.delete(service, account).await,
+            _ => Ok(false),
+        }
+    }
 
     /// Every entry of `account`: more than one only where the platform
     /// keeps duplicates (the Secret Service, after concurrent

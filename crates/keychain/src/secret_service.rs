@@ -206,6 +206,8 @@ impl Platform for SecretService {
             .with_persistence(Persistence::Durable)
             .with_create_only(false)
             .with_replace_if_version(false)
+            // Enforced by the store: `x` in the entry's header.
+            .with_expiry(true)
     }
 
     fn encoding(&self) -> ValueEncoding {

@@ -55,7 +55,10 @@ impl KeychainStore {
         config.validate(&id)?;
         let platform = platform(&id, &config.platform)?;
         let service = Arc::from(layout::service_name(&id, &Namespace::root()));
-        let info = StoreInfo::new(id, crate::KIND, platform.capabilities());
+        let mut info = StoreInfo::new(id, crate::KIND, platform.capabilities());
+        if let Some(clock) = config.clock {
+            info = info.with_clock(clock);
+        }
         Ok(Self { info, service, platform, timeout: config.timeout })
     }
 
@@ -83,7 +86,8 @@ impl KeychainStore {
     /// The same handle with errors naming `id`.
     #[cfg(unix)]
     pub(crate) fn naming(&self, id: &StoreId) -> Self {
-        let info = StoreInfo::new(id.clone(), crate::KIND, self.platform.capabilities());
+        let info = StoreInfo::new(id.clone(), crate::KIND, self.platform.capabilities())
+            .with_clock(self.info.clock().clone());
         Self { info, ..self.clone() }
     }
 
@@ -118,15 +122,43 @@ impl KeychainStore {
     }
 
     async fn read(&self, key: &CredentialKey) -> Result<Option<Entry>> {
+        Ok(self.read_entry(key).await?.map(|(entry, _)| entry))
+    }
+
+    /// The entry of `key` as stored, decoded and raw.
+    async fn read_entry(&self, key: &CredentialKey) -> Result<Option<(Entry, zeroize::Zeroizing<Vec<u8>>)>> {
         let bytes = self.run(Some(key), self.platform.read(&self.service, key.as_str())).await?;
         bytes
             .map(|b| {
-                layout::decode(&b).map_err(|e| {
+                layout::decode(&b).map(|entry| (entry, b)).map_err(|e| {
                     Error::integrity(self.info.id(), key, "the stored entry is not in credstore's layout")
                         .with_source(e)
                 })
             })
             .transpose()
+    }
+
+    /// The live entry of `key`: `None` when there is none or it is past its
+    /// `expires_at` by the store's clock.
+    async fn read_live(&self, key: &CredentialKey) -> Result<Option<Entry>> {
+        let now = self.info.now();
+        Ok(self.read(key).await?.filter(|e| !e.is_expired(now)))
+    }
+
+    /// Clears the entry of `key` away if it is one past its `expires_at`
+    /// (never a newer write that replaced it meanwhile); whether it was.
+    async fn clear_expired(&self, key: &CredentialKey) -> Result<bool> {
+        let (entry, raw) = match self.read_entry(key).await {
+            Ok(Some(found)) => found,
+            // Gone since, or another tool's item: nothing expired to clear.
+            Ok(None) | Err(Error::Integrity { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if !entry.is_expired(self.info.now()) {
+            return Ok(false);
+        }
+        self.run(Some(key), self.platform.delete_entry(&self.service, key.as_str(), &raw)).await?;
+        Ok(true)
     }
 }
 
@@ -184,14 +216,14 @@ impl CredentialStore for KeychainStore {
     }
 
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
-        Ok(self.read(key).await?.map(|e| Credential {
+        Ok(self.read_live(key).await?.map(|e| Credential {
             key: key.clone(),
             value: e.value,
             metadata: e.metadata,
             version: e.version,
             created_at: e.created_at,
             updated_at: e.updated_at,
-            expires_at: None,
+            expires_at: e.expires_at,
         }))
     }
 
@@ -203,32 +235,68 @@ impl CredentialStore for KeychainStore {
             // The request's check refused it: no platform declares it.
             _ => return Err(Error::unsupported(self.info.id(), "replace-if-version writes")),
         };
-        // The previous entry gives `created_at`; a foreign item under the
-        // same names is overwritten as if absent.
-        let previous = match if create_only { Ok(None) } else { self.read(key).await } {
+        // The previous live entry gives `created_at`; an expired one, or a
+        // foreign item under the same names, is overwritten as if absent.
+        let previous = match if create_only { Ok(None) } else { self.read_live(key).await } {
             Ok(p) => p,
             Err(Error::Integrity { .. }) => None,
             Err(e) => return Err(e),
         };
         let updated_at = layout::write_time(previous.as_ref().map(|p| p.updated_at));
         let created_at = previous.as_ref().map_or(updated_at, |p| p.created_at);
+        let expires_at = request.expires_at();
         let version = layout::new_version();
-        let entry =
-            layout::encode(value, metadata, &version, created_at, updated_at, self.platform.encoding());
-        self.run(Some(key), self.platform.write(&self.service, key.as_str(), &entry, create_only)).await?;
+        let times = layout::Times { created_at, updated_at, expires_at };
+        let entry = layout::encode(value, metadata, &version, times, self.platform.encoding());
+        // The time left by the store's clock, for a platform that expires
+        // entries itself (checked later than that clock by the request).
+        let ttl = expires_at.map(|at| at.duration_since(self.info.now()).unwrap_or_default());
+        let service = &self.service;
+        let written = self
+            .run(Some(key), self.platform.write_expiring(service, key.as_str(), &entry, create_only, ttl))
+            .await;
+        match written {
+            // A create-only write over an expired entry: that entry counts as
+            // absent, so it is cleared away (only if it is still the expired
+            // one) and the create-only write tried again, still atomic
+            // against a live entry.
+            Err(Error::PreconditionFailed { .. }) if create_only && self.clear_expired(key).await? => {
+                self.run(Some(key), self.platform.write_expiring(service, key.as_str(), &entry, true, ttl))
+                    .await?
+            }
+            other => other?,
+        }
         Ok(SetOutcome { created: previous.is_none(), version, created_at, updated_at })
     }
 
-    /// Asks the platform whether the entry exists, without reading its
-    /// value where the platform can (kernel keyutils).
+    /// Reads the entry: whether it exists depends on its `expires_at`,
+    /// which is in the entry. Another tool's item under the key's name
+    /// exists, as it did.
     async fn has(&self, key: &CredentialKey) -> Result<bool> {
-        self.run(Some(key), self.platform.exists(&self.service, key.as_str())).await
+        match self.read_live(key).await {
+            Ok(entry) => Ok(entry.is_some()),
+            Err(Error::Integrity { .. }) => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
+    /// An entry past its `expires_at` is cleared away and counts as absent
+    /// (`false`).
     async fn delete(&self, key: &CredentialKey) -> Result<bool> {
+        match self.read_entry(key).await {
+            Ok(Some((entry, raw))) if entry.is_expired(self.info.now()) => {
+                self.run(Some(key), self.platform.delete_entry(&self.service, key.as_str(), &raw)).await?;
+                return Ok(false);
+            }
+            Ok(_) | Err(Error::Integrity { .. }) => {}
+            Err(e) => return Err(e),
+        }
         self.run(Some(key), self.platform.delete(&self.service, key.as_str())).await
     }
 
+    /// Reads each listed entry's header, so that a key past its
+    /// `expires_at` is left out (a foreign item under a listed name stays
+    /// listed, as it did).
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
         if !self.info.capabilities().list {
             return Err(Error::unsupported(self.info.id(), "list"));
@@ -238,7 +306,18 @@ impl CredentialStore for KeychainStore {
             accounts.into_iter().filter_map(|a| CredentialKey::new(a).ok()).collect();
         keys.sort();
         keys.dedup();
-        Ok(options.page_from_sorted(keys))
+        let now = self.info.now();
+        let mut live = Vec::with_capacity(keys.len());
+        for key in keys {
+            match self.read(&key).await {
+                Ok(Some(entry)) if entry.is_expired(now) => {}
+                Ok(Some(_)) | Err(Error::Integrity { .. }) => live.push(key),
+                // Deleted since it was listed.
+                Ok(None) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(options.page_from_sorted(live))
     }
 
     async fn check_availability(&self) -> Availability {

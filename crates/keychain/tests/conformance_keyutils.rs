@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use credstore_conformance::{unique_name, StoreFactory};
-use credstore_core::{CredentialStore, CredentialStoreExt, StoreId};
+use credstore_core::{Clock, CredentialStore, CredentialStoreExt, StoreId};
 use credstore_keychain::{KeychainConfig, KeychainStore, KeyutilsKeyring, Platform};
 use credstore_test_servers::keyctl;
 
@@ -17,6 +17,11 @@ struct KeyutilsFactory;
 
 fn store(id: StoreId, ring: KeyutilsKeyring) -> Arc<dyn CredentialStore> {
     let config = KeychainConfig::new().platform(Platform::Keyutils(ring));
+    Arc::new(KeychainStore::new(id, config).expect("keychain store"))
+}
+
+fn store_on(id: StoreId, clock: Arc<dyn Clock>) -> Arc<dyn CredentialStore> {
+    let config = KeychainConfig::new().platform(Platform::Keyutils(KeyutilsKeyring::Session)).clock(clock);
     Arc::new(KeychainStore::new(id, config).expect("keychain store"))
 }
 
@@ -30,6 +35,10 @@ impl StoreFactory for KeyutilsFactory {
         let id = store_.id().clone();
         drop(store_);
         Some(store(id, KeyutilsKeyring::Session))
+    }
+
+    async fn create_on_clock(&self, clock: Arc<dyn Clock>) -> Option<Arc<dyn CredentialStore>> {
+        Some(store_on(StoreId::new(unique_name("keyutils")).unwrap(), clock))
     }
 
     async fn unreachable(&self) -> Option<Arc<dyn CredentialStore>> {

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use credstore_conformance::{unique_name, StoreFactory};
-use credstore_core::{CredentialStore, CredentialStoreExt};
+use credstore_core::{Clock, CredentialStore, CredentialStoreExt};
 use secret_service::Bus;
 
 struct SecretServiceFactory {
@@ -29,6 +29,10 @@ impl StoreFactory for SecretServiceFactory {
         let id = store.id().clone();
         drop(store);
         Some(Arc::new(self.bus.store(id.as_str())))
+    }
+
+    async fn create_on_clock(&self, clock: Arc<dyn Clock>) -> Option<Arc<dyn CredentialStore>> {
+        Some(Arc::new(self.bus.store_on(&unique_name("secret-service"), clock)))
     }
 
     async fn unreachable(&self) -> Option<Arc<dyn CredentialStore>> {

@@ -1,7 +1,7 @@
 //! The audit trail: one JSON line per mutation, per value read and per
 //! refused request.
 //!
-//! Every create and delete is recorded **before** it is carried out
+//! Every create, delete, restore and purge is recorded **before** it is carried out
 //! (`"outcome":"started"`) and again after, with its result
 //! (`"outcome":"succeeded"` or `"failed"` and the status answered). A
 //! request refused with 401 or 403 is recorded as `"outcome":"denied"`; a
@@ -22,7 +22,8 @@
 //! | `requestId` | the request id (also `X-Request-ID`) |
 //! | `token` | the name of the token (`admin` or a `[[tokens]]` name); `null` when no known token was presented |
 //! | `tenant`, `project`, `store`, `key` | from the path or body; `null` when the route has none or it was not read yet |
-//! | `action` | `create`, `delete`, `reveal` (a value read), `list-stores`, `list-credentials`, `read-metadata`, `metrics` |
+//! | `version` | the version of the path, on the routes of one version (a value read at a version, a restore, a purge of a version); left out elsewhere |
+//! | `action` | `create`, `delete`, `restore`, `purge` (a version or a key with its history), `reveal` (a value read, current or at a version), `list-stores`, `list-credentials`, `list-versions`, `read-metadata` (a credential's or a version's), `metrics` |
 //! | `outcome` | `started`, `succeeded`, `failed`, `denied`, `abandoned` |
 //! | `status` | the HTTP status answered; `null` on `started` and `abandoned` |
 //!
@@ -123,8 +124,15 @@ pub enum AuditAction {
     ReadMetadata,
     /// `/metrics` (recorded only when refused).
     Metrics,
-    /// Read Credential Value: every read, and every refusal.
+    /// Read Credential Value, current or at a version: every read, and
+    /// every refusal.
     Reveal,
+    /// List Credential Versions (recorded only when refused).
+    ListVersions,
+    /// Restore Credential Version: before and after, as a create.
+    Restore,
+    /// Purge a version, or a key with its history: before and after.
+    Purge,
 }
 
 /// How far a recorded request got.
@@ -177,6 +185,10 @@ pub struct AuditEntry {
     pub store: Option<String>,
     /// The credential key.
     pub key: Option<String>,
+    /// The version of the path, on the routes of one version; left out of
+    /// the line when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// What the request does.
     pub action: AuditAction,
 }
@@ -200,6 +212,7 @@ impl AuditEntry {
             project: None,
             store: None,
             key: None,
+            version: None,
             action,
         }
     }
@@ -220,6 +233,12 @@ impl AuditEntry {
     /// With the credential key.
     pub fn key(mut self, key: &str) -> Self {
         self.key = Some(cut(key));
+        self
+    }
+
+    /// With the version of the path.
+    pub fn version(mut self, version: &str) -> Self {
+        self.version = Some(cut(version));
         self
     }
 
@@ -249,6 +268,7 @@ impl AuditEntry {
             project: keep(&self.project),
             store: keep(&self.store),
             key: keep(&self.key),
+            version: keep(&self.version),
             action: self.action,
         }
     }
@@ -713,6 +733,9 @@ impl AuditAction {
             AuditAction::ReadMetadata => "read-metadata",
             AuditAction::Metrics => "metrics",
             AuditAction::Reveal => "reveal",
+            AuditAction::ListVersions => "list-versions",
+            AuditAction::Restore => "restore",
+            AuditAction::Purge => "purge",
         }
     }
 }
@@ -755,6 +778,10 @@ fn encode(
             Some(v) => json_str(out, v),
             None => out.extend_from_slice(b"null"),
         }
+    }
+    if let Some(version) = &f.version {
+        out.extend_from_slice(b",\"version\":");
+        json_str(out, version);
     }
     out.extend_from_slice(b",\"action\":\"");
     out.extend_from_slice(f.action.as_str().as_bytes());
@@ -969,6 +996,9 @@ mod tests {
             AuditEntry::new("r", AuditAction::ReadMetadata).store(tricky).key(tricky),
             AuditEntry::new("r", AuditAction::ListCredentials),
             AuditEntry::new("r", AuditAction::Delete),
+            AuditEntry::new("r", AuditAction::Restore).key("k").version(tricky),
+            AuditEntry::new("r", AuditAction::Purge).version("7"),
+            AuditEntry::new("r", AuditAction::ListVersions),
         ];
         let outcomes = [
             (AuditOutcome::Started, None),
@@ -977,6 +1007,9 @@ mod tests {
             (AuditOutcome::Denied, Some(401)),
             (AuditOutcome::Abandoned, None),
             (AuditOutcome::Failed, Some(65535)),
+            (AuditOutcome::Started, None),
+            (AuditOutcome::Succeeded, Some(204)),
+            (AuditOutcome::Denied, Some(403)),
         ];
         for (entry, (outcome, status)) in entries.iter().zip(outcomes) {
             let mut record = entry.record(outcome, status);

@@ -16,12 +16,17 @@
 //! keyring of the process, then moves it into the namespace keyring with one
 //! `KEYCTL_MOVE`: readers see the old entry or the new one, never a mix.
 //! Create-only writes pass `KEYCTL_MOVE_EXCL`, so the kernel refuses the
-//! move atomically when the key exists.
+//! move atomically when the key exists. A credential written with an expiry
+//! gets a kernel timeout on its keyring (and chunks), set in the staging
+//! keyring before the move, rounded up to whole seconds: the kernel drops
+//! it by itself once it expired, while the store decides by its own clock
+//! that it reads as absent from the exact instant.
 
 pub(crate) mod sys;
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use credstore_core::{async_trait, Capabilities, Persistence};
 use zeroize::Zeroizing;
@@ -183,6 +188,14 @@ fn find_cred(ns: Serial, account: &str) -> PResult<Option<Serial>> {
     found(sys::search(ns, sys::KEYRING, &cred_name(account)), "cannot search the keyring")
 }
 
+/// A key timeout for `ttl`: whole seconds, rounded up (the kernel never
+/// drops an entry before the store would call it expired), at least 1 (0
+/// clears a timeout), at most `u32::MAX`.
+fn timeout_secs(ttl: Duration) -> u32 {
+    let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    u32::try_from(secs.max(1)).unwrap_or(u32::MAX)
+}
+
 /// Names a refused keyutils call with the kernel's own cause.
 pub(crate) fn failure(e: io::Error, what: &str) -> Failure {
     let errno = e.raw_os_error().unwrap_or(0);
@@ -208,7 +221,10 @@ impl Platform for Keyutils {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::full().with_persistence(Persistence::UntilReboot).with_replace_if_version(false)
+        Capabilities::full()
+            .with_persistence(Persistence::UntilReboot)
+            .with_replace_if_version(false)
+            .with_expiry(true)
     }
 
     fn encoding(&self) -> ValueEncoding {
@@ -237,6 +253,18 @@ impl Platform for Keyutils {
     }
 
     async fn write(&self, service: &str, account: &str, entry: &[u8], create_only: bool) -> PResult<()> {
+        self.write_expiring(service, account, entry, create_only, None).await
+    }
+
+    async fn write_expiring(
+        &self,
+        service: &str,
+        account: &str,
+        entry: &[u8],
+        create_only: bool,
+        ttl: Option<Duration>,
+    ) -> PResult<()> {
+        let timeout = ttl.map(timeout_secs);
         let ns = self.ensure_namespace_ring(service)?;
         let stage = Stage::new()?;
         let cred = sys::add_key(sys::KEYRING, &cred_name(account), None, stage.0)
@@ -246,6 +274,12 @@ impl Platform for Keyutils {
             let key = sys::add_key(sys::USER, &i.to_string(), Some(chunk), cred)
                 .map_err(|e| failure(e, "cannot add the credential's key"))?;
             sys::set_perm(key, sys::PERM_OWNER_ALL).map_err(|e| failure(e, "cannot set key permissions"))?;
+            if let Some(secs) = timeout {
+                sys::set_timeout(key, secs).map_err(|e| failure(e, "cannot set the key's timeout"))?;
+            }
+        }
+        if let Some(secs) = timeout {
+            sys::set_timeout(cred, secs).map_err(|e| failure(e, "cannot set the keyring's timeout"))?;
         }
         let flags = if create_only { sys::MOVE_EXCL } else { 0 };
         match sys::move_key(cred, stage.0, ns, flags) {
@@ -254,6 +288,27 @@ impl Platform for Keyutils {
                 Err(Failure::new(Kind::Exists, "the key exists"))
             }
             Err(e) => Err(failure(e, "cannot move the credential into its keyring")),
+        }
+    }
+
+    /// Atomic by serial: the credential keyring read is the one unlinked,
+    /// or nothing is (a write in between moved in a keyring of its own).
+    async fn delete_entry(&self, service: &str, account: &str, entry: &[u8]) -> PResult<bool> {
+        let Some(ns) = self.namespace_ring(service)? else { return Ok(false) };
+        let Some(cred) = find_cred(ns, account)? else { return Ok(false) };
+        match Self::read_cred(cred) {
+            Ok(bytes) if bytes.as_slice() == entry => {}
+            Ok(_) => return Ok(false),
+            Err(e) if is_gone(&e) => return Ok(false),
+            Err(e) => return Err(failure(e, "cannot read the credential")),
+        }
+        match sys::unlink(cred, ns) {
+            Ok(()) => {
+                let _ = sys::invalidate(cred);
+                Ok(true)
+            }
+            Err(e) if is_gone(&e) => Ok(false),
+            Err(e) => Err(failure(e, "cannot unlink the credential")),
         }
     }
 
@@ -312,5 +367,19 @@ impl Platform for Keyutils {
             .map_err(|e| failure(e, "cannot add a keyring"))?;
         sys::add_key(sys::USER, "0", Some(b"1"), ring).map_err(|e| failure(e, "cannot add a key"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_round_up_to_whole_seconds_and_never_clear() {
+        assert_eq!(timeout_secs(Duration::from_secs(60)), 60);
+        assert_eq!(timeout_secs(Duration::from_millis(60_001)), 61);
+        assert_eq!(timeout_secs(Duration::from_nanos(1)), 1);
+        assert_eq!(timeout_secs(Duration::ZERO), 1);
+        assert_eq!(timeout_secs(Duration::from_secs(u64::MAX)), u32::MAX);
     }
 }

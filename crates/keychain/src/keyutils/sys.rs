@@ -35,6 +35,7 @@ const KEYCTL_SETPERM: libc::c_int = 5;
 const KEYCTL_DESCRIBE: libc::c_int = 6;
 const KEYCTL_UNLINK: libc::c_int = 9;
 const KEYCTL_SEARCH: libc::c_int = 10;
+const KEYCTL_SET_TIMEOUT: libc::c_int = 15;
 const KEYCTL_READ: libc::c_int = 11;
 const KEYCTL_INVALIDATE: libc::c_int = 21;
 const KEYCTL_GET_PERSISTENT: libc::c_int = 22;
@@ -141,6 +142,13 @@ fn read_buffer(op: libc::c_int, key: Serial) -> io::Result<Zeroizing<Vec<u8>>> {
 pub(crate) fn unlink(key: Serial, ring: Serial) -> io::Result<()> {
     // SAFETY: plain integer arguments.
     check(unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_UNLINK, key, ring) }).map(drop)
+}
+
+/// `KEYCTL_SET_TIMEOUT`: the kernel expires the key `seconds` from now (0
+/// would clear a timeout: never passed here).
+pub(crate) fn set_timeout(key: Serial, seconds: u32) -> io::Result<()> {
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_SET_TIMEOUT, key, seconds) }).map(drop)
 }
 
 /// `KEYCTL_INVALIDATE`: the key is gone at once for every keyring.

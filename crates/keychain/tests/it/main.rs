@@ -2,6 +2,7 @@
 //! conformance suites run apart (`tests/conformance_*.rs`, their own harness)
 //! and share the `util` fixtures.
 
+mod expiry;
 mod faults;
 mod kek;
 mod layout;

@@ -3,9 +3,11 @@
 //! Only SHA-256 hashes of tokens are kept, in memory and on disk. A presented
 //! token is hashed and compared in constant time ([`subtle`]) with every
 //! known hash. A token holds [`Grant`]s, each naming tenants, projects,
-//! stores and actions: `view` (list stores, list keys, read metadata),
-//! `edit` (create and delete credentials), `metrics` (read `/metrics`; the
-//! admin token has these three) and `reveal` (read credential values),
+//! stores and actions: `view` (list stores, list keys, read metadata and
+//! versions), `edit` (create, delete and restore credentials), `purge`
+//! (destroy a version or a key with its history for good), `metrics` (read
+//! `/metrics`; the admin token has these four) and `reveal` (read
+//! credential values, current or earlier),
 //! which no token has unless the configuration names it: a `[[tokens]]`
 //! entry's `actions`, or, for the admin token,
 //! [`TokenEntry::admin_with_reveal`]. A request is allowed when one grant
@@ -88,16 +90,26 @@ impl fmt::Debug for TokenHash {
 }
 
 /// What a request does: `view` reads (list stores, list keys, read
-/// metadata), `edit` writes (create, delete), `metrics` reads `/metrics`
-/// (no credential access at all: the action for a Prometheus scraper),
-/// `reveal` reads credential values.
+/// metadata and versions), `edit` writes (create, delete, restore), `purge`
+/// destroys history for good, `metrics` reads `/metrics` (no credential
+/// access at all: the action for a Prometheus scraper), `reveal` reads
+/// credential values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
-    /// List stores, list keys, read metadata.
+    /// List stores, list keys, read metadata, list a key's versions and
+    /// read a version's metadata.
     View,
-    /// Create and delete credentials.
+    /// Create, delete and restore credentials. A delete of a store that
+    /// keeps deleted keys recoverable can be undone; nothing `edit` does
+    /// destroys a kept version.
     Edit,
+    /// Destroy one kept version, or a key with its whole history, so that
+    /// no copy stays readable (`DELETE …/versions/{version}`, `DELETE
+    /// …/versions`): what cannot be undone, kept apart from `edit` so that
+    /// a token that rotates credentials cannot also erase the history that
+    /// undoes its mistakes.
+    Purge,
     /// Read `/metrics` (needs no tenant or project scope).
     Metrics,
     /// Read credential values (`GET …/credentials/{key}/value`). No token
@@ -110,6 +122,7 @@ impl fmt::Display for Action {
         f.write_str(match self {
             Action::View => "view",
             Action::Edit => "edit",
+            Action::Purge => "purge",
             Action::Metrics => "metrics",
             Action::Reveal => "reveal",
         })
@@ -191,7 +204,7 @@ pub struct TokenEntry {
 
 impl TokenEntry {
     /// The admin token: every tenant and project, the actions `view`,
-    /// `edit` and `metrics`, and not `reveal` (see
+    /// `edit`, `purge` and `metrics`, and not `reveal` (see
     /// [`TokenEntry::admin_with_reveal`]).
     pub fn admin(hash: TokenHash) -> Self {
         Self::admin_with_reveal(hash, false)
@@ -201,7 +214,8 @@ impl TokenEntry {
     /// when `reveal` is true: the configuration's explicit grant, never a
     /// default.
     pub fn admin_with_reveal(hash: TokenHash, reveal: bool) -> Self {
-        let mut actions: BTreeSet<Action> = [Action::View, Action::Edit, Action::Metrics].into();
+        let mut actions: BTreeSet<Action> =
+            [Action::View, Action::Edit, Action::Purge, Action::Metrics].into();
         if reveal {
             actions.insert(Action::Reveal);
         }
@@ -267,6 +281,11 @@ impl TokenEntry {
             Action::Reveal => Refusal::Forbidden(
                 "this token may not read credential values: that needs the action 'reveal', which no token \
                  has unless the configuration grants it (the admin token included)"
+                    .into(),
+            ),
+            Action::Purge => Refusal::Forbidden(
+                "this token may not purge credentials in this project: destroying a version or a key's \
+                 history needs the action 'purge' ('edit' is not enough)"
                     .into(),
             ),
             _ => Refusal::Forbidden(format!("this token may not {action} credentials in this project")),
@@ -581,9 +600,26 @@ mod tests {
         assert_eq!(TokenEntry::admin(hash).grants, TokenEntry::admin_with_reveal(hash, false).grants);
         let auth = Authenticator::new(vec![TokenEntry::admin_with_reveal(hash, true)]);
         assert!(auth.authorize(&h, "t", "p", Action::Reveal).is_ok());
-        let parsed: Vec<Action> = serde_json::from_str(r#"["view","reveal"]"#).unwrap();
-        assert_eq!(parsed, [Action::View, Action::Reveal]);
+        let parsed: Vec<Action> = serde_json::from_str(r#"["view","reveal","purge"]"#).unwrap();
+        assert_eq!(parsed, [Action::View, Action::Reveal, Action::Purge]);
         assert_eq!(Action::Reveal.to_string(), "reveal");
+    }
+
+    #[test]
+    fn purge_is_its_own_action_which_edit_does_not_include_and_the_admin_token_has() {
+        let hash = TokenHash::of("admin-token-00001");
+        assert!(TokenEntry::admin(hash).allows("t", "p", Some("s"), Action::Purge));
+        let editor = TokenEntry {
+            name: "editor".into(),
+            hash: TokenHash::of("editor-token-0001"),
+            grants: vec![Grant::everything([Action::View, Action::Edit])],
+        };
+        let e = editor.check("t", "p", Action::Purge).unwrap_err();
+        assert!(
+            matches!(&e, Refusal::Forbidden(d) if d.contains("'purge'") && d.contains("'edit' is not enough")),
+            "{e:?}"
+        );
+        assert_eq!(Action::Purge.to_string(), "purge");
     }
 
     #[test]

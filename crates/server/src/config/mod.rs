@@ -816,7 +816,7 @@ pub struct RawToken {
     /// table).
     #[serde(default)]
     pub stores: Option<Vec<String>>,
-    /// `view`, `edit`, `metrics` and/or `reveal` (the grant written in the
+    /// `view`, `edit`, `purge`, `metrics` and/or `reveal` (the grant written in the
     /// table).
     #[serde(default)]
     pub actions: Option<Vec<Action>>,
@@ -836,7 +836,7 @@ pub struct RawGrant {
     /// Store ids, or `["*"]` for all (the default).
     #[serde(default)]
     pub stores: Option<Vec<String>>,
-    /// `view`, `edit`, `metrics` and/or `reveal`.
+    /// `view`, `edit`, `purge`, `metrics` and/or `reveal`.
     pub actions: Vec<Action>,
 }
 
@@ -852,7 +852,7 @@ impl RawGrant {
             StoreId::new(id.as_str()).map_err(|e| format!("stores: {e}"))?;
         }
         if self.actions.is_empty() {
-            return Err("actions is empty; give view, edit, metrics and/or reveal".into());
+            return Err("actions is empty; give view, edit, purge, metrics and/or reveal".into());
         }
         Ok(Grant {
             tenants: Scope::from_list(&self.tenants),

@@ -9,6 +9,8 @@
 //!   handle on the project's namespace
 //!   ([`with_namespace`](CredentialStore::with_namespace), cached).
 //! - [`ProjectCredential`]: a [`ProjectStore`] and the checked `{key}`.
+//! - [`ProjectVersion`]: a [`ProjectCredential`] and the checked
+//!   `{version}`.
 
 use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
@@ -18,7 +20,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use credstore_core::{CredentialKey, CredentialStore, Error as StoreError, Namespace, StoreId};
+use credstore_core::{CredentialKey, CredentialStore, Error as StoreError, Namespace, StoreId, Version};
 use serde::Deserialize;
 
 use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
@@ -85,8 +87,16 @@ pub(crate) mod op {
         ReadMetadata => View, ReadMetadata;
         /// Delete Credential.
         Delete => Edit, Delete;
-        /// Read Credential Value.
+        /// Read Credential Value, current or at a version.
         Reveal => Reveal, Reveal;
+        /// List Credential Versions.
+        ListVersions => View, ListVersions;
+        /// Get Credential Version Metadata.
+        ReadVersion => View, ReadMetadata;
+        /// Restore Credential Version.
+        Restore => Edit, Restore;
+        /// Purge a version, or a key with its history.
+        Purge => Purge, Purge;
     }
 }
 
@@ -100,6 +110,7 @@ struct PathIds {
     project_id: String,
     id: Option<String>,
     key: Option<String>,
+    version: Option<String>,
 }
 
 impl PathIds {
@@ -139,6 +150,9 @@ impl<O: Operation> Project<O> {
         }
         if let Some(key) = &ids.key {
             audit = audit.key(key);
+        }
+        if let Some(version) = &ids.version {
+            audit = audit.version(version);
         }
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
         let token =
@@ -235,6 +249,32 @@ impl<O: Operation> FromRequestParts<AppState> for ProjectCredential<O> {
         let key = CredentialKey::new(ids.key.unwrap_or_default())?;
         let store = ProjectStore::open(project, state, id)?;
         Ok(Self { store, key })
+    }
+}
+
+/// An admitted project's store `{id}`, a checked `{key}` and a checked
+/// `{version}`.
+///
+/// Rejects as [`ProjectCredential`] does, with 422 for a version that no
+/// store can have (empty, over 128 bytes, or with a character outside
+/// visible ASCII less `"` and `,`) after the key and before the store
+/// lookup.
+pub(crate) struct ProjectVersion<O> {
+    /// The store and the key.
+    pub(crate) credential: ProjectCredential<O>,
+    /// The version of the path.
+    pub(crate) version: Version,
+}
+
+impl<O: Operation> FromRequestParts<AppState> for ProjectVersion<O> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let (ids, project, id) = ProjectStore::admit(parts, state).await?;
+        let key = CredentialKey::new(ids.key.unwrap_or_default())?;
+        let version = Version::new(ids.version.unwrap_or_default())?;
+        let store = ProjectStore::open(project, state, id)?;
+        Ok(Self { credential: ProjectCredential { store, key }, version })
     }
 }
 

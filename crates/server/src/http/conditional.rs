@@ -1,12 +1,15 @@
 //! Conditional writes *(extension)*: `If-None-Match` / `If-Match` on a
-//! create (RFC 9110 §13.1), and the strong `ETag` of a credential's
-//! version.
+//! create and a restore (RFC 9110 §13.1), and the strong `ETag` of a
+//! credential's version.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use std::time::SystemTime;
+
 use credstore_core::{
-    CredentialStore, CredentialStoreExt, Error as StoreError, SetOptions, SetOutcome, Version,
+    CredentialKey, CredentialStore, CredentialStoreExt, Error as StoreError, Metadata, SecretValue,
+    SetOptions, SetOutcome, Version,
 };
 
 use crate::http::body::CreateInput;
@@ -150,7 +153,8 @@ fn if_match_tag(tag: &[u8]) -> Result<WriteCondition, ApiError> {
 }
 
 /// Refuses conditional headers on a route that makes no conditional
-/// writes (delete), rather than ignoring a condition the client relies on.
+/// writes (delete, purge), rather than ignoring a condition the client
+/// relies on.
 ///
 /// # Errors
 /// 400 when `If-Match` or `If-None-Match` is present.
@@ -158,7 +162,7 @@ pub(crate) fn no_condition(headers: &HeaderMap, what: &str) -> Result<(), ApiErr
     for name in [header::IF_MATCH, header::IF_NONE_MATCH] {
         if headers.contains_key(&name) {
             return Err(ApiError::bad_request(format!(
-                "{} is not supported on {what}: conditional writes are creates only",
+                "{} is not supported on {what}: conditional writes are creates and restores only",
                 canonical(&name)
             )));
         }
@@ -170,6 +174,28 @@ pub(crate) fn no_condition(headers: &HeaderMap, what: &str) -> Result<(), ApiErr
 /// before it gives up on a key that keeps changing (409).
 const EXISTS_ATTEMPTS: usize = 3;
 
+/// What a conditional write writes: a value, or an earlier version back.
+enum Write<'a> {
+    /// A value and its metadata (a create).
+    Set(&'a SecretValue, &'a Metadata),
+    /// The value and metadata of a kept version (a restore).
+    Restore(&'a Version),
+}
+
+impl Write<'_> {
+    async fn to(
+        &self,
+        store: &dyn CredentialStore,
+        key: &CredentialKey,
+        options: &SetOptions,
+    ) -> Result<SetOutcome, StoreError> {
+        match self {
+            Write::Set(value, meta) => store.set_opts(key, value, meta, options).await,
+            Write::Restore(version) => store.restore(key, version, options).await,
+        }
+    }
+}
+
 /// Writes `input` under `condition`; a condition that does not hold is
 /// 412 and changes nothing.
 pub(crate) async fn conditional_set(
@@ -177,7 +203,33 @@ pub(crate) async fn conditional_set(
     input: &CreateInput,
     condition: &WriteCondition,
 ) -> Result<SetOutcome, ApiError> {
-    let (key, value, meta) = (&input.key, &input.value, &input.metadata);
+    let write = Write::Set(&input.value, &input.metadata);
+    conditional_write(store, &input.key, &write, condition, input.expires_at).await
+}
+
+/// Writes the kept `version` of `key` back as a new write
+/// ([`CredentialStoreExt::restore`]) under `condition`, which is not
+/// [`WriteCondition::None`] (the handler answers that 428); the restored
+/// write expires at `expires_at` (never, when `None`), not when the
+/// version restored did. A condition that does not hold is 412 and changes
+/// nothing; a version not kept is 404.
+pub(crate) async fn conditional_restore(
+    store: &dyn CredentialStore,
+    key: &CredentialKey,
+    version: &Version,
+    condition: &WriteCondition,
+    expires_at: Option<SystemTime>,
+) -> Result<SetOutcome, ApiError> {
+    conditional_write(store, key, &Write::Restore(version), condition, expires_at).await
+}
+
+async fn conditional_write(
+    store: &dyn CredentialStore,
+    key: &CredentialKey,
+    write: &Write<'_>,
+    condition: &WriteCondition,
+    expires_at: Option<SystemTime>,
+) -> Result<SetOutcome, ApiError> {
     let failed = |reason: &str| ApiError::from(StoreError::precondition_failed(store.id(), key, reason));
     let options = match condition {
         WriteCondition::None => SetOptions::new(),
@@ -191,7 +243,8 @@ pub(crate) async fn conditional_set(
                 let Some(current) = store.version(key).await? else {
                     return Err(failed("the key does not exist (If-Match: *)"));
                 };
-                match store.set_opts(key, value, meta, &SetOptions::replace(current)).await {
+                let options = SetOptions::replace(current).with_expires_at(expires_at);
+                match write.to(store, key, &options).await {
                     Err(StoreError::PreconditionFailed { .. }) => continue,
                     other => return other.map_err(ApiError::from),
                 }
@@ -205,7 +258,7 @@ pub(crate) async fn conditional_set(
             ));
         }
     };
-    Ok(store.set_opts(key, value, meta, &options).await?)
+    Ok(write.to(store, key, &options.with_expires_at(expires_at)).await?)
 }
 
 /// The strong `ETag` of `version`: `"<version>"`.

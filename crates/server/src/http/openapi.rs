@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use credstore_core::MAX_ID_LEN;
+use credstore_core::{MAX_ID_LEN, MAX_VERSION_LEN};
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
@@ -24,9 +24,10 @@ HashiCorp Vault / OpenBao, AWS Secrets Manager, or a custom store).
 
 **Authentication.** Every `/manage` route needs `Authorization: Bearer <token>`. Tokens are \
 compared in constant time against stored SHA-256 hashes and are scoped to tenants, projects \
-and actions (`view`: list stores, list keys, read metadata; `edit`: create and delete; \
-`reveal`: read values, which no token has unless the configuration grants it, the admin \
-token included). \
+and actions (`view`: list stores, list keys, read metadata and versions; `edit`: create, \
+delete and restore; `purge`: destroy a version or a key with its history; `reveal`: read \
+values, current or earlier, which no token has unless the configuration grants it, the \
+admin token included). \
 Session cookies (`cookieAuth`, `better-auth.*` cookies) are not supported: a request with \
 only a cookie gets 401.
 
@@ -50,9 +51,10 @@ conditional write whose condition does not hold; nothing is changed.
 **Conditional writes** *(extension)*. *Create Credential in Store* takes `If-None-Match: *` \
 (create only) or `If-Match` (replace only a version, or only an existing key): its two header \
 parameters state the rules, its 412 and 422 answers what a failed condition or a store \
-without such writes answers; nothing is changed then. A conditional header on a delete is \
-400; reads ignore them. Versions are opaque, change on every write, and come back as a \
-strong `ETag: \"<version>\"` from the create and the metadata read.
+without such writes answers; nothing is changed then. *Restore Credential Version* takes \
+the same headers and needs one of them (428 otherwise). A conditional header on a delete or \
+a purge is 400; reads ignore them. Versions are opaque, change on every write, and come \
+back as a strong `ETag: \"<version>\"` from the create, the restore and the metadata read.
 
 **Binary values** *(extension)*. A create body gives `valueBase64` (bytes) instead of \
 `value` (text): the request body's schema states the rules. *Get Credential Metadata* says \
@@ -66,11 +68,21 @@ probed again, once however many requests find it stale, for the answers after it
 store entry keeps exactly `available`, `id`, `reason` and `type`, and adds `checkedAt` \
 (extension): when that availability was probed.
 
-**Value read** *(extension)*. *Read Credential Value* answers a value, only to a token with \
-the `reveal` action; no other route ever returns a value.
+**Value read** *(extension)*. *Read Credential Value* and *Read Credential Version Value* \
+answer a value, only to a token with the `reveal` action; no other route ever returns a value.
 
-**Audit.** Every create and delete is written to the audit log before it is carried out and \
-again with its outcome; every value read is written once, with its outcome, before the value \
+**History and expiry** *(extension)*. On a store that keeps versions, *List Credential \
+Versions* lists a key's kept versions newest first, each `current`, `previous`, `deleted` or \
+`expired`; *Restore Credential Version* writes one back, conditional on the current version \
+(`If-Match`) to undo a rotation, or on the key's absence (`If-None-Match: *`) to recover a \
+deleted key; without a condition it answers 428. *Purge Credential Version* and *Purge \
+Credential* destroy a version, or a key with its whole history, for good. A create may set \
+`expiresAt`: from then on the credential reads as absent and its version is listed as \
+`expired`. A store without versions or expiry answers 422.
+
+**Audit.** Every create, delete, restore and purge is written to the audit log before it is \
+carried out and again with its outcome; every value read is written once, with its outcome, \
+before the value \
 is sent; every 401 and 403 is written too. A request whose record cannot be written is \
 answered 503 before anything changes or is revealed.
 
@@ -82,8 +94,8 @@ listener (`metrics_listen`).
 Store*: listing keys, reading metadata, reading a value (`reveal`), deleting a credential, 200 \
 on overwrite, `checkedAt`, \
 conditional writes (`If-None-Match`, `If-Match`, `ETag`), `valueBase64`, `version` and \
-`valueKind`, `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, and the statuses 409, 412, 413 \
-and 503.";
+`valueKind`, `expiresAt`, the versions routes (list, read, value, restore, purge), `/healthz`, \
+`/readyz`, `/metrics`, `/openapi.json`, and the statuses 409, 412, 413, 428 and 503.";
 
 /// The static part of the document: info, tags, security schemes.
 #[derive(OpenApi)]
@@ -136,21 +148,31 @@ const TENANT_ID: PathId = PathId("tenantId", "Tenant identifier", "tenant_123");
 const PROJECT_ID: PathId = PathId("projectId", "Project identifier", "project_456");
 const STORE_ID: PathId = PathId("id", "Resource identifier: the credential store's id", "sqlite-default");
 const KEY: PathId = PathId("key", "The credential key", "github-token");
+const VERSION: PathId =
+    PathId("version", "*(extension)* The version, as the `ETag` or a version listing gives it", "3");
 
 impl PathId {
     /// The parameter, with the path-id rule of [`crate::ids`] (which every
-    /// id of a path is checked against) as its schema.
+    /// id of a path is checked against) as its schema. A version is at
+    /// most 128 characters, and every backend's versions are of the id
+    /// characters; the server takes any version a store can make
+    /// (percent-encoded where a path needs it).
     fn parameter(&self) -> Parameter {
         let PathId(name, what, example) = *self;
+        let (max, rule) = if name == "version" {
+            (MAX_VERSION_LEN, "1 to 128 characters of `[a-zA-Z0-9-_.]`, not `.` or `..`, as every store makes them (any visible ASCII but `\"` and `,` is taken, percent-encoded)".to_owned())
+        } else {
+            (MAX_ID_LEN, PATH_ID_RULE.to_owned())
+        };
         let schema = ObjectBuilder::new()
             .schema_type(Type::String)
-            .max_length(Some(MAX_ID_LEN))
+            .max_length(Some(max))
             .min_length(Some(1))
             .pattern(Some(PATH_ID_PATTERN));
         ParameterBuilder::new()
             .name(name)
             .parameter_in(ParameterIn::Path)
-            .description(Some(format!("{what}: {PATH_ID_RULE}.")))
+            .description(Some(format!("{what}: {rule}.")))
             .required(Required::True)
             .schema(Some(schema))
             .example(Some(example.into()))
@@ -180,6 +202,8 @@ path_params! {
     StorePath = [TENANT_ID, PROJECT_ID, STORE_ID];
     /// And the credential `{key}`: credential-level routes.
     CredentialPath = [TENANT_ID, PROJECT_ID, STORE_ID, KEY];
+    /// And the `{version}`: the routes of one version.
+    VersionPath = [TENANT_ID, PROJECT_ID, STORE_ID, KEY, VERSION];
 }
 
 // ------------------------------------------------- shared error responses
@@ -257,6 +281,37 @@ problem_responses! {
     /// The value read's own error answers.
     ReadValueErrors = [
         403 => "The token lacks the `reveal` action (no token has it unless the configuration grants it, the admin token included), or may not use this tenant or project",
+    ];
+    /// The answer of a route on one version that names a store not served
+    /// or a version not kept.
+    VersionNotFound = [
+        404 => "No store with this id, or no such version of this credential kept in this tenant and project: never written, purged, or past the store's retention",
+    ];
+    /// The error answers of the routes that read versions, beyond `ManageErrors`.
+    ListVersionsErrors = [
+        400 => "A query parameter of the wrong type (limit not an integer), or path parameters that are not UTF-8",
+        422 => "A bad id, key, version, cursor or limit; the store keeps no version history; or tenantId/projectId longer than the store's namespace cap",
+    ];
+    /// The restore's own error answers.
+    RestoreErrors = [
+        400 => "A malformed or unsupported If-Match / If-None-Match, both at once; a body that is not JSON, has an unknown field or an expiresAt that is not a string; or path parameters that are not UTF-8",
+        409 => "A concurrent change got in the way of `If-Match: *`; retry",
+        412 => "The condition did not hold: the key is at another version or missing (If-Match), or exists (If-None-Match: *); nothing was changed",
+        413 => "The body is over the body limit",
+        422 => "A bad id, key or version; an expiresAt that is not an RFC 3339 time or not in the store's future, or a store without expiry; the store keeps no version history, or cannot honour the conditional header; or tenantId/projectId longer than the store's namespace cap",
+        428 => "Neither If-Match nor If-None-Match was sent: a restore is always conditional; nothing was changed",
+    ];
+    /// The purge of a key's own error answers.
+    PurgeErrors = [
+        400 => "If-Match or If-None-Match was sent: purges are never conditional, so the header is refused rather than ignored; or path parameters that are not UTF-8",
+        403 => "The token lacks the `purge` action (`edit` is not enough), or may not use this tenant, project or store",
+    ];
+    /// The purge of a version's own error answers.
+    PurgeVersionErrors = [
+        400 => "If-Match or If-None-Match was sent: purges are never conditional, so the header is refused rather than ignored; or path parameters that are not UTF-8",
+        403 => "The token lacks the `purge` action (`edit` is not enough), or may not use this tenant, project or store",
+        409 => "The version is the current one: write a new version first, then purge this one; nothing was changed",
+        422 => "A bad id, key or version; the store keeps no version history; or tenantId/projectId longer than the store's namespace cap",
     ];
     /// The readiness answer when not ready.
     ReadyzErrors = [

@@ -129,6 +129,7 @@ impl ApiError {
     /// | error | status |
     /// | --- | --- |
     /// | `InvalidKey` (field `id` or `key`), `InvalidNamespace`, `InvalidInput`, `Unsupported` | 422 |
+    /// | `VersionNotFound` (a version the store does not keep: never written, purged, or past the retention) | 404 |
     /// | `NotText` (a binary value asked for as text; field `value`) | 422 |
     /// | `PreconditionFailed` (a conditional write's condition did not hold) | 412 |
     /// | `Unavailable` (a timeout included), `Config`, `PermissionDenied` (of the backend, not the caller) | 503, the store and a [`FailureCategory`] only; cause logged |
@@ -155,7 +156,12 @@ impl ApiError {
             StoreError::InvalidNamespace { shown, reason } => {
                 Self::invalid_field("namespace", format!("{shown} {reason}"))
             }
+            // The HTTP API spells the field in camel case.
+            StoreError::InvalidInput { field, reason } if field == "expires_at" => {
+                Self::invalid_field("expiresAt", reason)
+            }
             StoreError::InvalidInput { field, reason } => Self::invalid_field(field, reason),
+            StoreError::VersionNotFound { .. } => Self::not_found(err.to_string()),
             StoreError::NotText { .. } => Self::invalid_field("value", &err),
             StoreError::Unsupported { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()),
             StoreError::PreconditionFailed { .. } => Self::precondition_failed(err.to_string()),
@@ -412,6 +418,19 @@ mod tests {
         );
         let e = ApiError::from_store(StoreError::unsupported(&id, "create-only writes"));
         assert_eq!(e.status, 422);
+        let version = credstore_core::Version::new("7").unwrap();
+        let e = ApiError::from_store(StoreError::VersionNotFound {
+            store: id.clone(),
+            key: key.clone(),
+            version,
+        });
+        assert_eq!(e.status, 404);
+        assert!(e.detail.contains("'7'") && e.detail.contains("'k'"), "{}", e.detail);
+        let e = ApiError::from_store(StoreError::InvalidInput {
+            field: "expires_at".into(),
+            reason: "past".into(),
+        });
+        assert_eq!((e.status.as_u16(), e.detail.as_str()), (422, "invalid expiresAt: past"));
         let e = ApiError::from_store(StoreError::integrity(&id, &key, "tag mismatch"));
         assert_eq!(e.status, 500);
         assert!(!e.detail.contains("tag mismatch"));

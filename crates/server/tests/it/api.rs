@@ -422,6 +422,12 @@ async fn health_readiness_and_openapi() {
             "GET",
             "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}/value",
         ),
+        ("GET", "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}/versions"),
+        ("DELETE", "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}/versions"),
+        ("GET", "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}/versions/{version}"),
+        ("DELETE", "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}/versions/{version}"),
+        ("GET", "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}/versions/{version}/value"),
+        ("POST", "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}/versions/{version}/restore"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),
@@ -448,7 +454,8 @@ async fn health_readiness_and_openapi() {
         assert_eq!(s["additionalProperties"], false, "{name}");
         let mut props: Vec<_> = s["properties"].as_object().unwrap().keys().cloned().collect();
         props.sort();
-        let mut expected = vec!["key".to_owned(), "metadata".to_owned(), value_field.to_owned()];
+        let mut expected =
+            vec!["expiresAt".to_owned(), "key".to_owned(), "metadata".to_owned(), value_field.to_owned()];
         expected.sort();
         assert_eq!(props, expected, "{name}");
     }
@@ -542,7 +549,8 @@ async fn an_anonymous_request_cannot_make_an_audit_record_longer_than_512_bytes(
     // record when ids were copied as sent.
     let junk: String = (0..200).map(|i| format!("%{:02X}", 1 + i % 31)).collect();
     let long = "x".repeat(255);
-    let paths = [cred_path(&junk, &junk, &junk, &junk), cred_path(&long, &long, &long, &long)];
+    let versioned = format!("{}/versions/{}", cred_path(&long, &long, &long, &long), "x".repeat(128));
+    let paths = [cred_path(&junk, &junk, &junk, &junk), cred_path(&long, &long, &long, &long), versioned];
     for _ in 0..50 {
         for path in &paths {
             let r =
@@ -554,7 +562,7 @@ async fn an_anonymous_request_cannot_make_an_audit_record_longer_than_512_bytes(
     }
     let text = std::fs::read_to_string(server.dir.path().join("data").join("audit.log")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 150, "one record per refused /manage request");
+    assert_eq!(lines.len(), 200, "one record per refused /manage request");
     let longest = lines.iter().map(|l| l.len() + 1).max().unwrap();
     assert!(longest <= credstore_server::audit::MAX_ANONYMOUS_RECORD_LEN, "a record of {longest} bytes");
     let first: Value = serde_json::from_str(lines[0]).unwrap();
@@ -563,6 +571,8 @@ async fn an_anonymous_request_cannot_make_an_audit_record_longer_than_512_bytes(
     assert_eq!(first["token"], Value::Null);
     let second: Value = serde_json::from_str(lines[1]).unwrap();
     assert_eq!(second["store"], format!("{}…", "x".repeat(48)), "valid ids are kept, cut");
+    let third: Value = serde_json::from_str(lines[2]).unwrap();
+    assert_eq!(third["version"], format!("{}…", "x".repeat(48)), "a version is kept, cut, as an id");
 }
 
 #[tokio::test]

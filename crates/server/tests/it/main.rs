@@ -17,3 +17,4 @@ mod openapi;
 mod process;
 mod replicas;
 mod tls;
+mod versions;

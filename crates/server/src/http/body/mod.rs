@@ -15,7 +15,9 @@ use zeroize::Zeroizing;
 use crate::http::problem::ApiError;
 use crate::runtime::state::AppState;
 pub(crate) use parse::{parse_create, CreateInput};
-pub use schema::{CreateBinaryCredential, CreateCredentialRequest, CreateTextCredential};
+pub use schema::{
+    CreateBinaryCredential, CreateCredentialRequest, CreateTextCredential, RestoreCredentialRequest,
+};
 
 pub(crate) mod parse;
 pub mod schema;
@@ -36,6 +38,35 @@ impl FromRequest<AppState> for CreateBody {
         let bytes = read_body(body, &parts.headers, state.body_limit).await?;
         parse_create(&bytes).map(CreateBody)
     }
+}
+
+/// The optional body of a restore: `{"expiresAt": …}`, `null`, or nothing.
+///
+/// # Errors
+/// 400 for a content type other than JSON (when there is a body),
+/// malformed JSON, an unknown field or an `expiresAt` that is not a string;
+/// 413 over the body limit; 422 for an `expiresAt` that is not an RFC 3339
+/// time.
+pub(crate) async fn restore_expiry(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Option<std::time::SystemTime>, ApiError> {
+    let bytes = read_body(body, headers, limit).await?;
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    check_json_content_type(headers)?;
+    // `null` is no body.
+    let body: Option<RestoreCredentialRequest> = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be an object with the one optional field expiresAt (an RFC 3339 time or null): \
+             {e}"
+        ))
+    })?;
+    body.and_then(|b| b.expires_at)
+        .map(|t| crate::http::json::parse_time(&t).map_err(|why| ApiError::invalid_field("expiresAt", why)))
+        .transpose()
 }
 
 /// Checks that the request declares a JSON body: `application/json` or

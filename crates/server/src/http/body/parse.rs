@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::SystemTime;
 
 use credstore_core::{CredentialKey, Metadata, SecretValue};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -27,6 +28,8 @@ pub(crate) struct CreateInput {
     pub(crate) value: SecretValue,
     /// The metadata.
     pub(crate) metadata: Metadata,
+    /// When it expires (`expiresAt`), if given.
+    pub(crate) expires_at: Option<SystemTime>,
 }
 
 /// The most characters of a `valueBase64` whose bytes fit
@@ -38,15 +41,19 @@ pub(crate) const MAX_VALUE_BASE64_CHARS: usize = credstore_core::MAX_VALUE_BYTES
 ///
 /// The value is `value` (a JSON string, stored as text) or `valueBase64`
 /// (standard padded base64, stored as the bytes it decodes to); exactly
-/// one of the two. A field given twice keeps its last value.
+/// one of the two. `expiresAt`, optional, is an RFC 3339 time (`null`:
+/// never expires). A field given twice keeps its last value.
 ///
 /// # Errors
 /// 400 for malformed JSON, a non-object, then (in this order) an unknown
 /// field, a missing or mistyped `key`, a mistyped `value` or
 /// `valueBase64`, neither of the two (a missing field), a mistyped
-/// `metadata`; 422 for a key that breaks the id rules, both value fields at
-/// once, a `valueBase64` that is not base64 or over 65,536 bytes once
-/// decoded, a value over 65,536 bytes, and metadata that breaks the rules.
+/// `metadata`, a mistyped `expiresAt`; 422 for a key that breaks the id
+/// rules, both value fields at once, a `valueBase64` that is not base64 or
+/// over 65,536 bytes once decoded, a value over 65,536 bytes, metadata that
+/// breaks the rules, and an `expiresAt` that is not an RFC 3339 time.
+/// Whether the store takes an expiry, and whether it is in the future, is
+/// the store's to say (by its clock).
 pub(crate) fn parse_create(bytes: &[u8]) -> Result<CreateInput, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let fields = Top::deserialize(&mut de).and_then(|top| de.end().map(|()| top)).map_err(|e| {
@@ -61,10 +68,10 @@ pub(crate) fn parse_create(bytes: &[u8]) -> Result<CreateInput, ApiError> {
             "the body must be a JSON object with the fields key, value (or valueBase64) and metadata",
         ));
     };
-    let CreateFields { key, value, value_base64, metadata, unknown } = fields;
+    let CreateFields { key, value, value_base64, metadata, expires_at, unknown } = fields;
     if let Some(shown) = unknown {
         return Err(ApiError::bad_request(format!(
-            "unknown field {shown:?}; the fields are key, value (or valueBase64) and metadata"
+            "unknown field {shown:?}; the fields are key, value (or valueBase64), metadata and expiresAt"
         )));
     }
     let mistyped = |name: &str| ApiError::bad_request(format!("the field {name} must be a string"));
@@ -86,6 +93,15 @@ pub(crate) fn parse_create(bytes: &[u8]) -> Result<CreateInput, ApiError> {
         }
         MetaField::NotAnObject => {
             return Err(ApiError::bad_request("the field metadata must be an object of strings"))
+        }
+    };
+    let expires_at = match expires_at {
+        Slot::Missing => None,
+        Slot::Text(text) => Some(text),
+        Slot::Other => {
+            return Err(ApiError::bad_request(
+                "the field expiresAt must be an RFC 3339 time as a string, or null",
+            ))
         }
     };
     let key = CredentialKey::new(key.into_owned()).map_err(|e| match e {
@@ -116,7 +132,12 @@ pub(crate) fn parse_create(bytes: &[u8]) -> Result<CreateInput, ApiError> {
     };
     credstore_core::check_value(&value)?;
     let metadata = Metadata::try_from(metadata)?;
-    Ok(CreateInput { key, value, metadata })
+    let expires_at = expires_at
+        .map(|t| {
+            crate::http::json::parse_time(t.as_str()).map_err(|why| ApiError::invalid_field("expiresAt", why))
+        })
+        .transpose()?;
+    Ok(CreateInput { key, value, metadata, expires_at })
 }
 
 fn too_long_value(len: usize) -> ApiError {
@@ -185,6 +206,8 @@ struct CreateFields<'a> {
     value: Slot<'a>,
     value_base64: Slot<'a>,
     metadata: MetaField,
+    /// `expiresAt`: missing (or `null`), a string, or something else.
+    expires_at: Slot<'a>,
     /// The first unknown field's name, cut to 64 characters.
     unknown: Option<String>,
 }
@@ -223,6 +246,7 @@ impl<'de> Deserialize<'de> for Top<'de> {
                     value: Slot::Missing,
                     value_base64: Slot::Missing,
                     metadata: MetaField::Absent,
+                    expires_at: Slot::Missing,
                     unknown: None,
                 };
                 while let Some(name) = map.next_key::<FieldName>()? {
@@ -231,6 +255,10 @@ impl<'de> Deserialize<'de> for Top<'de> {
                         FieldName::Value => fields.value = map.next_value::<SecretText>()?.0,
                         FieldName::ValueBase64 => fields.value_base64 = map.next_value::<SecretText>()?.0,
                         FieldName::Metadata => fields.metadata = map.next_value::<MetaField>()?,
+                        FieldName::ExpiresAt => {
+                            fields.expires_at =
+                                map.next_value::<Option<StringOrOther>>()?.map_or(Slot::Missing, |s| s.0)
+                        }
                         FieldName::Unknown(name) => {
                             map.next_value::<IgnoredAny>()?;
                             fields.unknown.get_or_insert(name);
@@ -256,6 +284,7 @@ enum FieldName {
     Value,
     ValueBase64,
     Metadata,
+    ExpiresAt,
     Unknown(String),
 }
 
@@ -273,6 +302,7 @@ impl<'de> Deserialize<'de> for FieldName {
                     "value" => FieldName::Value,
                     "valueBase64" => FieldName::ValueBase64,
                     "metadata" => FieldName::Metadata,
+                    "expiresAt" => FieldName::ExpiresAt,
                     other => FieldName::Unknown(shown(other)),
                 })
             }
@@ -574,6 +604,24 @@ mod tests {
         assert_eq!(input.value.expose_str().unwrap(), "b");
         let shown = detail(&format!(r#"{{"{}":1}}"#, "u".repeat(100)));
         assert!(shown.contains(&format!("\"{}\"", "u".repeat(64))), "{shown}");
+    }
+
+    #[test]
+    fn expires_at_is_an_rfc3339_time_or_null() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let at = |body: &str| parse_create(body.as_bytes()).ok().unwrap().expires_at;
+        assert_eq!(at(r#"{"key":"a","value":"v"}"#), None);
+        assert_eq!(at(r#"{"key":"a","value":"v","expiresAt":null}"#), None);
+        assert_eq!(
+            at(r#"{"key":"a","value":"v","expiresAt":"2030-01-01T01:00:00+01:00"}"#),
+            Some(UNIX_EPOCH + Duration::from_secs(1_893_456_000))
+        );
+        assert_eq!(status(r#"{"key":"a","value":"v","expiresAt":5}"#), 400);
+        assert!(detail(r#"{"key":"a","value":"v","expiresAt":{}}"#).contains("expiresAt must be"));
+        assert_eq!(status(r#"{"key":"a","value":"v","expiresAt":"soon"}"#), 422);
+        assert!(detail(r#"{"key":"a","value":"v","expiresAt":"soon"}"#).starts_with("invalid expiresAt:"));
+        // Field errors keep their order: a bad key before a bad expiresAt.
+        assert!(detail(r#"{"expiresAt":7,"key":1,"value":"v"}"#).contains("key must be a string"));
     }
 
     #[test]

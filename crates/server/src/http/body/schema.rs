@@ -25,7 +25,7 @@ pub enum CreateCredentialRequest {
 
 /// A create body with a text `value` (the Credential Stores API's shape).
 #[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[allow(dead_code)] // Documents the body; `parse_create` reads it.
 pub struct CreateTextCredential {
     /// The credential key: 1 to 255 characters of `[a-zA-Z0-9-_.]`.
@@ -41,6 +41,9 @@ pub struct CreateTextCredential {
     /// The metadata for the credential. Omitted or `null` is empty.
     #[schema(schema_with = metadata_schema, required = false)]
     metadata: Option<BTreeMap<String, String>>,
+    /// *(extension)* When the credential expires.
+    #[schema(schema_with = expires_at_schema, required = false)]
+    expires_at: Option<String>,
 }
 
 /// *(extension)* A create body with a binary value in `valueBase64`.
@@ -66,6 +69,9 @@ pub struct CreateBinaryCredential {
     /// The metadata for the credential, as with a text value.
     #[schema(schema_with = metadata_schema, required = false)]
     metadata: Option<BTreeMap<String, String>>,
+    /// *(extension)* When the credential expires, as with a text value.
+    #[schema(schema_with = expires_at_schema, required = false)]
+    expires_at: Option<String>,
 }
 
 /// The pattern of a metadata value: no control character (Unicode
@@ -99,5 +105,34 @@ fn metadata_schema() -> Schema {
         .additional_properties(Some(values))
         .max_properties(Some(MAX_METADATA_ENTRIES))
         .examples([serde_json::json!({"owner": "payments"})])
+        .into()
+}
+
+/// *(extension)* The optional body of *Restore Credential Version*.
+/// Unknown fields are refused (400).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RestoreCredentialRequest {
+    /// When the restored write expires, as on a create; omitted or `null`:
+    /// never, whenever the version restored expired.
+    #[schema(schema_with = expires_at_schema, required = false)]
+    pub expires_at: Option<String>,
+}
+
+/// The schema of `expiresAt` *(extension)*.
+fn expires_at_schema() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::DateTime)))
+        .pattern(Some(crate::http::json::TIME_PATTERN))
+        .max_length(Some(40))
+        .description(Some(
+            "*(extension)* When the credential expires: an RFC 3339 time, `Z` or a UTC offset \
+             (`2030-01-01T00:00:00Z`). From then on, by the store's clock, the credential reads as absent \
+             (404; left out of the key listing; a create with `If-None-Match: *` succeeds over it) and its \
+             version is listed as `expired`. It must be in the future (422 otherwise), and the store must \
+             support expiry (422 otherwise). Omitted or `null`: never expires. An overwrite replaces it.",
+        ))
+        .examples([serde_json::json!("2030-01-01T00:00:00Z")])
         .into()
 }

@@ -89,6 +89,10 @@ pub struct CredentialInfo {
     /// `value`, or with `valueBase64` whose bytes are UTF-8) or not
     /// (`binary`).
     pub value_kind: ValueKind,
+    /// *(extension)* When the credential expires (RFC 3339, UTC), as the
+    /// create's `expiresAt` set it; `null` when it never does.
+    #[schema(example = "2030-01-01T00:00:00.000Z")]
+    pub expires_at: Option<String>,
 }
 
 /// *(extension)* The kind of a stored value.
@@ -238,6 +242,7 @@ pub(crate) async fn create_credential(
         // Refused here, as the store would, but before any store call.
         return Err(StoreError::unsupported(store.id(), "binary values").into());
     }
+    check_expiry(store.as_ref(), input.expires_at)?;
     if let Some((writes, header)) = condition.needs(&caps) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -267,6 +272,41 @@ pub(crate) async fn create_credential(
         resp.headers_mut().insert(header::ETAG, tag);
     }
     Ok(resp)
+}
+
+/// Refuses an `expiresAt` as the store's own check would
+/// (`WriteRequest::new`), by its clock, but before the audit record and
+/// any store call: 422 when the store declares no expiry, or when the time
+/// is not in its future.
+pub(crate) fn check_expiry(
+    store: &dyn credstore_core::CredentialStore,
+    expires_at: Option<std::time::SystemTime>,
+) -> Result<(), ApiError> {
+    let Some(expires_at) = expires_at else { return Ok(()) };
+    if !store.capabilities().expiry {
+        return Err(StoreError::unsupported(store.id(), "expiring credentials").into());
+    }
+    if expires_at <= store.info().now() {
+        return Err(ApiError::invalid_field(
+            "expiresAt",
+            format!(
+                "is not in the future of credential store '{}': the credential would be written expired",
+                store.id()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `cred` unless it is past its `expires_at` by the store's clock: a store
+/// never returns such a credential, but a read-through cache in front of it
+/// may still hold one (`cache = { .. }`), and the API answers it as absent
+/// from the instant it expires.
+fn live(
+    store: &dyn credstore_core::CredentialStore,
+    cred: Option<credstore_core::Credential>,
+) -> Option<credstore_core::Credential> {
+    cred.filter(|c| c.expires_at.is_none_or(|at| at > store.info().now()))
 }
 
 /// The metadata URL of a credential (every id is of `[a-zA-Z0-9-_.]`, so
@@ -346,7 +386,7 @@ pub(crate) async fn get_credential(
     target: ProjectCredential<op::ReadMetadata>,
 ) -> Result<Response, ApiError> {
     let ProjectCredential { store: ProjectStore { id, store, .. }, key } = target;
-    let Some(cred) = store.get(&key).await? else {
+    let Some(cred) = live(store.as_ref(), store.get(&key).await?) else {
         return Err(missing(&key, &id));
     };
     let body = CredentialInfoResponse {
@@ -358,6 +398,7 @@ pub(crate) async fn get_credential(
             updated_at: timestamp(cred.updated_at),
             version: cred.version.to_string(),
             value_kind: ValueKind::of(&cred.value),
+            expires_at: cred.expires_at.map(timestamp),
         },
     };
     let mut resp = json_ok(StatusCode::OK, &body);
@@ -447,21 +488,31 @@ pub(crate) async fn read_value(
     target: ProjectCredential<op::Reveal>,
 ) -> Result<Response, ApiError> {
     let ProjectCredential { store: ProjectStore { project, id, store }, key } = target;
-    let read = match store.get(&key).await {
+    let read = match store.get(&key).await.map(|c| live(store.as_ref(), c)) {
         Ok(Some(cred)) => Ok(cred),
         Ok(None) => Err(missing(&key, &id)),
         Err(e) => Err(ApiError::from(e)),
     };
+    reveal(&state, &project.audit, &id, read).await
+}
+
+/// Answers a value read (current or at a version): records it, on disk,
+/// before anything is sent, then sends the value (`Cache-Control:
+/// no-store`, the version as the `ETag`) from a zeroizing buffer.
+pub(crate) async fn reveal(
+    state: &AppState,
+    audit: &crate::audit::AuditEntry,
+    id: &credstore_core::StoreId,
+    read: Result<credstore_core::Credential, ApiError>,
+) -> Result<Response, ApiError> {
     let (outcome, status) = match &read {
         Ok(_) => (AuditOutcome::Succeeded, StatusCode::OK),
         Err(e) => (AuditOutcome::Failed, e.status),
     };
     // Recorded, on disk, before anything is sent: no value leaves unrecorded.
     match outcome {
-        AuditOutcome::Succeeded => {
-            write_audit_durable(&state, &project.audit, outcome, Some(status.as_u16())).await?
-        }
-        _ => write_audit(&state, &project.audit, outcome, Some(status.as_u16()))?,
+        AuditOutcome::Succeeded => write_audit_durable(state, audit, outcome, Some(status.as_u16())).await?,
+        _ => write_audit(state, audit, outcome, Some(status.as_u16()))?,
     }
     let cred = read?;
     let encoded = (!cred.value.is_text()).then(|| {
@@ -473,7 +524,7 @@ pub(crate) async fn read_value(
     });
     let body = CredentialValueResponse {
         data: CredentialValue {
-            key: key.as_str(),
+            key: cred.key.as_str(),
             store_id: id.as_str(),
             value: cred.value.expose_str().ok(),
             value_base64: encoded.as_deref().map(String::as_str),

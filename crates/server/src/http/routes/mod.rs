@@ -11,7 +11,7 @@
 //! Every `/manage` request is checked in this order, by the extractors of
 //! `http::access` and `http::body` before the handler runs: path parameters that
 //! are not UTF-8 (400), token (401), tenant and project ids (422), token
-//! scope (403), store id and key (422), store (404), the namespace
+//! scope (403), store id, key and version (422), store (404), the namespace
 //! `{tenantId}/{projectId}` against the store's cap (422); on a create then
 //! the conditional headers, content type and body (400, 413), field rules
 //! and what the store supports (422); then the store call (412 when a
@@ -27,14 +27,18 @@ use crate::runtime::state::AppState;
 pub(crate) mod credentials;
 pub(crate) mod ops;
 pub(crate) mod stores;
+pub(crate) mod versions;
 
-pub use super::body::{CreateBinaryCredential, CreateCredentialRequest, CreateTextCredential};
+pub use super::body::{
+    CreateBinaryCredential, CreateCredentialRequest, CreateTextCredential, RestoreCredentialRequest,
+};
 pub use credentials::{
     CreateCredentialResponse, CreatedCredential, CredentialInfo, CredentialInfoResponse, CredentialValue,
     CredentialValueResponse, KeyEntry, ListCredentialsResponse, ValueKind,
 };
 pub use ops::StatusResponse;
 pub use stores::{ListStoresResponse, StoreEntry};
+pub use versions::{ListVersionsResponse, VersionDetail, VersionDetailResponse, VersionEntry};
 
 /// Every route, documented by its handler's `#[utoipa::path]`.
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -43,6 +47,10 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(credentials::create_credential, credentials::list_credentials))
         .routes(routes!(credentials::get_credential, credentials::delete_credential))
         .routes(routes!(credentials::read_value))
+        .routes(routes!(versions::list_versions, versions::purge_key))
+        .routes(routes!(versions::get_version, versions::purge_version))
+        .routes(routes!(versions::read_version_value))
+        .routes(routes!(versions::restore_version))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
