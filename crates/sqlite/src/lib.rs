@@ -347,7 +347,7 @@ mod writer;
 
 #[cfg(feature = "serde")]
 pub use config::{KeySource, SqliteSettings};
-pub use config::{SqliteConfig, Synchronous, DEFAULT_BUSY_TIMEOUT};
+pub use config::{SqliteConfig, Synchronous, DEFAULT_BUSY_TIMEOUT, DEFAULT_RETENTION};
 pub use credstore_seal::{KdfParams, KeyFile, KeyProvider, MasterKey, KEY_LEN};
 pub use rotation::RotationKind;
 pub use rotation::RotationReport;

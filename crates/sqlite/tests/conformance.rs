@@ -6,20 +6,28 @@
 //! namespaces of one file and between writers of one file. `reopen` opens
 //! the file and namespace again with the same key. The unreachable store is
 //! opened in a directory that is then deleted: its probe and every
-//! operation notice at once that the database file is gone.
+//! operation notice at once that the database file is gone. Stores on a
+//! clock (`create_on_clock`) open the same file in a namespace of their
+//! own, on that clock, keeping the default retention with an age limit of
+//! one day, so that the time cases cross both expiry and age boundaries.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use credstore_conformance::{unique_name, StoreFactory};
-use credstore_core::{CredentialStore, CredentialStoreExt, Namespace, StoreId};
-use credstore_sqlite::{MasterKey, SqliteConfig, SqliteStore};
+use credstore_core::{Clock, CredentialStore, CredentialStoreExt, Namespace, StoreId};
+use credstore_sqlite::{MasterKey, SqliteConfig, SqliteStore, DEFAULT_RETENTION};
+
+/// Where a store of the factory is: its namespace, and its clock if any.
+type Placed = (Namespace, Option<Arc<dyn Clock>>);
 
 struct SqliteFactory {
     dir: tempfile::TempDir,
     key: MasterKey,
-    namespaces: Mutex<HashMap<StoreId, Namespace>>,
+    /// Each store's namespace, and its clock for a store on one.
+    namespaces: Mutex<HashMap<StoreId, Placed>>,
 }
 
 impl SqliteFactory {
@@ -35,8 +43,24 @@ impl SqliteFactory {
         self.dir.path().join("conformance.db")
     }
 
-    async fn open(&self, id: StoreId, ns: Namespace) -> Arc<dyn CredentialStore> {
-        let config = SqliteConfig::new(self.path()).namespace(ns).master_key(self.key.clone());
+    async fn open(
+        &self,
+        id: StoreId,
+        ns: Namespace,
+        clock: Option<Arc<dyn Clock>>,
+    ) -> Arc<dyn CredentialStore> {
+        let config = SqliteConfig::new(self.path()).namespace(ns);
+        let config = match clock {
+            Some(clock) => config
+                .retention(DEFAULT_RETENTION.with_max_age(Some(Duration::from_secs(86_400))))
+                .clock(clock),
+            None => config,
+        };
+        self.open_with(id, config).await
+    }
+
+    async fn open_with(&self, id: StoreId, config: SqliteConfig) -> Arc<dyn CredentialStore> {
+        let config = config.master_key(self.key.clone());
         let store = SqliteStore::open(id, config).await.unwrap_or_else(|e| panic!("open failed: {e}"));
         Arc::new(store)
     }
@@ -51,15 +75,16 @@ impl StoreFactory for SqliteFactory {
     async fn create(&self) -> Arc<dyn CredentialStore> {
         let id = StoreId::new(unique_name("sqlite")).expect("valid id");
         let ns = Namespace::new(format!("conformance/{}", unique_name("ns"))).expect("valid namespace");
-        self.namespaces.lock().unwrap().insert(id.clone(), ns.clone());
-        self.open(id, ns).await
+        self.namespaces.lock().unwrap().insert(id.clone(), (ns.clone(), None));
+        self.open(id, ns, None).await
     }
 
     async fn reopen(&self, store: Arc<dyn CredentialStore>) -> Option<Arc<dyn CredentialStore>> {
         let id = store.id().clone();
-        let ns = self.namespaces.lock().unwrap().get(&id).cloned().expect("a store this factory created");
+        let (ns, clock) =
+            self.namespaces.lock().unwrap().get(&id).cloned().expect("a store this factory created");
         drop(store);
-        Some(self.open(id, ns).await)
+        Some(self.open(id, ns, clock).await)
     }
 
     async fn unreachable(&self) -> Option<Arc<dyn CredentialStore>> {
@@ -81,6 +106,13 @@ impl StoreFactory for SqliteFactory {
             );
         }
         Some(Arc::new(store))
+    }
+
+    async fn create_on_clock(&self, clock: Arc<dyn Clock>) -> Option<Arc<dyn CredentialStore>> {
+        let id = StoreId::new(unique_name("sqlite-clock")).expect("valid id");
+        let ns = Namespace::new(format!("conformance/{}", unique_name("clock"))).expect("valid namespace");
+        self.namespaces.lock().unwrap().insert(id.clone(), (ns.clone(), Some(clock.clone())));
+        Some(self.open(id, ns, Some(clock)).await)
     }
 }
 
