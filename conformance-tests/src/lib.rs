@@ -63,6 +63,22 @@
 //! | `needs persistence beyond process`  | `capabilities.persistence.survives_restart()`; `reopen` returns `Some` |
 //! | `needs can_be_unavailable`          | `capabilities.can_be_unavailable`; `unreachable` returns `Some`   |
 //! | `needs change_feed`                 | `capabilities.change_feed` (the feed cases, each wait bounded)    |
+//! | `needs versions`                    | `capabilities.versions` (history, restore, purge)                 |
+//! | `needs recover_deleted`             | `versions` and `recover_deleted` (recovery after a delete)        |
+//! | `needs versions without recover_deleted` | `versions`, not `recover_deleted` (a delete destroys the history) |
+//! | `needs retention.max_versions <= 20` | `versions` and a `retention.max_versions` of at most [`SMALL_RETENTION`] |
+//! | `needs retention.max_age`           | `versions` and a `retention.max_age`; and a store on a clock      |
+//! | `needs expiry`                      | `capabilities.expiry`; and a store on a clock                     |
+//! | `needs expiry and versions`         | `expiry` and `versions`; and a store on a clock                   |
+//! | `needs versions and change_feed`    | `versions` and `change_feed` (the feed's reports of restore and purge) |
+//! | `needs create_on_clock`             | the need above is declared, but [`StoreFactory::create_on_clock`] returns `None` |
+//!
+//! The cases about time (expiry, age-based retention) each build a store on
+//! a [`ManualClock`] of their own with [`StoreFactory::create_on_clock`]
+//! and step it across the boundary; the suite asks the factory for one such
+//! store first, and when it answers `None` those cases are skipped as
+//! `needs create_on_clock`, saying why. [`NamespaceFactory::on_clock`]
+//! implements it for a factory of namespaces.
 //!
 //! The capabilities are read once, from the first store the factory makes.
 //! A case that does not apply is reported as ignored, with its need in
@@ -105,7 +121,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use credstore_core::{Capabilities, Clock, CredentialStore, CredentialStoreExt};
+use credstore_core::{Capabilities, Clock, CredentialStore, CredentialStoreExt, ManualClock};
 use futures::future::BoxFuture;
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -158,7 +174,7 @@ pub trait StoreFactory: Send + Sync {
     /// A fresh, empty store like [`create`](Self::create)'s that decides
     /// expiry and age-based retention by `clock` (its
     /// [`StoreInfo::clock`](credstore_core::StoreInfo::clock)), so that the
-    /// cases about time can step a [`ManualClock`](credstore_core::ManualClock)
+    /// cases about time can step a [`ManualClock`]
     /// across a boundary instead of sleeping. Each call gets a clock of its
     /// own.
     ///
@@ -205,7 +221,38 @@ pub enum Needs {
     CanBeUnavailable,
     /// [`Capabilities::change_feed`] (the change feed cases).
     ChangeFeed,
+    /// [`Capabilities::versions`] (the history, restore and purge cases).
+    Versions,
+    /// [`Capabilities::versions`] and [`Capabilities::recover_deleted`]
+    /// (the cases of recovery after a delete).
+    RecoverDeleted,
+    /// [`Capabilities::versions`] without [`Capabilities::recover_deleted`]
+    /// (a delete destroys the history).
+    VersionsWithoutRecovery,
+    /// [`Capabilities::versions`] with a
+    /// [`retention.max_versions`](credstore_core::Retention::max_versions)
+    /// of at most [`SMALL_RETENTION`], small enough to write past.
+    SmallRetention,
+    /// [`Capabilities::versions`] with an age limit
+    /// ([`retention.max_age`](credstore_core::Retention::max_age)), and a
+    /// factory that builds a store on a given clock
+    /// ([`StoreFactory::create_on_clock`]).
+    AgeRetention,
+    /// [`Capabilities::expiry`], and a factory that builds a store on a
+    /// given clock ([`StoreFactory::create_on_clock`]).
+    Expiry,
+    /// [`Capabilities::expiry`] and [`Capabilities::versions`], and a
+    /// factory that builds a store on a given clock.
+    ExpiryWithVersions,
+    /// [`Capabilities::versions`] and [`Capabilities::change_feed`] (the
+    /// feed's reports of a restore and a purge).
+    VersionsAndChangeFeed,
 }
+
+/// The largest [`retention.max_versions`](credstore_core::Retention::max_versions)
+/// the retention cases write past; a store keeping more versions (or
+/// every version) skips them, saying so.
+pub const SMALL_RETENTION: u32 = 20;
 
 impl Needs {
     /// Whether a store with `caps` meets this need.
@@ -220,7 +267,24 @@ impl Needs {
             Needs::PersistenceBeyondProcess => caps.persistence.survives_restart(),
             Needs::CanBeUnavailable => caps.can_be_unavailable,
             Needs::ChangeFeed => caps.change_feed,
+            Needs::Versions => caps.versions,
+            Needs::RecoverDeleted => caps.versions && caps.recover_deleted,
+            Needs::VersionsWithoutRecovery => caps.versions && !caps.recover_deleted,
+            Needs::SmallRetention => {
+                caps.versions && caps.retention.max_versions.is_some_and(|n| n <= SMALL_RETENTION)
+            }
+            Needs::AgeRetention => caps.versions && caps.retention.max_age.is_some(),
+            Needs::Expiry => caps.expiry,
+            Needs::ExpiryWithVersions => caps.expiry && caps.versions,
+            Needs::VersionsAndChangeFeed => caps.versions && caps.change_feed,
         }
+    }
+
+    /// Whether the case also needs a store on a clock of its own
+    /// ([`StoreFactory::create_on_clock`] returning `Some`): the cases that
+    /// step time across an expiry or retention boundary.
+    pub fn clock(self) -> bool {
+        matches!(self, Needs::AgeRetention | Needs::Expiry | Needs::ExpiryWithVersions)
     }
 
     /// The capability's name, such as `create_only` or `persistence beyond
@@ -236,6 +300,14 @@ impl Needs {
             Needs::PersistenceBeyondProcess => "persistence beyond process",
             Needs::CanBeUnavailable => "can_be_unavailable",
             Needs::ChangeFeed => "change_feed",
+            Needs::Versions => "versions",
+            Needs::RecoverDeleted => "recover_deleted",
+            Needs::VersionsWithoutRecovery => "versions without recover_deleted",
+            Needs::SmallRetention => "retention.max_versions <= 20",
+            Needs::AgeRetention => "retention.max_age",
+            Needs::Expiry => "expiry",
+            Needs::ExpiryWithVersions => "expiry and versions",
+            Needs::VersionsAndChangeFeed => "versions and change_feed",
         }
     }
 
@@ -271,6 +343,14 @@ pub const CASE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The kind of every trial when the factory is `None`.
 const SERVER_MISSING: &str = "skipped: test server missing";
+
+/// The kind of a case about time when the factory builds no store on a
+/// given clock.
+const NO_CLOCK: &str = "needs create_on_clock";
+
+/// Why such a case is skipped.
+const NO_CLOCK_REASON: &str = "skipped: the factory builds no store on a given clock \
+    (StoreFactory::create_on_clock returns None), so time cannot be stepped across the boundary";
 
 /// Runs the suite as a test binary's `main`: parses the libtest arguments,
 /// builds one multi-thread tokio runtime, reads the capabilities of one
@@ -321,11 +401,18 @@ fn trials(
     let caps = probe.capabilities();
     let title = format!("store '{}' ({})", probe.id(), probe.kind());
     drop(probe);
+    let on_clock = CASES.iter().any(|c| c.needs.clock() && c.needs.is_met(&caps))
+        && runtime.block_on(factory.create_on_clock(Arc::new(ManualClock::starting_now()))).is_some();
     let mut skipped: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
     let trials = CASES
         .iter()
         .map(|case| {
-            if case.needs.is_met(&caps) {
+            if case.needs.is_met(&caps) && case.needs.clock() && !on_clock {
+                skipped.entry(NO_CLOCK.to_owned()).or_default().push(case.name);
+                Trial::test(case.name, move || Err(Failed::from(NO_CLOCK_REASON)))
+                    .with_kind(NO_CLOCK)
+                    .with_ignored_flag(true)
+            } else if case.needs.is_met(&caps) {
                 let (factory, runtime, run) = (Arc::clone(&factory), Arc::clone(&runtime), case.run);
                 let name = case.name;
                 Trial::test(name, move || {
@@ -474,11 +561,14 @@ mod tests {
         assert!(summary.contains("needs create_only: create_only_creates_when_absent"), "{summary}");
 
         // Run normally: skipped cases are ignored, never passed; the
-        // honesty case for the capability runs and passes.
+        // honesty case for the capability runs and passes. (The filter also
+        // matches two cases of expiry and recovery, which the mock does not
+        // declare.)
         let (c, log) = run_logged(list, &["create_only"]);
-        assert_eq!((c.num_passed, c.num_failed, c.num_ignored), (1, 0, 4), "{c:?}");
+        assert_eq!((c.num_passed, c.num_failed, c.num_ignored), (1, 0, 6), "{c:?}");
         let line = log.lines().find(|l| l.contains("create_only_raced_by_16")).unwrap_or_default();
-        assert!(line.starts_with("test [needs create_only] create_only_raced_by_16 "), "{log}");
+        let words = line.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(words.starts_with("test [needs create_only] create_only_raced_by_16 "), "{log}");
         assert!(line.ends_with("... ignored"), "{log}");
 
         // Forced: every skipped case fails with its reason.
@@ -486,6 +576,148 @@ mod tests {
         let (c, log) = run_logged(list, &["--ignored"]);
         assert_eq!((c.num_failed as usize, c.num_passed), (gated, 0), "{c:?}");
         assert!(log.contains("skipped: the store does not declare binary"), "{log}");
+    }
+
+    #[test]
+    fn time_cases_without_a_store_on_a_clock_are_skipped_with_the_reason_and_fail_when_forced() {
+        let caps = MockStore::DEFAULT_CAPABILITIES.with_expiry(true).with_can_be_unavailable(false);
+        let (list, summary) = trials(Some(Arc::new(Limited(caps))), runtime());
+        let on_clock: Vec<&Trial> = list.iter().filter(|t| t.kind() == NO_CLOCK).collect();
+        let want = CASES.iter().filter(|c| c.needs.clock() && c.needs.is_met(&caps)).count();
+        assert!(want >= 5 && on_clock.len() == want, "{} of {want}", on_clock.len());
+        assert!(on_clock.iter().all(|t| t.has_ignored_flag()), "a time case without a clock must not run");
+        assert!(summary.contains("needs create_on_clock: expiry_present_until_expires_at_and_absent_from_it"));
+        let (c, log) = run_logged(
+            list,
+            &["--include-ignored", "--exact", "expiry_present_until_expires_at_and_absent_from_it"],
+        );
+        assert_eq!((c.num_passed, c.num_failed), (0, 1), "{c:?}");
+        assert!(log.contains("create_on_clock returns None"), "{log}");
+    }
+
+    /// A store that declares `declared` over a mock that really does
+    /// `real`: a store lying about its capabilities.
+    #[derive(Debug)]
+    struct Lying {
+        info: credstore_core::StoreInfo,
+        inner: Arc<dyn CredentialStore>,
+    }
+
+    #[async_trait]
+    impl CredentialStore for Lying {
+        fn info(&self) -> &credstore_core::StoreInfo {
+            &self.info
+        }
+        fn with_namespace(
+            &self,
+            ns: &credstore_core::Namespace,
+        ) -> credstore_core::Result<Arc<dyn CredentialStore>> {
+            Ok(Arc::new(Lying { info: self.info.join(ns)?, inner: self.inner.with_namespace(ns)? }))
+        }
+        async fn get(
+            &self,
+            key: &credstore_core::CredentialKey,
+        ) -> credstore_core::Result<Option<credstore_core::Credential>> {
+            self.inner.get(key).await
+        }
+        async fn write(
+            &self,
+            request: &credstore_core::WriteRequest<'_>,
+        ) -> credstore_core::Result<credstore_core::SetOutcome> {
+            self.inner.write(request).await
+        }
+        async fn delete(&self, key: &credstore_core::CredentialKey) -> credstore_core::Result<bool> {
+            self.inner.delete(key).await
+        }
+        async fn get_version(
+            &self,
+            key: &credstore_core::CredentialKey,
+            version: &credstore_core::Version,
+        ) -> credstore_core::Result<Option<credstore_core::Credential>> {
+            self.inner.get_version(key, version).await
+        }
+        async fn list_versions(
+            &self,
+            key: &credstore_core::CredentialKey,
+            options: &credstore_core::VersionListOptions,
+        ) -> credstore_core::Result<credstore_core::VersionPage> {
+            self.inner.list_versions(key, options).await
+        }
+        async fn purge(
+            &self,
+            key: &credstore_core::CredentialKey,
+            target: &credstore_core::PurgeTarget,
+        ) -> credstore_core::Result<bool> {
+            self.inner.purge(key, target).await
+        }
+        async fn list(
+            &self,
+            options: &credstore_core::ListOptions,
+        ) -> credstore_core::Result<credstore_core::ListPage> {
+            self.inner.list(options).await
+        }
+        async fn check_availability(&self) -> credstore_core::Availability {
+            self.inner.check_availability().await
+        }
+    }
+
+    struct Liar {
+        declared: Capabilities,
+        real: Capabilities,
+    }
+
+    #[async_trait]
+    impl StoreFactory for Liar {
+        async fn create(&self) -> Arc<dyn CredentialStore> {
+            let inner =
+                MockStore::new(StoreId::new(unique_name("liar")).unwrap()).with_capabilities(self.real);
+            let info = inner.info().with_capabilities(self.declared);
+            Arc::new(Lying { info, inner: Arc::new(inner) })
+        }
+    }
+
+    /// Runs the case `name` on a store declaring `declared` over a mock
+    /// doing `real`; returns (passed, failed) and the log.
+    fn run_liar(name: &str, declared: Capabilities, real: Capabilities) -> (u64, u64, String) {
+        let (list, _) = trials(Some(Arc::new(Liar { declared, real })), runtime());
+        let (c, log) = run_logged(list, &["--exact", name]);
+        (c.num_passed, c.num_failed, log)
+    }
+
+    #[test]
+    fn a_store_lying_about_its_history_fails_the_honesty_cases_both_ways() {
+        let base = MockStore::DEFAULT_CAPABILITIES.with_can_be_unavailable(false);
+        let history = base.with_versions(true).with_retention(credstore_core::Retention::versions(10));
+        let recovering = history.with_recover_deleted(true);
+        let expiring = base.with_expiry(true);
+        for (name, declared, real, why) in [
+            ("capabilities_versions_honest", history, base, "version history"),
+            ("capabilities_versions_honest", base, history, "declares it off"),
+            ("capabilities_recover_deleted_honest", recovering, history, "the history after a delete"),
+            (
+                "capabilities_recover_deleted_honest",
+                history,
+                recovering,
+                "kept versions without recover_deleted",
+            ),
+            ("capabilities_expiry_honest", expiring, base, "get returns the expiry written"),
+        ] {
+            let (passed, failed, log) = run_liar(name, declared, real);
+            assert_eq!((passed, failed), (0, 1), "{name} passed a store lying about it ({why}): {log}");
+            assert!(log.contains(why), "{name}: the failure says why ({why}): {log}");
+        }
+        // The same cases pass when the declaration is true.
+        for (name, caps) in [
+            ("capabilities_versions_honest", history),
+            ("capabilities_versions_honest", base),
+            ("capabilities_recover_deleted_honest", recovering),
+            ("capabilities_recover_deleted_honest", history),
+            ("capabilities_expiry_honest", expiring),
+            ("capabilities_expiry_honest", base),
+        ] {
+            let (passed, failed, log) = run_liar(name, caps, caps);
+            assert_eq!((passed, failed), (1, 0), "{name} failed an honest store: {log}");
+        }
     }
 
     #[test]
@@ -522,6 +754,38 @@ mod tests {
             assert!(need.label().len() > "needs ".len(), "{need:?}");
             assert!(need.is_met(&Capabilities::full().with_change_feed(true)), "{need:?}");
         }
+        let history = Capabilities::full()
+            .with_versions(true)
+            .with_recover_deleted(true)
+            .with_expiry(true)
+            .with_change_feed(true)
+            .with_retention(
+                credstore_core::Retention::versions(SMALL_RETENTION)
+                    .with_max_age(Some(Duration::from_secs(1))),
+            );
+        for need in [
+            Needs::Versions,
+            Needs::RecoverDeleted,
+            Needs::SmallRetention,
+            Needs::AgeRetention,
+            Needs::Expiry,
+            Needs::ExpiryWithVersions,
+            Needs::VersionsAndChangeFeed,
+        ] {
+            assert!(need.label().len() > "needs ".len(), "{need:?}");
+            assert!(need.is_met(&history), "{need:?}");
+            assert!(!need.is_met(&Capabilities::full().with_change_feed(true)), "{need:?} is optional");
+        }
+        assert_eq!(
+            Needs::SmallRetention.label(),
+            format!("needs retention.max_versions <= {SMALL_RETENTION}")
+        );
+        assert!(!Needs::VersionsWithoutRecovery.is_met(&history));
+        assert!(Needs::VersionsWithoutRecovery.is_met(&history.with_recover_deleted(false)));
+        let many = history.with_retention(credstore_core::Retention::versions(SMALL_RETENTION + 1));
+        assert!(!Needs::SmallRetention.is_met(&many) && !Needs::AgeRetention.is_met(&many));
+        assert!(!Needs::SmallRetention.is_met(&history.with_retention(credstore_core::Retention::UNBOUNDED)));
+        assert!(Needs::Expiry.clock() && Needs::AgeRetention.clock() && !Needs::Versions.clock());
         assert_eq!(Needs::ChangeFeed.label(), "needs change_feed");
         assert!(!Needs::ChangeFeed.is_met(&Capabilities::full()), "the feed is optional");
         assert!(Needs::Nothing.is_met(&limited_caps()));

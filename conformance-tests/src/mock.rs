@@ -37,8 +37,9 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use credstore_core::{
     Availability, Capabilities, ChangeFeed, ChangeHub, Credential, CredentialKey, CredentialStore, Error,
-    ListOptions, ListPage, Metadata, Namespace, Persistence, Result, SecretValue, SetMode, SetOutcome,
-    StoreId, StoreInfo, StoreKind, Version, WriteRequest,
+    ListOptions, ListPage, Metadata, Namespace, Persistence, PurgeTarget, Result, SecretValue, SetMode,
+    SetOutcome, StoreId, StoreInfo, StoreKind, Version, VersionInfo, VersionListOptions, VersionPage,
+    VersionState, WriteRequest,
 };
 
 /// An operation of [`CredentialStore`], as the mock counts and scripts them:
@@ -109,11 +110,47 @@ struct Entry {
     version: Version,
     created_at: SystemTime,
     updated_at: SystemTime,
+    expires_at: Option<SystemTime>,
+}
+
+impl Entry {
+    fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    fn credential(&self, key: &CredentialKey) -> Credential {
+        Credential {
+            key: key.clone(),
+            value: self.value.clone(),
+            metadata: self.metadata.clone(),
+            version: self.version.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            expires_at: self.expires_at,
+        }
+    }
+
+    fn info(&self, state: VersionState) -> VersionInfo {
+        VersionInfo::new(self.version.clone(), state, self.updated_at)
+            .with_expires_at(self.expires_at)
+            .with_metadata(self.metadata.clone())
+    }
+}
+
+/// An earlier version of a key, where the mock declares `versions`.
+struct Past {
+    entry: Entry,
+    /// When it stopped being current, by the mock's clock.
+    superseded_at: SystemTime,
+    /// It was current when the key was deleted.
+    deleted: bool,
 }
 
 #[derive(Default)]
 struct Data {
     namespaces: BTreeMap<Namespace, BTreeMap<CredentialKey, Entry>>,
+    /// The earlier versions of each key, oldest first.
+    history: BTreeMap<(Namespace, CredentialKey), Vec<Past>>,
     /// The last version handed out, shared by every key and namespace.
     counter: u64,
 }
@@ -193,6 +230,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 ///   a version from one counter shared by every key, atomic create-only and
 ///   replace-if-version writes, binary values, listing in key order.
 ///   Credentials live as long as the mock ([`Persistence::Process`]).
+/// - A history of each key when declared (`versions`, `recover_deleted`,
+///   with the declared `retention`; off in
+///   [`MockStore::DEFAULT_CAPABILITIES`], as the feed is): `get_version`,
+///   `list_versions`, `purge` of one version and `restore` work, and a
+///   delete keeps the history where `recover_deleted` is declared. Expiry
+///   when declared (`expiry`): a credential past its `expires_at`, by the
+///   mock's clock ([`MockStore::with_clock`]), reads as absent. Each is
+///   done only when declared, so a test can put a mock behind a store that
+///   declares otherwise and see the honesty cases catch it.
 /// - A change feed ([`CredentialStore::subscribe`]) of every successful
 ///   write and delete through any handle, in process, when declared
 ///   (`change_feed`, off in [`MockStore::DEFAULT_CAPABILITIES`]); a test
@@ -262,10 +308,18 @@ impl MockStore {
         self
     }
 
+    /// Returns the mock deciding expiry and age-based retention by `clock`
+    /// (its [`StoreInfo::clock`]); handles made earlier keep theirs.
+    pub fn with_clock(mut self, clock: Arc<dyn credstore_core::Clock>) -> Self {
+        self.info = self.info.with_clock(clock);
+        self
+    }
+
     /// Returns the mock reporting `kind`.
     pub fn with_kind(mut self, kind: StoreKind) -> Self {
         self.info = StoreInfo::new(self.info.id().clone(), kind, self.info.capabilities())
-            .in_namespace(self.info.namespace().clone());
+            .in_namespace(self.info.namespace().clone())
+            .with_clock(self.info.clock().clone());
         self
     }
 
@@ -374,6 +428,40 @@ impl MockStore {
         let data = lock(&self.shared.data);
         f(data.namespaces.get(self.info.namespace()))
     }
+
+    /// The current entry of `key` if it reads as present at `now`: not
+    /// expired, where expiry is declared.
+    fn present<'a>(
+        &self,
+        keys: Option<&'a BTreeMap<CredentialKey, Entry>>,
+        key: &CredentialKey,
+    ) -> Option<&'a Entry> {
+        let now = self.info.now();
+        let expiry = self.info.capabilities().expiry;
+        keys.and_then(|k| k.get(key)).filter(|e| !(expiry && e.is_expired(now)))
+    }
+
+    fn history_key(&self, key: &CredentialKey) -> (Namespace, CredentialKey) {
+        (self.info.namespace().clone(), key.clone())
+    }
+
+    /// Drops the versions of `past` beyond the declared retention at `now`.
+    fn prune(&self, past: &mut Vec<Past>, now: SystemTime) {
+        let retention = self.info.capabilities().retention;
+        let max_past = retention.max_versions.map_or(usize::MAX, |n| (n.max(1) - 1) as usize);
+        if past.len() > max_past {
+            past.drain(..past.len() - max_past);
+        }
+        past.retain(|p| !retention.is_past_age(p.superseded_at, now));
+    }
+
+    /// Refuses the history operations when `versions` is not declared.
+    fn check_versions(&self) -> Result<()> {
+        match self.info.capabilities().versions {
+            true => Ok(()),
+            false => Err(Error::unsupported(self.info.id(), "version history")),
+        }
+    }
 }
 
 #[async_trait]
@@ -389,17 +477,7 @@ impl CredentialStore for MockStore {
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
         self.count(Op::Get);
         self.io(Op::Get).await?;
-        Ok(self.read(|keys| {
-            keys.and_then(|k| k.get(key)).map(|e| Credential {
-                key: key.clone(),
-                value: e.value.clone(),
-                metadata: e.metadata.clone(),
-                version: e.version.clone(),
-                created_at: e.created_at,
-                updated_at: e.updated_at,
-                expires_at: None,
-            })
-        }))
+        Ok(self.read(|keys| self.present(keys, key).map(|e| e.credential(key))))
     }
 
     async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {
@@ -407,7 +485,7 @@ impl CredentialStore for MockStore {
         self.count(Op::Set);
         self.io(Op::Set).await?;
         let mut data = lock(&self.shared.data);
-        let current = data.namespaces.get(self.info.namespace()).and_then(|k| k.get(key));
+        let current = self.present(data.namespaces.get(self.info.namespace()), key);
         match (request.mode(), current) {
             (SetMode::Create, Some(_)) => {
                 return Err(Error::precondition_failed(self.info.id(), key, "the key exists"));
@@ -426,14 +504,25 @@ impl CredentialStore for MockStore {
         let created = current.is_none();
         data.counter += 1;
         let version = Version::from_counter(data.counter);
+        let caps = self.info.capabilities();
         let entry = Entry {
             value: value.clone(),
             metadata: metadata.clone(),
             version: version.clone(),
             created_at,
             updated_at: now,
+            expires_at: if caps.expiry { request.expires_at() } else { None },
         };
-        data.namespaces.entry(self.info.namespace().clone()).or_default().insert(key.clone(), entry);
+        let old =
+            data.namespaces.entry(self.info.namespace().clone()).or_default().insert(key.clone(), entry);
+        if caps.versions {
+            let clock_now = self.info.now();
+            let past = data.history.entry(self.history_key(key)).or_default();
+            if let Some(old) = old {
+                past.push(Past { entry: old, superseded_at: clock_now, deleted: false });
+            }
+            self.prune(past, clock_now);
+        }
         // Under the lock: the changes of a key are reported in version order.
         self.shared.changes.publish(self.info.namespace(), key, Some(&version));
         drop(data);
@@ -443,28 +532,41 @@ impl CredentialStore for MockStore {
     async fn has(&self, key: &CredentialKey) -> Result<bool> {
         self.count(Op::Has);
         self.io(Op::Has).await?;
-        Ok(self.read(|keys| keys.is_some_and(|k| k.contains_key(key))))
+        Ok(self.read(|keys| self.present(keys, key).is_some()))
     }
 
     async fn version(&self, key: &CredentialKey) -> Result<Option<Version>> {
         self.count(Op::Version);
         self.io(Op::Version).await?;
-        Ok(self.read(|keys| keys.and_then(|k| k.get(key)).map(|e| e.version.clone())))
+        Ok(self.read(|keys| self.present(keys, key).map(|e| e.version.clone())))
     }
 
     async fn delete(&self, key: &CredentialKey) -> Result<bool> {
         self.count(Op::Delete);
         self.io(Op::Delete).await?;
         let mut data = lock(&self.shared.data);
+        if self.present(data.namespaces.get(self.info.namespace()), key).is_none() {
+            return Ok(false);
+        }
         let Some(keys) = data.namespaces.get_mut(self.info.namespace()) else { return Ok(false) };
-        let existed = keys.remove(key).is_some();
+        let removed = keys.remove(key);
         if keys.is_empty() {
             data.namespaces.remove(self.info.namespace());
         }
-        if existed {
-            self.shared.changes.publish(self.info.namespace(), key, None);
+        let caps = self.info.capabilities();
+        match removed {
+            Some(entry) if caps.versions && caps.recover_deleted => {
+                let now = self.info.now();
+                let past = data.history.entry(self.history_key(key)).or_default();
+                past.push(Past { entry, superseded_at: now, deleted: true });
+                self.prune(past, now);
+            }
+            _ => {
+                data.history.remove(&self.history_key(key));
+            }
         }
-        Ok(existed)
+        self.shared.changes.publish(self.info.namespace(), key, None);
+        Ok(true)
     }
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
@@ -473,7 +575,82 @@ impl CredentialStore for MockStore {
             return Err(Error::unsupported(self.info.id(), "list"));
         }
         self.io(Op::List).await?;
-        Ok(self.read(|keys| options.page_from_sorted(keys.into_iter().flat_map(|k| k.keys().cloned()))))
+        Ok(self.read(|keys| {
+            let present = keys.into_iter().flat_map(|k| k.keys()).filter(|k| self.present(keys, k).is_some());
+            options.page_from_sorted(present.cloned())
+        }))
+    }
+
+    async fn get_version(&self, key: &CredentialKey, version: &Version) -> Result<Option<Credential>> {
+        self.count(Op::GetVersion);
+        self.check_versions()?;
+        self.io(Op::GetVersion).await?;
+        let now = self.info.now();
+        let retention = self.info.capabilities().retention;
+        let data = lock(&self.shared.data);
+        let current = data.namespaces.get(self.info.namespace()).and_then(|k| k.get(key));
+        let past = data.history.get(&self.history_key(key)).into_iter().flatten();
+        let kept = past.filter(|p| !retention.is_past_age(p.superseded_at, now)).map(|p| &p.entry);
+        Ok(current.into_iter().chain(kept).find(|e| &e.version == version).map(|e| e.credential(key)))
+    }
+
+    async fn list_versions(&self, key: &CredentialKey, options: &VersionListOptions) -> Result<VersionPage> {
+        self.count(Op::ListVersions);
+        self.check_versions()?;
+        self.io(Op::ListVersions).await?;
+        let now = self.info.now();
+        let caps = self.info.capabilities();
+        let expired = |e: &Entry| caps.expiry && e.is_expired(now);
+        let data = lock(&self.shared.data);
+        let current = data
+            .namespaces
+            .get(self.info.namespace())
+            .and_then(|k| k.get(key))
+            .map(|e| e.info(if expired(e) { VersionState::Expired } else { VersionState::Current }));
+        let past = data.history.get(&self.history_key(key)).into_iter().flatten().rev();
+        let past = past.filter(|p| !caps.retention.is_past_age(p.superseded_at, now)).map(|p| {
+            let state = match (expired(&p.entry), p.deleted) {
+                (true, _) => VersionState::Expired,
+                (false, true) => VersionState::Deleted,
+                (false, false) => VersionState::Previous,
+            };
+            p.entry.info(state)
+        });
+        Ok(options.page_from_newest(current.into_iter().chain(past)))
+    }
+
+    async fn purge(&self, key: &CredentialKey, target: &PurgeTarget) -> Result<bool> {
+        self.count(Op::Purge);
+        if let PurgeTarget::Version(_) = target {
+            self.check_versions()?;
+        }
+        self.io(Op::Purge).await?;
+        let mut data = lock(&self.shared.data);
+        let ns = self.info.namespace();
+        match target {
+            PurgeTarget::Version(version) => {
+                if data.namespaces.get(ns).and_then(|k| k.get(key)).is_some_and(|e| &e.version == version) {
+                    let reason = "it is the current version: write a new one first";
+                    return Err(Error::precondition_failed(self.info.id(), key, reason));
+                }
+                let Some(past) = data.history.get_mut(&self.history_key(key)) else { return Ok(false) };
+                let before = past.len();
+                past.retain(|p| &p.entry.version != version);
+                Ok(past.len() < before)
+            }
+            _ => {
+                let history = data.history.remove(&self.history_key(key)).is_some_and(|p| !p.is_empty());
+                let keys = data.namespaces.get_mut(ns);
+                let live = keys.is_some_and(|k| k.remove(key).is_some());
+                if data.namespaces.get(ns).is_some_and(BTreeMap::is_empty) {
+                    data.namespaces.remove(ns);
+                }
+                if live || history {
+                    self.shared.changes.publish(ns, key, None);
+                }
+                Ok(live || history)
+            }
+        }
     }
 
     async fn subscribe(&self) -> Result<ChangeFeed> {
@@ -605,6 +782,38 @@ mod tests {
         let quiet = mock();
         quiet.fail_next_op(Op::Subscribe, 1, Fault::Hang);
         assert!(matches!(quiet.subscribe().await, Err(Error::Unsupported { .. })), "refused before any I/O");
+    }
+
+    #[tokio::test]
+    async fn history_and_expiry_work_only_where_declared() {
+        let k = key("k");
+        let plain = mock();
+        plain.set(&k, &SecretValue::from("v1"), &Metadata::new()).await.unwrap();
+        let v1 = plain.version(&k).await.unwrap().unwrap();
+        assert!(matches!(plain.get_version(&k, &v1).await, Err(Error::Unsupported { .. })));
+        let clock = credstore_core::ManualClock::starting_now();
+        let caps = MockStore::DEFAULT_CAPABILITIES
+            .with_versions(true)
+            .with_recover_deleted(true)
+            .with_expiry(true)
+            .with_retention(credstore_core::Retention::versions(2));
+        let m = mock().with_capabilities(caps).with_clock(Arc::new(clock.clone()));
+        let first = m.set(&k, &SecretValue::from("v1"), &Metadata::new()).await.unwrap().version;
+        let at = credstore_core::Clock::now(&clock) + Duration::from_secs(5);
+        let opts = credstore_core::SetOptions::new().with_expires_at(Some(at));
+        let second = m.set_opts(&k, &SecretValue::from("v2"), &Metadata::new(), &opts).await.unwrap().version;
+        assert_eq!(m.get_version(&k, &first).await.unwrap().unwrap().value.expose_str().unwrap(), "v1");
+        clock.set(at);
+        assert!(m.get(&k).await.unwrap().is_none(), "expired by the mock's clock");
+        let page = m.list_versions(&k, &VersionListOptions::new()).await.unwrap();
+        let states: Vec<_> = page.versions.iter().map(|i| (i.version.clone(), i.state)).collect();
+        assert_eq!(states, [(second, VersionState::Expired), (first.clone(), VersionState::Previous)]);
+        let third = m.set(&k, &SecretValue::from("v3"), &Metadata::new()).await.unwrap().version;
+        assert!(m.get_version(&k, &first).await.unwrap().is_none(), "past max_versions 2");
+        assert!(m.delete(&k).await.unwrap());
+        m.restore(&k, &third, &credstore_core::SetOptions::create_only()).await.unwrap();
+        assert_eq!(m.get(&k).await.unwrap().unwrap().value.expose_str().unwrap(), "v3");
+        assert_eq!((m.calls(Op::GetVersion), m.calls(Op::ListVersions)), (3, 1));
     }
 
     #[tokio::test]

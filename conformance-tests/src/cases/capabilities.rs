@@ -1,11 +1,16 @@
 //! Declared capabilities are honest both ways: what is declared on works,
 //! what is declared off is refused with `Unsupported` and stores nothing.
 
-use credstore_core::{CredentialStoreExt, FeedEvent, ListOptions, Metadata, SecretValue};
+use std::time::{Duration, SystemTime};
+
+use credstore_core::{
+    CredentialStoreExt, FeedEvent, ListOptions, Metadata, PurgeTarget, Retention, SecretValue, SetOptions,
+    VersionListOptions, VersionState,
+};
 
 use super::{
-    absent, assert_precondition_failed, assert_unchanged, assert_unsupported, caps, key, meta, must_get, ns,
-    set, set_text, FEED_WAIT,
+    absent, assert_precondition_failed, assert_unchanged, assert_unsupported, at, caps, kept, key, meta,
+    must_get, must_get_version, ns, set, set_text, text, version_states, FEED_WAIT,
 };
 use crate::StoreFactory;
 
@@ -177,5 +182,109 @@ pub async fn capabilities_change_feed_honest(f: &dyn StoreFactory) {
                 );
             }
         }
+    }
+}
+
+/// `versions: true` means a key's history lists, reads and restores (within
+/// a retention that keeps at least the current version); `false` means
+/// `get_version`, `list_versions`, purging one version and `restore` are
+/// `Unsupported` before any I/O, with nothing changed, and the declared
+/// retention is [`Retention::NONE`].
+pub async fn capabilities_versions_honest(f: &dyn StoreFactory) {
+    let store = f.create().await;
+    let k = key("versions-honesty");
+    let first = set_text(&*store, "versions-honesty", "v1").await;
+    let second = set_text(&*store, "versions-honesty", "v2").await;
+    let c = caps(&*store);
+    if c.versions {
+        let states = version_states(&*store, &k).await;
+        assert_eq!(states.first(), Some(&(second.version.clone(), VersionState::Current)), "{states:?}");
+        assert_eq!(states.len(), kept(&*store, 2), "retention {:?}", c.retention);
+        assert_eq!(text(&must_get_version(&*store, &k, &second.version).await.value), "v2");
+        if kept(&*store, 2) == 2 {
+            assert_eq!(text(&must_get_version(&*store, &k, &first.version).await.value), "v1");
+            store.restore(&k, &first.version, &at(&*store, &second.version)).await.expect("a restore");
+            assert_eq!(text(&must_get(&*store, &k).await.value), "v1", "restore wrote the old value back");
+        }
+    } else {
+        assert_eq!(c.retention, Retention::NONE, "a store without versions declares no retention");
+        let before = must_get(&*store, &k).await;
+        assert_unsupported(store.get_version(&k, &first.version).await, "get_version");
+        assert_unsupported(store.list_versions(&k, &VersionListOptions::new()).await, "list_versions");
+        assert_unsupported(
+            store.purge(&k, &PurgeTarget::Version(first.version.clone())).await,
+            "purge(Version)",
+        );
+        assert_unsupported(store.restore(&k, &first.version, &SetOptions::new()).await, "restore");
+        assert_unchanged(&before, &must_get(&*store, &k).await, "after the refused history calls");
+        let nested = store.with_namespace(&ns("versions-honesty")).expect("a namespace handle");
+        assert_unsupported(
+            nested.list_versions(&k, &VersionListOptions::new()).await,
+            "list_versions (nested)",
+        );
+        if let Some(unreachable) = f.unreachable().await {
+            if !caps(&*unreachable).versions {
+                let r = unreachable.get_version(&k, &first.version).await;
+                assert_unsupported(r, "get_version on an unreachable store (before I/O)");
+            }
+        }
+    }
+}
+
+/// `recover_deleted: true` means a delete keeps the history (the last
+/// version `Deleted`) and a create-only restore recovers the key, and needs
+/// `versions`; `false` with `versions` means a delete leaves no version.
+pub async fn capabilities_recover_deleted_honest(f: &dyn StoreFactory) {
+    let store = f.create().await;
+    let k = key("recover-honesty");
+    let c = caps(&*store);
+    let written = set_text(&*store, "recover-honesty", "v").await;
+    assert!(store.delete(&k).await.expect("delete"));
+    if c.recover_deleted {
+        assert!(c.versions, "recover_deleted is declared without versions");
+        let states = version_states(&*store, &k).await;
+        assert_eq!(
+            states,
+            vec![(written.version.clone(), VersionState::Deleted)],
+            "the history after a delete"
+        );
+        let out = store.restore(&k, &written.version, &SetOptions::create_only()).await;
+        out.unwrap_or_else(|e| panic!("the store declares recover_deleted, but the recovery failed: {e}"));
+        assert_eq!(text(&must_get(&*store, &k).await.value), "v");
+    } else if c.versions {
+        assert_eq!(
+            version_states(&*store, &k).await,
+            vec![],
+            "a delete kept versions without recover_deleted"
+        );
+    } else {
+        assert_unsupported(store.list_versions(&k, &VersionListOptions::new()).await, "list_versions");
+        assert!(absent(&*store, &k).await);
+    }
+}
+
+/// `expiry: true` means a write carries `expires_at` and `get` returns it;
+/// `false` means such a write is `Unsupported` before any I/O, with nothing
+/// stored or changed.
+pub async fn capabilities_expiry_honest(f: &dyn StoreFactory) {
+    let store = f.create().await;
+    let k = key("expiry-honesty");
+    let now = store.info().now().duration_since(SystemTime::UNIX_EPOCH).expect("after 1970");
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_secs() + 3600);
+    let options = SetOptions::new().with_expires_at(Some(at));
+    let result = store.set_opts(&k, &SecretValue::from("v"), &Metadata::new(), &options).await;
+    if caps(&*store).expiry {
+        let out = result.expect("the store declares expiry, so a write with expires_at must work");
+        let c = must_get(&*store, &k).await;
+        assert_eq!((c.version, c.expires_at), (out.version, Some(at)), "get returns the expiry written");
+    } else {
+        assert_unsupported(result, "a write with expires_at");
+        assert!(absent(&*store, &k).await, "a refused write with expires_at stored the value");
+        set_text(&*store, "expiry-honesty", "plain").await;
+        let before = must_get(&*store, &k).await;
+        assert_eq!(before.expires_at, None, "a store without expiry reports one");
+        let r = store.set_opts(&k, &SecretValue::from("w"), &Metadata::new(), &options).await;
+        assert_unsupported(r, "an overwrite with expires_at");
+        assert_unchanged(&before, &must_get(&*store, &k).await, "after a refused overwrite with expires_at");
     }
 }

@@ -244,3 +244,29 @@ pub async fn feed_events_never_show_the_value(f: &dyn StoreFactory) {
     assert_no_secret("Debug of the feed", &format!("{feed:?}"), &v);
     assert!(format!("{change:?}").contains("fed-secret"), "Debug should still show the key");
 }
+
+/// A restore is a write: reported with its key and the new version it
+/// made.
+pub async fn feed_reports_a_restore_with_its_new_version(f: &dyn StoreFactory) {
+    let store = f.create().await;
+    let k = key("fed-restore");
+    let first = set_text(&*store, "fed-restore", "good").await;
+    let second = set_text(&*store, "fed-restore", "bad").await;
+    let mut feed = subscribe(&*store).await;
+    let out = store.restore(&k, &first.version, &super::at(&*store, &second.version)).await;
+    let out = out.unwrap_or_else(|e| panic!("restore failed: {e}"));
+    let change = next_change(&mut feed, "the restore").await;
+    assert_change(&change, &Namespace::root(), &k, Some(&out.version), "the restore");
+}
+
+/// A purge of a key is reported with its key and no version, as a delete
+/// is.
+pub async fn feed_reports_a_purge_of_a_key_with_no_version(f: &dyn StoreFactory) {
+    let store = f.create().await;
+    let k = key("fed-purge");
+    set_text(&*store, "fed-purge", "leaked").await;
+    let mut feed = subscribe(&*store).await;
+    assert!(store.purge(&k, &credstore_core::PurgeTarget::Key).await.expect("purge"), "the key was there");
+    let change = next_change(&mut feed, "the purge").await;
+    assert_change(&change, &Namespace::root(), &k, None, "the purge");
+}

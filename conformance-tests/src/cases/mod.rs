@@ -8,9 +8,12 @@
 
 use std::sync::Arc;
 
+use std::time::{Duration, SystemTime};
+
 use credstore_core::{
-    Capabilities, Credential, CredentialKey, CredentialStore, CredentialStoreExt, Error, ListOptions,
-    Metadata, SecretValue, SetOutcome,
+    Capabilities, Clock as _, Credential, CredentialKey, CredentialStore, CredentialStoreExt, Error,
+    ListOptions, ManualClock, Metadata, SecretValue, SetOutcome, Version, VersionInfo, VersionListOptions,
+    VersionState,
 };
 
 pub(crate) use crate::fixtures::{key, meta, ns};
@@ -23,11 +26,15 @@ pub mod capabilities;
 pub mod changes;
 pub mod concurrency;
 pub mod conditional;
+pub mod expiry;
+pub mod history;
 pub mod keys;
 pub mod list;
 pub mod metadata;
 pub mod namespaces;
 pub mod persistence;
+pub mod purge;
+pub mod recovery;
 pub mod secrecy;
 pub mod time;
 pub mod values;
@@ -40,11 +47,15 @@ pub use capabilities::*;
 pub use changes::*;
 pub use concurrency::*;
 pub use conditional::*;
+pub use expiry::*;
+pub use history::*;
 pub use keys::*;
 pub use list::*;
 pub use metadata::*;
 pub use namespaces::*;
 pub use persistence::*;
+pub use purge::*;
+pub use recovery::*;
 pub use secrecy::*;
 pub use time::*;
 pub use values::*;
@@ -153,6 +164,9 @@ registry! {
     capabilities::capabilities_persistence_honest => Nothing,
     capabilities::capabilities_availability_honest => Nothing,
     capabilities::capabilities_change_feed_honest => Nothing,
+    capabilities::capabilities_versions_honest => Nothing,
+    capabilities::capabilities_recover_deleted_honest => Nothing,
+    capabilities::capabilities_expiry_honest => Nothing,
     changes::feed_reports_a_write_with_its_key_and_the_set_version => ChangeFeed,
     changes::feed_reports_a_delete_with_no_version => ChangeFeed,
     changes::feed_reports_nothing_for_a_delete_of_a_missing_key => ChangeFeed,
@@ -163,6 +177,35 @@ registry! {
     changes::feed_reports_every_change_to_every_subscriber => ChangeFeed,
     changes::feed_reports_a_change_made_through_a_second_store => ChangeFeed,
     changes::feed_events_never_show_the_value => ChangeFeed,
+    changes::feed_reports_a_restore_with_its_new_version => VersionsAndChangeFeed,
+    changes::feed_reports_a_purge_of_a_key_with_no_version => VersionsAndChangeFeed,
+    history::list_versions_newest_first_with_states_times_and_metadata => Versions,
+    history::get_version_reads_every_kept_version => Versions,
+    history::get_version_of_an_unknown_version_is_none => Versions,
+    history::list_versions_pages_walk_each_version_once => Versions,
+    history::list_versions_of_a_never_written_key_is_empty => Versions,
+    history::history_is_per_namespace => Versions,
+    history::retention_max_versions_drops_the_oldest => SmallRetention,
+    history::retention_max_age_drops_superseded_versions => AgeRetention,
+    history::restore_writes_the_old_value_and_metadata_as_a_new_version => Versions,
+    history::restore_under_a_racing_write_fails_and_changes_nothing => Versions,
+    history::restore_of_an_unknown_version_is_version_not_found => Versions,
+    recovery::delete_keeps_history_with_the_last_version_deleted => RecoverDeleted,
+    recovery::restore_create_only_recovers_a_deleted_key => RecoverDeleted,
+    recovery::delete_without_recover_deleted_leaves_no_versions => VersionsWithoutRecovery,
+    recovery::recreate_after_delete_gets_a_new_created_at_and_an_unseen_version => Versions,
+    purge::purge_key_leaves_nothing_readable_and_the_key_can_be_created_again => Versions,
+    purge::purge_key_of_a_deleted_key_destroys_its_history => RecoverDeleted,
+    purge::purge_version_removes_only_that_version => Versions,
+    purge::purging_the_current_version_is_precondition_failed_and_changes_nothing => Versions,
+    purge::purge_of_a_missing_key_returns_false => Nothing,
+    purge::purge_of_an_unknown_version_returns_false => Versions,
+    expiry::expiry_present_until_expires_at_and_absent_from_it => Expiry,
+    expiry::expired_version_shows_expired_in_list_versions => ExpiryWithVersions,
+    expiry::create_only_over_an_expired_key_succeeds => Expiry,
+    expiry::replace_against_an_expired_key_fails_and_changes_nothing => Expiry,
+    expiry::overwrite_without_expires_at_clears_the_expiry => Expiry,
+    expiry::past_or_present_expires_at_is_refused_before_any_io => Expiry,
     persistence::persistence_across_reopen => PersistenceBeyondProcess,
     persistence::namespaces_persist_across_reopen => PersistenceBeyondProcess,
     secrecy::secret_absent_from_debug_and_errors => Nothing,
@@ -314,6 +357,117 @@ where
         out.push(h.await.unwrap_or_else(|e| panic!("task {i} panicked: {e}")));
     }
     out
+}
+
+/// Every kept version of `k`, newest first, walked `page` at a time; checks
+/// each page's size and that the walk ends.
+pub(crate) async fn all_versions(
+    store: &dyn CredentialStore,
+    k: &CredentialKey,
+    page: usize,
+) -> Vec<VersionInfo> {
+    let mut opts = VersionListOptions::new().with_limit(page).expect("a valid page size");
+    let mut out = Vec::new();
+    for _ in 0..10_000 {
+        let got =
+            store.list_versions(k, &opts).await.unwrap_or_else(|e| panic!("list_versions {k} failed: {e}"));
+        assert!(
+            got.versions.len() <= page,
+            "a page of {} versions exceeds the limit {page}",
+            got.versions.len()
+        );
+        out.extend(got.versions);
+        match got.next_cursor {
+            Some(c) => opts = opts.after(Some(c)),
+            None => return out,
+        }
+    }
+    panic!("list_versions of {k} never ended");
+}
+
+/// The versions of `k` with their states, newest first, in one page.
+pub(crate) async fn version_states(
+    store: &dyn CredentialStore,
+    k: &CredentialKey,
+) -> Vec<(Version, VersionState)> {
+    all_versions(store, k, credstore_core::MAX_PAGE_SIZE)
+        .await
+        .into_iter()
+        .map(|v| (v.version, v.state))
+        .collect()
+}
+
+/// `k` as it was at `v`, which the store must still keep.
+pub(crate) async fn must_get_version(
+    store: &dyn CredentialStore,
+    k: &CredentialKey,
+    v: &Version,
+) -> Credential {
+    store
+        .get_version(k, v)
+        .await
+        .unwrap_or_else(|e| panic!("get_version {k} at {v} failed: {e}"))
+        .unwrap_or_else(|| {
+            panic!("get_version {k} at {v}: the store declares versions and keeps it, got none")
+        })
+}
+
+/// How many of the newest `n` versions the store's retention keeps.
+pub(crate) fn kept(store: &dyn CredentialStore, n: usize) -> usize {
+    match caps(store).retention.max_versions {
+        Some(max) => n.min(max as usize),
+        None => n,
+    }
+}
+
+/// A fresh store on a manual clock of its own, which starts at a whole
+/// second (so that a backend keeping times to the second or millisecond
+/// meets the boundaries the cases set exactly).
+pub(crate) async fn on_clock(f: &dyn StoreFactory) -> (Arc<dyn CredentialStore>, ManualClock) {
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("after 1970");
+    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_secs()));
+    let store = f.create_on_clock(Arc::new(clock.clone())).await.unwrap_or_else(|| {
+        panic!("the factory built a store on a clock once, then create_on_clock returned None")
+    });
+    assert_eq!(store.info().now(), clock.now(), "the store built on a clock does not read the time from it");
+    (store, clock)
+}
+
+/// The options to undo a write: replace at `current` where the store
+/// declares replace-if-version writes, else an unconditional write.
+pub(crate) fn at(store: &dyn CredentialStore, current: &Version) -> credstore_core::SetOptions {
+    if caps(store).replace_if_version {
+        credstore_core::SetOptions::replace(current.clone())
+    } else {
+        credstore_core::SetOptions::new()
+    }
+}
+
+/// Asserts that `result` is [`Error::VersionNotFound`].
+pub(crate) fn assert_version_not_found<T: std::fmt::Debug>(result: credstore_core::Result<T>, what: &str) {
+    match result {
+        Err(Error::VersionNotFound { .. }) => {}
+        other => panic!("{what}: expected VersionNotFound, got {other:?}"),
+    }
+}
+
+/// A version no key of `known` has had: the newest of three writes of the
+/// key `other` (so that a store counting versions per key gives one past
+/// `known`'s, and one counting for the whole store another number); `known`
+/// has been written once.
+pub(crate) async fn foreign_version(store: &dyn CredentialStore, known: &SetOutcome, other: &str) -> Version {
+    let mut last = None;
+    for i in 0..3 {
+        last = Some(set_text(store, other, &format!("w{i}")).await.version);
+    }
+    let version = last.expect("three writes");
+    assert_ne!(version, known.version, "two keys' writes returned one version");
+    version
+}
+
+/// How far apart two times are, either way.
+pub(crate) fn distance(a: SystemTime, b: SystemTime) -> Duration {
+    a.duration_since(b).unwrap_or_else(|e| e.duration())
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use credstore_core::{
-    Availability, Change, ChangeFeed, Credential, CredentialKey, CredentialStore, Error, FeedEvent, Layer,
-    ListOptions, ListPage, Namespace, PurgeTarget, Result, SetOutcome, StoreInfo, Version,
+    Availability, Change, ChangeFeed, Clock, Credential, CredentialKey, CredentialStore, Error, FeedEvent,
+    Layer, ListOptions, ListPage, Namespace, PurgeTarget, Result, SetOutcome, StoreInfo, Version,
     VersionListOptions, VersionPage, WriteRequest,
 };
 use futures::future::{BoxFuture, FutureExt, Shared, WeakShared};
@@ -40,8 +40,10 @@ const FEED_RETRY_MAX: Duration = Duration::from_secs(5);
 /// - **Fresh reads.** `get` answers from the cache while an entry is younger
 ///   than the [TTL](CacheLayer::with_ttl) (default 300 s); otherwise it reads
 ///   the store and caches the answer. `has` and `version` answer from a
-///   fresh entry too, and otherwise ask the store without caching. `list`
-///   and `check_availability` always go to the store.
+///   fresh entry too, and otherwise ask the store without caching. `list`,
+///   `check_availability`, `get_version` and `list_versions` always go to
+///   the store (a history is read rarely, and every version of it would
+///   crowd the current values out).
 /// - **Bounded size.** At most [`max_entries`](CacheLayer::with_max_entries)
 ///   entries (default 1,000) in one cached store, all its namespaces
 ///   together; inserting one more evicts the least recently used. Reads
@@ -59,8 +61,16 @@ const FEED_RETRY_MAX: Duration = Duration::from_secs(5);
 ///   deadline, and sleeps without waking while the cache is empty. It exists
 ///   only while a cached store does (no cache, no task), and ends with the
 ///   last handle.
-/// - **Read your writes.** `write` (so `set_opts`, `set`, `create`, `replace`) and
-///   `delete` pass through unchanged, conditions included, and invalidate
+/// - **Never past expiry.** An entry whose credential has an
+///   [`expires_at`](Credential::expires_at) is never answered from that
+///   instant on, by the wrapped store's
+///   [`clock`](credstore_core::StoreInfo::clock), whatever its TTL: not by
+///   `get`, `has` or `version`, not as a stale value on an error, not kept
+///   by a revalidation. The read goes to the store, which answers it as
+///   absent.
+/// - **Read your writes.** `write` (so `set_opts`, `set`, `create`,
+///   `replace`, and a [`restore`](credstore_core::CredentialStoreExt::restore)),
+///   `delete` and `purge` pass through unchanged, conditions included, and invalidate
 ///   the key before they return, whatever the outcome: after a success, a
 ///   failed condition ([`Error::PreconditionFailed`]), an error, or even a
 ///   cancelled call. A read that was under way during the write does not put
@@ -494,6 +504,8 @@ struct Cache {
     me: Weak<Cache>,
     /// The store's change feed, when it has one.
     feed: Option<Feed>,
+    /// The wrapped store's clock, which decides when a credential expires.
+    store_clock: Arc<dyn Clock>,
 }
 
 /// What a cache knows of the change feed it follows.
@@ -679,6 +691,7 @@ impl Cache {
             sweeper: Mutex::new(None),
             me: me.clone(),
             feed,
+            store_clock: Arc::clone(inner.info().clock()),
         })
     }
 
@@ -905,6 +918,18 @@ impl Cache {
         }
     }
 
+    /// Whether `credential` is past its `expires_at` by the wrapped store's
+    /// clock: such an entry is never answered, whatever its TTL. Reads the
+    /// clock only for a credential that expires.
+    fn expired(&self, credential: Option<&Credential>) -> bool {
+        credential.and_then(|c| c.expires_at).is_some_and(|at| at <= self.store_clock.now())
+    }
+
+    /// Whether `entry` may answer a read at `now`: fresh, and not expired.
+    fn usable(&self, entry: &Entry, now: Instant) -> bool {
+        entry.fresh_until > now && !self.expired(entry.credential.as_ref())
+    }
+
     /// The answer of `key`'s fresh entry in `space`, through `answer`, with
     /// the entry marked as used; under the space's read lock only.
     fn hit<T>(
@@ -915,7 +940,7 @@ impl Cache {
         answer: impl FnOnce(Option<&Credential>) -> T,
     ) -> Option<T> {
         let slots = read(&space.slots);
-        let entry = slots.entries.get(key).filter(|e| e.fresh_until > now)?;
+        let entry = slots.entries.get(key).filter(|e| self.usable(e, now))?;
         self.touch(entry);
         Some(answer(entry.credential.as_ref()))
     }
@@ -960,6 +985,9 @@ impl Cache {
     }
 
     fn entry_for(&self, found: Option<Credential>, now: Instant) -> Option<Entry> {
+        if self.expired(found.as_ref()) {
+            return None;
+        }
         let config = &self.config;
         let (fresh_for, stale_for) = match found {
             Some(_) => (config.ttl, config.max_stale()),
@@ -1018,7 +1046,7 @@ impl Cache {
         self.sweep_if_due(now);
         let slots = read(&space.slots);
         let entry = slots.entries.get(key).filter(|e| e.retain_until > now)?;
-        let credential = entry.credential.clone()?;
+        let credential = entry.credential.clone().filter(|c| !self.expired(Some(c)))?;
         Some((credential, now.saturating_duration_since(entry.fresh_until)))
     }
 }
@@ -1207,7 +1235,7 @@ impl CachedStore {
         self.cache.follow_feed();
         let (lookup, detached) = {
             let mut slots = write(&self.space.slots);
-            if let Some(entry) = slots.entries.get(key).filter(|e| e.fresh_until > now) {
+            if let Some(entry) = slots.entries.get(key).filter(|e| self.cache.usable(e, now)) {
                 self.cache.touch(entry);
                 (Lookup::Hit(entry.credential.clone()), None)
             } else if let Some(shared) = slots.flights.get(key).and_then(|f| f.shared.upgrade()) {
@@ -1218,7 +1246,8 @@ impl CachedStore {
                         .entries
                         .get(key)
                         .filter(|e| e.retain_until > now)
-                        .and_then(|e| e.credential.clone()),
+                        .and_then(|e| e.credential.clone())
+                        .filter(|c| !self.cache.expired(Some(c))),
                     false => None,
                 };
                 let (shared, detached) = self.start_flight(&mut slots, key, revalidate);

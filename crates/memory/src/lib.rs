@@ -37,12 +37,40 @@
 //!   [`FeedEvent::Lost`](credstore_core::FeedEvent::Lost) and goes on with
 //!   the newest; the feed ends when the last handle of the store is dropped.
 //!
+//! - A history of each key, in memory too: every write adds a version and
+//!   the store keeps each key's newest versions within its
+//!   [`Retention`](credstore_core::Retention) ([`MemoryConfig::retention`];
+//!   by default [`DEFAULT_RETENTION`], the 10 newest, no age limit). Versions
+//!   past the count go on the next write of the key; those superseded longer
+//!   ago than the age limit, by the store's clock, are hidden from every
+//!   read at once and go on the next write. A dropped version's value is
+//!   wiped. [`get_version`](credstore_core::CredentialStore::get_version)
+//!   reads any kept version,
+//!   [`list_versions`](credstore_core::CredentialStore::list_versions)
+//!   lists them newest first, and
+//!   [`restore`](credstore_core::CredentialStoreExt::restore) writes one
+//!   back as a new version (reported by the feed as any write).
+//! - A delete keeps the history, its last version marked
+//!   [`Deleted`](credstore_core::VersionState::Deleted), so a create-only
+//!   restore recovers the key;
+//!   [`purge`](credstore_core::CredentialStore::purge) destroys the key with
+//!   its history (reported by the feed as a delete, with no version) or one
+//!   earlier version (not reported: the current value is unchanged).
+//! - Expiry: a write may carry an `expires_at`; from then on, by the
+//!   store's clock ([`MemoryConfig::clock`], the system clock by default),
+//!   the key reads as absent and its version lists as
+//!   [`Expired`](credstore_core::VersionState::Expired).
+//!
 //! # Capabilities
 //! Everything ([`Capabilities::full`](credstore_core::Capabilities::full))
 //! but persistence: [`Persistence::Process`](credstore_core::Persistence::Process),
 //! the data dies with the process; and `can_be_unavailable: false`, the
 //! store is always available. Also the optional
-//! [`change_feed`](credstore_core::Capabilities::change_feed), in process.
+//! [`change_feed`](credstore_core::Capabilities::change_feed), in process,
+//! [`versions`](credstore_core::Capabilities::versions) with the configured
+//! [`retention`](credstore_core::Capabilities::retention),
+//! [`recover_deleted`](credstore_core::Capabilities::recover_deleted) and
+//! [`expiry`](credstore_core::Capabilities::expiry).
 //!
 //! ```
 //! use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, SecretValue, StoreId};
@@ -63,9 +91,9 @@
 mod config;
 mod store;
 
-pub use config::MemoryConfig;
 #[cfg(feature = "serde")]
 pub use config::MemorySettings;
+pub use config::{MemoryConfig, DEFAULT_RETENTION};
 pub use store::MemoryStore;
 
 /// The memory store's [`StoreKind`](credstore_core::StoreKind): `memory`.

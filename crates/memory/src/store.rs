@@ -1,6 +1,6 @@
 //! [`MemoryStore`]: the `CredentialStore` implementation.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,8 +9,9 @@ use std::time::SystemTime;
 
 use credstore_core::{
     async_trait, Availability, Capabilities, ChangeFeed, ChangeHub, Credential, CredentialKey,
-    CredentialStore, Error, ListCursor, ListOptions, ListPage, Metadata, Namespace, Persistence, Result,
-    SecretValue, SetMode, SetOutcome, StoreId, StoreInfo, Version, WriteRequest,
+    CredentialStore, Error, ListCursor, ListOptions, ListPage, Metadata, Namespace, Persistence, PurgeTarget,
+    Result, Retention, SecretValue, SetMode, SetOutcome, StoreId, StoreInfo, Version, VersionInfo,
+    VersionListOptions, VersionPage, VersionState, WriteRequest,
 };
 
 use crate::MemoryConfig;
@@ -22,20 +23,96 @@ pub(crate) const ENV_VERSION: &str = "env";
 /// it is told it lost some.
 const FEED_CAPACITY: usize = 1024;
 
-struct Entry {
+/// One kept version of a key.
+struct Kept {
+    version: u64,
     value: SecretValue,
     metadata: Metadata,
-    version: u64,
+    /// When the key was first set, as of this version.
     created_at: SystemTime,
-    updated_at: SystemTime,
+    /// When this version was written (system time).
+    written_at: SystemTime,
+    expires_at: Option<SystemTime>,
+    /// When it stopped being current (overwritten or deleted), by the
+    /// store's clock: what `max_age` is counted from.
+    superseded_at: Option<SystemTime>,
+    /// It was current when the key was deleted.
+    deleted: bool,
 }
 
-/// One key space: a hash map for lookups and a sorted set of the same
-/// (reference-counted) keys for `list`. Values are `SecretValue`s, so
-/// replacing or removing an entry zeroizes the old value when it drops.
+impl Kept {
+    fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    fn credential(&self, key: &CredentialKey) -> Credential {
+        Credential {
+            key: key.clone(),
+            value: self.value.clone(),
+            metadata: self.metadata.clone(),
+            version: Version::from_counter(self.version),
+            created_at: self.created_at,
+            updated_at: self.written_at,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+/// A key's versions, oldest first. The newest is the key's value while
+/// `live` (the key was not deleted since) and it has not expired.
+struct History {
+    versions: VecDeque<Kept>,
+    live: bool,
+}
+
+impl History {
+    /// The version `get` returns at `now`, if any.
+    fn current(&self, now: SystemTime) -> Option<&Kept> {
+        self.versions.back().filter(|k| self.live && !k.is_expired(now))
+    }
+
+    /// Whether `kept` is still within `retention` at `now`.
+    fn within(kept: &Kept, retention: &Retention, now: SystemTime) -> bool {
+        kept.superseded_at.is_none_or(|at| !retention.is_past_age(at, now))
+    }
+
+    /// Drops the versions past `retention` (their values zeroize as they
+    /// drop); the newest is always kept.
+    fn prune(&mut self, retention: &Retention, now: SystemTime) {
+        let max = retention.max_versions.map_or(usize::MAX, |n| n.max(1) as usize);
+        while self.versions.len() > max {
+            self.versions.pop_front();
+        }
+        let newest = self.versions.len().saturating_sub(1);
+        let mut i = 0;
+        self.versions.retain(|k| {
+            let keep = i == newest || Self::within(k, retention, now);
+            i += 1;
+            keep
+        });
+    }
+
+    fn state(&self, index: usize, now: SystemTime) -> VersionState {
+        let kept = &self.versions[index];
+        if kept.is_expired(now) {
+            VersionState::Expired
+        } else if kept.deleted {
+            VersionState::Deleted
+        } else if self.live && index + 1 == self.versions.len() {
+            VersionState::Current
+        } else {
+            VersionState::Previous
+        }
+    }
+}
+
+/// One key space: a hash map of each key's history for lookups and a
+/// sorted set of the keys not deleted for `list`. Values are
+/// `SecretValue`s, so a version that is dropped (past the retention,
+/// purged) zeroizes its value.
 #[derive(Default)]
 struct Entries {
-    map: HashMap<CredentialKey, Entry>,
+    map: HashMap<CredentialKey, History>,
     order: BTreeSet<CredentialKey>,
 }
 
@@ -52,6 +129,7 @@ struct Shared {
     /// The last version handed out, in any namespace.
     last_version: AtomicU64,
     env_prefix: Option<String>,
+    retention: Retention,
     created_at: SystemTime,
     /// The change feed of every namespace: each write and delete is
     /// published once, with its full namespace, while its lock is held.
@@ -84,10 +162,14 @@ impl MemoryStore {
             spaces: Mutex::new(spaces),
             last_version: AtomicU64::new(0),
             env_prefix: config.env_prefix,
+            retention: config.retention,
             created_at: SystemTime::now(),
             changes: ChangeHub::new(FEED_CAPACITY),
         };
-        let info = StoreInfo::new(id, crate::KIND, CAPABILITIES);
+        let mut info = StoreInfo::new(id, crate::KIND, CAPABILITIES.with_retention(config.retention));
+        if let Some(clock) = config.clock {
+            info = info.with_clock(clock);
+        }
         Self { shared: Arc::new(shared), info, space }
     }
 
@@ -179,11 +261,21 @@ fn write(space: &Space) -> std::sync::RwLockWriteGuard<'_, Entries> {
 
 /// Everything but persistence: credentials live as long as the process
 /// ([`Persistence::Process`]), and the store is never unavailable; with a
-/// change feed, in process.
+/// change feed, in process, versions kept within the configured retention,
+/// recovery after a delete and expiry.
 const CAPABILITIES: Capabilities = Capabilities::full()
     .with_persistence(Persistence::Process)
     .with_can_be_unavailable(false)
-    .with_change_feed(true);
+    .with_change_feed(true)
+    .with_versions(true)
+    .with_recover_deleted(true)
+    .with_expiry(true);
+
+/// The counter of a version this store handed out; `None` for any other
+/// text (`env`, another backend's), which no kept version has.
+fn counter(version: &Version) -> Option<u64> {
+    version.as_str().parse().ok()
+}
 
 #[async_trait]
 impl CredentialStore for MemoryStore {
@@ -196,57 +288,53 @@ impl CredentialStore for MemoryStore {
     }
 
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
-        let found = read(&self.space).map.get(key).map(|e| Credential {
-            key: key.clone(),
-            value: e.value.clone(),
-            metadata: e.metadata.clone(),
-            version: Version::from_counter(e.version),
-            created_at: e.created_at,
-            updated_at: e.updated_at,
-            expires_at: None,
-        });
+        let now = self.info.now();
+        let found = read(&self.space).map.get(key).and_then(|h| h.current(now)).map(|k| k.credential(key));
         Ok(found.or_else(|| self.env_fallback(key)))
     }
 
     async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {
         let (key, value, metadata) = (request.key(), request.value(), request.metadata());
-        let now = SystemTime::now();
+        let (now, written_at) = (self.info.now(), SystemTime::now());
         let mut space = write(&self.space);
+        let current = space.map.get(key).and_then(|h| h.current(now));
         let failed = |reason: &str| Err(Error::precondition_failed(self.info.id(), key, reason));
-        match (request.mode(), space.map.get(key)) {
+        match (request.mode(), current) {
             (SetMode::Create, Some(_)) => return failed("the key exists"),
             (SetMode::Replace(_), None) => return failed("the key does not exist"),
-            (SetMode::Replace(expected), Some(entry))
-                if Version::from_counter(entry.version) != *expected =>
-            {
+            (SetMode::Replace(expected), Some(kept)) if Version::from_counter(kept.version) != *expected => {
                 return failed("the key's current version is not the expected one");
             }
             _ => {}
         }
+        let (created, created_at, updated_at) = match current {
+            Some(kept) => (false, kept.created_at, written_at.max(kept.written_at)),
+            None => (true, written_at, written_at),
+        };
         // Taken under the write lock, so versions of one key only grow.
         let version = self.next_version();
-        let (created, created_at, updated_at) = match space.map.get_mut(key) {
-            Some(entry) => {
-                // Assigning drops the old value, which zeroizes it.
-                entry.value = value.clone();
-                entry.metadata = metadata.clone();
-                entry.version = version;
-                entry.updated_at = now.max(entry.updated_at);
-                (false, entry.created_at, entry.updated_at)
+        let history = space
+            .map
+            .entry(key.clone())
+            .or_insert_with(|| History { versions: VecDeque::new(), live: false });
+        if history.live {
+            if let Some(previous) = history.versions.back_mut() {
+                previous.superseded_at = Some(now);
             }
-            None => {
-                let entry = Entry {
-                    value: value.clone(),
-                    metadata: metadata.clone(),
-                    version,
-                    created_at: now,
-                    updated_at: now,
-                };
-                space.map.insert(key.clone(), entry);
-                space.order.insert(key.clone());
-                (true, now, now)
-            }
-        };
+        }
+        history.versions.push_back(Kept {
+            version,
+            value: value.clone(),
+            metadata: metadata.clone(),
+            created_at,
+            written_at: updated_at,
+            expires_at: request.expires_at(),
+            superseded_at: None,
+            deleted: false,
+        });
+        history.live = true;
+        history.prune(&self.shared.retention, now);
+        space.order.insert(key.clone());
         let version = Version::from_counter(version);
         // Under the lock, so that the changes of one key are reported in
         // the order of their versions.
@@ -256,26 +344,106 @@ impl CredentialStore for MemoryStore {
     }
 
     async fn has(&self, key: &CredentialKey) -> Result<bool> {
-        Ok(read(&self.space).map.contains_key(key) || self.env_value(key).is_some())
+        let now = self.info.now();
+        let stored = read(&self.space).map.get(key).is_some_and(|h| h.current(now).is_some());
+        Ok(stored || self.env_value(key).is_some())
     }
 
     async fn version(&self, key: &CredentialKey) -> Result<Option<Version>> {
-        let stored = read(&self.space).map.get(key).map(|e| Version::from_counter(e.version));
+        let now = self.info.now();
+        let stored = read(&self.space)
+            .map
+            .get(key)
+            .and_then(|h| h.current(now))
+            .map(|k| Version::from_counter(k.version));
         Ok(stored.or_else(|| self.env_value(key).map(|_| env_version())))
     }
 
     async fn delete(&self, key: &CredentialKey) -> Result<bool> {
+        let now = self.info.now();
         let mut space = write(&self.space);
-        space.order.remove(key);
-        // The removed entry drops here, zeroizing its value.
-        let existed = space.map.remove(key).is_some();
-        if existed {
-            self.shared.changes.publish(self.info.namespace(), key, None);
+        let Some(history) = space.map.get_mut(key) else { return Ok(false) };
+        if history.current(now).is_none() {
+            return Ok(false);
         }
-        Ok(existed)
+        // The history stays, within the retention, for a recovery; the
+        // last version is marked deleted.
+        history.live = false;
+        if let Some(last) = history.versions.back_mut() {
+            last.deleted = true;
+            last.superseded_at = Some(now);
+        }
+        history.prune(&self.shared.retention, now);
+        space.order.remove(key);
+        self.shared.changes.publish(self.info.namespace(), key, None);
+        Ok(true)
+    }
+
+    async fn get_version(&self, key: &CredentialKey, version: &Version) -> Result<Option<Credential>> {
+        let Some(wanted) = counter(version) else { return Ok(None) };
+        let now = self.info.now();
+        let retention = &self.shared.retention;
+        let space = read(&self.space);
+        let found = space.map.get(key).and_then(|h| {
+            h.versions.iter().find(|k| k.version == wanted && History::within(k, retention, now))
+        });
+        Ok(found.map(|k| k.credential(key)))
+    }
+
+    async fn list_versions(&self, key: &CredentialKey, options: &VersionListOptions) -> Result<VersionPage> {
+        let now = self.info.now();
+        let retention = &self.shared.retention;
+        let space = read(&self.space);
+        let Some(history) = space.map.get(key) else { return Ok(VersionPage::default()) };
+        let newest_first = history
+            .versions
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(_, k)| History::within(k, retention, now))
+            .map(|(i, k)| {
+                VersionInfo::new(Version::from_counter(k.version), history.state(i, now), k.written_at)
+                    .with_expires_at(k.expires_at)
+                    .with_metadata(k.metadata.clone())
+            });
+        Ok(options.page_from_newest(newest_first))
+    }
+
+    async fn purge(&self, key: &CredentialKey, target: &PurgeTarget) -> Result<bool> {
+        let mut space = write(&self.space);
+        match target {
+            PurgeTarget::Version(version) => {
+                let Some(wanted) = counter(version) else { return Ok(false) };
+                let Some(history) = space.map.get_mut(key) else { return Ok(false) };
+                let Some(index) = history.versions.iter().position(|k| k.version == wanted) else {
+                    return Ok(false);
+                };
+                if history.live && index + 1 == history.versions.len() {
+                    let reason = "it is the current version: write a new one first, then purge this one";
+                    return Err(Error::precondition_failed(self.info.id(), key, reason));
+                }
+                // Dropping the version zeroizes its value.
+                history.versions.remove(index);
+                if history.versions.is_empty() {
+                    space.map.remove(key);
+                }
+                Ok(true)
+            }
+            // `Key`, and any target added later: the key with its history.
+            _ => {
+                space.order.remove(key);
+                // Dropping the history zeroizes every value in it.
+                let existed = space.map.remove(key).is_some();
+                if existed {
+                    self.shared.changes.publish(self.info.namespace(), key, None);
+                }
+                Ok(existed)
+            }
+        }
     }
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
+        let now = self.info.now();
         let space = read(&self.space);
         let start = match options.cursor() {
             Some(cursor) => Bound::Excluded(cursor.start_after().as_str()),
@@ -289,6 +457,9 @@ impl CredentialStore for MemoryStore {
                     break;
                 }
                 continue;
+            }
+            if space.map.get(key).is_none_or(|h| h.current(now).is_none()) {
+                continue; // expired
             }
             if keys.len() == options.limit() {
                 more = true;
@@ -314,14 +485,14 @@ impl crate::MemorySettings {
     /// Opens an empty memory store `id` with these settings.
     ///
     /// # Errors
-    /// None today; the `Result` keeps the signature of every backend's
-    /// `open`.
+    /// [`Error::Config`] when `max_versions` or `max_version_age_secs` is 0.
     pub async fn open(
         self,
         id: credstore_core::StoreId,
         _ctx: &credstore_core::config::ConfigContext,
     ) -> credstore_core::Result<MemoryStore> {
-        let mut config = crate::MemoryConfig::new();
+        let retention = self.retention().map_err(|reason| Error::config(&id, reason))?;
+        let mut config = crate::MemoryConfig::new().retention(retention);
         if let Some(prefix) = self.env_prefix {
             config = config.env_prefix(prefix);
         }
@@ -334,7 +505,7 @@ mod tests {
     use credstore_conformance::fixtures::{key, ns};
 
     use super::*;
-    use credstore_core::CredentialStoreExt;
+    use credstore_core::{Clock as _, CredentialStoreExt};
 
     fn v(s: &str) -> SecretValue {
         SecretValue::from(s)
@@ -444,6 +615,66 @@ mod tests {
         // The feed ends with the last handle of the store.
         drop((root, tenant));
         assert!(feed.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_deleted_key_is_recovered_by_restoring_its_last_version() {
+        let store = MemoryStore::new(StoreId::new("m").unwrap());
+        let caps = store.capabilities();
+        assert!(caps.versions && caps.recover_deleted && caps.expiry, "{caps:?}");
+        assert_eq!(caps.retention, crate::DEFAULT_RETENTION);
+        let k = key("k");
+        let first = store.set(&k, &v("one"), &Metadata::new()).await.unwrap();
+        let second = store.set(&k, &v("two"), &Metadata::new()).await.unwrap();
+        assert!(store.delete(&k).await.unwrap());
+        let listed = store.list_versions(&k, &VersionListOptions::new()).await.unwrap();
+        let states: Vec<_> = listed.versions.iter().map(|i| (i.version.clone(), i.state)).collect();
+        assert_eq!(
+            states,
+            [(second.version.clone(), VersionState::Deleted), (first.version, VersionState::Previous)]
+        );
+        let back =
+            store.restore(&k, &second.version, &credstore_core::SetOptions::create_only()).await.unwrap();
+        assert!(back.created);
+        assert_eq!(store.get(&k).await.unwrap().unwrap().value.expose_str().unwrap(), "two");
+        assert!(store.purge(&k, &PurgeTarget::Key).await.unwrap());
+        assert!(store.list_versions(&k, &VersionListOptions::new()).await.unwrap().versions.is_empty());
+    }
+
+    #[tokio::test]
+    async fn retention_keeps_the_newest_versions_and_ages_out_superseded_ones_by_the_store_clock() {
+        let clock = credstore_core::ManualClock::starting_now();
+        let retention = Retention::versions(2).with_max_age(Some(std::time::Duration::from_secs(60)));
+        let config = MemoryConfig::new().retention(retention).clock(Arc::new(clock.clone()));
+        let store = MemoryStore::with_config(StoreId::new("m").unwrap(), config);
+        assert_eq!(store.capabilities().retention, retention);
+        let k = key("k");
+        let mut versions = Vec::new();
+        for n in 0..3 {
+            versions.push(store.set(&k, &v(&n.to_string()), &Metadata::new()).await.unwrap().version);
+        }
+        assert!(store.get_version(&k, &versions[0]).await.unwrap().is_none(), "past max_versions");
+        assert!(store.get_version(&k, &versions[1]).await.unwrap().is_some());
+        clock.advance(std::time::Duration::from_secs(60));
+        assert!(store.get_version(&k, &versions[1]).await.unwrap().is_none(), "past max_age");
+        assert_eq!(store.list_versions(&k, &VersionListOptions::new()).await.unwrap().versions.len(), 1);
+        assert!(store.get_version(&k, &versions[2]).await.unwrap().is_some(), "the current one stays");
+    }
+
+    #[tokio::test]
+    async fn an_expired_credential_reads_as_absent_by_the_store_clock() {
+        let clock = credstore_core::ManualClock::starting_now();
+        let config = MemoryConfig::new().clock(Arc::new(clock.clone()));
+        let store = MemoryStore::with_config(StoreId::new("m").unwrap(), config);
+        let k = key("k");
+        let at = clock.now() + std::time::Duration::from_secs(10);
+        let opts = credstore_core::SetOptions::new().with_expires_at(Some(at));
+        store.set_opts(&k, &v("t"), &Metadata::new(), &opts).await.unwrap();
+        assert_eq!(store.get(&k).await.unwrap().unwrap().expires_at, Some(at));
+        clock.set(at);
+        assert!(store.get(&k).await.unwrap().is_none());
+        assert!(!store.has(&k).await.unwrap());
+        assert!(store.list(&ListOptions::new()).await.unwrap().keys.is_empty());
     }
 
     #[tokio::test]

@@ -595,3 +595,88 @@ async fn writers_read_their_writes_under_concurrent_readers() {
     );
     assert!(cached.stats().entries <= 4);
 }
+
+/// A mock that keeps versions and honours expiry by `clock`.
+fn history_mock(clock: &credstore_core::ManualClock) -> MockStore {
+    let caps = MockStore::DEFAULT_CAPABILITIES
+        .with_versions(true)
+        .with_recover_deleted(true)
+        .with_expiry(true)
+        .with_retention(credstore_core::Retention::versions(10));
+    mock().with_capabilities(caps).with_clock(Arc::new(clock.clone()))
+}
+
+async fn put_expiring(store: &dyn CredentialStore, name: &str, at: std::time::SystemTime) -> Version {
+    let opts = credstore_core::SetOptions::new().with_expires_at(Some(at));
+    store
+        .set_opts(&key(name), &SecretValue::from("short-lived"), &Metadata::new(), &opts)
+        .await
+        .expect("set")
+        .version
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cached_credential_is_served_until_its_expires_at_and_never_from_then_by_the_store_clock() {
+    let clock = credstore_core::ManualClock::starting_now();
+    let mock = history_mock(&clock);
+    let cached = cache_over(&mock, CacheLayer::new().with_ttl(Duration::from_secs(300)));
+    let at = credstore_core::Clock::now(&clock) + Duration::from_secs(30);
+    let version = put_expiring(&*cached, "token", at).await;
+    assert_eq!(text(&*cached, "token").await.as_deref(), Some("short-lived"));
+    mock.reset_calls();
+    clock.set(at - Duration::from_nanos(1));
+    assert_eq!(text(&*cached, "token").await.as_deref(), Some("short-lived"), "a hit before expiry");
+    assert_eq!(cached.version(&key("token")).await.expect("version"), Some(version));
+    assert_eq!(mock.calls(Op::Get) + mock.calls(Op::Version), 0, "served from the cache until expiry");
+    clock.set(at);
+    assert_eq!(text(&*cached, "token").await, None, "get served an expired credential from the cache");
+    assert!(!cached.has(&key("token")).await.expect("has"), "has answered from an expired entry");
+    assert_eq!(cached.version(&key("token")).await.expect("version"), None, "version of an expired entry");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_if_error_never_serves_an_expired_credential() {
+    let clock = credstore_core::ManualClock::starting_now();
+    let mock = history_mock(&clock);
+    let layer = CacheLayer::new().with_ttl(Duration::from_secs(10)).with_max_stale(Duration::from_secs(60));
+    let cached = cache_over(&mock, layer);
+    let at = credstore_core::Clock::now(&clock) + Duration::from_secs(30);
+    put_expiring(&*cached, "token", at).await;
+    assert!(text(&*cached, "token").await.is_some());
+    advance(Duration::from_secs(11)).await;
+    clock.set(at);
+    mock.fail_next(2, Fault::Unavailable);
+    let got = cached.get(&key("token")).await;
+    assert!(matches!(got, Err(Error::Unavailable { .. })), "an expired value was served as stale: {got:?}");
+    assert_eq!(cached.stats().stale_served, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn restore_and_purge_drop_the_cached_value() {
+    let clock = credstore_core::ManualClock::starting_now();
+    let mock = history_mock(&clock);
+    let cached = cache_over(&mock, CacheLayer::new());
+    let good = put(&*cached, "k", "good").await;
+    let bad = put(&*cached, "k", "bad").await;
+    assert_eq!(text(&*cached, "k").await.as_deref(), Some("bad"));
+    let opts = credstore_core::SetOptions::replace(bad);
+    cached.restore(&key("k"), &good, &opts).await.expect("restore");
+    assert_eq!(text(&*cached, "k").await.as_deref(), Some("good"), "the restore was not read back");
+    assert!(cached.purge(&key("k"), &credstore_core::PurgeTarget::Key).await.expect("purge"));
+    assert_eq!(text(&*cached, "k").await, None, "a purged value was served from the cache");
+}
+
+#[tokio::test(start_paused = true)]
+async fn get_version_and_list_versions_always_go_to_the_store() {
+    let clock = credstore_core::ManualClock::starting_now();
+    let mock = history_mock(&clock);
+    let cached = cache_over(&mock, CacheLayer::new());
+    let v = put(&*cached, "k", "v").await;
+    mock.reset_calls();
+    for _ in 0..2 {
+        assert!(cached.get_version(&key("k"), &v).await.expect("get_version").is_some());
+        let page = cached.list_versions(&key("k"), &credstore_core::VersionListOptions::new()).await;
+        assert_eq!(page.expect("list_versions").versions.len(), 1);
+    }
+    assert_eq!((mock.calls(Op::GetVersion), mock.calls(Op::ListVersions)), (2, 2));
+}

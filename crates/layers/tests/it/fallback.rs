@@ -239,3 +239,38 @@ async fn a_chain_has_no_change_feed_even_over_stores_that_have_one() {
     let asked: usize = [&env, &keychain, &file].iter().map(|m| m.calls(Op::Subscribe)).sum();
     assert_eq!(asked, 0, "refused before any member is asked");
 }
+
+#[tokio::test]
+async fn a_chain_declares_no_history_refuses_it_and_purges_a_key_from_its_writable_store() {
+    let caps = MockStore::DEFAULT_CAPABILITIES
+        .with_versions(true)
+        .with_recover_deleted(true)
+        .with_retention(credstore_core::Retention::versions(5));
+    let (env, writer) = (mock("env"), mock("keychain").with_capabilities(caps));
+    let chain = FallbackStore::new(StoreId::new("laptop").expect("id"))
+        .with_read_only(arc(&env))
+        .with_writable(arc(&writer));
+    let declared = chain.capabilities();
+    assert!(!declared.versions && !declared.recover_deleted, "{declared:?}");
+    assert_eq!(declared.retention, credstore_core::Retention::NONE);
+    put(&chain, "k", "v1").await;
+    let first = writer.version(&key("k")).await.expect("version").expect("written to the writable store");
+    put(&chain, "k", "v2").await;
+    let unsupported = |r: credstore_core::Result<()>| match r {
+        Err(Error::Unsupported { store, .. }) => assert_eq!(store.as_str(), "laptop"),
+        other => panic!("expected Unsupported from the chain, got {other:?}"),
+    };
+    unsupported(chain.get_version(&key("k"), &first).await.map(drop));
+    unsupported(chain.list_versions(&key("k"), &credstore_core::VersionListOptions::new()).await.map(drop));
+    unsupported(chain.purge(&key("k"), &credstore_core::PurgeTarget::Version(first.clone())).await.map(drop));
+    unsupported(chain.restore(&key("k"), &first, &credstore_core::SetOptions::new()).await.map(drop));
+    assert_eq!(writer.calls(Op::GetVersion) + writer.calls(Op::ListVersions), 0, "refused before any I/O");
+    assert!(chain.purge(&key("k"), &credstore_core::PurgeTarget::Key).await.expect("purge"));
+    assert_eq!(writer.calls(Op::Purge), 1);
+    let history = writer.list_versions(&key("k"), &credstore_core::VersionListOptions::new()).await;
+    assert!(
+        history.expect("list_versions").versions.is_empty(),
+        "the purge left history in the writable store"
+    );
+    assert_eq!(text(&chain, "k").await, None);
+}

@@ -96,3 +96,34 @@ async fn a_read_only_store_reports_the_changes_made_through_the_wrapped_store() 
     }
     assert_eq!(mock.calls(Op::Subscribe), 1);
 }
+
+#[tokio::test]
+async fn history_is_read_through_while_purge_restore_and_expiry_are_refused_before_io() {
+    let caps = MockStore::DEFAULT_CAPABILITIES
+        .with_versions(true)
+        .with_expiry(true)
+        .with_retention(credstore_core::Retention::versions(5));
+    let mock = MockStore::new(StoreId::new("backend").expect("id")).with_capabilities(caps);
+    let first = mock.set(&key("k"), &SecretValue::from("v1"), &Metadata::new()).await.expect("set").version;
+    mock.set(&key("k"), &SecretValue::from("v2"), &Metadata::new()).await.expect("set");
+    let store = (Arc::new(mock.clone()) as Arc<dyn CredentialStore>).with_layer(ReadOnlyLayer::new());
+    let declared = store.capabilities();
+    assert!(declared.versions && !declared.expiry, "reads of history stay, expiring writes go: {declared:?}");
+    mock.reset_calls();
+    let old = store.get_version(&key("k"), &first).await.expect("get_version").expect("kept");
+    assert_eq!(old.value.expose_str().expect("text"), "v1");
+    let page = store.list_versions(&key("k"), &credstore_core::VersionListOptions::new()).await;
+    assert_eq!(page.expect("list_versions").versions.len(), 2);
+    assert_refused(store.purge(&key("k"), &credstore_core::PurgeTarget::Key).await);
+    assert_refused(store.purge(&key("k"), &credstore_core::PurgeTarget::Version(first.clone())).await);
+    assert_refused(store.restore(&key("k"), &first, &credstore_core::SetOptions::new()).await);
+    let expiring = credstore_core::SetOptions::new()
+        .with_expires_at(Some(std::time::SystemTime::now() + std::time::Duration::from_secs(60)));
+    let r = store.set_opts(&key("k"), &SecretValue::from("x"), &Metadata::new(), &expiring).await;
+    assert_refused_as(r, "expiring credentials");
+    assert_eq!((mock.calls(Op::Purge), mock.calls(Op::Set)), (0, 0), "a refused call reached the backend");
+    assert_eq!(
+        mock.get(&key("k")).await.expect("get").expect("kept").value.expose_str().expect("text"),
+        "v2"
+    );
+}

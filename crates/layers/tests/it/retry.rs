@@ -245,3 +245,30 @@ async fn the_policy_runs_any_call_outside_a_store() {
     assert!(matches!(err, Error::PermissionDenied { .. }));
     assert_eq!(calls, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn history_reads_and_purges_are_retried_on_retriable_errors() {
+    let caps = MockStore::DEFAULT_CAPABILITIES
+        .with_versions(true)
+        .with_retention(credstore_core::Retention::versions(5));
+    let mock = mock().with_capabilities(caps);
+    let first = mock.set(&key("k"), &value("v1"), &Metadata::new()).await.expect("set").version;
+    mock.set(&key("k"), &value("v2"), &Metadata::new()).await.expect("set");
+    let store = retried(&mock, RetryLayer::new().with_max_attempts(3));
+    mock.reset_calls();
+    mock.fail_next_op(Op::GetVersion, 2, Fault::Unavailable);
+    assert!(store.get_version(&key("k"), &first).await.expect("the third attempt").is_some());
+    mock.fail_next_op(Op::ListVersions, 1, Fault::Conflict);
+    let page = store.list_versions(&key("k"), &credstore_core::VersionListOptions::new()).await;
+    assert_eq!(page.expect("the second attempt").versions.len(), 2);
+    mock.fail_next_op(Op::Purge, 1, Fault::Unavailable);
+    assert!(store
+        .purge(&key("k"), &credstore_core::PurgeTarget::Version(first))
+        .await
+        .expect("the second attempt"));
+    assert_eq!((mock.calls(Op::GetVersion), mock.calls(Op::ListVersions), mock.calls(Op::Purge)), (3, 2, 2));
+    mock.fail_next_op(Op::Purge, 1, Fault::PermissionDenied);
+    let denied = store.purge(&key("k"), &credstore_core::PurgeTarget::Key).await;
+    assert!(matches!(denied, Err(Error::PermissionDenied { .. })), "{denied:?}");
+    assert_eq!(mock.calls(Op::Purge), 3, "a non-retriable error is not retried");
+}
