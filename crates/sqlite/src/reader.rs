@@ -21,7 +21,7 @@ use crate::errors;
 use crate::shared::Shared;
 use crate::writer::{age_cutoff, from_nanos, is_expired, version_of};
 use credstore_seal::{
-    decode_payload, decode_payload_owned, RowCipher, RowPlace, RowRole, ValueKind, FORMAT_VERSION,
+    decode_metadata, decode_payload_owned, RowCipher, RowPlace, RowRole, ValueKind, FORMAT_VERSION,
 };
 
 /// The largest sealed payload a read on the calling task opens: 16 KiB
@@ -591,9 +591,8 @@ fn open_metadata(
             ),
         )
     })?;
-    let (_, metadata) = decode_payload(&plain, FORMAT_VERSION, place.kind)
-        .ok_or_else(|| errors::integrity(id, key, "the authenticated payload is malformed"))?;
-    Ok(metadata)
+    decode_metadata(&plain, FORMAT_VERSION, place.kind)
+        .ok_or_else(|| errors::integrity(id, key, "the authenticated payload is malformed"))
 }
 
 /// Whether `key` exists in `ns`, from the clear columns only.
