@@ -328,40 +328,63 @@ pub(crate) fn kept_version(
 ) -> Result<Option<Credential>, ReadError> {
     let now = shared.now_ns();
     keyed(shared, conn, key, mode, |current, pending| {
-        let mut stmt = conn.prepare_cached(KEPT).map_err(|e| mode.sql(shared, &e))?;
-        let inline = i64::from(mode == Mode::Inline);
-        let mut rows = stmt
-            .query(params![ns.as_str(), key.as_str(), version, inline])
-            .map_err(|e| mode.sql(shared, &e))?;
-        if let Some(row) = rows.next().map_err(|e| mode.sql(shared, &e))? {
-            let key_version: i64 = row.get(0).map_err(|e| column_error(shared, key, mode, e))?;
-            let Some(cipher) = cipher_of(current, pending, key_version) else {
-                return Ok(Found::OtherKey(key_version));
-            };
-            let cols = SealedColumns::read(shared, key, mode, row)?;
-            let ended: Option<i64> = row.get(8).map_err(|e| column_error(shared, key, mode, e))?;
-            let newer: i64 = conn
-                .prepare_cached(
-                    "SELECT count(*) FROM credential_history WHERE ns = ?1 AND key = ?2 AND version > ?3",
-                )
-                .and_then(|mut s| s.query_row(params![ns.as_str(), key.as_str(), version], |r| r.get(0)))
+        in_snapshot(shared, conn, mode, || {
+            let mut stmt = conn.prepare_cached(KEPT).map_err(|e| mode.sql(shared, &e))?;
+            let inline = i64::from(mode == Mode::Inline);
+            let mut rows = stmt
+                .query(params![ns.as_str(), key.as_str(), version, inline])
                 .map_err(|e| mode.sql(shared, &e))?;
-            if past_retention(shared, newer as usize, ended, cols.expires, now) {
-                return Ok(Found::Absent);
+            if let Some(row) = rows.next().map_err(|e| mode.sql(shared, &e))? {
+                let key_version: i64 = row.get(0).map_err(|e| column_error(shared, key, mode, e))?;
+                let Some(cipher) = cipher_of(current, pending, key_version) else {
+                    return Ok(Found::OtherKey(key_version));
+                };
+                let cols = SealedColumns::read(shared, key, mode, row)?;
+                let ended: Option<i64> = row.get(8).map_err(|e| column_error(shared, key, mode, e))?;
+                let newer: i64 = conn
+                    .prepare_cached(
+                        "SELECT count(*) FROM credential_history WHERE ns = ?1 AND key = ?2 AND version > ?3",
+                    )
+                    .and_then(|mut s| s.query_row(params![ns.as_str(), key.as_str(), version], |r| r.get(0)))
+                    .map_err(|e| mode.sql(shared, &e))?;
+                if past_retention(shared, newer as usize, ended, cols.expires, now) {
+                    return Ok(Found::Absent);
+                }
+                let place = cols.place(ns, key, RowRole::History);
+                return Ok(Found::Opened(open(shared, cipher, key, &place, cols.nonce, cols.sealed)?));
             }
-            let place = cols.place(ns, key, RowRole::History);
-            return Ok(Found::Opened(open(shared, cipher, key, &place, cols.nonce, cols.sealed)?));
-        }
-        drop(rows);
-        // A current row written before the history: its own version only.
-        match read_current_at(shared, conn, ns, key, mode, current, pending, version)? {
-            Found::Opened((credential, expires)) if !past_retention(shared, 0, None, expires, now) => {
-                Ok(Found::Opened(credential))
+            drop(rows);
+            // A current row written before the history: its own version only.
+            match read_current_at(shared, conn, ns, key, mode, current, pending, version)? {
+                Found::Opened((credential, expires)) if !past_retention(shared, 0, None, expires, now) => {
+                    Ok(Found::Opened(credential))
+                }
+                Found::OtherKey(v) => Ok(Found::OtherKey(v)),
+                _ => Ok(Found::Absent),
             }
-            Found::OtherKey(v) => Ok(Found::OtherKey(v)),
-            _ => Ok(Found::Absent),
-        }
+        })
     })
+}
+
+/// Runs `f` in one read transaction of `conn`, so that its statements see
+/// one snapshot (a write committed in between would make a listing show no
+/// current version, or miss one).
+fn in_snapshot<T>(
+    shared: &Shared,
+    conn: &Connection,
+    mode: Mode,
+    f: impl FnOnce() -> Result<T, ReadError>,
+) -> Result<T, ReadError> {
+    conn.execute_batch("BEGIN").map_err(|e| mode.sql(shared, &e))?;
+    let out = f();
+    let ended = conn.execute_batch("COMMIT");
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    match (out, ended) {
+        (Ok(_), Err(e)) => Err(mode.sql(shared, &e)),
+        (out, _) => out,
+    }
 }
 
 /// The current row of a key when it is at row version `version`, opened
@@ -411,92 +434,95 @@ pub(crate) fn versions_page(
 ) -> Result<VersionPage, ReadError> {
     let now = shared.now_ns();
     let page = keyed(shared, conn, key, mode, |current, pending| {
-        let live: Option<(i64, Option<i64>)> = conn
-            .prepare_cached("SELECT version, expires_at FROM credentials WHERE ns = ?1 AND key = ?2")
-            .and_then(|mut s| {
-                s.query_row(params![ns.as_str(), key.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).optional()
-            })
-            .map_err(|e| column_error(shared, key, mode, e))?;
-        let max = shared.retention.max_versions.map_or(-1, i64::from);
-        let inline = i64::from(mode == Mode::Inline);
-        let mut stmt = conn.prepare_cached(HISTORY).map_err(|e| mode.sql(shared, &e))?;
-        let mut rows =
-            stmt.query(params![ns.as_str(), key.as_str(), max, inline]).map_err(|e| mode.sql(shared, &e))?;
-        let mut entries: Vec<VersionInfo> = Vec::new();
-        let mut rank = 0usize;
-        // Whether the cursor's version was met (or there is none).
-        let mut started = after.is_none();
-        let mut more = false;
-        let mut buf =
-            PageBuilder { limit, entries: &mut entries, more: &mut more, started: &mut started, after };
-        let mut first = true;
-        while let Some(row) = rows.next().map_err(|e| mode.sql(shared, &e))? {
-            let version: i64 = row.get(5).map_err(|e| column_error(shared, key, mode, e))?;
+        in_snapshot(shared, conn, mode, || {
+            let live: Option<(i64, Option<i64>)> = conn
+                .prepare_cached("SELECT version, expires_at FROM credentials WHERE ns = ?1 AND key = ?2")
+                .and_then(|mut s| {
+                    s.query_row(params![ns.as_str(), key.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).optional()
+                })
+                .map_err(|e| column_error(shared, key, mode, e))?;
+            let max = shared.retention.max_versions.map_or(-1, i64::from);
+            let inline = i64::from(mode == Mode::Inline);
+            let mut stmt = conn.prepare_cached(HISTORY).map_err(|e| mode.sql(shared, &e))?;
+            let mut rows = stmt
+                .query(params![ns.as_str(), key.as_str(), max, inline])
+                .map_err(|e| mode.sql(shared, &e))?;
+            let mut entries: Vec<VersionInfo> = Vec::new();
+            let mut rank = 0usize;
+            // Whether the cursor's version was met (or there is none).
+            let mut started = after.is_none();
+            let mut more = false;
+            let mut buf =
+                PageBuilder { limit, entries: &mut entries, more: &mut more, started: &mut started, after };
+            let mut first = true;
+            while let Some(row) = rows.next().map_err(|e| mode.sql(shared, &e))? {
+                let version: i64 = row.get(5).map_err(|e| column_error(shared, key, mode, e))?;
+                if first {
+                    first = false;
+                    // A current row newer than every history row was written
+                    // before the history existed: it leads the list.
+                    if let Some((v, expires)) = live.filter(|(v, _)| *v > version) {
+                        match legacy_entry(shared, conn, ns, key, mode, current, pending, v, expires, now)? {
+                            Found::OtherKey(kv) => return Ok(Found::OtherKey(kv)),
+                            Found::Opened(info) => {
+                                if !past_retention(shared, rank, None, expires, now) && buf.take(v)? {
+                                    buf.push(info);
+                                }
+                                rank += 1;
+                            }
+                            Found::Absent => {}
+                        }
+                    }
+                }
+                let ended: Option<i64> = row.get(8).map_err(|e| column_error(shared, key, mode, e))?;
+                let deleted: bool = row
+                    .get::<_, Option<i64>>(9)
+                    .map_err(|e| column_error(shared, key, mode, e))?
+                    .is_some_and(|d| d != 0);
+                let key_version: i64 = row.get(0).map_err(|e| column_error(shared, key, mode, e))?;
+                let cols = SealedColumns::read(shared, key, mode, row)?;
+                let this_rank = rank;
+                rank += 1;
+                if past_retention(shared, this_rank, ended, cols.expires, now) || !buf.take(version)? {
+                    if *buf.more {
+                        break;
+                    }
+                    continue;
+                }
+                let Some(cipher) = cipher_of(current, pending, key_version) else {
+                    return Ok(Found::OtherKey(key_version));
+                };
+                let place = cols.place(ns, key, RowRole::History);
+                let metadata = open_metadata(shared, cipher, key, &place, cols.nonce, cols.sealed)?;
+                let state = state_of(cols.expires, now, live.map(|(v, _)| v) == Some(version), deleted);
+                buf.push(
+                    VersionInfo::new(version_of(version), state, from_nanos(cols.updated))
+                        .with_expires_at(cols.expires.map(from_nanos))
+                        .with_metadata(metadata),
+                );
+            }
             if first {
-                first = false;
-                // A current row newer than every history row was written
-                // before the history existed: it leads the list.
-                if let Some((v, expires)) = live.filter(|(v, _)| *v > version) {
+                // No history row: a current row written before the history.
+                if let Some((v, expires)) = live {
                     match legacy_entry(shared, conn, ns, key, mode, current, pending, v, expires, now)? {
                         Found::OtherKey(kv) => return Ok(Found::OtherKey(kv)),
-                        Found::Opened(info) => {
-                            if !past_retention(shared, rank, None, expires, now) && buf.take(v)? {
-                                buf.push(info);
-                            }
-                            rank += 1;
+                        Found::Opened(info)
+                            if !past_retention(shared, 0, None, expires, now) && buf.take(v)? =>
+                        {
+                            buf.push(info)
                         }
-                        Found::Absent => {}
+                        _ => {}
                     }
                 }
             }
-            let ended: Option<i64> = row.get(8).map_err(|e| column_error(shared, key, mode, e))?;
-            let deleted: bool = row
-                .get::<_, Option<i64>>(9)
-                .map_err(|e| column_error(shared, key, mode, e))?
-                .is_some_and(|d| d != 0);
-            let key_version: i64 = row.get(0).map_err(|e| column_error(shared, key, mode, e))?;
-            let cols = SealedColumns::read(shared, key, mode, row)?;
-            let this_rank = rank;
-            rank += 1;
-            if past_retention(shared, this_rank, ended, cols.expires, now) || !buf.take(version)? {
-                if *buf.more {
-                    break;
-                }
-                continue;
+            let started = *buf.started;
+            let more = *buf.more;
+            if !started {
+                return Ok(Found::Opened(VersionPage::default()));
             }
-            let Some(cipher) = cipher_of(current, pending, key_version) else {
-                return Ok(Found::OtherKey(key_version));
-            };
-            let place = cols.place(ns, key, RowRole::History);
-            let metadata = open_metadata(shared, cipher, key, &place, cols.nonce, cols.sealed)?;
-            let state = state_of(cols.expires, now, live.map(|(v, _)| v) == Some(version), deleted);
-            buf.push(
-                VersionInfo::new(version_of(version), state, from_nanos(cols.updated))
-                    .with_expires_at(cols.expires.map(from_nanos))
-                    .with_metadata(metadata),
-            );
-        }
-        if first {
-            // No history row: a current row written before the history.
-            if let Some((v, expires)) = live {
-                match legacy_entry(shared, conn, ns, key, mode, current, pending, v, expires, now)? {
-                    Found::OtherKey(kv) => return Ok(Found::OtherKey(kv)),
-                    Found::Opened(info)
-                        if !past_retention(shared, 0, None, expires, now) && buf.take(v)? =>
-                    {
-                        buf.push(info)
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let started = *buf.started;
-        let more = *buf.more;
-        if !started {
-            return Ok(Found::Opened(VersionPage::default()));
-        }
-        let next_cursor = if more { entries.last().map(|v| v.version.clone()) } else { None };
-        Ok(Found::Opened(VersionPage { versions: std::mem::take(&mut entries), next_cursor }))
+            let next_cursor = if more { entries.last().map(|v| v.version.clone()) } else { None };
+            Ok(Found::Opened(VersionPage { versions: std::mem::take(&mut entries), next_cursor }))
+        })
     })?;
     Ok(page.unwrap_or_default())
 }

@@ -373,3 +373,33 @@ async fn a_0_2_database_opens_unchanged_and_gains_a_history_at_its_next_write() 
     store.restore(&key("k2"), &k2, &SetOptions::create_only()).await.unwrap();
     assert_eq!(value(&store, "k2").await.as_deref(), Some("v2"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_racing_writes_always_shows_exactly_one_current_version() {
+    let (_dir, path, master) = keyed_temp_db("race.db");
+    let store = open_with(
+        SqliteConfig::new(&path)
+            .master_key(master.clone())
+            .synchronous(credstore_sqlite::Synchronous::Normal),
+    )
+    .await;
+    write(&store, "k", "v").await;
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..300 {
+                store.set(&key("k"), &SecretValue::from(format!("v{i}")), &Metadata::new()).await.unwrap();
+            }
+        })
+    };
+    let mut listings = 0;
+    while !writer.is_finished() {
+        let page = store.list_versions(&key("k"), &VersionListOptions::new()).await.unwrap();
+        let current = page.versions.iter().filter(|v| v.state == VersionState::Current).count();
+        assert_eq!(current, 1, "listing {listings}: {:?}", page.versions);
+        assert_eq!(page.versions[0].state, VersionState::Current, "the newest is the current one");
+        listings += 1;
+    }
+    writer.await.unwrap();
+    assert!(listings > 0);
+}
