@@ -150,7 +150,9 @@
 //!   `list_versions` reads the key's history rows newest first in one read
 //!   transaction, opening each for its metadata, and pages them
 //!   ([`VersionListOptions`](credstore_core::VersionListOptions)); both run
-//!   where `get` does. A state is `expired` when the version's `expires_at`
+//!   where `get` does. Each listed version is one authenticated opening: a
+//!   page of 100 versions costs about as much as 60 gets (about 150 µs in
+//!   a release build on a 2-core machine, against 2.5 µs for a get). A state is `expired` when the version's `expires_at`
 //!   has passed, else `current` for the version `get` returns, `deleted`
 //!   for the version a delete ended, `previous` otherwise.
 //! - **Expiry.** A write's [`expires_at`](credstore_core::SetOptions::expires_at)
