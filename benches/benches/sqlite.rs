@@ -5,7 +5,11 @@
 //! 100,000 credentials (data key, key-encryption key against the data key,
 //! both) and its open time; open + first read of a database of 1,000
 //! credentials keyed by a key file, a passphrase and a master key given
-//! directly (`credstore_benches::envelope::open_and_first_read`).
+//! directly (`credstore_benches::envelope::open_and_first_read`); and the
+//! history rows (scenarios starting with `history`): a durable set with the
+//! default retention against one without history (`Retention::NONE`), a
+//! get of a key with kept versions against one without, and listing a key's
+//! 100 versions against one get.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -13,8 +17,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use credstore_benches::summary::{Better, Row, Scenario};
 use credstore_benches::{bench_out_dir, envelope, key_name, quick, test_mode, KeyWalk};
-use credstore_core::{CredentialKey, CredentialStore, CredentialStoreExt, Metadata, SecretValue, StoreId};
-use credstore_sqlite::{KeyFile, MasterKey, RotationKind, SqliteConfig, SqliteStore};
+use credstore_core::{
+    CredentialKey, CredentialStore, CredentialStoreExt, Metadata, Retention, SecretValue, StoreId,
+    VersionListOptions,
+};
+use credstore_sqlite::{KeyFile, MasterKey, RotationKind, SqliteConfig, SqliteStore, DEFAULT_RETENTION};
 use criterion::Criterion;
 use rusqlite::{params, Connection};
 
@@ -197,6 +204,122 @@ fn bench_set(c: &mut Criterion, rt: &tokio::runtime::Runtime, writers: usize) {
             }
             start.elapsed()
         })
+    });
+    g.finish();
+    s.register();
+}
+
+/// A store on `path` keeping `retention`.
+async fn ours_keeping(path: &Path, retention: Retention) -> SqliteStore {
+    let config = SqliteConfig::new(path).master_key(MasterKey::generate()).retention(retention);
+    SqliteStore::open(StoreId::new("bench-sqlite-history").unwrap(), config).await.expect("open the store")
+}
+
+/// The history rows: what keeping versions costs a write and a read, and
+/// what listing them costs against a read.
+fn bench_history(c: &mut Criterion, rt: &tokio::runtime::Runtime, keys: usize) {
+    let dir = Dir::new();
+    let value = SecretValue::from(VALUE);
+
+    // A durable set (synchronous=FULL, one writer) with the default
+    // retention against the same store keeping no history; every key has a
+    // full history already, so each set also prunes one version.
+    let with = rt.block_on(ours_keeping(&dir.file("history-set.db"), DEFAULT_RETENTION));
+    let without = rt.block_on(ours_keeping(&dir.file("no-history-set.db"), Retention::NONE));
+    let set_keys: Vec<CredentialKey> = (0..16).map(|i| CredentialKey::new(key_name(i)).unwrap()).collect();
+    rt.block_on(async {
+        for _ in 0..DEFAULT_RETENTION.max_versions.unwrap_or(10) + 1 {
+            envelope::fill(&with, set_keys.len(), VALUE).await;
+            envelope::fill(&without, set_keys.len(), VALUE).await;
+        }
+    });
+    let s = Scenario {
+        group: "sqlite_history_set".into(),
+        scenario: format!(
+            "history: encrypted sqlite durable set (synchronous=FULL, 1 writer) keeping the default retention \
+             ({} versions, pruned on the write)",
+            DEFAULT_RETENTION.max_versions.unwrap_or(0)
+        ),
+        ops_per_iter: 1,
+        baseline_name: "the same set on a store keeping no history (Retention::NONE)".into(),
+        goal: Some(0.8),
+    };
+    let mut g = c.benchmark_group(&s.group);
+    for (name, store) in [("ours", &with), ("baseline", &without)] {
+        let mut walk = KeyWalk::new(3, set_keys.len());
+        g.bench_function(name, |b| {
+            b.to_async(rt).iter(|| {
+                let k = &set_keys[walk.next()];
+                let value = &value;
+                async move { store.set(k, value, &Metadata::new()).await.unwrap() }
+            })
+        });
+    }
+    g.finish();
+    s.register();
+    drop((with, without));
+
+    // A get of a key with a full history against a store keeping none.
+    let kept = DEFAULT_RETENTION.max_versions.unwrap_or(10) as usize;
+    let with = rt.block_on(ours_keeping(&dir.file("history-get.db"), DEFAULT_RETENTION));
+    let without = rt.block_on(ours_keeping(&dir.file("no-history-get.db"), Retention::NONE));
+    rt.block_on(async {
+        for _ in 0..kept {
+            envelope::fill(&with, keys, VALUE).await;
+        }
+        envelope::fill(&without, keys, VALUE).await;
+    });
+    let typed: Vec<CredentialKey> = (0..keys).map(|i| CredentialKey::new(key_name(i)).unwrap()).collect();
+    let s = Scenario {
+        group: format!("sqlite_history_get_k{keys}"),
+        scenario: format!("history: encrypted sqlite get of a key with {kept} kept versions, {keys} keys"),
+        ops_per_iter: 1,
+        baseline_name: "the same get on a store keeping no history (Retention::NONE)".into(),
+        goal: Some(0.95),
+    };
+    let mut g = c.benchmark_group(&s.group);
+    for (name, store) in [("ours", &with), ("baseline", &without)] {
+        let mut walk = KeyWalk::new(1, keys);
+        g.bench_function(name, |b| {
+            b.to_async(rt).iter(|| {
+                let k = &typed[walk.next()];
+                async move { std::hint::black_box(store.get(k).await.unwrap()) }
+            })
+        });
+    }
+    g.finish();
+    s.register();
+    drop((with, without));
+
+    // Listing a key's 100 versions (one page, each version opened for its
+    // metadata) against one get of that key, on the same store.
+    let store = rt.block_on(ours_keeping(&dir.file("history-list.db"), Retention::versions(100)));
+    let listed = CredentialKey::new(key_name(0)).unwrap();
+    rt.block_on(async {
+        for i in 0..100 {
+            let meta = Metadata::try_from([("rotation", i.to_string().as_str())]).unwrap();
+            store.set(&listed, &value, &meta).await.unwrap();
+        }
+        let page = store.list_versions(&listed, &VersionListOptions::new()).await.unwrap();
+        assert_eq!((page.versions.len(), page.next_cursor), (100, None), "one page of 100 versions");
+    });
+    let s = Scenario {
+        group: "sqlite_history_list_100".into(),
+        scenario:
+            "history: encrypted sqlite list_versions of a key's 100 versions (one page, metadata opened)"
+                .into(),
+        ops_per_iter: 1,
+        baseline_name: "one get of that key on the same store".into(),
+        goal: Some(0.5),
+    };
+    let mut g = c.benchmark_group(&s.group);
+    let options = VersionListOptions::new();
+    g.bench_function("ours", |b| {
+        b.to_async(rt)
+            .iter(|| async { std::hint::black_box(store.list_versions(&listed, &options).await.unwrap()) })
+    });
+    g.bench_function("baseline", |b| {
+        b.to_async(rt).iter(|| async { std::hint::black_box(store.get(&listed).await.unwrap()) })
     });
     g.finish();
     s.register();
@@ -520,6 +643,7 @@ fn main() {
     for writers in [1, 8, 64] {
         bench_set(&mut c, &rt, writers);
     }
+    bench_history(&mut c, &rt, keys.min(1_000));
     let n = if test_mode() {
         1_000
     } else if quick() {

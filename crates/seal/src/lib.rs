@@ -131,8 +131,8 @@ pub use provider::{
 };
 pub use record::KeyRecord;
 pub use row::{
-    decode_payload, decode_payload_owned, encode_payload, RowCipher, RowPlace, RowRole, ValueKind, FORMAT_V1,
-    FORMAT_V2, FORMAT_V3, FORMAT_VERSION, NONCE_LEN,
+    decode_metadata, decode_payload, decode_payload_owned, encode_payload, RowCipher, RowPlace, RowRole,
+    ValueKind, FORMAT_V1, FORMAT_V2, FORMAT_V3, FORMAT_VERSION, NONCE_LEN,
 };
 pub use row_set::{Digest, RowSet, RowSetState, ROW_SET_RECORD_LEN};
 

@@ -446,6 +446,15 @@ pub fn decode_payload(bytes: &[u8], format: u8, kind: ValueKind) -> Option<(Secr
     (ValueKind::of(&value) == kind).then_some((value, metadata))
 }
 
+/// The metadata of a payload [`encode_payload`] produced, in row format
+/// `format` for a value of `kind`, without copying the value out: what a
+/// listing of versions reads. `None` when the bytes are not such a payload
+/// or the metadata breaks the limits (the value's bytes are not checked
+/// against `kind`).
+pub fn decode_metadata(bytes: &[u8], format: u8, kind: ValueKind) -> Option<Metadata> {
+    parse_payload(bytes, format, kind).map(|(_, metadata)| metadata)
+}
+
 /// [`decode_payload`] taking the plaintext buffer, which becomes the
 /// value's own (no copy): the value is moved to its front and the rest
 /// stays in its spare capacity, which the value zeroizes with it.
@@ -534,6 +543,8 @@ mod tests {
         assert!(decode_payload(&longer, FORMAT_VERSION, ValueKind::Text).is_none());
         assert!(decode_payload(&bytes, FORMAT_VERSION, ValueKind::Binary).is_none(), "kind disagrees");
         assert!(decode_payload(&bytes, FORMAT_V1, ValueKind::Text).is_none(), "format disagrees");
+        assert_eq!(decode_metadata(&bytes, FORMAT_VERSION, ValueKind::Text), Some(meta.clone()));
+        assert!(decode_metadata(&bytes[..bytes.len() - 1], FORMAT_VERSION, ValueKind::Text).is_none());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use credstore_core::Namespace;
+use credstore_core::{Clock, Namespace, Retention, SystemClock};
 
 use crate::{KeyFile, KeyProvider, MasterKey};
 
@@ -37,6 +37,10 @@ impl Synchronous {
 /// fails with a retriable [`credstore_core::Error::Unavailable`].
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The history a store keeps unless told otherwise: the 10 newest versions
+/// of each key (the current one included), with no age limit.
+pub const DEFAULT_RETENTION: Retention = Retention::versions(10);
+
 /// Settings of a [`crate::SqliteStore`]: the database file, the master key and
 /// the durability and locking options. `Debug` never shows key material.
 ///
@@ -64,13 +68,16 @@ pub struct SqliteConfig {
     pub(crate) synchronous: Synchronous,
     pub(crate) busy_timeout: Duration,
     pub(crate) max_size_bytes: Option<u64>,
+    pub(crate) retention: Retention,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl SqliteConfig {
     /// Settings for the database at `path`, with the defaults: the root
     /// namespace, [`Synchronous::Full`], a busy timeout of
-    /// [`DEFAULT_BUSY_TIMEOUT`], no size limit, and no master key yet (one is
-    /// required: see [`SqliteConfig::master_key`]).
+    /// [`DEFAULT_BUSY_TIMEOUT`], no size limit, [`DEFAULT_RETENTION`], the
+    /// system clock, and no master key yet (one is required: see
+    /// [`SqliteConfig::master_key`]).
     ///
     /// # Behavior
     /// The file and any missing parent directories are created on the first
@@ -87,6 +94,8 @@ impl SqliteConfig {
             synchronous: Synchronous::default(),
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             max_size_bytes: None,
+            retention: DEFAULT_RETENTION,
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -217,6 +226,36 @@ impl SqliteConfig {
         self
     }
 
+    /// How much history the store keeps of each key; see the crate docs,
+    /// "History". Default: [`DEFAULT_RETENTION`], the 10 newest versions.
+    ///
+    /// # Behavior
+    /// - Every write also seals a copy of the new version into the key's
+    ///   history, and drops the versions past the retention: beyond
+    ///   `max_versions` (the current one included), or that stopped being
+    ///   current more than `max_age` ago by the store's clock. Reads filter
+    ///   by the same rule, so a version past its age is gone at once even
+    ///   if its key is not written again.
+    /// - [`Retention::NONE`] (`max_versions` 1) keeps no history: the store
+    ///   declares no `versions` nor `recover_deleted`, writes seal one row,
+    ///   and a delete also drops any history kept before.
+    /// - The retention is this store's, not the file's: another store
+    ///   opened on the same file with another retention prunes by its own
+    ///   at its writes.
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The clock the store decides expiry and age-based retention by (its
+    /// [`StoreInfo::clock`](credstore_core::StoreInfo::clock)); tests give a
+    /// [`ManualClock`](credstore_core::ManualClock). Default: the system
+    /// clock. Timestamps (`created_at`, `updated_at`) stay the system's.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -245,6 +284,10 @@ pub use credstore_seal::KeySource;
 /// synchronous = "full"             # optional: full (default) | normal
 /// busy_timeout_ms = 5000           # optional
 /// max_size_bytes = 104857600       # optional
+/// max_versions = 10                # optional: versions kept per key, the current one
+///                                  # included (default 10; 1 keeps no history)
+/// max_version_age_secs = 2592000   # optional: drop versions that stopped being current
+///                                  # this long ago (default: no age limit)
 /// allow_loose_permissions = false  # optional: accept a key or passphrase file
 ///                                  # that its group or others may read (default: refused)
 /// ```
@@ -284,6 +327,7 @@ pub struct SqliteSettings {
     pub(crate) busy_timeout: Duration,
     pub(crate) max_size_bytes: Option<u64>,
     pub(crate) allow_loose_permissions: bool,
+    pub(crate) retention: Retention,
 }
 
 #[cfg(feature = "serde")]
@@ -298,7 +342,20 @@ impl SqliteSettings {
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             max_size_bytes: None,
             allow_loose_permissions: false,
+            retention: DEFAULT_RETENTION,
         }
+    }
+
+    /// `max_versions` and `max_version_age_secs`: the history kept; see
+    /// [`SqliteConfig::retention`]. Default: [`DEFAULT_RETENTION`].
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The history kept of each key.
+    pub fn retention_settings(&self) -> Retention {
+        self.retention
     }
 
     /// `allow_loose_permissions`: accept a key file or passphrase file that
@@ -327,14 +384,16 @@ impl SqliteSettings {
     }
 
     /// The [`SqliteConfig`] of these settings without its key: the database
-    /// file (resolved with `ctx`), the durability, locking and size options.
+    /// file (resolved with `ctx`), the durability, locking and size options
+    /// and the retention.
     /// The caller gives the key ([`SqliteConfig::master_key`],
     /// [`SqliteConfig::master_key_file`] or [`SqliteConfig::key_provider`]),
     /// as a store whose key is [`KeySource::Provider`] needs.
     pub fn base_config(&self, ctx: &credstore_core::config::ConfigContext) -> SqliteConfig {
         let config = SqliteConfig::new(ctx.path(&self.path))
             .synchronous(self.synchronous)
-            .busy_timeout(self.busy_timeout);
+            .busy_timeout(self.busy_timeout)
+            .retention(self.retention);
         match self.max_size_bytes {
             Some(bytes) => config.max_size_bytes(bytes),
             None => config,
@@ -389,6 +448,10 @@ mod de {
         max_size_bytes: Option<u64>,
         #[serde(default)]
         allow_loose_permissions: bool,
+        #[serde(default)]
+        max_versions: Option<u32>,
+        #[serde(default)]
+        max_version_age_secs: Option<u64>,
         /// `key = { provider = .. }`: read by the caller, only noted here.
         #[serde(default)]
         key: Option<serde::de::IgnoredAny>,
@@ -421,6 +484,24 @@ mod de {
             if raw.max_size_bytes == Some(0) {
                 return Err("max_size_bytes must be at least 1; leave it out for no cap".into());
             }
+            let max_versions = match raw.max_versions {
+                None => DEFAULT_RETENTION.max_versions,
+                Some(0) => return Err("max_versions must be at least 1 (1 keeps no history)".into()),
+                Some(n) => Some(n),
+            };
+            let max_age = match raw.max_version_age_secs {
+                Some(0) => {
+                    return Err(
+                        "max_version_age_secs must be at least 1; leave it out for no age limit".into()
+                    )
+                }
+                secs => secs.map(Duration::from_secs),
+            };
+            let retention = match max_versions {
+                Some(n) => Retention::versions(n),
+                None => Retention::UNBOUNDED,
+            }
+            .with_max_age(max_age);
             Ok(SqliteSettings {
                 path: raw.path,
                 master_key,
@@ -428,6 +509,7 @@ mod de {
                 busy_timeout,
                 max_size_bytes: raw.max_size_bytes,
                 allow_loose_permissions: raw.allow_loose_permissions,
+                retention,
             })
         }
     }
@@ -451,6 +533,22 @@ mod de {
             .unwrap();
             assert_eq!(s.master_key(), &KeySource::Passphrase(SecretSource::File("p".into())));
             assert_eq!((s.synchronous, s.busy_timeout), (Synchronous::Normal, Duration::from_millis(20)));
+            assert_eq!(s.retention_settings(), DEFAULT_RETENTION);
+        }
+
+        #[test]
+        fn retention_settings_parse_and_reach_the_config() {
+            let s = parse(r#"{"path": "a.db", "master_key_env": "K", "max_versions": 3, "max_version_age_secs": 86400}"#)
+                .unwrap();
+            let expected = Retention::versions(3).with_max_age(Some(Duration::from_secs(86_400)));
+            assert_eq!(s.retention_settings(), expected);
+            let dir = tempfile::tempdir().unwrap();
+            let config = s.base_config(&credstore_core::config::ConfigContext::new(dir.path()));
+            assert_eq!(config.retention, expected);
+            let s = parse(r#"{"path": "a.db", "master_key_env": "K", "max_versions": 1}"#).unwrap();
+            assert_eq!(s.retention_settings(), Retention::NONE);
+            let s = parse(r#"{"path": "a.db", "master_key_env": "K", "max_version_age_secs": 60}"#).unwrap();
+            assert_eq!(s.retention_settings(), DEFAULT_RETENTION.with_max_age(Some(Duration::from_secs(60))));
         }
 
         #[test]
@@ -466,6 +564,14 @@ mod de {
                 (r#"{"path": "a.db", "master_key_env": "K", "synchronous": "off"}"#, "synchronous"),
                 (r#"{"path": "a.db", "master_key_env": "K", "busy_timeout_ms": 0}"#, "busy_timeout_ms"),
                 (r#"{"path": "a.db", "master_key_env": "K", "max_size_bytes": 0}"#, "max_size_bytes"),
+                (
+                    r#"{"path": "a.db", "master_key_env": "K", "max_versions": 0}"#,
+                    "max_versions must be at least 1",
+                ),
+                (
+                    r#"{"path": "a.db", "master_key_env": "K", "max_version_age_secs": 0}"#,
+                    "max_version_age_secs must be at least 1",
+                ),
                 (
                     r#"{"path": "a.db", "master_key_env": "K", "master_key": "x"}"#,
                     "unknown field `master_key`",

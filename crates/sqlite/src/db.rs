@@ -32,8 +32,8 @@ const CREATE_META: &str = "CREATE TABLE credstore_meta (
          value BLOB NOT NULL
      ) WITHOUT ROWID;";
 
-/// The sealed credentials of schema 2, one row per namespace and key, in a
-/// table named `name`.
+/// The sealed credentials, one row per namespace and key, in a table named
+/// `name`: the columns of schema 2 and, since schema 4, `expires_at`.
 fn create_credentials(name: &str) -> String {
     format!(
         "CREATE TABLE {name} (
@@ -46,19 +46,47 @@ fn create_credentials(name: &str) -> String {
              updated_at  INTEGER NOT NULL,
              version     INTEGER NOT NULL,
              kind        TEXT    NOT NULL,
+             expires_at  INTEGER,
              PRIMARY KEY (ns, key)
          ) WITHOUT ROWID;"
     )
 }
 
+/// The kept versions of each key (schema 4): one sealed row per version,
+/// sealed as a history row (role `History`), bound to its place, version,
+/// kind and expiry. `ended_at` is when the version stopped being current
+/// (overwritten or deleted) by the store's clock, `deleted` whether a
+/// delete ended it.
+pub(crate) const CREATE_HISTORY: &str = "CREATE TABLE IF NOT EXISTS credential_history (
+         ns          TEXT    NOT NULL,
+         key         TEXT    NOT NULL,
+         version     INTEGER NOT NULL,
+         key_version INTEGER NOT NULL,
+         nonce       BLOB    NOT NULL,
+         sealed      BLOB    NOT NULL,
+         created_at  INTEGER NOT NULL,
+         updated_at  INTEGER NOT NULL,
+         kind        TEXT    NOT NULL,
+         expires_at  INTEGER,
+         ended_at    INTEGER,
+         deleted     INTEGER NOT NULL DEFAULT 0,
+         PRIMARY KEY (ns, key, version)
+     ) WITHOUT ROWID;";
+
 /// The schema version this build writes (`PRAGMA user_version`): rows
-/// sealed under a data key (row format 3), its key record in
-/// `credstore_meta`. Schema 2 (0.2) had the same tables, its rows sealed
-/// directly under the master key (format 2); such a file opens as it is and
-/// moves to schema 3 at its first write or rotation. Schema 1 had no
-/// `version` and `kind` columns and sealed rows in format 1; opening such a
-/// file migrates it to schema 2 first (see [`migrate_v1`]).
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+/// sealed under a data key (row formats 3 and 4), its key record in
+/// `credstore_meta`, the `expires_at` column and the `credential_history`
+/// table. Schema 3 had no history and no expiry: opening such a file adds
+/// them, nothing else changes ([`add_history`]). Schema 2 (0.2) had the
+/// tables of schema 3, its rows sealed directly under the master key
+/// (format 2); such a file opens as it is (the history table and the
+/// expiry column are added) and moves to schema 4 at its first write or
+/// rotation. Schema 1 had no `version` and `kind` columns and sealed rows
+/// in format 1; opening such a file migrates it to schema 2 first (see
+/// [`migrate_v1`]).
+pub(crate) const SCHEMA_VERSION: i64 = 4;
+/// The first schema whose rows are sealed under a data key.
+const DATA_KEY_SCHEMA: i64 = 3;
 /// The schema of 0.2, and of 0.1's files once migrated at opening.
 const LEGACY_SCHEMA: i64 = 2;
 
@@ -169,6 +197,7 @@ pub(crate) fn open(id: &StoreId, config: &SqliteConfig, keks: &[Kek]) -> Result<
         conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(())).map_err(sql)?;
     }
     let (keys, key_index) = prepare_schema(id, path, &conn, keks, config.verify_rows)?;
+    add_history(id, path, &conn)?;
     let file = FileId::of(path).map_err(|e| errors::from_io(id, path, "inspect", &e))?;
     Ok(Opened { conn, keys, file, key_index })
 }
@@ -353,7 +382,7 @@ fn prepare_schema(
                     }
                 }
             }
-            State::Ours(version) if version >= SCHEMA_VERSION => {
+            State::Ours(version) if version >= DATA_KEY_SCHEMA => {
                 let (key_version, check, record) = snapshot(conn, read_key_meta).map_err(sql)?;
                 let key_version = key_version.ok_or_else(|| damaged("key version"))?;
                 let check = check.ok_or_else(|| damaged("key check value"))?;
@@ -552,7 +581,60 @@ pub(crate) async fn prepare(
 fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(CREATE_META)?;
     conn.execute_batch(&create_credentials("credentials"))?;
+    conn.execute_batch(CREATE_HISTORY)?;
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))
+}
+
+/// Adds what schema 4 has and older files lack, once their key is checked,
+/// in one write transaction: the `expires_at` column of `credentials`
+/// (NULL: no expiry, as every row written before) and the empty
+/// `credential_history` table; a file of schema 3 becomes schema 4. Rows
+/// are not touched: writes made before keep their row and have no history.
+/// Files of schemas 1 and 2 keep their schema version (their rows are
+/// sealed under the master key until their first write moves them on).
+fn add_history(id: &StoreId, path: &Path, conn: &Connection) -> Result<()> {
+    let sql = |e: rusqlite::Error| errors::from_sqlite(id, path, &e);
+    let done = |c: &Connection| -> rusqlite::Result<bool> {
+        let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let history: i64 = c.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'credential_history'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(v != DATA_KEY_SCHEMA && history == 1 && has_expiry_column(c)?)
+    };
+    if snapshot(conn, done).map_err(sql)? {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
+    let added = (|| {
+        if !has_expiry_column(conn)? {
+            conn.execute_batch("ALTER TABLE credentials ADD COLUMN expires_at INTEGER;")?;
+        }
+        conn.execute_batch(CREATE_HISTORY)?;
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if v == DATA_KEY_SCHEMA {
+            conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
+        }
+        conn.execute_batch("COMMIT")
+    })();
+    if let Err(e) = added {
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        return Err(sql(e));
+    }
+    tracing::info!(path = %path.display(), "added the version history and expiry of schema {SCHEMA_VERSION}");
+    Ok(())
+}
+
+fn has_expiry_column(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('credentials') WHERE name = 'expires_at'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n == 1)
 }
 
 /// Migrates an older schema to this build's, inside the caller's write
@@ -794,7 +876,18 @@ mod tests {
             .unwrap();
         assert_eq!(
             columns,
-            ["ns", "key", "key_version", "nonce", "sealed", "created_at", "updated_at", "version", "kind"]
+            [
+                "ns",
+                "key",
+                "key_version",
+                "nonce",
+                "sealed",
+                "created_at",
+                "updated_at",
+                "version",
+                "kind",
+                "expires_at"
+            ]
         );
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use credstore_core::{CredentialKey, Result};
 use rusqlite::{params, Connection};
 
-use credstore_seal::{KeyProvider, KeyRecord, RowPlace, ValueKind, FORMAT_VERSION};
+use credstore_seal::{KeyProvider, KeyRecord, RowCipher, RowPlace, RowRole, ValueKind, FORMAT_VERSION};
 
 use crate::db::{self, SealedRow, META_CHECK, META_FORMAT, META_KDF, META_KEY_RECORD, META_KEY_VERSION};
 use crate::errors;
@@ -59,6 +59,9 @@ pub struct RotationReport {
     /// Rows re-sealed: every credential of every namespace in the file for
     /// a data key rotation, 0 for a key-encryption key rotation.
     pub rows: usize,
+    /// Kept versions re-sealed with them (the history rows of every key),
+    /// 0 for a key-encryption key rotation.
+    pub history_rows: usize,
     /// How long the rotation took, key derivation included.
     pub elapsed: Duration,
     /// The data key version now in force (the old one plus one after a
@@ -124,13 +127,14 @@ pub(crate) fn rotate(
                     "UPDATE credentials SET key_version = ?1, nonce = ?2, sealed = ?3 WHERE ns = ?4 AND key = ?5",
                 )
                 .map_err(sql)?;
-            for Row { sealed: row, row_version, kind } in &rows {
+            for Row { sealed: row, row_version, kind, expires } in &rows {
                 let tampered = |reason: &str| match CredentialKey::new(row.key.as_str()) {
                     Ok(key) => errors::integrity(id, &key, format!("{reason}; the rotation was undone")),
                     Err(_) => errors::backend(id, "a row holds an invalid key name; the rotation was undone"),
                 };
                 let kind = kind.ok_or_else(|| tampered("the row's kind is neither text nor binary"))?;
-                let place = RowPlace::new(&row.ns, &row.key, row.created, row.updated, *row_version, kind);
+                let place = RowPlace::new(&row.ns, &row.key, row.created, row.updated, *row_version, kind)
+                    .with_expiry(*expires);
                 if row.seal.key_version != i64::from(old.version()) {
                     return Err(tampered("the row is sealed under another key version"));
                 }
@@ -145,6 +149,7 @@ pub(crate) fn rotate(
                 p(done, total.max(done));
             }
         }
+        let history = reseal_history(conn, shared, &old, &next)?;
         let check = next.seal_check().map_err(|e| errors::backend(id, e))?;
         // The row set under the new key: the rows as they are now, every one
         // of which just opened.
@@ -168,10 +173,10 @@ pub(crate) fn rotate(
         #[cfg(test)]
         tests::observe(&shared.path, "commit", conn);
         conn.execute_batch("COMMIT").map_err(sql)?;
-        Ok(done)
+        Ok((done, history))
     })();
     match result {
-        Ok(rows) => {
+        Ok((rows, history_rows)) => {
             shared.promote(prepared);
             let restored = restore(conn);
             #[cfg(test)]
@@ -188,6 +193,7 @@ pub(crate) fn rotate(
             let report = RotationReport {
                 kind: RotationKind::DataKey,
                 rows,
+                history_rows,
                 elapsed: started.elapsed(),
                 key_version: version,
                 checkpoint_error,
@@ -244,6 +250,7 @@ pub(crate) fn rewrap(
     let report = RotationReport {
         kind: RotationKind::KeyEncryptionKey,
         rows: 0,
+        history_rows: 0,
         elapsed: started.elapsed(),
         key_version: current.version(),
         checkpoint_error: None,
@@ -268,26 +275,93 @@ pub(crate) fn checkpoint(conn: &Connection) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// A row of schema 2: its sealed columns, its row version and its kind.
+/// A row of schema 2 and later: its sealed columns, its row version, its
+/// kind and its expiry.
 struct Row {
     sealed: SealedRow,
     row_version: i64,
     kind: Option<ValueKind>,
+    expires: Option<i64>,
 }
 
-fn read_chunk(conn: &Connection, after: &(String, String)) -> rusqlite::Result<Vec<Row>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {}, version, kind FROM credentials WHERE (ns, key) > (?1, ?2) ORDER BY ns, key LIMIT ?3",
-        SealedRow::COLUMNS
-    ))?;
-    let rows = stmt.query_map(params![after.0, after.1, CHUNK as i64], |r| {
+impl Row {
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Row {
             sealed: SealedRow::read(r)?,
             row_version: db::lenient_int(r.get_ref(7)?),
             kind: r.get_ref(8)?.as_str().ok().and_then(ValueKind::parse),
+            // Not an integer: a value no row binds, so it fails authentication.
+            expires: r.get_ref(9)?.as_i64_or_null().unwrap_or(Some(i64::MIN)),
         })
-    })?;
+    }
+}
+
+fn read_chunk(conn: &Connection, after: &(String, String)) -> rusqlite::Result<Vec<Row>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {}, version, kind, expires_at FROM credentials WHERE (ns, key) > (?1, ?2) ORDER BY ns, key LIMIT ?3",
+        SealedRow::COLUMNS
+    ))?;
+    let rows = stmt.query_map(params![after.0, after.1, CHUNK as i64], Row::read)?;
     rows.collect()
+}
+
+/// Re-seals every kept version (the `credential_history` rows) from `old`
+/// to `next`, as history rows bound to their version and expiry, in the
+/// rotation's transaction: a rotation strands no history. Returns how many.
+fn reseal_history(conn: &Connection, shared: &Shared, old: &RowCipher, next: &RowCipher) -> Result<usize> {
+    let id = &shared.id;
+    let sql = |e: rusqlite::Error| shared.sql(&e);
+    let mut done = 0usize;
+    // Versions start at 1, so ("", "", 0) sorts before every row.
+    let mut after: (String, String, i64) = (String::new(), String::new(), 0);
+    loop {
+        let rows: Vec<Row> = conn
+            .prepare_cached(&format!(
+                "SELECT {}, version, kind, expires_at FROM credential_history
+                 WHERE (ns, key, version) > (?1, ?2, ?3) ORDER BY ns, key, version LIMIT ?4",
+                SealedRow::COLUMNS
+            ))
+            .and_then(|mut s| {
+                s.query_map(params![after.0, after.1, after.2, CHUNK as i64], Row::read)?.collect()
+            })
+            .map_err(sql)?;
+        let Some(last) = rows.last() else { break };
+        after = (last.sealed.ns.clone(), last.sealed.key.clone(), last.row_version);
+        let mut update = conn
+            .prepare_cached(
+                "UPDATE credential_history SET key_version = ?1, nonce = ?2, sealed = ?3
+                 WHERE ns = ?4 AND key = ?5 AND version = ?6",
+            )
+            .map_err(sql)?;
+        for Row { sealed: row, row_version, kind, expires } in &rows {
+            let tampered = |reason: &str| match CredentialKey::new(row.key.as_str()) {
+                Ok(key) => errors::integrity(
+                    id,
+                    &key,
+                    format!("kept version {row_version}: {reason}; the rotation was undone"),
+                ),
+                Err(_) => {
+                    errors::backend(id, "a history row holds an invalid key name; the rotation was undone")
+                }
+            };
+            let kind = kind.ok_or_else(|| tampered("the row's kind is neither text nor binary"))?;
+            let place = RowPlace::new(&row.ns, &row.key, row.created, row.updated, *row_version, kind)
+                .with_role(RowRole::History)
+                .with_expiry(*expires);
+            if row.seal.key_version != i64::from(old.version()) {
+                return Err(tampered("the row is sealed under another key version"));
+            }
+            let plain = old
+                .open_row(&place, &row.seal.nonce, &row.seal.sealed)
+                .ok_or_else(|| tampered("stored data failed authentication"))?;
+            let (nonce, sealed) = next.seal_row(&place, &plain).map_err(|e| errors::backend(id, e))?;
+            update
+                .execute(params![next.version(), &nonce[..], sealed, row.ns, row.key, row_version])
+                .map_err(sql)?;
+        }
+        done += rows.len();
+    }
+    Ok(done)
 }
 
 #[cfg(test)]

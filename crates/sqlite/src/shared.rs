@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use credstore_core::{Error, Result, StoreId};
+use credstore_core::{Clock, Error, Result, Retention, StoreId, SystemClock};
 
 use credstore_seal::{DataKey, KeyProvider, RowCipher};
 
@@ -25,6 +25,10 @@ pub(crate) struct Shared {
     pub path: PathBuf,
     pub file: FileId,
     pub busy_timeout: Duration,
+    /// The history kept of each key ([`crate::SqliteConfig::retention`]).
+    pub retention: Retention,
+    /// The clock expiry and age-based retention are decided by.
+    pub clock: Arc<dyn Clock>,
     keys: RwLock<Keys>,
     pub writer_alive: AtomicBool,
     pub transactions: AtomicU64,
@@ -48,6 +52,8 @@ impl Shared {
             path,
             file,
             busy_timeout,
+            retention: crate::DEFAULT_RETENTION,
+            clock: Arc::new(SystemClock),
             keys: RwLock::new(keys),
             writer_alive: AtomicBool::new(true),
             transactions: AtomicU64::new(0),
@@ -57,6 +63,24 @@ impl Shared {
             inline_paused_until: AtomicU64::new(0),
             slow_reads: AtomicU32::new(0),
         }
+    }
+
+    /// The same, keeping `retention` and deciding time by `clock`.
+    pub(crate) fn with_history(mut self, retention: Retention, clock: Arc<dyn Clock>) -> Self {
+        self.retention = retention;
+        self.clock = clock;
+        self
+    }
+
+    /// Whether the store keeps a history: a retention of more than one
+    /// version.
+    pub(crate) fn keeps_history(&self) -> bool {
+        self.retention.max_versions != Some(1)
+    }
+
+    /// The store clock's time, in nanoseconds since the Unix epoch.
+    pub(crate) fn now_ns(&self) -> i64 {
+        crate::writer::to_nanos(self.clock.now())
     }
 
     /// `at` in nanoseconds since `epoch`, at least 1.

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use credstore_core::{
     Availability, Capabilities, Credential, CredentialKey, CredentialStore, CredentialStoreExt, Error,
-    ListCursor, ListOptions, ListPage, Namespace, Result, SetOutcome, StoreId, StoreInfo, Version,
-    WriteRequest,
+    ListCursor, ListOptions, ListPage, Namespace, PurgeTarget, Result, SetOutcome, StoreId, StoreInfo,
+    Version, VersionListOptions, VersionPage, WriteRequest,
 };
 use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
@@ -153,13 +153,16 @@ impl SqliteStore {
             keyfile::after_open(&id, &config.path, file, candidates[opened.key_index].0);
         }
         drop(candidates);
-        let shared = Arc::new(Shared::new(
-            id.clone(),
-            config.path.clone(),
-            opened.file,
-            config.busy_timeout,
-            opened.keys,
-        ));
+        let shared = Arc::new(
+            Shared::new(id.clone(), config.path.clone(), opened.file, config.busy_timeout, opened.keys)
+                .with_history(config.retention, config.clock.clone()),
+        );
+        let history = shared.keeps_history();
+        let capabilities = Capabilities::full()
+            .with_expiry(true)
+            .with_versions(history)
+            .with_recover_deleted(history)
+            .with_retention(if history { config.retention } else { credstore_core::Retention::NONE });
         let writer = writer::spawn(opened.conn, shared.clone())
             .map_err(|e| errors::backend(&id, format!("cannot start the writer thread: {e}")))?;
         tracing::debug!(store = %id, path = %config.path.display(), "opened");
@@ -173,7 +176,8 @@ impl SqliteStore {
                 readers: Mutex::new(readers),
                 key_file: config.key_file.clone(),
             }),
-            info: StoreInfo::new(id.clone(), crate::KIND, Capabilities::full())
+            info: StoreInfo::new(id.clone(), crate::KIND, capabilities)
+                .with_clock(config.clock.clone())
                 .in_namespace(config.namespace.clone()),
         })
     }
@@ -627,6 +631,7 @@ impl CredentialStore for SqliteStore {
             payload,
             kind: ValueKind::of(value),
             mode: request.mode().clone(),
+            expires_ns: request.expires_at().map(writer::to_nanos),
             reply,
         })?;
         self.answer(rx).await
@@ -651,6 +656,78 @@ impl CredentialStore for SqliteStore {
         self.answer(rx).await
     }
 
+    /// Reads the kept version from the history (or, for a key not written
+    /// since the history was added, its current row), opened as a history
+    /// row bound to that version; where `get` does.
+    async fn get_version(&self, key: &CredentialKey, version: &Version) -> Result<Option<Credential>> {
+        if !self.info.capabilities().versions {
+            return Err(Error::unsupported(self.id(), "version history"));
+        }
+        let Some(version) = row_version(version) else { return Ok(None) };
+        let ns = self.ns();
+        self.read(
+            |shared, conn| reader::kept_version(shared, conn, ns, key, version, Mode::Inline),
+            || {
+                let (ns, key) = (ns.clone(), key.clone());
+                move |shared: &Shared, conn: &Connection| {
+                    reader::kept_version(shared, conn, &ns, &key, version, Mode::Blocking)
+                }
+            },
+        )
+        .await
+    }
+
+    /// One read transaction of the key's history rows, newest first, each
+    /// opened for its metadata; where `get` does.
+    async fn list_versions(&self, key: &CredentialKey, options: &VersionListOptions) -> Result<VersionPage> {
+        if !self.info.capabilities().versions {
+            return Err(Error::unsupported(self.id(), "version history"));
+        }
+        let after = match options.start_after() {
+            Some(v) => match row_version(v) {
+                Some(n) => Some(n),
+                // A version this store never hands out: not kept.
+                None => return Ok(VersionPage::default()),
+            },
+            None => None,
+        };
+        let limit = options.limit();
+        let ns = self.ns();
+        self.read(
+            |shared, conn| reader::versions_page(shared, conn, ns, key, after, limit, Mode::Inline),
+            || {
+                let (ns, key) = (ns.clone(), key.clone());
+                move |shared: &Shared, conn: &Connection| {
+                    reader::versions_page(shared, conn, &ns, &key, after, limit, Mode::Blocking)
+                }
+            },
+        )
+        .await
+    }
+
+    /// Deletes the rows in the writer's transaction, `secure_delete`
+    /// zeroing their cells, then checkpoints and truncates the write-ahead
+    /// log, so no copy of the purged ciphertext stays in the database file
+    /// or its log (see the crate docs, "History").
+    async fn purge(&self, key: &CredentialKey, target: &PurgeTarget) -> Result<bool> {
+        let version = match target {
+            PurgeTarget::Key => None,
+            PurgeTarget::Version(v) => {
+                if !self.info.capabilities().versions {
+                    return Err(Error::unsupported(self.id(), "version history"));
+                }
+                match row_version(v) {
+                    Some(n) => Some(n),
+                    None => return Ok(false),
+                }
+            }
+            _ => return Err(Error::unsupported(self.id(), "this purge target")),
+        };
+        let (reply, rx) = oneshot::channel();
+        self.send(Op::Purge { ns: self.ns().clone(), key: key.clone(), version, reply })?;
+        self.answer(rx).await
+    }
+
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
         let ns = self.ns().clone();
         let prefix = options.prefix().to_owned();
@@ -661,14 +738,18 @@ impl CredentialStore for SqliteStore {
         let limit = options.limit();
         // On the blocking pool: a page may hold many keys.
         self.read_blocking(move |shared, conn| {
+            let now = shared.now_ns();
             let keys: Vec<String> = conn
                 .prepare_cached(
                     "SELECT key FROM credentials WHERE ns = ?1 AND key >= ?2 AND key < ?3 AND key > ?4
+                         AND (expires_at IS NULL OR expires_at > ?6)
                      ORDER BY key LIMIT ?5",
                 )
                 .and_then(|mut s| {
-                    s.query_map(params![ns.as_str(), prefix, upper, after, (limit + 1) as i64], |r| r.get(0))?
-                        .collect()
+                    s.query_map(params![ns.as_str(), prefix, upper, after, (limit + 1) as i64, now], |r| {
+                        r.get(0)
+                    })?
+                    .collect()
                 })
                 .map_err(|e| ReadError::Failed(shared.sql(&e)))?;
             let mut page = Vec::with_capacity(keys.len().min(limit));
@@ -739,6 +820,12 @@ impl CredentialStore for SqliteStore {
     }
 }
 
+/// The row version a [`Version`] names: `None` for one this store never
+/// hands out (not a positive decimal counter).
+fn row_version(v: &Version) -> Option<i64> {
+    v.as_str().parse::<i64>().ok().filter(|&n| n >= 1 && writer::version_of(n) == *v)
+}
+
 impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqliteStore")
@@ -774,7 +861,8 @@ impl crate::SqliteSettings {
             ),
             _ => config.master_key(self.load_master_key(&id, ctx)?),
         };
-        let mut config = config.synchronous(self.synchronous).busy_timeout(self.busy_timeout);
+        let mut config =
+            config.synchronous(self.synchronous).busy_timeout(self.busy_timeout).retention(self.retention);
         if let Some(bytes) = self.max_size_bytes {
             config = config.max_size_bytes(bytes);
         }

@@ -30,7 +30,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
-use credstore_seal::{KeyProvider, KeyRecord, RowCipher, RowPlace, RowSetState, ValueKind};
+use credstore_seal::{KeyProvider, KeyRecord, RowCipher, RowPlace, RowRole, RowSetState, ValueKind};
 
 use crate::db;
 use crate::errors;
@@ -57,11 +57,21 @@ pub(crate) enum Op {
         payload: Zeroizing<Vec<u8>>,
         kind: ValueKind,
         mode: SetMode,
+        /// When the value expires, in nanoseconds since the Unix epoch.
+        expires_ns: Option<i64>,
         reply: oneshot::Sender<Result<SetOutcome>>,
     },
     Delete {
         ns: Namespace,
         key: CredentialKey,
+        reply: oneshot::Sender<Result<bool>>,
+    },
+    /// A purge: of the key and its whole history (`version` `None`), or of
+    /// one version that is not the current one.
+    Purge {
+        ns: Namespace,
+        key: CredentialKey,
+        version: Option<i64>,
         reply: oneshot::Sender<Result<bool>>,
     },
     /// A data key rotation to a key wrapped beforehand.
@@ -104,7 +114,9 @@ impl Done {
     fn fail(self, e: &Error) -> Done {
         match self {
             Done::Set(tx, Ok(_) | Err(Error::PreconditionFailed { .. })) => Done::Set(tx, Err(e.clone())),
-            Done::Delete(tx, Ok(_)) => Done::Delete(tx, Err(e.clone())),
+            Done::Delete(tx, Ok(_) | Err(Error::PreconditionFailed { .. })) => {
+                Done::Delete(tx, Err(e.clone()))
+            }
             other => other,
         }
     }
@@ -226,16 +238,17 @@ impl Writer {
                 }
             }
             anchor.release();
+            let purged = batch.iter().any(|op| matches!(op, Op::Purge { .. }));
             let mut writes = Vec::with_capacity(batch.len());
             for op in batch {
                 match op {
                     Op::Rotate { prepared, progress, started, reply } => {
-                        self.commit(std::mem::take(&mut writes));
+                        self.commit(std::mem::take(&mut writes), purged);
                         let report = rotation::rotate(&self.conn, &self.shared, &prepared, progress, started);
                         let _ = reply.send(report);
                     }
                     Op::Rewrap { record, provider, started, reply } => {
-                        self.commit(std::mem::take(&mut writes));
+                        self.commit(std::mem::take(&mut writes), purged);
                         let _ = reply.send(rotation::rewrap(
                             &self.conn,
                             &self.shared,
@@ -248,7 +261,7 @@ impl Writer {
                     other => writes.push(other),
                 }
             }
-            self.commit(writes);
+            self.commit(writes, purged);
             anchor.hold();
         }
         // Before the writer's own connection, which must be the last to
@@ -258,8 +271,12 @@ impl Writer {
     }
 
     /// Applies `ops` in one transaction and answers each caller after the
-    /// commit (or with the error that prevented it).
-    fn commit(&self, ops: Vec<Op>) {
+    /// commit (or with the error that prevented it). With `checkpoint` (the
+    /// batch holds a purge), the write-ahead log is checkpointed and
+    /// truncated before the answers: the pages that held a purged row's
+    /// ciphertext leave the log (secure_delete zeroed the cells in the
+    /// pages), and a purge returns once no copy is left in either file.
+    fn commit(&self, ops: Vec<Op>, checkpoint: bool) {
         if ops.is_empty() {
             return;
         }
@@ -268,7 +285,7 @@ impl Writer {
             for op in ops {
                 match op {
                     Op::Set { reply, .. } => drop(reply.send(Err(e.clone()))),
-                    Op::Delete { reply, .. } => drop(reply.send(Err(e.clone()))),
+                    Op::Delete { reply, .. } | Op::Purge { reply, .. } => drop(reply.send(Err(e.clone()))),
                     Op::Rotate { reply, .. } | Op::Rewrap { reply, .. } => drop(reply.send(Err(e.clone()))),
                     Op::Close(readers) => drop(readers),
                 }
@@ -282,6 +299,7 @@ impl Writer {
         }
         let count = ops.len();
         let (current, _) = self.shared.keys();
+        let now = self.shared.now_ns();
         let mut row_set = match self.row_set_state(&current) {
             Ok(state) => state,
             Err(e) => {
@@ -297,11 +315,15 @@ impl Writer {
                 return self.fail_batch(done, ops.collect(), &e, fail_all);
             }
             let result = match op {
-                Op::Set { ns, key, payload, kind, mode, reply } => {
-                    Done::Set(reply, self.set(&current, &mut row_set, &ns, &key, &payload, kind, &mode))
+                Op::Set { ns, key, payload, kind, mode, expires_ns, reply } => {
+                    let write = Write { payload: &payload, kind, mode: &mode, expires_ns, now };
+                    Done::Set(reply, self.set(&current, &mut row_set, &ns, &key, write))
                 }
                 Op::Delete { ns, key, reply } => {
-                    Done::Delete(reply, self.delete(&current, &mut row_set, &ns, &key))
+                    Done::Delete(reply, self.delete(&current, &mut row_set, &ns, &key, now))
+                }
+                Op::Purge { ns, key, version, reply } => {
+                    Done::Delete(reply, self.purge(&current, &mut row_set, &ns, &key, version))
                 }
                 Op::Rotate { .. } | Op::Rewrap { .. } | Op::Close(_) => {
                     unreachable!("rotations and closes are run alone")
@@ -335,6 +357,11 @@ impl Writer {
         if let Err(e) = committed {
             self.rollback();
             return self.fail_batch(done, Vec::new(), &e, fail_all);
+        }
+        if checkpoint {
+            if let Err(reason) = rotation::checkpoint(&self.conn) {
+                tracing::warn!(path = %self.shared.path.display(), %reason, "a purge committed, but the write-ahead log still holds pages of the purged rows until a later checkpoint");
+            }
         }
         let applied = done.iter().filter(|d| d.is_ok()).count() as u64;
         self.shared.transactions.fetch_add(1, Ordering::Relaxed);
@@ -403,55 +430,71 @@ impl Writer {
     /// Applies one write inside the open transaction, after checking its
     /// condition against the row as this transaction sees it (earlier
     /// writes of the batch included), so the check and the write are one
-    /// atomic step.
-    #[allow(clippy::too_many_arguments)]
+    /// atomic step. A row past its expiry counts as missing. Where the
+    /// store keeps a history, the new version is also sealed into it (as a
+    /// history row), the version it replaces is marked ended, and the key's
+    /// versions past the retention are dropped.
     fn set(
         &self,
         cipher: &RowCipher,
         row_set: &mut Option<RowSetState>,
         ns: &Namespace,
         key: &CredentialKey,
-        payload: &[u8],
-        kind: ValueKind,
-        mode: &SetMode,
+        write: Write<'_>,
     ) -> Result<SetOutcome> {
         let sql = |e: rusqlite::Error| self.shared.sql(&e);
         let ns = ns.as_str();
-        let existing: Option<(i64, i64, i64)> = self
+        let existing: Option<Existing> = self
             .conn
             .prepare_cached(
-                "SELECT created_at, updated_at, version FROM credentials WHERE ns = ?1 AND key = ?2",
+                "SELECT created_at, updated_at, version, expires_at FROM credentials WHERE ns = ?1 AND key = ?2",
             )
             .and_then(|mut s| {
-                s.query_row(params![ns, key.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()
+                s.query_row(params![ns, key.as_str()], |r| {
+                    Ok(Existing {
+                        created: r.get(0)?,
+                        updated: r.get(1)?,
+                        version: r.get(2)?,
+                        expires: r.get(3)?,
+                    })
+                })
+                .optional()
             })
             .map_err(sql)?;
+        let live = existing.filter(|e| !is_expired(e.expires, write.now));
         let failed = |reason: &str| Err(Error::precondition_failed(&self.shared.id, key, reason));
-        match (mode, &existing) {
+        match (write.mode, &live) {
             (SetMode::Create, Some(_)) => return failed("the key exists"),
             (SetMode::Replace(_), None) => return failed("the key does not exist"),
-            (SetMode::Replace(expected), Some((_, _, v))) if !version_is(*v, expected) => {
+            (SetMode::Replace(expected), Some(e)) if !version_is(e.version, expected) => {
                 return failed("the key's current version is not the expected one");
             }
             _ => {}
         }
         let version = self.next_version()?;
         let now = now_nanos();
-        let (created, updated) = match existing {
+        let (created, updated) = match (&live, &existing) {
             // Strictly later than the last write, even if the clock stepped back.
-            Some((c, u, _)) => (c, now.max(u.saturating_add(1))),
-            None => (now, now),
+            (Some(e), _) => (e.created, now.max(e.updated.saturating_add(1))),
+            // An expired key is set anew: a new creation time.
+            (None, Some(e)) => (now, now.max(e.updated.saturating_add(1))),
+            (None, None) => (now, now),
         };
-        let place = RowPlace::new(ns, key.as_str(), created, updated, version, kind);
+        if let (true, Some(e)) = (self.shared.keeps_history(), &existing) {
+            self.end_version(cipher, ns, key, e.version, write.now, false)?;
+        }
+        let place = RowPlace::new(ns, key.as_str(), created, updated, version, write.kind)
+            .with_expiry(write.expires_ns);
         let (nonce, sealed) =
-            cipher.seal_row(&place, payload).map_err(|e| errors::backend(&self.shared.id, e))?;
+            cipher.seal_row(&place, write.payload).map_err(|e| errors::backend(&self.shared.id, e))?;
         self.conn
             .prepare_cached(
-                "INSERT INTO credentials (ns, key, key_version, nonce, sealed, created_at, updated_at, version, kind)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO credentials (ns, key, key_version, nonce, sealed, created_at, updated_at, version, kind, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (ns, key) DO UPDATE SET key_version = excluded.key_version,
-                     nonce = excluded.nonce, sealed = excluded.sealed, updated_at = excluded.updated_at,
-                     version = excluded.version, kind = excluded.kind",
+                     nonce = excluded.nonce, sealed = excluded.sealed, created_at = excluded.created_at,
+                     updated_at = excluded.updated_at, version = excluded.version, kind = excluded.kind,
+                     expires_at = excluded.expires_at",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -463,23 +506,196 @@ impl Writer {
                     created,
                     updated,
                     version,
-                    kind.as_str()
+                    write.kind.as_str(),
+                    write.expires_ns
                 ])
             })
             .map_err(sql)?;
         if let (Some(state), Some(set)) = (row_set.as_mut(), cipher.row_set()) {
-            if let Some((c, u, v)) = existing {
-                state.remove(&set.element(ns, key.as_str(), v, c, u));
+            if let Some(e) = &existing {
+                state.remove(&set.element(ns, key.as_str(), e.version, e.created, e.updated));
             }
             state.add(&set.element(ns, key.as_str(), version, created, updated));
             state.last_version = state.last_version.max(version);
         }
+        if self.shared.keeps_history() {
+            let place = place.with_role(RowRole::History);
+            let (nonce, sealed) =
+                cipher.seal_row(&place, write.payload).map_err(|e| errors::backend(&self.shared.id, e))?;
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO credential_history (ns, key, version, key_version, nonce, sealed, created_at,
+                         updated_at, kind, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        ns,
+                        key.as_str(),
+                        version,
+                        cipher.version(),
+                        &nonce[..],
+                        sealed,
+                        created,
+                        updated,
+                        write.kind.as_str(),
+                        write.expires_ns
+                    ])
+                })
+                .map_err(sql)?;
+            self.prune(ns, key, write.now)?;
+        }
         Ok(SetOutcome {
-            created: existing.is_none(),
+            created: live.is_none(),
             version: version_of(version),
             created_at: from_nanos(created),
             updated_at: from_nanos(updated),
         })
+    }
+
+    /// Marks the kept version `version` of a key, the current one, as no
+    /// longer current since `now` (the store clock), and as the version a
+    /// delete ended when `deleted`. A current row written before the history
+    /// existed has no history row: it is kept now, re-sealed as one, so that
+    /// the first write or delete after an upgrade can be undone too.
+    fn end_version(
+        &self,
+        cipher: &RowCipher,
+        ns: &str,
+        key: &CredentialKey,
+        version: i64,
+        now: i64,
+        deleted: bool,
+    ) -> Result<()> {
+        let ended = self
+            .conn
+            .prepare_cached(
+                "UPDATE credential_history SET ended_at = ?4, deleted = ?5
+                 WHERE ns = ?1 AND key = ?2 AND version = ?3",
+            )
+            .and_then(|mut s| s.execute(params![ns, key.as_str(), version, now, deleted]))
+            .map_err(|e| self.shared.sql(&e))?;
+        if ended == 0 {
+            self.keep_current(cipher, ns, key, now, deleted)?;
+        }
+        Ok(())
+    }
+
+    /// Copies the current row of a key into its history: opened as the
+    /// current row, re-sealed as a history row, ended at `now`. A row that
+    /// fails authentication fails the write with `Integrity`.
+    fn keep_current(
+        &self,
+        cipher: &RowCipher,
+        ns: &str,
+        key: &CredentialKey,
+        now: i64,
+        deleted: bool,
+    ) -> Result<()> {
+        let id = &self.shared.id;
+        let sql = |e: rusqlite::Error| self.shared.sql(&e);
+        type Current = (i64, Vec<u8>, Vec<u8>, i64, i64, i64, String, Option<i64>);
+        let row: Option<Current> = self
+            .conn
+            .prepare_cached(
+                "SELECT key_version, nonce, sealed, created_at, updated_at, version, kind, expires_at
+                 FROM credentials WHERE ns = ?1 AND key = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![ns, key.as_str()], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(|e| match e {
+                rusqlite::Error::InvalidColumnType(..) => {
+                    errors::integrity(id, key, "the current row's columns have the wrong types")
+                }
+                e => sql(e),
+            })?;
+        let Some((key_version, nonce, sealed, created, updated, version, kind, expires)) = row else {
+            return Ok(());
+        };
+        let tampered = |reason: &str| {
+            errors::integrity(
+                id,
+                key,
+                format!("{reason}, so it cannot be kept in the history; nothing was written"),
+            )
+        };
+        let kind = ValueKind::parse(&kind).ok_or_else(|| tampered("the current row's kind is unknown"))?;
+        if key_version != i64::from(cipher.version()) {
+            return Err(tampered("the current row is sealed under another key version"));
+        }
+        let place = RowPlace::new(ns, key.as_str(), created, updated, version, kind).with_expiry(expires);
+        let plain = cipher
+            .open_row(&place, &nonce, &sealed)
+            .ok_or_else(|| tampered("the current row failed authentication"))?;
+        let (nonce, sealed) = cipher
+            .seal_row(&place.with_role(RowRole::History), &plain)
+            .map_err(|e| errors::backend(id, e))?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO credential_history (ns, key, version, key_version, nonce, sealed, created_at,
+                     updated_at, kind, expires_at, ended_at, deleted)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    ns,
+                    key.as_str(),
+                    version,
+                    cipher.version(),
+                    &nonce[..],
+                    sealed,
+                    created,
+                    updated,
+                    kind.as_str(),
+                    expires,
+                    now,
+                    deleted
+                ])
+            })
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    /// Drops the versions of a key past the retention at `now` (the store
+    /// clock): beyond the newest `max_versions`, and those that stopped
+    /// being current (were overwritten, deleted, or expired) `max_age` ago
+    /// or more. Each is one range of the history's primary key.
+    fn prune(&self, ns: &str, key: &CredentialKey, now: i64) -> Result<()> {
+        let sql = |e: rusqlite::Error| self.shared.sql(&e);
+        let retention = self.shared.retention;
+        if let Some(max) = retention.max_versions {
+            self.conn
+                .prepare_cached(
+                    "DELETE FROM credential_history WHERE ns = ?1 AND key = ?2 AND version <= (
+                         SELECT version FROM credential_history WHERE ns = ?1 AND key = ?2
+                         ORDER BY version DESC LIMIT 1 OFFSET ?3)",
+                )
+                .and_then(|mut s| s.execute(params![ns, key.as_str(), i64::from(max)]))
+                .map_err(sql)?;
+        }
+        if let Some(cutoff) = age_cutoff(&retention, now) {
+            self.conn
+                .prepare_cached(
+                    "DELETE FROM credential_history WHERE ns = ?1 AND key = ?2
+                         AND (ended_at <= ?3 OR expires_at <= ?3)",
+                )
+                .and_then(|mut s| s.execute(params![ns, key.as_str(), cutoff]))
+                .map_err(sql)?;
+        }
+        Ok(())
     }
 
     /// The next row version: one more than the last one handed out in the
@@ -506,29 +722,129 @@ impl Writer {
         })
     }
 
+    /// Deletes the current row. Where the store keeps a history, the
+    /// version it held stays in it, marked as ended by a delete (so it can be
+    /// restored); otherwise the key's history goes too. An expired row is
+    /// removed all the same, and answers `false`: the key read as absent.
     fn delete(
         &self,
         cipher: &RowCipher,
         row_set: &mut Option<RowSetState>,
         ns: &Namespace,
         key: &CredentialKey,
+        now: i64,
     ) -> Result<bool> {
-        let removed: Option<(i64, i64, i64)> = self
+        if self.shared.keeps_history() {
+            let current: Option<(i64, Option<i64>)> = self
+                .conn
+                .prepare_cached("SELECT version, expires_at FROM credentials WHERE ns = ?1 AND key = ?2")
+                .and_then(|mut s| {
+                    s.query_row(params![ns.as_str(), key.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).optional()
+                })
+                .map_err(|e| self.shared.sql(&e))?;
+            if let Some((version, expires)) = current {
+                self.end_version(cipher, ns.as_str(), key, version, now, !is_expired(expires, now))?;
+            }
+        }
+        let removed = self.remove_current(cipher, row_set, ns, key)?;
+        let live = removed.filter(|(_, expires)| !is_expired(*expires, now));
+        if self.shared.keeps_history() {
+            self.prune(ns.as_str(), key, now)?;
+        } else {
+            self.remove_history(ns, key, None)?;
+        }
+        Ok(live.is_some())
+    }
+
+    /// Removes the current row of a key from `credentials` and the row set:
+    /// its version and expiry, if it was there.
+    fn remove_current(
+        &self,
+        cipher: &RowCipher,
+        row_set: &mut Option<RowSetState>,
+        ns: &Namespace,
+        key: &CredentialKey,
+    ) -> Result<Option<(i64, Option<i64>)>> {
+        let removed: Option<(i64, i64, i64, Option<i64>)> = self
             .conn
             .prepare_cached(
-                "DELETE FROM credentials WHERE ns = ?1 AND key = ?2 RETURNING version, created_at, updated_at",
+                "DELETE FROM credentials WHERE ns = ?1 AND key = ?2
+                 RETURNING version, created_at, updated_at, expires_at",
             )
             .and_then(|mut s| {
                 s.query_row(params![ns.as_str(), key.as_str()], |r| {
-                    Ok((db::lenient_int(r.get_ref(0)?), db::lenient_int(r.get_ref(1)?), db::lenient_int(r.get_ref(2)?)))
+                    Ok((
+                        db::lenient_int(r.get_ref(0)?),
+                        db::lenient_int(r.get_ref(1)?),
+                        db::lenient_int(r.get_ref(2)?),
+                        r.get_ref(3)?.as_i64_or_null().unwrap_or(Some(i64::MIN)),
+                    ))
                 })
                 .optional()
             })
             .map_err(|e| self.shared.sql(&e))?;
-        if let (Some(state), Some(set), Some((v, c, u))) = (row_set.as_mut(), cipher.row_set(), removed) {
+        if let (Some(state), Some(set), Some((v, c, u, _))) = (row_set.as_mut(), cipher.row_set(), removed) {
             state.remove(&set.element(ns.as_str(), key.as_str(), v, c, u));
         }
-        Ok(removed.is_some())
+        Ok(removed.map(|(v, _, _, expires)| (v, expires)))
+    }
+
+    /// Removes a key's history rows: all of them, or the one of `version`.
+    /// Returns how many.
+    fn remove_history(&self, ns: &Namespace, key: &CredentialKey, version: Option<i64>) -> Result<usize> {
+        let sql = |e: rusqlite::Error| self.shared.sql(&e);
+        match version {
+            None => self
+                .conn
+                .prepare_cached("DELETE FROM credential_history WHERE ns = ?1 AND key = ?2")
+                .and_then(|mut s| s.execute(params![ns.as_str(), key.as_str()]))
+                .map_err(sql),
+            Some(v) => self
+                .conn
+                .prepare_cached("DELETE FROM credential_history WHERE ns = ?1 AND key = ?2 AND version = ?3")
+                .and_then(|mut s| s.execute(params![ns.as_str(), key.as_str(), v]))
+                .map_err(sql),
+        }
+    }
+
+    /// Purges a key with its whole history (`version` `None`), or one
+    /// version that is not current: its history row, and the current row
+    /// too when that version is the current one past its expiry. The cells
+    /// are zeroed in their pages (`secure_delete`); the writer checkpoints
+    /// the log after the commit.
+    fn purge(
+        &self,
+        cipher: &RowCipher,
+        row_set: &mut Option<RowSetState>,
+        ns: &Namespace,
+        key: &CredentialKey,
+        version: Option<i64>,
+    ) -> Result<bool> {
+        let Some(version) = version else {
+            let current = self.remove_current(cipher, row_set, ns, key)?;
+            let history = self.remove_history(ns, key, None)?;
+            return Ok(current.is_some() || history > 0);
+        };
+        let now = self.shared.now_ns();
+        let current: Option<(i64, Option<i64>)> = self
+            .conn
+            .prepare_cached("SELECT version, expires_at FROM credentials WHERE ns = ?1 AND key = ?2")
+            .and_then(|mut s| {
+                s.query_row(params![ns.as_str(), key.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).optional()
+            })
+            .map_err(|e| self.shared.sql(&e))?;
+        let mut purged = false;
+        if let Some((current, expires)) = current.filter(|(v, _)| *v == version) {
+            if !is_expired(expires, now) {
+                return Err(Error::precondition_failed(
+                    &self.shared.id,
+                    key,
+                    format!("version {current} is the current version: write a new one first, then purge it"),
+                ));
+            }
+            purged = self.remove_current(cipher, row_set, ns, key)?.is_some();
+        }
+        Ok(self.remove_history(ns, key, Some(version))? > 0 || purged)
     }
 
     /// The row set as recorded, read inside the write transaction (another
@@ -560,6 +876,44 @@ impl Writer {
             .map_err(|e| self.shared.sql(&e))?;
         Ok(())
     }
+}
+
+/// The parts of a write [`Writer::set`] takes besides its place.
+struct Write<'a> {
+    payload: &'a [u8],
+    kind: ValueKind,
+    mode: &'a SetMode,
+    expires_ns: Option<i64>,
+    /// The store clock's time of the transaction (nanoseconds).
+    now: i64,
+}
+
+/// The clear columns of a current row that a write reads.
+#[derive(Clone, Copy)]
+struct Existing {
+    created: i64,
+    updated: i64,
+    version: i64,
+    expires: Option<i64>,
+}
+
+/// Whether a row expiring at `expires` has expired at `now` (both in
+/// nanoseconds): its expiry is at or before `now`.
+pub(crate) fn is_expired(expires: Option<i64>, now: i64) -> bool {
+    expires.is_some_and(|e| e <= now)
+}
+
+/// The instant (nanoseconds) at or before which a version that stopped
+/// being current is past `retention`'s age at `now`; `None` without an age
+/// limit.
+pub(crate) fn age_cutoff(retention: &credstore_core::Retention, now: i64) -> Option<i64> {
+    retention.max_age.map(|age| now.saturating_sub(i64::try_from(age.as_nanos()).unwrap_or(i64::MAX)))
+}
+
+/// `t` in nanoseconds since the Unix epoch; times before it clamp to 0,
+/// times past the year 2262 to `i64::MAX`.
+pub(crate) fn to_nanos(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// Now, in nanoseconds since the Unix epoch.

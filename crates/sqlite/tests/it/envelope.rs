@@ -335,7 +335,7 @@ async fn rows_removed_or_added_outside_credstore_are_detected() {
     assert!(integrity_failure(&store.verify().await.unwrap_err()), "a row removed");
     raw(&path)
         .execute(
-            "INSERT INTO credentials VALUES ('', 'k4', ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO credentials VALUES ('', 'k4', ?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
             rusqlite::params![saved.0, saved.1, saved.2, saved.3, saved.4, saved.5, saved.6],
         )
         .unwrap();
@@ -343,7 +343,7 @@ async fn rows_removed_or_added_outside_credstore_are_detected() {
     // A deleted row put back: the store deleted it, so it is an addition.
     raw(&path)
         .execute(
-            "INSERT INTO credentials VALUES ('', 'k3', ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO credentials VALUES ('', 'k3', ?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
             rusqlite::params![saved.0, saved.1, saved.2, saved.3, saved.4, saved.5, saved.6],
         )
         .unwrap();
@@ -376,7 +376,7 @@ async fn a_whole_file_put_back_to_an_earlier_copy_opens_as_that_store_a_document
 /// Writes a database as credstore-sqlite 0.2 did (schema 2: rows sealed
 /// directly under the master key, row format 2, the passphrase's KDF record
 /// beside them), with `rows` text credentials `k0..` valued `v0..`.
-fn write_0_2_database(path: &Path, master: &MasterKey, rows: usize) {
+pub(crate) fn write_0_2_database(path: &Path, master: &MasterKey, rows: usize) {
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
@@ -426,7 +426,7 @@ async fn a_0_2_database_opens_unchanged_and_moves_to_a_data_key_at_its_first_wri
     assert_eq!((user_version(&path), store.key_version()), (2, 1), "opening changed nothing");
     let rows = sealed_rows(&path);
     put(&store, "new", "after").await;
-    assert_eq!(user_version(&path), 3, "the first write moved it");
+    assert_eq!(user_version(&path), 4, "the first write moved it");
     assert_eq!(store.key_version(), 2);
     let after = sealed_rows(&path);
     assert!(
@@ -458,7 +458,7 @@ async fn a_0_2_database_moves_at_rotate_key_and_a_provider_alone_cannot_open_it(
     let store = open(&path, &master).await;
     let new = MasterKey::generate();
     let report = store.rotate_key(new.clone()).await.unwrap();
-    assert_eq!((report.kind, report.rows, user_version(&path)), (RotationKind::DataKey, 3, 3));
+    assert_eq!((report.kind, report.rows, user_version(&path)), (RotationKind::DataKey, 3, 4));
     drop(store);
     wait_closed(&path);
     assert_eq!(value(&open(&path, &new).await, "k2").await.as_deref(), Some("v2"));

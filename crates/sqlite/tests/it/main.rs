@@ -2,6 +2,7 @@
 //! conformance suite runs apart (`tests/conformance.rs`, its own harness).
 
 mod envelope;
+mod history;
 mod migration;
 mod processes;
 mod rotation;

@@ -138,7 +138,18 @@ async fn a_schema_1_file_is_migrated_on_open() {
     assert_eq!(user_version(&path), 2);
     assert_eq!(
         columns(&path),
-        ["ns", "key", "key_version", "nonce", "sealed", "created_at", "updated_at", "version", "kind"]
+        [
+            "ns",
+            "key",
+            "key_version",
+            "nonce",
+            "sealed",
+            "created_at",
+            "updated_at",
+            "version",
+            "kind",
+            "expires_at"
+        ]
     );
     // Every row: same value (text), metadata and timestamps; a version each.
     let mut versions = Vec::new();
