@@ -179,6 +179,46 @@ pub fn is_loopback_host(host: &str) -> bool {
     }
 }
 
+/// The history a store's settings ask for, from the two settings every
+/// backend with history spells the same: `max_versions` (versions kept per
+/// key, the current one included) and `max_version_age_secs` (how long a
+/// version is kept once it stopped being current). A setting left out keeps
+/// `default`'s.
+///
+/// ```
+/// use std::time::Duration;
+/// use credstore_core::{config::retention_from, Retention};
+/// let r = retention_from(Some(3), Some(86_400), Retention::versions(10))?;
+/// assert_eq!(r, Retention::versions(3).with_max_age(Some(Duration::from_secs(86_400))));
+/// assert_eq!(retention_from(None, None, Retention::versions(10))?, Retention::versions(10));
+/// assert!(retention_from(Some(0), None, Retention::versions(10)).is_err());
+/// # Ok::<(), String>(())
+/// ```
+///
+/// # Errors
+/// A message naming the setting when either is 0 (keep at least the
+/// current version; leave the age out for no limit).
+pub fn retention_from(
+    max_versions: Option<u32>,
+    max_version_age_secs: Option<u64>,
+    default: crate::Retention,
+) -> std::result::Result<crate::Retention, String> {
+    let mut retention = default;
+    match max_versions {
+        Some(0) => return Err("max_versions must be at least 1 (the current version is always kept)".into()),
+        Some(n) => retention.max_versions = Some(n),
+        None => {}
+    }
+    match max_version_age_secs {
+        Some(0) => {
+            return Err("max_version_age_secs must be at least 1; leave it out for no age limit".into())
+        }
+        Some(secs) => retention.max_age = Some(std::time::Duration::from_secs(secs)),
+        None => {}
+    }
+    Ok(retention)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,44 +266,4 @@ mod tests {
         assert!(err.to_string().contains("UNSET is not set"), "{err}");
         assert!(!format!("{ctx:?}").contains("hunter2"));
     }
-}
-
-/// The history a store's settings ask for, from the two settings every
-/// backend with history spells the same: `max_versions` (versions kept per
-/// key, the current one included) and `max_version_age_secs` (how long a
-/// version is kept once it stopped being current). A setting left out keeps
-/// `default`'s.
-///
-/// ```
-/// use std::time::Duration;
-/// use credstore_core::{config::retention_from, Retention};
-/// let r = retention_from(Some(3), Some(86_400), Retention::versions(10))?;
-/// assert_eq!(r, Retention::versions(3).with_max_age(Some(Duration::from_secs(86_400))));
-/// assert_eq!(retention_from(None, None, Retention::versions(10))?, Retention::versions(10));
-/// assert!(retention_from(Some(0), None, Retention::versions(10)).is_err());
-/// # Ok::<(), String>(())
-/// ```
-///
-/// # Errors
-/// A message naming the setting when either is 0 (keep at least the
-/// current version; leave the age out for no limit).
-pub fn retention_from(
-    max_versions: Option<u32>,
-    max_version_age_secs: Option<u64>,
-    default: crate::Retention,
-) -> std::result::Result<crate::Retention, String> {
-    let mut retention = default;
-    match max_versions {
-        Some(0) => return Err("max_versions must be at least 1 (the current version is always kept)".into()),
-        Some(n) => retention.max_versions = Some(n),
-        None => {}
-    }
-    match max_version_age_secs {
-        Some(0) => {
-            return Err("max_version_age_secs must be at least 1; leave it out for no age limit".into())
-        }
-        Some(secs) => retention.max_age = Some(std::time::Duration::from_secs(secs)),
-        None => {}
-    }
-    Ok(retention)
 }

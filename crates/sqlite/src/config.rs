@@ -484,24 +484,11 @@ mod de {
             if raw.max_size_bytes == Some(0) {
                 return Err("max_size_bytes must be at least 1; leave it out for no cap".into());
             }
-            let max_versions = match raw.max_versions {
-                None => DEFAULT_RETENTION.max_versions,
-                Some(0) => return Err("max_versions must be at least 1 (1 keeps no history)".into()),
-                Some(n) => Some(n),
-            };
-            let max_age = match raw.max_version_age_secs {
-                Some(0) => {
-                    return Err(
-                        "max_version_age_secs must be at least 1; leave it out for no age limit".into()
-                    )
-                }
-                secs => secs.map(Duration::from_secs),
-            };
-            let retention = match max_versions {
-                Some(n) => Retention::versions(n),
-                None => Retention::UNBOUNDED,
-            }
-            .with_max_age(max_age);
+            let retention = credstore_core::config::retention_from(
+                raw.max_versions,
+                raw.max_version_age_secs,
+                DEFAULT_RETENTION,
+            )?;
             Ok(SqliteSettings {
                 path: raw.path,
                 master_key,
