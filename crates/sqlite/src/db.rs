@@ -855,6 +855,12 @@ pub(crate) fn read_key_version(conn: &Connection) -> rusqlite::Result<Option<u32
     })
 }
 
+/// `t` in nanoseconds since the Unix epoch, as the database keeps times;
+/// times before it clamp to 0, times past the year 2262 to `i64::MAX`.
+pub(crate) fn to_nanos(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -80,7 +80,7 @@ impl Shared {
 
     /// The store clock's time, in nanoseconds since the Unix epoch.
     pub(crate) fn now_ns(&self) -> i64 {
-        crate::writer::to_nanos(self.clock.now())
+        crate::db::to_nanos(self.clock.now())
     }
 
     /// `at` in nanoseconds since `epoch`, at least 1.

@@ -631,7 +631,7 @@ impl CredentialStore for SqliteStore {
             payload,
             kind: ValueKind::of(value),
             mode: request.mode().clone(),
-            expires_ns: request.expires_at().map(writer::to_nanos),
+            expires_ns: request.expires_at().map(db::to_nanos),
             reply,
         })?;
         self.answer(rx).await

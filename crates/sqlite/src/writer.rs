@@ -910,17 +910,9 @@ pub(crate) fn age_cutoff(retention: &credstore_core::Retention, now: i64) -> Opt
     retention.max_age.map(|age| now.saturating_sub(i64::try_from(age.as_nanos()).unwrap_or(i64::MAX)))
 }
 
-/// `t` in nanoseconds since the Unix epoch; times before it clamp to 0,
-/// times past the year 2262 to `i64::MAX`.
-pub(crate) fn to_nanos(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
 /// Now, in nanoseconds since the Unix epoch.
 pub(crate) fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    db::to_nanos(SystemTime::now())
 }
 
 /// A stored timestamp as a `SystemTime`; times before the epoch clamp to it.
