@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::{Error, Metadata, Result, Version, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::{Metadata, Result, Version, DEFAULT_PAGE_SIZE};
 
 /// How much history a store keeps: declared in
 /// [`Capabilities::retention`](crate::Capabilities::retention), set from the
@@ -180,15 +180,9 @@ impl VersionListOptions {
     /// At most `limit` versions per page.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] on field `limit` unless `1 <= limit <= MAX_PAGE_SIZE`.
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) on field `limit` unless `1 <= limit <= MAX_PAGE_SIZE`.
     pub fn with_limit(mut self, limit: usize) -> Result<Self> {
-        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-            return Err(Error::InvalidInput {
-                field: "limit".into(),
-                reason: format!("is {limit}; it must be between 1 and {MAX_PAGE_SIZE}"),
-            });
-        }
-        self.limit = limit;
+        self.limit = crate::list::check_page_size(limit)?;
         Ok(self)
     }
 

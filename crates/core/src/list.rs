@@ -10,6 +10,18 @@ pub const DEFAULT_PAGE_SIZE: usize = 100;
 /// The largest page [`CredentialStore::list`](crate::CredentialStore::list) returns.
 pub const MAX_PAGE_SIZE: usize = 1000;
 
+/// Checks a page size: `1 <= limit <= MAX_PAGE_SIZE`, else
+/// [`Error::InvalidInput`] on field `limit`.
+pub(crate) fn check_page_size(limit: usize) -> Result<usize> {
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        return Err(Error::InvalidInput {
+            field: "limit".into(),
+            reason: format!("is {limit}; it must be between 1 and {MAX_PAGE_SIZE}"),
+        });
+    }
+    Ok(limit)
+}
+
 /// An opaque position in a listing, returned as [`ListPage::next_cursor`] and
 /// passed back through [`ListOptions::with_cursor`] to get the next page.
 ///
@@ -122,13 +134,7 @@ impl ListOptions {
     /// # Errors
     /// [`Error::InvalidInput`] on field `limit` unless `1 <= limit <= MAX_PAGE_SIZE`.
     pub fn with_limit(mut self, limit: usize) -> Result<Self> {
-        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-            return Err(Error::InvalidInput {
-                field: "limit".into(),
-                reason: format!("is {limit}; it must be between 1 and {MAX_PAGE_SIZE}"),
-            });
-        }
-        self.limit = limit;
+        self.limit = check_page_size(limit)?;
         Ok(self)
     }
 

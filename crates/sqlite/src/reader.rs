@@ -606,19 +606,9 @@ fn open_metadata(
     nonce: &[u8],
     sealed: &[u8],
 ) -> Result<Metadata, Error> {
-    let id = &shared.id;
-    let plain = cipher.open_row(place, nonce, sealed).ok_or_else(|| {
-        errors::integrity(
-            id,
-            key,
-            format!(
-                "kept version {} failed authentication: it was changed, corrupted or moved from another row",
-                place.version
-            ),
-        )
-    })?;
+    let plain = open_plain(shared, cipher, key, place, nonce, sealed)?;
     decode_metadata(&plain, FORMAT_VERSION, place.kind)
-        .ok_or_else(|| errors::integrity(id, key, "the authenticated payload is malformed"))
+        .ok_or_else(|| errors::integrity(&shared.id, key, "the authenticated payload is malformed"))
 }
 
 /// Whether `key` exists in `ns`, from the clear columns only.
@@ -687,6 +677,30 @@ pub(crate) fn versions((current, pending): &(Arc<RowCipher>, Option<Arc<RowCiphe
     (current.version(), pending.as_ref().map(|p| p.version()))
 }
 
+/// The authenticated plaintext of a row, in a zeroizing buffer, or the
+/// integrity error that names what failed: the current row or a kept
+/// version.
+fn open_plain(
+    shared: &Shared,
+    cipher: &RowCipher,
+    key: &CredentialKey,
+    place: &RowPlace<'_>,
+    nonce: &[u8],
+    sealed: &[u8],
+) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
+    cipher.open_row(place, nonce, sealed).ok_or_else(|| {
+        let what = match place.role {
+            RowRole::Current => "stored data".to_owned(),
+            RowRole::History => format!("kept version {}", place.version),
+        };
+        errors::integrity(
+            &shared.id,
+            key,
+            format!("{what} failed authentication: it was changed, corrupted or moved from another row"),
+        )
+    })
+}
+
 /// Opens a row with `cipher`, authenticated, or explains why not. The
 /// plaintext lives in a zeroizing buffer, which becomes the
 /// [`SecretValue`](credstore_core::SecretValue)'s own (zeroized with it).
@@ -698,21 +712,8 @@ fn open(
     nonce: &[u8],
     sealed: &[u8],
 ) -> Result<Credential, Error> {
+    let plain = open_plain(shared, cipher, key, place, nonce, sealed)?;
     let id = &shared.id;
-    let plain = cipher.open_row(place, nonce, sealed).ok_or_else(|| {
-        errors::integrity(
-            id,
-            key,
-            match place.role {
-                RowRole::Current => {
-                    "stored data failed authentication: it was changed, corrupted or moved from another row"
-                }
-                RowRole::History => {
-                    "a kept version failed authentication: it was changed, corrupted or moved from another row"
-                }
-            },
-        )
-    })?;
     let (value, metadata) = decode_payload_owned(plain, FORMAT_VERSION, place.kind)
         .ok_or_else(|| errors::integrity(id, key, "the authenticated payload is malformed"))?;
     Ok(Credential {

@@ -37,9 +37,30 @@ pub(crate) enum WriteCondition {
 }
 
 impl WriteCondition {
+    /// Refuses, before any store call, a condition `store` cannot honour:
+    /// 422 naming the writes it lacks and the header that asked for them
+    /// (`what` is the request, "a create" or "a restore").
+    pub(crate) fn supported_by(
+        &self,
+        store: &dyn credstore_core::CredentialStore,
+        what: &str,
+    ) -> Result<(), ApiError> {
+        let Some((writes, header)) = self.needs(&store.info().capabilities()) else {
+            return Ok(());
+        };
+        Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "credential store '{}' does not support {writes}, so the {header} condition cannot be honoured; \
+                 nothing was changed (send {what} without {header})",
+                store.info().id()
+            ),
+        ))
+    }
+
     /// The capability the condition needs and the header that asked for
     /// it, when `caps` lacks it.
-    pub(crate) fn needs(&self, caps: &credstore_core::Capabilities) -> Option<(&'static str, &'static str)> {
+    fn needs(&self, caps: &credstore_core::Capabilities) -> Option<(&'static str, &'static str)> {
         match self {
             WriteCondition::None => None,
             WriteCondition::Absent if !caps.create_only => Some(("create-only writes", "If-None-Match")),

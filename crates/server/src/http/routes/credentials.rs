@@ -243,35 +243,46 @@ pub(crate) async fn create_credential(
         return Err(StoreError::unsupported(store.id(), "binary values").into());
     }
     check_expiry(store.as_ref(), input.expires_at)?;
-    if let Some((writes, header)) = condition.needs(&caps) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!(
-                "credential store '{id}' does not support {writes}, so the {header} condition cannot be \
-                 honoured; nothing was changed (send the create without {header})"
-            ),
-        ));
-    }
+    condition.supported_by(store.as_ref(), "the create")?;
     let audit = project.audit.key(input.key.as_str());
-    let created = |o: &SetOutcome| if o.created { StatusCode::CREATED } else { StatusCode::OK };
     let outcome =
-        audited(&state, &audit, created, conditional_set(store.as_ref(), &input, &condition)).await?;
-    let location = location(&project.tenant, &project.project, id.as_str(), input.key.as_str());
+        audited(&state, &audit, write_status, conditional_set(store.as_ref(), &input, &condition)).await?;
+    Ok(written(&project.tenant, &project.project, &id, &input.key, &outcome))
+}
+
+/// 201 when a write created the key, 200 when it overwrote it.
+pub(super) fn write_status(outcome: &SetOutcome) -> StatusCode {
+    if outcome.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
+/// The answer to a write (a create, a restore): its [`write_status`], the
+/// created credential, its `Location` and its new version as the `ETag`.
+pub(super) fn written(
+    tenant: &str,
+    project: &str,
+    id: &credstore_core::StoreId,
+    key: &credstore_core::CredentialKey,
+    outcome: &SetOutcome,
+) -> Response {
     let body = CreateCredentialResponse {
         data: CreatedCredential {
             created_at: timestamp(outcome.created_at),
-            key: input.key.to_string(),
+            key: key.to_string(),
             store_id: id.to_string(),
         },
     };
-    let mut resp = json_ok(created(&outcome), &body);
-    if let Ok(v) = HeaderValue::try_from(location) {
+    let mut resp = json_ok(write_status(outcome), &body);
+    if let Ok(v) = HeaderValue::try_from(location(tenant, project, id.as_str(), key.as_str())) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
     if let Some(tag) = etag(&outcome.version) {
         resp.headers_mut().insert(header::ETAG, tag);
     }
-    Ok(resp)
+    resp
 }
 
 /// Refuses an `expiresAt` as the store's own check would

@@ -10,21 +10,21 @@ use std::collections::BTreeMap;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use credstore_core::{
-    CredentialKey, CredentialStore, CredentialStoreExt, Error as StoreError, PurgeTarget, SetOutcome,
-    Version, VersionInfo, VersionListOptions, MAX_PAGE_SIZE,
+    CredentialKey, CredentialStore, CredentialStoreExt, Error as StoreError, PurgeTarget, Version,
+    VersionInfo, VersionListOptions, MAX_PAGE_SIZE,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::credentials::{
-    check_expiry, reveal, CreateCredentialResponse, CreatedCredential, CredentialValueResponse,
+    check_expiry, reveal, write_status, written, CreateCredentialResponse, CredentialValueResponse,
 };
 use crate::http::access::{audited, missing, op, ProjectCredential, ProjectStore, ProjectVersion};
 use crate::http::body::{restore_expiry, RestoreCredentialRequest};
-use crate::http::conditional::{conditional_restore, etag, no_condition, WriteCondition};
+use crate::http::conditional::{conditional_restore, no_condition, WriteCondition};
 use crate::http::json::{json_ok, timestamp};
 use crate::http::openapi::{
     CredentialPath, ListVersionsErrors, ManageErrors, PurgeErrors, PurgeVersionErrors, ReadValueErrors,
@@ -390,40 +390,16 @@ pub(crate) async fn restore_version(
         ));
     }
     let expires_at = restore_expiry(body, &headers, state.body_limit).await?;
-    if let Some((writes, header)) = condition.needs(&store.capabilities()) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("credential store '{id}' does not support {writes}, so the {header} condition cannot be honoured; nothing was changed"),
-        ));
-    }
+    condition.supported_by(store.as_ref(), "the restore")?;
     check_expiry(store.as_ref(), expires_at)?;
-    let created = |o: &SetOutcome| if o.created { StatusCode::CREATED } else { StatusCode::OK };
     let outcome = audited(
         &state,
         &project.audit,
-        created,
+        write_status,
         conditional_restore(store.as_ref(), &key, &version, &condition, expires_at),
     )
     .await?;
-    let body = CreateCredentialResponse {
-        data: CreatedCredential {
-            created_at: timestamp(outcome.created_at),
-            key: key.to_string(),
-            store_id: id.to_string(),
-        },
-    };
-    let mut resp = json_ok(created(&outcome), &body);
-    let location = format!(
-        "/manage/tenants/{}/projects/{}/credential-stores/{id}/credentials/{key}",
-        project.tenant, project.project
-    );
-    if let Ok(v) = HeaderValue::try_from(location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    if let Some(tag) = etag(&outcome.version) {
-        resp.headers_mut().insert(header::ETAG, tag);
-    }
-    Ok(resp)
+    Ok(written(&project.tenant, &project.project, &id, &key, &outcome))
 }
 
 /// Purge Credential Version (extension)
