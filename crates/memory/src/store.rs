@@ -25,7 +25,8 @@ const FEED_CAPACITY: usize = 1024;
 
 /// One kept version of a key.
 struct Kept {
-    version: u64,
+    /// Made once, at the write: reads hand out clones of it.
+    version: Version,
     value: SecretValue,
     metadata: Metadata,
     /// When the key was first set, as of this version.
@@ -50,7 +51,7 @@ impl Kept {
             key: key.clone(),
             value: self.value.clone(),
             metadata: self.metadata.clone(),
-            version: Version::from_counter(self.version),
+            version: self.version.clone(),
             created_at: self.created_at,
             updated_at: self.written_at,
             expires_at: self.expires_at,
@@ -58,17 +59,67 @@ impl Kept {
     }
 }
 
-/// A key's versions, oldest first. The newest is the key's value while
-/// `live` (the key was not deleted since) and it has not expired.
+/// A key's versions: the newest, which is the key's value while `live`
+/// (the key was not deleted since) and it has not expired, and the older
+/// ones, oldest first. The newest is kept inline, so that a read costs
+/// one lookup in the map and nothing more, as before there was a history.
 struct History {
-    versions: VecDeque<Kept>,
+    newest: Kept,
+    older: VecDeque<Kept>,
     live: bool,
 }
 
 impl History {
+    fn new(first: Kept) -> Self {
+        Self { newest: first, older: VecDeque::new(), live: true }
+    }
+
+    /// How many versions are kept.
+    fn len(&self) -> usize {
+        self.older.len() + 1
+    }
+
+    /// The version at `index`, oldest first.
+    fn at(&self, index: usize) -> &Kept {
+        self.older.get(index).unwrap_or(&self.newest)
+    }
+
+    /// Every version, oldest first.
+    fn iter(&self) -> impl Iterator<Item = &Kept> {
+        self.older.iter().chain(std::iter::once(&self.newest))
+    }
+
+    /// Makes `kept` the newest version.
+    fn push(&mut self, kept: Kept) {
+        self.older.push_back(std::mem::replace(&mut self.newest, kept));
+    }
+
+    /// Drops the version at `index` (its value zeroizes); `false` when it
+    /// was the only one, which the caller drops with the key.
+    fn remove(&mut self, index: usize) -> bool {
+        if index < self.older.len() {
+            self.older.remove(index);
+            return true;
+        }
+        match self.older.pop_back() {
+            Some(previous) => {
+                self.newest = previous;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The version `get` returns at `now`, if any.
     fn current(&self, now: SystemTime) -> Option<&Kept> {
-        self.versions.back().filter(|k| self.live && !k.is_expired(now))
+        Some(&self.newest).filter(|k| self.live && !k.is_expired(now))
+    }
+
+    /// As [`current`](Self::current), reading the clock only when the
+    /// newest version has an expiry: the read path of `get`, `has` and
+    /// `version`.
+    fn current_by(&self, clock: &dyn credstore_core::Clock) -> Option<&Kept> {
+        Some(&self.newest).filter(|k| self.live && k.expires_at.is_none_or(|at| at > clock.now()))
     }
 
     /// Whether `kept` is still within `retention` at `now`.
@@ -80,25 +131,19 @@ impl History {
     /// drop); the newest is always kept.
     fn prune(&mut self, retention: &Retention, now: SystemTime) {
         let max = retention.max_versions.map_or(usize::MAX, |n| n.max(1) as usize);
-        while self.versions.len() > max {
-            self.versions.pop_front();
+        while self.len() > max {
+            self.older.pop_front();
         }
-        let newest = self.versions.len().saturating_sub(1);
-        let mut i = 0;
-        self.versions.retain(|k| {
-            let keep = i == newest || Self::within(k, retention, now);
-            i += 1;
-            keep
-        });
+        self.older.retain(|k| Self::within(k, retention, now));
     }
 
     fn state(&self, index: usize, now: SystemTime) -> VersionState {
-        let kept = &self.versions[index];
+        let kept = self.at(index);
         if kept.is_expired(now) {
             VersionState::Expired
         } else if kept.deleted {
             VersionState::Deleted
-        } else if self.live && index + 1 == self.versions.len() {
+        } else if self.live && index + 1 == self.len() {
             VersionState::Current
         } else {
             VersionState::Previous
@@ -271,12 +316,6 @@ const CAPABILITIES: Capabilities = Capabilities::full()
     .with_recover_deleted(true)
     .with_expiry(true);
 
-/// The counter of a version this store handed out; `None` for any other
-/// text (`env`, another backend's), which no kept version has.
-fn counter(version: &Version) -> Option<u64> {
-    version.as_str().parse().ok()
-}
-
 #[async_trait]
 impl CredentialStore for MemoryStore {
     fn info(&self) -> &StoreInfo {
@@ -288,8 +327,9 @@ impl CredentialStore for MemoryStore {
     }
 
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
-        let now = self.info.now();
-        let found = read(&self.space).map.get(key).and_then(|h| h.current(now)).map(|k| k.credential(key));
+        let clock = &**self.info.clock();
+        let found =
+            read(&self.space).map.get(key).and_then(|h| h.current_by(clock)).map(|k| k.credential(key));
         Ok(found.or_else(|| self.env_fallback(key)))
     }
 
@@ -302,7 +342,7 @@ impl CredentialStore for MemoryStore {
         match (request.mode(), current) {
             (SetMode::Create, Some(_)) => return failed("the key exists"),
             (SetMode::Replace(_), None) => return failed("the key does not exist"),
-            (SetMode::Replace(expected), Some(kept)) if Version::from_counter(kept.version) != *expected => {
+            (SetMode::Replace(expected), Some(kept)) if kept.version != *expected => {
                 return failed("the key's current version is not the expected one");
             }
             _ => {}
@@ -312,18 +352,9 @@ impl CredentialStore for MemoryStore {
             None => (true, written_at, written_at),
         };
         // Taken under the write lock, so versions of one key only grow.
-        let version = self.next_version();
-        let history = space
-            .map
-            .entry(key.clone())
-            .or_insert_with(|| History { versions: VecDeque::new(), live: false });
-        if history.live {
-            if let Some(previous) = history.versions.back_mut() {
-                previous.superseded_at = Some(now);
-            }
-        }
-        history.versions.push_back(Kept {
-            version,
+        let version = Version::from_counter(self.next_version());
+        let kept = Kept {
+            version: version.clone(),
             value: value.clone(),
             metadata: metadata.clone(),
             created_at,
@@ -331,11 +362,21 @@ impl CredentialStore for MemoryStore {
             expires_at: request.expires_at(),
             superseded_at: None,
             deleted: false,
-        });
-        history.live = true;
-        history.prune(&self.shared.retention, now);
+        };
+        match space.map.get_mut(key) {
+            Some(history) => {
+                if history.live {
+                    history.newest.superseded_at = Some(now);
+                }
+                history.push(kept);
+                history.live = true;
+                history.prune(&self.shared.retention, now);
+            }
+            None => {
+                space.map.insert(key.clone(), History::new(kept));
+            }
+        }
         space.order.insert(key.clone());
-        let version = Version::from_counter(version);
         // Under the lock, so that the changes of one key are reported in
         // the order of their versions.
         self.shared.changes.publish(self.info.namespace(), key, Some(&version));
@@ -344,18 +385,15 @@ impl CredentialStore for MemoryStore {
     }
 
     async fn has(&self, key: &CredentialKey) -> Result<bool> {
-        let now = self.info.now();
-        let stored = read(&self.space).map.get(key).is_some_and(|h| h.current(now).is_some());
+        let clock = &**self.info.clock();
+        let stored = read(&self.space).map.get(key).is_some_and(|h| h.current_by(clock).is_some());
         Ok(stored || self.env_value(key).is_some())
     }
 
     async fn version(&self, key: &CredentialKey) -> Result<Option<Version>> {
-        let now = self.info.now();
-        let stored = read(&self.space)
-            .map
-            .get(key)
-            .and_then(|h| h.current(now))
-            .map(|k| Version::from_counter(k.version));
+        let clock = &**self.info.clock();
+        let stored =
+            read(&self.space).map.get(key).and_then(|h| h.current_by(clock)).map(|k| k.version.clone());
         Ok(stored.or_else(|| self.env_value(key).map(|_| env_version())))
     }
 
@@ -369,10 +407,8 @@ impl CredentialStore for MemoryStore {
         // The history stays, within the retention, for a recovery; the
         // last version is marked deleted.
         history.live = false;
-        if let Some(last) = history.versions.back_mut() {
-            last.deleted = true;
-            last.superseded_at = Some(now);
-        }
+        history.newest.deleted = true;
+        history.newest.superseded_at = Some(now);
         history.prune(&self.shared.retention, now);
         space.order.remove(key);
         self.shared.changes.publish(self.info.namespace(), key, None);
@@ -380,13 +416,13 @@ impl CredentialStore for MemoryStore {
     }
 
     async fn get_version(&self, key: &CredentialKey, version: &Version) -> Result<Option<Credential>> {
-        let Some(wanted) = counter(version) else { return Ok(None) };
         let now = self.info.now();
         let retention = &self.shared.retention;
         let space = read(&self.space);
-        let found = space.map.get(key).and_then(|h| {
-            h.versions.iter().find(|k| k.version == wanted && History::within(k, retention, now))
-        });
+        let found = space
+            .map
+            .get(key)
+            .and_then(|h| h.iter().find(|k| k.version == *version && History::within(k, retention, now)));
         Ok(found.map(|k| k.credential(key)))
     }
 
@@ -395,14 +431,12 @@ impl CredentialStore for MemoryStore {
         let retention = &self.shared.retention;
         let space = read(&self.space);
         let Some(history) = space.map.get(key) else { return Ok(VersionPage::default()) };
-        let newest_first = history
-            .versions
-            .iter()
-            .enumerate()
+        let newest_first = (0..history.len())
             .rev()
+            .map(|i| (i, history.at(i)))
             .filter(|(_, k)| History::within(k, retention, now))
             .map(|(i, k)| {
-                VersionInfo::new(Version::from_counter(k.version), history.state(i, now), k.written_at)
+                VersionInfo::new(k.version.clone(), history.state(i, now), k.written_at)
                     .with_expires_at(k.expires_at)
                     .with_metadata(k.metadata.clone())
             });
@@ -414,12 +448,11 @@ impl CredentialStore for MemoryStore {
         let space = &mut *guard;
         match target {
             PurgeTarget::Version(version) => {
-                let Some(wanted) = counter(version) else { return Ok(false) };
                 let Some(history) = space.map.get_mut(key) else { return Ok(false) };
-                let Some(index) = history.versions.iter().position(|k| k.version == wanted) else {
+                let Some(index) = history.iter().position(|k| k.version == *version) else {
                     return Ok(false);
                 };
-                let newest = index + 1 == history.versions.len();
+                let newest = index + 1 == history.len();
                 if newest && history.current(self.info.now()).is_some() {
                     let reason = "it is the current version: write a new one first, then purge this one";
                     return Err(Error::precondition_failed(self.info.id(), key, reason));
@@ -431,8 +464,7 @@ impl CredentialStore for MemoryStore {
                     space.order.remove(key);
                 }
                 // Dropping the version zeroizes its value.
-                history.versions.remove(index);
-                if history.versions.is_empty() {
+                if !history.remove(index) {
                     space.map.remove(key);
                 }
                 Ok(true)
