@@ -519,30 +519,7 @@ impl Writer {
             state.last_version = state.last_version.max(version);
         }
         if self.shared.keeps_history() {
-            let place = place.with_role(RowRole::History);
-            let (nonce, sealed) =
-                cipher.seal_row(&place, write.payload).map_err(|e| errors::backend(&self.shared.id, e))?;
-            self.conn
-                .prepare_cached(
-                    "INSERT INTO credential_history (ns, key, version, key_version, nonce, sealed, created_at,
-                         updated_at, kind, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        ns,
-                        key.as_str(),
-                        version,
-                        cipher.version(),
-                        &nonce[..],
-                        sealed,
-                        created,
-                        updated,
-                        write.kind.as_str(),
-                        write.expires_ns
-                    ])
-                })
-                .map_err(sql)?;
+            self.seal_into_history(cipher, &place, write.payload, None, false)?;
             self.prune(ns, key, write.now)?;
         }
         Ok(SetOutcome {
@@ -640,9 +617,23 @@ impl Writer {
         let plain = cipher
             .open_row(&place, &nonce, &sealed)
             .ok_or_else(|| tampered("the current row failed authentication"))?;
-        let (nonce, sealed) = cipher
-            .seal_row(&place.with_role(RowRole::History), &plain)
-            .map_err(|e| errors::backend(id, e))?;
+        self.seal_into_history(cipher, &place, &plain, Some(now), deleted)
+    }
+
+    /// Seals `plaintext` as the history row of the version at `place` and
+    /// inserts it: `ended` (store clock) and `deleted` say whether, and how,
+    /// it already stopped being current. The one way a history row is made.
+    fn seal_into_history(
+        &self,
+        cipher: &RowCipher,
+        place: &RowPlace<'_>,
+        plaintext: &[u8],
+        ended: Option<i64>,
+        deleted: bool,
+    ) -> Result<()> {
+        let place = place.with_role(RowRole::History);
+        let (nonce, sealed) =
+            cipher.seal_row(&place, plaintext).map_err(|e| errors::backend(&self.shared.id, e))?;
         self.conn
             .prepare_cached(
                 "INSERT INTO credential_history (ns, key, version, key_version, nonce, sealed, created_at,
@@ -651,21 +642,21 @@ impl Writer {
             )
             .and_then(|mut s| {
                 s.execute(params![
-                    ns,
-                    key.as_str(),
-                    version,
+                    place.ns,
+                    place.key,
+                    place.version,
                     cipher.version(),
                     &nonce[..],
                     sealed,
-                    created,
-                    updated,
-                    kind.as_str(),
-                    expires,
-                    now,
+                    place.created_ns,
+                    place.updated_ns,
+                    place.kind.as_str(),
+                    place.expires_ns,
+                    ended,
                     deleted
                 ])
             })
-            .map_err(sql)?;
+            .map_err(|e| self.shared.sql(&e))?;
         Ok(())
     }
 

@@ -183,11 +183,7 @@ impl VaultStore {
         path: &str,
     ) -> Result<Option<ReadSecretMetadataResponse>, Failure> {
         let mount = self.conn.mount.as_str();
-        match self.conn.call(ctx, |s| async move { kv2::read_metadata(&s.client, mount, path).await }).await {
-            Ok(meta) => Ok(Some(meta)),
-            Err(Failure::NotFound) => Ok(None),
-            Err(f) => Err(f),
-        }
+        found(self.conn.call(ctx, |s| async move { kv2::read_metadata(&s.client, mount, path).await }).await)
     }
 
     /// The data and version metadata of version `number` (`?version=N`),
@@ -205,11 +201,7 @@ impl VaultStore {
                 ReadSecretRequest { mount: mount.to_owned(), path: path.to_owned(), version: Some(number) };
             vaultrs::api::exec_with_result(&s.client, endpoint).await
         });
-        match read.await {
-            Ok(found) => Ok(Some(found)),
-            Err(Failure::NotFound) => Ok(None),
-            Err(f) => Err(f),
-        }
+        found(read.await)
     }
 
     /// A listed version's entry: its data read for metadata and expiry
@@ -676,6 +668,15 @@ impl fmt::Debug for VaultStore {
             .field("namespace", self.info.namespace())
             .field("auth", &self.conn.auth_method())
             .finish_non_exhaustive()
+    }
+}
+
+/// A read's answer, with KV v2's 404 as `None`.
+fn found<T>(read: Result<T, Failure>) -> Result<Option<T>, Failure> {
+    match read {
+        Ok(answer) => Ok(Some(answer)),
+        Err(Failure::NotFound) => Ok(None),
+        Err(f) => Err(f),
     }
 }
 
