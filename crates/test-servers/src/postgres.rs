@@ -26,6 +26,12 @@
 //! benchmarks compare the store with bare statements on the same server) and
 //! allows 300 connections.
 //!
+//! A cluster's folder is removed when its fixture is dropped. The shared
+//! server's fixture is never dropped (it lives in a `static`), so every
+//! folder names the test process that made it (`owner.pid`), and each new
+//! fixture first removes the folders whose process is gone
+//! ([`sweep_abandoned`]): a run leaves at most its own clusters behind.
+//!
 //! Every method is blocking (it runs a program or polls the server); from
 //! async tests call them on a multi-threaded runtime or through
 //! `tokio::task::spawn_blocking`.
@@ -60,6 +66,11 @@ const START_ATTEMPTS: usize = 3;
 const USER: &str = "credstore";
 /// The uid and gid of `nobody`, which runs the server when the tests run as root.
 const NOBODY: u32 = 65534;
+/// The prefix of a cluster's folder in the temporary directory.
+const DIR_PREFIX: &str = "credstore-pg-";
+/// The file in a cluster's folder that holds the pid of the test process
+/// that made it.
+const OWNER_FILE: &str = "owner.pid";
 
 /// A running PostgreSQL server. See the module docs.
 pub struct Postgres {
@@ -132,8 +143,10 @@ impl Postgres {
 
     fn start_with(tls: Option<TlsFiles>) -> Option<Postgres> {
         let bin_dir = find_bin_dir()?;
-        let dir =
-            tempfile::Builder::new().prefix("credstore-pg-").tempdir().expect("make a temporary directory");
+        sweep_abandoned(&std::env::temp_dir());
+        let dir = tempfile::Builder::new().prefix(DIR_PREFIX).tempdir().expect("make a temporary directory");
+        std::fs::write(dir.path().join(OWNER_FILE), std::process::id().to_string())
+            .expect("write the cluster's owner file");
         let password = format!("pw-{}", random_hex(16));
         let mut pg = Postgres {
             bin_dir,
@@ -409,6 +422,32 @@ impl Drop for Postgres {
     }
 }
 
+/// Removes the cluster folders in `tmp` whose owning test process has
+/// exited: those of shared servers, whose fixture is never dropped, and of
+/// runs that were killed. A folder without an owner file (being made right
+/// now, or by an older fixture) is left alone; so is one whose owner runs.
+fn sweep_abandoned(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else { return };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(DIR_PREFIX) {
+            continue;
+        }
+        let owner = std::fs::read_to_string(entry.path().join(OWNER_FILE)).ok();
+        if let Some(pid) = owner.and_then(|s| s.trim().parse::<libc::pid_t>().ok()) {
+            if !process_alive(pid) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+/// Whether a process with this pid exists (signal 0 probes without sending).
+fn process_alive(pid: libc::pid_t) -> bool {
+    // SAFETY: kill with signal 0 sends nothing; it only checks the pid.
+    let sent = unsafe { libc::kill(pid, 0) };
+    sent == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// The folder of the PostgreSQL server binaries: `pg_config --bindir`, the
 /// newest `/usr/lib/postgresql/<major>/bin`, or the folder of `postgres` on
 /// `PATH` ([`require_tool`]'s CI failure or loud skip when none has it).
@@ -534,6 +573,32 @@ mod tests {
         pg.restart();
         assert_eq!(pg.port(), port);
         assert_eq!(pg.psql("postgres", "SELECT n FROM kept").unwrap(), "42");
+    }
+
+    #[test]
+    fn sweep_removes_folders_of_exited_processes_and_keeps_the_rest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let folder = |name: &str, owner: Option<String>| {
+            let dir = tmp.path().join(name);
+            std::fs::create_dir_all(dir.join("data")).unwrap();
+            if let Some(owner) = owner {
+                std::fs::write(dir.join(OWNER_FILE), owner).unwrap();
+            }
+            dir
+        };
+        // A child that has exited and been reaped: its pid names no process.
+        let mut child = Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        let abandoned = folder("credstore-pg-gone", Some(child.id().to_string()));
+        let running = folder("credstore-pg-mine", Some(std::process::id().to_string()));
+        let unowned = folder("credstore-pg-new", None);
+        let other = folder("someone-else", Some(child.id().to_string()));
+        sweep_abandoned(tmp.path());
+        assert!(!abandoned.exists(), "a folder whose process exited was kept");
+        assert!(
+            running.exists() && unowned.exists() && other.exists(),
+            "a folder in use or not ours was removed"
+        );
     }
 
     #[test]
