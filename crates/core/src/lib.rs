@@ -64,6 +64,7 @@ mod namespace;
 mod registry;
 pub mod secret;
 mod store;
+mod uri;
 mod version;
 mod write;
 
@@ -87,7 +88,10 @@ pub use metadata::{
 pub use namespace::{Namespace, NamespaceError, MAX_NAMESPACE_LEN};
 pub use registry::StoreRegistry;
 pub use secret::SecretValue;
-pub use store::{Credential, CredentialStore};
+pub use store::{
+    check_batch, get_many_concurrently, Credential, CredentialStore, BATCH_CONCURRENCY, MAX_BATCH_KEYS,
+};
+pub use uri::{SchemeRegistry, StoreScheme, StoreUri};
 pub use version::{Version, MAX_VERSION_LEN};
 pub use write::{SetMode, SetOptions, SetOutcome, WriteRequest};
 

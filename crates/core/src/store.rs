@@ -36,6 +36,48 @@ pub struct Credential {
     pub expires_at: Option<SystemTime>,
 }
 
+/// The most keys one [`CredentialStore::get_many`] call reads.
+pub const MAX_BATCH_KEYS: usize = 1000;
+
+/// How many reads [`get_many_concurrently`] (the provided
+/// [`CredentialStore::get_many`]) keeps in flight at once.
+pub const BATCH_CONCURRENCY: usize = 16;
+
+/// Refuses a batch larger than [`MAX_BATCH_KEYS`], before any I/O: the check
+/// every [`CredentialStore::get_many`] makes first.
+///
+/// # Errors
+/// [`Error::InvalidInput`](crate::Error::InvalidInput) on the field `keys`.
+pub fn check_batch(keys: &[CredentialKey]) -> Result<()> {
+    if keys.len() > MAX_BATCH_KEYS {
+        return Err(crate::Error::InvalidInput {
+            field: "keys".into(),
+            reason: format!("{} keys in one batch; at most {MAX_BATCH_KEYS}", keys.len()),
+        });
+    }
+    Ok(())
+}
+
+/// The provided [`CredentialStore::get_many`]: [`check_batch`], then
+/// [`get`](CredentialStore::get) of each key, at most [`BATCH_CONCURRENCY`]
+/// at a time, answers in the order of `keys`. Wrappers whose batch is a
+/// loop of their own `get` call it with themselves.
+///
+/// # Errors
+/// As for [`CredentialStore::get_many`]: the first failed read's error;
+/// reads still in flight are dropped.
+pub async fn get_many_concurrently<S>(store: &S, keys: &[CredentialKey]) -> Result<Vec<Option<Credential>>>
+where
+    S: CredentialStore + ?Sized,
+{
+    use futures::{StreamExt, TryStreamExt};
+    check_batch(keys)?;
+    // The reads are made (not started) first: a stream over a closure that
+    // borrows each key is not `Send` enough for `async_trait`'s boxes.
+    let reads: Vec<_> = keys.iter().map(|key| store.get(key)).collect();
+    futures::stream::iter(reads).buffered(BATCH_CONCURRENCY).try_collect().await
+}
+
 /// A place that keeps credentials: the one trait every backend implements.
 ///
 /// The trait is small and object safe: stores are passed around as
@@ -169,6 +211,30 @@ pub trait CredentialStore: Send + Sync + fmt::Debug {
     /// [`Error::Integrity`](crate::Error::Integrity) when the stored data
     /// fails authentication; no value is returned then.
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>>;
+
+    /// Reads many credentials in one call: one answer per key, in the order
+    /// of `keys`.
+    ///
+    /// # Behavior
+    /// - Each answer is what [`get`](CredentialStore::get) of its key would
+    ///   return: `None` for a missing or expired key. A key given twice is
+    ///   answered twice.
+    /// - At most [`MAX_BATCH_KEYS`] keys; an empty batch answers an empty
+    ///   list with no I/O.
+    /// - Not a snapshot unless the backend says so: a write that races with
+    ///   the batch may show in some answers and not others.
+    /// - The provided method ([`get_many_concurrently`]) runs up to
+    ///   [`BATCH_CONCURRENCY`] `get`s at once; backends with a batch read of
+    ///   their own (one query, one request) override it.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidInput`](crate::Error::InvalidInput) for more than
+    ///   [`MAX_BATCH_KEYS`] keys, before any I/O ([`check_batch`]).
+    /// - Otherwise the errors of `get`: the batch fails as a whole with the
+    ///   first error met, and answers nothing.
+    async fn get_many(&self, keys: &[CredentialKey]) -> Result<Vec<Option<Credential>>> {
+        get_many_concurrently(self, keys).await
+    }
 
     /// Writes a credential under the request's condition: the one write
     /// method a backend implements. Callers use

@@ -1328,6 +1328,11 @@ impl CredentialStore for CachedStore {
         Ok(Some(credential))
     }
 
+    async fn get_many(&self, keys: &[CredentialKey]) -> Result<Vec<Option<Credential>>> {
+        // Each key is looked up in the cache and read through on a miss.
+        credstore_core::get_many_concurrently(self, keys).await
+    }
+
     async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {
         let _invalidate = InvalidateOnDrop { store: self, key: request.key() };
         self.inner.write(request).await

@@ -320,6 +320,11 @@ impl CredentialStore for FallbackStore {
         self.first_hit(|store| store.get(key)).await
     }
 
+    async fn get_many(&self, keys: &[CredentialKey]) -> Result<Vec<Option<Credential>>> {
+        // Each key falls through the chain on its own.
+        credstore_core::get_many_concurrently(self, keys).await
+    }
+
     async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {
         self.writer()?.write(request).await.map_err(|e| self.own(e))
     }

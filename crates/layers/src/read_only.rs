@@ -98,6 +98,10 @@ impl CredentialStore for ReadOnlyStore {
         self.inner.get(key).await
     }
 
+    async fn get_many(&self, keys: &[CredentialKey]) -> Result<Vec<Option<Credential>>> {
+        self.inner.get_many(keys).await
+    }
+
     /// Always [`Error::Unsupported`], before any I/O.
     async fn write(&self, _request: &WriteRequest<'_>) -> Result<SetOutcome> {
         Err(self.refuse())

@@ -313,6 +313,10 @@ impl CredentialStore for RetryStore {
         self.run("get", true, || self.inner.get(key)).await
     }
 
+    async fn get_many(&self, keys: &[CredentialKey]) -> Result<Vec<Option<Credential>>> {
+        self.run("get_many", true, || self.inner.get_many(keys)).await
+    }
+
     async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {
         let retry = matches!(request.mode(), SetMode::Upsert) || self.layer.retry_conditional_writes;
         self.run("set", retry, || self.inner.write(request)).await

@@ -40,11 +40,13 @@ pub enum Operation {
     ListVersions,
     /// [`CredentialStore::purge`], of a key or of one version.
     Purge,
+    /// [`CredentialStore::get_many`] (one call for the whole batch).
+    GetMany,
 }
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 11] = [
+    pub const ALL: [Operation; 12] = [
         Operation::Get,
         Operation::Set,
         Operation::Has,
@@ -56,11 +58,12 @@ impl Operation {
         Operation::GetVersion,
         Operation::ListVersions,
         Operation::Purge,
+        Operation::GetMany,
     ];
 
     /// The operation's name in logs and metrics: `get`, `set`, `has`,
     /// `version`, `delete`, `list`, `check_availability`, `subscribe`,
-    /// `get_version`, `list_versions` or `purge`.
+    /// `get_version`, `list_versions`, `purge` or `get_many`.
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::Get => "get",
@@ -74,6 +77,7 @@ impl Operation {
             Operation::GetVersion => "get_version",
             Operation::ListVersions => "list_versions",
             Operation::Purge => "purge",
+            Operation::GetMany => "get_many",
         }
     }
 }
@@ -200,6 +204,10 @@ impl<A: Around> CredentialStore for AroundStore<A> {
 
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
         self.around.around(self.call(Operation::Get, Some(key)), self.inner.get(key)).await
+    }
+
+    async fn get_many(&self, keys: &[CredentialKey]) -> Result<Vec<Option<Credential>>> {
+        self.around.around(self.call(Operation::GetMany, None), self.inner.get_many(keys)).await
     }
 
     async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {

@@ -249,6 +249,10 @@ impl CredentialStore for PendingStore {
         self.open()?.get(key).await
     }
 
+    async fn get_many(&self, keys: &[CredentialKey]) -> Result<Vec<Option<Credential>>> {
+        self.open()?.get_many(keys).await
+    }
+
     async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {
         self.open()?.write(request).await
     }
