@@ -105,6 +105,14 @@ const FEED_RETRY_MAX: Duration = Duration::from_secs(5);
 ///   for the others it costs what a read costs, and one call more when the
 ///   version changed: turn it off with
 ///   [`with_revalidate(false)`](CacheLayer::with_revalidate).
+/// - **Batch reads.** [`get_many`](CredentialStore::get_many) answers the
+///   keys with a fresh entry from memory, as `get` does, and reads the
+///   others (each once, duplicates too) in one `get_many` of the store,
+///   caching its answers (a key with a `get` under way keeps that read's
+///   answer). A batch does not join single flights of `get`. When the store
+///   fails with a retriable error, each missed key is read again through
+///   `get`, which serves a stale or durable value where it may; another
+///   error fails the batch.
 /// - **Negative caching.** A missing key is remembered for
 ///   [`negative_ttl`](CacheLayer::with_negative_ttl) (default zero: off), so
 ///   that reads of a key that does not exist cannot stampede the store.
@@ -1848,8 +1856,45 @@ impl CredentialStore for CachedStore {
     }
 
     async fn get_many(&self, keys: &[CredentialKey]) -> Result<Vec<Option<Credential>>> {
-        // Each key is looked up in the cache and read through on a miss.
-        credstore_core::get_many_concurrently(self, keys).await
+        credstore_core::check_batch(keys)?;
+        // Hits as `get` has them; the misses in one batch read of the store.
+        let now = Instant::now();
+        self.cache.sweep_if_due(now);
+        let mut answers: Vec<Option<Option<Credential>>> =
+            keys.iter().map(|key| self.cache.hit(&self.space, key, now, |c| c.cloned())).collect();
+        let mut missed: Vec<CredentialKey> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (key, answer) in keys.iter().zip(&answers) {
+            if answer.is_none() && seen.insert(key) {
+                missed.push(key.clone());
+            }
+        }
+        bump(&self.cache.counters.hits, (keys.len() - answers.iter().filter(|a| a.is_none()).count()) as u64);
+        if !missed.is_empty() {
+            bump(&self.cache.counters.misses, answers.iter().filter(|a| a.is_none()).count() as u64);
+            self.cache.follow_feed();
+            let before = self.cache.invalidations.load(Ordering::Relaxed);
+            let fetched_at = self.cache.durable.as_ref().map(|_| self.cache.store_clock.now());
+            bump(&self.cache.counters.loads, 1);
+            let found = match self.inner.get_many(&missed).await {
+                Ok(found) => {
+                    self.cache.store_batch(&self.space, &missed, &found, before, fetched_at);
+                    found
+                }
+                // Each missed key through `get`, which serves what may be
+                // served while the store fails (stale, or from the durable
+                // tier) and counts it.
+                Err(e) if e.is_retriable() => credstore_core::get_many_concurrently(self, &missed).await?,
+                Err(e) => return Err(e),
+            };
+            let found: HashMap<&CredentialKey, &Option<Credential>> = missed.iter().zip(&found).collect();
+            for (key, answer) in keys.iter().zip(answers.iter_mut()) {
+                if answer.is_none() {
+                    *answer = found.get(key).map(|c| (*c).clone());
+                }
+            }
+        }
+        Ok(answers.into_iter().map(Option::flatten).collect())
     }
 
     async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {

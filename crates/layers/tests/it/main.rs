@@ -4,7 +4,7 @@
 //! a process of its own.
 
 mod cache;
-
+mod cache_batch;
 mod cache_durable;
 mod cache_feed;
 mod cache_prefetch;
