@@ -1372,15 +1372,24 @@ impl Cache {
 
     /// Puts a value the durable tier served, fetched `age` ago, in memory as
     /// if it had been read then: fresh for what is left of its TTL, kept for
-    /// `max_stale` after. Leaves an entry that is there alone.
-    fn fill(&self, space: &Arc<Space>, key: &CredentialKey, credential: &Credential, age: Duration) {
+    /// `max_stale` after. Leaves an entry that is there alone, and puts
+    /// nothing when an invalidation happened since `before` (a write through
+    /// the cache may have removed the value while it was read).
+    fn fill(
+        &self,
+        space: &Arc<Space>,
+        key: &CredentialKey,
+        credential: &Credential,
+        age: Duration,
+        before: u64,
+    ) {
         let config = &self.config;
         if config.ttl.is_zero() || config.max_entries == 0 {
             return;
         }
         self.with_index(Instant::now(), |index, now, dropped| {
             let mut slots = write(&space.slots);
-            if slots.entries.contains_key(key) {
+            if slots.entries.contains_key(key) || self.invalidations.load(Ordering::Relaxed) != before {
                 return;
             }
             // Counted from now, so that a time before the monotonic clock's
@@ -1686,6 +1695,7 @@ impl CachedStore {
         if !matches!(error, Error::Unavailable { .. }) {
             return Err(error);
         }
+        let before = self.cache.invalidations.load(Ordering::Relaxed);
         let Some(envelope) = durable.read(&self.space.namespace, key).await else { return Err(error) };
         let age = self.cache.store_clock.now().duration_since(envelope.fetched_at).unwrap_or(Duration::ZERO);
         let config = &self.cache.config;
@@ -1703,7 +1713,7 @@ impl CachedStore {
             );
             return Err(error);
         }
-        self.cache.fill(&self.space, key, &envelope.credential, age);
+        self.cache.fill(&self.space, key, &envelope.credential, age, before);
         bump(&self.cache.counters.durable_served, 1);
         tracing::warn!(
             store = %self.inner.info().id(),
