@@ -295,7 +295,10 @@ impl CacheLayer {
     /// with a retriable error, and revalidated by version otherwise. The
     /// default is the TTL, at most [`DEFAULT_MAX_STALE`] (60 s): a rotated or
     /// deleted value is never served longer than that past its TTL unless
-    /// you ask for it here.
+    /// you ask for it here. With a [durable tier](Self::durable) it bounds
+    /// that tier too: a value is served from it while the store is down for
+    /// at most the TTL plus `max_stale` after it was fetched, across
+    /// restarts; set it to the longest outage to ride out.
     pub fn with_max_stale(mut self, max_stale: Duration) -> Self {
         self.max_stale = Some(max_stale);
         self
