@@ -150,9 +150,9 @@ const FEED_RETRY_MAX: Duration = Duration::from_secs(5);
 ///   - *When it writes.* Behind the read: the answer is queued (at most
 ///     one update per key, the latest) and a task on the tokio runtime
 ///     writes the queue in order; reads never wait for the tier, and the
-///     in-memory hit path does not touch it. At most
-///     10,000 keys wait at once; past it a new
-///     value is not kept (`durable_failed`, logged). A crash loses the
+///     in-memory hit path does not touch it. At most 10,000 keys wait at
+///     once; past it a new value is not kept (`durable_failed`, logged).
+///     A crash loses the
 ///     updates still queued: the tier then holds the key's previous
 ///     envelope, older, and so served for less long. Dropping the cached
 ///     store lets the task write what is queued;
@@ -458,6 +458,26 @@ impl CacheBuilder {
     /// [`DEFAULT_PREFETCH_JITTER`], 1 s); zero reads at once.
     pub fn prefetch_jitter(mut self, jitter: Duration) -> Self {
         self.prefetch.jitter = jitter;
+        self
+    }
+
+    /// Like [`CacheLayer::with_ttl`], for settings given after the tier.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.layer = self.layer.with_ttl(ttl);
+        self
+    }
+
+    /// Like [`CacheLayer::with_max_stale`], for settings given after the
+    /// tier.
+    pub fn with_max_stale(mut self, max_stale: Duration) -> Self {
+        self.layer = self.layer.with_max_stale(max_stale);
+        self
+    }
+
+    /// Like [`CacheLayer::with_max_entries`], for settings given after the
+    /// tier.
+    pub fn with_max_entries(mut self, max_entries: usize) -> Self {
+        self.layer = self.layer.with_max_entries(max_entries);
         self
     }
 

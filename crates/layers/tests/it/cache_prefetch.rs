@@ -162,3 +162,20 @@ async fn a_failed_prefetch_returns_the_stores_error_and_nothing_planned_is_a_no_
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
     assert_eq!(cached.stats().entries, 0);
 }
+
+#[test]
+fn settings_given_after_the_tier_or_the_prefetch_apply_too() {
+    let builder = CacheLayer::new()
+        .prefetch_keys([key("a")])
+        .with_ttl(Duration::from_secs(7))
+        .with_max_stale(Duration::from_secs(9))
+        .with_max_entries(5);
+    let settings = builder.settings();
+    assert_eq!(
+        (settings.ttl(), settings.max_stale(), settings.max_entries()),
+        (Duration::from_secs(7), Duration::from_secs(9), 5)
+    );
+    assert_eq!(builder.prefetched_keys(), [key("a")]);
+    assert_eq!((builder.prefetched_prefix(), builder.jitter()), (None, DEFAULT_PREFETCH_JITTER));
+    assert!(builder.durable_tier().is_none());
+}
