@@ -82,6 +82,7 @@ struct ReadmeDoctests;
 
 use crate::audit::AuditLog;
 use crate::auth::failures::AuthFailures;
+use crate::auth::sessions::Sessions;
 use crate::auth::Authenticator;
 use crate::runtime::listener::{Limits, Listener};
 use crate::runtime::state::{AppState, SharedState, Stores};
@@ -205,6 +206,7 @@ impl Server {
             auth: Arc::new(auth),
             status,
             audit: Arc::new(AuditLog::new(&settings.audit_log).with_rotation(settings.audit_rotation)),
+            sessions: Arc::new(Sessions::new(settings.sessions, tls.is_some())),
             auth_failures: AuthFailures::new(settings.auth_failure_limit),
             metrics,
             probe_timeout: settings.probe_timeout,

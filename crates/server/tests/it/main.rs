@@ -16,5 +16,6 @@ mod observability;
 mod openapi;
 mod process;
 mod replicas;
+mod sessions;
 mod tls;
 mod versions;
