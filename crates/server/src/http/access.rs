@@ -32,7 +32,7 @@ use zeroize::Zeroizing;
 use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
 use crate::auth::failures::Verdict;
 use crate::auth::sessions::{session_cookie, Session, CSRF_HEADER};
-use crate::auth::{Action, Refusal, Scope, TokenEntry};
+use crate::auth::{Action, Refusal, Scope, TokenEntry, TokenHash};
 use crate::http::problem::ApiError;
 use crate::http::request::RequestId;
 use crate::ids::{namespace_error, project_namespace};
@@ -145,6 +145,11 @@ pub(crate) struct Project<O> {
     pub(crate) audit: AuditEntry,
     /// The stores on which the token's grants allow `O`'s action here.
     pub(crate) stores: Scope,
+    /// The hash of the request's token (find its grants with
+    /// [`crate::auth::Authenticator::by_hash`]).
+    pub(crate) token: TokenHash,
+    /// The session, when the request came with a session cookie.
+    pub(crate) session: Option<Session>,
     op: PhantomData<fn() -> O>,
 }
 
@@ -178,6 +183,8 @@ impl<O: Operation> Project<O> {
             namespace,
             audit,
             stores,
+            token: token.hash,
+            session,
             op: PhantomData,
         })
     }

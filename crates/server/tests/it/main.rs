@@ -7,6 +7,7 @@ mod util;
 mod api;
 mod backends;
 mod connections;
+mod console;
 mod custom_backend;
 mod fuzz;
 mod internals;

@@ -46,12 +46,23 @@ const STYLE: &str = include_str!("console.css");
 
 /// The console's routes.
 pub(crate) fn router() -> Router<AppState> {
+    let project = "/console/tenants/{tenantId}/projects/{projectId}";
+    let store = "/console/tenants/{tenantId}/projects/{projectId}/stores/{id}";
+    let credential = "/console/tenants/{tenantId}/projects/{projectId}/stores/{id}/credentials/{key}";
     Router::new()
         .route("/console", get(|| async { see_other("/console/") }))
         .route("/console/", get(pages::home))
+        .route("/console/project", get(pages::open_project))
         .route("/console/assets/console.css", get(style))
         .route("/console/sign-in", get(session::sign_in_page).post(session::sign_in))
         .route("/console/sign-out", axum::routing::post(session::sign_out))
+        .route(project, get(pages::stores))
+        .route(store, get(pages::credentials).post(pages::create))
+        .route(credential, get(pages::credential))
+        .route(&format!("{credential}/replace"), axum::routing::post(pages::replace))
+        .route(&format!("{credential}/delete"), get(pages::confirm_delete).post(pages::delete))
+        .route(&format!("{credential}/reveal"), axum::routing::post(pages::reveal))
+        .route(&format!("{credential}/versions/{{version}}/restore"), axum::routing::post(pages::restore))
         .route_layer(middleware::from_fn(read_form))
         .layer(middleware::from_fn(secure_headers))
 }
