@@ -6,6 +6,7 @@ mod util;
 
 mod api;
 mod backends;
+mod browser;
 mod connections;
 mod console;
 mod custom_backend;

@@ -8,7 +8,7 @@
 //! Content-Security-Policy ([`CSP`]: only this server's own style sheet,
 //! forms posted only to this origin, never framed), `Cache-Control:
 //! no-store`, `X-Content-Type-Options: nosniff` and `Referrer-Policy:
-//! no-referrer`; the style sheet is served from the binary.
+//! same-origin`; the style sheet is served from the binary.
 //!
 //! A console `POST` is an `application/x-www-form-urlencoded` form read
 //! whole (at most the body limit) into zeroizing buffers before the
@@ -86,7 +86,9 @@ async fn secure_headers(req: Request, next: Next) -> Response {
     let h = resp.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Not no-referrer: under it a browser sends `Origin: null` even on
+    // its own forms, which the sign-in must tell from another site's.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     let cache = if cacheable { "public, max-age=3600" } else { "no-store" };
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
