@@ -38,16 +38,17 @@
 //! listed before it (`scripts/check-module-cycles` keeps it so):
 //! - `ids`: the rules of the ids of a request's path and the namespace
 //!   `{tenantId}/{projectId}` they make;
-//! - [`audit`] and [`auth`] (tokens, grants, and the [`auth_failures`]
-//!   limit): what is recorded, and who may do what;
+//! - [`audit`] and [`auth`] (tokens, grants, the [`auth_failures`]
+//!   limit and the console's [`sessions`](auth::sessions)): what is
+//!   recorded, and who may do what;
 //! - [`config`]: the config file and environment settings ([`Settings`]), with
 //!   the [`backends`] table that maps a store's `type` to its constructor;
 //! - `runtime`: what runs the server: the [`listener`], [`tls`],
 //!   [`shutdown`], the served [`stores`] and their shared [`state`], the
 //!   store prober ([`status`]) and the [`metrics`];
 //! - `http`: the HTTP application ([`app`]): the [`routes`] of each
-//!   resource, their extractors, errors as problem+json and the OpenAPI
-//!   document;
+//!   resource, their extractors, errors as problem+json, the OpenAPI
+//!   document, and the web console at `/console/`;
 //! - [`cli`]: the `credstore` binary's commands (serve, migrate, rotate-key…).
 //!
 //! [`Server`], at the crate root, binds the listeners and serves the application.

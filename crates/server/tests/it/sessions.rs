@@ -447,3 +447,25 @@ async fn under_tls_the_session_cookie_is_secure() {
     assert_eq!(r.status, 303, "{}", r.text);
     assert!(set_cookie(&r).split("; ").any(|a| a == "Secure"), "{}", set_cookie(&r));
 }
+
+#[test]
+fn session_lifetimes_come_from_the_config_file_and_zero_is_refused() {
+    use credstore_server::backends::Backends;
+    use credstore_server::config::FileConfig;
+    use credstore_server::Settings;
+    let parse = |text: &str| {
+        let file: FileConfig = toml::from_str(text).unwrap();
+        Settings::from_file(file, std::path::Path::new("."), |_| None, &Backends::builtin())
+    };
+    let defaults = parse("").unwrap().sessions;
+    assert_eq!(defaults, SessionSettings::DEFAULT);
+    assert_eq!(defaults.idle_timeout, Duration::from_secs(30 * 60));
+    assert_eq!(defaults.lifetime, Duration::from_secs(12 * 60 * 60));
+    assert_eq!(defaults.max_sessions, 10_000);
+    let set = parse("session_idle_timeout_ms = 60000\nsession_lifetime_ms = 600000").unwrap().sessions;
+    assert_eq!((set.idle_timeout, set.lifetime), (Duration::from_secs(60), Duration::from_secs(600)));
+    for name in ["session_idle_timeout_ms", "session_lifetime_ms"] {
+        let err = parse(&format!("{name} = 0")).unwrap_err().to_string();
+        assert!(err.contains(name) && err.contains("above 0"), "{err}");
+    }
+}
