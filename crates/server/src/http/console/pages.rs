@@ -711,7 +711,7 @@ pub(crate) async fn confirm_delete(
     let body = html! {
         form.card method="post" action=(format!("{url}/delete")) {
             p { "Delete the credential " code { (key) } " from store " strong { (id) } " for " (here.tenant) " / " (here.project) "?" }
-            p.hint { "Its value and metadata go. A store that keeps versions keeps the last one as deleted, which can be restored." }
+            p.hint { "Its value and metadata go. A store that keeps versions keeps the last one as deleted, which the Credential Stores API's restore (If-None-Match: *) brings back." }
             (csrf_field(&who.csrf))
             div.pager {
                 button.danger type="submit" { "Delete" }
