@@ -518,15 +518,54 @@ async fn credential_page<O>(
     };
     let body = detail(&here, &who, id.as_str(), &info, history.as_ref(), &extras);
     let title = format!("Credential {key}");
-    let mut page = html_page(
-        status,
-        layout(&title, Some(&who.viewer()), &here.crumbs(Some(id.as_str()), Some(key.as_str())), body),
-    );
-    if extras.revealed.is_some() {
+    let markup =
+        layout(&title, Some(&who.viewer()), &here.crumbs(Some(id.as_str()), Some(key.as_str())), body);
+    match extras.revealed {
         // Hidden again: the page reloads without the value.
-        page = page_with_refresh(&here.credential_url(id.as_str(), key.as_str()), page);
+        Some((_, value)) => page_with_refresh(
+            &here.credential_url(id.as_str(), key.as_str()),
+            with_secret(status, &markup.into_string(), value),
+        ),
+        None => html_page(status, markup),
     }
-    page
+}
+
+/// The page `html` with `value`, escaped, inside its empty
+/// `id="revealed"` element, written into one zeroizing buffer of the exact
+/// size (no copy of the value left behind by a growing string), which the
+/// answer's body owns and zeroizes when it is dropped. No attribute or
+/// text of the page can hold `id="revealed">` unescaped, so the first one
+/// is the element's.
+fn with_secret(status: StatusCode, html: &str, value: &str) -> Response {
+    const MARK: &str = "id=\"revealed\">";
+    let at = html.find(MARK).map_or(html.len(), |i| i + MARK.len());
+    let escape = |b: u8| -> Option<&'static [u8]> {
+        match b {
+            b'&' => Some(b"&amp;"),
+            b'<' => Some(b"&lt;"),
+            b'>' => Some(b"&gt;"),
+            b'"' => Some(b"&quot;"),
+            b'\'' => Some(b"&#39;"),
+            _ => None,
+        }
+    };
+    let escaped_len: usize = value.bytes().map(|b| escape(b).map_or(1, <[u8]>::len)).sum();
+    let mut body = zeroize::Zeroizing::new(Vec::with_capacity(html.len() + escaped_len));
+    body.extend_from_slice(&html.as_bytes()[..at]);
+    for b in value.bytes() {
+        match escape(b) {
+            Some(entity) => body.extend_from_slice(entity),
+            None => body.push(b),
+        }
+    }
+    body.extend_from_slice(&html.as_bytes()[at..]);
+    let mut resp = axum::response::IntoResponse::into_response((
+        status,
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        axum::body::Body::from(axum::body::Bytes::from_owner(body)),
+    ));
+    resp.extensions_mut().insert(crate::http::request::RenderedPage);
+    resp
 }
 
 /// Adds `Refresh` to a page, which reloads `url` (the page without the
@@ -566,11 +605,13 @@ fn detail(
                 dt { "Metadata" } dd { (metadata_list(&info.metadata)) }
             }
         }
-        @if let Some((kind, value)) = extras.revealed {
+        @if let Some((kind, _)) = extras.revealed {
             section.card aria-labelledby="value-title" {
                 h2 #value-title { "Value" }
                 @if kind == "binary" { p.hint { "Binary; shown as base64." } }
-                pre.secret #revealed { (value) }
+                // Empty here: the value goes straight into the answer's
+                // zeroizing buffer (`with_secret`).
+                pre.secret #revealed {}
                 p.hint { "Hidden again in " (REVEAL_SECONDS) " seconds. This read was recorded in the audit log." }
                 p { a href=(url) { "Hide now" } }
             }
