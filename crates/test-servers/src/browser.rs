@@ -329,3 +329,14 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::dechunk;
+
+    #[test]
+    fn a_chunked_answer_is_put_back_together() {
+        assert_eq!(dechunk(b"4\r\n{\"va\r\n6\r\nlue\":1\r\n1\r\n}\r\n0\r\n\r\n"), b"{\"value\":1}");
+        assert_eq!(dechunk(b"0\r\n\r\n"), b"");
+    }
+}

@@ -159,6 +159,21 @@ async fn the_project_page_lists_the_stores_with_availability_and_last_check() {
 }
 
 #[tokio::test]
+async fn a_project_whose_stores_the_token_may_not_see_says_so() {
+    let server = TestServer::start_with(|o| {
+        let mut only = token("narrow", "narrow-token-0123456789", &[T], &[P], &[Action::View]);
+        only.grants[0].stores = credstore_server::auth::Scope::Only(["not-served".to_owned()].into());
+        o.tokens.push(only);
+    })
+    .await;
+    let s = sign_in(&server, "narrow-token-0123456789").await;
+    let r = page(&server, &s, &project_page()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains("No store is open to this token in this project."), "{}", r.text);
+    assert!(!r.text.contains("memory-default"));
+}
+
+#[tokio::test]
 async fn the_store_page_pages_filters_and_has_an_empty_state() {
     let server = server().await;
     let s = sign_in(&server, ADMIN).await;
