@@ -361,6 +361,22 @@ async fn sign_out_deletes_the_session_on_the_server() {
 }
 
 #[tokio::test]
+async fn a_sign_in_ends_the_session_the_browser_came_with() {
+    let server = TestServer::start().await;
+    let old = sign_in(&server, ADMIN).await;
+    let r = browserless()
+        .post(server.url("/console/sign-in"))
+        .header("cookie", old.header())
+        .form(&[("token", ADMIN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(get_with(&server, &old, &stores_path(T, P)).await.status, 401, "the old session lives on");
+    assert_eq!(server.sessions.len(), 1);
+}
+
+#[tokio::test]
 async fn past_the_cap_a_sign_in_evicts_the_oldest_session() {
     let server = TestServer::start_with(|o| o.settings.sessions.max_sessions = 2).await;
     let first = sign_in(&server, ADMIN).await;

@@ -64,9 +64,10 @@ pub(crate) async fn sign_in_page(
     html_page(StatusCode::OK, sign_in_form(message))
 }
 
-/// `POST /console/sign-in`: a known token gets a session cookie and goes to
-/// the console (303); an unknown one gets the form again with 401, or 429
-/// past the address's limit of refusals.
+/// `POST /console/sign-in`: a known token gets a new session cookie (the
+/// session the request came with, if any, ends) and goes to the console
+/// (303); an unknown one gets the form again with 401, or 429 past the
+/// address's limit of refusals.
 pub(crate) async fn sign_in(
     State(state): State<AppState>,
     Extension(rid): Extension<RequestId>,
@@ -95,6 +96,10 @@ pub(crate) async fn sign_in(
         }
         return resp;
     };
+    // A session the browser still held ends: a sign-in never leaves two.
+    if let Some(previous) = session_cookie(&headers) {
+        state.sessions.end(previous);
+    }
     let issued = match state.sessions.issue(entry.hash) {
         Ok(issued) => issued,
         Err(e) => return error_page(ApiError::internal(&e), None),
