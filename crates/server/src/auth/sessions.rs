@@ -16,6 +16,8 @@
 //!   ([`SessionSettings::lifetime`], TOML `session_lifetime_ms`, default
 //!   12 hours);
 //! - on sign-out (`POST /console/sign-out`), which deletes it here;
+//! - at the next sign-in from the same browser (the request that carries
+//!   it);
 //! - when [`MAX_SESSIONS`] are live and another sign-in comes: the oldest
 //!   one (by sign-in) is evicted, so sign-ins never grow memory without
 //!   bound;
