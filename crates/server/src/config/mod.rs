@@ -23,6 +23,7 @@
 //! | audit log size at which it is rotated (0: never; SIGHUP reopens it) | `audit_max_bytes` | — | 104,857,600 |
 //! | rotated audit logs kept (`audit.log.1` ...) | `audit_keep` | — | 5 (1 to 1000) |
 //! | refusals for a missing or unknown token one address gets at once, then a minute (past them: 429) | `auth_failure_burst`, `auth_failures_per_minute` | — | 20, 60 |
+//! | console session idle timeout / lifetime (see [`crate::auth::sessions`]) | `session_idle_timeout_ms`, `session_lifetime_ms` | — | 1,800,000 (30 min), 43,200,000 (12 h) |
 //! | separate metrics listener | `metrics_listen` | `CREDSTORE_METRICS_LISTEN` | none (`/metrics` on `listen`, behind a token) |
 //! | TLS certificate chain (PEM, leaf first) | `tls.cert_file` | `CREDSTORE_TLS_CERT_FILE` | none (plaintext) |
 //! | TLS private key (PEM) | `tls.key_file` | `CREDSTORE_TLS_KEY_FILE` | none |
@@ -140,6 +141,7 @@ use serde::Deserialize;
 
 use crate::audit::{AuditTarget, Rotation};
 use crate::auth::failures::AuthFailureLimit;
+use crate::auth::sessions::SessionSettings;
 use crate::auth::{Action, Grant, Scope, TokenEntry, TokenHash};
 use backends::Backends;
 pub use backends::StoreSpec;
@@ -328,6 +330,8 @@ pub struct Settings {
     pub audit_rotation: Rotation,
     /// How many refusals for a missing or unknown token one address gets.
     pub auth_failure_limit: AuthFailureLimit,
+    /// How long console sessions last ([`crate::auth::sessions`]).
+    pub sessions: SessionSettings,
     /// A separate listener serving `/metrics` without a token.
     pub metrics_listen: Option<SocketAddr>,
     /// TLS on both listeners; `None` serves plaintext HTTP.
@@ -379,6 +383,7 @@ impl Settings {
             audit_log,
             audit_rotation: Rotation::DEFAULT,
             auth_failure_limit: AuthFailureLimit::DEFAULT,
+            sessions: SessionSettings::DEFAULT,
             metrics_listen: None,
             tls: None,
             allow_plaintext: false,
@@ -542,6 +547,15 @@ impl Settings {
                     Some(n) => n,
                     None => defaults.auth_failure_limit.per_minute,
                 },
+            },
+            sessions: SessionSettings {
+                idle_timeout: ms(
+                    file.session_idle_timeout_ms,
+                    defaults.sessions.idle_timeout,
+                    "session_idle_timeout_ms",
+                )?,
+                lifetime: ms(file.session_lifetime_ms, defaults.sessions.lifetime, "session_lifetime_ms")?,
+                ..defaults.sessions
             },
             metrics_listen: match env("CREDSTORE_METRICS_LISTEN").or(file.metrics_listen) {
                 Some(text) => Some(
@@ -733,6 +747,12 @@ pub struct FileConfig {
     /// past the burst.
     #[serde(default)]
     pub auth_failures_per_minute: Option<u32>,
+    /// A console session unused for this long ends, in ms.
+    #[serde(default)]
+    pub session_idle_timeout_ms: Option<u64>,
+    /// A console session ends this long after its sign-in, in ms.
+    #[serde(default)]
+    pub session_lifetime_ms: Option<u64>,
     /// `host:port` of a separate listener serving `/metrics` without a
     /// token.
     #[serde(default)]

@@ -6,7 +6,9 @@ mod util;
 
 mod api;
 mod backends;
+mod browser;
 mod connections;
+mod console;
 mod custom_backend;
 mod fuzz;
 mod internals;
@@ -16,5 +18,6 @@ mod observability;
 mod openapi;
 mod process;
 mod replicas;
+mod sessions;
 mod tls;
 mod versions;
