@@ -83,10 +83,14 @@
 //! | `cache_ttl=30s` | [`CacheLayer`](layers::CacheLayer)`::with_ttl` | a read-through cache: a value read is served from memory for that long (`250ms`, `30s`, `5m`, `1h`, `1d`, or a bare number of seconds; more than zero), with the cache's other defaults |
 //! | `read_only` (or `read_only=true`) | [`ReadOnlyLayer`](layers::ReadOnlyLayer) | every write and delete fails with [`Error::Unsupported`] before any I/O |
 //! | `retries=N` | [`RetryLayer`](layers::RetryLayer)`::with_max_attempts(N + 1)` | a call that fails with a retriable error is retried up to N times (0 to 10), with jittered exponential backoff within the layer's 10 s budget |
+//! | `max_stale=1h` | [`CacheLayer`](layers::CacheLayer)`::with_max_stale` | while the store is unavailable, a value is served for this long after its TTL ran out (counted and logged at `warn`), never longer |
+//! | `cache_file=PATH` | [`CacheBuilder::durable`](layers::CacheBuilder::durable) | a second cache tier in an encrypted SQLite file, so values read before a restart are served after it while the store is down (within `max_stale`); keyed by `cache_master_key_env` / `cache_master_key_file`, or by the key file `PATH.key`, made on first use; needs the `sqlite` feature |
+//! | `prefetch=PREFIX` | [`CacheBuilder::prefetch_prefix`](layers::CacheBuilder::prefetch_prefix) | at open, every key under the prefix is read into the cache in the background (in batches, after a random delay up to `prefetch_jitter`, default 1 s); a failed prefetch is logged and keys are read on first use |
 //!
-//! They stack as the layers' docs advise: retries next to the store, the
-//! cache over them (a hit costs no I/O, a miss is retried), read-only
-//! outermost.
+//! Any of the cache parameters turns the cache on, with the cache's
+//! defaults for the others. They stack as the layers' docs advise: retries
+//! next to the store, the cache over them (a hit costs no I/O, a miss is
+//! retried), read-only outermost.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> credstore::Result<()> {
@@ -240,37 +244,178 @@ pub async fn open_with(
     ctx: &ConfigContext,
 ) -> Result<Arc<dyn CredentialStore>> {
     let mut uri = StoreUri::parse(uri)?;
-    let layers = take_layers(&mut uri)?;
+    let plan = take_layers(&mut uri)?;
     let store = registry.open_uri(uri, ctx).await?;
-    Ok(layers.iter().fold(store, |store, layer| layer.layer(store)))
+    plan.apply(store, ctx).await
 }
 
-/// Takes the layer parameters out of `uri`, before its scheme sees it: the
-/// layers they ask for, innermost first.
-fn take_layers(uri: &mut StoreUri) -> Result<Vec<Arc<dyn Layer>>> {
+/// The layers a URI's parameters ask for, read before anything is opened.
+#[derive(Debug, Default)]
+struct LayerPlan {
+    retries: Option<u32>,
+    cache: Option<CachePlan>,
+    read_only: bool,
+}
+
+/// The cache parameters: any of them turns the cache on, with the cache's
+/// defaults for those not given.
+#[derive(Debug, Default)]
+struct CachePlan {
+    ttl: Option<std::time::Duration>,
+    max_stale: Option<std::time::Duration>,
+    prefetch: Option<String>,
+    prefetch_jitter: Option<std::time::Duration>,
+    durable: Option<DurableTier>,
+}
+
+/// `cache_file`: the durable tier, an encrypted SQLite file.
+#[derive(Debug)]
+struct DurableTier {
+    path: std::path::PathBuf,
+    /// `cache_master_key_env` / `cache_master_key_file`; by default the
+    /// key file `<cache_file>.key`, made on first use.
+    key: Option<config::SecretSource>,
+}
+
+/// Takes the layer parameters out of `uri`, before its scheme sees it:
+/// what to wrap the store in, checked before any I/O.
+fn take_layers(uri: &mut StoreUri) -> Result<LayerPlan> {
     let invalid = |name: &str, reason: &str| Error::InvalidInput {
         field: format!("uri.{name}"),
         reason: reason.into(),
     };
-    let mut stack: Vec<Arc<dyn Layer>> = Vec::new();
+    let mut plan = LayerPlan::default();
     match uri.take_parsed::<u32>("retries")? {
         None | Some(0) => {}
         Some(n) if n > MAX_RETRIES => {
             return Err(invalid("retries", &format!("is at most {MAX_RETRIES}, not {n}")));
         }
-        Some(n) => stack.push(Arc::new(layers::RetryLayer::new().with_max_attempts(n + 1))),
+        Some(n) => plan.retries = Some(n),
     }
-    match uri.take_duration("cache_ttl")? {
-        None => {}
-        Some(ttl) if ttl.is_zero() => {
-            return Err(invalid("cache_ttl", "must be more than zero; leave it out for no cache"));
+    let ttl = uri.take_duration("cache_ttl")?;
+    if ttl.is_some_and(|ttl| ttl.is_zero()) {
+        return Err(invalid("cache_ttl", "must be more than zero; leave it out for no cache"));
+    }
+    let durable = match (uri.take("cache_file"), uri.take_secret("cache_master_key")?) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(invalid("cache_master_key", "keys the durable cache: give cache_file too"));
         }
-        Some(ttl) => stack.push(Arc::new(layers::CacheLayer::new().with_ttl(ttl))),
+        (Some(path), key) => Some(DurableTier { path: path.into(), key }),
+    };
+    let cache = CachePlan {
+        ttl,
+        max_stale: uri.take_duration("max_stale")?,
+        prefetch: uri.take("prefetch"),
+        prefetch_jitter: uri.take_duration("prefetch_jitter")?,
+        durable,
+    };
+    let any = cache.ttl.is_some()
+        || cache.max_stale.is_some()
+        || cache.prefetch.is_some()
+        || cache.prefetch_jitter.is_some()
+        || cache.durable.is_some();
+    if cache.durable.is_some() && !cfg!(feature = "sqlite") {
+        return Err(invalid(
+            "cache_file",
+            "the durable cache is an encrypted SQLite file: enable the sqlite feature",
+        ));
     }
-    if uri.take_bool("read_only")?.unwrap_or(false) {
-        stack.push(Arc::new(layers::ReadOnlyLayer::new()));
+    plan.cache = any.then_some(cache);
+    plan.read_only = uri.take_bool("read_only")?.unwrap_or(false);
+    Ok(plan)
+}
+
+impl LayerPlan {
+    /// Wraps `store`: retries next to it, the cache over them, read-only
+    /// outermost. Opens the durable tier, and starts the prefetch in the
+    /// background (its failure is logged, the store serves meanwhile).
+    async fn apply(
+        self,
+        store: Arc<dyn CredentialStore>,
+        ctx: &ConfigContext,
+    ) -> Result<Arc<dyn CredentialStore>> {
+        let mut store = store;
+        if let Some(n) = self.retries {
+            store = store.with_layer(layers::RetryLayer::new().with_max_attempts(n + 1));
+        }
+        if let Some(cache) = self.cache {
+            store = cache.apply(store, ctx).await?;
+        }
+        if self.read_only {
+            store = store.with_layer(layers::ReadOnlyLayer::new());
+        }
+        Ok(store)
     }
-    Ok(stack)
+}
+
+impl CachePlan {
+    async fn apply(
+        self,
+        store: Arc<dyn CredentialStore>,
+        ctx: &ConfigContext,
+    ) -> Result<Arc<dyn CredentialStore>> {
+        let mut layer = layers::CacheLayer::new();
+        if let Some(ttl) = self.ttl {
+            layer = layer.with_ttl(ttl);
+        }
+        if let Some(max_stale) = self.max_stale {
+            layer = layer.with_max_stale(max_stale);
+        }
+        let mut builder = layers::CacheBuilder::from(layer);
+        if let Some(tier) = self.durable {
+            builder = builder.durable(tier.open(store.info().id(), ctx).await?);
+        }
+        if let Some(prefix) = self.prefetch {
+            builder = builder.prefetch_prefix(prefix)?;
+        }
+        if let Some(jitter) = self.prefetch_jitter {
+            builder = builder.prefetch_jitter(jitter);
+        }
+        let prefetch = !builder.prefetched_keys().is_empty() || builder.prefetched_prefix().is_some();
+        let cached = builder.build(store);
+        if prefetch {
+            let warm = Arc::clone(&cached);
+            tokio::spawn(async move {
+                if let Err(e) = warm.prefetch().await {
+                    tracing::warn!(store = %warm.info().id(), error = %e, "cache prefetch failed; keys are read on first use");
+                }
+            });
+        }
+        Ok(cached)
+    }
+}
+
+impl DurableTier {
+    /// Opens the encrypted SQLite file that keeps the cache across
+    /// restarts: no history (a replaced value is not kept), the store id
+    /// `<store>-cache`.
+    #[cfg(feature = "sqlite")]
+    async fn open(self, store: &StoreId, ctx: &ConfigContext) -> Result<Arc<dyn CredentialStore>> {
+        use credstore_sqlite::{KeySource, SqliteSettings};
+        let key = match self.key {
+            Some(config::SecretSource::Env(var)) => KeySource::Env(var),
+            Some(config::SecretSource::File(path)) => KeySource::File(path),
+            None => {
+                let mut file = self.path.clone().into_os_string();
+                file.push(".key");
+                KeySource::File(file.into())
+            }
+        };
+        let id =
+            StoreId::new(format!("{}-cache", store.as_str())).or_else(|_| StoreId::new("durable-cache"))?;
+        let settings = SqliteSettings::new(self.path, key).retention(Retention::NONE);
+        Ok(Arc::new(settings.open(id, ctx).await?))
+    }
+
+    #[cfg(not(feature = "sqlite"))]
+    async fn open(self, _store: &StoreId, _ctx: &ConfigContext) -> Result<Arc<dyn CredentialStore>> {
+        let _ = (self.path, self.key);
+        Err(Error::InvalidInput {
+            field: "uri.cache_file".into(),
+            reason: "the durable cache is an encrypted SQLite file: enable the sqlite feature".into(),
+        })
+    }
 }
 
 /// The README's example compiles as a doctest.

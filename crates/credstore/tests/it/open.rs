@@ -105,6 +105,59 @@ async fn cache_ttl_serves_a_second_read_without_asking_the_store() {
     assert_eq!(mock.calls(Op::Get), 3, "without cache_ttl every read reaches the store");
 }
 
+/// Polls `check` every 10 ms until it holds, for at most 10 s.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn cache_file_serves_a_value_read_before_a_restart_while_the_store_is_down_within_max_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let (schemes, mock) = with_mock().await;
+    let ctx = ConfigContext::new(dir.path());
+    let uri = "mock:?cache_ttl=1s&max_stale=1h&cache_file=cache.db";
+    let first = credstore::open_with(&schemes, uri, &ctx).await.unwrap();
+    assert_eq!(text(&*first, "k").await.as_deref(), Some("v"));
+    drop(first);
+    assert!(dir.path().join("cache.db.key").exists(), "the durable tier's key file is made beside it");
+    // The store goes down; each new opening (a restart) reads from the file
+    // once the first one's write-behind has landed.
+    mock.fail_ratio(1.0, Fault::Unavailable);
+    eventually("a restarted cache serves the durable value", async || {
+        let restarted = credstore::open_with(&schemes, uri, &ctx).await.unwrap();
+        restarted.get(&key("k")).await.ok().flatten().is_some()
+    })
+    .await;
+    // Without the file, the same outage is an error.
+    let plain = credstore::open_with(&schemes, "mock:?cache_ttl=1s", &ctx).await.unwrap();
+    assert!(plain.get(&key("k")).await.unwrap_err().is_retriable());
+}
+
+#[tokio::test]
+async fn prefetch_warms_the_cache_at_open_so_the_first_read_is_a_hit() {
+    let (schemes, mock) = with_mock().await;
+    let ctx = ConfigContext::new(".");
+    let store = credstore::open_with(&schemes, "mock:?prefetch=k&prefetch_jitter=0s", &ctx).await.unwrap();
+    eventually("the prefetch read the key", async || mock.calls(Op::Get) >= 1).await;
+    mock.reset_calls();
+    assert_eq!(text(&*store, "k").await.as_deref(), Some("v"));
+    assert_eq!(mock.calls(Op::Get), 0, "a prefetched key is a hit");
+}
+
+#[tokio::test]
+async fn cache_master_key_without_cache_file_is_refused_before_anything_opens() {
+    let (schemes, mock) = with_mock().await;
+    mock.reset_calls();
+    let ctx = ConfigContext::new(".");
+    let err = credstore::open_with(&schemes, "mock:?cache_master_key_env=K", &ctx).await.unwrap_err();
+    assert_eq!(field(&err), "uri.cache_master_key");
+    assert_eq!(mock.total_calls(), 0);
+}
+
 #[tokio::test]
 async fn retries_retry_a_retriable_failure_that_many_times() {
     let (schemes, mock) = with_mock().await;

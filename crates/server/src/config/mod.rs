@@ -822,10 +822,12 @@ fn resolve_store(
     let spec = backends
         .spec(id.clone(), &kind, table, ctx.clone())
         .map_err(|e| format!("store '{id}' (type {kind:?}): {e}"))?;
-    let uri_cache = spec.settings::<uri::UriSettings>().is_some_and(|s| s.uri().param("cache_ttl").is_some());
-    if uri_cache && cache.is_some() {
+    let uri_cache = spec
+        .settings::<uri::UriSettings>()
+        .and_then(|s| uri::CACHE_PARAMS.iter().find(|name| s.uri().param(name).is_some()).copied());
+    if let (Some(param), Some(_)) = (uri_cache, &cache) {
         return Err(format!(
-            "store '{id}': give one cache: `cache_ttl` in the uri or a `cache` table, not both"
+            "store '{id}': give one cache: `{param}` in the uri or a `cache` table, not both"
         ));
     }
     Ok((spec, cache))
@@ -1310,6 +1312,7 @@ type = "keychain"
             ("uri = \"sqlite:t.db?master_key_env=K&id=other\"", "leave id= out"),
             ("uri = \"ftp://files/t\"", "no store scheme ftp:"),
             ("uri = \"memory:?cache_ttl=5s\"\ncache = { ttl_ms = 5000 }", "one cache"),
+            ("uri = \"memory:?max_stale=1h\"\ncache = { ttl_ms = 5000 }", "`max_stale` in the uri"),
             ("uri = 5", "string"),
         ] {
             let err = uri_config(dir.path(), &format!("[[stores]]\nid = \"team\"\n{stores}\n")).unwrap_err();

@@ -14,10 +14,16 @@
 //! holds a secret (a password in its user part, `token=`, `master_key=`,
 //! ...) is refused when the config is read, naming `{name}_env` and
 //! `{name}_file`. The layer parameters of the `credstore` crate
-//! (`cache_ttl`, `read_only`, `retries`) apply; `cache_ttl` and a `cache`
-//! table together are refused (one cache per store).
+//! (`cache_ttl`, `max_stale`, `cache_file`, `prefetch`, `read_only`,
+//! `retries`) apply; a cache parameter and a `cache` table together are
+//! refused (one cache per store).
 
 use std::fmt;
+
+/// The `credstore` crate's URI parameters that configure the cache: one of
+/// them beside a `cache` table gives a store two caches, which is refused.
+pub(crate) const CACHE_PARAMS: [&str; 5] =
+    ["cache_ttl", "max_stale", "cache_file", "prefetch", "prefetch_jitter"];
 use std::sync::Arc;
 
 use credstore_core::config::ConfigContext;
