@@ -4,7 +4,8 @@
 //! them and `/proc/<pid>/environ` no longer shows them.
 //!
 //! Which variables hold secrets: the server's own (`CREDSTORE_ADMIN_TOKEN`,
-//! `CREDSTORE_MASTER_KEY`), `VAULT_TOKEN` (which a `vault` store without a
+//! `CREDSTORE_MASTER_KEY`), the CLI's bearer token for `--server`
+//! (`CREDSTORE_TOKEN`, so `credstore run` never passes it on), `VAULT_TOKEN` (which a `vault` store without a
 //! token setting reads), and every variable the config file names with a
 //! `*_env` key (`master_key_env`, `token_env`, `secret_id_env`, ...), the
 //! convention every backend's settings follow for secrets. Other variables
@@ -20,7 +21,8 @@ use zeroize::Zeroizing;
 use crate::config::MASTER_KEY_ENV;
 
 /// The variables known to hold secrets whatever the config file says.
-const KNOWN_SECRETS: [&str; 3] = ["CREDSTORE_ADMIN_TOKEN", MASTER_KEY_ENV, "VAULT_TOKEN"];
+const KNOWN_SECRETS: [&str; 4] =
+    ["CREDSTORE_ADMIN_TOKEN", MASTER_KEY_ENV, super::target::TOKEN_ENV, "VAULT_TOKEN"];
 
 /// The secret variables, copied out of the process environment.
 pub(crate) struct Environment {
@@ -151,7 +153,7 @@ mod tests {
         let config = "[[stores]]\nid = \"a\"\ntype = \"sqlite\"\npath = \"a.db\"\nmaster_key_env = \"A_KEY\"";
         let to = "key = { provider = \"passphrase\", passphrase_env = \"TEAM_PASSPHRASE\" }";
         let names = secret_names([Some(config), Some(to), Some("not toml = = ="), None]);
-        for name in ["CREDSTORE_ADMIN_TOKEN", "A_KEY", "TEAM_PASSPHRASE"] {
+        for name in ["CREDSTORE_ADMIN_TOKEN", "CREDSTORE_TOKEN", "A_KEY", "TEAM_PASSPHRASE"] {
             assert!(names.iter().any(|n| n == name), "{name}: {names:?}");
         }
     }

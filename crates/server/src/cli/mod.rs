@@ -1,6 +1,16 @@
 //! The `credstore` command line: `serve` (the default), `stores`,
 //! `rotate-key`, `rotate-data-key`, `rewrap-key`, `migrate`, `hash-token`
-//! and `openapi`, all reading the same settings (see [`crate::config`]).
+//! and `openapi`, all reading the same settings (see [`crate::config`]);
+//! the data commands `get`, `set`, `ls`, `rm` and `run`, on a store of those
+//! settings or of a running server ([`StoreArgs`]); `gen-key` and
+//! `completions`. The exit codes are in one table ([`EXIT_CODES_HELP`],
+//! shown by `--help`).
+//!
+//! This module parses and dispatches; each command group has its module:
+//! `credentials` (get, set, ls, rm), `run`, `client` (the `--server`
+//! client), `target` (store selection) and `entry` (what they read and
+//! write), `keys` (gen-key), `progress`,
+//! `migrate`, `exit`.
 //!
 //! Rotations come in two kinds, and each command says which it did:
 //! - a **data key rotation** re-seals every credential under a new data key
@@ -17,8 +27,9 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use credstore_core::Namespace;
 use zeroize::Zeroizing;
 
@@ -30,13 +41,28 @@ use crate::runtime::stores;
 use crate::Server;
 use environment::Environment;
 
+mod client;
+mod credentials;
+mod entry;
 mod environment;
+mod exit;
+mod keys;
 mod logging;
 mod migrate;
+mod progress;
+mod run;
+mod target;
 
-/// The credstore server and its administration commands.
+pub use credentials::{GetArgs, LsArgs, RmArgs, SetArgs};
+pub use exit::EXIT_CODES_HELP;
+pub use keys::GenKeyArgs;
+pub use run::RunArgs;
+pub use target::{StoreArgs, TOKEN_ENV};
+
+/// The credstore server, its administration commands, and credentials from
+/// a shell.
 #[derive(Debug, Parser)]
-#[command(name = "credstore", version, about, long_about = None)]
+#[command(name = "credstore", version, about, long_about = None, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
     /// A TOML config file (also `CREDSTORE_CONFIG`).
     #[arg(long, global = true, value_name = "PATH")]
@@ -144,6 +170,63 @@ pub enum Command {
     HashToken,
     /// Print the OpenAPI 3.1 document.
     Openapi,
+    /// Print a credential's value (raw bytes, no newline added) to stdout;
+    /// never to a terminal without --show.
+    Get(GetArgs),
+    /// Write a credential, its value read from stdin or --from-file (never
+    /// from an argument).
+    Set(SetArgs),
+    /// List the keys of a store, one a line, every page.
+    Ls(LsArgs),
+    /// Delete a credential.
+    Rm(RmArgs),
+    /// Run a command with credentials in its environment: every key is read
+    /// first (a missing one fails before the command starts, naming it),
+    /// signals are forwarded, and the exit code is the command's.
+    Run(RunArgs),
+    /// Print a new random master key (base64 of 32 bytes from the operating
+    /// system's generator), for `master_key_env`, `master_key_file` or
+    /// CREDSTORE_MASTER_KEY.
+    GenKey(GenKeyArgs),
+    /// Print a shell completion script: `source <(credstore completions bash)`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// How a command looks an environment variable up.
+type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// What a data command reads besides its arguments: the config file (for
+/// `--store`) and the environment (`CREDSTORE_TOKEN` for `--server`).
+pub(crate) struct Context<'a> {
+    config: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    backends: &'a Backends,
+    env: EnvLookup,
+}
+
+impl Context<'_> {
+    /// The variable `name`, as the settings read it (a secret one from the
+    /// copy taken at start).
+    pub(crate) fn env(&self, name: &str) -> Option<String> {
+        (self.env)(name)
+    }
+
+    /// The settings, as every other command loads them; logging starts with
+    /// warnings only unless `CREDSTORE_LOG` says otherwise.
+    pub(crate) fn settings(&self) -> Result<Settings, exit::Failure> {
+        let env = self.env.clone();
+        let mut settings = Settings::load(self.config.as_deref(), move |k: &str| env(k), self.backends)
+            .map_err(|e| exit::Failure::error(e.to_string()))?;
+        if let Some(f) = self.log_format {
+            settings.log_format = f;
+        }
+        logging::init_with_default(settings.log_format, "warn");
+        Ok(settings)
+    }
 }
 
 /// Runs the command line with the backends of this build
@@ -195,14 +278,27 @@ async fn run_with_env(
     env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
 ) -> ExitCode {
     let command = cli.command.unwrap_or(Command::Serve { listen: None });
-    match command {
+    let env: EnvLookup = Arc::new(env);
+    let ctx = Context { config: cli.config.clone(), log_format: cli.log_format, backends, env: env.clone() };
+    let command = match command {
         Command::HashToken => return hash_token(),
         Command::Openapi => {
             println!("{}", crate::http::document_json());
             return ExitCode::SUCCESS;
         }
-        _ => {}
-    }
+        Command::Get(args) => return exit::code(credentials::get(args, &ctx).await),
+        Command::Set(args) => return exit::code(credentials::set(args, &ctx).await),
+        Command::Ls(args) => return exit::code(credentials::ls(args, &ctx).await),
+        Command::Rm(args) => return exit::code(credentials::rm(args, &ctx).await),
+        Command::Run(args) => return run::run(args, &ctx).await,
+        Command::GenKey(args) => return exit::code(keys::gen_key(args)),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "credstore", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        other => other,
+    };
+    let env = move |k: &str| env(k);
     let mut settings = match Settings::load(cli.config.as_deref(), env, backends) {
         Ok(s) => s,
         Err(e) => return fail(e),
@@ -225,9 +321,17 @@ async fn run_with_env(
         Command::RotateKey { store, new_key_file, new_key_stdin, kek_only } => {
             rotate_key(&settings, &store, new_key_file, new_key_stdin, kek_only).await
         }
-        Command::RotateDataKey { store } => print_or_fail(stores::rotate_data_key(&settings, &store).await),
+        Command::RotateDataKey { store } => {
+            let bar = progress::spinner("rotating the data key");
+            let result = stores::rotate_data_key(&settings, &store).await;
+            progress::finish(bar);
+            print_or_fail(result)
+        }
         Command::RewrapKey { store, to } => {
-            print_or_fail(stores::rewrap_key(&settings, backends.key_providers(), &store, &to).await)
+            let bar = progress::spinner("rewrapping the data key");
+            let result = stores::rewrap_key(&settings, backends.key_providers(), &store, &to).await;
+            progress::finish(bar);
+            print_or_fail(result)
         }
         Command::Migrate { from, to, tenant, project } => {
             let ns = match tenant.zip(project) {
@@ -243,7 +347,15 @@ async fn run_with_env(
             };
             run_migrate(&settings, &from, &to, &ns).await
         }
-        Command::HashToken | Command::Openapi => unreachable!("handled above"),
+        Command::HashToken
+        | Command::Openapi
+        | Command::Get(_)
+        | Command::Set(_)
+        | Command::Ls(_)
+        | Command::Rm(_)
+        | Command::Run(_)
+        | Command::GenKey(_)
+        | Command::Completions { .. } => unreachable!("handled above"),
     }
 }
 
@@ -363,7 +475,16 @@ async fn rotate_key(
         }
         (None, false) => stores::NewKey::Generate,
     };
-    print_or_fail(stores::rotate_key(settings, id, source, kek_only).await)
+    let bar = progress::spinner("rotating");
+    let on_progress = bar.clone().map(|bar| -> stores::RotationProgress {
+        Box::new(move |done, total| {
+            progress::set_total(&bar, total as u64);
+            bar.set_position(done as u64);
+        })
+    });
+    let result = stores::rotate_key_with_progress(settings, id, source, kek_only, on_progress).await;
+    progress::finish(bar);
+    print_or_fail(result)
 }
 
 /// Prints `result`'s message and succeeds, or fails with its error.
@@ -392,7 +513,15 @@ async fn run_migrate(settings: &Settings, from: &str, to: &str, ns: &Namespace) 
         (Ok(s), Ok(d)) => (s, d),
         (Err(e), _) | (_, Err(e)) => return fail(e),
     };
-    match migrate::migrate(src.as_ref(), dst.as_ref()).await {
+    let bar = progress::spinner("migrating: keys done");
+    let result = migrate::migrate(src.as_ref(), dst.as_ref(), |report| {
+        if let Some(bar) = &bar {
+            bar.set_position(report.listed as u64);
+        }
+    })
+    .await;
+    progress::finish(bar);
+    match result {
         Ok(report) => {
             let shown = if ns.is_root() { String::new() } else { format!(" (namespace {ns})") };
             println!("migrate {from} -> {to}{shown}: {report}");

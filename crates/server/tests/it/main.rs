@@ -6,6 +6,7 @@ mod util;
 
 mod api;
 mod backends;
+mod cli;
 mod connections;
 mod custom_backend;
 mod fuzz;
