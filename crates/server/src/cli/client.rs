@@ -44,6 +44,18 @@ pub(crate) struct Remote {
     auth: HeaderValue,
 }
 
+/// Where the server is and how to reach it.
+pub(crate) struct Endpoint<'a> {
+    /// Its base URL.
+    pub server: &'a str,
+    /// The CA certificates to trust instead of the system's.
+    pub ca_cert: Option<&'a Path>,
+    /// The bound on each request, connecting included.
+    pub timeout: Duration,
+    /// Whether plain HTTP may go to an address that is not loopback.
+    pub allow_plaintext: bool,
+}
+
 /// The answer of a value read.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -111,18 +123,18 @@ impl Remote {
     ///
     /// # Errors
     /// [`Exit::Usage`]: a URL that is not `http(s)://host[:port][/path]`
-    /// (or holds a user, a query or a fragment), a token an HTTP header
-    /// cannot carry; [`Exit::Failure`]: an unreadable `--ca-cert`, or no
+    /// (or holds a user, a query or a fragment), plain `http` to an address
+    /// that is not loopback without `allow_plaintext`, a token an HTTP
+    /// header cannot carry; [`Exit::Failure`]: an unreadable `--ca-cert`, or no
     /// TLS roots.
     pub(crate) fn new(
-        server: &str,
+        endpoint: &Endpoint<'_>,
         tenant: &str,
         project: &str,
         store: &str,
         token: &str,
-        ca_cert: Option<&Path>,
-        timeout: Duration,
     ) -> Result<Self, Failure> {
+        let server = endpoint.server;
         let mut base = Url::parse(server)
             .map_err(|e| Failure::usage(format!("--server {server:?} is not a URL: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") || base.host().is_none() {
@@ -132,6 +144,12 @@ impl Remote {
             return Err(Failure::usage(
                 "--server holds a user or password; the token comes from CREDSTORE_TOKEN only",
             ));
+        }
+        if base.scheme() == "http" && !endpoint.allow_plaintext && !is_loopback(&base) {
+            return Err(Failure::usage(format!(
+                "--server {server:?} would send the token unencrypted over the network: use https, or \
+                 --allow-plaintext for a network you trust (plain http is always allowed to a loopback address)"
+            )));
         }
         if base.query().is_some() || base.fragment().is_some() {
             return Err(Failure::usage(format!("--server {server:?}: no query or fragment, please")));
@@ -159,7 +177,7 @@ impl Remote {
         let mut auth = HeaderValue::from_str(&bearer)
             .map_err(|_| Failure::usage("CREDSTORE_TOKEN holds characters an HTTP header cannot carry"))?;
         auth.set_sensitive(true);
-        let http = client(base.scheme() == "https", ca_cert, timeout)?;
+        let http = client(base.scheme() == "https", endpoint.ca_cert, endpoint.timeout)?;
         Ok(Self { http, base, store: store.to_owned(), auth })
     }
 
@@ -417,6 +435,15 @@ impl Remote {
     }
 }
 
+/// Whether `url`'s host is a loopback address (or `localhost`), where plain
+/// HTTP does not leave the machine.
+fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else { return false };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The error and its causes, `: `-separated (reqwest's own message alone
 /// hides why a connection failed).
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -458,4 +485,47 @@ fn client(https: bool, ca_cert: Option<&Path>, timeout: Duration) -> Result<http
         .connect_timeout(timeout)
         .build()
         .map_err(|e| Failure::error(format!("cannot build the HTTP client: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(server: &str, allow_plaintext: bool) -> Result<Remote, Failure> {
+        let endpoint = Endpoint { server, ca_cert: None, timeout: Duration::from_secs(1), allow_plaintext };
+        Remote::new(&endpoint, "t", "p", "s", "token-0123456789")
+    }
+
+    #[test]
+    fn plain_http_is_refused_off_loopback_unless_allowed() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost:1",
+            "http://[::1]:8080/prefix/",
+            "https://example.com",
+        ] {
+            assert!(remote(ok, false).is_ok(), "{ok}");
+        }
+        let e = remote("http://credstore.internal:8080", false).err().unwrap();
+        assert_eq!(e.exit, Exit::Usage);
+        assert!(e.message.contains("unencrypted"), "{e}");
+        assert!(remote("http://credstore.internal:8080", true).is_ok());
+    }
+
+    #[test]
+    fn urls_with_a_user_query_or_another_scheme_are_usage_errors() {
+        for bad in ["ftp://h", "not a url", "https://user:pw@h", "https://h/?q=1", "https://h/#f"] {
+            assert_eq!(remote(bad, false).err().unwrap().exit, Exit::Usage, "{bad}");
+        }
+    }
+
+    #[test]
+    fn paths_are_built_under_the_servers_prefix() {
+        let r = remote("http://127.0.0.1:1/base/", false).unwrap();
+        let key = CredentialKey::new("a.b").unwrap();
+        assert_eq!(
+            r.url(Some(&key), Some("value")).as_str(),
+            "http://127.0.0.1:1/base/manage/tenants/t/projects/p/credential-stores/s/credentials/a.b/value"
+        );
+    }
 }

@@ -26,7 +26,7 @@ use credstore_core::{
     SetOptions, MAX_BATCH_KEYS,
 };
 
-use super::client::Remote;
+use super::client::{Endpoint, Remote};
 use super::entry::{Entry, Written};
 use super::exit::{Exit, Failure};
 use super::Context;
@@ -57,6 +57,10 @@ pub struct StoreArgs {
     /// With --server: trust only the CA certificates of this PEM file (default: the system's).
     #[arg(long, value_name = "PATH", requires = "server")]
     pub ca_cert: Option<PathBuf>,
+    /// With --server: allow plain http to an address that is not loopback
+    /// (the token then crosses the network unencrypted).
+    #[arg(long, requires = "server")]
+    pub allow_plaintext: bool,
     /// With --server: how long each request may take (connecting included).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -115,15 +119,13 @@ impl Target {
                 ))
             })?;
             let token = zeroize::Zeroizing::new(token);
-            let remote = Remote::new(
+            let endpoint = Endpoint {
                 server,
-                tenant,
-                project,
-                &args.store,
-                &token,
-                args.ca_cert.as_deref(),
-                args.timeout,
-            )?;
+                ca_cert: args.ca_cert.as_deref(),
+                timeout: args.timeout,
+                allow_plaintext: args.allow_plaintext,
+            };
+            let remote = Remote::new(&endpoint, tenant, project, &args.store, &token)?;
             return Ok(Self::Remote(remote));
         }
         let settings = ctx.settings()?;
