@@ -373,3 +373,38 @@ fn migrate_prints_no_progress_when_stdout_is_not_a_terminal() {
     assert!(!out.contains('\r') && !out.contains('\u{1b}'), "{out:?}");
     assert_eq!(run(d, &env, &["get", "b", "--store", "copy"], "").1, "v");
 }
+
+#[test]
+fn server_mode_over_tls_trusts_only_the_given_ca() {
+    use crate::util::certs::Pki;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pki = Pki::new("cli");
+    let leaf = pki.server(&["localhost"]);
+    std::fs::write(d.join("fullchain.pem"), &leaf.chain_pem).unwrap();
+    std::fs::write(d.join("key.pem"), &leaf.key_pem).unwrap();
+    std::fs::write(d.join("ca.pem"), pki.root_pem()).unwrap();
+    std::fs::write(d.join("stranger.pem"), Pki::new("stranger").root_pem()).unwrap();
+    std::fs::write(
+        d.join("credstore.toml"),
+        "admin_reveal = true\ntls = { cert_file = \"fullchain.pem\", key_file = \"key.pem\" }\n",
+    )
+    .unwrap();
+    let env = [("CREDSTORE_ADMIN_TOKEN", ADMIN), ("CREDSTORE_CONFIG", "credstore.toml")];
+    let (mut server, addr) = Proc::serve(d, &env, &[]);
+    let url = format!("https://localhost:{}", addr.port());
+    let remote_env = [("CREDSTORE_TOKEN", ADMIN)];
+    let tail = ["--server", url.as_str(), "--tenant", T, "--project", P];
+    let with_ca = |ca: &'static str| [&tail[..], &["--ca-cert", ca]].concat();
+    let (code, _, err) = run(d, &remote_env, &remote(&["set", "k"], &with_ca("ca.pem")), "over-tls");
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(d, &remote_env, &remote(&["get", "k"], &with_ca("ca.pem")), "");
+    assert_eq!((code, out.as_str()), (0, "over-tls"), "{err}");
+    // Another CA, or the system's roots: the connection is refused, nothing sent.
+    let (code, _, err) = run(d, &remote_env, &remote(&["get", "k"], &with_ca("stranger.pem")), "");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot be reached"), "{err}");
+    assert_eq!(run(d, &remote_env, &remote(&["get", "k"], &tail), "").0, 1);
+    assert_eq!(run(d, &remote_env, &remote(&["get", "k"], &with_ca("missing.pem")), "").0, 1);
+    assert!(server.terminate().success(), "{}", server.stderr_text());
+}
