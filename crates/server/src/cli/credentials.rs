@@ -170,12 +170,15 @@ pub(crate) async fn get(args: GetArgs, ctx: &Context<'_>) -> Result<(), Failure>
         ));
     }
     let target = Target::open(&args.target, ctx).await?;
-    let with_value = matches!(shown, Shown::Value | Shown::Json { value: true });
-    let entry = target.read(&key, with_value).await?.ok_or_else(|| missing(&args.key, &target))?;
     if shown == Shown::Value {
-        let value = entry.value.as_ref().map(SecretValue::expose_secret).unwrap_or_default();
-        return write_out(value);
+        // The value alone: through a server, one value read (a token with
+        // `reveal` and not `view` may make it).
+        let value = target.values(std::slice::from_ref(&key)).await?.pop().flatten();
+        let value = value.ok_or_else(|| missing(&args.key, &target))?;
+        return write_out(value.expose_secret());
     }
+    let with_value = shown == Shown::Json { value: true };
+    let entry = target.read(&key, with_value).await?.ok_or_else(|| missing(&args.key, &target))?;
     let encoded = match &entry.value {
         Some(v) if !v.is_text() => Some(Zeroizing::new(STANDARD.encode(v.expose_secret()))),
         _ => None,

@@ -131,17 +131,18 @@ fn cli_and_api_read_and_write_the_same_project_namespace_and_server_mode_works()
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let viewer = "cli-data-viewer-token-000";
-    let (code, hash, _) = run(d, &[], &["hash-token"], viewer);
-    assert_eq!(code, 0);
-    std::fs::write(
-        d.join("credstore.toml"),
-        format!(
-            "admin_reveal = true\n[[tokens]]\nname = \"viewer\"\nsha256 = \"{}\"\ntenants = [\"*\"]\nprojects = \
-             [\"*\"]\nactions = [\"view\"]\n",
+    let revealer = "cli-data-reveal-only-0000";
+    let mut config = "admin_reveal = true\n".to_owned();
+    for (name, secret, action) in [("viewer", viewer, "view"), ("revealer", revealer, "reveal")] {
+        let (code, hash, _) = run(d, &[], &["hash-token"], secret);
+        assert_eq!(code, 0);
+        config.push_str(&format!(
+            "[[tokens]]\nname = \"{name}\"\nsha256 = \"{}\"\ntenants = [\"*\"]\nprojects = [\"*\"]\nactions = \
+             [\"{action}\"]\n",
             hash.trim()
-        ),
-    )
-    .unwrap();
+        ));
+    }
+    std::fs::write(d.join("credstore.toml"), config).unwrap();
     let env = [("CREDSTORE_ADMIN_TOKEN", ADMIN), ("CREDSTORE_CONFIG", "credstore.toml")];
     let scope = ["--tenant", T, "--project", P];
 
@@ -201,6 +202,9 @@ fn cli_and_api_read_and_write_the_same_project_namespace_and_server_mode_works()
     let (code, _, err) = run(d, &[("CREDSTORE_TOKEN", viewer)], &remote(&["get", "api.key"], &tail), "");
     assert_eq!(code, 5, "{err}");
     assert!(err.contains("403"), "{err}");
+    // A token with `reveal` alone reads a value (one value read, no metadata).
+    let (code, out, err) = run(d, &[("CREDSTORE_TOKEN", revealer)], &remote(&["get", "api.key"], &tail), "");
+    assert_eq!((code, out.as_str()), (0, "from-server"), "{err}");
     assert_eq!(run(d, &remote_env, &remote(&["get", "nosuch"], &tail), "").0, 3);
     assert_eq!(run(d, &remote_env, &remote(&["get", "k", "--store", "nosuch"], &tail), "").0, 3);
     // Without a token, or without the project, it is a usage error.
