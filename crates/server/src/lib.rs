@@ -48,7 +48,8 @@
 //! - `http`: the HTTP application ([`app`]): the [`routes`] of each
 //!   resource, their extractors, errors as problem+json and the OpenAPI
 //!   document;
-//! - [`cli`]: the `credstore` binary's commands (serve, migrate, rotate-key…).
+//! - [`cli`]: the `credstore` binary's commands (serve, get, set, ls, rm, run, migrate,
+//!   rotate-key…).
 //!
 //! [`Server`], at the crate root, binds the listeners and serves the application.
 #![warn(missing_docs)]

@@ -284,24 +284,38 @@ fn run_gives_the_child_the_values_in_its_environment_and_its_exit_code() {
 }
 
 #[test]
-fn run_forwards_sigterm_to_the_child_and_exits_with_its_code() {
+fn run_forwards_int_term_hup_and_quit_to_the_child_and_exits_with_its_code() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     assert_eq!(run(d, &[], &["set", "k"], "v").0, 0);
-    let script = "trap 'echo term > got-signal; exit 3' TERM; echo ready; while :; do sleep 0.05; done";
-    let mut child = command(d, &[], &["run", "--env", "K=k", "--", "sh", "-c", script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "ready", "the child runs");
-    // SAFETY: a signal to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(3), "credstore exits with the child's code, not of the signal: {status}");
-    assert_eq!(std::fs::read_to_string(d.join("got-signal")).unwrap(), "term\n", "the child's trap ran");
+    for (name, number, code) in [
+        ("INT", libc::SIGINT, 3),
+        ("TERM", libc::SIGTERM, 4),
+        ("HUP", libc::SIGHUP, 5),
+        ("QUIT", libc::SIGQUIT, 6),
+    ] {
+        let marker = format!("got-{name}");
+        let script = format!(
+            "trap 'echo {name} > {marker}; exit {code}' {name}; echo ready; while :; do sleep 0.05; done"
+        );
+        let mut child = command(d, &[], &["run", "--env", "K=k", "--", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "ready", "the child runs");
+        // SAFETY: a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, number) };
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{name}: credstore exits with the child's code: {status}");
+        assert_eq!(
+            std::fs::read_to_string(d.join(&marker)).unwrap(),
+            format!("{name}\n"),
+            "the child's trap ran"
+        );
+    }
 }
 
 #[test]
