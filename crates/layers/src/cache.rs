@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use credstore_core::{
@@ -16,6 +16,14 @@ use futures::future::{BoxFuture, FutureExt, Shared, WeakShared};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+mod durable;
+mod envelope;
+mod prefetch;
+
+pub use durable::DURABLE_NAMESPACE;
+use durable::{Durable, Owed};
+pub use prefetch::DEFAULT_PREFETCH_JITTER;
 
 /// The default time a value is served from the cache: 300 s.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
@@ -97,6 +105,14 @@ const FEED_RETRY_MAX: Duration = Duration::from_secs(5);
 ///   for the others it costs what a read costs, and one call more when the
 ///   version changed: turn it off with
 ///   [`with_revalidate(false)`](CacheLayer::with_revalidate).
+/// - **Batch reads.** [`get_many`](CredentialStore::get_many) answers the
+///   keys with a fresh entry from memory, as `get` does, and reads the
+///   others (each once, duplicates too) in one `get_many` of the store,
+///   caching its answers (a key with a `get` under way keeps that read's
+///   answer). A batch does not join single flights of `get`. When the store
+///   fails with a retriable error, each missed key is read again through
+///   `get`, which serves a stale or durable value where it may; another
+///   error fails the batch.
 /// - **Negative caching.** A missing key is remembered for
 ///   [`negative_ttl`](CacheLayer::with_negative_ttl) (default zero: off), so
 ///   that reads of a key that does not exist cannot stampede the store.
@@ -119,6 +135,84 @@ const FEED_RETRY_MAX: Duration = Duration::from_secs(5);
 ///     runs out;
 ///   - in any case at once after [`refresh`](CachedStore::refresh),
 ///     [`invalidate`](CachedStore::invalidate) or [`clear`](CachedStore::clear).
+/// - **Durable tier** (optional, [`CacheLayer::durable`]): a second store,
+///   such as a local encrypted SQLite file, that keeps what the cache reads
+///   across restarts, to serve it while the wrapped store is down:
+///   - *What it keeps.* Every answer a read of the store brings (a `get`
+///     that missed, a revalidation, a [`refresh`](CachedStore::refresh), a
+///     [`prefetch`](CachedStore::prefetch)) updates the tier: a value is
+///     written as one envelope (below) holding the credential exactly as
+///     the store answered it (value, metadata, version, created, updated and
+///     expiry times) and the time the read started by the store's
+///     [`clock`](credstore_core::StoreInfo::clock); a key found absent or
+///     expired is removed. Entries are written with the credential's
+///     `expires_at`, so the tier drops them at expiry too.
+///   - *When it writes.* Behind the read: the answer is queued (at most
+///     one update per key, the latest) and a task on the tokio runtime
+///     writes the queue in order; reads never wait for the tier, and the
+///     in-memory hit path does not touch it. At most 10,000 keys wait at
+///     once; past it a new value is not kept (`durable_failed`, logged).
+///     A crash loses the
+///     updates still queued: the tier then holds the key's previous
+///     envelope, older, and so served for less long. Dropping the cached
+///     store lets the task write what is queued;
+///     [`flush_durable`](CachedStore::flush_durable) waits for it.
+///   - *Writes through the cache.* `write`, `delete` and `purge` remove the
+///     key's envelope before they return (whatever their outcome), and queue
+///     the removal once more so that it lands after any older value being
+///     written at that moment. A change another writer makes, reported by
+///     the store's change feed, removes the key's envelope too, unless the
+///     cache holds exactly the reported version. A feed that is lost drops
+///     the memory tier only: the durable one is read only when the store is
+///     down, within the bound below, as the memory tier is without a feed.
+///     [`invalidate`](CachedStore::invalidate) and [`clear`](CachedStore::clear)
+///     forget memory entries only.
+///   - *When it is read.* Only when a `get` misses in memory (or finds
+///     nothing there to serve stale) and the store fails with
+///     [`Error::Unavailable`]: the store is down, sealed, timed out
+///     (a [`TimeoutLayer`](credstore_core::layers::TimeoutLayer) answers
+///     `Unavailable`), unreachable. Other errors, `PermissionDenied`,
+///     `Integrity`, `Conflict`, a backend error, are returned as they are:
+///     the store answered, and is never masked. The tier's value is
+///     served when it was fetched less than the TTL plus
+///     [`max_stale`](CacheLayer::with_max_stale) ago, by the store's clock:
+///     exactly as long as the memory tier would have served it had the
+///     process not restarted; never past that, and never past the
+///     credential's `expires_at`: then the store's error is returned. Each
+///     such read is counted in [`CacheStats::durable_served`] and logged
+///     with `tracing` at `warn` (store, tier, namespace, key, age and the
+///     error; never the value), and puts the value in memory as it would
+///     have been then: fresh for what is left of its TTL, then stale, so
+///     the next reads retry the store and are served stale on failure as
+///     usual. Set `max_stale` to the longest outage to ride out: its
+///     default (the TTL, at most 60 s) is meant for the memory tier.
+///   - *Where.* Under the namespace
+///     `cache/<store id>/<namespace of the handle>` of the tier
+///     ([`DURABLE_NAMESPACE`]), each key under its own name, so one file can
+///     serve several caches. A tier that fails is logged and counted
+///     (`durable_failed`) and never fails a read or a write of the cache.
+///     Give the tier no history (`Retention::NONE` for SQLite): otherwise
+///     it keeps superseded values.
+///   - *Envelope* (the tier's value for a key; integers big-endian, a time
+///     is `i64` seconds since the Unix epoch then `u32` nanoseconds): magic
+///     `CSC\x01` (4 bytes); fetched at, created at, updated at (12 each);
+///     an expiry flag (1 byte, 1 when 12 bytes of expiry follow); the version
+///     (1 byte of length, then ASCII); the metadata (2 bytes of count, then
+///     per entry 1 byte of key length, key, 2 bytes of value length, value);
+///     the value (4 bytes of length, then bytes). Nothing may follow; an
+///     envelope that does not read back exactly is ignored (logged). The
+///     envelope is built in a buffer that is zeroized, and the value read
+///     back gets a zeroizing buffer of its own. A value whose envelope
+///     exceeds the tier's largest value
+///     ([`MAX_VALUE_BYTES`](credstore_core::MAX_VALUE_BYTES), i.e. values
+///     within about 1 KB of it) is not kept.
+/// - **Prefetch** (optional, [`CacheLayer::prefetch_keys`],
+///   [`CacheLayer::prefetch_prefix`]): [`CachedStore::prefetch`] reads the
+///   given keys and those under a prefix into the cache at start, through
+///   the store's [`get_many`](CredentialStore::get_many) in batches of at
+///   most [`MAX_BATCH_KEYS`](credstore_core::MAX_BATCH_KEYS), after a
+///   random delay of at most the [jitter](CacheBuilder::prefetch_jitter)
+///   and with its batches spread within it. Its keys are then hits.
 /// - **Change feed.** When the wrapped store declares a feed, the cached
 ///   store subscribes to it once, for all its namespace handles, on the
 ///   tokio runtime of its first read that goes to the store (a store without
@@ -201,7 +295,10 @@ impl CacheLayer {
     /// with a retriable error, and revalidated by version otherwise. The
     /// default is the TTL, at most [`DEFAULT_MAX_STALE`] (60 s): a rotated or
     /// deleted value is never served longer than that past its TTL unless
-    /// you ask for it here.
+    /// you ask for it here. With a [durable tier](Self::durable) it bounds
+    /// that tier too: a value is served from it while the store is down for
+    /// at most the TTL plus `max_stale` after it was fetched, across
+    /// restarts; set it to the longest outage to ride out.
     pub fn with_max_stale(mut self, max_stale: Duration) -> Self {
         self.max_stale = Some(max_stale);
         self
@@ -253,12 +350,170 @@ impl CacheLayer {
     /// owner can reach ([`Layer::layer`] returns the same store as a
     /// `dyn CredentialStore`).
     pub fn build(&self, inner: Arc<dyn CredentialStore>) -> Arc<CachedStore> {
-        let cache = Cache::new(*self, &inner);
-        Arc::new(CachedStore::over(inner, cache))
+        CacheBuilder::from(*self).build(inner)
+    }
+
+    /// These settings with a durable second tier: see [`CacheBuilder::durable`].
+    pub fn durable(self, tier: Arc<dyn CredentialStore>) -> CacheBuilder {
+        CacheBuilder::from(self).durable(tier)
+    }
+
+    /// These settings with keys to read at start: see
+    /// [`CacheBuilder::prefetch_keys`].
+    pub fn prefetch_keys(self, keys: impl IntoIterator<Item = CredentialKey>) -> CacheBuilder {
+        CacheBuilder::from(self).prefetch_keys(keys)
+    }
+
+    /// These settings with a prefix whose keys are read at start: see
+    /// [`CacheBuilder::prefetch_prefix`].
+    ///
+    /// # Errors
+    /// As [`CacheBuilder::prefetch_prefix`].
+    pub fn prefetch_prefix(self, prefix: impl Into<String>) -> Result<CacheBuilder> {
+        CacheBuilder::from(self).prefetch_prefix(prefix)
     }
 }
 
 impl Layer for CacheLayer {
+    fn layer(&self, inner: Arc<dyn CredentialStore>) -> Arc<dyn CredentialStore> {
+        self.build(inner)
+    }
+}
+
+/// A [`CacheLayer`]'s settings with what cannot be copied: a durable second
+/// tier ([`durable`](Self::durable)) and the keys to read at start
+/// ([`prefetch_keys`](Self::prefetch_keys),
+/// [`prefetch_prefix`](Self::prefetch_prefix),
+/// [`prefetch_jitter`](Self::prefetch_jitter)). Made by the same-named
+/// methods of [`CacheLayer`] or from one with `From`; a layer itself.
+///
+/// The settings map one to one to options of a store's URI: `cache_ttl`
+/// ([`CacheLayer::with_ttl`]), `max_stale` ([`CacheLayer::with_max_stale`]),
+/// `cache_file` (a local encrypted SQLite store given to
+/// [`durable`](Self::durable)) and `prefetch` (a prefix or keys).
+///
+/// ```
+/// use std::{sync::Arc, time::Duration};
+/// use credstore_core::{CredentialKey, CredentialStore};
+/// use credstore_layers::CacheLayer;
+///
+/// # async fn demo(vault: Arc<dyn CredentialStore>, local: Arc<dyn CredentialStore>) -> credstore_core::Result<()> {
+/// let cached = CacheLayer::new()
+///     .with_ttl(Duration::from_secs(60))
+///     .with_max_stale(Duration::from_secs(24 * 3600)) // served up to a day into an outage
+///     .durable(local) // e.g. a SqliteStore with Retention::NONE
+///     .prefetch_prefix("db.")?
+///     .prefetch_jitter(Duration::from_secs(5))
+///     .build(vault);
+/// cached.prefetch().await?; // reads every `db.` key, in batches, within 5 s
+/// let key = CredentialKey::new("db.password")?;
+/// cached.get(&key).await?; // a hit
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct CacheBuilder {
+    layer: CacheLayer,
+    durable: Option<Arc<dyn CredentialStore>>,
+    prefetch: prefetch::Plan,
+}
+
+impl From<CacheLayer> for CacheBuilder {
+    fn from(layer: CacheLayer) -> Self {
+        Self { layer, durable: None, prefetch: prefetch::Plan::default() }
+    }
+}
+
+impl CacheBuilder {
+    /// Keeps every value the cache reads in `tier` too, to be served from
+    /// there when the store is down, within
+    /// [`max_stale`](CacheLayer::max_stale), after a restart as well: see
+    /// "Durable tier" on [`CacheLayer`]. Give it a local store that keeps no
+    /// history, such as an encrypted `SqliteStore` with `Retention::NONE`,
+    /// on its own file or namespace.
+    pub fn durable(mut self, tier: Arc<dyn CredentialStore>) -> Self {
+        self.durable = Some(tier);
+        self
+    }
+
+    /// Adds keys that [`CachedStore::prefetch`] reads.
+    pub fn prefetch_keys(mut self, keys: impl IntoIterator<Item = CredentialKey>) -> Self {
+        self.prefetch.keys.extend(keys);
+        self
+    }
+
+    /// Makes [`CachedStore::prefetch`] read every key that starts with
+    /// `prefix` too (listed at start); an empty prefix is every key.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] on field `prefix` when no key can start with
+    /// it, before any I/O.
+    pub fn prefetch_prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
+        let options = ListOptions::new().with_prefix(prefix)?;
+        self.prefetch.prefix = Some(options.prefix().to_owned());
+        Ok(self)
+    }
+
+    /// The bound of the random delay before [`CachedStore::prefetch`]
+    /// reads, and of the spread of its batches (default
+    /// [`DEFAULT_PREFETCH_JITTER`], 1 s); zero reads at once.
+    pub fn prefetch_jitter(mut self, jitter: Duration) -> Self {
+        self.prefetch.jitter = jitter;
+        self
+    }
+
+    /// Like [`CacheLayer::with_ttl`], for settings given after the tier.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.layer = self.layer.with_ttl(ttl);
+        self
+    }
+
+    /// Like [`CacheLayer::with_max_stale`], for settings given after the
+    /// tier.
+    pub fn with_max_stale(mut self, max_stale: Duration) -> Self {
+        self.layer = self.layer.with_max_stale(max_stale);
+        self
+    }
+
+    /// Like [`CacheLayer::with_max_entries`], for settings given after the
+    /// tier.
+    pub fn with_max_entries(mut self, max_entries: usize) -> Self {
+        self.layer = self.layer.with_max_entries(max_entries);
+        self
+    }
+
+    /// The copyable settings.
+    pub fn settings(&self) -> &CacheLayer {
+        &self.layer
+    }
+
+    /// The durable tier, if one was given.
+    pub fn durable_tier(&self) -> Option<&Arc<dyn CredentialStore>> {
+        self.durable.as_ref()
+    }
+
+    /// The keys given to [`prefetch_keys`](Self::prefetch_keys).
+    pub fn prefetched_keys(&self) -> &[CredentialKey] {
+        &self.prefetch.keys
+    }
+
+    /// The prefix given to [`prefetch_prefix`](Self::prefetch_prefix).
+    pub fn prefetched_prefix(&self) -> Option<&str> {
+        self.prefetch.prefix.as_deref()
+    }
+
+    /// The bound of the prefetch's jitter.
+    pub fn jitter(&self) -> Duration {
+        self.prefetch.jitter
+    }
+
+    /// Wraps `inner`; see [`CacheLayer::build`].
+    pub fn build(&self, inner: Arc<dyn CredentialStore>) -> Arc<CachedStore> {
+        let cache = Cache::new(self, &inner);
+        Arc::new(CachedStore::over(inner, cache))
+    }
+}
+
+impl Layer for CacheBuilder {
     fn layer(&self, inner: Arc<dyn CredentialStore>) -> Arc<dyn CredentialStore> {
         self.build(inner)
     }
@@ -299,6 +554,17 @@ pub struct CacheStats {
     /// Whether the cache follows a change feed now: false for a store
     /// without one, before the first read, and while it is lost.
     pub feed_live: bool,
+    /// Reads answered from the durable tier because the store was
+    /// unavailable (see "Durable tier" on [`CacheLayer`]).
+    pub durable_served: u64,
+    /// Updates of the durable tier that landed: entries written or removed.
+    pub durable_written: u64,
+    /// Updates of the durable tier that failed or were not made (the
+    /// writer too far behind, a value too large for the tier); each is
+    /// logged at `warn`.
+    pub durable_failed: u64,
+    /// Values cached by [`CachedStore::prefetch`].
+    pub prefetched: u64,
 }
 
 #[derive(Default)]
@@ -312,6 +578,8 @@ struct Counters {
     revalidations: AtomicU64,
     feed_invalidations: AtomicU64,
     feed_lost: AtomicU64,
+    durable_served: AtomicU64,
+    prefetched: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, n: u64) {
@@ -321,7 +589,7 @@ fn bump(counter: &AtomicU64, n: u64) {
 }
 
 impl Counters {
-    fn snapshot(&self, entries: usize, feed_live: bool) -> CacheStats {
+    fn snapshot(&self, entries: usize, feed_live: bool, durable: Option<&Durable>) -> CacheStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         CacheStats {
             hits: get(&self.hits),
@@ -335,6 +603,10 @@ impl Counters {
             feed_invalidations: get(&self.feed_invalidations),
             feed_lost: get(&self.feed_lost),
             feed_live,
+            durable_served: get(&self.durable_served),
+            durable_written: durable.map_or(0, |d| get(&d.written)),
+            durable_failed: durable.map_or(0, |d| get(&d.failed)),
+            prefetched: get(&self.prefetched),
         }
     }
 }
@@ -504,8 +776,16 @@ struct Cache {
     me: Weak<Cache>,
     /// The store's change feed, when it has one.
     feed: Option<Feed>,
-    /// The wrapped store's clock, which decides when a credential expires.
+    /// The wrapped store's clock, which decides when a credential expires
+    /// and dates what the durable tier keeps.
     store_clock: Arc<dyn Clock>,
+    /// The durable second tier, if the cache has one.
+    durable: Option<Arc<Durable>>,
+    /// What [`CachedStore::prefetch`] reads.
+    plan: prefetch::Plan,
+    /// Raised by every invalidation, so that a prefetch does not cache what
+    /// was read before one.
+    invalidations: AtomicU64,
 }
 
 /// What a cache knows of the change feed it follows.
@@ -530,6 +810,9 @@ const FEED_DOWN: u8 = 2;
 
 impl Drop for Cache {
     fn drop(&mut self) {
+        if let Some(durable) = &self.durable {
+            durable.close();
+        }
         if let Some(task) = self.sweeper.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
             task.abort();
         }
@@ -672,7 +955,8 @@ enum Lookup {
 }
 
 impl Cache {
-    fn new(config: CacheLayer, inner: &Arc<dyn CredentialStore>) -> Arc<Self> {
+    fn new(builder: &CacheBuilder, inner: &Arc<dyn CredentialStore>) -> Arc<Self> {
+        let config = builder.layer;
         let feed = inner.info().capabilities().change_feed.then(|| Feed {
             source: Arc::clone(inner),
             task: Mutex::new(None),
@@ -692,6 +976,9 @@ impl Cache {
             me: me.clone(),
             feed,
             store_clock: Arc::clone(inner.info().clock()),
+            durable: builder.durable.as_ref().map(|tier| Durable::new(tier, inner.info().id())),
+            plan: builder.prefetch.clone(),
+            invalidations: AtomicU64::new(0),
         })
     }
 
@@ -791,21 +1078,33 @@ impl Cache {
         let Some(feed) = &self.feed else { return };
         // A namespace too long to join holds no entry of this cache.
         let Ok(namespace) = feed.source.info().namespace().join(&change.namespace) else { return };
-        let Some(space) = lock(&self.spaces).get(&namespace).cloned() else { return };
-        let dropped = self.with_index(Instant::now(), |index, _, dropped| {
+        self.invalidations.fetch_add(1, Ordering::Relaxed);
+        let Some(space) = lock(&self.spaces).get(&namespace).cloned() else {
+            // Nothing in memory, but the durable tier may hold the key from
+            // before a restart.
+            if self.owe_removal(&namespace, &change.key) {
+                self.wake_durable();
+            }
+            return;
+        };
+        let (dropped, owed) = self.with_index(Instant::now(), |index, _, dropped| {
             let mut slots = write(&space.slots);
             let held = slots.entries.get(&change.key).map(|e| e.credential.as_ref().map(|c| &c.version));
             if held == Some(change.version.as_ref()) {
-                return false;
+                return (false, false);
             }
+            let owed = self.owe_removal(&namespace, &change.key);
             let unlinked = unlink(index, &mut slots, &change.key, dropped);
             let detached = slots.flights.remove(&change.key);
             let any = unlinked || detached.is_some();
             dropped.flights.extend(detached);
-            any
+            (any, owed)
         });
         if dropped {
             bump(&self.counters.feed_invalidations, 1);
+        }
+        if owed {
+            self.wake_durable();
         }
         self.prune(&space);
     }
@@ -963,6 +1262,7 @@ impl Cache {
     /// Forgets `key` in `space` and detaches any read of it under way, so
     /// that its answer is not cached.
     fn invalidate(&self, space: &Arc<Space>, key: &CredentialKey) {
+        self.invalidations.fetch_add(1, Ordering::Relaxed);
         self.with_index(Instant::now(), |index, _, dropped| {
             let mut slots = write(&space.slots);
             unlink(index, &mut slots, key, dropped);
@@ -972,6 +1272,7 @@ impl Cache {
 
     /// Forgets every entry and read under way of `spaces`.
     fn clear(&self, spaces: &[Arc<Space>]) {
+        self.invalidations.fetch_add(1, Ordering::Relaxed);
         self.with_index(Instant::now(), |index, _, dropped| {
             for space in spaces {
                 let mut slots = write(&space.slots);
@@ -1010,13 +1311,25 @@ impl Cache {
 
     /// Applies what flight `id` learned, unless a write, an invalidation or
     /// a refresh detached it meanwhile.
-    fn complete(&self, space: &Arc<Space>, key: &CredentialKey, id: u64, fetched: &Fetched) {
-        self.with_index(Instant::now(), |index, now, dropped| {
+    /// `fetched_at`: when the read started, by the store's clock (read only
+    /// when there is a durable tier to tell).
+    fn complete(
+        &self,
+        space: &Arc<Space>,
+        key: &CredentialKey,
+        id: u64,
+        fetched: &Fetched,
+        fetched_at: Option<SystemTime>,
+    ) {
+        let owed = self.with_index(Instant::now(), |index, now, dropped| {
             let mut slots = write(&space.slots);
             if slots.flights.get(key).map(|f| f.id) != Some(id) {
-                return;
+                return false;
             }
             dropped.flights.extend(slots.flights.remove(key));
+            // Owed under the lock that decided it: a write's removal that
+            // detached this read comes after it, never before.
+            let owed = self.owe_fetched(&space.namespace, key, fetched, fetched_at);
             let found = match fetched {
                 Fetched::Loaded(found) => found.clone(),
                 Fetched::Revalidated(credential) => {
@@ -1024,19 +1337,152 @@ impl Cache {
                     Some(credential.clone())
                 }
                 // Kept for stale-if-error until its time is up.
-                Fetched::Failed(e) if e.is_retriable() => return,
+                Fetched::Failed(e) if e.is_retriable() => return owed,
                 Fetched::Failed(_) => {
                     unlink(index, &mut slots, key, dropped);
-                    return;
+                    return owed;
                 }
             };
             unlink(index, &mut slots, key, dropped);
-            let Some(entry) = self.entry_for(found, now) else { return };
+            let Some(entry) = self.entry_for(found, now) else { return owed };
             link(index, &mut slots, space, key, entry);
             drop(slots);
             let evicted = index.evict(self.config.max_entries, dropped);
             bump(&self.counters.evictions, evicted);
+            owed
         });
+        if owed {
+            self.wake_durable();
+        }
+    }
+
+    /// Queues for the durable tier what a read learned: the value (fetched
+    /// at `fetched_at`), or the removal of a key that is absent or expired.
+    /// Returns whether anything was queued.
+    fn owe_fetched(
+        &self,
+        namespace: &Namespace,
+        key: &CredentialKey,
+        fetched: &Fetched,
+        fetched_at: Option<SystemTime>,
+    ) -> bool {
+        let (Some(durable), Some(fetched_at)) = (&self.durable, fetched_at) else { return false };
+        let owed = match fetched {
+            Fetched::Loaded(Some(c)) | Fetched::Revalidated(c) if !self.expired(Some(c)) => {
+                Owed::Put(c.clone(), fetched_at)
+            }
+            Fetched::Loaded(_) | Fetched::Revalidated(_) => Owed::Remove,
+            Fetched::Failed(_) => return false,
+        };
+        durable.owe(namespace, key, owed);
+        true
+    }
+
+    /// Queues the removal of `key`'s durable entry (a write through the
+    /// cache, or another writer's change the feed reported).
+    fn owe_removal(&self, namespace: &Namespace, key: &CredentialKey) -> bool {
+        let Some(durable) = &self.durable else { return false };
+        durable.owe(namespace, key, Owed::Remove);
+        true
+    }
+
+    /// Starts the durable tier's writer on what was queued.
+    fn wake_durable(&self) {
+        if let Some(durable) = &self.durable {
+            durable.wake();
+        }
+    }
+
+    /// Puts a value the durable tier served, fetched `age` ago, in memory as
+    /// if it had been read then: fresh for what is left of its TTL, kept for
+    /// `max_stale` after. Leaves an entry that is there alone, and puts
+    /// nothing when an invalidation happened since `before` (a write through
+    /// the cache may have removed the value while it was read).
+    fn fill(
+        &self,
+        space: &Arc<Space>,
+        key: &CredentialKey,
+        credential: &Credential,
+        age: Duration,
+        before: u64,
+    ) {
+        let config = &self.config;
+        if config.ttl.is_zero() || config.max_entries == 0 {
+            return;
+        }
+        self.with_index(Instant::now(), |index, now, dropped| {
+            let mut slots = write(&space.slots);
+            if slots.entries.contains_key(key) || self.invalidations.load(Ordering::Relaxed) != before {
+                return;
+            }
+            // Counted from now, so that a time before the monotonic clock's
+            // origin can only make it shorter.
+            let left = config.ttl.saturating_add(config.max_stale()).saturating_sub(age);
+            if left.is_zero() {
+                return;
+            }
+            let retain_until = later(now, left);
+            let fresh_until = match age.checked_sub(config.ttl) {
+                None => later(now, config.ttl - age),
+                Some(past) => now.checked_sub(past).unwrap_or(now),
+            };
+            let stamp = self.stamp();
+            let entry = Entry {
+                credential: Some(credential.clone()),
+                fresh_until,
+                retain_until,
+                used: AtomicU64::new(stamp),
+                indexed: stamp,
+                seq: self.next_id(),
+            };
+            link(index, &mut slots, space, key, entry);
+            drop(slots);
+            let evicted = index.evict(config.max_entries, dropped);
+            bump(&self.counters.evictions, evicted);
+        });
+    }
+
+    /// Caches what a batch read of the store found (`found`, in the order
+    /// of `keys`, which are unique): values, and misses when negative caching
+    /// is on, replacing what entries held; a key with a read under way keeps
+    /// that read's answer. Nothing is cached when an invalidation happened
+    /// since `before`: the batch could be older than the change. The durable
+    /// tier is owed the same. Returns how many values it cached.
+    fn store_batch(
+        &self,
+        space: &Arc<Space>,
+        keys: &[CredentialKey],
+        found: &[Option<Credential>],
+        before: u64,
+        fetched_at: Option<SystemTime>,
+    ) -> usize {
+        let (cached, owed) = self.with_index(Instant::now(), |index, now, dropped| {
+            let mut slots = write(&space.slots);
+            if self.invalidations.load(Ordering::Relaxed) != before {
+                return (0, false);
+            }
+            let (mut cached, mut owed) = (0, false);
+            for (key, credential) in keys.iter().zip(found) {
+                if slots.flights.contains_key(key) {
+                    continue;
+                }
+                let loaded = Fetched::Loaded(credential.clone());
+                owed |= self.owe_fetched(&space.namespace, key, &loaded, fetched_at);
+                unlink(index, &mut slots, key, dropped);
+                if let Some(entry) = self.entry_for(credential.clone(), now) {
+                    cached += usize::from(credential.is_some());
+                    link(index, &mut slots, space, key, entry);
+                }
+            }
+            drop(slots);
+            let evicted = index.evict(self.config.max_entries, dropped);
+            bump(&self.counters.evictions, evicted);
+            (cached, owed)
+        });
+        if owed {
+            self.wake_durable();
+        }
+        cached
     }
 
     /// After a retriable error: the value kept for `key`, if its time is not
@@ -1084,6 +1530,11 @@ struct InvalidateOnDrop<'a> {
 impl Drop for InvalidateOnDrop<'_> {
     fn drop(&mut self) {
         self.store.invalidate(self.key);
+        // Queued after the invalidation, which detached any read that could
+        // queue an older value: the removal lands last.
+        if self.store.cache.owe_removal(&self.store.space.namespace, self.key) {
+            self.store.cache.wake_durable();
+        }
     }
 }
 
@@ -1131,7 +1582,7 @@ impl CachedStore {
     /// cached store.
     pub fn stats(&self) -> CacheStats {
         let entries = lock(&self.cache.index).len;
-        self.cache.counters.snapshot(entries, self.cache.feed_live())
+        self.cache.counters.snapshot(entries, self.cache.feed_live(), self.cache.durable.as_deref())
     }
 
     /// How many entries this handle's namespace holds now.
@@ -1193,6 +1644,112 @@ impl CachedStore {
         self.cache.with_index(Instant::now(), |_, _, _| ());
     }
 
+    /// Writes what the durable tier is owed now (the writer does so in the
+    /// background as well), and returns once it has landed: for a graceful
+    /// shutdown, or a test. Without a durable tier it does nothing.
+    pub async fn flush_durable(&self) {
+        if let Some(durable) = &self.cache.durable {
+            durable.flush().await;
+        }
+    }
+
+    /// Reads the keys given to [`CacheBuilder::prefetch_keys`] and those
+    /// under [`CacheBuilder::prefetch_prefix`] (listed first), at most
+    /// [`max_entries`](CacheLayer::max_entries) of them, into the cache
+    /// (and its durable tier): after a random delay of at most the
+    /// [jitter](CacheBuilder::prefetch_jitter), in batches of at most
+    /// [`MAX_BATCH_KEYS`](credstore_core::MAX_BATCH_KEYS) through the store's
+    /// [`get_many`](CredentialStore::get_many), each batch started at a
+    /// random time within the jitter too, so that replicas starting together
+    /// do not read at once. Returns how many values it cached (missing keys
+    /// are not remembered; a key read meanwhile keeps that read's answer).
+    /// A batch is not cached at all when anything was written or
+    /// invalidated through the cache, or reported changed by its feed, while
+    /// it was read: it could be older than the change. Without keys to read
+    /// it returns 0 at once.
+    ///
+    /// # Errors
+    /// The store's error from listing or from a batch; the batches read
+    /// before it stay cached.
+    pub async fn prefetch(&self) -> Result<usize> {
+        let plan = &self.cache.plan;
+        if plan.is_empty() {
+            return Ok(0);
+        }
+        let start = Instant::now();
+        let times = prefetch::schedule(1, plan.jitter);
+        tokio::time::sleep_until(start + times[0]).await;
+        let keys = plan.keys(self.inner.as_ref(), self.cache.config.max_entries).await?;
+        let batches: Vec<&[CredentialKey]> = keys.chunks(credstore_core::MAX_BATCH_KEYS).collect();
+        let elapsed = start.elapsed().min(plan.jitter);
+        let times = prefetch::schedule(batches.len(), plan.jitter - elapsed);
+        let mut cached = 0;
+        for (batch, at) in batches.into_iter().zip(times) {
+            tokio::time::sleep_until(start + elapsed + at).await;
+            self.cache.follow_feed();
+            let before = self.cache.invalidations.load(Ordering::Relaxed);
+            let fetched_at = self.cache.durable.as_ref().map(|_| self.cache.store_clock.now());
+            let found = self.inner.get_many(batch).await?;
+            bump(&self.cache.counters.loads, 1);
+            cached += self.cache.store_batch(&self.space, batch, &found, before, fetched_at);
+        }
+        bump(&self.cache.counters.prefetched, cached as u64);
+        Ok(cached)
+    }
+
+    /// Forgets `key`'s durable entry after a write through the cache: now,
+    /// and once more through the writer's queue, so that an older value it
+    /// may be writing at this moment does not stay.
+    async fn forget_durable(&self, key: &CredentialKey) {
+        let Some(durable) = &self.cache.durable else { return };
+        if self.cache.owe_removal(&self.space.namespace, key) {
+            self.cache.wake_durable();
+        }
+        durable.remove_now(&self.space.namespace, key).await;
+    }
+
+    /// After the store failed with `error` and memory held nothing to
+    /// serve: the durable tier's value of `key`, when the store is down
+    /// ([`Error::Unavailable`]) and the value was fetched less than the TTL
+    /// plus [`max_stale`](CacheLayer::max_stale) ago and has not expired;
+    /// `error` otherwise.
+    async fn served_durable(&self, key: &CredentialKey, error: Error) -> Result<Option<Credential>> {
+        let Some(durable) = &self.cache.durable else { return Err(error) };
+        if !matches!(error, Error::Unavailable { .. }) {
+            return Err(error);
+        }
+        let before = self.cache.invalidations.load(Ordering::Relaxed);
+        let Some(envelope) = durable.read(&self.space.namespace, key).await else { return Err(error) };
+        let age = self.cache.store_clock.now().duration_since(envelope.fetched_at).unwrap_or(Duration::ZERO);
+        let config = &self.cache.config;
+        let limit = config.ttl.saturating_add(config.max_stale());
+        let age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+        if age >= limit || self.cache.expired(Some(&envelope.credential)) {
+            tracing::warn!(
+                store = %self.inner.info().id(),
+                namespace = self.space.namespace.as_str(),
+                key = key.as_str(),
+                age_ms,
+                limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+                error = %error,
+                "the store is unavailable and the durable cache's value is past max_stale or expired: not served"
+            );
+            return Err(error);
+        }
+        self.cache.fill(&self.space, key, &envelope.credential, age, before);
+        bump(&self.cache.counters.durable_served, 1);
+        tracing::warn!(
+            store = %self.inner.info().id(),
+            tier = %durable.tier_id(),
+            namespace = self.space.namespace.as_str(),
+            key = key.as_str(),
+            age_ms,
+            error = %error,
+            "serving a value from the durable cache: the store is unavailable"
+        );
+        Ok(Some(envelope.credential))
+    }
+
     /// Starts a flight for `key`, detaching any under way (returned, to be
     /// dropped once the lock is released).
     fn start_flight(
@@ -1211,8 +1768,9 @@ impl CachedStore {
         let inner = Arc::clone(&self.inner);
         let future: FlightFuture = Box::pin(async move {
             bump(&guard.cache.counters.loads, 1);
+            let fetched_at = guard.cache.durable.as_ref().map(|_| guard.cache.store_clock.now());
             let fetched = fetch(inner.as_ref(), &guard.key, revalidate).await;
-            guard.cache.complete(&guard.space, &guard.key, guard.id, &fetched);
+            guard.cache.complete(&guard.space, &guard.key, guard.id, &fetched, fetched_at);
             let result = match fetched {
                 Fetched::Loaded(found) => Ok(found),
                 Fetched::Revalidated(credential) => Ok(Some(credential)),
@@ -1309,7 +1867,9 @@ impl CredentialStore for CachedStore {
             Err(e) if e.is_retriable() => e,
             other => return other,
         };
-        let Some((credential, stale_for)) = self.cache.kept(&self.space, key) else { return Err(error) };
+        let Some((credential, stale_for)) = self.cache.kept(&self.space, key) else {
+            return self.served_durable(key, error).await;
+        };
         if stale_for.is_zero() {
             // Another read cached a fresh value meanwhile.
             return Ok(Some(credential));
@@ -1329,13 +1889,52 @@ impl CredentialStore for CachedStore {
     }
 
     async fn get_many(&self, keys: &[CredentialKey]) -> Result<Vec<Option<Credential>>> {
-        // Each key is looked up in the cache and read through on a miss.
-        credstore_core::get_many_concurrently(self, keys).await
+        credstore_core::check_batch(keys)?;
+        // Hits as `get` has them; the misses in one batch read of the store.
+        let now = Instant::now();
+        self.cache.sweep_if_due(now);
+        let mut answers: Vec<Option<Option<Credential>>> =
+            keys.iter().map(|key| self.cache.hit(&self.space, key, now, |c| c.cloned())).collect();
+        let mut missed: Vec<CredentialKey> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (key, answer) in keys.iter().zip(&answers) {
+            if answer.is_none() && seen.insert(key) {
+                missed.push(key.clone());
+            }
+        }
+        bump(&self.cache.counters.hits, (keys.len() - answers.iter().filter(|a| a.is_none()).count()) as u64);
+        if !missed.is_empty() {
+            bump(&self.cache.counters.misses, answers.iter().filter(|a| a.is_none()).count() as u64);
+            self.cache.follow_feed();
+            let before = self.cache.invalidations.load(Ordering::Relaxed);
+            let fetched_at = self.cache.durable.as_ref().map(|_| self.cache.store_clock.now());
+            bump(&self.cache.counters.loads, 1);
+            let found = match self.inner.get_many(&missed).await {
+                Ok(found) => {
+                    self.cache.store_batch(&self.space, &missed, &found, before, fetched_at);
+                    found
+                }
+                // Each missed key through `get`, which serves what may be
+                // served while the store fails (stale, or from the durable
+                // tier) and counts it.
+                Err(e) if e.is_retriable() => credstore_core::get_many_concurrently(self, &missed).await?,
+                Err(e) => return Err(e),
+            };
+            let found: HashMap<&CredentialKey, &Option<Credential>> = missed.iter().zip(&found).collect();
+            for (key, answer) in keys.iter().zip(answers.iter_mut()) {
+                if answer.is_none() {
+                    *answer = found.get(key).map(|c| (*c).clone());
+                }
+            }
+        }
+        Ok(answers.into_iter().map(Option::flatten).collect())
     }
 
     async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {
         let _invalidate = InvalidateOnDrop { store: self, key: request.key() };
-        self.inner.write(request).await
+        let outcome = self.inner.write(request).await;
+        self.forget_durable(request.key()).await;
+        outcome
     }
 
     async fn has(&self, key: &CredentialKey) -> Result<bool> {
@@ -1354,7 +1953,9 @@ impl CredentialStore for CachedStore {
 
     async fn delete(&self, key: &CredentialKey) -> Result<bool> {
         let _invalidate = InvalidateOnDrop { store: self, key };
-        self.inner.delete(key).await
+        let deleted = self.inner.delete(key).await;
+        self.forget_durable(key).await;
+        deleted
     }
 
     async fn list(&self, options: &ListOptions) -> Result<ListPage> {
@@ -1375,7 +1976,9 @@ impl CredentialStore for CachedStore {
 
     async fn purge(&self, key: &CredentialKey, target: &PurgeTarget) -> Result<bool> {
         let _invalidate = InvalidateOnDrop { store: self, key };
-        self.inner.purge(key, target).await
+        let purged = self.inner.purge(key, target).await;
+        self.forget_durable(key).await;
+        purged
     }
 
     async fn check_availability(&self) -> Availability {

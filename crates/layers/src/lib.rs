@@ -9,17 +9,23 @@
 //! - [`CacheLayer`]: a read-through cache with TTL, LRU eviction, single
 //!   flight, stale-if-error, negative caching, revalidation by version,
 //!   invalidation by the store's change feed when it has one, and counters
-//!   ([`CacheStats`]).
+//!   ([`CacheStats`]); with [`CacheBuilder`], a durable second tier that
+//!   serves reads across restarts while the store is down, and prefetch at
+//!   start.
 //! - [`FallbackStore`] and [`FallbackLayer`]: a chain of stores; reads take
 //!   the first hit, writes go to the first writable store.
 //! - [`ReadOnlyLayer`]: refuses every write before any I/O.
 //! - [`RetryLayer`]: bounded exponential backoff with jitter for retriable
 //!   errors.
 //!
-//! Nothing here stores anything of its own on disk or on the wire: the
-//! layouts are those of the wrapped stores. A cache keeps values in memory
-//! only, as shared, zeroizing [`SecretValue`](credstore_core::SecretValue)
-//! clones.
+//! Nothing here stores anything of its own on disk or on the wire, with one
+//! exception: a cache given a durable tier ([`CacheLayer::durable`]) keeps
+//! one envelope per key in that store, under the namespace
+//! `cache/<store id>/<namespace>` ([`DURABLE_NAMESPACE`]); the envelope's
+//! byte layout is documented under "Durable tier" on [`CacheLayer`], and
+//! the file's is the tier's own (an encrypted SQLite store encrypts it like
+//! any value). Otherwise a cache keeps values in memory only, as shared,
+//! zeroizing [`SecretValue`](credstore_core::SecretValue) clones.
 //!
 //! A typical stack for a remote secret manager: a timeout per attempt,
 //! retries, then the cache outermost so hits cost no I/O at all.
@@ -45,7 +51,10 @@ mod fallback;
 mod read_only;
 mod retry;
 
-pub use cache::{CacheLayer, CacheStats, CachedStore, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_STALE, DEFAULT_TTL};
+pub use cache::{
+    CacheBuilder, CacheLayer, CacheStats, CachedStore, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_STALE,
+    DEFAULT_PREFETCH_JITTER, DEFAULT_TTL, DURABLE_NAMESPACE,
+};
 pub use fallback::{FallbackLayer, FallbackStore, FALLBACK_KIND};
 pub use read_only::{ReadOnlyLayer, ReadOnlyStore, READ_ONLY_OPERATION};
 pub use retry::{RetryLayer, RetryStore, RETRIED_PRECONDITION_NOTE};

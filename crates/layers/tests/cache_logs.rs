@@ -88,3 +88,53 @@ async fn a_lost_feed_is_logged_once_as_a_fall_back_to_the_ttl_and_its_restoratio
     assert_eq!(restored.len(), 1, "{logged}");
     assert!(restored[0].contains("INFO"), "{logged}");
 }
+
+#[tokio::test]
+async fn a_value_served_from_the_durable_tier_is_logged_with_key_and_age_never_the_value() {
+    let logs = LogCapture::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let clock = credstore_core::ManualClock::starting_now();
+    let mock = MockStore::new(StoreId::new("backend").expect("valid id")).with_clock(Arc::new(clock.clone()));
+    let key = CredentialKey::new("db-password").expect("valid key");
+    mock.set(&key, &SecretValue::from("hunter2-very-secret"), &Metadata::new()).await.expect("set");
+    let tier: Arc<dyn CredentialStore> =
+        Arc::new(credstore_memory::MemoryStore::new(StoreId::new("cache-file").expect("valid id")));
+    let layer = CacheLayer::new().with_ttl(Duration::from_secs(60)).with_max_stale(Duration::from_secs(600));
+    let first = layer.durable(Arc::clone(&tier)).build(Arc::new(mock.clone()));
+    text(&*first, "db-password").await;
+    first.flush_durable().await;
+    drop(first);
+
+    clock.advance(Duration::from_secs(90));
+    let restarted = layer.durable(Arc::clone(&tier)).build(Arc::new(mock.clone()));
+    mock.fail_next(1, Fault::Unavailable);
+    assert_eq!(text(&*restarted, "db-password").await.as_deref(), Some("hunter2-very-secret"));
+    let logged = logs.text();
+    let served: Vec<&str> = logged.lines().filter(|l| l.contains("from the durable cache")).collect();
+    assert_eq!(served.len(), 1, "{logged}");
+    assert!(served[0].contains("WARN") && served[0].contains("db-password"), "{logged}");
+    assert!(
+        served[0].contains("age_ms=90000") && served[0].contains("cache-file"),
+        "the age and the tier: {logged}"
+    );
+
+    clock.advance(Duration::from_secs(600));
+    let again = layer.durable(tier).build(Arc::new(mock.clone()));
+    mock.fail_next(1, Fault::Unavailable);
+    assert!(again.get(&key).await.is_err(), "past the TTL plus max_stale");
+    let logged = logs.text();
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("past max_stale") && l.contains("age_ms=690000")),
+        "{logged}"
+    );
+    assert!(!logged.contains("hunter2"), "the value was logged: {logged}");
+}

@@ -30,7 +30,7 @@
 //! server's fixture is never dropped (it lives in a `static`), so every
 //! folder names the test process that made it (`owner.pid`), and each new
 //! fixture first removes the folders whose process is gone
-//! ([`sweep_abandoned`]): a run leaves at most its own clusters behind.
+//! (`sweep_abandoned`): a run leaves at most its own clusters behind.
 //!
 //! Every method is blocking (it runs a program or polls the server); from
 //! async tests call them on a multi-threaded runtime or through

@@ -4,7 +4,11 @@
 //! a process of its own.
 
 mod cache;
+mod cache_batch;
+mod cache_durable;
 mod cache_feed;
+mod cache_prefetch;
+mod cache_process;
 mod fallback;
 mod read_only;
 mod retry;
