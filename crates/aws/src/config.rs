@@ -506,23 +506,26 @@ pub(crate) mod de {
 
     /// The fields as read, each checked alone; [`super::AwsSettings`] is
     /// made from them once the checks that take two fields pass.
-    #[derive(Deserialize)]
+    /// The fields of a config file's table, also filled from a URI by
+    /// [`crate::AwsScheme`] (whose values `AwsConfig::validate` checks when
+    /// the store opens, before any I/O).
+    #[derive(Default, Deserialize)]
     #[serde(deny_unknown_fields)]
-    pub(super) struct Fields {
+    pub(crate) struct Fields {
         #[serde(default, deserialize_with = "region")]
-        region: Option<String>,
+        pub(crate) region: Option<String>,
         #[serde(default, deserialize_with = "endpoint")]
-        endpoint: Option<String>,
+        pub(crate) endpoint: Option<String>,
         #[serde(default, deserialize_with = "prefix")]
-        prefix: Option<String>,
+        pub(crate) prefix: Option<String>,
         #[serde(default, deserialize_with = "kms_key_id")]
-        kms_key_id: Option<String>,
+        pub(crate) kms_key_id: Option<String>,
         #[serde(default, deserialize_with = "timeout_ms")]
-        timeout_ms: Option<u64>,
+        pub(crate) timeout_ms: Option<u64>,
         #[serde(default, deserialize_with = "max_attempts")]
-        max_attempts: Option<u32>,
+        pub(crate) max_attempts: Option<u32>,
         #[serde(default)]
-        allow_insecure_http: bool,
+        pub(crate) allow_insecure_http: bool,
     }
 
     impl TryFrom<Fields> for super::AwsSettings {

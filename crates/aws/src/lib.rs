@@ -515,6 +515,8 @@ mod kms;
 mod last_seen;
 mod layout;
 mod store;
+#[cfg(feature = "serde")]
+mod uri;
 
 #[cfg(feature = "serde")]
 pub use config::AwsSettings;
@@ -525,6 +527,8 @@ pub use kms::KmsKeySettings;
 pub use kms::{KmsKeyProvider, KMS_PROVIDER_KIND};
 pub use layout::MAX_SECRET_NAME_LEN;
 pub use store::AwsStore;
+#[cfg(feature = "serde")]
+pub use uri::AwsScheme;
 
 /// The AWS Secrets Manager store's [`StoreKind`](credstore_core::StoreKind):
 /// `aws-secrets-manager`.

@@ -109,6 +109,25 @@ fn from_env_uses_the_chain_and_config_overrides_it() {
             let got = opened.get(&k).await.expect("get").expect("present");
             assert_eq!(got.value.expose_str().expect("text"), "chain");
 
+            // The same store named by a URI: the region as its host, the
+            // credentials from the environment.
+            let uri =
+                format!("aws-sm://{REGION}?endpoint={}&prefix={prefix}&timeout_ms=5000", moto.endpoint());
+            let mut schemes = credstore_core::SchemeRegistry::new();
+            schemes.register(credstore_aws::AwsScheme).expect("register");
+            let named = schemes.open(&uri).await.expect("open the URI");
+            assert_eq!(named.info().kind(), &credstore_aws::KIND);
+            assert_eq!(
+                named.get(&k).await.expect("get").expect("present").value.expose_str().expect("text"),
+                "chain"
+            );
+            let k2 = CredentialKey::new("from-uri").expect("key");
+            named
+                .set(&k2, &SecretValue::from("named"), &Metadata::new())
+                .await
+                .expect("set through the URI's store");
+            assert!(opened.has(&k2).await.expect("has"), "the URI's store is the settings' store");
+
             // A KMS key provider from a store's `key` table, on the same
             // chain: AWS_ENDPOINT_URL reaches moto's KMS too.
             kms_provider_from_settings(&moto.endpoint(), &ctx).await;

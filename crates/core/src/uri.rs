@@ -18,7 +18,8 @@
 //! [`StoreUri::parse`] refuses one that holds a secret, before anything is
 //! opened: a password in the user part, or a parameter whose last `_`-part
 //! is `password`, `token`, `secret`, `key` or `passphrase` (`token=...`,
-//! `master_key=...`). The error names the way to give it instead:
+//! `master_key=...`), or that ends in `secret_id` (`approle_secret_id=...`).
+//! The error names the way to give it instead:
 //! `{name}_env` (an environment variable) or `{name}_file` (a file), read
 //! with [`StoreUri::take_secret`].
 //!
@@ -66,6 +67,15 @@ pub struct StoreUri {
     params: Vec<(String, String)>,
 }
 
+/// Whether the parameter `name` is a secret: its last `_`-part is one of
+/// [`SECRET_NAMES`], or it is a secret id (`approle_secret_id`, Vault's
+/// AppRole secret), whose last part is only `id`.
+fn is_secret_name(name: &str) -> bool {
+    name.rsplit('_').next().is_some_and(|last| SECRET_NAMES.contains(&last))
+        || name == "secret_id"
+        || name.ends_with("_secret_id")
+}
+
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
     Error::InvalidInput { field: field.into(), reason: reason.into() }
 }
@@ -99,7 +109,7 @@ impl StoreUri {
         let mut params: Vec<(String, String)> = Vec::new();
         for (name, value) in url.query_pairs() {
             let name = name.into_owned();
-            if name.rsplit('_').next().is_some_and(|last| SECRET_NAMES.contains(&last)) {
+            if is_secret_name(&name) {
                 return Err(secret_refused(&name));
             }
             if params.iter().any(|(seen, _)| *seen == name) {
@@ -436,6 +446,7 @@ mod tests {
             ("sqlite:a.db?key=TOPSECRET", "uri.key"),
             ("x:?api_key=TOPSECRET", "uri.api_key"),
             ("x:?passphrase=TOPSECRET", "uri.passphrase"),
+            ("vault+https://h/secret?approle_role_id=r&approle_secret_id=TOPSECRET", "uri.approle_secret_id"),
         ] {
             let err = StoreUri::parse(text).unwrap_err();
             assert!(matches!(&err, Error::InvalidInput { field: f, .. } if f == field), "{text}: {err}");

@@ -221,7 +221,9 @@ pub(crate) mod de {
     use serde::{Deserialize, Deserializer};
 
     /// The options of a [`KeychainConfig`] as written in a config file.
-    #[derive(Deserialize)]
+    /// The fields of a config file's table, also filled from a URI by
+    /// [`crate::KeychainScheme`] and checked by the same `into_config`.
+    #[derive(Default, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub(crate) struct Raw {
         #[serde(default)]

@@ -213,6 +213,8 @@ mod kek;
 mod layout;
 mod platform;
 mod store;
+#[cfg(feature = "serde")]
+mod uri;
 
 #[cfg(target_os = "linux")]
 mod keyutils;
@@ -228,6 +230,8 @@ pub use config::{KeychainConfig, KeyutilsKeyring, Platform, SecretServiceOptions
 #[cfg_attr(docsrs, doc(cfg(unix)))]
 pub use kek::{KeychainKeyProvider, KeychainKeySettings, KEK_PROVIDER_KIND, KEK_SERVICE};
 pub use store::KeychainStore;
+#[cfg(feature = "serde")]
+pub use uri::KeychainScheme;
 
 /// The keychain store's [`StoreKind`](credstore_core::StoreKind): `keychain`.
 pub const KIND: credstore_core::StoreKind = credstore_core::StoreKind::from_static("keychain");

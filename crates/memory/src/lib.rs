@@ -92,11 +92,15 @@
 
 mod config;
 mod store;
+#[cfg(feature = "serde")]
+mod uri;
 
 #[cfg(feature = "serde")]
 pub use config::MemorySettings;
 pub use config::{MemoryConfig, DEFAULT_RETENTION};
 pub use store::MemoryStore;
+#[cfg(feature = "serde")]
+pub use uri::MemoryScheme;
 
 /// The memory store's [`StoreKind`](credstore_core::StoreKind): `memory`.
 pub const KIND: credstore_core::StoreKind = credstore_core::StoreKind::from_static("memory");

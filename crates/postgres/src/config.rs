@@ -778,62 +778,64 @@ impl PostgresSettings {
 }
 
 #[cfg(feature = "serde")]
-mod de {
+pub(crate) mod de {
     use super::*;
     use credstore_core::config::SecretSource;
 
-    #[derive(serde::Deserialize)]
+    /// The fields of a config file's table, also filled from a URI by
+    /// [`crate::PostgresScheme`] and checked by the same `try_from`.
+    #[derive(Default, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
-    pub(super) struct RawPostgresSettings {
+    pub(crate) struct RawPostgresSettings {
         #[serde(default)]
-        url: Option<String>,
+        pub(crate) url: Option<String>,
         #[serde(default)]
-        url_env: Option<String>,
+        pub(crate) url_env: Option<String>,
         #[serde(default)]
-        host: Option<String>,
+        pub(crate) host: Option<String>,
         #[serde(default)]
-        port: Option<u16>,
+        pub(crate) port: Option<u16>,
         #[serde(default)]
-        user: Option<String>,
+        pub(crate) user: Option<String>,
         #[serde(default)]
-        database: Option<String>,
+        pub(crate) database: Option<String>,
         #[serde(default)]
-        password_file: Option<PathBuf>,
+        pub(crate) password_file: Option<PathBuf>,
         #[serde(default)]
-        password_env: Option<String>,
+        pub(crate) password_env: Option<String>,
         #[serde(default)]
-        schema: Option<String>,
+        pub(crate) schema: Option<String>,
         #[serde(default)]
-        tls: Option<String>,
+        pub(crate) tls: Option<String>,
         #[serde(default)]
-        ca_file: Option<PathBuf>,
+        pub(crate) ca_file: Option<PathBuf>,
         #[serde(default)]
-        max_connections: Option<usize>,
+        pub(crate) max_connections: Option<usize>,
         #[serde(default)]
-        connect_timeout_ms: Option<u64>,
+        pub(crate) connect_timeout_ms: Option<u64>,
         #[serde(default)]
-        acquire_timeout_ms: Option<u64>,
+        pub(crate) acquire_timeout_ms: Option<u64>,
         #[serde(default)]
-        statement_timeout_ms: Option<u64>,
+        pub(crate) statement_timeout_ms: Option<u64>,
         #[serde(default)]
-        change_feed: Option<bool>,
+        pub(crate) change_feed: Option<bool>,
         #[serde(default)]
-        max_versions: Option<u32>,
+        pub(crate) max_versions: Option<u32>,
         #[serde(default)]
-        max_version_age_secs: Option<u64>,
+        pub(crate) max_version_age_secs: Option<u64>,
         #[serde(default)]
-        master_key_file: Option<PathBuf>,
+        pub(crate) master_key_file: Option<PathBuf>,
         #[serde(default)]
-        master_key_env: Option<String>,
+        pub(crate) master_key_env: Option<String>,
         #[serde(default)]
-        passphrase_file: Option<PathBuf>,
+        pub(crate) passphrase_file: Option<PathBuf>,
         #[serde(default)]
-        passphrase_env: Option<String>,
+        pub(crate) passphrase_env: Option<String>,
         #[serde(default)]
-        allow_loose_permissions: bool,
+        pub(crate) allow_loose_permissions: bool,
         /// `key = { provider = .. }`: read by the caller, only noted here.
         #[serde(default)]
-        key: Option<serde::de::IgnoredAny>,
+        pub(crate) key: Option<serde::de::IgnoredAny>,
     }
 
     fn millis(name: &str, value: Option<u64>, default: Duration) -> std::result::Result<Duration, String> {

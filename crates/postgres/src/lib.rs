@@ -377,6 +377,8 @@ mod feed;
 mod layout;
 mod store;
 mod tls;
+#[cfg(feature = "serde")]
+mod uri;
 mod versions;
 
 #[cfg(feature = "serde")]
@@ -387,6 +389,8 @@ pub use config::{
 };
 pub use credstore_seal::{KeyFile, KeyProvider, MasterKey};
 pub use store::{PostgresStore, PROBE_TIMEOUT};
+#[cfg(feature = "serde")]
+pub use uri::PostgresScheme;
 
 /// The kind of every store of this crate: `postgres`.
 pub const KIND: credstore_core::StoreKind = credstore_core::StoreKind::from_static("postgres");

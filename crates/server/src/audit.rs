@@ -133,6 +133,11 @@ pub enum AuditAction {
     Restore,
     /// Purge a version, or a key with its history: before and after.
     Purge,
+    /// A console sign-in (`POST /console/sign-in`): every success, naming
+    /// the token, and every refusal.
+    SignIn,
+    /// A console sign-out (`POST /console/sign-out`).
+    SignOut,
 }
 
 /// How far a recorded request got.
@@ -736,6 +741,8 @@ impl AuditAction {
             AuditAction::ListVersions => "list-versions",
             AuditAction::Restore => "restore",
             AuditAction::Purge => "purge",
+            AuditAction::SignIn => "sign-in",
+            AuditAction::SignOut => "sign-out",
         }
     }
 }

@@ -38,16 +38,17 @@
 //! listed before it (`scripts/check-module-cycles` keeps it so):
 //! - `ids`: the rules of the ids of a request's path and the namespace
 //!   `{tenantId}/{projectId}` they make;
-//! - [`audit`] and [`auth`] (tokens, grants, and the [`auth_failures`]
-//!   limit): what is recorded, and who may do what;
+//! - [`audit`] and [`auth`] (tokens, grants, the [`auth_failures`]
+//!   limit and the console's [`sessions`](auth::sessions)): what is
+//!   recorded, and who may do what;
 //! - [`config`]: the config file and environment settings ([`Settings`]), with
 //!   the [`backends`] table that maps a store's `type` to its constructor;
 //! - `runtime`: what runs the server: the [`listener`], [`tls`],
 //!   [`shutdown`], the served [`stores`] and their shared [`state`], the
 //!   store prober ([`status`]) and the [`metrics`];
 //! - `http`: the HTTP application ([`app`]): the [`routes`] of each
-//!   resource, their extractors, errors as problem+json and the OpenAPI
-//!   document;
+//!   resource, their extractors, errors as problem+json, the OpenAPI
+//!   document, and the web console at `/console/`;
 //! - [`cli`]: the `credstore` binary's commands (serve, get, set, ls, rm, run, migrate,
 //!   rotate-key…).
 //!
@@ -83,6 +84,7 @@ struct ReadmeDoctests;
 
 use crate::audit::AuditLog;
 use crate::auth::failures::AuthFailures;
+use crate::auth::sessions::Sessions;
 use crate::auth::Authenticator;
 use crate::runtime::listener::{Limits, Listener};
 use crate::runtime::state::{AppState, SharedState, Stores};
@@ -206,6 +208,7 @@ impl Server {
             auth: Arc::new(auth),
             status,
             audit: Arc::new(AuditLog::new(&settings.audit_log).with_rotation(settings.audit_rotation)),
+            sessions: Arc::new(Sessions::new(settings.sessions, tls.is_some())),
             auth_failures: AuthFailures::new(settings.auth_failure_limit),
             metrics,
             probe_timeout: settings.probe_timeout,

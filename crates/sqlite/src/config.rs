@@ -425,36 +425,38 @@ impl SqliteSettings {
 }
 
 #[cfg(feature = "serde")]
-mod de {
+pub(crate) mod de {
     use super::*;
 
-    #[derive(serde::Deserialize)]
+    /// The fields of a config file's table, also filled from a URI by
+    /// [`crate::SqliteScheme`] and checked by the same `try_from`.
+    #[derive(Default, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
-    pub(super) struct RawSqliteSettings {
-        path: PathBuf,
+    pub(crate) struct RawSqliteSettings {
+        pub(crate) path: PathBuf,
         #[serde(default)]
-        master_key_file: Option<PathBuf>,
+        pub(crate) master_key_file: Option<PathBuf>,
         #[serde(default)]
-        master_key_env: Option<String>,
+        pub(crate) master_key_env: Option<String>,
         #[serde(default)]
-        passphrase_file: Option<PathBuf>,
+        pub(crate) passphrase_file: Option<PathBuf>,
         #[serde(default)]
-        passphrase_env: Option<String>,
+        pub(crate) passphrase_env: Option<String>,
         #[serde(default)]
-        synchronous: Option<String>,
+        pub(crate) synchronous: Option<String>,
         #[serde(default)]
-        busy_timeout_ms: Option<u64>,
+        pub(crate) busy_timeout_ms: Option<u64>,
         #[serde(default)]
-        max_size_bytes: Option<u64>,
+        pub(crate) max_size_bytes: Option<u64>,
         #[serde(default)]
-        allow_loose_permissions: bool,
+        pub(crate) allow_loose_permissions: bool,
         #[serde(default)]
-        max_versions: Option<u32>,
+        pub(crate) max_versions: Option<u32>,
         #[serde(default)]
-        max_version_age_secs: Option<u64>,
+        pub(crate) max_version_age_secs: Option<u64>,
         /// `key = { provider = .. }`: read by the caller, only noted here.
         #[serde(default)]
-        key: Option<serde::de::IgnoredAny>,
+        pub(crate) key: Option<serde::de::IgnoredAny>,
     }
 
     impl TryFrom<RawSqliteSettings> for SqliteSettings {

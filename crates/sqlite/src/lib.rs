@@ -433,6 +433,8 @@ mod reader;
 mod rotation;
 mod shared;
 mod store;
+#[cfg(feature = "serde")]
+mod uri;
 mod writer;
 
 #[cfg(feature = "serde")]
@@ -442,6 +444,8 @@ pub use credstore_seal::{KdfParams, KeyFile, KeyProvider, MasterKey, KEY_LEN};
 pub use rotation::RotationKind;
 pub use rotation::RotationReport;
 pub use store::{SqliteStore, WriterStats, PROBE_TIMEOUT};
+#[cfg(feature = "serde")]
+pub use uri::SqliteScheme;
 
 /// The encrypted SQLite store's [`StoreKind`](credstore_core::StoreKind):
 /// `encrypted-sqlite`.

@@ -58,6 +58,15 @@ impl Response {
         }
     }
 
+    /// `status` with an HTML page.
+    pub fn html(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
     /// A redirect (`301`, `302`, `303`, `307`, `308`) to `location`, with
     /// no body.
     pub fn redirect(status: u16, location: &str) -> Self {

@@ -19,10 +19,13 @@
 //!   keyrings of its own and to look into them.
 //! - [`postgres::Postgres`] runs a throwaway PostgreSQL cluster (optionally
 //!   with TLS) on a loopback port.
+//! - [`browser::Browser`] runs headless Chromium under `chromedriver` and
+//!   drives it over WebDriver, for the server's console tests.
 //! - `stores::ServerStoreFactory` (features `aws`, `vault`) makes the
 //!   conformance suite's stores on the shared moto or OpenBao server.
 #![warn(missing_docs)]
 
+pub mod browser;
 pub mod canned;
 pub mod jwt;
 #[cfg(target_os = "linux")]

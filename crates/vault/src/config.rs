@@ -703,47 +703,49 @@ pub(crate) mod de {
     /// The fields of a store's settings and of a Transit key provider's,
     /// parsed once for both: the server and login parts are checked in
     /// [`RawSettings::split`], each type checks the rest.
-    #[derive(serde::Deserialize)]
+    /// The fields of a config file's table, also filled from a URI by
+    /// [`crate::VaultScheme`] and checked by the same `try_from`.
+    #[derive(Default, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     pub(crate) struct RawSettings {
-        address: String,
+        pub(crate) address: String,
         #[serde(default)]
-        mount: Option<String>,
+        pub(crate) mount: Option<String>,
         #[serde(default)]
-        prefix: Option<String>,
+        pub(crate) prefix: Option<String>,
         #[serde(default)]
-        key: Option<String>,
+        pub(crate) key: Option<String>,
         #[serde(default)]
-        vault_namespace: Option<String>,
+        pub(crate) vault_namespace: Option<String>,
         #[serde(default)]
-        token_file: Option<PathBuf>,
+        pub(crate) token_file: Option<PathBuf>,
         #[serde(default)]
-        token_env: Option<String>,
+        pub(crate) token_env: Option<String>,
         #[serde(default)]
-        approle_role_id: Option<String>,
+        pub(crate) approle_role_id: Option<String>,
         #[serde(default)]
-        approle_secret_id_file: Option<PathBuf>,
+        pub(crate) approle_secret_id_file: Option<PathBuf>,
         #[serde(default)]
-        approle_secret_id_env: Option<String>,
+        pub(crate) approle_secret_id_env: Option<String>,
         #[serde(default)]
-        approle_mount: Option<String>,
+        pub(crate) approle_mount: Option<String>,
         #[serde(default)]
-        jwt_role: Option<String>,
+        pub(crate) jwt_role: Option<String>,
         #[serde(default)]
-        jwt_file: Option<PathBuf>,
+        pub(crate) jwt_file: Option<PathBuf>,
         #[serde(default)]
-        jwt_mount: Option<String>,
+        pub(crate) jwt_mount: Option<String>,
         #[serde(default)]
-        ca_cert: Option<PathBuf>,
+        pub(crate) ca_cert: Option<PathBuf>,
         #[serde(default)]
-        timeout_ms: Option<u64>,
+        pub(crate) timeout_ms: Option<u64>,
         #[serde(default)]
-        max_versions: Option<u32>,
+        pub(crate) max_versions: Option<u32>,
         /// Refused with a reason: KV v2 has no age limit this store can honour.
         #[serde(default)]
-        max_version_age: Option<serde::de::IgnoredAny>,
+        pub(crate) max_version_age: Option<serde::de::IgnoredAny>,
         #[serde(default)]
-        allow_insecure_http: bool,
+        pub(crate) allow_insecure_http: bool,
     }
 
     /// The settings that say where in the server: a store's mount and

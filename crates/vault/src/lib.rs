@@ -532,6 +532,8 @@ mod last_seen;
 mod layout;
 mod store;
 mod transit;
+#[cfg(feature = "serde")]
+mod uri;
 
 pub use client::AuthStats;
 #[cfg(feature = "serde")]
@@ -543,6 +545,8 @@ pub use store::VaultStore;
 #[cfg(feature = "serde")]
 pub use transit::TransitKeySettings;
 pub use transit::{TransitKeyProvider, DEFAULT_TRANSIT_MOUNT, TRANSIT_KIND};
+#[cfg(feature = "serde")]
+pub use uri::VaultScheme;
 
 /// The Vault / OpenBao store's [`StoreKind`](credstore_core::StoreKind): `vault`.
 pub const KIND: credstore_core::StoreKind = credstore_core::StoreKind::from_static("vault");

@@ -30,3 +30,4 @@ mod history;
 mod kms;
 mod redirects;
 mod requests;
+mod uri;

@@ -6,4 +6,5 @@ mod expiry;
 mod faults;
 mod kek;
 mod layout;
+mod uri;
 mod util;

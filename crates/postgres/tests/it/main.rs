@@ -14,4 +14,5 @@ mod migrate;
 mod store;
 mod timeouts;
 mod tls;
+mod uri;
 mod util;

@@ -13,8 +13,9 @@
 //! [`TokenEntry::admin_with_reveal`]. A request is allowed when one grant
 //! matches its tenant, its project, its store and its action, all four.
 //!
-//! Session cookies (the Credential Stores API's `cookieAuth`) are out of scope: a request
-//! that carries only a cookie gets 401 saying so.
+//! Session cookies (the Credential Stores API's `cookieAuth`): [`sessions`]. A
+//! session is signed in with a known token and stands for it, grants and
+//! audit name included.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -29,6 +30,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 pub mod failures;
+pub mod sessions;
 
 /// The file, inside the data directory, that keeps the generated admin
 /// token's SHA-256 (hex).
@@ -339,12 +341,12 @@ impl Authenticator {
     ///
     /// # Errors
     /// 401 with a `WWW-Authenticate` challenge when the header is missing, is
-    /// not a bearer token, or the token is unknown. Only a cookie → 401
-    /// saying session cookies are not supported.
+    /// not a bearer token, or the token is unknown.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<&TokenEntry, Refusal> {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             let detail = if headers.contains_key(header::COOKIE) {
-                "session cookies are not supported; send the header Authorization: Bearer <token>"
+                "no valid session cookie; sign in again at /console/sign-in, or send the header \
+                 Authorization: Bearer <token>"
             } else {
                 "missing bearer token; send the header Authorization: Bearer <token>"
             };
@@ -361,15 +363,26 @@ impl Authenticator {
                 detail: "the Authorization header is not of the form 'Bearer <token>'",
                 invalid_token: false,
             })?;
-        let presented = TokenHash::of(token);
-        // Compare with every hash so the time taken does not depend on which matched.
+        self.find(token)
+            .ok_or(Refusal::Unauthenticated { detail: "the bearer token is not valid", invalid_token: true })
+    }
+
+    /// The known token `token`, compared in constant time with every hash
+    /// (the time taken does not depend on which matched).
+    pub fn find(&self, token: &str) -> Option<&TokenEntry> {
+        self.by_hash(&TokenHash::of(token))
+    }
+
+    /// The known token whose hash is `hash` (constant time, as
+    /// [`Authenticator::find`]).
+    pub fn by_hash(&self, hash: &TokenHash) -> Option<&TokenEntry> {
         let mut found = None;
         for entry in &self.tokens {
-            if entry.hash.ct_eq(&presented) && found.is_none() {
+            if entry.hash.ct_eq(hash) && found.is_none() {
                 found = Some(entry);
             }
         }
-        found.ok_or(Refusal::Unauthenticated { detail: "the bearer token is not valid", invalid_token: true })
+        found
     }
 
     /// Authenticates the request and checks that its token may take
@@ -540,7 +553,7 @@ mod tests {
         }
         let mut cookie = HeaderMap::new();
         cookie.insert(header::COOKIE, HeaderValue::from_static("better-auth.session=abc"));
-        assert!(auth.authenticate(&cookie).unwrap_err().to_string().contains("cookies are not supported"));
+        assert!(auth.authenticate(&cookie).unwrap_err().to_string().contains("no valid session cookie"));
     }
 
     fn only(ids: &[&str]) -> Scope {

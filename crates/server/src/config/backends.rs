@@ -51,6 +51,7 @@ use credstore_core::{CredentialStore, StoreId, StoreKind};
 use serde::de::DeserializeOwned;
 
 use super::keys::{KeyProviders, KeySpec};
+use super::uri::{UriSettings, URI_KIND};
 
 /// What opening a store gives.
 pub type OpenFuture = Pin<Box<dyn Future<Output = credstore_core::Result<Arc<dyn CredentialStore>>> + Send>>;
@@ -69,6 +70,15 @@ struct BackendType {
     parse: Box<Parse>,
     open: Box<Open>,
     debug: Box<DebugSettings>,
+}
+
+/// The store a backend's `open` gives, as the [`OpenFuture`] of any store.
+fn boxed<St, Fut>(fut: Fut) -> OpenFuture
+where
+    Fut: Future<Output = credstore_core::Result<St>> + Send + 'static,
+    St: CredentialStore + 'static,
+{
+    Box::pin(async move { Ok(Arc::new(fut.await?) as Arc<dyn CredentialStore>) })
 }
 
 /// Backend types built without their cargo feature, to name the feature
@@ -99,8 +109,9 @@ impl Backends {
     /// The backends of this build: `memory`, `encrypted-sqlite` (alias
     /// `sqlite`, which takes a `key = { provider = .. }` setting), and with
     /// their features `vault`, `aws-secrets-manager` (alias `aws`),
-    /// `postgres` (which takes a `key` setting too) and `keychain`; with the
-    /// key providers of [`KeyProviders::builtin`].
+    /// `postgres` (which takes a `key` setting too) and `keychain`; `uri`,
+    /// a store given as one URI (see [`crate::config::uri`]); with the key
+    /// providers of [`KeyProviders::builtin`].
     pub fn builtin() -> Self {
         // Registers a backend crate's settings type under the crate's
         // `KIND`: its settings open the store.
@@ -135,6 +146,7 @@ impl Backends {
         register!(b, credstore_aws::AwsSettings).alias("aws", credstore_aws::KIND.as_str());
         #[cfg(feature = "keychain")]
         register!(b, credstore_keychain::KeychainSettings);
+        b.register_uri();
         b
     }
 
@@ -158,7 +170,7 @@ impl Backends {
         S: Clone,
         St: CredentialStore + 'static,
     {
-        self.insert(kind, false, move |id, s: S, _key, ctx| open(id, s, ctx))
+        self.insert(kind, false, move |id, s: S, _key, ctx| boxed(open(id, s, ctx)))
     }
 
     /// Registers the backend type `kind` as [`Backends::register`] does,
@@ -178,15 +190,21 @@ impl Backends {
         Fut: Future<Output = credstore_core::Result<St>> + Send + 'static,
         St: CredentialStore + 'static,
     {
-        self.insert(kind, true, open)
+        self.insert(kind, true, move |id, s: S, key, ctx| boxed(open(id, s, key, ctx)))
     }
 
-    fn insert<S, St, F, Fut>(&mut self, kind: StoreKind, keyed: bool, open: F) -> &mut Self
+    /// Registers `uri`: the type of a `[[stores]]` table that gives `uri`
+    /// instead of `type` (see [`crate::config::uri`]).
+    fn register_uri(&mut self) -> &mut Self {
+        self.insert(URI_KIND, false, |id, s: UriSettings, _key, ctx| {
+            Box::pin(async move { s.open(&id, &ctx).await })
+        })
+    }
+
+    fn insert<S, F>(&mut self, kind: StoreKind, keyed: bool, open: F) -> &mut Self
     where
         S: DeserializeOwned + fmt::Debug + Clone + Send + Sync + 'static,
-        F: Fn(StoreId, S, Option<KeySpec>, ConfigContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = credstore_core::Result<St>> + Send + 'static,
-        St: CredentialStore + 'static,
+        F: Fn(StoreId, S, Option<KeySpec>, ConfigContext) -> OpenFuture + Send + Sync + 'static,
     {
         let name = kind.as_str().to_owned();
         let parse = |table: toml::Table| -> Result<Settings, String> {
@@ -197,8 +215,7 @@ impl Backends {
         let open =
             move |id: StoreId, settings: &Settings, key: Option<KeySpec>, ctx: ConfigContext| -> OpenFuture {
                 let settings = settings.downcast_ref::<S>().expect("settings of this type").clone();
-                let fut = open(id, settings, key, ctx);
-                Box::pin(async move { Ok(Arc::new(fut.await?) as Arc<dyn CredentialStore>) })
+                open(id, settings, key, ctx)
             };
         let debug = |settings: &Settings, f: &mut fmt::Formatter<'_>| match settings.downcast_ref::<S>() {
             Some(s) => fmt::Debug::fmt(s, f),

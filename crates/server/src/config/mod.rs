@@ -23,6 +23,7 @@
 //! | audit log size at which it is rotated (0: never; SIGHUP reopens it) | `audit_max_bytes` | — | 104,857,600 |
 //! | rotated audit logs kept (`audit.log.1` ...) | `audit_keep` | — | 5 (1 to 1000) |
 //! | refusals for a missing or unknown token one address gets at once, then a minute (past them: 429) | `auth_failure_burst`, `auth_failures_per_minute` | — | 20, 60 |
+//! | console session idle timeout / lifetime (see [`crate::auth::sessions`]) | `session_idle_timeout_ms`, `session_lifetime_ms` | — | 1,800,000 (30 min), 43,200,000 (12 h) |
 //! | separate metrics listener | `metrics_listen` | `CREDSTORE_METRICS_LISTEN` | none (`/metrics` on `listen`, behind a token) |
 //! | TLS certificate chain (PEM, leaf first) | `tls.cert_file` | `CREDSTORE_TLS_CERT_FILE` | none (plaintext) |
 //! | TLS private key (PEM) | `tls.key_file` | `CREDSTORE_TLS_KEY_FILE` | none |
@@ -140,6 +141,7 @@ use serde::Deserialize;
 
 use crate::audit::{AuditTarget, Rotation};
 use crate::auth::failures::AuthFailureLimit;
+use crate::auth::sessions::SessionSettings;
 use crate::auth::{Action, Grant, Scope, TokenEntry, TokenHash};
 use backends::Backends;
 pub use backends::StoreSpec;
@@ -150,6 +152,7 @@ mod key_tests;
 pub mod keys;
 #[cfg(all(test, feature = "postgres"))]
 mod postgres_tests;
+pub mod uri;
 
 /// The default time between two probes of a store: 10 s.
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(10);
@@ -328,6 +331,8 @@ pub struct Settings {
     pub audit_rotation: Rotation,
     /// How many refusals for a missing or unknown token one address gets.
     pub auth_failure_limit: AuthFailureLimit,
+    /// How long console sessions last ([`crate::auth::sessions`]).
+    pub sessions: SessionSettings,
     /// A separate listener serving `/metrics` without a token.
     pub metrics_listen: Option<SocketAddr>,
     /// TLS on both listeners; `None` serves plaintext HTTP.
@@ -379,6 +384,7 @@ impl Settings {
             audit_log,
             audit_rotation: Rotation::DEFAULT,
             auth_failure_limit: AuthFailureLimit::DEFAULT,
+            sessions: SessionSettings::DEFAULT,
             metrics_listen: None,
             tls: None,
             allow_plaintext: false,
@@ -542,6 +548,15 @@ impl Settings {
                     Some(n) => n,
                     None => defaults.auth_failure_limit.per_minute,
                 },
+            },
+            sessions: SessionSettings {
+                idle_timeout: ms(
+                    file.session_idle_timeout_ms,
+                    defaults.sessions.idle_timeout,
+                    "session_idle_timeout_ms",
+                )?,
+                lifetime: ms(file.session_lifetime_ms, defaults.sessions.lifetime, "session_lifetime_ms")?,
+                ..defaults.sessions
             },
             metrics_listen: match env("CREDSTORE_METRICS_LISTEN").or(file.metrics_listen) {
                 Some(text) => Some(
@@ -733,6 +748,12 @@ pub struct FileConfig {
     /// past the burst.
     #[serde(default)]
     pub auth_failures_per_minute: Option<u32>,
+    /// A console session unused for this long ends, in ms.
+    #[serde(default)]
+    pub session_idle_timeout_ms: Option<u64>,
+    /// A console session ends this long after its sign-in, in ms.
+    #[serde(default)]
+    pub session_lifetime_ms: Option<u64>,
     /// `host:port` of a separate listener serving `/metrics` without a
     /// token.
     #[serde(default)]
@@ -766,20 +787,30 @@ pub struct FileConfig {
 }
 
 /// One `[[stores]]` table: `id`, `type`, an optional `cache`, and the
-/// settings of its type (see [`crate::config::backends`]).
+/// settings of its type (see [`crate::config::backends`]); or `id`, `uri`
+/// and an optional `cache` (see [`crate::config::uri`]).
 fn resolve_store(
     mut table: toml::Table,
     backends: &Backends,
     ctx: &ConfigContext,
 ) -> Result<(StoreSpec, Option<CacheLayer>), String> {
+    let by_uri = table.contains_key("uri");
     let mut take_str = |name: &str| match table.remove(name) {
         Some(toml::Value::String(s)) => Ok(s),
         Some(other) => Err(format!("`{name}` must be a string, not {}", other.type_str())),
         None => Err(format!("missing field `{name}`")),
     };
     let id = take_str("id")?;
-    let kind = take_str("type")?;
+    let kind = if by_uri { uri::URI_KIND.as_str().to_owned() } else { take_str("type")? };
     let id = StoreId::new(id).map_err(|e| e.to_string())?;
+    if by_uri {
+        if let Some(extra) = table.keys().find(|k| !matches!(k.as_str(), "uri" | "cache")) {
+            return Err(format!(
+                "store '{id}': `uri` is the store's whole configuration, so `{extra}` cannot be given with it \
+                 (the URI's scheme names the type; every other setting is a parameter of the URI)"
+            ));
+        }
+    }
     let cache = match table.remove("cache") {
         Some(value) => {
             let settings: CacheSettings =
@@ -791,6 +822,12 @@ fn resolve_store(
     let spec = backends
         .spec(id.clone(), &kind, table, ctx.clone())
         .map_err(|e| format!("store '{id}' (type {kind:?}): {e}"))?;
+    let uri_cache = spec.settings::<uri::UriSettings>().is_some_and(|s| s.uri().param("cache_ttl").is_some());
+    if uri_cache && cache.is_some() {
+        return Err(format!(
+            "store '{id}': give one cache: `cache_ttl` in the uri or a `cache` table, not both"
+        ));
+    }
     Ok((spec, cache))
 }
 
@@ -1208,6 +1245,76 @@ type = "keychain"
         let file: FileConfig = toml::from_str("[[stores]]\nid = \"hi\"\ntype = \"greeter\"").unwrap();
         let err = Settings::from_file(file, Path::new("."), env_of(&[]), &backends).unwrap_err();
         assert!(err.to_string().contains("missing field `greeting`"), "{err}");
+    }
+
+    /// A config file of `stores` in `dir`, with `TEAM_KEY` (a master key)
+    /// in its environment.
+    fn uri_config(dir: &Path, stores: &str) -> Result<Settings, String> {
+        let key = credstore_sqlite::MasterKey::generate().to_base64().unwrap().to_string();
+        let file: FileConfig =
+            toml::from_str(&format!("default_stores = false\n{stores}")).map_err(|e| e.to_string())?;
+        Settings::from_file(file, dir, env_of(&[("TEAM_KEY", &key)]), &Backends::builtin())
+            .map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn a_uri_store_is_opened_by_its_scheme_with_the_tables_id() {
+        use credstore_core::{CredentialKey, CredentialStoreExt, Metadata};
+        let dir = tempfile::tempdir().unwrap();
+        let s = uri_config(
+            dir.path(),
+            "[[stores]]\nid = \"team\"\nuri = \"sqlite:data/team.db?master_key_env=TEAM_KEY&max_versions=3\"\n\
+             cache = { ttl_ms = 5000 }\n",
+        )
+        .unwrap();
+        let spec = s.store("team").expect("the uri store");
+        assert_eq!(spec.kind(), uri::URI_KIND);
+        assert!(s.cache("team").is_some(), "a cache table applies to a uri store too");
+        let store = spec.open().await.unwrap();
+        assert_eq!(store.info().id().as_str(), "team", "the table's id");
+        assert_eq!(store.info().kind(), &credstore_sqlite::KIND, "opened by the sqlite: scheme");
+        let key = CredentialKey::new("db-password").unwrap();
+        store.set(&key, &SecretValue::from("hunter2"), &Metadata::new()).await.unwrap();
+        assert_eq!(store.get(&key).await.unwrap().unwrap().value.expose_str().unwrap(), "hunter2");
+        assert!(dir.path().join("data/team.db").exists(), "relative to the config file's directory");
+    }
+
+    #[test]
+    fn a_secret_in_a_store_uri_is_a_config_error_naming_the_env_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = uri_config(
+            dir.path(),
+            "[[stores]]\nid = \"team\"\nuri = \"sqlite:team.db?master_key=c2VjcmV0LWtleQ\"\n",
+        )
+        .unwrap_err();
+        assert!(err.starts_with("stores[0]: store 'team'"), "{err}");
+        assert!(err.contains("master_key_env") && err.contains("master_key_file"), "{err}");
+        assert!(!err.contains("c2VjcmV0LWtleQ"), "{err}");
+        assert!(!dir.path().join("team.db").exists());
+    }
+
+    #[test]
+    fn a_uri_with_other_backend_keys_or_a_type_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = "uri = \"sqlite:team.db?master_key_env=TEAM_KEY\"";
+        for (extra, named) in [
+            ("path = \"other.db\"", "`path`"),
+            ("type = \"encrypted-sqlite\"", "`type`"),
+            ("master_key_env = \"TEAM_KEY\"", "`master_key_env`"),
+        ] {
+            let err =
+                uri_config(dir.path(), &format!("[[stores]]\nid = \"team\"\n{uri}\n{extra}\n")).unwrap_err();
+            assert!(err.contains(named) && err.contains("whole configuration"), "{extra}: {err}");
+        }
+        for (stores, needle) in [
+            ("uri = \"sqlite:t.db?master_key_env=K&id=other\"", "leave id= out"),
+            ("uri = \"ftp://files/t\"", "no store scheme ftp:"),
+            ("uri = \"memory:?cache_ttl=5s\"\ncache = { ttl_ms = 5000 }", "one cache"),
+            ("uri = 5", "string"),
+        ] {
+            let err = uri_config(dir.path(), &format!("[[stores]]\nid = \"team\"\n{stores}\n")).unwrap_err();
+            assert!(err.contains(needle), "{stores}: {err}");
+        }
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! Who may do what, where: the extractors that admit a `/manage` request
-//! before its handler runs, and the audit records they and the handlers
-//! write.
+//! (or a console page) before its handler runs, and the audit records they
+//! and the handlers write.
+//!
+//! A request is authenticated by its `Authorization: Bearer` token, else by
+//! its session cookie ([`crate::auth::sessions`]), which stands for the
+//! token it was signed in with; a cookie-authenticated request that changes
+//! something must carry the session's CSRF token ([`check_csrf`]).
 //!
 //! - [`Project`]: the path's tenant and project checked, the token admitted
 //!   for the route's [`Operation`], a refusal (401, 403) recorded, the
@@ -19,13 +24,15 @@ use std::sync::Arc;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, FromRequestParts, Path};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, Method, StatusCode};
 use credstore_core::{CredentialKey, CredentialStore, Error as StoreError, Namespace, StoreId, Version};
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
 use crate::audit::{AuditAction, AuditEntry, AuditOutcome};
 use crate::auth::failures::Verdict;
-use crate::auth::{Action, Refusal, Scope, TokenEntry};
+use crate::auth::sessions::{session_cookie, Session, CSRF_HEADER};
+use crate::auth::{Action, Refusal, Scope, TokenEntry, TokenHash};
 use crate::http::problem::ApiError;
 use crate::http::request::RequestId;
 use crate::ids::{namespace_error, project_namespace};
@@ -138,6 +145,11 @@ pub(crate) struct Project<O> {
     pub(crate) audit: AuditEntry,
     /// The stores on which the token's grants allow `O`'s action here.
     pub(crate) stores: Scope,
+    /// The hash of the request's token (find its grants with
+    /// [`crate::auth::Authenticator::by_hash`]).
+    pub(crate) token: TokenHash,
+    /// The session, when the request came with a session cookie.
+    pub(crate) session: Option<Session>,
     op: PhantomData<fn() -> O>,
 }
 
@@ -155,9 +167,13 @@ impl<O: Operation> Project<O> {
             audit = audit.version(version);
         }
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip());
-        let token =
-            state.auth.authenticate(&parts.headers).map_err(|e| unauthenticated(state, peer, &audit, e))?;
+        let (token, session) =
+            authenticate(state, &parts.headers).map_err(|e| unauthenticated(state, peer, &audit, e))?;
         audit = audit.token(&token.name);
+        if let Some(session) = &session {
+            check_csrf(&parts.method, &parts.headers, parts.extensions.get::<FormCsrf>(), session)
+                .map_err(|e| denied(state, &audit, e))?;
+        }
         let namespace = project_namespace(&ids.tenant_id, &ids.project_id)?;
         let stores =
             token.check(&ids.tenant_id, &ids.project_id, O::ACTION).map_err(|e| denied(state, &audit, e))?;
@@ -167,6 +183,8 @@ impl<O: Operation> Project<O> {
             namespace,
             audit,
             stores,
+            token: token.hash,
+            session,
             op: PhantomData,
         })
     }
@@ -275,6 +293,73 @@ impl<O: Operation> FromRequestParts<AppState> for ProjectVersion<O> {
         let version = Version::new(ids.version.unwrap_or_default())?;
         let store = ProjectStore::open(project, state, id)?;
         Ok(Self { credential: ProjectCredential { store, key }, version })
+    }
+}
+
+// ---------------------------------------------------------------- caller
+
+/// The CSRF token a console form sent (its field `csrf`), which the
+/// console puts in the request's extensions before the extractors run.
+#[derive(Clone)]
+pub(crate) struct FormCsrf(pub(crate) Zeroizing<String>);
+
+/// The token of a request: its `Authorization: Bearer` token when it sends
+/// that header, else the token its session cookie was signed in with (and
+/// the session).
+///
+/// # Errors
+/// 401 as for [`crate::auth::Authenticator::authenticate`]; 401 for a
+/// session cookie that is unknown, has expired or was signed out.
+pub(crate) fn authenticate<'s>(
+    state: &'s AppState,
+    headers: &HeaderMap,
+) -> Result<(&'s TokenEntry, Option<Session>), Refusal> {
+    if !headers.contains_key(axum::http::header::AUTHORIZATION) {
+        if let Some(cookie) = session_cookie(headers) {
+            let refused = Refusal::Unauthenticated {
+                detail:
+                    "the session cookie is not valid: it has expired or was signed out; sign in again at \
+                         /console/sign-in, or send the header Authorization: Bearer <token>",
+                invalid_token: false,
+            };
+            let session = state.sessions.find(cookie).ok_or_else(|| refused.clone())?;
+            let token = state.auth.by_hash(&session.token).ok_or(refused)?;
+            return Ok((token, Some(session)));
+        }
+    }
+    state.auth.authenticate(headers).map(|token| (token, None))
+}
+
+/// Refuses a request authenticated by `session` that changes something
+/// (any method but GET, HEAD and OPTIONS) unless it carries the session's
+/// CSRF token, in the `X-CSRF-Token` header or as the console form's
+/// `csrf` field (`form`).
+///
+/// # Errors
+/// 403 when the token is missing or is not the session's.
+pub(crate) fn check_csrf(
+    method: &Method,
+    headers: &HeaderMap,
+    form: Option<&FormCsrf>,
+    session: &Session,
+) -> Result<(), Refusal> {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let presented = headers
+        .get(CSRF_HEADER)
+        .map(|v| v.to_str().unwrap_or_default())
+        .or_else(|| form.map(|f| f.0.as_str()));
+    match presented {
+        Some(token) if session.csrf_matches(token) => Ok(()),
+        Some(_) => Err(Refusal::Forbidden(
+            "the CSRF token is not this session's; reload the page and try again; nothing was changed".into(),
+        )),
+        None => Err(Refusal::Forbidden(
+            "a request that changes something with a session cookie needs the session's CSRF token, in the \
+             X-CSRF-Token header (or the console form's csrf field); nothing was changed"
+                .into(),
+        )),
     }
 }
 

@@ -3,8 +3,9 @@
 //! middleware ([`request`]). The modules below are its parts, none of which
 //! names this one back: the extractors that admit a request ([`access`],
 //! with the create body's [`body`] parser and its [`conditional`] headers),
-//! errors as problem+json ([`problem`]), the JSON answers ([`json`]) and the
-//! document's shared declarations ([`openapi`]).
+//! errors as problem+json ([`problem`]), the JSON answers ([`json`]), the
+//! document's shared declarations ([`openapi`]) and the web [`console`]
+//! with its sign-in.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -23,6 +24,7 @@ use request::RequestSettings;
 pub(crate) mod access;
 pub(crate) mod body;
 pub(crate) mod conditional;
+pub(crate) mod console;
 pub(crate) mod json;
 pub(crate) mod openapi;
 pub(crate) mod problem;
@@ -34,7 +36,7 @@ pub mod routes;
 /// the request metrics, counted with the status answered, so timeouts and
 /// panics are counted as such).
 pub fn app(state: AppState, request_timeout: Duration) -> Router {
-    let router = served_router();
+    let router = served_router().merge(console::router());
     let metrics = state.metrics.clone();
     router.fallback(fallback).with_state(state).layer(CatchPanicLayer::new()).layer(
         middleware::from_fn_with_state(
@@ -63,7 +65,10 @@ async fn fallback() -> ApiError {
 
 /// Every route with its documentation.
 fn api_router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(routes::router()).split_for_parts()
+    let (router, mut doc) =
+        OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(routes::router()).split_for_parts();
+    openapi::add_cookie_auth(&mut doc);
+    (router, doc)
 }
 
 /// The OpenAPI 3.1 document of this server as `/openapi.json` serves it

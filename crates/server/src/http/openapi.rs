@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::{Modify, OpenApi};
 
 use credstore_core::{MAX_ID_LEN, MAX_VERSION_LEN};
@@ -22,14 +24,21 @@ const DESCRIPTION: &str = "\
 The Credential Stores API over every credstore backend (memory, encrypted SQLite, \
 HashiCorp Vault / OpenBao, AWS Secrets Manager, or a custom store).
 
-**Authentication.** Every `/manage` route needs `Authorization: Bearer <token>`. Tokens are \
+**Authentication.** Every `/manage` route needs `Authorization: Bearer <token>` (`bearerAuth`) \
+or a console session cookie (`cookieAuth`). Tokens are \
 compared in constant time against stored SHA-256 hashes and are scoped to tenants, projects \
 and actions (`view`: list stores, list keys, read metadata and versions; `edit`: create, \
 delete and restore; `purge`: destroy a version or a key with its history; `reveal`: read \
 values, current or earlier, which no token has unless the configuration grants it, the \
 admin token included). \
-Session cookies (`cookieAuth`, `better-auth.*` cookies) are not supported: a request with \
-only a cookie gets 401.
+A session cookie, `better-auth.session_token`, is issued by the console's sign-in \
+(`POST /console/sign-in` with the form field `token`) for a known token and stands for it: \
+the same grants, the same audit records naming the token. It is `HttpOnly`, \
+`SameSite=Strict`, `Secure` under TLS, and ends after an idle timeout, at the end of its \
+lifetime, or on sign-out (`POST /console/sign-out`). A request authenticated by the cookie \
+that changes something (`POST`, `PUT`, `PATCH`, `DELETE`) must send the session's CSRF token in \
+the `X-CSRF-Token` header, or is refused with 403 and nothing changes. A request with an \
+unknown, expired or signed-out cookie gets 401. With both, the bearer token is used.
 
 **Isolation.** Credentials live in a namespace per tenant and project inside each store, \
 `{tenantId}/{projectId}`: the same key under two projects is two credentials, and no request \
@@ -126,6 +135,28 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "cookieAuth",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::auth::sessions::SESSION_COOKIE,
+                "A console session (`POST /console/sign-in`), standing for the token it was signed in \
+                 with. A request that changes something needs the session's CSRF token in the \
+                 `X-CSRF-Token` header.",
+            ))),
+        );
+    }
+}
+
+/// Lets every `/manage` operation of `doc` take the `cookieAuth` scheme
+/// as well as its `bearerAuth`: once the routes are merged, so that no
+/// route can be left out.
+pub(crate) fn add_cookie_auth(doc: &mut utoipa::openapi::OpenApi) {
+    for (_, item) in doc.paths.paths.iter_mut().filter(|(p, _)| p.starts_with("/manage/")) {
+        let ops =
+            [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch, &mut item.head];
+        for op in ops.into_iter().flatten() {
+            op.security.get_or_insert_with(Vec::new).push(SecurityRequirement::new("cookieAuth", [""; 0]));
+        }
     }
 }
 

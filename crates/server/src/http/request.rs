@@ -166,12 +166,18 @@ pub async fn request_context(
     response
 }
 
+/// Marks a response whose body is already meant for a person (a console
+/// page), which [`render_problem`] leaves as it is whatever its status.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderedPage;
+
 /// Turns any error response (status 400 and up) into `application/problem+json`:
 /// from its [`ApiError`] extension when a handler produced it, otherwise from
-/// the status alone. Headers such as `Allow` and `WWW-Authenticate` stay.
+/// the status alone. Headers such as `Allow` and `WWW-Authenticate` stay. A
+/// console page ([`RenderedPage`]) is left as it is.
 pub fn render_problem(response: Response, instance: &str, request_id: &str) -> Response {
     let status = response.status();
-    if status.as_u16() < 400 {
+    if status.as_u16() < 400 || response.extensions().get::<RenderedPage>().is_some() {
         return response;
     }
     let (mut parts, _body) = response.into_parts();

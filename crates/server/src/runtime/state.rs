@@ -15,6 +15,7 @@ use credstore_layers::{CacheLayer, CachedStore};
 
 pub use super::failure::{FailedStore, FAILED_TO_OPEN};
 use crate::audit::AuditLog;
+use crate::auth::sessions::Sessions;
 use crate::auth::Authenticator;
 use crate::auth_failures::AuthFailures;
 use crate::metrics::{Metrics, MetricsLayer};
@@ -190,6 +191,8 @@ pub struct SharedState {
     pub status: Arc<StatusBoard>,
     /// The audit log.
     pub audit: Arc<AuditLog>,
+    /// The console's sessions (the `cookieAuth` cookies).
+    pub sessions: Arc<Sessions>,
     /// Refusals for a missing or unknown token, per peer.
     pub(crate) auth_failures: AuthFailures,
     /// The metrics.

@@ -396,7 +396,7 @@ async fn health_readiness_and_openapi() {
             }
             if path.starts_with("/manage") {
                 assert_eq!(r.status, 401, "{method} {path} needs a token");
-                assert_eq!(op["security"], json!([{"bearerAuth": []}]));
+                assert_eq!(op["security"], json!([{"bearerAuth": []}, {"cookieAuth": []}]));
                 for (status, resp) in op["responses"].as_object().unwrap() {
                     if status.starts_with('4') || status.starts_with('5') {
                         assert!(
@@ -524,7 +524,7 @@ async fn unauthorized_is_401_with_a_challenge() {
         let challenge = r.headers["www-authenticate"].to_str().unwrap();
         assert!(challenge.starts_with("Bearer"), "{name}: {challenge}");
         if name == "cookie" {
-            assert!(r.json()["detail"].as_str().unwrap().contains("cookies are not supported"));
+            assert!(r.json()["detail"].as_str().unwrap().contains("session cookie is not valid"));
         }
         if name == "wrong" {
             assert!(challenge.contains("invalid_token"));

@@ -114,6 +114,55 @@ prefix = "{}"
     assert!(p.terminate().success());
 }
 
+/// Stores given as one URI (`uri = "…"`): an encrypted SQLite file and a
+/// Vault on OpenBao, served as stores of their backends' types.
+#[test]
+fn stores_given_by_uri_serve_the_api_as_their_backends() {
+    let Some(bao) = OpenBao::shared() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_name("uri");
+    let config = format!(
+        r#"
+default_stores = false
+
+[[stores]]
+id = "team-sqlite"
+uri = "sqlite:data/team.db?master_key_env=TEAM_KEY&max_versions=3"
+
+[[stores]]
+id = "team-vault"
+uri = "vault+http://127.0.0.1:{}/secret?token_env=TEST_VAULT_TOKEN&prefix={prefix}"
+"#,
+        bao.port()
+    );
+    std::fs::write(dir.path().join("credstore.toml"), config).unwrap();
+    let key = credstore_sqlite::MasterKey::generate().to_base64().unwrap();
+    let env = [
+        ("CREDSTORE_CONFIG", "credstore.toml"),
+        ("CREDSTORE_ADMIN_TOKEN", ADMIN),
+        ("TEAM_KEY", key.as_str()),
+        ("TEST_VAULT_TOKEN", bao.root_token()),
+    ];
+    let (mut p, addr) = Proc::serve(dir.path(), &env, &[]);
+    rt().block_on(async {
+        let c = reqwest::Client::new();
+        let (status, list) = call(&c, addr, "GET", &base("t1", "p1"), None).await;
+        assert_eq!(status, 200);
+        assert_all_available(list, &[("team-sqlite", "encrypted-sqlite"), ("team-vault", "vault")]);
+        for store in ["team-sqlite", "team-vault"] {
+            let creds = format!("{}/{store}/credentials", base("t1", "p1"));
+            let body = json!({"key": "api-key", "value": "by-uri", "metadata": {"owner": store}});
+            let (status, created) = call(&c, addr, "POST", &creds, Some(body)).await;
+            assert_eq!(status, 201, "{store}: {created}");
+            let (status, got) = call(&c, addr, "GET", &format!("{creds}/api-key"), None).await;
+            assert_eq!(status, 200, "{store}: {got}");
+            assert_eq!(got["data"]["metadata"], json!({"owner": store}));
+        }
+    });
+    assert!(p.terminate().success());
+    assert!(dir.path().join("data/team.db").exists(), "relative to the config file");
+}
+
 #[test]
 fn unreachable_vault_and_aws_are_unavailable_and_never_stall_the_list() {
     // Ports that were free a moment ago: nothing listens there.

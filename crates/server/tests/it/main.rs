@@ -6,8 +6,10 @@ mod util;
 
 mod api;
 mod backends;
+mod browser;
 mod cli;
 mod connections;
+mod console;
 mod custom_backend;
 mod fuzz;
 mod internals;
@@ -17,5 +19,6 @@ mod observability;
 mod openapi;
 mod process;
 mod replicas;
+mod sessions;
 mod tls;
 mod versions;

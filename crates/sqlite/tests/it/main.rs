@@ -7,4 +7,5 @@ mod migration;
 mod processes;
 mod rotation;
 mod store;
+mod uri;
 mod util;

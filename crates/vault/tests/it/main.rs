@@ -14,4 +14,5 @@ mod logs;
 mod redirects;
 mod requests;
 mod transit;
+mod uri;
 mod util;

@@ -7,15 +7,18 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use credstore_core::{CredentialStoreExt, Error as StoreError, ListCursor, ListOptions, SetOutcome};
+use credstore_core::{
+    Credential, CredentialKey, CredentialStore, CredentialStoreExt, Error as StoreError, ListCursor,
+    ListOptions, SetOutcome, StoreId,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::audit::AuditOutcome;
+use crate::audit::{AuditEntry, AuditOutcome};
 use crate::http::access::{
     audited, missing, op, write_audit, write_audit_durable, ProjectCredential, ProjectStore,
 };
-use crate::http::body::{CreateBody, CreateCredentialRequest};
+use crate::http::body::{CreateBody, CreateCredentialRequest, CreateInput};
 use crate::http::conditional::{conditional_set, etag, no_condition, WriteCondition};
 use crate::http::json::{json_ok, timestamp};
 use crate::http::openapi::{
@@ -237,17 +240,29 @@ pub(crate) async fn create_credential(
     CreateBody(input): CreateBody,
 ) -> Result<Response, ApiError> {
     let ProjectStore { project, id, store } = target;
-    let caps = store.capabilities();
-    if !input.value.is_text() && !caps.binary {
+    let outcome = write_credential(&state, project.audit, store.as_ref(), &input, &condition).await?;
+    Ok(written(&project.tenant, &project.project, &id, &input.key, &outcome))
+}
+
+/// Writes `input` under `condition`, between its two audit records
+/// (`audit` with the key): refused before any store call when the store
+/// takes no binary value, no expiry of it, or not the condition. The
+/// create's, and the console's create and replace.
+pub(crate) async fn write_credential(
+    state: &AppState,
+    audit: AuditEntry,
+    store: &dyn CredentialStore,
+    input: &CreateInput,
+    condition: &WriteCondition,
+) -> Result<SetOutcome, ApiError> {
+    if !input.value.is_text() && !store.capabilities().binary {
         // Refused here, as the store would, but before any store call.
         return Err(StoreError::unsupported(store.id(), "binary values").into());
     }
-    check_expiry(store.as_ref(), input.expires_at)?;
-    condition.supported_by(store.as_ref(), "the create")?;
-    let audit = project.audit.key(input.key.as_str());
-    let outcome =
-        audited(&state, &audit, write_status, conditional_set(store.as_ref(), &input, &condition)).await?;
-    Ok(written(&project.tenant, &project.project, &id, &input.key, &outcome))
+    check_expiry(store, input.expires_at)?;
+    condition.supported_by(store, "the create")?;
+    let audit = audit.key(input.key.as_str());
+    audited(state, &audit, write_status, conditional_set(store, input, condition)).await
 }
 
 /// 201 when a write created the key, 200 when it overwrote it.
@@ -357,22 +372,36 @@ pub(crate) async fn list_credentials(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let body = list_page(target.store.as_ref(), q.prefix, q.cursor, q.limit).await?;
+    Ok(json_ok(StatusCode::OK, &body))
+}
+
+/// One page of keys: those starting with `prefix`, after `cursor` (a
+/// `nextCursor`), at most `limit`. The listing's, and the console's.
+///
+/// # Errors
+/// 422 for a prefix, cursor or limit out of the rules; the store's error.
+pub(crate) async fn list_page(
+    store: &dyn CredentialStore,
+    prefix: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+) -> Result<ListCredentialsResponse, ApiError> {
     let mut opts = ListOptions::new();
-    if let Some(prefix) = q.prefix {
+    if let Some(prefix) = prefix {
         opts = opts.with_prefix(prefix)?;
     }
-    if let Some(limit) = q.limit {
+    if let Some(limit) = limit {
         opts = opts.with_limit(limit)?;
     }
-    if let Some(cursor) = q.cursor {
+    if let Some(cursor) = cursor {
         opts = opts.with_cursor(Some(ListCursor::parse(&cursor)?));
     }
-    let page = target.store.list(&opts).await?;
-    let body = ListCredentialsResponse {
+    let page = store.list(&opts).await?;
+    Ok(ListCredentialsResponse {
         data: page.keys.into_iter().map(|k| KeyEntry { key: k.to_string() }).collect(),
         next_cursor: page.next_cursor.map(|c| c.to_string()),
-    };
-    Ok(json_ok(StatusCode::OK, &body))
+    })
 }
 
 /// Get Credential Metadata (extension)
@@ -397,26 +426,61 @@ pub(crate) async fn get_credential(
     target: ProjectCredential<op::ReadMetadata>,
 ) -> Result<Response, ApiError> {
     let ProjectCredential { store: ProjectStore { id, store, .. }, key } = target;
-    let Some(cred) = live(store.as_ref(), store.get(&key).await?) else {
-        return Err(missing(&key, &id));
-    };
-    let body = CredentialInfoResponse {
-        data: CredentialInfo {
-            key: key.to_string(),
-            store_id: id.to_string(),
-            metadata: cred.metadata.as_map().clone(),
-            created_at: timestamp(cred.created_at),
-            updated_at: timestamp(cred.updated_at),
-            version: cred.version.to_string(),
-            value_kind: ValueKind::of(&cred.value),
-            expires_at: cred.expires_at.map(timestamp),
-        },
-    };
+    let cred = current(store.as_ref(), &id, &key).await?;
+    let body = CredentialInfoResponse { data: info_of(&id, &key, &cred) };
     let mut resp = json_ok(StatusCode::OK, &body);
     if let Some(tag) = etag(&cred.version) {
         resp.headers_mut().insert(header::ETAG, tag);
     }
     Ok(resp)
+}
+
+/// The credential `key` as stored now, unless it has expired: the
+/// metadata read's and the value read's.
+///
+/// # Errors
+/// 404 when it is missing or expired; the store's error.
+pub(crate) async fn current(
+    store: &dyn CredentialStore,
+    id: &StoreId,
+    key: &CredentialKey,
+) -> Result<Credential, ApiError> {
+    live(store, store.get(key).await?).ok_or_else(|| missing(key, id))
+}
+
+/// The metadata read's answer for `cred`: never its value.
+pub(crate) fn info_of(id: &StoreId, key: &CredentialKey, cred: &Credential) -> CredentialInfo {
+    CredentialInfo {
+        key: key.to_string(),
+        store_id: id.to_string(),
+        metadata: cred.metadata.as_map().clone(),
+        created_at: timestamp(cred.created_at),
+        updated_at: timestamp(cred.updated_at),
+        version: cred.version.to_string(),
+        value_kind: ValueKind::of(&cred.value),
+        expires_at: cred.expires_at.map(timestamp),
+    }
+}
+
+/// The metadata of each of `keys` (`None` for one missing or expired), in
+/// one batch read ([`CredentialStore::get_many`]): the console's listing.
+///
+/// # Errors
+/// The store's error.
+pub(crate) async fn infos(
+    store: &dyn CredentialStore,
+    id: &StoreId,
+    keys: &[CredentialKey],
+) -> Result<Vec<(CredentialKey, Option<CredentialInfo>)>, ApiError> {
+    let creds = store.get_many(keys).await?;
+    Ok(keys
+        .iter()
+        .zip(creds)
+        .map(|(key, cred)| {
+            let info = live(store, cred).map(|c| info_of(id, key, &c));
+            (key.clone(), info)
+        })
+        .collect())
 }
 
 /// Delete Credential (extension)
@@ -443,15 +507,31 @@ pub(crate) async fn delete_credential(
 ) -> Result<Response, ApiError> {
     let ProjectCredential { store: ProjectStore { project, id, store }, key } = target;
     no_condition(&headers, "a delete")?;
-    audited(&state, &project.audit, |_| StatusCode::NO_CONTENT, async {
-        if store.delete(&key).await? {
+    delete_in(&state, &project.audit, &id, store.as_ref(), &key).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Deletes `key` between its two audit records: the delete's, and the
+/// console's.
+///
+/// # Errors
+/// 404 when the key is missing; the store's error; 503 when the audit log
+/// cannot be written (nothing is deleted).
+pub(crate) async fn delete_in(
+    state: &AppState,
+    audit: &AuditEntry,
+    id: &StoreId,
+    store: &dyn CredentialStore,
+    key: &CredentialKey,
+) -> Result<(), ApiError> {
+    audited(state, audit, |_| StatusCode::NO_CONTENT, async {
+        if store.delete(key).await? {
             Ok(())
         } else {
-            Err(missing(&key, &id))
+            Err(missing(key, id))
         }
     })
-    .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    .await
 }
 
 #[cfg(test)]
@@ -499,11 +579,7 @@ pub(crate) async fn read_value(
     target: ProjectCredential<op::Reveal>,
 ) -> Result<Response, ApiError> {
     let ProjectCredential { store: ProjectStore { project, id, store }, key } = target;
-    let read = match store.get(&key).await.map(|c| live(store.as_ref(), c)) {
-        Ok(Some(cred)) => Ok(cred),
-        Ok(None) => Err(missing(&key, &id)),
-        Err(e) => Err(ApiError::from(e)),
-    };
+    let read = current(store.as_ref(), &id, &key).await;
     reveal(&state, &project.audit, &id, read).await
 }
 
@@ -516,16 +592,7 @@ pub(crate) async fn reveal(
     id: &credstore_core::StoreId,
     read: Result<credstore_core::Credential, ApiError>,
 ) -> Result<Response, ApiError> {
-    let (outcome, status) = match &read {
-        Ok(_) => (AuditOutcome::Succeeded, StatusCode::OK),
-        Err(e) => (AuditOutcome::Failed, e.status),
-    };
-    // Recorded, on disk, before anything is sent: no value leaves unrecorded.
-    match outcome {
-        AuditOutcome::Succeeded => write_audit_durable(state, audit, outcome, Some(status.as_u16())).await?,
-        _ => write_audit(state, audit, outcome, Some(status.as_u16()))?,
-    }
-    let cred = read?;
+    let cred = record_reveal(state, audit, read).await?;
     let encoded = (!cred.value.is_text()).then(|| {
         use base64::Engine as _;
         let bytes = cred.value.expose_secret();
@@ -554,6 +621,30 @@ pub(crate) async fn reveal(
         headers.insert(header::ETAG, tag);
     }
     Ok(resp)
+}
+
+/// Records a value read (`read`, its outcome) in the audit log, on disk
+/// when it succeeded, before the value is shown to anyone: the value
+/// reads', and the console's reveal.
+///
+/// # Errors
+/// The read's error, recorded; 503 when the record cannot be written (the
+/// value is then not returned).
+pub(crate) async fn record_reveal(
+    state: &AppState,
+    audit: &crate::audit::AuditEntry,
+    read: Result<Credential, ApiError>,
+) -> Result<Credential, ApiError> {
+    let (outcome, status) = match &read {
+        Ok(_) => (AuditOutcome::Succeeded, StatusCode::OK),
+        Err(e) => (AuditOutcome::Failed, e.status),
+    };
+    // Recorded, on disk, before anything is sent: no value leaves unrecorded.
+    match outcome {
+        AuditOutcome::Succeeded => write_audit_durable(state, audit, outcome, Some(status.as_u16())).await?,
+        _ => write_audit(state, audit, outcome, Some(status.as_u16()))?,
+    }
+    read
 }
 
 /// Serializes an answer that holds a secret into a zeroizing buffer, grown

@@ -10,8 +10,9 @@
 //!
 //! Every `/manage` request is checked in this order, by the extractors of
 //! `http::access` and `http::body` before the handler runs: path parameters that
-//! are not UTF-8 (400), token (401), tenant and project ids (422), token
-//! scope (403), store id, key and version (422), store (404), the namespace
+//! are not UTF-8 (400), token or session cookie (401), a cookie request's
+//! CSRF token (403), tenant and project ids (422), token scope (403), store
+//! id, key and version (422), store (404), the namespace
 //! `{tenantId}/{projectId}` against the store's cap (422); on a create then
 //! the conditional headers, content type and body (400, 413), field rules
 //! and what the store supports (422); then the store call (412 when a

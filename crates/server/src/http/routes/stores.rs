@@ -37,14 +37,20 @@ pub(crate) async fn list_stores(
     State(state): State<AppState>,
     project: Project<op::ListStores>,
 ) -> Result<Response, ApiError> {
-    // Serialized once per probe result (`StatusBoard::stores_body`), not per
-    // request, unless the token's grants name only some stores.
-    let body = match &project.stores {
-        Scope::All => state.status.stores_body(),
-        Scope::Only(ids) => state.status.stores_body_of(|id| ids.contains(id)),
-    };
+    let body = stores_body(&state, &project.stores);
     let json = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
     let mut resp = (StatusCode::OK, json, body).into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
+}
+
+/// The *List Credential Stores* body of the stores in `scope`: the
+/// listing's, and the console's. Serialized once per probe result
+/// (`StatusBoard::stores_body`), not per request, unless the token's grants
+/// name only some stores.
+pub(crate) fn stores_body(state: &AppState, scope: &Scope) -> axum::body::Bytes {
+    match scope {
+        Scope::All => state.status.stores_body(),
+        Scope::Only(ids) => state.status.stores_body_of(|id| ids.contains(id)),
+    }
 }

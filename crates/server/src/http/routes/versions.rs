@@ -231,20 +231,34 @@ pub(crate) async fn list_versions(
     query: Result<Query<VersionQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let ProjectCredential { store: ProjectStore { store, .. }, key } = target;
+    let body = versions_page(store.as_ref(), &key, q.cursor, q.limit).await?;
+    Ok(json_ok(StatusCode::OK, &body))
+}
+
+/// One page of `key`'s versions, newest first, after `cursor` (a
+/// `nextCursor`), at most `limit`: the listing's, and the console's.
+///
+/// # Errors
+/// 422 for a cursor or limit out of the rules; the store's error.
+pub(crate) async fn versions_page(
+    store: &dyn CredentialStore,
+    key: &CredentialKey,
+    cursor: Option<String>,
+    limit: Option<usize>,
+) -> Result<ListVersionsResponse, ApiError> {
     let mut opts = VersionListOptions::new();
-    if let Some(limit) = q.limit {
+    if let Some(limit) = limit {
         opts = opts.with_limit(limit)?;
     }
-    if let Some(cursor) = q.cursor {
+    if let Some(cursor) = cursor {
         opts = opts.after(Some(parse_cursor(&cursor)?));
     }
-    let ProjectCredential { store: ProjectStore { store, .. }, key } = target;
-    let page = store.list_versions(&key, &opts).await?;
-    let body = ListVersionsResponse {
+    let page = store.list_versions(key, &opts).await?;
+    Ok(ListVersionsResponse {
         data: page.versions.into_iter().map(VersionEntry::of).collect(),
         next_cursor: page.next_cursor.as_ref().map(cursor_of),
-    };
-    Ok(json_ok(StatusCode::OK, &body))
+    })
 }
 
 /// Get Credential Version (extension)
@@ -390,16 +404,27 @@ pub(crate) async fn restore_version(
         ));
     }
     let expires_at = restore_expiry(body, &headers, state.body_limit).await?;
-    condition.supported_by(store.as_ref(), "the restore")?;
-    check_expiry(store.as_ref(), expires_at)?;
-    let outcome = audited(
-        &state,
-        &project.audit,
-        write_status,
-        conditional_restore(store.as_ref(), &key, &version, &condition, expires_at),
-    )
-    .await?;
+    let outcome =
+        restore_in(&state, &project.audit, store.as_ref(), &key, &version, &condition, expires_at).await?;
     Ok(written(&project.tenant, &project.project, &id, &key, &outcome))
+}
+
+/// Writes the kept `version` of `key` back under `condition`, between its
+/// two audit records, expiring at `expires_at`; refused before any store
+/// call when the store cannot honour the condition or the expiry. The
+/// restore's, and the console's.
+pub(crate) async fn restore_in(
+    state: &AppState,
+    audit: &crate::audit::AuditEntry,
+    store: &dyn CredentialStore,
+    key: &CredentialKey,
+    version: &Version,
+    condition: &WriteCondition,
+    expires_at: Option<std::time::SystemTime>,
+) -> Result<credstore_core::SetOutcome, ApiError> {
+    condition.supported_by(store, "the restore")?;
+    check_expiry(store, expires_at)?;
+    audited(state, audit, write_status, conditional_restore(store, key, version, condition, expires_at)).await
 }
 
 /// Purge Credential Version (extension)

@@ -24,6 +24,8 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     /// The stores as the server serves them (caches included).
     pub stores: Arc<Stores>,
+    /// The console's sessions (their clock can be set).
+    pub sessions: Arc<credstore_server::auth::sessions::Sessions>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -102,11 +104,12 @@ impl TestServer {
         let addr = server.local_addr();
         let metrics_addr = server.metrics_addr();
         let stores = server.state().stores.clone();
+        let sessions = server.state().sessions.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = rx.await;
         }));
-        Self { addr, metrics_addr, dir, stores, stop: Some(tx), task: Some(task) }
+        Self { addr, metrics_addr, dir, stores, sessions, stop: Some(tx), task: Some(task) }
     }
 
     pub fn url(&self, path: &str) -> String {
