@@ -194,6 +194,20 @@ pub enum Command {
 /// How a command looks an environment variable up.
 type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
+impl Command {
+    /// The store arguments of a data command.
+    fn store_args(&self) -> Option<&StoreArgs> {
+        match self {
+            Command::Get(a) => Some(&a.target),
+            Command::Set(a) => Some(&a.target),
+            Command::Ls(a) => Some(&a.target),
+            Command::Rm(a) => Some(&a.target),
+            Command::Run(a) => Some(&a.target),
+            _ => None,
+        }
+    }
+}
+
 /// What a data command reads besides its arguments: the config file (for
 /// `--store`) and the environment (`CREDSTORE_TOKEN` for `--server`).
 pub(crate) struct Context<'a> {
@@ -208,6 +222,23 @@ impl Context<'_> {
     /// copy taken at start).
     pub(crate) fn env(&self, name: &str) -> Option<String> {
         (self.env)(name)
+    }
+
+    /// Starts logging (warnings only unless `CREDSTORE_LOG` says otherwise)
+    /// in the log format of `--log-format`, else the environment's.
+    pub(crate) fn start_logging(&self) {
+        let format = self.log_format.unwrap_or_else(|| match self.env("CREDSTORE_LOG_FORMAT").as_deref() {
+            Some(f) if f.eq_ignore_ascii_case("json") => LogFormat::Json,
+            _ => LogFormat::Text,
+        });
+        logging::init_with_default(format, "warn");
+    }
+
+    /// A store URI's context: paths from `base`, variables as the settings
+    /// read them.
+    pub(crate) fn config_context(&self, base: PathBuf) -> credstore_core::config::ConfigContext {
+        let env = self.env.clone();
+        credstore_core::config::ConfigContext::new(base).with_env(move |k: &str| env(k))
     }
 
     /// The settings, as every other command loads them; logging starts with
@@ -242,7 +273,9 @@ pub fn main_with(backends: Backends) -> ExitCode {
         Some(Command::RewrapKey { to, .. }) => Some(format!("key = {to}")),
         _ => None,
     };
-    let env = Environment::take_secrets(cli.config.as_deref(), to.as_deref());
+    let uri = cli.command.as_ref().and_then(Command::store_args).and_then(|a| a.uri.as_deref());
+    let env =
+        Environment::take_secrets(cli.config.as_deref(), to.as_deref(), &environment::uri_secret_names(uri));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

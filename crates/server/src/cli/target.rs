@@ -11,6 +11,10 @@
 //!   `/manage/tenants/T/projects/P/…` ([`project_namespace`]), so a value
 //!   set here is the value the API returns; without them, the store's root
 //!   namespace (as `migrate` without them).
+//! - `--uri URI`: a store opened from a URI with the schemes of this build
+//!   (`credstore::open_with`), its relative paths from the current
+//!   directory, each call bounded by `--timeout`; `--tenant`/`--project` as
+//!   for `--store`.
 //! - `--server URL`: the store `--store ID` of a running server, through
 //!   the Credential Stores API ([`super::client`]), with the bearer token in
 //!   `CREDSTORE_TOKEN`; `--tenant` and `--project` are then required (they
@@ -21,9 +25,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use credstore_core::layers::TimeoutLayer;
 use credstore_core::{
     CredentialKey, CredentialStore, CredentialStoreExt, ListCursor, ListOptions, Metadata, SecretValue,
-    SetOptions, MAX_BATCH_KEYS,
+    SetOptions, StoreExt, MAX_BATCH_KEYS,
 };
 
 use super::client::{Endpoint, Remote};
@@ -44,6 +49,12 @@ pub struct StoreArgs {
     /// encrypted store, when not given), or on the server with --server.
     #[arg(long, value_name = "ID", env = "CREDSTORE_STORE", default_value = SQLITE_DEFAULT_ID)]
     pub store: String,
+    /// A store opened from a URI instead of the config file, e.g.
+    /// `sqlite:app.db?master_key_env=APP_KEY` (schemes: memory:, sqlite:,
+    /// vault+https:, aws-sm:, postgres:, keychain:, as this build has them);
+    /// secrets only by `*_env` / `*_file` parameters.
+    #[arg(long, value_name = "URI", env = "CREDSTORE_URI", conflicts_with_all = ["server", "store"])]
+    pub uri: Option<String>,
     /// A running credstore server to go through, e.g. `https://credstore.internal:8443`;
     /// the bearer token is read from CREDSTORE_TOKEN.
     #[arg(long, value_name = "URL", env = "CREDSTORE_SERVER")]
@@ -61,7 +72,8 @@ pub struct StoreArgs {
     /// (the token then crosses the network unencrypted).
     #[arg(long, requires = "server")]
     pub allow_plaintext: bool,
-    /// With --server: how long each request may take (connecting included).
+    /// With --server: how long each request may take (connecting included);
+    /// with --uri, each store call.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
 }
@@ -127,6 +139,22 @@ impl Target {
             };
             let remote = Remote::new(&endpoint, tenant, project, &args.store, &token)?;
             return Ok(Self::Remote(remote));
+        }
+        if let Some(uri) = &args.uri {
+            // As the config file's paths and `*_env` settings: relative to
+            // the current directory, variables through the copy taken at
+            // start (a secret variable is no longer in the process).
+            ctx.start_logging();
+            let base = std::env::current_dir()
+                .map_err(|e| Failure::error(format!("cannot read the current directory: {e}")))?;
+            let config = ctx.config_context(base);
+            let store = credstore::open_with(&credstore::schemes(), uri, &config).await?;
+            let store = store.with_layer(TimeoutLayer::new(args.timeout));
+            let store = match &namespace {
+                Some(ns) => store.with_namespace(ns)?,
+                None => store,
+            };
+            return Ok(Self::Local(store));
         }
         let settings = ctx.settings()?;
         if settings.store(&args.store).is_none() {

@@ -426,3 +426,38 @@ fn server_mode_over_tls_trusts_only_the_given_ca() {
     assert_eq!(run(d, &remote_env, &remote(&["get", "k"], &with_ca("missing.pem")), "").0, 1);
     assert!(server.terminate().success(), "{}", server.stderr_text());
 }
+
+#[test]
+fn uri_opens_a_store_from_one_string_and_run_does_not_pass_its_key_variable_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (code, key, _) = run(d, &[], &["gen-key"], "");
+    assert_eq!(code, 0);
+    let env = [("APP_KEY", key.trim())];
+    let uri = "sqlite:data/app.db?master_key_env=APP_KEY";
+    let (code, _, err) = run(d, &env, &["set", "db.password", "--uri", uri], "from-a-uri");
+    assert_eq!(code, 0, "{err}");
+    assert!(d.join("data/app.db").exists(), "relative to the current directory");
+    assert!(!d.join("credstore-data").exists(), "the embedded store is not touched");
+    let (code, out, err) = run(d, &env, &["get", "db.password", "--uri", uri], "");
+    assert_eq!((code, out.as_str()), (0, "from-a-uri"), "{err}");
+    // CREDSTORE_URI names it too; the key variable is not the child's.
+    let env_uri = [("APP_KEY", key.trim()), ("CREDSTORE_URI", uri)];
+    let (code, out, err) = run(
+        d,
+        &env_uri,
+        &["run", "--env", "P=db.password", "--", "sh", "-c", "printf %s \"$P ${APP_KEY-unset}\""],
+        "",
+    );
+    assert_eq!((code, out.as_str()), (0, "from-a-uri unset"), "{err}");
+    // The project namespace, as with --store.
+    let scoped = ["get", "db.password", "--uri", uri, "--tenant", T, "--project", P];
+    assert_eq!(run(d, &env, &scoped, "").0, 3);
+    // A secret written into the URI is refused naming the *_env way, never shown.
+    let (code, _, err) = run(d, &env, &["get", "k", "--uri", "sqlite:x.db?master_key=c2VjcmV0LWtleQ"], "");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("master_key_env") && !err.contains("c2VjcmV0LWtleQ"), "{err}");
+    assert!(!d.join("x.db").exists());
+    assert_eq!(run(d, &env, &["get", "k", "--uri", "nosuch:x"], "").0, 2);
+    assert_eq!(run(d, &env, &["get", "k", "--uri", uri, "--server", "http://127.0.0.1:1"], "").0, 2);
+}
