@@ -461,3 +461,33 @@ fn uri_opens_a_store_from_one_string_and_run_does_not_pass_its_key_variable_on()
     assert_eq!(run(d, &env, &["get", "k", "--uri", "nosuch:x"], "").0, 2);
     assert_eq!(run(d, &env, &["get", "k", "--uri", uri, "--server", "http://127.0.0.1:1"], "").0, 2);
 }
+
+#[test]
+fn the_key_variable_of_a_uri_store_in_the_config_file_is_wiped_from_the_servers_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_, key, _) = run(d, &[], &["gen-key"], "");
+    let key = key.trim().to_owned();
+    std::fs::write(
+        d.join("credstore.toml"),
+        "[[stores]]\nid = \"team\"\nuri = \"sqlite:team.db?master_key_env=TEAM_KEY\"\n",
+    )
+    .unwrap();
+    let env = [("CREDSTORE_ADMIN_TOKEN", ADMIN), ("CREDSTORE_CONFIG", "credstore.toml"), ("TEAM_KEY", &key)];
+    let (mut server, addr) = Proc::serve(d, &env, &[]);
+    let environ = std::fs::read(format!("/proc/{}/environ", server.child.id())).unwrap();
+    assert!(
+        !environ.windows(key.len()).any(|w| w == key.as_bytes()),
+        "the key is still in /proc/<pid>/environ"
+    );
+    // It was read before: the store opened with it.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let url = format!("http://{addr}/manage/tenants/{T}/projects/{P}/credential-stores");
+        let list: Value =
+            reqwest::Client::new().get(url).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+        let team = list["data"].as_array().unwrap().iter().find(|s| s["id"] == "team").cloned().unwrap();
+        assert_eq!(team["available"], true, "{list}");
+    });
+    assert!(server.terminate().success(), "{}", server.stderr_text());
+}
