@@ -49,7 +49,8 @@
 //! - `http`: the HTTP application ([`app`]): the [`routes`] of each
 //!   resource, their extractors, errors as problem+json, the OpenAPI
 //!   document, and the web console at `/console/`;
-//! - [`cli`]: the `credstore` binary's commands (serve, migrate, rotate-key…).
+//! - [`cli`]: the `credstore` binary's commands (serve, get, set, ls, rm, run, migrate,
+//!   rotate-key…).
 //!
 //! [`Server`], at the crate root, binds the listeners and serves the application.
 #![warn(missing_docs)]

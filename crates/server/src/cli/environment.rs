@@ -4,10 +4,12 @@
 //! them and `/proc/<pid>/environ` no longer shows them.
 //!
 //! Which variables hold secrets: the server's own (`CREDSTORE_ADMIN_TOKEN`,
-//! `CREDSTORE_MASTER_KEY`), `VAULT_TOKEN` (which a `vault` store without a
+//! `CREDSTORE_MASTER_KEY`), the CLI's bearer token for `--server`
+//! (`CREDSTORE_TOKEN`, so `credstore run` never passes it on), `VAULT_TOKEN` (which a `vault` store without a
 //! token setting reads), and every variable the config file names with a
 //! `*_env` key (`master_key_env`, `token_env`, `secret_id_env`, ...), the
-//! convention every backend's settings follow for secrets. Other variables
+//! convention every backend's settings follow for secrets, or by a `*_env`
+//! parameter of a store URI (a `uri = "…"` store, the CLI's `--uri`). Other variables
 //! (`CREDSTORE_LISTEN`, `AWS_REGION`, the AWS SDK's own credentials, which
 //! it reads itself) are left as they are.
 
@@ -20,7 +22,8 @@ use zeroize::Zeroizing;
 use crate::config::MASTER_KEY_ENV;
 
 /// The variables known to hold secrets whatever the config file says.
-const KNOWN_SECRETS: [&str; 3] = ["CREDSTORE_ADMIN_TOKEN", MASTER_KEY_ENV, "VAULT_TOKEN"];
+const KNOWN_SECRETS: [&str; 4] =
+    ["CREDSTORE_ADMIN_TOKEN", MASTER_KEY_ENV, super::target::TOKEN_ENV, "VAULT_TOKEN"];
 
 /// The secret variables, copied out of the process environment.
 pub(crate) struct Environment {
@@ -36,11 +39,12 @@ impl Environment {
     ///
     /// Call it before any thread starts: changing the environment races with
     /// every other thread that reads it.
-    pub(crate) fn take_secrets(config: Option<&Path>, extra: Option<&str>) -> Self {
+    pub(crate) fn take_secrets(config: Option<&Path>, extra: Option<&str>, more: &[String]) -> Self {
         let path =
             config.map(Path::to_path_buf).or_else(|| std::env::var_os("CREDSTORE_CONFIG").map(Into::into));
         let config = path.and_then(|p| std::fs::read_to_string(p).ok());
-        let names = secret_names([config.as_deref(), extra]);
+        let mut names = secret_names([config.as_deref(), extra]);
+        names.extend(more.iter().cloned());
         let mut secrets = HashMap::new();
         for name in names {
             if let Ok(value) = std::env::var(&name) {
@@ -62,6 +66,14 @@ impl Environment {
     }
 }
 
+/// The variables a store URI names by `*_env` parameters (`--uri
+/// sqlite:app.db?master_key_env=APP_KEY` names `APP_KEY`); none for a URI
+/// that does not parse (opening it reports why).
+pub(crate) fn uri_secret_names(uri: Option<&str>) -> Vec<String> {
+    let Some(uri) = uri.and_then(|u| credstore_core::StoreUri::parse(u).ok()) else { return Vec::new() };
+    uri.params().filter(|(k, _)| k.ends_with("_env")).map(|(_, v)| v.to_owned()).collect()
+}
+
 /// The known secret variables and those the TOML `texts` name by `*_env`
 /// keys (a text that does not parse names none).
 fn secret_names<'a>(texts: impl IntoIterator<Item = Option<&'a str>>) -> Vec<String> {
@@ -79,6 +91,9 @@ fn env_names(table: &toml::Table, names: &mut Vec<String>) {
     fn walk(value: &toml::Value, key: &str, names: &mut Vec<String>) {
         match value {
             toml::Value::String(s) if key.ends_with("_env") => names.push(s.clone()),
+            // A store given as one URI (`uri = "sqlite:a.db?master_key_env=A_KEY"`)
+            // names its variables as `*_env` parameters.
+            toml::Value::String(s) if key == "uri" => names.extend(uri_secret_names(Some(s))),
             toml::Value::Table(t) => t.iter().for_each(|(k, v)| walk(v, k, names)),
             toml::Value::Array(items) => items.iter().for_each(|v| walk(v, key, names)),
             _ => {}
@@ -137,13 +152,24 @@ mod tests {
             token_env = "V_TOKEN"
             login = { secret_id_env = "V_SECRET", role_id = "r" }
             environment = "not a name"
+            [[stores]]
+            id = "u"
+            uri = "sqlite:u.db?master_key_env=U_KEY"
         "#
         .parse()
         .unwrap();
         let mut names = Vec::new();
         env_names(&doc, &mut names);
         names.sort();
-        assert_eq!(names, ["A_KEY", "V_SECRET", "V_TOKEN"]);
+        assert_eq!(names, ["A_KEY", "U_KEY", "V_SECRET", "V_TOKEN"]);
+    }
+
+    #[test]
+    fn a_store_uri_names_its_secret_variables() {
+        let names = uri_secret_names(Some("sqlite:app.db?master_key_env=APP_KEY&max_versions=3"));
+        assert_eq!(names, ["APP_KEY"]);
+        assert!(uri_secret_names(Some("not a uri")).is_empty());
+        assert!(uri_secret_names(None).is_empty());
     }
 
     #[test]
@@ -151,7 +177,7 @@ mod tests {
         let config = "[[stores]]\nid = \"a\"\ntype = \"sqlite\"\npath = \"a.db\"\nmaster_key_env = \"A_KEY\"";
         let to = "key = { provider = \"passphrase\", passphrase_env = \"TEAM_PASSPHRASE\" }";
         let names = secret_names([Some(config), Some(to), Some("not toml = = ="), None]);
-        for name in ["CREDSTORE_ADMIN_TOKEN", "A_KEY", "TEAM_PASSPHRASE"] {
+        for name in ["CREDSTORE_ADMIN_TOKEN", "CREDSTORE_TOKEN", "A_KEY", "TEAM_PASSPHRASE"] {
             assert!(names.iter().any(|n| n == name), "{name}: {names:?}");
         }
     }

@@ -194,12 +194,22 @@ static GUARD: Mutex<Option<Worker>> = Mutex::new(None);
 /// `[request{path=/healthz}]=debug`) gets one: `EnvFilter` takes a shared
 /// lock each time a span is entered or exited, which every request does
 /// with its `request` span on each poll.
+#[cfg(test)]
 fn filter(credstore_log: Option<String>, rust_log: Option<String>) -> (Option<Targets>, Option<EnvFilter>) {
+    filter_or(credstore_log, rust_log, "info")
+}
+
+/// [`filter`] with `default` when neither variable holds a filter.
+fn filter_or(
+    credstore_log: Option<String>,
+    rust_log: Option<String>,
+    default: &str,
+) -> (Option<Targets>, Option<EnvFilter>) {
     let spec = [credstore_log, rust_log]
         .into_iter()
         .flatten()
         .find(|s| EnvFilter::try_new(s).is_ok())
-        .unwrap_or_else(|| "info".to_owned());
+        .unwrap_or_else(|| default.to_owned());
     match spec.parse::<Targets>() {
         Ok(targets) => (Some(targets), None),
         Err(_) => (None, Some(EnvFilter::new(spec))),
@@ -221,11 +231,19 @@ where
 /// Installs the global subscriber and starts the writer thread. Calling it
 /// again is harmless (the first subscriber stays).
 pub fn init(format: LogFormat) {
+    init_with_default(format, "info");
+}
+
+/// [`init`] with the filter `default` when `CREDSTORE_LOG` and `RUST_LOG`
+/// hold none: the data commands (`get`, `set`, `ls`, `rm`, `run`) log
+/// warnings and errors only, so a script's stderr holds what went wrong.
+pub fn init_with_default(format: LogFormat, default: &str) {
     let mut guard = GUARD.lock().unwrap_or_else(|e| e.into_inner());
     if guard.is_some() {
         return;
     }
-    let (targets, env) = filter(std::env::var("CREDSTORE_LOG").ok(), std::env::var("RUST_LOG").ok());
+    let (targets, env) =
+        filter_or(std::env::var("CREDSTORE_LOG").ok(), std::env::var("RUST_LOG").ok(), default);
     let (layer, worker) = match start(std::io::stderr()) {
         Ok((writer, worker)) => (format_layer(format, writer), Some(worker)),
         // No thread for the writer: log straight to stderr.

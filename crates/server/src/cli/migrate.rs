@@ -64,12 +64,15 @@ impl fmt::Display for MigrationReport {
 /// - `createdAt` in `to` is the time of the copy (stores set their own
 ///   timestamps).
 /// - A failure on one key is recorded and the rest go on.
+/// - `progress` is called with the report so far after each key
+///   (`credstore migrate` draws it on a terminal).
 ///
 /// # Errors
 /// Listing `from` fails; per-key failures are in the report instead.
 pub async fn migrate(
     from: &dyn CredentialStore,
     to: &dyn CredentialStore,
+    mut progress: impl FnMut(&MigrationReport),
 ) -> credstore_core::Result<MigrationReport> {
     let mut report = MigrationReport::default();
     let mut opts = ListOptions::new().with_limit(MAX_PAGE_SIZE)?;
@@ -81,6 +84,7 @@ pub async fn migrate(
                 tracing::warn!(key = %key, %reason, "migration of one key failed");
                 report.failed.push((key, reason));
             }
+            progress(&report);
         }
         match page.next_cursor {
             Some(c) => opts = opts.with_cursor(Some(c)),
@@ -162,7 +166,9 @@ mod tests {
         let stale = CredentialKey::new("text").unwrap();
         to.set(&stale, &SecretValue::from("old"), &Metadata::new()).await.unwrap();
 
-        let report = migrate(from.as_ref(), to.as_ref()).await.unwrap();
+        let mut seen = Vec::new();
+        let report = migrate(from.as_ref(), to.as_ref(), |r| seen.push(r.listed)).await.unwrap();
+        assert_eq!(seen, [1, 2, 3], "progress after each key");
         assert!(report.is_complete(), "{report:?}");
         assert_eq!((report.listed, report.copied, report.unchanged, report.verified), (3, 3, 0, 3));
         for (k, v) in &values {
@@ -172,7 +178,7 @@ mod tests {
             assert_eq!(got.metadata, meta);
         }
 
-        let again = migrate(from.as_ref(), to.as_ref()).await.unwrap();
+        let again = migrate(from.as_ref(), to.as_ref(), |_| {}).await.unwrap();
         assert_eq!((again.listed, again.copied, again.unchanged, again.verified), (3, 0, 3, 3));
     }
 
@@ -228,7 +234,7 @@ mod tests {
         let different = CredentialKey::new("different-before").unwrap();
         to.set(&different, &SecretValue::from("old"), &Metadata::new()).await.unwrap();
         let contended = Contended(to.clone());
-        let report = migrate(from.as_ref(), &contended).await.unwrap();
+        let report = migrate(from.as_ref(), &contended, |_| {}).await.unwrap();
         assert_eq!(report.copied, 0, "{report:?}");
         assert_eq!(report.failed.len(), 2, "{report:?}");
         for (key, reason) in &report.failed {
@@ -247,10 +253,13 @@ mod tests {
         from.set(&CredentialKey::new("root-only").unwrap(), &SecretValue::from("r"), &Metadata::new())
             .await
             .unwrap();
-        let report =
-            migrate(from.with_namespace(&ns).unwrap().as_ref(), to.with_namespace(&ns).unwrap().as_ref())
-                .await
-                .unwrap();
+        let report = migrate(
+            from.with_namespace(&ns).unwrap().as_ref(),
+            to.with_namespace(&ns).unwrap().as_ref(),
+            |_| {},
+        )
+        .await
+        .unwrap();
         assert_eq!((report.listed, report.copied), (1, 1));
         assert!(to.with_namespace(&ns).unwrap().has(&key).await.unwrap());
         assert!(!to.has(&key).await.unwrap(), "nothing leaks into the root namespace");

@@ -297,6 +297,25 @@ pub async fn rotate_key(
     new_key: NewKey,
     kek_only: bool,
 ) -> Result<String, String> {
+    rotate_key_with_progress(settings, id, new_key, kek_only, None).await
+}
+
+/// How far a rotation is: `(done, total)` credentials re-sealed.
+pub type RotationProgress = Box<dyn FnMut(usize, usize) + Send + 'static>;
+
+/// [`rotate_key`], calling `progress` after each chunk of re-sealed
+/// credentials where the store reports it (a data key rotation to a given
+/// key, [`SqliteStore::rotate_key_with_progress`]); never for the others.
+///
+/// # Errors
+/// As [`rotate_key`].
+pub async fn rotate_key_with_progress(
+    settings: &Settings,
+    id: &str,
+    new_key: NewKey,
+    kek_only: bool,
+    progress: Option<RotationProgress>,
+) -> Result<String, String> {
     let (spec, sqlite) = sqlite_spec(settings, id)?;
     let given = match new_key {
         NewKey::File(p) => Some(MasterKey::from_file(&p).map_err(|e| e.to_string())?),
@@ -319,7 +338,10 @@ pub async fn rotate_key(
     };
     let store = open_sqlite(spec, sqlite).await?;
     let report = match (given, kek_only) {
-        (Some(key), false) => store.rotate_key(key).await,
+        (Some(key), false) => match progress {
+            Some(progress) => store.rotate_key_with_progress(key, progress).await,
+            None => store.rotate_key(key).await,
+        },
         (Some(key), true) => store.rewrap_key(key).await,
         (None, false) => store.rotate_key_file().await,
         (None, true) => store.rewrap_key_file().await,

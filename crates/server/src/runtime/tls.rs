@@ -128,6 +128,22 @@ fn certificates(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'s
     Ok(certs)
 }
 
+/// The CA certificates of the PEM file at `path`, as the roots of a client
+/// (the CLI's `--server --ca-cert`).
+///
+/// # Errors
+/// The file cannot be read, is not PEM, holds no certificate or an
+/// unusable one; the message names the file.
+pub(crate) fn load_roots(path: &Path) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates("CA certificate", path).map_err(|e| e.to_string())? {
+        roots.add(cert).map_err(|e| {
+            pem_error("CA certificate", path, format!("holds an unusable CA certificate: {e}")).to_string()
+        })?;
+    }
+    Ok(roots)
+}
+
 fn rfc3339(t: UnixTime) -> String {
     let at = UNIX_EPOCH + Duration::from_secs(t.as_secs());
     humantime::format_rfc3339_seconds(at).to_string()

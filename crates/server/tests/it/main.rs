@@ -7,6 +7,7 @@ mod util;
 mod api;
 mod backends;
 mod browser;
+mod cli;
 mod connections;
 mod console;
 mod custom_backend;
