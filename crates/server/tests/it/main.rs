@@ -6,6 +6,7 @@ mod util;
 
 mod api;
 mod backends;
+mod batch;
 mod connections;
 mod custom_backend;
 mod fuzz;
