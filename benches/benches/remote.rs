@@ -2,7 +2,9 @@
 //! vaultrs and the AWS SDK, on the real test servers (OpenBao dev server,
 //! moto) on loopback; 32 requests in flight against 32 in sequence; and a
 //! cached get (`CacheLayer` over each store, warmed with one read) against
-//! the memory store's get and against the uncached get.
+//! the memory store's get and against the uncached get; and a batch read
+//! of 20 AWS keys (`get_many`, one `BatchGetSecretValue`) against 20
+//! sequential gets.
 //! Timed in interleaved rounds (`credstore_benches::rounds`); rows go to
 //! `target/bench/extra/remote.json`.
 
@@ -437,6 +439,33 @@ fn main() {
             },
             // The goals: get and set at least 0.8x one bare call.
             min_goals: (Some(0.8), Some(0.8)),
+        },
+    );
+    // Batch read: 20 keys (one BatchGetSecretValue) against 20 gets one
+    // after another (one GetSecretValue each), of versions the store wrote.
+    let batch: Vec<CredentialKey> =
+        (0..20).map(|i| CredentialKey::new(format!("bench-batch-{i:02}")).unwrap()).collect();
+    for k in &batch {
+        rt.block_on(aws.set(k, &SecretValue::from(VALUE), &Metadata::new())).expect("set a batch key");
+    }
+    let (aws_ref, batch_ref) = (&aws, &batch);
+    pair(
+        &mut c,
+        &rt,
+        scenario(
+            "aws_batch_read_20",
+            "batch read: aws get_many of 20 keys (moto on loopback)",
+            20,
+            "20 sequential aws gets of the same keys",
+            Some(5.0),
+        ),
+        || async move {
+            std::hint::black_box(aws_ref.get_many(batch_ref).await.expect("get_many"));
+        },
+        || async move {
+            for k in batch_ref {
+                std::hint::black_box(aws_ref.get(k).await.expect("get"));
+            }
         },
     );
     bench_cached(&mut c, &rt, "aws", "AwsStore", aws);

@@ -9,7 +9,8 @@
 //! history rows (scenarios starting with `history`): a durable set with the
 //! default retention against one without history (`Retention::NONE`), a
 //! get of a key with kept versions against one without, and listing a key's
-//! 100 versions against one get.
+//! 100 versions against one get; and a batch read (`batch read …`): one
+//! `get_many` of 100 keys against 100 sequential gets.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -144,6 +145,50 @@ fn bench_get(c: &mut Criterion, rt: &tokio::runtime::Runtime, keys: usize) {
     });
     let mut walk = KeyWalk::new(1, keys);
     g.bench_function("baseline", |b| b.iter(|| std::hint::black_box(plain_get(&conn, &names[walk.next()]))));
+    g.finish();
+    s.register();
+}
+
+/// Batch read: one `get_many` of 100 keys (one statement) against 100
+/// `get`s of the same keys one after another, on the same store.
+fn bench_batch(c: &mut Criterion, rt: &tokio::runtime::Runtime, keys: usize) {
+    const BATCH: usize = 100;
+    let dir = Dir::new();
+    let store = rt.block_on(ours(&dir.file("batch.db"), &MasterKey::generate()));
+    rt.block_on(ours_fill(&store, keys));
+    let typed: Vec<CredentialKey> = (0..keys).map(|i| CredentialKey::new(key_name(i)).unwrap()).collect();
+    let s = Scenario {
+        group: format!("sqlite_batch_read_{BATCH}_k{keys}"),
+        scenario: format!("batch read: encrypted sqlite get_many of {BATCH} keys, {keys} keys stored"),
+        ops_per_iter: BATCH as u64,
+        baseline_name: format!("{BATCH} sequential encrypted sqlite gets of the same keys"),
+        goal: Some(5.0),
+    };
+    let mut g = c.benchmark_group(&s.group);
+    let mut walk = KeyWalk::new(3, keys);
+    let mut next_batch =
+        move || -> Vec<CredentialKey> { (0..BATCH).map(|_| typed[walk.next()].clone()).collect() };
+    let batches: Vec<Vec<CredentialKey>> = (0..64).map(|_| next_batch()).collect();
+    let mut round = 0usize;
+    g.bench_function("ours", |b| {
+        b.to_async(rt).iter(|| {
+            round += 1;
+            let (store, batch) = (&store, &batches[round % batches.len()]);
+            async move { std::hint::black_box(store.get_many(batch).await.unwrap()) }
+        })
+    });
+    let mut round = 0usize;
+    g.bench_function("baseline", |b| {
+        b.to_async(rt).iter(|| {
+            round += 1;
+            let (store, batch) = (&store, &batches[round % batches.len()]);
+            async move {
+                for k in batch {
+                    std::hint::black_box(store.get(k).await.unwrap());
+                }
+            }
+        })
+    });
     g.finish();
     s.register();
 }
@@ -640,6 +685,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let keys = if test_mode() { 100 } else { 10_000 };
     bench_get(&mut c, &rt, keys);
+    bench_batch(&mut c, &rt, keys);
     for writers in [1, 8, 64] {
         bench_set(&mut c, &rt, writers);
     }

@@ -21,6 +21,7 @@ use crate::{unique_name, Case, CaseFuture, Needs, StoreFactory};
 
 pub mod availability;
 pub mod basic;
+pub mod batch;
 pub mod binary;
 pub mod capabilities;
 pub mod changes;
@@ -42,6 +43,7 @@ pub mod versions;
 
 pub use availability::*;
 pub use basic::*;
+pub use batch::*;
 pub use binary::*;
 pub use capabilities::*;
 pub use changes::*;
@@ -209,6 +211,13 @@ registry! {
     persistence::persistence_across_reopen => PersistenceBeyondProcess,
     persistence::namespaces_persist_across_reopen => PersistenceBeyondProcess,
     secrecy::secret_absent_from_debug_and_errors => Nothing,
+    batch::batch_answers_in_order_with_none_for_missing_and_repeats_answered_twice => Nothing,
+    batch::batch_answers_none_for_a_deleted_key => Nothing,
+    batch::batch_answers_none_for_an_expired_key => Expiry,
+    batch::batch_sees_only_its_own_namespace => Nothing,
+    batch::batch_of_no_keys_answers_empty => Nothing,
+    batch::batch_over_the_limit_is_refused_before_any_io => Nothing,
+    batch::batch_agrees_with_get_after_overwrites => Nothing,
 }
 
 // ---------------------------------------------------------------------------

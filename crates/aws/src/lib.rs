@@ -240,6 +240,8 @@
 //! | `get` of a version this store wrote or read before | `GetSecretValue` | 1 |
 //! | `get` of any other version | `GetSecretValue` and `DescribeSecret`, at the same time | 1 |
 //! | `has`, `version` | `DescribeSecret` | 1 |
+//! | `get_many` of up to 20 keys this store wrote or read before | `BatchGetSecretValue` | 1 |
+//! | `get_many` of other keys | `BatchGetSecretValue` per 20 keys, then a `get` of each key not settled by it | 2 |
 //! | `set` of a key this store made, wrote or read in the last 30 s | `UpdateSecret` (value and description) | 1 |
 //! | `set` of another existing key | `DescribeSecret`, then `UpdateSecret` (the description written keeps the version overwritten) | 2 |
 //! | `set` of a new key | `DescribeSecret` (finds nothing), then `CreateSecret` | 2 |
@@ -294,6 +296,25 @@
 //! `UpdateSecretVersionStage` then `UpdateSecret`; Secrets Manager does
 //! not), the store takes the one the description names, else the first by
 //! id, so every reader and writer agrees.
+//!
+//! # Batch reads
+//!
+//! [`get_many`](credstore_core::CredentialStore::get_many) sends one
+//! `BatchGetSecretValue` per 20 distinct secrets (the service's limit),
+//! up to [`BATCH_CONCURRENCY`](credstore_core::BATCH_CONCURRENCY) at once,
+//! each within the store's timeout and retries like every request. Its
+//! answer carries each secret's current value and version but not its
+//! description, so a key is settled by it alone as `get`'s first step is:
+//! when it answers the version this store remembers for the secret (above),
+//! as `AWSCURRENT`; the remembered envelope then gives metadata, times and
+//! expiry. A secret it reports as `ResourceNotFoundException` answers
+//! `None`. Every other key (a version this store does not remember, a
+//! secret scheduled for deletion) is then read with `get`, up to 16 at
+//! once, so the answers are always what `get` answers. Any other error the
+//! service reports for one secret (access denied to it, a KMS key it cannot
+//! use) fails the whole batch with this crate's translation of it; the call
+//! needs `secretsmanager:BatchGetSecretValue` and, per secret,
+//! `secretsmanager:GetSecretValue`.
 //!
 //! # Writes
 //!

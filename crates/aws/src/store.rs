@@ -17,7 +17,7 @@ use credstore_core::{
     WriteRequest,
 };
 
-use crate::errors::{translate, Failure, Kind, Target};
+use crate::errors::{self, translate, Failure, Kind, Target};
 use crate::last_seen::{Known, LastSeen, Proof};
 use crate::layout::{self, Envelope, Names, Payload, Previous, CREATED_TAG, STAGED_LABEL};
 use crate::{AwsConfig, DeletionPolicy};
@@ -54,6 +54,8 @@ const LIST_PAGE: i32 = 100;
 /// A bound on ListSecrets pages in one listing, against a service that keeps
 /// answering with a next token.
 const MAX_LIST_PAGES: usize = 100_000;
+/// The most secret ids one `BatchGetSecretValue` takes.
+const BATCH_IDS: usize = 20;
 /// Describe/read rounds before `get` gives up on a secret that keeps changing.
 const READ_ROUNDS: usize = 6;
 /// Rounds of a write (describe, then create, restore or stage and move)
@@ -549,6 +551,55 @@ impl AwsStore {
         req.send().await.map(ValueRead).map_err(|e| self.fail("GetSecretValue", false, e))
     }
 
+    /// `BatchGetSecretValue` of the secrets `ids` (at most [`BATCH_IDS`]):
+    /// what it answered of each. A secret it did not find is
+    /// [`Missing`](BatchAnswer::Missing), one it cannot read now (scheduled
+    /// for deletion) is [`Unsettled`](BatchAnswer::Unsettled); any other
+    /// error of one secret fails the batch with that error.
+    async fn batch_read(&self, ids: &[String]) -> Result<Vec<(String, BatchAnswer)>> {
+        let out = self
+            .client()
+            .batch_get_secret_value()
+            .set_secret_id_list(Some(ids.to_vec()))
+            .send()
+            .await
+            .map_err(|e| self.fail("BatchGetSecretValue", false, e).error)?;
+        let (values, failed) = (out.secret_values, out.errors);
+        // Every value goes into a `ValueRead` first, which wipes it when dropped.
+        let mut answers: Vec<(String, BatchAnswer)> = Vec::with_capacity(ids.len());
+        for entry in values.unwrap_or_default() {
+            let Some(name) = entry.name.clone() else { continue };
+            let read = GetSecretValueOutput::builder()
+                .set_arn(entry.arn)
+                .set_name(entry.name)
+                .set_version_id(entry.version_id)
+                .set_secret_string(entry.secret_string)
+                .set_secret_binary(entry.secret_binary)
+                .set_version_stages(entry.version_stages)
+                .set_created_date(entry.created_date)
+                .build();
+            answers.push((name, BatchAnswer::Value(ValueRead(read))));
+        }
+        for e in failed.unwrap_or_default() {
+            let Some(id) = e.secret_id else { continue };
+            let f = errors::service_failure(
+                self.target(),
+                "BatchGetSecretValue",
+                false,
+                e.error_code,
+                e.message,
+                None,
+            );
+            let answer = match f.kind {
+                Kind::NotFound => BatchAnswer::Missing,
+                Kind::InvalidRequest => BatchAnswer::Unsettled,
+                _ => return Err(f.error),
+            };
+            answers.push((id, answer));
+        }
+        Ok(answers)
+    }
+
     /// `TagResource` of [`CREATED_TAG`]: `created_at` of a key set anew on
     /// an existing secret (restored, or made elsewhere without a value).
     async fn tag_created(&self, name: &str, created_at: SystemTime) -> std::result::Result<(), Failure> {
@@ -943,6 +994,17 @@ fn created_tag(desc: &DescribeSecretOutput) -> Option<SystemTime> {
 /// Whether a version read carries `AWSCURRENT` (moto answers a bare
 /// `GetSecretValue` with a version that lost it to
 /// `UpdateSecretVersionStage`).
+/// What `BatchGetSecretValue` answered of one secret.
+enum BatchAnswer {
+    /// Its current version, as `GetSecretValue` answers it.
+    Value(ValueRead),
+    /// `ResourceNotFoundException`: no such secret.
+    Missing,
+    /// An answer that does not settle it (the secret is scheduled for
+    /// deletion, or was not answered): `get` reads it.
+    Unsettled,
+}
+
 /// A `GetSecretValue` answer: its value is moved out by
 /// [`ValueRead::take_value`], or overwritten when the answer is dropped
 /// unused (a read of the wrong version, a retry, an error).
@@ -1130,6 +1192,63 @@ impl CredentialStore for AwsStore {
             }
         }
         Err(Error::conflict(self.info.id(), format!("key '{key}' kept changing while it was read")))
+    }
+
+    /// `BatchGetSecretValue` of up to 20 secrets per call (up to
+    /// [`BATCH_CONCURRENCY`](credstore_core::BATCH_CONCURRENCY) calls at
+    /// once), then a `get` of each key whose answer alone does not settle
+    /// it; see the crate docs, "Batch reads".
+    async fn get_many(&self, keys: &[CredentialKey]) -> Result<Vec<Option<Credential>>> {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        credstore_core::check_batch(keys)?;
+        let names: Vec<String> = keys.iter().map(|k| self.names.name(k)).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        let calls: Vec<_> = unique.chunks(BATCH_IDS).map(|ids| self.batch_read(ids)).collect();
+        let mut read: HashMap<String, BatchAnswer> = HashMap::with_capacity(unique.len());
+        let answers: Vec<Vec<(String, BatchAnswer)>> =
+            futures::stream::iter(calls).buffered(credstore_core::BATCH_CONCURRENCY).try_collect().await?;
+        read.extend(answers.into_iter().flatten());
+        let mut out: Vec<Option<Credential>> = Vec::with_capacity(keys.len());
+        // The keys the batch's answer does not settle: read one by one.
+        let mut unsettled: Vec<(usize, CredentialKey)> = Vec::new();
+        for (i, (key, name)) in keys.iter().zip(&names).enumerate() {
+            match read.get(name.as_str()) {
+                Some(BatchAnswer::Missing) => out.push(None),
+                Some(BatchAnswer::Value(value)) => match self.shared.seen.get(name) {
+                    // As `get`'s first step: a version this store knows, as
+                    // `AWSCURRENT`, needs no `DescribeSecret`.
+                    Some(known)
+                        if value.version_id() == Some(known.version.as_str()) && is_current(value) =>
+                    {
+                        if known.envelope.expired(self.info.now()) {
+                            out.push(None);
+                        } else {
+                            let copy = ValueRead(value.0.clone());
+                            out.push(Some(self.credential_of_known(key, known, copy)?));
+                        }
+                    }
+                    _ => {
+                        out.push(None);
+                        unsettled.push((i, key.clone()));
+                    }
+                },
+                Some(BatchAnswer::Unsettled) | None => {
+                    out.push(None);
+                    unsettled.push((i, key.clone()));
+                }
+            }
+        }
+        drop(read);
+        if !unsettled.is_empty() {
+            let again: Vec<CredentialKey> = unsettled.iter().map(|(_, k)| k.clone()).collect();
+            let answers = credstore_core::get_many_concurrently(self, &again).await?;
+            for ((i, _), answer) in unsettled.into_iter().zip(answers) {
+                out[i] = answer;
+            }
+        }
+        Ok(out)
     }
 
     /// # Behavior

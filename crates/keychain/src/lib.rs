@@ -142,6 +142,11 @@
 //! the kernel frees the keys by itself (`keyctl show` shows them until
 //! then; `/proc/keys` shows the time left).
 //!
+//! **Batch reads.** No platform reads several entries in one call:
+//! [`get_many`](credstore_core::CredentialStore::get_many) is the provided
+//! method, one `get` per key, up to
+//! [`BATCH_CONCURRENCY`](credstore_core::BATCH_CONCURRENCY) at once.
+//!
 //! **No history.** No platform keeps an entry's earlier versions, so
 //! [`versions`](credstore_core::Capabilities::versions) is declared off
 //! everywhere: [`get_version`](credstore_core::CredentialStore::get_version)

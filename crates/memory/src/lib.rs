@@ -58,6 +58,9 @@
 //!   earlier version (not reported: the current value is unchanged); an
 //!   expired newest version is not current and can be purged too, the key
 //!   staying absent.
+//! - [`get_many`](credstore_core::CredentialStore::get_many) reads every
+//!   key under one acquisition of the namespace's read lock: its answers
+//!   are one snapshot, never half of a concurrent writer's changes.
 //! - Expiry: a write may carry an `expires_at`; from then on, by the
 //!   store's clock ([`MemoryConfig::clock`], the system clock by default),
 //!   the key reads as absent and its version lists as

@@ -333,6 +333,21 @@ impl CredentialStore for MemoryStore {
         Ok(found.or_else(|| self.env_fallback(key)))
     }
 
+    /// Reads every key under one acquisition of the namespace's read lock
+    /// (the environment read-through of the misses comes after it): the
+    /// answers are one snapshot of the namespace.
+    async fn get_many(&self, keys: &[CredentialKey]) -> Result<Vec<Option<Credential>>> {
+        credstore_core::check_batch(keys)?;
+        let clock = &**self.info.clock();
+        let found: Vec<Option<Credential>> = {
+            let space = read(&self.space);
+            keys.iter()
+                .map(|key| space.map.get(key).and_then(|h| h.current_by(clock)).map(|k| k.credential(key)))
+                .collect()
+        };
+        Ok(keys.iter().zip(found).map(|(key, found)| found.or_else(|| self.env_fallback(key))).collect())
+    }
+
     async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {
         let (key, value, metadata) = (request.key(), request.value(), request.metadata());
         let (now, written_at) = (self.info.now(), SystemTime::now());
@@ -736,6 +751,44 @@ mod tests {
         assert!(store.get(&k).await.unwrap().is_none());
         assert!(!store.has(&k).await.unwrap());
         assert!(store.list(&ListOptions::new()).await.unwrap().keys.is_empty());
+    }
+
+    /// A writer sets `a` then `b` to 1, 2, 3, ...: in any one snapshot `a`
+    /// is `b` or one ahead of it. Separate reads (the provided `get_many`)
+    /// can see `b` ahead of `a`, or `a` two ahead.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn get_many_answers_one_snapshot_of_a_concurrent_writer() {
+        let store = MemoryStore::new(StoreId::new("m").unwrap());
+        let (a, b) = (key("a"), key("b"));
+        for k in [&a, &b] {
+            store.set(k, &v("0"), &Metadata::new()).await.unwrap();
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (store, stop, a, b) = (store.clone(), stop.clone(), a.clone(), b.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    store.set(&a, &v(&n.to_string()), &Metadata::new()).await.unwrap();
+                    store.set(&b, &v(&n.to_string()), &Metadata::new()).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+                n
+            })
+        };
+        let number = |c: &Option<Credential>| -> u64 {
+            c.as_ref().unwrap().value.expose_str().unwrap().parse().unwrap()
+        };
+        let keys = [a.clone(), b.clone(), a.clone()];
+        for _ in 0..20_000 {
+            let got = store.get_many(&keys).await.unwrap();
+            let (a1, b1, a2) = (number(&got[0]), number(&got[1]), number(&got[2]));
+            assert!(a1 == a2 && (a1 == b1 || a1 == b1 + 1), "not one snapshot: a {a1}, b {b1}, a {a2}");
+            tokio::task::yield_now().await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(writer.await.unwrap() > 0, "the writer wrote");
     }
 
     #[tokio::test]

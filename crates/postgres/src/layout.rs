@@ -35,6 +35,9 @@ pub(crate) struct Sql {
     pub(crate) swap_key_record: String,
     /// `$1` ns, `$2` key.
     pub(crate) get: String,
+    /// [`get`](Self::get)'s columns, then the key, of the keys of a batch:
+    /// `$1` ns, `$2` the keys (`text[]`).
+    pub(crate) get_many: String,
     /// `$1` ns, `$2` key.
     pub(crate) version: String,
     /// A block of [`crate::versions::BLOCK`] versions.
@@ -182,6 +185,10 @@ impl Sql {
             get: format!(
                 "SELECT version, created_ns, updated_ns, kind, key_version, format, nonce, sealed, expires_ns FROM {c} \
                  WHERE ns = $1 AND key = $2"
+            ),
+            get_many: format!(
+                "SELECT version, created_ns, updated_ns, kind, key_version, format, nonce, sealed, expires_ns, key \
+                 FROM {c} WHERE ns = $1 AND key = ANY($2)"
             ),
             version: format!("SELECT version, expires_ns FROM {c} WHERE ns = $1 AND key = $2"),
             next_versions: format!(

@@ -182,6 +182,13 @@
 //! new schema instead when a KEK together with a copy of the database may
 //! have leaked.
 //!
+//! # Batch reads
+//! [`get_many`](credstore_core::CredentialStore::get_many) is one
+//! statement, `… WHERE ns = $1 AND key = ANY($2)` with the distinct keys as
+//! a `text[]`, within the call timeout like every statement; each row is
+//! opened as `get` opens it. Its answers are one snapshot of the
+//! namespace.
+//!
 //! # Writes
 //! Atomic in SQL, no explicit transaction, each statement prepared once per
 //! connection; most writes are one statement, one round trip:

@@ -1,5 +1,6 @@
 //! [`PostgresStore`]: the [`CredentialStore`] implementation.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -553,6 +554,35 @@ impl PostgresStore {
             .ok_or_else(|| errors::integrity(&shared.id, key, "the row's payload cannot be decoded"))
     }
 
+    /// The credential of a current row of [`Sql::get`](crate::layout::Sql)
+    /// (or `get_many`'s, whose first columns are the same), `None` when it
+    /// expired by `now`; opened and authenticated for `key`.
+    fn current_of(
+        &self,
+        key: &CredentialKey,
+        row: &tokio_postgres::Row,
+        now: i64,
+    ) -> Result<Option<Credential>> {
+        let columns = RowColumns {
+            role: RowRole::Current,
+            version: row.get(0),
+            created_ns: row.get(1),
+            updated_ns: row.get(2),
+            kind: row.get(3),
+            key_version: row.get(4),
+            format: row.get(5),
+            nonce: row.get(6),
+            sealed: row.get(7),
+            expires_ns: row.get(8),
+        };
+        if !live(columns.expires_ns, now) {
+            return Ok(None);
+        }
+        let (value, metadata) = self.open_row(key, &columns)?;
+        self.shared.known.saw(self.ns(), key.as_str(), columns.version, columns.created_ns);
+        Ok(Some(credential(key, value, metadata, &columns)))
+    }
+
     async fn read_current(
         &self,
         conn: &Object,
@@ -849,24 +879,37 @@ impl CredentialStore for PostgresStore {
         let shared = &*self.shared;
         let row = self.query_key("read a credential", &shared.sql.get, key, &[]).await?;
         let Some(row) = row else { return Ok(None) };
-        let columns = RowColumns {
-            role: RowRole::Current,
-            version: row.get(0),
-            created_ns: row.get(1),
-            updated_ns: row.get(2),
-            kind: row.get(3),
-            key_version: row.get(4),
-            format: row.get(5),
-            nonce: row.get(6),
-            sealed: row.get(7),
-            expires_ns: row.get(8),
-        };
-        if !live(columns.expires_ns, self.clock_ns()) {
-            return Ok(None);
+        self.current_of(key, &row, self.clock_ns())
+    }
+
+    /// One query for the whole batch (`key = ANY($2)`), each row opened as
+    /// `get` opens it; the answers are one snapshot of the namespace.
+    async fn get_many(&self, keys: &[CredentialKey]) -> Result<Vec<Option<Credential>>> {
+        credstore_core::check_batch(keys)?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
         }
-        let (value, metadata) = self.open_row(key, &columns)?;
-        shared.known.saw(self.ns(), key.as_str(), columns.version, columns.created_ns);
-        Ok(Some(credential(key, value, metadata, &columns)))
+        let shared = &*self.shared;
+        let what = "read credentials";
+        let by_name: HashMap<&str, &CredentialKey> = keys.iter().map(|k| (k.as_str(), k)).collect();
+        let asked: Vec<&str> = by_name.keys().copied().collect();
+        let conn = shared.conn(what).await?;
+        let ns = self.ns();
+        let rows = timed!(shared, conn, what, async {
+            let st = conn.prepare_cached(&shared.sql.get_many).await?;
+            conn.query(&st, &[&ns, &asked]).await
+        })?;
+        let now = self.clock_ns();
+        let mut found: HashMap<&str, Credential> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let name: &str = row.get(9);
+            // A row the query matched is one of the keys asked.
+            let Some(&key) = by_name.get(name) else { continue };
+            if let Some(c) = self.current_of(key, row, now)? {
+                found.insert(key.as_str(), c);
+            }
+        }
+        Ok(keys.iter().map(|k| found.get(k.as_str()).cloned()).collect())
     }
 
     async fn write(&self, request: &WriteRequest<'_>) -> Result<SetOutcome> {

@@ -401,6 +401,15 @@
 //! connection or process (the CLI's rotate-key truncates the log) waits at
 //! most that long for it. No anchor is held while the log is over 8 MiB.
 //!
+//! [`get_many`](credstore_core::CredentialStore::get_many) is one
+//! statement, `… WHERE ns = ?1 AND key IN (SELECT value FROM
+//! json_each(?2))` with the keys as a JSON array, in one read transaction
+//! (its answers are one snapshot), each row opened as `get` opens it. A
+//! batch of at most 32 keys runs where `get` runs, its thread time counted
+//! per row against the 2 ms above and charged to the budget below as a
+//! whole; a larger one runs on the blocking pool, since opening its rows
+//! (about 1.5 µs each in a release build) would keep a worker too long.
+//!
 //! An inline read is charged to the task's cooperative budget (Tokio's
 //! `task::coop`; one unit per 500 ns the read kept its thread), so a task
 //! reading in a loop yields to its worker after about 64 µs of reads, like

@@ -21,7 +21,7 @@ use crate::db::{self, Kek};
 use crate::errors;
 use crate::keyfile;
 use crate::keys::Prepared;
-use crate::reader::{self, versions, Mode, ReadError, INLINE_PAUSE, SLOW_INLINE_READ};
+use crate::reader::{self, versions, Mode, ReadError, INLINE_MAX_BATCH, INLINE_PAUSE, SLOW_INLINE_READ};
 use crate::rotation::RotationReport;
 use crate::shared::Shared;
 use crate::writer::{self, Op};
@@ -463,10 +463,27 @@ impl SqliteStore {
         T: Send + 'static,
         B: FnOnce(&Shared, &Connection) -> std::result::Result<T, ReadError> + Send + 'static,
     {
+        self.read_rows(1, inline, blocking).await
+    }
+
+    /// [`read`](Self::read) of `rows` rows at once (a batch): an inline
+    /// read counts as slow when it kept the thread longer than
+    /// [`SLOW_INLINE_READ`] per row.
+    async fn read_rows<T, B>(
+        &self,
+        rows: u32,
+        inline: impl FnOnce(&Shared, &Connection) -> std::result::Result<T, ReadError>,
+        blocking: impl FnOnce() -> B,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        B: FnOnce(&Shared, &Connection) -> std::result::Result<T, ReadError> + Send + 'static,
+    {
         let started = Instant::now();
         if let Some(out) = self.read_inline(started, inline) {
             let elapsed = started.elapsed();
-            if self.inner.shared.note_inline(started + elapsed, elapsed, SLOW_INLINE_READ, INLINE_PAUSE) {
+            let per_row = elapsed / rows.max(1);
+            if self.inner.shared.note_inline(started + elapsed, per_row, SLOW_INLINE_READ, INLINE_PAUSE) {
                 tracing::debug!(
                     store = %self.id(),
                     elapsed = ?elapsed,
@@ -615,6 +632,35 @@ impl CredentialStore for SqliteStore {
     /// on the blocking pool (see the crate docs, "Reads").
     async fn get(&self, key: &CredentialKey) -> Result<Option<Credential>> {
         self.read_key(key, reader::credential).await
+    }
+
+    /// One statement for the whole batch (the keys as a JSON array, matched
+    /// with `json_each`), each row opened as `get` opens it; on the calling
+    /// task for at most 32 keys when it can answer without waiting, else on
+    /// the blocking pool (see the crate docs, "Reads").
+    /// The answers are one snapshot of the namespace.
+    async fn get_many(&self, keys: &[CredentialKey]) -> Result<Vec<Option<Credential>>> {
+        credstore_core::check_batch(keys)?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ns = self.ns();
+        let blocking = || {
+            let (ns, keys) = (ns.clone(), keys.to_vec());
+            move |shared: &Shared, conn: &Connection| {
+                reader::credentials(shared, conn, &ns, &keys, Mode::Blocking)
+            }
+        };
+        if keys.len() > INLINE_MAX_BATCH {
+            return self.read_blocking(blocking()).await;
+        }
+        let rows = keys.len() as u32;
+        self.read_rows(
+            rows,
+            |shared, conn| reader::credentials(shared, conn, ns, keys, Mode::Inline),
+            blocking,
+        )
+        .await
     }
 
     /// Queues the write for the writer thread, which checks the condition

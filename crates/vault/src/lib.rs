@@ -296,6 +296,7 @@
 //! | operation | HTTP requests |
 //! |---|---|
 //! | `get`, `has`, `version` | 1: the current version's data and version metadata |
+//! | `get_many` of *n* keys | *n* `get`s, up to 16 at once: KV v2 has no batch read, so this is the provided [`get_many`](credstore_core::CredentialStore::get_many) |
 //! | `set` (upsert), key seen in the last 30 s (read, written, found missing, deleted) | 1: the write, with `cas` |
 //! | `set` (upsert), key not seen | 2: a read, then the write |
 //! | `create` | 1: the write with `cas=0` (2 when the key exists: the refused write, then a read to tell a live key from a deleted or expired one; 3 when that read finds a soft-deleted version, whose number the key's metadata tells) |

@@ -124,6 +124,7 @@ async fn forward_requests(
 /// lowercased target.
 fn name(op: &str) -> &'static str {
     [
+        "BatchGetSecretValue",
         "CreateSecret",
         "DeleteSecret",
         "DescribeSecret",
@@ -251,6 +252,60 @@ async fn reads_are_one_round_trip_of_two_concurrent_requests() {
     let (listed, r) = measure(&proxy, store.list(&ListOptions::new())).await;
     assert_eq!(listed.expect("list").keys, vec![k.clone()]);
     assert_eq!(r, [vec!["ListSecrets"]], "list");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batch_reads_are_one_batch_get_per_20_keys_this_store_wrote() {
+    let Some((proxy, store)) = start(DeletionPolicy::Immediate).await else { return };
+    let meta = Metadata::try_from([("by", "batch")]).expect("m");
+    let keys: Vec<_> = (0..25).map(|i| key(&format!("batch-{i:02}"))).collect();
+    let mut written = Vec::new();
+    for k in &keys[..24] {
+        written.push(store.set(k, &SecretValue::from(format!("value-of-{k}")), &meta).await.expect("set"));
+    }
+
+    // 25 keys (the last never written) this store wrote: two batches of
+    // 20 and 5 at the same time, nothing else.
+    let (got, r) = measure(&proxy, store.get_many(&keys)).await;
+    let got = got.expect("get_many");
+    assert_eq!(
+        r,
+        [vec!["BatchGetSecretValue", "BatchGetSecretValue"]],
+        "get_many of versions this store wrote"
+    );
+    assert!(got[24].is_none(), "a key never written was answered");
+    for ((k, c), w) in keys.iter().zip(&got).zip(&written) {
+        let c = c.as_ref().unwrap_or_else(|| panic!("{k} was not answered"));
+        assert_eq!(c.value.expose_str().expect("text"), format!("value-of-{k}"));
+        assert_eq!((&c.key, &c.version, &c.metadata), (k, &w.version, &meta));
+        assert_eq!((c.created_at, c.updated_at, c.expires_at), (w.created_at, w.updated_at, None));
+    }
+
+    // A key asked twice is one secret id of the request.
+    let twice = [keys[0].clone(), keys[1].clone(), keys[0].clone()];
+    let (got, r) = measure(&proxy, store.get_many(&twice)).await;
+    let got = got.expect("get_many");
+    assert_eq!(r, [vec!["BatchGetSecretValue"]], "get_many with a repeated key");
+    assert_eq!(got[0].as_ref().map(|c| &c.version), got[2].as_ref().map(|c| &c.version));
+
+    // Another store (another process) has not seen these versions: the
+    // batch, then a get of each key, all three at once.
+    let other = store_at(&proxy.endpoint, DeletionPolicy::Immediate, store.prefix());
+    let (got, r) = measure(&proxy, other.get_many(&keys[..3])).await;
+    let got = got.expect("get_many");
+    let six = [
+        "DescribeSecret",
+        "DescribeSecret",
+        "DescribeSecret",
+        "GetSecretValue",
+        "GetSecretValue",
+        "GetSecretValue",
+    ];
+    assert_eq!(r, [vec!["BatchGetSecretValue"], six.to_vec()], "get_many of versions this store never saw");
+    for ((k, c), w) in keys.iter().zip(&got).zip(&written) {
+        let c = c.as_ref().unwrap_or_else(|| panic!("{k} was not answered"));
+        assert_eq!((&c.version, &c.metadata, c.created_at), (&w.version, &meta, w.created_at));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

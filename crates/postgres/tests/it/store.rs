@@ -260,3 +260,66 @@ async fn a_unix_socket_host_connects_without_tls_by_default() {
     store.set(&key("k"), &SecretValue::from("v"), &Metadata::new()).await.unwrap();
     assert!(store.has(&key("k")).await.unwrap());
 }
+
+/// A writer sets `a` then `b` to 1, 2, 3, ... in separate statements: in
+/// any one snapshot `a` is `b` or one ahead. `get_many` is one statement,
+/// so one snapshot; separate reads (one `get` per key) can see `b` ahead of
+/// `a`, or `a` move between two reads of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_many_answers_one_snapshot_of_a_concurrent_writer() {
+    let Some(pg) = pg() else { return };
+    let schema = Postgres::fresh_schema("store_batch_snapshot");
+    let kek = MasterKey::generate();
+    let store = Arc::new(open(pg, &schema, &kek).await);
+    let (a, b) = (key("a"), key("b"));
+    for k in [&a, &b] {
+        store.set(k, &SecretValue::from("0"), &Metadata::new()).await.unwrap();
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (store, stop, a, b) = (store.clone(), stop.clone(), a.clone(), b.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                store.set(&a, &SecretValue::from(n.to_string()), &Metadata::new()).await.unwrap();
+                store.set(&b, &SecretValue::from(n.to_string()), &Metadata::new()).await.unwrap();
+            }
+            n
+        })
+    };
+    let number = |c: &Option<credstore_core::Credential>| -> u64 {
+        c.as_ref().unwrap().value.expose_str().unwrap().parse().unwrap()
+    };
+    let keys = [a.clone(), b.clone(), a.clone(), key("never-set")];
+    for _ in 0..500 {
+        let got = store.get_many(&keys).await.unwrap();
+        let (a1, b1, a2) = (number(&got[0]), number(&got[1]), number(&got[2]));
+        assert!(a1 == a2 && (a1 == b1 || a1 == b1 + 1), "not one snapshot: a {a1}, b {b1}, a {a2}");
+        assert!(got[3].is_none());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(writer.await.unwrap() > 0, "the writer wrote");
+}
+
+/// A row that fails authentication fails the whole batch with the
+/// integrity error naming its key, as `get` of it does, and shows no value.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_row_fails_the_batch_naming_its_key() {
+    let Some(pg) = pg() else { return };
+    let schema = Postgres::fresh_schema("store_batch_tamper");
+    let kek = MasterKey::generate();
+    let store = open(pg, &schema, &kek).await;
+    let keys = [key("fine"), key("victim"), key("other")];
+    for k in &keys {
+        store.set(k, &SecretValue::from(format!("TOPSECRET-{k}")), &Metadata::new()).await.unwrap();
+    }
+    assert_eq!(store.get_many(&keys).await.unwrap().iter().flatten().count(), 3);
+    psql(
+        pg,
+        &format!("UPDATE \"{schema}\".credentials SET updated_ns = updated_ns + 1 WHERE key = 'victim'"),
+    );
+    let err = store.get_many(&keys).await.map(|a| a.len()).unwrap_err();
+    assert!(matches!(&err, Error::Integrity { key, .. } if key.as_str() == "victim"), "{err:?}");
+    assert!(!err.to_string().contains("TOPSECRET"), "{err}");
+}

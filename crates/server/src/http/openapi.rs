@@ -313,6 +313,13 @@ problem_responses! {
     ReadValueErrors = [
         403 => "The token lacks the `reveal` action (no token has it unless the configuration grants it, the admin token included), or may not use this tenant or project",
     ];
+    /// The batch read's own error answers.
+    BatchReadErrors = [
+        400 => "Malformed JSON, wrong content type, an unknown field or no keys array, or path parameters that are not UTF-8",
+        403 => "The token lacks the `reveal` action (no token has it unless the configuration grants it, the admin token included), or may not use this tenant, project or store",
+        413 => "The body is over the body limit",
+        422 => "More than 1000 keys (the detail names keys), a key that breaks the id rules (the detail names keys[i]), a bad id, or tenantId/projectId longer than the store's namespace cap; nothing was read",
+    ];
     /// The answer of a route on one version that names a store not served
     /// or a version not kept.
     VersionNotFound = [

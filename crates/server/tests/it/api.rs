@@ -422,6 +422,7 @@ async fn health_readiness_and_openapi() {
             "GET",
             "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}/value",
         ),
+        ("POST", "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials:batchRead"),
         ("GET", "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}/versions"),
         ("DELETE", "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}/versions"),
         ("GET", "/manage/tenants/{tenantId}/projects/{projectId}/credential-stores/{id}/credentials/{key}/versions/{version}"),

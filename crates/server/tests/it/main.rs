@@ -6,6 +6,7 @@ mod util;
 
 mod api;
 mod backends;
+mod batch;
 mod browser;
 mod cli;
 mod connections;

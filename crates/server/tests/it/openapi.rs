@@ -170,6 +170,11 @@ fn object_of(doc: &Value, schema: &Value, keys: &'static [&'static str]) -> Boxe
         } else if name == "key" {
             let known = proptest::sample::select(keys).prop_map(str::to_owned);
             prop_oneof![4 => known, 1 => string_of(prop)].prop_map(Value::String).boxed()
+        } else if prop["type"] == "array" {
+            // A batch read's keys: known keys or any valid ones, a few.
+            let item = string_of(&prop["items"]);
+            let one = prop_oneof![3 => proptest::sample::select(keys).prop_map(str::to_owned), 1 => item];
+            proptest::collection::vec(one.prop_map(Value::String), 0..=8).prop_map(Value::Array).boxed()
         } else if prop["type"] == "string" {
             // The byte limit of a text value, where maxLength counts characters.
             let bytes = prop["maxLength"].as_u64().unwrap() as usize;

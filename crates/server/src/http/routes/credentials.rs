@@ -328,7 +328,7 @@ pub(crate) fn check_expiry(
 /// never returns such a credential, but a read-through cache in front of it
 /// may still hold one (`cache = { .. }`), and the API answers it as absent
 /// from the instant it expires.
-fn live(
+pub(crate) fn live(
     store: &dyn credstore_core::CredentialStore,
     cred: Option<credstore_core::Credential>,
 ) -> Option<credstore_core::Credential> {
@@ -650,7 +650,7 @@ pub(crate) async fn record_reveal(
 /// Serializes an answer that holds a secret into a zeroizing buffer, grown
 /// by hand so no copy of it is left behind; the response body owns the
 /// buffer and zeroizes it when dropped.
-fn secret_json<T: Serialize>(body: &T, secret_len: usize) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+pub(crate) fn secret_json<T: Serialize>(body: &T, secret_len: usize) -> Result<Zeroizing<Vec<u8>>, ApiError> {
     struct Writer(Zeroizing<Vec<u8>>);
     impl std::io::Write for Writer {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {

@@ -25,6 +25,7 @@ use utoipa_axum::routes;
 
 use crate::runtime::state::AppState;
 
+pub(crate) mod batch;
 pub(crate) mod credentials;
 pub(crate) mod ops;
 pub(crate) mod stores;
@@ -33,6 +34,7 @@ pub(crate) mod versions;
 pub use super::body::{
     CreateBinaryCredential, CreateCredentialRequest, CreateTextCredential, RestoreCredentialRequest,
 };
+pub use batch::{BatchReadEntry, BatchReadRequest, BatchReadResponse};
 pub use credentials::{
     CreateCredentialResponse, CreatedCredential, CredentialInfo, CredentialInfoResponse, CredentialValue,
     CredentialValueResponse, KeyEntry, ListCredentialsResponse, ValueKind,
@@ -48,6 +50,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(credentials::create_credential, credentials::list_credentials))
         .routes(routes!(credentials::get_credential, credentials::delete_credential))
         .routes(routes!(credentials::read_value))
+        .routes(routes!(batch::batch_read))
         .routes(routes!(versions::list_versions, versions::purge_key))
         .routes(routes!(versions::get_version, versions::purge_version))
         .routes(routes!(versions::read_version_value))
