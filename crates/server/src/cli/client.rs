@@ -12,7 +12,8 @@
 //! action), its metadata with `GET …/{key}`, a write is `POST` (with
 //! `If-None-Match: *` or `If-Match: "<version>"` for `--create-only` /
 //! `--if-version`), a list `GET ?prefix=&limit=&cursor=`, a delete
-//! `DELETE …/{key}`. Bodies that hold a value (a write's request, a value
+//! `DELETE …/{key}`, and `run`'s values one `POST …/credentials:batchRead`
+//! per 1,000 keys. Bodies that hold a value (a write's request, a value
 //! read's answer) live in zeroizing buffers.
 
 use std::collections::BTreeMap;
@@ -23,7 +24,6 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use credstore_core::{CredentialKey, Metadata, SecretValue, SetMode, SetOptions};
-use futures::{StreamExt, TryStreamExt};
 use http_client::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH};
 use http_client::{Method, StatusCode, Url};
 use serde::Deserialize;
@@ -31,9 +31,6 @@ use zeroize::Zeroizing;
 
 use super::entry::{Entry, Written};
 use super::exit::{Exit, Failure};
-
-/// How many value reads `run` sends at once.
-const CONCURRENCY: usize = 16;
 
 /// A credential store of a running server, seen through one tenant's project.
 pub(crate) struct Remote {
@@ -334,14 +331,54 @@ impl Remote {
         Err(Failure::error(format!("'{}' kept changing while it was read; try again", key.as_str())))
     }
 
-    /// The values of `keys`, in their order (`None` for a missing one), at
-    /// most [`CONCURRENCY`] reads at once.
+    /// The values of `keys`, in their order (`None` for a missing one):
+    /// one *Read Credential Values* request (`POST …/credentials:batchRead`)
+    /// per [`MAX_BATCH_KEYS`](credstore_core::MAX_BATCH_KEYS) keys.
     pub(crate) async fn values(&self, keys: &[CredentialKey]) -> Result<Vec<Option<SecretValue>>, Failure> {
-        futures::stream::iter(keys)
-            .map(|key| async move { Ok::<_, Failure>(self.value(key).await?.map(|(v, _)| v)) })
-            .buffered(CONCURRENCY)
-            .try_collect()
-            .await
+        /// One key of the answer (no `Debug`: it holds the value).
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Found {
+            found: bool,
+            value: Option<String>,
+            value_base64: Option<String>,
+        }
+        let mut values = Vec::with_capacity(keys.len());
+        for batch in keys.chunks(credstore_core::MAX_BATCH_KEYS) {
+            let names: Vec<&str> = batch.iter().map(CredentialKey::as_str).collect();
+            let request = serde_json::to_vec(&serde_json::json!({ "keys": names }))
+                .map_err(|e| Failure::error(format!("cannot encode the batch read: {e}")))?;
+            let mut url = self.base.clone();
+            url.set_path(&format!("{}:batchRead", self.base.path().trim_end_matches('/')));
+            let (status, _, body) = self.send(Method::POST, url, &[], Some(request.into())).await?;
+            if status != StatusCode::OK {
+                return Err(self.refused(status, &body));
+            }
+            let answer: Data<Vec<Found>> = self.parse(&body)?;
+            if answer.data.len() != batch.len() {
+                return Err(Failure::error("the server's batch read answered another number of keys"));
+            }
+            for found in answer.data {
+                values.push(match (found.found, found.value, found.value_base64) {
+                    (false, _, _) => None,
+                    (true, Some(text), None) => Some(SecretValue::from_text(text)),
+                    (true, None, Some(b64)) => {
+                        let b64 = Zeroizing::new(b64);
+                        Some(SecretValue::from_bytes(
+                            STANDARD
+                                .decode(b64.as_bytes())
+                                .map_err(|_| Failure::error("the server's valueBase64 is not base64"))?,
+                        ))
+                    }
+                    _ => {
+                        return Err(Failure::error(
+                            "the server's answer has not exactly one of value and valueBase64",
+                        ))
+                    }
+                });
+            }
+        }
+        Ok(values)
     }
 
     /// Writes `key` as `options` say.
