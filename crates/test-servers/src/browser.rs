@@ -169,10 +169,38 @@ impl Browser {
         self.wait_for(css, Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// Clicks the element `css` selects (waiting for a page it loads).
+    /// Clicks the element `css` selects, a link or a form's button, and
+    /// waits until the page it was on is gone: what a test waits for next
+    /// is then looked for on the page the click loaded, never found on the
+    /// old one just before it goes.
+    ///
+    /// # Panics
+    /// When the page is still there after 10 s (the click loaded nothing).
     pub fn click(&self, css: &str) {
         let el = self.element(css);
+        let page = self.find("html");
         self.must("POST", &format!("/element/{el}/click"), Some(&json!({})));
+        if let Some(page) = page {
+            self.wait_gone(&page, css);
+        }
+    }
+
+    /// Polls the element `el` until the browser says it is stale (its page
+    /// was replaced), for at most 10 s.
+    fn wait_gone(&self, el: &str, clicked: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut pause = Duration::from_millis(10);
+        loop {
+            match self.call("GET", &format!("/element/{el}/name"), None) {
+                Err(e) if e.contains("stale element") => return,
+                Err(e) => panic!("{e}"),
+                Ok(_) if Instant::now() >= deadline => {
+                    panic!("the click on {clicked:?} loaded no page within 10 s ({})", self.url())
+                }
+                Ok(_) => std::thread::sleep(pause),
+            }
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
     }
 
     /// Empties the field `css` selects and types `text` into it.
@@ -191,10 +219,19 @@ impl Browser {
         self.must("POST", "/actions", Some(&actions));
     }
 
-    /// The visible text of the element `css` selects.
+    /// The visible text of the element `css` selects. When the page is
+    /// replaced between finding the element and reading it (a form posted
+    /// by a key press), it is looked for again on the new page.
     pub fn text(&self, css: &str) -> String {
-        let el = self.element(css);
-        self.must("GET", &format!("/element/{el}/text"), None).as_str().unwrap_or_default().to_owned()
+        for _ in 0..5 {
+            let el = self.element(css);
+            match self.call("GET", &format!("/element/{el}/text"), None) {
+                Ok(text) => return text.as_str().unwrap_or_default().to_owned(),
+                Err(e) if e.contains("stale element") => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("{css:?} went stale five times in a row on {}", self.url())
     }
 
     /// The page's visible text.
