@@ -235,6 +235,19 @@ impl StoreUri {
         SecretSource::one_of(name, file, env).map_err(|reason| invalid(format!("uri.{name}"), reason))
     }
 
+    /// Takes the pair `{name}_file` / `{name}_env` as a config file's table
+    /// has them, for settings that keep the two fields: at most one is set.
+    ///
+    /// # Errors
+    /// As [`take_secret`](StoreUri::take_secret).
+    pub fn take_secret_fields(&mut self, name: &str) -> Result<(Option<std::path::PathBuf>, Option<String>)> {
+        Ok(match self.take_secret(name)? {
+            Some(SecretSource::File(path)) => (Some(path), None),
+            Some(SecretSource::Env(var)) => (None, Some(var)),
+            None => (None, None),
+        })
+    }
+
     /// The store id: the parameter `id` if given, `default` otherwise.
     ///
     /// # Errors
@@ -460,6 +473,12 @@ mod tests {
         assert_eq!(ok.take_secret("token").unwrap(), Some(SecretSource::File("/run/t".into())));
         assert_eq!(ok.take("kms_key_id").as_deref(), Some("alias/app"));
         ok.finish().unwrap();
+        // As a config file's pair of fields: one of them, never both.
+        let mut pair = StoreUri::parse("x:?password_file=/run/p").unwrap();
+        assert_eq!(pair.take_secret_fields("password").unwrap(), (Some("/run/p".into()), None));
+        let mut both = StoreUri::parse("x:?password_file=/run/p&password_env=P").unwrap();
+        let err = both.take_secret_fields("password").unwrap_err();
+        assert!(matches!(&err, Error::InvalidInput { field, .. } if field == "uri.password"), "{err}");
     }
 
     #[test]

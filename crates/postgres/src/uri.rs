@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use credstore_core::config::{ConfigContext, SecretSource};
+use credstore_core::config::ConfigContext;
 use credstore_core::{async_trait, CredentialStore, Error, Result, StoreId, StoreScheme, StoreUri};
 
 use crate::config::de::RawPostgresSettings;
@@ -61,9 +61,9 @@ impl PostgresScheme {
         let database = Some(uri.path().trim_start_matches('/').to_owned()).filter(|d| !d.is_empty());
         let (port, user) = (uri.port(), uri.username().map(str::to_owned));
         let id = uri.take_store_id(crate::KIND.as_str())?;
-        let (password_file, password_env) = file_or_env(uri.take_secret("password")?);
-        let (master_key_file, master_key_env) = file_or_env(uri.take_secret("master_key")?);
-        let (passphrase_file, passphrase_env) = file_or_env(uri.take_secret("passphrase")?);
+        let (password_file, password_env) = uri.take_secret_fields("password")?;
+        let (master_key_file, master_key_env) = uri.take_secret_fields("master_key")?;
+        let (passphrase_file, passphrase_env) = uri.take_secret_fields("passphrase")?;
         let raw = RawPostgresSettings {
             url: None,
             url_env: uri.take("url_env"),
@@ -93,14 +93,6 @@ impl PostgresScheme {
         uri.finish()?;
         let settings = PostgresSettings::try_from(raw).map_err(|reason| Error::config(&id, reason))?;
         Ok((id, settings))
-    }
-}
-
-fn file_or_env(source: Option<SecretSource>) -> (Option<PathBuf>, Option<String>) {
-    match source {
-        Some(SecretSource::File(path)) => (Some(path), None),
-        Some(SecretSource::Env(var)) => (None, Some(var)),
-        None => (None, None),
     }
 }
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use credstore_core::config::{ConfigContext, SecretSource};
+use credstore_core::config::ConfigContext;
 use credstore_core::{async_trait, CredentialStore, Error, Result, StoreId, StoreScheme, StoreUri};
 
 use crate::config::de::RawSqliteSettings;
@@ -72,8 +72,8 @@ impl SqliteScheme {
             return Err(invalid("a sqlite: URI names the database file: sqlite:app.db".into()));
         }
         let id = uri.take_store_id(crate::KIND.as_str())?;
-        let (master_key_file, master_key_env) = file_or_env(uri.take_secret("master_key")?);
-        let (passphrase_file, passphrase_env) = file_or_env(uri.take_secret("passphrase")?);
+        let (master_key_file, master_key_env) = uri.take_secret_fields("master_key")?;
+        let (passphrase_file, passphrase_env) = uri.take_secret_fields("passphrase")?;
         let raw = RawSqliteSettings {
             path: PathBuf::from(path),
             master_key_file,
@@ -91,14 +91,6 @@ impl SqliteScheme {
         uri.finish()?;
         let settings = SqliteSettings::try_from(raw).map_err(|reason| Error::config(&id, reason))?;
         Ok((id, settings))
-    }
-}
-
-fn file_or_env(source: Option<SecretSource>) -> (Option<PathBuf>, Option<String>) {
-    match source {
-        Some(SecretSource::File(path)) => (Some(path), None),
-        Some(SecretSource::Env(var)) => (None, Some(var)),
-        None => (None, None),
     }
 }
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use credstore_core::config::{ConfigContext, SecretSource};
+use credstore_core::config::ConfigContext;
 use credstore_core::{async_trait, CredentialStore, Error, Result, StoreId, StoreScheme, StoreUri};
 
 use crate::config::de::RawSettings;
@@ -70,9 +70,8 @@ impl VaultScheme {
         };
         let mount = Some(uri.path().trim_matches('/').to_owned()).filter(|m| !m.is_empty());
         let id = uri.take_store_id(crate::KIND.as_str())?;
-        let (token_file, token_env) = file_or_env(uri.take_secret("token")?);
-        let (approle_secret_id_file, approle_secret_id_env) =
-            file_or_env(uri.take_secret("approle_secret_id")?);
+        let (token_file, token_env) = uri.take_secret_fields("token")?;
+        let (approle_secret_id_file, approle_secret_id_env) = uri.take_secret_fields("approle_secret_id")?;
         let raw = RawSettings {
             address,
             mount,
@@ -97,14 +96,6 @@ impl VaultScheme {
         uri.finish()?;
         let settings = VaultSettings::try_from(raw).map_err(|reason| Error::config(&id, reason))?;
         Ok((id, settings))
-    }
-}
-
-fn file_or_env(source: Option<SecretSource>) -> (Option<PathBuf>, Option<String>) {
-    match source {
-        Some(SecretSource::File(path)) => (Some(path), None),
-        Some(SecretSource::Env(var)) => (None, Some(var)),
-        None => (None, None),
     }
 }
 
