@@ -689,6 +689,50 @@ fn conflict(on_screen: &str) -> String {
     )
 }
 
+/// A credential's page, as a form posted from it sees it.
+struct CredentialPage<'a, O> {
+    state: &'a AppState,
+    headers: &'a HeaderMap,
+    project: &'a Project<O>,
+    id: &'a StoreId,
+    key: &'a CredentialKey,
+}
+
+impl<O> CredentialPage<'_, O> {
+    /// Where a write at the version on screen (a replace, a restore) goes:
+    /// back to the page with `notice` when it was written, the page again
+    /// with the conflict message when the version moved on (412), the
+    /// error page otherwise.
+    async fn after_write<T>(
+        &self,
+        store: &dyn CredentialStore,
+        written: Result<T, ApiError>,
+        on_screen: &Version,
+        notice: &str,
+    ) -> Response {
+        match written {
+            Ok(_) => see_other(&format!(
+                "{}?notice={notice}",
+                Here::of(self.project).credential_url(self.id.as_str(), self.key.as_str())
+            )),
+            Err(e) if e.status == StatusCode::PRECONDITION_FAILED => {
+                let extras = Extras { error: Some(conflict(on_screen.as_str())), ..Extras::default() };
+                credential_page(
+                    self.state,
+                    self.project,
+                    self.id,
+                    store,
+                    self.key,
+                    extras,
+                    StatusCode::PRECONDITION_FAILED,
+                )
+                .await
+            }
+            Err(e) => fail(self.state, self.headers, e),
+        }
+    }
+}
+
 /// `POST …/replace`: replaces the value at the version on screen.
 pub(crate) async fn replace(
     State(state): State<AppState>,
@@ -708,28 +752,11 @@ pub(crate) async fn replace(
             Err(e) => return fail(&state, &headers, e),
         };
     let condition = WriteCondition::Version(version.clone());
-    match credentials::write_credential(&state, project.audit.clone(), store.as_ref(), &input, &condition)
-        .await
-    {
-        Ok(_) => see_other(&format!(
-            "{}?notice=replaced",
-            Here::of(&project).credential_url(id.as_str(), key.as_str())
-        )),
-        Err(e) if e.status == StatusCode::PRECONDITION_FAILED => {
-            let extras = Extras { error: Some(conflict(version.as_str())), ..Extras::default() };
-            credential_page(
-                &state,
-                &project,
-                &id,
-                store.as_ref(),
-                &key,
-                extras,
-                StatusCode::PRECONDITION_FAILED,
-            )
-            .await
-        }
-        Err(e) => fail(&state, &headers, e),
-    }
+    let written =
+        credentials::write_credential(&state, project.audit.clone(), store.as_ref(), &input, &condition)
+            .await;
+    let page = CredentialPage { state: &state, headers: &headers, project: &project, id: &id, key: &key };
+    page.after_write(store.as_ref(), written, &version, "replaced").await
 }
 
 /// `GET …/delete`: the confirmation step.
@@ -835,25 +862,8 @@ pub(crate) async fn restore(
         Err(e) => return fail(&state, &headers, e),
     };
     let condition = WriteCondition::Version(current.clone());
-    match versions::restore_in(&state, &project.audit, store.as_ref(), &key, &version, &condition, None).await
-    {
-        Ok(_) => see_other(&format!(
-            "{}?notice=restored",
-            Here::of(&project).credential_url(id.as_str(), key.as_str())
-        )),
-        Err(e) if e.status == StatusCode::PRECONDITION_FAILED => {
-            let extras = Extras { error: Some(conflict(current.as_str())), ..Extras::default() };
-            credential_page(
-                &state,
-                &project,
-                &id,
-                store.as_ref(),
-                &key,
-                extras,
-                StatusCode::PRECONDITION_FAILED,
-            )
-            .await
-        }
-        Err(e) => fail(&state, &headers, e),
-    }
+    let written =
+        versions::restore_in(&state, &project.audit, store.as_ref(), &key, &version, &condition, None).await;
+    let page = CredentialPage { state: &state, headers: &headers, project: &project, id: &id, key: &key };
+    page.after_write(store.as_ref(), written, &current, "restored").await
 }
